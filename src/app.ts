@@ -1,0 +1,102 @@
+/**
+ * Builds the Hono app: middleware in order (request context → body guard → per-route auth), the resource routers,
+ * the OpenAPI document, and the error and not-found handlers that make every failure a problem+json response.
+ */
+import { HTTPException } from 'hono/http-exception';
+import { TrieRouter } from 'hono/router/trie-router';
+import type { Context } from 'hono';
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { AppEnv } from './env.ts';
+import { createRouter } from './http/openapi.ts';
+import { problemResponse, ProblemError, problems } from './lib/problem.ts';
+import { bodyGuard } from './middleware/body-guard.ts';
+import { requestContext } from './middleware/request-id.ts';
+import { docsRoutes } from './routes/docs/docs.routes.ts';
+import { internalRoutes } from './routes/internal/internal.routes.ts';
+import { metaRoutes } from './routes/meta/meta.routes.ts';
+import { tokensRoutes } from './routes/tokens/tokens.routes.ts';
+import { handlesRoutes } from './routes/handles/handles.routes.ts';
+
+const API_DESCRIPTION =
+  'Delivers every order, fulfillment and campaign event of a Gharart handle to its webhooks and email subscribers, ' +
+  'with no silent drops, and explains every failure with a request id.';
+
+/** Maps what Hono itself throws (validator, body parsing) onto our problem types. */
+function fromHttpException(err: HTTPException): ProblemError {
+  const message = err.message ?? '';
+  if (err.status === 400 && /malformed json/i.test(message)) return problems.malformedJson();
+  if (err.status === 400 && /content-type/i.test(message)) return problems.unsupportedMediaType(undefined);
+  if (err.status === 413) return problems.payloadTooLarge(0);
+  if (err.status === 404) return problems.notFound();
+  if (err.status === 401) return problems.unauthenticated('Authentication failed.');
+  return problems.validation([], message || 'The request could not be understood.');
+}
+
+/**
+ * Makes every failure of `app` a problem+json response: thrown problems, Hono's own exceptions, unknown routes (404),
+ * unsupported methods (405 with Allow) and unexpected errors (500, logged with the stack, never sent).
+ * Call after all routes are mounted.
+ */
+export function installProblemHandling(app: OpenAPIHono<AppEnv>): void {
+  // Which methods exist for a path, so an unsupported method gets 405 with Allow instead of 404.
+  const methodsByPath = new TrieRouter<string>();
+  for (const r of app.routes) if (r.method !== 'ALL') methodsByPath.add(r.method, r.path, r.method);
+  const allowed = (path: string) =>
+    ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].filter((m) => methodsByPath.match(m, path)[0].length > 0);
+
+  const render = (c: Context<AppEnv>, problem: ProblemError) =>
+    problemResponse(problem, c.get('requestId') ?? 'unknown');
+
+  app.notFound((c) => {
+    const allow = allowed(c.req.path);
+    if (allow.length) return render(c, problems.methodNotAllowed(c.req.method, allow));
+    return render(c, problems.notFound(`No route matches ${c.req.method} ${c.req.path}.`));
+  });
+
+  app.onError((err, c) => {
+    if (err instanceof ProblemError) return render(c, err);
+    if (err instanceof HTTPException) return render(c, fromHttpException(err));
+    console.error(
+      JSON.stringify({
+        level: 'error',
+        msg: 'unhandled_error',
+        requestId: c.get('requestId'),
+        deploymentId: c.get('deploymentId'),
+        error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
+        stack: err instanceof Error ? err.stack : undefined,
+      }),
+    );
+    return render(c, problems.internal());
+  });
+}
+
+export function buildApp() {
+  const app = createRouter();
+  app.use('*', requestContext());
+  app.use('*', bodyGuard());
+
+  app.route('/', metaRoutes);
+  app.route('/', tokensRoutes);
+  app.route('/', internalRoutes);
+  app.route('/', handlesRoutes);
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'A JWT (HS256 locally, RS256/ES256 via JWKS in production) or a personal access token (`grt_…`).',
+  });
+
+  let document: Record<string, unknown> | undefined;
+  const getDocument = () =>
+    (document ??= app.getOpenAPI31Document({
+      openapi: '3.1.0',
+      info: { title: 'gharart-notify', version: '2.0.0', description: API_DESCRIPTION },
+      servers: [{ url: '/' }],
+    }) as unknown as Record<string, unknown>);
+  app.route('/', docsRoutes(getDocument));
+
+  installProblemHandling(app);
+  return Object.assign(app, { getDocument });
+}
+
+export type App = ReturnType<typeof buildApp>;

@@ -1,0 +1,307 @@
+/**
+ * Every table of the service and the indexes behind its queries, nothing else.
+ *
+ * Conventions:
+ * - ids are prefixed, time-ordered (`src/lib/ids.ts`), so `ORDER BY id` is creation order and every list is a keyset
+ *   scan of an index on (handle, id) — never OFFSET, never a full scan.
+ * - timestamps are ISO 8601 UTC strings (`2026-11-26T23:59:59.123Z`), which sort lexically.
+ * - JSON columns hold small documents (filters, headers, scopes) that are read whole and never queried inside.
+ */
+import { sql } from 'drizzle-orm';
+import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+
+const createdAt = () => text('created_at').notNull();
+const updatedAt = () => text('updated_at').notNull();
+
+/** A store or campaign owner. Provisioned by the control plane (`PUT /v2/internal/handles/{handle}`). */
+export const handles = sqliteTable('handles', {
+  handle: text('handle').primaryKey(),
+  displayName: text('display_name').notNull(),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+});
+
+/** Who may act on a handle, and as what. */
+export const memberships = sqliteTable(
+  'memberships',
+  {
+    handle: text('handle')
+      .notNull()
+      .references(() => handles.handle, { onDelete: 'cascade' }),
+    userId: text('user_id').notNull(),
+    role: text('role', { enum: ['owner', 'admin', 'viewer'] }).notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.handle, t.userId] }),
+    // The handle switcher: "which handles can this user see".
+    index('memberships_user_idx').on(t.userId, t.handle),
+  ],
+);
+
+/** Personal access tokens. Only the SHA-256 of the token is stored; the token is shown once. */
+export const accessTokens = sqliteTable(
+  'access_tokens',
+  {
+    id: text('id').primaryKey(),
+    userId: text('user_id').notNull(),
+    name: text('name').notNull(),
+    tokenHash: text('token_hash').notNull(),
+    /** First characters of the token, so a user can tell tokens apart in a list. */
+    tokenPrefix: text('token_prefix').notNull(),
+    /** Space-separated scopes, a subset of the creator's at creation time. */
+    scopes: text('scopes').notNull(),
+    /** When set, the token only works on this handle. */
+    handle: text('handle'),
+    expiresAt: text('expires_at').notNull(),
+    lastUsedAt: text('last_used_at'),
+    revokedAt: text('revoked_at'),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('access_tokens_hash_uq').on(t.tokenHash), index('access_tokens_user_idx').on(t.userId, t.id)],
+);
+
+/** Per-handle delivery settings (SPEC §5). One row per handle, created with the handle. */
+export const notificationSettings = sqliteTable('notification_settings', {
+  handle: text('handle')
+    .primaryKey()
+    .references(() => handles.handle, { onDelete: 'cascade' }),
+  emailEnabled: integer('email_enabled', { mode: 'boolean' }).notNull().default(true),
+  webhookEnabled: integer('webhook_enabled', { mode: 'boolean' }).notNull().default(true),
+  /** A filter policy (JSON) applied to every recipient; null = everything passes. */
+  eventFilter: text('event_filter'),
+  ownerFallback: text('owner_fallback', { enum: ['critical', 'all', 'none'] })
+    .notNull()
+    .default('critical'),
+  /** Optimistic concurrency: the ETag is derived from it; PUT with a stale If-Match → 412. */
+  version: integer('version').notNull().default(1),
+  updatedAt: updatedAt(),
+});
+
+/** Webhook endpoints. The signing secret is stored encrypted (AES-GCM), never in clear. */
+export const webhookSubscriptions = sqliteTable(
+  'webhook_subscriptions',
+  {
+    id: text('id').primaryKey(),
+    handle: text('handle')
+      .notNull()
+      .references(() => handles.handle, { onDelete: 'cascade' }),
+    url: text('url').notNull(),
+    description: text('description'),
+    /** JSON array of exact types or `prefix.*`; null = all types. */
+    eventTypes: text('event_types'),
+    filterPolicy: text('filter_policy'),
+    /** JSON object of custom request headers (never reserved ones). */
+    headers: text('headers'),
+    enabled: integer('enabled', { mode: 'boolean' }).notNull().default(true),
+    disabledReason: text('disabled_reason'),
+    disabledAt: text('disabled_at'),
+    secretEncrypted: text('secret_encrypted').notNull(),
+    /** The secret replaced by the last rotation; it keeps signing until `previousSecretExpiresAt`. */
+    previousSecretEncrypted: text('previous_secret_encrypted'),
+    previousSecretExpiresAt: text('previous_secret_expires_at'),
+    consecutiveFailures: integer('consecutive_failures').notNull().default(0),
+    /** First failure of the current streak: auto-disable counts "5 days without success" from here. */
+    failingSince: text('failing_since'),
+    lastSuccessAt: text('last_success_at'),
+    lastFailureAt: text('last_failure_at'),
+    lastFailureClass: text('last_failure_class'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [index('webhook_subscriptions_handle_idx').on(t.handle, t.id)],
+);
+
+/**
+ * Email recipients. The owner default email is the row of kind `owner_default` (at most one per handle), so every
+ * delivery points at a subscription row whatever the recipient.
+ */
+export const emailSubscriptions = sqliteTable(
+  'email_subscriptions',
+  {
+    id: text('id').primaryKey(),
+    handle: text('handle')
+      .notNull()
+      .references(() => handles.handle, { onDelete: 'cascade' }),
+    kind: text('kind', { enum: ['standard', 'owner_default'] })
+      .notNull()
+      .default('standard'),
+    /** As given (trimmed); `emailNormalized` is the lower-cased form used for uniqueness and sending. */
+    email: text('email').notNull(),
+    emailNormalized: text('email_normalized').notNull(),
+    eventTypes: text('event_types'),
+    filterPolicy: text('filter_policy'),
+    status: text('status', {
+      enum: ['pending_confirmation', 'active', 'unsubscribed', 'suppressed', 'stale'],
+    }).notNull(),
+    statusReason: text('status_reason'),
+    confirmTokenHash: text('confirm_token_hash'),
+    confirmExpiresAt: text('confirm_expires_at'),
+    confirmedAt: text('confirmed_at'),
+    /** `cloudflare`, `resend` or `sns`: the provider this subscription was created with. */
+    provider: text('provider').notNull(),
+    /** Provider-side reference, e.g. the SNS subscription ARN. */
+    providerRef: text('provider_ref'),
+    providerCheckedAt: text('provider_checked_at'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    index('email_subscriptions_handle_idx').on(t.handle, t.id),
+    uniqueIndex('email_subscriptions_address_uq').on(t.handle, t.kind, t.emailNormalized),
+    uniqueIndex('email_subscriptions_owner_default_uq')
+      .on(t.handle)
+      .where(sql`kind = 'owner_default'`),
+    uniqueIndex('email_subscriptions_confirm_token_uq').on(t.confirmTokenHash),
+  ],
+);
+
+/** One row per accepted event for a handle: what the feed lists. */
+export const notifications = sqliteTable(
+  'notifications',
+  {
+    id: text('id').primaryKey(),
+    handle: text('handle')
+      .notNull()
+      .references(() => handles.handle, { onDelete: 'cascade' }),
+    type: text('type').notNull(),
+    severity: text('severity', { enum: ['info', 'warning', 'critical'] }).notNull(),
+    /** Event payload (JSON, ≤ 64 KB). */
+    data: text('data').notNull(),
+    /** Who published it: a service name, user id or `system`. */
+    source: text('source').notNull(),
+    sourceEventId: text('source_event_id'),
+    occurredAt: text('occurred_at').notNull(),
+    status: text('status', {
+      enum: ['delivering', 'delivered', 'partially_failed', 'failed', 'no_recipients', 'undeliverable'],
+    }).notNull(),
+    recipientCount: integer('recipient_count').notNull().default(0),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    // The feed, newest first, and its filters: each a keyset scan of its own index.
+    index('notifications_handle_idx').on(t.handle, t.id),
+    index('notifications_handle_status_idx').on(t.handle, t.status, t.id),
+    index('notifications_handle_type_idx').on(t.handle, t.type, t.id),
+    index('notifications_handle_severity_idx').on(t.handle, t.severity, t.id),
+    // `sourceEventId` is unique per handle: a repeat answers with the first notification.
+    uniqueIndex('notifications_source_event_uq').on(t.handle, t.sourceEventId),
+  ],
+);
+
+/** One recipient of one notification (or one test send). Messages on the queue carry only its id. */
+export const deliveries = sqliteTable(
+  'deliveries',
+  {
+    id: text('id').primaryKey(),
+    handle: text('handle').notNull(),
+    /** Null for test sends that replay a sample event. */
+    notificationId: text('notification_id'),
+    kind: text('kind', { enum: ['event', 'test'] }).notNull(),
+    channel: text('channel', { enum: ['webhook', 'email'] }).notNull(),
+    /** A webhook_subscriptions.id or email_subscriptions.id (or null for the platform alert address). */
+    subscriptionId: text('subscription_id'),
+    /** The URL or address at the time the delivery was created. */
+    target: text('target').notNull(),
+    status: text('status', {
+      enum: ['pending', 'queued', 'retrying', 'succeeded', 'dead', 'cancelled', 'skipped'],
+    }).notNull(),
+    statusReason: text('status_reason'),
+    attemptCount: integer('attempt_count').notNull().default(0),
+    lastErrorClass: text('last_error_class'),
+    lastHttpStatus: integer('last_http_status'),
+    nextAttemptAt: text('next_attempt_at'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    index('deliveries_notification_idx').on(t.notificationId),
+    // Delivery log of one subscription, newest first.
+    index('deliveries_subscription_idx').on(t.subscriptionId, t.id),
+    // Outbox sweeper: only non-terminal rows are indexed, so the index stays small.
+    index('deliveries_pending_idx')
+      .on(t.status, t.updatedAt)
+      .where(sql`status in ('pending', 'queued', 'retrying')`),
+  ],
+);
+
+/** One row per attempt: the evidence a diagnosis is built from. */
+export const deliveryAttempts = sqliteTable(
+  'delivery_attempts',
+  {
+    id: text('id').primaryKey(),
+    deliveryId: text('delivery_id').notNull(),
+    attemptNumber: integer('attempt_number').notNull(),
+    outcome: text('outcome', { enum: ['succeeded', 'failed'] }).notNull(),
+    errorClass: text('error_class'),
+    httpStatus: integer('http_status'),
+    durationMs: integer('duration_ms').notNull(),
+    requestBytes: integer('request_bytes'),
+    responseSnippet: text('response_snippet'),
+    errorMessage: text('error_message'),
+    createdAt: createdAt(),
+  },
+  (t) => [index('delivery_attempts_delivery_idx').on(t.deliveryId, t.attemptNumber)],
+);
+
+/** Idempotency-Key records (IETF draft): scoped to principal and handle, kept 24 h. */
+export const idempotencyKeys = sqliteTable(
+  'idempotency_keys',
+  {
+    principal: text('principal').notNull(),
+    /** '' for writes outside a handle. */
+    handle: text('handle').notNull(),
+    key: text('key').notNull(),
+    /** SHA-256 of method, path and body: the same key with another request → 422. */
+    requestHash: text('request_hash').notNull(),
+    state: text('state', { enum: ['in_progress', 'completed'] }).notNull(),
+    responseStatus: integer('response_status'),
+    responseHeaders: text('response_headers'),
+    responseBody: text('response_body'),
+    createdAt: createdAt(),
+    expiresAt: text('expires_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.principal, t.handle, t.key] }), index('idempotency_keys_expiry_idx').on(t.expiresAt)],
+);
+
+/** Successful writes per handle per UTC day, for the daily write limit. */
+export const dailyWriteCounters = sqliteTable(
+  'daily_write_counters',
+  {
+    handle: text('handle').notNull(),
+    /** UTC date, `YYYY-MM-DD`. */
+    day: text('day').notNull(),
+    count: integer('count').notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.handle, t.day] })],
+);
+
+/** `POST /v2/support/report`: what the user saw, with the ids support needs. */
+export const supportReports = sqliteTable(
+  'support_reports',
+  {
+    id: text('id').primaryKey(),
+    /** The caller: user id (or service subject) and how they authenticated. */
+    principalId: text('principal_id').notNull(),
+    authMethod: text('auth_method', { enum: ['jwt', 'pat'] }).notNull(),
+    handle: text('handle'),
+    summary: text('summary').notNull(),
+    details: text('details').notNull(),
+    sessionId: text('session_id'),
+    /** The request id the user reports about (not this call's). */
+    reportedRequestId: text('reported_request_id'),
+    reproArtifact: text('repro_artifact'),
+    /** This call's own request id and deployment id. */
+    requestId: text('request_id').notNull(),
+    deploymentId: text('deployment_id'),
+    createdAt: createdAt(),
+  },
+  (t) => [index('support_reports_principal_idx').on(t.principalId, t.id)],
+);
+
+export type Handle = typeof handles.$inferSelect;
+export type Membership = typeof memberships.$inferSelect;
+export type AccessToken = typeof accessTokens.$inferSelect;
+export type Role = Membership['role'];

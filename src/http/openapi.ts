@@ -1,0 +1,131 @@
+/**
+ * Shared pieces of the HTTP layer: the OpenAPIHono factory whose validation hook throws problems, the problem and
+ * list schemas every route documents, and `guard()`, which attaches an authorization rule to a route so that the
+ * middleware and the OpenAPI `security` entry come from one declaration.
+ */
+import { OpenAPIHono, z, type RouteConfig } from '@hono/zod-openapi';
+import type { MiddlewareHandler } from 'hono';
+import type { AppEnv } from '../env.ts';
+import { problems, PROBLEM_TYPES, type FieldError } from '../lib/problem.ts';
+import { authorize, type AccessRule } from '../middleware/auth.ts';
+
+type ZodIssueLike = { path: PropertyKey[]; message: string; code?: string; keys?: string[] };
+
+const TARGET_PREFIX: Record<string, string> = { json: 'body', query: 'query', header: 'header', param: 'path' };
+
+/** Turns zod issues into `errors[]` with a dotted path rooted at the request part (`body.url`, `query.limit`). */
+export function fieldErrors(issues: readonly ZodIssueLike[], target: string): FieldError[] {
+  const root = TARGET_PREFIX[target] ?? target;
+  return issues.flatMap((issue) => {
+    const base = [root, ...issue.path.map(String)].join('.');
+    // Unknown fields are reported one by one, each at its own path, so a client sees exactly what to remove.
+    if (issue.code === 'unrecognized_keys' && issue.keys?.length) {
+      return issue.keys.map((k) => ({ path: `${base}.${k}`, message: 'Unknown field.' }));
+    }
+    return [{ path: base, message: issue.message }];
+  });
+}
+
+/** A router for one resource: same validation behaviour everywhere. */
+export function createRouter(): OpenAPIHono<AppEnv> {
+  return new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (result.success) return;
+      // A malformed path id names no resource: answer as for any missing resource, never echo the value.
+      if (result.target === 'param') throw problems.notFound();
+      throw problems.validation(fieldErrors(result.error.issues as ZodIssueLike[], result.target));
+    },
+  });
+}
+
+export const ProblemSchema = z
+  .object({
+    type: z.string().openapi({ example: '/docs#problem-validation' }),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    instance: z.string(),
+    requestId: z.string(),
+    errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  })
+  .catchall(z.unknown())
+  .openapi('Problem', { description: 'RFC 9457 problem details.' });
+
+const problemContent = { 'application/problem+json': { schema: ProblemSchema } } as const;
+
+const ERROR_DESCRIPTIONS: Record<number, string> = Object.fromEntries(
+  Object.values(PROBLEM_TYPES).map((p) => [p.status, p.title]),
+);
+
+/** OpenAPI entries for the error statuses a route can answer with. */
+export function errorResponses(...statuses: number[]) {
+  const out: Record<number, { description: string; content: typeof problemContent }> = {};
+  for (const s of new Set([...statuses, 500])) {
+    out[s] = { description: ERROR_DESCRIPTIONS[s] ?? 'Error', content: problemContent };
+  }
+  return out;
+}
+
+/** JSON request body entry for createRoute. */
+export function jsonBody<T extends z.ZodType>(schema: T, description?: string) {
+  return {
+    required: true,
+    ...(description ? { description } : {}),
+    content: { 'application/json': { schema } },
+  } as const;
+}
+
+/** JSON response entry for createRoute. */
+export function jsonResponse<T extends z.ZodType>(schema: T, description: string) {
+  return { description, content: { 'application/json': { schema } } } as const;
+}
+
+export const LIMIT_DEFAULT = 50;
+export const LIMIT_MAX = 200;
+
+/** `?limit=&cursor=` of every list (SPEC §2). */
+export const PageQuery = z.object({
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(LIMIT_MAX)
+    .default(LIMIT_DEFAULT)
+    .openapi({ param: { name: 'limit', in: 'query' }, example: 50 }),
+  cursor: z
+    .string()
+    .max(200)
+    .optional()
+    .openapi({ param: { name: 'cursor', in: 'query' }, description: 'Opaque; from the previous page.' }),
+});
+
+/** `{ data: [...], nextCursor }` of every list. */
+export function pageOf<T extends z.ZodType>(item: T, name: string) {
+  return z.object({ data: z.array(item), nextCursor: z.string().nullable() }).openapi(name);
+}
+
+/** A handle in a path: lower-case slug, as provisioned. */
+export const HandleParam = z
+  .string()
+  .regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/)
+  .openapi({ param: { name: 'handle', in: 'path' }, example: 'demo-store' });
+
+/**
+ * Attaches an access rule to a route: the middleware that enforces it, the OpenAPI `security` requirement, and the
+ * 401/403/404 answers it can produce.
+ */
+export function guard<R extends RouteConfig>(rule: AccessRule, route: R) {
+  const existing = route.middleware ? (Array.isArray(route.middleware) ? route.middleware : [route.middleware]) : [];
+  const statuses = [401, 403, ...(rule.handle ? [404] : [])];
+  const roleNote = rule.roles ? ` Role on the handle: ${rule.roles.join(' or ')}.` : '';
+  const jwtNote = rule.jwtOnly ? ' Only a JWT is accepted (not a personal access token).' : '';
+  return {
+    ...route,
+    middleware: [authorize(rule), ...existing] as MiddlewareHandler[],
+    security: [{ bearerAuth: [...(rule.scopes ?? [])] }],
+    description: `${route.description ?? ''}${
+      rule.scopes?.length ? `\n\nScopes: ${rule.scopes.join(', ')}.` : ''
+    }${roleNote}${jwtNote}`.trim(),
+    responses: { ...errorResponses(...statuses), ...route.responses },
+  } as R;
+}

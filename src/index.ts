@@ -1,0 +1,19 @@
+/**
+ * gharart-notify: the Worker's entry points (SPEC §1).
+ * - fetch: the HTTP API (src/app.ts)
+ * - queue: notify-events, notify-deliveries, their dead-letter queues (src/queue.ts)
+ * - scheduled: the minute jobs (src/jobs/)
+ */
+import { buildApp } from './app.ts';
+import { handleScheduled } from './jobs/index.ts';
+import { handleQueue } from './queue.ts';
+
+const app = buildApp();
+
+export default {
+  fetch: app.fetch,
+  queue: handleQueue,
+  scheduled: handleScheduled,
+} satisfies ExportedHandler<Env>;
+
+

@@ -1,0 +1,28 @@
+/**
+ * The `scheduled` entry point (cron `* * * * *`): runs each minute job, isolated so one failing job neither stops the
+ * others nor hides its error.
+ */
+import { purgeExpiredIdempotencyKeys } from './purge-idempotency.ts';
+
+type Job = (env: Env, now: Date) => Promise<Record<string, unknown>>;
+
+const JOBS: Record<string, Job> = {
+  purgeExpiredIdempotencyKeys,
+};
+
+export async function handleScheduled(controller: ScheduledController, env: Env, _ctx?: ExecutionContext): Promise<void> {
+  const now = new Date(controller.scheduledTime);
+  const results = await Promise.allSettled(Object.entries(JOBS).map(async ([name, job]) => [name, await job(env, now)] as const));
+  let failed = 0;
+  for (const [i, r] of results.entries()) {
+    const name = Object.keys(JOBS)[i];
+    if (r.status === 'fulfilled') {
+      console.log(JSON.stringify({ level: 'info', msg: 'job_done', job: name, cron: controller.cron, ...r.value[1] }));
+    } else {
+      failed++;
+      console.error(JSON.stringify({ level: 'error', msg: 'job_failed', job: name, error: String(r.reason) }));
+    }
+  }
+  // Failing the invocation makes the failure visible in Workers metrics, not only in logs.
+  if (failed) throw new Error(`${failed} scheduled job(s) failed`);
+}

@@ -1,0 +1,128 @@
+/**
+ * RFC 9457 problem details: the only place an error becomes a response.
+ *
+ * Code anywhere (routes, middleware, repos) throws a {@link ProblemError} built by one of the {@link problems}
+ * factories; the app's error handler turns it — or anything else thrown — into `application/problem+json` with the
+ * request id. Unexpected errors become a 500 whose body names only the request id: never a stack or a message.
+ */
+
+/** One entry of `errors[]` on a 400: where in the request, and what is wrong there. */
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+/** The documented problem types. `type` URIs point at the matching section of `/docs`. */
+export const PROBLEM_TYPES = {
+  validation: { status: 400, title: 'Your request is not valid' },
+  malformed_json: { status: 400, title: 'The request body is not valid JSON' },
+  unauthenticated: { status: 401, title: 'Authentication required' },
+  forbidden: { status: 403, title: 'Not allowed' },
+  not_found: { status: 404, title: 'Not found' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  conflict: { status: 409, title: 'Conflict' },
+  precondition_failed: { status: 412, title: 'Precondition failed' },
+  payload_too_large: { status: 413, title: 'Request body too large' },
+  unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  unprocessable: { status: 422, title: 'The request cannot be processed' },
+  rate_limited: { status: 429, title: 'Too many requests' },
+  internal: { status: 500, title: 'Internal error' },
+  unavailable: { status: 503, title: 'Service unavailable' },
+} as const;
+
+export type ProblemType = keyof typeof PROBLEM_TYPES;
+
+/** A problem to be sent to the client. Throw it; the error handler renders it. */
+export class ProblemError extends Error {
+  readonly type: ProblemType;
+  readonly status: number;
+  readonly title: string;
+  readonly detail: string;
+  readonly errors: FieldError[] | undefined;
+  readonly headers: Record<string, string>;
+  /** Extra members of the problem object (e.g. `missingScopes`), documented per type. */
+  readonly extensions: Record<string, unknown>;
+
+  constructor(
+    type: ProblemType,
+    detail: string,
+    options: { errors?: FieldError[]; headers?: Record<string, string>; extensions?: Record<string, unknown> } = {},
+  ) {
+    super(detail);
+    this.name = 'ProblemError';
+    this.type = type;
+    this.status = PROBLEM_TYPES[type].status;
+    this.title = PROBLEM_TYPES[type].title;
+    this.detail = detail;
+    this.errors = options.errors;
+    this.headers = options.headers ?? {};
+    this.extensions = options.extensions ?? {};
+  }
+}
+
+/** Factories for every problem the API sends, so wording and headers stay consistent. */
+export const problems = {
+  validation: (errors: FieldError[], detail = 'One or more fields are invalid; see errors[].') =>
+    new ProblemError('validation', detail, { errors }),
+  malformedJson: () => new ProblemError('malformed_json', 'The request body could not be parsed as JSON.'),
+  unauthenticated: (detail: string, error: 'invalid_request' | 'invalid_token' = 'invalid_token') =>
+    new ProblemError('unauthenticated', detail, {
+      headers: { 'WWW-Authenticate': `Bearer realm="gharart-notify", error="${error}"` },
+    }),
+  missingScopes: (scopes: string[]) =>
+    new ProblemError('forbidden', `This token lacks the scope ${scopes.join(', ')}.`, {
+      extensions: { missingScopes: scopes },
+      headers: { 'WWW-Authenticate': `Bearer realm="gharart-notify", error="insufficient_scope", scope="${scopes.join(' ')}"` },
+    }),
+  missingRole: (required: string[], actual: string) =>
+    new ProblemError('forbidden', `This action needs the role ${required.join(' or ')} on this handle; you are ${actual}.`, {
+      extensions: { requiredRoles: required, role: actual },
+    }),
+  forbidden: (detail: string) => new ProblemError('forbidden', detail),
+  notFound: (detail = 'The requested resource does not exist or you do not have access to it.') =>
+    new ProblemError('not_found', detail),
+  methodNotAllowed: (method: string, allow: string[]) =>
+    new ProblemError('method_not_allowed', `${method} is not supported here. Allowed: ${allow.join(', ')}.`, {
+      headers: { Allow: allow.join(', ') },
+    }),
+  conflict: (detail: string) => new ProblemError('conflict', detail),
+  preconditionFailed: (detail: string) => new ProblemError('precondition_failed', detail),
+  payloadTooLarge: (limitBytes: number) =>
+    new ProblemError('payload_too_large', `The request body exceeds ${limitBytes} bytes.`, {
+      extensions: { limitBytes },
+    }),
+  unsupportedMediaType: (got: string | undefined) =>
+    new ProblemError(
+      'unsupported_media_type',
+      `Request bodies must be application/json${got ? `; got ${got}` : '; no Content-Type was sent'}.`,
+      { headers: { 'Accept-Post': 'application/json' } },
+    ),
+  unprocessable: (detail: string, extensions?: Record<string, unknown>) =>
+    new ProblemError('unprocessable', detail, extensions ? { extensions } : {}),
+  rateLimited: (detail: string, retryAfterSeconds: number, headers: Record<string, string> = {}) =>
+    new ProblemError('rate_limited', detail, {
+      headers: { 'Retry-After': String(retryAfterSeconds), ...headers },
+      extensions: { retryAfterSeconds },
+    }),
+  internal: () =>
+    new ProblemError('internal', 'Something went wrong on our side. Quote the requestId when you contact support.'),
+  unavailable: (detail: string) => new ProblemError('unavailable', detail, { headers: { 'Retry-After': '5' } }),
+};
+
+/** Renders a problem as an RFC 9457 response. `instance` names this occurrence without echoing request input. */
+export function problemResponse(problem: ProblemError, requestId: string): Response {
+  const body: Record<string, unknown> = {
+    type: `/docs#problem-${problem.type}`,
+    title: problem.title,
+    status: problem.status,
+    detail: problem.detail,
+    instance: `urn:gharart-notify:request:${requestId}`,
+    requestId,
+    ...problem.extensions,
+  };
+  if (problem.errors) body.errors = problem.errors;
+  return new Response(JSON.stringify(body), {
+    status: problem.status,
+    headers: { 'Content-Type': 'application/problem+json', ...problem.headers },
+  });
+}

@@ -1,0 +1,36 @@
+/**
+ * Request bodies: at most MAX_BODY_BYTES (413, also for chunked bodies without Content-Length) and JSON only (415).
+ * Runs before authentication so an oversize or non-JSON body is refused without any further work.
+ */
+import type { MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { config, type AppEnv } from '../env.ts';
+import { problems } from '../lib/problem.ts';
+
+const JSON_TYPE = /^application\/(?:[a-z0-9.+-]+\+)?json\s*(?:;|$)/i;
+const WITH_BODY = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+export function bodyGuard(): MiddlewareHandler<AppEnv> {
+  const limiters = new Map<number, MiddlewareHandler>();
+  return async function bodyGuardMiddleware(c, next) {
+    if (!WITH_BODY.has(c.req.method)) return next();
+    const max = config(c.env).maxBodyBytes;
+    const length = c.req.header('content-length');
+    const hasBody = (length !== undefined && length !== '0') || c.req.header('transfer-encoding') !== undefined;
+    if (!hasBody) return next();
+    if (length !== undefined && Number(length) > max) throw problems.payloadTooLarge(max);
+    const type = c.req.header('content-type');
+    if (!type || !JSON_TYPE.test(type)) throw problems.unsupportedMediaType(type);
+    let limiter = limiters.get(max);
+    if (!limiter) {
+      limiter = bodyLimit({
+        maxSize: max,
+        onError: () => {
+          throw problems.payloadTooLarge(max);
+        },
+      });
+      limiters.set(max, limiter);
+    }
+    return limiter(c, next);
+  };
+}

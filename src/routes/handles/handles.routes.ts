@@ -1,0 +1,53 @@
+/**
+ * `GET /v2/handles/{handle}`: the handle and the caller's access to it (role, scopes) — step 1 of the seed guide,
+ * "confirm actor role access", in one call. Non-members get the same 404 as for a handle that does not exist.
+ */
+import { createRoute, z } from '@hono/zod-openapi';
+import { getDb } from '../../db/client.ts';
+import { createRouter, guard, jsonResponse } from '../../http/openapi.ts';
+import { problems } from '../../lib/problem.ts';
+import { getHandle } from '../internal/internal.repo.ts';
+import { HandlePathParams } from '../internal/internal.schemas.ts';
+
+const HandleAccessSchema = z
+  .object({
+    handle: z.string(),
+    displayName: z.string(),
+    role: z.enum(['owner', 'admin', 'viewer', 'service']),
+    scopes: z.array(z.string()).openapi({ description: "The calling token's scopes." }),
+    tokenRestrictedToHandle: z.boolean(),
+    createdAt: z.string(),
+  })
+  .openapi('HandleAccess');
+
+const getHandleRoute = createRoute(
+  guard(
+    { handle: true },
+    {
+      method: 'get',
+      path: '/v2/handles/{handle}',
+      tags: ['Handles'],
+      summary: 'The handle and your access to it',
+      request: { params: HandlePathParams },
+      responses: { 200: jsonResponse(HandleAccessSchema, 'Your role and scopes on this handle.') },
+    },
+  ),
+);
+
+export const handlesRoutes = createRouter().openapi(getHandleRoute, async (c) => {
+  const { handle } = c.req.valid('param');
+  const row = await getHandle(getDb(c.env.DB), handle);
+  if (!row) throw problems.notFound();
+  const principal = c.get('principal')!;
+  return c.json(
+    {
+      handle: row.handle,
+      displayName: row.displayName,
+      role: c.get('role')!,
+      scopes: [...principal.scopes].sort(),
+      tokenRestrictedToHandle: principal.tokenHandle !== null,
+      createdAt: row.createdAt,
+    },
+    200,
+  );
+});

@@ -1,0 +1,88 @@
+/** Handles and memberships in D1 (provisioned by the control plane). */
+import { and, eq, sql } from 'drizzle-orm';
+import type { Db } from '../../db/client.ts';
+import { handles, memberships, notificationSettings, type Handle, type Membership } from '../../db/schema.ts';
+import type { Role } from '../../lib/scopes.ts';
+
+export async function findRole(db: Db, userId: string, handle: string): Promise<Role | null> {
+  const row = await db
+    .select({ role: memberships.role })
+    .from(memberships)
+    .where(and(eq(memberships.handle, handle), eq(memberships.userId, userId)))
+    .get();
+  return row?.role ?? null;
+}
+
+export async function handleExists(db: Db, handle: string): Promise<boolean> {
+  const row = await db.select({ h: handles.handle }).from(handles).where(eq(handles.handle, handle)).get();
+  return Boolean(row);
+}
+
+export async function getHandle(db: Db, handle: string): Promise<Handle | undefined> {
+  return db.select().from(handles).where(eq(handles.handle, handle)).get();
+}
+
+/**
+ * Creates the handle with its default settings (and optionally its first owner), or renames it. One `db.batch`, so a
+ * handle never exists without its settings row.
+ */
+export async function upsertHandle(
+  db: Db,
+  input: { handle: string; displayName: string; ownerUserId: string | null; now: string },
+): Promise<{ row: Handle; created: boolean }> {
+  const existing = await getHandle(db, input.handle);
+  const { handle, displayName, now } = input;
+  const ops = [
+    db
+      .insert(handles)
+      .values({ handle, displayName, createdAt: now, updatedAt: now })
+      .onConflictDoUpdate({ target: handles.handle, set: { displayName, updatedAt: now } }),
+    db.insert(notificationSettings).values({ handle, updatedAt: now }).onConflictDoNothing(),
+  ] as const;
+  if (input.ownerUserId) {
+    await db.batch([
+      ...ops,
+      db
+        .insert(memberships)
+        .values({ handle, userId: input.ownerUserId, role: 'owner', createdAt: now, updatedAt: now })
+        .onConflictDoUpdate({ target: [memberships.handle, memberships.userId], set: { role: 'owner', updatedAt: now } }),
+    ]);
+  } else {
+    await db.batch(ops);
+  }
+  const row = (await getHandle(db, handle))!;
+  return { row, created: !existing };
+}
+
+export async function getMembership(db: Db, handle: string, userId: string): Promise<Membership | undefined> {
+  return db
+    .select()
+    .from(memberships)
+    .where(and(eq(memberships.handle, handle), eq(memberships.userId, userId)))
+    .get();
+}
+
+export async function countOwners(db: Db, handle: string): Promise<number> {
+  const row = await db
+    .select({ n: sql<number>`count(*)` })
+    .from(memberships)
+    .where(and(eq(memberships.handle, handle), eq(memberships.role, 'owner')))
+    .get();
+  return row?.n ?? 0;
+}
+
+export async function upsertMembership(
+  db: Db,
+  input: { handle: string; userId: string; role: Role; now: string },
+): Promise<Membership> {
+  const { handle, userId, role, now } = input;
+  await db
+    .insert(memberships)
+    .values({ handle, userId, role, createdAt: now, updatedAt: now })
+    .onConflictDoUpdate({ target: [memberships.handle, memberships.userId], set: { role, updatedAt: now } });
+  return (await getMembership(db, handle, userId))!;
+}
+
+export async function deleteMembership(db: Db, handle: string, userId: string): Promise<void> {
+  await db.delete(memberships).where(and(eq(memberships.handle, handle), eq(memberships.userId, userId)));
+}

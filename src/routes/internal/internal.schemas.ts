@@ -1,0 +1,39 @@
+import { z } from '@hono/zod-openapi';
+import { HandleParam } from '../../http/openapi.ts';
+import { ROLES } from '../../lib/scopes.ts';
+
+export const UserIdSchema = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[A-Za-z0-9._:@|+-]+$/, 'User ids are 1–255 characters of letters, digits and . _ : @ | + -');
+
+export const HandlePathParams = z.object({ handle: HandleParam });
+
+export const MemberPathParams = z.object({
+  handle: HandleParam,
+  userId: UserIdSchema.openapi({ param: { name: 'userId', in: 'path' }, example: 'user_42' }),
+});
+
+export const PutHandleBody = z
+  .strictObject({
+    displayName: z.string().trim().min(1).max(200).openapi({ example: 'Demo Store' }),
+    ownerUserId: UserIdSchema.optional().openapi({ description: 'Makes this user an owner of the handle.' }),
+  })
+  .openapi('PutHandleRequest');
+
+export const HandleSchema = z
+  .object({ handle: z.string(), displayName: z.string(), createdAt: z.string(), updatedAt: z.string() })
+  .openapi('Handle');
+
+export const PutMemberBody = z.strictObject({ role: z.enum(ROLES) }).openapi('PutMemberRequest');
+
+export const MemberSchema = z
+  .object({
+    handle: z.string(),
+    userId: z.string(),
+    role: z.enum(ROLES),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .openapi('Membership');

@@ -1,0 +1,66 @@
+/** `GET /v2/health` (liveness with a D1 ping) and `GET /v2/event-types` (the catalog). */
+import { createRoute, z } from '@hono/zod-openapi';
+import { createRouter, errorResponses, guard, jsonResponse } from '../../http/openapi.ts';
+import { EVENT_CATALOG } from '../../lib/event-catalog.ts';
+import { problems } from '../../lib/problem.ts';
+
+const HealthSchema = z
+  .object({
+    status: z.literal('ok'),
+    deploymentId: z.string(),
+    time: z.string(),
+    d1: z.object({ ok: z.boolean(), latencyMs: z.number() }),
+  })
+  .openapi('Liveness');
+
+const EventTypeSchema = z
+  .object({
+    type: z.string(),
+    description: z.string(),
+    defaultSeverity: z.enum(['info', 'warning', 'critical']),
+    system: z.boolean().openapi({ description: 'Emitted by this service; cannot be published by clients.' }),
+    sample: z.record(z.string(), z.unknown()),
+  })
+  .openapi('EventType');
+
+const health = createRoute({
+  method: 'get',
+  path: '/v2/health',
+  tags: ['Meta'],
+  summary: 'Liveness: the Worker answers and D1 responds',
+  responses: { 200: jsonResponse(HealthSchema, 'Healthy.'), ...errorResponses(503) },
+});
+
+const eventTypes = createRoute(
+  guard(
+    {},
+    {
+      method: 'get',
+      path: '/v2/event-types',
+      tags: ['Meta'],
+      summary: 'The event catalog',
+      description: 'Every event type, its default severity and a sample payload (used by test sends).',
+      responses: { 200: jsonResponse(z.object({ data: z.array(EventTypeSchema) }).openapi('EventTypeList'), 'The catalog.') },
+    },
+  ),
+);
+
+export const metaRoutes = createRouter()
+  .openapi(health, async (c) => {
+    const started = Date.now();
+    try {
+      await c.env.DB.prepare('SELECT 1').first();
+    } catch {
+      throw problems.unavailable('The database is not answering.');
+    }
+    return c.json(
+      {
+        status: 'ok' as const,
+        deploymentId: c.get('deploymentId'),
+        time: new Date().toISOString(),
+        d1: { ok: true, latencyMs: Date.now() - started },
+      },
+      200,
+    );
+  })
+  .openapi(eventTypes, (c) => c.json({ data: EVENT_CATALOG.map((e) => ({ ...e })) }, 200));

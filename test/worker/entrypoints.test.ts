@@ -1,0 +1,49 @@
+/**
+ * The queue and scheduled entry points: batches are routed by queue name and nothing is acked unprocessed.
+ */
+import { env } from 'cloudflare:workers';
+import { createExecutionContext, createMessageBatch, createScheduledController, getQueueResult } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import worker from '../../src/index.ts';
+
+describe('queue entry point', () => {
+  it('a batch from an unknown queue is retried whole, never acked', async () => {
+    const batch = createMessageBatch<unknown>('some-other-queue', [
+      { id: 'm1', timestamp: new Date(), attempts: 1, body: { deliveryId: 'x' } },
+    ]);
+    const ctx = createExecutionContext();
+    await worker.queue(batch, env, ctx);
+    const result = await getQueueResult(batch, ctx);
+    expect(result.retryBatch.retry).toBe(true);
+    expect(result.explicitAcks).toEqual([]);
+  });
+
+  for (const queue of ['notify-events', 'notify-deliveries', 'notify-deliveries-dlq', 'notify-events-dlq']) {
+    it(`${queue}: a message failing its schema is logged and retried, not acked`, async () => {
+      const batch = createMessageBatch<unknown>(queue, [
+        { id: 'bad-1', timestamp: new Date(), attempts: 1, body: { nonsense: true } },
+        { id: 'bad-2', timestamp: new Date(), attempts: 3, body: 'not even an object' },
+      ]);
+      const ctx = createExecutionContext();
+      await worker.queue(batch, env, ctx);
+      const result = await getQueueResult(batch, ctx);
+      expect(result.explicitAcks).toEqual([]);
+      expect(result.retryMessages.map((m) => m.msgId).sort()).toEqual(['bad-1', 'bad-2']);
+    });
+  }
+});
+
+describe('scheduled entry point', () => {
+  it('purges idempotency records past retention and keeps live ones', async () => {
+    const past = new Date(Date.now() - 60_000).toISOString();
+    const future = new Date(Date.now() + 3_600_000).toISOString();
+    const insert = env.DB.prepare(
+      `INSERT INTO idempotency_keys (principal, handle, key, request_hash, state, created_at, expires_at)
+       VALUES ('user:sched', '', ?, 'h', 'completed', ?, ?)`,
+    );
+    await env.DB.batch([insert.bind('expired-key', past, past), insert.bind('live-key', past, future)]);
+    await worker.scheduled(createScheduledController({ scheduledTime: new Date(), cron: '* * * * *' }), env, createExecutionContext());
+    const keys = await env.DB.prepare(`SELECT key FROM idempotency_keys WHERE principal = 'user:sched'`).all();
+    expect(keys.results.map((r) => r.key)).toEqual(['live-key']);
+  });
+});

@@ -1,0 +1,50 @@
+import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-plugin';
+import { defineConfig } from 'vitest/config';
+
+/** Values the worker tests run with: fixed secrets, and the issuer/audience checks switched on. */
+export const TEST_BINDINGS = {
+  ENVIRONMENT: 'test',
+  JWT_SECRET: 'test-secret-that-is-long-enough-for-hs256-0123456789',
+  JWT_ISSUER: 'https://auth.gharart.test',
+  JWT_AUDIENCE: 'gharart-notify',
+  // base64 of 32 bytes
+  ENCRYPTION_KEY: 'MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=',
+  ALLOW_INSECURE_WEBHOOK_TARGETS: 'true',
+};
+
+/** Request log lines are one per call: useful in production, noise in test output. */
+const quietRequestLogs = (log: string) => !log.includes('"msg":"request"');
+
+export default defineConfig(async () => {
+  const migrations = await readD1Migrations('migrations');
+  return {
+    test: {
+      projects: [
+        {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: './wrangler.toml' },
+              miniflare: { bindings: { ...TEST_BINDINGS, TEST_MIGRATIONS: migrations } },
+            }),
+          ],
+          test: {
+            name: 'worker',
+            include: ['test/worker/**/*.test.ts'],
+            setupFiles: ['test/worker/setup.ts'],
+            onConsoleLog: quietRequestLogs,
+          },
+        },
+        {
+          test: {
+            name: 'node',
+            include: ['test/node/**/*.test.ts'],
+            environment: 'node',
+            onConsoleLog: quietRequestLogs,
+            testTimeout: 120_000,
+            hookTimeout: 120_000,
+          },
+        },
+      ],
+    },
+  };
+});
