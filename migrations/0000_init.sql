@@ -137,6 +137,7 @@ CREATE TABLE `notifications` (
 	`occurred_at` text NOT NULL,
 	`status` text NOT NULL,
 	`recipient_count` integer DEFAULT 0 NOT NULL,
+	`recipients` text DEFAULT '{}' NOT NULL,
 	`created_at` text NOT NULL,
 	`updated_at` text NOT NULL,
 	FOREIGN KEY (`handle`) REFERENCES `handles`(`handle`) ON UPDATE no action ON DELETE cascade
@@ -152,6 +153,7 @@ CREATE TABLE `support_reports` (
 	`principal_id` text NOT NULL,
 	`auth_method` text NOT NULL,
 	`handle` text,
+	`handle_verified` integer DEFAULT false NOT NULL,
 	`summary` text NOT NULL,
 	`details` text NOT NULL,
 	`session_id` text,

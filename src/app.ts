@@ -16,6 +16,11 @@ import { internalRoutes } from './routes/internal/internal.routes.ts';
 import { metaRoutes } from './routes/meta/meta.routes.ts';
 import { tokensRoutes } from './routes/tokens/tokens.routes.ts';
 import { handlesRoutes } from './routes/handles/handles.routes.ts';
+import { webhooksRoutes } from './routes/webhooks/webhooks.routes.ts';
+import { emailSubscriptionsRoutes } from './routes/email-subscriptions/email-subscriptions.routes.ts';
+import { settingsRoutes } from './routes/settings/settings.routes.ts';
+import { notificationsRoutes } from './routes/notifications/notifications.routes.ts';
+import { supportRoutes } from './routes/support/support.routes.ts';
 
 const API_DESCRIPTION =
   'Delivers every order, fulfillment and campaign event of a Gharart handle to its webhooks and email subscribers, ' +
@@ -79,6 +84,12 @@ export function buildApp() {
   app.route('/', tokensRoutes);
   app.route('/', internalRoutes);
   app.route('/', handlesRoutes);
+  app.route('/', webhooksRoutes);
+  // Before the feed: `notifications/email-subscriptions` must not be read as a notification id.
+  app.route('/', emailSubscriptionsRoutes);
+  app.route('/', settingsRoutes);
+  app.route('/', notificationsRoutes);
+  app.route('/', supportRoutes);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',

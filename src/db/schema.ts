@@ -177,6 +177,12 @@ export const notifications = sqliteTable(
       enum: ['delivering', 'delivered', 'partially_failed', 'failed', 'no_recipients', 'undeliverable'],
     }).notNull(),
     recipientCount: integer('recipient_count').notNull().default(0),
+    /**
+     * Per-recipient delivery summary, `{ [deliveryId]: RecipientSummary }` (see routes/notifications). A projection
+     * of `deliveries` kept in the same `db.batch` as each delivery change, so a feed page reads one row per
+     * notification instead of joining every delivery.
+     */
+    recipients: text('recipients').notNull().default('{}'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -287,6 +293,8 @@ export const supportReports = sqliteTable(
     principalId: text('principal_id').notNull(),
     authMethod: text('auth_method', { enum: ['jwt', 'pat'] }).notNull(),
     handle: text('handle'),
+    /** True when the caller is a member of `handle`; an unverified handle is kept as given, for support to check. */
+    handleVerified: integer('handle_verified', { mode: 'boolean' }).notNull().default(false),
     summary: text('summary').notNull(),
     details: text('details').notNull(),
     sessionId: text('session_id'),

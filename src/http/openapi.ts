@@ -8,6 +8,9 @@ import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env.ts';
 import { problems, PROBLEM_TYPES, type FieldError } from '../lib/problem.ts';
 import { authorize, type AccessRule } from '../middleware/auth.ts';
+import { idempotency } from '../middleware/idempotency.ts';
+import { dailyWriteQuota } from '../middleware/quota.ts';
+import { rateLimit, type ThrottleClass } from '../middleware/rate-limit.ts';
 
 type ZodIssueLike = { path: PropertyKey[]; message: string; code?: string; keys?: string[] };
 
@@ -110,18 +113,47 @@ export const HandleParam = z
   .regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/)
   .openapi({ param: { name: 'handle', in: 'path' }, example: 'demo-store' });
 
+/** A route's access rule plus the throttle class it counts against (default: reads for GET, writes otherwise). */
+export type GuardRule = AccessRule & {
+  throttle?: ThrottleClass;
+  /** Count successful writes against the handle's daily limit (default true; control-plane calls opt out). */
+  countsTowardsDailyLimit?: boolean;
+  /** A POST that changes nothing (a dry run): no idempotency record, no daily write count. */
+  sideEffectFree?: boolean;
+};
+
+const IDEMPOTENCY_HEADER = z.object({
+  'idempotency-key': z
+    .string()
+    .optional()
+    .openapi({
+      param: { name: 'idempotency-key', in: 'header' },
+      description: 'Makes the write safe to retry: the same key and body within 24 h replays the first response.',
+    }),
+});
+
 /**
- * Attaches an access rule to a route: the middleware that enforces it, the OpenAPI `security` requirement, and the
- * 401/403/404 answers it can produce.
+ * Attaches an access rule to a route, with everything that follows from it: the middleware chain
+ * (authorize → throttle → idempotency and the daily write quota for writes), the OpenAPI `security` requirement, the
+ * `Idempotency-Key` header, and the error answers the chain can produce.
  */
-export function guard<R extends RouteConfig>(rule: AccessRule, route: R) {
+export function guard<R extends RouteConfig>(rule: GuardRule, route: R) {
   const existing = route.middleware ? (Array.isArray(route.middleware) ? route.middleware : [route.middleware]) : [];
-  const statuses = [401, 403, ...(rule.handle ? [404] : [])];
+  const isWrite = route.method !== 'get' && !rule.sideEffectFree;
+  const chain: MiddlewareHandler[] = [authorize(rule), rateLimit(rule.throttle ?? (isWrite ? 'writes' : 'reads'))];
+  if (isWrite) chain.push(idempotency());
+  if (isWrite && rule.handle && rule.countsTowardsDailyLimit !== false) chain.push(dailyWriteQuota());
+  const statuses = [401, 403, 429, ...(rule.handle ? [404] : []), ...(isWrite ? [409, 422] : [])];
   const roleNote = rule.roles ? ` Role on the handle: ${rule.roles.join(' or ')}.` : '';
   const jwtNote = rule.jwtOnly ? ' Only a JWT is accepted (not a personal access token).' : '';
+  const headers = route.request?.headers as z.ZodObject | undefined;
+  const request = isWrite
+    ? { ...route.request, headers: headers ? headers.extend(IDEMPOTENCY_HEADER.shape) : IDEMPOTENCY_HEADER }
+    : route.request;
   return {
     ...route,
-    middleware: [authorize(rule), ...existing] as MiddlewareHandler[],
+    ...(request ? { request } : {}),
+    middleware: [...chain, ...existing] as MiddlewareHandler[],
     security: [{ bearerAuth: [...(rule.scopes ?? [])] }],
     description: `${route.description ?? ''}${
       rule.scopes?.length ? `\n\nScopes: ${rule.scopes.join(', ')}.` : ''

@@ -4,7 +4,8 @@
  * OpenAPI 3.1 validator.
  */
 import { Validator } from '@seriousme/openapi-schema-validator';
-import { unstable_startWorker } from 'wrangler';
+import { unstable_readConfig, unstable_startWorker } from 'wrangler';
+import { THROTTLES } from '../../src/lib/throttles.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 type Worker = Awaited<ReturnType<typeof unstable_startWorker>>;
@@ -45,5 +46,32 @@ describe('the Worker built from wrangler.toml', () => {
   it('the validator does reject an invalid document (so the check above can fail)', async () => {
     const result = await new Validator().validate({ openapi: '3.1.0', info: { title: 'x' }, paths: { bad: {} } });
     expect(result.valid).toBe(false);
+  });
+});
+
+describe('wrangler.toml', () => {
+  const config = unstable_readConfig({ config: 'wrangler.toml' });
+
+  it('the throttle table the headers quote matches the Rate Limiting bindings that enforce it', () => {
+    const bindings = Object.fromEntries(config.ratelimits.map((r: { name: string; simple: unknown }) => [r.name, r.simple]));
+    for (const t of Object.values(THROTTLES)) {
+      expect(bindings[t.binding], t.binding).toEqual({ limit: t.limit, period: t.period });
+    }
+  });
+
+  it('every queue has a consumer with explicit settings; deliveries retry 7 times, then their DLQ', () => {
+    const consumers = Object.fromEntries(config.queues.consumers.map((c: { queue: string; [k: string]: unknown }) => [c.queue, c]));
+    const producers = config.queues.producers.map((p: { queue: string }) => p.queue);
+    for (const queue of [...producers, 'notify-deliveries-dlq', 'notify-events-dlq']) {
+      const c = consumers[queue];
+      expect(c, queue).toBeDefined();
+      expect(c!.max_batch_size, queue).toBeGreaterThan(0);
+      expect(c!.max_batch_timeout, queue).toBeGreaterThan(0);
+      expect(c!.max_retries, queue).toBeGreaterThan(0);
+    }
+    expect(consumers['notify-deliveries']).toMatchObject({ max_retries: 7, dead_letter_queue: 'notify-deliveries-dlq' });
+    expect(consumers['notify-events']).toMatchObject({ dead_letter_queue: 'notify-events-dlq' });
+    expect(config.compatibility_flags).toContain('global_fetch_strictly_public');
+    expect(config.triggers.crons).toEqual(['* * * * *']);
   });
 });

@@ -1,6 +1,9 @@
 /** Test helpers: requests through the real Worker entry point, tokens signed like the real issuer's. */
+import { createExecutionContext } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
+import { buildApp } from '../../src/app.ts';
 import { SignJWT } from 'jose';
+import { assertMatchesDocument } from './openapi-check.ts';
 
 export const ISSUER = 'https://auth.gharart.test';
 export const AUDIENCE = 'gharart-notify';
@@ -61,11 +64,34 @@ export async function call(method: string, path: string, opts: CallOptions = {})
   return exports.default.fetch(new Request(`https://notify.test${path}`, { method, headers, body }));
 }
 
-/** `call` and parse the JSON body. */
+let app: ReturnType<typeof buildApp> | undefined;
+
+/**
+ * Like `call`, but through the app with some vars overridden — e.g. production's URL rules
+ * (`ALLOW_INSECURE_WEBHOOK_TARGETS: 'false'`), which the test environment relaxes for loopback receivers.
+ */
+export async function callWithVars(vars: Partial<Env>, method: string, path: string, opts: CallOptions = {}): Promise<Response> {
+  app ??= buildApp();
+  const headers = new Headers(opts.headers);
+  if (opts.token) headers.set('authorization', `Bearer ${opts.token}`);
+  if (opts.body !== undefined) headers.set('content-type', 'application/json');
+  const req = new Request(`https://notify.test${path}`, {
+    method,
+    headers,
+    body: opts.body !== undefined ? JSON.stringify(opts.body) : opts.rawBody,
+  });
+  return app.fetch(req, { ...env, ...vars }, createExecutionContext());
+}
+
+/** `call` and parse the JSON body; a 2xx body is checked against the OpenAPI document's response schema. */
 export async function callJson<T = any>(method: string, path: string, opts: CallOptions = {}) {
   const res = await call(method, path, opts);
   const text = await res.text();
-  return { res, status: res.status, body: (text ? JSON.parse(text) : null) as T };
+  const body = (text ? JSON.parse(text) : null) as T;
+  if (res.status >= 200 && res.status < 300 && path !== '/v2/openapi.json') {
+    await assertMatchesDocument(method, path, res.status, body);
+  }
+  return { res, status: res.status, body };
 }
 
 export const serviceJwt = () =>

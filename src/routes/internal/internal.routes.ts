@@ -4,9 +4,8 @@
  */
 import { createRoute } from '@hono/zod-openapi';
 import { getDb } from '../../db/client.ts';
-import { createRouter, errorResponses, guard, jsonBody, jsonResponse } from '../../http/openapi.ts';
+import { createRouter, errorResponses, guard, jsonBody, jsonResponse, type GuardRule } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
-import type { AccessRule } from '../../middleware/auth.ts';
 import { countOwners, deleteMembership, getMembership, handleExists, upsertHandle, upsertMembership } from './internal.repo.ts';
 import {
   HandlePathParams,
@@ -17,7 +16,7 @@ import {
   PutMemberBody,
 } from './internal.schemas.ts';
 
-const provision: AccessRule = { scopes: ['internal:provision'], serviceOnly: true };
+const provision: GuardRule = { scopes: ['internal:provision'], serviceOnly: true, countsTowardsDailyLimit: false };
 
 const putHandle = createRoute(
   guard(provision, {

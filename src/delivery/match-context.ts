@@ -1,0 +1,58 @@
+/**
+ * Loads everything matching needs for one handle — settings and every subscription — in one D1 round trip
+ * (a batch of three reads). A handle has at most 50 webhooks and 201 email subscriptions, so this is bounded.
+ */
+import { eq } from 'drizzle-orm';
+import type { Db } from '../db/client.ts';
+import { emailSubscriptions, notificationSettings, webhookSubscriptions } from '../db/schema.ts';
+import type { FilterPolicy } from '../lib/filter-policy.ts';
+import { fromJsonColumn } from '../lib/json.ts';
+import type { EmailCandidate, MatchSettings, WebhookCandidate } from './match.ts';
+
+export type SettingsRow = typeof notificationSettings.$inferSelect;
+
+export interface MatchContext {
+  settingsRow: SettingsRow;
+  settings: MatchSettings;
+  webhooks: WebhookCandidate[];
+  emails: EmailCandidate[];
+}
+
+export function toMatchSettings(row: Pick<SettingsRow, 'emailEnabled' | 'webhookEnabled' | 'eventFilter' | 'ownerFallback'>): MatchSettings {
+  return {
+    emailEnabled: row.emailEnabled,
+    webhookEnabled: row.webhookEnabled,
+    eventFilter: fromJsonColumn<FilterPolicy>(row.eventFilter),
+    ownerFallback: row.ownerFallback,
+  };
+}
+
+/** The handle's settings and subscriptions as matching candidates; undefined when the handle has no settings row. */
+export async function loadMatchContext(db: Db, handle: string): Promise<MatchContext | undefined> {
+  const [settingsRows, webhookRows, emailRows] = await db.batch([
+    db.select().from(notificationSettings).where(eq(notificationSettings.handle, handle)),
+    db.select().from(webhookSubscriptions).where(eq(webhookSubscriptions.handle, handle)),
+    db.select().from(emailSubscriptions).where(eq(emailSubscriptions.handle, handle)),
+  ]);
+  const settingsRow = settingsRows[0];
+  if (!settingsRow) return undefined;
+  return {
+    settingsRow,
+    settings: toMatchSettings(settingsRow),
+    webhooks: webhookRows.map((w) => ({
+      id: w.id,
+      url: w.url,
+      enabled: w.enabled,
+      eventTypes: fromJsonColumn<string[]>(w.eventTypes),
+      filterPolicy: fromJsonColumn<FilterPolicy>(w.filterPolicy),
+    })),
+    emails: emailRows.map((e) => ({
+      id: e.id,
+      kind: e.kind,
+      email: e.emailNormalized,
+      status: e.status,
+      eventTypes: fromJsonColumn<string[]>(e.eventTypes),
+      filterPolicy: fromJsonColumn<FilterPolicy>(e.filterPolicy),
+    })),
+  };
+}

@@ -1,0 +1,52 @@
+/**
+ * Request/response schemas shared by several resources: filter policies, event type lists, email addresses,
+ * severities. Validation rules come from the pure modules in src/lib, so the API, the evaluator and the pipeline
+ * agree on what is valid.
+ */
+import { z } from '@hono/zod-openapi';
+import { isValidEventTypePattern, validateFilterPolicy } from '../lib/filter-policy.ts';
+
+export const SEVERITIES = ['info', 'warning', 'critical'] as const;
+export const SeveritySchema = z.enum(SEVERITIES);
+
+export const FilterPolicySchema = z
+  .record(z.string(), z.unknown())
+  // The pure validator owns the grammar and its messages ("Wrap it in an array: [\"eu\"]"), and returns the
+  // normalised policy that is stored.
+  .transform((value, ctx) => {
+    const result = validateFilterPolicy(value);
+    if (result.ok) return result.policy;
+    for (const e of result.errors) ctx.addIssue({ code: 'custom', message: e.message, path: e.path ? [e.path] : [] });
+    return z.NEVER;
+  })
+  .openapi('FilterPolicy', {
+    description:
+      'A subset of AWS SNS filter policies. Keys: `type`, `severity`, `source` or `data.<path>`; each value is an array of ' +
+      'conditions, OR-ed; keys are AND-ed. A condition is a string, number or boolean (exact), `{"prefix": s}`, ' +
+      '`{"suffix": s}`, `{"anything-but": [...]}`, `{"exists": bool}` or `{"numeric": [op, n, op?, n?]}`. At most 5 keys ' +
+      'and 150 combinations.',
+    example: { type: [{ prefix: 'order.' }], 'data.total': [{ numeric: ['>=', 1000] }] },
+  });
+
+export const EventTypesSchema = z
+  .array(
+    z.string().max(100).refine(isValidEventTypePattern, 'Use an event type such as order.paid, a prefix such as order.*, or *.'),
+  )
+  .min(1)
+  .max(50)
+  .refine((a) => new Set(a).size === a.length, 'Event types must not repeat.')
+  .openapi({
+    description: 'Exact types or `prefix.*`; omit (or null) for every type.',
+    example: ['order.*', 'payment.failed'],
+  });
+
+/** An email address as users type it: trimmed; compared and sent lower-cased. */
+export const EmailSchema = z
+  .string()
+  .trim()
+  .max(254)
+  .pipe(z.email({ message: 'Not a valid email address.' }))
+  .openapi({ example: 'ops@example.com' });
+
+/** An ISO 8601 timestamp with a zone. */
+export const TimestampSchema = z.iso.datetime({ offset: true }).openapi({ example: '2026-11-26T10:00:00Z' });

@@ -1,0 +1,127 @@
+/**
+ * Idempotency-Key for writes (SPEC §2, IETF draft semantics), scoped to principal + handle, kept 24 h.
+ *
+ * - First use of a key: claimed atomically with `INSERT … ON CONFLICT DO UPDATE … WHERE expired`, so of N concurrent
+ *   requests with one key exactly one runs; the others see it in progress (409).
+ * - A 2xx response is stored (encrypted: it can hold a secret shown once, such as a new webhook's) and replayed byte
+ *   for byte with `Idempotent-Replayed: true`; the same key with another method, path or body → 422. Any other
+ *   outcome releases the key, so a client may retry a failed write with it.
+ * - A claim still `in_progress` after STALE_CLAIM_MS belongs to a request that died mid-way; it is taken over.
+ */
+import type { MiddlewareHandler } from 'hono';
+import type { AppEnv } from '../env.ts';
+import { decryptSecret, encryptSecret, importEncryptionKey, sha256Hex } from '../lib/crypto.ts';
+import { problems } from '../lib/problem.ts';
+
+const RETENTION_MS = 24 * 3600 * 1000;
+/** Longer than any request may run (a test send times out after 15 s), shorter than a client's patience. */
+const STALE_CLAIM_MS = 120_000;
+const VALID_KEY = /^[\x21-\x7e]{1,255}$/;
+/** Response headers worth replaying; the rest (request id, rate limits) describe the new request. */
+const REPLAYED_HEADERS = ['content-type', 'location', 'etag'];
+
+export function idempotency(): MiddlewareHandler<AppEnv> {
+  return async function idempotencyMiddleware(c, next) {
+    const key = c.req.header('idempotency-key');
+    if (key === undefined) return next();
+    if (!VALID_KEY.test(key)) {
+      throw problems.validation([
+        { path: 'header.Idempotency-Key', message: 'Use 1–255 visible ASCII characters, e.g. a UUID.' },
+      ]);
+    }
+    const principal = c.get('principal')!.key;
+    const handle = c.req.param('handle') ?? '';
+    const body = await c.req.text();
+    const requestHash = await sha256Hex(`${c.req.method} ${c.req.path}\n${body}`);
+    const now = new Date();
+    const db = c.env.DB;
+
+    const claimed = await db
+      .prepare(
+        `INSERT INTO idempotency_keys (principal, handle, key, request_hash, state, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, 'in_progress', ?5, ?6)
+         ON CONFLICT (principal, handle, key) DO UPDATE SET
+           request_hash = excluded.request_hash, state = 'in_progress', response_status = NULL,
+           response_headers = NULL, response_body = NULL, created_at = excluded.created_at,
+           expires_at = excluded.expires_at
+         WHERE idempotency_keys.expires_at <= excluded.created_at
+            OR (idempotency_keys.state = 'in_progress' AND idempotency_keys.created_at <= ?7)
+         RETURNING key`,
+      )
+      .bind(
+        principal,
+        handle,
+        key,
+        requestHash,
+        now.toISOString(),
+        new Date(now.getTime() + RETENTION_MS).toISOString(),
+        new Date(now.getTime() - STALE_CLAIM_MS).toISOString(),
+      )
+      .first();
+
+    if (!claimed) {
+      const existing = await db
+        .prepare(
+          `SELECT request_hash, state, response_status, response_headers, response_body
+           FROM idempotency_keys WHERE principal = ?1 AND handle = ?2 AND key = ?3`,
+        )
+        .bind(principal, handle, key)
+        .first<{
+          request_hash: string;
+          state: string;
+          response_status: number | null;
+          response_headers: string | null;
+          response_body: string | null;
+        }>();
+      if (!existing) {
+        // Released between our insert and this read (the first request failed): ask the client to retry.
+        throw problems.conflict('A request with this Idempotency-Key just finished without success; retry it.');
+      }
+      if (existing.request_hash !== requestHash) {
+        throw problems.unprocessable('This Idempotency-Key was already used for a different request.');
+      }
+      if (existing.state !== 'completed') {
+        const p = problems.conflict('A request with this Idempotency-Key is still being processed; retry shortly.');
+        p.headers['Retry-After'] = '1';
+        throw p;
+      }
+      const headers = new Headers(JSON.parse(existing.response_headers ?? '{}') as Record<string, string>);
+      headers.set('Idempotent-Replayed', 'true');
+      const replayed =
+        existing.response_body === null ? null : await decryptSecret(existing.response_body, await importEncryptionKey(c.env.ENCRYPTION_KEY));
+      c.res = new Response(replayed, { status: existing.response_status ?? 200, headers });
+      return;
+    }
+
+    let stored = false;
+    try {
+      await next();
+      if (c.res.status >= 200 && c.res.status < 300) {
+        const headers: Record<string, string> = {};
+        for (const h of REPLAYED_HEADERS) {
+          const v = c.res.headers.get(h);
+          if (v) headers[h] = v;
+        }
+        const responseBody =
+          c.res.status === 204
+            ? null
+            : await encryptSecret(await c.res.clone().text(), await importEncryptionKey(c.env.ENCRYPTION_KEY));
+        await db
+          .prepare(
+            `UPDATE idempotency_keys SET state = 'completed', response_status = ?4, response_headers = ?5,
+               response_body = ?6 WHERE principal = ?1 AND handle = ?2 AND key = ?3`,
+          )
+          .bind(principal, handle, key, c.res.status, JSON.stringify(headers), responseBody)
+          .run();
+        stored = true;
+      }
+    } finally {
+      if (!stored) {
+        await db
+          .prepare(`DELETE FROM idempotency_keys WHERE principal = ?1 AND handle = ?2 AND key = ?3 AND state = 'in_progress'`)
+          .bind(principal, handle, key)
+          .run();
+      }
+    }
+  };
+}

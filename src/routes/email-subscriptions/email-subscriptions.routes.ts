@@ -1,0 +1,246 @@
+/**
+ * Email subscriptions (SPEC §4): list (with the owner default as `owner-default`), create as `pending_confirmation`
+ * (double opt-in), delete; and `PUT …/owner-default-email` (owner only; `null` unsets it).
+ */
+import { createRoute } from '@hono/zod-openapi';
+import { config } from '../../env.ts';
+import { getDb } from '../../db/client.ts';
+import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
+import { randomBytes, sha256Hex, toBase64Url } from '../../lib/crypto.ts';
+import { newId } from '../../lib/ids.ts';
+import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
+import { decodeCursor, encodeCursor, toPage } from '../../lib/pagination.ts';
+import { problems } from '../../lib/problem.ts';
+import { WRITER_ROLES } from '../../lib/scopes.ts';
+import { HandlePathParams } from '../internal/internal.schemas.ts';
+import {
+  deleteEmailSubscription,
+  getOwnerDefault,
+  getStandard,
+  insertStandard,
+  listStandard,
+  upsertOwnerDefault,
+  type EmailSubscriptionRow,
+} from './email-subscriptions.repo.ts';
+import {
+  CreateEmailSubscriptionBody,
+  EMAIL_SUBSCRIPTION_ID,
+  EmailSubscriptionParams,
+  EmailSubscriptionSchema,
+  OWNER_DEFAULT_ID,
+  OwnerDefaultBody,
+} from './email-subscriptions.schemas.ts';
+
+/** A cursor position above every real id: "the standard subscriptions, from the newest". */
+const AFTER_OWNER_DEFAULT = `esub_${'Z'.repeat(26)}`;
+
+/** How long a confirmation link stays valid. */
+const CONFIRM_TTL_MS = 72 * 3600 * 1000;
+
+/** The API view of a subscription row; the owner default shows as `owner-default`, unset or not. */
+export function emailSubscriptionToApi(row: EmailSubscriptionRow) {
+  return {
+    id: row.kind === 'owner_default' ? OWNER_DEFAULT_ID : row.id,
+    kind: row.kind,
+    email: row.email,
+    eventTypes: fromJsonColumn<string[]>(row.eventTypes),
+    filterPolicy: fromJsonColumn<Record<string, unknown[]>>(row.filterPolicy),
+    status: row.status,
+    statusReason: row.statusReason,
+    confirmedAt: row.confirmedAt,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+const UNSET_OWNER_DEFAULT = {
+  id: OWNER_DEFAULT_ID,
+  kind: 'owner_default' as const,
+  email: null,
+  eventTypes: null,
+  filterPolicy: null,
+  status: 'unset' as const,
+  statusReason: 'No owner default email is set: critical events have no guaranteed recipient.',
+  confirmedAt: null,
+  createdAt: null,
+  updatedAt: null,
+};
+
+const read = { handle: true, scopes: ['notifications:read' as const] };
+const write = { handle: true, scopes: ['notifications:write' as const], roles: WRITER_ROLES };
+
+const listRoute = createRoute(
+  guard(read, {
+    method: 'get',
+    path: '/v2/handles/{handle}/notifications/email-subscriptions',
+    tags: ['Email subscriptions'],
+    summary: 'List email subscriptions',
+    description: 'The first page starts with the owner default email (`id: owner-default`), shown as `unset` when there is none.',
+    request: { params: HandlePathParams, query: PageQuery },
+    responses: { 200: jsonResponse(pageOf(EmailSubscriptionSchema, 'EmailSubscriptionPage'), 'Newest first.'), ...errorResponses(400) },
+  }),
+);
+
+const createSubRoute = createRoute(
+  guard(write, {
+    method: 'post',
+    path: '/v2/handles/{handle}/notifications/email-subscriptions',
+    tags: ['Email subscriptions'],
+    summary: 'Subscribe an email address',
+    description:
+      'The subscription starts as `pending_confirmation` and receives nothing but its confirmation mail until the address confirms (double opt-in). Addresses are compared case-insensitively; a duplicate is 409.',
+    request: { params: HandlePathParams, body: jsonBody(CreateEmailSubscriptionBody) },
+    responses: { 201: jsonResponse(EmailSubscriptionSchema, 'Created, pending confirmation.'), ...errorResponses(400, 413, 415) },
+  }),
+);
+
+const deleteSubRoute = createRoute(
+  guard(write, {
+    method: 'delete',
+    path: '/v2/handles/{handle}/notifications/email-subscriptions/{id}',
+    tags: ['Email subscriptions'],
+    summary: 'Delete an email subscription',
+    description: 'Its pending deliveries become `cancelled`. The owner default email is changed with `PUT …/owner-default-email`.',
+    request: { params: EmailSubscriptionParams },
+    responses: { 204: { description: 'Deleted.' } },
+  }),
+);
+
+const ownerDefaultRoute = createRoute(
+  guard(
+    { handle: true, scopes: ['notifications:write'], roles: ['owner'] },
+    {
+      method: 'put',
+      path: '/v2/handles/{handle}/notifications/owner-default-email',
+      tags: ['Email subscriptions'],
+      summary: 'Set or unset the owner default email',
+      description:
+        'The owner default email receives every critical event whatever the filters (unless ownerFallback is none). `null` unsets it; settings and health then warn `owner_default_email_unset`.',
+      request: { params: HandlePathParams, body: jsonBody(OwnerDefaultBody) },
+      responses: { 200: jsonResponse(EmailSubscriptionSchema, 'The owner default email.'), ...errorResponses(400, 413, 415) },
+    },
+  ),
+);
+
+const getOwnerDefaultRoute = createRoute(
+  guard(
+    { handle: true, scopes: ['notifications:read'] },
+    {
+      method: 'get',
+      path: '/v2/handles/{handle}/notifications/owner-default-email',
+      tags: ['Email subscriptions'],
+      summary: 'The owner default email and its state',
+      request: { params: HandlePathParams },
+      responses: { 200: jsonResponse(EmailSubscriptionSchema, 'The owner default email (`status: unset` when there is none).') },
+    },
+  ),
+);
+
+export const emailSubscriptionsRoutes = createRouter()
+  .openapi(getOwnerDefaultRoute, async (c) => {
+    const { handle } = c.req.valid('param');
+    const owner = await getOwnerDefault(getDb(c.env.DB), handle);
+    return c.json(owner ? emailSubscriptionToApi(owner) : UNSET_OWNER_DEFAULT, 200);
+  })
+  .openapi(listRoute, async (c) => {
+    const { handle } = c.req.valid('param');
+    const { limit, cursor } = c.req.valid('query');
+    const before = decodeCursor(cursor, EMAIL_SUBSCRIPTION_ID);
+    const db = getDb(c.env.DB);
+    if (before) {
+      const page = toPage(await listStandard(db, handle, limit + 1, before), limit);
+      return c.json({ data: page.items.map(emailSubscriptionToApi), nextCursor: page.nextCursor }, 200);
+    }
+    // The first page leads with the owner default email, which counts towards `limit`.
+    const [rows, owner] = await Promise.all([listStandard(db, handle, limit, null), getOwnerDefault(db, handle)]);
+    const first = owner ? emailSubscriptionToApi(owner) : UNSET_OWNER_DEFAULT;
+    if (limit === 1) {
+      return c.json({ data: [first], nextCursor: rows.length ? encodeCursor(AFTER_OWNER_DEFAULT) : null }, 200);
+    }
+    const page = toPage(rows, limit - 1);
+    return c.json({ data: [first, ...page.items.map(emailSubscriptionToApi)], nextCursor: page.nextCursor }, 200);
+  })
+  .openapi(createSubRoute, async (c) => {
+    const { handle } = c.req.valid('param');
+    const body = c.req.valid('json');
+    const cfg = config(c.env);
+    const now = Date.now();
+    // The token itself goes only into the confirmation mail; the database keeps its hash.
+    const confirmToken = toBase64Url(randomBytes(32));
+    const row: EmailSubscriptionRow = {
+      id: newId('esub', now),
+      handle,
+      kind: 'standard',
+      email: body.email,
+      emailNormalized: body.email.toLowerCase(),
+      eventTypes: toJsonColumn(body.eventTypes),
+      filterPolicy: toJsonColumn(body.filterPolicy),
+      status: 'pending_confirmation',
+      statusReason: 'Waiting for the address to confirm.',
+      confirmTokenHash: await sha256Hex(confirmToken),
+      confirmExpiresAt: new Date(now + CONFIRM_TTL_MS).toISOString(),
+      confirmedAt: null,
+      provider: cfg.emailProvider,
+      providerRef: null,
+      providerCheckedAt: null,
+      createdAt: new Date(now).toISOString(),
+      updatedAt: new Date(now).toISOString(),
+    };
+    const outcome = await insertStandard(c.env.DB, row, cfg.maxEmailSubscriptionsPerHandle);
+    if (outcome === 'conflict') throw problems.conflict(`${row.emailNormalized} is already subscribed on this handle.`);
+    if (outcome === 'limit_reached') {
+      throw problems.unprocessable(
+        `A handle can have at most ${cfg.maxEmailSubscriptionsPerHandle} email subscriptions; delete one first.`,
+        { limit: cfg.maxEmailSubscriptionsPerHandle },
+      );
+    }
+    c.header('Location', `/v2/handles/${handle}/notifications/email-subscriptions/${row.id}`);
+    return c.json(emailSubscriptionToApi(row), 201);
+  })
+  .openapi(deleteSubRoute, async (c) => {
+    const { handle, id } = c.req.valid('param');
+    if (id === OWNER_DEFAULT_ID) {
+      throw problems.unprocessable(
+        'The owner default email cannot be deleted here; the owner unsets it with PUT …/notifications/owner-default-email {"email": null}.',
+      );
+    }
+    const db = getDb(c.env.DB);
+    if (!(await getStandard(db, handle, id))) throw problems.notFound();
+    if (!(await deleteEmailSubscription(c.env.DB, handle, id, new Date().toISOString()))) throw problems.notFound();
+    return c.body(null, 204);
+  })
+  .openapi(ownerDefaultRoute, async (c) => {
+    const { handle } = c.req.valid('param');
+    const { email } = c.req.valid('json');
+    const db = getDb(c.env.DB);
+    const now = new Date().toISOString();
+    if (email === null) {
+      const current = await getOwnerDefault(db, handle);
+      if (current) await deleteEmailSubscription(c.env.DB, handle, current.id, now);
+      return c.json(UNSET_OWNER_DEFAULT, 200);
+    }
+    const current = await getOwnerDefault(db, handle);
+    // Setting the same address again changes nothing: it must not clear a suppression or a provider reference.
+    if (current && current.emailNormalized === email.toLowerCase()) return c.json(emailSubscriptionToApi(current), 200);
+    const row = await upsertOwnerDefault(db, {
+      id: newId('esub'),
+      handle,
+      kind: 'owner_default',
+      email,
+      emailNormalized: email.toLowerCase(),
+      eventTypes: null,
+      filterPolicy: null,
+      // The owner's own address, set by the owner: no double opt-in (a test mail goes out with the email channel).
+      status: 'active',
+      statusReason: null,
+      confirmTokenHash: null,
+      confirmExpiresAt: null,
+      confirmedAt: now,
+      provider: config(c.env).emailProvider,
+      providerRef: null,
+      providerCheckedAt: null,
+      createdAt: now,
+      updatedAt: now,
+    });
+    return c.json(emailSubscriptionToApi(row), 200);
+  });

@@ -1,0 +1,95 @@
+/**
+ * The notifications feed. Every query is a keyset scan of one index — (handle, id) or (handle, <filter>, id) — so a
+ * page reads about `limit` rows whatever the table size; deliveries come from the per-notification summary column,
+ * not a join.
+ */
+import { and, desc, eq, gte, lt, type SQL } from 'drizzle-orm';
+import type { Db } from '../../db/client.ts';
+import { notifications } from '../../db/schema.ts';
+import { encodeCursor, toPage } from '../../lib/pagination.ts';
+
+export type NotificationRow = typeof notifications.$inferSelect;
+export type NotificationListRow = Omit<NotificationRow, 'data' | 'handle'>;
+
+export interface FeedFilter {
+  status?: NotificationRow['status'] | undefined;
+  type?: string | undefined;
+  severity?: NotificationRow['severity'] | undefined;
+  /** Inclusive lower id bound (from `since`). */
+  minId?: string | undefined;
+  /** Exclusive upper id bound (from `until` and the cursor). */
+  beforeId?: string | undefined;
+}
+
+const listColumns = {
+  id: notifications.id,
+  type: notifications.type,
+  severity: notifications.severity,
+  status: notifications.status,
+  source: notifications.source,
+  sourceEventId: notifications.sourceEventId,
+  occurredAt: notifications.occurredAt,
+  recipientCount: notifications.recipientCount,
+  recipients: notifications.recipients,
+  createdAt: notifications.createdAt,
+  updatedAt: notifications.updatedAt,
+};
+
+/** Builds the feed query (exported so tests can EXPLAIN it). */
+export function feedQuery(db: Db, handle: string, filter: FeedFilter, limit: number) {
+  const conditions: (SQL | undefined)[] = [
+    eq(notifications.handle, handle),
+    filter.status ? eq(notifications.status, filter.status) : undefined,
+    filter.type ? eq(notifications.type, filter.type) : undefined,
+    filter.severity ? eq(notifications.severity, filter.severity) : undefined,
+    filter.minId ? gte(notifications.id, filter.minId) : undefined,
+    filter.beforeId ? lt(notifications.id, filter.beforeId) : undefined,
+  ];
+  return db
+    .select(listColumns)
+    .from(notifications)
+    .where(and(...conditions))
+    .orderBy(desc(notifications.id))
+    .limit(limit);
+}
+
+/** Rows one request may read when several filters combine: bounded work per page, whatever the table size. */
+export const COMBINED_FILTER_SCAN = 20;
+
+/**
+ * One feed page. With at most one of status/type/severity, one index holds exactly the matching rows, so the page is
+ * `limit + 1` rows of a keyset scan. With several, one index narrows by the first filter and the rest are checked on
+ * a bounded slice (limit × COMBINED_FILTER_SCAN rows); when the slice ends before the page is full, the cursor resumes
+ * after the slice, so every match is still returned exactly once, possibly over shorter pages.
+ */
+export async function feedPage(
+  db: Db,
+  handle: string,
+  filter: FeedFilter,
+  limit: number,
+): Promise<{ items: NotificationListRow[]; nextCursor: string | null }> {
+  const filters = [filter.status, filter.type, filter.severity].filter((f) => f !== undefined).length;
+  if (filters <= 1) return toPage(await feedQuery(db, handle, filter, limit + 1).all(), limit);
+  const primary: FeedFilter = filter.status
+    ? { ...filter, type: undefined, severity: undefined }
+    : { ...filter, severity: undefined };
+  const scan = limit * COMBINED_FILTER_SCAN;
+  const slice = await feedQuery(db, handle, primary, scan).all();
+  const hits = slice.filter(
+    (r) =>
+      (!filter.type || r.type === filter.type) &&
+      (!filter.severity || r.severity === filter.severity) &&
+      (!filter.status || r.status === filter.status),
+  );
+  if (hits.length > limit) return { items: hits.slice(0, limit), nextCursor: encodeCursor(hits[limit - 1]!.id) };
+  // The slice ran out: resume after its last row if it was full (more may match further down), else we are done.
+  return { items: hits, nextCursor: slice.length === scan ? encodeCursor(slice[slice.length - 1]!.id) : null };
+}
+
+export function getNotification(db: Db, handle: string, id: string): Promise<NotificationRow | undefined> {
+  return db
+    .select()
+    .from(notifications)
+    .where(and(eq(notifications.id, id), eq(notifications.handle, handle)))
+    .get();
+}

@@ -1,0 +1,77 @@
+/** The notifications feed (SPEC §4): keyset-paginated, filtered, each notification with its per-recipient deliveries. */
+import { createRoute } from '@hono/zod-openapi';
+import { getDb } from '../../db/client.ts';
+import type { RecipientSummary } from '../../delivery/summary.ts';
+import { createRouter, errorResponses, guard, jsonResponse, pageOf } from '../../http/openapi.ts';
+import { boundaryId } from '../../lib/ids.ts';
+import { decodeCursor } from '../../lib/pagination.ts';
+import { problems } from '../../lib/problem.ts';
+import { HandlePathParams } from '../internal/internal.schemas.ts';
+import { feedPage, getNotification, type NotificationListRow } from './notifications.repo.ts';
+import {
+  FeedQuery,
+  NOTIFICATION_ID,
+  NotificationParams,
+  NotificationSchema,
+  NotificationSummarySchema,
+} from './notifications.schemas.ts';
+
+function deliveriesOf(recipients: string): RecipientSummary[] {
+  const byId = JSON.parse(recipients) as Record<string, RecipientSummary>;
+  return Object.values(byId).sort((a, b) => (a.deliveryId < b.deliveryId ? -1 : 1));
+}
+
+function summaryToApi(row: NotificationListRow) {
+  const { recipients, ...rest } = row;
+  return { ...rest, deliveries: deliveriesOf(recipients) };
+}
+
+const read = { handle: true, scopes: ['notifications:read' as const] };
+
+const listRoute = createRoute(
+  guard(read, {
+    method: 'get',
+    path: '/v2/handles/{handle}/notifications',
+    tags: ['Notifications'],
+    summary: 'The notifications feed',
+    description:
+      'Newest first. Each notification has its aggregate status and one entry per recipient. `since`/`until` bound the time the notification was accepted. With two or more of `status`, `type` and `severity`, a page may hold fewer than `limit` items (each request reads a bounded slice of the index); keep following `nextCursor` until it is null.',
+    request: { params: HandlePathParams, query: FeedQuery },
+    responses: { 200: jsonResponse(pageOf(NotificationSummarySchema, 'NotificationPage'), 'One page.'), ...errorResponses(400) },
+  }),
+);
+
+const getRoute = createRoute(
+  guard(read, {
+    method: 'get',
+    path: '/v2/handles/{handle}/notifications/{id}',
+    tags: ['Notifications'],
+    summary: 'One notification with its data and deliveries',
+    request: { params: NotificationParams },
+    responses: { 200: jsonResponse(NotificationSchema, 'The notification.') },
+  }),
+);
+
+export const notificationsRoutes = createRouter()
+  .openapi(listRoute, async (c) => {
+    const { handle } = c.req.valid('param');
+    const q = c.req.valid('query');
+    const cursorId = decodeCursor(q.cursor, NOTIFICATION_ID);
+    const untilId = q.until ? boundaryId('ntf', Date.parse(q.until)) : undefined;
+    const filter = {
+      status: q.status,
+      type: q.type,
+      severity: q.severity,
+      minId: q.since ? boundaryId('ntf', Date.parse(q.since)) : undefined,
+      beforeId: cursorId && untilId ? (cursorId < untilId ? cursorId : untilId) : (cursorId ?? untilId ?? undefined),
+    };
+    const page = await feedPage(getDb(c.env.DB), handle, filter, q.limit);
+    return c.json({ data: page.items.map(summaryToApi), nextCursor: page.nextCursor }, 200);
+  })
+  .openapi(getRoute, async (c) => {
+    const { handle, id } = c.req.valid('param');
+    const row = await getNotification(getDb(c.env.DB), handle, id);
+    if (!row) throw problems.notFound();
+    const { recipients, data, handle: _handle, ...rest } = row;
+    return c.json({ ...rest, data: JSON.parse(data) as Record<string, unknown>, deliveries: deliveriesOf(recipients) }, 200);
+  });

@@ -1,0 +1,90 @@
+import { z } from '@hono/zod-openapi';
+import { FilterPolicySchema, SeveritySchema } from '../../http/schemas.ts';
+
+const Channels = z.strictObject({
+  email: z.strictObject({ enabled: z.boolean() }),
+  webhook: z.strictObject({ enabled: z.boolean() }),
+});
+
+export const OWNER_FALLBACKS = ['critical', 'all', 'none'] as const;
+
+export const PutSettingsBody = z
+  .strictObject({
+    channels: Channels,
+    eventFilter: FilterPolicySchema.nullable().openapi({ description: 'Applied to every recipient; null lets everything through.' }),
+    ownerFallback: z.enum(OWNER_FALLBACKS).openapi({
+      description: 'What the owner default email receives: critical events (default), all events, or none.',
+    }),
+  })
+  .openapi('PutNotificationSettingsRequest');
+
+export const WarningSchema = z
+  .object({
+    code: z.enum([
+      'owner_default_email_unset',
+      'owner_default_email_not_deliverable',
+      'owner_fallback_none',
+      'webhook_channel_disabled_with_subscriptions',
+      'email_channel_disabled_with_subscriptions',
+      'critical_events_filtered_out',
+    ]),
+    message: z.string(),
+  })
+  .openapi('SettingsWarning');
+
+export const SettingsSchema = z
+  .object({
+    channels: z.object({ email: z.object({ enabled: z.boolean() }), webhook: z.object({ enabled: z.boolean() }) }),
+    eventFilter: z.record(z.string(), z.array(z.unknown())).nullable(),
+    ownerFallback: z.enum(OWNER_FALLBACKS),
+    version: z.number().int(),
+    updatedAt: z.string(),
+    warnings: z.array(WarningSchema),
+  })
+  .openapi('NotificationSettings');
+
+export const SampleEventSchema = z
+  .strictObject({
+    type: z.string().min(1).max(100),
+    severity: SeveritySchema.optional(),
+    source: z.string().max(100).optional(),
+    data: z.record(z.string(), z.unknown()).default({}),
+  })
+  .openapi('SampleEvent');
+
+export const EvaluateBody = z
+  .strictObject({
+    eventType: z.string().max(100).optional().openapi({ description: 'Use the catalog sample of this type.' }),
+    event: SampleEventSchema.optional(),
+    settings: PutSettingsBody.optional().openapi({ description: 'Evaluate these settings instead of the saved ones (dry run of an edit).' }),
+  })
+  .refine((b) => (b.eventType === undefined) !== (b.event === undefined), {
+    message: 'Send exactly one of eventType or event.',
+  })
+  .openapi('EvaluateRequest');
+
+export const VerdictSchema = z
+  .object({
+    recipientType: z.enum(['webhook', 'email', 'owner_default']),
+    channel: z.enum(['webhook', 'email']),
+    subscriptionId: z.string(),
+    target: z.string(),
+    outcome: z.enum(['deliver', 'skip_disabled', 'excluded']),
+    rule: z.string().openapi({ description: 'The rule that decided: matched, event_types, filter_policy, settings_event_filter, …' }),
+    detail: z.string(),
+  })
+  .openapi('RecipientVerdict');
+
+export const EvaluateResponse = z
+  .object({
+    event: z.object({
+      type: z.string(),
+      severity: SeveritySchema,
+      source: z.string().nullable(),
+      data: z.record(z.string(), z.unknown()),
+    }),
+    recipients: z.array(VerdictSchema),
+    undeliverable: z.boolean().openapi({ description: 'A critical event no recipient would receive.' }),
+    settingsSource: z.enum(['saved', 'request']),
+  })
+  .openapi('EvaluateResponse');

@@ -1,0 +1,215 @@
+/**
+ * Webhook subscriptions (SPEC §4): list, create (secret shown once), get, update, delete.
+ * URL rules (SSRF) are checked here at registration and again by the pipeline before every send.
+ */
+import { createRoute } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { config, type AppEnv } from '../../env.ts';
+import { getDb } from '../../db/client.ts';
+import { newWebhookSecret } from '../../delivery/signing.ts';
+import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
+import { encryptSecret, importEncryptionKey } from '../../lib/crypto.ts';
+import { newId } from '../../lib/ids.ts';
+import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
+import { decodeCursor, toPage } from '../../lib/pagination.ts';
+import { problems } from '../../lib/problem.ts';
+import { WRITER_ROLES } from '../../lib/scopes.ts';
+import { checkWebhookUrl } from '../../lib/url-rules.ts';
+import { HandlePathParams } from '../internal/internal.schemas.ts';
+import { deleteWebhook, getWebhook, insertWebhook, listWebhooks, updateWebhook, type WebhookRow } from './webhooks.repo.ts';
+import {
+  CreatedWebhookSchema,
+  CreateWebhookBody,
+  UpdateWebhookBody,
+  WEBHOOK_ID,
+  WebhookParams,
+  WebhookSchema,
+} from './webhooks.schemas.ts';
+
+const SENSITIVE_HEADER = /authorization|token|secret|key|cookie|password|signature|credential/i;
+
+/** Shows enough of a credential-like header value to recognise it, never enough to use it. */
+function maskHeaders(headers: Record<string, string> | null): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    out[name] = SENSITIVE_HEADER.test(name) ? `••••${value.length > 8 ? value.slice(-4) : ''}` : value;
+  }
+  return out;
+}
+
+/** The API view of a subscription row. */
+export function webhookToApi(row: WebhookRow) {
+  return {
+    id: row.id,
+    url: row.url,
+    description: row.description,
+    eventTypes: fromJsonColumn<string[]>(row.eventTypes),
+    filterPolicy: fromJsonColumn<Record<string, unknown[]>>(row.filterPolicy),
+    headers: maskHeaders(fromJsonColumn<Record<string, string>>(row.headers)),
+    enabled: row.enabled,
+    status: row.enabled ? ('active' as const) : ('disabled' as const),
+    disabledReason: row.disabledReason,
+    disabledAt: row.disabledAt,
+    health: {
+      consecutiveFailures: row.consecutiveFailures,
+      failingSince: row.failingSince,
+      lastSuccessAt: row.lastSuccessAt,
+      lastFailureAt: row.lastFailureAt,
+      lastFailureClass: row.lastFailureClass,
+    },
+    secretRotation:
+      row.previousSecretExpiresAt && Date.parse(row.previousSecretExpiresAt) > Date.now()
+        ? { previousSecretExpiresAt: row.previousSecretExpiresAt }
+        : null,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+/** 422 naming the URL rule that failed. */
+function requireAllowedUrl(c: Context<AppEnv>, url: string): string {
+  const check = checkWebhookUrl(url, { allowInsecure: config(c.env).allowInsecureWebhookTargets });
+  if (!check.ok) throw problems.unprocessable(check.message, { rule: check.rule, field: 'url' });
+  return check.url.toString();
+}
+
+const read = { handle: true, scopes: ['webhooks:read' as const] };
+const write = { handle: true, scopes: ['webhooks:write' as const], roles: WRITER_ROLES };
+
+const listRoute = createRoute(
+  guard(read, {
+    method: 'get',
+    path: '/v2/handles/{handle}/webhooks',
+    tags: ['Webhooks'],
+    summary: 'List webhook subscriptions with their health',
+    request: { params: HandlePathParams, query: PageQuery },
+    responses: { 200: jsonResponse(pageOf(WebhookSchema, 'WebhookPage'), 'Newest first.'), ...errorResponses(400) },
+  }),
+);
+
+const createWebhookRoute = createRoute(
+  guard(write, {
+    method: 'post',
+    path: '/v2/handles/{handle}/webhooks',
+    tags: ['Webhooks'],
+    summary: 'Create a webhook subscription',
+    description:
+      'Returns the signing secret once. The URL must be https on port 443 or 8443 with a public DNS name (no IP literals, localhost or internal names).',
+    request: { params: HandlePathParams, body: jsonBody(CreateWebhookBody) },
+    responses: { 201: jsonResponse(CreatedWebhookSchema, 'Created; keep the secret.'), ...errorResponses(400, 413, 415) },
+  }),
+);
+
+const getRoute = createRoute(
+  guard(read, {
+    method: 'get',
+    path: '/v2/handles/{handle}/webhooks/{id}',
+    tags: ['Webhooks'],
+    summary: 'Get one webhook subscription',
+    request: { params: WebhookParams },
+    responses: { 200: jsonResponse(WebhookSchema, 'The subscription.') },
+  }),
+);
+
+const updateRoute = createRoute(
+  guard(write, {
+    method: 'patch',
+    path: '/v2/handles/{handle}/webhooks/{id}',
+    tags: ['Webhooks'],
+    summary: 'Change a webhook subscription',
+    description: 'Only the fields sent change. Re-enabling a disabled subscription clears its failure streak.',
+    request: { params: WebhookParams, body: jsonBody(UpdateWebhookBody) },
+    responses: { 200: jsonResponse(WebhookSchema, 'The updated subscription.'), ...errorResponses(400, 413, 415) },
+  }),
+);
+
+const deleteRoute = createRoute(
+  guard(write, {
+    method: 'delete',
+    path: '/v2/handles/{handle}/webhooks/{id}',
+    tags: ['Webhooks'],
+    summary: 'Delete a webhook subscription',
+    description: 'Its pending deliveries become `cancelled` (visible in the feed, not dropped).',
+    request: { params: WebhookParams },
+    responses: { 204: { description: 'Deleted.' } },
+  }),
+);
+
+export const webhooksRoutes = createRouter()
+  .openapi(listRoute, async (c) => {
+    const { handle } = c.req.valid('param');
+    const { limit, cursor } = c.req.valid('query');
+    const rows = await listWebhooks(getDb(c.env.DB), handle, limit + 1, decodeCursor(cursor, WEBHOOK_ID));
+    const page = toPage(rows, limit);
+    return c.json({ data: page.items.map(webhookToApi), nextCursor: page.nextCursor }, 200);
+  })
+  .openapi(createWebhookRoute, async (c) => {
+    const { handle } = c.req.valid('param');
+    const body = c.req.valid('json');
+    const url = requireAllowedUrl(c, body.url);
+    const max = config(c.env).maxWebhooksPerHandle;
+    const secret = newWebhookSecret();
+    const now = new Date();
+    const row: WebhookRow = {
+      id: newId('whk', now.getTime()),
+      handle,
+      url,
+      description: body.description ?? null,
+      eventTypes: toJsonColumn(body.eventTypes),
+      filterPolicy: toJsonColumn(body.filterPolicy),
+      headers: toJsonColumn(body.headers ?? {}),
+      enabled: body.enabled,
+      disabledReason: body.enabled ? null : 'disabled_by_user',
+      disabledAt: body.enabled ? null : now.toISOString(),
+      secretEncrypted: await encryptSecret(secret, await importEncryptionKey(c.env.ENCRYPTION_KEY)),
+      previousSecretEncrypted: null,
+      previousSecretExpiresAt: null,
+      consecutiveFailures: 0,
+      failingSince: null,
+      lastSuccessAt: null,
+      lastFailureAt: null,
+      lastFailureClass: null,
+      createdAt: now.toISOString(),
+      updatedAt: now.toISOString(),
+    };
+    if ((await insertWebhook(c.env.DB, row, max)) !== 'inserted') {
+      throw problems.unprocessable(`A handle can have at most ${max} webhook subscriptions; delete one first.`, { limit: max });
+    }
+    c.header('Location', `/v2/handles/${handle}/webhooks/${row.id}`);
+    return c.json({ ...webhookToApi(row), secret }, 201);
+  })
+  .openapi(getRoute, async (c) => {
+    const { handle, id } = c.req.valid('param');
+    const row = await getWebhook(getDb(c.env.DB), handle, id);
+    if (!row) throw problems.notFound();
+    return c.json(webhookToApi(row), 200);
+  })
+  .openapi(updateRoute, async (c) => {
+    const { handle, id } = c.req.valid('param');
+    const body = c.req.valid('json');
+    const db = getDb(c.env.DB);
+    const current = await getWebhook(db, handle, id);
+    if (!current) throw problems.notFound();
+    const now = new Date().toISOString();
+    const changes: Partial<WebhookRow> = { updatedAt: now };
+    if (body.url !== undefined) changes.url = requireAllowedUrl(c, body.url);
+    if (body.description !== undefined) changes.description = body.description;
+    if (body.eventTypes !== undefined) changes.eventTypes = toJsonColumn(body.eventTypes);
+    if (body.filterPolicy !== undefined) changes.filterPolicy = toJsonColumn(body.filterPolicy);
+    if (body.headers !== undefined) changes.headers = toJsonColumn(body.headers);
+    if (body.enabled === true && !current.enabled) {
+      // Re-enabling starts from a clean slate, or auto-disable would trip again on the old streak.
+      Object.assign(changes, { enabled: true, disabledReason: null, disabledAt: null, consecutiveFailures: 0, failingSince: null });
+    } else if (body.enabled === false && current.enabled) {
+      Object.assign(changes, { enabled: false, disabledReason: 'disabled_by_user', disabledAt: now });
+    }
+    const row = await updateWebhook(db, handle, id, changes);
+    if (!row) throw problems.notFound();
+    return c.json(webhookToApi(row), 200);
+  })
+  .openapi(deleteRoute, async (c) => {
+    const { handle, id } = c.req.valid('param');
+    const exists = await getWebhook(getDb(c.env.DB), handle, id);
+    if (!exists || !(await deleteWebhook(c.env.DB, handle, id, new Date().toISOString()))) throw problems.notFound();
+    return c.body(null, 204);
+  });

@@ -1,0 +1,110 @@
+import { z } from '@hono/zod-openapi';
+import { HandleParam } from '../../http/openapi.ts';
+import { EventTypesSchema, FilterPolicySchema } from '../../http/schemas.ts';
+import { idPattern } from '../../lib/ids.ts';
+
+export const WEBHOOK_ID = idPattern('whk');
+
+/** Headers the service sets itself, or that only make sense hop by hop: a subscription may not set them. */
+const RESERVED_HEADERS = new Set([
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'host',
+  'user-agent',
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+]);
+
+const HeaderName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, 'Not a valid header name.');
+const HeaderValue = z
+  .string()
+  .max(1024)
+  .regex(/^[^\r\n\0]*$/, 'Header values cannot contain line breaks or NUL.');
+
+export const HeadersSchema = z
+  .record(HeaderName, HeaderValue)
+  .superRefine((headers, ctx) => {
+    const names = Object.keys(headers);
+    if (names.length > 20) ctx.addIssue({ code: 'custom', message: 'At most 20 custom headers.' });
+    const seen = new Set<string>();
+    for (const name of names) {
+      const lower = name.toLowerCase();
+      if (lower.startsWith('webhook-') || RESERVED_HEADERS.has(lower)) {
+        ctx.addIssue({ code: 'custom', path: [name], message: `${name} is set by the service and cannot be overridden.` });
+      }
+      if (seen.has(lower)) ctx.addIssue({ code: 'custom', path: [name], message: `${name} is given twice.` });
+      seen.add(lower);
+    }
+  })
+  .openapi({ description: 'Custom request headers sent with every delivery.', example: { 'X-Crm-Tenant': 'acme' } });
+
+const UrlField = z.string().min(1).max(2048).openapi({ example: 'https://crm.example.com/hooks/gharart' });
+
+export const CreateWebhookBody = z
+  .strictObject({
+    url: UrlField,
+    description: z.string().trim().max(500).optional(),
+    eventTypes: EventTypesSchema.nullable().optional(),
+    filterPolicy: FilterPolicySchema.nullable().optional(),
+    headers: HeadersSchema.optional(),
+    enabled: z.boolean().default(true),
+  })
+  .openapi('CreateWebhookRequest');
+
+export const UpdateWebhookBody = z
+  .strictObject({
+    url: UrlField.optional(),
+    description: z.string().trim().max(500).nullable().optional(),
+    eventTypes: EventTypesSchema.nullable().optional(),
+    filterPolicy: FilterPolicySchema.nullable().optional(),
+    headers: HeadersSchema.optional(),
+    enabled: z.boolean().optional(),
+  })
+  .refine((b) => Object.keys(b).length > 0, 'Send at least one field to change.')
+  .openapi('UpdateWebhookRequest');
+
+export const WebhookSchema = z
+  .object({
+    id: z.string().openapi({ example: 'whk_01JD3Q7X9T0000000000000000' }),
+    url: z.string(),
+    description: z.string().nullable(),
+    eventTypes: z.array(z.string()).nullable(),
+    filterPolicy: z.record(z.string(), z.array(z.unknown())).nullable(),
+    headers: z.record(z.string(), z.string()).openapi({ description: 'Values of credential-like headers are masked.' }),
+    enabled: z.boolean(),
+    status: z.enum(['active', 'disabled']),
+    disabledReason: z.string().nullable(),
+    disabledAt: z.string().nullable(),
+    health: z.object({
+      consecutiveFailures: z.number().int(),
+      failingSince: z.string().nullable(),
+      lastSuccessAt: z.string().nullable(),
+      lastFailureAt: z.string().nullable(),
+      lastFailureClass: z.string().nullable(),
+    }),
+    secretRotation: z
+      .object({ previousSecretExpiresAt: z.string() })
+      .nullable()
+      .openapi({ description: 'While set, deliveries are signed with both the new and the previous secret.' }),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .openapi('Webhook');
+
+export const CreatedWebhookSchema = WebhookSchema.extend({
+  secret: z.string().openapi({ description: 'The signing secret (`whsec_…`). Shown only here.' }),
+}).openapi('CreatedWebhook');
+
+export const WebhookParams = z.object({
+  handle: HandleParam,
+  id: z.string().regex(WEBHOOK_ID).openapi({ param: { name: 'id', in: 'path' } }),
+});
