@@ -16,6 +16,8 @@ export default defineConfig(async () => {
   const migrations = await readD1Migrations('migrations');
   return {
     test: {
+      // Webhook receivers on 127.0.0.1, once per run; their port reaches tests as `inject('receiverPort')`.
+      globalSetup: ['test/support/global-setup.ts'],
       // The Worker logs one JSON line per request: right in production, noise in a test run of hundreds of calls.
       // Errors and warnings still print.
       onConsoleLog: (log: string, type: 'stdout' | 'stderr') => type === 'stderr' || !log.includes('"level":"info"'),

@@ -27,6 +27,7 @@ CREATE TABLE `deliveries` (
 	`notification_id` text,
 	`kind` text NOT NULL,
 	`channel` text NOT NULL,
+	`recipient_type` text NOT NULL,
 	`subscription_id` text,
 	`target` text NOT NULL,
 	`status` text NOT NULL,
@@ -35,12 +36,16 @@ CREATE TABLE `deliveries` (
 	`last_error_class` text,
 	`last_http_status` integer,
 	`next_attempt_at` text,
+	`last_attempt_at` text,
+	`retry_base` integer DEFAULT 0 NOT NULL,
+	`payload` text,
 	`created_at` text NOT NULL,
 	`updated_at` text NOT NULL
 );
 --> statement-breakpoint
 CREATE INDEX `deliveries_notification_idx` ON `deliveries` (`notification_id`);--> statement-breakpoint
 CREATE INDEX `deliveries_subscription_idx` ON `deliveries` (`subscription_id`,`id`);--> statement-breakpoint
+CREATE INDEX `deliveries_dead_idx` ON `deliveries` (`handle`,`updated_at`) WHERE status = 'dead';--> statement-breakpoint
 CREATE INDEX `deliveries_pending_idx` ON `deliveries` (`status`,`updated_at`) WHERE status in ('pending', 'queued', 'retrying');--> statement-breakpoint
 CREATE TABLE `delivery_attempts` (
 	`id` text PRIMARY KEY NOT NULL,
@@ -82,6 +87,17 @@ CREATE INDEX `email_subscriptions_handle_idx` ON `email_subscriptions` (`handle`
 CREATE UNIQUE INDEX `email_subscriptions_address_uq` ON `email_subscriptions` (`handle`,`kind`,`email_normalized`);--> statement-breakpoint
 CREATE UNIQUE INDEX `email_subscriptions_owner_default_uq` ON `email_subscriptions` (`handle`) WHERE kind = 'owner_default';--> statement-breakpoint
 CREATE UNIQUE INDEX `email_subscriptions_confirm_token_uq` ON `email_subscriptions` (`confirm_token_hash`);--> statement-breakpoint
+CREATE TABLE `event_rejections` (
+	`id` text PRIMARY KEY NOT NULL,
+	`queue` text NOT NULL,
+	`message_id` text NOT NULL,
+	`handle` text,
+	`reason` text NOT NULL,
+	`body` text NOT NULL,
+	`created_at` text NOT NULL
+);
+--> statement-breakpoint
+CREATE INDEX `event_rejections_handle_idx` ON `event_rejections` (`handle`,`id`);--> statement-breakpoint
 CREATE TABLE `handles` (
 	`handle` text PRIMARY KEY NOT NULL,
 	`display_name` text NOT NULL,
@@ -138,6 +154,9 @@ CREATE TABLE `notifications` (
 	`status` text NOT NULL,
 	`recipient_count` integer DEFAULT 0 NOT NULL,
 	`recipients` text DEFAULT '{}' NOT NULL,
+	`open_count` integer DEFAULT 0 NOT NULL,
+	`succeeded_count` integer DEFAULT 0 NOT NULL,
+	`dead_count` integer DEFAULT 0 NOT NULL,
 	`created_at` text NOT NULL,
 	`updated_at` text NOT NULL,
 	FOREIGN KEY (`handle`) REFERENCES `handles`(`handle`) ON UPDATE no action ON DELETE cascade

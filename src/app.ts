@@ -21,6 +21,11 @@ import { emailSubscriptionsRoutes } from './routes/email-subscriptions/email-sub
 import { settingsRoutes } from './routes/settings/settings.routes.ts';
 import { notificationsRoutes } from './routes/notifications/notifications.routes.ts';
 import { supportRoutes } from './routes/support/support.routes.ts';
+import { eventsRoutes } from './routes/events/events.routes.ts';
+import { webhookActionsRoutes } from './routes/webhooks/webhook-actions.routes.ts';
+import { deliveriesRoutes } from './routes/deliveries/deliveries.routes.ts';
+import { healthRoutes } from './routes/health/health.routes.ts';
+import { emailPagesRoutes } from './routes/email-pages/email-pages.routes.ts';
 
 const API_DESCRIPTION =
   'Delivers every order, fulfillment and campaign event of a Gharart handle to its webhooks and email subscribers, ' +
@@ -90,6 +95,11 @@ export function buildApp() {
   app.route('/', settingsRoutes);
   app.route('/', notificationsRoutes);
   app.route('/', supportRoutes);
+  app.route('/', eventsRoutes);
+  app.route('/', webhookActionsRoutes);
+  app.route('/', deliveriesRoutes);
+  app.route('/', healthRoutes);
+  app.route('/', emailPagesRoutes);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',

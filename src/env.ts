@@ -18,6 +18,8 @@ export interface Config {
   maxEmailSubscriptionsPerHandle: number;
   patMaxLifetimeDays: number;
   webhookTimeoutMs: number;
+  /** Empty: the default schedule of delivery/retry-policy.ts. */
+  retryDelaysSeconds: number[];
   allowInsecureWebhookTargets: boolean;
   emailProvider: string;
   emailFrom: string;
@@ -55,6 +57,10 @@ export function config(env: Env): Config {
     maxEmailSubscriptionsPerHandle: int(env.MAX_EMAIL_SUBSCRIPTIONS_PER_HANDLE, 200),
     patMaxLifetimeDays: int(env.PAT_MAX_LIFETIME_DAYS, 365),
     webhookTimeoutMs: int(env.WEBHOOK_TIMEOUT_MS, 15_000),
+    retryDelaysSeconds: (opt(env.RETRY_DELAYS_SECONDS) ?? '')
+      .split(',')
+      .map((v) => Number.parseInt(v.trim(), 10))
+      .filter((n) => Number.isFinite(n) && n > 0),
     allowInsecureWebhookTargets: env.ALLOW_INSECURE_WEBHOOK_TARGETS === 'true',
     emailProvider: env.EMAIL_PROVIDER || 'cloudflare',
     emailFrom: env.EMAIL_FROM,

@@ -178,11 +178,15 @@ export const notifications = sqliteTable(
     }).notNull(),
     recipientCount: integer('recipient_count').notNull().default(0),
     /**
-     * Per-recipient delivery summary, `{ [deliveryId]: RecipientSummary }` (see routes/notifications). A projection
-     * of `deliveries` kept in the same `db.batch` as each delivery change, so a feed page reads one row per
-     * notification instead of joining every delivery.
+     * Per-recipient delivery summary, `{ [deliveryId]: RecipientSummary }` for the first recipients (see
+     * delivery/summary.ts). A projection of `deliveries` kept in the same `db.batch` as each delivery change, so a
+     * feed page reads one row per notification instead of joining every delivery.
      */
     recipients: text('recipients').notNull().default('{}'),
+    /** Deliveries not yet terminal / succeeded / dead: the aggregate `status` is derived from these in SQL. */
+    openCount: integer('open_count').notNull().default(0),
+    succeededCount: integer('succeeded_count').notNull().default(0),
+    deadCount: integer('dead_count').notNull().default(0),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -207,6 +211,7 @@ export const deliveries = sqliteTable(
     notificationId: text('notification_id'),
     kind: text('kind', { enum: ['event', 'test'] }).notNull(),
     channel: text('channel', { enum: ['webhook', 'email'] }).notNull(),
+    recipientType: text('recipient_type', { enum: ['webhook', 'email', 'owner_default', 'platform_alert'] }).notNull(),
     /** A webhook_subscriptions.id or email_subscriptions.id (or null for the platform alert address). */
     subscriptionId: text('subscription_id'),
     /** The URL or address at the time the delivery was created. */
@@ -219,6 +224,11 @@ export const deliveries = sqliteTable(
     lastErrorClass: text('last_error_class'),
     lastHttpStatus: integer('last_http_status'),
     nextAttemptAt: text('next_attempt_at'),
+    lastAttemptAt: text('last_attempt_at'),
+    /** attempt_count when the delivery was last redriven: the retry schedule restarts from there. */
+    retryBase: integer('retry_base').notNull().default(0),
+    /** The event a test send delivers (a catalog sample or a replayed notification); null for real deliveries. */
+    payload: text('payload'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -226,11 +236,34 @@ export const deliveries = sqliteTable(
     index('deliveries_notification_idx').on(t.notificationId),
     // Delivery log of one subscription, newest first.
     index('deliveries_subscription_idx').on(t.subscriptionId, t.id),
+    // Delivery doctor: recent dead deliveries of a handle; only dead rows are indexed.
+    index('deliveries_dead_idx')
+      .on(t.handle, t.updatedAt)
+      .where(sql`status = 'dead'`),
     // Outbox sweeper: only non-terminal rows are indexed, so the index stays small.
     index('deliveries_pending_idx')
       .on(t.status, t.updatedAt)
       .where(sql`status in ('pending', 'queued', 'retrying')`),
   ],
+);
+
+/**
+ * Events that could not be accepted from the `notify-events` queue (or delivery messages that named nothing), kept
+ * with the reason: a bad message is acknowledged only once it is recorded here, never silently dropped.
+ */
+export const eventRejections = sqliteTable(
+  'event_rejections',
+  {
+    id: text('id').primaryKey(),
+    queue: text('queue').notNull(),
+    messageId: text('message_id').notNull(),
+    handle: text('handle'),
+    reason: text('reason').notNull(),
+    /** The message body as received, cut to 4 KB. */
+    body: text('body').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('event_rejections_handle_idx').on(t.handle, t.id)],
 );
 
 /** One row per attempt: the evidence a diagnosis is built from. */

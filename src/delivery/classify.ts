@@ -17,6 +17,8 @@ export type ErrorClass =
 /** What an attempt observed, before classification. */
 export type AttemptObservation =
   | { kind: 'response'; status: number; retryAfterSeconds: number | null }
+  /** An email provider took the message. */
+  | { kind: 'accepted' }
   | { kind: 'timeout' }
   | { kind: 'network'; message: string }
   | { kind: 'tls'; message: string }
@@ -52,6 +54,8 @@ export function classify(o: AttemptObservation): Classification {
       if (s >= 400 && s < 500) return fail('http_4xx');
       return fail('http_5xx');
     }
+    case 'accepted':
+      return { outcome: 'succeeded' };
     case 'timeout':
       return fail('timeout');
     case 'network':

@@ -7,14 +7,22 @@ import { z } from 'zod';
 export const DeliveryMessage = z.strictObject({ deliveryId: z.string().regex(/^dlv_[0-9A-Z]{26}$/) });
 export type DeliveryMessage = z.infer<typeof DeliveryMessage>;
 
-/** `notify-events` and its DLQ: an event published by another Gharart Worker (same shape as `POST …/events`). */
-export const EventMessage = z.strictObject({
-  handle: z.string().min(1).max(63),
-  type: z.string().min(1).max(100),
+/** An event as clients publish it (`POST …/events`): the one schema of the HTTP and the queue paths. */
+export const EventInput = z.strictObject({
+  type: z
+    .string()
+    .max(100)
+    .regex(/^[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+$/, 'Use a dotted lower-case event type such as order.fulfilled.'),
   severity: z.enum(['info', 'warning', 'critical']).optional(),
   data: z.record(z.string(), z.unknown()),
   occurredAt: z.iso.datetime({ offset: true }).optional(),
   sourceEventId: z.string().min(1).max(200).optional(),
+});
+export type EventInput = z.infer<typeof EventInput>;
+
+/** `notify-events` and its DLQ: an event published by another Gharart Worker, naming its handle and source. */
+export const EventMessage = EventInput.extend({
+  handle: z.string().regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/),
   source: z.string().min(1).max(100).optional(),
 });
 export type EventMessage = z.infer<typeof EventMessage>;

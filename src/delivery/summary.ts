@@ -1,7 +1,8 @@
 /**
- * The per-recipient summary kept on each notification (`notifications.recipients`) and its aggregate `status`
- * (SPEC §6). Both are projections of `deliveries`; every statement that changes deliveries also runs the matching
- * statements from here in the same `db.batch`, so the feed (one row per notification) never disagrees with the log.
+ * The per-notification projection of `deliveries` (SPEC §6): counts by state, the aggregate `status` derived from
+ * them, and a per-recipient summary of the first RECIPIENT_SUMMARY_LIMIT recipients. Every statement that changes a
+ * delivery is paired, in the same `db.batch`, with the statement from here that moves its notification along, so
+ * the feed (one row per notification) never disagrees with the delivery log.
  */
 
 /** One recipient as the feed shows it. */
@@ -11,7 +12,7 @@ export interface RecipientSummary {
   recipientType: 'webhook' | 'email' | 'owner_default' | 'platform_alert';
   subscriptionId: string | null;
   target: string;
-  status: 'pending' | 'queued' | 'retrying' | 'succeeded' | 'dead' | 'cancelled' | 'skipped';
+  status: DeliveryStatus;
   statusReason: string | null;
   attempts: number;
   lastErrorClass: string | null;
@@ -19,28 +20,95 @@ export interface RecipientSummary {
   updatedAt: string;
 }
 
-export const OPEN_STATUSES = ['pending', 'queued', 'retrying'] as const;
+export type DeliveryStatus = 'pending' | 'queued' | 'retrying' | 'succeeded' | 'dead' | 'cancelled' | 'skipped';
+
+/** Recipients listed individually on the notification row; larger fan-outs list the first ones and count the rest. */
+export const RECIPIENT_SUMMARY_LIMIT = 25;
+
+export const OPEN_STATUSES: readonly DeliveryStatus[] = ['pending', 'queued', 'retrying'];
+export const TERMINAL_STATUSES: readonly DeliveryStatus[] = ['succeeded', 'dead', 'cancelled', 'skipped'];
 const OPEN_SQL = `('pending', 'queued', 'retrying')`;
 
+type Bucket = 'open' | 'succeeded' | 'dead' | 'none';
+
+function bucket(status: DeliveryStatus): Bucket {
+  if (OPEN_STATUSES.includes(status)) return 'open';
+  if (status === 'succeeded' || status === 'dead') return status;
+  return 'none';
+}
+
+/** Aggregate status from (new) counts; `undeliverable` is decided at ingest and kept. */
+function aggregateSql(open: string, succeeded: string, dead: string): string {
+  return `CASE
+    WHEN status = 'undeliverable' THEN 'undeliverable'
+    WHEN ${open} > 0 THEN 'delivering'
+    WHEN ${succeeded} > 0 AND ${dead} > 0 THEN 'partially_failed'
+    WHEN ${succeeded} > 0 THEN 'delivered'
+    WHEN ${dead} > 0 THEN 'failed'
+    ELSE 'no_recipients' END`;
+}
+
+/** The aggregate status a new notification starts with, for the counts of its deliveries. */
+export function initialStatus(counts: { open: number; succeeded: number; dead: number }, undeliverable: boolean) {
+  if (undeliverable) return 'undeliverable' as const;
+  if (counts.open > 0) return 'delivering' as const;
+  return 'no_recipients' as const;
+}
+
+export interface Transition {
+  notificationId: string;
+  deliveryId: string;
+  from: DeliveryStatus;
+  to: DeliveryStatus;
+  attempts: number;
+  statusReason: string | null;
+  lastErrorClass: string | null;
+  lastHttpStatus: number | null;
+  at: string;
+}
+
 /**
- * SQL expression computing a notification's aggregate status from its `recipients` JSON:
- * open deliveries → delivering; all terminal → delivered / partially_failed / failed by succeeded vs dead;
- * nothing sent (only skipped/cancelled, or none) → no_recipients. `undeliverable` is set at ingest and kept.
+ * Moves one delivery's notification along: counts, aggregate status, and the recipient's summary entry when it has
+ * one. Put it right after the guarded delivery UPDATE in the same batch: `changes() = 1` makes it apply only if that
+ * UPDATE changed the row, so a duplicate queue message can never count a transition twice.
  */
-export const AGGREGATE_STATUS_SQL = `CASE
-  WHEN status = 'undeliverable' THEN 'undeliverable'
-  WHEN EXISTS (SELECT 1 FROM json_each(recipients) r WHERE json_extract(r.value, '$.status') IN ${OPEN_SQL}) THEN 'delivering'
-  WHEN EXISTS (SELECT 1 FROM json_each(recipients) r WHERE json_extract(r.value, '$.status') = 'succeeded') THEN
-    CASE WHEN EXISTS (SELECT 1 FROM json_each(recipients) r WHERE json_extract(r.value, '$.status') = 'dead')
-      THEN 'partially_failed' ELSE 'delivered' END
-  WHEN EXISTS (SELECT 1 FROM json_each(recipients) r WHERE json_extract(r.value, '$.status') = 'dead') THEN 'failed'
-  ELSE 'no_recipients'
-END`;
+export function transitionStatement(d1: D1Database, t: Transition): D1PreparedStatement {
+  const d = { open: 0, succeeded: 0, dead: 0 };
+  const from = bucket(t.from);
+  const to = bucket(t.to);
+  if (from !== 'none') d[from] -= 1;
+  if (to !== 'none') d[to] += 1;
+  const path = `$."${t.deliveryId}"`;
+  return d1
+    .prepare(
+      `UPDATE notifications SET
+         open_count = open_count + ?3, succeeded_count = succeeded_count + ?4, dead_count = dead_count + ?5,
+         status = ${aggregateSql('open_count + ?3', 'succeeded_count + ?4', 'dead_count + ?5')},
+         recipients = CASE WHEN json_type(recipients, ?2) IS NULL THEN recipients
+           ELSE json_set(recipients, ?2 || '.status', ?6, ?2 || '.statusReason', ?7, ?2 || '.attempts', ?8,
+                         ?2 || '.lastErrorClass', ?9, ?2 || '.lastHttpStatus', ?10, ?2 || '.updatedAt', ?11) END,
+         updated_at = ?11
+       WHERE id = ?1 AND changes() = 1`,
+    )
+    .bind(
+      t.notificationId,
+      path,
+      d.open,
+      d.succeeded,
+      d.dead,
+      t.to,
+      t.statusReason,
+      t.attempts,
+      t.lastErrorClass,
+      t.lastHttpStatus,
+      t.at,
+    );
+}
 
 /**
  * Statements (for one D1 batch) that cancel every open delivery of a subscription — in the deliveries table and in
- * the summaries of their notifications — and refresh those notifications' aggregate status. Used when a subscription
- * is deleted: its pending work becomes visible as `cancelled`, never silently dropped.
+ * the summaries of their notifications — and recount those notifications. Used when a subscription is deleted: its
+ * pending work becomes visible as `cancelled`, never silently dropped.
  */
 export function cancelOpenDeliveries(
   d1: D1Database,
@@ -51,6 +119,10 @@ export function cancelOpenDeliveries(
 ): D1PreparedStatement[] {
   // Scoped by handle as well as id: a guessed id from another tenant must never reach that tenant's deliveries.
   const affected = `SELECT notification_id FROM deliveries WHERE subscription_id = ?1 AND handle = ?4 AND status IN ${OPEN_SQL}`;
+  const justCancelled = `SELECT notification_id FROM deliveries
+    WHERE subscription_id = ?1 AND handle = ?4 AND status = 'cancelled' AND status_reason = ?2 AND updated_at = ?3`;
+  const count = (statuses: string) =>
+    `(SELECT count(*) FROM deliveries d WHERE d.notification_id = notifications.id AND d.status IN ${statuses})`;
   return [
     d1
       .prepare(
@@ -66,12 +138,25 @@ export function cancelOpenDeliveries(
       )
       .bind(subscriptionId, reason, now, handle),
     d1
-      .prepare(`UPDATE notifications SET status = ${AGGREGATE_STATUS_SQL} WHERE id IN (${affected})`)
-      .bind(subscriptionId, null, null, handle),
-    d1
       .prepare(
         `UPDATE deliveries SET status = 'cancelled', status_reason = ?2, updated_at = ?3
          WHERE subscription_id = ?1 AND handle = ?4 AND status IN ${OPEN_SQL}`,
+      )
+      .bind(subscriptionId, reason, now, handle),
+    // Recount from the deliveries themselves (rare: only on delete), then derive the status from the new counts.
+    d1
+      .prepare(
+        `UPDATE notifications SET
+           open_count = ${count(OPEN_SQL)},
+           succeeded_count = ${count(`('succeeded')`)},
+           dead_count = ${count(`('dead')`)}
+         WHERE id IN (${justCancelled})`,
+      )
+      .bind(subscriptionId, reason, now, handle),
+    d1
+      .prepare(
+        `UPDATE notifications SET status = ${aggregateSql('open_count', 'succeeded_count', 'dead_count')}
+         WHERE id IN (${justCancelled})`,
       )
       .bind(subscriptionId, reason, now, handle),
   ];

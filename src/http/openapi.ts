@@ -154,10 +154,12 @@ export function guard<R extends RouteConfig>(rule: GuardRule, route: R) {
     ...route,
     ...(request ? { request } : {}),
     middleware: [...chain, ...existing] as MiddlewareHandler[],
-    security: [{ bearerAuth: [...(rule.scopes ?? [])] }],
+    security: rule.anyOfScopes
+      ? rule.anyOfScopes.map((s) => ({ bearerAuth: [...(rule.scopes ?? []), s] }))
+      : [{ bearerAuth: [...(rule.scopes ?? [])] }],
     description: `${route.description ?? ''}${
       rule.scopes?.length ? `\n\nScopes: ${rule.scopes.join(', ')}.` : ''
-    }${roleNote}${jwtNote}`.trim(),
+    }${rule.anyOfScopes ? `\n\nScopes: one of ${rule.anyOfScopes.join(', ')}.` : ''}${roleNote}${jwtNote}`.trim(),
     responses: { ...errorResponses(...statuses), ...route.responses },
   } as R;
 }

@@ -50,3 +50,16 @@ export const EmailSchema = z
 
 /** An ISO 8601 timestamp with a zone. */
 export const TimestampSchema = z.iso.datetime({ offset: true }).openapi({ example: '2026-11-26T10:00:00Z' });
+
+/** The fields every view of a delivery shares (the feed's per-recipient entry and the delivery log). */
+export const DeliveryCoreFields = {
+  channel: z.enum(['webhook', 'email']),
+  recipientType: z.enum(['webhook', 'email', 'owner_default', 'platform_alert']),
+  subscriptionId: z.string().nullable(),
+  target: z.string(),
+  status: z.enum(['pending', 'queued', 'retrying', 'succeeded', 'dead', 'cancelled', 'skipped']),
+  statusReason: z.string().nullable(),
+  lastErrorClass: z.string().nullable(),
+  lastHttpStatus: z.number().int().nullable(),
+  updatedAt: z.string(),
+};

@@ -2,11 +2,15 @@
  * The `scheduled` entry point (cron `* * * * *`): runs each minute job, isolated so one failing job neither stops the
  * others nor hides its error.
  */
+import { autoDisableFailingWebhooks } from './auto-disable.ts';
 import { purgeExpiredIdempotencyKeys } from './purge-idempotency.ts';
+import { sweepOutbox } from './sweeper.ts';
 
 type Job = (env: Env, now: Date) => Promise<Record<string, unknown>>;
 
 const JOBS: Record<string, Job> = {
+  sweepOutbox,
+  autoDisableFailingWebhooks,
   purgeExpiredIdempotencyKeys,
 };
 

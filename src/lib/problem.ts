@@ -69,8 +69,8 @@ export const problems = {
     new ProblemError('unauthenticated', detail, {
       headers: { 'WWW-Authenticate': `Bearer realm="gharart-notify", error="${error}"` },
     }),
-  missingScopes: (scopes: string[]) =>
-    new ProblemError('forbidden', `This token lacks the scope ${scopes.join(', ')}.`, {
+  missingScopes: (scopes: string[], anyOf = false) =>
+    new ProblemError('forbidden', anyOf ? `This token needs one of the scopes ${scopes.join(', ')}.` : `This token lacks the scope ${scopes.join(', ')}.`, {
       extensions: { missingScopes: scopes },
       headers: { 'WWW-Authenticate': `Bearer realm="gharart-notify", error="insufficient_scope", scope="${scopes.join(' ')}"` },
     }),
@@ -87,8 +87,8 @@ export const problems = {
     }),
   conflict: (detail: string) => new ProblemError('conflict', detail),
   preconditionFailed: (detail: string) => new ProblemError('precondition_failed', detail),
-  payloadTooLarge: (limitBytes: number) =>
-    new ProblemError('payload_too_large', `The request body exceeds ${limitBytes} bytes.`, {
+  payloadTooLarge: (limitBytes: number, detail = `The request body exceeds ${limitBytes} bytes.`) =>
+    new ProblemError('payload_too_large', detail, {
       extensions: { limitBytes },
     }),
   unsupportedMediaType: (got: string | undefined) =>

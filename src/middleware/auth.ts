@@ -53,8 +53,10 @@ export type Credential = { kind: 'jwt'; principal: Principal } | { kind: 'pat'; 
 
 /** What a route requires. */
 export interface AccessRule {
-  /** Scopes the token must carry. */
+  /** Scopes the token must carry (all of them). */
   scopes?: Scope[];
+  /** At least one of these scopes (e.g. a delivery redrive: webhooks:write or notifications:write). */
+  anyOfScopes?: Scope[];
   /** The route has a `{handle}` path parameter: the caller must be a member (or a service granted it). */
   handle?: boolean;
   /** Roles allowed on the handle; default: any member. Writers are owner/admin (`WRITER_ROLES`). */
@@ -114,6 +116,9 @@ function withImplicit(scopes: Set<Scope>, kind: 'user' | 'service'): Set<Scope> 
 function requireScopes(principal: Principal, rule: AccessRule) {
   const missing = missingScopes(principal.scopes, rule.scopes ?? []);
   if (missing.length) throw problems.missingScopes(missing);
+  if (rule.anyOfScopes && !rule.anyOfScopes.some((s) => principal.scopes.has(s))) {
+    throw problems.missingScopes(rule.anyOfScopes, true);
+  }
 }
 
 function checkRole(role: HandleRole, rule: AccessRule) {

@@ -8,6 +8,9 @@ import { config, type AppEnv } from '../env.ts';
 import { problems } from '../lib/problem.ts';
 
 const JSON_TYPE = /^application\/(?:[a-z0-9.+-]+\+)?json\s*(?:;|$)/i;
+const FORM_TYPE = /^(?:application\/x-www-form-urlencoded|multipart\/form-data)\s*(?:;|$)/i;
+/** Public pages a browser or mail client posts a form to (RFC 8058 one-click unsubscribe); everything else is JSON. */
+const FORM_PATHS = ['/v2/email/'];
 const WITH_BODY = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 export function bodyGuard(): MiddlewareHandler<AppEnv> {
@@ -20,7 +23,8 @@ export function bodyGuard(): MiddlewareHandler<AppEnv> {
     if (!hasBody) return next();
     if (length !== undefined && Number(length) > max) throw problems.payloadTooLarge(max);
     const type = c.req.header('content-type');
-    if (!type || !JSON_TYPE.test(type)) throw problems.unsupportedMediaType(type);
+    const formAllowed = FORM_PATHS.some((p) => c.req.path.startsWith(p)) && type !== undefined && FORM_TYPE.test(type);
+    if (!formAllowed && (!type || !JSON_TYPE.test(type))) throw problems.unsupportedMediaType(type);
     let limiter = limiters.get(max);
     if (!limiter) {
       limiter = bodyLimit({

@@ -19,16 +19,30 @@ describe('queue entry point', () => {
   });
 
   for (const queue of ['notify-events', 'notify-deliveries', 'notify-deliveries-dlq', 'notify-events-dlq']) {
-    it(`${queue}: a message failing its schema is logged and retried, not acked`, async () => {
+    it(`${queue}: a message failing its schema is recorded with its reason before it is acked`, async () => {
+      const ids = [`bad-${queue}-1`, `bad-${queue}-2`];
       const batch = createMessageBatch<unknown>(queue, [
-        { id: 'bad-1', timestamp: new Date(), attempts: 1, body: { nonsense: true } },
-        { id: 'bad-2', timestamp: new Date(), attempts: 3, body: 'not even an object' },
+        { id: ids[0]!, timestamp: new Date(), attempts: 1, body: { nonsense: true } },
+        { id: ids[1]!, timestamp: new Date(), attempts: 3, body: 'not even an object' },
       ]);
       const ctx = createExecutionContext();
       await worker.queue(batch, env, ctx);
       const result = await getQueueResult(batch, ctx);
-      expect(result.explicitAcks).toEqual([]);
-      expect(result.retryMessages.map((m) => m.msgId).sort()).toEqual(['bad-1', 'bad-2']);
+      const acked = result.ackAll ? ids : [...result.explicitAcks];
+      expect(acked.sort()).toEqual([...ids].sort());
+      expect(result.retryMessages).toEqual([]);
+      expect(result.retryBatch.retry).toBe(false);
+      const { results } = await env.DB.prepare(
+        'SELECT message_id, queue, reason, body FROM event_rejections WHERE message_id IN (?, ?) ORDER BY message_id',
+      )
+        .bind(...ids)
+        .all<{ message_id: string; queue: string; reason: string; body: string }>();
+      expect(results.map((r) => r.message_id)).toEqual([...ids].sort());
+      for (const r of results) {
+        expect(r.queue).toBe(queue);
+        expect(r.reason.length).toBeGreaterThan(5);
+      }
+      expect(results.find((r) => r.message_id === ids[0])!.body).toBe('{"nonsense":true}');
     });
   }
 });

@@ -119,7 +119,7 @@ describe('GET …/notifications: paging under every filter (1,000 notifications)
     expect(body.data).toHaveLength(3);
     for (const item of body.data) {
       expect(Object.keys(item).sort()).toEqual(
-        ['createdAt', 'deliveries', 'id', 'occurredAt', 'recipientCount', 'severity', 'source', 'sourceEventId', 'status', 'type', 'updatedAt'].sort(),
+        ['createdAt', 'deliveries', 'deliveryCounts', 'id', 'occurredAt', 'recipientCount', 'severity', 'source', 'sourceEventId', 'status', 'type', 'updatedAt'].sort(),
       );
       expect(item.deliveries).toEqual([]);
     }

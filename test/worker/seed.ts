@@ -184,10 +184,10 @@ export async function insertDeliveries(
       updatedAt: now,
     };
     return env.DB.prepare(
-      `INSERT INTO deliveries (id, handle, notification_id, kind, channel, subscription_id, target, status, status_reason,
-         attempt_count, created_at, updated_at)
-       VALUES (?, ?, ?, 'event', ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).bind(id, handle, d.notificationId, d.channel, d.subscriptionId, d.target, d.status, d.statusReason ?? null, d.attempts ?? 0, now, now);
+      `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target, status,
+         status_reason, attempt_count, created_at, updated_at)
+       VALUES (?, ?, ?, 'event', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).bind(id, handle, d.notificationId, d.channel, recipientType, d.subscriptionId, d.target, d.status, d.statusReason ?? null, d.attempts ?? 0, now, now);
   });
   await env.DB.batch(statements);
   return { ids, recipients };

@@ -2,7 +2,9 @@
  * Email subscriptions (SPEC §4): list (with the owner default as `owner-default`), create as `pending_confirmation`
  * (double opt-in), delete; and `PUT …/owner-default-email` (owner only; `null` unsets it).
  */
-import { createRoute } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
+import { diagnoseEmail, loadEmailFailures } from '../../delivery/email-diagnosis.ts';
+import { runTestSend, testEvent } from '../../delivery/test-send.ts';
 import { config } from '../../env.ts';
 import { getDb } from '../../db/client.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
@@ -136,7 +138,82 @@ const getOwnerDefaultRoute = createRoute(
   ),
 );
 
+const EmailTestBody = z
+  .strictObject({ eventType: z.string().max(100).optional().openapi({ description: 'Catalog sample to send (default order.created).' }) })
+  .openapi('EmailTestRequest');
+
+const EmailDiagnosisSchema = z
+  .object({
+    summary: z.string(),
+    subscription: z.object({
+      kind: z.enum(['standard', 'owner_default']),
+      email: z.string(),
+      status: z.string(),
+      statusReason: z.string().nullable(),
+      confirmedAt: z.string().nullable(),
+      provider: z.string(),
+    }),
+    test: z.object({
+      sent: z.boolean(),
+      outcome: z.enum(['succeeded', 'failed', 'not_sent']),
+      errorClass: z.string().nullable(),
+      detail: z.string().nullable(),
+    }),
+    productionFailures: z.array(
+      z.object({ deliveryId: z.string(), notificationId: z.string().nullable(), errorClass: z.string().nullable(), status: z.string(), at: z.string() }),
+    ),
+    nextSteps: z.array(z.string()),
+  })
+  .openapi('EmailDiagnosis');
+
+const emailTestRoute = createRoute(
+  guard(
+    { ...write, throttle: 'test_sends' },
+    {
+      method: 'post',
+      path: '/v2/handles/{handle}/notifications/email-subscriptions/{id}/test',
+      tags: ['Email subscriptions'],
+      summary: 'Send a test mail through the production path and diagnose the subscription',
+      description: '`owner-default` works as id. A pending, suppressed, unsubscribed or stale address gets no mail; the diagnosis says why and what to do.',
+      request: { params: EmailSubscriptionParams, body: { ...jsonBody(EmailTestBody), required: false } },
+      responses: {
+        200: jsonResponse(z.object({ deliveryId: z.string().nullable(), diagnosis: EmailDiagnosisSchema }).openapi('EmailTestResult'), 'The diagnosis.'),
+        ...errorResponses(400, 413, 415, 422),
+      },
+    },
+  ),
+);
+
 export const emailSubscriptionsRoutes = createRouter()
+  .openapi(emailTestRoute, async (c) => {
+    const { handle, id } = c.req.valid('param');
+    const body = (await c.req.text()) ? c.req.valid('json') : {};
+    const db = getDb(c.env.DB);
+    const sub = id === OWNER_DEFAULT_ID ? await getOwnerDefault(db, handle) : await getStandard(db, handle, id);
+    if (!sub) {
+      if (id === OWNER_DEFAULT_ID) throw problems.unprocessable('No owner default email is set; set one with PUT …/notifications/owner-default-email.');
+      throw problems.notFound();
+    }
+    const event = testEvent(handle, { eventType: body.eventType });
+    if (!event) throw problems.unprocessable(`Unknown event type ${body.eventType}; see GET /v2/event-types.`);
+    let deliveryId: string | null = null;
+    let outcome = null;
+    // A pending address receives nothing but its confirmation (SPEC §6): no test mail either.
+    if (sub.status === 'active') {
+      const sent = await runTestSend(c.env, {
+        handle,
+        channel: 'email',
+        recipientType: sub.kind === 'owner_default' ? 'owner_default' : 'email',
+        subscriptionId: sub.id,
+        target: sub.emailNormalized,
+        event,
+      });
+      deliveryId = sent.delivery.id;
+      outcome = sent.outcome;
+    }
+    const diagnosis = diagnoseEmail(sub, outcome, await loadEmailFailures(c.env.DB, sub.id));
+    return c.json({ deliveryId, diagnosis }, 200);
+  })
   .openapi(getOwnerDefaultRoute, async (c) => {
     const { handle } = c.req.valid('param');
     const owner = await getOwnerDefault(getDb(c.env.DB), handle);
@@ -242,5 +319,22 @@ export const emailSubscriptionsRoutes = createRouter()
       createdAt: now,
       updatedAt: now,
     });
+    // A changed owner address gets a test mail at once (SPEC §4), through the production path, recorded as a test
+    // delivery; the PUT does not wait for the provider.
+    const mail = runTestSend(c.env, {
+      handle,
+      channel: 'email',
+      recipientType: 'owner_default',
+      subscriptionId: row.id,
+      target: row.emailNormalized,
+      // A critical sample: what the owner will receive when it matters.
+      event: testEvent(handle, { eventType: 'payment.failed' })!,
+      reason: 'owner_default_changed',
+    }).catch((err: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'owner_test_mail_failed', error: String(err) })));
+    try {
+      c.executionCtx.waitUntil(mail);
+    } catch {
+      await mail;
+    }
     return c.json(emailSubscriptionToApi(row), 200);
   });

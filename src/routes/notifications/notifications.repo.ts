@@ -31,6 +31,9 @@ const listColumns = {
   occurredAt: notifications.occurredAt,
   recipientCount: notifications.recipientCount,
   recipients: notifications.recipients,
+  openCount: notifications.openCount,
+  succeededCount: notifications.succeededCount,
+  deadCount: notifications.deadCount,
   createdAt: notifications.createdAt,
   updatedAt: notifications.updatedAt,
 };

@@ -22,8 +22,12 @@ function deliveriesOf(recipients: string): RecipientSummary[] {
 }
 
 function summaryToApi(row: NotificationListRow) {
-  const { recipients, ...rest } = row;
-  return { ...rest, deliveries: deliveriesOf(recipients) };
+  const { recipients, openCount, succeededCount, deadCount, ...rest } = row;
+  return {
+    ...rest,
+    deliveryCounts: { open: openCount, succeeded: succeededCount, dead: deadCount },
+    deliveries: deliveriesOf(recipients),
+  };
 }
 
 const read = { handle: true, scopes: ['notifications:read' as const] };
@@ -72,6 +76,6 @@ export const notificationsRoutes = createRouter()
     const { handle, id } = c.req.valid('param');
     const row = await getNotification(getDb(c.env.DB), handle, id);
     if (!row) throw problems.notFound();
-    const { recipients, data, handle: _handle, ...rest } = row;
-    return c.json({ ...rest, data: JSON.parse(data) as Record<string, unknown>, deliveries: deliveriesOf(recipients) }, 200);
+    const { data, handle: _handle, ...rest } = row;
+    return c.json({ ...summaryToApi(rest), data: JSON.parse(data) as Record<string, unknown> }, 200);
   });

@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { HandleParam, PageQuery } from '../../http/openapi.ts';
-import { SeveritySchema, TimestampSchema } from '../../http/schemas.ts';
+import { DeliveryCoreFields, SeveritySchema, TimestampSchema } from '../../http/schemas.ts';
 import { idPattern } from '../../lib/ids.ts';
 
 export const NOTIFICATION_ID = idPattern('ntf');
@@ -31,16 +31,8 @@ export const FeedQuery = PageQuery.extend({
 export const RecipientSummarySchema = z
   .object({
     deliveryId: z.string(),
-    channel: z.enum(['webhook', 'email']),
-    recipientType: z.enum(['webhook', 'email', 'owner_default', 'platform_alert']),
-    subscriptionId: z.string().nullable(),
-    target: z.string(),
-    status: z.enum(['pending', 'queued', 'retrying', 'succeeded', 'dead', 'cancelled', 'skipped']),
-    statusReason: z.string().nullable(),
+    ...DeliveryCoreFields,
     attempts: z.number().int(),
-    lastErrorClass: z.string().nullable(),
-    lastHttpStatus: z.number().int().nullable(),
-    updatedAt: z.string(),
   })
   .openapi('RecipientDelivery');
 
@@ -55,7 +47,12 @@ const base = {
   createdAt: z.string(),
   updatedAt: z.string(),
   recipientCount: z.number().int(),
-  deliveries: z.array(RecipientSummarySchema),
+  deliveryCounts: z
+    .object({ open: z.number().int(), succeeded: z.number().int(), dead: z.number().int() })
+    .openapi({ description: 'Deliveries still in progress, succeeded and dead; skipped and cancelled make up the rest.' }),
+  deliveries: z.array(RecipientSummarySchema).openapi({
+    description: 'One entry per recipient (the first 25 for larger fan-outs; see recipientCount).',
+  }),
 };
 
 export const NotificationSummarySchema = z.object(base).openapi('NotificationSummary');

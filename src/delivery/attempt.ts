@@ -1,0 +1,116 @@
+/**
+ * One delivery attempt, whatever the channel: builds the exact request from stored rows (so every retry of a
+ * delivery sends the same body under the same `webhook-id`), sends it, and classifies the outcome. The consumer and
+ * the test-send routes both call this, so a test send and a production send are one code path.
+ */
+import { config } from '../env.ts';
+import type { deliveries, emailSubscriptions, notifications, webhookSubscriptions } from '../db/schema.ts';
+import { decryptSecret, importEncryptionKey } from '../lib/crypto.ts';
+import { fromJsonColumn } from '../lib/json.ts';
+import { unsubscribeToken, unsubscribeUrl } from '../email/unsubscribe.ts';
+import { classify, type Classification } from './classify.ts';
+import { sendEmail } from './channels/email.ts';
+import type { ChannelResult } from './channels/result.ts';
+import { sendWebhook } from './channels/webhook.ts';
+
+export type DeliveryRow = typeof deliveries.$inferSelect;
+export type NotificationRow = typeof notifications.$inferSelect;
+export type WebhookRow = typeof webhookSubscriptions.$inferSelect;
+export type EmailRow = typeof emailSubscriptions.$inferSelect;
+
+/** The event a delivery carries: from its notification, or from the delivery's own payload for test sends. */
+export interface DeliveredEvent {
+  id: string;
+  handle: string;
+  type: string;
+  severity: 'info' | 'warning' | 'critical';
+  occurredAt: string;
+  data: Record<string, unknown>;
+  test: boolean;
+}
+
+export interface AttemptContext {
+  delivery: DeliveryRow;
+  event: DeliveredEvent;
+  webhook?: WebhookRow | undefined;
+}
+
+export interface AttemptOutcome extends ChannelResult {
+  classification: Classification;
+}
+
+/** The event of a delivery (null when its notification is gone). */
+export function eventOf(delivery: DeliveryRow, notification: NotificationRow | undefined): DeliveredEvent | null {
+  if (delivery.payload) return JSON.parse(delivery.payload) as DeliveredEvent;
+  if (!notification) return null;
+  return {
+    id: notification.id,
+    handle: notification.handle,
+    type: notification.type,
+    severity: notification.severity,
+    occurredAt: notification.occurredAt,
+    data: JSON.parse(notification.data) as Record<string, unknown>,
+    test: false,
+  };
+}
+
+/** The webhook body (SPEC §6). Key order is fixed, so the same delivery always sends the same bytes. */
+export function webhookBody(e: DeliveredEvent): string {
+  return JSON.stringify({
+    id: e.id,
+    type: e.type,
+    handle: e.handle,
+    severity: e.severity,
+    timestamp: e.occurredAt,
+    data: e.data,
+    test: e.test,
+  });
+}
+
+/** The secrets that sign a request: the current one, and the previous one while its rotation grace lasts. */
+export async function signingSecrets(env: Env, webhook: WebhookRow, now = Date.now()): Promise<string[]> {
+  const key = await importEncryptionKey(env.ENCRYPTION_KEY);
+  const secrets = [await decryptSecret(webhook.secretEncrypted, key)];
+  if (webhook.previousSecretEncrypted && webhook.previousSecretExpiresAt && Date.parse(webhook.previousSecretExpiresAt) > now) {
+    secrets.push(await decryptSecret(webhook.previousSecretEncrypted, key));
+  }
+  return secrets;
+}
+
+/** Performs one attempt. Throws only on bugs or corrupt rows (the caller isolates them per message). */
+export async function performAttempt(env: Env, ctx: AttemptContext): Promise<AttemptOutcome> {
+  const cfg = config(env);
+  let result: ChannelResult;
+  if (ctx.delivery.channel === 'webhook') {
+    if (!ctx.webhook) throw new Error(`delivery ${ctx.delivery.id} has no webhook subscription`);
+    result = await sendWebhook({
+      msgId: ctx.delivery.id,
+      url: ctx.webhook.url,
+      body: webhookBody(ctx.event),
+      secrets: await signingSecrets(env, ctx.webhook),
+      headers: fromJsonColumn<Record<string, string>>(ctx.webhook.headers) ?? {},
+      timeoutMs: cfg.webhookTimeoutMs,
+      allowInsecure: cfg.allowInsecureWebhookTargets,
+    });
+  } else {
+    result = await sendEmail(env, {
+      deliveryId: ctx.delivery.id,
+      to: ctx.delivery.target,
+      notification: {
+        id: ctx.event.id,
+        handle: ctx.event.handle,
+        type: ctx.event.type,
+        severity: ctx.event.severity,
+        occurredAt: ctx.event.occurredAt,
+        data: ctx.event.data,
+        test: ctx.event.test,
+      },
+      // Every mail to a subscriber can be stopped in one click; the platform alert address is not a subscriber.
+      unsubscribeUrl:
+        ctx.delivery.subscriptionId && ctx.delivery.recipientType !== 'platform_alert'
+          ? unsubscribeUrl(cfg.publicBaseUrl, await unsubscribeToken(env.ENCRYPTION_KEY, ctx.delivery.subscriptionId))
+          : null,
+    });
+  }
+  return { ...result, classification: classify(result.observation) };
+}

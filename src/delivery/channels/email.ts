@@ -1,0 +1,54 @@
+/**
+ * One email delivery: renders the notification mail and hands it to the configured provider. Never throws for a
+ * delivery failure: the outcome is classified like a webhook's (provider_permanent / provider_transient).
+ */
+import { config } from '../../env.ts';
+import { emailProvider } from '../../email/provider.ts';
+import { renderNotificationMail, type NotificationForMail } from '../../email/templates.ts';
+import type { ChannelResult } from './result.ts';
+
+export interface EmailSend {
+  deliveryId: string;
+  to: string;
+  notification: NotificationForMail;
+  unsubscribeUrl: string | null;
+}
+
+export async function sendEmail(env: Env, req: EmailSend): Promise<ChannelResult> {
+  const cfg = config(env);
+  const content = renderNotificationMail(req.notification, { unsubscribeUrl: req.unsubscribeUrl });
+  const headers: Record<string, string> = { 'X-Gharart-Delivery-Id': req.deliveryId };
+  if (req.unsubscribeUrl) {
+    headers['List-Unsubscribe'] = `<${req.unsubscribeUrl}>`;
+    headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
+  }
+  const started = Date.now();
+  const outcome = await emailProvider(env).send({
+    from: { email: cfg.emailFrom, name: 'Gharart notifications' },
+    to: { email: req.to },
+    subject: content.subject,
+    text: content.text,
+    html: content.html,
+    headers,
+  });
+  const durationMs = Date.now() - started;
+  const requestBytes = new TextEncoder().encode(content.html).length + new TextEncoder().encode(content.text).length;
+  if (outcome.ok) {
+    return {
+      observation: { kind: 'accepted' },
+      httpStatus: null,
+      responseSnippet: outcome.providerMessageId ? `accepted ${outcome.providerMessageId}` : 'accepted',
+      durationMs,
+      requestBytes,
+      errorMessage: null,
+    };
+  }
+  return {
+    observation: { kind: 'provider', permanent: outcome.permanent, message: outcome.message },
+    httpStatus: null,
+    responseSnippet: null,
+    durationMs,
+    requestBytes,
+    errorMessage: outcome.message,
+  };
+}

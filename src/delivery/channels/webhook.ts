@@ -1,0 +1,118 @@
+/**
+ * One webhook request (SPEC §6): Standard Webhooks headers and signature, the subscription's custom headers,
+ * `redirect: 'manual'` (a redirect is an answer, never followed), a timeout, and at most 4 KB of the response kept.
+ * The URL rules are checked again before every send, so a URL that became unacceptable is `blocked_destination`.
+ */
+import { checkWebhookUrl } from '../../lib/url-rules.ts';
+import type { AttemptObservation } from '../classify.ts';
+import { parseRetryAfter } from '../retry-policy.ts';
+import { signatureHeader } from '../signing.ts';
+import type { ChannelResult } from './result.ts';
+
+export const RESPONSE_SNIPPET_BYTES = 4096;
+export const USER_AGENT = 'gharart-notify/2 (+https://notify.gharart.com/docs)';
+
+export interface WebhookRequest {
+  /** The delivery id: `webhook-id`, stable across retries. */
+  msgId: string;
+  url: string;
+  body: string;
+  /** Current secret first; a rotated-out secret second while its grace period lasts. */
+  secrets: string[];
+  headers: Record<string, string>;
+  timeoutMs: number;
+  allowInsecure: boolean;
+}
+
+
+/** Reads at most `limit` bytes of a body and cancels the rest: a 50 MB answer costs 4 KB. */
+async function readSnippet(res: Response, limit: number): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < limit) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.byteLength;
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  const all = new Uint8Array(Math.min(size, limit));
+  let offset = 0;
+  for (const c of chunks) {
+    const part = c.subarray(0, Math.min(c.byteLength, all.length - offset));
+    all.set(part, offset);
+    offset += part.byteLength;
+    if (offset >= all.length) break;
+  }
+  // `stream: true` holds back a character cut in half at the limit instead of decoding it as U+FFFD (3 bytes);
+  // invalid bytes still decode to U+FFFD, so trim until the stored text fits the limit too.
+  let text = new TextDecoder().decode(all, { stream: true });
+  const encoder = new TextEncoder();
+  while (encoder.encode(text).byteLength > limit) text = text.slice(0, -1);
+  return text;
+}
+
+function observeError(err: unknown): AttemptObservation {
+  const name = err instanceof Error ? err.name : '';
+  const message = err instanceof Error ? err.message : String(err);
+  if (name === 'TimeoutError' || name === 'AbortError') return { kind: 'timeout' };
+  if (/tls|ssl|certificate|handshake/i.test(message)) return { kind: 'tls', message };
+  return { kind: 'network', message };
+}
+
+/** Sends one signed webhook request and reports what happened, without throwing for delivery failures. */
+export async function sendWebhook(req: WebhookRequest): Promise<ChannelResult> {
+  const requestBytes = new TextEncoder().encode(req.body).length;
+  const check = checkWebhookUrl(req.url, { allowInsecure: req.allowInsecure });
+  if (!check.ok) {
+    return {
+      observation: { kind: 'blocked', message: check.message },
+      httpStatus: null,
+      responseSnippet: null,
+      durationMs: 0,
+      requestBytes,
+      errorMessage: check.message,
+    };
+  }
+  const timestamp = Math.floor(Date.now() / 1000);
+  const headers = new Headers(req.headers);
+  headers.set('content-type', 'application/json');
+  headers.set('user-agent', USER_AGENT);
+  headers.set('webhook-id', req.msgId);
+  headers.set('webhook-timestamp', String(timestamp));
+  headers.set('webhook-signature', await signatureHeader(req.secrets, req.msgId, timestamp, req.body));
+  const started = Date.now();
+  try {
+    const res = await fetch(check.url.toString(), {
+      method: 'POST',
+      headers,
+      body: req.body,
+      redirect: 'manual',
+      signal: AbortSignal.timeout(req.timeoutMs),
+    });
+    const responseSnippet = await readSnippet(res, RESPONSE_SNIPPET_BYTES);
+    return {
+      observation: { kind: 'response', status: res.status, retryAfterSeconds: parseRetryAfter(res.headers.get('retry-after')) },
+      httpStatus: res.status,
+      responseSnippet,
+      durationMs: Date.now() - started,
+      requestBytes,
+      errorMessage: null,
+    };
+  } catch (err) {
+    const observation = observeError(err);
+    return {
+      observation,
+      httpStatus: null,
+      responseSnippet: null,
+      durationMs: Date.now() - started,
+      requestBytes,
+      errorMessage: observation.kind === 'timeout' ? `No answer within ${req.timeoutMs} ms.` : String(err instanceof Error ? err.message : err).slice(0, 500),
+    };
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * The `notify-deliveries-dlq` consumer (SPEC §6): a message lands here when its retries are exhausted; its delivery
+ * becomes `dead` with the last error class it had, and its notification's aggregate status follows.
+ */
+import { sql } from 'drizzle-orm';
+import { getDb } from '../db/client.ts';
+import { deliveries } from '../db/schema.ts';
+import { moveDelivery } from './consumer.ts';
+import { DeliveryMessage } from './messages.ts';
+import { recordRejections, type Rejection } from './rejections.ts';
+import { OPEN_STATUSES } from './summary.ts';
+
+export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env): Promise<void> {
+  const rejections: Rejection[] = [];
+  const ids: string[] = [];
+  for (const message of batch.messages) {
+    const parsed = DeliveryMessage.safeParse(message.body);
+    if (parsed.success) ids.push(parsed.data.deliveryId);
+    else rejections.push({ queue: batch.queue, message, handle: null, reason: 'invalid dead-letter message' });
+  }
+  const db = getDb(env.DB);
+  const rows = ids.length
+    ? await db.select().from(deliveries).where(sql`${deliveries.id} IN (SELECT value FROM json_each(${JSON.stringify([...new Set(ids)])}))`)
+    : [];
+  const now = new Date().toISOString();
+  const statements = [
+    ...rows
+      .filter((d) => OPEN_STATUSES.includes(d.status))
+      .flatMap((d) => moveDelivery(env.DB, d, 'dead', { statusReason: 'retries_exhausted', attempted: false, now })),
+    ...recordRejections(env.DB, rejections),
+  ];
+  try {
+    if (statements.length) await env.DB.batch(statements);
+    batch.ackAll();
+  } catch (err) {
+    console.error(JSON.stringify({ level: 'error', msg: 'dead_letters_not_written', error: String(err) }));
+    batch.retryAll({ delaySeconds: 30 });
+  }
+}

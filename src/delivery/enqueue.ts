@@ -1,0 +1,84 @@
+/**
+ * The only module that touches the queue producers. Sends `{deliveryId}` messages in chunks of at most 100 (the
+ * Queues batch limit) and marks each sent chunk `queued`. A chunk whose send fails stays `pending`; the minute
+ * sweeper sends it again, so a failed send is recovered, never lost.
+ */
+import type { DeliveryMessage, EventMessage } from './messages.ts';
+
+/** Queues accept at most 100 messages (and 256 KB) per sendBatch. */
+export const SEND_BATCH_LIMIT = 100;
+
+export interface EnqueueResult {
+  queued: string[];
+  failed: string[];
+  sendBatchCalls: number;
+}
+
+/** Counts sendBatch calls per isolate; tests and the bench read it to check fan-out cost. */
+export const enqueueStats = { sendBatchCalls: 0 };
+
+/**
+ * Enqueues pending deliveries and marks the sent ones `queued` (only rows still `pending`: a concurrent sweeper or
+ * consumer may have moved them). `delaySeconds` postpones the first attempt (used for redrives).
+ */
+export async function enqueueDeliveries(
+  env: Pick<Env, 'DB' | 'DELIVERIES_QUEUE'>,
+  deliveryIds: readonly string[],
+  options: { delaySeconds?: number } = {},
+): Promise<EnqueueResult> {
+  const result: EnqueueResult = { queued: [], failed: [], sendBatchCalls: 0 };
+  for (let i = 0; i < deliveryIds.length; i += SEND_BATCH_LIMIT) {
+    const chunk = deliveryIds.slice(i, i + SEND_BATCH_LIMIT);
+    try {
+      result.sendBatchCalls++;
+      enqueueStats.sendBatchCalls++;
+      await env.DELIVERIES_QUEUE.sendBatch(
+        chunk.map((deliveryId) => ({
+          body: { deliveryId } satisfies DeliveryMessage,
+          contentType: 'json' as const,
+          ...(options.delaySeconds ? { delaySeconds: options.delaySeconds } : {}),
+        })),
+      );
+      result.queued.push(...chunk);
+    } catch (err) {
+      result.failed.push(...chunk);
+      console.warn(JSON.stringify({ level: 'warn', msg: 'enqueue_failed', deliveries: chunk.length, error: String(err) }));
+    }
+  }
+  if (result.queued.length) await markQueued(env.DB, result.queued);
+  return result;
+}
+
+/** `pending` → `queued` for the given deliveries, with their notifications' summaries, in one batch. */
+async function markQueued(d1: D1Database, ids: string[]): Promise<void> {
+  const now = new Date().toISOString();
+  // json_each over a bound JSON array: one statement for any number of ids, no SQL built from values.
+  const idList = JSON.stringify(ids);
+  await d1.batch([
+    d1
+      .prepare(
+        `UPDATE notifications SET
+           recipients = (SELECT json_group_object(j.key,
+               CASE WHEN j.key IN (SELECT value FROM json_each(?1)) AND json_extract(j.value, '$.status') = 'pending'
+                    THEN json_set(j.value, '$.status', 'queued', '$.updatedAt', ?2) ELSE json(j.value) END)
+             FROM json_each(notifications.recipients) j)
+         WHERE id IN (SELECT notification_id FROM deliveries
+                      WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'pending')
+           AND recipients <> '{}'`,
+      )
+      .bind(idList, now),
+    d1
+      .prepare(
+        `UPDATE deliveries SET status = 'queued', updated_at = ?2
+         WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'pending'`,
+      )
+      .bind(idList, now),
+  ]);
+}
+
+/** Publishes events to `notify-events` (used by other Workers through the same schema; here for tests and tools). */
+export async function publishEvents(env: Pick<Env, 'EVENTS_QUEUE'>, events: EventMessage[]): Promise<void> {
+  for (let i = 0; i < events.length; i += SEND_BATCH_LIMIT) {
+    await env.EVENTS_QUEUE.sendBatch(events.slice(i, i + SEND_BATCH_LIMIT).map((body) => ({ body, contentType: 'json' as const })));
+  }
+}

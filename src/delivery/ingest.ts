@@ -1,0 +1,193 @@
+/**
+ * Ingest (SPEC §6 "Outbox"): an event becomes a notification and one delivery per recipient, written in ONE
+ * `db.batch` (atomic: never a notification without its deliveries), then enqueued. Used by `POST …/events`, the
+ * `notify-events` consumer and the service's own system events, so all three behave the same.
+ */
+import { getDb } from '../db/client.ts';
+import { config } from '../env.ts';
+import { eventTypeInfo, type Severity } from '../lib/event-catalog.ts';
+import { newId } from '../lib/ids.ts';
+import { enqueueDeliveries } from './enqueue.ts';
+import { loadMatchContext } from './match-context.ts';
+import { planRecipients } from './match.ts';
+import { initialStatus, RECIPIENT_SUMMARY_LIMIT, type RecipientSummary } from './summary.ts';
+
+export interface IngestRequest {
+  handle: string;
+  type: string;
+  severity?: Severity | undefined;
+  data: Record<string, unknown>;
+  occurredAt?: string | undefined;
+  sourceEventId?: string | undefined;
+  /** Who published it: a service name, a user id, or `system`. */
+  source: string;
+}
+
+export interface IngestResult {
+  notificationId: string;
+  status: string;
+  /** True when `sourceEventId` was seen before: the first notification is returned and nothing new is written. */
+  duplicate: boolean;
+  recipients: RecipientSummary[];
+}
+
+/** Why an event cannot be accepted; the HTTP layer maps `code` to a status, the queue consumer records it. */
+export class IngestRejected extends Error {
+  constructor(
+    readonly code: 'unknown_handle' | 'system_event_type' | 'data_too_large',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'IngestRejected';
+  }
+}
+
+type IngestEnv = Pick<Env, 'DB' | 'DELIVERIES_QUEUE'> & Parameters<typeof config>[0];
+
+interface DeliveryRow extends RecipientSummary {
+  kind: 'event';
+  handle: string;
+  notificationId: string;
+  createdAt: string;
+}
+
+function deliveryFor(v: Pick<RecipientSummary, 'recipientType' | 'channel' | 'subscriptionId' | 'target'>, status: 'pending' | 'skipped', reason: string | null, base: { handle: string; notificationId: string; now: string }): DeliveryRow {
+  return {
+    deliveryId: newId('dlv'),
+    kind: 'event',
+    handle: base.handle,
+    notificationId: base.notificationId,
+    channel: v.channel,
+    recipientType: v.recipientType,
+    subscriptionId: v.subscriptionId,
+    target: v.target,
+    status,
+    statusReason: reason,
+    attempts: 0,
+    lastErrorClass: null,
+    lastHttpStatus: null,
+    updatedAt: base.now,
+    createdAt: base.now,
+  };
+}
+
+async function existingBySourceId(env: IngestEnv, handle: string, sourceEventId: string): Promise<IngestResult | null> {
+  const row = await env.DB.prepare(
+    'SELECT id, status, recipients FROM notifications WHERE handle = ?1 AND source_event_id = ?2',
+  )
+    .bind(handle, sourceEventId)
+    .first<{ id: string; status: string; recipients: string }>();
+  if (!row) return null;
+  return {
+    notificationId: row.id,
+    status: row.status,
+    duplicate: true,
+    recipients: Object.values(JSON.parse(row.recipients) as Record<string, RecipientSummary>),
+  };
+}
+
+/**
+ * Accepts one event for a handle. `options.system` allows the service's own event types (webhook.endpoint_disabled,
+ * email.subscription_stale), which clients may not publish.
+ */
+export async function ingestEvent(env: IngestEnv, req: IngestRequest, options: { system?: boolean } = {}): Promise<IngestResult> {
+  const cfg = config(env);
+  const info = eventTypeInfo(req.type);
+  if (info?.system && !options.system) {
+    throw new IngestRejected('system_event_type', `${req.type} is emitted by this service and cannot be published.`);
+  }
+  const dataBytes = new TextEncoder().encode(JSON.stringify(req.data)).length;
+  if (dataBytes > cfg.maxEventDataBytes) {
+    throw new IngestRejected('data_too_large', `Event data is ${dataBytes} bytes; at most ${cfg.maxEventDataBytes} are accepted.`);
+  }
+  if (req.sourceEventId) {
+    const seen = await existingBySourceId(env, req.handle, req.sourceEventId);
+    if (seen) return seen;
+  }
+  const ctx = await loadMatchContext(getDb(env.DB), req.handle);
+  if (!ctx) throw new IngestRejected('unknown_handle', `No handle ${req.handle}.`);
+
+  const severity = req.severity ?? info?.defaultSeverity ?? 'info';
+  const event = { type: req.type, severity, source: req.source, data: req.data };
+  const plan = planRecipients(event, ctx.settings, ctx.webhooks, ctx.emails);
+
+  const now = new Date().toISOString();
+  const notificationId = newId('ntf');
+  const base = { handle: req.handle, notificationId, now };
+  const rows: DeliveryRow[] = [];
+  for (const v of plan.recipients) {
+    if (v.outcome === 'deliver') rows.push(deliveryFor(v, 'pending', null, base));
+    else if (v.outcome === 'skip_disabled') rows.push(deliveryFor(v, 'skipped', v.rule, base));
+  }
+  if (plan.undeliverable && cfg.platformAlertEmail) {
+    // Nobody of the handle's can receive this critical event: the platform's alert address gets it instead.
+    rows.push(
+      deliveryFor(
+        { recipientType: 'platform_alert', channel: 'email', subscriptionId: null, target: cfg.platformAlertEmail },
+        'pending',
+        'undeliverable_critical_event',
+        base,
+      ),
+    );
+  }
+  const open = rows.filter((r) => r.status === 'pending').length;
+  const status = initialStatus({ open, succeeded: 0, dead: 0 }, plan.undeliverable);
+  const summary = Object.fromEntries(
+    rows.slice(0, RECIPIENT_SUMMARY_LIMIT).map((r) => {
+      const { kind: _k, handle: _h, notificationId: _n, createdAt: _c, ...entry } = r;
+      return [r.deliveryId, entry];
+    }),
+  );
+
+  try {
+    await env.DB.batch([
+      env.DB.prepare(
+        `INSERT INTO notifications (id, handle, type, severity, data, source, source_event_id, occurred_at, status,
+           recipient_count, recipients, open_count, succeeded_count, dead_count, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, 0, ?13, ?13)`,
+      ).bind(
+        notificationId,
+        req.handle,
+        req.type,
+        severity,
+        JSON.stringify(req.data),
+        req.source,
+        req.sourceEventId ?? null,
+        req.occurredAt ?? now,
+        status,
+        rows.length,
+        JSON.stringify(summary),
+        open,
+        now,
+      ),
+      // Every delivery in one statement: the rows travel as one JSON parameter (D1 allows 100 bound values a query).
+      env.DB.prepare(
+        `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
+           status, status_reason, attempt_count, retry_base, created_at, updated_at)
+         SELECT value ->> '$.deliveryId', value ->> '$.handle', value ->> '$.notificationId', 'event',
+           value ->> '$.channel', value ->> '$.recipientType', value ->> '$.subscriptionId', value ->> '$.target',
+           value ->> '$.status', value ->> '$.statusReason', 0, 0, value ->> '$.createdAt', value ->> '$.createdAt'
+         FROM json_each(?1)`,
+      ).bind(JSON.stringify(rows)),
+    ]);
+  } catch (err) {
+    // Two publishers raced with one sourceEventId: the unique index let exactly one batch in; answer with it.
+    if (req.sourceEventId && /UNIQUE/i.test(String(err))) {
+      const seen = await existingBySourceId(env, req.handle, req.sourceEventId);
+      if (seen) return seen;
+    }
+    throw err;
+  }
+
+  const pending = rows.filter((r) => r.status === 'pending').map((r) => r.deliveryId);
+  const sent = pending.length ? await enqueueDeliveries(env, pending) : { queued: [] as string[] };
+  const queued = new Set(sent.queued);
+  return {
+    notificationId,
+    status,
+    duplicate: false,
+    recipients: rows.map(({ kind: _k, handle: _h, notificationId: _n, createdAt: _c, ...r }) =>
+      queued.has(r.deliveryId) ? { ...r, status: 'queued' as const } : r,
+    ),
+  };
+}

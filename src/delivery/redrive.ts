@@ -1,0 +1,42 @@
+/**
+ * Redrive (SPEC §4 `…/recover`, `…/deliveries/{id}/retry`): `dead` or `skipped` deliveries go back to `pending`
+ * with a fresh retry schedule (`retry_base`), their notifications' counts move back to "open", and they are enqueued.
+ * Attempt history is kept: attempt numbers keep counting.
+ */
+import { enqueueDeliveries } from './enqueue.ts';
+import type { DeliveryRow } from './attempt.ts';
+import { transitionStatement } from './summary.ts';
+
+export const REDRIVABLE = ['dead', 'skipped'] as const;
+
+export async function redrive(env: Env, rows: readonly DeliveryRow[]): Promise<{ redriven: string[]; enqueued: number }> {
+  const now = new Date().toISOString();
+  const eligible = rows.filter((d) => (REDRIVABLE as readonly string[]).includes(d.status));
+  const statements = eligible.flatMap((d) => {
+    const update = env.DB.prepare(
+      `UPDATE deliveries SET status = 'pending', status_reason = 'redriven', retry_base = attempt_count,
+         next_attempt_at = NULL, updated_at = ?2
+       WHERE id = ?1 AND status = ?3`,
+    ).bind(d.id, now, d.status);
+    return d.notificationId
+      ? [
+          update,
+          transitionStatement(env.DB, {
+            notificationId: d.notificationId,
+            deliveryId: d.id,
+            from: d.status,
+            to: 'pending',
+            attempts: d.attemptCount,
+            statusReason: 'redriven',
+            lastErrorClass: d.lastErrorClass,
+            lastHttpStatus: d.lastHttpStatus,
+            at: now,
+          }),
+        ]
+      : [update];
+  });
+  if (statements.length) await env.DB.batch(statements);
+  const ids = eligible.map((d) => d.id);
+  const sent = ids.length ? await enqueueDeliveries(env, ids) : { queued: [] };
+  return { redriven: ids, enqueued: sent.queued.length };
+}

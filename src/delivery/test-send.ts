@@ -1,0 +1,90 @@
+/**
+ * Test sends (SPEC §6): the production builder, signer, HTTP client (or mail provider) and classifier, run
+ * synchronously and recorded as a delivery of kind `test` with its attempt row. Test sends never touch the
+ * subscription's health counters, so they cannot trip or reset auto-disable.
+ */
+import { eventTypeInfo } from '../lib/event-catalog.ts';
+import { newId } from '../lib/ids.ts';
+import { performAttempt, type AttemptOutcome, type DeliveredEvent, type DeliveryRow, type NotificationRow, type WebhookRow } from './attempt.ts';
+import { attemptStatement, moveDelivery } from './consumer.ts';
+
+export interface TestSendInput {
+  handle: string;
+  channel: 'webhook' | 'email';
+  recipientType: 'webhook' | 'email' | 'owner_default';
+  subscriptionId: string;
+  target: string;
+  /** A catalog sample, or a real notification replayed. */
+  event: DeliveredEvent;
+  webhook?: WebhookRow;
+  /** Why the test was sent, kept as the delivery's status reason (default `test_send`). */
+  reason?: 'test_send' | 'owner_default_changed';
+}
+
+/** The event a test send delivers: a replayed notification, or the sample of `eventType` from the catalog. */
+export function testEvent(handle: string, source: { notification?: NotificationRow; eventType?: string }): DeliveredEvent | null {
+  if (source.notification) {
+    const n = source.notification;
+    return {
+      id: n.id,
+      handle,
+      type: n.type,
+      severity: n.severity,
+      occurredAt: n.occurredAt,
+      data: JSON.parse(n.data) as Record<string, unknown>,
+      test: true,
+    };
+  }
+  const info = eventTypeInfo(source.eventType ?? 'order.created');
+  if (!info) return null;
+  return { id: newId('ntf'), handle, type: info.type, severity: info.defaultSeverity, occurredAt: new Date().toISOString(), data: info.sample, test: true };
+}
+
+export async function runTestSend(env: Env, input: TestSendInput): Promise<{ delivery: DeliveryRow; outcome: AttemptOutcome }> {
+  const now = new Date().toISOString();
+  const delivery: DeliveryRow = {
+    id: newId('dlv'),
+    handle: input.handle,
+    notificationId: null,
+    kind: 'test',
+    channel: input.channel,
+    recipientType: input.recipientType,
+    subscriptionId: input.subscriptionId,
+    target: input.target,
+    status: 'pending',
+    statusReason: input.reason ?? 'test_send',
+    attemptCount: 0,
+    lastErrorClass: null,
+    lastHttpStatus: null,
+    nextAttemptAt: null,
+    lastAttemptAt: null,
+    retryBase: 0,
+    payload: JSON.stringify(input.event),
+    createdAt: now,
+    updatedAt: now,
+  };
+  await env.DB.prepare(
+    `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target, status,
+       status_reason, attempt_count, retry_base, payload, created_at, updated_at)
+     VALUES (?1, ?2, NULL, 'test', ?3, ?4, ?5, ?6, 'pending', ?9, 0, 0, ?7, ?8, ?8)`,
+  )
+    .bind(delivery.id, delivery.handle, delivery.channel, delivery.recipientType, delivery.subscriptionId, delivery.target, delivery.payload, now, delivery.statusReason)
+    .run();
+  const outcome = await performAttempt(env, { delivery, event: input.event, webhook: input.webhook });
+  const at = new Date().toISOString();
+  const c = outcome.classification;
+  // A test send is one attempt: it succeeds or it is dead, never retried.
+  const to = c.outcome === 'succeeded' ? 'succeeded' : 'dead';
+  await env.DB.batch([
+    attemptStatement(env.DB, delivery, outcome, at),
+    ...moveDelivery(env.DB, delivery, to, {
+      // The reason says why it was sent; the class of a failure is in last_error_class.
+      statusReason: delivery.statusReason,
+      attempted: true,
+      errorClass: c.outcome === 'failed' ? c.errorClass : null,
+      httpStatus: outcome.httpStatus,
+      now: at,
+    }),
+  ]);
+  return { delivery: { ...delivery, status: to, attemptCount: 1 }, outcome };
+}

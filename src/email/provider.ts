@@ -1,0 +1,27 @@
+/**
+ * The email provider interface (SPEC §6 "Email"): one adapter per `EMAIL_PROVIDER`. Only `email/providers/*` talk
+ * to a mail API; the pipeline sees `send()` and an outcome it can classify.
+ */
+import { config } from '../env.ts';
+import type { OutgoingMail } from './mime.ts';
+import { cloudflareProvider } from './providers/cloudflare.ts';
+
+export type SendOutcome =
+  | { ok: true; providerMessageId: string | null }
+  | { ok: false; permanent: boolean; message: string };
+
+export interface EmailProvider {
+  readonly name: string;
+  send(mail: OutgoingMail): Promise<SendOutcome>;
+}
+
+/** The provider configured for this deployment. */
+export function emailProvider(env: Env): EmailProvider {
+  const name = config(env).emailProvider;
+  if (name === 'cloudflare') return cloudflareProvider(env);
+  // Not a silent fallback: every send fails visibly (provider_permanent) until the configuration is fixed.
+  return {
+    name,
+    send: async () => ({ ok: false, permanent: true, message: `EMAIL_PROVIDER=${name} is not supported by this deployment.` }),
+  };
+}

@@ -1,0 +1,85 @@
+/**
+ * Public email pages (SPEC §4): `GET /v2/email/unsubscribe?token=` shows a page with a button and never changes
+ * anything (mail scanners follow links); `POST` unsubscribes — the RFC 8058 one-click request a mail client sends
+ * with `List-Unsubscribe=One-Click`, or the page's button.
+ */
+import { createRoute, z } from '@hono/zod-openapi';
+import { html } from 'hono/html';
+import { verifyUnsubscribeToken } from '../../email/unsubscribe.ts';
+import { createRouter, errorResponses } from '../../http/openapi.ts';
+import { problems } from '../../lib/problem.ts';
+
+const TokenQuery = z.object({
+  token: z.string().min(1).max(200).openapi({ param: { name: 'token', in: 'query' }, description: 'From the mail\'s link.' }),
+});
+
+function page(title: string, body: ReturnType<typeof html>) {
+  return html`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${title}</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;color:#1a1a1a}
+button{font:inherit;padding:.5rem 1rem;border:1px solid #1a1a1a;background:#1a1a1a;color:#fff;border-radius:4px;cursor:pointer}</style>
+</head><body><h1>${title}</h1>${body}</body></html>`;
+}
+
+async function subscriptionOf(env: Env, token: string): Promise<{ id: string; email: string; handle: string; status: string }> {
+  const id = await verifyUnsubscribeToken(env.ENCRYPTION_KEY, token);
+  const row = id
+    ? await env.DB.prepare('SELECT id, email, handle, status FROM email_subscriptions WHERE id = ?1')
+        .bind(id)
+        .first<{ id: string; email: string; handle: string; status: string }>()
+    : null;
+  // A forged token and a deleted subscription look the same: the link does nothing any more.
+  if (!row) throw problems.notFound('This unsubscribe link is not valid (or the subscription no longer exists).');
+  return row;
+}
+
+const showRoute = createRoute({
+  method: 'get',
+  path: '/v2/email/unsubscribe',
+  tags: ['Email pages'],
+  summary: 'Unsubscribe page (changes nothing by itself)',
+  request: { query: TokenQuery },
+  responses: { 200: { description: 'A page with an Unsubscribe button.', content: { 'text/html': { schema: z.string() } } }, ...errorResponses(400, 404) },
+});
+
+const unsubscribeRoute = createRoute({
+  method: 'post',
+  path: '/v2/email/unsubscribe',
+  tags: ['Email pages'],
+  summary: 'Unsubscribe (RFC 8058 one-click)',
+  description: 'No authentication: the token is the proof. Unsubscribing twice is fine.',
+  request: { query: TokenQuery },
+  responses: { 200: { description: 'Unsubscribed.', content: { 'text/html': { schema: z.string() } } }, ...errorResponses(400, 404) },
+});
+
+export const emailPagesRoutes = createRouter()
+  .openapi(showRoute, async (c) => {
+    const { token } = c.req.valid('query');
+    const sub = await subscriptionOf(c.env, token);
+    if (sub.status === 'unsubscribed') {
+      return c.html(page('Already unsubscribed', html`<p>${sub.email} no longer receives notifications for ${sub.handle}.</p>`), 200);
+    }
+    return c.html(
+      page(
+        'Unsubscribe',
+        html`<p>Stop notifications for <strong>${sub.handle}</strong> to ${sub.email}?</p>
+          <form method="post" action="/v2/email/unsubscribe?token=${encodeURIComponent(token)}">
+            <input type="hidden" name="List-Unsubscribe" value="One-Click"><button type="submit">Unsubscribe</button>
+          </form>`,
+      ),
+      200,
+    );
+  })
+  .openapi(unsubscribeRoute, async (c) => {
+    const { token } = c.req.valid('query');
+    const sub = await subscriptionOf(c.env, token);
+    await c.env.DB.prepare(
+      `UPDATE email_subscriptions SET status = 'unsubscribed', status_reason = 'Unsubscribed with the link in a notification mail.',
+         updated_at = ?2 WHERE id = ?1 AND status <> 'unsubscribed'`,
+    )
+      .bind(sub.id, new Date().toISOString())
+      .run();
+    return c.html(page('Unsubscribed', html`<p>${sub.email} will no longer receive notifications for ${sub.handle}.</p>`), 200);
+  });
+

@@ -1,0 +1,198 @@
+/**
+ * `GET /v2/handles/{handle}/health`: the delivery doctor (SPEC §4, §7). Everything that loses or delays events for
+ * this handle, each with the action that fixes it: failing webhooks and their projected auto-disable, dead
+ * deliveries in the last 24 h, pending/stale/suppressed email subscriptions, the owner default email, and whether
+ * every critical event type would reach someone.
+ */
+import { createRoute, z } from '@hono/zod-openapi';
+import { getDb } from '../../db/client.ts';
+import { AUTO_DISABLE_DAYS } from '../../delivery/diagnosis.ts';
+import { loadMatchContext } from '../../delivery/match-context.ts';
+import { planRecipients } from '../../delivery/match.ts';
+import { createRouter, guard, jsonResponse } from '../../http/openapi.ts';
+import { EVENT_CATALOG } from '../../lib/event-catalog.ts';
+import { boundaryId } from '../../lib/ids.ts';
+import { problems } from '../../lib/problem.ts';
+import { HandlePathParams } from '../internal/internal.schemas.ts';
+import { settingsWarnings } from '../settings/settings.warnings.ts';
+import { WarningSchema } from '../settings/settings.schemas.ts';
+
+const Action = z.string().openapi({ description: 'What fixes it.' });
+
+const HealthReport = z
+  .object({
+    handle: z.string(),
+    generatedAt: z.string(),
+    status: z.enum(['healthy', 'degraded', 'critical']),
+    webhooks: z.object({
+      total: z.number().int(),
+      enabled: z.number().int(),
+      failing: z.array(
+        z.object({
+          id: z.string(),
+          url: z.string(),
+          consecutiveFailures: z.number().int(),
+          failingSince: z.string().nullable(),
+          lastFailureClass: z.string().nullable(),
+          lastSuccessAt: z.string().nullable(),
+          projectedAutoDisableAt: z.string().nullable(),
+          action: Action,
+        }),
+      ),
+      disabled: z.array(z.object({ id: z.string(), url: z.string(), disabledReason: z.string().nullable(), disabledAt: z.string().nullable(), action: Action })),
+    }),
+    deadDeliveries24h: z.object({
+      count: z.number().int(),
+      byErrorClass: z.record(z.string(), z.number().int()),
+      recent: z.array(z.object({ deliveryId: z.string(), subscriptionId: z.string().nullable(), target: z.string(), errorClass: z.string().nullable(), at: z.string() })),
+      action: Action.nullable(),
+    }),
+    emailSubscriptions: z.object({
+      pendingConfirmation: z.array(z.object({ id: z.string(), email: z.string(), since: z.string() })),
+      stale: z.array(z.object({ id: z.string(), email: z.string(), reason: z.string().nullable() })),
+      suppressed: z.array(z.object({ id: z.string(), email: z.string(), reason: z.string().nullable() })),
+      action: Action.nullable(),
+    }),
+    ownerDefaultEmail: z.object({ state: z.enum(['set', 'unset', 'not_deliverable']), email: z.string().nullable(), action: Action.nullable() }),
+    criticalCoverage: z.object({
+      covered: z.boolean(),
+      types: z.array(z.object({ type: z.string(), recipients: z.number().int(), undeliverable: z.boolean() })),
+      undeliverable24h: z.number().int(),
+      action: Action.nullable(),
+    }),
+    warnings: z.array(WarningSchema),
+  })
+  .openapi('DeliveryHealth');
+
+const healthRoute = createRoute(
+  guard(
+    { handle: true, scopes: ['notifications:read'] },
+    {
+      method: 'get',
+      path: '/v2/handles/{handle}/health',
+      tags: ['Health'],
+      summary: 'Delivery doctor: what loses or delays this handle\'s events',
+      request: { params: HandlePathParams },
+      responses: { 200: jsonResponse(HealthReport, 'The report.') },
+    },
+  ),
+);
+
+export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
+  const { handle } = c.req.valid('param');
+  const db = getDb(c.env.DB);
+  const now = Date.now();
+  const dayAgo = new Date(now - 86_400_000).toISOString();
+  const [ctx, [dead, undeliverable, webhookRows, emailRows]] = await Promise.all([
+    loadMatchContext(db, handle),
+    c.env.DB.batch<Record<string, unknown>>([
+      c.env.DB.prepare(
+        `SELECT id, subscription_id, target, last_error_class, updated_at FROM deliveries
+         WHERE handle = ?1 AND status = 'dead' AND kind = 'event' AND updated_at >= ?2 ORDER BY updated_at DESC LIMIT 1000`,
+      ).bind(handle, dayAgo),
+      c.env.DB.prepare(`SELECT count(*) AS n FROM notifications WHERE handle = ?1 AND status = 'undeliverable' AND id >= ?2`).bind(
+        handle,
+        boundaryId('ntf', now - 86_400_000),
+      ),
+      c.env.DB.prepare(
+        `SELECT id, url, enabled, consecutive_failures, failing_since, last_failure_class, last_success_at, disabled_reason, disabled_at
+         FROM webhook_subscriptions WHERE handle = ?1`,
+      ).bind(handle),
+      c.env.DB.prepare(`SELECT id, kind, email, status, status_reason, created_at FROM email_subscriptions WHERE handle = ?1`).bind(handle),
+    ]),
+  ]);
+  if (!ctx) throw problems.notFound();
+
+  const webhooks = webhookRows!.results;
+  const failing = webhooks
+    .filter((w) => w.enabled && (w.consecutive_failures as number) > 0)
+    .map((w) => ({
+      id: w.id as string,
+      url: w.url as string,
+      consecutiveFailures: w.consecutive_failures as number,
+      failingSince: (w.failing_since as string | null) ?? null,
+      lastFailureClass: (w.last_failure_class as string | null) ?? null,
+      lastSuccessAt: (w.last_success_at as string | null) ?? null,
+      projectedAutoDisableAt: w.failing_since
+        ? new Date(Date.parse(w.failing_since as string) + AUTO_DISABLE_DAYS * 86_400_000).toISOString()
+        : null,
+      action: `Run POST /v2/handles/${handle}/webhooks/${w.id as string}/test and read the diagnosis; fix the endpoint before it is disabled.`,
+    }));
+  const disabled = webhooks
+    .filter((w) => !w.enabled)
+    .map((w) => ({
+      id: w.id as string,
+      url: w.url as string,
+      disabledReason: (w.disabled_reason as string | null) ?? null,
+      disabledAt: (w.disabled_at as string | null) ?? null,
+      action: `Fix the endpoint, PATCH …/webhooks/${w.id as string} {"enabled": true}, then POST …/webhooks/${w.id as string}/recover.`,
+    }));
+
+  const deadRows = dead!.results;
+  const byErrorClass: Record<string, number> = {};
+  for (const d of deadRows) {
+    const cls = (d.last_error_class as string | null) ?? 'unknown';
+    byErrorClass[cls] = (byErrorClass[cls] ?? 0) + 1;
+  }
+
+  const emails = emailRows!.results.filter((e) => e.kind === 'standard');
+  const pick = (status: string) => emails.filter((e) => e.status === status);
+  const owner = emailRows!.results.find((e) => e.kind === 'owner_default');
+  const ownerState = !owner ? 'unset' : owner.status === 'active' ? 'set' : 'not_deliverable';
+
+  const critical = EVENT_CATALOG.filter((e) => e.defaultSeverity === 'critical' && !e.system).map((e) => {
+    const plan = planRecipients({ type: e.type, severity: 'critical', source: null, data: e.sample }, ctx.settings, ctx.webhooks, ctx.emails);
+    return { type: e.type, recipients: plan.recipients.filter((r) => r.outcome === 'deliver').length, undeliverable: plan.undeliverable };
+  });
+  const covered = critical.every((t) => !t.undeliverable);
+  const undeliverable24h = (undeliverable!.results[0]?.n as number) ?? 0;
+
+  const status =
+    !covered || undeliverable24h > 0 ? 'critical' : failing.length || deadRows.length || disabled.length || ownerState !== 'set' ? 'degraded' : 'healthy';
+
+  return c.json(
+    {
+      handle,
+      generatedAt: new Date(now).toISOString(),
+      status,
+      webhooks: { total: webhooks.length, enabled: webhooks.filter((w) => w.enabled).length, failing, disabled },
+      deadDeliveries24h: {
+        count: deadRows.length,
+        byErrorClass,
+        recent: deadRows.slice(0, 20).map((d) => ({
+          deliveryId: d.id as string,
+          subscriptionId: (d.subscription_id as string | null) ?? null,
+          target: d.target as string,
+          errorClass: (d.last_error_class as string | null) ?? null,
+          at: d.updated_at as string,
+        })),
+        action: deadRows.length ? 'Read each delivery\'s attempts in …/webhooks/{id}/deliveries; redeliver with …/deliveries/{id}/retry or …/webhooks/{id}/recover.' : null,
+      },
+      emailSubscriptions: {
+        pendingConfirmation: pick('pending_confirmation').map((e) => ({ id: e.id as string, email: e.email as string, since: e.created_at as string })),
+        stale: pick('stale').map((e) => ({ id: e.id as string, email: e.email as string, reason: (e.status_reason as string | null) ?? null })),
+        suppressed: pick('suppressed').map((e) => ({ id: e.id as string, email: e.email as string, reason: (e.status_reason as string | null) ?? null })),
+        action:
+          pick('pending_confirmation').length || pick('stale').length || pick('suppressed').length
+            ? 'Pending addresses must click their confirmation link; stale and suppressed ones must be deleted and subscribed again.'
+            : null,
+      },
+      ownerDefaultEmail: {
+        state: ownerState,
+        email: (owner?.email as string | undefined) ?? null,
+        action:
+          ownerState === 'set'
+            ? null
+            : `Set an owner default email with PUT /v2/handles/${handle}/notifications/owner-default-email; critical events have no guaranteed recipient without it.`,
+      },
+      criticalCoverage: {
+        covered,
+        types: critical,
+        undeliverable24h,
+        action: covered ? null : 'Set an owner default email, or a subscription that matches every critical event type.',
+      },
+      warnings: settingsWarnings(ctx.settings, ctx.webhooks, ctx.emails),
+    },
+    200,
+  );
+});

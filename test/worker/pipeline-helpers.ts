@@ -1,0 +1,400 @@
+/**
+ * Helpers for the delivery-pipeline tests (delivery*.test.ts, ingest.test.ts).
+ *
+ * The background consumer: inside the worker test project the REAL local queues deliver every message sent to
+ * `DELIVERIES_QUEUE` to the worker's own `queue` handler. A test that drives `consumeDeliveries` by hand must keep its
+ * deliveries away from that consumer, or the two race (double attempts, a status the hand-run batch did not write).
+ * The rule used here: deliveries meant for a hand-driven consumer are created by the REAL ingest code
+ * (`ingestEvent`) with an env whose `DELIVERIES_QUEUE` only records what it is given (`captureQueue()`), so the rows
+ * are exactly what production writes (`queued`, summaries on the notification) but no message ever reaches the real
+ * queue. Tests that want the real queue (end-to-end) publish through the API and only assert end states.
+ *
+ * `fakeBatch` builds a MessageBatch whose ack/retry calls are recorded WITH their `delaySeconds` (the
+ * `cloudflare:test` createMessageBatch/getQueueResult pair does not report delays).
+ */
+import { env } from 'cloudflare:workers';
+import { expect } from 'vitest';
+import { consumeDeliveries, type ConsumerReport } from '../../src/delivery/consumer.ts';
+import { ingestEvent, type IngestRequest, type IngestResult } from '../../src/delivery/ingest.ts';
+import { newId } from '../../src/lib/ids.ts';
+import { ALL_USER_SCOPES, callJson, provisionHandle, signJwt, unique } from './helpers.ts';
+import type { Hit } from './receivers.ts';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Message batches with recorded outcomes
+
+export interface MessageOutcome {
+  id: string;
+  acked: boolean;
+  retried: boolean;
+  /** The delaySeconds of the (last) retry call; undefined when retried without options or not retried. */
+  delaySeconds: number | undefined;
+  /** Every ack/retry call, in order: a message must be settled exactly once. */
+  calls: string[];
+}
+
+export interface FakeBatch {
+  batch: MessageBatch<unknown>;
+  outcomes: MessageOutcome[];
+  /** Outcome of the message with this id. */
+  outcome(id: string): MessageOutcome;
+  ackAll: boolean;
+  retryAll: { delaySeconds: number | undefined } | null;
+}
+
+export interface FakeMessage {
+  body: unknown;
+  id?: string;
+  attempts?: number;
+}
+
+/** A MessageBatch for `queue` whose ack()/retry() are recorded per message. */
+export function fakeBatch(queue: string, messages: FakeMessage[]): FakeBatch {
+  const outcomes: MessageOutcome[] = [];
+  const result: FakeBatch = {
+    batch: undefined as unknown as MessageBatch<unknown>,
+    outcomes,
+    outcome(id) {
+      const o = outcomes.find((x) => x.id === id);
+      if (!o) throw new Error(`no message ${id}`);
+      return o;
+    },
+    ackAll: false,
+    retryAll: null,
+  };
+  const msgs: Message<unknown>[] = messages.map((m, i) => {
+    const o: MessageOutcome = { id: m.id ?? `msg-${i}-${unique('m')}`, acked: false, retried: false, delaySeconds: undefined, calls: [] };
+    outcomes.push(o);
+    return {
+      id: o.id,
+      timestamp: new Date(),
+      body: m.body,
+      attempts: m.attempts ?? 1,
+      ack() {
+        o.acked = true;
+        o.calls.push('ack');
+      },
+      retry(options?: QueueRetryOptions) {
+        o.retried = true;
+        o.delaySeconds = options?.delaySeconds;
+        o.calls.push(`retry(${options?.delaySeconds ?? ''})`);
+      },
+    };
+  });
+  result.batch = {
+    queue,
+    messages: msgs,
+    metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } },
+    ackAll() {
+      result.ackAll = true;
+    },
+    retryAll(options?: QueueRetryOptions) {
+      result.retryAll = { delaySeconds: options?.delaySeconds };
+    },
+  };
+  return result;
+}
+
+/** A `notify-deliveries` batch: one message per delivery id (repeat an id to send it twice). */
+export function deliveryBatch(ids: string[], attempts = 1): FakeBatch {
+  return fakeBatch(
+    'notify-deliveries',
+    ids.map((deliveryId) => ({ body: { deliveryId }, attempts })),
+  );
+}
+
+/** Runs the deliveries consumer by hand on `ids` and returns its report and the recorded message outcomes. */
+export async function runDeliveries(
+  ids: string[],
+  opts: { attempts?: number; env?: Env } = {},
+): Promise<{ report: ConsumerReport; fb: FakeBatch }> {
+  const fb = deliveryBatch(ids, opts.attempts ?? 1);
+  const report = await consumeDeliveries(fb.batch, opts.env ?? env);
+  return { report, fb };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Queue producers that record instead of (or as well as) sending
+
+export interface CaptureQueue {
+  queue: Queue<unknown>;
+  /** Every sendBatch call, with its messages. */
+  batches: MessageSendRequest<unknown>[][];
+  /** Every send() call. */
+  sends: unknown[];
+}
+
+/**
+ * A queue producer that records. `forward` also sends to the real queue (the background consumer then delivers);
+ * `fail` makes sendBatch throw (an outage of the Queues service).
+ */
+export function captureQueue(opts: { forward?: Queue<unknown>; fail?: boolean } = {}): CaptureQueue {
+  const batches: MessageSendRequest<unknown>[][] = [];
+  const sends: unknown[] = [];
+  const queue = {
+    async send(message: unknown, options?: QueueSendOptions) {
+      sends.push(message);
+      if (opts.fail) throw new Error('queue unavailable (test)');
+      if (opts.forward) return opts.forward.send(message, options);
+      return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } } as unknown as QueueSendResponse;
+    },
+    async sendBatch(messages: Iterable<MessageSendRequest<unknown>>, options?: QueueSendBatchOptions) {
+      const list = [...messages];
+      batches.push(list);
+      if (opts.fail) throw new Error('queue unavailable (test)');
+      if (opts.forward) return opts.forward.sendBatch(list, options);
+      return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } } as unknown as QueueSendBatchResponse;
+    },
+    async metrics() {
+      return { backlogCount: 0, backlogBytes: 0 };
+    },
+  } as unknown as Queue<unknown>;
+  return { queue, batches, sends };
+}
+
+/** The test env with its deliveries producer replaced by a recording one (nothing reaches the real queue). */
+export function quietEnv(extra: Partial<Env> = {}): { env: Env; capture: CaptureQueue } {
+  const capture = captureQueue();
+  return { env: { ...env, DELIVERIES_QUEUE: capture.queue as Env['DELIVERIES_QUEUE'], ...extra } as Env, capture };
+}
+
+/** Ingests an event through the real ingest code, keeping its deliveries away from the background consumer. */
+export async function ingestQuiet(
+  handle: string,
+  event: Partial<Omit<IngestRequest, 'handle'>> & { type?: string },
+  extra: Partial<Env> = {},
+): Promise<IngestResult & { deliveryIds: string[]; capture: CaptureQueue }> {
+  const { env: quiet, capture } = quietEnv(extra);
+  const result = await ingestEvent(quiet, {
+    handle,
+    type: event.type ?? 'order.paid',
+    data: event.data ?? { orderId: unique('ord') },
+    source: event.source ?? 'test',
+    ...(event.severity ? { severity: event.severity } : {}),
+    ...(event.sourceEventId ? { sourceEventId: event.sourceEventId } : {}),
+    ...(event.occurredAt ? { occurredAt: event.occurredAt } : {}),
+  });
+  return { ...result, deliveryIds: result.recipients.map((r) => r.deliveryId), capture };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Handles, webhooks, rows
+
+export interface TestHandle {
+  owner: string;
+  handle: string;
+  token: string;
+}
+
+export async function setupHandle(): Promise<TestHandle> {
+  const owner = unique('owner');
+  const handle = await provisionHandle(owner);
+  const token = await signJwt({ sub: owner, scope: ALL_USER_SCOPES });
+  return { owner, handle, token };
+}
+
+export interface CreatedWebhook {
+  id: string;
+  secret: string;
+  url: string;
+}
+
+/** Creates a webhook subscription through the API (201 expected) and returns its id and one-time secret. */
+export async function createWebhook(
+  h: TestHandle,
+  body: { url: string; eventTypes?: string[]; filterPolicy?: unknown; headers?: Record<string, string>; enabled?: boolean; description?: string },
+): Promise<CreatedWebhook> {
+  const res = await callJson('POST', `/v2/handles/${h.handle}/webhooks`, { token: h.token, body });
+  if (res.status !== 201) throw new Error(`create webhook: ${res.status} ${JSON.stringify(res.body)}`);
+  return { id: res.body.id, secret: res.body.secret, url: res.body.url };
+}
+
+/**
+ * Inserts webhook subscriptions directly (fast for hundreds), each a copy of `template`'s row (so the encrypted
+ * secret decrypts) with its own id and URL.
+ */
+export async function insertWebhookCopies(templateId: string, urls: string[]): Promise<string[]> {
+  const t = await env.DB.prepare('SELECT * FROM webhook_subscriptions WHERE id = ?').bind(templateId).first<Record<string, unknown>>();
+  if (!t) throw new Error(`no webhook ${templateId}`);
+  const now = new Date().toISOString();
+  const ids: string[] = [];
+  const statements = urls.map((url) => {
+    const id = newId('whk');
+    ids.push(id);
+    return env.DB.prepare(
+      `INSERT INTO webhook_subscriptions (id, handle, url, description, event_types, filter_policy, headers, enabled,
+         secret_encrypted, consecutive_failures, created_at, updated_at)
+       VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, 1, ?7, 0, ?8, ?8)`,
+    ).bind(id, t.handle, url, t.event_types, t.filter_policy, t.headers, t.secret_encrypted, now);
+  });
+  for (let i = 0; i < statements.length; i += 100) await env.DB.batch(statements.slice(i, i + 100));
+  return ids;
+}
+
+export interface DeliveryDbRow {
+  id: string;
+  handle: string;
+  notification_id: string | null;
+  kind: string;
+  channel: string;
+  recipient_type: string;
+  subscription_id: string | null;
+  target: string;
+  status: string;
+  status_reason: string | null;
+  attempt_count: number;
+  last_error_class: string | null;
+  last_http_status: number | null;
+  next_attempt_at: string | null;
+  last_attempt_at: string | null;
+  retry_base: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface AttemptDbRow {
+  id: string;
+  delivery_id: string;
+  attempt_number: number;
+  outcome: 'succeeded' | 'failed';
+  error_class: string | null;
+  http_status: number | null;
+  duration_ms: number;
+  request_bytes: number | null;
+  response_snippet: string | null;
+  error_message: string | null;
+  created_at: string;
+}
+
+export async function deliveryRow(id: string): Promise<DeliveryDbRow> {
+  const row = await env.DB.prepare('SELECT * FROM deliveries WHERE id = ?').bind(id).first<DeliveryDbRow>();
+  if (!row) throw new Error(`no delivery ${id}`);
+  return row;
+}
+
+export async function deliveriesOf(notificationId: string): Promise<DeliveryDbRow[]> {
+  const { results } = await env.DB.prepare('SELECT * FROM deliveries WHERE notification_id = ? ORDER BY id').bind(notificationId).all<DeliveryDbRow>();
+  return results;
+}
+
+export async function attemptsOf(deliveryId: string): Promise<AttemptDbRow[]> {
+  const { results } = await env.DB.prepare('SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt_number, created_at')
+    .bind(deliveryId)
+    .all<AttemptDbRow>();
+  return results;
+}
+
+export async function notificationRow(id: string): Promise<Record<string, any>> {
+  const row = await env.DB.prepare('SELECT * FROM notifications WHERE id = ?').bind(id).first<Record<string, any>>();
+  if (!row) throw new Error(`no notification ${id}`);
+  return row;
+}
+
+export async function webhookDbRow(id: string): Promise<Record<string, any>> {
+  const row = await env.DB.prepare('SELECT * FROM webhook_subscriptions WHERE id = ?').bind(id).first<Record<string, any>>();
+  if (!row) throw new Error(`no webhook ${id}`);
+  return row;
+}
+
+/** Polls `read` until `done(value)` holds; throws with the last value after `timeoutMs`. */
+export async function eventually<T>(read: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 15_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T;
+  for (;;) {
+    last = await read();
+    if (done(last)) return last;
+    if (Date.now() > deadline) throw new Error(`${what} not reached within ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The most requests a receiver was answering at the same moment (an answer ending at t frees its slot before t). */
+export function maxInFlight(hs: Hit[]): number {
+  const events: Array<[number, number]> = [];
+  for (const h of hs) {
+    events.push([h.receivedAt, +1]);
+    events.push([h.response?.answeredAt ?? Number.MAX_SAFE_INTEGER, -1]);
+  }
+  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let current = 0;
+  let peak = 0;
+  for (const [, d] of events) {
+    current += d;
+    peak = Math.max(peak, current);
+  }
+  return peak;
+}
+
+/** Seconds between two ISO timestamps. */
+export function secondsBetween(fromIso: string, toIso: string): number {
+  return (Date.parse(toIso) - Date.parse(fromIso)) / 1000;
+}
+
+/**
+ * A D1 binding that counts round trips: every `batch`, `exec`, and every `first/run/all/raw` of a prepared statement
+ * (drizzle's queries go through the same `prepare`).
+ */
+export function countingD1(inner: D1Database): { db: D1Database; count: () => number; reset: () => void } {
+  let n = 0;
+  const patch = (stmt: D1PreparedStatement): D1PreparedStatement => {
+    const s = stmt as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const bind = s.bind!.bind(stmt);
+    s.bind = (...args: unknown[]) => patch(bind(...args) as D1PreparedStatement);
+    for (const m of ['first', 'run', 'all', 'raw']) {
+      const orig = s[m]!.bind(stmt);
+      s[m] = (...args: unknown[]) => {
+        n++;
+        return orig(...args);
+      };
+    }
+    return stmt;
+  };
+  const db = new Proxy(inner, {
+    get(target, prop) {
+      if (prop === 'prepare') return (query: string) => patch(target.prepare(query));
+      if (prop === 'batch')
+        return (statements: D1PreparedStatement[]) => {
+          n++;
+          return target.batch(statements);
+        };
+      if (prop === 'exec')
+        return (query: string) => {
+          n++;
+          return target.exec(query);
+        };
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return {
+    db,
+    count: () => n,
+    reset: () => {
+      n = 0;
+    },
+  };
+}
+
+/** Asserts `value` lies in [lo, hi]. */
+export function expectBetween(value: number, lo: number, hi: number, what = 'value'): void {
+  expect(value, `${what} = ${value}, expected within [${lo}, ${hi}]`).toBeGreaterThanOrEqual(lo);
+  expect(value, `${what} = ${value}, expected within [${lo}, ${hi}]`).toBeLessThanOrEqual(hi);
+}
+
+/**
+ * A `send_email` binding that records every message (and its raw MIME text, read from the local EmailMessage's
+ * raw field) and succeeds — or throws `fail` when given.
+ */
+export function recordingEmail(fail?: string): { binding: Env['EMAIL']; sent: Array<{ from: string; to: string; raw: string }> } {
+  const sent: Array<{ from: string; to: string; raw: string }> = [];
+  const binding = {
+    async send(message: { from: string; to: string } & Record<string, unknown>) {
+      let raw = message['EmailMessage::raw'];
+      if (raw instanceof ReadableStream) raw = await new Response(raw).text();
+      else if (raw instanceof Uint8Array || raw instanceof ArrayBuffer) raw = new TextDecoder().decode(raw);
+      sent.push({ from: message.from, to: message.to, raw: typeof raw === 'string' ? raw : '' });
+      if (fail) throw new Error(fail);
+    },
+  } as unknown as Env['EMAIL'];
+  return { binding, sent };
+}
