@@ -64,7 +64,7 @@ function ensureDevVars(): Record<string, string | undefined> {
   for (const [key, placeholder] of Object.entries(example)) {
     if (key in vars) continue;
     const generate = SECRET_GENERATORS[key];
-    if (!generate) console.warn(`! .dev.vars: copied ${key} from .dev.vars.example; replace the placeholder value.`);
+    if (!generate && placeholder) console.warn(`! .dev.vars: copied ${key} from .dev.vars.example; replace the placeholder value.`);
     vars[key] = generate?.() ?? placeholder ?? '';
     added.push(`${key}=${vars[key]}`);
   }

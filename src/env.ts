@@ -23,6 +23,8 @@ export interface Config {
   allowInsecureWebhookTargets: boolean;
   emailProvider: string;
   emailFrom: string;
+  resendApiUrl: string;
+  aws: { region: string; snsApiUrl: string | null; topicPrefix: string };
   platformAlertEmail: string | null;
   supportEmail: string | null;
 }
@@ -64,6 +66,8 @@ export function config(env: Env): Config {
     allowInsecureWebhookTargets: env.ALLOW_INSECURE_WEBHOOK_TARGETS === 'true',
     emailProvider: env.EMAIL_PROVIDER || 'cloudflare',
     emailFrom: env.EMAIL_FROM,
+    resendApiUrl: (opt(env.RESEND_API_URL) ?? 'https://api.resend.com').replace(/\/+$/, ''),
+    aws: { region: opt(env.AWS_REGION) ?? 'eu-west-1', snsApiUrl: opt(env.SNS_API_URL), topicPrefix: env.SNS_TOPIC_PREFIX ?? 'gharart-notify-' },
     platformAlertEmail: opt(env.PLATFORM_ALERT_EMAIL),
     supportEmail: opt(env.SUPPORT_EMAIL),
   };

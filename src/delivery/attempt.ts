@@ -95,6 +95,7 @@ export async function performAttempt(env: Env, ctx: AttemptContext): Promise<Att
   } else {
     result = await sendEmail(env, {
       deliveryId: ctx.delivery.id,
+      subscriptionId: ctx.delivery.recipientType === 'platform_alert' ? null : ctx.delivery.subscriptionId,
       to: ctx.delivery.target,
       notification: {
         id: ctx.event.id,

@@ -10,9 +10,19 @@ export type SendOutcome =
   | { ok: true; providerMessageId: string | null }
   | { ok: false; permanent: boolean; message: string };
 
+/** What a send is about, for providers that route or tag by it (Resend tags, SNS message attributes). */
+export interface SendMeta {
+  /** The email subscription the mail is for (null for the platform alert address). */
+  subscriptionId: string | null;
+  deliveryId: string;
+  handle: string;
+  eventType: string;
+  severity: 'info' | 'warning' | 'critical';
+}
+
 export interface EmailProvider {
   readonly name: string;
-  send(mail: OutgoingMail): Promise<SendOutcome>;
+  send(mail: OutgoingMail, meta: SendMeta): Promise<SendOutcome>;
 }
 
 /** The provider configured for this deployment. */

@@ -9,6 +9,7 @@ import type { ChannelResult } from './result.ts';
 
 export interface EmailSend {
   deliveryId: string;
+  subscriptionId: string | null;
   to: string;
   notification: NotificationForMail;
   unsubscribeUrl: string | null;
@@ -23,14 +24,23 @@ export async function sendEmail(env: Env, req: EmailSend): Promise<ChannelResult
     headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
   }
   const started = Date.now();
-  const outcome = await emailProvider(env).send({
+  const outcome = await emailProvider(env).send(
+    {
     from: { email: cfg.emailFrom, name: 'Gharart notifications' },
     to: { email: req.to },
     subject: content.subject,
     text: content.text,
     html: content.html,
     headers,
-  });
+    },
+    {
+      subscriptionId: req.subscriptionId,
+      deliveryId: req.deliveryId,
+      handle: req.notification.handle,
+      eventType: req.notification.type,
+      severity: req.notification.severity,
+    },
+  );
   const durationMs = Date.now() - started;
   const requestBytes = new TextEncoder().encode(content.html).length + new TextEncoder().encode(content.text).length;
   if (outcome.ok) {

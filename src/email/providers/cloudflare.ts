@@ -5,14 +5,14 @@
  */
 import { EmailMessage } from 'cloudflare:email';
 import { buildMimeMessage, type OutgoingMail } from '../mime.ts';
-import type { EmailProvider, SendOutcome } from '../provider.ts';
+import type { EmailProvider, SendMeta, SendOutcome } from '../provider.ts';
 
 const PERMANENT = /not (?:verified|allowed|permitted)|invalid|destination address|no such|unknown recipient/i;
 
 export function cloudflareProvider(env: Pick<Env, 'EMAIL'>): EmailProvider {
   return {
     name: 'cloudflare',
-    async send(mail: OutgoingMail): Promise<SendOutcome> {
+    async send(mail: OutgoingMail, _meta: SendMeta): Promise<SendOutcome> {
       const raw = buildMimeMessage(mail);
       try {
         await env.EMAIL.send(new EmailMessage(mail.from.email, mail.to.email, raw));
