@@ -62,6 +62,18 @@ CREATE TABLE `delivery_attempts` (
 );
 --> statement-breakpoint
 CREATE INDEX `delivery_attempts_delivery_idx` ON `delivery_attempts` (`delivery_id`,`attempt_number`);--> statement-breakpoint
+CREATE TABLE `dev_mailbox` (
+	`id` text PRIMARY KEY NOT NULL,
+	`provider` text NOT NULL,
+	`from_address` text NOT NULL,
+	`to_address` text NOT NULL,
+	`subject` text NOT NULL,
+	`headers` text NOT NULL,
+	`text_body` text NOT NULL,
+	`html_body` text NOT NULL,
+	`created_at` text NOT NULL
+);
+--> statement-breakpoint
 CREATE TABLE `email_subscriptions` (
 	`id` text PRIMARY KEY NOT NULL,
 	`handle` text NOT NULL,

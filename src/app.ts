@@ -26,6 +26,8 @@ import { webhookActionsRoutes } from './routes/webhooks/webhook-actions.routes.t
 import { deliveriesRoutes } from './routes/deliveries/deliveries.routes.ts';
 import { healthRoutes } from './routes/health/health.routes.ts';
 import { emailPagesRoutes } from './routes/email-pages/email-pages.routes.ts';
+import { resendRoutes } from './routes/providers/resend.routes.ts';
+import { devRoutes } from './routes/dev/dev.routes.ts';
 
 const API_DESCRIPTION =
   'Delivers every order, fulfillment and campaign event of a Gharart handle to its webhooks and email subscribers, ' +
@@ -100,6 +102,8 @@ export function buildApp() {
   app.route('/', deliveriesRoutes);
   app.route('/', healthRoutes);
   app.route('/', emailPagesRoutes);
+  app.route('/', resendRoutes);
+  app.route('/', devRoutes);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',

@@ -342,6 +342,22 @@ export const supportReports = sqliteTable(
   (t) => [index('support_reports_principal_idx').on(t.principalId, t.id)],
 );
 
+/**
+ * Local development only (ENVIRONMENT=development): every mail the service sends, so `GET /dev/mailbox` can show
+ * confirmation links and test mails without a real inbox. Never written in production.
+ */
+export const devMailbox = sqliteTable('dev_mailbox', {
+  id: text('id').primaryKey(),
+  provider: text('provider').notNull(),
+  from: text('from_address').notNull(),
+  to: text('to_address').notNull(),
+  subject: text('subject').notNull(),
+  headers: text('headers').notNull(),
+  text: text('text_body').notNull(),
+  html: text('html_body').notNull(),
+  createdAt: createdAt(),
+});
+
 export type Handle = typeof handles.$inferSelect;
 export type Membership = typeof memberships.$inferSelect;
 export type AccessToken = typeof accessTokens.$inferSelect;

@@ -5,6 +5,7 @@
 import { config } from '../env.ts';
 import type { OutgoingMail } from './mime.ts';
 import { cloudflareProvider } from './providers/cloudflare.ts';
+import { resendProvider } from './providers/resend.ts';
 
 export type SendOutcome =
   | { ok: true; providerMessageId: string | null }
@@ -29,6 +30,7 @@ export interface EmailProvider {
 export function emailProvider(env: Env): EmailProvider {
   const name = config(env).emailProvider;
   if (name === 'cloudflare') return cloudflareProvider(env);
+  if (name === 'resend') return resendProvider(env);
   // Not a silent fallback: every send fails visibly (provider_permanent) until the configuration is fixed.
   return {
     name,

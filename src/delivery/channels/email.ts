@@ -3,6 +3,7 @@
  * delivery failure: the outcome is classified like a webhook's (provider_permanent / provider_transient).
  */
 import { config } from '../../env.ts';
+import { withDevMailbox } from '../../email/dev-mailbox.ts';
 import { emailProvider } from '../../email/provider.ts';
 import { renderNotificationMail, type NotificationForMail } from '../../email/templates.ts';
 import type { ChannelResult } from './result.ts';
@@ -24,7 +25,7 @@ export async function sendEmail(env: Env, req: EmailSend): Promise<ChannelResult
     headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
   }
   const started = Date.now();
-  const outcome = await emailProvider(env).send(
+  const outcome = await withDevMailbox(env, emailProvider(env)).send(
     {
     from: { email: cfg.emailFrom, name: 'Gharart notifications' },
     to: { email: req.to },

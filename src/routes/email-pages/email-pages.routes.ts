@@ -1,13 +1,19 @@
 /**
- * Public email pages (SPEC §4): `GET /v2/email/unsubscribe?token=` shows a page with a button and never changes
- * anything (mail scanners follow links); `POST` unsubscribes — the RFC 8058 one-click request a mail client sends
- * with `List-Unsubscribe=One-Click`, or the page's button.
+ * Public email pages (SPEC §4). GETs only show a page with a button and never change anything (mail scanners and
+ * link previews follow links); POSTs act:
+ * - `/v2/email/confirm?token=`: double opt-in confirmation (single use, 72 h);
+ * - `/v2/email/unsubscribe?token=`: unsubscribe — also the RFC 8058 one-click request a mail client sends with
+ *   `List-Unsubscribe=One-Click`.
+ * A person (Accept: text/html) gets a page even for a bad link; an API client gets the usual problem+json.
  */
 import { createRoute, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { html } from 'hono/html';
+import type { AppEnv } from '../../env.ts';
+import { confirmByToken } from '../../email/confirmation.ts';
 import { verifyUnsubscribeToken } from '../../email/unsubscribe.ts';
 import { createRouter, errorResponses } from '../../http/openapi.ts';
-import { problems } from '../../lib/problem.ts';
+import { ProblemError, problems } from '../../lib/problem.ts';
 
 const TokenQuery = z.object({
   token: z.string().min(1).max(200).openapi({ param: { name: 'token', in: 'query' }, description: 'From the mail\'s link.' }),
@@ -20,6 +26,12 @@ function page(title: string, body: ReturnType<typeof html>) {
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;color:#1a1a1a}
 button{font:inherit;padding:.5rem 1rem;border:1px solid #1a1a1a;background:#1a1a1a;color:#fff;border-radius:4px;cursor:pointer}</style>
 </head><body><h1>${title}</h1>${body}</body></html>`;
+}
+
+/** A person's browser gets a readable page with the problem's status; an API client gets the problem itself. */
+function refuse(c: Context<AppEnv>, problem: ProblemError) {
+  if (!/text\/html/.test(c.req.header('accept') ?? '')) throw problem;
+  return c.html(page(problem.title, html`<p>${problem.detail}</p>`), problem.status as 400 | 404 | 410);
 }
 
 async function subscriptionOf(env: Env, token: string): Promise<{ id: string; email: string; handle: string; status: string }> {
@@ -53,7 +65,50 @@ const unsubscribeRoute = createRoute({
   responses: { 200: { description: 'Unsubscribed.', content: { 'text/html': { schema: z.string() } } }, ...errorResponses(400, 404) },
 });
 
+const showConfirmRoute = createRoute({
+  method: 'get',
+  path: '/v2/email/confirm',
+  tags: ['Email pages'],
+  summary: 'Confirmation page (changes nothing by itself)',
+  request: { query: TokenQuery },
+  responses: { 200: { description: 'A page with a Confirm button.', content: { 'text/html': { schema: z.string() } } }, ...errorResponses(400) },
+});
+
+const confirmRoute = createRoute({
+  method: 'post',
+  path: '/v2/email/confirm',
+  tags: ['Email pages'],
+  summary: 'Confirm an email subscription (double opt-in)',
+  description: 'No authentication: the single-use token from the confirmation mail is the proof.',
+  request: { query: TokenQuery },
+  responses: { 200: { description: 'Confirmed.', content: { 'text/html': { schema: z.string() } } }, ...errorResponses(400, 404, 410) },
+});
+
 export const emailPagesRoutes = createRouter()
+  .openapi(showConfirmRoute, (c) => {
+    const { token } = c.req.valid('query');
+    return c.html(
+      page(
+        'Confirm your subscription',
+        html`<p>Confirm that you want Gharart notifications at this address.</p>
+          <form method="post" action="/v2/email/confirm?token=${encodeURIComponent(token)}"><button type="submit">Confirm</button></form>`,
+      ),
+      200,
+    );
+  })
+  .openapi(confirmRoute, async (c) => {
+    const { token } = c.req.valid('query');
+    const result = await confirmByToken(c.env, token);
+    if (!result.ok) {
+      return refuse(
+        c,
+        result.reason === 'expired'
+          ? new ProblemError('gone', 'This confirmation link has expired; ask for a new one to be sent.')
+          : problems.notFound('This confirmation link is not valid or was already used.'),
+      ) as never;
+    }
+    return c.html(page('Subscription confirmed', html`<p>${result.email} will now receive notifications for ${result.handle}.</p>`), 200);
+  })
   .openapi(showRoute, async (c) => {
     const { token } = c.req.valid('query');
     const sub = await subscriptionOf(c.env, token);

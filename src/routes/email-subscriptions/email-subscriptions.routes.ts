@@ -4,11 +4,11 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { diagnoseEmail, loadEmailFailures } from '../../delivery/email-diagnosis.ts';
+import { sendConfirmation } from '../../email/confirmation.ts';
 import { runTestSend, testEvent } from '../../delivery/test-send.ts';
 import { config } from '../../env.ts';
 import { getDb } from '../../db/client.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
-import { randomBytes, sha256Hex, toBase64Url } from '../../lib/crypto.ts';
 import { newId } from '../../lib/ids.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
 import { decodeCursor, encodeCursor, toPage } from '../../lib/pagination.ts';
@@ -36,8 +36,6 @@ import {
 /** A cursor position above every real id: "the standard subscriptions, from the newest". */
 const AFTER_OWNER_DEFAULT = `esub_${'Z'.repeat(26)}`;
 
-/** How long a confirmation link stays valid. */
-const CONFIRM_TTL_MS = 72 * 3600 * 1000;
 
 /** The API view of a subscription row; the owner default shows as `owner-default`, unset or not. */
 export function emailSubscriptionToApi(row: EmailSubscriptionRow) {
@@ -184,7 +182,33 @@ const emailTestRoute = createRoute(
   ),
 );
 
+const resendConfirmationRoute = createRoute(
+  guard(
+    { ...write, throttle: 'test_sends' },
+    {
+      method: 'post',
+      path: '/v2/handles/{handle}/notifications/email-subscriptions/{id}/resend-confirmation',
+      tags: ['Email subscriptions'],
+      summary: 'Send the confirmation mail again',
+      description: 'Only for a subscription still pending confirmation. A new link is made; the previous one stops working.',
+      request: { params: EmailSubscriptionParams },
+      responses: { 202: jsonResponse(EmailSubscriptionSchema, 'Sent (or why not, in statusReason).'), ...errorResponses(409) },
+    },
+  ),
+);
+
 export const emailSubscriptionsRoutes = createRouter()
+  .openapi(resendConfirmationRoute, async (c) => {
+    const { handle, id } = c.req.valid('param');
+    const db = getDb(c.env.DB);
+    const sub = id === OWNER_DEFAULT_ID ? undefined : await getStandard(db, handle, id);
+    if (!sub) throw problems.notFound();
+    if (sub.status !== 'pending_confirmation') {
+      throw problems.conflict(`The subscription is ${sub.status}; only a pending one gets a confirmation mail.`);
+    }
+    await sendConfirmation(c.env, { id: sub.id, handle, email: sub.emailNormalized });
+    return c.json(emailSubscriptionToApi((await getStandard(db, handle, id))!), 202);
+  })
   .openapi(emailTestRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
     const body = (await c.req.text()) ? c.req.valid('json') : {};
@@ -242,8 +266,6 @@ export const emailSubscriptionsRoutes = createRouter()
     const body = c.req.valid('json');
     const cfg = config(c.env);
     const now = Date.now();
-    // The token itself goes only into the confirmation mail; the database keeps its hash.
-    const confirmToken = toBase64Url(randomBytes(32));
     const row: EmailSubscriptionRow = {
       id: newId('esub', now),
       handle,
@@ -254,8 +276,9 @@ export const emailSubscriptionsRoutes = createRouter()
       filterPolicy: toJsonColumn(body.filterPolicy),
       status: 'pending_confirmation',
       statusReason: 'Waiting for the address to confirm.',
-      confirmTokenHash: await sha256Hex(confirmToken),
-      confirmExpiresAt: new Date(now + CONFIRM_TTL_MS).toISOString(),
+      // Set by sendConfirmation below, which mails the only copy of the token.
+      confirmTokenHash: null,
+      confirmExpiresAt: null,
       confirmedAt: null,
       provider: cfg.emailProvider,
       providerRef: null,
@@ -271,8 +294,10 @@ export const emailSubscriptionsRoutes = createRouter()
         { limit: cfg.maxEmailSubscriptionsPerHandle },
       );
     }
+    const confirmation = await sendConfirmation(c.env, { id: row.id, handle, email: row.emailNormalized });
+    const saved = (await getStandard(getDb(c.env.DB), handle, row.id)) ?? { ...row, statusReason: confirmation.detail };
     c.header('Location', `/v2/handles/${handle}/notifications/email-subscriptions/${row.id}`);
-    return c.json(emailSubscriptionToApi(row), 201);
+    return c.json(emailSubscriptionToApi(saved), 201);
   })
   .openapi(deleteSubRoute, async (c) => {
     const { handle, id } = c.req.valid('param');

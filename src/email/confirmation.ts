@@ -1,0 +1,90 @@
+/**
+ * Double opt-in (SPEC §6): a new subscription gets one mail with a single-use link (its token stored only as a hash,
+ * valid 72 h); nothing else reaches the address until it is confirmed. Resending makes a new token, so an older link
+ * stops working.
+ */
+import { config } from '../env.ts';
+import { randomBytes, sha256Hex, toBase64Url } from '../lib/crypto.ts';
+import { withDevMailbox } from './dev-mailbox.ts';
+import { emailProvider } from './provider.ts';
+import { renderConfirmationMail } from './templates.ts';
+
+export const CONFIRM_TTL_MS = 72 * 3600 * 1000;
+
+export interface PendingSubscription {
+  id: string;
+  handle: string;
+  email: string;
+}
+
+/** A fresh token: the link's value and the hash to store. */
+export async function newConfirmToken(): Promise<{ token: string; hash: string; expiresAt: string }> {
+  const token = toBase64Url(randomBytes(32));
+  return { token, hash: await sha256Hex(token), expiresAt: new Date(Date.now() + CONFIRM_TTL_MS).toISOString() };
+}
+
+export function confirmUrl(env: Env, token: string): string {
+  return `${config(env).publicBaseUrl}/v2/email/confirm?token=${encodeURIComponent(token)}`;
+}
+
+/**
+ * Stores a new token for the subscription (only while it is pending) and mails the link. Returns whether the
+ * provider accepted the mail, and why not.
+ */
+export async function sendConfirmation(env: Env, sub: PendingSubscription): Promise<{ sent: boolean; detail: string }> {
+  const { token, hash, expiresAt } = await newConfirmToken();
+  const updated = await env.DB.prepare(
+    `UPDATE email_subscriptions SET confirm_token_hash = ?2, confirm_expires_at = ?3, updated_at = ?4
+     WHERE id = ?1 AND status = 'pending_confirmation'`,
+  )
+    .bind(sub.id, hash, expiresAt, new Date().toISOString())
+    .run();
+  if (!updated.meta.changes) return { sent: false, detail: 'The subscription is not waiting for confirmation.' };
+  const cfg = config(env);
+  const content = renderConfirmationMail({ handle: sub.handle, email: sub.email, confirmUrl: confirmUrl(env, token), expiresAt });
+  const outcome = await withDevMailbox(env, emailProvider(env)).send(
+    {
+      from: { email: cfg.emailFrom, name: 'Gharart notifications' },
+      to: { email: sub.email },
+      subject: content.subject,
+      text: content.text,
+      html: content.html,
+      headers: { 'X-Gharart-Subscription-Id': sub.id },
+    },
+    { subscriptionId: sub.id, deliveryId: `confirm-${sub.id}`, handle: sub.handle, eventType: 'email.confirmation', severity: 'info' },
+  );
+  const detail = outcome.ok
+    ? `Confirmation mail sent; the link is valid until ${expiresAt}.`
+    : `The confirmation mail could not be sent (${outcome.message}); resend it with POST …/email-subscriptions/{id}/resend-confirmation.`;
+  await env.DB.prepare(`UPDATE email_subscriptions SET status_reason = ?2 WHERE id = ?1 AND status = 'pending_confirmation'`)
+    .bind(sub.id, detail)
+    .run();
+  return { sent: outcome.ok, detail };
+}
+
+/**
+ * Confirms the subscription a token belongs to. Single use: the hash is cleared. An unknown, used or expired token
+ * changes nothing.
+ */
+export async function confirmByToken(
+  env: Env,
+  token: string,
+): Promise<{ ok: true; email: string; handle: string } | { ok: false; reason: 'unknown' | 'expired' }> {
+  const hash = await sha256Hex(token);
+  const row = await env.DB.prepare(
+    `SELECT id, email, handle, confirm_expires_at FROM email_subscriptions WHERE confirm_token_hash = ?1 AND status = 'pending_confirmation'`,
+  )
+    .bind(hash)
+    .first<{ id: string; email: string; handle: string; confirm_expires_at: string | null }>();
+  if (!row) return { ok: false, reason: 'unknown' };
+  if (!row.confirm_expires_at || Date.parse(row.confirm_expires_at) <= Date.now()) return { ok: false, reason: 'expired' };
+  const now = new Date().toISOString();
+  const done = await env.DB.prepare(
+    `UPDATE email_subscriptions SET status = 'active', status_reason = NULL, confirmed_at = ?3, confirm_token_hash = NULL,
+       confirm_expires_at = NULL, updated_at = ?3
+     WHERE id = ?1 AND confirm_token_hash = ?2 AND status = 'pending_confirmation'`,
+  )
+    .bind(row.id, hash, now)
+    .run();
+  return done.meta.changes ? { ok: true, email: row.email, handle: row.handle } : { ok: false, reason: 'unknown' };
+}
