@@ -39,6 +39,7 @@ function fromHttpException(err: HTTPException): ProblemError {
   if (err.status === 400 && /malformed json/i.test(message)) return problems.malformedJson();
   if (err.status === 400 && /content-type/i.test(message)) return problems.unsupportedMediaType(undefined);
   if (err.status === 413) return problems.payloadTooLarge(0);
+  if (err.status === 415) return problems.unsupportedMediaType(undefined);
   if (err.status === 404) return problems.notFound();
   if (err.status === 401) return problems.unauthenticated('Authentication failed.');
   return problems.validation([], message || 'The request could not be understood.');

@@ -19,7 +19,9 @@ export function bodyGuard(): MiddlewareHandler<AppEnv> {
     if (!WITH_BODY.has(c.req.method)) return next();
     const max = config(c.env).maxBodyBytes;
     const length = c.req.header('content-length');
-    const hasBody = (length !== undefined && length !== '0') || c.req.header('transfer-encoding') !== undefined;
+    // A body may come without Content-Length (chunked, HTTP/2, or a Request built in-process): look at the stream too.
+    const hasBody =
+      (length !== undefined && length !== '0') || c.req.header('transfer-encoding') !== undefined || (length === undefined && c.req.raw.body !== null);
     if (!hasBody) return next();
     if (length !== undefined && Number(length) > max) throw problems.payloadTooLarge(max);
     const type = c.req.header('content-type');

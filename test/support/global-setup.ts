@@ -1,20 +1,32 @@
 /**
- * Vitest globalSetup: starts the webhook receivers (./receivers.ts) once per run, provides their port as
- * `receiverPort` (tests read it with `inject('receiverPort')`, see test/worker/receivers.ts), and stops them when the
- * run ends.
+ * Vitest globalSetup: starts the webhook receivers (./receivers.ts) and the fake Resend API (./resend-fake.ts) once
+ * per run, provides their ports as `receiverPort` and `resendFakePort` (tests read them with `inject(…)`, see
+ * test/worker/receivers.ts and test/worker/resend.test.ts), and stops them when the run ends.
  */
 import type { TestProject } from 'vitest/node';
 import { startReceivers } from './receivers.ts';
+import { startSnsFake } from './sns-fake.ts';
+import { startResendFake } from './resend-fake.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     /** Port of the webhook receivers on 127.0.0.1. */
     receiverPort: number;
+    /** Port of the fake Resend API on 127.0.0.1. */
+    resendFakePort: number;
   }
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const receivers = await startReceivers();
+  const resend = await startResendFake();
   project.provide('receiverPort', receivers.port);
-  return () => receivers.close();
+  project.provide('resendFakePort', resend.port);
+  // The SNS fake (./sns-fake.ts): its port reaches tests as `inject('snsFakePort')`; closed when Vitest closes.
+  const snsFake = await startSnsFake();
+  project.provide('snsFakePort', snsFake.port);
+  project.vitest.onClose(() => snsFake.close());
+  return async () => {
+    await Promise.all([receivers.close(), resend.close()]);
+  };
 }

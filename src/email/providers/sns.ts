@@ -213,7 +213,7 @@ export function snsClient(env: Env): SnsClient {
       const missing = [!accessKeyId && 'AWS_ACCESS_KEY_ID', !secretAccessKey && 'AWS_SECRET_ACCESS_KEY'].filter(Boolean).join(' and ');
       throw new SnsError(
         'MissingCredentials',
-        `EMAIL_PROVIDER=sns but ${missing} ${missing.includes(' and ') ? 'are' : 'is'} not set: configure the secrets (wrangler secret put ${missing.split(' and ')[0]}).`,
+        `EMAIL_PROVIDER=sns but ${missing} ${missing.includes(' and ') ? 'are' : 'is'} not set: configure ${missing.includes(' and ') ? 'them' : 'it'} with wrangler secret put.`,
         0,
         true,
       );
@@ -277,8 +277,11 @@ export function snsClient(env: Env): SnsClient {
       if (err instanceof SnsError && err.code === 'NotFound') return 'not_found';
       throw err;
     }
-    const attributes = xmlEntries(xml, 'Attributes');
-    return attributes.PendingConfirmation === 'true' ? 'pending' : 'confirmed';
+    const pending = xmlEntries(xml, 'Attributes').PendingConfirmation;
+    if (pending === undefined) {
+      throw new SnsError('MalformedResponse', `SNS GetSubscriptionAttributes answered without PendingConfirmation: ${xml.slice(0, 200)}`, 200, false, 'GetSubscriptionAttributes');
+    }
+    return pending === 'true' ? 'pending' : 'confirmed';
   }
 
   return {
@@ -651,15 +654,22 @@ export function snsProvider(env: Env): EmailProvider {
   const client = snsClient(env);
   const fail = (message: string, permanent = true): SendOutcome => ({ ok: false, permanent, message: message.slice(0, MESSAGE_MAX) });
 
-  async function topicArn(handle: string, fresh: boolean): Promise<string> {
+  function cacheKey(handle: string): string {
     const { snsApiUrl, region } = config(env).aws;
-    const key = `${snsApiUrl ?? ''}\n${region}\n${snsTopicName(env, handle)}`;
-    const cached = fresh ? undefined : topicArns.get(key);
+    return `${snsApiUrl ?? ''}\n${region}\n${snsTopicName(env, handle)}`;
+  }
+
+  async function topicArn(handle: string): Promise<string> {
+    const cached = topicArns.get(cacheKey(handle));
     if (cached) return cached;
     const arn = await client.ensureTopic(handle);
     if (topicArns.size >= TOPIC_CACHE_MAX) topicArns.clear();
-    topicArns.set(key, arn);
+    topicArns.set(cacheKey(handle), arn);
     return arn;
+  }
+
+  function forgetTopicArn(handle: string): void {
+    topicArns.delete(cacheKey(handle));
   }
 
   return {
@@ -681,17 +691,18 @@ export function snsProvider(env: Env): EmailProvider {
         attributes: { type: meta.eventType, severity: meta.severity, subscription: meta.subscriptionId },
       };
       try {
-        let arn = await topicArn(meta.handle, false);
-        let messageId: string;
+        const arn = await topicArn(meta.handle);
         try {
-          messageId = await client.publish(arn, input);
+          return { ok: true, providerMessageId: await client.publish(arn, input) };
         } catch (err) {
-          // The cached topic was deleted behind our back: find (or create) it again, once.
-          if (!(err instanceof SnsError && err.code === 'NotFound')) throw err;
-          arn = await topicArn(meta.handle, true);
-          messageId = await client.publish(arn, input);
+          if (err instanceof SnsError && err.code === 'NotFound') {
+            // The topic was deleted behind our back, and every subscription with it. Re-creating it here would make
+            // the publish "succeed" to nobody: fail loudly instead (the subscriptions' ARN checks will say stale).
+            forgetTopicArn(meta.handle);
+            return fail(`${err.message} — the handle's SNS topic no longer exists, so neither do its subscriptions.`);
+          }
+          throw err;
         }
-        return { ok: true, providerMessageId: messageId };
       } catch (err) {
         if (err instanceof SnsError) return fail(err.message, err.permanent);
         return fail(`SNS send failed: ${err instanceof Error ? err.message : String(err)}`, false);
