@@ -99,6 +99,7 @@ CREATE INDEX `email_subscriptions_handle_idx` ON `email_subscriptions` (`handle`
 CREATE UNIQUE INDEX `email_subscriptions_address_uq` ON `email_subscriptions` (`handle`,`kind`,`email_normalized`);--> statement-breakpoint
 CREATE UNIQUE INDEX `email_subscriptions_owner_default_uq` ON `email_subscriptions` (`handle`) WHERE kind = 'owner_default';--> statement-breakpoint
 CREATE UNIQUE INDEX `email_subscriptions_confirm_token_uq` ON `email_subscriptions` (`confirm_token_hash`);--> statement-breakpoint
+CREATE INDEX `email_subscriptions_provider_check_idx` ON `email_subscriptions` (`provider`,`provider_checked_at`) WHERE provider_ref IS NOT NULL;--> statement-breakpoint
 CREATE TABLE `event_rejections` (
 	`id` text PRIMARY KEY NOT NULL,
 	`queue` text NOT NULL,

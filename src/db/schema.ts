@@ -154,6 +154,10 @@ export const emailSubscriptions = sqliteTable(
       .on(t.handle)
       .where(sql`kind = 'owner_default'`),
     uniqueIndex('email_subscriptions_confirm_token_uq').on(t.confirmTokenHash),
+    // SNS reconciliation: the subscriptions checked longest ago first.
+    index('email_subscriptions_provider_check_idx')
+      .on(t.provider, t.providerCheckedAt)
+      .where(sql`provider_ref IS NOT NULL`),
   ],
 );
 

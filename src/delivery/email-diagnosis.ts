@@ -9,6 +9,7 @@ export interface EmailDiagnosis {
   subscription: { kind: 'standard' | 'owner_default'; email: string; status: string; statusReason: string | null; confirmedAt: string | null; provider: string };
   test: { sent: boolean; outcome: 'succeeded' | 'failed' | 'not_sent'; errorClass: string | null; detail: string | null };
   productionFailures: Array<{ deliveryId: string; notificationId: string | null; errorClass: string | null; status: string; at: string }>;
+  providerCheck: { provider: string; reference: string; state: string } | null;
   nextSteps: string[];
 }
 
@@ -24,12 +25,22 @@ export async function loadEmailFailures(d1: D1Database, subscriptionId: string) 
   return results.map((r) => ({ deliveryId: r.id, notificationId: r.notification_id, errorClass: r.last_error_class, status: r.status, at: r.updated_at }));
 }
 
-export function diagnoseEmail(sub: EmailRow, outcome: AttemptOutcome | null, failures: EmailDiagnosis['productionFailures']): EmailDiagnosis {
+export function diagnoseEmail(
+  sub: EmailRow,
+  outcome: AttemptOutcome | null,
+  failures: EmailDiagnosis['productionFailures'],
+  providerCheck: EmailDiagnosis['providerCheck'] = null,
+): EmailDiagnosis {
   const nextSteps: string[] = [];
   let summary: string;
   if (sub.status === 'pending_confirmation') {
     summary = `${sub.email} has not confirmed its subscription, so it receives nothing but the confirmation mail; no test was sent.`;
     nextSteps.push('Ask the recipient to click the link in the confirmation mail (or resend it).');
+  } else if (sub.status === 'stale') {
+    summary = `${sub.email} is stale: ${sub.statusReason ?? 'the provider no longer knows this subscription'}; no test was sent.`;
+    nextSteps.push(
+      `Re-subscribe the address: DELETE /v2/handles/${sub.handle}/notifications/email-subscriptions/${sub.id}, then POST /v2/handles/${sub.handle}/notifications/email-subscriptions {"email": "${sub.email}"}.`,
+    );
   } else if (sub.status !== 'active') {
     summary = `${sub.email} is ${sub.status}${sub.statusReason ? ` (${sub.statusReason})` : ''}; no test was sent.`;
     nextSteps.push('Delete the subscription and subscribe the address again once the cause is fixed.');
@@ -53,6 +64,7 @@ export function diagnoseEmail(sub: EmailRow, outcome: AttemptOutcome | null, fai
         }
       : { sent: false, outcome: 'not_sent', errorClass: null, detail: null },
     productionFailures: failures,
+    providerCheck,
     nextSteps,
   };
 }

@@ -6,6 +6,7 @@ import { config } from '../env.ts';
 import type { OutgoingMail } from './mime.ts';
 import { cloudflareProvider } from './providers/cloudflare.ts';
 import { resendProvider } from './providers/resend.ts';
+import { snsProvider } from './providers/sns.ts';
 
 export type SendOutcome =
   | { ok: true; providerMessageId: string | null }
@@ -31,6 +32,7 @@ export function emailProvider(env: Env): EmailProvider {
   const name = config(env).emailProvider;
   if (name === 'cloudflare') return cloudflareProvider(env);
   if (name === 'resend') return resendProvider(env);
+  if (name === 'sns') return snsProvider(env);
   // Not a silent fallback: every send fails visibly (provider_permanent) until the configuration is fixed.
   return {
     name,

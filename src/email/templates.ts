@@ -277,6 +277,50 @@ export function renderTestMail(input: { handle: string; email: string; isOwnerDe
   return { subject, text, html };
 }
 
+/** The mail a support report sends to SUPPORT_EMAIL: every field, escaped, with the ids support needs. */
+export function renderSupportReportMail(input: {
+  reportId: string;
+  summary: string;
+  details: string;
+  principal: string;
+  handle: string | null;
+  handleVerified: boolean;
+  sessionId: string | null;
+  reportedRequestId: string | null;
+  reproArtifact: string | null;
+  requestId: string;
+  deploymentId: string;
+}): RenderedMail {
+  const subject = headerText(`[Gharart support] ${input.reportId}: ${input.summary}`).slice(0, 200);
+  const facts: Array<[string, string]> = [
+    ['Report', input.reportId],
+    ['From', input.principal],
+    ['Handle', input.handle ? `${input.handle}${input.handleVerified ? '' : ' (not verified: the reporter is not a member)'}` : '-'],
+    ['Session', input.sessionId ?? '-'],
+    ['Request id reported', input.reportedRequestId ?? '-'],
+    ['Filed by request', `${input.requestId} (deployment ${input.deploymentId})`],
+  ];
+  const artifact = (input.reproArtifact ?? '').slice(0, 20_000);
+  const text = lines([
+    ...facts.map(([k, v]) => `${k}: ${oneLine(v)}`),
+    '',
+    'Summary:',
+    input.summary,
+    '',
+    'Details:',
+    input.details,
+    ...(artifact ? ['', 'Repro artifact:', artifact] : []),
+  ]);
+  const html =
+    pageStart(subject) +
+    `<h1 style="margin:0 0 16px;font-size:20px;line-height:1.3;">${esc(input.summary)}</h1>\n` +
+    `<table role="presentation">${facts.map(([k, v]) => `<tr><th scope="row" style="text-align:left;padding-right:12px;">${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>\n` +
+    `<pre style="white-space:pre-wrap;">${esc(input.details)}</pre>\n` +
+    (artifact ? `<h2 style="font-size:16px;">Repro artifact</h2><pre style="white-space:pre-wrap;">${esc(artifact)}</pre>\n` : '') +
+    pageEnd();
+  return { subject, text, html };
+}
+
 // ---------------------------------------------------------------------------------------------------------------------
 // Values
 

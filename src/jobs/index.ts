@@ -4,6 +4,7 @@
  */
 import { autoDisableFailingWebhooks } from './auto-disable.ts';
 import { purgeExpiredIdempotencyKeys } from './purge-idempotency.ts';
+import { reconcileSnsSubscriptions } from './reconcile-email.ts';
 import { sweepOutbox } from './sweeper.ts';
 
 type Job = (env: Env, now: Date) => Promise<Record<string, unknown>>;
@@ -11,6 +12,7 @@ type Job = (env: Env, now: Date) => Promise<Record<string, unknown>>;
 const JOBS: Record<string, Job> = {
   sweepOutbox,
   autoDisableFailingWebhooks,
+  reconcileSnsSubscriptions,
   purgeExpiredIdempotencyKeys,
 };
 

@@ -3,8 +3,8 @@
  * no membership oracle, throttled at 5 a minute.
  */
 import { env } from 'cloudflare:workers';
-import { describe, expect, it } from 'vitest';
-import { addMember, call, callJson, createPat, expectProblem, provisionHandle, signJwt, unique } from './helpers.ts';
+import { describe, expect, it, vi } from 'vitest';
+import { addMember, call, callJson, callWithVars, createPat, expectProblem, provisionHandle, signJwt, unique } from './helpers.ts';
 import { awaitFreshWindow, userJwt } from './seed.ts';
 
 const PATH = '/v2/support/report';
@@ -200,4 +200,30 @@ describe('POST /v2/support/report', () => {
     const pat = await createPat(user, { scopes: ['webhooks:read'] });
     await expectProblem(await call('POST', PATH, { token: pat.token, body: { summary: 's', details: 'd' } }), 429);
   }, 30_000);
+});
+
+describe('support report mail', () => {
+  it('a report is mailed to SUPPORT_EMAIL with its ids (seen in the development mailbox)', async () => {
+    const to = `${unique('support')}@example.com`;
+    const vars = { ENVIRONMENT: 'development', SUPPORT_EMAIL: to };
+    const token = await signJwt({ sub: unique('u'), scope: 'notifications:read' });
+    const res = await callWithVars(vars, 'POST', '/v2/support/report', {
+      token,
+      body: { summary: 'Webhook <test> passes', details: 'Production goes to the DLQ', requestId: 'req-abc-123456' },
+    });
+    expect(res.status).toBe(201);
+    const { reportId } = (await res.json()) as { reportId: string };
+    type Mail = { subject: string; text: string; html: string; headers: Record<string, string> };
+    let data: Mail[] = [];
+    // The mail goes out after the response (waitUntil): wait for it to land.
+    await vi.waitFor(async () => {
+      const box = await callWithVars(vars, 'GET', `/dev/mailbox?format=json&to=${encodeURIComponent(to)}`);
+      data = ((await box.json()) as { data: Mail[] }).data;
+      expect(data).toHaveLength(1);
+    });
+    expect(data[0]!.subject).toContain(reportId);
+    expect(data[0]!.text).toContain('req-abc-123456');
+    expect(data[0]!.headers['X-Gharart-Report-Id']).toBe(reportId);
+    expect(data[0]!.html).not.toContain('<test>');
+  });
 });

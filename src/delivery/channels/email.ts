@@ -5,6 +5,7 @@
 import { config } from '../../env.ts';
 import { withDevMailbox } from '../../email/dev-mailbox.ts';
 import { emailProvider } from '../../email/provider.ts';
+import { cloudflareProvider } from '../../email/providers/cloudflare.ts';
 import { renderNotificationMail, type NotificationForMail } from '../../email/templates.ts';
 import type { ChannelResult } from './result.ts';
 
@@ -25,7 +26,9 @@ export async function sendEmail(env: Env, req: EmailSend): Promise<ChannelResult
     headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
   }
   const started = Date.now();
-  const outcome = await withDevMailbox(env, emailProvider(env)).send(
+  // SNS can only reach its own subscribers: mail to the platform alert address goes through the send_email binding.
+  const provider = cfg.emailProvider === 'sns' && req.subscriptionId === null ? cloudflareProvider(env) : emailProvider(env);
+  const outcome = await withDevMailbox(env, provider).send(
     {
     from: { email: cfg.emailFrom, name: 'Gharart notifications' },
     to: { email: req.to },

@@ -5,6 +5,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { diagnoseEmail, loadEmailFailures } from '../../delivery/email-diagnosis.ts';
 import { sendConfirmation } from '../../email/confirmation.ts';
+import { checkAtSns, subscribeAtSns, unsubscribeAtSns } from '../../email/sns-subscriptions.ts';
 import { runTestSend, testEvent } from '../../delivery/test-send.ts';
 import { config } from '../../env.ts';
 import { getDb } from '../../db/client.ts';
@@ -160,6 +161,10 @@ const EmailDiagnosisSchema = z
     productionFailures: z.array(
       z.object({ deliveryId: z.string(), notificationId: z.string().nullable(), errorClass: z.string().nullable(), status: z.string(), at: z.string() }),
     ),
+    providerCheck: z
+      .object({ provider: z.string(), reference: z.string(), state: z.string() })
+      .nullable()
+      .openapi({ description: 'For SNS: the subscription ARN and what GetSubscriptionAttributes said (confirmed, pending, not_found).' }),
     nextSteps: z.array(z.string()),
   })
   .openapi('EmailDiagnosis');
@@ -206,20 +211,31 @@ export const emailSubscriptionsRoutes = createRouter()
     if (sub.status !== 'pending_confirmation') {
       throw problems.conflict(`The subscription is ${sub.status}; only a pending one gets a confirmation mail.`);
     }
-    await sendConfirmation(c.env, { id: sub.id, handle, email: sub.emailNormalized });
+    if (config(c.env).emailProvider === 'sns') await subscribeAtSns(c.env, sub);
+    else await sendConfirmation(c.env, { id: sub.id, handle, email: sub.emailNormalized });
     return c.json(emailSubscriptionToApi((await getStandard(db, handle, id))!), 202);
   })
   .openapi(emailTestRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
     const body = (await c.req.text()) ? c.req.valid('json') : {};
     const db = getDb(c.env.DB);
-    const sub = id === OWNER_DEFAULT_ID ? await getOwnerDefault(db, handle) : await getStandard(db, handle, id);
+    let sub = id === OWNER_DEFAULT_ID ? await getOwnerDefault(db, handle) : await getStandard(db, handle, id);
     if (!sub) {
       if (id === OWNER_DEFAULT_ID) throw problems.unprocessable('No owner default email is set; set one with PUT …/notifications/owner-default-email.');
       throw problems.notFound();
     }
     const event = testEvent(handle, { eventType: body.eventType });
     if (!event) throw problems.unprocessable(`Unknown event type ${body.eventType}; see GET /v2/event-types.`);
+    let providerCheck: { provider: string; reference: string; state: string } | null = null;
+    if (sub.provider === 'sns' && sub.providerRef) {
+      // The stale-ARN playbook: ask SNS now, and mirror what it says before deciding whether to send.
+      try {
+        providerCheck = { provider: 'sns', reference: sub.providerRef, state: await checkAtSns(c.env, sub) };
+      } catch (err) {
+        providerCheck = { provider: 'sns', reference: sub.providerRef, state: `check_failed: ${String(err).slice(0, 200)}` };
+      }
+      sub = (id === OWNER_DEFAULT_ID ? await getOwnerDefault(db, handle) : await getStandard(db, handle, id)) ?? sub;
+    }
     let deliveryId: string | null = null;
     let outcome = null;
     // A pending address receives nothing but its confirmation (SPEC §6): no test mail either.
@@ -235,7 +251,7 @@ export const emailSubscriptionsRoutes = createRouter()
       deliveryId = sent.delivery.id;
       outcome = sent.outcome;
     }
-    const diagnosis = diagnoseEmail(sub, outcome, await loadEmailFailures(c.env.DB, sub.id));
+    const diagnosis = diagnoseEmail(sub, outcome, await loadEmailFailures(c.env.DB, sub.id), providerCheck);
     return c.json({ deliveryId, diagnosis }, 200);
   })
   .openapi(getOwnerDefaultRoute, async (c) => {
@@ -294,7 +310,11 @@ export const emailSubscriptionsRoutes = createRouter()
         { limit: cfg.maxEmailSubscriptionsPerHandle },
       );
     }
-    const confirmation = await sendConfirmation(c.env, { id: row.id, handle, email: row.emailNormalized });
+    // SNS runs its own double opt-in; with the other providers we send the confirmation mail ourselves.
+    const confirmation =
+      cfg.emailProvider === 'sns'
+        ? await subscribeAtSns(c.env, row)
+        : await sendConfirmation(c.env, { id: row.id, handle, email: row.emailNormalized });
     const saved = (await getStandard(getDb(c.env.DB), handle, row.id)) ?? { ...row, statusReason: confirmation.detail };
     c.header('Location', `/v2/handles/${handle}/notifications/email-subscriptions/${row.id}`);
     return c.json(emailSubscriptionToApi(saved), 201);
@@ -307,8 +327,10 @@ export const emailSubscriptionsRoutes = createRouter()
       );
     }
     const db = getDb(c.env.DB);
-    if (!(await getStandard(db, handle, id))) throw problems.notFound();
+    const existing = await getStandard(db, handle, id);
+    if (!existing) throw problems.notFound();
     if (!(await deleteEmailSubscription(c.env.DB, handle, id, new Date().toISOString()))) throw problems.notFound();
+    if (existing.provider === 'sns') await unsubscribeAtSns(c.env, existing.providerRef);
     return c.body(null, 204);
   })
   .openapi(ownerDefaultRoute, async (c) => {
@@ -318,7 +340,10 @@ export const emailSubscriptionsRoutes = createRouter()
     const now = new Date().toISOString();
     if (email === null) {
       const current = await getOwnerDefault(db, handle);
-      if (current) await deleteEmailSubscription(c.env.DB, handle, current.id, now);
+      if (current) {
+        await deleteEmailSubscription(c.env.DB, handle, current.id, now);
+        if (current.provider === 'sns') await unsubscribeAtSns(c.env, current.providerRef);
+      }
       return c.json(UNSET_OWNER_DEFAULT, 200);
     }
     const current = await getOwnerDefault(db, handle);
@@ -344,6 +369,12 @@ export const emailSubscriptionsRoutes = createRouter()
       createdAt: now,
       updatedAt: now,
     });
+    if (row.provider === 'sns') {
+      // SNS mails its own confirmation to the new address at once; until it is confirmed nothing reaches it.
+      if (current?.provider === 'sns') await unsubscribeAtSns(c.env, current.providerRef);
+      await subscribeAtSns(c.env, row);
+      return c.json(emailSubscriptionToApi((await getOwnerDefault(db, handle))!), 200);
+    }
     // A changed owner address gets a test mail at once (SPEC §4), through the production path, recorded as a test
     // delivery; the PUT does not wait for the provider.
     const mail = runTestSend(c.env, {

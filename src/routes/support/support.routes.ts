@@ -8,6 +8,10 @@ import { getDb } from '../../db/client.ts';
 import { supportReports } from '../../db/schema.ts';
 import { createRouter, errorResponses, guard, HandleParam, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { newId } from '../../lib/ids.ts';
+import { config } from '../../env.ts';
+import { withDevMailbox } from '../../email/dev-mailbox.ts';
+import { cloudflareProvider } from '../../email/providers/cloudflare.ts';
+import { renderSupportReportMail } from '../../email/templates.ts';
 import { handleExists, findRole } from '../internal/internal.repo.ts';
 
 const MAX_ARTIFACT_BYTES = 64 * 1024;
@@ -83,6 +87,38 @@ export const supportRoutes = createRouter().openapi(reportRoute, async (c) => {
     createdAt: now.toISOString(),
   };
   await db.insert(supportReports).values(row);
+  // Stored first, then mailed to support (SPEC §4); a mail failure is logged and does not lose the report.
+  const supportEmail = config(c.env).supportEmail;
+  if (supportEmail) {
+    const content = renderSupportReportMail({
+      ...row,
+      reportId: row.id,
+      principal: `${principal.key} (${principal.method})`,
+      reportedRequestId: row.reportedRequestId,
+      deploymentId: row.deploymentId ?? 'unknown',
+    });
+    const mail = withDevMailbox(c.env, cloudflareProvider(c.env))
+      .send(
+        {
+          from: { email: config(c.env).emailFrom, name: 'Gharart notifications' },
+          to: { email: supportEmail },
+          subject: content.subject,
+          text: content.text,
+          html: content.html,
+          headers: { 'X-Gharart-Report-Id': row.id },
+        },
+        { subscriptionId: null, deliveryId: row.id, handle: row.handle ?? '-', eventType: 'support.report', severity: 'info' },
+      )
+      .then((outcome) => {
+        if (!outcome.ok) console.error(JSON.stringify({ level: 'error', msg: 'support_mail_failed', reportId: row.id, error: outcome.message }));
+      })
+      .catch((err: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'support_mail_failed', reportId: row.id, error: String(err) })));
+    try {
+      c.executionCtx.waitUntil(mail);
+    } catch {
+      await mail;
+    }
+  }
   return c.json(
     { reportId: row.id, requestId: row.requestId, handle: row.handle, handleVerified, createdAt: row.createdAt },
     201,

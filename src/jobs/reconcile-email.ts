@@ -1,0 +1,31 @@
+/**
+ * The minute job's SNS reconciliation (SPEC §6, §7 playbook 2): a bounded number of SNS subscriptions per run, the
+ * ones checked longest ago first, so a deleted ARN is found — and the owner told — before anyone misses a mail.
+ */
+import { config } from '../env.ts';
+import { checkAtSns } from '../email/sns-subscriptions.ts';
+
+const PER_RUN = 25;
+
+export async function reconcileSnsSubscriptions(env: Env, _now: Date): Promise<{ checked: number; stale: number; errors: number }> {
+  if (config(env).emailProvider !== 'sns') return { checked: 0, stale: 0, errors: 0 };
+  const { results } = await env.DB.prepare(
+    `SELECT id, handle, email_normalized AS emailNormalized, provider_ref AS providerRef FROM email_subscriptions
+     WHERE provider = 'sns' AND provider_ref IS NOT NULL AND status IN ('pending_confirmation', 'active')
+     ORDER BY provider_checked_at NULLS FIRST LIMIT ?1`,
+  )
+    .bind(PER_RUN)
+    .all<{ id: string; handle: string; emailNormalized: string; providerRef: string }>();
+  let stale = 0;
+  let errors = 0;
+  for (const sub of results) {
+    try {
+      if ((await checkAtSns(env, sub)) === 'not_found') stale++;
+    } catch (err) {
+      // Throttled or down: the row keeps its old check time and comes first next minute.
+      errors++;
+      console.warn(JSON.stringify({ level: 'warn', msg: 'sns_check_failed', subscriptionId: sub.id, error: String(err) }));
+    }
+  }
+  return { checked: results.length, stale, errors };
+}
