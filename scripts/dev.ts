@@ -33,8 +33,8 @@ const HEALTH_URL = `http://${HOST}:${PORT}/v2/health`;
 const READY_TIMEOUT_MS = 60_000;
 const POLL_INTERVAL_MS = 500;
 
-/** Production defaults from wrangler.toml [vars] that local development must not use. */
-const DEV_VAR_OVERRIDES = ['ENVIRONMENT:development', 'ALLOW_INSECURE_WEBHOOK_TARGETS:true'];
+/** Production defaults from wrangler.toml [vars] that local development must not use (links in mails point here). */
+const DEV_VAR_OVERRIDES = ['ENVIRONMENT:development', 'ALLOW_INSECURE_WEBHOOK_TARGETS:true', `PUBLIC_BASE_URL:${BASE_URL}`];
 
 /** How to make a fresh value for each secret in .dev.vars.example (the Worker checks these shapes). */
 const SECRET_GENERATORS: Record<string, () => string> = {
