@@ -22,6 +22,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Hit, HitResponse, ReceiverMode } from '../worker/receivers.ts';
+import { headerMap, readBody } from './http.ts';
 
 export type { Hit, HitResponse, ReceiverMode };
 
@@ -281,27 +282,6 @@ export async function startReceivers(): Promise<Receivers> {
   };
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    // An aborted upload is recorded with what arrived.
-    req.on('error', () => resolve(Buffer.concat(chunks)));
-    req.on('aborted', () => resolve(Buffer.concat(chunks)));
-  });
-}
-
-/** All request headers, lower-cased; repeated ones joined with ", " as `Headers#get` would. */
-function headerMap(raw: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    const value = raw[i + 1]!;
-    out[name] = name in out ? `${out[name]}, ${value}` : value;
-  }
-  return out;
-}
 
 function intParam(q: URLSearchParams, name: string, fallback: number): number {
   const raw = q.get(name);

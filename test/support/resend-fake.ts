@@ -27,6 +27,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { headerMap, readBody } from './http.ts';
 
 /** Keys the fake accepts start with this. */
 export const RESEND_FAKE_KEY_PREFIX = 're_test_';
@@ -282,22 +283,3 @@ export async function startResendFake(): Promise<ResendFake> {
   };
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', () => resolve(Buffer.concat(chunks)));
-    req.on('aborted', () => resolve(Buffer.concat(chunks)));
-  });
-}
-
-function headerMap(raw: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    const value = raw[i + 1]!;
-    out[name] = name in out ? `${out[name]}, ${value}` : value;
-  }
-  return out;
-}
