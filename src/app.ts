@@ -27,6 +27,7 @@ import { deliveriesRoutes } from './routes/deliveries/deliveries.routes.ts';
 import { healthRoutes } from './routes/health/health.routes.ts';
 import { emailPagesRoutes } from './routes/email-pages/email-pages.routes.ts';
 import { resendRoutes } from './routes/providers/resend.routes.ts';
+import { snsRoutes } from './routes/providers/sns.routes.ts';
 import { devRoutes } from './routes/dev/dev.routes.ts';
 
 const API_DESCRIPTION =
@@ -104,6 +105,7 @@ export function buildApp() {
   app.route('/', healthRoutes);
   app.route('/', emailPagesRoutes);
   app.route('/', resendRoutes);
+  app.route('/', snsRoutes);
   app.route('/', devRoutes);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {

@@ -24,7 +24,13 @@ export interface Config {
   emailProvider: string;
   emailFrom: string;
   resendApiUrl: string;
-  aws: { region: string; snsApiUrl: string | null; topicPrefix: string };
+  aws: {
+    region: string;
+    snsApiUrl: string | null;
+    topicPrefix: string;
+    /** Host patterns (`*` = one DNS label) SNS signing certificates and SubscribeURLs may come from (SNS_CERT_HOSTS). */
+    certHosts: string[];
+  };
   platformAlertEmail: string | null;
   supportEmail: string | null;
 }
@@ -67,7 +73,12 @@ export function config(env: Env): Config {
     emailProvider: env.EMAIL_PROVIDER || 'cloudflare',
     emailFrom: env.EMAIL_FROM,
     resendApiUrl: (opt(env.RESEND_API_URL) ?? 'https://api.resend.com').replace(/\/+$/, ''),
-    aws: { region: opt(env.AWS_REGION) ?? 'eu-west-1', snsApiUrl: opt(env.SNS_API_URL), topicPrefix: env.SNS_TOPIC_PREFIX ?? 'gharart-notify-' },
+    aws: {
+      region: opt(env.AWS_REGION) ?? 'eu-west-1',
+      snsApiUrl: opt(env.SNS_API_URL),
+      topicPrefix: env.SNS_TOPIC_PREFIX ?? 'gharart-notify-',
+      certHosts: (opt(env.SNS_CERT_HOSTS) ?? 'sns.*.amazonaws.com').toLowerCase().split(/[\s,]+/).filter(Boolean),
+    },
     platformAlertEmail: opt(env.PLATFORM_ALERT_EMAIL),
     supportEmail: opt(env.SUPPORT_EMAIL),
   };

@@ -11,6 +11,9 @@ const JSON_TYPE = /^application\/(?:[a-z0-9.+-]+\+)?json\s*(?:;|$)/i;
 const FORM_TYPE = /^(?:application\/x-www-form-urlencoded|multipart\/form-data)\s*(?:;|$)/i;
 /** Public pages a browser or mail client posts a form to (RFC 8058 one-click unsubscribe); everything else is JSON. */
 const FORM_PATHS = ['/v2/email/'];
+const TEXT_TYPE = /^text\/plain\s*(?:;|$)/i;
+/** Amazon SNS posts its JSON messages as `text/plain; charset=UTF-8` (the route parses the text itself). */
+const TEXT_PATHS = ['/v2/providers/sns/'];
 const WITH_BODY = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 export function bodyGuard(): MiddlewareHandler<AppEnv> {
@@ -26,7 +29,8 @@ export function bodyGuard(): MiddlewareHandler<AppEnv> {
     if (length !== undefined && Number(length) > max) throw problems.payloadTooLarge(max);
     const type = c.req.header('content-type');
     const formAllowed = FORM_PATHS.some((p) => c.req.path.startsWith(p)) && type !== undefined && FORM_TYPE.test(type);
-    if (!formAllowed && (!type || !JSON_TYPE.test(type))) throw problems.unsupportedMediaType(type);
+    const textAllowed = TEXT_PATHS.some((p) => c.req.path.startsWith(p)) && type !== undefined && TEXT_TYPE.test(type);
+    if (!formAllowed && !textAllowed && (!type || !JSON_TYPE.test(type))) throw problems.unsupportedMediaType(type);
     let limiter = limiters.get(max);
     if (!limiter) {
       limiter = bodyLimit({

@@ -7,6 +7,7 @@ import type { TestProject } from 'vitest/node';
 import { startReceivers } from './receivers.ts';
 import { startSnsFake } from './sns-fake.ts';
 import { startResendFake } from './resend-fake.ts';
+import { startSnsNotifier } from './sns-notifier.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -26,6 +27,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const snsFake = await startSnsFake();
   project.provide('snsFakePort', snsFake.port);
   project.vitest.onClose(() => snsFake.close());
+  // The SNS notifier (./sns-notifier.ts): signing certificate, SubscribeURL and `/_sign`, as `inject('snsNotifierPort')`.
+  const snsNotifier = await startSnsNotifier();
+  project.provide('snsNotifierPort', snsNotifier.port);
+  project.vitest.onClose(() => snsNotifier.close());
   return async () => {
     await Promise.all([receivers.close(), resend.close()]);
   };

@@ -1,0 +1,201 @@
+/**
+ * Amazon SNS's HTTP(S) delivery of SES feedback (SPEC §6 "Email"): `POST /v2/providers/sns/events`.
+ *
+ * SNS posts a JSON message with `Content-Type: text/plain; charset=UTF-8` (the body guard lets text/plain through
+ * for this path only). The message carries its own signature (email/sns-signature.ts): a bad or missing signature,
+ * a SigningCertURL off the SNS_CERT_HOSTS allow-list (never fetched), or a Timestamp more than 1 hour from now is a
+ * 401 and changes nothing. A correctly signed message from a topic that is not ours (topic name not starting with
+ * SNS_TOPIC_PREFIX — anyone can make SNS sign a message) is a 403.
+ *
+ * Types: `SubscriptionConfirmation` → GET its SubscribeURL (same host allow-list) → 200; `Notification` whose Message
+ * is SES feedback: a Permanent bounce suppresses every subscription of each bounced recipient, a complaint each
+ * complained recipient's (narrowed by a `subscription_id` mail tag when present); Transient/Undetermined bounces and
+ * everything else are acknowledged and ignored. `UnsubscribeConfirmation` is acknowledged (we never re-subscribe).
+ */
+import { createRoute, z } from '@hono/zod-openapi';
+import { applyFeedback } from '../../email/suppression.ts';
+import { urlProblem, verifySnsMessage, type SnsMessage, type SnsUrlPolicy } from '../../email/sns-signature.ts';
+import { config } from '../../env.ts';
+import { createRouter, errorResponses, jsonResponse } from '../../http/openapi.ts';
+import { problems } from '../../lib/problem.ts';
+
+/** A message whose Timestamp is further than this from now is refused (replays). */
+export const SNS_MAX_AGE_MS = 60 * 60 * 1000;
+const MAX_RECIPIENTS = 50;
+const CONFIRM_TIMEOUT_MS = 10_000;
+
+const MESSAGE_TYPES = ['Notification', 'SubscriptionConfirmation', 'UnsubscribeConfirmation'] as const;
+
+const SnsMessageSchema = z
+  .looseObject({
+    Type: z.enum(MESSAGE_TYPES),
+    MessageId: z.string(),
+    TopicArn: z.string().openapi({ description: 'Must name one of our topics (name starts with SNS_TOPIC_PREFIX).' }),
+    Subject: z.string().optional(),
+    Message: z.string().openapi({ description: 'For a Notification: the SES feedback object, as a JSON string.' }),
+    Timestamp: z.string().openapi({ description: 'ISO 8601; refused when more than 1 hour from now.' }),
+    Token: z.string().optional(),
+    SubscribeURL: z.string().optional(),
+    UnsubscribeURL: z.string().optional(),
+    SignatureVersion: z.enum(['1', '2']).openapi({ description: '1: SHA1withRSA, 2: SHA256withRSA.' }),
+    Signature: z.string(),
+    SigningCertURL: z.string().openapi({ description: 'https, on a SNS_CERT_HOSTS host, ending in .pem.' }),
+  })
+  .openapi('SnsMessage', { description: 'An Amazon SNS HTTP(S) message (https://docs.aws.amazon.com/sns/latest/dg/sns-message-and-json-formats.html).' });
+
+const SnsEventReceipt = z
+  .object({
+    received: z.literal(true),
+    applied: z.number().int().min(0).openapi({ description: 'Email subscriptions this message suppressed.' }),
+    confirmed: z.boolean().optional().openapi({ description: 'A SubscriptionConfirmation: the SubscribeURL was visited.' }),
+    ignored: z.string().optional().openapi({ description: 'Why the message changed nothing by design.' }),
+  })
+  .openapi('SnsEventReceipt');
+
+const eventsRoute = createRoute({
+  method: 'post',
+  path: '/v2/providers/sns/events',
+  tags: ['Providers'],
+  summary: 'Amazon SNS: SES bounces and complaints, subscription confirmation',
+  description:
+    'Called by Amazon SNS, not by clients; SNS sends JSON as `text/plain`. Authenticated by the SNS message signature ' +
+    '(SignatureVersion 1 or 2, certificate from an SNS_CERT_HOSTS host): a bad or missing signature, a disallowed certificate URL or a ' +
+    'Timestamp more than 1 hour off is refused with 401; a topic that is not ours with 403. A SubscriptionConfirmation is confirmed by ' +
+    'visiting its SubscribeURL. A Notification carrying SES feedback suppresses the addresses of a permanent bounce or a complaint; ' +
+    'transient bounces and other messages are acknowledged and ignored.',
+  request: {
+    headers: z.object({
+      'x-amz-sns-message-type': z
+        .string()
+        .max(100)
+        .optional()
+        .openapi({ param: { name: 'x-amz-sns-message-type', in: 'header' }, description: 'Must equal the body\'s `Type` when sent.' }),
+    }),
+    body: { required: true, content: { 'text/plain': { schema: SnsMessageSchema } } },
+  },
+  responses: {
+    200: jsonResponse(SnsEventReceipt, 'Received; `applied` subscriptions were suppressed.'),
+    ...errorResponses(400, 401, 403, 413, 415, 503),
+  },
+});
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined;
+}
+
+/** Distinct addresses of SES's `bouncedRecipients` / `complainedRecipients`, each with its entry. */
+function recipientEntries(list: unknown): Array<{ email: string; entry: Record<string, unknown> }> {
+  if (!Array.isArray(list)) return [];
+  const out = new Map<string, { email: string; entry: Record<string, unknown> }>();
+  for (const entry of list.slice(0, MAX_RECIPIENTS)) {
+    if (!entry || typeof entry !== 'object') continue;
+    const raw = str((entry as Record<string, unknown>).emailAddress);
+    if (!raw) continue;
+    const email = (/<([^<>]+)>\s*$/.exec(raw)?.[1] ?? raw).trim();
+    if (email.includes('@') && email.length <= 254) out.set(email.toLowerCase(), { email, entry: entry as Record<string, unknown> });
+  }
+  return [...out.values()];
+}
+
+/** The `subscription_id` mail tag SES echoes (`mail.tags: {name: [values]}`), if any. */
+function subscriptionTag(mail: unknown): string | null {
+  const tags = mail && typeof mail === 'object' ? (mail as Record<string, unknown>).tags : undefined;
+  const value = tags && typeof tags === 'object' ? (tags as Record<string, unknown>).subscription_id : undefined;
+  const first = Array.isArray(value) ? value[0] : value;
+  return typeof first === 'string' && /^[A-Za-z0-9_-]{1,256}$/.test(first) ? first : null;
+}
+
+export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
+  const cfg = config(c.env);
+  const policy: SnsUrlPolicy = { hosts: cfg.aws.certHosts, allowInsecure: cfg.allowInsecureWebhookTargets };
+
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await c.req.text());
+  } catch {
+    throw problems.malformedJson();
+  }
+  const result = SnsMessageSchema.safeParse(parsed);
+  if (!result.success) {
+    throw problems.unauthenticated('Not a signed SNS message: Type, MessageId, TopicArn, Message, Timestamp, SignatureVersion (1 or 2), Signature and SigningCertURL are required.', 'invalid_request');
+  }
+  const msg = result.data as SnsMessage & z.infer<typeof SnsMessageSchema>;
+  const headerType = c.req.header('x-amz-sns-message-type');
+  if (headerType !== undefined && headerType !== msg.Type) {
+    throw problems.validation([{ path: 'header.x-amz-sns-message-type', message: `Does not match the message Type ${msg.Type}.` }]);
+  }
+
+  const ts = Date.parse(msg.Timestamp);
+  if (!Number.isFinite(ts) || Math.abs(Date.now() - ts) > SNS_MAX_AGE_MS) {
+    throw problems.unauthenticated('The message Timestamp is more than 1 hour from now (stale or replayed message).');
+  }
+
+  const verification = await verifySnsMessage(msg, policy);
+  if (!verification.ok) {
+    console.warn(JSON.stringify({ level: 'warn', msg: 'sns_signature_refused', requestId: c.get('requestId'), messageId: msg.MessageId.slice(0, 100), reason: verification.reason }));
+    if (verification.retryable) throw problems.unavailable(`The SNS signing certificate could not be fetched: ${verification.reason}.`);
+    throw problems.unauthenticated(`The SNS message signature was not accepted: ${verification.reason}.`);
+  }
+
+  const topicName = msg.TopicArn.split(':').at(-1) ?? '';
+  if (!msg.TopicArn.startsWith('arn:') || !topicName.startsWith(cfg.aws.topicPrefix)) {
+    throw problems.forbidden('The message comes from a topic that is not one of this deployment\'s (SNS_TOPIC_PREFIX).');
+  }
+
+  let applied = 0;
+  let ignored: string | undefined;
+  let confirmed: boolean | undefined;
+
+  if (msg.Type === 'SubscriptionConfirmation') {
+    const why = urlProblem(msg.SubscribeURL, policy);
+    if (why) throw problems.forbidden(`The SubscribeURL is not allowed: ${why}.`);
+    let res: Response;
+    try {
+      res = await fetch(msg.SubscribeURL!, { signal: AbortSignal.timeout(CONFIRM_TIMEOUT_MS), redirect: 'manual' });
+      await res.body?.cancel();
+    } catch (err) {
+      throw problems.unavailable(`Visiting the SubscribeURL failed (${err instanceof Error ? err.name : 'error'}); SNS will retry.`);
+    }
+    if (!res.ok) throw problems.unavailable(`The SubscribeURL answered ${res.status}; SNS will retry.`);
+    confirmed = true;
+  } else if (msg.Type === 'UnsubscribeConfirmation') {
+    ignored = 'UnsubscribeConfirmation: nothing to do (the subscription is not re-confirmed).';
+  } else {
+    let feedback: Record<string, any> | undefined;
+    try {
+      const m = JSON.parse(msg.Message) as unknown;
+      if (m && typeof m === 'object' && !Array.isArray(m)) feedback = m as Record<string, any>;
+    } catch {
+      // Not JSON: not SES feedback.
+    }
+    // SES notifications say `notificationType`; SES event publishing says `eventType`.
+    const kind = str(feedback?.notificationType) ?? str(feedback?.eventType);
+    const mailRef = str(feedback?.mail?.messageId) ? ` (SES message ${String(feedback!.mail.messageId).slice(0, 100)})` : '';
+    if (kind === 'Bounce') {
+      const bounce = feedback?.bounce ?? {};
+      const bounceType = str(bounce.bounceType);
+      if (bounceType === 'Permanent') {
+        for (const { email, entry } of recipientEntries(bounce.bouncedRecipients)) {
+          const detail = `${str(entry.diagnosticCode) ?? str(bounce.bounceSubType) ?? 'the recipient\'s server rejected the mail'}${mailRef}`;
+          applied += await applyFeedback(c.env.DB, { kind: 'bounce', email, detail, provider: 'ses' });
+        }
+      } else {
+        ignored = `A ${(bounceType ?? 'unspecified').slice(0, 50)} bounce is not permanent: nothing is suppressed.`;
+      }
+    } else if (kind === 'Complaint') {
+      const complaint = feedback?.complaint ?? {};
+      const detail = `${str(complaint.complaintFeedbackType) ?? 'the recipient marked the mail as spam'}${mailRef}`;
+      const subscriptionId = subscriptionTag(feedback?.mail);
+      for (const { email } of recipientEntries(complaint.complainedRecipients)) {
+        applied += await applyFeedback(c.env.DB, { kind: 'complaint', email, subscriptionId, detail, provider: 'ses' });
+      }
+    } else {
+      ignored = kind ? `SES ${kind.slice(0, 50)} notifications are not handled.` : 'The notification is not SES bounce or complaint feedback.';
+    }
+  }
+
+  console.log(
+    JSON.stringify({ level: 'info', msg: 'sns_event', requestId: c.get('requestId'), type: msg.Type, messageId: msg.MessageId.slice(0, 100), applied, confirmed, ignored: ignored !== undefined }),
+  );
+  return c.json({ received: true as const, applied, ...(confirmed !== undefined ? { confirmed } : {}), ...(ignored ? { ignored } : {}) }, 200);
+});
