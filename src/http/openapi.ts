@@ -143,7 +143,15 @@ export function guard<R extends RouteConfig>(rule: GuardRule, route: R) {
   const chain: MiddlewareHandler[] = [authorize(rule), rateLimit(rule.throttle ?? (isWrite ? 'writes' : 'reads'))];
   if (isWrite) chain.push(idempotency());
   if (isWrite && rule.handle && rule.countsTowardsDailyLimit !== false) chain.push(dailyWriteQuota());
-  const statuses = [401, 403, 429, ...(rule.handle ? [404] : []), ...(isWrite ? [409, 422] : [])];
+  // Any request with a body can be malformed, too large or of the wrong type, whatever the route declares.
+  const statuses = [
+    401,
+    403,
+    429,
+    ...(rule.handle ? [404] : []),
+    ...(route.method !== 'get' ? [400, 413, 415] : []),
+    ...(isWrite ? [409, 422] : []),
+  ];
   const roleNote = rule.roles ? ` Role on the handle: ${rule.roles.join(' or ')}.` : '';
   const jwtNote = rule.jwtOnly ? ' Only a JWT is accepted (not a personal access token).' : '';
   const headers = route.request?.headers as z.ZodObject | undefined;

@@ -4,8 +4,9 @@
  *
  * Everything is decided on the URL as the WHATWG parser sees it — the parser `fetch` uses — never on the raw string:
  * `http://0x7f.1/`, `http://2130706433/` and `http://0177.0.0.1/` are all the host 127.0.0.1 to `fetch`, so they must
- * be to us too. A public DNS name can still resolve to a private address; that is caught at send time with
- * {@link isPrivateAddress} and by the `global_fetch_strictly_public` compatibility flag.
+ * be to us too. A public DNS name can still resolve to a private address: in production the
+ * `global_fetch_strictly_public` compatibility flag refuses such fetches. A resolve-and-check with
+ * {@link isPrivateAddress} before each send (DNS over HTTPS) is not wired in yet.
  */
 
 export type UrlRule =
@@ -36,7 +37,7 @@ const ALLOWED_PORTS = new Set(['443', '8443']);
  * and GCP's metadata.google.internal), `onion` (RFC 7686), plus the private TLDs RFC 6762 appendix G lists as in
  * common use and ICANN never delegated (`lan`, `home`, `corp`, `intranet`, `private`) and `localdomain` from
  * /etc/hosts. Not listed: `test`, `example`, `invalid` (RFC 6761): reserved but used in documentation and tests, and
- * public DNS answers nothing for them — the send-time address check covers a private resolver that does.
+ * public DNS answers nothing for them — and `global_fetch_strictly_public` covers a private resolver that does.
  */
 const NON_PUBLIC_SUFFIXES = [
   'localhost',

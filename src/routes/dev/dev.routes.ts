@@ -38,7 +38,7 @@ const mailboxRoute = createRoute({
       description: 'The latest 100 mails.',
       content: { 'application/json': { schema: z.object({ data: z.array(MailSchema) }) }, 'text/html': { schema: z.string() } },
     },
-    ...errorResponses(404),
+    ...errorResponses(400, 404),
   },
 });
 

@@ -62,7 +62,7 @@ const unsubscribeRoute = createRoute({
   summary: 'Unsubscribe (RFC 8058 one-click)',
   description: 'No authentication: the token is the proof. Unsubscribing twice is fine.',
   request: { query: TokenQuery },
-  responses: { 200: { description: 'Unsubscribed.', content: { 'text/html': { schema: z.string() } } }, ...errorResponses(400, 404) },
+  responses: { 200: { description: 'Unsubscribed.', content: { 'text/html': { schema: z.string() } } }, ...errorResponses(400, 404, 413, 415) },
 });
 
 const showConfirmRoute = createRoute({
@@ -81,7 +81,7 @@ const confirmRoute = createRoute({
   summary: 'Confirm an email subscription (double opt-in)',
   description: 'No authentication: the single-use token from the confirmation mail is the proof.',
   request: { query: TokenQuery },
-  responses: { 200: { description: 'Confirmed.', content: { 'text/html': { schema: z.string() } } }, ...errorResponses(400, 404, 410) },
+  responses: { 200: { description: 'Confirmed.', content: { 'text/html': { schema: z.string() } } }, ...errorResponses(400, 404, 410, 413, 415) },
 });
 
 export const emailPagesRoutes = createRouter()
