@@ -23,11 +23,6 @@ export function listStandard(db: Db, handle: string, limit: number, before: stri
     .all();
 }
 
-/** All of a handle's email subscriptions (at most MAX_EMAIL_SUBSCRIPTIONS_PER_HANDLE + 1): for matching. */
-export function allEmailSubscriptions(db: Db, handle: string): Promise<EmailSubscriptionRow[]> {
-  return db.select().from(emailSubscriptions).where(eq(emailSubscriptions.handle, handle)).all();
-}
-
 export function getOwnerDefault(db: Db, handle: string): Promise<EmailSubscriptionRow | undefined> {
   return db
     .select()

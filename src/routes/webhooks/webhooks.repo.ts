@@ -25,11 +25,6 @@ export function getWebhook(db: Db, handle: string, id: string): Promise<WebhookR
     .get();
 }
 
-/** All of a handle's webhooks (at most MAX_WEBHOOKS_PER_HANDLE): for matching and the settings warnings. */
-export function allWebhooks(db: Db, handle: string): Promise<WebhookRow[]> {
-  return db.select().from(webhookSubscriptions).where(eq(webhookSubscriptions.handle, handle)).all();
-}
-
 /** Inserts unless the handle already has `limit` webhooks. */
 export function insertWebhook(d1: D1Database, row: WebhookRow, limit: number): Promise<InsertOutcome> {
   return insertWithinLimit(d1, webhookSubscriptions, row, { where: 'handle = ?1', params: [row.handle] }, limit);
