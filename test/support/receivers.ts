@@ -19,10 +19,9 @@
  *
  * Control API (JSON): GET /_hits/<key>, DELETE /_hits/<key>, PUT /_mode/<key>, DELETE /_mode/<key>, GET /_health.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Hit, HitResponse, ReceiverMode } from '../worker/receivers.ts';
-import { headerMap, readBody } from './http.ts';
+import { headerMap, readBody, serveOnLoopback } from './http.ts';
 
 export type { Hit, HitResponse, ReceiverMode };
 
@@ -41,7 +40,6 @@ export async function startReceivers(): Promise<Receivers> {
   const modes = new Map<string, ReceiverMode>();
   /** `${key}\n${scenario}\n${webhook-id}` seen by `flaky`/`ratelimit`. */
   const seenIds = new Set<string>();
-  const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
   let seq = 0;
   let port = 0;
@@ -240,46 +238,24 @@ export async function startReceivers(): Promise<Receivers> {
     return json(res, 404, { error: `no route for ${req.method} ${url.pathname}` });
   }
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      if (!res.headersSent && !res.destroyed) json(res, 500, { error: `receiver crashed: ${String(err)}` });
-      else res.destroy();
-    });
-  });
-  server.keepAliveTimeout = 1_000;
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  // A client that resets mid-request must not take the run down.
-  server.on('clientError', (_err, socket) => socket.destroy());
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  if (!address || typeof address === 'string') throw new Error('receivers: no TCP address');
-  port = address.port;
-
-  let closing: Promise<void> | undefined;
-  return {
-    port,
-    close() {
-      closing ??= new Promise<void>((resolve) => {
+  const served = await serveOnLoopback(
+    'receivers',
+    (req, res) => {
+      handle(req, res).catch((err: unknown) => {
+        if (!res.headersSent && !res.destroyed) json(res, 500, { error: `receiver crashed: ${String(err)}` });
+        else res.destroy();
+      });
+    },
+    {
+      beforeClose: () => {
         closed = true;
         for (const t of timers) clearTimeout(t);
         timers.clear();
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-        sockets.clear();
-      });
-      return closing;
+      },
     },
-  };
+  );
+  port = served.port;
+  return { port, close: served.close };
 }
 
 

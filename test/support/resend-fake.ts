@@ -25,9 +25,8 @@
  * requests to that address), `DELETE /_sent` (forget all), `GET /_health`.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
-import { headerMap, readBody } from './http.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { headerMap, readBody, serveOnLoopback } from './http.ts';
 
 /** Keys the fake accepts start with this. */
 export const RESEND_FAKE_KEY_PREFIX = 're_test_';
@@ -76,7 +75,6 @@ export async function startResendFake(): Promise<ResendFake> {
   const idempotent = new Map<string, { body: string; id: string }>();
   /** Idempotency keys (or addresses, without a key) already throttled once by `throttle-once`. */
   const throttledOnce = new Set<string>();
-  const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
   let seq = 0;
 
@@ -244,42 +242,21 @@ export async function startResendFake(): Promise<ResendFake> {
     return reply(res, error(404, 'not_found', 'The requested endpoint does not exist.'));
   }
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      if (!res.headersSent && !res.destroyed) reply(res, error(500, 'internal_server_error', `fake crashed: ${String(err)}`));
-      else res.destroy();
-    });
-  });
-  server.keepAliveTimeout = 1_000;
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  server.on('clientError', (_err, socket) => socket.destroy());
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  if (!address || typeof address === 'string') throw new Error('resend fake: no TCP address');
-
-  let closing: Promise<void> | undefined;
-  return {
-    port: address.port,
-    close() {
-      closing ??= new Promise<void>((resolve) => {
+  const served = await serveOnLoopback(
+    'resend fake',
+    (req, res) => {
+      handle(req, res).catch((err: unknown) => {
+        if (!res.headersSent && !res.destroyed) reply(res, error(500, 'internal_server_error', `fake crashed: ${String(err)}`));
+        else res.destroy();
+      });
+    },
+    {
+      beforeClose: () => {
         for (const t of timers) clearTimeout(t);
         timers.clear();
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-        sockets.clear();
-      });
-      return closing;
+      },
     },
-  };
+  );
+  return { port: served.port, close: served.close };
 }
 

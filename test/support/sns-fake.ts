@@ -26,8 +26,8 @@
  *   GET  /_control/state             topics, subscriptions, messages and every request received (with its headers)
  */
 import { createHash, createHmac, randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { serveOnLoopback } from './http.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -355,10 +355,8 @@ export async function startSnsFake(): Promise<SnsFake> {
   const subscriptions = new Map<string, FakeSubscription>();
   const messages: FakeMessage[] = [];
   const requests: FakeRequest[] = [];
-  const sockets = new Set<Socket>();
   let throttleRemaining = 0;
   let seq = 0;
-  let closed = false;
 
   function handleAction(action: string, params: Record<string, string>, region: string, requestId: string): string {
     switch (action) {
@@ -546,7 +544,7 @@ export async function startSnsFake(): Promise<SnsFake> {
     return Buffer.concat(chunks);
   }
 
-  const server = createServer((req, res) => {
+  const served = await serveOnLoopback('sns-fake', (req, res) => {
     void (async () => {
       const url = new URL(req.url ?? '/', 'http://127.0.0.1');
       if (url.pathname.startsWith('/_control/')) return control(req, res, url);
@@ -598,25 +596,5 @@ export async function startSnsFake(): Promise<SnsFake> {
       res.end(String(err));
     });
   });
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('sns-fake: no port');
-
-  return {
-    port: address.port,
-    async close() {
-      if (closed) return;
-      closed = true;
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  return { port: served.port, close: served.close };
 }

@@ -18,8 +18,8 @@
 import { execFileSync } from 'node:child_process';
 import { createSign } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { serveOnLoopback } from './http.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -86,7 +86,7 @@ export async function startSnsNotifier(): Promise<{ port: number; close: () => P
   const recorded: Recorded[] = [];
   let port = 0;
 
-  const server = createServer(async (req, res) => {
+  const served = await serveOnLoopback('sns-notifier', async (req, res) => {
     try {
       const url = new URL(req.url ?? '/', 'http://127.0.0.1');
       const isControl = url.pathname.startsWith('/_');
@@ -123,22 +123,6 @@ export async function startSnsNotifier(): Promise<{ port: number; close: () => P
     }
   });
 
-  const sockets = new Set<Socket>();
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  if (!address || typeof address === 'string') throw new Error('sns-notifier: no port');
-  port = address.port;
-
-  return {
-    port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
+  port = served.port;
+  return { port, close: served.close };
 }
