@@ -10,6 +10,8 @@ export const TEST_BINDINGS = {
   // base64 of 32 bytes
   ENCRYPTION_KEY: 'MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=',
   ALLOW_INSECURE_WEBHOOK_TARGETS: 'true',
+  // The send-time DNS check is off by default here (no internet); the SSRF tests turn it on against a loopback stub.
+  DNS_OVER_HTTPS_URL: '',
 };
 
 export default defineConfig(async () => {

@@ -21,6 +21,8 @@ export interface Config {
   /** Empty: the default schedule of delivery/retry-policy.ts. */
   retryDelaysSeconds: number[];
   allowInsecureWebhookTargets: boolean;
+  /** DNS-over-HTTPS JSON endpoint for the send-time address check; null (empty var) turns it off. */
+  dnsOverHttpsUrl: string | null;
   emailProvider: string;
   emailFrom: string;
   resendApiUrl: string;
@@ -70,6 +72,7 @@ export function config(env: Env): Config {
       .map((v) => Number.parseInt(v.trim(), 10))
       .filter((n) => Number.isFinite(n) && n > 0),
     allowInsecureWebhookTargets: env.ALLOW_INSECURE_WEBHOOK_TARGETS === 'true',
+    dnsOverHttpsUrl: opt(env.DNS_OVER_HTTPS_URL),
     emailProvider: env.EMAIL_PROVIDER || 'cloudflare',
     emailFrom: env.EMAIL_FROM,
     resendApiUrl: (opt(env.RESEND_API_URL) ?? 'https://api.resend.com').replace(/\/+$/, ''),

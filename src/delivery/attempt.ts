@@ -91,6 +91,7 @@ export async function performAttempt(env: Env, ctx: AttemptContext): Promise<Att
       headers: fromJsonColumn<Record<string, string>>(ctx.webhook.headers) ?? {},
       timeoutMs: cfg.webhookTimeoutMs,
       allowInsecure: cfg.allowInsecureWebhookTargets,
+      dohUrl: cfg.dnsOverHttpsUrl,
     });
   } else {
     result = await sendEmail(env, {

@@ -4,6 +4,7 @@
  * test/worker/receivers.ts and test/worker/resend.test.ts), and stops them when the run ends.
  */
 import type { TestProject } from 'vitest/node';
+import { startDohStub } from './doh-stub.ts';
 import { startReceivers } from './receivers.ts';
 import { startSnsFake } from './sns-fake.ts';
 import { startResendFake } from './resend-fake.ts';
@@ -15,6 +16,8 @@ declare module 'vitest' {
     receiverPort: number;
     /** Port of the fake Resend API on 127.0.0.1. */
     resendFakePort: number;
+    /** Port of the DNS-over-HTTPS resolver stub on 127.0.0.1 (./doh-stub.ts). */
+    dohPort: number;
   }
 }
 
@@ -31,6 +34,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const snsNotifier = await startSnsNotifier();
   project.provide('snsNotifierPort', snsNotifier.port);
   project.vitest.onClose(() => snsNotifier.close());
+  // The DNS-over-HTTPS resolver stub (./doh-stub.ts) for the send-time SSRF check, as `inject('dohPort')`.
+  const doh = await startDohStub();
+  project.provide('dohPort', doh.port);
+  project.vitest.onClose(() => doh.close());
   return async () => {
     await Promise.all([receivers.close(), resend.close()]);
   };

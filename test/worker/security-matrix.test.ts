@@ -33,6 +33,7 @@ import {
   setupHandle,
   type TestHandle,
 } from './pipeline-helpers.ts';
+import { dohQueries, dohUrl } from './doh.ts';
 import { hits, receiverUrl, waitForHits } from './receivers.ts';
 
 const PROD = { ALLOW_INSECURE_WEBHOOK_TARGETS: 'false' } as Partial<Env>;
@@ -698,6 +699,73 @@ describe('6. SSRF', () => {
     expect(await hits(key)).toEqual([]);
     const row = await deliveryRow(deliveryIds[0]!);
     expect(row.last_error_class).toBe('blocked_destination');
+  });
+
+  it('SSRF at send time over DNS: a name that resolves (DoH, stubbed) to a private address → blocked_destination, target never hit', async () => {
+    const h = await setupHandle();
+    const doh = dohUrl();
+    const port = new URL(receiverUrl('ok', 'x')).port;
+    const cases = [
+      // Production rules: an https URL with a public-looking name passes registration; only DNS can tell.
+      { vars: { ...PROD, DNS_OVER_HTTPS_URL: doh }, url: (k: string) => `https://${k}.a-169-254-169-254.test/latest` },
+      { vars: { ...PROD, DNS_OVER_HTTPS_URL: doh }, url: (k: string) => `https://${k}.cname-a-10-0-0-7.test/hook` },
+      { vars: { ...PROD, DNS_OVER_HTTPS_URL: doh }, url: (k: string) => `https://${k}.aaaa-fd00--2.test/hook` },
+      // Even with insecure targets allowed (which lets a developer type 127.0.0.1), a NAME resolving to loopback is refused.
+      { vars: { DNS_OVER_HTTPS_URL: doh }, url: (k: string) => `http://${k}.a-127-0-0-1.test:${port}/r/ok/${k}` },
+    ];
+    for (const c of cases) {
+      const key = unique('dns');
+      const url = c.url(key);
+      const created = await callWithVars(c.vars, 'POST', hooks(h.handle), { token: h.token, body: { url } });
+      expect(created.status, `${url}: ${await created.clone().text()}`).toBe(201);
+      const id = ((await created.json()) as { id: string }).id;
+      const { deliveryIds } = await ingestQuiet(h.handle, { type: 'order.paid' });
+      const mine = [];
+      for (const d of deliveryIds) if ((await deliveryRow(d)).subscription_id === id) mine.push(d);
+      expect(mine, url).toHaveLength(1);
+      const { fb } = await runDeliveries(mine, { env: { ...env, ...c.vars } as Env });
+      // Terminal at once: a private answer is a verdict, not a transient failure.
+      expect(fb.outcomes[0]!.acked, url).toBe(true);
+      const attempt = (await attemptsOf(mine[0]!)).at(-1)!;
+      expect(attempt.error_class, url).toBe('blocked_destination');
+      expect(attempt.http_status, url).toBeNull();
+      expect((await deliveryRow(mine[0]!)).status, url).toBe('dead');
+      const host = new URL(url).hostname;
+      expect((await dohQueries(host)).length, url).toBeGreaterThanOrEqual(2);
+      await callWithVars(c.vars, 'DELETE', `${hooks(h.handle)}/${id}`, { token: h.token });
+      expect(await hits(key)).toEqual([]);
+    }
+    // The test-send route runs the same check and says why.
+    const key = unique('dns-test');
+    const vars = { ...PROD, DNS_OVER_HTTPS_URL: doh };
+    const created = await callWithVars(vars, 'POST', hooks(h.handle), { token: h.token, body: { url: `https://${key}.a-10-9-8-7.test/x` } });
+    const id = ((await created.json()) as { id: string }).id;
+    const t = await callWithVars(vars, 'POST', `${hooks(h.handle)}/${id}/test`, { token: h.token, body: {} });
+    const text = await t.text();
+    expect(t.status, text).toBe(200);
+    expect(text).toContain('blocked_destination');
+    expect(text).toContain('10.9.8.7');
+  });
+
+  it('SSRF at send time over DNS: a failed lookup (NXDOMAIN, resolver down) is retried as a network error, not blocked', async () => {
+    const h = await setupHandle();
+    const doh = dohUrl();
+    for (const [vars, url] of [
+      [{ ...PROD, DNS_OVER_HTTPS_URL: doh }, `https://${unique('nx')}.nx.test/hook`],
+      [{ ...PROD, DNS_OVER_HTTPS_URL: 'http://127.0.0.1:1/dns-query' }, `https://${unique('down')}.a-8-8-8-8.test/hook`],
+    ] as const) {
+      const created = await callWithVars(vars, 'POST', hooks(h.handle), { token: h.token, body: { url } });
+      const id = ((await created.json()) as { id: string }).id;
+      const { deliveryIds } = await ingestQuiet(h.handle, { type: 'order.paid' });
+      const mine = [];
+      for (const d of deliveryIds) if ((await deliveryRow(d)).subscription_id === id) mine.push(d);
+      const { fb } = await runDeliveries(mine, { env: { ...env, ...vars } as Env });
+      expect(fb.outcomes[0]!.retried, url).toBe(true);
+      const attempt = (await attemptsOf(mine[0]!)).at(-1)!;
+      expect(attempt.error_class, url).toBe('network');
+      expect(attempt.error_message, url).toMatch(/NXDOMAIN|DNS lookup/);
+      await callWithVars(vars, 'DELETE', `${hooks(h.handle)}/${id}`, { token: h.token });
+    }
   });
 
   it('SSRF at send time: a test send (…/test) to a webhook whose URL breaks production rules → blocked_destination, never fetched', async () => {

@@ -1,8 +1,10 @@
 /**
  * One webhook request (SPEC §6): Standard Webhooks headers and signature, the subscription's custom headers,
  * `redirect: 'manual'` (a redirect is an answer, never followed), a timeout, and at most 4 KB of the response kept.
- * The URL rules are checked again before every send, so a URL that became unacceptable is `blocked_destination`.
+ * The URL rules are checked again before every send, and the host is resolved over DNS over HTTPS (lib/dns-check.ts),
+ * so a URL that became unacceptable, or a name now pointing at a private address, is `blocked_destination`.
  */
+import { checkResolvedAddresses, needsLookup } from '../../lib/dns-check.ts';
 import { checkWebhookUrl } from '../../lib/url-rules.ts';
 import type { AttemptObservation } from '../classify.ts';
 import { parseRetryAfter } from '../retry-policy.ts';
@@ -22,6 +24,8 @@ export interface WebhookRequest {
   headers: Record<string, string>;
   timeoutMs: number;
   allowInsecure: boolean;
+  /** DNS-over-HTTPS endpoint for the send-time address check (DNS_OVER_HTTPS_URL); null turns the check off. */
+  dohUrl: string | null;
 }
 
 
@@ -68,16 +72,24 @@ function observeError(err: unknown): AttemptObservation {
 /** Sends one signed webhook request and reports what happened, without throwing for delivery failures. */
 export async function sendWebhook(req: WebhookRequest): Promise<ChannelResult> {
   const requestBytes = new TextEncoder().encode(req.body).length;
+  const notSent = (observation: AttemptObservation & { message: string }, durationMs: number): ChannelResult => ({
+    observation,
+    httpStatus: null,
+    responseSnippet: null,
+    durationMs,
+    requestBytes,
+    errorMessage: observation.message,
+  });
   const check = checkWebhookUrl(req.url, { allowInsecure: req.allowInsecure });
-  if (!check.ok) {
-    return {
-      observation: { kind: 'blocked', message: check.message },
-      httpStatus: null,
-      responseSnippet: null,
-      durationMs: 0,
-      requestBytes,
-      errorMessage: check.message,
-    };
+  if (!check.ok) return notSent({ kind: 'blocked', message: check.message }, 0);
+  if (req.dohUrl && needsLookup(check.url.hostname)) {
+    const lookupStarted = Date.now();
+    const dns = await checkResolvedAddresses(check.url.hostname, { dohUrl: req.dohUrl, timeoutMs: Math.min(req.timeoutMs, 5000) });
+    if (!dns.ok) {
+      // A private answer is a verdict (never retried); a failed lookup says nothing about the target, so retry.
+      const kind = dns.reason === 'private_address' ? 'blocked' : 'network';
+      return notSent({ kind, message: dns.message }, Date.now() - lookupStarted);
+    }
   }
   const timestamp = Math.floor(Date.now() / 1000);
   const headers = new Headers(req.headers);
