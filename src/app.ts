@@ -8,7 +8,7 @@ import type { Context } from 'hono';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { AppEnv } from './env.ts';
 import { createRouter } from './http/openapi.ts';
-import { problemResponse, ProblemError, problems } from './lib/problem.ts';
+import { isTransientStorageError, problemResponse, ProblemError, problems } from './lib/problem.ts';
 import { bodyGuard } from './middleware/body-guard.ts';
 import { requestContext } from './middleware/request-id.ts';
 import { docsRoutes } from './routes/docs/docs.routes.ts';
@@ -70,16 +70,25 @@ export function installProblemHandling(app: OpenAPIHono<AppEnv>): void {
   app.onError((err, c) => {
     if (err instanceof ProblemError) return render(c, err);
     if (err instanceof HTTPException) return render(c, fromHttpException(err));
+    const transient = isTransientStorageError(err);
     console.error(
       JSON.stringify({
         level: 'error',
-        msg: 'unhandled_error',
+        msg: transient ? 'storage_unavailable' : 'unhandled_error',
         requestId: c.get('requestId'),
         deploymentId: c.get('deploymentId'),
         error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
         stack: err instanceof Error ? err.stack : undefined,
       }),
     );
+    if (transient) {
+      return render(
+        c,
+        problems.unavailable(
+          'The database did not answer or did not confirm the write, which may or may not have been applied. Retry the request: an event with a sourceEventId is never stored twice; before retrying another create, list the resource to see whether it exists.',
+        ),
+      );
+    }
     return render(c, problems.internal());
   });
 }

@@ -37,7 +37,11 @@ function bucket(status: DeliveryStatus): Bucket {
   return 'none';
 }
 
-/** Aggregate status from (new) counts; `undeliverable` is decided at ingest and kept. */
+/**
+ * Aggregate status from (new) counts. `undeliverable` is decided at ingest and kept; a critical event whose every
+ * delivery ended without an attempt (its subscriptions were deleted or disabled, the owner email removed before the
+ * send) becomes `undeliverable` too, never a quiet `no_recipients`.
+ */
 function aggregateSql(open: string, succeeded: string, dead: string): string {
   return `CASE
     WHEN status = 'undeliverable' THEN 'undeliverable'
@@ -45,6 +49,7 @@ function aggregateSql(open: string, succeeded: string, dead: string): string {
     WHEN ${succeeded} > 0 AND ${dead} > 0 THEN 'partially_failed'
     WHEN ${succeeded} > 0 THEN 'delivered'
     WHEN ${dead} > 0 THEN 'failed'
+    WHEN severity = 'critical' THEN 'undeliverable'
     ELSE 'no_recipients' END`;
 }
 

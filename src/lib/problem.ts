@@ -110,6 +110,15 @@ export const problems = {
   unavailable: (detail: string) => new ProblemError('unavailable', detail, { headers: { 'Retry-After': '5' } }),
 };
 
+/**
+ * Whether an error is the storage layer failing transiently (D1 unreachable, overloaded, reset, or a lost answer):
+ * worth a 503 and a retry, not a 500 that reads like a bug. D1 prefixes its errors with `D1_`.
+ */
+export function isTransientStorageError(err: unknown): boolean {
+  const message = err instanceof Error ? `${err.message} ${err.cause instanceof Error ? err.cause.message : ''}` : String(err);
+  return /\bD1_[A-Z_]*ERROR\b|D1 DB (is )?overloaded|Network connection lost|storage (operation|caller)|database is locked/i.test(message);
+}
+
 /** Renders a problem as an RFC 9457 response. `instance` names this occurrence without echoing request input. */
 export function problemResponse(problem: ProblemError, requestId: string): Response {
   const body: Record<string, unknown> = {

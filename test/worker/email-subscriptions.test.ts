@@ -432,7 +432,8 @@ describe('PUT …/notifications/owner-default-email', () => {
     const d = await env.DB.prepare('SELECT status, status_reason FROM deliveries WHERE id = ?').bind(ids[0]).first();
     expect(d).toEqual({ status: 'cancelled', status_reason: 'subscription_deleted' });
     const detail = await callJson('GET', `/v2/handles/${handle}/notifications/${notificationId}`, { token });
-    expect(detail.body.status).toBe('no_recipients');
+    // A critical event left with nobody to receive it says so: undeliverable, not no_recipients.
+    expect(detail.body.status).toBe('undeliverable');
     expect(detail.body.deliveries).toEqual([expect.objectContaining({ deliveryId: ids[0], status: 'cancelled', recipientType: 'owner_default' })]);
   });
 

@@ -87,12 +87,13 @@ describe('problem responses', () => {
     expect(problem.detail).toMatch(/owner/);
   });
 
-  it('an unexpected failure → 500 problem without stack or message, logged server-side', async () => {
+  /** `GET /v2/tokens` with a D1 binding whose prepare() throws `error`. */
+  async function withFailingDb(error: Error) {
     const broken = new Proxy(env.DB, {
       get(target, prop) {
         if (prop === 'prepare') {
           return () => {
-            throw new Error('D1_ERROR: secret internal detail');
+            throw error;
           };
         }
         return Reflect.get(target, prop);
@@ -104,10 +105,21 @@ describe('problem responses', () => {
       createExecutionContext(),
     );
     const text = await res.clone().text();
-    const problem = await expectProblem(res, 500);
     expect(text).not.toContain('secret internal detail');
     expect(text).not.toContain('at ');
+    return res;
+  }
+
+  it('an unexpected failure → 500 problem without stack or message, logged server-side', async () => {
+    const problem = await expectProblem(await withFailingDb(new TypeError('secret internal detail')), 500);
     expect(problem.detail).toMatch(/requestId/);
+  });
+
+  it('the database failing (a D1_ERROR) → 503 with Retry-After, without its message: a retry, not a bug', async () => {
+    const res = await withFailingDb(new Error('D1_ERROR: secret internal detail'));
+    expect(res.headers.get('retry-after')).toBe('5');
+    const problem = await expectProblem(res, 503);
+    expect(problem.detail).toMatch(/Retry the request/);
   });
 
   it('every response carries X-Request-Id (echoed when valid) and X-Deployment-Id', async () => {
