@@ -152,6 +152,8 @@ interface SimWebhook {
   key: string;
   secret: string;
   deleted: boolean;
+  /** Its stored secret was corrupted: nothing more may reach it. */
+  corrupted?: boolean;
 }
 
 interface Accepted {
@@ -258,6 +260,17 @@ class Sim {
   async setReceiver(i: number, behaviour: ReceiverBehaviour): Promise<void> {
     const w = this.webhooks[i % this.webhooks.length];
     if (w) await setMode(w.key, MODES[behaviour]);
+  }
+
+  /**
+   * Corrupts a webhook's stored secret, so every attempt for it throws inside the consumer (an exception in the
+   * middle of a batch): that message alone is retried until the queue hands it to the DLQ, the rest go on.
+   */
+  async corruptSecret(i: number): Promise<void> {
+    const w = this.live()[i % Math.max(1, this.live().length)];
+    if (!w) return;
+    await env.DB.prepare(`UPDATE webhook_subscriptions SET secret_encrypted = 'not-a-ciphertext' WHERE id = ?`).bind(w.id).run();
+    w.corrupted = true;
   }
 
   private live(): SimWebhook[] {
@@ -381,6 +394,7 @@ const commands = [
     .record({ mode: fc.constantFrom<'before' | 'after'>('before', 'after'), skip: fc.integer({ min: 0, max: 2 }) })
     .map((a) => new Step(`failD1Batch(${a.mode}, skip ${a.skip})`, (s) => void (s.d1.armed = { ...a }))),
   fc.nat().map((i) => new Step(`duplicateMessage#${i}`, (s) => s.duplicateMessage(i))),
+  fc.nat().map((i) => new Step(`corruptSecret#${i}`, (s) => s.corruptSecret(i))),
   fc.integer({ min: 1, max: 10 }).map((n) => new Step(`consume(${n})`, (s) => s.consume(n))),
   fc.integer({ min: 1, max: 10 }).map((n) => new Step(`consume(${n})`, (s) => s.consume(n))),
   fc.integer({ min: 1, max: 10 }).map((n) => new Step(`consume(${n}, crash)`, (s) => s.consume(n, true))),
