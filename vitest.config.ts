@@ -35,6 +35,14 @@ export default defineConfig(async () => {
             name: 'worker',
             include: ['test/worker/**/*.test.ts'],
             setupFiles: ['test/worker/setup.ts'],
+            // Widen or replay the generated tests: FUZZ_RUNS / FUZZ_SEED (fuzz.test.ts), FAULT_RUNS / FAULT_SEED
+            // (fault-model.test.ts). Provided, not read from import.meta.env: a cached transform can keep stale values.
+            provide: {
+              fuzzRuns: Number(process.env.FUZZ_RUNS ?? 100),
+              fuzzSeed: Number(process.env.FUZZ_SEED ?? 20261126),
+              faultRuns: Number(process.env.FAULT_RUNS ?? 200),
+              faultSeed: Number(process.env.FAULT_SEED ?? 20261127),
+            },
           },
         },
         {

@@ -18,6 +18,11 @@ declare module 'vitest' {
     resendFakePort: number;
     /** Port of the DNS-over-HTTPS resolver stub on 127.0.0.1 (./doh-stub.ts). */
     dohPort: number;
+    /** Generated-test sizes and seeds, from FUZZ_RUNS / FUZZ_SEED / FAULT_RUNS / FAULT_SEED (vitest.config.ts). */
+    fuzzRuns: number;
+    fuzzSeed: number;
+    faultRuns: number;
+    faultSeed: number;
   }
 }
 

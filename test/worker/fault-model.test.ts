@@ -19,7 +19,7 @@
  *   5. every critical event reached the owner default email (when one was set) or is `undeliverable`;
  *   6. no 5xx without a problem+json body, and no 5xx at all unless a fault was armed (then 503, never 500).
  *
- * Runs: 200 sequences by default; `VITE_FAULT_RUNS=2000 VITE_FAULT_SEED=7 npx vitest run --project worker
+ * Runs: 200 sequences by default; `FAULT_RUNS=2000 FAULT_SEED=7 npx vitest run --project worker
  * test/worker/fault-model.test.ts` for more or another seed (the seed is printed; a failure prints the shrunk sequence).
  */
 import { env } from 'cloudflare:workers';
@@ -29,13 +29,12 @@ import { describe, expect, it, vi } from 'vitest';
 import { consumeDeliveries, QUEUE_MAX_DELIVERIES } from '../../src/delivery/consumer.ts';
 import { consumeDeadLetters } from '../../src/delivery/dead-letter.ts';
 import { sweepOutbox } from '../../src/jobs/sweeper.ts';
+import { faultRuns } from './generated-runs.ts';
 import { callWithVars, unique } from './helpers.ts';
 import { recordingEmail, setupHandle, type TestHandle } from './pipeline-helpers.ts';
 import { hits, receiverUrl, setMode, type Hit } from './receivers.ts';
 
-const ENV_VARS = ((import.meta as any).env ?? {}) as Record<string, string | undefined>;
-const RUNS = Number(ENV_VARS.VITE_FAULT_RUNS ?? 200);
-const SEED = Number(ENV_VARS.VITE_FAULT_SEED ?? 20261127);
+const { runs: RUNS, seed: SEED } = faultRuns();
 
 /** Short timeouts and a 7-step schedule of 1 s: 8 attempts, as in production, then the DLQ. */
 const TIMEOUT_MS = 150;
@@ -521,7 +520,7 @@ async function check(sim: Sim): Promise<void> {
 
 describe('model-based faults: no silent drops', () => {
   it(`${RUNS} random sequences of ingests, subscription changes, receiver failures and injected faults drain with nothing lost`, async () => {
-    console.warn(`fault-model: ${RUNS} runs, seed ${SEED} (replay: VITE_FAULT_SEED=${SEED})`);
+    console.warn(`fault-model: ${RUNS} runs, seed ${SEED} (replay: FAULT_SEED=${SEED})`);
     const stats = { sequences: 0, commands: 0, accepted: 0, deliveries: 0, dead: 0, unrecorded: 0, fiveHundreds: 0, errorLogs: 0 };
     // Injected faults make the Worker log an error line each (that is its job); thousands of them would bury the
     // run's output, so they are counted here instead of printed.

@@ -9,8 +9,8 @@
  *   - a rejected (4xx) write changed nothing in the tenant's tables.
  *
  * Replay: the seed is fixed (default 20261126; operation i uses seed + i) and printed with every failure together with
- * the case index and the exact request. More cases / another seed: `VITE_FUZZ_RUNS=1000 VITE_FUZZ_SEED=7 npx vitest run
- * --project worker test/worker/fuzz.test.ts` (Vitest exposes only VITE_-prefixed variables through import.meta.env).
+ * the case index and the exact request. More cases / another seed: `FUZZ_RUNS=1000 FUZZ_SEED=7 npx vitest run
+ * --project worker test/worker/fuzz.test.ts` (vitest.config.ts provides them to the tests).
  *
  * Every operation gets its own tenant (handle, owner, webhook, email subscription, notification, delivery, PATs), so
  * destructive cases (DELETE, PATCH) cannot starve other operations, and the Rate Limiting bindings are replaced by an
@@ -22,11 +22,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ALL_USER_SCOPES, call, callJson, callWithVars, createPat, provisionHandle, serviceJwt, signJwt, unique } from './helpers.ts';
 import { assertMatchesDocument } from './openapi-check.ts';
 import { applyMutation, arbFromSchema, mutationArb, oddString, RAW_BODIES, type Hints } from './fuzz-support.ts';
+import { fuzzRuns } from './generated-runs.ts';
 import { receiverUrl } from './receivers.ts';
 
-const ENV_VARS = ((import.meta as any).env ?? {}) as Record<string, string | undefined>;
-export const FUZZ_RUNS = Number(ENV_VARS.FUZZ_RUNS ?? ENV_VARS.VITE_FUZZ_RUNS ?? 100);
-export const FUZZ_SEED = Number(ENV_VARS.FUZZ_SEED ?? ENV_VARS.VITE_FUZZ_SEED ?? 20261126);
+export const { runs: FUZZ_RUNS, seed: FUZZ_SEED } = fuzzRuns();
 
 type Json = Record<string, any>;
 
