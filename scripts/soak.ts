@@ -17,7 +17,7 @@
  * --failing-share 0.2 --readers 4 --max-minutes 10 --seed 1 --keep-state.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -39,8 +39,12 @@ const RETRY_DELAYS_SECONDS = '1,1,1,1,1,1,1';
 const READER_SCOPES = 'notifications:read webhooks:read';
 /** Each reader stays under the reads throttle (300/min per token and handle). */
 const READER_INTERVAL_MS = 250;
-/** The cron runs the minute jobs every 60 s in production; the soak does the same while it waits. */
-const SCHEDULED_EVERY_MS = 60_000;
+/**
+ * The cron runs the minute jobs (outbox sweeper, auto-disable, idempotency purge) every 60 s in production; the soak
+ * runs them every 20 s from the start of the load to the end of the drain, so that they race with ingest and the
+ * consumers a few times even in a short run.
+ */
+const SCHEDULED_EVERY_MS = 20_000;
 /** Kept for the reconciliation after the drain deadline. */
 const RECONCILE_RESERVE_MS = 45_000;
 const TERMINAL = new Set(['succeeded', 'dead', 'cancelled', 'skipped']);
@@ -282,8 +286,7 @@ function startReaders(client: Client, tokens: Tokens, webhooks: WebhookCreated[]
 }
 
 /** Polls until no notification is `delivering`; fails the soak at `deadline`. */
-async function drain(client: Client, server: DevServer, token: string, deadline: number): Promise<number> {
-  let lastScheduled = Date.now();
+async function drain(client: Client, token: string, deadline: number): Promise<number> {
   let polls = 0;
   let quietPolls = 0;
   for (;;) {
@@ -302,13 +305,55 @@ async function drain(client: Client, server: DevServer, token: string, deadline:
         `The queues did not drain before the time limit: notifications are still delivering (${JSON.stringify(res.body?.data?.[0] ?? res.body)}).`,
       );
     }
-    if (Date.now() - lastScheduled >= SCHEDULED_EVERY_MS) {
-      lastScheduled = Date.now();
-      const status = await server.runScheduled();
-      if (status !== 200) console.warn(`! the minute jobs answered ${status}`);
-    }
     await sleep(1_000);
   }
+}
+
+/** Runs the minute jobs every SCHEDULED_EVERY_MS until the returned function is called. */
+function startCron(server: DevServer, recorder: Recorder): () => Promise<void> {
+  let stopped = false;
+  let wake: () => void = () => {};
+  const loop = (async () => {
+    while (!stopped) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, SCHEDULED_EVERY_MS).unref();
+      });
+      if (stopped) break;
+      const started = performance.now();
+      const status = await server.runScheduled().catch(() => 0);
+      const ms = performance.now() - started;
+      recorder.add({ kind: 'cron: minute jobs', status, ms, bareError: status !== 200, expected: status === 200, requestId: undefined, detail: undefined }, 'GET', '/cdn-cgi/handler/scheduled');
+    }
+  })();
+  return async () => {
+    stopped = true;
+    wake();
+    await loop;
+  };
+}
+
+/** Lines of the Worker's JSON log by level, and the minute jobs it reports as done or failed. */
+async function workerLog(file: string): Promise<{ levels: Record<string, number>; jobsDone: number; jobsFailed: number; errorLines: string[] }> {
+  const levels: Record<string, number> = {};
+  const errorLines: string[] = [];
+  let jobsDone = 0;
+  let jobsFailed = 0;
+  for (const line of (await readFile(file, 'utf8')).split('\n')) {
+    if (!line.startsWith('{')) continue;
+    let entry: { level?: string; msg?: string };
+    try {
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      continue;
+    }
+    const level = entry.level ?? 'unknown';
+    levels[level] = (levels[level] ?? 0) + 1;
+    if (entry.msg === 'job_done') jobsDone++;
+    if (entry.msg === 'job_failed') jobsFailed++;
+    if (level === 'error' && errorLines.length < 10) errorLines.push(line.slice(0, 500));
+  }
+  return { levels, jobsDone, jobsFailed, errorLines };
 }
 
 /** Every notification of the feed, through the API (the reconciliation's view of what a user sees). */
@@ -411,7 +456,10 @@ async function reconcile(x: ReconcileInput) {
   const [notifications, deliveries, attempts, mailbox, rejections, stuckKeys] = await sql(x.persistDir, [
     `SELECT id, source_event_id, status, open_count FROM notifications WHERE handle = '${HANDLE}'`,
     `SELECT id, notification_id, subscription_id, channel, recipient_type, status, attempt_count FROM deliveries WHERE handle = '${HANDLE}' AND kind = 'event'`,
-    `SELECT a.outcome AS outcome, count(*) AS n FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.kind = 'event' GROUP BY a.outcome`,
+    `SELECT d.subscription_id AS subscription_id, d.channel AS channel, a.outcome AS outcome, a.error_class AS error_class,
+       a.http_status AS http_status, count(*) AS n
+     FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+     WHERE d.handle = '${HANDLE}' AND d.kind = 'event' GROUP BY 1, 2, 3, 4, 5`,
     `SELECT sum(subject NOT LIKE '[TEST]%') AS notifications, sum(subject LIKE '[TEST]%') AS tests FROM dev_mailbox WHERE to_address = '${OWNER_EMAIL}'`,
     `SELECT count(*) AS n FROM event_rejections`,
     `SELECT count(*) AS n FROM idempotency_keys WHERE state = 'in_progress'`,
@@ -445,13 +493,13 @@ async function reconcile(x: ReconcileInput) {
   let unseen = 0;
   let badSignatures = 0;
   let redelivered = 0;
-  let hitsForDead = 0;
-  let attemptsForDead = 0;
+  let hits = 0;
   for (const wh of x.webhooks) {
-    const hits = hitsByWebhook.get(wh.id)!;
-    badSignatures += count(hits, (h) => !signatureValid(h, secrets.get(wh.id)!));
+    const got = hitsByWebhook.get(wh.id)!;
+    hits += got.length;
+    badSignatures += count(got, (h) => !signatureValid(h, secrets.get(wh.id)!));
     const byDelivery = new Map<string, Hit[]>();
-    for (const h of hits) {
+    for (const h of got) {
       const id = h.headers['webhook-id'] ?? '';
       let list = byDelivery.get(id);
       if (!list) byDelivery.set(id, (list = []));
@@ -463,10 +511,6 @@ async function reconcile(x: ReconcileInput) {
         if (!got.some((h) => h.response?.status === 200)) unseen++;
         if (got.length > 1) redelivered++;
       }
-      if (d.status === 'dead') {
-        hitsForDead += got.length;
-        attemptsForDead += d.attempt_count;
-      }
     }
   }
   const succeededWebhooks = count(deliveries, (d) => d.channel === 'webhook' && d.status === 'succeeded');
@@ -475,7 +519,9 @@ async function reconcile(x: ReconcileInput) {
   const dead = count(deliveries, (d) => d.status === 'dead');
   const deadWith8 = count(deliveries, (d) => d.status === 'dead' && d.attempt_count === 8);
   checks.push({ name: 'dead deliveries with 8 attempts (then the DLQ)', expected: dead, actual: deadWith8, ok: deadWith8 === dead });
-  checks.push({ name: 'failing receivers: requests = attempts recorded for dead deliveries', expected: attemptsForDead, actual: hitsForDead, ok: hitsForDead === attemptsForDead });
+  // Every attempt that got an HTTP answer is a request a receiver recorded, and the other way round.
+  const answered = attempts.filter((a) => a.channel === 'webhook' && a.http_status !== null).reduce((n, a) => n + a.n, 0);
+  checks.push({ name: 'webhook requests the receivers got = attempts with an HTTP status', expected: answered, actual: hits, ok: hits === answered });
 
   // Email: every succeeded owner-default delivery is a mail in the local mailbox; the address, set by three PUTs
   // with one Idempotency-Key, got exactly one test mail.
@@ -492,10 +538,14 @@ async function reconcile(x: ReconcileInput) {
     { group: 'webhook, receiver 500', counts: tally(deliveries.filter((d) => d.channel === 'webhook' && failing.has(d.subscription_id))) },
     { group: 'email, owner default', counts: tally(deliveries.filter((d) => d.channel === 'email')) },
   ].filter((g) => Object.keys(g.counts).length);
-  const byOutcome: Record<string, number> = Object.fromEntries(attempts.map((a) => [a.outcome, a.n]));
+  const byClass: Record<string, number> = {};
+  for (const a of attempts) {
+    const label = `${a.channel} ${a.outcome}${a.error_class ? ` ${a.error_class}` : ''}${a.http_status ? ` ${a.http_status}` : ''}`;
+    byClass[label] = (byClass[label] ?? 0) + a.n;
+  }
   return {
     deliveries: groups,
-    attempts: { total: Object.values(byOutcome).reduce((a, b) => a + b, 0), byOutcome },
+    attempts: { total: Object.values(byClass).reduce((a, b) => a + b, 0), byClass },
     // Accepted but not stored, or created but neither stored in a terminal state nor still on its way.
     lost: missingNotifications + count(created.keys(), (id) => {
       const status = storedDeliveries.get(id)?.status;
@@ -520,6 +570,7 @@ async function main(): Promise<number> {
   const stateDir = await mkdtemp(join(tmpdir(), 'gharart-notify-soak-'));
   const persistDir = join(stateDir, 'state');
   const envFile = join(stateDir, 'secrets.env');
+  const logFile = join(RESULTS_DIR, 'wrangler.log');
   const jwtSecret = randomBytes(48).toString('base64url');
   await writeFile(envFile, `JWT_SECRET=${jwtSecret}\nENCRYPTION_KEY=${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
 
@@ -557,7 +608,7 @@ async function main(): Promise<number> {
           PUBLIC_BASE_URL: baseUrl,
           RETRY_DELAYS_SECONDS,
         }),
-        logFile: join(RESULTS_DIR, 'wrangler.log'),
+        logFile,
         readyTimeoutMs: 120_000,
       }),
     );
@@ -580,21 +631,37 @@ async function main(): Promise<number> {
     const plan = planIngest({ requests: o.events, duplicateShare: o.duplicates, publishers, window: o.connections * 2, runId, seed: o.seed });
     const outcomes = new Map<string, IngestOutcome>();
     const accepted: string[] = [];
-    const stopReaders = startReaders(c, tokens, webhooks, () => accepted);
+    const stopCron = startCron(srv, recorder);
     try {
-      await phases.run(`ingest (${o.events} requests over ${o.connections} connections, with reads)`, () =>
-        ingest(c, tokens, plan, o.connections, outcomes, (id) => accepted.push(id)),
-      );
+      const stopReaders = startReaders(c, tokens, webhooks, () => accepted);
+      try {
+        await phases.run(`ingest (${o.events} requests over ${o.connections} connections, with reads)`, () =>
+          ingest(c, tokens, plan, o.connections, outcomes, (id) => accepted.push(id)),
+        );
+      } finally {
+        await stopReaders();
+      }
+      const polls = await phases.run('drain', () => drain(c, tokens.readers[0]!, deadline - RECONCILE_RESERVE_MS));
+      console.log(`  drained after ${polls} polls`);
     } finally {
-      await stopReaders();
+      await stopCron();
     }
-
-    const polls = await phases.run('drain', () => drain(c, srv, tokens.readers[0]!, deadline - RECONCILE_RESERVE_MS));
-    console.log(`  drained after ${polls} polls`);
 
     const reconciled = await phases.run('reconcile', () =>
       reconcile({ client: c, tokens, receivers: rx, webhooks, outcomes, persistDir, stopServer: () => srv.stop(), checks }),
     );
+
+    // The Worker's own account: no error logged, and every minute job run reported done.
+    const log = await workerLog(logFile);
+    const cronRuns = count(recorder.samples, (s) => s.kind === 'cron: minute jobs' && s.status === 200);
+    checks.push({ name: 'Worker log lines at level error', expected: 0, actual: log.levels.error ?? 0, ok: !log.levels.error });
+    checks.push({
+      name: `minute jobs over ${cronRuns} cron runs: done / failed`,
+      expected: `≥ ${cronRuns} / 0`,
+      actual: `${log.jobsDone} / ${log.jobsFailed}`,
+      ok: log.jobsDone >= cronRuns && log.jobsFailed === 0,
+    });
+    if (log.errorLines.length) console.log('Worker errors:', log.errorLines);
 
     const { kinds, errorsByStatus } = summarize(recorder.samples);
     const unexpected = recorder.samples.filter((s) => !s.expected);
@@ -622,7 +689,7 @@ async function main(): Promise<number> {
       requests: kinds,
       errorsByStatus,
       deliveries: reconciled.deliveries,
-      attempts: { total: reconciled.attempts.total, byOutcome: reconciled.attempts.byOutcome },
+      attempts: reconciled.attempts,
       lost: reconciled.lost,
       unexpected5xx,
       checks,

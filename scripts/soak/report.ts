@@ -38,7 +38,8 @@ export interface SoakResult {
   errorsByStatus: Array<{ status: number; expected: number; unexpected: number }>;
   /** Final delivery status → count, per channel and receiver behaviour. */
   deliveries: Array<{ group: string; counts: Record<string, number> }>;
-  attempts: { total: number; byOutcome: Record<string, number> };
+  /** Delivery attempts by channel, outcome, error class and HTTP status (`webhook failed http_5xx 500`). */
+  attempts: { total: number; byClass: Record<string, number> };
   lost: number;
   unexpected5xx: number;
   checks: Check[];
@@ -136,7 +137,9 @@ export function renderMarkdown(r: SoakResult): string {
         )
       : '(none)',
     '',
-    `**Deliveries by final status** (${r.attempts.total} attempts in all)`,
+    `**Deliveries by final status** (${r.attempts.total} attempts: ${Object.entries(r.attempts.byClass)
+      .map(([label, n]) => `${n} ${label}`)
+      .join(', ')})`,
     '',
     table(
       ['recipients', ...deliveryStatuses, 'total'],
