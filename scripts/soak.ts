@@ -8,13 +8,13 @@
  * 4. Setup through the API, with every write sent several times with one Idempotency-Key (concurrently and after).
  * 5. Load: `events` ingest requests over `connections` keep-alive connections, `duplicates` of them repeats (half the
  *    same sourceEventId from another publisher, half the same request with the same Idempotency-Key), while readers
- *    page the feed, open notifications and read delivery logs.
+ *    page the feed, open notifications and read delivery logs. Halfway, one webhook is deleted and one disabled.
  * 6. Drain: polls the feed until no notification is `delivering` (the minute jobs run every 60 s, as the cron does).
  * 7. Reconcile the answers the clients got with the feed, the receivers and the D1 file; print the tables and write
  *    soak/results/latest.{json,md}. Exit 0 only when every check holds: lost = 0 and no unexpected answer (any 5xx).
  *
  * Options (or SOAK_<NAME> environment variables): --events 5000 --connections 50 --duplicates 0.1 --webhooks 10
- * --failing-share 0.2 --readers 4 --max-minutes 10 --seed 1 --keep-state.
+ * --failing-share 0.2 --readers 4 --max-minutes 10 --seed 1 --no-churn --keep-state.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -47,6 +47,8 @@ const READER_INTERVAL_MS = 250;
 const SCHEDULED_EVERY_MS = 20_000;
 /** Kept for the reconciliation after the drain deadline. */
 const RECONCILE_RESERVE_MS = 45_000;
+/** See the churn checks in reconcile(). */
+const CHURN_MARGIN_MS = 5_000;
 const TERMINAL = new Set(['succeeded', 'dead', 'cancelled', 'skipped']);
 const OPEN = new Set(['pending', 'queued', 'retrying']);
 
@@ -59,6 +61,7 @@ interface Options {
   readers: number;
   maxMinutes: number;
   seed: number;
+  churn: boolean;
   keepState: boolean;
 }
 
@@ -74,10 +77,11 @@ function parseOptions(): Options {
     readers: { type: 'string', default: process.env.SOAK_READERS ?? '4' },
     'max-minutes': { type: 'string', default: process.env.SOAK_MAX_MINUTES ?? '10' },
     seed: { type: 'string', default: process.env.SOAK_SEED ?? '1' },
+    'no-churn': { type: 'boolean', default: process.env.SOAK_NO_CHURN === '1' },
     'keep-state': { type: 'boolean', default: process.env.SOAK_KEEP_STATE === '1' },
   } as const;
   const usage =
-    'Usage: npm run soak [-- --events N --connections N --duplicates 0..1 --webhooks N --failing-share 0..1 --readers N --max-minutes N --seed N --keep-state]';
+    'Usage: npm run soak [-- --events N --connections N --duplicates 0..1 --webhooks N --failing-share 0..1 --readers N --max-minutes N --seed N --no-churn --keep-state]';
   let values: ReturnType<typeof parseArgs<{ options: typeof spec }>>['values'];
   try {
     values = parseArgs({ options: spec }).values;
@@ -100,6 +104,7 @@ function parseOptions(): Options {
     readers: num('readers', values.readers, 1, 20),
     maxMinutes: num('max-minutes', values['max-minutes'], 1, 60, false),
     seed: num('seed', values.seed, 0, 2 ** 31),
+    churn: !values['no-churn'],
     keepState: values['keep-state'],
   };
 }
@@ -184,7 +189,7 @@ async function setup(client: Client, tokens: Tokens, receivers: Receivers, o: Op
     ok: after.body?.version === before.body?.version + 1 && settingsReplay.fresh === 1 && settingsReplay.mismatched === 0,
   });
 
-  const plans = planWebhooks(o.webhooks, o.failingShare);
+  const plans = planWebhooks(o.webhooks, o.failingShare, o.churn);
   const created: WebhookCreated[] = [];
   let fresh = 0;
   let mismatched = 0;
@@ -221,6 +226,25 @@ const INGEST_KIND: Record<PlannedIngest['kind'], string> = {
   idempotent_replay: 'ingest: same Idempotency-Key',
 };
 
+/** When the churn writes were answered (ISO time), for the reconciliation. */
+interface Churn {
+  deletedAt?: string;
+  disabledAt?: string;
+}
+
+/** Halfway through the load: one webhook deleted, one disabled, by their owner. */
+async function churn(client: Client, tokens: Tokens, webhooks: WebhookCreated[], done: Churn) {
+  for (const wh of webhooks) {
+    if (wh.churn === 'delete') {
+      const res = await client.request('write: webhook delete', 'DELETE', path(`/webhooks/${wh.id}`), { token: tokens.owner, expected: [204] });
+      if (res.status === 204) done.deletedAt = new Date().toISOString();
+    } else if (wh.churn === 'disable') {
+      const res = await client.request('write: webhook disable', 'PATCH', path(`/webhooks/${wh.id}`), { token: tokens.owner, body: { enabled: false }, expected: [200] });
+      if (res.status === 200) done.disabledAt = new Date().toISOString();
+    }
+  }
+}
+
 async function ingest(
   client: Client,
   tokens: Tokens,
@@ -228,12 +252,15 @@ async function ingest(
   connections: number,
   outcomes: Map<string, IngestOutcome>,
   onAccepted: (notificationId: string) => void,
+  halfway: () => Promise<void>,
 ) {
   let next = 0;
   let done = 0;
+  let churned: Promise<void> | undefined;
   const progress = setInterval(() => console.log(`  ${done}/${plan.length} ingest requests answered`), 10_000);
   async function worker() {
     for (let i = next++; i < plan.length; i = next++) {
+      if (i === Math.floor(plan.length / 2)) churned = halfway();
       const request = plan[i]!;
       // 409: the same Idempotency-Key is still being answered; 429: a throttle (never expected at these rates).
       const res = await client.request(INGEST_KIND[request.kind], 'POST', path('/events'), {
@@ -251,6 +278,7 @@ async function ingest(
   }
   try {
     await Promise.all(Array.from({ length: connections }, worker));
+    await churned;
   } finally {
     clearInterval(progress);
   }
@@ -273,7 +301,9 @@ function startReaders(client: Client, tokens: Tokens, webhooks: WebhookCreated[]
         const id = ids[Math.floor(Math.random() * ids.length)];
         if (id) await client.request('read: notification', 'GET', path(`/notifications/${id}`), { token, expected: [200, 429] });
       } else {
-        const wh = webhooks[n % webhooks.length]!;
+        // The webhook deleted halfway would answer 404 (rightly); readers read the logs of the others.
+        const readable = webhooks.filter((w) => w.churn !== 'delete');
+        const wh = readable[n % readable.length]!;
         await client.request('read: delivery log', 'GET', path(`/webhooks/${wh.id}/deliveries?limit=20`), { token, expected: [200, 429] });
       }
       await sleep(Math.max(0, READER_INTERVAL_MS - (Date.now() - started)));
@@ -409,9 +439,12 @@ interface ReconcileInput {
   receivers: Receivers;
   webhooks: WebhookCreated[];
   outcomes: Map<string, IngestOutcome>;
+  churned: Churn;
   persistDir: string;
   stopServer: () => Promise<void>;
   checks: Check[];
+  /** Observations that are not pass/fail (e.g. at-least-once redeliveries). */
+  notes: string[];
 }
 
 async function reconcile(x: ReconcileInput) {
@@ -453,9 +486,9 @@ async function reconcile(x: ReconcileInput) {
 
   // What is stored: the D1 file, read after the Worker stopped (nothing can change under the reading).
   await x.stopServer();
-  const [notifications, deliveries, attempts, mailbox, rejections, stuckKeys] = await sql(x.persistDir, [
+  const [notifications, deliveries, attempts, mailbox, rejections, stuckKeys, miscounted] = await sql(x.persistDir, [
     `SELECT id, source_event_id, status, open_count FROM notifications WHERE handle = '${HANDLE}'`,
-    `SELECT id, notification_id, subscription_id, channel, recipient_type, status, attempt_count FROM deliveries WHERE handle = '${HANDLE}' AND kind = 'event'`,
+    `SELECT id, notification_id, subscription_id, channel, recipient_type, status, status_reason, attempt_count, created_at FROM deliveries WHERE handle = '${HANDLE}' AND kind = 'event'`,
     `SELECT d.subscription_id AS subscription_id, d.channel AS channel, a.outcome AS outcome, a.error_class AS error_class,
        a.http_status AS http_status, count(*) AS n
      FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
@@ -463,7 +496,13 @@ async function reconcile(x: ReconcileInput) {
     `SELECT sum(subject NOT LIKE '[TEST]%') AS notifications, sum(subject LIKE '[TEST]%') AS tests FROM dev_mailbox WHERE to_address = '${OWNER_EMAIL}'`,
     `SELECT count(*) AS n FROM event_rejections`,
     `SELECT count(*) AS n FROM idempotency_keys WHERE state = 'in_progress'`,
-  ]) as [any[], any[], any[], any[], any[], any[]];
+    // Deliveries whose attempt_count (what the feed shows) differs from the attempt rows (what the log shows).
+    `SELECT d.id AS id, d.status AS status, d.status_reason AS status_reason, d.attempt_count AS attempt_count,
+       (SELECT count(*) FROM delivery_attempts a WHERE a.delivery_id = d.id) AS attempt_rows,
+       (SELECT group_concat(a.outcome) FROM delivery_attempts a WHERE a.delivery_id = d.id) AS outcomes
+     FROM deliveries d WHERE d.handle = '${HANDLE}' AND d.kind = 'event'
+       AND d.attempt_count <> (SELECT count(*) FROM delivery_attempts a WHERE a.delivery_id = d.id)`,
+  ]) as [any[], any[], any[], any[], any[], any[], any[]];
 
   // Notifications: accepted = stored, as sets.
   const storedBySource = new Map(notifications.map((n) => [n.source_event_id as string, n]));
@@ -487,6 +526,21 @@ async function reconcile(x: ReconcileInput) {
     }
   }
   checks.push({ name: 'feed deliveries agree with the delivery rows', expected: 0, actual: `${feedMismatches} differ`, ok: feedMismatches === 0 });
+  // The counts each notification keeps (open / succeeded / dead) against a recount of its delivery rows.
+  const recount = new Map<string, { open: number; succeeded: number; dead: number }>();
+  for (const d of deliveries) {
+    let c = recount.get(d.notification_id);
+    if (!c) recount.set(d.notification_id, (c = { open: 0, succeeded: 0, dead: 0 }));
+    if (OPEN.has(d.status)) c.open++;
+    else if (d.status === 'succeeded') c.succeeded++;
+    else if (d.status === 'dead') c.dead++;
+  }
+  const countMismatches = count(feed, (n) => {
+    const c = recount.get(n.id) ?? { open: 0, succeeded: 0, dead: 0 };
+    const k = n.deliveryCounts as { open: number; succeeded: number; dead: number };
+    return k.open !== c.open || k.succeeded !== c.succeeded || k.dead !== c.dead;
+  });
+  checks.push({ name: 'notification delivery counts = recount of delivery rows', expected: 0, actual: `${countMismatches} differ`, ok: countMismatches === 0 });
 
   // Receivers: every succeeded webhook delivery arrived, signed; every dead one was tried 8 times.
   const secrets = new Map(x.webhooks.map((w) => [w.id, w.secret]));
@@ -523,6 +577,43 @@ async function reconcile(x: ReconcileInput) {
   const answered = attempts.filter((a) => a.channel === 'webhook' && a.http_status !== null).reduce((n, a) => n + a.n, 0);
   checks.push({ name: 'webhook requests the receivers got = attempts with an HTTP status', expected: answered, actual: hits, ok: hits === answered });
 
+  checks.push({
+    name: 'deliveries whose attempt count ≠ their attempt rows',
+    expected: 0,
+    actual: miscounted.length
+      ? `${miscounted.length} (${Object.entries(tally(miscounted.map((m) => ({ status: `${m.status}/${m.status_reason ?? '-'}: ${m.attempt_count} vs ${m.outcomes}` }))))
+          .slice(0, 3)
+          .map(([k, n]) => `${n}× ${k}`)
+          .join('; ')})`
+      : 0,
+    ok: miscounted.length === 0,
+  });
+
+  // Churn: nothing new for the deleted webhook, only `skipped` for the disabled one, once each change was answered.
+  // The margin covers an ingest that read the subscriptions just before the change and wrote just after it.
+  const margin = (iso: string | undefined) => (iso ? new Date(Date.parse(iso) + CHURN_MARGIN_MS).toISOString() : undefined);
+  for (const wh of x.webhooks.filter((w) => w.churn)) {
+    const mine = deliveries.filter((d) => d.subscription_id === wh.id);
+    const changedAt = wh.churn === 'delete' ? x.churned.deletedAt : x.churned.disabledAt;
+    const after = margin(changedAt);
+    const allowed = wh.churn === 'delete' ? ['succeeded', 'cancelled'] : ['dead', 'skipped'];
+    const late = after ? count(mine, (d) => d.created_at > after && (wh.churn === 'delete' || d.status !== 'skipped')) : 0;
+    const outside = count(mine, (d) => !allowed.includes(d.status));
+    checks.push({
+      name: `webhook ${wh.churn === 'delete' ? 'deleted' : 'disabled'} halfway: final states ⊆ {${allowed.join(', ')}}, ${wh.churn === 'delete' ? 'none' : 'only skipped'} created > ${CHURN_MARGIN_MS / 1000} s after`,
+      expected: changedAt ? '0 / 0' : 'change answered',
+      actual: changedAt ? `${outside} / ${late}` : 'not answered',
+      ok: Boolean(changedAt) && outside === 0 && late === 0,
+    });
+    if (wh.churn === 'delete') {
+      const received = new Set((hitsByWebhook.get(wh.id) ?? []).map((h) => h.headers['webhook-id']));
+      const cancelledButReceived = count(mine, (d) => d.status === 'cancelled' && received.has(d.id));
+      x.notes.push(
+        `deleted webhook: ${count(mine, (d) => d.status === 'cancelled')} deliveries cancelled, ${cancelledButReceived} of them in flight at the DELETE (the receiver got them; the row stays cancelled)`,
+      );
+    }
+  }
+
   // Email: every succeeded owner-default delivery is a mail in the local mailbox; the address, set by three PUTs
   // with one Idempotency-Key, got exactly one test mail.
   const mailsSucceeded = count(deliveries, (d) => d.channel === 'email' && d.status === 'succeeded');
@@ -532,12 +623,21 @@ async function reconcile(x: ReconcileInput) {
   checks.push({ name: 'event rejections recorded', expected: 0, actual: rejections[0].n, ok: rejections[0].n === 0 });
   checks.push({ name: 'idempotency keys left in progress', expected: 0, actual: stuckKeys[0].n, ok: stuckKeys[0].n === 0 });
 
-  const failing = new Set(x.webhooks.filter((w) => w.failing).map((w) => w.id));
-  const groups: SoakResult['deliveries'] = [
-    { group: 'webhook, receiver 200', counts: tally(deliveries.filter((d) => d.channel === 'webhook' && !failing.has(d.subscription_id))) },
-    { group: 'webhook, receiver 500', counts: tally(deliveries.filter((d) => d.channel === 'webhook' && failing.has(d.subscription_id))) },
-    { group: 'email, owner default', counts: tally(deliveries.filter((d) => d.channel === 'email')) },
-  ].filter((g) => Object.keys(g.counts).length);
+  const groupOf = new Map(
+    x.webhooks.map((w) => [
+      w.id,
+      `webhook, receiver ${w.failing ? 500 : 200}${w.churn === 'delete' ? ', deleted halfway' : w.churn === 'disable' ? ', disabled halfway' : ''}`,
+    ]),
+  );
+  const byGroup = new Map<string, Array<{ status: string }>>();
+  for (const d of deliveries) {
+    const group = d.channel === 'email' ? `email, ${d.recipient_type.replace('_', ' ')}` : (groupOf.get(d.subscription_id) ?? 'webhook, unknown');
+    let list = byGroup.get(group);
+    if (!list) byGroup.set(group, (list = []));
+    list.push(d);
+  }
+  const groups: SoakResult['deliveries'] = [...byGroup].sort(([a], [b]) => a.localeCompare(b)).map(([group, rows]) => ({ group, counts: tally(rows) }));
+  if (redelivered) x.notes.push(`${redelivered} succeeded webhook deliveries reached their receiver more than once (at-least-once)`);
   const byClass: Record<string, number> = {};
   for (const a of attempts) {
     const label = `${a.channel} ${a.outcome}${a.error_class ? ` ${a.error_class}` : ''}${a.http_status ? ` ${a.http_status}` : ''}`;
@@ -564,6 +664,7 @@ async function main(): Promise<number> {
   const phases = new Phases();
   const recorder = new Recorder();
   const checks: Check[] = [];
+  const notes: string[] = [];
   const runId = `soak${startedAt.getTime().toString(36)}`;
 
   await mkdir(RESULTS_DIR, { recursive: true });
@@ -630,13 +731,14 @@ async function main(): Promise<number> {
 
     const plan = planIngest({ requests: o.events, duplicateShare: o.duplicates, publishers, window: o.connections * 2, runId, seed: o.seed });
     const outcomes = new Map<string, IngestOutcome>();
+    const churned: Churn = {};
     const accepted: string[] = [];
     const stopCron = startCron(srv, recorder);
     try {
       const stopReaders = startReaders(c, tokens, webhooks, () => accepted);
       try {
         await phases.run(`ingest (${o.events} requests over ${o.connections} connections, with reads)`, () =>
-          ingest(c, tokens, plan, o.connections, outcomes, (id) => accepted.push(id)),
+          ingest(c, tokens, plan, o.connections, outcomes, (id) => accepted.push(id), () => churn(c, tokens, webhooks, churned)),
         );
       } finally {
         await stopReaders();
@@ -648,7 +750,7 @@ async function main(): Promise<number> {
     }
 
     const reconciled = await phases.run('reconcile', () =>
-      reconcile({ client: c, tokens, receivers: rx, webhooks, outcomes, persistDir, stopServer: () => srv.stop(), checks }),
+      reconcile({ client: c, tokens, receivers: rx, webhooks, outcomes, churned, persistDir, stopServer: () => srv.stop(), checks, notes }),
     );
 
     // The Worker's own account: no error logged, and every minute job run reported done.
@@ -684,6 +786,7 @@ async function main(): Promise<number> {
         readers: o.readers,
         publishers,
         seed: o.seed,
+        churn: o.churn,
         retryDelaysSeconds: RETRY_DELAYS_SECONDS,
       },
       requests: kinds,
@@ -693,6 +796,7 @@ async function main(): Promise<number> {
       lost: reconciled.lost,
       unexpected5xx,
       checks,
+      notes,
       unexpectedSamples: recorder.unexpected,
       passed: checks.every((ch) => ch.ok),
     };

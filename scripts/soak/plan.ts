@@ -28,20 +28,31 @@ export interface WebhookPlan {
   /** The receiver answers 500 to every request. */
   failing: boolean;
   eventTypes: string[];
+  /** Changed halfway through the load: deleted (its open deliveries become `cancelled`) or disabled (`skipped`). */
+  churn?: 'delete' | 'disable';
 }
+
+const typesFor = (i: number) => PUBLISHABLE.filter((_, t) => (t + i) % SPREAD === 0).map((e) => e.type);
 
 /**
  * `count` webhooks, `round(count × failingShare)` of them failing (spread evenly), each subscribed to about
- * 1/SPREAD of the publishable types so that an event fans out to a few webhooks rather than to all of them.
+ * 1/SPREAD of the publishable types so that an event fans out to a few webhooks rather than to all of them. With
+ * `churn`, two more: one answering 200 that is deleted halfway, one answering 500 that is disabled halfway.
  */
-export function planWebhooks(count: number, failingShare: number): WebhookPlan[] {
+export function planWebhooks(count: number, failingShare: number, churn: boolean): WebhookPlan[] {
   const failing = Math.round(count * failingShare);
   const failingIndexes = new Set(Array.from({ length: failing }, (_, k) => Math.floor(((k + 0.5) * count) / failing)));
-  return Array.from({ length: count }, (_, i) => ({
+  const steady = Array.from({ length: count }, (_, i) => ({
     name: `soak-wh-${String(i + 1).padStart(2, '0')}`,
     failing: failingIndexes.has(i),
-    eventTypes: PUBLISHABLE.filter((_, t) => (t + i) % SPREAD === 0).map((e) => e.type),
+    eventTypes: typesFor(i),
   }));
+  if (!churn) return steady;
+  return [
+    ...steady,
+    { name: 'soak-wh-deleted', failing: false, eventTypes: typesFor(count), churn: 'delete' },
+    { name: 'soak-wh-disabled', failing: true, eventTypes: typesFor(count + 1), churn: 'disable' },
+  ];
 }
 
 /**

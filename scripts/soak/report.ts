@@ -43,6 +43,8 @@ export interface SoakResult {
   lost: number;
   unexpected5xx: number;
   checks: Check[];
+  /** Observations that are not pass/fail. */
+  notes: string[];
   unexpectedSamples: unknown[];
   passed: boolean;
 }
@@ -157,6 +159,8 @@ export function renderMarkdown(r: SoakResult): string {
       r.checks.map((c) => [c.name, c.expected, c.actual, c.ok ? '✔' : '✖']),
     ),
     '',
+    ...r.notes.map((n) => `- ${n}`),
+    ...(r.notes.length ? [''] : []),
     `**lost = ${r.lost}**, unexpected 5xx = ${r.unexpected5xx}`,
   ].join('\n');
 }
