@@ -606,11 +606,11 @@ async function reconcile(x: ReconcileInput) {
       ok: Boolean(changedAt) && outside === 0 && late === 0,
     });
     if (wh.churn === 'delete') {
-      const received = new Set((hitsByWebhook.get(wh.id) ?? []).map((h) => h.headers['webhook-id']));
-      const cancelledButReceived = count(mine, (d) => d.status === 'cancelled' && received.has(d.id));
-      x.notes.push(
-        `deleted webhook: ${count(mine, (d) => d.status === 'cancelled')} deliveries cancelled, ${cancelledButReceived} of them in flight at the DELETE (the receiver got them; the row stays cancelled)`,
-      );
+      // A request in flight at the DELETE that the receiver accepted is a delivery that happened: not `cancelled`.
+      const accepted = new Set((hitsByWebhook.get(wh.id) ?? []).filter((h) => h.response?.status === 200).map((h) => h.headers['webhook-id']));
+      const cancelledButAccepted = count(mine, (d) => d.status === 'cancelled' && accepted.has(d.id));
+      checks.push({ name: 'deleted webhook: cancelled deliveries its receiver had accepted (200)', expected: 0, actual: cancelledButAccepted, ok: cancelledButAccepted === 0 });
+      x.notes.push(`deleted webhook: ${count(mine, (d) => d.status === 'cancelled')} deliveries cancelled, ${count(mine, (d) => d.status === 'succeeded')} succeeded`);
     }
   }
 
