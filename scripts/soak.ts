@@ -27,7 +27,7 @@ import { startReceivers, type Hit, type Receivers } from '../test/support/receiv
 import { DEMO, demoCredentials, seedSql, signJwt } from './dev-seed.ts';
 import { createClient, Recorder, type Answer, type Client } from './soak/client.ts';
 import { planIngest, planWebhooks, type PlannedIngest, type WebhookPlan } from './soak/plan.ts';
-import { renderMarkdown, summarize, type Check, type SoakResult } from './soak/report.ts';
+import { percentile, renderMarkdown, summarize, type Check, type SoakResult } from './soak/report.ts';
 import { LOOPBACK, startDevServer, type DevServer } from './soak/server.ts';
 import { ROOT, runWrangler, WranglerError } from './wrangler-cli.ts';
 
@@ -331,8 +331,11 @@ async function drain(client: Client, token: string, deadline: number): Promise<n
       if (polls % 10 === 0) console.log(`  ${open}${res.body?.nextCursor ? '+' : ''} notifications still delivering`);
     }
     if (Date.now() > deadline) {
+      const open = (res.body?.data ?? []) as Array<{ id: string; deliveries: Array<{ deliveryId: string; status: string }> }>;
+      const first = open[0];
       throw new SoakError(
-        `The queues did not drain before the time limit: notifications are still delivering (${JSON.stringify(res.body?.data?.[0] ?? res.body)}).`,
+        `The queues did not drain before the time limit (--max-minutes): ${open.length}${res.body?.nextCursor ? '+' : ''} notifications still delivering` +
+          (first ? `, e.g. ${first.id} with ${first.deliveries.map((d) => `${d.deliveryId} ${d.status}`).join(', ')}.` : '.'),
       );
     }
     await sleep(1_000);
@@ -486,7 +489,7 @@ async function reconcile(x: ReconcileInput) {
 
   // What is stored: the D1 file, read after the Worker stopped (nothing can change under the reading).
   await x.stopServer();
-  const [notifications, deliveries, attempts, mailbox, rejections, stuckKeys, miscounted] = await sql(x.persistDir, [
+  const [notifications, deliveries, attempts, mailbox, rejections, stuckKeys, miscounted, latency, durations] = await sql(x.persistDir, [
     `SELECT id, source_event_id, status, open_count FROM notifications WHERE handle = '${HANDLE}'`,
     `SELECT id, notification_id, subscription_id, channel, recipient_type, status, status_reason, attempt_count, created_at FROM deliveries WHERE handle = '${HANDLE}' AND kind = 'event'`,
     `SELECT d.subscription_id AS subscription_id, d.channel AS channel, a.outcome AS outcome, a.error_class AS error_class,
@@ -502,7 +505,14 @@ async function reconcile(x: ReconcileInput) {
        (SELECT group_concat(a.outcome) FROM delivery_attempts a WHERE a.delivery_id = d.id) AS outcomes
      FROM deliveries d WHERE d.handle = '${HANDLE}' AND d.kind = 'event'
        AND d.attempt_count <> (SELECT count(*) FROM delivery_attempts a WHERE a.delivery_id = d.id)`,
-  ]) as [any[], any[], any[], any[], any[], any[], any[]];
+    // End-to-end delivery latency: accepted → first attempt, and accepted → succeeded.
+    `SELECT (julianday(min(a.created_at)) - julianday(d.created_at)) * 86400000 AS first_ms,
+       CASE WHEN d.status = 'succeeded' THEN (julianday(d.last_attempt_at) - julianday(d.created_at)) * 86400000 END AS succeeded_ms
+     FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id
+     WHERE d.handle = '${HANDLE}' AND d.kind = 'event' GROUP BY d.id`,
+    `SELECT a.duration_ms AS ms FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+     WHERE d.handle = '${HANDLE}' AND d.kind = 'event' AND d.channel = 'webhook'`,
+  ]) as [any[], any[], any[], any[], any[], any[], any[], any[], any[]];
 
   // Notifications: accepted = stored, as sets.
   const storedBySource = new Map(notifications.map((n) => [n.source_event_id as string, n]));
@@ -643,8 +653,17 @@ async function reconcile(x: ReconcileInput) {
     const label = `${a.channel} ${a.outcome}${a.error_class ? ` ${a.error_class}` : ''}${a.http_status ? ` ${a.http_status}` : ''}`;
     byClass[label] = (byClass[label] ?? 0) + a.n;
   }
+  const spread = (values: number[]) => {
+    const sorted = values.sort((a, b) => a - b);
+    return { p50Ms: Math.round(percentile(sorted, 50)), p99Ms: Math.round(percentile(sorted, 99)), maxMs: Math.round(sorted.at(-1) ?? 0) };
+  };
   return {
     deliveries: groups,
+    deliveryLatency: {
+      firstAttempt: spread(latency.map((l) => l.first_ms as number)),
+      succeeded: spread(latency.filter((l) => l.succeeded_ms !== null).map((l) => l.succeeded_ms as number)),
+      webhookAttempt: spread(durations.map((d) => d.ms as number)),
+    },
     attempts: { total: Object.values(byClass).reduce((a, b) => a + b, 0), byClass },
     // Accepted but not stored, or created but neither stored in a terminal state nor still on its way.
     lost: missingNotifications + count(created.keys(), (id) => {
@@ -792,6 +811,7 @@ async function main(): Promise<number> {
       requests: kinds,
       errorsByStatus,
       deliveries: reconciled.deliveries,
+      deliveryLatency: reconciled.deliveryLatency,
       attempts: reconciled.attempts,
       lost: reconciled.lost,
       unexpected5xx,

@@ -38,6 +38,11 @@ export interface SoakResult {
   errorsByStatus: Array<{ status: number; expected: number; unexpected: number }>;
   /** Final delivery status → count, per channel and receiver behaviour. */
   deliveries: Array<{ group: string; counts: Record<string, number> }>;
+  /**
+   * From the moment an event was accepted: to the first attempt of each delivery, and to its success; and how long
+   * one webhook request took (as the Worker measured it).
+   */
+  deliveryLatency: Record<'firstAttempt' | 'succeeded' | 'webhookAttempt', { p50Ms: number; p99Ms: number; maxMs: number }>;
   /** Delivery attempts by channel, outcome, error class and HTTP status (`webhook failed http_5xx 500`). */
   attempts: { total: number; byClass: Record<string, number> };
   lost: number;
@@ -85,6 +90,8 @@ export function summarize(samples: readonly Sample[]): { kinds: KindStats[]; err
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;
 }
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 function table(header: string[], rows: Array<Array<string | number>>): string {
   const line = (cells: Array<string | number>) => `| ${cells.join(' | ')} |`;
@@ -151,6 +158,10 @@ export function renderMarkdown(r: SoakResult): string {
         Object.values(d.counts).reduce((a, b) => a + b, 0),
       ]),
     ),
+    '',
+    `Delivery latency from acceptance: first attempt p50 ${seconds(r.deliveryLatency.firstAttempt.p50Ms)}, p99 ${seconds(r.deliveryLatency.firstAttempt.p99Ms)}; ` +
+      `succeeded p50 ${seconds(r.deliveryLatency.succeeded.p50Ms)}, p99 ${seconds(r.deliveryLatency.succeeded.p99Ms)}; ` +
+      `one webhook request p50 ${r.deliveryLatency.webhookAttempt.p50Ms} ms, p99 ${r.deliveryLatency.webhookAttempt.p99Ms} ms`,
     '',
     '**Reconciliation**',
     '',
