@@ -528,6 +528,8 @@ async function reconcile(x: ReconcileInput) {
   const inFlight = count(deliveries, (d) => OPEN.has(d.status));
   checks.push({ name: 'deliveries created (ingest answers) = stored', expected: created.size, actual: deliveries.length, ok: created.size === deliveries.length && missingDeliveries === 0 });
   checks.push({ name: 'deliveries terminal = deliveries created', expected: created.size, actual: terminal, ok: terminal === created.size });
+  // The drain watched the notifications' aggregate status; the rows themselves must agree that nothing is open.
+  checks.push({ name: 'deliveries still pending / queued / retrying after the drain', expected: 0, actual: inFlight, ok: inFlight === 0 });
   let feedMismatches = 0;
   for (const n of feed) {
     for (const d of n.deliveries as Array<{ deliveryId: string; status: string; attempts: number }>) {
@@ -670,7 +672,6 @@ async function reconcile(x: ReconcileInput) {
       const status = storedDeliveries.get(id)?.status;
       return !status || !(TERMINAL.has(status) || OPEN.has(status));
     }),
-    inFlight,
     redelivered,
   };
 }
