@@ -16,15 +16,12 @@ import { createServer } from 'node:net';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { parseArgs, parseEnv } from 'node:util';
 import { DEMO, demoCredentials, seedSql, type DemoCredentials } from './dev-seed.ts';
+import { ROOT, runWrangler as wrangler, WRANGLER, WranglerError } from './wrangler-cli.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEV_VARS = join(ROOT, '.dev.vars');
 const DEV_VARS_EXAMPLE = join(ROOT, '.dev.vars.example');
-// Run wrangler's entry point with this Node (22, from the `node` devDependency), not whichever `node` is on PATH.
-const WRANGLER = join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
 
 const HOST = '127.0.0.1';
 const PORT = 8787;
@@ -84,26 +81,6 @@ function ensureDevVars(): Record<string, string | undefined> {
     throw new DevError('JWT_SECRET in .dev.vars must be at least 32 characters. Delete the line to get a fresh one.');
   }
   return vars;
-}
-
-/** Runs a one-shot wrangler command, capturing its output so it is shown only when the command fails. */
-function wrangler(description: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    // CI=true makes wrangler take the default answer instead of prompting (migrations apply asks to confirm).
-    const child = spawn(process.execPath, [WRANGLER, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, CI: 'true' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk));
-    child.on('error', (err) => reject(new DevError(`Could not start wrangler to ${description}: ${err.message}`)));
-    child.on('close', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(new DevError(`Failed to ${description} (wrangler ${args.join(' ')} exited with ${signal ?? code}).`, output));
-    });
-  });
 }
 
 /** Fails early with a clear message instead of letting wrangler die, or the health poll reach another server. */
@@ -217,7 +194,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
-    if (err instanceof DevError) {
+    if (err instanceof DevError || err instanceof WranglerError) {
       console.error(`✖ ${err.message}`);
       if (err.output) console.error(err.output.trimEnd());
     } else {

@@ -120,6 +120,26 @@ export function moveDelivery(
   return statements;
 }
 
+/** Why `cancelOpenDeliveries` cancels: the only change that can reach a delivery while its attempt is in flight. */
+const CANCELLED_IN_FLIGHT_REASON = 'subscription_deleted';
+
+/**
+ * The outcome of an attempt whose subscription was deleted while the request was in flight: the DELETE made the row
+ * `cancelled`, so the guarded move of the outcome changed nothing, yet the request was made and its attempt row is
+ * written. Without these statements the delivery said `cancelled` with no attempt although the endpoint had the event
+ * (found by `npm run soak`). An endpoint that accepted it has it: `succeeded`. A failure leaves it `cancelled` (never
+ * retried) with the attempt counted. Guarded like any move (status `cancelled`, the attempt count read before the
+ * attempt), so they apply only when the move of the outcome did not.
+ */
+function settleCancelledInFlight(d1: D1Database, d: DeliveryRow, o: AttemptOutcome, now: string): D1PreparedStatement[] {
+  const cancelled: DeliveryRow = { ...d, status: 'cancelled', statusReason: CANCELLED_IN_FLIGHT_REASON };
+  const fields = { attempted: true, httpStatus: o.httpStatus, now };
+  const c = o.classification;
+  return c.outcome === 'succeeded'
+    ? moveDelivery(d1, cancelled, 'succeeded', { ...fields, statusReason: null })
+    : moveDelivery(d1, cancelled, 'cancelled', { ...fields, errorClass: c.errorClass, statusReason: CANCELLED_IN_FLIGHT_REASON });
+}
+
 /** The attempt row: the evidence the delivery log and the diagnosis show. */
 export function attemptStatement(d1: D1Database, d: DeliveryRow, o: AttemptOutcome, now: string): D1PreparedStatement {
   const failed = o.classification.outcome === 'failed' ? o.classification : null;
@@ -258,6 +278,7 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
             statements.push(...moveDelivery(d1, d, 'dead', { ...fields, statusReason: 'retries_exhausted' }));
           }
         }
+        statements.push(...settleCancelledInFlight(d1, d, outcome, at));
         if (webhook && d.kind === 'event') {
           const h = health.get(webhook.id) ?? { failuresSinceSuccess: 0, succeeded: false, lastFailureClass: null, gone: false, handle: webhook.handle, url: webhook.url };
           if (c.outcome === 'succeeded') {

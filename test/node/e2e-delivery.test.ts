@@ -5,19 +5,16 @@
  * public API only. Proves the queue configuration (consumers, max_retries = 7, dead_letter_queue, the DLQ consumer)
  * and not only the code: a failing endpoint gets exactly 8 attempts, then the DLQ consumer writes `dead`.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { SignJWT } from 'jose';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unstable_startWorker } from 'wrangler';
+import { ROOT, runWrangler, type WranglerError } from '../../scripts/wrangler-cli.ts';
 import { startReceivers, type Hit, type Receivers } from '../support/receivers.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const WRANGLER = join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
 const JWT_SECRET = 'e2e-secret-that-is-long-enough-for-hs256-0123456789abcdef';
 const ENCRYPTION_KEY = Buffer.alloc(32, 7).toString('base64');
 
@@ -29,27 +26,6 @@ let worker: Worker | undefined;
 let receivers: Receivers | undefined;
 const previousLogLevel = process.env.WRANGLER_LOG;
 
-/** Runs a one-shot wrangler command; rejects with its output when it fails. */
-function wrangler(args: string[], timeoutMs = 60_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WRANGLER, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, CI: 'true', WRANGLER_SEND_METRICS: 'false' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (c: Buffer) => (output += c));
-    child.stderr.on('data', (c: Buffer) => (output += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(output);
-      else reject(new Error(`wrangler ${args.join(' ')} exited with ${code}:\n${output}`));
-    });
-  });
-}
-
 const plain = (value: string) => ({ type: 'plain_text' as const, value });
 const secret = (value: string) => ({ type: 'secret_text' as const, value });
 
@@ -58,7 +34,11 @@ beforeAll(async () => {
   process.env.WRANGLER_LOG = 'warn';
   persistDir = await mkdtemp(join(tmpdir(), 'gharart-notify-e2e-'));
   // The same migrations `npm run dev` applies, into a throw-away local D1.
-  await wrangler(['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir]);
+  await runWrangler('apply the D1 migrations', ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir], { timeoutMs: 60_000 }).catch(
+    (err: WranglerError) => {
+      throw new Error(`${err.message}\n${err.output}`);
+    },
+  );
   receivers = await startReceivers();
   worker = await unstable_startWorker({
     config: join(ROOT, 'wrangler.toml'),

@@ -30,7 +30,7 @@ import {
   setupHandle,
   webhookDbRow,
 } from './pipeline-helpers.ts';
-import { hits, receiverUrl, waitForHits } from './receivers.ts';
+import { hits, receiverUrl, setMode, waitForHits } from './receivers.ts';
 
 const settle = (ms = 300) => new Promise((r) => setTimeout(r, ms));
 const DAY = 24 * 3600 * 1000;
@@ -141,6 +141,57 @@ describe('an exception in the middle of a batch', () => {
       expect((await webhookDbRow(c.id)).consecutive_failures).toBe(1);
     });
   }
+});
+
+describe('a subscription deleted while its delivery is in flight (found by npm run soak)', () => {
+  /** Starts the consumer on the delivery, deletes the webhook once the receiver has the request, then lets it answer. */
+  async function deleteDuringAttempt(h: Awaited<ReturnType<typeof setupHandle>>, webhookId: string, key: string, deliveryId: string) {
+    const run = runDeliveries([deliveryId]);
+    await eventually(() => hits(key), (got) => got.length === 1, 5_000, 'the request to reach the receiver');
+    const del = await callJson('DELETE', `/v2/handles/${h.handle}/webhooks/${webhookId}`, { token: h.token });
+    expect(del.status).toBe(204);
+    // The DELETE cancelled the delivery while the receiver was still answering.
+    expect(await deliveryRow(deliveryId)).toMatchObject({ status: 'cancelled', status_reason: 'subscription_deleted' });
+    return run;
+  }
+
+  it('the endpoint accepted it → the delivery is succeeded with its attempt counted, not cancelled', async () => {
+    const h = await setupHandle();
+    const key = unique('k');
+    const wh = await createWebhook(h, { url: receiverUrl('slow', key, { ms: 1_500 }) });
+    const ing = await ingestQuiet(h.handle, {});
+    const [id] = ing.deliveryIds as [string];
+
+    const { fb } = await deleteDuringAttempt(h, wh.id, key, id);
+    expect(fb.outcomes[0]!.calls).toEqual(['ack']);
+    expect(await attemptsOf(id)).toEqual([expect.objectContaining({ attempt_number: 1, outcome: 'succeeded', http_status: 200 })]);
+    expect(await deliveryRow(id)).toMatchObject({ status: 'succeeded', attempt_count: 1, last_http_status: 200 });
+    const n = await notificationRow(ing.notificationId);
+    expect(n).toMatchObject({ status: 'delivered', open_count: 0, succeeded_count: 1, dead_count: 0 });
+    expect(JSON.parse(n.recipients)[id]).toMatchObject({ status: 'succeeded', attempts: 1, lastHttpStatus: 200 });
+  });
+
+  it('the endpoint failed → the delivery stays cancelled, with the attempt counted; no retry attempts it again', async () => {
+    const h = await setupHandle();
+    const key = unique('k');
+    await setMode(key, { status: 500, delayMs: 1_500 });
+    const wh = await createWebhook(h, { url: receiverUrl('mode', key) });
+    const ing = await ingestQuiet(h.handle, {});
+    const [id] = ing.deliveryIds as [string];
+
+    await deleteDuringAttempt(h, wh.id, key, id);
+    expect(await attemptsOf(id)).toEqual([expect.objectContaining({ attempt_number: 1, outcome: 'failed', http_status: 500 })]);
+    expect(await deliveryRow(id)).toMatchObject({ status: 'cancelled', status_reason: 'subscription_deleted', attempt_count: 1, last_http_status: 500 });
+    const n = await notificationRow(ing.notificationId);
+    expect(n).toMatchObject({ status: 'no_recipients', open_count: 0, succeeded_count: 0, dead_count: 0 });
+    expect(JSON.parse(n.recipients)[id]).toMatchObject({ status: 'cancelled', attempts: 1 });
+
+    // Whatever the queue does with the message next, the cancelled delivery is not attempted again.
+    const again = await runDeliveries([id], { attempts: 2 });
+    expect(again.report.attempts).toBe(0);
+    expect(again.fb.outcomes[0]!.calls).toEqual(['ack']);
+    expect(await hits(key)).toHaveLength(1);
+  });
 });
 
 describe('outbox: a failed send is recovered by the sweeper, never lost', () => {

@@ -1,0 +1,177 @@
+/**
+ * The soak's result: latency percentiles and status counts per request kind, deliveries by final status, and the
+ * reconciliation checks, as one JSON document and as the markdown tables printed at the end of a run.
+ */
+import type { Sample } from './client.ts';
+
+/** Nearest-rank percentile of sorted values (0 for none). */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
+}
+
+export interface KindStats {
+  kind: string;
+  requests: number;
+  byStatus: Record<string, number>;
+  unexpected: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+export interface Check {
+  name: string;
+  expected: string | number;
+  actual: string | number;
+  ok: boolean;
+}
+
+export interface SoakResult {
+  startedAt: string;
+  durationSeconds: number;
+  phases: Record<string, number>;
+  config: Record<string, unknown>;
+  requests: KindStats[];
+  /** Every error answer (status ≥ 400, or 0 = no answer), by status, split expected / unexpected. */
+  errorsByStatus: Array<{ status: number; expected: number; unexpected: number }>;
+  /** Final delivery status → count, per channel and receiver behaviour. */
+  deliveries: Array<{ group: string; counts: Record<string, number> }>;
+  /**
+   * From the moment an event was accepted: to the first attempt of each delivery, and to its success; and how long
+   * one webhook request took (as the Worker measured it).
+   */
+  deliveryLatency: Record<'firstAttempt' | 'succeeded' | 'webhookAttempt', { p50Ms: number; p99Ms: number; maxMs: number }>;
+  /** Delivery attempts by channel, outcome, error class and HTTP status (`webhook failed http_5xx 500`). */
+  attempts: { total: number; byClass: Record<string, number> };
+  lost: number;
+  unexpected5xx: number;
+  checks: Check[];
+  /** Observations that are not pass/fail. */
+  notes: string[];
+  unexpectedSamples: unknown[];
+  passed: boolean;
+}
+
+/** Per kind, in the order the kinds first appear. */
+export function summarize(samples: readonly Sample[]): { kinds: KindStats[]; errorsByStatus: SoakResult['errorsByStatus'] } {
+  const byKind = new Map<string, Sample[]>();
+  for (const s of samples) {
+    let list = byKind.get(s.kind);
+    if (!list) byKind.set(s.kind, (list = []));
+    list.push(s);
+  }
+  const kinds = [...byKind].map(([kind, list]) => {
+    const ms = list.map((s) => s.ms).sort((a, b) => a - b);
+    const byStatus: Record<string, number> = {};
+    for (const s of list) byStatus[String(s.status)] = (byStatus[String(s.status)] ?? 0) + 1;
+    return {
+      kind,
+      requests: list.length,
+      byStatus,
+      unexpected: list.filter((s) => !s.expected).length,
+      p50Ms: round(percentile(ms, 50)),
+      p99Ms: round(percentile(ms, 99)),
+      maxMs: round(ms.at(-1) ?? 0),
+    };
+  });
+  const errors = new Map<number, { status: number; expected: number; unexpected: number }>();
+  for (const s of samples) {
+    if (s.status !== 0 && s.status < 400) continue;
+    let e = errors.get(s.status);
+    if (!e) errors.set(s.status, (e = { status: s.status, expected: 0, unexpected: 0 }));
+    if (s.expected) e.expected++;
+    else e.unexpected++;
+  }
+  return { kinds, errorsByStatus: [...errors.values()].sort((a, b) => a.status - b.status) };
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+function table(header: string[], rows: Array<Array<string | number>>): string {
+  const line = (cells: Array<string | number>) => `| ${cells.join(' | ')} |`;
+  return [line(header), line(header.map((_, i) => (i === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n');
+}
+
+/** The markdown the run prints (and writes next to the JSON). */
+export function renderMarkdown(r: SoakResult): string {
+  const statuses = [...new Set(r.requests.flatMap((k) => Object.keys(k.byStatus)))].sort((a, b) => Number(a) - Number(b));
+  const total = (pick: (k: KindStats) => number) => r.requests.reduce((n, k) => n + pick(k), 0);
+  const requestRows = r.requests.map((k) => [
+    k.kind,
+    k.requests,
+    ...statuses.map((s) => k.byStatus[s] ?? 0),
+    k.unexpected,
+    k.p50Ms,
+    k.p99Ms,
+    k.maxMs,
+  ]);
+  requestRows.push([
+    '**total**',
+    total((k) => k.requests),
+    ...statuses.map((s) => total((k) => k.byStatus[s] ?? 0)),
+    total((k) => k.unexpected),
+    '',
+    '',
+    '',
+  ]);
+  const deliveryStatuses = [...new Set(r.deliveries.flatMap((d) => Object.keys(d.counts)))];
+  const phases = Object.entries(r.phases)
+    .map(([name, s]) => `${name} ${s.toFixed(1)} s`)
+    .join(' · ');
+  return [
+    `### Soak ${r.passed ? 'PASSED' : 'FAILED'} — ${r.startedAt}, ${r.durationSeconds.toFixed(1)} s`,
+    '',
+    Object.entries(r.config)
+      .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
+      .join(' · '),
+    '',
+    `Phases: ${phases}`,
+    '',
+    '**Requests** (status columns are HTTP statuses; 0 = no answer; latency in ms)',
+    '',
+    table(['kind', 'requests', ...statuses, 'unexpected', 'p50', 'p99', 'max'], requestRows),
+    '',
+    '**Errors by status**',
+    '',
+    r.errorsByStatus.length
+      ? table(
+          ['status', 'expected', 'unexpected'],
+          r.errorsByStatus.map((e) => [e.status, e.expected, e.unexpected]),
+        )
+      : '(none)',
+    '',
+    `**Deliveries by final status** (${r.attempts.total} attempts: ${Object.entries(r.attempts.byClass)
+      .map(([label, n]) => `${n} ${label}`)
+      .join(', ')})`,
+    '',
+    table(
+      ['recipients', ...deliveryStatuses, 'total'],
+      r.deliveries.map((d) => [
+        d.group,
+        ...deliveryStatuses.map((s) => d.counts[s] ?? 0),
+        Object.values(d.counts).reduce((a, b) => a + b, 0),
+      ]),
+    ),
+    '',
+    `Delivery latency from acceptance: first attempt p50 ${seconds(r.deliveryLatency.firstAttempt.p50Ms)}, p99 ${seconds(r.deliveryLatency.firstAttempt.p99Ms)}; ` +
+      `succeeded p50 ${seconds(r.deliveryLatency.succeeded.p50Ms)}, p99 ${seconds(r.deliveryLatency.succeeded.p99Ms)}; ` +
+      `one webhook request p50 ${r.deliveryLatency.webhookAttempt.p50Ms} ms, p99 ${r.deliveryLatency.webhookAttempt.p99Ms} ms`,
+    '',
+    '**Reconciliation**',
+    '',
+    table(
+      ['check', 'expected', 'actual', 'ok'],
+      r.checks.map((c) => [c.name, c.expected, c.actual, c.ok ? '✔' : '✖']),
+    ),
+    '',
+    ...r.notes.map((n) => `- ${n}`),
+    ...(r.notes.length ? [''] : []),
+    `**lost = ${r.lost}**, unexpected 5xx = ${r.unexpected5xx}`,
+  ].join('\n');
+}
