@@ -7,13 +7,14 @@ export const DASHBOARD_CSS = `
 :root{--fg:#1a1a1a;--muted:#4a4a4a;--bg:#fff;--panel:#f4f5f7;--line:#c9ccd1;--accent:#0b57d0;--ok:#0a6b2d;--warn:#8a4b00;--bad:#b3261e;--okbg:#e3f4e8;--warnbg:#fff4e0;--badbg:#fdecea}
 *{box-sizing:border-box}
 html{-webkit-text-size-adjust:100%}
-body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
+body{margin:0;overflow-wrap:break-word;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
 a{color:var(--accent)}
 a:focus-visible,button:focus-visible,input:focus-visible,select:focus-visible,textarea:focus-visible,summary:focus-visible{outline:3px solid #f5a623;outline-offset:2px}
 .skip{position:absolute;left:-999px;top:0;background:#fff;padding:.5rem}
 .skip:focus{left:.5rem;z-index:10}
 header.top{background:#13233a;color:#fff;padding:.5rem 1rem;display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center}
 header.top a{color:#fff}
+header.top .role{font-size:.875rem}
 header.top .brand{font-weight:700;text-decoration:none;margin-right:auto}
 header.top form{display:flex;gap:.25rem;align-items:center;margin:0}
 header.top label{font-size:.875rem}
@@ -21,7 +22,7 @@ nav.tabs{display:flex;flex-wrap:wrap;gap:.25rem;padding:.5rem 1rem;border-bottom
 nav.tabs a{padding:.25rem .6rem;border-radius:4px;text-decoration:none}
 nav.tabs a[aria-current=page]{background:var(--accent);color:#fff}
 main{max-width:72rem;margin:0 auto;padding:1rem}
-h1{font-size:1.5rem;margin:.25rem 0 1rem}
+h1{font-size:1.5rem;margin:.25rem 0 1rem;overflow-wrap:anywhere}
 h2{font-size:1.2rem;margin:1.5rem 0 .5rem}
 h3{font-size:1rem;margin:1rem 0 .25rem}
 .panel{background:var(--panel);border:1px solid var(--line);border-radius:6px;padding:.75rem 1rem;margin:.75rem 0}

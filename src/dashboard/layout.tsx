@@ -197,7 +197,7 @@ export const Layout: FC<PropsWithChildren<{ frame: PageFrame }>> = ({ frame, chi
               <button type="submit">Go</button>
             </form>
           ) : null}
-          {handle && frame.role ? <span class="ids" style="color:#fff">role: {frame.role}</span> : null}
+          {handle && frame.role ? <span class="role">role: {frame.role}</span> : null}
           {csrf ? (
             <form method="post" action="/dashboard/logout">
               <Csrf token={csrf} />
