@@ -46,6 +46,7 @@ label{font-weight:600}
 input[type=text],input[type=email],input[type=url],input[type=password],input[type=datetime-local],select,textarea{font:inherit;padding:.4rem .5rem;border:1px solid #767676;border-radius:4px;width:100%;max-width:40rem;background:#fff;color:var(--fg)}
 textarea{min-height:6rem;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85rem}
 header.top select{width:auto;padding:.2rem}
+form.inline input,form.inline select{width:auto;max-width:100%}
 button,.button{font:inherit;padding:.35rem .8rem;border-radius:4px;border:1px solid var(--accent);background:var(--accent);color:#fff;cursor:pointer;text-decoration:none;display:inline-block}
 button.secondary,.button.secondary{background:#fff;color:var(--accent)}
 button.danger{background:var(--bad);border-color:var(--bad)}
