@@ -236,6 +236,14 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     return { session, api, handle, access: access.data, frame, form, idem: randomToken };
   }
 
+  /** A handler for a handle page: the context loaded (or the API's refusal answered) before `fn` runs. */
+  const onHandle =
+    (tab: PageFrame['tab'], title: string, fn: (c: C, h: HandleContext) => Response | Promise<Response>) =>
+    async (c: C) => {
+      const h = await handleContext(c, tab, title);
+      return h instanceof Response ? h : fn(c, h);
+    };
+
   const eventTypes = async (api: Api): Promise<EventType[]> => {
     const res = await api.call('GET', '/v2/event-types');
     return res.ok ? res.data.data : [];
@@ -316,13 +324,11 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
 
   // ───────────── overview ─────────────
 
-  r.get('/h/:handle', async (c) => {
-    const h = await handleContext(c, 'overview', 'Overview');
-    if (h instanceof Response) return h;
+  r.get('/h/:handle', onHandle('overview', 'Overview', async (c, h) => {
     const health = await h.api.call('GET', `/v2/handles/${h.handle}/health`);
     h.frame.title = `${h.access.displayName}: overview`;
     return render(c, h.frame, <OverviewPage handle={h.handle} access={h.access} health={health.ok ? health.data : null} problem={health.ok ? null : health.problem} csrf={h.session.csrf} idem={h.idem} />);
-  });
+  }));
 
   // ───────────── webhooks ─────────────
 
@@ -357,11 +363,9 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     );
   }
 
-  r.get('/h/:handle/webhooks', async (c) => {
-    const h = await handleContext(c, 'webhooks', 'Webhooks');
-    if (h instanceof Response) return h;
+  r.get('/h/:handle/webhooks', onHandle('webhooks', 'Webhooks', async (c, h) => {
     return webhooksList(c, h);
-  });
+  }));
 
   /** The webhook fields of a create or edit form as an API body, or a problem naming the bad field. */
   function webhookBody(c: C, form: Form, editing: boolean): { body: Json } | { problem: Problem } {
@@ -385,15 +389,13 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     return { body };
   }
 
-  r.post('/h/:handle/webhooks', async (c) => {
-    const h = await handleContext(c, 'webhooks', 'Webhooks');
-    if (h instanceof Response) return h;
+  r.post('/h/:handle/webhooks', onHandle('webhooks', 'Webhooks', async (c, h) => {
     const built = webhookBody(c, h.form, false);
     if ('problem' in built) return webhooksList(c, h, { form: h.form, problem: built.problem, status: 400 });
     const res = await h.api.call('POST', `/v2/handles/${h.handle}/webhooks`, { body: built.body, headers: idemHeaders(h.form) });
     if (!res.ok) return webhooksList(c, h, { form: h.form, problem: res.problem, status: res.status });
     return webhookPage(c, h, res.data.id, { secret: res.data.secret, status: 201, flash: 'Webhook created.' });
-  });
+  }));
 
   async function webhookPage(
     c: C,
@@ -442,46 +444,36 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     return SAFE_ID.test(id) ? id : 'invalid';
   };
 
-  r.get('/h/:handle/webhooks/:id', async (c) => {
-    const h = await handleContext(c, 'webhooks', 'Webhook');
-    if (h instanceof Response) return h;
+  r.get('/h/:handle/webhooks/:id', onHandle('webhooks', 'Webhook', async (c, h) => {
     return webhookPage(c, h, webhookId(c));
-  });
+  }));
 
-  r.post('/h/:handle/webhooks/:id', async (c) => {
-    const h = await handleContext(c, 'webhooks', 'Webhook');
-    if (h instanceof Response) return h;
+  r.post('/h/:handle/webhooks/:id', onHandle('webhooks', 'Webhook', async (c, h) => {
     const id = webhookId(c);
     const built = webhookBody(c, h.form, true);
     if ('problem' in built) return webhookPage(c, h, id, { problem: built.problem, problemContext: 'Not saved', form: h.form, status: 400 });
     const res = await h.api.call('PATCH', `/v2/handles/${h.handle}/webhooks/${id}`, { body: built.body, headers: idemHeaders(h.form) });
     if (!res.ok) return webhookPage(c, h, id, { problem: res.problem, problemContext: 'Not saved', form: h.form, status: res.status });
     return c.redirect(`${handleBase(h.handle)}/webhooks/${id}?ok=webhook_saved`, 303);
-  });
+  }));
 
   for (const [action, enabled] of [['enable', true], ['disable', false]] as const) {
-    r.post(`/h/:handle/webhooks/:id/${action}`, async (c) => {
-      const h = await handleContext(c, 'webhooks', 'Webhook');
-      if (h instanceof Response) return h;
+    r.post(`/h/:handle/webhooks/:id/${action}`, onHandle('webhooks', 'Webhook', async (c, h) => {
       const id = webhookId(c);
       const res = await h.api.call('PATCH', `/v2/handles/${h.handle}/webhooks/${id}`, { body: { enabled }, headers: idemHeaders(h.form) });
       if (!res.ok) return webhookPage(c, h, id, { problem: res.problem, problemContext: `Not ${action}d`, status: res.status });
       return c.redirect(`${handleBase(h.handle)}/webhooks/${id}?ok=webhook_${action}d`, 303);
-    });
+    }));
   }
 
-  r.post('/h/:handle/webhooks/:id/delete', async (c) => {
-    const h = await handleContext(c, 'webhooks', 'Webhook');
-    if (h instanceof Response) return h;
+  r.post('/h/:handle/webhooks/:id/delete', onHandle('webhooks', 'Webhook', async (c, h) => {
     const id = webhookId(c);
     const res = await h.api.call('DELETE', `/v2/handles/${h.handle}/webhooks/${id}`, { headers: idemHeaders(h.form) });
     if (!res.ok) return webhookPage(c, h, id, { problem: res.problem, problemContext: 'Not deleted', status: res.status });
     return c.redirect(`${handleBase(h.handle)}/webhooks?ok=webhook_deleted`, 303);
-  });
+  }));
 
-  r.post('/h/:handle/webhooks/:id/rotate', async (c) => {
-    const h = await handleContext(c, 'webhooks', 'Webhook');
-    if (h instanceof Response) return h;
+  r.post('/h/:handle/webhooks/:id/rotate', onHandle('webhooks', 'Webhook', async (c, h) => {
     const id = webhookId(c);
     const grace = Number.parseInt(h.form.graceHours ?? '', 10);
     const res = await h.api.call('POST', `/v2/handles/${h.handle}/webhooks/${id}/rotate-secret`, {
@@ -490,11 +482,9 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     });
     if (!res.ok) return webhookPage(c, h, id, { problem: res.problem, problemContext: 'Secret not rotated', status: res.status });
     return webhookPage(c, h, id, { secret: res.data.secret, flash: 'Secret rotated.' });
-  });
+  }));
 
-  r.post('/h/:handle/webhooks/:id/test', async (c) => {
-    const h = await handleContext(c, 'webhooks', 'Webhook');
-    if (h instanceof Response) return h;
+  r.post('/h/:handle/webhooks/:id/test', onHandle('webhooks', 'Webhook', async (c, h) => {
     const id = webhookId(c);
     const eventType = (h.form.eventType ?? '').trim();
     const res = await h.api.call('POST', `/v2/handles/${h.handle}/webhooks/${id}/test`, {
@@ -503,11 +493,9 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     });
     if (!res.ok) return webhookPage(c, h, id, { problem: res.problem, problemContext: 'Test not sent', status: res.status });
     return webhookPage(c, h, id, { testResult: res.data });
-  });
+  }));
 
-  r.post('/h/:handle/webhooks/:id/recover', async (c) => {
-    const h = await handleContext(c, 'webhooks', 'Webhook');
-    if (h instanceof Response) return h;
+  r.post('/h/:handle/webhooks/:id/recover', onHandle('webhooks', 'Webhook', async (c, h) => {
     const id = webhookId(c);
     const res = await h.api.call('POST', `/v2/handles/${h.handle}/webhooks/${id}/recover`, {
       body: { since: fromLocalInput(h.form.since) ?? '' },
@@ -515,18 +503,16 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     });
     if (!res.ok) return webhookPage(c, h, id, { problem: res.problem, problemContext: 'Nothing recovered', status: res.status });
     return webhookPage(c, h, id, { recoverResult: res.data });
-  });
+  }));
 
-  r.post('/h/:handle/deliveries/:id/retry', async (c) => {
-    const h = await handleContext(c, undefined, 'Retry');
-    if (h instanceof Response) return h;
+  r.post('/h/:handle/deliveries/:id/retry', onHandle(undefined, 'Retry', async (c, h) => {
     const id = webhookId(c);
     const back = h.form.back ?? '';
     const target = back.startsWith(`${handleBase(h.handle)}`) && !back.includes('//') ? back : handleBase(h.handle);
     const res = await h.api.call('POST', `/v2/handles/${h.handle}/deliveries/${id}/retry`, { headers: idemHeaders(h.form) });
     if (!res.ok) return render(c, h.frame, <><ErrorPage problem={res.problem} signedIn /><p><a href={target}>Back</a></p></>, res.status);
     return c.redirect(`${target}?ok=retry_queued`, 303);
-  });
+  }));
 
   // ───────────── email ─────────────
 
@@ -554,15 +540,11 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     );
   }
 
-  r.get('/h/:handle/email', async (c) => {
-    const h = await handleContext(c, 'email', 'Email subscriptions');
-    if (h instanceof Response) return h;
+  r.get('/h/:handle/email', onHandle('email', 'Email subscriptions', async (c, h) => {
     return emailPage(c, h);
-  });
+  }));
 
-  r.post('/h/:handle/email', async (c) => {
-    const h = await handleContext(c, 'email', 'Email subscriptions');
-    if (h instanceof Response) return h;
+  r.post('/h/:handle/email', onHandle('email', 'Email subscriptions', async (c, h) => {
     const filter = jsonField(c, h.form, 'filterPolicy', 'body.filterPolicy');
     if ('problem' in filter) return emailPage(c, h, { problem: filter.problem, problemContext: 'Not subscribed', form: h.form, status: 400 });
     const res = await h.api.call('POST', `/v2/handles/${h.handle}/notifications/email-subscriptions`, {
@@ -571,11 +553,9 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     });
     if (!res.ok) return emailPage(c, h, { problem: res.problem, problemContext: 'Not subscribed', form: h.form, status: res.status });
     return c.redirect(`${handleBase(h.handle)}/email?ok=email_added`, 303);
-  });
+  }));
 
-  r.post('/h/:handle/email/owner-default', async (c) => {
-    const h = await handleContext(c, 'email', 'Email subscriptions');
-    if (h instanceof Response) return h;
+  r.post('/h/:handle/email/owner-default', onHandle('email', 'Email subscriptions', async (c, h) => {
     const unset = h.form.action === 'unset';
     const res = await h.api.call('PUT', `/v2/handles/${h.handle}/notifications/owner-default-email`, {
       body: { email: unset ? null : (h.form.email ?? '') },
@@ -583,31 +563,25 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     });
     if (!res.ok) return emailPage(c, h, { problem: res.problem, problemContext: 'Owner default email not changed', status: res.status });
     return c.redirect(`${handleBase(h.handle)}/email?ok=${unset ? 'owner_email_unset' : 'owner_email_saved'}`, 303);
-  });
+  }));
 
-  r.post('/h/:handle/email/:id/delete', async (c) => {
-    const h = await handleContext(c, 'email', 'Email subscriptions');
-    if (h instanceof Response) return h;
+  r.post('/h/:handle/email/:id/delete', onHandle('email', 'Email subscriptions', async (c, h) => {
     const res = await h.api.call('DELETE', `/v2/handles/${h.handle}/notifications/email-subscriptions/${webhookId(c)}`, { headers: idemHeaders(h.form) });
     if (!res.ok) return emailPage(c, h, { problem: res.problem, problemContext: 'Not deleted', status: res.status });
     return c.redirect(`${handleBase(h.handle)}/email?ok=email_deleted`, 303);
-  });
+  }));
 
-  r.post('/h/:handle/email/:id/test', async (c) => {
-    const h = await handleContext(c, 'email', 'Email subscriptions');
-    if (h instanceof Response) return h;
+  r.post('/h/:handle/email/:id/test', onHandle('email', 'Email subscriptions', async (c, h) => {
     const res = await h.api.call('POST', `/v2/handles/${h.handle}/notifications/email-subscriptions/${webhookId(c)}/test`, { body: {}, headers: idemHeaders(h.form) });
     if (!res.ok) return emailPage(c, h, { problem: res.problem, problemContext: 'Test not sent', status: res.status });
     return emailPage(c, h, { testResult: res.data });
-  });
+  }));
 
-  r.post('/h/:handle/email/:id/resend', async (c) => {
-    const h = await handleContext(c, 'email', 'Email subscriptions');
-    if (h instanceof Response) return h;
+  r.post('/h/:handle/email/:id/resend', onHandle('email', 'Email subscriptions', async (c, h) => {
     const res = await h.api.call('POST', `/v2/handles/${h.handle}/notifications/email-subscriptions/${webhookId(c)}/resend-confirmation`, { headers: idemHeaders(h.form) });
     if (!res.ok) return emailPage(c, h, { problem: res.problem, problemContext: 'Confirmation not sent', status: res.status });
     return emailPage(c, h, { flash: `Confirmation mail sent again to ${res.data.email}.${res.data.statusReason ? ` ${res.data.statusReason}` : ''}` });
-  });
+  }));
 
   // ───────────── settings ─────────────
 
@@ -640,11 +614,9 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     );
   }
 
-  r.get('/h/:handle/settings', async (c) => {
-    const h = await handleContext(c, 'settings', 'Notification settings');
-    if (h instanceof Response) return h;
+  r.get('/h/:handle/settings', onHandle('settings', 'Notification settings', async (c, h) => {
     return settingsPage(c, h, { saved: c.req.query('ok') === 'saved' });
-  });
+  }));
 
   /** The settings form as the API's PUT body, or a problem; `form` keeps what the user typed for re-display. */
   function settingsBody(c: C, form: Form): { body: Json; display: Json } | { problem: Problem; display: Json } {
@@ -658,9 +630,7 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     return { body: { channels: display.channels, ownerFallback: display.ownerFallback, eventFilter: filter.value }, display };
   }
 
-  r.post('/h/:handle/settings', async (c) => {
-    const h = await handleContext(c, 'settings', 'Notification settings');
-    if (h instanceof Response) return h;
+  r.post('/h/:handle/settings', onHandle('settings', 'Notification settings', async (c, h) => {
     const action = h.form.action ?? 'save';
     const built = settingsBody(c, h.form);
     const evalForm = { source: h.form.source, eventType: h.form.eventType, notificationId: h.form.notificationId, event: h.form.event };
@@ -692,7 +662,7 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     const res = await h.api.call('POST', `/v2/handles/${h.handle}/notification-settings/evaluate`, { body });
     if (!res.ok) return settingsPage(c, h, { problem: res.problem, problemContext: 'Not evaluated', form: built.display, evalForm, status: res.status });
     return settingsPage(c, h, { evaluation: res.data, evalForm, form: useForm ? built.display : undefined });
-  });
+  }));
 
   // ───────────── notifications ─────────────
 
@@ -725,15 +695,11 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     );
   }
 
-  r.get('/h/:handle/notifications', async (c) => {
-    const h = await handleContext(c, 'notifications', 'Notifications');
-    if (h instanceof Response) return h;
+  r.get('/h/:handle/notifications', onHandle('notifications', 'Notifications', async (c, h) => {
     return feedPage(c, h);
-  });
+  }));
 
-  r.post('/h/:handle/events', async (c) => {
-    const h = await handleContext(c, 'notifications', 'Notifications');
-    if (h instanceof Response) return h;
+  r.post('/h/:handle/events', onHandle('notifications', 'Notifications', async (c, h) => {
     const data = jsonField(c, h.form, 'data', 'body.data');
     if ('problem' in data) return feedPage(c, h, { problem: data.problem, problemContext: 'Not published', status: 400 });
     let payload = data.value;
@@ -747,11 +713,9 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     });
     if (!res.ok) return feedPage(c, h, { problem: res.problem, problemContext: 'Not published', status: res.status });
     return c.redirect(`${handleBase(h.handle)}/notifications/${res.data.notificationId}`, 303);
-  });
+  }));
 
-  r.get('/h/:handle/notifications/:id', async (c) => {
-    const h = await handleContext(c, 'notifications', 'Notification');
-    if (h instanceof Response) return h;
+  r.get('/h/:handle/notifications/:id', onHandle('notifications', 'Notification', async (c, h) => {
     const id = webhookId(c);
     const n = await h.api.call('GET', `/v2/handles/${h.handle}/notifications/${id}`);
     if (!n.ok) return renderProblem(c, h.frame, n.problem, true);
@@ -761,7 +725,7 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
       ...(n.data.deliveries as Json[]).map((d): CopyId => ({ label: `Delivery (${d.target})`, value: d.deliveryId })),
     ];
     return render(c, h.frame, <NotificationPage handle={h.handle} n={n.data} csrf={h.session.csrf} idem={h.idem} />);
-  });
+  }));
 
   // Anything else under /dashboard: a page, not JSON.
   r.all('*', async (c) => {

@@ -264,6 +264,33 @@ export const ReportForm: FC<{ csrf: string; handle?: string; requestId: string; 
   </details>
 );
 
+/**
+ * A table that scrolls sideways on narrow screens instead of widening the page; the caption is for screen readers;
+ * `empty`, when a string, is shown as the only row.
+ */
+export const DataTable: FC<PropsWithChildren<{ caption: string; columns: string[]; empty?: string | false }>> = ({ caption, columns, empty, children }) => (
+  <div class="scroll">
+    <table>
+      <caption class="sr-only">{caption}</caption>
+      <thead>
+        <tr>
+          {columns.map((c) => (
+            <th scope="col">{c}</th>
+          ))}
+        </tr>
+      </thead>
+      <tbody>
+        {empty ? (
+          <tr>
+            <td colspan={columns.length}>{empty}</td>
+          </tr>
+        ) : null}
+        {children}
+      </tbody>
+    </table>
+  </div>
+);
+
 /** A definition list of label → value. */
 export const KV: FC<{ rows: [string, Child][] }> = ({ rows }) => (
   <dl class="kv">

@@ -8,6 +8,7 @@ import {
   Badge,
   Copyable,
   Csrf,
+  DataTable,
   handleBase,
   KV,
   Notice,
@@ -42,6 +43,17 @@ const TypeOptions: FC<{ types: EventType[]; selected?: string; publishable?: boo
       ))}
   </>
 );
+
+/** "Retry" for a dead or skipped delivery (nothing for any other status); comes back to `back` afterwards. */
+const RetryButton: FC<{ base: string; deliveryId: string; status: string; back: string; csrf: string; idem: string }> = (p) =>
+  p.status === 'dead' || p.status === 'skipped' ? (
+    <PostForm action={`${p.base}/deliveries/${p.deliveryId}/retry`} csrf={p.csrf} idem={p.idem}>
+      <input type="hidden" name="back" value={p.back} />
+      <button type="submit" class="secondary">
+        Retry
+      </button>
+    </PostForm>
+  ) : null;
 
 // ───────────────────────────── sign-in and handles ─────────────────────────────
 
@@ -157,12 +169,7 @@ export const OverviewPage: FC<{ handle: string; access: Json; health: Json | nul
                   <li>
                     <code>{d.deliveryId}</code> → {d.target} ({d.errorClass ?? '—'}) <Time at={d.at} />{' '}
                     {d.subscriptionId?.startsWith('whk_') ? <a href={`${base}/webhooks/${d.subscriptionId}`}>log</a> : null}{' '}
-                    <PostForm action={`${base}/deliveries/${d.deliveryId}/retry`} csrf={p.csrf} idem={p.idem()}>
-                      <input type="hidden" name="back" value={base} />
-                      <button type="submit" class="secondary">
-                        Retry
-                      </button>
-                    </PostForm>
+                    <RetryButton base={base} deliveryId={d.deliveryId} status="dead" back={base} csrf={p.csrf} idem={p.idem()} />
                   </li>
                 ))}
               </ul>
@@ -212,27 +219,16 @@ export const OverviewPage: FC<{ handle: string; access: Json; health: Json | nul
                   {h.criticalCoverage.action} <a href={`${base}/settings`}>Settings</a>
                 </p>
               ) : null}
-              <div class="scroll">
-                <table>
-                  <caption class="sr-only">Recipients of each critical event type</caption>
-                  <thead>
-                    <tr>
-                      <th scope="col">Critical type</th>
-                      <th scope="col">Recipients</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {(h.criticalCoverage.types as Json[]).map((t) => (
-                      <tr>
-                        <td>
-                          <code>{t.type}</code>
-                        </td>
-                        <td>{t.undeliverable ? <Badge status="undeliverable" /> : t.recipients}</td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
+              <DataTable caption="Recipients of each critical event type" columns={['Critical type', 'Recipients']}>
+                {(h.criticalCoverage.types as Json[]).map((t) => (
+                  <tr>
+                    <td>
+                      <code>{t.type}</code>
+                    </td>
+                    <td>{t.undeliverable ? <Badge status="undeliverable" /> : t.recipients}</td>
+                  </tr>
+                ))}
+              </DataTable>
             </section>
           </div>
         </>
@@ -293,51 +289,33 @@ export const WebhooksPage: FC<{ handle: string; rows: WebhookRow[]; nextCursor: 
   return (
     <>
       {p.problem ? <ProblemBox problem={p.problem} context="Not created" /> : null}
-      <div class="scroll">
-        <table>
-          <caption class="sr-only">Webhook endpoints</caption>
-          <thead>
-            <tr>
-              <th scope="col">Endpoint</th>
-              <th scope="col">Status</th>
-              <th scope="col">Health</th>
-              <th scope="col">24 h</th>
-            </tr>
-          </thead>
-          <tbody>
-            {p.rows.length === 0 ? (
-              <tr>
-                <td colspan={4}>No webhooks yet.</td>
-              </tr>
-            ) : null}
-            {p.rows.map(({ webhook: w, buckets }) => (
-              <tr>
-                <td>
-                  <a href={`${base}/webhooks/${w.id}`}>{w.url}</a>
-                  {w.description ? <div class="hint">{w.description}</div> : null}
-                  <div class="hint mono">{w.id}</div>
-                </td>
-                <td>
-                  <Badge status={w.status} />
-                  {w.disabledReason ? <div class="hint">{w.disabledReason}</div> : null}
-                </td>
-                <td>
-                  {w.health.consecutiveFailures ? (
-                    <span>
-                      <Badge status="failed" /> {w.health.consecutiveFailures} in a row ({w.health.lastFailureClass ?? '—'})
-                    </span>
-                  ) : (
-                    <Badge status={w.health.lastSuccessAt ? 'succeeded' : 'no deliveries'} />
-                  )}
-                </td>
-                <td>
-                  <Sparkline buckets={buckets} />
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable caption="Webhook endpoints" columns={['Endpoint', 'Status', 'Health', '24 h']} empty={p.rows.length === 0 && 'No webhooks yet.'}>
+        {p.rows.map(({ webhook: w, buckets }) => (
+          <tr>
+            <td>
+              <a href={`${base}/webhooks/${w.id}`}>{w.url}</a>
+              {w.description ? <div class="hint">{w.description}</div> : null}
+              <div class="hint mono">{w.id}</div>
+            </td>
+            <td>
+              <Badge status={w.status} />
+              {w.disabledReason ? <div class="hint">{w.disabledReason}</div> : null}
+            </td>
+            <td>
+              {w.health.consecutiveFailures ? (
+                <span>
+                  <Badge status="failed" /> {w.health.consecutiveFailures} in a row ({w.health.lastFailureClass ?? '—'})
+                </span>
+              ) : (
+                <Badge status={w.health.lastSuccessAt ? 'succeeded' : 'no deliveries'} />
+              )}
+            </td>
+            <td>
+              <Sparkline buckets={buckets} />
+            </td>
+          </tr>
+        ))}
+      </DataTable>
       {p.nextCursor ? <a href={`?cursor=${encodeURIComponent(p.nextCursor)}`}>Next page</a> : null}
       <h2 id="create">Add a webhook</h2>
       <PostForm action={`${base}/webhooks`} csrf={p.csrf} idem={p.idem} class="stack" label="Add a webhook">
@@ -545,63 +523,39 @@ export const WebhookPage: FC<{
         <input id="since" type="datetime-local" name="since" value={p.recoverSince} required step={1} />
         <button type="submit">Recover</button>
       </PostForm>
-      <div class="scroll">
-        <table>
-          <caption class="sr-only">Deliveries to this webhook, newest first</caption>
-          <thead>
-            <tr>
-              <th scope="col">Delivery</th>
-              <th scope="col">Status</th>
-              <th scope="col">Attempts</th>
-            </tr>
-          </thead>
-          <tbody>
-            {p.deliveries.length === 0 ? (
-              <tr>
-                <td colspan={3}>No deliveries yet.</td>
-              </tr>
-            ) : null}
-            {p.deliveries.map((d) => (
-              <tr data-delivery={d.id} data-status={d.status}>
-                <td>
-                  <code>{d.id}</code> <span class="hint">{d.kind}</span>
-                  {d.notificationId ? (
-                    <div>
-                      <a href={`${base}/notifications/${d.notificationId}`}>{d.notificationId}</a>
-                    </div>
-                  ) : null}
-                  <div class="hint">
-                    <Time at={d.createdAt} />
-                  </div>
-                </td>
-                <td>
-                  <Badge status={d.status} /> {d.lastErrorClass ?? ''} {d.lastHttpStatus ? `HTTP ${d.lastHttpStatus}` : ''}
-                  {d.statusReason ? <div class="hint">{d.statusReason}</div> : null}
-                  {d.nextAttemptAt ? (
-                    <div class="hint">
-                      next attempt <Time at={d.nextAttemptAt} />
-                    </div>
-                  ) : null}
-                  {d.status === 'dead' || d.status === 'skipped' ? (
-                    <PostForm action={`${base}/deliveries/${d.id}/retry`} csrf={p.csrf} idem={p.idem()}>
-                      <input type="hidden" name="back" value={self} />
-                      <button type="submit" class="secondary">
-                        Retry
-                      </button>
-                    </PostForm>
-                  ) : null}
-                </td>
-                <td>
-                  {d.attemptCount}
-                  <ul>
-                    <AttemptRows attempts={d.attempts} />
-                  </ul>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable caption="Deliveries to this webhook, newest first" columns={['Delivery', 'Status', 'Attempts']} empty={p.deliveries.length === 0 && 'No deliveries yet.'}>
+        {p.deliveries.map((d) => (
+          <tr data-delivery={d.id} data-status={d.status}>
+            <td>
+              <code>{d.id}</code> <span class="hint">{d.kind}</span>
+              {d.notificationId ? (
+                <div>
+                  <a href={`${base}/notifications/${d.notificationId}`}>{d.notificationId}</a>
+                </div>
+              ) : null}
+              <div class="hint">
+                <Time at={d.createdAt} />
+              </div>
+            </td>
+            <td>
+              <Badge status={d.status} /> {d.lastErrorClass ?? ''} {d.lastHttpStatus ? `HTTP ${d.lastHttpStatus}` : ''}
+              {d.statusReason ? <div class="hint">{d.statusReason}</div> : null}
+              {d.nextAttemptAt ? (
+                <div class="hint">
+                  next attempt <Time at={d.nextAttemptAt} />
+                </div>
+              ) : null}
+              <RetryButton base={base} deliveryId={d.id} status={d.status} back={self} csrf={p.csrf} idem={p.idem()} />
+            </td>
+            <td>
+              {d.attemptCount}
+              <ul>
+                <AttemptRows attempts={d.attempts} />
+              </ul>
+            </td>
+          </tr>
+        ))}
+      </DataTable>
       {p.nextCursor ? <a href={`?cursor=${encodeURIComponent(p.nextCursor)}#log`}>Older deliveries</a> : null}
       <h2>Edit</h2>
       <PostForm action={self} csrf={p.csrf} idem={p.idem()} class="stack" label="Edit webhook">
@@ -671,65 +625,52 @@ export const EmailPage: FC<{
       ) : null}
       {p.problem ? <ProblemBox problem={p.problem} context={p.problemContext} /> : null}
       {p.testResult ? <EmailTestResult result={p.testResult} /> : null}
-      <div class="scroll">
-        <table>
-          <caption class="sr-only">Email subscriptions, owner default first</caption>
-          <thead>
-            <tr>
-              <th scope="col">Address</th>
-              <th scope="col">Status</th>
-              <th scope="col">Receives</th>
-              <th scope="col">Actions</th>
-            </tr>
-          </thead>
-          <tbody>
-            {p.subs.map((s) => (
-              <tr data-subscription={s.id} data-status={s.status}>
-                <td>
-                  {s.email ?? <em>not set</em>}
-                  <div class="hint">{s.kind === 'owner_default' ? 'owner default' : <code>{s.id}</code>}</div>
-                </td>
-                <td>
-                  <Badge status={s.status} />
-                  {s.statusReason ? <div class="hint">{s.statusReason}</div> : null}
-                  {s.confirmedAt ? (
-                    <div class="hint">
-                      confirmed <Time at={s.confirmedAt} />
-                    </div>
-                  ) : null}
-                </td>
-                <td>
-                  {s.kind === 'owner_default' ? 'critical events (see settings)' : list(s.eventTypes)}
-                  {s.filterPolicy ? <div class="hint mono">{JSON.stringify(s.filterPolicy)}</div> : null}
-                </td>
-                <td>
-                  {s.status !== 'unset' ? (
-                    <PostForm action={`${base}/email/${s.id}/test`} csrf={p.csrf} idem={p.idem()}>
-                      <button type="submit" class="secondary">
-                        Send test
-                      </button>
-                    </PostForm>
-                  ) : null}{' '}
-                  {s.status === 'pending_confirmation' ? (
-                    <PostForm action={`${base}/email/${s.id}/resend`} csrf={p.csrf} idem={p.idem()}>
-                      <button type="submit" class="secondary">
-                        Resend confirmation
-                      </button>
-                    </PostForm>
-                  ) : null}{' '}
-                  {s.kind === 'standard' ? (
-                    <PostForm action={`${base}/email/${s.id}/delete`} csrf={p.csrf} idem={p.idem()} confirm={`Delete the subscription of ${s.email}?`}>
-                      <button type="submit" class="danger">
-                        Delete
-                      </button>
-                    </PostForm>
-                  ) : null}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable caption="Email subscriptions, owner default first" columns={['Address', 'Status', 'Receives', 'Actions']}>
+        {p.subs.map((s) => (
+          <tr data-subscription={s.id} data-status={s.status}>
+            <td>
+              {s.email ?? <em>not set</em>}
+              <div class="hint">{s.kind === 'owner_default' ? 'owner default' : <code>{s.id}</code>}</div>
+            </td>
+            <td>
+              <Badge status={s.status} />
+              {s.statusReason ? <div class="hint">{s.statusReason}</div> : null}
+              {s.confirmedAt ? (
+                <div class="hint">
+                  confirmed <Time at={s.confirmedAt} />
+                </div>
+              ) : null}
+            </td>
+            <td>
+              {s.kind === 'owner_default' ? 'critical events (see settings)' : list(s.eventTypes)}
+              {s.filterPolicy ? <div class="hint mono">{JSON.stringify(s.filterPolicy)}</div> : null}
+            </td>
+            <td>
+              {s.status !== 'unset' ? (
+                <PostForm action={`${base}/email/${s.id}/test`} csrf={p.csrf} idem={p.idem()}>
+                  <button type="submit" class="secondary">
+                    Send test
+                  </button>
+                </PostForm>
+              ) : null}{' '}
+              {s.status === 'pending_confirmation' ? (
+                <PostForm action={`${base}/email/${s.id}/resend`} csrf={p.csrf} idem={p.idem()}>
+                  <button type="submit" class="secondary">
+                    Resend confirmation
+                  </button>
+                </PostForm>
+              ) : null}{' '}
+              {s.kind === 'standard' ? (
+                <PostForm action={`${base}/email/${s.id}/delete`} csrf={p.csrf} idem={p.idem()} confirm={`Delete the subscription of ${s.email}?`}>
+                  <button type="submit" class="danger">
+                    Delete
+                  </button>
+                </PostForm>
+              ) : null}
+            </td>
+          </tr>
+        ))}
+      </DataTable>
       {p.nextCursor ? <a href={`?cursor=${encodeURIComponent(p.nextCursor)}`}>Next page</a> : null}
       {p.devMailbox ? (
         <p class="hint">
@@ -909,43 +850,25 @@ const Evaluation: FC<{ result: Json }> = ({ result }) => (
       Verdicts for <code>{result.event.type}</code> ({result.event.severity}) — {result.settingsSource} settings
     </h3>
     {result.undeliverable ? <Notice tone="bad">A critical event no recipient would receive (undeliverable).</Notice> : null}
-    <div class="scroll">
-      <table>
-        <caption class="sr-only">Each recipient's verdict</caption>
-        <thead>
-          <tr>
-            <th scope="col">Recipient</th>
-            <th scope="col">Verdict</th>
-            <th scope="col">Rule</th>
-            <th scope="col">Why</th>
-          </tr>
-        </thead>
-        <tbody>
-          {result.recipients.length === 0 ? (
-            <tr>
-              <td colspan={4}>No recipients.</td>
-            </tr>
-          ) : null}
-          {(result.recipients as Json[]).map((r) => (
-            <tr>
-              <td>
-                {r.target}
-                <div class="hint">
-                  {r.recipientType} · <code>{r.subscriptionId}</code>
-                </div>
-              </td>
-              <td>
-                <Badge status={r.outcome} />
-              </td>
-              <td>
-                <code>{r.rule}</code>
-              </td>
-              <td>{r.detail}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <DataTable caption="Each recipient's verdict" columns={['Recipient', 'Verdict', 'Rule', 'Why']} empty={result.recipients.length === 0 && 'No recipients.'}>
+      {(result.recipients as Json[]).map((r) => (
+        <tr>
+          <td>
+            {r.target}
+            <div class="hint">
+              {r.recipientType} · <code>{r.subscriptionId}</code>
+            </div>
+          </td>
+          <td>
+            <Badge status={r.outcome} />
+          </td>
+          <td>
+            <code>{r.rule}</code>
+          </td>
+          <td>{r.detail}</td>
+        </tr>
+      ))}
+    </DataTable>
     <details>
       <summary>Event evaluated</summary>
       <pre>{json(result.event)}</pre>
@@ -1001,52 +924,35 @@ export const FeedPage: FC<{
         <input id="f-until" name="until" type="datetime-local" value={f.until ?? ''} step={1} />
         <button type="submit">Filter</button> <a href={`${base}/notifications`}>Clear</a>
       </form>
-      <div class="scroll">
-        <table>
-          <caption class="sr-only">Notifications, newest first</caption>
-          <thead>
-            <tr>
-              <th scope="col">Notification</th>
-              <th scope="col">Status</th>
-              <th scope="col">Recipients</th>
-            </tr>
-          </thead>
-          <tbody>
-            {p.items.length === 0 ? (
-              <tr>
-                <td colspan={3}>No notifications match.</td>
-              </tr>
-            ) : null}
-            {p.items.map((n) => (
-              <tr data-notification={n.id} data-status={n.status}>
-                <td>
-                  <a href={`${base}/notifications/${n.id}`}>{n.type}</a> <Badge status={n.severity} />
-                  <div class="hint mono">{n.id}</div>
-                  <div class="hint">
-                    <Time at={n.createdAt} />
-                  </div>
-                </td>
-                <td>
-                  <Badge status={n.status} />
-                  <div class="hint">
-                    {n.deliveryCounts.succeeded} ok · {n.deliveryCounts.open} open · {n.deliveryCounts.dead} dead
-                  </div>
-                </td>
-                <td>
-                  <ul>
-                    {(n.deliveries as Json[]).map((d) => (
-                      <li>
-                        <Badge status={d.status} /> {d.target} <span class="hint">({d.recipientType}, {d.attempts} attempt(s){d.lastErrorClass ? `, ${d.lastErrorClass}` : ''})</span>
-                      </li>
-                    ))}
-                    {n.recipientCount > n.deliveries.length ? <li class="hint">… {n.recipientCount - n.deliveries.length} more</li> : null}
-                  </ul>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable caption="Notifications, newest first" columns={['Notification', 'Status', 'Recipients']} empty={p.items.length === 0 && 'No notifications match.'}>
+        {p.items.map((n) => (
+          <tr data-notification={n.id} data-status={n.status}>
+            <td>
+              <a href={`${base}/notifications/${n.id}`}>{n.type}</a> <Badge status={n.severity} />
+              <div class="hint mono">{n.id}</div>
+              <div class="hint">
+                <Time at={n.createdAt} />
+              </div>
+            </td>
+            <td>
+              <Badge status={n.status} />
+              <div class="hint">
+                {n.deliveryCounts.succeeded} ok · {n.deliveryCounts.open} open · {n.deliveryCounts.dead} dead
+              </div>
+            </td>
+            <td>
+              <ul>
+                {(n.deliveries as Json[]).map((d) => (
+                  <li>
+                    <Badge status={d.status} /> {d.target} <span class="hint">({d.recipientType}, {d.attempts} attempt(s){d.lastErrorClass ? `, ${d.lastErrorClass}` : ''})</span>
+                  </li>
+                ))}
+                {n.recipientCount > n.deliveries.length ? <li class="hint">… {n.recipientCount - n.deliveries.length} more</li> : null}
+              </ul>
+            </td>
+          </tr>
+        ))}
+      </DataTable>
       {p.nextCursor ? <a href={`${base}/notifications?${next.toString()}`}>Older notifications</a> : null}
       <h2 id="publish">Publish a test event</h2>
       <p class="hint">A real event through the production path (needs the events:publish scope): it appears above and is delivered to every matching recipient.</p>
@@ -1092,45 +998,26 @@ export const NotificationPage: FC<{ handle: string; n: Json; csrf: string; idem:
         ]}
       />
       <h2>Deliveries</h2>
-      <div class="scroll">
-        <table>
-          <caption class="sr-only">One delivery per recipient</caption>
-          <thead>
-            <tr>
-              <th scope="col">Recipient</th>
-              <th scope="col">Status</th>
-              <th scope="col">Attempts</th>
-            </tr>
-          </thead>
-          <tbody>
-            {(n.deliveries as Json[]).map((d) => (
-              <tr data-delivery={d.deliveryId} data-status={d.status}>
-                <td>
-                  {d.subscriptionId?.startsWith('whk_') ? <a href={`${base}/webhooks/${d.subscriptionId}`}>{d.target}</a> : d.target}
-                  <div class="hint">
-                    {d.channel} · {d.recipientType} · <code>{d.deliveryId}</code>
-                  </div>
-                </td>
-                <td>
-                  <Badge status={d.status} /> {d.lastErrorClass ?? ''} {d.lastHttpStatus ? `HTTP ${d.lastHttpStatus}` : ''}
-                  {d.statusReason ? <div class="hint">{d.statusReason}</div> : null}
-                  {d.status === 'dead' || d.status === 'skipped' ? (
-                    <PostForm action={`${base}/deliveries/${d.deliveryId}/retry`} csrf={p.csrf} idem={p.idem()}>
-                      <input type="hidden" name="back" value={`${base}/notifications/${n.id}`} />
-                      <button type="submit" class="secondary">
-                        Retry
-                      </button>
-                    </PostForm>
-                  ) : null}
-                </td>
-                <td>
-                  {d.attempts} <span class="hint">updated <Time at={d.updatedAt} /></span>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable caption="One delivery per recipient" columns={['Recipient', 'Status', 'Attempts']}>
+        {(n.deliveries as Json[]).map((d) => (
+          <tr data-delivery={d.deliveryId} data-status={d.status}>
+            <td>
+              {d.subscriptionId?.startsWith('whk_') ? <a href={`${base}/webhooks/${d.subscriptionId}`}>{d.target}</a> : d.target}
+              <div class="hint">
+                {d.channel} · {d.recipientType} · <code>{d.deliveryId}</code>
+              </div>
+            </td>
+            <td>
+              <Badge status={d.status} /> {d.lastErrorClass ?? ''} {d.lastHttpStatus ? `HTTP ${d.lastHttpStatus}` : ''}
+              {d.statusReason ? <div class="hint">{d.statusReason}</div> : null}
+              <RetryButton base={base} deliveryId={d.deliveryId} status={d.status} back={`${base}/notifications/${n.id}`} csrf={p.csrf} idem={p.idem()} />
+            </td>
+            <td>
+              {d.attempts} <span class="hint">updated <Time at={d.updatedAt} /></span>
+            </td>
+          </tr>
+        ))}
+      </DataTable>
       <h2>Data</h2>
       <pre>{json(n.data)}</pre>
     </>

@@ -5,7 +5,6 @@
  * public API only. Proves the queue configuration (consumers, max_retries = 7, dead_letter_queue, the DLQ consumer)
  * and not only the code: a failing endpoint gets exactly 8 attempts, then the DLQ consumer writes `dead`.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,10 +13,10 @@ import { SignJWT } from 'jose';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unstable_startWorker } from 'wrangler';
+import { runWrangler as wrangler } from '../support/local-worker.ts';
 import { startReceivers, type Hit, type Receivers } from '../support/receivers.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const WRANGLER = join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
 const JWT_SECRET = 'e2e-secret-that-is-long-enough-for-hs256-0123456789abcdef';
 const ENCRYPTION_KEY = Buffer.alloc(32, 7).toString('base64');
 
@@ -28,27 +27,6 @@ let persistDir: string;
 let worker: Worker | undefined;
 let receivers: Receivers | undefined;
 const previousLogLevel = process.env.WRANGLER_LOG;
-
-/** Runs a one-shot wrangler command; rejects with its output when it fails. */
-function wrangler(args: string[], timeoutMs = 60_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WRANGLER, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, CI: 'true', WRANGLER_SEND_METRICS: 'false' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (c: Buffer) => (output += c));
-    child.stderr.on('data', (c: Buffer) => (output += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(output);
-      else reject(new Error(`wrangler ${args.join(' ')} exited with ${code}:\n${output}`));
-    });
-  });
-}
 
 const plain = (value: string) => ({ type: 'plain_text' as const, value });
 const secret = (value: string) => ({ type: 'secret_text' as const, value });
