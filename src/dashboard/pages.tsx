@@ -702,7 +702,7 @@ export const EmailPage: FC<{
       </PostForm>
       <h2 id="owner-default">Owner default email</h2>
       <p>Receives every critical event whatever the filters (unless the owner fallback is “none”). Only the owner may change it.</p>
-      <PostForm action={`${base}/email/owner-default`} csrf={p.csrf} idem={p.idem()} class="stack" label="Owner default email">
+      <PostForm action={`${base}/email/owner-default`} csrf={p.csrf} idem={p.idem()} class="stack" label="Set or unset the owner default email">
         <div class="field">
           <label for="owner-email">Owner default email</label>
           <input id="owner-email" name="email" type="email" value={owner?.email ?? ''} autocomplete="email" />

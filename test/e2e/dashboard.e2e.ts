@@ -5,7 +5,8 @@
  * retry delays) and a real webhook receiver on 127.0.0.1. Every step of the seed guide's debug playbooks is done by
  * clicking, never by calling the API; a screenshot of each page is written to test/e2e/screenshots/.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -19,6 +20,8 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SCREENSHOTS = fileURLToPath(new URL('./screenshots/', import.meta.url));
 const JWT_SECRET = 'e2e-dashboard-secret-long-enough-for-hs256-0123456789';
 const ENCRYPTION_KEY = Buffer.alloc(32, 9).toString('base64');
+/** axe-core, run in the page through the DevTools protocol (the pages' CSP rightly refuses injected scripts). */
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 let worker: LocalWorker | undefined;
 let receivers: Receivers | undefined;
@@ -30,8 +33,15 @@ const external: string[] = [];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Screenshots the page, and checks it against WCAG 2 A/AA with axe-core: every page shot is also a page audited. */
 async function shot(name: string) {
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+  await page.evaluate(AXE_SOURCE);
+  const violations = (await page.evaluate(
+    `axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+       .then((r) => r.violations.map((v) => v.id + ': ' + v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join(' | ')))`,
+  )) as string[];
+  expect(violations, `accessibility of ${name}`).toEqual([]);
 }
 
 /** Reloads `url` until `check` passes (the pipeline is asynchronous: queues, retries). */
@@ -192,6 +202,11 @@ describe('dashboard in Chromium', () => {
     await expect(page.locator('[role=status]').first().textContent()).resolves.toContain('queued again');
     await reloadUntil('the redriven delivery to succeed', webhookPath, async () => (await page.locator(`tr[data-delivery="${deliveryId}"][data-status="succeeded"]`).count()) > 0);
     await shot('10-webhook-redriven');
+    // The list: health and the 24 h sparkline (successes and failures of the last hour).
+    await page.goto(`${handlePath()}/webhooks`);
+    const spark = await page.locator('svg.spark').first().getAttribute('aria-label');
+    expect(spark).toMatch(/Last 24 hours: [1-9]\d* attempts succeeded, [1-9]\d* failed/);
+    await shot('10b-webhooks-list');
   });
 
   it('adds an email subscription and confirms it through /dev/mailbox', async () => {
@@ -210,14 +225,24 @@ describe('dashboard in Chromium', () => {
     await shot('12-email-active');
   });
 
-  it('unsets the owner default email and sees the warning on the email page and the overview', async () => {
+  it('sets the owner default email and sends it a test; unsetting it brings the warning back', async () => {
     await page.goto(`${handlePath()}/email`);
+    // The demo handle starts without one: the page says so.
+    await expect(page.getByRole('alert').first().textContent()).resolves.toContain('No owner default email');
+    await page.getByLabel('Owner default email', { exact: true }).fill(`owner-${key}@example.com`);
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await expect(page.locator('[role=status]').first().textContent()).resolves.toContain('Owner default email saved');
+    expect(await page.getByRole('alert').count()).toBe(0);
+    // Playbook step 3: trigger the owner default email test after the subscription changes.
+    await page.locator('tr[data-subscription="owner-default"]').getByRole('button', { name: 'Send test' }).click();
+    await expect(page.locator('#etest-h').textContent()).resolves.toContain('succeeded');
+    await shot('13-owner-email-test');
     await page.getByRole('button', { name: 'Unset' }).click();
     await expect(page.getByRole('alert').first().textContent()).resolves.toContain('No owner default email');
-    await shot('13-owner-email-unset');
+    await shot('14-owner-email-unset');
     await page.goto(handlePath());
     expect(await page.locator('#owner-h').locator('..').textContent()).toContain('unset');
-    await shot('14-overview-owner-unset');
+    await shot('15-overview-owner-unset');
   });
 
   it('evaluates the filter policy against a recent event and shows each recipient\'s verdict', async () => {
@@ -227,7 +252,7 @@ describe('dashboard in Chromium', () => {
     const verdicts = page.locator('#evaluation tbody tr');
     expect(await verdicts.count()).toBeGreaterThan(0);
     expect(await page.locator('#evaluation').textContent()).toContain(webhookUrl);
-    await shot('15-settings-evaluate');
+    await shot('16-settings-evaluate');
   });
 
   it('files a problem report with the page\'s ids', async () => {
@@ -237,15 +262,15 @@ describe('dashboard in Chromium', () => {
     await page.getByLabel('What happened').fill('Test passes, production retries to the DLQ.');
     await page.getByRole('button', { name: 'Send to support' }).click();
     expect(await page.locator('main').textContent()).toMatch(/rpt_[0-9A-Z]+/);
-    await shot('16-report-filed');
+    await shot('17-report-filed');
   });
 
   it('is usable at 375 px wide: nothing overflows the viewport', async () => {
     await page.setViewportSize({ width: 375, height: 800 });
     for (const [name, path] of [
-      ['17-mobile-overview', handlePath()],
-      ['18-mobile-webhook', webhookPath],
-      ['19-mobile-feed', `${handlePath()}/notifications`],
+      ['18-mobile-overview', handlePath()],
+      ['19-mobile-webhook', webhookPath],
+      ['20-mobile-feed', `${handlePath()}/notifications`],
     ] as const) {
       await page.goto(path);
       await shot(name);
