@@ -5,7 +5,7 @@
  */
 import { env, exports } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { addMember, callJson, createPat, provisionHandle, unique } from './helpers.ts';
+import { addMember, ALL_USER_SCOPES, call, callJson, createPat, provisionHandle, signJwt, unique } from './helpers.ts';
 import { receiverUrl } from './receivers.ts';
 
 const ORIGIN = 'https://notify.test';
@@ -102,6 +102,38 @@ describe('dashboard', () => {
     const page = await b.fetch('GET', `/dashboard/h/${handle}`);
     expect(page.status).toBe(303);
     expect(page.headers.get('location')).toMatch(/^\/dashboard\/login\?/);
+  });
+
+  it('a session never outlives its token: revoking the PAT ends it at the next page', async () => {
+    const created = await createPat(owner);
+    const b = new Browser();
+    await b.signIn(created.token);
+    expect((await b.get(`/dashboard/h/${handle}`)).res.status).toBe(200);
+    const revoked = await call('DELETE', `/v2/tokens/${created.id}`, { token: await signJwt({ sub: owner, scope: ALL_USER_SCOPES }) });
+    expect(revoked.status).toBe(204);
+    const page = await b.fetch('GET', `/dashboard/h/${handle}`);
+    expect(page.status).toBe(303);
+    expect(page.headers.get('location')).toContain('m=expired');
+    expect(b.jar.has('gn_session')).toBe(false);
+  });
+
+  it('signs in with a JWT; the cookie expires with the JWT; signing out needs the CSRF token and clears the cookie', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const b = new Browser();
+    const { res } = await b.signIn(await signJwt({ sub: owner, scope: ALL_USER_SCOPES, exp }));
+    expect(res.status).toBe(303);
+    const maxAge = Number(/Max-Age=(\d+)/i.exec(res.headers.getSetCookie().find((l) => l.startsWith('gn_session='))!)![1]);
+    expect(maxAge).toBeGreaterThan(500);
+    expect(maxAge).toBeLessThanOrEqual(600);
+    const page = await b.get(`/dashboard/h/${handle}`);
+    expect(page.res.status).toBe(200);
+    // A cross-site "sign out" without the token does nothing.
+    await b.fetch('POST', '/dashboard/logout', { _csrf: 'wrong' });
+    expect(b.jar.has('gn_session')).toBe(true);
+    const out = await b.post('/dashboard/logout', page.html);
+    expect(out.res.status).toBe(303);
+    expect(b.jar.has('gn_session')).toBe(false);
+    expect((await b.fetch('GET', `/dashboard/h/${handle}`)).status).toBe(303);
   });
 
   it('shows the API\'s 404 for a handle the caller is not a member of, with the request id', async () => {
