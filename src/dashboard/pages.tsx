@@ -642,7 +642,7 @@ export const EmailPage: FC<{
               ) : null}
             </td>
             <td>
-              {s.kind === 'owner_default' ? 'critical events (see settings)' : list(s.eventTypes)}
+              {s.kind === 'owner_default' ? 'per the owner fallback (settings)' : list(s.eventTypes)}
               {s.filterPolicy ? <div class="hint mono">{JSON.stringify(s.filterPolicy)}</div> : null}
             </td>
             <td>

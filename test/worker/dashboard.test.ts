@@ -208,6 +208,41 @@ describe('dashboard', () => {
     expect(after.body.enabled).toBe(false);
   });
 
+  it('editing a webhook keeps a masked credential header unless the user changes it', async () => {
+    const created = await callJson('POST', `/v2/handles/${other}/webhooks`, {
+      token: pat,
+      body: { url: receiverUrl('ok', unique('edit')), headers: { Authorization: 'Bearer crm-credential-1234', 'X-Tenant': 'acme' } },
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.id as string;
+    const stored = async () =>
+      JSON.parse((await env.DB.prepare('SELECT headers FROM webhook_subscriptions WHERE id = ?').bind(id).first<{ headers: string }>())!.headers);
+    const b = new Browser();
+    await b.signIn(pat);
+    const page = await b.get(`/dashboard/h/${other}/webhooks/${id}`);
+    // The form shows the API's masked value, never the credential.
+    expect(page.html).not.toContain('crm-credential-1234');
+    const headersText = decode(/<textarea id="edit-headers" name="headers">([\s\S]*?)<\/textarea>/.exec(page.html)![1]!);
+    const original = decode(/name="headersOriginal" value="([^"]*)"/.exec(page.html)![1]!);
+    expect(headersText.trim()).toBe(original.trim());
+    const saved = await b.post(`/dashboard/h/${other}/webhooks/${id}`, page.html, {
+      url: created.body.url,
+      description: 'renamed',
+      eventTypes: '',
+      filterPolicy: '',
+      headers: headersText,
+      headersOriginal: original,
+    });
+    expect(saved.res.status).toBe(303);
+    expect((await callJson('GET', `/v2/handles/${other}/webhooks/${id}`, { token: pat })).body.description).toBe('renamed');
+    expect(await stored()).toEqual({ Authorization: 'Bearer crm-credential-1234', 'X-Tenant': 'acme' });
+    // Changed headers are sent as typed.
+    const again = await b.get(`/dashboard/h/${other}/webhooks/${id}`);
+    await b.post(`/dashboard/h/${other}/webhooks/${id}`, again.html, { url: created.body.url, headers: 'X-Tenant: globex', headersOriginal: original });
+    expect(await stored()).toEqual({ 'X-Tenant': 'globex' });
+    await call('DELETE', `/v2/handles/${other}/webhooks/${id}`, { token: pat });
+  });
+
   it('shows the API\'s validation errors for a bad webhook URL without creating anything', async () => {
     const b = new Browser();
     await b.signIn(pat);
