@@ -333,28 +333,15 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
   // ───────────── webhooks ─────────────
 
   async function webhooksList(c: C, h: HandleContext, extra: { form?: Json; problem?: Problem | null; status?: number } = {}) {
-    const list = await h.api.call('GET', `/v2/handles/${h.handle}/webhooks`, { query: { cursor: c.req.query('cursor'), limit: 50 } });
+    const list = await h.api.call('GET', `/v2/handles/${h.handle}/webhooks`, {
+      query: { cursor: c.req.method === 'GET' ? c.req.query('cursor') : undefined, limit: 50, include: 'activity' },
+    });
     if (!list.ok) return renderProblem(c, h.frame, list.problem, true);
-    const now = Date.now();
-    // The 24 h sparkline comes from each webhook's delivery log (the API's own record of every attempt).
-    const rows: WebhookRow[] = await Promise.all(
-      (list.data.data as Json[]).map(async (webhook) => {
-        const buckets = Array.from({ length: 24 }, () => ({ ok: 0, failed: 0 }));
-        const log = await h.api.call('GET', `/v2/handles/${h.handle}/webhooks/${webhook.id}/deliveries`, { query: { limit: 200 } });
-        if (log.ok) {
-          for (const d of log.data.data as Json[]) {
-            for (const a of d.attempts as Json[]) {
-              const age = now - Date.parse(a.at);
-              if (age < 0 || age >= 24 * 3600_000) continue;
-              const b = buckets[23 - Math.floor(age / 3600_000)]!;
-              if (a.outcome === 'succeeded') b.ok++;
-              else b.failed++;
-            }
-          }
-        }
-        return { webhook, buckets };
-      }),
-    );
+    // The 24 h sparkline: the API's hourly attempt counts, oldest hour first.
+    const rows: WebhookRow[] = (list.data.data as Json[]).map((webhook) => ({
+      webhook,
+      buckets: (webhook.activity24h?.succeeded as number[] | undefined ?? []).map((ok, i) => ({ ok, failed: webhook.activity24h.failed[i] as number })),
+    }));
     return render(
       c,
       h.frame,

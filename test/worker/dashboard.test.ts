@@ -334,3 +334,30 @@ describe('GET /v2/handles (the handle switcher)', () => {
     expect((await callJson('GET', '/v2/handles')).status).toBe(401);
   });
 });
+
+describe('GET …/webhooks?include=activity (the sparkline)', () => {
+  it('counts each subscription\'s attempts per hour over 24 h, newest hour last; absent without include', async () => {
+    const user = unique('user');
+    const h = await provisionHandle(user);
+    const token = (await createPat(user)).token;
+    const ok = await callJson('POST', `/v2/handles/${h}/webhooks`, { token, body: { url: receiverUrl('ok', unique('act')) } });
+    const bad = await callJson('POST', `/v2/handles/${h}/webhooks`, { token, body: { url: receiverUrl('fail', unique('act')) } });
+    for (const id of [ok.body.id, ok.body.id, bad.body.id]) {
+      expect((await call('POST', `/v2/handles/${h}/webhooks/${id}/test`, { token })).status).toBe(200);
+    }
+    const list = await callJson('GET', `/v2/handles/${h}/webhooks?include=activity`, { token });
+    expect(list.status).toBe(200);
+    const byId = new Map(list.body.data.map((w: any) => [w.id, w.activity24h]));
+    const zeros = Array(23).fill(0);
+    expect(byId.get(ok.body.id)).toEqual({ succeeded: [...zeros, 2], failed: [...zeros, 0] });
+    expect(byId.get(bad.body.id)).toEqual({ succeeded: [...zeros, 0], failed: [...zeros, 1] });
+    const plain = await callJson('GET', `/v2/handles/${h}/webhooks`, { token });
+    expect(plain.body.data[0]).not.toHaveProperty('activity24h');
+    // The dashboard draws it.
+    const b = new Browser();
+    await b.signIn(token);
+    const page = await b.get(`/dashboard/h/${h}/webhooks`);
+    expect(page.html).toContain('Last 24 hours: 2 attempts succeeded, 0 failed');
+    expect(page.html).toContain('Last 24 hours: 0 attempts succeeded, 1 failed');
+  });
+});
