@@ -65,7 +65,7 @@ footer.page{max-width:72rem;margin:2rem auto 1rem;padding:0 1rem;border-top:1px 
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(16rem,1fr));gap:.75rem}
 ul.findings{padding-left:1.2rem}
 .sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
-@media (max-width:40rem){main{padding:.5rem}h1{font-size:1.25rem}dl.kv{grid-template-columns:1fr}dl.kv dt{margin-top:.35rem}th,td{padding:.3rem}}
+@media (max-width:40rem){main{padding:.5rem}.scroll table{min-width:36rem}h1{font-size:1.25rem}dl.kv{grid-template-columns:1fr}dl.kv dt{margin-top:.35rem}th,td{padding:.3rem}}
 `;
 
 /** Copy buttons (`data-copy` names the element whose text is copied) and confirmations on destructive forms. */

@@ -11,6 +11,7 @@
  */
 import { Hono, type Context } from 'hono';
 import { csrf } from 'hono/csrf';
+import { raw } from 'hono/html';
 import { HTTPException } from 'hono/http-exception';
 import type { Child } from 'hono/jsx';
 import { config, type AppEnv } from '../env.ts';
@@ -174,8 +175,15 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     ...extra,
   });
 
+  // The doctype keeps browsers in standards mode (JSX cannot express it).
   const render = (c: C, frame: PageFrame, body: Child, status = 200) =>
-    c.html(<Layout frame={frame}>{body}</Layout>, status as 200);
+    c.html(
+      <>
+        {raw('<!doctype html>')}
+        <Layout frame={frame}>{body}</Layout>
+      </>,
+      status as 200,
+    );
 
   const renderProblem = (c: C, frame: PageFrame, problem: Problem, signedIn: boolean) =>
     render(c, { ...frame, title: problem.title }, <ErrorPage problem={problem} signedIn={signedIn} />, problem.status);

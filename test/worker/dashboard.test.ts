@@ -73,6 +73,7 @@ describe('dashboard', () => {
     const b = new Browser();
     const login = await b.get('/dashboard/login');
     expect(login.res.status).toBe(200);
+    expect(login.html.startsWith('<!doctype html><html lang="en">')).toBe(true);
     expect(login.res.headers.get('content-security-policy')).toContain("default-src 'none'");
     const { res } = await b.signIn(pat);
     expect(res.status).toBe(303);
