@@ -269,7 +269,8 @@ export const ReportForm: FC<{ csrf: string; handle?: string; requestId: string; 
  * `empty`, when a string, is shown as the only row.
  */
 export const DataTable: FC<PropsWithChildren<{ caption: string; columns: string[]; empty?: string | false }>> = ({ caption, columns, empty, children }) => (
-  <div class="scroll">
+  // Focusable, so a keyboard user can scroll it when it is wider than the screen.
+  <div class="scroll" tabindex={0} role="region" aria-label={caption}>
     <table>
       <caption class="sr-only">{caption}</caption>
       <thead>
