@@ -434,17 +434,18 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     );
   }
 
-  const webhookId = (c: C) => {
+  /** The `:id` of the path when it looks like an id (the API answers anything else with its 404). */
+  const pathId = (c: C) => {
     const id = c.req.param('id') ?? '';
     return SAFE_ID.test(id) ? id : 'invalid';
   };
 
   r.get('/h/:handle/webhooks/:id', onHandle('webhooks', 'Webhook', async (c, h) => {
-    return webhookPage(c, h, webhookId(c));
+    return webhookPage(c, h, pathId(c));
   }));
 
   r.post('/h/:handle/webhooks/:id', onHandle('webhooks', 'Webhook', async (c, h) => {
-    const id = webhookId(c);
+    const id = pathId(c);
     const built = webhookBody(c, h.form, true);
     if ('problem' in built) return webhookPage(c, h, id, { problem: built.problem, problemContext: 'Not saved', form: h.form, status: 400 });
     const res = await h.api.call('PATCH', `/v2/handles/${h.handle}/webhooks/${id}`, { body: built.body, headers: idemHeaders(h.form) });
@@ -454,7 +455,7 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
 
   for (const [action, enabled] of [['enable', true], ['disable', false]] as const) {
     r.post(`/h/:handle/webhooks/:id/${action}`, onHandle('webhooks', 'Webhook', async (c, h) => {
-      const id = webhookId(c);
+      const id = pathId(c);
       const res = await h.api.call('PATCH', `/v2/handles/${h.handle}/webhooks/${id}`, { body: { enabled }, headers: idemHeaders(h.form) });
       if (!res.ok) return webhookPage(c, h, id, { problem: res.problem, problemContext: `Not ${action}d`, status: res.status });
       return c.redirect(`${handleBase(h.handle)}/webhooks/${id}?ok=webhook_${action}d`, 303);
@@ -462,14 +463,14 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
   }
 
   r.post('/h/:handle/webhooks/:id/delete', onHandle('webhooks', 'Webhook', async (c, h) => {
-    const id = webhookId(c);
+    const id = pathId(c);
     const res = await h.api.call('DELETE', `/v2/handles/${h.handle}/webhooks/${id}`, { headers: idemHeaders(h.form) });
     if (!res.ok) return webhookPage(c, h, id, { problem: res.problem, problemContext: 'Not deleted', status: res.status });
     return c.redirect(`${handleBase(h.handle)}/webhooks?ok=webhook_deleted`, 303);
   }));
 
   r.post('/h/:handle/webhooks/:id/rotate', onHandle('webhooks', 'Webhook', async (c, h) => {
-    const id = webhookId(c);
+    const id = pathId(c);
     const grace = Number.parseInt(h.form.graceHours ?? '', 10);
     const res = await h.api.call('POST', `/v2/handles/${h.handle}/webhooks/${id}/rotate-secret`, {
       body: Number.isFinite(grace) ? { graceHours: grace } : {},
@@ -480,7 +481,7 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
   }));
 
   r.post('/h/:handle/webhooks/:id/test', onHandle('webhooks', 'Webhook', async (c, h) => {
-    const id = webhookId(c);
+    const id = pathId(c);
     const eventType = (h.form.eventType ?? '').trim();
     const res = await h.api.call('POST', `/v2/handles/${h.handle}/webhooks/${id}/test`, {
       body: eventType ? { eventType } : {},
@@ -491,7 +492,7 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
   }));
 
   r.post('/h/:handle/webhooks/:id/recover', onHandle('webhooks', 'Webhook', async (c, h) => {
-    const id = webhookId(c);
+    const id = pathId(c);
     const res = await h.api.call('POST', `/v2/handles/${h.handle}/webhooks/${id}/recover`, {
       body: { since: fromLocalInput(h.form.since) ?? '' },
       headers: idemHeaders(h.form),
@@ -501,7 +502,7 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
   }));
 
   r.post('/h/:handle/deliveries/:id/retry', onHandle(undefined, 'Retry', async (c, h) => {
-    const id = webhookId(c);
+    const id = pathId(c);
     const back = h.form.back ?? '';
     const target = back.startsWith(`${handleBase(h.handle)}`) && !back.includes('//') ? back : handleBase(h.handle);
     const res = await h.api.call('POST', `/v2/handles/${h.handle}/deliveries/${id}/retry`, { headers: idemHeaders(h.form) });
@@ -561,19 +562,19 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
   }));
 
   r.post('/h/:handle/email/:id/delete', onHandle('email', 'Email subscriptions', async (c, h) => {
-    const res = await h.api.call('DELETE', `/v2/handles/${h.handle}/notifications/email-subscriptions/${webhookId(c)}`, { headers: idemHeaders(h.form) });
+    const res = await h.api.call('DELETE', `/v2/handles/${h.handle}/notifications/email-subscriptions/${pathId(c)}`, { headers: idemHeaders(h.form) });
     if (!res.ok) return emailPage(c, h, { problem: res.problem, problemContext: 'Not deleted', status: res.status });
     return c.redirect(`${handleBase(h.handle)}/email?ok=email_deleted`, 303);
   }));
 
   r.post('/h/:handle/email/:id/test', onHandle('email', 'Email subscriptions', async (c, h) => {
-    const res = await h.api.call('POST', `/v2/handles/${h.handle}/notifications/email-subscriptions/${webhookId(c)}/test`, { body: {}, headers: idemHeaders(h.form) });
+    const res = await h.api.call('POST', `/v2/handles/${h.handle}/notifications/email-subscriptions/${pathId(c)}/test`, { body: {}, headers: idemHeaders(h.form) });
     if (!res.ok) return emailPage(c, h, { problem: res.problem, problemContext: 'Test not sent', status: res.status });
     return emailPage(c, h, { testResult: res.data });
   }));
 
   r.post('/h/:handle/email/:id/resend', onHandle('email', 'Email subscriptions', async (c, h) => {
-    const res = await h.api.call('POST', `/v2/handles/${h.handle}/notifications/email-subscriptions/${webhookId(c)}/resend-confirmation`, { headers: idemHeaders(h.form) });
+    const res = await h.api.call('POST', `/v2/handles/${h.handle}/notifications/email-subscriptions/${pathId(c)}/resend-confirmation`, { headers: idemHeaders(h.form) });
     if (!res.ok) return emailPage(c, h, { problem: res.problem, problemContext: 'Confirmation not sent', status: res.status });
     return emailPage(c, h, { flash: `Confirmation mail sent again to ${res.data.email}.${res.data.statusReason ? ` ${res.data.statusReason}` : ''}` });
   }));
@@ -711,7 +712,7 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
   }));
 
   r.get('/h/:handle/notifications/:id', onHandle('notifications', 'Notification', async (c, h) => {
-    const id = webhookId(c);
+    const id = pathId(c);
     const n = await h.api.call('GET', `/v2/handles/${h.handle}/notifications/${id}`);
     if (!n.ok) return renderProblem(c, h.frame, n.problem, true);
     h.frame.title = `Notification ${n.data.type}`;
