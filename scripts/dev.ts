@@ -4,7 +4,7 @@
  * 1. Creates .dev.vars with fresh secrets on first run (and adds keys later listed in .dev.vars.example).
  * 2. Applies the D1 migrations to the local database (.wrangler/state).
  * 3. Seeds a demo handle, its owner and a demo PAT (idempotent; the PAT is the same on every run).
- * 4. Prints the URLs and ready-to-use credentials.
+ * 4. Prints the URLs (API, dashboard, docs, local mailbox) and ready-to-use credentials.
  * 5. Runs `wrangler dev` on http://localhost:8787 and prints the credentials again once /v2/health answers.
  *
  * `npm run dev -- --seed-only` stops after step 4.
@@ -108,7 +108,9 @@ function printBanner(creds: DemoCredentials): void {
   console.log(`
 ──────────────── gharart-notify · local development ────────────────
 API          ${BASE_URL}
+Dashboard    ${BASE_URL}/dashboard   (sign in with the demo PAT below)
 Docs         ${BASE_URL}/docs
+Mailbox      ${BASE_URL}/dev/mailbox
 Demo handle  ${DEMO.handle} ("${DEMO.displayName}"), owner ${DEMO.ownerId}
 
 Owner JWT (${DEMO.ownerId}, all user scopes, expires in 30 days):
@@ -136,6 +138,7 @@ async function announceWhenReady(server: ChildProcess, creds: DemoCredentials, s
       if (res.status === 200) {
         const seconds = ((Date.now() - startedAt) / 1000).toFixed(1);
         console.log(`\n✔ Ready in ${seconds} s: ${BASE_URL} (docs: ${BASE_URL}/docs)`);
+        console.log(`  Dashboard: ${BASE_URL}/dashboard (sign in with the demo PAT)`);
         console.log(`  Demo PAT: ${creds.pat}`);
         console.log(`  ${curlExample(creds.pat)}\n`);
         return;

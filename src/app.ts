@@ -29,6 +29,7 @@ import { emailPagesRoutes } from './routes/email-pages/email-pages.routes.ts';
 import { resendRoutes } from './routes/providers/resend.routes.ts';
 import { snsRoutes } from './routes/providers/sns.routes.ts';
 import { devRoutes } from './routes/dev/dev.routes.ts';
+import { dashboardRoutes } from './dashboard/dashboard.routes.tsx';
 
 const API_DESCRIPTION =
   'Delivers every order, fulfillment and campaign event of a Gharart handle to its webhooks and email subscribers, ' +
@@ -131,6 +132,8 @@ export function buildApp() {
       servers: [{ url: '/' }],
     }) as unknown as Record<string, unknown>);
   app.route('/', docsRoutes(getDocument));
+  // HTML pages over this same app: each dashboard handler calls the API in process (no rule lives twice).
+  app.route('/dashboard', dashboardRoutes((request, env, ctx) => app.fetch(request, env, ctx)));
 
   installProblemHandling(app);
   return Object.assign(app, { getDocument });

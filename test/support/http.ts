@@ -41,7 +41,10 @@ export async function serveOnLoopback(
 ): Promise<{ server: Server } & LoopbackServer> {
   const server = createServer(handler);
   const sockets = new Set<Socket>();
-  server.keepAliveTimeout = 1_000;
+  // Longer than any client keeps an idle connection: if the server closed first, a client (workerd) could reuse a
+  // socket at the moment it closes and record "Network connection lost" for a request the server never saw.
+  // close() below cuts open connections anyway, so this does not hold a run open.
+  server.keepAliveTimeout = 65_000;
   server.on('connection', (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));

@@ -1,5 +1,5 @@
 /** Handles and memberships in D1 (provisioned by the control plane). */
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Db } from '../../db/client.ts';
 import { handles, memberships, notificationSettings, type Handle, type Membership } from '../../db/schema.ts';
 import type { Role } from '../../lib/scopes.ts';
@@ -85,4 +85,28 @@ export async function upsertMembership(
 
 export async function deleteMembership(db: Db, handle: string, userId: string): Promise<void> {
   await db.delete(memberships).where(and(eq(memberships.handle, handle), eq(memberships.userId, userId)));
+}
+
+/** The handles a user is a member of, with their role (the dashboard's handle switcher), by handle name. */
+export async function handlesOfUser(db: Db, userId: string, limit: number) {
+  return db
+    .select({ handle: handles.handle, displayName: handles.displayName, role: memberships.role })
+    .from(memberships)
+    .innerJoin(handles, eq(handles.handle, memberships.handle))
+    .where(eq(memberships.userId, userId))
+    .orderBy(memberships.handle)
+    .limit(limit)
+    .all();
+}
+
+/** Existing handles among `names` (a service token's `handles` claim), or the first `limit` of all for `*`. */
+export async function existingHandles(db: Db, names: '*' | readonly string[], limit: number) {
+  const base = db.select({ handle: handles.handle, displayName: handles.displayName }).from(handles);
+  const rows =
+    names === '*'
+      ? await base.orderBy(handles.handle).limit(limit).all()
+      : names.length
+        ? await base.where(inArray(handles.handle, [...names].slice(0, limit))).orderBy(handles.handle).all()
+        : [];
+  return rows;
 }

@@ -52,3 +52,41 @@ export async function deleteWebhook(d1: D1Database, handle: string, id: string, 
   ]);
   return (results.at(-1)?.meta.changes ?? 0) > 0;
 }
+
+/** Attempts of one subscription per hour over the last 24 h, oldest hour first: the list's sparkline. */
+export interface HourlyActivity {
+  succeeded: number[];
+  failed: number[];
+}
+
+const HOURS = 24;
+/** Deliveries made before this could still have attempts in the window: the longest retry schedule is ~28 h. */
+const ACTIVITY_LOOKBACK_MS = 48 * 3600_000;
+
+/**
+ * One aggregate query for all `ids`: attempts bucketed by hours ago, read through the (subscription_id, id) index with
+ * the time-ordered delivery id as the lower bound.
+ */
+export async function hourlyActivity(d1: D1Database, ids: readonly string[], now: number, firstDeliveryId: (ms: number) => string): Promise<Map<string, HourlyActivity>> {
+  const out = new Map<string, HourlyActivity>(ids.map((id) => [id, { succeeded: Array(HOURS).fill(0), failed: Array(HOURS).fill(0) }]));
+  if (!ids.length) return out;
+  const { results } = await d1
+    .prepare(
+      `SELECT d.subscription_id AS id,
+              CAST((julianday(?2) - julianday(a.created_at)) * 24 AS INTEGER) AS age,
+              SUM(a.outcome = 'succeeded') AS ok,
+              SUM(a.outcome = 'failed') AS failed
+         FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id
+        WHERE d.subscription_id IN (SELECT value FROM json_each(?1)) AND d.id >= ?3 AND a.created_at >= ?4
+        GROUP BY 1, 2`,
+    )
+    .bind(JSON.stringify(ids), new Date(now).toISOString(), firstDeliveryId(now - ACTIVITY_LOOKBACK_MS), new Date(now - HOURS * 3600_000).toISOString())
+    .all<{ id: string; age: number; ok: number; failed: number }>();
+  for (const r of results) {
+    const slot = out.get(r.id);
+    if (!slot || r.age < 0 || r.age >= HOURS) continue;
+    slot.succeeded[HOURS - 1 - r.age] = r.ok;
+    slot.failed[HOURS - 1 - r.age] = r.failed;
+  }
+  return out;
+}

@@ -2,21 +2,21 @@
  * Webhook subscriptions (SPEC §4): list, create (secret shown once), get, update, delete.
  * URL rules (SSRF) are checked here at registration and again by the pipeline before every send.
  */
-import { createRoute } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { config, type AppEnv } from '../../env.ts';
 import { getDb } from '../../db/client.ts';
 import { newWebhookSecret } from '../../delivery/signing.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
 import { encryptSecret, importEncryptionKey } from '../../lib/crypto.ts';
-import { newId } from '../../lib/ids.ts';
+import { boundaryId, newId } from '../../lib/ids.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
 import { decodeCursor, toPage } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
 import { WRITER_ROLES } from '../../lib/scopes.ts';
 import { checkWebhookUrl } from '../../lib/url-rules.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
-import { deleteWebhook, getWebhook, insertWebhook, listWebhooks, updateWebhook, type WebhookRow } from './webhooks.repo.ts';
+import { deleteWebhook, getWebhook, hourlyActivity, insertWebhook, listWebhooks, updateWebhook, type WebhookRow } from './webhooks.repo.ts';
 import {
   CreatedWebhookSchema,
   CreateWebhookBody,
@@ -76,14 +76,29 @@ function requireAllowedUrl(c: Context<AppEnv>, url: string): string {
 const read = { handle: true, scopes: ['webhooks:read' as const] };
 const write = { handle: true, scopes: ['webhooks:write' as const], roles: WRITER_ROLES };
 
+const WebhookListQuery = PageQuery.extend({
+  include: z
+    .enum(['activity'])
+    .optional()
+    .openapi({ param: { name: 'include', in: 'query' }, description: '`activity`: add `activity24h` to each subscription.' }),
+});
+
+const WebhookListItemSchema = WebhookSchema.extend({
+  activity24h: z
+    .object({ succeeded: z.array(z.number().int()), failed: z.array(z.number().int()) })
+    .optional()
+    .openapi({ description: 'With include=activity: attempts per hour over the last 24 h, oldest hour first (24 entries each).' }),
+}).openapi('WebhookListItem');
+
 const listRoute = createRoute(
   guard(read, {
     method: 'get',
     path: '/v2/handles/{handle}/webhooks',
     tags: ['Webhooks'],
     summary: 'List webhook subscriptions with their health',
-    request: { params: HandlePathParams, query: PageQuery },
-    responses: { 200: jsonResponse(pageOf(WebhookSchema, 'WebhookPage'), 'Newest first.'), ...errorResponses(400) },
+    description: '`include=activity` adds each subscription\'s attempts per hour over the last 24 h (`activity24h`).',
+    request: { params: HandlePathParams, query: WebhookListQuery },
+    responses: { 200: jsonResponse(pageOf(WebhookListItemSchema, 'WebhookPage'), 'Newest first.'), ...errorResponses(400) },
   }),
 );
 
@@ -138,10 +153,15 @@ const deleteRoute = createRoute(
 export const webhooksRoutes = createRouter()
   .openapi(listRoute, async (c) => {
     const { handle } = c.req.valid('param');
-    const { limit, cursor } = c.req.valid('query');
+    const { limit, cursor, include } = c.req.valid('query');
     const rows = await listWebhooks(getDb(c.env.DB), handle, limit + 1, decodeCursor(cursor, WEBHOOK_ID));
     const page = toPage(rows, limit);
-    return c.json({ data: page.items.map(webhookToApi), nextCursor: page.nextCursor }, 200);
+    const activity =
+      include === 'activity' ? await hourlyActivity(c.env.DB, page.items.map((r) => r.id), Date.now(), (ms) => boundaryId('dlv', ms)) : null;
+    return c.json(
+      { data: page.items.map((r) => ({ ...webhookToApi(r), ...(activity ? { activity24h: activity.get(r.id)! } : {}) })), nextCursor: page.nextCursor },
+      200,
+    );
   })
   .openapi(createWebhookRoute, async (c) => {
     const { handle } = c.req.valid('param');

@@ -1,0 +1,84 @@
+/**
+ * How the dashboard reaches the API: the real app, in process, with the session's bearer token. Every rule (scopes,
+ * roles, 404 for non-members, URL rules, throttles, idempotency, quotas) is the API's; the dashboard only renders what
+ * it answers. Each call carries the page's request id, so one id finds the page and every call it made in the logs.
+ */
+import type { Context } from 'hono';
+import type { AppEnv } from '../env.ts';
+
+/** The app's own `fetch` (src/app.ts passes it in; the dashboard never builds a second app). */
+export type ApiFetch = (request: Request, env: Env, ctx: ExecutionContext) => Response | Promise<Response>;
+
+/** An RFC 9457 problem as the API sends it. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  requestId?: string;
+  errors?: { path: string; message: string }[];
+  [extension: string]: unknown;
+}
+
+export type ApiResult<T> =
+  | { ok: true; status: number; data: T; headers: Headers }
+  | { ok: false; status: number; problem: Problem; headers: Headers };
+
+export interface ApiCallOptions {
+  body?: unknown;
+  headers?: Record<string, string>;
+  query?: Record<string, string | number | undefined | null>;
+}
+
+/** A client bound to one dashboard request: its token, request id and execution context. */
+export interface Api {
+  call<T = any>(method: string, path: string, opts?: ApiCallOptions): Promise<ApiResult<T>>;
+}
+
+const FALLBACK_CTX: ExecutionContext = {
+  waitUntil: () => {},
+  passThroughOnException: () => {},
+  props: {},
+} as unknown as ExecutionContext;
+
+function executionCtxOf(c: Context<AppEnv>): ExecutionContext {
+  try {
+    return c.executionCtx as ExecutionContext;
+  } catch {
+    return FALLBACK_CTX;
+  }
+}
+
+/** Builds the client for this request; `token` null calls without credentials (only public routes answer). */
+export function apiFor(c: Context<AppEnv>, fetchApp: ApiFetch, token: string | null): Api {
+  const origin = new URL(c.req.url).origin;
+  return {
+    async call(method, path, opts = {}) {
+      const url = new URL(path, origin);
+      for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, String(v));
+      const headers = new Headers(opts.headers);
+      headers.set('x-request-id', c.get('requestId'));
+      headers.set('accept', 'application/json');
+      if (token) headers.set('authorization', `Bearer ${token}`);
+      let body: string | undefined;
+      if (opts.body !== undefined) {
+        body = JSON.stringify(opts.body);
+        headers.set('content-type', 'application/json');
+      }
+      const res = await fetchApp(new Request(url, { method, headers, body }), c.env, executionCtxOf(c));
+      const text = await res.text();
+      let parsed: unknown = null;
+      try {
+        parsed = text ? JSON.parse(text) : null;
+      } catch {
+        parsed = null;
+      }
+      if (res.ok) return { ok: true, status: res.status, data: parsed as any, headers: res.headers };
+      const problem: Problem =
+        parsed && typeof parsed === 'object' && 'status' in parsed
+          ? (parsed as Problem)
+          : { type: 'about:blank', title: res.statusText || 'Error', status: res.status, detail: text.slice(0, 500) };
+      return { ok: false, status: res.status, problem, headers: res.headers };
+    },
+  };
+}
