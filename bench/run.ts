@@ -110,6 +110,9 @@ export async function bundle(entry: string, outfile: string) {
 // Miniflare
 // ---------------------------------------------------------------------------------------------------------------
 
+/** The D1 binding Miniflare hands to Node (`mf.getD1Database`). */
+type D1 = Awaited<ReturnType<Miniflare['getD1Database']>>;
+
 const base = unstable_getMiniflareWorkerOptions(join(ROOT, 'wrangler.toml')).workerOptions as WorkerOptions & Record<string, unknown>;
 
 /** wrangler.toml's bindings, with the bench's overrides: throttles and caps raised so they measure cost, not limits. */
@@ -171,7 +174,7 @@ export async function startMiniflare(consumers: boolean, inspectorPort?: number)
   return { mf, subject: await url('subject'), metered: await url('metered'), baseline: await url('baseline'), pid: findWorkerdPid() };
 }
 
-export async function applyMigrations(db: D1Database) {
+export async function applyMigrations(db: D1) {
   const files = readdirSync(join(ROOT, 'migrations')).filter((f) => f.endsWith('.sql')).sort();
   for (const f of files) {
     const sqls = readFileSync(join(ROOT, 'migrations', f), 'utf8').split('--> statement-breakpoint').map((s) => s.trim()).filter(Boolean);
@@ -186,7 +189,7 @@ const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
  * `count` notifications for `handle` in one INSERT … SELECT over a recursive CTE (as test/worker/seed.ts does): row n
  * is minted at baseMs + n ms with a valid, time-ordered id; type, severity and status cycle.
  */
-export async function seedNotifications(db: D1Database, handle: string, count: number, baseMs: number) {
+export async function seedNotifications(db: D1, handle: string, count: number, baseMs: number) {
   const timeChars = Array.from({ length: 10 }, (_, k) => `substr('${CROCKFORD}', ((ms >> ${5 * (9 - k)}) & 31) + 1, 1)`).join(' || ');
   const pick = (values: string[], expr: string) => `CASE ${expr} ${values.map((v, i) => `WHEN ${i} THEN '${v}'`).join(' ')} END`;
   const ts = `strftime('%Y-%m-%dT%H:%M:%fZ', ms / 1000.0, 'unixepoch')`;
@@ -475,7 +478,7 @@ async function main() {
 async function d1Costs(
   A: Awaited<ReturnType<typeof startMiniflare>>,
   a: Actors,
-  db: D1Database,
+  db: D1,
   receiver: Receiver,
   h: { READ: string; WRITE: string; FAN: string; fanQueued: string[] },
 ) {
