@@ -56,7 +56,7 @@ function recordRoundTrip(sql: unknown, result: unknown) {
     const written = r?.meta?.rows_written ?? 0;
     stats.rowsRead += read;
     stats.rowsWritten += written;
-    stats.statements.push({ sql: (sqls[i] ?? sqls[0] ?? '').replace(/\s+/g, ' ').slice(0, 160), rowsRead: read, rowsWritten: written });
+    stats.statements.push({ sql: (sqls[i] ?? sqls[0] ?? '').replace(/\s+/g, ' ').slice(0, 2000), rowsRead: read, rowsWritten: written });
   });
 }
 
