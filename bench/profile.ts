@@ -24,23 +24,30 @@ await seedNotifications(db, 'bench-store', 100_000, Date.parse('2026-01-01T00:00
 await provision(A.subject, a, 'bench-write');
 await createWebhooks(A.subject, a, 'bench-write', receiver, 'write', 3);
 
-const list = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as Array<{ id: string; title: string; webSocketDebuggerUrl: string }>;
-const target = list.find((t) => t.title.includes('subject') || t.id.includes('subject')) ?? list[0]!;
-console.log('inspector targets:', list.map((t) => t.title || t.id).join(', '), '→', target.title || target.id);
-const ws = new WebSocket(target.webSocketDebuggerUrl ?? `ws://127.0.0.1:${port}/${target.id}`);
-await new Promise((r) => ws.addEventListener('open', r, { once: true }));
-let nextId = 1;
-const pending = new Map<number, (v: any) => void>();
-ws.addEventListener('message', (e) => {
-  const msg = JSON.parse(String(e.data));
-  if (msg.id && pending.has(msg.id)) pending.get(msg.id)!(msg.result ?? msg.error);
-});
-const cdp = (method: string, params: Record<string, unknown> = {}) =>
-  new Promise<any>((resolve) => {
-    const id = nextId++;
-    pending.set(id, resolve);
-    ws.send(JSON.stringify({ id, method, params }));
+const list = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as Array<{ id: string; title: string; webSocketDebuggerUrl?: string }>;
+
+/** A CDP session on one inspector target (one isolate). */
+async function session(t: (typeof list)[number]) {
+  const ws = new WebSocket(t.webSocketDebuggerUrl ?? `ws://127.0.0.1:${port}/${t.id}`);
+  await new Promise((r) => ws.addEventListener('open', r, { once: true }));
+  let nextId = 1;
+  const pending = new Map<number, (v: any) => void>();
+  ws.addEventListener('message', (e) => {
+    const msg = JSON.parse(String(e.data));
+    if (msg.id && pending.has(msg.id)) pending.get(msg.id)!(msg.result ?? msg.error);
   });
+  const cdp = (method: string, params: Record<string, unknown> = {}) =>
+    new Promise<any>((resolve) => {
+      const id = nextId++;
+      pending.set(id, resolve);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  return { name: (t.title || t.id).replace('workerd: worker ', ''), ws, cdp };
+}
+const sessions = await Promise.all(list.map(session));
+const main = sessions.find((x) => x.name.includes('core:user:subject'))!;
+const cdp = main.cdp;
+const ws = main.ws;
 
 const specs: Record<string, Parameters<typeof runLoad>[0]> = {
   read: { method: 'GET', url: `${A.subject}/v2/handles/bench-store/notifications?limit=50`, headers: { authorization: `Bearer ${a.pat}` }, concurrency: 8, durationMs: 4000 },
@@ -49,11 +56,21 @@ const specs: Record<string, Parameters<typeof runLoad>[0]> = {
 };
 const spec = specs[what]!;
 await runLoad({ ...spec, durationMs: 1000 }, findWorkerdPid());
-await cdp('Profiler.enable');
-await cdp('Profiler.setSamplingInterval', { interval: 200 });
-await cdp('Profiler.start');
+for (const x of sessions) {
+  await x.cdp('Profiler.enable');
+  await x.cdp('Profiler.setSamplingInterval', { interval: 200 });
+  await x.cdp('Profiler.start');
+}
 const result = await runLoad(spec, A.pid);
-const { profile } = await cdp('Profiler.stop');
+const profiles = await Promise.all(sessions.map(async (x) => ({ name: x.name, profile: (await x.cdp('Profiler.stop')).profile })));
+const { profile } = profiles.find((p) => p.name === main.name)!;
+// Busy samples per isolate (everything but idle): where workerd's CPU goes, beyond the service's own isolate.
+type P = { nodes: Array<{ id: number; callFrame: { functionName: string }; hitCount: number }> };
+const busy = profiles
+  .map((p) => ({ name: p.name, busy: (p.profile as P | undefined)?.nodes.filter((n) => n.callFrame.functionName !== '(idle)').reduce((s, n) => s + n.hitCount, 0) ?? 0 }))
+  .filter((x) => x.busy > 0)
+  .sort((x, y) => y.busy - x.busy);
+console.log('busy samples per isolate (200 µs each):', busy.map((x) => `${x.name} ${x.busy}`).join(', '));
 console.log(`${what}: ${result.rps.toFixed(0)} req/s, ${result.cpuUsPerReq.toFixed(0)} µs CPU/request`);
 writeFileSync(join(OUT, `${what}.cpuprofile`), JSON.stringify(profile));
 
@@ -84,6 +101,7 @@ for (const n of nodes.values()) {
 const top = (m: Map<string, number>, k: number) => [...m.entries()].sort((x, y) => y[1] - x[1]).slice(0, k).map(([n, c]) => `${((100 * c) / total).toFixed(1).padStart(5)}%  ${n}`).join('\n');
 console.log(`\nself time (of ${total} samples):\n${top(self, 30)}\n\ninclusive:\n${top(inclusive, 45)}`);
 void byFile;
-ws.close();
+for (const x of sessions) x.ws.close();
+void ws;
 await A.mf.dispose();
 await receiver.close();
