@@ -14,7 +14,8 @@
  * do not land in API windows; phase B (delivery) starts a fresh workerd (in-memory D1 and queues, migrations applied
  * again) with wrangler.toml's queue consumers.
  *
- * Options: --quick (fewer, shorter rounds: a smoke run, not for the README), --rounds N, --seconds S.
+ * Options: --quick (fewer, shorter rounds: a smoke run, not for the README), --rounds N, --seconds S, --render (rebuild
+ * the targets and the table from bench/results/latest.json without measuring again).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -40,9 +41,10 @@ const args = parseArgs({
     quick: { type: 'boolean', default: false },
     rounds: { type: 'string' },
     seconds: { type: 'string' },
+    render: { type: 'boolean', default: false },
   },
   strict: false,
-}).values as { quick?: boolean; rounds?: string; seconds?: string };
+}).values as { quick?: boolean; rounds?: string; seconds?: string; render?: boolean };
 const ROUNDS = Number(args.rounds ?? (args.quick ? 2 : 5));
 const WINDOW_MS = Number(args.seconds ?? (args.quick ? 1 : 2.5)) * 1000;
 const CONCURRENCY = 8;
@@ -752,7 +754,7 @@ function renderTable(r: Json): string {
   const pe = r.d1.perEvent;
   const cb = r.d1.consumerBatch;
   const usd = r.d1.dollarsPerMillionEvents;
-  const routeCells = (r.d1.routes as Json[]).map((x) => `${x.route}: ${x.d1RoundTrips} RT / ${x.rowsRead} read / ${x.rowsWritten} written`).join('<br>');
+  const routeRows = (r.d1.routes as Json[]).map((x) => `| ${x.route.replaceAll('|', '\\|')} | ${x.status} | ${x.d1RoundTrips} | ${x.rowsRead} | ${x.rowsWritten} |`);
   const lines = [
     '| stage | subject | baseline (same round, same runtime) | figures |',
     '|---|---|---|---|',
@@ -761,15 +763,26 @@ function renderTable(r: Json): string {
     `| Auth | the read with a JWT vs with a PAT | — | JWT ${f0(r.auth.jwt.rps)} req/s, PAT ${f0(r.auth.pat.rps)} req/s (JWT/PAT ${f2(r.auth.jwtOverPat)}×) |`,
     `| Delivery | ${dl.deliveries.toLocaleString('en')} deliveries, ingest → loopback receiver 2xx, end to end | raw signed \`fetch\` POSTs to the same receiver at concurrency 6 | **${f2(dl.ratio)}× deliveries/s** (${f0(dl.subjectPerSecond)} vs ${f0(dl.baselinePerSecond)}/s); balance: ${(dl.rounds as Json[]).map((x) => `published ${x.published} = delivered ${x.delivered} + dead ${x.dead} + in flight ${x.inFlight} ${x.balanced ? '✓' : '✗ VOID'}`).join('; ')} |`,
     `| Fan-out | one event to 1,000 webhooks | — | all enqueued in ${f0(r.fanout.msToAllEnqueued)} ms; ${r.fanout.sendBatchCalls} \`sendBatch\` calls; ${r.fanout.d1RoundTrips} D1 round trips (${r.fanout.d1WriteRoundTrips} for the writes) |`,
-    `| D1 cost | every route, the consumer per batch, and per delivered event | — | consumer batch of ${cb.messages}: ${cb.d1RoundTrips} round trips, ${f0(cb.rowsRead)} rows read, ${f0(cb.rowsWritten)} written (peak ${cb.peakConcurrency} fetches); per event with 3 webhooks delivered: ${pe.d1RoundTrips} round trips, ${pe.rowsRead} read, ${pe.rowsWritten} written (${f1(pe.rowsWrittenPerDelivered)} per recipient); **$${f2(usd.total)} per million events** (D1 writes $${f2(usd.d1RowsWritten)}, reads $${usd.d1RowsRead.toFixed(4)}, Queues $${f2(usd.queues)})<br>${routeCells} |`,
+    `| D1 cost | every route, the consumer per batch, and per delivered event | — | consumer batch of ${cb.messages}: ${cb.d1RoundTrips} round trips, ${f0(cb.rowsRead)} rows read, ${f0(cb.rowsWritten)} written (peak ${cb.peakConcurrency} fetches); per event with 3 webhooks delivered: ${pe.d1RoundTrips} round trips, ${pe.rowsRead} read, ${pe.rowsWritten} written (${f1(pe.rowsWrittenPerDelivered)} per recipient); **$${f2(usd.total)} per million events** (D1 writes $${f2(usd.d1RowsWritten)}, reads $${usd.d1RowsRead.toFixed(4)}, Queues $${f2(usd.queues)}); every route below |`,
     `| Bundle | \`wrangler deploy --dry-run --outdir\` | — | ${f1(r.bundle.rawKiB)} KiB raw, **${f1(r.bundle.gzipKiB)} KiB gzipped** |`,
   ];
   const t = ['', '| target | measured | result |', '|---|---|---|', ...(r.targets as Json[]).map((x) => `| ${x.target} | ${x.measured} | ${x.pass ? 'PASS' : 'MISS'} |`)];
-  return [...lines, ...t].join('\n');
+  const routes = ['', '| D1 cost per route (metered build, one call each) | status | round trips | rows read | rows written |', '|---|---|---|---|---|', ...routeRows];
+  return [...lines, ...t, ...routes].join('\n');
+}
+
+/** Targets and table from the measurements of the last run (after a change to the report, not to the service). */
+function render() {
+  const results = JSON.parse(readFileSync(join(RESULTS, 'latest.json'), 'utf8')) as Json;
+  results.targets = targets(results);
+  results.table = renderTable(results);
+  writeFileSync(join(RESULTS, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(join(RESULTS, 'latest.md'), `${results.table}\n`);
+  console.log(results.table);
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  main().catch((err: unknown) => {
+  (args.render ? Promise.resolve().then(render) : main()).catch((err: unknown) => {
     console.error(err instanceof Error ? (err.stack ?? err.message) : err);
     process.exitCode = 1;
   });
