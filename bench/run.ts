@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: the service's performance as ratios against baselines measured in the same round, on the same
  * runtime (issue 7). Loopback only, bounded, a progress line per stage; prints a markdown table and writes it as JSON
- * to bench/results/latest.json (and the table to bench/results/latest.md).
+ * to bench/results/latest.json (and the table to bench/results/latest.md; a --quick run writes quick.json/quick.md).
  *
  * How: the Worker is bundled exactly as production ships it (`wrangler deploy --dry-run --outdir`, which also gives
  * the Bundle row) and run through Miniflare's API — no wrangler dev proxy — next to two other Workers in the same
@@ -467,10 +467,12 @@ async function main() {
   results.targets = targets(results);
   const table = renderTable(results);
   results.table = table;
-  writeFileSync(join(RESULTS, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
-  writeFileSync(join(RESULTS, 'latest.md'), `${table}\n`);
+  // A smoke run never replaces the figures the README quotes.
+  const name = args.quick ? 'quick' : 'latest';
+  writeFileSync(join(RESULTS, `${name}.json`), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(join(RESULTS, `${name}.md`), `${table}\n`);
   console.log(`\n${table}\n`);
-  progress('done', `bench/results/latest.json written in ${results.meta.seconds} s`);
+  progress('done', `bench/results/${name}.json written in ${results.meta.seconds} s`);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -570,6 +572,8 @@ async function d1Costs(
     rowsWrittenPerDelivered: delivered ? (ingest.stats.rowsWritten + consumeStats.rowsWritten) / delivered : NaN,
     queueMessages: ids.length,
     consumerReport: consumed.report,
+    ingestStatements: ingest.stats.statements,
+    consumerStatements: consumeStats.statements,
   };
   const dollars = (p: typeof perEvent) => p.rowsRead * PRICE.d1RowRead + p.rowsWritten * PRICE.d1RowWritten + p.queueMessages * PRICE.queueOpsPerMessage * PRICE.queueOperation;
   const perMillion = {
