@@ -1,5 +1,5 @@
 /**
- * `node bench/profile.ts [read|write|jwt]`: a CPU profile of the service under the bench's load, through workerd's V8
+ * `npm run bench:profile -- [read|write|jwt]`: a CPU profile of the service under the bench's load, through workerd's V8
  * inspector — where the time of one request goes, by function (self time) and by source file. A tool for fixing a
  * MISS, not part of `npm run bench`.
  */
