@@ -98,6 +98,8 @@ export interface AppEnv {
     /** Set by the auth middleware; resolved against D1 lazily (see middleware/auth.ts). */
     credential: import('./middleware/auth.ts').Credential | undefined;
     principal: Principal | undefined;
+    /** Set by `authorize` on `deferToData` routes until the route's batch settles it (middleware/auth.ts). */
+    pendingAccess: import('./middleware/auth.ts').PendingAccess | undefined;
     /** Set by handle access checks: the caller's role on the handle in the path. */
     role: import('./middleware/auth.ts').HandleRole | undefined;
   };

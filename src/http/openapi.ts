@@ -7,7 +7,7 @@ import { OpenAPIHono, z, type RouteConfig } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env.ts';
 import { problems, PROBLEM_TYPES, type FieldError } from '../lib/problem.ts';
-import { authorize, type AccessRule } from '../middleware/auth.ts';
+import { authorize, resolveAccess, type AccessRule } from '../middleware/auth.ts';
 import { idempotency } from '../middleware/idempotency.ts';
 import { dailyWriteQuota } from '../middleware/quota.ts';
 import { rateLimit, type ThrottleClass } from '../middleware/rate-limit.ts';
@@ -32,8 +32,10 @@ export function fieldErrors(issues: readonly ZodIssueLike[], target: string): Fi
 /** A router for one resource: same validation behaviour everywhere. */
 export function createRouter(): OpenAPIHono<AppEnv> {
   return new OpenAPIHono<AppEnv>({
-    defaultHook: (result) => {
+    defaultHook: async (result, c) => {
       if (result.success) return;
+      // 401/403/404 come before 400 even where the access check waits for the route's batch.
+      await resolveAccess(c);
       // A malformed path id names no resource: answer as for any missing resource, never echo the value.
       if (result.target === 'param') throw problems.notFound();
       throw problems.validation(fieldErrors(result.error.issues as ZodIssueLike[], result.target));

@@ -7,10 +7,15 @@
  * - JWT: verified with jose, no database read; the `scope` claim gives scopes; a `handles` claim marks a service token.
  * - PAT: the checksum is checked first, so a mistyped token costs no database read; then one query returns the token
  *   row joined with the caller's membership of the handle in the path (one round trip for token + role).
+ * - Hot reads (`deferToData`): the lookup is not sent on its own. The route sends it first in its own `db.batch`
+ *   (`batchWithAccess`), so token, membership and data cost ONE D1 round trip, and the rows are checked before any
+ *   data is used; throttles wait for the principal. If the route answers without that batch (a validation error), the
+ *   lookup runs alone first, so the order of answers below never changes.
  *
  * Order of answers: 401 (no or bad credential) → 403 missing scope (independent of the handle, so not an oracle) →
  * 404 when the caller is not a member (identical to a handle that does not exist) → 403 missing role.
  */
+import type { BatchItem } from 'drizzle-orm/batch';
 import type { Context, MiddlewareHandler } from 'hono';
 import { config, type AppEnv } from '../env.ts';
 import { getDb } from '../db/client.ts';
@@ -25,8 +30,8 @@ import {
   type Role,
   type Scope,
 } from '../lib/scopes.ts';
-import { findRole, handleExists } from '../routes/internal/internal.repo.ts';
-import { findPatForRequest, touchPat } from '../routes/tokens/tokens.repo.ts';
+import { handleQuery, roleQuery } from '../routes/internal/internal.repo.ts';
+import { patQuery, touchPat, type PatRow } from '../routes/tokens/tokens.repo.ts';
 
 /** Who is calling. */
 export interface Principal {
@@ -65,6 +70,24 @@ export interface AccessRule {
   jwtOnly?: boolean;
   /** Only service tokens (control-plane provisioning). */
   serviceOnly?: boolean;
+  /**
+   * Read-only handle routes: the access lookup goes to D1 in the route's own batch (`batchWithAccess`), so an
+   * authenticated read is one round trip. The route must call `batchWithAccess` (or the middleware checks afterwards).
+   */
+  deferToData?: boolean;
+}
+
+/** An access lookup waiting to ride in the route's batch; see `batchWithAccess`. */
+export interface PendingAccess {
+  /** The lookup, first item of the route's batch. */
+  readonly query: BatchItem<'sqlite'>;
+  /** Runs the lookup on its own (when the route answers without its batch). */
+  run(): Promise<unknown[]>;
+  /** Checks the lookup's rows exactly as the middleware would have (throws 401/403/404), then deferred throttles. */
+  settle(rows: unknown[]): Promise<void>;
+  readonly settled: boolean;
+  /** Throttles registered while the principal was unknown (rate-limit.ts); run by `settle`. */
+  readonly throttles: Array<() => Promise<void>>;
 }
 
 /** Refresh `last_used_at` at most this often per token, so reads do not turn into writes. */
@@ -137,13 +160,58 @@ function waitUntil(c: Context<AppEnv>, work: Promise<unknown>) {
   }
 }
 
+/** The checks a PAT's row must pass, in order; the principal and its role on `handle`. */
+function patAccess(c: Context<AppEnv>, rule: AccessRule, handle: string | null, row: PatRow | undefined) {
+  if (!row) throw problems.unauthenticated('The personal access token is not recognised.');
+  const now = Date.now();
+  if (row.revokedAt) throw problems.unauthenticated('The personal access token has been revoked.');
+  if (Date.parse(row.expiresAt) <= now) throw problems.unauthenticated('The personal access token has expired.');
+  const principal: Principal = {
+    subject: row.userId,
+    kind: 'user',
+    method: 'pat',
+    scopes: withImplicit(parseScopes(row.scopes), 'user'),
+    tokenId: row.id,
+    tokenHandle: row.handle,
+    serviceHandles: null,
+    key: `user:${row.userId}`,
+  };
+  if (!row.lastUsedAt || now - Date.parse(row.lastUsedAt) > TOUCH_INTERVAL_MS) {
+    waitUntil(
+      c,
+      touchPat(getDb(c.env.DB), row.id, new Date(now).toISOString()).catch((err: unknown) =>
+        console.warn(JSON.stringify({ level: 'warn', msg: 'pat_touch_failed', error: String(err) })),
+      ),
+    );
+  }
+  requireScopes(principal, rule);
+  // A PAT restricted to another handle sees nothing else: same 404 as a handle it is not a member of.
+  if (handle && row.handle && row.handle !== handle) throw problems.notFound();
+  return { principal, role: handle ? row.role : null };
+}
+
+/** Sets the principal (and role) once every check passed. */
+function admit(c: Context<AppEnv>, rule: AccessRule, handle: string | null, principal: Principal, role: HandleRole | null) {
+  if (handle) {
+    if (!role) throw problems.notFound();
+    checkRole(role, rule);
+    c.set('role', role);
+  }
+  c.set('principal', principal);
+}
+
+interface Lookup {
+  query: BatchItem<'sqlite'> & { all(): Promise<unknown[]> };
+  apply(rows: unknown[]): { principal: Principal; role: HandleRole | null };
+}
+
 /** The middleware enforcing `rule`; sets `principal` (and `role` for handle routes). */
 export function authorize(rule: AccessRule): MiddlewareHandler<AppEnv> {
   return async function authorizeMiddleware(c, next) {
     const token = bearerToken(c);
     const handle = rule.handle ? c.req.param('handle') ?? null : null;
-    let principal: Principal;
-    let role: HandleRole | null = null;
+    const db = getDb(c.env.DB);
+    let lookup: Lookup;
 
     if (isPatLike(token)) {
       if (!hasValidChecksum(token)) {
@@ -152,59 +220,78 @@ export function authorize(rule: AccessRule): MiddlewareHandler<AppEnv> {
       if (rule.jwtOnly || rule.serviceOnly) {
         throw problems.forbidden('Personal access tokens cannot be used for this operation; use a JWT.');
       }
-      const row = await findPatForRequest(getDb(c.env.DB), await sha256Hex(token), handle);
-      if (!row) throw problems.unauthenticated('The personal access token is not recognised.');
-      const now = Date.now();
-      if (row.revokedAt) throw problems.unauthenticated('The personal access token has been revoked.');
-      if (Date.parse(row.expiresAt) <= now) throw problems.unauthenticated('The personal access token has expired.');
-      principal = {
-        subject: row.userId,
-        kind: 'user',
-        method: 'pat',
-        scopes: withImplicit(parseScopes(row.scopes), 'user'),
-        tokenId: row.id,
-        tokenHandle: row.handle,
-        serviceHandles: null,
-        key: `user:${row.userId}`,
-      };
-      if (!row.lastUsedAt || now - Date.parse(row.lastUsedAt) > TOUCH_INTERVAL_MS) {
-        waitUntil(
-          c,
-          touchPat(getDb(c.env.DB), row.id, new Date(now).toISOString()).catch((err: unknown) =>
-            console.warn(JSON.stringify({ level: 'warn', msg: 'pat_touch_failed', error: String(err) })),
-          ),
-        );
-      }
-      requireScopes(principal, rule);
-      if (handle) {
-        // A PAT restricted to another handle sees nothing else: same 404 as a handle it is not a member of.
-        if (row.handle && row.handle !== handle) throw problems.notFound();
-        role = row.role;
-      }
+      const query = patQuery(db, await sha256Hex(token), handle);
+      lookup = { query, apply: (rows) => patAccess(c, rule, handle, rows[0] as PatRow | undefined) };
     } else {
-      principal = await principalFromJwt(c, token);
+      const principal = await principalFromJwt(c, token);
       if (rule.serviceOnly && principal.kind !== 'service') {
         throw problems.forbidden('Only service tokens of the Gharart control plane may call this operation.');
       }
       requireScopes(principal, rule);
-      if (handle) {
-        const db = getDb(c.env.DB);
-        if (principal.serviceHandles) {
-          const granted = principal.serviceHandles === '*' || principal.serviceHandles.includes(handle);
-          role = granted && (await handleExists(db, handle)) ? 'service' : null;
-        } else {
-          role = await findRole(db, principal.subject, handle);
-        }
+      if (!handle) {
+        admit(c, rule, null, principal, null);
+        return next();
+      }
+      if (principal.serviceHandles) {
+        const granted = principal.serviceHandles === '*' || principal.serviceHandles.includes(handle);
+        if (!granted) throw problems.notFound();
+        lookup = { query: handleQuery(db, handle), apply: (rows) => ({ principal, role: rows.length ? 'service' : null }) };
+      } else {
+        lookup = {
+          query: roleQuery(db, principal.subject, handle),
+          apply: (rows) => ({ principal, role: (rows[0] as { role: HandleRole } | undefined)?.role ?? null }),
+        };
       }
     }
 
-    if (handle) {
-      if (!role) throw problems.notFound();
-      checkRole(role, rule);
-      c.set('role', role);
+    if (rule.deferToData && handle) {
+      const throttles: Array<() => Promise<void>> = [];
+      let settled = false;
+      const pending: PendingAccess = {
+        query: lookup.query,
+        run: () => lookup.query.all(),
+        get settled() {
+          return settled;
+        },
+        throttles,
+        async settle(rows) {
+          settled = true;
+          const { principal, role } = lookup.apply(rows);
+          admit(c, rule, handle, principal, role);
+          for (const throttle of throttles) await throttle();
+        },
+      };
+      c.set('pendingAccess', pending);
+      await next();
+      // Never answer a deferred route unchecked: a route that did not batch its lookup gets it checked here.
+      if (!settled) await resolveAccess(c);
+      return;
     }
-    c.set('principal', principal);
+    const { principal, role } = lookup.apply(await lookup.query.all());
+    admit(c, rule, handle, principal, role);
     await next();
   };
 }
 
+/** Settles a deferred access check on its own (no-op when there is none, or it is settled). */
+export async function resolveAccess(c: Context<AppEnv>): Promise<void> {
+  const pending = c.get('pendingAccess');
+  if (pending && !pending.settled) await pending.settle(await pending.run());
+}
+
+/**
+ * Runs the route's read queries in ONE D1 round trip together with its deferred access lookup (see `deferToData`):
+ * the lookup's rows are checked before the data is returned, so a caller without access gets the same 401/403/404
+ * and never the data. Without a deferred lookup it is simply `db.batch(queries)`.
+ */
+export async function batchWithAccess<T extends readonly [BatchItem<'sqlite'>, ...BatchItem<'sqlite'>[]]>(
+  c: Context<AppEnv>,
+  queries: T,
+): Promise<unknown[][]> {
+  const db = getDb(c.env.DB);
+  const pending = c.get('pendingAccess');
+  if (!pending || pending.settled) return (await db.batch(queries)) as unknown[][];
+  const [access, ...data] = (await db.batch([pending.query, ...queries])) as unknown[][];
+  await pending.settle(access!);
+  return data;
+}

@@ -8,7 +8,7 @@ import { getDb } from '../../src/db/client.ts';
 import { boundaryId, newId } from '../../src/lib/ids.ts';
 import { encodeCursor } from '../../src/lib/pagination.ts';
 import { feedQuery, type FeedFilter } from '../../src/routes/notifications/notifications.repo.ts';
-import { addMember, call, callJson, expectProblem, provisionHandle, signJwt, unique } from './helpers.ts';
+import { addMember, call, callJson, callWithVars, createPat, expectProblem, provisionHandle, signJwt, unique } from './helpers.ts';
 import {
   insertDeliveries,
   insertNotifications,
@@ -365,5 +365,91 @@ describe('GET …/notifications: query validation', () => {
     });
     expect(status).toBe(200);
     expect(body).toEqual({ data: [], nextCursor: null });
+  });
+});
+
+describe('feed reads: token, membership and data in one D1 round trip', () => {
+  /** The D1 binding with every round trip counted: statement calls, `batch` and `exec`. */
+  function countingDb() {
+    const counter = { roundTrips: 0 };
+    const wrapStatement = (st: D1PreparedStatement): D1PreparedStatement =>
+      new Proxy(st, {
+        get(target, prop) {
+          const value = Reflect.get(target, prop, target) as unknown;
+          if (typeof value !== 'function') return value;
+          if (prop === 'bind') return (...args: unknown[]) => wrapStatement(target.bind(...args));
+          if (['first', 'all', 'run', 'raw'].includes(String(prop))) {
+            return (...args: unknown[]) => {
+              counter.roundTrips++;
+              return (value as (...a: unknown[]) => unknown).apply(target, args);
+            };
+          }
+          return (value as (...a: unknown[]) => unknown).bind(target);
+        },
+      });
+    const unwrap = new WeakMap<object, D1PreparedStatement>();
+    const db = {
+      prepare(sql: string) {
+        const real = env.DB.prepare(sql);
+        const wrapped = wrapStatement(real);
+        unwrap.set(wrapped, real);
+        return wrapped;
+      },
+      batch(statements: D1PreparedStatement[]) {
+        counter.roundTrips++;
+        return env.DB.batch(statements);
+      },
+      exec(sql: string) {
+        counter.roundTrips++;
+        return env.DB.exec(sql);
+      },
+    } as unknown as D1Database;
+    return { db, counter };
+  }
+
+  it('a PAT reading a feed page or one notification costs one round trip', async () => {
+    const owner = unique('u');
+    const handle = await provisionHandle(owner);
+    await insertNotifications(handle, mixedNotifications(60, Date.parse('2026-02-01T00:00:00Z')));
+    const { token } = await createPat(owner, { scopes: ['notifications:read'] });
+    // The first use records the token's last use (a write, once a minute); measure the reads after it.
+    expect((await call('GET', feedPath(handle), { token })).status).toBe(200);
+
+    for (const path of [`${feedPath(handle)}?limit=50`, `${feedPath(handle)}?limit=10&severity=critical`]) {
+      const { db, counter } = countingDb();
+      const res = await callWithVars({ DB: db }, 'GET', path, { token });
+      expect(res.status, await res.clone().text()).toBe(200);
+      expect(((await res.json()) as { data: unknown[] }).data.length).toBeGreaterThan(0);
+      expect(counter.roundTrips, path).toBe(1);
+    }
+    const page = await callJson('GET', `${feedPath(handle)}?limit=1`, { token });
+    const { db, counter } = countingDb();
+    const one = await callWithVars({ DB: db }, 'GET', `${feedPath(handle)}/${page.body.data[0].id}`, { token });
+    expect(one.status).toBe(200);
+    expect(counter.roundTrips).toBe(1);
+  });
+
+  it('the data never reaches a caller the batched check refuses, and 401/404 still come before 400', async () => {
+    const owner = unique('u');
+    const handle = await provisionHandle(owner);
+    const [row] = mixedNotifications(1, Date.parse('2026-02-02T00:00:00Z'));
+    await insertNotifications(handle, [row!]);
+    const stranger = await createPat(unique('stranger'), { scopes: ['notifications:read'] });
+    const revoked = await createPat(owner, { scopes: ['notifications:read'] });
+    const revoke = await call('DELETE', `/v2/tokens/${revoked.id}`, { token: await signJwt({ sub: owner, scope: 'notifications:read' }) });
+    expect(revoke.status).toBe(204);
+
+    // Not a member: the same 404 as an unknown handle, for the page and for the one notification — no data.
+    const page = await expectProblem(await call('GET', feedPath(handle), { token: stranger.token }), 404);
+    expect(JSON.stringify(page)).not.toContain(row!.id);
+    await expectProblem(await call('GET', `${feedPath(handle)}/${row!.id}`, { token: stranger.token }), 404);
+    // Revoked: 401, even with a malformed cursor or an invalid limit (checked before them).
+    await expectProblem(await call('GET', `${feedPath(handle)}?cursor=not-a-cursor`, { token: revoked.token }), 401);
+    await expectProblem(await call('GET', `${feedPath(handle)}?limit=0`, { token: revoked.token }), 401);
+    // Not a member and a malformed cursor: 404, not a verdict on the cursor.
+    await expectProblem(await call('GET', `${feedPath(handle)}?cursor=not-a-cursor`, { token: stranger.token }), 404);
+    // A member's bad cursor is still a 400.
+    const member = await createPat(owner, { scopes: ['notifications:read'] });
+    await expectProblem(await call('GET', `${feedPath(handle)}?cursor=not-a-cursor`, { token: member.token }), 400);
   });
 });

@@ -4,18 +4,26 @@ import type { Db } from '../../db/client.ts';
 import { handles, memberships, notificationSettings, type Handle, type Membership } from '../../db/schema.ts';
 import type { Role } from '../../lib/scopes.ts';
 
-export async function findRole(db: Db, userId: string, handle: string): Promise<Role | null> {
-  const row = await db
+/** The user's membership role on the handle (zero or one row); a query, so it can ride in a `db.batch`. */
+export function roleQuery(db: Db, userId: string, handle: string) {
+  return db
     .select({ role: memberships.role })
     .from(memberships)
-    .where(and(eq(memberships.handle, handle), eq(memberships.userId, userId)))
-    .get();
+    .where(and(eq(memberships.handle, handle), eq(memberships.userId, userId)));
+}
+
+/** The handle's key if it exists (zero or one row); a query, so it can ride in a `db.batch`. */
+export function handleQuery(db: Db, handle: string) {
+  return db.select({ h: handles.handle }).from(handles).where(eq(handles.handle, handle));
+}
+
+export async function findRole(db: Db, userId: string, handle: string): Promise<Role | null> {
+  const row = await roleQuery(db, userId, handle).get();
   return row?.role ?? null;
 }
 
 export async function handleExists(db: Db, handle: string): Promise<boolean> {
-  const row = await db.select({ h: handles.handle }).from(handles).where(eq(handles.handle, handle)).get();
-  return Boolean(row);
+  return Boolean(await handleQuery(db, handle).get());
 }
 
 export async function getHandle(db: Db, handle: string): Promise<Handle | undefined> {

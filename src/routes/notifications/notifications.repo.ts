@@ -59,40 +59,54 @@ export function feedQuery(db: Db, handle: string, filter: FeedFilter, limit: num
 /** Rows one request may read when several filters combine: bounded work per page, whatever the table size. */
 export const COMBINED_FILTER_SCAN = 20;
 
+type Page = { items: NotificationListRow[]; nextCursor: string | null };
+
 /**
- * One feed page. With at most one of status/type/severity, one index holds exactly the matching rows, so the page is
- * `limit + 1` rows of a keyset scan. With several, one index narrows by the first filter and the rest are checked on
- * a bounded slice (limit × COMBINED_FILTER_SCAN rows); when the slice ends before the page is full, the cursor resumes
- * after the slice, so every match is still returned exactly once, possibly over shorter pages.
+ * One feed page as a query plus how to turn its rows into the page, so the route can send the query in the same D1
+ * batch as its access check. With at most one of status/type/severity, one index holds exactly the matching rows, so
+ * the page is `limit + 1` rows of a keyset scan. With several, one index narrows by the first filter and the rest are
+ * checked on a bounded slice (limit × COMBINED_FILTER_SCAN rows); when the slice ends before the page is full, the
+ * cursor resumes after the slice, so every match is still returned exactly once, possibly over shorter pages.
  */
-export async function feedPage(
-  db: Db,
-  handle: string,
-  filter: FeedFilter,
-  limit: number,
-): Promise<{ items: NotificationListRow[]; nextCursor: string | null }> {
+export function feedPlan(db: Db, handle: string, filter: FeedFilter, limit: number) {
   const filters = [filter.status, filter.type, filter.severity].filter((f) => f !== undefined).length;
-  if (filters <= 1) return toPage(await feedQuery(db, handle, filter, limit + 1).all(), limit);
+  if (filters <= 1) {
+    return { query: feedQuery(db, handle, filter, limit + 1), page: (rows: NotificationListRow[]): Page => toPage(rows, limit) };
+  }
   const primary: FeedFilter = filter.status
     ? { ...filter, type: undefined, severity: undefined }
     : { ...filter, severity: undefined };
   const scan = limit * COMBINED_FILTER_SCAN;
-  const slice = await feedQuery(db, handle, primary, scan).all();
-  const hits = slice.filter(
-    (r) =>
-      (!filter.type || r.type === filter.type) &&
-      (!filter.severity || r.severity === filter.severity) &&
-      (!filter.status || r.status === filter.status),
-  );
-  if (hits.length > limit) return { items: hits.slice(0, limit), nextCursor: encodeCursor(hits[limit - 1]!.id) };
-  // The slice ran out: resume after its last row if it was full (more may match further down), else we are done.
-  return { items: hits, nextCursor: slice.length === scan ? encodeCursor(slice[slice.length - 1]!.id) : null };
+  return {
+    query: feedQuery(db, handle, primary, scan),
+    page: (slice: NotificationListRow[]): Page => {
+      const hits = slice.filter(
+        (r) =>
+          (!filter.type || r.type === filter.type) &&
+          (!filter.severity || r.severity === filter.severity) &&
+          (!filter.status || r.status === filter.status),
+      );
+      if (hits.length > limit) return { items: hits.slice(0, limit), nextCursor: encodeCursor(hits[limit - 1]!.id) };
+      // The slice ran out: resume after its last row if it was full (more may match further down), else we are done.
+      return { items: hits, nextCursor: slice.length === scan ? encodeCursor(slice[slice.length - 1]!.id) : null };
+    },
+  };
 }
 
-export function getNotification(db: Db, handle: string, id: string): Promise<NotificationRow | undefined> {
+/** One feed page (see `feedPlan`). */
+export async function feedPage(db: Db, handle: string, filter: FeedFilter, limit: number): Promise<Page> {
+  const plan = feedPlan(db, handle, filter, limit);
+  return plan.page(await plan.query.all());
+}
+
+/** The notification `id` of `handle` (zero or one row); a query, so it can ride in the route's batch. */
+export function notificationQuery(db: Db, handle: string, id: string) {
   return db
     .select()
     .from(notifications)
-    .where(and(eq(notifications.id, id), eq(notifications.handle, handle)))
-    .get();
+    .where(and(eq(notifications.id, id), eq(notifications.handle, handle)));
+}
+
+export function getNotification(db: Db, handle: string, id: string): Promise<NotificationRow | undefined> {
+  return notificationQuery(db, handle, id).get();
 }

@@ -7,7 +7,8 @@ import { boundaryId } from '../../lib/ids.ts';
 import { decodeCursor } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
-import { feedPage, getNotification, type NotificationListRow } from './notifications.repo.ts';
+import { batchWithAccess, resolveAccess } from '../../middleware/auth.ts';
+import { feedPlan, notificationQuery, type NotificationListRow, type NotificationRow } from './notifications.repo.ts';
 import {
   FeedQuery,
   NOTIFICATION_ID,
@@ -30,7 +31,8 @@ function summaryToApi(row: NotificationListRow) {
   };
 }
 
-const read = { handle: true, scopes: ['notifications:read' as const] };
+// The hot reads: token, membership and data in one D1 round trip (middleware/auth.ts `deferToData`).
+const read = { handle: true, scopes: ['notifications:read' as const], deferToData: true };
 
 const listRoute = createRoute(
   guard(read, {
@@ -60,7 +62,13 @@ export const notificationsRoutes = createRouter()
   .openapi(listRoute, async (c) => {
     const { handle } = c.req.valid('param');
     const q = c.req.valid('query');
-    const cursorId = decodeCursor(q.cursor, NOTIFICATION_ID);
+    let cursorId: string | null;
+    try {
+      cursorId = decodeCursor(q.cursor, NOTIFICATION_ID);
+    } catch (err) {
+      await resolveAccess(c); // a caller without access gets 401/403/404, not a verdict on its cursor
+      throw err;
+    }
     const untilId = q.until ? boundaryId('ntf', Date.parse(q.until)) : undefined;
     const filter = {
       status: q.status,
@@ -69,12 +77,15 @@ export const notificationsRoutes = createRouter()
       minId: q.since ? boundaryId('ntf', Date.parse(q.since)) : undefined,
       beforeId: cursorId && untilId ? (cursorId < untilId ? cursorId : untilId) : (cursorId ?? untilId ?? undefined),
     };
-    const page = await feedPage(getDb(c.env.DB), handle, filter, q.limit);
+    const plan = feedPlan(getDb(c.env.DB), handle, filter, q.limit);
+    const [rows] = await batchWithAccess(c, [plan.query]);
+    const page = plan.page(rows as NotificationListRow[]);
     return c.json({ data: page.items.map(summaryToApi), nextCursor: page.nextCursor }, 200);
   })
   .openapi(getRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
-    const row = await getNotification(getDb(c.env.DB), handle, id);
+    const [rows] = await batchWithAccess(c, [notificationQuery(getDb(c.env.DB), handle, id)]);
+    const row = (rows as NotificationRow[])[0];
     if (!row) throw problems.notFound();
     const { data, handle: _handle, ...rest } = row;
     return c.json({ ...summaryToApi(rest), data: JSON.parse(data) as Record<string, unknown> }, 200);

@@ -1,29 +1,29 @@
 /** Personal access tokens in D1. */
-import { and, desc, eq, lt } from 'drizzle-orm';
+import { and, desc, eq, getTableColumns, lt, sql } from 'drizzle-orm';
 import type { Db } from '../../db/client.ts';
 import { accessTokens, memberships, type AccessToken } from '../../db/schema.ts';
 import type { Role } from '../../lib/scopes.ts';
 
+/** A token row with its owner's role on the handle of the request (null without a handle or a membership). */
+export type PatRow = AccessToken & { role: Role | null };
+
 /**
- * The token with this hash and, when `handle` is given, its owner's role on that handle — one query, so an
- * authenticated handle request costs one round trip for identity and access together.
+ * The token with this hash and, when `handle` is given, its owner's role on that handle — one query (zero or one
+ * row), so an authenticated handle request costs one round trip for identity and access together; a query rather
+ * than a result, so it can also ride in the route's own `db.batch` (middleware/auth.ts `batchWithAccess`).
  */
-export async function findPatForRequest(
-  db: Db,
-  tokenHash: string,
-  handle: string | null,
-): Promise<(AccessToken & { role: Role | null }) | undefined> {
+export function patQuery(db: Db, tokenHash: string, handle: string | null) {
   if (!handle) {
-    const row = await db.select().from(accessTokens).where(eq(accessTokens.tokenHash, tokenHash)).get();
-    return row ? { ...row, role: null } : undefined;
+    return db
+      .select({ ...getTableColumns(accessTokens), role: sql<Role | null>`NULL` })
+      .from(accessTokens)
+      .where(eq(accessTokens.tokenHash, tokenHash));
   }
-  const row = await db
-    .select({ token: accessTokens, role: memberships.role })
+  return db
+    .select({ ...getTableColumns(accessTokens), role: memberships.role })
     .from(accessTokens)
     .leftJoin(memberships, and(eq(memberships.userId, accessTokens.userId), eq(memberships.handle, handle)))
-    .where(eq(accessTokens.tokenHash, tokenHash))
-    .get();
-  return row ? { ...row.token, role: row.role } : undefined;
+    .where(eq(accessTokens.tokenHash, tokenHash));
 }
 
 /** Records that a token was used (called at most once a minute per token). */

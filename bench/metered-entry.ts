@@ -1,0 +1,184 @@
+/**
+ * The service's own entry point (src/index.ts) with its D1 and queue producer bindings metered, for the bench's
+ * "D1 cost" and "Fan-out" rows. Throughput is never measured on this build (bench/run.ts uses the bundle of
+ * `wrangler deploy --dry-run` for that); this one only counts.
+ *
+ * - D1: every statement call, `batch` and `exec` is one round trip; the `meta` of each statement's result (rows_read,
+ *   rows_written — what D1 bills) is summed, and kept per statement with its SQL.
+ * - Queues: `send` / `sendBatch` calls on DELIVERIES_QUEUE and EVENTS_QUEUE, and messages sent.
+ *
+ * Bench-only routes: `POST /__bench/reset`, `GET /__bench/stats`, and `POST /__bench/consume` {deliveryIds} which runs
+ * the notify-deliveries consumer on one batch of those messages (as the queue would) and answers its ConsumerReport.
+ */
+import worker from '../src/index.ts';
+import { consumeDeliveries } from '../src/delivery/consumer.ts';
+
+interface StatementCost {
+  sql: string;
+  rowsRead: number;
+  rowsWritten: number;
+}
+
+interface Stats {
+  d1RoundTrips: number;
+  /** Round trips holding at least one INSERT/UPDATE/DELETE. */
+  d1WriteRoundTrips: number;
+  rowsRead: number;
+  rowsWritten: number;
+  statements: StatementCost[];
+  sendCalls: number;
+  sendBatchCalls: number;
+  messagesSent: number;
+}
+
+const fresh = (): Stats => ({
+  d1RoundTrips: 0,
+  d1WriteRoundTrips: 0,
+  rowsRead: 0,
+  rowsWritten: 0,
+  statements: [],
+  sendCalls: 0,
+  sendBatchCalls: 0,
+  messagesSent: 0,
+});
+let stats = fresh();
+
+type Meta = { rows_read?: number; rows_written?: number } | undefined;
+const WRITE_SQL = /^\s*(with\b[\s\S]*?\b)?(insert|update|delete|replace)\b/i;
+
+function recordRoundTrip(sql: unknown, result: unknown) {
+  const sqls = (Array.isArray(sql) ? sql : [sql]).map((s) => (typeof s === 'string' ? s : JSON.stringify(s)));
+  const results = (Array.isArray(result) ? result : [result]) as Array<{ meta?: Meta } | undefined>;
+  stats.d1RoundTrips++;
+  if (sqls.some((s) => WRITE_SQL.test(s))) stats.d1WriteRoundTrips++;
+  results.forEach((r, i) => {
+    const read = r?.meta?.rows_read ?? 0;
+    const written = r?.meta?.rows_written ?? 0;
+    stats.rowsRead += read;
+    stats.rowsWritten += written;
+    stats.statements.push({ sql: (sqls[i] ?? sqls[0] ?? '').replace(/\s+/g, ' ').slice(0, 2000), rowsRead: read, rowsWritten: written });
+  });
+}
+
+/**
+ * A D1 binding that counts: every statement call and every `batch`/`exec` is one round trip, and each result's `meta`
+ * (rows_read, rows_written — what D1 bills) is summed per statement. `first()` and `raw()` do not return `meta`, so
+ * they run as `all()` — the same query, the same rows read — and are shaped the way the real methods shape them
+ * (`raw()` rows in column order, as drizzle itself maps batch results).
+ */
+class MeteredStatement {
+  readonly real: D1PreparedStatement;
+  readonly sql: string;
+  constructor(real: D1PreparedStatement, sql: string) {
+    this.real = real;
+    this.sql = sql;
+  }
+  bind(...values: unknown[]) {
+    return new MeteredStatement(this.real.bind(...values), this.sql);
+  }
+  async all<T>() {
+    const r = await this.real.all<T>();
+    recordRoundTrip(this.sql, r);
+    return r;
+  }
+  async run<T>() {
+    const r = await this.real.run<T>();
+    recordRoundTrip(this.sql, r);
+    return r;
+  }
+  async first<T>(column?: string) {
+    const row = (await this.all<Record<string, unknown>>()).results[0];
+    if (row === undefined) return null;
+    return (column === undefined ? row : row[column]) as T;
+  }
+  async raw<T extends unknown[]>(options?: { columnNames?: boolean }) {
+    const rows = (await this.all<Record<string, unknown>>()).results;
+    const values = rows.map((r) => Object.values(r) as T);
+    return options?.columnNames ? [Object.keys(rows[0] ?? {}) as T, ...values] : values;
+  }
+}
+
+function meterD1(db: D1Database): D1Database {
+  return {
+    prepare: (sql: string) => new MeteredStatement(db.prepare(sql), sql),
+    async batch(statements: MeteredStatement[]) {
+      const results = await db.batch(statements.map((s) => s.real));
+      recordRoundTrip(statements.map((s) => s.sql), results);
+      return results;
+    },
+    async exec(sql: string) {
+      const r = await db.exec(sql);
+      recordRoundTrip(sql, undefined);
+      return r;
+    },
+    withSession: () => {
+      throw new Error('bench: the metered D1 binding does not support sessions');
+    },
+    dump: () => db.dump(),
+  } as unknown as D1Database;
+}
+
+function meterQueue(queue: Queue): Queue {
+  return {
+    send(body: unknown, options?: QueueSendOptions) {
+      stats.sendCalls++;
+      stats.messagesSent++;
+      return queue.send(body, options);
+    },
+    sendBatch(messages: Iterable<MessageSendRequest>, options?: QueueSendBatchOptions) {
+      const list = [...messages];
+      stats.sendBatchCalls++;
+      stats.messagesSent += list.length;
+      return queue.sendBatch(list, options);
+    },
+  } as Queue;
+}
+
+const envs = new WeakMap<Env, Env>();
+function metered(env: Env): Env {
+  let m = envs.get(env);
+  if (!m) {
+    m = { ...env, DB: meterD1(env.DB), DELIVERIES_QUEUE: meterQueue(env.DELIVERIES_QUEUE), EVENTS_QUEUE: meterQueue(env.EVENTS_QUEUE) };
+    envs.set(env, m);
+  }
+  return m;
+}
+
+/** A MessageBatch of delivery messages as the queue hands it to the consumer; ack/retry are recorded. */
+function deliveryBatch(ids: string[]) {
+  const outcome = { acked: 0, retried: 0 };
+  const messages = ids.map((deliveryId, i) => ({
+    id: `bench-${i}`,
+    timestamp: new Date(),
+    body: { deliveryId },
+    attempts: 1,
+    ack: () => void outcome.acked++,
+    retry: () => void outcome.retried++,
+  }));
+  const batch = {
+    queue: 'notify-deliveries',
+    messages,
+    ackAll: () => void (outcome.acked += messages.length),
+    retryAll: () => void (outcome.retried += messages.length),
+  } as unknown as MessageBatch<unknown>;
+  return { batch, outcome };
+}
+
+export default {
+  async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+    const url = new URL(request.url);
+    if (url.pathname === '/__bench/reset') {
+      stats = fresh();
+      return Response.json({ ok: true });
+    }
+    if (url.pathname === '/__bench/stats') return Response.json(stats);
+    if (url.pathname === '/__bench/consume') {
+      const { deliveryIds } = (await request.json()) as { deliveryIds: string[] };
+      const { batch, outcome } = deliveryBatch(deliveryIds);
+      const report = await consumeDeliveries(batch, metered(env));
+      return Response.json({ report, outcome });
+    }
+    return worker.fetch(request, metered(env), ctx);
+  },
+  queue: (batch: MessageBatch<unknown>, env: Env, ctx: ExecutionContext) => worker.queue(batch, metered(env), ctx),
+} satisfies ExportedHandler<Env>;

@@ -1,0 +1,107 @@
+/**
+ * `npm run bench:profile -- [read|write|jwt]`: a CPU profile of the service under the bench's load, through workerd's V8
+ * inspector — where the time of one request goes, by function (self time) and by source file. A tool for fixing a
+ * MISS, not part of `npm run bench`.
+ */
+import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { actors, bundle, buildService, createWebhooks, eventBody, OUT, provision, seedNotifications, startMiniflare, applyMigrations } from './run.ts';
+import { findWorkerdPid, runLoad } from './lib/measure.ts';
+import { startReceiver } from './lib/receiver.ts';
+
+const what = process.argv[2] ?? 'read';
+buildService();
+await bundle('bench/baseline-worker.ts', join(OUT, 'baseline.js'));
+await bundle('bench/metered-entry.ts', join(OUT, 'metered.js'));
+const receiver = await startReceiver();
+const port = 9300 + Math.floor(Math.random() * 500);
+const A = await startMiniflare(false, port);
+const db = await A.mf.getD1Database('DB', 'subject');
+await applyMigrations(db);
+const a = await actors(A.subject);
+await provision(A.subject, a, 'bench-store');
+await seedNotifications(db, 'bench-store', 100_000, Date.parse('2026-01-01T00:00:00Z'));
+await provision(A.subject, a, 'bench-write');
+await createWebhooks(A.subject, a, 'bench-write', receiver, 'write', 3);
+
+const list = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as Array<{ id: string; title: string; webSocketDebuggerUrl?: string }>;
+
+/** A CDP session on one inspector target (one isolate). */
+async function session(t: (typeof list)[number]) {
+  const ws = new WebSocket(t.webSocketDebuggerUrl ?? `ws://127.0.0.1:${port}/${t.id}`);
+  await new Promise((r) => ws.addEventListener('open', r, { once: true }));
+  let nextId = 1;
+  const pending = new Map<number, (v: any) => void>();
+  ws.addEventListener('message', (e) => {
+    const msg = JSON.parse(String(e.data));
+    if (msg.id && pending.has(msg.id)) pending.get(msg.id)!(msg.result ?? msg.error);
+  });
+  const cdp = (method: string, params: Record<string, unknown> = {}) =>
+    new Promise<any>((resolve) => {
+      const id = nextId++;
+      pending.set(id, resolve);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  return { name: (t.title || t.id).replace('workerd: worker ', ''), ws, cdp };
+}
+const sessions = await Promise.all(list.map(session));
+const main = sessions.find((x) => x.name.includes('core:user:subject'))!;
+const cdp = main.cdp;
+const ws = main.ws;
+
+const specs: Record<string, Parameters<typeof runLoad>[0]> = {
+  read: { method: 'GET', url: `${A.subject}/v2/handles/bench-store/notifications?limit=50`, headers: { authorization: `Bearer ${a.pat}` }, concurrency: 8, durationMs: 4000 },
+  jwt: { method: 'GET', url: `${A.subject}/v2/handles/bench-store/notifications?limit=50`, headers: { authorization: `Bearer ${a.ownerJwt}` }, concurrency: 8, durationMs: 4000 },
+  write: { method: 'POST', url: `${A.subject}/v2/handles/bench-write/events`, headers: { authorization: `Bearer ${a.pat}` }, body: () => eventBody(1), concurrency: 8, durationMs: 4000 },
+};
+const spec = specs[what]!;
+await runLoad({ ...spec, durationMs: 1000 }, findWorkerdPid());
+for (const x of sessions) {
+  await x.cdp('Profiler.enable');
+  await x.cdp('Profiler.setSamplingInterval', { interval: 200 });
+  await x.cdp('Profiler.start');
+}
+const result = await runLoad(spec, A.pid);
+const profiles = await Promise.all(sessions.map(async (x) => ({ name: x.name, profile: (await x.cdp('Profiler.stop')).profile })));
+const { profile } = profiles.find((p) => p.name === main.name)!;
+// Busy samples per isolate (everything but idle): where workerd's CPU goes, beyond the service's own isolate.
+type P = { nodes: Array<{ id: number; callFrame: { functionName: string }; hitCount: number }> };
+const busy = profiles
+  .map((p) => ({ name: p.name, busy: (p.profile as P | undefined)?.nodes.filter((n) => n.callFrame.functionName !== '(idle)').reduce((s, n) => s + n.hitCount, 0) ?? 0 }))
+  .filter((x) => x.busy > 0)
+  .sort((x, y) => y.busy - x.busy);
+console.log('busy samples per isolate (200 µs each):', busy.map((x) => `${x.name} ${x.busy}`).join(', '));
+console.log(`${what}: ${result.rps.toFixed(0)} req/s, ${result.cpuUsPerReq.toFixed(0)} µs CPU/request`);
+writeFileSync(join(OUT, `${what}.cpuprofile`), JSON.stringify(profile));
+
+type Node = { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount: number; children?: number[] };
+const nodes = new Map<number, Node>((profile.nodes as Node[]).map((n) => [n.id, n]));
+const total = (profile.nodes as Node[]).reduce((s, n) => s + n.hitCount, 0);
+const self = new Map<string, number>();
+const byFile = new Map<string, number>();
+for (const n of nodes.values()) {
+  const key = `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.split('/').slice(-1)[0]}:${n.callFrame.lineNumber}`;
+  self.set(key, (self.get(key) ?? 0) + n.hitCount);
+}
+// Inclusive time per function name (each sample counted once per distinct name on its stack).
+const parent = new Map<number, number>();
+for (const n of nodes.values()) for (const c of n.children ?? []) parent.set(c, n.id);
+const inclusive = new Map<string, number>();
+for (const n of nodes.values()) {
+  if (!n.hitCount) continue;
+  const seen = new Set<string>();
+  for (let cur: number | undefined = n.id; cur !== undefined; cur = parent.get(cur)) {
+    const f = nodes.get(cur)!.callFrame.functionName || '(anon)';
+    if (!seen.has(f)) {
+      seen.add(f);
+      inclusive.set(f, (inclusive.get(f) ?? 0) + n.hitCount);
+    }
+  }
+}
+const top = (m: Map<string, number>, k: number) => [...m.entries()].sort((x, y) => y[1] - x[1]).slice(0, k).map(([n, c]) => `${((100 * c) / total).toFixed(1).padStart(5)}%  ${n}`).join('\n');
+console.log(`\nself time (of ${total} samples):\n${top(self, 30)}\n\ninclusive:\n${top(inclusive, 45)}`);
+void byFile;
+for (const x of sessions) x.ws.close();
+void ws;
+await A.mf.dispose();
+await receiver.close();
