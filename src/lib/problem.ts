@@ -111,12 +111,15 @@ export const problems = {
 };
 
 /**
- * Whether an error is the storage layer failing transiently (D1 unreachable, overloaded, reset, or a lost answer):
- * worth a 503 and a retry, not a 500 that reads like a bug. D1 prefixes its errors with `D1_`.
+ * Whether an error is D1 failing transiently — what its error list says to retry: the connection lost, the database
+ * overloaded, reset (a timeout, a code update, memory or CPU limits) or unreachable on a remote node. Worth a 503 and
+ * a retry. Everything else D1 reports under `D1_ERROR` (a constraint, a syntax error, too many variables) is a bug of
+ * ours and stays a 500.
  */
 export function isTransientStorageError(err: unknown): boolean {
   const message = err instanceof Error ? `${err.message} ${err.cause instanceof Error ? err.cause.message : ''}` : String(err);
-  return /\bD1_[A-Z_]*ERROR\b|D1 DB (is )?overloaded|Network connection lost|storage (operation|caller)|database is locked/i.test(message);
+  if (/SQLITE_|constraint|syntax error|no such (table|column)|too many SQL variables/i.test(message)) return false;
+  return /Network connection lost|transient issue|(was|object to be) reset|overloaded|exceeded (its )?(timeout|CPU|memory)/i.test(message);
 }
 
 /** Renders a problem as an RFC 9457 response. `instance` names this occurrence without echoing request input. */

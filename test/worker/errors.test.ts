@@ -110,13 +110,21 @@ describe('problem responses', () => {
     return res;
   }
 
-  it('an unexpected failure → 500 problem without stack or message, logged server-side', async () => {
-    const problem = await expectProblem(await withFailingDb(new TypeError('secret internal detail')), 500);
+  it.each([
+    ['a TypeError', new TypeError('secret internal detail')],
+    // D1 reports our own SQL mistakes under D1_ERROR too: a bug, not a reason to retry.
+    ['a D1 constraint error', new Error('D1_ERROR: UNIQUE constraint failed: webhooks.id: SQLITE_CONSTRAINT (secret internal detail)')],
+  ])('an unexpected failure (%s) → 500 problem without stack or message, logged server-side', async (_name, error) => {
+    const problem = await expectProblem(await withFailingDb(error), 500);
     expect(problem.detail).toMatch(/requestId/);
   });
 
-  it('the database failing (a D1_ERROR) → 503 with Retry-After, without its message: a retry, not a bug', async () => {
-    const res = await withFailingDb(new Error('D1_ERROR: secret internal detail'));
+  it.each([
+    'D1_ERROR: Network connection lost. (secret internal detail)',
+    'D1 DB is overloaded. Too many requests queued. (secret internal detail)',
+    'D1_ERROR: D1 DB storage operation exceeded timeout which caused object to be reset. (secret internal detail)',
+  ])('D1 failing transiently (%s) → 503 with Retry-After, without its message: a retry, not a bug', async (message) => {
+    const res = await withFailingDb(new Error(message));
     expect(res.headers.get('retry-after')).toBe('5');
     const problem = await expectProblem(res, 503);
     expect(problem.detail).toMatch(/Retry the request/);

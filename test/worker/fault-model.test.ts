@@ -129,9 +129,9 @@ class FaultyD1 {
             if (a && a.skip > 0) a.skip--;
             else if (a) {
               this.armed = null;
-              if (a.mode === 'before') throw new Error('D1_ERROR: injected failure before commit');
+              if (a.mode === 'before') throw new Error('D1_ERROR: Network connection lost. (injected before commit)');
               await target.batch(statements);
-              throw new Error('D1_ERROR: injected failure after commit (network lost on the way back)');
+              throw new Error('D1_ERROR: Network connection lost. (injected after commit: the answer was lost)');
             }
             return target.batch(statements);
           };
