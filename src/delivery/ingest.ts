@@ -3,12 +3,14 @@
  * `db.batch` (atomic: never a notification without its deliveries), then enqueued. Used by `POST …/events`, the
  * `notify-events` consumer and the service's own system events, so all three behave the same.
  */
-import { getDb } from '../db/client.ts';
+import { and, eq } from 'drizzle-orm';
+import { getDb, type Db } from '../db/client.ts';
+import { notifications } from '../db/schema.ts';
 import { config } from '../env.ts';
 import { eventTypeInfo, type Severity } from '../lib/event-catalog.ts';
 import { newId } from '../lib/ids.ts';
 import { enqueueDeliveries } from './enqueue.ts';
-import { loadMatchContext } from './match-context.ts';
+import { loadMatchContext, matchContextQueries, toMatchContext, type MatchContext } from './match-context.ts';
 import { planRecipients } from './match.ts';
 import { initialStatus, RECIPIENT_SUMMARY_LIMIT, type RecipientSummary } from './summary.ts';
 
@@ -71,19 +73,26 @@ function deliveryFor(v: Pick<RecipientSummary, 'recipientType' | 'channel' | 'su
   };
 }
 
-async function existingBySourceId(env: IngestEnv, handle: string, sourceEventId: string): Promise<IngestResult | null> {
-  const row = await env.DB.prepare(
-    'SELECT id, status, recipients FROM notifications WHERE handle = ?1 AND source_event_id = ?2',
-  )
-    .bind(handle, sourceEventId)
-    .first<{ id: string; status: string; recipients: string }>();
-  if (!row) return null;
+/** The notification already stored for a sourceEventId, as a drizzle query (it rides in the context batch). */
+function bySourceIdQuery(db: Db, handle: string, sourceEventId: string) {
+  return db
+    .select({ id: notifications.id, status: notifications.status, recipients: notifications.recipients })
+    .from(notifications)
+    .where(and(eq(notifications.handle, handle), eq(notifications.sourceEventId, sourceEventId)));
+}
+
+function duplicateOf(row: { id: string; status: string; recipients: string }): IngestResult {
   return {
     notificationId: row.id,
     status: row.status,
     duplicate: true,
     recipients: Object.values(JSON.parse(row.recipients) as Record<string, RecipientSummary>),
   };
+}
+
+async function existingBySourceId(env: IngestEnv, handle: string, sourceEventId: string): Promise<IngestResult | null> {
+  const [row] = await bySourceIdQuery(getDb(env.DB), handle, sourceEventId);
+  return row ? duplicateOf(row) : null;
 }
 
 /**
@@ -100,11 +109,16 @@ export async function ingestEvent(env: IngestEnv, req: IngestRequest, options: {
   if (dataBytes > cfg.maxEventDataBytes) {
     throw new IngestRejected('data_too_large', `Event data is ${dataBytes} bytes; at most ${cfg.maxEventDataBytes} are accepted.`);
   }
+  const db = getDb(env.DB);
+  let ctx: MatchContext | undefined;
   if (req.sourceEventId) {
-    const seen = await existingBySourceId(env, req.handle, req.sourceEventId);
-    if (seen) return seen;
+    // One round trip for both: the duplicate check rides in the context batch (a duplicate wastes three small reads).
+    const [seen, ...contextRows] = await db.batch([bySourceIdQuery(db, req.handle, req.sourceEventId), ...matchContextQueries(db, req.handle)]);
+    if (seen[0]) return duplicateOf(seen[0]);
+    ctx = toMatchContext(contextRows);
+  } else {
+    ctx = await loadMatchContext(db, req.handle);
   }
-  const ctx = await loadMatchContext(getDb(env.DB), req.handle);
   if (!ctx) throw new IngestRejected('unknown_handle', `No handle ${req.handle}.`);
 
   const severity = req.severity ?? info?.defaultSeverity ?? 'info';

@@ -27,13 +27,23 @@ export function toMatchSettings(row: Pick<SettingsRow, 'emailEnabled' | 'webhook
   };
 }
 
-/** The handle's settings and subscriptions as matching candidates; undefined when the handle has no settings row. */
-export async function loadMatchContext(db: Db, handle: string): Promise<MatchContext | undefined> {
-  const [settingsRows, webhookRows, emailRows] = await db.batch([
+/** The three reads of a handle's match context, for a `db.batch` of their own or of a caller's (see ingest.ts). */
+export function matchContextQueries(db: Db, handle: string) {
+  return [
     db.select().from(notificationSettings).where(eq(notificationSettings.handle, handle)),
     db.select().from(webhookSubscriptions).where(eq(webhookSubscriptions.handle, handle)),
     db.select().from(emailSubscriptions).where(eq(emailSubscriptions.handle, handle)),
-  ]);
+  ] as const;
+}
+
+type MatchContextRows = readonly [
+  SettingsRow[],
+  Array<typeof webhookSubscriptions.$inferSelect>,
+  Array<typeof emailSubscriptions.$inferSelect>,
+];
+
+/** The rows of {@link matchContextQueries} as matching candidates; undefined when the handle has no settings row. */
+export function toMatchContext([settingsRows, webhookRows, emailRows]: MatchContextRows): MatchContext | undefined {
   const settingsRow = settingsRows[0];
   if (!settingsRow) return undefined;
   return {
@@ -55,4 +65,9 @@ export async function loadMatchContext(db: Db, handle: string): Promise<MatchCon
       filterPolicy: fromJsonColumn<FilterPolicy>(e.filterPolicy),
     })),
   };
+}
+
+/** The handle's settings and subscriptions as matching candidates; undefined when the handle has no settings row. */
+export async function loadMatchContext(db: Db, handle: string): Promise<MatchContext | undefined> {
+  return toMatchContext(await db.batch(matchContextQueries(db, handle)));
 }

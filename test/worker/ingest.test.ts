@@ -13,6 +13,8 @@ import worker from '../../src/index.ts';
 import { publishEvents } from '../../src/delivery/enqueue.ts';
 import { addMember, ALL_USER_SCOPES, call, callJson, callWithVars, expectProblem, signJwt, unique } from './helpers.ts';
 import {
+  countingD1,
+  ingestQuiet,
   deliveriesOf,
   deliveryRow,
   eventually,
@@ -88,6 +90,21 @@ describe('POST …/events: what is written', () => {
     const elsewhere = await publish(other, { type: 'order.paid', data: {}, sourceEventId });
     expect(elsewhere.duplicate).toBe(false);
     expect(elsewhere.notificationId).not.toBe(first.notificationId);
+  });
+
+  it('D1 round trips of a publish with a sourceEventId: the duplicate check rides in the context batch (3 in all; a duplicate costs 1)', async () => {
+    const h = await setupHandle();
+    await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
+    const sourceEventId = unique('oms-evt');
+    const d1 = countingD1(env.DB);
+    // Context + duplicate check, the notification and deliveries, marking them queued after the send.
+    const first = await ingestQuiet(h.handle, { sourceEventId }, { DB: d1.db });
+    expect(first.duplicate).toBe(false);
+    expect(d1.count()).toBe(3);
+    d1.reset();
+    const again = await ingestQuiet(h.handle, { sourceEventId }, { DB: d1.db });
+    expect(again).toMatchObject({ notificationId: first.notificationId, duplicate: true });
+    expect(d1.count()).toBe(1);
   });
 
   it('two publishes racing with one sourceEventId → one notification, both answered with it', async () => {
