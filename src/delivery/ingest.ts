@@ -4,13 +4,14 @@
  * `notify-events` consumer and the service's own system events, so all three behave the same.
  */
 import { and, eq } from 'drizzle-orm';
+import type { BatchItem } from 'drizzle-orm/batch';
 import { getDb, type Db } from '../db/client.ts';
 import { notifications } from '../db/schema.ts';
 import { config } from '../env.ts';
 import { eventTypeInfo, type Severity } from '../lib/event-catalog.ts';
 import { newId } from '../lib/ids.ts';
 import { enqueueDeliveries } from './enqueue.ts';
-import { loadMatchContext, matchContextQueries, toMatchContext, type MatchContext } from './match-context.ts';
+import { matchContextQueries, toMatchContext } from './match-context.ts';
 import { planRecipients } from './match.ts';
 import { initialStatus, RECIPIENT_SUMMARY_LIMIT, type RecipientSummary } from './summary.ts';
 
@@ -21,8 +22,27 @@ export interface IngestRequest {
   data: Record<string, unknown>;
   occurredAt?: string | undefined;
   sourceEventId?: string | undefined;
-  /** Who published it: a service name, a user id, or `system`. */
-  source: string;
+  /**
+   * Who published it: a service name, a user id, or `system`. A function when the caller is known only once the
+   * access check has run (see {@link IngestOptions.access}).
+   */
+  source: string | (() => string);
+}
+
+/**
+ * An access check to run in ingest's first D1 batch (the route's deferred lookup, middleware/auth.ts `deferToData`):
+ * token, membership, duplicate check and match context cost one round trip, and `settle` throws 401/403/404 before
+ * anything read is used.
+ */
+export interface IngestAccess {
+  query: BatchItem<'sqlite'>;
+  settle(rows: unknown[]): Promise<void>;
+}
+
+export interface IngestOptions {
+  /** Allows the service's own event types (webhook.endpoint_disabled, email.subscription_stale). */
+  system?: boolean;
+  access?: IngestAccess | undefined;
 }
 
 export interface IngestResult {
@@ -99,7 +119,7 @@ async function existingBySourceId(env: IngestEnv, handle: string, sourceEventId:
  * Accepts one event for a handle. `options.system` allows the service's own event types (webhook.endpoint_disabled,
  * email.subscription_stale), which clients may not publish.
  */
-export async function ingestEvent(env: IngestEnv, req: IngestRequest, options: { system?: boolean } = {}): Promise<IngestResult> {
+export async function ingestEvent(env: IngestEnv, req: IngestRequest, options: IngestOptions = {}): Promise<IngestResult> {
   const cfg = config(env);
   const info = eventTypeInfo(req.type);
   if (info?.system && !options.system) {
@@ -109,20 +129,27 @@ export async function ingestEvent(env: IngestEnv, req: IngestRequest, options: {
   if (dataBytes > cfg.maxEventDataBytes) {
     throw new IngestRejected('data_too_large', `Event data is ${dataBytes} bytes; at most ${cfg.maxEventDataBytes} are accepted.`);
   }
+  // One round trip for every read: the caller's access check (when deferred), the duplicate check (a duplicate wastes
+  // three small reads) and the match context.
   const db = getDb(env.DB);
-  let ctx: MatchContext | undefined;
+  const access = options.access;
+  const reads: BatchItem<'sqlite'>[] = [
+    ...(access ? [access.query] : []),
+    ...(req.sourceEventId ? [bySourceIdQuery(db, req.handle, req.sourceEventId)] : []),
+    ...matchContextQueries(db, req.handle),
+  ];
+  const results = (await db.batch(reads as [BatchItem<'sqlite'>, ...BatchItem<'sqlite'>[]])) as unknown[][];
+  if (access) await access.settle(results.shift()!);
   if (req.sourceEventId) {
-    // One round trip for both: the duplicate check rides in the context batch (a duplicate wastes three small reads).
-    const [seen, ...contextRows] = await db.batch([bySourceIdQuery(db, req.handle, req.sourceEventId), ...matchContextQueries(db, req.handle)]);
-    if (seen[0]) return duplicateOf(seen[0]);
-    ctx = toMatchContext(contextRows);
-  } else {
-    ctx = await loadMatchContext(db, req.handle);
+    const [seen] = results.shift() as Array<{ id: string; status: string; recipients: string }>;
+    if (seen) return duplicateOf(seen);
   }
+  const ctx = toMatchContext(results as unknown as Parameters<typeof toMatchContext>[0]);
   if (!ctx) throw new IngestRejected('unknown_handle', `No handle ${req.handle}.`);
 
   const severity = req.severity ?? info?.defaultSeverity ?? 'info';
-  const event = { type: req.type, severity, source: req.source, data: req.data };
+  const source = typeof req.source === 'function' ? req.source() : req.source;
+  const event = { type: req.type, severity, source, data: req.data };
   const plan = planRecipients(event, ctx.settings, ctx.webhooks, ctx.emails);
 
   const now = new Date().toISOString();
@@ -165,7 +192,7 @@ export async function ingestEvent(env: IngestEnv, req: IngestRequest, options: {
         req.type,
         severity,
         JSON.stringify(req.data),
-        req.source,
+        source,
         req.sourceEventId ?? null,
         req.occurredAt ?? now,
         status,

@@ -7,10 +7,12 @@
  * - JWT: verified with jose, no database read; the `scope` claim gives scopes; a `handles` claim marks a service token.
  * - PAT: the checksum is checked first, so a mistyped token costs no database read; then one query returns the token
  *   row joined with the caller's membership of the handle in the path (one round trip for token + role).
- * - Hot reads (`deferToData`): the lookup is not sent on its own. The route sends it first in its own `db.batch`
- *   (`batchWithAccess`), so token, membership and data cost ONE D1 round trip, and the rows are checked before any
- *   data is used; throttles wait for the principal. If the route answers without that batch (a validation error), the
- *   lookup runs alone first, so the order of answers below never changes.
+ * - Hot paths (`deferToData`: the feed reads, and publishing, where ingest's first batch carries it): the lookup is
+ *   not sent on its own. The route sends it first in its own `db.batch` (`batchWithAccess`), so token, membership and
+ *   data cost ONE D1 round trip, and the rows are checked before any data is used; throttles wait for the principal.
+ *   If the route answers without that batch (a validation error), the lookup runs alone first, so the order of
+ *   answers below never changes. A request with an Idempotency-Key is not deferred (its key is claimed under the
+ *   principal before the route runs).
  *
  * Order of answers: 401 (no or bad credential) → 403 missing scope (independent of the handle, so not an oracle) →
  * 404 when the caller is not a member (identical to a handle that does not exist) → 403 missing role.
@@ -244,7 +246,8 @@ export function authorize(rule: AccessRule): MiddlewareHandler<AppEnv> {
       }
     }
 
-    if (rule.deferToData && handle) {
+    // An Idempotency-Key is claimed under the principal before the route runs, so such a request resolves it now.
+    if (rule.deferToData && handle && c.req.header('idempotency-key') === undefined) {
       const throttles: Array<() => Promise<void>> = [];
       let settled = false;
       const pending: PendingAccess = {

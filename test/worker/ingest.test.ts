@@ -11,10 +11,11 @@ import { createExecutionContext } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import worker from '../../src/index.ts';
 import { publishEvents } from '../../src/delivery/enqueue.ts';
-import { addMember, ALL_USER_SCOPES, call, callJson, callWithVars, expectProblem, signJwt, unique } from './helpers.ts';
+import { addMember, ALL_USER_SCOPES, call, callJson, callWithVars, createPat, expectProblem, signJwt, unique } from './helpers.ts';
 import {
   countingD1,
   ingestQuiet,
+  quietEnv,
   deliveriesOf,
   deliveryRow,
   eventually,
@@ -105,6 +106,33 @@ describe('POST …/events: what is written', () => {
     const again = await ingestQuiet(h.handle, { sourceEventId }, { DB: d1.db });
     expect(again).toMatchObject({ notificationId: first.notificationId, duplicate: true });
     expect(d1.count()).toBe(1);
+  });
+
+  it('POST …/events through the API: access check, duplicate check and match context share one round trip (3 in all, with a PAT)', async () => {
+    const h = await setupHandle();
+    await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
+    const pat = await createPat(h.owner, { handle: h.handle, scopes: ['events:publish', 'notifications:read'] });
+    const d1 = countingD1(env.DB);
+    const { capture } = quietEnv();
+    const vars = { DB: d1.db, DELIVERIES_QUEUE: capture.queue } as Partial<Env>;
+    const body = { type: 'order.paid', data: { orderId: unique('o') }, sourceEventId: unique('src') };
+    // The PAT's first use records last_used_at (a write, at most once a minute): not part of a publish's cost.
+    await callWithVars(vars, 'GET', `/v2/handles/${h.handle}`, { token: pat.token });
+    await new Promise((r) => setTimeout(r, 50));
+    d1.reset();
+    const res = await callWithVars(vars, 'POST', `/v2/handles/${h.handle}/events`, { token: pat.token, body });
+    expect(res.status, await res.clone().text()).toBe(202);
+    // [token + membership, duplicate check, settings, webhooks, emails] → [notification + deliveries] → [marked queued]
+    expect(d1.count()).toBe(3);
+    expect(((await res.json()) as { recipients: unknown[] }).recipients).toHaveLength(1);
+    const stored = await env.DB.prepare('SELECT source FROM notifications WHERE handle = ?').bind(h.handle).first<{ source: string }>();
+    expect(stored?.source).toBe(`user:${h.owner}`);
+    // A non-member gets the 404 from that same batch, and nothing is written.
+    const stranger = await signJwt({ sub: unique('stranger'), scope: 'events:publish' });
+    d1.reset();
+    await expectProblem(await callWithVars(vars, 'POST', `/v2/handles/${h.handle}/events`, { token: stranger, body: { ...body, sourceEventId: unique('src') } }), 404);
+    expect(d1.count()).toBe(1);
+    expect((await env.DB.prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?').bind(h.handle).first<{ n: number }>())?.n).toBe(1);
   });
 
   it('two publishes racing with one sourceEventId → one notification, both answered with it', async () => {
