@@ -147,6 +147,20 @@ async function insertDelivery(handle: string, d: DeliverySeed): Promise<string> 
   return id;
 }
 
+/** A failed (dead) test send to `webhook`, as the test-send route records it: kind `test`, its own payload. */
+function insertDeadTestSend(handle: string, webhook: { id: string; url: string }, ms?: number): Promise<string> {
+  return insertDelivery(handle, {
+    ...(ms === undefined ? {} : { ms }),
+    kind: 'test',
+    notificationId: null,
+    subscriptionId: webhook.id,
+    target: webhook.url,
+    status: 'dead',
+    attemptCount: 1,
+    payload: JSON.stringify({ id: newId('ntf'), handle, type: 'order.created', severity: 'info', occurredAt: new Date().toISOString(), data: {}, test: true }),
+  });
+}
+
 interface AttemptSeed {
   n: number;
   outcome: 'succeeded' | 'failed';
@@ -678,16 +692,7 @@ describe('POST …/webhooks/{id}/recover', () => {
     // Not redrivable: a succeeded delivery and a dead test send since the time.
     const okNotification = await insertNotification(s.handle, { ms: now - 4 * 60_000, status: 'delivered', succeeded: 1 });
     const succeeded = await insertDelivery(s.handle, { ms: now - 4 * 60_000, notificationId: okNotification, subscriptionId: wh.id, target: wh.url, status: 'succeeded', attemptCount: 1 });
-    const deadTest = await insertDelivery(s.handle, {
-      ms: now - 3 * 60_000,
-      kind: 'test',
-      notificationId: null,
-      subscriptionId: wh.id,
-      target: wh.url,
-      status: 'dead',
-      attemptCount: 1,
-      payload: JSON.stringify({ id: newId('ntf'), handle: s.handle, type: 'order.created', severity: 'info', occurredAt: new Date().toISOString(), data: {}, test: true }),
-    });
+    const deadTest = await insertDeadTestSend(s.handle, wh, now - 3 * 60_000);
 
     const since = new Date(now - 3600_000).toISOString();
     const r = await callJson('POST', `${s.hooks}/${wh.id}/recover`, { token: s.token, body: { since } });
@@ -805,15 +810,7 @@ describe('POST …/deliveries/{id}/retry', () => {
     await waitForHits(key, 1, 15_000);
 
     const t = await testSend(s, wh.id);
-    const failedTest = await insertDelivery(s.handle, {
-      kind: 'test',
-      notificationId: null,
-      subscriptionId: wh.id,
-      target: wh.url,
-      status: 'dead',
-      attemptCount: 1,
-      payload: JSON.stringify({ id: newId('ntf'), handle: s.handle, type: 'order.created', severity: 'info', occurredAt: new Date().toISOString(), data: {}, test: true }),
-    });
+    const failedTest = await insertDeadTestSend(s.handle, wh);
     await expectProblem(await call('POST', `/v2/handles/${s.handle}/deliveries/${failedTest}/retry`, { token: s.token }), 422);
     // A succeeded test send is refused as well (it is not a production delivery).
     expect([409, 422]).toContain((await call('POST', `/v2/handles/${s.handle}/deliveries/${t.body.deliveryId}/retry`, { token: s.token })).status);
