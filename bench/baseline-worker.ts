@@ -63,7 +63,9 @@ function hmacKey(secret: string): Promise<CryptoKey> {
 }
 
 async function sign(secret: string, id: string, ts: number, body: string): Promise<string> {
-  const mac = new Uint8Array(await crypto.subtle.sign('HMAC', await hmacKey(secret), encoder.encode(`${id}.${ts}.${body}`)));
+  const mac = new Uint8Array(
+    await crypto.subtle.sign('HMAC', await hmacKey(secret), encoder.encode(`${id}.${ts}.${body}`)),
+  );
   let bin = '';
   for (const b of mac) bin += String.fromCharCode(b);
   return `v1,${btoa(bin)}`;
@@ -73,7 +75,12 @@ async function sign(secret: string, id: string, ts: number, body: string): Promi
 const CONCURRENCY = 6;
 
 app.post('/raw-deliver', async (c) => {
-  const job = await c.req.json<{ targets: Array<{ url: string; secret: string }>; n: number; prefix: string; payload: unknown }>();
+  const job = await c.req.json<{
+    targets: Array<{ url: string; secret: string }>;
+    n: number;
+    prefix: string;
+    payload: unknown;
+  }>();
   let next = 0;
   let delivered = 0;
   let failed = 0;

@@ -10,8 +10,9 @@
  * Bench-only routes: `POST /__bench/reset`, `GET /__bench/stats`, and `POST /__bench/consume` {deliveryIds} which runs
  * the notify-deliveries consumer on one batch of those messages (as the queue would) and answers its ConsumerReport.
  */
-import worker from '../src/index.ts';
+
 import { consumeDeliveries } from '../src/delivery/consumer.ts';
+import worker from '../src/index.ts';
 
 interface StatementCost {
   sql: string;
@@ -56,7 +57,11 @@ function recordRoundTrip(sql: unknown, result: unknown) {
     const written = r?.meta?.rows_written ?? 0;
     stats.rowsRead += read;
     stats.rowsWritten += written;
-    stats.statements.push({ sql: (sqls[i] ?? sqls[0] ?? '').replace(/\s+/g, ' ').slice(0, 2000), rowsRead: read, rowsWritten: written });
+    stats.statements.push({
+      sql: (sqls[i] ?? sqls[0] ?? '').replace(/\s+/g, ' ').slice(0, 2000),
+      rowsRead: read,
+      rowsWritten: written,
+    });
   });
 }
 
@@ -103,7 +108,10 @@ function meterD1(db: D1Database): D1Database {
     prepare: (sql: string) => new MeteredStatement(db.prepare(sql), sql),
     async batch(statements: MeteredStatement[]) {
       const results = await db.batch(statements.map((s) => s.real));
-      recordRoundTrip(statements.map((s) => s.sql), results);
+      recordRoundTrip(
+        statements.map((s) => s.sql),
+        results,
+      );
       return results;
     },
     async exec(sql: string) {
@@ -138,7 +146,12 @@ const envs = new WeakMap<Env, Env>();
 function metered(env: Env): Env {
   let m = envs.get(env);
   if (!m) {
-    m = { ...env, DB: meterD1(env.DB), DELIVERIES_QUEUE: meterQueue(env.DELIVERIES_QUEUE), EVENTS_QUEUE: meterQueue(env.EVENTS_QUEUE) };
+    m = {
+      ...env,
+      DB: meterD1(env.DB),
+      DELIVERIES_QUEUE: meterQueue(env.DELIVERIES_QUEUE),
+      EVENTS_QUEUE: meterQueue(env.EVENTS_QUEUE),
+    };
     envs.set(env, m);
   }
   return m;

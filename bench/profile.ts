@@ -3,11 +3,23 @@
  * inspector — where the time of one request goes, by function (self time) and by source file. A tool for fixing a
  * MISS, not part of `npm run bench`.
  */
-import { join } from 'node:path';
+
 import { writeFileSync } from 'node:fs';
-import { actors, bundle, buildService, createWebhooks, eventBody, OUT, provision, seedNotifications, startMiniflare, applyMigrations } from './run.ts';
+import { join } from 'node:path';
 import { findWorkerdPid, runLoad } from './lib/measure.ts';
 import { startReceiver } from './lib/receiver.ts';
+import {
+  actors,
+  applyMigrations,
+  buildService,
+  bundle,
+  createWebhooks,
+  eventBody,
+  OUT,
+  provision,
+  seedNotifications,
+  startMiniflare,
+} from './run.ts';
 
 const what = process.argv[2] ?? 'read';
 buildService();
@@ -24,7 +36,11 @@ await seedNotifications(db, 'bench-store', 100_000, Date.parse('2026-01-01T00:00
 await provision(A.subject, a, 'bench-write');
 await createWebhooks(A.subject, a, 'bench-write', receiver, 'write', 3);
 
-const list = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as Array<{ id: string; title: string; webSocketDebuggerUrl?: string }>;
+const list = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as Array<{
+  id: string;
+  title: string;
+  webSocketDebuggerUrl?: string;
+}>;
 
 /** A CDP session on one inspector target (one isolate). */
 async function session(t: (typeof list)[number]) {
@@ -50,9 +66,28 @@ const cdp = main.cdp;
 const ws = main.ws;
 
 const specs: Record<string, Parameters<typeof runLoad>[0]> = {
-  read: { method: 'GET', url: `${A.subject}/v2/handles/bench-store/notifications?limit=50`, headers: { authorization: `Bearer ${a.pat}` }, concurrency: 8, durationMs: 4000 },
-  jwt: { method: 'GET', url: `${A.subject}/v2/handles/bench-store/notifications?limit=50`, headers: { authorization: `Bearer ${a.ownerJwt}` }, concurrency: 8, durationMs: 4000 },
-  write: { method: 'POST', url: `${A.subject}/v2/handles/bench-write/events`, headers: { authorization: `Bearer ${a.pat}` }, body: () => eventBody(1), concurrency: 8, durationMs: 4000 },
+  read: {
+    method: 'GET',
+    url: `${A.subject}/v2/handles/bench-store/notifications?limit=50`,
+    headers: { authorization: `Bearer ${a.pat}` },
+    concurrency: 8,
+    durationMs: 4000,
+  },
+  jwt: {
+    method: 'GET',
+    url: `${A.subject}/v2/handles/bench-store/notifications?limit=50`,
+    headers: { authorization: `Bearer ${a.ownerJwt}` },
+    concurrency: 8,
+    durationMs: 4000,
+  },
+  write: {
+    method: 'POST',
+    url: `${A.subject}/v2/handles/bench-write/events`,
+    headers: { authorization: `Bearer ${a.pat}` },
+    body: () => eventBody(1),
+    concurrency: 8,
+    durationMs: 4000,
+  },
 };
 const spec = specs[what]!;
 await runLoad({ ...spec, durationMs: 1000 }, findWorkerdPid());
@@ -62,19 +97,32 @@ for (const x of sessions) {
   await x.cdp('Profiler.start');
 }
 const result = await runLoad(spec, A.pid);
-const profiles = await Promise.all(sessions.map(async (x) => ({ name: x.name, profile: (await x.cdp('Profiler.stop')).profile })));
+const profiles = await Promise.all(
+  sessions.map(async (x) => ({ name: x.name, profile: (await x.cdp('Profiler.stop')).profile })),
+);
 const { profile } = profiles.find((p) => p.name === main.name)!;
 // Busy samples per isolate (everything but idle): where workerd's CPU goes, beyond the service's own isolate.
 type P = { nodes: Array<{ id: number; callFrame: { functionName: string }; hitCount: number }> };
 const busy = profiles
-  .map((p) => ({ name: p.name, busy: (p.profile as P | undefined)?.nodes.filter((n) => n.callFrame.functionName !== '(idle)').reduce((s, n) => s + n.hitCount, 0) ?? 0 }))
+  .map((p) => ({
+    name: p.name,
+    busy:
+      (p.profile as P | undefined)?.nodes
+        .filter((n) => n.callFrame.functionName !== '(idle)')
+        .reduce((s, n) => s + n.hitCount, 0) ?? 0,
+  }))
   .filter((x) => x.busy > 0)
   .sort((x, y) => y.busy - x.busy);
 console.log('busy samples per isolate (200 µs each):', busy.map((x) => `${x.name} ${x.busy}`).join(', '));
 console.log(`${what}: ${result.rps.toFixed(0)} req/s, ${result.cpuUsPerReq.toFixed(0)} µs CPU/request`);
 writeFileSync(join(OUT, `${what}.cpuprofile`), JSON.stringify(profile));
 
-type Node = { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount: number; children?: number[] };
+type Node = {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount: number;
+  children?: number[];
+};
 const nodes = new Map<number, Node>((profile.nodes as Node[]).map((n) => [n.id, n]));
 const total = (profile.nodes as Node[]).reduce((s, n) => s + n.hitCount, 0);
 const self = new Map<string, number>();
@@ -98,7 +146,12 @@ for (const n of nodes.values()) {
     }
   }
 }
-const top = (m: Map<string, number>, k: number) => [...m.entries()].sort((x, y) => y[1] - x[1]).slice(0, k).map(([n, c]) => `${((100 * c) / total).toFixed(1).padStart(5)}%  ${n}`).join('\n');
+const top = (m: Map<string, number>, k: number) =>
+  [...m.entries()]
+    .sort((x, y) => y[1] - x[1])
+    .slice(0, k)
+    .map(([n, c]) => `${((100 * c) / total).toFixed(1).padStart(5)}%  ${n}`)
+    .join('\n');
 console.log(`\nself time (of ${total} samples):\n${top(self, 30)}\n\ninclusive:\n${top(inclusive, 45)}`);
 void byFile;
 for (const x of sessions) x.ws.close();

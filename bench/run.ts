@@ -28,8 +28,8 @@ import { SignJWT } from 'jose';
 import { convertV4MiniflareOptions, Miniflare, type V4WorkerOptions as WorkerOptions } from 'miniflare';
 import { unstable_getMiniflareWorkerOptions } from 'wrangler';
 import { encodeCursor } from '../src/lib/pagination.ts';
-import { startReceiver, type Receiver } from './lib/receiver.ts';
-import { cpuSeconds, findWorkerdPid, median, runLoad, send, type LoadResult } from './lib/measure.ts';
+import { cpuSeconds, findWorkerdPid, type LoadResult, median, runLoad, send } from './lib/measure.ts';
+import { type Receiver, startReceiver } from './lib/receiver.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const OUT = join(ROOT, 'bench', '.out');
@@ -115,12 +115,15 @@ export async function bundle(entry: string, outfile: string) {
 /** The D1 binding Miniflare hands to Node (`mf.getD1Database`). */
 type D1 = Awaited<ReturnType<Miniflare['getD1Database']>>;
 
-const base = unstable_getMiniflareWorkerOptions(join(ROOT, 'wrangler.toml')).workerOptions as WorkerOptions & Record<string, unknown>;
+const base = unstable_getMiniflareWorkerOptions(join(ROOT, 'wrangler.toml')).workerOptions as WorkerOptions &
+  Record<string, unknown>;
 
 /** wrangler.toml's bindings, with the bench's overrides: throttles and caps raised so they measure cost, not limits. */
 function serviceOptions(name: string, scriptPath: string, consumers: boolean): WorkerOptions {
   const ratelimits = Object.fromEntries(
-    Object.entries((base.ratelimits ?? {}) as Record<string, { namespace_id: string; simple: { period?: 10 | 60 } }>).map(([k, v]) => [
+    Object.entries(
+      (base.ratelimits ?? {}) as Record<string, { namespace_id: string; simple: { period?: 10 | 60 } }>,
+    ).map(([k, v]) => [
       k,
       { namespace_id: v.namespace_id, simple: { limit: 100_000_000, period: v.simple.period ?? 60 } },
     ]),
@@ -149,37 +152,50 @@ function serviceOptions(name: string, scriptPath: string, consumers: boolean): W
 }
 
 export async function startMiniflare(consumers: boolean, inspectorPort?: number) {
-  const mf = new Miniflare(convertV4MiniflareOptions({
-    ...(inspectorPort === undefined ? {} : { inspectorPort }),
-    // The service logs one JSON line per request (production behaviour, so it stays in the measured cost); the bench
-    // drops the info lines and passes warnings and errors through.
-    handleStructuredLogs(log) {
-      if (log.level !== 'info' && log.level !== 'log' && log.level !== 'debug') console.error(log.message);
-    },
-    workers: [
-      serviceOptions('subject', join(OUT, 'service', 'index.js'), consumers),
-      serviceOptions('metered', join(OUT, 'metered.js'), false),
-      {
-        name: 'baseline',
-        modules: true,
-        scriptPath: join(OUT, 'baseline.js'),
-        compatibilityDate: base.compatibilityDate,
-        compatibilityFlags: base.compatibilityFlags,
-        d1Databases: { DB: DB_ID },
-        queueProducers: { BASELINE_QUEUE: 'bench-baseline' },
-        unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
+  const mf = new Miniflare(
+    convertV4MiniflareOptions({
+      ...(inspectorPort === undefined ? {} : { inspectorPort }),
+      // The service logs one JSON line per request (production behaviour, so it stays in the measured cost); the bench
+      // drops the info lines and passes warnings and errors through.
+      handleStructuredLogs(log) {
+        if (log.level !== 'info' && log.level !== 'log' && log.level !== 'debug') console.error(log.message);
       },
-    ],
-  }));
+      workers: [
+        serviceOptions('subject', join(OUT, 'service', 'index.js'), consumers),
+        serviceOptions('metered', join(OUT, 'metered.js'), false),
+        {
+          name: 'baseline',
+          modules: true,
+          scriptPath: join(OUT, 'baseline.js'),
+          compatibilityDate: base.compatibilityDate,
+          compatibilityFlags: base.compatibilityFlags,
+          d1Databases: { DB: DB_ID },
+          queueProducers: { BASELINE_QUEUE: 'bench-baseline' },
+          unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
+        },
+      ],
+    }),
+  );
   await mf.ready;
   const url = async (w: string) => (await mf.unsafeGetDirectURL(w)).origin;
-  return { mf, subject: await url('subject'), metered: await url('metered'), baseline: await url('baseline'), pid: findWorkerdPid() };
+  return {
+    mf,
+    subject: await url('subject'),
+    metered: await url('metered'),
+    baseline: await url('baseline'),
+    pid: findWorkerdPid(),
+  };
 }
 
 export async function applyMigrations(db: D1) {
-  const files = readdirSync(join(ROOT, 'migrations')).filter((f) => f.endsWith('.sql')).sort();
+  const files = readdirSync(join(ROOT, 'migrations'))
+    .filter((f) => f.endsWith('.sql'))
+    .sort();
   for (const f of files) {
-    const sqls = readFileSync(join(ROOT, 'migrations', f), 'utf8').split('--> statement-breakpoint').map((s) => s.trim()).filter(Boolean);
+    const sqls = readFileSync(join(ROOT, 'migrations', f), 'utf8')
+      .split('--> statement-breakpoint')
+      .map((s) => s.trim())
+      .filter(Boolean);
     await db.batch(sqls.map((s) => db.prepare(s)));
   }
   return files.length;
@@ -192,8 +208,12 @@ const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
  * is minted at baseMs + n ms with a valid, time-ordered id; type, severity and status cycle.
  */
 export async function seedNotifications(db: D1, handle: string, count: number, baseMs: number) {
-  const timeChars = Array.from({ length: 10 }, (_, k) => `substr('${CROCKFORD}', ((ms >> ${5 * (9 - k)}) & 31) + 1, 1)`).join(' || ');
-  const pick = (values: string[], expr: string) => `CASE ${expr} ${values.map((v, i) => `WHEN ${i} THEN '${v}'`).join(' ')} END`;
+  const timeChars = Array.from(
+    { length: 10 },
+    (_, k) => `substr('${CROCKFORD}', ((ms >> ${5 * (9 - k)}) & 31) + 1, 1)`,
+  ).join(' || ');
+  const pick = (values: string[], expr: string) =>
+    `CASE ${expr} ${values.map((v, i) => `WHEN ${i} THEN '${v}'`).join(' ')} END`;
   const ts = `strftime('%Y-%m-%dT%H:%M:%fZ', ms / 1000.0, 'unixepoch')`;
   await db
     .prepare(
@@ -237,13 +257,23 @@ export async function api(
   body?: unknown,
   headers: Record<string, string> = {},
 ): Promise<{ status: number; body: Json; etag: string | undefined }> {
-  const r = await send(method, `${origin}${path}`, { authorization: `Bearer ${token}`, ...headers }, body === undefined ? undefined : JSON.stringify(body));
+  const r = await send(
+    method,
+    `${origin}${path}`,
+    { authorization: `Bearer ${token}`, ...headers },
+    body === undefined ? undefined : JSON.stringify(body),
+  );
   const etag = r.headers.etag;
-  return { status: r.status, body: r.text ? (JSON.parse(r.text) as Json) : {}, etag: typeof etag === 'string' ? etag : undefined };
+  return {
+    status: r.status,
+    body: r.text ? (JSON.parse(r.text) as Json) : {},
+    etag: typeof etag === 'string' ? etag : undefined,
+  };
 }
 
 function expectStatus(what: string, r: { status: number; body: Json }, ...ok: number[]) {
-  if (!ok.includes(r.status)) throw new Error(`bench: ${what} answered ${r.status}: ${JSON.stringify(r.body).slice(0, 500)}`);
+  if (!ok.includes(r.status))
+    throw new Error(`bench: ${what} answered ${r.status}: ${JSON.stringify(r.body).slice(0, 500)}`);
 }
 
 /** Runs `fn` over `items` with `concurrency` at a time. */
@@ -269,27 +299,51 @@ export async function actors(subject: string): Promise<Actors> {
   const ownerId = 'user_bench_owner';
   const ownerJwt = await jwt(ownerId, USER_SCOPES);
   const service = await jwt('svc:control-plane', 'internal:provision', { handles: '*' });
-  const tok = await api(subject, 'POST', '/v2/tokens', ownerJwt, { name: 'bench', scopes: USER_SCOPES.split(' '), expiresInDays: 1 });
+  const tok = await api(subject, 'POST', '/v2/tokens', ownerJwt, {
+    name: 'bench',
+    scopes: USER_SCOPES.split(' '),
+    expiresInDays: 1,
+  });
   expectStatus('POST /v2/tokens', tok, 201);
   return { service, ownerId, ownerJwt, pat: String(tok.body.token) };
 }
 
 export async function provision(subject: string, a: Actors, handle: string) {
-  const r = await api(subject, 'PUT', `/v2/internal/handles/${handle}`, a.service, { displayName: `Bench ${handle}`, ownerUserId: a.ownerId });
+  const r = await api(subject, 'PUT', `/v2/internal/handles/${handle}`, a.service, {
+    displayName: `Bench ${handle}`,
+    ownerUserId: a.ownerId,
+  });
   expectStatus(`provision ${handle}`, r, 200, 201);
 }
 
-export async function createWebhooks(origin: string, a: Actors, handle: string, receiver: Receiver, group: string, count: number) {
-  return pool(Array.from({ length: count }, (_, i) => i), 6, async (i) => {
-    const r = await api(origin, 'POST', `/v2/handles/${handle}/webhooks`, a.pat, { url: receiver.url(group, i), description: `bench ${group} ${i}` });
-    expectStatus(`POST webhook ${group}/${i}`, r, 201);
-    receiver.setSecret(group, i, String(r.body.secret));
-    return { id: String(r.body.id), secret: String(r.body.secret), url: receiver.url(group, i) };
-  });
+export async function createWebhooks(
+  origin: string,
+  a: Actors,
+  handle: string,
+  receiver: Receiver,
+  group: string,
+  count: number,
+) {
+  return pool(
+    Array.from({ length: count }, (_, i) => i),
+    6,
+    async (i) => {
+      const r = await api(origin, 'POST', `/v2/handles/${handle}/webhooks`, a.pat, {
+        url: receiver.url(group, i),
+        description: `bench ${group} ${i}`,
+      });
+      expectStatus(`POST webhook ${group}/${i}`, r, 201);
+      receiver.setSecret(group, i, String(r.body.secret));
+      return { id: String(r.body.id), secret: String(r.body.secret), url: receiver.url(group, i) };
+    },
+  );
 }
 
 export const eventBody = (n: number) =>
-  JSON.stringify({ type: 'order.created', data: { orderId: `ord_${n}`, amount: 2499.0, currency: 'INR', items: 3, customer: 'cus_8812' } });
+  JSON.stringify({
+    type: 'order.created',
+    data: { orderId: `ord_${n}`, amount: 2499.0, currency: 'INR', items: 3, customer: 'cus_8812' },
+  });
 
 // ---------------------------------------------------------------------------------------------------------------
 // Stages
@@ -325,7 +379,14 @@ function checkErrors(stage: string, results: LoadResult[]) {
   if (bad) throw new Error(`bench: ${stage} had ${bad.errors} failed requests, first: ${bad.firstError}`);
 }
 
-async function meteredCall(metered: string, method: string, path: string, token: string, body?: unknown, headers: Record<string, string> = {}) {
+async function meteredCall(
+  metered: string,
+  method: string,
+  path: string,
+  token: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+) {
   await send('POST', `${metered}/__bench/reset`, {}, '{}');
   const r = await api(metered, method, path, token, body, headers);
   // Let waitUntil work (a PAT's last-used touch) land before reading the counters.
@@ -357,11 +418,24 @@ async function main() {
   const bundleFigures = buildService();
   await bundle('bench/baseline-worker.ts', join(OUT, 'baseline.js'));
   await bundle('bench/metered-entry.ts', join(OUT, 'metered.js'));
-  progress('build', `service bundle ${bundleFigures.rawKiB.toFixed(1)} KiB raw, ${bundleFigures.gzipKiB.toFixed(1)} KiB gzipped (${bundleFigures.wranglerReport ?? 'no wrangler size line'})`);
+  progress(
+    'build',
+    `service bundle ${bundleFigures.rawKiB.toFixed(1)} KiB raw, ${bundleFigures.gzipKiB.toFixed(1)} KiB gzipped (${bundleFigures.wranglerReport ?? 'no wrangler size line'})`,
+  );
 
   const receiver = await startReceiver();
-  let A = await startMiniflare(false);
-  const results: Json = { meta: { startedAt: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length, rounds: ROUNDS, windowMs: WINDOW_MS, concurrency: CONCURRENCY, quick: args.quick } };
+  const A = await startMiniflare(false);
+  const results: Json = {
+    meta: {
+      startedAt: new Date().toISOString(),
+      node: process.version,
+      cpus: (await import('node:os')).cpus().length,
+      rounds: ROUNDS,
+      windowMs: WINDOW_MS,
+      concurrency: CONCURRENCY,
+      quick: args.quick,
+    },
+  };
   try {
     const db = await A.mf.getD1Database('DB', 'subject');
     const migrations = await applyMigrations(db);
@@ -374,7 +448,10 @@ async function main() {
     const seedStart = performance.now();
     await seedNotifications(db, READ, FEED_ROWS, Date.parse('2026-01-01T00:00:00Z'));
     await db.prepare('ANALYZE').run();
-    progress('seed', `${FEED_ROWS.toLocaleString('en')} notifications for ${READ} in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`);
+    progress(
+      'seed',
+      `${FEED_ROWS.toLocaleString('en')} notifications for ${READ} in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`,
+    );
 
     // --- API read + auth ---------------------------------------------------------------------------------------
     const feed = `/v2/handles/${READ}/notifications?limit=50`;
@@ -383,17 +460,27 @@ async function main() {
       pat: { method: 'GET' as const, url: `${A.subject}${feed}`, headers: { authorization: `Bearer ${a.pat}` } },
       jwt: { method: 'GET' as const, url: `${A.subject}${feed}`, headers: { authorization: `Bearer ${a.ownerJwt}` } },
     };
-    const spec = (s: { method: 'GET' | 'POST'; url: string; headers?: Record<string, string>; body?: () => string }, ms = WINDOW_MS) => ({ ...s, concurrency: CONCURRENCY, durationMs: ms });
+    const spec = (
+      s: { method: 'GET' | 'POST'; url: string; headers?: Record<string, string>; body?: () => string },
+      ms = WINDOW_MS,
+    ) => ({ ...s, concurrency: CONCURRENCY, durationMs: ms });
     for (const s of Object.values(read)) await runLoad(spec(s, 500), A.pid); // warm-up
     const readRuns: Paired & { jwt: LoadResult[] } = { subject: [], baseline: [], jwt: [] };
     for (let r = 0; r < ROUNDS; r++) {
       readRuns.baseline.push(await runLoad(spec(read.baseline), A.pid));
       readRuns.subject.push(await runLoad(spec(read.pat), A.pid));
       readRuns.jwt.push(await runLoad(spec(read.jwt), A.pid));
-      progress('API read', `round ${r + 1}/${ROUNDS}: baseline ${readRuns.baseline[r]!.rps.toFixed(0)} req/s, PAT ${readRuns.subject[r]!.rps.toFixed(0)} req/s, JWT ${readRuns.jwt[r]!.rps.toFixed(0)} req/s`);
+      progress(
+        'API read',
+        `round ${r + 1}/${ROUNDS}: baseline ${readRuns.baseline[r]!.rps.toFixed(0)} req/s, PAT ${readRuns.subject[r]!.rps.toFixed(0)} req/s, JWT ${readRuns.jwt[r]!.rps.toFixed(0)} req/s`,
+      );
     }
     checkErrors('API read', [...readRuns.subject, ...readRuns.baseline, ...readRuns.jwt]);
-    results.apiRead = { subject: summary(readRuns.subject), baseline: summary(readRuns.baseline), ...pairedRatios(readRuns) };
+    results.apiRead = {
+      subject: summary(readRuns.subject),
+      baseline: summary(readRuns.baseline),
+      ...pairedRatios(readRuns),
+    };
     results.auth = {
       pat: summary(readRuns.subject),
       jwt: summary(readRuns.jwt),
@@ -406,18 +493,34 @@ async function main() {
     await createWebhooks(A.subject, a, WRITE, receiver, 'write', 3);
     let seq = 0;
     const write = {
-      baseline: { method: 'POST' as const, url: `${A.baseline}/write`, body: () => JSON.stringify({ handle: WRITE, ...JSON.parse(eventBody(++seq)) }) },
-      subject: { method: 'POST' as const, url: `${A.subject}/v2/handles/${WRITE}/events`, headers: { authorization: `Bearer ${a.pat}` }, body: () => eventBody(++seq) },
+      baseline: {
+        method: 'POST' as const,
+        url: `${A.baseline}/write`,
+        body: () => JSON.stringify({ handle: WRITE, ...JSON.parse(eventBody(++seq)) }),
+      },
+      subject: {
+        method: 'POST' as const,
+        url: `${A.subject}/v2/handles/${WRITE}/events`,
+        headers: { authorization: `Bearer ${a.pat}` },
+        body: () => eventBody(++seq),
+      },
     };
     for (const s of Object.values(write)) await runLoad(spec(s, 500), A.pid);
     const writeRuns: Paired = { subject: [], baseline: [] };
     for (let r = 0; r < ROUNDS; r++) {
       writeRuns.baseline.push(await runLoad(spec(write.baseline), A.pid));
       writeRuns.subject.push(await runLoad(spec(write.subject), A.pid));
-      progress('API write', `round ${r + 1}/${ROUNDS}: baseline ${writeRuns.baseline[r]!.rps.toFixed(0)} req/s, POST events ${writeRuns.subject[r]!.rps.toFixed(0)} req/s`);
+      progress(
+        'API write',
+        `round ${r + 1}/${ROUNDS}: baseline ${writeRuns.baseline[r]!.rps.toFixed(0)} req/s, POST events ${writeRuns.subject[r]!.rps.toFixed(0)} req/s`,
+      );
     }
     checkErrors('API write', [...writeRuns.subject, ...writeRuns.baseline]);
-    results.apiWrite = { subject: summary(writeRuns.subject), baseline: summary(writeRuns.baseline), ...pairedRatios(writeRuns) };
+    results.apiWrite = {
+      subject: summary(writeRuns.subject),
+      baseline: summary(writeRuns.baseline),
+      ...pairedRatios(writeRuns),
+    };
     // The baseline's rows are not the service's: remove them so they do not sit in the write handle's feed.
     await db.prepare(`DELETE FROM notifications WHERE handle = ?1 AND source = 'bench-baseline'`).bind(WRITE).run();
 
@@ -426,7 +529,10 @@ async function main() {
     await provision(A.subject, a, FAN);
     const hooksStart = performance.now();
     await createWebhooks(A.subject, a, FAN, receiver, 'fanout', FANOUT_WEBHOOKS);
-    progress('Fan-out', `${FANOUT_WEBHOOKS} webhooks created through the API in ${((performance.now() - hooksStart) / 1000).toFixed(1)} s`);
+    progress(
+      'Fan-out',
+      `${FANOUT_WEBHOOKS} webhooks created through the API in ${((performance.now() - hooksStart) / 1000).toFixed(1)} s`,
+    );
     const fanTimes: number[] = [];
     for (let i = 0; i < 3; i++) {
       const start = performance.now();
@@ -436,9 +542,17 @@ async function main() {
       if (queued !== FANOUT_WEBHOOKS) throw new Error(`bench: fan-out queued ${queued} of ${FANOUT_WEBHOOKS}`);
       fanTimes.push(performance.now() - start);
     }
-    const fan = await meteredCall(A.metered, 'POST', `/v2/handles/${FAN}/events`, a.pat, JSON.parse(eventBody(900_100)));
+    const fan = await meteredCall(
+      A.metered,
+      'POST',
+      `/v2/handles/${FAN}/events`,
+      a.pat,
+      JSON.parse(eventBody(900_100)),
+    );
     expectStatus('metered fan-out event', fan.response, 202);
-    const fanQueued = (fan.response.body.recipients as Json[]).filter((x) => x.status === 'queued').map((x) => String(x.deliveryId));
+    const fanQueued = (fan.response.body.recipients as Json[])
+      .filter((x) => x.status === 'queued')
+      .map((x) => String(x.deliveryId));
     results.fanout = {
       webhooks: FANOUT_WEBHOOKS,
       msToAllEnqueued: median(fanTimes),
@@ -451,11 +565,17 @@ async function main() {
       rowsRead: fan.stats.rowsRead,
       rowsWritten: fan.stats.rowsWritten,
     };
-    progress('Fan-out', `1 event → ${FANOUT_WEBHOOKS} webhooks: all enqueued in ${median(fanTimes).toFixed(0)} ms (median of 3), ${fan.stats.sendBatchCalls} sendBatch calls, ${fan.stats.d1WriteRoundTrips} write round trips of ${fan.stats.d1RoundTrips}`);
+    progress(
+      'Fan-out',
+      `1 event → ${FANOUT_WEBHOOKS} webhooks: all enqueued in ${median(fanTimes).toFixed(0)} ms (median of 3), ${fan.stats.sendBatchCalls} sendBatch calls, ${fan.stats.d1WriteRoundTrips} write round trips of ${fan.stats.d1RoundTrips}`,
+    );
 
     // --- D1 cost -----------------------------------------------------------------------------------------------
     results.d1 = await d1Costs(A, a, db, receiver, { READ, WRITE, FAN, fanQueued });
-    progress('D1 cost', `${results.d1.routes.length} routes, a consumer batch of ${results.d1.consumerBatch.messages}, one delivered event metered`);
+    progress(
+      'D1 cost',
+      `${results.d1.routes.length} routes, a consumer batch of ${results.d1.consumerBatch.messages}, one delivered event metered`,
+    );
   } finally {
     await A.mf.dispose();
   }
@@ -496,9 +616,18 @@ async function d1Costs(
 ) {
   const m = A.metered;
   const routes: Json[] = [];
-  const measure = async (label: string, method: string, path: string, body?: unknown, token = a.pat, expect = [200, 201, 202, 204], headers: Record<string, string> = {}) => {
+  const measure = async (
+    label: string,
+    method: string,
+    path: string,
+    body?: unknown,
+    token = a.pat,
+    expect = [200, 201, 202, 204],
+    headers: Record<string, string> = {},
+  ) => {
     const { response, stats } = await meteredCall(m, method, path, token, body, headers);
-    if (!expect.includes(response.status)) console.warn(`! D1 cost: ${label} answered ${response.status}: ${JSON.stringify(response.body).slice(0, 300)}`);
+    if (!expect.includes(response.status))
+      console.warn(`! D1 cost: ${label} answered ${response.status}: ${JSON.stringify(response.body).slice(0, 300)}`);
     routes.push({
       route: label,
       status: response.status,
@@ -512,16 +641,37 @@ async function d1Costs(
   const H = `/v2/handles/${h.WRITE}`;
 
   // The feed at 100,000 rows: first page, a deep page (after 50,000 rows), a filtered page; and one by id.
-  const first = await measure('GET …/notifications?limit=50 (PAT)', 'GET', `/v2/handles/${h.READ}/notifications?limit=50`);
+  const first = await measure(
+    'GET …/notifications?limit=50 (PAT)',
+    'GET',
+    `/v2/handles/${h.READ}/notifications?limit=50`,
+  );
   // The cursor of the 50,000th newest row, built the way the API builds cursors.
   const deepRow = await db
     .prepare(`SELECT id FROM notifications WHERE handle = ?1 ORDER BY id DESC LIMIT 1 OFFSET 50000`)
     .bind(h.READ)
     .first<{ id: string }>();
   const deepCursor = encodeCursor(deepRow!.id);
-  await measure('GET …/notifications?limit=50&cursor=<after 50,000> (PAT)', 'GET', `/v2/handles/${h.READ}/notifications?limit=50&cursor=${encodeURIComponent(deepCursor)}`, undefined, a.pat, [200]);
-  await measure('GET …/notifications?limit=50&severity=critical (PAT)', 'GET', `/v2/handles/${h.READ}/notifications?limit=50&severity=critical`);
-  await measure('GET …/notifications?limit=50 (JWT)', 'GET', `/v2/handles/${h.READ}/notifications?limit=50`, undefined, a.ownerJwt);
+  await measure(
+    'GET …/notifications?limit=50&cursor=<after 50,000> (PAT)',
+    'GET',
+    `/v2/handles/${h.READ}/notifications?limit=50&cursor=${encodeURIComponent(deepCursor)}`,
+    undefined,
+    a.pat,
+    [200],
+  );
+  await measure(
+    'GET …/notifications?limit=50&severity=critical (PAT)',
+    'GET',
+    `/v2/handles/${h.READ}/notifications?limit=50&severity=critical`,
+  );
+  await measure(
+    'GET …/notifications?limit=50 (JWT)',
+    'GET',
+    `/v2/handles/${h.READ}/notifications?limit=50`,
+    undefined,
+    a.ownerJwt,
+  );
   const someId = String((first.response.body.data as Json[])[7]!.id);
   await measure('GET …/notifications/{id}', 'GET', `/v2/handles/${h.READ}/notifications/${someId}`);
 
@@ -530,12 +680,36 @@ async function d1Costs(
   await measure('GET /v2/openapi.json', 'GET', '/v2/openapi.json');
   await measure('GET /v2/event-types', 'GET', '/v2/event-types');
   await measure('GET /v2/tokens', 'GET', '/v2/tokens');
-  const tok = await measure('POST /v2/tokens (JWT)', 'POST', '/v2/tokens', { name: 'bench-cost', scopes: ['notifications:read'] }, a.ownerJwt);
+  const tok = await measure(
+    'POST /v2/tokens (JWT)',
+    'POST',
+    '/v2/tokens',
+    { name: 'bench-cost', scopes: ['notifications:read'] },
+    a.ownerJwt,
+  );
   await measure('DELETE /v2/tokens/{id} (JWT)', 'DELETE', `/v2/tokens/${tok.response.body.id}`, undefined, a.ownerJwt);
   await measure('GET /v2/handles/{h}', 'GET', H);
-  await measure('PUT /v2/internal/handles/{h} (service)', 'PUT', `/v2/internal/handles/bench-cost`, { displayName: 'Bench cost', ownerUserId: a.ownerId }, a.service);
-  await measure('PUT …/members/{user} (service)', 'PUT', `/v2/internal/handles/bench-cost/members/user_bench_viewer`, { role: 'viewer' }, a.service);
-  await measure('DELETE …/members/{user} (service)', 'DELETE', `/v2/internal/handles/bench-cost/members/user_bench_viewer`, undefined, a.service);
+  await measure(
+    'PUT /v2/internal/handles/{h} (service)',
+    'PUT',
+    `/v2/internal/handles/bench-cost`,
+    { displayName: 'Bench cost', ownerUserId: a.ownerId },
+    a.service,
+  );
+  await measure(
+    'PUT …/members/{user} (service)',
+    'PUT',
+    `/v2/internal/handles/bench-cost/members/user_bench_viewer`,
+    { role: 'viewer' },
+    a.service,
+  );
+  await measure(
+    'DELETE …/members/{user} (service)',
+    'DELETE',
+    `/v2/internal/handles/bench-cost/members/user_bench_viewer`,
+    undefined,
+    a.service,
+  );
   await measure('GET …/webhooks', 'GET', `${H}/webhooks`);
   const wh = await measure('POST …/webhooks', 'POST', `${H}/webhooks`, { url: receiver.url('cost', 0) });
   receiver.setSecret('cost', 0, String(wh.response.body.secret));
@@ -545,35 +719,79 @@ async function d1Costs(
   await measure('POST …/webhooks/{id}/test', 'POST', `${H}/webhooks/${whId}/test`, {});
   await measure('GET …/webhooks/{id}/deliveries', 'GET', `${H}/webhooks/${whId}/deliveries`);
   await measure('POST …/webhooks/{id}/rotate-secret', 'POST', `${H}/webhooks/${whId}/rotate-secret`, {});
-  await measure('POST …/webhooks/{id}/recover', 'POST', `${H}/webhooks/${whId}/recover`, { since: new Date(Date.now() - 3_600_000).toISOString() }, a.pat, [200, 202, 409]);
+  await measure(
+    'POST …/webhooks/{id}/recover',
+    'POST',
+    `${H}/webhooks/${whId}/recover`,
+    { since: new Date(Date.now() - 3_600_000).toISOString() },
+    a.pat,
+    [200, 202, 409],
+  );
   await measure('DELETE …/webhooks/{id}', 'DELETE', `${H}/webhooks/${whId}`);
   const settings = await measure('GET …/notification-settings', 'GET', `${H}/notification-settings`);
   await measure(
     'PUT …/notification-settings (If-Match)',
     'PUT',
     `${H}/notification-settings`,
-    { channels: { email: { enabled: true }, webhook: { enabled: true } }, eventFilter: null, ownerFallback: 'critical' },
+    {
+      channels: { email: { enabled: true }, webhook: { enabled: true } },
+      eventFilter: null,
+      ownerFallback: 'critical',
+    },
     a.pat,
     [200],
     { 'if-match': settings.response.etag ?? '*' },
   );
-  await measure('POST …/notification-settings/evaluate', 'POST', `${H}/notification-settings/evaluate`, { eventType: 'order.created' });
+  await measure('POST …/notification-settings/evaluate', 'POST', `${H}/notification-settings/evaluate`, {
+    eventType: 'order.created',
+  });
   await measure('GET …/notifications/email-subscriptions', 'GET', `${H}/notifications/email-subscriptions`);
-  const sub = await measure('POST …/notifications/email-subscriptions', 'POST', `${H}/notifications/email-subscriptions`, { email: 'bench@example.com' });
-  await measure('POST …/email-subscriptions/{id}/resend-confirmation', 'POST', `${H}/notifications/email-subscriptions/${sub.response.body.id}/resend-confirmation`, {}, a.pat, [200, 202]);
-  await measure('DELETE …/notifications/email-subscriptions/{id}', 'DELETE', `${H}/notifications/email-subscriptions/${sub.response.body.id}`);
+  const sub = await measure(
+    'POST …/notifications/email-subscriptions',
+    'POST',
+    `${H}/notifications/email-subscriptions`,
+    { email: 'bench@example.com' },
+  );
+  await measure(
+    'POST …/email-subscriptions/{id}/resend-confirmation',
+    'POST',
+    `${H}/notifications/email-subscriptions/${sub.response.body.id}/resend-confirmation`,
+    {},
+    a.pat,
+    [200, 202],
+  );
+  await measure(
+    'DELETE …/notifications/email-subscriptions/{id}',
+    'DELETE',
+    `${H}/notifications/email-subscriptions/${sub.response.body.id}`,
+  );
   await measure('GET …/notifications/owner-default-email', 'GET', `${H}/notifications/owner-default-email`);
-  await measure('PUT …/notifications/owner-default-email', 'PUT', `${H}/notifications/owner-default-email`, { email: 'owner@example.com' });
+  await measure('PUT …/notifications/owner-default-email', 'PUT', `${H}/notifications/owner-default-email`, {
+    email: 'owner@example.com',
+  });
   await measure('GET …/health (delivery doctor)', 'GET', `${H}/health`);
-  await measure('POST /v2/support/report', 'POST', '/v2/support/report', { handle: h.WRITE, summary: 'bench', details: 'How much does a support report cost?' });
+  await measure('POST /v2/support/report', 'POST', '/v2/support/report', {
+    handle: h.WRITE,
+    summary: 'bench',
+    details: 'How much does a support report cost?',
+  });
 
   // The event path: one event matching 3 webhooks, ingested, then its deliveries consumed (real POSTs to the receiver).
   const ingest = await measure('POST …/events (3 webhooks)', 'POST', `${H}/events`, JSON.parse(eventBody(1)));
-  const ids = (ingest.response.body.recipients as Json[]).filter((x) => x.status === 'queued').map((x) => String(x.deliveryId));
+  const ids = (ingest.response.body.recipients as Json[])
+    .filter((x) => x.status === 'queued')
+    .map((x) => String(x.deliveryId));
   await send('POST', `${m}/__bench/reset`, {}, '{}');
-  const consumed = JSON.parse((await send('POST', `${m}/__bench/consume`, {}, JSON.stringify({ deliveryIds: ids }))).text) as Json;
+  const consumed = JSON.parse(
+    (await send('POST', `${m}/__bench/consume`, {}, JSON.stringify({ deliveryIds: ids }))).text,
+  ) as Json;
   const consumeStats = JSON.parse((await send('GET', `${m}/__bench/stats`)).text) as MeteredStats;
-  const delivered = (await db.prepare(`SELECT count(*) AS n FROM deliveries WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'succeeded'`).bind(JSON.stringify(ids)).first<{ n: number }>())!.n;
+  const delivered = (await db
+    .prepare(
+      `SELECT count(*) AS n FROM deliveries WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'succeeded'`,
+    )
+    .bind(JSON.stringify(ids))
+    .first<{ n: number }>())!.n;
   const perEvent = {
     recipients: ids.length,
     delivered,
@@ -588,7 +806,10 @@ async function d1Costs(
     ingestStatements: ingest.stats.statements,
     consumerStatements: consumeStats.statements,
   };
-  const dollars = (p: typeof perEvent) => p.rowsRead * PRICE.d1RowRead + p.rowsWritten * PRICE.d1RowWritten + p.queueMessages * PRICE.queueOpsPerMessage * PRICE.queueOperation;
+  const dollars = (p: typeof perEvent) =>
+    p.rowsRead * PRICE.d1RowRead +
+    p.rowsWritten * PRICE.d1RowWritten +
+    p.queueMessages * PRICE.queueOpsPerMessage * PRICE.queueOperation;
   const perMillion = {
     d1RowsRead: perEvent.rowsRead * PRICE.d1RowRead * 1e6,
     d1RowsWritten: perEvent.rowsWritten * PRICE.d1RowWritten * 1e6,
@@ -599,9 +820,16 @@ async function d1Costs(
   // A consumer batch of 100: deliveries of the metered fan-out event (queued, never consumed in phase A).
   const batchIds = h.fanQueued.slice(0, 100);
   await send('POST', `${m}/__bench/reset`, {}, '{}');
-  const batchOut = JSON.parse((await send('POST', `${m}/__bench/consume`, {}, JSON.stringify({ deliveryIds: batchIds }))).text) as Json;
+  const batchOut = JSON.parse(
+    (await send('POST', `${m}/__bench/consume`, {}, JSON.stringify({ deliveryIds: batchIds }))).text,
+  ) as Json;
   const batchStats = JSON.parse((await send('GET', `${m}/__bench/stats`)).text) as MeteredStats;
-  const batchDelivered = (await db.prepare(`SELECT count(*) AS n FROM deliveries WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'succeeded'`).bind(JSON.stringify(batchIds)).first<{ n: number }>())!.n;
+  const batchDelivered = (await db
+    .prepare(
+      `SELECT count(*) AS n FROM deliveries WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'succeeded'`,
+    )
+    .bind(JSON.stringify(batchIds))
+    .first<{ n: number }>())!.n;
 
   return {
     routes,
@@ -628,7 +856,9 @@ async function d1Costs(
 async function deliveryStage(B: Awaited<ReturnType<typeof startMiniflare>>, receiver: Receiver) {
   const db = await B.mf.getD1Database('DB', 'subject');
   // Phase A's database is not needed here (each delivery round has its own handle); D1 state is kept in memory.
-  const migrated = await db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'access_tokens'`).first();
+  const migrated = await db
+    .prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'access_tokens'`)
+    .first();
   if (!migrated) await applyMigrations(db);
   const a = await actors(B.subject);
   const events = DELIVERIES / DELIVERY_WEBHOOKS;
@@ -646,36 +876,67 @@ async function deliveryStage(B: Awaited<ReturnType<typeof startMiniflare>>, rece
     let delivered = 0;
     // One invocation per 100 deliveries (a consumer batch's worth), one invocation at a time, 6 fetches at once.
     for (let i = 0; i < DELIVERIES / 100; i++) {
-      const res = await send('POST', `${B.baseline}/raw-deliver`, {}, JSON.stringify({ targets, n: 100, prefix: `msg_raw${r}_${i}_`, payload: JSON.parse(eventBody(i)).data }));
+      const res = await send(
+        'POST',
+        `${B.baseline}/raw-deliver`,
+        {},
+        JSON.stringify({ targets, n: 100, prefix: `msg_raw${r}_${i}_`, payload: JSON.parse(eventBody(i)).data }),
+      );
       delivered += (JSON.parse(res.text) as { delivered: number }).delivered;
     }
     const s = receiver.stats(group);
     const seconds = ((s.lastOkAt ?? performance.now()) - start) / 1000;
-    const out = { delivered, unique: s.unique, seconds, perSecond: s.unique / seconds, receiverPeakInFlight: s.peakInFlight };
+    const out = {
+      delivered,
+      unique: s.unique,
+      seconds,
+      perSecond: s.unique / seconds,
+      receiverPeakInFlight: s.peakInFlight,
+    };
     baselineRounds.push(out);
-    progress('Delivery', `round ${r + 1}/${DELIVERY_ROUNDS} baseline: ${s.unique} raw signed POSTs in ${seconds.toFixed(1)} s = ${out.perSecond.toFixed(0)}/s`);
+    progress(
+      'Delivery',
+      `round ${r + 1}/${DELIVERY_ROUNDS} baseline: ${s.unique} raw signed POSTs in ${seconds.toFixed(1)} s = ${out.perSecond.toFixed(0)}/s`,
+    );
   };
 
   const runSubject = async (r: number) => {
     const handle = `bench-delivery-${r}`;
     const group = `dlv${r}`;
-    const provisioned = await api(B.subject, 'PUT', `/v2/internal/handles/${handle}`, a.service, { displayName: handle, ownerUserId: a.ownerId });
+    const provisioned = await api(B.subject, 'PUT', `/v2/internal/handles/${handle}`, a.service, {
+      displayName: handle,
+      ownerUserId: a.ownerId,
+    });
     expectStatus('provision delivery handle', provisioned, 200, 201);
     await createWebhooks(B.subject, a, handle, receiver, group, DELIVERY_WEBHOOKS);
     const cpu0 = cpuSeconds(B.pid);
     const start = performance.now();
     let published = 0;
-    await pool(Array.from({ length: events }, (_, i) => i), 4, async (i) => {
-      const res = await send('POST', `${B.subject}/v2/handles/${handle}/events`, { authorization: `Bearer ${a.pat}` }, eventBody(i));
-      if (res.status !== 202) throw new Error(`bench: ingest answered ${res.status}: ${res.text.slice(0, 300)}`);
-      published += (JSON.parse(res.text).recipients as Json[]).filter((x) => x.status === 'queued' || x.status === 'pending').length;
-    });
+    await pool(
+      Array.from({ length: events }, (_, i) => i),
+      4,
+      async (i) => {
+        const res = await send(
+          'POST',
+          `${B.subject}/v2/handles/${handle}/events`,
+          { authorization: `Bearer ${a.pat}` },
+          eventBody(i),
+        );
+        if (res.status !== 202) throw new Error(`bench: ingest answered ${res.status}: ${res.text.slice(0, 300)}`);
+        published += (JSON.parse(res.text).recipients as Json[]).filter(
+          (x) => x.status === 'queued' || x.status === 'pending',
+        ).length;
+      },
+    );
     const ingestSeconds = (performance.now() - start) / 1000;
     // Wait until nothing is in flight (bounded): every delivery succeeded, died, or the deadline passed.
     const deadline = performance.now() + 180_000;
     let counts: Record<string, number> = {};
     for (;;) {
-      const rows = await db.prepare(`SELECT status, count(*) AS n FROM deliveries WHERE handle = ?1 GROUP BY status`).bind(handle).all<{ status: string; n: number }>();
+      const rows = await db
+        .prepare(`SELECT status, count(*) AS n FROM deliveries WHERE handle = ?1 GROUP BY status`)
+        .bind(handle)
+        .all<{ status: string; n: number }>();
       counts = Object.fromEntries(rows.results.map((x) => [x.status, x.n]));
       const inFlight = (counts.pending ?? 0) + (counts.queued ?? 0) + (counts.retrying ?? 0);
       if (inFlight === 0 || performance.now() > deadline) break;
@@ -687,7 +948,11 @@ async function deliveryStage(B: Awaited<ReturnType<typeof startMiniflare>>, rece
     const dead = counts.dead ?? 0;
     const inFlight = (counts.pending ?? 0) + (counts.queued ?? 0) + (counts.retrying ?? 0);
     const total = Object.values(counts).reduce((x, y) => x + y, 0);
-    const balanced = published === deliveredRows + dead + inFlight && total === published && s.unique === deliveredRows && s.badSignature === 0;
+    const balanced =
+      published === deliveredRows + dead + inFlight &&
+      total === published &&
+      s.unique === deliveredRows &&
+      s.badSignature === 0;
     const seconds = ((s.lastOkAt ?? performance.now()) - start) / 1000;
     const out = {
       handle,
@@ -715,7 +980,10 @@ async function deliveryStage(B: Awaited<ReturnType<typeof startMiniflare>>, rece
     );
   };
 
-  progress('Delivery', `${DELIVERIES.toLocaleString('en')} deliveries per run (${events} events × ${DELIVERY_WEBHOOKS} webhooks) vs raw signed fetch at concurrency 6; workerd pid ${B.pid}`);
+  progress(
+    'Delivery',
+    `${DELIVERIES.toLocaleString('en')} deliveries per run (${events} events × ${DELIVERY_WEBHOOKS} webhooks) vs raw signed fetch at concurrency 6; workerd pid ${B.pid}`,
+  );
   for (let r = 0; r < DELIVERY_ROUNDS; r++) {
     await runBaseline(r);
     await runSubject(r);
@@ -742,20 +1010,69 @@ function targets(r: Json) {
   const feedFirst = route('GET …/notifications?limit=50 (PAT)');
   const feedDeep = route('GET …/notifications?limit=50&cursor');
   const byId = route('GET …/notifications/{id}');
-  const notifRows = (x: Json) => (x.statements as Json[]).filter((s) => /from "?notifications"?/i.test(s.sql)).reduce((n, s) => n + s.rowsRead, 0);
+  const notifRows = (x: Json) =>
+    (x.statements as Json[]).filter((s) => /from "?notifications"?/i.test(s.sql)).reduce((n, s) => n + s.rowsRead, 0);
   const list: Array<{ target: string; measured: string; pass: boolean }> = [
-    { target: 'API read ≥ 0.6× the one-SELECT route (req/s)', measured: `${r.apiRead.rpsRatio.toFixed(2)}×`, pass: r.apiRead.rpsRatio >= 0.6 },
-    { target: 'Authenticated read = 1 D1 round trip', measured: `${feedFirst.d1RoundTrips} (PAT)`, pass: feedFirst.d1RoundTrips === 1 && feedFirst.status === 200 },
-    { target: 'API write ≥ 0.5× the insert+send route (req/s)', measured: `${r.apiWrite.rpsRatio.toFixed(2)}×`, pass: r.apiWrite.rpsRatio >= 0.5 },
-    { target: 'Delivery end to end ≥ 0.5× raw fetch (deliveries/s), balanced', measured: `${r.delivery.ratio.toFixed(2)}×${r.delivery.void ? ' (VOID: unbalanced)' : ''}`, pass: r.delivery.ratio >= 0.5 && !r.delivery.void },
-    { target: '≤ 6 concurrent fetches per consumer invocation', measured: `peak ${r.d1.consumerBatch.peakConcurrency} (limiter), receiver saw ${r.d1.consumerBatch.receiverPeakInFlight}`, pass: r.d1.consumerBatch.peakConcurrency <= 6 && r.d1.consumerBatch.receiverPeakInFlight <= 6 },
-    { target: 'Feed page rows read ≤ limit + 10 (100,000 rows)', measured: `first ${feedFirst.rowsRead}, deep ${feedDeep.rowsRead}`, pass: feedFirst.rowsRead <= 60 && feedDeep.rowsRead <= 60 && feedFirst.status === 200 && feedDeep.status === 200 },
-    { target: 'Get-by-id ≤ 2 rows read', measured: `${notifRows(byId)} (notification query), ${byId.rowsRead} with auth`, pass: notifRows(byId) <= 2 && byId.status === 200 },
-    { target: 'Consumer batch of 100 ≤ 3 D1 round trips', measured: `${r.d1.consumerBatch.d1RoundTrips}`, pass: r.d1.consumerBatch.d1RoundTrips <= 3 && r.d1.consumerBatch.messages === 100 },
-    { target: 'Rows written per delivered recipient ≤ 8', measured: `${r.d1.perEvent.rowsWrittenPerDelivered.toFixed(1)}`, pass: r.d1.perEvent.rowsWrittenPerDelivered <= 8 },
-    { target: 'Fan-out 1,000: ≤ 10 sendBatch calls', measured: `${r.fanout.sendBatchCalls}`, pass: r.fanout.sendBatchCalls <= 10 },
-    { target: 'Fan-out 1,000: ≤ 2 D1 round trips for the writes', measured: `${r.fanout.d1WriteRoundTrips}`, pass: r.fanout.d1WriteRoundTrips <= 2 },
-    { target: 'Bundle ≤ 200 KiB gzipped', measured: `${r.bundle.gzipKiB.toFixed(1)} KiB`, pass: r.bundle.gzipKiB <= 200 },
+    {
+      target: 'API read ≥ 0.6× the one-SELECT route (req/s)',
+      measured: `${r.apiRead.rpsRatio.toFixed(2)}×`,
+      pass: r.apiRead.rpsRatio >= 0.6,
+    },
+    {
+      target: 'Authenticated read = 1 D1 round trip',
+      measured: `${feedFirst.d1RoundTrips} (PAT)`,
+      pass: feedFirst.d1RoundTrips === 1 && feedFirst.status === 200,
+    },
+    {
+      target: 'API write ≥ 0.5× the insert+send route (req/s)',
+      measured: `${r.apiWrite.rpsRatio.toFixed(2)}×`,
+      pass: r.apiWrite.rpsRatio >= 0.5,
+    },
+    {
+      target: 'Delivery end to end ≥ 0.5× raw fetch (deliveries/s), balanced',
+      measured: `${r.delivery.ratio.toFixed(2)}×${r.delivery.void ? ' (VOID: unbalanced)' : ''}`,
+      pass: r.delivery.ratio >= 0.5 && !r.delivery.void,
+    },
+    {
+      target: '≤ 6 concurrent fetches per consumer invocation',
+      measured: `peak ${r.d1.consumerBatch.peakConcurrency} (limiter), receiver saw ${r.d1.consumerBatch.receiverPeakInFlight}`,
+      pass: r.d1.consumerBatch.peakConcurrency <= 6 && r.d1.consumerBatch.receiverPeakInFlight <= 6,
+    },
+    {
+      target: 'Feed page rows read ≤ limit + 10 (100,000 rows)',
+      measured: `first ${feedFirst.rowsRead}, deep ${feedDeep.rowsRead}`,
+      pass: feedFirst.rowsRead <= 60 && feedDeep.rowsRead <= 60 && feedFirst.status === 200 && feedDeep.status === 200,
+    },
+    {
+      target: 'Get-by-id ≤ 2 rows read',
+      measured: `${notifRows(byId)} (notification query), ${byId.rowsRead} with auth`,
+      pass: notifRows(byId) <= 2 && byId.status === 200,
+    },
+    {
+      target: 'Consumer batch of 100 ≤ 3 D1 round trips',
+      measured: `${r.d1.consumerBatch.d1RoundTrips}`,
+      pass: r.d1.consumerBatch.d1RoundTrips <= 3 && r.d1.consumerBatch.messages === 100,
+    },
+    {
+      target: 'Rows written per delivered recipient ≤ 8',
+      measured: `${r.d1.perEvent.rowsWrittenPerDelivered.toFixed(1)}`,
+      pass: r.d1.perEvent.rowsWrittenPerDelivered <= 8,
+    },
+    {
+      target: 'Fan-out 1,000: ≤ 10 sendBatch calls',
+      measured: `${r.fanout.sendBatchCalls}`,
+      pass: r.fanout.sendBatchCalls <= 10,
+    },
+    {
+      target: 'Fan-out 1,000: ≤ 2 D1 round trips for the writes',
+      measured: `${r.fanout.d1WriteRoundTrips}`,
+      pass: r.fanout.d1WriteRoundTrips <= 2,
+    },
+    {
+      target: 'Bundle ≤ 200 KiB gzipped',
+      measured: `${r.bundle.gzipKiB.toFixed(1)} KiB`,
+      pass: r.bundle.gzipKiB <= 200,
+    },
   ];
   return list;
 }
@@ -771,7 +1088,9 @@ function renderTable(r: Json): string {
   const pe = r.d1.perEvent;
   const cb = r.d1.consumerBatch;
   const usd = r.d1.dollarsPerMillionEvents;
-  const routeRows = (r.d1.routes as Json[]).map((x) => `| ${x.route.replaceAll('|', '\\|')} | ${x.status} | ${x.d1RoundTrips} | ${x.rowsRead} | ${x.rowsWritten} |`);
+  const routeRows = (r.d1.routes as Json[]).map(
+    (x) => `| ${x.route.replaceAll('|', '\\|')} | ${x.status} | ${x.d1RoundTrips} | ${x.rowsRead} | ${x.rowsWritten} |`,
+  );
   const lines = [
     '| stage | subject | baseline (same round, same runtime) | figures |',
     '|---|---|---|---|',
@@ -783,8 +1102,18 @@ function renderTable(r: Json): string {
     `| D1 cost | every route, the consumer per batch, and per delivered event | — | consumer batch of ${cb.messages}: ${cb.d1RoundTrips} round trips, ${f0(cb.rowsRead)} rows read, ${f0(cb.rowsWritten)} written (peak ${cb.peakConcurrency} fetches); per event with 3 webhooks delivered: ${pe.d1RoundTrips} round trips, ${pe.rowsRead} read, ${pe.rowsWritten} written (${f1(pe.rowsWrittenPerDelivered)} per recipient); **$${f2(usd.total)} per million events** (D1 writes $${f2(usd.d1RowsWritten)}, reads $${usd.d1RowsRead.toFixed(4)}, Queues $${f2(usd.queues)}); every route below |`,
     `| Bundle | \`wrangler deploy --dry-run --outdir\` | — | ${f1(r.bundle.rawKiB)} KiB raw, **${f1(r.bundle.gzipKiB)} KiB gzipped** |`,
   ];
-  const t = ['', '| target | measured | result |', '|---|---|---|', ...(r.targets as Json[]).map((x) => `| ${x.target} | ${x.measured} | ${x.pass ? 'PASS' : 'MISS'} |`)];
-  const routes = ['', '| D1 cost per route (metered build, one call each) | status | round trips | rows read | rows written |', '|---|---|---|---|---|', ...routeRows];
+  const t = [
+    '',
+    '| target | measured | result |',
+    '|---|---|---|',
+    ...(r.targets as Json[]).map((x) => `| ${x.target} | ${x.measured} | ${x.pass ? 'PASS' : 'MISS'} |`),
+  ];
+  const routes = [
+    '',
+    '| D1 cost per route (metered build, one call each) | status | round trips | rows read | rows written |',
+    '|---|---|---|---|---|',
+    ...routeRows,
+  ];
   return [...lines, ...t, ...routes].join('\n');
 }
 

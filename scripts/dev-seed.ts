@@ -42,7 +42,12 @@ function patSeed(jwtSecret: string): Uint8Array {
  * HS256 JWT as the Worker verifies it locally: no iss/aud, because JWT_ISSUER and JWT_AUDIENCE are empty. `claims`
  * adds others, e.g. `handles` for a service token that publishes events.
  */
-export function signJwt(jwtSecret: string, sub: string, scope: string, claims: Record<string, unknown> = {}): Promise<string> {
+export function signJwt(
+  jwtSecret: string,
+  sub: string,
+  scope: string,
+  claims: Record<string, unknown> = {},
+): Promise<string> {
   return new SignJWT({ ...claims, scope })
     .setProtectedHeader({ alg: 'HS256' })
     .setSubject(sub)

@@ -9,7 +9,7 @@
  *
  * `npm run dev -- --seed-only` stops after step 4.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -17,8 +17,8 @@ import { constants } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, parseEnv } from 'node:util';
-import { DEMO, demoCredentials, seedSql, type DemoCredentials } from './dev-seed.ts';
-import { ROOT, runWrangler as wrangler, WRANGLER, WranglerError } from './wrangler-cli.ts';
+import { DEMO, type DemoCredentials, demoCredentials, seedSql } from './dev-seed.ts';
+import { ROOT, WRANGLER, WranglerError, runWrangler as wrangler } from './wrangler-cli.ts';
 
 const DEV_VARS = join(ROOT, '.dev.vars');
 const DEV_VARS_EXAMPLE = join(ROOT, '.dev.vars.example');
@@ -31,7 +31,11 @@ const READY_TIMEOUT_MS = 60_000;
 const POLL_INTERVAL_MS = 500;
 
 /** Production defaults from wrangler.toml [vars] that local development must not use (links in mails point here). */
-const DEV_VAR_OVERRIDES = ['ENVIRONMENT:development', 'ALLOW_INSECURE_WEBHOOK_TARGETS:true', `PUBLIC_BASE_URL:${BASE_URL}`];
+const DEV_VAR_OVERRIDES = [
+  'ENVIRONMENT:development',
+  'ALLOW_INSECURE_WEBHOOK_TARGETS:true',
+  `PUBLIC_BASE_URL:${BASE_URL}`,
+];
 
 /** How to make a fresh value for each secret in .dev.vars.example (the Worker checks these shapes). */
 const SECRET_GENERATORS: Record<string, () => string> = {
@@ -61,7 +65,8 @@ function ensureDevVars(): Record<string, string | undefined> {
   for (const [key, placeholder] of Object.entries(example)) {
     if (key in vars) continue;
     const generate = SECRET_GENERATORS[key];
-    if (!generate && placeholder) console.warn(`! .dev.vars: copied ${key} from .dev.vars.example; replace the placeholder value.`);
+    if (!generate && placeholder)
+      console.warn(`! .dev.vars: copied ${key} from .dev.vars.example; replace the placeholder value.`);
     vars[key] = generate?.() ?? placeholder ?? '';
     added.push(`${key}=${vars[key]}`);
   }

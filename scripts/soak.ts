@@ -23,12 +23,12 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Webhook } from 'standardwebhooks';
-import { startReceivers, type Hit, type Receivers } from '../test/support/receivers.ts';
+import { type Hit, type Receivers, startReceivers } from '../test/support/receivers.ts';
 import { DEMO, demoCredentials, seedSql, signJwt } from './dev-seed.ts';
-import { createClient, Recorder, type Answer, type Client } from './soak/client.ts';
-import { planIngest, planWebhooks, type PlannedIngest, type WebhookPlan } from './soak/plan.ts';
-import { percentile, renderMarkdown, summarize, type Check, type SoakResult } from './soak/report.ts';
-import { LOOPBACK, startDevServer, type DevServer } from './soak/server.ts';
+import { type Answer, type Client, createClient, Recorder } from './soak/client.ts';
+import { type PlannedIngest, planIngest, planWebhooks, type WebhookPlan } from './soak/plan.ts';
+import { type Check, percentile, renderMarkdown, type SoakResult, summarize } from './soak/report.ts';
+import { type DevServer, LOOPBACK, startDevServer } from './soak/server.ts';
 import { ROOT, runWrangler, WranglerError } from './wrangler-cli.ts';
 
 const RESULTS_DIR = join(ROOT, 'soak', 'results');
@@ -91,7 +91,9 @@ function parseOptions(): Options {
   const num = (name: string, raw: string, min: number, max: number, integer = true) => {
     const n = Number(raw);
     if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
-      throw new SoakError(`--${name} must be ${integer ? 'an integer' : 'a number'} in ${min}..${max} (got ${raw}).\n${usage}`);
+      throw new SoakError(
+        `--${name} must be ${integer ? 'an integer' : 'a number'} in ${min}..${max} (got ${raw}).\n${usage}`,
+      );
     }
     return n;
   };
@@ -149,7 +151,8 @@ async function idempotentWrite(
   times: number,
   expected: readonly number[],
 ): Promise<Answer[]> {
-  const once = () => client.request(kind, method, target, { token, body, headers: { 'idempotency-key': key }, expected });
+  const once = () =>
+    client.request(kind, method, target, { token, body, headers: { 'idempotency-key': key }, expected });
   const concurrent = await Promise.all(Array.from({ length: times - 1 }, once));
   return [...concurrent, await once()];
 }
@@ -164,29 +167,71 @@ function replayFindings(answers: Answer[], idOf: (a: Answer) => unknown): { fres
 
 async function setup(client: Client, tokens: Tokens, receivers: Receivers, o: Options, checks: Check[]) {
   for (let r = 0; r < o.readers; r++) {
-    const res = await client.request('setup: provision member', 'PUT', `/v2/internal/handles/${HANDLE}/members/user_soak_reader_${r + 1}`, {
-      token: tokens.controlPlane,
-      body: { role: 'viewer' },
-      expected: [200, 201],
-    });
-    if (res.status !== 200 && res.status !== 201) throw new SoakError(`Could not provision reader ${r + 1}: ${res.status} ${JSON.stringify(res.body)}`);
+    const res = await client.request(
+      'setup: provision member',
+      'PUT',
+      `/v2/internal/handles/${HANDLE}/members/user_soak_reader_${r + 1}`,
+      {
+        token: tokens.controlPlane,
+        body: { role: 'viewer' },
+        expected: [200, 201],
+      },
+    );
+    if (res.status !== 200 && res.status !== 201)
+      throw new SoakError(`Could not provision reader ${r + 1}: ${res.status} ${JSON.stringify(res.body)}`);
   }
 
-  const email = await idempotentWrite(client, 'write: owner email ×3', 'PUT', path('/notifications/owner-default-email'), tokens.owner, { email: OWNER_EMAIL }, 'soak-owner-email', 3, [200, 409]);
+  const email = await idempotentWrite(
+    client,
+    'write: owner email ×3',
+    'PUT',
+    path('/notifications/owner-default-email'),
+    tokens.owner,
+    { email: OWNER_EMAIL },
+    'soak-owner-email',
+    3,
+    [200, 409],
+  );
   const emailReplay = replayFindings(email, (a) => a.body?.email);
-  checks.push({ name: 'owner email: one write, the rest replays of it', expected: '1 fresh, 0 mismatched', actual: `${emailReplay.fresh} fresh, ${emailReplay.mismatched} mismatched`, ok: emailReplay.fresh === 1 && emailReplay.mismatched === 0 });
+  checks.push({
+    name: 'owner email: one write, the rest replays of it',
+    expected: '1 fresh, 0 mismatched',
+    actual: `${emailReplay.fresh} fresh, ${emailReplay.mismatched} mismatched`,
+    ok: emailReplay.fresh === 1 && emailReplay.mismatched === 0,
+  });
 
-  const before = await client.request('read: settings', 'GET', path('/notification-settings'), { token: tokens.owner, expected: [200] });
-  const settingsBody = { channels: { email: { enabled: true }, webhook: { enabled: true } }, eventFilter: null, ownerFallback: 'critical' };
-  const settings = await idempotentWrite(client, 'write: settings ×4', 'PUT', path('/notification-settings'), tokens.owner, settingsBody, 'soak-settings', 4, [200, 409]);
+  const before = await client.request('read: settings', 'GET', path('/notification-settings'), {
+    token: tokens.owner,
+    expected: [200],
+  });
+  const settingsBody = {
+    channels: { email: { enabled: true }, webhook: { enabled: true } },
+    eventFilter: null,
+    ownerFallback: 'critical',
+  };
+  const settings = await idempotentWrite(
+    client,
+    'write: settings ×4',
+    'PUT',
+    path('/notification-settings'),
+    tokens.owner,
+    settingsBody,
+    'soak-settings',
+    4,
+    [200, 409],
+  );
   const settingsReplay = replayFindings(settings, (a) => a.body?.version);
-  const after = await client.request('read: settings', 'GET', path('/notification-settings'), { token: tokens.owner, expected: [200] });
+  const after = await client.request('read: settings', 'GET', path('/notification-settings'), {
+    token: tokens.owner,
+    expected: [200],
+  });
   const versions = `${before.body?.version} → ${after.body?.version}`;
   checks.push({
     name: 'settings: 4 PUTs with one key → version +1, one write',
     expected: `+1, 1 fresh`,
     actual: `${versions}, ${settingsReplay.fresh} fresh, ${settingsReplay.mismatched} mismatched`,
-    ok: after.body?.version === before.body?.version + 1 && settingsReplay.fresh === 1 && settingsReplay.mismatched === 0,
+    ok:
+      after.body?.version === before.body?.version + 1 && settingsReplay.fresh === 1 && settingsReplay.mismatched === 0,
   });
 
   const plans = planWebhooks(o.webhooks, o.failingShare, o.churn);
@@ -195,16 +240,36 @@ async function setup(client: Client, tokens: Tokens, receivers: Receivers, o: Op
   let mismatched = 0;
   for (const plan of plans) {
     const url = `http://${LOOPBACK}:${receivers.port}/r/${plan.failing ? 'fail' : 'ok'}/${plan.name}`;
-    const body = { url, description: `soak ${plan.name}${plan.failing ? ' (always 500)' : ''}`, eventTypes: plan.eventTypes };
-    const answers = await idempotentWrite(client, 'write: webhook create ×4', 'POST', path('/webhooks'), tokens.owner, body, `soak-${plan.name}`, 4, [201, 409]);
+    const body = {
+      url,
+      description: `soak ${plan.name}${plan.failing ? ' (always 500)' : ''}`,
+      eventTypes: plan.eventTypes,
+    };
+    const answers = await idempotentWrite(
+      client,
+      'write: webhook create ×4',
+      'POST',
+      path('/webhooks'),
+      tokens.owner,
+      body,
+      `soak-${plan.name}`,
+      4,
+      [201, 409],
+    );
     const r = replayFindings(answers, (a) => a.body?.id);
     fresh += r.fresh;
     mismatched += r.mismatched;
     const first = answers.find((a) => a.status === 201);
-    if (!first) throw new SoakError(`Could not create webhook ${plan.name}: ${answers.map((a) => `${a.status} ${JSON.stringify(a.body)}`).join('; ')}`);
+    if (!first)
+      throw new SoakError(
+        `Could not create webhook ${plan.name}: ${answers.map((a) => `${a.status} ${JSON.stringify(a.body)}`).join('; ')}`,
+      );
     created.push({ ...plan, id: first.body.id, secret: first.body.secret });
   }
-  const list = await client.request('read: webhooks', 'GET', path('/webhooks?limit=200'), { token: tokens.owner, expected: [200] });
+  const list = await client.request('read: webhooks', 'GET', path('/webhooks?limit=200'), {
+    token: tokens.owner,
+    expected: [200],
+  });
   const stored = (list.body?.data ?? []).length;
   checks.push({
     name: `webhooks: ${plans.length} × 4 POSTs with one key each → ${plans.length} rows`,
@@ -236,10 +301,17 @@ interface Churn {
 async function churn(client: Client, tokens: Tokens, webhooks: WebhookCreated[], done: Churn) {
   for (const wh of webhooks) {
     if (wh.churn === 'delete') {
-      const res = await client.request('write: webhook delete', 'DELETE', path(`/webhooks/${wh.id}`), { token: tokens.owner, expected: [204] });
+      const res = await client.request('write: webhook delete', 'DELETE', path(`/webhooks/${wh.id}`), {
+        token: tokens.owner,
+        expected: [204],
+      });
       if (res.status === 204) done.deletedAt = new Date().toISOString();
     } else if (wh.churn === 'disable') {
-      const res = await client.request('write: webhook disable', 'PATCH', path(`/webhooks/${wh.id}`), { token: tokens.owner, body: { enabled: false }, expected: [200] });
+      const res = await client.request('write: webhook disable', 'PATCH', path(`/webhooks/${wh.id}`), {
+        token: tokens.owner,
+        body: { enabled: false },
+        expected: [200],
+      });
       if (res.status === 200) done.disabledAt = new Date().toISOString();
     }
   }
@@ -271,7 +343,12 @@ async function ingest(
       });
       let outcome = outcomes.get(request.body.sourceEventId);
       if (!outcome) outcomes.set(request.body.sourceEventId, (outcome = { answers: [] }));
-      outcome.answers.push({ request, status: res.status, body: res.body, replayed: res.headers['idempotent-replayed'] === 'true' });
+      outcome.answers.push({
+        request,
+        status: res.status,
+        body: res.body,
+        replayed: res.headers['idempotent-replayed'] === 'true',
+      });
       if (res.status === 202 && request.kind === 'original') onAccepted(res.body.notificationId);
       done++;
     }
@@ -294,17 +371,27 @@ function startReaders(client: Client, tokens: Tokens, webhooks: WebhookCreated[]
       const pick = (n + r) % 5;
       if (pick <= 1) {
         const q = cursor ? `&cursor=${encodeURIComponent(cursor)}` : '';
-        const res = await client.request('read: feed page', 'GET', path(`/notifications?limit=50${q}`), { token, expected: [200, 429] });
+        const res = await client.request('read: feed page', 'GET', path(`/notifications?limit=50${q}`), {
+          token,
+          expected: [200, 429],
+        });
         cursor = res.status === 200 && n % 4 !== 0 ? (res.body?.nextCursor ?? null) : null;
       } else if (pick <= 3) {
         const ids = notificationIds();
         const id = ids[Math.floor(Math.random() * ids.length)];
-        if (id) await client.request('read: notification', 'GET', path(`/notifications/${id}`), { token, expected: [200, 429] });
+        if (id)
+          await client.request('read: notification', 'GET', path(`/notifications/${id}`), {
+            token,
+            expected: [200, 429],
+          });
       } else {
         // The webhook deleted halfway would answer 404 (rightly); readers read the logs of the others.
         const readable = webhooks.filter((w) => w.churn !== 'delete');
         const wh = readable[n % readable.length]!;
-        await client.request('read: delivery log', 'GET', path(`/webhooks/${wh.id}/deliveries?limit=20`), { token, expected: [200, 429] });
+        await client.request('read: delivery log', 'GET', path(`/webhooks/${wh.id}/deliveries?limit=20`), {
+          token,
+          expected: [200, 429],
+        });
       }
       await sleep(Math.max(0, READER_INTERVAL_MS - (Date.now() - started)));
     }
@@ -321,7 +408,10 @@ async function drain(client: Client, token: string, deadline: number): Promise<n
   let quietPolls = 0;
   for (;;) {
     polls++;
-    const res = await client.request('drain: poll', 'GET', path('/notifications?status=delivering&limit=200'), { token, expected: [200, 429] });
+    const res = await client.request('drain: poll', 'GET', path('/notifications?status=delivering&limit=200'), {
+      token,
+      expected: [200, 429],
+    });
     if (res.status === 200) {
       const open = (res.body?.data ?? []).length;
       if (open === 0) quietPolls++;
@@ -331,11 +421,16 @@ async function drain(client: Client, token: string, deadline: number): Promise<n
       if (polls % 10 === 0) console.log(`  ${open}${res.body?.nextCursor ? '+' : ''} notifications still delivering`);
     }
     if (Date.now() > deadline) {
-      const open = (res.body?.data ?? []) as Array<{ id: string; deliveries: Array<{ deliveryId: string; status: string }> }>;
+      const open = (res.body?.data ?? []) as Array<{
+        id: string;
+        deliveries: Array<{ deliveryId: string; status: string }>;
+      }>;
       const first = open[0];
       throw new SoakError(
         `The queues did not drain before the time limit (--max-minutes): ${open.length}${res.body?.nextCursor ? '+' : ''} notifications still delivering` +
-          (first ? `, e.g. ${first.id} with ${first.deliveries.map((d) => `${d.deliveryId} ${d.status}`).join(', ')}.` : '.'),
+          (first
+            ? `, e.g. ${first.id} with ${first.deliveries.map((d) => `${d.deliveryId} ${d.status}`).join(', ')}.`
+            : '.'),
       );
     }
     await sleep(1_000);
@@ -356,7 +451,19 @@ function startCron(server: DevServer, recorder: Recorder): () => Promise<void> {
       const started = performance.now();
       const status = await server.runScheduled().catch(() => 0);
       const ms = performance.now() - started;
-      recorder.add({ kind: 'cron: minute jobs', status, ms, bareError: status !== 200, expected: status === 200, requestId: undefined, detail: undefined }, 'GET', '/cdn-cgi/handler/scheduled');
+      recorder.add(
+        {
+          kind: 'cron: minute jobs',
+          status,
+          ms,
+          bareError: status !== 200,
+          expected: status === 200,
+          requestId: undefined,
+          detail: undefined,
+        },
+        'GET',
+        '/cdn-cgi/handler/scheduled',
+      );
     }
   })();
   return async () => {
@@ -367,7 +474,9 @@ function startCron(server: DevServer, recorder: Recorder): () => Promise<void> {
 }
 
 /** Lines of the Worker's JSON log by level, and the minute jobs it reports as done or failed. */
-async function workerLog(file: string): Promise<{ levels: Record<string, number>; jobsDone: number; jobsFailed: number; errorLines: string[] }> {
+async function workerLog(
+  file: string,
+): Promise<{ levels: Record<string, number>; jobsDone: number; jobsFailed: number; errorLines: string[] }> {
   const levels: Record<string, number> = {};
   const errorLines: string[] = [];
   let jobsDone = 0;
@@ -395,7 +504,10 @@ async function readFeed(client: Client, token: string): Promise<any[]> {
   let cursor: string | null = null;
   do {
     const q: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : '';
-    const res = await client.request('reconcile: feed page', 'GET', path(`/notifications?limit=200${q}`), { token, expected: [200] });
+    const res = await client.request('reconcile: feed page', 'GET', path(`/notifications?limit=200${q}`), {
+      token,
+      expected: [200],
+    });
     if (res.status !== 200) throw new SoakError(`Reading the feed failed: ${res.status} ${JSON.stringify(res.body)}`);
     all.push(...res.body.data);
     cursor = res.body.nextCursor;
@@ -405,7 +517,11 @@ async function readFeed(client: Client, token: string): Promise<any[]> {
 
 /** Runs read-only SQL against the soak's local D1 file; one result set per statement. */
 async function sql(persistDir: string, statements: string[]): Promise<Array<Array<Record<string, any>>>> {
-  const out = await runWrangler('read the soak database', ['d1', 'execute', 'DB', '--local', '--persist-to', persistDir, '--json', '--command', statements.join(';\n')], { timeoutMs: 120_000 });
+  const out = await runWrangler(
+    'read the soak database',
+    ['d1', 'execute', 'DB', '--local', '--persist-to', persistDir, '--json', '--command', statements.join(';\n')],
+    { timeoutMs: 120_000 },
+  );
   const parsed = JSON.parse(out.slice(out.indexOf('['))) as Array<{ results: Array<Record<string, any>> }>;
   return parsed.map((p) => p.results);
 }
@@ -467,17 +583,41 @@ async function reconcile(x: ReconcileInput) {
     creations += creators.length;
     // A second 202 for one Idempotency-Key must be the stored answer, marked as such.
     const byKey = new Map<string, number>();
-    for (const a of ok) byKey.set(a.request.idempotencyKey, (byKey.get(a.request.idempotencyKey) ?? 0) + (a.replayed ? 0 : 1));
+    for (const a of ok)
+      byKey.set(a.request.idempotencyKey, (byKey.get(a.request.idempotencyKey) ?? 0) + (a.replayed ? 0 : 1));
     unmarkedReplays += count(byKey.values(), (n) => n > 1);
     for (const a of creators) {
-      for (const r of a.body.recipients as Array<{ deliveryId: string; subscriptionId: string | null; channel: string }>) {
-        created.set(r.deliveryId, { notificationId: a.body.notificationId, subscriptionId: r.subscriptionId, channel: r.channel });
+      for (const r of a.body.recipients as Array<{
+        deliveryId: string;
+        subscriptionId: string | null;
+        channel: string;
+      }>) {
+        created.set(r.deliveryId, {
+          notificationId: a.body.notificationId,
+          subscriptionId: r.subscriptionId,
+          channel: r.channel,
+        });
       }
     }
   }
-  checks.push({ name: 'one notification per sourceEventId in every answer', expected: 0, actual: `${splitAnswers} split`, ok: splitAnswers === 0 });
-  checks.push({ name: 'answers that created a notification = events accepted', expected: acceptedIds.size, actual: creations, ok: creations === acceptedIds.size });
-  checks.push({ name: 'repeated Idempotency-Key answered as a marked replay', expected: '0 unmarked', actual: `${unmarkedReplays} unmarked`, ok: unmarkedReplays === 0 });
+  checks.push({
+    name: 'one notification per sourceEventId in every answer',
+    expected: 0,
+    actual: `${splitAnswers} split`,
+    ok: splitAnswers === 0,
+  });
+  checks.push({
+    name: 'answers that created a notification = events accepted',
+    expected: acceptedIds.size,
+    actual: creations,
+    ok: creations === acceptedIds.size,
+  });
+  checks.push({
+    name: 'repeated Idempotency-Key answered as a marked replay',
+    expected: '0 unmarked',
+    actual: `${unmarkedReplays} unmarked`,
+    ok: unmarkedReplays === 0,
+  });
 
   // What a user sees in the feed, read while the Worker still runs.
   const feed = await readFeed(x.client, x.tokens.readers[0]!);
@@ -489,47 +629,73 @@ async function reconcile(x: ReconcileInput) {
 
   // What is stored: the D1 file, read after the Worker stopped (nothing can change under the reading).
   await x.stopServer();
-  const [notifications, deliveries, attempts, mailbox, rejections, stuckKeys, miscounted, latency, durations] = await sql(x.persistDir, [
-    `SELECT id, source_event_id, status, open_count FROM notifications WHERE handle = '${HANDLE}'`,
-    `SELECT id, notification_id, subscription_id, channel, recipient_type, status, status_reason, attempt_count, created_at FROM deliveries WHERE handle = '${HANDLE}' AND kind = 'event'`,
-    `SELECT d.subscription_id AS subscription_id, d.channel AS channel, a.outcome AS outcome, a.error_class AS error_class,
+  const [notifications, deliveries, attempts, mailbox, rejections, stuckKeys, miscounted, latency, durations] =
+    (await sql(x.persistDir, [
+      `SELECT id, source_event_id, status, open_count FROM notifications WHERE handle = '${HANDLE}'`,
+      `SELECT id, notification_id, subscription_id, channel, recipient_type, status, status_reason, attempt_count, created_at FROM deliveries WHERE handle = '${HANDLE}' AND kind = 'event'`,
+      `SELECT d.subscription_id AS subscription_id, d.channel AS channel, a.outcome AS outcome, a.error_class AS error_class,
        a.http_status AS http_status, count(*) AS n
      FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
      WHERE d.handle = '${HANDLE}' AND d.kind = 'event' GROUP BY 1, 2, 3, 4, 5`,
-    `SELECT sum(subject NOT LIKE '[TEST]%') AS notifications, sum(subject LIKE '[TEST]%') AS tests FROM dev_mailbox WHERE to_address = '${OWNER_EMAIL}'`,
-    `SELECT count(*) AS n FROM event_rejections`,
-    `SELECT count(*) AS n FROM idempotency_keys WHERE state = 'in_progress'`,
-    // Deliveries whose attempt_count (what the feed shows) differs from the attempt rows (what the log shows).
-    `SELECT d.id AS id, d.status AS status, d.status_reason AS status_reason, d.attempt_count AS attempt_count,
+      `SELECT sum(subject NOT LIKE '[TEST]%') AS notifications, sum(subject LIKE '[TEST]%') AS tests FROM dev_mailbox WHERE to_address = '${OWNER_EMAIL}'`,
+      `SELECT count(*) AS n FROM event_rejections`,
+      `SELECT count(*) AS n FROM idempotency_keys WHERE state = 'in_progress'`,
+      // Deliveries whose attempt_count (what the feed shows) differs from the attempt rows (what the log shows).
+      `SELECT d.id AS id, d.status AS status, d.status_reason AS status_reason, d.attempt_count AS attempt_count,
        (SELECT count(*) FROM delivery_attempts a WHERE a.delivery_id = d.id) AS attempt_rows,
        (SELECT group_concat(a.outcome) FROM delivery_attempts a WHERE a.delivery_id = d.id) AS outcomes
      FROM deliveries d WHERE d.handle = '${HANDLE}' AND d.kind = 'event'
        AND d.attempt_count <> (SELECT count(*) FROM delivery_attempts a WHERE a.delivery_id = d.id)`,
-    // End-to-end delivery latency: accepted → first attempt, and accepted → succeeded.
-    `SELECT (julianday(min(a.created_at)) - julianday(d.created_at)) * 86400000 AS first_ms,
+      // End-to-end delivery latency: accepted → first attempt, and accepted → succeeded.
+      `SELECT (julianday(min(a.created_at)) - julianday(d.created_at)) * 86400000 AS first_ms,
        CASE WHEN d.status = 'succeeded' THEN (julianday(d.last_attempt_at) - julianday(d.created_at)) * 86400000 END AS succeeded_ms
      FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id
      WHERE d.handle = '${HANDLE}' AND d.kind = 'event' GROUP BY d.id`,
-    `SELECT a.duration_ms AS ms FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+      `SELECT a.duration_ms AS ms FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
      WHERE d.handle = '${HANDLE}' AND d.kind = 'event' AND d.channel = 'webhook'`,
-  ]) as [any[], any[], any[], any[], any[], any[], any[], any[], any[]];
+    ])) as [any[], any[], any[], any[], any[], any[], any[], any[], any[]];
 
   // Notifications: accepted = stored, as sets.
   const storedBySource = new Map(notifications.map((n) => [n.source_event_id as string, n]));
   const missingNotifications = count(acceptedIds, ([src, id]) => storedBySource.get(src)?.id !== id);
   const unannounced = count(notifications, (n) => !acceptedIds.has(n.source_event_id));
-  checks.push({ name: 'events accepted = notifications stored', expected: acceptedIds.size, actual: notifications.length, ok: acceptedIds.size === notifications.length && missingNotifications === 0 && unannounced === 0 });
-  checks.push({ name: 'notifications in the feed (API) = stored', expected: notifications.length, actual: feed.length, ok: feed.length === notifications.length && notifications.every((n) => feedById.get(n.id)?.status === n.status) });
+  checks.push({
+    name: 'events accepted = notifications stored',
+    expected: acceptedIds.size,
+    actual: notifications.length,
+    ok: acceptedIds.size === notifications.length && missingNotifications === 0 && unannounced === 0,
+  });
+  checks.push({
+    name: 'notifications in the feed (API) = stored',
+    expected: notifications.length,
+    actual: feed.length,
+    ok: feed.length === notifications.length && notifications.every((n) => feedById.get(n.id)?.status === n.status),
+  });
 
   // Deliveries: created (answered at ingest) = stored = terminal.
   const storedDeliveries = new Map(deliveries.map((d) => [d.id as string, d]));
   const missingDeliveries = count(created.keys(), (id) => !storedDeliveries.has(id));
   const terminal = count(deliveries, (d) => TERMINAL.has(d.status));
   const inFlight = count(deliveries, (d) => OPEN.has(d.status));
-  checks.push({ name: 'deliveries created (ingest answers) = stored', expected: created.size, actual: deliveries.length, ok: created.size === deliveries.length && missingDeliveries === 0 });
-  checks.push({ name: 'deliveries terminal = deliveries created', expected: created.size, actual: terminal, ok: terminal === created.size });
+  checks.push({
+    name: 'deliveries created (ingest answers) = stored',
+    expected: created.size,
+    actual: deliveries.length,
+    ok: created.size === deliveries.length && missingDeliveries === 0,
+  });
+  checks.push({
+    name: 'deliveries terminal = deliveries created',
+    expected: created.size,
+    actual: terminal,
+    ok: terminal === created.size,
+  });
   // The drain watched the notifications' aggregate status; the rows themselves must agree that nothing is open.
-  checks.push({ name: 'deliveries still pending / queued / retrying after the drain', expected: 0, actual: inFlight, ok: inFlight === 0 });
+  checks.push({
+    name: 'deliveries still pending / queued / retrying after the drain',
+    expected: 0,
+    actual: inFlight,
+    ok: inFlight === 0,
+  });
   let feedMismatches = 0;
   for (const n of feed) {
     for (const d of n.deliveries as Array<{ deliveryId: string; status: string; attempts: number }>) {
@@ -537,7 +703,12 @@ async function reconcile(x: ReconcileInput) {
       if (!s || s.status !== d.status || s.attempt_count !== d.attempts) feedMismatches++;
     }
   }
-  checks.push({ name: 'feed deliveries agree with the delivery rows', expected: 0, actual: `${feedMismatches} differ`, ok: feedMismatches === 0 });
+  checks.push({
+    name: 'feed deliveries agree with the delivery rows',
+    expected: 0,
+    actual: `${feedMismatches} differ`,
+    ok: feedMismatches === 0,
+  });
   // The counts each notification keeps (open / succeeded / dead) against a recount of its delivery rows.
   const recount = new Map<string, { open: number; succeeded: number; dead: number }>();
   for (const d of deliveries) {
@@ -552,7 +723,12 @@ async function reconcile(x: ReconcileInput) {
     const k = n.deliveryCounts as { open: number; succeeded: number; dead: number };
     return k.open !== c.open || k.succeeded !== c.succeeded || k.dead !== c.dead;
   });
-  checks.push({ name: 'notification delivery counts = recount of delivery rows', expected: 0, actual: `${countMismatches} differ`, ok: countMismatches === 0 });
+  checks.push({
+    name: 'notification delivery counts = recount of delivery rows',
+    expected: 0,
+    actual: `${countMismatches} differ`,
+    ok: countMismatches === 0,
+  });
 
   // Receivers: every succeeded webhook delivery arrived, signed; every dead one was tried 8 times.
   const secrets = new Map(x.webhooks.map((w) => [w.id, w.secret]));
@@ -580,20 +756,48 @@ async function reconcile(x: ReconcileInput) {
     }
   }
   const succeededWebhooks = count(deliveries, (d) => d.channel === 'webhook' && d.status === 'succeeded');
-  checks.push({ name: 'succeeded webhook deliveries the receivers got (by webhook-id)', expected: succeededWebhooks, actual: succeededWebhooks - unseen, ok: unseen === 0 });
-  checks.push({ name: 'webhook requests with a valid signature (standardwebhooks)', expected: 'all', actual: `${badSignatures} invalid`, ok: badSignatures === 0 });
+  checks.push({
+    name: 'succeeded webhook deliveries the receivers got (by webhook-id)',
+    expected: succeededWebhooks,
+    actual: succeededWebhooks - unseen,
+    ok: unseen === 0,
+  });
+  checks.push({
+    name: 'webhook requests with a valid signature (standardwebhooks)',
+    expected: 'all',
+    actual: `${badSignatures} invalid`,
+    ok: badSignatures === 0,
+  });
   const dead = count(deliveries, (d) => d.status === 'dead');
   const deadWith8 = count(deliveries, (d) => d.status === 'dead' && d.attempt_count === 8);
-  checks.push({ name: 'dead deliveries with 8 attempts (then the DLQ)', expected: dead, actual: deadWith8, ok: deadWith8 === dead });
+  checks.push({
+    name: 'dead deliveries with 8 attempts (then the DLQ)',
+    expected: dead,
+    actual: deadWith8,
+    ok: deadWith8 === dead,
+  });
   // Every attempt that got an HTTP answer is a request a receiver recorded, and the other way round.
-  const answered = attempts.filter((a) => a.channel === 'webhook' && a.http_status !== null).reduce((n, a) => n + a.n, 0);
-  checks.push({ name: 'webhook requests the receivers got = attempts with an HTTP status', expected: answered, actual: hits, ok: hits === answered });
+  const answered = attempts
+    .filter((a) => a.channel === 'webhook' && a.http_status !== null)
+    .reduce((n, a) => n + a.n, 0);
+  checks.push({
+    name: 'webhook requests the receivers got = attempts with an HTTP status',
+    expected: answered,
+    actual: hits,
+    ok: hits === answered,
+  });
 
   checks.push({
     name: 'deliveries whose attempt count ≠ their attempt rows',
     expected: 0,
     actual: miscounted.length
-      ? `${miscounted.length} (${Object.entries(tally(miscounted.map((m) => ({ status: `${m.status}/${m.status_reason ?? '-'}: ${m.attempt_count} vs ${m.outcomes}` }))))
+      ? `${miscounted.length} (${Object.entries(
+          tally(
+            miscounted.map((m) => ({
+              status: `${m.status}/${m.status_reason ?? '-'}: ${m.attempt_count} vs ${m.outcomes}`,
+            })),
+          ),
+        )
           .slice(0, 3)
           .map(([k, n]) => `${n}× ${k}`)
           .join('; ')})`
@@ -603,13 +807,16 @@ async function reconcile(x: ReconcileInput) {
 
   // Churn: nothing new for the deleted webhook, only `skipped` for the disabled one, once each change was answered.
   // The margin covers an ingest that read the subscriptions just before the change and wrote just after it.
-  const margin = (iso: string | undefined) => (iso ? new Date(Date.parse(iso) + CHURN_MARGIN_MS).toISOString() : undefined);
+  const margin = (iso: string | undefined) =>
+    iso ? new Date(Date.parse(iso) + CHURN_MARGIN_MS).toISOString() : undefined;
   for (const wh of x.webhooks.filter((w) => w.churn)) {
     const mine = deliveries.filter((d) => d.subscription_id === wh.id);
     const changedAt = wh.churn === 'delete' ? x.churned.deletedAt : x.churned.disabledAt;
     const after = margin(changedAt);
     const allowed = wh.churn === 'delete' ? ['succeeded', 'cancelled'] : ['dead', 'skipped'];
-    const late = after ? count(mine, (d) => d.created_at > after && (wh.churn === 'delete' || d.status !== 'skipped')) : 0;
+    const late = after
+      ? count(mine, (d) => d.created_at > after && (wh.churn === 'delete' || d.status !== 'skipped'))
+      : 0;
     const outside = count(mine, (d) => !allowed.includes(d.status));
     checks.push({
       name: `webhook ${wh.churn === 'delete' ? 'deleted' : 'disabled'} halfway: final states ⊆ {${allowed.join(', ')}}, ${wh.churn === 'delete' ? 'none' : 'only skipped'} created > ${CHURN_MARGIN_MS / 1000} s after`,
@@ -619,10 +826,19 @@ async function reconcile(x: ReconcileInput) {
     });
     if (wh.churn === 'delete') {
       // A request in flight at the DELETE that the receiver accepted is a delivery that happened: not `cancelled`.
-      const accepted = new Set((hitsByWebhook.get(wh.id) ?? []).filter((h) => h.response?.status === 200).map((h) => h.headers['webhook-id']));
+      const accepted = new Set(
+        (hitsByWebhook.get(wh.id) ?? []).filter((h) => h.response?.status === 200).map((h) => h.headers['webhook-id']),
+      );
       const cancelledButAccepted = count(mine, (d) => d.status === 'cancelled' && accepted.has(d.id));
-      checks.push({ name: 'deleted webhook: cancelled deliveries its receiver had accepted (200)', expected: 0, actual: cancelledButAccepted, ok: cancelledButAccepted === 0 });
-      x.notes.push(`deleted webhook: ${count(mine, (d) => d.status === 'cancelled')} deliveries cancelled, ${count(mine, (d) => d.status === 'succeeded')} succeeded`);
+      checks.push({
+        name: 'deleted webhook: cancelled deliveries its receiver had accepted (200)',
+        expected: 0,
+        actual: cancelledButAccepted,
+        ok: cancelledButAccepted === 0,
+      });
+      x.notes.push(
+        `deleted webhook: ${count(mine, (d) => d.status === 'cancelled')} deliveries cancelled, ${count(mine, (d) => d.status === 'succeeded')} succeeded`,
+      );
     }
   }
 
@@ -630,10 +846,25 @@ async function reconcile(x: ReconcileInput) {
   // with one Idempotency-Key, got exactly one test mail.
   const mailsSucceeded = count(deliveries, (d) => d.channel === 'email' && d.status === 'succeeded');
   const mails = mailbox[0] as { notifications: number | null; tests: number | null };
-  checks.push({ name: 'succeeded email deliveries = notification mails sent', expected: mailsSucceeded, actual: mails.notifications ?? 0, ok: (mails.notifications ?? 0) === mailsSucceeded });
-  checks.push({ name: 'owner email set by 3 PUTs with one key → test mails', expected: 1, actual: mails.tests ?? 0, ok: mails.tests === 1 });
+  checks.push({
+    name: 'succeeded email deliveries = notification mails sent',
+    expected: mailsSucceeded,
+    actual: mails.notifications ?? 0,
+    ok: (mails.notifications ?? 0) === mailsSucceeded,
+  });
+  checks.push({
+    name: 'owner email set by 3 PUTs with one key → test mails',
+    expected: 1,
+    actual: mails.tests ?? 0,
+    ok: mails.tests === 1,
+  });
   checks.push({ name: 'event rejections recorded', expected: 0, actual: rejections[0].n, ok: rejections[0].n === 0 });
-  checks.push({ name: 'idempotency keys left in progress', expected: 0, actual: stuckKeys[0].n, ok: stuckKeys[0].n === 0 });
+  checks.push({
+    name: 'idempotency keys left in progress',
+    expected: 0,
+    actual: stuckKeys[0].n,
+    ok: stuckKeys[0].n === 0,
+  });
 
   const groupOf = new Map(
     x.webhooks.map((w) => [
@@ -643,13 +874,19 @@ async function reconcile(x: ReconcileInput) {
   );
   const byGroup = new Map<string, Array<{ status: string }>>();
   for (const d of deliveries) {
-    const group = d.channel === 'email' ? `email, ${d.recipient_type.replace('_', ' ')}` : (groupOf.get(d.subscription_id) ?? 'webhook, unknown');
+    const group =
+      d.channel === 'email'
+        ? `email, ${d.recipient_type.replace('_', ' ')}`
+        : (groupOf.get(d.subscription_id) ?? 'webhook, unknown');
     let list = byGroup.get(group);
     if (!list) byGroup.set(group, (list = []));
     list.push(d);
   }
-  const groups: SoakResult['deliveries'] = [...byGroup].sort(([a], [b]) => a.localeCompare(b)).map(([group, rows]) => ({ group, counts: tally(rows) }));
-  if (redelivered) x.notes.push(`${redelivered} succeeded webhook deliveries reached their receiver more than once (at-least-once)`);
+  const groups: SoakResult['deliveries'] = [...byGroup]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([group, rows]) => ({ group, counts: tally(rows) }));
+  if (redelivered)
+    x.notes.push(`${redelivered} succeeded webhook deliveries reached their receiver more than once (at-least-once)`);
   const byClass: Record<string, number> = {};
   for (const a of attempts) {
     const label = `${a.channel} ${a.outcome}${a.error_class ? ` ${a.error_class}` : ''}${a.http_status ? ` ${a.http_status}` : ''}`;
@@ -657,7 +894,11 @@ async function reconcile(x: ReconcileInput) {
   }
   const spread = (values: number[]) => {
     const sorted = values.sort((a, b) => a - b);
-    return { p50Ms: Math.round(percentile(sorted, 50)), p99Ms: Math.round(percentile(sorted, 99)), maxMs: Math.round(sorted.at(-1) ?? 0) };
+    return {
+      p50Ms: Math.round(percentile(sorted, 50)),
+      p99Ms: Math.round(percentile(sorted, 99)),
+      maxMs: Math.round(sorted.at(-1) ?? 0),
+    };
   };
   return {
     deliveries: groups,
@@ -668,10 +909,12 @@ async function reconcile(x: ReconcileInput) {
     },
     attempts: { total: Object.values(byClass).reduce((a, b) => a + b, 0), byClass },
     // Accepted but not stored, or created but neither stored in a terminal state nor still on its way.
-    lost: missingNotifications + count(created.keys(), (id) => {
-      const status = storedDeliveries.get(id)?.status;
-      return !status || !(TERMINAL.has(status) || OPEN.has(status));
-    }),
+    lost:
+      missingNotifications +
+      count(created.keys(), (id) => {
+        const status = storedDeliveries.get(id)?.status;
+        return !status || !(TERMINAL.has(status) || OPEN.has(status));
+      }),
     redelivered,
   };
 }
@@ -693,7 +936,9 @@ async function main(): Promise<number> {
   const envFile = join(stateDir, 'secrets.env');
   const logFile = join(RESULTS_DIR, 'wrangler.log');
   const jwtSecret = randomBytes(48).toString('base64url');
-  await writeFile(envFile, `JWT_SECRET=${jwtSecret}\nENCRYPTION_KEY=${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+  await writeFile(envFile, `JWT_SECRET=${jwtSecret}\nENCRYPTION_KEY=${randomBytes(32).toString('base64')}\n`, {
+    mode: 0o600,
+  });
 
   let server: DevServer | undefined;
   let receivers: Receivers | undefined;
@@ -714,8 +959,16 @@ async function main(): Promise<number> {
   try {
     const creds = await demoCredentials(jwtSecret);
     await phases.run('migrate + seed', async () => {
-      await runWrangler('apply the D1 migrations', ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir], { timeoutMs: 120_000 });
-      await runWrangler('seed the demo data', ['d1', 'execute', 'DB', '--local', '--persist-to', persistDir, '--command', seedSql(creds.pat)], { timeoutMs: 120_000 });
+      await runWrangler(
+        'apply the D1 migrations',
+        ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir],
+        { timeoutMs: 120_000 },
+      );
+      await runWrangler(
+        'seed the demo data',
+        ['d1', 'execute', 'DB', '--local', '--persist-to', persistDir, '--command', seedSql(creds.pat)],
+        { timeoutMs: 120_000 },
+      );
     });
     receivers = await startReceivers();
     const rx = receivers;
@@ -743,13 +996,26 @@ async function main(): Promise<number> {
       owner: creds.ownerJwt,
       controlPlane: creds.serviceJwt,
       // Several publisher services, each with its own throttle budget (6,000/min per token and handle).
-      publishers: await Promise.all(Array.from({ length: publishers }, (_, p) => signJwt(jwtSecret, `svc:soak-publisher-${p + 1}`, 'events:publish', { handles: [HANDLE] }))),
-      readers: await Promise.all(Array.from({ length: o.readers }, (_, r) => signJwt(jwtSecret, `user_soak_reader_${r + 1}`, READER_SCOPES))),
+      publishers: await Promise.all(
+        Array.from({ length: publishers }, (_, p) =>
+          signJwt(jwtSecret, `svc:soak-publisher-${p + 1}`, 'events:publish', { handles: [HANDLE] }),
+        ),
+      ),
+      readers: await Promise.all(
+        Array.from({ length: o.readers }, (_, r) => signJwt(jwtSecret, `user_soak_reader_${r + 1}`, READER_SCOPES)),
+      ),
     };
 
     const webhooks = await phases.run('setup (idempotent writes)', () => setup(c, tokens, rx, o, checks));
 
-    const plan = planIngest({ requests: o.events, duplicateShare: o.duplicates, publishers, window: o.connections * 2, runId, seed: o.seed });
+    const plan = planIngest({
+      requests: o.events,
+      duplicateShare: o.duplicates,
+      publishers,
+      window: o.connections * 2,
+      runId,
+      seed: o.seed,
+    });
     const outcomes = new Map<string, IngestOutcome>();
     const churned: Churn = {};
     const accepted: string[] = [];
@@ -758,7 +1024,15 @@ async function main(): Promise<number> {
       const stopReaders = startReaders(c, tokens, webhooks, () => accepted);
       try {
         await phases.run(`ingest (${o.events} requests over ${o.connections} connections, with reads)`, () =>
-          ingest(c, tokens, plan, o.connections, outcomes, (id) => accepted.push(id), () => churn(c, tokens, webhooks, churned)),
+          ingest(
+            c,
+            tokens,
+            plan,
+            o.connections,
+            outcomes,
+            (id) => accepted.push(id),
+            () => churn(c, tokens, webhooks, churned),
+          ),
         );
       } finally {
         await stopReaders();
@@ -770,13 +1044,29 @@ async function main(): Promise<number> {
     }
 
     const reconciled = await phases.run('reconcile', () =>
-      reconcile({ client: c, tokens, receivers: rx, webhooks, outcomes, churned, persistDir, stopServer: () => srv.stop(), checks, notes }),
+      reconcile({
+        client: c,
+        tokens,
+        receivers: rx,
+        webhooks,
+        outcomes,
+        churned,
+        persistDir,
+        stopServer: () => srv.stop(),
+        checks,
+        notes,
+      }),
     );
 
     // The Worker's own account: no error logged, and every minute job run reported done.
     const log = await workerLog(logFile);
     const cronRuns = count(recorder.samples, (s) => s.kind === 'cron: minute jobs' && s.status === 200);
-    checks.push({ name: 'Worker log lines at level error', expected: 0, actual: log.levels.error ?? 0, ok: !log.levels.error });
+    checks.push({
+      name: 'Worker log lines at level error',
+      expected: 0,
+      actual: log.levels.error ?? 0,
+      ok: !log.levels.error,
+    });
     checks.push({
       name: `minute jobs over ${cronRuns} cron runs: done / failed`,
       expected: `≥ ${cronRuns} / 0`,
@@ -788,10 +1078,25 @@ async function main(): Promise<number> {
     const { kinds, errorsByStatus } = summarize(recorder.samples);
     const unexpected = recorder.samples.filter((s) => !s.expected);
     const unexpected5xx = count(recorder.samples, (s) => s.status >= 500);
-    checks.push({ name: 'unexpected answers (any 5xx, any error without problem+json, any other status)', expected: 0, actual: unexpected.length, ok: unexpected.length === 0 });
-    checks.push({ name: 'lost (accepted or created, but not stored in a terminal or open state)', expected: 0, actual: reconciled.lost, ok: reconciled.lost === 0 });
+    checks.push({
+      name: 'unexpected answers (any 5xx, any error without problem+json, any other status)',
+      expected: 0,
+      actual: unexpected.length,
+      ok: unexpected.length === 0,
+    });
+    checks.push({
+      name: 'lost (accepted or created, but not stored in a terminal or open state)',
+      expected: 0,
+      actual: reconciled.lost,
+      ok: reconciled.lost === 0,
+    });
     const durationSeconds = (Date.now() - startedAt.getTime()) / 1000;
-    checks.push({ name: `whole run within ${o.maxMinutes} min`, expected: `≤ ${o.maxMinutes * 60} s`, actual: `${durationSeconds.toFixed(0)} s`, ok: durationSeconds <= o.maxMinutes * 60 });
+    checks.push({
+      name: `whole run within ${o.maxMinutes} min`,
+      expected: `≤ ${o.maxMinutes * 60} s`,
+      actual: `${durationSeconds.toFixed(0)} s`,
+      ok: durationSeconds <= o.maxMinutes * 60,
+    });
 
     const result: SoakResult = {
       startedAt: startedAt.toISOString(),

@@ -24,7 +24,11 @@ export class WranglerError extends Error {
  * when the command fails). `CI=true` makes wrangler take the default answer instead of prompting (migrations apply
  * asks to confirm). A command still running after `timeoutMs` is killed and rejected.
  */
-export function runWrangler(description: string, args: string[], options: { timeoutMs?: number } = {}): Promise<string> {
+export function runWrangler(
+  description: string,
+  args: string[],
+  options: { timeoutMs?: number } = {},
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [WRANGLER, ...args], {
       cwd: ROOT,
@@ -42,7 +46,13 @@ export function runWrangler(description: string, args: string[], options: { time
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       if (code === 0) resolve(output);
-      else reject(new WranglerError(`Failed to ${description} (wrangler ${args.join(' ')} exited with ${signal ?? code}).`, output));
+      else
+        reject(
+          new WranglerError(
+            `Failed to ${description} (wrangler ${args.join(' ')} exited with ${signal ?? code}).`,
+            output,
+          ),
+        );
     });
   });
 }

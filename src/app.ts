@@ -2,34 +2,35 @@
  * Builds the Hono app: middleware in order (request context → body guard → per-route auth), the resource routers,
  * the OpenAPI document, and the error and not-found handlers that make every failure a problem+json response.
  */
+
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { TrieRouter } from 'hono/router/trie-router';
-import type { Context } from 'hono';
-import type { OpenAPIHono } from '@hono/zod-openapi';
+import { dashboardRoutes } from './dashboard/dashboard.routes.tsx';
 import type { AppEnv } from './env.ts';
 import { createRouter } from './http/openapi.ts';
-import { isTransientStorageError, problemResponse, ProblemError, problems } from './lib/problem.ts';
+import { isTransientStorageError, ProblemError, problemResponse, problems } from './lib/problem.ts';
 import { bodyGuard } from './middleware/body-guard.ts';
 import { requestContext } from './middleware/request-id.ts';
+import { deliveriesRoutes } from './routes/deliveries/deliveries.routes.ts';
+import { devRoutes } from './routes/dev/dev.routes.ts';
 import { docsRoutes } from './routes/docs/docs.routes.ts';
+import { emailPagesRoutes } from './routes/email-pages/email-pages.routes.ts';
+import { emailSubscriptionsRoutes } from './routes/email-subscriptions/email-subscriptions.routes.ts';
+import { eventsRoutes } from './routes/events/events.routes.ts';
+import { handlesRoutes } from './routes/handles/handles.routes.ts';
+import { healthRoutes } from './routes/health/health.routes.ts';
 import { internalRoutes } from './routes/internal/internal.routes.ts';
 import { metaRoutes } from './routes/meta/meta.routes.ts';
-import { tokensRoutes } from './routes/tokens/tokens.routes.ts';
-import { handlesRoutes } from './routes/handles/handles.routes.ts';
-import { webhooksRoutes } from './routes/webhooks/webhooks.routes.ts';
-import { emailSubscriptionsRoutes } from './routes/email-subscriptions/email-subscriptions.routes.ts';
-import { settingsRoutes } from './routes/settings/settings.routes.ts';
 import { notificationsRoutes } from './routes/notifications/notifications.routes.ts';
-import { supportRoutes } from './routes/support/support.routes.ts';
-import { eventsRoutes } from './routes/events/events.routes.ts';
-import { webhookActionsRoutes } from './routes/webhooks/webhook-actions.routes.ts';
-import { deliveriesRoutes } from './routes/deliveries/deliveries.routes.ts';
-import { healthRoutes } from './routes/health/health.routes.ts';
-import { emailPagesRoutes } from './routes/email-pages/email-pages.routes.ts';
 import { resendRoutes } from './routes/providers/resend.routes.ts';
 import { snsRoutes } from './routes/providers/sns.routes.ts';
-import { devRoutes } from './routes/dev/dev.routes.ts';
-import { dashboardRoutes } from './dashboard/dashboard.routes.tsx';
+import { settingsRoutes } from './routes/settings/settings.routes.ts';
+import { supportRoutes } from './routes/support/support.routes.ts';
+import { tokensRoutes } from './routes/tokens/tokens.routes.ts';
+import { webhookActionsRoutes } from './routes/webhooks/webhook-actions.routes.ts';
+import { webhooksRoutes } from './routes/webhooks/webhooks.routes.ts';
 
 const API_DESCRIPTION =
   'Delivers every order, fulfillment and campaign event of a Gharart handle to its webhooks and email subscribers, ' +
@@ -133,7 +134,10 @@ export function buildApp() {
     }) as unknown as Record<string, unknown>);
   app.route('/', docsRoutes(getDocument));
   // HTML pages over this same app: each dashboard handler calls the API in process (no rule lives twice).
-  app.route('/dashboard', dashboardRoutes((request, env, ctx) => app.fetch(request, env, ctx)));
+  app.route(
+    '/dashboard',
+    dashboardRoutes((request, env, ctx) => app.fetch(request, env, ctx)),
+  );
 
   installProblemHandling(app);
   return Object.assign(app, { getDocument });

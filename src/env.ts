@@ -4,7 +4,6 @@
  */
 import type { Principal } from './middleware/auth.ts';
 
-
 /** Typed view of the vars in wrangler.toml. */
 export interface Config {
   environment: string;
@@ -80,7 +79,10 @@ export function config(env: Env): Config {
       region: opt(env.AWS_REGION) ?? 'eu-west-1',
       snsApiUrl: opt(env.SNS_API_URL),
       topicPrefix: env.SNS_TOPIC_PREFIX ?? 'gharart-notify-',
-      certHosts: (opt(env.SNS_CERT_HOSTS) ?? 'sns.*.amazonaws.com').toLowerCase().split(/[\s,]+/).filter(Boolean),
+      certHosts: (opt(env.SNS_CERT_HOSTS) ?? 'sns.*.amazonaws.com')
+        .toLowerCase()
+        .split(/[\s,]+/)
+        .filter(Boolean),
     },
     platformAlertEmail: opt(env.PLATFORM_ALERT_EMAIL),
     supportEmail: opt(env.SUPPORT_EMAIL),

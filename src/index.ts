@@ -15,5 +15,3 @@ export default {
   queue: handleQueue,
   scheduled: handleScheduled,
 } satisfies ExportedHandler<Env>;
-
-

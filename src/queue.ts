@@ -20,7 +20,9 @@ const consumers: Record<string, Consumer> = {
 export async function handleQueue(batch: MessageBatch<unknown>, env: Env, _ctx?: ExecutionContext): Promise<void> {
   const consumer = consumers[batch.queue];
   if (!consumer) {
-    console.error(JSON.stringify({ level: 'error', msg: 'queue_unknown', queue: batch.queue, messages: batch.messages.length }));
+    console.error(
+      JSON.stringify({ level: 'error', msg: 'queue_unknown', queue: batch.queue, messages: batch.messages.length }),
+    );
     batch.retryAll({ delaySeconds: 60 });
     return;
   }

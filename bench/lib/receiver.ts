@@ -8,7 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Webhook } from 'standardwebhooks';
-import { readBody, serveOnLoopback, type LoopbackServer } from '../../test/support/http.ts';
+import { type LoopbackServer, readBody, serveOnLoopback } from '../../test/support/http.ts';
 
 export interface GroupStats {
   ok: number;
@@ -38,7 +38,17 @@ export async function startReceiver(): Promise<Receiver> {
   const group = (name: string): Group => {
     let g = groups.get(name);
     if (!g) {
-      g = { ok: 0, unique: 0, duplicates: 0, badSignature: 0, firstAt: null, lastOkAt: null, peakInFlight: 0, ids: new Set(), inFlight: 0 };
+      g = {
+        ok: 0,
+        unique: 0,
+        duplicates: 0,
+        badSignature: 0,
+        firstAt: null,
+        lastOkAt: null,
+        peakInFlight: 0,
+        ids: new Set(),
+        inFlight: 0,
+      };
       groups.set(name, g);
     }
     return g;

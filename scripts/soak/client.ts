@@ -111,7 +111,11 @@ export function createClient(baseUrl: string, connections: number, recorder: Rec
       } catch (err) {
         const ms = performance.now() - started;
         const detail = (err as Error).message;
-        recorder.add({ kind, status: 0, ms, bareError: true, expected: false, requestId: undefined, detail }, method, path);
+        recorder.add(
+          { kind, status: 0, ms, bareError: true, expected: false, requestId: undefined, detail },
+          method,
+          path,
+        );
         return { status: 0, headers: {}, body: null, ms };
       }
       const ms = performance.now() - started;

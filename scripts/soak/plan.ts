@@ -107,7 +107,11 @@ export function planIngest(o: IngestPlanOptions): PlannedIngest[] {
       idempotencyKey: `${o.runId}-evt-${i}`,
       body: {
         type,
-        data: { ...sample, ...('orderId' in sample ? { orderId: `ord_soak_${i}` } : { campaignId: `cmp_soak_${i}` }), soakSeq: i },
+        data: {
+          ...sample,
+          ...('orderId' in sample ? { orderId: `ord_soak_${i}` } : { campaignId: `cmp_soak_${i}` }),
+          soakSeq: i,
+        },
         sourceEventId: `${o.runId}-src-${i}`,
         occurredAt: new Date(base + i * 1000).toISOString(),
       },

@@ -42,7 +42,10 @@ export interface SoakResult {
    * From the moment an event was accepted: to the first attempt of each delivery, and to its success; and how long
    * one webhook request took (as the Worker measured it).
    */
-  deliveryLatency: Record<'firstAttempt' | 'succeeded' | 'webhookAttempt', { p50Ms: number; p99Ms: number; maxMs: number }>;
+  deliveryLatency: Record<
+    'firstAttempt' | 'succeeded' | 'webhookAttempt',
+    { p50Ms: number; p99Ms: number; maxMs: number }
+  >;
   /** Delivery attempts by channel, outcome, error class and HTTP status (`webhook failed http_5xx 500`). */
   attempts: { total: number; byClass: Record<string, number> };
   lost: number;
@@ -55,7 +58,10 @@ export interface SoakResult {
 }
 
 /** Per kind, in the order the kinds first appear. */
-export function summarize(samples: readonly Sample[]): { kinds: KindStats[]; errorsByStatus: SoakResult['errorsByStatus'] } {
+export function summarize(samples: readonly Sample[]): {
+  kinds: KindStats[];
+  errorsByStatus: SoakResult['errorsByStatus'];
+} {
   const byKind = new Map<string, Sample[]>();
   for (const s of samples) {
     let list = byKind.get(s.kind);
@@ -100,7 +106,9 @@ function table(header: string[], rows: Array<Array<string | number>>): string {
 
 /** The markdown the run prints (and writes next to the JSON). */
 export function renderMarkdown(r: SoakResult): string {
-  const statuses = [...new Set(r.requests.flatMap((k) => Object.keys(k.byStatus)))].sort((a, b) => Number(a) - Number(b));
+  const statuses = [...new Set(r.requests.flatMap((k) => Object.keys(k.byStatus)))].sort(
+    (a, b) => Number(a) - Number(b),
+  );
   const total = (pick: (k: KindStats) => number) => r.requests.reduce((n, k) => n + pick(k), 0);
   const requestRows = r.requests.map((k) => [
     k.kind,

@@ -2,7 +2,7 @@
  * The Worker under soak: `wrangler dev` on 127.0.0.1 with its own state directory, in its own process group so that
  * stopping it also stops the workerd processes it starts. Its output goes to a log file, not the terminal.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -119,7 +119,9 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
       await stop();
-      throw new Error(`wrangler dev exited during start-up (code ${child.exitCode ?? child.signalCode}); see ${options.logFile}`);
+      throw new Error(
+        `wrangler dev exited during start-up (code ${child.exitCode ?? child.signalCode}); see ${options.logFile}`,
+      );
     }
     try {
       const res = await fetch(`${baseUrl}/v2/health`, { signal: AbortSignal.timeout(5_000) });
@@ -129,7 +131,9 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     }
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`wrangler dev did not answer ${baseUrl}/v2/health within ${options.readyTimeoutMs / 1000} s; see ${options.logFile}`);
+      throw new Error(
+        `wrangler dev did not answer ${baseUrl}/v2/health within ${options.readyTimeoutMs / 1000} s; see ${options.logFile}`,
+      );
     }
     await sleep(500);
   }

@@ -55,7 +55,8 @@ export function apiFor(c: Context<AppEnv>, fetchApp: ApiFetch, token: string | n
   return {
     async call(method, path, opts = {}) {
       const url = new URL(path, origin);
-      for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, String(v));
+      for (const [k, v] of Object.entries(opts.query ?? {}))
+        if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, String(v));
       const headers = new Headers(opts.headers);
       headers.set('x-request-id', c.get('requestId'));
       headers.set('accept', 'application/json');

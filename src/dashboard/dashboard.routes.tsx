@@ -9,18 +9,20 @@
  * Forms: every POST carries the session's CSRF token (checked here, constant time) and must come from this origin
  * (hono/csrf); writes carry a per-form Idempotency-Key, so a double submit or a reload replays instead of repeating.
  */
-import { Hono, type Context } from 'hono';
+import { type Context, Hono } from 'hono';
+import { getCookie } from 'hono/cookie';
 import { csrf } from 'hono/csrf';
 import { raw } from 'hono/html';
 import { HTTPException } from 'hono/http-exception';
 import type { Child } from 'hono/jsx';
-import { config, type AppEnv } from '../env.ts';
-import { apiFor, type Api, type ApiFetch, type Problem } from './api.ts';
+import { type AppEnv, config } from '../env.ts';
+import { type Api, type ApiFetch, apiFor, type Problem } from './api.ts';
 import { DASHBOARD_CSS, DASHBOARD_JS } from './assets.ts';
-import { handleBase, Layout, type CopyId, type PageFrame } from './layout.tsx';
+import { type CopyId, handleBase, Layout, type PageFrame } from './layout.tsx';
 import {
   EmailPage,
   ErrorPage,
+  type EventType,
   FeedPage,
   HandlesPage,
   LoginPage,
@@ -29,12 +31,19 @@ import {
   ReportResult,
   SettingsPage,
   WebhookPage,
-  WebhooksPage,
-  type EventType,
   type WebhookRow,
+  WebhooksPage,
 } from './pages.tsx';
-import { csrfMatches, endSession, loginCsrf, LOGIN_CSRF_COOKIE, randomToken, readSession, startSession, type Session } from './session.ts';
-import { getCookie } from 'hono/cookie';
+import {
+  csrfMatches,
+  endSession,
+  LOGIN_CSRF_COOKIE,
+  loginCsrf,
+  randomToken,
+  readSession,
+  type Session,
+  startSession,
+} from './session.ts';
 
 type C = Context<AppEnv>;
 type Json = Record<string, any>;
@@ -110,7 +119,8 @@ function headersField(c: C, value: string | undefined): { value: Record<string, 
   for (const line of (value ?? '').split(/\r?\n/)) {
     if (!line.trim()) continue;
     const i = line.indexOf(':');
-    if (i <= 0) return { problem: localProblem(c, `Header line "${line.slice(0, 60)}" is not "Name: value".`, 'body.headers') };
+    if (i <= 0)
+      return { problem: localProblem(c, `Header line "${line.slice(0, 60)}" is not "Name: value".`, 'body.headers') };
     out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
   }
   return { value: out };
@@ -149,8 +159,15 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) if (!c.res.headers.has(k)) c.res.headers.set(k, v);
   });
 
-  r.get('/assets/app.css', (c) => c.body(DASHBOARD_CSS, 200, { 'content-type': 'text/css; charset=utf-8', 'cache-control': 'public, max-age=300' }));
-  r.get('/assets/app.js', (c) => c.body(DASHBOARD_JS, 200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'public, max-age=300' }));
+  r.get('/assets/app.css', (c) =>
+    c.body(DASHBOARD_CSS, 200, { 'content-type': 'text/css; charset=utf-8', 'cache-control': 'public, max-age=300' }),
+  );
+  r.get('/assets/app.js', (c) =>
+    c.body(DASHBOARD_JS, 200, {
+      'content-type': 'text/javascript; charset=utf-8',
+      'cache-control': 'public, max-age=300',
+    }),
+  );
 
   // A form may only be posted from a page of this origin (Origin header), on top of the per-session token below.
   r.use('*', csrf({ origin: (origin, c) => origin === new URL(c.req.url).origin }));
@@ -160,7 +177,13 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
       return renderProblem(
         c,
         baseFrame(c, 'Not allowed'),
-        { type: '/docs#problem-forbidden', title: 'Not allowed', status: 403, detail: 'This form was not posted from a dashboard page of this site (Origin check failed).', requestId: c.get('requestId') },
+        {
+          type: '/docs#problem-forbidden',
+          title: 'Not allowed',
+          status: 403,
+          detail: 'This form was not posted from a dashboard page of this site (Origin check failed).',
+          requestId: c.get('requestId'),
+        },
         false,
       );
     }
@@ -205,7 +228,14 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
       return renderProblem(
         c,
         baseFrame(c, 'Form expired'),
-        { type: '/docs#problem-forbidden', title: 'Not allowed', status: 403, detail: 'The form is stale or did not come from this dashboard (CSRF check failed). Reload the page and try again.', requestId: c.get('requestId') },
+        {
+          type: '/docs#problem-forbidden',
+          title: 'Not allowed',
+          status: 403,
+          detail:
+            'The form is stale or did not come from this dashboard (CSRF check failed). Reload the page and try again.',
+          requestId: c.get('requestId'),
+        },
         true,
       );
     }
@@ -231,9 +261,17 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     if (!HANDLE.test(handle)) {
       // The API answers a malformed handle with its 404; ask it, so the words are the same.
       const res = await api.call('GET', `/v2/handles/${encodeURIComponent(handle)}`);
-      return renderProblem(c, frame, res.ok ? { type: 'about:blank', title: 'Not found', status: 404, detail: 'Not found.' } : res.problem, true);
+      return renderProblem(
+        c,
+        frame,
+        res.ok ? { type: 'about:blank', title: 'Not found', status: 404, detail: 'Not found.' } : res.problem,
+        true,
+      );
     }
-    const [access, mine] = await Promise.all([api.call('GET', `/v2/handles/${handle}`), api.call('GET', '/v2/handles')]);
+    const [access, mine] = await Promise.all([
+      api.call('GET', `/v2/handles/${handle}`),
+      api.call('GET', '/v2/handles'),
+    ]);
     if (!access.ok && access.status === 401) return toLogin(c, 'expired');
     frame.handles = mine.ok ? mine.data.data : [];
     if (!access.ok) return renderProblem(c, frame, access.problem, true);
@@ -268,29 +306,53 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     if (!mine.ok) return renderProblem(c, baseFrame(c, 'Error', { csrf: session.csrf }), mine.problem, true);
     const handles = mine.data.data as Json[];
     if (handles.length === 1) return c.redirect(handleBase(handles[0]!.handle), 303);
-    return render(c, baseFrame(c, 'Your handles', { csrf: session.csrf, handles: handles as PageFrame['handles'] }), <HandlesPage handles={handles as any} />);
+    return render(
+      c,
+      baseFrame(c, 'Your handles', { csrf: session.csrf, handles: handles as PageFrame['handles'] }),
+      <HandlesPage handles={handles as any} />,
+    );
   });
 
   r.get('/login', async (c) => {
     const m = c.req.query('m');
-    const message = m === 'expired' ? 'Your session ended (expired, signed out or the token was revoked). Sign in again.' : m === 'out' ? 'Signed out.' : null;
-    return render(c, baseFrame(c, 'Sign in'), <LoginPage csrf={loginCsrf(c)} message={message} devHint={config(c.env).isDevelopment} />);
+    const message =
+      m === 'expired'
+        ? 'Your session ended (expired, signed out or the token was revoked). Sign in again.'
+        : m === 'out'
+          ? 'Signed out.'
+          : null;
+    return render(
+      c,
+      baseFrame(c, 'Sign in'),
+      <LoginPage csrf={loginCsrf(c)} message={message} devHint={config(c.env).isDevelopment} />,
+    );
   });
 
   r.post('/login', async (c) => {
     const form = await formOf(c);
     if (!csrfMatches(getCookie(c, LOGIN_CSRF_COOKIE), form._csrf)) {
-      return render(c, baseFrame(c, 'Sign in'), <LoginPage csrf={loginCsrf(c)} message="The sign-in form expired. Try again." devHint={false} />, 403);
+      return render(
+        c,
+        baseFrame(c, 'Sign in'),
+        <LoginPage csrf={loginCsrf(c)} message="The sign-in form expired. Try again." devHint={false} />,
+        403,
+      );
     }
     const token = (form.token ?? '').trim();
     // The token is checked by the API itself, with the same rules and messages as any client's call.
     const mine = await apiFor(c, fetchApp, token || null).call('GET', '/v2/handles');
     if (!mine.ok) {
-      return render(c, baseFrame(c, 'Sign in'), <LoginPage csrf={loginCsrf(c)} problem={mine.problem} devHint={config(c.env).isDevelopment} />, mine.status);
+      return render(
+        c,
+        baseFrame(c, 'Sign in'),
+        <LoginPage csrf={loginCsrf(c)} problem={mine.problem} devHint={config(c.env).isDevelopment} />,
+        mine.status,
+      );
     }
     await startSession(c, token);
     const next = c.req.query('next');
-    const target = next && next.startsWith('/dashboard') && !next.startsWith('//') && !next.includes('\\') ? next : '/dashboard';
+    const target =
+      next && next.startsWith('/dashboard') && !next.startsWith('//') && !next.includes('\\') ? next : '/dashboard';
     return c.redirect(target, 303);
   });
 
@@ -326,21 +388,53 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
       },
     });
     const mine = await api.call('GET', '/v2/handles');
-    const frame = baseFrame(c, 'Report a problem', { csrf: session.csrf, handles: mine.ok ? mine.data.data : [], ...(res.ok ? { ids: [{ label: 'Report id', value: res.data.reportId }] } : {}) });
-    return render(c, frame, <>{<ReportResult result={res.ok ? res.data : null} problem={res.ok ? null : res.problem} />}<p><a href={page.startsWith('/dashboard') ? page : '/dashboard'}>Back</a></p></>, res.ok ? 201 : res.status);
+    const frame = baseFrame(c, 'Report a problem', {
+      csrf: session.csrf,
+      handles: mine.ok ? mine.data.data : [],
+      ...(res.ok ? { ids: [{ label: 'Report id', value: res.data.reportId }] } : {}),
+    });
+    return render(
+      c,
+      frame,
+      <>
+        {<ReportResult result={res.ok ? res.data : null} problem={res.ok ? null : res.problem} />}
+        <p>
+          <a href={page.startsWith('/dashboard') ? page : '/dashboard'}>Back</a>
+        </p>
+      </>,
+      res.ok ? 201 : res.status,
+    );
   });
 
   // ───────────── overview ─────────────
 
-  r.get('/h/:handle', onHandle('overview', 'Overview', async (c, h) => {
-    const health = await h.api.call('GET', `/v2/handles/${h.handle}/health`);
-    h.frame.title = `${h.access.displayName}: overview`;
-    return render(c, h.frame, <OverviewPage handle={h.handle} access={h.access} health={health.ok ? health.data : null} problem={health.ok ? null : health.problem} csrf={h.session.csrf} idem={h.idem} />);
-  }));
+  r.get(
+    '/h/:handle',
+    onHandle('overview', 'Overview', async (c, h) => {
+      const health = await h.api.call('GET', `/v2/handles/${h.handle}/health`);
+      h.frame.title = `${h.access.displayName}: overview`;
+      return render(
+        c,
+        h.frame,
+        <OverviewPage
+          handle={h.handle}
+          access={h.access}
+          health={health.ok ? health.data : null}
+          problem={health.ok ? null : health.problem}
+          csrf={h.session.csrf}
+          idem={h.idem}
+        />,
+      );
+    }),
+  );
 
   // ───────────── webhooks ─────────────
 
-  async function webhooksList(c: C, h: HandleContext, extra: { form?: Json; problem?: Problem | null; status?: number } = {}) {
+  async function webhooksList(
+    c: C,
+    h: HandleContext,
+    extra: { form?: Json; problem?: Problem | null; status?: number } = {},
+  ) {
     const list = await h.api.call('GET', `/v2/handles/${h.handle}/webhooks`, {
       query: { cursor: c.req.method === 'GET' ? c.req.query('cursor') : undefined, limit: 50, include: 'activity' },
     });
@@ -348,19 +442,33 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     // The 24 h sparkline: the API's hourly attempt counts, oldest hour first.
     const rows: WebhookRow[] = (list.data.data as Json[]).map((webhook) => ({
       webhook,
-      buckets: (webhook.activity24h?.succeeded as number[] | undefined ?? []).map((ok, i) => ({ ok, failed: webhook.activity24h.failed[i] as number })),
+      buckets: ((webhook.activity24h?.succeeded as number[] | undefined) ?? []).map((ok, i) => ({
+        ok,
+        failed: webhook.activity24h.failed[i] as number,
+      })),
     }));
     return render(
       c,
       h.frame,
-      <WebhooksPage handle={h.handle} rows={rows} nextCursor={list.data.nextCursor} csrf={h.session.csrf} idem={h.idem()} form={extra.form} problem={extra.problem} />,
+      <WebhooksPage
+        handle={h.handle}
+        rows={rows}
+        nextCursor={list.data.nextCursor}
+        csrf={h.session.csrf}
+        idem={h.idem()}
+        form={extra.form}
+        problem={extra.problem}
+      />,
       extra.status ?? 200,
     );
   }
 
-  r.get('/h/:handle/webhooks', onHandle('webhooks', 'Webhooks', async (c, h) => {
-    return webhooksList(c, h);
-  }));
+  r.get(
+    '/h/:handle/webhooks',
+    onHandle('webhooks', 'Webhooks', async (c, h) => {
+      return webhooksList(c, h);
+    }),
+  );
 
   /** The webhook fields of a create or edit form as an API body, or a problem naming the bad field. */
   function webhookBody(c: C, form: Form, editing: boolean): { body: Json } | { problem: Problem } {
@@ -384,30 +492,52 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     return { body };
   }
 
-  r.post('/h/:handle/webhooks', onHandle('webhooks', 'Webhooks', async (c, h) => {
-    const built = webhookBody(c, h.form, false);
-    if ('problem' in built) return webhooksList(c, h, { form: h.form, problem: built.problem, status: 400 });
-    const res = await h.api.call('POST', `/v2/handles/${h.handle}/webhooks`, { body: built.body, headers: idemHeaders(h.form) });
-    if (!res.ok) return webhooksList(c, h, { form: h.form, problem: res.problem, status: res.status });
-    return webhookPage(c, h, res.data.id, { secret: res.data.secret, status: 201, flash: 'Webhook created.' });
-  }));
+  r.post(
+    '/h/:handle/webhooks',
+    onHandle('webhooks', 'Webhooks', async (c, h) => {
+      const built = webhookBody(c, h.form, false);
+      if ('problem' in built) return webhooksList(c, h, { form: h.form, problem: built.problem, status: 400 });
+      const res = await h.api.call('POST', `/v2/handles/${h.handle}/webhooks`, {
+        body: built.body,
+        headers: idemHeaders(h.form),
+      });
+      if (!res.ok) return webhooksList(c, h, { form: h.form, problem: res.problem, status: res.status });
+      return webhookPage(c, h, res.data.id, { secret: res.data.secret, status: 201, flash: 'Webhook created.' });
+    }),
+  );
 
   async function webhookPage(
     c: C,
     h: HandleContext,
     id: string,
-    extra: { secret?: string; testResult?: Json; recoverResult?: Json; problem?: Problem; problemContext?: string; form?: Json; status?: number; flash?: string } = {},
+    extra: {
+      secret?: string;
+      testResult?: Json;
+      recoverResult?: Json;
+      problem?: Problem;
+      problemContext?: string;
+      form?: Json;
+      status?: number;
+      flash?: string;
+    } = {},
   ) {
     const [w, log, types] = await Promise.all([
       h.api.call('GET', `/v2/handles/${h.handle}/webhooks/${id}`),
-      h.api.call('GET', `/v2/handles/${h.handle}/webhooks/${id}/deliveries`, { query: { cursor: c.req.method === 'GET' ? c.req.query('cursor') : undefined, limit: 25 } }),
+      h.api.call('GET', `/v2/handles/${h.handle}/webhooks/${id}/deliveries`, {
+        query: { cursor: c.req.method === 'GET' ? c.req.query('cursor') : undefined, limit: 25 },
+      }),
       eventTypes(h.api),
     ]);
     if (!w.ok) return renderProblem(c, h.frame, w.problem, true);
     h.frame.title = `Webhook ${w.data.url}`;
-    h.frame.ids = [{ label: 'Webhook id', value: id }, ...(extra.testResult ? [{ label: 'Test delivery id', value: extra.testResult.deliveryId as string }] : [])];
+    h.frame.ids = [
+      { label: 'Webhook id', value: id },
+      ...(extra.testResult ? [{ label: 'Test delivery id', value: extra.testResult.deliveryId as string }] : []),
+    ];
     if (extra.flash) h.frame.flash = extra.flash;
-    const headersText = Object.entries((w.data.headers ?? {}) as Record<string, string>).map(([k, v]) => `${k}: ${v}`).join('\n');
+    const headersText = Object.entries((w.data.headers ?? {}) as Record<string, string>)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join('\n');
     return render(
       c,
       h.frame,
@@ -440,80 +570,162 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     return SAFE_ID.test(id) ? id : 'invalid';
   };
 
-  r.get('/h/:handle/webhooks/:id', onHandle('webhooks', 'Webhook', async (c, h) => {
-    return webhookPage(c, h, pathId(c));
-  }));
+  r.get(
+    '/h/:handle/webhooks/:id',
+    onHandle('webhooks', 'Webhook', async (c, h) => {
+      return webhookPage(c, h, pathId(c));
+    }),
+  );
 
-  r.post('/h/:handle/webhooks/:id', onHandle('webhooks', 'Webhook', async (c, h) => {
-    const id = pathId(c);
-    const built = webhookBody(c, h.form, true);
-    if ('problem' in built) return webhookPage(c, h, id, { problem: built.problem, problemContext: 'Not saved', form: h.form, status: 400 });
-    const res = await h.api.call('PATCH', `/v2/handles/${h.handle}/webhooks/${id}`, { body: built.body, headers: idemHeaders(h.form) });
-    if (!res.ok) return webhookPage(c, h, id, { problem: res.problem, problemContext: 'Not saved', form: h.form, status: res.status });
-    return c.redirect(`${handleBase(h.handle)}/webhooks/${id}?ok=webhook_saved`, 303);
-  }));
-
-  for (const [action, enabled] of [['enable', true], ['disable', false]] as const) {
-    r.post(`/h/:handle/webhooks/:id/${action}`, onHandle('webhooks', 'Webhook', async (c, h) => {
+  r.post(
+    '/h/:handle/webhooks/:id',
+    onHandle('webhooks', 'Webhook', async (c, h) => {
       const id = pathId(c);
-      const res = await h.api.call('PATCH', `/v2/handles/${h.handle}/webhooks/${id}`, { body: { enabled }, headers: idemHeaders(h.form) });
-      if (!res.ok) return webhookPage(c, h, id, { problem: res.problem, problemContext: `Not ${action}d`, status: res.status });
-      return c.redirect(`${handleBase(h.handle)}/webhooks/${id}?ok=webhook_${action}d`, 303);
-    }));
+      const built = webhookBody(c, h.form, true);
+      if ('problem' in built)
+        return webhookPage(c, h, id, {
+          problem: built.problem,
+          problemContext: 'Not saved',
+          form: h.form,
+          status: 400,
+        });
+      const res = await h.api.call('PATCH', `/v2/handles/${h.handle}/webhooks/${id}`, {
+        body: built.body,
+        headers: idemHeaders(h.form),
+      });
+      if (!res.ok)
+        return webhookPage(c, h, id, {
+          problem: res.problem,
+          problemContext: 'Not saved',
+          form: h.form,
+          status: res.status,
+        });
+      return c.redirect(`${handleBase(h.handle)}/webhooks/${id}?ok=webhook_saved`, 303);
+    }),
+  );
+
+  for (const [action, enabled] of [
+    ['enable', true],
+    ['disable', false],
+  ] as const) {
+    r.post(
+      `/h/:handle/webhooks/:id/${action}`,
+      onHandle('webhooks', 'Webhook', async (c, h) => {
+        const id = pathId(c);
+        const res = await h.api.call('PATCH', `/v2/handles/${h.handle}/webhooks/${id}`, {
+          body: { enabled },
+          headers: idemHeaders(h.form),
+        });
+        if (!res.ok)
+          return webhookPage(c, h, id, { problem: res.problem, problemContext: `Not ${action}d`, status: res.status });
+        return c.redirect(`${handleBase(h.handle)}/webhooks/${id}?ok=webhook_${action}d`, 303);
+      }),
+    );
   }
 
-  r.post('/h/:handle/webhooks/:id/delete', onHandle('webhooks', 'Webhook', async (c, h) => {
-    const id = pathId(c);
-    const res = await h.api.call('DELETE', `/v2/handles/${h.handle}/webhooks/${id}`, { headers: idemHeaders(h.form) });
-    if (!res.ok) return webhookPage(c, h, id, { problem: res.problem, problemContext: 'Not deleted', status: res.status });
-    return c.redirect(`${handleBase(h.handle)}/webhooks?ok=webhook_deleted`, 303);
-  }));
+  r.post(
+    '/h/:handle/webhooks/:id/delete',
+    onHandle('webhooks', 'Webhook', async (c, h) => {
+      const id = pathId(c);
+      const res = await h.api.call('DELETE', `/v2/handles/${h.handle}/webhooks/${id}`, {
+        headers: idemHeaders(h.form),
+      });
+      if (!res.ok)
+        return webhookPage(c, h, id, { problem: res.problem, problemContext: 'Not deleted', status: res.status });
+      return c.redirect(`${handleBase(h.handle)}/webhooks?ok=webhook_deleted`, 303);
+    }),
+  );
 
-  r.post('/h/:handle/webhooks/:id/rotate', onHandle('webhooks', 'Webhook', async (c, h) => {
-    const id = pathId(c);
-    const grace = Number.parseInt(h.form.graceHours ?? '', 10);
-    const res = await h.api.call('POST', `/v2/handles/${h.handle}/webhooks/${id}/rotate-secret`, {
-      body: Number.isFinite(grace) ? { graceHours: grace } : {},
-      headers: idemHeaders(h.form),
-    });
-    if (!res.ok) return webhookPage(c, h, id, { problem: res.problem, problemContext: 'Secret not rotated', status: res.status });
-    return webhookPage(c, h, id, { secret: res.data.secret, flash: 'Secret rotated.' });
-  }));
+  r.post(
+    '/h/:handle/webhooks/:id/rotate',
+    onHandle('webhooks', 'Webhook', async (c, h) => {
+      const id = pathId(c);
+      const grace = Number.parseInt(h.form.graceHours ?? '', 10);
+      const res = await h.api.call('POST', `/v2/handles/${h.handle}/webhooks/${id}/rotate-secret`, {
+        body: Number.isFinite(grace) ? { graceHours: grace } : {},
+        headers: idemHeaders(h.form),
+      });
+      if (!res.ok)
+        return webhookPage(c, h, id, {
+          problem: res.problem,
+          problemContext: 'Secret not rotated',
+          status: res.status,
+        });
+      return webhookPage(c, h, id, { secret: res.data.secret, flash: 'Secret rotated.' });
+    }),
+  );
 
-  r.post('/h/:handle/webhooks/:id/test', onHandle('webhooks', 'Webhook', async (c, h) => {
-    const id = pathId(c);
-    const eventType = (h.form.eventType ?? '').trim();
-    const res = await h.api.call('POST', `/v2/handles/${h.handle}/webhooks/${id}/test`, {
-      body: eventType ? { eventType } : {},
-      headers: idemHeaders(h.form),
-    });
-    if (!res.ok) return webhookPage(c, h, id, { problem: res.problem, problemContext: 'Test not sent', status: res.status });
-    return webhookPage(c, h, id, { testResult: res.data });
-  }));
+  r.post(
+    '/h/:handle/webhooks/:id/test',
+    onHandle('webhooks', 'Webhook', async (c, h) => {
+      const id = pathId(c);
+      const eventType = (h.form.eventType ?? '').trim();
+      const res = await h.api.call('POST', `/v2/handles/${h.handle}/webhooks/${id}/test`, {
+        body: eventType ? { eventType } : {},
+        headers: idemHeaders(h.form),
+      });
+      if (!res.ok)
+        return webhookPage(c, h, id, { problem: res.problem, problemContext: 'Test not sent', status: res.status });
+      return webhookPage(c, h, id, { testResult: res.data });
+    }),
+  );
 
-  r.post('/h/:handle/webhooks/:id/recover', onHandle('webhooks', 'Webhook', async (c, h) => {
-    const id = pathId(c);
-    const res = await h.api.call('POST', `/v2/handles/${h.handle}/webhooks/${id}/recover`, {
-      body: { since: fromLocalInput(h.form.since) ?? '' },
-      headers: idemHeaders(h.form),
-    });
-    if (!res.ok) return webhookPage(c, h, id, { problem: res.problem, problemContext: 'Nothing recovered', status: res.status });
-    return webhookPage(c, h, id, { recoverResult: res.data });
-  }));
+  r.post(
+    '/h/:handle/webhooks/:id/recover',
+    onHandle('webhooks', 'Webhook', async (c, h) => {
+      const id = pathId(c);
+      const res = await h.api.call('POST', `/v2/handles/${h.handle}/webhooks/${id}/recover`, {
+        body: { since: fromLocalInput(h.form.since) ?? '' },
+        headers: idemHeaders(h.form),
+      });
+      if (!res.ok)
+        return webhookPage(c, h, id, { problem: res.problem, problemContext: 'Nothing recovered', status: res.status });
+      return webhookPage(c, h, id, { recoverResult: res.data });
+    }),
+  );
 
-  r.post('/h/:handle/deliveries/:id/retry', onHandle(undefined, 'Retry', async (c, h) => {
-    const id = pathId(c);
-    const back = h.form.back ?? '';
-    const target = back.startsWith(`${handleBase(h.handle)}`) && !back.includes('//') ? back : handleBase(h.handle);
-    const res = await h.api.call('POST', `/v2/handles/${h.handle}/deliveries/${id}/retry`, { headers: idemHeaders(h.form) });
-    if (!res.ok) return render(c, h.frame, <><ErrorPage problem={res.problem} signedIn /><p><a href={target}>Back</a></p></>, res.status);
-    return c.redirect(`${target}?ok=retry_queued`, 303);
-  }));
+  r.post(
+    '/h/:handle/deliveries/:id/retry',
+    onHandle(undefined, 'Retry', async (c, h) => {
+      const id = pathId(c);
+      const back = h.form.back ?? '';
+      const target = back.startsWith(`${handleBase(h.handle)}`) && !back.includes('//') ? back : handleBase(h.handle);
+      const res = await h.api.call('POST', `/v2/handles/${h.handle}/deliveries/${id}/retry`, {
+        headers: idemHeaders(h.form),
+      });
+      if (!res.ok)
+        return render(
+          c,
+          h.frame,
+          <>
+            <ErrorPage problem={res.problem} signedIn />
+            <p>
+              <a href={target}>Back</a>
+            </p>
+          </>,
+          res.status,
+        );
+      return c.redirect(`${target}?ok=retry_queued`, 303);
+    }),
+  );
 
   // ───────────── email ─────────────
 
-  async function emailPage(c: C, h: HandleContext, extra: { problem?: Problem; problemContext?: string; testResult?: Json; form?: Json; status?: number; flash?: string } = {}) {
-    const list = await h.api.call('GET', `/v2/handles/${h.handle}/notifications/email-subscriptions`, { query: { cursor: c.req.method === 'GET' ? c.req.query('cursor') : undefined } });
+  async function emailPage(
+    c: C,
+    h: HandleContext,
+    extra: {
+      problem?: Problem;
+      problemContext?: string;
+      testResult?: Json;
+      form?: Json;
+      status?: number;
+      flash?: string;
+    } = {},
+  ) {
+    const list = await h.api.call('GET', `/v2/handles/${h.handle}/notifications/email-subscriptions`, {
+      query: { cursor: c.req.method === 'GET' ? c.req.query('cursor') : undefined },
+    });
     if (!list.ok) return renderProblem(c, h.frame, list.problem, true);
     if (extra.flash) h.frame.flash = extra.flash;
     if (extra.testResult?.deliveryId) h.frame.ids = [{ label: 'Test delivery id', value: extra.testResult.deliveryId }];
@@ -536,52 +748,113 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     );
   }
 
-  r.get('/h/:handle/email', onHandle('email', 'Email subscriptions', async (c, h) => {
-    return emailPage(c, h);
-  }));
+  r.get(
+    '/h/:handle/email',
+    onHandle('email', 'Email subscriptions', async (c, h) => {
+      return emailPage(c, h);
+    }),
+  );
 
-  r.post('/h/:handle/email', onHandle('email', 'Email subscriptions', async (c, h) => {
-    const filter = jsonField(c, h.form, 'filterPolicy', 'body.filterPolicy');
-    if ('problem' in filter) return emailPage(c, h, { problem: filter.problem, problemContext: 'Not subscribed', form: h.form, status: 400 });
-    const res = await h.api.call('POST', `/v2/handles/${h.handle}/notifications/email-subscriptions`, {
-      body: { email: h.form.email ?? '', eventTypes: typesField(h.form.eventTypes), filterPolicy: filter.value },
-      headers: idemHeaders(h.form),
-    });
-    if (!res.ok) return emailPage(c, h, { problem: res.problem, problemContext: 'Not subscribed', form: h.form, status: res.status });
-    return c.redirect(`${handleBase(h.handle)}/email?ok=email_added`, 303);
-  }));
+  r.post(
+    '/h/:handle/email',
+    onHandle('email', 'Email subscriptions', async (c, h) => {
+      const filter = jsonField(c, h.form, 'filterPolicy', 'body.filterPolicy');
+      if ('problem' in filter)
+        return emailPage(c, h, {
+          problem: filter.problem,
+          problemContext: 'Not subscribed',
+          form: h.form,
+          status: 400,
+        });
+      const res = await h.api.call('POST', `/v2/handles/${h.handle}/notifications/email-subscriptions`, {
+        body: { email: h.form.email ?? '', eventTypes: typesField(h.form.eventTypes), filterPolicy: filter.value },
+        headers: idemHeaders(h.form),
+      });
+      if (!res.ok)
+        return emailPage(c, h, {
+          problem: res.problem,
+          problemContext: 'Not subscribed',
+          form: h.form,
+          status: res.status,
+        });
+      return c.redirect(`${handleBase(h.handle)}/email?ok=email_added`, 303);
+    }),
+  );
 
-  r.post('/h/:handle/email/owner-default', onHandle('email', 'Email subscriptions', async (c, h) => {
-    const unset = h.form.action === 'unset';
-    const res = await h.api.call('PUT', `/v2/handles/${h.handle}/notifications/owner-default-email`, {
-      body: { email: unset ? null : (h.form.email ?? '') },
-      headers: idemHeaders(h.form),
-    });
-    if (!res.ok) return emailPage(c, h, { problem: res.problem, problemContext: 'Owner default email not changed', status: res.status });
-    return c.redirect(`${handleBase(h.handle)}/email?ok=${unset ? 'owner_email_unset' : 'owner_email_saved'}`, 303);
-  }));
+  r.post(
+    '/h/:handle/email/owner-default',
+    onHandle('email', 'Email subscriptions', async (c, h) => {
+      const unset = h.form.action === 'unset';
+      const res = await h.api.call('PUT', `/v2/handles/${h.handle}/notifications/owner-default-email`, {
+        body: { email: unset ? null : (h.form.email ?? '') },
+        headers: idemHeaders(h.form),
+      });
+      if (!res.ok)
+        return emailPage(c, h, {
+          problem: res.problem,
+          problemContext: 'Owner default email not changed',
+          status: res.status,
+        });
+      return c.redirect(`${handleBase(h.handle)}/email?ok=${unset ? 'owner_email_unset' : 'owner_email_saved'}`, 303);
+    }),
+  );
 
-  r.post('/h/:handle/email/:id/delete', onHandle('email', 'Email subscriptions', async (c, h) => {
-    const res = await h.api.call('DELETE', `/v2/handles/${h.handle}/notifications/email-subscriptions/${pathId(c)}`, { headers: idemHeaders(h.form) });
-    if (!res.ok) return emailPage(c, h, { problem: res.problem, problemContext: 'Not deleted', status: res.status });
-    return c.redirect(`${handleBase(h.handle)}/email?ok=email_deleted`, 303);
-  }));
+  r.post(
+    '/h/:handle/email/:id/delete',
+    onHandle('email', 'Email subscriptions', async (c, h) => {
+      const res = await h.api.call('DELETE', `/v2/handles/${h.handle}/notifications/email-subscriptions/${pathId(c)}`, {
+        headers: idemHeaders(h.form),
+      });
+      if (!res.ok) return emailPage(c, h, { problem: res.problem, problemContext: 'Not deleted', status: res.status });
+      return c.redirect(`${handleBase(h.handle)}/email?ok=email_deleted`, 303);
+    }),
+  );
 
-  r.post('/h/:handle/email/:id/test', onHandle('email', 'Email subscriptions', async (c, h) => {
-    const res = await h.api.call('POST', `/v2/handles/${h.handle}/notifications/email-subscriptions/${pathId(c)}/test`, { body: {}, headers: idemHeaders(h.form) });
-    if (!res.ok) return emailPage(c, h, { problem: res.problem, problemContext: 'Test not sent', status: res.status });
-    return emailPage(c, h, { testResult: res.data });
-  }));
+  r.post(
+    '/h/:handle/email/:id/test',
+    onHandle('email', 'Email subscriptions', async (c, h) => {
+      const res = await h.api.call(
+        'POST',
+        `/v2/handles/${h.handle}/notifications/email-subscriptions/${pathId(c)}/test`,
+        { body: {}, headers: idemHeaders(h.form) },
+      );
+      if (!res.ok)
+        return emailPage(c, h, { problem: res.problem, problemContext: 'Test not sent', status: res.status });
+      return emailPage(c, h, { testResult: res.data });
+    }),
+  );
 
-  r.post('/h/:handle/email/:id/resend', onHandle('email', 'Email subscriptions', async (c, h) => {
-    const res = await h.api.call('POST', `/v2/handles/${h.handle}/notifications/email-subscriptions/${pathId(c)}/resend-confirmation`, { headers: idemHeaders(h.form) });
-    if (!res.ok) return emailPage(c, h, { problem: res.problem, problemContext: 'Confirmation not sent', status: res.status });
-    return emailPage(c, h, { flash: `Confirmation mail sent again to ${res.data.email}.${res.data.statusReason ? ` ${res.data.statusReason}` : ''}` });
-  }));
+  r.post(
+    '/h/:handle/email/:id/resend',
+    onHandle('email', 'Email subscriptions', async (c, h) => {
+      const res = await h.api.call(
+        'POST',
+        `/v2/handles/${h.handle}/notifications/email-subscriptions/${pathId(c)}/resend-confirmation`,
+        { headers: idemHeaders(h.form) },
+      );
+      if (!res.ok)
+        return emailPage(c, h, { problem: res.problem, problemContext: 'Confirmation not sent', status: res.status });
+      return emailPage(c, h, {
+        flash: `Confirmation mail sent again to ${res.data.email}.${res.data.statusReason ? ` ${res.data.statusReason}` : ''}`,
+      });
+    }),
+  );
 
   // ───────────── settings ─────────────
 
-  async function settingsPage(c: C, h: HandleContext, extra: { problem?: Problem; problemContext?: string; saved?: boolean; evaluation?: Json; evalForm?: Json; form?: Json; status?: number } = {}) {
+  async function settingsPage(
+    c: C,
+    h: HandleContext,
+    extra: {
+      problem?: Problem;
+      problemContext?: string;
+      saved?: boolean;
+      evaluation?: Json;
+      evalForm?: Json;
+      form?: Json;
+      status?: number;
+    } = {},
+  ) {
     const [settings, types, recent] = await Promise.all([
       h.api.call('GET', `/v2/handles/${h.handle}/notification-settings`),
       eventTypes(h.api),
@@ -610,9 +883,12 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     );
   }
 
-  r.get('/h/:handle/settings', onHandle('settings', 'Notification settings', async (c, h) => {
-    return settingsPage(c, h, { saved: c.req.query('ok') === 'saved' });
-  }));
+  r.get(
+    '/h/:handle/settings',
+    onHandle('settings', 'Notification settings', async (c, h) => {
+      return settingsPage(c, h, { saved: c.req.query('ok') === 'saved' });
+    }),
+  );
 
   /** The settings form as the API's PUT body, or a problem; `form` keeps what the user typed for re-display. */
   function settingsBody(c: C, form: Form): { body: Json; display: Json } | { problem: Problem; display: Json } {
@@ -623,52 +899,123 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     };
     const filter = jsonField(c, form, 'eventFilter', 'body.eventFilter');
     if ('problem' in filter) return { problem: filter.problem, display };
-    return { body: { channels: display.channels, ownerFallback: display.ownerFallback, eventFilter: filter.value }, display };
+    return {
+      body: { channels: display.channels, ownerFallback: display.ownerFallback, eventFilter: filter.value },
+      display,
+    };
   }
 
-  r.post('/h/:handle/settings', onHandle('settings', 'Notification settings', async (c, h) => {
-    const action = h.form.action ?? 'save';
-    const built = settingsBody(c, h.form);
-    const evalForm = { source: h.form.source, eventType: h.form.eventType, notificationId: h.form.notificationId, event: h.form.event };
-    if (action === 'save') {
-      if ('problem' in built) return settingsPage(c, h, { problem: built.problem, problemContext: 'Not saved', form: built.display, evalForm, status: 400 });
-      const res = await h.api.call('PUT', `/v2/handles/${h.handle}/notification-settings`, {
-        body: built.body,
-        headers: { ...idemHeaders(h.form), ...(h.form.etag ? { 'if-match': h.form.etag } : {}) },
-      });
-      if (!res.ok) return settingsPage(c, h, { problem: res.problem, problemContext: 'Not saved', form: built.display, evalForm, status: res.status });
-      return c.redirect(`${handleBase(h.handle)}/settings?ok=saved`, 303);
-    }
-    // Evaluate: a dry run of the saved settings, or of the ones in the form (not saved).
-    const useForm = action === 'evaluate-form';
-    if (useForm && 'problem' in built) return settingsPage(c, h, { problem: built.problem, problemContext: 'Not evaluated', form: built.display, evalForm, status: 400 });
-    const body: Json = {};
-    if (useForm && 'body' in built) body.settings = built.body;
-    if (h.form.source === 'custom') {
-      const ev = jsonField(c, h.form, 'event', 'body.event');
-      if ('problem' in ev) return settingsPage(c, h, { problem: ev.problem, problemContext: 'Not evaluated', form: built.display, evalForm, status: 400 });
-      body.event = ev.value ?? {};
-    } else if (h.form.source === 'recent' && h.form.notificationId) {
-      const n = await h.api.call('GET', `/v2/handles/${h.handle}/notifications/${encodeURIComponent(h.form.notificationId)}`);
-      if (!n.ok) return settingsPage(c, h, { problem: n.problem, problemContext: 'Not evaluated', form: built.display, evalForm, status: n.status });
-      body.event = { type: n.data.type, severity: n.data.severity, source: String(n.data.source).slice(0, 100), data: n.data.data };
-    } else {
-      body.eventType = h.form.eventType || 'order.created';
-    }
-    const res = await h.api.call('POST', `/v2/handles/${h.handle}/notification-settings/evaluate`, { body });
-    if (!res.ok) return settingsPage(c, h, { problem: res.problem, problemContext: 'Not evaluated', form: built.display, evalForm, status: res.status });
-    return settingsPage(c, h, { evaluation: res.data, evalForm, form: useForm ? built.display : undefined });
-  }));
+  r.post(
+    '/h/:handle/settings',
+    onHandle('settings', 'Notification settings', async (c, h) => {
+      const action = h.form.action ?? 'save';
+      const built = settingsBody(c, h.form);
+      const evalForm = {
+        source: h.form.source,
+        eventType: h.form.eventType,
+        notificationId: h.form.notificationId,
+        event: h.form.event,
+      };
+      if (action === 'save') {
+        if ('problem' in built)
+          return settingsPage(c, h, {
+            problem: built.problem,
+            problemContext: 'Not saved',
+            form: built.display,
+            evalForm,
+            status: 400,
+          });
+        const res = await h.api.call('PUT', `/v2/handles/${h.handle}/notification-settings`, {
+          body: built.body,
+          headers: { ...idemHeaders(h.form), ...(h.form.etag ? { 'if-match': h.form.etag } : {}) },
+        });
+        if (!res.ok)
+          return settingsPage(c, h, {
+            problem: res.problem,
+            problemContext: 'Not saved',
+            form: built.display,
+            evalForm,
+            status: res.status,
+          });
+        return c.redirect(`${handleBase(h.handle)}/settings?ok=saved`, 303);
+      }
+      // Evaluate: a dry run of the saved settings, or of the ones in the form (not saved).
+      const useForm = action === 'evaluate-form';
+      if (useForm && 'problem' in built)
+        return settingsPage(c, h, {
+          problem: built.problem,
+          problemContext: 'Not evaluated',
+          form: built.display,
+          evalForm,
+          status: 400,
+        });
+      const body: Json = {};
+      if (useForm && 'body' in built) body.settings = built.body;
+      if (h.form.source === 'custom') {
+        const ev = jsonField(c, h.form, 'event', 'body.event');
+        if ('problem' in ev)
+          return settingsPage(c, h, {
+            problem: ev.problem,
+            problemContext: 'Not evaluated',
+            form: built.display,
+            evalForm,
+            status: 400,
+          });
+        body.event = ev.value ?? {};
+      } else if (h.form.source === 'recent' && h.form.notificationId) {
+        const n = await h.api.call(
+          'GET',
+          `/v2/handles/${h.handle}/notifications/${encodeURIComponent(h.form.notificationId)}`,
+        );
+        if (!n.ok)
+          return settingsPage(c, h, {
+            problem: n.problem,
+            problemContext: 'Not evaluated',
+            form: built.display,
+            evalForm,
+            status: n.status,
+          });
+        body.event = {
+          type: n.data.type,
+          severity: n.data.severity,
+          source: String(n.data.source).slice(0, 100),
+          data: n.data.data,
+        };
+      } else {
+        body.eventType = h.form.eventType || 'order.created';
+      }
+      const res = await h.api.call('POST', `/v2/handles/${h.handle}/notification-settings/evaluate`, { body });
+      if (!res.ok)
+        return settingsPage(c, h, {
+          problem: res.problem,
+          problemContext: 'Not evaluated',
+          form: built.display,
+          evalForm,
+          status: res.status,
+        });
+      return settingsPage(c, h, { evaluation: res.data, evalForm, form: useForm ? built.display : undefined });
+    }),
+  );
 
   // ───────────── notifications ─────────────
 
-  async function feedPage(c: C, h: HandleContext, extra: { problem?: Problem; problemContext?: string; status?: number } = {}) {
+  async function feedPage(
+    c: C,
+    h: HandleContext,
+    extra: { problem?: Problem; problemContext?: string; status?: number } = {},
+  ) {
     const q = c.req.method === 'GET' ? c.req.query() : {};
     const filters: Record<string, string> = {};
     for (const k of ['status', 'type', 'severity', 'since', 'until']) if (q[k]) filters[k] = q[k]!;
     const [list, types] = await Promise.all([
       h.api.call('GET', `/v2/handles/${h.handle}/notifications`, {
-        query: { ...filters, since: fromLocalInput(filters.since), until: fromLocalInput(filters.until), cursor: q.cursor, limit: 25 },
+        query: {
+          ...filters,
+          since: fromLocalInput(filters.since),
+          until: fromLocalInput(filters.until),
+          cursor: q.cursor,
+          limit: 25,
+        },
       }),
       eventTypes(h.api),
     ]);
@@ -691,37 +1038,47 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     );
   }
 
-  r.get('/h/:handle/notifications', onHandle('notifications', 'Notifications', async (c, h) => {
-    return feedPage(c, h);
-  }));
+  r.get(
+    '/h/:handle/notifications',
+    onHandle('notifications', 'Notifications', async (c, h) => {
+      return feedPage(c, h);
+    }),
+  );
 
-  r.post('/h/:handle/events', onHandle('notifications', 'Notifications', async (c, h) => {
-    const data = jsonField(c, h.form, 'data', 'body.data');
-    if ('problem' in data) return feedPage(c, h, { problem: data.problem, problemContext: 'Not published', status: 400 });
-    let payload = data.value;
-    if (payload === null) {
-      const types = await eventTypes(h.api);
-      payload = (types.find((t) => t.type === h.form.type) as Json | undefined)?.sample ?? {};
-    }
-    const res = await h.api.call('POST', `/v2/handles/${h.handle}/events`, {
-      body: { type: h.form.type ?? '', data: payload },
-      headers: idemHeaders(h.form),
-    });
-    if (!res.ok) return feedPage(c, h, { problem: res.problem, problemContext: 'Not published', status: res.status });
-    return c.redirect(`${handleBase(h.handle)}/notifications/${res.data.notificationId}`, 303);
-  }));
+  r.post(
+    '/h/:handle/events',
+    onHandle('notifications', 'Notifications', async (c, h) => {
+      const data = jsonField(c, h.form, 'data', 'body.data');
+      if ('problem' in data)
+        return feedPage(c, h, { problem: data.problem, problemContext: 'Not published', status: 400 });
+      let payload = data.value;
+      if (payload === null) {
+        const types = await eventTypes(h.api);
+        payload = (types.find((t) => t.type === h.form.type) as Json | undefined)?.sample ?? {};
+      }
+      const res = await h.api.call('POST', `/v2/handles/${h.handle}/events`, {
+        body: { type: h.form.type ?? '', data: payload },
+        headers: idemHeaders(h.form),
+      });
+      if (!res.ok) return feedPage(c, h, { problem: res.problem, problemContext: 'Not published', status: res.status });
+      return c.redirect(`${handleBase(h.handle)}/notifications/${res.data.notificationId}`, 303);
+    }),
+  );
 
-  r.get('/h/:handle/notifications/:id', onHandle('notifications', 'Notification', async (c, h) => {
-    const id = pathId(c);
-    const n = await h.api.call('GET', `/v2/handles/${h.handle}/notifications/${id}`);
-    if (!n.ok) return renderProblem(c, h.frame, n.problem, true);
-    h.frame.title = `Notification ${n.data.type}`;
-    h.frame.ids = [
-      { label: 'Notification id', value: n.data.id },
-      ...(n.data.deliveries as Json[]).map((d): CopyId => ({ label: `Delivery (${d.target})`, value: d.deliveryId })),
-    ];
-    return render(c, h.frame, <NotificationPage handle={h.handle} n={n.data} csrf={h.session.csrf} idem={h.idem} />);
-  }));
+  r.get(
+    '/h/:handle/notifications/:id',
+    onHandle('notifications', 'Notification', async (c, h) => {
+      const id = pathId(c);
+      const n = await h.api.call('GET', `/v2/handles/${h.handle}/notifications/${id}`);
+      if (!n.ok) return renderProblem(c, h.frame, n.problem, true);
+      h.frame.title = `Notification ${n.data.type}`;
+      h.frame.ids = [
+        { label: 'Notification id', value: n.data.id },
+        ...(n.data.deliveries as Json[]).map((d): CopyId => ({ label: `Delivery (${d.target})`, value: d.deliveryId })),
+      ];
+      return render(c, h.frame, <NotificationPage handle={h.handle} n={n.data} csrf={h.session.csrf} idem={h.idem} />);
+    }),
+  );
 
   // Anything else under /dashboard: a page, not JSON.
   r.all('*', async (c) => {
@@ -729,7 +1086,13 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     return renderProblem(
       c,
       baseFrame(c, 'Not found', session ? { csrf: session.csrf } : {}),
-      { type: '/docs#problem-not_found', title: 'Not found', status: 404, detail: `No dashboard page at ${c.req.path}.`, requestId: c.get('requestId') },
+      {
+        type: '/docs#problem-not_found',
+        title: 'Not found',
+        status: 404,
+        detail: `No dashboard page at ${c.req.path}.`,
+        requestId: c.get('requestId'),
+      },
       session !== null,
     );
   });

@@ -49,7 +49,9 @@ export const Copyable: FC<{ value: string; label?: string }> = ({ value, label }
 };
 
 /** A POST form with its CSRF token and a fresh idempotency key (a double submit replays instead of repeating). */
-export const PostForm: FC<PropsWithChildren<{ action: string; csrf: string; idem?: string; class?: string; confirm?: string; label?: string }>> = (p) => (
+export const PostForm: FC<
+  PropsWithChildren<{ action: string; csrf: string; idem?: string; class?: string; confirm?: string; label?: string }>
+> = (p) => (
   <form method="post" action={p.action} class={p.class ?? 'inline'} data-confirm={p.confirm} aria-label={p.label}>
     <Csrf token={p.csrf} />
     {p.idem ? <input type="hidden" name="_idem" value={p.idem} /> : null}
@@ -106,7 +108,9 @@ export const ProblemBox: FC<{ problem: Problem; context?: string }> = ({ problem
         ))}
       </ul>
     ) : null}
-    {Array.isArray(problem.missingScopes) ? <p>Missing scope: {(problem.missingScopes as string[]).join(', ')}</p> : null}
+    {Array.isArray(problem.missingScopes) ? (
+      <p>Missing scope: {(problem.missingScopes as string[]).join(', ')}</p>
+    ) : null}
     {problem.requestId ? (
       <p class="ids">
         Request id <Copyable value={problem.requestId} label="request id" />
@@ -129,7 +133,14 @@ export const Sparkline: FC<{ buckets: { ok: number; failed: number }[] }> = ({ b
   const w = 4;
   const h = 24;
   return (
-    <svg class="spark" width={buckets.length * (w + 1)} height={h} viewBox={`0 0 ${buckets.length * (w + 1)} ${h}`} role="img" aria-label={`Last 24 hours: ${ok} attempts succeeded, ${failed} failed`}>
+    <svg
+      class="spark"
+      width={buckets.length * (w + 1)}
+      height={h}
+      viewBox={`0 0 ${buckets.length * (w + 1)} ${h}`}
+      role="img"
+      aria-label={`Last 24 hours: ${ok} attempts succeeded, ${failed} failed`}
+    >
       <title>{`Last 24 h: ${ok} succeeded, ${failed} failed`}</title>
       <rect x="0" y={h - 1} width={buckets.length * (w + 1)} height="1" fill="#c9ccd1" />
       {buckets.map((b, i) => {
@@ -165,7 +176,11 @@ export const handleBase = (handle: string) => `/dashboard/h/${encodeURIComponent
 /** The page: header with handle switcher and sign-out, tabs, content, ids and the report form. */
 export const Layout: FC<PropsWithChildren<{ frame: PageFrame }>> = ({ frame, children }) => {
   const { handle, handles, csrf } = frame;
-  const ids: CopyId[] = [{ label: 'Request id', value: frame.requestId }, { label: 'Deployment id', value: frame.deploymentId }, ...(frame.ids ?? [])];
+  const ids: CopyId[] = [
+    { label: 'Request id', value: frame.requestId },
+    { label: 'Deployment id', value: frame.deploymentId },
+    ...(frame.ids ?? []),
+  ];
   if (handle) ids.splice(0, 0, { label: 'Handle', value: handle });
   return (
     <html lang="en">
@@ -231,7 +246,9 @@ export const Layout: FC<PropsWithChildren<{ frame: PageFrame }>> = ({ frame, chi
               </>
             ))}
           </dl>
-          {csrf ? <ReportForm csrf={csrf} handle={handle} requestId={frame.requestId} path={frame.path} ids={ids} /> : null}
+          {csrf ? (
+            <ReportForm csrf={csrf} handle={handle} requestId={frame.requestId} path={frame.path} ids={ids} />
+          ) : null}
         </footer>
       </body>
     </html>
@@ -239,7 +256,9 @@ export const Layout: FC<PropsWithChildren<{ frame: PageFrame }>> = ({ frame, chi
 };
 
 /** "Report a problem": files `POST /v2/support/report` with this page's ids. */
-export const ReportForm: FC<{ csrf: string; handle?: string; requestId: string; path?: string; ids: CopyId[] }> = (p) => (
+export const ReportForm: FC<{ csrf: string; handle?: string; requestId: string; path?: string; ids: CopyId[] }> = (
+  p,
+) => (
   <details>
     <summary>Report a problem</summary>
     <PostForm action="/dashboard/report" csrf={p.csrf} class="stack" label="Report a problem">
@@ -268,7 +287,12 @@ export const ReportForm: FC<{ csrf: string; handle?: string; requestId: string; 
  * A table that scrolls sideways on narrow screens instead of widening the page; the caption is for screen readers;
  * `empty`, when a string, is shown as the only row.
  */
-export const DataTable: FC<PropsWithChildren<{ caption: string; columns: string[]; empty?: string | false }>> = ({ caption, columns, empty, children }) => (
+export const DataTable: FC<PropsWithChildren<{ caption: string; columns: string[]; empty?: string | false }>> = ({
+  caption,
+  columns,
+  empty,
+  children,
+}) => (
   // Focusable, so a keyboard user can scroll it when it is wider than the screen.
   <div class="scroll" tabindex={0} role="region" aria-label={caption}>
     <table>

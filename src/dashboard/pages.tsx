@@ -32,7 +32,11 @@ const json = (v: unknown) => (v === null || v === undefined ? '' : JSON.stringif
 const list = (v: string[] | null | undefined) => (v && v.length ? v.join(', ') : 'every type');
 
 /** An `<option>` list of event types (system types cannot be published but can be tested). */
-const TypeOptions: FC<{ types: EventType[]; selected?: string; publishable?: boolean }> = ({ types, selected, publishable }) => (
+const TypeOptions: FC<{ types: EventType[]; selected?: string; publishable?: boolean }> = ({
+  types,
+  selected,
+  publishable,
+}) => (
   <>
     {types
       .filter((t) => !publishable || !t.system)
@@ -45,7 +49,14 @@ const TypeOptions: FC<{ types: EventType[]; selected?: string; publishable?: boo
 );
 
 /** "Retry" for a dead or skipped delivery (nothing for any other status); comes back to `back` afterwards. */
-const RetryButton: FC<{ base: string; deliveryId: string; status: string; back: string; csrf: string; idem: string }> = (p) =>
+const RetryButton: FC<{
+  base: string;
+  deliveryId: string;
+  status: string;
+  back: string;
+  csrf: string;
+  idem: string;
+}> = (p) =>
   p.status === 'dead' || p.status === 'skipped' ? (
     <PostForm action={`${p.base}/deliveries/${p.deliveryId}/retry`} csrf={p.csrf} idem={p.idem}>
       <input type="hidden" name="back" value={p.back} />
@@ -57,9 +68,14 @@ const RetryButton: FC<{ base: string; deliveryId: string; status: string; back: 
 
 // ───────────────────────────── sign-in and handles ─────────────────────────────
 
-export const LoginPage: FC<{ csrf: string; problem?: Problem | null; message?: string | null; devHint: boolean }> = (p) => (
+export const LoginPage: FC<{ csrf: string; problem?: Problem | null; message?: string | null; devHint: boolean }> = (
+  p,
+) => (
   <>
-    <p>Sign in with a personal access token (<code>grt_…</code>) or a JWT. The dashboard uses it for every API call, with exactly its scopes and roles.</p>
+    <p>
+      Sign in with a personal access token (<code>grt_…</code>) or a JWT. The dashboard uses it for every API call, with
+      exactly its scopes and roles.
+    </p>
     {p.message ? <Notice>{p.message}</Notice> : null}
     {p.problem ? <ProblemBox problem={p.problem} context="Sign-in refused" /> : null}
     <form method="post" action="/dashboard/login" class="stack" aria-label="Sign in">
@@ -73,7 +89,11 @@ export const LoginPage: FC<{ csrf: string; problem?: Problem | null; message?: s
         <button type="submit">Sign in</button>
       </div>
     </form>
-    {p.devHint ? <p class="hint">Local development: <code>npm run dev</code> prints a demo PAT.</p> : null}
+    {p.devHint ? (
+      <p class="hint">
+        Local development: <code>npm run dev</code> prints a demo PAT.
+      </p>
+    ) : null}
   </>
 );
 
@@ -87,12 +107,21 @@ export const HandlesPage: FC<{ handles: { handle: string; displayName: string; r
       ))}
     </ul>
   ) : (
-    <Notice tone="warn">This token has no handle. Ask the handle's owner to add you, or sign in with another token.</Notice>
+    <Notice tone="warn">
+      This token has no handle. Ask the handle's owner to add you, or sign in with another token.
+    </Notice>
   );
 
 // ───────────────────────────── overview (delivery doctor) ─────────────────────────────
 
-export const OverviewPage: FC<{ handle: string; access: Json; health: Json | null; problem?: Problem | null; csrf: string; idem: () => string }> = (p) => {
+export const OverviewPage: FC<{
+  handle: string;
+  access: Json;
+  health: Json | null;
+  problem?: Problem | null;
+  csrf: string;
+  idem: () => string;
+}> = (p) => {
   const base = handleBase(p.handle);
   const h = p.health;
   return (
@@ -115,7 +144,8 @@ export const OverviewPage: FC<{ handle: string; access: Json; health: Json | nul
             Delivery doctor <Badge status={h.status} />
           </h2>
           <p class="hint">
-            Generated <Time at={h.generatedAt} />. Everything that loses or delays events for this handle, each with what fixes it.
+            Generated <Time at={h.generatedAt} />. Everything that loses or delays events for this handle, each with
+            what fixes it.
           </p>
           {(h.warnings as Json[]).map((w) => (
             <Notice tone="warn">
@@ -126,11 +156,13 @@ export const OverviewPage: FC<{ handle: string; access: Json; health: Json | nul
             <section class="panel" aria-labelledby="wh-h">
               <h3 id="wh-h">Webhooks</h3>
               <p>
-                {h.webhooks.enabled} of {h.webhooks.total} enabled; {h.webhooks.failing.length} failing, {h.webhooks.disabled.length} disabled.
+                {h.webhooks.enabled} of {h.webhooks.total} enabled; {h.webhooks.failing.length} failing,{' '}
+                {h.webhooks.disabled.length} disabled.
               </p>
               {(h.webhooks.failing as Json[]).map((w) => (
                 <div class="notice warn">
-                  <a href={`${base}/webhooks/${w.id}`}>{w.url}</a>: {w.consecutiveFailures} consecutive failures ({w.lastFailureClass ?? 'unknown'}) since <Time at={w.failingSince} />.
+                  <a href={`${base}/webhooks/${w.id}`}>{w.url}</a>: {w.consecutiveFailures} consecutive failures (
+                  {w.lastFailureClass ?? 'unknown'}) since <Time at={w.failingSince} />.
                   {w.projectedAutoDisableAt ? (
                     <>
                       {' '}
@@ -145,8 +177,8 @@ export const OverviewPage: FC<{ handle: string; access: Json; health: Json | nul
               ))}
               {(h.webhooks.disabled as Json[]).map((w) => (
                 <div class="notice bad">
-                  <a href={`${base}/webhooks/${w.id}`}>{w.url}</a> is disabled ({w.disabledReason ?? 'by a user'}) since <Time at={w.disabledAt} />.
-                  <p>{w.action}</p>
+                  <a href={`${base}/webhooks/${w.id}`}>{w.url}</a> is disabled ({w.disabledReason ?? 'by a user'}) since{' '}
+                  <Time at={w.disabledAt} />.<p>{w.action}</p>
                   <PostForm action={`${base}/webhooks/${w.id}/enable`} csrf={p.csrf} idem={p.idem()}>
                     <button type="submit">Enable</button>
                   </PostForm>
@@ -168,8 +200,17 @@ export const OverviewPage: FC<{ handle: string; access: Json; health: Json | nul
                 {(h.deadDeliveries24h.recent as Json[]).map((d) => (
                   <li>
                     <code>{d.deliveryId}</code> → {d.target} ({d.errorClass ?? '—'}) <Time at={d.at} />{' '}
-                    {d.subscriptionId?.startsWith('whk_') ? <a href={`${base}/webhooks/${d.subscriptionId}`}>log</a> : null}{' '}
-                    <RetryButton base={base} deliveryId={d.deliveryId} status="dead" back={base} csrf={p.csrf} idem={p.idem()} />
+                    {d.subscriptionId?.startsWith('whk_') ? (
+                      <a href={`${base}/webhooks/${d.subscriptionId}`}>log</a>
+                    ) : null}{' '}
+                    <RetryButton
+                      base={base}
+                      deliveryId={d.deliveryId}
+                      status="dead"
+                      back={base}
+                      csrf={p.csrf}
+                      idem={p.idem()}
+                    />
                   </li>
                 ))}
               </ul>
@@ -177,7 +218,8 @@ export const OverviewPage: FC<{ handle: string; access: Json; health: Json | nul
             <section class="panel" aria-labelledby="email-h">
               <h3 id="email-h">Email subscriptions</h3>
               <p>
-                {h.emailSubscriptions.pendingConfirmation.length} pending, {h.emailSubscriptions.stale.length} stale, {h.emailSubscriptions.suppressed.length} suppressed.
+                {h.emailSubscriptions.pendingConfirmation.length} pending, {h.emailSubscriptions.stale.length} stale,{' '}
+                {h.emailSubscriptions.suppressed.length} suppressed.
               </p>
               {h.emailSubscriptions.action ? <p>{h.emailSubscriptions.action}</p> : null}
               <ul>
@@ -191,7 +233,10 @@ export const OverviewPage: FC<{ handle: string; access: Json; health: Json | nul
                     </PostForm>
                   </li>
                 ))}
-                {[...(h.emailSubscriptions.stale as Json[]).map((s): Json => ({ ...s, st: 'stale' })), ...(h.emailSubscriptions.suppressed as Json[]).map((s): Json => ({ ...s, st: 'suppressed' }))].map((s) => (
+                {[
+                  ...(h.emailSubscriptions.stale as Json[]).map((s): Json => ({ ...s, st: 'stale' })),
+                  ...(h.emailSubscriptions.suppressed as Json[]).map((s): Json => ({ ...s, st: 'suppressed' })),
+                ].map((s) => (
                   <li>
                     {s.email} <Badge status={s.st} /> {s.reason ?? ''} <a href={`${base}/email`}>fix</a>
                   </li>
@@ -212,7 +257,8 @@ export const OverviewPage: FC<{ handle: string; access: Json; health: Json | nul
             <section class="panel" aria-labelledby="cov-h">
               <h3 id="cov-h">Critical coverage</h3>
               <p>
-                <Badge status={h.criticalCoverage.covered ? 'covered' : 'undeliverable'} /> {h.criticalCoverage.undeliverable24h} undeliverable critical event(s) in 24 h.
+                <Badge status={h.criticalCoverage.covered ? 'covered' : 'undeliverable'} />{' '}
+                {h.criticalCoverage.undeliverable24h} undeliverable critical event(s) in 24 h.
               </p>
               {h.criticalCoverage.action ? (
                 <p>
@@ -254,7 +300,12 @@ const WebhookFields: FC<{ w?: Json; prefix: string }> = ({ w, prefix }) => (
       <label for={`${prefix}-types`}>
         Event types <span class="hint">comma-separated, e.g. order.*, payment.failed; empty = every type</span>
       </label>
-      <input id={`${prefix}-types`} name="eventTypes" type="text" value={Array.isArray(w?.eventTypes) ? w.eventTypes.join(', ') : w?.eventTypes ?? ''} />
+      <input
+        id={`${prefix}-types`}
+        name="eventTypes"
+        type="text"
+        value={Array.isArray(w?.eventTypes) ? w.eventTypes.join(', ') : (w?.eventTypes ?? '')}
+      />
     </div>
     <div class="field">
       <label for={`${prefix}-filter`}>
@@ -284,12 +335,24 @@ export interface WebhookRow {
   buckets: { ok: number; failed: number }[];
 }
 
-export const WebhooksPage: FC<{ handle: string; rows: WebhookRow[]; nextCursor: string | null; csrf: string; idem: string; form?: Json; problem?: Problem | null }> = (p) => {
+export const WebhooksPage: FC<{
+  handle: string;
+  rows: WebhookRow[];
+  nextCursor: string | null;
+  csrf: string;
+  idem: string;
+  form?: Json;
+  problem?: Problem | null;
+}> = (p) => {
   const base = handleBase(p.handle);
   return (
     <>
       {p.problem ? <ProblemBox problem={p.problem} context="Not created" /> : null}
-      <DataTable caption="Webhook endpoints" columns={['Endpoint', 'Status', 'Health', '24 h']} empty={p.rows.length === 0 && 'No webhooks yet.'}>
+      <DataTable
+        caption="Webhook endpoints"
+        columns={['Endpoint', 'Status', 'Health', '24 h']}
+        empty={p.rows.length === 0 && 'No webhooks yet.'}
+      >
         {p.rows.map(({ webhook: w, buckets }) => (
           <tr>
             <td>
@@ -321,7 +384,14 @@ export const WebhooksPage: FC<{ handle: string; rows: WebhookRow[]; nextCursor: 
       <PostForm action={`${base}/webhooks`} csrf={p.csrf} idem={p.idem} class="stack" label="Add a webhook">
         <WebhookFields w={p.form} prefix="new" />
         <div class="checks">
-          <input id="new-enabled" type="checkbox" name="enabled" value="true" checked={p.form ? p.form.enabled === 'true' : true} /> <label for="new-enabled">Enabled</label>
+          <input
+            id="new-enabled"
+            type="checkbox"
+            name="enabled"
+            value="true"
+            checked={p.form ? p.form.enabled === 'true' : true}
+          />{' '}
+          <label for="new-enabled">Enabled</label>
         </div>
         <div>
           <button type="submit">Create webhook</button>
@@ -335,7 +405,8 @@ const AttemptRows: FC<{ attempts: Json[] }> = ({ attempts }) => (
   <>
     {attempts.map((a) => (
       <li>
-        #{a.attemptNumber} <Badge status={a.outcome} /> {a.errorClass ?? ''} HTTP {a.httpStatus ?? '—'} · {a.durationMs} ms · <Time at={a.at} />
+        #{a.attemptNumber} <Badge status={a.outcome} /> {a.errorClass ?? ''} HTTP {a.httpStatus ?? '—'} · {a.durationMs}{' '}
+        ms · <Time at={a.at} />
         {a.errorMessage ? <div class="hint">{a.errorMessage}</div> : null}
         {a.responseSnippet ? (
           <details>
@@ -360,7 +431,10 @@ export const TestResult: FC<{ result: Json }> = ({ result }) => {
         rows={[
           ['Delivery id', <Copyable value={result.deliveryId} label="delivery id" />],
           ['Event type', d.test.eventType],
-          ['Result', `${a.outcome}${a.errorClass ? ` (${a.errorClass})` : ''}, HTTP ${a.httpStatus ?? '—'}, ${a.durationMs} ms, ${a.requestBytes ?? '—'} bytes`],
+          [
+            'Result',
+            `${a.outcome}${a.errorClass ? ` (${a.errorClass})` : ''}, HTTP ${a.httpStatus ?? '—'}, ${a.durationMs} ms, ${a.requestBytes ?? '—'} bytes`,
+          ],
           ['Error', a.errorMessage ?? '—'],
         ]}
       />
@@ -376,7 +450,10 @@ export const TestResult: FC<{ result: Json }> = ({ result }) => {
       </p>
       <KV
         rows={[
-          ['Subscription', `${d.subscription.status}${d.subscription.disabledReason ? ` (${d.subscription.disabledReason})` : ''}, ${d.subscription.consecutiveFailures} consecutive failures`],
+          [
+            'Subscription',
+            `${d.subscription.status}${d.subscription.disabledReason ? ` (${d.subscription.disabledReason})` : ''}, ${d.subscription.consecutiveFailures} consecutive failures`,
+          ],
           ['Projected auto-disable', <Time at={d.subscription.projectedAutoDisableAt} />],
           ['Secret in rotation', d.subscription.secretInRotation ? 'yes' : 'no'],
         ]}
@@ -409,7 +486,8 @@ export const TestResult: FC<{ result: Json }> = ({ result }) => {
           <ul>
             {(d.matching.recentEventTypes as Json[]).map((t) => (
               <li>
-                <code>{t.type}</code> ×{t.count}: {t.wouldMatch ? 'would be delivered' : `not delivered (${t.reason ?? 'filtered'})`}
+                <code>{t.type}</code> ×{t.count}:{' '}
+                {t.wouldMatch ? 'would be delivered' : `not delivered (${t.reason ?? 'filtered'})`}
               </li>
             ))}
           </ul>
@@ -421,7 +499,8 @@ export const TestResult: FC<{ result: Json }> = ({ result }) => {
           <ul>
             {(d.productionFailures as Json[]).map((f) => (
               <li>
-                <code>{f.deliveryId}</code> {f.type ?? ''} <Badge status={f.deliveryStatus} /> {f.errorClass ?? ''} HTTP {f.httpStatus ?? '—'} after {f.attempts} attempt(s) · <Time at={f.at} />
+                <code>{f.deliveryId}</code> {f.type ?? ''} <Badge status={f.deliveryStatus} /> {f.errorClass ?? ''} HTTP{' '}
+                {f.httpStatus ?? '—'} after {f.attempts} attempt(s) · <Time at={f.at} />
               </li>
             ))}
           </ul>
@@ -456,7 +535,8 @@ export const WebhookPage: FC<{
     <>
       {p.secret ? (
         <Notice tone="warn">
-          <strong>Signing secret — shown only now.</strong> Store it in your receiver to verify <code>webhook-signature</code>.
+          <strong>Signing secret — shown only now.</strong> Store it in your receiver to verify{' '}
+          <code>webhook-signature</code>.
           <p>
             <span class="secret">
               <Copyable value={p.secret} label="signing secret" />
@@ -469,19 +549,38 @@ export const WebhookPage: FC<{
         <Notice tone="ok">
           Queued again: {p.recoverResult.enqueued} deliver{p.recoverResult.enqueued === 1 ? 'y' : 'ies'}
           {p.recoverResult.more ? '; more remain — recover again' : ''}.
-          {p.recoverResult.redriven.length ? <div class="hint mono">{(p.recoverResult.redriven as string[]).join(' ')}</div> : null}
+          {p.recoverResult.redriven.length ? (
+            <div class="hint mono">{(p.recoverResult.redriven as string[]).join(' ')}</div>
+          ) : null}
         </Notice>
       ) : null}
       <KV
         rows={[
           ['URL', <code>{w.url}</code>],
-          ['Status', <><Badge status={w.status} /> {w.disabledReason ?? ''}</>],
+          [
+            'Status',
+            <>
+              <Badge status={w.status} /> {w.disabledReason ?? ''}
+            </>,
+          ],
           ['Event types', list(w.eventTypes)],
           ['Filter policy', w.filterPolicy ? <code>{JSON.stringify(w.filterPolicy)}</code> : 'none'],
-          ['Consecutive failures', `${w.health.consecutiveFailures}${w.health.lastFailureClass ? ` (last: ${w.health.lastFailureClass})` : ''}`],
+          [
+            'Consecutive failures',
+            `${w.health.consecutiveFailures}${w.health.lastFailureClass ? ` (last: ${w.health.lastFailureClass})` : ''}`,
+          ],
           ['Failing since', <Time at={w.health.failingSince} />],
           ['Last success', <Time at={w.health.lastSuccessAt} />],
-          ['Secret rotation', w.secretRotation ? <>previous secret valid until <Time at={w.secretRotation.previousSecretExpiresAt} /></> : 'none'],
+          [
+            'Secret rotation',
+            w.secretRotation ? (
+              <>
+                previous secret valid until <Time at={w.secretRotation.previousSecretExpiresAt} />
+              </>
+            ) : (
+              'none'
+            ),
+          ],
         ]}
       />
       <div class="panel">
@@ -503,14 +602,26 @@ export const WebhookPage: FC<{
             <button type="submit">Enable</button>
           </PostForm>
         )}{' '}
-        <PostForm action={`${self}/rotate`} csrf={p.csrf} idem={p.idem()} confirm="Rotate the signing secret?" label="Rotate secret">
+        <PostForm
+          action={`${self}/rotate`}
+          csrf={p.csrf}
+          idem={p.idem()}
+          confirm="Rotate the signing secret?"
+          label="Rotate secret"
+        >
           <label for="grace">Old secret valid for (hours)</label>
           <input id="grace" type="text" inputmode="numeric" name="graceHours" value="24" size={4} />
           <button type="submit" class="secondary">
             Rotate secret
           </button>
         </PostForm>{' '}
-        <PostForm action={`${self}/delete`} csrf={p.csrf} idem={p.idem()} confirm="Delete this webhook? Its pending deliveries are cancelled." label="Delete webhook">
+        <PostForm
+          action={`${self}/delete`}
+          csrf={p.csrf}
+          idem={p.idem()}
+          confirm="Delete this webhook? Its pending deliveries are cancelled."
+          label="Delete webhook"
+        >
           <button type="submit" class="danger">
             Delete
           </button>
@@ -523,7 +634,11 @@ export const WebhookPage: FC<{
         <input id="since" type="datetime-local" name="since" value={p.recoverSince} required step={1} />
         <button type="submit">Recover</button>
       </PostForm>
-      <DataTable caption="Deliveries to this webhook, newest first" columns={['Delivery', 'Status', 'Attempts']} empty={p.deliveries.length === 0 && 'No deliveries yet.'}>
+      <DataTable
+        caption="Deliveries to this webhook, newest first"
+        columns={['Delivery', 'Status', 'Attempts']}
+        empty={p.deliveries.length === 0 && 'No deliveries yet.'}
+      >
         {p.deliveries.map((d) => (
           <tr data-delivery={d.id} data-status={d.status}>
             <td>
@@ -583,12 +698,28 @@ export const EmailTestResult: FC<{ result: Json }> = ({ result }) => {
       </p>
       <KV
         rows={[
-          ['Delivery id', result.deliveryId ? <Copyable value={result.deliveryId} label="delivery id" /> : '— (not sent)'],
+          [
+            'Delivery id',
+            result.deliveryId ? <Copyable value={result.deliveryId} label="delivery id" /> : '— (not sent)',
+          ],
           ['Address', `${d.subscription.email} (${d.subscription.kind})`],
-          ['Status', <><Badge status={d.subscription.status} /> {d.subscription.statusReason ?? ''}</>],
+          [
+            'Status',
+            <>
+              <Badge status={d.subscription.status} /> {d.subscription.statusReason ?? ''}
+            </>,
+          ],
           ['Provider', d.subscription.provider],
-          ['Test', `${d.test.outcome}${d.test.errorClass ? ` (${d.test.errorClass})` : ''}${d.test.detail ? `: ${d.test.detail}` : ''}`],
-          ['Provider check', d.providerCheck ? `${d.providerCheck.provider} ${d.providerCheck.reference}: ${d.providerCheck.state}` : '—'],
+          [
+            'Test',
+            `${d.test.outcome}${d.test.errorClass ? ` (${d.test.errorClass})` : ''}${d.test.detail ? `: ${d.test.detail}` : ''}`,
+          ],
+          [
+            'Provider check',
+            d.providerCheck
+              ? `${d.providerCheck.provider} ${d.providerCheck.reference}: ${d.providerCheck.state}`
+              : '—',
+          ],
         ]}
       />
       {d.nextSteps.length ? (
@@ -620,12 +751,17 @@ export const EmailPage: FC<{
     <>
       {owner && owner.status === 'unset' ? (
         <Notice tone="bad">
-          <strong>No owner default email.</strong> {owner.statusReason ?? 'Critical events have no guaranteed recipient.'} <a href="#owner-default">Set one below</a>.
+          <strong>No owner default email.</strong>{' '}
+          {owner.statusReason ?? 'Critical events have no guaranteed recipient.'}{' '}
+          <a href="#owner-default">Set one below</a>.
         </Notice>
       ) : null}
       {p.problem ? <ProblemBox problem={p.problem} context={p.problemContext} /> : null}
       {p.testResult ? <EmailTestResult result={p.testResult} /> : null}
-      <DataTable caption="Email subscriptions, owner default first" columns={['Address', 'Status', 'Receives', 'Actions']}>
+      <DataTable
+        caption="Email subscriptions, owner default first"
+        columns={['Address', 'Status', 'Receives', 'Actions']}
+      >
         {p.subs.map((s) => (
           <tr data-subscription={s.id} data-status={s.status}>
             <td>
@@ -661,7 +797,12 @@ export const EmailPage: FC<{
                 </PostForm>
               ) : null}{' '}
               {s.kind === 'standard' ? (
-                <PostForm action={`${base}/email/${s.id}/delete`} csrf={p.csrf} idem={p.idem()} confirm={`Delete the subscription of ${s.email}?`}>
+                <PostForm
+                  action={`${base}/email/${s.id}/delete`}
+                  csrf={p.csrf}
+                  idem={p.idem()}
+                  confirm={`Delete the subscription of ${s.email}?`}
+                >
                   <button type="submit" class="danger">
                     Delete
                   </button>
@@ -674,7 +815,8 @@ export const EmailPage: FC<{
       {p.nextCursor ? <a href={`?cursor=${encodeURIComponent(p.nextCursor)}`}>Next page</a> : null}
       {p.devMailbox ? (
         <p class="hint">
-          Development: mails land in the <a href="/dev/mailbox">local mailbox</a> (confirmation links are clickable there).
+          Development: mails land in the <a href="/dev/mailbox">local mailbox</a> (confirmation links are clickable
+          there).
         </p>
       ) : null}
       <h2 id="add">Subscribe an address</h2>
@@ -682,7 +824,9 @@ export const EmailPage: FC<{
         <div class="field">
           <label for="sub-email">Email</label>
           <input id="sub-email" name="email" type="email" required value={p.form?.email ?? ''} autocomplete="email" />
-          <span class="hint">The address gets a confirmation link first (double opt-in) and nothing else until it confirms.</span>
+          <span class="hint">
+            The address gets a confirmation link first (double opt-in) and nothing else until it confirms.
+          </span>
         </div>
         <div class="field">
           <label for="sub-types">
@@ -694,15 +838,26 @@ export const EmailPage: FC<{
           <label for="sub-filter">
             Filter policy <span class="hint">JSON; empty = none</span>
           </label>
-          <textarea id="sub-filter" name="filterPolicy">{p.form?.filterPolicy ?? ''}</textarea>
+          <textarea id="sub-filter" name="filterPolicy">
+            {p.form?.filterPolicy ?? ''}
+          </textarea>
         </div>
         <div>
           <button type="submit">Subscribe</button>
         </div>
       </PostForm>
       <h2 id="owner-default">Owner default email</h2>
-      <p>Receives every critical event whatever the filters (unless the owner fallback is “none”). Only the owner may change it.</p>
-      <PostForm action={`${base}/email/owner-default`} csrf={p.csrf} idem={p.idem()} class="stack" label="Set or unset the owner default email">
+      <p>
+        Receives every critical event whatever the filters (unless the owner fallback is “none”). Only the owner may
+        change it.
+      </p>
+      <PostForm
+        action={`${base}/email/owner-default`}
+        csrf={p.csrf}
+        idem={p.idem()}
+        class="stack"
+        label="Set or unset the owner default email"
+      >
         <div class="field">
           <label for="owner-email">Owner default email</label>
           <input id="owner-email" name="email" type="email" value={owner?.email ?? ''} autocomplete="email" />
@@ -754,10 +909,12 @@ export const SettingsPage: FC<{
         <fieldset class="checks">
           <legend>Channels</legend>
           <div>
-            <input id="ch-webhook" type="checkbox" name="webhook" value="true" checked={s.channels.webhook.enabled} /> <label for="ch-webhook">Webhooks</label>
+            <input id="ch-webhook" type="checkbox" name="webhook" value="true" checked={s.channels.webhook.enabled} />{' '}
+            <label for="ch-webhook">Webhooks</label>
           </div>
           <div>
-            <input id="ch-email" type="checkbox" name="email" value="true" checked={s.channels.email.enabled} /> <label for="ch-email">Email</label>
+            <input id="ch-email" type="checkbox" name="email" value="true" checked={s.channels.email.enabled} />{' '}
+            <label for="ch-email">Email</label>
           </div>
         </fieldset>
         <div class="field">
@@ -777,7 +934,8 @@ export const SettingsPage: FC<{
         </div>
         <div class="field">
           <label for="event-filter">
-            Event filter <span class="hint">JSON filter policy applied to every recipient; empty lets everything through</span>
+            Event filter{' '}
+            <span class="hint">JSON filter policy applied to every recipient; empty lets everything through</span>
           </label>
           <textarea id="event-filter" name="eventFilter">
             {typeof s.eventFilter === 'string' ? s.eventFilter : json(s.eventFilter)}
@@ -827,7 +985,9 @@ export const SettingsPage: FC<{
           </div>
           <div class="field">
             <label for="ev-custom">Custom event</label>
-            <textarea id="ev-custom" name="event">{ev.event ?? '{\n  "type": "order.created",\n  "data": {}\n}'}</textarea>
+            <textarea id="ev-custom" name="event">
+              {ev.event ?? '{\n  "type": "order.created",\n  "data": {}\n}'}
+            </textarea>
           </div>
         </fieldset>
         <div>
@@ -849,8 +1009,14 @@ const Evaluation: FC<{ result: Json }> = ({ result }) => (
     <h3 id="eval-h">
       Verdicts for <code>{result.event.type}</code> ({result.event.severity}) — {result.settingsSource} settings
     </h3>
-    {result.undeliverable ? <Notice tone="bad">A critical event no recipient would receive (undeliverable).</Notice> : null}
-    <DataTable caption="Each recipient's verdict" columns={['Recipient', 'Verdict', 'Rule', 'Why']} empty={result.recipients.length === 0 && 'No recipients.'}>
+    {result.undeliverable ? (
+      <Notice tone="bad">A critical event no recipient would receive (undeliverable).</Notice>
+    ) : null}
+    <DataTable
+      caption="Each recipient's verdict"
+      columns={['Recipient', 'Verdict', 'Rule', 'Why']}
+      empty={result.recipients.length === 0 && 'No recipients.'}
+    >
       {(result.recipients as Json[]).map((r) => (
         <tr>
           <td>
@@ -924,7 +1090,11 @@ export const FeedPage: FC<{
         <input id="f-until" name="until" type="datetime-local" value={f.until ?? ''} step={1} />
         <button type="submit">Filter</button> <a href={`${base}/notifications`}>Clear</a>
       </form>
-      <DataTable caption="Notifications, newest first" columns={['Notification', 'Status', 'Recipients']} empty={p.items.length === 0 && 'No notifications match.'}>
+      <DataTable
+        caption="Notifications, newest first"
+        columns={['Notification', 'Status', 'Recipients']}
+        empty={p.items.length === 0 && 'No notifications match.'}
+      >
         {p.items.map((n) => (
           <tr data-notification={n.id} data-status={n.status}>
             <td>
@@ -944,10 +1114,15 @@ export const FeedPage: FC<{
               <ul>
                 {(n.deliveries as Json[]).map((d) => (
                   <li>
-                    <Badge status={d.status} /> {d.target} <span class="hint">({d.recipientType}, {d.attempts} attempt(s){d.lastErrorClass ? `, ${d.lastErrorClass}` : ''})</span>
+                    <Badge status={d.status} /> {d.target}{' '}
+                    <span class="hint">
+                      ({d.recipientType}, {d.attempts} attempt(s){d.lastErrorClass ? `, ${d.lastErrorClass}` : ''})
+                    </span>
                   </li>
                 ))}
-                {n.recipientCount > n.deliveries.length ? <li class="hint">… {n.recipientCount - n.deliveries.length} more</li> : null}
+                {n.recipientCount > n.deliveries.length ? (
+                  <li class="hint">… {n.recipientCount - n.deliveries.length} more</li>
+                ) : null}
               </ul>
             </td>
           </tr>
@@ -955,7 +1130,10 @@ export const FeedPage: FC<{
       </DataTable>
       {p.nextCursor ? <a href={`${base}/notifications?${next.toString()}`}>Older notifications</a> : null}
       <h2 id="publish">Publish a test event</h2>
-      <p class="hint">A real event through the production path (needs the events:publish scope): it appears above and is delivered to every matching recipient.</p>
+      <p class="hint">
+        A real event through the production path (needs the events:publish scope): it appears above and is delivered to
+        every matching recipient.
+      </p>
       <PostForm action={`${base}/events`} csrf={p.csrf} idem={p.idem} class="stack" label="Publish an event">
         <div class="field">
           <label for="pub-type">Event type</label>
@@ -977,7 +1155,14 @@ export const FeedPage: FC<{
   );
 };
 
-export const NotificationPage: FC<{ handle: string; n: Json; csrf: string; idem: () => string; problem?: Problem | null; flash?: string | null }> = (p) => {
+export const NotificationPage: FC<{
+  handle: string;
+  n: Json;
+  csrf: string;
+  idem: () => string;
+  problem?: Problem | null;
+  flash?: string | null;
+}> = (p) => {
   const base = handleBase(p.handle);
   const n = p.n;
   return (
@@ -994,7 +1179,10 @@ export const NotificationPage: FC<{ handle: string; n: Json; csrf: string; idem:
           ['Occurred', <Time at={n.occurredAt} />],
           ['Accepted', <Time at={n.createdAt} />],
           ['Updated', <Time at={n.updatedAt} />],
-          ['Recipients', `${n.recipientCount} (${n.deliveryCounts.succeeded} succeeded, ${n.deliveryCounts.open} open, ${n.deliveryCounts.dead} dead)`],
+          [
+            'Recipients',
+            `${n.recipientCount} (${n.deliveryCounts.succeeded} succeeded, ${n.deliveryCounts.open} open, ${n.deliveryCounts.dead} dead)`,
+          ],
         ]}
       />
       <h2>Deliveries</h2>
@@ -1002,7 +1190,11 @@ export const NotificationPage: FC<{ handle: string; n: Json; csrf: string; idem:
         {(n.deliveries as Json[]).map((d) => (
           <tr data-delivery={d.deliveryId} data-status={d.status}>
             <td>
-              {d.subscriptionId?.startsWith('whk_') ? <a href={`${base}/webhooks/${d.subscriptionId}`}>{d.target}</a> : d.target}
+              {d.subscriptionId?.startsWith('whk_') ? (
+                <a href={`${base}/webhooks/${d.subscriptionId}`}>{d.target}</a>
+              ) : (
+                d.target
+              )}
               <div class="hint">
                 {d.channel} · {d.recipientType} · <code>{d.deliveryId}</code>
               </div>
@@ -1010,10 +1202,20 @@ export const NotificationPage: FC<{ handle: string; n: Json; csrf: string; idem:
             <td>
               <Badge status={d.status} /> {d.lastErrorClass ?? ''} {d.lastHttpStatus ? `HTTP ${d.lastHttpStatus}` : ''}
               {d.statusReason ? <div class="hint">{d.statusReason}</div> : null}
-              <RetryButton base={base} deliveryId={d.deliveryId} status={d.status} back={`${base}/notifications/${n.id}`} csrf={p.csrf} idem={p.idem()} />
+              <RetryButton
+                base={base}
+                deliveryId={d.deliveryId}
+                status={d.status}
+                back={`${base}/notifications/${n.id}`}
+                csrf={p.csrf}
+                idem={p.idem()}
+              />
             </td>
             <td>
-              {d.attempts} <span class="hint">updated <Time at={d.updatedAt} /></span>
+              {d.attempts}{' '}
+              <span class="hint">
+                updated <Time at={d.updatedAt} />
+              </span>
             </td>
           </tr>
         ))}

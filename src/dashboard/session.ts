@@ -38,7 +38,12 @@ function sessionKey(encryptionKey: string): Promise<CryptoKey> {
       .importKey('raw', fromBase64(encryptionKey), 'HKDF', false, ['deriveKey'])
       .then((base) =>
         crypto.subtle.deriveKey(
-          { name: 'HKDF', hash: 'SHA-256', salt: new Uint8Array(0), info: encoder.encode('gharart-notify dashboard session v1') },
+          {
+            name: 'HKDF',
+            hash: 'SHA-256',
+            salt: new Uint8Array(0),
+            info: encoder.encode('gharart-notify dashboard session v1'),
+          },
           base,
           { name: 'AES-GCM', length: 256 },
           false,
@@ -58,17 +63,29 @@ function fromBase64Url(value: string): Uint8Array {
 /** Seals a session as `<iv>.<ciphertext>` (base64url). */
 export async function sealSession(session: Session, encryptionKey: string): Promise<string> {
   const iv = randomBytes(12);
-  const sealed = await crypto.subtle.encrypt({ name: 'AES-GCM', iv }, await sessionKey(encryptionKey), encoder.encode(JSON.stringify(session)));
+  const sealed = await crypto.subtle.encrypt(
+    { name: 'AES-GCM', iv },
+    await sessionKey(encryptionKey),
+    encoder.encode(JSON.stringify(session)),
+  );
   return `${toBase64Url(iv)}.${toBase64Url(new Uint8Array(sealed))}`;
 }
 
 /** Opens a sealed session; null when tampered with, sealed with another key, malformed or expired. */
-export async function openSession(value: string | undefined, encryptionKey: string, now = Date.now()): Promise<Session | null> {
+export async function openSession(
+  value: string | undefined,
+  encryptionKey: string,
+  now = Date.now(),
+): Promise<Session | null> {
   if (!value) return null;
   const [iv, data] = value.split('.');
   if (!iv || !data) return null;
   try {
-    const plain = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: fromBase64Url(iv) }, await sessionKey(encryptionKey), fromBase64Url(data));
+    const plain = await crypto.subtle.decrypt(
+      { name: 'AES-GCM', iv: fromBase64Url(iv) },
+      await sessionKey(encryptionKey),
+      fromBase64Url(data),
+    );
     const s = JSON.parse(decoder.decode(plain)) as Partial<Session>;
     if (typeof s.token !== 'string' || typeof s.csrf !== 'string' || typeof s.exp !== 'number') return null;
     if (s.exp * 1000 <= now) return null;
@@ -126,5 +143,7 @@ export function loginCsrf(c: Context<AppEnv>): string {
 
 /** True when the form's token equals the expected one (constant time). */
 export function csrfMatches(expected: string | undefined, given: unknown): boolean {
-  return typeof expected === 'string' && expected.length > 0 && typeof given === 'string' && timingSafeEqual(expected, given);
+  return (
+    typeof expected === 'string' && expected.length > 0 && typeof given === 'string' && timingSafeEqual(expected, given)
+  );
 }

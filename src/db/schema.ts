@@ -150,9 +150,7 @@ export const emailSubscriptions = sqliteTable(
   (t) => [
     index('email_subscriptions_handle_idx').on(t.handle, t.id),
     uniqueIndex('email_subscriptions_address_uq').on(t.handle, t.kind, t.emailNormalized),
-    uniqueIndex('email_subscriptions_owner_default_uq')
-      .on(t.handle)
-      .where(sql`kind = 'owner_default'`),
+    uniqueIndex('email_subscriptions_owner_default_uq').on(t.handle).where(sql`kind = 'owner_default'`),
     uniqueIndex('email_subscriptions_confirm_token_uq').on(t.confirmTokenHash),
     // SNS reconciliation: the subscriptions checked longest ago first.
     index('email_subscriptions_provider_check_idx')
@@ -241,13 +239,9 @@ export const deliveries = sqliteTable(
     // Delivery log of one subscription, newest first.
     index('deliveries_subscription_idx').on(t.subscriptionId, t.id),
     // Delivery doctor: recent dead deliveries of a handle; only dead rows are indexed.
-    index('deliveries_dead_idx')
-      .on(t.handle, t.updatedAt)
-      .where(sql`status = 'dead'`),
+    index('deliveries_dead_idx').on(t.handle, t.updatedAt).where(sql`status = 'dead'`),
     // Outbox sweeper: only non-terminal rows are indexed, so the index stays small.
-    index('deliveries_pending_idx')
-      .on(t.status, t.updatedAt)
-      .where(sql`status in ('pending', 'queued', 'retrying')`),
+    index('deliveries_pending_idx').on(t.status, t.updatedAt).where(sql`status in ('pending', 'queued', 'retrying')`),
   ],
 );
 
@@ -306,7 +300,10 @@ export const idempotencyKeys = sqliteTable(
     createdAt: createdAt(),
     expiresAt: text('expires_at').notNull(),
   },
-  (t) => [primaryKey({ columns: [t.principal, t.handle, t.key] }), index('idempotency_keys_expiry_idx').on(t.expiresAt)],
+  (t) => [
+    primaryKey({ columns: [t.principal, t.handle, t.key] }),
+    index('idempotency_keys_expiry_idx').on(t.expiresAt),
+  ],
 );
 
 /** Successful writes per handle per UTC day, for the daily write limit. */

@@ -3,15 +3,16 @@
  * delivery sends the same body under the same `webhook-id`), sends it, and classifies the outcome. The consumer and
  * the test-send routes both call this, so a test send and a production send are one code path.
  */
-import { config } from '../env.ts';
+
 import type { deliveries, emailSubscriptions, notifications, webhookSubscriptions } from '../db/schema.ts';
+import { unsubscribeToken, unsubscribeUrl } from '../email/unsubscribe.ts';
+import { config } from '../env.ts';
 import { decryptSecret, importEncryptionKey } from '../lib/crypto.ts';
 import { fromJsonColumn } from '../lib/json.ts';
-import { unsubscribeToken, unsubscribeUrl } from '../email/unsubscribe.ts';
-import { classify, type Classification } from './classify.ts';
 import { sendEmail } from './channels/email.ts';
 import type { ChannelResult } from './channels/result.ts';
 import { sendWebhook } from './channels/webhook.ts';
+import { type Classification, classify } from './classify.ts';
 
 export type DeliveryRow = typeof deliveries.$inferSelect;
 export type NotificationRow = typeof notifications.$inferSelect;
@@ -71,7 +72,11 @@ export function webhookBody(e: DeliveredEvent): string {
 export async function signingSecrets(env: Env, webhook: WebhookRow, now = Date.now()): Promise<string[]> {
   const key = await importEncryptionKey(env.ENCRYPTION_KEY);
   const secrets = [await decryptSecret(webhook.secretEncrypted, key)];
-  if (webhook.previousSecretEncrypted && webhook.previousSecretExpiresAt && Date.parse(webhook.previousSecretExpiresAt) > now) {
+  if (
+    webhook.previousSecretEncrypted &&
+    webhook.previousSecretExpiresAt &&
+    Date.parse(webhook.previousSecretExpiresAt) > now
+  ) {
     secrets.push(await decryptSecret(webhook.previousSecretEncrypted, key));
   }
   return secrets;

@@ -41,8 +41,12 @@ export type Classification =
 
 /** Classifies one attempt. */
 export function classify(o: AttemptObservation): Classification {
-  const fail = (errorClass: ErrorClass, retryable = true, retryAfterSeconds: number | null = null, disableSubscription = false) =>
-    ({ outcome: 'failed', errorClass, retryable, retryAfterSeconds, disableSubscription }) as const;
+  const fail = (
+    errorClass: ErrorClass,
+    retryable = true,
+    retryAfterSeconds: number | null = null,
+    disableSubscription = false,
+  ) => ({ outcome: 'failed', errorClass, retryable, retryAfterSeconds, disableSubscription }) as const;
   switch (o.kind) {
     case 'response': {
       const s = o.status;

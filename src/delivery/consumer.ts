@@ -12,12 +12,19 @@ import { deliveries, emailSubscriptions, notifications, webhookSubscriptions } f
 import { config } from '../env.ts';
 import { newId } from '../lib/ids.ts';
 import { createLimiter } from '../lib/limiter.ts';
-import { performAttempt, eventOf, type AttemptOutcome, type DeliveryRow, type EmailRow, type WebhookRow } from './attempt.ts';
+import {
+  type AttemptOutcome,
+  type DeliveryRow,
+  type EmailRow,
+  eventOf,
+  performAttempt,
+  type WebhookRow,
+} from './attempt.ts';
 import { ingestEvent } from './ingest.ts';
 import { DeliveryMessage } from './messages.ts';
-import { recordRejections, type Rejection } from './rejections.ts';
+import { type Rejection, recordRejections } from './rejections.ts';
 import { retryDelaySeconds } from './retry-policy.ts';
-import { TERMINAL_STATUSES, transitionStatement, type DeliveryStatus } from './summary.ts';
+import { type DeliveryStatus, TERMINAL_STATUSES, transitionStatement } from './summary.ts';
 
 /** A Worker invocation may hold 6 simultaneous outbound connections in production. */
 export const MAX_CONCURRENT_SENDS = 6;
@@ -52,10 +59,22 @@ async function loadBatch(env: Env, ids: string[]) {
   const ofDeliveries = (col: 'notification_id' | 'subscription_id') =>
     sql`(SELECT ${sql.raw(col)} FROM deliveries WHERE id IN ${idsIn(json)})`;
   const [d, n, w, e] = await db.batch([
-    db.select().from(deliveries).where(sql`${deliveries.id} IN ${idsIn(json)}`),
-    db.select().from(notifications).where(sql`${notifications.id} IN ${ofDeliveries('notification_id')}`),
-    db.select().from(webhookSubscriptions).where(sql`${webhookSubscriptions.id} IN ${ofDeliveries('subscription_id')}`),
-    db.select().from(emailSubscriptions).where(sql`${emailSubscriptions.id} IN ${ofDeliveries('subscription_id')}`),
+    db
+      .select()
+      .from(deliveries)
+      .where(sql`${deliveries.id} IN ${idsIn(json)}`),
+    db
+      .select()
+      .from(notifications)
+      .where(sql`${notifications.id} IN ${ofDeliveries('notification_id')}`),
+    db
+      .select()
+      .from(webhookSubscriptions)
+      .where(sql`${webhookSubscriptions.id} IN ${ofDeliveries('subscription_id')}`),
+    db
+      .select()
+      .from(emailSubscriptions)
+      .where(sql`${emailSubscriptions.id} IN ${ofDeliveries('subscription_id')}`),
   ]);
   return {
     deliveries: new Map(d.map((r) => [r.id, r])),
@@ -131,13 +150,22 @@ const CANCELLED_IN_FLIGHT_REASON = 'subscription_deleted';
  * retried) with the attempt counted. Guarded like any move (status `cancelled`, the attempt count read before the
  * attempt), so they apply only when the move of the outcome did not.
  */
-function settleCancelledInFlight(d1: D1Database, d: DeliveryRow, o: AttemptOutcome, now: string): D1PreparedStatement[] {
+function settleCancelledInFlight(
+  d1: D1Database,
+  d: DeliveryRow,
+  o: AttemptOutcome,
+  now: string,
+): D1PreparedStatement[] {
   const cancelled: DeliveryRow = { ...d, status: 'cancelled', statusReason: CANCELLED_IN_FLIGHT_REASON };
   const fields = { attempted: true, httpStatus: o.httpStatus, now };
   const c = o.classification;
   return c.outcome === 'succeeded'
     ? moveDelivery(d1, cancelled, 'succeeded', { ...fields, statusReason: null })
-    : moveDelivery(d1, cancelled, 'cancelled', { ...fields, errorClass: c.errorClass, statusReason: CANCELLED_IN_FLIGHT_REASON });
+    : moveDelivery(d1, cancelled, 'cancelled', {
+        ...fields,
+        errorClass: c.errorClass,
+        statusReason: CANCELLED_IN_FLIGHT_REASON,
+      });
 }
 
 /** The attempt row: the evidence the delivery log and the diagnosis show. */
@@ -200,7 +228,14 @@ function healthStatement(d1: D1Database, id: string, h: Health, now: string): D1
 export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env): Promise<ConsumerReport> {
   const cfg = config(env);
   const d1 = env.DB;
-  const report: ConsumerReport = { messages: batch.messages.length, attempts: 0, acked: 0, retried: 0, d1RoundTrips: 0, peakConcurrency: 0 };
+  const report: ConsumerReport = {
+    messages: batch.messages.length,
+    attempts: 0,
+    acked: 0,
+    retried: 0,
+    d1RoundTrips: 0,
+    peakConcurrency: 0,
+  };
   const now = () => new Date().toISOString();
 
   const rejections: Rejection[] = [];
@@ -208,7 +243,13 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
   for (const message of batch.messages) {
     const parsed = DeliveryMessage.safeParse(message.body);
     if (parsed.success) valid.push({ message, deliveryId: parsed.data.deliveryId });
-    else rejections.push({ queue: batch.queue, message, handle: null, reason: `invalid delivery message: ${parsed.error.issues[0]?.message ?? 'schema'}` });
+    else
+      rejections.push({
+        queue: batch.queue,
+        message,
+        handle: null,
+        reason: `invalid delivery message: ${parsed.error.issues[0]?.message ?? 'schema'}`,
+      });
   }
 
   const loaded = valid.length ? await loadBatch(env, [...new Set(valid.map((v) => v.deliveryId))]) : null;
@@ -230,22 +271,64 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
         const t = now();
         const event = eventOf(d, d.notificationId ? loaded!.notifications.get(d.notificationId) : undefined);
         if (!event) {
-          return { message, decision: { ack: true }, statements: moveDelivery(d1, d, 'cancelled', { statusReason: 'notification_missing', attempted: false, now: t }) };
+          return {
+            message,
+            decision: { ack: true },
+            statements: moveDelivery(d1, d, 'cancelled', {
+              statusReason: 'notification_missing',
+              attempted: false,
+              now: t,
+            }),
+          };
         }
         let webhook: WebhookRow | undefined;
         if (d.channel === 'webhook') {
           webhook = d.subscriptionId ? loaded!.webhooks.get(d.subscriptionId) : undefined;
-          if (!webhook) return { message, decision: { ack: true }, statements: moveDelivery(d1, d, 'cancelled', { statusReason: 'subscription_deleted', attempted: false, now: t }) };
+          if (!webhook)
+            return {
+              message,
+              decision: { ack: true },
+              statements: moveDelivery(d1, d, 'cancelled', {
+                statusReason: 'subscription_deleted',
+                attempted: false,
+                now: t,
+              }),
+            };
           // A test send goes to a disabled endpoint on purpose (to see whether it is back); production does not.
           if (!webhook.enabled && d.kind !== 'test') {
-            return { message, decision: { ack: true }, statements: moveDelivery(d1, d, 'skipped', { statusReason: 'subscription_disabled', attempted: false, now: t }) };
+            return {
+              message,
+              decision: { ack: true },
+              statements: moveDelivery(d1, d, 'skipped', {
+                statusReason: 'subscription_disabled',
+                attempted: false,
+                now: t,
+              }),
+            };
           }
         } else if (d.recipientType !== 'platform_alert') {
           const sub: EmailRow | undefined = d.subscriptionId ? loaded!.emails.get(d.subscriptionId) : undefined;
-          if (!sub) return { message, decision: { ack: true }, statements: moveDelivery(d1, d, 'cancelled', { statusReason: 'subscription_deleted', attempted: false, now: t }) };
+          if (!sub)
+            return {
+              message,
+              decision: { ack: true },
+              statements: moveDelivery(d1, d, 'cancelled', {
+                statusReason: 'subscription_deleted',
+                attempted: false,
+                now: t,
+              }),
+            };
           // Nothing but its confirmation mail reaches an address that has not confirmed (or that bounced, or left).
           if (sub.status !== 'active') {
-            return { message, decision: { ack: true }, statements: moveDelivery(d1, d, 'skipped', { statusReason: `subscription_${sub.status}`, attempted: false, now: t }) };
+            return {
+              message,
+              decision: { ack: true },
+              statements: moveDelivery(d1, d, 'skipped', {
+                statusReason: `subscription_${sub.status}`,
+                attempted: false,
+                now: t,
+              }),
+            };
           }
         }
 
@@ -256,17 +339,29 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
         const statements = [attemptStatement(d1, d, outcome, at)];
         let decision: Decision = { ack: true };
         if (c.outcome === 'succeeded') {
-          statements.push(...moveDelivery(d1, d, 'succeeded', { statusReason: null, attempted: true, httpStatus: outcome.httpStatus, now: at }));
+          statements.push(
+            ...moveDelivery(d1, d, 'succeeded', {
+              statusReason: null,
+              attempted: true,
+              httpStatus: outcome.httpStatus,
+              now: at,
+            }),
+          );
         } else {
           const fields = { attempted: true, errorClass: c.errorClass, httpStatus: outcome.httpStatus, now: at };
           const delay = c.retryable
-            ? retryDelaySeconds(d.attemptCount + 1 - d.retryBase, { retryAfterSeconds: c.retryAfterSeconds, schedule: cfg.retryDelaysSeconds })
+            ? retryDelaySeconds(d.attemptCount + 1 - d.retryBase, {
+                retryAfterSeconds: c.retryAfterSeconds,
+                schedule: cfg.retryDelaysSeconds,
+              })
             : null;
           if (!c.retryable) {
             statements.push(...moveDelivery(d1, d, 'dead', { ...fields, statusReason: c.errorClass }));
           } else if (delay !== null) {
             const next = new Date(Date.now() + delay * 1000).toISOString();
-            statements.push(...moveDelivery(d1, d, 'retrying', { ...fields, statusReason: 'retry_scheduled', nextAttemptAt: next }));
+            statements.push(
+              ...moveDelivery(d1, d, 'retrying', { ...fields, statusReason: 'retry_scheduled', nextAttemptAt: next }),
+            );
             decision = { ack: false, delaySeconds: delay };
           } else if (message.attempts >= QUEUE_MAX_DELIVERIES) {
             // The schedule is spent and so are the queue's retries: retrying hands the message to the DLQ, whose
@@ -280,7 +375,14 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
         }
         statements.push(...settleCancelledInFlight(d1, d, outcome, at));
         if (webhook && d.kind === 'event') {
-          const h = health.get(webhook.id) ?? { failuresSinceSuccess: 0, succeeded: false, lastFailureClass: null, gone: false, handle: webhook.handle, url: webhook.url };
+          const h = health.get(webhook.id) ?? {
+            failuresSinceSuccess: 0,
+            succeeded: false,
+            lastFailureClass: null,
+            gone: false,
+            handle: webhook.handle,
+            url: webhook.url,
+          };
           if (c.outcome === 'succeeded') {
             h.succeeded = true;
             h.failuresSinceSuccess = 0;
@@ -297,7 +399,9 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
         return { message, decision, statements };
       } catch (err) {
         // A corrupt row or a bug: this message alone is retried; the rest of the batch goes on.
-        console.error(JSON.stringify({ level: 'error', msg: 'delivery_attempt_crashed', deliveryId, error: String(err) }));
+        console.error(
+          JSON.stringify({ level: 'error', msg: 'delivery_attempt_crashed', deliveryId, error: String(err) }),
+        );
         return { message, decision: { ack: false, delaySeconds: WRITE_FAILURE_RETRY_SECONDS }, statements: [] };
       }
     }),
@@ -316,7 +420,14 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
       report.d1RoundTrips++;
     } catch (err) {
       written = false;
-      console.error(JSON.stringify({ level: 'error', msg: 'delivery_outcomes_not_written', messages: plans.length, error: String(err) }));
+      console.error(
+        JSON.stringify({
+          level: 'error',
+          msg: 'delivery_outcomes_not_written',
+          messages: plans.length,
+          error: String(err),
+        }),
+      );
     }
   }
   for (const p of plans) {
@@ -324,7 +435,9 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
       p.message.ack();
       report.acked++;
     } else {
-      p.message.retry({ delaySeconds: written && !p.decision.ack ? p.decision.delaySeconds : WRITE_FAILURE_RETRY_SECONDS });
+      p.message.retry({
+        delaySeconds: written && !p.decision.ack ? p.decision.delaySeconds : WRITE_FAILURE_RETRY_SECONDS,
+      });
       report.retried++;
     }
   }
@@ -341,11 +454,18 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
         {
           handle: w.handle,
           type: 'webhook.endpoint_disabled',
-          data: { subscriptionId: w.id, url: w.url, reason: 'endpoint_gone', detail: 'The endpoint answered 410 Gone.' },
+          data: {
+            subscriptionId: w.id,
+            url: w.url,
+            reason: 'endpoint_gone',
+            detail: 'The endpoint answered 410 Gone.',
+          },
           source: 'system',
         },
         { system: true },
-      ).catch((err: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'system_event_failed', error: String(err) })));
+      ).catch((err: unknown) =>
+        console.error(JSON.stringify({ level: 'error', msg: 'system_event_failed', error: String(err) })),
+      );
     }
   }
   return report;

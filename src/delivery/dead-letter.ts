@@ -7,7 +7,7 @@ import { getDb } from '../db/client.ts';
 import { deliveries } from '../db/schema.ts';
 import { moveDelivery } from './consumer.ts';
 import { DeliveryMessage } from './messages.ts';
-import { recordRejections, type Rejection } from './rejections.ts';
+import { type Rejection, recordRejections } from './rejections.ts';
 import { OPEN_STATUSES } from './summary.ts';
 
 export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env): Promise<void> {
@@ -20,7 +20,10 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env)
   }
   const db = getDb(env.DB);
   const rows = ids.length
-    ? await db.select().from(deliveries).where(sql`${deliveries.id} IN (SELECT value FROM json_each(${JSON.stringify([...new Set(ids)])}))`)
+    ? await db
+        .select()
+        .from(deliveries)
+        .where(sql`${deliveries.id} IN (SELECT value FROM json_each(${JSON.stringify([...new Set(ids)])}))`)
     : [];
   const now = new Date().toISOString();
   const statements = [

@@ -5,7 +5,7 @@
  * subscription's filters would even match the handle's recent events. Evidence loading is one D1 batch; the analysis
  * is pure.
  */
-import { evaluateFilterPolicy, matchesEventTypes, type FilterPolicy } from '../lib/filter-policy.ts';
+import { evaluateFilterPolicy, type FilterPolicy, matchesEventTypes } from '../lib/filter-policy.ts';
 import { fromJsonColumn } from '../lib/json.ts';
 import type { AttemptOutcome, DeliveredEvent, WebhookRow } from './attempt.ts';
 import type { MatchSettings } from './match.ts';
@@ -49,7 +49,14 @@ export interface WebhookDiagnosis {
     projectedAutoDisableAt: string | null;
     secretInRotation: boolean;
   };
-  test: { eventType: string; outcome: 'succeeded' | 'failed'; errorClass: string | null; httpStatus: number | null; durationMs: number; requestBytes: number };
+  test: {
+    eventType: string;
+    outcome: 'succeeded' | 'failed';
+    errorClass: string | null;
+    httpStatus: number | null;
+    durationMs: number;
+    requestBytes: number;
+  };
   matching: {
     recentEventTypes: Array<{ type: string; count: number; wouldMatch: boolean; reason: string | null }>;
   };
@@ -74,7 +81,9 @@ export async function loadWebhookEvidence(d1: D1Database, webhook: WebhookRow): 
       )
       .bind(webhook.id),
     d1
-      .prepare(`SELECT type, severity, source, data FROM notifications WHERE handle = ?1 ORDER BY id DESC LIMIT ${RECENT}`)
+      .prepare(
+        `SELECT type, severity, source, data FROM notifications WHERE handle = ?1 ORDER BY id DESC LIMIT ${RECENT}`,
+      )
       .bind(webhook.handle),
   ]);
   return {
@@ -135,23 +144,34 @@ export function diagnoseWebhook(input: {
     else {
       const v = evaluateFilterPolicy(input.settings.eventFilter, e);
       const own = v.match ? evaluateFilterPolicy(filterPolicy, e) : v;
-      if (!own.match) reason = `${v.match ? 'filterPolicy' : "the handle's eventFilter"} excludes it at ${own.key}: ${own.reason}`;
+      if (!own.match)
+        reason = `${v.match ? 'filterPolicy' : "the handle's eventFilter"} excludes it at ${own.key}: ${own.reason}`;
     }
     if (!reason) entry.wouldMatch = true;
     else entry.reason ??= reason;
     byType.set(e.type, entry);
   }
-  const recentEventTypes = [...byType.entries()].map(([type, v]) => ({ type, count: v.count, wouldMatch: v.wouldMatch, reason: v.wouldMatch ? null : v.reason }));
+  const recentEventTypes = [...byType.entries()].map(([type, v]) => ({
+    type,
+    count: v.count,
+    wouldMatch: v.wouldMatch,
+    reason: v.wouldMatch ? null : v.reason,
+  }));
 
   if (!w.enabled) {
     differences.push({
       code: 'subscription_disabled',
       message: `The subscription is disabled (${w.disabledReason ?? 'by a user'}): production deliveries are skipped while test sends still go out.`,
     });
-    nextSteps.push('Re-enable it with PATCH …/webhooks/{id} {"enabled": true}, then POST …/webhooks/{id}/recover to redeliver what was skipped.');
+    nextSteps.push(
+      'Re-enable it with PATCH …/webhooks/{id} {"enabled": true}, then POST …/webhooks/{id}/recover to redeliver what was skipped.',
+    );
   }
   if (!input.settings.webhookEnabled) {
-    differences.push({ code: 'channel_disabled', message: 'The webhook channel is disabled in the notification settings: production sends nothing.' });
+    differences.push({
+      code: 'channel_disabled',
+      message: 'The webhook channel is disabled in the notification settings: production sends nothing.',
+    });
     nextSteps.push('Enable channels.webhook in PUT …/notification-settings.');
   }
   if (recentEventTypes.length && !recentEventTypes.some((t) => t.wouldMatch)) {
@@ -172,7 +192,8 @@ export function diagnoseWebhook(input: {
           message: `Production failures are ${failingTypes.join(', ')} events; the test sent ${input.event.type}, which the endpoint accepted.`,
         });
         const sample = failures.find((f) => f.notificationId)?.notificationId;
-        if (sample) nextSteps.push(`Replay a failing event: POST …/webhooks/{id}/test {"notificationId": "${sample}"}.`);
+        if (sample)
+          nextSteps.push(`Replay a failing event: POST …/webhooks/{id}/test {"notificationId": "${sample}"}.`);
       }
       const prodBytes = median(failures.map((f) => f.requestBytes ?? 0));
       if (prodBytes > 2 * outcome.requestBytes && prodBytes - outcome.requestBytes > 1024) {
@@ -196,26 +217,37 @@ export function diagnoseWebhook(input: {
       }
     }
     if (classes.includes('blocked_destination')) {
-      differences.push({ code: 'blocked_destination', message: 'Production sends were blocked: the URL resolves to or names a non-public address.' });
+      differences.push({
+        code: 'blocked_destination',
+        message: 'Production sends were blocked: the URL resolves to or names a non-public address.',
+      });
       nextSteps.push('Point the webhook at a public https endpoint.');
     }
     if (classes.includes('http_3xx')) {
-      differences.push({ code: 'redirect', message: 'The endpoint answers with a redirect, which is never followed. Register the final URL.' });
+      differences.push({
+        code: 'redirect',
+        message: 'The endpoint answers with a redirect, which is never followed. Register the final URL.',
+      });
     }
   }
   if (secretInRotation) {
     differences.push({
       code: 'secret_in_rotation',
-      message: 'A secret rotation is in progress: webhook-signature carries two signatures; the receiver must accept a request when any of them verifies.',
+      message:
+        'A secret rotation is in progress: webhook-signature carries two signatures; the receiver must accept a request when any of them verifies.',
     });
   }
   if (!testOk) {
-    nextSteps.push(`The test itself failed (${testClass}${outcome.httpStatus ? `, HTTP ${outcome.httpStatus}` : ''}${outcome.errorMessage ? `: ${outcome.errorMessage}` : ''}).`);
+    nextSteps.push(
+      `The test itself failed (${testClass}${outcome.httpStatus ? `, HTTP ${outcome.httpStatus}` : ''}${outcome.errorMessage ? `: ${outcome.errorMessage}` : ''}).`,
+    );
   }
   if (failures.length) nextSteps.push('Once fixed, redeliver with POST …/webhooks/{id}/recover {"since": …}.');
 
   const projected =
-    w.enabled && w.failingSince ? new Date(Date.parse(w.failingSince) + AUTO_DISABLE_DAYS * 86_400_000).toISOString() : null;
+    w.enabled && w.failingSince
+      ? new Date(Date.parse(w.failingSince) + AUTO_DISABLE_DAYS * 86_400_000).toISOString()
+      : null;
   const summary = testOk
     ? failures.length
       ? `The test succeeded but ${failures.length} of the last ${evidence.production.length} production deliveries failed${differences.length ? `: ${differences[0]!.message}` : '.'}`

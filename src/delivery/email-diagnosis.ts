@@ -6,9 +6,27 @@ import type { AttemptOutcome, EmailRow } from './attempt.ts';
 
 export interface EmailDiagnosis {
   summary: string;
-  subscription: { kind: 'standard' | 'owner_default'; email: string; status: string; statusReason: string | null; confirmedAt: string | null; provider: string };
-  test: { sent: boolean; outcome: 'succeeded' | 'failed' | 'not_sent'; errorClass: string | null; detail: string | null };
-  productionFailures: Array<{ deliveryId: string; notificationId: string | null; errorClass: string | null; status: string; at: string }>;
+  subscription: {
+    kind: 'standard' | 'owner_default';
+    email: string;
+    status: string;
+    statusReason: string | null;
+    confirmedAt: string | null;
+    provider: string;
+  };
+  test: {
+    sent: boolean;
+    outcome: 'succeeded' | 'failed' | 'not_sent';
+    errorClass: string | null;
+    detail: string | null;
+  };
+  productionFailures: Array<{
+    deliveryId: string;
+    notificationId: string | null;
+    errorClass: string | null;
+    status: string;
+    at: string;
+  }>;
   providerCheck: { provider: string; reference: string; state: string } | null;
   nextSteps: string[];
 }
@@ -21,8 +39,20 @@ export async function loadEmailFailures(d1: D1Database, subscriptionId: string) 
        ORDER BY id DESC LIMIT 10`,
     )
     .bind(subscriptionId)
-    .all<{ id: string; notification_id: string | null; last_error_class: string | null; status: string; updated_at: string }>();
-  return results.map((r) => ({ deliveryId: r.id, notificationId: r.notification_id, errorClass: r.last_error_class, status: r.status, at: r.updated_at }));
+    .all<{
+      id: string;
+      notification_id: string | null;
+      last_error_class: string | null;
+      status: string;
+      updated_at: string;
+    }>();
+  return results.map((r) => ({
+    deliveryId: r.id,
+    notificationId: r.notification_id,
+    errorClass: r.last_error_class,
+    status: r.status,
+    at: r.updated_at,
+  }));
 }
 
 export function diagnoseEmail(
@@ -49,12 +79,26 @@ export function diagnoseEmail(
   } else {
     const cls = outcome?.classification.outcome === 'failed' ? outcome.classification.errorClass : 'unknown';
     summary = `The test mail to ${sub.email} failed (${cls}${outcome?.errorMessage ? `: ${outcome.errorMessage}` : ''}).`;
-    nextSteps.push(cls === 'provider_permanent' ? 'The provider refuses this address or sender: check the address and the sending domain.' : 'A transient provider failure: try again shortly.');
+    nextSteps.push(
+      cls === 'provider_permanent'
+        ? 'The provider refuses this address or sender: check the address and the sending domain.'
+        : 'A transient provider failure: try again shortly.',
+    );
   }
-  if (failures.length) nextSteps.push(`Recent production failures: ${failures.map((f) => `${f.deliveryId} (${f.errorClass ?? f.status})`).join(', ')}; redeliver with POST …/deliveries/{id}/retry.`);
+  if (failures.length)
+    nextSteps.push(
+      `Recent production failures: ${failures.map((f) => `${f.deliveryId} (${f.errorClass ?? f.status})`).join(', ')}; redeliver with POST …/deliveries/{id}/retry.`,
+    );
   return {
     summary,
-    subscription: { kind: sub.kind, email: sub.email, status: sub.status, statusReason: sub.statusReason, confirmedAt: sub.confirmedAt, provider: sub.provider },
+    subscription: {
+      kind: sub.kind,
+      email: sub.email,
+      status: sub.status,
+      statusReason: sub.statusReason,
+      confirmedAt: sub.confirmedAt,
+      provider: sub.provider,
+    },
     test: outcome
       ? {
           sent: true,

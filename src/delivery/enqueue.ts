@@ -42,7 +42,9 @@ export async function enqueueDeliveries(
       result.queued.push(...chunk);
     } catch (err) {
       result.failed.push(...chunk);
-      console.warn(JSON.stringify({ level: 'warn', msg: 'enqueue_failed', deliveries: chunk.length, error: String(err) }));
+      console.warn(
+        JSON.stringify({ level: 'warn', msg: 'enqueue_failed', deliveries: chunk.length, error: String(err) }),
+      );
     }
   }
   if (result.queued.length) await markQueued(env.DB, result.queued);
@@ -79,6 +81,8 @@ async function markQueued(d1: D1Database, ids: string[]): Promise<void> {
 /** Publishes events to `notify-events` (used by other Workers through the same schema; here for tests and tools). */
 export async function publishEvents(env: Pick<Env, 'EVENTS_QUEUE'>, events: EventMessage[]): Promise<void> {
   for (let i = 0; i < events.length; i += SEND_BATCH_LIMIT) {
-    await env.EVENTS_QUEUE.sendBatch(events.slice(i, i + SEND_BATCH_LIMIT).map((body) => ({ body, contentType: 'json' as const })));
+    await env.EVENTS_QUEUE.sendBatch(
+      events.slice(i, i + SEND_BATCH_LIMIT).map((body) => ({ body, contentType: 'json' as const })),
+    );
   }
 }

@@ -4,9 +4,9 @@
  * system type, oversize data) is recorded in `event_rejections` with its reason and acked; a transient failure
  * (D1 down) is retried, and after the queue's retries the events DLQ consumer records it.
  */
-import { ingestEvent, IngestRejected } from './ingest.ts';
+import { IngestRejected, ingestEvent } from './ingest.ts';
 import { EventMessage } from './messages.ts';
-import { recordRejections, type Rejection } from './rejections.ts';
+import { type Rejection, recordRejections } from './rejections.ts';
 
 const RETRY_SECONDS = 10;
 
@@ -16,7 +16,10 @@ export async function consumeEvents(batch: MessageBatch<unknown>, env: Env): Pro
     const parsed = EventMessage.safeParse(message.body);
     if (!parsed.success) {
       const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ');
-      const handle = typeof (message.body as { handle?: unknown })?.handle === 'string' ? ((message.body as { handle: string }).handle) : null;
+      const handle =
+        typeof (message.body as { handle?: unknown })?.handle === 'string'
+          ? (message.body as { handle: string }).handle
+          : null;
       rejections.push({ queue: batch.queue, message, handle, reason: `invalid event: ${issues}` });
       continue;
     }
@@ -28,7 +31,9 @@ export async function consumeEvents(batch: MessageBatch<unknown>, env: Env): Pro
       if (err instanceof IngestRejected) {
         rejections.push({ queue: batch.queue, message, handle, reason: `${err.code}: ${err.message}` });
       } else {
-        console.error(JSON.stringify({ level: 'error', msg: 'event_ingest_failed', messageId: message.id, error: String(err) }));
+        console.error(
+          JSON.stringify({ level: 'error', msg: 'event_ingest_failed', messageId: message.id, error: String(err) }),
+        );
         message.retry({ delaySeconds: RETRY_SECONDS });
       }
     }
@@ -48,7 +53,10 @@ export async function consumeEventDeadLetters(batch: MessageBatch<unknown>, env:
   const rejections: Rejection[] = batch.messages.map((message) => ({
     queue: batch.queue,
     message,
-    handle: typeof (message.body as { handle?: unknown })?.handle === 'string' ? (message.body as { handle: string }).handle : null,
+    handle:
+      typeof (message.body as { handle?: unknown })?.handle === 'string'
+        ? (message.body as { handle: string }).handle
+        : null,
     reason: 'retries_exhausted: ingest kept failing',
   }));
   try {

@@ -5,14 +5,14 @@
  */
 import { and, eq } from 'drizzle-orm';
 import type { BatchItem } from 'drizzle-orm/batch';
-import { getDb, type Db } from '../db/client.ts';
+import { type Db, getDb } from '../db/client.ts';
 import { notifications } from '../db/schema.ts';
 import { config } from '../env.ts';
 import { eventTypeInfo, type Severity } from '../lib/event-catalog.ts';
 import { newId } from '../lib/ids.ts';
 import { enqueueDeliveries } from './enqueue.ts';
-import { matchContextQueries, toMatchContext } from './match-context.ts';
 import { planRecipients } from './match.ts';
+import { matchContextQueries, toMatchContext } from './match-context.ts';
 import { initialStatus, RECIPIENT_SUMMARY_LIMIT, type RecipientSummary } from './summary.ts';
 
 export interface IngestRequest {
@@ -73,7 +73,12 @@ interface DeliveryRow extends RecipientSummary {
   createdAt: string;
 }
 
-function deliveryFor(v: Pick<RecipientSummary, 'recipientType' | 'channel' | 'subscriptionId' | 'target'>, status: 'pending' | 'skipped', reason: string | null, base: { handle: string; notificationId: string; now: string }): DeliveryRow {
+function deliveryFor(
+  v: Pick<RecipientSummary, 'recipientType' | 'channel' | 'subscriptionId' | 'target'>,
+  status: 'pending' | 'skipped',
+  reason: string | null,
+  base: { handle: string; notificationId: string; now: string },
+): DeliveryRow {
   return {
     deliveryId: newId('dlv'),
     kind: 'event',
@@ -119,7 +124,11 @@ async function existingBySourceId(env: IngestEnv, handle: string, sourceEventId:
  * Accepts one event for a handle. `options.system` allows the service's own event types (webhook.endpoint_disabled,
  * email.subscription_stale), which clients may not publish.
  */
-export async function ingestEvent(env: IngestEnv, req: IngestRequest, options: IngestOptions = {}): Promise<IngestResult> {
+export async function ingestEvent(
+  env: IngestEnv,
+  req: IngestRequest,
+  options: IngestOptions = {},
+): Promise<IngestResult> {
   const cfg = config(env);
   const info = eventTypeInfo(req.type);
   if (info?.system && !options.system) {
@@ -127,7 +136,10 @@ export async function ingestEvent(env: IngestEnv, req: IngestRequest, options: I
   }
   const dataBytes = new TextEncoder().encode(JSON.stringify(req.data)).length;
   if (dataBytes > cfg.maxEventDataBytes) {
-    throw new IngestRejected('data_too_large', `Event data is ${dataBytes} bytes; at most ${cfg.maxEventDataBytes} are accepted.`);
+    throw new IngestRejected(
+      'data_too_large',
+      `Event data is ${dataBytes} bytes; at most ${cfg.maxEventDataBytes} are accepted.`,
+    );
   }
   // One round trip for every read: the caller's access check (when deferred), the duplicate check (a duplicate wastes
   // three small reads) and the match context.

@@ -18,7 +18,9 @@ export interface MatchContext {
   emails: EmailCandidate[];
 }
 
-export function toMatchSettings(row: Pick<SettingsRow, 'emailEnabled' | 'webhookEnabled' | 'eventFilter' | 'ownerFallback'>): MatchSettings {
+export function toMatchSettings(
+  row: Pick<SettingsRow, 'emailEnabled' | 'webhookEnabled' | 'eventFilter' | 'ownerFallback'>,
+): MatchSettings {
   return {
     emailEnabled: row.emailEnabled,
     webhookEnabled: row.webhookEnabled,

@@ -7,7 +7,12 @@
  * `skip_disabled` (it gets a visible `skipped` delivery, recoverable later). The owner default email receives critical
  * events whatever the filters say unless ownerFallback is `none`; with `all` it also receives the rest.
  */
-import { evaluateFilterPolicy, matchesEventTypes, type FilterableEvent, type FilterPolicy } from '../lib/filter-policy.ts';
+import {
+  evaluateFilterPolicy,
+  type FilterableEvent,
+  type FilterPolicy,
+  matchesEventTypes,
+} from '../lib/filter-policy.ts';
 
 export interface MatchSettings {
   emailEnabled: boolean;
@@ -83,15 +88,24 @@ function filterVerdict(
   event: MatchEvent,
 ): { rule: MatchRule; detail: string } | null {
   if (!matchesEventTypes(sub.eventTypes, event.type)) {
-    return { rule: 'event_types', detail: `${event.type} is not in the subscription's eventTypes (${(sub.eventTypes ?? []).join(', ')}).` };
+    return {
+      rule: 'event_types',
+      detail: `${event.type} is not in the subscription's eventTypes (${(sub.eventTypes ?? []).join(', ')}).`,
+    };
   }
   const handleFilter = evaluateFilterPolicy(settings.eventFilter, event);
   if (!handleFilter.match) {
-    return { rule: 'settings_event_filter', detail: `The handle's eventFilter excludes it at ${handleFilter.key}: ${handleFilter.reason}` };
+    return {
+      rule: 'settings_event_filter',
+      detail: `The handle's eventFilter excludes it at ${handleFilter.key}: ${handleFilter.reason}`,
+    };
   }
   const own = evaluateFilterPolicy(sub.filterPolicy, event);
   if (!own.match) {
-    return { rule: 'filter_policy', detail: `The subscription's filterPolicy excludes it at ${own.key}: ${own.reason}` };
+    return {
+      rule: 'filter_policy',
+      detail: `The subscription's filterPolicy excludes it at ${own.key}: ${own.reason}`,
+    };
   }
   return null;
 }
@@ -106,12 +120,22 @@ const EMAIL_STATUS_RULE: Record<Exclude<EmailCandidate['status'], 'active'>, { r
 function webhookVerdict(w: WebhookCandidate, settings: MatchSettings, event: MatchEvent): RecipientVerdict {
   const base = { recipientType: 'webhook' as const, channel: 'webhook' as const, subscriptionId: w.id, target: w.url };
   if (!settings.webhookEnabled) {
-    return { ...base, outcome: 'excluded', rule: 'webhook_channel_disabled', detail: 'The webhook channel is disabled in the notification settings.' };
+    return {
+      ...base,
+      outcome: 'excluded',
+      rule: 'webhook_channel_disabled',
+      detail: 'The webhook channel is disabled in the notification settings.',
+    };
   }
   const filtered = filterVerdict(w, settings, event);
   if (filtered) return { ...base, outcome: 'excluded', ...filtered };
   if (!w.enabled) {
-    return { ...base, outcome: 'skip_disabled', rule: 'subscription_disabled', detail: 'The subscription matches but is disabled; the delivery is recorded as skipped.' };
+    return {
+      ...base,
+      outcome: 'skip_disabled',
+      rule: 'subscription_disabled',
+      detail: 'The subscription matches but is disabled; the delivery is recorded as skipped.',
+    };
   }
   return { ...base, outcome: 'deliver', rule: 'matched', detail: 'Matches the subscription.' };
 }
@@ -119,7 +143,12 @@ function webhookVerdict(w: WebhookCandidate, settings: MatchSettings, event: Mat
 function emailVerdict(e: EmailCandidate, settings: MatchSettings, event: MatchEvent): RecipientVerdict {
   const base = { recipientType: 'email' as const, channel: 'email' as const, subscriptionId: e.id, target: e.email };
   if (!settings.emailEnabled) {
-    return { ...base, outcome: 'excluded', rule: 'email_channel_disabled', detail: 'The email channel is disabled in the notification settings.' };
+    return {
+      ...base,
+      outcome: 'excluded',
+      rule: 'email_channel_disabled',
+      detail: 'The email channel is disabled in the notification settings.',
+    };
   }
   if (e.status !== 'active') return { ...base, outcome: 'excluded', ...EMAIL_STATUS_RULE[e.status] };
   const filtered = filterVerdict(e, settings, event);
@@ -128,25 +157,60 @@ function emailVerdict(e: EmailCandidate, settings: MatchSettings, event: MatchEv
 }
 
 function ownerVerdict(o: EmailCandidate, settings: MatchSettings, event: MatchEvent): RecipientVerdict {
-  const base = { recipientType: 'owner_default' as const, channel: 'email' as const, subscriptionId: o.id, target: o.email };
+  const base = {
+    recipientType: 'owner_default' as const,
+    channel: 'email' as const,
+    subscriptionId: o.id,
+    target: o.email,
+  };
   if (o.status !== 'active') return { ...base, outcome: 'excluded', ...EMAIL_STATUS_RULE[o.status] };
   if (settings.ownerFallback === 'none') {
-    return { ...base, outcome: 'excluded', rule: 'owner_fallback_none', detail: 'ownerFallback is none: the owner default email receives nothing.' };
+    return {
+      ...base,
+      outcome: 'excluded',
+      rule: 'owner_fallback_none',
+      detail: 'ownerFallback is none: the owner default email receives nothing.',
+    };
   }
   if (event.severity === 'critical') {
-    return { ...base, outcome: 'deliver', rule: 'owner_fallback_critical', detail: 'Critical events always reach the owner default email, whatever the filters.' };
+    return {
+      ...base,
+      outcome: 'deliver',
+      rule: 'owner_fallback_critical',
+      detail: 'Critical events always reach the owner default email, whatever the filters.',
+    };
   }
   if (settings.ownerFallback === 'critical') {
-    return { ...base, outcome: 'excluded', rule: 'owner_fallback_critical_only', detail: 'ownerFallback is critical and this event is not critical.' };
+    return {
+      ...base,
+      outcome: 'excluded',
+      rule: 'owner_fallback_critical_only',
+      detail: 'ownerFallback is critical and this event is not critical.',
+    };
   }
   if (!settings.emailEnabled) {
-    return { ...base, outcome: 'excluded', rule: 'email_channel_disabled', detail: 'The email channel is disabled in the notification settings.' };
+    return {
+      ...base,
+      outcome: 'excluded',
+      rule: 'email_channel_disabled',
+      detail: 'The email channel is disabled in the notification settings.',
+    };
   }
   const handleFilter = evaluateFilterPolicy(settings.eventFilter, event);
   if (!handleFilter.match) {
-    return { ...base, outcome: 'excluded', rule: 'settings_event_filter', detail: `The handle's eventFilter excludes it at ${handleFilter.key}: ${handleFilter.reason}` };
+    return {
+      ...base,
+      outcome: 'excluded',
+      rule: 'settings_event_filter',
+      detail: `The handle's eventFilter excludes it at ${handleFilter.key}: ${handleFilter.reason}`,
+    };
   }
-  return { ...base, outcome: 'deliver', rule: 'owner_fallback_all', detail: 'ownerFallback is all: the owner default email receives every event.' };
+  return {
+    ...base,
+    outcome: 'deliver',
+    rule: 'owner_fallback_all',
+    detail: 'ownerFallback is all: the owner default email receives every event.',
+  };
 }
 
 /** Every candidate's verdict for one event, webhooks first, then email subscriptions, then the owner default. */

@@ -3,13 +3,17 @@
  * with a fresh retry schedule (`retry_base`), their notifications' counts move back to "open", and they are enqueued.
  * Attempt history is kept: attempt numbers keep counting.
  */
-import { enqueueDeliveries } from './enqueue.ts';
+
 import type { DeliveryRow } from './attempt.ts';
+import { enqueueDeliveries } from './enqueue.ts';
 import { transitionStatement } from './summary.ts';
 
 export const REDRIVABLE = ['dead', 'skipped'] as const;
 
-export async function redrive(env: Env, rows: readonly DeliveryRow[]): Promise<{ redriven: string[]; enqueued: number }> {
+export async function redrive(
+  env: Env,
+  rows: readonly DeliveryRow[],
+): Promise<{ redriven: string[]; enqueued: number }> {
   const now = new Date().toISOString();
   const eligible = rows.filter((d) => (REDRIVABLE as readonly string[]).includes(d.status));
   const statements = eligible.flatMap((d) => {

@@ -15,11 +15,22 @@ export function recordRejections(d1: D1Database, rejections: readonly Rejection[
   return rejections.map((r) => {
     let body: string;
     try {
-      body = typeof r.message.body === 'string' ? r.message.body : JSON.stringify(r.message.body) ?? String(r.message.body);
+      body =
+        typeof r.message.body === 'string'
+          ? r.message.body
+          : (JSON.stringify(r.message.body) ?? String(r.message.body));
     } catch {
       body = String(r.message.body);
     }
-    console.warn(JSON.stringify({ level: 'warn', msg: 'queue_message_rejected', queue: r.queue, messageId: r.message.id, reason: r.reason }));
+    console.warn(
+      JSON.stringify({
+        level: 'warn',
+        msg: 'queue_message_rejected',
+        queue: r.queue,
+        messageId: r.message.id,
+        reason: r.reason,
+      }),
+    );
     return d1
       .prepare(
         `INSERT INTO event_rejections (id, queue, message_id, handle, reason, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)`,

@@ -36,7 +36,12 @@ export async function signPayload(secret: string, msgId: string, timestamp: numb
 }
 
 /** The `webhook-signature` header value: one signature per secret (current first), space-separated. */
-export async function signatureHeader(secrets: readonly string[], msgId: string, timestamp: number, body: string): Promise<string> {
+export async function signatureHeader(
+  secrets: readonly string[],
+  msgId: string,
+  timestamp: number,
+  body: string,
+): Promise<string> {
   const signatures = await Promise.all(secrets.map((s) => signPayload(s, msgId, timestamp, body)));
   return signatures.join(' ');
 }

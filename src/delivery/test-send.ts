@@ -5,7 +5,14 @@
  */
 import { eventTypeInfo } from '../lib/event-catalog.ts';
 import { newId } from '../lib/ids.ts';
-import { performAttempt, type AttemptOutcome, type DeliveredEvent, type DeliveryRow, type NotificationRow, type WebhookRow } from './attempt.ts';
+import {
+  type AttemptOutcome,
+  type DeliveredEvent,
+  type DeliveryRow,
+  type NotificationRow,
+  performAttempt,
+  type WebhookRow,
+} from './attempt.ts';
 import { attemptStatement, moveDelivery } from './consumer.ts';
 
 export interface TestSendInput {
@@ -22,7 +29,10 @@ export interface TestSendInput {
 }
 
 /** The event a test send delivers: a replayed notification, or the sample of `eventType` from the catalog. */
-export function testEvent(handle: string, source: { notification?: NotificationRow; eventType?: string }): DeliveredEvent | null {
+export function testEvent(
+  handle: string,
+  source: { notification?: NotificationRow; eventType?: string },
+): DeliveredEvent | null {
   if (source.notification) {
     const n = source.notification;
     return {
@@ -37,10 +47,21 @@ export function testEvent(handle: string, source: { notification?: NotificationR
   }
   const info = eventTypeInfo(source.eventType ?? 'order.created');
   if (!info) return null;
-  return { id: newId('ntf'), handle, type: info.type, severity: info.defaultSeverity, occurredAt: new Date().toISOString(), data: info.sample, test: true };
+  return {
+    id: newId('ntf'),
+    handle,
+    type: info.type,
+    severity: info.defaultSeverity,
+    occurredAt: new Date().toISOString(),
+    data: info.sample,
+    test: true,
+  };
 }
 
-export async function runTestSend(env: Env, input: TestSendInput): Promise<{ delivery: DeliveryRow; outcome: AttemptOutcome }> {
+export async function runTestSend(
+  env: Env,
+  input: TestSendInput,
+): Promise<{ delivery: DeliveryRow; outcome: AttemptOutcome }> {
   const now = new Date().toISOString();
   const delivery: DeliveryRow = {
     id: newId('dlv'),
@@ -68,7 +89,17 @@ export async function runTestSend(env: Env, input: TestSendInput): Promise<{ del
        status_reason, attempt_count, retry_base, payload, created_at, updated_at)
      VALUES (?1, ?2, NULL, 'test', ?3, ?4, ?5, ?6, 'pending', ?9, 0, 0, ?7, ?8, ?8)`,
   )
-    .bind(delivery.id, delivery.handle, delivery.channel, delivery.recipientType, delivery.subscriptionId, delivery.target, delivery.payload, now, delivery.statusReason)
+    .bind(
+      delivery.id,
+      delivery.handle,
+      delivery.channel,
+      delivery.recipientType,
+      delivery.subscriptionId,
+      delivery.target,
+      delivery.payload,
+      now,
+      delivery.statusReason,
+    )
     .run();
   const outcome = await performAttempt(env, { delivery, event: input.event, webhook: input.webhook });
   const at = new Date().toISOString();

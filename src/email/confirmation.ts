@@ -41,7 +41,12 @@ export async function sendConfirmation(env: Env, sub: PendingSubscription): Prom
     .run();
   if (!updated.meta.changes) return { sent: false, detail: 'The subscription is not waiting for confirmation.' };
   const cfg = config(env);
-  const content = renderConfirmationMail({ handle: sub.handle, email: sub.email, confirmUrl: confirmUrl(env, token), expiresAt });
+  const content = renderConfirmationMail({
+    handle: sub.handle,
+    email: sub.email,
+    confirmUrl: confirmUrl(env, token),
+    expiresAt,
+  });
   const outcome = await withDevMailbox(env, emailProvider(env)).send(
     {
       from: { email: cfg.emailFrom, name: 'Gharart notifications' },
@@ -51,12 +56,20 @@ export async function sendConfirmation(env: Env, sub: PendingSubscription): Prom
       html: content.html,
       headers: { 'X-Gharart-Subscription-Id': sub.id },
     },
-    { subscriptionId: sub.id, deliveryId: `confirm-${sub.id}`, handle: sub.handle, eventType: 'email.confirmation', severity: 'info' },
+    {
+      subscriptionId: sub.id,
+      deliveryId: `confirm-${sub.id}`,
+      handle: sub.handle,
+      eventType: 'email.confirmation',
+      severity: 'info',
+    },
   );
   const detail = outcome.ok
     ? `Confirmation mail sent; the link is valid until ${expiresAt}.`
     : `The confirmation mail could not be sent (${outcome.message}); resend it with POST …/email-subscriptions/{id}/resend-confirmation.`;
-  await env.DB.prepare(`UPDATE email_subscriptions SET status_reason = ?2 WHERE id = ?1 AND status = 'pending_confirmation'`)
+  await env.DB.prepare(
+    `UPDATE email_subscriptions SET status_reason = ?2 WHERE id = ?1 AND status = 'pending_confirmation'`,
+  )
     .bind(sub.id, detail)
     .run();
   return { sent: outcome.ok, detail };
@@ -77,7 +90,8 @@ export async function confirmByToken(
     .bind(hash)
     .first<{ id: string; email: string; handle: string; confirm_expires_at: string | null }>();
   if (!row) return { ok: false, reason: 'unknown' };
-  if (!row.confirm_expires_at || Date.parse(row.confirm_expires_at) <= Date.now()) return { ok: false, reason: 'expired' };
+  if (!row.confirm_expires_at || Date.parse(row.confirm_expires_at) <= Date.now())
+    return { ok: false, reason: 'expired' };
   const now = new Date().toISOString();
   const done = await env.DB.prepare(
     `UPDATE email_subscriptions SET status = 'active', status_reason = NULL, confirmed_at = ?3, confirm_token_hash = NULL,

@@ -128,15 +128,19 @@ export function buildMimeMessage(mail: OutgoingMail): string {
   lines.push(addressHeader('From', mail.from));
   lines.push(addressHeader('To', mail.to));
   if (mail.replyTo) lines.push(addressHeader('Reply-To', mail.replyTo));
-  lines.push(`Message-ID: ${mail.messageId === undefined ? newMessageId(fromDomain) : normaliseMessageId(mail.messageId)}`);
+  lines.push(
+    `Message-ID: ${mail.messageId === undefined ? newMessageId(fromDomain) : normaliseMessageId(mail.messageId)}`,
+  );
   lines.push(unstructuredHeader('Subject', sanitizeHeaderValue(mail.subject)));
   lines.push('MIME-Version: 1.0');
 
   const seen = new Set<string>();
   for (const [name, value] of Object.entries(mail.headers ?? {})) {
     const lower = name.toLowerCase();
-    if (!TOKEN.test(name) || name.length > MAX_HEADER_NAME) throw new Error(`invalid header name: ${JSON.stringify(name.slice(0, 100))}`);
-    if (isReservedHeader(lower)) throw new Error(`header ${name} is set by the message builder and cannot be overridden`);
+    if (!TOKEN.test(name) || name.length > MAX_HEADER_NAME)
+      throw new Error(`invalid header name: ${JSON.stringify(name.slice(0, 100))}`);
+    if (isReservedHeader(lower))
+      throw new Error(`header ${name} is set by the message builder and cannot be overridden`);
     if (seen.has(lower)) throw new Error(`header ${name} given twice`);
     seen.add(lower);
     lines.push(customHeader(name, sanitizeHeaderValue(String(value))));
@@ -212,7 +216,8 @@ function phraseWords(display: string): string[] {
   if (!display.includes('=?')) {
     const words = display.split(' ');
     if (ATOMS.test(display) && words.every((w) => w.length <= MAX_PLAIN_WORD)) return words;
-    if (PRINTABLE_ASCII.test(display) && display.length <= MAX_PLAIN_WORD) return [`"${display.replace(/[\\"]/g, '\\$&')}"`];
+    if (PRINTABLE_ASCII.test(display) && display.length <= MAX_PLAIN_WORD)
+      return [`"${display.replace(/[\\"]/g, '\\$&')}"`];
   }
   return encodedWords(display);
 }
@@ -241,7 +246,8 @@ function isPlainFoldable(value: string, prefixLength: number): boolean {
 function customHeader(name: string, value: string): string {
   if (!PRINTABLE_ASCII.test(value)) return foldWords(`${name}:`, encodedWords(value));
   const line = foldAsciiValue(`${name}:`, value);
-  if (line.split(CRLF).some((l) => l.length > HARD_LINE)) throw new Error(`header ${name} has a value too long to fold`);
+  if (line.split(CRLF).some((l) => l.length > HARD_LINE))
+    throw new Error(`header ${name} has a value too long to fold`);
   return line;
 }
 

@@ -36,6 +36,10 @@ export function emailProvider(env: Env): EmailProvider {
   // Not a silent fallback: every send fails visibly (provider_permanent) until the configuration is fixed.
   return {
     name,
-    send: async () => ({ ok: false, permanent: true, message: `EMAIL_PROVIDER=${name} is not supported by this deployment.` }),
+    send: async () => ({
+      ok: false,
+      permanent: true,
+      message: `EMAIL_PROVIDER=${name} is not supported by this deployment.`,
+    }),
   };
 }

@@ -191,7 +191,9 @@ async function loadSpki(url: string, fetcher: typeof fetch): Promise<Uint8Array>
     try {
       res = await fetcher(url, { signal: AbortSignal.timeout(CERT_FETCH_TIMEOUT_MS), redirect: 'manual' });
     } catch (err) {
-      throw new CertFetchError(`fetching the signing certificate failed (${err instanceof Error ? err.name : 'error'})`);
+      throw new CertFetchError(
+        `fetching the signing certificate failed (${err instanceof Error ? err.name : 'error'})`,
+      );
     }
     if (res.status !== 200) {
       await res.body?.cancel();
@@ -207,17 +209,23 @@ async function loadSpki(url: string, fetcher: typeof fetch): Promise<Uint8Array>
   return pending;
 }
 
-export type SnsVerification =
-  | { ok: true }
-  | { ok: false; reason: string; retryable?: boolean };
+export type SnsVerification = { ok: true } | { ok: false; reason: string; retryable?: boolean };
 
 /**
  * Verifies `msg`'s signature. The cert URL is checked against `policy` before it is fetched. Does not look at the
  * Timestamp or TopicArn (the caller's policy).
  */
-export async function verifySnsMessage(msg: SnsMessage, policy: SnsUrlPolicy, fetcher: typeof fetch = fetch): Promise<SnsVerification> {
+export async function verifySnsMessage(
+  msg: SnsMessage,
+  policy: SnsUrlPolicy,
+  fetcher: typeof fetch = fetch,
+): Promise<SnsVerification> {
   const hash = HASH_BY_VERSION[msg.SignatureVersion ?? ''];
-  if (!hash) return { ok: false, reason: `SignatureVersion ${JSON.stringify(msg.SignatureVersion ?? null)} is not supported (1 or 2)` };
+  if (!hash)
+    return {
+      ok: false,
+      reason: `SignatureVersion ${JSON.stringify(msg.SignatureVersion ?? null)} is not supported (1 or 2)`,
+    };
   if (!msg.Signature) return { ok: false, reason: 'the message has no Signature' };
   const canonical = canonicalString(msg);
   if (canonical === null) return { ok: false, reason: 'the message lacks fields its signature covers' };
@@ -235,13 +243,19 @@ export async function verifySnsMessage(msg: SnsMessage, policy: SnsUrlPolicy, fe
     spki = await loadSpki(msg.SigningCertURL!, fetcher);
   } catch (err) {
     if (err instanceof CertFetchError) return { ok: false, reason: err.message, retryable: true };
-    return { ok: false, reason: `the signing certificate is not usable (${err instanceof Error ? err.message : 'error'})` };
+    return {
+      ok: false,
+      reason: `the signing certificate is not usable (${err instanceof Error ? err.message : 'error'})`,
+    };
   }
   try {
     const key = await crypto.subtle.importKey('spki', spki, { name: 'RSASSA-PKCS1-v1_5', hash }, false, ['verify']);
     const valid = await crypto.subtle.verify('RSASSA-PKCS1-v1_5', key, signature, new TextEncoder().encode(canonical));
     return valid ? { ok: true } : { ok: false, reason: 'the signature does not match the message' };
   } catch (err) {
-    return { ok: false, reason: `the signing certificate's key is not an RSA key (${err instanceof Error ? err.name : 'error'})` };
+    return {
+      ok: false,
+      reason: `the signing certificate's key is not an RSA key (${err instanceof Error ? err.name : 'error'})`,
+    };
   }
 }

@@ -6,7 +6,7 @@
  * hears about it once through a critical `email.subscription_stale` notification.
  */
 import { ingestEvent } from '../delivery/ingest.ts';
-import { snsClient, SnsError, toSnsFilterPolicy } from './providers/sns.ts';
+import { SnsError, snsClient, toSnsFilterPolicy } from './providers/sns.ts';
 
 export interface SnsSubscriptionRow {
   id: string;
@@ -40,12 +40,20 @@ export async function subscribeAtSns(env: Env, sub: SnsSubscriptionRow): Promise
          status = ?4, status_reason = ?5, confirmed_at = CASE WHEN ?4 = 'active' THEN ?3 ELSE confirmed_at END
        WHERE id = ?1`,
     )
-      .bind(sub.id, subscriptionArn, now, pendingConfirmation ? 'pending_confirmation' : 'active', pendingConfirmation ? PENDING : null)
+      .bind(
+        sub.id,
+        subscriptionArn,
+        now,
+        pendingConfirmation ? 'pending_confirmation' : 'active',
+        pendingConfirmation ? PENDING : null,
+      )
       .run();
     return { ok: true, detail: pendingConfirmation ? PENDING : 'Subscribed at AWS SNS.' };
   } catch (err) {
     const detail = `AWS SNS refused the subscription (${err instanceof SnsError ? `${err.code}: ${err.message}` : String(err)}); try again with POST …/resend-confirmation.`;
-    await env.DB.prepare(`UPDATE email_subscriptions SET provider = 'sns', status_reason = ?2, updated_at = ?3 WHERE id = ?1`)
+    await env.DB.prepare(
+      `UPDATE email_subscriptions SET provider = 'sns', status_reason = ?2, updated_at = ?3 WHERE id = ?1`,
+    )
       .bind(sub.id, detail.slice(0, 500), now)
       .run();
     return { ok: false, detail };
@@ -66,7 +74,10 @@ export async function unsubscribeAtSns(env: Env, arn: string | null): Promise<vo
  * Checks one subscription's ARN and mirrors the answer: confirmed → active, not found → stale (and the owner is
  * notified, once). Returns the state SNS reported.
  */
-export async function checkAtSns(env: Env, sub: Pick<SnsSubscriptionRow, 'id' | 'handle' | 'emailNormalized' | 'providerRef'>) {
+export async function checkAtSns(
+  env: Env,
+  sub: Pick<SnsSubscriptionRow, 'id' | 'handle' | 'emailNormalized' | 'providerRef'>,
+) {
   const now = new Date().toISOString();
   const state = await snsClient(env).checkSubscription(sub.providerRef!);
   if (state === 'not_found') {
@@ -82,7 +93,13 @@ export async function checkAtSns(env: Env, sub: Pick<SnsSubscriptionRow, 'id' | 
         {
           handle: sub.handle,
           type: 'email.subscription_stale',
-          data: { subscriptionId: sub.id, email: sub.emailNormalized, provider: 'sns', subscriptionArn: sub.providerRef, action: staleReason(sub.id) },
+          data: {
+            subscriptionId: sub.id,
+            email: sub.emailNormalized,
+            provider: 'sns',
+            subscriptionArn: sub.providerRef,
+            action: staleReason(sub.id),
+          },
           source: 'system',
         },
         { system: true },

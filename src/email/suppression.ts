@@ -16,7 +16,11 @@ export interface Feedback {
 
 /** Applies one feedback event; returns how many subscriptions changed. */
 export async function applyFeedback(d1: D1Database, f: Feedback, now = new Date().toISOString()): Promise<number> {
-  const reason = `${f.kind === 'bounce' ? 'Permanent bounce' : 'Spam complaint'} reported by ${f.provider}: ${f.detail}`.slice(0, 500);
+  const reason =
+    `${f.kind === 'bounce' ? 'Permanent bounce' : 'Spam complaint'} reported by ${f.provider}: ${f.detail}`.slice(
+      0,
+      500,
+    );
   const narrow = f.kind === 'complaint' && f.subscriptionId;
   const result = await d1
     .prepare(

@@ -227,7 +227,12 @@ function fitRows(rows: Array<[string, string]>, used: number): Array<[string, st
 // Confirmation and test mails
 
 /** The double opt-in mail: the only mail a `pending_confirmation` address ever gets. */
-export function renderConfirmationMail(input: { handle: string; email: string; confirmUrl: string; expiresAt: string }): RenderedMail {
+export function renderConfirmationMail(input: {
+  handle: string;
+  email: string;
+  confirmUrl: string;
+  expiresAt: string;
+}): RenderedMail {
   const confirmUrl = checkedUrl(input.confirmUrl);
   if (!confirmUrl) throw new Error('confirmUrl is required');
   const handle = oneLine(input.handle);
@@ -254,7 +259,12 @@ export function renderConfirmationMail(input: { handle: string; email: string; c
 }
 
 /** The mail of `POST …/email-subscriptions/{id}/test` and of a changed owner default email. */
-export function renderTestMail(input: { handle: string; email: string; isOwnerDefault: boolean; requestId: string }): RenderedMail {
+export function renderTestMail(input: {
+  handle: string;
+  email: string;
+  isOwnerDefault: boolean;
+  requestId: string;
+}): RenderedMail {
   const handle = oneLine(input.handle);
   const email = oneLine(input.email);
   const subject = headerText(`[TEST] [Gharart] Test email for ${handle}`);
@@ -295,7 +305,12 @@ export function renderSupportReportMail(input: {
   const facts: Array<[string, string]> = [
     ['Report', input.reportId],
     ['From', input.principal],
-    ['Handle', input.handle ? `${input.handle}${input.handleVerified ? '' : ' (not verified: the reporter is not a member)'}` : '-'],
+    [
+      'Handle',
+      input.handle
+        ? `${input.handle}${input.handleVerified ? '' : ' (not verified: the reporter is not a member)'}`
+        : '-',
+    ],
     ['Session', input.sessionId ?? '-'],
     ['Request id reported', input.reportedRequestId ?? '-'],
     ['Filed by request', `${input.requestId} (deployment ${input.deploymentId})`],
@@ -316,7 +331,9 @@ export function renderSupportReportMail(input: {
     `<h1 style="margin:0 0 16px;font-size:20px;line-height:1.3;">${esc(input.summary)}</h1>\n` +
     `<table role="presentation">${facts.map(([k, v]) => `<tr><th scope="row" style="text-align:left;padding-right:12px;">${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>\n` +
     `<pre style="white-space:pre-wrap;">${esc(input.details)}</pre>\n` +
-    (artifact ? `<h2 style="font-size:16px;">Repro artifact</h2><pre style="white-space:pre-wrap;">${esc(artifact)}</pre>\n` : '') +
+    (artifact
+      ? `<h2 style="font-size:16px;">Repro artifact</h2><pre style="white-space:pre-wrap;">${esc(artifact)}</pre>\n`
+      : '') +
     pageEnd();
   return { subject, text, html };
 }
@@ -382,14 +399,20 @@ function truncate(s: string, max: number): string {
 }
 
 function formatMoney(amount: unknown, currency: unknown): string {
-  if (typeof amount === 'number' && Number.isFinite(amount) && typeof currency === 'string' && /^[A-Z]{3}$/.test(currency)) {
+  if (
+    typeof amount === 'number' &&
+    Number.isFinite(amount) &&
+    typeof currency === 'string' &&
+    /^[A-Z]{3}$/.test(currency)
+  ) {
     try {
       return new Intl.NumberFormat('en-US', { style: 'currency', currency, currencyDisplay: 'code' }).format(amount);
     } catch {
       // an ISO-shaped code the runtime does not know: fall through to the plain form
     }
   }
-  if (typeof currency === 'string') return truncate(escapeInvisible(`${displayValue(amount)} ${currency}`), MAX_VALUE_CHARS);
+  if (typeof currency === 'string')
+    return truncate(escapeInvisible(`${displayValue(amount)} ${currency}`), MAX_VALUE_CHARS);
   return displayValue(amount);
 }
 

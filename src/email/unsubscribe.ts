@@ -17,7 +17,11 @@ function hmacKey(encryptionKey: string): Promise<CryptoKey> {
 }
 
 async function tag(encryptionKey: string, purpose: string, subscriptionId: string): Promise<string> {
-  const mac = await crypto.subtle.sign('HMAC', await hmacKey(encryptionKey), new TextEncoder().encode(`${purpose}:${subscriptionId}`));
+  const mac = await crypto.subtle.sign(
+    'HMAC',
+    await hmacKey(encryptionKey),
+    new TextEncoder().encode(`${purpose}:${subscriptionId}`),
+  );
   return toBase64Url(new Uint8Array(mac));
 }
 

@@ -3,11 +3,11 @@
  * list schemas every route documents, and `guard()`, which attaches an authorization rule to a route so that the
  * middleware and the OpenAPI `security` entry come from one declaration.
  */
-import { OpenAPIHono, z, type RouteConfig } from '@hono/zod-openapi';
+import { OpenAPIHono, type RouteConfig, z } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env.ts';
-import { problems, PROBLEM_TYPES, type FieldError } from '../lib/problem.ts';
-import { authorize, resolveAccess, type AccessRule } from '../middleware/auth.ts';
+import { type FieldError, PROBLEM_TYPES, problems } from '../lib/problem.ts';
+import { type AccessRule, authorize, resolveAccess } from '../middleware/auth.ts';
 import { idempotency } from '../middleware/idempotency.ts';
 import { dailyWriteQuota } from '../middleware/quota.ts';
 import { rateLimit, type ThrottleClass } from '../middleware/rate-limit.ts';

@@ -30,7 +30,10 @@ export const FilterPolicySchema = z
 
 export const EventTypesSchema = z
   .array(
-    z.string().max(100).refine(isValidEventTypePattern, 'Use an event type such as order.paid, a prefix such as order.*, or *.'),
+    z
+      .string()
+      .max(100)
+      .refine(isValidEventTypePattern, 'Use an event type such as order.paid, a prefix such as order.*, or *.'),
   )
   .min(1)
   .max(50)

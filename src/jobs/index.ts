@@ -16,9 +16,15 @@ const JOBS: Record<string, Job> = {
   purgeExpiredIdempotencyKeys,
 };
 
-export async function handleScheduled(controller: ScheduledController, env: Env, _ctx?: ExecutionContext): Promise<void> {
+export async function handleScheduled(
+  controller: ScheduledController,
+  env: Env,
+  _ctx?: ExecutionContext,
+): Promise<void> {
   const now = new Date(controller.scheduledTime);
-  const results = await Promise.allSettled(Object.entries(JOBS).map(async ([name, job]) => [name, await job(env, now)] as const));
+  const results = await Promise.allSettled(
+    Object.entries(JOBS).map(async ([name, job]) => [name, await job(env, now)] as const),
+  );
   let failed = 0;
   for (const [i, r] of results.entries()) {
     const name = Object.keys(JOBS)[i];

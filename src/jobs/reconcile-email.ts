@@ -2,12 +2,16 @@
  * The minute job's SNS reconciliation (SPEC §6, §7 playbook 2): a bounded number of SNS subscriptions per run, the
  * ones checked longest ago first, so a deleted ARN is found — and the owner told — before anyone misses a mail.
  */
-import { config } from '../env.ts';
+
 import { checkAtSns } from '../email/sns-subscriptions.ts';
+import { config } from '../env.ts';
 
 const PER_RUN = 25;
 
-export async function reconcileSnsSubscriptions(env: Env, _now: Date): Promise<{ checked: number; stale: number; errors: number }> {
+export async function reconcileSnsSubscriptions(
+  env: Env,
+  _now: Date,
+): Promise<{ checked: number; stale: number; errors: number }> {
   if (config(env).emailProvider !== 'sns') return { checked: 0, stale: 0, errors: 0 };
   const { results } = await env.DB.prepare(
     `SELECT id, handle, email_normalized AS emailNormalized, provider_ref AS providerRef FROM email_subscriptions
@@ -24,7 +28,9 @@ export async function reconcileSnsSubscriptions(env: Env, _now: Date): Promise<{
     } catch (err) {
       // Throttled or down: the row keeps its old check time and comes first next minute.
       errors++;
-      console.warn(JSON.stringify({ level: 'warn', msg: 'sns_check_failed', subscriptionId: sub.id, error: String(err) }));
+      console.warn(
+        JSON.stringify({ level: 'warn', msg: 'sns_check_failed', subscriptionId: sub.id, error: String(err) }),
+      );
     }
   }
   return { checked: results.length, stale, errors };

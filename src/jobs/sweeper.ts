@@ -12,14 +12,16 @@ const PENDING_AFTER_MS = 60_000;
 /** Far beyond queue latency; a retrying delivery is overdue this long after its next attempt was due. */
 const STUCK_AFTER_MS = 60 * 60_000;
 
-export async function sweepOutbox(env: Env, now: Date): Promise<{ pending: number; stuck: number; requeued: number; failed: number }> {
+export async function sweepOutbox(
+  env: Env,
+  now: Date,
+): Promise<{ pending: number; stuck: number; requeued: number; failed: number }> {
   const pendingBefore = new Date(now.getTime() - PENDING_AFTER_MS).toISOString();
   const stuckBefore = new Date(now.getTime() - STUCK_AFTER_MS).toISOString();
   const [pending, stuck] = await env.DB.batch<{ id: string }>([
-    env.DB.prepare(`SELECT id FROM deliveries WHERE status = 'pending' AND updated_at < ?1 ORDER BY updated_at LIMIT ?2`).bind(
-      pendingBefore,
-      BATCH,
-    ),
+    env.DB.prepare(
+      `SELECT id FROM deliveries WHERE status = 'pending' AND updated_at < ?1 ORDER BY updated_at LIMIT ?2`,
+    ).bind(pendingBefore, BATCH),
     env.DB.prepare(
       `SELECT id FROM deliveries WHERE status IN ('queued', 'retrying')
          AND updated_at < ?1 AND COALESCE(next_attempt_at, updated_at) < ?1 ORDER BY updated_at LIMIT ?2`,
@@ -39,5 +41,10 @@ export async function sweepOutbox(env: Env, now: Date): Promise<{ pending: numbe
         .run();
     }
   }
-  return { pending: pendingIds.length, stuck: stuckIds.length, requeued: sent.queued.length + stuckSent, failed: sent.failed.length };
+  return {
+    pending: pendingIds.length,
+    stuck: stuckIds.length,
+    requeued: sent.queued.length + stuckSent,
+    failed: sent.failed.length,
+  };
 }

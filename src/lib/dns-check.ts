@@ -76,16 +76,26 @@ export async function checkResolvedAddresses(hostname: string, opts: DnsCheckOpt
   const failed = settled.find((r) => r.status === 'rejected');
   if (failed) {
     const err: unknown = failed.reason;
-    return { ok: false, reason: 'lookup_failed', message: `DNS lookup of ${host} failed: ${err instanceof Error ? err.message : String(err)}` };
+    return {
+      ok: false,
+      reason: 'lookup_failed',
+      message: `DNS lookup of ${host} failed: ${err instanceof Error ? err.message : String(err)}`,
+    };
   }
   const answers = settled.map((r) => (r as PromiseFulfilledResult<DohAnswer>).value);
   if (answers.every((a) => a.Status === NXDOMAIN)) {
     return { ok: false, reason: 'lookup_failed', message: `${host} does not exist in DNS (NXDOMAIN).` };
   }
-  const records = answers.flatMap((a) => (a.Status === 0 ? (a.Answer ?? []) : [])).filter((r) => r.type === A || r.type === AAAA);
+  const records = answers
+    .flatMap((a) => (a.Status === 0 ? (a.Answer ?? []) : []))
+    .filter((r) => r.type === A || r.type === AAAA);
   if (records.length === 0) {
     const statuses = answers.map((a) => a.Status ?? 'none').join('/');
-    return { ok: false, reason: 'lookup_failed', message: `${host} has no A or AAAA record (resolver status ${statuses}).` };
+    return {
+      ok: false,
+      reason: 'lookup_failed',
+      message: `${host} has no A or AAAA record (resolver status ${statuses}).`,
+    };
   }
   const addresses = records.map((r) => String(r.data ?? ''));
   const privateOne = addresses.find((a) => isPrivateAddress(a));

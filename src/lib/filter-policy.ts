@@ -76,7 +76,9 @@ export function validateFilterPolicy(
     const got = input === null ? 'null' : Array.isArray(input) ? 'an array' : `a ${typeof input}`;
     return {
       ok: false,
-      errors: [{ path: '', message: `A filter policy must be a JSON object such as {"severity": ["critical"]}; got ${got}.` }],
+      errors: [
+        { path: '', message: `A filter policy must be a JSON object such as {"severity": ["critical"]}; got ${got}.` },
+      ],
     };
   }
 
@@ -142,7 +144,8 @@ export function validateFilterPolicy(
 /** The error message for a policy key, or null when the key is valid. */
 function checkKey(key: string): string | null {
   const { maxStringLength, maxPathDepth } = FILTER_POLICY_LIMITS;
-  if (key.length > maxStringLength) return `Keys are at most ${maxStringLength} characters; this one has ${key.length}.`;
+  if (key.length > maxStringLength)
+    return `Keys are at most ${maxStringLength} characters; this one has ${key.length}.`;
   if (STRING_FIELDS.has(key)) return null;
   if (key === 'data') return 'data itself cannot be matched; name a field inside it, e.g. data.orderId.';
   if (!key.startsWith('data.')) {
@@ -157,8 +160,7 @@ function checkKey(key: string): string | null {
   if (bad !== -1) {
     const what = segments[bad] === '' ? 'is empty' : `is "${segments[bad]}"`;
     return (
-      `A data path is dot-separated names made of letters, digits, _ and -; ` +
-      `part ${bad + 1} of ${key} ${what}.`
+      `A data path is dot-separated names made of letters, digits, _ and -; ` + `part ${bad + 1} of ${key} ${what}.`
     );
   }
   return null;
@@ -183,7 +185,9 @@ function checkCondition(raw: unknown, key: string, path: string, errors: PolicyE
       const tooLong = checkString(raw, 'A string condition');
       if (tooLong) return fail(tooLong);
       if (key === 'severity' && !SEVERITIES.has(raw)) {
-        return fail(`severity is one of info, warning or critical (lower case), so ${JSON.stringify(raw)} can never match.`);
+        return fail(
+          `severity is one of info, warning or critical (lower case), so ${JSON.stringify(raw)} can never match.`,
+        );
       }
       return raw;
     }
@@ -238,7 +242,8 @@ function checkString(s: string, what: string): string | null {
 }
 
 function checkAffix(operand: unknown, op: 'prefix' | 'suffix'): string | null {
-  if (typeof operand !== 'string') return `${op} takes a string, e.g. {"${op}": "${op === 'prefix' ? 'eu-' : '.pdf'}"}.`;
+  if (typeof operand !== 'string')
+    return `${op} takes a string, e.g. {"${op}": "${op === 'prefix' ? 'eu-' : '.pdf'}"}.`;
   if (operand === '') return `An empty ${op} would match every string; use {"exists": true} instead.`;
   return checkString(operand, `A ${op}`);
 }

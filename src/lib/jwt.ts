@@ -2,7 +2,7 @@
  * JWT verification with jose (SPEC §3): HS256 with a shared secret locally, or a JWKS URL (RS256/ES256) in
  * production; an algorithm allow-list; `exp` required; `iss`/`aud` checked when configured.
  */
-import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { createRemoteJWKSet, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from 'jose';
 
 export interface JwtSettings {
   secret: string | null;
@@ -61,7 +61,8 @@ function describe(err: unknown): string {
     if (err.claim === 'nbf') return 'The token is not valid yet.';
     return `The token's "${err.claim}" claim is not acceptable.`;
   }
-  if (err instanceof errors.JOSEAlgNotAllowed) return 'The token is signed with an algorithm this service does not accept.';
+  if (err instanceof errors.JOSEAlgNotAllowed)
+    return 'The token is signed with an algorithm this service does not accept.';
   if (err instanceof errors.JWSSignatureVerificationFailed) return 'The token signature is not valid.';
   if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return 'The token is malformed.';
   if (err instanceof errors.JWKSNoMatchingKey) return 'The token was signed with an unknown key.';

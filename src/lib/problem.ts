@@ -71,14 +71,26 @@ export const problems = {
       headers: { 'WWW-Authenticate': `Bearer realm="gharart-notify", error="${error}"` },
     }),
   missingScopes: (scopes: string[], anyOf = false) =>
-    new ProblemError('forbidden', anyOf ? `This token needs one of the scopes ${scopes.join(', ')}.` : `This token lacks the scope ${scopes.join(', ')}.`, {
-      extensions: { missingScopes: scopes },
-      headers: { 'WWW-Authenticate': `Bearer realm="gharart-notify", error="insufficient_scope", scope="${scopes.join(' ')}"` },
-    }),
+    new ProblemError(
+      'forbidden',
+      anyOf
+        ? `This token needs one of the scopes ${scopes.join(', ')}.`
+        : `This token lacks the scope ${scopes.join(', ')}.`,
+      {
+        extensions: { missingScopes: scopes },
+        headers: {
+          'WWW-Authenticate': `Bearer realm="gharart-notify", error="insufficient_scope", scope="${scopes.join(' ')}"`,
+        },
+      },
+    ),
   missingRole: (required: string[], actual: string) =>
-    new ProblemError('forbidden', `This action needs the role ${required.join(' or ')} on this handle; you are ${actual}.`, {
-      extensions: { requiredRoles: required, role: actual },
-    }),
+    new ProblemError(
+      'forbidden',
+      `This action needs the role ${required.join(' or ')} on this handle; you are ${actual}.`,
+      {
+        extensions: { requiredRoles: required, role: actual },
+      },
+    ),
   forbidden: (detail: string) => new ProblemError('forbidden', detail),
   notFound: (detail = 'The requested resource does not exist or you do not have access to it.') =>
     new ProblemError('not_found', detail),
@@ -117,9 +129,12 @@ export const problems = {
  * ours and stays a 500.
  */
 export function isTransientStorageError(err: unknown): boolean {
-  const message = err instanceof Error ? `${err.message} ${err.cause instanceof Error ? err.cause.message : ''}` : String(err);
+  const message =
+    err instanceof Error ? `${err.message} ${err.cause instanceof Error ? err.cause.message : ''}` : String(err);
   if (/SQLITE_|constraint|syntax error|no such (table|column)|too many SQL variables/i.test(message)) return false;
-  return /Network connection lost|transient issue|(was|object to be) reset|overloaded|exceeded (its )?(timeout|CPU|memory)/i.test(message);
+  return /Network connection lost|transient issue|(was|object to be) reset|overloaded|exceeded (its )?(timeout|CPU|memory)/i.test(
+    message,
+  );
 }
 
 /** Renders a problem as an RFC 9457 response. `instance` names this occurrence without echoing request input. */

@@ -60,7 +60,10 @@ export function checkWebhookUrl(raw: string, opts: UrlCheckOptions): UrlCheck {
   if (typeof raw !== 'string' || raw === '') return fail('invalid_url', 'A webhook URL is required.');
   // Length first, so a megabyte of junk is never handed to the parser.
   if (raw.length > MAX_WEBHOOK_URL_LENGTH) {
-    return fail('url_too_long', `Webhook URLs are at most ${MAX_WEBHOOK_URL_LENGTH} characters; this one has ${raw.length}.`);
+    return fail(
+      'url_too_long',
+      `Webhook URLs are at most ${MAX_WEBHOOK_URL_LENGTH} characters; this one has ${raw.length}.`,
+    );
   }
   // The parser silently drops tabs and newlines and trims spaces; refusing them keeps what we store what was meant.
   if (CONTROL_OR_SPACE.test(raw)) {
@@ -70,11 +73,17 @@ export function checkWebhookUrl(raw: string, opts: UrlCheckOptions): UrlCheck {
   try {
     url = new URL(raw);
   } catch {
-    return fail('invalid_url', 'This is not a valid absolute URL; write it in full, e.g. https://example.com/webhooks.');
+    return fail(
+      'invalid_url',
+      'This is not a valid absolute URL; write it in full, e.g. https://example.com/webhooks.',
+    );
   }
   // Percent-encoding and punycode can lengthen the URL that is actually sent.
   if (url.href.length > MAX_WEBHOOK_URL_LENGTH) {
-    return fail('url_too_long', `Webhook URLs are at most ${MAX_WEBHOOK_URL_LENGTH} characters once encoded; this one has ${url.href.length}.`);
+    return fail(
+      'url_too_long',
+      `Webhook URLs are at most ${MAX_WEBHOOK_URL_LENGTH} characters once encoded; this one has ${url.href.length}.`,
+    );
   }
 
   const insecure = opts.allowInsecure;
@@ -118,8 +127,12 @@ function checkHost(url: URL, raw: string, insecure: boolean): UrlCheck | null {
     if (insecure && isLoopbackLiteral(host)) return null;
     const written = hostAsWritten(raw);
     const which =
-      written !== null && written.toLowerCase() !== host ? `the host ${written} is the address ${host}` : `the host is ${host}`;
-    const extra = insecure ? ' Only loopback addresses are allowed, because this deployment allows insecure targets.' : '';
+      written !== null && written.toLowerCase() !== host
+        ? `the host ${written} is the address ${host}`
+        : `the host is ${host}`;
+    const extra = insecure
+      ? ' Only loopback addresses are allowed, because this deployment allows insecure targets.'
+      : '';
     return fail('ip_literal_not_allowed', `IP address literals are not allowed (${which}); use a DNS name.${extra}`);
   }
 
@@ -220,7 +233,7 @@ export function isPrivateAddress(ip: string): boolean {
 
 function isPrivateV4(addr: number): boolean {
   for (const { net, mask } of PRIVATE_V4_RANGES) {
-    if (((addr & mask) >>> 0) === net) return true;
+    if ((addr & mask) >>> 0 === net) return true;
   }
   return false;
 }

@@ -19,21 +19,15 @@
  */
 import type { BatchItem } from 'drizzle-orm/batch';
 import type { Context, MiddlewareHandler } from 'hono';
-import { config, type AppEnv } from '../env.ts';
 import { getDb } from '../db/client.ts';
+import { type AppEnv, config } from '../env.ts';
 import { sha256Hex } from '../lib/crypto.ts';
 import { JwtRejected, verifyJwt } from '../lib/jwt.ts';
 import { hasValidChecksum, isPatLike } from '../lib/pat.ts';
 import { problems } from '../lib/problem.ts';
-import {
-  IMPLICIT_SCOPES,
-  missingScopes,
-  parseScopes,
-  type Role,
-  type Scope,
-} from '../lib/scopes.ts';
+import { IMPLICIT_SCOPES, missingScopes, parseScopes, type Role, type Scope } from '../lib/scopes.ts';
 import { handleQuery, roleQuery } from '../routes/internal/internal.repo.ts';
-import { patQuery, touchPat, type PatRow } from '../routes/tokens/tokens.repo.ts';
+import { type PatRow, patQuery, touchPat } from '../routes/tokens/tokens.repo.ts';
 
 /** Who is calling. */
 export interface Principal {
@@ -193,7 +187,13 @@ function patAccess(c: Context<AppEnv>, rule: AccessRule, handle: string | null, 
 }
 
 /** Sets the principal (and role) once every check passed. */
-function admit(c: Context<AppEnv>, rule: AccessRule, handle: string | null, principal: Principal, role: HandleRole | null) {
+function admit(
+  c: Context<AppEnv>,
+  rule: AccessRule,
+  handle: string | null,
+  principal: Principal,
+  role: HandleRole | null,
+) {
   if (handle) {
     if (!role) throw problems.notFound();
     checkRole(role, rule);
@@ -211,13 +211,15 @@ interface Lookup {
 export function authorize(rule: AccessRule): MiddlewareHandler<AppEnv> {
   return async function authorizeMiddleware(c, next) {
     const token = bearerToken(c);
-    const handle = rule.handle ? c.req.param('handle') ?? null : null;
+    const handle = rule.handle ? (c.req.param('handle') ?? null) : null;
     const db = getDb(c.env.DB);
     let lookup: Lookup;
 
     if (isPatLike(token)) {
       if (!hasValidChecksum(token)) {
-        throw problems.unauthenticated('The personal access token is malformed or mistyped (its checksum does not match).');
+        throw problems.unauthenticated(
+          'The personal access token is malformed or mistyped (its checksum does not match).',
+        );
       }
       if (rule.jwtOnly || rule.serviceOnly) {
         throw problems.forbidden('Personal access tokens cannot be used for this operation; use a JWT.');
@@ -237,7 +239,10 @@ export function authorize(rule: AccessRule): MiddlewareHandler<AppEnv> {
       if (principal.serviceHandles) {
         const granted = principal.serviceHandles === '*' || principal.serviceHandles.includes(handle);
         if (!granted) throw problems.notFound();
-        lookup = { query: handleQuery(db, handle), apply: (rows) => ({ principal, role: rows.length ? 'service' : null }) };
+        lookup = {
+          query: handleQuery(db, handle),
+          apply: (rows) => ({ principal, role: rows.length ? 'service' : null }),
+        };
       } else {
         lookup = {
           query: roleQuery(db, principal.subject, handle),

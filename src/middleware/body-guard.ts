@@ -4,7 +4,7 @@
  */
 import type { MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { config, type AppEnv } from '../env.ts';
+import { type AppEnv, config } from '../env.ts';
 import { problems } from '../lib/problem.ts';
 
 const JSON_TYPE = /^application\/(?:[a-z0-9.+-]+\+)?json\s*(?:;|$)/i;
@@ -24,7 +24,9 @@ export function bodyGuard(): MiddlewareHandler<AppEnv> {
     const length = c.req.header('content-length');
     // A body may come without Content-Length (chunked, HTTP/2, or a Request built in-process): look at the stream too.
     const hasBody =
-      (length !== undefined && length !== '0') || c.req.header('transfer-encoding') !== undefined || (length === undefined && c.req.raw.body !== null);
+      (length !== undefined && length !== '0') ||
+      c.req.header('transfer-encoding') !== undefined ||
+      (length === undefined && c.req.raw.body !== null);
     if (!hasBody) return next();
     if (length !== undefined && Number(length) > max) throw problems.payloadTooLarge(max);
     const type = c.req.header('content-type');

@@ -88,7 +88,9 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
       const headers = new Headers(JSON.parse(existing.response_headers ?? '{}') as Record<string, string>);
       headers.set('Idempotent-Replayed', 'true');
       const replayed =
-        existing.response_body === null ? null : await decryptSecret(existing.response_body, await importEncryptionKey(c.env.ENCRYPTION_KEY));
+        existing.response_body === null
+          ? null
+          : await decryptSecret(existing.response_body, await importEncryptionKey(c.env.ENCRYPTION_KEY));
       c.res = new Response(replayed, { status: existing.response_status ?? 200, headers });
       return;
     }
@@ -118,7 +120,9 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
     } finally {
       if (!stored) {
         await db
-          .prepare(`DELETE FROM idempotency_keys WHERE principal = ?1 AND handle = ?2 AND key = ?3 AND state = 'in_progress'`)
+          .prepare(
+            `DELETE FROM idempotency_keys WHERE principal = ?1 AND handle = ?2 AND key = ?3 AND state = 'in_progress'`,
+          )
           .bind(principal, handle, key)
           .run();
       }

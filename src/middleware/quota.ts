@@ -4,7 +4,7 @@
  * overshoot it, and given back when the write does not succeed: only successful writes count.
  */
 import type { MiddlewareHandler } from 'hono';
-import { config, type AppEnv } from '../env.ts';
+import { type AppEnv, config } from '../env.ts';
 import { problems } from '../lib/problem.ts';
 
 function utcDay(d: Date): string {
@@ -46,7 +46,9 @@ export function dailyWriteQuota(): MiddlewareHandler<AppEnv> {
       succeeded = c.res.status >= 200 && c.res.status < 300;
     } finally {
       if (!succeeded) {
-        await c.env.DB.prepare('UPDATE daily_write_counters SET count = count - 1 WHERE handle = ?1 AND day = ?2 AND count > 0')
+        await c.env.DB.prepare(
+          'UPDATE daily_write_counters SET count = count - 1 WHERE handle = ?1 AND day = ?2 AND count > 0',
+        )
           .bind(handle, day)
           .run();
       }

@@ -9,12 +9,12 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, chromium, type Page } from 'playwright-core';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO, demoCredentials, seedSql } from '../../scripts/dev-seed.ts';
-import { freePort, startLocalWorker, type LocalWorker } from '../support/local-worker.ts';
-import { startReceivers, type Hit, type Receivers } from '../support/receivers.ts';
+import { freePort, type LocalWorker, startLocalWorker } from '../support/local-worker.ts';
+import { type Hit, type Receivers, startReceivers } from '../support/receivers.ts';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SCREENSHOTS = fileURLToPath(new URL('./screenshots/', import.meta.url));
@@ -70,7 +70,9 @@ async function setReceiverMode(key: string, mode: { status: number } | null) {
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium not found at ${CHROMIUM}. Install Debian's package: bash scripts/ensure-chromium.sh (apt-get install -y chromium).`);
+    throw new Error(
+      `Chromium not found at ${CHROMIUM}. Install Debian's package: bash scripts/ensure-chromium.sh (apt-get install -y chromium).`,
+    );
   }
   mkdirSync(SCREENSHOTS, { recursive: true });
   pat = (await demoCredentials(JWT_SECRET)).pat;
@@ -122,7 +124,9 @@ describe('dashboard in Chromium', () => {
     await page.getByLabel('Token').fill(pat);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.waitForURL(`${handlePath()}`);
-    await expect(page.getByRole('heading', { name: /Delivery doctor/ }).textContent()).resolves.toContain('Delivery doctor');
+    await expect(page.getByRole('heading', { name: /Delivery doctor/ }).textContent()).resolves.toContain(
+      'Delivery doctor',
+    );
     const cookies = await page.context().cookies();
     const session = cookies.find((c) => c.name === 'gn_session')!;
     expect(session).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict', path: '/dashboard' });
@@ -166,7 +170,11 @@ describe('dashboard in Chromium', () => {
     await page.getByRole('button', { name: 'Publish' }).click();
     await page.waitForURL(/\/notifications\/ntf_/);
     const detailUrl = page.url();
-    await reloadUntil('the webhook delivery to succeed', detailUrl, async () => (await page.locator(`tr[data-status="succeeded"]`).count()) > 0);
+    await reloadUntil(
+      'the webhook delivery to succeed',
+      detailUrl,
+      async () => (await page.locator(`tr[data-status="succeeded"]`).count()) > 0,
+    );
     await shot('06-notification-detail');
     await page.goto(`${handlePath()}/notifications`);
     const row = page.locator('tr[data-notification]').first();
@@ -181,10 +189,20 @@ describe('dashboard in Chromium', () => {
     await page.getByLabel('Event type').selectOption('order.created');
     await page.getByRole('button', { name: 'Publish' }).click();
     await page.waitForURL(/\/notifications\/ntf_/);
-    await reloadUntil('a retrying delivery', webhookPath, async () => (await page.locator('tr[data-status="retrying"]').count()) > 0, 60_000);
+    await reloadUntil(
+      'a retrying delivery',
+      webhookPath,
+      async () => (await page.locator('tr[data-status="retrying"]').count()) > 0,
+      60_000,
+    );
     expect(await page.locator('tr[data-status="retrying"]').first().textContent()).toContain('http_5xx');
     await shot('07-webhook-retrying');
-    await reloadUntil('the delivery to be dead', webhookPath, async () => (await page.locator('tr[data-status="dead"]').count()) > 0, 120_000);
+    await reloadUntil(
+      'the delivery to be dead',
+      webhookPath,
+      async () => (await page.locator('tr[data-status="dead"]').count()) > 0,
+      120_000,
+    );
     const dead = page.locator('tr[data-status="dead"]').first();
     expect(await dead.textContent()).toContain('#8');
     await shot('08-webhook-dead');
@@ -200,7 +218,11 @@ describe('dashboard in Chromium', () => {
     const deliveryId = await dead.getAttribute('data-delivery');
     await dead.getByRole('button', { name: 'Retry' }).click();
     await expect(page.locator('[role=status]').first().textContent()).resolves.toContain('queued again');
-    await reloadUntil('the redriven delivery to succeed', webhookPath, async () => (await page.locator(`tr[data-delivery="${deliveryId}"][data-status="succeeded"]`).count()) > 0);
+    await reloadUntil(
+      'the redriven delivery to succeed',
+      webhookPath,
+      async () => (await page.locator(`tr[data-delivery="${deliveryId}"][data-status="succeeded"]`).count()) > 0,
+    );
     await shot('10-webhook-redriven');
     // The list: health and the 24 h sparkline (successes and failures of the last hour).
     await page.goto(`${handlePath()}/webhooks`);
@@ -245,7 +267,7 @@ describe('dashboard in Chromium', () => {
     await shot('15-overview-owner-unset');
   });
 
-  it('evaluates the filter policy against a recent event and shows each recipient\'s verdict', async () => {
+  it("evaluates the filter policy against a recent event and shows each recipient's verdict", async () => {
     await page.goto(`${handlePath()}/settings`);
     await page.getByLabel('Use').selectOption('recent');
     await page.getByRole('button', { name: 'Evaluate with the saved settings' }).click();
@@ -255,7 +277,7 @@ describe('dashboard in Chromium', () => {
     await shot('16-settings-evaluate');
   });
 
-  it('files a problem report with the page\'s ids', async () => {
+  it("files a problem report with the page's ids", async () => {
     await page.goto(webhookPath);
     await page.getByText('Report a problem').click();
     await page.getByLabel('Summary').fill('Production deliveries go dead');

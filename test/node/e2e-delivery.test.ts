@@ -13,7 +13,7 @@ import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unstable_startWorker } from 'wrangler';
 import { ROOT, runWrangler, type WranglerError } from '../../scripts/wrangler-cli.ts';
-import { startReceivers, type Hit, type Receivers } from '../support/receivers.ts';
+import { type Hit, type Receivers, startReceivers } from '../support/receivers.ts';
 
 const JWT_SECRET = 'e2e-secret-that-is-long-enough-for-hs256-0123456789abcdef';
 const ENCRYPTION_KEY = Buffer.alloc(32, 7).toString('base64');
@@ -34,11 +34,13 @@ beforeAll(async () => {
   process.env.WRANGLER_LOG = 'warn';
   persistDir = await mkdtemp(join(tmpdir(), 'gharart-notify-e2e-'));
   // The same migrations `npm run dev` applies, into a throw-away local D1.
-  await runWrangler('apply the D1 migrations', ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir], { timeoutMs: 60_000 }).catch(
-    (err: WranglerError) => {
-      throw new Error(`${err.message}\n${err.output}`);
-    },
-  );
+  await runWrangler(
+    'apply the D1 migrations',
+    ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir],
+    { timeoutMs: 60_000 },
+  ).catch((err: WranglerError) => {
+    throw new Error(`${err.message}\n${err.output}`);
+  });
   receivers = await startReceivers();
   worker = await unstable_startWorker({
     config: join(ROOT, 'wrangler.toml'),
@@ -75,10 +77,18 @@ async function jwt(sub: string, scope: string, extra: Record<string, unknown> = 
     .sign(new TextEncoder().encode(JWT_SECRET));
 }
 
-async function api(method: string, path: string, token: string, body?: unknown): Promise<{ status: number; body: Json }> {
+async function api(
+  method: string,
+  path: string,
+  token: string,
+  body?: unknown,
+): Promise<{ status: number; body: Json }> {
   const res = await worker!.fetch(`http://notify.test${path}`, {
     method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
@@ -92,7 +102,11 @@ async function receiverHits(key: string): Promise<Hit[]> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitUntil<T>(what: string, fn: () => Promise<T | null | false | undefined>, timeoutMs: number): Promise<T> {
+async function waitUntil<T>(
+  what: string,
+  fn: () => Promise<T | null | false | undefined>,
+  timeoutMs: number,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -110,7 +124,10 @@ async function provision() {
   const handle = uniq('e2e');
   const owner = uniq('owner');
   const service = await jwt('svc:control-plane', 'internal:provision', { svc: 'control-plane' });
-  const r = await api('PUT', `/v2/internal/handles/${handle}`, service, { displayName: `E2E ${handle}`, ownerUserId: owner });
+  const r = await api('PUT', `/v2/internal/handles/${handle}`, service, {
+    displayName: `E2E ${handle}`,
+    ownerUserId: owner,
+  });
   expect(r.status, JSON.stringify(r.body)).toBe(201);
   return {
     handle,
@@ -132,22 +149,41 @@ describe('the Worker started from wrangler.toml, end to end', () => {
     const url = `http://127.0.0.1:${receivers!.port}/r/ok/${key}`;
     const wh = await api('POST', `/v2/handles/${handle}/webhooks`, owner, { url });
     expect(wh.status, JSON.stringify(wh.body)).toBe(201);
-    const pub = await api('POST', `/v2/handles/${handle}/events`, publisher, { type: 'order.paid', data: { orderId: 'ord_e2e_1', total: 10 } });
+    const pub = await api('POST', `/v2/handles/${handle}/events`, publisher, {
+      type: 'order.paid',
+      data: { orderId: 'ord_e2e_1', total: 10 },
+    });
     expect(pub.status, JSON.stringify(pub.body)).toBe(202);
     const notificationId = pub.body.notificationId as string;
 
-    const [hit] = await waitUntil('the receiver to get the event', async () => {
-      const h = await receiverHits(key);
-      return h.length && h[0]!.response ? h : null;
-    }, 20_000);
+    const [hit] = await waitUntil(
+      'the receiver to get the event',
+      async () => {
+        const h = await receiverHits(key);
+        return h.length && h[0]!.response ? h : null;
+      },
+      20_000,
+    );
     const payload = new Webhook(wh.body.secret).verify(hit!.body, hit!.headers) as Json;
-    expect(payload).toMatchObject({ id: notificationId, type: 'order.paid', handle, test: false, data: { orderId: 'ord_e2e_1' } });
+    expect(payload).toMatchObject({
+      id: notificationId,
+      type: 'order.paid',
+      handle,
+      test: false,
+      data: { orderId: 'ord_e2e_1' },
+    });
 
-    const notification = await waitUntil('the notification to be delivered', async () => {
-      const r = await api('GET', `/v2/handles/${handle}/notifications/${notificationId}`, owner);
-      return r.body.status === 'delivered' ? r.body : null;
-    }, 15_000);
-    expect(notification.deliveries).toEqual([expect.objectContaining({ status: 'succeeded', attempts: 1, lastHttpStatus: 200 })]);
+    const notification = await waitUntil(
+      'the notification to be delivered',
+      async () => {
+        const r = await api('GET', `/v2/handles/${handle}/notifications/${notificationId}`, owner);
+        return r.body.status === 'delivered' ? r.body : null;
+      },
+      15_000,
+    );
+    expect(notification.deliveries).toEqual([
+      expect.objectContaining({ status: 'succeeded', attempts: 1, lastHttpStatus: 200 }),
+    ]);
     expect(await receiverHits(key)).toHaveLength(1);
   }, 45_000);
 
@@ -157,17 +193,31 @@ describe('the Worker started from wrangler.toml, end to end', () => {
     const url = `http://127.0.0.1:${receivers!.port}/r/fail/${key}`;
     const wh = await api('POST', `/v2/handles/${handle}/webhooks`, owner, { url });
     expect(wh.status).toBe(201);
-    const pub = await api('POST', `/v2/handles/${handle}/events`, publisher, { type: 'order.fulfilled', data: { orderId: 'ord_e2e_2' } });
+    const pub = await api('POST', `/v2/handles/${handle}/events`, publisher, {
+      type: 'order.fulfilled',
+      data: { orderId: 'ord_e2e_2' },
+    });
     expect(pub.status).toBe(202);
     const notificationId = pub.body.notificationId as string;
     const deliveryId = pub.body.recipients[0].deliveryId as string;
 
-    const notification = await waitUntil('the notification to fail', async () => {
-      const r = await api('GET', `/v2/handles/${handle}/notifications/${notificationId}`, owner);
-      return r.body.status === 'failed' ? r.body : null;
-    }, 60_000);
+    const notification = await waitUntil(
+      'the notification to fail',
+      async () => {
+        const r = await api('GET', `/v2/handles/${handle}/notifications/${notificationId}`, owner);
+        return r.body.status === 'failed' ? r.body : null;
+      },
+      60_000,
+    );
     expect(notification.deliveries).toEqual([
-      expect.objectContaining({ deliveryId, status: 'dead', statusReason: 'retries_exhausted', attempts: 8, lastErrorClass: 'http_5xx', lastHttpStatus: 500 }),
+      expect.objectContaining({
+        deliveryId,
+        status: 'dead',
+        statusReason: 'retries_exhausted',
+        attempts: 8,
+        lastErrorClass: 'http_5xx',
+        lastHttpStatus: 500,
+      }),
     ]);
 
     // Exactly 8 requests, all for the same delivery, spaced by the 1 s schedule (plus batching), never a 9th.
@@ -186,7 +236,8 @@ describe('the Worker started from wrangler.toml, end to end', () => {
     const entry = log.body.data[0];
     expect(entry).toMatchObject({ id: deliveryId, status: 'dead', attemptCount: 8 });
     expect(entry.attempts.map((a: Json) => a.attemptNumber)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
-    for (const a of entry.attempts) expect(a).toMatchObject({ outcome: 'failed', errorClass: 'http_5xx', httpStatus: 500 });
+    for (const a of entry.attempts)
+      expect(a).toMatchObject({ outcome: 'failed', errorClass: 'http_5xx', httpStatus: 500 });
 
     const hook = await api('GET', `/v2/handles/${handle}/webhooks/${wh.body.id}`, owner);
     expect(hook.body.health.consecutiveFailures).toBe(8);

@@ -4,9 +4,9 @@
  * OpenAPI 3.1 validator.
  */
 import { Validator } from '@seriousme/openapi-schema-validator';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unstable_readConfig, unstable_startWorker } from 'wrangler';
 import { THROTTLES } from '../../src/lib/throttles.ts';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 type Worker = Awaited<ReturnType<typeof unstable_startWorker>>;
 let worker: Worker;
@@ -37,7 +37,7 @@ describe('the Worker built from wrangler.toml', () => {
     expect(res.status).toBe(200);
     const doc = await res.json();
     const validator = new Validator();
-    const result = await validator.validate(doc as Parameters<Validator["validate"]>[0]);
+    const result = await validator.validate(doc as Parameters<Validator['validate']>[0]);
     expect(result.errors ?? []).toEqual([]);
     expect(result.valid).toBe(true);
     expect(validator.version).toBe('3.1');
@@ -53,14 +53,18 @@ describe('wrangler.toml', () => {
   const config = unstable_readConfig({ config: 'wrangler.toml' });
 
   it('the throttle table the headers quote matches the Rate Limiting bindings that enforce it', () => {
-    const bindings = Object.fromEntries(config.ratelimits.map((r: { name: string; simple: unknown }) => [r.name, r.simple]));
+    const bindings = Object.fromEntries(
+      config.ratelimits.map((r: { name: string; simple: unknown }) => [r.name, r.simple]),
+    );
     for (const t of Object.values(THROTTLES)) {
       expect(bindings[t.binding], t.binding).toEqual({ limit: t.limit, period: t.period });
     }
   });
 
   it('every queue has a consumer with explicit settings; deliveries retry 7 times, then their DLQ', () => {
-    const consumers = Object.fromEntries(config.queues.consumers.map((c: { queue: string; [k: string]: unknown }) => [c.queue, c]));
+    const consumers = Object.fromEntries(
+      config.queues.consumers.map((c: { queue: string; [k: string]: unknown }) => [c.queue, c]),
+    );
     const producers = config.queues.producers.map((p: { queue: string }) => p.queue);
     for (const queue of [...producers, 'notify-deliveries-dlq', 'notify-events-dlq']) {
       const c = consumers[queue];
@@ -69,7 +73,10 @@ describe('wrangler.toml', () => {
       expect(c!.max_batch_timeout, queue).toBeGreaterThan(0);
       expect(c!.max_retries, queue).toBeGreaterThan(0);
     }
-    expect(consumers['notify-deliveries']).toMatchObject({ max_retries: 7, dead_letter_queue: 'notify-deliveries-dlq' });
+    expect(consumers['notify-deliveries']).toMatchObject({
+      max_retries: 7,
+      dead_letter_queue: 'notify-deliveries-dlq',
+    });
     expect(consumers['notify-events']).toMatchObject({ dead_letter_queue: 'notify-events-dlq' });
     expect(config.compatibility_flags).toContain('global_fetch_strictly_public');
     expect(config.triggers.crons).toEqual(['* * * * *']);

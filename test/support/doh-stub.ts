@@ -12,7 +12,7 @@
  * Anything else: NOERROR with no answer. `GET /_queries?name=<fqdn>` lists the queries seen for a name.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { serveOnLoopback, type LoopbackServer } from './http.ts';
+import { type LoopbackServer, serveOnLoopback } from './http.ts';
 
 const A = 1;
 const AAAA = 28;

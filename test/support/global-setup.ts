@@ -6,8 +6,8 @@
 import type { TestProject } from 'vitest/node';
 import { startDohStub } from './doh-stub.ts';
 import { startReceivers } from './receivers.ts';
-import { startSnsFake } from './sns-fake.ts';
 import { startResendFake } from './resend-fake.ts';
+import { startSnsFake } from './sns-fake.ts';
 import { startSnsNotifier } from './sns-notifier.ts';
 
 declare module 'vitest' {

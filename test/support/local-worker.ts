@@ -29,7 +29,12 @@ export interface LocalWorker {
 }
 
 /** Starts the Worker with `vars` and `secrets` overriding wrangler.toml and .dev.vars; `seedSql` runs after migrations. */
-export async function startLocalWorker(opts: { vars: Record<string, string>; secrets: Record<string, string>; seedSql?: string; port?: number }): Promise<LocalWorker> {
+export async function startLocalWorker(opts: {
+  vars: Record<string, string>;
+  secrets: Record<string, string>;
+  seedSql?: string;
+  port?: number;
+}): Promise<LocalWorker> {
   const persistDir = await mkdtemp(join(tmpdir(), 'gharart-notify-worker-'));
   const previousLogLevel = process.env.WRANGLER_LOG;
   // One "[wrangler:info] GET …" line per request and queue batch would bury the test output; warnings still print.
@@ -40,16 +45,28 @@ export async function startLocalWorker(opts: { vars: Record<string, string>; sec
     else process.env.WRANGLER_LOG = previousLogLevel;
   };
   try {
-    await runWrangler('apply the D1 migrations', ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir], { timeoutMs: 60_000 });
+    await runWrangler(
+      'apply the D1 migrations',
+      ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir],
+      { timeoutMs: 60_000 },
+    );
     if (opts.seedSql) {
-      await runWrangler('seed the local D1', ['d1', 'execute', 'DB', '--local', '--persist-to', persistDir, '--command', opts.seedSql], { timeoutMs: 60_000 });
+      await runWrangler(
+        'seed the local D1',
+        ['d1', 'execute', 'DB', '--local', '--persist-to', persistDir, '--command', opts.seedSql],
+        { timeoutMs: 60_000 },
+      );
     }
     const port = opts.port ?? (await freePort());
     const worker = await unstable_startWorker({
       config: join(ROOT, 'wrangler.toml'),
       bindings: {
-        ...Object.fromEntries(Object.entries(opts.vars).map(([k, v]) => [k, { type: 'plain_text' as const, value: v }])),
-        ...Object.fromEntries(Object.entries(opts.secrets).map(([k, v]) => [k, { type: 'secret_text' as const, value: v }])),
+        ...Object.fromEntries(
+          Object.entries(opts.vars).map(([k, v]) => [k, { type: 'plain_text' as const, value: v }]),
+        ),
+        ...Object.fromEntries(
+          Object.entries(opts.secrets).map(([k, v]) => [k, { type: 'secret_text' as const, value: v }]),
+        ),
       },
       dev: { server: { hostname: '127.0.0.1', port }, inspector: false, persist: persistDir, watch: false },
     });

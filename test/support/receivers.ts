@@ -64,9 +64,23 @@ export async function startReceivers(): Promise<Receivers> {
     });
   }
 
-  function answer(res: ServerResponse, hit: Hit | null, status: number, body: string, headers: Record<string, string> = {}) {
+  function answer(
+    res: ServerResponse,
+    hit: Hit | null,
+    status: number,
+    body: string,
+    headers: Record<string, string> = {},
+  ) {
     const all: Record<string, string> = { 'content-type': 'application/json', ...headers };
-    if (hit) hit.response = { status, headers: all, body, bytesSent: Buffer.byteLength(body), answeredAt: Date.now(), aborted: false };
+    if (hit)
+      hit.response = {
+        status,
+        headers: all,
+        body,
+        bytesSent: Buffer.byteLength(body),
+        answeredAt: Date.now(),
+        aborted: false,
+      };
     if (res.destroyed) {
       if (hit?.response) hit.response.aborted = true;
       return;
@@ -86,11 +100,19 @@ export async function startReceivers(): Promise<Receivers> {
     res.end(body);
   }
 
-  const json = (res: ServerResponse, status: number, value: unknown) => answer(res, null, status, JSON.stringify(value));
+  const json = (res: ServerResponse, status: number, value: unknown) =>
+    answer(res, null, status, JSON.stringify(value));
 
   async function streamHuge(res: ServerResponse, hit: Hit) {
     const headers = { 'content-type': 'application/octet-stream' };
-    const response: HitResponse = { status: 200, headers, body: null, bytesSent: 0, answeredAt: Date.now(), aborted: false };
+    const response: HitResponse = {
+      status: 200,
+      headers,
+      body: null,
+      bytesSent: 0,
+      answeredAt: Date.now(),
+      aborted: false,
+    };
     hit.response = response;
     res.writeHead(200, { ...headers, 'content-length': String(HUGE_BYTES) });
     const chunk = Buffer.alloc(HUGE_CHUNK, 0x61); // 'a'
@@ -122,7 +144,14 @@ export async function startReceivers(): Promise<Receivers> {
     res.end();
   }
 
-  async function handleScenario(req: IncomingMessage, res: ServerResponse, url: URL, scenario: string, key: string, hit: Hit) {
+  async function handleScenario(
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: URL,
+    scenario: string,
+    key: string,
+    hit: Hit,
+  ) {
     const q = url.searchParams;
     const webhookId = hit.headers['webhook-id'] ?? '';
     const firstForId = () => {
@@ -176,7 +205,13 @@ export async function startReceivers(): Promise<Receivers> {
         if (mode.delayMs && !(await sleep(mode.delayMs, res))) return abandoned(hit, mode.status);
         const headers: Record<string, string> = {};
         if (mode.retryAfter !== undefined) headers['retry-after'] = String(mode.retryAfter);
-        return answer(res, hit, mode.status, mode.body ?? JSON.stringify({ ok: mode.status < 400, status: mode.status }), headers);
+        return answer(
+          res,
+          hit,
+          mode.status,
+          mode.body ?? JSON.stringify({ ok: mode.status < 400, status: mode.status }),
+          headers,
+        );
       }
       default:
         return answer(res, hit, 404, JSON.stringify({ error: `unknown scenario ${scenario}` }));
@@ -258,7 +293,6 @@ export async function startReceivers(): Promise<Receivers> {
   return { port, close: served.close };
 }
 
-
 function intParam(q: URLSearchParams, name: string, fallback: number): number {
   const raw = q.get(name);
   if (raw === null || raw.trim() === '') return fallback;
@@ -284,10 +318,12 @@ function parseMode(text: string): ReceiverMode | string {
   }
   if (!v || typeof v !== 'object' || Array.isArray(v)) return 'mode must be an object';
   const m = v as Record<string, unknown>;
-  const isInt = (x: unknown, lo: number, hi: number) => Number.isInteger(x) && (x as number) >= lo && (x as number) <= hi;
+  const isInt = (x: unknown, lo: number, hi: number) =>
+    Number.isInteger(x) && (x as number) >= lo && (x as number) <= hi;
   if (!isInt(m.status, 200, 599)) return 'status must be an integer in 200..599';
   if (m.delayMs !== undefined && !isInt(m.delayMs, 0, 600_000)) return 'delayMs must be an integer in 0..600000';
-  if (m.retryAfter !== undefined && !isInt(m.retryAfter, 0, 10_000_000)) return 'retryAfter must be a non-negative integer';
+  if (m.retryAfter !== undefined && !isInt(m.retryAfter, 0, 10_000_000))
+    return 'retryAfter must be a non-negative integer';
   if (m.body !== undefined && typeof m.body !== 'string') return 'body must be a string';
   const mode: ReceiverMode = { status: m.status as number };
   if (m.delayMs !== undefined) mode.delayMs = m.delayMs as number;

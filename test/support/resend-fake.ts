@@ -89,29 +89,52 @@ export async function startResendFake(): Promise<ResendFake> {
   }
 
   function validate(json: unknown, to: string[]): Answer | null {
-    if (!json || typeof json !== 'object' || Array.isArray(json)) return error(422, 'validation_error', 'The request body must be a JSON object.');
+    if (!json || typeof json !== 'object' || Array.isArray(json))
+      return error(422, 'validation_error', 'The request body must be a JSON object.');
     const b = json as Record<string, unknown>;
     const missing = ['from', 'to', 'subject'].filter((k) => b[k] === undefined || b[k] === null || b[k] === '');
     if (missing.length || (b.html === undefined && b.text === undefined)) {
-      return error(422, 'missing_required_field', `The request body is missing one or more required fields: ${[...missing, ...(b.html === undefined && b.text === undefined ? ['html or text'] : [])].join(', ')}.`);
+      return error(
+        422,
+        'missing_required_field',
+        `The request body is missing one or more required fields: ${[...missing, ...(b.html === undefined && b.text === undefined ? ['html or text'] : [])].join(', ')}.`,
+      );
     }
     const fromMatch = typeof b.from === 'string' ? FROM.exec(b.from.trim()) : null;
     const fromAddress = fromMatch ? (fromMatch[1] ?? fromMatch[2] ?? '').trim() : '';
     if (!ADDRESS.test(fromAddress)) {
-      return error(422, 'invalid_from_address', 'Invalid `from` field. The email address needs to follow the `email@example.com` or `Name <email@example.com>` format.');
+      return error(
+        422,
+        'invalid_from_address',
+        'Invalid `from` field. The email address needs to follow the `email@example.com` or `Name <email@example.com>` format.',
+      );
     }
-    if (!(typeof b.to === 'string' || (Array.isArray(b.to) && b.to.every((t) => typeof t === 'string'))) || to.length === 0 || to.length > 50) {
-      return error(422, 'validation_error', 'Invalid `to` field. It must be an address or a list of 1 to 50 addresses.');
+    if (
+      !(typeof b.to === 'string' || (Array.isArray(b.to) && b.to.every((t) => typeof t === 'string'))) ||
+      to.length === 0 ||
+      to.length > 50
+    ) {
+      return error(
+        422,
+        'validation_error',
+        'Invalid `to` field. It must be an address or a list of 1 to 50 addresses.',
+      );
     }
     if (to.some((t) => !ADDRESS.test(t) || t.toLowerCase().includes('invalid'))) {
-      return error(422, 'validation_error', 'Invalid `to` field. The email address needs to follow the `email@example.com` or `Name <email@example.com>` format.');
+      return error(
+        422,
+        'validation_error',
+        'Invalid `to` field. The email address needs to follow the `email@example.com` or `Name <email@example.com>` format.',
+      );
     }
     if (typeof b.subject !== 'string') return error(422, 'validation_error', 'The `subject` field must be a string.');
     for (const k of ['html', 'text'] as const) {
-      if (b[k] !== undefined && typeof b[k] !== 'string') return error(422, 'validation_error', `The \`${k}\` field must be a string.`);
+      if (b[k] !== undefined && typeof b[k] !== 'string')
+        return error(422, 'validation_error', `The \`${k}\` field must be a string.`);
     }
     if (b.headers !== undefined) {
-      if (!b.headers || typeof b.headers !== 'object' || Array.isArray(b.headers)) return error(422, 'validation_error', 'The `headers` field must be an object.');
+      if (!b.headers || typeof b.headers !== 'object' || Array.isArray(b.headers))
+        return error(422, 'validation_error', 'The `headers` field must be an object.');
       for (const [name, value] of Object.entries(b.headers as Record<string, unknown>)) {
         if (typeof value !== 'string' || /[\r\n]/.test(value) || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) {
           return error(422, 'validation_error', `Invalid header ${JSON.stringify(name)}.`);
@@ -122,19 +145,38 @@ export async function startResendFake(): Promise<ResendFake> {
       if (!Array.isArray(b.tags)) return error(422, 'validation_error', 'The `tags` field must be an array.');
       for (const tag of b.tags as unknown[]) {
         const t = tag as { name?: unknown; value?: unknown } | null;
-        if (!t || typeof t.name !== 'string' || typeof t.value !== 'string' || !TAG.test(t.name) || !TAG.test(t.value)) {
-          return error(422, 'validation_error', 'Tags should only contain ASCII letters, numbers, underscores, or dashes.');
+        if (
+          !t ||
+          typeof t.name !== 'string' ||
+          typeof t.value !== 'string' ||
+          !TAG.test(t.name) ||
+          !TAG.test(t.value)
+        ) {
+          return error(
+            422,
+            'validation_error',
+            'Tags should only contain ASCII letters, numbers, underscores, or dashes.',
+          );
         }
       }
     }
     return null;
   }
 
-  async function sendEmail(req: IncomingMessage, body: string, json: unknown, to: string[]): Promise<Answer & { sent?: boolean; replayed?: boolean }> {
+  async function sendEmail(
+    req: IncomingMessage,
+    body: string,
+    json: unknown,
+    to: string[],
+  ): Promise<Answer & { sent?: boolean; replayed?: boolean }> {
     const auth = req.headers.authorization ?? '';
     const bearer = /^Bearer\s+(\S+)$/i.exec(auth)?.[1];
     if (!bearer) {
-      return error(401, 'missing_api_key', 'Missing API key in the authorization header. Include the following header in the request: Authorization: Bearer YOUR_API_KEY');
+      return error(
+        401,
+        'missing_api_key',
+        'Missing API key in the authorization header. Include the following header in the request: Authorization: Bearer YOUR_API_KEY',
+      );
     }
     if (!bearer.startsWith(RESEND_FAKE_KEY_PREFIX)) return error(403, 'invalid_api_key', 'API key is invalid');
     const idemKey = typeof req.headers['idempotency-key'] === 'string' ? req.headers['idempotency-key'] : undefined;
@@ -147,7 +189,11 @@ export async function startResendFake(): Promise<ResendFake> {
     if (idemKey !== undefined) {
       const seen = idempotent.get(idemKey);
       if (seen && seen.body !== body) {
-        return error(409, 'invalid_idempotent_request', 'Same idempotency key used with a different request payload. Change your idempotency key or payload.');
+        return error(
+          409,
+          'invalid_idempotent_request',
+          'Same idempotency key used with a different request payload. Change your idempotency key or payload.',
+        );
       }
       if (seen) return { status: 200, body: { id: seen.id }, replayed: true };
     }
@@ -182,7 +228,11 @@ export async function startResendFake(): Promise<ResendFake> {
   function reply(res: ServerResponse, answer: Answer) {
     if (res.destroyed) return;
     const text = JSON.stringify(answer.body);
-    res.writeHead(answer.status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...answer.headers });
+    res.writeHead(answer.status, {
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(text)),
+      ...answer.headers,
+    });
     res.end(text);
   }
 
@@ -195,7 +245,10 @@ export async function startResendFake(): Promise<ResendFake> {
     if (url.pathname === '/_sent') {
       if (req.method === 'GET') {
         const to = url.searchParams.get('to')?.toLowerCase();
-        return reply(res, { status: 200, body: to ? records.filter((r) => r.to.some((t) => t.toLowerCase() === to)) : records });
+        return reply(res, {
+          status: 200,
+          body: to ? records.filter((r) => r.to.some((t) => t.toLowerCase() === to)) : records,
+        });
       }
       if (req.method === 'DELETE') {
         records.length = 0;
@@ -212,7 +265,12 @@ export async function startResendFake(): Promise<ResendFake> {
         json = null;
       }
       const rawTo = json && typeof json === 'object' ? (json as { to?: unknown }).to : undefined;
-      const to = typeof rawTo === 'string' ? [rawTo] : Array.isArray(rawTo) ? rawTo.filter((t): t is string => typeof t === 'string') : [];
+      const to =
+        typeof rawTo === 'string'
+          ? [rawTo]
+          : Array.isArray(rawTo)
+            ? rawTo.filter((t): t is string => typeof t === 'string')
+            : [];
       const record: ResendSent = {
         seq: ++seq,
         method: req.method,
@@ -238,7 +296,8 @@ export async function startResendFake(): Promise<ResendFake> {
       record.response = { status: answer.status, body: answer.body, headers: answer.headers ?? {} };
       return reply(res, answer);
     }
-    if (url.pathname === '/emails') return reply(res, error(405, 'method_not_allowed', 'Method is not allowed for the requested path.'));
+    if (url.pathname === '/emails')
+      return reply(res, error(405, 'method_not_allowed', 'Method is not allowed for the requested path.'));
     return reply(res, error(404, 'not_found', 'The requested endpoint does not exist.'));
   }
 
@@ -246,7 +305,8 @@ export async function startResendFake(): Promise<ResendFake> {
     'resend fake',
     (req, res) => {
       handle(req, res).catch((err: unknown) => {
-        if (!res.headersSent && !res.destroyed) reply(res, error(500, 'internal_server_error', `fake crashed: ${String(err)}`));
+        if (!res.headersSent && !res.destroyed)
+          reply(res, error(500, 'internal_server_error', `fake crashed: ${String(err)}`));
         else res.destroy();
       });
     },
@@ -259,4 +319,3 @@ export async function startResendFake(): Promise<ResendFake> {
   );
   return { port: served.port, close: served.close };
 }
-

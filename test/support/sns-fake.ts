@@ -160,7 +160,8 @@ function errorXml(fault: SnsFault, requestId: string): string {
 // SigV4 verification
 // ---------------------------------------------------------------------------------------------------------------
 
-const AUTH = /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\/(\d{8})\/([^/,\s]+)\/([^/,\s]+)\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$/;
+const AUTH =
+  /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\/(\d{8})\/([^/,\s]+)\/([^/,\s]+)\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$/;
 
 /** RFC 3986 escaping of what encodeURIComponent leaves alone (`!'()*`). */
 function escapeReserved(s: string): string {
@@ -179,13 +180,29 @@ function verifySigV4(req: IncomingMessage, body: Buffer): string {
   }
   const amzDate = req.headers['x-amz-date'];
   if (typeof amzDate !== 'string' || !/^\d{8}T\d{6}Z$/.test(amzDate)) {
-    throw new SnsFault(400, 'IncompleteSignature', "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.");
+    throw new SnsFault(
+      400,
+      'IncompleteSignature',
+      "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
+    );
   }
   const m = AUTH.exec(authorization);
   if (!m) {
-    throw new SnsFault(400, 'IncompleteSignature', `Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' parameters. Authorization=${authorization.slice(0, 40)}`);
+    throw new SnsFault(
+      400,
+      'IncompleteSignature',
+      `Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' parameters. Authorization=${authorization.slice(0, 40)}`,
+    );
   }
-  const [, accessKeyId, scopeDate, region, service, signedHeaders, signature] = m as unknown as [string, string, string, string, string, string, string];
+  const [, accessKeyId, scopeDate, region, service, signedHeaders, signature] = m as unknown as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
   if (accessKeyId !== SNS_FAKE_CREDENTIALS.accessKeyId) {
     throw new SnsFault(403, 'InvalidClientTokenId', 'The security token included in the request is invalid.');
   }
@@ -193,18 +210,36 @@ function verifySigV4(req: IncomingMessage, body: Buffer): string {
     throw new SnsFault(403, 'SignatureDoesNotMatch', `Credential should be scoped to correct service: 'sns'. `);
   }
   if (!/^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$/.test(region)) {
-    throw new SnsFault(403, 'SignatureDoesNotMatch', `Credential should be scoped to a valid region, not '${region}'. `);
+    throw new SnsFault(
+      403,
+      'SignatureDoesNotMatch',
+      `Credential should be scoped to a valid region, not '${region}'. `,
+    );
   }
   if (scopeDate !== amzDate.slice(0, 8)) {
-    throw new SnsFault(403, 'SignatureDoesNotMatch', `Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '${scopeDate}' != '${amzDate.slice(0, 8)}'`);
+    throw new SnsFault(
+      403,
+      'SignatureDoesNotMatch',
+      `Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '${scopeDate}' != '${amzDate.slice(0, 8)}'`,
+    );
   }
-  const when = Date.parse(`${amzDate.slice(0, 4)}-${amzDate.slice(4, 6)}-${amzDate.slice(6, 8)}T${amzDate.slice(9, 11)}:${amzDate.slice(11, 13)}:${amzDate.slice(13, 15)}Z`);
+  const when = Date.parse(
+    `${amzDate.slice(0, 4)}-${amzDate.slice(4, 6)}-${amzDate.slice(6, 8)}T${amzDate.slice(9, 11)}:${amzDate.slice(11, 13)}:${amzDate.slice(13, 15)}Z`,
+  );
   if (!Number.isFinite(when) || Math.abs(Date.now() - when) > MAX_SKEW_MS) {
-    throw new SnsFault(403, 'SignatureDoesNotMatch', `Signature expired: ${amzDate} is now earlier or later than the allowed 15 minutes.`);
+    throw new SnsFault(
+      403,
+      'SignatureDoesNotMatch',
+      `Signature expired: ${amzDate} is now earlier or later than the allowed 15 minutes.`,
+    );
   }
   const names = signedHeaders.split(';');
   if (!names.includes('host') || !names.includes('x-amz-date')) {
-    throw new SnsFault(403, 'SignatureDoesNotMatch', 'The request signature must cover the host and x-amz-date headers.');
+    throw new SnsFault(
+      403,
+      'SignatureDoesNotMatch',
+      'The request signature must cover the host and x-amz-date headers.',
+    );
   }
 
   const url = new URL(req.url ?? '/', 'http://fake');
@@ -223,9 +258,21 @@ function verifySigV4(req: IncomingMessage, body: Buffer): string {
     })
     .join('');
   const payloadHash = createHash('sha256').update(body).digest('hex');
-  const canonicalRequest = [req.method ?? 'POST', canonicalUri, canonicalQuery, canonicalHeaders, signedHeaders, payloadHash].join('\n');
+  const canonicalRequest = [
+    req.method ?? 'POST',
+    canonicalUri,
+    canonicalQuery,
+    canonicalHeaders,
+    signedHeaders,
+    payloadHash,
+  ].join('\n');
   const scope = `${scopeDate}/${region}/${service}/aws4_request`;
-  const stringToSign = ['AWS4-HMAC-SHA256', amzDate, scope, createHash('sha256').update(canonicalRequest).digest('hex')].join('\n');
+  const stringToSign = [
+    'AWS4-HMAC-SHA256',
+    amzDate,
+    scope,
+    createHash('sha256').update(canonicalRequest).digest('hex'),
+  ].join('\n');
   let key: Buffer = createHmac('sha256', `AWS4${SNS_FAKE_CREDENTIALS.secretAccessKey}`).update(scopeDate).digest();
   for (const part of [region, service, 'aws4_request']) key = createHmac('sha256', key).update(part).digest();
   const expected = createHmac('sha256', key).update(stringToSign).digest('hex');
@@ -244,7 +291,15 @@ function verifySigV4(req: IncomingMessage, body: Buffer): string {
 // Filter policies (SNS semantics on String message attributes)
 // ---------------------------------------------------------------------------------------------------------------
 
-const KNOWN_OPERATORS = new Set(['prefix', 'suffix', 'anything-but', 'exists', 'numeric', 'equals-ignore-case', 'cidr']);
+const KNOWN_OPERATORS = new Set([
+  'prefix',
+  'suffix',
+  'anything-but',
+  'exists',
+  'numeric',
+  'equals-ignore-case',
+  'cidr',
+]);
 
 function invalidPolicy(reason: string): SnsFault {
   return new SnsFault(400, 'InvalidParameter', `Invalid parameter: FilterPolicy: ${reason}`);
@@ -258,31 +313,36 @@ function validateFilterPolicy(text: string): Record<string, unknown[]> {
   } catch {
     throw invalidPolicy('Filter policy is not valid JSON');
   }
-  if (typeof policy !== 'object' || policy === null || Array.isArray(policy)) throw invalidPolicy('Filter policy must be a JSON object');
+  if (typeof policy !== 'object' || policy === null || Array.isArray(policy))
+    throw invalidPolicy('Filter policy must be a JSON object');
   const keys = Object.keys(policy);
   if (keys.length === 0) throw invalidPolicy('Filter policy can not be empty');
   if (keys.length > 5) throw invalidPolicy('Filter policy can not have more than 5 keys');
   let combinations = 1;
   for (const key of keys) {
     const values = (policy as Record<string, unknown>)[key];
-    if (!Array.isArray(values)) throw invalidPolicy(`Match value must be String, number, true, false, or null\n at [Source: (String)"${key}"]`);
+    if (!Array.isArray(values))
+      throw invalidPolicy(`Match value must be String, number, true, false, or null\n at [Source: (String)"${key}"]`);
     if (values.length === 0) throw invalidPolicy(`Empty arrays are not allowed\n at [Source: (String)"${key}"]`);
     combinations *= values.length;
     for (const v of values) {
       if (v === null || typeof v !== 'object') continue;
       if (Array.isArray(v)) throw invalidPolicy('Match value must be String, number, true, false, or null');
       const ops = Object.keys(v);
-      if (ops.length !== 1 || !KNOWN_OPERATORS.has(ops[0]!)) throw invalidPolicy(`Unrecognized match type ${ops.join(',')}`);
+      if (ops.length !== 1 || !KNOWN_OPERATORS.has(ops[0]!))
+        throw invalidPolicy(`Unrecognized match type ${ops.join(',')}`);
       const operand = (v as Record<string, unknown>)[ops[0]!];
       if (ops[0] === 'anything-but' && typeof operand === 'object' && operand !== null && !Array.isArray(operand)) {
         const inner = Object.keys(operand);
         // Only a prefix is accepted inside anything-but on SNS.
-        if (inner.length !== 1 || inner[0] !== 'prefix') throw invalidPolicy(`Unsupported anything-but pattern: ${inner.join(',')}`);
+        if (inner.length !== 1 || inner[0] !== 'prefix')
+          throw invalidPolicy(`Unsupported anything-but pattern: ${inner.join(',')}`);
       }
       if ((ops[0] === 'prefix' || ops[0] === 'suffix') && (typeof operand !== 'string' || operand === '')) {
         throw invalidPolicy(`${ops[0]} match pattern must be a non-empty string`);
       }
-      if (ops[0] === 'exists' && typeof operand !== 'boolean') throw invalidPolicy('exists match pattern must be either true or false.');
+      if (ops[0] === 'exists' && typeof operand !== 'boolean')
+        throw invalidPolicy('exists match pattern must be either true or false.');
     }
   }
   if (combinations > 150) throw invalidPolicy('Filter policy is too complex');
@@ -333,10 +393,23 @@ function policyMatches(policy: Record<string, unknown[]>, attributes: Record<str
 
 const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 const TOPIC_NAME = /^[A-Za-z0-9_-]{1,256}$/;
-const SUBSCRIPTION_ATTRIBUTES = new Set(['FilterPolicy', 'FilterPolicyScope', 'RawMessageDelivery', 'DeliveryPolicy', 'RedrivePolicy', 'SubscriptionRoleArn', 'ReplayPolicy']);
+const SUBSCRIPTION_ATTRIBUTES = new Set([
+  'FilterPolicy',
+  'FilterPolicyScope',
+  'RawMessageDelivery',
+  'DeliveryPolicy',
+  'RedrivePolicy',
+  'SubscriptionRoleArn',
+  'ReplayPolicy',
+]);
 
 /** `Prefix.entry.N.<k>` / `.<v>` pairs of a Query API map. */
-function entries(params: Record<string, string>, prefix: string, k: string, v: string): Array<[string, string | undefined]> {
+function entries(
+  params: Record<string, string>,
+  prefix: string,
+  k: string,
+  v: string,
+): Array<[string, string | undefined]> {
   const out: Array<[string, string | undefined]> = [];
   for (let n = 1; params[`${prefix}.entry.${n}.${k}`] !== undefined; n++) {
     out.push([params[`${prefix}.entry.${n}.${k}`]!, params[`${prefix}.entry.${n}.${v}`]]);
@@ -374,28 +447,44 @@ export async function startSnsFake(): Promise<SnsFake> {
         const protocol = required(params, 'Protocol');
         const endpoint = params.Endpoint ?? '';
         if (!topics.has(topicArn)) throw new SnsFault(404, 'NotFound', 'Topic does not exist');
-        if (protocol !== 'email' && protocol !== 'email-json') throw new SnsFault(400, 'InvalidParameter', 'Invalid parameter: Protocol');
+        if (protocol !== 'email' && protocol !== 'email-json')
+          throw new SnsFault(400, 'InvalidParameter', 'Invalid parameter: Protocol');
         if (!EMAIL.test(endpoint)) throw new SnsFault(400, 'InvalidParameter', 'Invalid parameter: Email address');
         let filterPolicy: string | null = null;
         let filterPolicyScope: string | null = null;
         for (const [key, value] of entries(params, 'Attributes', 'key', 'value')) {
-          if (!SUBSCRIPTION_ATTRIBUTES.has(key)) throw new SnsFault(400, 'InvalidParameter', `Invalid parameter: Attributes Reason: Unknown attribute ${key}`);
+          if (!SUBSCRIPTION_ATTRIBUTES.has(key))
+            throw new SnsFault(
+              400,
+              'InvalidParameter',
+              `Invalid parameter: Attributes Reason: Unknown attribute ${key}`,
+            );
           if (key === 'FilterPolicy') {
             validateFilterPolicy(value ?? '');
             filterPolicy = value ?? null;
           } else if (key === 'FilterPolicyScope') {
             if (value !== 'MessageAttributes' && value !== 'MessageBody') {
-              throw new SnsFault(400, 'InvalidParameter', 'Invalid parameter: Attributes Reason: FilterPolicyScope: Invalid value');
+              throw new SnsFault(
+                400,
+                'InvalidParameter',
+                'Invalid parameter: Attributes Reason: FilterPolicyScope: Invalid value',
+              );
             }
             filterPolicyScope = value;
           }
         }
         if (filterPolicy !== null && filterPolicyScope === null) filterPolicyScope = 'MessageAttributes';
-        const existing = [...subscriptions.values()].find((s) => s.topicArn === topicArn && s.protocol === protocol && s.endpoint === endpoint);
+        const existing = [...subscriptions.values()].find(
+          (s) => s.topicArn === topicArn && s.protocol === protocol && s.endpoint === endpoint,
+        );
         let sub: FakeSubscription;
         if (existing) {
           if (existing.filterPolicy !== filterPolicy || existing.filterPolicyScope !== filterPolicyScope) {
-            throw new SnsFault(400, 'InvalidParameter', 'Invalid parameter: Attributes Reason: Subscription already exists with different attributes');
+            throw new SnsFault(
+              400,
+              'InvalidParameter',
+              'Invalid parameter: Attributes Reason: Subscription already exists with different attributes',
+            );
           }
           sub = existing;
         } else {
@@ -411,7 +500,8 @@ export async function startSnsFake(): Promise<SnsFake> {
           };
           subscriptions.set(sub.arn, sub);
         }
-        const shown = sub.pendingConfirmation && params.ReturnSubscriptionArn !== 'true' ? 'pending confirmation' : sub.arn;
+        const shown =
+          sub.pendingConfirmation && params.ReturnSubscriptionArn !== 'true' ? 'pending confirmation' : sub.arn;
         return success(action, `\n    <SubscriptionArn>${xmlEscape(shown)}</SubscriptionArn>\n  `, requestId);
       }
       case 'GetSubscriptionAttributes': {
@@ -431,7 +521,10 @@ export async function startSnsFake(): Promise<SnsFake> {
         if (sub.filterPolicy !== null) attrs.push(['FilterPolicy', sub.filterPolicy]);
         if (sub.filterPolicyScope !== null) attrs.push(['FilterPolicyScope', sub.filterPolicyScope]);
         const body = attrs
-          .map(([k, v]) => `\n      <entry>\n        <key>${xmlEscape(k)}</key>\n        <value>${xmlEscape(v)}</value>\n      </entry>`)
+          .map(
+            ([k, v]) =>
+              `\n      <entry>\n        <key>${xmlEscape(k)}</key>\n        <value>${xmlEscape(v)}</value>\n      </entry>`,
+          )
           .join('');
         return success(action, `\n    <Attributes>${body}\n    </Attributes>\n  `, requestId);
       }
@@ -442,12 +535,24 @@ export async function startSnsFake(): Promise<SnsFake> {
       }
       case 'Publish': {
         const topicArn = params.TopicArn ?? params.TargetArn;
-        if (!topicArn) throw new SnsFault(400, 'InvalidParameter', 'Invalid parameter: TopicArn or TargetArn Reason: no value for required parameter');
+        if (!topicArn)
+          throw new SnsFault(
+            400,
+            'InvalidParameter',
+            'Invalid parameter: TopicArn or TargetArn Reason: no value for required parameter',
+          );
         if (!topics.has(topicArn)) throw new SnsFault(404, 'NotFound', 'Topic does not exist');
         const message = params.Message;
-        if (message === undefined || message === '') throw new SnsFault(400, 'InvalidParameter', 'Invalid parameter: Empty message');
+        if (message === undefined || message === '')
+          throw new SnsFault(400, 'InvalidParameter', 'Invalid parameter: Empty message');
         const subject = params.Subject ?? null;
-        if (subject !== null && (subject === '' || subject.length >= 100 || !/^[\x21-\x7e][\x20-\x7e]*$/.test(subject) || !/^[A-Za-z0-9\p{P}]/u.test(subject))) {
+        if (
+          subject !== null &&
+          (subject === '' ||
+            subject.length >= 100 ||
+            !/^[\x21-\x7e][\x20-\x7e]*$/.test(subject) ||
+            !/^[A-Za-z0-9\p{P}]/u.test(subject))
+        ) {
           throw new SnsFault(400, 'InvalidParameter', 'Invalid parameter: Subject');
         }
         const attributes: Record<string, FakeMessageAttribute> = {};
@@ -457,27 +562,57 @@ export async function startSnsFake(): Promise<SnsFake> {
           const dataType = params[`MessageAttributes.entry.${n}.Value.DataType`];
           const stringValue = params[`MessageAttributes.entry.${n}.Value.StringValue`];
           if (!/^[A-Za-z0-9_.-]{1,256}$/.test(name) || /^(?:aws\.|amazon\.)/i.test(name)) {
-            throw new SnsFault(400, 'InvalidParameter', `Invalid parameter: MessageAttributes Reason: invalid name ${name}`);
+            throw new SnsFault(
+              400,
+              'InvalidParameter',
+              `Invalid parameter: MessageAttributes Reason: invalid name ${name}`,
+            );
           }
           if (!dataType || !/^(?:String|Number|Binary|String\.Array)(?:\..+)?$/.test(dataType)) {
-            throw new SnsFault(400, 'InvalidParameter', `Invalid parameter: MessageAttributes Reason: The message attribute '${name}' has an invalid message attribute type, the set of supported type prefixes is Binary, Number, and String.`);
+            throw new SnsFault(
+              400,
+              'InvalidParameter',
+              `Invalid parameter: MessageAttributes Reason: The message attribute '${name}' has an invalid message attribute type, the set of supported type prefixes is Binary, Number, and String.`,
+            );
           }
           if (stringValue === undefined || stringValue === '') {
-            throw new SnsFault(400, 'InvalidParameter', `Invalid parameter: MessageAttributes Reason: The message attribute '${name}' must contain non-empty message attribute value for message attribute type '${dataType}'.`);
+            throw new SnsFault(
+              400,
+              'InvalidParameter',
+              `Invalid parameter: MessageAttributes Reason: The message attribute '${name}' must contain non-empty message attribute value for message attribute type '${dataType}'.`,
+            );
           }
           attributes[name] = { dataType, stringValue };
           attributeBytes += Buffer.byteLength(name) + Buffer.byteLength(dataType) + Buffer.byteLength(stringValue);
         }
-        if (Object.keys(attributes).length > 10) throw new SnsFault(400, 'InvalidParameter', 'Invalid parameter: MessageAttributes Reason: Number of message attributes [11] exceeds the allowed maximum [10].');
+        if (Object.keys(attributes).length > 10)
+          throw new SnsFault(
+            400,
+            'InvalidParameter',
+            'Invalid parameter: MessageAttributes Reason: Number of message attributes [11] exceeds the allowed maximum [10].',
+          );
         if (Buffer.byteLength(message) + attributeBytes > 262_144) {
           throw new SnsFault(400, 'InvalidParameter', 'Invalid parameter: Message too long');
         }
         const deliveredTo = [...subscriptions.values()]
           .filter((s) => s.topicArn === topicArn && !s.pendingConfirmation)
-          .filter((s) => s.filterPolicy === null || s.filterPolicyScope !== 'MessageAttributes' || policyMatches(JSON.parse(s.filterPolicy) as Record<string, unknown[]>, attributes))
+          .filter(
+            (s) =>
+              s.filterPolicy === null ||
+              s.filterPolicyScope !== 'MessageAttributes' ||
+              policyMatches(JSON.parse(s.filterPolicy) as Record<string, unknown[]>, attributes),
+          )
           .map((s) => s.arn);
         const messageId = randomUUID();
-        messages.push({ messageId, topicArn, subject, message, attributes, deliveredTo, publishedAt: new Date().toISOString() });
+        messages.push({
+          messageId,
+          topicArn,
+          subject,
+          message,
+          attributes,
+          deliveredTo,
+          publishedAt: new Date().toISOString(),
+        });
         return success(action, `\n    <MessageId>${messageId}</MessageId>\n  `, requestId);
       }
       default:
@@ -551,7 +686,8 @@ export async function startSnsFake(): Promise<SnsFake> {
 
       const requestId = randomUUID();
       const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+      for (const [k, v] of Object.entries(req.headers))
+        if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
       const record: FakeRequest = {
         seq: ++seq,
         method: req.method ?? '',
@@ -570,7 +706,12 @@ export async function startSnsFake(): Promise<SnsFake> {
         const body = await readBody(req);
         record.params = Object.fromEntries(new URLSearchParams(body.toString('utf8')));
         record.action = record.params.Action ?? null;
-        if (req.method !== 'POST') throw new SnsFault(400, 'InvalidAction', `${req.method} is not supported by this fake; SNS's Query API is POSTed.`);
+        if (req.method !== 'POST')
+          throw new SnsFault(
+            400,
+            'InvalidAction',
+            `${req.method} is not supported by this fake; SNS's Query API is POSTed.`,
+          );
         const region = verifySigV4(req, body);
         if (throttleRemaining > 0) {
           throttleRemaining--;
@@ -578,11 +719,18 @@ export async function startSnsFake(): Promise<SnsFake> {
         }
         if (!record.action) throw new SnsFault(400, 'MissingAction', 'Missing Action');
         if (record.params.Version !== '2010-03-31') {
-          throw new SnsFault(400, 'InvalidParameterValue', `Version ${record.params.Version ?? '(none)'} is not supported; use 2010-03-31.`);
+          throw new SnsFault(
+            400,
+            'InvalidParameterValue',
+            `Version ${record.params.Version ?? '(none)'} is not supported; use 2010-03-31.`,
+          );
         }
         xml = handleAction(record.action, record.params, region, requestId);
       } catch (err) {
-        const fault = err instanceof SnsFault ? err : new SnsFault(500, 'InternalError', err instanceof Error ? err.message : String(err), 'Receiver');
+        const fault =
+          err instanceof SnsFault
+            ? err
+            : new SnsFault(500, 'InternalError', err instanceof Error ? err.message : String(err), 'Receiver');
         status = fault.status;
         record.errorCode = fault.code;
         xml = errorXml(fault, requestId);

@@ -19,9 +19,9 @@ import { execFileSync } from 'node:child_process';
 import { createSign } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { serveOnLoopback } from './http.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { serveOnLoopback } from './http.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -58,7 +58,21 @@ function makeKeyAndCert(): { keyPem: string; certPem: string } {
     const cert = join(dir, 'cert.pem');
     execFileSync(
       'openssl',
-      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=sns.test', '-days', '1', '-keyout', key, '-out', cert],
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-subj',
+        '/CN=sns.test',
+        '-days',
+        '1',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
       { stdio: 'pipe' },
     );
     return { keyPem: readFileSync(key, 'utf8'), certPem: readFileSync(cert, 'utf8') };
@@ -90,9 +104,16 @@ export async function startSnsNotifier(): Promise<{ port: number; close: () => P
     try {
       const url = new URL(req.url ?? '/', 'http://127.0.0.1');
       const isControl = url.pathname.startsWith('/_');
-      if (!isControl) recorded.push({ method: req.method ?? 'GET', path: url.pathname, query: url.search, at: new Date().toISOString() });
+      if (!isControl)
+        recorded.push({
+          method: req.method ?? 'GET',
+          path: url.pathname,
+          query: url.search,
+          at: new Date().toISOString(),
+        });
 
-      if (req.method === 'GET' && url.pathname === SNS_NOTIFIER_CERT_PATH) return send(res, 200, certPem, 'application/x-pem-file');
+      if (req.method === 'GET' && url.pathname === SNS_NOTIFIER_CERT_PATH)
+        return send(res, 200, certPem, 'application/x-pem-file');
       if (req.method === 'GET' && url.pathname === '/confirm') {
         const xml =
           '<ConfirmSubscriptionResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><ConfirmSubscriptionResult>' +

@@ -1,15 +1,16 @@
 /**
  * The auth matrix of SPEC §3, through the real Worker with real local D1.
  */
-import { env } from 'cloudflare:workers';
+
 import { createExecutionContext } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.ts';
 import { sha256Hex } from '../../src/lib/crypto.ts';
 import { mintPat, patDisplayPrefix } from '../../src/lib/pat.ts';
 import {
-  addMember,
   ALL_USER_SCOPES,
+  addMember,
   call,
   callJson,
   createPat,
@@ -142,7 +143,14 @@ describe('personal access tokens', () => {
       `INSERT INTO access_tokens (id, user_id, name, token_hash, token_prefix, scopes, handle, expires_at, created_at)
        VALUES (?, ?, 'old', ?, ?, 'notifications:read', NULL, ?, ?)`,
     )
-      .bind(`tok_${'0'.repeat(20)}EXP${Math.floor(Math.random() * 900 + 100)}`, user, await sha256Hex(token), patDisplayPrefix(token), past, past)
+      .bind(
+        `tok_${'0'.repeat(20)}EXP${Math.floor(Math.random() * 900 + 100)}`,
+        user,
+        await sha256Hex(token),
+        patDisplayPrefix(token),
+        past,
+        past,
+      )
       .run();
     const problem = await expectProblem(await call('GET', '/v2/tokens', { token }), 401);
     expect(problem.detail).toMatch(/expired/);
@@ -164,7 +172,10 @@ describe('personal access tokens', () => {
   it('a PAT cannot mint or revoke tokens (JWT only)', async () => {
     const user = unique('u');
     const { token, id } = await createPat(user);
-    await expectProblem(await call('POST', '/v2/tokens', { token, body: { name: 'x', scopes: ['webhooks:read'] } }), 403);
+    await expectProblem(
+      await call('POST', '/v2/tokens', { token, body: { name: 'x', scopes: ['webhooks:read'] } }),
+      403,
+    );
     await expectProblem(await call('DELETE', `/v2/tokens/${id}`, { token }), 403);
   });
 });
@@ -182,7 +193,7 @@ describe('handle access', () => {
     expect(a.instance).toBe(`urn:gharart-notify:request:${a.requestId}`);
   });
 
-  it('members see their role; a stranger\'s PAT sees nothing', async () => {
+  it("members see their role; a stranger's PAT sees nothing", async () => {
     const owner = unique('owner');
     const viewer = unique('viewer');
     const handle = await provisionHandle(owner);

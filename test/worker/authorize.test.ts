@@ -2,8 +2,9 @@
  * `authorize()` rules — scopes, roles, JWT-only — on a small app with the same middleware and error handling as the
  * real one, against real D1 memberships.
  */
-import { env } from 'cloudflare:workers';
+
 import { createExecutionContext } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { installProblemHandling } from '../../src/app.ts';
 import { createRouter } from '../../src/http/openapi.ts';

@@ -5,7 +5,7 @@
  */
 import { env, exports } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { addMember, ALL_USER_SCOPES, call, callJson, createPat, provisionHandle, signJwt, unique } from './helpers.ts';
+import { ALL_USER_SCOPES, addMember, call, callJson, createPat, provisionHandle, signJwt, unique } from './helpers.ts';
 import { receiverUrl } from './receivers.ts';
 
 const ORIGIN = 'https://notify.test';
@@ -14,7 +14,12 @@ const ORIGIN = 'https://notify.test';
 class Browser {
   readonly jar = new Map<string, string>();
 
-  async fetch(method: string, path: string, form?: Record<string, string>, headers: Record<string, string> = {}): Promise<Response> {
+  async fetch(
+    method: string,
+    path: string,
+    form?: Record<string, string>,
+    headers: Record<string, string> = {},
+  ): Promise<Response> {
     const h = new Headers(headers);
     if (this.jar.size) h.set('cookie', [...this.jar].map(([k, v]) => `${k}=${v}`).join('; '));
     let body: string | undefined;
@@ -23,7 +28,9 @@ class Browser {
       h.set('content-type', 'application/x-www-form-urlencoded');
       if (!h.has('origin')) h.set('origin', ORIGIN);
     }
-    const res = await exports.default.fetch(new Request(`${ORIGIN}${path}`, { method, headers: h, body, redirect: 'manual' }));
+    const res = await exports.default.fetch(
+      new Request(`${ORIGIN}${path}`, { method, headers: h, body, redirect: 'manual' }),
+    );
     for (const line of res.headers.getSetCookie()) {
       const [pair] = line.split(';');
       const i = pair!.indexOf('=');
@@ -54,7 +61,13 @@ class Browser {
   }
 }
 
-const decode = (s: string) => s.replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+const decode = (s: string) =>
+  s
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&amp;/g, '&');
 
 describe('dashboard', () => {
   let owner: string;
@@ -90,7 +103,7 @@ describe('dashboard', () => {
     expect(home.html).toContain(`<option value="${other}"`);
   });
 
-  it('refuses a wrong token with the API\'s own 401 words, and a tampered cookie sends back to sign-in', async () => {
+  it("refuses a wrong token with the API's own 401 words, and a tampered cookie sends back to sign-in", async () => {
     const b = new Browser();
     const { res, html } = await b.signIn('grt_notavalidtoken');
     expect(res.status).toBe(401);
@@ -110,7 +123,9 @@ describe('dashboard', () => {
     const b = new Browser();
     await b.signIn(created.token);
     expect((await b.get(`/dashboard/h/${handle}`)).res.status).toBe(200);
-    const revoked = await call('DELETE', `/v2/tokens/${created.id}`, { token: await signJwt({ sub: owner, scope: ALL_USER_SCOPES }) });
+    const revoked = await call('DELETE', `/v2/tokens/${created.id}`, {
+      token: await signJwt({ sub: owner, scope: ALL_USER_SCOPES }),
+    });
     expect(revoked.status).toBe(204);
     const page = await b.fetch('GET', `/dashboard/h/${handle}`);
     expect(page.status).toBe(303);
@@ -123,7 +138,9 @@ describe('dashboard', () => {
     const b = new Browser();
     const { res } = await b.signIn(await signJwt({ sub: owner, scope: ALL_USER_SCOPES, exp }));
     expect(res.status).toBe(303);
-    const maxAge = Number(/Max-Age=(\d+)/i.exec(res.headers.getSetCookie().find((l) => l.startsWith('gn_session='))!)![1]);
+    const maxAge = Number(
+      /Max-Age=(\d+)/i.exec(res.headers.getSetCookie().find((l) => l.startsWith('gn_session='))!)![1],
+    );
     expect(maxAge).toBeGreaterThan(500);
     expect(maxAge).toBeLessThanOrEqual(600);
     const page = await b.get(`/dashboard/h/${handle}`);
@@ -137,7 +154,7 @@ describe('dashboard', () => {
     expect((await b.fetch('GET', `/dashboard/h/${handle}`)).status).toBe(303);
   });
 
-  it('shows the API\'s 404 for a handle the caller is not a member of, with the request id', async () => {
+  it("shows the API's 404 for a handle the caller is not a member of, with the request id", async () => {
     const stranger = unique('user');
     await provisionHandle(stranger);
     const b = new Browser();
@@ -152,28 +169,39 @@ describe('dashboard', () => {
     expect((await b.get('/dashboard/h/no-such-handle-anywhere')).res.status).toBe(404);
   });
 
-  it('a viewer gets the API\'s 403 naming the role, and nothing is created', async () => {
+  it("a viewer gets the API's 403 naming the role, and nothing is created", async () => {
     const viewer = unique('user');
     await addMember(handle, viewer, 'viewer');
     const b = new Browser();
     await b.signIn((await createPat(viewer)).token);
     const page = await b.get(`/dashboard/h/${handle}/webhooks`);
     expect(page.res.status).toBe(200);
-    const { res, html } = await b.post(`/dashboard/h/${handle}/webhooks`, page.html, { url: receiverUrl('ok', unique('k')), enabled: 'true' });
+    const { res, html } = await b.post(`/dashboard/h/${handle}/webhooks`, page.html, {
+      url: receiverUrl('ok', unique('k')),
+      enabled: 'true',
+    });
     expect(res.status).toBe(403);
     expect(decode(html)).toContain('needs the role owner or admin');
     const list = await callJson('GET', `/v2/handles/${handle}/webhooks`, { token: pat });
     expect(list.body.data).toHaveLength(0);
   });
 
-  it('refuses a form without the session\'s CSRF token, and one from another origin', async () => {
+  it("refuses a form without the session's CSRF token, and one from another origin", async () => {
     const b = new Browser();
     await b.signIn(pat);
     const page = await b.get(`/dashboard/h/${handle}/webhooks`);
-    const forged = await b.fetch('POST', `/dashboard/h/${handle}/webhooks`, { _csrf: 'forged', url: receiverUrl('ok', 'x') });
+    const forged = await b.fetch('POST', `/dashboard/h/${handle}/webhooks`, {
+      _csrf: 'forged',
+      url: receiverUrl('ok', 'x'),
+    });
     expect(forged.status).toBe(403);
     const csrf = /name="_csrf" value="([^"]+)"/.exec(page.html)![1]!;
-    const crossSite = await b.fetch('POST', `/dashboard/h/${handle}/webhooks`, { _csrf: csrf, url: receiverUrl('ok', 'x') }, { origin: 'https://evil.example' });
+    const crossSite = await b.fetch(
+      'POST',
+      `/dashboard/h/${handle}/webhooks`,
+      { _csrf: csrf, url: receiverUrl('ok', 'x') },
+      { origin: 'https://evil.example' },
+    );
     expect(crossSite.status).toBe(403);
     const list = await callJson('GET', `/v2/handles/${handle}/webhooks`, { token: pat });
     expect(list.body.data).toHaveLength(0);
@@ -184,7 +212,14 @@ describe('dashboard', () => {
     await b.signIn(pat);
     const page = await b.get(`/dashboard/h/${handle}/webhooks`);
     const url = receiverUrl('ok', unique('dash'));
-    const created = await b.post(`/dashboard/h/${handle}/webhooks`, page.html, { url, description: 'CRM', eventTypes: 'order.*', filterPolicy: '', headers: 'X-Crm-Tenant: acme', enabled: 'true' });
+    const created = await b.post(`/dashboard/h/${handle}/webhooks`, page.html, {
+      url,
+      description: 'CRM',
+      eventTypes: 'order.*',
+      filterPolicy: '',
+      headers: 'X-Crm-Tenant: acme',
+      enabled: 'true',
+    });
     expect(created.res.status).toBe(201);
     const secret = /whsec_[A-Za-z0-9+/=]+/.exec(created.html)?.[0];
     expect(secret).toBeDefined();
@@ -195,7 +230,9 @@ describe('dashboard', () => {
 
     const detail = await b.get(`/dashboard/h/${handle}/webhooks/${webhook.id}`);
     expect(detail.html).not.toContain(secret!);
-    const tested = await b.post(`/dashboard/h/${handle}/webhooks/${webhook.id}/test`, detail.html, { eventType: 'order.created' });
+    const tested = await b.post(`/dashboard/h/${handle}/webhooks/${webhook.id}/test`, detail.html, {
+      eventType: 'order.created',
+    });
     expect(tested.res.status).toBe(200);
     expect(tested.html).toContain('id="diagnosis-summary"');
     const testId = /Test delivery id[\s\S]*?(dlv_[0-9A-Z]+)/.exec(tested.html)?.[1];
@@ -212,18 +249,27 @@ describe('dashboard', () => {
   it('editing a webhook keeps a masked credential header unless the user changes it', async () => {
     const created = await callJson('POST', `/v2/handles/${other}/webhooks`, {
       token: pat,
-      body: { url: receiverUrl('ok', unique('edit')), headers: { Authorization: 'Bearer crm-credential-1234', 'X-Tenant': 'acme' } },
+      body: {
+        url: receiverUrl('ok', unique('edit')),
+        headers: { Authorization: 'Bearer crm-credential-1234', 'X-Tenant': 'acme' },
+      },
     });
     expect(created.status).toBe(201);
     const id = created.body.id as string;
     const stored = async () =>
-      JSON.parse((await env.DB.prepare('SELECT headers FROM webhook_subscriptions WHERE id = ?').bind(id).first<{ headers: string }>())!.headers);
+      JSON.parse(
+        (await env.DB.prepare('SELECT headers FROM webhook_subscriptions WHERE id = ?')
+          .bind(id)
+          .first<{ headers: string }>())!.headers,
+      );
     const b = new Browser();
     await b.signIn(pat);
     const page = await b.get(`/dashboard/h/${other}/webhooks/${id}`);
     // The form shows the API's masked value, never the credential.
     expect(page.html).not.toContain('crm-credential-1234');
-    const headersText = decode(/<textarea id="edit-headers" name="headers">([\s\S]*?)<\/textarea>/.exec(page.html)![1]!);
+    const headersText = decode(
+      /<textarea id="edit-headers" name="headers">([\s\S]*?)<\/textarea>/.exec(page.html)![1]!,
+    );
     const original = decode(/name="headersOriginal" value="([^"]*)"/.exec(page.html)![1]!);
     expect(headersText.trim()).toBe(original.trim());
     const saved = await b.post(`/dashboard/h/${other}/webhooks/${id}`, page.html, {
@@ -235,20 +281,29 @@ describe('dashboard', () => {
       headersOriginal: original,
     });
     expect(saved.res.status).toBe(303);
-    expect((await callJson('GET', `/v2/handles/${other}/webhooks/${id}`, { token: pat })).body.description).toBe('renamed');
+    expect((await callJson('GET', `/v2/handles/${other}/webhooks/${id}`, { token: pat })).body.description).toBe(
+      'renamed',
+    );
     expect(await stored()).toEqual({ Authorization: 'Bearer crm-credential-1234', 'X-Tenant': 'acme' });
     // Changed headers are sent as typed.
     const again = await b.get(`/dashboard/h/${other}/webhooks/${id}`);
-    await b.post(`/dashboard/h/${other}/webhooks/${id}`, again.html, { url: created.body.url, headers: 'X-Tenant: globex', headersOriginal: original });
+    await b.post(`/dashboard/h/${other}/webhooks/${id}`, again.html, {
+      url: created.body.url,
+      headers: 'X-Tenant: globex',
+      headersOriginal: original,
+    });
     expect(await stored()).toEqual({ 'X-Tenant': 'globex' });
     await call('DELETE', `/v2/handles/${other}/webhooks/${id}`, { token: pat });
   });
 
-  it('shows the API\'s validation errors for a bad webhook URL without creating anything', async () => {
+  it("shows the API's validation errors for a bad webhook URL without creating anything", async () => {
     const b = new Browser();
     await b.signIn(pat);
     const page = await b.get(`/dashboard/h/${other}/webhooks`);
-    const { res, html } = await b.post(`/dashboard/h/${other}/webhooks`, page.html, { url: 'ftp://example.com/x', enabled: 'true' });
+    const { res, html } = await b.post(`/dashboard/h/${other}/webhooks`, page.html, {
+      url: 'ftp://example.com/x',
+      enabled: 'true',
+    });
     expect(res.status).toBeGreaterThanOrEqual(400);
     expect(html).toContain('role="alert"');
     // The rejected URL stays in the form.
@@ -268,12 +323,15 @@ describe('dashboard', () => {
     expect(list.html).toContain(email);
     expect(list.html).toMatch(/data-status="pending_confirmation"/);
     // Setting the owner email removes the warning.
-    const set = await b.post(`/dashboard/h/${other}/email/owner-default`, list.html, { email: 'owner@example.com', action: 'set' });
+    const set = await b.post(`/dashboard/h/${other}/email/owner-default`, list.html, {
+      email: 'owner@example.com',
+      action: 'set',
+    });
     expect(set.res.status).toBe(303);
     expect((await b.get(`/dashboard/h/${other}/email`)).html).not.toContain('No owner default email');
   });
 
-  it('evaluates a sample event against the settings and shows each recipient\'s verdict', async () => {
+  it("evaluates a sample event against the settings and shows each recipient's verdict", async () => {
     const b = new Browser();
     await b.signIn(pat);
     const page = await b.get(`/dashboard/h/${other}/settings`);
@@ -295,7 +353,7 @@ describe('dashboard', () => {
     expect(saved.body.eventFilter).toBeNull();
   });
 
-  it('files a support report with the page\'s request id', async () => {
+  it("files a support report with the page's request id", async () => {
     const b = new Browser();
     await b.signIn(pat);
     const page = await b.get(`/dashboard/h/${handle}`);
@@ -312,22 +370,34 @@ describe('dashboard', () => {
     expect(res.status).toBe(201);
     const reportId = /rpt_[0-9A-Z]+/.exec(html)?.[0];
     expect(reportId).toBeDefined();
-    const row = await env.DB.prepare('SELECT handle, handle_verified, summary, reported_request_id FROM support_reports WHERE id = ?')
+    const row = await env.DB.prepare(
+      'SELECT handle, handle_verified, summary, reported_request_id FROM support_reports WHERE id = ?',
+    )
       .bind(reportId)
       .first<Record<string, unknown>>();
-    expect(row).toMatchObject({ handle, handle_verified: 1, summary: 'Deliveries stuck', reported_request_id: requestId });
+    expect(row).toMatchObject({
+      handle,
+      handle_verified: 1,
+      summary: 'Deliveries stuck',
+      reported_request_id: requestId,
+    });
   });
 });
 
 describe('GET /v2/handles (the handle switcher)', () => {
-  it('lists the caller\'s handles with the role; a handle-restricted PAT sees only its handle; a non-member sees none of them', async () => {
+  it("lists the caller's handles with the role; a handle-restricted PAT sees only its handle; a non-member sees none of them", async () => {
     const user = unique('user');
     const a = await provisionHandle(user);
     const b = await provisionHandle(unique('user'));
     await addMember(b, user, 'viewer');
     const all = await callJson('GET', '/v2/handles', { token: (await createPat(user)).token });
     expect(all.status).toBe(200);
-    expect(all.body.data.map((h: any) => [h.handle, h.role])).toEqual([[a, 'owner'], [b, 'viewer']].sort((x, y) => x[0]!.localeCompare(y[0]!)));
+    expect(all.body.data.map((h: any) => [h.handle, h.role])).toEqual(
+      [
+        [a, 'owner'],
+        [b, 'viewer'],
+      ].sort((x, y) => x[0]!.localeCompare(y[0]!)),
+    );
     const restricted = await callJson('GET', '/v2/handles', { token: (await createPat(user, { handle: b })).token });
     expect(restricted.body.data.map((h: any) => h.handle)).toEqual([b]);
     const stranger = await callJson('GET', '/v2/handles', { token: (await createPat(unique('user'))).token });
@@ -337,12 +407,18 @@ describe('GET /v2/handles (the handle switcher)', () => {
 });
 
 describe('GET …/webhooks?include=activity (the sparkline)', () => {
-  it('counts each subscription\'s attempts per hour over 24 h, newest hour last; absent without include', async () => {
+  it("counts each subscription's attempts per hour over 24 h, newest hour last; absent without include", async () => {
     const user = unique('user');
     const h = await provisionHandle(user);
     const token = (await createPat(user)).token;
-    const ok = await callJson('POST', `/v2/handles/${h}/webhooks`, { token, body: { url: receiverUrl('ok', unique('act')) } });
-    const bad = await callJson('POST', `/v2/handles/${h}/webhooks`, { token, body: { url: receiverUrl('fail', unique('act')) } });
+    const ok = await callJson('POST', `/v2/handles/${h}/webhooks`, {
+      token,
+      body: { url: receiverUrl('ok', unique('act')) },
+    });
+    const bad = await callJson('POST', `/v2/handles/${h}/webhooks`, {
+      token,
+      body: { url: receiverUrl('fail', unique('act')) },
+    });
     for (const id of [ok.body.id, ok.body.id, bad.body.id]) {
       expect((await call('POST', `/v2/handles/${h}/webhooks/${id}/test`, { token })).status).toBe(200);
     }

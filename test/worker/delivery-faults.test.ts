@@ -7,12 +7,13 @@
  * background consumer of the real local queue never sees them (see pipeline-helpers.ts). Tests that go through the
  * real queue (sweeper, fan-out) assert end states only.
  */
-import { env } from 'cloudflare:workers';
+
 import { createExecutionContext, createScheduledController } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import worker from '../../src/index.ts';
 import { enqueueStats } from '../../src/delivery/enqueue.ts';
 import { ingestEvent } from '../../src/delivery/ingest.ts';
+import worker from '../../src/index.ts';
 import { autoDisableFailingWebhooks } from '../../src/jobs/auto-disable.ts';
 import { sweepOutbox } from '../../src/jobs/sweeper.ts';
 import { callJson, unique } from './helpers.ts';
@@ -50,7 +51,11 @@ describe('at-least-once: duplicate messages', () => {
     expect(await deliveriesOf(ing.notificationId)).toHaveLength(1);
     expect(await attemptsOf(id)).toHaveLength(1);
     expect(await deliveryRow(id)).toMatchObject({ status: 'succeeded', attempt_count: 1 });
-    expect(await notificationRow(ing.notificationId)).toMatchObject({ status: 'delivered', open_count: 0, succeeded_count: 1 });
+    expect(await notificationRow(ing.notificationId)).toMatchObject({
+      status: 'delivered',
+      open_count: 0,
+      succeeded_count: 1,
+    });
   });
 
   it('the same message in two consecutive batches: a failing delivery is attempted once per batch; a succeeded one is acked with no new hit', async () => {
@@ -76,7 +81,12 @@ describe('at-least-once: duplicate messages', () => {
     expect((await attemptsOf(okId)).map((a) => a.attempt_number)).toEqual([1]);
     expect((await attemptsOf(failId)).map((a) => a.attempt_number)).toEqual([1, 2]);
     expect(await deliveryRow(failId)).toMatchObject({ status: 'retrying', attempt_count: 2 });
-    expect(await notificationRow(ing.notificationId)).toMatchObject({ status: 'delivering', open_count: 1, succeeded_count: 1, dead_count: 0 });
+    expect(await notificationRow(ing.notificationId)).toMatchObject({
+      status: 'delivering',
+      open_count: 1,
+      succeeded_count: 1,
+      dead_count: 0,
+    });
   });
 
   it('the same message in two batches running at the same time → counted once; every receiver hit has its attempt row', async () => {
@@ -92,7 +102,12 @@ describe('at-least-once: duplicate messages', () => {
     expect(attempts.length, 'one attempt row per request the receiver got').toBe(got.length);
     expect(await deliveriesOf(ing.notificationId)).toHaveLength(1);
     expect(await deliveryRow(id)).toMatchObject({ status: 'succeeded' });
-    expect(await notificationRow(ing.notificationId)).toMatchObject({ status: 'delivered', open_count: 0, succeeded_count: 1, dead_count: 0 });
+    expect(await notificationRow(ing.notificationId)).toMatchObject({
+      status: 'delivered',
+      open_count: 0,
+      succeeded_count: 1,
+      dead_count: 0,
+    });
   });
 
   it('a message naming an unknown delivery is acked and changes nothing', async () => {
@@ -105,7 +120,10 @@ describe('at-least-once: duplicate messages', () => {
 describe('an exception in the middle of a batch', () => {
   for (const corruption of [
     { name: "headers = 'not json'", sql: `UPDATE webhook_subscriptions SET headers = 'not json' WHERE id = ?` },
-    { name: 'an undecryptable secret_encrypted', sql: `UPDATE webhook_subscriptions SET secret_encrypted = 'v1.AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAA' WHERE id = ?` },
+    {
+      name: 'an undecryptable secret_encrypted',
+      sql: `UPDATE webhook_subscriptions SET secret_encrypted = 'v1.AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAA' WHERE id = ?`,
+    },
   ]) {
     it(`${corruption.name} → that message alone is retried; the others are acked and their outcomes written`, async () => {
       const h = await setupHandle();
@@ -131,13 +149,21 @@ describe('an exception in the middle of a batch', () => {
       expect(report).toMatchObject({ acked: 1, retried: 2, attempts: 2 });
 
       expect(await deliveryRow(idOf(a.id))).toMatchObject({ status: 'succeeded', attempt_count: 1 });
-      expect(await deliveryRow(idOf(c.id))).toMatchObject({ status: 'retrying', attempt_count: 1, last_error_class: 'http_5xx' });
+      expect(await deliveryRow(idOf(c.id))).toMatchObject({
+        status: 'retrying',
+        attempt_count: 1,
+        last_error_class: 'http_5xx',
+      });
       expect(await deliveryRow(idOf(bad.id))).toMatchObject({ status: 'queued', attempt_count: 0 });
       expect(await attemptsOf(idOf(bad.id))).toEqual([]);
       expect(await hits(keys.a)).toHaveLength(1);
       expect(await hits(keys.c)).toHaveLength(1);
       expect(await hits(keys.bad)).toEqual([]);
-      expect(await notificationRow(ing.notificationId)).toMatchObject({ status: 'delivering', open_count: 2, succeeded_count: 1 });
+      expect(await notificationRow(ing.notificationId)).toMatchObject({
+        status: 'delivering',
+        open_count: 2,
+        succeeded_count: 1,
+      });
       expect((await webhookDbRow(c.id)).consecutive_failures).toBe(1);
     });
   }
@@ -145,9 +171,19 @@ describe('an exception in the middle of a batch', () => {
 
 describe('a subscription deleted while its delivery is in flight (found by npm run soak)', () => {
   /** Starts the consumer on the delivery, deletes the webhook once the receiver has the request, then lets it answer. */
-  async function deleteDuringAttempt(h: Awaited<ReturnType<typeof setupHandle>>, webhookId: string, key: string, deliveryId: string) {
+  async function deleteDuringAttempt(
+    h: Awaited<ReturnType<typeof setupHandle>>,
+    webhookId: string,
+    key: string,
+    deliveryId: string,
+  ) {
     const run = runDeliveries([deliveryId]);
-    await eventually(() => hits(key), (got) => got.length === 1, 5_000, 'the request to reach the receiver');
+    await eventually(
+      () => hits(key),
+      (got) => got.length === 1,
+      5_000,
+      'the request to reach the receiver',
+    );
     const del = await callJson('DELETE', `/v2/handles/${h.handle}/webhooks/${webhookId}`, { token: h.token });
     expect(del.status).toBe(204);
     // The DELETE cancelled the delivery while the receiver was still answering.
@@ -164,7 +200,9 @@ describe('a subscription deleted while its delivery is in flight (found by npm r
 
     const { fb } = await deleteDuringAttempt(h, wh.id, key, id);
     expect(fb.outcomes[0]!.calls).toEqual(['ack']);
-    expect(await attemptsOf(id)).toEqual([expect.objectContaining({ attempt_number: 1, outcome: 'succeeded', http_status: 200 })]);
+    expect(await attemptsOf(id)).toEqual([
+      expect.objectContaining({ attempt_number: 1, outcome: 'succeeded', http_status: 200 }),
+    ]);
     expect(await deliveryRow(id)).toMatchObject({ status: 'succeeded', attempt_count: 1, last_http_status: 200 });
     const n = await notificationRow(ing.notificationId);
     expect(n).toMatchObject({ status: 'delivered', open_count: 0, succeeded_count: 1, dead_count: 0 });
@@ -180,8 +218,15 @@ describe('a subscription deleted while its delivery is in flight (found by npm r
     const [id] = ing.deliveryIds as [string];
 
     await deleteDuringAttempt(h, wh.id, key, id);
-    expect(await attemptsOf(id)).toEqual([expect.objectContaining({ attempt_number: 1, outcome: 'failed', http_status: 500 })]);
-    expect(await deliveryRow(id)).toMatchObject({ status: 'cancelled', status_reason: 'subscription_deleted', attempt_count: 1, last_http_status: 500 });
+    expect(await attemptsOf(id)).toEqual([
+      expect.objectContaining({ attempt_number: 1, outcome: 'failed', http_status: 500 }),
+    ]);
+    expect(await deliveryRow(id)).toMatchObject({
+      status: 'cancelled',
+      status_reason: 'subscription_deleted',
+      attempt_count: 1,
+      last_http_status: 500,
+    });
     const n = await notificationRow(ing.notificationId);
     expect(n).toMatchObject({ status: 'no_recipients', open_count: 0, succeeded_count: 0, dead_count: 0 });
     expect(JSON.parse(n.recipients)[id]).toMatchObject({ status: 'cancelled', attempts: 1 });
@@ -229,8 +274,18 @@ describe('outbox: a failed send is recovered by the sweeper, never lost', () => 
     expect(['queued', 'succeeded']).toContain((await deliveryRow(id)).status);
     const [hit] = await waitForHits(key, 1, 15_000);
     expect(hit!.headers['webhook-id']).toBe(id);
-    await eventually(() => deliveryRow(id), (r) => r.status === 'succeeded', 15_000, 'delivery succeeded');
-    await eventually(() => notificationRow(result.notificationId), (r) => r.status === 'delivered', 5_000, 'notification delivered');
+    await eventually(
+      () => deliveryRow(id),
+      (r) => r.status === 'succeeded',
+      15_000,
+      'delivery succeeded',
+    );
+    await eventually(
+      () => notificationRow(result.notificationId),
+      (r) => r.status === 'delivered',
+      5_000,
+      'notification delivered',
+    );
     expect(await hits(key)).toHaveLength(1);
   });
 
@@ -244,8 +299,18 @@ describe('outbox: a failed send is recovered by the sweeper, never lost', () => 
     );
     expect(['queued', 'succeeded']).toContain((await deliveryRow(id)).status);
     await waitForHits(key, 1, 15_000);
-    await eventually(() => deliveryRow(id), (r) => r.status === 'succeeded', 15_000, 'delivery succeeded');
-    await eventually(() => notificationRow(result.notificationId), (r) => r.status === 'delivered', 5_000, 'notification delivered');
+    await eventually(
+      () => deliveryRow(id),
+      (r) => r.status === 'succeeded',
+      15_000,
+      'delivery succeeded',
+    );
+    await eventually(
+      () => notificationRow(result.notificationId),
+      (r) => r.status === 'delivered',
+      5_000,
+      'notification delivered',
+    );
   });
 });
 
@@ -254,8 +319,13 @@ describe('fan-out', () => {
     const h = await setupHandle();
     const key = unique('k');
     const template = await createWebhook(h, { url: receiverUrl('ok', key, { n: 0 }) });
-    await insertWebhookCopies(template.id, Array.from({ length: 249 }, (_, i) => receiverUrl('ok', key, { n: i + 1 })));
-    const subs = await env.DB.prepare('SELECT count(*) AS n FROM webhook_subscriptions WHERE handle = ?').bind(h.handle).first<{ n: number }>();
+    await insertWebhookCopies(
+      template.id,
+      Array.from({ length: 249 }, (_, i) => receiverUrl('ok', key, { n: i + 1 })),
+    );
+    const subs = await env.DB.prepare('SELECT count(*) AS n FROM webhook_subscriptions WHERE handle = ?')
+      .bind(h.handle)
+      .first<{ n: number }>();
     expect(subs!.n).toBe(250);
 
     const producer = captureQueue({ forward: env.DELIVERIES_QUEUE });
@@ -320,7 +390,14 @@ describe('auto-disable job', () => {
     const fewFailures = await failingWebhook(9, 6 * DAY);
     const tooRecent = await failingWebhook(50, 4 * DAY);
     const owner = `${unique('owner')}@example.com`;
-    expect((await callJson('PUT', `/v2/handles/${due.h.handle}/notifications/owner-default-email`, { token: due.h.token, body: { email: owner } })).status).toBe(200);
+    expect(
+      (
+        await callJson('PUT', `/v2/handles/${due.h.handle}/notifications/owner-default-email`, {
+          token: due.h.token,
+          body: { email: owner },
+        })
+      ).status,
+    ).toBe(200);
 
     const result = await autoDisableFailingWebhooks(env, new Date());
     expect(result.disabled).toBeGreaterThanOrEqual(1);
@@ -331,9 +408,16 @@ describe('auto-disable job', () => {
     const [sys, ...more] = await systemNotifications(due.h.handle);
     expect(more).toEqual([]);
     expect(sys).toMatchObject({ severity: 'critical', source: 'system' });
-    expect(JSON.parse(sys!.data)).toMatchObject({ subscriptionId: due.wh.id, reason: 'no_success_5_days', consecutiveFailures: 10 });
+    expect(JSON.parse(sys!.data)).toMatchObject({
+      subscriptionId: due.wh.id,
+      reason: 'no_success_5_days',
+      consecutiveFailures: 10,
+    });
     const sysDeliveries = await deliveriesOf(sys!.id);
-    expect(sysDeliveries.find((d) => d.recipient_type === 'owner_default')).toMatchObject({ channel: 'email', target: owner.toLowerCase() });
+    expect(sysDeliveries.find((d) => d.recipient_type === 'owner_default')).toMatchObject({
+      channel: 'email',
+      target: owner.toLowerCase(),
+    });
 
     for (const kept of [fewFailures, tooRecent]) {
       expect((await webhookDbRow(kept.wh.id)).enabled).toBe(1);

@@ -10,12 +10,13 @@
  *   queue, so the background consumer never sees them), then `consumeDeliveries` runs on a fake batch that records
  *   every ack/retry with its delaySeconds.
  */
-import { env } from 'cloudflare:workers';
+
 import { createExecutionContext } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
-import worker from '../../src/index.ts';
 import { RESPONSE_SNIPPET_BYTES } from '../../src/delivery/channels/webhook.ts';
+import worker from '../../src/index.ts';
 import { callJson, unique } from './helpers.ts';
 import {
   attemptsOf,
@@ -33,19 +34,26 @@ import {
   runDeliveries,
   secondsBetween,
   setupHandle,
-  webhookDbRow,
   type TestHandle,
+  webhookDbRow,
 } from './pipeline-helpers.ts';
-import { hits, receiverUrl, setMode, waitForHits, type Hit } from './receivers.ts';
+import { type Hit, hits, receiverUrl, setMode, waitForHits } from './receivers.ts';
 import { insertEmailSubscriptions } from './seed.ts';
 
 const SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000];
 const utf8Bytes = (s: string) => new TextEncoder().encode(s).length;
 
-async function publish(h: TestHandle, body: Record<string, unknown> = { type: 'order.paid', data: { orderId: unique('ord') } }) {
+async function publish(
+  h: TestHandle,
+  body: Record<string, unknown> = { type: 'order.paid', data: { orderId: unique('ord') } },
+) {
   const res = await callJson('POST', `/v2/handles/${h.handle}/events`, { token: h.token, body });
   expect(res.status, JSON.stringify(res.body)).toBe(202);
-  return res.body as { notificationId: string; status: string; recipients: Array<{ deliveryId: string; status: string; recipientType: string }> };
+  return res.body as {
+    notificationId: string;
+    status: string;
+    recipients: Array<{ deliveryId: string; status: string; recipientType: string }>;
+  };
 }
 
 async function feedItem(h: TestHandle, notificationId: string) {
@@ -69,20 +77,32 @@ describe('outcome classes through the pipeline (real receivers)', () => {
     expect(pub.recipients[0]!.status).toBe('queued');
 
     await waitForHits(key, 1);
-    const d = await eventually(() => deliveryRow(id), (r) => r.status === 'succeeded', 15_000, 'delivery succeeded');
+    const d = await eventually(
+      () => deliveryRow(id),
+      (r) => r.status === 'succeeded',
+      15_000,
+      'delivery succeeded',
+    );
     expect(d).toMatchObject({ attempt_count: 1, last_http_status: 200, last_error_class: null });
     const attempts = await attemptsOf(id);
     expect(attempts).toHaveLength(1);
     expect(attempts[0]).toMatchObject({ attempt_number: 1, outcome: 'succeeded', http_status: 200, error_class: null });
     expect(attempts[0]!.response_snippet).toBe('{"ok":true}');
 
-    const n = await eventually(() => feedItem(h, pub.notificationId), (b) => b.status === 'delivered', 5_000, 'notification delivered');
+    const n = await eventually(
+      () => feedItem(h, pub.notificationId),
+      (b) => b.status === 'delivered',
+      5_000,
+      'notification delivered',
+    );
     expect(n.deliveryCounts).toEqual({ open: 0, succeeded: 1, dead: 0 });
-    expect(n.deliveries).toEqual([expect.objectContaining({ deliveryId: id, status: 'succeeded', attempts: 1, lastHttpStatus: 200 })]);
+    expect(n.deliveries).toEqual([
+      expect.objectContaining({ deliveryId: id, status: 'succeeded', attempts: 1, lastHttpStatus: 200 }),
+    ]);
     const w = await webhookDbRow(wh.id);
     expect(w.consecutive_failures).toBe(0);
     expect(w.last_success_at).not.toBeNull();
-    expect((await hits(key))).toHaveLength(1);
+    expect(await hits(key)).toHaveLength(1);
   });
 
   it('500 always → retrying, class http_5xx, next attempt ≈ +5 s, message retried with delaySeconds in [4.5, 5.5]', async () => {
@@ -101,7 +121,12 @@ describe('outcome classes through the pipeline (real receivers)', () => {
     expect(report).toMatchObject({ messages: 1, attempts: 1, acked: 0, retried: 1 });
 
     const d = await deliveryRow(id);
-    expect(d).toMatchObject({ status: 'retrying', attempt_count: 1, last_error_class: 'http_5xx', last_http_status: 500 });
+    expect(d).toMatchObject({
+      status: 'retrying',
+      attempt_count: 1,
+      last_error_class: 'http_5xx',
+      last_http_status: 500,
+    });
     expectBetween(secondsBetween(d.last_attempt_at!, d.next_attempt_at!), 4.5, 6, 'next_attempt_at − last_attempt_at');
     const [a] = await attemptsOf(id);
     expect(a).toMatchObject({ attempt_number: 1, outcome: 'failed', error_class: 'http_5xx', http_status: 500 });
@@ -109,7 +134,12 @@ describe('outcome classes through the pipeline (real receivers)', () => {
 
     const n = await notificationRow(ing.notificationId);
     expect(n.status).toBe('delivering');
-    expect(JSON.parse(n.recipients)[id]).toMatchObject({ status: 'retrying', attempts: 1, lastErrorClass: 'http_5xx', lastHttpStatus: 500 });
+    expect(JSON.parse(n.recipients)[id]).toMatchObject({
+      status: 'retrying',
+      attempts: 1,
+      lastErrorClass: 'http_5xx',
+      lastHttpStatus: 500,
+    });
     const w = await webhookDbRow(wh.id);
     expect(w).toMatchObject({ consecutive_failures: 1, last_failure_class: 'http_5xx', enabled: 1 });
     expect(w.failing_since).not.toBeNull();
@@ -133,9 +163,15 @@ describe('outcome classes through the pipeline (real receivers)', () => {
     // The retry honoured the first step of the schedule (5 s ± 10 %), not an immediate redelivery.
     expect(second!.receivedAt - first!.receivedAt).toBeGreaterThanOrEqual(4_000);
     // Both signatures verify (the timestamp may differ between attempts; the body does not).
-    for (const hit of [first!, second!]) expect(() => new Webhook(wh.secret).verify(hit.body, hit.headers)).not.toThrow();
+    for (const hit of [first!, second!])
+      expect(() => new Webhook(wh.secret).verify(hit.body, hit.headers)).not.toThrow();
 
-    const d = await eventually(() => deliveryRow(id), (r) => r.status === 'succeeded', 10_000, 'delivery succeeded');
+    const d = await eventually(
+      () => deliveryRow(id),
+      (r) => r.status === 'succeeded',
+      10_000,
+      'delivery succeeded',
+    );
     expect(d.attempt_count).toBe(2);
     const attempts = await attemptsOf(id);
     expect(attempts.map((a) => [a.attempt_number, a.outcome, a.http_status, a.error_class])).toEqual([
@@ -160,7 +196,12 @@ describe('outcome classes through the pipeline (real receivers)', () => {
     expect(fb.outcomes[0]).toMatchObject({ retried: true, acked: false });
     expectBetween(fb.outcomes[0]!.delaySeconds!, 4.5, 5.5, 'delaySeconds');
     const d = await deliveryRow(id);
-    expect(d).toMatchObject({ status: 'retrying', last_error_class: 'timeout', last_http_status: null, attempt_count: 1 });
+    expect(d).toMatchObject({
+      status: 'retrying',
+      last_error_class: 'timeout',
+      last_http_status: null,
+      attempt_count: 1,
+    });
     const [a] = await attemptsOf(id);
     expect(a).toMatchObject({ outcome: 'failed', error_class: 'timeout', http_status: null });
     expectBetween(a!.duration_ms, 400, 2_500, 'duration_ms');
@@ -187,7 +228,14 @@ describe('outcome classes through the pipeline (real receivers)', () => {
   it('410 → delivery dead, subscription disabled (endpoint_gone), critical webhook.endpoint_disabled notification', async () => {
     const h = await setupHandle();
     const owner = `${unique('owner')}@example.com`;
-    expect((await callJson('PUT', `/v2/handles/${h.handle}/notifications/owner-default-email`, { token: h.token, body: { email: owner } })).status).toBe(200);
+    expect(
+      (
+        await callJson('PUT', `/v2/handles/${h.handle}/notifications/owner-default-email`, {
+          token: h.token,
+          body: { email: owner },
+        })
+      ).status,
+    ).toBe(200);
     const key = unique('k');
     const wh = await createWebhook(h, { url: receiverUrl('gone', key), eventTypes: ['order.*'] });
     const ing = await ingestQuiet(h.handle, {});
@@ -220,14 +268,20 @@ describe('outcome classes through the pipeline (real receivers)', () => {
     expect(sys).toMatchObject({ severity: 'critical', source: 'system' });
     expect(JSON.parse(sys.data)).toMatchObject({ subscriptionId: wh.id, reason: 'endpoint_gone' });
     // The owner hears about it: an owner_default email delivery, enqueued.
-    const { results: sysDeliveries } = await env.DB.prepare('SELECT * FROM deliveries WHERE notification_id = ?').bind(sys.id).all<Record<string, any>>();
+    const { results: sysDeliveries } = await env.DB.prepare('SELECT * FROM deliveries WHERE notification_id = ?')
+      .bind(sys.id)
+      .all<Record<string, any>>();
     const ownerDelivery = sysDeliveries.find((x) => x.recipient_type === 'owner_default');
     expect(ownerDelivery).toMatchObject({ channel: 'email', target: owner.toLowerCase(), status: 'queued' });
-    expect(ing.capture.batches.flat().map((m) => (m.body as { deliveryId: string }).deliveryId)).toContain(ownerDelivery!.id);
+    expect(ing.capture.batches.flat().map((m) => (m.body as { deliveryId: string }).deliveryId)).toContain(
+      ownerDelivery!.id,
+    );
 
     // The next matching event is recorded as skipped, not sent.
     const next = await ingestQuiet(h.handle, {});
-    expect(next.recipients).toEqual([expect.objectContaining({ status: 'skipped', statusReason: 'subscription_disabled' })]);
+    expect(next.recipients).toEqual([
+      expect.objectContaining({ status: 'skipped', statusReason: 'subscription_disabled' }),
+    ]);
     expect(await hits(key)).toHaveLength(1);
   });
 
@@ -255,8 +309,17 @@ describe('outcome classes through the pipeline (real receivers)', () => {
       const want = urls[d.target]!;
       const o = fb.outcomes[i]!;
       expect(o, d.target).toMatchObject({ retried: true, acked: false, delaySeconds: want.delay });
-      expect(d, d.target).toMatchObject({ status: 'retrying', last_error_class: want.cls, last_http_status: want.status });
-      expectBetween(secondsBetween(d.last_attempt_at!, d.next_attempt_at!), want.delay - 1, want.delay + 2, `next attempt of ${want.key}`);
+      expect(d, d.target).toMatchObject({
+        status: 'retrying',
+        last_error_class: want.cls,
+        last_http_status: want.status,
+      });
+      expectBetween(
+        secondsBetween(d.last_attempt_at!, d.next_attempt_at!),
+        want.delay - 1,
+        want.delay + 2,
+        `next attempt of ${want.key}`,
+      );
       expect(await hits(want.key)).toHaveLength(1);
     }
   });
@@ -309,7 +372,10 @@ describe('what a receiver gets (Standard Webhooks, verified with the standardweb
   it('every request verifies, carries webhook-id = delivery id, content-type, user-agent and the custom headers', async () => {
     const h = await setupHandle();
     const key = unique('k');
-    const wh = await createWebhook(h, { url: receiverUrl('ok', key), headers: { 'X-Crm-Tenant': 'acme', 'X-Api-Key': 'crm-key-0123456789' } });
+    const wh = await createWebhook(h, {
+      url: receiverUrl('ok', key),
+      headers: { 'X-Crm-Tenant': 'acme', 'X-Api-Key': 'crm-key-0123456789' },
+    });
     const events = [
       { type: 'order.paid', data: { orderId: unique('ord'), total: 1299, note: 'café ✓' } },
       { type: 'payment.failed', severity: 'critical', data: { orderId: unique('ord'), reason: 'card_declined' } },
@@ -329,7 +395,13 @@ describe('what a receiver gets (Standard Webhooks, verified with the standardweb
       expect(hit!.headers['x-api-key']).toBe('crm-key-0123456789');
       const body = JSON.parse(hit!.body);
       expect(Object.keys(body)).toEqual(['id', 'type', 'handle', 'severity', 'timestamp', 'data', 'test']);
-      expect(body).toMatchObject({ id: pub.notificationId, type: events[i]!.type, handle: h.handle, data: events[i]!.data, test: false });
+      expect(body).toMatchObject({
+        id: pub.notificationId,
+        type: events[i]!.type,
+        handle: h.handle,
+        data: events[i]!.data,
+        test: false,
+      });
       expect(body.severity).toBe(i === 0 ? 'info' : 'critical');
       // Another secret does not verify: the check above is not vacuous.
       expect(() => new Webhook('whsec_' + btoa('x'.repeat(32))).verify(hit!.body, hit!.headers)).toThrow();
@@ -342,7 +414,10 @@ describe('what a receiver gets (Standard Webhooks, verified with the standardweb
     const h = await setupHandle();
     const key = unique('k');
     const wh = await createWebhook(h, { url: receiverUrl('ok', key) });
-    const rotated = await callJson('POST', `/v2/handles/${h.handle}/webhooks/${wh.id}/rotate-secret`, { token: h.token, body: {} });
+    const rotated = await callJson('POST', `/v2/handles/${h.handle}/webhooks/${wh.id}/rotate-secret`, {
+      token: h.token,
+      body: {},
+    });
     expect(rotated.status).toBe(200);
     const newSecret = rotated.body.secret as string;
     expect(newSecret).toMatch(/^whsec_/);
@@ -369,7 +444,10 @@ describe('what a receiver gets (Standard Webhooks, verified with the standardweb
     const h = await setupHandle();
     const key = unique('k');
     const wh = await createWebhook(h, { url: receiverUrl('ok', key) });
-    const rotated = await callJson('POST', `/v2/handles/${h.handle}/webhooks/${wh.id}/rotate-secret`, { token: h.token, body: { graceHours: 0 } });
+    const rotated = await callJson('POST', `/v2/handles/${h.handle}/webhooks/${wh.id}/rotate-secret`, {
+      token: h.token,
+      body: { graceHours: 0 },
+    });
     expect(rotated.status).toBe(200);
     const pub = await publish(h);
     const [hit] = await waitForHits(key, 1);
@@ -395,17 +473,37 @@ describe('retry schedule through the consumer, then the DLQ', () => {
       const o = fb.outcomes[0]!;
       expect(o.retried, `attempt ${n} retried`).toBe(true);
       const base = SCHEDULE[n - 1]!;
-      expectBetween(o.delaySeconds!, n === 1 ? 4.5 : base * 0.9, n === 1 ? 5.5 : base * 1.1, `delay after attempt ${n}`);
+      expectBetween(
+        o.delaySeconds!,
+        n === 1 ? 4.5 : base * 0.9,
+        n === 1 ? 5.5 : base * 1.1,
+        `delay after attempt ${n}`,
+      );
       const after = await deliveryRow(id);
-      expect(after).toMatchObject({ status: 'retrying', attempt_count: n, last_error_class: 'http_5xx', status_reason: 'retry_scheduled' });
-      expectBetween(secondsBetween(after.last_attempt_at!, after.next_attempt_at!), o.delaySeconds! - 1, o.delaySeconds! + 2, `next_attempt_at after ${n}`);
+      expect(after).toMatchObject({
+        status: 'retrying',
+        attempt_count: n,
+        last_error_class: 'http_5xx',
+        status_reason: 'retry_scheduled',
+      });
+      expectBetween(
+        secondsBetween(after.last_attempt_at!, after.next_attempt_at!),
+        o.delaySeconds! - 1,
+        o.delaySeconds! + 2,
+        `next_attempt_at after ${n}`,
+      );
     }
 
     // 8th attempt, 8th delivery of the message: the schedule is spent → retry() hands the message to the DLQ.
     const { fb: last } = await runDeliveries([id], { attempts: 8 });
     expect(last.outcomes[0]).toMatchObject({ retried: true, acked: false });
     const exhausted = await deliveryRow(id);
-    expect(exhausted).toMatchObject({ status: 'retrying', attempt_count: 8, last_error_class: 'http_5xx', status_reason: 'retries_exhausted' });
+    expect(exhausted).toMatchObject({
+      status: 'retrying',
+      attempt_count: 8,
+      last_error_class: 'http_5xx',
+      status_reason: 'retries_exhausted',
+    });
     const attempts = await attemptsOf(id);
     expect(attempts.map((a) => a.attempt_number)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     expect(new Set(attempts.map((a) => a.error_class))).toEqual(new Set(['http_5xx']));
@@ -421,12 +519,19 @@ describe('retry schedule through the consumer, then the DLQ', () => {
     expect(dlq.ackAll || dlq.outcomes[0]!.acked).toBe(true);
     expect(dlq.outcomes[0]!.retried).toBe(false);
     const dead = await deliveryRow(id);
-    expect(dead).toMatchObject({ status: 'dead', last_error_class: 'http_5xx', last_http_status: 500, attempt_count: 8 });
+    expect(dead).toMatchObject({
+      status: 'dead',
+      last_error_class: 'http_5xx',
+      last_http_status: 500,
+      attempt_count: 8,
+    });
     const n = await notificationRow(ing.notificationId);
     expect(n).toMatchObject({ status: 'failed', open_count: 0, succeeded_count: 0, dead_count: 1 });
     const feed = await feedItem(h, ing.notificationId);
     expect(feed.status).toBe('failed');
-    expect(feed.deliveries).toEqual([expect.objectContaining({ deliveryId: id, status: 'dead', lastErrorClass: 'http_5xx' })]);
+    expect(feed.deliveries).toEqual([
+      expect.objectContaining({ deliveryId: id, status: 'dead', lastErrorClass: 'http_5xx' }),
+    ]);
     const w = await webhookDbRow(wh.id);
     expect(w.consecutive_failures).toBe(8);
     expect(await hits(key)).toHaveLength(8);
@@ -467,7 +572,12 @@ describe('retry schedule through the consumer, then the DLQ', () => {
     await env.DB.prepare(`UPDATE deliveries SET attempt_count = 7, status = 'retrying' WHERE id = ?`).bind(id).run();
     const { fb } = await runDeliveries([id], { attempts: 1 });
     expect(fb.outcomes[0]).toMatchObject({ acked: true, retried: false });
-    expect(await deliveryRow(id)).toMatchObject({ status: 'dead', attempt_count: 8, status_reason: 'retries_exhausted', last_error_class: 'http_5xx' });
+    expect(await deliveryRow(id)).toMatchObject({
+      status: 'dead',
+      attempt_count: 8,
+      status_reason: 'retries_exhausted',
+      last_error_class: 'http_5xx',
+    });
   });
 
   it('a dead delivery redriven (POST …/deliveries/{id}/retry) restarts the schedule: its next failure waits 5 s again', async () => {
@@ -479,7 +589,11 @@ describe('retry schedule through the consumer, then the DLQ', () => {
     await runDeliveries([id]);
     await env.DB.prepare('UPDATE deliveries SET attempt_count = 7 WHERE id = ?').bind(id).run();
     await runDeliveries([id], { attempts: 8 });
-    await worker.queue(fakeBatch('notify-deliveries-dlq', [{ body: { deliveryId: id } }]).batch, env, createExecutionContext());
+    await worker.queue(
+      fakeBatch('notify-deliveries-dlq', [{ body: { deliveryId: id } }]).batch,
+      env,
+      createExecutionContext(),
+    );
     expect(await deliveryRow(id)).toMatchObject({ status: 'dead', attempt_count: 8 });
     expect((await notificationRow(ing.notificationId)).status).toBe('failed');
 
@@ -489,9 +603,19 @@ describe('retry schedule through the consumer, then the DLQ', () => {
     expect(['pending', 'queued', 'retrying']).toContain(res.body.status);
     expect(res.body.attempts).toHaveLength(2);
     await waitForHits(key, 3, 15_000);
-    const d = await eventually(() => deliveryRow(id), (r) => r.attempt_count === 9, 10_000, '9th attempt recorded');
+    const d = await eventually(
+      () => deliveryRow(id),
+      (r) => r.attempt_count === 9,
+      10_000,
+      '9th attempt recorded',
+    );
     expect(d).toMatchObject({ status: 'retrying', retry_base: 8, last_error_class: 'http_5xx' });
-    expectBetween(secondsBetween(d.last_attempt_at!, d.next_attempt_at!), 4.5, 6, 'delay after the first attempt of the redrive');
+    expectBetween(
+      secondsBetween(d.last_attempt_at!, d.next_attempt_at!),
+      4.5,
+      6,
+      'delay after the first attempt of the redrive',
+    );
     expect((await notificationRow(ing.notificationId)).status).toBe('delivering');
   });
 
@@ -587,7 +711,9 @@ describe('email channel', () => {
   async function emailSetup() {
     const h = await setupHandle();
     const [subId] = await insertEmailSubscriptions(h.handle, 1);
-    const sub = await env.DB.prepare('SELECT * FROM email_subscriptions WHERE id = ?').bind(subId).first<Record<string, any>>();
+    const sub = await env.DB.prepare('SELECT * FROM email_subscriptions WHERE id = ?')
+      .bind(subId)
+      .first<Record<string, any>>();
     return { h, subId: subId!, address: sub!.email_normalized as string };
   }
 
@@ -595,7 +721,9 @@ describe('email channel', () => {
     const { h, subId, address } = await emailSetup();
     // The real (local) binding.
     const first = await ingestQuiet(h.handle, { type: 'order.fulfilled', data: { orderId: unique('ord') } });
-    expect(first.recipients).toEqual([expect.objectContaining({ channel: 'email', recipientType: 'email', subscriptionId: subId, target: address })]);
+    expect(first.recipients).toEqual([
+      expect.objectContaining({ channel: 'email', recipientType: 'email', subscriptionId: subId, target: address }),
+    ]);
     const [id1] = first.deliveryIds as [string];
     const r1 = await runDeliveries([id1]);
     expect(r1.fb.outcomes[0]).toMatchObject({ acked: true });
@@ -630,17 +758,23 @@ describe('email channel', () => {
     expect(headerBlock).toMatch(/^List-Unsubscribe-Post:\s*List-Unsubscribe=One-Click\s*$/im);
   });
 
-  it('a pending_confirmation subscription\'s delivery is skipped and nothing is sent', async () => {
+  it("a pending_confirmation subscription's delivery is skipped and nothing is sent", async () => {
     const { h, subId } = await emailSetup();
     const ing = await ingestQuiet(h.handle, { type: 'order.fulfilled', data: { orderId: unique('ord') } });
     const [id] = ing.deliveryIds as [string];
-    await env.DB.prepare(`UPDATE email_subscriptions SET status = 'pending_confirmation' WHERE id = ?`).bind(subId).run();
+    await env.DB.prepare(`UPDATE email_subscriptions SET status = 'pending_confirmation' WHERE id = ?`)
+      .bind(subId)
+      .run();
     const mail = recordingEmail();
     const { fb, report } = await runDeliveries([id], { env: { ...env, EMAIL: mail.binding } });
     expect(fb.outcomes[0]).toMatchObject({ acked: true, retried: false });
     expect(report.attempts).toBe(0);
     expect(mail.sent).toEqual([]);
-    expect(await deliveryRow(id)).toMatchObject({ status: 'skipped', status_reason: 'subscription_pending_confirmation', attempt_count: 0 });
+    expect(await deliveryRow(id)).toMatchObject({
+      status: 'skipped',
+      status_reason: 'subscription_pending_confirmation',
+      attempt_count: 0,
+    });
     expect(await attemptsOf(id)).toEqual([]);
     expect((await notificationRow(ing.notificationId)).open_count).toBe(0);
   });
@@ -648,14 +782,24 @@ describe('email channel', () => {
   it('provider errors: permanent → dead (provider_permanent); transient → retried (provider_transient)', async () => {
     const { h } = await emailSetup();
     const permanent = await ingestQuiet(h.handle, { type: 'order.fulfilled', data: { orderId: unique('ord') } });
-    const r1 = await runDeliveries(permanent.deliveryIds, { env: { ...env, EMAIL: recordingEmail('destination address not verified').binding } });
+    const r1 = await runDeliveries(permanent.deliveryIds, {
+      env: { ...env, EMAIL: recordingEmail('destination address not verified').binding },
+    });
     expect(r1.fb.outcomes[0]).toMatchObject({ acked: true });
-    expect(await deliveryRow(permanent.deliveryIds[0]!)).toMatchObject({ status: 'dead', last_error_class: 'provider_permanent' });
+    expect(await deliveryRow(permanent.deliveryIds[0]!)).toMatchObject({
+      status: 'dead',
+      last_error_class: 'provider_permanent',
+    });
 
     const transient = await ingestQuiet(h.handle, { type: 'order.fulfilled', data: { orderId: unique('ord') } });
-    const r2 = await runDeliveries(transient.deliveryIds, { env: { ...env, EMAIL: recordingEmail('upstream timeout, try later').binding } });
+    const r2 = await runDeliveries(transient.deliveryIds, {
+      env: { ...env, EMAIL: recordingEmail('upstream timeout, try later').binding },
+    });
     expect(r2.fb.outcomes[0]).toMatchObject({ retried: true });
     expectBetween(r2.fb.outcomes[0]!.delaySeconds!, 4.5, 5.5, 'delaySeconds');
-    expect(await deliveryRow(transient.deliveryIds[0]!)).toMatchObject({ status: 'retrying', last_error_class: 'provider_transient' });
+    expect(await deliveryRow(transient.deliveryIds[0]!)).toMatchObject({
+      status: 'retrying',
+      last_error_class: 'provider_transient',
+    });
   });
 });

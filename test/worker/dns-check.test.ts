@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { checkResolvedAddresses, needsLookup } from '../../src/lib/dns-check.ts';
-import { dohQueries as queries, dohUrl } from './doh.ts';
+import { dohUrl, dohQueries as queries } from './doh.ts';
 import { unique } from './helpers.ts';
 
 describe('checkResolvedAddresses', () => {
@@ -47,7 +47,10 @@ describe('checkResolvedAddresses', () => {
   });
 
   it('an unreachable resolver → lookup_failed, never a throw', async () => {
-    const v = await checkResolvedAddresses(`${unique('u')}.a-8-8-8-8.test`, { dohUrl: 'http://127.0.0.1:1/dns-query', timeoutMs: 2000 });
+    const v = await checkResolvedAddresses(`${unique('u')}.a-8-8-8-8.test`, {
+      dohUrl: 'http://127.0.0.1:1/dns-query',
+      timeoutMs: 2000,
+    });
     expect(v).toMatchObject({ ok: false, reason: 'lookup_failed' });
   });
 

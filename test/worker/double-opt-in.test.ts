@@ -4,12 +4,14 @@ import { describe, expect, it } from 'vitest';
 import { ALL_USER_SCOPES, callWithVars, expectProblem, provisionHandle, signJwt, unique } from './helpers.ts';
 
 const DEV = { ENVIRONMENT: 'development' };
-const devCall = (method: string, path: string, opts: Parameters<typeof callWithVars>[3] = {}) => callWithVars(DEV, method, path, opts);
+const devCall = (method: string, path: string, opts: Parameters<typeof callWithVars>[3] = {}) =>
+  callWithVars(DEV, method, path, opts);
 
 async function mailbox(to: string): Promise<Array<{ subject: string; text: string; headers: Record<string, string> }>> {
   const res = await devCall('GET', `/dev/mailbox?format=json&to=${encodeURIComponent(to)}`);
   expect(res.status).toBe(200);
-  return ((await res.json()) as { data: Array<{ subject: string; text: string; headers: Record<string, string> }> }).data;
+  return ((await res.json()) as { data: Array<{ subject: string; text: string; headers: Record<string, string> }> })
+    .data;
 }
 
 function confirmLink(text: string): string {
@@ -23,14 +25,19 @@ async function subscribe() {
   const handle = await provisionHandle(owner);
   const token = await signJwt({ sub: owner, scope: ALL_USER_SCOPES });
   const email = `${unique('ops')}@example.com`;
-  const res = await devCall('POST', `/v2/handles/${handle}/notifications/email-subscriptions`, { token, body: { email } });
+  const res = await devCall('POST', `/v2/handles/${handle}/notifications/email-subscriptions`, {
+    token,
+    body: { email },
+  });
   expect(res.status).toBe(201);
   const body = (await res.json()) as { id: string; status: string; statusReason: string };
   return { handle, token, email, id: body.id, created: body };
 }
 
 const statusOf = async (id: string) =>
-  (await env.DB.prepare('SELECT status, confirm_token_hash FROM email_subscriptions WHERE id = ?').bind(id).first<{ status: string; confirm_token_hash: string | null }>())!;
+  (await env.DB.prepare('SELECT status, confirm_token_hash FROM email_subscriptions WHERE id = ?')
+    .bind(id)
+    .first<{ status: string; confirm_token_hash: string | null }>())!;
 
 describe('double opt-in', () => {
   it('a new subscription gets exactly one mail, with a link; GET shows a button, POST confirms once', async () => {
@@ -65,7 +72,9 @@ describe('double opt-in', () => {
   it('an expired link is refused with 410 and changes nothing', async () => {
     const { email, id } = await subscribe();
     const link = confirmLink((await mailbox(email))[0]!.text);
-    await env.DB.prepare(`UPDATE email_subscriptions SET confirm_expires_at = '2020-01-01T00:00:00.000Z' WHERE id = ?`).bind(id).run();
+    await env.DB.prepare(`UPDATE email_subscriptions SET confirm_expires_at = '2020-01-01T00:00:00.000Z' WHERE id = ?`)
+      .bind(id)
+      .run();
     await expectProblem(await devCall('POST', link), 410);
     expect((await statusOf(id)).status).toBe('pending_confirmation');
   });
@@ -73,7 +82,11 @@ describe('double opt-in', () => {
   it('resending makes a new link and kills the old one; a confirmed subscription cannot be resent', async () => {
     const { handle, token, email, id } = await subscribe();
     const oldLink = confirmLink((await mailbox(email))[0]!.text);
-    const resent = await devCall('POST', `/v2/handles/${handle}/notifications/email-subscriptions/${id}/resend-confirmation`, { token });
+    const resent = await devCall(
+      'POST',
+      `/v2/handles/${handle}/notifications/email-subscriptions/${id}/resend-confirmation`,
+      { token },
+    );
     expect(resent.status).toBe(202);
     const mails = await mailbox(email);
     expect(mails).toHaveLength(2);
@@ -82,14 +95,19 @@ describe('double opt-in', () => {
     await expectProblem(await devCall('POST', oldLink), 404);
     expect((await devCall('POST', newLink)).status).toBe(200);
     await expectProblem(
-      await devCall('POST', `/v2/handles/${handle}/notifications/email-subscriptions/${id}/resend-confirmation`, { token }),
+      await devCall('POST', `/v2/handles/${handle}/notifications/email-subscriptions/${id}/resend-confirmation`, {
+        token,
+      }),
       409,
     );
   });
 
   it('a pending address receives nothing but its confirmation', async () => {
     const { handle, token, email } = await subscribe();
-    const pub = await devCall('POST', `/v2/handles/${handle}/events`, { token, body: { type: 'order.paid', data: { orderId: 'o-1' } } });
+    const pub = await devCall('POST', `/v2/handles/${handle}/events`, {
+      token,
+      body: { type: 'order.paid', data: { orderId: 'o-1' } },
+    });
     expect(pub.status).toBe(202);
     const body = (await pub.json()) as { recipients: Array<{ target: string }> };
     expect(body.recipients.map((r) => r.target)).not.toContain(email);

@@ -90,7 +90,8 @@ function readParts(raw: string): Part[] {
     const sep = chunk.indexOf('\r\n\r\n');
     const head = chunk.slice(2, sep).split('\r\n');
     const encoded = chunk.slice(sep + 4);
-    const header = (name: string) => head.find((h) => h.toLowerCase().startsWith(`${name}: `))?.slice(name.length + 2) ?? '';
+    const header = (name: string) =>
+      head.find((h) => h.toLowerCase().startsWith(`${name}: `))?.slice(name.length + 2) ?? '';
     const encoding = header('content-transfer-encoding');
     const lines = encoded.split('\r\n');
     for (const line of lines) expect(line.length).toBeLessThanOrEqual(76);
@@ -117,7 +118,12 @@ function readParts(raw: string): Part[] {
       });
       bytes = Uint8Array.from(out);
     }
-    return { contentType: header('content-type'), encoding, encoded, decoded: new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes) };
+    return {
+      contentType: header('content-type'),
+      encoding,
+      encoded,
+      decoded: new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes),
+    };
   });
 }
 
@@ -154,7 +160,12 @@ describe('buildMimeMessage: round trip through an independent parser', () => {
     };
     const date = new Date('2026-11-26T10:00:00Z');
     const raw = buildMimeMessage(
-      mail({ replyTo: { email: 'support@gharart.com', name: 'Gharart support' }, headers, messageId: 'abc.123@gharart.com', date }),
+      mail({
+        replyTo: { email: 'support@gharart.com', name: 'Gharart support' },
+        headers,
+        messageId: 'abc.123@gharart.com',
+        date,
+      }),
     );
     const email = await parse(raw);
 
@@ -162,12 +173,18 @@ describe('buildMimeMessage: round trip through an independent parser', () => {
     expect(email.to).toEqual([{ name: 'Jane Doe', address: 'jane@example.com' }]);
     expect(email.replyTo).toEqual([{ name: 'Gharart support', address: 'support@gharart.com' }]);
     expect(email.subject).toBe('Order ord_10482 was paid');
-    expectBodies(raw, email, 'Hello Jane,\r\nyour order was paid.\r\n', '<p>Hello Jane,</p>\r\n<p>your order was paid.</p>\r\n');
+    expectBodies(
+      raw,
+      email,
+      'Hello Jane,\r\nyour order was paid.\r\n',
+      '<p>Hello Jane,</p>\r\n<p>your order was paid.</p>\r\n',
+    );
     expect(email.messageId).toBe('<abc.123@gharart.com>');
     expect(email.date).toBe('2026-11-26T10:00:00.000Z');
     expect(headerValues(email, 'date')).toEqual(['Thu, 26 Nov 2026 10:00:00 +0000']);
     expect(headerValues(email, 'mime-version')).toEqual(['1.0']);
-    for (const [name, value] of Object.entries(headers)) expect(headerValues(email, name.toLowerCase())).toEqual([value]);
+    for (const [name, value] of Object.entries(headers))
+      expect(headerValues(email, name.toLowerCase())).toEqual([value]);
     expect(parsedHeaderNames(email)).toEqual(
       [...STRUCTURAL, 'reply-to', 'list-unsubscribe', 'list-unsubscribe-post', 'x-gharart-delivery-id'].sort(),
     );
@@ -180,7 +197,13 @@ describe('buildMimeMessage: round trip through an independent parser', () => {
     const text = 'Namaste 🙏\r\nदीया जलाओ — ₹2,499.00\r\nZoë 👩‍👩‍👧\r\n';
     const html = '<p lang="hi">दीया 🪔</p><p>Crème brûlée — 😀</p>';
     const raw = buildMimeMessage(
-      mail({ subject, text, html, from: { email: 'notifications@gharart.com', name: 'घरआर्ट 🪔' }, to: { email: 'zoe@example.com', name: 'Zoë Ørsted' } }),
+      mail({
+        subject,
+        text,
+        html,
+        from: { email: 'notifications@gharart.com', name: 'घरआर्ट 🪔' },
+        to: { email: 'zoe@example.com', name: 'Zoë Ørsted' },
+      }),
     );
     const email = await parse(raw);
     expect(email.subject).toBe(subject);
@@ -356,15 +379,35 @@ describe('buildMimeMessage: header injection', () => {
   }
 
   it('accepts ordinary addresses as they are', async () => {
-    for (const ok of ["o'brien+orders@mail.example.co.in", 'a@b.io', 'first.last@xn--80ak6aa92e.com', 'UPPER@Example.COM']) {
+    for (const ok of [
+      "o'brien+orders@mail.example.co.in",
+      'a@b.io',
+      'first.last@xn--80ak6aa92e.com',
+      'UPPER@Example.COM',
+    ]) {
       const email = await parse(buildMimeMessage(mail({ to: { email: ok } })));
       expect(email.to).toEqual([{ name: '', address: ok }]);
     }
   });
 
   const reserved = [
-    'From', 'to', 'SUBJECT', 'Date', 'Message-ID', 'MIME-Version', 'Content-Type', 'content-transfer-encoding',
-    'Content-Disposition', 'Bcc', 'Cc', 'Reply-To', 'Sender', 'Resent-To', 'Return-Path', 'Received', 'DKIM-Signature',
+    'From',
+    'to',
+    'SUBJECT',
+    'Date',
+    'Message-ID',
+    'MIME-Version',
+    'Content-Type',
+    'content-transfer-encoding',
+    'Content-Disposition',
+    'Bcc',
+    'Cc',
+    'Reply-To',
+    'Sender',
+    'Resent-To',
+    'Return-Path',
+    'Received',
+    'DKIM-Signature',
   ];
   for (const name of reserved) {
     it(`refuses the structural header ${name} in headers`, () => {
@@ -374,7 +417,9 @@ describe('buildMimeMessage: header injection', () => {
 
   it('refuses header names that are not RFC 7230 tokens, and a name given twice', () => {
     for (const name of ['X Bad', 'X-Bad:', 'X-Bad\r\nBcc', '', 'Ümlaut', 'X(y)', 'X-"q"', 'X/Y@', 'a'.repeat(65)]) {
-      expect(() => buildMimeMessage(mail({ headers: { [name]: 'v' } })), JSON.stringify(name)).toThrow(/invalid header name/);
+      expect(() => buildMimeMessage(mail({ headers: { [name]: 'v' } })), JSON.stringify(name)).toThrow(
+        /invalid header name/,
+      );
     }
     expect(() => buildMimeMessage(mail({ headers: { 'X-A': '1', 'x-a': '2' } }))).toThrow(/given twice/);
   });
@@ -386,10 +431,16 @@ describe('buildMimeMessage: header injection', () => {
       'key\r\nBcc: evil@example.com': 'v\n.\nFrom evil',
     };
     const n: NotificationForMail = {
-      id: 'ntf_1', handle: 'demo-store', type: 'order.created\r\nBcc: evil@example.com', severity: 'info',
-      occurredAt: '2026-11-26T10:00:00Z', data,
+      id: 'ntf_1',
+      handle: 'demo-store',
+      type: 'order.created\r\nBcc: evil@example.com',
+      severity: 'info',
+      occurredAt: '2026-11-26T10:00:00Z',
+      data,
     };
-    const content = renderNotificationMail(n, { unsubscribeUrl: 'https://notify.gharart.com/v2/email/unsubscribe?token=t' });
+    const content = renderNotificationMail(n, {
+      unsubscribeUrl: 'https://notify.gharart.com/v2/email/unsubscribe?token=t',
+    });
     const raw = buildMimeMessage(mail({ ...content, headers: { 'X-Gharart-Delivery-Id': 'dlv_1' } }));
     const email = await parse(raw);
     expect(parsedHeaderNames(email)).toEqual([...STRUCTURAL, 'x-gharart-delivery-id'].sort());
@@ -409,7 +460,12 @@ describe('buildMimeMessage: line lengths, folding and body safety', () => {
   });
 
   it('encodes subjects that cannot be folded at spaces (one 3,000-char word, double spaces, non-ASCII)', async () => {
-    const subjects = ['x'.repeat(3000), `a  b   c ${'y'.repeat(100)} `.trim(), '🪔'.repeat(400), `${'ä'.repeat(999)} ${'z'.repeat(999)}`];
+    const subjects = [
+      'x'.repeat(3000),
+      `a  b   c ${'y'.repeat(100)} `.trim(),
+      '🪔'.repeat(400),
+      `${'ä'.repeat(999)} ${'z'.repeat(999)}`,
+    ];
     for (const subject of subjects) {
       const raw = buildMimeMessage(mail({ subject }));
       for (const line of physicalLines(raw)) expect(line.length).toBeLessThanOrEqual(998);
@@ -421,7 +477,9 @@ describe('buildMimeMessage: line lengths, folding and body safety', () => {
   it('folds long display names and custom header values', async () => {
     const name = `Gharart ${'very '.repeat(60)}long name`;
     const unsub = `<https://notify.gharart.com/u?t=${'a'.repeat(300)}>, <mailto:unsubscribe@gharart.com?subject=${'b'.repeat(100)}>`;
-    const raw = buildMimeMessage(mail({ from: { email: 'n@gharart.com', name }, headers: { 'List-Unsubscribe': unsub } }));
+    const raw = buildMimeMessage(
+      mail({ from: { email: 'n@gharart.com', name }, headers: { 'List-Unsubscribe': unsub } }),
+    );
     for (const line of headerLines(raw)) expect(line.length).toBeLessThanOrEqual(998);
     const email = await parse(raw);
     expect(email.from).toEqual({ name, address: 'n@gharart.com' });
@@ -478,7 +536,9 @@ describe('buildMimeMessage: structure', () => {
     expect(lines.filter((l) => l.includes(b))).toEqual([` boundary="${b}"`, `--${b}`, `--${b}`, `--${b}--`]);
     expect(raw).toContain(`Content-Type: multipart/alternative;\r\n boundary="${b}"`);
     const firstPart = raw.indexOf(`--${b}\r\n`);
-    expect(raw.indexOf('Content-Type: text/plain; charset=utf-8', firstPart)).toBeLessThan(raw.indexOf('Content-Type: text/html; charset=utf-8'));
+    expect(raw.indexOf('Content-Type: text/plain; charset=utf-8', firstPart)).toBeLessThan(
+      raw.indexOf('Content-Type: text/html; charset=utf-8'),
+    );
   });
 
   it('never lets the boundary occur inside a part, even when a body imitates it', async () => {
@@ -512,10 +572,34 @@ function notification(overrides: Partial<NotificationForMail> = {}): Notificatio
 }
 
 function escHtml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+  return s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&#39;');
 }
 
-const ALLOWED_TAGS = new Set(['html', 'head', 'meta', 'title', 'body', 'div', 'p', 'h1', 'table', 'caption', 'thead', 'tbody', 'tr', 'th', 'td', 'code', 'a', 'hr']);
+const ALLOWED_TAGS = new Set([
+  'html',
+  'head',
+  'meta',
+  'title',
+  'body',
+  'div',
+  'p',
+  'h1',
+  'table',
+  'caption',
+  'thead',
+  'tbody',
+  'tr',
+  'th',
+  'td',
+  'code',
+  'a',
+  'hr',
+]);
 
 /** The HTML only has our tags, no event handler attributes, nothing that loads, and links only to the given URLs. */
 function expectSafeHtml(html: string, allowedLinks: string[]): void {
@@ -561,25 +645,40 @@ describe('renderNotificationMail', () => {
   }
 
   it('writes the subject as "[Gharart] Critical: payment failed — demo-store"', () => {
-    expect(renderNotificationMail(notification(), { unsubscribeUrl: null }).subject).toBe('[Gharart] Critical: payment failed — demo-store');
+    expect(renderNotificationMail(notification(), { unsubscribeUrl: null }).subject).toBe(
+      '[Gharart] Critical: payment failed — demo-store',
+    );
   });
 
   it('shows the key facts of a type first', () => {
     const paid = renderNotificationMail(
-      notification({ type: 'order.paid', severity: 'info', data: EVENT_CATALOG.find((e) => e.type === 'order.paid')!.sample }),
+      notification({
+        type: 'order.paid',
+        severity: 'info',
+        data: EVENT_CATALOG.find((e) => e.type === 'order.paid')!.sample,
+      }),
       { unsubscribeUrl: null },
     );
     expect(paid.text).toMatch(/Order: ord_10482\nTotal: INR\s2,499\.00\nPayment: pay_8812\n/);
     const shipped = renderNotificationMail(
-      notification({ type: 'order.fulfilled', severity: 'info', data: EVENT_CATALOG.find((e) => e.type === 'order.fulfilled')!.sample }),
+      notification({
+        type: 'order.fulfilled',
+        severity: 'info',
+        data: EVENT_CATALOG.find((e) => e.type === 'order.fulfilled')!.sample,
+      }),
       { unsubscribeUrl: null },
     );
     expect(shipped.text).toContain('Tracking number: DL123456789IN');
-    expect(shipped.html).toContain('<caption style="text-align:left;font-weight:600;padding:0 0 6px;">Key facts</caption>');
+    expect(shipped.html).toContain(
+      '<caption style="text-align:left;font-weight:600;padding:0 0 6px;">Key facts</caption>',
+    );
   });
 
   it('gives unknown types a generic title from the type string', () => {
-    const m = renderNotificationMail(notification({ type: 'inventory.low_stock', severity: 'warning', data: { sku: 'A1' } }), { unsubscribeUrl: null });
+    const m = renderNotificationMail(
+      notification({ type: 'inventory.low_stock', severity: 'warning', data: { sku: 'A1' } }),
+      { unsubscribeUrl: null },
+    );
     expect(m.subject).toBe('[Gharart] Warning: inventory low stock — demo-store');
     expect(m.text).toContain('Inventory low stock.');
     expect(m.html).toContain('>Inventory low stock.</h1>');
@@ -591,7 +690,9 @@ describe('renderNotificationMail', () => {
     expect(m.subject).toBe('[TEST] [Gharart] Critical: payment failed — demo-store');
     expect(m.text).toContain('test notification');
     expect(m.html).toContain('test notification');
-    expect(renderNotificationMail(notification({ test: false }), { unsubscribeUrl: null }).subject).not.toContain('[TEST]');
+    expect(renderNotificationMail(notification({ test: false }), { unsubscribeUrl: null }).subject).not.toContain(
+      '[TEST]',
+    );
   });
 
   it('escapes every value, key, handle and type in the HTML', () => {
@@ -634,7 +735,10 @@ describe('renderNotificationMail', () => {
       style: '<link rel="stylesheet" href="https://evil.example/s.css">',
       js: 'javascript:alert(1)',
     };
-    const m = renderNotificationMail(notification({ type: 'webhook.endpoint_disabled', data }), { unsubscribeUrl: UNSUB, dashboardUrl: DASH });
+    const m = renderNotificationMail(notification({ type: 'webhook.endpoint_disabled', data }), {
+      unsubscribeUrl: UNSUB,
+      dashboardUrl: DASH,
+    });
     expectSafeHtml(m.html, [UNSUB, DASH]);
     expect(m.html).toContain('https://crm.example.com/hooks'); // as text
     expect(m.html).not.toContain('href="https://crm.example.com');
@@ -654,18 +758,24 @@ describe('renderNotificationMail', () => {
     expect(without.html).not.toContain('href=');
     // the footer says why the mail came, in both bodies
     for (const body of [withLink.text, withLink.html, without.text, without.html]) {
-      expect(body).toContain('You receive this email because this address is subscribed to Gharart notifications for demo-store.');
+      expect(body).toContain(
+        'You receive this email because this address is subscribed to Gharart notifications for demo-store.',
+      );
     }
   });
 
   it('refuses a link that is not http(s)', () => {
     expect(() => renderNotificationMail(notification(), { unsubscribeUrl: 'javascript:alert(1)' })).toThrow(/http/);
-    expect(() => renderNotificationMail(notification(), { unsubscribeUrl: UNSUB, dashboardUrl: 'data:text/html,x' })).toThrow(/http/);
+    expect(() =>
+      renderNotificationMail(notification(), { unsubscribeUrl: UNSUB, dashboardUrl: 'data:text/html,x' }),
+    ).toThrow(/http/);
     expect(() => renderNotificationMail(notification(), { unsubscribeUrl: 'not a url' })).toThrow(/URL/);
   });
 
   it('lists 50 of 60 fields and says how many were left out', () => {
-    const data = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`field_${String(i).padStart(2, '0')}`, `value ${i}`]));
+    const data = Object.fromEntries(
+      Array.from({ length: 60 }, (_, i) => [`field_${String(i).padStart(2, '0')}`, `value ${i}`]),
+    );
     const m = renderNotificationMail(notification({ type: 'order.created', data }), { unsubscribeUrl: null });
     for (let i = 0; i < 60; i++) {
       const key = `field_${String(i).padStart(2, '0')}`;
@@ -678,7 +788,10 @@ describe('renderNotificationMail', () => {
   });
 
   it('cuts long values at 500 chars and keeps the HTML under 100 KB even when every char escapes', () => {
-    const long = renderNotificationMail(notification({ data: { blob: 'x'.repeat(10_000), emoji: '🪔'.repeat(1000) } }), { unsubscribeUrl: null });
+    const long = renderNotificationMail(
+      notification({ data: { blob: 'x'.repeat(10_000), emoji: '🪔'.repeat(1000) } }),
+      { unsubscribeUrl: null },
+    );
     expect(long.text).toContain(`blob: ${'x'.repeat(499)}…\n`);
     expect(long.text).not.toContain('x'.repeat(500));
     expect(long.text).not.toMatch(/[\ud800-\udbff]…/); // no half surrogate pair before the ellipsis
@@ -710,7 +823,12 @@ describe('renderConfirmationMail and renderTestMail', () => {
   const confirmUrl = 'https://notify.gharart.com/v2/email/confirm?token=abc&x=<1>';
 
   it('confirmation: subject names the handle, both bodies hold the link and the expiry', async () => {
-    const m = renderConfirmationMail({ handle: 'demo-store', email: 'ops@example.com', confirmUrl, expiresAt: '2026-11-27T10:00:00Z' });
+    const m = renderConfirmationMail({
+      handle: 'demo-store',
+      email: 'ops@example.com',
+      confirmUrl,
+      expiresAt: '2026-11-27T10:00:00Z',
+    });
     const href = new URL(confirmUrl).href;
     expect(m.subject).toBe('[Gharart] Confirm notifications for demo-store');
     expect(m.text).toContain(href);
@@ -726,18 +844,37 @@ describe('renderConfirmationMail and renderTestMail', () => {
   });
 
   it('confirmation: escapes the handle and address, refuses a non-http link', () => {
-    const m = renderConfirmationMail({ handle: '<b>x</b>', email: '"><img src=x>@example.com', confirmUrl, expiresAt: 'soon' });
+    const m = renderConfirmationMail({
+      handle: '<b>x</b>',
+      email: '"><img src=x>@example.com',
+      confirmUrl,
+      expiresAt: 'soon',
+    });
     expect(m.html).not.toContain('<b>x</b>');
     expect(m.html).not.toContain('<img');
     expect(m.html).toContain(escHtml('"><img src=x>@example.com'));
     expect(m.text).toContain('expires at soon');
-    expect(() => renderConfirmationMail({ handle: 'h', email: 'a@b.co', confirmUrl: 'javascript:x', expiresAt: NOW })).toThrow(/http/);
-    expect(() => renderConfirmationMail({ handle: 'h', email: 'a@b.co', confirmUrl: '', expiresAt: NOW })).toThrow(/required/);
+    expect(() =>
+      renderConfirmationMail({ handle: 'h', email: 'a@b.co', confirmUrl: 'javascript:x', expiresAt: NOW }),
+    ).toThrow(/http/);
+    expect(() => renderConfirmationMail({ handle: 'h', email: 'a@b.co', confirmUrl: '', expiresAt: NOW })).toThrow(
+      /required/,
+    );
   });
 
   it('test mail: [TEST] subject with the handle, the request id, and the role of the address', async () => {
-    const owner = renderTestMail({ handle: 'demo-store', email: 'owner@example.com', isOwnerDefault: true, requestId: 'req_01JD' });
-    const sub = renderTestMail({ handle: 'demo-store', email: 'ops@example.com', isOwnerDefault: false, requestId: 'req_02JD' });
+    const owner = renderTestMail({
+      handle: 'demo-store',
+      email: 'owner@example.com',
+      isOwnerDefault: true,
+      requestId: 'req_01JD',
+    });
+    const sub = renderTestMail({
+      handle: 'demo-store',
+      email: 'ops@example.com',
+      isOwnerDefault: false,
+      requestId: 'req_02JD',
+    });
     expect(owner.subject).toBe('[TEST] [Gharart] Test email for demo-store');
     expect(owner.text).toContain('req_01JD');
     expect(owner.html).toContain('req_01JD');
@@ -752,7 +889,12 @@ describe('renderConfirmationMail and renderTestMail', () => {
   });
 
   it('test mail: escapes everything and keeps a hostile handle out of the headers', async () => {
-    const m = renderTestMail({ handle: 'h\r\nBcc: evil@example.com<script>', email: 'a@b.co', isOwnerDefault: false, requestId: '<r>' });
+    const m = renderTestMail({
+      handle: 'h\r\nBcc: evil@example.com<script>',
+      email: 'a@b.co',
+      isOwnerDefault: false,
+      requestId: '<r>',
+    });
     expect(m.html).not.toContain('<script>');
     expect(m.html).toContain('&lt;r&gt;');
     const email = await parse(buildMimeMessage(mail({ ...m })));

@@ -85,9 +85,14 @@ describe('POST …/notifications/email-subscriptions', () => {
     const { handle, token } = await setup();
     const address = email('dup');
     expect((await create(handle, token, { email: address })).status).toBe(201);
-    const problem = await expectProblem(await call('POST', subsPath(handle), { token, body: { email: address.toUpperCase() } }), 409);
+    const problem = await expectProblem(
+      await call('POST', subsPath(handle), { token, body: { email: address.toUpperCase() } }),
+      409,
+    );
     expect(problem.detail).toContain(address.toLowerCase());
-    const n = await env.DB.prepare('SELECT count(*) AS n FROM email_subscriptions WHERE handle = ? AND email_normalized = ?')
+    const n = await env.DB.prepare(
+      'SELECT count(*) AS n FROM email_subscriptions WHERE handle = ? AND email_normalized = ?',
+    )
       .bind(handle, address.toLowerCase())
       .first<{ n: number }>();
     expect(n!.n).toBe(1);
@@ -142,7 +147,9 @@ describe('POST …/notifications/email-subscriptions', () => {
         `${JSON.stringify(body)} → ${JSON.stringify(paths)}`,
       ).toBe(true);
     }
-    const n = await env.DB.prepare('SELECT count(*) AS n FROM email_subscriptions WHERE handle = ?').bind(handle).first<{ n: number }>();
+    const n = await env.DB.prepare('SELECT count(*) AS n FROM email_subscriptions WHERE handle = ?')
+      .bind(handle)
+      .first<{ n: number }>();
     expect(n!.n).toBe(0);
   });
 
@@ -160,10 +167,15 @@ describe('POST …/notifications/email-subscriptions', () => {
     await insertEmailSubscriptions(handle, 199);
     const ok = await create(handle, token, { email: email('200th') });
     expect(ok.status).toBe(201);
-    const problem = await expectProblem(await call('POST', subsPath(handle), { token, body: { email: email('201st') } }), 422);
+    const problem = await expectProblem(
+      await call('POST', subsPath(handle), { token, body: { email: email('201st') } }),
+      422,
+    );
     expect(problem.limit).toBe(200);
     expect(problem.detail).toContain('200');
-    const n = await env.DB.prepare(`SELECT count(*) AS n FROM email_subscriptions WHERE handle = ? AND kind = 'standard'`)
+    const n = await env.DB.prepare(
+      `SELECT count(*) AS n FROM email_subscriptions WHERE handle = ? AND kind = 'standard'`,
+    )
       .bind(handle)
       .first<{ n: number }>();
     expect(n!.n).toBe(200);
@@ -179,11 +191,18 @@ describe('POST …/notifications/email-subscriptions', () => {
       await addMember(handle, admin, 'admin');
       tokens.push(await userJwt(admin));
     }
-    const results = await Promise.all(tokens.map((token) => call('POST', subsPath(handle), { token, body: { email: email('race') } })));
+    const results = await Promise.all(
+      tokens.map((token) => call('POST', subsPath(handle), { token, body: { email: email('race') } })),
+    );
     const statuses = results.map((r) => r.status);
-    expect(statuses.filter((s) => s === 201), statuses.join(',')).toHaveLength(1);
+    expect(
+      statuses.filter((s) => s === 201),
+      statuses.join(','),
+    ).toHaveLength(1);
     expect(statuses.filter((s) => s === 422)).toHaveLength(9);
-    const n = await env.DB.prepare(`SELECT count(*) AS n FROM email_subscriptions WHERE handle = ? AND kind = 'standard'`)
+    const n = await env.DB.prepare(
+      `SELECT count(*) AS n FROM email_subscriptions WHERE handle = ? AND kind = 'standard'`,
+    )
       .bind(handle)
       .first<{ n: number }>();
     expect(n!.n).toBe(200);
@@ -211,7 +230,12 @@ describe('GET …/notifications/email-subscriptions', () => {
     const sub = await create(handle, token, { email: email('sub') });
     const listed = await listAll(handle, token);
     expect(listed.data.map((s) => s.id)).toEqual(['owner-default', sub.body.id]);
-    expect(listed.data[0]).toMatchObject({ id: 'owner-default', kind: 'owner_default', status: 'active', email: address });
+    expect(listed.data[0]).toMatchObject({
+      id: 'owner-default',
+      kind: 'owner_default',
+      status: 'active',
+      email: address,
+    });
   });
 
   it('pages over 7 subscriptions with limit=3: each exactly once, newest first; owner default only on page one', async () => {
@@ -288,7 +312,9 @@ describe('DELETE …/notifications/email-subscriptions/{id}', () => {
   it('the owner default row cannot be deleted by its internal esub_ id either', async () => {
     const { handle, token } = await setup();
     await callJson('PUT', ownerPath(handle), { token, body: { email: email('owner') } });
-    const internal = await env.DB.prepare(`SELECT id FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`)
+    const internal = await env.DB.prepare(
+      `SELECT id FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`,
+    )
       .bind(handle)
       .first<{ id: string }>();
     await expectProblem(await call('DELETE', `${subsPath(handle)}/${internal!.id}`, { token }), 404);
@@ -298,7 +324,12 @@ describe('DELETE …/notifications/email-subscriptions/{id}', () => {
   it('an unknown id → 404; a malformed id → 404', async () => {
     const { handle, token } = await setup();
     await expectProblem(await call('DELETE', `${subsPath(handle)}/${newId('esub')}`, { token }), 404);
-    for (const bad of ['esub_123', 'whk_01JD3Q7X9T0000000000000000', 'esub_01JD3Q7X9T000000000000000u', "1'%20OR%201=1"]) {
+    for (const bad of [
+      'esub_123',
+      'whk_01JD3Q7X9T0000000000000000',
+      'esub_01JD3Q7X9T000000000000000u',
+      "1'%20OR%201=1",
+    ]) {
       await expectProblem(await call('DELETE', `${subsPath(handle)}/${bad}`, { token }), 404);
     }
   });
@@ -311,30 +342,54 @@ describe('DELETE …/notifications/email-subscriptions/{id}', () => {
     const notificationId = newId('ntf');
     const { ids, recipients } = await insertDeliveries(handle, [
       { notificationId, channel: 'email', subscriptionId: subId, target: sub.body.email, status: 'queued' },
-      { notificationId, channel: 'email', subscriptionId: subId, target: sub.body.email, status: 'succeeded', attempts: 1 },
+      {
+        notificationId,
+        channel: 'email',
+        subscriptionId: subId,
+        target: sub.body.email,
+        status: 'succeeded',
+        attempts: 1,
+      },
     ]);
     const [queuedId, succeededId] = ids as [string, string];
     // A second notification with an open delivery of *another* subscription: must stay untouched.
     const otherNotification = newId('ntf');
     const otherDeliveries = await insertDeliveries(handle, [
-      { notificationId: otherNotification, channel: 'email', subscriptionId: other.body.id, target: other.body.email, status: 'retrying' },
+      {
+        notificationId: otherNotification,
+        channel: 'email',
+        subscriptionId: other.body.id,
+        target: other.body.email,
+        status: 'retrying',
+      },
     ]);
     const now = new Date().toISOString();
     await insertNotifications(handle, [
       { id: notificationId, type: 'order.paid', severity: 'info', status: 'delivering', createdAt: now, recipients },
-      { id: otherNotification, type: 'order.paid', severity: 'info', status: 'delivering', createdAt: now, recipients: otherDeliveries.recipients },
+      {
+        id: otherNotification,
+        type: 'order.paid',
+        severity: 'info',
+        status: 'delivering',
+        createdAt: now,
+        recipients: otherDeliveries.recipients,
+      },
     ]);
 
     // Another handle's path (the caller owns both): 404 and nothing changes.
     const otherHandle = await provisionHandle(owner);
     await expectProblem(await call('DELETE', `${subsPath(otherHandle)}/${subId}`, { token }), 404);
-    const untouched = await env.DB.prepare('SELECT status FROM deliveries WHERE id = ?').bind(queuedId).first<{ status: string }>();
+    const untouched = await env.DB.prepare('SELECT status FROM deliveries WHERE id = ?')
+      .bind(queuedId)
+      .first<{ status: string }>();
     expect(untouched!.status).toBe('queued');
     expect(await row(subId)).not.toBeNull();
 
     expect((await call('DELETE', `${subsPath(handle)}/${subId}`, { token })).status).toBe(204);
 
-    const deliveries = await env.DB.prepare('SELECT id, status, status_reason FROM deliveries WHERE notification_id = ? ORDER BY id')
+    const deliveries = await env.DB.prepare(
+      'SELECT id, status, status_reason FROM deliveries WHERE notification_id = ? ORDER BY id',
+    )
       .bind(notificationId)
       .all<{ id: string; status: string; status_reason: string | null }>();
     const byId = Object.fromEntries(deliveries.results.map((d) => [d.id, d]));
@@ -347,8 +402,17 @@ describe('DELETE …/notifications/email-subscriptions/{id}', () => {
     const summary = JSON.parse(n!.recipients) as Record<string, Record<string, unknown>>;
     expect(Object.keys(summary).sort()).toEqual([queuedId, succeededId].sort());
     // Each entry is still an object (not a JSON string), with the new status.
-    expect(summary[queuedId]).toMatchObject({ deliveryId: queuedId, status: 'cancelled', statusReason: 'subscription_deleted' });
-    expect(summary[succeededId]).toMatchObject({ deliveryId: succeededId, status: 'succeeded', statusReason: null, attempts: 1 });
+    expect(summary[queuedId]).toMatchObject({
+      deliveryId: queuedId,
+      status: 'cancelled',
+      statusReason: 'subscription_deleted',
+    });
+    expect(summary[succeededId]).toMatchObject({
+      deliveryId: succeededId,
+      status: 'succeeded',
+      statusReason: null,
+      attempts: 1,
+    });
     expect(n!.status).toBe('delivered');
 
     // The feed shows the same.
@@ -361,7 +425,9 @@ describe('DELETE …/notifications/email-subscriptions/{id}', () => {
     });
 
     // The other subscription's open delivery and notification are unchanged.
-    const otherRow = await env.DB.prepare('SELECT status FROM deliveries WHERE id = ?').bind(otherDeliveries.ids[0]).first<{ status: string }>();
+    const otherRow = await env.DB.prepare('SELECT status FROM deliveries WHERE id = ?')
+      .bind(otherDeliveries.ids[0])
+      .first<{ status: string }>();
     expect(otherRow!.status).toBe('retrying');
     const otherN = await env.DB.prepare('SELECT status, recipients FROM notifications WHERE id = ?')
       .bind(otherNotification)
@@ -378,7 +444,14 @@ describe('DELETE …/notifications/email-subscriptions/{id}', () => {
       { notificationId, channel: 'email', subscriptionId: sub.body.id, target: sub.body.email, status: 'pending' },
     ]);
     await insertNotifications(handle, [
-      { id: notificationId, type: 'order.paid', severity: 'info', status: 'delivering', createdAt: new Date().toISOString(), recipients },
+      {
+        id: notificationId,
+        type: 'order.paid',
+        severity: 'info',
+        status: 'delivering',
+        createdAt: new Date().toISOString(),
+        recipients,
+      },
     ]);
     expect((await call('DELETE', `${subsPath(handle)}/${sub.body.id}`, { token })).status).toBe(204);
     const n = await env.DB.prepare('SELECT status, recipients FROM notifications WHERE id = ?')
@@ -395,7 +468,12 @@ describe('PUT …/notifications/owner-default-email', () => {
     const address = `  ${email('Boss')}  `;
     const set = await callJson('PUT', ownerPath(handle), { token, body: { email: address } });
     expect(set.status).toBe(200);
-    expect(set.body).toMatchObject({ id: 'owner-default', kind: 'owner_default', status: 'active', email: address.trim() });
+    expect(set.body).toMatchObject({
+      id: 'owner-default',
+      kind: 'owner_default',
+      status: 'active',
+      email: address.trim(),
+    });
     const stored = await env.DB.prepare(`SELECT * FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`)
       .bind(handle)
       .first<Record<string, any>>();
@@ -406,7 +484,9 @@ describe('PUT …/notifications/owner-default-email', () => {
     expect(unset.body).toMatchObject({ id: 'owner-default', status: 'unset', email: null });
     const list = await listAll(handle, token);
     expect(list.data[0]).toMatchObject({ id: 'owner-default', status: 'unset', email: null });
-    const n = await env.DB.prepare(`SELECT count(*) AS n FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`)
+    const n = await env.DB.prepare(
+      `SELECT count(*) AS n FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`,
+    )
       .bind(handle)
       .first<{ n: number }>();
     expect(n!.n).toBe(0);
@@ -416,17 +496,35 @@ describe('PUT …/notifications/owner-default-email', () => {
     const { handle, token } = await setup();
     const address = email('owner');
     await callJson('PUT', ownerPath(handle), { token, body: { email: address } });
-    const internal = await env.DB.prepare(`SELECT id FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`)
+    const internal = await env.DB.prepare(
+      `SELECT id FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`,
+    )
       .bind(handle)
       .first<{ id: string }>();
     const notificationId = newId('ntf');
     const { ids, recipients } = await insertDeliveries(
       handle,
-      [{ notificationId, channel: 'email', subscriptionId: internal!.id, target: address.toLowerCase(), status: 'retrying', attempts: 2 }],
+      [
+        {
+          notificationId,
+          channel: 'email',
+          subscriptionId: internal!.id,
+          target: address.toLowerCase(),
+          status: 'retrying',
+          attempts: 2,
+        },
+      ],
       'owner_default',
     );
     await insertNotifications(handle, [
-      { id: notificationId, type: 'payment.failed', severity: 'critical', status: 'delivering', createdAt: new Date().toISOString(), recipients },
+      {
+        id: notificationId,
+        type: 'payment.failed',
+        severity: 'critical',
+        status: 'delivering',
+        createdAt: new Date().toISOString(),
+        recipients,
+      },
     ]);
     expect((await callJson('PUT', ownerPath(handle), { token, body: { email: null } })).status).toBe(200);
     const d = await env.DB.prepare('SELECT status, status_reason FROM deliveries WHERE id = ?').bind(ids[0]).first();
@@ -434,7 +532,9 @@ describe('PUT …/notifications/owner-default-email', () => {
     const detail = await callJson('GET', `/v2/handles/${handle}/notifications/${notificationId}`, { token });
     // A critical event left with nobody to receive it says so: undeliverable, not no_recipients.
     expect(detail.body.status).toBe('undeliverable');
-    expect(detail.body.deliveries).toEqual([expect.objectContaining({ deliveryId: ids[0], status: 'cancelled', recipientType: 'owner_default' })]);
+    expect(detail.body.deliveries).toEqual([
+      expect.objectContaining({ deliveryId: ids[0], status: 'cancelled', recipientType: 'owner_default' }),
+    ]);
   });
 
   it('changing the address replaces it: still one owner_default row', async () => {
@@ -445,7 +545,9 @@ describe('PUT …/notifications/owner-default-email', () => {
     const changed = await callJson('PUT', ownerPath(handle), { token, body: { email: second } });
     expect(changed.status).toBe(200);
     expect(changed.body.email).toBe(second);
-    const rows = await env.DB.prepare(`SELECT email, email_normalized FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`)
+    const rows = await env.DB.prepare(
+      `SELECT email, email_normalized FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`,
+    )
       .bind(handle)
       .all<{ email: string; email_normalized: string }>();
     expect(rows.results).toEqual([{ email: second, email_normalized: second.toLowerCase() }]);
@@ -469,11 +571,17 @@ describe('PUT …/notifications/owner-default-email', () => {
     const viewer = unique('viewer');
     await addMember(handle, admin, 'admin');
     await addMember(handle, viewer, 'viewer');
-    const p1 = await expectProblem(await call('PUT', ownerPath(handle), { token: await userJwt(admin), body: { email: email('evil') } }), 403);
+    const p1 = await expectProblem(
+      await call('PUT', ownerPath(handle), { token: await userJwt(admin), body: { email: email('evil') } }),
+      403,
+    );
     expect(p1.detail).toMatch(/owner/);
     expect(p1.requiredRoles).toEqual(['owner']);
     expect(p1.role).toBe('admin');
-    const p2 = await expectProblem(await call('PUT', ownerPath(handle), { token: await userJwt(viewer), body: { email: null } }), 403);
+    const p2 = await expectProblem(
+      await call('PUT', ownerPath(handle), { token: await userJwt(viewer), body: { email: null } }),
+      403,
+    );
     expect(p2.requiredRoles).toEqual(['owner']);
     const list = await listAll(handle, token);
     expect(list.data[0]).toMatchObject({ status: 'active', email: original });
@@ -500,7 +608,10 @@ describe('PUT …/notifications/owner-default-email', () => {
     ];
     for (const [body, path] of cases) {
       const problem = await expectProblem(await call('PUT', ownerPath(handle), { token, body }), 400);
-      expect(problem.errors.map((e: { path: string }) => e.path), JSON.stringify(body)).toContain(path);
+      expect(
+        problem.errors.map((e: { path: string }) => e.path),
+        JSON.stringify(body),
+      ).toContain(path);
     }
   });
 });
@@ -512,9 +623,15 @@ describe('tenancy and permissions', () => {
     const bSub = await create(b.handle, b.token, { email: email('b') });
     expect(bSub.status).toBe(201);
     await expectProblem(await call('GET', subsPath(b.handle), { token: a.token }), 404);
-    await expectProblem(await call('POST', subsPath(b.handle), { token: a.token, body: { email: email('intruder') } }), 404);
+    await expectProblem(
+      await call('POST', subsPath(b.handle), { token: a.token, body: { email: email('intruder') } }),
+      404,
+    );
     await expectProblem(await call('DELETE', `${subsPath(b.handle)}/${bSub.body.id}`, { token: a.token }), 404);
-    await expectProblem(await call('PUT', ownerPath(b.handle), { token: a.token, body: { email: email('intruder') } }), 404);
+    await expectProblem(
+      await call('PUT', ownerPath(b.handle), { token: a.token, body: { email: email('intruder') } }),
+      404,
+    );
     // A's own path with B's id: 404 too.
     await expectProblem(await call('DELETE', `${subsPath(a.handle)}/${bSub.body.id}`, { token: a.token }), 404);
     const bList = await listAll(b.handle, b.token);
@@ -535,16 +652,24 @@ describe('tenancy and permissions', () => {
   it('without notifications:write → 403 naming the scope; without notifications:read the list → 403', async () => {
     const { owner, handle } = await setup();
     const readOnly = await signJwt({ sub: owner, scope: 'notifications:read webhooks:write' });
-    const p = await expectProblem(await call('POST', subsPath(handle), { token: readOnly, body: { email: email() } }), 403);
+    const p = await expectProblem(
+      await call('POST', subsPath(handle), { token: readOnly, body: { email: email() } }),
+      403,
+    );
     expect(p.missingScopes).toEqual(['notifications:write']);
-    const ownerPut = await expectProblem(await call('PUT', ownerPath(handle), { token: readOnly, body: { email: email() } }), 403);
+    const ownerPut = await expectProblem(
+      await call('PUT', ownerPath(handle), { token: readOnly, body: { email: email() } }),
+      403,
+    );
     expect(ownerPut.missingScopes).toEqual(['notifications:write']);
     const writeOnly = await signJwt({ sub: owner, scope: 'notifications:write' });
     const p2 = await expectProblem(await call('GET', subsPath(handle), { token: writeOnly }), 403);
     expect(p2.missingScopes).toEqual(['notifications:read']);
     const pat = await createPat(owner, { scopes: ['notifications:read'] });
     await expectProblem(await call('POST', subsPath(handle), { token: pat.token, body: { email: email() } }), 403);
-    const n = await env.DB.prepare('SELECT count(*) AS n FROM email_subscriptions WHERE handle = ?').bind(handle).first<{ n: number }>();
+    const n = await env.DB.prepare('SELECT count(*) AS n FROM email_subscriptions WHERE handle = ?')
+      .bind(handle)
+      .first<{ n: number }>();
     expect(n!.n).toBe(0);
   });
 

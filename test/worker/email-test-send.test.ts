@@ -19,17 +19,26 @@ async function setup() {
 }
 
 async function setOwnerEmail(handle: string, token: string, email: string) {
-  const r = await callJson('PUT', `/v2/handles/${handle}/notifications/owner-default-email`, { token, body: { email } });
+  const r = await callJson('PUT', `/v2/handles/${handle}/notifications/owner-default-email`, {
+    token,
+    body: { email },
+  });
   expect(r.status, JSON.stringify(r.body)).toBe(200);
 }
 
 async function testDeliveries(subscriptionId: string): Promise<Row[]> {
-  const { results } = await env.DB.prepare(`SELECT * FROM deliveries WHERE subscription_id = ? AND kind = 'test' AND status_reason = 'test_send' ORDER BY id`).bind(subscriptionId).all<Row>();
+  const { results } = await env.DB.prepare(
+    `SELECT * FROM deliveries WHERE subscription_id = ? AND kind = 'test' AND status_reason = 'test_send' ORDER BY id`,
+  )
+    .bind(subscriptionId)
+    .all<Row>();
   return results;
 }
 
 const ownerRow = (handle: string) =>
-  env.DB.prepare(`SELECT * FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`).bind(handle).first<Row>();
+  env.DB.prepare(`SELECT * FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`)
+    .bind(handle)
+    .first<Row>();
 
 describe('POST …/email-subscriptions/{id}/test', () => {
   it('owner-default set → a test mail goes through the send_email binding: deliveryId, outcome succeeded, recorded as kind test', async () => {
@@ -59,7 +68,9 @@ describe('POST …/email-subscriptions/{id}/test', () => {
       notification_id: null,
     });
     expect(JSON.parse(delivery!.payload)).toMatchObject({ type: 'order.created', test: true, handle: s.handle });
-    const { results: attempts } = await env.DB.prepare('SELECT * FROM delivery_attempts WHERE delivery_id = ?').bind(r.body.deliveryId).all<Row>();
+    const { results: attempts } = await env.DB.prepare('SELECT * FROM delivery_attempts WHERE delivery_id = ?')
+      .bind(r.body.deliveryId)
+      .all<Row>();
     expect(attempts).toHaveLength(1);
     expect(attempts[0]).toMatchObject({ attempt_number: 1, outcome: 'succeeded', error_class: null });
     // The binding accepted a message with a Message-ID (the simulated send_email returned without throwing).
@@ -71,14 +82,26 @@ describe('POST …/email-subscriptions/{id}/test', () => {
     const s = await setup();
     await setOwnerEmail(s.handle, s.token, `owner-${unique('m')}@example.com`);
     const owner = (await ownerRow(s.handle))!;
-    const r = await callJson('POST', `${s.subs}/owner-default/test`, { token: s.token, body: { eventType: 'payment.failed' } });
+    const r = await callJson('POST', `${s.subs}/owner-default/test`, {
+      token: s.token,
+      body: { eventType: 'payment.failed' },
+    });
     expect(r.status).toBe(200);
     const [delivery] = await testDeliveries(owner.id);
     expect(JSON.parse(delivery!.payload)).toMatchObject({ type: 'payment.failed', severity: 'critical', test: true });
 
-    const bad = await expectProblem(await call('POST', `${s.subs}/owner-default/test`, { token: s.token, body: { eventType: 'order.teleported' } }), 422);
+    const bad = await expectProblem(
+      await call('POST', `${s.subs}/owner-default/test`, { token: s.token, body: { eventType: 'order.teleported' } }),
+      422,
+    );
     expect(bad.detail).toContain('order.teleported');
-    await expectProblem(await call('POST', `${s.subs}/owner-default/test`, { token: s.token, body: { eventType: 'order.paid', to: 'x@example.com' } }), 400);
+    await expectProblem(
+      await call('POST', `${s.subs}/owner-default/test`, {
+        token: s.token,
+        body: { eventType: 'order.paid', to: 'x@example.com' },
+      }),
+      400,
+    );
     expect(await testDeliveries(owner.id)).toHaveLength(1);
   });
 
@@ -87,7 +110,9 @@ describe('POST …/email-subscriptions/{id}/test', () => {
     const email = `Ops.${unique('m')}@Example.com`;
     const created = await callJson('POST', s.subs, { token: s.token, body: { email } });
     expect(created.status).toBe(201);
-    await env.DB.prepare(`UPDATE email_subscriptions SET status = 'active', status_reason = NULL, confirmed_at = ? WHERE id = ?`)
+    await env.DB.prepare(
+      `UPDATE email_subscriptions SET status = 'active', status_reason = NULL, confirmed_at = ? WHERE id = ?`,
+    )
       .bind(new Date().toISOString(), created.body.id)
       .run();
     const r = await callJson('POST', `${s.subs}/${created.body.id}/test`, { token: s.token });
@@ -96,7 +121,12 @@ describe('POST …/email-subscriptions/{id}/test', () => {
     expect(r.body.diagnosis.test.outcome).toBe('succeeded');
     expect(r.body.diagnosis.subscription).toMatchObject({ kind: 'standard', status: 'active' });
     const [delivery] = await testDeliveries(created.body.id);
-    expect(delivery).toMatchObject({ id: r.body.deliveryId, recipient_type: 'email', target: email.toLowerCase(), status: 'succeeded' });
+    expect(delivery).toMatchObject({
+      id: r.body.deliveryId,
+      recipient_type: 'email',
+      target: email.toLowerCase(),
+      status: 'succeeded',
+    });
   });
 
   it('a pending_confirmation subscription gets no mail: deliveryId null, outcome not_sent, the summary says it has not confirmed', async () => {
@@ -117,8 +147,15 @@ describe('POST …/email-subscriptions/{id}/test', () => {
 
   it('a suppressed subscription gets no mail either, and the diagnosis names its state and reason', async () => {
     const s = await setup();
-    const created = await callJson('POST', s.subs, { token: s.token, body: { email: `bounced-${unique('m')}@example.com` } });
-    await env.DB.prepare(`UPDATE email_subscriptions SET status = 'suppressed', status_reason = 'hard bounce' WHERE id = ?`).bind(created.body.id).run();
+    const created = await callJson('POST', s.subs, {
+      token: s.token,
+      body: { email: `bounced-${unique('m')}@example.com` },
+    });
+    await env.DB.prepare(
+      `UPDATE email_subscriptions SET status = 'suppressed', status_reason = 'hard bounce' WHERE id = ?`,
+    )
+      .bind(created.body.id)
+      .run();
     const r = await callJson('POST', `${s.subs}/${created.body.id}/test`, { token: s.token });
     expect(r.status).toBe(200);
     expect(r.body.deliveryId).toBeNull();
@@ -128,7 +165,7 @@ describe('POST …/email-subscriptions/{id}/test', () => {
     expect(await testDeliveries(created.body.id)).toHaveLength(0);
   });
 
-  it('lists the subscription\'s recent production failures with their delivery ids', async () => {
+  it("lists the subscription's recent production failures with their delivery ids", async () => {
     const s = await setup();
     const email = `owner-${unique('m')}@example.com`;
     await setOwnerEmail(s.handle, s.token, email);
@@ -144,7 +181,9 @@ describe('POST …/email-subscriptions/{id}/test', () => {
       .run();
     const r = await callJson('POST', `${s.subs}/owner-default/test`, { token: s.token });
     expect(r.status).toBe(200);
-    expect(r.body.diagnosis.productionFailures).toEqual([{ deliveryId: dead, notificationId: null, errorClass: 'provider_permanent', status: 'dead', at: now }]);
+    expect(r.body.diagnosis.productionFailures).toEqual([
+      { deliveryId: dead, notificationId: null, errorClass: 'provider_permanent', status: 'dead', at: now },
+    ]);
     expect(r.body.diagnosis.nextSteps.join('\n')).toContain(dead);
     // The test send itself is not listed as a production failure.
     expect(r.body.diagnosis.productionFailures.map((f: Row) => f.deliveryId)).not.toContain(r.body.deliveryId);
@@ -158,7 +197,10 @@ describe('POST …/email-subscriptions/{id}/test', () => {
     await expectProblem(await call('POST', `${s.subs}/not-an-id/test`, { token: s.token }), 404);
 
     const other = await setup();
-    const theirs = await callJson('POST', other.subs, { token: other.token, body: { email: `x-${unique('m')}@example.com` } });
+    const theirs = await callJson('POST', other.subs, {
+      token: other.token,
+      body: { email: `x-${unique('m')}@example.com` },
+    });
     await expectProblem(await call('POST', `${s.subs}/${theirs.body.id}/test`, { token: s.token }), 404);
     await expectProblem(await call('POST', `${other.subs}/${theirs.body.id}/test`, { token: s.token }), 404);
 
@@ -174,7 +216,8 @@ describe('PUT …/owner-default-email sends a test mail at once', () => {
     const owner = unique('owner');
     const handle = await provisionHandle(owner);
     const token = await signJwt({ sub: owner, scope: ALL_USER_SCOPES });
-    const put = (email: string) => call('PUT', `/v2/handles/${handle}/notifications/owner-default-email`, { token, body: { email } });
+    const put = (email: string) =>
+      call('PUT', `/v2/handles/${handle}/notifications/owner-default-email`, { token, body: { email } });
     const mails = async () =>
       (
         await env.DB.prepare(
@@ -185,7 +228,12 @@ describe('PUT …/owner-default-email sends a test mail at once', () => {
       ).results;
     expect((await put('First@Example.com')).status).toBe(200);
     await vi.waitFor(async () => expect((await mails())[0]?.status).toBe('succeeded'));
-    expect((await mails())[0]).toMatchObject({ target: 'first@example.com', status: 'succeeded', channel: 'email', recipient_type: 'owner_default' });
+    expect((await mails())[0]).toMatchObject({
+      target: 'first@example.com',
+      status: 'succeeded',
+      channel: 'email',
+      recipient_type: 'owner_default',
+    });
     expect((await put('first@example.com')).status).toBe(200);
     expect((await put('second@example.com')).status).toBe(200);
     await vi.waitFor(async () => expect((await mails()).map((m) => m.status)).toEqual(['succeeded', 'succeeded']));

@@ -1,8 +1,9 @@
 /**
  * The queue and scheduled entry points: batches are routed by queue name and nothing is acked unprocessed.
  */
-import { env } from 'cloudflare:workers';
+
 import { createExecutionContext, createMessageBatch, createScheduledController, getQueueResult } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import worker from '../../src/index.ts';
 
@@ -56,7 +57,11 @@ describe('scheduled entry point', () => {
        VALUES ('user:sched', '', ?, 'h', 'completed', ?, ?)`,
     );
     await env.DB.batch([insert.bind('expired-key', past, past), insert.bind('live-key', past, future)]);
-    await worker.scheduled(createScheduledController({ scheduledTime: new Date(), cron: '* * * * *' }), env, createExecutionContext());
+    await worker.scheduled(
+      createScheduledController({ scheduledTime: new Date(), cron: '* * * * *' }),
+      env,
+      createExecutionContext(),
+    );
     const keys = await env.DB.prepare(`SELECT key FROM idempotency_keys WHERE principal = 'user:sched'`).all();
     expect(keys.results.map((r) => r.key)).toEqual(['live-key']);
   });

@@ -1,8 +1,9 @@
 /**
  * Every error the API produces is application/problem+json with `status` equal to the HTTP status and the request id.
  */
-import { env } from 'cloudflare:workers';
+
 import { createExecutionContext } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.ts';
 import { call, callJson, expectProblem, provisionHandle, serviceJwt, signJwt, unique } from './helpers.ts';
@@ -48,7 +49,11 @@ describe('problem responses', () => {
   it('oversize body → 413, by Content-Length and by streamed length', async () => {
     const big = JSON.stringify({ name: 'x'.repeat(300 * 1024), scopes: ['webhooks:read'] });
     await expectProblem(
-      await call('POST', '/v2/tokens', { token: await signJwt(), rawBody: big, headers: { 'content-type': 'application/json' } }),
+      await call('POST', '/v2/tokens', {
+        token: await signJwt(),
+        rawBody: big,
+        headers: { 'content-type': 'application/json' },
+      }),
       413,
     );
     const chunks = new ReadableStream({
@@ -113,7 +118,10 @@ describe('problem responses', () => {
   it.each([
     ['a TypeError', new TypeError('secret internal detail')],
     // D1 reports our own SQL mistakes under D1_ERROR too: a bug, not a reason to retry.
-    ['a D1 constraint error', new Error('D1_ERROR: UNIQUE constraint failed: webhooks.id: SQLITE_CONSTRAINT (secret internal detail)')],
+    [
+      'a D1 constraint error',
+      new Error('D1_ERROR: UNIQUE constraint failed: webhooks.id: SQLITE_CONSTRAINT (secret internal detail)'),
+    ],
   ])('an unexpected failure (%s) → 500 problem without stack or message, logged server-side', async (_name, error) => {
     const problem = await expectProblem(await withFailingDb(error), 500);
     expect(problem.detail).toMatch(/requestId/);

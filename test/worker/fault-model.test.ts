@@ -32,14 +32,20 @@ import { sweepOutbox } from '../../src/jobs/sweeper.ts';
 import { faultRuns } from './generated-runs.ts';
 import { callWithVars, unique } from './helpers.ts';
 import { recordingEmail, setupHandle, type TestHandle } from './pipeline-helpers.ts';
-import { hits, receiverUrl, setMode, type Hit } from './receivers.ts';
+import { type Hit, hits, receiverUrl, setMode } from './receivers.ts';
 
 const { runs: RUNS, seed: SEED } = faultRuns();
 
 /** Short timeouts and a 7-step schedule of 1 s: 8 attempts, as in production, then the DLQ. */
 const TIMEOUT_MS = 150;
 const SIM_VARS = { RETRY_DELAYS_SECONDS: '1,1,1,1,1,1,1', WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS) };
-const EVENT_TYPES = ['order.paid', 'order.created', 'fulfillment.shipped', 'payment.failed', 'fulfillment.failed'] as const;
+const EVENT_TYPES = [
+  'order.paid',
+  'order.created',
+  'fulfillment.shipped',
+  'payment.failed',
+  'fulfillment.failed',
+] as const;
 type ReceiverBehaviour = 'ok' | 'fail' | 'timeout' | 'gone';
 const MODES: Record<ReceiverBehaviour, { status: number; delayMs?: number }> = {
   ok: { status: 200 },
@@ -188,7 +194,12 @@ class Sim {
   private sourceIds: string[] = [];
 
   private constructor(readonly h: TestHandle) {
-    this.vars = { ...SIM_VARS, DB: this.d1.db, DELIVERIES_QUEUE: this.queue.producer, EMAIL: this.email.binding } as Partial<Env>;
+    this.vars = {
+      ...SIM_VARS,
+      DB: this.d1.db,
+      DELIVERIES_QUEUE: this.queue.producer,
+      EMAIL: this.email.binding,
+    } as Partial<Env>;
     this.env = { ...env, ...this.vars } as Env;
   }
 
@@ -204,11 +215,25 @@ class Sim {
     return this.d1.armed !== null || this.queue.failNextSendBatch > 0;
   }
 
-  private async api(what: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  private async api(
+    what: string,
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; json: any }> {
     const faultArmed = this.faultArmed();
-    const res = await callWithVars(this.vars, method, `/v2/handles/${this.h.handle}${path}`, { token: this.h.token, body });
+    const res = await callWithVars(this.vars, method, `/v2/handles/${this.h.handle}${path}`, {
+      token: this.h.token,
+      body,
+    });
     const text = await res.text();
-    this.http.push({ what, status: res.status, contentType: res.headers.get('content-type') ?? '', body: text, faultArmed });
+    this.http.push({
+      what,
+      status: res.status,
+      contentType: res.headers.get('content-type') ?? '',
+      body: text,
+      faultArmed,
+    });
     return { status: res.status, json: text ? JSON.parse(text) : null };
   }
 
@@ -220,7 +245,9 @@ class Sim {
   }
 
   async setOwnerEmail(on: boolean): Promise<void> {
-    const r = await this.api('owner email', 'PUT', '/notifications/owner-default-email', { email: on ? 'owner@example.com' : null });
+    const r = await this.api('owner email', 'PUT', '/notifications/owner-default-email', {
+      email: on ? 'owner@example.com' : null,
+    });
     // A write that failed after it committed answered 5xx but did change it: take the state from D1, not the answer.
     const nowSet = r.status === 200 ? on : await this.ownerEmailInD1();
     if (this.ownerEmailSet && !nowSet) this.ownerRemovals++;
@@ -228,20 +255,28 @@ class Sim {
   }
 
   private async ownerEmailInD1(): Promise<boolean> {
-    const row = await env.DB.prepare(`SELECT 1 AS x FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`)
+    const row = await env.DB.prepare(
+      `SELECT 1 AS x FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`,
+    )
       .bind(this.h.handle)
       .first();
     return row !== null;
   }
 
   async ingest(type: string, repeat: number | null): Promise<void> {
-    const sourceEventId = repeat !== null && this.sourceIds.length ? this.sourceIds[repeat % this.sourceIds.length]! : unique('src');
+    const sourceEventId =
+      repeat !== null && this.sourceIds.length ? this.sourceIds[repeat % this.sourceIds.length]! : unique('src');
     const owner = { set: this.ownerEmailSet, removals: this.ownerRemovals };
-    const r = await this.api(`ingest ${type}`, 'POST', '/events', { type, data: { orderId: unique('ord') }, sourceEventId });
+    const r = await this.api(`ingest ${type}`, 'POST', '/events', {
+      type,
+      data: { orderId: unique('ord') },
+      sourceEventId,
+    });
     if (r.status !== 202) return;
     if (!this.sourceIds.includes(sourceEventId)) this.sourceIds.push(sourceEventId);
     this.accepted.push({ notificationId: r.json.notificationId, sourceEventId });
-    if (!r.json.duplicate && !this.ownerAtIngest.has(r.json.notificationId)) this.ownerAtIngest.set(r.json.notificationId, owner);
+    if (!r.json.duplicate && !this.ownerAtIngest.has(r.json.notificationId))
+      this.ownerAtIngest.set(r.json.notificationId, owner);
   }
 
   async patchWebhook(i: number, enabled: boolean): Promise<void> {
@@ -268,7 +303,9 @@ class Sim {
   async corruptSecret(i: number): Promise<void> {
     const w = this.live()[i % Math.max(1, this.live().length)];
     if (!w) return;
-    await env.DB.prepare(`UPDATE webhook_subscriptions SET secret_encrypted = 'not-a-ciphertext' WHERE id = ?`).bind(w.id).run();
+    await env.DB.prepare(`UPDATE webhook_subscriptions SET secret_encrypted = 'not-a-ciphertext' WHERE id = ?`)
+      .bind(w.id)
+      .run();
     w.corrupted = true;
   }
 
@@ -377,18 +414,25 @@ class Step implements fc.AsyncCommand<object, Sim> {
 const behaviour = fc.constantFrom<ReceiverBehaviour>('ok', 'ok', 'fail', 'timeout', 'gone');
 const ingest = fc
   .record({ type: fc.constantFrom(...EVENT_TYPES), repeat: fc.option(fc.nat(), { freq: 4 }) })
-  .map(({ type, repeat }) => new Step(`ingest(${type}${repeat === null ? '' : `, repeat #${repeat}`})`, (s) => s.ingest(type, repeat)));
+  .map(
+    ({ type, repeat }) =>
+      new Step(`ingest(${type}${repeat === null ? '' : `, repeat #${repeat}`})`, (s) => s.ingest(type, repeat)),
+  );
 // Listed more than once to be picked more often: events and consumer runs are what the faults act on.
 const commands = [
   ingest,
   ingest,
   ingest,
   behaviour.map((b) => new Step(`createWebhook(${b})`, (s) => s.createWebhook(b))),
-  fc.tuple(fc.nat(), fc.boolean()).map(([i, on]) => new Step(`webhook#${i}.enabled=${on}`, (s) => s.patchWebhook(i, on))),
+  fc
+    .tuple(fc.nat(), fc.boolean())
+    .map(([i, on]) => new Step(`webhook#${i}.enabled=${on}`, (s) => s.patchWebhook(i, on))),
   fc.nat().map((i) => new Step(`deleteWebhook#${i}`, (s) => s.deleteWebhook(i))),
   fc.tuple(fc.nat(), behaviour).map(([i, b]) => new Step(`receiver#${i}→${b}`, (s) => s.setReceiver(i, b))),
   fc.boolean().map((on) => new Step(`ownerEmail=${on}`, (s) => s.setOwnerEmail(on))),
-  fc.integer({ min: 1, max: 2 }).map((n) => new Step(`failNextSendBatch(${n})`, (s) => void (s.queue.failNextSendBatch = n))),
+  fc
+    .integer({ min: 1, max: 2 })
+    .map((n) => new Step(`failNextSendBatch(${n})`, (s) => void (s.queue.failNextSendBatch = n))),
   fc
     .record({ mode: fc.constantFrom<'before' | 'after'>('before', 'after'), skip: fc.integer({ min: 0, max: 2 }) })
     .map((a) => new Step(`failD1Batch(${a.mode}, skip ${a.skip})`, (s) => void (s.d1.armed = { ...a }))),
@@ -411,30 +455,53 @@ async function check(sim: Sim): Promise<void> {
       'SELECT id, status, severity, source_event_id, open_count, succeeded_count, dead_count FROM notifications WHERE handle = ?',
     )
       .bind(handle)
-      .all<{ id: string; status: string; severity: string; source_event_id: string | null; open_count: number; succeeded_count: number; dead_count: number }>()
+      .all<{
+        id: string;
+        status: string;
+        severity: string;
+        source_event_id: string | null;
+        open_count: number;
+        succeeded_count: number;
+        dead_count: number;
+      }>()
   ).results;
   const deliveries = (
-    await env.DB.prepare('SELECT id, notification_id, status, status_reason, recipient_type, channel FROM deliveries WHERE handle = ?')
+    await env.DB.prepare(
+      'SELECT id, notification_id, status, status_reason, recipient_type, channel FROM deliveries WHERE handle = ?',
+    )
       .bind(handle)
-      .all<{ id: string; notification_id: string | null; status: string; status_reason: string | null; recipient_type: string; channel: string }>()
+      .all<{
+        id: string;
+        notification_id: string | null;
+        status: string;
+        status_reason: string | null;
+        recipient_type: string;
+        channel: string;
+      }>()
   ).results;
   const byId = new Map(notifications.map((n) => [n.id, n]));
 
   // 1. Accepted events are stored; a repeated sourceEventId maps to one notification.
   const bySource = new Map<string, string>();
   for (const a of sim.accepted) {
-    expect(byId.has(a.notificationId), `accepted event ${a.sourceEventId} → ${a.notificationId} has no notification`).toBe(true);
+    expect(
+      byId.has(a.notificationId),
+      `accepted event ${a.sourceEventId} → ${a.notificationId} has no notification`,
+    ).toBe(true);
     const first = bySource.get(a.sourceEventId) ?? a.notificationId;
     expect(a.notificationId, `sourceEventId ${a.sourceEventId} answered with two notifications`).toBe(first);
     bySource.set(a.sourceEventId, first);
   }
   const sourceCounts = new Map<string, number>();
-  for (const n of notifications) if (n.source_event_id) sourceCounts.set(n.source_event_id, (sourceCounts.get(n.source_event_id) ?? 0) + 1);
+  for (const n of notifications)
+    if (n.source_event_id) sourceCounts.set(n.source_event_id, (sourceCounts.get(n.source_event_id) ?? 0) + 1);
   for (const [src, count] of sourceCounts) expect(count, `sourceEventId ${src} stored ${count} times`).toBe(1);
 
   // 2–3. Every delivery terminal; counters agree with the rows.
   const open = deliveries.filter((d) => ['pending', 'queued', 'retrying'].includes(d.status));
-  expect(open, `open deliveries after the drain (queue ${sim.queue.messages.length}, dlq ${sim.dlq.length})`).toEqual([]);
+  expect(open, `open deliveries after the drain (queue ${sim.queue.messages.length}, dlq ${sim.dlq.length})`).toEqual(
+    [],
+  );
   for (const n of notifications) {
     const mine = deliveries.filter((d) => d.notification_id === n.id);
     const counts = { open: n.open_count, succeeded: n.succeeded_count, dead: n.dead_count };
@@ -443,7 +510,10 @@ async function check(sim: Sim): Promise<void> {
       succeeded: mine.filter((d) => d.status === 'succeeded').length,
       dead: mine.filter((d) => d.status === 'dead').length,
     });
-    expect(['delivered', 'partially_failed', 'failed', 'no_recipients', 'undeliverable'], `status of ${n.id}`).toContain(n.status);
+    expect(
+      ['delivered', 'partially_failed', 'failed', 'no_recipients', 'undeliverable'],
+      `status of ${n.id}`,
+    ).toContain(n.status);
   }
 
   // 4. What the receivers saw, against the attempts recorded. Every send is recorded as exactly one attempt, so a
@@ -477,10 +547,16 @@ async function check(sim: Sim): Promise<void> {
     const answered = recorded.filter((a) => a.http_status !== null).length;
     expect(seenBy.length, `${d.id}: fewer requests than answered attempts`).toBeGreaterThanOrEqual(answered);
     if (!sim.unrecorded.has(d.id)) {
-      expect(seenBy.length, `${d.id}: ${seenBy.length} requests for ${recorded.length} recorded attempts, no fault to explain it`).toBeLessThanOrEqual(recorded.length);
+      expect(
+        seenBy.length,
+        `${d.id}: ${seenBy.length} requests for ${recorded.length} recorded attempts, no fault to explain it`,
+      ).toBeLessThanOrEqual(recorded.length);
     }
     if (d.status === 'succeeded') {
-      expect(seenBy.some((h) => h.response !== null && h.response.status >= 200 && h.response.status < 300), `${d.id} succeeded without a 2xx`).toBe(true);
+      expect(
+        seenBy.some((h) => h.response !== null && h.response.status >= 200 && h.response.status < 300),
+        `${d.id} succeeded without a 2xx`,
+      ).toBe(true);
     }
   }
 
@@ -497,13 +573,18 @@ async function check(sim: Sim): Promise<void> {
     // System events (endpoint disabled) are the service's own; they are checked whenever they have an owner delivery.
     if (atIngest ? !atIngest.set : owner === undefined) continue;
     if (owner?.status === 'cancelled' && owner.status_reason === 'subscription_deleted') {
-      expect(atIngest === undefined || sim.ownerRemovals > atIngest.removals, `owner delivery of ${n.id} cancelled though the address was never removed`).toBe(true);
+      expect(
+        atIngest === undefined || sim.ownerRemovals > atIngest.removals,
+        `owner delivery of ${n.id} cancelled though the address was never removed`,
+      ).toBe(true);
       continue;
     }
     expect(owner?.status, `critical notification ${n.id} did not reach the owner default email`).toBe('succeeded');
   }
   const ownerMails = sim.email.sent.filter((m) => m.to === 'owner@example.com').length;
-  expect(ownerMails).toBeGreaterThanOrEqual(deliveries.filter((d) => d.recipient_type === 'owner_default' && d.status === 'succeeded').length);
+  expect(ownerMails).toBeGreaterThanOrEqual(
+    deliveries.filter((d) => d.recipient_type === 'owner_default' && d.status === 'succeeded').length,
+  );
 
   // 6. Errors: every 5xx is problem+json with a request id, and only when a fault was armed.
   for (const r of sim.http) {
@@ -521,34 +602,47 @@ async function check(sim: Sim): Promise<void> {
 describe('model-based faults: no silent drops', () => {
   it(`${RUNS} random sequences of ingests, subscription changes, receiver failures and injected faults drain with nothing lost`, async () => {
     console.warn(`fault-model: ${RUNS} runs, seed ${SEED} (replay: FAULT_SEED=${SEED})`);
-    const stats = { sequences: 0, commands: 0, accepted: 0, deliveries: 0, dead: 0, unrecorded: 0, fiveHundreds: 0, errorLogs: 0 };
+    const stats = {
+      sequences: 0,
+      commands: 0,
+      accepted: 0,
+      deliveries: 0,
+      dead: 0,
+      unrecorded: 0,
+      fiveHundreds: 0,
+      errorLogs: 0,
+    };
     // Injected faults make the Worker log an error line each (that is its job); thousands of them would bury the
     // run's output, so they are counted here instead of printed.
     const quiet = () => void stats.errorLogs++;
     const errorSpy = vi.spyOn(console, 'error').mockImplementation(quiet);
     const warnSpy = vi.spyOn(console, 'warn').mockImplementation(quiet);
-    await fc.assert(
-      fc.asyncProperty(fc.commands(commands, { maxCommands: 20, size: 'medium' }), async (cmds) => {
-        const sim = await Sim.create();
-        await fc.asyncModelRun(() => ({ model: {}, real: sim }), cmds);
-        await sim.drain();
-        await check(sim);
-        stats.sequences++;
-        stats.commands += [...cmds].length;
-        stats.accepted += sim.accepted.length;
-        stats.unrecorded += sim.unrecorded.size;
-        stats.fiveHundreds += sim.http.filter((r) => r.status >= 500).length;
-        const row = await env.DB.prepare(`SELECT COUNT(*) AS n, SUM(status = 'dead') AS dead FROM deliveries WHERE handle = ?`)
-          .bind(sim.h.handle)
-          .first<{ n: number; dead: number | null }>();
-        stats.deliveries += row?.n ?? 0;
-        stats.dead += row?.dead ?? 0;
-      }),
-      { numRuns: RUNS, seed: SEED, endOnFailure: false },
-    ).finally(() => {
-      errorSpy.mockRestore();
-      warnSpy.mockRestore();
-    });
+    await fc
+      .assert(
+        fc.asyncProperty(fc.commands(commands, { maxCommands: 20, size: 'medium' }), async (cmds) => {
+          const sim = await Sim.create();
+          await fc.asyncModelRun(() => ({ model: {}, real: sim }), cmds);
+          await sim.drain();
+          await check(sim);
+          stats.sequences++;
+          stats.commands += [...cmds].length;
+          stats.accepted += sim.accepted.length;
+          stats.unrecorded += sim.unrecorded.size;
+          stats.fiveHundreds += sim.http.filter((r) => r.status >= 500).length;
+          const row = await env.DB.prepare(
+            `SELECT COUNT(*) AS n, SUM(status = 'dead') AS dead FROM deliveries WHERE handle = ?`,
+          )
+            .bind(sim.h.handle)
+            .first<{ n: number; dead: number | null }>();
+          stats.deliveries += row?.n ?? 0;
+          stats.dead += row?.dead ?? 0;
+        }),
+        { numRuns: RUNS, seed: SEED, endOnFailure: false },
+      )
+      .finally(() => {
+        errorSpy.mockRestore();
+        warnSpy.mockRestore();
+      });
     console.warn(`fault-model: ${JSON.stringify(stats)}`);
     // The sequences did exercise the pipeline (a generator that produced nothing would pass every check).
     expect(stats.accepted).toBeGreaterThan(RUNS);

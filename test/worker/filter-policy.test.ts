@@ -5,8 +5,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  combinationCount,
   type Condition,
+  combinationCount,
   evaluateFilterPolicy,
   type FilterableEvent,
   type FilterPolicy,
@@ -17,7 +17,10 @@ import {
 
 const PROPERTY = { seed: 42, numRuns: 200 } as const;
 
-function event(data: Record<string, unknown> = {}, fields: Partial<Omit<FilterableEvent, 'data'>> = {}): FilterableEvent {
+function event(
+  data: Record<string, unknown> = {},
+  fields: Partial<Omit<FilterableEvent, 'data'>> = {},
+): FilterableEvent {
   return { type: 'order.paid', severity: 'info', source: 'orders', data, ...fields };
 }
 
@@ -166,7 +169,16 @@ describe('keys and missing values', () => {
   ];
   it.each(missing)('%s counts as missing', (_name, data) => {
     const key = 'data.order.total';
-    for (const c of ['x', 1, true, { prefix: 'x' }, { suffix: 'x' }, { numeric: ['>', 0] }, { 'anything-but': ['x'] }, { exists: true }]) {
+    for (const c of [
+      'x',
+      1,
+      true,
+      { prefix: 'x' },
+      { suffix: 'x' },
+      { numeric: ['>', 0] },
+      { 'anything-but': ['x'] },
+      { exists: true },
+    ]) {
       expect(matches({ [key]: [c] }, event(data))).toBe(false);
     }
     expect(matches({ [key]: [{ exists: false }] }, event(data))).toBe(true);
@@ -233,7 +245,11 @@ describe('verdicts', () => {
 
   it('says that no element matched for arrays', () => {
     const v = evaluateFilterPolicy(valid({ 'data.tags': ['vip'] }), event({ tags: ['new', 'gift'] }));
-    expect(v).toEqual({ match: false, key: 'data.tags', reason: 'data.tags is ["new","gift"], and no element satisfies any of ["vip"]' });
+    expect(v).toEqual({
+      match: false,
+      key: 'data.tags',
+      reason: 'data.tags is ["new","gift"], and no element satisfies any of ["vip"]',
+    });
   });
 
   it('blames the first failing key in policy order', () => {
@@ -260,7 +276,13 @@ describe('validateFilterPolicy', () => {
       severity: [{ 'anything-but': ['info'] }],
       source: [{ exists: true }],
       'data.order.total': [{ numeric: ['>=', 100, '<', 5000] }, { numeric: ['=', 0] }, 7, true],
-      'data.region': ['eu', { suffix: '-1' }, { 'anything-but': { prefix: 'test-' } }, { 'anything-but': 'x' }, { exists: false }],
+      'data.region': [
+        'eu',
+        { suffix: '-1' },
+        { 'anything-but': { prefix: 'test-' } },
+        { 'anything-but': 'x' },
+        { exists: false },
+      ],
     };
     const r = validateFilterPolicy(JSON.parse(JSON.stringify(input)));
     expect(r).toEqual({ ok: true, policy: input });
@@ -270,7 +292,10 @@ describe('validateFilterPolicy', () => {
   it('accepts the limits exactly', () => {
     const fiveKeys = { type: ['a'], source: ['b'], 'data.a': [1], 'data.b': [2], 'data.c': [3, 4, 5] };
     expect(validateFilterPolicy(fiveKeys).ok).toBe(true);
-    const combos150 = { 'data.a': Array.from({ length: 10 }, (_, i) => i), 'data.b': Array.from({ length: 15 }, (_, i) => i) };
+    const combos150 = {
+      'data.a': Array.from({ length: 10 }, (_, i) => i),
+      'data.b': Array.from({ length: 15 }, (_, i) => i),
+    };
     expect(validateFilterPolicy(combos150).ok).toBe(true);
     expect(validateFilterPolicy({ 'data.a': Array.from({ length: 150 }, (_, i) => i) }).ok).toBe(true);
     expect(validateFilterPolicy({ 'data.a': ['s'.repeat(256)] }).ok).toBe(true);
@@ -282,9 +307,24 @@ describe('validateFilterPolicy', () => {
     ['null', null, '', /must be a JSON object.*got null/],
     ['an array', [{ type: ['x'] }], '', /must be a JSON object.*got an array/],
     ['a string', '{"type":["x"]}', '', /must be a JSON object.*got a string/],
-    ['six keys', { type: ['a'], source: ['b'], 'data.a': [1], 'data.b': [2], 'data.c': [3], 'data.d': [4] }, '', /^A filter policy has at most 5 keys; this one has 6\.$/],
-    ['160 combinations', { 'data.a': Array.from({ length: 10 }, (_, i) => i), 'data.b': Array.from({ length: 16 }, (_, i) => i) }, '', /at most 150 combinations.*this one has 160/],
-    ['151 conditions on a key', { 'data.a': Array.from({ length: 151 }, (_, i) => i) }, 'data.a', /at most 150 conditions; data\.a has 151/],
+    [
+      'six keys',
+      { type: ['a'], source: ['b'], 'data.a': [1], 'data.b': [2], 'data.c': [3], 'data.d': [4] },
+      '',
+      /^A filter policy has at most 5 keys; this one has 6\.$/,
+    ],
+    [
+      '160 combinations',
+      { 'data.a': Array.from({ length: 10 }, (_, i) => i), 'data.b': Array.from({ length: 16 }, (_, i) => i) },
+      '',
+      /at most 150 combinations.*this one has 160/,
+    ],
+    [
+      '151 conditions on a key',
+      { 'data.a': Array.from({ length: 151 }, (_, i) => i) },
+      'data.a',
+      /at most 150 conditions; data\.a has 151/,
+    ],
     ['empty conditions', { 'data.a': [] }, 'data.a', /needs at least one condition/],
     ['a bare value', { 'data.a': 'eu' }, 'data.a', /must be a non-empty array.*Wrap it in an array: \["eu"\]/],
     ['an object value', { 'data.a': { prefix: 'x' } }, 'data.a', /must be a non-empty array/],
@@ -293,15 +333,30 @@ describe('validateFilterPolicy', () => {
     ['empty path segment', { 'data..x': [1] }, 'data..x', /part 1 of data\.\.x is empty/],
     ['trailing dot', { 'data.x.': [1] }, 'data.x.', /part 2 of data\.x\. is empty/],
     ['bad characters', { 'data.a b': [1] }, 'data.a b', /letters, digits, _ and -.*"a b"/],
-    ['too deep', { [`data.${Array(11).fill('x').join('.')}`]: [1] }, `data.${Array(11).fill('x').join('.')}`, /at most 10 levels deep.*has 11/],
-    ['key too long', { [`data.${'k'.repeat(300)}`]: [1] }, `data.${'k'.repeat(300)}`, /Keys are at most 256 characters/],
+    [
+      'too deep',
+      { [`data.${Array(11).fill('x').join('.')}`]: [1] },
+      `data.${Array(11).fill('x').join('.')}`,
+      /at most 10 levels deep.*has 11/,
+    ],
+    [
+      'key too long',
+      { [`data.${'k'.repeat(300)}`]: [1] },
+      `data.${'k'.repeat(300)}`,
+      /Keys are at most 256 characters/,
+    ],
     ['string too long', { 'data.a': ['ok', 's'.repeat(257)] }, 'data.a.1', /at most 256 characters; this one has 257/],
     ['null condition', { 'data.a': [null] }, 'data.a.0', /null is not a supported condition.*exists/],
     ['array condition', { 'data.a': [['x']] }, 'data.a.0', /cannot be an array/],
     ['empty object condition', { 'data.a': [{}] }, 'data.a.0', /exactly one operator.*this one has 0/],
     ['two operators', { 'data.a': [{ prefix: 'a', suffix: 'b' }] }, 'data.a.0', /exactly one operator.*this one has 2/],
     ['unknown operator', { 'data.a': [{ regex: '.*' }] }, 'data.a.0', /Unknown operator "regex"/],
-    ['unsupported SNS operator', { 'data.a': [{ 'equals-ignore-case': 'x' }] }, 'data.a.0', /SNS operator "equals-ignore-case" is not supported/],
+    [
+      'unsupported SNS operator',
+      { 'data.a': [{ 'equals-ignore-case': 'x' }] },
+      'data.a.0',
+      /SNS operator "equals-ignore-case" is not supported/,
+    ],
     ['prefix not a string', { 'data.a': [{ prefix: 1 }] }, 'data.a.0', /prefix takes a string/],
     ['empty prefix', { 'data.a': [{ prefix: '' }] }, 'data.a.0', /empty prefix would match every string/],
     ['prefix too long', { 'data.a': [{ prefix: 'p'.repeat(257) }] }, 'data.a.0', /at most 256 characters/],
@@ -310,23 +365,63 @@ describe('validateFilterPolicy', () => {
     ['numeric not an array', { 'data.a': [{ numeric: 5 }] }, 'data.a.0', /numeric takes \[op, n\]/],
     ['numeric of three', { 'data.a': [{ numeric: ['>', 1, '<'] }] }, 'data.a.0', /numeric takes \[op, n\]/],
     ['numeric bad operator', { 'data.a': [{ numeric: ['!=', 1] }] }, 'data.a.0', /"!=" is not a numeric operator/],
-    ['numeric compares with a string', { 'data.a': [{ numeric: ['>', '10'] }] }, 'data.a.0', /"10" after ">" is not one/],
-    ['numeric range in the wrong order', { 'data.a': [{ numeric: ['<', 10, '>', 1] }] }, 'data.a.0', /numeric range is \[">" or ">="/],
+    [
+      'numeric compares with a string',
+      { 'data.a': [{ numeric: ['>', '10'] }] },
+      'data.a.0',
+      /"10" after ">" is not one/,
+    ],
+    [
+      'numeric range in the wrong order',
+      { 'data.a': [{ numeric: ['<', 10, '>', 1] }] },
+      'data.a.0',
+      /numeric range is \[">" or ">="/,
+    ],
     ['numeric range two lower bounds', { 'data.a': [{ numeric: ['>', 1, '>=', 10] }] }, 'data.a.0', /numeric range is/],
-    ['numeric empty range', { 'data.a': [{ numeric: ['>', 10, '<', 10] }] }, 'data.a.0', /lower bound below its upper bound; got 10 and 10/],
+    [
+      'numeric empty range',
+      { 'data.a': [{ numeric: ['>', 10, '<', 10] }] },
+      'data.a.0',
+      /lower bound below its upper bound; got 10 and 10/,
+    ],
     ['numeric infinity', { 'data.a': [{ numeric: ['>', Infinity] }] }, 'data.a.0', /Infinity after ">" is not one/],
     ['NaN', { 'data.a': [Number.NaN] }, 'data.a.0', /finite number/],
     ['anything-but empty', { 'data.a': [{ 'anything-but': [] }] }, 'data.a.0', /anything-but takes/],
     ['anything-but booleans', { 'data.a': [{ 'anything-but': [true] }] }, 'data.a.0', /anything-but takes/],
     ['anything-but null', { 'data.a': [{ 'anything-but': null }] }, 'data.a.0', /anything-but takes/],
     ['anything-but exists', { 'data.a': [{ 'anything-but': { exists: true } }] }, 'data.a.0', /anything-but takes/],
-    ['anything-but empty prefix', { 'data.a': [{ 'anything-but': { prefix: '' } }] }, 'data.a.0', /In anything-but: An empty prefix/],
-    ['anything-but too many', { 'data.a': [{ 'anything-but': Array.from({ length: 151 }, (_, i) => i) }] }, 'data.a.0', /at most 150 values/],
-    ['anything-but long string', { 'data.a': [{ 'anything-but': ['s'.repeat(257)] }] }, 'data.a.0', /at most 256 characters/],
+    [
+      'anything-but empty prefix',
+      { 'data.a': [{ 'anything-but': { prefix: '' } }] },
+      'data.a.0',
+      /In anything-but: An empty prefix/,
+    ],
+    [
+      'anything-but too many',
+      { 'data.a': [{ 'anything-but': Array.from({ length: 151 }, (_, i) => i) }] },
+      'data.a.0',
+      /at most 150 values/,
+    ],
+    [
+      'anything-but long string',
+      { 'data.a': [{ 'anything-but': ['s'.repeat(257)] }] },
+      'data.a.0',
+      /at most 256 characters/,
+    ],
     ['number on type', { type: [5] }, 'type.0', /type is always a string, so the number 5 can never match it/],
     ['boolean on source', { source: [true] }, 'source.0', /source is always a string/],
-    ['numeric on severity', { severity: [{ numeric: ['>', 1] }] }, 'severity.0', /severity is always a string, so a numeric condition/],
-    ['unknown severity', { severity: ['Critical'] }, 'severity.0', /info, warning or critical.*"Critical" can never match/],
+    [
+      'numeric on severity',
+      { severity: [{ numeric: ['>', 1] }] },
+      'severity.0',
+      /severity is always a string, so a numeric condition/,
+    ],
+    [
+      'unknown severity',
+      { severity: ['Critical'] },
+      'severity.0',
+      /info, warning or critical.*"Critical" can never match/,
+    ],
   ];
 
   it.each(invalid)('rejects %s', (_name, input, path, message) => {
@@ -340,7 +435,11 @@ describe('validateFilterPolicy', () => {
   });
 
   it('reports every error, not just the first', () => {
-    const r = validateFilterPolicy({ amount: [1], 'data.a': [{ prefix: 2 }, 'ok', { exists: 1 }], severity: ['urgent'] });
+    const r = validateFilterPolicy({
+      amount: [1],
+      'data.a': [{ prefix: 2 }, 'ok', { exists: 1 }],
+      severity: ['urgent'],
+    });
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.errors.map((e) => e.path).sort()).toEqual(['amount', 'data.a.0', 'data.a.2', 'severity.0']);
   });
@@ -456,9 +555,9 @@ function conditionFor(key: string): fc.Arbitrary<Condition> {
 const policyArb: fc.Arbitrary<FilterPolicy> = fc
   .subarray(ALL_KEYS, { minLength: 0, maxLength: 5 })
   .chain((keys) =>
-    fc.tuple(...keys.map((k) => fc.array(conditionFor(k), { minLength: 1, maxLength: 2 }))).map((lists) =>
-      Object.fromEntries(keys.map((k, i) => [k, lists[i]!])),
-    ),
+    fc
+      .tuple(...keys.map((k) => fc.array(conditionFor(k), { minLength: 1, maxLength: 2 })))
+      .map((lists) => Object.fromEntries(keys.map((k, i) => [k, lists[i]!]))),
   );
 
 const leaf = fc.oneof(str, num, fc.boolean(), fc.constant(null));
@@ -498,8 +597,14 @@ describe('properties', () => {
     fc.assert(
       fc.property(policyArb, fc.array(fc.boolean(), { minLength: 7, maxLength: 7 }), eventArb, (policy, side, ev) => {
         const keys = Object.keys(policy);
-        const a = pick(policy, keys.filter((_, i) => side[i]));
-        const b = pick(policy, keys.filter((_, i) => !side[i]));
+        const a = pick(
+          policy,
+          keys.filter((_, i) => side[i]),
+        );
+        const b = pick(
+          policy,
+          keys.filter((_, i) => !side[i]),
+        );
         const whole = evaluateFilterPolicy(policy, ev).match;
         expect(whole).toBe(evaluateFilterPolicy(a, ev).match && evaluateFilterPolicy(b, ev).match);
       }),
@@ -508,13 +613,14 @@ describe('properties', () => {
   });
 
   it('(b) OR: [c1, c2] on a key matches iff [c1] or [c2] does', () => {
-    const keyed = fc.constantFrom(...ALL_KEYS).chain((key) =>
-      fc.tuple(fc.constant(key), conditionFor(key), conditionFor(key)),
-    );
+    const keyed = fc
+      .constantFrom(...ALL_KEYS)
+      .chain((key) => fc.tuple(fc.constant(key), conditionFor(key), conditionFor(key)));
     fc.assert(
       fc.property(keyed, eventArb, ([key, c1, c2], ev) => {
         const both = evaluateFilterPolicy({ [key]: [c1, c2] }, ev).match;
-        const either = evaluateFilterPolicy({ [key]: [c1] }, ev).match || evaluateFilterPolicy({ [key]: [c2] }, ev).match;
+        const either =
+          evaluateFilterPolicy({ [key]: [c1] }, ev).match || evaluateFilterPolicy({ [key]: [c2] }, ev).match;
         expect(both).toBe(either);
       }),
       PROPERTY,

@@ -26,7 +26,11 @@ const ODD_STRINGS = [
   ' ',
 ];
 
-export const oddString = fc.oneof(fc.constantFrom(...ODD_STRINGS), fc.string({ unit: 'grapheme', maxLength: 20 }), fc.string({ unit: 'binary', maxLength: 20 }));
+export const oddString = fc.oneof(
+  fc.constantFrom(...ODD_STRINGS),
+  fc.string({ unit: 'grapheme', maxLength: 20 }),
+  fc.string({ unit: 'binary', maxLength: 20 }),
+);
 
 function resolve(schema: Json, doc: Json): Json {
   let s = schema;
@@ -45,7 +49,13 @@ function resolve(schema: Json, doc: Json): Json {
 }
 
 /** Schema-driven arbitrary of (mostly) valid values; strings with patterns are only "sometimes valid". */
-export function arbFromSchema(schema: Json | undefined, doc: Json, hints: Hints = {}, depth = 0, name?: string): fc.Arbitrary<unknown> {
+export function arbFromSchema(
+  schema: Json | undefined,
+  doc: Json,
+  hints: Hints = {},
+  depth = 0,
+  name?: string,
+): fc.Arbitrary<unknown> {
   if (!schema || Object.keys(schema).length === 0 || (Object.keys(schema).length === 1 && 'description' in schema)) {
     return fc.jsonValue({ maxDepth: 2 });
   }
@@ -56,7 +66,8 @@ export function arbFromSchema(schema: Json | undefined, doc: Json, hints: Hints 
 }
 
 function genericArb(s: Json, doc: Json, hints: Hints, depth: number): fc.Arbitrary<unknown> {
-  if (s.anyOf || s.oneOf) return fc.oneof(...(s.anyOf ?? s.oneOf).map((x: Json) => arbFromSchema(x, doc, hints, depth + 1)));
+  if (s.anyOf || s.oneOf)
+    return fc.oneof(...(s.anyOf ?? s.oneOf).map((x: Json) => arbFromSchema(x, doc, hints, depth + 1)));
   if (s.enum) return fc.constantFrom(...s.enum);
   if (s.const !== undefined) return fc.constant(s.const);
   const examples: unknown[] = [...(s.examples ?? []), ...(s.example !== undefined ? [s.example] : [])];
@@ -80,12 +91,16 @@ function genericArb(s: Json, doc: Json, hints: Hints, depth: number): fc.Arbitra
       const max = Math.max(min, Math.min(s.maxLength ?? 40, 40));
       if (s.format === 'date-time') {
         base = fc.oneof(
-          fc.date({ min: new Date('2020-01-01'), max: new Date('2030-01-01'), noInvalidDate: true }).map((d) => d.toISOString()),
+          fc
+            .date({ min: new Date('2020-01-01'), max: new Date('2030-01-01'), noInvalidDate: true })
+            .map((d) => d.toISOString()),
           fc.string({ maxLength: 30 }),
         );
       } else if (s.pattern) {
         base = fc.oneof(
-          fc.stringMatching(new RegExp(s.pattern)).filter((x) => x.length >= min && x.length <= (s.maxLength ?? Infinity)),
+          fc
+            .stringMatching(new RegExp(s.pattern))
+            .filter((x) => x.length >= min && x.length <= (s.maxLength ?? Infinity)),
           fc.string({ minLength: min, maxLength: max }),
         );
       } else {
@@ -106,7 +121,9 @@ function genericArb(s: Json, doc: Json, hints: Hints, depth: number): fc.Arbitra
       if (depth > 4) return fc.constant({});
       const model: Record<string, fc.Arbitrary<unknown>> = {};
       for (const [k, v] of Object.entries(props)) model[k] = arbFromSchema(v, doc, hints, depth + 1, k);
-      let obj: fc.Arbitrary<Record<string, unknown>> = fc.record(model, { requiredKeys: [...required].filter((k) => k in props) });
+      let obj: fc.Arbitrary<Record<string, unknown>> = fc.record(model, {
+        requiredKeys: [...required].filter((k) => k in props),
+      });
       if (s.additionalProperties && s.additionalProperties !== false && Object.keys(props).length === 0) {
         const valueArb = arbFromSchema(s.additionalProperties, doc, hints, depth + 1);
         obj = fc.dictionary(fc.string({ minLength: 1, maxLength: 12 }), valueArb, { maxKeys: 3 });
@@ -117,7 +134,9 @@ function genericArb(s: Json, doc: Json, hints: Hints, depth: number): fc.Arbitra
     default:
       base = fc.jsonValue({ maxDepth: 2 });
   }
-  return examples.length ? fc.oneof({ arbitrary: fc.constantFrom(...examples), weight: 1 }, { arbitrary: base, weight: 2 }) : base;
+  return examples.length
+    ? fc.oneof({ arbitrary: fc.constantFrom(...examples), weight: 1 }, { arbitrary: base, weight: 2 })
+    : base;
 }
 
 /** Replaces the value at a random path in `value` (objects and arrays) by `replace(old)`. */
@@ -126,7 +145,8 @@ function atRandomPath(value: unknown, pick: number, replace: (old: unknown) => u
   const walk = (v: unknown, p: Array<string | number>) => {
     if (p.length > 4) return;
     if (Array.isArray(v)) v.forEach((x, i) => (paths.push([...p, i]), walk(x, [...p, i])));
-    else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) (paths.push([...p, k]), walk(x, [...p, k]));
+    else if (v && typeof v === 'object')
+      for (const [k, x] of Object.entries(v)) paths.push([...p, k]), walk(x, [...p, k]);
   };
   walk(value, []);
   const path = paths[pick % paths.length]!;
@@ -139,7 +159,20 @@ function atRandomPath(value: unknown, pick: number, replace: (old: unknown) => u
   return clone;
 }
 
-const WRONG_TYPES: unknown[] = [12345, -1, 1.5, true, false, null, 'a string', [], {}, [1, 'x'], { nested: { deep: true } }, 1e308];
+const WRONG_TYPES: unknown[] = [
+  12345,
+  -1,
+  1.5,
+  true,
+  false,
+  null,
+  'a string',
+  [],
+  {},
+  [1, 'x'],
+  { nested: { deep: true } },
+  1e308,
+];
 
 export type Mutation =
   | { kind: 'valid' }
@@ -162,12 +195,22 @@ export const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
     }),
     weight: 2,
   },
-  { arbitrary: fc.record({ kind: fc.constant('wrongType' as const), pick: fc.nat(), to: fc.constantFrom(...WRONG_TYPES) }), weight: 3 },
+  {
+    arbitrary: fc.record({
+      kind: fc.constant('wrongType' as const),
+      pick: fc.nat(),
+      to: fc.constantFrom(...WRONG_TYPES),
+    }),
+    weight: 3,
+  },
   { arbitrary: fc.record({ kind: fc.constant('hugeString' as const), pick: fc.nat() }), weight: 1 },
   { arbitrary: fc.record({ kind: fc.constant('hugeArray' as const), pick: fc.nat() }), weight: 1 },
   { arbitrary: fc.record({ kind: fc.constant('oddUnicode' as const), pick: fc.nat(), s: oddString }), weight: 2 },
   {
-    arbitrary: fc.record({ kind: fc.constant('replaceBody' as const), to: fc.constantFrom<unknown>(null, [], [{}], 0, 'str', true, {}) }),
+    arbitrary: fc.record({
+      kind: fc.constant('replaceBody' as const),
+      to: fc.constantFrom<unknown>(null, [], [{}], 0, 'str', true, {}),
+    }),
     weight: 1,
   },
 );
@@ -190,7 +233,9 @@ export function applyMutation(body: unknown, m: Mutation): unknown {
       });
     case 'extraKey':
       return atRandomPath(body, m.pick, (old) =>
-        old && typeof old === 'object' && !Array.isArray(old) ? JSON.parse(JSON.stringify({ ...old, [m.key || '']: 'x' }).replace('"":', `"${m.key}":`)) : old,
+        old && typeof old === 'object' && !Array.isArray(old)
+          ? JSON.parse(JSON.stringify({ ...old, [m.key || '']: 'x' }).replace('"":', `"${m.key}":`))
+          : old,
       );
     case 'wrongType':
       return atRandomPath(body, m.pick, () => m.to);

@@ -19,10 +19,20 @@
 import { env } from 'cloudflare:workers';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ALL_USER_SCOPES, call, callJson, callWithVars, createPat, provisionHandle, serviceJwt, signJwt, unique } from './helpers.ts';
-import { assertMatchesDocument } from './openapi-check.ts';
-import { applyMutation, arbFromSchema, mutationArb, oddString, RAW_BODIES, type Hints } from './fuzz-support.ts';
+import { applyMutation, arbFromSchema, type Hints, mutationArb, oddString, RAW_BODIES } from './fuzz-support.ts';
 import { fuzzRuns } from './generated-runs.ts';
+import {
+  ALL_USER_SCOPES,
+  call,
+  callJson,
+  callWithVars,
+  createPat,
+  provisionHandle,
+  serviceJwt,
+  signJwt,
+  unique,
+} from './helpers.ts';
+import { assertMatchesDocument } from './openapi-check.ts';
 import { receiverUrl } from './receivers.ts';
 
 export const { runs: FUZZ_RUNS, seed: FUZZ_SEED } = fuzzRuns();
@@ -59,13 +69,24 @@ async function makeTenant(): Promise<Tenant> {
   const handle = await provisionHandle(owner, unique('fz'));
   const jwt = await signJwt({ sub: owner, scope: ALL_USER_SCOPES });
   const base = `/v2/handles/${handle}`;
-  const hook = await callJson('POST', `${base}/webhooks`, { token: jwt, body: { url: receiverUrl('ok', unique('k')) } });
+  const hook = await callJson('POST', `${base}/webhooks`, {
+    token: jwt,
+    body: { url: receiverUrl('ok', unique('k')) },
+  });
   if (hook.status !== 201) throw new Error(`webhook: ${hook.status} ${JSON.stringify(hook.body)}`);
-  const esub = await callJson('POST', `${base}/notifications/email-subscriptions`, { token: jwt, body: { email: `${handle}@example.com` } });
+  const esub = await callJson('POST', `${base}/notifications/email-subscriptions`, {
+    token: jwt,
+    body: { email: `${handle}@example.com` },
+  });
   if (esub.status !== 201) throw new Error(`esub: ${esub.status} ${JSON.stringify(esub.body)}`);
-  const ev = await callJson('POST', `${base}/events`, { token: jwt, body: { type: 'order.created', data: { orderId: 'o-1' } } });
+  const ev = await callJson('POST', `${base}/events`, {
+    token: jwt,
+    body: { type: 'order.created', data: { orderId: 'o-1' } },
+  });
   if (ev.status !== 202) throw new Error(`event: ${ev.status} ${JSON.stringify(ev.body)}`);
-  const dlv = await env.DB.prepare('SELECT id FROM deliveries WHERE handle = ? ORDER BY id LIMIT 1').bind(handle).first<{ id: string }>();
+  const dlv = await env.DB.prepare('SELECT id FROM deliveries WHERE handle = ? ORDER BY id LIMIT 1')
+    .bind(handle)
+    .first<{ id: string }>();
   const pat = await createPat(owner, { name: 'fuzz' });
   const patForDelete = await createPat(owner, { name: 'fuzz-delete-target' });
   return {
@@ -168,7 +189,12 @@ interface Case {
 }
 
 function describeCase(c: Case, method: string): string {
-  const body = c.rawBody === undefined ? '(none)' : c.rawBody.length > 600 ? `${c.rawBody.slice(0, 300)}… (${c.rawBody.length} chars)` : c.rawBody;
+  const body =
+    c.rawBody === undefined
+      ? '(none)'
+      : c.rawBody.length > 600
+        ? `${c.rawBody.slice(0, 300)}… (${c.rawBody.length} chars)`
+        : c.rawBody;
   return `${method} ${c.path.length > 400 ? c.path.slice(0, 400) + '…' : c.path}\n  auth: ${c.authLabel}\n  headers: ${JSON.stringify(c.headers)}\n  body [${c.bodyLabel}]: ${body}`;
 }
 
@@ -221,7 +247,13 @@ function caseArb(o: Op, t: Tenant): fc.Arbitrary<Case> {
         fc.oneof(
           { arbitrary: fc.constant(undefined), weight: 3 },
           { arbitrary: arbFromSchema(p.schema, doc).map((v) => String(v)), weight: 3 },
-          { arbitrary: fc.oneof(oddString, fc.constantFrom('-1', '0', '1e9', 'NaN', 'x'.repeat(5000), '[]', '2026-13-45T99:99:99Z')), weight: 2 },
+          {
+            arbitrary: fc.oneof(
+              oddString,
+              fc.constantFrom('-1', '0', '1e9', 'NaN', 'x'.repeat(5000), '[]', '2026-13-45T99:99:99Z'),
+            ),
+            weight: 2,
+          },
         ),
       ),
       fc.boolean(),
@@ -247,18 +279,45 @@ function caseArb(o: Op, t: Tenant): fc.Arbitrary<Case> {
           { arbitrary: fc.constant({ token: t.jwt, label: 'owner JWT' }), weight: 1 },
         )
       : fc.oneof(
-          { arbitrary: fc.constant({ token: internal ? tokens.service : t.jwt, label: internal ? 'service JWT' : 'owner JWT' }), weight: 12 },
-          { arbitrary: fc.constant({ token: internal ? tokens.service : t.pat, label: internal ? 'service JWT' : 'owner PAT' }), weight: internal ? 0 : 3 },
+          {
+            arbitrary: fc.constant({
+              token: internal ? tokens.service : t.jwt,
+              label: internal ? 'service JWT' : 'owner JWT',
+            }),
+            weight: 12,
+          },
+          {
+            arbitrary: fc.constant({
+              token: internal ? tokens.service : t.pat,
+              label: internal ? 'service JWT' : 'owner PAT',
+            }),
+            weight: internal ? 0 : 3,
+          },
           { arbitrary: fc.constant({ label: 'no auth' }), weight: 1 },
-          { arbitrary: fc.constant({ authorization: 'Bearer garbage.token.here', label: 'garbage bearer' }), weight: 1 },
+          {
+            arbitrary: fc.constant({ authorization: 'Bearer garbage.token.here', label: 'garbage bearer' }),
+            weight: 1,
+          },
           { arbitrary: fc.constant({ authorization: 'Basic dXNlcjpwdw==', label: 'basic auth' }), weight: 1 },
           { arbitrary: fc.constant({ authorization: 'Bearer', label: 'empty bearer' }), weight: 1 },
           { arbitrary: fc.constant({ token: expired, label: 'expired JWT' }), weight: 1 },
           { arbitrary: fc.constant({ token: tokens.wrongSecret, label: 'JWT with wrong secret' }), weight: 1 },
-          { arbitrary: fc.constant({ token: t.pat.slice(0, -1) + (t.pat.endsWith('A') ? 'B' : 'A'), label: 'PAT with a typo' }), weight: 1 },
+          {
+            arbitrary: fc.constant({
+              token: t.pat.slice(0, -1) + (t.pat.endsWith('A') ? 'B' : 'A'),
+              label: 'PAT with a typo',
+            }),
+            weight: 1,
+          },
           { arbitrary: fc.constant({ token: other.jwt, label: 'other tenant JWT' }), weight: 1 },
           { arbitrary: fc.constant({ token: tokens.noScopes, label: 'JWT without scopes' }), weight: 1 },
-          { arbitrary: fc.constant({ token: internal ? t.jwt : tokens.service, label: internal ? 'user JWT' : 'service JWT' }), weight: 1 },
+          {
+            arbitrary: fc.constant({
+              token: internal ? t.jwt : tokens.service,
+              label: internal ? 'user JWT' : 'service JWT',
+            }),
+            weight: 1,
+          },
         );
 
   // Bodies.
@@ -274,7 +333,11 @@ function caseArb(o: Op, t: Tenant): fc.Arbitrary<Case> {
     type: fc.constantFrom('order.created', 'order.fulfilled', 'email.bounced'),
     data: fc.constant({ orderId: 'o-2', total: 1200 }),
     ownerUserId: fc.constantFrom('fz-owner-2', t.owner),
-    filterPolicy: fc.constantFrom(null, { type: [{ prefix: 'order.' }] }, { 'data.total': [{ numeric: ['>=', 1000] }] }),
+    filterPolicy: fc.constantFrom(
+      null,
+      { type: [{ prefix: 'order.' }] },
+      { 'data.total': [{ numeric: ['>=', 1000] }] },
+    ),
     headers: fc.constantFrom({ 'X-Crm-Tenant': 'acme' }, {}),
     since: fc.constant(new Date(Date.now() - 3600_000).toISOString()),
     scopes: fc.constantFrom(['notifications:read'], ALL_USER_SCOPES.split(' ')),
@@ -282,7 +345,11 @@ function caseArb(o: Op, t: Tenant): fc.Arbitrary<Case> {
   const jsonBodyArb: fc.Arbitrary<{ raw?: string; ct?: string; label: string }> = schema
     ? fc.tuple(arbFromSchema(schema, doc, hints), mutationArb).map(([valid, m]) => {
         const body = applyMutation(valid, m);
-        return { raw: JSON.stringify(body), ct: content!['text/plain'] ? 'text/plain; charset=UTF-8' : 'application/json', label: m.kind };
+        return {
+          raw: JSON.stringify(body),
+          ct: content!['text/plain'] ? 'text/plain; charset=UTF-8' : 'application/json',
+          label: m.kind,
+        };
       })
     : fc.constant({ label: 'no body' });
   const rawBodyArb = fc.constantFrom(...RAW_BODIES).map((r) => ({ raw: r.body, ct: r.contentType, label: r.label }));
@@ -300,35 +367,39 @@ function caseArb(o: Op, t: Tenant): fc.Arbitrary<Case> {
     { requiredKeys: [] },
   );
 
-  return fc.record({ path: pathArb, query: queryArb, auth: authArb, body: bodyArb, hdr: headerArb }).map(({ path, query, auth, body, hdr }) => {
-    const headers: Record<string, string> = {};
-    if (auth.authorization) headers.authorization = auth.authorization;
-    if (body.ct) headers['content-type'] = body.ct;
-    if (hdr.idem !== undefined) headers['idempotency-key'] = hdr.idem;
-    if (hdr.ifMatch !== undefined && o.template.endsWith('notification-settings')) headers['if-match'] = hdr.ifMatch;
-    if (o.template.startsWith('/v2/providers/resend') && hdr.svix !== undefined) {
-      headers['svix-id'] = 'msg_fuzz';
-      headers['svix-timestamp'] = String(Math.floor(Date.now() / 1000));
-      headers['svix-signature'] = hdr.svix;
-    }
-    if (o.template.startsWith('/v2/providers/sns') && hdr.sns !== undefined) headers['x-amz-sns-message-type'] = hdr.sns;
-    return {
-      path: path + query,
-      label: `${auth.label}; ${body.label}`,
-      token: auth.token,
-      authLabel: auth.label,
-      headers,
-      rawBody: body.raw,
-      bodyLabel: body.label,
-    };
-  });
+  return fc
+    .record({ path: pathArb, query: queryArb, auth: authArb, body: bodyArb, hdr: headerArb })
+    .map(({ path, query, auth, body, hdr }) => {
+      const headers: Record<string, string> = {};
+      if (auth.authorization) headers.authorization = auth.authorization;
+      if (body.ct) headers['content-type'] = body.ct;
+      if (hdr.idem !== undefined) headers['idempotency-key'] = hdr.idem;
+      if (hdr.ifMatch !== undefined && o.template.endsWith('notification-settings')) headers['if-match'] = hdr.ifMatch;
+      if (o.template.startsWith('/v2/providers/resend') && hdr.svix !== undefined) {
+        headers['svix-id'] = 'msg_fuzz';
+        headers['svix-timestamp'] = String(Math.floor(Date.now() / 1000));
+        headers['svix-signature'] = hdr.svix;
+      }
+      if (o.template.startsWith('/v2/providers/sns') && hdr.sns !== undefined)
+        headers['x-amz-sns-message-type'] = hdr.sns;
+      return {
+        path: path + query,
+        label: `${auth.label}; ${body.label}`,
+        token: auth.token,
+        authLabel: auth.label,
+        headers,
+        rawBody: body.raw,
+        bodyLabel: body.label,
+      };
+    });
 }
 
 /** Runs one case; returns a failure message or undefined. */
 async function runCase(o: Op, t: Tenant, c: Case, hist: Record<number, number>): Promise<string | undefined> {
   const isWrite = !['GET', 'HEAD'].includes(o.method);
   const pathHandle = /^\/v2\/(?:internal\/)?handles\/([^/?]+)/.exec(c.path)?.[1];
-  const digestHandle = pathHandle && pathHandle !== t.handle && /^[a-z0-9-]+$/.test(pathHandle) ? pathHandle : undefined;
+  const digestHandle =
+    pathHandle && pathHandle !== t.handle && /^[a-z0-9-]+$/.test(pathHandle) ? pathHandle : undefined;
   const before = isWrite ? await digest(t, digestHandle) : '';
   const res = await callWithVars(VARS, o.method, c.path, { token: c.token, headers: c.headers, rawBody: c.rawBody });
   const text = await res.text();
@@ -340,12 +411,14 @@ async function runCase(o: Op, t: Tenant, c: Case, hist: Record<number, number>):
   if (!rid) return fail('no X-Request-Id');
   const documented = o.op.responses[String(status)] ?? o.op.responses.default;
   // 503 is documented everywhere (D1 unavailable) but only these answer it on purpose; here D1 is up, so nothing else may.
-  if (status >= 500 && !(status === 503 && documented && DELIBERATE_503.has(o.template))) return fail(`${status} (server error)`);
+  if (status >= 500 && !(status === 503 && documented && DELIBERATE_503.has(o.template)))
+    return fail(`${status} (server error)`);
   if (status >= 400) {
     if (!ct.startsWith('application/problem+json')) return fail('error response is not application/problem+json');
     // Every error an operation can answer is in its documentation. 405 is the router's (a `..` in a path id can
     // land on another route), not the operation's.
-    if (status !== 405 && !o.op.responses[String(status)]) return fail(`status ${status} is not documented for ${o.method} ${o.template}`);
+    if (status !== 405 && !o.op.responses[String(status)])
+      return fail(`status ${status} is not documented for ${o.method} ${o.template}`);
     let body: Json;
     try {
       body = JSON.parse(text);
@@ -362,7 +435,8 @@ async function runCase(o: Op, t: Tenant, c: Case, hist: Record<number, number>):
     return undefined;
   }
   if (status >= 200 && status < 300) {
-    if (!o.op.responses[String(status)]) return fail(`status ${status} is not documented for ${o.method} ${o.template}`);
+    if (!o.op.responses[String(status)])
+      return fail(`status ${status} is not documented for ${o.method} ${o.template}`);
     if (ct.startsWith('application/json')) {
       try {
         await assertMatchesDocument(o.method, c.path, status, text ? JSON.parse(text) : null);
@@ -386,7 +460,11 @@ beforeAll(async () => {
   tokens = {
     service: await serviceJwt(),
     expired: await signJwt({ sub: 'fz-expired', scope: ALL_USER_SCOPES, exp: Math.floor(Date.now() / 1000) - 60 }),
-    wrongSecret: await signJwt({ sub: 'fz-wrong', scope: ALL_USER_SCOPES, secret: 'another-secret-that-is-long-enough-0123456789abcdef' }),
+    wrongSecret: await signJwt({
+      sub: 'fz-wrong',
+      scope: ALL_USER_SCOPES,
+      secret: 'another-secret-that-is-long-enough-0123456789abcdef',
+    }),
     noScopes: await signJwt({ sub: 'fz-noscope', scope: '' }),
   };
   other = await makeTenant();
@@ -418,7 +496,9 @@ describe('API fuzzer (driven by /v2/openapi.json)', () => {
         const sig = `${o.method} ${o.template} :: ${why.split('\n')[0]} :: ${why.split('\n')[1]}`;
         if (seen.has(sig)) continue;
         seen.add(sig);
-        failures.push(`[seed ${FUZZ_SEED + i}, case ${n}] ${o.method} ${o.template}: ${why}\n  request: ${describeCase(c, o.method)}`);
+        failures.push(
+          `[seed ${FUZZ_SEED + i}, case ${n}] ${o.method} ${o.template}: ${why}\n  request: ${describeCase(c, o.method)}`,
+        );
       }
       histogram.push(`${o.method} ${o.template}: ${JSON.stringify(hist)}`);
     }

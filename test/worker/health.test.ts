@@ -27,12 +27,18 @@ async function health(path: string, token: string): Promise<Row> {
 }
 
 async function setOwnerEmail(handle: string, token: string, email: string | null) {
-  const r = await callJson('PUT', `/v2/handles/${handle}/notifications/owner-default-email`, { token, body: { email } });
+  const r = await callJson('PUT', `/v2/handles/${handle}/notifications/owner-default-email`, {
+    token,
+    body: { email },
+  });
   expect(r.status, JSON.stringify(r.body)).toBe(200);
 }
 
 async function createWebhook(handle: string, token: string, extra: Record<string, unknown> = {}) {
-  const r = await callJson('POST', `/v2/handles/${handle}/webhooks`, { token, body: { url: receiverUrl('ok', unique('k')), ...extra } });
+  const r = await callJson('POST', `/v2/handles/${handle}/webhooks`, {
+    token,
+    body: { url: receiverUrl('ok', unique('k')), ...extra },
+  });
   expect(r.status, JSON.stringify(r.body)).toBe(201);
   return r.body as { id: string; url: string };
 }
@@ -40,7 +46,14 @@ async function createWebhook(handle: string, token: string, extra: Record<string
 /** A dead delivery whose terminal update happened at `updatedAt`. */
 async function insertDeadDelivery(
   handle: string,
-  d: { subscriptionId: string | null; target: string; errorClass: string | null; updatedAt: string; status?: string; kind?: 'event' | 'test' },
+  d: {
+    subscriptionId: string | null;
+    target: string;
+    errorClass: string | null;
+    updatedAt: string;
+    status?: string;
+    kind?: 'event' | 'test';
+  },
 ): Promise<string> {
   const id = newId('dlv', Date.parse(d.updatedAt) - 60_000);
   await env.DB.prepare(
@@ -48,7 +61,17 @@ async function insertDeadDelivery(
        status_reason, attempt_count, last_error_class, created_at, updated_at)
      VALUES (?1, ?2, NULL, ?3, 'webhook', 'webhook', ?4, ?5, ?6, 'retries_exhausted', 8, ?7, ?8, ?9)`,
   )
-    .bind(id, handle, d.kind ?? 'event', d.subscriptionId, d.target, d.status ?? 'dead', d.errorClass, new Date(Date.parse(d.updatedAt) - 60_000).toISOString(), d.updatedAt)
+    .bind(
+      id,
+      handle,
+      d.kind ?? 'event',
+      d.subscriptionId,
+      d.target,
+      d.status ?? 'dead',
+      d.errorClass,
+      new Date(Date.parse(d.updatedAt) - 60_000).toISOString(),
+      d.updatedAt,
+    )
     .run();
   return id;
 }
@@ -88,7 +111,11 @@ describe('GET …/health', () => {
     expect(h.status).toBe('healthy');
 
     // A suppressed owner address is set but not deliverable: coverage is lost again.
-    await env.DB.prepare(`UPDATE email_subscriptions SET status = 'suppressed' WHERE handle = ? AND kind = 'owner_default'`).bind(s.handle).run();
+    await env.DB.prepare(
+      `UPDATE email_subscriptions SET status = 'suppressed' WHERE handle = ? AND kind = 'owner_default'`,
+    )
+      .bind(s.handle)
+      .run();
     const again = await health(s.path, s.token);
     expect(again.ownerDefaultEmail.state).toBe('not_deliverable');
     expect(again.criticalCoverage.covered).toBe(false);
@@ -136,21 +163,57 @@ describe('GET …/health', () => {
     const now = Date.now();
     const recent = (minutesAgo: number) => new Date(now - minutesAgo * 60_000).toISOString();
     const ids = [
-      await insertDeadDelivery(s.handle, { subscriptionId: wh.id, target: wh.url, errorClass: 'timeout', updatedAt: recent(1) }),
-      await insertDeadDelivery(s.handle, { subscriptionId: wh.id, target: wh.url, errorClass: 'timeout', updatedAt: recent(60) }),
-      await insertDeadDelivery(s.handle, { subscriptionId: wh.id, target: wh.url, errorClass: 'http_5xx', updatedAt: recent(23 * 60) }),
+      await insertDeadDelivery(s.handle, {
+        subscriptionId: wh.id,
+        target: wh.url,
+        errorClass: 'timeout',
+        updatedAt: recent(1),
+      }),
+      await insertDeadDelivery(s.handle, {
+        subscriptionId: wh.id,
+        target: wh.url,
+        errorClass: 'timeout',
+        updatedAt: recent(60),
+      }),
+      await insertDeadDelivery(s.handle, {
+        subscriptionId: wh.id,
+        target: wh.url,
+        errorClass: 'http_5xx',
+        updatedAt: recent(23 * 60),
+      }),
     ];
-    const old = await insertDeadDelivery(s.handle, { subscriptionId: wh.id, target: wh.url, errorClass: 'http_4xx', updatedAt: new Date(now - 2 * 86_400_000).toISOString() });
-    const retrying = await insertDeadDelivery(s.handle, { subscriptionId: wh.id, target: wh.url, errorClass: 'network', updatedAt: recent(2), status: 'retrying' });
+    const old = await insertDeadDelivery(s.handle, {
+      subscriptionId: wh.id,
+      target: wh.url,
+      errorClass: 'http_4xx',
+      updatedAt: new Date(now - 2 * 86_400_000).toISOString(),
+    });
+    const retrying = await insertDeadDelivery(s.handle, {
+      subscriptionId: wh.id,
+      target: wh.url,
+      errorClass: 'network',
+      updatedAt: recent(2),
+      status: 'retrying',
+    });
     // Another handle's dead delivery never shows here.
     const other = await setup();
-    const foreign = await insertDeadDelivery(other.handle, { subscriptionId: null, target: 'https://x.example.com', errorClass: 'tls', updatedAt: recent(1) });
+    const foreign = await insertDeadDelivery(other.handle, {
+      subscriptionId: null,
+      target: 'https://x.example.com',
+      errorClass: 'tls',
+      updatedAt: recent(1),
+    });
 
     const h = await health(s.path, s.token);
     expect(h.deadDeliveries24h.count).toBe(3);
     expect(h.deadDeliveries24h.byErrorClass).toEqual({ timeout: 2, http_5xx: 1 });
     expect(h.deadDeliveries24h.recent.map((d: Row) => d.deliveryId)).toEqual(ids);
-    expect(h.deadDeliveries24h.recent[0]).toMatchObject({ subscriptionId: wh.id, target: wh.url, errorClass: 'timeout', at: recent(1) });
+    expect(h.deadDeliveries24h.recent[0]).toMatchObject({
+      subscriptionId: wh.id,
+      target: wh.url,
+      errorClass: 'timeout',
+      at: recent(1),
+    });
     const listed = h.deadDeliveries24h.recent.map((d: Row) => d.deliveryId);
     for (const id of [old, retrying, foreign]) expect(listed).not.toContain(id);
     expect(h.deadDeliveries24h.action).toMatch(/retry|recover/);
@@ -160,7 +223,10 @@ describe('GET …/health', () => {
   it('a failed test send is not a dead production delivery: it does not count in deadDeliveries24h nor degrade the status', async () => {
     const s = await setup();
     await setOwnerEmail(s.handle, s.token, `owner-${unique('m')}@example.com`);
-    const r = await callJson('POST', `/v2/handles/${s.handle}/webhooks`, { token: s.token, body: { url: receiverUrl('fail', unique('k')) } });
+    const r = await callJson('POST', `/v2/handles/${s.handle}/webhooks`, {
+      token: s.token,
+      body: { url: receiverUrl('fail', unique('k')) },
+    });
     expect(r.status).toBe(201);
     const t = await callJson('POST', `/v2/handles/${s.handle}/webhooks/${r.body.id}/test`, { token: s.token });
     expect(t.body.attempt.outcome).toBe('failed');
@@ -176,25 +242,45 @@ describe('GET …/health', () => {
     const s = await setup();
     await setOwnerEmail(s.handle, s.token, `owner-${unique('m')}@example.com`);
     const email = `ops-${unique('m')}@example.com`;
-    const created = await callJson('POST', `/v2/handles/${s.handle}/notifications/email-subscriptions`, { token: s.token, body: { email } });
+    const created = await callJson('POST', `/v2/handles/${s.handle}/notifications/email-subscriptions`, {
+      token: s.token,
+      body: { email },
+    });
     expect(created.status).toBe(201);
     const [staleId, suppressedId, activeId] = await insertEmailSubscriptions(s.handle, 3);
     await env.DB.batch([
-      env.DB.prepare(`UPDATE email_subscriptions SET status = 'stale', status_reason = 'SNS subscription not found' WHERE id = ?`).bind(staleId),
-      env.DB.prepare(`UPDATE email_subscriptions SET status = 'suppressed', status_reason = 'hard bounce' WHERE id = ?`).bind(suppressedId),
+      env.DB.prepare(
+        `UPDATE email_subscriptions SET status = 'stale', status_reason = 'SNS subscription not found' WHERE id = ?`,
+      ).bind(staleId),
+      env.DB.prepare(
+        `UPDATE email_subscriptions SET status = 'suppressed', status_reason = 'hard bounce' WHERE id = ?`,
+      ).bind(suppressedId),
     ]);
     const h = await health(s.path, s.token);
-    expect(h.emailSubscriptions.pendingConfirmation).toEqual([{ id: created.body.id, email, since: created.body.createdAt }]);
-    expect(h.emailSubscriptions.stale).toEqual([expect.objectContaining({ id: staleId, reason: 'SNS subscription not found' })]);
-    expect(h.emailSubscriptions.suppressed).toEqual([expect.objectContaining({ id: suppressedId, reason: 'hard bounce' })]);
-    const all = [...h.emailSubscriptions.pendingConfirmation, ...h.emailSubscriptions.stale, ...h.emailSubscriptions.suppressed].map((e: Row) => e.id);
+    expect(h.emailSubscriptions.pendingConfirmation).toEqual([
+      { id: created.body.id, email, since: created.body.createdAt },
+    ]);
+    expect(h.emailSubscriptions.stale).toEqual([
+      expect.objectContaining({ id: staleId, reason: 'SNS subscription not found' }),
+    ]);
+    expect(h.emailSubscriptions.suppressed).toEqual([
+      expect.objectContaining({ id: suppressedId, reason: 'hard bounce' }),
+    ]);
+    const all = [
+      ...h.emailSubscriptions.pendingConfirmation,
+      ...h.emailSubscriptions.stale,
+      ...h.emailSubscriptions.suppressed,
+    ].map((e: Row) => e.id);
     expect(all).not.toContain(activeId);
     expect(h.emailSubscriptions.action).toMatch(/confirm/);
   });
 
   it('an undeliverable critical event of the last 24 h is counted and keeps the status critical', async () => {
     const s = await setup();
-    const pub = await callJson('POST', `/v2/handles/${s.handle}/events`, { token: s.token, body: { type: 'payment.failed', data: { orderId: 'o1' } } });
+    const pub = await callJson('POST', `/v2/handles/${s.handle}/events`, {
+      token: s.token,
+      body: { type: 'payment.failed', data: { orderId: 'o1' } },
+    });
     expect(pub.status).toBe(202);
     expect(pub.body.status).toBe('undeliverable');
     const h = await health(s.path, s.token);
@@ -206,8 +292,13 @@ describe('GET …/health', () => {
     const s = await setup();
     const viewer = unique('viewer');
     await addMember(s.handle, viewer, 'viewer');
-    expect((await callJson('GET', s.path, { token: await signJwt({ sub: viewer, scope: 'notifications:read' }) })).status).toBe(200);
-    await expectProblem(await call('GET', s.path, { token: await signJwt({ sub: s.owner, scope: 'webhooks:read' }) }), 403);
+    expect(
+      (await callJson('GET', s.path, { token: await signJwt({ sub: viewer, scope: 'notifications:read' }) })).status,
+    ).toBe(200);
+    await expectProblem(
+      await call('GET', s.path, { token: await signJwt({ sub: s.owner, scope: 'webhooks:read' }) }),
+      403,
+    );
     const stranger = await setup();
     await expectProblem(await call('GET', s.path, { token: stranger.token }), 404);
     await expectProblem(await call('GET', s.path), 401);

@@ -1,8 +1,8 @@
 /** Test helpers: requests through the real Worker entry point, tokens signed like the real issuer's. */
 import { createExecutionContext } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
-import { buildApp } from '../../src/app.ts';
 import { SignJWT } from 'jose';
+import { buildApp } from '../../src/app.ts';
 import { assertMatchesDocument } from './openapi-check.ts';
 
 export const ISSUER = 'https://auth.gharart.test';
@@ -70,7 +70,12 @@ let app: ReturnType<typeof buildApp> | undefined;
  * Like `call`, but through the app with some vars overridden — e.g. production's URL rules
  * (`ALLOW_INSECURE_WEBHOOK_TARGETS: 'false'`), which the test environment relaxes for loopback receivers.
  */
-export async function callWithVars(vars: Partial<Env>, method: string, path: string, opts: CallOptions = {}): Promise<Response> {
+export async function callWithVars(
+  vars: Partial<Env>,
+  method: string,
+  path: string,
+  opts: CallOptions = {},
+): Promise<Response> {
   app ??= buildApp();
   const headers = new Headers(opts.headers);
   if (opts.token) headers.set('authorization', `Bearer ${opts.token}`);

@@ -141,7 +141,9 @@ describe('Idempotency-Key', () => {
     const results = await Promise.all(
       Array.from({ length: 20 }, () => send('POST', hooksPath(handle), token, { url: HOOK_URL }, k)),
     );
-    expect(results.filter((r) => r.status === 201 && r.res.headers.get('idempotent-replayed') === null)).toHaveLength(1);
+    expect(results.filter((r) => r.status === 201 && r.res.headers.get('idempotent-replayed') === null)).toHaveLength(
+      1,
+    );
     for (const r of results) expect([201, 409]).toContain(r.status);
     expect(await countRows('webhook_subscriptions', 'handle', handle)).toBe(1);
   });
@@ -216,8 +218,14 @@ describe('Idempotency-Key', () => {
     const { handle, token } = await setup();
     for (const bad of ['', 'x'.repeat(256), 'clé-ünïcode', 'has space', 'tab\there']) {
       const res = await send('POST', subsPath(handle), token, { email: email() }, bad);
-      const problem = await expectProblem(new Response(res.text, { status: res.status, headers: res.res.headers }), 400);
-      expect(problem.errors.map((e: { path: string }) => e.path), JSON.stringify(bad)).toContain('header.Idempotency-Key');
+      const problem = await expectProblem(
+        new Response(res.text, { status: res.status, headers: res.res.headers }),
+        400,
+      );
+      expect(
+        problem.errors.map((e: { path: string }) => e.path),
+        JSON.stringify(bad),
+      ).toContain('header.Idempotency-Key');
     }
     expect(await countRows('email_subscriptions', 'handle', handle)).toBe(0);
     // 255 visible ASCII characters is the longest valid key.
@@ -245,7 +253,9 @@ describe('Idempotency-Key', () => {
     expect(first.status).toBe(201);
     const secret = JSON.parse(first.text).secret as string;
     expect(secret).toMatch(/^whsec_/);
-    const row = await env.DB.prepare('SELECT * FROM idempotency_keys WHERE handle = ? AND key = ?').bind(handle, k).first();
+    const row = await env.DB.prepare('SELECT * FROM idempotency_keys WHERE handle = ? AND key = ?')
+      .bind(handle, k)
+      .first();
     expect(row).not.toBeNull();
     expect(JSON.stringify(row)).not.toContain(secret);
     expect(JSON.stringify(row)).not.toContain(secret.slice('whsec_'.length));
@@ -266,7 +276,9 @@ describe('Idempotency-Key', () => {
     expect(res.status).toBe(201);
     const pat = ((await res.json()) as { token: string }).token;
     expect(pat).toMatch(/^grt_/);
-    const row = await env.DB.prepare('SELECT * FROM idempotency_keys WHERE principal = ? AND key = ?').bind(`user:${user}`, k).first();
+    const row = await env.DB.prepare('SELECT * FROM idempotency_keys WHERE principal = ? AND key = ?')
+      .bind(`user:${user}`, k)
+      .first();
     expect(row).not.toBeNull();
     expect(JSON.stringify(row)).not.toContain(pat);
   });
@@ -283,7 +295,14 @@ describe('Idempotency-Key', () => {
       `INSERT INTO idempotency_keys (principal, handle, key, request_hash, state, created_at, expires_at)
        VALUES (?, ?, ?, ?, 'in_progress', ?, ?)`,
     )
-      .bind(`user:${owner}`, handle, k, hash, new Date(hourAgo).toISOString(), new Date(hourAgo + 24 * 3600_000).toISOString())
+      .bind(
+        `user:${owner}`,
+        handle,
+        k,
+        hash,
+        new Date(hourAgo).toISOString(),
+        new Date(hourAgo + 24 * 3600_000).toISOString(),
+      )
       .run();
     const retry = await send('POST', subsPath(handle), token, body, k);
     expect(retry.status, retry.text).toBe(201);

@@ -6,22 +6,33 @@
  * on what ingest wrote, which the background consumer cannot change except moving deliveries forward) or through
  * the queue entry point with a fake batch that records acks and retries.
  */
-import { env } from 'cloudflare:workers';
+
 import { createExecutionContext } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import worker from '../../src/index.ts';
 import { publishEvents } from '../../src/delivery/enqueue.ts';
-import { addMember, ALL_USER_SCOPES, call, callJson, callWithVars, createPat, expectProblem, signJwt, unique } from './helpers.ts';
+import worker from '../../src/index.ts';
+import {
+  ALL_USER_SCOPES,
+  addMember,
+  call,
+  callJson,
+  callWithVars,
+  createPat,
+  expectProblem,
+  signJwt,
+  unique,
+} from './helpers.ts';
 import {
   countingD1,
-  ingestQuiet,
-  quietEnv,
+  createWebhook,
   deliveriesOf,
   deliveryRow,
   eventually,
   fakeBatch,
+  ingestQuiet,
   notificationRow,
-  createWebhook,
+  quietEnv,
   setupHandle,
   type TestHandle,
 } from './pipeline-helpers.ts';
@@ -36,19 +47,34 @@ async function publish(h: TestHandle, body: Record<string, unknown>, token = h.t
     notificationId: string;
     status: string;
     duplicate: boolean;
-    recipients: Array<{ deliveryId: string; status: string; statusReason: string | null; recipientType: string; channel: string; target: string; subscriptionId: string | null }>;
+    recipients: Array<{
+      deliveryId: string;
+      status: string;
+      statusReason: string | null;
+      recipientType: string;
+      channel: string;
+      target: string;
+      subscriptionId: string | null;
+    }>;
   };
 }
 
 async function counts(handle: string) {
-  const n = await env.DB.prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?').bind(handle).first<{ n: number }>();
-  const d = await env.DB.prepare('SELECT count(*) AS n FROM deliveries WHERE handle = ?').bind(handle).first<{ n: number }>();
+  const n = await env.DB.prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?')
+    .bind(handle)
+    .first<{ n: number }>();
+  const d = await env.DB.prepare('SELECT count(*) AS n FROM deliveries WHERE handle = ?')
+    .bind(handle)
+    .first<{ n: number }>();
   return { notifications: n!.n, deliveries: d!.n };
 }
 
 async function setOwnerEmail(h: TestHandle): Promise<string> {
   const address = `${unique('owner')}@example.com`;
-  const res = await callJson('PUT', `/v2/handles/${h.handle}/notifications/owner-default-email`, { token: h.token, body: { email: address } });
+  const res = await callJson('PUT', `/v2/handles/${h.handle}/notifications/owner-default-email`, {
+    token: h.token,
+    body: { email: address },
+  });
   expect(res.status).toBe(200);
   return address.toLowerCase();
 }
@@ -57,15 +83,30 @@ describe('POST …/events: what is written', () => {
   it('202 with the notification, its recipients queued, a Location header; rows match the answer', async () => {
     const h = await setupHandle();
     const wh = await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
-    const res = await callJson('POST', eventsPath(h.handle), { token: h.token, body: { type: 'order.paid', data: { orderId: 'o-1' } } });
+    const res = await callJson('POST', eventsPath(h.handle), {
+      token: h.token,
+      body: { type: 'order.paid', data: { orderId: 'o-1' } },
+    });
     expect(res.status).toBe(202);
     expect(res.res.headers.get('location')).toBe(`/v2/handles/${h.handle}/notifications/${res.body.notificationId}`);
     expect(res.body).toMatchObject({ status: 'delivering', duplicate: false });
     expect(res.body.recipients).toEqual([
-      expect.objectContaining({ channel: 'webhook', recipientType: 'webhook', subscriptionId: wh.id, status: 'queued', attempts: 0 }),
+      expect.objectContaining({
+        channel: 'webhook',
+        recipientType: 'webhook',
+        subscriptionId: wh.id,
+        status: 'queued',
+        attempts: 0,
+      }),
     ]);
     const n = await notificationRow(res.body.notificationId);
-    expect(n).toMatchObject({ handle: h.handle, type: 'order.paid', severity: 'info', source: `user:${h.owner}`, recipient_count: 1 });
+    expect(n).toMatchObject({
+      handle: h.handle,
+      type: 'order.paid',
+      severity: 'info',
+      source: `user:${h.owner}`,
+      recipient_count: 1,
+    });
     expect(JSON.parse(n.data)).toEqual({ orderId: 'o-1' });
     expect((await deliveriesOf(res.body.notificationId)).map((d) => d.id)).toEqual([res.body.recipients[0].deliveryId]);
   });
@@ -125,14 +166,28 @@ describe('POST …/events: what is written', () => {
     // [token + membership, duplicate check, settings, webhooks, emails] → [notification + deliveries] → [marked queued]
     expect(d1.count()).toBe(3);
     expect(((await res.json()) as { recipients: unknown[] }).recipients).toHaveLength(1);
-    const stored = await env.DB.prepare('SELECT source FROM notifications WHERE handle = ?').bind(h.handle).first<{ source: string }>();
+    const stored = await env.DB.prepare('SELECT source FROM notifications WHERE handle = ?')
+      .bind(h.handle)
+      .first<{ source: string }>();
     expect(stored?.source).toBe(`user:${h.owner}`);
     // A non-member gets the 404 from that same batch, and nothing is written.
     const stranger = await signJwt({ sub: unique('stranger'), scope: 'events:publish' });
     d1.reset();
-    await expectProblem(await callWithVars(vars, 'POST', `/v2/handles/${h.handle}/events`, { token: stranger, body: { ...body, sourceEventId: unique('src') } }), 404);
+    await expectProblem(
+      await callWithVars(vars, 'POST', `/v2/handles/${h.handle}/events`, {
+        token: stranger,
+        body: { ...body, sourceEventId: unique('src') },
+      }),
+      404,
+    );
     expect(d1.count()).toBe(1);
-    expect((await env.DB.prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?').bind(h.handle).first<{ n: number }>())?.n).toBe(1);
+    expect(
+      (
+        await env.DB.prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?')
+          .bind(h.handle)
+          .first<{ n: number }>()
+      )?.n,
+    ).toBe(1);
   });
 
   it('two publishes racing with one sourceEventId → one notification, both answered with it', async () => {
@@ -157,14 +212,26 @@ describe('POST …/events: what is written', () => {
     const wh = await createWebhook(h, { url: receiverUrl('ok', key), enabled: false });
     const pub = await publish(h, { type: 'order.paid', data: { orderId: 'o-1' } });
     expect(pub.recipients).toEqual([
-      expect.objectContaining({ subscriptionId: wh.id, status: 'skipped', statusReason: 'subscription_disabled', recipientType: 'webhook' }),
+      expect.objectContaining({
+        subscriptionId: wh.id,
+        status: 'skipped',
+        statusReason: 'subscription_disabled',
+        recipientType: 'webhook',
+      }),
     ]);
-    expect(await deliveryRow(pub.recipients[0]!.deliveryId)).toMatchObject({ status: 'skipped', status_reason: 'subscription_disabled' });
+    expect(await deliveryRow(pub.recipients[0]!.deliveryId)).toMatchObject({
+      status: 'skipped',
+      status_reason: 'subscription_disabled',
+    });
     expect(pub.status).not.toBe('delivering');
     await new Promise((r) => setTimeout(r, 300));
     expect(await hits(key)).toEqual([]);
     // A disabled webhook that would NOT match gets nothing recorded.
-    const narrow = await createWebhook(h, { url: receiverUrl('ok', unique('k')), enabled: false, eventTypes: ['campaign.*'] });
+    const narrow = await createWebhook(h, {
+      url: receiverUrl('ok', unique('k')),
+      enabled: false,
+      eventTypes: ['campaign.*'],
+    });
     const second = await publish(h, { type: 'order.paid', data: {} });
     expect(second.recipients.map((r) => r.subscriptionId)).not.toContain(narrow.id);
   });
@@ -175,12 +242,18 @@ describe('POST …/events: what is written', () => {
     await createWebhook(h, { url: receiverUrl('ok', unique('k')), eventTypes: ['order.*'] });
     const put = await callJson('PUT', `/v2/handles/${h.handle}/notification-settings`, {
       token: h.token,
-      body: { channels: { email: { enabled: true }, webhook: { enabled: true } }, eventFilter: { type: ['order.created'] }, ownerFallback: 'critical' },
+      body: {
+        channels: { email: { enabled: true }, webhook: { enabled: true } },
+        eventFilter: { type: ['order.created'] },
+        ownerFallback: 'critical',
+      },
     });
     expect(put.status).toBe(200);
     const pub = await publish(h, { type: 'payment.failed', data: { orderId: 'o-9', reason: 'card_declined' } });
     expect(pub.status).toBe('delivering');
-    expect(pub.recipients).toEqual([expect.objectContaining({ recipientType: 'owner_default', channel: 'email', target: owner, status: 'queued' })]);
+    expect(pub.recipients).toEqual([
+      expect.objectContaining({ recipientType: 'owner_default', channel: 'email', target: owner, status: 'queued' }),
+    ]);
     expect((await notificationRow(pub.notificationId)).severity).toBe('critical');
     // The same event at info severity is filtered out for everyone.
     const quiet = await publish(h, { type: 'payment.failed', severity: 'info', data: {} });
@@ -192,7 +265,9 @@ describe('POST …/events: what is written', () => {
     const pub = await publish(h, { type: 'payment.failed', data: { orderId: 'o-1' } });
     expect(pub).toMatchObject({ status: 'undeliverable', recipients: [] });
     expect((await notificationRow(pub.notificationId)).status).toBe('undeliverable');
-    const feed = await callJson('GET', `/v2/handles/${h.handle}/notifications/${pub.notificationId}`, { token: h.token });
+    const feed = await callJson('GET', `/v2/handles/${h.handle}/notifications/${pub.notificationId}`, {
+      token: h.token,
+    });
     expect(feed.body.status).toBe('undeliverable');
 
     // Only a disabled webhook: still nobody reachable.
@@ -211,7 +286,12 @@ describe('POST …/events: what is written', () => {
     const platform = body.recipients.find((r: any) => r.recipientType === 'platform_alert');
     expect(platform).toMatchObject({ channel: 'email', target: alert, subscriptionId: null, status: 'queued' });
     // Sent by the real consumer; the notification stays undeliverable (the handle's own people never got it).
-    await eventually(() => deliveryRow(platform.deliveryId), (d) => d.status === 'succeeded', 15_000, 'platform alert sent');
+    await eventually(
+      () => deliveryRow(platform.deliveryId),
+      (d) => d.status === 'succeeded',
+      15_000,
+      'platform alert sent',
+    );
     expect((await notificationRow(body.notificationId)).status).toBe('undeliverable');
   });
 
@@ -235,7 +315,10 @@ describe('POST …/events: what is written', () => {
     await publish(h, { type: 'order.created', data: { orderId: 'o-2' } }, star);
     // A service token for other handles sees nothing here.
     const elsewhere = await signJwt({ sub, scope: 'events:publish', handles: ['some-other-handle'] });
-    await expectProblem(await call('POST', eventsPath(h.handle), { token: elsewhere, body: { type: 'order.created', data: {} } }), 404);
+    await expectProblem(
+      await call('POST', eventsPath(h.handle), { token: elsewhere, body: { type: 'order.created', data: {} } }),
+      404,
+    );
   });
 });
 
@@ -243,7 +326,10 @@ describe('POST …/events: what is refused', () => {
   it('system types are refused with 422 and nothing is written', async () => {
     const h = await setupHandle();
     for (const type of ['webhook.endpoint_disabled', 'email.subscription_stale']) {
-      const p = await expectProblem(await call('POST', eventsPath(h.handle), { token: h.token, body: { type, data: {} } }), 422);
+      const p = await expectProblem(
+        await call('POST', eventsPath(h.handle), { token: h.token, body: { type, data: {} } }),
+        422,
+      );
       expect(p.detail).toContain(type);
     }
     expect(await counts(h.handle)).toEqual({ notifications: 0, deliveries: 0 });
@@ -252,7 +338,10 @@ describe('POST …/events: what is refused', () => {
   it('data over 64 KB → 413; just under is accepted', async () => {
     const h = await setupHandle();
     const big = { blob: 'x'.repeat(65 * 1024) };
-    const p = await expectProblem(await call('POST', eventsPath(h.handle), { token: h.token, body: { type: 'order.paid', data: big } }), 413);
+    const p = await expectProblem(
+      await call('POST', eventsPath(h.handle), { token: h.token, body: { type: 'order.paid', data: big } }),
+      413,
+    );
     expect(p.limitBytes).toBe(65536);
     expect(await counts(h.handle)).toEqual({ notifications: 0, deliveries: 0 });
     await publish(h, { type: 'order.paid', data: { blob: 'x'.repeat(60 * 1024) } });
@@ -272,7 +361,10 @@ describe('POST …/events: what is refused', () => {
     for (const [body, path] of cases) {
       const p = await expectProblem(await call('POST', eventsPath(h.handle), { token: h.token, body }), 400);
       expect(Array.isArray(p.errors), JSON.stringify(body)).toBe(true);
-      expect(p.errors.map((e: { path: string }) => e.path).some((x: string) => x.startsWith(path)), `${JSON.stringify(body)} → ${JSON.stringify(p.errors)}`).toBe(true);
+      expect(
+        p.errors.map((e: { path: string }) => e.path).some((x: string) => x.startsWith(path)),
+        `${JSON.stringify(body)} → ${JSON.stringify(p.errors)}`,
+      ).toBe(true);
     }
     expect(await counts(h.handle)).toEqual({ notifications: 0, deliveries: 0 });
   });
@@ -282,12 +374,26 @@ describe('POST …/events: what is refused', () => {
     const viewer = unique('viewer');
     await addMember(h.handle, viewer, 'viewer');
     const body = { type: 'order.paid', data: {} };
-    const p1 = await expectProblem(await call('POST', eventsPath(h.handle), { token: await signJwt({ sub: viewer, scope: ALL_USER_SCOPES }), body }), 403);
+    const p1 = await expectProblem(
+      await call('POST', eventsPath(h.handle), { token: await signJwt({ sub: viewer, scope: ALL_USER_SCOPES }), body }),
+      403,
+    );
     expect(p1.role).toBe('viewer');
-    const noScope = ALL_USER_SCOPES.split(' ').filter((s) => s !== 'events:publish').join(' ');
-    const p2 = await expectProblem(await call('POST', eventsPath(h.handle), { token: await signJwt({ sub: h.owner, scope: noScope }), body }), 403);
+    const noScope = ALL_USER_SCOPES.split(' ')
+      .filter((s) => s !== 'events:publish')
+      .join(' ');
+    const p2 = await expectProblem(
+      await call('POST', eventsPath(h.handle), { token: await signJwt({ sub: h.owner, scope: noScope }), body }),
+      403,
+    );
     expect(p2.missingScopes).toEqual(['events:publish']);
-    await expectProblem(await call('POST', eventsPath(h.handle), { token: await signJwt({ sub: unique('stranger'), scope: ALL_USER_SCOPES }), body }), 404);
+    await expectProblem(
+      await call('POST', eventsPath(h.handle), {
+        token: await signJwt({ sub: unique('stranger'), scope: ALL_USER_SCOPES }),
+        body,
+      }),
+      404,
+    );
     expect(await counts(h.handle)).toEqual({ notifications: 0, deliveries: 0 });
   });
 });
@@ -297,15 +403,21 @@ describe('the notify-events consumer', () => {
     const h = await setupHandle();
     const wh = await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
     const sourceEventId = unique('q');
-    const fb = fakeBatch('notify-events', [{ body: { handle: h.handle, type: 'order.fulfilled', data: { orderId: 'o-q' }, sourceEventId, source: 'oms' } }]);
+    const fb = fakeBatch('notify-events', [
+      { body: { handle: h.handle, type: 'order.fulfilled', data: { orderId: 'o-q' }, sourceEventId, source: 'oms' } },
+    ]);
     await worker.queue(fb.batch, env, createExecutionContext());
     expect(fb.outcomes[0]!.calls).toEqual(['ack']);
-    const n = await env.DB.prepare('SELECT * FROM notifications WHERE handle = ? AND source_event_id = ?').bind(h.handle, sourceEventId).first<Record<string, any>>();
+    const n = await env.DB.prepare('SELECT * FROM notifications WHERE handle = ? AND source_event_id = ?')
+      .bind(h.handle, sourceEventId)
+      .first<Record<string, any>>();
     expect(n).toMatchObject({ type: 'order.fulfilled', source: 'oms', status: 'delivering' });
     expect((await deliveriesOf(n!.id)).map((d) => d.subscription_id)).toEqual([wh.id]);
 
     // Redelivered (at-least-once): the sourceEventId makes it a no-op.
-    const again = fakeBatch('notify-events', [{ body: { handle: h.handle, type: 'order.fulfilled', data: { orderId: 'o-q' }, sourceEventId } }]);
+    const again = fakeBatch('notify-events', [
+      { body: { handle: h.handle, type: 'order.fulfilled', data: { orderId: 'o-q' }, sourceEventId } },
+    ]);
     await worker.queue(again.batch, env, createExecutionContext());
     expect(again.outcomes[0]!.calls).toEqual(['ack']);
     expect(await counts(h.handle)).toEqual({ notifications: 1, deliveries: 1 });
@@ -316,7 +428,10 @@ describe('the notify-events consumer', () => {
     const sourceEventId = unique('real-q');
     await publishEvents(env, [{ handle: h.handle, type: 'order.created', data: { orderId: 'o-real' }, sourceEventId }]);
     const n = await eventually(
-      () => env.DB.prepare('SELECT * FROM notifications WHERE handle = ? AND source_event_id = ?').bind(h.handle, sourceEventId).first<Record<string, any>>(),
+      () =>
+        env.DB.prepare('SELECT * FROM notifications WHERE handle = ? AND source_event_id = ?')
+          .bind(h.handle, sourceEventId)
+          .first<Record<string, any>>(),
       (row) => row !== null,
       15_000,
       'notification from the queue',
@@ -355,9 +470,10 @@ describe('the notify-events consumer', () => {
     const id = unique('transient');
     const failingDb = new Proxy(env.DB, {
       get(target, prop) {
-        if (prop === 'batch' || prop === 'prepare') return () => {
-          throw new Error('D1_ERROR: database unavailable (test)');
-        };
+        if (prop === 'batch' || prop === 'prepare')
+          return () => {
+            throw new Error('D1_ERROR: database unavailable (test)');
+          };
         const v = Reflect.get(target, prop, target) as unknown;
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
@@ -366,7 +482,9 @@ describe('the notify-events consumer', () => {
     await worker.queue(fb.batch, { ...env, DB: failingDb }, createExecutionContext());
     expect(fb.outcomes[0]!.retried).toBe(true);
     expect(fb.outcomes[0]!.acked).toBe(false);
-    const rej = await env.DB.prepare('SELECT count(*) AS n FROM event_rejections WHERE message_id = ?').bind(id).first<{ n: number }>();
+    const rej = await env.DB.prepare('SELECT count(*) AS n FROM event_rejections WHERE message_id = ?')
+      .bind(id)
+      .first<{ n: number }>();
     expect(rej!.n).toBe(0);
   });
 });

@@ -14,7 +14,10 @@ describe('internal provisioning', () => {
     expect(created.body.displayName).toBe('First');
     const settings = await env.DB.prepare('SELECT * FROM notification_settings WHERE handle = ?').bind(handle).first();
     expect(settings).toMatchObject({ owner_fallback: 'critical', email_enabled: 1, webhook_enabled: 1, version: 1 });
-    const updated = await callJson('PUT', `/v2/internal/handles/${handle}`, { token, body: { displayName: 'Renamed' } });
+    const updated = await callJson('PUT', `/v2/internal/handles/${handle}`, {
+      token,
+      body: { displayName: 'Renamed' },
+    });
     expect(updated.status).toBe(200);
     expect(updated.body.displayName).toBe('Renamed');
     expect(updated.body.createdAt).toBe(created.body.createdAt);
@@ -35,7 +38,10 @@ describe('internal provisioning', () => {
     await expectProblem(await call('DELETE', `${base}/u2`, { token }), 409);
     expect((await call('DELETE', `${base}/o1`, { token })).status).toBe(204);
     await expectProblem(await call('DELETE', `${base}/o1`, { token }), 404);
-    await expectProblem(await call('PUT', `/v2/internal/handles/missing-${handle}/members/x`, { token, body: { role: 'viewer' } }), 404);
+    await expectProblem(
+      await call('PUT', `/v2/internal/handles/missing-${handle}/members/x`, { token, body: { role: 'viewer' } }),
+      404,
+    );
   });
 
   it('validates bodies: unknown role, unknown fields', async () => {
@@ -62,7 +68,10 @@ describe('internal provisioning', () => {
     const { token: pat } = await createPat(unique('u'));
     await expectProblem(await call('PUT', `/v2/internal/handles/${handle}`, { token: pat, body }), 403);
     const svcNoScope = await signJwt({ sub: 'svc:x', scope: 'events:publish', handles: '*' });
-    const p = await expectProblem(await call('PUT', `/v2/internal/handles/${handle}`, { token: svcNoScope, body }), 403);
+    const p = await expectProblem(
+      await call('PUT', `/v2/internal/handles/${handle}`, { token: svcNoScope, body }),
+      403,
+    );
     expect(p.missingScopes).toEqual(['internal:provision']);
     const row = await env.DB.prepare('SELECT handle FROM handles WHERE handle = ?').bind(handle).first();
     expect(row).toBeNull();

@@ -42,7 +42,10 @@ describe('write throttle (60 per minute per principal and handle)', () => {
     expect(await dailyCount(handle)).toBe(60);
 
     // Other writes of the same principal on the same handle are throttled too (one class for all writes)…
-    await expectProblem(await call('POST', hooksPath(handle), { token, body: { url: 'http://127.0.0.1:9/hook' } }), 429);
+    await expectProblem(
+      await call('POST', hooksPath(handle), { token, body: { url: 'http://127.0.0.1:9/hook' } }),
+      429,
+    );
     // …reads are not (their own class)…
     expect((await call('GET', subsPath(handle), { token })).status).toBe(200);
     // …the same user on another handle is not…
@@ -51,7 +54,9 @@ describe('write throttle (60 per minute per principal and handle)', () => {
     // …and another member on the same handle is not.
     const admin = unique('admin');
     await addMember(handle, admin, 'admin');
-    expect((await call('POST', subsPath(handle), { token: await userJwt(admin), body: { email: email() } })).status).toBe(201);
+    expect(
+      (await call('POST', subsPath(handle), { token: await userJwt(admin), body: { email: email() } })).status,
+    ).toBe(201);
   }, 60_000);
 });
 
@@ -77,16 +82,22 @@ describe('daily write limit (5,000 per handle per UTC day)', () => {
     expect(await dailyCount(handle)).toBe(5000);
   });
 
-  it('the limit is the handle\'s: another member is refused too, every kind of write is, reads are not, other handles are not', async () => {
+  it("the limit is the handle's: another member is refused too, every kind of write is, reads are not, other handles are not", async () => {
     const { owner, handle, token } = await setup();
     const sub = await callJson('POST', subsPath(handle), { token, body: { email: email() } });
     expect(sub.status).toBe(201);
     await setDailyCount(handle, 5000);
     const admin = unique('admin');
     await addMember(handle, admin, 'admin');
-    await expectProblem(await call('POST', subsPath(handle), { token: await userJwt(admin), body: { email: email() } }), 429);
+    await expectProblem(
+      await call('POST', subsPath(handle), { token: await userJwt(admin), body: { email: email() } }),
+      429,
+    );
     await expectProblem(await call('DELETE', `${subsPath(handle)}/${sub.body.id}`, { token }), 429);
-    await expectProblem(await call('POST', hooksPath(handle), { token, body: { url: 'http://127.0.0.1:9/hook' } }), 429);
+    await expectProblem(
+      await call('POST', hooksPath(handle), { token, body: { url: 'http://127.0.0.1:9/hook' } }),
+      429,
+    );
     expect(await countRows('email_subscriptions', 'handle', handle)).toBe(1);
     expect(await countRows('webhook_subscriptions', 'handle', handle)).toBe(0);
     expect((await call('GET', subsPath(handle), { token })).status).toBe(200);
@@ -105,7 +116,10 @@ describe('daily write limit (5,000 per handle per UTC day)', () => {
     await expectProblem(await call('DELETE', `${subsPath(handle)}/not-an-id`, { token }), 404);
     const viewer = unique('viewer');
     await addMember(handle, viewer, 'viewer');
-    await expectProblem(await call('POST', subsPath(handle), { token: await userJwt(viewer), body: { email: address } }), 403);
+    await expectProblem(
+      await call('POST', subsPath(handle), { token: await userJwt(viewer), body: { email: address } }),
+      403,
+    );
     expect(await dailyCount(handle)).toBe(0);
 
     // A 201 counts…
@@ -117,7 +131,14 @@ describe('daily write limit (5,000 per handle per UTC day)', () => {
     await expectProblem(await call('DELETE', `${subsPath(handle)}/owner-default`, { token }), 422);
     expect(await dailyCount(handle)).toBe(1);
     // …a 200 (owner default email) and a 204 (delete) do.
-    expect((await call('PUT', `/v2/handles/${handle}/notifications/owner-default-email`, { token, body: { email: email() } })).status).toBe(200);
+    expect(
+      (
+        await call('PUT', `/v2/handles/${handle}/notifications/owner-default-email`, {
+          token,
+          body: { email: email() },
+        })
+      ).status,
+    ).toBe(200);
     expect((await call('DELETE', `${subsPath(handle)}/${created.body.id}`, { token })).status).toBe(204);
     expect(await dailyCount(handle)).toBe(3);
   });
@@ -141,9 +162,14 @@ describe('daily write limit (5,000 per handle per UTC day)', () => {
       await addMember(handle, user, 'admin');
       tokens.push(await userJwt(user));
     }
-    const results = await Promise.all(tokens.map((token) => call('POST', subsPath(handle), { token, body: { email: email() } })));
+    const results = await Promise.all(
+      tokens.map((token) => call('POST', subsPath(handle), { token, body: { email: email() } })),
+    );
     const statuses = results.map((r) => r.status);
-    expect(statuses.filter((s) => s === 201), statuses.join(',')).toHaveLength(1);
+    expect(
+      statuses.filter((s) => s === 201),
+      statuses.join(','),
+    ).toHaveLength(1);
     expect(statuses.filter((s) => s === 429)).toHaveLength(9);
     expect(await countRows('email_subscriptions', 'handle', handle)).toBe(1);
     expect(await dailyCount(handle)).toBe(5000);
@@ -152,7 +178,9 @@ describe('daily write limit (5,000 per handle per UTC day)', () => {
   it("yesterday's count does not apply today", async () => {
     const { handle, token } = await setup();
     const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
-    await env.DB.prepare('INSERT INTO daily_write_counters (handle, day, count) VALUES (?, ?, 5000)').bind(handle, yesterday).run();
+    await env.DB.prepare('INSERT INTO daily_write_counters (handle, day, count) VALUES (?, ?, 5000)')
+      .bind(handle, yesterday)
+      .run();
     expect((await call('POST', subsPath(handle), { token, body: { email: email() } })).status).toBe(201);
     expect(await dailyCount(handle)).toBe(1);
   });

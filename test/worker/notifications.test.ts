@@ -7,8 +7,18 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { getDb } from '../../src/db/client.ts';
 import { boundaryId, newId } from '../../src/lib/ids.ts';
 import { encodeCursor } from '../../src/lib/pagination.ts';
-import { feedQuery, type FeedFilter } from '../../src/routes/notifications/notifications.repo.ts';
-import { addMember, call, callJson, callWithVars, createPat, expectProblem, provisionHandle, signJwt, unique } from './helpers.ts';
+import { type FeedFilter, feedQuery } from '../../src/routes/notifications/notifications.repo.ts';
+import {
+  addMember,
+  call,
+  callJson,
+  callWithVars,
+  createPat,
+  expectProblem,
+  provisionHandle,
+  signJwt,
+  unique,
+} from './helpers.ts';
 import {
   insertDeliveries,
   insertNotifications,
@@ -61,15 +71,18 @@ describe('GET …/notifications: paging under every filter (1,000 notifications)
   async function expected(f: { status?: string; type?: string; severity?: string; since?: string; until?: string }) {
     const where = ['handle = ?'];
     const params: string[] = [handle];
-    if (f.status) (where.push('status = ?'), params.push(f.status));
-    if (f.type) (where.push('type = ?'), params.push(f.type));
-    if (f.severity) (where.push('severity = ?'), params.push(f.severity));
-    if (f.since) (where.push('created_at >= ?'), params.push(new Date(f.since).toISOString()));
-    if (f.until) (where.push('created_at < ?'), params.push(new Date(f.until).toISOString()));
+    if (f.status) where.push('status = ?'), params.push(f.status);
+    if (f.type) where.push('type = ?'), params.push(f.type);
+    if (f.severity) where.push('severity = ?'), params.push(f.severity);
+    if (f.since) where.push('created_at >= ?'), params.push(new Date(f.since).toISOString());
+    if (f.until) where.push('created_at < ?'), params.push(new Date(f.until).toISOString());
     const { results } = await env.DB.prepare(`SELECT id FROM notifications WHERE ${where.join(' AND ')}`)
       .bind(...params)
       .all<{ id: string }>();
-    return results.map((r) => r.id).sort().reverse();
+    return results
+      .map((r) => r.id)
+      .sort()
+      .reverse();
   }
 
   const filters: Array<[string, Record<string, string>]> = [
@@ -79,7 +92,10 @@ describe('GET …/notifications: paging under every filter (1,000 notifications)
     ['severity', { severity: 'critical' }],
     ['since (inclusive, on a notification)', { since: at(300) }],
     ['until (exclusive, on a notification)', { until: at(700) }],
-    ['since + until (between notifications)', { since: new Date(base + 250_500).toISOString(), until: new Date(base + 612_500).toISOString() }],
+    [
+      'since + until (between notifications)',
+      { since: new Date(base + 250_500).toISOString(), until: new Date(base + 612_500).toISOString() },
+    ],
     ['since with a time-zone offset', { since: '2026-02-01T01:10:00+01:00' }],
     ['status + severity', { status: 'delivered', severity: 'warning' }],
     ['type + since + until', { type: 'payment.failed', since: at(100), until: at(900) }],
@@ -119,7 +135,20 @@ describe('GET …/notifications: paging under every filter (1,000 notifications)
     expect(body.data).toHaveLength(3);
     for (const item of body.data) {
       expect(Object.keys(item).sort()).toEqual(
-        ['createdAt', 'deliveries', 'deliveryCounts', 'id', 'occurredAt', 'recipientCount', 'severity', 'source', 'sourceEventId', 'status', 'type', 'updatedAt'].sort(),
+        [
+          'createdAt',
+          'deliveries',
+          'deliveryCounts',
+          'id',
+          'occurredAt',
+          'recipientCount',
+          'severity',
+          'source',
+          'sourceEventId',
+          'status',
+          'type',
+          'updatedAt',
+        ].sort(),
       );
       expect(item.deliveries).toEqual([]);
     }
@@ -159,28 +188,48 @@ describe('GET …/notifications: cost on 100,000 notifications', () => {
   }
 
   function expectIndexedPlan(plan: string[]) {
-    expect(plan.some((d) => /^SEARCH notifications USING (COVERING )?INDEX notifications_handle\w*_idx/.test(d)), plan.join(' | ')).toBe(true);
+    expect(
+      plan.some((d) => /^SEARCH notifications USING (COVERING )?INDEX notifications_handle\w*_idx/.test(d)),
+      plan.join(' | '),
+    ).toBe(true);
     // No full scan of the table or of an index, and no sort of all matches (which would read every one of them).
-    expect(plan.some((d) => /^SCAN notifications/.test(d)), plan.join(' | ')).toBe(false);
-    expect(plan.some((d) => /TEMP B-TREE/.test(d)), plan.join(' | ')).toBe(false);
+    expect(
+      plan.some((d) => /^SCAN notifications/.test(d)),
+      plan.join(' | '),
+    ).toBe(false);
+    expect(
+      plan.some((d) => /TEMP B-TREE/.test(d)),
+      plan.join(' | '),
+    ).toBe(false);
   }
 
   async function routeIds(query: Record<string, string>) {
-    const { status, body } = await callJson('GET', `${feedPath(handle)}?${new URLSearchParams({ limit: '50', ...query })}`, {
-      token: await userJwt(owner),
-    });
+    const { status, body } = await callJson(
+      'GET',
+      `${feedPath(handle)}?${new URLSearchParams({ limit: '50', ...query })}`,
+      {
+        token: await userJwt(owner),
+      },
+    );
     expect(status).toBe(200);
-    return { ids: body.data.map((n: { id: string }) => n.id) as string[], nextCursor: body.nextCursor as string | null };
+    return {
+      ids: body.data.map((n: { id: string }) => n.id) as string[],
+      nextCursor: body.nextCursor as string | null,
+    };
   }
 
   it('the seed has 100,000 valid ids in creation order', async () => {
-    const row = await env.DB.prepare('SELECT count(*) AS n, min(id) AS lo, max(id) AS hi FROM notifications WHERE handle = ?')
+    const row = await env.DB.prepare(
+      'SELECT count(*) AS n, min(id) AS lo, max(id) AS hi FROM notifications WHERE handle = ?',
+    )
       .bind(handle)
       .first<{ n: number; lo: string; hi: string }>();
     expect(row).toEqual({ n: N, lo: id(1), hi: id(N) });
     expect(id(1)).toMatch(ID);
     expect(id(N)).toMatch(ID);
-    const at = await env.DB.prepare('SELECT created_at FROM notifications WHERE id = ?').bind(id(12345)).first<{ created_at: string }>();
+    const at = await env.DB.prepare('SELECT created_at FROM notifications WHERE id = ?')
+      .bind(id(12345))
+      .first<{ created_at: string }>();
     expect(at!.created_at).toBe(new Date(base + 12345).toISOString());
     // The service's own id boundary for that millisecond sits right below it.
     expect(boundaryId('ntf', base + 12345) < id(12345)).toBe(true);
@@ -262,17 +311,42 @@ describe('GET …/notifications/{id}', () => {
     const { ids, recipients } = await insertDeliveries(
       handle,
       [
-        { notificationId, channel: 'webhook', subscriptionId: newId('whk'), target: 'https://crm.example.com/h', status: 'succeeded', attempts: 2 },
-        { notificationId, channel: 'email', subscriptionId: newId('esub'), target: 'ops@example.com', status: 'dead', attempts: 8 },
+        {
+          notificationId,
+          channel: 'webhook',
+          subscriptionId: newId('whk'),
+          target: 'https://crm.example.com/h',
+          status: 'succeeded',
+          attempts: 2,
+        },
+        {
+          notificationId,
+          channel: 'email',
+          subscriptionId: newId('esub'),
+          target: 'ops@example.com',
+          status: 'dead',
+          attempts: 8,
+        },
       ],
       'webhook',
     );
     const data = { orderId: 'ord_1', total: 1234.5, items: [{ sku: 'a', qty: 2 }], note: 'ünïcødé' };
     const createdAt = new Date().toISOString();
     await insertNotifications(handle, [
-      { id: notificationId, type: 'order.paid', severity: 'warning', status: 'partially_failed', createdAt, data, recipients, sourceEventId: 'src-1' },
+      {
+        id: notificationId,
+        type: 'order.paid',
+        severity: 'warning',
+        status: 'partially_failed',
+        createdAt,
+        data,
+        recipients,
+        sourceEventId: 'src-1',
+      },
     ]);
-    const { status, body } = await callJson('GET', `${feedPath(handle)}/${notificationId}`, { token: await userJwt(owner) });
+    const { status, body } = await callJson('GET', `${feedPath(handle)}/${notificationId}`, {
+      token: await userJwt(owner),
+    });
     expect(status).toBe(200);
     expect(body).toMatchObject({
       id: notificationId,
@@ -300,13 +374,24 @@ describe('GET …/notifications/{id}', () => {
     const b = await provisionHandle(owner);
     const notificationId = newId('ntf');
     await insertNotifications(a, [
-      { id: notificationId, type: 'order.paid', severity: 'info', status: 'delivered', createdAt: new Date().toISOString() },
+      {
+        id: notificationId,
+        type: 'order.paid',
+        severity: 'info',
+        status: 'delivered',
+        createdAt: new Date().toISOString(),
+      },
     ]);
     const token = await userJwt(owner);
     expect((await call('GET', `${feedPath(a)}/${notificationId}`, { token })).status).toBe(200);
     await expectProblem(await call('GET', `${feedPath(b)}/${notificationId}`, { token }), 404);
     await expectProblem(await call('GET', `${feedPath(a)}/${newId('ntf')}`, { token }), 404);
-    for (const bad of ['ntf_123', 'esub_01JD3Q7X9T0000000000000000', 'ntf_01JD3Q7X9T00000000000000IL', 'ntf_01jd3q7x9t0000000000000000']) {
+    for (const bad of [
+      'ntf_123',
+      'esub_01JD3Q7X9T0000000000000000',
+      'ntf_01JD3Q7X9T00000000000000IL',
+      'ntf_01jd3q7x9t0000000000000000',
+    ]) {
       await expectProblem(await call('GET', `${feedPath(a)}/${bad}`, { token }), 404);
     }
     // B's feed does not list it either.
@@ -319,7 +404,13 @@ describe('GET …/notifications/{id}', () => {
     const handle = await provisionHandle(owner);
     const notificationId = newId('ntf');
     await insertNotifications(handle, [
-      { id: notificationId, type: 'order.paid', severity: 'info', status: 'delivered', createdAt: new Date().toISOString() },
+      {
+        id: notificationId,
+        type: 'order.paid',
+        severity: 'info',
+        status: 'delivered',
+        createdAt: new Date().toISOString(),
+      },
     ]);
     const stranger = await userJwt(unique('stranger'));
     await expectProblem(await call('GET', feedPath(handle), { token: stranger }), 404);
@@ -353,7 +444,10 @@ describe('GET …/notifications: query validation', () => {
     ];
     for (const [qs, path] of cases) {
       const problem = await expectProblem(await call('GET', `${feedPath(handle)}?${qs}`, { token }), 400);
-      expect(problem.errors.map((e: { path: string }) => e.path), qs).toContain(path);
+      expect(
+        problem.errors.map((e: { path: string }) => e.path),
+        qs,
+      ).toContain(path);
     }
   });
 
@@ -436,7 +530,9 @@ describe('feed reads: token, membership and data in one D1 round trip', () => {
     await insertNotifications(handle, [row!]);
     const stranger = await createPat(unique('stranger'), { scopes: ['notifications:read'] });
     const revoked = await createPat(owner, { scopes: ['notifications:read'] });
-    const revoke = await call('DELETE', `/v2/tokens/${revoked.id}`, { token: await signJwt({ sub: owner, scope: 'notifications:read' }) });
+    const revoke = await call('DELETE', `/v2/tokens/${revoked.id}`, {
+      token: await signJwt({ sub: owner, scope: 'notifications:read' }),
+    });
     expect(revoke.status).toBe(204);
 
     // Not a member: the same 404 as an unknown handle, for the page and for the one notification — no data.

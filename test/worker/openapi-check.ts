@@ -3,8 +3,9 @@
  * Schema validator that runs inside workerd (@cfworker/json-schema, no eval). `callJson` runs every 2xx JSON response
  * through it, so every route test also checks that the document tells the truth.
  */
-import { Validator } from '@cfworker/json-schema';
+
 import { exports } from 'cloudflare:workers';
+import { Validator } from '@cfworker/json-schema';
 
 type Json = Record<string, any>;
 let docPromise: Promise<Json> | undefined;
@@ -38,7 +39,12 @@ export async function findOperation(method: string, path: string): Promise<{ tem
 }
 
 /** Throws unless `body` is valid for the documented response of this operation and status. */
-export async function assertMatchesDocument(method: string, path: string, status: number, body: unknown): Promise<void> {
+export async function assertMatchesDocument(
+  method: string,
+  path: string,
+  status: number,
+  body: unknown,
+): Promise<void> {
   const doc = await loadDoc();
   const found = await findOperation(method, path);
   if (!found) throw new Error(`${method} ${path} is not in /v2/openapi.json`);

@@ -14,8 +14,8 @@
  */
 import { env } from 'cloudflare:workers';
 import { expect } from 'vitest';
-import { consumeDeliveries, type ConsumerReport } from '../../src/delivery/consumer.ts';
-import { ingestEvent, type IngestRequest, type IngestResult } from '../../src/delivery/ingest.ts';
+import { type ConsumerReport, consumeDeliveries } from '../../src/delivery/consumer.ts';
+import { type IngestRequest, type IngestResult, ingestEvent } from '../../src/delivery/ingest.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { ALL_USER_SCOPES, callJson, provisionHandle, signJwt, unique } from './helpers.ts';
 import type { Hit } from './receivers.ts';
@@ -63,7 +63,13 @@ export function fakeBatch(queue: string, messages: FakeMessage[]): FakeBatch {
     retryAll: null,
   };
   const msgs: Message<unknown>[] = messages.map((m, i) => {
-    const o: MessageOutcome = { id: m.id ?? `msg-${i}-${unique('m')}`, acked: false, retried: false, delaySeconds: undefined, calls: [] };
+    const o: MessageOutcome = {
+      id: m.id ?? `msg-${i}-${unique('m')}`,
+      acked: false,
+      retried: false,
+      delaySeconds: undefined,
+      calls: [],
+    };
     outcomes.push(o);
     return {
       id: o.id,
@@ -202,7 +208,14 @@ export interface CreatedWebhook {
 /** Creates a webhook subscription through the API (201 expected) and returns its id and one-time secret. */
 export async function createWebhook(
   h: TestHandle,
-  body: { url: string; eventTypes?: string[]; filterPolicy?: unknown; headers?: Record<string, string>; enabled?: boolean; description?: string },
+  body: {
+    url: string;
+    eventTypes?: string[];
+    filterPolicy?: unknown;
+    headers?: Record<string, string>;
+    enabled?: boolean;
+    description?: string;
+  },
 ): Promise<CreatedWebhook> {
   const res = await callJson('POST', `/v2/handles/${h.handle}/webhooks`, { token: h.token, body });
   if (res.status !== 201) throw new Error(`create webhook: ${res.status} ${JSON.stringify(res.body)}`);
@@ -214,7 +227,9 @@ export async function createWebhook(
  * secret decrypts) with its own id and URL.
  */
 export async function insertWebhookCopies(templateId: string, urls: string[]): Promise<string[]> {
-  const t = await env.DB.prepare('SELECT * FROM webhook_subscriptions WHERE id = ?').bind(templateId).first<Record<string, unknown>>();
+  const t = await env.DB.prepare('SELECT * FROM webhook_subscriptions WHERE id = ?')
+    .bind(templateId)
+    .first<Record<string, unknown>>();
   if (!t) throw new Error(`no webhook ${templateId}`);
   const now = new Date().toISOString();
   const ids: string[] = [];
@@ -273,12 +288,16 @@ export async function deliveryRow(id: string): Promise<DeliveryDbRow> {
 }
 
 export async function deliveriesOf(notificationId: string): Promise<DeliveryDbRow[]> {
-  const { results } = await env.DB.prepare('SELECT * FROM deliveries WHERE notification_id = ? ORDER BY id').bind(notificationId).all<DeliveryDbRow>();
+  const { results } = await env.DB.prepare('SELECT * FROM deliveries WHERE notification_id = ? ORDER BY id')
+    .bind(notificationId)
+    .all<DeliveryDbRow>();
   return results;
 }
 
 export async function attemptsOf(deliveryId: string): Promise<AttemptDbRow[]> {
-  const { results } = await env.DB.prepare('SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt_number, created_at')
+  const { results } = await env.DB.prepare(
+    'SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt_number, created_at',
+  )
     .bind(deliveryId)
     .all<AttemptDbRow>();
   return results;
@@ -291,19 +310,27 @@ export async function notificationRow(id: string): Promise<Record<string, any>> 
 }
 
 export async function webhookDbRow(id: string): Promise<Record<string, any>> {
-  const row = await env.DB.prepare('SELECT * FROM webhook_subscriptions WHERE id = ?').bind(id).first<Record<string, any>>();
+  const row = await env.DB.prepare('SELECT * FROM webhook_subscriptions WHERE id = ?')
+    .bind(id)
+    .first<Record<string, any>>();
   if (!row) throw new Error(`no webhook ${id}`);
   return row;
 }
 
 /** Polls `read` until `done(value)` holds; throws with the last value after `timeoutMs`. */
-export async function eventually<T>(read: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 15_000, what = 'condition'): Promise<T> {
+export async function eventually<T>(
+  read: () => Promise<T>,
+  done: (v: T) => boolean,
+  timeoutMs = 15_000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: T;
   for (;;) {
     last = await read();
     if (done(last)) return last;
-    if (Date.now() > deadline) throw new Error(`${what} not reached within ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
+    if (Date.now() > deadline)
+      throw new Error(`${what} not reached within ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -385,7 +412,10 @@ export function expectBetween(value: number, lo: number, hi: number, what = 'val
  * A `send_email` binding that records every message (and its raw MIME text, read from the local EmailMessage's
  * raw field) and succeeds — or throws `fail` when given.
  */
-export function recordingEmail(fail?: string): { binding: Env['EMAIL']; sent: Array<{ from: string; to: string; raw: string }> } {
+export function recordingEmail(fail?: string): {
+  binding: Env['EMAIL'];
+  sent: Array<{ from: string; to: string; raw: string }>;
+} {
   const sent: Array<{ from: string; to: string; raw: string }> = [];
   const binding = {
     async send(message: { from: string; to: string } & Record<string, unknown>) {

@@ -121,7 +121,8 @@ describe('receivers: control API', () => {
 describe('receivers: scenarios', () => {
   it('fail answers 500 every time', async () => {
     const key = unique('fail');
-    for (let i = 0; i < 3; i++) expect((await post(receiverUrl('fail', key), '{}', { 'webhook-id': 'same' })).status).toBe(500);
+    for (let i = 0; i < 3; i++)
+      expect((await post(receiverUrl('fail', key), '{}', { 'webhook-id': 'same' })).status).toBe(500);
   });
 
   it('flaky fails the first request of each webhook-id, then succeeds', async () => {
@@ -147,7 +148,9 @@ describe('receivers: scenarios', () => {
   it('slow: a client that gives up is recorded as aborted, and the receiver keeps serving', async () => {
     const key = unique('slow-abort');
     const { ms } = await timed(() =>
-      expect(post(receiverUrl('slow', key, { ms: 60_000 }), '{}', {}, { signal: AbortSignal.timeout(150) })).rejects.toThrow(),
+      expect(
+        post(receiverUrl('slow', key, { ms: 60_000 }), '{}', {}, { signal: AbortSignal.timeout(150) }),
+      ).rejects.toThrow(),
     );
     expect(ms).toBeLessThan(5_000);
     const [hit] = await eventually(key, (hs) => hs[0]?.response?.aborted === true);

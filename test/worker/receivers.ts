@@ -83,7 +83,11 @@ export function receiverBase(): string {
 }
 
 /** `http://127.0.0.1:<port>/r/<scenario>/<key>[?query]`. */
-export function receiverUrl(scenario: Scenario | (string & {}), key: string, query?: Record<string, string | number>): string {
+export function receiverUrl(
+  scenario: Scenario | (string & {}),
+  key: string,
+  query?: Record<string, string | number>,
+): string {
   const url = new URL(`/r/${encodeURIComponent(scenario)}/${encodeURIComponent(key)}`, receiverBase());
   for (const [k, v] of Object.entries(query ?? {})) url.searchParams.set(k, String(v));
   return url.href;

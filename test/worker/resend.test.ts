@@ -16,9 +16,9 @@ import { env } from 'cloudflare:workers';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, inject, it } from 'vitest';
 import { newWebhookSecret, signPayload } from '../../src/delivery/signing.ts';
-import { resendProvider, resendRequestBody } from '../../src/email/providers/resend.ts';
 import type { OutgoingMail } from '../../src/email/mime.ts';
 import type { SendMeta } from '../../src/email/provider.ts';
+import { resendProvider, resendRequestBody } from '../../src/email/providers/resend.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { callJson, callWithVars, expectProblem, unique } from './helpers.ts';
 import { assertMatchesDocument } from './openapi-check.ts';
@@ -37,7 +37,8 @@ const EVENTS_PATH = '/v2/providers/resend/events';
 
 function resendBase(): string {
   const port = inject('resendFakePort');
-  if (!Number.isInteger(port) || port <= 0) throw new Error('resendFakePort was not provided: is the globalSetup registered?');
+  if (!Number.isInteger(port) || port <= 0)
+    throw new Error('resendFakePort was not provided: is the globalSetup registered?');
   return `http://127.0.0.1:${port}`;
 }
 
@@ -97,7 +98,12 @@ function meta(overrides: Partial<SendMeta> = {}): SendMeta {
 }
 
 /** Inserts an email subscription row as the service writes it. */
-async function insertSubscription(handle: string, email: string, kind: 'standard' | 'owner_default' = 'standard', status = 'active'): Promise<string> {
+async function insertSubscription(
+  handle: string,
+  email: string,
+  kind: 'standard' | 'owner_default' = 'standard',
+  status = 'active',
+): Promise<string> {
   const id = newId('esub');
   const now = new Date().toISOString();
   await env.DB.prepare(
@@ -109,8 +115,12 @@ async function insertSubscription(handle: string, email: string, kind: 'standard
   return id;
 }
 
-async function subscriptionRow(id: string): Promise<{ status: string; status_reason: string | null; email_normalized: string }> {
-  const row = await env.DB.prepare('SELECT status, status_reason, email_normalized FROM email_subscriptions WHERE id = ?1')
+async function subscriptionRow(
+  id: string,
+): Promise<{ status: string; status_reason: string | null; email_normalized: string }> {
+  const row = await env.DB.prepare(
+    'SELECT status, status_reason, email_normalized FROM email_subscriptions WHERE id = ?1',
+  )
     .bind(id)
     .first<{ status: string; status_reason: string | null; email_normalized: string }>();
   if (!row) throw new Error(`no subscription ${id}`);
@@ -180,7 +190,7 @@ describe('resendProvider (adapter) against the fake Resend API', () => {
     expect(await sentTo(to)).toEqual([]);
   });
 
-  it('422 validation_error (invalid `to`) → permanent, with Resend\'s name and message', async () => {
+  it("422 validation_error (invalid `to`) → permanent, with Resend's name and message", async () => {
     const to = address('invalid');
     const outcome = await resendProvider(resendEnv()).send(mail(to), meta());
     expect(outcome).toMatchObject({ ok: false, permanent: true });
@@ -218,7 +228,11 @@ describe('resendProvider (adapter) against the fake Resend API', () => {
     expect((wrong as { message: string }).message).toMatch(/403 invalid_api_key: API key is invalid/);
     expect((wrong as { message: string }).message).not.toContain('re_live_wrong_key_123');
 
-    const res = await fetch(`${resendBase()}/emails`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const res = await fetch(`${resendBase()}/emails`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     expect(res.status).toBe(401);
     expect(await res.json()).toMatchObject({ statusCode: 401, name: 'missing_api_key' });
   });
@@ -258,7 +272,9 @@ describe('resendProvider (adapter) against the fake Resend API', () => {
     // A different mail under the same delivery id (a re-sent confirmation mail with a new link) is a new key: sent.
     const third = await provider.send(mail(to, { text: 'A new link.' }), m);
     expect(third).toMatchObject({ ok: true });
-    expect((third as { providerMessageId: string }).providerMessageId).not.toBe((first as { providerMessageId: string }).providerMessageId);
+    expect((third as { providerMessageId: string }).providerMessageId).not.toBe(
+      (first as { providerMessageId: string }).providerMessageId,
+    );
     const after = await sentTo(to);
     expect(after).toHaveLength(3);
     expect(after[2]).toMatchObject({ sent: true, replayed: false });
@@ -278,7 +294,7 @@ describe('EMAIL_PROVIDER=resend through the delivery pipeline (consumeDeliveries
     return { h, to, subId, id: ing.deliveryIds[0]!, notificationId: ing.notificationId };
   }
 
-  it('a notification mail reaches Resend: List-Unsubscribe (+ One-Click), tags, and the delivery succeeds with Resend\'s id', async () => {
+  it("a notification mail reaches Resend: List-Unsubscribe (+ One-Click), tags, and the delivery succeeds with Resend's id", async () => {
     const { to, subId, id } = await subscribed();
     const { fb, report } = await runDeliveries([id], { env: resendEnv() });
     expect(fb.outcomes[0]).toMatchObject({ acked: true, retried: false });
@@ -312,7 +328,11 @@ describe('EMAIL_PROVIDER=resend through the delivery pipeline (consumeDeliveries
     const { to, id } = await subscribed('invalid');
     const { fb } = await runDeliveries([id], { env: resendEnv() });
     expect(fb.outcomes[0]).toMatchObject({ acked: true, retried: false });
-    expect(await deliveryRow(id)).toMatchObject({ status: 'dead', attempt_count: 1, last_error_class: 'provider_permanent' });
+    expect(await deliveryRow(id)).toMatchObject({
+      status: 'dead',
+      attempt_count: 1,
+      last_error_class: 'provider_permanent',
+    });
     const [a] = await attemptsOf(id);
     expect(a).toMatchObject({ outcome: 'failed', error_class: 'provider_permanent' });
     expect(a!.error_message).toMatch(/validation_error: Invalid `to` field/);
@@ -362,10 +382,15 @@ describe('EMAIL_PROVIDER=resend through the delivery pipeline (consumeDeliveries
     const h = await setupHandle();
     const to = address();
     const subId = await insertSubscription(h.handle, to);
-    const res = await callWithVars(resendVars(), 'POST', `/v2/handles/${h.handle}/notifications/email-subscriptions/${subId}/test`, {
-      token: h.token,
-      body: {},
-    });
+    const res = await callWithVars(
+      resendVars(),
+      'POST',
+      `/v2/handles/${h.handle}/notifications/email-subscriptions/${subId}/test`,
+      {
+        token: h.token,
+        body: {},
+      },
+    );
     const body = (await res.json()) as any;
     expect(res.status, JSON.stringify(body)).toBe(200);
     expect(body.diagnosis.test).toMatchObject({ sent: true, outcome: 'succeeded' });
@@ -377,23 +402,39 @@ describe('EMAIL_PROVIDER=resend through the delivery pipeline (consumeDeliveries
   it('a re-sent confirmation mail (same `confirm-<id>` delivery id, new link) is really sent again, not replayed or refused', async () => {
     const h = await setupHandle();
     const to = address();
-    const created = await callWithVars(resendVars(), 'POST', `/v2/handles/${h.handle}/notifications/email-subscriptions`, {
-      token: h.token,
-      body: { email: to },
-    });
+    const created = await callWithVars(
+      resendVars(),
+      'POST',
+      `/v2/handles/${h.handle}/notifications/email-subscriptions`,
+      {
+        token: h.token,
+        body: { email: to },
+      },
+    );
     const sub = (await created.json()) as { id: string; statusReason: string };
     expect(created.status, JSON.stringify(sub)).toBe(201);
     expect(sub.statusReason).toMatch(/Confirmation mail sent/);
-    const again = await callWithVars(resendVars(), 'POST', `/v2/handles/${h.handle}/notifications/email-subscriptions/${sub.id}/resend-confirmation`, {
-      token: h.token,
-    });
+    const again = await callWithVars(
+      resendVars(),
+      'POST',
+      `/v2/handles/${h.handle}/notifications/email-subscriptions/${sub.id}/resend-confirmation`,
+      {
+        token: h.token,
+      },
+    );
     expect(again.status, await again.clone().text()).toBe(202);
     const reqs = await sentTo(to);
     expect(reqs.map((r) => [r.response.status, r.sent, r.replayed])).toEqual([
       [200, true, false],
       [200, true, false],
     ]);
-    expect(reqs.every((r) => r.json.tags.some((t: { name: string; value: string }) => t.name === 'delivery_id' && t.value === `confirm-${sub.id}`))).toBe(true);
+    expect(
+      reqs.every((r) =>
+        r.json.tags.some(
+          (t: { name: string; value: string }) => t.name === 'delivery_id' && t.value === `confirm-${sub.id}`,
+        ),
+      ),
+    ).toBe(true);
     expect(reqs[1]!.headers['idempotency-key']).not.toBe(reqs[0]!.headers['idempotency-key']);
   });
 });
@@ -423,7 +464,10 @@ describe('POST /v2/providers/resend/events (Resend webhook)', () => {
     };
   }
 
-  async function post(event: unknown, o: SignOptions & { headers?: Record<string, string>; envVars?: Partial<Env> } = {}) {
+  async function post(
+    event: unknown,
+    o: SignOptions & { headers?: Record<string, string>; envVars?: Partial<Env> } = {},
+  ) {
     const body = typeof event === 'string' ? event : JSON.stringify(event);
     const headers = o.headers ?? (await signedHeaders(body, o));
     return callWithVars(o.envVars ?? vars(), 'POST', EVENTS_PATH, { rawBody: body, headers });
@@ -463,9 +507,13 @@ describe('POST /v2/providers/resend/events (Resend webhook)', () => {
     const op = doc.paths[EVENTS_PATH]?.post;
     expect(op).toBeDefined();
     expect(op.requestBody.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/ResendEvent' });
-    expect(op.responses['200'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/ResendEventReceipt' });
+    expect(op.responses['200'].content['application/json'].schema).toEqual({
+      $ref: '#/components/schemas/ResendEventReceipt',
+    });
     expect(Object.keys(op.responses)).toEqual(expect.arrayContaining(['200', '400', '401', '503']));
-    expect(op.parameters.map((p: { name: string }) => p.name)).toEqual(expect.arrayContaining(['svix-id', 'svix-timestamp', 'svix-signature']));
+    expect(op.parameters.map((p: { name: string }) => p.name)).toEqual(
+      expect.arrayContaining(['svix-id', 'svix-timestamp', 'svix-signature']),
+    );
     expect(doc.components.schemas.ResendEvent).toBeDefined();
   });
 
@@ -482,7 +530,11 @@ describe('POST /v2/providers/resend/events (Resend webhook)', () => {
     const queuedForA = before.recipients.find((r) => r.subscriptionId === a)!.deliveryId;
 
     const receipt = await postOk(
-      bounced(to.toUpperCase(), { type: 'Permanent', subType: 'General', message: '550 5.1.1 user unknown' }, { subscription_id: a }),
+      bounced(
+        to.toUpperCase(),
+        { type: 'Permanent', subType: 'General', message: '550 5.1.1 user unknown' },
+        { subscription_id: a },
+      ),
     );
     expect(receipt).toEqual({ received: true, applied: 3 });
     for (const id of [a, owner, b]) {
@@ -493,10 +545,16 @@ describe('POST /v2/providers/resend/events (Resend webhook)', () => {
     expect((await subscriptionRow(other)).status).toBe('active');
 
     // The API shows it, with the reason.
-    const list = await callJson('GET', `/v2/handles/${h1.handle}/notifications/email-subscriptions`, { token: h1.token });
+    const list = await callJson('GET', `/v2/handles/${h1.handle}/notifications/email-subscriptions`, {
+      token: h1.token,
+    });
     expect(list.status).toBe(200);
     expect(list.body.data).toContainEqual(
-      expect.objectContaining({ id: a, status: 'suppressed', statusReason: expect.stringContaining('550 5.1.1 user unknown') }),
+      expect.objectContaining({
+        id: a,
+        status: 'suppressed',
+        statusReason: expect.stringContaining('550 5.1.1 user unknown'),
+      }),
     );
 
     // Matching excludes it (rule `suppressed`) …
@@ -505,7 +563,9 @@ describe('POST /v2/providers/resend/events (Resend webhook)', () => {
       body: { eventType: 'order.fulfilled' },
     });
     expect(ev.status).toBe(200);
-    expect(ev.body.recipients).toContainEqual(expect.objectContaining({ subscriptionId: a, outcome: 'excluded', rule: 'suppressed' }));
+    expect(ev.body.recipients).toContainEqual(
+      expect.objectContaining({ subscriptionId: a, outcome: 'excluded', rule: 'suppressed' }),
+    );
     // … a new event makes no delivery for it …
     const after = await ingestQuiet(h1.handle, { type: 'order.fulfilled', data: { orderId: unique('ord') } });
     expect(after.recipients.map((r) => r.subscriptionId)).not.toContain(a);
@@ -513,11 +573,17 @@ describe('POST /v2/providers/resend/events (Resend webhook)', () => {
     // … and the delivery queued before the bounce is skipped without a request to Resend.
     const { report } = await runDeliveries([queuedForA], { env: resendEnv() });
     expect(report.attempts).toBe(0);
-    expect(await deliveryRow(queuedForA)).toMatchObject({ status: 'skipped', status_reason: 'subscription_suppressed' });
+    expect(await deliveryRow(queuedForA)).toMatchObject({
+      status: 'skipped',
+      status_reason: 'subscription_suppressed',
+    });
     expect(await sentTo(to)).toEqual([]);
 
     // Delivered again (Svix retries): nothing more changes.
-    expect(await postOk(bounced(to, { type: 'Permanent', subType: 'General', message: '550' }))).toEqual({ received: true, applied: 0 });
+    expect(await postOk(bounced(to, { type: 'Permanent', subType: 'General', message: '550' }))).toEqual({
+      received: true,
+      applied: 0,
+    });
   });
 
   it('a bounce without bounce.type counts as permanent (Resend documents email.bounced as a permanent rejection); `hard` too', async () => {
@@ -527,7 +593,10 @@ describe('POST /v2/providers/resend/events (Resend webhook)', () => {
     const s1 = await insertSubscription(h.handle, to1);
     const s2 = await insertSubscription(h.handle, to2);
     expect(await postOk(bounced(to1, undefined))).toEqual({ received: true, applied: 1 });
-    expect(await postOk(bounced(to2, { type: 'hard', message: 'mailbox does not exist' }))).toEqual({ received: true, applied: 1 });
+    expect(await postOk(bounced(to2, { type: 'hard', message: 'mailbox does not exist' }))).toEqual({
+      received: true,
+      applied: 1,
+    });
     expect(await subscriptionRow(s1)).toMatchObject({ status: 'suppressed' });
     expect((await subscriptionRow(s2)).status_reason).toContain('mailbox does not exist');
   });
@@ -549,14 +618,20 @@ describe('POST /v2/providers/resend/events (Resend webhook)', () => {
     const to = address();
     const a = await insertSubscription(h1.handle, to);
     const b = await insertSubscription(h2.handle, to);
-    expect(await postOk(complained(to, { subscription_id: a, delivery_id: 'dlv_x' }))).toEqual({ received: true, applied: 1 });
+    expect(await postOk(complained(to, { subscription_id: a, delivery_id: 'dlv_x' }))).toEqual({
+      received: true,
+      applied: 1,
+    });
     const row = await subscriptionRow(a);
     expect(row.status).toBe('suppressed');
     expect(row.status_reason).toMatch(/^Spam complaint reported by resend: /);
     expect((await subscriptionRow(b)).status).toBe('active');
 
     // The `[{name, value}]` tag shape works the same.
-    expect(await postOk(complained(to, [{ name: 'subscription_id', value: b }]))).toEqual({ received: true, applied: 1 });
+    expect(await postOk(complained(to, [{ name: 'subscription_id', value: b }]))).toEqual({
+      received: true,
+      applied: 1,
+    });
     expect((await subscriptionRow(b)).status).toBe('suppressed');
   });
 
@@ -595,7 +670,12 @@ describe('POST /v2/providers/resend/events (Resend webhook)', () => {
     const now = new Date();
     const signature = new Webhook(secret).sign(msgId, now, body);
     const res = await post(body, {
-      headers: { 'content-type': 'application/json', 'svix-id': msgId, 'svix-timestamp': String(Math.floor(now.getTime() / 1000)), 'svix-signature': signature },
+      headers: {
+        'content-type': 'application/json',
+        'svix-id': msgId,
+        'svix-timestamp': String(Math.floor(now.getTime() / 1000)),
+        'svix-signature': signature,
+      },
     });
     expect(res.status, await res.clone().text()).toBe(200);
     expect(await res.json()).toEqual({ received: true, applied: 1 });
@@ -653,7 +733,12 @@ describe('POST /v2/providers/resend/events (Resend webhook)', () => {
     const stale = await expectProblem(await post(event, { timestamp: now - 360 }), 401);
     expect(stale.detail).toMatch(/5 minutes/);
     await expectProblem(await post(event, { timestamp: now + 360 }), 401);
-    await expectProblem(await post(event, { headers: { ...(await signedHeaders(JSON.stringify(event))), 'svix-timestamp': 'yesterday' } }), 401);
+    await expectProblem(
+      await post(event, {
+        headers: { ...(await signedHeaders(JSON.stringify(event))), 'svix-timestamp': 'yesterday' },
+      }),
+      401,
+    );
     expect((await subscriptionRow(s)).status).toBe('active');
     // Within the tolerance it is accepted.
     expect(await postOk(event, { timestamp: now - 240 })).toEqual({ received: true, applied: 1 });
@@ -668,7 +753,11 @@ describe('POST /v2/providers/resend/events (Resend webhook)', () => {
   it('non-JSON bodies are refused by the body guard (415)', async () => {
     const body = 'type=email.bounced';
     // content-length as a real client sends it (an in-process Request has none, and the guard keys on it).
-    const headers = { ...(await signedHeaders(body)), 'content-type': 'application/x-www-form-urlencoded', 'content-length': String(body.length) };
+    const headers = {
+      ...(await signedHeaders(body)),
+      'content-type': 'application/x-www-form-urlencoded',
+      'content-length': String(body.length),
+    };
     await expectProblem(await post(body, { headers }), 415);
   });
 
@@ -676,7 +765,9 @@ describe('POST /v2/providers/resend/events (Resend webhook)', () => {
     const h = await setupHandle();
     const to = address();
     const s = await insertSubscription(h.handle, to);
-    const res = await post(bounced(to, { type: 'Permanent', message: '550' }), { envVars: { RESEND_WEBHOOK_SECRET: '' } });
+    const res = await post(bounced(to, { type: 'Permanent', message: '550' }), {
+      envVars: { RESEND_WEBHOOK_SECRET: '' },
+    });
     const problem = await expectProblem(res, 503);
     expect(problem.detail).toMatch(/RESEND_WEBHOOK_SECRET/);
     expect((await subscriptionRow(s)).status).toBe('active');

@@ -4,7 +4,12 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type AttemptObservation, type Classification, classify, type ErrorClass } from '../../src/delivery/classify.ts';
+import {
+  type AttemptObservation,
+  type Classification,
+  classify,
+  type ErrorClass,
+} from '../../src/delivery/classify.ts';
 import {
   JITTER,
   MAX_ATTEMPTS,
@@ -85,10 +90,17 @@ describe('retry schedule', () => {
 
   it('jitter is monotonic in random(): a larger draw never gives a shorter delay (property)', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 7 }), fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }), (attempt, a, b) => {
-        const [lo, hi] = a <= b ? [a, b] : [b, a];
-        expect(retryDelaySeconds(attempt, { random: () => lo })!).toBeLessThanOrEqual(retryDelaySeconds(attempt, { random: () => hi })!);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 7 }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        (attempt, a, b) => {
+          const [lo, hi] = a <= b ? [a, b] : [b, a];
+          expect(retryDelaySeconds(attempt, { random: () => lo })!).toBeLessThanOrEqual(
+            retryDelaySeconds(attempt, { random: () => hi })!,
+          );
+        },
+      ),
       PROPERTY,
     );
   });
@@ -138,9 +150,10 @@ describe('Retry-After', () => {
     ];
     for (const attempt of [1, 4, 7]) {
       for (const [retryAfter, expected] of cases) {
-        expect(retryDelaySeconds(attempt, { retryAfterSeconds: retryAfter, random: () => 0 }), `attempt ${attempt}, ${retryAfter}`).toBe(
-          expected,
-        );
+        expect(
+          retryDelaySeconds(attempt, { retryAfterSeconds: retryAfter, random: () => 0 }),
+          `attempt ${attempt}, ${retryAfter}`,
+        ).toBe(expected);
       }
     }
   });
@@ -187,7 +200,9 @@ describe('Retry-After', () => {
   it('a parsed Retry-After feeds retryDelaySeconds end to end', () => {
     const now = Date.UTC(2026, 0, 1, 12, 0, 0);
     expect(retryDelaySeconds(3, { retryAfterSeconds: parseRetryAfter('120', now) })).toBe(120);
-    expect(retryDelaySeconds(3, { retryAfterSeconds: parseRetryAfter('Thu, 01 Jan 2026 13:00:00 GMT', now) })).toBe(3600);
+    expect(retryDelaySeconds(3, { retryAfterSeconds: parseRetryAfter('Thu, 01 Jan 2026 13:00:00 GMT', now) })).toBe(
+      3600,
+    );
     expect(retryDelaySeconds(3, { retryAfterSeconds: parseRetryAfter('0', now) })).toBe(MIN_DELAY);
     expect(retryDelaySeconds(3, { retryAfterSeconds: parseRetryAfter('999999', now) })).toBe(MAX_DELAY);
     expect(retryDelaySeconds(3, { retryAfterSeconds: parseRetryAfter('soon', now), random: () => 0.5 })).toBe(1800);
@@ -200,7 +215,12 @@ describe('classify: every outcome class of SPEC §6', () => {
     status,
     retryAfterSeconds,
   });
-  const failed = (errorClass: ErrorClass, retryable: boolean, retryAfterSeconds: number | null = null, disableSubscription = false): Classification => ({
+  const failed = (
+    errorClass: ErrorClass,
+    retryable: boolean,
+    retryAfterSeconds: number | null = null,
+    disableSubscription = false,
+  ): Classification => ({
     outcome: 'failed',
     errorClass,
     retryable,
@@ -209,7 +229,8 @@ describe('classify: every outcome class of SPEC §6', () => {
   });
 
   it('2xx → succeeded', () => {
-    for (const s of [200, 201, 202, 204, 206, 299]) expect(classify(response(s)), String(s)).toEqual({ outcome: 'succeeded' });
+    for (const s of [200, 201, 202, 204, 206, 299])
+      expect(classify(response(s)), String(s)).toEqual({ outcome: 'succeeded' });
   });
 
   it('an email provider that took the message → succeeded', () => {
@@ -239,7 +260,8 @@ describe('classify: every outcome class of SPEC §6', () => {
   });
 
   it('3xx → http_3xx, retried (redirects are not followed)', () => {
-    for (const s of [300, 301, 302, 303, 304, 307, 308]) expect(classify(response(s)), String(s)).toEqual(failed('http_3xx', true));
+    for (const s of [300, 301, 302, 303, 304, 307, 308])
+      expect(classify(response(s)), String(s)).toEqual(failed('http_3xx', true));
   });
 
   it('other 4xx → http_4xx, retried', () => {
@@ -249,12 +271,18 @@ describe('classify: every outcome class of SPEC §6', () => {
   });
 
   it('5xx → http_5xx, retried', () => {
-    for (const s of [500, 501, 502, 504, 507, 599]) expect(classify(response(s)), String(s)).toEqual(failed('http_5xx', true));
+    for (const s of [500, 501, 502, 504, 507, 599])
+      expect(classify(response(s)), String(s)).toEqual(failed('http_5xx', true));
   });
 
   it('413 → payload_too_large; a payload refused before sending too, and that one is final', () => {
     const c = classify(response(413));
-    expect(c).toMatchObject({ outcome: 'failed', errorClass: 'payload_too_large', retryAfterSeconds: null, disableSubscription: false });
+    expect(c).toMatchObject({
+      outcome: 'failed',
+      errorClass: 'payload_too_large',
+      retryAfterSeconds: null,
+      disableSubscription: false,
+    });
     expect(classify({ kind: 'too_large' })).toEqual(failed('payload_too_large', false));
   });
 
@@ -265,12 +293,18 @@ describe('classify: every outcome class of SPEC §6', () => {
   });
 
   it('blocked destination → blocked_destination, not retried, subscription left alone', () => {
-    expect(classify({ kind: 'blocked', message: 'ip_literal_not_allowed' })).toEqual(failed('blocked_destination', false));
+    expect(classify({ kind: 'blocked', message: 'ip_literal_not_allowed' })).toEqual(
+      failed('blocked_destination', false),
+    );
   });
 
   it('email provider errors → provider_permanent (final) or provider_transient (retried)', () => {
-    expect(classify({ kind: 'provider', permanent: true, message: 'address suppressed' })).toEqual(failed('provider_permanent', false));
-    expect(classify({ kind: 'provider', permanent: false, message: 'throttled' })).toEqual(failed('provider_transient', true));
+    expect(classify({ kind: 'provider', permanent: true, message: 'address suppressed' })).toEqual(
+      failed('provider_permanent', false),
+    );
+    expect(classify({ kind: 'provider', permanent: false, message: 'throttled' })).toEqual(
+      failed('provider_transient', true),
+    );
   });
 
   it('over every HTTP status: succeeded iff 2xx, disabled iff 410, Retry-After kept iff 429/503 (property)', () => {

@@ -6,12 +6,13 @@
 import { env } from 'cloudflare:workers';
 import { SignJWT } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { sha256Hex } from '../../src/lib/crypto.ts';
 import { unsubscribeToken } from '../../src/email/unsubscribe.ts';
+import { sha256Hex } from '../../src/lib/crypto.ts';
+import { dohQueries, dohUrl } from './doh.ts';
 import {
-  addMember,
   ALL_USER_SCOPES,
   AUDIENCE,
+  addMember,
   call,
   callJson,
   callWithVars,
@@ -33,7 +34,6 @@ import {
   setupHandle,
   type TestHandle,
 } from './pipeline-helpers.ts';
-import { dohQueries, dohUrl } from './doh.ts';
 import { hits, receiverUrl, waitForHits } from './receivers.ts';
 
 const PROD = { ALLOW_INSECURE_WEBHOOK_TARGETS: 'false' } as Partial<Env>;
@@ -44,7 +44,15 @@ const subs = (h: string) => `/v2/handles/${h}/notifications/email-subscriptions`
 /** Every row of a handle in every table that holds tenant data (plus attempts of its deliveries). */
 async function snapshot(handle: string): Promise<Record<string, unknown[]>> {
   const out: Record<string, unknown[]> = {};
-  for (const t of ['handles', 'memberships', 'webhook_subscriptions', 'email_subscriptions', 'notifications', 'deliveries', 'notification_settings']) {
+  for (const t of [
+    'handles',
+    'memberships',
+    'webhook_subscriptions',
+    'email_subscriptions',
+    'notifications',
+    'deliveries',
+    'notification_settings',
+  ]) {
     out[t] = (await env.DB.prepare(`SELECT * FROM ${t} WHERE handle = ? ORDER BY 1, 2`).bind(handle).all()).results;
   }
   out.delivery_attempts = (
@@ -61,7 +69,10 @@ async function snapshot(handle: string): Promise<Record<string, unknown[]>> {
 async function victim() {
   const h = await setupHandle();
   const wh = await createWebhook(h, { url: 'http://127.0.0.1:9/victim-hook' });
-  const sub = await callJson('POST', subs(h.handle), { token: h.token, body: { email: `${unique('victim')}@example.com` } });
+  const sub = await callJson('POST', subs(h.handle), {
+    token: h.token,
+    body: { email: `${unique('victim')}@example.com` },
+  });
   expect(sub.status).toBe(201);
   const od = await call('PUT', `/v2/handles/${h.handle}/notifications/owner-default-email`, {
     token: h.token,
@@ -72,7 +83,14 @@ async function victim() {
   const deliveryId = ingest.deliveryIds[0]!;
   // A dead delivery is redrivable: the retry route must still refuse it to a stranger.
   await env.DB.prepare(`UPDATE deliveries SET status = 'dead' WHERE id = ?`).bind(deliveryId).run();
-  return { ...h, webhookId: wh.id, webhookSecret: wh.secret, subId: sub.body.id as string, notificationId: ingest.notificationId, deliveryId };
+  return {
+    ...h,
+    webhookId: wh.id,
+    webhookSecret: wh.secret,
+    subId: sub.body.id as string,
+    notificationId: ingest.notificationId,
+    deliveryId,
+  };
 }
 
 async function expect404(res: Response, what: string): Promise<Record<string, any>> {
@@ -87,7 +105,7 @@ async function expect404(res: Response, what: string): Promise<Record<string, an
 // 1. BOLA
 
 describe('1. BOLA', () => {
-  it("BOLA: every resource of another tenant (webhook, deliveries log, rotate, test, recover, email sub delete/test/resend, notification, delivery retry, settings, owner default, health, events) → 404, nothing leaked, rows unchanged", async () => {
+  it('BOLA: every resource of another tenant (webhook, deliveries log, rotate, test, recover, email sub delete/test/resend, notification, delivery retry, settings, owner default, health, events) → 404, nothing leaked, rows unchanged', async () => {
     const a = await victim();
     const b = await setupHandle();
     // b also gets a webhook and email sub of its own, so its routes are real and populated.
@@ -122,7 +140,15 @@ describe('1. BOLA', () => {
       ['GET', `${av}/notifications/email-subscriptions`],
       ['POST', `${av}/notifications/email-subscriptions`, { email: 'attacker@example.com' }],
       ['GET', `${av}/notification-settings`],
-      ['PUT', `${av}/notification-settings`, { channels: { email: { enabled: false }, webhook: { enabled: false } }, eventFilter: null, ownerFallback: 'none' }],
+      [
+        'PUT',
+        `${av}/notification-settings`,
+        {
+          channels: { email: { enabled: false }, webhook: { enabled: false } },
+          eventFilter: null,
+          ownerFallback: 'none',
+        },
+      ],
       ['POST', `${av}/notification-settings/evaluate`, { eventType: 'order.paid' }],
       ['GET', `${av}/notifications/owner-default-email`],
       ['PUT', `${av}/notifications/owner-default-email`, { email: 'attacker@example.com' }],
@@ -151,14 +177,27 @@ describe('1. BOLA', () => {
     const attacker = unique('attacker');
     await provisionHandle(attacker);
     const { token: pat } = await createPat(attacker);
-    const svc = await signJwt({ sub: 'svc:other', scope: 'events:publish webhooks:write notifications:write webhooks:read notifications:read', handles: ['some-other-handle'] });
+    const svc = await signJwt({
+      sub: 'svc:other',
+      scope: 'events:publish webhooks:write notifications:write webhooks:read notifications:read',
+      handles: ['some-other-handle'],
+    });
     const before = await snapshot(a.handle);
     for (const token of [pat, svc]) {
       await expect404(await call('GET', `${hooks(a.handle)}/${a.webhookId}`, { token }), 'get webhook');
       await expect404(await call('DELETE', `${hooks(a.handle)}/${a.webhookId}`, { token }), 'delete webhook');
-      await expect404(await call('POST', `/v2/handles/${a.handle}/deliveries/${a.deliveryId}/retry`, { token }), 'retry');
-      await expect404(await call('POST', `/v2/handles/${a.handle}/events`, { token, body: { type: 'order.paid', data: {} } }), 'events');
-      await expect404(await call('GET', `/v2/handles/${a.handle}/notifications/${a.notificationId}`, { token }), 'notification');
+      await expect404(
+        await call('POST', `/v2/handles/${a.handle}/deliveries/${a.deliveryId}/retry`, { token }),
+        'retry',
+      );
+      await expect404(
+        await call('POST', `/v2/handles/${a.handle}/events`, { token, body: { type: 'order.paid', data: {} } }),
+        'events',
+      );
+      await expect404(
+        await call('GET', `/v2/handles/${a.handle}/notifications/${a.notificationId}`, { token }),
+        'notification',
+      );
     }
     expect(await snapshot(a.handle)).toEqual(before);
   });
@@ -170,7 +209,10 @@ describe('1. BOLA', () => {
     const wh = await createWebhook(b, { url: receiverUrl('ok', key) });
     const marker = unique('secret-order');
     const ingested = await ingestQuiet(a.handle, { type: 'order.paid', data: { orderId: marker } });
-    const res = await call('POST', `${hooks(b.handle)}/${wh.id}/test`, { token: b.token, body: { notificationId: ingested.notificationId } });
+    const res = await call('POST', `${hooks(b.handle)}/${wh.id}/test`, {
+      token: b.token,
+      body: { notificationId: ingested.notificationId },
+    });
     const text = await res.text();
     expect([404, 422], text).toContain(res.status);
     expect(text).not.toContain(marker);
@@ -189,9 +231,15 @@ describe('2. Mass assignment', () => {
     const h = await setupHandle();
     const wh = await createWebhook(h, { url: 'http://127.0.0.1:9/mass' });
     const before = await snapshot(h.handle);
-    const tokensBefore = (await env.DB.prepare('SELECT COUNT(*) AS n FROM access_tokens WHERE user_id = ?').bind(h.owner).first<{ n: number }>())!.n;
+    const tokensBefore = (await env.DB.prepare('SELECT COUNT(*) AS n FROM access_tokens WHERE user_id = ?')
+      .bind(h.owner)
+      .first<{ n: number }>())!.n;
     const url = 'http://127.0.0.1:9/mass-2';
-    const settings = { channels: { email: { enabled: true }, webhook: { enabled: true } }, eventFilter: null, ownerFallback: 'critical' };
+    const settings = {
+      channels: { email: { enabled: true }, webhook: { enabled: true } },
+      eventFilter: null,
+      ownerFallback: 'critical',
+    };
     const cases: Array<[string, string, Record<string, unknown>, string]> = [
       ['POST', hooks(h.handle), { url, id: 'whk_01JD3Q7X9T0000000000000000' }, 'body.id'],
       ['POST', hooks(h.handle), { url, handle: 'someone-else' }, 'body.handle'],
@@ -209,8 +257,18 @@ describe('2. Mass assignment', () => {
       ['POST', subs(h.handle), { email: 'a@example.com', kind: 'owner_default' }, 'body.kind'],
       ['POST', subs(h.handle), { email: 'a@example.com', handle: 'someone-else' }, 'body.handle'],
       ['POST', subs(h.handle), { email: 'a@example.com', id: 'esub_01JD3Q7X9T0000000000000000' }, 'body.id'],
-      ['PUT', `/v2/handles/${h.handle}/notifications/owner-default-email`, { email: 'a@example.com', kind: 'owner_default' }, 'body.kind'],
-      ['PUT', `/v2/handles/${h.handle}/notifications/owner-default-email`, { email: 'a@example.com', status: 'active' }, 'body.status'],
+      [
+        'PUT',
+        `/v2/handles/${h.handle}/notifications/owner-default-email`,
+        { email: 'a@example.com', kind: 'owner_default' },
+        'body.kind',
+      ],
+      [
+        'PUT',
+        `/v2/handles/${h.handle}/notifications/owner-default-email`,
+        { email: 'a@example.com', status: 'active' },
+        'body.status',
+      ],
       ['PUT', `/v2/handles/${h.handle}/notification-settings`, { ...settings, version: 999 }, 'body.version'],
       ['PUT', `/v2/handles/${h.handle}/notification-settings`, { ...settings, handle: 'x' }, 'body.handle'],
       ['POST', '/v2/tokens', { name: 'x', scopes: ['webhooks:read'], userId: 'someone-else' }, 'body.userId'],
@@ -227,11 +285,14 @@ describe('2. Mass assignment', () => {
         continue;
       }
       const paths = (JSON.parse(text).errors ?? []).map((e: { path: string }) => e.path);
-      if (!paths.includes(field)) failures.push(`${method} ${path}: errors ${JSON.stringify(paths)} do not name ${field}`);
+      if (!paths.includes(field))
+        failures.push(`${method} ${path}: errors ${JSON.stringify(paths)} do not name ${field}`);
     }
     expect(failures).toEqual([]);
     expect(await snapshot(h.handle)).toEqual(before);
-    const tokensAfter = (await env.DB.prepare('SELECT COUNT(*) AS n FROM access_tokens WHERE user_id = ?').bind(h.owner).first<{ n: number }>())!.n;
+    const tokensAfter = (await env.DB.prepare('SELECT COUNT(*) AS n FROM access_tokens WHERE user_id = ?')
+      .bind(h.owner)
+      .first<{ n: number }>())!.n;
     expect(tokensAfter).toBe(tokensBefore);
   });
 
@@ -239,18 +300,26 @@ describe('2. Mass assignment', () => {
     const svc = await serviceJwt();
     const handle = unique('h');
     const p = await expectProblem(
-      await call('PUT', `/v2/internal/handles/${handle}`, { token: svc, body: { displayName: 'x', ownerUserId: 'u1', role: 'owner' } }),
+      await call('PUT', `/v2/internal/handles/${handle}`, {
+        token: svc,
+        body: { displayName: 'x', ownerUserId: 'u1', role: 'owner' },
+      }),
       400,
     );
     expect(p.errors.map((e: { path: string }) => e.path)).toContain('body.role');
     expect(await env.DB.prepare('SELECT * FROM handles WHERE handle = ?').bind(handle).first()).toBeNull();
     const owned = await provisionHandle(unique('o'));
     const m = await expectProblem(
-      await call('PUT', `/v2/internal/handles/${owned}/members/u2`, { token: svc, body: { role: 'viewer', userId: 'u3' } }),
+      await call('PUT', `/v2/internal/handles/${owned}/members/u2`, {
+        token: svc,
+        body: { role: 'viewer', userId: 'u3' },
+      }),
       400,
     );
     expect(m.errors.map((e: { path: string }) => e.path)).toContain('body.userId');
-    expect(await env.DB.prepare('SELECT COUNT(*) AS n FROM memberships WHERE handle = ?').bind(owned).first('n')).toBe(1);
+    expect(await env.DB.prepare('SELECT COUNT(*) AS n FROM memberships WHERE handle = ?').bind(owned).first('n')).toBe(
+      1,
+    );
   });
 });
 
@@ -261,15 +330,25 @@ describe('3. Scope escalation', () => {
   it('Scope escalation: a PAT cannot be minted with scopes its creator lacks', async () => {
     const user = unique('u');
     const jwt = await signJwt({ sub: user, scope: 'notifications:read webhooks:read' });
-    const p = await expectProblem(await call('POST', '/v2/tokens', { token: jwt, body: { name: 'x', scopes: ['webhooks:write'] } }), 403);
+    const p = await expectProblem(
+      await call('POST', '/v2/tokens', { token: jwt, body: { name: 'x', scopes: ['webhooks:write'] } }),
+      403,
+    );
     expect(p.detail).toContain('webhooks:write');
     await expectProblem(
-      await call('POST', '/v2/tokens', { token: jwt, body: { name: 'x', scopes: ['notifications:read', 'events:publish'] } }),
+      await call('POST', '/v2/tokens', {
+        token: jwt,
+        body: { name: 'x', scopes: ['notifications:read', 'events:publish'] },
+      }),
       403,
     );
     // What it holds is fine.
-    expect((await call('POST', '/v2/tokens', { token: jwt, body: { name: 'ok', scopes: ['webhooks:read'] } })).status).toBe(201);
-    const rows = await env.DB.prepare('SELECT scopes FROM access_tokens WHERE user_id = ?').bind(user).all<{ scopes: string }>();
+    expect(
+      (await call('POST', '/v2/tokens', { token: jwt, body: { name: 'ok', scopes: ['webhooks:read'] } })).status,
+    ).toBe(201);
+    const rows = await env.DB.prepare('SELECT scopes FROM access_tokens WHERE user_id = ?')
+      .bind(user)
+      .all<{ scopes: string }>();
     expect(rows.results.map((r) => r.scopes)).toEqual(['webhooks:read']);
   });
 
@@ -292,7 +371,10 @@ describe('3. Scope escalation', () => {
     const user = unique('u');
     const jwt = await signJwt({ sub: user, scope: `${ALL_USER_SCOPES} internal:provision` });
     // A JWT carrying internal:provision is a service token: it cannot mint PATs at all.
-    await expectProblem(await call('POST', '/v2/tokens', { token: jwt, body: { name: 'x', scopes: ['internal:provision'] } }), 400);
+    await expectProblem(
+      await call('POST', '/v2/tokens', { token: jwt, body: { name: 'x', scopes: ['internal:provision'] } }),
+      400,
+    );
     const userJwt = await signJwt({ sub: user, scope: ALL_USER_SCOPES });
     for (const scopes of [['internal:provision'], ['webhooks:read', 'internal:provision'], ['admin'], ['*']]) {
       const res = await call('POST', '/v2/tokens', { token: userJwt, body: { name: 'x', scopes } });
@@ -302,19 +384,29 @@ describe('3. Scope escalation', () => {
     const { token, id } = await createPat(user, { scopes: ['webhooks:read'] });
     await env.DB.prepare(`UPDATE access_tokens SET scopes = 'internal:provision' WHERE id = ?`).bind(id).run();
     await expectProblem(
-      await call('PUT', `/v2/internal/handles/${unique('h')}`, { token, body: { displayName: 'x', ownerUserId: user } }),
+      await call('PUT', `/v2/internal/handles/${unique('h')}`, {
+        token,
+        body: { displayName: 'x', ownerUserId: user },
+      }),
       403,
     );
-    expect(await env.DB.prepare('SELECT COUNT(*) AS n FROM access_tokens WHERE user_id = ?').bind(user).first('n')).toBe(1);
+    expect(
+      await env.DB.prepare('SELECT COUNT(*) AS n FROM access_tokens WHERE user_id = ?').bind(user).first('n'),
+    ).toBe(1);
   });
 
   it('Scope escalation: a service token (handles claim), even with every user scope, cannot mint PATs', async () => {
     const handle = await provisionHandle(unique('owner'));
     const svc = await signJwt({ sub: 'svc:orders', scope: ALL_USER_SCOPES, handles: [handle] });
-    for (const body of [{ name: 'x', scopes: ['events:publish'] }, { name: 'y', scopes: ['webhooks:read'], handle }]) {
+    for (const body of [
+      { name: 'x', scopes: ['events:publish'] },
+      { name: 'y', scopes: ['webhooks:read'], handle },
+    ]) {
       await expectProblem(await call('POST', '/v2/tokens', { token: svc, body }), 403);
     }
-    expect(await env.DB.prepare(`SELECT COUNT(*) AS n FROM access_tokens WHERE user_id = 'svc:orders'`).first('n')).toBe(0);
+    expect(
+      await env.DB.prepare(`SELECT COUNT(*) AS n FROM access_tokens WHERE user_id = 'svc:orders'`).first('n'),
+    ).toBe(0);
   });
 
   it('Scope escalation: a token with only *:read scopes cannot write anything (every write route → 403), JWT and PAT', async () => {
@@ -337,7 +429,15 @@ describe('3. Scope escalation', () => {
       ['POST', `${base}/notifications/email-subscriptions/${a.subId}/test`, {}],
       ['POST', `${base}/notifications/email-subscriptions/${a.subId}/resend-confirmation`],
       ['PUT', `${base}/notifications/owner-default-email`, { email: 'ro@example.com' }],
-      ['PUT', `${base}/notification-settings`, { channels: { email: { enabled: false }, webhook: { enabled: false } }, eventFilter: null, ownerFallback: 'none' }],
+      [
+        'PUT',
+        `${base}/notification-settings`,
+        {
+          channels: { email: { enabled: false }, webhook: { enabled: false } },
+          eventFilter: null,
+          ownerFallback: 'none',
+        },
+      ],
       ['POST', `${base}/events`, { type: 'order.paid', data: {} }],
     ];
     const before = await snapshot(a.handle);
@@ -346,7 +446,8 @@ describe('3. Scope escalation', () => {
       for (const [method, path, body] of writes) {
         const res = await call(method, path, { token, ...(body !== undefined ? { body } : {}) });
         const text = await res.text();
-        if (res.status !== 403) failures.push(`${token === pat ? 'PAT' : 'JWT'} ${method} ${path} → ${res.status} ${text.slice(0, 160)}`);
+        if (res.status !== 403)
+          failures.push(`${token === pat ? 'PAT' : 'JWT'} ${method} ${path} → ${res.status} ${text.slice(0, 160)}`);
       }
     }
     // A read-only JWT can mint only a read-only PAT (checked above); the PAT cannot mint at all.
@@ -379,7 +480,15 @@ describe('4. Role escalation', () => {
       ['POST', `${base}/notifications/email-subscriptions`, { email: 'viewer@example.com' }],
       ['DELETE', `${base}/notifications/email-subscriptions/${a.subId}`],
       ['PUT', `${base}/notifications/owner-default-email`, { email: 'viewer@example.com' }],
-      ['PUT', `${base}/notification-settings`, { channels: { email: { enabled: false }, webhook: { enabled: false } }, eventFilter: null, ownerFallback: 'none' }],
+      [
+        'PUT',
+        `${base}/notification-settings`,
+        {
+          channels: { email: { enabled: false }, webhook: { enabled: false } },
+          eventFilter: null,
+          ownerFallback: 'none',
+        },
+      ],
     ];
     const failures: string[] = [];
     for (const token of [jwt, pat]) {
@@ -419,19 +528,37 @@ describe('4. Role escalation', () => {
     const before = await snapshot(handle);
     const fresh = unique('h');
     for (const token of [jwt, pat]) {
-      await expectProblem(await call('PUT', `/v2/internal/handles/${handle}/members/${owner}-friend`, { token, body: { role: 'owner' } }), 403);
-      await expectProblem(await call('PUT', `/v2/internal/handles/${handle}/members/${owner}`, { token, body: { role: 'owner' } }), 403);
+      await expectProblem(
+        await call('PUT', `/v2/internal/handles/${handle}/members/${owner}-friend`, { token, body: { role: 'owner' } }),
+        403,
+      );
+      await expectProblem(
+        await call('PUT', `/v2/internal/handles/${handle}/members/${owner}`, { token, body: { role: 'owner' } }),
+        403,
+      );
       await expectProblem(await call('DELETE', `/v2/internal/handles/${handle}/members/${owner}`, { token }), 403);
-      await expectProblem(await call('PUT', `/v2/internal/handles/${fresh}`, { token, body: { displayName: 'mine', ownerUserId: owner } }), 403);
+      await expectProblem(
+        await call('PUT', `/v2/internal/handles/${fresh}`, {
+          token,
+          body: { displayName: 'mine', ownerUserId: owner },
+        }),
+        403,
+      );
     }
     // A viewer promoting themselves.
     const viewer = unique('viewer');
     await addMember(handle, viewer, 'viewer');
     const vjwt = await signJwt({ sub: viewer, scope: ALL_USER_SCOPES });
-    await expectProblem(await call('PUT', `/v2/internal/handles/${handle}/members/${viewer}`, { token: vjwt, body: { role: 'owner' } }), 403);
+    await expectProblem(
+      await call('PUT', `/v2/internal/handles/${handle}/members/${viewer}`, { token: vjwt, body: { role: 'owner' } }),
+      403,
+    );
     const after = await snapshot(handle);
     expect(after.handles).toEqual(before.handles);
-    expect(after.memberships).toEqual([...(before.memberships ?? []), expect.objectContaining({ user_id: viewer, role: 'viewer' })]);
+    expect(after.memberships).toEqual([
+      ...(before.memberships ?? []),
+      expect.objectContaining({ user_id: viewer, role: 'viewer' }),
+    ]);
     expect(await env.DB.prepare('SELECT * FROM handles WHERE handle = ?').bind(fresh).first()).toBeNull();
   });
 
@@ -444,7 +571,14 @@ describe('4. Role escalation', () => {
       handles: [a.handle],
     });
     // It does work on A.
-    expect((await call('POST', `/v2/handles/${a.handle}/events`, { token: svc, body: { type: 'order.paid', data: { orderId: 'x' } } })).status).toBe(202);
+    expect(
+      (
+        await call('POST', `/v2/handles/${a.handle}/events`, {
+          token: svc,
+          body: { type: 'order.paid', data: { orderId: 'x' } },
+        })
+      ).status,
+    ).toBe(202);
     const before = await snapshot(b.handle);
     const base = `/v2/handles/${b.handle}`;
     for (const [method, path, body] of [
@@ -454,12 +588,23 @@ describe('4. Role escalation', () => {
       ['DELETE', `${base}/webhooks/${b.webhookId}`],
       ['GET', `${base}/notifications/${b.notificationId}`],
       ['POST', `${base}/deliveries/${b.deliveryId}/retry`],
-      ['PUT', `${base}/notification-settings`, { channels: { email: { enabled: false }, webhook: { enabled: false } }, eventFilter: null, ownerFallback: 'none' }],
+      [
+        'PUT',
+        `${base}/notification-settings`,
+        {
+          channels: { email: { enabled: false }, webhook: { enabled: false } },
+          eventFilter: null,
+          ownerFallback: 'none',
+        },
+      ],
       // With A's path but B's ids.
       ['GET', `/v2/handles/${a.handle}/webhooks/${b.webhookId}`],
       ['POST', `/v2/handles/${a.handle}/deliveries/${b.deliveryId}/retry`],
     ] as Array<[string, string, unknown?]>) {
-      await expect404(await call(method, path, { token: svc, ...(body !== undefined ? { body } : {}) }), `${method} ${path}`);
+      await expect404(
+        await call(method, path, { token: svc, ...(body !== undefined ? { body } : {}) }),
+        `${method} ${path}`,
+      );
     }
     expect(await snapshot(b.handle)).toEqual(before);
   });
@@ -529,13 +674,22 @@ describe('5. Tokens', () => {
     const user = unique('u');
     const jwt = await signJwt({ sub: user, scope: ALL_USER_SCOPES });
     const { token: pat } = await createPat(user);
-    for (const header of [`Bearer ${jwt} ${pat}`, `Bearer ${pat} ${jwt}`, `Bearer ${jwt}, Bearer ${pat}`, `Bearer ${jwt},${pat}`, `Bearer ${jwt} Bearer ${jwt}`]) {
+    for (const header of [
+      `Bearer ${jwt} ${pat}`,
+      `Bearer ${pat} ${jwt}`,
+      `Bearer ${jwt}, Bearer ${pat}`,
+      `Bearer ${jwt},${pat}`,
+      `Bearer ${jwt} Bearer ${jwt}`,
+    ]) {
       await expectProblem(await call('GET', '/v2/tokens', { headers: { authorization: header } }), 401);
     }
     const h = new Headers();
     h.append('authorization', `Bearer ${jwt}`);
     h.append('authorization', `Bearer ${pat}`);
-    await expectProblem(await call('GET', '/v2/tokens', { headers: Object.fromEntries([['authorization', h.get('authorization')!]]) }), 401);
+    await expectProblem(
+      await call('GET', '/v2/tokens', { headers: Object.fromEntries([['authorization', h.get('authorization')!]]) }),
+      401,
+    );
   });
 
   it('A revoked PAT used concurrently with its revocation ends in 401 afterwards, for reads and writes', async () => {
@@ -546,7 +700,10 @@ describe('5. Tokens', () => {
     const racing = Array.from({ length: 8 }, (_, i) =>
       i % 2
         ? call('GET', `/v2/handles/${handle}/webhooks`, { token: pat })
-        : call('POST', `/v2/handles/${handle}/notifications/email-subscriptions`, { token: pat, body: { email: `${unique('race')}@example.com` } }),
+        : call('POST', `/v2/handles/${handle}/notifications/email-subscriptions`, {
+            token: pat,
+            body: { email: `${unique('race')}@example.com` },
+          }),
     );
     const [revoke, ...during] = await Promise.all([call('DELETE', `/v2/tokens/${id}`, { token: jwt }), ...racing]);
     expect(revoke.status).toBe(204);
@@ -554,13 +711,22 @@ describe('5. Tokens', () => {
     for (let i = 0; i < 3; i++) {
       const p = await expectProblem(await call('GET', `/v2/handles/${handle}/webhooks`, { token: pat }), 401);
       expect(p.detail).toMatch(/revoked/);
-      await expectProblem(await call('POST', `/v2/handles/${handle}/webhooks`, { token: pat, body: { url: 'http://127.0.0.1:9/late' } }), 401);
+      await expectProblem(
+        await call('POST', `/v2/handles/${handle}/webhooks`, { token: pat, body: { url: 'http://127.0.0.1:9/late' } }),
+        401,
+      );
     }
-    const row = await env.DB.prepare('SELECT revoked_at FROM access_tokens WHERE id = ?').bind(id).first<{ revoked_at: string | null }>();
+    const row = await env.DB.prepare('SELECT revoked_at FROM access_tokens WHERE id = ?')
+      .bind(id)
+      .first<{ revoked_at: string | null }>();
     expect(row?.revoked_at).toEqual(expect.any(String));
     // Revoking again, or revoking with the PAT itself, does not un-revoke.
     await call('DELETE', `/v2/tokens/${id}`, { token: jwt });
-    expect((await env.DB.prepare('SELECT revoked_at FROM access_tokens WHERE id = ?').bind(id).first<{ revoked_at: string }>())!.revoked_at).toBe(row!.revoked_at);
+    expect(
+      (await env.DB.prepare('SELECT revoked_at FROM access_tokens WHERE id = ?')
+        .bind(id)
+        .first<{ revoked_at: string }>())!.revoked_at,
+    ).toBe(row!.revoked_at);
   });
 
   it('A forged unsigned token with a PAT-like prefix or a JWT header with alg none in mixed case → 401', async () => {
@@ -650,7 +816,8 @@ describe('6. SSRF', () => {
     for (const url of urls) {
       const res = await callWithVars(PROD, 'POST', hooks(h.handle), { token: h.token, body: { url } });
       const text = await res.text();
-      if (res.status !== 422 && res.status !== 400) failures.push(`${JSON.stringify(url)} → ${res.status} ${text.slice(0, 160)}`);
+      if (res.status !== 422 && res.status !== 400)
+        failures.push(`${JSON.stringify(url)} → ${res.status} ${text.slice(0, 160)}`);
     }
     expect(failures).toEqual([]);
     expect((await callJson('GET', hooks(h.handle), { token: h.token })).body.data).toEqual([]);
@@ -660,7 +827,9 @@ describe('6. SSRF', () => {
       const res = await callWithVars(PROD, 'PATCH', `${hooks(h.handle)}/${wh.id}`, { token: h.token, body: { url } });
       expect(res.status, url).toBe(422);
     }
-    expect((await env.DB.prepare('SELECT url FROM webhook_subscriptions WHERE id = ?').bind(wh.id).first('url'))).toBe('https://hooks.example.com/ok');
+    expect(await env.DB.prepare('SELECT url FROM webhook_subscriptions WHERE id = ?').bind(wh.id).first('url')).toBe(
+      'https://hooks.example.com/ok',
+    );
   });
 
   it('SSRF at send time: a webhook URL edited in D1 to a metadata/private/loopback address → blocked_destination, never fetched', async () => {
@@ -687,7 +856,9 @@ describe('6. SSRF', () => {
     ];
     for (const target of targets) {
       await env.DB.prepare('UPDATE webhook_subscriptions SET url = ? WHERE id = ?').bind(target, wh.id).run();
-      await env.DB.prepare(`UPDATE deliveries SET target = ?, status = 'queued' WHERE id = ?`).bind(target, deliveryIds[0]).run();
+      await env.DB.prepare(`UPDATE deliveries SET target = ?, status = 'queued' WHERE id = ?`)
+        .bind(target, deliveryIds[0])
+        .run();
       const before = (await attemptsOf(deliveryIds[0]!)).length;
       await runDeliveries(deliveryIds, { env: prodEnv, attempts: 2 });
       const attempts = await attemptsOf(deliveryIds[0]!);
@@ -738,7 +909,10 @@ describe('6. SSRF', () => {
     // The test-send route runs the same check and says why.
     const key = unique('dns-test');
     const vars = { ...PROD, DNS_OVER_HTTPS_URL: doh };
-    const created = await callWithVars(vars, 'POST', hooks(h.handle), { token: h.token, body: { url: `https://${key}.a-10-9-8-7.test/x` } });
+    const created = await callWithVars(vars, 'POST', hooks(h.handle), {
+      token: h.token,
+      body: { url: `https://${key}.a-10-9-8-7.test/x` },
+    });
     const id = ((await created.json()) as { id: string }).id;
     const t = await callWithVars(vars, 'POST', `${hooks(h.handle)}/${id}/test`, { token: h.token, body: {} });
     const text = await t.text();
@@ -752,7 +926,10 @@ describe('6. SSRF', () => {
     const doh = dohUrl();
     for (const [vars, url] of [
       [{ ...PROD, DNS_OVER_HTTPS_URL: doh }, `https://${unique('nx')}.nx.test/hook`],
-      [{ ...PROD, DNS_OVER_HTTPS_URL: 'http://127.0.0.1:1/dns-query' }, `https://${unique('down')}.a-8-8-8-8.test/hook`],
+      [
+        { ...PROD, DNS_OVER_HTTPS_URL: 'http://127.0.0.1:1/dns-query' },
+        `https://${unique('down')}.a-8-8-8-8.test/hook`,
+      ],
     ] as const) {
       const created = await callWithVars(vars, 'POST', hooks(h.handle), { token: h.token, body: { url } });
       const id = ((await created.json()) as { id: string }).id;
@@ -776,7 +953,9 @@ describe('6. SSRF', () => {
     const text = await res.text();
     expect(res.status, text).toBe(200);
     expect(text).toContain('blocked_destination');
-    await env.DB.prepare('UPDATE webhook_subscriptions SET url = ? WHERE id = ?').bind('https://169.254.169.254/latest', wh.id).run();
+    await env.DB.prepare('UPDATE webhook_subscriptions SET url = ? WHERE id = ?')
+      .bind('https://169.254.169.254/latest', wh.id)
+      .run();
     const meta = await callWithVars(PROD, 'POST', `${hooks(h.handle)}/${wh.id}/test`, { token: h.token, body: {} });
     const metaText = await meta.text();
     expect(meta.status, metaText).toBe(200);
@@ -852,13 +1031,23 @@ describe('9. Mail header injection', () => {
     const h = await setupHandle();
     const devEnv = { ...env, ...DEV } as Env;
     // The address: refused, or stored without any line break.
-    for (const email of ['ops@example.com\r\nBcc: evil@evil.example', 'ops@example.com\nBcc: evil@evil.example', 'ops\r\n@example.com', '"a\r\nBcc: x"@example.com']) {
+    for (const email of [
+      'ops@example.com\r\nBcc: evil@evil.example',
+      'ops@example.com\nBcc: evil@evil.example',
+      'ops\r\n@example.com',
+      '"a\r\nBcc: x"@example.com',
+    ]) {
       const res = await callWithVars(DEV, 'POST', subs(h.handle), { token: h.token, body: { email } });
       expect([400, 422], JSON.stringify(email)).toContain(res.status);
     }
-    const trailing = await callWithVars(DEV, 'POST', subs(h.handle), { token: h.token, body: { email: `${unique('trail')}@example.com\r\n` } });
+    const trailing = await callWithVars(DEV, 'POST', subs(h.handle), {
+      token: h.token,
+      body: { email: `${unique('trail')}@example.com\r\n` },
+    });
     if (trailing.status === 201) expect(((await trailing.json()) as { email: string }).email).not.toMatch(/[\r\n]/);
-    const rows = await env.DB.prepare('SELECT email, email_normalized FROM email_subscriptions WHERE handle = ?').bind(h.handle).all<{ email: string }>();
+    const rows = await env.DB.prepare('SELECT email, email_normalized FROM email_subscriptions WHERE handle = ?')
+      .bind(h.handle)
+      .all<{ email: string }>();
     for (const r of rows.results) expect(JSON.stringify(r)).not.toMatch(/\\r|\\n|bcc/i);
 
     // An active subscriber, and an event whose data is full of header-looking lines.
@@ -866,11 +1055,17 @@ describe('9. Mail header injection', () => {
     const created = await callWithVars(DEV, 'POST', subs(h.handle), { token: h.token, body: { email } });
     expect(created.status).toBe(201);
     const subId = ((await created.json()) as { id: string }).id;
-    await env.DB.prepare(`UPDATE email_subscriptions SET status = 'active', confirmed_at = ? WHERE id = ?`).bind(new Date().toISOString(), subId).run();
+    await env.DB.prepare(`UPDATE email_subscriptions SET status = 'active', confirmed_at = ? WHERE id = ?`)
+      .bind(new Date().toISOString(), subId)
+      .run();
     const evil = 'x\r\nBcc: evil@evil.example\r\nX-Injected: 1\r\n\r\n<html>body</html>';
     const { deliveryIds } = await ingestQuiet(
       h.handle,
-      { type: 'order.paid', data: { orderId: evil, customerName: 'Jane\nSubject: hacked', ['X-Key\r\nBcc']: 'evil@evil.example' }, source: 'orders\r\nBcc: evil@evil.example' },
+      {
+        type: 'order.paid',
+        data: { orderId: evil, customerName: 'Jane\nSubject: hacked', ['X-Key\r\nBcc']: 'evil@evil.example' },
+        source: 'orders\r\nBcc: evil@evil.example',
+      },
       DEV,
     );
     const mailIds: string[] = [];
@@ -895,7 +1090,18 @@ describe('9. Mail header injection', () => {
     const head = raw.slice(0, raw.indexOf('\r\n\r\n'));
     expect(head.replace(/\r\n/g, '')).not.toMatch(/[\r\n]/);
     expect(new Set(names)).toEqual(
-      new Set(['from', 'to', 'subject', 'date', 'message-id', 'mime-version', 'content-type', 'list-unsubscribe', 'list-unsubscribe-post', ...names.filter((n) => n.startsWith('x-gharart-'))]),
+      new Set([
+        'from',
+        'to',
+        'subject',
+        'date',
+        'message-id',
+        'mime-version',
+        'content-type',
+        'list-unsubscribe',
+        'list-unsubscribe-post',
+        ...names.filter((n) => n.startsWith('x-gharart-')),
+      ]),
     );
 
     // The local mailbox records exactly the expected extra headers.
@@ -904,7 +1110,9 @@ describe('9. Mail header injection', () => {
     const notif = mails.filter((m) => !/confirm/i.test(m.subject));
     expect(notif).toHaveLength(1);
     const extra = Object.keys(notif[0]!.headers).map((k) => k.toLowerCase());
-    expect(new Set(extra.filter((k) => !k.startsWith('x-gharart-')))).toEqual(new Set(['list-unsubscribe', 'list-unsubscribe-post']));
+    expect(new Set(extra.filter((k) => !k.startsWith('x-gharart-')))).toEqual(
+      new Set(['list-unsubscribe', 'list-unsubscribe-post']),
+    );
     for (const v of Object.values(notif[0]!.headers)) expect(v).not.toMatch(/[\r\n]/);
     expect(notif[0]!.subject).not.toMatch(/[\r\n]/);
   });
@@ -929,7 +1137,8 @@ describe('9. Mail header injection', () => {
     const failures: string[] = [];
     for (const headers of cases) {
       const res = await call('POST', hooks(h.handle), { token: h.token, body: { url, headers } });
-      if (res.status !== 400) failures.push(`${JSON.stringify(headers)} → ${res.status} ${(await res.text()).slice(0, 160)}`);
+      if (res.status !== 400)
+        failures.push(`${JSON.stringify(headers)} → ${res.status} ${(await res.text()).slice(0, 160)}`);
     }
     const wh = await createWebhook(h, { url });
     for (const headers of cases.slice(0, 3)) {
@@ -937,7 +1146,11 @@ describe('9. Mail header injection', () => {
       if (res.status !== 400) failures.push(`PATCH ${JSON.stringify(headers)} → ${res.status}`);
     }
     expect(failures).toEqual([]);
-    const rows = (await env.DB.prepare('SELECT headers FROM webhook_subscriptions WHERE handle = ?').bind(h.handle).all<{ headers: string | null }>()).results;
+    const rows = (
+      await env.DB.prepare('SELECT headers FROM webhook_subscriptions WHERE handle = ?')
+        .bind(h.handle)
+        .all<{ headers: string | null }>()
+    ).results;
     expect(rows).toHaveLength(1);
     expect(rows[0]!.headers ?? '').not.toMatch(/injected|forged/i);
   });
@@ -961,7 +1174,9 @@ describe('10. Idempotency-Key scoping', () => {
     const jb = (await rb.json()) as { id: string; secret: string };
     expect(jb.id).not.toBe(ja.id);
     expect(jb.secret).not.toBe(ja.secret);
-    expect((await env.DB.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(jb.id).first('handle'))).toBe(b.handle);
+    expect(
+      await env.DB.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(jb.id).first('handle'),
+    ).toBe(b.handle);
     // Each tenant's replay returns its own resource, never the other's.
     const replayB = await call('POST', hooks(b.handle), { token: b.token, body, headers: { 'idempotency-key': k } });
     expect(replayB.headers.get('idempotent-replayed')).toBe('true');
@@ -974,8 +1189,16 @@ describe('10. Idempotency-Key scoping', () => {
     expect([ea.status, eb.status]).toEqual([201, 201]);
     expect(eb.body.id).not.toBe(ea.body.id);
     const k3 = crypto.randomUUID();
-    const ta = await callJson('POST', '/v2/tokens', { token: a.token, body: { name: 'same', scopes: ['webhooks:read'] }, headers: { 'idempotency-key': k3 } });
-    const tb = await callJson('POST', '/v2/tokens', { token: b.token, body: { name: 'same', scopes: ['webhooks:read'] }, headers: { 'idempotency-key': k3 } });
+    const ta = await callJson('POST', '/v2/tokens', {
+      token: a.token,
+      body: { name: 'same', scopes: ['webhooks:read'] },
+      headers: { 'idempotency-key': k3 },
+    });
+    const tb = await callJson('POST', '/v2/tokens', {
+      token: b.token,
+      body: { name: 'same', scopes: ['webhooks:read'] },
+      headers: { 'idempotency-key': k3 },
+    });
     expect([ta.status, tb.status]).toEqual([201, 201]);
     expect(tb.body.token).not.toBe(ta.body.token);
     expect(tb.res.headers.get('idempotent-replayed')).toBeNull();
@@ -1015,8 +1238,12 @@ describe('10. Idempotency-Key scoping', () => {
       const j1 = (await r1.json()) as { id: string };
       const j2 = (await r2.json()) as { id: string };
       expect(j2.id).not.toBe(j1.id);
-      expect(await env.DB.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(j1.id).first('handle')).toBe(h1);
-      expect(await env.DB.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(j2.id).first('handle')).toBe(h2);
+      expect(
+        await env.DB.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(j1.id).first('handle'),
+      ).toBe(h1);
+      expect(
+        await env.DB.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(j2.id).first('handle'),
+      ).toBe(h2);
     }
   });
 });
@@ -1033,7 +1260,7 @@ describe('11. Secrets', () => {
     const lines: string[] = [];
     for (const m of ['log', 'info', 'warn', 'error', 'debug'] as const) {
       vi.spyOn(console, m).mockImplementation((...args: unknown[]) => {
-        lines.push(args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a) ?? String(a))).join(' '));
+        lines.push(args.map((a) => (typeof a === 'string' ? a : (JSON.stringify(a) ?? String(a)))).join(' '));
       });
     }
     const h: TestHandle = await setupHandle();
@@ -1047,11 +1274,19 @@ describe('11. Secrets', () => {
     expect(created.status).toBe(201);
     const wh = (await created.json()) as { id: string; secret: string };
     // PAT (token), also with an Idempotency-Key.
-    const patRes = await callJson('POST', '/v2/tokens', { token: h.token, body: { name: 'ci', scopes: ['webhooks:read'] }, headers: { 'idempotency-key': k } });
+    const patRes = await callJson('POST', '/v2/tokens', {
+      token: h.token,
+      body: { name: 'ci', scopes: ['webhooks:read'] },
+      headers: { 'idempotency-key': k },
+    });
     expect(patRes.status).toBe(201);
     const pat = patRes.body.token as string;
     // Rotation.
-    const rot = await callJson('POST', `${hooks(h.handle)}/${wh.id}/rotate-secret`, { token: h.token, body: { graceHours: 1 }, headers: { 'idempotency-key': crypto.randomUUID() } });
+    const rot = await callJson('POST', `${hooks(h.handle)}/${wh.id}/rotate-secret`, {
+      token: h.token,
+      body: { graceHours: 1 },
+      headers: { 'idempotency-key': crypto.randomUUID() },
+    });
     expect(rot.status).toBe(200);
     const rotated = rot.body.secret as string;
     expect(rotated).not.toBe(wh.secret);
@@ -1071,7 +1306,9 @@ describe('11. Secrets', () => {
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
     });
     expect(u.status).toBeLessThan(300);
-    expect((await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?').bind(subId).first('status'))).toBe('unsubscribed');
+    expect(
+      await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?').bind(subId).first('status'),
+    ).toBe('unsubscribed');
     // A failing request with a token in the query string, too.
     await call('GET', `/v2/tokens?access_token=${encodeURIComponent(pat)}`);
 
@@ -1102,14 +1339,17 @@ describe('11. Secrets', () => {
     for (const r of reads) {
       const body = await r.text();
       expect(r.status, body).toBeLessThan(300);
-      for (const [name, s] of Object.entries(inResponsesAndLogs)) if (body.includes(s)) leaks.push(`response ${r.url} contains ${name}`);
+      for (const [name, s] of Object.entries(inResponsesAndLogs))
+        if (body.includes(s)) leaks.push(`response ${r.url} contains ${name}`);
     }
     vi.restoreAllMocks();
     // The spies did see the Worker's request log lines.
     expect(lines.some((l) => l.includes('"level"'))).toBe(true);
     for (const l of lines) {
-      for (const [name, s] of Object.entries(inResponsesAndLogs)) if (l.includes(s)) leaks.push(`log line contains ${name}: ${l.slice(0, 200)}`);
-      if (l.includes(encodeURIComponent(confirmToken)) || l.includes(encodeURIComponent(unsub))) leaks.push(`log line contains an encoded token: ${l.slice(0, 200)}`);
+      for (const [name, s] of Object.entries(inResponsesAndLogs))
+        if (l.includes(s)) leaks.push(`log line contains ${name}: ${l.slice(0, 200)}`);
+      if (l.includes(encodeURIComponent(confirmToken)) || l.includes(encodeURIComponent(unsub)))
+        leaks.push(`log line contains an encoded token: ${l.slice(0, 200)}`);
     }
     // D1 rows.
     const tables: Array<[string, string, unknown[]]> = [
@@ -1119,10 +1359,15 @@ describe('11. Secrets', () => {
       ['email_subscriptions', 'SELECT * FROM email_subscriptions WHERE handle = ?', [h.handle]],
     ];
     for (const [table, sql, params] of tables) {
-      const rows = (await env.DB.prepare(sql).bind(...params).all()).results;
+      const rows = (
+        await env.DB.prepare(sql)
+          .bind(...params)
+          .all()
+      ).results;
       expect(rows.length, table).toBeGreaterThan(0);
       const dump = JSON.stringify(rows);
-      for (const [name, s] of Object.entries(secrets)) if (dump.includes(s)) leaks.push(`${table} row contains ${name} in clear`);
+      for (const [name, s] of Object.entries(secrets))
+        if (dump.includes(s)) leaks.push(`${table} row contains ${name} in clear`);
     }
     expect(leaks).toEqual([]);
   });

@@ -5,8 +5,8 @@
 import { env } from 'cloudflare:workers';
 import type { RecipientSummary } from '../../src/delivery/summary.ts';
 import { boundaryId, newId } from '../../src/lib/ids.ts';
-import { ALL_USER_SCOPES, signJwt, unique } from './helpers.ts';
 import { NOTIFICATION_STATUSES } from '../../src/routes/notifications/notifications.schemas.ts';
+import { ALL_USER_SCOPES, signJwt, unique } from './helpers.ts';
 
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
@@ -60,7 +60,13 @@ export async function insertNotifications(handle: string, rows: SeedNotification
   for (const group of chunks(statements, 200)) await env.DB.batch(group);
 }
 
-export const SEED_TYPES = ['order.created', 'order.paid', 'order.fulfilled', 'payment.failed', 'campaign.started'] as const;
+export const SEED_TYPES = [
+  'order.created',
+  'order.paid',
+  'order.fulfilled',
+  'payment.failed',
+  'campaign.started',
+] as const;
 export const SEED_SEVERITIES = ['info', 'warning', 'critical'] as const;
 export const SEED_STATUSES = NOTIFICATION_STATUSES;
 
@@ -137,11 +143,14 @@ export async function insertEmailSubscriptions(handle: string, count: number): P
     const email = `bulk-${i}-${unique('x')}@example.com`;
     return [id, handle, 'standard', email, email.toLowerCase(), 'active', 'cloudflare', new Date(now).toISOString()];
   });
-  const statements = chunks(rows, 11).map((group) => // 9 columns × 11 rows = 99 parameters
-    env.DB.prepare(
-      `INSERT INTO email_subscriptions (id, handle, kind, email, email_normalized, status, provider, created_at, updated_at)
+  const statements = chunks(rows, 11).map(
+    (
+      group, // 9 columns × 11 rows = 99 parameters
+    ) =>
+      env.DB.prepare(
+        `INSERT INTO email_subscriptions (id, handle, kind, email, email_normalized, status, provider, created_at, updated_at)
        VALUES ${group.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
-    ).bind(...group.flatMap((r) => [...r, r[7]])),
+      ).bind(...group.flatMap((r) => [...r, r[7]])),
   );
   await env.DB.batch(statements);
   return ids;
@@ -187,7 +196,20 @@ export async function insertDeliveries(
       `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target, status,
          status_reason, attempt_count, created_at, updated_at)
        VALUES (?, ?, ?, 'event', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).bind(id, handle, d.notificationId, d.channel, recipientType, d.subscriptionId, d.target, d.status, d.statusReason ?? null, d.attempts ?? 0, now, now);
+    ).bind(
+      id,
+      handle,
+      d.notificationId,
+      d.channel,
+      recipientType,
+      d.subscriptionId,
+      d.target,
+      d.status,
+      d.statusReason ?? null,
+      d.attempts ?? 0,
+      now,
+      now,
+    );
   });
   await env.DB.batch(statements);
   return { ids, recipients };
@@ -218,7 +240,9 @@ export async function setDailyCount(handle: string, count: number): Promise<void
 
 /** Number of rows of `table` matching a simple `column = value` condition. */
 export async function countRows(table: string, column: string, value: string): Promise<number> {
-  const row = await env.DB.prepare(`SELECT count(*) AS n FROM ${table} WHERE ${column} = ?`).bind(value).first<{ n: number }>();
+  const row = await env.DB.prepare(`SELECT count(*) AS n FROM ${table} WHERE ${column} = ?`)
+    .bind(value)
+    .first<{ n: number }>();
   return row?.n ?? 0;
 }
 

@@ -1,8 +1,17 @@
 import { env } from 'cloudflare:workers';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { evaluateFilterPolicy, matchesEventTypes, type FilterPolicy } from '../../src/lib/filter-policy.ts';
-import { addMember, ALL_USER_SCOPES, call, callJson, expectProblem, provisionHandle, signJwt, unique } from './helpers.ts';
+import { evaluateFilterPolicy, type FilterPolicy, matchesEventTypes } from '../../src/lib/filter-policy.ts';
+import {
+  ALL_USER_SCOPES,
+  addMember,
+  call,
+  callJson,
+  expectProblem,
+  provisionHandle,
+  signJwt,
+  unique,
+} from './helpers.ts';
 
 async function setup() {
   const owner = unique('owner');
@@ -11,7 +20,11 @@ async function setup() {
   return { owner, handle, token, base: `/v2/handles/${handle}` };
 }
 
-const DEFAULTS = { channels: { email: { enabled: true }, webhook: { enabled: true } }, eventFilter: null, ownerFallback: 'critical' };
+const DEFAULTS = {
+  channels: { email: { enabled: true }, webhook: { enabled: true } },
+  eventFilter: null,
+  ownerFallback: 'critical',
+};
 const codes = (body: { warnings: { code: string }[] }) => body.warnings.map((w) => w.code);
 
 describe('GET/PUT …/notification-settings', () => {
@@ -32,23 +45,38 @@ describe('GET/PUT …/notification-settings', () => {
       eventFilter: { severity: ['warning', 'critical'] },
       ownerFallback: 'all',
     };
-    const put = await callJson('PUT', `${base}/notification-settings`, { token, body: next, headers: { 'if-match': '"v1"' } });
+    const put = await callJson('PUT', `${base}/notification-settings`, {
+      token,
+      body: next,
+      headers: { 'if-match': '"v1"' },
+    });
     expect(put.status).toBe(200);
     expect(put.body).toMatchObject({ ...next, version: 2 });
     expect(put.res.headers.get('etag')).toBe('"v2"');
-    const stale = await call('PUT', `${base}/notification-settings`, { token, body: DEFAULTS, headers: { 'if-match': '"v1"' } });
+    const stale = await call('PUT', `${base}/notification-settings`, {
+      token,
+      body: DEFAULTS,
+      headers: { 'if-match': '"v1"' },
+    });
     await expectProblem(stale, 412);
     const now = await callJson('GET', `${base}/notification-settings`, { token });
     expect(now.body).toMatchObject({ ...next, version: 2 });
     // Without If-Match the write is unconditional; `*` matches any version.
-    expect((await call('PUT', `${base}/notification-settings`, { token, body: DEFAULTS, headers: { 'if-match': '*' } })).status).toBe(200);
+    expect(
+      (await call('PUT', `${base}/notification-settings`, { token, body: DEFAULTS, headers: { 'if-match': '*' } }))
+        .status,
+    ).toBe(200);
   });
 
   it('two concurrent PUTs with the same If-Match: exactly one wins', async () => {
     const { token, base } = await setup();
     const results = await Promise.all(
       ['all', 'none'].map((ownerFallback) =>
-        call('PUT', `${base}/notification-settings`, { token, body: { ...DEFAULTS, ownerFallback }, headers: { 'if-match': '"v1"' } }),
+        call('PUT', `${base}/notification-settings`, {
+          token,
+          body: { ...DEFAULTS, ownerFallback },
+          headers: { 'if-match': '"v1"' },
+        }),
       ),
     );
     expect(results.map((r) => r.status).sort()).toEqual([200, 412]);
@@ -61,12 +89,18 @@ describe('GET/PUT …/notification-settings', () => {
       [{ ...DEFAULTS, ownerFallback: 'sometimes' }, 'body.ownerFallback'],
       [{ ...DEFAULTS, eventFilter: { 'data.x': [{ numeric: ['>>', 1] }] } }, 'body.eventFilter'],
       [{ ...DEFAULTS, version: 7 }, 'body.version'],
-      [{ ...DEFAULTS, channels: { email: { enabled: true }, webhook: { enabled: true }, sms: { enabled: true } } }, 'body.channels.sms'],
+      [
+        { ...DEFAULTS, channels: { email: { enabled: true }, webhook: { enabled: true }, sms: { enabled: true } } },
+        'body.channels.sms',
+      ],
     ];
     for (const [body, path] of cases) {
       const problem = await expectProblem(await call('PUT', `${base}/notification-settings`, { token, body }), 400);
       const paths = problem.errors.map((e: { path: string }) => e.path);
-      expect(paths.some((p: string) => p.startsWith(path)), `${JSON.stringify(body)} → ${paths}`).toBe(true);
+      expect(
+        paths.some((p: string) => p.startsWith(path)),
+        `${JSON.stringify(body)} → ${paths}`,
+      ).toBe(true);
     }
   });
 
@@ -109,15 +143,20 @@ describe('GET/PUT …/notification-settings', () => {
     );
   });
 
-  it('cross-tenant: another handle\'s owner gets 404 and changes nothing', async () => {
+  it("cross-tenant: another handle's owner gets 404 and changes nothing", async () => {
     const a = await setup();
     const b = await setup();
     await expectProblem(await call('GET', `${b.base}/notification-settings`, { token: a.token }), 404);
     await expectProblem(
-      await call('PUT', `${b.base}/notification-settings`, { token: a.token, body: { ...DEFAULTS, ownerFallback: 'none' } }),
+      await call('PUT', `${b.base}/notification-settings`, {
+        token: a.token,
+        body: { ...DEFAULTS, ownerFallback: 'none' },
+      }),
       404,
     );
-    const row = await env.DB.prepare('SELECT owner_fallback, version FROM notification_settings WHERE handle = ?').bind(b.handle).first();
+    const row = await env.DB.prepare('SELECT owner_fallback, version FROM notification_settings WHERE handle = ?')
+      .bind(b.handle)
+      .first();
     expect(row).toEqual({ owner_fallback: 'critical', version: 1 });
   });
 });
@@ -128,10 +167,15 @@ describe('POST …/notification-settings/evaluate', () => {
     const mk = async (body: object) => (await callJson('POST', `${base}/webhooks`, { token, body })).body.id as string;
     const all = await mk({ url: 'https://a.example.com/h' });
     const ordersOnly = await mk({ url: 'https://b.example.com/h', eventTypes: ['order.*'] });
-    const bigOnly = await mk({ url: 'https://c.example.com/h', filterPolicy: { 'data.amount': [{ numeric: ['>', 100] }] } });
+    const bigOnly = await mk({
+      url: 'https://c.example.com/h',
+      filterPolicy: { 'data.amount': [{ numeric: ['>', 100] }] },
+    });
     const disabled = await mk({ url: 'https://d.example.com/h', enabled: false });
     await callJson('PUT', `${base}/notifications/owner-default-email`, { token, body: { email: 'owner@example.com' } });
-    const pending = (await callJson('POST', `${base}/notifications/email-subscriptions`, { token, body: { email: 'ops@example.com' } })).body.id;
+    const pending = (
+      await callJson('POST', `${base}/notifications/email-subscriptions`, { token, body: { email: 'ops@example.com' } })
+    ).body.id;
 
     const { status, body } = await callJson('POST', `${base}/notification-settings/evaluate`, {
       token,
@@ -152,7 +196,10 @@ describe('POST …/notification-settings/evaluate', () => {
 
   it('a critical event nobody receives is undeliverable; proposed settings can be dry-run', async () => {
     const { token, base } = await setup();
-    const res = await callJson('POST', `${base}/notification-settings/evaluate`, { token, body: { eventType: 'fulfillment.failed' } });
+    const res = await callJson('POST', `${base}/notification-settings/evaluate`, {
+      token,
+      body: { eventType: 'fulfillment.failed' },
+    });
     expect(res.body.recipients).toEqual([]);
     expect(res.body.undeliverable).toBe(true);
     expect(res.body.event.data).toMatchObject({ reason: 'out_of_stock' });
@@ -161,7 +208,11 @@ describe('POST …/notification-settings/evaluate', () => {
       token,
       body: {
         eventType: 'order.paid',
-        settings: { channels: { email: { enabled: true }, webhook: { enabled: false } }, eventFilter: null, ownerFallback: 'critical' },
+        settings: {
+          channels: { email: { enabled: true }, webhook: { enabled: false } },
+          eventFilter: null,
+          ownerFallback: 'critical',
+        },
       },
     });
     expect(proposed.body.settingsSource).toBe('request');
@@ -175,41 +226,64 @@ describe('POST …/notification-settings/evaluate', () => {
     const { token, base } = await setup();
     await expectProblem(await call('POST', `${base}/notification-settings/evaluate`, { token, body: {} }), 400);
     await expectProblem(
-      await call('POST', `${base}/notification-settings/evaluate`, { token, body: { eventType: 'order.paid', event: { type: 'x' } } }),
+      await call('POST', `${base}/notification-settings/evaluate`, {
+        token,
+        body: { eventType: 'order.paid', event: { type: 'x' } },
+      }),
       400,
     );
-    await expectProblem(await call('POST', `${base}/notification-settings/evaluate`, { token, body: { eventType: 'no.such' } }), 422);
+    await expectProblem(
+      await call('POST', `${base}/notification-settings/evaluate`, { token, body: { eventType: 'no.such' } }),
+      422,
+    );
   });
 
   it('agrees with the evaluator for random policies and events (property)', async () => {
     const { token, base } = await setup();
-    const id = (await callJson('POST', `${base}/webhooks`, { token, body: { url: 'https://a.example.com/h' } })).body.id;
+    const id = (await callJson('POST', `${base}/webhooks`, { token, body: { url: 'https://a.example.com/h' } })).body
+      .id;
     const value = fc.oneof(fc.constantFrom('eu', 'us', 'in'), fc.integer({ min: 0, max: 300 }));
     const condition = fc.oneof(
       value,
       fc.record({ prefix: fc.constantFrom('e', 'u', 'i') }),
       fc.record({ 'anything-but': fc.array(fc.constantFrom('eu', 'us'), { minLength: 1, maxLength: 2 }) }),
       fc.record({ exists: fc.boolean() }),
-      fc.tuple(fc.constantFrom('<', '<=', '>', '>=', '='), fc.integer({ min: 0, max: 300 })).map((t) => ({ numeric: t })),
+      fc
+        .tuple(fc.constantFrom('<', '<=', '>', '>=', '='), fc.integer({ min: 0, max: 300 }))
+        .map((t) => ({ numeric: t })),
     );
-    const policy = fc.dictionary(fc.constantFrom('data.region', 'data.amount', 'severity'), fc.array(condition, { minLength: 1, maxLength: 3 }), {
-      minKeys: 1,
-      maxKeys: 3,
-    });
+    const policy = fc.dictionary(
+      fc.constantFrom('data.region', 'data.amount', 'severity'),
+      fc.array(condition, { minLength: 1, maxLength: 3 }),
+      {
+        minKeys: 1,
+        maxKeys: 3,
+      },
+    );
     const eventTypes = fc.option(fc.constantFrom(['order.*'], ['payment.failed'], ['*']), { nil: null });
     const event = fc.record({
       type: fc.constantFrom('order.paid', 'payment.failed', 'campaign.started'),
       severity: fc.constantFrom('info', 'warning', 'critical'),
-      data: fc.record({ region: fc.constantFrom('eu', 'us', 'in'), amount: fc.integer({ min: 0, max: 300 }) }, { requiredKeys: [] }),
+      data: fc.record(
+        { region: fc.constantFrom('eu', 'us', 'in'), amount: fc.integer({ min: 0, max: 300 }) },
+        { requiredKeys: [] },
+      ),
     });
     await fc.assert(
       fc.asyncProperty(policy, eventTypes, event, async (p, types, e) => {
-        const patched = await call('PATCH', `${base}/webhooks/${id}`, { token, body: { filterPolicy: p, eventTypes: types } });
+        const patched = await call('PATCH', `${base}/webhooks/${id}`, {
+          token,
+          body: { filterPolicy: p, eventTypes: types },
+        });
         if (patched.status === 400) return; // e.g. a string condition on a numeric key that validation refuses
         expect(patched.status).toBe(200);
-        const { body } = await callJson('POST', `${base}/notification-settings/evaluate`, { token, body: { event: e } });
+        const { body } = await callJson('POST', `${base}/notification-settings/evaluate`, {
+          token,
+          body: { event: e },
+        });
         const verdict = body.recipients.find((r: any) => r.subscriptionId === id);
-        const expected = matchesEventTypes(types, e.type) && evaluateFilterPolicy(p as FilterPolicy, { ...e, source: null }).match;
+        const expected =
+          matchesEventTypes(types, e.type) && evaluateFilterPolicy(p as FilterPolicy, { ...e, source: null }).match;
         expect(verdict.outcome === 'deliver').toBe(expected);
       }),
       { seed: 20261126, numRuns: 40 },

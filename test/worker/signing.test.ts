@@ -57,7 +57,11 @@ function libVerifies(secret: string, body: string, headers: Record<string, strin
 const secretArb = fc.uint8Array({ minLength: 24, maxLength: 64 }).map((b) => `whsec_${toBase64(b)}`);
 const idArb = fc.oneof(
   fc.uuid().map((u) => `dlv_${u}`),
-  fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-'), minLength: 1, maxLength: 40 }),
+  fc.string({
+    unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-'),
+    minLength: 1,
+    maxLength: 40,
+  }),
 );
 /** Within the library's ±5 min tolerance of now. */
 const timestampArb = fc.integer({ min: -290, max: 290 }).map((d) => nowSeconds() + d);
@@ -128,23 +132,31 @@ describe('cross-check with the standardwebhooks library', () => {
 
   it('during rotation the two-signature header verifies with EITHER secret alone, not with a third', async () => {
     await fc.assert(
-      fc.asyncProperty(secretArb, secretArb, secretArb, idArb, timestampArb, bodyArb, async (current, previous, other, id, ts, body) => {
-        fc.pre(new Set([current, previous, other]).size === 3);
-        const header = await signatureHeader([current, previous], id, ts, body);
-        const parts = header.split(' ');
-        expect(parts).toHaveLength(2);
-        expect(parts[0]).toBe(await signPayload(current, id, ts, body)); // current first
-        expect(parts[1]).toBe(await signPayload(previous, id, ts, body));
-        const h = libHeaders(id, ts, header);
-        expect(libVerifies(current, body, h)).toBe(true);
-        expect(libVerifies(previous, body, h)).toBe(true);
-        expect(libVerifies(other, body, h)).toBe(false);
-        // and our own verifier agrees
-        const ours = { id, timestamp: String(ts), signature: header };
-        expect(await verifySignature(current, ours, body)).toBe(true);
-        expect(await verifySignature(previous, ours, body)).toBe(true);
-        expect(await verifySignature(other, ours, body)).toBe(false);
-      }),
+      fc.asyncProperty(
+        secretArb,
+        secretArb,
+        secretArb,
+        idArb,
+        timestampArb,
+        bodyArb,
+        async (current, previous, other, id, ts, body) => {
+          fc.pre(new Set([current, previous, other]).size === 3);
+          const header = await signatureHeader([current, previous], id, ts, body);
+          const parts = header.split(' ');
+          expect(parts).toHaveLength(2);
+          expect(parts[0]).toBe(await signPayload(current, id, ts, body)); // current first
+          expect(parts[1]).toBe(await signPayload(previous, id, ts, body));
+          const h = libHeaders(id, ts, header);
+          expect(libVerifies(current, body, h)).toBe(true);
+          expect(libVerifies(previous, body, h)).toBe(true);
+          expect(libVerifies(other, body, h)).toBe(false);
+          // and our own verifier agrees
+          const ours = { id, timestamp: String(ts), signature: header };
+          expect(await verifySignature(current, ours, body)).toBe(true);
+          expect(await verifySignature(previous, ours, body)).toBe(true);
+          expect(await verifySignature(other, ours, body)).toBe(false);
+        },
+      ),
       PROPERTY,
     );
   });
@@ -173,14 +185,20 @@ describe('cross-check with the standardwebhooks library', () => {
 
   it('verifySignature accepts the library’s own signatures, and refuses tampering', async () => {
     await fc.assert(
-      fc.asyncProperty(secretArb, idArb, fc.integer({ min: 1_600_000_000, max: 2_000_000_000 }), bodyArb, async (secret, id, ts, body) => {
-        const signature = new Webhook(secret).sign(id, new Date(ts * 1000), body);
-        const headers = { id, timestamp: String(ts), signature };
-        expect(await verifySignature(secret, headers, body, ts)).toBe(true);
-        expect(await verifySignature(secret, headers, `${body} `, ts)).toBe(false);
-        expect(await verifySignature(secret, { ...headers, id: `${id}x` }, body, ts)).toBe(false);
-        expect(await verifySignature(secret, { ...headers, timestamp: String(ts + 1) }, body, ts)).toBe(false);
-      }),
+      fc.asyncProperty(
+        secretArb,
+        idArb,
+        fc.integer({ min: 1_600_000_000, max: 2_000_000_000 }),
+        bodyArb,
+        async (secret, id, ts, body) => {
+          const signature = new Webhook(secret).sign(id, new Date(ts * 1000), body);
+          const headers = { id, timestamp: String(ts), signature };
+          expect(await verifySignature(secret, headers, body, ts)).toBe(true);
+          expect(await verifySignature(secret, headers, `${body} `, ts)).toBe(false);
+          expect(await verifySignature(secret, { ...headers, id: `${id}x` }, body, ts)).toBe(false);
+          expect(await verifySignature(secret, { ...headers, timestamp: String(ts + 1) }, body, ts)).toBe(false);
+        },
+      ),
       PROPERTY,
     );
   });
@@ -204,7 +222,10 @@ describe('verifySignature', () => {
     ] as const) {
       const ts = now + offset;
       const signature = new Webhook(secret).sign(id, new Date(ts * 1000), body);
-      expect(await verifySignature(secret, { id, timestamp: String(ts), signature }, body, now), `offset ${offset}`).toBe(ok);
+      expect(
+        await verifySignature(secret, { id, timestamp: String(ts), signature }, body, now),
+        `offset ${offset}`,
+      ).toBe(ok);
     }
   });
 
@@ -239,7 +260,9 @@ describe('verifySignature', () => {
     const ts = nowSeconds();
     const good = await signPayload(secret, id, ts, body);
     const other = await signPayload(VECTORS[0].secret, id, ts, body);
-    expect(await verifySignature(secret, { id, timestamp: String(ts), signature: `${other} ${good}` }, body)).toBe(true);
+    expect(await verifySignature(secret, { id, timestamp: String(ts), signature: `${other} ${good}` }, body)).toBe(
+      true,
+    );
     expect(await verifySignature(secret, { id, timestamp: String(ts), signature: `v1a,xyz ${good}` }, body)).toBe(true);
   });
 

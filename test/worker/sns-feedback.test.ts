@@ -24,11 +24,16 @@ declare module 'vitest' {
 const PATH = '/v2/providers/sns/events';
 const CERT_PATH = '/SimpleNotificationService-test.pem';
 const TOPIC = 'arn:aws:sns:eu-west-1:123456789012:gn-feedback';
-const VARS: Partial<Env> = { SNS_CERT_HOSTS: '127.0.0.1', SNS_TOPIC_PREFIX: 'gn-', ALLOW_INSECURE_WEBHOOK_TARGETS: 'true' };
+const VARS: Partial<Env> = {
+  SNS_CERT_HOSTS: '127.0.0.1',
+  SNS_TOPIC_PREFIX: 'gn-',
+  ALLOW_INSECURE_WEBHOOK_TARGETS: 'true',
+};
 
 function notifier(): string {
   const port = inject('snsNotifierPort');
-  if (!Number.isInteger(port) || port <= 0) throw new Error('snsNotifierPort was not provided: is the globalSetup registered?');
+  if (!Number.isInteger(port) || port <= 0)
+    throw new Error('snsNotifierPort was not provided: is the globalSetup registered?');
   return `http://127.0.0.1:${port}`;
 }
 
@@ -77,7 +82,11 @@ function notification(feedback: unknown, overrides: Msg = {}): Msg {
   };
 }
 
-const sesMail = { messageId: '0100018f-ses-message', source: 'notifications@gharart.com', timestamp: new Date().toISOString() };
+const sesMail = {
+  messageId: '0100018f-ses-message',
+  source: 'notifications@gharart.com',
+  timestamp: new Date().toISOString(),
+};
 
 const permanentBounce = (emails: string[], diagnosticCode?: string) => ({
   notificationType: 'Bounce',
@@ -93,7 +102,11 @@ const permanentBounce = (emails: string[], diagnosticCode?: string) => ({
 
 const complaint = (emails: string[]) => ({
   notificationType: 'Complaint',
-  complaint: { complainedRecipients: emails.map((emailAddress) => ({ emailAddress })), complaintFeedbackType: 'abuse', feedbackId: 'fb-2' },
+  complaint: {
+    complainedRecipients: emails.map((emailAddress) => ({ emailAddress })),
+    complaintFeedbackType: 'abuse',
+    feedbackId: 'fb-2',
+  },
   mail: sesMail,
 });
 
@@ -123,7 +136,9 @@ describe('SNS signature helpers', () => {
   it('builds the string to sign as AWS documents it (Subject only when present)', () => {
     const base = { Message: 'm', MessageId: 'id', Timestamp: 't', TopicArn: 'arn', Type: 'Notification' };
     expect(canonicalString(base)).toBe('Message\nm\nMessageId\nid\nTimestamp\nt\nTopicArn\narn\nType\nNotification\n');
-    expect(canonicalString({ ...base, Subject: 's' })).toBe('Message\nm\nMessageId\nid\nSubject\ns\nTimestamp\nt\nTopicArn\narn\nType\nNotification\n');
+    expect(canonicalString({ ...base, Subject: 's' })).toBe(
+      'Message\nm\nMessageId\nid\nSubject\ns\nTimestamp\nt\nTopicArn\narn\nType\nNotification\n',
+    );
     expect(canonicalString({ ...base, Type: 'SubscriptionConfirmation', SubscribeURL: 'u', Token: 'k' })).toBe(
       'Message\nm\nMessageId\nid\nSubscribeURL\nu\nTimestamp\nt\nToken\nk\nTopicArn\narn\nType\nSubscriptionConfirmation\n',
     );
@@ -137,20 +152,30 @@ describe('SNS signature helpers', () => {
     expect(hostMatches('sns.amazonaws.com', 'sns.*.amazonaws.com')).toBe(false);
     expect(hostMatches('sns.eu-west-1.amazonaws.com.evil.com', 'sns.*.amazonaws.com')).toBe(false);
     const prod = { hosts: ['sns.*.amazonaws.com'], allowInsecure: false };
-    expect(urlProblem('https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem', prod, { pem: true })).toBeNull();
-    expect(urlProblem('http://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem', prod, { pem: true })).toMatch(/https/);
+    expect(
+      urlProblem('https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem', prod, { pem: true }),
+    ).toBeNull();
+    expect(
+      urlProblem('http://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem', prod, { pem: true }),
+    ).toMatch(/https/);
     expect(urlProblem('https://sns.us-east-1.amazonaws.com/cert.txt', prod, { pem: true })).toMatch(/pem/);
     expect(urlProblem('https://sns.us-east-1.amazonaws.com:8443/a.pem', prod, { pem: true })).not.toBeNull();
     // Production: http to loopback is refused even when the host is listed.
-    expect(urlProblem('http://127.0.0.1/a.pem', { hosts: ['127.0.0.1'], allowInsecure: false }, { pem: true })).toMatch(/https/);
-    expect(urlProblem('http://127.0.0.1/a.pem', { hosts: ['127.0.0.1'], allowInsecure: true }, { pem: true })).toBeNull();
+    expect(urlProblem('http://127.0.0.1/a.pem', { hosts: ['127.0.0.1'], allowInsecure: false }, { pem: true })).toMatch(
+      /https/,
+    );
+    expect(
+      urlProblem('http://127.0.0.1/a.pem', { hosts: ['127.0.0.1'], allowInsecure: true }, { pem: true }),
+    ).toBeNull();
   });
 
-  it('extracts the SubjectPublicKeyInfo from the notifier\'s certificate, and WebCrypto imports it', async () => {
+  it("extracts the SubjectPublicKeyInfo from the notifier's certificate, and WebCrypto imports it", async () => {
     const pem = await (await fetch(`${notifier()}${CERT_PATH}`)).text();
     const der = Uint8Array.from(atob(pem.replace(/-----[^-]+-----|\s/g, '')), (ch) => ch.charCodeAt(0));
     const spki = subjectPublicKeyInfo(der);
-    const key = await crypto.subtle.importKey('spki', spki, { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, true, ['verify']);
+    const key = await crypto.subtle.importKey('spki', spki, { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, true, [
+      'verify',
+    ]);
     expect((key.algorithm as { modulusLength?: number }).modulusLength).toBe(2048);
     expect(() => subjectPublicKeyInfo(new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x00]))).toThrow();
   });
@@ -164,7 +189,9 @@ describe('POST /v2/providers/sns/events', () => {
     const s1 = await insertSubscription(h.handle, to);
     const s2 = await insertSubscription(h2.handle, to.toUpperCase());
     const other = await insertSubscription(h.handle, address());
-    const msg = await sign(notification(permanentBounce([to], 'smtp; 550 5.1.1 user unknown'), { SignatureVersion: '1' }));
+    const msg = await sign(
+      notification(permanentBounce([to], 'smtp; 550 5.1.1 user unknown'), { SignatureVersion: '1' }),
+    );
     expect(await postOk(msg)).toEqual({ received: true, applied: 2 });
     for (const s of [s1, s2]) {
       const row = await subscriptionRow(s);
@@ -178,7 +205,9 @@ describe('POST /v2/providers/sns/events', () => {
     const h = await setupHandle();
     const to = address();
     const s = await insertSubscription(h.handle, to);
-    const msg = await sign(notification(permanentBounce([to]), { SignatureVersion: '2', Subject: 'Amazon SES Email Event Notification' }));
+    const msg = await sign(
+      notification(permanentBounce([to]), { SignatureVersion: '2', Subject: 'Amazon SES Email Event Notification' }),
+    );
     expect(await postOk(msg)).toEqual({ received: true, applied: 1 });
     const row = await subscriptionRow(s);
     expect(row.status).toBe('suppressed');
@@ -229,7 +258,14 @@ describe('POST /v2/providers/sns/events', () => {
       const problem = await expectProblem(await post(tampered), 401);
       expect(problem.detail).toMatch(/signature/i);
       // The signature of one version does not verify as the other.
-      await expectProblem(await post({ ...msg, Message: msg.Message!.replace(to, victim), SignatureVersion: version === '1' ? '2' : '1' }), 401);
+      await expectProblem(
+        await post({
+          ...msg,
+          Message: msg.Message!.replace(to, victim),
+          SignatureVersion: version === '1' ? '2' : '1',
+        }),
+        401,
+      );
     }
     const msg = await sign(notification(permanentBounce([victim], '550')));
     await expectProblem(await post({ ...msg, Signature: '' }), 401);
@@ -265,14 +301,18 @@ describe('POST /v2/providers/sns/events', () => {
     const h = await setupHandle();
     const to = address();
     const s = await insertSubscription(h.handle, to);
-    const stale = await sign(notification(permanentBounce([to], '550'), { Timestamp: new Date(Date.now() - 61 * 60 * 1000).toISOString() }));
+    const stale = await sign(
+      notification(permanentBounce([to], '550'), { Timestamp: new Date(Date.now() - 61 * 60 * 1000).toISOString() }),
+    );
     const problem = await expectProblem(await post(stale), 401);
     expect(problem.detail).toMatch(/1 hour/);
     const garbage = await sign(notification(permanentBounce([to], '550'), { Timestamp: 'yesterday' }));
     await expectProblem(await post(garbage), 401);
     expect((await subscriptionRow(s)).status).toBe('active');
     // 50 minutes old is still accepted.
-    const recent = await sign(notification(permanentBounce([to], '550'), { Timestamp: new Date(Date.now() - 50 * 60 * 1000).toISOString() }));
+    const recent = await sign(
+      notification(permanentBounce([to], '550'), { Timestamp: new Date(Date.now() - 50 * 60 * 1000).toISOString() }),
+    );
     expect((await postOk(recent)).applied).toBe(1);
   });
 
@@ -280,7 +320,9 @@ describe('POST /v2/providers/sns/events', () => {
     const h = await setupHandle();
     const to = address();
     const s = await insertSubscription(h.handle, to);
-    const msg = await sign(notification(permanentBounce([to], '550'), { TopicArn: 'arn:aws:sns:eu-west-1:999999999999:someone-else' }));
+    const msg = await sign(
+      notification(permanentBounce([to], '550'), { TopicArn: 'arn:aws:sns:eu-west-1:999999999999:someone-else' }),
+    );
     const problem = await expectProblem(await post(msg), 403);
     expect(problem.detail).toMatch(/topic/);
     // The same message is ours under another prefix: the check is on the topic name.

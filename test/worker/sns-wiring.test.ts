@@ -30,7 +30,10 @@ async function setup() {
   const handle = await provisionHandle(owner);
   const token = await signJwt({ sub: owner, scope: ALL_USER_SCOPES });
   const call = (method: string, path: string, body?: unknown) =>
-    callWithVars(SNS_VARS(), method, `/v2/handles/${handle}${path}`, { token, ...(body === undefined ? {} : { body }) });
+    callWithVars(SNS_VARS(), method, `/v2/handles/${handle}${path}`, {
+      token,
+      ...(body === undefined ? {} : { body }),
+    });
   return { handle, call };
 }
 
@@ -39,12 +42,18 @@ async function subscribe(call: Awaited<ReturnType<typeof setup>>['call']) {
   const res = await call('POST', '/notifications/email-subscriptions', { email, eventTypes: ['order.*'] });
   expect(res.status).toBe(201);
   const body = (await res.json()) as { id: string; status: string; statusReason: string };
-  const row = await env.DB.prepare('SELECT provider, provider_ref FROM email_subscriptions WHERE id = ?').bind(body.id).first<{ provider: string; provider_ref: string }>();
+  const row = await env.DB.prepare('SELECT provider, provider_ref FROM email_subscriptions WHERE id = ?')
+    .bind(body.id)
+    .first<{ provider: string; provider_ref: string }>();
   return { email, body, arn: row!.provider_ref, provider: row!.provider };
 }
 
 const staleNotifications = async (handle: string) =>
-  (await env.DB.prepare(`SELECT data FROM notifications WHERE handle = ? AND type = 'email.subscription_stale'`).bind(handle).all()).results;
+  (
+    await env.DB.prepare(`SELECT data FROM notifications WHERE handle = ? AND type = 'email.subscription_stale'`)
+      .bind(handle)
+      .all()
+  ).results;
 
 describe('EMAIL_PROVIDER=sns', () => {
   it('subscribing creates an SNS email subscription whose filter names it; SNS confirmation is mirrored by the job', async () => {
@@ -64,7 +73,9 @@ describe('EMAIL_PROVIDER=sns', () => {
     await control(`/_control/confirm?arn=${encodeURIComponent(arn)}`);
     const run = await reconcileSnsSubscriptions(snsEnv(), new Date());
     expect(run.checked).toBeGreaterThanOrEqual(1);
-    const row = await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?').bind(body.id).first<{ status: string }>();
+    const row = await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?')
+      .bind(body.id)
+      .first<{ status: string }>();
     expect(row!.status).toBe('active');
   });
 
@@ -77,17 +88,23 @@ describe('EMAIL_PROVIDER=sns', () => {
     // The job checks the longest-unchecked first; run until this one was seen (other files' rows may be older).
     for (let i = 0; i < 10; i++) {
       await reconcileSnsSubscriptions(snsEnv(), new Date());
-      const r = await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?').bind(body.id).first<{ status: string }>();
+      const r = await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?')
+        .bind(body.id)
+        .first<{ status: string }>();
       if (r!.status === 'stale') break;
     }
-    const row = await env.DB.prepare('SELECT status, status_reason FROM email_subscriptions WHERE id = ?').bind(body.id).first<{ status: string; status_reason: string }>();
+    const row = await env.DB.prepare('SELECT status, status_reason FROM email_subscriptions WHERE id = ?')
+      .bind(body.id)
+      .first<{ status: string; status_reason: string }>();
     expect(row!.status).toBe('stale');
     expect(row!.status_reason).toContain(`DELETE …/notifications/email-subscriptions/${body.id}`);
     expect(await staleNotifications(handle)).toHaveLength(1);
     await reconcileSnsSubscriptions(snsEnv(), new Date());
     expect(await staleNotifications(handle)).toHaveLength(1);
     // The stale subscription shows in the delivery doctor.
-    const health = (await (await call('GET', '/health')).json()) as { emailSubscriptions: { stale: Array<{ id: string }> } };
+    const health = (await (await call('GET', '/health')).json()) as {
+      emailSubscriptions: { stale: Array<{ id: string }> };
+    };
     expect(health.emailSubscriptions.stale.map((s) => s.id)).toContain(body.id);
   });
 
@@ -103,7 +120,9 @@ describe('EMAIL_PROVIDER=sns', () => {
     expect(deliveryId).toBeNull();
     expect(diagnosis.providerCheck).toEqual({ provider: 'sns', reference: arn, state: 'not_found' });
     expect(diagnosis.subscription.status).toBe('stale');
-    expect(diagnosis.nextSteps.join(' ')).toContain(`POST /v2/handles/${handle}/notifications/email-subscriptions {"email": "${email}"}`);
+    expect(diagnosis.nextSteps.join(' ')).toContain(
+      `POST /v2/handles/${handle}/notifications/email-subscriptions {"email": "${email}"}`,
+    );
     expect((await control('/_control/state', 'GET')).messages.length).toBe(before);
     expect(await staleNotifications(handle)).toHaveLength(1);
   });

@@ -14,9 +14,9 @@ import { describe, expect, inject, it } from 'vitest';
 import type { OutgoingMail } from '../../src/email/mime.ts';
 import type { SendMeta } from '../../src/email/provider.ts';
 import {
-  SnsError,
   decodeXml,
   isPermanentSnsError,
+  SnsError,
   snsClient,
   snsProvider,
   snsSubject,
@@ -77,7 +77,8 @@ interface FakeState {
 
 function fakeBase(): string {
   const port = inject('snsFakePort');
-  if (!Number.isInteger(port) || port <= 0) throw new Error('snsFakePort was not provided: is the globalSetup registered?');
+  if (!Number.isInteger(port) || port <= 0)
+    throw new Error('snsFakePort was not provided: is the globalSetup registered?');
   return `http://127.0.0.1:${port}`;
 }
 
@@ -129,7 +130,14 @@ function mail(subject = 'Hello', text = 'Body text'): OutgoingMail {
 }
 
 function meta(handle: string, overrides: Partial<SendMeta> = {}): SendMeta {
-  return { subscriptionId: 'esub_x', deliveryId: unique('dlv'), handle, eventType: 'order.paid', severity: 'info', ...overrides };
+  return {
+    subscriptionId: 'esub_x',
+    deliveryId: unique('dlv'),
+    handle,
+    eventType: 'order.paid',
+    severity: 'info',
+    ...overrides,
+  };
 }
 
 const topicArnOf = (handle: string) => `arn:aws:sns:${REGION}:${ACCOUNT}:${PREFIX}${handle}`;
@@ -143,7 +151,9 @@ describe('snsClient against the SNS fake', () => {
     expect(first).toBe(topicArnOf(handle));
     expect(second).toBe(first);
     const s = await state();
-    expect(s.topics.filter((t) => t.arn === first)).toEqual([{ arn: first, name: `${PREFIX}${handle}`, region: REGION, createdAt: expect.any(String) }]);
+    expect(s.topics.filter((t) => t.arn === first)).toEqual([
+      { arn: first, name: `${PREFIX}${handle}`, region: REGION, createdAt: expect.any(String) },
+    ]);
     const calls = s.requests.filter((r) => r.params.Name === `${PREFIX}${handle}`);
     expect(calls.map((r) => [r.action, r.params.Version, r.status])).toEqual([
       ['CreateTopic', '2010-03-31', 200],
@@ -165,13 +175,23 @@ describe('snsClient against the SNS fake', () => {
     expect(unsupportedKeys).toEqual(['data.amount']);
 
     const sub = await client.subscribe(topicArn, 'ops@example.com', policy);
-    expect(sub.subscriptionArn).toMatch(new RegExp(`^${topicArn.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`));
+    expect(sub.subscriptionArn).toMatch(
+      new RegExp(
+        `^${topicArn.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`,
+      ),
+    );
     expect(sub.pendingConfirmation).toBe(true);
     expect(await client.checkSubscription(sub.subscriptionArn)).toBe('pending');
 
     const s = await state();
     const stored = s.subscriptions.find((x) => x.arn === sub.subscriptionArn)!;
-    expect(stored).toMatchObject({ topicArn, protocol: 'email', endpoint: 'ops@example.com', filterPolicyScope: 'MessageAttributes', pendingConfirmation: true });
+    expect(stored).toMatchObject({
+      topicArn,
+      protocol: 'email',
+      endpoint: 'ops@example.com',
+      filterPolicyScope: 'MessageAttributes',
+      pendingConfirmation: true,
+    });
     expect(JSON.parse(stored.filterPolicy!)).toEqual(policy);
     expect(policy).toEqual({
       type: [{ prefix: 'order.' }, 'payment.failed'],
@@ -201,7 +221,10 @@ describe('snsClient against the SNS fake', () => {
     const topicArn = await client.ensureTopic(unique('h'));
     const sub = await client.subscribe(topicArn, 'all@example.com', null);
     const s = await state();
-    expect(s.subscriptions.find((x) => x.arn === sub.subscriptionArn)).toMatchObject({ filterPolicy: null, filterPolicyScope: null });
+    expect(s.subscriptions.find((x) => x.arn === sub.subscriptionArn)).toMatchObject({
+      filterPolicy: null,
+      filterPolicyScope: null,
+    });
     const request = s.requests.find((r) => r.action === 'Subscribe' && r.params.TopicArn === topicArn)!;
     expect(Object.keys(request.params).filter((k) => k.startsWith('Attributes.'))).toEqual([]);
   });
@@ -241,7 +264,9 @@ describe('snsClient against the SNS fake', () => {
     expect(await client.checkSubscription(subscriptionArn)).toBe('not_found');
     await expect(client.unsubscribe(subscriptionArn)).resolves.toBeUndefined();
     const s = await state();
-    const codes = s.requests.filter((r) => r.params.SubscriptionArn === subscriptionArn).map((r) => [r.action, r.status, r.errorCode]);
+    const codes = s.requests
+      .filter((r) => r.params.SubscriptionArn === subscriptionArn)
+      .map((r) => [r.action, r.status, r.errorCode]);
     expect(codes).toEqual([
       ['GetSubscriptionAttributes', 200, null], // subscribe's pending check
       ['Unsubscribe', 200, null],
@@ -267,7 +292,9 @@ describe('snsClient against the SNS fake', () => {
     const topicArn = await client.ensureTopic(handle);
 
     await throttle(1);
-    const err = await snsErrorOf(client.publish(topicArn, { subject: 's', message: 'm', attributes: { type: 'order.paid', severity: 'info' } }));
+    const err = await snsErrorOf(
+      client.publish(topicArn, { subject: 's', message: 'm', attributes: { type: 'order.paid', severity: 'info' } }),
+    );
     expect(err).toMatchObject({ code: 'Throttling', httpStatus: 400, permanent: false, action: 'Publish' });
     expect(err.message).toContain('Rate exceeded');
 
@@ -293,15 +320,23 @@ describe('snsClient against the SNS fake', () => {
   it('NotFound on a topic that does not exist → permanent', async () => {
     const client = snsClient(snsEnv());
     const err = await snsErrorOf(
-      client.publish(`arn:aws:sns:${REGION}:${ACCOUNT}:${PREFIX}${unique('never')}`, { subject: 's', message: 'm', attributes: { type: 'a.b', severity: 'info' } }),
+      client.publish(`arn:aws:sns:${REGION}:${ACCOUNT}:${PREFIX}${unique('never')}`, {
+        subject: 's',
+        message: 'm',
+        attributes: { type: 'a.b', severity: 'info' },
+      }),
     );
     expect(err).toMatchObject({ code: 'NotFound', httpStatus: 404, permanent: true });
   });
 
   it('a wrong secret → SignatureDoesNotMatch, an unknown key → InvalidClientTokenId; both permanent', async () => {
-    const wrongSecret = await snsErrorOf(snsClient(snsEnv({ AWS_SECRET_ACCESS_KEY: 'not-the-secret' })).ensureTopic(unique('h')));
+    const wrongSecret = await snsErrorOf(
+      snsClient(snsEnv({ AWS_SECRET_ACCESS_KEY: 'not-the-secret' })).ensureTopic(unique('h')),
+    );
     expect(wrongSecret).toMatchObject({ code: 'SignatureDoesNotMatch', httpStatus: 403, permanent: true });
-    const unknownKey = await snsErrorOf(snsClient(snsEnv({ AWS_ACCESS_KEY_ID: 'AKIAUNKNOWN000000000' })).ensureTopic(unique('h')));
+    const unknownKey = await snsErrorOf(
+      snsClient(snsEnv({ AWS_ACCESS_KEY_ID: 'AKIAUNKNOWN000000000' })).ensureTopic(unique('h')),
+    );
     expect(unknownKey).toMatchObject({ code: 'InvalidClientTokenId', httpStatus: 403, permanent: true });
   });
 
@@ -344,22 +379,42 @@ describe('snsProvider', () => {
     const client = snsClient(e);
     const handle = unique('h');
     const topicArn = await client.ensureTopic(handle);
-    const a = await client.subscribe(topicArn, 'a@example.com', toSnsFilterPolicy({ eventTypes: null, filterPolicy: null, subscriptionId: 'esub_a' }).policy);
-    const b = await client.subscribe(topicArn, 'b@example.com', toSnsFilterPolicy({ eventTypes: ['order.*'], filterPolicy: null, subscriptionId: 'esub_b' }).policy);
-    const pending = await client.subscribe(topicArn, 'c@example.com', toSnsFilterPolicy({ eventTypes: null, filterPolicy: null, subscriptionId: 'esub_c' }).policy);
+    const a = await client.subscribe(
+      topicArn,
+      'a@example.com',
+      toSnsFilterPolicy({ eventTypes: null, filterPolicy: null, subscriptionId: 'esub_a' }).policy,
+    );
+    const b = await client.subscribe(
+      topicArn,
+      'b@example.com',
+      toSnsFilterPolicy({ eventTypes: ['order.*'], filterPolicy: null, subscriptionId: 'esub_b' }).policy,
+    );
+    const pending = await client.subscribe(
+      topicArn,
+      'c@example.com',
+      toSnsFilterPolicy({ eventTypes: null, filterPolicy: null, subscriptionId: 'esub_c' }).policy,
+    );
     await confirm(a.subscriptionArn);
     await confirm(b.subscriptionArn);
 
     const provider = snsProvider(e);
     expect(provider.name).toBe('sns');
-    const toA = await provider.send(mail('[Gharart] Info: order paid — shop', 'Order 1 was paid.'), meta(handle, { subscriptionId: 'esub_a' }));
+    const toA = await provider.send(
+      mail('[Gharart] Info: order paid — shop', 'Order 1 was paid.'),
+      meta(handle, { subscriptionId: 'esub_a' }),
+    );
     const toB = await provider.send(mail(), meta(handle, { subscriptionId: 'esub_b' }));
     const toPending = await provider.send(mail(), meta(handle, { subscriptionId: 'esub_c' }));
     for (const o of [toA, toB, toPending]) expect(o.ok).toBe(true);
 
     const s = await state();
     const byId = (o: typeof toA) => s.messages.find((m) => o.ok && m.messageId === o.providerMessageId)!;
-    expect(byId(toA)).toMatchObject({ topicArn, subject: '[Gharart] Info: order paid - shop', message: 'Order 1 was paid.', deliveredTo: [a.subscriptionArn] });
+    expect(byId(toA)).toMatchObject({
+      topicArn,
+      subject: '[Gharart] Info: order paid - shop',
+      message: 'Order 1 was paid.',
+      deliveredTo: [a.subscriptionArn],
+    });
     expect(byId(toA).attributes.subscription).toEqual({ dataType: 'String', stringValue: 'esub_a' });
     expect(byId(toB).deliveredTo).toEqual([b.subscriptionArn]);
     // SNS delivers nothing to a pending subscription (the publish itself is accepted).
@@ -367,14 +422,19 @@ describe('snsProvider', () => {
     expect(pending.pendingConfirmation).toBe(true);
 
     // The topic ARN is cached per isolate: one CreateTopic for the test's own call, one for the provider.
-    expect(s.requests.filter((r) => r.action === 'CreateTopic' && r.params.Name === `${PREFIX}${handle}`)).toHaveLength(2);
+    expect(s.requests.filter((r) => r.action === 'CreateTopic' && r.params.Name === `${PREFIX}${handle}`)).toHaveLength(
+      2,
+    );
   });
 
   it('refuses, permanently, mails SNS cannot address: no subscription (platform alert) and our own confirmation mail', async () => {
     const e = snsEnv();
     const handle = unique('h');
     const before = (await state()).requests.length;
-    const alert = await snsProvider(e).send(mail(), meta(handle, { subscriptionId: null, eventType: 'payment.failed', severity: 'critical' }));
+    const alert = await snsProvider(e).send(
+      mail(),
+      meta(handle, { subscriptionId: null, eventType: 'payment.failed', severity: 'critical' }),
+    );
     expect(alert).toMatchObject({ ok: false, permanent: true });
     expect(alert.ok === false && alert.message).toContain('no subscription');
     const confirmation = await snsProvider(e).send(mail(), meta(handle, { eventType: 'email.confirmation' }));
@@ -388,7 +448,11 @@ describe('snsProvider', () => {
     const handle = unique('h');
     const client = snsClient(e);
     const topicArn = await client.ensureTopic(handle);
-    const sub = await client.subscribe(topicArn, 'x@example.com', toSnsFilterPolicy({ eventTypes: null, filterPolicy: null, subscriptionId: 'esub_x' }).policy);
+    const sub = await client.subscribe(
+      topicArn,
+      'x@example.com',
+      toSnsFilterPolicy({ eventTypes: null, filterPolicy: null, subscriptionId: 'esub_x' }).policy,
+    );
     await confirm(sub.subscriptionArn);
     expect(await snsProvider(e).send(mail(), meta(handle))).toMatchObject({ ok: true });
 
@@ -410,7 +474,9 @@ describe('snsProvider', () => {
     // SNS rejects an empty message attribute value.
     const outcome = await snsProvider(snsEnv()).send(mail(), meta(unique('h'), { eventType: '' }));
     expect(outcome).toMatchObject({ ok: false, permanent: true });
-    expect(outcome.ok === false && outcome.message).toMatch(/^SNS Publish failed: InvalidParameter: Invalid parameter: MessageAttributes/);
+    expect(outcome.ok === false && outcome.message).toMatch(
+      /^SNS Publish failed: InvalidParameter: Invalid parameter: MessageAttributes/,
+    );
   });
 
   it('a topic name SNS would refuse (bad SNS_TOPIC_PREFIX) → permanent, without a request', async () => {
@@ -432,7 +498,11 @@ describe('toSnsFilterPolicy', () => {
     { name: 'nothing → null', input: { eventTypes: null, filterPolicy: null }, policy: null },
     { name: 'empty eventTypes and policy → null', input: { eventTypes: [], filterPolicy: {} }, policy: null },
     { name: '"*" is all types → null', input: { eventTypes: ['*', 'order.paid'], filterPolicy: null }, policy: null },
-    { name: 'exact event types', input: { eventTypes: ['order.paid', 'order.refunded'], filterPolicy: null }, policy: { type: ['order.paid', 'order.refunded'] } },
+    {
+      name: 'exact event types',
+      input: { eventTypes: ['order.paid', 'order.refunded'], filterPolicy: null },
+      policy: { type: ['order.paid', 'order.refunded'] },
+    },
     {
       name: 'prefix event types → {prefix: "x."}',
       input: { eventTypes: ['order.*', 'campaign.failed', 'order.*'], filterPolicy: null },
@@ -445,12 +515,20 @@ describe('toSnsFilterPolicy', () => {
     },
     {
       name: 'type conditions map directly (SNS syntax)',
-      input: { eventTypes: null, filterPolicy: { type: [{ prefix: 'order.' }, { suffix: '.failed' }, { 'anything-but': { prefix: 'campaign.' } }] } },
+      input: {
+        eventTypes: null,
+        filterPolicy: {
+          type: [{ prefix: 'order.' }, { suffix: '.failed' }, { 'anything-but': { prefix: 'campaign.' } }],
+        },
+      },
       policy: { type: [{ prefix: 'order.' }, { suffix: '.failed' }, { 'anything-but': { prefix: 'campaign.' } }] },
     },
     {
       name: 'data.* and source are reported unsupported and left out',
-      input: { eventTypes: null, filterPolicy: { 'data.amount': [{ numeric: ['>=', 100] }], source: ['shop'], severity: ['warning'] } },
+      input: {
+        eventTypes: null,
+        filterPolicy: { 'data.amount': [{ numeric: ['>=', 100] }], source: ['shop'], severity: ['warning'] },
+      },
       policy: { severity: ['warning'] },
       unsupportedKeys: ['data.amount', 'source'],
     },
@@ -460,7 +538,11 @@ describe('toSnsFilterPolicy', () => {
       policy: null,
       unsupportedKeys: ['data.region'],
     },
-    { name: 'criticalOnly → severity [critical]', input: { eventTypes: null, filterPolicy: null, criticalOnly: true }, policy: { severity: ['critical'] } },
+    {
+      name: 'criticalOnly → severity [critical]',
+      input: { eventTypes: null, filterPolicy: null, criticalOnly: true },
+      policy: { severity: ['critical'] },
+    },
     {
       name: 'criticalOnly ∧ severity conditions: listed exactly',
       input: { eventTypes: null, filterPolicy: { severity: [{ 'anything-but': ['info'] }] }, criticalOnly: true },
@@ -527,7 +609,12 @@ describe('SNS helpers', () => {
     expect(xmlText(xml, 'Raw')).toBe('<not &amp; decoded> & after');
     expect(xmlText(xml, 'Missing')).toBeNull();
     expect(decodeXml('&amp;lt;')).toBe('&lt;');
-    expect(xmlEntries('<Attributes><entry><key>A&amp;B</key><value>1</value></entry><entry><key>Empty</key><value/></entry></Attributes>', 'Attributes')).toEqual({
+    expect(
+      xmlEntries(
+        '<Attributes><entry><key>A&amp;B</key><value>1</value></entry><entry><key>Empty</key><value/></entry></Attributes>',
+        'Attributes',
+      ),
+    ).toEqual({
       'A&B': '1',
       Empty: '',
     });
@@ -551,7 +638,13 @@ describe('SNS helpers', () => {
     }
     expect(isPermanentSnsError('Whatever', 503)).toBe(false);
     expect(isPermanentSnsError('Whatever', 429)).toBe(false);
-    for (const code of ['InvalidParameter', 'NotFound', 'AuthorizationError', 'InvalidClientTokenId', 'SignatureDoesNotMatch']) {
+    for (const code of [
+      'InvalidParameter',
+      'NotFound',
+      'AuthorizationError',
+      'InvalidClientTokenId',
+      'SignatureDoesNotMatch',
+    ]) {
       expect(isPermanentSnsError(code, code === 'NotFound' ? 404 : 400)).toBe(true);
     }
   });
@@ -564,10 +657,14 @@ describe('SigV4', () => {
     const signed = s.requests.filter((r) => r.headers.authorization !== undefined);
     expect(signed.length).toBeGreaterThan(20);
     // The one unsigned request is the fake's own rejection test above.
-    expect(s.requests.filter((r) => r.headers.authorization === undefined).map((r) => r.errorCode)).toEqual(['MissingAuthenticationToken']);
+    expect(s.requests.filter((r) => r.headers.authorization === undefined).map((r) => r.errorCode)).toEqual([
+      'MissingAuthenticationToken',
+    ]);
     for (const r of signed) {
       expect(r.headers.authorization).toMatch(
-        new RegExp(`^AWS4-HMAC-SHA256 Credential=AKIA[A-Z0-9]+/\\d{8}/${REGION}/sns/aws4_request, SignedHeaders=[a-z0-9;-]*host[a-z0-9;-]*, Signature=[0-9a-f]{64}$`),
+        new RegExp(
+          `^AWS4-HMAC-SHA256 Credential=AKIA[A-Z0-9]+/\\d{8}/${REGION}/sns/aws4_request, SignedHeaders=[a-z0-9;-]*host[a-z0-9;-]*, Signature=[0-9a-f]{64}$`,
+        ),
       );
       expect(r.headers.authorization).toContain('x-amz-date');
       expect(r.headers['x-amz-date']).toMatch(/^\d{8}T\d{6}Z$/);

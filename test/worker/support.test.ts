@@ -4,7 +4,17 @@
  */
 import { env } from 'cloudflare:workers';
 import { describe, expect, it, vi } from 'vitest';
-import { addMember, call, callJson, callWithVars, createPat, expectProblem, provisionHandle, signJwt, unique } from './helpers.ts';
+import {
+  addMember,
+  call,
+  callJson,
+  callWithVars,
+  createPat,
+  expectProblem,
+  provisionHandle,
+  signJwt,
+  unique,
+} from './helpers.ts';
 import { awaitFreshWindow, userJwt } from './seed.ts';
 
 const PATH = '/v2/support/report';
@@ -14,11 +24,15 @@ async function stored(id: string) {
 }
 
 describe('POST /v2/support/report', () => {
-  it('→ 201 with the report id and this call\'s request id; every field is stored', async () => {
+  it("→ 201 with the report id and this call's request id; every field is stored", async () => {
     const user = unique('u');
     const handle = await provisionHandle(user);
     const reportedRequestId = 'req_01JD3Q7X9T0000000000000000';
-    const artifact = { curl: "curl -X POST https://notify.gharart.com/v2/…", ids: ['dlv_1', 'dlv_2'], nested: { n: 1 } };
+    const artifact = {
+      curl: 'curl -X POST https://notify.gharart.com/v2/…',
+      ids: ['dlv_1', 'dlv_2'],
+      nested: { n: 1 },
+    };
     const ownRequestId = `client-${unique('rid')}`;
     const { res, status, body } = await callJson('POST', PATH, {
       token: await userJwt(user),
@@ -95,9 +109,15 @@ describe('POST /v2/support/report', () => {
     const handle = await provisionHandle(member);
     const stranger = unique('stranger');
     const token = await userJwt(stranger);
-    const mine = await callJson('POST', PATH, { token: await userJwt(member), body: { summary: 's', details: 'd', handle } });
+    const mine = await callJson('POST', PATH, {
+      token: await userJwt(member),
+      body: { summary: 's', details: 'd', handle },
+    });
     const notMine = await callJson('POST', PATH, { token, body: { summary: 's', details: 'd', handle } });
-    const missing = await callJson('POST', PATH, { token, body: { summary: 's', details: 'd', handle: unique('nosuch') } });
+    const missing = await callJson('POST', PATH, {
+      token,
+      body: { summary: 's', details: 'd', handle: unique('nosuch') },
+    });
     for (const r of [mine, notMine, missing]) {
       expect(r.status).toBe(201);
       expect(Object.keys(r.body).sort()).toEqual(Object.keys(mine.body).sort());
@@ -106,7 +126,11 @@ describe('POST /v2/support/report', () => {
     expect(mine.body.handleVerified).toBe(true);
     expect(notMine.body.handleVerified).toBe(false);
     expect(missing.body.handleVerified).toBe(false);
-    expect((await stored(notMine.body.reportId))!).toMatchObject({ handle, handle_verified: 0, principal_id: stranger });
+    expect((await stored(notMine.body.reportId))!).toMatchObject({
+      handle,
+      handle_verified: 0,
+      principal_id: stranger,
+    });
     expect((await stored(missing.body.reportId))!.handle_verified).toBe(0);
   });
 
@@ -114,7 +138,10 @@ describe('POST /v2/support/report', () => {
     const handle = await provisionHandle(unique('u'));
     const viewer = unique('viewer');
     await addMember(handle, viewer, 'viewer');
-    const { status, body } = await callJson('POST', PATH, { token: await userJwt(viewer), body: { summary: 's', details: 'd', handle } });
+    const { status, body } = await callJson('POST', PATH, {
+      token: await userJwt(viewer),
+      body: { summary: 's', details: 'd', handle },
+    });
     expect(status).toBe(201);
     expect(body.handleVerified).toBe(true);
   });
@@ -123,12 +150,22 @@ describe('POST /v2/support/report', () => {
     const user = unique('u');
     const handle = await provisionHandle(user);
     const pat = await createPat(user, { scopes: ['webhooks:read'] });
-    const { status, body } = await callJson('POST', PATH, { token: pat.token, body: { summary: 's', details: 'd', handle } });
+    const { status, body } = await callJson('POST', PATH, {
+      token: pat.token,
+      body: { summary: 's', details: 'd', handle },
+    });
     expect(status).toBe(201);
     expect(body.handleVerified).toBe(true);
-    expect((await stored(body.reportId))!).toMatchObject({ principal_id: user, auth_method: 'pat', handle_verified: 1 });
+    expect((await stored(body.reportId))!).toMatchObject({
+      principal_id: user,
+      auth_method: 'pat',
+      handle_verified: 1,
+    });
     // And a JWT with no scope at all.
-    const bare = await callJson('POST', PATH, { token: await signJwt({ sub: unique('u') }), body: { summary: 's', details: 'd' } });
+    const bare = await callJson('POST', PATH, {
+      token: await signJwt({ sub: unique('u') }),
+      body: { summary: 's', details: 'd' },
+    });
     expect(bare.status).toBe(201);
   });
 
@@ -137,7 +174,10 @@ describe('POST /v2/support/report', () => {
     const a = await provisionHandle(user);
     const b = await provisionHandle(user);
     const pat = await createPat(user, { scopes: ['notifications:read'], handle: a });
-    const { status, body } = await callJson('POST', PATH, { token: pat.token, body: { summary: 's', details: 'd', handle: b } });
+    const { status, body } = await callJson('POST', PATH, {
+      token: pat.token,
+      body: { summary: 's', details: 'd', handle: b },
+    });
     expect(status).toBe(201);
     expect(body.handleVerified).toBe(false);
   });
@@ -170,8 +210,13 @@ describe('POST /v2/support/report', () => {
       // A fresh user per case: the support throttle (5/min) counts rejected reports too.
       const user = unique('u');
       const problem = await expectProblem(await call('POST', PATH, { token: await userJwt(user), body }), 400);
-      expect(problem.errors.map((e: { path: string }) => e.path), JSON.stringify(body).slice(0, 200)).toContain(path);
-      const n = await env.DB.prepare('SELECT count(*) AS n FROM support_reports WHERE principal_id = ?').bind(user).first<{ n: number }>();
+      expect(
+        problem.errors.map((e: { path: string }) => e.path),
+        JSON.stringify(body).slice(0, 200),
+      ).toContain(path);
+      const n = await env.DB.prepare('SELECT count(*) AS n FROM support_reports WHERE principal_id = ?')
+        .bind(user)
+        .first<{ n: number }>();
       expect(n!.n).toBe(0);
     }
   });
@@ -193,10 +238,14 @@ describe('POST /v2/support/report', () => {
     expect(res.headers.get('ratelimit-policy')).toBe('"support";q=5;w=60');
     expect(res.headers.get('ratelimit')).toMatch(/^"support";r=0;t=\d+$/);
     expect(problem.retryAfterSeconds).toBe(retryAfter);
-    const n = await env.DB.prepare('SELECT count(*) AS n FROM support_reports WHERE principal_id = ?').bind(user).first<{ n: number }>();
+    const n = await env.DB.prepare('SELECT count(*) AS n FROM support_reports WHERE principal_id = ?')
+      .bind(user)
+      .first<{ n: number }>();
     expect(n!.n).toBe(5);
     // Another user is not affected, nor is the same user's PAT counted separately from their JWT (same principal).
-    expect((await call('POST', PATH, { token: await userJwt(unique('u')), body: { summary: 's', details: 'd' } })).status).toBe(201);
+    expect(
+      (await call('POST', PATH, { token: await userJwt(unique('u')), body: { summary: 's', details: 'd' } })).status,
+    ).toBe(201);
     const pat = await createPat(user, { scopes: ['webhooks:read'] });
     await expectProblem(await call('POST', PATH, { token: pat.token, body: { summary: 's', details: 'd' } }), 429);
   }, 30_000);

@@ -28,7 +28,10 @@ describe('POST /v2/tokens', () => {
   it('refuses scopes the creator lacks (no escalation)', async () => {
     const jwt = await signJwt({ sub: unique('u'), scope: 'notifications:read' });
     const problem = await expectProblem(
-      await call('POST', '/v2/tokens', { token: jwt, body: { name: 'x', scopes: ['notifications:read', 'webhooks:write'] } }),
+      await call('POST', '/v2/tokens', {
+        token: jwt,
+        body: { name: 'x', scopes: ['notifications:read', 'webhooks:write'] },
+      }),
       403,
     );
     expect(problem.detail).toContain('webhooks:write');
@@ -44,7 +47,10 @@ describe('POST /v2/tokens', () => {
     const user = unique('u');
     const handle = await provisionHandle(user);
     const jwt = await signJwt({ sub: user, scope: ALL_USER_SCOPES });
-    const ok = await callJson('POST', '/v2/tokens', { token: jwt, body: { name: 'x', scopes: ['webhooks:read'], handle } });
+    const ok = await callJson('POST', '/v2/tokens', {
+      token: jwt,
+      body: { name: 'x', scopes: ['webhooks:read'], handle },
+    });
     expect(ok.status).toBe(201);
     expect(ok.body.handle).toBe(handle);
     const outsider = await signJwt({ sub: unique('other'), scope: ALL_USER_SCOPES });
@@ -68,18 +74,24 @@ describe('POST /v2/tokens', () => {
     ];
     for (const [body, path] of cases) {
       const problem = await expectProblem(await call('POST', '/v2/tokens', { token: jwt, body }), 400);
-      expect(problem.errors.map((e: { path: string }) => e.path), JSON.stringify(body)).toContain(path);
+      expect(
+        problem.errors.map((e: { path: string }) => e.path),
+        JSON.stringify(body),
+      ).toContain(path);
     }
   });
 });
 
 describe('GET /v2/tokens', () => {
-  it('pages through every token exactly once, newest first, and only the caller\'s', async () => {
+  it("pages through every token exactly once, newest first, and only the caller's", async () => {
     const user = unique('u');
     const jwt = await signJwt({ sub: user, scope: ALL_USER_SCOPES });
     const ids: string[] = [];
     for (let i = 0; i < 7; i++) {
-      const { body } = await callJson('POST', '/v2/tokens', { token: jwt, body: { name: `t${i}`, scopes: ['webhooks:read'] } });
+      const { body } = await callJson('POST', '/v2/tokens', {
+        token: jwt,
+        body: { name: `t${i}`, scopes: ['webhooks:read'] },
+      });
       ids.push(body.id);
     }
     await callJson('POST', '/v2/tokens', {
@@ -108,10 +120,13 @@ describe('GET /v2/tokens', () => {
 });
 
 describe('DELETE /v2/tokens/{id}', () => {
-  it('revokes only the caller\'s own tokens; another user\'s → 404 and unchanged', async () => {
+  it("revokes only the caller's own tokens; another user's → 404 and unchanged", async () => {
     const owner = unique('u');
     const jwt = await signJwt({ sub: owner, scope: ALL_USER_SCOPES });
-    const { body } = await callJson('POST', '/v2/tokens', { token: jwt, body: { name: 'x', scopes: ['webhooks:read'] } });
+    const { body } = await callJson('POST', '/v2/tokens', {
+      token: jwt,
+      body: { name: 'x', scopes: ['webhooks:read'] },
+    });
     const thief = await signJwt({ sub: unique('thief'), scope: ALL_USER_SCOPES });
     await expectProblem(await call('DELETE', `/v2/tokens/${body.id}`, { token: thief }), 404);
     const row = await env.DB.prepare('SELECT revoked_at FROM access_tokens WHERE id = ?').bind(body.id).first();

@@ -17,7 +17,8 @@ async function activeSubscription() {
 }
 
 const status = async (id: string) =>
-  (await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?').bind(id).first<{ status: string }>())?.status;
+  (await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?').bind(id).first<{ status: string }>())
+    ?.status;
 
 describe('one-click unsubscribe', () => {
   it('GET shows a page with a button and changes nothing; POST (form, no auth) unsubscribes', async () => {
@@ -34,7 +35,14 @@ describe('one-click unsubscribe', () => {
     expect(post.status).toBe(200);
     expect(await status(id)).toBe('unsubscribed');
     // Twice is fine.
-    expect((await call('POST', link, { rawBody: 'List-Unsubscribe=One-Click', headers: { 'content-type': 'application/x-www-form-urlencoded' } })).status).toBe(200);
+    expect(
+      (
+        await call('POST', link, {
+          rawBody: 'List-Unsubscribe=One-Click',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        })
+      ).status,
+    ).toBe(200);
   });
 
   it('a tampered or foreign token is refused and changes nothing', async () => {
@@ -52,8 +60,17 @@ describe('one-click unsubscribe', () => {
 
   it('an unsubscribed address receives nothing more, and the mail it got carried the headers', async () => {
     const { id, handle, token } = await activeSubscription();
-    await call('POST', `/v2/email/unsubscribe?token=${encodeURIComponent(await unsubscribeToken(env.ENCRYPTION_KEY, id))}`);
-    const { body } = await callJson('POST', `/v2/handles/${handle}/notification-settings/evaluate`, { token, body: { eventType: 'order.paid' } });
-    expect(body.recipients.find((r: { subscriptionId: string }) => r.subscriptionId === id)).toMatchObject({ outcome: 'excluded', rule: 'unsubscribed' });
+    await call(
+      'POST',
+      `/v2/email/unsubscribe?token=${encodeURIComponent(await unsubscribeToken(env.ENCRYPTION_KEY, id))}`,
+    );
+    const { body } = await callJson('POST', `/v2/handles/${handle}/notification-settings/evaluate`, {
+      token,
+      body: { eventType: 'order.paid' },
+    });
+    expect(body.recipients.find((r: { subscriptionId: string }) => r.subscriptionId === id)).toMatchObject({
+      outcome: 'excluded',
+      rule: 'unsubscribed',
+    });
   });
 });

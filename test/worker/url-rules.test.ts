@@ -296,7 +296,12 @@ describe('isPrivateAddress', () => {
   });
 
   it('agrees with the parser: every address URL.hostname yields for a private literal is private', () => {
-    for (const raw of ['http://0x7f.1/', 'http://2130706433/', 'http://[::ffff:127.0.0.1]/', 'http://[0:0:0:0:0:0:0:1]/']) {
+    for (const raw of [
+      'http://0x7f.1/',
+      'http://2130706433/',
+      'http://[::ffff:127.0.0.1]/',
+      'http://[0:0:0:0:0:0:0:1]/',
+    ]) {
       expect(isPrivateAddress(new URL(raw).hostname)).toBe(true);
     }
   });

@@ -4,14 +4,15 @@
  * Worker, real local D1, the real local queues (the background consumer delivers what is enqueued) and real HTTP
  * receivers on 127.0.0.1.
  */
-import { env } from 'cloudflare:workers';
+
 import { createMessageBatch } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { consumeDeliveries } from '../../src/delivery/consumer.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { call, callJson, callWithVars, expectProblem, provisionHandle, signJwt, unique } from './helpers.ts';
-import { hits, receiverUrl, setMode, waitForHits, type Hit } from './receivers.ts';
+import { type Hit, hits, receiverUrl, setMode, waitForHits } from './receivers.ts';
 import { awaitFreshWindow, userJwt } from './seed.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -30,13 +31,21 @@ async function setup(): Promise<Ctx> {
   return { owner, handle, token: await userJwt(owner), hooks: `/v2/handles/${handle}/webhooks` };
 }
 
-async function createWebhook(s: Ctx, url: string, extra: Record<string, unknown> = {}): Promise<{ id: string; secret: string; url: string }> {
+async function createWebhook(
+  s: Ctx,
+  url: string,
+  extra: Record<string, unknown> = {},
+): Promise<{ id: string; secret: string; url: string }> {
   const r = await callJson('POST', s.hooks, { token: s.token, body: { url, ...extra } });
   expect(r.status, JSON.stringify(r.body)).toBe(201);
   return { id: r.body.id, secret: r.body.secret, url: r.body.url };
 }
 
-async function publish(s: Ctx, type: string, data: Record<string, unknown> = { orderId: unique('ord') }): Promise<string> {
+async function publish(
+  s: Ctx,
+  type: string,
+  data: Record<string, unknown> = { orderId: unique('ord') },
+): Promise<string> {
   const r = await callJson('POST', `/v2/handles/${s.handle}/events`, { token: s.token, body: { type, data } });
   expect(r.status, JSON.stringify(r.body)).toBe(202);
   return r.body.notificationId as string;
@@ -49,7 +58,11 @@ async function testSend(s: Ctx, webhookId: string, body?: Record<string, unknown
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `fn` until it returns a truthy value; throws naming `what` after `timeoutMs`. */
-async function waitUntil<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 10_000): Promise<T> {
+async function waitUntil<T>(
+  what: string,
+  fn: () => Promise<T | null | undefined | false>,
+  timeoutMs = 10_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -63,15 +76,23 @@ async function waitUntil<T>(what: string, fn: () => Promise<T | null | undefined
 
 type Row = Record<string, any>;
 
-const webhookRow = (id: string) => env.DB.prepare('SELECT * FROM webhook_subscriptions WHERE id = ?').bind(id).first<Row>();
+const webhookRow = (id: string) =>
+  env.DB.prepare('SELECT * FROM webhook_subscriptions WHERE id = ?').bind(id).first<Row>();
 const deliveryRow = (id: string) => env.DB.prepare('SELECT * FROM deliveries WHERE id = ?').bind(id).first<Row>();
-const notificationRow = (id: string) => env.DB.prepare('SELECT * FROM notifications WHERE id = ?').bind(id).first<Row>();
+const notificationRow = (id: string) =>
+  env.DB.prepare('SELECT * FROM notifications WHERE id = ?').bind(id).first<Row>();
 async function attemptRows(deliveryId: string): Promise<Row[]> {
-  const { results } = await env.DB.prepare('SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt_number').bind(deliveryId).all<Row>();
+  const { results } = await env.DB.prepare(
+    'SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt_number',
+  )
+    .bind(deliveryId)
+    .all<Row>();
   return results;
 }
 async function deliveriesOfSubscription(subscriptionId: string, kind: 'event' | 'test' = 'event'): Promise<Row[]> {
-  const { results } = await env.DB.prepare('SELECT * FROM deliveries WHERE subscription_id = ? AND kind = ? ORDER BY id')
+  const { results } = await env.DB.prepare(
+    'SELECT * FROM deliveries WHERE subscription_id = ? AND kind = ? ORDER BY id',
+  )
     .bind(subscriptionId, kind)
     .all<Row>();
   return results;
@@ -90,7 +111,15 @@ function verifies(secret: string, hit: Hit, signature = hit.headers['webhook-sig
 /** Inserts a notification row whose counters agree with the deliveries the test inserts for it. */
 async function insertNotification(
   handle: string,
-  n: { ms?: number; type?: string; data?: Record<string, unknown>; status: string; open?: number; succeeded?: number; dead?: number },
+  n: {
+    ms?: number;
+    type?: string;
+    data?: Record<string, unknown>;
+    status: string;
+    open?: number;
+    succeeded?: number;
+    dead?: number;
+  },
 ): Promise<string> {
   const ms = n.ms ?? Date.now();
   const id = newId('ntf', ms);
@@ -100,7 +129,17 @@ async function insertNotification(
        recipient_count, recipients, open_count, succeeded_count, dead_count, created_at, updated_at)
      VALUES (?1, ?2, ?3, 'info', ?4, 'test-seed', NULL, ?5, ?6, 1, '{}', ?7, ?8, ?9, ?5, ?5)`,
   )
-    .bind(id, handle, n.type ?? 'order.paid', JSON.stringify(n.data ?? { seeded: true }), at, n.status, n.open ?? 0, n.succeeded ?? 0, n.dead ?? 0)
+    .bind(
+      id,
+      handle,
+      n.type ?? 'order.paid',
+      JSON.stringify(n.data ?? { seeded: true }),
+      at,
+      n.status,
+      n.open ?? 0,
+      n.succeeded ?? 0,
+      n.dead ?? 0,
+    )
     .run();
   return id;
 }
@@ -157,7 +196,15 @@ function insertDeadTestSend(handle: string, webhook: { id: string; url: string }
     target: webhook.url,
     status: 'dead',
     attemptCount: 1,
-    payload: JSON.stringify({ id: newId('ntf'), handle, type: 'order.created', severity: 'info', occurredAt: new Date().toISOString(), data: {}, test: true }),
+    payload: JSON.stringify({
+      id: newId('ntf'),
+      handle,
+      type: 'order.created',
+      severity: 'info',
+      occurredAt: new Date().toISOString(),
+      data: {},
+      test: true,
+    }),
   });
 }
 
@@ -181,7 +228,19 @@ async function insertAttempts(deliveryId: string, attempts: AttemptSeed[]): Prom
         `INSERT INTO delivery_attempts (id, delivery_id, attempt_number, outcome, error_class, http_status, duration_ms,
            request_bytes, response_snippet, error_message, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ).bind(newId('att'), deliveryId, a.n, a.outcome, a.errorClass, a.httpStatus, a.durationMs, a.requestBytes, a.snippet, a.errorMessage ?? null, a.at),
+      ).bind(
+        newId('att'),
+        deliveryId,
+        a.n,
+        a.outcome,
+        a.errorClass,
+        a.httpStatus,
+        a.durationMs,
+        a.requestBytes,
+        a.snippet,
+        a.errorMessage ?? null,
+        a.at,
+      ),
     ),
   );
 }
@@ -229,13 +288,24 @@ describe('POST …/webhooks/{id}/test', () => {
     expect(verifies('whsec_' + btoa('x'.repeat(32)), hit!)).toBe(false);
 
     const d = await deliveryRow(r.body.deliveryId);
-    expect(d).toMatchObject({ kind: 'test', status: 'succeeded', attempt_count: 1, subscription_id: wh.id, handle: s.handle });
+    expect(d).toMatchObject({
+      kind: 'test',
+      status: 'succeeded',
+      attempt_count: 1,
+      subscription_id: wh.id,
+      handle: s.handle,
+    });
     const log = await callJson('GET', `${s.hooks}/${wh.id}/deliveries`, { token: s.token });
     expect(log.status).toBe(200);
     const entry = log.body.data.find((x: Row) => x.id === r.body.deliveryId);
     expect(entry).toMatchObject({ kind: 'test', status: 'succeeded', attemptCount: 1 });
     expect(entry.attempts).toHaveLength(1);
-    expect(entry.attempts[0]).toMatchObject({ attemptNumber: 1, outcome: 'succeeded', httpStatus: 200, errorClass: null });
+    expect(entry.attempts[0]).toMatchObject({
+      attemptNumber: 1,
+      outcome: 'succeeded',
+      httpStatus: 200,
+      errorClass: null,
+    });
   });
 
   it('against `fail`: fails http_5xx with the snippet; recorded (kind test, dead) and listed with its attempt', async () => {
@@ -246,16 +316,33 @@ describe('POST …/webhooks/{id}/test', () => {
     expect(r.status).toBe(200);
     expect(r.body.attempt).toMatchObject({ outcome: 'failed', errorClass: 'http_5xx', httpStatus: 500 });
     expect(r.body.attempt.responseSnippet).toContain('always fails');
-    expect(r.body.diagnosis.test).toMatchObject({ eventType: 'payment.failed', outcome: 'failed', errorClass: 'http_5xx', httpStatus: 500 });
+    expect(r.body.diagnosis.test).toMatchObject({
+      eventType: 'payment.failed',
+      outcome: 'failed',
+      errorClass: 'http_5xx',
+      httpStatus: 500,
+    });
     expect(r.body.diagnosis.summary).toMatch(/http_5xx/);
     const [hit] = await waitForHits(key, 1);
     expect(JSON.parse(hit!.body)).toMatchObject({ type: 'payment.failed', test: true });
 
     const log = await callJson('GET', `${s.hooks}/${wh.id}/deliveries`, { token: s.token });
     expect(log.body.data).toHaveLength(1);
-    expect(log.body.data[0]).toMatchObject({ id: r.body.deliveryId, kind: 'test', status: 'dead', lastErrorClass: 'http_5xx', lastHttpStatus: 500 });
+    expect(log.body.data[0]).toMatchObject({
+      id: r.body.deliveryId,
+      kind: 'test',
+      status: 'dead',
+      lastErrorClass: 'http_5xx',
+      lastHttpStatus: 500,
+    });
     expect(log.body.data[0].attempts).toEqual([
-      expect.objectContaining({ attemptNumber: 1, outcome: 'failed', errorClass: 'http_5xx', httpStatus: 500, responseSnippet: expect.stringContaining('always fails') }),
+      expect.objectContaining({
+        attemptNumber: 1,
+        outcome: 'failed',
+        errorClass: 'http_5xx',
+        httpStatus: 500,
+        responseSnippet: expect.stringContaining('always fails'),
+      }),
     ]);
   });
 
@@ -265,7 +352,13 @@ describe('POST …/webhooks/{id}/test', () => {
     const failing = await createWebhook(s, receiverUrl('fail', failKey));
     for (let i = 0; i < 3; i++) expect((await testSend(s, failing.id)).body.attempt.outcome).toBe('failed');
     const after = await webhookRow(failing.id);
-    expect(after).toMatchObject({ consecutive_failures: 0, failing_since: null, last_failure_at: null, last_failure_class: null, enabled: 1 });
+    expect(after).toMatchObject({
+      consecutive_failures: 0,
+      failing_since: null,
+      last_failure_at: null,
+      last_failure_class: null,
+      enabled: 1,
+    });
     const api = await callJson('GET', `${s.hooks}/${failing.id}`, { token: s.token });
     expect(api.body.health.consecutiveFailures).toBe(0);
 
@@ -281,8 +374,15 @@ describe('POST …/webhooks/{id}/test', () => {
     const r = await testSend(s, streak.id);
     expect(r.body.attempt.outcome).toBe('succeeded');
     expect(r.body.diagnosis.subscription).toMatchObject({ consecutiveFailures: 7, failingSince: since });
-    expect(r.body.diagnosis.subscription.projectedAutoDisableAt).toBe(new Date(Date.parse(since) + 5 * 86_400_000).toISOString());
-    expect(await webhookRow(streak.id)).toMatchObject({ consecutive_failures: 7, failing_since: since, last_success_at: null, last_failure_class: 'timeout' });
+    expect(r.body.diagnosis.subscription.projectedAutoDisableAt).toBe(
+      new Date(Date.parse(since) + 5 * 86_400_000).toISOString(),
+    );
+    expect(await webhookRow(streak.id)).toMatchObject({
+      consecutive_failures: 7,
+      failing_since: since,
+      last_success_at: null,
+      last_failure_class: 'timeout',
+    });
   });
 
   it('a disabled subscription: the test still goes out and the diagnosis says subscription_disabled', async () => {
@@ -303,7 +403,7 @@ describe('POST …/webhooks/{id}/test', () => {
     expect(c.body.diagnosis.differences.map((f: Row) => f.code)).not.toContain('subscription_disabled');
   });
 
-  it('eventTypes matching none of the handle\'s recent events → filters_exclude_recent_events, per type with the reason', async () => {
+  it("eventTypes matching none of the handle's recent events → filters_exclude_recent_events, per type with the reason", async () => {
     const s = await setup();
     const campaignsOnly = await createWebhook(s, receiverUrl('ok', unique('k')), { eventTypes: ['campaign.*'] });
     const orders = await createWebhook(s, receiverUrl('ok', unique('k')), { eventTypes: ['order.*'] });
@@ -326,7 +426,7 @@ describe('POST …/webhooks/{id}/test', () => {
     expect(c.body.diagnosis.matching.recentEventTypes.every((t: Row) => t.wouldMatch)).toBe(true);
   });
 
-  it('validation: both options → 400; unknown eventType → 422; another handle\'s notification → 422; unknown fields → 400', async () => {
+  it("validation: both options → 400; unknown eventType → 422; another handle's notification → 422; unknown fields → 400", async () => {
     const s = await setup();
     const key = unique('k');
     const wh = await createWebhook(s, receiverUrl('ok', key));
@@ -336,12 +436,24 @@ describe('POST …/webhooks/{id}/test', () => {
     const mine = await publish(s, 'order.paid');
     const path = `${s.hooks}/${wh.id}/test`;
 
-    await expectProblem(await call('POST', path, { token: s.token, body: { eventType: 'order.paid', notificationId: mine } }), 400);
-    const unknown = await expectProblem(await call('POST', path, { token: s.token, body: { eventType: 'order.teleported' } }), 422);
+    await expectProblem(
+      await call('POST', path, { token: s.token, body: { eventType: 'order.paid', notificationId: mine } }),
+      400,
+    );
+    const unknown = await expectProblem(
+      await call('POST', path, { token: s.token, body: { eventType: 'order.teleported' } }),
+      422,
+    );
     expect(unknown.detail).toContain('order.teleported');
-    const cross = await expectProblem(await call('POST', path, { token: s.token, body: { notificationId: foreign } }), 422);
+    const cross = await expectProblem(
+      await call('POST', path, { token: s.token, body: { notificationId: foreign } }),
+      422,
+    );
     expect(cross.detail).toContain(foreign);
-    const extra = await expectProblem(await call('POST', path, { token: s.token, body: { eventType: 'order.paid', secret: 'x' } }), 400);
+    const extra = await expectProblem(
+      await call('POST', path, { token: s.token, body: { eventType: 'order.paid', secret: 'x' } }),
+      400,
+    );
     expect(extra.errors.map((e: Row) => e.path)).toContain('body.secret');
     await expectProblem(await call('POST', path, { token: s.token, body: { notificationId: 'not-an-id' } }), 400);
     // Nothing was sent for any of them.
@@ -376,7 +488,10 @@ describe('POST …/webhooks/{id}/test', () => {
     expect(await hits(key)).toHaveLength(10);
     expect(await deliveriesOfSubscription(wh.id, 'test')).toHaveLength(10);
     // Other writes by the same caller are not throttled by the test-send class.
-    const patch = await call('PATCH', `${s.hooks}/${wh.id}`, { token: s.token, body: { description: 'still writable' } });
+    const patch = await call('PATCH', `${s.hooks}/${wh.id}`, {
+      token: s.token,
+      body: { description: 'still writable' },
+    });
     expect(patch.status).toBe(200);
   }, 60_000);
 });
@@ -387,7 +502,8 @@ describe('playbook 1: "the test passes but production retries to the DLQ"', () =
     const key = unique('k');
     const wh = await createWebhook(s, receiverUrl('reject-type', key, { type: 'order.fulfilled' }));
     const failing = [];
-    for (let i = 0; i < 3; i++) failing.push(await publish(s, 'order.fulfilled', { orderId: `ord_${i}`, carrier: 'Delhivery' }));
+    for (let i = 0; i < 3; i++)
+      failing.push(await publish(s, 'order.fulfilled', { orderId: `ord_${i}`, carrier: 'Delhivery' }));
     // The background consumer delivers them; each first attempt is rejected and recorded.
     const rows = await waitUntil(
       'three failed production attempts',
@@ -408,7 +524,9 @@ describe('playbook 1: "the test passes but production retries to the DLQ"', () =
     expect(codes).toContain('event_type_specific');
     expect(codes).toContain('receiver_rejects_payload');
     expect(d.differences.find((f: Row) => f.code === 'event_type_specific').message).toContain('order.fulfilled');
-    expect(d.differences.find((f: Row) => f.code === 'receiver_rejects_payload').message).toContain('unsupported payload');
+    expect(d.differences.find((f: Row) => f.code === 'receiver_rejects_payload').message).toContain(
+      'unsupported payload',
+    );
     expect(d.differences.find((f: Row) => f.code === 'receiver_rejects_payload').message).toContain('422');
     expect(d.productionFailures.map((p: Row) => p.deliveryId).sort()).toEqual([...failingDeliveries].sort());
     for (const p of d.productionFailures) {
@@ -427,14 +545,24 @@ describe('playbook 1: "the test passes but production retries to the DLQ"', () =
     expect(replay.body.attempt).toMatchObject({ outcome: 'failed', errorClass: 'http_4xx', httpStatus: 422 });
     expect(replay.body.diagnosis.test).toMatchObject({ eventType: 'order.fulfilled', outcome: 'failed' });
     const replayHit = (await hits(key)).find((h) => h.headers['webhook-id'] === replay.body.deliveryId)!;
-    expect(JSON.parse(replayHit.body)).toMatchObject({ id: failing[0], type: 'order.fulfilled', test: true, data: { orderId: 'ord_0' } });
+    expect(JSON.parse(replayHit.body)).toMatchObject({
+      id: failing[0],
+      type: 'order.fulfilled',
+      test: true,
+      data: { orderId: 'ord_0' },
+    });
 
     // The delivery log shows each production attempt's class (the second half of the playbook).
     const log = await callJson('GET', `${s.hooks}/${wh.id}/deliveries`, { token: s.token });
     for (const id of failingDeliveries) {
       const entry = log.body.data.find((x: Row) => x.id === id);
       expect(entry.kind).toBe('event');
-      expect(entry.attempts[0]).toMatchObject({ attemptNumber: 1, outcome: 'failed', errorClass: 'http_4xx', httpStatus: 422 });
+      expect(entry.attempts[0]).toMatchObject({
+        attemptNumber: 1,
+        outcome: 'failed',
+        errorClass: 'http_4xx',
+        httpStatus: 422,
+      });
     }
   }, 30_000);
 
@@ -444,15 +572,30 @@ describe('playbook 1: "the test passes but production retries to the DLQ"', () =
     const wh = await createWebhook(s, receiverUrl('slow-large', key, { bytes: 2000, ms: 1500 }));
     // Two large production deliveries, queued, consumed with a 300 ms timeout (the background consumer runs with the
     // normal env, so the batch is handed to the consumer directly).
-    const bigData = { orderId: 'ord_big', lines: Array.from({ length: 60 }, (_, i) => ({ sku: `SKU-${i}`, title: 'Hand-woven cotton kurta', qty: 1 })) };
+    const bigData = {
+      orderId: 'ord_big',
+      lines: Array.from({ length: 60 }, (_, i) => ({ sku: `SKU-${i}`, title: 'Hand-woven cotton kurta', qty: 1 })),
+    };
     const ids: string[] = [];
     for (let i = 0; i < 2; i++) {
-      const notificationId = await insertNotification(s.handle, { type: 'order.created', data: bigData, status: 'delivering', open: 1 });
-      ids.push(await insertDelivery(s.handle, { notificationId, subscriptionId: wh.id, target: wh.url, status: 'queued' }));
+      const notificationId = await insertNotification(s.handle, {
+        type: 'order.created',
+        data: bigData,
+        status: 'delivering',
+        open: 1,
+      });
+      ids.push(
+        await insertDelivery(s.handle, { notificationId, subscriptionId: wh.id, target: wh.url, status: 'queued' }),
+      );
     }
     const batch = createMessageBatch<unknown>(
       'notify-deliveries',
-      ids.map((deliveryId, i) => ({ id: `m-${i}-${deliveryId}`, timestamp: new Date(), attempts: 1, body: { deliveryId } })),
+      ids.map((deliveryId, i) => ({
+        id: `m-${i}-${deliveryId}`,
+        timestamp: new Date(),
+        attempts: 1,
+        body: { deliveryId },
+      })),
     );
     const report = await consumeDeliveries(batch, { ...env, WEBHOOK_TIMEOUT_MS: '300' });
     expect(report.attempts).toBe(2);
@@ -463,7 +606,9 @@ describe('playbook 1: "the test passes but production retries to the DLQ"', () =
       expect(a!.request_bytes).toBeGreaterThan(2000);
     }
 
-    const res = await callWithVars({ WEBHOOK_TIMEOUT_MS: '300' }, 'POST', `${s.hooks}/${wh.id}/test`, { token: s.token });
+    const res = await callWithVars({ WEBHOOK_TIMEOUT_MS: '300' }, 'POST', `${s.hooks}/${wh.id}/test`, {
+      token: s.token,
+    });
     expect(res.status).toBe(200);
     const r = (await res.json()) as Row;
     expect(r.attempt).toMatchObject({ outcome: 'succeeded', httpStatus: 200 });
@@ -474,7 +619,8 @@ describe('playbook 1: "the test passes but production retries to the DLQ"', () =
     expect(codes).not.toContain('event_type_specific');
     expect(r.diagnosis.differences.find((f: Row) => f.code === 'latency').message).toContain('300 ms');
     expect(r.diagnosis.productionFailures.map((p: Row) => p.deliveryId).sort()).toEqual([...ids].sort());
-    for (const p of r.diagnosis.productionFailures) expect(p).toMatchObject({ errorClass: 'timeout', httpStatus: null });
+    for (const p of r.diagnosis.productionFailures)
+      expect(p).toMatchObject({ errorClass: 'timeout', httpStatus: null });
   }, 30_000);
 });
 
@@ -556,7 +702,10 @@ describe('POST …/webhooks/{id}/rotate-secret', () => {
     const stored = (await webhookRow(wh.id))!.secret_encrypted;
     await expectProblem(await call('POST', path, { token: s.token, body: { graceHours: 169 } }), 400);
     await expectProblem(await call('POST', path, { token: s.token, body: { graceHours: -1 } }), 400);
-    await expectProblem(await call('POST', path, { token: s.token, body: { graceHours: 1, secret: 'whsec_mine' } }), 400);
+    await expectProblem(
+      await call('POST', path, { token: s.token, body: { graceHours: 1, secret: 'whsec_mine' } }),
+      400,
+    );
     const other = await setup();
     await expectProblem(await call('POST', `${other.hooks}/${wh.id}/rotate-secret`, { token: other.token }), 404);
     await expectProblem(await call('POST', path, { token: other.token }), 404);
@@ -604,7 +753,12 @@ describe('GET …/webhooks/{id}/deliveries', () => {
     }
     // Another subscription's delivery on the same handle is not in this log.
     const n = await insertNotification(s.handle, { status: 'delivering', open: 1 });
-    const foreign = await insertDelivery(s.handle, { notificationId: n, subscriptionId: sibling.id, target: sibling.url, status: 'queued' });
+    const foreign = await insertDelivery(s.handle, {
+      notificationId: n,
+      subscriptionId: sibling.id,
+      target: sibling.url,
+      status: 'queued',
+    });
 
     const seen: Row[] = [];
     let cursor: string | null = null;
@@ -650,21 +804,39 @@ describe('GET …/webhooks/{id}/deliveries', () => {
       return d && d.attempt_count >= 1 ? d : null;
     });
     const log = await callJson('GET', `${s.hooks}/${wh.id}/deliveries`, { token: s.token });
-    expect(log.body.data[0]).toMatchObject({ id: row.id, kind: 'event', notificationId, status: 'retrying', lastErrorClass: 'http_5xx', lastHttpStatus: 500 });
+    expect(log.body.data[0]).toMatchObject({
+      id: row.id,
+      kind: 'event',
+      notificationId,
+      status: 'retrying',
+      lastErrorClass: 'http_5xx',
+      lastHttpStatus: 500,
+    });
     expect(log.body.data[0].nextAttemptAt).not.toBeNull();
-    expect(log.body.data[0].attempts[0]).toMatchObject({ attemptNumber: 1, outcome: 'failed', errorClass: 'http_5xx', httpStatus: 500 });
+    expect(log.body.data[0].attempts[0]).toMatchObject({
+      attemptNumber: 1,
+      outcome: 'failed',
+      errorClass: 'http_5xx',
+      httpStatus: 500,
+    });
     expect(log.body.data[0].attempts[0].responseSnippet).toContain('always fails');
     expect(log.body.data[0].attempts[0].durationMs).toBeGreaterThanOrEqual(0);
   }, 20_000);
 
-  it('another handle\'s webhook id → 404; a bad cursor → 400; without webhooks:read → 403', async () => {
+  it("another handle's webhook id → 404; a bad cursor → 400; without webhooks:read → 403", async () => {
     const s = await setup();
     const wh = await createWebhook(s, receiverUrl('ok', unique('k')));
     const other = await setup();
     await expectProblem(await call('GET', `${other.hooks}/${wh.id}/deliveries`, { token: other.token }), 404);
     await expectProblem(await call('GET', `${s.hooks}/${wh.id}/deliveries`, { token: other.token }), 404);
-    await expectProblem(await call('GET', `${s.hooks}/whk_00000000000000000000000000/deliveries`, { token: s.token }), 404);
-    const bad = await expectProblem(await call('GET', `${s.hooks}/${wh.id}/deliveries?cursor=nope`, { token: s.token }), 400);
+    await expectProblem(
+      await call('GET', `${s.hooks}/whk_00000000000000000000000000/deliveries`, { token: s.token }),
+      404,
+    );
+    const bad = await expectProblem(
+      await call('GET', `${s.hooks}/${wh.id}/deliveries?cursor=nope`, { token: s.token }),
+      400,
+    );
     expect(bad.errors.map((e: Row) => e.path)).toContain('query.cursor');
     const noRead = await signJwt({ sub: s.owner, scope: 'notifications:read' });
     await expectProblem(await call('GET', `${s.hooks}/${wh.id}/deliveries`, { token: noRead }), 403);
@@ -690,8 +862,19 @@ describe('POST …/webhooks/{id}/recover', () => {
       statusReason: 'subscription_disabled',
     });
     // Not redrivable: a succeeded delivery and a dead test send since the time.
-    const okNotification = await insertNotification(s.handle, { ms: now - 4 * 60_000, status: 'delivered', succeeded: 1 });
-    const succeeded = await insertDelivery(s.handle, { ms: now - 4 * 60_000, notificationId: okNotification, subscriptionId: wh.id, target: wh.url, status: 'succeeded', attemptCount: 1 });
+    const okNotification = await insertNotification(s.handle, {
+      ms: now - 4 * 60_000,
+      status: 'delivered',
+      succeeded: 1,
+    });
+    const succeeded = await insertDelivery(s.handle, {
+      ms: now - 4 * 60_000,
+      notificationId: okNotification,
+      subscriptionId: wh.id,
+      target: wh.url,
+      status: 'succeeded',
+      attemptCount: 1,
+    });
     const deadTest = await insertDeadTestSend(s.handle, wh, now - 3 * 60_000);
 
     const since = new Date(now - 3600_000).toISOString();
@@ -718,7 +901,9 @@ describe('POST …/webhooks/{id}/recover', () => {
     await setMode(key, { status: 200 });
     await waitUntil(
       'both redriven deliveries succeeded',
-      async () => (await deliveryRow(dead.deliveryId))!.status === 'succeeded' && (await deliveryRow(skipped))!.status === 'succeeded',
+      async () =>
+        (await deliveryRow(dead.deliveryId))!.status === 'succeeded' &&
+        (await deliveryRow(skipped))!.status === 'succeeded',
       15_000,
     );
     expect(await deliveryRow(dead.deliveryId)).toMatchObject({ attempt_count: 10, last_http_status: 200 });
@@ -747,7 +932,10 @@ describe('POST …/webhooks/{id}/recover', () => {
     await expectProblem(await call('POST', path, { token: s.token, body: {} }), 400);
     await expectProblem(await call('POST', path, { token: s.token, body: { since: 'yesterday' } }), 400);
     const other = await setup();
-    await expectProblem(await call('POST', `${other.hooks}/${wh.id}/recover`, { token: other.token, body: { since } }), 404);
+    await expectProblem(
+      await call('POST', `${other.hooks}/${wh.id}/recover`, { token: other.token, body: { since } }),
+      404,
+    );
     await expectProblem(await call('POST', path, { token: other.token, body: { since } }), 404);
     const readOnly = await signJwt({ sub: s.owner, scope: 'webhooks:read notifications:write' });
     await expectProblem(await call('POST', path, { token: readOnly, body: { since } }), 403);
@@ -761,7 +949,16 @@ describe('POST …/deliveries/{id}/retry', () => {
     const wh = await createWebhook(s, receiverUrl('ok', key));
     const dead = await insertDead(s, wh, { attempts: 8 });
     await insertAttempts(dead.deliveryId, [
-      { n: 8, outcome: 'failed', errorClass: 'http_5xx', httpStatus: 500, durationMs: 12, requestBytes: 200, snippet: 'boom', at: new Date().toISOString() },
+      {
+        n: 8,
+        outcome: 'failed',
+        errorClass: 'http_5xx',
+        httpStatus: 500,
+        durationMs: 12,
+        requestBytes: 200,
+        snippet: 'boom',
+        at: new Date().toISOString(),
+      },
     ]);
     const path = `/v2/handles/${s.handle}/deliveries/${dead.deliveryId}/retry`;
 
@@ -781,8 +978,14 @@ describe('POST …/deliveries/{id}/retry', () => {
 
     const [hit] = await waitForHits(key, 1, 15_000);
     expect(hit!.headers['webhook-id']).toBe(dead.deliveryId);
-    expect(new Webhook(wh.secret).verify(hit!.body, hit!.headers)).toMatchObject({ id: dead.notificationId, test: false });
-    await waitUntil('the retried delivery succeeded', async () => (await deliveryRow(dead.deliveryId))!.status === 'succeeded');
+    expect(new Webhook(wh.secret).verify(hit!.body, hit!.headers)).toMatchObject({
+      id: dead.notificationId,
+      test: false,
+    });
+    await waitUntil(
+      'the retried delivery succeeded',
+      async () => (await deliveryRow(dead.deliveryId))!.status === 'succeeded',
+    );
     expect(await deliveryRow(dead.deliveryId)).toMatchObject({ attempt_count: 9, last_http_status: 200 });
     expect((await notificationRow(dead.notificationId))!.status).toBe('delivered');
 
@@ -798,22 +1001,41 @@ describe('POST …/deliveries/{id}/retry', () => {
     const dead = await insertDead(s, wh);
     const other = await setup();
 
-    await expectProblem(await call('POST', `/v2/handles/${other.handle}/deliveries/${dead.deliveryId}/retry`, { token: other.token }), 404);
-    await expectProblem(await call('POST', `/v2/handles/${s.handle}/deliveries/${dead.deliveryId}/retry`, { token: other.token }), 404);
-    await expectProblem(await call('POST', `/v2/handles/${s.handle}/deliveries/${newId('dlv')}/retry`, { token: s.token }), 404);
-    await expectProblem(await call('POST', `/v2/handles/${s.handle}/deliveries/not-a-delivery/retry`, { token: s.token }), 404);
+    await expectProblem(
+      await call('POST', `/v2/handles/${other.handle}/deliveries/${dead.deliveryId}/retry`, { token: other.token }),
+      404,
+    );
+    await expectProblem(
+      await call('POST', `/v2/handles/${s.handle}/deliveries/${dead.deliveryId}/retry`, { token: other.token }),
+      404,
+    );
+    await expectProblem(
+      await call('POST', `/v2/handles/${s.handle}/deliveries/${newId('dlv')}/retry`, { token: s.token }),
+      404,
+    );
+    await expectProblem(
+      await call('POST', `/v2/handles/${s.handle}/deliveries/not-a-delivery/retry`, { token: s.token }),
+      404,
+    );
     expect((await deliveryRow(dead.deliveryId))!.status).toBe('dead');
 
     const webhooksWrite = await signJwt({ sub: s.owner, scope: 'webhooks:write' });
-    const r = await callJson('POST', `/v2/handles/${s.handle}/deliveries/${dead.deliveryId}/retry`, { token: webhooksWrite });
+    const r = await callJson('POST', `/v2/handles/${s.handle}/deliveries/${dead.deliveryId}/retry`, {
+      token: webhooksWrite,
+    });
     expect(r.status).toBe(202);
     await waitForHits(key, 1, 15_000);
 
     const t = await testSend(s, wh.id);
     const failedTest = await insertDeadTestSend(s.handle, wh);
-    await expectProblem(await call('POST', `/v2/handles/${s.handle}/deliveries/${failedTest}/retry`, { token: s.token }), 422);
+    await expectProblem(
+      await call('POST', `/v2/handles/${s.handle}/deliveries/${failedTest}/retry`, { token: s.token }),
+      422,
+    );
     // A succeeded test send is refused as well (it is not a production delivery).
-    expect([409, 422]).toContain((await call('POST', `/v2/handles/${s.handle}/deliveries/${t.body.deliveryId}/retry`, { token: s.token })).status);
+    expect([409, 422]).toContain(
+      (await call('POST', `/v2/handles/${s.handle}/deliveries/${t.body.deliveryId}/retry`, { token: s.token })).status,
+    );
   }, 30_000);
 
   it('a skipped delivery of a webhook that is still disabled → 409 (as recover answers), not a 202 that is skipped again', async () => {
@@ -822,7 +1044,11 @@ describe('POST …/deliveries/{id}/retry', () => {
     const wh = await createWebhook(s, receiverUrl('ok', key), { enabled: false });
     const notificationId = await publish(s, 'order.paid');
     const [skipped] = await deliveriesOfSubscription(wh.id);
-    expect(skipped).toMatchObject({ status: 'skipped', status_reason: 'subscription_disabled', notification_id: notificationId });
+    expect(skipped).toMatchObject({
+      status: 'skipped',
+      status_reason: 'subscription_disabled',
+      notification_id: notificationId,
+    });
     const res = await call('POST', `/v2/handles/${s.handle}/deliveries/${skipped!.id}/retry`, { token: s.token });
     const text = await res.text();
     // Today: 202 "Queued again", then the consumer skips it again at once (subscription_disabled) — the user is told

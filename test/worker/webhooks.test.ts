@@ -1,7 +1,18 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { decryptSecret, importEncryptionKey } from '../../src/lib/crypto.ts';
-import { addMember, ALL_USER_SCOPES, call, callJson, callWithVars, createPat, expectProblem, provisionHandle, signJwt, unique } from './helpers.ts';
+import {
+  ALL_USER_SCOPES,
+  addMember,
+  call,
+  callJson,
+  callWithVars,
+  createPat,
+  expectProblem,
+  provisionHandle,
+  signJwt,
+  unique,
+} from './helpers.ts';
 
 async function setup() {
   const owner = unique('owner');
@@ -33,13 +44,22 @@ describe('POST …/webhooks', () => {
     const raw = atob(body.secret.slice(6));
     expect(raw.length).toBeGreaterThanOrEqual(24);
     expect(raw.length).toBeLessThanOrEqual(64);
-    expect(body).toMatchObject({ url: HOOK, enabled: true, status: 'active', eventTypes: ['order.*', 'payment.failed'] });
+    expect(body).toMatchObject({
+      url: HOOK,
+      enabled: true,
+      status: 'active',
+      eventTypes: ['order.*', 'payment.failed'],
+    });
     // Credential-like header values are masked in responses.
     expect(body.headers).toEqual({ 'X-Crm-Tenant': 'acme', Authorization: '••••3456' });
 
-    const row = await env.DB.prepare('SELECT * FROM webhook_subscriptions WHERE id = ?').bind(body.id).first<Record<string, string>>();
+    const row = await env.DB.prepare('SELECT * FROM webhook_subscriptions WHERE id = ?')
+      .bind(body.id)
+      .first<Record<string, string>>();
     expect(JSON.stringify(row)).not.toContain(body.secret.slice(6));
-    expect(await decryptSecret(row!.secret_encrypted!, await importEncryptionKey(env.ENCRYPTION_KEY))).toBe(body.secret);
+    expect(await decryptSecret(row!.secret_encrypted!, await importEncryptionKey(env.ENCRYPTION_KEY))).toBe(
+      body.secret,
+    );
 
     const got = await callJson('GET', `${base}/${body.id}`, { token });
     expect(got.body).not.toHaveProperty('secret');
@@ -89,7 +109,10 @@ describe('POST …/webhooks', () => {
     for (const [body, path] of cases) {
       const problem = await expectProblem(await call('POST', base, { token, body }), 400);
       const paths = problem.errors.map((e: { path: string }) => e.path);
-      expect(paths.some((p: string) => p.startsWith(path)), `${JSON.stringify(body)} → ${paths}`).toBe(true);
+      expect(
+        paths.some((p: string) => p.startsWith(path)),
+        `${JSON.stringify(body)} → ${paths}`,
+      ).toBe(true);
     }
   });
 
@@ -100,9 +123,7 @@ describe('POST …/webhooks', () => {
       `INSERT INTO webhook_subscriptions (id, handle, url, secret_encrypted, created_at, updated_at) VALUES (?, ?, ?, 'x', ?, ?)`,
     );
     await env.DB.batch(
-      Array.from({ length: 50 }, (_, i) =>
-        insert.bind(`whk_${String(i).padStart(26, '0')}`, handle, HOOK, now, now),
-      ),
+      Array.from({ length: 50 }, (_, i) => insert.bind(`whk_${String(i).padStart(26, '0')}`, handle, HOOK, now, now)),
     );
     const problem = await expectProblem(await call('POST', base, { token, body: { url: HOOK } }), 422);
     expect(problem.detail).toContain('50');
@@ -113,11 +134,14 @@ describe('GET/PATCH/DELETE …/webhooks/{id}', () => {
   it('lists newest first with keyset pages and health fields', async () => {
     const { token, base } = await setup();
     const ids: string[] = [];
-    for (let i = 0; i < 5; i++) ids.push((await callJson('POST', base, { token, body: { url: `${HOOK}/${i}` } })).body.id);
+    for (let i = 0; i < 5; i++)
+      ids.push((await callJson('POST', base, { token, body: { url: `${HOOK}/${i}` } })).body.id);
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const { body }: { body: any } = await callJson('GET', `${base}?limit=2${cursor ? `&cursor=${cursor}` : ''}`, { token });
+      const { body }: { body: any } = await callJson('GET', `${base}?limit=2${cursor ? `&cursor=${cursor}` : ''}`, {
+        token,
+      });
       seen.push(...body.data.map((w: { id: string }) => w.id));
       expect(body.data[0].health).toEqual({
         consecutiveFailures: 0,
@@ -133,9 +157,20 @@ describe('GET/PATCH/DELETE …/webhooks/{id}', () => {
 
   it('PATCH changes only the fields sent; re-enabling clears the failure streak', async () => {
     const { token, base } = await setup();
-    const created = (await callJson('POST', base, { token, body: { url: HOOK, description: 'a', eventTypes: ['order.*'] } })).body;
-    const patched = await callJson('PATCH', `${base}/${created.id}`, { token, body: { description: 'b', enabled: false } });
-    expect(patched.body).toMatchObject({ description: 'b', eventTypes: ['order.*'], enabled: false, status: 'disabled', disabledReason: 'disabled_by_user' });
+    const created = (
+      await callJson('POST', base, { token, body: { url: HOOK, description: 'a', eventTypes: ['order.*'] } })
+    ).body;
+    const patched = await callJson('PATCH', `${base}/${created.id}`, {
+      token,
+      body: { description: 'b', enabled: false },
+    });
+    expect(patched.body).toMatchObject({
+      description: 'b',
+      eventTypes: ['order.*'],
+      enabled: false,
+      status: 'disabled',
+      disabledReason: 'disabled_by_user',
+    });
     await env.DB.prepare(
       `UPDATE webhook_subscriptions SET consecutive_failures = 12, failing_since = '2026-01-01T00:00:00.000Z' WHERE id = ?`,
     )
@@ -148,7 +183,10 @@ describe('GET/PATCH/DELETE …/webhooks/{id}', () => {
     expect(cleared.body.eventTypes).toBeNull();
     await expectProblem(await call('PATCH', `${base}/${created.id}`, { token, body: {} }), 400);
     const ssrf = await expectProblem(
-      await callWithVars(PRODUCTION_URL_RULES, 'PATCH', `${base}/${created.id}`, { token, body: { url: 'https://127.0.0.1/x' } }),
+      await callWithVars(PRODUCTION_URL_RULES, 'PATCH', `${base}/${created.id}`, {
+        token,
+        body: { url: 'https://127.0.0.1/x' },
+      }),
       422,
     );
     expect(ssrf.rule).toBe('ip_literal_not_allowed');
@@ -166,18 +204,26 @@ describe('GET/PATCH/DELETE …/webhooks/{id}', () => {
 });
 
 describe('webhook access control', () => {
-  it('cross-tenant read/update/delete → 404 and the other tenant\'s row is unchanged', async () => {
+  it("cross-tenant read/update/delete → 404 and the other tenant's row is unchanged", async () => {
     const a = await setup();
     const b = await setup();
     const { id } = (await callJson('POST', b.base, { token: b.token, body: { url: HOOK, description: 'mine' } })).body;
     // A's owner aims at B's webhook through A's handle and through B's handle.
     await expectProblem(await call('GET', `${a.base}/${id}`, { token: a.token }), 404);
-    await expectProblem(await call('PATCH', `${a.base}/${id}`, { token: a.token, body: { description: 'pwned' } }), 404);
+    await expectProblem(
+      await call('PATCH', `${a.base}/${id}`, { token: a.token, body: { description: 'pwned' } }),
+      404,
+    );
     await expectProblem(await call('DELETE', `${a.base}/${id}`, { token: a.token }), 404);
     await expectProblem(await call('GET', `${b.base}/${id}`, { token: a.token }), 404);
-    await expectProblem(await call('PATCH', `${b.base}/${id}`, { token: a.token, body: { description: 'pwned' } }), 404);
+    await expectProblem(
+      await call('PATCH', `${b.base}/${id}`, { token: a.token, body: { description: 'pwned' } }),
+      404,
+    );
     await expectProblem(await call('DELETE', `${b.base}/${id}`, { token: a.token }), 404);
-    const row = await env.DB.prepare('SELECT description, handle FROM webhook_subscriptions WHERE id = ?').bind(id).first();
+    const row = await env.DB.prepare('SELECT description, handle FROM webhook_subscriptions WHERE id = ?')
+      .bind(id)
+      .first();
     expect(row).toEqual({ description: 'mine', handle: b.handle });
   });
 

@@ -2,11 +2,12 @@
  * One email delivery: renders the notification mail and hands it to the configured provider. Never throws for a
  * delivery failure: the outcome is classified like a webhook's (provider_permanent / provider_transient).
  */
-import { config } from '../../env.ts';
+
 import { withDevMailbox } from '../../email/dev-mailbox.ts';
 import { emailProvider } from '../../email/provider.ts';
 import { cloudflareProvider } from '../../email/providers/cloudflare.ts';
-import { renderNotificationMail, type NotificationForMail } from '../../email/templates.ts';
+import { type NotificationForMail, renderNotificationMail } from '../../email/templates.ts';
+import { config } from '../../env.ts';
 import type { ChannelResult } from './result.ts';
 
 export interface EmailSend {
@@ -27,15 +28,16 @@ export async function sendEmail(env: Env, req: EmailSend): Promise<ChannelResult
   }
   const started = Date.now();
   // SNS can only reach its own subscribers: mail to the platform alert address goes through the send_email binding.
-  const provider = cfg.emailProvider === 'sns' && req.subscriptionId === null ? cloudflareProvider(env) : emailProvider(env);
+  const provider =
+    cfg.emailProvider === 'sns' && req.subscriptionId === null ? cloudflareProvider(env) : emailProvider(env);
   const outcome = await withDevMailbox(env, provider).send(
     {
-    from: { email: cfg.emailFrom, name: 'Gharart notifications' },
-    to: { email: req.to },
-    subject: content.subject,
-    text: content.text,
-    html: content.html,
-    headers,
+      from: { email: cfg.emailFrom, name: 'Gharart notifications' },
+      to: { email: req.to },
+      subject: content.subject,
+      text: content.text,
+      html: content.html,
+      headers,
     },
     {
       subscriptionId: req.subscriptionId,

@@ -28,7 +28,6 @@ export interface WebhookRequest {
   dohUrl: string | null;
 }
 
-
 /** Reads at most `limit` bytes of a body and cancels the rest: a 50 MB answer costs 4 KB. */
 async function readSnippet(res: Response, limit: number): Promise<string> {
   if (!res.body) return '';
@@ -84,7 +83,10 @@ export async function sendWebhook(req: WebhookRequest): Promise<ChannelResult> {
   if (!check.ok) return notSent({ kind: 'blocked', message: check.message }, 0);
   if (req.dohUrl && needsLookup(check.url.hostname)) {
     const lookupStarted = Date.now();
-    const dns = await checkResolvedAddresses(check.url.hostname, { dohUrl: req.dohUrl, timeoutMs: Math.min(req.timeoutMs, 5000) });
+    const dns = await checkResolvedAddresses(check.url.hostname, {
+      dohUrl: req.dohUrl,
+      timeoutMs: Math.min(req.timeoutMs, 5000),
+    });
     if (!dns.ok) {
       // A private answer is a verdict (never retried); a failed lookup says nothing about the target, so retry.
       const kind = dns.reason === 'private_address' ? 'blocked' : 'network';
@@ -109,7 +111,11 @@ export async function sendWebhook(req: WebhookRequest): Promise<ChannelResult> {
     });
     const responseSnippet = await readSnippet(res, RESPONSE_SNIPPET_BYTES);
     return {
-      observation: { kind: 'response', status: res.status, retryAfterSeconds: parseRetryAfter(res.headers.get('retry-after')) },
+      observation: {
+        kind: 'response',
+        status: res.status,
+        retryAfterSeconds: parseRetryAfter(res.headers.get('retry-after')),
+      },
       httpStatus: res.status,
       responseSnippet,
       durationMs: Date.now() - started,
@@ -124,7 +130,10 @@ export async function sendWebhook(req: WebhookRequest): Promise<ChannelResult> {
       responseSnippet: null,
       durationMs: Date.now() - started,
       requestBytes,
-      errorMessage: observation.kind === 'timeout' ? `No answer within ${req.timeoutMs} ms.` : String(err instanceof Error ? err.message : err).slice(0, 500),
+      errorMessage:
+        observation.kind === 'timeout'
+          ? `No answer within ${req.timeoutMs} ms.`
+          : String(err instanceof Error ? err.message : err).slice(0, 500),
     };
   }
 }

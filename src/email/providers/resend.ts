@@ -16,7 +16,7 @@
  */
 import { config } from '../../env.ts';
 import { sha256Hex } from '../../lib/crypto.ts';
-import { assertMailAddress, sanitizeHeaderValue, type MailAddress, type OutgoingMail } from '../mime.ts';
+import { assertMailAddress, type MailAddress, type OutgoingMail, sanitizeHeaderValue } from '../mime.ts';
 import type { EmailProvider, SendMeta, SendOutcome } from '../provider.ts';
 
 export const RESEND_TIMEOUT_MS = 15_000;
@@ -43,7 +43,21 @@ export interface ResendProviderOptions {
 // RFC 7230 token, as mime.ts accepts for custom headers.
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/;
 /** Headers Resend sets from the body's fields (or that would add recipients): never passed through `headers`. */
-const RESERVED_HEADERS = new Set(['from', 'to', 'cc', 'bcc', 'reply-to', 'sender', 'subject', 'date', 'message-id', 'mime-version', 'return-path', 'received', 'dkim-signature']);
+const RESERVED_HEADERS = new Set([
+  'from',
+  'to',
+  'cc',
+  'bcc',
+  'reply-to',
+  'sender',
+  'subject',
+  'date',
+  'message-id',
+  'mime-version',
+  'return-path',
+  'received',
+  'dkim-signature',
+]);
 // atext and single spaces: a display name that needs no quoting.
 const PLAIN_PHRASE = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
 
@@ -128,13 +142,22 @@ export function resendProvider(env: Env, options: ResendProviderOptions = {}): E
     async send(mail: OutgoingMail, meta: SendMeta): Promise<SendOutcome> {
       const key = env.RESEND_API_KEY?.trim();
       if (!key) {
-        return { ok: false, permanent: true, message: 'EMAIL_PROVIDER=resend but RESEND_API_KEY is not set: configure the secret (wrangler secret put RESEND_API_KEY).' };
+        return {
+          ok: false,
+          permanent: true,
+          message:
+            'EMAIL_PROVIDER=resend but RESEND_API_KEY is not set: configure the secret (wrangler secret put RESEND_API_KEY).',
+        };
       }
       let body: string;
       try {
         body = JSON.stringify(resendRequestBody(mail, meta));
       } catch (err) {
-        return { ok: false, permanent: true, message: `Not sent to Resend: ${err instanceof Error ? err.message : String(err)}`.slice(0, MESSAGE_MAX) };
+        return {
+          ok: false,
+          permanent: true,
+          message: `Not sent to Resend: ${err instanceof Error ? err.message : String(err)}`.slice(0, MESSAGE_MAX),
+        };
       }
       const url = `${config(env).resendApiUrl}/emails`;
       let res: Response;
@@ -170,7 +193,11 @@ export function resendProvider(env: Env, options: ResendProviderOptions = {}): E
         return { ok: true, providerMessageId: typeof id === 'string' && id ? id.slice(0, 200) : null };
       }
       if (res.status >= 300 && res.status < 400) {
-        return { ok: false, permanent: true, message: `Resend answered ${res.status} (a redirect): check RESEND_API_URL.` };
+        return {
+          ok: false,
+          permanent: true,
+          message: `Resend answered ${res.status} (a redirect): check RESEND_API_URL.`,
+        };
       }
       const { name, description } = describeError(res.status, text.slice(0, 4096));
       return { ok: false, permanent: isPermanent(res.status, name), message: description.slice(0, MESSAGE_MAX) };

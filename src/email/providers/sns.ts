@@ -156,7 +156,8 @@ const NAMED_ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quo
 function decodeEntities(s: string): string {
   return s.replace(/&(#[xX][0-9A-Fa-f]{1,6}|#[0-9]{1,7}|amp|lt|gt|quot|apos);/g, (whole, name: string) => {
     if (name[0] !== '#') return NAMED_ENTITIES[name] ?? whole;
-    const cp = name[1] === 'x' || name[1] === 'X' ? Number.parseInt(name.slice(2), 16) : Number.parseInt(name.slice(1), 10);
+    const cp =
+      name[1] === 'x' || name[1] === 'X' ? Number.parseInt(name.slice(2), 16) : Number.parseInt(name.slice(1), 10);
     // Not a character (surrogates, beyond Unicode, NUL): left as written rather than producing broken text.
     if (!Number.isInteger(cp) || cp <= 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return whole;
     return String.fromCodePoint(cp);
@@ -210,7 +211,9 @@ export function snsClient(env: Env): SnsClient {
     const accessKeyId = typeof env.AWS_ACCESS_KEY_ID === 'string' ? env.AWS_ACCESS_KEY_ID.trim() : '';
     const secretAccessKey = typeof env.AWS_SECRET_ACCESS_KEY === 'string' ? env.AWS_SECRET_ACCESS_KEY.trim() : '';
     if (!accessKeyId || !secretAccessKey) {
-      const missing = [!accessKeyId && 'AWS_ACCESS_KEY_ID', !secretAccessKey && 'AWS_SECRET_ACCESS_KEY'].filter(Boolean).join(' and ');
+      const missing = [!accessKeyId && 'AWS_ACCESS_KEY_ID', !secretAccessKey && 'AWS_SECRET_ACCESS_KEY']
+        .filter(Boolean)
+        .join(' and ');
       throw new SnsError(
         'MissingCredentials',
         `EMAIL_PROVIDER=sns but ${missing} ${missing.includes(' and ') ? 'are' : 'is'} not set: configure ${missing.includes(' and ') ? 'them' : 'it'} with wrangler secret put.`,
@@ -219,7 +222,12 @@ export function snsClient(env: Env): SnsClient {
       );
     }
     if (!REGION.test(region)) {
-      throw new SnsError('InvalidConfiguration', `AWS_REGION ${JSON.stringify(region.slice(0, 40))} is not an AWS region such as eu-west-1.`, 0, true);
+      throw new SnsError(
+        'InvalidConfiguration',
+        `AWS_REGION ${JSON.stringify(region.slice(0, 40))} is not an AWS region such as eu-west-1.`,
+        0,
+        true,
+      );
     }
     try {
       endpoint = snsEndpoint(env);
@@ -254,18 +262,40 @@ export function snsClient(env: Env): SnsClient {
     try {
       text = await readCapped(res, MAX_RESPONSE_BYTES);
     } catch (err) {
-      throw new SnsError('NetworkError', `SNS ${action}: the answer broke off (${err instanceof Error ? err.message : String(err)}).`.slice(0, MESSAGE_MAX), res.status, false, action);
+      throw new SnsError(
+        'NetworkError',
+        `SNS ${action}: the answer broke off (${err instanceof Error ? err.message : String(err)}).`.slice(
+          0,
+          MESSAGE_MAX,
+        ),
+        res.status,
+        false,
+        action,
+      );
     }
     if (res.ok) return text;
     const code = xmlText(text, 'Code')?.trim() || `HTTP${res.status}`;
     const detail = xmlText(text, 'Message')?.trim() || text.trim().slice(0, 200) || 'no error message';
-    throw new SnsError(code, `SNS ${action} failed: ${code}: ${detail}`.replace(/\s+/g, ' ').slice(0, MESSAGE_MAX), res.status, isPermanentSnsError(code, res.status), action);
+    throw new SnsError(
+      code,
+      `SNS ${action} failed: ${code}: ${detail}`.replace(/\s+/g, ' ').slice(0, MESSAGE_MAX),
+      res.status,
+      isPermanentSnsError(code, res.status),
+      action,
+    );
   }
 
   /** The text of a required element of a 2xx answer. */
   function required(xml: string, tag: string, action: string): string {
     const v = xmlText(xml, tag)?.trim();
-    if (!v) throw new SnsError('MalformedResponse', `SNS ${action} answered without <${tag}>: ${xml.slice(0, 200)}`, 200, false, action);
+    if (!v)
+      throw new SnsError(
+        'MalformedResponse',
+        `SNS ${action} answered without <${tag}>: ${xml.slice(0, 200)}`,
+        200,
+        false,
+        action,
+      );
     return v;
   }
 
@@ -279,7 +309,13 @@ export function snsClient(env: Env): SnsClient {
     }
     const pending = xmlEntries(xml, 'Attributes').PendingConfirmation;
     if (pending === undefined) {
-      throw new SnsError('MalformedResponse', `SNS GetSubscriptionAttributes answered without PendingConfirmation: ${xml.slice(0, 200)}`, 200, false, 'GetSubscriptionAttributes');
+      throw new SnsError(
+        'MalformedResponse',
+        `SNS GetSubscriptionAttributes answered without PendingConfirmation: ${xml.slice(0, 200)}`,
+        200,
+        false,
+        'GetSubscriptionAttributes',
+      );
     }
     return pending === 'true' ? 'pending' : 'confirmed';
   }
@@ -317,7 +353,13 @@ export function snsClient(env: Env): SnsClient {
       const subscriptionArn = required(xml, 'SubscriptionArn', 'Subscribe');
       if (!subscriptionArn.startsWith('arn:')) {
         // "pending confirmation" is what SNS says without ReturnSubscriptionArn: nothing could be stored or checked.
-        throw new SnsError('MalformedResponse', `SNS Subscribe returned ${JSON.stringify(subscriptionArn.slice(0, 100))} instead of an ARN.`, 200, false, 'Subscribe');
+        throw new SnsError(
+          'MalformedResponse',
+          `SNS Subscribe returned ${JSON.stringify(subscriptionArn.slice(0, 100))} instead of an ARN.`,
+          200,
+          false,
+          'Subscribe',
+        );
       }
       // A new email subscription is always pending; an address already subscribed (same policy) gets its existing
       // subscription back, which may be confirmed. When the check itself fails, pending is the safe answer: the
@@ -356,7 +398,9 @@ export function snsClient(env: Env): SnsClient {
         params[`MessageAttributes.entry.${i + 1}.Value.DataType`] = 'String';
         params[`MessageAttributes.entry.${i + 1}.Value.StringValue`] = value;
       });
-      const bytes = utf8Length(input.message) + attributes.reduce((n, [name, value]) => n + utf8Length(name) + utf8Length(value) + 6, 0);
+      const bytes =
+        utf8Length(input.message) +
+        attributes.reduce((n, [name, value]) => n + utf8Length(name) + utf8Length(value) + 6, 0);
       if (bytes > SNS_MAX_MESSAGE_BYTES) {
         throw new SnsError(
           'InvalidParameter',
@@ -438,7 +482,10 @@ export function snsSubject(subject: string): string {
   let s = subject
     .normalize('NFKD')
     .replace(/\p{M}+/gu, '')
-    .replace(/[\u2010-\u2012\u2013\u2014\u2212\u2026\u2018\u2019\u201a\u201c\u201d\u201e\u00a0\u00ab\u00bb\u2022\u00b7]/g, (c) => ASCII_SPELLING[c] ?? '?')
+    .replace(
+      /[\u2010-\u2012\u2013\u2014\u2212\u2026\u2018\u2019\u201a\u201c\u201d\u201e\u00a0\u00ab\u00bb\u2022\u00b7]/g,
+      (c) => ASCII_SPELLING[c] ?? '?',
+    )
     .replace(/[\p{Cc}\u2028\u2029\s]+/gu, ' ')
     .replace(/[^\x20-\x7e]/gu, '?')
     .replace(/ {2,}/g, ' ')
@@ -517,7 +564,9 @@ export function toSnsFilterPolicy(input: {
   } else if (severityConditions || input.criticalOnly) {
     // Exactly the severities both allow, listed.
     const allowed = SEVERITIES.filter(
-      (s) => (!input.criticalOnly || s === 'critical') && (!severityConditions || severityConditions.some((c) => stringConditionHolds(c, s))),
+      (s) =>
+        (!input.criticalOnly || s === 'critical') &&
+        (!severityConditions || severityConditions.some((c) => stringConditionHolds(c, s))),
     );
     policy.severity = allowed.length > 0 ? [...allowed] : [{ exists: false }];
   }
@@ -652,7 +701,11 @@ const TOPIC_CACHE_MAX = 1000;
  */
 export function snsProvider(env: Env): EmailProvider {
   const client = snsClient(env);
-  const fail = (message: string, permanent = true): SendOutcome => ({ ok: false, permanent, message: message.slice(0, MESSAGE_MAX) });
+  const fail = (message: string, permanent = true): SendOutcome => ({
+    ok: false,
+    permanent,
+    message: message.slice(0, MESSAGE_MAX),
+  });
 
   function cacheKey(handle: string): string {
     const { snsApiUrl, region } = config(env).aws;

@@ -38,11 +38,23 @@ export function deliveryToApi(d: DeliveryRow, attempts: AttemptRow[]) {
 }
 
 /** One page of a subscription's deliveries (newest first) with every attempt, in two reads batched as one. */
-export async function deliveryLog(db: Db, handle: string, subscriptionId: string, limit: number, before: string | null) {
+export async function deliveryLog(
+  db: Db,
+  handle: string,
+  subscriptionId: string,
+  limit: number,
+  before: string | null,
+) {
   const page = db
     .select()
     .from(deliveries)
-    .where(and(eq(deliveries.subscriptionId, subscriptionId), eq(deliveries.handle, handle), before ? lt(deliveries.id, before) : undefined))
+    .where(
+      and(
+        eq(deliveries.subscriptionId, subscriptionId),
+        eq(deliveries.handle, handle),
+        before ? lt(deliveries.id, before) : undefined,
+      ),
+    )
     .orderBy(desc(deliveries.id))
     .limit(limit);
   const [rows, attempts] = await db.batch([
@@ -79,7 +91,13 @@ export async function attemptsOf(db: Db, ids: string[]): Promise<AttemptRow[]> {
 }
 
 /** Redrivable deliveries of a subscription since a time (bounded per call). */
-export function redrivableSince(db: Db, handle: string, subscriptionId: string, sinceId: string, limit: number): Promise<DeliveryRow[]> {
+export function redrivableSince(
+  db: Db,
+  handle: string,
+  subscriptionId: string,
+  sinceId: string,
+  limit: number,
+): Promise<DeliveryRow[]> {
   return db
     .select()
     .from(deliveries)

@@ -1,7 +1,7 @@
 /** `POST /v2/handles/{handle}/deliveries/{id}/retry`: redrive one dead or skipped delivery (SPEC §4). */
 import { createRoute } from '@hono/zod-openapi';
 import { getDb } from '../../db/client.ts';
-import { redrive, REDRIVABLE } from '../../delivery/redrive.ts';
+import { REDRIVABLE, redrive } from '../../delivery/redrive.ts';
 import { createRouter, errorResponses, guard, jsonResponse } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
 import { WRITER_ROLES } from '../../lib/scopes.ts';
@@ -30,14 +30,20 @@ export const deliveriesRoutes = createRouter().openapi(retryRoute, async (c) => 
   if (!delivery) throw problems.notFound();
   if (delivery.kind === 'test') throw problems.unprocessable('A test send is not retried; send another test.');
   if (!(REDRIVABLE as readonly string[]).includes(delivery.status)) {
-    throw problems.conflict(`Only ${REDRIVABLE.join(' or ')} deliveries can be retried; this one is ${delivery.status}.`);
+    throw problems.conflict(
+      `Only ${REDRIVABLE.join(' or ')} deliveries can be retried; this one is ${delivery.status}.`,
+    );
   }
   // Redriving into a subscription that would skip it again would answer "queued" and send nothing.
   if (delivery.subscriptionId) {
     const sub =
       delivery.channel === 'webhook'
-        ? await c.env.DB.prepare('SELECT enabled AS ok FROM webhook_subscriptions WHERE id = ?1').bind(delivery.subscriptionId).first<{ ok: number }>()
-        : await c.env.DB.prepare(`SELECT status = 'active' AS ok FROM email_subscriptions WHERE id = ?1`).bind(delivery.subscriptionId).first<{ ok: number }>();
+        ? await c.env.DB.prepare('SELECT enabled AS ok FROM webhook_subscriptions WHERE id = ?1')
+            .bind(delivery.subscriptionId)
+            .first<{ ok: number }>()
+        : await c.env.DB.prepare(`SELECT status = 'active' AS ok FROM email_subscriptions WHERE id = ?1`)
+            .bind(delivery.subscriptionId)
+            .first<{ ok: number }>();
     if (!sub) throw problems.conflict('Its subscription was deleted; there is nobody to deliver to.');
     if (!sub.ok) {
       throw problems.conflict(

@@ -34,5 +34,8 @@ export const DeliverySchema = z
 
 export const DeliveryParams = z.object({
   handle: HandleParam,
-  id: z.string().regex(DELIVERY_ID).openapi({ param: { name: 'id', in: 'path' } }),
+  id: z
+    .string()
+    .regex(DELIVERY_ID)
+    .openapi({ param: { name: 'id', in: 'path' } }),
 });

@@ -7,7 +7,10 @@ import { PROBLEM_TYPES } from '../../lib/problem.ts';
 type Json = Record<string, unknown>;
 
 const esc = (s: unknown) =>
-  String(s ?? '').replace(/[&<>"']/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[ch]!);
+  String(s ?? '').replace(
+    /[&<>"']/g,
+    (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[ch]!,
+  );
 
 const METHODS = ['get', 'post', 'put', 'patch', 'delete'] as const;
 
@@ -23,7 +26,9 @@ function schemaBlock(schema: unknown): string {
 
 function operationHtml(path: string, method: string, op: Json): string {
   const params = (op.parameters as Json[] | undefined) ?? [];
-  const body = ((op.requestBody as Json | undefined)?.content as Json | undefined)?.['application/json'] as Json | undefined;
+  const body = ((op.requestBody as Json | undefined)?.content as Json | undefined)?.['application/json'] as
+    | Json
+    | undefined;
   const responses = (op.responses as Record<string, Json>) ?? {};
   const id = `op-${method}-${path.replace(/[^a-z0-9]+/gi, '-')}`;
   return `<section class="op" id="${esc(id)}">
@@ -88,7 +93,10 @@ ${[...byTag.entries()].map(([tag, ops]) => `<h2 id="tag-${esc(tag)}">${esc(tag)}
 <p>Errors are <code>application/problem+json</code> (RFC 9457) with <code>type</code>, <code>title</code>, <code>status</code>,
 <code>detail</code>, <code>instance</code> and <code>requestId</code>; validation errors add <code>errors[]</code> of <code>{path, message}</code>.</p>
 <dl>${Object.entries(PROBLEM_TYPES)
-    .map(([type, p]) => `<dt id="problem-${esc(type)}"><code>${esc(type)}</code> — ${p.status}</dt><dd>${esc(p.title)}</dd>`)
+    .map(
+      ([type, p]) =>
+        `<dt id="problem-${esc(type)}"><code>${esc(type)}</code> — ${p.status}</dt><dd>${esc(p.title)}</dd>`,
+    )
     .join('')}</dl>
 <h2 id="schemas">Schemas</h2>
 ${Object.entries(schemas)

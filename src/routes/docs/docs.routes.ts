@@ -15,7 +15,10 @@ export function docsRoutes(getDocument: DocumentSource) {
     tags: ['Meta'],
     summary: 'This API as an OpenAPI 3.1 document',
     responses: {
-      200: { description: 'The document.', content: { 'application/json': { schema: z.record(z.string(), z.unknown()) } } },
+      200: {
+        description: 'The document.',
+        content: { 'application/json': { schema: z.record(z.string(), z.unknown()) } },
+      },
     },
   });
   const docsPage = createRoute({

@@ -9,14 +9,18 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { html } from 'hono/html';
-import type { AppEnv } from '../../env.ts';
 import { confirmByToken } from '../../email/confirmation.ts';
 import { verifyUnsubscribeToken } from '../../email/unsubscribe.ts';
+import type { AppEnv } from '../../env.ts';
 import { createRouter, errorResponses } from '../../http/openapi.ts';
 import { ProblemError, problems } from '../../lib/problem.ts';
 
 const TokenQuery = z.object({
-  token: z.string().min(1).max(200).openapi({ param: { name: 'token', in: 'query' }, description: 'From the mail\'s link.' }),
+  token: z
+    .string()
+    .min(1)
+    .max(200)
+    .openapi({ param: { name: 'token', in: 'query' }, description: "From the mail's link." }),
 });
 
 function page(title: string, body: ReturnType<typeof html>) {
@@ -34,7 +38,10 @@ function refuse(c: Context<AppEnv>, problem: ProblemError) {
   return c.html(page(problem.title, html`<p>${problem.detail}</p>`), problem.status as 400 | 404 | 410);
 }
 
-async function subscriptionOf(env: Env, token: string): Promise<{ id: string; email: string; handle: string; status: string }> {
+async function subscriptionOf(
+  env: Env,
+  token: string,
+): Promise<{ id: string; email: string; handle: string; status: string }> {
   const id = await verifyUnsubscribeToken(env.ENCRYPTION_KEY, token);
   const row = id
     ? await env.DB.prepare('SELECT id, email, handle, status FROM email_subscriptions WHERE id = ?1')
@@ -52,7 +59,10 @@ const showRoute = createRoute({
   tags: ['Email pages'],
   summary: 'Unsubscribe page (changes nothing by itself)',
   request: { query: TokenQuery },
-  responses: { 200: { description: 'A page with an Unsubscribe button.', content: { 'text/html': { schema: z.string() } } }, ...errorResponses(400, 404) },
+  responses: {
+    200: { description: 'A page with an Unsubscribe button.', content: { 'text/html': { schema: z.string() } } },
+    ...errorResponses(400, 404),
+  },
 });
 
 const unsubscribeRoute = createRoute({
@@ -62,7 +72,10 @@ const unsubscribeRoute = createRoute({
   summary: 'Unsubscribe (RFC 8058 one-click)',
   description: 'No authentication: the token is the proof. Unsubscribing twice is fine.',
   request: { query: TokenQuery },
-  responses: { 200: { description: 'Unsubscribed.', content: { 'text/html': { schema: z.string() } } }, ...errorResponses(400, 404, 413, 415) },
+  responses: {
+    200: { description: 'Unsubscribed.', content: { 'text/html': { schema: z.string() } } },
+    ...errorResponses(400, 404, 413, 415),
+  },
 });
 
 const showConfirmRoute = createRoute({
@@ -71,7 +84,10 @@ const showConfirmRoute = createRoute({
   tags: ['Email pages'],
   summary: 'Confirmation page (changes nothing by itself)',
   request: { query: TokenQuery },
-  responses: { 200: { description: 'A page with a Confirm button.', content: { 'text/html': { schema: z.string() } } }, ...errorResponses(400) },
+  responses: {
+    200: { description: 'A page with a Confirm button.', content: { 'text/html': { schema: z.string() } } },
+    ...errorResponses(400),
+  },
 });
 
 const confirmRoute = createRoute({
@@ -81,7 +97,10 @@ const confirmRoute = createRoute({
   summary: 'Confirm an email subscription (double opt-in)',
   description: 'No authentication: the single-use token from the confirmation mail is the proof.',
   request: { query: TokenQuery },
-  responses: { 200: { description: 'Confirmed.', content: { 'text/html': { schema: z.string() } } }, ...errorResponses(400, 404, 410, 413, 415) },
+  responses: {
+    200: { description: 'Confirmed.', content: { 'text/html': { schema: z.string() } } },
+    ...errorResponses(400, 404, 410, 413, 415),
+  },
 });
 
 export const emailPagesRoutes = createRouter()
@@ -107,13 +126,19 @@ export const emailPagesRoutes = createRouter()
           : problems.notFound('This confirmation link is not valid or was already used.'),
       ) as never;
     }
-    return c.html(page('Subscription confirmed', html`<p>${result.email} will now receive notifications for ${result.handle}.</p>`), 200);
+    return c.html(
+      page('Subscription confirmed', html`<p>${result.email} will now receive notifications for ${result.handle}.</p>`),
+      200,
+    );
   })
   .openapi(showRoute, async (c) => {
     const { token } = c.req.valid('query');
     const sub = await subscriptionOf(c.env, token);
     if (sub.status === 'unsubscribed') {
-      return c.html(page('Already unsubscribed', html`<p>${sub.email} no longer receives notifications for ${sub.handle}.</p>`), 200);
+      return c.html(
+        page('Already unsubscribed', html`<p>${sub.email} no longer receives notifications for ${sub.handle}.</p>`),
+        200,
+      );
     }
     return c.html(
       page(
@@ -135,6 +160,8 @@ export const emailPagesRoutes = createRouter()
     )
       .bind(sub.id, new Date().toISOString())
       .run();
-    return c.html(page('Unsubscribed', html`<p>${sub.email} will no longer receive notifications for ${sub.handle}.</p>`), 200);
+    return c.html(
+      page('Unsubscribed', html`<p>${sub.email} will no longer receive notifications for ${sub.handle}.</p>`),
+      200,
+    );
   });
-

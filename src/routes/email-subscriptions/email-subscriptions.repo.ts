@@ -1,13 +1,18 @@
 /** Email subscriptions in D1, including the owner default email (the row of kind `owner_default`). */
 import { and, desc, eq, lt, sql } from 'drizzle-orm';
 import type { Db } from '../../db/client.ts';
+import { type InsertOutcome, insertWithinLimit } from '../../db/insert-within-limit.ts';
 import { emailSubscriptions } from '../../db/schema.ts';
 import { cancelOpenDeliveries } from '../../delivery/summary.ts';
-import { insertWithinLimit, type InsertOutcome } from '../../db/insert-within-limit.ts';
 
 export type EmailSubscriptionRow = typeof emailSubscriptions.$inferSelect;
 
-export function listStandard(db: Db, handle: string, limit: number, before: string | null): Promise<EmailSubscriptionRow[]> {
+export function listStandard(
+  db: Db,
+  handle: string,
+  limit: number,
+  before: string | null,
+): Promise<EmailSubscriptionRow[]> {
   return db
     .select()
     .from(emailSubscriptions)
@@ -35,7 +40,13 @@ export function getStandard(db: Db, handle: string, id: string): Promise<EmailSu
   return db
     .select()
     .from(emailSubscriptions)
-    .where(and(eq(emailSubscriptions.handle, handle), eq(emailSubscriptions.id, id), eq(emailSubscriptions.kind, 'standard')))
+    .where(
+      and(
+        eq(emailSubscriptions.handle, handle),
+        eq(emailSubscriptions.id, id),
+        eq(emailSubscriptions.kind, 'standard'),
+      ),
+    )
     .get();
 }
 
@@ -75,7 +86,12 @@ export async function upsertOwnerDefault(db: Db, row: EmailSubscriptionRow): Pro
 }
 
 /** Deletes a subscription row and cancels its open deliveries, atomically. */
-export async function deleteEmailSubscription(d1: D1Database, handle: string, id: string, now: string): Promise<boolean> {
+export async function deleteEmailSubscription(
+  d1: D1Database,
+  handle: string,
+  id: string,
+  now: string,
+): Promise<boolean> {
   const results = await d1.batch([
     ...cancelOpenDeliveries(d1, handle, id, 'subscription_deleted', now),
     d1.prepare('DELETE FROM email_subscriptions WHERE handle = ?1 AND id = ?2').bind(handle, id),

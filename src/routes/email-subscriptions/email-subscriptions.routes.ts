@@ -3,12 +3,12 @@
  * (double opt-in), delete; and `PUT …/owner-default-email` (owner only; `null` unsets it).
  */
 import { createRoute, z } from '@hono/zod-openapi';
+import { getDb } from '../../db/client.ts';
 import { diagnoseEmail, loadEmailFailures } from '../../delivery/email-diagnosis.ts';
+import { runTestSend, testEvent } from '../../delivery/test-send.ts';
 import { sendConfirmation } from '../../email/confirmation.ts';
 import { checkAtSns, subscribeAtSns, unsubscribeAtSns } from '../../email/sns-subscriptions.ts';
-import { runTestSend, testEvent } from '../../delivery/test-send.ts';
 import { config } from '../../env.ts';
-import { getDb } from '../../db/client.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
 import { newId } from '../../lib/ids.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
@@ -18,12 +18,12 @@ import { WRITER_ROLES } from '../../lib/scopes.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import {
   deleteEmailSubscription,
+  type EmailSubscriptionRow,
   getOwnerDefault,
   getStandard,
   insertStandard,
   listStandard,
   upsertOwnerDefault,
-  type EmailSubscriptionRow,
 } from './email-subscriptions.repo.ts';
 import {
   CreateEmailSubscriptionBody,
@@ -36,7 +36,6 @@ import {
 
 /** A cursor position above every real id: "the standard subscriptions, from the newest". */
 const AFTER_OWNER_DEFAULT = `esub_${'Z'.repeat(26)}`;
-
 
 /** The API view of a subscription row; the owner default shows as `owner-default`, unset or not. */
 export function emailSubscriptionToApi(row: EmailSubscriptionRow) {
@@ -76,9 +75,13 @@ const listRoute = createRoute(
     path: '/v2/handles/{handle}/notifications/email-subscriptions',
     tags: ['Email subscriptions'],
     summary: 'List email subscriptions',
-    description: 'The first page starts with the owner default email (`id: owner-default`), shown as `unset` when there is none.',
+    description:
+      'The first page starts with the owner default email (`id: owner-default`), shown as `unset` when there is none.',
     request: { params: HandlePathParams, query: PageQuery },
-    responses: { 200: jsonResponse(pageOf(EmailSubscriptionSchema, 'EmailSubscriptionPage'), 'Newest first.'), ...errorResponses(400) },
+    responses: {
+      200: jsonResponse(pageOf(EmailSubscriptionSchema, 'EmailSubscriptionPage'), 'Newest first.'),
+      ...errorResponses(400),
+    },
   }),
 );
 
@@ -91,7 +94,10 @@ const createSubRoute = createRoute(
     description:
       'The subscription starts as `pending_confirmation` and receives nothing but its confirmation mail until the address confirms (double opt-in). Addresses are compared case-insensitively; a duplicate is 409.',
     request: { params: HandlePathParams, body: jsonBody(CreateEmailSubscriptionBody) },
-    responses: { 201: jsonResponse(EmailSubscriptionSchema, 'Created, pending confirmation.'), ...errorResponses(400, 413, 415) },
+    responses: {
+      201: jsonResponse(EmailSubscriptionSchema, 'Created, pending confirmation.'),
+      ...errorResponses(400, 413, 415),
+    },
   }),
 );
 
@@ -101,7 +107,8 @@ const deleteSubRoute = createRoute(
     path: '/v2/handles/{handle}/notifications/email-subscriptions/{id}',
     tags: ['Email subscriptions'],
     summary: 'Delete an email subscription',
-    description: 'Its pending deliveries become `cancelled`. The owner default email is changed with `PUT …/owner-default-email`.',
+    description:
+      'Its pending deliveries become `cancelled`. The owner default email is changed with `PUT …/owner-default-email`.',
     request: { params: EmailSubscriptionParams },
     responses: { 204: { description: 'Deleted.' } },
   }),
@@ -118,7 +125,10 @@ const ownerDefaultRoute = createRoute(
       description:
         'The owner default email receives every critical event whatever the filters (unless ownerFallback is none). `null` unsets it; settings and health then warn `owner_default_email_unset`.',
       request: { params: HandlePathParams, body: jsonBody(OwnerDefaultBody) },
-      responses: { 200: jsonResponse(EmailSubscriptionSchema, 'The owner default email.'), ...errorResponses(400, 413, 415) },
+      responses: {
+        200: jsonResponse(EmailSubscriptionSchema, 'The owner default email.'),
+        ...errorResponses(400, 413, 415),
+      },
     },
   ),
 );
@@ -132,13 +142,21 @@ const getOwnerDefaultRoute = createRoute(
       tags: ['Email subscriptions'],
       summary: 'The owner default email and its state',
       request: { params: HandlePathParams },
-      responses: { 200: jsonResponse(EmailSubscriptionSchema, 'The owner default email (`status: unset` when there is none).') },
+      responses: {
+        200: jsonResponse(EmailSubscriptionSchema, 'The owner default email (`status: unset` when there is none).'),
+      },
     },
   ),
 );
 
 const EmailTestBody = z
-  .strictObject({ eventType: z.string().max(100).optional().openapi({ description: 'Catalog sample to send (default order.created).' }) })
+  .strictObject({
+    eventType: z
+      .string()
+      .max(100)
+      .optional()
+      .openapi({ description: 'Catalog sample to send (default order.created).' }),
+  })
   .openapi('EmailTestRequest');
 
 const EmailDiagnosisSchema = z
@@ -159,12 +177,21 @@ const EmailDiagnosisSchema = z
       detail: z.string().nullable(),
     }),
     productionFailures: z.array(
-      z.object({ deliveryId: z.string(), notificationId: z.string().nullable(), errorClass: z.string().nullable(), status: z.string(), at: z.string() }),
+      z.object({
+        deliveryId: z.string(),
+        notificationId: z.string().nullable(),
+        errorClass: z.string().nullable(),
+        status: z.string(),
+        at: z.string(),
+      }),
     ),
     providerCheck: z
       .object({ provider: z.string(), reference: z.string(), state: z.string() })
       .nullable()
-      .openapi({ description: 'For SNS: the subscription ARN and what GetSubscriptionAttributes said (confirmed, pending, not_found).' }),
+      .openapi({
+        description:
+          'For SNS: the subscription ARN and what GetSubscriptionAttributes said (confirmed, pending, not_found).',
+      }),
     nextSteps: z.array(z.string()),
   })
   .openapi('EmailDiagnosis');
@@ -177,10 +204,14 @@ const emailTestRoute = createRoute(
       path: '/v2/handles/{handle}/notifications/email-subscriptions/{id}/test',
       tags: ['Email subscriptions'],
       summary: 'Send a test mail through the production path and diagnose the subscription',
-      description: '`owner-default` works as id. A pending, suppressed, unsubscribed or stale address gets no mail; the diagnosis says why and what to do.',
+      description:
+        '`owner-default` works as id. A pending, suppressed, unsubscribed or stale address gets no mail; the diagnosis says why and what to do.',
       request: { params: EmailSubscriptionParams, body: { ...jsonBody(EmailTestBody), required: false } },
       responses: {
-        200: jsonResponse(z.object({ deliveryId: z.string().nullable(), diagnosis: EmailDiagnosisSchema }).openapi('EmailTestResult'), 'The diagnosis.'),
+        200: jsonResponse(
+          z.object({ deliveryId: z.string().nullable(), diagnosis: EmailDiagnosisSchema }).openapi('EmailTestResult'),
+          'The diagnosis.',
+        ),
         ...errorResponses(400, 413, 415, 422),
       },
     },
@@ -195,9 +226,13 @@ const resendConfirmationRoute = createRoute(
       path: '/v2/handles/{handle}/notifications/email-subscriptions/{id}/resend-confirmation',
       tags: ['Email subscriptions'],
       summary: 'Send the confirmation mail again',
-      description: 'Only for a subscription still pending confirmation. A new link is made; the previous one stops working.',
+      description:
+        'Only for a subscription still pending confirmation. A new link is made; the previous one stops working.',
       request: { params: EmailSubscriptionParams },
-      responses: { 202: jsonResponse(EmailSubscriptionSchema, 'Sent (or why not, in statusReason).'), ...errorResponses(409) },
+      responses: {
+        202: jsonResponse(EmailSubscriptionSchema, 'Sent (or why not, in statusReason).'),
+        ...errorResponses(409),
+      },
     },
   ),
 );
@@ -221,7 +256,10 @@ export const emailSubscriptionsRoutes = createRouter()
     const db = getDb(c.env.DB);
     let sub = id === OWNER_DEFAULT_ID ? await getOwnerDefault(db, handle) : await getStandard(db, handle, id);
     if (!sub) {
-      if (id === OWNER_DEFAULT_ID) throw problems.unprocessable('No owner default email is set; set one with PUT …/notifications/owner-default-email.');
+      if (id === OWNER_DEFAULT_ID)
+        throw problems.unprocessable(
+          'No owner default email is set; set one with PUT …/notifications/owner-default-email.',
+        );
       throw problems.notFound();
     }
     const event = testEvent(handle, { eventType: body.eventType });
@@ -232,7 +270,11 @@ export const emailSubscriptionsRoutes = createRouter()
       try {
         providerCheck = { provider: 'sns', reference: sub.providerRef, state: await checkAtSns(c.env, sub) };
       } catch (err) {
-        providerCheck = { provider: 'sns', reference: sub.providerRef, state: `check_failed: ${String(err).slice(0, 200)}` };
+        providerCheck = {
+          provider: 'sns',
+          reference: sub.providerRef,
+          state: `check_failed: ${String(err).slice(0, 200)}`,
+        };
       }
       sub = (id === OWNER_DEFAULT_ID ? await getOwnerDefault(db, handle) : await getStandard(db, handle, id)) ?? sub;
     }
@@ -386,7 +428,9 @@ export const emailSubscriptionsRoutes = createRouter()
       // A critical sample: what the owner will receive when it matters.
       event: testEvent(handle, { eventType: 'payment.failed' })!,
       reason: 'owner_default_changed',
-    }).catch((err: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'owner_test_mail_failed', error: String(err) })));
+    }).catch((err: unknown) =>
+      console.error(JSON.stringify({ level: 'error', msg: 'owner_test_mail_failed', error: String(err) })),
+    );
     try {
       c.executionCtx.waitUntil(mail);
     } catch {

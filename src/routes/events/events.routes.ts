@@ -3,24 +3,30 @@
  * batch and enqueued before the 202; a repeated `sourceEventId` answers with the first notification.
  */
 import { createRoute, z } from '@hono/zod-openapi';
-import { ingestEvent, IngestRejected } from '../../delivery/ingest.ts';
+import { IngestRejected, ingestEvent } from '../../delivery/ingest.ts';
 import { EventInput } from '../../delivery/messages.ts';
-import { createRouter, errorResponses, guard, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { config } from '../../env.ts';
+import { createRouter, errorResponses, guard, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
 import { WRITER_ROLES } from '../../lib/scopes.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { RecipientSummarySchema } from '../notifications/notifications.schemas.ts';
 
 const PublishBody = EventInput.openapi('PublishEventRequest', {
-  example: { type: 'order.fulfilled', data: { orderId: 'ord_10482', trackingNumber: 'DL123456789IN' }, sourceEventId: 'oms-evt-77812' },
+  example: {
+    type: 'order.fulfilled',
+    data: { orderId: 'ord_10482', trackingNumber: 'DL123456789IN' },
+    sourceEventId: 'oms-evt-77812',
+  },
 });
 
 const PublishResponse = z
   .object({
     notificationId: z.string(),
-    status: z.string().openapi({ description: 'The notification\'s aggregate status right after ingest.' }),
-    duplicate: z.boolean().openapi({ description: 'True when sourceEventId was seen before (nothing new was written).' }),
+    status: z.string().openapi({ description: "The notification's aggregate status right after ingest." }),
+    duplicate: z
+      .boolean()
+      .openapi({ description: 'True when sourceEventId was seen before (nothing new was written).' }),
     recipients: z.array(RecipientSummarySchema),
   })
   .openapi('PublishEventResponse');
@@ -28,14 +34,21 @@ const PublishResponse = z
 const publishRoute = createRoute(
   guard(
     // deferToData: token, membership, duplicate check and match context in ONE D1 round trip (ingest's first batch).
-    { handle: true, scopes: ['events:publish'], roles: WRITER_ROLES, throttle: 'events', countsTowardsDailyLimit: false, deferToData: true },
+    {
+      handle: true,
+      scopes: ['events:publish'],
+      roles: WRITER_ROLES,
+      throttle: 'events',
+      countsTowardsDailyLimit: false,
+      deferToData: true,
+    },
     {
       method: 'post',
       path: '/v2/handles/{handle}/events',
       tags: ['Events'],
       summary: 'Publish an event',
       description:
-        'Accepted events are never dropped: the notification and one delivery per recipient are stored before the 202, then queued. `severity` defaults to the catalog\'s; system types cannot be published.',
+        "Accepted events are never dropped: the notification and one delivery per recipient are stored before the 202, then queued. `severity` defaults to the catalog's; system types cannot be published.",
       request: { params: HandlePathParams, body: jsonBody(PublishBody) },
       responses: { 202: jsonResponse(PublishResponse, 'Accepted.'), ...errorResponses(400, 413, 415, 422) },
     },

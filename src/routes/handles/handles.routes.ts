@@ -48,7 +48,12 @@ const listHandlesRoute = createRoute(
       tags: ['Handles'],
       summary: 'The handles you can act on',
       description: `By name, at most ${LIMIT_MAX}. A PAT restricted to a handle lists only that handle.`,
-      responses: { 200: jsonResponse(z.object({ data: z.array(MyHandleSchema) }).openapi('MyHandleList'), 'Your handles and your role on each.') },
+      responses: {
+        200: jsonResponse(
+          z.object({ data: z.array(MyHandleSchema) }).openapi('MyHandleList'),
+          'Your handles and your role on each.',
+        ),
+      },
     },
   ),
 );
@@ -62,7 +67,10 @@ export const handlesRoutes = createRouter()
       return c.json({ data: rows.map((r) => ({ ...r, role: 'service' as const })) }, 200);
     }
     const rows = await handlesOfUser(db, principal.subject, LIMIT_MAX);
-    return c.json({ data: rows.filter((r) => principal.tokenHandle === null || r.handle === principal.tokenHandle) }, 200);
+    return c.json(
+      { data: rows.filter((r) => principal.tokenHandle === null || r.handle === principal.tokenHandle) },
+      200,
+    );
   })
   .openapi(getHandleRoute, async (c) => {
     const { handle } = c.req.valid('param');

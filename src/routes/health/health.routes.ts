@@ -7,15 +7,15 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { getDb } from '../../db/client.ts';
 import { AUTO_DISABLE_DAYS } from '../../delivery/diagnosis.ts';
-import { loadMatchContext } from '../../delivery/match-context.ts';
 import { planRecipients } from '../../delivery/match.ts';
+import { loadMatchContext } from '../../delivery/match-context.ts';
 import { createRouter, guard, jsonResponse } from '../../http/openapi.ts';
 import { EVENT_CATALOG } from '../../lib/event-catalog.ts';
 import { boundaryId } from '../../lib/ids.ts';
 import { problems } from '../../lib/problem.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
-import { settingsWarnings } from '../settings/settings.warnings.ts';
 import { WarningSchema } from '../settings/settings.schemas.ts';
+import { settingsWarnings } from '../settings/settings.warnings.ts';
 
 const Action = z.string().openapi({ description: 'What fixes it.' });
 
@@ -39,12 +39,28 @@ const HealthReport = z
           action: Action,
         }),
       ),
-      disabled: z.array(z.object({ id: z.string(), url: z.string(), disabledReason: z.string().nullable(), disabledAt: z.string().nullable(), action: Action })),
+      disabled: z.array(
+        z.object({
+          id: z.string(),
+          url: z.string(),
+          disabledReason: z.string().nullable(),
+          disabledAt: z.string().nullable(),
+          action: Action,
+        }),
+      ),
     }),
     deadDeliveries24h: z.object({
       count: z.number().int(),
       byErrorClass: z.record(z.string(), z.number().int()),
-      recent: z.array(z.object({ deliveryId: z.string(), subscriptionId: z.string().nullable(), target: z.string(), errorClass: z.string().nullable(), at: z.string() })),
+      recent: z.array(
+        z.object({
+          deliveryId: z.string(),
+          subscriptionId: z.string().nullable(),
+          target: z.string(),
+          errorClass: z.string().nullable(),
+          at: z.string(),
+        }),
+      ),
       action: Action.nullable(),
     }),
     emailSubscriptions: z.object({
@@ -53,7 +69,11 @@ const HealthReport = z
       suppressed: z.array(z.object({ id: z.string(), email: z.string(), reason: z.string().nullable() })),
       action: Action.nullable(),
     }),
-    ownerDefaultEmail: z.object({ state: z.enum(['set', 'unset', 'not_deliverable']), email: z.string().nullable(), action: Action.nullable() }),
+    ownerDefaultEmail: z.object({
+      state: z.enum(['set', 'unset', 'not_deliverable']),
+      email: z.string().nullable(),
+      action: Action.nullable(),
+    }),
     criticalCoverage: z.object({
       covered: z.boolean(),
       types: z.array(z.object({ type: z.string(), recipients: z.number().int(), undeliverable: z.boolean() })),
@@ -71,7 +91,7 @@ const healthRoute = createRoute(
       method: 'get',
       path: '/v2/handles/{handle}/health',
       tags: ['Health'],
-      summary: 'Delivery doctor: what loses or delays this handle\'s events',
+      summary: "Delivery doctor: what loses or delays this handle's events",
       request: { params: HandlePathParams },
       responses: { 200: jsonResponse(HealthReport, 'The report.') },
     },
@@ -90,15 +110,16 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
         `SELECT id, subscription_id, target, last_error_class, updated_at FROM deliveries
          WHERE handle = ?1 AND status = 'dead' AND kind = 'event' AND updated_at >= ?2 ORDER BY updated_at DESC LIMIT 1000`,
       ).bind(handle, dayAgo),
-      c.env.DB.prepare(`SELECT count(*) AS n FROM notifications WHERE handle = ?1 AND status = 'undeliverable' AND id >= ?2`).bind(
-        handle,
-        boundaryId('ntf', now - 86_400_000),
-      ),
+      c.env.DB.prepare(
+        `SELECT count(*) AS n FROM notifications WHERE handle = ?1 AND status = 'undeliverable' AND id >= ?2`,
+      ).bind(handle, boundaryId('ntf', now - 86_400_000)),
       c.env.DB.prepare(
         `SELECT id, url, enabled, consecutive_failures, failing_since, last_failure_class, last_success_at, disabled_reason, disabled_at
          FROM webhook_subscriptions WHERE handle = ?1`,
       ).bind(handle),
-      c.env.DB.prepare(`SELECT id, kind, email, status, status_reason, created_at FROM email_subscriptions WHERE handle = ?1`).bind(handle),
+      c.env.DB.prepare(
+        `SELECT id, kind, email, status, status_reason, created_at FROM email_subscriptions WHERE handle = ?1`,
+      ).bind(handle),
     ]),
   ]);
   if (!ctx) throw problems.notFound();
@@ -141,14 +162,27 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
   const ownerState = !owner ? 'unset' : owner.status === 'active' ? 'set' : 'not_deliverable';
 
   const critical = EVENT_CATALOG.filter((e) => e.defaultSeverity === 'critical' && !e.system).map((e) => {
-    const plan = planRecipients({ type: e.type, severity: 'critical', source: null, data: e.sample }, ctx.settings, ctx.webhooks, ctx.emails);
-    return { type: e.type, recipients: plan.recipients.filter((r) => r.outcome === 'deliver').length, undeliverable: plan.undeliverable };
+    const plan = planRecipients(
+      { type: e.type, severity: 'critical', source: null, data: e.sample },
+      ctx.settings,
+      ctx.webhooks,
+      ctx.emails,
+    );
+    return {
+      type: e.type,
+      recipients: plan.recipients.filter((r) => r.outcome === 'deliver').length,
+      undeliverable: plan.undeliverable,
+    };
   });
   const covered = critical.every((t) => !t.undeliverable);
   const undeliverable24h = (undeliverable!.results[0]?.n as number) ?? 0;
 
   const status =
-    !covered || undeliverable24h > 0 ? 'critical' : failing.length || deadRows.length || disabled.length || ownerState !== 'set' ? 'degraded' : 'healthy';
+    !covered || undeliverable24h > 0
+      ? 'critical'
+      : failing.length || deadRows.length || disabled.length || ownerState !== 'set'
+        ? 'degraded'
+        : 'healthy';
 
   return c.json(
     {
@@ -166,12 +200,26 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
           errorClass: (d.last_error_class as string | null) ?? null,
           at: d.updated_at as string,
         })),
-        action: deadRows.length ? 'Read each delivery\'s attempts in …/webhooks/{id}/deliveries; redeliver with …/deliveries/{id}/retry or …/webhooks/{id}/recover.' : null,
+        action: deadRows.length
+          ? "Read each delivery's attempts in …/webhooks/{id}/deliveries; redeliver with …/deliveries/{id}/retry or …/webhooks/{id}/recover."
+          : null,
       },
       emailSubscriptions: {
-        pendingConfirmation: pick('pending_confirmation').map((e) => ({ id: e.id as string, email: e.email as string, since: e.created_at as string })),
-        stale: pick('stale').map((e) => ({ id: e.id as string, email: e.email as string, reason: (e.status_reason as string | null) ?? null })),
-        suppressed: pick('suppressed').map((e) => ({ id: e.id as string, email: e.email as string, reason: (e.status_reason as string | null) ?? null })),
+        pendingConfirmation: pick('pending_confirmation').map((e) => ({
+          id: e.id as string,
+          email: e.email as string,
+          since: e.created_at as string,
+        })),
+        stale: pick('stale').map((e) => ({
+          id: e.id as string,
+          email: e.email as string,
+          reason: (e.status_reason as string | null) ?? null,
+        })),
+        suppressed: pick('suppressed').map((e) => ({
+          id: e.id as string,
+          email: e.email as string,
+          reason: (e.status_reason as string | null) ?? null,
+        })),
         action:
           pick('pending_confirmation').length || pick('stale').length || pick('suppressed').length
             ? 'Pending addresses must click their confirmation link; stale and suppressed ones must be deleted and subscribed again.'
@@ -189,7 +237,9 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
         covered,
         types: critical,
         undeliverable24h,
-        action: covered ? null : 'Set an owner default email, or a subscription that matches every critical event type.',
+        action: covered
+          ? null
+          : 'Set an owner default email, or a subscription that matches every critical event type.',
       },
       warnings: settingsWarnings(ctx.settings, ctx.webhooks, ctx.emails),
     },

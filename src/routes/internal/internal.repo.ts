@@ -1,7 +1,7 @@
 /** Handles and memberships in D1 (provisioned by the control plane). */
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Db } from '../../db/client.ts';
-import { handles, memberships, notificationSettings, type Handle, type Membership } from '../../db/schema.ts';
+import { type Handle, handles, type Membership, memberships, notificationSettings } from '../../db/schema.ts';
 import type { Role } from '../../lib/scopes.ts';
 
 /** The user's membership role on the handle (zero or one row); a query, so it can ride in a `db.batch`. */
@@ -53,7 +53,10 @@ export async function upsertHandle(
       db
         .insert(memberships)
         .values({ handle, userId: input.ownerUserId, role: 'owner', createdAt: now, updatedAt: now })
-        .onConflictDoUpdate({ target: [memberships.handle, memberships.userId], set: { role: 'owner', updatedAt: now } }),
+        .onConflictDoUpdate({
+          target: [memberships.handle, memberships.userId],
+          set: { role: 'owner', updatedAt: now },
+        }),
     ]);
   } else {
     await db.batch(ops);
@@ -114,7 +117,10 @@ export async function existingHandles(db: Db, names: '*' | readonly string[], li
     names === '*'
       ? await base.orderBy(handles.handle).limit(limit).all()
       : names.length
-        ? await base.where(inArray(handles.handle, [...names].slice(0, limit))).orderBy(handles.handle).all()
+        ? await base
+            .where(inArray(handles.handle, [...names].slice(0, limit)))
+            .orderBy(handles.handle)
+            .all()
         : [];
   return rows;
 }

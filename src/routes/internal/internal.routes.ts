@@ -4,9 +4,16 @@
  */
 import { createRoute } from '@hono/zod-openapi';
 import { getDb } from '../../db/client.ts';
-import { createRouter, errorResponses, guard, jsonBody, jsonResponse, type GuardRule } from '../../http/openapi.ts';
+import { createRouter, errorResponses, type GuardRule, guard, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
-import { countOwners, deleteMembership, getMembership, handleExists, upsertHandle, upsertMembership } from './internal.repo.ts';
+import {
+  countOwners,
+  deleteMembership,
+  getMembership,
+  handleExists,
+  upsertHandle,
+  upsertMembership,
+} from './internal.repo.ts';
 import {
   HandlePathParams,
   HandleSchema,

@@ -40,7 +40,9 @@ const eventTypes = createRoute(
       tags: ['Meta'],
       summary: 'The event catalog',
       description: 'Every event type, its default severity and a sample payload (used by test sends).',
-      responses: { 200: jsonResponse(z.object({ data: z.array(EventTypeSchema) }).openapi('EventTypeList'), 'The catalog.') },
+      responses: {
+        200: jsonResponse(z.object({ data: z.array(EventTypeSchema) }).openapi('EventTypeList'), 'The catalog.'),
+      },
     },
   ),
 );

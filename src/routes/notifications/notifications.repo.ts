@@ -71,7 +71,10 @@ type Page = { items: NotificationListRow[]; nextCursor: string | null };
 export function feedPlan(db: Db, handle: string, filter: FeedFilter, limit: number) {
   const filters = [filter.status, filter.type, filter.severity].filter((f) => f !== undefined).length;
   if (filters <= 1) {
-    return { query: feedQuery(db, handle, filter, limit + 1), page: (rows: NotificationListRow[]): Page => toPage(rows, limit) };
+    return {
+      query: feedQuery(db, handle, filter, limit + 1),
+      page: (rows: NotificationListRow[]): Page => toPage(rows, limit),
+    };
   }
   const primary: FeedFilter = filter.status
     ? { ...filter, type: undefined, severity: undefined }

@@ -6,9 +6,9 @@ import { createRouter, errorResponses, guard, jsonResponse, pageOf } from '../..
 import { boundaryId } from '../../lib/ids.ts';
 import { decodeCursor } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
-import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { batchWithAccess, resolveAccess } from '../../middleware/auth.ts';
-import { feedPlan, notificationQuery, type NotificationListRow, type NotificationRow } from './notifications.repo.ts';
+import { HandlePathParams } from '../internal/internal.schemas.ts';
+import { feedPlan, type NotificationListRow, type NotificationRow, notificationQuery } from './notifications.repo.ts';
 import {
   FeedQuery,
   NOTIFICATION_ID,
@@ -43,7 +43,10 @@ const listRoute = createRoute(
     description:
       'Newest first. Each notification has its aggregate status and one entry per recipient. `since`/`until` bound the time the notification was accepted. With two or more of `status`, `type` and `severity`, a page may hold fewer than `limit` items (each request reads a bounded slice of the index); keep following `nextCursor` until it is null.',
     request: { params: HandlePathParams, query: FeedQuery },
-    responses: { 200: jsonResponse(pageOf(NotificationSummarySchema, 'NotificationPage'), 'One page.'), ...errorResponses(400) },
+    responses: {
+      200: jsonResponse(pageOf(NotificationSummarySchema, 'NotificationPage'), 'One page.'),
+      ...errorResponses(400),
+    },
   }),
 );
 

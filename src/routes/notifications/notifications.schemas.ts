@@ -15,8 +15,16 @@ export const NOTIFICATION_STATUSES = [
 ] as const;
 
 export const FeedQuery = PageQuery.extend({
-  status: z.enum(NOTIFICATION_STATUSES).optional().openapi({ param: { name: 'status', in: 'query' } }),
-  type: z.string().min(1).max(100).optional().openapi({ param: { name: 'type', in: 'query' }, example: 'order.fulfilled' }),
+  status: z
+    .enum(NOTIFICATION_STATUSES)
+    .optional()
+    .openapi({ param: { name: 'status', in: 'query' } }),
+  type: z
+    .string()
+    .min(1)
+    .max(100)
+    .optional()
+    .openapi({ param: { name: 'type', in: 'query' }, example: 'order.fulfilled' }),
   severity: SeveritySchema.optional().openapi({ param: { name: 'severity', in: 'query' } }),
   since: TimestampSchema.optional().openapi({
     param: { name: 'since', in: 'query' },
@@ -49,7 +57,9 @@ const base = {
   recipientCount: z.number().int(),
   deliveryCounts: z
     .object({ open: z.number().int(), succeeded: z.number().int(), dead: z.number().int() })
-    .openapi({ description: 'Deliveries still in progress, succeeded and dead; skipped and cancelled make up the rest.' }),
+    .openapi({
+      description: 'Deliveries still in progress, succeeded and dead; skipped and cancelled make up the rest.',
+    }),
   deliveries: z.array(RecipientSummarySchema).openapi({
     description: 'One entry per recipient (the first 25 for larger fan-outs; see recipientCount).',
   }),
@@ -62,5 +72,8 @@ export const NotificationSchema = z
 
 export const NotificationParams = z.object({
   handle: HandleParam,
-  id: z.string().regex(NOTIFICATION_ID).openapi({ param: { name: 'id', in: 'path' } }),
+  id: z
+    .string()
+    .regex(NOTIFICATION_ID)
+    .openapi({ param: { name: 'id', in: 'path' } }),
 });

@@ -26,20 +26,30 @@ export const SIGNATURE_TOLERANCE_SECONDS = 300;
 const MAX_RECIPIENTS = 50;
 
 const headerParam = (name: string, description: string) =>
-  z.string().max(2000).optional().openapi({ param: { name, in: 'header' }, description });
+  z
+    .string()
+    .max(2000)
+    .optional()
+    .openapi({ param: { name, in: 'header' }, description });
 
 const SignatureHeaders = z.object({
   'svix-id': headerParam('svix-id', 'Message id (Svix). Signed together with the timestamp and the body.'),
   'svix-timestamp': headerParam('svix-timestamp', 'Unix seconds; refused when more than 5 minutes from now.'),
   'svix-signature': headerParam('svix-signature', 'Space-separated `v1,<base64 HMAC-SHA256>` signatures.'),
-  'webhook-id': headerParam('webhook-id', 'Standard Webhooks name of `svix-id` (used when no `svix-*` header is sent).'),
+  'webhook-id': headerParam(
+    'webhook-id',
+    'Standard Webhooks name of `svix-id` (used when no `svix-*` header is sent).',
+  ),
   'webhook-timestamp': headerParam('webhook-timestamp', 'Standard Webhooks name of `svix-timestamp`.'),
   'webhook-signature': headerParam('webhook-signature', 'Standard Webhooks name of `svix-signature`.'),
 });
 
 const ResendTags = z
   .union([z.record(z.string(), z.unknown()), z.array(z.looseObject({ name: z.string(), value: z.unknown() }))])
-  .openapi({ description: 'The tags the mail was sent with: `{name: value}` (or a `[{name, value}]` list). `subscription_id` names our subscription.' });
+  .openapi({
+    description:
+      'The tags the mail was sent with: `{name: value}` (or a `[{name, value}]` list). `subscription_id` names our subscription.',
+  });
 
 const ResendEventData = z
   .looseObject({
@@ -50,7 +60,10 @@ const ResendEventData = z
     subject: z.string().optional(),
     bounce: z
       .looseObject({
-        type: z.string().optional().openapi({ description: '`Permanent` (or absent) suppresses the address; `Transient` is ignored.' }),
+        type: z
+          .string()
+          .optional()
+          .openapi({ description: '`Permanent` (or absent) suppresses the address; `Transient` is ignored.' }),
         subType: z.string().optional(),
         message: z.string().optional(),
       })
@@ -71,13 +84,19 @@ const ResendEventReceipt = z
   .object({
     received: z.literal(true),
     applied: z.number().int().min(0).openapi({ description: 'Email subscriptions this event suppressed.' }),
-    ignored: z.string().optional().openapi({ description: 'Why the event changed nothing by design (type not handled, transient bounce).' }),
+    ignored: z
+      .string()
+      .optional()
+      .openapi({ description: 'Why the event changed nothing by design (type not handled, transient bounce).' }),
   })
   .openapi('ResendEventReceipt');
 
 /** The signature header set: all `svix-*` when any is present, else the `webhook-*` names. */
 function signatureHeaders(get: (name: string) => string | undefined) {
-  const prefix = get('svix-id') !== undefined || get('svix-timestamp') !== undefined || get('svix-signature') !== undefined ? 'svix' : 'webhook';
+  const prefix =
+    get('svix-id') !== undefined || get('svix-timestamp') !== undefined || get('svix-signature') !== undefined
+      ? 'svix'
+      : 'webhook';
   return { id: get(`${prefix}-id`), timestamp: get(`${prefix}-timestamp`), signature: get(`${prefix}-signature`) };
 }
 
@@ -85,18 +104,28 @@ function signatureHeaders(get: (name: string) => string | undefined) {
 const verifyResendSignature: MiddlewareHandler<AppEnv> = async (c, next) => {
   const secret = c.env.RESEND_WEBHOOK_SECRET?.trim();
   if (!secret) {
-    console.error(JSON.stringify({ level: 'error', msg: 'resend_webhook_unconfigured', requestId: c.get('requestId') }));
-    throw problems.unavailable('Resend webhooks are not configured on this deployment (RESEND_WEBHOOK_SECRET is not set).');
+    console.error(
+      JSON.stringify({ level: 'error', msg: 'resend_webhook_unconfigured', requestId: c.get('requestId') }),
+    );
+    throw problems.unavailable(
+      'Resend webhooks are not configured on this deployment (RESEND_WEBHOOK_SECRET is not set).',
+    );
   }
   const { id, timestamp, signature } = signatureHeaders((name) => c.req.header(name));
   if (!id || !timestamp || !signature) {
-    throw problems.unauthenticated('Missing signature: send svix-id, svix-timestamp and svix-signature (or the webhook-* headers).', 'invalid_request');
+    throw problems.unauthenticated(
+      'Missing signature: send svix-id, svix-timestamp and svix-signature (or the webhook-* headers).',
+      'invalid_request',
+    );
   }
   const ts = Number(timestamp);
   const now = Math.floor(Date.now() / 1000);
-  if (!Number.isInteger(ts)) throw problems.unauthenticated('The signature timestamp is not a Unix time in seconds.', 'invalid_request');
+  if (!Number.isInteger(ts))
+    throw problems.unauthenticated('The signature timestamp is not a Unix time in seconds.', 'invalid_request');
   if (Math.abs(now - ts) > SIGNATURE_TOLERANCE_SECONDS) {
-    throw problems.unauthenticated('The signature timestamp is more than 5 minutes from now (stale or replayed message).');
+    throw problems.unauthenticated(
+      'The signature timestamp is more than 5 minutes from now (stale or replayed message).',
+    );
   }
   const body = await c.req.text();
   let valid: boolean;
@@ -104,10 +133,18 @@ const verifyResendSignature: MiddlewareHandler<AppEnv> = async (c, next) => {
     valid = await verifySignature(secret, { id, timestamp, signature }, body, now, SIGNATURE_TOLERANCE_SECONDS);
   } catch (err) {
     // Only a malformed secret makes the HMAC key import fail.
-    console.error(JSON.stringify({ level: 'error', msg: 'resend_webhook_secret_invalid', requestId: c.get('requestId'), error: err instanceof Error ? err.name : 'unknown' }));
+    console.error(
+      JSON.stringify({
+        level: 'error',
+        msg: 'resend_webhook_secret_invalid',
+        requestId: c.get('requestId'),
+        error: err instanceof Error ? err.name : 'unknown',
+      }),
+    );
     throw problems.unavailable('RESEND_WEBHOOK_SECRET is not a valid whsec_ secret on this deployment.');
   }
-  if (!valid) throw problems.unauthenticated('The signature does not match the body (wrong secret, or the body was altered).');
+  if (!valid)
+    throw problems.unauthenticated('The signature does not match the body (wrong secret, or the body was altered).');
   return next();
 };
 
@@ -119,7 +156,7 @@ const eventsRoute = createRoute({
   description:
     'Called by Resend, not by clients. Authenticated by the Svix / Standard Webhooks signature (RESEND_WEBHOOK_SECRET) over the raw body; ' +
     'a missing, wrong or stale (> 5 min) signature is refused with 401. `email.bounced` (permanent) suppresses every subscription with the ' +
-    'address; `email.complained` suppresses the subscription in the mail\'s `subscription_id` tag; other events are acknowledged and ignored.',
+    "address; `email.complained` suppresses the subscription in the mail's `subscription_id` tag; other events are acknowledged and ignored.",
   middleware: [verifyResendSignature],
   request: { headers: SignatureHeaders, body: jsonBody(ResendEvent) },
   responses: {
@@ -164,10 +201,18 @@ export const resendRoutes = createRouter().openapi(eventsRoute, async (c) => {
   if (event.type === 'email.bounced') {
     const bounceType = data?.bounce?.type?.trim();
     if (bounceType === undefined || bounceType === '' || PERMANENT_BOUNCE.has(bounceType.toLowerCase())) {
-      const parts = [data?.bounce?.subType, data?.bounce?.message].filter((p): p is string => typeof p === 'string' && p.trim() !== '');
-      const detail = `${parts.join(': ') || 'the recipient\'s server rejected the mail'}${emailRef}`;
+      const parts = [data?.bounce?.subType, data?.bounce?.message].filter(
+        (p): p is string => typeof p === 'string' && p.trim() !== '',
+      );
+      const detail = `${parts.join(': ') || "the recipient's server rejected the mail"}${emailRef}`;
       for (const email of recipients(data)) {
-        applied += await applyFeedback(c.env.DB, { kind: 'bounce', email, subscriptionId: subscriptionTag(data), detail, provider: 'resend' });
+        applied += await applyFeedback(c.env.DB, {
+          kind: 'bounce',
+          email,
+          subscriptionId: subscriptionTag(data),
+          detail,
+          provider: 'resend',
+        });
       }
     } else {
       ignored = `A ${bounceType.slice(0, 50)} bounce is not permanent: nothing is suppressed.`;
@@ -176,14 +221,28 @@ export const resendRoutes = createRouter().openapi(eventsRoute, async (c) => {
     const detail = `the recipient marked the mail as spam${emailRef}`;
     const subscriptionId = subscriptionTag(data);
     for (const email of recipients(data)) {
-      applied += await applyFeedback(c.env.DB, { kind: 'complaint', email, subscriptionId, detail, provider: 'resend' });
+      applied += await applyFeedback(c.env.DB, {
+        kind: 'complaint',
+        email,
+        subscriptionId,
+        detail,
+        provider: 'resend',
+      });
     }
   } else {
     ignored = `Event type ${event.type} is not handled.`;
   }
 
   console.log(
-    JSON.stringify({ level: 'info', msg: 'resend_event', requestId: c.get('requestId'), type: event.type, emailId: data?.email_id, applied, ignored: ignored !== undefined }),
+    JSON.stringify({
+      level: 'info',
+      msg: 'resend_event',
+      requestId: c.get('requestId'),
+      type: event.type,
+      emailId: data?.email_id,
+      applied,
+      ignored: ignored !== undefined,
+    }),
   );
   return c.json({ received: true as const, applied, ...(ignored ? { ignored } : {}) }, 200);
 });

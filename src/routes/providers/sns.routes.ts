@@ -13,8 +13,8 @@
  * everything else are acknowledged and ignored. `UnsubscribeConfirmation` is acknowledged (we never re-subscribe).
  */
 import { createRoute, z } from '@hono/zod-openapi';
+import { type SnsMessage, type SnsUrlPolicy, urlProblem, verifySnsMessage } from '../../email/sns-signature.ts';
 import { applyFeedback } from '../../email/suppression.ts';
-import { urlProblem, verifySnsMessage, type SnsMessage, type SnsUrlPolicy } from '../../email/sns-signature.ts';
 import { config } from '../../env.ts';
 import { createRouter, errorResponses, jsonResponse } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
@@ -41,13 +41,19 @@ const SnsMessageSchema = z
     Signature: z.string(),
     SigningCertURL: z.string().openapi({ description: 'https, on a SNS_CERT_HOSTS host, ending in .pem.' }),
   })
-  .openapi('SnsMessage', { description: 'An Amazon SNS HTTP(S) message (https://docs.aws.amazon.com/sns/latest/dg/sns-message-and-json-formats.html).' });
+  .openapi('SnsMessage', {
+    description:
+      'An Amazon SNS HTTP(S) message (https://docs.aws.amazon.com/sns/latest/dg/sns-message-and-json-formats.html).',
+  });
 
 const SnsEventReceipt = z
   .object({
     received: z.literal(true),
     applied: z.number().int().min(0).openapi({ description: 'Email subscriptions this message suppressed.' }),
-    confirmed: z.boolean().optional().openapi({ description: 'A SubscriptionConfirmation: the SubscribeURL was visited.' }),
+    confirmed: z
+      .boolean()
+      .optional()
+      .openapi({ description: 'A SubscriptionConfirmation: the SubscribeURL was visited.' }),
     ignored: z.string().optional().openapi({ description: 'Why the message changed nothing by design.' }),
   })
   .openapi('SnsEventReceipt');
@@ -69,7 +75,10 @@ const eventsRoute = createRoute({
         .string()
         .max(100)
         .optional()
-        .openapi({ param: { name: 'x-amz-sns-message-type', in: 'header' }, description: 'Must equal the body\'s `Type` when sent.' }),
+        .openapi({
+          param: { name: 'x-amz-sns-message-type', in: 'header' },
+          description: "Must equal the body's `Type` when sent.",
+        }),
     }),
     body: { required: true, content: { 'text/plain': { schema: SnsMessageSchema } } },
   },
@@ -92,7 +101,8 @@ function recipientEntries(list: unknown): Array<{ email: string; entry: Record<s
     const raw = str((entry as Record<string, unknown>).emailAddress);
     if (!raw) continue;
     const email = (/<([^<>]+)>\s*$/.exec(raw)?.[1] ?? raw).trim();
-    if (email.includes('@') && email.length <= 254) out.set(email.toLowerCase(), { email, entry: entry as Record<string, unknown> });
+    if (email.includes('@') && email.length <= 254)
+      out.set(email.toLowerCase(), { email, entry: entry as Record<string, unknown> });
   }
   return [...out.values()];
 }
@@ -117,12 +127,17 @@ export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
   }
   const result = SnsMessageSchema.safeParse(parsed);
   if (!result.success) {
-    throw problems.unauthenticated('Not a signed SNS message: Type, MessageId, TopicArn, Message, Timestamp, SignatureVersion (1 or 2), Signature and SigningCertURL are required.', 'invalid_request');
+    throw problems.unauthenticated(
+      'Not a signed SNS message: Type, MessageId, TopicArn, Message, Timestamp, SignatureVersion (1 or 2), Signature and SigningCertURL are required.',
+      'invalid_request',
+    );
   }
   const msg = result.data as SnsMessage & z.infer<typeof SnsMessageSchema>;
   const headerType = c.req.header('x-amz-sns-message-type');
   if (headerType !== undefined && headerType !== msg.Type) {
-    throw problems.validation([{ path: 'header.x-amz-sns-message-type', message: `Does not match the message Type ${msg.Type}.` }]);
+    throw problems.validation([
+      { path: 'header.x-amz-sns-message-type', message: `Does not match the message Type ${msg.Type}.` },
+    ]);
   }
 
   const ts = Date.parse(msg.Timestamp);
@@ -132,14 +147,23 @@ export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
 
   const verification = await verifySnsMessage(msg, policy);
   if (!verification.ok) {
-    console.warn(JSON.stringify({ level: 'warn', msg: 'sns_signature_refused', requestId: c.get('requestId'), messageId: msg.MessageId.slice(0, 100), reason: verification.reason }));
-    if (verification.retryable) throw problems.unavailable(`The SNS signing certificate could not be fetched: ${verification.reason}.`);
+    console.warn(
+      JSON.stringify({
+        level: 'warn',
+        msg: 'sns_signature_refused',
+        requestId: c.get('requestId'),
+        messageId: msg.MessageId.slice(0, 100),
+        reason: verification.reason,
+      }),
+    );
+    if (verification.retryable)
+      throw problems.unavailable(`The SNS signing certificate could not be fetched: ${verification.reason}.`);
     throw problems.unauthenticated(`The SNS message signature was not accepted: ${verification.reason}.`);
   }
 
   const topicName = msg.TopicArn.split(':').at(-1) ?? '';
   if (!msg.TopicArn.startsWith('arn:') || !topicName.startsWith(cfg.aws.topicPrefix)) {
-    throw problems.forbidden('The message comes from a topic that is not one of this deployment\'s (SNS_TOPIC_PREFIX).');
+    throw problems.forbidden("The message comes from a topic that is not one of this deployment's (SNS_TOPIC_PREFIX).");
   }
 
   let applied = 0;
@@ -154,7 +178,9 @@ export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
       res = await fetch(msg.SubscribeURL!, { signal: AbortSignal.timeout(CONFIRM_TIMEOUT_MS), redirect: 'manual' });
       await res.body?.cancel();
     } catch (err) {
-      throw problems.unavailable(`Visiting the SubscribeURL failed (${err instanceof Error ? err.name : 'error'}); SNS will retry.`);
+      throw problems.unavailable(
+        `Visiting the SubscribeURL failed (${err instanceof Error ? err.name : 'error'}); SNS will retry.`,
+      );
     }
     if (!res.ok) throw problems.unavailable(`The SubscribeURL answered ${res.status}; SNS will retry.`);
     confirmed = true;
@@ -170,13 +196,15 @@ export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
     }
     // SES notifications say `notificationType`; SES event publishing says `eventType`.
     const kind = str(feedback?.notificationType) ?? str(feedback?.eventType);
-    const mailRef = str(feedback?.mail?.messageId) ? ` (SES message ${String(feedback!.mail.messageId).slice(0, 100)})` : '';
+    const mailRef = str(feedback?.mail?.messageId)
+      ? ` (SES message ${String(feedback!.mail.messageId).slice(0, 100)})`
+      : '';
     if (kind === 'Bounce') {
       const bounce = feedback?.bounce ?? {};
       const bounceType = str(bounce.bounceType);
       if (bounceType === 'Permanent') {
         for (const { email, entry } of recipientEntries(bounce.bouncedRecipients)) {
-          const detail = `${str(entry.diagnosticCode) ?? str(bounce.bounceSubType) ?? 'the recipient\'s server rejected the mail'}${mailRef}`;
+          const detail = `${str(entry.diagnosticCode) ?? str(bounce.bounceSubType) ?? "the recipient's server rejected the mail"}${mailRef}`;
           applied += await applyFeedback(c.env.DB, { kind: 'bounce', email, detail, provider: 'ses' });
         }
       } else {
@@ -190,12 +218,31 @@ export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
         applied += await applyFeedback(c.env.DB, { kind: 'complaint', email, subscriptionId, detail, provider: 'ses' });
       }
     } else {
-      ignored = kind ? `SES ${kind.slice(0, 50)} notifications are not handled.` : 'The notification is not SES bounce or complaint feedback.';
+      ignored = kind
+        ? `SES ${kind.slice(0, 50)} notifications are not handled.`
+        : 'The notification is not SES bounce or complaint feedback.';
     }
   }
 
   console.log(
-    JSON.stringify({ level: 'info', msg: 'sns_event', requestId: c.get('requestId'), type: msg.Type, messageId: msg.MessageId.slice(0, 100), applied, confirmed, ignored: ignored !== undefined }),
+    JSON.stringify({
+      level: 'info',
+      msg: 'sns_event',
+      requestId: c.get('requestId'),
+      type: msg.Type,
+      messageId: msg.MessageId.slice(0, 100),
+      applied,
+      confirmed,
+      ignored: ignored !== undefined,
+    }),
   );
-  return c.json({ received: true as const, applied, ...(confirmed !== undefined ? { confirmed } : {}), ...(ignored ? { ignored } : {}) }, 200);
+  return c.json(
+    {
+      received: true as const,
+      applied,
+      ...(confirmed !== undefined ? { confirmed } : {}),
+      ...(ignored ? { ignored } : {}),
+    },
+    200,
+  );
 });

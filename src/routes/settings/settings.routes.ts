@@ -3,11 +3,16 @@
  * `POST …/evaluate`, the dry run that says for a sample event which recipients get it and which rule decided.
  */
 import { createRoute, z } from '@hono/zod-openapi';
-import { eq, and, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { getDb } from '../../db/client.ts';
 import { notificationSettings } from '../../db/schema.ts';
-import { loadMatchContext, toMatchSettings, type MatchContext, type SettingsRow } from '../../delivery/match-context.ts';
-import { planRecipients, type MatchSettings } from '../../delivery/match.ts';
+import { type MatchSettings, planRecipients } from '../../delivery/match.ts';
+import {
+  loadMatchContext,
+  type MatchContext,
+  type SettingsRow,
+  toMatchSettings,
+} from '../../delivery/match-context.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { eventTypeInfo } from '../../lib/event-catalog.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
@@ -70,10 +75,14 @@ const putRoute = createRoute(
       path: '/v2/handles/{handle}/notification-settings',
       tags: ['Settings'],
       summary: 'Replace the notification settings',
-      description: 'Full replace. Send `If-Match` with the ETag you read to avoid overwriting someone else\'s change (412).',
+      description:
+        "Full replace. Send `If-Match` with the ETag you read to avoid overwriting someone else's change (412).",
       request: { params: HandlePathParams, headers: IfMatchHeader, body: jsonBody(PutSettingsBody) },
       responses: {
-        200: { ...jsonResponse(SettingsSchema, 'The new settings.'), headers: { ETag: { schema: { type: 'string' } } } },
+        200: {
+          ...jsonResponse(SettingsSchema, 'The new settings.'),
+          headers: { ETag: { schema: { type: 'string' } } },
+        },
         ...errorResponses(400, 412, 413, 415),
       },
     },
@@ -91,7 +100,10 @@ const evaluateRoute = createRoute(
       description:
         'Evaluates the saved settings (or the `settings` in the body) and every subscription against a sample event (`eventType` from the catalog, or your own `event`). Nothing is sent or stored.',
       request: { params: HandlePathParams, body: jsonBody(EvaluateBody) },
-      responses: { 200: jsonResponse(EvaluateResponse, 'Each recipient\'s verdict.'), ...errorResponses(400, 413, 415, 422) },
+      responses: {
+        200: jsonResponse(EvaluateResponse, "Each recipient's verdict."),
+        ...errorResponses(400, 413, 415, 422),
+      },
     },
   ),
 );
@@ -110,8 +122,17 @@ export const settingsRoutes = createRouter()
     const db = getDb(c.env.DB);
     const ctx = await requireContext(db, handle);
     const current = ctx.settingsRow.version;
-    if (ifMatch !== undefined && ifMatch.trim() !== '*' && !ifMatch.split(',').map((t) => t.trim()).includes(etagOf(current))) {
-      throw problems.preconditionFailed(`The settings changed since you read them (now ${etagOf(current)}); GET them again and retry.`);
+    if (
+      ifMatch !== undefined &&
+      ifMatch.trim() !== '*' &&
+      !ifMatch
+        .split(',')
+        .map((t) => t.trim())
+        .includes(etagOf(current))
+    ) {
+      throw problems.preconditionFailed(
+        `The settings changed since you read them (now ${etagOf(current)}); GET them again and retry.`,
+      );
     }
     // The version check is repeated in the UPDATE itself, so two concurrent PUTs cannot both win.
     const updated = await db
@@ -127,7 +148,8 @@ export const settingsRoutes = createRouter()
       .where(and(eq(notificationSettings.handle, handle), eq(notificationSettings.version, current)))
       .returning()
       .get();
-    if (!updated) throw problems.preconditionFailed('The settings changed while this request ran; GET them again and retry.');
+    if (!updated)
+      throw problems.preconditionFailed('The settings changed while this request ran; GET them again and retry.');
     c.header('ETag', etagOf(updated.version));
     return c.json(settingsToApi(updated, ctx), 200);
   })

@@ -11,7 +11,9 @@ export const OWNER_FALLBACKS = ['critical', 'all', 'none'] as const;
 export const PutSettingsBody = z
   .strictObject({
     channels: Channels,
-    eventFilter: FilterPolicySchema.nullable().openapi({ description: 'Applied to every recipient; null lets everything through.' }),
+    eventFilter: FilterPolicySchema.nullable().openapi({
+      description: 'Applied to every recipient; null lets everything through.',
+    }),
     ownerFallback: z.enum(OWNER_FALLBACKS).openapi({
       description: 'What the owner default email receives: critical events (default), all events, or none.',
     }),
@@ -56,7 +58,9 @@ export const EvaluateBody = z
   .strictObject({
     eventType: z.string().max(100).optional().openapi({ description: 'Use the catalog sample of this type.' }),
     event: SampleEventSchema.optional(),
-    settings: PutSettingsBody.optional().openapi({ description: 'Evaluate these settings instead of the saved ones (dry run of an edit).' }),
+    settings: PutSettingsBody.optional().openapi({
+      description: 'Evaluate these settings instead of the saved ones (dry run of an edit).',
+    }),
   })
   .refine((b) => (b.eventType === undefined) !== (b.event === undefined), {
     message: 'Send exactly one of eventType or event.',
@@ -70,7 +74,9 @@ export const VerdictSchema = z
     subscriptionId: z.string(),
     target: z.string(),
     outcome: z.enum(['deliver', 'skip_disabled', 'excluded']),
-    rule: z.string().openapi({ description: 'The rule that decided: matched, event_types, filter_policy, settings_event_filter, …' }),
+    rule: z
+      .string()
+      .openapi({ description: 'The rule that decided: matched, event_types, filter_policy, settings_event_filter, …' }),
     detail: z.string(),
   })
   .openapi('RecipientVerdict');

@@ -61,7 +61,13 @@ export function settingsWarnings(
   }
   if (settings.eventFilter) {
     const filtered = CRITICAL_TYPES.filter(
-      (e) => !evaluateFilterPolicy(settings.eventFilter, { type: e.type, severity: 'critical', source: null, data: e.sample }).match,
+      (e) =>
+        !evaluateFilterPolicy(settings.eventFilter, {
+          type: e.type,
+          severity: 'critical',
+          source: null,
+          data: e.sample,
+        }).match,
     ).map((e) => e.type);
     if (filtered.length) {
       const ownerCovers = owner?.status === 'active' && settings.ownerFallback !== 'none';

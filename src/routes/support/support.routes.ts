@@ -6,23 +6,33 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { getDb } from '../../db/client.ts';
 import { supportReports } from '../../db/schema.ts';
-import { createRouter, errorResponses, guard, HandleParam, jsonBody, jsonResponse } from '../../http/openapi.ts';
-import { newId } from '../../lib/ids.ts';
-import { config } from '../../env.ts';
 import { withDevMailbox } from '../../email/dev-mailbox.ts';
 import { cloudflareProvider } from '../../email/providers/cloudflare.ts';
 import { renderSupportReportMail } from '../../email/templates.ts';
-import { handleExists, findRole } from '../internal/internal.repo.ts';
+import { config } from '../../env.ts';
+import { createRouter, errorResponses, guard, HandleParam, jsonBody, jsonResponse } from '../../http/openapi.ts';
+import { newId } from '../../lib/ids.ts';
+import { findRole, handleExists } from '../internal/internal.repo.ts';
 
 const MAX_ARTIFACT_BYTES = 64 * 1024;
 
 const ReportBody = z
   .strictObject({
-    summary: z.string().trim().min(1).max(200).openapi({ example: 'Webhook test passes but production deliveries go to the DLQ' }),
+    summary: z
+      .string()
+      .trim()
+      .min(1)
+      .max(200)
+      .openapi({ example: 'Webhook test passes but production deliveries go to the DLQ' }),
     details: z.string().trim().min(1).max(10_000),
     handle: HandleParam.optional(),
     sessionId: z.string().min(1).max(200).optional(),
-    requestId: z.string().min(1).max(128).optional().openapi({ description: 'The X-Request-Id of the call that went wrong.' }),
+    requestId: z
+      .string()
+      .min(1)
+      .max(128)
+      .optional()
+      .openapi({ description: 'The X-Request-Id of the call that went wrong.' }),
     reproArtifact: z
       .union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())])
       .optional()
@@ -36,7 +46,7 @@ const ReportBody = z
 const ReportResponse = z
   .object({
     reportId: z.string().openapi({ example: 'rpt_01JD3Q7X9T0000000000000000' }),
-    requestId: z.string().openapi({ description: 'This call\'s request id.' }),
+    requestId: z.string().openapi({ description: "This call's request id." }),
     handle: z.string().nullable(),
     handleVerified: z.boolean().openapi({ description: 'Whether you are a member of the handle you named.' }),
     createdAt: z.string(),
@@ -66,7 +76,8 @@ export const supportRoutes = createRouter().openapi(reportRoute, async (c) => {
   if (body.handle) {
     // A report is accepted either way (same answer, so no existence oracle); support sees whether it was verified.
     handleVerified = principal.serviceHandles
-      ? (principal.serviceHandles === '*' || principal.serviceHandles.includes(body.handle)) && (await handleExists(db, body.handle))
+      ? (principal.serviceHandles === '*' || principal.serviceHandles.includes(body.handle)) &&
+        (await handleExists(db, body.handle))
       : (await findRole(db, principal.subject, body.handle)) !== null &&
         (principal.tokenHandle === null || principal.tokenHandle === body.handle);
   }
@@ -107,12 +118,25 @@ export const supportRoutes = createRouter().openapi(reportRoute, async (c) => {
           html: content.html,
           headers: { 'X-Gharart-Report-Id': row.id },
         },
-        { subscriptionId: null, deliveryId: row.id, handle: row.handle ?? '-', eventType: 'support.report', severity: 'info' },
+        {
+          subscriptionId: null,
+          deliveryId: row.id,
+          handle: row.handle ?? '-',
+          eventType: 'support.report',
+          severity: 'info',
+        },
       )
       .then((outcome) => {
-        if (!outcome.ok) console.error(JSON.stringify({ level: 'error', msg: 'support_mail_failed', reportId: row.id, error: outcome.message }));
+        if (!outcome.ok)
+          console.error(
+            JSON.stringify({ level: 'error', msg: 'support_mail_failed', reportId: row.id, error: outcome.message }),
+          );
       })
-      .catch((err: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'support_mail_failed', reportId: row.id, error: String(err) })));
+      .catch((err: unknown) =>
+        console.error(
+          JSON.stringify({ level: 'error', msg: 'support_mail_failed', reportId: row.id, error: String(err) }),
+        ),
+      );
     try {
       c.executionCtx.waitUntil(mail);
     } catch {

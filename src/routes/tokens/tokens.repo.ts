@@ -1,7 +1,7 @@
 /** Personal access tokens in D1. */
 import { and, desc, eq, getTableColumns, lt, sql } from 'drizzle-orm';
 import type { Db } from '../../db/client.ts';
-import { accessTokens, memberships, type AccessToken } from '../../db/schema.ts';
+import { type AccessToken, accessTokens, memberships } from '../../db/schema.ts';
 import type { Role } from '../../lib/scopes.ts';
 
 /** A token row with its owner's role on the handle of the request (null without a handle or a membership). */

@@ -1,8 +1,8 @@
 /** `POST/GET /v2/tokens`, `DELETE /v2/tokens/{id}`: personal access tokens (SPEC §3). */
 import { createRoute } from '@hono/zod-openapi';
-import { config } from '../../env.ts';
 import { getDb } from '../../db/client.ts';
 import type { AccessToken } from '../../db/schema.ts';
+import { config } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
 import { sha256Hex } from '../../lib/crypto.ts';
 import { newId } from '../../lib/ids.ts';
@@ -38,7 +38,7 @@ const createToken = createRoute(
       tags: ['Tokens'],
       summary: 'Create a personal access token',
       description:
-        'Mints a PAT for the calling user. Its scopes must be a subset of the JWT\'s; a handle restricts it to that handle (you must be a member).',
+        "Mints a PAT for the calling user. Its scopes must be a subset of the JWT's; a handle restricts it to that handle (you must be a member).",
       request: { body: jsonBody(CreateTokenBody) },
       responses: {
         201: jsonResponse(CreatedTokenSchema, 'The token, shown once.'),
@@ -57,7 +57,10 @@ const listTokens = createRoute(
       tags: ['Tokens'],
       summary: "List the caller's personal access tokens",
       request: { query: PageQuery },
-      responses: { 200: jsonResponse(pageOf(TokenSchema, 'TokenPage'), 'Newest first; never the tokens themselves.'), ...errorResponses(400) },
+      responses: {
+        200: jsonResponse(pageOf(TokenSchema, 'TokenPage'), 'Newest first; never the tokens themselves.'),
+        ...errorResponses(400),
+      },
     },
   ),
 );
@@ -113,7 +116,12 @@ export const tokensRoutes = createRouter()
   })
   .openapi(listTokens, async (c) => {
     const { limit, cursor } = c.req.valid('query');
-    const rows = await listPats(getDb(c.env.DB), c.get('principal')!.subject, limit + 1, decodeCursor(cursor, TOKEN_ID));
+    const rows = await listPats(
+      getDb(c.env.DB),
+      c.get('principal')!.subject,
+      limit + 1,
+      decodeCursor(cursor, TOKEN_ID),
+    );
     const page = toPage(rows, limit);
     return c.json({ data: page.items.map(toApi), nextCursor: page.nextCursor }, 200);
   })

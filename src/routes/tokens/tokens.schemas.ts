@@ -44,5 +44,8 @@ export const CreatedTokenSchema = TokenSchema.extend({
 }).openapi('CreatedToken');
 
 export const TokenIdParam = z.object({
-  id: z.string().regex(TOKEN_ID).openapi({ param: { name: 'id', in: 'path' } }),
+  id: z
+    .string()
+    .regex(TOKEN_ID)
+    .openapi({ param: { name: 'id', in: 'path' } }),
 });

@@ -3,13 +3,13 @@
  * rotate the secret, read the delivery log, and recover dead or skipped deliveries.
  */
 import { createRoute, z } from '@hono/zod-openapi';
-import { config } from '../../env.ts';
 import { getDb } from '../../db/client.ts';
-import { loadMatchContext } from '../../delivery/match-context.ts';
 import { diagnoseWebhook, loadWebhookEvidence } from '../../delivery/diagnosis.ts';
+import { loadMatchContext } from '../../delivery/match-context.ts';
 import { redrive } from '../../delivery/redrive.ts';
 import { newWebhookSecret } from '../../delivery/signing.ts';
 import { runTestSend, testEvent } from '../../delivery/test-send.ts';
+import { config } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
 import { TimestampSchema } from '../../http/schemas.ts';
 import { encryptSecret, importEncryptionKey } from '../../lib/crypto.ts';
@@ -17,8 +17,8 @@ import { boundaryId } from '../../lib/ids.ts';
 import { decodeCursor, encodeCursor } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
 import { WRITER_ROLES } from '../../lib/scopes.ts';
-import { DELIVERY_ID, DeliverySchema, AttemptSchema } from '../deliveries/deliveries.schemas.ts';
 import { deliveryLog, deliveryToApi, redrivableSince } from '../deliveries/deliveries.repo.ts';
+import { AttemptSchema, DELIVERY_ID, DeliverySchema } from '../deliveries/deliveries.schemas.ts';
 import { getNotification } from '../notifications/notifications.repo.ts';
 import { NOTIFICATION_ID } from '../notifications/notifications.schemas.ts';
 import { getWebhook, updateWebhook } from './webhooks.repo.ts';
@@ -29,8 +29,16 @@ const write = { handle: true, scopes: ['webhooks:write' as const], roles: WRITER
 
 const TestBody = z
   .strictObject({
-    eventType: z.string().max(100).optional().openapi({ description: 'Send the catalog sample of this type (default order.created).' }),
-    notificationId: z.string().regex(NOTIFICATION_ID).optional().openapi({ description: 'Replay this real notification instead.' }),
+    eventType: z
+      .string()
+      .max(100)
+      .optional()
+      .openapi({ description: 'Send the catalog sample of this type (default order.created).' }),
+    notificationId: z
+      .string()
+      .regex(NOTIFICATION_ID)
+      .optional()
+      .openapi({ description: 'Replay this real notification instead.' }),
   })
   .refine((b) => !(b.eventType && b.notificationId), 'Send eventType or notificationId, not both.')
   .openapi('WebhookTestRequest');
@@ -57,7 +65,9 @@ const DiagnosisSchema = z
       requestBytes: z.number().int(),
     }),
     matching: z.object({
-      recentEventTypes: z.array(z.object({ type: z.string(), count: z.number().int(), wouldMatch: z.boolean(), reason: z.string().nullable() })),
+      recentEventTypes: z.array(
+        z.object({ type: z.string(), count: z.number().int(), wouldMatch: z.boolean(), reason: z.string().nullable() }),
+      ),
     }),
     productionFailures: z.array(
       z.object({
@@ -94,14 +104,23 @@ const testRoute = createRoute(
       description:
         'Runs the production builder, signer and HTTP client synchronously (recorded as a delivery of kind test) and compares the result with recent production deliveries: the diagnosis names what differs (event types, payload size, latency, secret rotation, filters) and what to do.',
       request: { params: WebhookParams, body: { ...jsonBody(TestBody), required: false } },
-      responses: { 200: jsonResponse(TestResponse, 'The attempt and the diagnosis.'), ...errorResponses(400, 413, 415) },
+      responses: {
+        200: jsonResponse(TestResponse, 'The attempt and the diagnosis.'),
+        ...errorResponses(400, 413, 415),
+      },
     },
   ),
 );
 
 const RotateBody = z
   .strictObject({
-    graceHours: z.number().int().min(0).max(168).default(24).openapi({ description: 'How long the old secret keeps signing too.' }),
+    graceHours: z
+      .number()
+      .int()
+      .min(0)
+      .max(168)
+      .default(24)
+      .openapi({ description: 'How long the old secret keeps signing too.' }),
   })
   .openapi('RotateSecretRequest');
 
@@ -111,10 +130,14 @@ const rotateRoute = createRoute(
     path: '/v2/handles/{handle}/webhooks/{id}/rotate-secret',
     tags: ['Webhooks'],
     summary: 'Rotate the signing secret',
-    description: 'Returns the new secret once. During the grace period every delivery carries a signature with each secret.',
+    description:
+      'Returns the new secret once. During the grace period every delivery carries a signature with each secret.',
     request: { params: WebhookParams, body: { ...jsonBody(RotateBody), required: false } },
     responses: {
-      200: jsonResponse(WebhookSchema.extend({ secret: z.string() }).openapi('RotatedWebhook'), 'The new secret, shown once.'),
+      200: jsonResponse(
+        WebhookSchema.extend({ secret: z.string() }).openapi('RotatedWebhook'),
+        'The new secret, shown once.',
+      ),
       ...errorResponses(400, 413, 415),
     },
   }),
@@ -137,7 +160,11 @@ const logRoute = createRoute(
 );
 
 const RecoverBody = z
-  .strictObject({ since: TimestampSchema.openapi({ description: 'Redeliver dead and skipped deliveries created at or after this time.' }) })
+  .strictObject({
+    since: TimestampSchema.openapi({
+      description: 'Redeliver dead and skipped deliveries created at or after this time.',
+    }),
+  })
   .openapi('RecoverRequest');
 const RECOVER_LIMIT = 200;
 const recoverRoute = createRoute(
@@ -150,7 +177,9 @@ const recoverRoute = createRoute(
     request: { params: WebhookParams, body: jsonBody(RecoverBody) },
     responses: {
       202: jsonResponse(
-        z.object({ redriven: z.array(z.string()), enqueued: z.number().int(), more: z.boolean() }).openapi('RecoverResult'),
+        z
+          .object({ redriven: z.array(z.string()), enqueued: z.number().int(), more: z.boolean() })
+          .openapi('RecoverResult'),
         'Queued again.',
       ),
       ...errorResponses(400, 413, 415),
@@ -252,7 +281,9 @@ export const webhookActionsRoutes = createRouter()
     const webhook = await getWebhook(db, handle, id);
     if (!webhook) throw problems.notFound();
     if (!webhook.enabled) {
-      throw problems.conflict('The subscription is disabled; enable it first (PATCH {"enabled": true}), or its deliveries would be skipped again.');
+      throw problems.conflict(
+        'The subscription is disabled; enable it first (PATCH {"enabled": true}), or its deliveries would be skipped again.',
+      );
     }
     const rows = await redrivableSince(db, handle, id, boundaryId('dlv', Date.parse(since)), RECOVER_LIMIT + 1);
     const result = await redrive(c.env, rows.slice(0, RECOVER_LIMIT));

@@ -1,9 +1,9 @@
 /** Webhook subscriptions in D1. */
 import { and, desc, eq, lt } from 'drizzle-orm';
 import type { Db } from '../../db/client.ts';
+import { type InsertOutcome, insertWithinLimit } from '../../db/insert-within-limit.ts';
 import { webhookSubscriptions } from '../../db/schema.ts';
 import { cancelOpenDeliveries } from '../../delivery/summary.ts';
-import { insertWithinLimit, type InsertOutcome } from '../../db/insert-within-limit.ts';
 
 export type WebhookRow = typeof webhookSubscriptions.$inferSelect;
 
@@ -67,8 +67,15 @@ const ACTIVITY_LOOKBACK_MS = 48 * 3600_000;
  * One aggregate query for all `ids`: attempts bucketed by hours ago, read through the (subscription_id, id) index with
  * the time-ordered delivery id as the lower bound.
  */
-export async function hourlyActivity(d1: D1Database, ids: readonly string[], now: number, firstDeliveryId: (ms: number) => string): Promise<Map<string, HourlyActivity>> {
-  const out = new Map<string, HourlyActivity>(ids.map((id) => [id, { succeeded: Array(HOURS).fill(0), failed: Array(HOURS).fill(0) }]));
+export async function hourlyActivity(
+  d1: D1Database,
+  ids: readonly string[],
+  now: number,
+  firstDeliveryId: (ms: number) => string,
+): Promise<Map<string, HourlyActivity>> {
+  const out = new Map<string, HourlyActivity>(
+    ids.map((id) => [id, { succeeded: Array(HOURS).fill(0), failed: Array(HOURS).fill(0) }]),
+  );
   if (!ids.length) return out;
   const { results } = await d1
     .prepare(
@@ -80,7 +87,12 @@ export async function hourlyActivity(d1: D1Database, ids: readonly string[], now
         WHERE d.subscription_id IN (SELECT value FROM json_each(?1)) AND d.id >= ?3 AND a.created_at >= ?4
         GROUP BY 1, 2`,
     )
-    .bind(JSON.stringify(ids), new Date(now).toISOString(), firstDeliveryId(now - ACTIVITY_LOOKBACK_MS), new Date(now - HOURS * 3600_000).toISOString())
+    .bind(
+      JSON.stringify(ids),
+      new Date(now).toISOString(),
+      firstDeliveryId(now - ACTIVITY_LOOKBACK_MS),
+      new Date(now - HOURS * 3600_000).toISOString(),
+    )
     .all<{ id: string; age: number; ok: number; failed: number }>();
   for (const r of results) {
     const slot = out.get(r.id);

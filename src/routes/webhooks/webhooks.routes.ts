@@ -4,9 +4,9 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import { config, type AppEnv } from '../../env.ts';
 import { getDb } from '../../db/client.ts';
 import { newWebhookSecret } from '../../delivery/signing.ts';
+import { type AppEnv, config } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
 import { encryptSecret, importEncryptionKey } from '../../lib/crypto.ts';
 import { boundaryId, newId } from '../../lib/ids.ts';
@@ -16,7 +16,15 @@ import { problems } from '../../lib/problem.ts';
 import { WRITER_ROLES } from '../../lib/scopes.ts';
 import { checkWebhookUrl } from '../../lib/url-rules.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
-import { deleteWebhook, getWebhook, hourlyActivity, insertWebhook, listWebhooks, updateWebhook, type WebhookRow } from './webhooks.repo.ts';
+import {
+  deleteWebhook,
+  getWebhook,
+  hourlyActivity,
+  insertWebhook,
+  listWebhooks,
+  updateWebhook,
+  type WebhookRow,
+} from './webhooks.repo.ts';
 import {
   CreatedWebhookSchema,
   CreateWebhookBody,
@@ -80,14 +88,19 @@ const WebhookListQuery = PageQuery.extend({
   include: z
     .enum(['activity'])
     .optional()
-    .openapi({ param: { name: 'include', in: 'query' }, description: '`activity`: add `activity24h` to each subscription.' }),
+    .openapi({
+      param: { name: 'include', in: 'query' },
+      description: '`activity`: add `activity24h` to each subscription.',
+    }),
 });
 
 const WebhookListItemSchema = WebhookSchema.extend({
   activity24h: z
     .object({ succeeded: z.array(z.number().int()), failed: z.array(z.number().int()) })
     .optional()
-    .openapi({ description: 'With include=activity: attempts per hour over the last 24 h, oldest hour first (24 entries each).' }),
+    .openapi({
+      description: 'With include=activity: attempts per hour over the last 24 h, oldest hour first (24 entries each).',
+    }),
 }).openapi('WebhookListItem');
 
 const listRoute = createRoute(
@@ -96,9 +109,12 @@ const listRoute = createRoute(
     path: '/v2/handles/{handle}/webhooks',
     tags: ['Webhooks'],
     summary: 'List webhook subscriptions with their health',
-    description: '`include=activity` adds each subscription\'s attempts per hour over the last 24 h (`activity24h`).',
+    description: "`include=activity` adds each subscription's attempts per hour over the last 24 h (`activity24h`).",
     request: { params: HandlePathParams, query: WebhookListQuery },
-    responses: { 200: jsonResponse(pageOf(WebhookListItemSchema, 'WebhookPage'), 'Newest first.'), ...errorResponses(400) },
+    responses: {
+      200: jsonResponse(pageOf(WebhookListItemSchema, 'WebhookPage'), 'Newest first.'),
+      ...errorResponses(400),
+    },
   }),
 );
 
@@ -111,7 +127,10 @@ const createWebhookRoute = createRoute(
     description:
       'Returns the signing secret once. The URL must be https on port 443 or 8443 with a public DNS name (no IP literals, localhost or internal names).',
     request: { params: HandlePathParams, body: jsonBody(CreateWebhookBody) },
-    responses: { 201: jsonResponse(CreatedWebhookSchema, 'Created; keep the secret.'), ...errorResponses(400, 413, 415) },
+    responses: {
+      201: jsonResponse(CreatedWebhookSchema, 'Created; keep the secret.'),
+      ...errorResponses(400, 413, 415),
+    },
   }),
 );
 
@@ -157,9 +176,22 @@ export const webhooksRoutes = createRouter()
     const rows = await listWebhooks(getDb(c.env.DB), handle, limit + 1, decodeCursor(cursor, WEBHOOK_ID));
     const page = toPage(rows, limit);
     const activity =
-      include === 'activity' ? await hourlyActivity(c.env.DB, page.items.map((r) => r.id), Date.now(), (ms) => boundaryId('dlv', ms)) : null;
+      include === 'activity'
+        ? await hourlyActivity(
+            c.env.DB,
+            page.items.map((r) => r.id),
+            Date.now(),
+            (ms) => boundaryId('dlv', ms),
+          )
+        : null;
     return c.json(
-      { data: page.items.map((r) => ({ ...webhookToApi(r), ...(activity ? { activity24h: activity.get(r.id)! } : {}) })), nextCursor: page.nextCursor },
+      {
+        data: page.items.map((r) => ({
+          ...webhookToApi(r),
+          ...(activity ? { activity24h: activity.get(r.id)! } : {}),
+        })),
+        nextCursor: page.nextCursor,
+      },
       200,
     );
   })
@@ -193,7 +225,9 @@ export const webhooksRoutes = createRouter()
       updatedAt: now.toISOString(),
     };
     if ((await insertWebhook(c.env.DB, row, max)) !== 'inserted') {
-      throw problems.unprocessable(`A handle can have at most ${max} webhook subscriptions; delete one first.`, { limit: max });
+      throw problems.unprocessable(`A handle can have at most ${max} webhook subscriptions; delete one first.`, {
+        limit: max,
+      });
     }
     c.header('Location', `/v2/handles/${handle}/webhooks/${row.id}`);
     return c.json({ ...webhookToApi(row), secret }, 201);
@@ -219,7 +253,13 @@ export const webhooksRoutes = createRouter()
     if (body.headers !== undefined) changes.headers = toJsonColumn(body.headers);
     if (body.enabled === true && !current.enabled) {
       // Re-enabling starts from a clean slate, or auto-disable would trip again on the old streak.
-      Object.assign(changes, { enabled: true, disabledReason: null, disabledAt: null, consecutiveFailures: 0, failingSince: null });
+      Object.assign(changes, {
+        enabled: true,
+        disabledReason: null,
+        disabledAt: null,
+        consecutiveFailures: 0,
+        failingSince: null,
+      });
     } else if (body.enabled === false && current.enabled) {
       Object.assign(changes, { enabled: false, disabledReason: 'disabled_by_user', disabledAt: now });
     }

@@ -39,7 +39,11 @@ export const HeadersSchema = z
     for (const name of names) {
       const lower = name.toLowerCase();
       if (lower.startsWith('webhook-') || RESERVED_HEADERS.has(lower)) {
-        ctx.addIssue({ code: 'custom', path: [name], message: `${name} is set by the service and cannot be overridden.` });
+        ctx.addIssue({
+          code: 'custom',
+          path: [name],
+          message: `${name} is set by the service and cannot be overridden.`,
+        });
       }
       if (seen.has(lower)) ctx.addIssue({ code: 'custom', path: [name], message: `${name} is given twice.` });
       seen.add(lower);
@@ -106,5 +110,8 @@ export const CreatedWebhookSchema = WebhookSchema.extend({
 
 export const WebhookParams = z.object({
   handle: HandleParam,
-  id: z.string().regex(WEBHOOK_ID).openapi({ param: { name: 'id', in: 'path' } }),
+  id: z
+    .string()
+    .regex(WEBHOOK_ID)
+    .openapi({ param: { name: 'id', in: 'path' } }),
 });
