@@ -171,8 +171,12 @@ function deliveryBatch(ids: string[]) {
   const batch = {
     queue: 'notify-deliveries',
     messages,
-    ackAll: () => void (outcome.acked += messages.length),
-    retryAll: () => void (outcome.retried += messages.length),
+    ackAll: () => {
+      outcome.acked += messages.length;
+    },
+    retryAll: () => {
+      outcome.retried += messages.length;
+    },
   } as unknown as MessageBatch<unknown>;
   return { batch, outcome };
 }

@@ -62,8 +62,6 @@ async function session(t: (typeof list)[number]) {
 }
 const sessions = await Promise.all(list.map(session));
 const main = sessions.find((x) => x.name.includes('core:user:subject'))!;
-const cdp = main.cdp;
-const ws = main.ws;
 
 const specs: Record<string, Parameters<typeof runLoad>[0]> = {
   read: {
@@ -155,6 +153,5 @@ const top = (m: Map<string, number>, k: number) =>
 console.log(`\nself time (of ${total} samples):\n${top(self, 30)}\n\ninclusive:\n${top(inclusive, 45)}`);
 void byFile;
 for (const x of sessions) x.ws.close();
-void ws;
 await A.mf.dispose();
 await receiver.close();

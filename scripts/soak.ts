@@ -342,7 +342,10 @@ async function ingest(
         expected: [202, 409, 429],
       });
       let outcome = outcomes.get(request.body.sourceEventId);
-      if (!outcome) outcomes.set(request.body.sourceEventId, (outcome = { answers: [] }));
+      if (!outcome) {
+        outcome = { answers: [] };
+        outcomes.set(request.body.sourceEventId, outcome);
+      }
       outcome.answers.push({
         request,
         status: res.status,
@@ -713,7 +716,10 @@ async function reconcile(x: ReconcileInput) {
   const recount = new Map<string, { open: number; succeeded: number; dead: number }>();
   for (const d of deliveries) {
     let c = recount.get(d.notification_id);
-    if (!c) recount.set(d.notification_id, (c = { open: 0, succeeded: 0, dead: 0 }));
+    if (!c) {
+      c = { open: 0, succeeded: 0, dead: 0 };
+      recount.set(d.notification_id, c);
+    }
     if (OPEN.has(d.status)) c.open++;
     else if (d.status === 'succeeded') c.succeeded++;
     else if (d.status === 'dead') c.dead++;
@@ -744,7 +750,10 @@ async function reconcile(x: ReconcileInput) {
     for (const h of got) {
       const id = h.headers['webhook-id'] ?? '';
       let list = byDelivery.get(id);
-      if (!list) byDelivery.set(id, (list = []));
+      if (!list) {
+        list = [];
+        byDelivery.set(id, list);
+      }
       list.push(h);
     }
     for (const d of deliveries.filter((d) => d.subscription_id === wh.id)) {
@@ -879,7 +888,10 @@ async function reconcile(x: ReconcileInput) {
         ? `email, ${d.recipient_type.replace('_', ' ')}`
         : (groupOf.get(d.subscription_id) ?? 'webhook, unknown');
     let list = byGroup.get(group);
-    if (!list) byGroup.set(group, (list = []));
+    if (!list) {
+      list = [];
+      byGroup.set(group, list);
+    }
     list.push(d);
   }
   const groups: SoakResult['deliveries'] = [...byGroup]

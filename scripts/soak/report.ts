@@ -65,7 +65,10 @@ export function summarize(samples: readonly Sample[]): {
   const byKind = new Map<string, Sample[]>();
   for (const s of samples) {
     let list = byKind.get(s.kind);
-    if (!list) byKind.set(s.kind, (list = []));
+    if (!list) {
+      list = [];
+      byKind.set(s.kind, list);
+    }
     list.push(s);
   }
   const kinds = [...byKind].map(([kind, list]) => {
@@ -86,7 +89,10 @@ export function summarize(samples: readonly Sample[]): {
   for (const s of samples) {
     if (s.status !== 0 && s.status < 400) continue;
     let e = errors.get(s.status);
-    if (!e) errors.set(s.status, (e = { status: s.status, expected: 0, unexpected: 0 }));
+    if (!e) {
+      e = { status: s.status, expected: 0, unexpected: 0 };
+      errors.set(s.status, e);
+    }
     if (s.expected) e.expected++;
     else e.unexpected++;
   }

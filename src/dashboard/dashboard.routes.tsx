@@ -352,7 +352,7 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     await startSession(c, token);
     const next = c.req.query('next');
     const target =
-      next && next.startsWith('/dashboard') && !next.startsWith('//') && !next.includes('\\') ? next : '/dashboard';
+      next?.startsWith('/dashboard') && !next.startsWith('//') && !next.includes('\\') ? next : '/dashboard';
     return c.redirect(target, 303);
   });
 
@@ -541,25 +541,23 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     return render(
       c,
       h.frame,
-      <>
-        <WebhookPage
-          handle={h.handle}
-          webhook={w.data}
-          deliveries={log.ok ? log.data.data : []}
-          nextCursor={log.ok ? log.data.nextCursor : null}
-          types={types}
-          csrf={h.session.csrf}
-          idem={h.idem}
-          secret={extra.secret ?? null}
-          testResult={extra.testResult ?? null}
-          recoverResult={extra.recoverResult ?? null}
-          problem={extra.problem ?? (log.ok ? null : log.problem)}
-          problemContext={extra.problemContext ?? (log.ok ? undefined : 'Delivery log')}
-          form={extra.form}
-          recoverSince={toLocalInput(new Date(Date.now() - 24 * 3600_000).toISOString())}
-          headersOriginal={headersText}
-        />
-      </>,
+      <WebhookPage
+        handle={h.handle}
+        webhook={w.data}
+        deliveries={log.ok ? log.data.data : []}
+        nextCursor={log.ok ? log.data.nextCursor : null}
+        types={types}
+        csrf={h.session.csrf}
+        idem={h.idem}
+        secret={extra.secret ?? null}
+        testResult={extra.testResult ?? null}
+        recoverResult={extra.recoverResult ?? null}
+        problem={extra.problem ?? (log.ok ? null : log.problem)}
+        problemContext={extra.problemContext ?? (log.ok ? undefined : 'Delivery log')}
+        form={extra.form}
+        recoverSince={toLocalInput(new Date(Date.now() - 24 * 3600_000).toISOString())}
+        headersOriginal={headersText}
+      />,
       extra.status ?? 200,
     );
   }

@@ -294,6 +294,7 @@ export const DataTable: FC<PropsWithChildren<{ caption: string; columns: string[
   children,
 }) => (
   // Focusable, so a keyboard user can scroll it when it is wider than the screen.
+  // biome-ignore lint/a11y/useSemanticElements: a labelled scroll container (region), not a section of the document.
   <div class="scroll" tabindex={0} role="region" aria-label={caption}>
     <table>
       <caption class="sr-only">{caption}</caption>

@@ -29,7 +29,7 @@ export interface EventType {
 }
 
 const json = (v: unknown) => (v === null || v === undefined ? '' : JSON.stringify(v, null, 2));
-const list = (v: string[] | null | undefined) => (v && v.length ? v.join(', ') : 'every type');
+const list = (v: string[] | null | undefined) => (v?.length ? v.join(', ') : 'every type');
 
 /** An `<option>` list of event types (system types cannot be published but can be tested). */
 const TypeOptions: FC<{ types: EventType[]; selected?: string; publishable?: boolean }> = ({

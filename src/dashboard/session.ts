@@ -34,22 +34,20 @@ const keyCache = new Map<string, Promise<CryptoKey>>();
 function sessionKey(encryptionKey: string): Promise<CryptoKey> {
   let key = keyCache.get(encryptionKey);
   if (!key) {
-    key = crypto.subtle
-      .importKey('raw', fromBase64(encryptionKey), 'HKDF', false, ['deriveKey'])
-      .then((base) =>
-        crypto.subtle.deriveKey(
-          {
-            name: 'HKDF',
-            hash: 'SHA-256',
-            salt: new Uint8Array(0),
-            info: encoder.encode('gharart-notify dashboard session v1'),
-          },
-          base,
-          { name: 'AES-GCM', length: 256 },
-          false,
-          ['encrypt', 'decrypt'],
-        ),
-      );
+    key = crypto.subtle.importKey('raw', fromBase64(encryptionKey), 'HKDF', false, ['deriveKey']).then((base) =>
+      crypto.subtle.deriveKey(
+        {
+          name: 'HKDF',
+          hash: 'SHA-256',
+          salt: new Uint8Array(0),
+          info: encoder.encode('gharart-notify dashboard session v1'),
+        },
+        base,
+        { name: 'AES-GCM', length: 256 },
+        false,
+        ['encrypt', 'decrypt'],
+      ),
+    );
     keyCache.set(encryptionKey, key);
   }
   return key;

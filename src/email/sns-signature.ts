@@ -62,7 +62,7 @@ export function hostMatches(host: string, pattern: string): boolean {
 function isLoopbackLiteral(host: string): boolean {
   if (host === '[::1]') return true;
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host);
-  return m !== null && m.slice(1).every((o) => Number(o) <= 255) && m[1] === '127';
+  return m !== null && m[1] === '127' && m.slice(1).every((o) => Number(o) <= 255);
 }
 
 export interface SnsUrlPolicy {

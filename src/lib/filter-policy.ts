@@ -159,9 +159,7 @@ function checkKey(key: string): string | null {
   const bad = segments.findIndex((s) => !SEGMENT.test(s));
   if (bad !== -1) {
     const what = segments[bad] === '' ? 'is empty' : `is "${segments[bad]}"`;
-    return (
-      `A data path is dot-separated names made of letters, digits, _ and -; ` + `part ${bad + 1} of ${key} ${what}.`
-    );
+    return `A data path is dot-separated names made of letters, digits, _ and -; part ${bad + 1} of ${key} ${what}.`;
   }
   return null;
 }

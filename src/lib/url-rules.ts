@@ -53,6 +53,7 @@ const NON_PUBLIC_SUFFIXES = [
   'onion',
 ];
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what this rejects.
 const CONTROL_OR_SPACE = /[\u0000-\u0020\u007f]/;
 
 /** Checks a webhook URL; returns the parsed URL, or the first rule it breaks with a message a user can act on. */

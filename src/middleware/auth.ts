@@ -99,7 +99,7 @@ function bearerToken(c: Context<AppEnv>): string {
 
 async function principalFromJwt(c: Context<AppEnv>, token: string): Promise<Principal> {
   const cfg = config(c.env);
-  let payload;
+  let payload: Awaited<ReturnType<typeof verifyJwt>>;
   try {
     payload = await verifyJwt(token, { ...cfg.jwt, secret: c.env.JWT_SECRET ?? null });
   } catch (err) {

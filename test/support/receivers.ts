@@ -144,14 +144,7 @@ export async function startReceivers(): Promise<Receivers> {
     res.end();
   }
 
-  async function handleScenario(
-    req: IncomingMessage,
-    res: ServerResponse,
-    url: URL,
-    scenario: string,
-    key: string,
-    hit: Hit,
-  ) {
+  async function handleScenario(res: ServerResponse, url: URL, scenario: string, key: string, hit: Hit) {
     const q = url.searchParams;
     const webhookId = hit.headers['webhook-id'] ?? '';
     const firstForId = () => {
@@ -266,9 +259,12 @@ export async function startReceivers(): Promise<Receivers> {
         response: null,
       };
       let list = hitsByKey.get(key);
-      if (!list) hitsByKey.set(key, (list = []));
+      if (!list) {
+        list = [];
+        hitsByKey.set(key, list);
+      }
       list.push(hit);
-      return handleScenario(req, res, url, scenario, key, hit);
+      return handleScenario(res, url, scenario, key, hit);
     }
     return json(res, 404, { error: `no route for ${req.method} ${url.pathname}` });
   }

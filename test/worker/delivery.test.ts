@@ -404,7 +404,7 @@ describe('what a receiver gets (Standard Webhooks, verified with the standardweb
       });
       expect(body.severity).toBe(i === 0 ? 'info' : 'critical');
       // Another secret does not verify: the check above is not vacuous.
-      expect(() => new Webhook('whsec_' + btoa('x'.repeat(32))).verify(hit!.body, hit!.headers)).toThrow();
+      expect(() => new Webhook(`whsec_${btoa('x'.repeat(32))}`).verify(hit!.body, hit!.headers)).toThrow();
       // Nor does a tampered body.
       expect(() => new Webhook(wh.secret).verify(hit!.body.replace(h.handle, `${h.handle}x`), hit!.headers)).toThrow();
     }

@@ -57,7 +57,7 @@ describe('checkResolvedAddresses', () => {
   it('answers are cached for their TTL (≤ 60 s): a second check asks the resolver nothing', async () => {
     const host = `${unique('cache')}.a-10-1-2-3.test`;
     await checkResolvedAddresses(host, { dohUrl: dohUrl() });
-    const again = await checkResolvedAddresses(host.toUpperCase() + '.', { dohUrl: dohUrl() });
+    const again = await checkResolvedAddresses(`${host.toUpperCase()}.`, { dohUrl: dohUrl() });
     expect(again).toMatchObject({ ok: false, address: '10.1.2.3' });
     expect(await queries(host)).toHaveLength(2);
   });

@@ -430,12 +430,18 @@ const commands = [
   fc.nat().map((i) => new Step(`deleteWebhook#${i}`, (s) => s.deleteWebhook(i))),
   fc.tuple(fc.nat(), behaviour).map(([i, b]) => new Step(`receiver#${i}→${b}`, (s) => s.setReceiver(i, b))),
   fc.boolean().map((on) => new Step(`ownerEmail=${on}`, (s) => s.setOwnerEmail(on))),
-  fc
-    .integer({ min: 1, max: 2 })
-    .map((n) => new Step(`failNextSendBatch(${n})`, (s) => void (s.queue.failNextSendBatch = n))),
-  fc
-    .record({ mode: fc.constantFrom<'before' | 'after'>('before', 'after'), skip: fc.integer({ min: 0, max: 2 }) })
-    .map((a) => new Step(`failD1Batch(${a.mode}, skip ${a.skip})`, (s) => void (s.d1.armed = { ...a }))),
+  fc.integer({ min: 1, max: 2 }).map(
+    (n) =>
+      new Step(`failNextSendBatch(${n})`, (s) => {
+        s.queue.failNextSendBatch = n;
+      }),
+  ),
+  fc.record({ mode: fc.constantFrom<'before' | 'after'>('before', 'after'), skip: fc.integer({ min: 0, max: 2 }) }).map(
+    (a) =>
+      new Step(`failD1Batch(${a.mode}, skip ${a.skip})`, (s) => {
+        s.d1.armed = { ...a };
+      }),
+  ),
   fc.nat().map((i) => new Step(`duplicateMessage#${i}`, (s) => s.duplicateMessage(i))),
   fc.nat().map((i) => new Step(`corruptSecret#${i}`, (s) => s.corruptSecret(i))),
   fc.integer({ min: 1, max: 10 }).map((n) => new Step(`consume(${n})`, (s) => s.consume(n))),

@@ -34,7 +34,7 @@ export const oddString = fc.oneof(
 
 function resolve(schema: Json, doc: Json): Json {
   let s = schema;
-  for (let i = 0; s && s.$ref && i < 10; i++) {
+  for (let i = 0; s?.$ref && i < 10; i++) {
     const name = String(s.$ref).replace('#/components/schemas/', '');
     const { $ref: _r, ...rest } = s;
     s = { ...doc.components.schemas[name], ...rest };
@@ -144,9 +144,15 @@ function atRandomPath(value: unknown, pick: number, replace: (old: unknown) => u
   const paths: Array<Array<string | number>> = [[]];
   const walk = (v: unknown, p: Array<string | number>) => {
     if (p.length > 4) return;
-    if (Array.isArray(v)) v.forEach((x, i) => (paths.push([...p, i]), walk(x, [...p, i])));
-    else if (v && typeof v === 'object')
-      for (const [k, x] of Object.entries(v)) paths.push([...p, k]), walk(x, [...p, k]);
+    const children: Array<[string | number, unknown]> = Array.isArray(v)
+      ? v.map((x, i) => [i, x])
+      : v && typeof v === 'object'
+        ? Object.entries(v)
+        : [];
+    for (const [k, x] of children) {
+      paths.push([...p, k]);
+      walk(x, [...p, k]);
+    }
   };
   walk(value, []);
   const path = paths[pick % paths.length]!;

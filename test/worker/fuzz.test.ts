@@ -149,7 +149,7 @@ type AuthKind = 'user' | 'service' | 'none';
 
 function authKindOf(o: Op): AuthKind {
   if (o.template.startsWith('/v2/internal/')) return 'service';
-  if (o.op.security && o.op.security.length) return 'user';
+  if (o.op.security?.length) return 'user';
   return 'none';
 }
 
@@ -165,11 +165,11 @@ const GARBAGE_IDS = [
   '%ZZ',
   '%',
   'ntf_123',
-  'ntf_' + '0'.repeat(27),
-  'whk_' + 'I'.repeat(26),
-  'tok_' + 'U'.repeat(26),
-  'dlv_' + '0'.repeat(25),
-  'esub_' + '0'.repeat(26),
+  `ntf_${'0'.repeat(27)}`,
+  `whk_${'I'.repeat(26)}`,
+  `tok_${'U'.repeat(26)}`,
+  `dlv_${'0'.repeat(25)}`,
+  `esub_${'0'.repeat(26)}`,
   'NULL',
   '-1',
   '0',
@@ -195,7 +195,7 @@ function describeCase(c: Case, method: string): string {
       : c.rawBody.length > 600
         ? `${c.rawBody.slice(0, 300)}… (${c.rawBody.length} chars)`
         : c.rawBody;
-  return `${method} ${c.path.length > 400 ? c.path.slice(0, 400) + '…' : c.path}\n  auth: ${c.authLabel}\n  headers: ${JSON.stringify(c.headers)}\n  body [${c.bodyLabel}]: ${body}`;
+  return `${method} ${c.path.length > 400 ? `${c.path.slice(0, 400)}…` : c.path}\n  auth: ${c.authLabel}\n  headers: ${JSON.stringify(c.headers)}\n  body [${c.bodyLabel}]: ${body}`;
 }
 
 let doc: Json;
@@ -469,7 +469,7 @@ beforeAll(async () => {
   };
   other = await makeTenant();
   const made = await Promise.all(ops.map(() => makeTenant()));
-  ops.forEach((o, i) => tenants.set(`${o.method} ${o.template}`, made[i]!));
+  for (const [i, o] of ops.entries()) tenants.set(`${o.method} ${o.template}`, made[i]!);
   await settle([other.handle, ...made.map((t) => t.handle)]);
 }, 60_000);
 

@@ -71,11 +71,26 @@ describe('GET …/notifications: paging under every filter (1,000 notifications)
   async function expected(f: { status?: string; type?: string; severity?: string; since?: string; until?: string }) {
     const where = ['handle = ?'];
     const params: string[] = [handle];
-    if (f.status) where.push('status = ?'), params.push(f.status);
-    if (f.type) where.push('type = ?'), params.push(f.type);
-    if (f.severity) where.push('severity = ?'), params.push(f.severity);
-    if (f.since) where.push('created_at >= ?'), params.push(new Date(f.since).toISOString());
-    if (f.until) where.push('created_at < ?'), params.push(new Date(f.until).toISOString());
+    if (f.status) {
+      where.push('status = ?');
+      params.push(f.status);
+    }
+    if (f.type) {
+      where.push('type = ?');
+      params.push(f.type);
+    }
+    if (f.severity) {
+      where.push('severity = ?');
+      params.push(f.severity);
+    }
+    if (f.since) {
+      where.push('created_at >= ?');
+      params.push(new Date(f.since).toISOString());
+    }
+    if (f.until) {
+      where.push('created_at < ?');
+      params.push(new Date(f.until).toISOString());
+    }
     const { results } = await env.DB.prepare(`SELECT id FROM notifications WHERE ${where.join(' AND ')}`)
       .bind(...params)
       .all<{ id: string }>();

@@ -1063,7 +1063,7 @@ describe('9. Mail header injection', () => {
       h.handle,
       {
         type: 'order.paid',
-        data: { orderId: evil, customerName: 'Jane\nSubject: hacked', ['X-Key\r\nBcc']: 'evil@evil.example' },
+        data: { orderId: evil, customerName: 'Jane\nSubject: hacked', 'X-Key\r\nBcc': 'evil@evil.example' },
         source: 'orders\r\nBcc: evil@evil.example',
       },
       DEV,

@@ -151,7 +151,7 @@ describe('checkWebhookUrl accepts public https URLs', () => {
     const raw = base + 'a'.repeat(MAX_WEBHOOK_URL_LENGTH - base.length);
     expect(raw.length).toBe(MAX_WEBHOOK_URL_LENGTH);
     expect(checkWebhookUrl(raw, strict).ok).toBe(true);
-    expect(rejects(raw + 'a').rule).toBe('url_too_long');
+    expect(rejects(`${raw}a`).rule).toBe('url_too_long');
   });
 
   it('rejects a URL that only grows past the limit once percent-encoded', () => {

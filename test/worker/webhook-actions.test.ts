@@ -285,7 +285,7 @@ describe('POST …/webhooks/{id}/test', () => {
     expect(payload.data).toMatchObject({ orderId: 'ord_10482' });
     expect(r.body.attempt.requestBytes).toBe(hit!.bytes);
     // A wrong secret does not verify: the check above can fail.
-    expect(verifies('whsec_' + btoa('x'.repeat(32)), hit!)).toBe(false);
+    expect(verifies(`whsec_${btoa('x'.repeat(32))}`, hit!)).toBe(false);
 
     const d = await deliveryRow(r.body.deliveryId);
     expect(d).toMatchObject({

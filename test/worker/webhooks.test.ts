@@ -7,7 +7,6 @@ import {
   call,
   callJson,
   callWithVars,
-  createPat,
   expectProblem,
   provisionHandle,
   signJwt,

@@ -185,13 +185,10 @@ const EmailDiagnosisSchema = z
         at: z.string(),
       }),
     ),
-    providerCheck: z
-      .object({ provider: z.string(), reference: z.string(), state: z.string() })
-      .nullable()
-      .openapi({
-        description:
-          'For SNS: the subscription ARN and what GetSubscriptionAttributes said (confirmed, pending, not_found).',
-      }),
+    providerCheck: z.object({ provider: z.string(), reference: z.string(), state: z.string() }).nullable().openapi({
+      description:
+        'For SNS: the subscription ARN and what GetSubscriptionAttributes said (confirmed, pending, not_found).',
+    }),
     nextSteps: z.array(z.string()),
   })
   .openapi('EmailDiagnosis');

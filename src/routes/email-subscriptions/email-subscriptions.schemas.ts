@@ -19,12 +19,10 @@ export const EMAIL_STATUSES = ['pending_confirmation', 'active', 'unsubscribed',
 
 export const EmailSubscriptionSchema = z
   .object({
-    id: z
-      .string()
-      .openapi({
-        example: 'esub_01JD3Q7X9T0000000000000000',
-        description: '`owner-default` for the owner default email.',
-      }),
+    id: z.string().openapi({
+      example: 'esub_01JD3Q7X9T0000000000000000',
+      description: '`owner-default` for the owner default email.',
+    }),
     kind: z.enum(['standard', 'owner_default']),
     email: z.string().nullable().openapi({ description: 'Null only for an unset owner default email.' }),
     eventTypes: z.array(z.string()).nullable(),

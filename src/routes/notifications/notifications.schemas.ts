@@ -55,11 +55,9 @@ const base = {
   createdAt: z.string(),
   updatedAt: z.string(),
   recipientCount: z.number().int(),
-  deliveryCounts: z
-    .object({ open: z.number().int(), succeeded: z.number().int(), dead: z.number().int() })
-    .openapi({
-      description: 'Deliveries still in progress, succeeded and dead; skipped and cancelled make up the rest.',
-    }),
+  deliveryCounts: z.object({ open: z.number().int(), succeeded: z.number().int(), dead: z.number().int() }).openapi({
+    description: 'Deliveries still in progress, succeeded and dead; skipped and cancelled make up the rest.',
+  }),
   deliveries: z.array(RecipientSummarySchema).openapi({
     description: 'One entry per recipient (the first 25 for larger fan-outs; see recipientCount).',
   }),

@@ -6,7 +6,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { and, eq, sql } from 'drizzle-orm';
 import { getDb } from '../../db/client.ts';
 import { notificationSettings } from '../../db/schema.ts';
-import { type MatchSettings, planRecipients } from '../../delivery/match.ts';
+import { type MatchEvent, type MatchSettings, planRecipients } from '../../delivery/match.ts';
 import {
   loadMatchContext,
   type MatchContext,
@@ -156,7 +156,7 @@ export const settingsRoutes = createRouter()
   .openapi(evaluateRoute, async (c) => {
     const { handle } = c.req.valid('param');
     const body = c.req.valid('json');
-    let event;
+    let event: MatchEvent & { source: string | null };
     if (body.eventType !== undefined) {
       const info = eventTypeInfo(body.eventType);
       if (!info) throw problems.unprocessable(`Unknown event type ${body.eventType}; see GET /v2/event-types.`);

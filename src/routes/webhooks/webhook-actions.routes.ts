@@ -194,7 +194,7 @@ export const webhookActionsRoutes = createRouter()
     const db = getDb(c.env.DB);
     const webhook = await getWebhook(db, handle, id);
     if (!webhook) throw problems.notFound();
-    let event;
+    let event: ReturnType<typeof testEvent>;
     if (body.notificationId) {
       const notification = await getNotification(db, handle, body.notificationId);
       if (!notification) throw problems.unprocessable(`No notification ${body.notificationId} on this handle.`);
