@@ -19,7 +19,7 @@ export default defineConfig(async () => {
   return {
     test: {
       // Webhook receivers on 127.0.0.1, once per run; their port reaches tests as `inject('receiverPort')`.
-      globalSetup: ['test/support/global-setup.ts'],
+      globalSetup: ['test/support/node/global-setup.ts'],
       // The Worker logs one JSON line per request: right in production, noise in a test run of hundreds of calls.
       // Errors and warnings still print.
       onConsoleLog: (log: string, type: 'stdout' | 'stderr') => type === 'stderr' || !log.includes('"level":"info"'),
@@ -33,10 +33,12 @@ export default defineConfig(async () => {
           ],
           test: {
             name: 'worker',
-            include: ['test/worker/**/*.test.ts'],
-            setupFiles: ['test/worker/setup.ts'],
-            // Widen or replay the generated tests: FUZZ_RUNS / FUZZ_SEED (fuzz.test.ts), FAULT_RUNS / FAULT_SEED
-            // (fault-model.test.ts). Provided, not read from import.meta.env: a cached transform can keep stale values.
+            // Every test beside the Node and browser ones runs inside workerd, in folders that mirror src/.
+            include: ['test/**/*.test.ts'],
+            exclude: ['test/node/**', 'test/e2e/**'],
+            setupFiles: ['test/support/setup.ts'],
+            // Widen or replay the generated tests: FUZZ_RUNS / FUZZ_SEED (test/app/fuzz.test.ts), FAULT_RUNS / FAULT_SEED
+            // (test/delivery/fault-model.test.ts). Provided, not read from import.meta.env: a cached transform can keep stale values.
             provide: {
               fuzzRuns: Number(process.env.FUZZ_RUNS ?? 100),
               fuzzSeed: Number(process.env.FUZZ_SEED ?? 20261126),

@@ -204,7 +204,7 @@ export async function applyMigrations(db: D1) {
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
 /**
- * `count` notifications for `handle` in one INSERT … SELECT over a recursive CTE (as test/worker/seed.ts does): row n
+ * `count` notifications for `handle` in one INSERT … SELECT over a recursive CTE (as test/support/seed.ts does): row n
  * is minted at baseMs + n ms with a valid, time-ordered id; type, severity and status cycle.
  */
 export async function seedNotifications(db: D1, handle: string, count: number, baseMs: number) {

@@ -3,7 +3,7 @@
  * own fresh state (never .wrangler/state) and real local D1 and Queues.
  *
  * 1. Fresh secrets, migrations and the demo seed (scripts/dev-seed.ts) in a temporary state directory.
- * 2. Webhook receivers on 127.0.0.1 (test/support/receivers.ts): `webhooks` endpoints, `failing-share` of them answer 500.
+ * 2. Webhook receivers on 127.0.0.1 (test/support/node/receivers.ts): `webhooks` endpoints, `failing-share` of them answer 500.
  * 3. `wrangler dev` with a 1 s retry schedule, so a failing delivery is `dead` (8 attempts, then the DLQ) in seconds.
  * 4. Setup through the API, with every write sent several times with one Idempotency-Key (concurrently and after).
  * 5. Load: `events` ingest requests over `connections` keep-alive connections, `duplicates` of them repeats (half the
@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Webhook } from 'standardwebhooks';
-import { type Hit, type Receivers, startReceivers } from '../test/support/receivers.ts';
+import { type Hit, type Receivers, startReceivers } from '../test/support/node/receivers.ts';
 import { DEMO, demoCredentials, seedSql, signJwt } from './dev-seed.ts';
 import { type Answer, type Client, createClient, Recorder } from './soak/client.ts';
 import { type PlannedIngest, planIngest, planWebhooks, type WebhookPlan } from './soak/plan.ts';

@@ -1,5 +1,5 @@
 /**
- * The bench's webhook receiver: a real HTTP server on 127.0.0.1 (test/support/http.ts) that verifies every
+ * The bench's webhook receiver: a real HTTP server on 127.0.0.1 (test/support/node/http.ts) that verifies every
  * Standard Webhooks signature with the independent `standardwebhooks` library, answers 2xx only to valid ones, and
  * keeps per-group counts: unique `webhook-id`s, duplicates, bad signatures, the time of the last 2xx, and the most
  * requests it held at once (an outside view of the sender's concurrency).
@@ -8,7 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Webhook } from 'standardwebhooks';
-import { type LoopbackServer, readBody, serveOnLoopback } from '../../test/support/http.ts';
+import { type LoopbackServer, readBody, serveOnLoopback } from '../../test/support/node/http.ts';
 
 export interface GroupStats {
   ok: number;

@@ -3,7 +3,7 @@
  * scripts/ensure-chromium.sh) driven by playwright-core, against the Worker started from wrangler.toml the way
  * `npm run dev` runs it (development mode, demo data seeded by scripts/dev-seed.ts, real local D1 and queues, short
  * retry delays) and a real webhook receiver on 127.0.0.1. Every step of the seed guide's debug playbooks is done by
- * clicking, never by calling the API; a screenshot of each page is written to test/e2e/screenshots/.
+ * clicking, never by calling the API; a screenshot of each page is written to test/e2e/screenshots/ (not tracked; docs/screenshots/ keeps a curated set).
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -13,8 +13,8 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO, demoCredentials, seedSql } from '../../scripts/dev-seed.ts';
-import { freePort, type LocalWorker, startLocalWorker } from '../support/local-worker.ts';
-import { type Hit, type Receivers, startReceivers } from '../support/receivers.ts';
+import { freePort, type LocalWorker, startLocalWorker } from '../support/node/local-worker.ts';
+import { type Hit, type Receivers, startReceivers } from '../support/node/receivers.ts';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SCREENSHOTS = fileURLToPath(new URL('./screenshots/', import.meta.url));

@@ -13,7 +13,7 @@ import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unstable_startWorker } from 'wrangler';
 import { ROOT, runWrangler, type WranglerError } from '../../scripts/wrangler-cli.ts';
-import { type Hit, type Receivers, startReceivers } from '../support/receivers.ts';
+import { type Hit, type Receivers, startReceivers } from '../support/node/receivers.ts';
 
 const JWT_SECRET = 'e2e-secret-that-is-long-enough-for-hs256-0123456789abcdef';
 const ENCRYPTION_KEY = Buffer.alloc(32, 7).toString('base64');

@@ -1,0 +1,122 @@
+/** Double opt-in (SPEC §6) and the local mailbox: the confirmation mail is the only mail a pending address gets. */
+import { env } from 'cloudflare:workers';
+import { describe, expect, it } from 'vitest';
+import { ALL_USER_SCOPES, callWithVars, expectProblem, provisionHandle, signJwt, unique } from '../support/helpers.ts';
+
+const DEV = { ENVIRONMENT: 'development' };
+const devCall = (method: string, path: string, opts: Parameters<typeof callWithVars>[3] = {}) =>
+  callWithVars(DEV, method, path, opts);
+
+async function mailbox(to: string): Promise<Array<{ subject: string; text: string; headers: Record<string, string> }>> {
+  const res = await devCall('GET', `/dev/mailbox?format=json&to=${encodeURIComponent(to)}`);
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { data: Array<{ subject: string; text: string; headers: Record<string, string> }> })
+    .data;
+}
+
+function confirmLink(text: string): string {
+  const m = /https?:\/\/\S+\/v2\/email\/confirm\?token=([^\s]+)/.exec(text);
+  if (!m) throw new Error(`no confirm link in: ${text}`);
+  return `/v2/email/confirm?token=${m[1]}`;
+}
+
+async function subscribe() {
+  const owner = unique('owner');
+  const handle = await provisionHandle(owner);
+  const token = await signJwt({ sub: owner, scope: ALL_USER_SCOPES });
+  const email = `${unique('ops')}@example.com`;
+  const res = await devCall('POST', `/v2/handles/${handle}/notifications/email-subscriptions`, {
+    token,
+    body: { email },
+  });
+  expect(res.status).toBe(201);
+  const body = (await res.json()) as { id: string; status: string; statusReason: string };
+  return { handle, token, email, id: body.id, created: body };
+}
+
+const statusOf = async (id: string) =>
+  (await env.DB.prepare('SELECT status, confirm_token_hash FROM email_subscriptions WHERE id = ?')
+    .bind(id)
+    .first<{ status: string; confirm_token_hash: string | null }>())!;
+
+describe('double opt-in', () => {
+  it('a new subscription gets exactly one mail, with a link; GET shows a button, POST confirms once', async () => {
+    const { email, id, created } = await subscribe();
+    expect(created.status).toBe('pending_confirmation');
+    expect(created.statusReason).toMatch(/Confirmation mail sent/);
+    const mails = await mailbox(email);
+    expect(mails).toHaveLength(1);
+    expect(mails[0]!.subject).toMatch(/confirm/i);
+    const link = confirmLink(mails[0]!.text);
+    // The mail holds the token; the database only its hash.
+    const token = decodeURIComponent(link.split('token=')[1]!);
+    expect(JSON.stringify(await statusOf(id))).not.toContain(token);
+
+    const page = await devCall('GET', link, { headers: { accept: 'text/html' } });
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<form method="post"');
+    expect((await statusOf(id)).status).toBe('pending_confirmation');
+
+    const confirmed = await devCall('POST', link, { headers: { accept: 'text/html' } });
+    expect(confirmed.status).toBe(200);
+    expect(await statusOf(id)).toEqual({ status: 'active', confirm_token_hash: null });
+
+    // Single use: the same link again is a clear page (for a person) or a problem (for a client), and changes nothing.
+    const again = await devCall('POST', link, { headers: { accept: 'text/html' } });
+    expect(again.status).toBe(404);
+    expect(again.headers.get('content-type')).toMatch(/text\/html/);
+    await expectProblem(await devCall('POST', link), 404);
+    expect((await statusOf(id)).status).toBe('active');
+  });
+
+  it('an expired link is refused with 410 and changes nothing', async () => {
+    const { email, id } = await subscribe();
+    const link = confirmLink((await mailbox(email))[0]!.text);
+    await env.DB.prepare(`UPDATE email_subscriptions SET confirm_expires_at = '2020-01-01T00:00:00.000Z' WHERE id = ?`)
+      .bind(id)
+      .run();
+    await expectProblem(await devCall('POST', link), 410);
+    expect((await statusOf(id)).status).toBe('pending_confirmation');
+  });
+
+  it('resending makes a new link and kills the old one; a confirmed subscription cannot be resent', async () => {
+    const { handle, token, email, id } = await subscribe();
+    const oldLink = confirmLink((await mailbox(email))[0]!.text);
+    const resent = await devCall(
+      'POST',
+      `/v2/handles/${handle}/notifications/email-subscriptions/${id}/resend-confirmation`,
+      { token },
+    );
+    expect(resent.status).toBe(202);
+    const mails = await mailbox(email);
+    expect(mails).toHaveLength(2);
+    const newLink = confirmLink(mails[0]!.text);
+    expect(newLink).not.toBe(oldLink);
+    await expectProblem(await devCall('POST', oldLink), 404);
+    expect((await devCall('POST', newLink)).status).toBe(200);
+    await expectProblem(
+      await devCall('POST', `/v2/handles/${handle}/notifications/email-subscriptions/${id}/resend-confirmation`, {
+        token,
+      }),
+      409,
+    );
+  });
+
+  it('a pending address receives nothing but its confirmation', async () => {
+    const { handle, token, email } = await subscribe();
+    const pub = await devCall('POST', `/v2/handles/${handle}/events`, {
+      token,
+      body: { type: 'order.paid', data: { orderId: 'o-1' } },
+    });
+    expect(pub.status).toBe(202);
+    const body = (await pub.json()) as { recipients: Array<{ target: string }> };
+    expect(body.recipients.map((r) => r.target)).not.toContain(email);
+    expect(await mailbox(email)).toHaveLength(1);
+  });
+
+  it('the mailbox exists only in development', async () => {
+    await expectProblem(await callWithVars({ ENVIRONMENT: 'production' }, 'GET', '/dev/mailbox'), 404);
+    const html = await devCall('GET', '/dev/mailbox');
+    expect(html.headers.get('content-type')).toMatch(/text\/html/);
+  });
+});

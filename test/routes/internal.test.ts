@@ -1,0 +1,88 @@
+import { env } from 'cloudflare:workers';
+import { describe, expect, it } from 'vitest';
+import {
+  ALL_USER_SCOPES,
+  call,
+  callJson,
+  createPat,
+  expectProblem,
+  serviceJwt,
+  signJwt,
+  unique,
+} from '../support/helpers.ts';
+
+describe('internal provisioning', () => {
+  it('PUT handle creates it with default settings and an owner (201), then updates it (200)', async () => {
+    const handle = unique('prov');
+    const token = await serviceJwt();
+    const created = await callJson('PUT', `/v2/internal/handles/${handle}`, {
+      token,
+      body: { displayName: 'First', ownerUserId: 'owner-1' },
+    });
+    expect(created.status).toBe(201);
+    expect(created.body.displayName).toBe('First');
+    const settings = await env.DB.prepare('SELECT * FROM notification_settings WHERE handle = ?').bind(handle).first();
+    expect(settings).toMatchObject({ owner_fallback: 'critical', email_enabled: 1, webhook_enabled: 1, version: 1 });
+    const updated = await callJson('PUT', `/v2/internal/handles/${handle}`, {
+      token,
+      body: { displayName: 'Renamed' },
+    });
+    expect(updated.status).toBe(200);
+    expect(updated.body.displayName).toBe('Renamed');
+    expect(updated.body.createdAt).toBe(created.body.createdAt);
+    const owner = await signJwt({ sub: 'owner-1', scope: ALL_USER_SCOPES });
+    expect((await callJson('GET', `/v2/handles/${handle}`, { token: owner })).body.role).toBe('owner');
+  });
+
+  it('members: add (201), change role (200), remove (204); the last owner stays', async () => {
+    const handle = unique('prov');
+    const token = await serviceJwt();
+    await call('PUT', `/v2/internal/handles/${handle}`, { token, body: { displayName: 'S', ownerUserId: 'o1' } });
+    const base = `/v2/internal/handles/${handle}/members`;
+    expect((await call('PUT', `${base}/u2`, { token, body: { role: 'viewer' } })).status).toBe(201);
+    expect((await callJson('PUT', `${base}/u2`, { token, body: { role: 'owner' } })).body.role).toBe('owner');
+    // Two owners: demoting one is fine; then the remaining one cannot go.
+    expect((await call('PUT', `${base}/o1`, { token, body: { role: 'admin' } })).status).toBe(200);
+    await expectProblem(await call('PUT', `${base}/u2`, { token, body: { role: 'viewer' } }), 409);
+    await expectProblem(await call('DELETE', `${base}/u2`, { token }), 409);
+    expect((await call('DELETE', `${base}/o1`, { token })).status).toBe(204);
+    await expectProblem(await call('DELETE', `${base}/o1`, { token }), 404);
+    await expectProblem(
+      await call('PUT', `/v2/internal/handles/missing-${handle}/members/x`, { token, body: { role: 'viewer' } }),
+      404,
+    );
+  });
+
+  it('validates bodies: unknown role, unknown fields', async () => {
+    const token = await serviceJwt();
+    const handle = unique('prov');
+    const bad = await expectProblem(
+      await call('PUT', `/v2/internal/handles/${handle}`, { token, body: { displayName: 'x', plan: 'enterprise' } }),
+      400,
+    );
+    expect(bad.errors[0].path).toBe('body.plan');
+    await call('PUT', `/v2/internal/handles/${handle}`, { token, body: { displayName: 'x' } });
+    const role = await expectProblem(
+      await call('PUT', `/v2/internal/handles/${handle}/members/u`, { token, body: { role: 'superuser' } }),
+      400,
+    );
+    expect(role.errors[0].path).toBe('body.role');
+  });
+
+  it('only service JWTs with internal:provision may provision', async () => {
+    const handle = unique('prov');
+    const body = { displayName: 'x', ownerUserId: 'me' };
+    const user = await signJwt({ sub: 'me', scope: ALL_USER_SCOPES });
+    await expectProblem(await call('PUT', `/v2/internal/handles/${handle}`, { token: user, body }), 403);
+    const { token: pat } = await createPat(unique('u'));
+    await expectProblem(await call('PUT', `/v2/internal/handles/${handle}`, { token: pat, body }), 403);
+    const svcNoScope = await signJwt({ sub: 'svc:x', scope: 'events:publish', handles: '*' });
+    const p = await expectProblem(
+      await call('PUT', `/v2/internal/handles/${handle}`, { token: svcNoScope, body }),
+      403,
+    );
+    expect(p.missingScopes).toEqual(['internal:provision']);
+    const row = await env.DB.prepare('SELECT handle FROM handles WHERE handle = ?').bind(handle).first();
+    expect(row).toBeNull();
+  });
+});
