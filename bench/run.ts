@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: the service's performance as ratios against baselines measured in the same round, on the same
- * runtime (issue 7). Loopback only, bounded, a progress line per stage; prints a markdown table and writes it as JSON
+ * runtime (docs/performance.md). Loopback only, bounded, a progress line per stage; prints a markdown table and writes it as JSON
  * to bench/results/latest.json (and the table to bench/results/latest.md; a --quick run writes quick.json/quick.md).
  *
  * How: the Worker is bundled exactly as production ships it (`wrangler deploy --dry-run --outdir`, which also gives

@@ -1,5 +1,5 @@
 /**
- * gharart-notify: the Worker's entry points (SPEC §1).
+ * gharart-notify: the Worker's entry points (docs/design.md#entry-points).
  * - fetch: the HTTP API (src/app.ts)
  * - queue: notify-events, notify-deliveries, their dead-letter queues (src/queue.ts)
  * - scheduled: the minute jobs (src/jobs/)

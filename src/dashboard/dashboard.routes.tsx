@@ -1,5 +1,5 @@
 /**
- * `/dashboard`: the lifecycle operations engineer's pages (issue 8), server-rendered with hono/jsx.
+ * `/dashboard`: the lifecycle operations engineer's pages (docs/design.md#dashboard), server-rendered with hono/jsx.
  *
  * Every handler calls the real API in process with the session's token ({@link apiFor}) and renders its JSON or its
  * problem: scopes, roles, the 404 for non-members, validation and throttles are the API's, never re-implemented here.

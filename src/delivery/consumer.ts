@@ -1,5 +1,5 @@
 /**
- * The `notify-deliveries` consumer (SPEC §6 "Consumer"): one attempt per message.
+ * The `notify-deliveries` consumer (docs/design.md#consumer): one attempt per message.
  *
  * Per batch: ONE D1 round trip loads every delivery, notification and subscription the batch names; the attempts run
  * with at most MAX_CONCURRENT_SENDS at once; ONE D1 batch writes every outcome (attempt rows, guarded delivery
@@ -365,7 +365,7 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
             decision = { ack: false, delaySeconds: delay };
           } else if (message.attempts >= QUEUE_MAX_DELIVERIES) {
             // The schedule is spent and so are the queue's retries: retrying hands the message to the DLQ, whose
-            // consumer writes `dead` (SPEC §6).
+            // consumer writes `dead` (docs/design.md#delivery).
             statements.push(...moveDelivery(d1, d, 'retrying', { ...fields, statusReason: 'retries_exhausted' }));
             decision = { ack: false, delaySeconds: 0 };
           } else {

@@ -1,5 +1,5 @@
 /**
- * The `notify-deliveries-dlq` consumer (SPEC §6): a message lands here when its retries are exhausted; its delivery
+ * The `notify-deliveries-dlq` consumer (docs/design.md#retry-schedule): a message lands here when its retries are exhausted; its delivery
  * becomes `dead` with the last error class it had, and its notification's aggregate status follows.
  */
 import { sql } from 'drizzle-orm';

@@ -1,5 +1,5 @@
 /**
- * The test-send diagnosis (SPEC §6, §7 playbook 1): "the test passes but production retries to the DLQ" answered in
+ * The test-send diagnosis (docs/design.md#test-sends, #debug-playbooks (playbook 1)): "the test passes but production retries to the DLQ" answered in
  * one response. It compares the test attempt with the subscription's recent production deliveries — event types,
  * payload sizes, latency against the timeout, classes and response snippets — and checks whether the
  * subscription's filters would even match the handle's recent events. Evidence loading is one D1 batch; the analysis

@@ -1,5 +1,5 @@
 /**
- * The email test-send diagnosis (SPEC §6, §7 playbooks 2 and 3): the subscription's confirmation and suppression
+ * The email test-send diagnosis (docs/design.md#test-sends, #debug-playbooks (playbooks 2 and 3)): the subscription's confirmation and suppression
  * state, whether the test mail was accepted, and the subscription's recent production failures.
  */
 import type { AttemptOutcome, EmailRow } from './attempt.ts';

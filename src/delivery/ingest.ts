@@ -1,5 +1,5 @@
 /**
- * Ingest (SPEC §6 "Outbox"): an event becomes a notification and one delivery per recipient, written in ONE
+ * Ingest (docs/design.md#outbox): an event becomes a notification and one delivery per recipient, written in ONE
  * `db.batch` (atomic: never a notification without its deliveries), then enqueued. Used by `POST …/events`, the
  * `notify-events` consumer and the service's own system events, so all three behave the same.
  */

@@ -1,5 +1,5 @@
 /**
- * Queue message bodies. Messages carry ids, never payloads or secrets (SPEC §1): D1 is the source of truth.
+ * Queue message bodies. Messages carry ids, never payloads or secrets (docs/design.md#entry-points): D1 is the source of truth.
  */
 import { z } from 'zod';
 

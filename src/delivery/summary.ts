@@ -1,5 +1,5 @@
 /**
- * The per-notification projection of `deliveries` (SPEC §6): counts by state, the aggregate `status` derived from
+ * The per-notification projection of `deliveries` (docs/design.md#statuses): counts by state, the aggregate `status` derived from
  * them, and a per-recipient summary of the first RECIPIENT_SUMMARY_LIMIT recipients. Every statement that changes a
  * delivery is paired, in the same `db.batch`, with the statement from here that moves its notification along, so
  * the feed (one row per notification) never disagrees with the delivery log.

@@ -1,5 +1,5 @@
 /**
- * Double opt-in (SPEC §6): a new subscription gets one mail with a single-use link (its token stored only as a hash,
+ * Double opt-in (docs/design.md#email): a new subscription gets one mail with a single-use link (its token stored only as a hash,
  * valid 72 h); nothing else reaches the address until it is confirmed. Resending makes a new token, so an older link
  * stops working.
  */

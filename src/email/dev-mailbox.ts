@@ -1,5 +1,5 @@
 /**
- * The local mailbox (SPEC §4 `/dev/mailbox`): in development every mail a provider accepts is also stored in D1,
+ * The local mailbox (docs/design.md#routes `/dev/mailbox`): in development every mail a provider accepts is also stored in D1,
  * so a user sees confirmation links and test mails without a real inbox. Production never writes it.
  */
 import { config } from '../env.ts';

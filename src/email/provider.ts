@@ -1,5 +1,5 @@
 /**
- * The email provider interface (SPEC §6 "Email"): one adapter per `EMAIL_PROVIDER`. Only `email/providers/*` talk
+ * The email provider interface (docs/design.md#email): one adapter per `EMAIL_PROVIDER`. Only `email/providers/*` talk
  * to a mail API; the pipeline sees `send()` and an outcome it can classify.
  */
 import { config } from '../env.ts';

@@ -1,5 +1,5 @@
 /**
- * Email subscriptions kept at AWS SNS (EMAIL_PROVIDER=sns, SPEC §6): each is an SNS email subscription on the handle's
+ * Email subscriptions kept at AWS SNS (EMAIL_PROVIDER=sns, docs/design.md#email): each is an SNS email subscription on the handle's
  * topic, whose FilterPolicy names the subscription itself (so one Publish reaches exactly one recipient; our own
  * matching has already decided who gets what) plus its event types. SNS runs the double opt-in; its state is mirrored
  * by the reconcile job and by test sends. A subscription whose ARN no longer exists becomes `stale`, and the owner

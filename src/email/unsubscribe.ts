@@ -1,5 +1,5 @@
 /**
- * One-click unsubscribe links (RFC 8058, SPEC §6): every mail to a subscription carries a URL with an opaque token.
+ * One-click unsubscribe links (RFC 8058, docs/design.md#email): every mail to a subscription carries a URL with an opaque token.
  * The token is `<subscription id>.<HMAC-SHA256 tag>`, keyed from ENCRYPTION_KEY: nothing to store, impossible to
  * forge or to point at another subscription, and valid for as long as the subscription exists.
  */

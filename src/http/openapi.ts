@@ -88,7 +88,7 @@ export function jsonResponse<T extends z.ZodType>(schema: T, description: string
 export const LIMIT_DEFAULT = 50;
 export const LIMIT_MAX = 200;
 
-/** `?limit=&cursor=` of every list (SPEC §2). */
+/** `?limit=&cursor=` of every list (docs/design.md#api-conventions). */
 export const PageQuery = z.object({
   limit: z.coerce
     .number()

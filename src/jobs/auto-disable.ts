@@ -1,5 +1,5 @@
 /**
- * Auto-disable (SPEC §6): a webhook with no success for 5 days and at least 10 failed attempts in a row is disabled,
+ * Auto-disable (docs/design.md#auto-disable): a webhook with no success for 5 days and at least 10 failed attempts in a row is disabled,
  * and the owner hears about it through a critical `webhook.endpoint_disabled` notification.
  */
 import { ingestEvent } from '../delivery/ingest.ts';

@@ -1,5 +1,5 @@
 /**
- * The minute job's SNS reconciliation (SPEC §6, §7 playbook 2): a bounded number of SNS subscriptions per run, the
+ * The minute job's SNS reconciliation (docs/design.md#email, #debug-playbooks (playbook 2)): a bounded number of SNS subscriptions per run, the
  * ones checked longest ago first, so a deleted ARN is found — and the owner told — before anyone misses a mail.
  */
 

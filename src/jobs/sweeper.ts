@@ -1,5 +1,5 @@
 /**
- * The outbox sweeper (SPEC §6): re-enqueues deliveries that should be in the queue but may not be —
+ * The outbox sweeper (docs/design.md#outbox): re-enqueues deliveries that should be in the queue but may not be —
  * `pending` for over a minute (their sendBatch failed or the Worker died after the write), and, as a second net,
  * `queued`/`retrying` ones long past due (a message lost in transport). Re-sending is safe: the consumer skips
  * deliveries that are already terminal.

@@ -1,5 +1,5 @@
 /**
- * Filter policies (SPEC §5): the subset of AWS SNS filter policies users already know, and the one evaluator that
+ * Filter policies (docs/design.md#filter-policies): the subset of AWS SNS filter policies users already know, and the one evaluator that
  * settings, subscriptions, the `evaluate` dry run and the test-send diagnosis all share. Pure.
  *
  * A policy is `{ key: [condition, …], … }`: conditions on a key are OR-ed, keys are AND-ed. Keys are `type`,
@@ -43,7 +43,7 @@ export interface PolicyError {
   message: string;
 }
 
-/** The limits of SPEC §5 (the first two are SNS's own), enforced when a policy is written. */
+/** The limits of docs/design.md#filter-policies (the first two are SNS's own), enforced when a policy is written. */
 export const FILTER_POLICY_LIMITS = {
   maxKeys: 5,
   maxCombinations: 150,

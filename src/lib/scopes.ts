@@ -1,4 +1,4 @@
-/** Scopes and roles of SPEC §3, and the checks on them. Pure. */
+/** Scopes and roles (docs/design.md#identity-access-and-limits), and the checks on them. Pure. */
 
 /** Scopes a PAT or user JWT may carry. */
 export const USER_SCOPES = [
@@ -30,7 +30,7 @@ export function parseScopes(claim: unknown): Set<Scope> {
   return new Set(claim.split(/\s+/).filter((s): s is Scope => KNOWN.has(s)));
 }
 
-/** Scopes every authenticated user holds whatever their token says (SPEC §4: anyone may file a support report). */
+/** Scopes every authenticated user holds whatever their token says (docs/design.md#routes: anyone may file a support report). */
 export const IMPLICIT_SCOPES: readonly Scope[] = ['support:write'];
 
 /** The scopes of `required` that `held` lacks. */

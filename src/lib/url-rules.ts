@@ -1,5 +1,5 @@
 /**
- * Webhook URL rules (SPEC §6 "SSRF"): which URLs a subscription may point at, checked at registration and again
+ * Webhook URL rules (docs/design.md#url-rules-ssrf): which URLs a subscription may point at, checked at registration and again
  * before every send. Pure.
  *
  * Everything is decided on the URL as the WHATWG parser sees it — the parser `fetch` uses — never on the raw string:

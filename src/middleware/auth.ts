@@ -1,5 +1,5 @@
 /**
- * Authentication and authorization (SPEC §3).
+ * Authentication and authorization (docs/design.md#identity-access-and-limits).
  *
  * `authorize(rule)` is attached to each route through `guard()` (src/http/openapi.ts). It turns the bearer token into
  * a {@link Principal} and, for routes under `/v2/handles/{handle}`, the caller's role there:

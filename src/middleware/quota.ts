@@ -1,5 +1,5 @@
 /**
- * Daily write limit per handle (SPEC §3), counted in D1 per UTC day. A slot is taken atomically before the write
+ * Daily write limit per handle (docs/design.md#identity-access-and-limits), counted in D1 per UTC day. A slot is taken atomically before the write
  * (`… DO UPDATE SET count = count + 1 WHERE count < limit RETURNING`), so concurrent writes at the limit cannot
  * overshoot it, and given back when the write does not succeed: only successful writes count.
  */

@@ -1,5 +1,5 @@
 /**
- * Per-route throttles through the Workers Rate Limiting bindings (SPEC §3), keyed by principal + handle, with the
+ * Per-route throttles through the Workers Rate Limiting bindings (docs/design.md#identity-access-and-limits), keyed by principal + handle, with the
  * IETF RateLimit headers.
  */
 import type { MiddlewareHandler } from 'hono';

@@ -1,5 +1,5 @@
 /**
- * Security matrix (SPEC §2, §3, §6): BOLA, mass assignment, scope and role escalation, token edge cases, SSRF at
+ * Security matrix (docs/design.md#api-conventions, #identity-access-and-limits, #delivery): BOLA, mass assignment, scope and role escalation, token edge cases, SSRF at
  * registration and at send time, redirects, response size cap, mail header injection, idempotency scoping, and
  * secrets in logs / responses / rows. Every row is its own test, through the real Worker and real local D1.
  */

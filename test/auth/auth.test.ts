@@ -1,5 +1,5 @@
 /**
- * The auth matrix of SPEC §3, through the real Worker with real local D1.
+ * The auth matrix (docs/design.md#identity-access-and-limits), through the real Worker with real local D1.
  */
 
 import { createExecutionContext } from 'cloudflare:test';

@@ -1,6 +1,7 @@
 /**
  * The dashboard inside workerd, through the Worker's real entry point: the session cookie's flags and sealing, CSRF
- * refusals (token and Origin), the API's own 404/403 as pages, and the pages that drive the seed guide's playbooks.
+ * refusals (token and Origin), the API's own 404/403 as pages, and the pages that drive the debug playbooks
+ * (docs/design.md#debug-playbooks).
  * The browser-level journey is test/e2e/dashboard.e2e.ts.
  */
 import { env, exports } from 'cloudflare:workers';

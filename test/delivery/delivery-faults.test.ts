@@ -1,5 +1,5 @@
 /**
- * Faults the pipeline must survive without losing or doubling anything (SPEC §6 "Outbox", "Consumer",
+ * Faults the pipeline must survive without losing or doubling anything (docs/design.md#outbox, #consumer,
  * "Auto-disable"): at-least-once duplicates, a corrupt row in the middle of a batch, a Queues outage at ingest and the
  * sweeper that recovers it, a 250-recipient fan-out, and the auto-disable job.
  *

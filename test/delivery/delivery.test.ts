@@ -1,7 +1,7 @@
 /**
  * The delivery pipeline against REAL HTTP receivers (test/support/node/receivers.ts): outcome classes, what a receiver
  * gets (Standard Webhooks signatures verified with the independent `standardwebhooks` package), the retry schedule
- * through the consumer and the DLQ, concurrency and D1 cost of a batch, and the email channel (SPEC §6).
+ * through the consumer and the DLQ, concurrency and D1 cost of a batch, and the email channel (docs/design.md#delivery).
  *
  * Two ways in, chosen per test (see pipeline-helpers.ts):
  * - end to end: `POST …/events`, the real local queue delivers to the worker's own `queue` handler; the test only
@@ -745,7 +745,7 @@ describe('email channel', () => {
     expect(await deliveryRow(id2)).toMatchObject({ status: 'succeeded' });
   });
 
-  it('a notification mail carries List-Unsubscribe and List-Unsubscribe-Post: List-Unsubscribe=One-Click (SPEC §6 Email)', async () => {
+  it('a notification mail carries List-Unsubscribe and List-Unsubscribe-Post: List-Unsubscribe=One-Click (docs/design.md#email)', async () => {
     const { h } = await emailSetup();
     const mail = recordingEmail();
     const ing = await ingestQuiet(h.handle, { type: 'order.fulfilled', data: { orderId: unique('ord') } });

@@ -1,5 +1,5 @@
 /**
- * Model-based fault test (issue 6): fast-check drives random sequences of API calls, receiver behaviour and injected
+ * Model-based fault test (docs/reliability.md): fast-check drives random sequences of API calls, receiver behaviour and injected
  * faults against the real Worker code, real local D1 and real webhook receivers on 127.0.0.1, then drains everything
  * and checks that nothing was silently dropped.
  *

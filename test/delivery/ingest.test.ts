@@ -1,5 +1,5 @@
 /**
- * Ingest and matching (SPEC §4 `POST …/events`, §5, §6 "Outbox"): what an accepted event writes, who it goes to,
+ * Ingest and matching (docs/design.md#routes `POST …/events`, #events-settings-and-matching, #outbox): what an accepted event writes, who it goes to,
  * what is refused and why, and the `notify-events` queue consumer.
  *
  * Events are published through the API (the real local queue then delivers in the background; assertions here are

@@ -1,5 +1,5 @@
 /**
- * Retry schedule and outcome classification (SPEC §6 "Outcome classes", "Retry schedule"): Svix's schedule with
+ * Retry schedule and outcome classification (docs/design.md#outcome-classes, #retry-schedule): Svix's schedule with
  * ±10 % jitter pinned through the injectable `random`, Retry-After clamping and parsing, and every outcome class row.
  */
 import fc from 'fast-check';
@@ -20,7 +20,7 @@ import {
 
 const PROPERTY = { seed: 42, numRuns: 500 } as const;
 
-/** Seconds after failed attempt n (1-based), from SPEC §6: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. */
+/** Seconds after failed attempt n (1-based), from docs/design.md#retry-schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. */
 const SCHEDULE: ReadonlyArray<[attempt: number, seconds: number]> = [
   [1, 5],
   [2, 5 * 60],
@@ -209,7 +209,7 @@ describe('Retry-After', () => {
   });
 });
 
-describe('classify: every outcome class of SPEC §6', () => {
+describe('classify: every outcome class of docs/design.md#outcome-classes', () => {
   const response = (status: number, retryAfterSeconds: number | null = null): AttemptObservation => ({
     kind: 'response',
     status,

@@ -1,5 +1,5 @@
 /**
- * Standard Webhooks signing (SPEC §6 "Webhook request"): the published test vectors, a cross-check against the
+ * Standard Webhooks signing (docs/design.md#webhook-request): the published test vectors, a cross-check against the
  * independent `standardwebhooks` library (fast-check, fixed seed), verification rules, and one real signed POST to a
  * receiver on 127.0.0.1 whose recorded bytes the library verifies.
  */

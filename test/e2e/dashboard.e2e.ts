@@ -2,7 +2,7 @@
  * The dashboard end to end in a real browser: Debian's Chromium (/usr/bin/chromium, installed by
  * scripts/ensure-chromium.sh) driven by playwright-core, against the Worker started from wrangler.toml the way
  * `npm run dev` runs it (development mode, demo data seeded by scripts/dev-seed.ts, real local D1 and queues, short
- * retry delays) and a real webhook receiver on 127.0.0.1. Every step of the seed guide's debug playbooks is done by
+ * retry delays) and a real webhook receiver on 127.0.0.1. Every step of the debug playbooks (docs/design.md#debug-playbooks) is done by
  * clicking, never by calling the API; a screenshot of each page is written to test/e2e/screenshots/ (not tracked; docs/screenshots/ keeps a curated set).
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';

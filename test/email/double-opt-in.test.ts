@@ -1,4 +1,4 @@
-/** Double opt-in (SPEC §6) and the local mailbox: the confirmation mail is the only mail a pending address gets. */
+/** Double opt-in (docs/design.md#email) and the local mailbox: the confirmation mail is the only mail a pending address gets. */
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { ALL_USER_SCOPES, callWithVars, expectProblem, provisionHandle, signJwt, unique } from '../support/helpers.ts';

@@ -1,5 +1,5 @@
 /**
- * The MIME builder and the mail templates (SPEC §6 "Email": CR/LF never reaches a header). Every message is parsed
+ * The MIME builder and the mail templates (docs/design.md#email: CR/LF never reaches a header). Every message is parsed
  * back with postal-mime, an independent parser, so the tests check what a receiving client would see — not what the
  * builder thinks it wrote — and every raw message is also checked line by line.
  */

@@ -1,5 +1,5 @@
 /**
- * `POST /v2/handles/{handle}/notifications/email-subscriptions/{id}/test` (SPEC §4, §6, §7 playbooks 2–3): a test mail
+ * `POST /v2/handles/{handle}/notifications/email-subscriptions/{id}/test` (docs/design.md#routes, #delivery, #debug-playbooks (playbooks 2–3)): a test mail
  * through the production path (the `send_email` binding, simulated locally), recorded as a delivery of kind `test`,
  * with a diagnosis; nothing but the confirmation mail reaches an address that has not confirmed.
  */

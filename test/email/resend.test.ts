@@ -1,5 +1,5 @@
 /**
- * Resend (SPEC §6 "Email", EMAIL_PROVIDER=resend) against a fake of Resend's API that is a REAL HTTP server on
+ * Resend (docs/design.md#email, EMAIL_PROVIDER=resend) against a fake of Resend's API that is a REAL HTTP server on
  * 127.0.0.1 (test/support/node/resend-fake.ts, started by the globalSetup; its port arrives as `inject('resendFakePort')`):
  *
  * - the adapter (src/email/providers/resend.ts) on its own: the JSON Resend receives, and how every answer is mapped

@@ -1,5 +1,5 @@
 /**
- * AWS SNS (SPEC §6 "Email", EMAIL_PROVIDER=sns): the Query API client, the filter policy conversion and the email
+ * AWS SNS (docs/design.md#email, EMAIL_PROVIDER=sns): the Query API client, the filter policy conversion and the email
  * provider of src/email/providers/sns.ts, against a fake of SNS that is a REAL HTTP server on 127.0.0.1
  * (test/support/node/sns-fake.ts, started by the globalSetup; its port arrives as `inject('snsFakePort')`). The fake speaks
  * SNS's wire format (form-encoded POST, XML answers) and verifies every request's SigV4 signature, so these tests

@@ -1,5 +1,5 @@
 /**
- * Webhook URL rules (SPEC §6 "SSRF"). These run inside workerd, so `new URL` here is the parser `fetch` uses: the
+ * Webhook URL rules (docs/design.md#url-rules-ssrf). These run inside workerd, so `new URL` here is the parser `fetch` uses: the
  * tables check what the runtime would actually connect to, not what a regex thinks the string says.
  */
 import { describe, expect, it } from 'vitest';

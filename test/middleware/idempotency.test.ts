@@ -1,5 +1,5 @@
 /**
- * Idempotency-Key on writes (SPEC §2, IETF draft semantics): replay, mismatch, concurrency, scoping, expiry, key
+ * Idempotency-Key on writes (docs/design.md#api-conventions, IETF draft semantics): replay, mismatch, concurrency, scoping, expiry, key
  * validation, and release of the key after a failed write.
  */
 import { env } from 'cloudflare:workers';

@@ -1,5 +1,5 @@
 /**
- * Per-route throttles keyed by principal + handle, and the per-handle daily write limit counted in D1 (SPEC §3).
+ * Per-route throttles keyed by principal + handle, and the per-handle daily write limit counted in D1 (docs/design.md#identity-access-and-limits).
  */
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';

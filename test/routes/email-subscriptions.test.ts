@@ -1,5 +1,5 @@
 /**
- * Email subscriptions and the owner default email (SPEC §3, §4), through the real Worker with real local D1.
+ * Email subscriptions and the owner default email (docs/design.md#identity-access-and-limits, #routes), through the real Worker with real local D1.
  */
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';

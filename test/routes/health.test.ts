@@ -1,5 +1,5 @@
 /**
- * `GET /v2/handles/{handle}/health`, the delivery doctor (SPEC §4, §7 playbook 3): owner default email state,
+ * `GET /v2/handles/{handle}/health`, the delivery doctor (docs/design.md#routes, #debug-playbooks (playbook 3)): owner default email state,
  * critical coverage, failing webhooks with their projected auto-disable, dead deliveries of the last 24 h by class,
  * pending/stale/suppressed email subscriptions. Real Worker, real local D1; states the API cannot reach quickly
  * (a five-day failure streak, dead deliveries) are written to D1 as the service would write them.

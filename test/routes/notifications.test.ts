@@ -1,5 +1,5 @@
 /**
- * The notifications feed and detail (SPEC §2, §4): keyset pagination that returns every row exactly once under every
+ * The notifications feed and detail (docs/design.md#api-conventions, #routes): keyset pagination that returns every row exactly once under every
  * filter, reads O(limit) rows on a 100,000-row handle, and keeps tenants apart.
  */
 import { env } from 'cloudflare:workers';

@@ -1,5 +1,5 @@
 /**
- * `POST /v2/support/report` (SPEC §3, §4): stored with every id support needs, open to every authenticated user,
+ * `POST /v2/support/report` (docs/design.md#identity-access-and-limits, #routes): stored with every id support needs, open to every authenticated user,
  * no membership oracle, throttled at 5 a minute.
  */
 import { env } from 'cloudflare:workers';

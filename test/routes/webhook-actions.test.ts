@@ -1,5 +1,5 @@
 /**
- * What a user does to a webhook beyond editing it (SPEC §4, §6, §7 playbook 1): the signed test send and its
+ * What a user does to a webhook beyond editing it (docs/design.md#routes, #delivery, #debug-playbooks (playbook 1)): the signed test send and its
  * diagnosis, secret rotation, the delivery log, recover and single-delivery retry. Everything goes through the real
  * Worker, real local D1, the real local queues (the background consumer delivers what is enqueued) and real HTTP
  * receivers on 127.0.0.1.

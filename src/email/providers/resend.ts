@@ -1,5 +1,5 @@
 /**
- * Resend's HTTP API (`EMAIL_PROVIDER=resend`, SPEC §6 "Email"): `POST {RESEND_API_URL}/emails` with the API key as a
+ * Resend's HTTP API (`EMAIL_PROVIDER=resend`, docs/design.md#email): `POST {RESEND_API_URL}/emails` with the API key as a
  * Bearer token and the mail as JSON. Bounces and complaints come back through Resend's webhook
  * (routes/providers/resend.routes.ts), which finds the subscription again through the `subscription_id` tag.
  *

@@ -1,5 +1,5 @@
 /**
- * AWS SNS (`EMAIL_PROVIDER=sns`, SPEC §6 "Email"): a small typed client of the SNS Query API, signed with SigV4 by
+ * AWS SNS (`EMAIL_PROVIDER=sns`, docs/design.md#email): a small typed client of the SNS Query API, signed with SigV4 by
  * aws4fetch, and the email provider built on it.
  *
  * The model: one standard topic per handle (`${SNS_TOPIC_PREFIX}${handle}`); an email subscription of ours is an SNS
@@ -14,7 +14,7 @@
  * Wire format: `POST` form-encoded `Action=…&Version=2010-03-31&…` to `https://sns.<region>.amazonaws.com/` (or
  * `SNS_API_URL`), answers are XML; errors are `<ErrorResponse><Error><Type/><Code/><Message/></Error>` and become an
  * {@link SnsError} whose `permanent` says whether the same request could ever succeed. aws4fetch's own retry loop is
- * switched off: the delivery queue owns retries (SPEC §6 schedule), so a request is made exactly once per call.
+ * switched off: the delivery queue owns retries (docs/design.md#retry-schedule), so a request is made exactly once per call.
  */
 import { AwsClient } from 'aws4fetch';
 import { config } from '../../env.ts';

@@ -1,4 +1,4 @@
-/** `POST /v2/handles/{handle}/deliveries/{id}/retry`: redrive one dead or skipped delivery (SPEC §4). */
+/** `POST /v2/handles/{handle}/deliveries/{id}/retry`: redrive one dead or skipped delivery (docs/design.md#routes). */
 import { createRoute } from '@hono/zod-openapi';
 import { getDb } from '../../db/client.ts';
 import { REDRIVABLE, redrive } from '../../delivery/redrive.ts';

@@ -1,5 +1,5 @@
 /**
- * `GET /dev/mailbox` (SPEC §4): every mail sent locally, newest first, with headers and bodies — only when
+ * `GET /dev/mailbox` (docs/design.md#routes): every mail sent locally, newest first, with headers and bodies — only when
  * ENVIRONMENT=development; anywhere else it does not exist (404). `?format=json` for scripts and tests.
  */
 import { createRoute, z } from '@hono/zod-openapi';

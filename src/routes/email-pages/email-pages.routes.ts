@@ -1,5 +1,5 @@
 /**
- * Public email pages (SPEC §4). GETs only show a page with a button and never change anything (mail scanners and
+ * Public email pages (docs/design.md#routes). GETs only show a page with a button and never change anything (mail scanners and
  * link previews follow links); POSTs act:
  * - `/v2/email/confirm?token=`: double opt-in confirmation (single use, 72 h);
  * - `/v2/email/unsubscribe?token=`: unsubscribe — also the RFC 8058 one-click request a mail client sends with

@@ -1,5 +1,5 @@
 /**
- * Email subscriptions (SPEC §4): list (with the owner default as `owner-default`), create as `pending_confirmation`
+ * Email subscriptions (docs/design.md#routes): list (with the owner default as `owner-default`), create as `pending_confirmation`
  * (double opt-in), delete; and `PUT …/owner-default-email` (owner only; `null` unsets it).
  */
 import { createRoute, z } from '@hono/zod-openapi';
@@ -277,7 +277,7 @@ export const emailSubscriptionsRoutes = createRouter()
     }
     let deliveryId: string | null = null;
     let outcome = null;
-    // A pending address receives nothing but its confirmation (SPEC §6): no test mail either.
+    // A pending address receives nothing but its confirmation (docs/design.md#email): no test mail either.
     if (sub.status === 'active') {
       const sent = await runTestSend(c.env, {
         handle,
@@ -414,7 +414,7 @@ export const emailSubscriptionsRoutes = createRouter()
       await subscribeAtSns(c.env, row);
       return c.json(emailSubscriptionToApi((await getOwnerDefault(db, handle))!), 200);
     }
-    // A changed owner address gets a test mail at once (SPEC §4), through the production path, recorded as a test
+    // A changed owner address gets a test mail at once (docs/design.md#routes), through the production path, recorded as a test
     // delivery; the PUT does not wait for the provider.
     const mail = runTestSend(c.env, {
       handle,

@@ -1,5 +1,5 @@
 /**
- * `POST /v2/handles/{handle}/events` (SPEC §4): publish an event. It is matched, written with its deliveries in one
+ * `POST /v2/handles/{handle}/events` (docs/design.md#routes): publish an event. It is matched, written with its deliveries in one
  * batch and enqueued before the 202; a repeated `sourceEventId` answers with the first notification.
  */
 import { createRoute, z } from '@hono/zod-openapi';

@@ -1,6 +1,6 @@
 /**
- * `GET /v2/handles/{handle}`: the handle and the caller's access to it (role, scopes) — step 1 of the seed guide,
- * "confirm actor role access", in one call. Non-members get the same 404 as for a handle that does not exist.
+ * `GET /v2/handles/{handle}`: the handle and the caller's access to it (role, scopes) — the first step of every
+ * workflow, "confirm actor role access", in one call. Non-members get the same 404 as for a handle that does not exist.
  * `GET /v2/handles`: the handles the caller can act on (the dashboard's handle switcher).
  */
 import { createRoute, z } from '@hono/zod-openapi';

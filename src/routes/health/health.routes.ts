@@ -1,5 +1,5 @@
 /**
- * `GET /v2/handles/{handle}/health`: the delivery doctor (SPEC §4, §7). Everything that loses or delays events for
+ * `GET /v2/handles/{handle}/health`: the delivery doctor (docs/design.md#routes, #debug-playbooks). Everything that loses or delays events for
  * this handle, each with the action that fixes it: failing webhooks and their projected auto-disable, dead
  * deliveries in the last 24 h, pending/stale/suppressed email subscriptions, the owner default email, and whether
  * every critical event type would reach someone.

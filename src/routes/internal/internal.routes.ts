@@ -1,5 +1,5 @@
 /**
- * Control-plane provisioning (SPEC §3): `PUT /v2/internal/handles/{handle}` and
+ * Control-plane provisioning (docs/design.md#identity-access-and-limits): `PUT /v2/internal/handles/{handle}` and
  * `PUT|DELETE /v2/internal/handles/{handle}/members/{userId}`. Service JWTs with `internal:provision` only.
  */
 import { createRoute } from '@hono/zod-openapi';

@@ -1,4 +1,4 @@
-/** The notifications feed (SPEC §4): keyset-paginated, filtered, each notification with its per-recipient deliveries. */
+/** The notifications feed (docs/design.md#routes): keyset-paginated, filtered, each notification with its per-recipient deliveries. */
 import { createRoute } from '@hono/zod-openapi';
 import { getDb } from '../../db/client.ts';
 import type { RecipientSummary } from '../../delivery/summary.ts';

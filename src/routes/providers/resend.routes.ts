@@ -1,5 +1,5 @@
 /**
- * Resend's webhook (SPEC §6 "Email"): `POST /v2/providers/resend/events`. Resend sends its events through Svix, i.e.
+ * Resend's webhook (docs/design.md#email): `POST /v2/providers/resend/events`. Resend sends its events through Svix, i.e.
  * Standard Webhooks: `svix-id`, `svix-timestamp`, `svix-signature` (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`,
  * keyed with RESEND_WEBHOOK_SECRET, a `whsec_` secret); the `webhook-*` names are accepted too.
  *

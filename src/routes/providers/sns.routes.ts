@@ -1,5 +1,5 @@
 /**
- * Amazon SNS's HTTP(S) delivery of SES feedback (SPEC §6 "Email"): `POST /v2/providers/sns/events`.
+ * Amazon SNS's HTTP(S) delivery of SES feedback (docs/design.md#email): `POST /v2/providers/sns/events`.
  *
  * SNS posts a JSON message with `Content-Type: text/plain; charset=UTF-8` (the body guard lets text/plain through
  * for this path only). The message carries its own signature (email/sns-signature.ts): a bad or missing signature,

@@ -1,5 +1,5 @@
 /**
- * Notification settings (SPEC §5): `GET` with `ETag` and `warnings`, `PUT` full replace guarded by `If-Match`, and
+ * Notification settings (docs/design.md#events-settings-and-matching): `GET` with `ETag` and `warnings`, `PUT` full replace guarded by `If-Match`, and
  * `POST …/evaluate`, the dry run that says for a sample event which recipients get it and which rule decided.
  */
 import { createRoute, z } from '@hono/zod-openapi';

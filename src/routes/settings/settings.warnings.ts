@@ -1,5 +1,5 @@
 /**
- * Settings warnings (SPEC §5, §7 playbook 3): configurations that make events go missing without any error.
+ * Settings warnings (docs/design.md#events-settings-and-matching, #debug-playbooks (playbook 3)): configurations that make events go missing without any error.
  * Pure: computed from the settings and the subscriptions matching would see.
  */
 import type { EmailCandidate, MatchSettings, WebhookCandidate } from '../../delivery/match.ts';

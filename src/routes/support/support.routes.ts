@@ -1,5 +1,5 @@
 /**
- * `POST /v2/support/report` (SPEC §4): the end-user escalation path of the seed guide. Stores what the user saw with
+ * `POST /v2/support/report` (docs/design.md#routes): the end-user escalation path. Stores what the user saw with
  * the ids support needs (their request id, session id, repro artifact, and this call's own request and deployment
  * ids), and answers with the report id to quote.
  */
@@ -98,7 +98,7 @@ export const supportRoutes = createRouter().openapi(reportRoute, async (c) => {
     createdAt: now.toISOString(),
   };
   await db.insert(supportReports).values(row);
-  // Stored first, then mailed to support (SPEC §4); a mail failure is logged and does not lose the report.
+  // Stored first, then mailed to support (docs/design.md#routes); a mail failure is logged and does not lose the report.
   const supportEmail = config(c.env).supportEmail;
   if (supportEmail) {
     const content = renderSupportReportMail({

@@ -1,4 +1,4 @@
-/** `POST/GET /v2/tokens`, `DELETE /v2/tokens/{id}`: personal access tokens (SPEC §3). */
+/** `POST/GET /v2/tokens`, `DELETE /v2/tokens/{id}`: personal access tokens (docs/design.md#identity-access-and-limits). */
 import { createRoute } from '@hono/zod-openapi';
 import { getDb } from '../../db/client.ts';
 import type { AccessToken } from '../../db/schema.ts';

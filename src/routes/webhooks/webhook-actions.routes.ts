@@ -1,5 +1,5 @@
 /**
- * What a user does to a webhook beyond editing it (SPEC §4, §7 playbook 1): send a test and read the diagnosis,
+ * What a user does to a webhook beyond editing it (docs/design.md#routes, #debug-playbooks (playbook 1)): send a test and read the diagnosis,
  * rotate the secret, read the delivery log, and recover dead or skipped deliveries.
  */
 import { createRoute, z } from '@hono/zod-openapi';

@@ -1,5 +1,5 @@
 /**
- * Webhook subscriptions (SPEC §4): list, create (secret shown once), get, update, delete.
+ * Webhook subscriptions (docs/design.md#routes): list, create (secret shown once), get, update, delete.
  * URL rules (SSRF) are checked here at registration and again by the pipeline before every send.
  */
 import { createRoute, z } from '@hono/zod-openapi';
