@@ -16,6 +16,7 @@ import { raw } from 'hono/html';
 import { HTTPException } from 'hono/http-exception';
 import type { Child } from 'hono/jsx';
 import { type AppEnv, config } from '../env.ts';
+import { HANDLE_PATTERN } from '../lib/handles.ts';
 import { type Api, type ApiFetch, apiFor, type Problem } from './api.ts';
 import { DASHBOARD_CSS, DASHBOARD_JS } from './assets.ts';
 import { type CopyId, handleBase, Layout, type PageFrame } from './layout.tsx';
@@ -49,7 +50,7 @@ type C = Context<AppEnv>;
 type Json = Record<string, any>;
 type Form = Record<string, string>;
 
-const HANDLE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+const HANDLE = HANDLE_PATTERN;
 const SAFE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Outcomes a redirect may announce: fixed texts, so a crafted link cannot put words on the page. */

@@ -9,7 +9,7 @@
 import type { Context } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { AppEnv } from '../env.ts';
-import { fromBase64, randomBytes, timingSafeEqual, toBase64Url } from '../lib/crypto.ts';
+import { fromBase64, fromBase64Url, randomBytes, timingSafeEqual, toBase64Url } from '../lib/crypto.ts';
 
 export const SESSION_COOKIE = 'gn_session';
 /** Double-submit token of the sign-in form (there is no session yet to hold one). */
@@ -51,11 +51,6 @@ function sessionKey(encryptionKey: string): Promise<CryptoKey> {
     keyCache.set(encryptionKey, key);
   }
   return key;
-}
-
-function fromBase64Url(value: string): Uint8Array {
-  const b64 = value.replace(/-/g, '+').replace(/_/g, '/');
-  return fromBase64(b64 + '='.repeat((4 - (b64.length % 4)) % 4));
 }
 
 /** Seals a session as `<iv>.<ciphertext>` (base64url). */

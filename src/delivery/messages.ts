@@ -2,6 +2,7 @@
  * Queue message bodies. Messages carry ids, never payloads or secrets (docs/design.md#entry-points): D1 is the source of truth.
  */
 import { z } from 'zod';
+import { HANDLE_PATTERN } from '../lib/handles.ts';
 
 /** `notify-deliveries` and its DLQ: one delivery attempt to perform (or to mark dead). */
 export const DeliveryMessage = z.strictObject({ deliveryId: z.string().regex(/^dlv_[0-9A-Z]{26}$/) });
@@ -22,7 +23,7 @@ export type EventInput = z.infer<typeof EventInput>;
 
 /** `notify-events` and its DLQ: an event published by another Gharart Worker, naming its handle and source. */
 export const EventMessage = EventInput.extend({
-  handle: z.string().regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/),
+  handle: z.string().regex(HANDLE_PATTERN),
   source: z.string().min(1).max(100).optional(),
 });
 export type EventMessage = z.infer<typeof EventMessage>;

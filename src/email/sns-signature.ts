@@ -12,6 +12,8 @@
  *
  * The certificate is parsed only as far as its SubjectPublicKeyInfo (a small DER walker), which WebCrypto imports.
  */
+import { fromBase64 } from '../lib/crypto.ts';
+import { DNS_LABEL } from '../lib/handles.ts';
 
 /** The fields of an SNS HTTP(S) message this module reads (SNS sends strings only). */
 export interface SnsMessage {
@@ -56,7 +58,7 @@ export function hostMatches(host: string, pattern: string): boolean {
   const h = host.toLowerCase().replace(/\.$/, '').split('.');
   const p = pattern.toLowerCase().replace(/\.$/, '').split('.');
   if (h.length !== p.length) return false;
-  return p.every((label, i) => (label === '*' ? /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(h[i]!) : label === h[i]));
+  return p.every((label, i) => (label === '*' ? DNS_LABEL.test(h[i]!) : label === h[i]));
 }
 
 function isLoopbackLiteral(host: string): boolean {
@@ -156,14 +158,7 @@ export function subjectPublicKeyInfo(der: Uint8Array): Uint8Array {
 export function pemToDer(pem: string): Uint8Array {
   const m = /-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/.exec(pem);
   if (!m) throw new Error('PEM: no CERTIFICATE block');
-  return base64ToBytes(m[1]!.replace(/\s+/g, ''));
-}
-
-function base64ToBytes(b64: string): Uint8Array {
-  const bin = atob(b64);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
+  return fromBase64(m[1]!.replace(/\s+/g, ''));
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -234,7 +229,7 @@ export async function verifySnsMessage(
 
   let signature: Uint8Array;
   try {
-    signature = base64ToBytes(msg.Signature);
+    signature = fromBase64(msg.Signature);
   } catch {
     return { ok: false, reason: 'the Signature is not base64' };
   }

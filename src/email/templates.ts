@@ -8,6 +8,7 @@
  * fonts or stylesheets, only inline styles, so it renders the same with remote content blocked and tracks nobody.
  */
 import { eventTypeInfo, type Severity } from '../lib/event-catalog.ts';
+import { isPlainObject } from '../lib/json.ts';
 import { sanitizeHeaderValue } from './mime.ts';
 
 export interface NotificationForMail {
@@ -421,10 +422,6 @@ function formatTimestamp(iso: string): string {
   const ms = Date.parse(iso);
   if (!Number.isFinite(ms)) return truncate(oneLine(iso), 100);
   return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /**

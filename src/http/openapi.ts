@@ -6,6 +6,7 @@
 import { OpenAPIHono, type RouteConfig, z } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env.ts';
+import { HANDLE_PATTERN } from '../lib/handles.ts';
 import { type FieldError, PROBLEM_TYPES, problems } from '../lib/problem.ts';
 import { type AccessRule, authorize, resolveAccess } from '../middleware/auth.ts';
 import { idempotency } from '../middleware/idempotency.ts';
@@ -112,7 +113,7 @@ export function pageOf<T extends z.ZodType>(item: T, name: string) {
 /** A handle in a path: lower-case slug, as provisioned. */
 export const HandleParam = z
   .string()
-  .regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/)
+  .regex(HANDLE_PATTERN)
   .openapi({ param: { name: 'handle', in: 'path' }, example: 'demo-store' });
 
 /** A route's access rule plus the throttle class it counts against (default: reads for GET, writes otherwise). */

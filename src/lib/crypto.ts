@@ -30,6 +30,12 @@ export function fromBase64(b64: string): Uint8Array {
   return out;
 }
 
+/** Decodes base64url, with or without padding. */
+export function fromBase64Url(value: string): Uint8Array {
+  const b64 = value.replace(/-/g, '+').replace(/_/g, '/');
+  return fromBase64(b64 + '='.repeat((4 - (b64.length % 4)) % 4));
+}
+
 /** base64url without padding, for tokens that travel in URLs. */
 export function toBase64Url(bytes: Uint8Array): string {
   return toBase64(bytes).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');

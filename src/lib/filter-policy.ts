@@ -10,6 +10,7 @@
  * value matches only `{"exists": false}`. A data path that crosses an array of objects (`data.items.sku` over
  * `items: [{sku}, …]`) collects the field from every element, as EventBridge does, so "any item" filters work.
  */
+import { isPlainObject } from './json.ts';
 
 export type NumericOp = '=' | '<' | '<=' | '>' | '>=';
 
@@ -303,12 +304,6 @@ function checkAnythingBut(operand: unknown): { ok: true; value: AnythingBut } | 
     }
   }
   return { ok: false, message: shape };
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
-  const proto: unknown = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
 }
 
 function isScalar(v: unknown): v is string | number | boolean {

@@ -9,3 +9,10 @@ export function fromJsonColumn<T>(text: string | null | undefined): T | null {
 export function toJsonColumn(value: unknown): string | null {
   return value == null ? null : JSON.stringify(value);
 }
+
+/** A JSON object (not an array, not null, not a class instance): what `JSON.parse` gives for `{…}`. */
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+  const proto: unknown = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}

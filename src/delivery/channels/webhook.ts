@@ -5,6 +5,7 @@
  * so a URL that became unacceptable, or a name now pointing at a private address, is `blocked_destination`.
  */
 import { checkResolvedAddresses, needsLookup } from '../../lib/dns-check.ts';
+import { readCappedText } from '../../lib/response-body.ts';
 import { checkWebhookUrl } from '../../lib/url-rules.ts';
 import type { AttemptObservation } from '../classify.ts';
 import { parseRetryAfter } from '../retry-policy.ts';
@@ -26,38 +27,6 @@ export interface WebhookRequest {
   allowInsecure: boolean;
   /** DNS-over-HTTPS endpoint for the send-time address check (DNS_OVER_HTTPS_URL); null turns the check off. */
   dohUrl: string | null;
-}
-
-/** Reads at most `limit` bytes of a body and cancels the rest: a 50 MB answer costs 4 KB. */
-async function readSnippet(res: Response, limit: number): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  try {
-    while (size < limit) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      size += value.byteLength;
-    }
-  } finally {
-    await reader.cancel().catch(() => undefined);
-  }
-  const all = new Uint8Array(Math.min(size, limit));
-  let offset = 0;
-  for (const c of chunks) {
-    const part = c.subarray(0, Math.min(c.byteLength, all.length - offset));
-    all.set(part, offset);
-    offset += part.byteLength;
-    if (offset >= all.length) break;
-  }
-  // `stream: true` holds back a character cut in half at the limit instead of decoding it as U+FFFD (3 bytes);
-  // invalid bytes still decode to U+FFFD, so trim until the stored text fits the limit too.
-  let text = new TextDecoder().decode(all, { stream: true });
-  const encoder = new TextEncoder();
-  while (encoder.encode(text).byteLength > limit) text = text.slice(0, -1);
-  return text;
 }
 
 function observeError(err: unknown): AttemptObservation {
@@ -109,7 +78,7 @@ export async function sendWebhook(req: WebhookRequest): Promise<ChannelResult> {
       redirect: 'manual',
       signal: AbortSignal.timeout(req.timeoutMs),
     });
-    const responseSnippet = await readSnippet(res, RESPONSE_SNIPPET_BYTES);
+    const responseSnippet = await readCappedText(res, RESPONSE_SNIPPET_BYTES);
     return {
       observation: {
         kind: 'response',

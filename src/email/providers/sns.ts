@@ -18,6 +18,8 @@
  */
 import { AwsClient } from 'aws4fetch';
 import { config } from '../../env.ts';
+import { isPlainObject } from '../../lib/json.ts';
+import { readCappedText } from '../../lib/response-body.ts';
 import type { OutgoingMail } from '../mime.ts';
 import type { EmailProvider, SendMeta, SendOutcome } from '../provider.ts';
 
@@ -260,7 +262,7 @@ export function snsClient(env: Env): SnsClient {
     }
     let text: string;
     try {
-      text = await readCapped(res, MAX_RESPONSE_BYTES);
+      text = await readCappedText(res, MAX_RESPONSE_BYTES);
     } catch (err) {
       throw new SnsError(
         'NetworkError',
@@ -423,33 +425,6 @@ function utf8Length(s: string): number {
   return new TextEncoder().encode(s).length;
 }
 
-async function readCapped(res: Response, max: number): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    const room = max - total;
-    if (value.byteLength >= room) {
-      chunks.push(value.subarray(0, room));
-      total = max;
-      await reader.cancel().catch(() => undefined);
-      break;
-    }
-    chunks.push(value);
-    total += value.byteLength;
-  }
-  const all = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.byteLength;
-  }
-  return new TextDecoder().decode(all);
-}
-
 // Typographic characters our templates use, spelled in ASCII.
 const ASCII_SPELLING: Record<string, string> = {
   '\u2014': '-', // —
@@ -600,10 +575,6 @@ function dedupe(conditions: SnsCondition[]): SnsCondition[] {
     seen.add(k);
     return true;
   });
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** A condition SNS evaluates on a String attribute exactly as our evaluator does on a string field. */
