@@ -140,7 +140,7 @@ const IDEMPOTENCY_HEADER = z.object({
  * (authorize → throttle → idempotency and the daily write quota for writes), the OpenAPI `security` requirement, the
  * `Idempotency-Key` header, and the error answers the chain can produce.
  */
-export function guard<R extends RouteConfig>(rule: GuardRule, route: R) {
+export function guard<R extends RouteConfig & { operationId: string }>(rule: GuardRule, route: R) {
   const existing = route.middleware ? (Array.isArray(route.middleware) ? route.middleware : [route.middleware]) : [];
   const isWrite = route.method !== 'get' && !rule.sideEffectFree;
   const chain: MiddlewareHandler[] = [authorize(rule), rateLimit(rule.throttle ?? (isWrite ? 'writes' : 'reads'))];

@@ -20,6 +20,34 @@ describe('OpenAPI document', () => {
     expect(doc.openapi).toBe('3.1.0');
   });
 
+  it('every operation has a unique operationId and exactly one tag, and every tag is declared once', async () => {
+    const { body: doc } = await callJson('GET', '/v2/openapi.json');
+    const declared = (doc.tags as Array<{ name: string; description?: string }> | undefined) ?? [];
+    const declaredNames = declared.map((t) => t.name);
+    expect(new Set(declaredNames).size, 'a tag declared twice').toBe(declaredNames.length);
+    for (const t of declared) expect(t.description, `tag ${t.name} has a description`).toEqual(expect.any(String));
+
+    const operationIds: string[] = [];
+    const usedTags = new Set<string>();
+    for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, Record<string, unknown>>>)) {
+      for (const [method, op] of Object.entries(item)) {
+        const where = `${method.toUpperCase()} ${path}`;
+        expect(op.operationId, `${where} has an operationId`).toMatch(/^[a-z][A-Za-z0-9]+$/);
+        operationIds.push(op.operationId as string);
+        expect(op.tags, `${where} has exactly one tag`).toHaveLength(1);
+        const [tag] = op.tags as string[];
+        expect(declaredNames, `${where}: its tag ${tag} is declared in the top-level tags`).toContain(tag);
+        usedTags.add(tag!);
+      }
+    }
+    const repeated = operationIds.filter((id, i) => operationIds.indexOf(id) !== i);
+    expect(repeated, 'operationIds used twice').toEqual([]);
+    expect(
+      declaredNames.filter((t) => !usedTags.has(t)),
+      'declared tags no operation uses',
+    ).toEqual([]);
+  });
+
   it('the docs page renders every operation and the problem types', async () => {
     const { body: doc } = await callJson('GET', '/v2/openapi.json');
     const res = await call('GET', '/docs');

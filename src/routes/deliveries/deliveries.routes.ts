@@ -14,6 +14,7 @@ const retryRoute = createRoute(
     {
       method: 'post',
       path: '/v2/handles/{handle}/deliveries/{id}/retry',
+      operationId: 'retryDelivery',
       tags: ['Deliveries'],
       summary: 'Redeliver one dead or skipped delivery',
       description: 'The delivery goes back to pending with a fresh retry schedule; its attempts so far are kept.',

@@ -25,6 +25,7 @@ const MailSchema = z
 const mailboxRoute = createRoute({
   method: 'get',
   path: '/dev/mailbox',
+  operationId: 'getDevMailbox',
   tags: ['Development'],
   summary: 'Local mailbox (development only)',
   request: {

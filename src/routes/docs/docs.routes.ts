@@ -12,6 +12,7 @@ export function docsRoutes(getDocument: DocumentSource) {
   const openapiJson = createRoute({
     method: 'get',
     path: '/v2/openapi.json',
+    operationId: 'getOpenApiDocument',
     tags: ['Meta'],
     summary: 'This API as an OpenAPI 3.1 document',
     responses: {
@@ -24,6 +25,7 @@ export function docsRoutes(getDocument: DocumentSource) {
   const docsPage = createRoute({
     method: 'get',
     path: '/docs',
+    operationId: 'getApiReference',
     tags: ['Meta'],
     summary: 'API reference page',
     responses: { 200: { description: 'HTML.', content: { 'text/html': { schema: z.string() } } } },

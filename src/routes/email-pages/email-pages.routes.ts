@@ -56,7 +56,8 @@ async function subscriptionOf(
 const showRoute = createRoute({
   method: 'get',
   path: '/v2/email/unsubscribe',
-  tags: ['Email pages'],
+  operationId: 'getUnsubscribePage',
+  tags: ['Email Pages'],
   summary: 'Unsubscribe page (changes nothing by itself)',
   request: { query: TokenQuery },
   responses: {
@@ -68,7 +69,8 @@ const showRoute = createRoute({
 const unsubscribeRoute = createRoute({
   method: 'post',
   path: '/v2/email/unsubscribe',
-  tags: ['Email pages'],
+  operationId: 'unsubscribeEmail',
+  tags: ['Email Pages'],
   summary: 'Unsubscribe (RFC 8058 one-click)',
   description: 'No authentication: the token is the proof. Unsubscribing twice is fine.',
   request: { query: TokenQuery },
@@ -81,7 +83,8 @@ const unsubscribeRoute = createRoute({
 const showConfirmRoute = createRoute({
   method: 'get',
   path: '/v2/email/confirm',
-  tags: ['Email pages'],
+  operationId: 'getConfirmationPage',
+  tags: ['Email Pages'],
   summary: 'Confirmation page (changes nothing by itself)',
   request: { query: TokenQuery },
   responses: {
@@ -93,7 +96,8 @@ const showConfirmRoute = createRoute({
 const confirmRoute = createRoute({
   method: 'post',
   path: '/v2/email/confirm',
-  tags: ['Email pages'],
+  operationId: 'confirmEmailSubscription',
+  tags: ['Email Pages'],
   summary: 'Confirm an email subscription (double opt-in)',
   description: 'No authentication: the single-use token from the confirmation mail is the proof.',
   request: { query: TokenQuery },

@@ -73,7 +73,8 @@ const listRoute = createRoute(
   guard(read, {
     method: 'get',
     path: '/v2/handles/{handle}/notifications/email-subscriptions',
-    tags: ['Email subscriptions'],
+    operationId: 'listEmailSubscriptions',
+    tags: ['Email Subscriptions'],
     summary: 'List email subscriptions',
     description:
       'The first page starts with the owner default email (`id: owner-default`), shown as `unset` when there is none.',
@@ -89,7 +90,8 @@ const createSubRoute = createRoute(
   guard(write, {
     method: 'post',
     path: '/v2/handles/{handle}/notifications/email-subscriptions',
-    tags: ['Email subscriptions'],
+    operationId: 'createEmailSubscription',
+    tags: ['Email Subscriptions'],
     summary: 'Subscribe an email address',
     description:
       'The subscription starts as `pending_confirmation` and receives nothing but its confirmation mail until the address confirms (double opt-in). Addresses are compared case-insensitively; a duplicate is 409.',
@@ -105,7 +107,8 @@ const deleteSubRoute = createRoute(
   guard(write, {
     method: 'delete',
     path: '/v2/handles/{handle}/notifications/email-subscriptions/{id}',
-    tags: ['Email subscriptions'],
+    operationId: 'deleteEmailSubscription',
+    tags: ['Email Subscriptions'],
     summary: 'Delete an email subscription',
     description:
       'Its pending deliveries become `cancelled`. The owner default email is changed with `PUT …/owner-default-email`.',
@@ -120,7 +123,8 @@ const ownerDefaultRoute = createRoute(
     {
       method: 'put',
       path: '/v2/handles/{handle}/notifications/owner-default-email',
-      tags: ['Email subscriptions'],
+      operationId: 'setOwnerDefaultEmail',
+      tags: ['Email Subscriptions'],
       summary: 'Set or unset the owner default email',
       description:
         'The owner default email receives every critical event whatever the filters (unless ownerFallback is none). `null` unsets it; settings and health then warn `owner_default_email_unset`.',
@@ -139,7 +143,8 @@ const getOwnerDefaultRoute = createRoute(
     {
       method: 'get',
       path: '/v2/handles/{handle}/notifications/owner-default-email',
-      tags: ['Email subscriptions'],
+      operationId: 'getOwnerDefaultEmail',
+      tags: ['Email Subscriptions'],
       summary: 'The owner default email and its state',
       request: { params: HandlePathParams },
       responses: {
@@ -199,7 +204,8 @@ const emailTestRoute = createRoute(
     {
       method: 'post',
       path: '/v2/handles/{handle}/notifications/email-subscriptions/{id}/test',
-      tags: ['Email subscriptions'],
+      operationId: 'testEmailSubscription',
+      tags: ['Email Subscriptions'],
       summary: 'Send a test mail through the production path and diagnose the subscription',
       description:
         '`owner-default` works as id. A pending, suppressed, unsubscribed or stale address gets no mail; the diagnosis says why and what to do.',
@@ -221,7 +227,8 @@ const resendConfirmationRoute = createRoute(
     {
       method: 'post',
       path: '/v2/handles/{handle}/notifications/email-subscriptions/{id}/resend-confirmation',
-      tags: ['Email subscriptions'],
+      operationId: 'resendEmailConfirmation',
+      tags: ['Email Subscriptions'],
       summary: 'Send the confirmation mail again',
       description:
         'Only for a subscription still pending confirmation. A new link is made; the previous one stops working.',

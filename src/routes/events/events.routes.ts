@@ -45,6 +45,7 @@ const publishRoute = createRoute(
     {
       method: 'post',
       path: '/v2/handles/{handle}/events',
+      operationId: 'publishEvent',
       tags: ['Events'],
       summary: 'Publish an event',
       description:

@@ -27,6 +27,7 @@ const getHandleRoute = createRoute(
     {
       method: 'get',
       path: '/v2/handles/{handle}',
+      operationId: 'getHandle',
       tags: ['Handles'],
       summary: 'The handle and your access to it',
       request: { params: HandlePathParams },
@@ -45,6 +46,7 @@ const listHandlesRoute = createRoute(
     {
       method: 'get',
       path: '/v2/handles',
+      operationId: 'listHandles',
       tags: ['Handles'],
       summary: 'The handles you can act on',
       description: `By name, at most ${LIMIT_MAX}. A PAT restricted to a handle lists only that handle.`,

@@ -90,7 +90,8 @@ const healthRoute = createRoute(
     {
       method: 'get',
       path: '/v2/handles/{handle}/health',
-      tags: ['Health'],
+      operationId: 'getDeliveryHealth',
+      tags: ['Delivery Health'],
       summary: "Delivery doctor: what loses or delays this handle's events",
       request: { params: HandlePathParams },
       responses: { 200: jsonResponse(HealthReport, 'The report.') },

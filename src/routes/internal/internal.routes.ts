@@ -29,6 +29,7 @@ const putHandle = createRoute(
   guard(provision, {
     method: 'put',
     path: '/v2/internal/handles/{handle}',
+    operationId: 'upsertHandle',
     tags: ['Internal'],
     summary: 'Create or rename a handle',
     description: 'Creates the handle with default notification settings, or updates its display name.',
@@ -45,6 +46,7 @@ const putMember = createRoute(
   guard(provision, {
     method: 'put',
     path: '/v2/internal/handles/{handle}/members/{userId}',
+    operationId: 'upsertHandleMember',
     tags: ['Internal'],
     summary: "Add a member or change a member's role",
     request: { params: MemberPathParams, body: jsonBody(PutMemberBody) },
@@ -60,6 +62,7 @@ const deleteMember = createRoute(
   guard(provision, {
     method: 'delete',
     path: '/v2/internal/handles/{handle}/members/{userId}',
+    operationId: 'deleteHandleMember',
     tags: ['Internal'],
     summary: 'Remove a member',
     request: { params: MemberPathParams },

@@ -26,6 +26,7 @@ const EventTypeSchema = z
 const health = createRoute({
   method: 'get',
   path: '/v2/health',
+  operationId: 'getLiveness',
   tags: ['Meta'],
   summary: 'Liveness: the Worker answers and D1 responds',
   responses: { 200: jsonResponse(HealthSchema, 'Healthy.'), ...errorResponses(503) },
@@ -37,6 +38,7 @@ const eventTypes = createRoute(
     {
       method: 'get',
       path: '/v2/event-types',
+      operationId: 'listEventTypes',
       tags: ['Meta'],
       summary: 'The event catalog',
       description: 'Every event type, its default severity and a sample payload (used by test sends).',

@@ -38,6 +38,7 @@ const listRoute = createRoute(
   guard(read, {
     method: 'get',
     path: '/v2/handles/{handle}/notifications',
+    operationId: 'listNotifications',
     tags: ['Notifications'],
     summary: 'The notifications feed',
     description:
@@ -54,6 +55,7 @@ const getRoute = createRoute(
   guard(read, {
     method: 'get',
     path: '/v2/handles/{handle}/notifications/{id}',
+    operationId: 'getNotification',
     tags: ['Notifications'],
     summary: 'One notification with its data and deliveries',
     request: { params: NotificationParams },

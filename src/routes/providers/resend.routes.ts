@@ -151,6 +151,7 @@ const verifyResendSignature: MiddlewareHandler<AppEnv> = async (c, next) => {
 const eventsRoute = createRoute({
   method: 'post',
   path: '/v2/providers/resend/events',
+  operationId: 'receiveResendEvent',
   tags: ['Providers'],
   summary: 'Resend webhook: bounces and complaints',
   description:

@@ -61,6 +61,7 @@ const SnsEventReceipt = z
 const eventsRoute = createRoute({
   method: 'post',
   path: '/v2/providers/sns/events',
+  operationId: 'receiveSnsMessage',
   tags: ['Providers'],
   summary: 'Amazon SNS: SES bounces and complaints, subscription confirmation',
   description:

@@ -56,7 +56,8 @@ const getRoute = createRoute(
     {
       method: 'get',
       path: '/v2/handles/{handle}/notification-settings',
-      tags: ['Settings'],
+      operationId: 'getNotificationSettings',
+      tags: ['Notification Settings'],
       summary: 'Notification settings, with warnings',
       description: 'Warnings name configurations that lose events silently, e.g. `owner_default_email_unset`.',
       request: { params: HandlePathParams },
@@ -73,7 +74,8 @@ const putRoute = createRoute(
     {
       method: 'put',
       path: '/v2/handles/{handle}/notification-settings',
-      tags: ['Settings'],
+      operationId: 'replaceNotificationSettings',
+      tags: ['Notification Settings'],
       summary: 'Replace the notification settings',
       description:
         "Full replace. Send `If-Match` with the ETag you read to avoid overwriting someone else's change (412).",
@@ -95,7 +97,8 @@ const evaluateRoute = createRoute(
     {
       method: 'post',
       path: '/v2/handles/{handle}/notification-settings/evaluate',
-      tags: ['Settings'],
+      operationId: 'evaluateNotificationSettings',
+      tags: ['Notification Settings'],
       summary: 'Dry run: who would receive this event, and why not',
       description:
         'Evaluates the saved settings (or the `settings` in the body) and every subscription against a sample event (`eventType` from the catalog, or your own `event`). Nothing is sent or stored.',

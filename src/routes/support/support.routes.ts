@@ -59,6 +59,7 @@ const reportRoute = createRoute(
     {
       method: 'post',
       path: '/v2/support/report',
+      operationId: 'createSupportReport',
       tags: ['Support'],
       summary: 'Report a problem to Gharart support',
       description: 'Include the request ids and artifacts you have; quote the returned reportId when you follow up.',

@@ -35,6 +35,7 @@ const createToken = createRoute(
     {
       method: 'post',
       path: '/v2/tokens',
+      operationId: 'createToken',
       tags: ['Tokens'],
       summary: 'Create a personal access token',
       description:
@@ -54,6 +55,7 @@ const listTokens = createRoute(
     {
       method: 'get',
       path: '/v2/tokens',
+      operationId: 'listTokens',
       tags: ['Tokens'],
       summary: "List the caller's personal access tokens",
       request: { query: PageQuery },
@@ -71,6 +73,7 @@ const deleteToken = createRoute(
     {
       method: 'delete',
       path: '/v2/tokens/{id}',
+      operationId: 'revokeToken',
       tags: ['Tokens'],
       summary: 'Revoke a personal access token',
       request: { params: TokenIdParam },

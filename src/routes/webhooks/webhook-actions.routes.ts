@@ -99,6 +99,7 @@ const testRoute = createRoute(
     {
       method: 'post',
       path: '/v2/handles/{handle}/webhooks/{id}/test',
+      operationId: 'testWebhook',
       tags: ['Webhooks'],
       summary: 'Send a signed test delivery and diagnose the endpoint',
       description:
@@ -128,6 +129,7 @@ const rotateRoute = createRoute(
   guard(write, {
     method: 'post',
     path: '/v2/handles/{handle}/webhooks/{id}/rotate-secret',
+    operationId: 'rotateWebhookSecret',
     tags: ['Webhooks'],
     summary: 'Rotate the signing secret',
     description:
@@ -150,6 +152,7 @@ const logRoute = createRoute(
     {
       method: 'get',
       path: '/v2/handles/{handle}/webhooks/{id}/deliveries',
+      operationId: 'listWebhookDeliveries',
       tags: ['Webhooks'],
       summary: 'Delivery log: each delivery with every attempt',
       description: 'Newest first; each attempt with its class, HTTP status, duration and response snippet.',
@@ -171,6 +174,7 @@ const recoverRoute = createRoute(
   guard(write, {
     method: 'post',
     path: '/v2/handles/{handle}/webhooks/{id}/recover',
+    operationId: 'recoverWebhookDeliveries',
     tags: ['Webhooks'],
     summary: 'Redeliver dead and skipped deliveries since a time',
     description: `At most ${RECOVER_LIMIT} per call, oldest first; call again while \`more\` is true.`,

@@ -107,6 +107,7 @@ const listRoute = createRoute(
   guard(read, {
     method: 'get',
     path: '/v2/handles/{handle}/webhooks',
+    operationId: 'listWebhooks',
     tags: ['Webhooks'],
     summary: 'List webhook subscriptions with their health',
     description: "`include=activity` adds each subscription's attempts per hour over the last 24 h (`activity24h`).",
@@ -122,6 +123,7 @@ const createWebhookRoute = createRoute(
   guard(write, {
     method: 'post',
     path: '/v2/handles/{handle}/webhooks',
+    operationId: 'createWebhook',
     tags: ['Webhooks'],
     summary: 'Create a webhook subscription',
     description:
@@ -138,6 +140,7 @@ const getRoute = createRoute(
   guard(read, {
     method: 'get',
     path: '/v2/handles/{handle}/webhooks/{id}',
+    operationId: 'getWebhook',
     tags: ['Webhooks'],
     summary: 'Get one webhook subscription',
     request: { params: WebhookParams },
@@ -149,6 +152,7 @@ const updateRoute = createRoute(
   guard(write, {
     method: 'patch',
     path: '/v2/handles/{handle}/webhooks/{id}',
+    operationId: 'updateWebhook',
     tags: ['Webhooks'],
     summary: 'Change a webhook subscription',
     description: 'Only the fields sent change. Re-enabling a disabled subscription clears its failure streak.',
@@ -161,6 +165,7 @@ const deleteRoute = createRoute(
   guard(write, {
     method: 'delete',
     path: '/v2/handles/{handle}/webhooks/{id}',
+    operationId: 'deleteWebhook',
     tags: ['Webhooks'],
     summary: 'Delete a webhook subscription',
     description: 'Its pending deliveries become `cancelled` (visible in the feed, not dropped).',
