@@ -7,7 +7,7 @@ import { config } from '../env.ts';
 import { randomBytes, sha256Hex, toBase64Url } from '../lib/crypto.ts';
 import { withDevMailbox } from './dev-mailbox.ts';
 import { emailProvider } from './provider.ts';
-import { renderConfirmationMail } from './templates.ts';
+import { renderConfirmationMail } from './templates.tsx';
 
 export const CONFIRM_TTL_MS = 72 * 3600 * 1000;
 

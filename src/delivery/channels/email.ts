@@ -6,7 +6,7 @@
 import { withDevMailbox } from '../../email/dev-mailbox.ts';
 import { emailProvider } from '../../email/provider.ts';
 import { cloudflareProvider } from '../../email/providers/cloudflare.ts';
-import { type NotificationForMail, renderNotificationMail } from '../../email/templates.ts';
+import { type NotificationForMail, renderNotificationMail } from '../../email/templates.tsx';
 import { config } from '../../env.ts';
 import type { ChannelResult } from './result.ts';
 

@@ -8,7 +8,7 @@ import { getDb } from '../../db/client.ts';
 import { supportReports } from '../../db/schema.ts';
 import { withDevMailbox } from '../../email/dev-mailbox.ts';
 import { cloudflareProvider } from '../../email/providers/cloudflare.ts';
-import { renderSupportReportMail } from '../../email/templates.ts';
+import { renderSupportReportMail } from '../../email/templates.tsx';
 import { config } from '../../env.ts';
 import { createRouter, errorResponses, guard, HandleParam, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { newId } from '../../lib/ids.ts';
