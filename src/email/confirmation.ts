@@ -1,15 +1,14 @@
 /**
- * Double opt-in (docs/design.md#email): a new subscription gets one mail with a single-use link (its token stored only as a hash,
- * valid 72 h); nothing else reaches the address until it is confirmed. Resending makes a new token, so an older link
- * stops working.
+ * Double opt-in (docs/design.md#email): a new subscription gets one mail with a single-use link (its token stored only
+ * as a hash, valid 72 h); nothing else reaches the address until it is confirmed. Resending makes a new token, so an
+ * older link stops working.
  */
 import { config } from '../env.ts';
 import { randomBytes, sha256Hex, toBase64Url } from '../lib/crypto.ts';
-import { withDevMailbox } from './dev-mailbox.ts';
-import { emailProvider } from './provider.ts';
-import { renderConfirmationMail } from './templates.ts';
+import { sendMail } from './send.ts';
+import { renderConfirmationMail } from './templates.tsx';
 
-export const CONFIRM_TTL_MS = 72 * 3600 * 1000;
+const CONFIRM_TTL_MS = 72 * 3600 * 1000;
 
 export interface PendingSubscription {
   id: string;
@@ -18,7 +17,7 @@ export interface PendingSubscription {
 }
 
 /** A fresh token: the link's value and the hash to store. */
-export async function newConfirmToken(): Promise<{ token: string; hash: string; expiresAt: string }> {
+async function newConfirmToken(): Promise<{ token: string; hash: string; expiresAt: string }> {
   const token = toBase64Url(randomBytes(32));
   return { token, hash: await sha256Hex(token), expiresAt: new Date(Date.now() + CONFIRM_TTL_MS).toISOString() };
 }
@@ -40,16 +39,15 @@ export async function sendConfirmation(env: Env, sub: PendingSubscription): Prom
     .bind(sub.id, hash, expiresAt, new Date().toISOString())
     .run();
   if (!updated.meta.changes) return { sent: false, detail: 'The subscription is not waiting for confirmation.' };
-  const cfg = config(env);
   const content = renderConfirmationMail({
     handle: sub.handle,
     email: sub.email,
     confirmUrl: confirmUrl(env, token),
     expiresAt,
   });
-  const outcome = await withDevMailbox(env, emailProvider(env)).send(
+  const outcome = await sendMail(
+    env,
     {
-      from: { email: cfg.emailFrom, name: 'Gharart notifications' },
       to: { email: sub.email },
       subject: content.subject,
       text: content.text,
@@ -63,10 +61,12 @@ export async function sendConfirmation(env: Env, sub: PendingSubscription): Prom
       eventType: 'email.confirmation',
       severity: 'info',
     },
+    { route: 'subscriber' },
   );
   const detail = outcome.ok
     ? `Confirmation mail sent; the link is valid until ${expiresAt}.`
-    : `The confirmation mail could not be sent (${outcome.message}); resend it with POST …/email-subscriptions/{id}/resend-confirmation.`;
+    : `The confirmation mail could not be sent (${outcome.message}); ` +
+      'resend it with POST …/email-subscriptions/{id}/resend-confirmation.';
   await env.DB.prepare(
     `UPDATE email_subscriptions SET status_reason = ?2 WHERE id = ?1 AND status = 'pending_confirmation'`,
   )
@@ -85,7 +85,8 @@ export async function confirmByToken(
 ): Promise<{ ok: true; email: string; handle: string } | { ok: false; reason: 'unknown' | 'expired' }> {
   const hash = await sha256Hex(token);
   const row = await env.DB.prepare(
-    `SELECT id, email, handle, confirm_expires_at FROM email_subscriptions WHERE confirm_token_hash = ?1 AND status = 'pending_confirmation'`,
+    `SELECT id, email, handle, confirm_expires_at FROM email_subscriptions
+     WHERE confirm_token_hash = ?1 AND status = 'pending_confirmation'`,
   )
     .bind(hash)
     .first<{ id: string; email: string; handle: string; confirm_expires_at: string | null }>();
@@ -94,8 +95,8 @@ export async function confirmByToken(
     return { ok: false, reason: 'expired' };
   const now = new Date().toISOString();
   const done = await env.DB.prepare(
-    `UPDATE email_subscriptions SET status = 'active', status_reason = NULL, confirmed_at = ?3, confirm_token_hash = NULL,
-       confirm_expires_at = NULL, updated_at = ?3
+    `UPDATE email_subscriptions SET status = 'active', status_reason = NULL, confirmed_at = ?3,
+       confirm_token_hash = NULL, confirm_expires_at = NULL, updated_at = ?3
      WHERE id = ?1 AND confirm_token_hash = ?2 AND status = 'pending_confirmation'`,
   )
     .bind(row.id, hash, now)

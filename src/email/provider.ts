@@ -1,12 +1,9 @@
 /**
- * The email provider interface (docs/design.md#email): one adapter per `EMAIL_PROVIDER`. Only `email/providers/*` talk
- * to a mail API; the pipeline sees `send()` and an outcome it can classify.
+ * The email provider interface (docs/design.md#email): one adapter per `EMAIL_PROVIDER` under `email/providers/`,
+ * which import these types and nothing above them. Only `email/providers/*` talk to a mail API; the pipeline sees
+ * `send()` and an outcome it can classify. Which provider sends a mail is decided in one place, `send.ts`.
  */
-import { config } from '../env.ts';
 import type { OutgoingMail } from './mime.ts';
-import { cloudflareProvider } from './providers/cloudflare.ts';
-import { resendProvider } from './providers/resend.ts';
-import { snsProvider } from './providers/sns.ts';
 
 export type SendOutcome =
   | { ok: true; providerMessageId: string | null }
@@ -14,7 +11,7 @@ export type SendOutcome =
 
 /** What a send is about, for providers that route or tag by it (Resend tags, SNS message attributes). */
 export interface SendMeta {
-  /** The email subscription the mail is for (null for the platform alert address). */
+  /** The email subscription the mail is for (null for the platform alert and support addresses). */
   subscriptionId: string | null;
   deliveryId: string;
   handle: string;
@@ -25,21 +22,4 @@ export interface SendMeta {
 export interface EmailProvider {
   readonly name: string;
   send(mail: OutgoingMail, meta: SendMeta): Promise<SendOutcome>;
-}
-
-/** The provider configured for this deployment. */
-export function emailProvider(env: Env): EmailProvider {
-  const name = config(env).emailProvider;
-  if (name === 'cloudflare') return cloudflareProvider(env);
-  if (name === 'resend') return resendProvider(env);
-  if (name === 'sns') return snsProvider(env);
-  // Not a silent fallback: every send fails visibly (provider_permanent) until the configuration is fixed.
-  return {
-    name,
-    send: async () => ({
-      ok: false,
-      permanent: true,
-      message: `EMAIL_PROVIDER=${name} is not supported by this deployment.`,
-    }),
-  };
 }

@@ -155,7 +155,7 @@ export function subjectPublicKeyInfo(der: Uint8Array): Uint8Array {
 }
 
 /** The first CERTIFICATE block of a PEM file, as DER. */
-export function pemToDer(pem: string): Uint8Array {
+function pemToDer(pem: string): Uint8Array {
   const m = /-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/.exec(pem);
   if (!m) throw new Error('PEM: no CERTIFICATE block');
   return fromBase64(m[1]!.replace(/\s+/g, ''));
@@ -174,7 +174,7 @@ const MAX_CACHED_CERTS = 32;
 const spkiCache = new Map<string, Promise<Uint8Array>>();
 
 /** The certificate could not be obtained (network, HTTP status): SNS should retry later, not a signature failure. */
-export class CertFetchError extends Error {
+class CertFetchError extends Error {
   override name = 'CertFetchError';
 }
 

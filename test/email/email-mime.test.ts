@@ -3,16 +3,18 @@
  * back with postal-mime, an independent parser, so the tests check what a receiving client would see — not what the
  * builder thinks it wrote — and every raw message is also checked line by line.
  */
+import { jsx } from 'hono/jsx';
 import PostalMime, { type Email } from 'postal-mime';
 import { describe, expect, it } from 'vitest';
+import { renderFragment, renderMailHtml } from '../../src/email/mail-layout.tsx';
 import { buildMimeMessage, type OutgoingMail, sanitizeHeaderValue } from '../../src/email/mime.ts';
 import {
   MAX_HTML_BYTES,
   type NotificationForMail,
   renderConfirmationMail,
   renderNotificationMail,
-  renderTestMail,
-} from '../../src/email/templates.ts';
+  renderSupportReportMail,
+} from '../../src/email/templates.tsx';
 import { EVENT_CATALOG } from '../../src/lib/event-catalog.ts';
 
 const STRUCTURAL = ['content-type', 'date', 'from', 'message-id', 'mime-version', 'subject', 'to'];
@@ -477,7 +479,9 @@ describe('buildMimeMessage: line lengths, folding and body safety', () => {
 
   it('folds long display names and custom header values', async () => {
     const name = `Gharart ${'very '.repeat(60)}long name`;
-    const unsub = `<https://notify.gharart.com/u?t=${'a'.repeat(300)}>, <mailto:unsubscribe@gharart.com?subject=${'b'.repeat(100)}>`;
+    const unsub =
+      `<https://notify.gharart.com/u?t=${'a'.repeat(300)}>, ` +
+      `<mailto:unsubscribe@gharart.com?subject=${'b'.repeat(100)}>`;
     const raw = buildMimeMessage(
       mail({ from: { email: 'n@gharart.com', name }, headers: { 'List-Unsubscribe': unsub } }),
     );
@@ -491,7 +495,7 @@ describe('buildMimeMessage: line lengths, folding and body safety', () => {
     expect(() => buildMimeMessage(mail({ headers: { 'X-Long': 'a'.repeat(1000) } }))).toThrow(/too long/);
   });
 
-  it('encodes a 300 KB body of 5,000-char lines with no line over 998 (76, in fact) and decodes it identically', async () => {
+  it('encodes a 300 KB body of 5,000-char lines, no line over 998 (76, in fact), decoding it identically', async () => {
     const line = (i: number) => `${i} `.padEnd(4990, 'abc = def ').concat('é.🪔 \t');
     const body = Array.from({ length: 62 }, (_, i) => line(i)).join('\r\n');
     expect(body.length).toBeGreaterThan(300_000);
@@ -579,6 +583,23 @@ function escHtml(s: string): string {
     .replace(/>/g, '&gt;')
     .replace(/"/g, '&quot;')
     .replace(/'/g, '&#39;');
+}
+
+function report(overrides: Partial<Parameters<typeof renderSupportReportMail>[0]> = {}) {
+  return {
+    reportId: 'rpt_01JD',
+    summary: 'Webhook test passes but deliveries fail',
+    details: 'Since 10:00 every delivery goes to the DLQ.\nThe test send works.',
+    principal: 'user_1 (jwt)',
+    handle: 'demo-store',
+    handleVerified: false,
+    sessionId: 'sess_1',
+    reportedRequestId: 'req_seen',
+    reproArtifact: '"curl -X POST https://notify.gharart.com/v2/events"',
+    requestId: 'req_01JD',
+    deploymentId: 'dep_1',
+    ...overrides,
+  };
 }
 
 const ALLOWED_TAGS = new Set([
@@ -820,7 +841,7 @@ describe('renderNotificationMail', () => {
   });
 });
 
-describe('renderConfirmationMail and renderTestMail', () => {
+describe('renderConfirmationMail and renderSupportReportMail', () => {
   const confirmUrl = 'https://notify.gharart.com/v2/email/confirm?token=abc&x=<1>';
 
   it('confirmation: subject names the handle, both bodies hold the link and the expiry', async () => {
@@ -863,42 +884,53 @@ describe('renderConfirmationMail and renderTestMail', () => {
     );
   });
 
-  it('test mail: [TEST] subject with the handle, the request id, and the role of the address', async () => {
-    const owner = renderTestMail({
-      handle: 'demo-store',
-      email: 'owner@example.com',
-      isOwnerDefault: true,
-      requestId: 'req_01JD',
-    });
-    const sub = renderTestMail({
-      handle: 'demo-store',
-      email: 'ops@example.com',
-      isOwnerDefault: false,
-      requestId: 'req_02JD',
-    });
-    expect(owner.subject).toBe('[TEST] [Gharart] Test email for demo-store');
-    expect(owner.text).toContain('req_01JD');
-    expect(owner.html).toContain('req_01JD');
-    expect(owner.text).toContain('owner default email');
-    expect(sub.text).not.toContain('owner default email');
-    expect(sub.text).toContain('ops@example.com is subscribed');
-    expectSafeHtml(owner.html, []);
-    const raw = buildMimeMessage(mail({ ...owner }));
+  it('support report: subject names the report, both bodies hold every field and id', async () => {
+    const m = renderSupportReportMail(report());
+    expect(m.subject).toBe('[Gharart support] rpt_01JD: Webhook test passes but deliveries fail');
+    for (const body of [m.text, m.html]) {
+      for (const part of ['rpt_01JD', 'user_1 (jwt)', 'demo-store', 'sess_1', 'req_seen', 'req_01JD', 'dep_1']) {
+        expect(body).toContain(part);
+      }
+      expect(body).toContain('curl -X POST');
+    }
+    expect(m.text).toContain('Handle: demo-store (not verified: the reporter is not a member)');
+    expect(m.html).toContain('lang="en"');
+    expect(m.html).toContain('<th scope="row"');
+    expect(m.html).not.toMatch(/href=|<img|<script|<link|<style/i);
+    const raw = buildMimeMessage(mail({ ...m, to: { email: 'support@gharart.com' } }));
     const email = await parse(raw);
-    expect(email.subject).toBe(owner.subject);
-    expectBodies(raw, email, owner.text, owner.html);
+    expect(email.subject).toBe(m.subject);
+    expectBodies(raw, email, m.text, m.html);
   });
 
-  it('test mail: escapes everything and keeps a hostile handle out of the headers', async () => {
-    const m = renderTestMail({
-      handle: 'h\r\nBcc: evil@example.com<script>',
-      email: 'a@b.co',
-      isOwnerDefault: false,
-      requestId: '<r>',
-    });
+  it('support report: escapes everything and keeps a hostile summary out of the headers', async () => {
+    const m = renderSupportReportMail(
+      report({
+        summary: 'x\r\nBcc: evil@example.com<script>',
+        details: '</pre><img src=x onerror=alert(1)>',
+        handle: '<b>h</b>',
+        reproArtifact: '<a href="https://evil.example/">x</a>',
+      }),
+    );
     expect(m.html).not.toContain('<script>');
-    expect(m.html).toContain('&lt;r&gt;');
+    expect(m.html).not.toContain('<img');
+    expect(m.html).not.toContain('<b>h</b>');
+    expect(m.html).not.toMatch(/<a\b/);
+    expect(m.html).toContain(escHtml('</pre><img src=x onerror=alert(1)>'));
+    expect(m.html).toContain(escHtml('<a href="https://evil.example/">x</a>'));
     const email = await parse(buildMimeMessage(mail({ ...m })));
     expect(parsedHeaderNames(email)).toEqual(STRUCTURAL);
+    expect(email.subject).toBe(m.subject);
+  });
+});
+
+describe('mail HTML rendering', () => {
+  it('refuses an async component rather than sending "[object Promise]"', () => {
+    // What `<p><Async /></p>` compiles to, typed as the JSX element it is.
+    const el = (node: unknown) => node as Parameters<typeof renderFragment>[0];
+    const Async = async () => 'late';
+    expect(() => renderMailHtml(el(jsx('p', null, jsx(Async, null))))).toThrow(/synchronously/);
+    expect(() => renderFragment(el(jsx(Async, null)))).toThrow(/synchronously/);
+    expect(renderFragment(el(jsx('p', null, '<x>')))).toBe('<p>&lt;x&gt;</p>');
   });
 });

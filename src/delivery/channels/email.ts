@@ -1,13 +1,9 @@
 /**
- * One email delivery: renders the notification mail and hands it to the configured provider. Never throws for a
- * delivery failure: the outcome is classified like a webhook's (provider_permanent / provider_transient).
+ * One email delivery: renders the notification mail and sends it (email/send.ts picks the provider). Never throws
+ * for a delivery failure: the outcome is classified like a webhook's (provider_permanent / provider_transient).
  */
-
-import { withDevMailbox } from '../../email/dev-mailbox.ts';
-import { emailProvider } from '../../email/provider.ts';
-import { cloudflareProvider } from '../../email/providers/cloudflare.ts';
-import { type NotificationForMail, renderNotificationMail } from '../../email/templates.ts';
-import { config } from '../../env.ts';
+import { sendMail } from '../../email/send.ts';
+import { type NotificationForMail, renderNotificationMail } from '../../email/templates.tsx';
 import type { ChannelResult } from './result.ts';
 
 export interface EmailSend {
@@ -19,7 +15,6 @@ export interface EmailSend {
 }
 
 export async function sendEmail(env: Env, req: EmailSend): Promise<ChannelResult> {
-  const cfg = config(env);
   const content = renderNotificationMail(req.notification, { unsubscribeUrl: req.unsubscribeUrl });
   const headers: Record<string, string> = { 'X-Gharart-Delivery-Id': req.deliveryId };
   if (req.unsubscribeUrl) {
@@ -27,12 +22,9 @@ export async function sendEmail(env: Env, req: EmailSend): Promise<ChannelResult
     headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
   }
   const started = Date.now();
-  // SNS can only reach its own subscribers: mail to the platform alert address goes through the send_email binding.
-  const provider =
-    cfg.emailProvider === 'sns' && req.subscriptionId === null ? cloudflareProvider(env) : emailProvider(env);
-  const outcome = await withDevMailbox(env, provider).send(
+  const outcome = await sendMail(
+    env,
     {
-      from: { email: cfg.emailFrom, name: 'Gharart notifications' },
       to: { email: req.to },
       subject: content.subject,
       text: content.text,
@@ -46,6 +38,8 @@ export async function sendEmail(env: Env, req: EmailSend): Promise<ChannelResult
       eventType: req.notification.type,
       severity: req.notification.severity,
     },
+    // A mail with no subscription behind it goes to the platform alert address.
+    { route: req.subscriptionId === null ? 'platform-alert' : 'subscriber' },
   );
   const durationMs = Date.now() - started;
   const requestBytes = new TextEncoder().encode(content.html).length + new TextEncoder().encode(content.text).length;

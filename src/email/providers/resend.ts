@@ -1,6 +1,6 @@
 /**
- * Resend's HTTP API (`EMAIL_PROVIDER=resend`, docs/design.md#email): `POST {RESEND_API_URL}/emails` with the API key as a
- * Bearer token and the mail as JSON. Bounces and complaints come back through Resend's webhook
+ * Resend's HTTP API (`EMAIL_PROVIDER=resend`, docs/design.md#email): `POST {RESEND_API_URL}/emails` with the API key
+ * as a Bearer token and the mail as JSON. Bounces and complaints come back through Resend's webhook
  * (routes/providers/resend.routes.ts), which finds the subscription again through the `subscription_id` tag.
  *
  * Outcomes: 2xx is accepted (Resend's email id is kept); a request Resend will never accept (400 bad request, 401/403
@@ -19,7 +19,7 @@ import { sha256Hex } from '../../lib/crypto.ts';
 import { assertMailAddress, type MailAddress, type OutgoingMail, sanitizeHeaderValue } from '../mime.ts';
 import type { EmailProvider, SendMeta, SendOutcome } from '../provider.ts';
 
-export const RESEND_TIMEOUT_MS = 15_000;
+const RESEND_TIMEOUT_MS = 15_000;
 /** How much of an error answer is kept in the outcome message. */
 const MESSAGE_MAX = 500;
 
@@ -62,7 +62,7 @@ const RESERVED_HEADERS = new Set([
 const PLAIN_PHRASE = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
 
 /** `Name <email>` (the name quoted when it has specials), or the bare address. Throws on an invalid address. */
-export function formatResendAddress(address: MailAddress): string {
+function formatResendAddress(address: MailAddress): string {
   const email = assertMailAddress(address.email);
   const name = sanitizeHeaderValue(address.name ?? '');
   if (!name) return email;
@@ -146,7 +146,8 @@ export function resendProvider(env: Env, options: ResendProviderOptions = {}): E
           ok: false,
           permanent: true,
           message:
-            'EMAIL_PROVIDER=resend but RESEND_API_KEY is not set: configure the secret (wrangler secret put RESEND_API_KEY).',
+            'EMAIL_PROVIDER=resend but RESEND_API_KEY is not set: ' +
+            'configure the secret (wrangler secret put RESEND_API_KEY).',
         };
       }
       let body: string;

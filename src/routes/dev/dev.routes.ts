@@ -1,12 +1,13 @@
 /**
- * `GET /dev/mailbox` (docs/design.md#routes): every mail sent locally, newest first, with headers and bodies — only when
- * ENVIRONMENT=development; anywhere else it does not exist (404). `?format=json` for scripts and tests.
+ * `GET /dev/mailbox` (docs/design.md#routes): every mail sent locally, newest first, with headers and bodies — only
+ * when ENVIRONMENT=development; anywhere else it does not exist (404). `?format=json` for scripts and tests; the HTML
+ * view is dev.page.tsx.
  */
 import { createRoute, z } from '@hono/zod-openapi';
-import { html, raw } from 'hono/html';
 import { config } from '../../env.ts';
 import { createRouter, errorResponses } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
+import { mailboxPage } from './dev.page.tsx';
 
 const MailSchema = z
   .object({
@@ -73,25 +74,5 @@ export const devRoutes = createRouter().openapi(mailboxRoute, async (c) => {
     createdAt: r.created_at!,
   }));
   if (format === 'json') return c.json({ data: mails }, 200);
-  // Links in the text bodies are made clickable (confirm, unsubscribe); everything is escaped by the html helper.
-  const linkify = (text: string) =>
-    text
-      .split(/(https?:\/\/[^\s<>"]+)/g)
-      .map((part, i) => (i % 2 ? html`<a href="${part}">${part}</a>` : html`${part}`));
-  return c.html(
-    html`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Local mailbox</title><style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem}
-article{border-top:1px solid #ccc;padding:.5rem 0}pre{white-space:pre-wrap;background:#f5f5f5;padding:.5rem}</style></head><body>
-<h1>Local mailbox</h1><p>${mails.length} mail(s), newest first. Only in development.</p>
-${mails.map(
-  (
-    m,
-  ) => html`<article id="${m.id}"><h2>${m.subject}</h2><p>To ${m.to} · from ${m.from} · ${m.createdAt} · via ${m.provider}</p>
-<details><summary>Headers</summary><pre>${Object.entries(m.headers)
-    .map(([k, v]) => `${k}: ${v}\n`)
-    .join('')}</pre></details>
-<pre>${linkify(m.text)}</pre></article>`,
-)}${raw('')}</body></html>`,
-    200,
-  );
+  return c.html(mailboxPage(mails), 200);
 });

@@ -4,7 +4,7 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { createRouter } from '../../http/openapi.ts';
-import { renderDocsPage } from './docs.page.ts';
+import { renderDocsPage } from './docs.page.tsx';
 
 export type DocumentSource = () => Record<string, unknown>;
 

@@ -1,6 +1,6 @@
 /**
- * Public email pages (docs/design.md#routes). GETs only show a page with a button and never change anything (mail scanners and
- * link previews follow links); POSTs act:
+ * Public email pages (docs/design.md#routes). GETs only show a page with a button and never change anything (mail
+ * scanners and link previews follow links); POSTs act:
  * - `/v2/email/confirm?token=`: double opt-in confirmation (single use, 72 h);
  * - `/v2/email/unsubscribe?token=`: unsubscribe — also the RFC 8058 one-click request a mail client sends with
  *   `List-Unsubscribe=One-Click`.
@@ -8,12 +8,12 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import { html } from 'hono/html';
 import { confirmByToken } from '../../email/confirmation.ts';
 import { verifyUnsubscribeToken } from '../../email/unsubscribe.ts';
 import type { AppEnv } from '../../env.ts';
 import { createRouter, errorResponses } from '../../http/openapi.ts';
 import { ProblemError, problems } from '../../lib/problem.ts';
+import { confirmFormPage, messagePage, unsubscribeFormPage } from './email-pages.page.tsx';
 
 const TokenQuery = z.object({
   token: z
@@ -23,19 +23,10 @@ const TokenQuery = z.object({
     .openapi({ param: { name: 'token', in: 'query' }, description: "From the mail's link." }),
 });
 
-function page(title: string, body: ReturnType<typeof html>) {
-  return html`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${title}</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;color:#1a1a1a}
-button{font:inherit;padding:.5rem 1rem;border:1px solid #1a1a1a;background:#1a1a1a;color:#fff;border-radius:4px;cursor:pointer}</style>
-</head><body><h1>${title}</h1>${body}</body></html>`;
-}
-
 /** A person's browser gets a readable page with the problem's status; an API client gets the problem itself. */
 function refuse(c: Context<AppEnv>, problem: ProblemError) {
   if (!/text\/html/.test(c.req.header('accept') ?? '')) throw problem;
-  return c.html(page(problem.title, html`<p>${problem.detail}</p>`), problem.status as 400 | 404 | 410);
+  return c.html(messagePage(problem.title, problem.detail), problem.status as 400 | 404 | 410);
 }
 
 async function subscriptionOf(
@@ -110,14 +101,7 @@ const confirmRoute = createRoute({
 export const emailPagesRoutes = createRouter()
   .openapi(showConfirmRoute, (c) => {
     const { token } = c.req.valid('query');
-    return c.html(
-      page(
-        'Confirm your subscription',
-        html`<p>Confirm that you want Gharart notifications at this address.</p>
-          <form method="post" action="/v2/email/confirm?token=${encodeURIComponent(token)}"><button type="submit">Confirm</button></form>`,
-      ),
-      200,
-    );
+    return c.html(confirmFormPage(token), 200);
   })
   .openapi(confirmRoute, async (c) => {
     const { token } = c.req.valid('query');
@@ -131,7 +115,7 @@ export const emailPagesRoutes = createRouter()
       ) as never;
     }
     return c.html(
-      page('Subscription confirmed', html`<p>${result.email} will now receive notifications for ${result.handle}.</p>`),
+      messagePage('Subscription confirmed', `${result.email} will now receive notifications for ${result.handle}.`),
       200,
     );
   })
@@ -140,32 +124,25 @@ export const emailPagesRoutes = createRouter()
     const sub = await subscriptionOf(c.env, token);
     if (sub.status === 'unsubscribed') {
       return c.html(
-        page('Already unsubscribed', html`<p>${sub.email} no longer receives notifications for ${sub.handle}.</p>`),
+        messagePage('Already unsubscribed', `${sub.email} no longer receives notifications for ${sub.handle}.`),
         200,
       );
     }
-    return c.html(
-      page(
-        'Unsubscribe',
-        html`<p>Stop notifications for <strong>${sub.handle}</strong> to ${sub.email}?</p>
-          <form method="post" action="/v2/email/unsubscribe?token=${encodeURIComponent(token)}">
-            <input type="hidden" name="List-Unsubscribe" value="One-Click"><button type="submit">Unsubscribe</button>
-          </form>`,
-      ),
-      200,
-    );
+    return c.html(unsubscribeFormPage(token, sub), 200);
   })
   .openapi(unsubscribeRoute, async (c) => {
     const { token } = c.req.valid('query');
     const sub = await subscriptionOf(c.env, token);
     await c.env.DB.prepare(
-      `UPDATE email_subscriptions SET status = 'unsubscribed', status_reason = 'Unsubscribed with the link in a notification mail.',
-         updated_at = ?2 WHERE id = ?1 AND status <> 'unsubscribed'`,
+      `UPDATE email_subscriptions
+       SET status = 'unsubscribed', status_reason = 'Unsubscribed with the link in a notification mail.',
+         updated_at = ?2
+       WHERE id = ?1 AND status <> 'unsubscribed'`,
     )
       .bind(sub.id, new Date().toISOString())
       .run();
     return c.html(
-      page('Unsubscribed', html`<p>${sub.email} will no longer receive notifications for ${sub.handle}.</p>`),
+      messagePage('Unsubscribed', `${sub.email} will no longer receive notifications for ${sub.handle}.`),
       200,
     );
   });

@@ -6,9 +6,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { getDb } from '../../db/client.ts';
 import { supportReports } from '../../db/schema.ts';
-import { withDevMailbox } from '../../email/dev-mailbox.ts';
-import { cloudflareProvider } from '../../email/providers/cloudflare.ts';
-import { renderSupportReportMail } from '../../email/templates.ts';
+import { sendMail } from '../../email/send.ts';
+import { renderSupportReportMail } from '../../email/templates.tsx';
 import { config } from '../../env.ts';
 import { createRouter, errorResponses, guard, HandleParam, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { newId } from '../../lib/ids.ts';
@@ -99,7 +98,8 @@ export const supportRoutes = createRouter().openapi(reportRoute, async (c) => {
     createdAt: now.toISOString(),
   };
   await db.insert(supportReports).values(row);
-  // Stored first, then mailed to support (docs/design.md#routes); a mail failure is logged and does not lose the report.
+  // Stored first, then mailed to support (docs/design.md#routes); a mail failure is logged and does not lose the
+  // report.
   const supportEmail = config(c.env).supportEmail;
   if (supportEmail) {
     const content = renderSupportReportMail({
@@ -109,24 +109,24 @@ export const supportRoutes = createRouter().openapi(reportRoute, async (c) => {
       reportedRequestId: row.reportedRequestId,
       deploymentId: row.deploymentId ?? 'unknown',
     });
-    const mail = withDevMailbox(c.env, cloudflareProvider(c.env))
-      .send(
-        {
-          from: { email: config(c.env).emailFrom, name: 'Gharart notifications' },
-          to: { email: supportEmail },
-          subject: content.subject,
-          text: content.text,
-          html: content.html,
-          headers: { 'X-Gharart-Report-Id': row.id },
-        },
-        {
-          subscriptionId: null,
-          deliveryId: row.id,
-          handle: row.handle ?? '-',
-          eventType: 'support.report',
-          severity: 'info',
-        },
-      )
+    const mail = sendMail(
+      c.env,
+      {
+        to: { email: supportEmail },
+        subject: content.subject,
+        text: content.text,
+        html: content.html,
+        headers: { 'X-Gharart-Report-Id': row.id },
+      },
+      {
+        subscriptionId: null,
+        deliveryId: row.id,
+        handle: row.handle ?? '-',
+        eventType: 'support.report',
+        severity: 'info',
+      },
+      { route: 'support' },
+    )
       .then((outcome) => {
         if (!outcome.ok)
           console.error(

@@ -1,14 +1,32 @@
 /**
- * The mails this service sends: one per notification, the double opt-in confirmation, and the test mail. Each is a
- * subject, a plain-text body and an HTML body; {@link buildMimeMessage} in `mime.ts` turns them into a message.
+ * The mails this service sends: one per notification, the double opt-in confirmation, and the support report. Each
+ * is a subject, a plain-text body and an HTML body (JSX, from the pieces in `mail-layout.tsx`); `buildMimeMessage` in
+ * `mime.ts` turns them into a message.
  *
- * Event data is written by clients, so it is treated as hostile: every value is HTML-escaped (keys too), values are
- * shown on one line with control and bidi characters made visible (a value cannot forge a footer line or reorder what
- * is shown), nothing from the data ever becomes a link, and sizes are capped. The HTML loads nothing: no images,
- * fonts or stylesheets, only inline styles, so it renders the same with remote content blocked and tracks nobody.
+ * Event data is written by clients, so it is treated as hostile: every value is HTML-escaped by JSX (keys too),
+ * values are shown on one line with control and bidi characters made visible (a value cannot forge a footer line or
+ * reorder what is shown), nothing from the data ever becomes a link, and sizes are capped. The HTML loads nothing: no
+ * images, fonts or stylesheets, only inline styles, so it renders the same with remote content blocked and tracks
+ * nobody.
  */
 import { eventTypeInfo, type Severity } from '../lib/event-catalog.ts';
 import { isPlainObject } from '../lib/json.ts';
+import {
+  Banner,
+  Button,
+  DataRow,
+  DataTable,
+  Footer,
+  FooterLine,
+  headingStyle,
+  Link,
+  MailPage,
+  NL,
+  Para,
+  type Row,
+  renderFragment,
+  renderMailHtml,
+} from './mail-layout.tsx';
 import { sanitizeHeaderValue } from './mime.ts';
 
 export interface NotificationForMail {
@@ -33,9 +51,9 @@ export interface RenderedMail {
 }
 
 /** Data fields listed per mail; the rest are counted ("… 10 more fields not shown"). */
-export const MAX_LISTED_FIELDS = 50;
+const MAX_LISTED_FIELDS = 50;
 /** A value (or key) longer than this is cut, with an ellipsis. */
-export const MAX_VALUE_CHARS = 500;
+const MAX_VALUE_CHARS = 500;
 /** Upper bound of the HTML body in UTF-8 bytes; fields that would pass it are counted as not shown. */
 export const MAX_HTML_BYTES = 100_000;
 
@@ -127,6 +145,26 @@ const SEVERITY_LABEL: Record<Severity, string> = { info: 'Info', warning: 'Warni
 // Text colour on white, all with a contrast ratio above 4.5:1; the severity is also always written out.
 const SEVERITY_COLOUR: Record<Severity, string> = { info: '#175cd3', warning: '#b54708', critical: '#b42318' };
 
+/** What a notification mail shows, worked out once for the text and the HTML. */
+interface NotificationView {
+  subject: string;
+  test: boolean;
+  severity: string;
+  colour: string;
+  handle: string;
+  heading: string;
+  type: string;
+  occurred: string;
+  facts: Row[];
+  dashboardUrl: string | null;
+  unsubscribeUrl: string | null;
+  reason: string;
+  id: string;
+}
+
+const TEST_NOTE = 'This is a test notification: no real event happened.';
+const MUTED = 'font-size:13px;color:#57606a;';
+
 /**
  * Subject, text and HTML for one notification: `[Gharart] Critical: payment failed — demo-store` (`[TEST] ` first for
  * a test send), the catalog description as the heading, the type's key facts, every data field (at most
@@ -137,87 +175,113 @@ export function renderNotificationMail(n: NotificationForMail, links: MailLinks)
   const unsubscribeUrl = checkedUrl(links.unsubscribeUrl);
   const dashboardUrl = checkedUrl(links.dashboardUrl ?? null);
   const severity = SEVERITY_LABEL[n.severity] ?? 'Info';
-  const colour = SEVERITY_COLOUR[n.severity] ?? SEVERITY_COLOUR.info;
   const info = eventTypeInfo(n.type);
   const shortTitle = truncate(oneLine(humanise(n.type)), MAX_TITLE_CHARS);
-  const heading = info ? info.description : `${capitalise(shortTitle)}.`;
-  const subject = headerText(`${n.test ? '[TEST] ' : ''}[Gharart] ${severity}: ${shortTitle} — ${n.handle}`);
-  const occurred = formatTimestamp(n.occurredAt);
-  const type = truncate(oneLine(n.type), MAX_TITLE_CHARS * 2);
-
   const data = isPlainObject(n.data) ? n.data : {};
-  const facts: Array<[string, string]> = [];
+  const facts: Row[] = [];
   for (const fact of FACTS[n.type] ?? []) {
     if (!Object.hasOwn(data, fact.key)) continue;
     const value = data[fact.key];
     facts.push([fact.label, fact.money ? formatMoney(value, data.currency) : displayValue(value)]);
   }
-
-  const testNote = 'This is a test notification: no real event happened.';
-  const reason = `You receive this email because this address is subscribed to Gharart notifications for ${oneLine(n.handle)}.`;
-
-  // Everything except the field rows, so the rows can be fitted into what is left of the HTML budget.
-  const htmlHead =
-    pageStart(subject) +
-    (n.test ? banner(testNote) : '') +
-    `<p style="margin:0 0 8px;font-size:13px;font-weight:600;color:${colour};">${esc(severity)} · ${esc(oneLine(n.handle))}</p>\n` +
-    `<h1 style="margin:0 0 8px;font-size:20px;line-height:1.3;">${esc(heading)}</h1>\n` +
-    `<p style="margin:0 0 20px;font-size:13px;color:#57606a;">Event <code>${esc(type)}</code> at ${esc(occurred)}</p>\n` +
-    (facts.length ? table('Key facts', null, facts) : '');
-  const htmlFoot =
-    (dashboardUrl ? `<p style="margin:20px 0 0;">${link(dashboardUrl, 'View in the dashboard')}</p>\n` : '') +
-    footer([
-      esc(reason),
-      `Notification id: <code>${esc(oneLine(n.id))}</code>`,
-      ...(unsubscribeUrl ? [`${link(unsubscribeUrl, 'Unsubscribe')} from these emails.`] : []),
-    ]) +
-    pageEnd();
+  const v: NotificationView = {
+    subject: headerText(`${n.test ? '[TEST] ' : ''}[Gharart] ${severity}: ${shortTitle} — ${n.handle}`),
+    test: Boolean(n.test),
+    severity,
+    colour: SEVERITY_COLOUR[n.severity] ?? SEVERITY_COLOUR.info,
+    handle: oneLine(n.handle),
+    heading: info ? info.description : `${capitalise(shortTitle)}.`,
+    type: truncate(oneLine(n.type), MAX_TITLE_CHARS * 2),
+    occurred: formatTimestamp(n.occurredAt),
+    facts,
+    dashboardUrl,
+    unsubscribeUrl,
+    reason:
+      'You receive this email because this address is subscribed to Gharart notifications for ' +
+      `${oneLine(n.handle)}.`,
+    id: oneLine(n.id),
+  };
 
   const keys = Object.keys(data);
   const fields = keys
     .slice(0, MAX_LISTED_FIELDS)
-    .map((key): [string, string] => [truncate(escapeInvisible(key), MAX_KEY_CHARS), displayValue(data[key])]);
-  // 1,000 bytes of slack for the "not shown" note between the table and the footer.
-  const listed = fitRows(fields, utf8Length(htmlHead) + utf8Length(htmlFoot) + 1_000);
+    .map((key): Row => [truncate(escapeInvisible(key), MAX_KEY_CHARS), displayValue(data[key])]);
+  // Everything but the field rows and the note, so the rows can be fitted into what is left of the HTML budget; 1,000
+  // bytes of slack for the "not shown" note between the table and the footer.
+  const listed = fitRows(fields, utf8Length(notificationHtml(v, [], null)) + 1_000);
   const omitted = keys.length - listed.length;
   const omittedNote =
     omitted > 0
-      ? `${omitted} more ${omitted === 1 ? 'field' : 'fields'} not shown; the full event is in the API and the webhook payload.`
+      ? `${omitted} more ${omitted === 1 ? 'field' : 'fields'} not shown; ` +
+        'the full event is in the API and the webhook payload.'
       : null;
   const note = omittedNote ?? (keys.length === 0 ? 'This event carries no data fields.' : null);
 
-  const html =
-    htmlHead +
-    (listed.length ? table('All fields', ['Field', 'Value'], listed) : '') +
-    (note ? `<p style="margin:8px 0 0;font-size:13px;color:#57606a;">${esc(note)}</p>\n` : '') +
-    htmlFoot;
-
   const text = lines([
-    ...(n.test ? [testNote, ''] : []),
-    `${severity} · ${oneLine(n.handle)}`,
-    heading,
-    `Event ${type} at ${occurred}`,
+    ...(v.test ? [TEST_NOTE, ''] : []),
+    `${severity} · ${v.handle}`,
+    v.heading,
+    `Event ${v.type} at ${v.occurred}`,
     '',
-    ...(facts.length ? [...facts.map(([k, v]) => `${k}: ${v}`), ''] : []),
-    ...(listed.length ? ['All fields:', ...listed.map(([k, v]) => `  ${k}: ${v}`)] : []),
+    ...(facts.length ? [...facts.map(([k, val]) => `${k}: ${val}`), ''] : []),
+    ...(listed.length ? ['All fields:', ...listed.map(([k, val]) => `  ${k}: ${val}`)] : []),
     ...(note ? [note] : []),
-    ...(dashboardUrl ? ['', `View in the dashboard: ${dashboardUrl}`] : []),
+    ...(v.dashboardUrl ? ['', `View in the dashboard: ${v.dashboardUrl}`] : []),
     '',
     '-- ',
-    reason,
-    `Notification id: ${oneLine(n.id)}`,
-    ...(unsubscribeUrl ? [`Unsubscribe: ${unsubscribeUrl}`] : []),
+    v.reason,
+    `Notification id: ${v.id}`,
+    ...(v.unsubscribeUrl ? [`Unsubscribe: ${v.unsubscribeUrl}`] : []),
   ]);
 
-  return { subject, text, html };
+  return { subject: v.subject, text, html: notificationHtml(v, listed, note) };
 }
 
-/** Takes rows in order while the HTML stays within {@link MAX_HTML_BYTES}; `used` is what the rest of the page takes. */
-function fitRows(rows: Array<[string, string]>, used: number): Array<[string, string]> {
-  const out: Array<[string, string]> = [];
-  let total = used + utf8Length(table('All fields', ['Field', 'Value'], []));
+const FIELD_COLUMNS: [string, string] = ['Field', 'Value'];
+
+function notificationHtml(v: NotificationView, fields: Row[], note: string | null): string {
+  return renderMailHtml(
+    <MailPage title={v.subject}>
+      {v.test ? <Banner>{TEST_NOTE}</Banner> : null}
+      <Para style={`margin:0 0 8px;font-size:13px;font-weight:600;color:${v.colour};`}>
+        {`${v.severity} · ${v.handle}`}
+      </Para>
+      <h1 style={headingStyle('0 0 8px')}>{v.heading}</h1>
+      {NL}
+      <Para style={`margin:0 0 20px;${MUTED}`}>
+        Event <code>{v.type}</code> at {v.occurred}
+      </Para>
+      {v.facts.length ? <DataTable caption="Key facts" rows={v.facts} /> : null}
+      {fields.length ? <DataTable caption="All fields" columns={FIELD_COLUMNS} rows={fields} /> : null}
+      {note ? <Para style={`margin:8px 0 0;${MUTED}`}>{note}</Para> : null}
+      {v.dashboardUrl ? (
+        <Para style="margin:20px 0 0;">
+          <Link href={v.dashboardUrl}>View in the dashboard</Link>
+        </Para>
+      ) : null}
+      <Footer>
+        <FooterLine>{v.reason}</FooterLine>
+        <FooterLine>
+          Notification id: <code>{v.id}</code>
+        </FooterLine>
+        {v.unsubscribeUrl ? (
+          <FooterLine>
+            <Link href={v.unsubscribeUrl}>Unsubscribe</Link> from these emails.
+          </FooterLine>
+        ) : null}
+      </Footer>
+    </MailPage>,
+  );
+}
+
+/**
+ * Takes rows in order while the HTML stays within {@link MAX_HTML_BYTES}; `used` is what the rest of the page takes.
+ */
+function fitRows(rows: Row[], used: number): Row[] {
+  const out: Row[] = [];
+  let total = used + utf8Length(renderFragment(<DataTable caption="All fields" columns={FIELD_COLUMNS} rows={[]} />));
   for (const row of rows) {
-    total += utf8Length(tableRow(row));
+    total += utf8Length(renderFragment(<DataRow row={row} />));
     if (total > MAX_HTML_BYTES) break;
     out.push(row);
   }
@@ -225,7 +289,7 @@ function fitRows(rows: Array<[string, string]>, used: number): Array<[string, st
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
-// Confirmation and test mails
+// Confirmation and support report mails
 
 /** The double opt-in mail: the only mail a `pending_confirmation` address ever gets. */
 export function renderConfirmationMail(input: {
@@ -245,46 +309,25 @@ export function renderConfirmationMail(input: {
   const expiry = `The link expires at ${expires}.`;
   const ignore = 'If you did not ask for this, ignore this email: nothing more will be sent to this address.';
 
-  const html =
-    pageStart(subject) +
-    `<h1 style="margin:0 0 16px;font-size:20px;line-height:1.3;">Confirm notifications for ${esc(handle)}</h1>\n` +
-    para(esc(intro)) +
-    para(esc(action)) +
-    `<p style="margin:16px 0;">${button(confirmUrl, 'Confirm this address')}</p>\n` +
-    para(`Or open this link: ${link(confirmUrl, confirmUrl)}`) +
-    para(esc(expiry)) +
-    footer([esc(ignore)]) +
-    pageEnd();
+  const html = renderMailHtml(
+    <MailPage title={subject}>
+      <h1 style={headingStyle('0 0 16px')}>Confirm notifications for {handle}</h1>
+      {NL}
+      <Para>{intro}</Para>
+      <Para>{action}</Para>
+      <Para style="margin:16px 0;">
+        <Button href={confirmUrl}>Confirm this address</Button>
+      </Para>
+      <Para>
+        Or open this link: <Link href={confirmUrl}>{confirmUrl}</Link>
+      </Para>
+      <Para>{expiry}</Para>
+      <Footer>
+        <FooterLine>{ignore}</FooterLine>
+      </Footer>
+    </MailPage>,
+  );
   const text = lines([intro, '', action, confirmUrl, '', expiry, '', '-- ', ignore]);
-  return { subject, text, html };
-}
-
-/** The mail of `POST …/email-subscriptions/{id}/test` and of a changed owner default email. */
-export function renderTestMail(input: {
-  handle: string;
-  email: string;
-  isOwnerDefault: boolean;
-  requestId: string;
-}): RenderedMail {
-  const handle = oneLine(input.handle);
-  const email = oneLine(input.email);
-  const subject = headerText(`[TEST] [Gharart] Test email for ${handle}`);
-  const role = input.isOwnerDefault
-    ? `${email} is the owner default email of ${handle}: it receives every critical notification.`
-    : `${email} is subscribed to Gharart notifications for ${handle}.`;
-  const works = 'If you can read this, email delivery to this address works. No action is needed.';
-  const ref = `Request id: ${oneLine(input.requestId)}`;
-  const refNote = 'Quote it to support if something about this email looks wrong.';
-
-  const html =
-    pageStart(subject) +
-    banner('This is a test email.') +
-    `<h1 style="margin:0 0 16px;font-size:20px;line-height:1.3;">Test email for ${esc(handle)}</h1>\n` +
-    para(esc(works)) +
-    para(esc(role)) +
-    footer([`Request id: <code>${esc(oneLine(input.requestId))}</code>. ${esc(refNote)}`]) +
-    pageEnd();
-  const text = lines(['This is a test email.', '', works, '', role, '', '-- ', `${ref}. ${refNote}`]);
   return { subject, text, html };
 }
 
@@ -303,7 +346,7 @@ export function renderSupportReportMail(input: {
   deploymentId: string;
 }): RenderedMail {
   const subject = headerText(`[Gharart support] ${input.reportId}: ${input.summary}`).slice(0, 200);
-  const facts: Array<[string, string]> = [
+  const facts: Row[] = [
     ['Report', input.reportId],
     ['From', input.principal],
     [
@@ -327,15 +370,32 @@ export function renderSupportReportMail(input: {
     input.details,
     ...(artifact ? ['', 'Repro artifact:', artifact] : []),
   ]);
-  const html =
-    pageStart(subject) +
-    `<h1 style="margin:0 0 16px;font-size:20px;line-height:1.3;">${esc(input.summary)}</h1>\n` +
-    `<table role="presentation">${facts.map(([k, v]) => `<tr><th scope="row" style="text-align:left;padding-right:12px;">${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>\n` +
-    `<pre style="white-space:pre-wrap;">${esc(input.details)}</pre>\n` +
-    (artifact
-      ? `<h2 style="font-size:16px;">Repro artifact</h2><pre style="white-space:pre-wrap;">${esc(artifact)}</pre>\n`
-      : '') +
-    pageEnd();
+  const html = renderMailHtml(
+    <MailPage title={subject}>
+      <h1 style={headingStyle('0 0 16px')}>{input.summary}</h1>
+      {NL}
+      <table role="presentation">
+        {facts.map(([k, v]) => (
+          <tr>
+            <th scope="row" style="text-align:left;padding-right:12px;">
+              {k}
+            </th>
+            <td>{v}</td>
+          </tr>
+        ))}
+      </table>
+      {NL}
+      <pre style="white-space:pre-wrap;">{input.details}</pre>
+      {NL}
+      {artifact ? (
+        <>
+          <h2 style="font-size:16px;">Repro artifact</h2>
+          <pre style="white-space:pre-wrap;">{artifact}</pre>
+          {NL}
+        </>
+      ) : null}
+    </MailPage>,
+  );
   return { subject, text, html };
 }
 
@@ -452,76 +512,4 @@ function utf8Length(s: string): number {
 
 function lines(parts: string[]): string {
   return `${parts.join('\n')}\n`;
-}
-
-// ---------------------------------------------------------------------------------------------------------------------
-// HTML
-
-const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-
-/** Escapes the five characters that matter in HTML text and (quoted) attribute values. */
-function esc(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]!);
-}
-
-// Unquoted on purpose (multi-word family names may be bare identifiers): the value sits in a double-quoted attribute.
-const FONT = '-apple-system,BlinkMacSystemFont,Segoe UI,Roboto,Helvetica,Arial,sans-serif';
-
-function pageStart(title: string): string {
-  return (
-    '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n' +
-    '<meta name="viewport" content="width=device-width, initial-scale=1">\n' +
-    `<title>${esc(title)}</title>\n</head>\n` +
-    `<body style="margin:0;padding:24px 12px;background:#f6f8fa;color:#1f2328;font-family:${esc(FONT)};font-size:15px;line-height:1.5;">\n` +
-    '<div style="max-width:640px;margin:0 auto;padding:24px;background:#ffffff;border:1px solid #d0d7de;border-radius:6px;">\n'
-  );
-}
-
-function pageEnd(): string {
-  return '</div>\n</body>\n</html>\n';
-}
-
-function banner(text: string): string {
-  return `<p style="margin:0 0 16px;padding:8px 12px;background:#fff8c5;border:1px solid #d4a72c;border-radius:4px;font-weight:600;">${esc(text)}</p>\n`;
-}
-
-function para(innerHtml: string): string {
-  return `<p style="margin:0 0 12px;">${innerHtml}</p>\n`;
-}
-
-function link(url: string, label: string): string {
-  return `<a href="${esc(url)}" style="color:#0969da;">${esc(label)}</a>`;
-}
-
-function button(url: string, label: string): string {
-  return `<a href="${esc(url)}" style="display:inline-block;padding:10px 18px;background:#1f883d;color:#ffffff;border-radius:6px;text-decoration:none;font-weight:600;">${esc(label)}</a>`;
-}
-
-const CELL = 'padding:6px 8px;border-top:1px solid #d0d7de;vertical-align:top;text-align:left;';
-
-/** A data table: a caption, optional column headers, and one row per pair with the label as a row header. */
-function table(caption: string, columns: [string, string] | null, rows: Array<[string, string]>): string {
-  const head = columns
-    ? `<thead><tr>${columns.map((c) => `<th scope="col" style="${CELL}font-size:13px;color:#57606a;">${esc(c)}</th>`).join('')}</tr></thead>`
-    : '';
-  return (
-    `<table style="width:100%;border-collapse:collapse;margin:0 0 16px;font-size:14px;">\n` +
-    `<caption style="text-align:left;font-weight:600;padding:0 0 6px;">${esc(caption)}</caption>\n${head}\n<tbody>\n` +
-    rows.map(tableRow).join('') +
-    '</tbody>\n</table>\n'
-  );
-}
-
-function tableRow([label, value]: [string, string]): string {
-  return (
-    `<tr><th scope="row" style="${CELL}width:30%;font-weight:600;word-break:break-all;">${esc(label)}</th>` +
-    `<td style="${CELL}word-break:break-word;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;">${esc(value)}</td></tr>\n`
-  );
-}
-
-function footer(htmlLines: string[]): string {
-  return (
-    '<hr style="margin:24px 0 12px;border:0;border-top:1px solid #d0d7de;">\n' +
-    htmlLines.map((l) => `<p style="margin:0 0 6px;font-size:12px;color:#57606a;">${l}</p>\n`).join('')
-  );
 }
