@@ -5,20 +5,13 @@
  */
 import type { Context } from 'hono';
 import type { AppEnv } from '../env.ts';
+import { foreignProblemBody, type ProblemBody } from '../lib/problem.ts';
 
 /** The app's own `fetch` (src/app.ts passes it in; the dashboard never builds a second app). */
 export type ApiFetch = (request: Request, env: Env, ctx: ExecutionContext) => Response | Promise<Response>;
 
-/** An RFC 9457 problem as the API sends it. */
-export interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  requestId?: string;
-  errors?: { path: string; message: string }[];
-  [extension: string]: unknown;
-}
+/** An RFC 9457 problem as the API sends it (or as lib/problem.ts builds one for a page). */
+export type Problem = ProblemBody;
 
 export type ApiResult<T> =
   | { ok: true; status: number; data: T; headers: Headers }
@@ -32,7 +25,11 @@ export interface ApiCallOptions {
 
 /** A client bound to one dashboard request: its token, request id and execution context. */
 export interface Api {
-  call<T = any>(method: string, path: string, opts?: ApiCallOptions): Promise<ApiResult<T>>;
+  /**
+   * Calls the API. `T` is the type of its answer, from the schema the route answers with (see answers.ts); the
+   * answer is not validated again here: the route built it to that schema.
+   */
+  call<T = unknown>(method: string, path: string, opts?: ApiCallOptions): Promise<ApiResult<T>>;
 }
 
 const FALLBACK_CTX: ExecutionContext = {
@@ -53,7 +50,7 @@ function executionCtxOf(c: Context<AppEnv>): ExecutionContext {
 export function apiFor(c: Context<AppEnv>, fetchApp: ApiFetch, token: string | null): Api {
   const origin = new URL(c.req.url).origin;
   return {
-    async call(method, path, opts = {}) {
+    async call<T>(method: string, path: string, opts: ApiCallOptions = {}): Promise<ApiResult<T>> {
       const url = new URL(path, origin);
       for (const [k, v] of Object.entries(opts.query ?? {}))
         if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, String(v));
@@ -74,11 +71,11 @@ export function apiFor(c: Context<AppEnv>, fetchApp: ApiFetch, token: string | n
       } catch {
         parsed = null;
       }
-      if (res.ok) return { ok: true, status: res.status, data: parsed as any, headers: res.headers };
+      if (res.ok) return { ok: true, status: res.status, data: parsed as T, headers: res.headers };
       const problem: Problem =
         parsed && typeof parsed === 'object' && 'status' in parsed
           ? (parsed as Problem)
-          : { type: 'about:blank', title: res.statusText || 'Error', status: res.status, detail: text.slice(0, 500) };
+          : foreignProblemBody(res.status, res.statusText, text);
       return { ok: false, status: res.status, problem, headers: res.headers };
     },
   };

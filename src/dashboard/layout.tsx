@@ -4,6 +4,7 @@
  * "Report a problem" form. Server-rendered with hono/jsx; everything is escaped by JSX.
  */
 import type { Child, FC, PropsWithChildren } from 'hono/jsx';
+import type { EventType, MyHandle } from './answers.ts';
 import type { Problem } from './api.ts';
 
 export interface CopyId {
@@ -18,7 +19,7 @@ export interface PageFrame {
   /** Signed in: the CSRF token for the forms on this page. */
   csrf?: string;
   handle?: string;
-  handles?: { handle: string; displayName: string; role: string }[];
+  handles?: MyHandle[];
   role?: string;
   tab?: 'overview' | 'webhooks' | 'email' | 'settings' | 'notifications';
   ids?: CopyId[];
@@ -157,6 +158,45 @@ export const Sparkline: FC<{ buckets: { ok: number; failed: number }[] }> = ({ b
     </svg>
   );
 };
+
+/** A page for a problem that leaves nothing else to show (404, 403, 429…), with the API's words and request id. */
+export const ErrorPage: FC<{ problem: Problem; signedIn: boolean }> = ({ problem, signedIn }) => (
+  <>
+    <ProblemBox problem={problem} />
+    <p>
+      <a href="/dashboard">Back to the dashboard</a>
+      {signedIn ? null : (
+        <>
+          {' '}
+          · <a href="/dashboard/login">Sign in</a>
+        </>
+      )}
+    </p>
+  </>
+);
+
+/** A JSON value as an indented text (nothing for null). */
+export const json = (v: unknown) => (v === null || v === undefined ? '' : JSON.stringify(v, null, 2));
+
+/** A subscription's event types as words. */
+export const typeList = (v: string[] | null | undefined) => (v?.length ? v.join(', ') : 'every type');
+
+/** An `<option>` list of event types (system types cannot be published but can be tested). */
+export const TypeOptions: FC<{ types: EventType[]; selected?: string; publishable?: boolean }> = ({
+  types,
+  selected,
+  publishable,
+}) => (
+  <>
+    {types
+      .filter((t) => !publishable || !t.system)
+      .map((t) => (
+        <option value={t.type} selected={t.type === selected}>
+          {`${t.type} (${t.defaultSeverity})`}
+        </option>
+      ))}
+  </>
+);
 
 /** Renders an ISO time in UTC, short, with the full value in the `datetime` attribute. */
 export const Time: FC<{ at: string | null | undefined }> = ({ at }) =>

@@ -154,3 +154,38 @@ export function problemResponse(problem: ProblemError, requestId: string): Respo
     headers: { 'Content-Type': 'application/problem+json', ...problem.headers },
   });
 }
+
+/** A problem as a JSON object: the body {@link problemResponse} sends, for callers that render problems themselves. */
+export interface ProblemBody {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  instance?: string;
+  requestId?: string;
+  errors?: FieldError[];
+  [extension: string]: unknown;
+}
+
+/** The body of {@link problemResponse} as an object, for a page that shows the problem instead of sending it. */
+export function problemBody(problem: ProblemError, requestId: string): ProblemBody {
+  return {
+    type: `/docs#problem-${problem.type}`,
+    title: problem.title,
+    status: problem.status,
+    detail: problem.detail,
+    instance: `urn:gharart-notify:request:${requestId}`,
+    requestId,
+    ...problem.extensions,
+    ...(problem.errors ? { errors: problem.errors } : {}),
+  };
+}
+
+/**
+ * An error answer that is not a problem (no JSON object with a status) told as one, so it is shown like any other:
+ * its status, its status text (or "Error") and the start of its body. The app answers every error with a problem;
+ * this is for a caller reading answers it cannot vouch for (the dashboard's in-process client).
+ */
+export function foreignProblemBody(status: number, statusText: string, body: string): ProblemBody {
+  return { type: 'about:blank', title: statusText || 'Error', status, detail: body.slice(0, 500) };
+}

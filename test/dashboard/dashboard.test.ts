@@ -217,6 +217,46 @@ describe('dashboard', () => {
     expect(list.body.data).toHaveLength(0);
   });
 
+  it("words its own refusals like the API's problems: a field that is not JSON, the CSRF and Origin checks, an unknown page", async () => {
+    const b = new Browser();
+    await b.signIn(pat);
+    const page = await b.get(`/dashboard/h/${handle}/webhooks`);
+    const badJson = await b.post(`/dashboard/h/${handle}/webhooks`, page.html, {
+      url: receiverUrl('ok', 'x'),
+      filterPolicy: '{not json',
+    });
+    expect(badJson.res.status).toBe(400);
+    expect(decode(badJson.html)).toContain('Not created: Your request is not valid (400)');
+    expect(badJson.html).toContain('<code>body.filterPolicy</code>: filterPolicy is not valid JSON.');
+    const badHeader = await b.post(`/dashboard/h/${handle}/webhooks`, page.html, {
+      url: receiverUrl('ok', 'x'),
+      headers: 'no colon',
+    });
+    expect(badHeader.res.status).toBe(400);
+    expect(decode(badHeader.html)).toContain('Header line "no colon" is not "Name: value".');
+
+    const forged = await b.fetch('POST', `/dashboard/h/${handle}/webhooks`, { _csrf: 'forged' });
+    expect(forged.status).toBe(403);
+    const forgedHtml = decode(await forged.text());
+    expect(forgedHtml).toContain('<title>Not allowed · gharart-notify</title>');
+    expect(forgedHtml).toContain('CSRF check failed');
+    expect(forgedHtml).toContain(forged.headers.get('x-request-id')!);
+
+    const crossSite = await b.fetch(
+      'POST',
+      `/dashboard/h/${handle}/webhooks`,
+      { _csrf: 'x' },
+      { origin: 'https://evil.example' },
+    );
+    expect(crossSite.status).toBe(403);
+    expect(decode(await crossSite.text())).toContain('(Origin check failed)');
+
+    const missing = await b.get('/dashboard/no/such/page');
+    expect(missing.res.status).toBe(404);
+    expect(missing.html).toContain('No dashboard page at /dashboard/no/such/page.');
+    expect((await callJson('GET', `/v2/handles/${handle}/webhooks`, { token: pat })).body.data).toHaveLength(0);
+  });
+
   it('creates a webhook, shows its secret once, sends a test with the diagnosis, and shows the attempt in the log', async () => {
     const b = new Browser();
     await b.signIn(pat);

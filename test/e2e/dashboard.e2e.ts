@@ -270,7 +270,11 @@ describe('dashboard in Chromium', () => {
   it("evaluates the filter policy against a recent event and shows each recipient's verdict", async () => {
     await page.goto(`${handlePath()}/settings`);
     await page.getByLabel('Use').selectOption('recent');
+    // The form posts to the same URL and count() does not wait: wait for the answer's page to load, or a busy machine
+    // counts the rows of the page the form was on.
+    const answered = page.waitForEvent('load');
     await page.getByRole('button', { name: 'Evaluate with the saved settings' }).click();
+    await answered;
     const verdicts = page.locator('#evaluation tbody tr');
     expect(await verdicts.count()).toBeGreaterThan(0);
     expect(await page.locator('#evaluation').textContent()).toContain(webhookUrl);

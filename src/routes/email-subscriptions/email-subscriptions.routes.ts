@@ -198,6 +198,10 @@ const EmailDiagnosisSchema = z
   })
   .openapi('EmailDiagnosis');
 
+export const EmailTestResultSchema = z
+  .object({ deliveryId: z.string().nullable(), diagnosis: EmailDiagnosisSchema })
+  .openapi('EmailTestResult');
+
 const emailTestRoute = createRoute(
   guard(
     { ...write, throttle: 'test_sends' },
@@ -211,10 +215,7 @@ const emailTestRoute = createRoute(
         '`owner-default` works as id. A pending, suppressed, unsubscribed or stale address gets no mail; the diagnosis says why and what to do.',
       request: { params: EmailSubscriptionParams, body: { ...jsonBody(EmailTestBody), required: false } },
       responses: {
-        200: jsonResponse(
-          z.object({ deliveryId: z.string().nullable(), diagnosis: EmailDiagnosisSchema }).openapi('EmailTestResult'),
-          'The diagnosis.',
-        ),
+        200: jsonResponse(EmailTestResultSchema, 'The diagnosis.'),
         ...errorResponses(400, 413, 415, 422),
       },
     },

@@ -20,7 +20,7 @@ const PublishBody = EventInput.openapi('PublishEventRequest', {
   },
 });
 
-const PublishResponse = z
+export const PublishResponse = z
   .object({
     notificationId: z.string(),
     status: z.string().openapi({ description: "The notification's aggregate status right after ingest." }),

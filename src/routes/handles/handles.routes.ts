@@ -10,7 +10,7 @@ import { problems } from '../../lib/problem.ts';
 import { existingHandles, getHandle, handlesOfUser } from '../internal/internal.repo.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 
-const HandleAccessSchema = z
+export const HandleAccessSchema = z
   .object({
     handle: z.string(),
     displayName: z.string(),
@@ -40,6 +40,8 @@ const MyHandleSchema = z
   .object({ handle: z.string(), displayName: z.string(), role: z.enum(['owner', 'admin', 'viewer', 'service']) })
   .openapi('MyHandle');
 
+export const MyHandleListSchema = z.object({ data: z.array(MyHandleSchema) }).openapi('MyHandleList');
+
 const listHandlesRoute = createRoute(
   guard(
     {},
@@ -51,10 +53,7 @@ const listHandlesRoute = createRoute(
       summary: 'The handles you can act on',
       description: `By name, at most ${LIMIT_MAX}. A PAT restricted to a handle lists only that handle.`,
       responses: {
-        200: jsonResponse(
-          z.object({ data: z.array(MyHandleSchema) }).openapi('MyHandleList'),
-          'Your handles and your role on each.',
-        ),
+        200: jsonResponse(MyHandleListSchema, 'Your handles and your role on each.'),
       },
     },
   ),

@@ -19,7 +19,7 @@ import { settingsWarnings } from '../settings/settings.warnings.ts';
 
 const Action = z.string().openapi({ description: 'What fixes it.' });
 
-const HealthReport = z
+export const HealthReport = z
   .object({
     handle: z.string(),
     generatedAt: z.string(),

@@ -23,6 +23,8 @@ const EventTypeSchema = z
   })
   .openapi('EventType');
 
+export const EventTypeListSchema = z.object({ data: z.array(EventTypeSchema) }).openapi('EventTypeList');
+
 const health = createRoute({
   method: 'get',
   path: '/v2/health',
@@ -43,7 +45,7 @@ const eventTypes = createRoute(
       summary: 'The event catalog',
       description: 'Every event type, its default severity and a sample payload (used by test sends).',
       responses: {
-        200: jsonResponse(z.object({ data: z.array(EventTypeSchema) }).openapi('EventTypeList'), 'The catalog.'),
+        200: jsonResponse(EventTypeListSchema, 'The catalog.'),
       },
     },
   ),

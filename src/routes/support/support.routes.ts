@@ -42,7 +42,7 @@ const ReportBody = z
   })
   .openapi('SupportReportRequest');
 
-const ReportResponse = z
+export const ReportResponse = z
   .object({
     reportId: z.string().openapi({ example: 'rpt_01JD3Q7X9T0000000000000000' }),
     requestId: z.string().openapi({ description: "This call's request id." }),

@@ -89,7 +89,7 @@ const DiagnosisSchema = z
   })
   .openapi('WebhookDiagnosis');
 
-const TestResponse = z
+export const TestResponse = z
   .object({ deliveryId: z.string(), attempt: AttemptSchema, diagnosis: DiagnosisSchema })
   .openapi('WebhookTestResult');
 
@@ -125,6 +125,8 @@ const RotateBody = z
   })
   .openapi('RotateSecretRequest');
 
+export const RotatedWebhookSchema = WebhookSchema.extend({ secret: z.string() }).openapi('RotatedWebhook');
+
 const rotateRoute = createRoute(
   guard(write, {
     method: 'post',
@@ -136,10 +138,7 @@ const rotateRoute = createRoute(
       'Returns the new secret once. During the grace period every delivery carries a signature with each secret.',
     request: { params: WebhookParams, body: { ...jsonBody(RotateBody), required: false } },
     responses: {
-      200: jsonResponse(
-        WebhookSchema.extend({ secret: z.string() }).openapi('RotatedWebhook'),
-        'The new secret, shown once.',
-      ),
+      200: jsonResponse(RotatedWebhookSchema, 'The new secret, shown once.'),
       ...errorResponses(400, 413, 415),
     },
   }),
@@ -170,6 +169,9 @@ const RecoverBody = z
   })
   .openapi('RecoverRequest');
 const RECOVER_LIMIT = 200;
+export const RecoverResultSchema = z
+  .object({ redriven: z.array(z.string()), enqueued: z.number().int(), more: z.boolean() })
+  .openapi('RecoverResult');
 const recoverRoute = createRoute(
   guard(write, {
     method: 'post',
@@ -180,12 +182,7 @@ const recoverRoute = createRoute(
     description: `At most ${RECOVER_LIMIT} per call, oldest first; call again while \`more\` is true.`,
     request: { params: WebhookParams, body: jsonBody(RecoverBody) },
     responses: {
-      202: jsonResponse(
-        z
-          .object({ redriven: z.array(z.string()), enqueued: z.number().int(), more: z.boolean() })
-          .openapi('RecoverResult'),
-        'Queued again.',
-      ),
+      202: jsonResponse(RecoverResultSchema, 'Queued again.'),
       ...errorResponses(400, 413, 415),
     },
   }),

@@ -94,7 +94,7 @@ const WebhookListQuery = PageQuery.extend({
     }),
 });
 
-const WebhookListItemSchema = WebhookSchema.extend({
+export const WebhookListItemSchema = WebhookSchema.extend({
   activity24h: z
     .object({ succeeded: z.array(z.number().int()), failed: z.array(z.number().int()) })
     .optional()
