@@ -137,7 +137,8 @@ async function handleContext(
   frame.handle = handle;
   frame.role = access.data.role;
   const flash = c.req.query('ok');
-  const flashText = flash ? (FLASH as Record<string, string>)[flash] : undefined;
+  // Own keys only: `?ok=constructor` must not find Object.prototype's members.
+  const flashText = flash && Object.hasOwn(FLASH, flash) ? FLASH[flash as Flash] : undefined;
   if (flashText) frame.flash = flashText;
   return { session, api, handle, access: access.data, frame, form, idem: randomToken };
 }

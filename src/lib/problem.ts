@@ -139,17 +139,7 @@ export function isTransientStorageError(err: unknown): boolean {
 
 /** Renders a problem as an RFC 9457 response. `instance` names this occurrence without echoing request input. */
 export function problemResponse(problem: ProblemError, requestId: string): Response {
-  const body: Record<string, unknown> = {
-    type: `/docs#problem-${problem.type}`,
-    title: problem.title,
-    status: problem.status,
-    detail: problem.detail,
-    instance: `urn:gharart-notify:request:${requestId}`,
-    requestId,
-    ...problem.extensions,
-  };
-  if (problem.errors) body.errors = problem.errors;
-  return new Response(JSON.stringify(body), {
+  return new Response(JSON.stringify(problemBody(problem, requestId)), {
     status: problem.status,
     headers: { 'Content-Type': 'application/problem+json', ...problem.headers },
   });

@@ -381,6 +381,18 @@ describe('dashboard', () => {
     expect((await b.get(`/dashboard/h/${other}/email`)).html).not.toContain('No owner default email');
   });
 
+  it('shows a flash only for the outcomes it knows: `?ok=` of a built-in property name shows nothing', async () => {
+    const b = new Browser();
+    await b.signIn(pat);
+    const known = await b.get(`/dashboard/h/${handle}/email?ok=email_deleted`);
+    expect(known.html).toContain('class="notice ok"');
+    for (const name of ['constructor', 'toString', '__proto__', 'not_a_flash']) {
+      const page = await b.get(`/dashboard/h/${handle}/email?ok=${name}`);
+      expect(page.res.status).toBe(200);
+      expect(page.html, name).not.toContain('class="notice ok"');
+    }
+  });
+
   it("evaluates a sample event against the settings and shows each recipient's verdict", async () => {
     const b = new Browser();
     await b.signIn(pat);
