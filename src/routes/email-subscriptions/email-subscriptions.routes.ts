@@ -3,6 +3,7 @@
  * (double opt-in), delete; and `PUT …/owner-default-email` (owner only; `null` unsets it).
  */
 import { createRoute, z } from '@hono/zod-openapi';
+import { WRITER_ROLES } from '../../auth/scopes.ts';
 import { getDb } from '../../db/client.ts';
 import { diagnoseEmail, loadEmailFailures } from '../../delivery/email-diagnosis.ts';
 import { runTestSend, testEvent } from '../../delivery/test-send.ts';
@@ -14,7 +15,6 @@ import { newId } from '../../lib/ids.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
 import { decodeCursor, encodeCursor, toPage } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
-import { WRITER_ROLES } from '../../lib/scopes.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import {
   deleteEmailSubscription,

@@ -3,12 +3,12 @@
  * batch and enqueued before the 202; a repeated `sourceEventId` answers with the first notification.
  */
 import { createRoute, z } from '@hono/zod-openapi';
+import { WRITER_ROLES } from '../../auth/scopes.ts';
 import { IngestRejected, ingestEvent } from '../../delivery/ingest.ts';
 import { EventInput } from '../../delivery/messages.ts';
 import { config } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
-import { WRITER_ROLES } from '../../lib/scopes.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { RecipientSummarySchema } from '../notifications/notifications.schemas.ts';
 
