@@ -7,7 +7,7 @@ import { withDevMailbox } from '../../email/dev-mailbox.ts';
 import { emailProvider } from '../../email/provider.ts';
 import { cloudflareProvider } from '../../email/providers/cloudflare.ts';
 import { type NotificationForMail, renderNotificationMail } from '../../email/templates.ts';
-import { config } from '../../env.ts';
+import type { DeliveryContext } from '../context.ts';
 import type { ChannelResult } from './result.ts';
 
 export interface EmailSend {
@@ -18,8 +18,8 @@ export interface EmailSend {
   unsubscribeUrl: string | null;
 }
 
-export async function sendEmail(env: Env, req: EmailSend): Promise<ChannelResult> {
-  const cfg = config(env);
+/** Sends one notification mail through the configured provider (the send_email binding for the platform alert). */
+export async function sendEmail({ env, cfg }: DeliveryContext, req: EmailSend): Promise<ChannelResult> {
   const content = renderNotificationMail(req.notification, { unsubscribeUrl: req.unsubscribeUrl });
   const headers: Record<string, string> = { 'X-Gharart-Delivery-Id': req.deliveryId };
   if (req.unsubscribeUrl) {
