@@ -16,7 +16,7 @@ const SRC = join(import.meta.dirname, '..', '..', 'src');
 const MAY_IMPORT: Record<string, readonly string[]> = {
   lib: [],
   db: ['lib'],
-  // env.ts types the request variables with auth's Principal and PendingAccess; auth needs no config, so it stays below.
+  // env.ts types the request variables with auth's Principal and PendingAccess; auth reads no config: it stays below.
   env: ['lib', 'auth'],
   auth: ['lib', 'db'],
   email: ['lib', 'db', 'env'],

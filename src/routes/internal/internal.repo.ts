@@ -1,4 +1,4 @@
-/** Handles and memberships in D1 (provisioned by the control plane); the reads that authorize a request are in auth/. */
+/** Handles and memberships in D1 (provisioned by the control plane); the reads that authorize requests are in auth/. */
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import { handleQuery, roleQuery } from '../../auth/queries.ts';
 import type { Role } from '../../auth/scopes.ts';
