@@ -7,8 +7,8 @@
  */
 import { createHash, createHmac } from 'node:crypto';
 import { SignJWT } from 'jose';
-import { mintPat, patDisplayPrefix } from '../src/lib/pat.ts';
-import { USER_SCOPES as SCOPES } from '../src/lib/scopes.ts';
+import { mintPat, patDisplayPrefix } from '../src/auth/pat.ts';
+import { USER_SCOPES as SCOPES } from '../src/auth/scopes.ts';
 
 export const DEMO = {
   handle: 'demo-store',

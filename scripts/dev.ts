@@ -81,7 +81,7 @@ function ensureDevVars(): Record<string, string | undefined> {
     console.log(`• Added ${added.map((line) => line.split('=')[0]).join(', ')} to .dev.vars.`);
   }
 
-  // The Worker refuses shorter HS256 secrets (src/lib/jwt.ts); better to say so now than answer every JWT with 500.
+  // The Worker refuses shorter HS256 secrets (src/auth/jwt.ts); better to say so now than answer every JWT with 500.
   if ((vars.JWT_SECRET ?? '').length < 32) {
     throw new DevError('JWT_SECRET in .dev.vars must be at least 32 characters. Delete the line to get a fresh one.');
   }

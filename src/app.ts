@@ -166,5 +166,3 @@ export function buildApp() {
   installProblemHandling(app);
   return Object.assign(app, { getDocument });
 }
-
-export type App = ReturnType<typeof buildApp>;

@@ -6,13 +6,13 @@
 
 import type { deliveries, emailSubscriptions, notifications, webhookSubscriptions } from '../db/schema.ts';
 import { unsubscribeToken, unsubscribeUrl } from '../email/unsubscribe.ts';
-import { config } from '../env.ts';
 import { decryptSecret, importEncryptionKey } from '../lib/crypto.ts';
 import { fromJsonColumn } from '../lib/json.ts';
 import { sendEmail } from './channels/email.ts';
 import type { ChannelResult } from './channels/result.ts';
 import { sendWebhook } from './channels/webhook.ts';
 import { type Classification, classify } from './classify.ts';
+import type { DeliveryContext } from './context.ts';
 
 export type DeliveryRow = typeof deliveries.$inferSelect;
 export type NotificationRow = typeof notifications.$inferSelect;
@@ -30,7 +30,8 @@ export interface DeliveredEvent {
   test: boolean;
 }
 
-export interface AttemptContext {
+/** One attempt's rows: the delivery, its event, and its webhook subscription on the webhook channel. */
+export interface AttemptInput {
   delivery: DeliveryRow;
   event: DeliveredEvent;
   webhook?: WebhookRow | undefined;
@@ -83,39 +84,40 @@ export async function signingSecrets(env: Env, webhook: WebhookRow, now = Date.n
 }
 
 /** Performs one attempt. Throws only on bugs or corrupt rows (the caller isolates them per message). */
-export async function performAttempt(env: Env, ctx: AttemptContext): Promise<AttemptOutcome> {
-  const cfg = config(env);
+export async function performAttempt(ctx: DeliveryContext, input: AttemptInput): Promise<AttemptOutcome> {
+  const { env, cfg } = ctx;
+  const { delivery, event, webhook } = input;
   let result: ChannelResult;
-  if (ctx.delivery.channel === 'webhook') {
-    if (!ctx.webhook) throw new Error(`delivery ${ctx.delivery.id} has no webhook subscription`);
+  if (delivery.channel === 'webhook') {
+    if (!webhook) throw new Error(`delivery ${delivery.id} has no webhook subscription`);
     result = await sendWebhook({
-      msgId: ctx.delivery.id,
-      url: ctx.webhook.url,
-      body: webhookBody(ctx.event),
-      secrets: await signingSecrets(env, ctx.webhook),
-      headers: fromJsonColumn<Record<string, string>>(ctx.webhook.headers) ?? {},
+      msgId: delivery.id,
+      url: webhook.url,
+      body: webhookBody(event),
+      secrets: await signingSecrets(env, webhook),
+      headers: fromJsonColumn<Record<string, string>>(webhook.headers) ?? {},
       timeoutMs: cfg.webhookTimeoutMs,
       allowInsecure: cfg.allowInsecureWebhookTargets,
       dohUrl: cfg.dnsOverHttpsUrl,
     });
   } else {
-    result = await sendEmail(env, {
-      deliveryId: ctx.delivery.id,
-      subscriptionId: ctx.delivery.recipientType === 'platform_alert' ? null : ctx.delivery.subscriptionId,
-      to: ctx.delivery.target,
+    result = await sendEmail(ctx, {
+      deliveryId: delivery.id,
+      subscriptionId: delivery.recipientType === 'platform_alert' ? null : delivery.subscriptionId,
+      to: delivery.target,
       notification: {
-        id: ctx.event.id,
-        handle: ctx.event.handle,
-        type: ctx.event.type,
-        severity: ctx.event.severity,
-        occurredAt: ctx.event.occurredAt,
-        data: ctx.event.data,
-        test: ctx.event.test,
+        id: event.id,
+        handle: event.handle,
+        type: event.type,
+        severity: event.severity,
+        occurredAt: event.occurredAt,
+        data: event.data,
+        test: event.test,
       },
       // Every mail to a subscriber can be stopped in one click; the platform alert address is not a subscriber.
       unsubscribeUrl:
-        ctx.delivery.subscriptionId && ctx.delivery.recipientType !== 'platform_alert'
-          ? unsubscribeUrl(cfg.publicBaseUrl, await unsubscribeToken(env.ENCRYPTION_KEY, ctx.delivery.subscriptionId))
+        delivery.subscriptionId && delivery.recipientType !== 'platform_alert'
+          ? unsubscribeUrl(cfg.publicBaseUrl, await unsubscribeToken(env.ENCRYPTION_KEY, delivery.subscriptionId))
           : null,
     });
   }

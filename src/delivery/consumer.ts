@@ -1,30 +1,40 @@
 /**
- * The `notify-deliveries` consumer (docs/design.md#consumer): one attempt per message.
+ * The `notify-deliveries` consumer (docs/design.md#consumer): one attempt per message, in five steps per batch.
  *
- * Per batch: ONE D1 round trip loads every delivery, notification and subscription the batch names; the attempts run
- * with at most MAX_CONCURRENT_SENDS at once; ONE D1 batch writes every outcome (attempt rows, guarded delivery
- * updates, notification counts, subscription health); only then is each message acked or retried. A delivery already
- * terminal is acked untouched (at-least-once safe), and a message whose processing throws is retried alone.
+ * - load: ONE D1 round trip reads every delivery, notification and subscription the batch names;
+ * - plan: from those rows alone, what each message needs: nothing, a move without an attempt, or an attempt;
+ * - act: the attempts, at most MAX_CONCURRENT_SENDS at once, each outcome turned into its statements and decision;
+ * - write: ONE D1 batch writes every outcome (attempt rows, guarded delivery updates, notification counts,
+ *   subscription health, rejected messages);
+ * - settle: only then is each message acked or retried, and the owner told of an endpoint a 410 disabled.
+ *
+ * A delivery already terminal is acked untouched (at-least-once safe), and a message whose processing throws is
+ * retried alone.
  */
-import { sql } from 'drizzle-orm';
 import { getDb } from '../db/client.ts';
-import { deliveries, emailSubscriptions, notifications, webhookSubscriptions } from '../db/schema.ts';
-import { config } from '../env.ts';
-import { newId } from '../lib/ids.ts';
 import { createLimiter } from '../lib/limiter.ts';
+import { alertEndpointDisabled } from './alerts.ts';
 import {
+  type AttemptInput,
   type AttemptOutcome,
   type DeliveryRow,
-  type EmailRow,
   eventOf,
   performAttempt,
   type WebhookRow,
 } from './attempt.ts';
-import { ingestEvent } from './ingest.ts';
+import { type DeliveryContext, deliveryContext } from './context.ts';
 import { DeliveryMessage } from './messages.ts';
 import { type Rejection, recordRejections } from './rejections.ts';
 import { retryDelaySeconds } from './retry-policy.ts';
-import { type DeliveryStatus, TERMINAL_STATUSES, transitionStatement } from './summary.ts';
+import {
+  attemptStatement,
+  type LoadedBatch,
+  loadBatch,
+  moveDelivery,
+  type WebhookHealth,
+  webhookHealthStatement,
+} from './store.ts';
+import { TERMINAL_STATUSES } from './summary.ts';
 
 /** A Worker invocation may hold 6 simultaneous outbound connections in production. */
 export const MAX_CONCURRENT_SENDS = 6;
@@ -44,99 +54,98 @@ export interface ConsumerReport {
 
 type Decision = { ack: true } | { ack: false; delaySeconds: number };
 
+/** A message's part of the batch's write, and what the queue is told once it is written. */
 interface Planned {
   message: Message<unknown>;
   decision: Decision;
   statements: D1PreparedStatement[];
 }
 
-/** SQL fragment: the ids in the bound JSON array. */
-const idsIn = (json: string) => sql`(SELECT value FROM json_each(${json}))`;
+/** What a message needs: its part is known already (no attempt), or an attempt decides it. */
+type Step =
+  | { kind: 'done'; planned: Planned }
+  | { kind: 'attempt'; message: Message<unknown>; deliveryId: string; input: AttemptInput };
 
-async function loadBatch(env: Env, ids: string[]) {
-  const db = getDb(env.DB);
-  const json = JSON.stringify(ids);
-  const ofDeliveries = (col: 'notification_id' | 'subscription_id') =>
-    sql`(SELECT ${sql.raw(col)} FROM deliveries WHERE id IN ${idsIn(json)})`;
-  const [d, n, w, e] = await db.batch([
-    db
-      .select()
-      .from(deliveries)
-      .where(sql`${deliveries.id} IN ${idsIn(json)}`),
-    db
-      .select()
-      .from(notifications)
-      .where(sql`${notifications.id} IN ${ofDeliveries('notification_id')}`),
-    db
-      .select()
-      .from(webhookSubscriptions)
-      .where(sql`${webhookSubscriptions.id} IN ${ofDeliveries('subscription_id')}`),
-    db
-      .select()
-      .from(emailSubscriptions)
-      .where(sql`${emailSubscriptions.id} IN ${ofDeliveries('subscription_id')}`),
-  ]);
-  return {
-    deliveries: new Map(d.map((r) => [r.id, r])),
-    notifications: new Map(n.map((r) => [r.id, r])),
-    webhooks: new Map(w.map((r) => [r.id, r])),
-    emails: new Map(e.map((r) => [r.id, r])),
-  };
+/** An attempt on a webhook as it finished: the raw material of the webhook's health. */
+interface Observed {
+  webhook: WebhookRow;
+  outcome: AttemptOutcome;
 }
 
-/** The guarded UPDATE of a delivery plus its notification's transition: applies once, however often it runs. */
-export function moveDelivery(
-  d1: D1Database,
-  d: DeliveryRow,
-  to: DeliveryStatus,
-  fields: {
-    statusReason: string | null;
-    attempted: boolean;
-    errorClass?: string | null;
-    httpStatus?: number | null;
-    nextAttemptAt?: string | null;
-    now: string;
-  },
-): D1PreparedStatement[] {
-  const attempts = d.attemptCount + (fields.attempted ? 1 : 0);
-  const statements = [
-    d1
-      .prepare(
-        `UPDATE deliveries SET status = ?2, status_reason = ?3, attempt_count = ?4, last_error_class = ?5,
-           last_http_status = ?6, next_attempt_at = ?7, last_attempt_at = CASE WHEN ?8 THEN ?9 ELSE last_attempt_at END,
-           updated_at = ?9
-         WHERE id = ?1 AND status = ?10 AND attempt_count = ?11`,
-      )
-      .bind(
-        d.id,
-        to,
-        fields.statusReason,
-        attempts,
-        fields.errorClass ?? d.lastErrorClass,
-        fields.httpStatus ?? d.lastHttpStatus,
-        fields.nextAttemptAt ?? null,
-        fields.attempted ? 1 : 0,
-        fields.now,
-        d.status,
-        d.attemptCount,
-      ),
-  ];
-  if (d.notificationId) {
-    statements.push(
-      transitionStatement(d1, {
-        notificationId: d.notificationId,
-        deliveryId: d.id,
-        from: d.status,
-        to,
-        attempts,
-        statusReason: fields.statusReason,
-        lastErrorClass: fields.errorClass ?? d.lastErrorClass,
-        lastHttpStatus: fields.httpStatus ?? d.lastHttpStatus,
-        at: fields.now,
-      }),
-    );
+interface ValidMessage {
+  message: Message<unknown>;
+  deliveryId: string;
+}
+
+const now = () => new Date().toISOString();
+
+/** A message whose part is known without an attempt: these statements (maybe none), then acked. */
+const done = (message: Message<unknown>, statements: D1PreparedStatement[] = []): Step => ({
+  kind: 'done',
+  planned: { message, decision: { ack: true }, statements },
+});
+
+/** A corrupt row or a bug: this message alone is retried; the rest of the batch goes on. */
+function crashed(message: Message<unknown>, deliveryId: string, err: unknown): Planned {
+  console.error(JSON.stringify({ level: 'error', msg: 'delivery_attempt_crashed', deliveryId, error: String(err) }));
+  return { message, decision: { ack: false, delaySeconds: WRITE_FAILURE_RETRY_SECONDS }, statements: [] };
+}
+
+/** The batch's well-formed messages; the others become rejections, recorded and acked with the batch's write. */
+function readMessages(batch: MessageBatch<unknown>): { valid: ValidMessage[]; rejections: Rejection[] } {
+  const valid: ValidMessage[] = [];
+  const rejections: Rejection[] = [];
+  for (const message of batch.messages) {
+    const parsed = DeliveryMessage.safeParse(message.body);
+    if (parsed.success) valid.push({ message, deliveryId: parsed.data.deliveryId });
+    else
+      rejections.push({
+        queue: batch.queue,
+        message,
+        handle: null,
+        reason: `invalid delivery message: ${parsed.error.issues[0]?.message ?? 'schema'}`,
+      });
   }
-  return statements;
+  return { valid, rejections };
+}
+
+/** One message's step, from the loaded rows: nothing left to do, a move without an attempt, or an attempt. */
+function planOne(d1: D1Database, { message, deliveryId }: ValidMessage, loaded: LoadedBatch): Step {
+  const d = loaded.deliveries.get(deliveryId);
+  // Unknown (its handle was deleted) or already terminal (a duplicate message): nothing left to do.
+  if (!d || TERMINAL_STATUSES.includes(d.status)) return done(message);
+  const t = now();
+  const notAttempted = (to: 'cancelled' | 'skipped', statusReason: string) =>
+    done(message, moveDelivery(d1, d, to, { statusReason, attempted: false, now: t }));
+  const event = eventOf(d, d.notificationId ? loaded.notifications.get(d.notificationId) : undefined);
+  if (!event) return notAttempted('cancelled', 'notification_missing');
+  let webhook: WebhookRow | undefined;
+  if (d.channel === 'webhook') {
+    webhook = d.subscriptionId ? loaded.webhooks.get(d.subscriptionId) : undefined;
+    if (!webhook) return notAttempted('cancelled', 'subscription_deleted');
+    // A test send goes to a disabled endpoint on purpose (to see whether it is back); production does not.
+    if (!webhook.enabled && d.kind !== 'test') return notAttempted('skipped', 'subscription_disabled');
+  } else if (d.recipientType !== 'platform_alert') {
+    const sub = d.subscriptionId ? loaded.emails.get(d.subscriptionId) : undefined;
+    if (!sub) return notAttempted('cancelled', 'subscription_deleted');
+    // Nothing but its confirmation mail reaches an address that has not confirmed (or that bounced, or left).
+    if (sub.status !== 'active') return notAttempted('skipped', `subscription_${sub.status}`);
+  }
+  return { kind: 'attempt', message, deliveryId, input: { delivery: d, event, webhook } };
+}
+
+/** plan: every message's step. The same delivery twice in one batch (a duplicate send): one attempt, both acked. */
+function plan(d1: D1Database, valid: readonly ValidMessage[], loaded: LoadedBatch): Step[] {
+  const seen = new Set<string>();
+  return valid.map((v) => {
+    try {
+      if (seen.has(v.deliveryId)) return done(v.message);
+      seen.add(v.deliveryId);
+      return planOne(d1, v, loaded);
+    } catch (err) {
+      return { kind: 'done', planned: crashed(v.message, v.deliveryId, err) };
+    }
+  });
 }
 
 /** Why `cancelOpenDeliveries` cancels: the only change that can reach a delivery while its attempt is in flight. */
@@ -168,269 +177,154 @@ function settleCancelledInFlight(
       });
 }
 
-/** The attempt row: the evidence the delivery log and the diagnosis show. */
-export function attemptStatement(d1: D1Database, d: DeliveryRow, o: AttemptOutcome, now: string): D1PreparedStatement {
-  const failed = o.classification.outcome === 'failed' ? o.classification : null;
-  return d1
-    .prepare(
-      `INSERT INTO delivery_attempts (id, delivery_id, attempt_number, outcome, error_class, http_status, duration_ms,
-         request_bytes, response_snippet, error_message, created_at)
-       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)`,
-    )
-    .bind(
-      newId('att'),
-      d.id,
-      d.attemptCount + 1,
-      failed ? 'failed' : 'succeeded',
-      failed?.errorClass ?? null,
-      o.httpStatus,
-      o.durationMs,
-      o.requestBytes,
-      o.responseSnippet,
-      o.errorMessage,
-      now,
-    );
-}
-
-/** Net effect of this batch's outcomes on one webhook's health, in message order. */
-interface Health {
-  failuresSinceSuccess: number;
-  succeeded: boolean;
-  lastFailureClass: string | null;
-  gone: boolean;
-}
-
-function healthStatement(d1: D1Database, id: string, h: Health, now: string): D1PreparedStatement {
-  if (h.succeeded) {
-    return d1
-      .prepare(
-        `UPDATE webhook_subscriptions SET consecutive_failures = ?2,
-           failing_since = CASE WHEN ?2 > 0 THEN ?3 ELSE NULL END, last_success_at = ?3,
-           last_failure_at = CASE WHEN ?2 > 0 THEN ?3 ELSE last_failure_at END,
-           last_failure_class = COALESCE(?4, last_failure_class), updated_at = ?3
-         WHERE id = ?1`,
-      )
-      .bind(id, h.failuresSinceSuccess, now, h.lastFailureClass);
-  }
-  return d1
-    .prepare(
-      `UPDATE webhook_subscriptions SET consecutive_failures = consecutive_failures + ?2,
-         failing_since = COALESCE(failing_since, ?3), last_failure_at = ?3, last_failure_class = ?4, updated_at = ?3,
-         enabled = CASE WHEN ?5 THEN 0 ELSE enabled END,
-         disabled_reason = CASE WHEN ?5 AND enabled = 1 THEN 'endpoint_gone' ELSE disabled_reason END,
-         disabled_at = CASE WHEN ?5 AND enabled = 1 THEN ?3 ELSE disabled_at END
-       WHERE id = ?1`,
-    )
-    .bind(id, h.failuresSinceSuccess, now, h.lastFailureClass, h.gone ? 1 : 0);
-}
-
-/** Consumes one batch of `notify-deliveries`. */
-export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env): Promise<ConsumerReport> {
-  const cfg = config(env);
+/** An attempt's statements and what the queue is told: done, retried on the schedule, or handed to the DLQ. */
+function recordOutcome(
+  { env, cfg }: DeliveryContext,
+  message: Message<unknown>,
+  d: DeliveryRow,
+  outcome: AttemptOutcome,
+  at: string,
+): Planned {
   const d1 = env.DB;
-  const report: ConsumerReport = {
-    messages: batch.messages.length,
-    attempts: 0,
-    acked: 0,
-    retried: 0,
-    d1RoundTrips: 0,
-    peakConcurrency: 0,
-  };
-  const now = () => new Date().toISOString();
-
-  const rejections: Rejection[] = [];
-  const valid: Array<{ message: Message<unknown>; deliveryId: string }> = [];
-  for (const message of batch.messages) {
-    const parsed = DeliveryMessage.safeParse(message.body);
-    if (parsed.success) valid.push({ message, deliveryId: parsed.data.deliveryId });
-    else
-      rejections.push({
-        queue: batch.queue,
-        message,
-        handle: null,
-        reason: `invalid delivery message: ${parsed.error.issues[0]?.message ?? 'schema'}`,
-      });
+  const c = outcome.classification;
+  const statements = [attemptStatement(d1, d, outcome, at)];
+  let decision: Decision = { ack: true };
+  if (c.outcome === 'succeeded') {
+    statements.push(
+      ...moveDelivery(d1, d, 'succeeded', {
+        statusReason: null,
+        attempted: true,
+        httpStatus: outcome.httpStatus,
+        now: at,
+      }),
+    );
+  } else {
+    const fields = { attempted: true, errorClass: c.errorClass, httpStatus: outcome.httpStatus, now: at };
+    const delay = c.retryable
+      ? retryDelaySeconds(d.attemptCount + 1 - d.retryBase, {
+          retryAfterSeconds: c.retryAfterSeconds,
+          schedule: cfg.retryDelaysSeconds,
+        })
+      : null;
+    if (!c.retryable) {
+      statements.push(...moveDelivery(d1, d, 'dead', { ...fields, statusReason: c.errorClass }));
+    } else if (delay !== null) {
+      const next = new Date(Date.now() + delay * 1000).toISOString();
+      statements.push(
+        ...moveDelivery(d1, d, 'retrying', { ...fields, statusReason: 'retry_scheduled', nextAttemptAt: next }),
+      );
+      decision = { ack: false, delaySeconds: delay };
+    } else if (message.attempts >= QUEUE_MAX_DELIVERIES) {
+      // The schedule is spent and so are the queue's retries: retrying hands the message to the DLQ, whose
+      // consumer writes `dead` (docs/design.md#delivery).
+      statements.push(...moveDelivery(d1, d, 'retrying', { ...fields, statusReason: 'retries_exhausted' }));
+      decision = { ack: false, delaySeconds: 0 };
+    } else {
+      // Spent schedule, but this message is a re-enqueued one the queue would retry further: stop here.
+      statements.push(...moveDelivery(d1, d, 'dead', { ...fields, statusReason: 'retries_exhausted' }));
+    }
   }
+  statements.push(...settleCancelledInFlight(d1, d, outcome, at));
+  return { message, decision, statements };
+}
 
-  const loaded = valid.length ? await loadBatch(env, [...new Set(valid.map((v) => v.deliveryId))]) : null;
-  if (loaded) report.d1RoundTrips++;
+/**
+ * act: the attempts, at most MAX_CONCURRENT_SENDS at once, each outcome recorded as it finishes. Production webhook
+ * attempts are observed in the order they finished, for the webhooks' health.
+ */
+async function act(
+  ctx: DeliveryContext,
+  steps: readonly Step[],
+  report: ConsumerReport,
+): Promise<{ planned: Planned[]; observed: Observed[] }> {
   const limiter = createLimiter(MAX_CONCURRENT_SENDS);
-  const health = new Map<string, Health & { handle: string; url: string }>();
-  const gone: WebhookRow[] = [];
-
-  const seen = new Set<string>();
-  const plans = await Promise.all(
-    valid.map(async ({ message, deliveryId }): Promise<Planned> => {
+  const observed: Observed[] = [];
+  const all = await Promise.all(
+    steps.map(async (step): Promise<Planned> => {
+      if (step.kind === 'done') return step.planned;
+      const { message, deliveryId, input } = step;
       try {
-        // The same delivery twice in one batch (a duplicate send): one attempt, both messages acked.
-        if (seen.has(deliveryId)) return { message, decision: { ack: true }, statements: [] };
-        seen.add(deliveryId);
-        const d = loaded!.deliveries.get(deliveryId);
-        // Unknown (its handle was deleted) or already terminal (a duplicate message): nothing left to do.
-        if (!d || TERMINAL_STATUSES.includes(d.status)) return { message, decision: { ack: true }, statements: [] };
-        const t = now();
-        const event = eventOf(d, d.notificationId ? loaded!.notifications.get(d.notificationId) : undefined);
-        if (!event) {
-          return {
-            message,
-            decision: { ack: true },
-            statements: moveDelivery(d1, d, 'cancelled', {
-              statusReason: 'notification_missing',
-              attempted: false,
-              now: t,
-            }),
-          };
-        }
-        let webhook: WebhookRow | undefined;
-        if (d.channel === 'webhook') {
-          webhook = d.subscriptionId ? loaded!.webhooks.get(d.subscriptionId) : undefined;
-          if (!webhook)
-            return {
-              message,
-              decision: { ack: true },
-              statements: moveDelivery(d1, d, 'cancelled', {
-                statusReason: 'subscription_deleted',
-                attempted: false,
-                now: t,
-              }),
-            };
-          // A test send goes to a disabled endpoint on purpose (to see whether it is back); production does not.
-          if (!webhook.enabled && d.kind !== 'test') {
-            return {
-              message,
-              decision: { ack: true },
-              statements: moveDelivery(d1, d, 'skipped', {
-                statusReason: 'subscription_disabled',
-                attempted: false,
-                now: t,
-              }),
-            };
-          }
-        } else if (d.recipientType !== 'platform_alert') {
-          const sub: EmailRow | undefined = d.subscriptionId ? loaded!.emails.get(d.subscriptionId) : undefined;
-          if (!sub)
-            return {
-              message,
-              decision: { ack: true },
-              statements: moveDelivery(d1, d, 'cancelled', {
-                statusReason: 'subscription_deleted',
-                attempted: false,
-                now: t,
-              }),
-            };
-          // Nothing but its confirmation mail reaches an address that has not confirmed (or that bounced, or left).
-          if (sub.status !== 'active') {
-            return {
-              message,
-              decision: { ack: true },
-              statements: moveDelivery(d1, d, 'skipped', {
-                statusReason: `subscription_${sub.status}`,
-                attempted: false,
-                now: t,
-              }),
-            };
-          }
-        }
-
-        const outcome = await limiter.run(() => performAttempt(env, { delivery: d, event, webhook }));
+        const outcome = await limiter.run(() => performAttempt(ctx, input));
         report.attempts++;
-        const at = now();
-        const c = outcome.classification;
-        const statements = [attemptStatement(d1, d, outcome, at)];
-        let decision: Decision = { ack: true };
-        if (c.outcome === 'succeeded') {
-          statements.push(
-            ...moveDelivery(d1, d, 'succeeded', {
-              statusReason: null,
-              attempted: true,
-              httpStatus: outcome.httpStatus,
-              now: at,
-            }),
-          );
-        } else {
-          const fields = { attempted: true, errorClass: c.errorClass, httpStatus: outcome.httpStatus, now: at };
-          const delay = c.retryable
-            ? retryDelaySeconds(d.attemptCount + 1 - d.retryBase, {
-                retryAfterSeconds: c.retryAfterSeconds,
-                schedule: cfg.retryDelaysSeconds,
-              })
-            : null;
-          if (!c.retryable) {
-            statements.push(...moveDelivery(d1, d, 'dead', { ...fields, statusReason: c.errorClass }));
-          } else if (delay !== null) {
-            const next = new Date(Date.now() + delay * 1000).toISOString();
-            statements.push(
-              ...moveDelivery(d1, d, 'retrying', { ...fields, statusReason: 'retry_scheduled', nextAttemptAt: next }),
-            );
-            decision = { ack: false, delaySeconds: delay };
-          } else if (message.attempts >= QUEUE_MAX_DELIVERIES) {
-            // The schedule is spent and so are the queue's retries: retrying hands the message to the DLQ, whose
-            // consumer writes `dead` (docs/design.md#delivery).
-            statements.push(...moveDelivery(d1, d, 'retrying', { ...fields, statusReason: 'retries_exhausted' }));
-            decision = { ack: false, delaySeconds: 0 };
-          } else {
-            // Spent schedule, but this message is a re-enqueued one the queue would retry further: stop here.
-            statements.push(...moveDelivery(d1, d, 'dead', { ...fields, statusReason: 'retries_exhausted' }));
-          }
-        }
-        statements.push(...settleCancelledInFlight(d1, d, outcome, at));
-        if (webhook && d.kind === 'event') {
-          const h = health.get(webhook.id) ?? {
-            failuresSinceSuccess: 0,
-            succeeded: false,
-            lastFailureClass: null,
-            gone: false,
-            handle: webhook.handle,
-            url: webhook.url,
-          };
-          if (c.outcome === 'succeeded') {
-            h.succeeded = true;
-            h.failuresSinceSuccess = 0;
-          } else {
-            h.failuresSinceSuccess++;
-            h.lastFailureClass = c.errorClass;
-            if (c.disableSubscription && webhook.enabled && !h.gone) {
-              h.gone = true;
-              gone.push(webhook);
-            }
-          }
-          health.set(webhook.id, h);
-        }
-        return { message, decision, statements };
+        const result = recordOutcome(ctx, message, input.delivery, outcome, now());
+        if (input.webhook && input.delivery.kind === 'event') observed.push({ webhook: input.webhook, outcome });
+        return result;
       } catch (err) {
-        // A corrupt row or a bug: this message alone is retried; the rest of the batch goes on.
-        console.error(
-          JSON.stringify({ level: 'error', msg: 'delivery_attempt_crashed', deliveryId, error: String(err) }),
-        );
-        return { message, decision: { ack: false, delaySeconds: WRITE_FAILURE_RETRY_SECONDS }, statements: [] };
+        return crashed(message, deliveryId, err);
       }
     }),
   );
   report.peakConcurrency = limiter.peak;
+  return { planned: all, observed };
+}
 
+/** Each webhook's net health over this batch's outcomes, and the endpoints a 410 disables. */
+function webhookHealth(observed: readonly Observed[]): { health: Map<string, WebhookHealth>; gone: WebhookRow[] } {
+  const health = new Map<string, WebhookHealth>();
+  const gone: WebhookRow[] = [];
+  for (const { webhook, outcome } of observed) {
+    const c = outcome.classification;
+    const h = health.get(webhook.id) ?? {
+      failuresSinceSuccess: 0,
+      succeeded: false,
+      lastFailureClass: null,
+      gone: false,
+    };
+    if (c.outcome === 'succeeded') {
+      h.succeeded = true;
+      h.failuresSinceSuccess = 0;
+    } else {
+      h.failuresSinceSuccess++;
+      h.lastFailureClass = c.errorClass;
+      if (c.disableSubscription && webhook.enabled && !h.gone) {
+        h.gone = true;
+        gone.push(webhook);
+      }
+    }
+    health.set(webhook.id, h);
+  }
+  return { health, gone };
+}
+
+/** write: every message's statements, the webhooks' health and the rejections in ONE D1 batch; false if it failed. */
+async function write(
+  d1: D1Database,
+  planned: readonly Planned[],
+  health: ReadonlyMap<string, WebhookHealth>,
+  rejections: readonly Rejection[],
+  report: ConsumerReport,
+): Promise<boolean> {
   const writes = [
-    ...plans.flatMap((p) => p.statements),
-    ...[...health.entries()].map(([id, h]) => healthStatement(d1, id, h, now())),
+    ...planned.flatMap((p) => p.statements),
+    ...[...health.entries()].map(([id, h]) => webhookHealthStatement(d1, id, h, now())),
     ...recordRejections(d1, rejections),
   ];
-  let written = true;
-  if (writes.length) {
-    try {
-      await d1.batch(writes);
-      report.d1RoundTrips++;
-    } catch (err) {
-      written = false;
-      console.error(
-        JSON.stringify({
-          level: 'error',
-          msg: 'delivery_outcomes_not_written',
-          messages: plans.length,
-          error: String(err),
-        }),
-      );
-    }
+  if (!writes.length) return true;
+  try {
+    await d1.batch(writes);
+    report.d1RoundTrips++;
+    return true;
+  } catch (err) {
+    console.error(
+      JSON.stringify({
+        level: 'error',
+        msg: 'delivery_outcomes_not_written',
+        messages: planned.length,
+        error: String(err),
+      }),
+    );
+    return false;
   }
-  for (const p of plans) {
+}
+
+/** settle: each message acked or retried as decided once its outcome is written; all retried soon when it is not. */
+function settle(
+  planned: readonly Planned[],
+  rejections: readonly Rejection[],
+  written: boolean,
+  report: ConsumerReport,
+) {
+  for (const p of planned) {
     if (written && p.decision.ack) {
       p.message.ack();
       report.acked++;
@@ -445,28 +339,40 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
     if (written) r.message.ack();
     else r.message.retry({ delaySeconds: WRITE_FAILURE_RETRY_SECONDS });
   }
+}
 
-  // A 410 disabled the endpoint: tell the owner (critical, so it reaches the owner default email).
-  if (written) {
-    for (const w of gone) {
-      await ingestEvent(
-        env,
-        {
-          handle: w.handle,
-          type: 'webhook.endpoint_disabled',
-          data: {
-            subscriptionId: w.id,
-            url: w.url,
-            reason: 'endpoint_gone',
-            detail: 'The endpoint answered 410 Gone.',
-          },
-          source: 'system',
-        },
-        { system: true },
-      ).catch((err: unknown) =>
+/** A 410 disabled these endpoints: tell each owner (critical, so it reaches the owner default email). */
+async function alertGone(ctx: DeliveryContext, gone: readonly WebhookRow[]): Promise<void> {
+  for (const w of gone) {
+    await alertEndpointDisabled(ctx, w, { reason: 'endpoint_gone', detail: 'The endpoint answered 410 Gone.' }).catch(
+      (err: unknown) =>
         console.error(JSON.stringify({ level: 'error', msg: 'system_event_failed', error: String(err) })),
-      );
-    }
+    );
   }
+}
+
+/** Consumes one batch of `notify-deliveries`: load → plan → act → write → settle. */
+export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env): Promise<ConsumerReport> {
+  const ctx = deliveryContext(env);
+  const report: ConsumerReport = {
+    messages: batch.messages.length,
+    attempts: 0,
+    acked: 0,
+    retried: 0,
+    d1RoundTrips: 0,
+    peakConcurrency: 0,
+  };
+  const { valid, rejections } = readMessages(batch);
+  let steps: Step[] = [];
+  if (valid.length) {
+    const loaded = await loadBatch(getDb(env.DB), [...new Set(valid.map((v) => v.deliveryId))]);
+    report.d1RoundTrips++;
+    steps = plan(env.DB, valid, loaded);
+  }
+  const { planned, observed } = await act(ctx, steps, report);
+  const { health, gone } = webhookHealth(observed);
+  const written = await write(env.DB, planned, health, rejections, report);
+  settle(planned, rejections, written, report);
+  if (written) await alertGone(ctx, gone);
   return report;
 }

@@ -2,12 +2,10 @@
  * The `notify-deliveries-dlq` consumer (docs/design.md#retry-schedule): a message lands here when its retries are exhausted; its delivery
  * becomes `dead` with the last error class it had, and its notification's aggregate status follows.
  */
-import { sql } from 'drizzle-orm';
 import { getDb } from '../db/client.ts';
-import { deliveries } from '../db/schema.ts';
-import { moveDelivery } from './consumer.ts';
 import { DeliveryMessage } from './messages.ts';
 import { type Rejection, recordRejections } from './rejections.ts';
+import { deliveriesByIds, moveDelivery } from './store.ts';
 import { OPEN_STATUSES } from './summary.ts';
 
 export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env): Promise<void> {
@@ -18,13 +16,7 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env)
     if (parsed.success) ids.push(parsed.data.deliveryId);
     else rejections.push({ queue: batch.queue, message, handle: null, reason: 'invalid dead-letter message' });
   }
-  const db = getDb(env.DB);
-  const rows = ids.length
-    ? await db
-        .select()
-        .from(deliveries)
-        .where(sql`${deliveries.id} IN (SELECT value FROM json_each(${JSON.stringify([...new Set(ids)])}))`)
-    : [];
+  const rows = ids.length ? await deliveriesByIds(getDb(env.DB), [...new Set(ids)]) : [];
   const now = new Date().toISOString();
   const statements = [
     ...rows

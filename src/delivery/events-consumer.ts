@@ -4,6 +4,7 @@
  * system type, oversize data) is recorded in `event_rejections` with its reason and acked; a transient failure
  * (D1 down) is retried, and after the queue's retries the events DLQ consumer records it.
  */
+import { deliveryContext } from './context.ts';
 import { IngestRejected, ingestEvent } from './ingest.ts';
 import { EventMessage } from './messages.ts';
 import { type Rejection, recordRejections } from './rejections.ts';
@@ -11,6 +12,7 @@ import { type Rejection, recordRejections } from './rejections.ts';
 const RETRY_SECONDS = 10;
 
 export async function consumeEvents(batch: MessageBatch<unknown>, env: Env): Promise<void> {
+  const ctx = deliveryContext(env);
   const rejections: Rejection[] = [];
   for (const message of batch.messages) {
     const parsed = EventMessage.safeParse(message.body);
@@ -25,7 +27,7 @@ export async function consumeEvents(batch: MessageBatch<unknown>, env: Env): Pro
     }
     const { handle, source, ...event } = parsed.data;
     try {
-      await ingestEvent(env, { ...event, handle, source: source ?? 'queue:notify-events' });
+      await ingestEvent(ctx, { ...event, handle, source: source ?? 'queue:notify-events' });
       message.ack();
     } catch (err) {
       if (err instanceof IngestRejected) {

@@ -1,15 +1,21 @@
 /**
  * Ingest (docs/design.md#outbox): an event becomes a notification and one delivery per recipient, written in ONE
  * `db.batch` (atomic: never a notification without its deliveries), then enqueued. Used by `POST …/events`, the
- * `notify-events` consumer and the service's own system events, so all three behave the same.
+ * `notify-events` consumer and the service's own system events (alerts.ts), so all three behave the same.
+ *
+ * In three steps: `checkEvent` (what needs no read: system type, size), `ingestReads` (the duplicate check and the
+ * match context, one D1 round trip) and `ingestWithReads` (plan, write, enqueue). `ingestEvent` runs all three; the
+ * publish route runs the reads in its own batch together with its deferred access check, so publishing costs one
+ * round trip for token, membership and every read, and the access check is settled before any row is used.
  */
 import { and, eq } from 'drizzle-orm';
 import type { BatchItem } from 'drizzle-orm/batch';
 import { type Db, getDb } from '../db/client.ts';
 import { notifications } from '../db/schema.ts';
-import { config } from '../env.ts';
+import type { Config } from '../env.ts';
 import { eventTypeInfo, type Severity } from '../lib/event-catalog.ts';
 import { newId } from '../lib/ids.ts';
+import type { DeliveryContext } from './context.ts';
 import { enqueueDeliveries } from './enqueue.ts';
 import { planRecipients } from './match.ts';
 import { matchContextQueries, toMatchContext } from './match-context.ts';
@@ -22,28 +28,27 @@ export interface IngestRequest {
   data: Record<string, unknown>;
   occurredAt?: string | undefined;
   sourceEventId?: string | undefined;
-  /**
-   * Who published it: a service name, a user id, or `system`. A function when the caller is known only once the
-   * access check has run (see {@link IngestOptions.access}).
-   */
-  source: string | (() => string);
-}
-
-/**
- * An access check to run in ingest's first D1 batch (the route's deferred lookup, middleware/auth.ts `deferToData`):
- * token, membership, duplicate check and match context cost one round trip, and `settle` throws 401/403/404 before
- * anything read is used.
- */
-export interface IngestAccess {
-  query: BatchItem<'sqlite'>;
-  settle(rows: unknown[]): Promise<void>;
+  /** Who published it: a service name, `user:<id>`, or `system`. */
+  source: string;
 }
 
 export interface IngestOptions {
   /** Allows the service's own event types (webhook.endpoint_disabled, email.subscription_stale). */
   system?: boolean;
-  access?: IngestAccess | undefined;
 }
+
+/** An event that passed {@link checkEvent}, its severity settled: what the reads and the write take. */
+export interface CheckedEvent {
+  handle: string;
+  type: string;
+  severity: Severity;
+  data: Record<string, unknown>;
+  occurredAt: string | undefined;
+  sourceEventId: string | undefined;
+}
+
+/** The reads of one ingest, for a `db.batch` of their own or of the publish route's (`batchWithAccess`). */
+export type IngestReads = readonly [BatchItem<'sqlite'>, ...BatchItem<'sqlite'>[]];
 
 export interface IngestResult {
   notificationId: string;
@@ -63,8 +68,6 @@ export class IngestRejected extends Error {
     this.name = 'IngestRejected';
   }
 }
-
-type IngestEnv = Pick<Env, 'DB' | 'DELIVERIES_QUEUE'> & Parameters<typeof config>[0];
 
 interface DeliveryRow extends RecipientSummary {
   kind: 'event';
@@ -115,21 +118,16 @@ function duplicateOf(row: { id: string; status: string; recipients: string }): I
   };
 }
 
-async function existingBySourceId(env: IngestEnv, handle: string, sourceEventId: string): Promise<IngestResult | null> {
-  const [row] = await bySourceIdQuery(getDb(env.DB), handle, sourceEventId);
+async function existingBySourceId(db: Db, handle: string, sourceEventId: string): Promise<IngestResult | null> {
+  const [row] = await bySourceIdQuery(db, handle, sourceEventId);
   return row ? duplicateOf(row) : null;
 }
 
 /**
- * Accepts one event for a handle. `options.system` allows the service's own event types (webhook.endpoint_disabled,
- * email.subscription_stale), which clients may not publish.
+ * The checks that need no read, in the order a publisher hears them: a system type (unless `options.system`, for the
+ * service's own events, which clients may not publish), then the size of `data`. Throws {@link IngestRejected}.
  */
-export async function ingestEvent(
-  env: IngestEnv,
-  req: IngestRequest,
-  options: IngestOptions = {},
-): Promise<IngestResult> {
-  const cfg = config(env);
+export function checkEvent(cfg: Config, req: Omit<IngestRequest, 'source'>, options: IngestOptions = {}): CheckedEvent {
   const info = eventTypeInfo(req.type);
   if (info?.system && !options.system) {
     throw new IngestRejected('system_event_type', `${req.type} is emitted by this service and cannot be published.`);
@@ -141,32 +139,53 @@ export async function ingestEvent(
       `Event data is ${dataBytes} bytes; at most ${cfg.maxEventDataBytes} are accepted.`,
     );
   }
-  // One round trip for every read: the caller's access check (when deferred), the duplicate check (a duplicate wastes
-  // three small reads) and the match context.
-  const db = getDb(env.DB);
-  const access = options.access;
-  const reads: BatchItem<'sqlite'>[] = [
-    ...(access ? [access.query] : []),
-    ...(req.sourceEventId ? [bySourceIdQuery(db, req.handle, req.sourceEventId)] : []),
-    ...matchContextQueries(db, req.handle),
-  ];
-  const results = (await db.batch(reads as [BatchItem<'sqlite'>, ...BatchItem<'sqlite'>[]])) as unknown[][];
-  if (access) await access.settle(results.shift()!);
-  if (req.sourceEventId) {
-    const [seen] = results.shift() as Array<{ id: string; status: string; recipients: string }>;
-    if (seen) return duplicateOf(seen);
-  }
-  const ctx = toMatchContext(results as unknown as Parameters<typeof toMatchContext>[0]);
-  if (!ctx) throw new IngestRejected('unknown_handle', `No handle ${req.handle}.`);
+  return {
+    handle: req.handle,
+    type: req.type,
+    severity: req.severity ?? info?.defaultSeverity ?? 'info',
+    data: req.data,
+    occurredAt: req.occurredAt,
+    sourceEventId: req.sourceEventId,
+  };
+}
 
-  const severity = req.severity ?? info?.defaultSeverity ?? 'info';
-  const source = typeof req.source === 'function' ? req.source() : req.source;
-  const event = { type: req.type, severity, source, data: req.data };
-  const plan = planRecipients(event, ctx.settings, ctx.webhooks, ctx.emails);
+/** Every read of an ingest: the duplicate check (a duplicate wastes three small reads), then the match context. */
+export function ingestReads(db: Db, event: Pick<CheckedEvent, 'handle' | 'sourceEventId'>): IngestReads {
+  const context = matchContextQueries(db, event.handle);
+  return event.sourceEventId ? [bySourceIdQuery(db, event.handle, event.sourceEventId), ...context] : context;
+}
+
+/**
+ * Plans, writes and enqueues a checked event from the rows of its {@link ingestReads}: the first notification when
+ * the sourceEventId was seen before, otherwise a new notification with its deliveries.
+ */
+export async function ingestWithReads(
+  ctx: DeliveryContext,
+  event: CheckedEvent,
+  source: string,
+  reads: readonly unknown[][],
+): Promise<IngestResult> {
+  const { env, cfg } = ctx;
+  let context = reads;
+  if (event.sourceEventId) {
+    const [seen] = reads[0] as Array<{ id: string; status: string; recipients: string }>;
+    if (seen) return duplicateOf(seen);
+    context = reads.slice(1);
+  }
+  const match = toMatchContext(context as unknown as Parameters<typeof toMatchContext>[0]);
+  if (!match) throw new IngestRejected('unknown_handle', `No handle ${event.handle}.`);
+
+  const { severity } = event;
+  const plan = planRecipients(
+    { type: event.type, severity, source, data: event.data },
+    match.settings,
+    match.webhooks,
+    match.emails,
+  );
 
   const now = new Date().toISOString();
   const notificationId = newId('ntf');
-  const base = { handle: req.handle, notificationId, now };
+  const base = { handle: event.handle, notificationId, now };
   const rows: DeliveryRow[] = [];
   for (const v of plan.recipients) {
     if (v.outcome === 'deliver') rows.push(deliveryFor(v, 'pending', null, base));
@@ -200,13 +219,13 @@ export async function ingestEvent(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, 0, ?13, ?13)`,
       ).bind(
         notificationId,
-        req.handle,
-        req.type,
+        event.handle,
+        event.type,
         severity,
-        JSON.stringify(req.data),
+        JSON.stringify(event.data),
         source,
-        req.sourceEventId ?? null,
-        req.occurredAt ?? now,
+        event.sourceEventId ?? null,
+        event.occurredAt ?? now,
         status,
         rows.length,
         JSON.stringify(summary),
@@ -225,8 +244,8 @@ export async function ingestEvent(
     ]);
   } catch (err) {
     // Two publishers raced with one sourceEventId: the unique index let exactly one batch in; answer with it.
-    if (req.sourceEventId && /UNIQUE/i.test(String(err))) {
-      const seen = await existingBySourceId(env, req.handle, req.sourceEventId);
+    if (event.sourceEventId && /UNIQUE/i.test(String(err))) {
+      const seen = await existingBySourceId(getDb(env.DB), event.handle, event.sourceEventId);
       if (seen) return seen;
     }
     throw err;
@@ -243,4 +262,16 @@ export async function ingestEvent(
       queued.has(r.deliveryId) ? { ...r, status: 'queued' as const } : r,
     ),
   };
+}
+
+/** Accepts one event for a handle: checks, reads (one round trip), plans, writes and enqueues it. */
+export async function ingestEvent(
+  ctx: DeliveryContext,
+  req: IngestRequest,
+  options: IngestOptions = {},
+): Promise<IngestResult> {
+  const event = checkEvent(ctx.cfg, req, options);
+  const db = getDb(ctx.env.DB);
+  const reads = (await db.batch(ingestReads(db, event))) as readonly unknown[][];
+  return ingestWithReads(ctx, event, req.source, reads);
 }

@@ -6,7 +6,7 @@
 
 import type { DeliveryRow } from './attempt.ts';
 import { enqueueDeliveries } from './enqueue.ts';
-import { transitionStatement } from './summary.ts';
+import { redriveStatements } from './store.ts';
 
 export const REDRIVABLE = ['dead', 'skipped'] as const;
 
@@ -16,29 +16,7 @@ export async function redrive(
 ): Promise<{ redriven: string[]; enqueued: number }> {
   const now = new Date().toISOString();
   const eligible = rows.filter((d) => (REDRIVABLE as readonly string[]).includes(d.status));
-  const statements = eligible.flatMap((d) => {
-    const update = env.DB.prepare(
-      `UPDATE deliveries SET status = 'pending', status_reason = 'redriven', retry_base = attempt_count,
-         next_attempt_at = NULL, updated_at = ?2
-       WHERE id = ?1 AND status = ?3`,
-    ).bind(d.id, now, d.status);
-    return d.notificationId
-      ? [
-          update,
-          transitionStatement(env.DB, {
-            notificationId: d.notificationId,
-            deliveryId: d.id,
-            from: d.status,
-            to: 'pending',
-            attempts: d.attemptCount,
-            statusReason: 'redriven',
-            lastErrorClass: d.lastErrorClass,
-            lastHttpStatus: d.lastHttpStatus,
-            at: now,
-          }),
-        ]
-      : [update];
-  });
+  const statements = eligible.flatMap((d) => redriveStatements(env.DB, d, now));
   if (statements.length) await env.DB.batch(statements);
   const ids = eligible.map((d) => d.id);
   const sent = ids.length ? await enqueueDeliveries(env, ids) : { queued: [] };

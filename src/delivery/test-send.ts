@@ -13,7 +13,8 @@ import {
   performAttempt,
   type WebhookRow,
 } from './attempt.ts';
-import { attemptStatement, moveDelivery } from './consumer.ts';
+import { deliveryContext } from './context.ts';
+import { attemptStatement, insertTestDelivery, moveDelivery } from './store.ts';
 
 export interface TestSendInput {
   handle: string;
@@ -58,6 +59,7 @@ export function testEvent(
   };
 }
 
+/** Sends one test delivery now, through the production path, and records it with its attempt. */
 export async function runTestSend(
   env: Env,
   input: TestSendInput,
@@ -84,24 +86,8 @@ export async function runTestSend(
     createdAt: now,
     updatedAt: now,
   };
-  await env.DB.prepare(
-    `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target, status,
-       status_reason, attempt_count, retry_base, payload, created_at, updated_at)
-     VALUES (?1, ?2, NULL, 'test', ?3, ?4, ?5, ?6, 'pending', ?9, 0, 0, ?7, ?8, ?8)`,
-  )
-    .bind(
-      delivery.id,
-      delivery.handle,
-      delivery.channel,
-      delivery.recipientType,
-      delivery.subscriptionId,
-      delivery.target,
-      delivery.payload,
-      now,
-      delivery.statusReason,
-    )
-    .run();
-  const outcome = await performAttempt(env, { delivery, event: input.event, webhook: input.webhook });
+  await insertTestDelivery(env.DB, delivery).run();
+  const outcome = await performAttempt(deliveryContext(env), { delivery, event: input.event, webhook: input.webhook });
   const at = new Date().toISOString();
   const c = outcome.classification;
   // A test send is one attempt: it succeeds or it is dead, never retried.

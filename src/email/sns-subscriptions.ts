@@ -2,11 +2,11 @@
  * Email subscriptions kept at AWS SNS (EMAIL_PROVIDER=sns, docs/design.md#email): each is an SNS email subscription on the handle's
  * topic, whose FilterPolicy names the subscription itself (so one Publish reaches exactly one recipient; our own
  * matching has already decided who gets what) plus its event types. SNS runs the double opt-in; its state is mirrored
- * by the reconcile job and by test sends. A subscription whose ARN no longer exists becomes `stale`, and the owner
- * hears about it once through a critical `email.subscription_stale` notification.
+ * by the reconcile job and by test sends. A subscription whose ARN no longer exists becomes `stale`; the check says
+ * when it just became so, and its caller tells the owner, once, through a critical `email.subscription_stale`
+ * notification (delivery/alerts.ts).
  */
-import { ingestEvent } from '../delivery/ingest.ts';
-import { SnsError, snsClient, toSnsFilterPolicy } from './providers/sns.ts';
+import { type SnsClient, SnsError, snsClient, toSnsFilterPolicy } from './providers/sns.ts';
 
 export interface SnsSubscriptionRow {
   id: string;
@@ -70,14 +70,21 @@ export async function unsubscribeAtSns(env: Env, arn: string | null): Promise<vo
   }
 }
 
+/** What SNS said of a subscription's ARN, and whether this check is the one that made the subscription `stale`. */
+export interface SnsCheck {
+  state: Awaited<ReturnType<SnsClient['checkSubscription']>>;
+  /** True once per subscription: its caller raises the owner alert (delivery/alerts.ts `alertSubscriptionStale`). */
+  becameStale: boolean;
+}
+
 /**
- * Checks one subscription's ARN and mirrors the answer: confirmed → active, not found → stale (and the owner is
- * notified, once). Returns the state SNS reported.
+ * Checks one subscription's ARN and mirrors the answer: confirmed → active, not found → stale. Returns the state SNS
+ * reported and whether the subscription became stale just now.
  */
 export async function checkAtSns(
   env: Env,
   sub: Pick<SnsSubscriptionRow, 'id' | 'handle' | 'emailNormalized' | 'providerRef'>,
-) {
+): Promise<SnsCheck> {
   const now = new Date().toISOString();
   const state = await snsClient(env).checkSubscription(sub.providerRef!);
   if (state === 'not_found') {
@@ -87,35 +94,17 @@ export async function checkAtSns(
     )
       .bind(sub.id, staleReason(sub.id), now)
       .first();
-    if (changed) {
-      await ingestEvent(
-        env,
-        {
-          handle: sub.handle,
-          type: 'email.subscription_stale',
-          data: {
-            subscriptionId: sub.id,
-            email: sub.emailNormalized,
-            provider: 'sns',
-            subscriptionArn: sub.providerRef,
-            action: staleReason(sub.id),
-          },
-          source: 'system',
-        },
-        { system: true },
-      );
-    }
-  } else {
-    await env.DB.prepare(
-      `UPDATE email_subscriptions SET provider_checked_at = ?3,
-         status = CASE WHEN ?2 = 'confirmed' AND status = 'pending_confirmation' THEN 'active' ELSE status END,
-         status_reason = CASE WHEN ?2 = 'confirmed' AND status = 'pending_confirmation' THEN NULL ELSE status_reason END,
-         confirmed_at = CASE WHEN ?2 = 'confirmed' AND confirmed_at IS NULL THEN ?3 ELSE confirmed_at END,
-         updated_at = ?3
-       WHERE id = ?1`,
-    )
-      .bind(sub.id, state, now)
-      .run();
+    return { state, becameStale: Boolean(changed) };
   }
-  return state;
+  await env.DB.prepare(
+    `UPDATE email_subscriptions SET provider_checked_at = ?3,
+       status = CASE WHEN ?2 = 'confirmed' AND status = 'pending_confirmation' THEN 'active' ELSE status END,
+       status_reason = CASE WHEN ?2 = 'confirmed' AND status = 'pending_confirmation' THEN NULL ELSE status_reason END,
+       confirmed_at = CASE WHEN ?2 = 'confirmed' AND confirmed_at IS NULL THEN ?3 ELSE confirmed_at END,
+       updated_at = ?3
+     WHERE id = ?1`,
+  )
+    .bind(sub.id, state, now)
+    .run();
+  return { state, becameStale: false };
 }

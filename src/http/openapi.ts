@@ -5,10 +5,11 @@
  */
 import { OpenAPIHono, type RouteConfig, z } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
+import type { AccessRule } from '../auth/access.ts';
 import type { AppEnv } from '../env.ts';
 import { HANDLE_PATTERN } from '../lib/handles.ts';
 import { type FieldError, PROBLEM_TYPES, problems } from '../lib/problem.ts';
-import { type AccessRule, authorize, resolveAccess } from '../middleware/auth.ts';
+import { authorize, resolveAccess } from '../middleware/auth.ts';
 import { idempotency } from '../middleware/idempotency.ts';
 import { dailyWriteQuota } from '../middleware/quota.ts';
 import { rateLimit, type ThrottleClass } from '../middleware/rate-limit.ts';

@@ -2,7 +2,8 @@
  * Auto-disable (docs/design.md#auto-disable): a webhook with no success for 5 days and at least 10 failed attempts in a row is disabled,
  * and the owner hears about it through a critical `webhook.endpoint_disabled` notification.
  */
-import { ingestEvent } from '../delivery/ingest.ts';
+import { alertEndpointDisabled } from '../delivery/alerts.ts';
+import { deliveryContext } from '../delivery/context.ts';
 
 export const AUTO_DISABLE_AFTER_MS = 5 * 24 * 3600 * 1000;
 export const AUTO_DISABLE_MIN_FAILURES = 10;
@@ -23,23 +24,13 @@ export async function autoDisableFailingWebhooks(env: Env, now: Date): Promise<{
   )
     .bind(cutoff, at, AUTO_DISABLE_MIN_FAILURES, BATCH)
     .all<{ id: string; handle: string; url: string; consecutive_failures: number; failing_since: string }>();
+  const ctx = deliveryContext(env);
   for (const w of results) {
-    await ingestEvent(
-      env,
-      {
-        handle: w.handle,
-        type: 'webhook.endpoint_disabled',
-        data: {
-          subscriptionId: w.id,
-          url: w.url,
-          reason: 'no_success_5_days',
-          consecutiveFailures: w.consecutive_failures,
-          failingSince: w.failing_since,
-        },
-        source: 'system',
-      },
-      { system: true },
-    );
+    await alertEndpointDisabled(ctx, w, {
+      reason: 'no_success_5_days',
+      consecutiveFailures: w.consecutive_failures,
+      failingSince: w.failing_since,
+    });
   }
   return { disabled: results.length };
 }

@@ -3,8 +3,9 @@
  * ones checked longest ago first, so a deleted ARN is found — and the owner told — before anyone misses a mail.
  */
 
+import { alertSubscriptionStale } from '../delivery/alerts.ts';
+import { deliveryContext } from '../delivery/context.ts';
 import { checkAtSns } from '../email/sns-subscriptions.ts';
-import { config } from '../env.ts';
 
 const PER_RUN = 25;
 
@@ -12,7 +13,8 @@ export async function reconcileSnsSubscriptions(
   env: Env,
   _now: Date,
 ): Promise<{ checked: number; stale: number; errors: number }> {
-  if (config(env).emailProvider !== 'sns') return { checked: 0, stale: 0, errors: 0 };
+  const ctx = deliveryContext(env);
+  if (ctx.cfg.emailProvider !== 'sns') return { checked: 0, stale: 0, errors: 0 };
   const { results } = await env.DB.prepare(
     `SELECT id, handle, email_normalized AS emailNormalized, provider_ref AS providerRef FROM email_subscriptions
      WHERE provider = 'sns' AND provider_ref IS NOT NULL AND status IN ('pending_confirmation', 'active')
@@ -24,7 +26,9 @@ export async function reconcileSnsSubscriptions(
   let errors = 0;
   for (const sub of results) {
     try {
-      if ((await checkAtSns(env, sub)) === 'not_found') stale++;
+      const check = await checkAtSns(env, sub);
+      if (check.becameStale) await alertSubscriptionStale(ctx, sub);
+      if (check.state === 'not_found') stale++;
     } catch (err) {
       // Throttled or down: the row keeps its old check time and comes first next minute.
       errors++;

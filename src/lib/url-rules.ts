@@ -4,8 +4,8 @@
  *
  * Everything is decided on the URL as the WHATWG parser sees it — the parser `fetch` uses — never on the raw string:
  * `http://0x7f.1/`, `http://2130706433/` and `http://0177.0.0.1/` are all the host 127.0.0.1 to `fetch`, so they must
- * be to us too. A public DNS name can still resolve to a private address: before each send lib/dns-check.ts resolves
- * it over DNS over HTTPS and applies {@link isPrivateAddress} to every answer, and in production the
+ * be to us too. A public DNS name can still resolve to a private address: before each send delivery/dns-check.ts
+ * resolves it over DNS over HTTPS and applies {@link isPrivateAddress} to every answer, and in production the
  * `global_fetch_strictly_public` compatibility flag refuses such fetches at connect time as well.
  */
 

@@ -1,5 +1,6 @@
 /**
- * Authentication and authorization (docs/design.md#identity-access-and-limits).
+ * Authentication and authorization (docs/design.md#identity-access-and-limits): the Hono side of src/auth/, which
+ * holds the principal, the token formats, the checks of a rule and the D1 lookups.
  *
  * `authorize(rule)` is attached to each route through `guard()` (src/http/openapi.ts). It turns the bearer token into
  * a {@link Principal} and, for routes under `/v2/handles/{handle}`, the caller's role there:
@@ -7,7 +8,7 @@
  * - JWT: verified with jose, no database read; the `scope` claim gives scopes; a `handles` claim marks a service token.
  * - PAT: the checksum is checked first, so a mistyped token costs no database read; then one query returns the token
  *   row joined with the caller's membership of the handle in the path (one round trip for token + role).
- * - Hot paths (`deferToData`: the feed reads, and publishing, where ingest's first batch carries it): the lookup is
+ * - Hot paths (`deferToData`: the feed reads, and publishing, whose ingest reads carry it): the lookup is
  *   not sent on its own. The route sends it first in its own `db.batch` (`batchWithAccess`), so token, membership and
  *   data cost ONE D1 round trip, and the rows are checked before any data is used; throttles wait for the principal.
  *   If the route answers without that batch (a validation error), the lookup runs alone first, so the order of
@@ -19,75 +20,14 @@
  */
 import type { BatchItem } from 'drizzle-orm/batch';
 import type { Context, MiddlewareHandler } from 'hono';
+import { type AccessRule, type PendingAccess, requireRole, requireScopes, requireTokenHandle } from '../auth/access.ts';
+import { hasValidChecksum, isPatLike } from '../auth/pat.ts';
+import { type HandleRole, jwtPrincipal, type Principal, patPrincipal, patTouchDue } from '../auth/principal.ts';
+import { handleQuery, type PatRow, patQuery, roleQuery, touchPat } from '../auth/queries.ts';
 import { getDb } from '../db/client.ts';
 import { type AppEnv, config } from '../env.ts';
 import { sha256Hex } from '../lib/crypto.ts';
-import { JwtRejected, verifyJwt } from '../lib/jwt.ts';
-import { hasValidChecksum, isPatLike } from '../lib/pat.ts';
 import { problems } from '../lib/problem.ts';
-import { IMPLICIT_SCOPES, missingScopes, parseScopes, type Role, type Scope } from '../lib/scopes.ts';
-import { handleQuery, roleQuery } from '../routes/internal/internal.repo.ts';
-import { type PatRow, patQuery, touchPat } from '../routes/tokens/tokens.repo.ts';
-
-/** Who is calling. */
-export interface Principal {
-  /** User id (JWT `sub` / PAT owner) or the service's subject. */
-  subject: string;
-  kind: 'user' | 'service';
-  method: 'jwt' | 'pat';
-  scopes: ReadonlySet<Scope>;
-  /** The PAT's id, when authenticated by PAT. */
-  tokenId: string | null;
-  /** The handle a PAT is restricted to, if any. */
-  tokenHandle: string | null;
-  /** Service tokens: the handles they may act on (`*` = all). */
-  serviceHandles: '*' | readonly string[] | null;
-  /** A stable key for per-principal state (idempotency keys, throttles): `user:<id>` or `service:<sub>`. */
-  key: string;
-}
-
-/** A caller's standing on a handle: a membership role, or `service` for a service token granted the handle. */
-export type HandleRole = Role | 'service';
-
-/** Parsed but not yet resolved credential (kept for later middleware). */
-export type Credential = { kind: 'jwt'; principal: Principal } | { kind: 'pat'; hash: string };
-
-/** What a route requires. */
-export interface AccessRule {
-  /** Scopes the token must carry (all of them). */
-  scopes?: Scope[];
-  /** At least one of these scopes (e.g. a delivery redrive: webhooks:write or notifications:write). */
-  anyOfScopes?: Scope[];
-  /** The route has a `{handle}` path parameter: the caller must be a member (or a service granted it). */
-  handle?: boolean;
-  /** Roles allowed on the handle; default: any member. Writers are owner/admin (`WRITER_ROLES`). */
-  roles?: readonly Role[];
-  /** Personal access tokens are refused (e.g. minting or revoking tokens). */
-  jwtOnly?: boolean;
-  /** Only service tokens (control-plane provisioning). */
-  serviceOnly?: boolean;
-  /**
-   * Read-only handle routes: the access lookup goes to D1 in the route's own batch (`batchWithAccess`), so an
-   * authenticated read is one round trip. The route must call `batchWithAccess` (or the middleware checks afterwards).
-   */
-  deferToData?: boolean;
-}
-
-/** An access lookup waiting to ride in the route's batch; see `batchWithAccess`. */
-export interface PendingAccess {
-  /** The lookup, first item of the route's batch. */
-  readonly query: BatchItem<'sqlite'>;
-  /** Runs the lookup on its own (when the route answers without its batch). */
-  run(): Promise<unknown[]>;
-  /** Checks the lookup's rows exactly as the middleware would have (throws 401/403/404), then deferred throttles. */
-  settle(rows: unknown[]): Promise<void>;
-  readonly settled: boolean;
-  /** Throttles registered while the principal was unknown (rate-limit.ts); run by `settle`. */
-  readonly throttles: Array<() => Promise<void>>;
-}
-
-/** Refresh `last_used_at` at most this often per token, so reads do not turn into writes. */
-const TOUCH_INTERVAL_MS = 60_000;
 
 function bearerToken(c: Context<AppEnv>): string {
   const header = c.req.header('authorization');
@@ -95,56 +35,6 @@ function bearerToken(c: Context<AppEnv>): string {
   const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
   if (!match) throw problems.unauthenticated('The Authorization header must use the Bearer scheme.', 'invalid_request');
   return match[1]!;
-}
-
-async function principalFromJwt(c: Context<AppEnv>, token: string): Promise<Principal> {
-  const cfg = config(c.env);
-  let payload: Awaited<ReturnType<typeof verifyJwt>>;
-  try {
-    payload = await verifyJwt(token, { ...cfg.jwt, secret: c.env.JWT_SECRET ?? null });
-  } catch (err) {
-    if (err instanceof JwtRejected) throw problems.unauthenticated(err.message);
-    throw err;
-  }
-  const handlesClaim = payload.handles;
-  const serviceHandles =
-    handlesClaim === '*'
-      ? ('*' as const)
-      : Array.isArray(handlesClaim) && handlesClaim.every((h) => typeof h === 'string')
-        ? (handlesClaim as string[])
-        : null;
-  const sub = payload.sub!;
-  const kind = serviceHandles !== null || parseScopes(payload.scope).has('internal:provision') ? 'service' : 'user';
-  return {
-    subject: sub,
-    kind,
-    method: 'jwt',
-    scopes: withImplicit(parseScopes(payload.scope), kind),
-    tokenId: null,
-    tokenHandle: null,
-    serviceHandles,
-    key: `${kind}:${sub}`,
-  };
-}
-
-function withImplicit(scopes: Set<Scope>, kind: 'user' | 'service'): Set<Scope> {
-  if (kind === 'user') for (const s of IMPLICIT_SCOPES) scopes.add(s);
-  return scopes;
-}
-
-function requireScopes(principal: Principal, rule: AccessRule) {
-  const missing = missingScopes(principal.scopes, rule.scopes ?? []);
-  if (missing.length) throw problems.missingScopes(missing);
-  if (rule.anyOfScopes && !rule.anyOfScopes.some((s) => principal.scopes.has(s))) {
-    throw problems.missingScopes(rule.anyOfScopes, true);
-  }
-}
-
-function checkRole(role: HandleRole, rule: AccessRule) {
-  if (!rule.roles) return;
-  // A service token granted the handle acts like an admin: it can never do what only an owner may.
-  const effective: Role = role === 'service' ? 'admin' : role;
-  if (!rule.roles.includes(effective)) throw problems.missingRole([...rule.roles], role);
 }
 
 function waitUntil(c: Context<AppEnv>, work: Promise<unknown>) {
@@ -158,32 +48,19 @@ function waitUntil(c: Context<AppEnv>, work: Promise<unknown>) {
 
 /** The checks a PAT's row must pass, in order; the principal and its role on `handle`. */
 function patAccess(c: Context<AppEnv>, rule: AccessRule, handle: string | null, row: PatRow | undefined) {
-  if (!row) throw problems.unauthenticated('The personal access token is not recognised.');
   const now = Date.now();
-  if (row.revokedAt) throw problems.unauthenticated('The personal access token has been revoked.');
-  if (Date.parse(row.expiresAt) <= now) throw problems.unauthenticated('The personal access token has expired.');
-  const principal: Principal = {
-    subject: row.userId,
-    kind: 'user',
-    method: 'pat',
-    scopes: withImplicit(parseScopes(row.scopes), 'user'),
-    tokenId: row.id,
-    tokenHandle: row.handle,
-    serviceHandles: null,
-    key: `user:${row.userId}`,
-  };
-  if (!row.lastUsedAt || now - Date.parse(row.lastUsedAt) > TOUCH_INTERVAL_MS) {
+  const principal = patPrincipal(row, now);
+  if (patTouchDue(row!, now)) {
     waitUntil(
       c,
-      touchPat(getDb(c.env.DB), row.id, new Date(now).toISOString()).catch((err: unknown) =>
+      touchPat(getDb(c.env.DB), row!.id, new Date(now).toISOString()).catch((err: unknown) =>
         console.warn(JSON.stringify({ level: 'warn', msg: 'pat_touch_failed', error: String(err) })),
       ),
     );
   }
   requireScopes(principal, rule);
-  // A PAT restricted to another handle sees nothing else: same 404 as a handle it is not a member of.
-  if (handle && row.handle && row.handle !== handle) throw problems.notFound();
-  return { principal, role: handle ? row.role : null };
+  requireTokenHandle(principal, handle);
+  return { principal, role: handle ? row!.role : null };
 }
 
 /** Sets the principal (and role) once every check passed. */
@@ -196,7 +73,7 @@ function admit(
 ) {
   if (handle) {
     if (!role) throw problems.notFound();
-    checkRole(role, rule);
+    requireRole(role, rule);
     c.set('role', role);
   }
   c.set('principal', principal);
@@ -227,7 +104,7 @@ export function authorize(rule: AccessRule): MiddlewareHandler<AppEnv> {
       const query = patQuery(db, await sha256Hex(token), handle);
       lookup = { query, apply: (rows) => patAccess(c, rule, handle, rows[0] as PatRow | undefined) };
     } else {
-      const principal = await principalFromJwt(c, token);
+      const principal = await jwtPrincipal(token, { ...config(c.env).jwt, secret: c.env.JWT_SECRET ?? null });
       if (rule.serviceOnly && principal.kind !== 'service') {
         throw problems.forbidden('Only service tokens of the Gharart control plane may call this operation.');
       }

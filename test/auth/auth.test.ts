@@ -6,8 +6,8 @@ import { createExecutionContext } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.ts';
+import { mintPat, patDisplayPrefix } from '../../src/auth/pat.ts';
 import { sha256Hex } from '../../src/lib/crypto.ts';
-import { mintPat, patDisplayPrefix } from '../../src/lib/pat.ts';
 import {
   ALL_USER_SCOPES,
   addMember,

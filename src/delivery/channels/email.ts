@@ -4,6 +4,7 @@
  */
 import { sendMail } from '../../email/send.ts';
 import { type NotificationForMail, renderNotificationMail } from '../../email/templates.tsx';
+import type { DeliveryContext } from '../context.ts';
 import type { ChannelResult } from './result.ts';
 
 export interface EmailSend {
@@ -14,7 +15,8 @@ export interface EmailSend {
   unsubscribeUrl: string | null;
 }
 
-export async function sendEmail(env: Env, req: EmailSend): Promise<ChannelResult> {
+/** Sends one notification mail through the configured provider (the send_email binding for the platform alert). */
+export async function sendEmail({ env, cfg }: DeliveryContext, req: EmailSend): Promise<ChannelResult> {
   const content = renderNotificationMail(req.notification, { unsubscribeUrl: req.unsubscribeUrl });
   const headers: Record<string, string> = { 'X-Gharart-Delivery-Id': req.deliveryId };
   if (req.unsubscribeUrl) {

@@ -1,13 +1,15 @@
 /**
- * One webhook request (docs/design.md#webhook-request): Standard Webhooks headers and signature, the subscription's custom headers,
- * `redirect: 'manual'` (a redirect is an answer, never followed), a timeout, and at most 4 KB of the response kept.
- * The URL rules are checked again before every send, and the host is resolved over DNS over HTTPS (lib/dns-check.ts),
- * so a URL that became unacceptable, or a name now pointing at a private address, is `blocked_destination`.
+ * One webhook request (docs/design.md#webhook-request): Standard Webhooks headers and signature, the subscription's
+ * custom headers, `redirect: 'manual'` (a redirect is an answer, never followed), a timeout, and at most 4 KB of the
+ * response kept. The URL rules are checked again before every send, and the host is resolved over DNS over HTTPS
+ * (delivery/dns-check.ts), so a URL that became unacceptable, or a name now pointing at a private address, is
+ * `blocked_destination`.
  */
-import { checkResolvedAddresses, needsLookup } from '../../lib/dns-check.ts';
+
 import { readCappedText } from '../../lib/response-body.ts';
 import { checkWebhookUrl } from '../../lib/url-rules.ts';
 import type { AttemptObservation } from '../classify.ts';
+import { checkResolvedAddresses, needsLookup } from '../dns-check.ts';
 import { parseRetryAfter } from '../retry-policy.ts';
 import { signatureHeader } from '../signing.ts';
 import type { ChannelResult } from './result.ts';

@@ -3,7 +3,10 @@
  * (double opt-in), delete; and `PUT …/owner-default-email` (owner only; `null` unsets it).
  */
 import { createRoute, z } from '@hono/zod-openapi';
+import { WRITER_ROLES } from '../../auth/scopes.ts';
 import { getDb } from '../../db/client.ts';
+import { alertSubscriptionStale } from '../../delivery/alerts.ts';
+import { deliveryContext } from '../../delivery/context.ts';
 import { diagnoseEmail, loadEmailFailures } from '../../delivery/email-diagnosis.ts';
 import { runTestSend, testEvent } from '../../delivery/test-send.ts';
 import { sendConfirmation } from '../../email/confirmation.ts';
@@ -14,7 +17,6 @@ import { newId } from '../../lib/ids.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
 import { decodeCursor, encodeCursor, toPage } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
-import { WRITER_ROLES } from '../../lib/scopes.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import {
   deleteEmailSubscription,
@@ -273,7 +275,9 @@ export const emailSubscriptionsRoutes = createRouter()
     if (sub.provider === 'sns' && sub.providerRef) {
       // The stale-ARN playbook: ask SNS now, and mirror what it says before deciding whether to send.
       try {
-        providerCheck = { provider: 'sns', reference: sub.providerRef, state: await checkAtSns(c.env, sub) };
+        const check = await checkAtSns(c.env, sub);
+        if (check.becameStale) await alertSubscriptionStale(deliveryContext(c.env), sub);
+        providerCheck = { provider: 'sns', reference: sub.providerRef, state: check.state };
       } catch (err) {
         providerCheck = {
           provider: 'sns',

@@ -3,12 +3,15 @@
  * batch and enqueued before the 202; a repeated `sourceEventId` answers with the first notification.
  */
 import { createRoute, z } from '@hono/zod-openapi';
-import { IngestRejected, ingestEvent } from '../../delivery/ingest.ts';
+import type { Principal } from '../../auth/principal.ts';
+import { WRITER_ROLES } from '../../auth/scopes.ts';
+import { getDb } from '../../db/client.ts';
+import { deliveryContext } from '../../delivery/context.ts';
+import { checkEvent, IngestRejected, ingestReads, ingestWithReads } from '../../delivery/ingest.ts';
 import { EventInput } from '../../delivery/messages.ts';
-import { config } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
-import { WRITER_ROLES } from '../../lib/scopes.ts';
+import { batchWithAccess } from '../../middleware/auth.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { RecipientSummarySchema } from '../notifications/notifications.schemas.ts';
 
@@ -33,7 +36,7 @@ export const PublishResponse = z
 
 const publishRoute = createRoute(
   guard(
-    // deferToData: token, membership, duplicate check and match context in ONE D1 round trip (ingest's first batch).
+    // deferToData: token, membership, duplicate check and match context in ONE D1 round trip (ingest's reads).
     {
       handle: true,
       scopes: ['events:publish'],
@@ -56,29 +59,26 @@ const publishRoute = createRoute(
   ),
 );
 
+/** The notification's `source`: the service's subject, or `user:<id>`. */
+function publisherOf(principal: Principal): string {
+  return principal.kind === 'service' ? principal.subject : `user:${principal.subject}`;
+}
+
 export const eventsRoutes = createRouter().openapi(publishRoute, async (c) => {
   const { handle } = c.req.valid('param');
   const body = c.req.valid('json');
-  const pending = c.get('pendingAccess');
+  const ctx = deliveryContext(c.env);
   try {
-    const result = await ingestEvent(
-      c.env,
-      {
-        handle,
-        ...body,
-        // The caller is known once the access check in ingest's first batch has run.
-        source: () => {
-          const principal = c.get('principal')!;
-          return principal.kind === 'service' ? principal.subject : `user:${principal.subject}`;
-        },
-      },
-      { access: pending && !pending.settled ? pending : undefined },
-    );
+    const event = checkEvent(ctx.cfg, { handle, ...body });
+    // Token, membership, duplicate check and match context in ONE D1 round trip; the access check is settled (401,
+    // 403, 404) before ingest sees a row, and only then is the caller known.
+    const rows = await batchWithAccess(c, ingestReads(getDb(c.env.DB), event));
+    const result = await ingestWithReads(ctx, event, publisherOf(c.get('principal')!), rows);
     c.header('Location', `/v2/handles/${handle}/notifications/${result.notificationId}`);
     return c.json(result, 202);
   } catch (err) {
     if (err instanceof IngestRejected) {
-      if (err.code === 'data_too_large') throw problems.payloadTooLarge(config(c.env).maxEventDataBytes, err.message);
+      if (err.code === 'data_too_large') throw problems.payloadTooLarge(ctx.cfg.maxEventDataBytes, err.message);
       if (err.code === 'unknown_handle') throw problems.notFound();
       throw problems.unprocessable(err.message, { code: err.code });
     }

@@ -1,27 +1,17 @@
-/** Handles and memberships in D1 (provisioned by the control plane). */
+/** Handles and memberships in D1 (provisioned by the control plane); the reads that authorize requests are in auth/. */
 import { and, eq, inArray, sql } from 'drizzle-orm';
+import { handleQuery, roleQuery } from '../../auth/queries.ts';
+import type { Role } from '../../auth/scopes.ts';
 import type { Db } from '../../db/client.ts';
 import { type Handle, handles, type Membership, memberships, notificationSettings } from '../../db/schema.ts';
-import type { Role } from '../../lib/scopes.ts';
 
-/** The user's membership role on the handle (zero or one row); a query, so it can ride in a `db.batch`. */
-export function roleQuery(db: Db, userId: string, handle: string) {
-  return db
-    .select({ role: memberships.role })
-    .from(memberships)
-    .where(and(eq(memberships.handle, handle), eq(memberships.userId, userId)));
-}
-
-/** The handle's key if it exists (zero or one row); a query, so it can ride in a `db.batch`. */
-export function handleQuery(db: Db, handle: string) {
-  return db.select({ h: handles.handle }).from(handles).where(eq(handles.handle, handle));
-}
-
+/** The user's role on the handle, or null when they are not a member. */
 export async function findRole(db: Db, userId: string, handle: string): Promise<Role | null> {
   const row = await roleQuery(db, userId, handle).get();
   return row?.role ?? null;
 }
 
+/** Whether the handle exists. */
 export async function handleExists(db: Db, handle: string): Promise<boolean> {
   return Boolean(await handleQuery(db, handle).get());
 }

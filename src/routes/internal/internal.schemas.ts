@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi';
+import { ROLES } from '../../auth/scopes.ts';
 import { HandleParam } from '../../http/openapi.ts';
-import { ROLES } from '../../lib/scopes.ts';
 
 export const UserIdSchema = z
   .string()

@@ -4,6 +4,7 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { and, eq, sql } from 'drizzle-orm';
+import { WRITER_ROLES } from '../../auth/scopes.ts';
 import { getDb } from '../../db/client.ts';
 import { notificationSettings } from '../../db/schema.ts';
 import { type MatchEvent, type MatchSettings, planRecipients } from '../../delivery/match.ts';
@@ -17,7 +18,6 @@ import { createRouter, errorResponses, guard, jsonBody, jsonResponse } from '../
 import { eventTypeInfo } from '../../lib/event-catalog.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
 import { problems } from '../../lib/problem.ts';
-import { WRITER_ROLES } from '../../lib/scopes.ts';
 import { OWNER_DEFAULT_ID } from '../email-subscriptions/email-subscriptions.schemas.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { EvaluateBody, EvaluateResponse, PutSettingsBody, SettingsSchema } from './settings.schemas.ts';

@@ -1,35 +1,7 @@
-/** Personal access tokens in D1. */
-import { and, desc, eq, getTableColumns, lt, sql } from 'drizzle-orm';
+/** Personal access tokens in D1: minted, listed, revoked (the lookup that authenticates one is in auth/queries.ts). */
+import { and, desc, eq, lt } from 'drizzle-orm';
 import type { Db } from '../../db/client.ts';
-import { type AccessToken, accessTokens, memberships } from '../../db/schema.ts';
-import type { Role } from '../../lib/scopes.ts';
-
-/** A token row with its owner's role on the handle of the request (null without a handle or a membership). */
-export type PatRow = AccessToken & { role: Role | null };
-
-/**
- * The token with this hash and, when `handle` is given, its owner's role on that handle — one query (zero or one
- * row), so an authenticated handle request costs one round trip for identity and access together; a query rather
- * than a result, so it can also ride in the route's own `db.batch` (middleware/auth.ts `batchWithAccess`).
- */
-export function patQuery(db: Db, tokenHash: string, handle: string | null) {
-  if (!handle) {
-    return db
-      .select({ ...getTableColumns(accessTokens), role: sql<Role | null>`NULL` })
-      .from(accessTokens)
-      .where(eq(accessTokens.tokenHash, tokenHash));
-  }
-  return db
-    .select({ ...getTableColumns(accessTokens), role: memberships.role })
-    .from(accessTokens)
-    .leftJoin(memberships, and(eq(memberships.userId, accessTokens.userId), eq(memberships.handle, handle)))
-    .where(eq(accessTokens.tokenHash, tokenHash));
-}
-
-/** Records that a token was used (called at most once a minute per token). */
-export async function touchPat(db: Db, id: string, at: string): Promise<void> {
-  await db.update(accessTokens).set({ lastUsedAt: at }).where(eq(accessTokens.id, id));
-}
+import { type AccessToken, accessTokens } from '../../db/schema.ts';
 
 export async function insertPat(db: Db, row: typeof accessTokens.$inferInsert): Promise<void> {
   await db.insert(accessTokens).values(row);

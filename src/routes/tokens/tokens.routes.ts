@@ -1,5 +1,6 @@
 /** `POST/GET /v2/tokens`, `DELETE /v2/tokens/{id}`: personal access tokens (docs/design.md#identity-access-and-limits). */
 import { createRoute } from '@hono/zod-openapi';
+import { mintPat, patDisplayPrefix } from '../../auth/pat.ts';
 import { getDb } from '../../db/client.ts';
 import type { AccessToken } from '../../db/schema.ts';
 import { config } from '../../env.ts';
@@ -7,7 +8,6 @@ import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery,
 import { sha256Hex } from '../../lib/crypto.ts';
 import { newId } from '../../lib/ids.ts';
 import { decodeCursor, toPage } from '../../lib/pagination.ts';
-import { mintPat, patDisplayPrefix } from '../../lib/pat.ts';
 import { problems } from '../../lib/problem.ts';
 import { findRole } from '../internal/internal.repo.ts';
 import { insertPat, listPats, revokePat } from './tokens.repo.ts';

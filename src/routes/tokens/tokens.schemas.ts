@@ -1,7 +1,7 @@
 import { z } from '@hono/zod-openapi';
+import { USER_SCOPES } from '../../auth/scopes.ts';
 import { HandleParam } from '../../http/openapi.ts';
 import { idPattern } from '../../lib/ids.ts';
-import { USER_SCOPES } from '../../lib/scopes.ts';
 
 export const TOKEN_ID = idPattern('tok');
 

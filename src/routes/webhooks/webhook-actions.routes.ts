@@ -3,6 +3,7 @@
  * rotate the secret, read the delivery log, and recover dead or skipped deliveries.
  */
 import { createRoute, z } from '@hono/zod-openapi';
+import { WRITER_ROLES } from '../../auth/scopes.ts';
 import { getDb } from '../../db/client.ts';
 import { diagnoseWebhook, loadWebhookEvidence } from '../../delivery/diagnosis.ts';
 import { loadMatchContext } from '../../delivery/match-context.ts';
@@ -16,7 +17,6 @@ import { encryptSecret, importEncryptionKey } from '../../lib/crypto.ts';
 import { boundaryId } from '../../lib/ids.ts';
 import { decodeCursor, encodeCursor } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
-import { WRITER_ROLES } from '../../lib/scopes.ts';
 import { deliveryLog, deliveryToApi, redrivableSince } from '../deliveries/deliveries.repo.ts';
 import { AttemptSchema, DELIVERY_ID, DeliverySchema } from '../deliveries/deliveries.schemas.ts';
 import { getNotification } from '../notifications/notifications.repo.ts';

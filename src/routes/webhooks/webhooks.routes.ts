@@ -4,6 +4,7 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
+import { WRITER_ROLES } from '../../auth/scopes.ts';
 import { getDb } from '../../db/client.ts';
 import { newWebhookSecret } from '../../delivery/signing.ts';
 import { type AppEnv, config } from '../../env.ts';
@@ -13,7 +14,6 @@ import { boundaryId, newId } from '../../lib/ids.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
 import { decodeCursor, toPage } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
-import { WRITER_ROLES } from '../../lib/scopes.ts';
 import { checkWebhookUrl } from '../../lib/url-rules.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import {

@@ -1,5 +1,5 @@
 /**
- * A stand-in DNS-over-HTTPS resolver for the send-time SSRF check (src/lib/dns-check.ts): a real HTTP server on
+ * A stand-in DNS-over-HTTPS resolver for the send-time SSRF check (src/delivery/dns-check.ts): a real HTTP server on
  * 127.0.0.1 speaking the JSON DoH API of cloudflare-dns.com / dns.google (`GET /dns-query?name=…&type=1|28`,
  * `accept: application/dns-json`). Started once per run by `global-setup.ts`; port provided as `dohPort`.
  *

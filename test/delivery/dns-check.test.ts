@@ -1,9 +1,9 @@
 /**
- * The send-time address check (src/lib/dns-check.ts) against a real DoH resolver stub on 127.0.0.1
+ * The send-time address check (src/delivery/dns-check.ts) against a real DoH resolver stub on 127.0.0.1
  * (test/support/node/doh-stub.ts, the JSON wire format of cloudflare-dns.com).
  */
 import { describe, expect, it } from 'vitest';
-import { checkResolvedAddresses, needsLookup } from '../../src/lib/dns-check.ts';
+import { checkResolvedAddresses, needsLookup } from '../../src/delivery/dns-check.ts';
 import { dohUrl, dohQueries as queries } from '../support/doh.ts';
 import { unique } from '../support/helpers.ts';
 

@@ -12,7 +12,7 @@
  * A lookup that cannot be completed (resolver down, SERVFAIL, NXDOMAIN, no address) is not a verdict about the
  * destination: it is reported as a lookup failure and the attempt is retried like any network error.
  */
-import { isPrivateAddress } from './url-rules.ts';
+import { isPrivateAddress } from '../lib/url-rules.ts';
 
 export type DnsVerdict =
   | { ok: true; addresses: string[] }
