@@ -247,6 +247,76 @@ describe('POST /v2/providers/sns/events', () => {
     expect(await subscriptionRow(s)).toEqual({ status: 'active', status_reason: null });
   });
 
+  it('reads SES feedback defensively: event publishing, display names, duplicates, the mail tag, odd shapes', async () => {
+    const h = await setupHandle();
+    const a = address();
+    const sa = await insertSubscription(h.handle, a);
+    // SES event publishing says eventType; recipients may carry a display name; junk entries are skipped.
+    const published = {
+      eventType: 'Bounce',
+      bounce: {
+        bounceType: 'Permanent',
+        bouncedRecipients: [
+          { emailAddress: `Some One <${a}>` },
+          { emailAddress: a.toUpperCase() },
+          'junk',
+          null,
+          { emailAddress: 5 },
+          { emailAddress: 'no-at-sign' },
+        ],
+      },
+      mail: { messageId: '  m-1  ' },
+    };
+    expect(await postOk(await sign(notification(published)))).toEqual({ received: true, applied: 1 });
+    expect(await subscriptionRow(sa)).toEqual({
+      status: 'suppressed',
+      status_reason: "Permanent bounce reported by ses: the recipient's server rejected the mail (SES message   m-1  )",
+    });
+
+    // A complaint narrowed to the subscription named by the subscription_id mail tag.
+    const b = address();
+    const tagged = await insertSubscription(h.handle, b);
+    const untagged = await insertSubscription((await setupHandle()).handle, b);
+    const narrowed = {
+      notificationType: 'Complaint',
+      complaint: { complainedRecipients: [{ emailAddress: b }] },
+      mail: { messageId: 'm-2', tags: { subscription_id: [tagged] } },
+    };
+    expect(await postOk(await sign(notification(narrowed)))).toEqual({ received: true, applied: 1 });
+    expect(await subscriptionRow(tagged)).toEqual({
+      status: 'suppressed',
+      status_reason: 'Spam complaint reported by ses: the recipient marked the mail as spam (SES message m-2)',
+    });
+    expect((await subscriptionRow(untagged)).status).toBe('active');
+
+    // Only the first 50 recipient entries are read, junk included.
+    const c = address();
+    const sc = await insertSubscription(h.handle, c);
+    const flood = permanentBounce([]);
+    flood.bounce.bouncedRecipients = [
+      ...Array.from({ length: 50 }, () => ({ emailAddress: 'junk' })),
+      { emailAddress: c },
+    ];
+    expect(await postOk(await sign(notification(flood)))).toEqual({ received: true, applied: 0 });
+    expect((await subscriptionRow(sc)).status).toBe('active');
+
+    const ignored = async (feedback: unknown) => (await postOk(await sign(notification(feedback)))).ignored;
+    expect(await ignored({ notificationType: 'Bounce', bounce: null, mail: 'x' })).toBe(
+      'A unspecified bounce is not permanent: nothing is suppressed.',
+    );
+    expect(await ignored({ notificationType: 'Bounce', bounce: { bounceType: 7 } })).toBe(
+      'A unspecified bounce is not permanent: nothing is suppressed.',
+    );
+    expect(await ignored({ notificationType: ' Delivery ', mail: sesMail })).toBe(
+      'SES Delivery notifications are not handled.',
+    );
+    expect(await ignored({ notificationType: '', eventType: 'Open' })).toBe('SES Open notifications are not handled.');
+    expect(await ignored([{ notificationType: 'Bounce' }])).toBe(
+      'The notification is not SES bounce or complaint feedback.',
+    );
+    expect(await ignored('not SES feedback')).toBe('The notification is not SES bounce or complaint feedback.');
+  });
+
   it('a tampered Message (the signature no longer matches) → 401, nothing changes', async () => {
     const h = await setupHandle();
     const to = address();
@@ -352,6 +422,31 @@ describe('POST /v2/providers/sns/events', () => {
     const token2 = unique('tok');
     await expectProblem(await post({ ...msg, SubscribeURL: subscribeUrl.replace(token, token2) }), 401);
     expect((await requestsFor('/confirm')).filter((r) => r.query.includes(token2))).toEqual([]);
+  });
+
+  it('SubscriptionConfirmation whose SubscribeURL is refused (403) or does not answer 2xx (503, so that SNS retries)', async () => {
+    const port = inject('snsNotifierPort');
+    const confirmation = (subscribeUrl: string) =>
+      sign({
+        Type: 'SubscriptionConfirmation',
+        MessageId: crypto.randomUUID(),
+        Token: 'tok',
+        TopicArn: TOPIC,
+        Message: 'You have chosen to subscribe.',
+        SubscribeURL: subscribeUrl,
+        Timestamp: new Date().toISOString(),
+        SignatureVersion: '2',
+      });
+    // Correctly signed, but the SubscribeURL is off the allow-list: never visited.
+    const offList = unique('off');
+    const refused = await expectProblem(await post(await confirmation(`http://127.0.0.2:${port}/${offList}`)), 403);
+    expect(refused.detail).toMatch(/^The SubscribeURL is not allowed: .+\.$/);
+    expect(await requestsFor(`/${offList}`)).toEqual([]);
+    // Allowed, visited, but not a 2xx.
+    const missing = unique('missing');
+    const answered = await expectProblem(await post(await confirmation(`http://127.0.0.1:${port}/${missing}`)), 503);
+    expect(answered.detail).toBe('The SubscribeURL answered 404; SNS will retry.');
+    expect(await requestsFor(`/${missing}`)).toHaveLength(1);
   });
 
   it('the body guard lets text/plain through only on this path; malformed JSON is 400', async () => {

@@ -24,6 +24,7 @@ import {
   xmlEntries,
   xmlText,
 } from '../../src/email/providers/sns.ts';
+import type { Condition } from '../../src/lib/filter-policy.ts';
 import { unique } from '../support/helpers.ts';
 
 declare module 'vitest' {
@@ -489,6 +490,17 @@ describe('snsProvider', () => {
 });
 
 describe('toSnsFilterPolicy', () => {
+  // Exact event types ∧ one type condition → the types our evaluator says it holds for.
+  const exactTypeRows: Array<[Condition, unknown[]]> = [
+    [{ 'anything-but': 'order.paid' }, ['payment.failed', 'campaign.started']],
+    [{ 'anything-but': ['order.paid', 'campaign.started'] }, ['payment.failed']],
+    [{ 'anything-but': [1, 'order.paid'] }, ['payment.failed', 'campaign.started']],
+    [{ 'anything-but': 7 }, ['order.paid', 'payment.failed', 'campaign.started']],
+    [{ 'anything-but': { prefix: 'order.' } }, ['payment.failed', 'campaign.started']],
+    [{ 'anything-but': { suffix: '.failed' } }, ['order.paid', 'campaign.started']],
+    [{ exists: true }, ['order.paid', 'payment.failed', 'campaign.started']],
+    [{ exists: false }, [{ exists: false }]],
+  ];
   const cases: Array<{
     name: string;
     input: Parameters<typeof toSnsFilterPolicy>[0];
@@ -582,6 +594,124 @@ describe('toSnsFilterPolicy', () => {
       input: { eventTypes: null, filterPolicy: null, subscriptionId: 'esub_1' },
       policy: { subscription: ['esub_1'] },
     },
+    {
+      name: 'exact eventTypes ∧ a prefix condition',
+      input: { eventTypes: ['order.paid', 'payment.failed'], filterPolicy: { type: [{ prefix: 'order.' }] } },
+      policy: { type: ['order.paid'] },
+    },
+    {
+      name: 'exact eventTypes ∧ a suffix condition (exact: nothing widened)',
+      input: { eventTypes: ['order.paid', 'payment.failed'], filterPolicy: { type: [{ suffix: '.failed' }] } },
+      policy: { type: ['payment.failed'] },
+    },
+    ...exactTypeRows.map(([condition, type]) => ({
+      name: `exact eventTypes ∧ ${JSON.stringify(condition)}`,
+      input: {
+        eventTypes: ['order.paid', 'payment.failed', 'campaign.started'],
+        filterPolicy: { type: [condition] },
+      },
+      policy: { type },
+    })),
+    {
+      name: 'eventTypes prefix ∧ exists: true keeps the prefix; exists: false keeps nothing',
+      input: { eventTypes: ['order.*', 'payment.*'], filterPolicy: { type: [{ exists: true }, { exists: false }] } },
+      policy: { type: [{ prefix: 'order.' }, { prefix: 'payment.' }] },
+    },
+    {
+      name: 'eventTypes prefix ∧ a string that is the prefix itself, or outside it: never matches',
+      input: {
+        eventTypes: ['order.*'],
+        filterPolicy: { type: ['order.', 'order', 'payment.failed', { prefix: 'pay' }] },
+      },
+      policy: { type: [{ exists: false }] },
+    },
+    {
+      name: 'eventTypes prefix ∧ anything-but: widened to the prefix, type reported',
+      input: { eventTypes: ['order.*', 'payment.failed'], filterPolicy: { type: [{ 'anything-but': 'order.paid' }] } },
+      policy: { type: [{ prefix: 'order.' }, 'payment.failed'] },
+      unsupportedKeys: ['type'],
+    },
+    {
+      name: 'eventTypes prefix and exact ∧ overlapping conditions: duplicates removed',
+      input: { eventTypes: ['order.*', 'order.paid'], filterPolicy: { type: [{ prefix: 'order.' }, 'order.paid'] } },
+      policy: { type: [{ prefix: 'order.' }, 'order.paid'] },
+    },
+    {
+      name: 'empty eventTypes entries are ignored',
+      input: { eventTypes: ['', 'order.paid'], filterPolicy: null },
+      policy: { type: ['order.paid'] },
+    },
+    {
+      name: 'only empty eventTypes entries → all types',
+      input: { eventTypes: [''], filterPolicy: null },
+      policy: null,
+    },
+    {
+      name: '"*" with type conditions: the conditions alone',
+      input: { eventTypes: ['*'], filterPolicy: { type: [{ exists: true }, { 'anything-but': ['a.b'] }] } },
+      policy: { type: [{ exists: true }, { 'anything-but': ['a.b'] }] },
+    },
+    {
+      name: 'type conditions SNS cannot evaluate on a string (anything-but suffix or numbers): left out, reported',
+      input: { eventTypes: null, filterPolicy: { type: ['order.paid', { 'anything-but': { suffix: '.x' } }] } },
+      policy: null,
+      unsupportedKeys: ['type'],
+    },
+    {
+      name: 'type anything-but with a number: left out, reported',
+      input: { eventTypes: null, filterPolicy: { type: [{ 'anything-but': ['order.paid', 3] }] } },
+      policy: null,
+      unsupportedKeys: ['type'],
+    },
+    {
+      name: 'severity exists maps directly',
+      input: { eventTypes: null, filterPolicy: { severity: [{ exists: true }] } },
+      policy: { severity: [{ exists: true }] },
+    },
+    {
+      name: 'criticalOnly ∧ severity prefix',
+      input: { eventTypes: null, filterPolicy: { severity: [{ prefix: 'crit' }] }, criticalOnly: true },
+      policy: { severity: ['critical'] },
+    },
+    {
+      name: 'criticalOnly ∧ severity exists: false',
+      input: { eventTypes: null, filterPolicy: { severity: [{ exists: false }] }, criticalOnly: true },
+      policy: { severity: [{ exists: false }] },
+    },
+    {
+      name: 'criticalOnly ∧ severity exists: true',
+      input: { eventTypes: null, filterPolicy: { severity: [{ exists: true }] }, criticalOnly: true },
+      policy: { severity: ['critical'] },
+    },
+    {
+      name: 'criticalOnly ∧ severity anything-but prefix / suffix',
+      input: {
+        eventTypes: null,
+        filterPolicy: { severity: [{ 'anything-but': { prefix: 'w' } }, { 'anything-but': { suffix: 'al' } }] },
+        criticalOnly: true,
+      },
+      policy: { severity: ['critical'] },
+    },
+    {
+      name: 'criticalOnly ∧ severity suffix and info: nothing can match',
+      input: { eventTypes: null, filterPolicy: { severity: [{ suffix: 'ing' }, 'info'] }, criticalOnly: true },
+      policy: { severity: [{ exists: false }] },
+    },
+    {
+      name: 'severity anything-but with numbers (no SNS equivalent) → the severities it allows',
+      input: { eventTypes: null, filterPolicy: { severity: [{ 'anything-but': [1, 'info'] }, { 'anything-but': 2 }] } },
+      policy: { severity: ['info', 'warning', 'critical'] },
+    },
+    {
+      name: 'unsupported keys in policy order, then type',
+      input: {
+        eventTypes: ['order.*'],
+        filterPolicy: { source: ['shop'], type: [{ suffix: '.paid' }], 'data.a': ['x'], severity: ['info'] },
+        subscriptionId: 'esub_2',
+      },
+      policy: { type: [{ prefix: 'order.' }], severity: ['info'], subscription: ['esub_2'] },
+      unsupportedKeys: ['source', 'data.a', 'type'],
+    },
   ];
 
   for (const c of cases) {
@@ -593,6 +723,37 @@ describe('toSnsFilterPolicy', () => {
   it('too many combinations for SNS: type is dropped (wider), reported', () => {
     const types = Array.from({ length: 60 }, (_, i) => `order.t${i}`);
     const r = toSnsFilterPolicy({ eventTypes: types, filterPolicy: { severity: ['warning', 'critical', 'info'] } });
+    expect(r).toEqual({ policy: { severity: ['warning', 'critical', 'info'] }, unsupportedKeys: ['type'] });
+  });
+
+  it('exactly 150 combinations (type × severity × subscription) are kept', () => {
+    const types = Array.from({ length: 50 }, (_, i) => `order.t${i}`);
+    const r = toSnsFilterPolicy({
+      eventTypes: types,
+      filterPolicy: { severity: ['warning', 'critical', 'info'] },
+      subscriptionId: 'esub_3',
+    });
+    expect(r).toEqual({
+      policy: { type: types, severity: ['warning', 'critical', 'info'], subscription: ['esub_3'] },
+      unsupportedKeys: [],
+    });
+    const over = toSnsFilterPolicy({
+      eventTypes: [...types, 'order.t50'],
+      filterPolicy: { severity: ['warning', 'critical', 'info'] },
+      subscriptionId: 'esub_3',
+    });
+    expect(over).toEqual({
+      policy: { severity: ['warning', 'critical', 'info'], subscription: ['esub_3'] },
+      unsupportedKeys: ['type'],
+    });
+  });
+
+  it('type already widened and then dropped for the count: reported once', () => {
+    const types = Array.from({ length: 60 }, (_, i) => `t${i}.*`);
+    const r = toSnsFilterPolicy({
+      eventTypes: types,
+      filterPolicy: { type: [{ suffix: '.x' }], severity: ['warning', 'critical', 'info'] },
+    });
     expect(r).toEqual({ policy: { severity: ['warning', 'critical', 'info'] }, unsupportedKeys: ['type'] });
   });
 });
