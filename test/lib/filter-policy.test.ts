@@ -1,6 +1,7 @@
 /**
- * The one filter-policy evaluator (docs/design.md#events-settings-and-matching): table tests per condition kind, validation errors per limit and shape,
- * and fast-check properties (AND/OR laws, totality, verdict blame) with a fixed seed so failures reproduce.
+ * The one filter-policy evaluator (docs/design.md#events-settings-and-matching): table tests per condition kind,
+ * validation errors per limit and shape, and fast-check properties (AND/OR laws, totality, verdict blame) with a
+ * fixed seed so failures reproduce.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
