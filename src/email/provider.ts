@@ -6,7 +6,7 @@ import { config } from '../env.ts';
 import type { OutgoingMail } from './mime.ts';
 import { cloudflareProvider } from './providers/cloudflare.ts';
 import { resendProvider } from './providers/resend.ts';
-import { snsProvider } from './providers/sns.ts';
+import { snsProvider } from './providers/sns/provider.ts';
 
 export type SendOutcome =
   | { ok: true; providerMessageId: string | null }

@@ -6,7 +6,8 @@
  * hears about it once through a critical `email.subscription_stale` notification.
  */
 import { ingestEvent } from '../delivery/ingest.ts';
-import { SnsError, snsClient, toSnsFilterPolicy } from './providers/sns.ts';
+import { SnsError, snsClient } from './providers/sns/client.ts';
+import { toSnsFilterPolicy } from './providers/sns/filter-policy.ts';
 
 export interface SnsSubscriptionRow {
   id: string;

@@ -1,10 +1,10 @@
 /**
  * `POST /v2/providers/sns/events`: Amazon SNS's HTTP(S) delivery of SES bounce and complaint feedback.
  *
- * Messages are signed by the SNS notifier (test/support/node/sns-notifier.ts, a real HTTP server on 127.0.0.1 started by
- * the globalSetup, port `inject('snsNotifierPort')`): it holds a throwaway RSA key whose self-signed certificate it
- * serves, and signs with node:crypto — independently of the Worker's verifier. The Worker accepts the certificate only
- * because these tests set SNS_CERT_HOSTS=127.0.0.1 and ALLOW_INSECURE_WEBHOOK_TARGETS=true (http to loopback).
+ * Messages are signed by the SNS notifier (test/support/node/sns-notifier.ts, a real HTTP server on 127.0.0.1 started
+ * by the globalSetup, port `inject('snsNotifierPort')`): it holds a throwaway RSA key whose self-signed certificate
+ * it serves, and signs with node:crypto — independently of the Worker's verifier. The Worker accepts the certificate
+ * only because these tests set SNS_CERT_HOSTS=127.0.0.1 and ALLOW_INSECURE_WEBHOOK_TARGETS=true (http to loopback).
  */
 import { env } from 'cloudflare:workers';
 import { describe, expect, inject, it } from 'vitest';
@@ -116,7 +116,8 @@ async function insertSubscription(handle: string, email: string): Promise<string
   const id = newId('esub');
   const now = new Date().toISOString();
   await env.DB.prepare(
-    `INSERT INTO email_subscriptions (id, handle, kind, email, email_normalized, status, confirmed_at, provider, created_at, updated_at)
+    `INSERT INTO email_subscriptions
+       (id, handle, kind, email, email_normalized, status, confirmed_at, provider, created_at, updated_at)
      VALUES (?1, ?2, 'standard', ?3, ?4, 'active', ?5, 'sns', ?5, ?5)`,
   )
     .bind(id, handle, email, email.trim().toLowerCase(), now)
@@ -140,7 +141,8 @@ describe('SNS signature helpers', () => {
       'Message\nm\nMessageId\nid\nSubject\ns\nTimestamp\nt\nTopicArn\narn\nType\nNotification\n',
     );
     expect(canonicalString({ ...base, Type: 'SubscriptionConfirmation', SubscribeURL: 'u', Token: 'k' })).toBe(
-      'Message\nm\nMessageId\nid\nSubscribeURL\nu\nTimestamp\nt\nToken\nk\nTopicArn\narn\nType\nSubscriptionConfirmation\n',
+      'Message\nm\nMessageId\nid\nSubscribeURL\nu\nTimestamp\nt\nToken\nk\n' +
+        'TopicArn\narn\nType\nSubscriptionConfirmation\n',
     );
     expect(canonicalString({ ...base, Type: 'SubscriptionConfirmation' })).toBeNull();
     expect(canonicalString({ ...base, Type: 'Other' })).toBeNull();
@@ -182,7 +184,7 @@ describe('SNS signature helpers', () => {
 });
 
 describe('POST /v2/providers/sns/events', () => {
-  it('v1 (SHA1withRSA) signed SES permanent bounce → every subscription with the address (any handle) suppressed, with the reason', async () => {
+  it('v1 (SHA1withRSA) permanent bounce → each subscription of the address (any handle) suppressed', async () => {
     const h = await setupHandle();
     const h2 = await setupHandle();
     const to = address();
@@ -201,7 +203,7 @@ describe('POST /v2/providers/sns/events', () => {
     expect((await subscriptionRow(other)).status).toBe('active');
   });
 
-  it('v2 (SHA256withRSA) signed permanent bounce with a Subject; without diagnosticCode the bounceSubType is the reason', async () => {
+  it('v2 (SHA256withRSA) bounce with a Subject; no diagnosticCode: the bounceSubType is the reason', async () => {
     const h = await setupHandle();
     const to = address();
     const s = await insertSubscription(h.handle, to);
@@ -247,7 +249,7 @@ describe('POST /v2/providers/sns/events', () => {
     expect(await subscriptionRow(s)).toEqual({ status: 'active', status_reason: null });
   });
 
-  it('reads SES feedback defensively: event publishing, display names, duplicates, the mail tag, odd shapes', async () => {
+  it('SES feedback read defensively: event publishing, display names, the mail tag, odd shapes', async () => {
     const h = await setupHandle();
     const a = address();
     const sa = await insertSubscription(h.handle, a);
@@ -402,13 +404,16 @@ describe('POST /v2/providers/sns/events', () => {
 
   it('SubscriptionConfirmation → the SubscribeURL is visited once → 200', async () => {
     const token = unique('tok');
-    const subscribeUrl = `${notifier()}/confirm?Action=ConfirmSubscription&TopicArn=${encodeURIComponent(TOPIC)}&Token=${token}`;
+    const query = `Action=ConfirmSubscription&TopicArn=${encodeURIComponent(TOPIC)}&Token=${token}`;
+    const subscribeUrl = `${notifier()}/confirm?${query}`;
     const msg = await sign({
       Type: 'SubscriptionConfirmation',
       MessageId: crypto.randomUUID(),
       Token: token,
       TopicArn: TOPIC,
-      Message: `You have chosen to subscribe to the topic ${TOPIC}.\nTo confirm the subscription, visit the SubscribeURL included in this message.`,
+      Message:
+        `You have chosen to subscribe to the topic ${TOPIC}.\n` +
+        'To confirm the subscription, visit the SubscribeURL included in this message.',
       SubscribeURL: subscribeUrl,
       Timestamp: new Date().toISOString(),
       SignatureVersion: '2',
@@ -424,7 +429,7 @@ describe('POST /v2/providers/sns/events', () => {
     expect((await requestsFor('/confirm')).filter((r) => r.query.includes(token2))).toEqual([]);
   });
 
-  it('SubscriptionConfirmation whose SubscribeURL is refused (403) or does not answer 2xx (503, so that SNS retries)', async () => {
+  it('SubscriptionConfirmation: a refused SubscribeURL → 403; one not answering 2xx → 503 (SNS retries)', async () => {
     const port = inject('snsNotifierPort');
     const confirmation = (subscribeUrl: string) =>
       sign({

@@ -1,9 +1,9 @@
 /**
  * AWS SNS (docs/design.md#email, EMAIL_PROVIDER=sns): the Query API client, the filter policy conversion and the email
- * provider of src/email/providers/sns.ts, against a fake of SNS that is a REAL HTTP server on 127.0.0.1
- * (test/support/node/sns-fake.ts, started by the globalSetup; its port arrives as `inject('snsFakePort')`). The fake speaks
- * SNS's wire format (form-encoded POST, XML answers) and verifies every request's SigV4 signature, so these tests
- * exercise aws4fetch's signing for real.
+ * provider of src/email/providers/sns/ (client.ts, filter-policy.ts, provider.ts), against a fake of SNS that is a
+ * REAL HTTP server on 127.0.0.1 (test/support/node/sns-fake.ts, started by the globalSetup; its port arrives as
+ * `inject('snsFakePort')`). The fake speaks SNS's wire format (form-encoded POST, XML answers) and verifies every
+ * request's SigV4 signature, so these tests exercise aws4fetch's signing for real.
  *
  * Every test uses its own handle (hence its own topic) and reads the fake's state per topic, so tests never see each
  * other's records and never need to reset the fake. The throttle control is global to the fake: only this file uses
@@ -18,12 +18,12 @@ import {
   isPermanentSnsError,
   SnsError,
   snsClient,
-  snsProvider,
   snsSubject,
-  toSnsFilterPolicy,
   xmlEntries,
   xmlText,
-} from '../../src/email/providers/sns.ts';
+} from '../../src/email/providers/sns/client.ts';
+import { toSnsFilterPolicy } from '../../src/email/providers/sns/filter-policy.ts';
+import { snsProvider } from '../../src/email/providers/sns/provider.ts';
 import type { Condition } from '../../src/lib/filter-policy.ts';
 import { unique } from '../support/helpers.ts';
 
@@ -164,7 +164,7 @@ describe('snsClient against the SNS fake', () => {
     expect(calls[0]!.headers['content-type']).toMatch(/^application\/x-www-form-urlencoded/);
   });
 
-  it('subscribe: an ARN under the topic, pending until confirmed; the FilterPolicy SNS received is toSnsFilterPolicy’s', async () => {
+  it('subscribe: an ARN under the topic, pending until confirmed; SNS got toSnsFilterPolicy’s policy', async () => {
     const client = snsClient(snsEnv());
     const handle = unique('h');
     const topicArn = await client.ensureTopic(handle);
@@ -178,7 +178,8 @@ describe('snsClient against the SNS fake', () => {
     const sub = await client.subscribe(topicArn, 'ops@example.com', policy);
     expect(sub.subscriptionArn).toMatch(
       new RegExp(
-        `^${topicArn.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`,
+        `^${topicArn.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:` +
+          '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
       ),
     );
     expect(sub.pendingConfirmation).toBe(true);
@@ -230,7 +231,7 @@ describe('snsClient against the SNS fake', () => {
     expect(Object.keys(request.params).filter((k) => k.startsWith('Attributes.'))).toEqual([]);
   });
 
-  it('publish carries Subject, Message and the String message attributes type, severity (and subscription)', async () => {
+  it('publish carries Subject, Message and the String attributes type, severity (and subscription)', async () => {
     const client = snsClient(snsEnv());
     const topicArn = await client.ensureTopic(unique('h'));
     const messageId = await client.publish(topicArn, {
@@ -257,7 +258,7 @@ describe('snsClient against the SNS fake', () => {
     expect(request.params['MessageAttributes.entry.2.Name']).toBe('severity');
   });
 
-  it('unsubscribe: the subscription is gone (NotFound → not_found), and a second unsubscribe is not an error', async () => {
+  it('unsubscribe: the subscription is gone (NotFound → not_found); a second unsubscribe is no error', async () => {
     const client = snsClient(snsEnv());
     const topicArn = await client.ensureTopic(unique('h'));
     const { subscriptionArn } = await client.subscribe(topicArn, 'leaving@example.com', null);
@@ -276,7 +277,7 @@ describe('snsClient against the SNS fake', () => {
     ]);
   });
 
-  it('a subscription deleted at SNS (expired, or unsubscribed by the recipient) → checkSubscription not_found', async () => {
+  it('a subscription deleted at SNS (expired, or unsubscribed by its recipient) → not_found', async () => {
     const client = snsClient(snsEnv());
     const topicArn = await client.ensureTopic(unique('h'));
     const { subscriptionArn } = await client.subscribe(topicArn, 'gone@example.com', null);
@@ -341,7 +342,7 @@ describe('snsClient against the SNS fake', () => {
     expect(unknownKey).toMatchObject({ code: 'InvalidClientTokenId', httpStatus: 403, permanent: true });
   });
 
-  it('missing secrets → a permanent SnsError naming them, without a request; send → permanent, never a crash', async () => {
+  it('missing secrets → a permanent SnsError naming them, no request; send → permanent, never a crash', async () => {
     const before = (await state()).requests.length;
     const noKeys = snsEnv({ AWS_ACCESS_KEY_ID: undefined as unknown as string, AWS_SECRET_ACCESS_KEY: '' });
     const err = await snsErrorOf(snsClient(noKeys).ensureTopic(unique('h')));
@@ -375,7 +376,7 @@ describe('snsClient against the SNS fake', () => {
 });
 
 describe('snsProvider', () => {
-  it('publishes to the handle’s topic; with per-subscription policies each mail reaches exactly its subscription', async () => {
+  it('publishes to the handle’s topic; with per-subscription policies a mail reaches just its own', async () => {
     const e = snsEnv();
     const client = snsClient(e);
     const handle = unique('h');
@@ -428,7 +429,7 @@ describe('snsProvider', () => {
     );
   });
 
-  it('refuses, permanently, mails SNS cannot address: no subscription (platform alert) and our own confirmation mail', async () => {
+  it('refuses, permanently, mails SNS cannot address: platform alerts, our own confirmation mail', async () => {
     const e = snsEnv();
     const handle = unique('h');
     const before = (await state()).requests.length;
@@ -444,7 +445,7 @@ describe('snsProvider', () => {
     expect((await state()).requests.length).toBe(before);
   });
 
-  it('a topic deleted behind our back: the next send fails permanently (not re-created to publish to nobody)', async () => {
+  it('a topic deleted behind our back: the next send fails permanently (not re-created for nobody)', async () => {
     const e = snsEnv();
     const handle = unique('h');
     const client = snsClient(e);
@@ -761,8 +762,10 @@ describe('toSnsFilterPolicy', () => {
 describe('SNS helpers', () => {
   it('xmlText decodes entities and CDATA, and handles attributes and self-closing tags', () => {
     const xml =
-      '<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><Error><Type>Sender</Type><Code>InvalidParameter</Code>' +
-      '<Message>Invalid parameter: a &amp; b &lt;c&gt; &quot;d&quot; &apos;e&apos; &#233; &#x1F600; &bogus; &#xD800;</Message></Error>' +
+      '<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/">' +
+      '<Error><Type>Sender</Type><Code>InvalidParameter</Code>' +
+      '<Message>Invalid parameter: a &amp; b &lt;c&gt; &quot;d&quot; &apos;e&apos; &#233; &#x1F600; &bogus; &#xD800;' +
+      '</Message></Error>' +
       '<Empty/><Raw><![CDATA[<not &amp; decoded>]]> &amp; after</Raw></ErrorResponse>';
     expect(xmlText(xml, 'Code')).toBe('InvalidParameter');
     expect(xmlText(xml, 'Message')).toBe('Invalid parameter: a & b <c> "d" \'e\' é 😀 &bogus; &#xD800;');
@@ -772,7 +775,8 @@ describe('SNS helpers', () => {
     expect(decodeXml('&amp;lt;')).toBe('&lt;');
     expect(
       xmlEntries(
-        '<Attributes><entry><key>A&amp;B</key><value>1</value></entry><entry><key>Empty</key><value/></entry></Attributes>',
+        '<Attributes><entry><key>A&amp;B</key><value>1</value></entry>' +
+          '<entry><key>Empty</key><value/></entry></Attributes>',
         'Attributes',
       ),
     ).toEqual({
@@ -813,7 +817,7 @@ describe('SNS helpers', () => {
 
 // Last, so it sees every request of this file: everything the client sent was signed for `sns` in the region.
 describe('SigV4', () => {
-  it('every request the fake received carried a SigV4 Authorization scoped to the configured region and sns', async () => {
+  it('every request the fake received carried a SigV4 Authorization scoped to the region and sns', async () => {
     const s = await state();
     const signed = s.requests.filter((r) => r.headers.authorization !== undefined);
     expect(signed.length).toBeGreaterThan(20);
@@ -824,7 +828,8 @@ describe('SigV4', () => {
     for (const r of signed) {
       expect(r.headers.authorization).toMatch(
         new RegExp(
-          `^AWS4-HMAC-SHA256 Credential=AKIA[A-Z0-9]+/\\d{8}/${REGION}/sns/aws4_request, SignedHeaders=[a-z0-9;-]*host[a-z0-9;-]*, Signature=[0-9a-f]{64}$`,
+          `^AWS4-HMAC-SHA256 Credential=AKIA[A-Z0-9]+/\\d{8}/${REGION}/sns/aws4_request, ` +
+            'SignedHeaders=[a-z0-9;-]*host[a-z0-9;-]*, Signature=[0-9a-f]{64}$',
         ),
       );
       expect(r.headers.authorization).toContain('x-amz-date');
