@@ -83,6 +83,7 @@ export function toSnsFilterPolicy(input: {
 
   if (input.subscriptionId) policy[SNS_SUBSCRIPTION_ATTRIBUTE] = [input.subscriptionId];
 
+  // Every key set above holds a list: a key without one (which combinationCount counts 0) cannot occur here.
   if (combinationCount(policy) > SNS_MAX_COMBINATIONS && policy.type) {
     delete policy.type;
     if (!unsupported.includes('type')) unsupported.push('type');
