@@ -92,6 +92,20 @@ export function config(env: Env): Config {
   return c;
 }
 
+/**
+ * What one entry point (a request, a queue batch, a cron run) builds once and hands down: the bindings and the config
+ * parsed from their vars, so nothing below parses the environment again.
+ */
+export interface RunContext {
+  readonly env: Env;
+  readonly cfg: Config;
+}
+
+/** The context of one entry point's run. */
+export function runContext(env: Env): RunContext {
+  return { env, cfg: config(env) };
+}
+
 /** Hono's generic for this app: bindings plus the per-request variables middleware sets. */
 export interface AppEnv {
   Bindings: Env;

@@ -4,8 +4,8 @@
  * consumer, a minute job, a test-send route) calls this module, once per change.
  */
 import { type SnsSubscriptionRow, staleReason } from '../email/sns-subscriptions.ts';
+import type { RunContext } from '../env.ts';
 import type { WebhookRow } from './attempt.ts';
-import type { DeliveryContext } from './context.ts';
 import { type IngestResult, ingestEvent } from './ingest.ts';
 
 /** Why an endpoint was disabled, with what the owner needs to know about it. */
@@ -13,13 +13,13 @@ export type EndpointDisabledReason =
   | { reason: 'endpoint_gone'; detail: string }
   | { reason: 'no_success_5_days'; consecutiveFailures: number; failingSince: string };
 
-function raise(ctx: DeliveryContext, handle: string, type: string, data: Record<string, unknown>) {
+function raise(ctx: RunContext, handle: string, type: string, data: Record<string, unknown>) {
   return ingestEvent(ctx, { handle, type, data, source: 'system' }, { system: true });
 }
 
 /** `webhook.endpoint_disabled`: the endpoint answered 410 Gone (consumer), or failed for 5 days (auto-disable). */
 export function alertEndpointDisabled(
-  ctx: DeliveryContext,
+  ctx: RunContext,
   webhook: Pick<WebhookRow, 'id' | 'handle' | 'url'>,
   why: EndpointDisabledReason,
 ): Promise<IngestResult> {
@@ -32,7 +32,7 @@ export function alertEndpointDisabled(
 
 /** `email.subscription_stale`: the subscription's ARN no longer exists at SNS, so it just became `stale`. */
 export function alertSubscriptionStale(
-  ctx: DeliveryContext,
+  ctx: RunContext,
   sub: Pick<SnsSubscriptionRow, 'id' | 'handle' | 'emailNormalized' | 'providerRef'>,
 ): Promise<IngestResult> {
   return raise(ctx, sub.handle, 'email.subscription_stale', {

@@ -6,13 +6,13 @@
 
 import type { deliveries, emailSubscriptions, notifications, webhookSubscriptions } from '../db/schema.ts';
 import { unsubscribeToken, unsubscribeUrl } from '../email/unsubscribe.ts';
+import type { RunContext } from '../env.ts';
 import { decryptSecret, importEncryptionKey } from '../lib/crypto.ts';
 import { fromJsonColumn } from '../lib/json.ts';
 import { sendEmail } from './channels/email.ts';
 import type { ChannelResult } from './channels/result.ts';
 import { sendWebhook } from './channels/webhook.ts';
 import { type Classification, classify } from './classify.ts';
-import type { DeliveryContext } from './context.ts';
 
 export type DeliveryRow = typeof deliveries.$inferSelect;
 export type NotificationRow = typeof notifications.$inferSelect;
@@ -84,7 +84,7 @@ export async function signingSecrets(env: Env, webhook: WebhookRow, now = Date.n
 }
 
 /** Performs one attempt. Throws only on bugs or corrupt rows (the caller isolates them per message). */
-export async function performAttempt(ctx: DeliveryContext, input: AttemptInput): Promise<AttemptOutcome> {
+export async function performAttempt(ctx: RunContext, input: AttemptInput): Promise<AttemptOutcome> {
   const { env, cfg } = ctx;
   const { delivery, event, webhook } = input;
   let result: ChannelResult;

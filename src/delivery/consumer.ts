@@ -12,6 +12,7 @@
  * retried alone.
  */
 import { getDb } from '../db/client.ts';
+import { type RunContext, runContext } from '../env.ts';
 import { createLimiter } from '../lib/limiter.ts';
 import { alertEndpointDisabled } from './alerts.ts';
 import {
@@ -22,7 +23,6 @@ import {
   performAttempt,
   type WebhookRow,
 } from './attempt.ts';
-import { type DeliveryContext, deliveryContext } from './context.ts';
 import { DeliveryMessage } from './messages.ts';
 import { type Rejection, recordRejections } from './rejections.ts';
 import { retryDelaySeconds } from './retry-policy.ts';
@@ -179,7 +179,7 @@ function settleCancelledInFlight(
 
 /** An attempt's statements and what the queue is told: done, retried on the schedule, or handed to the DLQ. */
 function recordOutcome(
-  { env, cfg }: DeliveryContext,
+  { env, cfg }: RunContext,
   message: Message<unknown>,
   d: DeliveryRow,
   outcome: AttemptOutcome,
@@ -233,7 +233,7 @@ function recordOutcome(
  * attempts are observed in the order they finished, for the webhooks' health.
  */
 async function act(
-  ctx: DeliveryContext,
+  ctx: RunContext,
   steps: readonly Step[],
   report: ConsumerReport,
 ): Promise<{ planned: Planned[]; observed: Observed[] }> {
@@ -342,7 +342,7 @@ function settle(
 }
 
 /** A 410 disabled these endpoints: tell each owner (critical, so it reaches the owner default email). */
-async function alertGone(ctx: DeliveryContext, gone: readonly WebhookRow[]): Promise<void> {
+async function alertGone(ctx: RunContext, gone: readonly WebhookRow[]): Promise<void> {
   for (const w of gone) {
     await alertEndpointDisabled(ctx, w, { reason: 'endpoint_gone', detail: 'The endpoint answered 410 Gone.' }).catch(
       (err: unknown) =>
@@ -353,7 +353,7 @@ async function alertGone(ctx: DeliveryContext, gone: readonly WebhookRow[]): Pro
 
 /** Consumes one batch of `notify-deliveries`: load → plan → act → write → settle. */
 export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env): Promise<ConsumerReport> {
-  const ctx = deliveryContext(env);
+  const ctx = runContext(env);
   const report: ConsumerReport = {
     messages: batch.messages.length,
     attempts: 0,

@@ -4,7 +4,7 @@
  * system type, oversize data) is recorded in `event_rejections` with its reason and acked; a transient failure
  * (D1 down) is retried, and after the queue's retries the events DLQ consumer records it.
  */
-import { deliveryContext } from './context.ts';
+import { runContext } from '../env.ts';
 import { IngestRejected, ingestEvent } from './ingest.ts';
 import { EventMessage } from './messages.ts';
 import { type Rejection, recordRejections } from './rejections.ts';
@@ -12,7 +12,7 @@ import { type Rejection, recordRejections } from './rejections.ts';
 const RETRY_SECONDS = 10;
 
 export async function consumeEvents(batch: MessageBatch<unknown>, env: Env): Promise<void> {
-  const ctx = deliveryContext(env);
+  const ctx = runContext(env);
   const rejections: Rejection[] = [];
   for (const message of batch.messages) {
     const parsed = EventMessage.safeParse(message.body);

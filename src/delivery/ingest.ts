@@ -12,10 +12,9 @@ import { and, eq } from 'drizzle-orm';
 import type { BatchItem } from 'drizzle-orm/batch';
 import { type Db, getDb } from '../db/client.ts';
 import { notifications } from '../db/schema.ts';
-import type { Config } from '../env.ts';
+import type { Config, RunContext } from '../env.ts';
 import { eventTypeInfo, type Severity } from '../lib/event-catalog.ts';
 import { newId } from '../lib/ids.ts';
-import type { DeliveryContext } from './context.ts';
 import { enqueueDeliveries } from './enqueue.ts';
 import { planRecipients } from './match.ts';
 import { matchContextQueries, toMatchContext } from './match-context.ts';
@@ -160,7 +159,7 @@ export function ingestReads(db: Db, event: Pick<CheckedEvent, 'handle' | 'source
  * the sourceEventId was seen before, otherwise a new notification with its deliveries.
  */
 export async function ingestWithReads(
-  ctx: DeliveryContext,
+  ctx: RunContext,
   event: CheckedEvent,
   source: string,
   reads: readonly unknown[][],
@@ -266,7 +265,7 @@ export async function ingestWithReads(
 
 /** Accepts one event for a handle: checks, reads (one round trip), plans, writes and enqueues it. */
 export async function ingestEvent(
-  ctx: DeliveryContext,
+  ctx: RunContext,
   req: IngestRequest,
   options: IngestOptions = {},
 ): Promise<IngestResult> {

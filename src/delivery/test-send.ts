@@ -3,6 +3,8 @@
  * synchronously and recorded as a delivery of kind `test` with its attempt row. Test sends never touch the
  * subscription's health counters, so they cannot trip or reset auto-disable.
  */
+
+import { runContext } from '../env.ts';
 import { eventTypeInfo } from '../lib/event-catalog.ts';
 import { newId } from '../lib/ids.ts';
 import {
@@ -13,7 +15,6 @@ import {
   performAttempt,
   type WebhookRow,
 } from './attempt.ts';
-import { deliveryContext } from './context.ts';
 import { attemptStatement, insertTestDelivery, moveDelivery } from './store.ts';
 
 export interface TestSendInput {
@@ -87,7 +88,7 @@ export async function runTestSend(
     updatedAt: now,
   };
   await insertTestDelivery(env.DB, delivery).run();
-  const outcome = await performAttempt(deliveryContext(env), { delivery, event: input.event, webhook: input.webhook });
+  const outcome = await performAttempt(runContext(env), { delivery, event: input.event, webhook: input.webhook });
   const at = new Date().toISOString();
   const c = outcome.classification;
   // A test send is one attempt: it succeeds or it is dead, never retried.

@@ -3,7 +3,7 @@
  * as a hash, valid 72 h); nothing else reaches the address until it is confirmed. Resending makes a new token, so an
  * older link stops working.
  */
-import { config } from '../env.ts';
+import type { Config, RunContext } from '../env.ts';
 import { randomBytes, sha256Hex, toBase64Url } from '../lib/crypto.ts';
 import { sendMail } from './send.ts';
 import { renderConfirmationMail } from './templates.tsx';
@@ -22,15 +22,19 @@ async function newConfirmToken(): Promise<{ token: string; hash: string; expires
   return { token, hash: await sha256Hex(token), expiresAt: new Date(Date.now() + CONFIRM_TTL_MS).toISOString() };
 }
 
-export function confirmUrl(env: Env, token: string): string {
-  return `${config(env).publicBaseUrl}/v2/email/confirm?token=${encodeURIComponent(token)}`;
+export function confirmUrl(cfg: Config, token: string): string {
+  return `${cfg.publicBaseUrl}/v2/email/confirm?token=${encodeURIComponent(token)}`;
 }
 
 /**
  * Stores a new token for the subscription (only while it is pending) and mails the link. Returns whether the
  * provider accepted the mail, and why not.
  */
-export async function sendConfirmation(env: Env, sub: PendingSubscription): Promise<{ sent: boolean; detail: string }> {
+export async function sendConfirmation(
+  run: RunContext,
+  sub: PendingSubscription,
+): Promise<{ sent: boolean; detail: string }> {
+  const { env } = run;
   const { token, hash, expiresAt } = await newConfirmToken();
   const updated = await env.DB.prepare(
     `UPDATE email_subscriptions SET confirm_token_hash = ?2, confirm_expires_at = ?3, updated_at = ?4
@@ -42,11 +46,11 @@ export async function sendConfirmation(env: Env, sub: PendingSubscription): Prom
   const content = renderConfirmationMail({
     handle: sub.handle,
     email: sub.email,
-    confirmUrl: confirmUrl(env, token),
+    confirmUrl: confirmUrl(run.cfg, token),
     expiresAt,
   });
   const outcome = await sendMail(
-    env,
+    run,
     {
       to: { email: sub.email },
       subject: content.subject,

@@ -2,13 +2,13 @@
  * The local mailbox (docs/design.md#routes `/dev/mailbox`): in development every mail a provider accepts is also stored in D1,
  * so a user sees confirmation links and test mails without a real inbox. Production never writes it.
  */
-import { config } from '../env.ts';
+import type { RunContext } from '../env.ts';
 import { newId } from '../lib/ids.ts';
 import type { EmailProvider } from './provider.ts';
 
 /** The provider, recording what it sends when ENVIRONMENT=development. */
-export function withDevMailbox(env: Env, provider: EmailProvider): EmailProvider {
-  if (!config(env).isDevelopment) return provider;
+export function withDevMailbox({ env, cfg }: RunContext, provider: EmailProvider): EmailProvider {
+  if (!cfg.isDevelopment) return provider;
   return {
     name: provider.name,
     async send(mail, meta) {

@@ -4,13 +4,13 @@
  * Notification mails (delivery/channels/email.ts), confirmation mails (confirmation.ts) and support reports all go
  * through it; nothing else builds a provider.
  */
-import { config } from '../env.ts';
+import type { RunContext } from '../env.ts';
 import { withDevMailbox } from './dev-mailbox.ts';
 import type { OutgoingMail } from './mime.ts';
 import type { EmailProvider, SendMeta, SendOutcome } from './provider.ts';
 import { cloudflareProvider } from './providers/cloudflare.ts';
 import { resendProvider } from './providers/resend.ts';
-import { snsProvider } from './providers/sns.ts';
+import { snsProvider } from './providers/sns/provider.ts';
 
 /**
  * Who a mail is for, which decides the provider:
@@ -33,30 +33,29 @@ const SENDER_NAME = 'Gharart notifications';
  * cannot build, a development mailbox that cannot be written).
  */
 export async function sendMail(
-  env: Env,
+  run: RunContext,
   mail: Mail,
   meta: SendMeta,
   options: { route: MailRoute },
 ): Promise<SendOutcome> {
-  const cfg = config(env);
-  return await withDevMailbox(env, providerFor(env, options.route)).send(
-    { from: { email: cfg.emailFrom, name: SENDER_NAME }, ...mail },
+  return await withDevMailbox(run, providerFor(run, options.route)).send(
+    { from: { email: run.cfg.emailFrom, name: SENDER_NAME }, ...mail },
     meta,
   );
 }
 
-function providerFor(env: Env, route: MailRoute): EmailProvider {
-  if (route === 'support') return cloudflareProvider(env);
-  if (route === 'platform-alert' && config(env).emailProvider === 'sns') return cloudflareProvider(env);
-  return configuredProvider(env);
+function providerFor(run: RunContext, route: MailRoute): EmailProvider {
+  if (route === 'support') return cloudflareProvider(run.env);
+  if (route === 'platform-alert' && run.cfg.emailProvider === 'sns') return cloudflareProvider(run.env);
+  return configuredProvider(run);
 }
 
 /** The provider EMAIL_PROVIDER names. */
-function configuredProvider(env: Env): EmailProvider {
-  const name = config(env).emailProvider;
-  if (name === 'cloudflare') return cloudflareProvider(env);
-  if (name === 'resend') return resendProvider(env);
-  if (name === 'sns') return snsProvider(env);
+function configuredProvider(run: RunContext): EmailProvider {
+  const name = run.cfg.emailProvider;
+  if (name === 'cloudflare') return cloudflareProvider(run.env);
+  if (name === 'resend') return resendProvider(run);
+  if (name === 'sns') return snsProvider(run);
   // Not a silent fallback: every send fails visibly (provider_permanent) until the configuration is fixed.
   return {
     name,

@@ -6,7 +6,8 @@
  * when it just became so, and its caller tells the owner, once, through a critical `email.subscription_stale`
  * notification (delivery/alerts.ts).
  */
-import { type SnsClient, SnsError, snsClient, toSnsFilterPolicy } from './providers/sns.ts';
+import { type SnsClient, SnsError, snsClient } from './providers/sns/client.ts';
+import { toSnsFilterPolicy } from './providers/sns/filter-policy.ts';
 
 export interface SnsSubscriptionRow {
   id: string;

@@ -3,7 +3,7 @@
  * and the owner hears about it through a critical `webhook.endpoint_disabled` notification.
  */
 import { alertEndpointDisabled } from '../delivery/alerts.ts';
-import { deliveryContext } from '../delivery/context.ts';
+import { runContext } from '../env.ts';
 
 export const AUTO_DISABLE_AFTER_MS = 5 * 24 * 3600 * 1000;
 export const AUTO_DISABLE_MIN_FAILURES = 10;
@@ -24,7 +24,7 @@ export async function autoDisableFailingWebhooks(env: Env, now: Date): Promise<{
   )
     .bind(cutoff, at, AUTO_DISABLE_MIN_FAILURES, BATCH)
     .all<{ id: string; handle: string; url: string; consecutive_failures: number; failing_since: string }>();
-  const ctx = deliveryContext(env);
+  const ctx = runContext(env);
   for (const w of results) {
     await alertEndpointDisabled(ctx, w, {
       reason: 'no_success_5_days',

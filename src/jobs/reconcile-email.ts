@@ -4,8 +4,8 @@
  */
 
 import { alertSubscriptionStale } from '../delivery/alerts.ts';
-import { deliveryContext } from '../delivery/context.ts';
 import { checkAtSns } from '../email/sns-subscriptions.ts';
+import { runContext } from '../env.ts';
 
 const PER_RUN = 25;
 
@@ -13,7 +13,7 @@ export async function reconcileSnsSubscriptions(
   env: Env,
   _now: Date,
 ): Promise<{ checked: number; stale: number; errors: number }> {
-  const ctx = deliveryContext(env);
+  const ctx = runContext(env);
   if (ctx.cfg.emailProvider !== 'sns') return { checked: 0, stale: 0, errors: 0 };
   const { results } = await env.DB.prepare(
     `SELECT id, handle, email_normalized AS emailNormalized, provider_ref AS providerRef FROM email_subscriptions

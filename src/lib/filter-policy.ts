@@ -1,6 +1,7 @@
 /**
- * Filter policies (docs/design.md#filter-policies): the subset of AWS SNS filter policies users already know, and the one evaluator that
- * settings, subscriptions, the `evaluate` dry run and the test-send diagnosis all share. Pure.
+ * Filter policies (docs/design.md#filter-policies): the subset of AWS SNS filter policies users already know, and the
+ * one evaluator that settings, subscriptions, the `evaluate` dry run, the test-send diagnosis and the SNS FilterPolicy
+ * translation (email/providers/sns/filter-policy.ts) all share. Pure.
  *
  * A policy is `{ key: [condition, …], … }`: conditions on a key are OR-ed, keys are AND-ed. Keys are `type`,
  * `severity`, `source` or `data.<path>`. Validation happens once, at write time ({@link validateFilterPolicy});
@@ -90,7 +91,9 @@ export function validateFilterPolicy(
   }
 
   const policy: FilterPolicy = {};
-  let combinations = 1;
+  // Every list of conditions as written, valid key or not, is what the combination limit counts. No prototype: an
+  // own `__proto__` key of parsed JSON stays a key.
+  const lists = Object.create(null) as Record<string, unknown[]>;
   for (const key of keys) {
     const keyError = checkKey(key);
     if (keyError) errors.push({ path: key, message: keyError });
@@ -104,7 +107,7 @@ export function validateFilterPolicy(
       });
       continue;
     }
-    combinations *= value.length;
+    lists[key] = value;
     if (value.length === 0) {
       errors.push({ path: key, message: `${key} needs at least one condition; remove the key to not filter on it.` });
       continue;
@@ -124,6 +127,7 @@ export function validateFilterPolicy(
     if (!keyError) policy[key] = conditions;
   }
 
+  const combinations = combinationCount(lists);
   if (combinations > maxCombinations) {
     errors.push({
       path: '',
@@ -257,7 +261,8 @@ function checkNumeric(operand: unknown): [NumericOp, number] | [NumericOp, numbe
       return `${JSON.stringify(op)} is not a numeric operator; use =, <, <=, > or >=.`;
     }
     if (typeof n !== 'number' || !Number.isFinite(n)) {
-      return `numeric compares with numbers; ${typeof n === 'number' ? n : JSON.stringify(n)} after "${op}" is not one.`;
+      const shown = typeof n === 'number' ? n : JSON.stringify(n);
+      return `numeric compares with numbers; ${shown} after "${op}" is not one.`;
     }
   }
   if (operand.length === 2) return [operand[0] as NumericOp, operand[1] as number];
@@ -271,7 +276,8 @@ function checkNumeric(operand: unknown): [NumericOp, number] | [NumericOp, numbe
 
 function checkAnythingBut(operand: unknown): { ok: true; value: AnythingBut } | { ok: false; message: string } {
   const shape =
-    'anything-but takes a string, a number, a non-empty array of strings and numbers, or {"prefix": …} / {"suffix": …}.';
+    'anything-but takes a string, a number, a non-empty array of strings and numbers, ' +
+    'or {"prefix": …} / {"suffix": …}.';
   const scalar = (v: unknown): string | null => {
     if (typeof v === 'string') return checkString(v, 'An anything-but value');
     if (typeof v === 'number') return Number.isFinite(v) ? null : shape;
@@ -310,8 +316,11 @@ function isScalar(v: unknown): v is string | number | boolean {
   return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
 }
 
-/** The number of combinations SNS counts: the product of the lengths of the condition arrays. */
-export function combinationCount(policy: FilterPolicy): number {
+/**
+ * The number of combinations SNS counts: the product of the lengths of the condition arrays (a key without a list
+ * counts 0). The one count behind the limit of {@link validateFilterPolicy} and the SNS FilterPolicy translation.
+ */
+export function combinationCount(policy: Readonly<Record<string, readonly unknown[] | undefined>>): number {
   let n = 1;
   for (const key in policy) n *= policy[key]?.length ?? 0;
   return n;
@@ -372,7 +381,10 @@ function field(container: unknown, name: string): unknown {
   return Object.hasOwn(container, name) ? (container as Record<string, unknown>)[name] : undefined;
 }
 
-/** `name` from every object in a (possibly nested) array; undefined when no element has it. Iterative: data is untrusted. */
+/**
+ * `name` from every object in a (possibly nested) array; undefined when no element has it. Iterative: data is
+ * untrusted.
+ */
 function collect(array: unknown[], name: string): unknown[] | undefined {
   const out: unknown[] = [];
   const stack: unknown[] = [array];
@@ -389,15 +401,18 @@ function collect(array: unknown[], name: string): unknown[] | undefined {
 }
 
 function anyConditionHolds(conditions: readonly Condition[], value: unknown): boolean {
-  for (const c of conditions) {
-    if (typeof c === 'object' && c !== null && 'exists' in c) {
-      // Presence is about the key, not its elements: an empty array is present.
-      if (c.exists === (value !== undefined)) return true;
-    } else if (value !== undefined && holdsForAny(c, value)) {
-      return true;
-    }
-  }
+  for (const c of conditions) if (conditionHolds(c, value)) return true;
   return false;
+}
+
+/**
+ * Whether one condition holds for the event's value at its key (`undefined` = missing): the evaluator's answer for
+ * a single condition, which the SNS FilterPolicy translation asks too.
+ */
+export function conditionHolds(c: Condition, value: unknown): boolean {
+  // Presence is about the key, not its elements: an empty array is present.
+  if (typeof c === 'object' && c !== null && 'exists' in c) return c.exists === (value !== undefined);
+  return value !== undefined && holdsForAny(c, value);
 }
 
 /** SNS semantics: an array value matches if any element (at any nesting) does. */

@@ -11,9 +11,9 @@
 import { createExecutionContext, createScheduledController } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { deliveryContext } from '../../src/delivery/context.ts';
 import { enqueueStats } from '../../src/delivery/enqueue.ts';
 import { ingestEvent } from '../../src/delivery/ingest.ts';
+import { runContext } from '../../src/env.ts';
 import worker from '../../src/index.ts';
 import { autoDisableFailingWebhooks } from '../../src/jobs/auto-disable.ts';
 import { sweepOutbox } from '../../src/jobs/sweeper.ts';
@@ -247,7 +247,7 @@ describe('outbox: a failed send is recovered by the sweeper, never lost', () => 
     await createWebhook(h, { url: receiverUrl('ok', key) });
     const broken = captureQueue({ fail: true });
     const result = await ingestEvent(
-      deliveryContext({ ...env, DELIVERIES_QUEUE: broken.queue as Env['DELIVERIES_QUEUE'] }),
+      runContext({ ...env, DELIVERIES_QUEUE: broken.queue as Env['DELIVERIES_QUEUE'] }),
       { handle: h.handle, type: 'order.paid', data: { orderId: unique('ord') }, source: 'test' },
     );
     expect(broken.batches).toHaveLength(1);
@@ -332,7 +332,7 @@ describe('fan-out', () => {
     const producer = captureQueue({ forward: env.DELIVERIES_QUEUE });
     const statsBefore = enqueueStats.sendBatchCalls;
     const result = await ingestEvent(
-      deliveryContext({ ...env, DELIVERIES_QUEUE: producer.queue as Env['DELIVERIES_QUEUE'] }),
+      runContext({ ...env, DELIVERIES_QUEUE: producer.queue as Env['DELIVERIES_QUEUE'] }),
       { handle: h.handle, type: 'order.paid', data: { orderId: unique('ord') }, source: 'test' },
     );
     expect(producer.batches.length).toBeLessThanOrEqual(3);

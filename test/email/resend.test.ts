@@ -19,6 +19,7 @@ import { newWebhookSecret, signPayload } from '../../src/delivery/signing.ts';
 import type { OutgoingMail } from '../../src/email/mime.ts';
 import type { SendMeta } from '../../src/email/provider.ts';
 import { resendProvider, resendRequestBody } from '../../src/email/providers/resend.ts';
+import { runContext } from '../../src/env.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { callJson, callWithVars, expectProblem, unique } from '../support/helpers.ts';
 import { assertMatchesDocument } from '../support/openapi-check.ts';
@@ -140,7 +141,7 @@ describe('resendProvider (adapter) against the fake Resend API', () => {
   it('POST /emails with Bearer key and Resend\'s JSON (from "Name <email>", to[], subject, text, html, headers, tags) → ok with Resend\'s id', async () => {
     const to = address();
     const m = meta();
-    const outcome = await resendProvider(resendEnv()).send(mail(to), m);
+    const outcome = await resendProvider(runContext(resendEnv())).send(mail(to), m);
     const [req] = await sentTo(to);
     expect(req, 'one request reached the fake').toBeDefined();
     expect(outcome).toEqual({ ok: true, providerMessageId: req!.response.body.id });
@@ -188,7 +189,7 @@ describe('resendProvider (adapter) against the fake Resend API', () => {
 
   it('an invalid custom header (reserved name, non-token name) is permanent and nothing is sent', async () => {
     const to = address();
-    const provider = resendProvider(resendEnv());
+    const provider = resendProvider(runContext(resendEnv()));
     const bcc = await provider.send(mail(to, { headers: { Bcc: 'x@evil.test' } }), meta());
     expect(bcc).toMatchObject({ ok: false, permanent: true });
     expect((bcc as { message: string }).message).toMatch(/Bcc/);
@@ -199,7 +200,7 @@ describe('resendProvider (adapter) against the fake Resend API', () => {
 
   it("422 validation_error (invalid `to`) → permanent, with Resend's name and message", async () => {
     const to = address('invalid');
-    const outcome = await resendProvider(resendEnv()).send(mail(to), meta());
+    const outcome = await resendProvider(runContext(resendEnv())).send(mail(to), meta());
     expect(outcome).toMatchObject({ ok: false, permanent: true });
     const message = (outcome as { message: string }).message;
     expect(message).toContain('422');
@@ -210,7 +211,7 @@ describe('resendProvider (adapter) against the fake Resend API', () => {
   });
 
   it('429 rate_limit_exceeded → transient; 500 → transient', async () => {
-    const provider = resendProvider(resendEnv());
+    const provider = resendProvider(runContext(resendEnv()));
     const throttled = await provider.send(mail(address('throttle')), meta());
     expect(throttled).toMatchObject({ ok: false, permanent: false });
     expect((throttled as { message: string }).message).toMatch(/429 rate_limit_exceeded: Too many requests/);
@@ -222,7 +223,7 @@ describe('resendProvider (adapter) against the fake Resend API', () => {
 
   it('no API key configured → permanent with a clear message, and no request is made', async () => {
     const to = address();
-    const outcome = await resendProvider(resendEnv({ RESEND_API_KEY: '' })).send(mail(to), meta());
+    const outcome = await resendProvider(runContext(resendEnv({ RESEND_API_KEY: '' }))).send(mail(to), meta());
     expect(outcome).toMatchObject({ ok: false, permanent: true });
     expect((outcome as { message: string }).message).toMatch(/RESEND_API_KEY is not set/);
     expect(await sentTo(to)).toEqual([]);
@@ -230,7 +231,10 @@ describe('resendProvider (adapter) against the fake Resend API', () => {
 
   it('a wrong key (403 invalid_api_key) and no Bearer (401 missing_api_key) → permanent; the key never appears in the message', async () => {
     const to = address();
-    const wrong = await resendProvider(resendEnv({ RESEND_API_KEY: 're_live_wrong_key_123' })).send(mail(to), meta());
+    const wrong = await resendProvider(runContext(resendEnv({ RESEND_API_KEY: 're_live_wrong_key_123' }))).send(
+      mail(to),
+      meta(),
+    );
     expect(wrong).toMatchObject({ ok: false, permanent: true });
     expect((wrong as { message: string }).message).toMatch(/403 invalid_api_key: API key is invalid/);
     expect((wrong as { message: string }).message).not.toContain('re_live_wrong_key_123');
@@ -248,7 +252,7 @@ describe('resendProvider (adapter) against the fake Resend API', () => {
     // workerd itself logs the lost connection ("uncaught exception … Network connection lost") even though the
     // fetch's rejection is caught; that log line is expected here.
     const to = address('hangup');
-    const lost = await resendProvider(resendEnv()).send(mail(to), meta());
+    const lost = await resendProvider(runContext(resendEnv())).send(mail(to), meta());
     expect(lost).toMatchObject({ ok: false, permanent: false });
     expect((lost as { message: string }).message).toMatch(/^Resend request failed: /);
     expect(await sentTo(to)).toHaveLength(1);
@@ -256,7 +260,7 @@ describe('resendProvider (adapter) against the fake Resend API', () => {
 
   it('no answer within the timeout → transient', async () => {
     const started = Date.now();
-    const slow = await resendProvider(resendEnv(), { timeoutMs: 300 }).send(mail(address('slow')), meta());
+    const slow = await resendProvider(runContext(resendEnv()), { timeoutMs: 300 }).send(mail(address('slow')), meta());
     expect(Date.now() - started).toBeLessThan(2_500);
     expect(slow).toEqual({ ok: false, permanent: false, message: 'Resend did not answer within 300 ms.' });
   });
@@ -264,7 +268,7 @@ describe('resendProvider (adapter) against the fake Resend API', () => {
   it('a retry of the same mail sends the same Idempotency-Key: Resend replays the first id instead of sending twice', async () => {
     const to = address();
     const m = meta();
-    const provider = resendProvider(resendEnv());
+    const provider = resendProvider(runContext(resendEnv()));
     const first = await provider.send(mail(to), m);
     const second = await provider.send(mail(to), m);
     expect(first).toMatchObject({ ok: true });

@@ -1,10 +1,10 @@
 /**
  * `POST /v2/providers/sns/events`: Amazon SNS's HTTP(S) delivery of SES bounce and complaint feedback.
  *
- * Messages are signed by the SNS notifier (test/support/node/sns-notifier.ts, a real HTTP server on 127.0.0.1 started by
- * the globalSetup, port `inject('snsNotifierPort')`): it holds a throwaway RSA key whose self-signed certificate it
- * serves, and signs with node:crypto — independently of the Worker's verifier. The Worker accepts the certificate only
- * because these tests set SNS_CERT_HOSTS=127.0.0.1 and ALLOW_INSECURE_WEBHOOK_TARGETS=true (http to loopback).
+ * Messages are signed by the SNS notifier (test/support/node/sns-notifier.ts, a real HTTP server on 127.0.0.1 started
+ * by the globalSetup, port `inject('snsNotifierPort')`): it holds a throwaway RSA key whose self-signed certificate
+ * it serves, and signs with node:crypto — independently of the Worker's verifier. The Worker accepts the certificate
+ * only because these tests set SNS_CERT_HOSTS=127.0.0.1 and ALLOW_INSECURE_WEBHOOK_TARGETS=true (http to loopback).
  */
 import { env } from 'cloudflare:workers';
 import { describe, expect, inject, it } from 'vitest';
@@ -116,7 +116,8 @@ async function insertSubscription(handle: string, email: string): Promise<string
   const id = newId('esub');
   const now = new Date().toISOString();
   await env.DB.prepare(
-    `INSERT INTO email_subscriptions (id, handle, kind, email, email_normalized, status, confirmed_at, provider, created_at, updated_at)
+    `INSERT INTO email_subscriptions
+       (id, handle, kind, email, email_normalized, status, confirmed_at, provider, created_at, updated_at)
      VALUES (?1, ?2, 'standard', ?3, ?4, 'active', ?5, 'sns', ?5, ?5)`,
   )
     .bind(id, handle, email, email.trim().toLowerCase(), now)
@@ -140,7 +141,8 @@ describe('SNS signature helpers', () => {
       'Message\nm\nMessageId\nid\nSubject\ns\nTimestamp\nt\nTopicArn\narn\nType\nNotification\n',
     );
     expect(canonicalString({ ...base, Type: 'SubscriptionConfirmation', SubscribeURL: 'u', Token: 'k' })).toBe(
-      'Message\nm\nMessageId\nid\nSubscribeURL\nu\nTimestamp\nt\nToken\nk\nTopicArn\narn\nType\nSubscriptionConfirmation\n',
+      'Message\nm\nMessageId\nid\nSubscribeURL\nu\nTimestamp\nt\nToken\nk\n' +
+        'TopicArn\narn\nType\nSubscriptionConfirmation\n',
     );
     expect(canonicalString({ ...base, Type: 'SubscriptionConfirmation' })).toBeNull();
     expect(canonicalString({ ...base, Type: 'Other' })).toBeNull();
@@ -182,7 +184,7 @@ describe('SNS signature helpers', () => {
 });
 
 describe('POST /v2/providers/sns/events', () => {
-  it('v1 (SHA1withRSA) signed SES permanent bounce → every subscription with the address (any handle) suppressed, with the reason', async () => {
+  it('v1 (SHA1withRSA) permanent bounce → each subscription of the address (any handle) suppressed', async () => {
     const h = await setupHandle();
     const h2 = await setupHandle();
     const to = address();
@@ -201,7 +203,7 @@ describe('POST /v2/providers/sns/events', () => {
     expect((await subscriptionRow(other)).status).toBe('active');
   });
 
-  it('v2 (SHA256withRSA) signed permanent bounce with a Subject; without diagnosticCode the bounceSubType is the reason', async () => {
+  it('v2 (SHA256withRSA) bounce with a Subject; no diagnosticCode: the bounceSubType is the reason', async () => {
     const h = await setupHandle();
     const to = address();
     const s = await insertSubscription(h.handle, to);
@@ -245,6 +247,76 @@ describe('POST /v2/providers/sns/events', () => {
     const plain = await postOk(await sign(notification('not SES feedback')));
     expect(plain.applied).toBe(0);
     expect(await subscriptionRow(s)).toEqual({ status: 'active', status_reason: null });
+  });
+
+  it('SES feedback read defensively: event publishing, display names, the mail tag, odd shapes', async () => {
+    const h = await setupHandle();
+    const a = address();
+    const sa = await insertSubscription(h.handle, a);
+    // SES event publishing says eventType; recipients may carry a display name; junk entries are skipped.
+    const published = {
+      eventType: 'Bounce',
+      bounce: {
+        bounceType: 'Permanent',
+        bouncedRecipients: [
+          { emailAddress: `Some One <${a}>` },
+          { emailAddress: a.toUpperCase() },
+          'junk',
+          null,
+          { emailAddress: 5 },
+          { emailAddress: 'no-at-sign' },
+        ],
+      },
+      mail: { messageId: '  m-1  ' },
+    };
+    expect(await postOk(await sign(notification(published)))).toEqual({ received: true, applied: 1 });
+    expect(await subscriptionRow(sa)).toEqual({
+      status: 'suppressed',
+      status_reason: "Permanent bounce reported by ses: the recipient's server rejected the mail (SES message   m-1  )",
+    });
+
+    // A complaint narrowed to the subscription named by the subscription_id mail tag.
+    const b = address();
+    const tagged = await insertSubscription(h.handle, b);
+    const untagged = await insertSubscription((await setupHandle()).handle, b);
+    const narrowed = {
+      notificationType: 'Complaint',
+      complaint: { complainedRecipients: [{ emailAddress: b }] },
+      mail: { messageId: 'm-2', tags: { subscription_id: [tagged] } },
+    };
+    expect(await postOk(await sign(notification(narrowed)))).toEqual({ received: true, applied: 1 });
+    expect(await subscriptionRow(tagged)).toEqual({
+      status: 'suppressed',
+      status_reason: 'Spam complaint reported by ses: the recipient marked the mail as spam (SES message m-2)',
+    });
+    expect((await subscriptionRow(untagged)).status).toBe('active');
+
+    // Only the first 50 recipient entries are read, junk included.
+    const c = address();
+    const sc = await insertSubscription(h.handle, c);
+    const flood = permanentBounce([]);
+    flood.bounce.bouncedRecipients = [
+      ...Array.from({ length: 50 }, () => ({ emailAddress: 'junk' })),
+      { emailAddress: c },
+    ];
+    expect(await postOk(await sign(notification(flood)))).toEqual({ received: true, applied: 0 });
+    expect((await subscriptionRow(sc)).status).toBe('active');
+
+    const ignored = async (feedback: unknown) => (await postOk(await sign(notification(feedback)))).ignored;
+    expect(await ignored({ notificationType: 'Bounce', bounce: null, mail: 'x' })).toBe(
+      'A unspecified bounce is not permanent: nothing is suppressed.',
+    );
+    expect(await ignored({ notificationType: 'Bounce', bounce: { bounceType: 7 } })).toBe(
+      'A unspecified bounce is not permanent: nothing is suppressed.',
+    );
+    expect(await ignored({ notificationType: ' Delivery ', mail: sesMail })).toBe(
+      'SES Delivery notifications are not handled.',
+    );
+    expect(await ignored({ notificationType: '', eventType: 'Open' })).toBe('SES Open notifications are not handled.');
+    expect(await ignored([{ notificationType: 'Bounce' }])).toBe(
+      'The notification is not SES bounce or complaint feedback.',
+    );
+    expect(await ignored('not SES feedback')).toBe('The notification is not SES bounce or complaint feedback.');
   });
 
   it('a tampered Message (the signature no longer matches) → 401, nothing changes', async () => {
@@ -332,13 +404,16 @@ describe('POST /v2/providers/sns/events', () => {
 
   it('SubscriptionConfirmation → the SubscribeURL is visited once → 200', async () => {
     const token = unique('tok');
-    const subscribeUrl = `${notifier()}/confirm?Action=ConfirmSubscription&TopicArn=${encodeURIComponent(TOPIC)}&Token=${token}`;
+    const query = `Action=ConfirmSubscription&TopicArn=${encodeURIComponent(TOPIC)}&Token=${token}`;
+    const subscribeUrl = `${notifier()}/confirm?${query}`;
     const msg = await sign({
       Type: 'SubscriptionConfirmation',
       MessageId: crypto.randomUUID(),
       Token: token,
       TopicArn: TOPIC,
-      Message: `You have chosen to subscribe to the topic ${TOPIC}.\nTo confirm the subscription, visit the SubscribeURL included in this message.`,
+      Message:
+        `You have chosen to subscribe to the topic ${TOPIC}.\n` +
+        'To confirm the subscription, visit the SubscribeURL included in this message.',
       SubscribeURL: subscribeUrl,
       Timestamp: new Date().toISOString(),
       SignatureVersion: '2',
@@ -352,6 +427,31 @@ describe('POST /v2/providers/sns/events', () => {
     const token2 = unique('tok');
     await expectProblem(await post({ ...msg, SubscribeURL: subscribeUrl.replace(token, token2) }), 401);
     expect((await requestsFor('/confirm')).filter((r) => r.query.includes(token2))).toEqual([]);
+  });
+
+  it('SubscriptionConfirmation: a refused SubscribeURL → 403; one not answering 2xx → 503 (SNS retries)', async () => {
+    const port = inject('snsNotifierPort');
+    const confirmation = (subscribeUrl: string) =>
+      sign({
+        Type: 'SubscriptionConfirmation',
+        MessageId: crypto.randomUUID(),
+        Token: 'tok',
+        TopicArn: TOPIC,
+        Message: 'You have chosen to subscribe.',
+        SubscribeURL: subscribeUrl,
+        Timestamp: new Date().toISOString(),
+        SignatureVersion: '2',
+      });
+    // Correctly signed, but the SubscribeURL is off the allow-list: never visited.
+    const offList = unique('off');
+    const refused = await expectProblem(await post(await confirmation(`http://127.0.0.2:${port}/${offList}`)), 403);
+    expect(refused.detail).toMatch(/^The SubscribeURL is not allowed: .+\.$/);
+    expect(await requestsFor(`/${offList}`)).toEqual([]);
+    // Allowed, visited, but not a 2xx.
+    const missing = unique('missing');
+    const answered = await expectProblem(await post(await confirmation(`http://127.0.0.1:${port}/${missing}`)), 503);
+    expect(answered.detail).toBe('The SubscribeURL answered 404; SNS will retry.');
+    expect(await requestsFor(`/${missing}`)).toHaveLength(1);
   });
 
   it('the body guard lets text/plain through only on this path; malformed JSON is 400', async () => {

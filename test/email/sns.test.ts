@@ -1,9 +1,9 @@
 /**
  * AWS SNS (docs/design.md#email, EMAIL_PROVIDER=sns): the Query API client, the filter policy conversion and the email
- * provider of src/email/providers/sns.ts, against a fake of SNS that is a REAL HTTP server on 127.0.0.1
- * (test/support/node/sns-fake.ts, started by the globalSetup; its port arrives as `inject('snsFakePort')`). The fake speaks
- * SNS's wire format (form-encoded POST, XML answers) and verifies every request's SigV4 signature, so these tests
- * exercise aws4fetch's signing for real.
+ * provider of src/email/providers/sns/ (client.ts, filter-policy.ts, provider.ts), against a fake of SNS that is a
+ * REAL HTTP server on 127.0.0.1 (test/support/node/sns-fake.ts, started by the globalSetup; its port arrives as
+ * `inject('snsFakePort')`). The fake speaks SNS's wire format (form-encoded POST, XML answers) and verifies every
+ * request's SigV4 signature, so these tests exercise aws4fetch's signing for real.
  *
  * Every test uses its own handle (hence its own topic) and reads the fake's state per topic, so tests never see each
  * other's records and never need to reset the fake. The throttle control is global to the fake: only this file uses
@@ -18,12 +18,14 @@ import {
   isPermanentSnsError,
   SnsError,
   snsClient,
-  snsProvider,
   snsSubject,
-  toSnsFilterPolicy,
   xmlEntries,
   xmlText,
-} from '../../src/email/providers/sns.ts';
+} from '../../src/email/providers/sns/client.ts';
+import { toSnsFilterPolicy } from '../../src/email/providers/sns/filter-policy.ts';
+import { snsProvider } from '../../src/email/providers/sns/provider.ts';
+import { runContext } from '../../src/env.ts';
+import type { Condition } from '../../src/lib/filter-policy.ts';
 import { unique } from '../support/helpers.ts';
 
 declare module 'vitest' {
@@ -163,7 +165,7 @@ describe('snsClient against the SNS fake', () => {
     expect(calls[0]!.headers['content-type']).toMatch(/^application\/x-www-form-urlencoded/);
   });
 
-  it('subscribe: an ARN under the topic, pending until confirmed; the FilterPolicy SNS received is toSnsFilterPolicy’s', async () => {
+  it('subscribe: an ARN under the topic, pending until confirmed; SNS got toSnsFilterPolicy’s policy', async () => {
     const client = snsClient(snsEnv());
     const handle = unique('h');
     const topicArn = await client.ensureTopic(handle);
@@ -177,7 +179,8 @@ describe('snsClient against the SNS fake', () => {
     const sub = await client.subscribe(topicArn, 'ops@example.com', policy);
     expect(sub.subscriptionArn).toMatch(
       new RegExp(
-        `^${topicArn.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`,
+        `^${topicArn.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:` +
+          '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
       ),
     );
     expect(sub.pendingConfirmation).toBe(true);
@@ -229,7 +232,7 @@ describe('snsClient against the SNS fake', () => {
     expect(Object.keys(request.params).filter((k) => k.startsWith('Attributes.'))).toEqual([]);
   });
 
-  it('publish carries Subject, Message and the String message attributes type, severity (and subscription)', async () => {
+  it('publish carries Subject, Message and the String attributes type, severity (and subscription)', async () => {
     const client = snsClient(snsEnv());
     const topicArn = await client.ensureTopic(unique('h'));
     const messageId = await client.publish(topicArn, {
@@ -256,7 +259,7 @@ describe('snsClient against the SNS fake', () => {
     expect(request.params['MessageAttributes.entry.2.Name']).toBe('severity');
   });
 
-  it('unsubscribe: the subscription is gone (NotFound → not_found), and a second unsubscribe is not an error', async () => {
+  it('unsubscribe: the subscription is gone (NotFound → not_found); a second unsubscribe is no error', async () => {
     const client = snsClient(snsEnv());
     const topicArn = await client.ensureTopic(unique('h'));
     const { subscriptionArn } = await client.subscribe(topicArn, 'leaving@example.com', null);
@@ -275,7 +278,7 @@ describe('snsClient against the SNS fake', () => {
     ]);
   });
 
-  it('a subscription deleted at SNS (expired, or unsubscribed by the recipient) → checkSubscription not_found', async () => {
+  it('a subscription deleted at SNS (expired, or unsubscribed by its recipient) → not_found', async () => {
     const client = snsClient(snsEnv());
     const topicArn = await client.ensureTopic(unique('h'));
     const { subscriptionArn } = await client.subscribe(topicArn, 'gone@example.com', null);
@@ -299,13 +302,13 @@ describe('snsClient against the SNS fake', () => {
     expect(err.message).toContain('Rate exceeded');
 
     await throttle(1);
-    const outcome = await snsProvider(e).send(mail(), meta(handle));
+    const outcome = await snsProvider(runContext(e)).send(mail(), meta(handle));
     expect(outcome).toMatchObject({ ok: false, permanent: false });
     expect(outcome.ok === false && outcome.message).toContain('Throttling');
     expect((await state()).throttleRemaining).toBe(0);
 
     // The next attempt goes through.
-    const retried = await snsProvider(e).send(mail(), meta(handle));
+    const retried = await snsProvider(runContext(e)).send(mail(), meta(handle));
     expect(retried).toMatchObject({ ok: true, providerMessageId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
   });
 
@@ -340,13 +343,13 @@ describe('snsClient against the SNS fake', () => {
     expect(unknownKey).toMatchObject({ code: 'InvalidClientTokenId', httpStatus: 403, permanent: true });
   });
 
-  it('missing secrets → a permanent SnsError naming them, without a request; send → permanent, never a crash', async () => {
+  it('missing secrets → a permanent SnsError naming them, no request; send → permanent, never a crash', async () => {
     const before = (await state()).requests.length;
     const noKeys = snsEnv({ AWS_ACCESS_KEY_ID: undefined as unknown as string, AWS_SECRET_ACCESS_KEY: '' });
     const err = await snsErrorOf(snsClient(noKeys).ensureTopic(unique('h')));
     expect(err).toMatchObject({ code: 'MissingCredentials', permanent: true, httpStatus: 0 });
     expect(err.message).toContain('AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY');
-    const outcome = await snsProvider(noKeys).send(mail(), meta(unique('h')));
+    const outcome = await snsProvider(runContext(noKeys)).send(mail(), meta(unique('h')));
     expect(outcome).toMatchObject({ ok: false, permanent: true });
     expect(outcome.ok === false && outcome.message).toContain('AWS_ACCESS_KEY_ID');
     expect((await state()).requests.length).toBe(before);
@@ -357,7 +360,10 @@ describe('snsClient against the SNS fake', () => {
     const e = snsEnv({ SNS_API_URL: 'http://127.0.0.1:9/' });
     const err = await snsErrorOf(snsClient(e).ensureTopic(unique('h')));
     expect(err).toMatchObject({ code: 'NetworkError', httpStatus: 0, permanent: false, action: 'CreateTopic' });
-    expect(await snsProvider(e).send(mail(), meta(unique('h')))).toMatchObject({ ok: false, permanent: false });
+    expect(await snsProvider(runContext(e)).send(mail(), meta(unique('h')))).toMatchObject({
+      ok: false,
+      permanent: false,
+    });
   });
 
   it('the fake itself rejects an unsigned request (400 MissingAuthenticationToken, in AWS’s XML)', async () => {
@@ -374,7 +380,7 @@ describe('snsClient against the SNS fake', () => {
 });
 
 describe('snsProvider', () => {
-  it('publishes to the handle’s topic; with per-subscription policies each mail reaches exactly its subscription', async () => {
+  it('publishes to the handle’s topic; with per-subscription policies a mail reaches just its own', async () => {
     const e = snsEnv();
     const client = snsClient(e);
     const handle = unique('h');
@@ -397,7 +403,7 @@ describe('snsProvider', () => {
     await confirm(a.subscriptionArn);
     await confirm(b.subscriptionArn);
 
-    const provider = snsProvider(e);
+    const provider = snsProvider(runContext(e));
     expect(provider.name).toBe('sns');
     const toA = await provider.send(
       mail('[Gharart] Info: order paid — shop', 'Order 1 was paid.'),
@@ -427,23 +433,26 @@ describe('snsProvider', () => {
     );
   });
 
-  it('refuses, permanently, mails SNS cannot address: no subscription (platform alert) and our own confirmation mail', async () => {
+  it('refuses, permanently, mails SNS cannot address: platform alerts, our own confirmation mail', async () => {
     const e = snsEnv();
     const handle = unique('h');
     const before = (await state()).requests.length;
-    const alert = await snsProvider(e).send(
+    const alert = await snsProvider(runContext(e)).send(
       mail(),
       meta(handle, { subscriptionId: null, eventType: 'payment.failed', severity: 'critical' }),
     );
     expect(alert).toMatchObject({ ok: false, permanent: true });
     expect(alert.ok === false && alert.message).toContain('no subscription');
-    const confirmation = await snsProvider(e).send(mail(), meta(handle, { eventType: 'email.confirmation' }));
+    const confirmation = await snsProvider(runContext(e)).send(
+      mail(),
+      meta(handle, { eventType: 'email.confirmation' }),
+    );
     expect(confirmation).toMatchObject({ ok: false, permanent: true });
     expect(confirmation.ok === false && confirmation.message).toContain('own confirmation');
     expect((await state()).requests.length).toBe(before);
   });
 
-  it('a topic deleted behind our back: the next send fails permanently (not re-created to publish to nobody)', async () => {
+  it('a topic deleted behind our back: the next send fails permanently (not re-created for nobody)', async () => {
     const e = snsEnv();
     const handle = unique('h');
     const client = snsClient(e);
@@ -454,17 +463,17 @@ describe('snsProvider', () => {
       toSnsFilterPolicy({ eventTypes: null, filterPolicy: null, subscriptionId: 'esub_x' }).policy,
     );
     await confirm(sub.subscriptionArn);
-    expect(await snsProvider(e).send(mail(), meta(handle))).toMatchObject({ ok: true });
+    expect(await snsProvider(runContext(e)).send(mail(), meta(handle))).toMatchObject({ ok: true });
 
     await control(`/_control/delete-topic?arn=${encodeURIComponent(topicArn)}`);
-    const failed = await snsProvider(e).send(mail(), meta(handle));
+    const failed = await snsProvider(runContext(e)).send(mail(), meta(handle));
     expect(failed).toMatchObject({ ok: false, permanent: true });
     expect(failed.ok === false && failed.message).toContain('no longer exists');
     expect(await client.checkSubscription(sub.subscriptionArn)).toBe('not_found');
 
     // The cached ARN was dropped: a later send creates the topic again — and SNS accepts a publish that reaches
     // nobody. Only the subscription's ARN check (not_found → stale) reveals this; see the provider's comment.
-    const later = await snsProvider(e).send(mail(), meta(handle));
+    const later = await snsProvider(runContext(e)).send(mail(), meta(handle));
     expect(later).toMatchObject({ ok: true });
     const s = await state();
     expect(s.messages.find((m) => later.ok && m.messageId === later.providerMessageId)?.deliveredTo).toEqual([]);
@@ -472,7 +481,7 @@ describe('snsProvider', () => {
 
   it('an InvalidParameter from SNS → a permanent outcome', async () => {
     // SNS rejects an empty message attribute value.
-    const outcome = await snsProvider(snsEnv()).send(mail(), meta(unique('h'), { eventType: '' }));
+    const outcome = await snsProvider(runContext(snsEnv())).send(mail(), meta(unique('h'), { eventType: '' }));
     expect(outcome).toMatchObject({ ok: false, permanent: true });
     expect(outcome.ok === false && outcome.message).toMatch(
       /^SNS Publish failed: InvalidParameter: Invalid parameter: MessageAttributes/,
@@ -481,7 +490,10 @@ describe('snsProvider', () => {
 
   it('a topic name SNS would refuse (bad SNS_TOPIC_PREFIX) → permanent, without a request', async () => {
     const before = (await state()).requests.length;
-    const outcome = await snsProvider(snsEnv({ SNS_TOPIC_PREFIX: 'bad.prefix.' })).send(mail(), meta(unique('h')));
+    const outcome = await snsProvider(runContext(snsEnv({ SNS_TOPIC_PREFIX: 'bad.prefix.' }))).send(
+      mail(),
+      meta(unique('h')),
+    );
     expect(outcome).toMatchObject({ ok: false, permanent: true });
     expect(outcome.ok === false && outcome.message).toContain('not a valid SNS topic name');
     expect((await state()).requests.length).toBe(before);
@@ -489,6 +501,17 @@ describe('snsProvider', () => {
 });
 
 describe('toSnsFilterPolicy', () => {
+  // Exact event types ∧ one type condition → the types our evaluator says it holds for.
+  const exactTypeRows: Array<[Condition, unknown[]]> = [
+    [{ 'anything-but': 'order.paid' }, ['payment.failed', 'campaign.started']],
+    [{ 'anything-but': ['order.paid', 'campaign.started'] }, ['payment.failed']],
+    [{ 'anything-but': [1, 'order.paid'] }, ['payment.failed', 'campaign.started']],
+    [{ 'anything-but': 7 }, ['order.paid', 'payment.failed', 'campaign.started']],
+    [{ 'anything-but': { prefix: 'order.' } }, ['payment.failed', 'campaign.started']],
+    [{ 'anything-but': { suffix: '.failed' } }, ['order.paid', 'campaign.started']],
+    [{ exists: true }, ['order.paid', 'payment.failed', 'campaign.started']],
+    [{ exists: false }, [{ exists: false }]],
+  ];
   const cases: Array<{
     name: string;
     input: Parameters<typeof toSnsFilterPolicy>[0];
@@ -582,6 +605,124 @@ describe('toSnsFilterPolicy', () => {
       input: { eventTypes: null, filterPolicy: null, subscriptionId: 'esub_1' },
       policy: { subscription: ['esub_1'] },
     },
+    {
+      name: 'exact eventTypes ∧ a prefix condition',
+      input: { eventTypes: ['order.paid', 'payment.failed'], filterPolicy: { type: [{ prefix: 'order.' }] } },
+      policy: { type: ['order.paid'] },
+    },
+    {
+      name: 'exact eventTypes ∧ a suffix condition (exact: nothing widened)',
+      input: { eventTypes: ['order.paid', 'payment.failed'], filterPolicy: { type: [{ suffix: '.failed' }] } },
+      policy: { type: ['payment.failed'] },
+    },
+    ...exactTypeRows.map(([condition, type]) => ({
+      name: `exact eventTypes ∧ ${JSON.stringify(condition)}`,
+      input: {
+        eventTypes: ['order.paid', 'payment.failed', 'campaign.started'],
+        filterPolicy: { type: [condition] },
+      },
+      policy: { type },
+    })),
+    {
+      name: 'eventTypes prefix ∧ exists: true keeps the prefix; exists: false keeps nothing',
+      input: { eventTypes: ['order.*', 'payment.*'], filterPolicy: { type: [{ exists: true }, { exists: false }] } },
+      policy: { type: [{ prefix: 'order.' }, { prefix: 'payment.' }] },
+    },
+    {
+      name: 'eventTypes prefix ∧ a string that is the prefix itself, or outside it: never matches',
+      input: {
+        eventTypes: ['order.*'],
+        filterPolicy: { type: ['order.', 'order', 'payment.failed', { prefix: 'pay' }] },
+      },
+      policy: { type: [{ exists: false }] },
+    },
+    {
+      name: 'eventTypes prefix ∧ anything-but: widened to the prefix, type reported',
+      input: { eventTypes: ['order.*', 'payment.failed'], filterPolicy: { type: [{ 'anything-but': 'order.paid' }] } },
+      policy: { type: [{ prefix: 'order.' }, 'payment.failed'] },
+      unsupportedKeys: ['type'],
+    },
+    {
+      name: 'eventTypes prefix and exact ∧ overlapping conditions: duplicates removed',
+      input: { eventTypes: ['order.*', 'order.paid'], filterPolicy: { type: [{ prefix: 'order.' }, 'order.paid'] } },
+      policy: { type: [{ prefix: 'order.' }, 'order.paid'] },
+    },
+    {
+      name: 'empty eventTypes entries are ignored',
+      input: { eventTypes: ['', 'order.paid'], filterPolicy: null },
+      policy: { type: ['order.paid'] },
+    },
+    {
+      name: 'only empty eventTypes entries → all types',
+      input: { eventTypes: [''], filterPolicy: null },
+      policy: null,
+    },
+    {
+      name: '"*" with type conditions: the conditions alone',
+      input: { eventTypes: ['*'], filterPolicy: { type: [{ exists: true }, { 'anything-but': ['a.b'] }] } },
+      policy: { type: [{ exists: true }, { 'anything-but': ['a.b'] }] },
+    },
+    {
+      name: 'type conditions SNS cannot evaluate on a string (anything-but suffix or numbers): left out, reported',
+      input: { eventTypes: null, filterPolicy: { type: ['order.paid', { 'anything-but': { suffix: '.x' } }] } },
+      policy: null,
+      unsupportedKeys: ['type'],
+    },
+    {
+      name: 'type anything-but with a number: left out, reported',
+      input: { eventTypes: null, filterPolicy: { type: [{ 'anything-but': ['order.paid', 3] }] } },
+      policy: null,
+      unsupportedKeys: ['type'],
+    },
+    {
+      name: 'severity exists maps directly',
+      input: { eventTypes: null, filterPolicy: { severity: [{ exists: true }] } },
+      policy: { severity: [{ exists: true }] },
+    },
+    {
+      name: 'criticalOnly ∧ severity prefix',
+      input: { eventTypes: null, filterPolicy: { severity: [{ prefix: 'crit' }] }, criticalOnly: true },
+      policy: { severity: ['critical'] },
+    },
+    {
+      name: 'criticalOnly ∧ severity exists: false',
+      input: { eventTypes: null, filterPolicy: { severity: [{ exists: false }] }, criticalOnly: true },
+      policy: { severity: [{ exists: false }] },
+    },
+    {
+      name: 'criticalOnly ∧ severity exists: true',
+      input: { eventTypes: null, filterPolicy: { severity: [{ exists: true }] }, criticalOnly: true },
+      policy: { severity: ['critical'] },
+    },
+    {
+      name: 'criticalOnly ∧ severity anything-but prefix / suffix',
+      input: {
+        eventTypes: null,
+        filterPolicy: { severity: [{ 'anything-but': { prefix: 'w' } }, { 'anything-but': { suffix: 'al' } }] },
+        criticalOnly: true,
+      },
+      policy: { severity: ['critical'] },
+    },
+    {
+      name: 'criticalOnly ∧ severity suffix and info: nothing can match',
+      input: { eventTypes: null, filterPolicy: { severity: [{ suffix: 'ing' }, 'info'] }, criticalOnly: true },
+      policy: { severity: [{ exists: false }] },
+    },
+    {
+      name: 'severity anything-but with numbers (no SNS equivalent) → the severities it allows',
+      input: { eventTypes: null, filterPolicy: { severity: [{ 'anything-but': [1, 'info'] }, { 'anything-but': 2 }] } },
+      policy: { severity: ['info', 'warning', 'critical'] },
+    },
+    {
+      name: 'unsupported keys in policy order, then type',
+      input: {
+        eventTypes: ['order.*'],
+        filterPolicy: { source: ['shop'], type: [{ suffix: '.paid' }], 'data.a': ['x'], severity: ['info'] },
+        subscriptionId: 'esub_2',
+      },
+      policy: { type: [{ prefix: 'order.' }], severity: ['info'], subscription: ['esub_2'] },
+      unsupportedKeys: ['source', 'data.a', 'type'],
+    },
   ];
 
   for (const c of cases) {
@@ -595,13 +736,46 @@ describe('toSnsFilterPolicy', () => {
     const r = toSnsFilterPolicy({ eventTypes: types, filterPolicy: { severity: ['warning', 'critical', 'info'] } });
     expect(r).toEqual({ policy: { severity: ['warning', 'critical', 'info'] }, unsupportedKeys: ['type'] });
   });
+
+  it('exactly 150 combinations (type × severity × subscription) are kept', () => {
+    const types = Array.from({ length: 50 }, (_, i) => `order.t${i}`);
+    const r = toSnsFilterPolicy({
+      eventTypes: types,
+      filterPolicy: { severity: ['warning', 'critical', 'info'] },
+      subscriptionId: 'esub_3',
+    });
+    expect(r).toEqual({
+      policy: { type: types, severity: ['warning', 'critical', 'info'], subscription: ['esub_3'] },
+      unsupportedKeys: [],
+    });
+    const over = toSnsFilterPolicy({
+      eventTypes: [...types, 'order.t50'],
+      filterPolicy: { severity: ['warning', 'critical', 'info'] },
+      subscriptionId: 'esub_3',
+    });
+    expect(over).toEqual({
+      policy: { severity: ['warning', 'critical', 'info'], subscription: ['esub_3'] },
+      unsupportedKeys: ['type'],
+    });
+  });
+
+  it('type already widened and then dropped for the count: reported once', () => {
+    const types = Array.from({ length: 60 }, (_, i) => `t${i}.*`);
+    const r = toSnsFilterPolicy({
+      eventTypes: types,
+      filterPolicy: { type: [{ suffix: '.x' }], severity: ['warning', 'critical', 'info'] },
+    });
+    expect(r).toEqual({ policy: { severity: ['warning', 'critical', 'info'] }, unsupportedKeys: ['type'] });
+  });
 });
 
 describe('SNS helpers', () => {
   it('xmlText decodes entities and CDATA, and handles attributes and self-closing tags', () => {
     const xml =
-      '<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><Error><Type>Sender</Type><Code>InvalidParameter</Code>' +
-      '<Message>Invalid parameter: a &amp; b &lt;c&gt; &quot;d&quot; &apos;e&apos; &#233; &#x1F600; &bogus; &#xD800;</Message></Error>' +
+      '<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/">' +
+      '<Error><Type>Sender</Type><Code>InvalidParameter</Code>' +
+      '<Message>Invalid parameter: a &amp; b &lt;c&gt; &quot;d&quot; &apos;e&apos; &#233; &#x1F600; &bogus; &#xD800;' +
+      '</Message></Error>' +
       '<Empty/><Raw><![CDATA[<not &amp; decoded>]]> &amp; after</Raw></ErrorResponse>';
     expect(xmlText(xml, 'Code')).toBe('InvalidParameter');
     expect(xmlText(xml, 'Message')).toBe('Invalid parameter: a & b <c> "d" \'e\' é 😀 &bogus; &#xD800;');
@@ -611,7 +785,8 @@ describe('SNS helpers', () => {
     expect(decodeXml('&amp;lt;')).toBe('&lt;');
     expect(
       xmlEntries(
-        '<Attributes><entry><key>A&amp;B</key><value>1</value></entry><entry><key>Empty</key><value/></entry></Attributes>',
+        '<Attributes><entry><key>A&amp;B</key><value>1</value></entry>' +
+          '<entry><key>Empty</key><value/></entry></Attributes>',
         'Attributes',
       ),
     ).toEqual({
@@ -652,7 +827,7 @@ describe('SNS helpers', () => {
 
 // Last, so it sees every request of this file: everything the client sent was signed for `sns` in the region.
 describe('SigV4', () => {
-  it('every request the fake received carried a SigV4 Authorization scoped to the configured region and sns', async () => {
+  it('every request the fake received carried a SigV4 Authorization scoped to the region and sns', async () => {
     const s = await state();
     const signed = s.requests.filter((r) => r.headers.authorization !== undefined);
     expect(signed.length).toBeGreaterThan(20);
@@ -663,7 +838,8 @@ describe('SigV4', () => {
     for (const r of signed) {
       expect(r.headers.authorization).toMatch(
         new RegExp(
-          `^AWS4-HMAC-SHA256 Credential=AKIA[A-Z0-9]+/\\d{8}/${REGION}/sns/aws4_request, SignedHeaders=[a-z0-9;-]*host[a-z0-9;-]*, Signature=[0-9a-f]{64}$`,
+          `^AWS4-HMAC-SHA256 Credential=AKIA[A-Z0-9]+/\\d{8}/${REGION}/sns/aws4_request, ` +
+            'SignedHeaders=[a-z0-9;-]*host[a-z0-9;-]*, Signature=[0-9a-f]{64}$',
         ),
       );
       expect(r.headers.authorization).toContain('x-amz-date');

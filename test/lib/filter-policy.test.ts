@@ -1,6 +1,7 @@
 /**
- * The one filter-policy evaluator (docs/design.md#events-settings-and-matching): table tests per condition kind, validation errors per limit and shape,
- * and fast-check properties (AND/OR laws, totality, verdict blame) with a fixed seed so failures reproduce.
+ * The one filter-policy evaluator (docs/design.md#events-settings-and-matching): table tests per condition kind,
+ * validation errors per limit and shape, and fast-check properties (AND/OR laws, totality, verdict blame) with a
+ * fixed seed so failures reproduce.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -456,6 +457,28 @@ describe('validateFilterPolicy', () => {
   it('counts combinations as the product of condition counts', () => {
     expect(combinationCount({})).toBe(1);
     expect(combinationCount({ a: ['x'], b: ['x', 'y'], c: [1, 2, 3] })).toBe(6);
+  });
+
+  it('validation counts the keys whose conditions are an array, whether the key is valid or not', () => {
+    const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+    const combinationErrors = (input: unknown) => {
+      const r = validateFilterPolicy(input);
+      return r.ok ? [] : r.errors.filter((e) => /combinations/.test(e.message)).map((e) => e.message);
+    };
+    // A value that is not an array is an error of its own, not a factor (a string's length is not a count).
+    expect(combinationErrors({ 'data.a': 'x'.repeat(200), 'data.b': [1] })).toEqual([]);
+    expect(combinationErrors({ 'data.a': { length: 200 }, 'data.b': range(150) })).toEqual([]);
+    // An invalid key still counts, and so does an own __proto__ key of parsed JSON.
+    expect(combinationErrors({ 'bad key': range(10), 'data.b': range(16) })).toEqual([
+      expect.stringMatching(/this one has 160\./),
+    ]);
+    expect(
+      combinationErrors(
+        JSON.parse(`{"__proto__": ${JSON.stringify(range(16))}, "data.a": ${JSON.stringify(range(10))}}`),
+      ),
+    ).toEqual([expect.stringMatching(/this one has 160\./)]);
+    // An empty list makes the product 0: that key's own error, no combinations error.
+    expect(combinationErrors({ 'data.a': [], 'data.b': range(150), 'data.c': range(2) })).toEqual([]);
   });
 });
 

@@ -15,8 +15,8 @@
 import { env } from 'cloudflare:workers';
 import { expect } from 'vitest';
 import { type ConsumerReport, consumeDeliveries } from '../../src/delivery/consumer.ts';
-import { deliveryContext } from '../../src/delivery/context.ts';
 import { type IngestRequest, type IngestResult, ingestEvent } from '../../src/delivery/ingest.ts';
+import { runContext } from '../../src/env.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { ALL_USER_SCOPES, callJson, provisionHandle, signJwt, unique } from './helpers.ts';
 import type { Hit } from './receivers.ts';
@@ -172,7 +172,7 @@ export async function ingestQuiet(
   extra: Partial<Env> = {},
 ): Promise<IngestResult & { deliveryIds: string[]; capture: CaptureQueue }> {
   const { env: quiet, capture } = quietEnv(extra);
-  const result = await ingestEvent(deliveryContext(quiet), {
+  const result = await ingestEvent(runContext(quiet), {
     handle,
     type: event.type ?? 'order.paid',
     data: event.data ?? { orderId: unique('ord') },

@@ -4,7 +4,7 @@
  */
 import { sendMail } from '../../email/send.ts';
 import { type NotificationForMail, renderNotificationMail } from '../../email/templates.tsx';
-import type { DeliveryContext } from '../context.ts';
+import type { RunContext } from '../../env.ts';
 import type { ChannelResult } from './result.ts';
 
 export interface EmailSend {
@@ -16,7 +16,7 @@ export interface EmailSend {
 }
 
 /** Sends one notification mail through the configured provider (the send_email binding for the platform alert). */
-export async function sendEmail({ env, cfg }: DeliveryContext, req: EmailSend): Promise<ChannelResult> {
+export async function sendEmail(run: RunContext, req: EmailSend): Promise<ChannelResult> {
   const content = renderNotificationMail(req.notification, { unsubscribeUrl: req.unsubscribeUrl });
   const headers: Record<string, string> = { 'X-Gharart-Delivery-Id': req.deliveryId };
   if (req.unsubscribeUrl) {
@@ -25,7 +25,7 @@ export async function sendEmail({ env, cfg }: DeliveryContext, req: EmailSend): 
   }
   const started = Date.now();
   const outcome = await sendMail(
-    env,
+    run,
     {
       to: { email: req.to },
       subject: content.subject,

@@ -14,7 +14,7 @@
  * confirmation mail reuses `confirm-<subscription>` with a new link): a different mail gets a different key, and Resend
  * never sees one key with two bodies (which it refuses with 409 invalid_idempotent_request).
  */
-import { config } from '../../env.ts';
+import type { RunContext } from '../../env.ts';
 import { sha256Hex } from '../../lib/crypto.ts';
 import { assertMailAddress, type MailAddress, type OutgoingMail, sanitizeHeaderValue } from '../mime.ts';
 import type { EmailProvider, SendMeta, SendOutcome } from '../provider.ts';
@@ -135,7 +135,7 @@ export async function idempotencyKey(deliveryId: string, body: string): Promise<
   return `${deliveryId.slice(0, 200)}/${(await sha256Hex(body)).slice(0, 32)}`;
 }
 
-export function resendProvider(env: Env, options: ResendProviderOptions = {}): EmailProvider {
+export function resendProvider({ env, cfg }: RunContext, options: ResendProviderOptions = {}): EmailProvider {
   const timeoutMs = options.timeoutMs ?? RESEND_TIMEOUT_MS;
   return {
     name: 'resend',
@@ -160,7 +160,7 @@ export function resendProvider(env: Env, options: ResendProviderOptions = {}): E
           message: `Not sent to Resend: ${err instanceof Error ? err.message : String(err)}`.slice(0, MESSAGE_MAX),
         };
       }
-      const url = `${config(env).resendApiUrl}/emails`;
+      const url = `${cfg.resendApiUrl}/emails`;
       let res: Response;
       let text: string;
       try {

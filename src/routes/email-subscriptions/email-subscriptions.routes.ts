@@ -6,12 +6,11 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
 import { getDb } from '../../db/client.ts';
 import { alertSubscriptionStale } from '../../delivery/alerts.ts';
-import { deliveryContext } from '../../delivery/context.ts';
 import { diagnoseEmail, loadEmailFailures } from '../../delivery/email-diagnosis.ts';
 import { runTestSend, testEvent } from '../../delivery/test-send.ts';
 import { sendConfirmation } from '../../email/confirmation.ts';
 import { checkAtSns, subscribeAtSns, unsubscribeAtSns } from '../../email/sns-subscriptions.ts';
-import { config } from '../../env.ts';
+import { config, runContext } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
 import { newId } from '../../lib/ids.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
@@ -254,7 +253,7 @@ export const emailSubscriptionsRoutes = createRouter()
       throw problems.conflict(`The subscription is ${sub.status}; only a pending one gets a confirmation mail.`);
     }
     if (config(c.env).emailProvider === 'sns') await subscribeAtSns(c.env, sub);
-    else await sendConfirmation(c.env, { id: sub.id, handle, email: sub.emailNormalized });
+    else await sendConfirmation(runContext(c.env), { id: sub.id, handle, email: sub.emailNormalized });
     return c.json(emailSubscriptionToApi((await getStandard(db, handle, id))!), 202);
   })
   .openapi(emailTestRoute, async (c) => {
@@ -276,7 +275,7 @@ export const emailSubscriptionsRoutes = createRouter()
       // The stale-ARN playbook: ask SNS now, and mirror what it says before deciding whether to send.
       try {
         const check = await checkAtSns(c.env, sub);
-        if (check.becameStale) await alertSubscriptionStale(deliveryContext(c.env), sub);
+        if (check.becameStale) await alertSubscriptionStale(runContext(c.env), sub);
         providerCheck = { provider: 'sns', reference: sub.providerRef, state: check.state };
       } catch (err) {
         providerCheck = {
@@ -365,7 +364,7 @@ export const emailSubscriptionsRoutes = createRouter()
     const confirmation =
       cfg.emailProvider === 'sns'
         ? await subscribeAtSns(c.env, row)
-        : await sendConfirmation(c.env, { id: row.id, handle, email: row.emailNormalized });
+        : await sendConfirmation(runContext(c.env), { id: row.id, handle, email: row.emailNormalized });
     const saved = (await getStandard(getDb(c.env.DB), handle, row.id)) ?? { ...row, statusReason: confirmation.detail };
     c.header('Location', `/v2/handles/${handle}/notifications/email-subscriptions/${row.id}`);
     return c.json(emailSubscriptionToApi(saved), 201);

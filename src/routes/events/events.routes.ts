@@ -6,9 +6,9 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { Principal } from '../../auth/principal.ts';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
 import { getDb } from '../../db/client.ts';
-import { deliveryContext } from '../../delivery/context.ts';
 import { checkEvent, IngestRejected, ingestReads, ingestWithReads } from '../../delivery/ingest.ts';
 import { EventInput } from '../../delivery/messages.ts';
+import { runContext } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
 import { batchWithAccess } from '../../middleware/auth.ts';
@@ -67,7 +67,7 @@ function publisherOf(principal: Principal): string {
 export const eventsRoutes = createRouter().openapi(publishRoute, async (c) => {
   const { handle } = c.req.valid('param');
   const body = c.req.valid('json');
-  const ctx = deliveryContext(c.env);
+  const ctx = runContext(c.env);
   try {
     const event = checkEvent(ctx.cfg, { handle, ...body });
     // Token, membership, duplicate check and match context in ONE D1 round trip; the access check is settled (401,

@@ -11,9 +11,11 @@
  * is SES feedback: a Permanent bounce suppresses every subscription of each bounced recipient, a complaint each
  * complained recipient's (narrowed by a `subscription_id` mail tag when present); Transient/Undetermined bounces and
  * everything else are acknowledged and ignored. `UnsubscribeConfirmation` is acknowledged (we never re-subscribe).
+ * The visit and the reading of the feedback are email/sns-feedback.ts's; what to answer is decided here.
  */
 import { createRoute, z } from '@hono/zod-openapi';
-import { type SnsMessage, type SnsUrlPolicy, urlProblem, verifySnsMessage } from '../../email/sns-signature.ts';
+import { confirmSubscription, parseSesFeedback, type SubscribeUrlVisit } from '../../email/sns-feedback.ts';
+import { type SnsMessage, type SnsUrlPolicy, verifySnsMessage } from '../../email/sns-signature.ts';
 import { applyFeedback } from '../../email/suppression.ts';
 import { config } from '../../env.ts';
 import { createRouter, errorResponses, jsonResponse } from '../../http/openapi.ts';
@@ -21,8 +23,6 @@ import { problems } from '../../lib/problem.ts';
 
 /** A message whose Timestamp is further than this from now is refused (replays). */
 export const SNS_MAX_AGE_MS = 60 * 60 * 1000;
-const MAX_RECIPIENTS = 50;
-const CONFIRM_TIMEOUT_MS = 10_000;
 
 const MESSAGE_TYPES = ['Notification', 'SubscriptionConfirmation', 'UnsubscribeConfirmation'] as const;
 
@@ -65,11 +65,12 @@ const eventsRoute = createRoute({
   tags: ['Providers'],
   summary: 'Amazon SNS: SES bounces and complaints, subscription confirmation',
   description:
-    'Called by Amazon SNS, not by clients; SNS sends JSON as `text/plain`. Authenticated by the SNS message signature ' +
-    '(SignatureVersion 1 or 2, certificate from an SNS_CERT_HOSTS host): a bad or missing signature, a disallowed certificate URL or a ' +
-    'Timestamp more than 1 hour off is refused with 401; a topic that is not ours with 403. A SubscriptionConfirmation is confirmed by ' +
-    'visiting its SubscribeURL. A Notification carrying SES feedback suppresses the addresses of a permanent bounce or a complaint; ' +
-    'transient bounces and other messages are acknowledged and ignored.',
+    'Called by Amazon SNS, not by clients; SNS sends JSON as `text/plain`. Authenticated by the SNS message ' +
+    'signature (SignatureVersion 1 or 2, certificate from an SNS_CERT_HOSTS host): a bad or missing signature, a ' +
+    'disallowed certificate URL or a Timestamp more than 1 hour off is refused with 401; a topic that is not ours ' +
+    'with 403. A SubscriptionConfirmation is confirmed by visiting its SubscribeURL. A Notification carrying SES ' +
+    'feedback suppresses the addresses of a permanent bounce or a complaint; transient bounces and other messages ' +
+    'are acknowledged and ignored.',
   request: {
     headers: z.object({
       'x-amz-sns-message-type': z
@@ -89,31 +90,12 @@ const eventsRoute = createRoute({
   },
 });
 
-function str(v: unknown): string | undefined {
-  return typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined;
-}
-
-/** Distinct addresses of SES's `bouncedRecipients` / `complainedRecipients`, each with its entry. */
-function recipientEntries(list: unknown): Array<{ email: string; entry: Record<string, unknown> }> {
-  if (!Array.isArray(list)) return [];
-  const out = new Map<string, { email: string; entry: Record<string, unknown> }>();
-  for (const entry of list.slice(0, MAX_RECIPIENTS)) {
-    if (!entry || typeof entry !== 'object') continue;
-    const raw = str((entry as Record<string, unknown>).emailAddress);
-    if (!raw) continue;
-    const email = (/<([^<>]+)>\s*$/.exec(raw)?.[1] ?? raw).trim();
-    if (email.includes('@') && email.length <= 254)
-      out.set(email.toLowerCase(), { email, entry: entry as Record<string, unknown> });
-  }
-  return [...out.values()];
-}
-
-/** The `subscription_id` mail tag SES echoes (`mail.tags: {name: [values]}`), if any. */
-function subscriptionTag(mail: unknown): string | null {
-  const tags = mail && typeof mail === 'object' ? (mail as Record<string, unknown>).tags : undefined;
-  const value = tags && typeof tags === 'object' ? (tags as Record<string, unknown>).subscription_id : undefined;
-  const first = Array.isArray(value) ? value[0] : value;
-  return typeof first === 'string' && /^[A-Za-z0-9_-]{1,256}$/.test(first) ? first : null;
+/** The problem a SubscribeURL visit that did not confirm is answered with. */
+function visitProblem(visit: Exclude<SubscribeUrlVisit, { ok: true }>) {
+  if ('refused' in visit) return problems.forbidden(`The SubscribeURL is not allowed: ${visit.refused}.`);
+  if ('failed' in visit)
+    return problems.unavailable(`Visiting the SubscribeURL failed (${visit.failed}); SNS will retry.`);
+  return problems.unavailable(`The SubscribeURL answered ${visit.status}; SNS will retry.`);
 }
 
 export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
@@ -129,7 +111,8 @@ export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
   const result = SnsMessageSchema.safeParse(parsed);
   if (!result.success) {
     throw problems.unauthenticated(
-      'Not a signed SNS message: Type, MessageId, TopicArn, Message, Timestamp, SignatureVersion (1 or 2), Signature and SigningCertURL are required.',
+      'Not a signed SNS message: Type, MessageId, TopicArn, Message, Timestamp, SignatureVersion (1 or 2), ' +
+        'Signature and SigningCertURL are required.',
       'invalid_request',
     );
   }
@@ -172,55 +155,34 @@ export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
   let confirmed: boolean | undefined;
 
   if (msg.Type === 'SubscriptionConfirmation') {
-    const why = urlProblem(msg.SubscribeURL, policy);
-    if (why) throw problems.forbidden(`The SubscribeURL is not allowed: ${why}.`);
-    let res: Response;
-    try {
-      res = await fetch(msg.SubscribeURL!, { signal: AbortSignal.timeout(CONFIRM_TIMEOUT_MS), redirect: 'manual' });
-      await res.body?.cancel();
-    } catch (err) {
-      throw problems.unavailable(
-        `Visiting the SubscribeURL failed (${err instanceof Error ? err.name : 'error'}); SNS will retry.`,
-      );
-    }
-    if (!res.ok) throw problems.unavailable(`The SubscribeURL answered ${res.status}; SNS will retry.`);
+    const visit = await confirmSubscription(msg.SubscribeURL, policy);
+    if (!visit.ok) throw visitProblem(visit);
     confirmed = true;
   } else if (msg.Type === 'UnsubscribeConfirmation') {
     ignored = 'UnsubscribeConfirmation: nothing to do (the subscription is not re-confirmed).';
   } else {
-    let feedback: Record<string, any> | undefined;
-    try {
-      const m = JSON.parse(msg.Message) as unknown;
-      if (m && typeof m === 'object' && !Array.isArray(m)) feedback = m as Record<string, any>;
-    } catch {
-      // Not JSON: not SES feedback.
-    }
-    // SES notifications say `notificationType`; SES event publishing says `eventType`.
-    const kind = str(feedback?.notificationType) ?? str(feedback?.eventType);
-    const mailRef = str(feedback?.mail?.messageId)
-      ? ` (SES message ${String(feedback!.mail.messageId).slice(0, 100)})`
-      : '';
-    if (kind === 'Bounce') {
-      const bounce = feedback?.bounce ?? {};
-      const bounceType = str(bounce.bounceType);
+    const feedback = parseSesFeedback(msg.Message);
+    const mailRef = feedback?.mailMessageId ? ` (SES message ${feedback.mailMessageId.slice(0, 100)})` : '';
+    if (feedback?.kind === 'Bounce') {
+      const { bounceType, bounceSubType, bouncedRecipients } = feedback.bounce;
       if (bounceType === 'Permanent') {
-        for (const { email, entry } of recipientEntries(bounce.bouncedRecipients)) {
-          const detail = `${str(entry.diagnosticCode) ?? str(bounce.bounceSubType) ?? "the recipient's server rejected the mail"}${mailRef}`;
+        for (const { email, diagnosticCode } of bouncedRecipients) {
+          const detail = `${diagnosticCode ?? bounceSubType ?? "the recipient's server rejected the mail"}${mailRef}`;
           applied += await applyFeedback(c.env.DB, { kind: 'bounce', email, detail, provider: 'ses' });
         }
       } else {
         ignored = `A ${(bounceType ?? 'unspecified').slice(0, 50)} bounce is not permanent: nothing is suppressed.`;
       }
-    } else if (kind === 'Complaint') {
-      const complaint = feedback?.complaint ?? {};
-      const detail = `${str(complaint.complaintFeedbackType) ?? 'the recipient marked the mail as spam'}${mailRef}`;
-      const subscriptionId = subscriptionTag(feedback?.mail);
-      for (const { email } of recipientEntries(complaint.complainedRecipients)) {
+    } else if (feedback?.kind === 'Complaint') {
+      const { complaintFeedbackType, complainedRecipients } = feedback.complaint;
+      const detail = `${complaintFeedbackType ?? 'the recipient marked the mail as spam'}${mailRef}`;
+      const { subscriptionId } = feedback;
+      for (const { email } of complainedRecipients) {
         applied += await applyFeedback(c.env.DB, { kind: 'complaint', email, subscriptionId, detail, provider: 'ses' });
       }
     } else {
-      ignored = kind
-        ? `SES ${kind.slice(0, 50)} notifications are not handled.`
+      ignored = feedback?.kind
+        ? `SES ${feedback.kind.slice(0, 50)} notifications are not handled.`
         : 'The notification is not SES bounce or complaint feedback.';
     }
   }

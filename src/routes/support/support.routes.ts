@@ -8,7 +8,7 @@ import { getDb } from '../../db/client.ts';
 import { supportReports } from '../../db/schema.ts';
 import { sendMail } from '../../email/send.ts';
 import { renderSupportReportMail } from '../../email/templates.tsx';
-import { config } from '../../env.ts';
+import { config, runContext } from '../../env.ts';
 import { createRouter, errorResponses, guard, HandleParam, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { newId } from '../../lib/ids.ts';
 import { findRole, handleExists } from '../internal/internal.repo.ts';
@@ -110,7 +110,7 @@ export const supportRoutes = createRouter().openapi(reportRoute, async (c) => {
       deploymentId: row.deploymentId ?? 'unknown',
     });
     const mail = sendMail(
-      c.env,
+      runContext(c.env),
       {
         to: { email: supportEmail },
         subject: content.subject,

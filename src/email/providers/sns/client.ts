@@ -1,39 +1,36 @@
 /**
- * AWS SNS (`EMAIL_PROVIDER=sns`, docs/design.md#email): a small typed client of the SNS Query API, signed with SigV4 by
- * aws4fetch, and the email provider built on it.
- *
- * The model: one standard topic per handle (`${SNS_TOPIC_PREFIX}${handle}`); an email subscription of ours is an SNS
- * `email` subscription on that topic with a filter policy on message attributes ({@link toSnsFilterPolicy}); its ARN
- * is stored as the subscription's `provider_ref` and checked with GetSubscriptionAttributes ({@link
- * SnsClient.checkSubscription}: `not_found` → the caller marks it `stale`). A mail is a Publish to the topic with the
- * message attributes `type`, `severity` and — when the mail is for one subscription — `subscription`; SNS delivers it
- * to every confirmed subscription whose filter policy matches. SNS, not us, writes the mail: `mail.text` becomes the
- * body, the subject is reduced to what SNS accepts (printable ASCII, < 100 characters), and HTML, custom headers,
- * From and To are not used (the recipient is whoever is subscribed; SNS adds its own unsubscribe link).
+ * A small typed client of the AWS SNS Query API (docs/design.md#email), signed with SigV4 by aws4fetch: what the SNS
+ * email provider (provider.ts) and the subscription bookkeeping (email/sns-subscriptions.ts) ask of SNS.
  *
  * Wire format: `POST` form-encoded `Action=…&Version=2010-03-31&…` to `https://sns.<region>.amazonaws.com/` (or
  * `SNS_API_URL`), answers are XML; errors are `<ErrorResponse><Error><Type/><Code/><Message/></Error>` and become an
  * {@link SnsError} whose `permanent` says whether the same request could ever succeed. aws4fetch's own retry loop is
- * switched off: the delivery queue owns retries (docs/design.md#retry-schedule), so a request is made exactly once per call.
+ * switched off: the delivery queue owns retries (docs/design.md#retry-schedule), so a request is made exactly once
+ * per call.
+ *
+ * The subject of a Publish is reduced here to what SNS accepts ({@link snsSubject}).
  */
 import { AwsClient } from 'aws4fetch';
-import { config } from '../../env.ts';
-import { isPlainObject } from '../../lib/json.ts';
-import { readCappedText } from '../../lib/response-body.ts';
-import type { OutgoingMail } from '../mime.ts';
-import type { EmailProvider, SendMeta, SendOutcome } from '../provider.ts';
+import { config } from '../../../env.ts';
+import { readCappedText } from '../../../lib/response-body.ts';
 
+/** The Query API version every request names. */
 export const SNS_API_VERSION = '2010-03-31';
+/** How long one request may take before it is a transient `Timeout`. */
 export const SNS_TIMEOUT_MS = 10_000;
 /** SNS's limit for Message plus message attributes (256 KiB). */
 export const SNS_MAX_MESSAGE_BYTES = 262_144;
 /** SNS: the subject is "less than 100 characters". */
 export const SNS_MAX_SUBJECT_CHARS = 99;
-/** The message attribute (and filter policy key) that addresses one subscription of ours; see {@link toSnsFilterPolicy}. */
+/**
+ * The message attribute that addresses one subscription of ours: {@link SnsClient.publish} sends it, and the
+ * FilterPolicy of filter-policy.ts names it as a key.
+ */
 export const SNS_SUBSCRIPTION_ATTRIBUTE = 'subscription';
 /** How much of an answer is read: SNS answers are a few hundred bytes; anything bigger is not SNS. */
 const MAX_RESPONSE_BYTES = 1024 * 1024;
-const MESSAGE_MAX = 500;
+/** The longest error message kept, in an {@link SnsError} and in a send outcome. */
+export const SNS_ERROR_MESSAGE_MAX = 500;
 
 export interface SnsClient {
   /** CreateTopic is idempotent: the handle's topic ARN, created on first use. Name: `${topicPrefix}${handle}`. */
@@ -202,6 +199,10 @@ export function snsTopicName(env: Env, handle: string): string {
 
 type Params = Record<string, string>;
 
+/**
+ * The client for this deployment's configuration. Credentials, region and endpoint are checked on the first request:
+ * what is missing or wrong is then a permanent {@link SnsError} saying what to configure.
+ */
 export function snsClient(env: Env): SnsClient {
   const { region } = config(env).aws;
   let aws: AwsClient | null = null;
@@ -216,9 +217,11 @@ export function snsClient(env: Env): SnsClient {
       const missing = [!accessKeyId && 'AWS_ACCESS_KEY_ID', !secretAccessKey && 'AWS_SECRET_ACCESS_KEY']
         .filter(Boolean)
         .join(' and ');
+      const both = missing.includes(' and ');
       throw new SnsError(
         'MissingCredentials',
-        `EMAIL_PROVIDER=sns but ${missing} ${missing.includes(' and ') ? 'are' : 'is'} not set: configure ${missing.includes(' and ') ? 'them' : 'it'} with wrangler secret put.`,
+        `EMAIL_PROVIDER=sns but ${missing} ${both ? 'are' : 'is'} not set: ` +
+          `configure ${both ? 'them' : 'it'} with wrangler secret put.`,
         0,
         true,
       );
@@ -258,7 +261,13 @@ export function snsClient(env: Env): SnsClient {
       const message = timedOut
         ? `SNS ${action} did not answer within ${SNS_TIMEOUT_MS / 1000} s.`
         : `SNS ${action} could not be reached: ${err instanceof Error ? err.message : String(err)}`;
-      throw new SnsError(timedOut ? 'Timeout' : 'NetworkError', message.slice(0, MESSAGE_MAX), 0, false, action);
+      throw new SnsError(
+        timedOut ? 'Timeout' : 'NetworkError',
+        message.slice(0, SNS_ERROR_MESSAGE_MAX),
+        0,
+        false,
+        action,
+      );
     }
     let text: string;
     try {
@@ -268,7 +277,7 @@ export function snsClient(env: Env): SnsClient {
         'NetworkError',
         `SNS ${action}: the answer broke off (${err instanceof Error ? err.message : String(err)}).`.slice(
           0,
-          MESSAGE_MAX,
+          SNS_ERROR_MESSAGE_MAX,
         ),
         res.status,
         false,
@@ -280,7 +289,7 @@ export function snsClient(env: Env): SnsClient {
     const detail = xmlText(text, 'Message')?.trim() || text.trim().slice(0, 200) || 'no error message';
     throw new SnsError(
       code,
-      `SNS ${action} failed: ${code}: ${detail}`.replace(/\s+/g, ' ').slice(0, MESSAGE_MAX),
+      `SNS ${action} failed: ${code}: ${detail}`.replace(/\s+/g, ' ').slice(0, SNS_ERROR_MESSAGE_MAX),
       res.status,
       isPermanentSnsError(code, res.status),
       action,
@@ -324,11 +333,12 @@ export function snsClient(env: Env): SnsClient {
 
   return {
     async ensureTopic(handle) {
-      const name = `${config(env).aws.topicPrefix}${handle}`;
+      const name = snsTopicName(env, handle);
       if (!TOPIC_NAME.test(name)) {
         throw new SnsError(
           'InvalidParameter',
-          `${JSON.stringify(name.slice(0, 300))} is not a valid SNS topic name (1–256 letters, digits, - and _): check SNS_TOPIC_PREFIX.`,
+          `${JSON.stringify(name.slice(0, 300))} is not a valid SNS topic name ` +
+            '(1–256 letters, digits, - and _): check SNS_TOPIC_PREFIX.',
           0,
           true,
           'CreateTopic',
@@ -469,268 +479,4 @@ export function snsSubject(subject: string): string {
     .trim();
   if (s.length > SNS_MAX_SUBJECT_CHARS) s = `${s.slice(0, SNS_MAX_SUBJECT_CHARS - 3).trimEnd()}...`;
   return s;
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Filter policy conversion
-// ---------------------------------------------------------------------------------------------------------------
-
-const SEVERITIES = ['info', 'warning', 'critical'] as const;
-const SNS_MAX_COMBINATIONS = 150;
-
-type SnsCondition = string | Record<string, unknown>;
-
-/**
- * Our filter policy → an SNS FilterPolicy on message attributes (the scope {@link SnsClient.subscribe} sets).
- *
- * - `type` and `severity` map directly: our conditions on them are SNS's own syntax. (`anything-but` with a suffix,
- *   or with numbers, has no SNS equivalent on a string attribute; `severity` is then listed exactly — it has three
- *   values — and `type` is widened, see below.)
- * - `eventTypes` (exact or `prefix.*`; `*`/empty/null = all) become a `type` condition list: exact strings and
- *   `{prefix: 'x.'}`. With a `type` key in the policy as well, the two are intersected; where a pair cannot be
- *   intersected in one SNS condition (a prefix pattern and a suffix or anything-but condition), the event-type prefix
- *   alone is kept — wider than ours — and `type` is reported in `unsupportedKeys`.
- * - `criticalOnly` narrows severity to `critical` (intersected with the policy's own severity conditions).
- * - `data.*` and `source` keys cannot be expressed on message attributes (we publish only type, severity and
- *   subscription): they are left out and returned in `unsupportedKeys` so the caller can explain.
- * - `subscriptionId` adds `subscription: [id]`, which {@link snsProvider} publishes with every mail: each publish
- *   then reaches exactly the one subscription it is for, and our own matching (which does enforce `data.*`) decides
- *   who gets what. Without it a publish reaches every subscription on the handle's topic whose type/severity
- *   conditions match — see the module comment of the provider.
- *
- * The SNS policy is never narrower than ours: when it would exceed SNS's 150 combinations, `type` is dropped (and
- * reported). No condition left → `policy: null` (no filter: every message of the topic).
- */
-export function toSnsFilterPolicy(input: {
-  eventTypes: string[] | null;
-  filterPolicy: Record<string, unknown[]> | null;
-  criticalOnly?: boolean;
-  subscriptionId?: string | null;
-}): { policy: Record<string, unknown> | null; unsupportedKeys: string[] } {
-  const unsupported: string[] = [];
-  const policy: Record<string, SnsCondition[]> = {};
-  const ours = input.filterPolicy ?? {};
-
-  for (const key of Object.keys(ours)) {
-    if (key !== 'type' && key !== 'severity') unsupported.push(key);
-  }
-
-  // type
-  const patterns = (input.eventTypes ?? []).filter((p) => typeof p === 'string' && p.length > 0);
-  const fromEventTypes: SnsCondition[] | null =
-    patterns.length === 0 || patterns.includes('*') ? null : dedupe(patterns.map(patternCondition));
-  const typeConditions = Array.isArray(ours.type) ? ours.type : null;
-  if (fromEventTypes && typeConditions) {
-    const { conditions, exact } = intersectTypes(patterns, typeConditions);
-    if (!exact) unsupported.push('type');
-    // Nothing satisfies both: `exists: false` on an attribute every publish carries never matches, as ours wouldn't.
-    policy.type = conditions.length > 0 ? conditions : [{ exists: false }];
-  } else if (fromEventTypes) {
-    policy.type = fromEventTypes;
-  } else if (typeConditions) {
-    if (typeConditions.every(isSnsStringCondition)) policy.type = typeConditions as SnsCondition[];
-    else unsupported.push('type');
-  }
-
-  // severity
-  const severityConditions = Array.isArray(ours.severity) ? ours.severity : null;
-  if (severityConditions && !input.criticalOnly && severityConditions.every(isSnsStringCondition)) {
-    policy.severity = severityConditions as SnsCondition[];
-  } else if (severityConditions || input.criticalOnly) {
-    // Exactly the severities both allow, listed.
-    const allowed = SEVERITIES.filter(
-      (s) =>
-        (!input.criticalOnly || s === 'critical') &&
-        (!severityConditions || severityConditions.some((c) => stringConditionHolds(c, s))),
-    );
-    policy.severity = allowed.length > 0 ? [...allowed] : [{ exists: false }];
-  }
-
-  if (input.subscriptionId) policy[SNS_SUBSCRIPTION_ATTRIBUTE] = [input.subscriptionId];
-
-  if (combinations(policy) > SNS_MAX_COMBINATIONS && policy.type) {
-    delete policy.type;
-    if (!unsupported.includes('type')) unsupported.push('type');
-  }
-
-  return { policy: Object.keys(policy).length > 0 ? policy : null, unsupportedKeys: [...new Set(unsupported)] };
-}
-
-function combinations(policy: Record<string, unknown[]>): number {
-  let n = 1;
-  for (const key of Object.keys(policy)) n *= policy[key]?.length ?? 1;
-  return n;
-}
-
-/** `order.*` → `{prefix: 'order.'}`; `order.paid` → `'order.paid'`. */
-function patternCondition(p: string): SnsCondition {
-  return p.endsWith('.*') ? { prefix: p.slice(0, -1) } : p;
-}
-
-function dedupe(conditions: SnsCondition[]): SnsCondition[] {
-  const seen = new Set<string>();
-  return conditions.filter((c) => {
-    const k = JSON.stringify(c);
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
-  });
-}
-
-/** A condition SNS evaluates on a String attribute exactly as our evaluator does on a string field. */
-function isSnsStringCondition(c: unknown): boolean {
-  if (typeof c === 'string') return true;
-  if (!isPlainObject(c)) return false;
-  const ops = Object.keys(c);
-  if (ops.length !== 1) return false;
-  const v = c[ops[0]!];
-  switch (ops[0]) {
-    case 'prefix':
-    case 'suffix':
-      return typeof v === 'string';
-    case 'exists':
-      return typeof v === 'boolean';
-    case 'anything-but':
-      if (typeof v === 'string') return true;
-      if (Array.isArray(v)) return v.length > 0 && v.every((x) => typeof x === 'string');
-      return isPlainObject(v) && Object.keys(v).length === 1 && typeof v.prefix === 'string';
-    default:
-      return false;
-  }
-}
-
-/** Our semantics of one condition on a present string value (mirrors lib/filter-policy.ts for string fields). */
-function stringConditionHolds(c: unknown, value: string): boolean {
-  if (typeof c === 'string') return c === value;
-  if (!isPlainObject(c)) return false;
-  if ('exists' in c) return c.exists === true;
-  if (typeof c.prefix === 'string') return value.startsWith(c.prefix);
-  if (typeof c.suffix === 'string') return value.endsWith(c.suffix);
-  if ('anything-but' in c) {
-    const ab = c['anything-but'];
-    if (Array.isArray(ab)) return !ab.includes(value);
-    if (isPlainObject(ab)) {
-      if (typeof ab.prefix === 'string') return !value.startsWith(ab.prefix);
-      if (typeof ab.suffix === 'string') return !value.endsWith(ab.suffix);
-      return true;
-    }
-    return ab !== value;
-  }
-  return false;
-}
-
-/**
- * eventTypes ∧ type conditions as one SNS condition list. `exact` is false when some pair had to be widened to the
- * event-type prefix alone.
- */
-function intersectTypes(patterns: string[], conditions: unknown[]): { conditions: SnsCondition[]; exact: boolean } {
-  const out: SnsCondition[] = [];
-  let exact = true;
-  for (const p of patterns) {
-    if (!p.endsWith('.*')) {
-      // An exact type: keep it when any condition holds for it.
-      if (conditions.some((c) => stringConditionHolds(c, p))) out.push(p);
-      continue;
-    }
-    const prefix = p.slice(0, -1);
-    for (const c of conditions) {
-      if (typeof c === 'string') {
-        if (c.length > prefix.length && c.startsWith(prefix)) out.push(c);
-      } else if (isPlainObject(c) && typeof c.prefix === 'string' && Object.keys(c).length === 1) {
-        if (c.prefix.startsWith(prefix)) out.push({ prefix: c.prefix });
-        else if (prefix.startsWith(c.prefix)) out.push({ prefix });
-      } else if (isPlainObject(c) && 'exists' in c) {
-        if (c.exists === true) out.push({ prefix });
-      } else {
-        // suffix / anything-but under a prefix: SNS has no AND within a key; keep the wider prefix.
-        out.push({ prefix });
-        exact = false;
-      }
-    }
-  }
-  return { conditions: dedupe(out), exact };
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Provider
-// ---------------------------------------------------------------------------------------------------------------
-
-/** Topic ARNs per isolate (`endpoint \n region \n topic name` → ARN): CreateTopic once, not once per mail. */
-const topicArns = new Map<string, string>();
-const TOPIC_CACHE_MAX = 1000;
-
-/**
- * An EmailProvider whose send() publishes to the handle's topic, mapping SnsError to the permanent/transient
- * outcome.
- *
- * What SNS cannot do, refused as permanent failures rather than sent somewhere else:
- * - a mail for no subscription (platform alert, support mail: `meta.subscriptionId` null) — SNS mails only
- *   addresses subscribed to the topic, and a publish would reach the handle's subscribers instead;
- * - our own double opt-in mail (`email.confirmation`) — SNS sends its own confirmation when the subscription is
- *   created, and delivers nothing to a pending address; publishing ours would at best vanish and at worst (a
- *   subscription without the `subscription` key in its filter) hand the confirmation link to other subscribers.
- */
-export function snsProvider(env: Env): EmailProvider {
-  const client = snsClient(env);
-  const fail = (message: string, permanent = true): SendOutcome => ({
-    ok: false,
-    permanent,
-    message: message.slice(0, MESSAGE_MAX),
-  });
-
-  function cacheKey(handle: string): string {
-    const { snsApiUrl, region } = config(env).aws;
-    return `${snsApiUrl ?? ''}\n${region}\n${snsTopicName(env, handle)}`;
-  }
-
-  async function topicArn(handle: string): Promise<string> {
-    const cached = topicArns.get(cacheKey(handle));
-    if (cached) return cached;
-    const arn = await client.ensureTopic(handle);
-    if (topicArns.size >= TOPIC_CACHE_MAX) topicArns.clear();
-    topicArns.set(cacheKey(handle), arn);
-    return arn;
-  }
-
-  function forgetTopicArn(handle: string): void {
-    topicArns.delete(cacheKey(handle));
-  }
-
-  return {
-    name: 'sns',
-    async send(mail: OutgoingMail, meta: SendMeta): Promise<SendOutcome> {
-      if (!meta.subscriptionId) {
-        return fail(
-          `EMAIL_PROVIDER=sns delivers only to addresses subscribed to the handle's SNS topic; ${mail.to.email} has no subscription (platform alert or support mail), so nothing was published.`,
-        );
-      }
-      if (meta.eventType === 'email.confirmation') {
-        return fail(
-          'EMAIL_PROVIDER=sns: AWS SNS sends its own confirmation mail when the subscription is created and delivers nothing to a pending address, so our confirmation mail was not published.',
-        );
-      }
-      const input = {
-        subject: mail.subject,
-        message: mail.text,
-        attributes: { type: meta.eventType, severity: meta.severity, subscription: meta.subscriptionId },
-      };
-      try {
-        const arn = await topicArn(meta.handle);
-        try {
-          return { ok: true, providerMessageId: await client.publish(arn, input) };
-        } catch (err) {
-          if (err instanceof SnsError && err.code === 'NotFound') {
-            // The topic was deleted behind our back, and every subscription with it. Re-creating it here would make
-            // the publish "succeed" to nobody: fail loudly instead (the subscriptions' ARN checks will say stale).
-            forgetTopicArn(meta.handle);
-            return fail(`${err.message} — the handle's SNS topic no longer exists, so neither do its subscriptions.`);
-          }
-          throw err;
-        }
-      } catch (err) {
-        if (err instanceof SnsError) return fail(err.message, err.permanent);
-        return fail(`SNS send failed: ${err instanceof Error ? err.message : String(err)}`, false);
-      }
-    },
-  };
 }
