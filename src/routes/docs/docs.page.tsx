@@ -43,6 +43,8 @@ function Schema(props: { schema: unknown }) {
 function Lines(props: { text: string }) {
   return <>{props.text.split('\n').map((line, i) => (i ? [<br />, line] : line))}</>;
 }
+/** An element id for a tag: ids cannot hold spaces, and a tag name such as `Email Subscriptions` does. */
+const tagId = (tag: string) => `tag-${tag.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`;
 
 function Operation(props: { path: string; method: string; op: Json }) {
   const { path, method, op } = props;
@@ -148,14 +150,14 @@ export function renderDocsPage(doc: Json) {
           </p>
           <nav>
             {[...byTag.keys()].map((t) => (
-              <a href={`#tag-${t}`}>{t}</a>
+              <a href={`#${tagId(t)}`}>{t}</a>
             ))}
             <a href="#problems">Problem types</a>
             <a href="#schemas">Schemas</a>
           </nav>
           {[...byTag.entries()].map(([tag, ops]) => (
             <>
-              <h2 id={`tag-${tag}`}>{tag}</h2>
+              <h2 id={tagId(tag)}>{tag}</h2>
               {ops.map((o) => (
                 <Operation path={o.path} method={o.method} op={o.op} />
               ))}
