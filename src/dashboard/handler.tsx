@@ -7,7 +7,6 @@
  * else) and `GET /v2/handles` (the handle switcher).
  */
 import type { Context } from 'hono';
-import { raw } from 'hono/html';
 import type { Child } from 'hono/jsx';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { AppEnv } from '../env.ts';
@@ -51,14 +50,7 @@ export const baseFrame = (c: C, title: string, extra: Partial<PageFrame> = {}): 
 
 /** Renders `body` in the page layout. */
 export const render = (c: C, frame: PageFrame, body: Child, status = 200) =>
-  c.html(
-    <>
-      {/* The doctype keeps browsers in standards mode; JSX has no way to write one. */}
-      {raw('<!doctype html>')}
-      <Layout frame={frame}>{body}</Layout>
-    </>,
-    status as ContentfulStatusCode,
-  );
+  c.html(<Layout frame={frame}>{body}</Layout>, status as ContentfulStatusCode);
 
 /** A problem as the whole page, with its status. */
 export const renderProblem = (c: C, frame: PageFrame, problem: Problem, signedIn: boolean) =>

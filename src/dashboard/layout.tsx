@@ -3,7 +3,9 @@
  * copying (request id, deployment id, resource ids), problem boxes, status badges, the 24 h sparkline and the
  * "Report a problem" form. Server-rendered with hono/jsx; everything is escaped by JSX.
  */
+
 import type { Child, FC, PropsWithChildren } from 'hono/jsx';
+import { HtmlDocument } from '../http/html.tsx';
 import type { EventType, MyHandle } from './answers.ts';
 import type { Problem } from './api.ts';
 
@@ -223,7 +225,7 @@ export const Layout: FC<PropsWithChildren<{ frame: PageFrame }>> = ({ frame, chi
   ];
   if (handle) ids.splice(0, 0, { label: 'Handle', value: handle });
   return (
-    <html lang="en">
+    <HtmlDocument>
       <head>
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
@@ -291,7 +293,7 @@ export const Layout: FC<PropsWithChildren<{ frame: PageFrame }>> = ({ frame, chi
           ) : null}
         </footer>
       </body>
-    </html>
+    </HtmlDocument>
   );
 };
 

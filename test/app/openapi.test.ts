@@ -53,6 +53,7 @@ describe('OpenAPI document', () => {
     const res = await call('GET', '/docs');
     expect(res.headers.get('content-type')).toMatch(/text\/html/);
     const html = await res.text();
+    expect(html.startsWith('<!doctype html><html lang="en">')).toBe(true);
     for (const path of Object.keys(doc.paths)) expect(html).toContain(path.replace(/&/g, '&amp;'));
     expect(html).toContain('id="problem-validation"');
     expect(html).not.toMatch(/<script[^>]+src=|https:\/\/(?:cdn|fonts)\./);

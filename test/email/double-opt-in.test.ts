@@ -54,7 +54,9 @@ describe('double opt-in', () => {
 
     const page = await devCall('GET', link, { headers: { accept: 'text/html' } });
     expect(page.status).toBe(200);
-    expect(await page.text()).toContain('<form method="post"');
+    const pageHtml = await page.text();
+    expect(pageHtml.startsWith('<!doctype html><html lang="en">')).toBe(true);
+    expect(pageHtml).toContain('<form method="post"');
     expect((await statusOf(id)).status).toBe('pending_confirmation');
 
     const confirmed = await devCall('POST', link, { headers: { accept: 'text/html' } });

@@ -2,7 +2,7 @@
  * The HTML view of `GET /dev/mailbox` (dev.routes.ts): every mail sent locally, newest first, with its headers and
  * text body. Everything is escaped by JSX; links in the text bodies (confirm, unsubscribe) are made clickable.
  */
-import { raw } from 'hono/html';
+import { HtmlDocument } from '../../http/html.tsx';
 
 // A constant of ours, so it goes in as is (style content is raw text in HTML: escaping would change it).
 const CSS =
@@ -29,39 +29,36 @@ function Linkified(props: { text: string }) {
 
 export function mailboxPage(mails: ShownMail[]) {
   return (
-    <>
-      {raw('<!doctype html>')}
-      <html lang="en">
-        <head>
-          <meta charset="utf-8" />
-          <meta name="viewport" content="width=device-width, initial-scale=1" />
-          <title>Local mailbox</title>
-          <style dangerouslySetInnerHTML={{ __html: CSS }} />
-        </head>
-        <body>
-          <h1>Local mailbox</h1>
-          <p>{mails.length} mail(s), newest first. Only in development.</p>
-          {mails.map((m) => (
-            <article id={m.id}>
-              <h2>{m.subject}</h2>
-              <p>
-                To {m.to} · from {m.from} · {m.createdAt} · via {m.provider}
-              </p>
-              <details>
-                <summary>Headers</summary>
-                <pre>
-                  {Object.entries(m.headers)
-                    .map(([k, v]) => `${k}: ${v}\n`)
-                    .join('')}
-                </pre>
-              </details>
+    <HtmlDocument>
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>Local mailbox</title>
+        <style dangerouslySetInnerHTML={{ __html: CSS }} />
+      </head>
+      <body>
+        <h1>Local mailbox</h1>
+        <p>{mails.length} mail(s), newest first. Only in development.</p>
+        {mails.map((m) => (
+          <article id={m.id}>
+            <h2>{m.subject}</h2>
+            <p>
+              To {m.to} · from {m.from} · {m.createdAt} · via {m.provider}
+            </p>
+            <details>
+              <summary>Headers</summary>
               <pre>
-                <Linkified text={m.text} />
+                {Object.entries(m.headers)
+                  .map(([k, v]) => `${k}: ${v}\n`)
+                  .join('')}
               </pre>
-            </article>
-          ))}
-        </body>
-      </html>
-    </>
+            </details>
+            <pre>
+              <Linkified text={m.text} />
+            </pre>
+          </article>
+        ))}
+      </body>
+    </HtmlDocument>
   );
 }

@@ -3,7 +3,7 @@
  * schemas, and the problem types (anchors `#problem-<type>` are what problem `type` URIs point at). Everything from
  * the document is escaped by JSX.
  */
-import { raw } from 'hono/html';
+import { HtmlDocument } from '../../http/html.tsx';
 import { PROBLEM_TYPES } from '../../lib/problem.ts';
 
 type Json = Record<string, unknown>;
@@ -130,64 +130,61 @@ export function renderDocsPage(doc: Json) {
   }
   const schemas = ((doc.components as Json | undefined)?.schemas as Record<string, unknown>) ?? {};
   return (
-    <>
-      {raw('<!doctype html>')}
-      <html lang="en">
-        <head>
-          <meta charset="utf-8" />
-          <meta name="viewport" content="width=device-width, initial-scale=1" />
-          <title>{text(info.title)} — API reference</title>
-          <style dangerouslySetInnerHTML={{ __html: CSS }} />
-        </head>
-        <body>
-          <h1>
-            {text(info.title)} <small>{text(info.version)}</small>
-          </h1>
-          <p>{text(info.description)}</p>
-          <p>
-            Machine-readable: <a href="/v2/openapi.json">/v2/openapi.json</a> (OpenAPI 3.1). Authenticate with{' '}
-            <code>{'Authorization: Bearer <JWT or personal access token>'}</code>.
-          </p>
-          <nav>
-            {[...byTag.keys()].map((t) => (
-              <a href={`#${tagId(t)}`}>{t}</a>
+    <HtmlDocument>
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>{text(info.title)} — API reference</title>
+        <style dangerouslySetInnerHTML={{ __html: CSS }} />
+      </head>
+      <body>
+        <h1>
+          {text(info.title)} <small>{text(info.version)}</small>
+        </h1>
+        <p>{text(info.description)}</p>
+        <p>
+          Machine-readable: <a href="/v2/openapi.json">/v2/openapi.json</a> (OpenAPI 3.1). Authenticate with{' '}
+          <code>{'Authorization: Bearer <JWT or personal access token>'}</code>.
+        </p>
+        <nav>
+          {[...byTag.keys()].map((t) => (
+            <a href={`#${tagId(t)}`}>{t}</a>
+          ))}
+          <a href="#problems">Problem types</a>
+          <a href="#schemas">Schemas</a>
+        </nav>
+        {[...byTag.entries()].map(([tag, ops]) => (
+          <>
+            <h2 id={tagId(tag)}>{tag}</h2>
+            {ops.map((o) => (
+              <Operation path={o.path} method={o.method} op={o.op} />
             ))}
-            <a href="#problems">Problem types</a>
-            <a href="#schemas">Schemas</a>
-          </nav>
-          {[...byTag.entries()].map(([tag, ops]) => (
+          </>
+        ))}
+        <h2 id="problems">Problem types</h2>
+        <p>
+          Errors are <code>application/problem+json</code> (RFC 9457) with <code>type</code>, <code>title</code>,{' '}
+          <code>status</code>, <code>detail</code>, <code>instance</code> and <code>requestId</code>; validation errors
+          add <code>errors[]</code> of <code>{'{path, message}'}</code>.
+        </p>
+        <dl>
+          {Object.entries(PROBLEM_TYPES).map(([type, p]) => (
             <>
-              <h2 id={tagId(tag)}>{tag}</h2>
-              {ops.map((o) => (
-                <Operation path={o.path} method={o.method} op={o.op} />
-              ))}
+              <dt id={`problem-${type}`}>
+                <code>{type}</code> — {p.status}
+              </dt>
+              <dd>{p.title}</dd>
             </>
           ))}
-          <h2 id="problems">Problem types</h2>
-          <p>
-            Errors are <code>application/problem+json</code> (RFC 9457) with <code>type</code>, <code>title</code>,{' '}
-            <code>status</code>, <code>detail</code>, <code>instance</code> and <code>requestId</code>; validation
-            errors add <code>errors[]</code> of <code>{'{path, message}'}</code>.
-          </p>
-          <dl>
-            {Object.entries(PROBLEM_TYPES).map(([type, p]) => (
-              <>
-                <dt id={`problem-${type}`}>
-                  <code>{type}</code> — {p.status}
-                </dt>
-                <dd>{p.title}</dd>
-              </>
-            ))}
-          </dl>
-          <h2 id="schemas">Schemas</h2>
-          {Object.entries(schemas).map(([name, s]) => (
-            <>
-              <h3 id={`schema-${name}`}>{name}</h3>
-              <pre>{JSON.stringify(s, null, 2)}</pre>
-            </>
-          ))}
-        </body>
-      </html>
-    </>
+        </dl>
+        <h2 id="schemas">Schemas</h2>
+        {Object.entries(schemas).map(([name, s]) => (
+          <>
+            <h3 id={`schema-${name}`}>{name}</h3>
+            <pre>{JSON.stringify(s, null, 2)}</pre>
+          </>
+        ))}
+      </body>
+    </HtmlDocument>
   );
 }

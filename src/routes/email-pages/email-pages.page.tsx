@@ -2,8 +2,9 @@
  * The pages a person sees after following a link in a mail (email-pages.routes.ts): a small self-contained page with
  * one message or one button. Everything shown is escaped by JSX.
  */
-import { raw } from 'hono/html';
+
 import type { Child } from 'hono/jsx';
+import { HtmlDocument } from '../../http/html.tsx';
 
 // A constant of ours, so it goes in as is (style content is raw text in HTML: escaping would change it).
 const CSS =
@@ -13,21 +14,18 @@ const CSS =
 
 function Page(props: { title: string; children?: Child }) {
   return (
-    <>
-      {raw('<!doctype html>')}
-      <html lang="en">
-        <head>
-          <meta charset="utf-8" />
-          <meta name="viewport" content="width=device-width, initial-scale=1" />
-          <title>{props.title}</title>
-          <style dangerouslySetInnerHTML={{ __html: CSS }} />
-        </head>
-        <body>
-          <h1>{props.title}</h1>
-          {props.children}
-        </body>
-      </html>
-    </>
+    <HtmlDocument>
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>{props.title}</title>
+        <style dangerouslySetInnerHTML={{ __html: CSS }} />
+      </head>
+      <body>
+        <h1>{props.title}</h1>
+        {props.children}
+      </body>
+    </HtmlDocument>
   );
 }
 
