@@ -110,6 +110,25 @@ function isReservedHeader(lowerName: string): boolean {
 }
 
 /**
+ * A mail's custom headers, checked and cleaned, for whoever puts them on the wire (this builder, or a provider's API
+ * that takes headers as JSON): names must be RFC 7230 tokens of at most 64 characters, none reserved (`setBy` says
+ * who sets those instead) and none twice; CR/LF and other control characters never reach a value. Throws on the
+ * first bad one, so nothing is sent.
+ */
+export function checkedCustomHeaders(headers: Record<string, string> | undefined, setBy: string): [string, string][] {
+  const seen = new Set<string>();
+  return Object.entries(headers ?? {}).map(([name, value]) => {
+    const lower = name.toLowerCase();
+    if (!TOKEN.test(name) || name.length > MAX_HEADER_NAME)
+      throw new Error(`invalid header name: ${JSON.stringify(name.slice(0, 100))}`);
+    if (isReservedHeader(lower)) throw new Error(`header ${name} is set by ${setBy} and cannot be overridden`);
+    if (seen.has(lower)) throw new Error(`header ${name} given twice`);
+    seen.add(lower);
+    return [name, sanitizeHeaderValue(String(value))];
+  });
+}
+
+/**
  * Builds the raw message: CRLF line endings, multipart/alternative (text/plain then text/html, both UTF-8,
  * quoted-printable or base64), RFC 2047 encoded-words for non-ASCII subject and display names, Message-ID (generated
  * if absent, `<random@domain-of-from>`), Date, MIME-Version.
@@ -134,16 +153,8 @@ export function buildMimeMessage(mail: OutgoingMail): string {
   lines.push(unstructuredHeader('Subject', sanitizeHeaderValue(mail.subject)));
   lines.push('MIME-Version: 1.0');
 
-  const seen = new Set<string>();
-  for (const [name, value] of Object.entries(mail.headers ?? {})) {
-    const lower = name.toLowerCase();
-    if (!TOKEN.test(name) || name.length > MAX_HEADER_NAME)
-      throw new Error(`invalid header name: ${JSON.stringify(name.slice(0, 100))}`);
-    if (isReservedHeader(lower))
-      throw new Error(`header ${name} is set by the message builder and cannot be overridden`);
-    if (seen.has(lower)) throw new Error(`header ${name} given twice`);
-    seen.add(lower);
-    lines.push(customHeader(name, sanitizeHeaderValue(String(value))));
+  for (const [name, value] of checkedCustomHeaders(mail.headers, 'the message builder')) {
+    lines.push(customHeader(name, value));
   }
 
   const text = encodeBody(mail.text);

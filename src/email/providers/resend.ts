@@ -16,7 +16,13 @@
  */
 import type { RunContext } from '../../env.ts';
 import { sha256Hex } from '../../lib/crypto.ts';
-import { assertMailAddress, type MailAddress, type OutgoingMail, sanitizeHeaderValue } from '../mime.ts';
+import {
+  assertMailAddress,
+  checkedCustomHeaders,
+  type MailAddress,
+  type OutgoingMail,
+  sanitizeHeaderValue,
+} from '../mime.ts';
 import type { EmailProvider, SendMeta, SendOutcome } from '../provider.ts';
 
 const RESEND_TIMEOUT_MS = 15_000;
@@ -40,24 +46,6 @@ export interface ResendProviderOptions {
   timeoutMs?: number;
 }
 
-// RFC 7230 token, as mime.ts accepts for custom headers.
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/;
-/** Headers Resend sets from the body's fields (or that would add recipients): never passed through `headers`. */
-const RESERVED_HEADERS = new Set([
-  'from',
-  'to',
-  'cc',
-  'bcc',
-  'reply-to',
-  'sender',
-  'subject',
-  'date',
-  'message-id',
-  'mime-version',
-  'return-path',
-  'received',
-  'dkim-signature',
-]);
 // atext and single spaces: a display name that needs no quoting.
 const PLAIN_PHRASE = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
 
@@ -77,18 +65,7 @@ function tagValue(value: string): string {
 
 /** The request body for one mail. Throws on an invalid address or custom header (nothing is sent then). */
 export function resendRequestBody(mail: OutgoingMail, meta: SendMeta): ResendEmailRequest {
-  const headers: Record<string, string> = {};
-  const seen = new Set<string>();
-  for (const [name, value] of Object.entries(mail.headers ?? {})) {
-    const lower = name.toLowerCase();
-    if (!TOKEN.test(name)) throw new Error(`invalid header name: ${JSON.stringify(name.slice(0, 100))}`);
-    if (RESERVED_HEADERS.has(lower) || lower.startsWith('content-') || lower.startsWith('resent-')) {
-      throw new Error(`header ${name} is set by the provider and cannot be overridden`);
-    }
-    if (seen.has(lower)) throw new Error(`header ${name} given twice`);
-    seen.add(lower);
-    headers[name] = sanitizeHeaderValue(String(value));
-  }
+  const headers = Object.fromEntries(checkedCustomHeaders(mail.headers, 'the provider'));
   const tags = [
     ...(meta.subscriptionId ? [{ name: 'subscription_id', value: tagValue(meta.subscriptionId) }] : []),
     { name: 'delivery_id', value: tagValue(meta.deliveryId) },
@@ -100,7 +77,7 @@ export function resendRequestBody(mail: OutgoingMail, meta: SendMeta): ResendEma
     text: mail.text,
     html: mail.html,
     ...(mail.replyTo ? { reply_to: formatResendAddress(mail.replyTo) } : {}),
-    ...(seen.size ? { headers } : {}),
+    ...(Object.keys(headers).length ? { headers } : {}),
     tags,
   };
 }
