@@ -87,7 +87,9 @@ export function installProblemHandling(app: OpenAPIHono<AppEnv>): void {
       return render(
         c,
         problems.unavailable(
-          'The database did not answer or did not confirm the write, which may or may not have been applied. Retry the request: an event with a sourceEventId is never stored twice; before retrying another create, list the resource to see whether it exists.',
+          'The database did not answer or did not confirm the write, which may or may not have been applied. ' +
+            'Retry the request: an event with a sourceEventId is never stored twice; before retrying another ' +
+            'create, list the resource to see whether it exists.',
         ),
       );
     }

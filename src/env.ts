@@ -30,7 +30,9 @@ export interface Config {
     region: string;
     snsApiUrl: string | null;
     topicPrefix: string;
-    /** Host patterns (`*` = one DNS label) SNS signing certificates and SubscribeURLs may come from (SNS_CERT_HOSTS). */
+    /**
+     * Host patterns (`*` = one DNS label) SNS signing certificates and SubscribeURLs may come from (SNS_CERT_HOSTS).
+     */
     certHosts: string[];
   };
   platformAlertEmail: string | null;

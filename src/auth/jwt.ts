@@ -1,6 +1,6 @@
 /**
- * JWT verification with jose (docs/design.md#identity-access-and-limits): HS256 with a shared secret locally, or a JWKS URL (RS256/ES256) in
- * production; an algorithm allow-list; `exp` required; `iss`/`aud` checked when configured.
+ * JWT verification with jose (docs/design.md#identity-access-and-limits): HS256 with a shared secret locally, or a JWKS
+ * URL (RS256/ES256) in production; an algorithm allow-list; `exp` required; `iss`/`aud` checked when configured.
  */
 import { createRemoteJWKSet, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from 'jose';
 

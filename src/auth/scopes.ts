@@ -30,7 +30,10 @@ export function parseScopes(claim: unknown): Set<Scope> {
   return new Set(claim.split(/\s+/).filter((s): s is Scope => KNOWN.has(s)));
 }
 
-/** Scopes every authenticated user holds whatever their token says (docs/design.md#routes: anyone may file a support report). */
+/**
+ * Scopes every authenticated user holds whatever their token says (docs/design.md#routes: anyone may file a support
+ * report).
+ */
 export const IMPLICIT_SCOPES: readonly Scope[] = ['support:write'];
 
 /** The scopes of `required` that `held` lacks. */

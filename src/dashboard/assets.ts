@@ -1,24 +1,32 @@
 /**
  * The dashboard's only stylesheet and script, served by the Worker itself (no CDN, no build step). The Content
  * Security Policy allows nothing else, so no page can load anything from another origin.
+ *
+ * A backslash at the end of a line inside these templates is a line continuation: the served text has no line break
+ * there, so a long rule or statement reads across two source lines and is served exactly as written on one.
  */
 
 export const DASHBOARD_CSS = `
-:root{--fg:#1a1a1a;--muted:#4a4a4a;--bg:#fff;--panel:#f4f5f7;--line:#c9ccd1;--accent:#0b57d0;--ok:#0a6b2d;--warn:#8a4b00;--bad:#b3261e;--okbg:#e3f4e8;--warnbg:#fff4e0;--badbg:#fdecea}
+:root{--fg:#1a1a1a;--muted:#4a4a4a;--bg:#fff;--panel:#f4f5f7;--line:#c9ccd1;--accent:#0b57d0;--ok:#0a6b2d;\
+--warn:#8a4b00;--bad:#b3261e;--okbg:#e3f4e8;--warnbg:#fff4e0;--badbg:#fdecea}
 *{box-sizing:border-box}
 html{-webkit-text-size-adjust:100%}
-body{margin:0;overflow-wrap:break-word;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
+body{margin:0;overflow-wrap:break-word;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;\
+color:var(--fg);background:var(--bg)}
 a{color:var(--accent)}
-a:focus-visible,button:focus-visible,input:focus-visible,select:focus-visible,textarea:focus-visible,summary:focus-visible{outline:3px solid #f5a623;outline-offset:2px}
+a:focus-visible,button:focus-visible,input:focus-visible,select:focus-visible,textarea:focus-visible,\
+summary:focus-visible{outline:3px solid #f5a623;outline-offset:2px}
 .skip{position:absolute;left:-999px;top:0;background:#fff;padding:.5rem}
 .skip:focus{left:.5rem;z-index:10}
-header.top{background:#13233a;color:#fff;padding:.5rem 1rem;display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center}
+header.top{background:#13233a;color:#fff;padding:.5rem 1rem;display:flex;flex-wrap:wrap;gap:.5rem 1rem;\
+align-items:center}
 header.top a{color:#fff}
 header.top .role{font-size:.875rem}
 header.top .brand{font-weight:700;text-decoration:none;margin-right:auto}
 header.top form{display:flex;gap:.25rem;align-items:center;margin:0}
 header.top label{font-size:.875rem}
-nav.tabs{display:flex;flex-wrap:wrap;gap:.25rem;padding:.5rem 1rem;border-bottom:1px solid var(--line);background:var(--panel)}
+nav.tabs{display:flex;flex-wrap:wrap;gap:.25rem;padding:.5rem 1rem;border-bottom:1px solid var(--line);\
+background:var(--panel)}
 nav.tabs a{padding:.25rem .6rem;border-radius:4px;text-decoration:none}
 nav.tabs a[aria-current=page]{background:var(--accent);color:#fff}
 main{max-width:72rem;margin:0 auto;padding:1rem}
@@ -30,24 +38,29 @@ h3{font-size:1rem;margin:1rem 0 .25rem}
 .notice.ok{border-color:var(--ok);background:var(--okbg)}
 .notice.warn{border-color:var(--warn);background:var(--warnbg)}
 .notice.bad{border-color:var(--bad);background:var(--badbg)}
-.badge{display:inline-block;padding:0 .45rem;border-radius:999px;font-size:.8rem;font-weight:600;border:1px solid currentColor;white-space:nowrap}
+.badge{display:inline-block;padding:0 .45rem;border-radius:999px;font-size:.8rem;font-weight:600;\
+border:1px solid currentColor;white-space:nowrap}
 .badge.ok{color:var(--ok)}.badge.warn{color:var(--warn)}.badge.bad{color:var(--bad)}.badge.muted{color:var(--muted)}
 .scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
 table{border-collapse:collapse;width:100%;font-size:.925rem}
 th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
 th{background:var(--panel)}
 code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85rem;overflow-wrap:anywhere}
-pre{white-space:pre-wrap;background:var(--panel);border:1px solid var(--line);padding:.5rem;margin:.25rem 0;max-height:20rem;overflow:auto}
+pre{white-space:pre-wrap;background:var(--panel);border:1px solid var(--line);padding:.5rem;margin:.25rem 0;\
+max-height:20rem;overflow:auto}
 form.stack{display:grid;gap:.5rem;max-width:40rem}
 form.inline{display:inline-flex;flex-wrap:wrap;gap:.25rem;align-items:center;margin:.1rem 0}
 label{font-weight:600}
 .field{display:grid;gap:.15rem}
 .hint{font-weight:400;color:var(--muted);font-size:.875rem}
-input[type=text],input[type=email],input[type=url],input[type=password],input[type=datetime-local],select,textarea{font:inherit;padding:.4rem .5rem;border:1px solid #767676;border-radius:4px;width:100%;max-width:40rem;background:#fff;color:var(--fg)}
+input[type=text],input[type=email],input[type=url],input[type=password],input[type=datetime-local],select,\
+textarea{font:inherit;padding:.4rem .5rem;border:1px solid #767676;border-radius:4px;width:100%;max-width:40rem;\
+background:#fff;color:var(--fg)}
 textarea{min-height:6rem;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85rem}
 header.top select{width:auto;padding:.2rem}
 form.inline input,form.inline select{width:auto;max-width:100%}
-button,.button{font:inherit;padding:.35rem .8rem;border-radius:4px;border:1px solid var(--accent);background:var(--accent);color:#fff;cursor:pointer;text-decoration:none;display:inline-block}
+button,.button{font:inherit;padding:.35rem .8rem;border-radius:4px;border:1px solid var(--accent);\
+background:var(--accent);color:#fff;cursor:pointer;text-decoration:none;display:inline-block}
 button.secondary,.button.secondary{background:#fff;color:var(--accent)}
 button.danger{background:var(--bad);border-color:var(--bad)}
 header.top button{background:#fff;color:#13233a;border-color:#fff;padding:.15rem .5rem}
@@ -59,13 +72,15 @@ dl.kv dt{font-weight:600}
 dl.kv dd{margin:0;overflow-wrap:anywhere}
 .ids{font-size:.875rem;color:var(--muted)}
 .copy{font-size:.8rem;padding:.05rem .4rem;margin-left:.25rem}
-.secret{font-size:1rem;padding:.5rem;background:#fff;border:2px dashed var(--warn);display:inline-block;overflow-wrap:anywhere}
+.secret{font-size:1rem;padding:.5rem;background:#fff;border:2px dashed var(--warn);display:inline-block;\
+overflow-wrap:anywhere}
 svg.spark{vertical-align:middle}
 footer.page{max-width:72rem;margin:2rem auto 1rem;padding:0 1rem;border-top:1px solid var(--line)}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(16rem,1fr));gap:.75rem}
 ul.findings{padding-left:1.2rem}
 .sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
-@media (max-width:40rem){main{padding:.5rem}.scroll table{min-width:36rem}h1{font-size:1.25rem}dl.kv{grid-template-columns:1fr}dl.kv dt{margin-top:.35rem}th,td{padding:.3rem}}
+@media (max-width:40rem){main{padding:.5rem}.scroll table{min-width:36rem}h1{font-size:1.25rem}\
+dl.kv{grid-template-columns:1fr}dl.kv dt{margin-top:.35rem}th,td{padding:.3rem}}
 `;
 
 /** Copy buttons (`data-copy` names the element whose text is copied) and confirmations on destructive forms. */
@@ -76,9 +91,12 @@ document.addEventListener('click', function (e) {
   var el = document.getElementById(b.getAttribute('data-copy'));
   if (!el) return;
   var text = el.textContent.trim();
-  var done = function () { var t = b.textContent; b.textContent = 'Copied'; setTimeout(function () { b.textContent = t; }, 1500); };
-  if (navigator.clipboard && navigator.clipboard.writeText) navigator.clipboard.writeText(text).then(done, function () {});
-  else { var r = document.createRange(); r.selectNodeContents(el); var s = getSelection(); s.removeAllRanges(); s.addRange(r); document.execCommand('copy'); done(); }
+  var done = function () { var t = b.textContent; b.textContent = 'Copied'; \
+setTimeout(function () { b.textContent = t; }, 1500); };
+  if (navigator.clipboard && navigator.clipboard.writeText) \
+navigator.clipboard.writeText(text).then(done, function () {});
+  else { var r = document.createRange(); r.selectNodeContents(el); var s = getSelection(); s.removeAllRanges(); \
+s.addRange(r); document.execCommand('copy'); done(); }
 });
 document.addEventListener('submit', function (e) {
   var f = e.target;

@@ -128,7 +128,9 @@ export const Notice: FC<PropsWithChildren<{ tone?: 'ok' | 'warn' | 'bad' }>> = (
   </div>
 );
 
-/** Hourly bars of the last 24 h: height = attempts, green part = succeeded. Inline SVG, described for screen readers. */
+/**
+ * Hourly bars of the last 24 h: height = attempts, green part = succeeded. Inline SVG, described for screen readers.
+ */
 export const Sparkline: FC<{ buckets: { ok: number; failed: number }[] }> = ({ buckets }) => {
   const max = Math.max(1, ...buckets.map((b) => b.ok + b.failed));
   const ok = buckets.reduce((n, b) => n + b.ok, 0);

@@ -62,7 +62,10 @@ export const accessTokens = sqliteTable(
   (t) => [uniqueIndex('access_tokens_hash_uq').on(t.tokenHash), index('access_tokens_user_idx').on(t.userId, t.id)],
 );
 
-/** Per-handle delivery settings (docs/design.md#events-settings-and-matching). One row per handle, created with the handle. */
+/**
+ * Per-handle delivery settings (docs/design.md#events-settings-and-matching). One row per handle, created with the
+ * handle.
+ */
 export const notificationSettings = sqliteTable('notification_settings', {
   handle: text('handle')
     .primaryKey()

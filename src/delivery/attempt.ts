@@ -56,7 +56,10 @@ export function eventOf(delivery: DeliveryRow, notification: NotificationRow | u
   };
 }
 
-/** The webhook body (docs/design.md#webhook-request). Key order is fixed, so the same delivery always sends the same bytes. */
+/**
+ * The webhook body (docs/design.md#webhook-request). Key order is fixed, so the same delivery always sends the same
+ * bytes.
+ */
 export function webhookBody(e: DeliveredEvent): string {
   return JSON.stringify({
     id: e.id,

@@ -1,6 +1,6 @@
 /**
- * Outcome classes (docs/design.md#outcome-classes): every attempt is recorded with one, and the class decides what happens next —
- * success, retry on the schedule (or after `Retry-After`), or a terminal failure. Pure.
+ * Outcome classes (docs/design.md#outcome-classes): every attempt is recorded with one, and the class decides what
+ * happens next — success, retry on the schedule (or after `Retry-After`), or a terminal failure. Pure.
  */
 export type ErrorClass =
   | 'timeout'

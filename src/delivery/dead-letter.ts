@@ -1,6 +1,7 @@
 /**
- * The `notify-deliveries-dlq` consumer (docs/design.md#retry-schedule): a message lands here when its retries are exhausted; its delivery
- * becomes `dead` with the last error class it had, and its notification's aggregate status follows.
+ * The `notify-deliveries-dlq` consumer (docs/design.md#retry-schedule): a message lands here when its retries are
+ * exhausted; its delivery becomes `dead` with the last error class it had, and its notification's aggregate status
+ * follows.
  */
 import { getDb } from '../db/client.ts';
 import { DeliveryMessage } from './messages.ts';

@@ -1,9 +1,9 @@
 /**
- * The test-send diagnosis (docs/design.md#test-sends, #debug-playbooks (playbook 1)): "the test passes but production retries to the DLQ" answered in
- * one response. It compares the test attempt with the subscription's recent production deliveries — event types,
- * payload sizes, latency against the timeout, classes and response snippets — and checks whether the
- * subscription's filters would even match the handle's recent events. Evidence loading is one D1 batch; the analysis
- * is pure.
+ * The test-send diagnosis (docs/design.md#test-sends, #debug-playbooks (playbook 1)): "the test passes but production
+ * retries to the DLQ" answered in one response. It compares the test attempt with the subscription's recent production
+ * deliveries — event types, payload sizes, latency against the timeout, classes and response snippets — and checks
+ * whether the subscription's filters would even match the handle's recent events. Evidence loading is one D1 batch; the
+ * analysis is pure.
  */
 import { evaluateFilterPolicy, type FilterPolicy, matchesEventTypes } from '../lib/filter-policy.ts';
 import { fromJsonColumn } from '../lib/json.ts';
@@ -67,7 +67,8 @@ export interface WebhookDiagnosis {
 
 /** Loads the evidence for one webhook in one D1 round trip. */
 export async function loadWebhookEvidence(d1: D1Database, webhook: WebhookRow): Promise<Evidence> {
-  const recentDeliveries = `SELECT id FROM deliveries WHERE subscription_id = ?1 AND kind = 'event' ORDER BY id DESC LIMIT ${RECENT}`;
+  const recentDeliveries = `SELECT id FROM deliveries WHERE subscription_id = ?1 AND kind = 'event'
+    ORDER BY id DESC LIMIT ${RECENT}`;
   const [attempts, events] = await d1.batch<Record<string, unknown>>([
     d1
       .prepare(
@@ -161,10 +162,13 @@ export function diagnoseWebhook(input: {
   if (!w.enabled) {
     differences.push({
       code: 'subscription_disabled',
-      message: `The subscription is disabled (${w.disabledReason ?? 'by a user'}): production deliveries are skipped while test sends still go out.`,
+      message:
+        `The subscription is disabled (${w.disabledReason ?? 'by a user'}): production deliveries are ` +
+        'skipped while test sends still go out.',
     });
     nextSteps.push(
-      'Re-enable it with PATCH …/webhooks/{id} {"enabled": true}, then POST …/webhooks/{id}/recover to redeliver what was skipped.',
+      'Re-enable it with PATCH …/webhooks/{id} {"enabled": true}, then POST …/webhooks/{id}/recover to ' +
+        'redeliver what was skipped.',
     );
   }
   if (!input.settings.webhookEnabled) {
@@ -177,7 +181,9 @@ export function diagnoseWebhook(input: {
   if (recentEventTypes.length && !recentEventTypes.some((t) => t.wouldMatch)) {
     differences.push({
       code: 'filters_exclude_recent_events',
-      message: `None of the handle's ${evidence.recentEvents.length} most recent events would reach this subscription (types: ${recentEventTypes.map((t) => t.type).join(', ')}).`,
+      message:
+        `None of the handle's ${evidence.recentEvents.length} most recent events would reach this ` +
+        `subscription (types: ${recentEventTypes.map((t) => t.type).join(', ')}).`,
     });
     nextSteps.push('Check eventTypes and filterPolicy with POST …/notification-settings/evaluate.');
   }
@@ -189,7 +195,9 @@ export function diagnoseWebhook(input: {
       if (failingTypes.length && !failingTypes.includes(input.event.type)) {
         differences.push({
           code: 'event_type_specific',
-          message: `Production failures are ${failingTypes.join(', ')} events; the test sent ${input.event.type}, which the endpoint accepted.`,
+          message:
+            `Production failures are ${failingTypes.join(', ')} events; the test sent ` +
+            `${input.event.type}, which the endpoint accepted.`,
         });
         const sample = failures.find((f) => f.notificationId)?.notificationId;
         if (sample)
@@ -199,20 +207,26 @@ export function diagnoseWebhook(input: {
       if (prodBytes > 2 * outcome.requestBytes && prodBytes - outcome.requestBytes > 1024) {
         differences.push({
           code: 'payload_size',
-          message: `Failing production requests are larger (median ${prodBytes} bytes) than the test (${outcome.requestBytes} bytes); the endpoint may reject or be slow on large bodies.`,
+          message:
+            `Failing production requests are larger (median ${prodBytes} bytes) than the test ` +
+            `(${outcome.requestBytes} bytes); the endpoint may reject or be slow on large bodies.`,
         });
       }
       if (classes.includes('timeout')) {
         differences.push({
           code: 'latency',
-          message: `Production attempts timed out after ${input.timeoutMs} ms; the test answered in ${outcome.durationMs} ms. Answer 2xx at once and process asynchronously.`,
+          message:
+            `Production attempts timed out after ${input.timeoutMs} ms; the test answered in ` +
+            `${outcome.durationMs} ms. Answer 2xx at once and process asynchronously.`,
         });
       }
       const rejected = failures.find((f) => f.errorClass === 'http_4xx' && f.responseSnippet);
       if (rejected) {
         differences.push({
           code: 'receiver_rejects_payload',
-          message: `The endpoint answered ${rejected.httpStatus} to production delivery ${rejected.deliveryId}: ${rejected.responseSnippet}`,
+          message:
+            `The endpoint answered ${rejected.httpStatus} to production delivery ` +
+            `${rejected.deliveryId}: ${rejected.responseSnippet}`,
         });
       }
     }
@@ -234,12 +248,14 @@ export function diagnoseWebhook(input: {
     differences.push({
       code: 'secret_in_rotation',
       message:
-        'A secret rotation is in progress: webhook-signature carries two signatures; the receiver must accept a request when any of them verifies.',
+        'A secret rotation is in progress: webhook-signature carries two signatures; the receiver must accept ' +
+        'a request when any of them verifies.',
     });
   }
   if (!testOk) {
     nextSteps.push(
-      `The test itself failed (${testClass}${outcome.httpStatus ? `, HTTP ${outcome.httpStatus}` : ''}${outcome.errorMessage ? `: ${outcome.errorMessage}` : ''}).`,
+      `The test itself failed (${testClass}${outcome.httpStatus ? `, HTTP ${outcome.httpStatus}` : ''}` +
+        `${outcome.errorMessage ? `: ${outcome.errorMessage}` : ''}).`,
     );
   }
   if (failures.length) nextSteps.push('Once fixed, redeliver with POST …/webhooks/{id}/recover {"since": …}.');
@@ -250,8 +266,11 @@ export function diagnoseWebhook(input: {
       : null;
   const summary = testOk
     ? failures.length
-      ? `The test succeeded but ${failures.length} of the last ${evidence.production.length} production deliveries failed${differences.length ? `: ${differences[0]!.message}` : '.'}`
-      : `The test succeeded${differences.length ? `, but ${differences[0]!.message}` : ' and recent production deliveries are healthy.'}`
+      ? `The test succeeded but ${failures.length} of the last ${evidence.production.length} production ` +
+        `deliveries failed${differences.length ? `: ${differences[0]!.message}` : '.'}`
+      : `The test succeeded${
+          differences.length ? `, but ${differences[0]!.message}` : ' and recent production deliveries are healthy.'
+        }`
     : `The test failed with ${testClass}${outcome.httpStatus ? ` (HTTP ${outcome.httpStatus})` : ''}.`;
 
   return {

@@ -1,8 +1,8 @@
 /**
- * Send-time resolution check (docs/design.md#url-rules-ssrf): before a webhook request leaves, its host name is resolved over
- * DNS over HTTPS (the JSON API Cloudflare's and Google's resolvers speak, `application/dns-json`) and the send is
- * refused when any A/AAAA answer is a non-public address ({@link isPrivateAddress}). This catches a public name that
- * was pointed at 10.0.0.1 or 169.254.169.254 after registration, which the URL rules cannot see.
+ * Send-time resolution check (docs/design.md#url-rules-ssrf): before a webhook request leaves, its host name is
+ * resolved over DNS over HTTPS (the JSON API Cloudflare's and Google's resolvers speak, `application/dns-json`) and the
+ * send is refused when any A/AAAA answer is a non-public address ({@link isPrivateAddress}). This catches a public name
+ * that was pointed at 10.0.0.1 or 169.254.169.254 after registration, which the URL rules cannot see.
  *
  * Why DoH: Workers have no resolver API, and fetch's own resolution is invisible to the Worker. The check and the
  * connection resolve separately, so a rebinding name can still answer differently to the two; in production the

@@ -1,6 +1,7 @@
 /**
- * The email test-send diagnosis (docs/design.md#test-sends, #debug-playbooks (playbooks 2 and 3)): the subscription's confirmation and suppression
- * state, whether the test mail was accepted, and the subscription's recent production failures.
+ * The email test-send diagnosis (docs/design.md#test-sends, #debug-playbooks (playbooks 2 and 3)): the subscription's
+ * confirmation and suppression state, whether the test mail was accepted, and the subscription's recent production
+ * failures.
  */
 import type { AttemptOutcome, EmailRow } from './attempt.ts';
 
@@ -64,12 +65,17 @@ export function diagnoseEmail(
   const nextSteps: string[] = [];
   let summary: string;
   if (sub.status === 'pending_confirmation') {
-    summary = `${sub.email} has not confirmed its subscription, so it receives nothing but the confirmation mail; no test was sent.`;
+    summary =
+      `${sub.email} has not confirmed its subscription, so it receives nothing but the confirmation ` +
+      'mail; no test was sent.';
     nextSteps.push('Ask the recipient to click the link in the confirmation mail (or resend it).');
   } else if (sub.status === 'stale') {
-    summary = `${sub.email} is stale: ${sub.statusReason ?? 'the provider no longer knows this subscription'}; no test was sent.`;
+    summary =
+      `${sub.email} is stale: ${sub.statusReason ?? 'the provider no longer knows this subscription'}; ` +
+      'no test was sent.';
     nextSteps.push(
-      `Re-subscribe the address: DELETE /v2/handles/${sub.handle}/notifications/email-subscriptions/${sub.id}, then POST /v2/handles/${sub.handle}/notifications/email-subscriptions {"email": "${sub.email}"}.`,
+      `Re-subscribe the address: DELETE /v2/handles/${sub.handle}/notifications/email-subscriptions/${sub.id}, ` +
+        `then POST /v2/handles/${sub.handle}/notifications/email-subscriptions {"email": "${sub.email}"}.`,
     );
   } else if (sub.status !== 'active') {
     summary = `${sub.email} is ${sub.status}${sub.statusReason ? ` (${sub.statusReason})` : ''}; no test was sent.`;
@@ -78,7 +84,8 @@ export function diagnoseEmail(
     summary = `The test mail to ${sub.email} was accepted by the ${sub.provider} provider.`;
   } else {
     const cls = outcome?.classification.outcome === 'failed' ? outcome.classification.errorClass : 'unknown';
-    summary = `The test mail to ${sub.email} failed (${cls}${outcome?.errorMessage ? `: ${outcome.errorMessage}` : ''}).`;
+    summary =
+      `The test mail to ${sub.email} failed (${cls}` + `${outcome?.errorMessage ? `: ${outcome.errorMessage}` : ''}).`;
     nextSteps.push(
       cls === 'provider_permanent'
         ? 'The provider refuses this address or sender: check the address and the sending domain.'
@@ -87,7 +94,9 @@ export function diagnoseEmail(
   }
   if (failures.length)
     nextSteps.push(
-      `Recent production failures: ${failures.map((f) => `${f.deliveryId} (${f.errorClass ?? f.status})`).join(', ')}; redeliver with POST …/deliveries/{id}/retry.`,
+      'Recent production failures: ' +
+        `${failures.map((f) => `${f.deliveryId} (${f.errorClass ?? f.status})`).join(', ')}; redeliver with ` +
+        'POST …/deliveries/{id}/retry.',
     );
   return {
     summary,

@@ -1,6 +1,7 @@
 /**
- * Who receives an event, and why each candidate does or does not (docs/design.md#events-settings-and-matching). Pure: the same function answers the
- * `evaluate` dry run, ingest's matching and the test-send diagnosis, so they can never disagree.
+ * Who receives an event, and why each candidate does or does not (docs/design.md#events-settings-and-matching). Pure:
+ * the same function answers the `evaluate` dry run, ingest's matching and the test-send diagnosis, so they can never
+ * disagree.
  *
  * Order of checks for a subscription: channel switch → confirmation/suppression (email) → eventTypes → the handle's
  * eventFilter → the subscription's filterPolicy → enabled. A disabled webhook that would otherwise match is
@@ -75,7 +76,10 @@ export interface MatchEvent extends FilterableEvent {
 
 export interface RecipientPlan {
   recipients: RecipientVerdict[];
-  /** A critical event that no recipient will receive (docs/design.md#events-settings-and-matching): recorded as `undeliverable`, never dropped quietly. */
+  /**
+   * A critical event that no recipient will receive (docs/design.md#events-settings-and-matching): recorded as
+   * `undeliverable`, never dropped quietly.
+   */
   undeliverable: boolean;
 }
 

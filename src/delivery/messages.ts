@@ -1,5 +1,6 @@
 /**
- * Queue message bodies. Messages carry ids, never payloads or secrets (docs/design.md#entry-points): D1 is the source of truth.
+ * Queue message bodies. Messages carry ids, never payloads or secrets (docs/design.md#entry-points): D1 is the source
+ * of truth.
  */
 import { z } from 'zod';
 import { HANDLE_PATTERN } from '../lib/handles.ts';

@@ -1,7 +1,7 @@
 /**
- * Redrive (docs/design.md#routes `…/recover`, `…/deliveries/{id}/retry`): `dead` or `skipped` deliveries go back to `pending`
- * with a fresh retry schedule (`retry_base`), their notifications' counts move back to "open", and they are enqueued.
- * Attempt history is kept: attempt numbers keep counting.
+ * Redrive (docs/design.md#routes `…/recover`, `…/deliveries/{id}/retry`): `dead` or `skipped` deliveries go back to
+ * `pending` with a fresh retry schedule (`retry_base`), their notifications' counts move back to "open", and they are
+ * enqueued. Attempt history is kept: attempt numbers keep counting.
  */
 
 import type { DeliveryRow } from './attempt.ts';

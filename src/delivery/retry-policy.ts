@@ -1,7 +1,7 @@
 /**
- * When to try a failed delivery again (docs/design.md#retry-schedule): Svix's schedule — 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h — with
- * ±10 % jitter, 8 attempts in all (~27.6 h). A receiver's `Retry-After` (429/503) is honoured, clamped to the
- * schedule's bounds. Pure.
+ * When to try a failed delivery again (docs/design.md#retry-schedule): Svix's schedule — 5 s, 5 min, 30 min, 2 h, 5 h,
+ * 10 h, 10 h — with ±10 % jitter, 8 attempts in all (~27.6 h). A receiver's `Retry-After` (429/503) is honoured,
+ * clamped to the schedule's bounds. Pure.
  */
 
 /** Delay before attempt n+1 after attempt n failed, seconds (index 0 = after the first attempt). */

@@ -1,8 +1,8 @@
 /**
- * The per-notification projection of `deliveries` (docs/design.md#statuses): counts by state, the aggregate `status` derived from
- * them, and a per-recipient summary of the first RECIPIENT_SUMMARY_LIMIT recipients. Every statement that changes a
- * delivery is paired, in the same `db.batch`, with the statement from here that moves its notification along, so
- * the feed (one row per notification) never disagrees with the delivery log.
+ * The per-notification projection of `deliveries` (docs/design.md#statuses): counts by state, the aggregate `status`
+ * derived from them, and a per-recipient summary of the first RECIPIENT_SUMMARY_LIMIT recipients. Every statement that
+ * changes a delivery is paired, in the same `db.batch`, with the statement from here that moves its notification along,
+ * so the feed (one row per notification) never disagrees with the delivery log.
  */
 
 /** One recipient as the feed shows it. */
@@ -125,7 +125,8 @@ export function cancelOpenDeliveries(
   // Scoped by handle as well as id: a guessed id from another tenant must never reach that tenant's deliveries.
   // `+status`: look the rows up by subscription (deliveries_subscription_idx), never through the partial index of
   // every open delivery, which the planner may prefer once tables are analysed (the bench measured an 11,000-row scan).
-  const affected = `SELECT notification_id FROM deliveries WHERE subscription_id = ?1 AND handle = ?4 AND +status IN ${OPEN_SQL}`;
+  const affected = `SELECT notification_id FROM deliveries
+    WHERE subscription_id = ?1 AND handle = ?4 AND +status IN ${OPEN_SQL}`;
   const justCancelled = `SELECT notification_id FROM deliveries
     WHERE subscription_id = ?1 AND handle = ?4 AND status = 'cancelled' AND status_reason = ?2 AND updated_at = ?3`;
   const count = (statuses: string) =>

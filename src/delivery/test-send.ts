@@ -1,7 +1,7 @@
 /**
- * Test sends (docs/design.md#test-sends): the production builder, signer, HTTP client (or mail provider) and classifier, run
- * synchronously and recorded as a delivery of kind `test` with its attempt row. Test sends never touch the
- * subscription's health counters, so they cannot trip or reset auto-disable.
+ * Test sends (docs/design.md#test-sends): the production builder, signer, HTTP client (or mail provider) and
+ * classifier, run synchronously and recorded as a delivery of kind `test` with its attempt row. Test sends never touch
+ * the subscription's health counters, so they cannot trip or reset auto-disable.
  */
 
 import { runContext } from '../env.ts';

@@ -22,7 +22,10 @@ export interface OutgoingMail {
   subject: string;
   text: string;
   html: string;
-  /** Extra headers (e.g. List-Unsubscribe, List-Unsubscribe-Post, X-Gharart-Delivery-Id). Names must be tokens; values are sanitised. */
+  /**
+   * Extra headers (e.g. List-Unsubscribe, List-Unsubscribe-Post, X-Gharart-Delivery-Id). Names must be tokens; values
+   * are sanitised.
+   */
   headers?: Record<string, string>;
   messageId?: string;
   date?: Date;

@@ -1,9 +1,9 @@
 /**
- * Email subscriptions kept at AWS SNS (EMAIL_PROVIDER=sns, docs/design.md#email): each is an SNS email subscription on the handle's
- * topic, whose FilterPolicy names the subscription itself (so one Publish reaches exactly one recipient; our own
- * matching has already decided who gets what) plus its event types. SNS runs the double opt-in; its state is mirrored
- * by the reconcile job and by test sends. A subscription whose ARN no longer exists becomes `stale`; the check says
- * when it just became so, and its caller tells the owner, once, through a critical `email.subscription_stale`
+ * Email subscriptions kept at AWS SNS (EMAIL_PROVIDER=sns, docs/design.md#email): each is an SNS email subscription on
+ * the handle's topic, whose FilterPolicy names the subscription itself (so one Publish reaches exactly one recipient;
+ * our own matching has already decided who gets what) plus its event types. SNS runs the double opt-in; its state is
+ * mirrored by the reconcile job and by test sends. A subscription whose ARN no longer exists becomes `stale`; the check
+ * says when it just became so, and its caller tells the owner, once, through a critical `email.subscription_stale`
  * notification (delivery/alerts.ts).
  */
 import { type SnsClient, SnsError, snsClient } from './providers/sns/client.ts';
@@ -21,7 +21,10 @@ export interface SnsSubscriptionRow {
 const PENDING = 'AWS SNS sent its own confirmation mail; waiting for the address to confirm.';
 
 export function staleReason(id: string): string {
-  return `The SNS subscription no longer exists (unsubscribed or deleted at AWS). Re-subscribe: DELETE …/notifications/email-subscriptions/${id}, then POST …/notifications/email-subscriptions again.`;
+  return (
+    'The SNS subscription no longer exists (unsubscribed or deleted at AWS). Re-subscribe: DELETE ' +
+    `…/notifications/email-subscriptions/${id}, then POST …/notifications/email-subscriptions again.`
+  );
 }
 
 /** Subscribes the address at SNS and records the ARN and the mirrored state. Errors are kept in status_reason. */
@@ -51,7 +54,10 @@ export async function subscribeAtSns(env: Env, sub: SnsSubscriptionRow): Promise
       .run();
     return { ok: true, detail: pendingConfirmation ? PENDING : 'Subscribed at AWS SNS.' };
   } catch (err) {
-    const detail = `AWS SNS refused the subscription (${err instanceof SnsError ? `${err.code}: ${err.message}` : String(err)}); try again with POST …/resend-confirmation.`;
+    const detail =
+      'AWS SNS refused the subscription ' +
+      `(${err instanceof SnsError ? `${err.code}: ${err.message}` : String(err)}); try again with POST ` +
+      '…/resend-confirmation.';
     await env.DB.prepare(
       `UPDATE email_subscriptions SET provider = 'sns', status_reason = ?2, updated_at = ?3 WHERE id = ?1`,
     )

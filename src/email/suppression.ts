@@ -1,6 +1,6 @@
 /**
- * Bounce and complaint feedback (docs/design.md#email): a permanent bounce means the address cannot receive mail — every
- * subscription with that address is suppressed; a complaint means that recipient does not want these mails — the
+ * Bounce and complaint feedback (docs/design.md#email): a permanent bounce means the address cannot receive mail —
+ * every subscription with that address is suppressed; a complaint means that recipient does not want these mails — the
  * subscription it came from (or, if unknown, every one with the address) is suppressed. The reason is kept and shown
  * in the API, the health report and the email test diagnosis; matching then skips the subscription.
  */

@@ -1,7 +1,7 @@
 /**
- * One-click unsubscribe links (RFC 8058, docs/design.md#email): every mail to a subscription carries a URL with an opaque token.
- * The token is `<subscription id>.<HMAC-SHA256 tag>`, keyed from ENCRYPTION_KEY: nothing to store, impossible to
- * forge or to point at another subscription, and valid for as long as the subscription exists.
+ * One-click unsubscribe links (RFC 8058, docs/design.md#email): every mail to a subscription carries a URL with an
+ * opaque token. The token is `<subscription id>.<HMAC-SHA256 tag>`, keyed from ENCRYPTION_KEY: nothing to store,
+ * impossible to forge or to point at another subscription, and valid for as long as the subscription exists.
  */
 import { fromBase64, timingSafeEqual, toBase64Url } from '../lib/crypto.ts';
 

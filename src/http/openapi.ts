@@ -64,7 +64,9 @@ const ERROR_DESCRIPTIONS: Record<number, string> = Object.fromEntries(
   Object.values(PROBLEM_TYPES).map((p) => [p.status, p.title]),
 );
 
-/** OpenAPI entries for the error statuses a route can answer with (500 and 503 — storage unavailable — on every route). */
+/**
+ * OpenAPI entries for the error statuses a route can answer with (500 and 503 — storage unavailable — on every route).
+ */
 export function errorResponses(...statuses: number[]) {
   const out: Record<number, { description: string; content: typeof problemContent }> = {};
   for (const s of new Set([...statuses, 500, 503])) {

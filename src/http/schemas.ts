@@ -21,10 +21,10 @@ export const FilterPolicySchema = z
   })
   .openapi('FilterPolicy', {
     description:
-      'A subset of AWS SNS filter policies. Keys: `type`, `severity`, `source` or `data.<path>`; each value is an array of ' +
-      'conditions, OR-ed; keys are AND-ed. A condition is a string, number or boolean (exact), `{"prefix": s}`, ' +
-      '`{"suffix": s}`, `{"anything-but": [...]}`, `{"exists": bool}` or `{"numeric": [op, n, op?, n?]}`. At most 5 keys ' +
-      'and 150 combinations.',
+      'A subset of AWS SNS filter policies. Keys: `type`, `severity`, `source` or `data.<path>`; each value is ' +
+      'an array of conditions, OR-ed; keys are AND-ed. A condition is a string, number or boolean (exact), ' +
+      '`{"prefix": s}`, `{"suffix": s}`, `{"anything-but": [...]}`, `{"exists": bool}` or ' +
+      '`{"numeric": [op, n, op?, n?]}`. At most 5 keys and 150 combinations.',
     example: { type: [{ prefix: 'order.' }], 'data.total': [{ numeric: ['>=', 1000] }] },
   });
 

@@ -1,6 +1,6 @@
 /**
- * Auto-disable (docs/design.md#auto-disable): a webhook with no success for 5 days and at least 10 failed attempts in a row is disabled,
- * and the owner hears about it through a critical `webhook.endpoint_disabled` notification.
+ * Auto-disable (docs/design.md#auto-disable): a webhook with no success for 5 days and at least 10 failed attempts in a
+ * row is disabled, and the owner hears about it through a critical `webhook.endpoint_disabled` notification.
  */
 import { alertEndpointDisabled } from '../delivery/alerts.ts';
 import { runContext } from '../env.ts';
@@ -14,7 +14,8 @@ export async function autoDisableFailingWebhooks(env: Env, now: Date): Promise<{
   const at = now.toISOString();
   // One statement picks and disables: two overlapping runs cannot both notify for the same endpoint.
   const { results } = await env.DB.prepare(
-    `UPDATE webhook_subscriptions SET enabled = 0, disabled_reason = 'no_success_5_days', disabled_at = ?2, updated_at = ?2
+    `UPDATE webhook_subscriptions
+     SET enabled = 0, disabled_reason = 'no_success_5_days', disabled_at = ?2, updated_at = ?2
      WHERE id IN (
        SELECT id FROM webhook_subscriptions
        WHERE enabled = 1 AND consecutive_failures >= ?3 AND failing_since <= ?1

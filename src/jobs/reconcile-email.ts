@@ -1,6 +1,7 @@
 /**
- * The minute job's SNS reconciliation (docs/design.md#email, #debug-playbooks (playbook 2)): a bounded number of SNS subscriptions per run, the
- * ones checked longest ago first, so a deleted ARN is found — and the owner told — before anyone misses a mail.
+ * The minute job's SNS reconciliation (docs/design.md#email, #debug-playbooks (playbook 2)): a bounded number of SNS
+ * subscriptions per run, the ones checked longest ago first, so a deleted ARN is found — and the owner told — before
+ * anyone misses a mail.
  */
 
 import { alertSubscriptionStale } from '../delivery/alerts.ts';

@@ -1,6 +1,6 @@
 /**
- * The event catalog (docs/design.md#event-catalog): every type a handle can receive, its default severity and a realistic sample used by
- * `GET /v2/event-types`, test sends and the settings dry run. Failures default to `critical`.
+ * The event catalog (docs/design.md#event-catalog): every type a handle can receive, its default severity and a
+ * realistic sample used by `GET /v2/event-types`, test sends and the settings dry run. Failures default to `critical`.
  */
 export type Severity = 'info' | 'warning' | 'critical';
 

@@ -132,8 +132,9 @@ export function isTransientStorageError(err: unknown): boolean {
   const message =
     err instanceof Error ? `${err.message} ${err.cause instanceof Error ? err.cause.message : ''}` : String(err);
   if (/SQLITE_|constraint|syntax error|no such (table|column)|too many SQL variables/i.test(message)) return false;
-  return /Network connection lost|transient issue|(was|object to be) reset|overloaded|exceeded (its )?(timeout|CPU|memory)/i.test(
-    message,
+  return (
+    /Network connection lost|transient issue|(was|object to be) reset/i.test(message) ||
+    /overloaded|exceeded (its )?(timeout|CPU|memory)/i.test(message)
   );
 }
 

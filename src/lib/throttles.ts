@@ -1,6 +1,7 @@
 /**
- * The per-route throttles (docs/design.md#identity-access-and-limits). The Rate Limiting bindings in wrangler.toml enforce them; this table names the
- * binding of each class and mirrors its numbers for the `RateLimit-Policy` header (a test checks they agree).
+ * The per-route throttles (docs/design.md#identity-access-and-limits). The Rate Limiting bindings in wrangler.toml
+ * enforce them; this table names the binding of each class and mirrors its numbers for the `RateLimit-Policy` header (a
+ * test checks they agree).
  */
 export type ThrottleClass = 'reads' | 'writes' | 'test_sends' | 'support' | 'events';
 

@@ -1,6 +1,6 @@
 /**
- * Webhook URL rules (docs/design.md#url-rules-ssrf): which URLs a subscription may point at, checked at registration and again
- * before every send. Pure.
+ * Webhook URL rules (docs/design.md#url-rules-ssrf): which URLs a subscription may point at, checked at registration
+ * and again before every send. Pure.
  *
  * Everything is decided on the URL as the WHATWG parser sees it — the parser `fetch` uses — never on the raw string:
  * `http://0x7f.1/`, `http://2130706433/` and `http://0177.0.0.1/` are all the host 127.0.0.1 to `fetch`, so they must

@@ -9,7 +9,10 @@ import { problems } from '../lib/problem.ts';
 
 const JSON_TYPE = /^application\/(?:[a-z0-9.+-]+\+)?json\s*(?:;|$)/i;
 const FORM_TYPE = /^(?:application\/x-www-form-urlencoded|multipart\/form-data)\s*(?:;|$)/i;
-/** Pages a browser or mail client posts a form to (RFC 8058 one-click unsubscribe, the dashboard); everything else is JSON. */
+/**
+ * Pages a browser or mail client posts a form to (RFC 8058 one-click unsubscribe, the dashboard); everything else is
+ * JSON.
+ */
 const FORM_PATHS = ['/v2/email/', '/dashboard/'];
 const TEXT_TYPE = /^text\/plain\s*(?:;|$)/i;
 /** Amazon SNS posts its JSON messages as `text/plain; charset=UTF-8` (the route parses the text itself). */

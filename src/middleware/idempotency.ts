@@ -1,5 +1,6 @@
 /**
- * Idempotency-Key for writes (docs/design.md#api-conventions, IETF draft semantics), scoped to principal + handle, kept 24 h.
+ * Idempotency-Key for writes (docs/design.md#api-conventions, IETF draft semantics), scoped to principal + handle, kept
+ * 24 h.
  *
  * - First use of a key: claimed atomically with `INSERT … ON CONFLICT DO UPDATE … WHERE expired`, so of N concurrent
  *   requests with one key exactly one runs; the others see it in progress (409).

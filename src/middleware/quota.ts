@@ -1,7 +1,7 @@
 /**
- * Daily write limit per handle (docs/design.md#identity-access-and-limits), counted in D1 per UTC day. A slot is taken atomically before the write
- * (`… DO UPDATE SET count = count + 1 WHERE count < limit RETURNING`), so concurrent writes at the limit cannot
- * overshoot it, and given back when the write does not succeed: only successful writes count.
+ * Daily write limit per handle (docs/design.md#identity-access-and-limits), counted in D1 per UTC day. A slot is taken
+ * atomically before the write (`… DO UPDATE SET count = count + 1 WHERE count < limit RETURNING`), so concurrent writes
+ * at the limit cannot overshoot it, and given back when the write does not succeed: only successful writes count.
  */
 import type { MiddlewareHandler } from 'hono';
 import { type AppEnv, config } from '../env.ts';

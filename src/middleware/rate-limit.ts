@@ -1,6 +1,6 @@
 /**
- * Per-route throttles through the Workers Rate Limiting bindings (docs/design.md#identity-access-and-limits), keyed by principal + handle, with the
- * IETF RateLimit headers.
+ * Per-route throttles through the Workers Rate Limiting bindings (docs/design.md#identity-access-and-limits), keyed by
+ * principal + handle, with the IETF RateLimit headers.
  */
 import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env.ts';

@@ -62,7 +62,10 @@ describe('OpenAPI document', () => {
   it('every id on the docs page is a valid, unique id, and every in-page link reaches one', async () => {
     const html = await (await call('GET', '/docs')).text();
     const ids = [...html.matchAll(/\sid="([^"]*)"/g)].map((m) => m[1]!);
-    expect(ids.filter((id) => id === '' || /\s/.test(id)), 'ids with whitespace').toEqual([]);
+    expect(
+      ids.filter((id) => id === '' || /\s/.test(id)),
+      'ids with whitespace',
+    ).toEqual([]);
     expect(ids.length).toBe(new Set(ids).size);
     const targets = [...html.matchAll(/href="#([^"]*)"/g)].map((m) => m[1]!);
     expect(targets.length).toBeGreaterThan(0);

@@ -1,7 +1,8 @@
 /**
  * The house rules of docs/architecture.md, checked on the source itself: imports point one way (routes → delivery and
- * email → lib and db), no import cycle anywhere in src/, the request-less pipeline never imports Hono, and only the
- * modules that own a binding touch it. A failure names the file and the import.
+ * email → lib and db), no import cycle anywhere in src/, the request-less pipeline never imports Hono, only the
+ * modules that own a binding touch it, and no line is wider than Biome's 120 columns. A failure names the file and
+ * the import or line.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, normalize, relative } from 'node:path';
@@ -148,5 +149,19 @@ describe('one owner per binding and per kind of side effect', () => {
     expect(
       offenders(/(^|[^.\w])fetch\(/m, (f) => !f.startsWith('src/routes/') && !f.startsWith('src/dashboard/')),
     ).toEqual([]);
+  });
+});
+
+describe('layout', () => {
+  it('no line in src/ is longer than 120 columns', () => {
+    // Biome wraps code at 120 columns but leaves strings, comments and JSX text alone: those are wrapped by hand.
+    // A column is a code point, as Biome counts them (→, — and … are one each).
+    const width = (line: string) => [...line].length;
+    const tooLong = files.flatMap((f) =>
+      readFileSync(f, 'utf8')
+        .split(/\r?\n/)
+        .flatMap((line, i) => (width(line) > 120 ? [`${rel(f)}:${i + 1} (${width(line)} columns)`] : [])),
+    );
+    expect(tooLong).toEqual([]);
   });
 });

@@ -129,7 +129,9 @@ export function emailRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
       if (!res.ok)
         return emailPage(c, h, { problem: res.problem, problemContext: 'Confirmation not sent', status: res.status });
       return emailPage(c, h, {
-        flash: `Confirmation mail sent again to ${res.data.email}.${res.data.statusReason ? ` ${res.data.statusReason}` : ''}`,
+        flash:
+          'Confirmation mail sent again to ' +
+          `${res.data.email}.${res.data.statusReason ? ` ${res.data.statusReason}` : ''}`,
       });
     }),
   );
@@ -204,7 +206,8 @@ const EmailTestDiagnosis: FC<{ result: EmailTestResult }> = ({ result }) => {
           ['Provider', d.subscription.provider],
           [
             'Test',
-            `${d.test.outcome}${d.test.errorClass ? ` (${d.test.errorClass})` : ''}${d.test.detail ? `: ${d.test.detail}` : ''}`,
+            `${d.test.outcome}${d.test.errorClass ? ` (${d.test.errorClass})` : ''}` +
+              `${d.test.detail ? `: ${d.test.detail}` : ''}`,
           ],
           [
             'Provider check',

@@ -58,7 +58,8 @@ const NotificationPage: FC<{
           ['Updated', <Time at={n.updatedAt} />],
           [
             'Recipients',
-            `${n.recipientCount} (${n.deliveryCounts.succeeded} succeeded, ${n.deliveryCounts.open} open, ${n.deliveryCounts.dead} dead)`,
+            `${n.recipientCount} (${n.deliveryCounts.succeeded} succeeded, ${n.deliveryCounts.open} open, ` +
+              `${n.deliveryCounts.dead} dead)`,
           ],
         ]}
       />

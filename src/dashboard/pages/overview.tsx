@@ -101,8 +101,10 @@ const OverviewPage: FC<{
                 </div>
               ))}
               {h.webhooks.disabled.map((w) => (
+                // biome-ignore format: its JSX fill would end this line with {' '} past 120 columns
                 <div class="notice bad">
-                  <a href={`${base}/webhooks/${w.id}`}>{w.url}</a> is disabled ({w.disabledReason ?? 'by a user'}) since{' '}
+                  <a href={`${base}/webhooks/${w.id}`}>{w.url}</a> is disabled ({w.disabledReason ?? 'by a user'})
+                  since{' '}
                   <Time at={w.disabledAt} />.<p>{w.action}</p>
                   <PostForm action={`${base}/webhooks/${w.id}/enable`} csrf={p.csrf} idem={p.idem()}>
                     <button type="submit">Enable</button>
@@ -142,9 +144,10 @@ const OverviewPage: FC<{
             </section>
             <section class="panel" aria-labelledby="email-h">
               <h3 id="email-h">Email subscriptions</h3>
+              {/* biome-ignore format: its JSX fill would end this line with {' '} past 120 columns */}
               <p>
-                {h.emailSubscriptions.pendingConfirmation.length} pending, {h.emailSubscriptions.stale.length} stale,{' '}
-                {h.emailSubscriptions.suppressed.length} suppressed.
+                {h.emailSubscriptions.pendingConfirmation.length} pending,{' '}
+                {h.emailSubscriptions.stale.length} stale, {h.emailSubscriptions.suppressed.length} suppressed.
               </p>
               {h.emailSubscriptions.action ? <p>{h.emailSubscriptions.action}</p> : null}
               <ul>

@@ -211,8 +211,10 @@ const SettingsPage: FC<{
         <input type="hidden" name="etag" value={p.etag} />
         <fieldset class="checks">
           <legend>Channels</legend>
+          {/* biome-ignore format: its JSX fill would end this line with {' '} past 120 columns */}
           <div>
-            <input id="ch-webhook" type="checkbox" name="webhook" value="true" checked={s.channels.webhook.enabled} />{' '}
+            <input id="ch-webhook" type="checkbox" name="webhook" value="true" checked={s.channels.webhook.enabled} />
+            {' '}
             <label for="ch-webhook">Webhooks</label>
           </div>
           <div>

@@ -10,9 +10,10 @@ import { Badge, Copyable, KV, Time } from '../layout.tsx';
 export const AttemptRows: FC<{ attempts: Delivery['attempts'] }> = ({ attempts }) => (
   <>
     {attempts.map((a) => (
+      // biome-ignore format: its JSX fill would end this line with {' '} past 120 columns
       <li>
-        #{a.attemptNumber} <Badge status={a.outcome} /> {a.errorClass ?? ''} HTTP {a.httpStatus ?? '—'} · {a.durationMs}{' '}
-        ms · <Time at={a.at} />
+        #{a.attemptNumber} <Badge status={a.outcome} /> {a.errorClass ?? ''} HTTP {a.httpStatus ?? '—'} ·{' '}
+        {a.durationMs} ms · <Time at={a.at} />
         {a.errorMessage ? <div class="hint">{a.errorMessage}</div> : null}
         {a.responseSnippet ? (
           <details>
@@ -40,7 +41,8 @@ export const TestResult: FC<{ result: WebhookTestResult }> = ({ result }) => {
           ['Event type', d.test.eventType],
           [
             'Result',
-            `${a.outcome}${a.errorClass ? ` (${a.errorClass})` : ''}, HTTP ${a.httpStatus ?? '—'}, ${a.durationMs} ms, ${a.requestBytes ?? '—'} bytes`,
+            `${a.outcome}${a.errorClass ? ` (${a.errorClass})` : ''}, HTTP ${a.httpStatus ?? '—'}, ` +
+              `${a.durationMs} ms, ${a.requestBytes ?? '—'} bytes`,
           ],
           ['Error', a.errorMessage ?? '—'],
         ]}
@@ -59,7 +61,8 @@ export const TestResult: FC<{ result: WebhookTestResult }> = ({ result }) => {
         rows={[
           [
             'Subscription',
-            `${d.subscription.status}${d.subscription.disabledReason ? ` (${d.subscription.disabledReason})` : ''}, ${d.subscription.consecutiveFailures} consecutive failures`,
+            `${d.subscription.status}${d.subscription.disabledReason ? ` (${d.subscription.disabledReason})` : ''}, ` +
+              `${d.subscription.consecutiveFailures} consecutive failures`,
           ],
           ['Projected auto-disable', <Time at={d.subscription.projectedAutoDisableAt} />],
           ['Secret in rotation', d.subscription.secretInRotation ? 'yes' : 'no'],
@@ -103,11 +106,12 @@ export const TestResult: FC<{ result: WebhookTestResult }> = ({ result }) => {
       {d.productionFailures.length ? (
         <>
           <h3>Recent production failures</h3>
+          {/* biome-ignore format: its JSX fill would end this line with {' '} past 120 columns */}
           <ul>
             {d.productionFailures.map((f) => (
               <li>
-                <code>{f.deliveryId}</code> {f.type ?? ''} <Badge status={f.deliveryStatus} /> {f.errorClass ?? ''} HTTP{' '}
-                {f.httpStatus ?? '—'} after {f.attempts} attempt(s) · <Time at={f.at} />
+                <code>{f.deliveryId}</code> {f.type ?? ''} <Badge status={f.deliveryStatus} />{' '}
+                {f.errorClass ?? ''} HTTP {f.httpStatus ?? '—'} after {f.attempts} attempt(s) · <Time at={f.at} />
               </li>
             ))}
           </ul>

@@ -279,7 +279,8 @@ const WebhookPage: FC<{
           ['Filter policy', w.filterPolicy ? <code>{JSON.stringify(w.filterPolicy)}</code> : 'none'],
           [
             'Consecutive failures',
-            `${w.health.consecutiveFailures}${w.health.lastFailureClass ? ` (last: ${w.health.lastFailureClass})` : ''}`,
+            `${w.health.consecutiveFailures}` +
+              `${w.health.lastFailureClass ? ` (last: ${w.health.lastFailureClass})` : ''}`,
           ],
           ['Failing since', <Time at={w.health.failingSince} />],
           ['Last success', <Time at={w.health.lastSuccessAt} />],

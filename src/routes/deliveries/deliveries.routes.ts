@@ -49,8 +49,10 @@ export const deliveriesRoutes = createRouter().openapi(retryRoute, async (c) => 
     if (!sub.ok) {
       throw problems.conflict(
         delivery.channel === 'webhook'
-          ? 'The webhook is disabled; enable it first (PATCH {"enabled": true}), or the delivery would be skipped again.'
-          : 'The email subscription is not active (pending, unsubscribed, suppressed or stale); the delivery would be skipped again.',
+          ? 'The webhook is disabled; enable it first (PATCH {"enabled": true}), or the delivery would be ' +
+              'skipped again.'
+          : 'The email subscription is not active (pending, unsubscribed, suppressed or stale); the delivery ' +
+              'would be skipped again.',
       );
     }
   }

@@ -1,6 +1,6 @@
 /**
- * Email subscriptions (docs/design.md#routes): list (with the owner default as `owner-default`), create as `pending_confirmation`
- * (double opt-in), delete; and `PUT …/owner-default-email` (owner only; `null` unsets it).
+ * Email subscriptions (docs/design.md#routes): list (with the owner default as `owner-default`), create as
+ * `pending_confirmation` (double opt-in), delete; and `PUT …/owner-default-email` (owner only; `null` unsets it).
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
@@ -95,7 +95,8 @@ const createSubRoute = createRoute(
     tags: ['Email Subscriptions'],
     summary: 'Subscribe an email address',
     description:
-      'The subscription starts as `pending_confirmation` and receives nothing but its confirmation mail until the address confirms (double opt-in). Addresses are compared case-insensitively; a duplicate is 409.',
+      'The subscription starts as `pending_confirmation` and receives nothing but its confirmation mail until ' +
+      'the address confirms (double opt-in). Addresses are compared case-insensitively; a duplicate is 409.',
     request: { params: HandlePathParams, body: jsonBody(CreateEmailSubscriptionBody) },
     responses: {
       201: jsonResponse(EmailSubscriptionSchema, 'Created, pending confirmation.'),
@@ -128,7 +129,8 @@ const ownerDefaultRoute = createRoute(
       tags: ['Email Subscriptions'],
       summary: 'Set or unset the owner default email',
       description:
-        'The owner default email receives every critical event whatever the filters (unless ownerFallback is none). `null` unsets it; settings and health then warn `owner_default_email_unset`.',
+        'The owner default email receives every critical event whatever the filters (unless ownerFallback is ' +
+        'none). `null` unsets it; settings and health then warn `owner_default_email_unset`.',
       request: { params: HandlePathParams, body: jsonBody(OwnerDefaultBody) },
       responses: {
         200: jsonResponse(EmailSubscriptionSchema, 'The owner default email.'),
@@ -213,7 +215,8 @@ const emailTestRoute = createRoute(
       tags: ['Email Subscriptions'],
       summary: 'Send a test mail through the production path and diagnose the subscription',
       description:
-        '`owner-default` works as id. A pending, suppressed, unsubscribed or stale address gets no mail; the diagnosis says why and what to do.',
+        '`owner-default` works as id. A pending, suppressed, unsubscribed or stale address gets no mail; the ' +
+        'diagnosis says why and what to do.',
       request: { params: EmailSubscriptionParams, body: { ...jsonBody(EmailTestBody), required: false } },
       responses: {
         200: jsonResponse(EmailTestResultSchema, 'The diagnosis.'),
@@ -373,7 +376,8 @@ export const emailSubscriptionsRoutes = createRouter()
     const { handle, id } = c.req.valid('param');
     if (id === OWNER_DEFAULT_ID) {
       throw problems.unprocessable(
-        'The owner default email cannot be deleted here; the owner unsets it with PUT …/notifications/owner-default-email {"email": null}.',
+        'The owner default email cannot be deleted here; the owner unsets it with PUT ' +
+          '…/notifications/owner-default-email {"email": null}.',
       );
     }
     const db = getDb(c.env.DB);
@@ -425,8 +429,8 @@ export const emailSubscriptionsRoutes = createRouter()
       await subscribeAtSns(c.env, row);
       return c.json(emailSubscriptionToApi((await getOwnerDefault(db, handle))!), 200);
     }
-    // A changed owner address gets a test mail at once (docs/design.md#routes), through the production path, recorded as a test
-    // delivery; the PUT does not wait for the provider.
+    // A changed owner address gets a test mail at once (docs/design.md#routes), through the production path, recorded
+    // as a test delivery; the PUT does not wait for the provider.
     const mail = runTestSend(c.env, {
       handle,
       channel: 'email',

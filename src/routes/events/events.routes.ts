@@ -1,6 +1,6 @@
 /**
- * `POST /v2/handles/{handle}/events` (docs/design.md#routes): publish an event. It is matched, written with its deliveries in one
- * batch and enqueued before the 202; a repeated `sourceEventId` answers with the first notification.
+ * `POST /v2/handles/{handle}/events` (docs/design.md#routes): publish an event. It is matched, written with its
+ * deliveries in one batch and enqueued before the 202; a repeated `sourceEventId` answers with the first notification.
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Principal } from '../../auth/principal.ts';
@@ -52,7 +52,8 @@ const publishRoute = createRoute(
       tags: ['Events'],
       summary: 'Publish an event',
       description:
-        "Accepted events are never dropped: the notification and one delivery per recipient are stored before the 202, then queued. `severity` defaults to the catalog's; system types cannot be published.",
+        'Accepted events are never dropped: the notification and one delivery per recipient are stored before ' +
+        "the 202, then queued. `severity` defaults to the catalog's; system types cannot be published.",
       request: { params: HandlePathParams, body: jsonBody(PublishBody) },
       responses: { 202: jsonResponse(PublishResponse, 'Accepted.'), ...errorResponses(400, 413, 415, 422) },
     },

@@ -1,8 +1,8 @@
 /**
- * `GET /v2/handles/{handle}/health`: the delivery doctor (docs/design.md#routes, #debug-playbooks). Everything that loses or delays events for
- * this handle, each with the action that fixes it: failing webhooks and their projected auto-disable, dead
- * deliveries in the last 24 h, pending/stale/suppressed email subscriptions, the owner default email, and whether
- * every critical event type would reach someone.
+ * `GET /v2/handles/{handle}/health`: the delivery doctor (docs/design.md#routes, #debug-playbooks). Everything that
+ * loses or delays events for this handle, each with the action that fixes it: failing webhooks and their projected
+ * auto-disable, dead deliveries in the last 24 h, pending/stale/suppressed email subscriptions, the owner default
+ * email, and whether every critical event type would reach someone.
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { getDb } from '../../db/client.ts';
@@ -109,13 +109,15 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
     c.env.DB.batch<Record<string, unknown>>([
       c.env.DB.prepare(
         `SELECT id, subscription_id, target, last_error_class, updated_at FROM deliveries
-         WHERE handle = ?1 AND status = 'dead' AND kind = 'event' AND updated_at >= ?2 ORDER BY updated_at DESC LIMIT 1000`,
+         WHERE handle = ?1 AND status = 'dead' AND kind = 'event' AND updated_at >= ?2
+         ORDER BY updated_at DESC LIMIT 1000`,
       ).bind(handle, dayAgo),
       c.env.DB.prepare(
         `SELECT count(*) AS n FROM notifications WHERE handle = ?1 AND status = 'undeliverable' AND id >= ?2`,
       ).bind(handle, boundaryId('ntf', now - 86_400_000)),
       c.env.DB.prepare(
-        `SELECT id, url, enabled, consecutive_failures, failing_since, last_failure_class, last_success_at, disabled_reason, disabled_at
+        `SELECT id, url, enabled, consecutive_failures, failing_since, last_failure_class, last_success_at,
+           disabled_reason, disabled_at
          FROM webhook_subscriptions WHERE handle = ?1`,
       ).bind(handle),
       c.env.DB.prepare(
@@ -138,7 +140,9 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
       projectedAutoDisableAt: w.failing_since
         ? new Date(Date.parse(w.failing_since as string) + AUTO_DISABLE_DAYS * 86_400_000).toISOString()
         : null,
-      action: `Run POST /v2/handles/${handle}/webhooks/${w.id as string}/test and read the diagnosis; fix the endpoint before it is disabled.`,
+      action:
+        `Run POST /v2/handles/${handle}/webhooks/${w.id as string}/test and read the diagnosis; fix the ` +
+        'endpoint before it is disabled.',
     }));
   const disabled = webhooks
     .filter((w) => !w.enabled)
@@ -147,7 +151,9 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
       url: w.url as string,
       disabledReason: (w.disabled_reason as string | null) ?? null,
       disabledAt: (w.disabled_at as string | null) ?? null,
-      action: `Fix the endpoint, PATCH …/webhooks/${w.id as string} {"enabled": true}, then POST …/webhooks/${w.id as string}/recover.`,
+      action:
+        `Fix the endpoint, PATCH …/webhooks/${w.id as string} {"enabled": true}, then POST ` +
+        `…/webhooks/${w.id as string}/recover.`,
     }));
 
   const deadRows = dead!.results;
@@ -202,7 +208,8 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
           at: d.updated_at as string,
         })),
         action: deadRows.length
-          ? "Read each delivery's attempts in …/webhooks/{id}/deliveries; redeliver with …/deliveries/{id}/retry or …/webhooks/{id}/recover."
+          ? "Read each delivery's attempts in …/webhooks/{id}/deliveries; redeliver with " +
+            '…/deliveries/{id}/retry or …/webhooks/{id}/recover.'
           : null,
       },
       emailSubscriptions: {
@@ -223,7 +230,8 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
         })),
         action:
           pick('pending_confirmation').length || pick('stale').length || pick('suppressed').length
-            ? 'Pending addresses must click their confirmation link; stale and suppressed ones must be deleted and subscribed again.'
+            ? 'Pending addresses must click their confirmation link; stale and suppressed ones must be deleted ' +
+              'and subscribed again.'
             : null,
       },
       ownerDefaultEmail: {
@@ -232,7 +240,8 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
         action:
           ownerState === 'set'
             ? null
-            : `Set an owner default email with PUT /v2/handles/${handle}/notifications/owner-default-email; critical events have no guaranteed recipient without it.`,
+            : `Set an owner default email with PUT /v2/handles/${handle}/notifications/owner-default-email; ` +
+              'critical events have no guaranteed recipient without it.',
       },
       criticalCoverage: {
         covered,

@@ -1,4 +1,7 @@
-/** The notifications feed (docs/design.md#routes): keyset-paginated, filtered, each notification with its per-recipient deliveries. */
+/**
+ * The notifications feed (docs/design.md#routes): keyset-paginated, filtered, each notification with its per-recipient
+ * deliveries.
+ */
 import { createRoute } from '@hono/zod-openapi';
 import { getDb } from '../../db/client.ts';
 import type { RecipientSummary } from '../../delivery/summary.ts';
@@ -42,7 +45,10 @@ const listRoute = createRoute(
     tags: ['Notifications'],
     summary: 'The notifications feed',
     description:
-      'Newest first. Each notification has its aggregate status and one entry per recipient. `since`/`until` bound the time the notification was accepted. With two or more of `status`, `type` and `severity`, a page may hold fewer than `limit` items (each request reads a bounded slice of the index); keep following `nextCursor` until it is null.',
+      'Newest first. Each notification has its aggregate status and one entry per recipient. `since`/`until` ' +
+      'bound the time the notification was accepted. With two or more of `status`, `type` and `severity`, ' +
+      'a page may hold fewer than `limit` items (each request reads a bounded slice of the index); keep ' +
+      'following `nextCursor` until it is null.',
     request: { params: HandlePathParams, query: FeedQuery },
     responses: {
       200: jsonResponse(pageOf(NotificationSummarySchema, 'NotificationPage'), 'One page.'),

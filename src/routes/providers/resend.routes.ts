@@ -1,7 +1,8 @@
 /**
- * Resend's webhook (docs/design.md#email): `POST /v2/providers/resend/events`. Resend sends its events through Svix, i.e.
- * Standard Webhooks: `svix-id`, `svix-timestamp`, `svix-signature` (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`,
- * keyed with RESEND_WEBHOOK_SECRET, a `whsec_` secret); the `webhook-*` names are accepted too.
+ * Resend's webhook (docs/design.md#email): `POST /v2/providers/resend/events`. Resend sends its events through Svix,
+ * i.e. Standard Webhooks: `svix-id`, `svix-timestamp`, `svix-signature`
+ * (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, keyed with RESEND_WEBHOOK_SECRET, a `whsec_` secret); the
+ * `webhook-*` names are accepted too.
  *
  * The signature is over the raw bytes, so a route middleware reads the body as text and verifies it BEFORE the body
  * is parsed and validated (Hono keeps the text, and the JSON validator parses that same text). A missing, wrong or
@@ -48,7 +49,8 @@ const ResendTags = z
   .union([z.record(z.string(), z.unknown()), z.array(z.looseObject({ name: z.string(), value: z.unknown() }))])
   .openapi({
     description:
-      'The tags the mail was sent with: `{name: value}` (or a `[{name, value}]` list). `subscription_id` names our subscription.',
+      'The tags the mail was sent with: `{name: value}` (or a `[{name, value}]` list). `subscription_id` names ' +
+      'our subscription.',
   });
 
 const ResendEventData = z
@@ -155,9 +157,10 @@ const eventsRoute = createRoute({
   tags: ['Providers'],
   summary: 'Resend webhook: bounces and complaints',
   description:
-    'Called by Resend, not by clients. Authenticated by the Svix / Standard Webhooks signature (RESEND_WEBHOOK_SECRET) over the raw body; ' +
-    'a missing, wrong or stale (> 5 min) signature is refused with 401. `email.bounced` (permanent) suppresses every subscription with the ' +
-    "address; `email.complained` suppresses the subscription in the mail's `subscription_id` tag; other events are acknowledged and ignored.",
+    'Called by Resend, not by clients. Authenticated by the Svix / Standard Webhooks signature ' +
+    '(RESEND_WEBHOOK_SECRET) over the raw body; a missing, wrong or stale (> 5 min) signature is refused with ' +
+    '401. `email.bounced` (permanent) suppresses every subscription with the address; `email.complained` ' +
+    "suppresses the subscription in the mail's `subscription_id` tag; other events are acknowledged and ignored.",
   middleware: [verifyResendSignature],
   request: { headers: SignatureHeaders, body: jsonBody(ResendEvent) },
   responses: {

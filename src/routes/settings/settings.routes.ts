@@ -1,6 +1,7 @@
 /**
- * Notification settings (docs/design.md#events-settings-and-matching): `GET` with `ETag` and `warnings`, `PUT` full replace guarded by `If-Match`, and
- * `POST …/evaluate`, the dry run that says for a sample event which recipients get it and which rule decided.
+ * Notification settings (docs/design.md#events-settings-and-matching): `GET` with `ETag` and `warnings`, `PUT` full
+ * replace guarded by `If-Match`, and `POST …/evaluate`, the dry run that says for a sample event which recipients get
+ * it and which rule decided.
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { and, eq, sql } from 'drizzle-orm';
@@ -101,7 +102,8 @@ const evaluateRoute = createRoute(
       tags: ['Notification Settings'],
       summary: 'Dry run: who would receive this event, and why not',
       description:
-        'Evaluates the saved settings (or the `settings` in the body) and every subscription against a sample event (`eventType` from the catalog, or your own `event`). Nothing is sent or stored.',
+        'Evaluates the saved settings (or the `settings` in the body) and every subscription against a sample ' +
+        'event (`eventType` from the catalog, or your own `event`). Nothing is sent or stored.',
       request: { params: HandlePathParams, body: jsonBody(EvaluateBody) },
       responses: {
         200: jsonResponse(EvaluateResponse, "Each recipient's verdict."),

@@ -1,6 +1,6 @@
 /**
- * Settings warnings (docs/design.md#events-settings-and-matching, #debug-playbooks (playbook 3)): configurations that make events go missing without any error.
- * Pure: computed from the settings and the subscriptions matching would see.
+ * Settings warnings (docs/design.md#events-settings-and-matching, #debug-playbooks (playbook 3)): configurations that
+ * make events go missing without any error. Pure: computed from the settings and the subscriptions matching would see.
  */
 import type { EmailCandidate, MatchSettings, WebhookCandidate } from '../../delivery/match.ts';
 import { EVENT_CATALOG } from '../../lib/event-catalog.ts';
@@ -31,12 +31,15 @@ export function settingsWarnings(
     warnings.push({
       code: 'owner_default_email_unset',
       message:
-        'No owner default email is set, so critical events have no guaranteed recipient and may be recorded as undeliverable. Set one with PUT …/notifications/owner-default-email.',
+        'No owner default email is set, so critical events have no guaranteed recipient and may be recorded as ' +
+        'undeliverable. Set one with PUT …/notifications/owner-default-email.',
     });
   } else if (owner.status !== 'active') {
     warnings.push({
       code: 'owner_default_email_not_deliverable',
-      message: `The owner default email ${owner.email} is ${owner.status}: critical events cannot reach it. Set another address.`,
+      message:
+        `The owner default email ${owner.email} is ${owner.status}: critical events cannot reach it. ` +
+        'Set another address.',
     });
   }
   if (settings.ownerFallback === 'none') {
@@ -49,7 +52,10 @@ export function settingsWarnings(
   if (!settings.webhookEnabled && enabledWebhooks > 0) {
     warnings.push({
       code: 'webhook_channel_disabled_with_subscriptions',
-      message: `The webhook channel is disabled, so ${enabledWebhooks} enabled webhook subscription(s) receive nothing.`,
+      message:
+        'The webhook channel is disabled, ' +
+        `so ${enabledWebhooks} enabled webhook subscription(s) ` +
+        'receive nothing.',
     });
   }
   const activeEmails = emails.filter((e) => e.kind === 'standard' && e.status === 'active').length;

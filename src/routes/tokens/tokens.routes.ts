@@ -1,4 +1,6 @@
-/** `POST/GET /v2/tokens`, `DELETE /v2/tokens/{id}`: personal access tokens (docs/design.md#identity-access-and-limits). */
+/**
+ * `POST/GET /v2/tokens`, `DELETE /v2/tokens/{id}`: personal access tokens (docs/design.md#identity-access-and-limits).
+ */
 import { createRoute } from '@hono/zod-openapi';
 import { mintPat, patDisplayPrefix } from '../../auth/pat.ts';
 import { getDb } from '../../db/client.ts';
@@ -39,7 +41,8 @@ const createToken = createRoute(
       tags: ['Tokens'],
       summary: 'Create a personal access token',
       description:
-        "Mints a PAT for the calling user. Its scopes must be a subset of the JWT's; a handle restricts it to that handle (you must be a member).",
+        "Mints a PAT for the calling user. Its scopes must be a subset of the JWT's; a handle restricts it to " +
+        'that handle (you must be a member).',
       request: { body: jsonBody(CreateTokenBody) },
       responses: {
         201: jsonResponse(CreatedTokenSchema, 'The token, shown once.'),

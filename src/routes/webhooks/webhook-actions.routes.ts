@@ -1,6 +1,6 @@
 /**
- * What a user does to a webhook beyond editing it (docs/design.md#routes, #debug-playbooks (playbook 1)): send a test and read the diagnosis,
- * rotate the secret, read the delivery log, and recover dead or skipped deliveries.
+ * What a user does to a webhook beyond editing it (docs/design.md#routes, #debug-playbooks (playbook 1)): send a test
+ * and read the diagnosis, rotate the secret, read the delivery log, and recover dead or skipped deliveries.
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
@@ -103,7 +103,9 @@ const testRoute = createRoute(
       tags: ['Webhooks'],
       summary: 'Send a signed test delivery and diagnose the endpoint',
       description:
-        'Runs the production builder, signer and HTTP client synchronously (recorded as a delivery of kind test) and compares the result with recent production deliveries: the diagnosis names what differs (event types, payload size, latency, secret rotation, filters) and what to do.',
+        'Runs the production builder, signer and HTTP client synchronously (recorded as a delivery of kind ' +
+        'test) and compares the result with recent production deliveries: the diagnosis names what differs ' +
+        '(event types, payload size, latency, secret rotation, filters) and what to do.',
       request: { params: WebhookParams, body: { ...jsonBody(TestBody), required: false } },
       responses: {
         200: jsonResponse(TestResponse, 'The attempt and the diagnosis.'),
@@ -283,7 +285,8 @@ export const webhookActionsRoutes = createRouter()
     if (!webhook) throw problems.notFound();
     if (!webhook.enabled) {
       throw problems.conflict(
-        'The subscription is disabled; enable it first (PATCH {"enabled": true}), or its deliveries would be skipped again.',
+        'The subscription is disabled; enable it first (PATCH {"enabled": true}), or its deliveries would be ' +
+          'skipped again.',
       );
     }
     const rows = await redrivableSince(db, handle, id, boundaryId('dlv', Date.parse(since)), RECOVER_LIMIT + 1);

@@ -127,7 +127,8 @@ const createWebhookRoute = createRoute(
     tags: ['Webhooks'],
     summary: 'Create a webhook subscription',
     description:
-      'Returns the signing secret once. The URL must be https on port 443 or 8443 with a public DNS name (no IP literals, localhost or internal names).',
+      'Returns the signing secret once. The URL must be https on port 443 or 8443 with a public DNS name (no ' +
+      'IP literals, localhost or internal names).',
     request: { params: HandlePathParams, body: jsonBody(CreateWebhookBody) },
     responses: {
       201: jsonResponse(CreatedWebhookSchema, 'Created; keep the secret.'),
