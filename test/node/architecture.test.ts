@@ -35,6 +35,11 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
 
 /** Areas that run from a queue or a cron with no request in sight: no Hono, nothing under routes/. */
 const REQUEST_LESS = ['lib', 'db', 'auth', 'delivery', 'email', 'archive', 'jobs'];
+/**
+ * The modules that decide without doing: signing, the retry schedule, outcome classes, matching. They are tested as
+ * pure functions and shared by the consumer, test sends and the diagnosis, so nothing in them may reach a binding.
+ */
+const PURE = ['delivery/signing.ts', 'delivery/retry-policy.ts', 'delivery/classify.ts', 'delivery/match.ts'];
 /** The one piece of Hono a request-less area may use: the mails are JSX (email/), rendered to a string by hono/jsx. */
 const isMailJsx = (i: Import) => areaOf(i.from) === 'email' && /^hono\/jsx(\/|$)/.test(i.spec);
 
@@ -128,6 +133,15 @@ describe('imports point one way', () => {
   it('the pipeline and the pure modules never import Hono', () => {
     const wrong = imports
       .filter((i) => REQUEST_LESS.includes(areaOf(i.from)) && /^(hono|@hono\/)/.test(i.spec) && !isMailJsx(i))
+      .map((i) => `${rel(i.from)} imports ${i.spec}`);
+    expect(wrong).toEqual([]);
+  });
+
+  it('the pure decision modules import only lib/ and each other: no binding, no config, no database', () => {
+    const pure = new Set(PURE.map((p) => join(SRC, p)));
+    const wrong = imports
+      .filter((i) => pure.has(i.from))
+      .filter((i) => i.to === null || !(areaOf(i.to) === 'lib' || pure.has(i.to)))
       .map((i) => `${rel(i.from)} imports ${i.spec}`);
     expect(wrong).toEqual([]);
   });
