@@ -49,6 +49,28 @@ describe('the Worker built from wrangler.toml', () => {
   });
 });
 
+describe('module evaluation order', () => {
+  // zod schemas get `.openapi()` once @hono/zod-openapi has extended zod; delivery/messages.ts builds its schemas with
+  // plain zod, so an entry that evaluates it first (the bench's metered entry imports the consumer before the app)
+  // must still build every route.
+  it('the Worker starts and documents POST …/events when the delivery schemas are evaluated first', async () => {
+    const other = await unstable_startWorker({
+      config: 'wrangler.toml',
+      entrypoint: 'test/support/delivery-first-entry.ts',
+      dev: { server: { hostname: '127.0.0.1', port: 0 }, inspector: false, persist: false, watch: false },
+    });
+    try {
+      await other.ready;
+      const res = await other.fetch('http://example.test/v2/openapi.json');
+      expect(res.status).toBe(200);
+      const doc = (await res.json()) as { paths: Record<string, unknown> };
+      expect(Object.keys(doc.paths)).toContain('/v2/handles/{handle}/events');
+    } finally {
+      await other.dispose();
+    }
+  });
+});
+
 describe('wrangler.toml', () => {
   const config = unstable_readConfig({ config: 'wrangler.toml' });
 

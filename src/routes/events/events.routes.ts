@@ -15,7 +15,9 @@ import { batchWithAccess } from '../../middleware/auth.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { RecipientSummarySchema } from '../notifications/notifications.schemas.ts';
 
-const PublishBody = EventInput.openapi('PublishEventRequest', {
+// The queue path's schema, rebuilt here with the zod that @hono/zod-openapi has extended: EventInput itself may have
+// been built before that extension (delivery/ never imports Hono), and then has no `.openapi()`.
+const PublishBody = z.strictObject(EventInput.shape).openapi('PublishEventRequest', {
   example: {
     type: 'order.fulfilled',
     data: { orderId: 'ord_10482', trackingNumber: 'DL123456789IN' },
