@@ -1,6 +1,6 @@
 /**
  * Faults the pipeline must survive without losing or doubling anything (docs/design.md#outbox, #consumer,
- * "Auto-disable"): at-least-once duplicates, a corrupt row in the middle of a batch, a Queues outage at ingest and the
+ * #auto-disable): at-least-once duplicates, a corrupt row in the middle of a batch, a Queues outage at ingest and the
  * sweeper that recovers it, a 250-recipient fan-out, and the auto-disable job.
  *
  * Hand-driven consumer runs use deliveries created by the real ingest code with a recording queue producer, so the
