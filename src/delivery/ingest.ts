@@ -251,8 +251,9 @@ export async function ingestWithReads(
   }
 
   const pending = rows.filter((r) => r.status === 'pending').map((r) => r.deliveryId);
-  const sent = pending.length ? await enqueueDeliveries(env, pending) : { queued: [] as string[] };
-  const queued = new Set(sent.queued);
+  // From here on the event is stored: nothing may throw (a retried publish or events message would store it again).
+  const sent = pending.length ? await enqueueDeliveries(env, pending) : { queued: [] as string[], marked: true };
+  const queued = new Set(sent.marked ? sent.queued : []);
   return {
     notificationId,
     status,
