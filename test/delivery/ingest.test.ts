@@ -27,6 +27,7 @@ import {
 import {
   countingD1,
   createWebhook,
+  d1FailingBatchesMatching,
   deliveriesOf,
   deliveryRow,
   eventually,
@@ -489,37 +490,6 @@ describe('the notify-events consumer', () => {
     expect(rej!.n).toBe(0);
   });
 });
-
-/**
- * A D1 binding whose `batch` throws (after nothing was written) when one of its statements matches `failOn`: the
- * write that moves sent deliveries `pending → queued`, with everything before it committed.
- */
-function d1FailingBatchesMatching(inner: D1Database, failOn: RegExp): { db: D1Database; failures: () => number } {
-  const queries = new WeakMap<object, string>();
-  let failures = 0;
-  const track = (stmt: D1PreparedStatement, query: string): D1PreparedStatement => {
-    queries.set(stmt, query);
-    const bind = stmt.bind.bind(stmt);
-    stmt.bind = (...values: unknown[]) => track(bind(...values), query);
-    return stmt;
-  };
-  const db = new Proxy(inner, {
-    get(target, prop) {
-      if (prop === 'prepare') return (query: string) => track(target.prepare(query), query);
-      if (prop === 'batch')
-        return (statements: D1PreparedStatement[]) => {
-          if (statements.some((s) => failOn.test(queries.get(s) ?? ''))) {
-            failures++;
-            return Promise.reject(new Error('D1_ERROR: Network connection lost. (test)'));
-          }
-          return target.batch(statements);
-        };
-      const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-  return { db, failures: () => failures };
-}
 
 describe('a failed markQueued after the rows are stored and sent', () => {
   const MARK_QUEUED = /SET status = 'queued'/;
