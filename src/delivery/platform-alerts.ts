@@ -95,7 +95,8 @@ function alertStatements(
          SELECT ?1, n.handle, n.id, 'event', 'email', 'platform_alert', NULL, ?2, 'pending', ?3, 0, 0, ?4, ?4
          FROM notifications n
          WHERE n.id = ?5 AND n.severity = 'critical' AND n.status = 'undeliverable'
-           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification_id = ?5 AND d.recipient_type = 'platform_alert')`,
+           AND NOT EXISTS (SELECT 1 FROM deliveries d
+                           WHERE d.notification_id = ?5 AND d.recipient_type = 'platform_alert')`,
       )
       .bind(deliveryId, address, PLATFORM_ALERT_REASON, at, n.id),
     // The platform alert is open: counted like any delivery (the critical aggregate leaves it out, summary.ts).

@@ -36,7 +36,8 @@ async function subscriptionOf(
   const id = unsubscribeTokenId(token);
   const row = id
     ? await env.DB.prepare(
-        'SELECT id, kind, email, email_normalized AS emailNormalized, handle, status FROM email_subscriptions WHERE id = ?1',
+        `SELECT id, kind, email, email_normalized AS emailNormalized, handle, status
+         FROM email_subscriptions WHERE id = ?1`,
       )
         .bind(id)
         .first<UnsubscribeTarget & { email: string; handle: string; status: string }>()
