@@ -4,6 +4,7 @@
  */
 import type { PendingAccess } from './auth/access.ts';
 import type { HandleRole, Principal } from './auth/principal.ts';
+import { parseRetryDelays } from './lib/retry-delays.ts';
 
 /** Typed view of the vars in wrangler.toml. */
 export interface Config {
@@ -18,7 +19,7 @@ export interface Config {
   maxEmailSubscriptionsPerHandle: number;
   patMaxLifetimeDays: number;
   webhookTimeoutMs: number;
-  /** Empty: the default schedule of delivery/retry-policy.ts. */
+  /** Empty: the default schedule of delivery/retry-policy.ts. At most 7 delays of ≤ 12 h (lib/retry-delays.ts). */
   retryDelaysSeconds: number[];
   allowInsecureWebhookTargets: boolean;
   /** DNS-over-HTTPS JSON endpoint for the send-time address check; null (empty var) turns it off. */
@@ -69,10 +70,8 @@ export function config(env: Env): Config {
     maxEmailSubscriptionsPerHandle: int(env.MAX_EMAIL_SUBSCRIPTIONS_PER_HANDLE, 200),
     patMaxLifetimeDays: int(env.PAT_MAX_LIFETIME_DAYS, 365),
     webhookTimeoutMs: int(env.WEBHOOK_TIMEOUT_MS, 15_000),
-    retryDelaysSeconds: (opt(env.RETRY_DELAYS_SECONDS) ?? '')
-      .split(',')
-      .map((v) => Number.parseInt(v.trim(), 10))
-      .filter((n) => Number.isFinite(n) && n > 0),
+    // Refused with a ConfigError rather than quietly cut short (lib/retry-delays.ts).
+    retryDelaysSeconds: parseRetryDelays(env.RETRY_DELAYS_SECONDS),
     allowInsecureWebhookTargets: env.ALLOW_INSECURE_WEBHOOK_TARGETS === 'true',
     dnsOverHttpsUrl: opt(env.DNS_OVER_HTTPS_URL),
     emailProvider: env.EMAIL_PROVIDER || 'cloudflare',

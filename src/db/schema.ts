@@ -192,6 +192,12 @@ export const notifications = sqliteTable(
     openCount: integer('open_count').notNull().default(0),
     succeededCount: integer('succeeded_count').notNull().default(0),
     deadCount: integer('dead_count').notNull().default(0),
+    /**
+     * Set when a critical notification's delivery ended without reaching anyone (cancelled, skipped), so it may have
+     * become `undeliverable` after ingest: the minute job then sends it to PLATFORM_ALERT_EMAIL, as ingest does, and
+     * clears it (delivery/alerts.ts `alertUndeliverable`).
+     */
+    alertCheckAt: text('alert_check_at'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -201,6 +207,8 @@ export const notifications = sqliteTable(
     index('notifications_handle_status_idx').on(t.handle, t.status, t.id),
     index('notifications_handle_type_idx').on(t.handle, t.type, t.id),
     index('notifications_handle_severity_idx').on(t.handle, t.severity, t.id),
+    // The few notifications the undeliverable alert job has to look at, oldest first.
+    index('notifications_alert_check_idx').on(t.alertCheckAt).where(sql`alert_check_at IS NOT NULL`),
     // `sourceEventId` is unique per handle: a repeat answers with the first notification.
     uniqueIndex('notifications_source_event_uq').on(t.handle, t.sourceEventId),
   ],

@@ -120,7 +120,11 @@ export async function performAttempt(ctx: RunContext, input: AttemptInput): Prom
       // Every mail to a subscriber can be stopped in one click; the platform alert address is not a subscriber.
       unsubscribeUrl:
         delivery.subscriptionId && delivery.recipientType !== 'platform_alert'
-          ? unsubscribeUrl(cfg.publicBaseUrl, await unsubscribeToken(env.ENCRYPTION_KEY, delivery.subscriptionId))
+          ? unsubscribeUrl(
+              cfg.publicBaseUrl,
+              // Bound to the address this mail goes to: it stops working if the subscription's address changes.
+              await unsubscribeToken(env.ENCRYPTION_KEY, delivery.subscriptionId, delivery.target),
+            )
           : null,
     });
   }

@@ -35,6 +35,7 @@ import {
   webhookHealthStatement,
 } from './store.ts';
 import { TERMINAL_STATUSES } from './summary.ts';
+import { TEST_SEND_INTERRUPTED } from './test-send.ts';
 
 /** A Worker invocation may hold 6 simultaneous outbound connections in production. */
 export const MAX_CONCURRENT_SENDS = 6;
@@ -117,14 +118,15 @@ function planOne(d1: D1Database, { message, deliveryId }: ValidMessage, loaded: 
   const t = now();
   const notAttempted = (to: 'cancelled' | 'skipped', statusReason: string) =>
     done(message, moveDelivery(d1, d, to, { statusReason, attempted: false, now: t }));
+  // A test send belongs to its request, which never enqueues it: one here was orphaned (docs/design.md#test-sends).
+  if (d.kind === 'test') return notAttempted('cancelled', TEST_SEND_INTERRUPTED);
   const event = eventOf(d, d.notificationId ? loaded.notifications.get(d.notificationId) : undefined);
   if (!event) return notAttempted('cancelled', 'notification_missing');
   let webhook: WebhookRow | undefined;
   if (d.channel === 'webhook') {
     webhook = d.subscriptionId ? loaded.webhooks.get(d.subscriptionId) : undefined;
     if (!webhook) return notAttempted('cancelled', 'subscription_deleted');
-    // A test send goes to a disabled endpoint on purpose (to see whether it is back); production does not.
-    if (!webhook.enabled && d.kind !== 'test') return notAttempted('skipped', 'subscription_disabled');
+    if (!webhook.enabled) return notAttempted('skipped', 'subscription_disabled');
   } else if (d.recipientType !== 'platform_alert') {
     const sub = d.subscriptionId ? loaded.emails.get(d.subscriptionId) : undefined;
     if (!sub) return notAttempted('cancelled', 'subscription_deleted');

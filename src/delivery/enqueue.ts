@@ -9,9 +9,12 @@ import type { DeliveryMessage, EventMessage } from './messages.ts';
 export const SEND_BATCH_LIMIT = 100;
 
 export interface EnqueueResult {
+  /** Sent to the queue. */
   queued: string[];
   failed: string[];
   sendBatchCalls: number;
+  /** False when the sent rows could not be marked `queued` (they stay `pending`; the sweeper sends them again). */
+  marked: boolean;
 }
 
 /** Counts sendBatch calls per isolate; tests and the bench read it to check fan-out cost. */
@@ -26,7 +29,7 @@ export async function enqueueDeliveries(
   deliveryIds: readonly string[],
   options: { delaySeconds?: number } = {},
 ): Promise<EnqueueResult> {
-  const result: EnqueueResult = { queued: [], failed: [], sendBatchCalls: 0 };
+  const result: EnqueueResult = { queued: [], failed: [], sendBatchCalls: 0, marked: true };
   for (let i = 0; i < deliveryIds.length; i += SEND_BATCH_LIMIT) {
     const chunk = deliveryIds.slice(i, i + SEND_BATCH_LIMIT);
     try {
@@ -47,7 +50,22 @@ export async function enqueueDeliveries(
       );
     }
   }
-  if (result.queued.length) await markQueued(env.DB, result.queued);
+  if (result.queued.length) {
+    // The messages are sent: a failure here must not reach the caller, whose rows are stored (a retried publish or
+    // events message would store the event twice). Rows left `pending` are re-sent by the sweeper, and the consumer
+    // takes a `pending` row like a `queued` one (docs/design.md#outbox).
+    await markQueued(env.DB, result.queued).catch((err: unknown) => {
+      result.marked = false;
+      console.warn(
+        JSON.stringify({
+          level: 'warn',
+          msg: 'mark_queued_failed',
+          deliveries: result.queued.length,
+          error: String(err),
+        }),
+      );
+    });
+  }
   return result;
 }
 

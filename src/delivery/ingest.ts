@@ -18,6 +18,7 @@ import { newId } from '../lib/ids.ts';
 import { enqueueDeliveries } from './enqueue.ts';
 import { planRecipients } from './match.ts';
 import { matchContextQueries, toMatchContext } from './match-context.ts';
+import { PLATFORM_ALERT_REASON } from './platform-alerts.ts';
 import { initialStatus, RECIPIENT_SUMMARY_LIMIT, type RecipientSummary } from './summary.ts';
 
 export interface IngestRequest {
@@ -196,7 +197,7 @@ export async function ingestWithReads(
       deliveryFor(
         { recipientType: 'platform_alert', channel: 'email', subscriptionId: null, target: cfg.platformAlertEmail },
         'pending',
-        'undeliverable_critical_event',
+        PLATFORM_ALERT_REASON,
         base,
       ),
     );
@@ -251,8 +252,9 @@ export async function ingestWithReads(
   }
 
   const pending = rows.filter((r) => r.status === 'pending').map((r) => r.deliveryId);
-  const sent = pending.length ? await enqueueDeliveries(env, pending) : { queued: [] as string[] };
-  const queued = new Set(sent.queued);
+  // From here on the event is stored: nothing may throw (a retried publish or events message would store it again).
+  const sent = pending.length ? await enqueueDeliveries(env, pending) : { queued: [] as string[], marked: true };
+  const queued = new Set(sent.marked ? sent.queued : []);
   return {
     notificationId,
     status,

@@ -3,6 +3,7 @@
  * 10 h, 10 h — with ±10 % jitter, 8 attempts in all (~27.6 h). A receiver's `Retry-After` (429/503) is honoured,
  * clamped to the schedule's bounds. Pure.
  */
+import { QUEUE_MAX_DELAY_SECONDS } from '../lib/retry-delays.ts';
 
 /** Delay before attempt n+1 after attempt n failed, seconds (index 0 = after the first attempt). */
 export const RETRY_DELAYS_SECONDS = [5, 300, 1800, 7200, 18000, 36000, 36000] as const;
@@ -29,7 +30,8 @@ export function retryDelaySeconds(
   const r = (options.random ?? Math.random)();
   // Rounding must not push the delay out of ±10 % (on the 5 s step, 5.5 would round to 6).
   const lo = Math.ceil(base * (1 - JITTER));
-  const hi = Math.floor(base * (1 + JITTER));
+  // Nor past what Queues accepts as a delay (a custom schedule may use the full 12 h).
+  const hi = Math.min(QUEUE_MAX_DELAY_SECONDS, Math.floor(base * (1 + JITTER)));
   return Math.min(hi, Math.max(lo, Math.round(base * (1 - JITTER + 2 * JITTER * r))));
 }
 

@@ -38,20 +38,40 @@ function bucket(status: DeliveryStatus): Bucket {
 }
 
 /**
- * Aggregate status from (new) counts. `undeliverable` is decided at ingest and kept; a critical event whose every
- * delivery ended without an attempt (its subscriptions were deleted or disabled, the owner email removed before the
- * send) becomes `undeliverable` too, never a quiet `no_recipients`.
+ * The aggregate of a critical notification, from its handle's own deliveries (the platform alert is not one of them:
+ * it tells the platform that nobody of the handle's got the event). `undeliverable` while nobody is open, succeeded
+ * or dead — at ingest, or later when every delivery ended without reaching anyone (cancelled, skipped) — and left
+ * again as soon as one is redriven (a re-enabled webhook's `recover`). A critical event has at most a few hundred
+ * deliveries (the caps on subscriptions), read through `deliveries_notification_idx`.
+ */
+const CRITICAL_AGGREGATE_SQL = `(SELECT CASE
+    WHEN sum(d.status IN ${OPEN_SQL}) > 0 THEN 'delivering'
+    WHEN sum(d.status = 'succeeded') > 0 AND sum(d.status = 'dead') > 0 THEN 'partially_failed'
+    WHEN sum(d.status = 'succeeded') > 0 THEN 'delivered'
+    WHEN sum(d.status = 'dead') > 0 THEN 'failed'
+    ELSE 'undeliverable' END
+  FROM deliveries d WHERE d.notification_id = notifications.id AND d.recipient_type <> 'platform_alert')`;
+
+/**
+ * Aggregate status from (new) counts. A critical event is never a quiet `no_recipients`: its status follows its
+ * handle's deliveries ({@link CRITICAL_AGGREGATE_SQL}), so `undeliverable` is neither sticky nor missed after ingest.
  */
 function aggregateSql(open: string, succeeded: string, dead: string): string {
   return `CASE
-    WHEN status = 'undeliverable' THEN 'undeliverable'
+    WHEN severity = 'critical' THEN ${CRITICAL_AGGREGATE_SQL}
     WHEN ${open} > 0 THEN 'delivering'
     WHEN ${succeeded} > 0 AND ${dead} > 0 THEN 'partially_failed'
     WHEN ${succeeded} > 0 THEN 'delivered'
     WHEN ${dead} > 0 THEN 'failed'
-    WHEN severity = 'critical' THEN 'undeliverable'
     ELSE 'no_recipients' END`;
 }
+
+/**
+ * SQL: `alert_check_at` after a delivery of this notification ended without reaching anyone (`ended` a bound 0/1):
+ * a critical one may just have become `undeliverable`, which the minute job then tells the platform alert address.
+ */
+const alertCheckSql = (ended: string, at: string) =>
+  `CASE WHEN ${ended} AND severity = 'critical' THEN ${at} ELSE alert_check_at END`;
 
 /** The aggregate status a new notification starts with, for the counts of its deliveries. */
 export function initialStatus(counts: { open: number; succeeded: number; dead: number }, undeliverable: boolean) {
@@ -89,6 +109,7 @@ export function transitionStatement(d1: D1Database, t: Transition): D1PreparedSt
       `UPDATE notifications SET
          open_count = open_count + ?3, succeeded_count = succeeded_count + ?4, dead_count = dead_count + ?5,
          status = ${aggregateSql('open_count + ?3', 'succeeded_count + ?4', 'dead_count + ?5')},
+         alert_check_at = ${alertCheckSql('?12', '?11')},
          recipients = CASE WHEN json_type(recipients, ?2) IS NULL THEN recipients
            ELSE json_set(recipients, ?2 || '.status', ?6, ?2 || '.statusReason', ?7, ?2 || '.attempts', ?8,
                          ?2 || '.lastErrorClass', ?9, ?2 || '.lastHttpStatus', ?10, ?2 || '.updatedAt', ?11) END,
@@ -107,6 +128,7 @@ export function transitionStatement(d1: D1Database, t: Transition): D1PreparedSt
       t.lastErrorClass,
       t.lastHttpStatus,
       t.at,
+      from === 'open' && to === 'none' ? 1 : 0,
     );
 }
 
@@ -163,7 +185,8 @@ export function cancelOpenDeliveries(
       .bind(subscriptionId, reason, now, handle),
     d1
       .prepare(
-        `UPDATE notifications SET status = ${aggregateSql('open_count', 'succeeded_count', 'dead_count')}
+        `UPDATE notifications SET status = ${aggregateSql('open_count', 'succeeded_count', 'dead_count')},
+           alert_check_at = ${alertCheckSql('1', '?3')}
          WHERE id IN (${justCancelled})`,
       )
       .bind(subscriptionId, reason, now, handle),

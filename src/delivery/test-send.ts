@@ -17,6 +17,13 @@ import {
 } from './attempt.ts';
 import { attemptStatement, insertTestDelivery, moveDelivery } from './store.ts';
 
+/**
+ * The status reason of a test delivery its request never finished (cancelled, or its final write failed): the sweeper
+ * finds the row `pending` and the consumer ends it `cancelled` without an attempt. A test send is one synchronous
+ * attempt, so it never gets the production retry schedule nor reaches an endpoint disabled since.
+ */
+export const TEST_SEND_INTERRUPTED = 'test_send_interrupted';
+
 export interface TestSendInput {
   handle: string;
   channel: 'webhook' | 'email';

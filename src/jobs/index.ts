@@ -2,6 +2,7 @@
  * The `scheduled` entry point (cron `* * * * *`): runs each minute job, isolated so one failing job neither stops the
  * others nor hides its error.
  */
+import { alertUndeliverable } from '../delivery/platform-alerts.ts';
 import { autoDisableFailingWebhooks } from './auto-disable.ts';
 import { purgeExpiredIdempotencyKeys } from './purge-idempotency.ts';
 import { reconcileSnsSubscriptions } from './reconcile-email.ts';
@@ -14,6 +15,7 @@ const JOBS: Record<string, Job> = {
   autoDisableFailingWebhooks,
   reconcileSnsSubscriptions,
   purgeExpiredIdempotencyKeys,
+  alertUndeliverable: (env, now) => alertUndeliverable(env, now),
 };
 
 export async function handleScheduled(

@@ -28,6 +28,7 @@ import {
   attemptsOf,
   createWebhook,
   deliveryRow,
+  eventually,
   ingestQuiet,
   recordingEmail,
   runDeliveries,
@@ -1300,7 +1301,7 @@ describe('11. Secrets', () => {
     const confirmToken = decodeURIComponent(/\/v2\/email\/confirm\?token=([^\s]+)/.exec(text)![1]!);
     const confirmed = await callWithVars(DEV, 'POST', `/v2/email/confirm?token=${encodeURIComponent(confirmToken)}`);
     expect(confirmed.status).toBe(200);
-    const unsub = await unsubscribeToken(env.ENCRYPTION_KEY, subId);
+    const unsub = await unsubscribeToken(env.ENCRYPTION_KEY, subId, email);
     const u = await callWithVars(DEV, 'POST', `/v2/email/unsubscribe?token=${encodeURIComponent(unsub)}`, {
       rawBody: 'List-Unsubscribe=One-Click',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
@@ -1370,5 +1371,43 @@ describe('11. Secrets', () => {
         if (dump.includes(s)) leaks.push(`${table} row contains ${name} in clear`);
     }
     expect(leaks).toEqual([]);
+  });
+});
+
+describe('12. Unsubscribe links', () => {
+  it("Unsubscribe: a link mailed to the owner's previous default address → 404 on the new address, which it never shows; nothing changed", async () => {
+    const h = await setupHandle();
+    const ownerPath = `/v2/handles/${h.handle}/notifications/owner-default-email`;
+    const before = `${unique('before')}@example.com`;
+    const after = `${unique('after')}@example.com`;
+    expect((await callWithVars(DEV, 'PUT', ownerPath, { token: h.token, body: { email: before } })).status).toBe(200);
+    // The owner's test mail to the old address, as its holder has it.
+    const mailed = await eventually(
+      async () => {
+        const res = await callWithVars(DEV, 'GET', `/dev/mailbox?format=json&to=${encodeURIComponent(before)}`);
+        return ((await res.json()) as { data: Array<{ text: string }> }).data;
+      },
+      (data) => data.length > 0,
+      15_000,
+      'the test mail to the old address',
+    );
+    const link = /https?:\/\/\S+(\/v2\/email\/unsubscribe\?token=[^\s]+)/.exec(mailed[0]!.text)![1]!;
+    expect((await callWithVars(DEV, 'PUT', ownerPath, { token: h.token, body: { email: after } })).status).toBe(200);
+    for (const [method, accept] of [
+      ['GET', 'text/html'],
+      ['GET', 'application/json'],
+      ['POST', 'text/html'],
+      ['POST', 'application/json'],
+    ] as const) {
+      const res = await call(method, link, { headers: { accept } });
+      expect(res.status, `${method} ${accept}`).toBe(404);
+      expect((await res.text()).toLowerCase(), `${method} ${accept}`).not.toContain(after.toLowerCase());
+    }
+    const row = await env.DB.prepare(
+      "SELECT email_normalized, status FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'",
+    )
+      .bind(h.handle)
+      .first();
+    expect(row).toEqual({ email_normalized: after.toLowerCase(), status: 'active' });
   });
 });

@@ -12,6 +12,7 @@ import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { publishEvents } from '../../src/delivery/enqueue.ts';
 import worker from '../../src/index.ts';
+import { sweepOutbox } from '../../src/jobs/sweeper.ts';
 import {
   ALL_USER_SCOPES,
   addMember,
@@ -26,6 +27,7 @@ import {
 import {
   countingD1,
   createWebhook,
+  d1FailingBatchesMatching,
   deliveriesOf,
   deliveryRow,
   eventually,
@@ -486,5 +488,51 @@ describe('the notify-events consumer', () => {
       .bind(id)
       .first<{ n: number }>();
     expect(rej!.n).toBe(0);
+  });
+});
+
+describe('a failed markQueued after the rows are stored and sent', () => {
+  const MARK_QUEUED = /SET status = 'queued'/;
+
+  it('POST …/events still answers 202 with the stored notification; the rows stay pending and the sweeper sends them', async () => {
+    const h = await setupHandle();
+    const wh = await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
+    const failing = d1FailingBatchesMatching(env.DB, MARK_QUEUED);
+    const { env: quiet, capture } = quietEnv({ DB: failing.db });
+    const res = await callWithVars(quiet, 'POST', eventsPath(h.handle), {
+      token: h.token,
+      body: { type: 'order.paid', data: { orderId: 'o-mq' } },
+    });
+    const body = await res.json<any>();
+    expect(res.status, JSON.stringify(body)).toBe(202);
+    expect(failing.failures()).toBe(1);
+    expect(capture.batches.flat()).toHaveLength(1);
+    // The answer says what the rows say.
+    expect(body.recipients).toEqual([expect.objectContaining({ subscriptionId: wh.id, status: 'pending' })]);
+    expect(await counts(h.handle)).toEqual({ notifications: 1, deliveries: 1 });
+    const [d] = await deliveriesOf(body.notificationId);
+    expect(d).toMatchObject({ subscription_id: wh.id, status: 'pending' });
+    // The minute sweeper covers a row left pending, as after a failed send (the captured message never left).
+    const swept = await sweepOutbox(env, new Date(Date.now() + 2 * 60_000));
+    expect(swept.requeued).toBeGreaterThanOrEqual(1);
+    await eventually(
+      () => deliveryRow(d!.id),
+      (r) => r.status === 'succeeded',
+      15_000,
+      'delivery sent by the sweeper',
+    );
+  });
+
+  it('the notify-events consumer acks the message: a retry would store the event a second time', async () => {
+    const h = await setupHandle();
+    await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
+    const failing = d1FailingBatchesMatching(env.DB, MARK_QUEUED);
+    const { env: quiet } = quietEnv({ DB: failing.db });
+    // No sourceEventId: nothing would catch a second ingest of this message.
+    const fb = fakeBatch('notify-events', [{ body: { handle: h.handle, type: 'order.paid', data: { orderId: 'o' } } }]);
+    await worker.queue(fb.batch, quiet, createExecutionContext());
+    expect(failing.failures()).toBe(1);
+    expect(fb.outcomes[0]!.calls).toEqual(['ack']);
+    expect(await counts(h.handle)).toEqual({ notifications: 1, deliveries: 1 });
   });
 });

@@ -2,6 +2,7 @@
  * Retry schedule and outcome classification (docs/design.md#outcome-classes, #retry-schedule): Svix's schedule with
  * ±10 % jitter pinned through the injectable `random`, Retry-After clamping and parsing, and every outcome class row.
  */
+import { env } from 'cloudflare:workers';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -17,6 +18,7 @@ import {
   RETRY_DELAYS_SECONDS,
   retryDelaySeconds,
 } from '../../src/delivery/retry-policy.ts';
+import { config } from '../../src/env.ts';
 
 const PROPERTY = { seed: 42, numRuns: 500 } as const;
 
@@ -132,6 +134,39 @@ describe('retry schedule', () => {
       expect(retryDelaySeconds(attempt, { random: () => 0.5 })).toBeNull();
       expect(retryDelaySeconds(attempt, { retryAfterSeconds: 60 })).toBeNull();
     }
+  });
+});
+
+describe('RETRY_DELAYS_SECONDS: a custom schedule is checked against the queue', () => {
+  const configured = (value: string) =>
+    config({ ...env, RETRY_DELAYS_SECONDS: value } as Env).retryDelaysSeconds as readonly number[];
+
+  it('RETRY_DELAYS_SECONDS: a delay over 43,200 s (Queues’ 12 h limit) is refused with a configuration error naming it', () => {
+    expect(() => configured('5,43201')).toThrow(/RETRY_DELAYS_SECONDS.*entry 2 .*43201.*43,?200/);
+    expect(configured('5,43200')).toEqual([5, 43200]);
+  });
+
+  it('RETRY_DELAYS_SECONDS: more delays than the queue has retries (max_retries = 7) are refused, not silently unused', () => {
+    expect(() => configured('1,1,1,1,1,1,1,1')).toThrow(/RETRY_DELAYS_SECONDS.*8 delays.*at most 7/);
+    expect(configured('1,1,1,1,1,1,1')).toHaveLength(7);
+    // Fewer delays are fewer attempts: n delays, n + 1 attempts.
+    expect(configured('1,1')).toEqual([1, 1]);
+    expect(retryDelaySeconds(3, { schedule: [1, 1] })).toBeNull();
+  });
+
+  it('RETRY_DELAYS_SECONDS: an entry that is not a whole number of seconds ≥ 1 is refused, not dropped', () => {
+    for (const bad of ['5,abc,10', '5,,10', '0', '-5', '1.5', '5;10']) {
+      expect(() => configured(bad), bad).toThrow(/RETRY_DELAYS_SECONDS/);
+    }
+    expect(configured('')).toEqual([]);
+    expect(configured(' 5 , 300 ')).toEqual([5, 300]);
+  });
+
+  it('the jitter never takes a delay past Queues’ 12 h limit', () => {
+    for (const r of [0, 0.5, MAX_RANDOM]) {
+      expect(retryDelaySeconds(1, { schedule: [43200], random: () => r })).toBeLessThanOrEqual(43200);
+    }
+    expect(retryDelaySeconds(1, { schedule: [43200], random: () => 0 })).toBe(38880);
   });
 });
 

@@ -6,6 +6,7 @@
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unstable_readConfig, unstable_startWorker } from 'wrangler';
+import { DELIVERIES_QUEUE_MAX_RETRIES } from '../../src/lib/retry-delays.ts';
 import { THROTTLES } from '../../src/lib/throttles.ts';
 
 type Worker = Awaited<ReturnType<typeof unstable_startWorker>>;
@@ -99,6 +100,8 @@ describe('wrangler.toml', () => {
       max_retries: 7,
       dead_letter_queue: 'notify-deliveries-dlq',
     });
+    // RETRY_DELAYS_SECONDS is checked against this count (src/lib/retry-delays.ts).
+    expect(consumers['notify-deliveries']!.max_retries).toBe(DELIVERIES_QUEUE_MAX_RETRIES);
     expect(consumers['notify-events']).toMatchObject({ dead_letter_queue: 'notify-events-dlq' });
     expect(config.compatibility_flags).toContain('global_fetch_strictly_public');
     expect(config.triggers.crons).toEqual(['* * * * *']);

@@ -429,3 +429,37 @@ export function recordingEmail(fail?: string): {
   } as unknown as Env['EMAIL'];
   return { binding, sent };
 }
+
+/**
+ * A D1 binding whose `batch` throws (writing nothing, as D1 does when the connection is lost) whenever one of its
+ * statements matches `failOn`; everything else goes through. `failures()` counts the refused batches.
+ */
+export function d1FailingBatchesMatching(
+  inner: D1Database,
+  failOn: RegExp,
+): { db: D1Database; failures: () => number } {
+  const queries = new WeakMap<object, string>();
+  let failures = 0;
+  const track = (stmt: D1PreparedStatement, query: string): D1PreparedStatement => {
+    queries.set(stmt, query);
+    const bind = stmt.bind.bind(stmt);
+    stmt.bind = (...values: unknown[]) => track(bind(...values), query);
+    return stmt;
+  };
+  const db = new Proxy(inner, {
+    get(target, prop) {
+      if (prop === 'prepare') return (query: string) => track(target.prepare(query), query);
+      if (prop === 'batch')
+        return (statements: D1PreparedStatement[]) => {
+          if (statements.some((s) => failOn.test(queries.get(s) ?? ''))) {
+            failures++;
+            return Promise.reject(new Error('D1_ERROR: Network connection lost. (test)'));
+          }
+          return target.batch(statements);
+        };
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return { db, failures: () => failures };
+}

@@ -9,7 +9,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { confirmByToken } from '../../email/confirmation.ts';
-import { verifyUnsubscribeToken } from '../../email/unsubscribe.ts';
+import { type UnsubscribeTarget, unsubscribeTokenId, verifyUnsubscribeToken } from '../../email/unsubscribe.ts';
 import type { AppEnv } from '../../env.ts';
 import { createRouter, errorResponses } from '../../http/openapi.ts';
 import { ProblemError, problems } from '../../lib/problem.ts';
@@ -33,14 +33,20 @@ async function subscriptionOf(
   env: Env,
   token: string,
 ): Promise<{ id: string; email: string; handle: string; status: string }> {
-  const id = await verifyUnsubscribeToken(env.ENCRYPTION_KEY, token);
+  const id = unsubscribeTokenId(token);
   const row = id
-    ? await env.DB.prepare('SELECT id, email, handle, status FROM email_subscriptions WHERE id = ?1')
+    ? await env.DB.prepare(
+        `SELECT id, kind, email, email_normalized AS emailNormalized, handle, status
+         FROM email_subscriptions WHERE id = ?1`,
+      )
         .bind(id)
-        .first<{ id: string; email: string; handle: string; status: string }>()
+        .first<UnsubscribeTarget & { email: string; handle: string; status: string }>()
     : null;
-  // A forged token and a deleted subscription look the same: the link does nothing any more.
-  if (!row) throw problems.notFound('This unsubscribe link is not valid (or the subscription no longer exists).');
+  // A forged token, a deleted subscription and a link mailed to an address the subscription no longer has all look
+  // the same: the link does nothing any more, and says nothing about the subscription's current address.
+  if (!(await verifyUnsubscribeToken(env.ENCRYPTION_KEY, token, row)) || !row) {
+    throw problems.notFound('This unsubscribe link is not valid (or the subscription no longer exists).');
+  }
   return row;
 }
 

@@ -9,7 +9,8 @@ import { notifications } from '../../db/schema.ts';
 import { encodeCursor, toPage } from '../../lib/pagination.ts';
 
 export type NotificationRow = typeof notifications.$inferSelect;
-export type NotificationListRow = Omit<NotificationRow, 'data' | 'handle'>;
+/** A feed row: what the API shows of a notification (not its data, nor the internal `alertCheckAt` mark). */
+export type NotificationListRow = Omit<NotificationRow, 'data' | 'handle' | 'alertCheckAt'>;
 
 export interface FeedFilter {
   status?: NotificationRow['status'] | undefined;

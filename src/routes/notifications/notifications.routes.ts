@@ -98,6 +98,6 @@ export const notificationsRoutes = createRouter()
     const [rows] = await batchWithAccess(c, [notificationQuery(getDb(c.env.DB), handle, id)]);
     const row = (rows as NotificationRow[])[0];
     if (!row) throw problems.notFound();
-    const { data, handle: _handle, ...rest } = row;
+    const { data, handle: _handle, alertCheckAt: _alertCheckAt, ...rest } = row;
     return c.json({ ...summaryToApi(rest), data: JSON.parse(data) as Record<string, unknown> }, 200);
   });
