@@ -10,7 +10,14 @@ export interface Config {
   environment: string;
   isDevelopment: boolean;
   publicBaseUrl: string;
-  jwt: { jwksUrl: string | null; issuer: string | null; audience: string | null; algorithms: string[] };
+  jwt: {
+    jwksUrl: string | null;
+    issuer: string | null;
+    audience: string | null;
+    algorithms: string[];
+    /** JWT_MAX_LIFETIME_SECONDS: the longest `exp − iat` accepted (24 h by default). */
+    maxLifetimeSeconds: number;
+  };
   dailyWriteLimit: number;
   maxBodyBytes: number;
   maxEventDataBytes: number;
@@ -61,7 +68,13 @@ export function config(env: Env): Config {
     environment: env.ENVIRONMENT,
     isDevelopment: env.ENVIRONMENT === 'development',
     publicBaseUrl: env.PUBLIC_BASE_URL.replace(/\/+$/, ''),
-    jwt: { jwksUrl, issuer: opt(env.JWT_ISSUER), audience: opt(env.JWT_AUDIENCE), algorithms },
+    jwt: {
+      jwksUrl,
+      issuer: opt(env.JWT_ISSUER),
+      audience: opt(env.JWT_AUDIENCE),
+      algorithms,
+      maxLifetimeSeconds: int(env.JWT_MAX_LIFETIME_SECONDS, 86_400),
+    },
     dailyWriteLimit: int(env.DAILY_WRITE_LIMIT, 5000),
     maxBodyBytes: int(env.MAX_BODY_BYTES, 256 * 1024),
     maxEventDataBytes: int(env.MAX_EVENT_DATA_BYTES, 64 * 1024),
