@@ -24,6 +24,8 @@ export interface Config {
   maxWebhooksPerHandle: number;
   maxEmailSubscriptionsPerHandle: number;
   patMaxLifetimeDays: number;
+  /** MAX_PATS_PER_USER: live (not revoked, not expired) personal access tokens a user may hold. */
+  maxPatsPerUser: number;
   webhookTimeoutMs: number;
   /** Empty: the default schedule of delivery/retry-policy.ts. */
   retryDelaysSeconds: number[];
@@ -81,6 +83,7 @@ export function config(env: Env): Config {
     maxWebhooksPerHandle: int(env.MAX_WEBHOOKS_PER_HANDLE, 50),
     maxEmailSubscriptionsPerHandle: int(env.MAX_EMAIL_SUBSCRIPTIONS_PER_HANDLE, 200),
     patMaxLifetimeDays: int(env.PAT_MAX_LIFETIME_DAYS, 365),
+    maxPatsPerUser: int(env.MAX_PATS_PER_USER, 50),
     webhookTimeoutMs: int(env.WEBHOOK_TIMEOUT_MS, 15_000),
     retryDelaysSeconds: (opt(env.RETRY_DELAYS_SECONDS) ?? '')
       .split(',')
