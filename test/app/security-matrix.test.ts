@@ -1372,3 +1372,57 @@ describe('11. Secrets', () => {
     expect(leaks).toEqual([]);
   });
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// 12. Owners, JWTs, sessions, token caps, pages with a token in the URL, confirmation mail
+
+describe('12. Owners, JWTs, sessions, token caps, token pages, confirmation mail', () => {
+  /** The CSP's hashes of every inline <style> of a page must be listed, and nothing inline allowed otherwise. */
+  async function expectPageHeaders(res: Response, what: string) {
+    const html = await res.text();
+    const csp = res.headers.get('content-security-policy') ?? '';
+    expect(csp, what).toContain("default-src 'none'");
+    expect(csp, what).toContain("frame-ancestors 'none'");
+    expect(csp, what).toContain("base-uri 'none'");
+    expect(csp, what).not.toContain('unsafe-inline');
+    expect(res.headers.get('referrer-policy'), what).toBe('no-referrer');
+    expect(res.headers.get('x-frame-options'), what).toBe('DENY');
+    expect(res.headers.get('x-content-type-options'), what).toBe('nosniff');
+    const styles = [...html.matchAll(/<style>([\s\S]*?)<\/style>/g)];
+    if (res.headers.get('content-type')?.startsWith('text/html')) expect(styles.length, what).toBeGreaterThan(0);
+    for (const [, css] of styles) {
+      const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(css)));
+      const hash = btoa(String.fromCharCode(...digest));
+      expect(csp, `${what}: the inline style's hash`).toContain(`'sha256-${hash}'`);
+    }
+  }
+
+  it('Pages with a token in the URL (/docs, confirm, unsubscribe, their refusals) send a CSP with frame-ancestors none and Referrer-Policy no-referrer', async () => {
+    const h = await setupHandle();
+    const sub = await callJson('POST', subs(h.handle), {
+      token: h.token,
+      body: { email: `${unique('p')}@example.com` },
+    });
+    expect(sub.status).toBe(201);
+    const unsub = encodeURIComponent(await unsubscribeToken(env.ENCRYPTION_KEY, sub.body.id));
+    const html = { accept: 'text/html' };
+    const pages: Array<[string, string, number]> = [
+      ['GET', '/docs', 200],
+      ['GET', '/v2/email/confirm?token=some-token', 200],
+      ['POST', '/v2/email/confirm?token=not-a-real-token', 404],
+      ['GET', `/v2/email/unsubscribe?token=${unsub}`, 200],
+      ['GET', '/v2/email/unsubscribe?token=forged.token', 404],
+      ['POST', `/v2/email/unsubscribe?token=${unsub}`, 200],
+    ];
+    for (const [method, path, status] of pages) {
+      const res = await call(method, path, { headers: html });
+      expect(res.status, `${method} ${path}`).toBe(status);
+      if (status === 200) expect(res.headers.get('content-type')).toMatch(/text\/html/);
+      await expectPageHeaders(res, `${method} ${path}`);
+    }
+    // The dashboard keeps its own (stricter: its stylesheet and script are files of this origin).
+    const login = await call('GET', '/dashboard/login');
+    expect(login.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    expect(login.headers.get('referrer-policy')).toBe('no-referrer');
+  });
+});
