@@ -348,6 +348,8 @@ export const emailSubscriptionsRoutes = createRouter()
       // Set by sendConfirmation below, which mails the only copy of the token.
       confirmTokenHash: null,
       confirmExpiresAt: null,
+      // The confirmation mail goes out below: the resend cooldown counts from it.
+      confirmSentAt: new Date(now).toISOString(),
       confirmedAt: null,
       provider: cfg.emailProvider,
       providerRef: null,
@@ -416,6 +418,7 @@ export const emailSubscriptionsRoutes = createRouter()
       statusReason: null,
       confirmTokenHash: null,
       confirmExpiresAt: null,
+      confirmSentAt: null,
       confirmedAt: now,
       provider: config(c.env).emailProvider,
       providerRef: null,
