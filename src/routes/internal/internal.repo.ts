@@ -63,9 +63,10 @@ export async function getMembership(db: Db, handle: string, userId: string): Pro
     .get();
 }
 
-/** Only an owner's membership counts here: the last one may neither leave nor lose the role. */
-const MORE_THAN_ONE_OWNER = (handle: string) =>
-  sql`(SELECT count(*) FROM ${memberships} WHERE ${memberships.handle} = ${handle} AND ${memberships.role} = 'owner') > 1`;
+/** True while the handle has another owner: the last one may neither leave nor lose the role. */
+const MORE_THAN_ONE_OWNER = (handle: string) => sql`(
+  SELECT count(*) FROM ${memberships} WHERE ${memberships.handle} = ${handle} AND ${memberships.role} = 'owner'
+) > 1`;
 
 type MembershipRow = { handle: string; user_id: string; role: Role; created_at: string; updated_at: string };
 
