@@ -22,7 +22,8 @@ export const DEMO = {
 
 const USER_SCOPES = SCOPES.join(' ');
 const SERVICE_SCOPES = 'internal:provision';
-const JWT_LIFETIME = '30d';
+// Within the Worker's JWT_MAX_LIFETIME_SECONDS (24 h by default): a longer token would be refused.
+const JWT_LIFETIME = '12h';
 const PAT_LIFETIME_MS = 365 * 86_400_000;
 
 export interface DemoCredentials {

@@ -118,13 +118,13 @@ Docs         ${BASE_URL}/docs
 Mailbox      ${BASE_URL}/dev/mailbox
 Demo handle  ${DEMO.handle} ("${DEMO.displayName}"), owner ${DEMO.ownerId}
 
-Owner JWT (${DEMO.ownerId}, all user scopes, expires in 30 days):
+Owner JWT (${DEMO.ownerId}, all user scopes, expires in 12 hours; run npm run dev again for new ones):
   ${creds.ownerJwt}
 
 Demo PAT (${DEMO.tokenId}, all user scopes, not restricted to a handle; stable while JWT_SECRET is):
   ${creds.pat}
 
-Service JWT (${DEMO.serviceSubject}, internal:provision, expires in 30 days; for /v2/internal/*):
+Service JWT (${DEMO.serviceSubject}, internal:provision, expires in 12 hours; for /v2/internal/*):
   ${creds.serviceJwt}
 
 Try:

@@ -11,13 +11,22 @@ export interface Config {
   environment: string;
   isDevelopment: boolean;
   publicBaseUrl: string;
-  jwt: { jwksUrl: string | null; issuer: string | null; audience: string | null; algorithms: string[] };
+  jwt: {
+    jwksUrl: string | null;
+    issuer: string | null;
+    audience: string | null;
+    algorithms: string[];
+    /** JWT_MAX_LIFETIME_SECONDS: the longest `exp − iat` accepted (24 h by default). */
+    maxLifetimeSeconds: number;
+  };
   dailyWriteLimit: number;
   maxBodyBytes: number;
   maxEventDataBytes: number;
   maxWebhooksPerHandle: number;
   maxEmailSubscriptionsPerHandle: number;
   patMaxLifetimeDays: number;
+  /** MAX_PATS_PER_USER: live (not revoked, not expired) personal access tokens a user may hold. */
+  maxPatsPerUser: number;
   webhookTimeoutMs: number;
   /** Empty: the default schedule of delivery/retry-policy.ts. At most 7 delays of ≤ 12 h (lib/retry-delays.ts). */
   retryDelaysSeconds: number[];
@@ -62,13 +71,20 @@ export function config(env: Env): Config {
     environment: env.ENVIRONMENT,
     isDevelopment: env.ENVIRONMENT === 'development',
     publicBaseUrl: env.PUBLIC_BASE_URL.replace(/\/+$/, ''),
-    jwt: { jwksUrl, issuer: opt(env.JWT_ISSUER), audience: opt(env.JWT_AUDIENCE), algorithms },
+    jwt: {
+      jwksUrl,
+      issuer: opt(env.JWT_ISSUER),
+      audience: opt(env.JWT_AUDIENCE),
+      algorithms,
+      maxLifetimeSeconds: int(env.JWT_MAX_LIFETIME_SECONDS, 86_400),
+    },
     dailyWriteLimit: int(env.DAILY_WRITE_LIMIT, 5000),
     maxBodyBytes: int(env.MAX_BODY_BYTES, 256 * 1024),
     maxEventDataBytes: int(env.MAX_EVENT_DATA_BYTES, 64 * 1024),
     maxWebhooksPerHandle: int(env.MAX_WEBHOOKS_PER_HANDLE, 50),
     maxEmailSubscriptionsPerHandle: int(env.MAX_EMAIL_SUBSCRIPTIONS_PER_HANDLE, 200),
     patMaxLifetimeDays: int(env.PAT_MAX_LIFETIME_DAYS, 365),
+    maxPatsPerUser: int(env.MAX_PATS_PER_USER, 50),
     webhookTimeoutMs: int(env.WEBHOOK_TIMEOUT_MS, 15_000),
     // Refused with a ConfigError rather than quietly cut short (lib/retry-delays.ts).
     retryDelaysSeconds: parseRetryDelays(env.RETRY_DELAYS_SECONDS),

@@ -14,6 +14,7 @@ import { Hono } from 'hono';
 import { csrf } from 'hono/csrf';
 import { HTTPException } from 'hono/http-exception';
 import type { AppEnv } from '../env.ts';
+import { pageSecurityHeaders } from '../http/security-headers.ts';
 import { problemBody, problems } from '../lib/problem.ts';
 import type { ApiFetch } from './api.ts';
 import { DASHBOARD_CSS, DASHBOARD_JS } from './assets.ts';
@@ -30,25 +31,12 @@ import { webhookRoutes } from './pages/webhook.tsx';
 import { webhooksRoutes } from './pages/webhooks.tsx';
 import { readSession } from './session.ts';
 
-const SECURITY_HEADERS: Record<string, string> = {
-  // Nothing but this origin's own stylesheet and script; no frames, no plugins, forms only to this origin.
-  'Content-Security-Policy':
-    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; " +
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-  'X-Frame-Options': 'DENY',
-  'X-Content-Type-Options': 'nosniff',
-  'Referrer-Policy': 'no-referrer',
-  'Cache-Control': 'no-store',
-};
-
 /** The dashboard router; `fetchApp` is the app's own fetch (see src/app.ts). */
 export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
   const r = new Hono<AppEnv>();
 
-  r.use('*', async (c, next) => {
-    await next();
-    for (const [k, v] of Object.entries(SECURITY_HEADERS)) if (!c.res.headers.has(k)) c.res.headers.set(k, v);
-  });
+  // Nothing but this origin's own stylesheet and script; no frames, no plugins, forms only to this origin.
+  r.use('*', pageSecurityHeaders({ assets: 'self' }));
 
   r.get('/assets/app.css', (c) =>
     c.body(DASHBOARD_CSS, 200, { 'content-type': 'text/css; charset=utf-8', 'cache-control': 'public, max-age=300' }),

@@ -1,7 +1,12 @@
 /**
  * The dashboard's session: the caller's bearer token (PAT or JWT) sealed with AES-256-GCM in an `HttpOnly; Secure;
- * SameSite=Strict` cookie scoped to `/dashboard`, with a per-session CSRF token. Nothing is stored server-side: the
- * token is checked by the API on every call, so revoking it ends the session at the next page load.
+ * SameSite=Strict` cookie scoped to `/dashboard`, with a per-session CSRF token and a session id. The token is checked
+ * by the API on every call, so revoking it ends the session at the next page load.
+ *
+ * The session id is a row of `dashboard_sessions` (docs/design.md#dashboard): sign-out revokes it, so a copy of the
+ * cookie taken before (another tab, a stolen jar) stops working at once. What it costs: a sign-in writes one row (and
+ * deletes expired ones, by index), a sign-out updates one, and every dashboard request that carries a cookie reads
+ * one row by primary key — one D1 round trip, no write.
  *
  * The sealing key is derived (HKDF-SHA256) from ENCRYPTION_KEY with its own label, so a session cookie can never be
  * decrypted as a stored webhook secret or the other way round.
@@ -19,6 +24,8 @@ export const COOKIE_PATH = '/dashboard';
 export const SESSION_TTL_SECONDS = 12 * 3600;
 
 export interface Session {
+  /** The `dashboard_sessions` row; revoked at sign-out. */
+  sid: string;
   /** The bearer token every API call is made with. */
   token: string;
   /** Compared with the `_csrf` field of every form post. */
@@ -80,9 +87,9 @@ export async function openSession(
       fromBase64Url(data),
     );
     const s = JSON.parse(decoder.decode(plain)) as Partial<Session>;
-    if (typeof s.token !== 'string' || typeof s.csrf !== 'string' || typeof s.exp !== 'number') return null;
-    if (s.exp * 1000 <= now) return null;
-    return { token: s.token, csrf: s.csrf, exp: s.exp };
+    if (typeof s.sid !== 'string' || typeof s.token !== 'string' || typeof s.csrf !== 'string') return null;
+    if (typeof s.exp !== 'number' || s.exp * 1000 <= now) return null;
+    return { sid: s.sid, token: s.token, csrf: s.csrf, exp: s.exp };
   } catch {
     return null;
   }
@@ -108,21 +115,49 @@ export function jwtExpiry(token: string): number | null {
 const cookieOptions = (maxAge: number) =>
   ({ path: COOKIE_PATH, httpOnly: true, secure: true, sameSite: 'Strict', maxAge }) as const;
 
-/** Starts a session for `token`: a fresh CSRF token, the cookie set. */
+/** Starts a session for `token`: its row recorded, a fresh CSRF token, the cookie set. */
 export async function startSession(c: Context<AppEnv>, token: string): Promise<Session> {
-  const now = Math.floor(Date.now() / 1000);
+  const nowMs = Date.now();
+  const now = Math.floor(nowMs / 1000);
   const exp = Math.min(now + SESSION_TTL_SECONDS, jwtExpiry(token) ?? Number.POSITIVE_INFINITY);
-  const session: Session = { token, csrf: randomToken(), exp };
+  const session: Session = { sid: randomToken(), token, csrf: randomToken(), exp };
+  const at = new Date(nowMs).toISOString();
+  await c.env.DB.batch([
+    // Rows of sessions that have ended on their own: at most 12 h of sign-ins are ever kept.
+    c.env.DB.prepare('DELETE FROM dashboard_sessions WHERE expires_at <= ?1').bind(at),
+    c.env.DB.prepare('INSERT INTO dashboard_sessions (id, expires_at, created_at) VALUES (?1, ?2, ?3)').bind(
+      session.sid,
+      new Date(exp * 1000).toISOString(),
+      at,
+    ),
+  ]);
   setCookie(c, SESSION_COOKIE, await sealSession(session, c.env.ENCRYPTION_KEY), cookieOptions(Math.max(exp - now, 0)));
   return session;
 }
 
+/** The session of the request's cookie, or null when there is none, it is unreadable, expired or signed out. */
 export async function readSession(c: Context<AppEnv>): Promise<Session | null> {
-  return openSession(getCookie(c, SESSION_COOKIE), c.env.ENCRYPTION_KEY);
+  const session = await openSession(getCookie(c, SESSION_COOKIE), c.env.ENCRYPTION_KEY);
+  if (!session) return null;
+  const live = await c.env.DB.prepare(
+    'SELECT 1 AS live FROM dashboard_sessions WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?2',
+  )
+    .bind(session.sid, new Date().toISOString())
+    .first<{ live: number }>();
+  return live ? session : null;
 }
 
+/** Clears the cookie (the way back to sign-in after the API refused the token). */
 export function endSession(c: Context<AppEnv>): void {
   deleteCookie(c, SESSION_COOKIE, { path: COOKIE_PATH, secure: true, httpOnly: true, sameSite: 'Strict' });
+}
+
+/** Sign-out: the session's row revoked, so no copy of the cookie works again, and the cookie cleared. */
+export async function revokeSession(c: Context<AppEnv>, session: Session): Promise<void> {
+  await c.env.DB.prepare('UPDATE dashboard_sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL')
+    .bind(session.sid, new Date().toISOString())
+    .run();
+  endSession(c);
 }
 
 /** Sets (or reuses) the sign-in form's double-submit token. */

@@ -141,6 +141,8 @@ export const emailSubscriptions = sqliteTable(
     statusReason: text('status_reason'),
     confirmTokenHash: text('confirm_token_hash'),
     confirmExpiresAt: text('confirm_expires_at'),
+    /** When the last confirmation mail went out: the resend cooldown counts from here (docs/design.md#email). */
+    confirmSentAt: text('confirm_sent_at'),
     confirmedAt: text('confirmed_at'),
     /** `cloudflare`, `resend` or `sns`: the provider this subscription was created with. */
     provider: text('provider').notNull(),
@@ -327,6 +329,32 @@ export const dailyWriteCounters = sqliteTable(
     count: integer('count').notNull().default(0),
   },
   (t) => [primaryKey({ columns: [t.handle, t.day] })],
+);
+
+/**
+ * Confirmation mails resent to an address on its last UTC day with one, across every handle (docs/design.md#email):
+ * the per-address daily cap. One row per address; the day rolls over in place.
+ */
+export const confirmationMailCounters = sqliteTable('confirmation_mail_counters', {
+  emailNormalized: text('email_normalized').primaryKey(),
+  /** UTC date, `YYYY-MM-DD`. */
+  day: text('day').notNull(),
+  count: integer('count').notNull(),
+});
+
+/**
+ * Dashboard sessions (docs/design.md#dashboard): the id sealed in the `gn_session` cookie. Sign-out revokes the row,
+ * so a copy of the cookie stops working at once; rows past `expires_at` are deleted at the next sign-in.
+ */
+export const dashboardSessions = sqliteTable(
+  'dashboard_sessions',
+  {
+    id: text('id').primaryKey(),
+    expiresAt: text('expires_at').notNull(),
+    revokedAt: text('revoked_at'),
+    createdAt: createdAt(),
+  },
+  (t) => [index('dashboard_sessions_expiry_idx').on(t.expiresAt)],
 );
 
 /** `POST /v2/support/report`: what the user saw, with the ids support needs. */

@@ -3,8 +3,8 @@
  * registration and at send time, redirects, response size cap, mail header injection, idempotency scoping, and
  * secrets in logs / responses / rows. Every row is its own test, through the real Worker and real local D1.
  */
-import { env } from 'cloudflare:workers';
-import { SignJWT } from 'jose';
+import { env, exports } from 'cloudflare:workers';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { unsubscribeToken } from '../../src/email/unsubscribe.ts';
 import { sha256Hex } from '../../src/lib/crypto.ts';
@@ -35,7 +35,7 @@ import {
   setupHandle,
   type TestHandle,
 } from '../support/pipeline-helpers.ts';
-import { hits, receiverUrl, waitForHits } from '../support/receivers.ts';
+import { hits, receiverUrl, setMode, waitForHits } from '../support/receivers.ts';
 
 const PROD = { ALLOW_INSECURE_WEBHOOK_TARGETS: 'false' } as Partial<Env>;
 const DEV = { ENVIRONMENT: 'development' } as Partial<Env>;
@@ -1409,5 +1409,189 @@ describe('12. Unsubscribe links', () => {
       .bind(h.handle)
       .first();
     expect(row).toEqual({ email_normalized: after.toLowerCase(), status: 'active' });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// 13. Owners, JWTs, sessions, token caps, pages with a token in the URL, confirmation mail
+
+describe('13. Owners, JWTs, sessions, token caps, token pages, confirmation mail', () => {
+  /** The CSP's hashes of every inline <style> of a page must be listed, and nothing inline allowed otherwise. */
+  async function expectPageHeaders(res: Response, what: string) {
+    const html = await res.text();
+    const csp = res.headers.get('content-security-policy') ?? '';
+    expect(csp, what).toContain("default-src 'none'");
+    expect(csp, what).toContain("frame-ancestors 'none'");
+    expect(csp, what).toContain("base-uri 'none'");
+    expect(csp, what).not.toContain('unsafe-inline');
+    expect(res.headers.get('referrer-policy'), what).toBe('no-referrer');
+    expect(res.headers.get('x-frame-options'), what).toBe('DENY');
+    expect(res.headers.get('x-content-type-options'), what).toBe('nosniff');
+    const styles = [...html.matchAll(/<style>([\s\S]*?)<\/style>/g)];
+    if (res.headers.get('content-type')?.startsWith('text/html')) expect(styles.length, what).toBeGreaterThan(0);
+    for (const [, css] of styles) {
+      const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(css)));
+      const hash = btoa(String.fromCharCode(...digest));
+      expect(csp, `${what}: the inline style's hash`).toContain(`'sha256-${hash}'`);
+    }
+  }
+
+  it('Pages with a token in the URL (/docs, confirm, unsubscribe, their refusals) send a CSP with frame-ancestors none and Referrer-Policy no-referrer', async () => {
+    const h = await setupHandle();
+    const sub = await callJson('POST', subs(h.handle), {
+      token: h.token,
+      body: { email: `${unique('p')}@example.com` },
+    });
+    expect(sub.status).toBe(201);
+    const unsub = encodeURIComponent(await unsubscribeToken(env.ENCRYPTION_KEY, sub.body.id));
+    const html = { accept: 'text/html' };
+    const pages: Array<[string, string, number]> = [
+      ['GET', '/docs', 200],
+      ['GET', '/v2/email/confirm?token=some-token', 200],
+      ['POST', '/v2/email/confirm?token=not-a-real-token', 404],
+      ['GET', `/v2/email/unsubscribe?token=${unsub}`, 200],
+      ['GET', '/v2/email/unsubscribe?token=forged.token', 404],
+      ['POST', `/v2/email/unsubscribe?token=${unsub}`, 200],
+    ];
+    for (const [method, path, status] of pages) {
+      const res = await call(method, path, { headers: html });
+      expect(res.status, `${method} ${path}`).toBe(status);
+      if (status === 200) expect(res.headers.get('content-type')).toMatch(/text\/html/);
+      await expectPageHeaders(res, `${method} ${path}`);
+    }
+    // The dashboard keeps its own (stricter: its stylesheet and script are files of this origin).
+    const login = await call('GET', '/dashboard/login');
+    expect(login.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    expect(login.headers.get('referrer-policy')).toBe('no-referrer');
+  });
+
+  it("Six concurrent removals of a handle's six owners leave one owner (five 204, one 409), in each of three trials", async () => {
+    const token = await serviceJwt();
+    for (let trial = 0; trial < 3; trial++) {
+      const owners = Array.from({ length: 6 }, () => unique('o'));
+      const handle = await provisionHandle(owners[0]!);
+      for (const o of owners.slice(1)) await addMember(handle, o, 'owner');
+      const answers = await Promise.all(
+        owners.map((o) => call('DELETE', `/v2/internal/handles/${handle}/members/${o}`, { token })),
+      );
+      expect(answers.map((r) => r.status).sort(), `trial ${trial}`).toEqual([204, 204, 204, 204, 204, 409]);
+      const left = await env.DB.prepare(`SELECT count(*) AS n FROM memberships WHERE handle = ? AND role = 'owner'`)
+        .bind(handle)
+        .first<{ n: number }>();
+      expect(left!.n, `trial ${trial}`).toBe(1);
+    }
+  });
+
+  it('JWT: an empty sub, a token living longer than JWT_MAX_LIFETIME_SECONDS, and under a JWKS a token without iss/aud or a deployment without JWT_ISSUER/JWT_AUDIENCE → 401 naming why', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const empty = await signJwt({ sub: '', scope: ALL_USER_SCOPES });
+    expect((await expectProblem(await call('GET', '/v2/tokens', { token: empty }), 401)).detail).toMatch(/"sub"/);
+    const year = await signJwt({ sub: unique('u'), scope: ALL_USER_SCOPES, exp: now + 365 * 86_400 });
+    expect((await expectProblem(await call('GET', '/v2/tokens', { token: year }), 401)).detail).toMatch(/lifetime/);
+    // A key set shared with other applications: their tokens (any iss/aud, or none) must not get in.
+    const key = unique('jwks');
+    const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+    await setMode(key, {
+      status: 200,
+      body: JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: key }] }),
+    });
+    const sign = (claims: Record<string, unknown>) =>
+      new SignJWT({ sub: unique('u'), scope: ALL_USER_SCOPES, iat: now, exp: now + 600, ...claims })
+        .setProtectedHeader({ alg: 'ES256', kid: key })
+        .sign(privateKey);
+    const jwks = { JWT_JWKS_URL: receiverUrl('mode', key), JWT_ALGORITHMS: '' } as Partial<Env>;
+    const named = { ...jwks, JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE } as Partial<Env>;
+    const unnamed = { ...jwks, JWT_ISSUER: '', JWT_AUDIENCE: '' } as Partial<Env>;
+    const cases: Array<[Partial<Env>, Record<string, unknown>, RegExp]> = [
+      [named, { aud: AUDIENCE }, /"iss"/],
+      [named, { iss: ISSUER }, /"aud"/],
+      [named, { iss: 'https://other-app.example', aud: 'other-app' }, /issuer/],
+      [unnamed, { iss: 'https://other-app.example', aud: 'other-app' }, /JWT_ISSUER/],
+    ];
+    for (const [vars, claims, reason] of cases) {
+      const res = await callWithVars(vars, 'GET', '/v2/tokens', { token: await sign(claims) });
+      expect((await expectProblem(res, 401)).detail, JSON.stringify(claims)).toMatch(reason);
+    }
+    const ok = await callWithVars(named, 'GET', '/v2/tokens', { token: await sign({ iss: ISSUER, aud: AUDIENCE }) });
+    expect(ok.status).toBe(200);
+  });
+
+  it('Dashboard: a session cookie replayed after sign-out goes back to sign-in, and its form posts write nothing', async () => {
+    const h = await setupHandle();
+    const origin = 'https://notify.test';
+    // Redirects are answers to look at, not to follow.
+    const dash = (method: string, path: string, cookie: string, form?: Record<string, string>) => {
+      const headers: Record<string, string> = { cookie };
+      if (form) Object.assign(headers, { 'content-type': 'application/x-www-form-urlencoded', origin });
+      const body = form ? new URLSearchParams(form).toString() : undefined;
+      return exports.default.fetch(new Request(`${origin}${path}`, { method, headers, body, redirect: 'manual' }));
+    };
+    const cookieOf = (res: Response, name: string) =>
+      res.headers
+        .getSetCookie()
+        .find((l) => l.startsWith(`${name}=`))!
+        .split(';')[0]!;
+    const login = await dash('GET', '/dashboard/login', '');
+    const loginCookie = cookieOf(login, 'gn_login_csrf');
+    const loginCsrf = /name="_csrf" value="([^"]+)"/.exec(await login.text())![1]!;
+    const signedIn = await dash('POST', '/dashboard/login', loginCookie, { _csrf: loginCsrf, token: h.token });
+    expect(signedIn.status, 'sign-in').toBe(303);
+    const session = cookieOf(signedIn, 'gn_session');
+    const page = await dash('GET', `/dashboard/h/${h.handle}/webhooks`, session);
+    expect(page.status, 'page').toBe(200);
+    const csrf = /name="_csrf" value="([^"]+)"/.exec(await page.text())![1]!;
+    expect((await dash('POST', '/dashboard/logout', session, { _csrf: csrf })).status, 'sign-out').toBe(303);
+
+    const replayed = await dash('GET', `/dashboard/h/${h.handle}/webhooks`, session);
+    expect(replayed.status, 'replayed').toBe(303);
+    expect(replayed.headers.get('location')).toMatch(/^\/dashboard\/login/);
+    const before = await snapshot(h.handle);
+    const post = await dash('POST', `/dashboard/h/${h.handle}/webhooks`, session, {
+      _csrf: csrf,
+      _idem: crypto.randomUUID(),
+      url: 'http://127.0.0.1:9/after-sign-out',
+    });
+    expect(post.status).toBe(303);
+    expect(await snapshot(h.handle)).toEqual(before);
+  });
+
+  it('PATs: twelve concurrent creates under MAX_PATS_PER_USER=5 mint exactly five (422 for the rest)', async () => {
+    const user = unique('u');
+    const jwt = await signJwt({ sub: user, scope: ALL_USER_SCOPES });
+    const vars = { MAX_PATS_PER_USER: '5' } as Partial<Env>;
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        callWithVars(vars, 'POST', '/v2/tokens', { token: jwt, body: { name: `p${i}`, scopes: ['webhooks:read'] } }),
+      ),
+    );
+    expect(answers.filter((r) => r.status === 201)).toHaveLength(5);
+    for (const r of answers.filter((a) => a.status !== 201)) expect((await expectProblem(r, 422)).limit).toBe(5);
+    const n = await env.DB.prepare('SELECT count(*) AS n FROM access_tokens WHERE user_id = ?')
+      .bind(user)
+      .first<{ n: number }>();
+    expect(n!.n).toBe(5);
+  });
+
+  it("resend-confirmation: six concurrent resends put one mail in a stranger's inbox (429 with Retry-After for the rest)", async () => {
+    const h = await setupHandle();
+    const email = `${unique('stranger')}@example.com`;
+    const created = await callWithVars(DEV, 'POST', subs(h.handle), { token: h.token, body: { email } });
+    expect(created.status).toBe(201);
+    const id = ((await created.json()) as { id: string }).id;
+    await env.DB.prepare('UPDATE email_subscriptions SET confirm_sent_at = ?2 WHERE id = ?1')
+      .bind(id, new Date(Date.now() - 120_000).toISOString())
+      .run();
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, () =>
+        callWithVars(DEV, 'POST', `${subs(h.handle)}/${id}/resend-confirmation`, { token: h.token }),
+      ),
+    );
+    expect(answers.map((r) => r.status).sort()).toEqual([202, 429, 429, 429, 429, 429]);
+    for (const r of answers.filter((a) => a.status === 429)) {
+      await expectProblem(r, 429);
+      expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0);
+    }
+    const box = await callWithVars(DEV, 'GET', `/dev/mailbox?format=json&to=${encodeURIComponent(email)}`);
+    expect(((await box.json()) as { data: unknown[] }).data).toHaveLength(2);
   });
 });

@@ -4,21 +4,26 @@
 
 import { createExecutionContext } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.ts';
 import { mintPat, patDisplayPrefix } from '../../src/auth/pat.ts';
 import { sha256Hex } from '../../src/lib/crypto.ts';
 import {
   ALL_USER_SCOPES,
+  AUDIENCE,
   addMember,
   call,
   callJson,
+  callWithVars,
   createPat,
   expectProblem,
+  ISSUER,
   provisionHandle,
   signJwt,
   unique,
 } from '../support/helpers.ts';
+import { receiverUrl, setMode } from '../support/receivers.ts';
 
 function b64url(obj: unknown): string {
   return btoa(JSON.stringify(obj)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
@@ -216,5 +221,91 @@ describe('handle access', () => {
     await expectProblem(await call('GET', `/v2/handles/${handle}`, { token: other }), 404);
     expect((await call('GET', `/v2/handles/${handle}`, { token: all })).status).toBe(200);
     await expectProblem(await call('GET', `/v2/handles/missing-${handle}`, { token: all }), 404);
+  });
+});
+
+describe('JWT: a subject, a named issuer and audience, a bounded lifetime', () => {
+  const now = () => Math.floor(Date.now() / 1000);
+  const HOUR = 3600;
+
+  /** An HS256 token with exactly these claims (nothing added: no iat unless given). */
+  const rawJwt = (claims: Record<string, unknown>, secret = env.JWT_SECRET!) =>
+    new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(secret));
+
+  it('an empty "sub" → 401 naming it, and no PAT is minted for user ""', async () => {
+    const token = await signJwt({ sub: '', scope: ALL_USER_SCOPES });
+    const problem = await expectProblem(await call('GET', '/v2/tokens', { token }), 401);
+    expect(problem.detail).toMatch(/"sub"/);
+    const mint = await call('POST', '/v2/tokens', { token, body: { name: 'x', scopes: ['webhooks:read'] } });
+    await expectProblem(mint, 401);
+    const rows = await env.DB.prepare(`SELECT count(*) AS n FROM access_tokens WHERE user_id = ''`).first<{
+      n: number;
+    }>();
+    expect(rows!.n).toBe(0);
+  });
+
+  it('a lifetime (exp − iat) above JWT_MAX_LIFETIME_SECONDS (24 h by default) → 401 naming it; 24 h is fine', async () => {
+    const iat = now();
+    const tooLong = await signJwt({ exp: iat + 24 * HOUR + 120 });
+    const problem = await expectProblem(await call('GET', '/v2/tokens', { token: tooLong }), 401);
+    expect(problem.detail).toMatch(/lifetime/);
+    expect(problem.detail).toMatch(/86400/);
+    expect((await call('GET', '/v2/tokens', { token: await signJwt({ exp: iat + 24 * HOUR }) })).status).toBe(200);
+    // The cap is a var: 10 minutes refuses the usual 1 h token.
+    const oneHour = await signJwt({});
+    const capped = await callWithVars({ JWT_MAX_LIFETIME_SECONDS: '600' }, 'GET', '/v2/tokens', { token: oneHour });
+    expect((await expectProblem(capped, 401)).detail).toMatch(/lifetime/);
+  });
+
+  it('without "iat", exp more than the maximum from now → 401; an "iat" in the future does not stretch it', async () => {
+    const base = { sub: unique('u'), iss: ISSUER, aud: AUDIENCE };
+    const noIat = await rawJwt({ ...base, exp: now() + 48 * HOUR });
+    expect((await expectProblem(await call('GET', '/v2/tokens', { token: noIat }), 401)).detail).toMatch(/lifetime/);
+    expect((await call('GET', '/v2/tokens', { token: await rawJwt({ ...base, exp: now() + HOUR }) })).status).toBe(200);
+    // exp − iat is 20 h, but the token is valid for 30 h from now.
+    const future = await rawJwt({ ...base, iat: now() + 10 * HOUR, exp: now() + 30 * HOUR });
+    expect((await expectProblem(await call('GET', '/v2/tokens', { token: future }), 401)).detail).toMatch(
+      /lifetime|issued in the future/,
+    );
+  });
+
+  describe('with a JWKS (production)', () => {
+    /** A JWKS served by a real receiver on 127.0.0.1, and a signer with its private key. */
+    async function jwks() {
+      const key = unique('jwks');
+      const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+      const jwk = { ...(await exportJWK(publicKey)), kid: key, alg: 'ES256', use: 'sig' };
+      await setMode(key, { status: 200, body: JSON.stringify({ keys: [jwk] }) });
+      const url = receiverUrl('mode', key);
+      const sign = (claims: Record<string, unknown>) =>
+        new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: key }).sign(privateKey);
+      return { url, sign };
+    }
+    const full = () => ({ sub: unique('u'), iss: ISSUER, aud: AUDIENCE, iat: now(), exp: now() + HOUR });
+
+    it('a token without "iss" or without "aud" → 401 naming the claim; with both it is accepted', async () => {
+      const { url, sign } = await jwks();
+      const vars = { JWT_JWKS_URL: url, JWT_ALGORITHMS: '', JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE };
+      expect((await callWithVars(vars, 'GET', '/v2/tokens', { token: await sign(full()) })).status).toBe(200);
+      const { iss: _iss, ...noIss } = full();
+      const { aud: _aud, ...noAud } = full();
+      const p1 = await expectProblem(await callWithVars(vars, 'GET', '/v2/tokens', { token: await sign(noIss) }), 401);
+      expect(p1.detail).toMatch(/"iss"/);
+      const p2 = await expectProblem(await callWithVars(vars, 'GET', '/v2/tokens', { token: await sign(noAud) }), 401);
+      expect(p2.detail).toMatch(/"aud"/);
+    });
+
+    it('JWT_ISSUER or JWT_AUDIENCE unset → every JWT is refused with a 401 naming the missing setting', async () => {
+      const { url, sign } = await jwks();
+      for (const vars of [
+        { JWT_JWKS_URL: url, JWT_ALGORITHMS: '', JWT_ISSUER: '', JWT_AUDIENCE: AUDIENCE },
+        { JWT_JWKS_URL: url, JWT_ALGORITHMS: '', JWT_ISSUER: ISSUER, JWT_AUDIENCE: '' },
+        { JWT_JWKS_URL: url, JWT_ALGORITHMS: '', JWT_ISSUER: '', JWT_AUDIENCE: '' },
+      ]) {
+        const res = await callWithVars(vars, 'GET', '/v2/tokens', { token: await sign(full()) });
+        const p = await expectProblem(res, 401);
+        expect(p.detail).toMatch(/JWT_ISSUER|JWT_AUDIENCE/);
+      }
+    });
   });
 });

@@ -164,6 +164,47 @@ describe('dashboard', () => {
     expect((await b.fetch('GET', `/dashboard/h/${handle}`)).status).toBe(303);
   });
 
+  it('signing out ends the session server-side: the same cookie replayed afterwards is refused, other sessions live on', async () => {
+    const b = new Browser();
+    await b.signIn(pat);
+    const elsewhere = new Browser();
+    await elsewhere.signIn(pat);
+    const page = await b.get(`/dashboard/h/${handle}/webhooks`);
+    expect(page.res.status).toBe(200);
+    const stolen = b.jar.get('gn_session')!;
+    const csrf = /name="_csrf" value="([^"]+)"/.exec(page.html)![1]!;
+
+    const out = await b.post('/dashboard/logout', page.html);
+    expect(out.res.status).toBe(303);
+    // A copy of the cookie taken before sign-out (another tab, a proxy log, a stolen jar) is dead: GETs and POSTs.
+    const replay = new Browser();
+    replay.jar.set('gn_session', stolen);
+    const get = await replay.fetch('GET', `/dashboard/h/${handle}/webhooks`);
+    expect(get.status).toBe(303);
+    expect(get.headers.get('location')).toMatch(/^\/dashboard\/login\?/);
+    replay.jar.set('gn_session', stolen);
+    const post = await replay.fetch('POST', `/dashboard/h/${handle}/webhooks`, {
+      _csrf: csrf,
+      _idem: crypto.randomUUID(),
+      url: receiverUrl('ok', unique('replay')),
+    });
+    expect(post.status).toBe(303);
+    expect(post.headers.get('location')).toMatch(/^\/dashboard\/login\?/);
+    const hooks = await callJson('GET', `/v2/handles/${handle}/webhooks`, { token: pat });
+    expect(JSON.stringify(hooks.body)).not.toContain('replay');
+    replay.jar.set('gn_session', stolen);
+    expect((await replay.fetch('GET', '/dashboard')).status).toBe(303);
+    // The session row records the sign-out.
+    const row = await env.DB.prepare(
+      'SELECT count(*) AS n FROM dashboard_sessions WHERE revoked_at IS NOT NULL AND created_at >= ?',
+    )
+      .bind(new Date(Date.now() - 60_000).toISOString())
+      .first<{ n: number }>();
+    expect(row!.n).toBeGreaterThan(0);
+    // Signing out of one browser leaves another session of the same token alone.
+    expect((await elsewhere.get(`/dashboard/h/${handle}/webhooks`)).res.status).toBe(200);
+  });
+
   it("shows the API's 404 for a handle the caller is not a member of, with the request id", async () => {
     const stranger = unique('user');
     await provisionHandle(stranger);

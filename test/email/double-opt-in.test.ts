@@ -34,6 +34,15 @@ async function subscribe() {
   return { handle, token, email, id: body.id, created: body };
 }
 
+/** Moves the last confirmation mail of a subscription back past the resend cooldown (60 s). */
+const pastCooldown = (id: string) =>
+  env.DB.prepare('UPDATE email_subscriptions SET confirm_sent_at = ?2 WHERE id = ?1')
+    .bind(id, new Date(Date.now() - 61_000).toISOString())
+    .run();
+
+const resend = (handle: string, id: string, token: string) =>
+  devCall('POST', `/v2/handles/${handle}/notifications/email-subscriptions/${id}/resend-confirmation`, { token });
+
 const statusOf = async (id: string) =>
   (await env.DB.prepare('SELECT status, confirm_token_hash FROM email_subscriptions WHERE id = ?')
     .bind(id)
@@ -84,6 +93,8 @@ describe('double opt-in', () => {
   it('resending makes a new link and kills the old one; a confirmed subscription cannot be resent', async () => {
     const { handle, token, email, id } = await subscribe();
     const oldLink = confirmLink((await mailbox(email))[0]!.text);
+    // The first mail went out just now: a resend waits out the cooldown (see the test below).
+    await pastCooldown(id);
     const resent = await devCall(
       'POST',
       `/v2/handles/${handle}/notifications/email-subscriptions/${id}/resend-confirmation`,
@@ -120,5 +131,61 @@ describe('double opt-in', () => {
     await expectProblem(await callWithVars({ ENVIRONMENT: 'production' }, 'GET', '/dev/mailbox'), 404);
     const html = await devCall('GET', '/dev/mailbox');
     expect(html.headers.get('content-type')).toMatch(/text\/html/);
+  });
+
+  it('resend-confirmation: one mail a minute per subscription (429 with Retry-After), even when resent concurrently', async () => {
+    const { handle, token, email, id } = await subscribe();
+    // Right after the subscription's own mail.
+    const early = await resend(handle, id, token);
+    const problem = await expectProblem(early, 429);
+    const retryAfter = Number(early.headers.get('retry-after'));
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+    expect(problem.detail).toMatch(/confirmation mail/);
+    expect(await mailbox(email)).toHaveLength(1);
+    // Past the cooldown, four at once: exactly one mail.
+    await pastCooldown(id);
+    const answers = await Promise.all(Array.from({ length: 4 }, () => resend(handle, id, token)));
+    const statuses = answers.map((r) => r.status).sort();
+    expect(statuses).toEqual([202, 429, 429, 429]);
+    for (const r of answers.filter((a) => a.status === 429)) {
+      await expectProblem(r, 429);
+      expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0);
+    }
+    expect(await mailbox(email)).toHaveLength(2);
+  });
+
+  it('resend-confirmation: at most 5 resent mails a UTC day per address across all handles, even concurrently', async () => {
+    const email = `${unique('victim')}@example.com`;
+    const subs = [];
+    for (let i = 0; i < 7; i++) {
+      const owner = unique('owner');
+      const handle = await provisionHandle(owner);
+      const token = await signJwt({ sub: owner, scope: ALL_USER_SCOPES });
+      // The same address in another case: one address all the same.
+      const body = { email: i % 2 ? email.toUpperCase() : email };
+      const res = await devCall('POST', `/v2/handles/${handle}/notifications/email-subscriptions`, { token, body });
+      expect(res.status).toBe(201);
+      const id = ((await res.json()) as { id: string }).id;
+      await pastCooldown(id);
+      subs.push({ handle, token, id });
+    }
+    expect(await mailbox(email)).toHaveLength(7);
+    const answers = await Promise.all(subs.map((s) => resend(s.handle, s.id, s.token)));
+    const statuses = answers.map((r) => r.status);
+    expect(
+      statuses.filter((s) => s === 202),
+      String(statuses),
+    ).toHaveLength(5);
+    const refused = answers.filter((r) => r.status === 429);
+    expect(refused, String(statuses)).toHaveLength(2);
+    const untilMidnight =
+      (Date.parse(`${new Date().toISOString().slice(0, 10)}T00:00:00Z`) + 86_400_000 - Date.now()) / 1000;
+    for (const r of refused) {
+      const p = await expectProblem(r, 429);
+      expect(p.detail).toMatch(/today/);
+      expect(Math.abs(Number(r.headers.get('retry-after')) - untilMidnight)).toBeLessThan(60);
+    }
+    expect(await mailbox(email)).toHaveLength(12);
   });
 });

@@ -425,6 +425,10 @@ describe('EMAIL_PROVIDER=resend through the delivery pipeline (consumeDeliveries
     const sub = (await created.json()) as { id: string; statusReason: string };
     expect(created.status, JSON.stringify(sub)).toBe(201);
     expect(sub.statusReason).toMatch(/Confirmation mail sent/);
+    // Past the resend cooldown, which counts from the first mail.
+    await env.DB.prepare('UPDATE email_subscriptions SET confirm_sent_at = ?2 WHERE id = ?1')
+      .bind(sub.id, new Date(Date.now() - 61_000).toISOString())
+      .run();
     const again = await callWithVars(
       resendVars(),
       'POST',

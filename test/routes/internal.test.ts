@@ -86,3 +86,79 @@ describe('internal provisioning', () => {
     expect(row).toBeNull();
   });
 });
+
+describe('the last owner under concurrent removals and demotions', () => {
+  /** A handle with `n` owners, provisioned through the real internal API. */
+  async function handleWithOwners(n: number) {
+    const token = await serviceJwt();
+    const handle = unique('owners');
+    const owners = Array.from({ length: n }, (_, i) => `owner-${i}`);
+    await call('PUT', `/v2/internal/handles/${handle}`, { token, body: { displayName: 'S', ownerUserId: owners[0] } });
+    for (const o of owners.slice(1)) {
+      const res = await call('PUT', `/v2/internal/handles/${handle}/members/${o}`, { token, body: { role: 'owner' } });
+      expect(res.status).toBe(201);
+    }
+    return { token, handle, owners };
+  }
+
+  const ownersLeft = async (handle: string) =>
+    (await env.DB.prepare(`SELECT count(*) AS n FROM memberships WHERE handle = ? AND role = 'owner'`)
+      .bind(handle)
+      .first<{ n: number }>())!.n;
+
+  it('six concurrent DELETEs of six owners leave exactly one owner: five 204 and one 409, in every trial', async () => {
+    for (let trial = 0; trial < 5; trial++) {
+      const { token, handle, owners } = await handleWithOwners(6);
+      const answers = await Promise.all(
+        owners.map((o) => call('DELETE', `/v2/internal/handles/${handle}/members/${o}`, { token })),
+      );
+      const statuses = answers.map((r) => r.status);
+      expect(
+        statuses.filter((s) => s === 204),
+        `trial ${trial}: ${statuses}`,
+      ).toHaveLength(5);
+      const losers = answers.filter((r) => r.status === 409);
+      expect(losers, `trial ${trial}: ${statuses}`).toHaveLength(1);
+      const problem = await expectProblem(losers[0]!, 409);
+      expect(problem.detail).toMatch(/at least one owner/);
+      expect(await ownersLeft(handle), `trial ${trial}`).toBe(1);
+    }
+  });
+
+  it('six concurrent demotions of six owners leave exactly one owner: five 200 and one 409, in every trial', async () => {
+    for (let trial = 0; trial < 5; trial++) {
+      const { token, handle, owners } = await handleWithOwners(6);
+      const answers = await Promise.all(
+        owners.map((o, i) =>
+          call('PUT', `/v2/internal/handles/${handle}/members/${o}`, {
+            token,
+            body: { role: i % 2 ? 'admin' : 'viewer' },
+          }),
+        ),
+      );
+      const statuses = answers.map((r) => r.status);
+      expect(
+        statuses.filter((s) => s === 200),
+        `trial ${trial}: ${statuses}`,
+      ).toHaveLength(5);
+      const losers = answers.filter((r) => r.status === 409);
+      expect(losers, `trial ${trial}: ${statuses}`).toHaveLength(1);
+      await expectProblem(losers[0]!, 409);
+      expect(await ownersLeft(handle), `trial ${trial}`).toBe(1);
+    }
+  });
+
+  it('removals and demotions racing each other never leave a handle without an owner', async () => {
+    for (let trial = 0; trial < 3; trial++) {
+      const { token, handle, owners } = await handleWithOwners(4);
+      const answers = await Promise.all(
+        owners.flatMap((o) => [
+          call('DELETE', `/v2/internal/handles/${handle}/members/${o}`, { token }),
+          call('PUT', `/v2/internal/handles/${handle}/members/${o}`, { token, body: { role: 'viewer' } }),
+        ]),
+      );
+      for (const r of answers) expect([200, 201, 204, 404, 409]).toContain(r.status);
+      expect(await ownersLeft(handle), `trial ${trial}`).toBe(1);
+    }
+  });
+});

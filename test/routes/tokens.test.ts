@@ -4,6 +4,7 @@ import {
   ALL_USER_SCOPES,
   call,
   callJson,
+  callWithVars,
   expectProblem,
   provisionHandle,
   signJwt,
@@ -143,5 +144,55 @@ describe('DELETE /v2/tokens/{id}', () => {
     expect((await call('DELETE', `/v2/tokens/${body.id}`, { token: jwt })).status).toBe(204);
     const { body: list } = await callJson('GET', '/v2/tokens', { token: jwt });
     expect(list.data[0].revokedAt).toEqual(expect.any(String));
+  });
+});
+
+describe('at most MAX_PATS_PER_USER live tokens per user', () => {
+  const CAP = { MAX_PATS_PER_USER: '3' } as Partial<Env>;
+
+  it('concurrent creates beyond the cap → exactly the cap minted, the rest 422 naming the limit; revoking frees a slot', async () => {
+    const user = unique('u');
+    const jwt = await signJwt({ sub: user, scope: ALL_USER_SCOPES });
+    const create = (i: number) =>
+      callWithVars(CAP, 'POST', '/v2/tokens', { token: jwt, body: { name: `t${i}`, scopes: ['webhooks:read'] } });
+    const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => create(i)));
+    const statuses = answers.map((r) => r.status);
+    expect(
+      statuses.filter((s) => s === 201),
+      String(statuses),
+    ).toHaveLength(3);
+    for (const r of answers.filter((a) => a.status !== 201)) {
+      const p = await expectProblem(r, 422);
+      expect(p.detail).toMatch(/at most 3/);
+      expect(p.limit).toBe(3);
+    }
+    const live = await env.DB.prepare('SELECT id FROM access_tokens WHERE user_id = ?')
+      .bind(user)
+      .all<{ id: string }>();
+    expect(live.results).toHaveLength(3);
+    // A revoked (or expired) token no longer counts.
+    expect((await call('DELETE', `/v2/tokens/${live.results[0]!.id}`, { token: jwt })).status).toBe(204);
+    expect((await create(9)).status).toBe(201);
+    await expectProblem(await create(10), 422);
+    await env.DB.prepare(`UPDATE access_tokens SET expires_at = '2020-01-01T00:00:00.000Z' WHERE id = ?`)
+      .bind(live.results[1]!.id)
+      .run();
+    expect((await create(11)).status).toBe(201);
+  });
+
+  it('the default cap is 50', async () => {
+    const user = unique('u');
+    const jwt = await signJwt({ sub: user, scope: ALL_USER_SCOPES });
+    const now = new Date().toISOString();
+    const later = new Date(Date.now() + 86_400_000).toISOString();
+    const rows = Array.from({ length: 50 }, (_, i) =>
+      env.DB.prepare(
+        `INSERT INTO access_tokens (id, user_id, name, token_hash, token_prefix, scopes, expires_at, created_at)
+         VALUES (?1, ?2, 'seeded', ?3, 'grt_xx', 'webhooks:read', ?4, ?5)`,
+      ).bind(`tok_${unique('seed')}`, user, `${user}-${i}`, later, now),
+    );
+    await env.DB.batch(rows);
+    const res = await call('POST', '/v2/tokens', { token: jwt, body: { name: 'one more', scopes: ['webhooks:read'] } });
+    expect((await expectProblem(res, 422)).limit).toBe(50);
   });
 });

@@ -13,7 +13,15 @@ import { type ApiFetch, apiFor, type Problem } from '../api.ts';
 import { formOf } from '../forms.ts';
 import { baseFrame, render, renderProblem, toLogin } from '../handler.tsx';
 import { handleBase, Notice, ProblemBox } from '../layout.tsx';
-import { csrfMatches, endSession, LOGIN_CSRF_COOKIE, loginCsrf, readSession, startSession } from '../session.ts';
+import {
+  csrfMatches,
+  endSession,
+  LOGIN_CSRF_COOKIE,
+  loginCsrf,
+  readSession,
+  revokeSession,
+  startSession,
+} from '../session.ts';
 
 /** `/dashboard`, `/dashboard/login`, `/dashboard/logout` and `/dashboard/switch`. */
 export function signInRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
@@ -78,7 +86,9 @@ export function signInRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     const session = await readSession(c);
     const form = await formOf(c);
     if (session && !csrfMatches(session.csrf, form._csrf)) return c.redirect('/dashboard', 303);
-    endSession(c);
+    // Ends the session server-side: a copy of the cookie is refused from now on (session.ts).
+    if (session) await revokeSession(c, session);
+    else endSession(c);
     return c.redirect('/dashboard/login?m=out', 303);
   });
 

@@ -11,7 +11,7 @@ type Json = Record<string, unknown>;
 const METHODS = ['get', 'post', 'put', 'patch', 'delete'] as const;
 
 // A constant of ours, so it goes in as is (style content is raw text in HTML: escaping would change it).
-const CSS = `
+export const DOCS_CSS = `
 body{font:15px/1.5 system-ui,sans-serif;max-width:980px;margin:0 auto;padding:1rem;color:#1a1a1a;background:#fff}
 code,pre{font-family:ui-monospace,monospace;font-size:13px}pre{background:#f4f4f4;padding:.5rem;overflow:auto}
 .op{border-top:1px solid #ddd;padding:.5rem 0}.m{display:inline-block;min-width:4.5em;font-weight:700}
@@ -135,7 +135,7 @@ export function renderDocsPage(doc: Json) {
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <title>{text(info.title)} — API reference</title>
-        <style dangerouslySetInnerHTML={{ __html: CSS }} />
+        <style dangerouslySetInnerHTML={{ __html: DOCS_CSS }} />
       </head>
       <body>
         <h1>

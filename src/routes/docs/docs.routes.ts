@@ -4,7 +4,8 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { createRouter } from '../../http/openapi.ts';
-import { renderDocsPage } from './docs.page.tsx';
+import { pageSecurityHeaders } from '../../http/security-headers.ts';
+import { DOCS_CSS, renderDocsPage } from './docs.page.tsx';
 
 export type DocumentSource = () => Record<string, unknown>;
 
@@ -30,7 +31,10 @@ export function docsRoutes(getDocument: DocumentSource) {
     summary: 'API reference page',
     responses: { 200: { description: 'HTML.', content: { 'text/html': { schema: z.string() } } } },
   });
-  return createRouter()
+  const router = createRouter();
+  // The reference page: its inline stylesheet by hash, nothing else (src/http/security-headers.ts).
+  router.use('/docs', pageSecurityHeaders({ inlineStyles: [DOCS_CSS] }));
+  return router
     .openapi(openapiJson, (c) => c.json(getDocument(), 200))
     .openapi(docsPage, (c) => c.html(renderDocsPage(getDocument()), 200));
 }

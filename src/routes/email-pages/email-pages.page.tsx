@@ -7,7 +7,7 @@ import type { Child } from 'hono/jsx';
 import { HtmlDocument } from '../../http/html.tsx';
 
 // A constant of ours, so it goes in as is (style content is raw text in HTML: escaping would change it).
-const CSS =
+export const EMAIL_PAGE_CSS =
   'body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;color:#1a1a1a}\n' +
   'button{font:inherit;padding:.5rem 1rem;border:1px solid #1a1a1a;background:#1a1a1a;color:#fff;border-radius:4px;' +
   'cursor:pointer}';
@@ -19,7 +19,7 @@ function Page(props: { title: string; children?: Child }) {
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <title>{props.title}</title>
-        <style dangerouslySetInnerHTML={{ __html: CSS }} />
+        <style dangerouslySetInnerHTML={{ __html: EMAIL_PAGE_CSS }} />
       </head>
       <body>
         <h1>{props.title}</h1>

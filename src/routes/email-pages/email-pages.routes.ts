@@ -12,8 +12,9 @@ import { confirmByToken } from '../../email/confirmation.ts';
 import { type UnsubscribeTarget, unsubscribeTokenId, verifyUnsubscribeToken } from '../../email/unsubscribe.ts';
 import type { AppEnv } from '../../env.ts';
 import { createRouter, errorResponses } from '../../http/openapi.ts';
+import { pageSecurityHeaders } from '../../http/security-headers.ts';
 import { ProblemError, problems } from '../../lib/problem.ts';
-import { confirmFormPage, messagePage, unsubscribeFormPage } from './email-pages.page.tsx';
+import { confirmFormPage, EMAIL_PAGE_CSS, messagePage, unsubscribeFormPage } from './email-pages.page.tsx';
 
 const TokenQuery = z.object({
   token: z
@@ -104,7 +105,13 @@ const confirmRoute = createRoute({
   },
 });
 
-export const emailPagesRoutes = createRouter()
+const router = createRouter();
+// The links carry a token: a CSP, no framing and no Referer (src/http/security-headers.ts), whatever the answer.
+const pageHeaders = pageSecurityHeaders({ inlineStyles: [EMAIL_PAGE_CSS] });
+router.use('/v2/email/confirm', pageHeaders);
+router.use('/v2/email/unsubscribe', pageHeaders);
+
+export const emailPagesRoutes = router
   .openapi(showConfirmRoute, (c) => {
     const { token } = c.req.valid('query');
     return c.html(confirmFormPage(token), 200);

@@ -9,6 +9,7 @@ import { alertSubscriptionStale } from '../../delivery/alerts.ts';
 import { diagnoseEmail, loadEmailFailures } from '../../delivery/email-diagnosis.ts';
 import { runTestSend, testEvent } from '../../delivery/test-send.ts';
 import { sendConfirmation } from '../../email/confirmation.ts';
+import { claimConfirmationResend } from '../../email/confirmation-limits.ts';
 import { checkAtSns, subscribeAtSns, unsubscribeAtSns } from '../../email/sns-subscriptions.ts';
 import { config, runContext } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
@@ -236,7 +237,9 @@ const resendConfirmationRoute = createRoute(
       tags: ['Email Subscriptions'],
       summary: 'Send the confirmation mail again',
       description:
-        'Only for a subscription still pending confirmation. A new link is made; the previous one stops working.',
+        'Only for a subscription still pending confirmation. A new link is made; the previous one stops working. ' +
+        'At most one confirmation mail a minute per subscription, and 5 resent mails a UTC day per address across ' +
+        'all handles (429 with Retry-After).',
       request: { params: EmailSubscriptionParams },
       responses: {
         202: jsonResponse(EmailSubscriptionSchema, 'Sent (or why not, in statusReason).'),
@@ -255,6 +258,8 @@ export const emailSubscriptionsRoutes = createRouter()
     if (sub.status !== 'pending_confirmation') {
       throw problems.conflict(`The subscription is ${sub.status}; only a pending one gets a confirmation mail.`);
     }
+    const claim = await claimConfirmationResend(c.env.DB, sub);
+    if (!claim.ok) throw problems.rateLimited(claim.detail, claim.retryAfterSeconds);
     if (config(c.env).emailProvider === 'sns') await subscribeAtSns(c.env, sub);
     else await sendConfirmation(runContext(c.env), { id: sub.id, handle, email: sub.emailNormalized });
     return c.json(emailSubscriptionToApi((await getStandard(db, handle, id))!), 202);
@@ -348,6 +353,8 @@ export const emailSubscriptionsRoutes = createRouter()
       // Set by sendConfirmation below, which mails the only copy of the token.
       confirmTokenHash: null,
       confirmExpiresAt: null,
+      // The confirmation mail goes out below: the resend cooldown counts from it.
+      confirmSentAt: new Date(now).toISOString(),
       confirmedAt: null,
       provider: cfg.emailProvider,
       providerRef: null,
@@ -416,6 +423,7 @@ export const emailSubscriptionsRoutes = createRouter()
       statusReason: null,
       confirmTokenHash: null,
       confirmExpiresAt: null,
+      confirmSentAt: null,
       confirmedAt: now,
       provider: config(c.env).emailProvider,
       providerRef: null,

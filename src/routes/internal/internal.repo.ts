@@ -63,29 +63,59 @@ export async function getMembership(db: Db, handle: string, userId: string): Pro
     .get();
 }
 
-export async function countOwners(db: Db, handle: string): Promise<number> {
-  const row = await db
-    .select({ n: sql<number>`count(*)` })
-    .from(memberships)
-    .where(and(eq(memberships.handle, handle), eq(memberships.role, 'owner')))
-    .get();
-  return row?.n ?? 0;
-}
+/** True while the handle has another owner: the last one may neither leave nor lose the role. */
+const MORE_THAN_ONE_OWNER = (handle: string) => sql`(
+  SELECT count(*) FROM ${memberships} WHERE ${memberships.handle} = ${handle} AND ${memberships.role} = 'owner'
+) > 1`;
 
-export async function upsertMembership(
+type MembershipRow = { handle: string; user_id: string; role: Role; created_at: string; updated_at: string };
+
+const fromRow = (r: MembershipRow): Membership => ({
+  handle: r.handle,
+  userId: r.user_id,
+  role: r.role,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+/**
+ * Adds a member or sets a member's role, unless that would demote the handle's last owner (`last_owner`, nothing
+ * written). Check and change are ONE statement (an upsert whose update is conditional on the owner count), so
+ * concurrent demotions cannot each see "another owner is left" and together leave none.
+ */
+export async function setMemberRole(
   db: Db,
   input: { handle: string; userId: string; role: Role; now: string },
-): Promise<Membership> {
+): Promise<{ row: Membership; created: boolean } | 'last_owner'> {
   const { handle, userId, role, now } = input;
-  await db
-    .insert(memberships)
-    .values({ handle, userId, role, createdAt: now, updatedAt: now })
-    .onConflictDoUpdate({ target: [memberships.handle, memberships.userId], set: { role, updatedAt: now } });
-  return (await getMembership(db, handle, userId))!;
+  const rows = await db.all<MembershipRow>(sql`
+    INSERT INTO ${memberships} (handle, user_id, role, created_at, updated_at)
+    VALUES (${handle}, ${userId}, ${role}, ${now}, ${now})
+    ON CONFLICT (handle, user_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at
+    WHERE ${memberships.role} <> 'owner' OR excluded.role = 'owner' OR ${MORE_THAN_ONE_OWNER(handle)}
+    RETURNING handle, user_id, role, created_at, updated_at`);
+  const row = rows[0];
+  if (!row) return 'last_owner';
+  // An insert wrote created_at = now; an update kept the original (the same millisecond is harmless: 201 vs 200).
+  return { row: fromRow(row), created: row.created_at === now };
 }
 
-export async function deleteMembership(db: Db, handle: string, userId: string): Promise<void> {
-  await db.delete(memberships).where(and(eq(memberships.handle, handle), eq(memberships.userId, userId)));
+/**
+ * Removes a member unless it is the handle's last owner. One conditional DELETE: concurrent removals of several
+ * owners leave at least one whatever their interleaving. `not_found` when there was no such member.
+ */
+export async function removeMember(
+  db: Db,
+  handle: string,
+  userId: string,
+): Promise<'removed' | 'last_owner' | 'not_found'> {
+  const removed = await db.all(sql`
+    DELETE FROM ${memberships}
+    WHERE ${memberships.handle} = ${handle} AND ${memberships.userId} = ${userId}
+      AND (${memberships.role} <> 'owner' OR ${MORE_THAN_ONE_OWNER(handle)})
+    RETURNING handle`);
+  if (removed.length) return 'removed';
+  return (await getMembership(db, handle, userId)) ? 'last_owner' : 'not_found';
 }
 
 /** The handles a user is a member of, with their role (the dashboard's handle switcher), by handle name. */

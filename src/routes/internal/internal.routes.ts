@@ -6,14 +6,7 @@ import { createRoute } from '@hono/zod-openapi';
 import { getDb } from '../../db/client.ts';
 import { createRouter, errorResponses, type GuardRule, guard, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
-import {
-  countOwners,
-  deleteMembership,
-  getMembership,
-  handleExists,
-  upsertHandle,
-  upsertMembership,
-} from './internal.repo.ts';
+import { handleExists, removeMember, setMemberRole, upsertHandle } from './internal.repo.ts';
 import {
   HandlePathParams,
   HandleSchema,
@@ -89,19 +82,14 @@ export const internalRoutes = createRouter()
     const { role } = c.req.valid('json');
     const db = getDb(c.env.DB);
     if (!(await handleExists(db, handle))) throw problems.notFound('No such handle.');
-    const existing = await getMembership(db, handle, userId);
-    if (existing?.role === 'owner' && role !== 'owner' && (await countOwners(db, handle)) <= 1) {
-      throw problems.conflict(LAST_OWNER);
-    }
-    const row = await upsertMembership(db, { handle, userId, role, now: new Date().toISOString() });
-    return existing ? c.json(row, 200) : c.json(row, 201);
+    const outcome = await setMemberRole(db, { handle, userId, role, now: new Date().toISOString() });
+    if (outcome === 'last_owner') throw problems.conflict(LAST_OWNER);
+    return outcome.created ? c.json(outcome.row, 201) : c.json(outcome.row, 200);
   })
   .openapi(deleteMember, async (c) => {
     const { handle, userId } = c.req.valid('param');
-    const db = getDb(c.env.DB);
-    const existing = await getMembership(db, handle, userId);
-    if (!existing) throw problems.notFound('No such member.');
-    if (existing.role === 'owner' && (await countOwners(db, handle)) <= 1) throw problems.conflict(LAST_OWNER);
-    await deleteMembership(db, handle, userId);
+    const outcome = await removeMember(getDb(c.env.DB), handle, userId);
+    if (outcome === 'not_found') throw problems.notFound('No such member.');
+    if (outcome === 'last_owner') throw problems.conflict(LAST_OWNER);
     return c.body(null, 204);
   });

@@ -1,10 +1,21 @@
 /** Personal access tokens in D1: minted, listed, revoked (the lookup that authenticates one is in auth/queries.ts). */
 import { and, desc, eq, lt } from 'drizzle-orm';
 import type { Db } from '../../db/client.ts';
+import { type InsertOutcome, insertWithinLimit } from '../../db/insert-within-limit.ts';
 import { type AccessToken, accessTokens } from '../../db/schema.ts';
 
-export async function insertPat(db: Db, row: typeof accessTokens.$inferInsert): Promise<void> {
-  await db.insert(accessTokens).values(row);
+/**
+ * Inserts the token unless its user already holds `limit` live ones (not revoked, not expired at `now`). Count and
+ * insert are one statement, so concurrent creates cannot overshoot the cap.
+ */
+export async function insertPatWithinLimit(
+  d1: D1Database,
+  row: typeof accessTokens.$inferInsert,
+  limit: number,
+  now: string,
+): Promise<InsertOutcome> {
+  const scope = { where: 'user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2', params: [row.userId, now] };
+  return insertWithinLimit(d1, accessTokens, row, scope, limit);
 }
 
 /** One page of a user's tokens, newest first (keyset on (user_id, id)). */

@@ -12,7 +12,7 @@ import { newId } from '../../lib/ids.ts';
 import { decodeCursor, toPage } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
 import { findRole } from '../internal/internal.repo.ts';
-import { insertPat, listPats, revokePat } from './tokens.repo.ts';
+import { insertPatWithinLimit, listPats, revokePat } from './tokens.repo.ts';
 import { CreatedTokenSchema, CreateTokenBody, TOKEN_ID, TokenIdParam, TokenSchema } from './tokens.schemas.ts';
 
 const DAY_MS = 86_400_000;
@@ -42,7 +42,8 @@ const createToken = createRoute(
       summary: 'Create a personal access token',
       description:
         "Mints a PAT for the calling user. Its scopes must be a subset of the JWT's; a handle restricts it to " +
-        'that handle (you must be a member).',
+        'that handle (you must be a member). A user holds at most MAX_PATS_PER_USER (50) live tokens: revoke one ' +
+        'to make room (422 otherwise).',
       request: { body: jsonBody(CreateTokenBody) },
       responses: {
         201: jsonResponse(CreatedTokenSchema, 'The token, shown once.'),
@@ -94,7 +95,8 @@ export const tokensRoutes = createRouter()
     if (notHeld.length) {
       throw problems.forbidden(`A token cannot carry scopes its creator lacks: ${notHeld.join(', ')}.`);
     }
-    const maxDays = config(c.env).patMaxLifetimeDays;
+    const cfg = config(c.env);
+    const maxDays = cfg.patMaxLifetimeDays;
     if (body.expiresInDays > maxDays) {
       throw problems.validation([{ path: 'body.expiresInDays', message: `At most ${maxDays} days.` }]);
     }
@@ -117,7 +119,15 @@ export const tokensRoutes = createRouter()
       revokedAt: null,
       createdAt: new Date(now).toISOString(),
     };
-    await insertPat(db, row);
+    const outcome = await insertPatWithinLimit(c.env.DB, row, cfg.maxPatsPerUser, row.createdAt);
+    if (outcome === 'limit_reached') {
+      throw problems.unprocessable(
+        `A user can hold at most ${cfg.maxPatsPerUser} live personal access tokens; revoke one first.`,
+        { limit: cfg.maxPatsPerUser },
+      );
+    }
+    // A clash of 178 random bits with a stored hash: never in practice; not a token to hand out.
+    if (outcome !== 'inserted') throw new Error('PAT hash collision');
     return c.json({ ...toApi(row), token }, 201);
   })
   .openapi(listTokens, async (c) => {

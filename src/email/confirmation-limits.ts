@@ -1,0 +1,80 @@
+/**
+ * How often a confirmation mail may be resent (docs/design.md#email), so `resend-confirmation` cannot fill a
+ * stranger's inbox: one mail a minute per subscription (counted from its last confirmation mail, the first one
+ * included), and at most five resent mails per address per UTC day across every handle.
+ *
+ * Each limit is claimed by ONE conditional statement (D1 runs each atomically), so concurrent resends cannot both see
+ * room and both send. The cooldown is claimed first: a resend refused by the daily cap still waits out the minute.
+ */
+
+/** Seconds between two confirmation mails of one subscription. */
+export const CONFIRMATION_COOLDOWN_SECONDS = 60;
+/** Resent confirmation mails one address may receive per UTC day, across every handle. */
+export const CONFIRMATION_RESENDS_PER_ADDRESS_PER_DAY = 5;
+
+export type ResendClaim =
+  | { ok: true }
+  | { ok: false; reason: 'cooldown' | 'daily_cap'; retryAfterSeconds: number; detail: string };
+
+const DAY_MS = 86_400_000;
+
+/**
+ * Claims the right to resend the confirmation mail of a pending subscription now: records the send time and counts
+ * the mail against its address, or says which limit refuses it and for how long.
+ */
+export async function claimConfirmationResend(
+  d1: D1Database,
+  sub: { id: string; emailNormalized: string },
+  nowMs = Date.now(),
+): Promise<ResendClaim> {
+  const now = new Date(nowMs).toISOString();
+  const cutoff = new Date(nowMs - CONFIRMATION_COOLDOWN_SECONDS * 1000).toISOString();
+  const cooldown = await d1
+    .prepare(
+      `UPDATE email_subscriptions SET confirm_sent_at = ?2
+       WHERE id = ?1 AND (confirm_sent_at IS NULL OR confirm_sent_at <= ?3)`,
+    )
+    .bind(sub.id, now, cutoff)
+    .run();
+  if (!cooldown.meta.changes) {
+    const row = await d1
+      .prepare('SELECT confirm_sent_at AS sentAt FROM email_subscriptions WHERE id = ?1')
+      .bind(sub.id)
+      .first<{ sentAt: string | null }>();
+    const sentAt = row?.sentAt ? Date.parse(row.sentAt) : nowMs;
+    const wait = Math.ceil((sentAt + CONFIRMATION_COOLDOWN_SECONDS * 1000 - nowMs) / 1000);
+    const retryAfterSeconds = Math.min(Math.max(wait, 1), CONFIRMATION_COOLDOWN_SECONDS);
+    return {
+      ok: false,
+      reason: 'cooldown',
+      retryAfterSeconds,
+      detail:
+        `A confirmation mail went to this address less than ${CONFIRMATION_COOLDOWN_SECONDS} s ago; ` +
+        `resend it in ${retryAfterSeconds} s.`,
+    };
+  }
+
+  const day = now.slice(0, 10);
+  // One row per address: a new day starts the count again in place.
+  const counted = await d1
+    .prepare(
+      `INSERT INTO confirmation_mail_counters (email_normalized, day, count) VALUES (?1, ?2, 1)
+       ON CONFLICT (email_normalized) DO UPDATE SET
+         count = CASE WHEN day = excluded.day THEN count + 1 ELSE 1 END, day = excluded.day
+       WHERE day <> excluded.day OR count < ?3`,
+    )
+    .bind(sub.emailNormalized, day, CONFIRMATION_RESENDS_PER_ADDRESS_PER_DAY)
+    .run();
+  if (!counted.meta.changes) {
+    const midnight = Date.parse(`${day}T00:00:00.000Z`) + DAY_MS;
+    return {
+      ok: false,
+      reason: 'daily_cap',
+      retryAfterSeconds: Math.max(Math.ceil((midnight - nowMs) / 1000), 1),
+      detail:
+        `This address has received the ${CONFIRMATION_RESENDS_PER_ADDRESS_PER_DAY} resent confirmation mails ` +
+        'allowed today (UTC); resend it tomorrow.',
+    };
+  }
+  return { ok: true };
+}
