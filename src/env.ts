@@ -20,6 +20,8 @@ export interface Config {
   webhookTimeoutMs: number;
   /** Empty: the default schedule of delivery/retry-policy.ts. */
   retryDelaysSeconds: number[];
+  /** Grace past a delivery's due time before the sweeper re-enqueues it (docs/design.md#overdue-deliveries). */
+  overdueAfterSeconds: number;
   allowInsecureWebhookTargets: boolean;
   /** DNS-over-HTTPS JSON endpoint for the send-time address check; null (empty var) turns it off. */
   dnsOverHttpsUrl: string | null;
@@ -73,6 +75,7 @@ export function config(env: Env): Config {
       .split(',')
       .map((v) => Number.parseInt(v.trim(), 10))
       .filter((n) => Number.isFinite(n) && n > 0),
+    overdueAfterSeconds: int(env.OVERDUE_AFTER_SECONDS, 300),
     allowInsecureWebhookTargets: env.ALLOW_INSECURE_WEBHOOK_TARGETS === 'true',
     dnsOverHttpsUrl: opt(env.DNS_OVER_HTTPS_URL),
     emailProvider: env.EMAIL_PROVIDER || 'cloudflare',
