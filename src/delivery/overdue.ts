@@ -31,12 +31,7 @@ export interface ClaimedDelivery {
  * statement (two overlapping sweeps cannot both claim a row). The new due time is `now` plus the backoff; the row's
  * `updated_at` is recorded with it, so the first write of anyone else (an attempt, a move) makes it void.
  */
-export function claimOverdue(
-  d1: D1Database,
-  now: Date,
-  graceSeconds: number,
-  limit: number,
-): D1PreparedStatement {
+export function claimOverdue(d1: D1Database, now: Date, graceSeconds: number, limit: number): D1PreparedStatement {
   return d1
     .prepare(
       `UPDATE deliveries SET requeued_updated_at = updated_at,

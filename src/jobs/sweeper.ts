@@ -4,11 +4,12 @@
  * `queued`/`retrying` ones overdue, whose message was lost (a Worker killed mid-delivery, a message lost in
  * transport). Re-sending is safe: the consumer skips deliveries that are already terminal, and its writes are guarded.
  */
+
+import { getDb } from '../db/client.ts';
 import { deadLetterStatements } from '../delivery/dead-letter.ts';
 import { enqueueDeliveries } from '../delivery/enqueue.ts';
 import { type ClaimedDelivery, claimOverdue, releaseClaims } from '../delivery/overdue.ts';
 import { deliveriesByIds } from '../delivery/store.ts';
-import { getDb } from '../db/client.ts';
 import { config } from '../env.ts';
 
 /** Bounded work per run: a backlog drains over a few minutes rather than blowing one invocation's limits. */
