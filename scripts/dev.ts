@@ -179,7 +179,16 @@ async function announceWhenReady(server: ChildProcess, creds: DemoCredentials, s
 
 /** Runs `wrangler dev` in the foreground; resolves with the exit code to pass on. */
 function runDevServer(creds: DemoCredentials, startedAt: number, cronEvery: number): Promise<number> {
-  const args = ['dev', '--ip', HOST, '--port', String(PORT), ...DEV_VAR_OVERRIDES.flatMap((v) => ['--var', v])];
+  // --test-scheduled: wrangler then stops warning that crons do not run (runMinuteJobsWhileUp runs them).
+  const args = [
+    'dev',
+    '--ip',
+    HOST,
+    '--port',
+    String(PORT),
+    '--test-scheduled',
+    ...DEV_VAR_OVERRIDES.flatMap((v) => ['--var', v]),
+  ];
   const server = spawn(process.execPath, [WRANGLER, ...args], { cwd: ROOT, stdio: 'inherit' });
   const forward = (signal: NodeJS.Signals) => server.kill(signal);
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, forward);
