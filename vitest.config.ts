@@ -28,7 +28,12 @@ export default defineConfig(async () => {
           plugins: [
             cloudflareTest({
               wrangler: { configPath: './wrangler.toml' },
-              miniflare: { bindings: { ...TEST_BINDINGS, TEST_MIGRATIONS: migrations } },
+              miniflare: {
+                bindings: { ...TEST_BINDINGS, TEST_MIGRATIONS: migrations },
+                // A database of its own for tests that run the sweeper on a simulated clock hours ahead: on the shared
+                // one it would also sweep every other test's deliveries (test/jobs/sweeper.test.ts).
+                d1Databases: { SWEEPER_TEST_DB: 'sweeper-test-db' },
+              },
             }),
           ],
           test: {

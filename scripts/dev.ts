@@ -6,8 +6,10 @@
  * 3. Seeds a demo handle, its owner and a demo PAT (idempotent; the PAT is the same on every run).
  * 4. Prints the URLs (API, dashboard, docs, local mailbox) and ready-to-use credentials.
  * 5. Runs `wrangler dev` on http://localhost:8787 and prints the credentials again once /v2/health answers.
+ * 6. Runs the minute jobs (the cron `scheduled` handler: outbox sweeper, auto-disable, …) every minute, as the cron
+ *    trigger does in production: wrangler dev has no cron (scripts/minute-jobs.ts).
  *
- * `npm run dev -- --seed-only` stops after step 4.
+ * `npm run dev -- --seed-only` stops after step 4; `--cron-every <seconds>` changes the minute jobs' interval (0: off).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -18,6 +20,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, parseEnv } from 'node:util';
 import { DEMO, type DemoCredentials, demoCredentials, seedSql } from './dev-seed.ts';
+import { SCHEDULED_PATH, startMinuteJobs } from './minute-jobs.ts';
 import { ROOT, WRANGLER, WranglerError, runWrangler as wrangler } from './wrangler-cli.ts';
 
 const DEV_VARS = join(ROOT, '.dev.vars');
@@ -133,8 +136,25 @@ Try:
 `);
 }
 
+/**
+ * Once the server is up, runs the minute jobs every `cronEverySeconds` until it exits; says so once, and warns when a
+ * run fails (wrangler prints the job's own error).
+ */
+function runMinuteJobsWhileUp(server: ChildProcess, cronEverySeconds: number): void {
+  if (!cronEverySeconds) {
+    console.log(`  Minute jobs: off (--cron-every 0); run them with: curl ${BASE_URL}${SCHEDULED_PATH}`);
+    return;
+  }
+  console.log(`  Minute jobs (sweeper, auto-disable, …): every ${cronEverySeconds} s via ${SCHEDULED_PATH}\n`);
+  const jobs = startMinuteJobs(`http://${HOST}:${PORT}`, cronEverySeconds * 1000, (run) => {
+    if ('error' in run) console.warn(`! Minute jobs: no answer (${String(run.error)})`);
+    else if (run.status !== 200) console.warn(`! Minute jobs: a job failed (HTTP ${run.status}); see the log above.`);
+  });
+  server.once('exit', () => void jobs.stop());
+}
+
 /** Polls /v2/health until it answers 200, then repeats the essentials below wrangler's own start-up output. */
-async function announceWhenReady(server: ChildProcess, creds: DemoCredentials, startedAt: number) {
+async function announceWhenReady(server: ChildProcess, creds: DemoCredentials, startedAt: number, cronEvery: number) {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   const running = () => server.exitCode === null && server.signalCode === null;
   while (running() && Date.now() < deadline) {
@@ -146,6 +166,7 @@ async function announceWhenReady(server: ChildProcess, creds: DemoCredentials, s
         console.log(`  Dashboard: ${BASE_URL}/dashboard (sign in with the demo PAT)`);
         console.log(`  Demo PAT: ${creds.pat}`);
         console.log(`  ${curlExample(creds.pat)}\n`);
+        runMinuteJobsWhileUp(server, cronEvery);
         return;
       }
     } catch {
@@ -157,30 +178,47 @@ async function announceWhenReady(server: ChildProcess, creds: DemoCredentials, s
 }
 
 /** Runs `wrangler dev` in the foreground; resolves with the exit code to pass on. */
-function runDevServer(creds: DemoCredentials, startedAt: number): Promise<number> {
-  const args = ['dev', '--ip', HOST, '--port', String(PORT), ...DEV_VAR_OVERRIDES.flatMap((v) => ['--var', v])];
+function runDevServer(creds: DemoCredentials, startedAt: number, cronEvery: number): Promise<number> {
+  // --test-scheduled: wrangler then stops warning that crons do not run (runMinuteJobsWhileUp runs them).
+  const args = [
+    'dev',
+    '--ip',
+    HOST,
+    '--port',
+    String(PORT),
+    '--test-scheduled',
+    ...DEV_VAR_OVERRIDES.flatMap((v) => ['--var', v]),
+  ];
   const server = spawn(process.execPath, [WRANGLER, ...args], { cwd: ROOT, stdio: 'inherit' });
   const forward = (signal: NodeJS.Signals) => server.kill(signal);
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, forward);
-  void announceWhenReady(server, creds, startedAt);
+  void announceWhenReady(server, creds, startedAt, cronEvery);
   return new Promise((resolve, reject) => {
     server.on('error', (err) => reject(new DevError(`Could not start wrangler dev: ${err.message}`)));
     server.on('exit', (code, signal) => resolve(code ?? 128 + constants.signals[signal!]));
   });
 }
 
-function parseOptions(): { seedOnly: boolean } {
+const USAGE = 'Usage: npm run dev [-- --seed-only] [-- --cron-every <seconds, 0 = off>]';
+
+function parseOptions(): { seedOnly: boolean; cronEvery: number } {
+  let values: { 'seed-only': boolean; 'cron-every': string };
   try {
-    const { values } = parseArgs({ options: { 'seed-only': { type: 'boolean', default: false } } });
-    return { seedOnly: values['seed-only'] };
+    ({ values } = parseArgs({
+      options: { 'seed-only': { type: 'boolean', default: false }, 'cron-every': { type: 'string', default: '60' } },
+    }));
   } catch (err) {
-    throw new DevError(`${(err as Error).message}\nUsage: npm run dev [-- --seed-only]`);
+    throw new DevError(`${(err as Error).message}\n${USAGE}`);
   }
+  const cronEvery = Number(values['cron-every']);
+  if (!Number.isInteger(cronEvery) || cronEvery < 0)
+    throw new DevError(`--cron-every must be whole seconds.\n${USAGE}`);
+  return { seedOnly: values['seed-only'], cronEvery };
 }
 
 async function main(): Promise<number> {
   const startedAt = Date.now();
-  const seedOnly = parseOptions().seedOnly;
+  const { seedOnly, cronEvery } = parseOptions();
 
   const vars = ensureDevVars();
   if (!seedOnly) await assertPortFree();
@@ -196,7 +234,7 @@ async function main(): Promise<number> {
   if (seedOnly) return 0;
 
   console.log('• Starting wrangler dev…\n');
-  return runDevServer(creds, startedAt);
+  return runDevServer(creds, startedAt, cronEvery);
 }
 
 main().then(

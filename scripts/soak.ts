@@ -25,6 +25,7 @@ import { parseArgs } from 'node:util';
 import { Webhook } from 'standardwebhooks';
 import { type Hit, type Receivers, startReceivers } from '../test/support/node/receivers.ts';
 import { DEMO, demoCredentials, seedSql, signJwt } from './dev-seed.ts';
+import { SCHEDULED_PATH } from './minute-jobs.ts';
 import { type Answer, type Client, createClient, Recorder } from './soak/client.ts';
 import { type PlannedIngest, planIngest, planWebhooks, type WebhookPlan } from './soak/plan.ts';
 import { type Check, percentile, renderMarkdown, type SoakResult, summarize } from './soak/report.ts';
@@ -465,7 +466,7 @@ function startCron(server: DevServer, recorder: Recorder): () => Promise<void> {
           detail: undefined,
         },
         'GET',
-        '/cdn-cgi/handler/scheduled',
+        SCHEDULED_PATH,
       );
     }
   })();

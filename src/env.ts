@@ -30,6 +30,8 @@ export interface Config {
   webhookTimeoutMs: number;
   /** Empty: the default schedule of delivery/retry-policy.ts. At most 7 delays of ≤ 12 h (lib/retry-delays.ts). */
   retryDelaysSeconds: number[];
+  /** Grace past a delivery's due time before the sweeper re-enqueues it (docs/design.md#overdue-deliveries). */
+  overdueAfterSeconds: number;
   allowInsecureWebhookTargets: boolean;
   /** DNS-over-HTTPS JSON endpoint for the send-time address check; null (empty var) turns it off. */
   dnsOverHttpsUrl: string | null;
@@ -88,6 +90,7 @@ export function config(env: Env): Config {
     webhookTimeoutMs: int(env.WEBHOOK_TIMEOUT_MS, 15_000),
     // Refused with a ConfigError rather than quietly cut short (lib/retry-delays.ts).
     retryDelaysSeconds: parseRetryDelays(env.RETRY_DELAYS_SECONDS),
+    overdueAfterSeconds: int(env.OVERDUE_AFTER_SECONDS, 300),
     allowInsecureWebhookTargets: env.ALLOW_INSECURE_WEBHOOK_TARGETS === 'true',
     dnsOverHttpsUrl: opt(env.DNS_OVER_HTTPS_URL),
     emailProvider: env.EMAIL_PROVIDER || 'cloudflare',

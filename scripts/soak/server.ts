@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { runMinuteJobs } from '../minute-jobs.ts';
 import { ROOT, WRANGLER } from '../wrangler-cli.ts';
 
 export const LOOPBACK = '127.0.0.1';
@@ -35,10 +36,12 @@ export interface DevServerOptions {
 
 export interface DevServer {
   baseUrl: string;
-  /** Runs the minute jobs once, as the cron trigger does in production (`--test-scheduled`). */
+  /** Runs the minute jobs once, as the cron trigger does in production (scripts/minute-jobs.ts). */
   runScheduled(): Promise<number>;
   /** Stops wrangler and its workerd children (SIGTERM, then SIGKILL). Idempotent. */
   stop(): Promise<void>;
+  /** Kills wrangler and its workerd children at once (SIGKILL to the group), as a crash would. */
+  crash(): Promise<void>;
 }
 
 const running = new Set<ChildProcess>();
@@ -140,13 +143,11 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
 
   return {
     baseUrl,
-    async runScheduled() {
-      const res = await fetch(`${baseUrl}/cdn-cgi/handler/scheduled?cron=${encodeURIComponent('* * * * *')}`, {
-        signal: AbortSignal.timeout(60_000),
-      });
-      await res.arrayBuffer();
-      return res.status;
-    },
+    runScheduled: () => runMinuteJobs(baseUrl),
     stop,
+    async crash() {
+      killGroup(child, 'SIGKILL');
+      await stop();
+    },
   };
 }

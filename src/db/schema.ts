@@ -217,6 +217,16 @@ export const notifications = sqliteTable(
 );
 
 /** One recipient of one notification (or one test send). Messages on the queue carry only its id. */
+/**
+ * When a queued/retrying delivery's next attempt is due (docs/design.md#overdue-deliveries): the sweeper's own due time
+ * after it re-enqueued the row and nothing happened since, otherwise the scheduled retry, otherwise the time it was
+ * queued. SQL over the row's own columns, so the consumer and the enqueue need not write anything for it. Queries must
+ * repeat this exact expression to use `deliveries_due_idx` (no commas: drizzle-kit splits index columns on them).
+ */
+export const DELIVERY_DUE_AT =
+  'CASE WHEN requeued_updated_at = updated_at THEN requeue_due_at ' +
+  'WHEN next_attempt_at IS NOT NULL THEN next_attempt_at ELSE updated_at END';
+
 export const deliveries = sqliteTable(
   'deliveries',
   {
@@ -242,6 +252,14 @@ export const deliveries = sqliteTable(
     lastAttemptAt: text('last_attempt_at'),
     /** attempt_count when the delivery was last redriven: the retry schedule restarts from there. */
     retryBase: integer('retry_base').notNull().default(0),
+    /**
+     * Written by the outbox sweeper only (docs/design.md#overdue-deliveries): the row's `updated_at` when the sweeper
+     * last re-enqueued it. While `updated_at` still equals it (nothing happened since), `requeue_due_at` is the
+     * delivery's due time; any later write of the row makes these two stale, so no other writer needs to know them.
+     */
+    requeuedUpdatedAt: text('requeued_updated_at'),
+    /** When the sweeper's re-enqueued message counts as due: the re-enqueue time plus a growing backoff. */
+    requeueDueAt: text('requeue_due_at'),
     /** The event a test send delivers (a catalog sample or a replayed notification); null for real deliveries. */
     payload: text('payload'),
     createdAt: createdAt(),
@@ -255,6 +273,10 @@ export const deliveries = sqliteTable(
     index('deliveries_dead_idx').on(t.handle, t.updatedAt).where(sql`status = 'dead'`),
     // Outbox sweeper: only non-terminal rows are indexed, so the index stays small.
     index('deliveries_pending_idx').on(t.status, t.updatedAt).where(sql`status in ('pending', 'queued', 'retrying')`),
+    // Overdue sweep and the doctor's overdue count: queued/retrying rows by the time their next attempt was due.
+    index('deliveries_due_idx')
+      .on(sql.raw(`(${DELIVERY_DUE_AT})`), t.handle)
+      .where(sql`status in ('queued', 'retrying')`),
   ],
 );
 

@@ -4,10 +4,18 @@
  * follows.
  */
 import { getDb } from '../db/client.ts';
+import type { DeliveryRow } from './attempt.ts';
 import { DeliveryMessage } from './messages.ts';
 import { type Rejection, recordRejections } from './rejections.ts';
 import { deliveriesByIds, moveDelivery } from './store.ts';
 import { OPEN_STATUSES } from './summary.ts';
+
+/** `dead` (`retries_exhausted`) for each of these deliveries still open; shared with the sweeper's lost hand-offs. */
+export function deadLetterStatements(d1: D1Database, rows: readonly DeliveryRow[], now: string): D1PreparedStatement[] {
+  return rows
+    .filter((d) => OPEN_STATUSES.includes(d.status))
+    .flatMap((d) => moveDelivery(d1, d, 'dead', { statusReason: 'retries_exhausted', attempted: false, now }));
+}
 
 export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env): Promise<void> {
   const rejections: Rejection[] = [];
@@ -19,12 +27,7 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env)
   }
   const rows = ids.length ? await deliveriesByIds(getDb(env.DB), [...new Set(ids)]) : [];
   const now = new Date().toISOString();
-  const statements = [
-    ...rows
-      .filter((d) => OPEN_STATUSES.includes(d.status))
-      .flatMap((d) => moveDelivery(env.DB, d, 'dead', { statusReason: 'retries_exhausted', attempted: false, now })),
-    ...recordRejections(env.DB, rejections),
-  ];
+  const statements = [...deadLetterStatements(env.DB, rows, now), ...recordRejections(env.DB, rejections)];
   try {
     if (statements.length) await env.DB.batch(statements);
     batch.ackAll();

@@ -90,6 +90,8 @@ export async function runTestSend(
     nextAttemptAt: null,
     lastAttemptAt: null,
     retryBase: 0,
+    requeuedUpdatedAt: null,
+    requeueDueAt: null,
     payload: JSON.stringify(input.event),
     createdAt: now,
     updatedAt: now,

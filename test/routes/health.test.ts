@@ -7,7 +7,17 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { newId } from '../../src/lib/ids.ts';
-import { addMember, call, callJson, expectProblem, provisionHandle, signJwt, unique } from '../support/helpers.ts';
+import {
+  addMember,
+  call,
+  callJson,
+  callWithVars,
+  expectProblem,
+  provisionHandle,
+  signJwt,
+  unique,
+} from '../support/helpers.ts';
+import { assertMatchesDocument } from '../support/openapi-check.ts';
 import { receiverUrl } from '../support/receivers.ts';
 import { insertEmailSubscriptions, userJwt } from '../support/seed.ts';
 
@@ -70,6 +80,31 @@ async function insertDeadDelivery(
       d.status ?? 'dead',
       d.errorClass,
       new Date(Date.parse(d.updatedAt) - 60_000).toISOString(),
+      d.updatedAt,
+    )
+    .run();
+  return id;
+}
+
+/** A queued or retrying delivery as a crash leaves it: no message in any queue, its due time in the past. */
+async function insertOpenDelivery(
+  handle: string,
+  d: { subscriptionId: string | null; target: string; status: string; updatedAt: string; nextAttemptAt: string | null },
+): Promise<string> {
+  const id = newId('dlv', Date.parse(d.updatedAt) - 60_000);
+  await env.DB.prepare(
+    `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target, status,
+       status_reason, attempt_count, next_attempt_at, created_at, updated_at)
+     VALUES (?1, ?2, NULL, 'event', 'webhook', 'webhook', ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?8)`,
+  )
+    .bind(
+      id,
+      handle,
+      d.subscriptionId,
+      d.target,
+      d.status,
+      d.status === 'retrying' ? 1 : 0,
+      d.nextAttemptAt,
       d.updatedAt,
     )
     .run();
@@ -286,6 +321,50 @@ describe('GET …/health', () => {
     const h = await health(s.path, s.token);
     expect(h.criticalCoverage.undeliverable24h).toBe(1);
     expect(h.status).toBe('critical');
+  });
+
+  it('overdue deliveries: the count, the one due longest ago and what happens next; the status is degraded', async () => {
+    const s = await setup();
+    await setOwnerEmail(s.handle, s.token, `owner-${unique('m')}@example.com`);
+    const wh = await createWebhook(s.handle, s.token);
+    const quiet = await health(s.path, s.token);
+    expect(quiet.overdueDeliveries).toEqual({ count: 0, oldest: null, next: null });
+    expect(quiet.status).toBe('healthy');
+
+    // Deliveries a crash left behind (no message in any queue), read with a one-minute grace. Due at most 2.5 min ago,
+    // so the other tests' sweeps (5 min grace, a clock 2 min ahead) never take them first.
+    const now = Date.now();
+    const ago = (seconds: number) => new Date(now - seconds * 1000).toISOString();
+    const open = (status: string, updatedAt: string, nextAttemptAt: string | null) =>
+      insertOpenDelivery(s.handle, { subscriptionId: wh.id, target: wh.url, status, updatedAt, nextAttemptAt });
+    const oldest = await open('queued', ago(150), null);
+    await open('retrying', ago(20 * 60), ago(90));
+    await open('queued', ago(20), null);
+    // Its last attempt was long ago, but its next one is not due yet.
+    await open('retrying', ago(20 * 60), new Date(now + 30_000).toISOString());
+    const other = await setup();
+    await insertOpenDelivery(other.handle, {
+      subscriptionId: null,
+      target: 'https://x.example.com',
+      status: 'queued',
+      updatedAt: ago(150),
+      nextAttemptAt: null,
+    });
+
+    const res = await callWithVars({ OVERDUE_AFTER_SECONDS: '60' }, 'GET', s.path, { token: s.token });
+    expect(res.status).toBe(200);
+    const h = (await res.json()) as Row;
+    await assertMatchesDocument('GET', s.path, 200, h);
+    expect(h.overdueDeliveries).toMatchObject({
+      count: 2,
+      oldest: { deliveryId: oldest, status: 'queued', target: wh.url, dueAt: ago(150) },
+    });
+    expect(h.overdueDeliveries.next).toMatch(/2 deliveries are more than 1 min past the next attempt/);
+    expect(h.overdueDeliveries.next).toMatch(/sweeper sends them again/);
+    expect(h.status).toBe('degraded');
+
+    // Under the default grace (5 min) none of them is overdue yet.
+    expect((await health(s.path, s.token)).overdueDeliveries.count).toBe(0);
   });
 
   it('any member may read (viewer, notifications:read PAT scope); without notifications:read → 403; a non-member → 404', async () => {

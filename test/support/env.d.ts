@@ -5,6 +5,8 @@ declare global {
     interface Env {
       /** Provided by vitest.config.ts for the setup file. */
       TEST_MIGRATIONS: D1Migration[];
+      /** A second local D1, only for test/jobs/sweeper.test.ts (vitest.config.ts says why). */
+      SWEEPER_TEST_DB: D1Database;
     }
   }
 }

@@ -142,6 +142,22 @@ const OverviewPage: FC<{
                 ))}
               </ul>
             </section>
+            {h.overdueDeliveries.count ? (
+              <section class="panel" aria-labelledby="overdue-h">
+                <h3 id="overdue-h">Overdue deliveries</h3>
+                <p>
+                  <strong>{h.overdueDeliveries.count}</strong> queued or retrying past their due time
+                  {h.overdueDeliveries.oldest ? (
+                    <>
+                      ; the oldest, <code>{h.overdueDeliveries.oldest.deliveryId}</code> →{' '}
+                      {h.overdueDeliveries.oldest.target}, was due <Time at={h.overdueDeliveries.oldest.dueAt} />
+                    </>
+                  ) : null}
+                  .
+                </p>
+                <p>{h.overdueDeliveries.next}</p>
+              </section>
+            ) : null}
             <section class="panel" aria-labelledby="email-h">
               <h3 id="email-h">Email subscriptions</h3>
               {/* biome-ignore format: its JSX fill would end this line with {' '} past 120 columns */}

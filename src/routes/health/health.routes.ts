@@ -1,14 +1,16 @@
 /**
  * `GET /v2/handles/{handle}/health`: the delivery doctor (docs/design.md#routes, #debug-playbooks). Everything that
  * loses or delays events for this handle, each with the action that fixes it: failing webhooks and their projected
- * auto-disable, dead deliveries in the last 24 h, pending/stale/suppressed email subscriptions, the owner default
- * email, and whether every critical event type would reach someone.
+ * auto-disable, dead deliveries in the last 24 h, overdue deliveries (a lost queue message), pending/stale/suppressed
+ * email subscriptions, the owner default email, and whether every critical event type would reach someone.
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { getDb } from '../../db/client.ts';
 import { AUTO_DISABLE_DAYS } from '../../delivery/diagnosis.ts';
 import { planRecipients } from '../../delivery/match.ts';
 import { loadMatchContext } from '../../delivery/match-context.ts';
+import { MAX_BACKOFF_GRACES, overdueOfHandle, readOverdue } from '../../delivery/overdue.ts';
+import { config } from '../../env.ts';
 import { createRouter, guard, jsonResponse } from '../../http/openapi.ts';
 import { EVENT_CATALOG } from '../../lib/event-catalog.ts';
 import { boundaryId } from '../../lib/ids.ts';
@@ -18,6 +20,19 @@ import { WarningSchema } from '../settings/settings.schemas.ts';
 import { settingsWarnings } from '../settings/settings.warnings.ts';
 
 const Action = z.string().openapi({ description: 'What fixes it.' });
+
+/** The doctor's sentence on overdue deliveries: what the sweeper does with them, and when to worry. */
+function overdueNext(count: number, graceSeconds: number): string {
+  const span = (s: number) => (s % 60 ? `${s} s` : `${s / 60} min`);
+  const them = count === 1 ? 'it' : 'them';
+  return (
+    `${count === 1 ? 'This delivery is' : `These ${count} deliveries are`} more than ${span(graceSeconds)} past ` +
+    'the next attempt: the queue message was most likely lost (the Worker stopped mid-delivery). The minute ' +
+    `sweeper sends ${them} again at its next run, oldest first; if the queue is only slow, it waits longer after ` +
+    `each re-send (doubling, at most ${span(graceSeconds * MAX_BACKOFF_GRACES)}). Nothing to do unless the count ` +
+    'stays: then check that the minute jobs run.'
+  );
+}
 
 export const HealthReport = z
   .object({
@@ -63,6 +78,24 @@ export const HealthReport = z
       ),
       action: Action.nullable(),
     }),
+    overdueDeliveries: z
+      .object({
+        count: z.number().int(),
+        oldest: z
+          .object({
+            deliveryId: z.string(),
+            status: z.string(),
+            target: z.string(),
+            dueAt: z.string().openapi({ description: 'When its next attempt was due.' }),
+          })
+          .nullable(),
+        next: z.string().nullable().openapi({ description: 'What happens next, and when to worry.' }),
+      })
+      .openapi({
+        description:
+          'Queued or retrying deliveries past their due time by more than OVERDUE_AFTER_SECONDS: their queue ' +
+          'message was most likely lost (docs/design.md#overdue-deliveries).',
+      }),
     emailSubscriptions: z.object({
       pendingConfirmation: z.array(z.object({ id: z.string(), email: z.string(), since: z.string() })),
       stale: z.array(z.object({ id: z.string(), email: z.string(), reason: z.string().nullable() })),
@@ -104,7 +137,8 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
   const db = getDb(c.env.DB);
   const now = Date.now();
   const dayAgo = new Date(now - 86_400_000).toISOString();
-  const [ctx, [dead, undeliverable, webhookRows, emailRows]] = await Promise.all([
+  const grace = config(c.env).overdueAfterSeconds;
+  const [ctx, [dead, undeliverable, webhookRows, emailRows, overdueCount, overdueOldest]] = await Promise.all([
     loadMatchContext(db, handle),
     c.env.DB.batch<Record<string, unknown>>([
       c.env.DB.prepare(
@@ -123,6 +157,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
       c.env.DB.prepare(
         `SELECT id, kind, email, status, status_reason, created_at FROM email_subscriptions WHERE handle = ?1`,
       ).bind(handle),
+      ...overdueOfHandle(c.env.DB, handle, new Date(now), grace),
     ]),
   ]);
   if (!ctx) throw problems.notFound();
@@ -184,10 +219,12 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
   const covered = critical.every((t) => !t.undeliverable);
   const undeliverable24h = (undeliverable!.results[0]?.n as number) ?? 0;
 
+  const overdue = readOverdue(overdueCount!, overdueOldest!);
+
   const status =
     !covered || undeliverable24h > 0
       ? 'critical'
-      : failing.length || deadRows.length || disabled.length || ownerState !== 'set'
+      : failing.length || deadRows.length || disabled.length || ownerState !== 'set' || overdue.count
         ? 'degraded'
         : 'healthy';
 
@@ -212,6 +249,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
             '…/deliveries/{id}/retry or …/webhooks/{id}/recover.'
           : null,
       },
+      overdueDeliveries: { ...overdue, next: overdue.count ? overdueNext(overdue.count, grace) : null },
       emailSubscriptions: {
         pendingConfirmation: pick('pending_confirmation').map((e) => ({
           id: e.id as string,
