@@ -13,8 +13,9 @@ import { describe, expect, it } from 'vitest';
 import { reconcileSnsSubscriptions } from '../../src/jobs/reconcile-email.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { callWithVars, expectProblem, unique } from '../support/helpers.ts';
-import { setupHandle, type TestHandle } from '../support/pipeline-helpers.ts';
+import { setupHandle } from '../support/pipeline-helpers.ts';
 import {
+  handleWithSnsTopic,
   notifierBase,
   notifierRequests,
   postSns,
@@ -24,32 +25,15 @@ import {
   signSns,
   snsConfirmation,
   snsDeployment,
+  strangerTopics as strangerTopicsOf,
 } from '../support/sns-messages.ts';
 
 const PREFIX = 'gn-origin-';
 const VARS = snsDeployment(PREFIX);
 const address = () => `${unique('origin')}@example.com`;
 
-/** A handle with an SNS subscription made through the API: the service created (and recorded) the handle's topic. */
-async function handleWithTopic(): Promise<TestHandle & { topicArn: string }> {
-  const h = await setupHandle();
-  const res = await callWithVars(VARS, 'POST', `/v2/handles/${h.handle}/notifications/email-subscriptions`, {
-    token: h.token,
-    body: { email: address() },
-  });
-  expect(res.status, await res.clone().text()).toBe(201);
-  return { ...h, topicArn: `arn:aws:sns:${SNS_TEST_REGION}:${SNS_FAKE_ACCOUNT}:${PREFIX}${h.handle}` };
-}
-
-/** The same topic name in a stranger's account, in another region, and a name of ours never created. */
-function strangerTopics(ours: string): string[] {
-  const name = ours.split(':').at(-1)!;
-  return [
-    `arn:aws:sns:${SNS_TEST_REGION}:999999999999:${name}`,
-    `arn:aws:sns:us-east-1:${SNS_FAKE_ACCOUNT}:${name}`,
-    `arn:aws:sns:${SNS_TEST_REGION}:${SNS_FAKE_ACCOUNT}:${PREFIX}${unique('never')}`,
-  ];
-}
+const handleWithTopic = () => handleWithSnsTopic(VARS);
+const strangerTopics = (ours: string) => strangerTopicsOf(ours, PREFIX);
 
 async function insertSubscription(
   handle: string,
@@ -125,6 +109,29 @@ describe('SNS feedback: only from our own topics', () => {
     const res = await postSns(await signSns(sesBounce(topicArn, [to])), vars);
     expect(res.status, await res.clone().text()).toBe(200);
     expect(await statusOf(sub)).toBe('suppressed');
+  });
+
+  it('a topic CreateTopic answers outside AWS_ACCOUNT_ID is never recorded: the subscription says what to configure', async () => {
+    const h = await setupHandle();
+    const vars = { ...VARS, AWS_ACCOUNT_ID: '111111111111' };
+    const res = await callWithVars(vars, 'POST', `/v2/handles/${h.handle}/notifications/email-subscriptions`, {
+      token: h.token,
+      body: { email: address() },
+    });
+    expect(res.status).toBe(201);
+    const body = (await res.json()) as { statusReason: string };
+    expect(body.statusReason).toMatch(/in account 123456789012, not AWS_ACCOUNT_ID 111111111111/);
+    const topicArn = `arn:aws:sns:${SNS_TEST_REGION}:${SNS_FAKE_ACCOUNT}:${PREFIX}${h.handle}`;
+    expect(await env.DB.prepare('SELECT 1 FROM sns_topics WHERE arn = ?1').bind(topicArn).first()).toBeNull();
+  });
+
+  it('a confirmation from our topic whose SubscribeURL names another topic is refused, never visited', async () => {
+    const h = await handleWithTopic();
+    const [stranger] = strangerTopics(h.topicArn);
+    const token = unique('tok');
+    const forged = { ...snsConfirmation(stranger!, token), TopicArn: h.topicArn };
+    await expectProblem(await postSns(await signSns(forged), VARS), 403);
+    expect((await notifierRequests('/confirm')).filter((r) => r.query.includes(token))).toEqual([]);
   });
 
   it('without EMAIL_PROVIDER=sns the route answers 404 and fetches nothing (no certificate, no SubscribeURL)', async () => {

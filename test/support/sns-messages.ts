@@ -6,7 +6,8 @@
  * scope).
  */
 import { expect, inject } from 'vitest';
-import { callWithVars } from './helpers.ts';
+import { callWithVars, unique } from './helpers.ts';
+import { setupHandle, type TestHandle } from './pipeline-helpers.ts';
 
 export const SNS_EVENTS_PATH = '/v2/providers/sns/events';
 /** The account the SNS fake puts in every ARN. */
@@ -98,4 +99,30 @@ export function snsConfirmation(topicArn: string, token: string): SnsMsg {
     Timestamp: new Date().toISOString(),
     SignatureVersion: '2',
   };
+}
+
+/**
+ * A handle with an SNS email subscription made through the API, so the service created (and recorded) the handle's
+ * topic at the SNS fake; `topicArn` is that topic.
+ */
+export async function handleWithSnsTopic(vars: Partial<Env>): Promise<TestHandle & { topicArn: string }> {
+  const h = await setupHandle();
+  const res = await callWithVars(vars, 'POST', `/v2/handles/${h.handle}/notifications/email-subscriptions`, {
+    token: h.token,
+    body: { email: `${unique('sns-topic')}@example.com` },
+  });
+  expect(res.status, await res.clone().text()).toBe(201);
+  const topicArn = `arn:aws:sns:${SNS_TEST_REGION}:${SNS_FAKE_ACCOUNT}:${vars.SNS_TOPIC_PREFIX}${h.handle}`;
+  return { ...h, topicArn };
+}
+
+/** Topics that are not ours though they look it: the same name in a stranger's account and in another region, and
+ * a name under our prefix in our account that this deployment never created. */
+export function strangerTopics(ours: string, prefix: string): string[] {
+  const name = ours.split(':').at(-1)!;
+  return [
+    `arn:aws:sns:${SNS_TEST_REGION}:999999999999:${name}`,
+    `arn:aws:sns:us-east-1:${SNS_FAKE_ACCOUNT}:${name}`,
+    `arn:aws:sns:${SNS_TEST_REGION}:${SNS_FAKE_ACCOUNT}:${prefix}${unique('never')}`,
+  ];
 }
