@@ -110,7 +110,7 @@ function visitProblem(visit: Exclude<SubscribeUrlVisit, { ok: true }>) {
   return problems.unavailable(`The SubscribeURL answered ${visit.status}; SNS will retry.`);
 }
 
-/** Whether the SubscribeURL names another topic than the message (SNS's own name the message's TopicArn). */
+/** Whether the SubscribeURL names another topic than the message does (SNS's own SubscribeURLs name the same one). */
 function subscribeUrlTopicMismatch(subscribeUrl: string | undefined, topicArn: string): boolean {
   try {
     const named = new URL(subscribeUrl ?? '').searchParams.get('TopicArn');
