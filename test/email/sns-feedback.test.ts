@@ -9,7 +9,8 @@
 import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { canonicalString, hostMatches, subjectPublicKeyInfo, urlProblem } from '../../src/email/sns-signature.ts';
-import { reconcileSnsSubscriptions } from '../../src/jobs/reconcile-email.ts';
+import { ensureFeedbackTopic } from '../../src/email/sns-topics.ts';
+import { config } from '../../src/env.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { callWithVars, expectProblem, unique } from '../support/helpers.ts';
 import { assertMatchesDocument } from '../support/openapi-check.ts';
@@ -27,13 +28,14 @@ const PATH = '/v2/providers/sns/events';
 const CERT_PATH = '/SimpleNotificationService-test.pem';
 /** EMAIL_PROVIDER=sns against the SNS fake; certificates and SubscribeURLs may come from the notifier. */
 const VARS: Partial<Env> = snsDeployment('gn-');
-/** The SES feedback topic this deployment creates (the minute job does, in `beforeAll`): messages come from it. */
+/** The SES feedback topic this deployment creates (as the minute job does, in `beforeAll`): messages come from it. */
 const TOPIC = `arn:aws:sns:${SNS_TEST_REGION}:${SNS_FAKE_ACCOUNT}:gn-ses_feedback`;
 
 beforeAll(async () => {
-  await reconcileSnsSubscriptions({ ...env, ...VARS } as Env, new Date());
+  const deployment = { ...env, ...VARS } as Env;
+  await ensureFeedbackTopic(deployment, config(deployment).aws);
   const ours = await env.DB.prepare('SELECT arn FROM sns_topics WHERE arn = ?1').bind(TOPIC).first();
-  expect(ours, 'the minute job records the feedback topic').not.toBeNull();
+  expect(ours, 'the feedback topic is recorded').not.toBeNull();
 });
 
 function notifier(): string {

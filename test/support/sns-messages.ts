@@ -12,7 +12,11 @@ import { setupHandle, type TestHandle } from './pipeline-helpers.ts';
 export const SNS_EVENTS_PATH = '/v2/providers/sns/events';
 /** The account the SNS fake puts in every ARN. */
 export const SNS_FAKE_ACCOUNT = '123456789012';
-export const SNS_TEST_REGION = 'eu-west-1';
+/**
+ * The region every test talking to the SNS fake uses (test/email/sns.test.ts checks that every request the shared
+ * fake received was signed for it).
+ */
+export const SNS_TEST_REGION = 'ap-south-1';
 
 export type SnsMsg = Record<string, string>;
 
