@@ -40,6 +40,8 @@ export interface Config {
   resendApiUrl: string;
   aws: {
     region: string;
+    /** AWS_ACCOUNT_ID: when set, only SNS topics in this account are used or listened to (docs/design.md#email). */
+    accountId: string | null;
     snsApiUrl: string | null;
     topicPrefix: string;
     /**
@@ -98,6 +100,7 @@ export function config(env: Env): Config {
     resendApiUrl: (opt(env.RESEND_API_URL) ?? 'https://api.resend.com').replace(/\/+$/, ''),
     aws: {
       region: opt(env.AWS_REGION) ?? 'eu-west-1',
+      accountId: opt(env.AWS_ACCOUNT_ID),
       snsApiUrl: opt(env.SNS_API_URL),
       topicPrefix: env.SNS_TOPIC_PREFIX ?? 'gharart-notify-',
       certHosts: (opt(env.SNS_CERT_HOSTS) ?? 'sns.*.amazonaws.com')

@@ -164,6 +164,17 @@ export const emailSubscriptions = sqliteTable(
   ],
 );
 
+/**
+ * Every SNS topic this deployment created (CreateTopic's answer, docs/design.md#email): a handle's topic, or the SES
+ * feedback topic (`handle` null). `POST /v2/providers/sns/events` accepts messages only from these ARNs — anyone can
+ * make SNS sign a message for a topic of their own. No foreign key: a handle's deletion does not forget its topic.
+ */
+export const snsTopics = sqliteTable('sns_topics', {
+  arn: text('arn').primaryKey(),
+  handle: text('handle'),
+  createdAt: createdAt(),
+});
+
 /** One row per accepted event for a handle: what the feed lists. */
 export const notifications = sqliteTable(
   'notifications',

@@ -4,6 +4,7 @@
  * consumer, a minute job, a test-send route) calls this module, once per change.
  */
 import { type SnsSubscriptionRow, staleReason } from '../email/sns-subscriptions.ts';
+import type { SuppressedSubscription } from '../email/suppression.ts';
 import type { RunContext } from '../env.ts';
 import type { WebhookRow } from './attempt.ts';
 import { type IngestResult, ingestEvent } from './ingest.ts';
@@ -41,5 +42,26 @@ export function alertSubscriptionStale(
     provider: 'sns',
     subscriptionArn: sub.providerRef,
     action: staleReason(sub.id),
+  });
+}
+
+/**
+ * `email.owner_default_suppressed`: a bounce or complaint (any provider) just suppressed the handle's owner default
+ * email, the one recipient critical events are guaranteed to reach. Raised like every alert: whoever else of the handle
+ * can receive a critical event gets it, and when nobody can, the platform alert address does (`undeliverable`).
+ */
+export function alertOwnerDefaultSuppressed(
+  ctx: RunContext,
+  sub: Pick<SuppressedSubscription, 'id' | 'handle' | 'emailNormalized' | 'reason'>,
+  provider: string,
+): Promise<IngestResult> {
+  return raise(ctx, sub.handle, 'email.owner_default_suppressed', {
+    subscriptionId: sub.id,
+    email: sub.emailNormalized,
+    provider,
+    reason: sub.reason,
+    action:
+      'Critical events no longer reach the owner default email. Set a working one with PUT ' +
+      '…/notifications/owner-default-email, or add another recipient for critical events.',
   });
 }

@@ -6,8 +6,10 @@
  * says when it just became so, and its caller tells the owner, once, through a critical `email.subscription_stale`
  * notification (delivery/alerts.ts).
  */
+import { config } from '../env.ts';
 import { type SnsClient, SnsError, snsClient } from './providers/sns/client.ts';
 import { toSnsFilterPolicy } from './providers/sns/filter-policy.ts';
+import { ensureHandleTopic } from './sns-topics.ts';
 
 export interface SnsSubscriptionRow {
   id: string;
@@ -32,7 +34,7 @@ export async function subscribeAtSns(env: Env, sub: SnsSubscriptionRow): Promise
   const now = new Date().toISOString();
   try {
     const sns = snsClient(env);
-    const topicArn = await sns.ensureTopic(sub.handle);
+    const topicArn = await ensureHandleTopic(env, config(env).aws, sns, sub.handle);
     const { policy } = toSnsFilterPolicy({
       eventTypes: sub.kind === 'standard' && sub.eventTypes ? (JSON.parse(sub.eventTypes) as string[]) : null,
       filterPolicy: null,

@@ -139,6 +139,11 @@ const FACTS: Record<string, Fact[]> = {
     { key: 'email', label: 'Address' },
     { key: 'provider', label: 'Provider' },
   ],
+  'email.owner_default_suppressed': [
+    { key: 'email', label: 'Address' },
+    { key: 'provider', label: 'Reported by' },
+    { key: 'reason', label: 'Reason' },
+  ],
 };
 
 const SEVERITY_LABEL: Record<Severity, string> = { info: 'Info', warning: 'Warning', critical: 'Critical' };

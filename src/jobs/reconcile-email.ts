@@ -1,11 +1,12 @@
 /**
  * The minute job's SNS reconciliation (docs/design.md#email, #debug-playbooks (playbook 2)): a bounded number of SNS
  * subscriptions per run, the ones checked longest ago first, so a deleted ARN is found — and the owner told — before
- * anyone misses a mail.
+ * anyone misses a mail. It also creates the SES feedback topic (email/sns-topics.ts) the first time it runs.
  */
 
 import { alertSubscriptionStale } from '../delivery/alerts.ts';
 import { checkAtSns } from '../email/sns-subscriptions.ts';
+import { ensureFeedbackTopic } from '../email/sns-topics.ts';
 import { runContext } from '../env.ts';
 
 const PER_RUN = 25;
@@ -16,6 +17,10 @@ export async function reconcileSnsSubscriptions(
 ): Promise<{ checked: number; stale: number; errors: number }> {
   const ctx = runContext(env);
   if (ctx.cfg.emailProvider !== 'sns') return { checked: 0, stale: 0, errors: 0 };
+  // The SES feedback topic exists from the first minute on, so SES can be pointed at it (once per isolate).
+  await ensureFeedbackTopic(env, ctx.cfg.aws).catch((err: unknown) =>
+    console.warn(JSON.stringify({ level: 'warn', msg: 'sns_feedback_topic_failed', error: String(err) })),
+  );
   const { results } = await env.DB.prepare(
     `SELECT id, handle, email_normalized AS emailNormalized, provider_ref AS providerRef FROM email_subscriptions
      WHERE provider = 'sns' AND provider_ref IS NOT NULL AND status IN ('pending_confirmation', 'active')

@@ -123,6 +123,18 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     system: true,
     sample: { subscriptionId: 'esub_01JD0000000000000000000000', email: 'ops@example.com', provider: 'sns' },
   },
+  {
+    type: 'email.owner_default_suppressed',
+    description: 'A bounce or complaint suppressed the owner default email: critical events no longer reach it.',
+    defaultSeverity: 'critical',
+    system: true,
+    sample: {
+      subscriptionId: 'esub_01JD0000000000000000000001',
+      email: 'owner@example.com',
+      provider: 'ses',
+      reason: 'Permanent bounce reported by ses: smtp; 550 5.1.1 user unknown',
+    },
+  },
 ];
 
 const BY_TYPE = new Map(EVENT_CATALOG.map((e) => [e.type, e]));

@@ -1,13 +1,15 @@
 /**
  * Security matrix (docs/design.md#api-conventions, #identity-access-and-limits, #delivery): BOLA, mass assignment, scope and role escalation, token edge cases, SSRF at
  * registration and at send time, redirects, response size cap, mail header injection, idempotency scoping, and
- * secrets in logs / responses / rows. Every row is its own test, through the real Worker and real local D1.
+ * secrets in logs / responses / rows, and where SNS feedback may come from (#email). Every row is its own test,
+ * through the real Worker and real local D1.
  */
 import { env, exports } from 'cloudflare:workers';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { unsubscribeToken } from '../../src/email/unsubscribe.ts';
 import { sha256Hex } from '../../src/lib/crypto.ts';
+import { newId } from '../../src/lib/ids.ts';
 import { dohQueries, dohUrl } from '../support/doh.ts';
 import {
   ALL_USER_SCOPES,
@@ -36,6 +38,16 @@ import {
   type TestHandle,
 } from '../support/pipeline-helpers.ts';
 import { hits, receiverUrl, setMode, waitForHits } from '../support/receivers.ts';
+import {
+  handleWithSnsTopic,
+  notifierRequests,
+  postSns,
+  sesBounce,
+  signSns,
+  snsConfirmation,
+  snsDeployment,
+  strangerTopics,
+} from '../support/sns-messages.ts';
 
 const PROD = { ALLOW_INSECURE_WEBHOOK_TARGETS: 'false' } as Partial<Env>;
 const DEV = { ENVIRONMENT: 'development' } as Partial<Env>;
@@ -1591,5 +1603,68 @@ describe('13. Owners, JWTs, sessions, token caps, token pages, confirmation mail
     }
     const box = await callWithVars(DEV, 'GET', `/dev/mailbox?format=json&to=${encodeURIComponent(email)}`);
     expect(((await box.json()) as { data: unknown[] }).data).toHaveLength(2);
+  });
+});
+
+describe('14. Provider feedback (SNS)', () => {
+  const prefix = 'gn-matrix-';
+  const vars = snsDeployment(prefix);
+  const suppressible = async (handle: string) => {
+    const email = `${unique('feedback')}@example.com`;
+    const id = newId('esub');
+    const now = new Date().toISOString();
+    await env.DB.prepare(
+      `INSERT INTO email_subscriptions
+         (id, handle, kind, email, email_normalized, status, confirmed_at, provider, created_at, updated_at)
+       VALUES (?1, ?2, 'owner_default', ?3, ?3, 'active', ?4, 'sns', ?4, ?4)`,
+    )
+      .bind(id, handle, email, now)
+      .run();
+    const status = async () =>
+      (
+        await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?1')
+          .bind(id)
+          .first<{ status: string }>()
+      )?.status;
+    return { email, status };
+  };
+
+  it("SNS feedback validly signed for a stranger's topic, account or region → 403, nothing suppressed", async () => {
+    const h = await handleWithSnsTopic(vars);
+    const target = await suppressible(h.handle);
+    for (const topicArn of strangerTopics(h.topicArn, prefix)) {
+      await expectProblem(await postSns(await signSns(sesBounce(topicArn, [target.email])), vars), 403);
+    }
+    expect(await target.status()).toBe('active');
+  });
+
+  it('SNS SubscriptionConfirmation for a topic this deployment did not create → 403, SubscribeURL never fetched', async () => {
+    const h = await handleWithSnsTopic(vars);
+    for (const topicArn of strangerTopics(h.topicArn, prefix)) {
+      const token = unique('matrix-tok');
+      await expectProblem(await postSns(await signSns(snsConfirmation(topicArn, token)), vars), 403);
+      expect((await notifierRequests('/confirm')).filter((r) => r.query.includes(token))).toEqual([]);
+    }
+  });
+
+  it('SNS feedback route without EMAIL_PROVIDER=sns → 404, nothing read or changed', async () => {
+    const h = await handleWithSnsTopic(vars);
+    const target = await suppressible(h.handle);
+    const signed = await signSns(sesBounce(h.topicArn, [target.email]));
+    await expectProblem(await postSns(signed, { ...vars, EMAIL_PROVIDER: 'cloudflare' }), 404);
+    expect(await target.status()).toBe('active');
+  });
+
+  it('SNS feedback: a subscribed and an unknown address get the same status and body', async () => {
+    const h = await handleWithSnsTopic(vars);
+    const target = await suppressible(h.handle);
+    const answer = async (email: string) => {
+      const res = await postSns(await signSns(sesBounce(h.topicArn, [email])), vars);
+      return { status: res.status, body: await res.text() };
+    };
+    const known = await answer(target.email);
+    expect(known.status).toBe(200);
+    expect(await answer(`${unique('nobody')}@example.com`)).toEqual(known);
+    expect(await target.status()).toBe('suppressed');
   });
 });

@@ -601,6 +601,41 @@ describe('POST /v2/providers/resend/events (Resend webhook)', () => {
     });
   });
 
+  it('a bounce or complaint that suppresses an owner default email raises one critical email.owner_default_suppressed for its handle', async () => {
+    const h = await setupHandle();
+    const owner = address();
+    const ownerDefault = await insertSubscription(h.handle, owner, 'owner_default');
+    const standard = address();
+    await insertSubscription(h.handle, standard);
+    const alerts = async () =>
+      (
+        await env.DB.prepare(
+          `SELECT severity, data FROM notifications WHERE handle = ?1 AND type = 'email.owner_default_suppressed'`,
+        )
+          .bind(h.handle)
+          .all<{ severity: string; data: string }>()
+      ).results;
+
+    // A standard subscription suppressed: no owner alert.
+    await postOk(complained(standard));
+    expect(await alerts()).toEqual([]);
+
+    await postOk(bounced(owner, { type: 'Permanent', subType: 'General', message: '550 5.1.1 user unknown' }));
+    expect((await subscriptionRow(ownerDefault)).status).toBe('suppressed');
+    const raised = await alerts();
+    expect(raised).toHaveLength(1);
+    expect(raised[0]!.severity).toBe('critical');
+    expect(JSON.parse(raised[0]!.data)).toMatchObject({
+      subscriptionId: ownerDefault,
+      email: owner,
+      provider: 'resend',
+      reason: expect.stringContaining('550 5.1.1 user unknown'),
+    });
+    // Resend retries the webhook: nothing new is suppressed, so no second alert.
+    await postOk(bounced(owner, { type: 'Permanent' }));
+    expect(await alerts()).toHaveLength(1);
+  });
+
   it('a bounce without bounce.type counts as permanent (Resend documents email.bounced as a permanent rejection); `hard` too', async () => {
     const h = await setupHandle();
     const to1 = address();

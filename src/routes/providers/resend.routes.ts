@@ -11,15 +11,16 @@
  * Events: `email.bounced` with a permanent bounce (`data.bounce.type` Permanent/hard, or absent — Resend documents the
  * event as a permanent rejection) suppresses every subscription with the address; a transient or soft bounce is
  * recorded nowhere. `email.complained` suppresses the subscription named by the mail's `subscription_id` tag (every
- * one with the address when the tag is missing). Every other event type is acknowledged and ignored.
+ * one with the address when the tag is missing). A suppressed owner default email raises the owner alert
+ * (feedback.ts). Every other event type is acknowledged and ignored.
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 import { verifySignature } from '../../delivery/signing.ts';
-import { applyFeedback } from '../../email/suppression.ts';
-import type { AppEnv } from '../../env.ts';
+import { type AppEnv, runContext } from '../../env.ts';
 import { createRouter, errorResponses, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
+import { suppressAndAlert } from './feedback.ts';
 
 /** Standard Webhooks' default tolerance: a signature more than 5 minutes from now is refused (replays). */
 export const SIGNATURE_TOLERANCE_SECONDS = 300;
@@ -196,6 +197,7 @@ function subscriptionTag(data: EventData | undefined): string | null {
 const PERMANENT_BOUNCE = new Set(['permanent', 'hard']);
 
 export const resendRoutes = createRouter().openapi(eventsRoute, async (c) => {
+  const ctx = runContext(c.env);
   const event = c.req.valid('json');
   const data = event.data;
   const emailRef = data?.email_id ? ` (Resend email ${data.email_id.slice(0, 100)})` : '';
@@ -210,7 +212,7 @@ export const resendRoutes = createRouter().openapi(eventsRoute, async (c) => {
       );
       const detail = `${parts.join(': ') || "the recipient's server rejected the mail"}${emailRef}`;
       for (const email of recipients(data)) {
-        applied += await applyFeedback(c.env.DB, {
+        applied += await suppressAndAlert(ctx, {
           kind: 'bounce',
           email,
           subscriptionId: subscriptionTag(data),
@@ -225,7 +227,7 @@ export const resendRoutes = createRouter().openapi(eventsRoute, async (c) => {
     const detail = `the recipient marked the mail as spam${emailRef}`;
     const subscriptionId = subscriptionTag(data);
     for (const email of recipients(data)) {
-      applied += await applyFeedback(c.env.DB, {
+      applied += await suppressAndAlert(ctx, {
         kind: 'complaint',
         email,
         subscriptionId,

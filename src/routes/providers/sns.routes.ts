@@ -1,25 +1,31 @@
 /**
  * Amazon SNS's HTTP(S) delivery of SES feedback (docs/design.md#email): `POST /v2/providers/sns/events`.
  *
- * SNS posts a JSON message with `Content-Type: text/plain; charset=UTF-8` (the body guard lets text/plain through
- * for this path only). The message carries its own signature (email/sns-signature.ts): a bad or missing signature,
- * a SigningCertURL off the SNS_CERT_HOSTS allow-list (never fetched), or a Timestamp more than 1 hour from now is a
- * 401 and changes nothing. A correctly signed message from a topic that is not ours (topic name not starting with
- * SNS_TOPIC_PREFIX — anyone can make SNS sign a message) is a 403.
+ * Only with EMAIL_PROVIDER=sns: otherwise the route answers 404 and reads nothing. SNS posts a JSON message with
+ * `Content-Type: text/plain; charset=UTF-8` (the body guard lets text/plain through for this path only).
  *
- * Types: `SubscriptionConfirmation` → GET its SubscribeURL (same host allow-list) → 200; `Notification` whose Message
- * is SES feedback: a Permanent bounce suppresses every subscription of each bounced recipient, a complaint each
- * complained recipient's (narrowed by a `subscription_id` mail tag when present); Transient/Undetermined bounces and
- * everything else are acknowledged and ignored. `UnsubscribeConfirmation` is acknowledged (we never re-subscribe).
- * The visit and the reading of the feedback are email/sns-feedback.ts's; what to answer is decided here.
+ * Anyone can make SNS sign a message for a topic of their own, so the topic is checked first: a TopicArn that is not
+ * one this deployment created (email/sns-topics.ts: recorded when CreateTopic answered, in AWS_REGION and
+ * AWS_ACCOUNT_ID) is a 403 — nothing is fetched, neither its signing certificate nor its SubscribeURL. Then the
+ * message's own signature (email/sns-signature.ts): a bad or missing signature, a SigningCertURL off the
+ * SNS_CERT_HOSTS allow-list (never fetched), or a Timestamp more than 1 hour from now is a 401 and changes nothing.
+ *
+ * Types: `SubscriptionConfirmation` → GET its SubscribeURL (same host allow-list, naming the same topic) → 200;
+ * `Notification` whose Message is SES feedback: a Permanent bounce suppresses every subscription of each bounced
+ * recipient, a complaint each complained recipient's (narrowed by a `subscription_id` mail tag when present), and a
+ * suppressed owner default email raises the owner alert (feedback.ts); Transient/Undetermined bounces and everything
+ * else are acknowledged and ignored. `UnsubscribeConfirmation` is acknowledged (we never re-subscribe). The answer
+ * never depends on whether an address is subscribed. The visit and the reading of the feedback are
+ * email/sns-feedback.ts's; what to answer is decided here.
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { confirmSubscription, parseSesFeedback, type SubscribeUrlVisit } from '../../email/sns-feedback.ts';
 import { type SnsMessage, type SnsUrlPolicy, verifySnsMessage } from '../../email/sns-signature.ts';
-import { applyFeedback } from '../../email/suppression.ts';
-import { config } from '../../env.ts';
+import { isOurTopic } from '../../email/sns-topics.ts';
+import { runContext } from '../../env.ts';
 import { createRouter, errorResponses, jsonResponse } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
+import { suppressAndAlert } from './feedback.ts';
 
 /** A message whose Timestamp is further than this from now is refused (replays). */
 export const SNS_MAX_AGE_MS = 60 * 60 * 1000;
@@ -30,7 +36,9 @@ const SnsMessageSchema = z
   .looseObject({
     Type: z.enum(MESSAGE_TYPES),
     MessageId: z.string(),
-    TopicArn: z.string().openapi({ description: 'Must name one of our topics (name starts with SNS_TOPIC_PREFIX).' }),
+    TopicArn: z.string().openapi({
+      description: 'Must be a topic this deployment created, in AWS_REGION and AWS_ACCOUNT_ID.',
+    }),
     Subject: z.string().optional(),
     Message: z.string().openapi({ description: 'For a Notification: the SES feedback object, as a JSON string.' }),
     Timestamp: z.string().openapi({ description: 'ISO 8601; refused when more than 1 hour from now.' }),
@@ -49,12 +57,14 @@ const SnsMessageSchema = z
 const SnsEventReceipt = z
   .object({
     received: z.literal(true),
-    applied: z.number().int().min(0).openapi({ description: 'Email subscriptions this message suppressed.' }),
     confirmed: z
       .boolean()
       .optional()
       .openapi({ description: 'A SubscriptionConfirmation: the SubscribeURL was visited.' }),
-    ignored: z.string().optional().openapi({ description: 'Why the message changed nothing by design.' }),
+    ignored: z
+      .string()
+      .optional()
+      .openapi({ description: 'Why the message changed nothing by design (never whether an address is known).' }),
   })
   .openapi('SnsEventReceipt');
 
@@ -65,12 +75,14 @@ const eventsRoute = createRoute({
   tags: ['Providers'],
   summary: 'Amazon SNS: SES bounces and complaints, subscription confirmation',
   description:
-    'Called by Amazon SNS, not by clients; SNS sends JSON as `text/plain`. Authenticated by the SNS message ' +
-    'signature (SignatureVersion 1 or 2, certificate from an SNS_CERT_HOSTS host): a bad or missing signature, a ' +
-    'disallowed certificate URL or a Timestamp more than 1 hour off is refused with 401; a topic that is not ours ' +
-    'with 403. A SubscriptionConfirmation is confirmed by visiting its SubscribeURL. A Notification carrying SES ' +
-    'feedback suppresses the addresses of a permanent bounce or a complaint; transient bounces and other messages ' +
-    'are acknowledged and ignored.',
+    'Called by Amazon SNS, not by clients; SNS sends JSON as `text/plain`. Answers 404 unless EMAIL_PROVIDER=sns. ' +
+    'A message from a topic this deployment did not create (recorded when created, in AWS_REGION and ' +
+    'AWS_ACCOUNT_ID) is refused with 403 before anything is fetched. Authenticated by the SNS message signature ' +
+    '(SignatureVersion 1 or 2, certificate from an SNS_CERT_HOSTS host): a bad or missing signature, a disallowed ' +
+    'certificate URL or a Timestamp more than 1 hour off is refused with 401. A SubscriptionConfirmation is ' +
+    'confirmed by visiting its SubscribeURL. A Notification carrying SES feedback suppresses the addresses of a ' +
+    'permanent bounce or a complaint; transient bounces and other messages are acknowledged and ignored. The answer ' +
+    'is the same whether or not an address is subscribed.',
   request: {
     headers: z.object({
       'x-amz-sns-message-type': z
@@ -85,8 +97,8 @@ const eventsRoute = createRoute({
     body: { required: true, content: { 'text/plain': { schema: SnsMessageSchema } } },
   },
   responses: {
-    200: jsonResponse(SnsEventReceipt, 'Received; `applied` subscriptions were suppressed.'),
-    ...errorResponses(400, 401, 403, 413, 415, 503),
+    200: jsonResponse(SnsEventReceipt, 'Received.'),
+    ...errorResponses(400, 401, 403, 404, 413, 415, 503),
   },
 });
 
@@ -98,8 +110,20 @@ function visitProblem(visit: Exclude<SubscribeUrlVisit, { ok: true }>) {
   return problems.unavailable(`The SubscribeURL answered ${visit.status}; SNS will retry.`);
 }
 
+/** Whether the SubscribeURL names another topic than the message does (SNS's own SubscribeURLs name the same one). */
+function subscribeUrlTopicMismatch(subscribeUrl: string | undefined, topicArn: string): boolean {
+  try {
+    const named = new URL(subscribeUrl ?? '').searchParams.get('TopicArn');
+    return named !== null && named !== topicArn;
+  } catch {
+    return false; // Not a URL: confirmSubscription refuses it.
+  }
+}
+
 export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
-  const cfg = config(c.env);
+  const ctx = runContext(c.env);
+  const { cfg } = ctx;
+  if (cfg.emailProvider !== 'sns') throw problems.notFound('SNS is not the email provider of this deployment.');
   const policy: SnsUrlPolicy = { hosts: cfg.aws.certHosts, allowInsecure: cfg.allowInsecureWebhookTargets };
 
   let parsed: unknown;
@@ -124,6 +148,23 @@ export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
     ]);
   }
 
+  // Before the signature: a stranger's topic costs no certificate fetch, and its SubscribeURL is never visited.
+  if (!(await isOurTopic(c.env, cfg.aws, msg.TopicArn))) {
+    console.warn(
+      JSON.stringify({
+        level: 'warn',
+        msg: 'sns_topic_refused',
+        requestId: c.get('requestId'),
+        topicArn: msg.TopicArn.slice(0, 300),
+        type: msg.Type,
+      }),
+    );
+    throw problems.forbidden(
+      "The message comes from a topic that is not one of this deployment's (created by it, in AWS_REGION and " +
+        'AWS_ACCOUNT_ID).',
+    );
+  }
+
   const ts = Date.parse(msg.Timestamp);
   if (!Number.isFinite(ts) || Math.abs(Date.now() - ts) > SNS_MAX_AGE_MS) {
     throw problems.unauthenticated('The message Timestamp is more than 1 hour from now (stale or replayed message).');
@@ -145,16 +186,13 @@ export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
     throw problems.unauthenticated(`The SNS message signature was not accepted: ${verification.reason}.`);
   }
 
-  const topicName = msg.TopicArn.split(':').at(-1) ?? '';
-  if (!msg.TopicArn.startsWith('arn:') || !topicName.startsWith(cfg.aws.topicPrefix)) {
-    throw problems.forbidden("The message comes from a topic that is not one of this deployment's (SNS_TOPIC_PREFIX).");
-  }
-
   let applied = 0;
   let ignored: string | undefined;
   let confirmed: boolean | undefined;
 
   if (msg.Type === 'SubscriptionConfirmation') {
+    if (subscribeUrlTopicMismatch(msg.SubscribeURL, msg.TopicArn))
+      throw problems.forbidden('The SubscribeURL is not allowed: it names another topic than the message.');
     const visit = await confirmSubscription(msg.SubscribeURL, policy);
     if (!visit.ok) throw visitProblem(visit);
     confirmed = true;
@@ -168,7 +206,7 @@ export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
       if (bounceType === 'Permanent') {
         for (const { email, diagnosticCode } of bouncedRecipients) {
           const detail = `${diagnosticCode ?? bounceSubType ?? "the recipient's server rejected the mail"}${mailRef}`;
-          applied += await applyFeedback(c.env.DB, { kind: 'bounce', email, detail, provider: 'ses' });
+          applied += await suppressAndAlert(ctx, { kind: 'bounce', email, detail, provider: 'ses' });
         }
       } else {
         ignored = `A ${(bounceType ?? 'unspecified').slice(0, 50)} bounce is not permanent: nothing is suppressed.`;
@@ -178,7 +216,7 @@ export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
       const detail = `${complaintFeedbackType ?? 'the recipient marked the mail as spam'}${mailRef}`;
       const { subscriptionId } = feedback;
       for (const { email } of complainedRecipients) {
-        applied += await applyFeedback(c.env.DB, { kind: 'complaint', email, subscriptionId, detail, provider: 'ses' });
+        applied += await suppressAndAlert(ctx, { kind: 'complaint', email, subscriptionId, detail, provider: 'ses' });
       }
     } else {
       ignored = feedback?.kind
@@ -187,6 +225,7 @@ export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
     }
   }
 
+  // How many subscriptions changed is logged, never answered: the caller must not learn who is subscribed.
   console.log(
     JSON.stringify({
       level: 'info',
@@ -200,12 +239,7 @@ export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
     }),
   );
   return c.json(
-    {
-      received: true as const,
-      applied,
-      ...(confirmed !== undefined ? { confirmed } : {}),
-      ...(ignored ? { ignored } : {}),
-    },
+    { received: true as const, ...(confirmed !== undefined ? { confirmed } : {}), ...(ignored ? { ignored } : {}) },
     200,
   );
 });

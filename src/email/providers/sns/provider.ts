@@ -14,6 +14,7 @@
 import type { RunContext } from '../../../env.ts';
 import type { OutgoingMail } from '../../mime.ts';
 import type { EmailProvider, SendMeta, SendOutcome } from '../../provider.ts';
+import { ensureHandleTopic } from '../../sns-topics.ts';
 import { SNS_ERROR_MESSAGE_MAX, SnsError, snsClient, snsTopicName } from './client.ts';
 
 /** Topic ARNs per isolate (`endpoint \n region \n topic name` → ARN): CreateTopic once, not once per mail. */
@@ -47,7 +48,7 @@ export function snsProvider({ env, cfg }: RunContext): EmailProvider {
   async function topicArn(handle: string): Promise<string> {
     const cached = topicArns.get(cacheKey(handle));
     if (cached) return cached;
-    const arn = await client.ensureTopic(handle);
+    const arn = await ensureHandleTopic(env, cfg.aws, client, handle);
     if (topicArns.size >= TOPIC_CACHE_MAX) topicArns.clear();
     topicArns.set(cacheKey(handle), arn);
     return arn;
