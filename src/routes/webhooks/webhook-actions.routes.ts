@@ -260,7 +260,7 @@ export const webhookActionsRoutes = createRouter()
       updatedAt: now.toISOString(),
     });
     if (!row) throw problems.notFound();
-    return c.json({ ...webhookToApi(row), secret }, 200);
+    return c.json({ ...webhookToApi(row, true), secret }, 200);
   })
   .openapi(logRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
