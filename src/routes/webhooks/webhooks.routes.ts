@@ -16,6 +16,7 @@ import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
 import { decodeCursor, toPage } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
 import { checkWebhookUrl } from '../../lib/url-rules.ts';
+import { answerInBatch } from '../../middleware/idempotency.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import {
   deleteWebhook,
@@ -261,13 +262,17 @@ export const webhooksRoutes = createRouter()
       createdAt: now.toISOString(),
       updatedAt: now.toISOString(),
     };
-    if ((await insertWebhook(c.env.DB, row, max)) !== 'inserted') {
+    const location = `/v2/handles/${handle}/webhooks/${row.id}`;
+    const created = { ...webhookToApi(row, true), secret };
+    // The answer is recorded with the row: a retry after a lost answer replays it (docs/reliability.md#scenarios).
+    const answer = await answerInBatch(c, { status: 201, body: created, headers: { Location: location } });
+    if ((await insertWebhook(c.env.DB, row, max, answer)) !== 'inserted') {
       throw problems.unprocessable(`A handle can have at most ${max} webhook subscriptions; delete one first.`, {
         limit: max,
       });
     }
-    c.header('Location', `/v2/handles/${handle}/webhooks/${row.id}`);
-    return c.json({ ...webhookToApi(row, true), secret }, 201);
+    c.header('Location', location);
+    return c.json(created, 201);
   })
   .openapi(getRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
