@@ -1,7 +1,7 @@
 /**
  * Security matrix (docs/design.md#api-conventions, #identity-access-and-limits, #delivery): BOLA, mass assignment, scope and role escalation, token edge cases, SSRF at
- * registration and at send time, redirects, response size cap, mail header injection, idempotency scoping, and
- * secrets in logs / responses / rows. Every row is its own test, through the real Worker and real local D1.
+ * registration and at send time, redirects, response size cap, mail header injection, idempotency scoping,
+ * secrets in logs / responses / rows, and hostile JSON and header values. Every row is its own test, through the real Worker and real local D1.
  */
 import { env, exports } from 'cloudflare:workers';
 import { SignJWT } from 'jose';
