@@ -1376,7 +1376,7 @@ describe('11. Secrets', () => {
 });
 
 // ---------------------------------------------------------------------------------------------------------------
-// 12. Hostile JSON and header values
+// 14. Hostile JSON and header values
 
 /** `depth` arrays around `inner`, as raw JSON text (JSON.stringify would itself recurse that deep). */
 const nestedArrays = (depth: number, inner = '1') => `${'['.repeat(depth)}${inner}${']'.repeat(depth)}`;
@@ -1404,7 +1404,7 @@ async function dashboardCookie(token: string): Promise<string> {
   return [...jar, ...signedIn.headers.getSetCookie().map((l) => l.split(';')[0]!)].join('; ');
 }
 
-describe('12. Hostile JSON and header values', () => {
+describe('14. Hostile JSON and header values', () => {
   it('Deep JSON: a body nested thousands of levels deep (event data, sample event, filter policies, settings, headers, any JSON body) → 400 naming the path, nothing written', async () => {
     const h = await setupHandle();
     const wh = await createWebhook(h, { url: 'http://127.0.0.1:9/deep' });
