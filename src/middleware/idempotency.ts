@@ -35,14 +35,32 @@ interface Claim {
 /** Claims by request context, for {@link answerInBatch}; a WeakMap, so nothing outlives its request. */
 const claims = new WeakMap<object, Claim>();
 
-/** Marks a claimed key `completed` with the route's final answer (body already encrypted). */
-function completeStatement(db: D1Database, claim: Claim, status: number, headers: string, body: string | null) {
+/**
+ * Marks a claimed key `completed` with an answer (body already encrypted). `inBatch`: only while still in progress for
+ * this very request, and only if the statement before it in the batch changed a row (see {@link answerInBatch}).
+ */
+function completeStatement(
+  db: D1Database,
+  claim: Claim,
+  answer: { status: number; headers: string; body: string | null },
+  inBatch = false,
+) {
   return db
     .prepare(
       `UPDATE idempotency_keys SET state = 'completed', response_status = ?4, response_headers = ?5,
-         response_body = ?6 WHERE principal = ?1 AND handle = ?2 AND key = ?3`,
+         response_body = ?6
+       WHERE principal = ?1 AND handle = ?2 AND key = ?3
+         ${inBatch ? "AND request_hash = ?7 AND state = 'in_progress' AND changes() > 0" : ''}`,
     )
-    .bind(claim.principal, claim.handle, claim.key, status, headers, body);
+    .bind(
+      claim.principal,
+      claim.handle,
+      claim.key,
+      answer.status,
+      answer.headers,
+      answer.body,
+      ...(inBatch ? [claim.requestHash] : []),
+    );
 }
 
 /** The answer a create records with its write: what `c.json(body, status)` with `headers` will send. */
@@ -68,14 +86,7 @@ export async function answerInBatch(c: Context<AppEnv>, answer: RecordedAnswer):
     if (REPLAYED_HEADERS.includes(name.toLowerCase())) headers[name.toLowerCase()] = value;
   }
   const body = await encryptSecret(JSON.stringify(answer.body), await importEncryptionKey(c.env.ENCRYPTION_KEY));
-  return [
-    c.env.DB.prepare(
-      `UPDATE idempotency_keys SET state = 'completed', response_status = ?4, response_headers = ?5,
-         response_body = ?6
-       WHERE principal = ?1 AND handle = ?2 AND key = ?3 AND request_hash = ?7 AND state = 'in_progress'
-         AND changes() > 0`,
-    ).bind(claim.principal, claim.handle, claim.key, answer.status, JSON.stringify(headers), body, claim.requestHash),
-  ];
+  return [completeStatement(c.env.DB, claim, { status: answer.status, headers: JSON.stringify(headers), body }, true)];
 }
 
 export function idempotency(): MiddlewareHandler<AppEnv> {
@@ -170,9 +181,7 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
         await completeStatement(
           db,
           { principal, handle, key, requestHash },
-          c.res.status,
-          JSON.stringify(headers),
-          responseBody,
+          { status: c.res.status, headers: JSON.stringify(headers), body: responseBody },
         ).run();
         stored = true;
       }

@@ -40,7 +40,7 @@ import {
  * Whether the caller may change the handle's webhooks (webhooks:write and a writer role; a service token acts as an
  * admin): only then are custom header values shown (docs/design.md#api-conventions).
  */
-export function canWriteWebhooks(c: Context<AppEnv>): boolean {
+function canWriteWebhooks(c: Context<AppEnv>): boolean {
   const role = c.get('role');
   return (
     c.get('principal')?.scopes.has('webhooks:write') === true &&
