@@ -10,7 +10,8 @@ export type InsertOutcome = 'inserted' | 'limit_reached' | 'conflict';
 
 /**
  * Inserts `row` unless the rows matching `scope` already number `limit` or more, or the row conflicts with a unique
- * index (then nothing is written).
+ * index (then nothing is written). `alongside` statements run in the same `db.batch`, right after the INSERT (e.g. an
+ * Idempotency-Key's completion, guarded by `changes() > 0` so it applies only when the row was inserted).
  */
 export async function insertWithinLimit<T extends SQLiteTable>(
   d1: D1Database,
@@ -18,6 +19,7 @@ export async function insertWithinLimit<T extends SQLiteTable>(
   row: T['$inferInsert'],
   scope: { where: string; params: unknown[] },
   limit: number,
+  alongside: D1PreparedStatement[] = [],
 ): Promise<InsertOutcome> {
   const columns = getTableColumns(table) as Record<string, { name: string }>;
   const entries = Object.entries(row as Record<string, unknown>).filter(([, v]) => v !== undefined);
@@ -28,15 +30,15 @@ export async function insertWithinLimit<T extends SQLiteTable>(
   const placeholders = values.map((_, i) => `?${i + 1}`);
   const scopeSql = scope.where.replace(/\?(\d+)/g, (_, n) => `?${values.length + Number(n)}`);
   const limitParam = `?${values.length + scope.params.length + 1}`;
-  const result = await d1
+  const insert = d1
     .prepare(
       `INSERT INTO ${tableName} (${names.join(', ')})
        SELECT ${placeholders.join(', ')}
        WHERE (SELECT count(*) FROM ${tableName} WHERE ${scopeSql}) < ${limitParam}
        ON CONFLICT DO NOTHING`,
     )
-    .bind(...values, ...scope.params, limit)
-    .run();
+    .bind(...values, ...scope.params, limit);
+  const result = alongside.length ? (await d1.batch([insert, ...alongside]))[0]! : await insert.run();
   if ((result.meta.changes ?? 0) > 0) return 'inserted';
   const count = await d1
     .prepare(`SELECT count(*) AS n FROM ${tableName} WHERE ${scope.where}`)

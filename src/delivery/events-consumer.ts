@@ -5,6 +5,7 @@
  * (D1 down) is retried, and after the queue's retries the events DLQ consumer records it.
  */
 import { runContext } from '../env.ts';
+import { findJsonHazard, jsonHazardMessage, jsonPathText } from '../lib/json.ts';
 import { IngestRejected, ingestEvent } from './ingest.ts';
 import { EventMessage } from './messages.ts';
 import { type Rejection, recordRejections } from './rejections.ts';
@@ -15,19 +16,27 @@ export async function consumeEvents(batch: MessageBatch<unknown>, env: Env): Pro
   const ctx = runContext(env);
   const rejections: Rejection[] = [];
   for (const message of batch.messages) {
+    const handle =
+      typeof (message.body as { handle?: unknown })?.handle === 'string'
+        ? (message.body as { handle: string }).handle
+        : null;
+    // The rule of every JSON body (middleware/body-guard.ts), on the message as received: the schema would drop a
+    // `__proto__` key before anyone saw it.
+    const hazard = findJsonHazard(message.body);
+    if (hazard) {
+      const reason = `invalid event: ${jsonPathText('(message)', hazard.path)}: ${jsonHazardMessage(hazard)}`;
+      rejections.push({ queue: batch.queue, message, handle, reason });
+      continue;
+    }
     const parsed = EventMessage.safeParse(message.body);
     if (!parsed.success) {
       const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ');
-      const handle =
-        typeof (message.body as { handle?: unknown })?.handle === 'string'
-          ? (message.body as { handle: string }).handle
-          : null;
       rejections.push({ queue: batch.queue, message, handle, reason: `invalid event: ${issues}` });
       continue;
     }
-    const { handle, source, ...event } = parsed.data;
+    const { handle: target, source, ...event } = parsed.data;
     try {
-      await ingestEvent(ctx, { ...event, handle, source: source ?? 'queue:notify-events' });
+      await ingestEvent(ctx, { ...event, handle: target, source: source ?? 'queue:notify-events' });
       message.ack();
     } catch (err) {
       if (err instanceof IngestRejected) {

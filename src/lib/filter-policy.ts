@@ -11,7 +11,7 @@
  * value matches only `{"exists": false}`. A data path that crosses an array of objects (`data.items.sku` over
  * `items: [{sku}, …]`) collects the field from every element, as EventBridge does, so "any item" filters work.
  */
-import { isPlainObject } from './json.ts';
+import { FORBIDDEN_JSON_KEYS, isPlainObject } from './json.ts';
 
 export type NumericOp = '=' | '<' | '<=' | '>' | '>=';
 
@@ -161,6 +161,9 @@ function checkKey(key: string): string | null {
   if (segments.length > maxPathDepth) {
     return `A data path is at most ${maxPathDepth} levels deep; ${key} has ${segments.length}.`;
   }
+  // Event data can never hold these keys (docs/design.md#api-conventions), so a path through one never matches.
+  const refused = segments.find((s) => FORBIDDEN_JSON_KEYS.has(s));
+  if (refused) return `"${refused}" is not allowed in a data path: event data never holds such a key.`;
   const bad = segments.findIndex((s) => !SEGMENT.test(s));
   if (bad !== -1) {
     const what = segments[bad] === '' ? 'is empty' : `is "${segments[bad]}"`;

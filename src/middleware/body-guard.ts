@@ -1,10 +1,14 @@
 /**
- * Request bodies: at most MAX_BODY_BYTES (413, also for chunked bodies without Content-Length) and JSON only (415).
- * Runs before authentication so an oversize or non-JSON body is refused without any further work.
+ * Request bodies: at most MAX_BODY_BYTES (413, also for chunked bodies without Content-Length), JSON only (415), and
+ * JSON that nests at most MAX_JSON_DEPTH levels with no `__proto__`, `constructor` or `prototype` key anywhere (400
+ * naming the path; docs/design.md#api-conventions). Every JSON body of every route passes here, raw as parsed, before
+ * any schema rebuilds it (and drops or mangles such keys). Runs before authentication so a bad body is refused
+ * without any further work.
  */
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { type AppEnv, config } from '../env.ts';
+import { findJsonHazard, jsonHazardMessage, jsonPathText } from '../lib/json.ts';
 import { problems } from '../lib/problem.ts';
 
 const JSON_TYPE = /^application\/(?:[a-z0-9.+-]+\+)?json\s*(?:;|$)/i;
@@ -36,6 +40,7 @@ export function bodyGuard(): MiddlewareHandler<AppEnv> {
     const formAllowed = FORM_PATHS.some((p) => c.req.path.startsWith(p)) && type !== undefined && FORM_TYPE.test(type);
     const textAllowed = TEXT_PATHS.some((p) => c.req.path.startsWith(p)) && type !== undefined && TEXT_TYPE.test(type);
     if (!formAllowed && !textAllowed && (!type || !JSON_TYPE.test(type))) throw problems.unsupportedMediaType(type);
+    const isJson = !formAllowed && !textAllowed;
     let limiter = limiters.get(max);
     if (!limiter) {
       limiter = bodyLimit({
@@ -46,6 +51,30 @@ export function bodyGuard(): MiddlewareHandler<AppEnv> {
       });
       limiters.set(max, limiter);
     }
-    return limiter(c, next);
+    return limiter(c, async () => {
+      if (isJson) await refuseHostileJson(c);
+      await next();
+    });
   };
+}
+
+/**
+ * 400 when the JSON body nests too deep or holds a refused key. A body that does not parse is left to the route's
+ * validator, which answers `malformed_json` where a body is expected and ignores it where none is.
+ */
+async function refuseHostileJson(c: Context<AppEnv>): Promise<void> {
+  const text = await c.req.text();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return;
+  }
+  const hazard = findJsonHazard(parsed);
+  if (!hazard) return;
+  const path = jsonPathText('body', hazard.path);
+  throw problems.validation(
+    [{ path, message: jsonHazardMessage(hazard) }],
+    hazard.kind === 'too_deep' ? `The body nests too deep at ${path}.` : `The body holds a refused key at ${path}.`,
+  );
 }

@@ -8,8 +8,11 @@
  *   for byte with `Idempotent-Replayed: true`; the same key with another method, path or body → 422. Any other
  *   outcome releases the key, so a client may retry a failed write with it.
  * - A claim still `in_progress` after STALE_CLAIM_MS belongs to a request that died mid-way; it is taken over.
+ * - A create records its answer in the SAME `db.batch` as its write ({@link answerInBatch}): when D1 commits but the
+ *   answer is lost (the client sees a 503), the key is already `completed`, so a retry with it replays the create's
+ *   answer instead of creating a second resource (docs/reliability.md#scenarios).
  */
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env.ts';
 import { decryptSecret, encryptSecret, importEncryptionKey, sha256Hex } from '../lib/crypto.ts';
 import { problems } from '../lib/problem.ts';
@@ -20,6 +23,71 @@ const STALE_CLAIM_MS = 120_000;
 const VALID_KEY = /^[\x21-\x7e]{1,255}$/;
 /** Response headers worth replaying; the rest (request id, rate limits) describe the new request. */
 const REPLAYED_HEADERS = ['content-type', 'location', 'etag'];
+
+/** The key a request holds while its route runs. */
+interface Claim {
+  principal: string;
+  handle: string;
+  key: string;
+  requestHash: string;
+}
+
+/** Claims by request context, for {@link answerInBatch}; a WeakMap, so nothing outlives its request. */
+const claims = new WeakMap<object, Claim>();
+
+/**
+ * Marks a claimed key `completed` with an answer (body already encrypted). `inBatch`: only while still in progress for
+ * this very request, and only if the statement before it in the batch changed a row (see {@link answerInBatch}).
+ */
+function completeStatement(
+  db: D1Database,
+  claim: Claim,
+  answer: { status: number; headers: string; body: string | null },
+  inBatch = false,
+) {
+  return db
+    .prepare(
+      `UPDATE idempotency_keys SET state = 'completed', response_status = ?4, response_headers = ?5,
+         response_body = ?6
+       WHERE principal = ?1 AND handle = ?2 AND key = ?3
+         ${inBatch ? "AND request_hash = ?7 AND state = 'in_progress' AND changes() > 0" : ''}`,
+    )
+    .bind(
+      claim.principal,
+      claim.handle,
+      claim.key,
+      answer.status,
+      answer.headers,
+      answer.body,
+      ...(inBatch ? [claim.requestHash] : []),
+    );
+}
+
+/** The answer a create records with its write: what `c.json(body, status)` with `headers` will send. */
+export interface RecordedAnswer {
+  status: number;
+  body: unknown;
+  /** Response headers worth replaying, e.g. `Location`. */
+  headers?: Record<string, string>;
+}
+
+/**
+ * The statements that record `answer` as the completion of this request's Idempotency-Key, for the route to put in
+ * the `db.batch` of its write, RIGHT AFTER the statement that must have changed a row: they apply only if it did
+ * (`changes() > 0`), so a create that wrote nothing (a limit, a conflict) leaves the key to be released as usual.
+ * Empty when the request has no key. When the route then answers 2xx, the middleware stores its final answer over
+ * this one; when the answer is lost after the commit, a retry replays this one.
+ */
+export async function answerInBatch(c: Context<AppEnv>, answer: RecordedAnswer): Promise<D1PreparedStatement[]> {
+  const claim = claims.get(c);
+  if (!claim) return [];
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  for (const [name, value] of Object.entries(answer.headers ?? {})) {
+    if (REPLAYED_HEADERS.includes(name.toLowerCase())) headers[name.toLowerCase()] = value;
+  }
+  const body = await encryptSecret(JSON.stringify(answer.body), await importEncryptionKey(c.env.ENCRYPTION_KEY));
+  return [completeStatement(c.env.DB, claim, { status: answer.status, headers: JSON.stringify(headers), body }, true)];
+}
 
 export function idempotency(): MiddlewareHandler<AppEnv> {
   return async function idempotencyMiddleware(c, next) {
@@ -96,6 +164,7 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
       return;
     }
 
+    claims.set(c, { principal, handle, key, requestHash });
     let stored = false;
     try {
       await next();
@@ -109,16 +178,16 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
           c.res.status === 204
             ? null
             : await encryptSecret(await c.res.clone().text(), await importEncryptionKey(c.env.ENCRYPTION_KEY));
-        await db
-          .prepare(
-            `UPDATE idempotency_keys SET state = 'completed', response_status = ?4, response_headers = ?5,
-               response_body = ?6 WHERE principal = ?1 AND handle = ?2 AND key = ?3`,
-          )
-          .bind(principal, handle, key, c.res.status, JSON.stringify(headers), responseBody)
-          .run();
+        await completeStatement(
+          db,
+          { principal, handle, key, requestHash },
+          { status: c.res.status, headers: JSON.stringify(headers), body: responseBody },
+        ).run();
         stored = true;
       }
     } finally {
+      claims.delete(c);
+      // A key completed in the route's own batch (answerInBatch) stays: its write committed, whatever came after.
       if (!stored) {
         await db
           .prepare(

@@ -1,12 +1,13 @@
 /**
  * Security matrix (docs/design.md#api-conventions, #identity-access-and-limits, #delivery): BOLA, mass assignment, scope and role escalation, token edge cases, SSRF at
- * registration and at send time, redirects, response size cap, mail header injection, idempotency scoping, and
- * secrets in logs / responses / rows, and where SNS feedback may come from (#email). Every row is its own test,
- * through the real Worker and real local D1.
+ * registration and at send time, redirects, response size cap, mail header injection, idempotency scoping,
+ * secrets in logs / responses / rows, where SNS feedback may come from (#email), and hostile JSON and header values.
+ * Every row is its own test, through the real Worker and real local D1.
  */
 import { env, exports } from 'cloudflare:workers';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { consumeEvents } from '../../src/delivery/events-consumer.ts';
 import { unsubscribeToken } from '../../src/email/unsubscribe.ts';
 import { sha256Hex } from '../../src/lib/crypto.ts';
 import { newId } from '../../src/lib/ids.ts';
@@ -31,6 +32,7 @@ import {
   createWebhook,
   deliveryRow,
   eventually,
+  fakeBatch,
   ingestQuiet,
   recordingEmail,
   runDeliveries,
@@ -1666,5 +1668,269 @@ describe('14. Provider feedback (SNS)', () => {
     expect(known.status).toBe(200);
     expect(await answer(`${unique('nobody')}@example.com`)).toEqual(known);
     expect(await target.status()).toBe('suppressed');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// 15. Hostile JSON and header values
+
+/** `depth` arrays around `inner`, as raw JSON text (JSON.stringify would itself recurse that deep). */
+const nestedArrays = (depth: number, inner = '1') => `${'['.repeat(depth)}${inner}${']'.repeat(depth)}`;
+
+/** A dashboard request as a browser sends it (redirects not followed), with `cookie`. */
+function browse(method: string, path: string, cookie: string, form?: Record<string, string>): Promise<Response> {
+  const headers = new Headers({ cookie });
+  if (form) {
+    headers.set('content-type', 'application/x-www-form-urlencoded');
+    headers.set('origin', 'https://notify.test');
+  }
+  const body = form ? new URLSearchParams(form).toString() : undefined;
+  return exports.default.fetch(
+    new Request(`https://notify.test${path}`, { method, headers, body, redirect: 'manual' }),
+  );
+}
+
+/** Signs a browser into the dashboard with `token`; returns the Cookie header to send. */
+async function dashboardCookie(token: string): Promise<string> {
+  const login = await browse('GET', '/dashboard/login', '');
+  const jar = login.headers.getSetCookie().map((l) => l.split(';')[0]!);
+  const csrf = /name="_csrf" value="([^"]+)"/.exec(await login.text())![1]!;
+  const signedIn = await browse('POST', '/dashboard/login', jar.join('; '), { _csrf: csrf, token });
+  expect(signedIn.status).toBe(303);
+  return [...jar, ...signedIn.headers.getSetCookie().map((l) => l.split(';')[0]!)].join('; ');
+}
+
+describe('15. Hostile JSON and header values', () => {
+  it('Deep JSON: a body nested thousands of levels deep (event data, sample event, filter policies, settings, headers, any JSON body) → 400 naming the path, nothing written', async () => {
+    const h = await setupHandle();
+    const wh = await createWebhook(h, { url: 'http://127.0.0.1:9/deep' });
+    const deep = nestedArrays(5000);
+    const cases: Array<[string, string, string, string]> = [
+      ['POST', `/v2/handles/${h.handle}/events`, `{"type":"order.paid","data":{"a":${deep}}}`, 'body.data.a.0.0'],
+      [
+        'POST',
+        `/v2/handles/${h.handle}/notification-settings/evaluate`,
+        `{"event":{"type":"order.paid","data":{"a":${deep}}}}`,
+        'body.event.data.a.0',
+      ],
+      [
+        'POST',
+        hooks(h.handle),
+        `{"url":"http://127.0.0.1:9/x","filterPolicy":{"data.a":[{"anything-but":${deep}}]}}`,
+        'body.filterPolicy.data.a.0.anything-but.0',
+      ],
+      ['PATCH', `${hooks(h.handle)}/${wh.id}`, `{"headers":{"X-A":${deep}}}`, 'body.headers.X-A.0'],
+      [
+        'PUT',
+        `/v2/handles/${h.handle}/notification-settings`,
+        `{"channels":{"email":{"enabled":true},"webhook":{"enabled":true}},"ownerFallback":"critical",` +
+          `"eventFilter":{"data.a":[{"anything-but":${deep}}]}}`,
+        'body.eventFilter.data.a.0.anything-but.0',
+      ],
+      [
+        'POST',
+        subs(h.handle),
+        `{"email":"${unique('deep')}@example.com","filterPolicy":{"data.a":${deep}}}`,
+        'body.filterPolicy.data.a.0',
+      ],
+      ['POST', '/v2/support/report', `{"summary":"s","details":"d","reproArtifact":${deep}}`, 'body.reproArtifact.0'],
+    ];
+    const before = await snapshot(h.handle);
+    const failures: string[] = [];
+    for (const [method, path, rawBody, prefix] of cases) {
+      const res = await call(method, path, {
+        token: h.token,
+        rawBody,
+        headers: { 'content-type': 'application/json' },
+      });
+      const text = await res.text();
+      if (res.status !== 400) {
+        failures.push(`${method} ${path} → ${res.status} ${text.slice(0, 160)}`);
+        continue;
+      }
+      const problem = JSON.parse(text) as { errors?: Array<{ path: string; message: string }> };
+      const error = problem.errors?.[0];
+      if (!error?.path.startsWith(prefix) || !/32 levels/.test(error.message))
+        failures.push(`${method} ${path}: error ${JSON.stringify(error)?.slice(0, 200)} does not name ${prefix}…`);
+    }
+    expect(failures).toEqual([]);
+    expect(await snapshot(h.handle)).toEqual(before);
+    // Within the bound, nesting is fine.
+    const ok = await call('POST', `/v2/handles/${h.handle}/events`, {
+      token: h.token,
+      rawBody: `{"type":"order.paid","data":{"a":${nestedArrays(25)}}}`,
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(ok.status, await ok.text()).toBe(202);
+  });
+
+  it('Deep JSON stored before the bound existed: the notification API and the dashboard page answer 200 (deeper levels elided), never 500', async () => {
+    const h = await setupHandle();
+    const id = `ntf_${crypto.randomUUID().replace(/-/g, '').slice(0, 26).toUpperCase()}`;
+    const at = new Date().toISOString();
+    await env.DB.prepare(
+      `INSERT INTO notifications (id, handle, type, severity, data, source, occurred_at, status, created_at, updated_at)
+       VALUES (?1, ?2, 'order.paid', 'info', ?3, 'test', ?4, 'no_recipients', ?4, ?4)`,
+    )
+      .bind(id, h.handle, `{"orderId":"o-1","a":${nestedArrays(30_000)}}`, at)
+      .run();
+    const api = await call('GET', `/v2/handles/${h.handle}/notifications/${id}`, { token: h.token });
+    const text = await api.text();
+    expect(api.status, text.slice(0, 300)).toBe(200);
+    const data = (JSON.parse(text) as { data: Record<string, unknown> }).data;
+    expect(data.orderId).toBe('o-1');
+    expect(text.length).toBeLessThan(10_000);
+    const pat = (await createPat(h.owner, { handle: h.handle })).token;
+    const page = await browse('GET', `/dashboard/h/${h.handle}/notifications/${id}`, await dashboardCookie(pat));
+    const html = await page.text();
+    expect(page.status, html.slice(0, 300)).toBe(200);
+    expect(html).toContain('o-1');
+  });
+
+  it('Prototype keys: __proto__, constructor or prototype inside filter policies, headers, settings and event data → 400 naming the key, nothing written (HTTP and the events queue)', async () => {
+    const h = await setupHandle();
+    const url = 'http://127.0.0.1:9/proto';
+    const cases: Array<[string, string, string, string]> = [
+      ['POST', hooks(h.handle), `{"url":"${url}","filterPolicy":{"__proto__":["x"]}}`, 'body.filterPolicy.__proto__'],
+      ['POST', hooks(h.handle), `{"url":"${url}","filterPolicy":{"__proto__":{"x":1}}}`, 'body.filterPolicy.__proto__'],
+      [
+        'POST',
+        hooks(h.handle),
+        `{"url":"${url}","filterPolicy":{"data.a":[{"anything-but":{"prototype":"x"}}]}}`,
+        'body.filterPolicy.data.a.0.anything-but.prototype',
+      ],
+      ['POST', hooks(h.handle), `{"url":"${url}","headers":{"__proto__":"x"}}`, 'body.headers.__proto__'],
+      ['POST', hooks(h.handle), `{"url":"${url}","headers":{"constructor":"x"}}`, 'body.headers.constructor'],
+      ['POST', hooks(h.handle), `{"url":"${url}","__proto__":{"enabled":false}}`, 'body.__proto__'],
+      [
+        'POST',
+        `/v2/handles/${h.handle}/events`,
+        '{"type":"order.paid","data":{"__proto__":{"x":1}}}',
+        'body.data.__proto__',
+      ],
+      [
+        'POST',
+        `/v2/handles/${h.handle}/events`,
+        '{"type":"order.paid","data":{"items":[{"constructor":"x"}]}}',
+        'body.data.items.0.constructor',
+      ],
+      [
+        'PUT',
+        `/v2/handles/${h.handle}/notification-settings`,
+        '{"channels":{"email":{"enabled":true},"webhook":{"enabled":true}},"ownerFallback":"critical",' +
+          '"eventFilter":{"__proto__":["x"]}}',
+        'body.eventFilter.__proto__',
+      ],
+      [
+        'POST',
+        subs(h.handle),
+        `{"email":"${unique('proto')}@example.com","filterPolicy":{"__proto__":["x"]}}`,
+        'body.filterPolicy.__proto__',
+      ],
+    ];
+    const before = await snapshot(h.handle);
+    const failures: string[] = [];
+    for (const [method, path, rawBody, expected] of cases) {
+      const res = await call(method, path, {
+        token: h.token,
+        rawBody,
+        headers: { 'content-type': 'application/json' },
+      });
+      const text = await res.text();
+      const error = res.status === 400 ? (JSON.parse(text).errors?.[0] as { path: string } | undefined) : undefined;
+      if (error?.path !== expected) failures.push(`${rawBody} → ${res.status} ${text.slice(0, 200)}`);
+    }
+    expect(failures).toEqual([]);
+    expect(await snapshot(h.handle)).toEqual(before);
+    // A data path through such a key can never match anything any more: refused too.
+    const viaPath = await call('POST', hooks(h.handle), {
+      token: h.token,
+      body: { url, filterPolicy: { 'data.constructor.name': ['Object'] } },
+    });
+    expect((await expectProblem(viaPath, 400)).errors[0].path).toBe('body.filterPolicy.data.constructor.name');
+    // The events queue takes the same rule: the message is recorded as rejected, naming the key.
+    const messageId = unique('msg');
+    const fb = fakeBatch('notify-events', [
+      { id: messageId, body: JSON.parse(`{"handle":"${h.handle}","type":"order.paid","data":{"__proto__":{"x":1}}}`) },
+    ]);
+    await consumeEvents(fb.batch as MessageBatch<unknown>, env);
+    expect(fb.outcome(messageId).acked).toBe(true);
+    const rejection = await env.DB.prepare('SELECT reason FROM event_rejections WHERE message_id = ?')
+      .bind(messageId)
+      .first<{ reason: string }>();
+    expect(rejection?.reason).toMatch(/data\.__proto__/);
+    expect(await snapshot(h.handle)).toEqual(before);
+  });
+
+  it('Custom header values: control or non-ASCII characters → 422 naming the header, nothing written; visible ASCII, spaces and tabs are fine', async () => {
+    const h = await setupHandle();
+    const url = 'http://127.0.0.1:9/values';
+    const bad: Array<Record<string, string>> = [
+      { 'X-Tenant': 'café' },
+      { 'X-Tenant': 'a\u0001b' },
+      { 'X-Tenant': 'a\u007fb' },
+      { 'X-Tenant': 'a\u0085b' },
+      { 'X-Tenant': '\u2028' },
+      { 'X-Ok': 'fine', 'X-Tenant': 'emoji 🚀' },
+    ];
+    const failures: string[] = [];
+    for (const headers of bad) {
+      const res = await call('POST', hooks(h.handle), { token: h.token, body: { url, headers } });
+      const text = await res.text();
+      if (res.status !== 422 || !text.includes('X-Tenant'))
+        failures.push(`${JSON.stringify(headers)} → ${res.status} ${text.slice(0, 160)}`);
+    }
+    const wh = await createWebhook(h, { url, headers: { 'X-Tenant': 'acme\tprod  (eu) "quoted" ~!' } });
+    for (const headers of bad) {
+      const res = await call('PATCH', `${hooks(h.handle)}/${wh.id}`, { token: h.token, body: { headers } });
+      const text = await res.text();
+      if (res.status !== 422 || !text.includes('X-Tenant'))
+        failures.push(`PATCH ${JSON.stringify(headers)} → ${res.status} ${text.slice(0, 160)}`);
+    }
+    expect(failures).toEqual([]);
+    const rows = (
+      await env.DB.prepare('SELECT headers FROM webhook_subscriptions WHERE handle = ?')
+        .bind(h.handle)
+        .all<{ headers: string }>()
+    ).results;
+    expect(rows.map((r) => JSON.parse(r.headers))).toEqual([{ 'X-Tenant': 'acme\tprod  (eu) "quoted" ~!' }]);
+  });
+
+  it('Custom header values to readers: without webhooks:write (or as a viewer) only the names are shown; a short credential never shows a suffix', async () => {
+    const h = await setupHandle();
+    const headers = {
+      Authorization: 'Bearer abcdefg',
+      'X-Api-Key': 'k-live-0123456789abcdefghijklmnopqrstuv',
+      'X-Tenant': 'acme-tenant',
+    };
+    const wh = await createWebhook(h, { url: 'http://127.0.0.1:9/masked', headers });
+    const viewer = unique('viewer');
+    await addMember(h.handle, viewer, 'viewer');
+    const readers = [
+      await signJwt({ sub: h.owner, scope: 'webhooks:read' }),
+      await signJwt({ sub: viewer, scope: ALL_USER_SCOPES }),
+    ];
+    const leaks: string[] = [];
+    for (const token of readers) {
+      const one = await callJson('GET', `${hooks(h.handle)}/${wh.id}`, { token });
+      const list = await callJson('GET', hooks(h.handle), { token });
+      expect(one.status).toBe(200);
+      for (const shown of [one.body.headers, list.body.data[0].headers] as Array<Record<string, string>>) {
+        expect(Object.keys(shown).sort()).toEqual(Object.keys(headers).sort());
+        for (const [name, value] of Object.entries(shown)) {
+          const real = headers[name as keyof typeof headers];
+          for (let i = 0; i + 3 <= real.length; i++)
+            if (value.includes(real.slice(i, i + 3))) leaks.push(`reader sees part of ${name}: ${value}`);
+        }
+      }
+    }
+    // A writer sees plain headers in clear and credentials masked; a short credential shows no suffix at all.
+    const writer = await callJson('GET', `${hooks(h.handle)}/${wh.id}`, { token: h.token });
+    expect(writer.body.headers['X-Tenant']).toBe('acme-tenant');
+    expect(writer.body.headers['X-Api-Key']).not.toContain('0123456789');
+    const auth = writer.body.headers.Authorization as string;
+    for (let i = 0; i + 3 <= 'abcdefg'.length; i++)
+      if (auth.includes('abcdefg'.slice(i, i + 3))) leaks.push(`writer sees part of the short credential: ${auth}`);
+    expect(leaks).toEqual([]);
   });
 });

@@ -191,10 +191,17 @@ describe('keys and missing values', () => {
   });
 
   it('never reads inherited properties', () => {
-    expect(matches({ 'data.constructor': [{ exists: true }] }, event({}))).toBe(false);
+    // Validation refuses data paths through __proto__/constructor/prototype (event data cannot hold such keys); the
+    // evaluator still never reads inherited properties, e.g. for a policy stored before that rule.
+    const raw = (policy: unknown, ev: FilterableEvent) => evaluateFilterPolicy(policy as FilterPolicy, ev).match;
+    expect(raw({ 'data.constructor': [{ exists: true }] }, event({}))).toBe(false);
     expect(matches({ 'data.toString': [{ exists: false }] }, event({}))).toBe(true);
-    expect(matches({ 'data.__proto__': [{ exists: true }] }, event({}))).toBe(false);
-    expect(matches({ 'data.__proto__': ['x'] }, event(JSON.parse('{"__proto__": "x"}')))).toBe(true);
+    expect(raw({ 'data.__proto__': [{ exists: true }] }, event({}))).toBe(false);
+    expect(raw({ 'data.__proto__': ['x'] }, event(JSON.parse('{"__proto__": "x"}')))).toBe(true);
+    for (const key of ['data.constructor', 'data.a.__proto__', 'data.prototype.x']) {
+      const result = validateFilterPolicy({ [key]: [{ exists: true }] });
+      expect(result.ok ? [] : result.errors.map((e) => e.path)).toEqual([key]);
+    }
   });
 
   it('matches type, severity and source', () => {

@@ -4,7 +4,18 @@
  */
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { addMember, call, callJson, createPat, expectProblem, provisionHandle, unique } from '../support/helpers.ts';
+import { decryptSecret, importEncryptionKey } from '../../src/lib/crypto.ts';
+import { answerLostD1 } from '../support/faulty-d1.ts';
+import {
+  addMember,
+  call,
+  callJson,
+  callWithVars,
+  createPat,
+  expectProblem,
+  provisionHandle,
+  unique,
+} from '../support/helpers.ts';
 import { countRows, dailyCount, userJwt } from '../support/seed.ts';
 
 const subsPath = (h: string) => `/v2/handles/${h}/notifications/email-subscriptions`;
@@ -317,5 +328,99 @@ describe('Idempotency-Key', () => {
     expect((await send('POST', subsPath(handle), token, { email: address.toUpperCase() }, k)).status).toBe(409);
     const good = await send('POST', subsPath(handle), token, { email: email() }, k);
     expect(good.status).toBe(201);
+  });
+});
+
+/** The current signing secret of a webhook, decrypted from its row. */
+async function storedSecret(id: string): Promise<string> {
+  const row = await env.DB.prepare('SELECT secret_encrypted FROM webhook_subscriptions WHERE id = ?')
+    .bind(id)
+    .first<{ secret_encrypted: string }>();
+  return decryptSecret(row!.secret_encrypted, await importEncryptionKey(env.ENCRYPTION_KEY));
+}
+
+// docs/reliability.md#scenarios: D1 commits a create but its answer is lost; the client retries with its key.
+describe('Idempotency-Key: ambiguous creates', () => {
+  it('an ambiguous webhook create (committed, answer lost → 503): the retry with the same key replays the 201 with the stored id and secret; one webhook', async () => {
+    const { handle, token } = await setup();
+    const d1 = answerLostD1(env.DB);
+    d1.loseAnswerOf(/insert into "webhook_subscriptions"/i);
+    const k = key();
+    const body = { url: HOOK_URL, description: 'ambiguous' };
+    const first = await callWithVars({ DB: d1.db }, 'POST', hooksPath(handle), {
+      token,
+      body,
+      headers: { 'idempotency-key': k },
+    });
+    expect(d1.lost()).toBe(1);
+    await expectProblem(first, 503);
+    expect(await countRows('webhook_subscriptions', 'handle', handle)).toBe(1);
+
+    const retry = await send('POST', hooksPath(handle), token, body, k);
+    expect(retry.status, retry.text).toBe(201);
+    expect(retry.res.headers.get('idempotent-replayed')).toBe('true');
+    const created = JSON.parse(retry.text) as { id: string; secret: string };
+    expect(await countRows('webhook_subscriptions', 'handle', handle)).toBe(1);
+    const stored = await env.DB.prepare('SELECT id FROM webhook_subscriptions WHERE handle = ?').bind(handle).first();
+    expect(created.id).toBe(stored!.id);
+    expect(retry.res.headers.get('location')).toBe(`${hooksPath(handle)}/${created.id}`);
+    // The secret the client finally holds is the one deliveries are signed with.
+    expect(created.secret).toBe(await storedSecret(created.id));
+    // A third try replays the same answer again.
+    const again = await send('POST', hooksPath(handle), token, body, k);
+    expect(JSON.parse(again.text)).toEqual(created);
+  });
+
+  it('an ambiguous email subscription create: the retry with the same key replays the 201 (not a 409 duplicate); one subscription', async () => {
+    const { handle, token } = await setup();
+    const d1 = answerLostD1(env.DB);
+    d1.loseAnswerOf(/insert into "email_subscriptions"/i);
+    const k = key();
+    const body = { email: email() };
+    const first = await callWithVars({ DB: d1.db }, 'POST', subsPath(handle), {
+      token,
+      body,
+      headers: { 'idempotency-key': k },
+    });
+    expect(d1.lost()).toBe(1);
+    await expectProblem(first, 503);
+    const retry = await send('POST', subsPath(handle), token, body, k);
+    expect(retry.status, retry.text).toBe(201);
+    expect(retry.res.headers.get('idempotent-replayed')).toBe('true');
+    const created = JSON.parse(retry.text) as { id: string; email: string; status: string };
+    expect(created.email).toBe(body.email);
+    expect(created.status).toBe('pending_confirmation');
+    expect(await countRows('email_subscriptions', 'handle', handle)).toBe(1);
+    const stored = await env.DB.prepare('SELECT id FROM email_subscriptions WHERE handle = ?').bind(handle).first();
+    expect(created.id).toBe(stored!.id);
+  });
+
+  it('an ambiguous secret rotation: the retry with the same key replays the new secret instead of rotating again (the secret the receiver holds still signs)', async () => {
+    const { handle, token } = await setup();
+    const made = await send('POST', hooksPath(handle), token, { url: HOOK_URL });
+    const hook = JSON.parse(made.text) as { id: string; secret: string };
+    const d1 = answerLostD1(env.DB);
+    d1.loseAnswerOf(/update "?webhook_subscriptions"? set "?secret_encrypted/i);
+    const k = key();
+    const path = `${hooksPath(handle)}/${hook.id}/rotate-secret`;
+    const first = await callWithVars({ DB: d1.db }, 'POST', path, {
+      token,
+      body: { graceHours: 24 },
+      headers: { 'idempotency-key': k },
+    });
+    expect(d1.lost()).toBe(1);
+    await expectProblem(first, 503);
+    const retry = await send('POST', path, token, { graceHours: 24 }, k);
+    expect(retry.status, retry.text).toBe(200);
+    expect(retry.res.headers.get('idempotent-replayed')).toBe('true');
+    const rotated = JSON.parse(retry.text) as { secret: string };
+    expect(rotated.secret).not.toBe(hook.secret);
+    expect(rotated.secret).toBe(await storedSecret(hook.id));
+    // Rotated once: the original secret is still the previous one, valid during the grace period.
+    const row = await env.DB.prepare('SELECT previous_secret_encrypted FROM webhook_subscriptions WHERE id = ?')
+      .bind(hook.id)
+      .first<{ previous_secret_encrypted: string }>();
+    const previous = await decryptSecret(row!.previous_secret_encrypted, await importEncryptionKey(env.ENCRYPTION_KEY));
+    expect(previous).toBe(hook.secret);
   });
 });

@@ -50,14 +50,23 @@ export function getStandard(db: Db, handle: string, id: string): Promise<EmailSu
     .get();
 }
 
-/** Inserts unless the handle already has this address (`conflict`) or `limit` subscriptions (`limit_reached`). */
-export function insertStandard(d1: D1Database, row: EmailSubscriptionRow, limit: number): Promise<InsertOutcome> {
+/**
+ * Inserts unless the handle already has this address (`conflict`) or `limit` subscriptions (`limit_reached`);
+ * `alongside` (the Idempotency-Key's recorded answer) in the same batch.
+ */
+export function insertStandard(
+  d1: D1Database,
+  row: EmailSubscriptionRow,
+  limit: number,
+  alongside: D1PreparedStatement[] = [],
+): Promise<InsertOutcome> {
   return insertWithinLimit(
     d1,
     emailSubscriptions,
     row,
     { where: "handle = ?1 AND kind = 'standard'", params: [row.handle] },
     limit,
+    alongside,
   );
 }
 

@@ -17,6 +17,7 @@ import { newId } from '../../lib/ids.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
 import { decodeCursor, encodeCursor, toPage } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
+import { answerInBatch } from '../../middleware/idempotency.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import {
   deleteEmailSubscription,
@@ -362,7 +363,15 @@ export const emailSubscriptionsRoutes = createRouter()
       createdAt: new Date(now).toISOString(),
       updatedAt: new Date(now).toISOString(),
     };
-    const outcome = await insertStandard(c.env.DB, row, cfg.maxEmailSubscriptionsPerHandle);
+    const location = `/v2/handles/${handle}/notifications/email-subscriptions/${row.id}`;
+    // The answer as created is recorded with the row, so a retry after a lost answer replays it rather than hitting
+    // the duplicate check (docs/reliability.md#scenarios); the final answer below replaces it once it is known.
+    const answer = await answerInBatch(c, {
+      status: 201,
+      body: emailSubscriptionToApi(row),
+      headers: { Location: location },
+    });
+    const outcome = await insertStandard(c.env.DB, row, cfg.maxEmailSubscriptionsPerHandle, answer);
     if (outcome === 'conflict') throw problems.conflict(`${row.emailNormalized} is already subscribed on this handle.`);
     if (outcome === 'limit_reached') {
       throw problems.unprocessable(
@@ -376,7 +385,7 @@ export const emailSubscriptionsRoutes = createRouter()
         ? await subscribeAtSns(c.env, row)
         : await sendConfirmation(runContext(c.env), { id: row.id, handle, email: row.emailNormalized });
     const saved = (await getStandard(getDb(c.env.DB), handle, row.id)) ?? { ...row, statusReason: confirmation.detail };
-    c.header('Location', `/v2/handles/${handle}/notifications/email-subscriptions/${row.id}`);
+    c.header('Location', location);
     return c.json(emailSubscriptionToApi(saved), 201);
   })
   .openapi(deleteSubRoute, async (c) => {

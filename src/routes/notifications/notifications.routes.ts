@@ -7,6 +7,7 @@ import { getDb } from '../../db/client.ts';
 import type { RecipientSummary } from '../../delivery/summary.ts';
 import { createRouter, errorResponses, guard, jsonResponse, pageOf } from '../../http/openapi.ts';
 import { boundaryId } from '../../lib/ids.ts';
+import { fromJsonColumn } from '../../lib/json.ts';
 import { decodeCursor } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
 import { batchWithAccess, resolveAccess } from '../../middleware/auth.ts';
@@ -99,5 +100,6 @@ export const notificationsRoutes = createRouter()
     const row = (rows as NotificationRow[])[0];
     if (!row) throw problems.notFound();
     const { data, handle: _handle, alertCheckAt: _alertCheckAt, ...rest } = row;
-    return c.json({ ...summaryToApi(rest), data: JSON.parse(data) as Record<string, unknown> }, 200);
+    // fromJsonColumn: data stored before the depth bound comes back with its deepest parts elided, never a 500.
+    return c.json({ ...summaryToApi(rest), data: fromJsonColumn<Record<string, unknown>>(data) ?? {} }, 200);
   });

@@ -17,11 +17,12 @@ import { encryptSecret, importEncryptionKey } from '../../lib/crypto.ts';
 import { boundaryId } from '../../lib/ids.ts';
 import { decodeCursor, encodeCursor } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
+import { answerInBatch } from '../../middleware/idempotency.ts';
 import { deliveryLog, deliveryToApi, redrivableSince } from '../deliveries/deliveries.repo.ts';
 import { AttemptSchema, DELIVERY_ID, DeliverySchema } from '../deliveries/deliveries.schemas.ts';
 import { getNotification } from '../notifications/notifications.repo.ts';
 import { NOTIFICATION_ID } from '../notifications/notifications.schemas.ts';
-import { getWebhook, updateWebhook } from './webhooks.repo.ts';
+import { getWebhook, rotateWebhookSecret } from './webhooks.repo.ts';
 import { webhookToApi } from './webhooks.routes.ts';
 import { WebhookParams, WebhookSchema } from './webhooks.schemas.ts';
 
@@ -253,14 +254,18 @@ export const webhookActionsRoutes = createRouter()
     if (!current) throw problems.notFound();
     const secret = newWebhookSecret();
     const now = new Date();
-    const row = await updateWebhook(db, handle, id, {
+    const next = {
       secretEncrypted: await encryptSecret(secret, await importEncryptionKey(c.env.ENCRYPTION_KEY)),
       previousSecretEncrypted: graceHours > 0 ? current.secretEncrypted : null,
       previousSecretExpiresAt: graceHours > 0 ? new Date(now.getTime() + graceHours * 3600_000).toISOString() : null,
       updatedAt: now.toISOString(),
-    });
-    if (!row) throw problems.notFound();
-    return c.json({ ...webhookToApi(row), secret }, 200);
+    };
+    const rotated = { ...webhookToApi({ ...current, ...next }, true), secret };
+    // Recorded with the write: a retry after a lost answer replays this secret instead of rotating again, which would
+    // drop the secret the receiver still holds (docs/reliability.md#scenarios).
+    const answer = await answerInBatch(c, { status: 200, body: rotated });
+    if (!(await rotateWebhookSecret(c.env.DB, current, next, answer))) throw problems.notFound();
+    return c.json(rotated, 200);
   })
   .openapi(logRoute, async (c) => {
     const { handle, id } = c.req.valid('param');

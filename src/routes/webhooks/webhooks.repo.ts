@@ -25,9 +25,54 @@ export function getWebhook(db: Db, handle: string, id: string): Promise<WebhookR
     .get();
 }
 
-/** Inserts unless the handle already has `limit` webhooks. */
-export function insertWebhook(d1: D1Database, row: WebhookRow, limit: number): Promise<InsertOutcome> {
-  return insertWithinLimit(d1, webhookSubscriptions, row, { where: 'handle = ?1', params: [row.handle] }, limit);
+/**
+ * Inserts unless the handle already has `limit` webhooks; `alongside` (the Idempotency-Key's recorded answer) in the
+ * same batch.
+ */
+export function insertWebhook(
+  d1: D1Database,
+  row: WebhookRow,
+  limit: number,
+  alongside: D1PreparedStatement[] = [],
+): Promise<InsertOutcome> {
+  return insertWithinLimit(
+    d1,
+    webhookSubscriptions,
+    row,
+    { where: 'handle = ?1', params: [row.handle] },
+    limit,
+    alongside,
+  );
+}
+
+/**
+ * A new signing secret (the current one kept as previous until `previousExpiresAt`, or dropped when null), with
+ * `alongside` in the same batch. False when there is no such webhook.
+ */
+export async function rotateWebhookSecret(
+  d1: D1Database,
+  current: WebhookRow,
+  next: Pick<WebhookRow, 'secretEncrypted' | 'previousSecretEncrypted' | 'previousSecretExpiresAt' | 'updatedAt'>,
+  alongside: D1PreparedStatement[] = [],
+): Promise<boolean> {
+  const [update] = await d1.batch([
+    d1
+      .prepare(
+        `UPDATE webhook_subscriptions SET secret_encrypted = ?3, previous_secret_encrypted = ?4,
+           previous_secret_expires_at = ?5, updated_at = ?6
+         WHERE handle = ?1 AND id = ?2`,
+      )
+      .bind(
+        current.handle,
+        current.id,
+        next.secretEncrypted,
+        next.previousSecretEncrypted,
+        next.previousSecretExpiresAt,
+        next.updatedAt,
+      ),
+    ...alongside,
+  ]);
+  return (update!.meta.changes ?? 0) > 0;
 }
 
 export async function updateWebhook(

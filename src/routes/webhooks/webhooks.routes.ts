@@ -10,11 +10,13 @@ import { newWebhookSecret } from '../../delivery/signing.ts';
 import { type AppEnv, config } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
 import { encryptSecret, importEncryptionKey } from '../../lib/crypto.ts';
+import { headerValueProblem, shownHeaderValue } from '../../lib/http-fields.ts';
 import { boundaryId, newId } from '../../lib/ids.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
 import { decodeCursor, toPage } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
 import { checkWebhookUrl } from '../../lib/url-rules.ts';
+import { answerInBatch } from '../../middleware/idempotency.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import {
   deleteWebhook,
@@ -34,26 +36,54 @@ import {
   WebhookSchema,
 } from './webhooks.schemas.ts';
 
-const SENSITIVE_HEADER = /authorization|token|secret|key|cookie|password|signature|credential/i;
+/**
+ * Whether the caller may change the handle's webhooks (webhooks:write and a writer role; a service token acts as an
+ * admin): only then are custom header values shown (docs/design.md#api-conventions).
+ */
+function canWriteWebhooks(c: Context<AppEnv>): boolean {
+  const role = c.get('role');
+  return (
+    c.get('principal')?.scopes.has('webhooks:write') === true &&
+    (role === 'service' || (role !== undefined && WRITER_ROLES.includes(role)))
+  );
+}
 
-/** Shows enough of a credential-like header value to recognise it, never enough to use it. */
-function maskHeaders(headers: Record<string, string> | null): Record<string, string> {
+/** Custom headers as the caller may see them: names always, values per {@link shownHeaderValue}. */
+function shownHeaders(headers: Record<string, string> | null, canWrite: boolean): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers ?? {})) {
-    out[name] = SENSITIVE_HEADER.test(name) ? `••••${value.length > 8 ? value.slice(-4) : ''}` : value;
+    Object.defineProperty(out, name, {
+      value: shownHeaderValue(name, value, canWrite),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
   return out;
 }
 
-/** The API view of a subscription row. */
-export function webhookToApi(row: WebhookRow) {
+/** 422 naming the first custom header whose value could not be sent (every delivery would fail). */
+function requireSendableHeaders(headers: Record<string, string> | undefined): void {
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    const problem = headerValueProblem(value);
+    if (problem) {
+      throw problems.unprocessable(`The value of header ${name} ${problem}`, {
+        field: `headers.${name}`,
+        header: name,
+      });
+    }
+  }
+}
+
+/** The API view of a subscription row; header values only for a caller who `canWrite` (see canWriteWebhooks). */
+export function webhookToApi(row: WebhookRow, canWrite: boolean) {
   return {
     id: row.id,
     url: row.url,
     description: row.description,
     eventTypes: fromJsonColumn<string[]>(row.eventTypes),
     filterPolicy: fromJsonColumn<Record<string, unknown[]>>(row.filterPolicy),
-    headers: maskHeaders(fromJsonColumn<Record<string, string>>(row.headers)),
+    headers: shownHeaders(fromJsonColumn<Record<string, string>>(row.headers), canWrite),
     enabled: row.enabled,
     status: row.enabled ? ('active' as const) : ('disabled' as const),
     disabledReason: row.disabledReason,
@@ -181,6 +211,7 @@ export const webhooksRoutes = createRouter()
     const { limit, cursor, include } = c.req.valid('query');
     const rows = await listWebhooks(getDb(c.env.DB), handle, limit + 1, decodeCursor(cursor, WEBHOOK_ID));
     const page = toPage(rows, limit);
+    const canWrite = canWriteWebhooks(c);
     const activity =
       include === 'activity'
         ? await hourlyActivity(
@@ -193,7 +224,7 @@ export const webhooksRoutes = createRouter()
     return c.json(
       {
         data: page.items.map((r) => ({
-          ...webhookToApi(r),
+          ...webhookToApi(r, canWrite),
           ...(activity ? { activity24h: activity.get(r.id)! } : {}),
         })),
         nextCursor: page.nextCursor,
@@ -205,6 +236,7 @@ export const webhooksRoutes = createRouter()
     const { handle } = c.req.valid('param');
     const body = c.req.valid('json');
     const url = requireAllowedUrl(c, body.url);
+    requireSendableHeaders(body.headers);
     const max = config(c.env).maxWebhooksPerHandle;
     const secret = newWebhookSecret();
     const now = new Date();
@@ -230,23 +262,28 @@ export const webhooksRoutes = createRouter()
       createdAt: now.toISOString(),
       updatedAt: now.toISOString(),
     };
-    if ((await insertWebhook(c.env.DB, row, max)) !== 'inserted') {
+    const location = `/v2/handles/${handle}/webhooks/${row.id}`;
+    const created = { ...webhookToApi(row, true), secret };
+    // The answer is recorded with the row: a retry after a lost answer replays it (docs/reliability.md#scenarios).
+    const answer = await answerInBatch(c, { status: 201, body: created, headers: { Location: location } });
+    if ((await insertWebhook(c.env.DB, row, max, answer)) !== 'inserted') {
       throw problems.unprocessable(`A handle can have at most ${max} webhook subscriptions; delete one first.`, {
         limit: max,
       });
     }
-    c.header('Location', `/v2/handles/${handle}/webhooks/${row.id}`);
-    return c.json({ ...webhookToApi(row), secret }, 201);
+    c.header('Location', location);
+    return c.json(created, 201);
   })
   .openapi(getRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
     const row = await getWebhook(getDb(c.env.DB), handle, id);
     if (!row) throw problems.notFound();
-    return c.json(webhookToApi(row), 200);
+    return c.json(webhookToApi(row, canWriteWebhooks(c)), 200);
   })
   .openapi(updateRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
     const body = c.req.valid('json');
+    requireSendableHeaders(body.headers);
     const db = getDb(c.env.DB);
     const current = await getWebhook(db, handle, id);
     if (!current) throw problems.notFound();
@@ -271,7 +308,7 @@ export const webhooksRoutes = createRouter()
     }
     const row = await updateWebhook(db, handle, id, changes);
     if (!row) throw problems.notFound();
-    return c.json(webhookToApi(row), 200);
+    return c.json(webhookToApi(row, true), 200);
   })
   .openapi(deleteRoute, async (c) => {
     const { handle, id } = c.req.valid('param');

@@ -83,7 +83,11 @@ export const WebhookSchema = z
     description: z.string().nullable(),
     eventTypes: z.array(z.string()).nullable(),
     filterPolicy: z.record(z.string(), z.array(z.unknown())).nullable(),
-    headers: z.record(z.string(), z.string()).openapi({ description: 'Values of credential-like headers are masked.' }),
+    headers: z.record(z.string(), z.string()).openapi({
+      description:
+        'Custom header names, with values only for callers who may change the subscription (webhooks:write, owner ' +
+        'or admin); credential-like values are masked for them too. Others see `••••` for every value.',
+    }),
     enabled: z.boolean(),
     status: z.enum(['active', 'disabled']),
     disabledReason: z.string().nullable(),
