@@ -3,8 +3,10 @@
  * others nor hides its error.
  */
 import { autoDisableFailingWebhooks } from './auto-disable.ts';
+import { purgeExpiredData } from './purge-expired.ts';
 import { purgeExpiredIdempotencyKeys } from './purge-idempotency.ts';
 import { reconcileSnsSubscriptions } from './reconcile-email.ts';
+import { checkStorageBudget } from './storage-alert.ts';
 import { sweepOutbox } from './sweeper.ts';
 
 type Job = (env: Env, now: Date) => Promise<Record<string, unknown>>;
@@ -14,6 +16,9 @@ const JOBS: Record<string, Job> = {
   autoDisableFailingWebhooks,
   reconcileSnsSubscriptions,
   purgeExpiredIdempotencyKeys,
+  // Retention and the storage budget (docs/design.md#retention-and-archives).
+  purgeExpiredData,
+  checkStorageBudget,
 };
 
 export async function handleScheduled(

@@ -5,10 +5,12 @@
  * email, and whether every critical event type would reach someone.
  */
 import { createRoute, z } from '@hono/zod-openapi';
+import { storageReport } from '../../archive/storage.ts';
 import { getDb } from '../../db/client.ts';
 import { AUTO_DISABLE_DAYS } from '../../delivery/diagnosis.ts';
 import { planRecipients } from '../../delivery/match.ts';
 import { loadMatchContext } from '../../delivery/match-context.ts';
+import { config } from '../../env.ts';
 import { createRouter, guard, jsonResponse } from '../../http/openapi.ts';
 import { EVENT_CATALOG } from '../../lib/event-catalog.ts';
 import { boundaryId } from '../../lib/ids.ts';
@@ -16,6 +18,7 @@ import { problems } from '../../lib/problem.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { WarningSchema } from '../settings/settings.schemas.ts';
 import { settingsWarnings } from '../settings/settings.warnings.ts';
+import { StorageReportSchema } from './storage.schemas.ts';
 
 const Action = z.string().openapi({ description: 'What fixes it.' });
 
@@ -81,6 +84,8 @@ export const HealthReport = z
       action: Action.nullable(),
     }),
     warnings: z.array(WarningSchema),
+    // ── Storage: retention, purge, archives, the database's size (docs/design.md#storage-budget) ──
+    storage: StorageReportSchema,
   })
   .openapi('DeliveryHealth');
 
@@ -104,7 +109,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
   const db = getDb(c.env.DB);
   const now = Date.now();
   const dayAgo = new Date(now - 86_400_000).toISOString();
-  const [ctx, [dead, undeliverable, webhookRows, emailRows]] = await Promise.all([
+  const [ctx, [dead, undeliverable, webhookRows, emailRows], storage] = await Promise.all([
     loadMatchContext(db, handle),
     c.env.DB.batch<Record<string, unknown>>([
       c.env.DB.prepare(
@@ -124,6 +129,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
         `SELECT id, kind, email, status, status_reason, created_at FROM email_subscriptions WHERE handle = ?1`,
       ).bind(handle),
     ]),
+    storageReport(c.env.DB, handle, config(c.env).d1SizeLimitBytes),
   ]);
   if (!ctx) throw problems.notFound();
 
@@ -252,6 +258,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
           : 'Set an owner default email, or a subscription that matches every critical event type.',
       },
       warnings: settingsWarnings(ctx.settings, ctx.webhooks, ctx.emails),
+      storage,
     },
     200,
   );
