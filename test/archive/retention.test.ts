@@ -72,11 +72,10 @@ async function seedExpired(
 }
 
 async function countOf(sql: string, ...params: unknown[]): Promise<number> {
-  return (
-    (await env.DB.prepare(sql)
-      .bind(...params)
-      .first<{ n: number }>('n')) ?? 0
-  );
+  const row = await env.DB.prepare(sql)
+    .bind(...params)
+    .first<{ n: number }>();
+  return row?.n ?? 0;
 }
 
 const notificationsOf = (handle: string) =>
