@@ -38,7 +38,7 @@ export async function purgeExpiredData(
   return { handles: due.length, purgedNotifications, archives, failed };
 }
 
-/** Up to `steps` purge steps for one handle, stopping when one purges nothing; the outcome is recorded for the doctor. */
+/** Up to `steps` purge steps for one handle, until one purges nothing; the outcome is kept for the doctor. */
 export async function purgeHandle(
   env: Env,
   handle: string,
