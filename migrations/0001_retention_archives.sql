@@ -35,6 +35,8 @@ CREATE TABLE `purge_state` (
 	`purged_notifications` integer DEFAULT 0 NOT NULL,
 	`purged_deliveries` integer DEFAULT 0 NOT NULL,
 	`purged_attempts` integer DEFAULT 0 NOT NULL,
+	`archives` integer DEFAULT 0 NOT NULL,
+	`archived_bytes` integer DEFAULT 0 NOT NULL,
 	FOREIGN KEY (`handle`) REFERENCES `handles`(`handle`) ON UPDATE no action ON DELETE cascade
 );
 --> statement-breakpoint

@@ -35,6 +35,8 @@ export interface StepResult {
   attempts: number;
   /** The open notification everything waits on (`waiting`). */
   waitingOn?: string;
+  /** Size of the archive object written (`purged`). */
+  bytes?: number;
   /** D1's `rows_read` summed over the step's statements. */
   rowsRead: number;
   /** …and per statement, in order (what a bound on `rowsRead` names when it fails). */
@@ -228,5 +230,5 @@ export async function purgeStep(
   ]);
   for (const r of batch) count(r.meta);
   if (batch[4]!.meta.changes !== 1) return done({ outcome: 'refused', archiveId: archive.id, ...sizes });
-  return done({ outcome: 'purged', archiveId: archive.id, ...sizes });
+  return done({ outcome: 'purged', archiveId: archive.id, bytes: object.bytes, ...sizes });
 }

@@ -48,18 +48,12 @@ export async function storageReport(db: D1Database, handle: string, limitBytes: 
     db.prepare('SELECT retention_days FROM handles WHERE handle = ?1').bind(handle),
     db.prepare('SELECT created_at FROM notifications WHERE handle = ?1 ORDER BY id LIMIT 1').bind(handle),
     db.prepare('SELECT * FROM purge_state WHERE handle = ?1').bind(handle),
-    db
-      .prepare(
-        `SELECT count(*) AS n, ifnull(sum(bytes), 0) AS bytes, max(id) AS latest,
-           (SELECT period FROM archives WHERE handle = ?1 AND status = 'purged' ORDER BY id DESC LIMIT 1) AS period
-         FROM archives WHERE handle = ?1 AND status = 'purged'`,
-      )
-      .bind(handle),
+    db.prepare('SELECT id, period FROM archives WHERE handle = ?1 ORDER BY id DESC LIMIT 1').bind(handle),
   ]);
   const database = sizeOf(h!.meta, limitBytes);
   const retentionDays = (h!.results[0]?.retention_days as number | undefined) ?? 30;
   const s = state!.results[0];
-  const a = arc!.results[0]!;
+  const latest = arc!.results[0];
   const purge = {
     lastRunAt: (s?.last_run_at as string | undefined) ?? null,
     lastPurgeAt: (s?.last_purge_at as string | null | undefined) ?? null,
@@ -91,10 +85,10 @@ export async function storageReport(db: D1Database, handle: string, limitBytes: 
     oldestNotificationAt: (oldest!.results[0]?.created_at as string | undefined) ?? null,
     purge,
     archives: {
-      count: a.n as number,
-      bytes: a.bytes as number,
-      latestId: (a.latest as string | null) ?? null,
-      latestPeriod: (a.period as string | null) ?? null,
+      count: (s?.archives as number | undefined) ?? 0,
+      bytes: (s?.archived_bytes as number | undefined) ?? 0,
+      latestId: (latest?.id as string | undefined) ?? null,
+      latestPeriod: (latest?.period as string | undefined) ?? null,
     },
     action: actions.length ? actions.join(' ') : null,
   };

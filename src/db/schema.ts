@@ -423,6 +423,9 @@ export const purgeState = sqliteTable('purge_state', {
   purgedNotifications: integer('purged_notifications').notNull().default(0),
   purgedDeliveries: integer('purged_deliveries').notNull().default(0),
   purgedAttempts: integer('purged_attempts').notNull().default(0),
+  /** Archives written and their bytes so far: the doctor reads these, never the whole list of archives. */
+  archives: integer('archives').notNull().default(0),
+  archivedBytes: integer('archived_bytes').notNull().default(0),
 });
 
 /** Platform alerts already sent, keyed by what they are about (e.g. `storage:2026-11-26`): at most one per key. */
