@@ -12,6 +12,9 @@ export const TEST_BINDINGS = {
   ALLOW_INSECURE_WEBHOOK_TARGETS: 'true',
   // The send-time DNS check is off by default here (no internet); the SSRF tests turn it on against a loopback stub.
   DNS_OVER_HTTPS_URL: '',
+  // The minute job's retention purge stays off: the database is shared by every test file, many of which seed
+  // back-dated notifications on handles with the default retention. test/archive/ runs the purge on its own handles.
+  PURGE_ENABLED: 'false',
 };
 
 export default defineConfig(async () => {

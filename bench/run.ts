@@ -30,6 +30,7 @@ import { unstable_getMiniflareWorkerOptions } from 'wrangler';
 import { encodeCursor } from '../src/lib/pagination.ts';
 import { cpuSeconds, findWorkerdPid, type LoadResult, median, runLoad, send } from './lib/measure.ts';
 import { type Receiver, startReceiver } from './lib/receiver.ts';
+import { capacityTable, storageStage } from './storage.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const OUT = join(ROOT, 'bench', '.out');
@@ -42,9 +43,12 @@ const args = parseArgs({
     rounds: { type: 'string' },
     seconds: { type: 'string' },
     render: { type: 'boolean', default: false },
+    'storage-only': { type: 'boolean', default: false },
   },
   strict: false,
-}).values as { quick?: boolean; rounds?: string; seconds?: string; render?: boolean };
+}).values as { quick?: boolean; rounds?: string; seconds?: string; render?: boolean; 'storage-only'?: boolean };
+/** Events of the storage stage (bytes per event with 3 webhooks). */
+const STORAGE_EVENTS = args.quick ? 300 : 1_000;
 const ROUNDS = Number(args.rounds ?? (args.quick ? 2 : 5));
 const WINDOW_MS = Number(args.seconds ?? (args.quick ? 1 : 2.5)) * 1000;
 const CONCURRENCY = 8;
@@ -288,7 +292,7 @@ async function pool<T, R>(items: T[], concurrency: number, fn: (item: T, i: numb
   return out;
 }
 
-interface Actors {
+export interface Actors {
   service: string;
   ownerId: string;
   ownerJwt: string;
@@ -584,6 +588,7 @@ async function main() {
   const B = await startMiniflare(true);
   try {
     results.delivery = await deliveryStage(B, receiver);
+    results.storage = await storageStage(B, receiver, await actors(B.subject), STORAGE_EVENTS, progress);
   } finally {
     await B.mf.dispose();
     await receiver.close();
@@ -1101,6 +1106,11 @@ function renderTable(r: Json): string {
     `| Fan-out | one event to 1,000 webhooks | — | all enqueued in ${f0(r.fanout.msToAllEnqueued)} ms; ${r.fanout.sendBatchCalls} \`sendBatch\` calls; ${r.fanout.d1RoundTrips} D1 round trips (${r.fanout.d1WriteRoundTrips} for the writes) |`,
     `| D1 cost | every route, the consumer per batch, and per delivered event | — | consumer batch of ${cb.messages}: ${cb.d1RoundTrips} round trips, ${f0(cb.rowsRead)} rows read, ${f0(cb.rowsWritten)} written (peak ${cb.peakConcurrency} fetches); per event with 3 webhooks delivered: ${pe.d1RoundTrips} round trips, ${pe.rowsRead} read, ${pe.rowsWritten} written (${f1(pe.rowsWrittenPerDelivered)} per recipient); **$${f2(usd.total)} per million events** (D1 writes $${f2(usd.d1RowsWritten)}, reads $${usd.d1RowsRead.toFixed(4)}, Queues $${f2(usd.queues)}); every route below |`,
     `| Bundle | \`wrangler deploy --dry-run --outdir\` | — | ${f1(r.bundle.rawKiB)} KiB raw, **${f1(r.bundle.gzipKiB)} KiB gzipped** |`,
+    ...(r.storage
+      ? [
+          `| Storage | ${r.storage.events.toLocaleString('en')} events × ${r.storage.webhooks} webhooks, delivered | — | **${f0(r.storage.bytesPerEvent)} D1 bytes per event** (growth of \`meta.size_after\`; ${r.storage.rows.notifications} notifications, ${r.storage.rows.deliveries} deliveries, ${r.storage.rows.attempts} attempts) |`,
+        ]
+      : []),
   ];
   const t = [
     '',
@@ -1114,7 +1124,35 @@ function renderTable(r: Json): string {
     '|---|---|---|---|---|',
     ...routeRows,
   ];
-  return [...lines, ...t, ...routes].join('\n');
+  const capacity = r.storage
+    ? [
+        '',
+        `Capacity at ${f0(r.storage.bytesPerEvent)} bytes per event (D1 holds 10 GB; ✗ = over it):`,
+        '',
+        ...capacityTable(r.storage.bytesPerEvent),
+      ]
+    : [];
+  return [...lines, ...t, ...routes, ...capacity].join('\n');
+}
+
+/** `--storage-only`: measures the storage stage alone and adds it to the last run's figures. */
+async function storageOnly() {
+  buildService();
+  await bundle('bench/baseline-worker.ts', join(OUT, 'baseline.js'));
+  await bundle('bench/metered-entry.ts', join(OUT, 'metered.js'));
+  const receiver = await startReceiver();
+  const B = await startMiniflare(true);
+  try {
+    await applyMigrations(await B.mf.getD1Database('DB', 'subject'));
+    const storage = await storageStage(B, receiver, await actors(B.subject), STORAGE_EVENTS, progress);
+    const results = JSON.parse(readFileSync(join(RESULTS, 'latest.json'), 'utf8')) as Json;
+    results.storage = storage;
+    writeFileSync(join(RESULTS, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+  } finally {
+    await B.mf.dispose();
+    await receiver.close();
+  }
+  render();
 }
 
 /** Targets and table from the measurements of the last run (after a change to the report, not to the service). */
@@ -1128,8 +1166,10 @@ function render() {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  (args.render ? Promise.resolve().then(render) : main()).catch((err: unknown) => {
-    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
-    process.exitCode = 1;
-  });
+  (args.render ? Promise.resolve().then(render) : args['storage-only'] ? storageOnly() : main()).catch(
+    (err: unknown) => {
+      console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+      process.exitCode = 1;
+    },
+  );
 }

@@ -13,6 +13,7 @@ import { createRouter } from './http/openapi.ts';
 import { isTransientStorageError, ProblemError, problemResponse, problems } from './lib/problem.ts';
 import { bodyGuard } from './middleware/body-guard.ts';
 import { requestContext } from './middleware/request-id.ts';
+import { archivesRoutes } from './routes/archives/archives.routes.ts';
 import { deliveriesRoutes } from './routes/deliveries/deliveries.routes.ts';
 import { devRoutes } from './routes/dev/dev.routes.ts';
 import { docsRoutes } from './routes/docs/docs.routes.ts';
@@ -116,6 +117,7 @@ export function buildApp() {
   app.route('/', webhookActionsRoutes);
   app.route('/', deliveriesRoutes);
   app.route('/', healthRoutes);
+  app.route('/', archivesRoutes);
   app.route('/', emailPagesRoutes);
   app.route('/', resendRoutes);
   app.route('/', snsRoutes);
@@ -152,6 +154,10 @@ export function buildApp() {
         { name: 'Notifications', description: 'The feed: every accepted event with its per-recipient deliveries.' },
         { name: 'Events', description: 'Publishing events for a handle.' },
         { name: 'Delivery Health', description: "What loses or delays a handle's events, with what fixes it." },
+        {
+          name: 'Archives',
+          description: 'Notifications past their retention, archived to R2 before they were purged.',
+        },
         { name: 'Support', description: 'Reporting a problem to Gharart support.' },
         { name: 'Email Pages', description: 'The confirm and unsubscribe pages the links in mails open (no login).' },
         { name: 'Providers', description: 'Callbacks from email providers: bounces, complaints, confirmations.' },

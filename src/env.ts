@@ -51,6 +51,10 @@ export interface Config {
   };
   platformAlertEmail: string | null;
   supportEmail: string | null;
+  /** D1's size limit: the doctor reports the database's share of it, and past 80 % the platform is alerted. */
+  d1SizeLimitBytes: number;
+  /** PURGE_ENABLED: whether the minute job archives and purges expired notifications (default true). */
+  purgeEnabled: boolean;
 }
 
 const cache = new WeakMap<Env, Config>();
@@ -110,6 +114,8 @@ export function config(env: Env): Config {
     },
     platformAlertEmail: opt(env.PLATFORM_ALERT_EMAIL),
     supportEmail: opt(env.SUPPORT_EMAIL),
+    d1SizeLimitBytes: int(env.D1_SIZE_LIMIT_BYTES, 10_000_000_000),
+    purgeEnabled: env.PURGE_ENABLED !== 'false',
   };
   cache.set(env, c);
   return c;

@@ -7,6 +7,7 @@
  */
 import type { z } from '@hono/zod-openapi';
 import type { pageOf } from '../http/openapi.ts';
+import type { ArchiveSchema } from '../routes/archives/archives.schemas.ts';
 import type { DeliverySchema } from '../routes/deliveries/deliveries.schemas.ts';
 import type { EmailTestResultSchema } from '../routes/email-subscriptions/email-subscriptions.routes.ts';
 import type {
@@ -62,6 +63,9 @@ export type EventType = EventTypeList['data'][number];
 export type HealthReport = z.infer<typeof HealthReportSchema>;
 /** `POST /v2/support/report`. */
 export type SupportReport = z.infer<typeof ReportResponse>;
+/** `GET …/archives`: notifications past the retention, archived to R2. */
+export type ArchiveList = Page<typeof ArchiveSchema>;
+export type Archive = z.infer<typeof ArchiveSchema>;
 
 // ── webhooks ──
 /** `GET …/webhooks?include=activity`. */

@@ -30,6 +30,8 @@ export interface Api {
    * answer is not validated again here: the route built it to that schema.
    */
   call<T = unknown>(method: string, path: string, opts?: ApiCallOptions): Promise<ApiResult<T>>;
+  /** Calls the API and hands back its answer untouched (a download passed through to the browser). */
+  raw(method: string, path: string): Promise<Response>;
 }
 
 const FALLBACK_CTX: ExecutionContext = {
@@ -49,21 +51,28 @@ function executionCtxOf(c: Context<AppEnv>): ExecutionContext {
 /** Builds the client for this request; `token` null calls without credentials (only public routes answer). */
 export function apiFor(c: Context<AppEnv>, fetchApp: ApiFetch, token: string | null): Api {
   const origin = new URL(c.req.url).origin;
+  const send = (url: URL, init: RequestInit) => fetchApp(new Request(url, init), c.env, executionCtxOf(c));
+  const auth = (headers: Headers) => {
+    headers.set('x-request-id', c.get('requestId'));
+    if (token) headers.set('authorization', `Bearer ${token}`);
+    return headers;
+  };
   return {
+    raw(method: string, path: string): Promise<Response> {
+      return Promise.resolve(send(new URL(path, origin), { method, headers: auth(new Headers()) }));
+    },
     async call<T>(method: string, path: string, opts: ApiCallOptions = {}): Promise<ApiResult<T>> {
       const url = new URL(path, origin);
       for (const [k, v] of Object.entries(opts.query ?? {}))
         if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, String(v));
-      const headers = new Headers(opts.headers);
-      headers.set('x-request-id', c.get('requestId'));
+      const headers = auth(new Headers(opts.headers));
       headers.set('accept', 'application/json');
-      if (token) headers.set('authorization', `Bearer ${token}`);
       let body: string | undefined;
       if (opts.body !== undefined) {
         body = JSON.stringify(opts.body);
         headers.set('content-type', 'application/json');
       }
-      const res = await fetchApp(new Request(url, { method, headers, body }), c.env, executionCtxOf(c));
+      const res = await send(url, { method, headers, ...(body === undefined ? {} : { body }) });
       const text = await res.text();
       let parsed: unknown = null;
       try {

@@ -14,12 +14,20 @@ const createdAt = () => text('created_at').notNull();
 const updatedAt = () => text('updated_at').notNull();
 
 /** A store or campaign owner. Provisioned by the control plane (`PUT /v2/internal/handles/{handle}`). */
-export const handles = sqliteTable('handles', {
-  handle: text('handle').primaryKey(),
-  displayName: text('display_name').notNull(),
-  createdAt: createdAt(),
-  updatedAt: updatedAt(),
-});
+export const handles = sqliteTable(
+  'handles',
+  {
+    handle: text('handle').primaryKey(),
+    displayName: text('display_name').notNull(),
+    /** Days a notification stays in D1, then archived to R2 and purged (docs/design.md#retention-and-archives) */
+    retentionDays: integer('retention_days').notNull().default(30),
+    /** When the purge job last looked at this handle ('' = never): it visits the longest-unvisited handles first. */
+    purgeCheckedAt: text('purge_checked_at').notNull().default(''),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [index('handles_purge_checked_idx').on(t.purgeCheckedAt)],
+);
 
 /** Who may act on a handle, and as what. */
 export const memberships = sqliteTable(
@@ -429,6 +437,70 @@ export const devMailbox = sqliteTable('dev_mailbox', {
   text: text('text_body').notNull(),
   html: text('html_body').notNull(),
   createdAt: createdAt(),
+});
+
+/**
+ * Archives in R2 (docs/design.md#retention-and-archives): one gzip NDJSON object per handle and contiguous range of
+ * notification ids (within one UTC day), each line a notification with its deliveries and their attempts. The row is
+ * written before the object (`pending`), marked `verified` once the object was read back with the same SHA-256, and
+ * `purged` in the same batch that deletes its rows: a purge never deletes a row that is in no verified archive.
+ */
+export const archives = sqliteTable(
+  'archives',
+  {
+    id: text('id').primaryKey(),
+    handle: text('handle')
+      .notNull()
+      .references(() => handles.handle, { onDelete: 'cascade' }),
+    /** The UTC day (`YYYY-MM-DD`) of the notifications in it. */
+    period: text('period').notNull(),
+    /** The R2 key: a crash between archive and delete re-exports the same range to the same key. */
+    objectKey: text('object_key').notNull(),
+    firstNotificationId: text('first_notification_id').notNull(),
+    lastNotificationId: text('last_notification_id').notNull(),
+    notificationCount: integer('notification_count').notNull().default(0),
+    deliveryCount: integer('delivery_count').notNull().default(0),
+    attemptCount: integer('attempt_count').notNull().default(0),
+    /** Size of the gzip object in bytes, and the hex SHA-256 of those bytes. */
+    bytes: integer('bytes'),
+    sha256: text('sha256'),
+    status: text('status', { enum: ['pending', 'verified', 'purging', 'purged'] }).notNull(),
+    createdAt: createdAt(),
+    verifiedAt: text('verified_at'),
+    purgedAt: text('purged_at'),
+  },
+  (t) => [
+    index('archives_handle_idx').on(t.handle, t.id),
+    uniqueIndex('archives_range_uq').on(t.handle, t.firstNotificationId),
+    // A notification id older than the retention → the archive whose range holds it.
+    index('archives_handle_last_idx').on(t.handle, t.lastNotificationId),
+    // An archive written but not yet purged is finished first (same range, same key).
+    index('archives_open_idx').on(t.handle).where(sql`status <> 'purged'`),
+  ],
+);
+
+/** What the purge job last did for a handle, for the doctor (`…/health`, `storage.purge`). */
+export const purgeState = sqliteTable('purge_state', {
+  handle: text('handle')
+    .primaryKey()
+    .references(() => handles.handle, { onDelete: 'cascade' }),
+  lastRunAt: text('last_run_at').notNull(),
+  lastPurgeAt: text('last_purge_at'),
+  /** The oldest expired notification still open: it and everything after it wait until its deliveries end. */
+  waitingOn: text('waiting_on'),
+  lastError: text('last_error'),
+  purgedNotifications: integer('purged_notifications').notNull().default(0),
+  purgedDeliveries: integer('purged_deliveries').notNull().default(0),
+  purgedAttempts: integer('purged_attempts').notNull().default(0),
+  /** Archives written and their bytes so far: the doctor reads these, never the whole list of archives. */
+  archives: integer('archives').notNull().default(0),
+  archivedBytes: integer('archived_bytes').notNull().default(0),
+});
+
+/** Platform alerts already sent, keyed by what they are about (e.g. `storage:2026-11-26`): at most one per key. */
+export const platformAlerts = sqliteTable('platform_alerts', {
+  key: text('key').primaryKey(),
+  sentAt: text('sent_at').notNull(),
 });
 
 export type Handle = typeof handles.$inferSelect;

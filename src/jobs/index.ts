@@ -4,8 +4,10 @@
  */
 import { alertUndeliverable } from '../delivery/platform-alerts.ts';
 import { autoDisableFailingWebhooks } from './auto-disable.ts';
+import { purgeExpiredData } from './purge-expired.ts';
 import { purgeExpiredIdempotencyKeys } from './purge-idempotency.ts';
 import { reconcileSnsSubscriptions } from './reconcile-email.ts';
+import { checkStorageBudget } from './storage-alert.ts';
 import { sweepOutbox } from './sweeper.ts';
 
 type Job = (env: Env, now: Date) => Promise<Record<string, unknown>>;
@@ -16,6 +18,9 @@ const JOBS: Record<string, Job> = {
   reconcileSnsSubscriptions,
   purgeExpiredIdempotencyKeys,
   alertUndeliverable: (env, now) => alertUndeliverable(env, now),
+  // Retention and the storage budget (docs/design.md#retention-and-archives).
+  purgeExpiredData,
+  checkStorageBudget,
 };
 
 export async function handleScheduled(

@@ -99,6 +99,8 @@ export const problems = {
       headers: { Allow: allow.join(', ') },
     }),
   conflict: (detail: string) => new ProblemError('conflict', detail),
+  gone: (detail: string, extensions?: Record<string, unknown>) =>
+    new ProblemError('gone', detail, extensions ? { extensions } : {}),
   preconditionFailed: (detail: string) => new ProblemError('precondition_failed', detail),
   payloadTooLarge: (limitBytes: number, detail = `The request body exceeds ${limitBytes} bytes.`) =>
     new ProblemError('payload_too_large', detail, {

@@ -6,6 +6,8 @@
  */
 import { env, exports } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { purgeHandle } from '../../src/jobs/purge-expired.ts';
+import { newId } from '../../src/lib/ids.ts';
 import {
   ALL_USER_SCOPES,
   addMember,
@@ -17,6 +19,7 @@ import {
   unique,
 } from '../support/helpers.ts';
 import { receiverUrl } from '../support/receivers.ts';
+import { insertNotifications } from '../support/seed.ts';
 
 const ORIGIN = 'https://notify.test';
 
@@ -539,5 +542,51 @@ describe('GET …/webhooks?include=activity (the sparkline)', () => {
     const page = await b.get(`/dashboard/h/${h}/webhooks`);
     expect(page.html).toContain('Last 24 hours: 2 attempts succeeded, 0 failed');
     expect(page.html).toContain('Last 24 hours: 0 attempts succeeded, 1 failed');
+  });
+});
+
+describe('settings page: retention and archives', () => {
+  it('shows the retention and lists the archives, each downloadable through the dashboard (gzip NDJSON)', async () => {
+    const user = unique('user');
+    const h = await provisionHandle(user);
+    const token = (await createPat(user)).token;
+    // Two notifications long past the 30 days, purged by the real job function (archive to R2, then delete).
+    const base = Date.parse('2026-07-04T09:00:00Z');
+    const ids = [newId('ntf', base), newId('ntf', base + 1000)];
+    await insertNotifications(
+      h,
+      ids.map((id, i) => ({
+        id,
+        type: 'order.paid',
+        severity: 'info' as const,
+        status: 'no_recipients' as const,
+        createdAt: new Date(base + i * 1000).toISOString(),
+      })),
+    );
+    const b = new Browser();
+    await b.signIn(token);
+    const before = await b.get(`/dashboard/h/${h}/settings`);
+    expect(before.html).toContain('Notifications stay <strong>30 days</strong>');
+    expect(before.html).toContain('No archive yet');
+
+    expect((await purgeHandle(env, h, 30, new Date())).archives).toBe(1);
+    const page = await b.get(`/dashboard/h/${h}/settings`);
+    const link = new RegExp(`href="(/dashboard/h/${h}/archives/arc_[0-9A-Z]{26})"`).exec(page.html)?.[1];
+    expect(link, 'a download link').toBeTruthy();
+    expect(page.html).toContain('2026-07-04');
+    const download = await b.fetch('GET', link!);
+    expect(download.status).toBe(200);
+    expect(download.headers.get('content-type')).toBe('application/gzip');
+    const text = await new Response(download.body!.pipeThrough(new DecompressionStream('gzip'))).text();
+    expect(
+      text
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).notification.id),
+    ).toEqual(ids);
+    // Another handle's page for the same archive id: the API's 404, as a page.
+    const stranger = new Browser();
+    await stranger.signIn((await createPat(unique('stranger'))).token);
+    expect((await stranger.fetch('GET', link!)).status).toBe(404);
   });
 });

@@ -17,6 +17,9 @@ export const HandleAccessSchema = z
     role: z.enum(['owner', 'admin', 'viewer', 'service']),
     scopes: z.array(z.string()).openapi({ description: "The calling token's scopes." }),
     tokenRestrictedToHandle: z.boolean(),
+    retentionDays: z.number().int().openapi({
+      description: 'Days notifications stay before they are archived to R2 and purged (…/archives).',
+    }),
     createdAt: z.string(),
   })
   .openapi('HandleAccess');
@@ -85,6 +88,7 @@ export const handlesRoutes = createRouter()
         role: c.get('role')!,
         scopes: [...principal.scopes].sort(),
         tokenRestrictedToHandle: principal.tokenHandle !== null,
+        retentionDays: row.retentionDays,
         createdAt: row.createdAt,
       },
       200,

@@ -5,6 +5,7 @@
  * email subscriptions, the owner default email, and whether every critical event type would reach someone.
  */
 import { createRoute, z } from '@hono/zod-openapi';
+import { storageReport } from '../../archive/storage.ts';
 import { getDb } from '../../db/client.ts';
 import { AUTO_DISABLE_DAYS } from '../../delivery/diagnosis.ts';
 import { planRecipients } from '../../delivery/match.ts';
@@ -18,6 +19,7 @@ import { problems } from '../../lib/problem.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { WarningSchema } from '../settings/settings.schemas.ts';
 import { settingsWarnings } from '../settings/settings.warnings.ts';
+import { StorageReportSchema } from './storage.schemas.ts';
 
 const Action = z.string().openapi({ description: 'What fixes it.' });
 
@@ -114,6 +116,8 @@ export const HealthReport = z
       action: Action.nullable(),
     }),
     warnings: z.array(WarningSchema),
+    // ── Storage: retention, purge, archives, the database's size (docs/design.md#storage-budget) ──
+    storage: StorageReportSchema,
   })
   .openapi('DeliveryHealth');
 
@@ -138,7 +142,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
   const now = Date.now();
   const dayAgo = new Date(now - 86_400_000).toISOString();
   const grace = config(c.env).overdueAfterSeconds;
-  const [ctx, [dead, undeliverable, webhookRows, emailRows, overdueCount, overdueOldest]] = await Promise.all([
+  const [ctx, [dead, undeliverable, webhookRows, emailRows, overdueCount, overdueOldest], storage] = await Promise.all([
     loadMatchContext(db, handle),
     c.env.DB.batch<Record<string, unknown>>([
       c.env.DB.prepare(
@@ -159,6 +163,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
       ).bind(handle),
       ...overdueOfHandle(c.env.DB, handle, new Date(now), grace),
     ]),
+    storageReport(c.env.DB, handle, config(c.env).d1SizeLimitBytes),
   ]);
   if (!ctx) throw problems.notFound();
 
@@ -290,6 +295,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
           : 'Set an owner default email, or a subscription that matches every critical event type.',
       },
       warnings: settingsWarnings(ctx.settings, ctx.webhooks, ctx.emails),
+      storage,
     },
     200,
   );

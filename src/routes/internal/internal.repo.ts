@@ -26,15 +26,17 @@ export async function getHandle(db: Db, handle: string): Promise<Handle | undefi
  */
 export async function upsertHandle(
   db: Db,
-  input: { handle: string; displayName: string; ownerUserId: string | null; now: string },
+  input: { handle: string; displayName: string; ownerUserId: string | null; retentionDays?: number; now: string },
 ): Promise<{ row: Handle; created: boolean }> {
   const existing = await getHandle(db, input.handle);
-  const { handle, displayName, now } = input;
+  const { handle, displayName, retentionDays, now } = input;
+  // Retention: the default (30 days) for a new handle when not given; unchanged on an existing one when not given.
+  const retention = retentionDays === undefined ? {} : { retentionDays };
   const ops = [
     db
       .insert(handles)
-      .values({ handle, displayName, createdAt: now, updatedAt: now })
-      .onConflictDoUpdate({ target: handles.handle, set: { displayName, updatedAt: now } }),
+      .values({ handle, displayName, ...retention, createdAt: now, updatedAt: now })
+      .onConflictDoUpdate({ target: handles.handle, set: { displayName, ...retention, updatedAt: now } }),
     db.insert(notificationSettings).values({ handle, updatedAt: now }).onConflictDoNothing(),
   ] as const;
   if (input.ownerUserId) {

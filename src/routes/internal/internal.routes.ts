@@ -25,7 +25,9 @@ const putHandle = createRoute(
     operationId: 'upsertHandle',
     tags: ['Internal'],
     summary: 'Create or rename a handle',
-    description: 'Creates the handle with default notification settings, or updates its display name.',
+    description:
+      'Creates the handle with default notification settings, or updates its display name and, when given, its ' +
+      'retention (`retentionDays`).',
     request: { params: HandlePathParams, body: jsonBody(PutHandleBody) },
     responses: {
       200: jsonResponse(HandleSchema, 'Updated.'),
@@ -73,9 +75,17 @@ export const internalRoutes = createRouter()
       handle,
       displayName: body.displayName,
       ownerUserId: body.ownerUserId ?? null,
+      ...(body.retentionDays === undefined ? {} : { retentionDays: body.retentionDays }),
       now: new Date().toISOString(),
     });
-    return created ? c.json(row, 201) : c.json(row, 200);
+    const answer = {
+      handle: row.handle,
+      displayName: row.displayName,
+      retentionDays: row.retentionDays,
+      createdAt: row.createdAt,
+      updatedAt: row.updatedAt,
+    };
+    return created ? c.json(answer, 201) : c.json(answer, 200);
   })
   .openapi(putMember, async (c) => {
     const { handle, userId } = c.req.valid('param');

@@ -15,15 +15,30 @@ export const MemberPathParams = z.object({
   userId: UserIdSchema.openapi({ param: { name: 'userId', in: 'path' }, example: 'user_42' }),
 });
 
+/** Days notifications stay in D1 before they are archived and purged (docs/design.md#retention-and-archives). */
+export const RetentionDays = z.number().int().min(1).max(400);
+
 export const PutHandleBody = z
   .strictObject({
     displayName: z.string().trim().min(1).max(200).openapi({ example: 'Demo Store' }),
     ownerUserId: UserIdSchema.optional().openapi({ description: 'Makes this user an owner of the handle.' }),
+    retentionDays: RetentionDays.optional().openapi({
+      description:
+        'Days a notification, its deliveries and attempts stay in the database before they are archived to R2 ' +
+        'and deleted (1–400; 30 for a new handle; unchanged when omitted).',
+      example: 90,
+    }),
   })
   .openapi('PutHandleRequest');
 
 export const HandleSchema = z
-  .object({ handle: z.string(), displayName: z.string(), createdAt: z.string(), updatedAt: z.string() })
+  .object({
+    handle: z.string(),
+    displayName: z.string(),
+    retentionDays: RetentionDays,
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
   .openapi('Handle');
 
 export const PutMemberBody = z.strictObject({ role: z.enum(ROLES) }).openapi('PutMemberRequest');

@@ -1,5 +1,7 @@
 /** `GET /v2/health` (liveness with a D1 ping) and `GET /v2/event-types` (the catalog). */
 import { createRoute, z } from '@hono/zod-openapi';
+import { sizeOf } from '../../archive/storage.ts';
+import { config } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonResponse } from '../../http/openapi.ts';
 import { EVENT_CATALOG } from '../../lib/event-catalog.ts';
 import { problems } from '../../lib/problem.ts';
@@ -9,7 +11,14 @@ const HealthSchema = z
     status: z.literal('ok'),
     deploymentId: z.string(),
     time: z.string(),
-    d1: z.object({ ok: z.boolean(), latencyMs: z.number() }),
+    d1: z.object({
+      ok: z.boolean(),
+      latencyMs: z.number(),
+      // The storage budget (docs/design.md#storage-budget), from D1's own metadata.
+      sizeBytes: z.number().int().openapi({ description: "The database's size, as D1 reports it." }),
+      limitBytes: z.number().int().openapi({ description: 'D1_SIZE_LIMIT_BYTES (10 GB).' }),
+      usedPercent: z.number().openapi({ description: 'Past 80 the platform alert goes out.' }),
+    }),
   })
   .openapi('Liveness');
 
@@ -54,8 +63,9 @@ const eventTypes = createRoute(
 export const metaRoutes = createRouter()
   .openapi(health, async (c) => {
     const started = Date.now();
+    let meta: D1Meta;
     try {
-      await c.env.DB.prepare('SELECT 1').first();
+      ({ meta } = await c.env.DB.prepare('SELECT 1').run());
     } catch {
       throw problems.unavailable('The database is not answering.');
     }
@@ -64,7 +74,7 @@ export const metaRoutes = createRouter()
         status: 'ok' as const,
         deploymentId: c.get('deploymentId'),
         time: new Date().toISOString(),
-        d1: { ok: true, latencyMs: Date.now() - started },
+        d1: { ok: true, latencyMs: Date.now() - started, ...sizeOf(meta, config(c.env).d1SizeLimitBytes) },
       },
       200,
     );

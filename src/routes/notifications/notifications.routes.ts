@@ -3,6 +3,7 @@
  * deliveries.
  */
 import { createRoute } from '@hono/zod-openapi';
+import { archiveHolding } from '../../archive/queries.ts';
 import { getDb } from '../../db/client.ts';
 import type { RecipientSummary } from '../../delivery/summary.ts';
 import { createRouter, errorResponses, guard, jsonResponse, pageOf } from '../../http/openapi.ts';
@@ -65,8 +66,11 @@ const getRoute = createRoute(
     operationId: 'getNotification',
     tags: ['Notifications'],
     summary: 'One notification with its data and deliveries',
+    description:
+      "A notification past the handle's retention was archived and purged: 410 with `archiveId`, the archive " +
+      '(`…/archives/{archiveId}`) whose id range holds it.',
     request: { params: NotificationParams },
-    responses: { 200: jsonResponse(NotificationSchema, 'The notification.') },
+    responses: { 200: jsonResponse(NotificationSchema, 'The notification.'), ...errorResponses(410) },
   }),
 );
 
@@ -98,7 +102,16 @@ export const notificationsRoutes = createRouter()
     const { handle, id } = c.req.valid('param');
     const [rows] = await batchWithAccess(c, [notificationQuery(getDb(c.env.DB), handle, id)]);
     const row = (rows as NotificationRow[])[0];
-    if (!row) throw problems.notFound();
+    if (!row) {
+      // Past the retention: name the archive that holds it (docs/design.md#retention-and-archives).
+      const archive = await archiveHolding(getDb(c.env.DB), handle, id);
+      if (!archive) throw problems.notFound();
+      throw problems.gone(
+        `Notifications of this id range passed the handle's retention and were removed from the database; it is ` +
+          `in archive ${archive.id} (GET /v2/handles/${handle}/archives/${archive.id}).`,
+        { archiveId: archive.id, archivePeriod: archive.period },
+      );
+    }
     const { data, handle: _handle, alertCheckAt: _alertCheckAt, ...rest } = row;
     // fromJsonColumn: data stored before the depth bound comes back with its deepest parts elided, never a 500.
     return c.json({ ...summaryToApi(rest), data: fromJsonColumn<Record<string, unknown>>(data) ?? {} }, 200);
