@@ -27,7 +27,8 @@ const RECORDABLE_SQL = sqlList([...OPEN_STATUSES, 'cancelled']);
  * was read open (whichever open status), otherwise the exact status; and the same attempt count.
  */
 function sameRow(d: Pick<DeliveryRow, 'status'>, status: string, count: string): string {
-  return `${OPEN_STATUSES.includes(d.status) ? `status IN ${OPEN_SQL}` : `status = ${status}`} AND attempt_count = ${count}`;
+  const state = OPEN_STATUSES.includes(d.status) ? `status IN ${OPEN_SQL}` : `status = ${status}`;
+  return `${state} AND attempt_count = ${count}`;
 }
 
 /** SQL fragment: the ids in the bound JSON array. */
@@ -176,7 +177,7 @@ export function attemptStatement(
     );
 }
 
-/** One production attempt on a webhook, as its health sees it: the attempt row that records it, and what it observed. */
+/** One production attempt on a webhook as its health sees it: the attempt row that records it, what it observed. */
 export interface HealthOutcome {
   attemptId: string;
   succeeded: boolean;
