@@ -108,6 +108,12 @@ export const webhookSubscriptions = sqliteTable(
     enabled: integer('enabled', { mode: 'boolean' }).notNull().default(true),
     disabledReason: text('disabled_reason'),
     disabledAt: text('disabled_at'),
+    /**
+     * The service disabled it and its `webhook.endpoint_disabled` alert is not raised yet: set by the statement that
+     * disables, cleared once the alert is stored, so a failed publish is finished by the minute job
+     * (docs/design.md#auto-disable).
+     */
+    disabledAlertPending: integer('disabled_alert_pending', { mode: 'boolean' }).notNull().default(false),
     secretEncrypted: text('secret_encrypted').notNull(),
     /** The secret replaced by the last rotation; it keeps signing until `previousSecretExpiresAt`. */
     previousSecretEncrypted: text('previous_secret_encrypted'),
@@ -121,7 +127,10 @@ export const webhookSubscriptions = sqliteTable(
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
-  (t) => [index('webhook_subscriptions_handle_idx').on(t.handle, t.id)],
+  (t) => [
+    index('webhook_subscriptions_handle_idx').on(t.handle, t.id),
+    index('webhook_subscriptions_alert_pending_idx').on(t.id).where(sql`disabled_alert_pending = 1`),
+  ],
 );
 
 /**
@@ -334,7 +343,8 @@ export const deliveryAttempts = sqliteTable(
     errorMessage: text('error_message'),
     createdAt: createdAt(),
   },
-  (t) => [index('delivery_attempts_delivery_idx').on(t.deliveryId, t.attemptNumber)],
+  // Unique: one row per attempt number, so two invocations racing on one message can never both record attempt n.
+  (t) => [uniqueIndex('delivery_attempts_delivery_number_uq').on(t.deliveryId, t.attemptNumber)],
 );
 
 /** Idempotency-Key records (IETF draft): scoped to principal and handle, kept 24 h. */

@@ -18,17 +18,44 @@ function raise(ctx: RunContext, handle: string, type: string, data: Record<strin
   return ingestEvent(ctx, { handle, type, data, source: 'system' }, { system: true });
 }
 
-/** `webhook.endpoint_disabled`: the endpoint answered 410 Gone (consumer), or failed for 5 days (auto-disable). */
-export function alertEndpointDisabled(
-  ctx: RunContext,
-  webhook: Pick<WebhookRow, 'id' | 'handle' | 'url'>,
-  why: EndpointDisabledReason,
-): Promise<IngestResult> {
-  return raise(ctx, webhook.handle, 'webhook.endpoint_disabled', {
-    subscriptionId: webhook.id,
-    url: webhook.url,
-    ...why,
-  });
+/** A disabled webhook as its `webhook.endpoint_disabled` alert needs it. */
+export type DisabledWebhook = Pick<
+  WebhookRow,
+  'id' | 'handle' | 'url' | 'disabledReason' | 'disabledAt' | 'consecutiveFailures' | 'failingSince'
+>;
+
+/** Why the service disabled it, from the row: a 410 (consumer), or 5 days of failures (auto-disable). */
+function whyDisabled(w: DisabledWebhook): EndpointDisabledReason {
+  return w.disabledReason === 'no_success_5_days'
+    ? { reason: 'no_success_5_days', consecutiveFailures: w.consecutiveFailures, failingSince: w.failingSince ?? '' }
+    : { reason: 'endpoint_gone', detail: 'The endpoint answered 410 Gone.' };
+}
+
+/**
+ * `webhook.endpoint_disabled` for one disable, then its `disabled_alert_pending` marker cleared. Whoever disabled the
+ * webhook (the deliveries consumer on a 410, the auto-disable job) calls this right after; the auto-disable job calls
+ * it again for every marker left set (a publish that failed). The event's `sourceEventId` names the disable (webhook
+ * id and `disabledAt`), so however often it is raised, a disable has one notification; a later disable of the same
+ * webhook, after a re-enable, has its own.
+ */
+export async function raiseEndpointDisabled(ctx: RunContext, w: DisabledWebhook): Promise<IngestResult> {
+  const result = await ingestEvent(
+    ctx,
+    {
+      handle: w.handle,
+      type: 'webhook.endpoint_disabled',
+      data: { subscriptionId: w.id, url: w.url, ...whyDisabled(w) },
+      sourceEventId: `webhook.endpoint_disabled:${w.id}:${w.disabledAt}`,
+      source: 'system',
+    },
+    { system: true },
+  );
+  await ctx.env.DB.prepare(
+    'UPDATE webhook_subscriptions SET disabled_alert_pending = 0 WHERE id = ?1 AND disabled_at IS ?2',
+  )
+    .bind(w.id, w.disabledAt)
+    .run();
+  return result;
 }
 
 /** `email.subscription_stale`: the subscription's ARN no longer exists at SNS, so it just became `stale`. */

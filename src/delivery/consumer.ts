@@ -1,20 +1,23 @@
 /**
  * The `notify-deliveries` consumer (docs/design.md#consumer): one attempt per message, in five steps per batch.
  *
- * - load: ONE D1 round trip reads every delivery, notification and subscription the batch names;
+ * - load: ONE D1 round trip reads every delivery, notification and subscription the batch names (tried twice: one D1
+ *   blip must not cost every message of the batch a delivery);
  * - plan: from those rows alone, what each message needs: nothing, a move without an attempt, or an attempt;
  * - act: the attempts, at most MAX_CONCURRENT_SENDS at once, each outcome turned into its statements and decision;
- * - write: ONE D1 batch writes every outcome (attempt rows, guarded delivery updates, notification counts,
- *   subscription health, rejected messages);
+ * - write: ONE D1 batch writes every outcome (guarded attempt rows and delivery updates, notification counts,
+ *   subscription health and disables, rejected messages), tried twice;
  * - settle: only then is each message acked or retried, and the owner told of an endpoint a 410 disabled.
  *
  * A delivery already terminal is acked untouched (at-least-once safe), and a message whose processing throws is
- * retried alone.
+ * retried alone. A message whose attempt row the write did not insert lost to another copy of itself (the guard
+ * found the row moved on): it is acked with no side effect of its own — no retry chain, no health, no alert.
  */
 import { getDb } from '../db/client.ts';
 import { type RunContext, runContext } from '../env.ts';
+import { newId } from '../lib/ids.ts';
 import { createLimiter } from '../lib/limiter.ts';
-import { alertEndpointDisabled } from './alerts.ts';
+import { raiseEndpointDisabled } from './alerts.ts';
 import {
   type AttemptInput,
   type AttemptOutcome,
@@ -28,10 +31,11 @@ import { type Rejection, recordRejections } from './rejections.ts';
 import { retryDelaySeconds } from './retry-policy.ts';
 import {
   attemptStatement,
+  disableGoneStatement,
+  type HealthOutcome,
   type LoadedBatch,
   loadBatch,
   moveDelivery,
-  type WebhookHealth,
   webhookHealthStatement,
 } from './store.ts';
 import { TERMINAL_STATUSES } from './summary.ts';
@@ -43,6 +47,8 @@ export const MAX_CONCURRENT_SENDS = 6;
 export const QUEUE_MAX_DELIVERIES = 8;
 /** Delay before a message whose outcome could not be written is offered again. */
 const WRITE_FAILURE_RETRY_SECONDS = 5;
+/** Pause before the second try of a D1 round trip that failed (a blip, not an outage). */
+const D1_RETRY_PAUSE_MS = 200;
 
 export interface ConsumerReport {
   messages: number;
@@ -59,7 +65,10 @@ type Decision = { ack: true } | { ack: false; delaySeconds: number };
 interface Planned {
   message: Message<unknown>;
   decision: Decision;
+  /** With an attempt, its guarded attempt row first. */
   statements: D1PreparedStatement[];
+  /** The id of the attempt row this message's outcome writes, when it made an attempt. */
+  attemptId?: string;
 }
 
 /** What a message needs: its part is known already (no attempt), or an attempt decides it. */
@@ -71,6 +80,7 @@ type Step =
 interface Observed {
   webhook: WebhookRow;
   outcome: AttemptOutcome;
+  attemptId: string;
 }
 
 interface ValidMessage {
@@ -189,7 +199,8 @@ function recordOutcome(
 ): Planned {
   const d1 = env.DB;
   const c = outcome.classification;
-  const statements = [attemptStatement(d1, d, outcome, at)];
+  const attemptId = newId('att');
+  const statements = [attemptStatement(d1, d, outcome, at, attemptId)];
   let decision: Decision = { ack: true };
   if (c.outcome === 'succeeded') {
     statements.push(
@@ -227,7 +238,7 @@ function recordOutcome(
     }
   }
   statements.push(...settleCancelledInFlight(d1, d, outcome, at));
-  return { message, decision, statements };
+  return { message, decision, statements, attemptId };
 }
 
 /**
@@ -249,7 +260,8 @@ async function act(
         const outcome = await limiter.run(() => performAttempt(ctx, input));
         report.attempts++;
         const result = recordOutcome(ctx, message, input.delivery, outcome, now());
-        if (input.webhook && input.delivery.kind === 'event') observed.push({ webhook: input.webhook, outcome });
+        if (input.webhook && input.delivery.kind === 'event')
+          observed.push({ webhook: input.webhook, outcome, attemptId: result.attemptId! });
         return result;
       } catch (err) {
         return crashed(message, deliveryId, err);
@@ -260,96 +272,166 @@ async function act(
   return { planned: all, observed };
 }
 
-/** Each webhook's net health over this batch's outcomes, and the endpoints a 410 disables. */
-function webhookHealth(observed: readonly Observed[]): { health: Map<string, WebhookHealth>; gone: WebhookRow[] } {
-  const health = new Map<string, WebhookHealth>();
-  const gone: WebhookRow[] = [];
-  for (const { webhook, outcome } of observed) {
-    const c = outcome.classification;
-    const h = health.get(webhook.id) ?? {
-      failuresSinceSuccess: 0,
-      succeeded: false,
-      lastFailureClass: null,
-      gone: false,
-    };
-    if (c.outcome === 'succeeded') {
-      h.succeeded = true;
-      h.failuresSinceSuccess = 0;
-    } else {
-      h.failuresSinceSuccess++;
-      h.lastFailureClass = c.errorClass;
-      if (c.disableSubscription && webhook.enabled && !h.gone) {
-        h.gone = true;
-        gone.push(webhook);
-      }
-    }
-    health.set(webhook.id, h);
-  }
-  return { health, gone };
+/** What one batch did to each webhook: its attempts in the order they finished, and the 410s among them. */
+interface WebhookEffects {
+  webhook: WebhookRow;
+  outcomes: HealthOutcome[];
+  goneAttemptIds: string[];
 }
 
-/** write: every message's statements, the webhooks' health and the rejections in ONE D1 batch; false if it failed. */
+/** Each webhook's attempts of this batch, for its health and the disable a 410 asks for. */
+function webhookEffects(observed: readonly Observed[]): WebhookEffects[] {
+  const byWebhook = new Map<string, WebhookEffects>();
+  for (const { webhook, outcome, attemptId } of observed) {
+    const c = outcome.classification;
+    const e = byWebhook.get(webhook.id) ?? { webhook, outcomes: [], goneAttemptIds: [] };
+    const gone = c.outcome === 'failed' && c.disableSubscription;
+    e.outcomes.push({
+      attemptId,
+      succeeded: c.outcome === 'succeeded',
+      errorClass: c.outcome === 'failed' ? c.errorClass : null,
+    });
+    if (gone) e.goneAttemptIds.push(attemptId);
+    byWebhook.set(webhook.id, e);
+  }
+  return [...byWebhook.values()];
+}
+
+/** What the write settled: whether it was written, the attempt rows it inserted, the webhooks THIS write disabled. */
+interface Written {
+  ok: boolean;
+  recorded: ReadonlySet<string>;
+  disabled: readonly WebhookRow[];
+}
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * write: every message's statements, the webhooks' health and disables and the rejections in ONE D1 batch. Which
+ * attempt rows it inserted, and which webhooks it disabled, come from `meta.changes`. A failed write is tried once
+ * more — unless the attempt rows show it committed and only its answer was lost (the batch is atomic); its disables
+ * then reach their owners through the minute job (`disabled_alert_pending`).
+ */
 async function write(
   d1: D1Database,
   planned: readonly Planned[],
-  health: ReadonlyMap<string, WebhookHealth>,
+  effects: readonly WebhookEffects[],
   rejections: readonly Rejection[],
   report: ConsumerReport,
-): Promise<boolean> {
-  const writes = [
-    ...planned.flatMap((p) => p.statements),
-    ...[...health.entries()].map(([id, h]) => webhookHealthStatement(d1, id, h, now())),
-    ...recordRejections(d1, rejections),
-  ];
-  if (!writes.length) return true;
+): Promise<Written> {
+  const at = now();
+  const writes: D1PreparedStatement[] = [];
+  const attemptAt = new Map<string, number>();
+  for (const p of planned) {
+    if (p.attemptId) attemptAt.set(p.attemptId, writes.length);
+    writes.push(...p.statements);
+  }
+  const disableAt = new Map<WebhookRow, number>();
+  for (const e of effects) {
+    writes.push(webhookHealthStatement(d1, e.webhook.id, e.outcomes, at));
+    if (e.goneAttemptIds.length) {
+      disableAt.set(e.webhook, writes.length);
+      writes.push(disableGoneStatement(d1, e.webhook.id, e.goneAttemptIds, at));
+    }
+  }
+  writes.push(...recordRejections(d1, rejections));
+  const settled = (results: D1Result[]): Written => ({
+    ok: true,
+    recorded: new Set([...attemptAt].filter(([, i]) => results[i]!.meta.changes > 0).map(([id]) => id)),
+    disabled: [...disableAt]
+      .filter(([, i]) => results[i]!.meta.changes > 0)
+      .map(([w]) => ({ ...w, disabledReason: 'endpoint_gone', disabledAt: at })),
+  });
+  if (!writes.length) return { ok: true, recorded: new Set(), disabled: [] };
   try {
-    await d1.batch(writes);
+    const results = await d1.batch(writes);
     report.d1RoundTrips++;
-    return true;
+    return settled(results);
   } catch (err) {
-    console.error(
-      JSON.stringify({
-        level: 'error',
-        msg: 'delivery_outcomes_not_written',
-        messages: planned.length,
-        error: String(err),
-      }),
-    );
-    return false;
+    logNotWritten(planned.length, err, 'retrying');
+  }
+  try {
+    await pause(D1_RETRY_PAUSE_MS);
+    if (attemptAt.size) {
+      const { results } = await d1
+        .prepare('SELECT id FROM delivery_attempts WHERE id IN (SELECT value FROM json_each(?1))')
+        .bind(JSON.stringify([...attemptAt.keys()]))
+        .all<{ id: string }>();
+      report.d1RoundTrips++;
+      if (results.length) return { ok: true, recorded: new Set(results.map((r) => r.id)), disabled: [] };
+    }
+    // Nothing of it committed (or only copies that lost, whose statements change nothing): write it again.
+    const results = await d1.batch(writes);
+    report.d1RoundTrips++;
+    return settled(results);
+  } catch (err) {
+    logNotWritten(planned.length, err, 'given_up');
+    return { ok: false, recorded: new Set(), disabled: [] };
   }
 }
 
-/** settle: each message acked or retried as decided once its outcome is written; all retried soon when it is not. */
+function logNotWritten(messages: number, err: unknown, then: 'retrying' | 'given_up') {
+  console.error(
+    JSON.stringify({ level: 'error', msg: 'delivery_outcomes_not_written', messages, then, error: String(err) }),
+  );
+}
+
+/**
+ * settle: each message acked or retried as decided once its outcome is written; all retried soon when it is not. A
+ * copy whose attempt row was not inserted lost its move to another copy (or to a change that ended the delivery):
+ * acked, so one delivery never runs two retry chains.
+ */
 function settle(
   planned: readonly Planned[],
   rejections: readonly Rejection[],
-  written: boolean,
+  written: Written,
   report: ConsumerReport,
 ) {
   for (const p of planned) {
-    if (written && p.decision.ack) {
+    const lost = written.ok && p.attemptId !== undefined && !written.recorded.has(p.attemptId);
+    if (lost) {
+      console.warn(JSON.stringify({ level: 'warn', msg: 'delivery_copy_lost', messageId: p.message.id }));
+    }
+    if (written.ok && (lost || p.decision.ack)) {
       p.message.ack();
       report.acked++;
     } else {
       p.message.retry({
-        delaySeconds: written && !p.decision.ack ? p.decision.delaySeconds : WRITE_FAILURE_RETRY_SECONDS,
+        delaySeconds: written.ok && !p.decision.ack ? p.decision.delaySeconds : WRITE_FAILURE_RETRY_SECONDS,
       });
       report.retried++;
     }
   }
   for (const r of rejections) {
-    if (written) r.message.ack();
+    if (written.ok) r.message.ack();
     else r.message.retry({ delaySeconds: WRITE_FAILURE_RETRY_SECONDS });
   }
 }
 
-/** A 410 disabled these endpoints: tell each owner (critical, so it reaches the owner default email). */
-async function alertGone(ctx: RunContext, gone: readonly WebhookRow[]): Promise<void> {
-  for (const w of gone) {
-    await alertEndpointDisabled(ctx, w, { reason: 'endpoint_gone', detail: 'The endpoint answered 410 Gone.' }).catch(
-      (err: unknown) =>
-        console.error(JSON.stringify({ level: 'error', msg: 'system_event_failed', error: String(err) })),
+/**
+ * A 410 that THIS write disabled: tell the owner (critical, so it reaches the owner default email). A failure here is
+ * not the end of it: the disable carries `disabled_alert_pending`, which the minute job finishes.
+ */
+async function alertGone(ctx: RunContext, disabled: readonly WebhookRow[]): Promise<void> {
+  for (const w of disabled) {
+    await raiseEndpointDisabled(ctx, w).catch((err: unknown) =>
+      console.error(JSON.stringify({ level: 'error', msg: 'system_event_failed', error: String(err) })),
     );
+  }
+}
+
+/** The batch's rows, tried twice (see `write`); null when D1 could not be read. */
+async function load(d1: D1Database, ids: readonly string[], report: ConsumerReport): Promise<LoadedBatch | null> {
+  for (let tries = 1; ; tries++) {
+    try {
+      const loaded = await loadBatch(getDb(d1), ids);
+      report.d1RoundTrips++;
+      return loaded;
+    } catch (err) {
+      console.error(JSON.stringify({ level: 'error', msg: 'delivery_batch_not_loaded', tries, error: String(err) }));
+      if (tries === 2) return null;
+      await pause(D1_RETRY_PAUSE_MS);
+    }
   }
 }
 
@@ -367,14 +449,18 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
   const { valid, rejections } = readMessages(batch);
   let steps: Step[] = [];
   if (valid.length) {
-    const loaded = await loadBatch(getDb(env.DB), [...new Set(valid.map((v) => v.deliveryId))]);
-    report.d1RoundTrips++;
-    steps = plan(env.DB, valid, loaded);
+    const loaded = await load(env.DB, [...new Set(valid.map((v) => v.deliveryId))], report);
+    // Unreadable twice: every message is offered again soon (the rejections are written and acked meanwhile).
+    steps = loaded
+      ? plan(env.DB, valid, loaded)
+      : valid.map(({ message }) => ({
+          kind: 'done',
+          planned: { message, decision: { ack: false, delaySeconds: WRITE_FAILURE_RETRY_SECONDS }, statements: [] },
+        }));
   }
   const { planned, observed } = await act(ctx, steps, report);
-  const { health, gone } = webhookHealth(observed);
-  const written = await write(env.DB, planned, health, rejections, report);
+  const written = await write(env.DB, planned, webhookEffects(observed), rejections, report);
   settle(planned, rejections, written, report);
-  if (written) await alertGone(ctx, gone);
+  if (written.ok) await alertGone(ctx, written.disabled);
   return report;
 }

@@ -1,16 +1,39 @@
 /**
- * The `notify-deliveries-dlq` consumer (docs/design.md#retry-schedule): a message lands here when its retries are
- * exhausted; its delivery becomes `dead` with the last error class it had, and its notification's aggregate status
- * follows.
+ * The `notify-deliveries-dlq` consumer (docs/design.md#retry-schedule): a message lands here when Queues gave up on it
+ * (8 deliveries). Queues counts deliveries, not recorded attempts — a failed write, a crashed invocation or an
+ * unreadable batch retries a message with nothing recorded — so the rows decide, never the count alone:
+ *
+ * - the schedule is spent (`retries_exhausted`, or every attempt since the last redrive made): `dead`, with the last
+ *   error class it had, and its notification's aggregate status follows;
+ * - attempts are left: handed back to the queue on a fresh message, due when the row says (`requeued_from_dlq`);
+ * - already handed back once and nothing recorded since (a row that crashes every consumer): `dead`
+ *   (`redelivery_exhausted`), so a crash loop ends.
  */
 import { getDb } from '../db/client.ts';
+import { runContext } from '../env.ts';
 import type { DeliveryRow } from './attempt.ts';
+import { enqueueDeliveries } from './enqueue.ts';
 import { DeliveryMessage } from './messages.ts';
 import { type Rejection, recordRejections } from './rejections.ts';
-import { deliveriesByIds, moveDelivery } from './store.ts';
+import { retryDelaySeconds } from './retry-policy.ts';
+import { deliveriesByIds, moveDelivery, REQUEUED_FROM_DLQ, requeuedFromDlqStatement } from './store.ts';
 import { OPEN_STATUSES } from './summary.ts';
 
-/** `dead` (`retries_exhausted`) for each of these deliveries still open; shared with the sweeper's lost hand-offs. */
+/** Queues' longest `delaySeconds` (12 h). */
+const MAX_QUEUE_DELAY_SECONDS = 12 * 3600;
+
+/** What the rows say about a delivery the queue gave up on. */
+function verdict(d: DeliveryRow, schedule: readonly number[] | undefined): 'dead' | 'crash_loop' | 'requeue' {
+  const since = d.attemptCount - d.retryBase;
+  const spent = since > 0 && retryDelaySeconds(since, { schedule, random: () => 0.5 }) === null;
+  if (spent || d.statusReason === 'retries_exhausted') return 'dead';
+  return d.statusReason === REQUEUED_FROM_DLQ ? 'crash_loop' : 'requeue';
+}
+
+/**
+ * `dead` (`retries_exhausted`) for each of these deliveries still open: the sweeper's lost hand-offs, rows whose
+ * schedule the consumer already found spent (status reason `retries_exhausted`) but whose DLQ message was lost.
+ */
 export function deadLetterStatements(d1: D1Database, rows: readonly DeliveryRow[], now: string): D1PreparedStatement[] {
   return rows
     .filter((d) => OPEN_STATUSES.includes(d.status))
@@ -18,21 +41,45 @@ export function deadLetterStatements(d1: D1Database, rows: readonly DeliveryRow[
 }
 
 export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env): Promise<void> {
+  const { cfg } = runContext(env);
   const rejections: Rejection[] = [];
-  const ids: string[] = [];
+  const idOf = new Map<Message<unknown>, string>();
   for (const message of batch.messages) {
     const parsed = DeliveryMessage.safeParse(message.body);
-    if (parsed.success) ids.push(parsed.data.deliveryId);
+    if (parsed.success) idOf.set(message, parsed.data.deliveryId);
     else rejections.push({ queue: batch.queue, message, handle: null, reason: 'invalid dead-letter message' });
   }
-  const rows = ids.length ? await deliveriesByIds(getDb(env.DB), [...new Set(ids)]) : [];
-  const now = new Date().toISOString();
-  const statements = [...deadLetterStatements(env.DB, rows, now), ...recordRejections(env.DB, rejections)];
+  const now = new Date();
+  const at = now.toISOString();
+  const failed = new Set<string>();
   try {
+    const ids = [...new Set(idOf.values())];
+    const rows = ids.length ? await deliveriesByIds(getDb(env.DB), ids) : [];
+    const statements: D1PreparedStatement[] = [];
+    for (const d of rows.filter((r) => OPEN_STATUSES.includes(r.status))) {
+      const v = verdict(d, cfg.retryDelaysSeconds);
+      if (v !== 'requeue') {
+        const statusReason = v === 'dead' ? 'retries_exhausted' : 'redelivery_exhausted';
+        statements.push(...moveDelivery(env.DB, d, 'dead', { statusReason, attempted: false, now: at }));
+        continue;
+      }
+      const due = d.nextAttemptAt ? Math.ceil((Date.parse(d.nextAttemptAt) - now.getTime()) / 1000) : 0;
+      const delaySeconds = Math.min(MAX_QUEUE_DELAY_SECONDS, Math.max(0, due));
+      const sent = await enqueueDeliveries(env, [d.id], { delaySeconds }).catch(() => ({ queued: [] }));
+      // Marked only once it is on its fresh message: a message retried here must find it unmarked.
+      if (sent.queued.length) statements.push(requeuedFromDlqStatement(env.DB, d, at));
+      else failed.add(d.id);
+    }
+    statements.push(...recordRejections(env.DB, rejections));
     if (statements.length) await env.DB.batch(statements);
-    batch.ackAll();
   } catch (err) {
     console.error(JSON.stringify({ level: 'error', msg: 'dead_letters_not_written', error: String(err) }));
     batch.retryAll({ delaySeconds: 30 });
+    return;
+  }
+  for (const message of batch.messages) {
+    const id = idOf.get(message);
+    if (id && failed.has(id)) message.retry({ delaySeconds: 30 });
+    else message.ack();
   }
 }

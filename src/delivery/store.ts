@@ -1,15 +1,35 @@
 /**
  * The delivery SQL the consumer, test sends, the dead-letter consumer and redrive share (docs/design.md#consumer,
  * #statuses): the batch load, the guarded move of a delivery together with its notification's transition, the attempt
- * row, a webhook's health, a test delivery's row and a redrive. Statements rather than results: each caller writes
- * them in its own `db.batch`, so a delivery and its notification never disagree.
+ * row, a webhook's health and the disable a 410 asks for, a test delivery's row and a redrive. Statements rather than
+ * results: each caller writes them in its own `db.batch`, so a delivery and its notification never disagree.
+ *
+ * The guard (docs/design.md#consumer): a move applies only to the row its caller read, identified by its attempt count
+ * and by being open (any of `pending`, `queued`, `retrying`), not by the exact open status — `pending → queued` is the
+ * producer's transport bookkeeping and commits whenever its send returns, also while a consumer holds the row. The
+ * attempt row is guarded the same way, so it is written exactly when its move is, and at most once per number.
  */
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
 import { deliveries, emailSubscriptions, notifications, webhookSubscriptions } from '../db/schema.ts';
 import { newId } from '../lib/ids.ts';
 import type { AttemptOutcome, DeliveryRow } from './attempt.ts';
-import { type DeliveryStatus, transitionStatement } from './summary.ts';
+import { type DeliveryStatus, OPEN_STATUSES, transitionStatement } from './summary.ts';
+
+const sqlList = (statuses: readonly string[]) => `(${statuses.map((s) => `'${s}'`).join(', ')})`;
+/** SQL list of the open statuses. */
+const OPEN_SQL = sqlList(OPEN_STATUSES);
+/** Statuses an attempt's outcome may still be recorded on: open, or `cancelled` while the request was in flight. */
+const RECORDABLE_SQL = sqlList([...OPEN_STATUSES, 'cancelled']);
+
+/**
+ * SQL condition on `deliveries` (bound: ?<status>, ?<count>) that the row is still the one `d` was read as: open if it
+ * was read open (whichever open status), otherwise the exact status; and the same attempt count.
+ */
+function sameRow(d: Pick<DeliveryRow, 'status'>, status: string, count: string): string {
+  const state = OPEN_STATUSES.includes(d.status) ? `status IN ${OPEN_SQL}` : `status = ${status}`;
+  return `${state} AND attempt_count = ${count}`;
+}
 
 /** SQL fragment: the ids in the bound JSON array. */
 const idsIn = (json: string) => sql`(SELECT value FROM json_each(${json}))`;
@@ -62,7 +82,11 @@ export interface MoveFields {
   now: string;
 }
 
-/** The guarded UPDATE of a delivery plus its notification's transition: applies once, however often it runs. */
+/**
+ * The guarded UPDATE of a delivery plus its notification's transition: applies once, however often it runs, and only
+ * to the row as `d` was read (see the guard above). Open statuses share the notification's `open` count, so the
+ * transition from `d.status` is right whichever open status the row had when the move applied.
+ */
 export function moveDelivery(
   d1: D1Database,
   d: DeliveryRow,
@@ -76,7 +100,7 @@ export function moveDelivery(
         `UPDATE deliveries SET status = ?2, status_reason = ?3, attempt_count = ?4, last_error_class = ?5,
            last_http_status = ?6, next_attempt_at = ?7, last_attempt_at = CASE WHEN ?8 THEN ?9 ELSE last_attempt_at END,
            updated_at = ?9
-         WHERE id = ?1 AND status = ?10 AND attempt_count = ?11`,
+         WHERE id = ?1 AND ${sameRow(d, '?10', '?11')}`,
       )
       .bind(
         d.id,
@@ -110,17 +134,35 @@ export function moveDelivery(
   return statements;
 }
 
-/** The attempt row: the evidence the delivery log and the diagnosis show. */
-export function attemptStatement(d1: D1Database, d: DeliveryRow, o: AttemptOutcome, now: string): D1PreparedStatement {
+/**
+ * The attempt row: the evidence the delivery log and the diagnosis show. Written only while the delivery is still the
+ * row `d` was read as (open, or `cancelled` by a delete while the request was in flight; the same attempt count): the
+ * condition under which one of the moves that record the attempt applies. Put it before those moves in the same
+ * batch. `id` lets the caller find out whether it was written (`meta.changes`, or the row itself). A row already
+ * holding this number can only be one written without its move before attempt rows were guarded: this attempt,
+ * which the delivery's count does record, replaces it.
+ */
+export function attemptStatement(
+  d1: D1Database,
+  d: DeliveryRow,
+  o: AttemptOutcome,
+  now: string,
+  id: string = newId('att'),
+): D1PreparedStatement {
   const failed = o.classification.outcome === 'failed' ? o.classification : null;
   return d1
     .prepare(
       `INSERT INTO delivery_attempts (id, delivery_id, attempt_number, outcome, error_class, http_status, duration_ms,
          request_bytes, response_snippet, error_message, created_at)
-       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)`,
+       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
+       WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?2 AND attempt_count = ?12 AND status IN ${RECORDABLE_SQL})
+       ON CONFLICT (delivery_id, attempt_number) DO UPDATE SET id = excluded.id, outcome = excluded.outcome,
+         error_class = excluded.error_class, http_status = excluded.http_status, duration_ms = excluded.duration_ms,
+         request_bytes = excluded.request_bytes, response_snippet = excluded.response_snippet,
+         error_message = excluded.error_message, created_at = excluded.created_at`,
     )
     .bind(
-      newId('att'),
+      id,
       d.id,
       d.attemptCount + 1,
       failed ? 'failed' : 'succeeded',
@@ -131,41 +173,87 @@ export function attemptStatement(d1: D1Database, d: DeliveryRow, o: AttemptOutco
       o.responseSnippet,
       o.errorMessage,
       now,
+      d.attemptCount,
     );
 }
 
-/** Net effect of one batch's outcomes on one webhook's health. */
-export interface WebhookHealth {
-  failuresSinceSuccess: number;
+/** One production attempt on a webhook as its health sees it: the attempt row that records it, what it observed. */
+export interface HealthOutcome {
+  attemptId: string;
   succeeded: boolean;
-  lastFailureClass: string | null;
-  /** A 410 answered: the endpoint is disabled (`endpoint_gone`) by this write. */
-  gone: boolean;
+  errorClass: string | null;
 }
 
-/** Writes a webhook's health: its failure streak, and the disable a 410 asks for. */
-export function webhookHealthStatement(d1: D1Database, id: string, h: WebhookHealth, now: string): D1PreparedStatement {
-  if (h.succeeded) {
-    return d1
-      .prepare(
-        `UPDATE webhook_subscriptions SET consecutive_failures = ?2,
-           failing_since = CASE WHEN ?2 > 0 THEN ?3 ELSE NULL END, last_success_at = ?3,
-           last_failure_at = CASE WHEN ?2 > 0 THEN ?3 ELSE last_failure_at END,
-           last_failure_class = COALESCE(?4, last_failure_class), updated_at = ?3
-         WHERE id = ?1`,
-      )
-      .bind(id, h.failuresSinceSuccess, now, h.lastFailureClass);
-  }
+/**
+ * A webhook's health over one batch's attempts on it, in the order they finished: its failure streak, last success
+ * and failure. Only attempts whose rows the same batch wrote count (an attempt of a copy that lost its move — the
+ * same message run twice at once — is not the webhook's), so put it after the attempt rows and the moves.
+ */
+export function webhookHealthStatement(
+  d1: D1Database,
+  id: string,
+  outcomes: readonly HealthOutcome[],
+  now: string,
+): D1PreparedStatement {
+  const list = JSON.stringify(outcomes.map((o) => [o.attemptId, o.succeeded ? 1 : 0, o.errorClass]));
+  // o: the recorded outcomes with their order; s: the last success; f: the failures after it (all, without one).
   return d1
     .prepare(
-      `UPDATE webhook_subscriptions SET consecutive_failures = consecutive_failures + ?2,
-         failing_since = COALESCE(failing_since, ?3), last_failure_at = ?3, last_failure_class = ?4, updated_at = ?3,
-         enabled = CASE WHEN ?5 THEN 0 ELSE enabled END,
-         disabled_reason = CASE WHEN ?5 AND enabled = 1 THEN 'endpoint_gone' ELSE disabled_reason END,
-         disabled_at = CASE WHEN ?5 AND enabled = 1 THEN ?3 ELSE disabled_at END
-       WHERE id = ?1`,
+      `WITH o AS (
+         SELECT CAST(j.key AS INTEGER) AS k, j.value ->> '$[1]' AS ok, j.value ->> '$[2]' AS cls FROM json_each(?2) j
+         WHERE EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.id = j.value ->> '$[0]')),
+       s AS (SELECT max(k) AS k FROM o WHERE ok = 1),
+       f AS (SELECT count(*) AS n FROM o WHERE ok = 0 AND k > COALESCE((SELECT k FROM s), -1))
+       UPDATE webhook_subscriptions SET
+         consecutive_failures = (SELECT n FROM f)
+           + CASE WHEN (SELECT k FROM s) IS NULL THEN consecutive_failures ELSE 0 END,
+         failing_since = CASE WHEN (SELECT n FROM f) = 0 THEN CASE WHEN (SELECT k FROM s) IS NULL THEN failing_since END
+           WHEN (SELECT k FROM s) IS NULL THEN COALESCE(failing_since, ?3) ELSE ?3 END,
+         last_success_at = CASE WHEN (SELECT k FROM s) IS NULL THEN last_success_at ELSE ?3 END,
+         last_failure_at = CASE WHEN (SELECT n FROM f) > 0 THEN ?3 ELSE last_failure_at END,
+         last_failure_class = COALESCE((SELECT cls FROM o WHERE ok = 0 ORDER BY k DESC LIMIT 1), last_failure_class),
+         updated_at = ?3
+       WHERE id = ?1 AND EXISTS (SELECT 1 FROM o)`,
     )
-    .bind(id, h.failuresSinceSuccess, now, h.lastFailureClass, h.gone ? 1 : 0);
+    .bind(id, list, now);
+}
+
+/**
+ * The disable a 410 asks for, marked as owing its `webhook.endpoint_disabled` alert (`disabled_alert_pending`).
+ * Guarded: it applies only if the webhook is enabled and one of these 410 attempts was recorded by the same batch,
+ * so `meta.changes` says whether THIS write disabled it — two concurrent 410s disable (and alert) once.
+ */
+export function disableGoneStatement(
+  d1: D1Database,
+  id: string,
+  goneAttemptIds: readonly string[],
+  now: string,
+): D1PreparedStatement {
+  return d1
+    .prepare(
+      `UPDATE webhook_subscriptions SET enabled = 0, disabled_reason = 'endpoint_gone', disabled_at = ?3,
+         disabled_alert_pending = 1, updated_at = ?3
+       WHERE id = ?1 AND enabled = 1
+         AND EXISTS (SELECT 1 FROM delivery_attempts WHERE id IN (SELECT value FROM json_each(?2)))`,
+    )
+    .bind(id, JSON.stringify(goneAttemptIds), now);
+}
+
+/** The status reason of a delivery handed back to the queue by the dead-letter consumer. */
+export const REQUEUED_FROM_DLQ = 'requeued_from_dlq';
+
+/**
+ * The mark of a delivery the dead-letter consumer handed back to the queue (docs/design.md#retry-schedule): its status
+ * reason only, guarded like a move. The next recorded attempt replaces it; finding it still there means the queue
+ * gave up on the delivery twice with nothing recorded in between.
+ */
+export function requeuedFromDlqStatement(d1: D1Database, d: DeliveryRow, now: string): D1PreparedStatement {
+  return d1
+    .prepare(
+      `UPDATE deliveries SET status_reason = '${REQUEUED_FROM_DLQ}', updated_at = ?2
+       WHERE id = ?1 AND ${sameRow(d, '?3', '?4')}`,
+    )
+    .bind(d.id, now, d.status, d.attemptCount);
 }
 
 /** The row of a test delivery (kind `test`, `pending`, its event in `payload`), written before its one attempt. */

@@ -251,6 +251,7 @@ export const webhooksRoutes = createRouter()
       enabled: body.enabled,
       disabledReason: body.enabled ? null : 'disabled_by_user',
       disabledAt: body.enabled ? null : now.toISOString(),
+      disabledAlertPending: false,
       secretEncrypted: await encryptSecret(secret, await importEncryptionKey(c.env.ENCRYPTION_KEY)),
       previousSecretEncrypted: null,
       previousSecretExpiresAt: null,
