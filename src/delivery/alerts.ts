@@ -8,6 +8,7 @@ import type { SuppressedSubscription } from '../email/suppression.ts';
 import type { RunContext } from '../env.ts';
 import type { WebhookRow } from './attempt.ts';
 import { type IngestResult, ingestEvent } from './ingest.ts';
+import { SYSTEM_SOURCE_PREFIX } from './messages.ts';
 
 /** Why an endpoint was disabled, with what the owner needs to know about it. */
 export type EndpointDisabledReason =
@@ -45,7 +46,7 @@ export async function raiseEndpointDisabled(ctx: RunContext, w: DisabledWebhook)
       handle: w.handle,
       type: 'webhook.endpoint_disabled',
       data: { subscriptionId: w.id, url: w.url, ...whyDisabled(w) },
-      sourceEventId: `webhook.endpoint_disabled:${w.id}:${w.disabledAt}`,
+      sourceEventId: `${SYSTEM_SOURCE_PREFIX}webhook.endpoint_disabled:${w.id}:${w.disabledAt}`,
       source: 'system',
     },
     { system: true },

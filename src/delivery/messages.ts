@@ -9,6 +9,12 @@ import { HANDLE_PATTERN } from '../lib/handles.ts';
 export const DeliveryMessage = z.strictObject({ deliveryId: z.string().regex(/^dlv_[0-9A-Z]{26}$/) });
 export type DeliveryMessage = z.infer<typeof DeliveryMessage>;
 
+/**
+ * `sourceEventId`s of the service's own events start with this; clients may not use it, so nobody can publish an
+ * event that pre-empts (and so silences) a system alert's de-duplication key.
+ */
+export const SYSTEM_SOURCE_PREFIX = 'system:';
+
 /** An event as clients publish it (`POST …/events`): the one schema of the HTTP and the queue paths. */
 export const EventInput = z.strictObject({
   type: z
@@ -18,7 +24,14 @@ export const EventInput = z.strictObject({
   severity: z.enum(['info', 'warning', 'critical']).optional(),
   data: z.record(z.string(), z.unknown()),
   occurredAt: z.iso.datetime({ offset: true }).optional(),
-  sourceEventId: z.string().min(1).max(200).optional(),
+  sourceEventId: z
+    .string()
+    .min(1)
+    .max(200)
+    .refine((v) => !v.startsWith(SYSTEM_SOURCE_PREFIX), {
+      message: `sourceEventIds beginning with "${SYSTEM_SOURCE_PREFIX}" are reserved for the service's own events.`,
+    })
+    .optional(),
 });
 export type EventInput = z.infer<typeof EventInput>;
 

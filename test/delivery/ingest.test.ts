@@ -371,6 +371,20 @@ describe('POST …/events: what is refused', () => {
     expect(await counts(h.handle)).toEqual({ notifications: 0, deliveries: 0 });
   });
 
+  it('a sourceEventId in the system: namespace → 400 naming it: no client can pre-empt a system alert (endpoint_disabled)', async () => {
+    const h = await setupHandle();
+    const body = { type: 'order.paid', data: {}, sourceEventId: 'system:webhook.endpoint_disabled:wh_x:2026-01-01' };
+    const p = await expectProblem(await call('POST', eventsPath(h.handle), { token: h.token, body }), 400);
+    expect(p.errors.map((e: { path: string }) => e.path)).toContain('body.sourceEventId');
+    expect(await counts(h.handle)).toEqual({ notifications: 0, deliveries: 0 });
+    // An ordinary id with the same words but not the prefix is still the client's own.
+    const ok = await call('POST', eventsPath(h.handle), {
+      token: h.token,
+      body: { ...body, sourceEventId: 'webhook.endpoint_disabled:wh_x:2026-01-01' },
+    });
+    expect(ok.status).toBe(202);
+  });
+
   it('a viewer → 403; a token without events:publish → 403 naming it; a non-member → 404', async () => {
     const h = await setupHandle();
     const viewer = unique('viewer');
