@@ -48,7 +48,8 @@ export const EventTypesSchema = z
 /**
  * Refuses eventTypes entries that match no catalog type and read as a typo of one (`orders.*`, `order.shipped`): such
  * a subscription would be created and never receive anything. 422 with each entry's path and the nearest catalog
- * types or prefixes. Custom types in a namespace of their own (`inventory.*`) pass (docs/design.md#eventtypes-patterns).
+ * types or prefixes. Custom types in a namespace of their own (`inventory.*`) pass
+ * (docs/design.md#eventtypes-patterns).
  */
 export function requireKnownEventTypes(eventTypes: readonly string[] | null | undefined): void {
   const errors: { path: string; message: string; suggestions: string[] }[] = [];
