@@ -2,14 +2,17 @@
  * docs/receiving-webhooks.md's JavaScript receiver, run as written: the snippet is taken from the Markdown, started as
  * its own Node process on 127.0.0.1 with the webhook's secret, and receives a real delivery from the Worker started
  * from wrangler.toml (`unstable_startWorker`, every binding local). Proves the guide's code verifies a real request,
- * refuses a forged one and answers a replayed `webhook-id` without handling it twice.
+ * refuses a forged one and answers a replayed `webhook-id` without handling it twice. With the same Worker, a client
+ * generated from `/v2/openapi.json` by openapi-typescript (a pinned devDependency) type-checks under strict settings.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
+import openapiTS, { astToString } from 'openapi-typescript';
 import { Webhook } from 'standardwebhooks';
+import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unstable_startWorker } from 'wrangler';
 import { ROOT, runWrangler, type WranglerError } from '../../scripts/wrangler-cli.ts';
@@ -212,4 +215,64 @@ describe('docs/receiving-webhooks.md', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(lines.filter((l) => l.includes(`"id":"${pub.body.notificationId}"`))).toHaveLength(1);
   }, 120_000);
+});
+
+/** The TypeScript diagnostics of `files` (name → source, written to `dir`) under strict settings, as `file: message`. */
+async function typeErrors(dir: string, files: Record<string, string>): Promise<string[]> {
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  for (const [name, source] of Object.entries(files)) await writeFile(join(dir, name), source);
+  const program = ts.createProgram(
+    Object.keys(files).map((f) => join(dir, f)),
+    {
+      strict: true,
+      noEmit: true,
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.ESNext,
+      moduleResolution: ts.ModuleResolutionKind.Bundler,
+      skipLibCheck: true,
+      types: [],
+    },
+  );
+  return ts
+    .getPreEmitDiagnostics(program)
+    .map(
+      (d) => `${d.file?.fileName.slice(dir.length + 1) ?? ''}: ${ts.flattenDiagnosticMessageText(d.messageText, ' ')}`,
+    );
+}
+
+describe('a client generated from /v2/openapi.json', () => {
+  it('openapi-typescript generates types for every route and catalog webhook, and a client using them type-checks', async () => {
+    const doc = (await (await worker!.fetch('http://notify.test/v2/openapi.json')).json()) as Json;
+    const client = astToString(await openapiTS(doc as Parameters<typeof openapiTS>[0]));
+    expect(client).toContain('export interface webhooks');
+    expect(client).toContain('"order.fulfilled"');
+    const dir = join(ROOT, 'node_modules', '.cache', 'openapi-client');
+    const usage = `
+import type { paths, webhooks } from './client';
+type OrderPaid = webhooks['order.paid']['post']['requestBody']['content']['application/json'];
+export function onOrderPaid(body: OrderPaid): string {
+  const total: number | undefined = body.data.total;
+  const type: 'order.paid' = body.type;
+  const id: string = body.id;
+  return \`\${id} \${type} \${total ?? 0} \${body.test ? 'test' : 'live'} \${body.severity}\`;
+}
+type Publish = NonNullable<paths['/v2/handles/{handle}/events']['post']['requestBody']>['content']['application/json'];
+export const publish: Publish = { type: 'order.paid', data: { orderId: 'ord_1', total: 10 } };
+type Catalog = paths['/v2/event-types']['get']['responses'][200]['content']['application/json'];
+export const schemaOf = (c: Catalog, type: string) => c.data.find((e) => e.type === type)?.dataSchema;
+`;
+    expect(await typeErrors(dir, { 'client.ts': client, 'usage.ts': usage })).toEqual([]);
+    // The types carry the contract: a string total, a wrong type literal and a body without data are errors.
+    const wrong = `
+import type { webhooks } from './client';
+type OrderPaid = webhooks['order.paid']['post']['requestBody']['content']['application/json'];
+export const total: OrderPaid['data']['total'] = '2499';
+export const type: OrderPaid['type'] = 'order.created';
+export const body: OrderPaid = { id: 'n', type: 'order.paid', handle: 'h', severity: 'info', timestamp: 't', test: false };
+`;
+    const errors = await typeErrors(dir, { 'client.ts': client, 'wrong.ts': wrong });
+    expect(errors.filter((e) => e.startsWith('wrong.ts'))).toHaveLength(3);
+    await rm(dir, { recursive: true, force: true });
+  });
 });
