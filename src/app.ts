@@ -10,6 +10,7 @@ import { TrieRouter } from 'hono/router/trie-router';
 import { dashboardRoutes } from './dashboard/dashboard.routes.tsx';
 import type { AppEnv } from './env.ts';
 import { createRouter } from './http/openapi.ts';
+import { registerCatalogWebhooks } from './http/webhook-docs.ts';
 import { isTransientStorageError, ProblemError, problemResponse, problems } from './lib/problem.ts';
 import { bodyGuard } from './middleware/body-guard.ts';
 import { requestContext } from './middleware/request-id.ts';
@@ -128,6 +129,8 @@ export function buildApp() {
     scheme: 'bearer',
     description: 'A JWT (HS256 locally, RS256/ES256 via JWKS in production) or a personal access token (`grt_…`).',
   });
+
+  registerCatalogWebhooks(app.openAPIRegistry);
 
   let document: Record<string, unknown> | undefined;
   const getDocument = () =>

@@ -13,7 +13,7 @@ import type { BatchItem } from 'drizzle-orm/batch';
 import { type Db, getDb } from '../db/client.ts';
 import { notifications } from '../db/schema.ts';
 import type { Config, RunContext } from '../env.ts';
-import { eventTypeInfo, type Severity } from '../lib/event-catalog.ts';
+import { eventTypeInfo, looksLikeCatalogTypo, nearestEventTypes, type Severity } from '../lib/event-catalog.ts';
 import { newId } from '../lib/ids.ts';
 import { enqueueDeliveries } from './enqueue.ts';
 import { planRecipients } from './match.ts';
@@ -61,8 +61,15 @@ export interface IngestResult {
 /** Why an event cannot be accepted; the HTTP layer maps `code` to a status, the queue consumer records it. */
 export class IngestRejected extends Error {
   constructor(
-    readonly code: 'unknown_handle' | 'system_event_type' | 'data_too_large',
+    readonly code:
+      | 'unknown_handle'
+      | 'system_event_type'
+      | 'data_too_large'
+      | 'unknown_event_type'
+      | 'invalid_event_data',
     message: string,
+    /** Where in the event it is wrong (`type`, `data.total`), and the catalog types it most likely meant. */
+    readonly details: { errors?: { path: string; message: string }[]; suggestions?: string[] } = {},
   ) {
     super(message);
     this.name = 'IngestRejected';
@@ -125,12 +132,31 @@ async function existingBySourceId(db: Db, handle: string, sourceEventId: string)
 
 /**
  * The checks that need no read, in the order a publisher hears them: a system type (unless `options.system`, for the
- * service's own events, which clients may not publish), then the size of `data`. Throws {@link IngestRejected}.
+ * service's own events, which clients may not publish), a type that reads as a typo of a catalog type, `data` that
+ * fails its catalog schema (docs/design.md#event-catalog), then the size of `data`. Throws {@link IngestRejected}.
  */
 export function checkEvent(cfg: Config, req: Omit<IngestRequest, 'source'>, options: IngestOptions = {}): CheckedEvent {
   const info = eventTypeInfo(req.type);
   if (info?.system && !options.system) {
     throw new IngestRejected('system_event_type', `${req.type} is emitted by this service and cannot be published.`);
+  }
+  if (!info && !options.system && looksLikeCatalogTypo(req.type)) {
+    const suggestions = nearestEventTypes(req.type, { publishable: true });
+    const message = `${req.type} is not in the event catalog; did you mean ${suggestions[0]}? (GET /v2/event-types)`;
+    throw new IngestRejected('unknown_event_type', message, { errors: [{ path: 'type', message }], suggestions });
+  }
+  if (info && !options.system) {
+    const parsed = info.schema.safeParse(req.data);
+    if (!parsed.success) {
+      const errors = parsed.error.issues.map((i) => ({
+        path: ['data', ...i.path.map(String)].join('.'),
+        message: i.message,
+      }));
+      const where = errors.map((e) => e.path).join(', ');
+      throw new IngestRejected('invalid_event_data', `data does not match the ${req.type} schema at ${where}.`, {
+        errors,
+      });
+    }
   }
   const dataBytes = new TextEncoder().encode(JSON.stringify(req.data)).length;
   if (dataBytes > cfg.maxEventDataBytes) {

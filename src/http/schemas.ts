@@ -4,7 +4,9 @@
  * agree on what is valid.
  */
 import { z } from '@hono/zod-openapi';
+import { patternTypoSuggestions } from '../lib/event-catalog.ts';
 import { isValidEventTypePattern, validateFilterPolicy } from '../lib/filter-policy.ts';
+import { problems } from '../lib/problem.ts';
 
 export const SEVERITIES = ['info', 'warning', 'critical'] as const;
 export const SeveritySchema = z.enum(SEVERITIES);
@@ -42,6 +44,29 @@ export const EventTypesSchema = z
     description: 'Exact types or `prefix.*`; omit (or null) for every type.',
     example: ['order.*', 'payment.failed'],
   });
+
+/**
+ * Refuses eventTypes entries that match no catalog type and read as a typo of one (`orders.*`, `order.shipped`): such
+ * a subscription would be created and never receive anything. 422 with each entry's path and the nearest catalog
+ * types or prefixes. Custom types in a namespace of their own (`inventory.*`) pass
+ * (docs/design.md#eventtypes-patterns).
+ */
+export function requireKnownEventTypes(eventTypes: readonly string[] | null | undefined): void {
+  const errors: { path: string; message: string; suggestions: string[] }[] = [];
+  (eventTypes ?? []).forEach((pattern, i) => {
+    const suggestions = patternTypoSuggestions(pattern);
+    if (suggestions) {
+      const message = `${pattern} matches no type in the event catalog; did you mean ${suggestions.join(' or ')}?`;
+      errors.push({ path: `eventTypes.${i}`, message, suggestions });
+    }
+  });
+  if (errors.length) {
+    throw problems.unprocessable(`${errors.map((e) => e.message).join(' ')} (GET /v2/event-types lists them.)`, {
+      code: 'unknown_event_type',
+      errors,
+    });
+  }
+}
 
 /** An email address as users type it: trimmed; compared and sent lower-cased. */
 export const EmailSchema = z

@@ -340,6 +340,23 @@ describe('dashboard', () => {
     expect(after.body.enabled).toBe(false);
   });
 
+  it('the webhook page preselects a test type the webhook receives and links the receiving guide', async () => {
+    const b = new Browser();
+    await b.signIn(pat);
+    const created = await callJson('POST', `/v2/handles/${handle}/webhooks`, {
+      token: pat,
+      body: { url: receiverUrl('ok', unique('dash')), eventTypes: ['payment.failed'] },
+    });
+    expect(created.status).toBe(201);
+    const detail = await b.get(`/dashboard/h/${handle}/webhooks/${created.body.id}`);
+    const select = /<select id="test-type"[\s\S]*?<\/select>/.exec(detail.html)?.[0] ?? '';
+    expect([...select.matchAll(/<option value="([^"]+)" selected/g)].map((m) => m[1])).toEqual(['payment.failed']);
+    expect(detail.html).toContain('href="/docs#receiving-webhooks"');
+    const docs = await (await call('GET', '/docs')).text();
+    expect(docs).toContain('id="receiving-webhooks"');
+    expect(docs).toContain('docs/receiving-webhooks.md');
+  });
+
   it('editing a webhook keeps a masked credential header unless the user changes it', async () => {
     const created = await callJson('POST', `/v2/handles/${other}/webhooks`, {
       token: pat,

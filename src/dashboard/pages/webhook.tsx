@@ -5,6 +5,7 @@
 import { Hono } from 'hono';
 import type { FC } from 'hono/jsx';
 import type { AppEnv } from '../../env.ts';
+import { defaultTestEventType } from '../../lib/event-catalog.ts';
 import type {
   Delivery,
   DeliveryList,
@@ -300,10 +301,13 @@ const WebhookPage: FC<{
         <PostForm action={`${self}/test`} csrf={p.csrf} idem={p.idem()} label="Send a test">
           <label for="test-type">Send test</label>
           <select id="test-type" name="eventType">
-            <TypeOptions types={p.types} selected="order.created" />
+            <TypeOptions types={p.types} selected={defaultTestEventType(w.eventTypes)} />
           </select>
           <button type="submit">Send test</button>
         </PostForm>{' '}
+        <a href="/docs#receiving-webhooks" id="receiving-guide">
+          How to receive and verify these requests
+        </a>{' '}
         {w.enabled ? (
           <PostForm action={`${self}/disable`} csrf={p.csrf} idem={p.idem()}>
             <button type="submit" class="secondary">

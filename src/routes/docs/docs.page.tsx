@@ -43,6 +43,52 @@ function Schema(props: { schema: unknown }) {
 function Lines(props: { text: string }) {
   return <>{props.text.split('\n').map((line, i) => (i ? [<br />, line] : line))}</>;
 }
+/**
+ * What a webhook endpoint receives (the document's `webhooks`, one per catalog type), with how to verify it; the
+ * whole guide is docs/receiving-webhooks.md.
+ */
+function ReceivingWebhooks(props: { webhooks: Record<string, Json> }) {
+  return (
+    <>
+      <h2 id="receiving-webhooks">Receiving webhooks</h2>
+      <p>
+        Every delivery is a <code>POST</code> with <code>content-type: application/json</code> and the{' '}
+        <a href="https://www.standardwebhooks.com">Standard Webhooks</a> headers <code>webhook-id</code> (the delivery
+        id, the same on every retry: de-duplicate on it), <code>webhook-timestamp</code> and{' '}
+        <code>webhook-signature</code>. Verify the raw body with a Standard Webhooks library (
+        <code>standardwebhooks</code> for JavaScript, Python and Ruby, the Go and PHP libraries of the same project) and
+        the <code>whsec_</code> secret; refuse timestamps more than 5 minutes off. Answer 2xx within 15 s and work
+        afterwards; failures are retried for about 27.6 h (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); answer{' '}
+        <code>410</code> to unsubscribe. The full guide, with a receiver you can run, is{' '}
+        <code>docs/receiving-webhooks.md</code> in the service's repository.
+      </p>
+      <table>
+        <caption>Event types and their bodies</caption>
+        <tr>
+          <th>type</th>
+          <th>body</th>
+          <th>meaning</th>
+        </tr>
+        {Object.entries(props.webhooks).map(([type, item]) => {
+          const op = (item.post as Json | undefined) ?? {};
+          const content = ((op.requestBody as Json | undefined)?.content as Json | undefined)?.['application/json'];
+          return (
+            <tr id={`webhook-${type.replace(/[^a-z0-9]+/gi, '-')}`}>
+              <td>
+                <code>{type}</code>
+              </td>
+              <td>
+                <Schema schema={(content as Json | undefined)?.schema} />
+              </td>
+              <td>{text(op.summary)}</td>
+            </tr>
+          );
+        })}
+      </table>
+    </>
+  );
+}
+
 /** An element id for a tag: ids cannot hold spaces, and a tag name such as `Email Subscriptions` does. */
 const tagId = (tag: string) => `tag-${tag.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`;
 
@@ -150,6 +196,7 @@ export function renderDocsPage(doc: Json) {
           {[...byTag.keys()].map((t) => (
             <a href={`#${tagId(t)}`}>{t}</a>
           ))}
+          <a href="#receiving-webhooks">Receiving webhooks</a>
           <a href="#problems">Problem types</a>
           <a href="#schemas">Schemas</a>
         </nav>
@@ -161,6 +208,7 @@ export function renderDocsPage(doc: Json) {
             ))}
           </>
         ))}
+        <ReceivingWebhooks webhooks={(doc.webhooks as Record<string, Json> | undefined) ?? {}} />
         <h2 id="problems">Problem types</h2>
         <p>
           Errors are <code>application/problem+json</code> (RFC 9457) with <code>type</code>, <code>title</code>,{' '}

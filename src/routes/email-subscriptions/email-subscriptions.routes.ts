@@ -2,6 +2,7 @@
  * Email subscriptions (docs/design.md#routes): list (with the owner default as `owner-default`), create as
  * `pending_confirmation` (double opt-in), delete; and `PUT …/owner-default-email` (owner only; `null` unsets it).
  */
+
 import { createRoute, z } from '@hono/zod-openapi';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
 import { getDb } from '../../db/client.ts';
@@ -13,6 +14,7 @@ import { claimConfirmationResend } from '../../email/confirmation-limits.ts';
 import { checkAtSns, subscribeAtSns, unsubscribeAtSns } from '../../email/sns-subscriptions.ts';
 import { config, runContext } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
+import { requireKnownEventTypes } from '../../http/schemas.ts';
 import { newId } from '../../lib/ids.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
 import { decodeCursor, encodeCursor, toPage } from '../../lib/pagination.ts';
@@ -339,6 +341,7 @@ export const emailSubscriptionsRoutes = createRouter()
   .openapi(createSubRoute, async (c) => {
     const { handle } = c.req.valid('param');
     const body = c.req.valid('json');
+    requireKnownEventTypes(body.eventTypes);
     const cfg = config(c.env);
     const now = Date.now();
     const row: EmailSubscriptionRow = {

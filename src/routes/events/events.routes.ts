@@ -83,7 +83,7 @@ export const eventsRoutes = createRouter().openapi(publishRoute, async (c) => {
     if (err instanceof IngestRejected) {
       if (err.code === 'data_too_large') throw problems.payloadTooLarge(ctx.cfg.maxEventDataBytes, err.message);
       if (err.code === 'unknown_handle') throw problems.notFound();
-      throw problems.unprocessable(err.message, { code: err.code });
+      throw problems.unprocessable(err.message, { code: err.code, ...err.details });
     }
     throw err;
   }

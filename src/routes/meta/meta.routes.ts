@@ -3,6 +3,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { sizeOf } from '../../archive/storage.ts';
 import { config } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonResponse } from '../../http/openapi.ts';
+import { exampleWebhookBody } from '../../http/webhook-docs.ts';
 import { EVENT_CATALOG } from '../../lib/event-catalog.ts';
 import { problems } from '../../lib/problem.ts';
 
@@ -28,9 +29,26 @@ const EventTypeSchema = z
     description: z.string(),
     defaultSeverity: z.enum(['info', 'warning', 'critical']),
     system: z.boolean().openapi({ description: 'Emitted by this service; cannot be published by clients.' }),
-    sample: z.record(z.string(), z.unknown()),
+    sample: z.record(z.string(), z.unknown()).openapi({ description: 'An example of `data`.' }),
+    dataSchema: z
+      .record(z.string(), z.unknown())
+      .openapi({ description: '`data` as JSON Schema (draft 2020-12): the named fields are typed, others pass.' }),
+    example: z
+      .record(z.string(), z.unknown())
+      .openapi({ description: 'A whole webhook body of this type, as a receiver gets it.' }),
   })
   .openapi('EventType');
+
+/** The catalog as served, built once: JSON Schema conversion is pure. */
+const CATALOG_VIEW = EVENT_CATALOG.map((e) => ({
+  type: e.type,
+  description: e.description,
+  defaultSeverity: e.defaultSeverity,
+  system: e.system,
+  sample: e.sample,
+  dataSchema: z.toJSONSchema(e.schema, { io: 'input' }) as Record<string, unknown>,
+  example: exampleWebhookBody(e),
+}));
 
 export const EventTypeListSchema = z.object({ data: z.array(EventTypeSchema) }).openapi('EventTypeList');
 
@@ -52,7 +70,9 @@ const eventTypes = createRoute(
       operationId: 'listEventTypes',
       tags: ['Meta'],
       summary: 'The event catalog',
-      description: 'Every event type, its default severity and a sample payload (used by test sends).',
+      description:
+        'Every event type: its description, default severity, the JSON Schema of its `data`, a sample `data` (used ' +
+        'by test sends) and a whole webhook body as an example. The same bodies are the `webhooks` of this document.',
       responses: {
         200: jsonResponse(EventTypeListSchema, 'The catalog.'),
       },
@@ -79,4 +99,4 @@ export const metaRoutes = createRouter()
       200,
     );
   })
-  .openapi(eventTypes, (c) => c.json({ data: EVENT_CATALOG.map((e) => ({ ...e })) }, 200));
+  .openapi(eventTypes, (c) => c.json({ data: CATALOG_VIEW }, 200));

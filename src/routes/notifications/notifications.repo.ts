@@ -6,6 +6,7 @@
 import { and, desc, eq, gte, lt, type SQL } from 'drizzle-orm';
 import type { Db } from '../../db/client.ts';
 import { notifications } from '../../db/schema.ts';
+import { matchesEventTypes } from '../../lib/filter-policy.ts';
 import { encodeCursor, toPage } from '../../lib/pagination.ts';
 
 export type NotificationRow = typeof notifications.$inferSelect;
@@ -69,9 +70,13 @@ type Page = { items: NotificationListRow[]; nextCursor: string | null };
  * checked on a bounded slice (limit × COMBINED_FILTER_SCAN rows); when the slice ends before the page is full, the
  * cursor resumes after the slice, so every match is still returned exactly once, possibly over shorter pages.
  */
-export function feedPlan(db: Db, handle: string, filter: FeedFilter, limit: number) {
+export function feedPlan(db: Db, handle: string, given: FeedFilter, limit: number) {
+  // `type` takes the eventTypes patterns (docs/design.md#eventtypes-patterns): `*` is no filter; a prefix (`order.*`)
+  // is no index equality, so it is checked on the bounded slice like a second filter.
+  const filter: FeedFilter = given.type === '*' ? { ...given, type: undefined } : given;
+  const prefix = filter.type?.endsWith('.*') === true;
   const filters = [filter.status, filter.type, filter.severity].filter((f) => f !== undefined).length;
-  if (filters <= 1) {
+  if (filters <= 1 && !prefix) {
     return {
       query: feedQuery(db, handle, filter, limit + 1),
       page: (rows: NotificationListRow[]): Page => toPage(rows, limit),
@@ -79,14 +84,16 @@ export function feedPlan(db: Db, handle: string, filter: FeedFilter, limit: numb
   }
   const primary: FeedFilter = filter.status
     ? { ...filter, type: undefined, severity: undefined }
-    : { ...filter, severity: undefined };
+    : prefix
+      ? { ...filter, type: undefined }
+      : { ...filter, severity: undefined };
   const scan = limit * COMBINED_FILTER_SCAN;
   return {
     query: feedQuery(db, handle, primary, scan),
     page: (slice: NotificationListRow[]): Page => {
       const hits = slice.filter(
         (r) =>
-          (!filter.type || r.type === filter.type) &&
+          (!filter.type || matchesEventTypes([filter.type], r.type)) &&
           (!filter.severity || r.severity === filter.severity) &&
           (!filter.status || r.status === filter.status),
       );

@@ -24,7 +24,11 @@ export const FeedQuery = PageQuery.extend({
     .min(1)
     .max(100)
     .optional()
-    .openapi({ param: { name: 'type', in: 'query' }, example: 'order.fulfilled' }),
+    .openapi({
+      param: { name: 'type', in: 'query' },
+      example: 'order.*',
+      description: 'An event type (`order.fulfilled`), a prefix (`order.*`) or `*`, as in eventTypes.',
+    }),
   severity: SeveritySchema.optional().openapi({ param: { name: 'severity', in: 'query' } }),
   since: TimestampSchema.optional().openapi({
     param: { name: 'since', in: 'query' },

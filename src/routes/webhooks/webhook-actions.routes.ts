@@ -14,7 +14,9 @@ import { config } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
 import { TimestampSchema } from '../../http/schemas.ts';
 import { encryptSecret, importEncryptionKey } from '../../lib/crypto.ts';
+import { defaultTestEventType } from '../../lib/event-catalog.ts';
 import { boundaryId } from '../../lib/ids.ts';
+import { fromJsonColumn } from '../../lib/json.ts';
 import { decodeCursor, encodeCursor } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
 import { answerInBatch } from '../../middleware/idempotency.ts';
@@ -34,7 +36,7 @@ const TestBody = z
       .string()
       .max(100)
       .optional()
-      .openapi({ description: 'Send the catalog sample of this type (default order.created).' }),
+      .openapi({ description: 'Send the catalog sample of this type (default: the first type the webhook receives).' }),
     notificationId: z
       .string()
       .regex(NOTIFICATION_ID)
@@ -204,7 +206,8 @@ export const webhookActionsRoutes = createRouter()
       if (!notification) throw problems.unprocessable(`No notification ${body.notificationId} on this handle.`);
       event = testEvent(handle, { notification });
     } else {
-      event = testEvent(handle, { eventType: body.eventType });
+      const eventType = body.eventType ?? defaultTestEventType(fromJsonColumn<string[]>(webhook.eventTypes));
+      event = testEvent(handle, { eventType });
       if (!event) throw problems.unprocessable(`Unknown event type ${body.eventType}; see GET /v2/event-types.`);
     }
     const { delivery, outcome } = await runTestSend(c.env, {

@@ -2,6 +2,7 @@
  * Webhook subscriptions (docs/design.md#routes): list, create (secret shown once), get, update, delete.
  * URL rules (SSRF) are checked here at registration and again by the pipeline before every send.
  */
+
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
@@ -9,6 +10,7 @@ import { getDb } from '../../db/client.ts';
 import { newWebhookSecret } from '../../delivery/signing.ts';
 import { type AppEnv, config } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
+import { requireKnownEventTypes } from '../../http/schemas.ts';
 import { encryptSecret, importEncryptionKey } from '../../lib/crypto.ts';
 import { headerValueProblem, shownHeaderValue } from '../../lib/http-fields.ts';
 import { boundaryId, newId } from '../../lib/ids.ts';
@@ -237,6 +239,7 @@ export const webhooksRoutes = createRouter()
     const body = c.req.valid('json');
     const url = requireAllowedUrl(c, body.url);
     requireSendableHeaders(body.headers);
+    requireKnownEventTypes(body.eventTypes);
     const max = config(c.env).maxWebhooksPerHandle;
     const secret = newWebhookSecret();
     const now = new Date();
@@ -285,6 +288,7 @@ export const webhooksRoutes = createRouter()
     const { handle, id } = c.req.valid('param');
     const body = c.req.valid('json');
     requireSendableHeaders(body.headers);
+    requireKnownEventTypes(body.eventTypes);
     const db = getDb(c.env.DB);
     const current = await getWebhook(db, handle, id);
     if (!current) throw problems.notFound();
