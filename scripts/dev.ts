@@ -13,7 +13,10 @@
  *
  * `npm run dev -- --seed-only` stops after step 4; `--cron-every <seconds>` changes the minute jobs' interval (0: off);
  * `--env-file <path>` uses that file instead of .dev.vars and `--persist-to <dir>` keeps the local D1, queues and R2
- * there instead of .wrangler/state (both for a second instance beside the first, as test/node/dev-loop.test.ts runs).
+ * there instead of .wrangler/state (both for a second instance beside the first, as test/node/dev-loop.test.ts runs);
+ * `--sns-fake` starts the SNS stand-in of the tests (test/support/node/sns-fake.ts: SNS's Query API wire format and
+ * SigV4, on 127.0.0.1) and points EMAIL_PROVIDER=sns at it, so that the SNS failure modes (a stale subscription) can be
+ * walked locally through its control API.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -23,6 +26,7 @@ import { constants } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, parseEnv } from 'node:util';
+import { SNS_FAKE_ACCOUNT, SNS_FAKE_CREDENTIALS, type SnsFake, startSnsFake } from '../test/support/node/sns-fake.ts';
 import { DEMO, type DemoCredentials, demoCredentials, seedSql } from './dev-seed.ts';
 import { SCHEDULED_PATH, startMinuteJobs } from './minute-jobs.ts';
 import { ROOT, WRANGLER, WranglerError, runWrangler as wrangler } from './wrangler-cli.ts';
@@ -41,6 +45,7 @@ interface Options {
   port: number;
   devVars: string;
   persistTo: string | undefined;
+  snsFake: boolean;
 }
 
 let PORT = DEFAULT_PORT;
@@ -51,12 +56,35 @@ let HEALTH_URL = `http://${HOST}:${PORT}/v2/health`;
  * Production defaults from wrangler.toml [vars] that local development must not use. PUBLIC_BASE_URL is where every
  * link in a mail or the dashboard points: the port served here, unless the vars file names another origin.
  */
-function devVarOverrides(vars: Record<string, string | undefined>): string[] {
+function devVarOverrides(vars: Record<string, string | undefined>, sns: SnsFake | null): string[] {
   return [
     'ENVIRONMENT:development',
     'ALLOW_INSECURE_WEBHOOK_TARGETS:true',
     `PUBLIC_BASE_URL:${vars.PUBLIC_BASE_URL || BASE_URL}`,
+    ...(sns
+      ? [
+          'EMAIL_PROVIDER:sns',
+          `SNS_API_URL:${snsFakeUrl(sns)}/`,
+          `AWS_ACCOUNT_ID:${SNS_FAKE_ACCOUNT}`,
+          `AWS_ACCESS_KEY_ID:${SNS_FAKE_CREDENTIALS.accessKeyId}`,
+          `AWS_SECRET_ACCESS_KEY:${SNS_FAKE_CREDENTIALS.secretAccessKey}`,
+        ]
+      : []),
   ];
+}
+
+const snsFakeUrl = (sns: SnsFake) => `http://${HOST}:${sns.port}`;
+
+/** How to drive the SNS stand-in: what AWS would do on its own (a recipient confirms, a subscription disappears). */
+function printSnsFakeHelp(sns: SnsFake): void {
+  const url = snsFakeUrl(sns);
+  console.log(`
+SNS stand-in  ${url}/   (EMAIL_PROVIDER=sns; SigV4-checked, SNS's wire format; state is lost when you stop)
+  Subscriptions, topics, messages:   curl ${url}/_control/state
+  The recipient confirms:            curl -X POST '${url}/_control/confirm?arn=<SubscriptionArn>'
+  AWS drops the subscription:        curl -X POST '${url}/_control/delete?arn=<SubscriptionArn>'
+    then POST …/email-subscriptions/{id}/test, or wait for the minute job: the subscription turns stale.
+`);
 }
 
 /** How to make a fresh value for each secret in .dev.vars.example (the Worker checks these shapes). */
@@ -204,6 +232,7 @@ function runDevServer(
   startedAt: number,
   options: Options,
   vars: Record<string, string | undefined>,
+  sns: SnsFake | null,
 ): Promise<number> {
   // --test-scheduled: wrangler then stops warning that crons do not run (runMinuteJobsWhileUp runs them).
   const args = [
@@ -216,11 +245,12 @@ function runDevServer(
     '--env-file',
     options.devVars,
     ...persistArgs(options),
-    ...devVarOverrides(vars).flatMap((v) => ['--var', v]),
+    ...devVarOverrides(vars, sns).flatMap((v) => ['--var', v]),
   ];
   const server = spawn(process.execPath, [WRANGLER, ...args], { cwd: ROOT, stdio: 'inherit' });
   const forward = (signal: NodeJS.Signals) => server.kill(signal);
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, forward);
+  if (sns) server.once('exit', () => void sns.close());
   void announceWhenReady(server, creds, startedAt, options.cronEvery);
   return new Promise((resolve, reject) => {
     server.on('error', (err) => reject(new DevError(`Could not start wrangler dev: ${err.message}`)));
@@ -230,6 +260,7 @@ function runDevServer(
 
 const USAGE =
   'Usage: npm run dev [-- --port <n, default $PORT or 8787>] [--seed-only] [--cron-every <seconds, 0 = off>]' +
+  ' [--sns-fake]' +
   ' [--env-file <path, default .dev.vars>] [--persist-to <dir, default .wrangler/state>]';
 
 /** `--persist-to` for every wrangler command that touches local state, so that they all see the same database. */
@@ -244,6 +275,7 @@ function parseOptions(): Options {
     port?: string;
     'env-file': string;
     'persist-to'?: string;
+    'sns-fake': boolean;
   };
   try {
     ({ values } = parseArgs({
@@ -253,6 +285,7 @@ function parseOptions(): Options {
         port: { type: 'string' },
         'env-file': { type: 'string', default: '.dev.vars' },
         'persist-to': { type: 'string' },
+        'sns-fake': { type: 'boolean', default: false },
       },
     }));
   } catch (err) {
@@ -273,6 +306,7 @@ function parseOptions(): Options {
     port,
     devVars: resolve(ROOT, values['env-file']),
     persistTo: values['persist-to'] && resolve(values['persist-to']),
+    snsFake: values['sns-fake'],
   };
 }
 
@@ -297,8 +331,11 @@ async function main(): Promise<number> {
   printBanner(creds);
   if (options.seedOnly) return 0;
 
+  const sns = options.snsFake ? await startSnsFake() : null;
+  if (sns) printSnsFakeHelp(sns);
+
   console.log('• Starting wrangler dev…\n');
-  return runDevServer(creds, startedAt, options, vars);
+  return runDevServer(creds, startedAt, options, vars, sns);
 }
 
 main().then(

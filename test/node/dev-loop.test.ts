@@ -2,7 +2,8 @@
  * The local loop as a new user runs it: `npm run dev` itself (scripts/dev.ts, the real wrangler dev and workerd) on a
  * port of the test's choosing, with its own vars file and local state so that it never touches the developer's
  * .dev.vars or .wrangler/state. Proves the port is honoured (`--port`, and `PORT` for the printed URLs) and that a
- * link the Worker mails names that port rather than a fixed 8787.
+ * link the Worker mails names that port rather than a fixed 8787; and that `--sns-fake` lets the stale SNS
+ * subscription failure mode be walked locally.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -139,5 +140,55 @@ describe('npm run dev', () => {
     expect(mail.text).toContain(`http://localhost:${port}/v2/email/confirm?token=`);
     expect(mail.text).not.toContain('localhost:8787');
     expect(mail.text).not.toContain('notify.gharart.com');
+  });
+
+  it('--sns-fake: a subscription AWS dropped is diagnosed stale, walked locally through the stand-in', async () => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const { child, output } = npmRunDev([
+      '--port',
+      String(port),
+      '--env-file',
+      envFile,
+      '--persist-to',
+      join(dir, 'state-sns'),
+      '--cron-every',
+      '0',
+      '--sns-fake',
+    ]);
+    await waitUntil(
+      `npm run dev --sns-fake on port ${port}`,
+      async () => child.exitCode !== null || (await fetch(`${base}/v2/health`)).status === 200,
+      90_000,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}\n${output()}`);
+    });
+    expect(child.exitCode, output()).toBeNull();
+    const fake = /SNS stand-in {2}(http:\/\/127\.0\.0\.1:\d+)\//.exec(output())?.[1];
+    expect(fake, output()).toBeDefined();
+
+    const { pat } = await demoCredentials(JWT_SECRET);
+    const auth = { authorization: `Bearer ${pat}`, 'content-type': 'application/json' };
+    const subs = `${base}/v2/handles/${DEMO.handle}/notifications/email-subscriptions`;
+    const email = `sns-walk-${Date.now()}@example.com`;
+    const created = await fetch(subs, { method: 'POST', headers: auth, body: JSON.stringify({ email }) });
+    const sub = (await created.json()) as { id: string; status: string; statusReason: string };
+    expect(created.status, JSON.stringify(sub)).toBe(201);
+    expect(sub.statusReason).toMatch(/AWS SNS/);
+
+    // What AWS does on its own, through the stand-in's control API: the recipient confirms, then the ARN disappears.
+    const state = (await (await fetch(`${fake}/_control/state`)).json()) as {
+      subscriptions: { arn: string; endpoint: string }[];
+    };
+    const arn = state.subscriptions.find((x) => x.endpoint === email)?.arn;
+    expect(arn, JSON.stringify(state)).toBeDefined();
+    expect((await fetch(`${fake}/_control/confirm?arn=${encodeURIComponent(arn!)}`, { method: 'POST' })).ok).toBe(true);
+    expect((await fetch(`${fake}/_control/delete?arn=${encodeURIComponent(arn!)}`, { method: 'POST' })).ok).toBe(true);
+
+    const test = await fetch(`${subs}/${sub.id}/test`, { method: 'POST', headers: auth, body: '{}' });
+    const { diagnosis } = (await test.json()) as { diagnosis: { summary: string; providerCheck: { state: string } } };
+    expect(test.status, JSON.stringify(diagnosis)).toBe(200);
+    expect(diagnosis.providerCheck).toMatchObject({ state: 'not_found' });
+    expect(diagnosis.summary).toMatch(new RegExp(`^${email.replace(/[.]/g, '\\.')} is stale`));
   });
 });
