@@ -132,7 +132,10 @@ function testFailureStep(errorClass: string, httpStatus: number | null, timeoutM
     case 'timeout':
       return timeoutStep(timeoutMs);
     case 'network':
-      return 'Check that the endpoint is reachable from the internet: the host resolves and the port accepts connections.';
+      return (
+        'Check that the endpoint is reachable from the internet: its host resolves and its port accepts ' +
+        'connections.'
+      );
     case 'tls':
       return "Fix the endpoint's TLS certificate: it must be valid, unexpired and issued for the webhook's host.";
     case 'http_3xx':
