@@ -5,8 +5,10 @@
  * whether the subscription's filters would even match the handle's recent events. Evidence loading is one D1 batch; the
  * analysis is pure.
  */
+
 import { evaluateFilterPolicy, type FilterPolicy, matchesEventTypes } from '../lib/filter-policy.ts';
 import { fromJsonColumn } from '../lib/json.ts';
+import { asClause, asSentence } from '../lib/sentences.ts';
 import type { AttemptOutcome, DeliveredEvent, WebhookRow } from './attempt.ts';
 import type { MatchSettings } from './match.ts';
 
@@ -116,6 +118,44 @@ const median = (xs: number[]) => {
 };
 
 /** Compares the test with production and says what differs and what to do. */
+/** What to do about a timeout: answer within the limit, never "it timed out" again. */
+function timeoutStep(timeoutMs: number): string {
+  return (
+    `Make the endpoint answer 2xx within ${timeoutMs} ms: acknowledge the request at once and do the work ` +
+    'afterwards (a queue or a background job).'
+  );
+}
+
+/** The next step for a failed test, by error class: an action, not the failure again. */
+function testFailureStep(errorClass: string, httpStatus: number | null, timeoutMs: number): string {
+  switch (errorClass) {
+    case 'timeout':
+      return timeoutStep(timeoutMs);
+    case 'network':
+      return (
+        'Check that the endpoint is reachable from the internet: its host resolves and its port accepts ' +
+        'connections.'
+      );
+    case 'tls':
+      return "Fix the endpoint's TLS certificate: it must be valid, unexpired and issued for the webhook's host.";
+    case 'http_3xx':
+      return 'Register the final URL the redirect points to: PATCH …/webhooks/{id} {"url": …}.';
+    case 'http_4xx':
+      return httpStatus === 401 || httpStatus === 403
+        ? "Check that the receiver verifies the signature with this webhook's current secret (webhook-signature)."
+        : `Fix what makes the endpoint refuse the request with HTTP ${httpStatus ?? '4xx'}: check the URL's path ` +
+            'and what the receiver expects of the body.';
+    case 'http_5xx':
+      return `Fix the endpoint's server error (HTTP ${httpStatus ?? '5xx'}); its logs for this request say why.`;
+    case 'blocked_destination':
+      return 'Point the webhook at a public https endpoint.';
+    case 'payload_too_large':
+      return "Raise the endpoint's request size limit: it refused the body as too large.";
+    default:
+      return 'Fix the endpoint, then run the test again.';
+  }
+}
+
 export function diagnoseWebhook(input: {
   webhook: WebhookRow;
   settings: MatchSettings;
@@ -216,17 +256,18 @@ export function diagnoseWebhook(input: {
         differences.push({
           code: 'latency',
           message:
-            `Production attempts timed out after ${input.timeoutMs} ms; the test answered in ` +
-            `${outcome.durationMs} ms. Answer 2xx at once and process asynchronously.`,
+            `Production attempts timed out after ${input.timeoutMs} ms, while the test answered in ` +
+            `${outcome.durationMs} ms.`,
         });
+        nextSteps.push(timeoutStep(input.timeoutMs));
       }
       const rejected = failures.find((f) => f.errorClass === 'http_4xx' && f.responseSnippet);
       if (rejected) {
         differences.push({
           code: 'receiver_rejects_payload',
           message:
-            `The endpoint answered ${rejected.httpStatus} to production delivery ` +
-            `${rejected.deliveryId}: ${rejected.responseSnippet}`,
+            `The endpoint answered HTTP ${rejected.httpStatus} to production delivery ` +
+            `${rejected.deliveryId} with "${asClause(rejected.responseSnippet!)}".`,
         });
       }
     }
@@ -240,8 +281,9 @@ export function diagnoseWebhook(input: {
     if (classes.includes('http_3xx')) {
       differences.push({
         code: 'redirect',
-        message: 'The endpoint answers with a redirect, which is never followed. Register the final URL.',
+        message: 'The endpoint answers with a redirect, which is never followed.',
       });
+      nextSteps.push('Register the final URL the redirect points to: PATCH …/webhooks/{id} {"url": …}.');
     }
   }
   if (secretInRotation) {
@@ -252,11 +294,10 @@ export function diagnoseWebhook(input: {
         'a request when any of them verifies.',
     });
   }
-  if (!testOk) {
-    nextSteps.push(
-      `The test itself failed (${testClass}${outcome.httpStatus ? `, HTTP ${outcome.httpStatus}` : ''}` +
-        `${outcome.errorMessage ? `: ${outcome.errorMessage}` : ''}).`,
-    );
+  // The summary says how the test failed; the step says what to do about it, once.
+  if (!testOk && testClass) {
+    const step = testFailureStep(testClass, outcome.httpStatus, input.timeoutMs);
+    if (!nextSteps.includes(step)) nextSteps.push(step);
   }
   if (failures.length) nextSteps.push('Once fixed, redeliver with POST …/webhooks/{id}/recover {"since": …}.');
 
@@ -264,14 +305,21 @@ export function diagnoseWebhook(input: {
     w.enabled && w.failingSince
       ? new Date(Date.parse(w.failingSince) + AUTO_DISABLE_DAYS * 86_400_000).toISOString()
       : null;
-  const summary = testOk
-    ? failures.length
-      ? `The test succeeded but ${failures.length} of the last ${evidence.production.length} production ` +
-        `deliveries failed${differences.length ? `: ${differences[0]!.message}` : '.'}`
-      : `The test succeeded${
-          differences.length ? `, but ${differences[0]!.message}` : ' and recent production deliveries are healthy.'
-        }`
-    : `The test failed with ${testClass}${outcome.httpStatus ? ` (HTTP ${outcome.httpStatus})` : ''}.`;
+  const first = differences[0] ? asClause(differences[0].message) : null;
+  const production = evidence.production.length;
+  const summary = asSentence(
+    testOk
+      ? failures.length
+        ? `The test succeeded, but ${failures.length} of the last ${production} production ` +
+          `deliveries failed${first ? `: ${first}` : ''}`
+        : first
+          ? `The test succeeded, but ${first}`
+          : production
+            ? `The test succeeded and the last ${production} production deliveries succeeded too`
+            : 'The test succeeded; there are no production deliveries yet to compare it with'
+      : `The test failed with ${testClass}${outcome.httpStatus ? ` (HTTP ${outcome.httpStatus})` : ''}` +
+          `${outcome.errorMessage ? `: ${asClause(outcome.errorMessage)}` : ''}`,
+  );
 
   return {
     summary,

@@ -3,6 +3,7 @@
  * confirmation and suppression state, whether the test mail was accepted, and the subscription's recent production
  * failures.
  */
+import { asClause } from '../lib/sentences.ts';
 import type { AttemptOutcome, EmailRow } from './attempt.ts';
 
 export interface EmailDiagnosis {
@@ -71,21 +72,29 @@ export function diagnoseEmail(
     nextSteps.push('Ask the recipient to click the link in the confirmation mail (or resend it).');
   } else if (sub.status === 'stale') {
     summary =
-      `${sub.email} is stale: ${sub.statusReason ?? 'the provider no longer knows this subscription'}; ` +
-      'no test was sent.';
+      `${sub.email} is stale (${asClause(sub.statusReason ?? 'the provider no longer knows this subscription')}), ` +
+      'so no test was sent.';
     nextSteps.push(
       `Re-subscribe the address: DELETE /v2/handles/${sub.handle}/notifications/email-subscriptions/${sub.id}, ` +
         `then POST /v2/handles/${sub.handle}/notifications/email-subscriptions {"email": "${sub.email}"}.`,
     );
   } else if (sub.status !== 'active') {
-    summary = `${sub.email} is ${sub.status}${sub.statusReason ? ` (${sub.statusReason})` : ''}; no test was sent.`;
-    nextSteps.push('Delete the subscription and subscribe the address again once the cause is fixed.');
+    const reason = sub.statusReason ? ` (${asClause(sub.statusReason)})` : '';
+    summary = `${sub.email} is ${sub.status}${reason}, so no test was sent.`;
+    nextSteps.push(
+      sub.status === 'unsubscribed'
+        ? 'Only the recipient can opt in again: delete this subscription and subscribe the address again, which ' +
+            'mails them a new confirmation link.'
+        : 'Fix the cause at the mailbox (a full or closed mailbox, a spam complaint), then delete this subscription ' +
+            'and subscribe the address again.',
+    );
   } else if (outcome?.classification.outcome === 'succeeded') {
     summary = `The test mail to ${sub.email} was accepted by the ${sub.provider} provider.`;
   } else {
     const cls = outcome?.classification.outcome === 'failed' ? outcome.classification.errorClass : 'unknown';
     summary =
-      `The test mail to ${sub.email} failed (${cls}` + `${outcome?.errorMessage ? `: ${outcome.errorMessage}` : ''}).`;
+      `The test mail to ${sub.email} failed (${cls}` +
+      `${outcome?.errorMessage ? `: ${asClause(outcome.errorMessage)}` : ''}).`;
     nextSteps.push(
       cls === 'provider_permanent'
         ? 'The provider refuses this address or sender: check the address and the sending domain.'

@@ -9,25 +9,29 @@ import type { AccessRule } from '../auth/access.ts';
 import type { AppEnv } from '../env.ts';
 import { HANDLE_PATTERN } from '../lib/handles.ts';
 import { type FieldError, PROBLEM_TYPES, problems } from '../lib/problem.ts';
+import { humanValidationMessage, type ValidationIssue } from '../lib/validation-messages.ts';
 import { authorize, resolveAccess } from '../middleware/auth.ts';
 import { idempotency } from '../middleware/idempotency.ts';
 import { dailyWriteQuota } from '../middleware/quota.ts';
 import { rateLimit, type ThrottleClass } from '../middleware/rate-limit.ts';
 
-type ZodIssueLike = { path: PropertyKey[]; message: string; code?: string; keys?: string[] };
+type ZodIssueLike = ValidationIssue;
 
 const TARGET_PREFIX: Record<string, string> = { json: 'body', query: 'query', header: 'header', param: 'path' };
 
-/** Turns zod issues into `errors[]` with a dotted path rooted at the request part (`body.url`, `query.limit`). */
+/**
+ * Turns zod issues into `errors[]` with a dotted path rooted at the request part (`body.url`, `query.limit`), each
+ * message naming the field, what was expected and an example (src/lib/validation-messages.ts).
+ */
 export function fieldErrors(issues: readonly ZodIssueLike[], target: string): FieldError[] {
   const root = TARGET_PREFIX[target] ?? target;
   return issues.flatMap((issue) => {
     const base = [root, ...issue.path.map(String)].join('.');
     // Unknown fields are reported one by one, each at its own path, so a client sees exactly what to remove.
     if (issue.code === 'unrecognized_keys' && issue.keys?.length) {
-      return issue.keys.map((k) => ({ path: `${base}.${k}`, message: 'Unknown field.' }));
+      return issue.keys.map((k) => ({ path: `${base}.${k}`, message: humanValidationMessage(issue, `${base}.${k}`) }));
     }
-    return [{ path: base, message: issue.message }];
+    return [{ path: base, message: humanValidationMessage(issue, base) }];
   });
 }
 

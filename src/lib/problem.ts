@@ -98,7 +98,9 @@ export const problems = {
     new ProblemError('method_not_allowed', `${method} is not supported here. Allowed: ${allow.join(', ')}.`, {
       headers: { Allow: allow.join(', ') },
     }),
-  conflict: (detail: string) => new ProblemError('conflict', detail),
+  /** `extensions` name what the request collided with (e.g. `existingId`), so a client can act without a search. */
+  conflict: (detail: string, extensions?: Record<string, unknown>) =>
+    new ProblemError('conflict', detail, extensions ? { extensions } : {}),
   gone: (detail: string, extensions?: Record<string, unknown>) =>
     new ProblemError('gone', detail, extensions ? { extensions } : {}),
   preconditionFailed: (detail: string) => new ProblemError('precondition_failed', detail),

@@ -31,6 +31,33 @@ describe('problem responses', () => {
     expect(paths).toContain('body.isAdmin');
   });
 
+  it("validation messages name the field, what was expected and an example, never zod's wording", async () => {
+    const missing = await expectProblem(
+      await call('POST', '/v2/tokens', { token: await signJwt(), body: { scopes: ['webhooks:read'] } }),
+      400,
+    );
+    const name = missing.errors.find((e: { path: string }) => e.path === 'body.name');
+    expect(name.message).toBe('body.name is required: a string, for example "name": "…".');
+
+    const wrong = await expectProblem(
+      await call('POST', '/v2/tokens', {
+        token: await signJwt(),
+        body: { name: 42, scopes: ['webhooks:read', 'root'], expiresInDays: 'soon', isAdmin: true },
+      }),
+      400,
+    );
+    const byPath = Object.fromEntries(
+      wrong.errors.map((e: { path: string; message: string }) => [e.path, e.message]),
+    ) as Record<string, string>;
+    expect(byPath['body.name']).toBe('body.name must be a string, not a number, for example "name": "…".');
+    expect(byPath['body.scopes.1']).toMatch(/^body\.scopes\.1 must be one of "[a-z:]+", /);
+    expect(byPath['body.expiresInDays']).toMatch(/^body\.expiresInDays must be a number, not a string, for example/);
+    expect(byPath['body.isAdmin']).toMatch(/^body\.isAdmin is not a known field: remove it/);
+    for (const message of Object.values(byPath)) {
+      expect(message).not.toMatch(/Invalid input|Invalid option|received undefined|Unrecognized key/);
+    }
+  });
+
   it('wrong content type → 415', async () => {
     const res = await call('POST', '/v2/tokens', {
       token: await signJwt(),

@@ -173,6 +173,25 @@ describe('POST …/email-subscriptions/{id}/test', () => {
     expect(await testDeliveries(created.body.id)).toHaveLength(0);
   });
 
+  it('an unsubscribed subscription: the summary quotes its reason as one sentence, and the step says who can fix it', async () => {
+    const s = await setup();
+    const address = `left-${unique('m')}@example.com`;
+    const created = await callJson('POST', s.subs, { token: s.token, body: { email: address } });
+    await env.DB.prepare(
+      `UPDATE email_subscriptions SET status = 'unsubscribed',
+         status_reason = 'The recipient unsubscribed with the link in a mail. Subscribe again.' WHERE id = ?`,
+    )
+      .bind(created.body.id)
+      .run();
+    const r = await callJson('POST', `${s.subs}/${created.body.id}/test`, { token: s.token });
+    expect(r.body.diagnosis.summary).toBe(
+      `${address} is unsubscribed (the recipient unsubscribed with the link in a mail. Subscribe again), ` +
+        'so no test was sent.',
+    );
+    expect(r.body.diagnosis.summary).not.toMatch(/[.][;,)]|\(The/);
+    expect(r.body.diagnosis.nextSteps[0]).toMatch(/^Only the recipient can opt in again/);
+  });
+
   it("lists the subscription's recent production failures with their delivery ids", async () => {
     const s = await setup();
     const email = `owner-${unique('m')}@example.com`;

@@ -107,6 +107,18 @@ describe('POST …/notifications/email-subscriptions', () => {
     expect(n!.n).toBe(1);
   });
 
+  it("a duplicate's 409 names the existing subscription (existingId) and what to do with it", async () => {
+    const { handle, token } = await setup();
+    const address = email('dup-id');
+    const first = await create(handle, token, { email: address });
+    expect(first.status).toBe(201);
+    const problem = await expectProblem(await call('POST', subsPath(handle), { token, body: { email: address } }), 409);
+    expect(problem.existingId).toBe(first.body.id);
+    expect(problem.existingStatus).toBe('pending_confirmation');
+    expect(problem.detail).toContain(`as ${first.body.id} (pending_confirmation)`);
+    expect(problem.detail).toContain(`${first.body.id}/resend-confirmation`);
+  });
+
   it('the same address on another handle is not a duplicate', async () => {
     const { owner, handle, token } = await setup();
     const other = await provisionHandle(owner);
@@ -499,6 +511,33 @@ describe('PUT …/notifications/owner-default-email', () => {
       .bind(handle)
       .first<{ n: number }>();
     expect(n!.n).toBe(0);
+  });
+
+  it('setting again an address that unsubscribed answers 409 with why and how to fix it, not a silent 200', async () => {
+    const { handle, token } = await setup();
+    const address = email('gone');
+    expect((await callJson('PUT', ownerPath(handle), { token, body: { email: address } })).status).toBe(200);
+    await env.DB.prepare(
+      `UPDATE email_subscriptions SET status = 'unsubscribed', status_reason = 'Unsubscribed by link.'
+       WHERE handle = ? AND kind = 'owner_default'`,
+    )
+      .bind(handle)
+      .run();
+    const problem = await expectProblem(
+      await call('PUT', ownerPath(handle), { token, body: { email: address.toUpperCase() } }),
+      409,
+    );
+    expect(problem.subscriptionStatus).toBe('unsubscribed');
+    expect(problem.detail).toContain(`${address} unsubscribed with the link`);
+    expect(problem.detail).toContain('{"email": null}');
+    // Nothing changed: still unsubscribed, as the answer says.
+    const after = await callJson('GET', ownerPath(handle), { token });
+    expect(after.body).toMatchObject({ email: address, status: 'unsubscribed' });
+    // The fix the answer gives works: unset, set again → active.
+    expect((await callJson('PUT', ownerPath(handle), { token, body: { email: null } })).status).toBe(200);
+    const again = await callJson('PUT', ownerPath(handle), { token, body: { email: address } });
+    expect(again.status).toBe(200);
+    expect(again.body.status).toBe('active');
   });
 
   it('unsetting it cancels its open deliveries, visibly', async () => {

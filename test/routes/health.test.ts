@@ -153,6 +153,9 @@ describe('GET …/health', () => {
       .run();
     const again = await health(s.path, s.token);
     expect(again.ownerDefaultEmail.state).toBe('not_deliverable');
+    // The action fits the state: the address is set, so "set an owner default email" would be wrong.
+    expect(again.ownerDefaultEmail.action).toMatch(new RegExp(`^${email.replace(/[.]/g, '\\.')} is suppressed, so`));
+    expect(again.ownerDefaultEmail.action).toContain('{"email": null}');
     expect(again.criticalCoverage.covered).toBe(false);
     expect(again.status).toBe('critical');
   });

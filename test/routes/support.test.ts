@@ -276,3 +276,59 @@ describe('support report mail', () => {
     expect(data[0]!.html).not.toContain('<test>');
   });
 });
+
+describe('GET /v2/support/reports, …/{id}: the reporter reads their reports back', () => {
+  const file = async (token: string, body: Record<string, unknown>) => {
+    const { status, body: created } = await callJson('POST', PATH, { token, body });
+    expect(status).toBe(201);
+    return created.reportId as string;
+  };
+
+  it("lists the caller's own reports newest first with every field, pages, and answers 404 for anyone else's", async () => {
+    const user = unique('u');
+    const handle = await provisionHandle(user);
+    const token = await userJwt(user);
+    const first = await file(token, { summary: 'First', details: 'one', handle, reproArtifact: { ids: ['dlv_1'] } });
+    const second = await file(token, { summary: 'Second', details: 'two', requestId: 'req-seen-by-user' });
+    const other = unique('u');
+    const othersReport = await file(await userJwt(other), { summary: 'Not yours', details: 'x' });
+
+    const list = await callJson('GET', '/v2/support/reports', { token });
+    expect(list.status).toBe(200);
+    expect(list.body.data.map((r: { reportId: string }) => r.reportId)).toEqual([second, first]);
+    expect(list.body.data[1]).toMatchObject({
+      reportId: first,
+      summary: 'First',
+      details: 'one',
+      handle,
+      handleVerified: true,
+      reproArtifact: { ids: ['dlv_1'] },
+    });
+    expect(list.body.data[0].reportedRequestId).toBe('req-seen-by-user');
+
+    const page1 = await callJson('GET', '/v2/support/reports?limit=1', { token });
+    expect(page1.body.data.map((r: { reportId: string }) => r.reportId)).toEqual([second]);
+    const page2 = await callJson('GET', `/v2/support/reports?limit=1&cursor=${page1.body.nextCursor}`, { token });
+    expect(page2.body.data.map((r: { reportId: string }) => r.reportId)).toEqual([first]);
+
+    const one = await callJson('GET', `/v2/support/reports/${first}`, { token });
+    expect(one.status).toBe(200);
+    expect(one.body).toMatchObject({ reportId: first, summary: 'First', details: 'one' });
+
+    await expectProblem(await call('GET', `/v2/support/reports/${othersReport}`, { token }), 404);
+    await expectProblem(await call('GET', '/v2/support/reports/not-an-id', { token }), 404);
+    await expectProblem(await call('GET', '/v2/support/reports'), 401);
+  });
+
+  it('a PAT restricted to a handle sees only the reports about that handle', async () => {
+    const user = unique('u');
+    const handle = await provisionHandle(user);
+    const token = await userJwt(user);
+    const about = await file(token, { summary: 'About the handle', details: 'x', handle });
+    const elsewhere = await file(token, { summary: 'No handle', details: 'y' });
+    const pat = await createPat(user, { handle });
+    const list = await callJson('GET', '/v2/support/reports', { token: pat.token });
+    expect(list.body.data.map((r: { reportId: string }) => r.reportId)).toEqual([about]);
+    await expectProblem(await call('GET', `/v2/support/reports/${elsewhere}`, { token: pat.token }), 404);
+  });
+});

@@ -629,6 +629,46 @@ describe('playbook 1: "the test passes but production retries to the DLQ"', () =
   }, 30_000);
 });
 
+/** One correct sentence: no capital after a joining word, no ".;" or ".)", one full stop at the end. */
+function expectOneSentence(text: string) {
+  expect(text).not.toMatch(/\b(but|and|so|while) [A-Z][a-z]/);
+  expect(text).not.toMatch(/[.][;,)]/);
+  expect(text).toMatch(/[^.][.]$/);
+}
+
+describe('diagnosis wording', () => {
+  it('a disabled subscription with no production deliveries yet: one sentence, and no claim of healthy deliveries', async () => {
+    const s = await setup();
+    const wh = await createWebhook(s, receiverUrl('ok', unique('k')), { enabled: false });
+    const d = (await testSend(s, wh.id)).body.diagnosis;
+    expect(d.summary).toMatch(/^The test succeeded, but the subscription is disabled/);
+    expectOneSentence(d.summary);
+    for (const step of d.nextSteps) expectOneSentence(step);
+
+    const fresh = await createWebhook(s, receiverUrl('ok', unique('k')));
+    const f = (await testSend(s, fresh.id)).body.diagnosis;
+    expect(f.summary).not.toMatch(/healthy/);
+    expect(f.summary).toBe('The test succeeded; there are no production deliveries yet to compare it with.');
+  });
+
+  it('a test that times out: the next step says what to do, without repeating the failure', async () => {
+    const s = await setup();
+    const wh = await createWebhook(s, receiverUrl('slow', unique('k'), { ms: 1500 }));
+    const res = await callWithVars({ WEBHOOK_TIMEOUT_MS: '300' }, 'POST', `${s.hooks}/${wh.id}/test`, {
+      token: s.token,
+    });
+    const d = ((await res.json()) as Row).diagnosis;
+    expect(d.test.errorClass).toBe('timeout');
+    expect(d.summary).toMatch(/^The test failed with timeout/);
+    expectOneSentence(d.summary);
+    expect(d.nextSteps[0]).toMatch(/^Make the endpoint answer 2xx within 300 ms/);
+    for (const step of d.nextSteps) {
+      expectOneSentence(step);
+      expect(step).not.toMatch(/failed|timed out|timeout \(/i);
+    }
+  }, 30_000);
+});
+
 describe('POST …/webhooks/{id}/rotate-secret', () => {
   it('returns a new secret once; during the grace period each delivery carries a signature per secret', async () => {
     const s = await setup();

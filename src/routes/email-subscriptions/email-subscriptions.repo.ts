@@ -50,6 +50,25 @@ export function getStandard(db: Db, handle: string, id: string): Promise<EmailSu
     .get();
 }
 
+/** The handle's standard subscription for an address (lower-cased), if any: the one a duplicate create names. */
+export function findStandardByEmail(
+  db: Db,
+  handle: string,
+  emailNormalized: string,
+): Promise<EmailSubscriptionRow | undefined> {
+  return db
+    .select()
+    .from(emailSubscriptions)
+    .where(
+      and(
+        eq(emailSubscriptions.handle, handle),
+        eq(emailSubscriptions.kind, 'standard'),
+        eq(emailSubscriptions.emailNormalized, emailNormalized),
+      ),
+    )
+    .get();
+}
+
 /**
  * Inserts unless the handle already has this address (`conflict`) or `limit` subscriptions (`limit_reached`);
  * `alongside` (the Idempotency-Key's recorded answer) in the same batch.

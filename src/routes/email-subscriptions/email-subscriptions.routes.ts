@@ -24,6 +24,7 @@ import { HandlePathParams } from '../internal/internal.schemas.ts';
 import {
   deleteEmailSubscription,
   type EmailSubscriptionRow,
+  findStandardByEmail,
   getOwnerDefault,
   getStandard,
   insertStandard,
@@ -71,6 +72,20 @@ const UNSET_OWNER_DEFAULT = {
   updatedAt: null,
 };
 
+/** Why a re-set owner default address still gets no mail, and what the owner can do about it. */
+function ownerDefaultSilent(current: EmailSubscriptionRow) {
+  const address = current.emailNormalized;
+  const why =
+    current.status === 'unsubscribed'
+      ? `${address} unsubscribed with the link in one of our mails, so it gets no mail, critical events included`
+      : `${address} is suppressed (${current.statusReason ?? 'a permanent bounce or a complaint'}), so it gets no mail`;
+  return problems.conflict(
+    `${why}; setting it again changes nothing. Set another address, or, if this mailbox should receive mail again, ` +
+      'unset it with {"email": null} and set it again: it then starts active and a test mail goes out at once.',
+    { subscriptionStatus: current.status },
+  );
+}
+
 const read = { handle: true, scopes: ['notifications:read' as const] };
 const write = { handle: true, scopes: ['notifications:write' as const], roles: WRITER_ROLES };
 
@@ -100,11 +115,12 @@ const createSubRoute = createRoute(
     summary: 'Subscribe an email address',
     description:
       'The subscription starts as `pending_confirmation` and receives nothing but its confirmation mail until ' +
-      'the address confirms (double opt-in). Addresses are compared case-insensitively; a duplicate is 409.',
+      'the address confirms (double opt-in). Addresses are compared case-insensitively; a duplicate is 409 naming ' +
+      'the existing subscription (`existingId`).',
     request: { params: HandlePathParams, body: jsonBody(CreateEmailSubscriptionBody) },
     responses: {
       201: jsonResponse(EmailSubscriptionSchema, 'Created, pending confirmation.'),
-      ...errorResponses(400, 413, 415),
+      ...errorResponses(400, 409, 413, 415, 422),
     },
   }),
 );
@@ -134,11 +150,12 @@ const ownerDefaultRoute = createRoute(
       summary: 'Set or unset the owner default email',
       description:
         'The owner default email receives every critical event whatever the filters (unless ownerFallback is ' +
-        'none). `null` unsets it; settings and health then warn `owner_default_email_unset`.',
+        'none). `null` unsets it; settings and health then warn `owner_default_email_unset`. Setting again the ' +
+        'address that unsubscribed or was suppressed is 409 with why and how to fix it: it would stay silent.',
       request: { params: HandlePathParams, body: jsonBody(OwnerDefaultBody) },
       responses: {
         200: jsonResponse(EmailSubscriptionSchema, 'The owner default email.'),
-        ...errorResponses(400, 413, 415),
+        ...errorResponses(400, 409, 413, 415),
       },
     },
   ),
@@ -375,7 +392,18 @@ export const emailSubscriptionsRoutes = createRouter()
       headers: { Location: location },
     });
     const outcome = await insertStandard(c.env.DB, row, cfg.maxEmailSubscriptionsPerHandle, answer);
-    if (outcome === 'conflict') throw problems.conflict(`${row.emailNormalized} is already subscribed on this handle.`);
+    if (outcome === 'conflict') {
+      const existing = await findStandardByEmail(getDb(c.env.DB), handle, row.emailNormalized);
+      throw problems.conflict(
+        existing
+          ? `${row.emailNormalized} is already subscribed on this handle as ${existing.id} (${existing.status}); ` +
+              (existing.status === 'pending_confirmation'
+                ? `resend its confirmation with POST …/email-subscriptions/${existing.id}/resend-confirmation.`
+                : `delete ${existing.id} first to subscribe the address again with other settings.`)
+          : `${row.emailNormalized} is already subscribed on this handle.`,
+        existing ? { existingId: existing.id, existingStatus: existing.status } : undefined,
+      );
+    }
     if (outcome === 'limit_reached') {
       throw problems.unprocessable(
         `A handle can have at most ${cfg.maxEmailSubscriptionsPerHandle} email subscriptions; delete one first.`,
@@ -420,8 +448,12 @@ export const emailSubscriptionsRoutes = createRouter()
       return c.json(UNSET_OWNER_DEFAULT, 200);
     }
     const current = await getOwnerDefault(db, handle);
-    // Setting the same address again changes nothing: it must not clear a suppression or a provider reference.
-    if (current && current.emailNormalized === email.toLowerCase()) return c.json(emailSubscriptionToApi(current), 200);
+    // Setting the same address again changes nothing: it must not clear a suppression or a provider reference. An
+    // address that gets no mail says so rather than answering 200 as if it were fine.
+    if (current && current.emailNormalized === email.toLowerCase()) {
+      if (current.status === 'unsubscribed' || current.status === 'suppressed') throw ownerDefaultSilent(current);
+      return c.json(emailSubscriptionToApi(current), 200);
+    }
     const row = await upsertOwnerDefault(db, {
       id: newId('esub'),
       handle,

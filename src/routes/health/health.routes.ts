@@ -4,6 +4,7 @@
  * auto-disable, dead deliveries in the last 24 h, overdue deliveries (a lost queue message), pending/stale/suppressed
  * email subscriptions, the owner default email, and whether every critical event type would reach someone.
  */
+
 import { createRoute, z } from '@hono/zod-openapi';
 import { storageReport } from '../../archive/storage.ts';
 import { getDb } from '../../db/client.ts';
@@ -16,6 +17,7 @@ import { createRouter, guard, jsonResponse } from '../../http/openapi.ts';
 import { EVENT_CATALOG } from '../../lib/event-catalog.ts';
 import { boundaryId } from '../../lib/ids.ts';
 import { problems } from '../../lib/problem.ts';
+import { asClause } from '../../lib/sentences.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { WarningSchema } from '../settings/settings.schemas.ts';
 import { settingsWarnings } from '../settings/settings.warnings.ts';
@@ -33,6 +35,19 @@ function overdueNext(count: number, graceSeconds: number): string {
     `sweeper sends ${them} again at its next run, oldest first; if the queue is only slow, it waits longer after ` +
     `each re-send (doubling, at most ${span(graceSeconds * MAX_BACKOFF_GRACES)}). Nothing to do unless the count ` +
     'stays: then check that the minute jobs run.'
+  );
+}
+
+/** The fix for an owner default address that is set but receives nothing (unsubscribed, suppressed, pending…). */
+function ownerNotDeliverableAction(handle: string, owner: Record<string, unknown>): string {
+  const reason = owner.status_reason ? ` (${asClause(owner.status_reason as string)})` : '';
+  const put = `PUT /v2/handles/${handle}/notifications/owner-default-email`;
+  if (owner.status === 'pending_confirmation')
+    return `${owner.email as string} has not confirmed yet${reason}: the owner must click the link in AWS's mail.`;
+  return (
+    `${owner.email as string} is ${owner.status as string}${reason}, so critical events reach nobody through it: ` +
+    `set another address with ${put}, or unset it ({"email": null}) and set it again if this mailbox should ` +
+    'receive mail.'
   );
 }
 
@@ -283,8 +298,10 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
         action:
           ownerState === 'set'
             ? null
-            : `Set an owner default email with PUT /v2/handles/${handle}/notifications/owner-default-email; ` +
-              'critical events have no guaranteed recipient without it.',
+            : ownerState === 'unset'
+              ? `Set an owner default email with PUT /v2/handles/${handle}/notifications/owner-default-email: ` +
+                'without it, critical events have no guaranteed recipient.'
+              : ownerNotDeliverableAction(handle, owner!),
       },
       criticalCoverage: {
         covered,
