@@ -49,7 +49,7 @@ code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;
 pre{white-space:pre-wrap;background:var(--panel);border:1px solid var(--line);padding:.5rem;margin:.25rem 0;\
 max-height:20rem;overflow:auto}
 form.stack{display:grid;gap:.5rem;max-width:40rem}
-form.inline{display:inline-flex;flex-wrap:wrap;gap:.25rem;align-items:center;margin:.1rem 0}
+form.inline{display:inline-flex;flex-wrap:wrap;max-width:100%;gap:.25rem;align-items:center;margin:.1rem 0}
 label{font-weight:600}
 .field{display:grid;gap:.15rem}
 .hint{font-weight:400;color:var(--muted);font-size:.875rem}

@@ -300,7 +300,11 @@ describe('dashboard in Chromium', () => {
     ] as const) {
       await page.goto(path);
       await shot(name);
-      expect(await page.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(375);
+      // The message names the elements that stick out, so a failure says where to look.
+      const wide = await page.evaluate(`[...document.querySelectorAll('body *')]
+        .filter((e) => e.getBoundingClientRect().right > 375 && e.parentElement.getBoundingClientRect().right <= 375)
+        .slice(0, 5).map((e) => e.tagName + '.' + e.className + ' ' + (e.textContent || '').slice(0, 60)).join(' | ')`);
+      expect(await page.evaluate('document.documentElement.scrollWidth'), `${path}: ${wide}`).toBeLessThanOrEqual(375);
     }
   });
 
