@@ -11,11 +11,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MinuteJobs, startMinuteJobs } from '../../scripts/minute-jobs.ts';
 import { type DevServer, startDevServer } from '../../scripts/soak/server.ts';
 import { runWrangler, type WranglerError } from '../../scripts/wrangler-cli.ts';
+import { apiClient, type Json, testJwt } from '../support/node/api-client.ts';
 import { type Hit, type Receivers, startReceivers } from '../support/node/receivers.ts';
 
 const JWT_SECRET = randomBytes(48).toString('base64url');
@@ -23,8 +23,6 @@ const JWT_SECRET = randomBytes(48).toString('base64url');
 const OVERDUE_AFTER_SECONDS = 2;
 /** The first retry waits 8 s in the queue: long enough to kill the Worker while it waits. */
 const RETRY_DELAYS_SECONDS = '8,1,1,1,1,1,1';
-
-type Json = Record<string, any>;
 
 let stateDir: string;
 let receivers: Receivers;
@@ -71,34 +69,13 @@ afterAll(async () => {
   if (stateDir) await rm(stateDir, { recursive: true, force: true });
 });
 
-async function jwt(sub: string, scope: string, extra: Record<string, unknown> = {}): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ scope, ...extra })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setIssuedAt(now)
-    .setExpirationTime(now + 900)
-    .sign(new TextEncoder().encode(JWT_SECRET));
-}
-
-async function api(
-  method: string,
-  path: string,
-  token: string,
-  body?: unknown,
-): Promise<{ status: number; body: Json }> {
-  const res = await fetch(`${server!.baseUrl}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(20_000),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? (JSON.parse(text) as Json) : {} };
-}
+const jwt = (sub: string, scope: string, extra: Record<string, unknown> = {}) =>
+  testJwt(JWT_SECRET, sub, scope, extra, 900);
+const api = apiClient(
+  fetch,
+  () => server!.baseUrl,
+  () => ({ signal: AbortSignal.timeout(20_000) }),
+);
 
 async function receiver(method: string, path: string, body?: unknown): Promise<Json> {
   const res = await fetch(`http://127.0.0.1:${receivers.port}${path}`, {

@@ -8,18 +8,17 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SignJWT } from 'jose';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unstable_startWorker } from 'wrangler';
 import { ROOT, runWrangler, type WranglerError } from '../../scripts/wrangler-cli.ts';
+import { apiClient, type Json, testJwt } from '../support/node/api-client.ts';
 import { type Hit, type Receivers, startReceivers } from '../support/node/receivers.ts';
 
 const JWT_SECRET = 'e2e-secret-that-is-long-enough-for-hs256-0123456789abcdef';
 const ENCRYPTION_KEY = Buffer.alloc(32, 7).toString('base64');
 
 type Worker = Awaited<ReturnType<typeof unstable_startWorker>>;
-type Json = Record<string, any>;
 
 let persistDir: string;
 let worker: Worker | undefined;
@@ -67,33 +66,8 @@ afterAll(async () => {
   else process.env.WRANGLER_LOG = previousLogLevel;
 }, 30_000);
 
-async function jwt(sub: string, scope: string, extra: Record<string, unknown> = {}): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ scope, ...extra })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setIssuedAt(now)
-    .setExpirationTime(now + 600)
-    .sign(new TextEncoder().encode(JWT_SECRET));
-}
-
-async function api(
-  method: string,
-  path: string,
-  token: string,
-  body?: unknown,
-): Promise<{ status: number; body: Json }> {
-  const res = await worker!.fetch(`http://notify.test${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? (JSON.parse(text) as Json) : {} };
-}
+const jwt = (sub: string, scope: string, extra: Record<string, unknown> = {}) => testJwt(JWT_SECRET, sub, scope, extra);
+const api = apiClient((url, init) => worker!.fetch(url, init as never), 'http://notify.test');
 
 async function receiverHits(key: string): Promise<Hit[]> {
   const res = await fetch(`http://127.0.0.1:${receivers!.port}/_hits/${encodeURIComponent(key)}`);

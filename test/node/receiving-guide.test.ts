@@ -9,16 +9,15 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SignJWT } from 'jose';
 import openapiTS, { astToString } from 'openapi-typescript';
 import { Webhook } from 'standardwebhooks';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unstable_startWorker } from 'wrangler';
 import { ROOT, runWrangler, type WranglerError } from '../../scripts/wrangler-cli.ts';
+import { apiClient, type Json, testJwt } from '../support/node/api-client.ts';
 
 const JWT_SECRET = 'guide-secret-that-is-long-enough-for-hs256-0123456789abcdef';
-type Json = Record<string, any>;
 
 let persistDir: string;
 let worker: Awaited<ReturnType<typeof unstable_startWorker>> | undefined;
@@ -72,28 +71,8 @@ afterAll(async () => {
   else process.env.WRANGLER_LOG = previousLogLevel;
 }, 30_000);
 
-async function jwt(sub: string, scope: string, extra: Record<string, unknown> = {}): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ scope, ...extra })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setIssuedAt(now)
-    .setExpirationTime(now + 600)
-    .sign(new TextEncoder().encode(JWT_SECRET));
-}
-
-async function api(method: string, path: string, token: string, body?: unknown) {
-  const res = await worker!.fetch(`http://notify.test${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : {}) as Json };
-}
+const jwt = (sub: string, scope: string, extra: Record<string, unknown> = {}) => testJwt(JWT_SECRET, sub, scope, extra);
+const api = apiClient((url, init) => worker!.fetch(url, init as never), 'http://notify.test');
 
 /** Starts the guide's snippet with the given secret; resolves with its port and a live view of its stdout lines. */
 async function startGuideReceiver(webhookSecret: string): Promise<{ port: number; lines: string[] }> {
