@@ -17,7 +17,9 @@ export async function purgeExpiredData(
   env: Env,
   now: Date,
 ): Promise<{ handles: number; purgedNotifications: number; archives: number; failed: number }> {
-  if (!config(env).purgeEnabled) return { handles: 0, purgedNotifications: 0, archives: 0, failed: 0 };
+  const cfg = config(env);
+  if (!cfg.purgeEnabled) return { handles: 0, purgedNotifications: 0, archives: 0, failed: 0 };
+  const clock = new Date(now.getTime() + cfg.purgeClockAheadMs);
   const { results: due } = await env.DB.prepare(
     `SELECT handle, retention_days FROM handles ORDER BY purge_checked_at LIMIT ?1`,
   )
@@ -31,7 +33,7 @@ export async function purgeExpiredData(
     await env.DB.prepare('UPDATE handles SET purge_checked_at = ?2 WHERE handle = ?1')
       .bind(h.handle, now.toISOString())
       .run();
-    const outcome = await purgeHandle(env, h.handle, h.retention_days, now);
+    const outcome = await purgeHandle(env, h.handle, h.retention_days, clock);
     purgedNotifications += outcome.totals.notifications;
     archives += outcome.archives;
     if (outcome.error) failed++;
