@@ -10,7 +10,10 @@
  *    same sourceEventId from another publisher, half the same request with the same Idempotency-Key), while readers
  *    page the feed, open notifications and read delivery logs. Halfway, one webhook is deleted and one disabled.
  * 6. Drain: polls the feed until no notification is `delivering` (the minute jobs run every 60 s, as the cron does).
- * 7. Reconcile the answers the clients got with the feed, the receivers and the D1 file; print the tables and write
+ *    The handle's retention is 1 day and the purge's clock runs a day less PURGE_AFTER_SECONDS ahead, so every minute
+ *    job run also archives to R2 and purges what closed more than that ago, between deliveries.
+ * 7. Reconcile the answers the clients got with the feed, the receivers, the archives (read back through the API)
+ *    and the D1 file with the archived rows put back; print the tables and write
  *    soak/results/latest.{json,md}. Exit 0 only when every check holds: lost = 0 and no unexpected answer (any 5xx).
  *
  * Options (or SOAK_<NAME> environment variables): --events 5000 --connections 50 --duplicates 0.1 --webhooks 10
@@ -26,6 +29,7 @@ import { Webhook } from 'standardwebhooks';
 import { type Hit, type Receivers, startReceivers } from '../test/support/node/receivers.ts';
 import { DEMO, demoCredentials, seedSql, signJwt } from './dev-seed.ts';
 import { SCHEDULED_PATH } from './minute-jobs.ts';
+import { archivedIds, readArchives, restoreSql } from './soak/archives.ts';
 import { type Answer, type Client, createClient, Recorder } from './soak/client.ts';
 import { type PlannedIngest, planIngest, planWebhooks, type WebhookPlan } from './soak/plan.ts';
 import { type Check, percentile, renderMarkdown, type SoakResult, summarize } from './soak/report.ts';
@@ -46,6 +50,12 @@ const READER_INTERVAL_MS = 250;
  * consumers a few times even in a short run.
  */
 const SCHEDULED_EVERY_MS = 20_000;
+/**
+ * Retention during the soak: the handle keeps 1 day, and the purge reads its clock (PURGE_CLOCK_AHEAD_SECONDS) a day
+ * less this many seconds ahead, so a notification is expired this long after it was accepted. Long enough for the
+ * repeats of a sourceEventId (sent within the same window of requests) to find the first one still in D1.
+ */
+const PURGE_AFTER_SECONDS = 60;
 /** Kept for the reconciliation after the drain deadline. */
 const RECONCILE_RESERVE_MS = 45_000;
 /** See the churn checks in reconcile(). */
@@ -167,6 +177,14 @@ function replayFindings(answers: Answer[], idOf: (a: Answer) => unknown): { fres
 }
 
 async function setup(client: Client, tokens: Tokens, receivers: Receivers, o: Options, checks: Check[]) {
+  // A retention of one day: with the purge clock ahead (see PURGE_AFTER_SECONDS), the purge runs during the soak.
+  const retention = await client.request('setup: retention', 'PUT', `/v2/internal/handles/${HANDLE}`, {
+    token: tokens.controlPlane,
+    body: { displayName: DEMO.displayName, retentionDays: 1 },
+    expected: [200],
+  });
+  if (retention.status !== 200)
+    throw new SoakError(`Could not set the retention: ${retention.status} ${JSON.stringify(retention.body)}`);
   for (let r = 0; r < o.readers; r++) {
     const res = await client.request(
       'setup: provision member',
@@ -383,10 +401,11 @@ function startReaders(client: Client, tokens: Tokens, webhooks: WebhookCreated[]
       } else if (pick <= 3) {
         const ids = notificationIds();
         const id = ids[Math.floor(Math.random() * ids.length)];
+        // A notification already purged answers 410 naming its archive (docs/design.md#retention-and-archives).
         if (id)
           await client.request('read: notification', 'GET', path(`/notifications/${id}`), {
             token,
-            expected: [200, 429],
+            expected: [200, 410, 429],
           });
       } else {
         // The webhook deleted halfway would answer 404 (rightly); readers read the logs of the others.
@@ -564,6 +583,7 @@ interface ReconcileInput {
   outcomes: Map<string, IngestOutcome>;
   churned: Churn;
   persistDir: string;
+  baseUrl: string;
   stopServer: () => Promise<void>;
   checks: Check[];
   /** Observations that are not pass/fail (e.g. at-least-once redeliveries). */
@@ -631,8 +651,40 @@ async function reconcile(x: ReconcileInput) {
   const hitsByWebhook = new Map<string, Hit[]>();
   for (const wh of x.webhooks) hitsByWebhook.set(wh.id, await receiverHits(x.receivers, wh.name));
 
-  // What is stored: the D1 file, read after the Worker stopped (nothing can change under the reading).
+  // What the purge took out of D1, as a user downloads it (the cron is stopped: nothing is purged any more).
+  const archived = await readArchives(x.baseUrl, HANDLE, x.tokens.readers[0]!);
+  const archivedNotifications = archived.lines.length;
+
+  // What is stored: the D1 file, read after the Worker stopped (nothing can change under the reading), with the
+  // archived rows put back, so that every check below counts them as present.
   await x.stopServer();
+  const [present] = (await sql(x.persistDir, [
+    `SELECT id FROM notifications WHERE handle = '${HANDLE}' UNION ALL SELECT id FROM deliveries WHERE handle = '${HANDLE}'
+     UNION ALL SELECT a.id FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.handle = '${HANDLE}'`,
+  ])) as [Array<{ id: string }>];
+  const ids = archivedIds(archived);
+  const stillInD1 = count(present, (r) => ids.has(r.id));
+  checks.push({
+    name: 'purged rows: each in exactly one verified archive (SHA-256, gunzip, NDJSON), none open, none still in D1',
+    expected: '0 / 0 / 0 / 0',
+    actual: `${archived.unverified.length} unverified / ${archived.repeated.length} repeated / ${archived.open.length} open / ${stillInD1} in D1`,
+    ok: !archived.unverified.length && !archived.repeated.length && !archived.open.length && stillInD1 === 0,
+  });
+  checks.push({
+    name: `notifications purged during the soak (archives)`,
+    expected: '> 0',
+    actual: `${archivedNotifications} (${archived.archives})`,
+    ok: archivedNotifications > 0,
+  });
+  if (archivedNotifications) {
+    const file = join(x.persistDir, '..', 'restore-archived.sql');
+    await writeFile(file, restoreSql(archived));
+    await runWrangler(
+      'put the archived rows back',
+      ['d1', 'execute', 'DB', '--local', '--persist-to', x.persistDir, '--file', file],
+      { timeoutMs: 300_000 },
+    );
+  }
   const [notifications, deliveries, attempts, mailbox, rejections, stuckKeys, miscounted, latency, durations] =
     (await sql(x.persistDir, [
       `SELECT id, source_event_id, status, open_count FROM notifications WHERE handle = '${HANDLE}'`,
@@ -670,10 +722,13 @@ async function reconcile(x: ReconcileInput) {
     ok: acceptedIds.size === notifications.length && missingNotifications === 0 && unannounced === 0,
   });
   checks.push({
-    name: 'notifications in the feed (API) = stored',
-    expected: notifications.length,
+    name: 'notifications in the feed (API) = stored − archived',
+    // The feed was read before the archived rows were put back: they are not in it.
+    expected: notifications.length - archivedNotifications,
     actual: feed.length,
-    ok: feed.length === notifications.length && notifications.every((n) => feedById.get(n.id)?.status === n.status),
+    ok:
+      feed.length === notifications.length - archivedNotifications &&
+      notifications.every((n) => ids.has(n.id) || feedById.get(n.id)?.status === n.status),
   });
 
   // Deliveries: created (answered at ingest) = stored = terminal.
@@ -994,6 +1049,8 @@ async function main(): Promise<number> {
           ALLOW_INSECURE_WEBHOOK_TARGETS: 'true',
           PUBLIC_BASE_URL: baseUrl,
           RETRY_DELAYS_SECONDS,
+          PURGE_ENABLED: 'true',
+          PURGE_CLOCK_AHEAD_SECONDS: String(86_400 - PURGE_AFTER_SECONDS),
         }),
         logFile,
         readyTimeoutMs: 120_000,
@@ -1065,6 +1122,7 @@ async function main(): Promise<number> {
         outcomes,
         churned,
         persistDir,
+        baseUrl: srv.baseUrl,
         stopServer: () => srv.stop(),
         checks,
         notes,

@@ -55,6 +55,11 @@ export interface Config {
   d1SizeLimitBytes: number;
   /** PURGE_ENABLED: whether the minute job archives and purges expired notifications (default true). */
   purgeEnabled: boolean;
+  /**
+   * PURGE_CLOCK_AHEAD_SECONDS: how far ahead of the cron's time the purge reads the clock (default 0). Only for local
+   * soaks, which need notifications to expire within minutes; 0 in production.
+   */
+  purgeClockAheadMs: number;
 }
 
 const cache = new WeakMap<Env, Config>();
@@ -116,6 +121,7 @@ export function config(env: Env): Config {
     supportEmail: opt(env.SUPPORT_EMAIL),
     d1SizeLimitBytes: int(env.D1_SIZE_LIMIT_BYTES, 10_000_000_000),
     purgeEnabled: env.PURGE_ENABLED !== 'false',
+    purgeClockAheadMs: int(env.PURGE_CLOCK_AHEAD_SECONDS, 0) * 1000,
   };
   cache.set(env, c);
   return c;

@@ -42,6 +42,20 @@ export interface StorageReport {
   action: string | null;
 }
 
+/** How long past its retention a handle's oldest notification may stay before the doctor calls storage degraded. */
+export const PURGE_BEHIND_MS = 86_400_000;
+
+/**
+ * Whether storage makes the doctor's status `degraded`: the database past STORAGE_ALERT_PERCENT of its limit, or the
+ * handle's oldest notification more than PURGE_BEHIND_MS past its retention (the purge has waited on an open delivery,
+ * or failed, for that long). A purge that waits for minutes is normal and shown only in `storage.action`.
+ */
+export function storageDegraded(report: StorageReport, nowMs: number): boolean {
+  if (report.database.usedPercent >= STORAGE_ALERT_PERCENT) return true;
+  if (!report.oldestNotificationAt) return false;
+  return Date.parse(report.oldestNotificationAt) < nowMs - report.retentionDays * 86_400_000 - PURGE_BEHIND_MS;
+}
+
 /** Builds the storage section: one D1 batch, each statement an index lookup. */
 export async function storageReport(db: D1Database, handle: string, limitBytes: number): Promise<StorageReport> {
   const [h, oldest, state, arc] = await db.batch<Record<string, unknown>>([

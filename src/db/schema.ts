@@ -295,6 +295,8 @@ export const deliveries = sqliteTable(
   },
   (t) => [
     index('deliveries_notification_idx').on(t.notificationId),
+    // Retention of test sends (no notification): a handle's oldest first, only those rows are indexed.
+    index('deliveries_test_sends_idx').on(t.handle, t.id).where(sql`notification_id IS NULL`),
     // Delivery log of one subscription, newest first.
     index('deliveries_subscription_idx').on(t.subscriptionId, t.id),
     // Delivery doctor: recent dead deliveries of a handle; only dead rows are indexed.

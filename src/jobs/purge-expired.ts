@@ -5,19 +5,32 @@
  */
 
 import { purgeStep, type StepResult } from '../archive/purge.ts';
+import { purgeGlobalRows, purgeSideRows } from '../archive/side-rows.ts';
 import { type PurgeOutcome, recordPurge } from '../archive/state.ts';
 import { config } from '../env.ts';
 
 export const HANDLES_PER_RUN = 5;
 /** 10 steps of ≤ 100 notifications: a handle sheds up to 1,000 notifications a minute (1.44 million a day). */
 export const STEPS_PER_HANDLE = 10;
+/** Event rejections that name no handle are kept as long as a handle's default retention. */
+const GLOBAL_RETENTION_DAYS = 30;
 
 /** Purges what expired on up to HANDLES_PER_RUN handles. */
 export async function purgeExpiredData(
   env: Env,
   now: Date,
-): Promise<{ handles: number; purgedNotifications: number; archives: number; failed: number }> {
-  if (!config(env).purgeEnabled) return { handles: 0, purgedNotifications: 0, archives: 0, failed: 0 };
+): Promise<{
+  handles: number;
+  purgedNotifications: number;
+  archives: number;
+  failed: number;
+  expiredSessions: number;
+}> {
+  const cfg = config(env);
+  if (!cfg.purgeEnabled) return { handles: 0, purgedNotifications: 0, archives: 0, failed: 0, expiredSessions: 0 };
+  const clock = new Date(now.getTime() + cfg.purgeClockAheadMs);
+  // Service-wide rows: expired dashboard sessions (by the real time) and rejections that name no handle.
+  const global = await purgeGlobalRows(env.DB, GLOBAL_RETENTION_DAYS, now);
   const { results: due } = await env.DB.prepare(
     `SELECT handle, retention_days FROM handles ORDER BY purge_checked_at LIMIT ?1`,
   )
@@ -31,15 +44,18 @@ export async function purgeExpiredData(
     await env.DB.prepare('UPDATE handles SET purge_checked_at = ?2 WHERE handle = ?1')
       .bind(h.handle, now.toISOString())
       .run();
-    const outcome = await purgeHandle(env, h.handle, h.retention_days, now);
+    const outcome = await purgeHandle(env, h.handle, h.retention_days, clock);
     purgedNotifications += outcome.totals.notifications;
     archives += outcome.archives;
     if (outcome.error) failed++;
   }
-  return { handles: due.length, purgedNotifications, archives, failed };
+  return { handles: due.length, purgedNotifications, archives, failed, expiredSessions: global.sessions };
 }
 
-/** Up to `steps` purge steps for one handle, until one purges nothing; the outcome is kept for the doctor. */
+/**
+ * Up to `steps` purge steps for one handle, until one purges nothing, then one step of its rows deleted without an
+ * archive (rejections, test sends); the outcome is kept for the doctor.
+ */
 export async function purgeHandle(
   env: Env,
   handle: string,
@@ -65,6 +81,8 @@ export async function purgeHandle(
       outcome.totals.deliveries += step.deliveries;
       outcome.totals.attempts += step.attempts;
     }
+    // Then one bounded step of the rows deleted without an archive (rejections, test sends).
+    await purgeSideRows(env.DB, handle, retentionDays, now);
   } catch (err) {
     outcome.error = String(err).slice(0, 500);
     console.error(JSON.stringify({ level: 'error', msg: 'purge_failed', handle, error: outcome.error }));

@@ -6,7 +6,7 @@
  */
 
 import { createRoute, z } from '@hono/zod-openapi';
-import { storageReport } from '../../archive/storage.ts';
+import { storageDegraded, storageReport } from '../../archive/storage.ts';
 import { getDb } from '../../db/client.ts';
 import { AUTO_DISABLE_DAYS } from '../../delivery/diagnosis.ts';
 import { planRecipients } from '../../delivery/match.ts';
@@ -244,7 +244,12 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
   const status =
     !covered || undeliverable24h > 0
       ? 'critical'
-      : failing.length || deadRows.length || disabled.length || ownerState !== 'set' || overdue.count
+      : failing.length ||
+          deadRows.length ||
+          disabled.length ||
+          ownerState !== 'set' ||
+          overdue.count ||
+          storageDegraded(storage, now)
         ? 'degraded'
         : 'healthy';
 

@@ -1,0 +1,1 @@
+CREATE INDEX `deliveries_test_sends_idx` ON `deliveries` (`handle`,`id`) WHERE notification_id IS NULL;
