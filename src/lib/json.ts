@@ -23,8 +23,13 @@ export type JsonHazard = { kind: 'too_deep'; path: string[] } | { kind: 'forbidd
 /**
  * The first place where parsed JSON nests deeper than `maxDepth` or holds a {@link FORBIDDEN_JSON_KEYS} key, or null.
  * Iterative, so it never recurses however deep the value is; depth-first, so the first hazard in document order wins.
+ * `depthOnly` looks for depth alone (reading data stored before the rules, whose keys are already in the database).
  */
-export function findJsonHazard(value: unknown, maxDepth = MAX_JSON_DEPTH): JsonHazard | null {
+export function findJsonHazard(
+  value: unknown,
+  maxDepth = MAX_JSON_DEPTH,
+  { depthOnly = false }: { depthOnly?: boolean } = {},
+): JsonHazard | null {
   // Each entry knows its parent, so a path is built only for the hazard found, not for every value walked.
   interface Entry {
     value: unknown;
@@ -49,7 +54,7 @@ export function findJsonHazard(value: unknown, maxDepth = MAX_JSON_DEPTH): JsonH
       continue;
     }
     const keys = Object.keys(v);
-    for (const key of keys) {
+    for (const key of depthOnly ? [] : keys) {
       if (FORBIDDEN_JSON_KEYS.has(key)) return { kind: 'forbidden_key', path: [...pathOf(entry), key], key };
     }
     for (let i = keys.length - 1; i >= 0; i--) {
@@ -83,7 +88,7 @@ export const ELIDED_JSON = `[nested deeper than ${MAX_JSON_DEPTH} levels: not sh
  * bound existed). Iterative.
  */
 export function clampJsonDepth(value: unknown, maxDepth = MAX_JSON_DEPTH): unknown {
-  if (!tooDeep(value, maxDepth)) return value;
+  if (!findJsonHazard(value, maxDepth, { depthOnly: true })) return value;
   const copy = (v: unknown): unknown => (Array.isArray(v) ? [] : v !== null && typeof v === 'object' ? {} : v);
   const root = copy(value);
   const stack: Array<{ from: unknown; to: unknown; depth: number }> = [{ from: value, to: root, depth: 1 }];
@@ -99,17 +104,6 @@ export function clampJsonDepth(value: unknown, maxDepth = MAX_JSON_DEPTH): unkno
     }
   }
   return root;
-}
-
-function tooDeep(value: unknown, maxDepth: number): boolean {
-  const stack: Array<{ v: unknown; depth: number }> = [{ v: value, depth: 0 }];
-  while (stack.length > 0) {
-    const { v, depth } = stack.pop()!;
-    if (v === null || typeof v !== 'object') continue;
-    if (depth >= maxDepth) return true;
-    for (const child of Object.values(v)) stack.push({ v: child, depth: depth + 1 });
-  }
-  return false;
 }
 
 /**
