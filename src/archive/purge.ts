@@ -9,6 +9,7 @@
  *   to the same key, so nothing is lost and no line is doubled.
  * - Every statement reads through an index: the rows read by a step are the rows it archives plus a small constant.
  */
+import { shardFor } from '../db/shards.ts';
 import { boundaryId, newId } from '../lib/ids.ts';
 import { archiveLines, gzipNdjson, type Row } from './format.ts';
 import { archiveKey, writeVerified } from './objects.ts';
@@ -69,7 +70,7 @@ export async function purgeStep(
   now: Date,
   hooks: StepHooks = {},
 ): Promise<StepResult> {
-  const db = env.DB;
+  const db = await shardFor(env, handle);
   let rowsRead = 0;
   const reads: number[] = [];
   const count = (meta: { rows_read?: number }) => {

@@ -3,6 +3,7 @@
  * they reach the owner default email. Every alert is raised here; whoever saw the change happen (the deliveries
  * consumer, a minute job, a test-send route) calls this module, once per change.
  */
+import { shardFor } from '../db/shards.ts';
 import { type SnsSubscriptionRow, staleReason } from '../email/sns-subscriptions.ts';
 import type { SuppressedSubscription } from '../email/suppression.ts';
 import type { RunContext } from '../env.ts';
@@ -51,9 +52,8 @@ export async function raiseEndpointDisabled(ctx: RunContext, w: DisabledWebhook)
     },
     { system: true },
   );
-  await ctx.env.DB.prepare(
-    'UPDATE webhook_subscriptions SET disabled_alert_pending = 0 WHERE id = ?1 AND disabled_at IS ?2',
-  )
+  await (await shardFor(ctx.env, w.handle))
+    .prepare('UPDATE webhook_subscriptions SET disabled_alert_pending = 0 WHERE id = ?1 AND disabled_at IS ?2')
     .bind(w.id, w.disabledAt)
     .run();
   return result;

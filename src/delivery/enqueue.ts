@@ -17,34 +17,42 @@ export interface EnqueueResult {
   marked: boolean;
 }
 
+/** A delivery to enqueue: its id and its handle, which names its shard (docs/design.md#shards). */
+export interface QueuedDelivery {
+  deliveryId: string;
+  handle: string;
+}
+
 /** Counts sendBatch calls per isolate; tests and the bench read it to check fan-out cost. */
 export const enqueueStats = { sendBatchCalls: 0 };
 
 /**
- * Enqueues pending deliveries and marks the sent ones `queued` (only rows still `pending`: a concurrent sweeper or
+ * Enqueues pending deliveries of one shard and marks the sent ones `queued` there (only rows still `pending`: a concurrent sweeper or
  * consumer may have moved them). `delaySeconds` postpones the first attempt (used for redrives).
  */
 export async function enqueueDeliveries(
-  env: Pick<Env, 'DB' | 'DELIVERIES_QUEUE'>,
-  deliveryIds: readonly string[],
+  env: Pick<Env, 'DELIVERIES_QUEUE'>,
+  shard: D1Database,
+  deliveries: readonly QueuedDelivery[],
   options: { delaySeconds?: number } = {},
 ): Promise<EnqueueResult> {
   const result: EnqueueResult = { queued: [], failed: [], sendBatchCalls: 0, marked: true };
-  for (let i = 0; i < deliveryIds.length; i += SEND_BATCH_LIMIT) {
-    const chunk = deliveryIds.slice(i, i + SEND_BATCH_LIMIT);
+  for (let i = 0; i < deliveries.length; i += SEND_BATCH_LIMIT) {
+    const chunk = deliveries.slice(i, i + SEND_BATCH_LIMIT);
+    const ids = chunk.map((d) => d.deliveryId);
     try {
       result.sendBatchCalls++;
       enqueueStats.sendBatchCalls++;
       await env.DELIVERIES_QUEUE.sendBatch(
-        chunk.map((deliveryId) => ({
-          body: { deliveryId } satisfies DeliveryMessage,
+        chunk.map(({ deliveryId, handle }) => ({
+          body: { deliveryId, handle } satisfies DeliveryMessage,
           contentType: 'json' as const,
           ...(options.delaySeconds ? { delaySeconds: options.delaySeconds } : {}),
         })),
       );
-      result.queued.push(...chunk);
+      result.queued.push(...ids);
     } catch (err) {
-      result.failed.push(...chunk);
+      result.failed.push(...ids);
       console.warn(
         JSON.stringify({ level: 'warn', msg: 'enqueue_failed', deliveries: chunk.length, error: String(err) }),
       );
@@ -54,7 +62,7 @@ export async function enqueueDeliveries(
     // The messages are sent: a failure here must not reach the caller, whose rows are stored (a retried publish or
     // events message would store the event twice). Rows left `pending` are re-sent by the sweeper, and the consumer
     // takes a `pending` row like a `queued` one (docs/design.md#outbox).
-    await markQueued(env.DB, result.queued).catch((err: unknown) => {
+    await markQueued(shard, result.queued).catch((err: unknown) => {
       result.marked = false;
       console.warn(
         JSON.stringify({

@@ -12,6 +12,7 @@ import { and, eq } from 'drizzle-orm';
 import type { BatchItem } from 'drizzle-orm/batch';
 import { type Db, getDb } from '../db/client.ts';
 import { notifications } from '../db/schema.ts';
+import { placementOf, shardAt } from '../db/shards.ts';
 import type { Config, RunContext } from '../env.ts';
 import { eventTypeInfo, looksLikeCatalogTypo, nearestEventTypes, type Severity } from '../lib/event-catalog.ts';
 import { newId } from '../lib/ids.ts';
@@ -187,6 +188,7 @@ export function ingestReads(db: Db, event: Pick<CheckedEvent, 'handle' | 'source
  */
 export async function ingestWithReads(
   ctx: RunContext,
+  shard: D1Database,
   event: CheckedEvent,
   source: string,
   reads: readonly unknown[][],
@@ -238,48 +240,52 @@ export async function ingestWithReads(
   );
 
   try {
-    await env.DB.batch([
-      env.DB.prepare(
-        `INSERT INTO notifications (id, handle, type, severity, data, source, source_event_id, occurred_at, status,
+    await shard.batch([
+      shard
+        .prepare(
+          `INSERT INTO notifications (id, handle, type, severity, data, source, source_event_id, occurred_at, status,
            recipient_count, recipients, open_count, succeeded_count, dead_count, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, 0, ?13, ?13)`,
-      ).bind(
-        notificationId,
-        event.handle,
-        event.type,
-        severity,
-        JSON.stringify(event.data),
-        source,
-        event.sourceEventId ?? null,
-        event.occurredAt ?? now,
-        status,
-        rows.length,
-        JSON.stringify(summary),
-        open,
-        now,
-      ),
+        )
+        .bind(
+          notificationId,
+          event.handle,
+          event.type,
+          severity,
+          JSON.stringify(event.data),
+          source,
+          event.sourceEventId ?? null,
+          event.occurredAt ?? now,
+          status,
+          rows.length,
+          JSON.stringify(summary),
+          open,
+          now,
+        ),
       // Every delivery in one statement: the rows travel as one JSON parameter (D1 allows 100 bound values a query).
-      env.DB.prepare(
-        `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
+      shard
+        .prepare(
+          `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
            status, status_reason, attempt_count, retry_base, created_at, updated_at)
          SELECT value ->> '$.deliveryId', value ->> '$.handle', value ->> '$.notificationId', 'event',
            value ->> '$.channel', value ->> '$.recipientType', value ->> '$.subscriptionId', value ->> '$.target',
            value ->> '$.status', value ->> '$.statusReason', 0, 0, value ->> '$.createdAt', value ->> '$.createdAt'
          FROM json_each(?1)`,
-      ).bind(JSON.stringify(rows)),
+        )
+        .bind(JSON.stringify(rows)),
     ]);
   } catch (err) {
     // Two publishers raced with one sourceEventId: the unique index let exactly one batch in; answer with it.
     if (event.sourceEventId && /UNIQUE/i.test(String(err))) {
-      const seen = await existingBySourceId(getDb(env.DB), event.handle, event.sourceEventId);
+      const seen = await existingBySourceId(getDb(shard), event.handle, event.sourceEventId);
       if (seen) return seen;
     }
     throw err;
   }
 
-  const pending = rows.filter((r) => r.status === 'pending').map((r) => r.deliveryId);
+  const pending = rows.filter((r) => r.status === 'pending');
   // From here on the event is stored: nothing may throw (a retried publish or events message would store it again).
-  const sent = pending.length ? await enqueueDeliveries(env, pending) : { queued: [] as string[], marked: true };
+  const sent = pending.length ? await enqueueDeliveries(env, shard, pending) : { queued: [] as string[], marked: true };
   const queued = new Set(sent.marked ? sent.queued : []);
   return {
     notificationId,
@@ -298,7 +304,12 @@ export async function ingestEvent(
   options: IngestOptions = {},
 ): Promise<IngestResult> {
   const event = checkEvent(ctx.cfg, req, options);
-  const db = getDb(ctx.env.DB);
+  const placement = await placementOf(ctx.env, event.handle);
+  if (!placement) throw new IngestRejected('unknown_handle', `No handle ${event.handle}.`);
+  // Moving between shards (docs/design.md#moving-a-handle): not a rejection, the caller retries after the move.
+  if (placement.movingSince) throw new Error(`handle ${event.handle} is moving between shards; retry shortly`);
+  const shard = shardAt(ctx.env, placement.shard);
+  const db = getDb(shard);
   const reads = (await db.batch(ingestReads(db, event))) as readonly unknown[][];
-  return ingestWithReads(ctx, event, req.source, reads);
+  return ingestWithReads(ctx, shard, event, req.source, reads);
 }

@@ -4,6 +4,7 @@
  * at the limit cannot overshoot it, and given back when the write does not succeed: only successful writes count.
  */
 import type { MiddlewareHandler } from 'hono';
+import { shardFor } from '../db/shards.ts';
 import { type AppEnv, config } from '../env.ts';
 import { problems } from '../lib/problem.ts';
 
@@ -23,11 +24,14 @@ export function dailyWriteQuota(): MiddlewareHandler<AppEnv> {
     const limit = config(c.env).dailyWriteLimit;
     const now = new Date();
     const day = utcDay(now);
-    const slot = await c.env.DB.prepare(
-      `INSERT INTO daily_write_counters (handle, day, count) VALUES (?1, ?2, 1)
+    // Counted beside the handle's rows, on its shard (docs/design.md#shards).
+    const d1 = await shardFor(c.env, handle);
+    const slot = await d1
+      .prepare(
+        `INSERT INTO daily_write_counters (handle, day, count) VALUES (?1, ?2, 1)
        ON CONFLICT (handle, day) DO UPDATE SET count = count + 1 WHERE count < ?3
        RETURNING count`,
-    )
+      )
       .bind(handle, day, limit)
       .first<{ count: number }>();
     if (!slot) {
@@ -46,9 +50,8 @@ export function dailyWriteQuota(): MiddlewareHandler<AppEnv> {
       succeeded = c.res.status >= 200 && c.res.status < 300;
     } finally {
       if (!succeeded) {
-        await c.env.DB.prepare(
-          'UPDATE daily_write_counters SET count = count - 1 WHERE handle = ?1 AND day = ?2 AND count > 0',
-        )
+        await d1
+          .prepare('UPDATE daily_write_counters SET count = count - 1 WHERE handle = ?1 AND day = ?2 AND count > 0')
           .bind(handle, day)
           .run();
       }

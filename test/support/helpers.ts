@@ -149,3 +149,32 @@ export async function expectProblem(res: Response, status: number): Promise<Reco
   if (body.requestId !== res.headers.get('x-request-id')) throw new Error('problem.requestId != X-Request-Id');
   return body;
 }
+
+/**
+ * The D1 database holding `handle`'s rows (docs/design.md#shards), read from the directory: tests that seed or read a
+ * handle's rows directly go through it, as the service does.
+ */
+export async function shardOf(handle: string): Promise<D1Database> {
+  const row = await env.DB.prepare('SELECT shard FROM handles WHERE handle = ?1').bind(handle).first<{ shard: number }>();
+  if (!row) throw new Error(`no handle ${handle} in the directory`);
+  return row.shard === 0 ? env.SHARD_0 : env.SHARD_1;
+}
+
+/**
+ * Every shard at once, for a test that reads rows by an id whose handle it does not hold at hand: `first` answers the
+ * first shard's row, `all` every shard's rows. Never for inserts (a row belongs on its handle's shard: `shardOf`).
+ */
+export const allShards = {
+  async first<T = Record<string, any>>(sql: string, ...params: unknown[]): Promise<T | null> {
+    for (const d1 of [env.SHARD_0, env.SHARD_1]) {
+      const row = await d1.prepare(sql).bind(...params).first<T>();
+      if (row) return row;
+    }
+    return null;
+  },
+  async all<T = Record<string, any>>(sql: string, ...params: unknown[]): Promise<T[]> {
+    const out: T[] = [];
+    for (const d1 of [env.SHARD_0, env.SHARD_1]) out.push(...(await d1.prepare(sql).bind(...params).all<T>()).results);
+    return out;
+  },
+};

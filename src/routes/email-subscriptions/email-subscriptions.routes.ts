@@ -19,6 +19,7 @@ import { newId } from '../../lib/ids.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
 import { decodeCursor, encodeCursor, toPage } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
+import { handleD1, handleDb } from '../../middleware/auth.ts';
 import { answerInBatch } from '../../middleware/idempotency.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import {
@@ -272,13 +273,13 @@ const resendConfirmationRoute = createRoute(
 export const emailSubscriptionsRoutes = createRouter()
   .openapi(resendConfirmationRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     const sub = id === OWNER_DEFAULT_ID ? undefined : await getStandard(db, handle, id);
     if (!sub) throw problems.notFound();
     if (sub.status !== 'pending_confirmation') {
       throw problems.conflict(`The subscription is ${sub.status}; only a pending one gets a confirmation mail.`);
     }
-    const claim = await claimConfirmationResend(c.env.DB, sub);
+    const claim = await claimConfirmationResend(await handleD1(c), sub);
     if (!claim.ok) throw problems.rateLimited(claim.detail, claim.retryAfterSeconds);
     if (config(c.env).emailProvider === 'sns') await subscribeAtSns(c.env, sub);
     else await sendConfirmation(runContext(c.env), { id: sub.id, handle, email: sub.emailNormalized });
@@ -287,7 +288,7 @@ export const emailSubscriptionsRoutes = createRouter()
   .openapi(emailTestRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
     const body = (await c.req.text()) ? c.req.valid('json') : {};
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     let sub = id === OWNER_DEFAULT_ID ? await getOwnerDefault(db, handle) : await getStandard(db, handle, id);
     if (!sub) {
       if (id === OWNER_DEFAULT_ID)
@@ -329,19 +330,19 @@ export const emailSubscriptionsRoutes = createRouter()
       deliveryId = sent.delivery.id;
       outcome = sent.outcome;
     }
-    const diagnosis = diagnoseEmail(sub, outcome, await loadEmailFailures(c.env.DB, sub.id), providerCheck);
+    const diagnosis = diagnoseEmail(sub, outcome, await loadEmailFailures(await handleD1(c), sub.id), providerCheck);
     return c.json({ deliveryId, diagnosis }, 200);
   })
   .openapi(getOwnerDefaultRoute, async (c) => {
     const { handle } = c.req.valid('param');
-    const owner = await getOwnerDefault(getDb(c.env.DB), handle);
+    const owner = await getOwnerDefault(await handleDb(c), handle);
     return c.json(owner ? emailSubscriptionToApi(owner) : UNSET_OWNER_DEFAULT, 200);
   })
   .openapi(listRoute, async (c) => {
     const { handle } = c.req.valid('param');
     const { limit, cursor } = c.req.valid('query');
     const before = decodeCursor(cursor, EMAIL_SUBSCRIPTION_ID);
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     if (before) {
       const page = toPage(await listStandard(db, handle, limit + 1, before), limit);
       return c.json({ data: page.items.map(emailSubscriptionToApi), nextCursor: page.nextCursor }, 200);
@@ -391,9 +392,9 @@ export const emailSubscriptionsRoutes = createRouter()
       body: emailSubscriptionToApi(row),
       headers: { Location: location },
     });
-    const outcome = await insertStandard(c.env.DB, row, cfg.maxEmailSubscriptionsPerHandle, answer);
+    const outcome = await insertStandard(await handleD1(c), row, cfg.maxEmailSubscriptionsPerHandle, answer);
     if (outcome === 'conflict') {
-      const existing = await findStandardByEmail(getDb(c.env.DB), handle, row.emailNormalized);
+      const existing = await findStandardByEmail(await handleDb(c), handle, row.emailNormalized);
       throw problems.conflict(
         existing
           ? `${row.emailNormalized} is already subscribed on this handle as ${existing.id} (${existing.status}); ` +
@@ -415,7 +416,10 @@ export const emailSubscriptionsRoutes = createRouter()
       cfg.emailProvider === 'sns'
         ? await subscribeAtSns(c.env, row)
         : await sendConfirmation(runContext(c.env), { id: row.id, handle, email: row.emailNormalized });
-    const saved = (await getStandard(getDb(c.env.DB), handle, row.id)) ?? { ...row, statusReason: confirmation.detail };
+    const saved = (await getStandard(await handleDb(c), handle, row.id)) ?? {
+      ...row,
+      statusReason: confirmation.detail,
+    };
     c.header('Location', location);
     return c.json(emailSubscriptionToApi(saved), 201);
   })
@@ -427,22 +431,23 @@ export const emailSubscriptionsRoutes = createRouter()
           '…/notifications/owner-default-email {"email": null}.',
       );
     }
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     const existing = await getStandard(db, handle, id);
     if (!existing) throw problems.notFound();
-    if (!(await deleteEmailSubscription(c.env.DB, handle, id, new Date().toISOString()))) throw problems.notFound();
+    if (!(await deleteEmailSubscription(await handleD1(c), handle, id, new Date().toISOString())))
+      throw problems.notFound();
     if (existing.provider === 'sns') await unsubscribeAtSns(c.env, existing.providerRef);
     return c.body(null, 204);
   })
   .openapi(ownerDefaultRoute, async (c) => {
     const { handle } = c.req.valid('param');
     const { email } = c.req.valid('json');
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     const now = new Date().toISOString();
     if (email === null) {
       const current = await getOwnerDefault(db, handle);
       if (current) {
-        await deleteEmailSubscription(c.env.DB, handle, current.id, now);
+        await deleteEmailSubscription(await handleD1(c), handle, current.id, now);
         if (current.provider === 'sns') await unsubscribeAtSns(c.env, current.providerRef);
       }
       return c.json(UNSET_OWNER_DEFAULT, 200);

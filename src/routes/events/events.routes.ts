@@ -11,7 +11,7 @@ import { EventInput } from '../../delivery/messages.ts';
 import { runContext } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
-import { batchWithAccess } from '../../middleware/auth.ts';
+import { batchWithAccess, handleD1 } from '../../middleware/auth.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { RecipientSummarySchema } from '../notifications/notifications.schemas.ts';
 
@@ -75,8 +75,10 @@ export const eventsRoutes = createRouter().openapi(publishRoute, async (c) => {
     const event = checkEvent(ctx.cfg, { handle, ...body });
     // Token, membership, duplicate check and match context in ONE D1 round trip; the access check is settled (401,
     // 403, 404) before ingest sees a row, and only then is the caller known.
-    const rows = await batchWithAccess(c, ingestReads(getDb(c.env.DB), event));
-    const result = await ingestWithReads(ctx, event, publisherOf(c.get('principal')!), rows);
+    const shard = await handleD1(c);
+    const db = getDb(shard);
+    const rows = await batchWithAccess(c, db, ingestReads(db, event));
+    const result = await ingestWithReads(ctx, shard, event, publisherOf(c.get('principal')!), rows);
     c.header('Location', `/v2/handles/${handle}/notifications/${result.notificationId}`);
     return c.json(result, 202);
   } catch (err) {
