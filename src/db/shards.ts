@@ -26,7 +26,7 @@ interface Entry extends Placement {
   expiresAt: number;
 }
 
-/** One directory cache per control-plane binding (tests run isolated environments side by side). */
+/** One directory cache per control-plane binding (a test may run an isolated environment beside the real one). */
 const directories = new WeakMap<D1Database, Map<string, Entry>>();
 const shardLists = new WeakMap<object, D1Database[]>();
 

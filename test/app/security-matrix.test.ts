@@ -4,6 +4,7 @@
  * secrets in logs / responses / rows, where SNS feedback may come from (#email), and hostile JSON and header values.
  * Every row is its own test, through the real Worker and real local D1.
  */
+
 import { env, exports } from 'cloudflare:workers';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -11,11 +12,13 @@ import { consumeEvents } from '../../src/delivery/events-consumer.ts';
 import { unsubscribeToken } from '../../src/email/unsubscribe.ts';
 import { sha256Hex } from '../../src/lib/crypto.ts';
 import { newId } from '../../src/lib/ids.ts';
+import { meterD1 } from '../support/d1-meter.ts';
 import { dohQueries, dohUrl } from '../support/doh.ts';
 import {
   ALL_USER_SCOPES,
   AUDIENCE,
   addMember,
+  anyShard,
   call,
   callJson,
   callWithVars,
@@ -24,6 +27,8 @@ import {
   ISSUER,
   provisionHandle,
   serviceJwt,
+  shardName,
+  shardOf,
   signJwt,
   unique,
 } from '../support/helpers.ts';
@@ -59,21 +64,27 @@ const subs = (h: string) => `/v2/handles/${h}/notifications/email-subscriptions`
 /** Every row of a handle in every table that holds tenant data (plus attempts of its deliveries). */
 async function snapshot(handle: string): Promise<Record<string, unknown[]>> {
   const out: Record<string, unknown[]> = {};
+  // The control plane's rows of the handle, then its shard's (docs/design.md#shards).
+  for (const t of ['handles', 'memberships']) {
+    out[`control.${t}`] = (
+      await env.DB.prepare(`SELECT * FROM ${t} WHERE handle = ? ORDER BY 1, 2`).bind(handle).all()
+    ).results;
+  }
   for (const t of [
     'handles',
-    'memberships',
     'webhook_subscriptions',
     'email_subscriptions',
     'notifications',
     'deliveries',
     'notification_settings',
   ]) {
-    out[t] = (await env.DB.prepare(`SELECT * FROM ${t} WHERE handle = ? ORDER BY 1, 2`).bind(handle).all()).results;
+    out[t] = (await anyShard.prepare(`SELECT * FROM ${t} WHERE handle = ? ORDER BY 1, 2`).bind(handle).all()).results;
   }
   out.delivery_attempts = (
-    await env.DB.prepare(
-      'SELECT a.* FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.handle = ? ORDER BY a.id',
-    )
+    await anyShard
+      .prepare(
+        'SELECT a.* FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.handle = ? ORDER BY a.id',
+      )
       .bind(handle)
       .all()
   ).results;
@@ -97,7 +108,7 @@ async function victim() {
   const ingest = await ingestQuiet(h.handle, { type: 'order.paid' });
   const deliveryId = ingest.deliveryIds[0]!;
   // A dead delivery is redrivable: the retry route must still refuse it to a stranger.
-  await env.DB.prepare(`UPDATE deliveries SET status = 'dead' WHERE id = ?`).bind(deliveryId).run();
+  await anyShard.prepare(`UPDATE deliveries SET status = 'dead' WHERE id = ?`).bind(deliveryId).run();
   return {
     ...h,
     webhookId: wh.id,
@@ -842,7 +853,7 @@ describe('6. SSRF', () => {
       const res = await callWithVars(PROD, 'PATCH', `${hooks(h.handle)}/${wh.id}`, { token: h.token, body: { url } });
       expect(res.status, url).toBe(422);
     }
-    expect(await env.DB.prepare('SELECT url FROM webhook_subscriptions WHERE id = ?').bind(wh.id).first('url')).toBe(
+    expect(await anyShard.prepare('SELECT url FROM webhook_subscriptions WHERE id = ?').bind(wh.id).first('url')).toBe(
       'https://hooks.example.com/ok',
     );
   });
@@ -870,8 +881,9 @@ describe('6. SSRF', () => {
       `https://127.0.0.1:${new URL(receiverUrl('ok', key)).port}/r/ok/${key}`,
     ];
     for (const target of targets) {
-      await env.DB.prepare('UPDATE webhook_subscriptions SET url = ? WHERE id = ?').bind(target, wh.id).run();
-      await env.DB.prepare(`UPDATE deliveries SET target = ?, status = 'queued' WHERE id = ?`)
+      await anyShard.prepare('UPDATE webhook_subscriptions SET url = ? WHERE id = ?').bind(target, wh.id).run();
+      await anyShard
+        .prepare(`UPDATE deliveries SET target = ?, status = 'queued' WHERE id = ?`)
         .bind(target, deliveryIds[0])
         .run();
       const before = (await attemptsOf(deliveryIds[0]!)).length;
@@ -968,7 +980,8 @@ describe('6. SSRF', () => {
     const text = await res.text();
     expect(res.status, text).toBe(200);
     expect(text).toContain('blocked_destination');
-    await env.DB.prepare('UPDATE webhook_subscriptions SET url = ? WHERE id = ?')
+    await anyShard
+      .prepare('UPDATE webhook_subscriptions SET url = ? WHERE id = ?')
       .bind('https://169.254.169.254/latest', wh.id)
       .run();
     const meta = await callWithVars(PROD, 'POST', `${hooks(h.handle)}/${wh.id}/test`, { token: h.token, body: {} });
@@ -1060,7 +1073,8 @@ describe('9. Mail header injection', () => {
       body: { email: `${unique('trail')}@example.com\r\n` },
     });
     if (trailing.status === 201) expect(((await trailing.json()) as { email: string }).email).not.toMatch(/[\r\n]/);
-    const rows = await env.DB.prepare('SELECT email, email_normalized FROM email_subscriptions WHERE handle = ?')
+    const rows = await anyShard
+      .prepare('SELECT email, email_normalized FROM email_subscriptions WHERE handle = ?')
       .bind(h.handle)
       .all<{ email: string }>();
     for (const r of rows.results) expect(JSON.stringify(r)).not.toMatch(/\\r|\\n|bcc/i);
@@ -1070,7 +1084,8 @@ describe('9. Mail header injection', () => {
     const created = await callWithVars(DEV, 'POST', subs(h.handle), { token: h.token, body: { email } });
     expect(created.status).toBe(201);
     const subId = ((await created.json()) as { id: string }).id;
-    await env.DB.prepare(`UPDATE email_subscriptions SET status = 'active', confirmed_at = ? WHERE id = ?`)
+    await anyShard
+      .prepare(`UPDATE email_subscriptions SET status = 'active', confirmed_at = ? WHERE id = ?`)
       .bind(new Date().toISOString(), subId)
       .run();
     const evil = 'x\r\nBcc: evil@evil.example\r\nX-Injected: 1\r\n\r\n<html>body</html>';
@@ -1162,7 +1177,8 @@ describe('9. Mail header injection', () => {
     }
     expect(failures).toEqual([]);
     const rows = (
-      await env.DB.prepare('SELECT headers FROM webhook_subscriptions WHERE handle = ?')
+      await anyShard
+        .prepare('SELECT headers FROM webhook_subscriptions WHERE handle = ?')
         .bind(h.handle)
         .all<{ headers: string | null }>()
     ).results;
@@ -1190,7 +1206,7 @@ describe('10. Idempotency-Key scoping', () => {
     expect(jb.id).not.toBe(ja.id);
     expect(jb.secret).not.toBe(ja.secret);
     expect(
-      await env.DB.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(jb.id).first('handle'),
+      await anyShard.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(jb.id).first('handle'),
     ).toBe(b.handle);
     // Each tenant's replay returns its own resource, never the other's.
     const replayB = await call('POST', hooks(b.handle), { token: b.token, body, headers: { 'idempotency-key': k } });
@@ -1254,10 +1270,10 @@ describe('10. Idempotency-Key scoping', () => {
       const j2 = (await r2.json()) as { id: string };
       expect(j2.id).not.toBe(j1.id);
       expect(
-        await env.DB.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(j1.id).first('handle'),
+        await anyShard.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(j1.id).first('handle'),
       ).toBe(h1);
       expect(
-        await env.DB.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(j2.id).first('handle'),
+        await anyShard.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(j2.id).first('handle'),
       ).toBe(h2);
     }
   });
@@ -1322,7 +1338,7 @@ describe('11. Secrets', () => {
     });
     expect(u.status).toBeLessThan(300);
     expect(
-      await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?').bind(subId).first('status'),
+      await anyShard.prepare('SELECT status FROM email_subscriptions WHERE id = ?').bind(subId).first('status'),
     ).toBe('unsubscribed');
     // A failing request with a token in the query string, too.
     await call('GET', `/v2/tokens?access_token=${encodeURIComponent(pat)}`);
@@ -1417,9 +1433,8 @@ describe('12. Unsubscribe links', () => {
       expect(res.status, `${method} ${accept}`).toBe(404);
       expect((await res.text()).toLowerCase(), `${method} ${accept}`).not.toContain(after.toLowerCase());
     }
-    const row = await env.DB.prepare(
-      "SELECT email_normalized, status FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'",
-    )
+    const row = await anyShard
+      .prepare("SELECT email_normalized, status FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'")
       .bind(h.handle)
       .first();
     expect(row).toEqual({ email_normalized: after.toLowerCase(), status: 'active' });
@@ -1590,7 +1605,8 @@ describe('13. Owners, JWTs, sessions, token caps, token pages, confirmation mail
     const created = await callWithVars(DEV, 'POST', subs(h.handle), { token: h.token, body: { email } });
     expect(created.status).toBe(201);
     const id = ((await created.json()) as { id: string }).id;
-    await env.DB.prepare('UPDATE email_subscriptions SET confirm_sent_at = ?2 WHERE id = ?1')
+    await anyShard
+      .prepare('UPDATE email_subscriptions SET confirm_sent_at = ?2 WHERE id = ?1')
       .bind(id, new Date(Date.now() - 120_000).toISOString())
       .run();
     const answers = await Promise.all(
@@ -1615,16 +1631,18 @@ describe('14. Provider feedback (SNS)', () => {
     const email = `${unique('feedback')}@example.com`;
     const id = newId('esub');
     const now = new Date().toISOString();
-    await env.DB.prepare(
-      `INSERT INTO email_subscriptions
+    await (await shardOf(handle))
+      .prepare(
+        `INSERT INTO email_subscriptions
          (id, handle, kind, email, email_normalized, status, confirmed_at, provider, created_at, updated_at)
        VALUES (?1, ?2, 'owner_default', ?3, ?3, 'active', ?4, 'sns', ?4, ?4)`,
-    )
+      )
       .bind(id, handle, email, now)
       .run();
     const status = async () =>
       (
-        await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?1')
+        await anyShard
+          .prepare('SELECT status FROM email_subscriptions WHERE id = ?1')
           .bind(id)
           .first<{ status: string }>()
       )?.status;
@@ -1768,10 +1786,11 @@ describe('15. Hostile JSON and header values', () => {
     const h = await setupHandle();
     const id = `ntf_${crypto.randomUUID().replace(/-/g, '').slice(0, 26).toUpperCase()}`;
     const at = new Date().toISOString();
-    await env.DB.prepare(
-      `INSERT INTO notifications (id, handle, type, severity, data, source, occurred_at, status, created_at, updated_at)
+    await (await shardOf(h.handle))
+      .prepare(
+        `INSERT INTO notifications (id, handle, type, severity, data, source, occurred_at, status, created_at, updated_at)
        VALUES (?1, ?2, 'order.paid', 'info', ?3, 'test', ?4, 'no_recipients', ?4, ?4)`,
-    )
+      )
       .bind(id, h.handle, `{"orderId":"o-1","a":${nestedArrays(30_000)}}`, at)
       .run();
     const api = await call('GET', `/v2/handles/${h.handle}/notifications/${id}`, { token: h.token });
@@ -1889,7 +1908,8 @@ describe('15. Hostile JSON and header values', () => {
     }
     expect(failures).toEqual([]);
     const rows = (
-      await env.DB.prepare('SELECT headers FROM webhook_subscriptions WHERE handle = ?')
+      await anyShard
+        .prepare('SELECT headers FROM webhook_subscriptions WHERE handle = ?')
         .bind(h.handle)
         .all<{ headers: string }>()
     ).results;
@@ -1932,5 +1952,63 @@ describe('15. Hostile JSON and header values', () => {
     for (let i = 0; i + 3 <= 'abcdefg'.length; i++)
       if (auth.includes('abcdefg'.slice(i, i + 3))) leaks.push(`writer sees part of the short credential: ${auth}`);
     expect(leaks).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// 16. Shards (docs/design.md#shards)
+
+/** Handles until one lives on each shard: new handles go to the least-loaded shard, so both fill up in turn. */
+async function handlesOnBothShards(): Promise<Record<'SHARD_0' | 'SHARD_1', Awaited<ReturnType<typeof victim>>>> {
+  const found: Partial<Record<'SHARD_0' | 'SHARD_1', Awaited<ReturnType<typeof victim>>>> = {};
+  for (let i = 0; i < 40 && !(found.SHARD_0 && found.SHARD_1); i++) {
+    const v = await victim();
+    found[await shardName(v.handle)] ??= v;
+  }
+  expect(Object.keys(found).sort(), 'handles placed on both shards').toEqual(['SHARD_0', 'SHARD_1']);
+  return found as Record<'SHARD_0' | 'SHARD_1', Awaited<ReturnType<typeof victim>>>;
+}
+
+describe('16. Shards', () => {
+  it("Shards: a token for a handle on one shard never reaches another shard's rows (every id of the other shard → 404, that shard never queried, its rows unchanged)", async () => {
+    const both = await handlesOnBothShards();
+    for (const [mine, theirs] of [
+      ['SHARD_0', 'SHARD_1'],
+      ['SHARD_1', 'SHARD_0'],
+    ] as const) {
+      const a = both[mine];
+      const b = both[theirs];
+      const before = await snapshot(b.handle);
+      const pat = await createPat(a.owner, { handle: a.handle });
+      for (const token of [a.token, pat.token]) {
+        // A warm-up request caches the attacker's own placement, as any isolate has it after a first request.
+        expect((await callWithVars(meterD1().vars, 'GET', `/v2/handles/${a.handle}/webhooks`, { token })).status).toBe(
+          200,
+        );
+        const base = `/v2/handles/${a.handle}`;
+        const requests: Array<[string, string, unknown?]> = [
+          ['GET', `${base}/webhooks/${b.webhookId}`],
+          ['PATCH', `${base}/webhooks/${b.webhookId}`, { enabled: false }],
+          ['DELETE', `${base}/webhooks/${b.webhookId}`],
+          ['GET', `${base}/webhooks/${b.webhookId}/deliveries`],
+          ['POST', `${base}/webhooks/${b.webhookId}/rotate-secret`, { graceHours: 0 }],
+          ['DELETE', `${base}/notifications/email-subscriptions/${b.subId}`],
+          ['GET', `${base}/notifications/${b.notificationId}`],
+          ['POST', `${base}/deliveries/${b.deliveryId}/retry`],
+        ];
+        for (const [method, path, body] of requests) {
+          const meter = meterD1();
+          await expect404(await callWithVars(meter.vars, method, path, { token, body }), `${method} ${path}`);
+          expect(meter.counts[theirs], `${method} ${path} queried ${theirs}`).toBe(0);
+        }
+        // The other handle's own paths: refused on the control plane, before any shard is read.
+        for (const path of [`/v2/handles/${b.handle}/notifications`, `/v2/handles/${b.handle}/webhooks`]) {
+          const meter = meterD1();
+          await expect404(await callWithVars(meter.vars, 'GET', path, { token }), path);
+          expect(meter.counts[theirs], `${path} queried ${theirs}`).toBe(0);
+        }
+      }
+      expect(await snapshot(b.handle)).toEqual(before);
+    }
   });
 });

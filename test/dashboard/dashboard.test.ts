@@ -4,6 +4,7 @@
  * (docs/design.md#debug-playbooks).
  * The browser-level journey is test/e2e/dashboard.e2e.ts.
  */
+
 import { env, exports } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { purgeHandle } from '../../src/jobs/purge-expired.ts';
@@ -11,6 +12,7 @@ import { newId } from '../../src/lib/ids.ts';
 import {
   ALL_USER_SCOPES,
   addMember,
+  anyShard,
   call,
   callJson,
   createPat,
@@ -369,7 +371,8 @@ describe('dashboard', () => {
     const id = created.body.id as string;
     const stored = async () =>
       JSON.parse(
-        (await env.DB.prepare('SELECT headers FROM webhook_subscriptions WHERE id = ?')
+        (await anyShard
+          .prepare('SELECT headers FROM webhook_subscriptions WHERE id = ?')
           .bind(id)
           .first<{ headers: string }>())!.headers,
       );

@@ -17,7 +17,7 @@ import { runContext } from '../../src/env.ts';
 import worker from '../../src/index.ts';
 import { autoDisableFailingWebhooks } from '../../src/jobs/auto-disable.ts';
 import { sweepOutbox } from '../../src/jobs/sweeper.ts';
-import { callJson, unique } from '../support/helpers.ts';
+import { anyShard, callJson, unique } from '../support/helpers.ts';
 import {
   attemptsOf,
   captureQueue,
@@ -329,7 +329,8 @@ describe('fan-out', () => {
       template.id,
       Array.from({ length: 249 }, (_, i) => receiverUrl('ok', key, { n: i + 1 })),
     );
-    const subs = await env.DB.prepare('SELECT count(*) AS n FROM webhook_subscriptions WHERE handle = ?')
+    const subs = await anyShard
+      .prepare('SELECT count(*) AS n FROM webhook_subscriptions WHERE handle = ?')
       .bind(h.handle)
       .first<{ n: number }>();
     expect(subs!.n).toBe(250);
@@ -373,19 +374,19 @@ describe('auto-disable job', () => {
     const h = await setupHandle();
     const wh = await createWebhook(h, { url: receiverUrl('fail', unique('k')) });
     const since = new Date(Date.now() - failingForMs).toISOString();
-    await env.DB.prepare(
-      `UPDATE webhook_subscriptions SET consecutive_failures = ?2, failing_since = ?3, last_failure_at = ?4,
+    await anyShard
+      .prepare(
+        `UPDATE webhook_subscriptions SET consecutive_failures = ?2, failing_since = ?3, last_failure_at = ?4,
          last_failure_class = 'http_5xx', last_success_at = NULL WHERE id = ?1`,
-    )
+      )
       .bind(wh.id, failures, since, new Date().toISOString())
       .run();
     return { h, wh };
   }
 
   async function systemNotifications(handle: string) {
-    const { results } = await env.DB.prepare(
-      `SELECT * FROM notifications WHERE handle = ? AND type = 'webhook.endpoint_disabled'`,
-    )
+    const { results } = await anyShard
+      .prepare(`SELECT * FROM notifications WHERE handle = ? AND type = 'webhook.endpoint_disabled'`)
       .bind(handle)
       .all<Record<string, any>>();
     return results;
@@ -437,7 +438,8 @@ describe('auto-disable job', () => {
 
   it('a webhook that had a success within the 5 days is not disabled', async () => {
     const { wh, h } = await failingWebhook(12, 6 * DAY);
-    await env.DB.prepare('UPDATE webhook_subscriptions SET last_success_at = ? WHERE id = ?')
+    await anyShard
+      .prepare('UPDATE webhook_subscriptions SET last_success_at = ? WHERE id = ?')
       .bind(new Date(Date.now() - DAY).toISOString(), wh.id)
       .run();
     await autoDisableFailingWebhooks(env, new Date());

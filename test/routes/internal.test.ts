@@ -2,6 +2,7 @@ import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import {
   ALL_USER_SCOPES,
+  anyShard,
   call,
   callJson,
   createPat,
@@ -21,7 +22,10 @@ describe('internal provisioning', () => {
     });
     expect(created.status).toBe(201);
     expect(created.body.displayName).toBe('First');
-    const settings = await env.DB.prepare('SELECT * FROM notification_settings WHERE handle = ?').bind(handle).first();
+    const settings = await anyShard
+      .prepare('SELECT * FROM notification_settings WHERE handle = ?')
+      .bind(handle)
+      .first();
     expect(settings).toMatchObject({ owner_fallback: 'critical', email_enabled: 1, webhook_enabled: 1, version: 1 });
     const updated = await callJson('PUT', `/v2/internal/handles/${handle}`, {
       token,

@@ -5,6 +5,7 @@ import { evaluateFilterPolicy, type FilterPolicy, matchesEventTypes } from '../.
 import {
   ALL_USER_SCOPES,
   addMember,
+  anyShard,
   call,
   callJson,
   expectProblem,
@@ -154,7 +155,8 @@ describe('GET/PUT …/notification-settings', () => {
       }),
       404,
     );
-    const row = await env.DB.prepare('SELECT owner_fallback, version FROM notification_settings WHERE handle = ?')
+    const row = await anyShard
+      .prepare('SELECT owner_fallback, version FROM notification_settings WHERE handle = ?')
       .bind(b.handle)
       .first();
     expect(row).toEqual({ owner_fallback: 'critical', version: 1 });

@@ -3,8 +3,8 @@ import { and, eq, inArray, sql } from 'drizzle-orm';
 import { handleQuery, roleQuery } from '../../auth/queries.ts';
 import type { Role } from '../../auth/scopes.ts';
 import { type Db, getDb } from '../../db/client.ts';
-import { leastLoadedShard, shardAt } from '../../db/shards.ts';
 import { type Handle, handles, type Membership, memberships, notificationSettings } from '../../db/schema.ts';
+import { leastLoadedShard, shardAt } from '../../db/shards.ts';
 
 /** The user's role on the handle, or null when they are not a member. */
 export async function findRole(db: Db, userId: string, handle: string): Promise<Role | null> {
