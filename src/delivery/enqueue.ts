@@ -27,8 +27,9 @@ export interface QueuedDelivery {
 export const enqueueStats = { sendBatchCalls: 0 };
 
 /**
- * Enqueues pending deliveries of one shard and marks the sent ones `queued` there (only rows still `pending`: a concurrent sweeper or
- * consumer may have moved them). `delaySeconds` postpones the first attempt (used for redrives).
+ * Enqueues pending deliveries of one shard and marks the sent ones `queued` there (only rows still `pending`: a
+ * concurrent sweeper or consumer may have moved them). Each message carries the delivery's handle, which names its
+ * shard. `delaySeconds` postpones the first attempt (used for redrives).
  */
 export async function enqueueDeliveries(
   env: Pick<Env, 'DELIVERIES_QUEUE'>,

@@ -35,7 +35,8 @@ export type UndeliverableRun = {
 
 /**
  * The minute job: a platform alert for each marked notification that is now `undeliverable` and has none yet, on
- * every shard. `only.handle` limits a run to one handle's notifications (tests share databases with other tests' marks).
+ * every shard. `only.handle` limits a run to one handle's notifications (tests share databases with other tests'
+ * marks).
  */
 export async function alertUndeliverable(
   env: Env,

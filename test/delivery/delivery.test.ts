@@ -17,6 +17,7 @@ import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { RESPONSE_SNIPPET_BYTES } from '../../src/delivery/channels/webhook.ts';
 import worker from '../../src/index.ts';
+import { meterD1 } from '../support/d1-meter.ts';
 import { anyShard, callJson, shardName, shardOf, unique } from '../support/helpers.ts';
 import {
   attemptsOf,
@@ -663,6 +664,30 @@ describe('consumer concurrency and cost', () => {
     const rows = await Promise.all(ids.map(deliveryRow));
     expect(rows.map((r) => r.status)).toEqual(Array(20).fill('succeeded'));
     expect(new Set(got.map((x) => x.headers['webhook-id']))).toEqual(new Set(ids));
+  });
+
+  it('a batch of deliveries on both shards: one load and one write round trip per shard', async () => {
+    // A handle on each shard.
+    const byShard = new Map([
+      ['SHARD_0', await setupHandle('SHARD_0')],
+      ['SHARD_1', await setupHandle('SHARD_1')],
+    ]);
+    const ids: string[] = [];
+    for (const h of byShard.values()) {
+      await createWebhook(h, { url: receiverUrl('ok', unique('ok')) });
+      await createWebhook(h, { url: receiverUrl('ok', unique('ok')) });
+      ids.push(...(await ingestQuiet(h.handle, {})).deliveryIds);
+    }
+    expect(ids).toHaveLength(4);
+    const meter = meterD1();
+    const { report, fb } = await runDeliveries(ids, { env: { ...env, ...meter.vars } });
+    expect(report.attempts).toBe(4);
+    expect(fb.outcomes.every((o) => o.acked)).toBe(true);
+    expect(report.d1RoundTrips).toBe(4);
+    expect(meter.counts).toMatchObject({ SHARD_0: 2, SHARD_1: 2 });
+    // On the control plane at most the directory, once per handle for an isolate that has not cached it yet.
+    expect(meter.counts.DB).toBeLessThanOrEqual(2);
+    expect((await Promise.all(ids.map(deliveryRow))).map((r) => r.status)).toEqual(Array(4).fill('succeeded'));
   });
 
   it('a batch of 100 deliveries costs at most 3 D1 round trips (counted at the binding, and as reported)', async () => {

@@ -120,7 +120,10 @@ describe('ambiguous creates under storage faults (generated)', () => {
           }
           // Rule 3: one row per create.
           const count = async (table: string, where = '') =>
-            (await env.DB.prepare(`SELECT count(*) AS n FROM ${table} WHERE handle = ? ${where}`)
+            (await (
+              await shardOf(h.handle)
+            )
+              .prepare(`SELECT count(*) AS n FROM ${table} WHERE handle = ? ${where}`)
               .bind(h.handle)
               .first<{ n: number }>())!.n;
           expect(await count('webhook_subscriptions'), 'rule 3: webhooks').toBe(webhooks.length);

@@ -208,14 +208,16 @@ describe('Idempotency-Key', () => {
     const address = email();
     const first = await send('POST', subsPath(handle), token, { email: address }, k);
     expect(first.status).toBe(201);
-    const stored = await env.DB.prepare('SELECT state, expires_at FROM idempotency_keys WHERE handle = ? AND key = ?')
+    const stored = await (await shardOf(handle))
+      .prepare('SELECT state, expires_at FROM idempotency_keys WHERE handle = ? AND key = ?')
       .bind(handle, k)
       .first<{ state: string; expires_at: string }>();
     expect(stored!.state).toBe('completed');
     const ttl = Date.parse(stored!.expires_at) - Date.now();
     expect(ttl).toBeGreaterThan(24 * 3600_000 - 60_000);
     expect(ttl).toBeLessThanOrEqual(24 * 3600_000);
-    await env.DB.prepare('UPDATE idempotency_keys SET expires_at = ? WHERE handle = ? AND key = ?')
+    await (await shardOf(handle))
+      .prepare('UPDATE idempotency_keys SET expires_at = ? WHERE handle = ? AND key = ?')
       .bind(new Date(Date.now() - 1000).toISOString(), handle, k)
       .run();
     // A different body is fine now (not 422), and it runs.
@@ -252,7 +254,8 @@ describe('Idempotency-Key', () => {
     const k = key();
     const bad = await send('POST', subsPath(handle), token, { email: 'not-an-email' }, k);
     expect(bad.status).toBe(400);
-    const rows = await env.DB.prepare('SELECT count(*) AS n FROM idempotency_keys WHERE handle = ? AND key = ?')
+    const rows = await (await shardOf(handle))
+      .prepare('SELECT count(*) AS n FROM idempotency_keys WHERE handle = ? AND key = ?')
       .bind(handle, k)
       .first<{ n: number }>();
     expect(rows!.n).toBe(0);
@@ -268,7 +271,8 @@ describe('Idempotency-Key', () => {
     expect(first.status).toBe(201);
     const secret = JSON.parse(first.text).secret as string;
     expect(secret).toMatch(/^whsec_/);
-    const row = await env.DB.prepare('SELECT * FROM idempotency_keys WHERE handle = ? AND key = ?')
+    const row = await (await shardOf(handle))
+      .prepare('SELECT * FROM idempotency_keys WHERE handle = ? AND key = ?')
       .bind(handle, k)
       .first();
     expect(row).not.toBeNull();
@@ -306,10 +310,11 @@ describe('Idempotency-Key', () => {
     const { sha256Hex } = await import('../../src/lib/crypto.ts');
     const hash = await sha256Hex(`POST ${subsPath(handle)}\n${JSON.stringify(body)}`);
     const hourAgo = Date.now() - 3600_000;
-    await env.DB.prepare(
-      `INSERT INTO idempotency_keys (principal, handle, key, request_hash, state, created_at, expires_at)
+    await (await shardOf(handle))
+      .prepare(
+        `INSERT INTO idempotency_keys (principal, handle, key, request_hash, state, created_at, expires_at)
        VALUES (?, ?, ?, ?, 'in_progress', ?, ?)`,
-    )
+      )
       .bind(
         `user:${owner}`,
         handle,

@@ -121,10 +121,11 @@ describe('POST …/webhooks', () => {
   it('enforces the per-handle limit with 422', async () => {
     const { handle, token, base } = await setup();
     const now = new Date().toISOString();
-    const insert = (await shardOf(handle)).prepare(
+    const d1 = await shardOf(handle);
+    const insert = d1.prepare(
       `INSERT INTO webhook_subscriptions (id, handle, url, secret_encrypted, created_at, updated_at) VALUES (?, ?, ?, 'x', ?, ?)`,
     );
-    await env.DB.batch(
+    await d1.batch(
       Array.from({ length: 50 }, (_, i) => insert.bind(`whk_${String(i).padStart(26, '0')}`, handle, HOOK, now, now)),
     );
     const problem = await expectProblem(await call('POST', base, { token, body: { url: HOOK } }), 422);

@@ -265,3 +265,26 @@ export async function shardOfDelivery(id: string): Promise<D1Database> {
 export async function shardName(handle: string): Promise<'SHARD_0' | 'SHARD_1'> {
   return (await shardOf(handle)) === env.SHARD_0 ? 'SHARD_0' : 'SHARD_1';
 }
+
+/**
+ * A handle placed on a chosen shard, for tests that need one on each: new handles go to the least-loaded shard
+ * (docs/design.md#shards), and the test databases are shared, so which one that is depends on every other test. The
+ * rows are those `PUT /v2/internal/handles/{handle}` writes (the shard's copy and settings, then the directory entry
+ * and the owner), with the shard chosen here instead of by size.
+ */
+export async function provisionHandleOn(shard: 'SHARD_0' | 'SHARD_1', ownerId: string, handle = unique('h')) {
+  const now = new Date().toISOString();
+  const index = shard === 'SHARD_0' ? 0 : 1;
+  const row = `INSERT INTO handles (handle, display_name, shard, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)`;
+  await env[shard].batch([
+    env[shard].prepare(row).bind(handle, `Store ${handle}`, index, now),
+    env[shard].prepare('INSERT INTO notification_settings (handle, updated_at) VALUES (?1, ?2)').bind(handle, now),
+  ]);
+  await env.DB.batch([
+    env.DB.prepare(row).bind(handle, `Store ${handle}`, index, now),
+    env.DB.prepare(
+      `INSERT INTO memberships (handle, user_id, role, created_at, updated_at) VALUES (?1, ?2, 'owner', ?3, ?3)`,
+    ).bind(handle, ownerId, now),
+  ]);
+  return handle;
+}

@@ -24,6 +24,7 @@ import {
   anyShard,
   callJson,
   provisionHandle,
+  provisionHandleOn,
   shardOf,
   signJwt,
   unique,
@@ -220,9 +221,10 @@ export interface TestHandle {
   token: string;
 }
 
-export async function setupHandle(): Promise<TestHandle> {
+export async function setupHandle(shard?: 'SHARD_0' | 'SHARD_1'): Promise<TestHandle> {
   const owner = unique('owner');
-  const handle = await provisionHandle(owner);
+  // On a chosen shard when asked (helpers.ts `provisionHandleOn`), else where the service places it.
+  const handle = shard ? await provisionHandleOn(shard, owner) : await provisionHandle(owner);
   const token = await signJwt({ sub: owner, scope: ALL_USER_SCOPES });
   return { owner, handle, token };
 }

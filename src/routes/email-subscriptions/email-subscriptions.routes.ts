@@ -279,7 +279,7 @@ export const emailSubscriptionsRoutes = createRouter()
     if (sub.status !== 'pending_confirmation') {
       throw problems.conflict(`The subscription is ${sub.status}; only a pending one gets a confirmation mail.`);
     }
-    const claim = await claimConfirmationResend(await handleD1(c), sub);
+    const claim = await claimConfirmationResend(await handleD1(c), c.env.DB, sub);
     if (!claim.ok) throw problems.rateLimited(claim.detail, claim.retryAfterSeconds);
     if (config(c.env).emailProvider === 'sns') await subscribeAtSns(c.env, sub);
     else await sendConfirmation(runContext(c.env), { id: sub.id, handle, email: sub.emailNormalized });
