@@ -25,6 +25,7 @@ import {
   unique,
 } from '../support/helpers.ts';
 import {
+  allDeliveryQueues,
   countingD1,
   createWebhook,
   d1FailingBatchesMatching,
@@ -157,7 +158,7 @@ describe('POST …/events: what is written', () => {
     const pat = await createPat(h.owner, { handle: h.handle, scopes: ['events:publish', 'notifications:read'] });
     const d1 = countingD1(env.DB);
     const { capture } = quietEnv();
-    const vars = { DB: d1.db, DELIVERIES_QUEUE: capture.queue } as Partial<Env>;
+    const vars = { DB: d1.db, ...allDeliveryQueues(capture.queue) } as Partial<Env>;
     const body = { type: 'order.paid', data: { orderId: unique('o') }, sourceEventId: unique('src') };
     // The PAT's first use records last_used_at (a write, at most once a minute): not part of a publish's cost.
     await callWithVars(vars, 'GET', `/v2/handles/${h.handle}`, { token: pat.token });
