@@ -18,6 +18,8 @@ export interface EventTypeInfo {
   /** What `data` holds for this type; every sample parses with it (test/lib/event-catalog.test.ts). */
   schema: z.ZodType<Record<string, unknown>>;
   sample: Record<string, unknown>;
+  /** Words people use for the last segment of this type (`shipped` for `order.fulfilled`), for typo suggestions. */
+  aliases?: readonly string[];
 }
 
 const text = (description: string) => z.string().min(1).max(1000).describe(description);
@@ -63,6 +65,7 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
   {
     type: 'order.fulfilled',
     description: 'All items of an order were shipped.',
+    aliases: ['shipped', 'dispatched'],
     defaultSeverity: 'info',
     system: false,
     schema: data({
@@ -233,8 +236,22 @@ export function editDistance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
+const lastSegment = (type: string) => type.slice(type.lastIndexOf('.') + 1);
+
 /**
- * Catalog types nearest to `input` by edit distance, best first, at most `n`: with `prefixes` the `namespace.*`
+ * How far `input` is from a catalog type: the edit distance of the whole type plus twice that of the last segment
+ * (the nearest of the type's own and its aliases), so `order.shiped` reads as the shipped-like `order.fulfilled`, not
+ * as `order.paid`, which is fewer edits away but names another event.
+ */
+function typoDistance(input: string, type: string): number {
+  if (type.endsWith('.*')) return editDistance(input, type);
+  const words = [lastSegment(type), ...(BY_TYPE.get(type)?.aliases ?? [])];
+  const last = lastSegment(input);
+  return editDistance(input, type) + 2 * Math.min(...words.map((w) => editDistance(last, w)));
+}
+
+/**
+ * Catalog types nearest to `input` (`typoDistance`), best first, at most `n`: with `prefixes` the `namespace.*`
  * patterns too (for eventTypes), with `publishable` only the types a client may publish.
  */
 export function nearestEventTypes(input: string, opts: { n?: number; prefixes?: boolean; publishable?: boolean } = {}) {
@@ -242,7 +259,7 @@ export function nearestEventTypes(input: string, opts: { n?: number; prefixes?: 
   const candidates = EVENT_CATALOG.filter((e) => !(publishable && e.system)).map((e) => e.type);
   if (prefixes) candidates.push(...[...NAMESPACES].map((ns) => `${ns}.*`));
   return candidates
-    .map((t) => ({ t, d: editDistance(input, t) }))
+    .map((t) => ({ t, d: typoDistance(input, t) }))
     .sort((x, y) => x.d - y.d || x.t.localeCompare(y.t))
     .slice(0, n)
     .map((x) => x.t);
