@@ -32,8 +32,14 @@ const currency = z
 const instant = (description: string) => z.iso.datetime({ offset: true }).describe(description);
 const day = (description: string) => z.iso.date().describe(description);
 const count = z.number().int().nonnegative();
-/** An open object: the named fields are optional but typed; any other field passes through. */
-const data = (shape: z.ZodRawShape) => z.looseObject(shape).partial() as unknown as z.ZodType<Record<string, unknown>>;
+/**
+ * An open object: the `required` fields must be there, the other named fields are optional but typed; any other field
+ * passes through.
+ */
+const data = (shape: Record<string, z.ZodType>, required: readonly string[] = []) =>
+  z.looseObject(
+    Object.fromEntries(Object.entries(shape).map(([k, v]) => [k, required.includes(k) ? v : v.optional()])),
+  ) as unknown as z.ZodType<Record<string, unknown>>;
 
 const orderFields = {
   orderId,
@@ -51,7 +57,7 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'A customer placed an order.',
     defaultSeverity: 'info',
     system: false,
-    schema: data(orderFields),
+    schema: data(orderFields, ['orderId']),
     sample: order,
   },
   {
@@ -59,7 +65,7 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'Payment for an order was captured.',
     defaultSeverity: 'info',
     system: false,
-    schema: data({ ...orderFields, paymentId: text('The payment id at the payment provider.') }),
+    schema: data({ ...orderFields, paymentId: text('The payment id at the payment provider.') }, ['orderId']),
     sample: { ...order, paymentId: 'pay_8812' },
   },
   {
@@ -68,12 +74,15 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     aliases: ['shipped', 'dispatched'],
     defaultSeverity: 'info',
     system: false,
-    schema: data({
-      orderId,
-      carrier: text('The carrier.'),
-      trackingNumber: text('The tracking number.'),
-      shippedAt: instant('When it shipped.'),
-    }),
+    schema: data(
+      {
+        orderId,
+        carrier: text('The carrier.'),
+        trackingNumber: text('The tracking number.'),
+        shippedAt: instant('When it shipped.'),
+      },
+      ['orderId'],
+    ),
     sample: {
       orderId: 'ord_10482',
       carrier: 'Delhivery',
@@ -86,7 +95,7 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'An order was cancelled.',
     defaultSeverity: 'warning',
     system: false,
-    schema: data({ orderId, reason: text('Why, e.g. customer_request.') }),
+    schema: data({ orderId, reason: text('Why, e.g. customer_request.') }, ['orderId']),
     sample: { orderId: 'ord_10482', reason: 'customer_request' },
   },
   {
@@ -94,7 +103,7 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'An order was refunded, in whole or in part.',
     defaultSeverity: 'warning',
     system: false,
-    schema: data({ orderId, amount: money.describe('The refunded amount, in `currency`.'), currency }),
+    schema: data({ orderId, amount: money.describe('The refunded amount, in `currency`.'), currency }, ['orderId']),
     sample: { orderId: 'ord_10482', amount: 2499.0, currency: 'INR' },
   },
   {
@@ -102,11 +111,14 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'A shipment will miss its promised date.',
     defaultSeverity: 'warning',
     system: false,
-    schema: data({
-      orderId,
-      promisedBy: day('The promised delivery date.'),
-      expectedBy: day('The new expected date.'),
-    }),
+    schema: data(
+      {
+        orderId,
+        promisedBy: day('The promised delivery date.'),
+        expectedBy: day('The new expected date.'),
+      },
+      ['orderId'],
+    ),
     sample: { orderId: 'ord_10482', promisedBy: '2026-11-22', expectedBy: '2026-11-25' },
   },
   {
@@ -114,7 +126,7 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'A shipment could not be fulfilled.',
     defaultSeverity: 'critical',
     system: false,
-    schema: data({ orderId, reason: text('Why, e.g. out_of_stock.'), sku: text('The SKU concerned.') }),
+    schema: data({ orderId, reason: text('Why, e.g. out_of_stock.'), sku: text('The SKU concerned.') }, ['orderId']),
     sample: { orderId: 'ord_10482', reason: 'out_of_stock', sku: 'TSHIRT-RED-M' },
   },
   {
@@ -122,7 +134,9 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'A payment attempt failed.',
     defaultSeverity: 'critical',
     system: false,
-    schema: data({ orderId, paymentId: text('The payment id.'), code: text('The decline code, e.g. card_declined.') }),
+    schema: data({ orderId, paymentId: text('The payment id.'), code: text('The decline code, e.g. card_declined.') }, [
+      'orderId',
+    ]),
     sample: { orderId: 'ord_10482', paymentId: 'pay_8813', code: 'card_declined' },
   },
   {
@@ -130,11 +144,14 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'A campaign was scheduled.',
     defaultSeverity: 'info',
     system: false,
-    schema: data({
-      campaignId: text('The campaign id.'),
-      name: text('The campaign name.'),
-      startsAt: instant('When it starts.'),
-    }),
+    schema: data(
+      {
+        campaignId: text('The campaign id.'),
+        name: text('The campaign name.'),
+        startsAt: instant('When it starts.'),
+      },
+      ['campaignId'],
+    ),
     sample: { campaignId: 'cmp_311', name: 'Diwali sale', startsAt: '2026-11-01T00:00:00Z' },
   },
   {
@@ -142,7 +159,9 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'A campaign started sending.',
     defaultSeverity: 'info',
     system: false,
-    schema: data({ campaignId: text('The campaign id.'), audience: count.describe('Recipients targeted.') }),
+    schema: data({ campaignId: text('The campaign id.'), audience: count.describe('Recipients targeted.') }, [
+      'campaignId',
+    ]),
     sample: { campaignId: 'cmp_311', audience: 12840 },
   },
   {
@@ -150,11 +169,14 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'A campaign finished.',
     defaultSeverity: 'info',
     system: false,
-    schema: data({
-      campaignId: text('The campaign id.'),
-      sent: count.describe('Messages sent.'),
-      failed: count.describe('Messages that failed.'),
-    }),
+    schema: data(
+      {
+        campaignId: text('The campaign id.'),
+        sent: count.describe('Messages sent.'),
+        failed: count.describe('Messages that failed.'),
+      },
+      ['campaignId'],
+    ),
     sample: { campaignId: 'cmp_311', sent: 12840, failed: 12 },
   },
   {
@@ -162,7 +184,7 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'A campaign stopped with an error.',
     defaultSeverity: 'critical',
     system: false,
-    schema: data({ campaignId: text('The campaign id.'), reason: text('Why it stopped.') }),
+    schema: data({ campaignId: text('The campaign id.'), reason: text('Why it stopped.') }, ['campaignId']),
     sample: { campaignId: 'cmp_311', reason: 'template_render_error' },
   },
   {
