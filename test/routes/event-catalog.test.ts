@@ -7,7 +7,7 @@
 import { Validator } from '@cfworker/json-schema';
 import { describe, expect, it } from 'vitest';
 import { EVENT_CATALOG } from '../../src/lib/event-catalog.ts';
-import { call, callJson, expectProblem, provisionHandle, unique } from '../support/helpers.ts';
+import { call, callJson, catalogData, expectProblem, provisionHandle, unique } from '../support/helpers.ts';
 import { hits, receiverUrl, waitForHits } from '../support/receivers.ts';
 import { userJwt } from '../support/seed.ts';
 
@@ -200,7 +200,7 @@ describe('no silent typos', () => {
   it("the feed's type filter takes the eventTypes patterns: `order.*` and `*`", async () => {
     const s = await setup();
     const publish = async (type: string) => {
-      const r = await callJson('POST', `${s.base}/events`, { token: s.token, body: { type, data: {} } });
+      const r = await callJson('POST', `${s.base}/events`, { token: s.token, body: { type, data: catalogData(type) } });
       expect(r.status, JSON.stringify(r.body)).toBe(202);
       return r.body.notificationId as string;
     };
