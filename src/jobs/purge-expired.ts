@@ -96,7 +96,9 @@ export async function purgeHandle(
       outcome.totals.attempts += step.attempts;
     }
     // Then one bounded step of the rows deleted without an archive (rejections, test sends).
-    await purgeSideRows(env, handle, retentionDays, now);
+    // The handle's test sends are on its shard, its rejections on the control plane (docs/design.md#shards).
+    await purgeSideRows(await shardFor(env, handle), handle, retentionDays, now);
+    await purgeSideRows(env.DB, handle, retentionDays, now);
   } catch (err) {
     outcome.error = String(err).slice(0, 500);
     console.error(JSON.stringify({ level: 'error', msg: 'purge_failed', handle, error: outcome.error }));

@@ -22,6 +22,7 @@ import {
   call,
   callJson,
   callWithVars,
+  catalogData,
   createPat,
   expectProblem,
   ISSUER,
@@ -217,7 +218,10 @@ describe('1. BOLA', () => {
         'retry',
       );
       await expect404(
-        await call('POST', `/v2/handles/${a.handle}/events`, { token, body: { type: 'order.paid', data: {} } }),
+        await call('POST', `/v2/handles/${a.handle}/events`, {
+          token,
+          body: { type: 'order.paid', data: catalogData('order.paid') },
+        }),
         'events',
       );
       await expect404(
@@ -464,7 +468,7 @@ describe('3. Scope escalation', () => {
           ownerFallback: 'none',
         },
       ],
-      ['POST', `${base}/events`, { type: 'order.paid', data: {} }],
+      ['POST', `${base}/events`, { type: 'order.paid', data: catalogData('order.paid') }],
     ];
     const before = await snapshot(a.handle);
     const failures: string[] = [];
@@ -608,7 +612,7 @@ describe('4. Role escalation', () => {
     const before = await snapshot(b.handle);
     const base = `/v2/handles/${b.handle}`;
     for (const [method, path, body] of [
-      ['POST', `${base}/events`, { type: 'order.paid', data: {} }],
+      ['POST', `${base}/events`, { type: 'order.paid', data: catalogData('order.paid') }],
       ['GET', `${base}/webhooks`],
       ['POST', `${base}/webhooks`, { url: 'http://127.0.0.1:9/svc' }],
       ['DELETE', `${base}/webhooks/${b.webhookId}`],
@@ -1785,7 +1789,7 @@ describe('15. Hostile JSON and header values', () => {
     // Within the bound, nesting is fine.
     const ok = await call('POST', `/v2/handles/${h.handle}/events`, {
       token: h.token,
-      rawBody: `{"type":"order.paid","data":{"a":${nestedArrays(25)}}}`,
+      rawBody: `{"type":"order.paid","data":{"orderId":"ord_deep","a":${nestedArrays(25)}}}`,
       headers: { 'content-type': 'application/json' },
     });
     expect(ok.status, await ok.text()).toBe(202);

@@ -5,77 +5,49 @@
  */
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { purgeGlobalRows, purgeSideRows } from '../../src/archive/side-rows.ts';
+import { purgeGlobalRows, purgeSideRows, SIDE_READ_SLACK, SIDE_STEP_ROWS } from '../../src/archive/side-rows.ts';
 import { purgeHandle } from '../../src/jobs/purge-expired.ts';
 import { boundaryId, newId } from '../../src/lib/ids.ts';
-import { anyShard, shardOf } from '../support/helpers.ts';
 import { setupHandle } from '../support/pipeline-helpers.ts';
 
 const DAY = 86_400_000;
-/** Rows read per deleted row: the keyset read, then the delete of the row and its index entries. */
-const READS_PER_ROW = 6;
 
-/** A count over the control plane and every shard (their tables are disjoint, docs/design.md#shards). */
 async function countOf(sql: string, ...params: unknown[]): Promise<number> {
-  const control = await env.DB.prepare(sql)
+  const row = await env.DB.prepare(sql)
     .bind(...params)
     .first<{ n: number }>();
-  const shards = await anyShard
-    .prepare(sql)
-    .bind(...params)
-    .first<{ n: number }>();
-  return (control?.n ?? 0) + (shards?.n ?? 0);
+  return row?.n ?? 0;
 }
 
-/** Runs statements in batches on the database each was prepared on. */
-async function run(statements: Array<[D1Database, D1PreparedStatement]>): Promise<void> {
-  for (const d1 of new Set(statements.map(([db]) => db))) {
-    const mine = statements.filter(([db]) => db === d1).map(([, st]) => st);
-    for (let i = 0; i < mine.length; i += 200) await d1.batch(mine.slice(i, i + 200));
-  }
+async function run(statements: D1PreparedStatement[]): Promise<void> {
+  for (let i = 0; i < statements.length; i += 200) await env.DB.batch(statements.slice(i, i + 200));
 }
 
-function rejection(handle: string | null, at: number): [D1Database, D1PreparedStatement] {
-  return [
-    env.DB,
-    env.DB.prepare(
-      `INSERT INTO event_rejections (id, queue, message_id, handle, reason, body, created_at)
+function rejection(handle: string | null, at: number): D1PreparedStatement {
+  return env.DB.prepare(
+    `INSERT INTO event_rejections (id, queue, message_id, handle, reason, body, created_at)
      VALUES (?1, 'notify-events', ?2, ?3, 'invalid', '{}', ?4)`,
-    ).bind(newId('rej', at), `m-${Math.random()}`, handle, new Date(at).toISOString()),
-  ];
+  ).bind(newId('rej', at), `m-${Math.random()}`, handle, new Date(at).toISOString());
 }
 
 /** A test send (no notification) with one attempt when it is terminal. */
-function testSend(
-  d1: D1Database,
-  handle: string,
-  at: number,
-  status: string,
-): Array<[D1Database, D1PreparedStatement]> {
+function testSend(handle: string, at: number, status: string): D1PreparedStatement[] {
   const id = newId('dlv', at);
   const iso = new Date(at).toISOString();
-  const out: Array<[D1Database, D1PreparedStatement]> = [
-    [
-      d1,
-      d1
-        .prepare(
-          `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
+  const out = [
+    env.DB.prepare(
+      `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
          status, attempt_count, payload, created_at, updated_at)
        VALUES (?1, ?2, NULL, 'test', 'webhook', 'webhook', NULL, 'https://example.test/hook', ?3, ?4, '{}', ?5, ?5)`,
-        )
-        .bind(id, handle, status, status === 'succeeded' ? 1 : 0, iso),
-    ],
+    ).bind(id, handle, status, status === 'succeeded' ? 1 : 0, iso),
   ];
   if (status === 'succeeded') {
-    out.push([
-      d1,
-      d1
-        .prepare(
-          `INSERT INTO delivery_attempts (id, delivery_id, attempt_number, outcome, http_status, duration_ms, created_at)
+    out.push(
+      env.DB.prepare(
+        `INSERT INTO delivery_attempts (id, delivery_id, attempt_number, outcome, http_status, duration_ms, created_at)
          VALUES (?1, ?2, 1, 'succeeded', 200, 5, ?3)`,
-        )
-        .bind(newId('att', at), id, iso),
-    ]);
+      ).bind(newId('att', at), id, iso),
+    );
   }
   return out;
 }
@@ -86,31 +58,34 @@ describe('rows deleted without an archive', () => {
     const other = await setupHandle();
     const now = Date.now();
     const old = now - 40 * DAY;
-    const seed: Array<[D1Database, D1PreparedStatement]> = [];
-    const [hShard, otherShard] = [await shardOf(h.handle), await shardOf(other.handle)];
-    for (let i = 0; i < 250; i++) {
-      seed.push(rejection(h.handle, old + i * 1000));
-      seed.push(...testSend(hShard, h.handle, old + i * 1000 + 1, 'succeeded'));
-    }
-    seed.push(...testSend(hShard, h.handle, old + 10, 'queued'));
+    const seed: D1PreparedStatement[] = [];
+    for (let i = 0; i < 700; i++) seed.push(rejection(h.handle, old + i * 1000));
+    for (let i = 0; i < 400; i++) seed.push(...testSend(h.handle, old + i * 1000 + 1, 'succeeded'));
+    seed.push(...testSend(h.handle, old + 10, 'queued'));
     for (let i = 0; i < 3; i++) {
       seed.push(rejection(h.handle, now - i * 1000));
-      seed.push(...testSend(hShard, h.handle, now - i * 1000, 'succeeded'));
+      seed.push(...testSend(h.handle, now - i * 1000, 'succeeded'));
     }
     // Another handle's old rows share the same indexes: a step must not read them.
     for (let i = 0; i < 2000; i++) seed.push(rejection(other.handle, old - DAY + i));
-    for (let i = 0; i < 500; i++) seed.push(...testSend(otherShard, other.handle, old - DAY + i, 'succeeded'));
+    for (let i = 0; i < 500; i++) seed.push(...testSend(other.handle, old - DAY + i, 'succeeded'));
     await run(seed);
     const testSendsOf = (handle: string) =>
       countOf('SELECT count(*) AS n FROM deliveries WHERE handle = ?1 AND notification_id IS NULL', handle);
-
-    const first = await purgeSideRows(env, h.handle, 30, new Date(now), 200);
-    expect(first).toMatchObject({ rejections: 200, testSends: 200, testAttempts: 200 });
-    expect(first.rowsRead, JSON.stringify(first)).toBeLessThanOrEqual(READS_PER_ROW * 600 + 20);
-
-    const second = await purgeSideRows(env, h.handle, 30, new Date(now), 200);
-    expect(second).toMatchObject({ rejections: 50, testSends: 50, testAttempts: 50 });
-    expect(second.rowsRead, JSON.stringify(second)).toBeLessThanOrEqual(READS_PER_ROW * 150 + 20);
+    // 1,900 expired rows: more than one step reads. Each step reads at most the step size plus a constant.
+    expect(700 + 400 * 2).toBeGreaterThan(SIDE_STEP_ROWS / 2);
+    const total = { rejections: 0, testSends: 0, testAttempts: 0 };
+    let steps = 0;
+    for (; steps < 20; steps++) {
+      const step = await purgeSideRows(env.DB, h.handle, 30, new Date(now));
+      expect(step.rowsRead, JSON.stringify(step)).toBeLessThanOrEqual(SIDE_STEP_ROWS + SIDE_READ_SLACK);
+      if (step.rejections + step.testSends === 0) break;
+      total.rejections += step.rejections;
+      total.testSends += step.testSends;
+      total.testAttempts += step.testAttempts;
+    }
+    expect(total).toEqual({ rejections: 700, testSends: 400, testAttempts: 400 });
+    expect(steps).toBeGreaterThan(1);
 
     // The job's per-handle run does the same: nothing expired and closed is left, so it deletes nothing more.
     await purgeHandle(env, h.handle, 30, new Date(now));
@@ -133,37 +108,40 @@ describe('rows deleted without an archive', () => {
 
   it('expired dashboard sessions and handle-less rejections go by their indexes, bounded; live ones stay (meta)', async () => {
     const now = Date.now();
-    const seed: Array<[D1Database, D1PreparedStatement]> = [];
+    const seed: D1PreparedStatement[] = [];
     const mark = `sess-${now}-`;
-    for (let i = 0; i < 250; i++) {
-      seed.push([
-        env.DB,
+    for (let i = 0; i < 600; i++) {
+      seed.push(
         env.DB.prepare('INSERT INTO dashboard_sessions (id, expires_at, created_at) VALUES (?1, ?2, ?2)').bind(
           `${mark}old-${i}`,
           new Date(now - DAY - i * 1000).toISOString(),
         ),
-      ]);
+      );
     }
     for (let i = 0; i < 3; i++) {
-      seed.push([
-        env.DB,
+      seed.push(
         env.DB.prepare('INSERT INTO dashboard_sessions (id, expires_at, created_at) VALUES (?1, ?2, ?3)').bind(
           `${mark}live-${i}`,
           new Date(now + DAY).toISOString(),
           new Date(now).toISOString(),
         ),
-      ]);
+      );
     }
     for (let i = 0; i < 10; i++) seed.push(rejection(null, now - 40 * DAY + i));
     seed.push(rejection(null, now));
     await run(seed);
 
-    const first = await purgeGlobalRows(env.DB, 30, new Date(now), 200);
-    expect(first.sessions).toBe(200);
-    expect(first.rejections).toBeGreaterThanOrEqual(10);
-    expect(first.rowsRead, JSON.stringify(first)).toBeLessThanOrEqual(READS_PER_ROW * (200 + first.rejections) + 20);
-    const second = await purgeGlobalRows(env.DB, 30, new Date(now), 200);
-    expect(second.sessions).toBeGreaterThanOrEqual(50);
+    // 600 expired sessions: more than one step deletes. Each step reads at most the step size plus a constant.
+    let sessions = 0;
+    let steps = 0;
+    for (; steps < 20; steps++) {
+      const step = await purgeGlobalRows(env.DB, 30, new Date(now));
+      expect(step.rowsRead, JSON.stringify(step)).toBeLessThanOrEqual(SIDE_STEP_ROWS + SIDE_READ_SLACK);
+      if (step.sessions + step.rejections === 0) break;
+      sessions += step.sessions;
+    }
+    expect(steps).toBeGreaterThan(1);
+    expect(sessions).toBeGreaterThanOrEqual(600);
     expect(await countOf(`SELECT count(*) AS n FROM dashboard_sessions WHERE id LIKE ?1`, `${mark}%`)).toBe(3);
     // The recent handle-less rejection stays.
     const recent = boundaryId('rej', now - 1000);

@@ -11,14 +11,15 @@
 import { createExecutionContext, createScheduledController } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { enqueueStats } from '../../src/delivery/enqueue.ts';
+import { deliveryQueueIndex, enqueueStats } from '../../src/delivery/enqueue.ts';
 import { ingestEvent } from '../../src/delivery/ingest.ts';
 import { runContext } from '../../src/env.ts';
 import worker from '../../src/index.ts';
 import { autoDisableFailingWebhooks } from '../../src/jobs/auto-disable.ts';
 import { sweepOutbox } from '../../src/jobs/sweeper.ts';
-import { anyShard, callJson, unique } from '../support/helpers.ts';
+import { anyShard, callJson, shardOf, unique } from '../support/helpers.ts';
 import {
+  allDeliveryQueues,
   attemptsOf,
   captureQueue,
   createWebhook,
@@ -28,7 +29,9 @@ import {
   ingestQuiet,
   insertWebhookCopies,
   notificationRow,
+  recordingDeliveryQueues,
   runDeliveries,
+  sentDeliveryIds,
   setupHandle,
   webhookDbRow,
 } from '../support/pipeline-helpers.ts';
@@ -139,7 +142,7 @@ describe('an exception in the middle of a batch', () => {
       const c = await createWebhook(h, { url: receiverUrl('fail', keys.c) });
       const ing = await ingestQuiet(h.handle, {});
       expect(ing.deliveryIds).toHaveLength(3);
-      await env.DB.prepare(corruption.sql).bind(bad.id).run();
+      await (await shardOf(h.handle)).prepare(corruption.sql).bind(bad.id).run();
       const rows = await Promise.all(ing.deliveryIds.map(deliveryRow));
       const idOf = (sub: string) => rows.find((r) => r.subscription_id === sub)!.id;
       // The corrupt one in the middle of the batch.
@@ -251,10 +254,12 @@ describe('outbox: a failed send is recovered by the sweeper, never lost', () => 
     const key = unique('k');
     await createWebhook(h, { url: receiverUrl('ok', key) });
     const broken = captureQueue({ fail: true });
-    const result = await ingestEvent(
-      runContext({ ...env, DELIVERIES_QUEUE: broken.queue as Env['DELIVERIES_QUEUE'] }),
-      { handle: h.handle, type: 'order.paid', data: { orderId: unique('ord') }, source: 'test' },
-    );
+    const result = await ingestEvent(runContext({ ...env, ...allDeliveryQueues(broken.queue) }), {
+      handle: h.handle,
+      type: 'order.paid',
+      data: { orderId: unique('ord') },
+      source: 'test',
+    });
     expect(broken.batches).toHaveLength(1);
     return { h, key, result, id: result.recipients[0]!.deliveryId };
   }
@@ -321,7 +326,7 @@ describe('outbox: a failed send is recovered by the sweeper, never lost', () => 
 });
 
 describe('fan-out', () => {
-  it('one event to 250 matching webhooks → 250 deliveries, at most 3 sendBatch calls of ≤ 100, all delivered', async () => {
+  it('one event to 250 matching webhooks → 250 deliveries, per queue the fewest sendBatch calls of ≤ 100, all delivered', async () => {
     const h = await setupHandle();
     const key = unique('k');
     const template = await createWebhook(h, { url: receiverUrl('ok', key, { n: 0 }) });
@@ -335,13 +340,22 @@ describe('fan-out', () => {
       .first<{ n: number }>();
     expect(subs!.n).toBe(250);
 
-    const producer = captureQueue({ forward: env.DELIVERIES_QUEUE });
+    const producer = recordingDeliveryQueues({ forward: true });
     const statsBefore = enqueueStats.sendBatchCalls;
-    const result = await ingestEvent(
-      runContext({ ...env, DELIVERIES_QUEUE: producer.queue as Env['DELIVERIES_QUEUE'] }),
-      { handle: h.handle, type: 'order.paid', data: { orderId: unique('ord') }, source: 'test' },
-    );
-    expect(producer.batches.length).toBeLessThanOrEqual(3);
+    const result = await ingestEvent(runContext({ ...env, ...producer.bindings }), {
+      handle: h.handle,
+      type: 'order.paid',
+      data: { orderId: unique('ord') },
+      source: 'test',
+    });
+    // Each delivery on its own queue, each queue in the fewest chunks: ⌈250/100⌉ + Q − 1 calls at most in all.
+    const queueCount = producer.perQueue.length;
+    for (const [n, q] of producer.perQueue.entries()) {
+      const sent = sentDeliveryIds(q);
+      expect(q.batches.length, `queue ${n}`).toBe(Math.ceil(sent.length / 100));
+      for (const id of sent) expect(deliveryQueueIndex(id, queueCount), id).toBe(n);
+    }
+    expect(producer.batches.length).toBeLessThanOrEqual(Math.ceil(250 / 100) + queueCount - 1);
     expect(enqueueStats.sendBatchCalls - statsBefore).toBe(producer.batches.length);
     for (const b of producer.batches) expect(b.length).toBeLessThanOrEqual(100);
     const sentIds = producer.batches.flat().map((m) => (m.body as { deliveryId: string }).deliveryId);

@@ -17,6 +17,7 @@ import { enqueueDeliveries } from '../../src/delivery/enqueue.ts';
 import { autoDisableFailingWebhooks } from '../../src/jobs/auto-disable.ts';
 import { anyShard, callJson, shardOf, unique } from '../support/helpers.ts';
 import {
+  allDeliveryQueues,
   attemptsOf,
   captureQueue,
   createWebhook,
@@ -87,7 +88,7 @@ function quiet(wrap: (d1: D1Database) => D1Database = (d1) => d1) {
   const capture = captureQueue();
   // The consumer reads and writes a handle's rows on its shard (docs/design.md#shards): the shards are wrapped.
   const shards = { SHARD_0: wrap(env.SHARD_0), SHARD_1: wrap(env.SHARD_1) };
-  return { capture, env: { ...env, ...shards, DELIVERIES_QUEUE: capture.queue as Env['DELIVERIES_QUEUE'] } as Env };
+  return { capture, env: { ...env, ...shards, ...allDeliveryQueues(capture.queue) } as Env };
 }
 
 /** The deliveries a captured queue was given, by id. */
@@ -117,7 +118,7 @@ describe('a producer marks the deliveries queued while a consumer holds them', (
     const key = unique('k');
     await createWebhook(h, { url: receiverUrl('ok', key) });
     // Stored but not yet sent: the rows are `pending`, as between ingest's write and its sendBatch.
-    const ing = await ingestQuiet(h.handle, {}, { DELIVERIES_QUEUE: captureQueue({ fail: true }).queue as never });
+    const ing = await ingestQuiet(h.handle, {}, allDeliveryQueues(captureQueue({ fail: true }).queue));
     const [id] = ing.deliveryIds as [string];
     expect(await deliveryRow(id)).toMatchObject({ status: 'pending' });
 

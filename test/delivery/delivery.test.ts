@@ -20,6 +20,7 @@ import worker from '../../src/index.ts';
 import { meterD1 } from '../support/d1-meter.ts';
 import { anyShard, callJson, shardName, shardOf, unique } from '../support/helpers.ts';
 import {
+  allDeliveryQueues,
   attemptsOf,
   countingD1,
   createWebhook,
@@ -244,7 +245,7 @@ describe('outcome classes through the pipeline (real receivers)', () => {
     // The owner default is not a recipient of a non-critical event; the webhook is the only one.
     expect(ing.recipients.map((r) => r.recipientType)).toEqual(['webhook']);
     const [id] = ing.deliveryIds as [string];
-    const quiet = { ...env, DELIVERIES_QUEUE: ing.capture.queue as Env['DELIVERIES_QUEUE'] };
+    const quiet = { ...env, ...allDeliveryQueues(ing.capture.queue) };
 
     const { fb, report } = await runDeliveries([id], { env: quiet });
     expect(fb.outcomes[0]).toMatchObject({ acked: true, retried: false });

@@ -10,7 +10,7 @@ import { env } from 'cloudflare:workers';
 import { describe, expect, it, vi } from 'vitest';
 import { alertUndeliverable } from '../../src/delivery/platform-alerts.ts';
 import worker from '../../src/index.ts';
-import { anyShard, call, callJson, callWithVars, shardName, shardOf, unique } from '../support/helpers.ts';
+import { anyShard, call, callJson, callWithVars, catalogData, shardName, shardOf, unique } from '../support/helpers.ts';
 import {
   attemptsOf,
   createWebhook,
@@ -122,7 +122,7 @@ describe('undeliverable follows the deliveries', () => {
     // Both match at ingest: nothing is undeliverable yet, so no platform alert is made.
     const viaSkip = await ingestQuiet(
       h.handle,
-      { type: 'payment.failed', severity: 'critical', data: {} },
+      { type: 'payment.failed', severity: 'critical', data: catalogData('payment.failed') },
       {
         PLATFORM_ALERT_EMAIL: alert,
       },
