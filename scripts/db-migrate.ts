@@ -8,9 +8,12 @@ import { parseArgs } from 'node:util';
 import { d1Bindings } from './dev-seed.ts';
 import { ROOT, runWrangler } from './wrangler-cli.ts';
 
+/** The D1 bindings of wrangler.toml: the control plane and the shards (docs/design.md#shards). */
+export const D1_BINDINGS = d1Bindings(readFileSync(join(ROOT, 'wrangler.toml'), 'utf8'));
+
 /** Applies the migrations to each database, one after the other; `extra` are wrangler arguments (`--local`, …). */
 export async function migrateAll(extra: readonly string[]): Promise<string[]> {
-  const bindings = d1Bindings(readFileSync(join(ROOT, 'wrangler.toml'), 'utf8'));
+  const bindings = D1_BINDINGS;
   for (const binding of bindings) {
     await runWrangler(`apply the D1 migrations to ${binding}`, ['d1', 'migrations', 'apply', binding, ...extra], {
       timeoutMs: 120_000,

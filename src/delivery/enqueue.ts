@@ -72,10 +72,10 @@ export const enqueueStats = { sendBatchCalls: 0 };
 
 /**
  * Enqueues pending deliveries of one shard, each on its own queue (`deliveryQueueIndex`), and marks the sent ones
- * `queued` there (only rows still `pending`: a concurrent sweeper or consumer may have moved them). Each message carries
- * the delivery's handle, which names its shard (docs/design.md#shards). The queues are sent to side by side, each in
- * chunks of ≤ 100: n deliveries cost at most ⌈n/100⌉ + Q − 1 sendBatch calls. `delaySeconds` postpones the first
- * attempt (used for redrives).
+ * `queued` there (only rows still `pending`: a concurrent sweeper or consumer may have moved them). Each message
+ * carries the delivery's handle, which names its shard (docs/design.md#shards). The queues are sent to side by side,
+ * each in chunks of ≤ 100: n deliveries cost at most ⌈n/100⌉ + Q − 1 sendBatch calls. `delaySeconds` postpones the
+ * first attempt (used for redrives).
  */
 export async function enqueueDeliveries(
   env: DeliveryQueuesEnv,
