@@ -218,7 +218,8 @@ describe('sweeper: several delivery queues', () => {
     // Events until every queue has some of them (six deliveries an event: each is on one queue by chance 1 in 32).
     const ids: string[] = [];
     for (let i = 0; i < 10 && new Set(ids.map((id) => deliveryQueueIndex(id, queueCount))).size < queueCount; i++) {
-      ids.push(...(await ingestQuiet(h.handle, {}, { DB: db, ...first.bindings })).deliveryIds);
+      const vars = { DB: db, SHARD_0: db, SHARD_1: undefined, ...first.bindings } as unknown as Partial<Env>;
+      ids.push(...(await ingestQuiet(h.handle, {}, vars)).deliveryIds);
     }
     const firstQueue = new Map<string, number>();
     for (const [n, q] of first.perQueue.entries()) for (const id of sentDeliveryIds(q)) firstQueue.set(id, n);
