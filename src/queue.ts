@@ -4,6 +4,7 @@
  */
 import { consumeDeliveries } from './delivery/consumer.ts';
 import { consumeDeadLetters } from './delivery/dead-letter.ts';
+import { consumeEmailEventDeadLetters, consumeEmailEvents } from './delivery/email-events-consumer.ts';
 import { consumeEventDeadLetters, consumeEvents } from './delivery/events-consumer.ts';
 import { QUEUES } from './delivery/messages.ts';
 
@@ -14,6 +15,8 @@ const consumers: Record<string, Consumer> = {
   [QUEUES.eventsDlq]: consumeEventDeadLetters,
   [QUEUES.deliveries]: consumeDeliveries,
   [QUEUES.deliveriesDlq]: consumeDeadLetters,
+  [QUEUES.emailEvents]: consumeEmailEvents,
+  [QUEUES.emailEventsDlq]: consumeEmailEventDeadLetters,
 };
 
 /** Dispatches a batch to the consumer of its queue. */

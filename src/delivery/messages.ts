@@ -48,4 +48,7 @@ export const QUEUES = {
   eventsDlq: 'notify-events-dlq',
   deliveries: 'notify-deliveries',
   deliveriesDlq: 'notify-deliveries-dlq',
+  /** Email Sending's lifecycle events, published by an event subscription (docs/design.md#email-events). */
+  emailEvents: 'notify-email-events',
+  emailEventsDlq: 'notify-email-events-dlq',
 } as const;
