@@ -433,3 +433,59 @@ describe('Email Sending events through the real notify-email-events queue', () =
     ]);
   });
 });
+
+describe("the provider's verdicts in the email test-send diagnosis and the doctor", () => {
+  it(
+    "the test send's diagnosis shows Email Sending's verdicts on the subscription's mails",
+    async () => {
+      const s = await sentCriticalMail();
+      await env.EMAIL_EVENTS_TEST_QUEUE.send(sendingEvent('delivered', s.messageId, s.email));
+      await eventually('delivered_at', async () => (await deliveryRow(s.delivery.id))?.delivered_at);
+      const res = await callJson(
+        'POST',
+        `/v2/handles/${s.handle}/notifications/email-subscriptions/owner-default/test`,
+        { token: s.token, body: { eventType: 'payment.failed' } },
+      );
+      expect(res.status).toBe(200);
+      const d = res.body.diagnosis;
+      expect(d.test.outcome).toBe('succeeded');
+      expect(d.summary).toContain(
+        "Email Sending last reported a mail delivered to the recipient's server at 2026-06-01T02:48:57.132Z.",
+      );
+      expect(d.providerVerdicts).toEqual({
+        lastDeliveredAt: '2026-06-01T02:48:57.132Z',
+        recent: [
+          {
+            deliveryId: s.delivery.id,
+            kind: 'event',
+            verdict: "delivered to the recipient's server",
+            at: expect.any(String),
+          },
+        ],
+      });
+      // The test mail itself was sent through the binding and keeps its message id for the verdict still to come.
+      const test = await deliveryRow(res.body.deliveryId);
+      expect(test?.provider_message_id).toMatch(/@gharart\.com$/);
+    },
+    TWO_HOPS_MS,
+  );
+
+  it(
+    'the doctor counts sent mails by verdict and sends the owner to a bounce',
+    async () => {
+      const s = await sentCriticalMail();
+      await env.EMAIL_EVENTS_TEST_QUEUE.send(sendingEvent('bounced', s.messageId, s.email));
+      await eventually('the bounce', async () => (await deliveryRow(s.delivery.id))?.status === 'dead');
+      const res = await callJson('GET', `/v2/handles/${s.handle}/health`, { token: s.token });
+      expect(res.status).toBe(200);
+      expect(res.body.emailDelivery).toEqual({
+        delivered24h: 0,
+        awaitingVerdict24h: 0,
+        deferred24h: 0,
+        refused24h: 1,
+        action: expect.stringContaining('bounced or were refused after acceptance'),
+      });
+    },
+    TWO_HOPS_MS,
+  );
+});
