@@ -125,7 +125,7 @@ export interface EmailDiagnosis {
     at: string;
   }>;
   providerCheck: { provider: string; reference: string; state: string } | null;
-  /** What the provider later reported on this subscription's mails; null where it reports nothing (not Email Sending). */
+  /** What the provider later reported on this subscription's mails; null for providers that report nothing. */
   providerVerdicts: ProviderVerdicts | null;
   nextSteps: string[];
 }

@@ -247,7 +247,7 @@ const TWO_HOPS_MS = 30_000;
 
 describe('Email Sending events through the real notify-email-events queue', () => {
   it(
-    'message.delivered: the delivery reads "delivered to the recipient\'s server", with when',
+    "message.delivered: the delivery then reads delivered to the recipient's server, with when",
     async () => {
       const s = await sentCriticalMail();
       await env.EMAIL_EVENTS_TEST_QUEUE.send(sendingEvent('delivered', s.messageId, s.email));

@@ -130,8 +130,8 @@ export const HealthReport = z
       })
       .openapi({
         description:
-          'The last 24 h of sent mails as Cloudflare Email Sending judged them (docs/design.md#email-events): delivered ' +
-          "to the recipient's server, accepted with no verdict yet, deferred, bounced/failed/rejected.",
+          'The last 24 h of sent mails as Cloudflare Email Sending judged them (docs/design.md#email-events): ' +
+          "delivered to the recipient's server, accepted with no verdict yet, deferred, bounced/failed/rejected.",
       }),
     ownerDefaultEmail: z.object({
       state: z.enum(['set', 'unset', 'not_deliverable']),
