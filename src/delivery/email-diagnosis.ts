@@ -20,25 +20,16 @@ const VERDICTS_SHOWN = 5;
 
 /** The verdicts Email Sending reported on this subscription's mails (test sends included). */
 export async function loadProviderVerdicts(d1: D1Database, subscriptionId: string): Promise<ProviderVerdicts> {
-  const [last, recent] = await d1.batch<Record<string, unknown>>([
-    d1
-      .prepare('SELECT max(delivered_at) AS at FROM deliveries WHERE subscription_id = ?1 AND delivered_at IS NOT NULL')
-      .bind(subscriptionId),
-    d1
-      .prepare(
-        `SELECT id, kind, provider_verdict, updated_at FROM deliveries
-         WHERE subscription_id = ?1 AND provider_verdict IS NOT NULL ORDER BY id DESC LIMIT ${VERDICTS_SHOWN}`,
-      )
-      .bind(subscriptionId),
-  ]);
+  const { results } = await d1
+    .prepare(
+      `SELECT id, kind, provider_verdict verdict, updated_at at, max(delivered_at) OVER () last FROM deliveries
+       WHERE subscription_id = ?1 AND provider_verdict IS NOT NULL ORDER BY id DESC LIMIT ${VERDICTS_SHOWN}`,
+    )
+    .bind(subscriptionId)
+    .all<ProviderVerdicts['recent'][number] & { id?: string; last: string | null }>();
   return {
-    lastDeliveredAt: (last!.results[0]?.at as string | null | undefined) ?? null,
-    recent: recent!.results.map((r) => ({
-      deliveryId: r.id as string,
-      kind: r.kind as 'event' | 'test',
-      verdict: r.provider_verdict as string,
-      at: r.updated_at as string,
-    })),
+    lastDeliveredAt: results[0]?.last ?? null,
+    recent: results.map(({ id, kind, verdict, at }) => ({ deliveryId: id!, kind, verdict, at })),
   };
 }
 
@@ -51,6 +42,9 @@ export interface EmailVerdictCounts {
   action: string | null;
 }
 
+/** SQL: a sent mail with no verdict yet (accepted, nothing heard since). */
+const SILENT = "delivered_at IS NULL AND provider_verdict IS NULL AND status = 'succeeded'";
+
 /**
  * The doctor's count of a handle's recent sent mails by the provider's verdict, read through each subscription's
  * deliveries (deliveries_subscription_idx) from the 24-hour id boundary on: one statement for the doctor's batch.
@@ -58,16 +52,11 @@ export interface EmailVerdictCounts {
 export function emailVerdictsOfHandle(d1: D1Database, handle: string, nowMs: number): D1PreparedStatement {
   return d1
     .prepare(
-      `SELECT count(delivered_at) AS delivered,
-         coalesce(sum(delivered_at IS NULL AND provider_verdict IS NULL AND status = 'succeeded'), 0) AS awaiting,
-         coalesce(sum(delivered_at IS NULL AND provider_verdict LIKE 'deferred:%'), 0) AS deferred,
-         coalesce(sum(provider_verdict LIKE 'bounced:%' OR provider_verdict LIKE 'failed:%'
-           OR provider_verdict LIKE 'rejected:%'), 0) AS refused,
-         min(CASE WHEN delivered_at IS NULL AND provider_verdict IS NULL AND status = 'succeeded'
-           THEN last_attempt_at END) AS oldest_awaiting
-       FROM deliveries
-       WHERE subscription_id IN (SELECT id FROM email_subscriptions WHERE handle = ?1) AND id >= ?2
-         AND provider_message_id IS NOT NULL`,
+      `SELECT count(delivered_at) delivered, sum(${SILENT}) awaiting, min(CASE WHEN ${SILENT} THEN last_attempt_at END)
+       oldest_awaiting, sum(delivered_at IS NULL AND provider_verdict LIKE 'deferred:%') deferred,
+       sum(substr(provider_verdict, 1, instr(provider_verdict, ':')) IN ('bounced:', 'failed:', 'rejected:')) refused
+       FROM deliveries WHERE subscription_id IN (SELECT id FROM email_subscriptions WHERE handle = ?1) AND id >= ?2
+       AND provider_message_id IS NOT NULL`,
     )
     .bind(handle, boundaryId('dlv', nowMs - 86_400_000));
 }
@@ -76,29 +65,26 @@ export function emailVerdictsOfHandle(d1: D1Database, handle: string, nowMs: num
 const VERDICT_EXPECTED_MS = 3_600_000;
 
 /** The doctor's reading of {@link emailVerdictsOfHandle}'s row. */
-export function emailVerdictCounts(row: Record<string, unknown> | undefined, nowMs: number): EmailVerdictCounts {
-  const n = (k: string) => Number(row?.[k] ?? 0);
-  const counts = {
+export function emailVerdictCounts(row: Record<string, unknown> = {}, nowMs: number): EmailVerdictCounts {
+  const n = (k: string) => Number(row[k] ?? 0);
+  // Nothing heard on any mail, the oldest accepted over an hour ago (no oldest: NaN, never silent).
+  const silent =
+    !n('delivered') &&
+    !n('deferred') &&
+    !n('refused') &&
+    nowMs - Date.parse(String(row.oldest_awaiting)) > VERDICT_EXPECTED_MS;
+  return {
     delivered24h: n('delivered'),
     awaitingVerdict24h: n('awaiting'),
     deferred24h: n('deferred'),
     refused24h: n('refused'),
+    action: silent
+      ? "Email Sending reported nothing on mail accepted over an hour ago: check the sending domain's event " +
+        'subscription to notify-email-events (docs/operations.md).'
+      : n('refused')
+        ? 'Mails bounced or were refused after acceptance: see the suppressed addresses and the email test diagnosis.'
+        : null,
   };
-  const oldest = row?.oldest_awaiting as string | null | undefined;
-  const silent =
-    counts.delivered24h + counts.deferred24h + counts.refused24h === 0 &&
-    !!oldest &&
-    nowMs - Date.parse(oldest) > VERDICT_EXPECTED_MS;
-  let action: string | null = null;
-  if (silent)
-    action =
-      'Mails were accepted but Email Sending reported nothing on them for over an hour: check that the sending ' +
-      'domain has an event subscription to the notify-email-events queue (README, deploy guide).';
-  else if (counts.refused24h)
-    action =
-      `${counts.refused24h} mail(s) bounced or were refused after acceptance: read the suppressed addresses ` +
-      'above and the diagnosis of POST …/email-subscriptions/{id}/test.';
-  return { ...counts, action };
 }
 
 export interface EmailDiagnosis {

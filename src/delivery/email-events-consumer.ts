@@ -20,8 +20,9 @@ import { bareMessageId } from '../email/message.ts';
 import { type RunContext, runContext } from '../env.ts';
 import { suppressAndAlert } from './alerts.ts';
 import type { DeliveryRow } from './attempt.ts';
-import { type Rejection, recordRejections } from './rejections.ts';
+import { type Rejection, settleRejections } from './rejections.ts';
 import { deliveriesByIds, moveDelivery } from './store.ts';
+import { recipientReasonStatement } from './summary.ts';
 
 const RETRY_SECONDS = 10;
 /** Deliveries of an event not found yet are looked for this many times (the send's write may still be landing). */
@@ -35,7 +36,8 @@ const TYPES = ['delivered', 'deferred', 'bounced', 'failed', 'rejected', 'compla
 type EventKind = (typeof TYPES)[number];
 const TYPE_PREFIX = 'cf.email.sending.message.';
 
-const text = z.string().max(2000);
+/** A part of the payload (`delivery`, `bounce`, `failure`, `rejection`, `complaint`): only its strings are read. */
+const Part = z.record(z.string(), z.unknown()).optional();
 /**
  * One Email Sending event as documented (docs/design.md#email-events): `type`, `source`, `payload` (the message and
  * what happened to it) and `metadata`. Only what this consumer uses is required; the rest is let through.
@@ -43,31 +45,32 @@ const text = z.string().max(2000);
 const EmailSendingEvent = z.object({
   type: z.string().startsWith(TYPE_PREFIX),
   payload: z.object({
-    eventId: text.optional(),
     messageId: z.string().min(1).max(500),
     recipient: z.string().min(3).max(320),
-    delivery: z.object({ status: text.optional(), smtpResponse: text.optional() }).partial().optional(),
-    bounce: z.object({ type: text.optional(), reason: text.optional() }).partial().optional(),
-    failure: z.object({ reason: text.optional() }).partial().optional(),
-    rejection: z.object({ reason: text.optional(), detail: text.optional() }).partial().optional(),
-    complaint: z.object({ type: text.optional() }).partial().optional(),
+    delivery: Part,
+    bounce: Part,
+    failure: Part,
+    rejection: Part,
+    complaint: Part,
   }),
-  metadata: z.object({ eventTimestamp: text.optional() }).partial().optional(),
+  metadata: z.object({ eventTimestamp: z.string().max(40).optional() }).optional(),
 });
 type EmailSendingEvent = z.infer<typeof EmailSendingEvent>;
+
+/** A string field of a payload part, or ''. */
+const str = (part: Record<string, unknown> | undefined, key: string): string =>
+  typeof part?.[key] === 'string' ? part[key] : '';
 
 /** The provider's own words for what happened, for a reason or a verdict. */
 function detailOf(kind: EventKind, p: EmailSendingEvent['payload']): string {
   const d =
-    kind === 'bounced' || kind === 'deferred'
-      ? (p.bounce?.reason ?? p.delivery?.smtpResponse)
-      : kind === 'failed'
-        ? p.failure?.reason
-        : kind === 'rejected'
-          ? [p.rejection?.reason, p.rejection?.detail].filter(Boolean).join(': ')
-          : kind === 'complained'
-            ? p.complaint?.type
-            : p.delivery?.smtpResponse;
+    kind === 'failed'
+      ? str(p.failure, 'reason')
+      : kind === 'rejected'
+        ? [str(p.rejection, 'reason'), str(p.rejection, 'detail')].filter(Boolean).join(': ')
+        : kind === 'complained'
+          ? str(p.complaint, 'type')
+          : str(p.bounce, 'reason') || str(p.delivery, 'smtpResponse');
   return (d || 'no detail given').slice(0, TEXT_MAX);
 }
 
@@ -89,9 +92,9 @@ async function deliveryFor(ctx: RunContext, messageId: string): Promise<Delivery
 /** The verdict on the delivery (and `delivered_at` for a delivery), not a status change: no move is needed. */
 function verdictStatement(ctx: RunContext, d: DeliveryRow, verdict: string, deliveredAt: string | null, now: string) {
   return ctx.env.DB.prepare(
-    `UPDATE deliveries SET provider_verdict = ?2, delivered_at = COALESCE(delivered_at, ?3),
-       status_reason = CASE WHEN ?3 IS NOT NULL AND status = 'succeeded' THEN ?2 ELSE status_reason END, updated_at = ?4
-     WHERE id = ?1 AND (?3 IS NOT NULL OR delivered_at IS NULL)`,
+    'UPDATE deliveries SET provider_verdict = ?2, delivered_at = COALESCE(delivered_at, ?3), status_reason = CASE ' +
+      "WHEN ?3 IS NOT NULL AND status = 'succeeded' THEN ?2 ELSE status_reason END, updated_at = ?4 " +
+      'WHERE id = ?1 AND (?3 IS NOT NULL OR delivered_at IS NULL)',
   ).bind(d.id, verdict.slice(0, TEXT_MAX), deliveredAt, now);
 }
 
@@ -113,6 +116,8 @@ async function applyEvent(ctx: RunContext, kind: EventKind, e: EmailSendingEvent
   const statements: D1PreparedStatement[] = [];
   if (kind === 'delivered') {
     statements.push(verdictStatement(ctx, d, DELIVERED_VERDICT, e.metadata?.eventTimestamp ?? now, now));
+    if (d.notificationId && d.status === 'succeeded')
+      statements.push(recipientReasonStatement(ctx.env.DB, d.notificationId, d.id, DELIVERED_VERDICT));
   } else if (kind === 'deferred' || kind === 'complained') {
     statements.push(verdictStatement(ctx, d, `${kind}: ${detail}`, null, now));
   } else {
@@ -166,30 +171,19 @@ export async function consumeEmailEvents(batch: MessageBatch<unknown>, env: Env)
       message.retry({ delaySeconds: RETRY_SECONDS });
     }
   }
-  await settleRejections(env, rejections);
-}
-
-/** Records the refused messages, then acks them; retried if the record cannot be written. */
-async function settleRejections(env: Env, rejections: readonly Rejection[]): Promise<void> {
-  if (!rejections.length) return;
-  try {
-    await env.DB.batch(recordRejections(env.DB, rejections));
-    for (const r of rejections) r.message.ack();
-  } catch (err) {
-    console.error(JSON.stringify({ level: 'error', msg: 'rejections_not_written', error: String(err) }));
-    for (const r of rejections) r.message.retry({ delaySeconds: RETRY_SECONDS });
-  }
+  await settleRejections(env.DB, rejections, RETRY_SECONDS);
 }
 
 /** `notify-email-events-dlq`: events whose handling kept failing; recorded so they can be found and replayed. */
 export async function consumeEmailEventDeadLetters(batch: MessageBatch<unknown>, env: Env): Promise<void> {
   await settleRejections(
-    env,
+    env.DB,
     batch.messages.map((message) => ({
       queue: batch.queue,
       message,
       handle: null,
       reason: 'retries_exhausted: applying the email event kept failing',
     })),
+    30,
   );
 }

@@ -261,6 +261,12 @@ describe('Email Sending events through the real notify-email-events queue', () =
         provider_verdict: "delivered to the recipient's server",
         delivered_at: '2026-06-01T02:48:57.132Z',
       });
+      // The feed says so too.
+      const n = await callJson('GET', `/v2/handles/${s.handle}/notifications/${d.notification_id}`, { token: s.token });
+      const mine = (n.body.deliveries as Array<{ deliveryId: string; statusReason: string | null }>).find(
+        (r) => r.deliveryId === s.delivery.id,
+      );
+      expect(mine?.statusReason).toBe("delivered to the recipient's server");
       expect((await subscriptionRow(s.subscriptionId))?.status).toBe('active');
     },
     TWO_HOPS_MS,

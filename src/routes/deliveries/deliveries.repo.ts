@@ -21,8 +21,6 @@ export function deliveryToApi(d: DeliveryRow, attempts: AttemptRow[]) {
     lastErrorClass: d.lastErrorClass,
     lastHttpStatus: d.lastHttpStatus,
     nextAttemptAt: d.nextAttemptAt,
-    deliveredAt: d.deliveredAt,
-    providerVerdict: d.providerVerdict,
     createdAt: d.createdAt,
     updatedAt: d.updatedAt,
     attempts: attempts.map((a) => ({

@@ -27,17 +27,6 @@ export const DeliverySchema = z
     ...DeliveryCoreFields,
     attemptCount: z.number().int(),
     nextAttemptAt: z.string().nullable(),
-    deliveredAt: z.string().nullable().openapi({
-      description: "Email: when the provider reported the mail delivered to the recipient's server (Email Sending).",
-    }),
-    providerVerdict: z
-      .string()
-      .nullable()
-      .openapi({
-        description:
-          'Email: the provider\'s last word on the sent mail, e.g. "delivered to the recipient\'s server", ' +
-          '"deferred: 451 4.2.0 …", "bounced: 550 5.1.1 User unknown".',
-      }),
     createdAt: z.string(),
     attempts: z.array(AttemptSchema),
   })

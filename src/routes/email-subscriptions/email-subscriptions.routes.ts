@@ -227,9 +227,7 @@ const EmailDiagnosisSchema = z
       })
       .nullable()
       .openapi({
-        description:
-          "For Cloudflare Email Sending: what its events reported on this subscription's recent mails (delivered to " +
-          "the recipient's server, deferred, bounced, failed, rejected, complained); null for other providers.",
+        description: "Email Sending's verdicts on this subscription's recent mails; null for other providers.",
       }),
     nextSteps: z.array(z.string()),
   })

@@ -129,9 +129,7 @@ export const HealthReport = z
         action: Action.nullable(),
       })
       .openapi({
-        description:
-          'The last 24 h of sent mails as Cloudflare Email Sending judged them (docs/design.md#email-events): ' +
-          "delivered to the recipient's server, accepted with no verdict yet, deferred, bounced/failed/rejected.",
+        description: "The last 24 h of sent mails by Email Sending's verdict (docs/design.md#email-events).",
       }),
     ownerDefaultEmail: z.object({
       state: z.enum(['set', 'unset', 'not_deliverable']),
