@@ -93,6 +93,7 @@ export async function runTestSend(
     requeuedUpdatedAt: null,
     requeueDueAt: null,
     payload: JSON.stringify(input.event),
+    replayId: null,
     createdAt: now,
     updatedAt: now,
   };

@@ -1,0 +1,80 @@
+/**
+ * The pacer of one paced webhook (docs/design.md#pacing): a Durable Object per endpoint (`idFromName(webhook id)`)
+ * that hands out send slots `1000 / rate` ms apart. Every consumer invocation asks the same object, so the pace holds
+ * across the queue's concurrent consumers; one object per endpoint, so endpoints never wait on each other.
+ *
+ * A slot is held for its delivery: the consumer retries a message whose slot is later to that slot, and when it comes
+ * back the object recognises the delivery and lets it go — no second slot, no place lost at the back. The state (the
+ * next free slot, the held slots) is in the object's own SQLite storage, so an evicted object keeps its pace; nothing
+ * is written to D1 for a wait.
+ */
+import { DurableObject } from 'cloudflare:workers';
+
+/** A slot this close (or already past) goes now: the consumer waits for it in the invocation. */
+export const SLOT_NOW_MS = 1000;
+/** A held slot whose message never came back (its delivery ended meanwhile) is forgotten this long after its time. */
+const HELD_SLOT_TTL_MS = 3_600_000;
+
+/** What the doctor and the dashboard show of a pacer. */
+export interface PacerStatus {
+  /** Deliveries holding a slot in the future. */
+  waiting: number;
+  /** The time of the last held slot (ISO), null when none is held: until then the endpoint is being paced. */
+  pacedUntil: string | null;
+}
+
+export class EndpointPacer extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.sql.exec(
+      `CREATE TABLE IF NOT EXISTS held (delivery_id TEXT PRIMARY KEY, at INTEGER NOT NULL);
+       CREATE INDEX IF NOT EXISTS held_at ON held (at);
+       CREATE TABLE IF NOT EXISTS pace (id INTEGER PRIMARY KEY CHECK (id = 1), next_free INTEGER NOT NULL);`,
+    );
+  }
+
+  /**
+   * The slot (epoch ms) of each delivery, in order: the one it holds, or the next free one at `ratePerSecond`. A slot
+   * within {@link SLOT_NOW_MS} of `now` is given up as used (its delivery goes now); a later one stays held for it.
+   */
+  admit(ratePerSecond: number, deliveryIds: readonly string[], now: number = Date.now()): number[] {
+    const interval = 1000 / ratePerSecond;
+    this.sql.exec('DELETE FROM held WHERE at < ?', now - HELD_SLOT_TTL_MS);
+    let next = Math.max(
+      now,
+      this.sql.exec<{ next_free: number }>('SELECT next_free FROM pace').toArray()[0]?.next_free ?? 0,
+    );
+    const slots = deliveryIds.map((id) => {
+      const held = this.sql.exec<{ at: number }>('SELECT at FROM held WHERE delivery_id = ?', id).toArray()[0];
+      let at: number;
+      if (held) {
+        at = held.at;
+      } else {
+        at = next;
+        next += interval;
+      }
+      if (at <= now + SLOT_NOW_MS) this.sql.exec('DELETE FROM held WHERE delivery_id = ?', id);
+      else if (!held) this.sql.exec('INSERT INTO held (delivery_id, at) VALUES (?, ?)', id, at);
+      return Math.round(at);
+    });
+    this.sql.exec(
+      'INSERT INTO pace (id, next_free) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET next_free = excluded.next_free',
+      next,
+    );
+    return slots;
+  }
+
+  /** How many deliveries wait for a slot, and until when. */
+  status(now: number = Date.now()): PacerStatus {
+    const row = this.sql
+      .exec<{ n: number; last: number | null }>('SELECT count(*) AS n, max(at) AS last FROM held WHERE at > ?', now)
+      .toArray()[0];
+    return {
+      waiting: row?.n ?? 0,
+      pacedUntil: row?.last ? new Date(row.last).toISOString() : null,
+    };
+  }
+}
