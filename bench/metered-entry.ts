@@ -14,6 +14,9 @@
 import { consumeDeliveries } from '../src/delivery/consumer.ts';
 import worker from '../src/index.ts';
 
+/** wrangler.toml binds PACER to this class, so every build of the Worker exports it. */
+export { EndpointPacer } from '../src/index.ts';
+
 interface StatementCost {
   sql: string;
   rowsRead: number;

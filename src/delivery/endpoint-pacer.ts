@@ -3,10 +3,12 @@
  * that hands out send slots `1000 / rate` ms apart. Every consumer invocation asks the same object, so the pace holds
  * across the queue's concurrent consumers; one object per endpoint, so endpoints never wait on each other.
  *
- * A slot is held for its delivery: the consumer retries a message whose slot is later to that slot, and when it comes
- * back the object recognises the delivery and lets it go — no second slot, no place lost at the back. The state (the
- * next free slot, the held slots) is in the object's own SQLite storage, so an evicted object keeps its pace; nothing
- * is written to D1 for a wait.
+ * A slot is held for its delivery: the consumer retries a message whose slot is later to just before that slot, and
+ * when it comes back the object recognises the delivery and lets it go — no second slot, no place lost at the back.
+ * Grants (a slot handed out as "go now") are at least `1000 / rate` ms apart, whatever happens: a message back late
+ * (a slow queue, a consumer outage) takes the next grant after the last one, never a burst of the slots it missed.
+ * The state (the next free slot, the last grant, the held slots) is in the object's own SQLite storage, so an
+ * evicted object keeps its pace; nothing is written to D1 for a wait.
  */
 import { DurableObject } from 'cloudflare:workers';
 
@@ -30,39 +32,49 @@ export class EndpointPacer extends DurableObject<Env> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.sql.exec(
-      `CREATE TABLE IF NOT EXISTS held (delivery_id TEXT PRIMARY KEY, at INTEGER NOT NULL);
+      `CREATE TABLE IF NOT EXISTS held (delivery_id TEXT PRIMARY KEY, at REAL NOT NULL);
        CREATE INDEX IF NOT EXISTS held_at ON held (at);
-       CREATE TABLE IF NOT EXISTS pace (id INTEGER PRIMARY KEY CHECK (id = 1), next_free INTEGER NOT NULL);`,
+       CREATE TABLE IF NOT EXISTS pace (id INTEGER PRIMARY KEY CHECK (id = 1), next_free REAL NOT NULL,
+         last_grant REAL NOT NULL);`,
     );
   }
 
   /**
-   * The slot (epoch ms) of each delivery, in order: the one it holds, or the next free one at `ratePerSecond`. A slot
-   * within {@link SLOT_NOW_MS} of `now` is given up as used (its delivery goes now); a later one stays held for it.
+   * The slot (epoch ms) of each delivery, in order. A slot within {@link SLOT_NOW_MS} of `now` is a grant: its
+   * delivery goes at that time. A later one is held for the delivery (a new one after every slot handed out so far,
+   * or the one it already holds), to be asked for again when its message comes back.
    */
   admit(ratePerSecond: number, deliveryIds: readonly string[], now: number = Date.now()): number[] {
     const interval = 1000 / ratePerSecond;
     this.sql.exec('DELETE FROM held WHERE at < ?', now - HELD_SLOT_TTL_MS);
-    let next = Math.max(
-      now,
-      this.sql.exec<{ next_free: number }>('SELECT next_free FROM pace').toArray()[0]?.next_free ?? 0,
-    );
+    const state = this.sql.exec<{ next_free: number; last_grant: number }>('SELECT * FROM pace').toArray()[0];
+    let next = state?.next_free ?? 0;
+    let lastGrant = state?.last_grant ?? Number.NEGATIVE_INFINITY;
     const slots = deliveryIds.map((id) => {
       const held = this.sql.exec<{ at: number }>('SELECT at FROM held WHERE delivery_id = ?', id).toArray()[0];
-      let at: number;
-      if (held) {
-        at = held.at;
+      // Never in the past (a late message goes now, not at the slot it missed, or late ones would go together),
+      // never sooner than one interval after the last grant; a new delivery also queues behind every held slot.
+      let at = Math.max(now, held ? held.at : next, lastGrant + interval);
+      if (!held) next = at + interval;
+      if (at <= now + SLOT_NOW_MS) {
+        lastGrant = at;
+        next = Math.max(next, at + interval);
+        if (held) this.sql.exec('DELETE FROM held WHERE delivery_id = ?', id);
       } else {
-        at = next;
-        next += interval;
+        at = Math.round(at);
+        this.sql.exec(
+          'INSERT INTO held (delivery_id, at) VALUES (?, ?) ON CONFLICT (delivery_id) DO UPDATE SET at = excluded.at',
+          id,
+          at,
+        );
       }
-      if (at <= now + SLOT_NOW_MS) this.sql.exec('DELETE FROM held WHERE delivery_id = ?', id);
-      else if (!held) this.sql.exec('INSERT INTO held (delivery_id, at) VALUES (?, ?)', id, at);
       return Math.round(at);
     });
     this.sql.exec(
-      'INSERT INTO pace (id, next_free) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET next_free = excluded.next_free',
+      `INSERT INTO pace (id, next_free, last_grant) VALUES (1, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET next_free = excluded.next_free, last_grant = excluded.last_grant`,
       next,
+      Number.isFinite(lastGrant) ? lastGrant : 0,
     );
     return slots;
   }

@@ -64,8 +64,9 @@ function verdictOf(slot: number, now: number): PaceVerdict {
   if (wait <= SLOT_NOW_MS) return { go: true, waitMs: Math.max(0, wait) };
   return {
     go: false,
-    // Never early: a message back before its slot would only be sent back again.
-    delaySeconds: Math.min(MAX_QUEUE_DELAY_SECONDS, Math.ceil(wait / 1000)),
+    // Back within a second before its slot, to wait the rest in the invocation: sends keep their spacing, rather
+    // than bunching up on the queue's whole seconds.
+    delaySeconds: Math.min(MAX_QUEUE_DELAY_SECONDS, Math.floor(wait / 1000)),
     slotAt: wait > NOTE_WAIT_AFTER_MS ? new Date(slot).toISOString() : null,
   };
 }
