@@ -21,7 +21,8 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   env: ['lib', 'auth'],
   auth: ['lib', 'db'],
   email: ['lib', 'db', 'env'],
-  delivery: ['lib', 'db', 'env', 'email'],
+  // delivery/replay.ts reads archived notifications back (archive/objects.ts) to replay them.
+  delivery: ['lib', 'db', 'env', 'email', 'archive'],
   archive: ['lib', 'db', 'env'],
   middleware: ['lib', 'db', 'env', 'auth'],
   http: ['lib', 'db', 'env', 'auth', 'middleware'],
