@@ -300,7 +300,7 @@ export const deliveries = sqliteTable(
     requeueDueAt: text('requeue_due_at'),
     /** The event a test send delivers (a catalog sample or a replayed notification); null for real deliveries. */
     payload: text('payload'),
-    /** The replay (`replays.id`) that made this delivery; null for the deliveries ingest made (docs/design.md#replay). */
+    /** The replay (`replays.id`) that made this delivery; null for those ingest made (docs/design.md#replay). */
     replayId: text('replay_id'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),

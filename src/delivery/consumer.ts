@@ -259,7 +259,7 @@ async function act(
       if (step.kind === 'done') return step.planned;
       const { message, deliveryId, input } = step;
       try {
-        // A paced delivery whose slot is a moment away waits for it here (docs/design.md#pacing).
+        // A paced delivery whose slot is seconds away waits for it here (docs/design.md#pacing).
         if (step.waitMs) await pause(step.waitMs);
         const outcome = await limiter.run(() => performAttempt(ctx, input));
         report.attempts++;
@@ -277,7 +277,7 @@ async function act(
 }
 
 /**
- * pace: each attempt on a webhook with a `rateLimit` asks its pacer for a slot (docs/design.md#pacing). One due now
+ * pace: each attempt on a webhook with a `rateLimit` asks its pacer for a slot (docs/design.md#pacing). One due soon
  * stays an attempt (waiting for it in the invocation); a later one is retried to its slot without an attempt, and a
  * long wait is noted on the row by the batch's one write (`notedWaitsStatement`).
  */

@@ -3,7 +3,7 @@
  * that hands out send slots `1000 / rate` ms apart. Every consumer invocation asks the same object, so the pace holds
  * across the queue's concurrent consumers; one object per endpoint, so endpoints never wait on each other.
  *
- * A slot is held for its delivery: the consumer retries a message whose slot is later to just before that slot, and
+ * A slot is held for its delivery: the consumer retries a message whose slot is later to just inside the horizon, and
  * when it comes back the object recognises the delivery and lets it go — no second slot, no place lost at the back.
  * Grants (a slot handed out as "go now") are at least `1000 / rate` ms apart, whatever happens: a message back late
  * (a slow queue, a consumer outage) takes the next grant after the last one, never a burst of the slots it missed.
@@ -12,8 +12,12 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 
-/** A slot this close (or already past) goes now: the consumer waits for it in the invocation. */
-export const SLOT_NOW_MS = 1000;
+/**
+ * A slot this close (or already past) goes now: the consumer waits for it in the invocation. Three seconds, so that
+ * one batch carries a few seconds of an endpoint's slots: the queue starts the next batch only after a batch
+ * timeout, and with a horizon of one second a paced endpoint would get a batch's worth every two seconds.
+ */
+export const SLOT_NOW_MS = 3000;
 /** A held slot whose message never came back (its delivery ended meanwhile) is forgotten this long after its time. */
 const HELD_SLOT_TTL_MS = 3_600_000;
 

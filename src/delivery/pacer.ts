@@ -1,7 +1,7 @@
 /**
  * Pacing of webhooks with a `rateLimit` (docs/design.md#pacing): the consumer's side of the EndpointPacer. Before a
  * batch's attempts, the deliveries of each paced webhook ask its pacer for their slots — one call per webhook and
- * batch. A slot due now (within a second) is waited for in the invocation; a later one is held for its delivery, and
+ * batch. A slot due within three seconds is waited for in the invocation; a later one is held for its delivery, and
  * the message is retried to it with `delaySeconds`: no attempt used, no D1 write for the wait. Only a wait past
  * {@link NOTE_WAIT_AFTER_MS} is written, once, as the delivery's `next_attempt_at` (in the batch's one write), so the
  * minute sweeper does not take a long wait for a lost message and the API shows when it will go.
@@ -64,9 +64,9 @@ function verdictOf(slot: number, now: number): PaceVerdict {
   if (wait <= SLOT_NOW_MS) return { go: true, waitMs: Math.max(0, wait) };
   return {
     go: false,
-    // Back within a second before its slot, to wait the rest in the invocation: sends keep their spacing, rather
+    // Back once its slot is within the horizon, to wait the rest in the invocation: sends keep their spacing, rather
     // than bunching up on the queue's whole seconds.
-    delaySeconds: Math.min(MAX_QUEUE_DELAY_SECONDS, Math.floor(wait / 1000)),
+    delaySeconds: Math.min(MAX_QUEUE_DELAY_SECONDS, Math.ceil((wait - SLOT_NOW_MS) / 1000)),
     slotAt: wait > NOTE_WAIT_AFTER_MS ? new Date(slot).toISOString() : null,
   };
 }

@@ -617,8 +617,8 @@ describe('settings page: retention and archives', () => {
     });
     expect(created.status).toBe(201);
     const id = created.body.id as string;
-    // Three deliveries hold slots in its pacer: one goes now, two wait.
-    await env.PACER.get(env.PACER.idFromName(id)).admit(1, ['dlv_a', 'dlv_b', 'dlv_c', 'dlv_d']);
+    // Six deliveries asked its pacer for slots: four go within 3 s, two wait.
+    await env.PACER.get(env.PACER.idFromName(id)).admit(1, ['dlv_a', 'dlv_b', 'dlv_c', 'dlv_d', 'dlv_e', 'dlv_f']);
     const b = new Browser();
     await b.signIn(pat);
     const overview = await b.get(`/dashboard/h/${paced}`);

@@ -280,7 +280,8 @@ const WebhookPage: FC<{
           ['Filter policy', w.filterPolicy ? <code>{JSON.stringify(w.filterPolicy)}</code> : 'none'],
           [
             'Retry policy',
-            `${w.retryPolicy.name}: ${w.retryPolicy.delaysSeconds.join(' s, ')} s; ${w.retryPolicy.maxAttempts} attempts`,
+            `${w.retryPolicy.name}: ${w.retryPolicy.delaysSeconds.join(' s, ')} s; ` +
+              `${w.retryPolicy.maxAttempts} attempts`,
           ],
           ['Rate limit', w.rateLimit ? `${w.rateLimit} per second (the doctor shows when it is pacing)` : 'none'],
           [

@@ -70,7 +70,7 @@ const RateLimitField = z
   .number()
   .nullable()
   .openapi({
-    description: `Deliveries per second at most (a whole number, 1 … ${MAX_RATE_LIMIT}); null = as fast as the queue goes.`,
+    description: `Deliveries per second at most (whole, 1 … ${MAX_RATE_LIMIT}); null = as fast as the queue goes.`,
     example: 20,
   });
 
