@@ -57,13 +57,14 @@ import { sha256Hex } from '../../src/archive/format.ts';
 import { purgeStep } from '../../src/archive/purge.ts';
 import { consumeDeliveries } from '../../src/delivery/consumer.ts';
 import { consumeDeadLetters } from '../../src/delivery/dead-letter.ts';
+import { enqueueDeliveries } from '../../src/delivery/enqueue.ts';
 import { autoDisableFailingWebhooks } from '../../src/jobs/auto-disable.ts';
 import { purgeHandle } from '../../src/jobs/purge-expired.ts';
 import { sweepOutbox } from '../../src/jobs/sweeper.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { faultRuns } from '../support/generated-runs.ts';
 import { callJson, callWithVars, unique } from '../support/helpers.ts';
-import { recordingEmail, setupHandle, type TestHandle } from '../support/pipeline-helpers.ts';
+import { allDeliveryQueues, recordingEmail, setupHandle, type TestHandle } from '../support/pipeline-helpers.ts';
 import { type Hit, hits, receiverUrl, setMode } from '../support/receivers.ts';
 
 const { runs: RUNS, seed: SEED } = faultRuns();
@@ -124,7 +125,7 @@ class SimQueue {
       return { metadata: { metrics: { backlogCount: this.messages.length, backlogBytes: 0 } } };
     },
     metrics: async () => ({ backlogCount: this.messages.length, backlogBytes: 0 }),
-  } as unknown as Env['DELIVERIES_QUEUE'];
+  } as unknown as Queue;
 
   push(body: unknown, deliveries = 0): SimMessage {
     const m = { id: `m${++this.seq}`, body, deliveries };
@@ -294,7 +295,8 @@ class Sim {
     this.vars = {
       ...SIM_VARS,
       DB: this.d1.db,
-      DELIVERIES_QUEUE: this.queue.producer,
+      // The one simulated queue stands for every delivery queue: which one a delivery takes changes no outcome here.
+      ...allDeliveryQueues(this.queue.producer),
       EMAIL: this.email.binding,
     } as Partial<Env>;
     this.env = { ...env, ...this.vars } as Env;
@@ -1232,7 +1234,11 @@ describe('model-based faults: pacing and replay', () => {
             .bind(webhookId, duplicates)
             .all<{ id: string }>();
           if (dlv.results.length) {
-            await env.DELIVERIES_QUEUE.sendBatch(dlv.results.map((d) => ({ body: { deliveryId: d.id } })));
+            // A second message each, on the delivery's own queue.
+            await enqueueDeliveries(
+              env,
+              dlv.results.map((d) => d.id),
+            );
           }
 
           const deadline = Date.now() + (notifications / rate) * 1000 * 3 + 20_000;
