@@ -32,6 +32,7 @@ import { snsRoutes } from './routes/providers/sns.routes.ts';
 import { settingsRoutes } from './routes/settings/settings.routes.ts';
 import { supportRoutes } from './routes/support/support.routes.ts';
 import { tokensRoutes } from './routes/tokens/tokens.routes.ts';
+import { replayRoutes } from './routes/webhooks/replay.routes.ts';
 import { webhookActionsRoutes } from './routes/webhooks/webhook-actions.routes.ts';
 import { webhooksRoutes } from './routes/webhooks/webhooks.routes.ts';
 
@@ -117,6 +118,7 @@ export function buildApp() {
   app.route('/', supportRoutes);
   app.route('/', eventsRoutes);
   app.route('/', webhookActionsRoutes);
+  app.route('/', replayRoutes);
   app.route('/', deliveriesRoutes);
   app.route('/', healthRoutes);
   app.route('/', archivesRoutes);

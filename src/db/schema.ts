@@ -124,6 +124,16 @@ export const webhookSubscriptions = sqliteTable(
     lastSuccessAt: text('last_success_at'),
     lastFailureAt: text('last_failure_at'),
     lastFailureClass: text('last_failure_class'),
+    /**
+     * Its retry policy (docs/design.md#retry-policies): `default`, `short` (for test endpoints) or `custom`, whose
+     * delays are `retry_delays` (a JSON array of seconds); null delays for the named ones.
+     */
+    retryPolicy: text('retry_policy', { enum: ['default', 'short', 'custom'] })
+      .notNull()
+      .default('default'),
+    retryDelays: text('retry_delays'),
+    /** Deliveries per second at most, paced by its EndpointPacer (docs/design.md#pacing); null = unpaced. */
+    rateLimit: integer('rate_limit'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -299,10 +309,16 @@ export const deliveries = sqliteTable(
     deliveredAt: text('delivered_at'),
     /** The provider's last verdict on the sent mail (`delivered`, `deferred: …`, `bounced: …`), for the diagnosis. */
     providerVerdict: text('provider_verdict'),
+    /** The replay (`replays.id`) that made this delivery; null for those ingest made (docs/design.md#replay). */
+    replayId: text('replay_id'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
   (t) => [
+    // A replay delivers a notification to an endpoint at most once, however often it (or its call) is repeated.
+    uniqueIndex('deliveries_replay_uq').on(t.subscriptionId, t.notificationId).where(sql`replay_id IS NOT NULL`),
+    // A replay's progress: its deliveries by status.
+    index('deliveries_replay_idx').on(t.replayId, t.status).where(sql`replay_id IS NOT NULL`),
     index('deliveries_notification_idx').on(t.notificationId),
     // Email Sending events name the mail by its provider message id; only sent mails have one.
     index('deliveries_provider_message_idx').on(t.providerMessageId).where(sql`provider_message_id IS NOT NULL`),
@@ -519,6 +535,35 @@ export const purgeState = sqliteTable('purge_state', {
   archives: integer('archives').notNull().default(0),
   archivedBytes: integer('archived_bytes').notNull().default(0),
 });
+
+/**
+ * A replay of past notifications to one webhook (docs/design.md#replay): its range and types, and how far it got.
+ * Each call of `POST …/replay` with the same id continues from `cursor` for at most one page.
+ */
+export const replays = sqliteTable(
+  'replays',
+  {
+    id: text('id').primaryKey(),
+    handle: text('handle')
+      .notNull()
+      .references(() => handles.handle, { onDelete: 'cascade' }),
+    subscriptionId: text('subscription_id').notNull(),
+    /** The range of `occurred_at`, inclusive start and exclusive end (ISO 8601). */
+    fromAt: text('from_at').notNull(),
+    toAt: text('to_at').notNull(),
+    /** JSON array of exact types or `prefix.*`; null = every type. */
+    eventTypes: text('event_types'),
+    /** Where the next call goes on: archives first (`a:<archive id>`), then D1 (`n:<notification id>`). */
+    cursor: text('cursor'),
+    /** Notifications that matched so far, and the deliveries made for them (a repeat makes none). */
+    matched: integer('matched').notNull().default(0),
+    created: integer('created').notNull().default(0),
+    status: text('status', { enum: ['running', 'complete'] }).notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [index('replays_subscription_idx').on(t.subscriptionId, t.id)],
+);
 
 /** Platform alerts already sent, keyed by what they are about (e.g. `storage:2026-11-26`): at most one per key. */
 export const platformAlerts = sqliteTable('platform_alerts', {

@@ -27,8 +27,9 @@ import {
   type WebhookRow,
 } from './attempt.ts';
 import { DeliveryMessage } from './messages.ts';
+import { notedWaitsStatement, type PaceRequest, pace } from './pacer.ts';
 import { type Rejection, recordRejections } from './rejections.ts';
-import { retryDelaySeconds } from './retry-policy.ts';
+import { retryDelaySeconds, retryPolicyOf } from './retry-policy.ts';
 import {
   attemptStatement,
   disableGoneStatement,
@@ -74,7 +75,7 @@ interface Planned {
 /** What a message needs: its part is known already (no attempt), or an attempt decides it. */
 type Step =
   | { kind: 'done'; planned: Planned }
-  | { kind: 'attempt'; message: Message<unknown>; deliveryId: string; input: AttemptInput };
+  | { kind: 'attempt'; message: Message<unknown>; deliveryId: string; input: AttemptInput; waitMs?: number };
 
 /** An attempt on a webhook as it finished: the raw material of the webhook's health. */
 interface Observed {
@@ -193,7 +194,7 @@ function settleCancelledInFlight(
 function recordOutcome(
   { env, cfg }: RunContext,
   message: Message<unknown>,
-  d: DeliveryRow,
+  { delivery: d, webhook }: AttemptInput,
   outcome: AttemptOutcome,
   at: string,
 ): Planned {
@@ -217,7 +218,8 @@ function recordOutcome(
     const delay = c.retryable
       ? retryDelaySeconds(d.attemptCount + 1 - d.retryBase, {
           retryAfterSeconds: c.retryAfterSeconds,
-          schedule: cfg.retryDelaysSeconds,
+          // The webhook's own policy (docs/design.md#retry-policies); an email follows the default.
+          schedule: retryPolicyOf(webhook, cfg.retryDelaysSeconds).delaysSeconds,
         })
       : null;
     if (!c.retryable) {
@@ -258,9 +260,11 @@ async function act(
       if (step.kind === 'done') return step.planned;
       const { message, deliveryId, input } = step;
       try {
+        // A paced delivery whose slot is seconds away waits for it here (docs/design.md#pacing).
+        if (step.waitMs) await pause(step.waitMs);
         const outcome = await limiter.run(() => performAttempt(ctx, input));
         report.attempts++;
-        const result = recordOutcome(ctx, message, input.delivery, outcome, now());
+        const result = recordOutcome(ctx, message, input, outcome, now());
         if (input.webhook && input.delivery.kind === 'event')
           observed.push({ webhook: input.webhook, outcome, attemptId: result.attemptId! });
         return result;
@@ -271,6 +275,33 @@ async function act(
   );
   report.peakConcurrency = limiter.peak;
   return { planned: all, observed };
+}
+
+/**
+ * pace: each attempt on a webhook with a `rateLimit` asks its pacer for a slot (docs/design.md#pacing). One due soon
+ * stays an attempt (waiting for it in the invocation); a later one is retried to its slot without an attempt, and a
+ * long wait is noted on the row by the batch's one write (`notedWaitsStatement`).
+ */
+async function paceSteps(env: Env, steps: Step[]): Promise<{ steps: Step[]; noted: Map<string, string> }> {
+  const requests: PaceRequest[] = steps.flatMap((s) =>
+    s.kind === 'attempt' && s.input.webhook?.rateLimit
+      ? [{ deliveryId: s.deliveryId, webhookId: s.input.webhook.id, rateLimit: s.input.webhook.rateLimit }]
+      : [],
+  );
+  const noted = new Map<string, string>();
+  if (!requests.length) return { steps, noted };
+  const verdicts = await pace(env.PACER, requests);
+  const paced = steps.map((s): Step => {
+    const v = s.kind === 'attempt' ? verdicts.get(s.deliveryId) : undefined;
+    if (s.kind !== 'attempt' || !v) return s;
+    if (v.go) return { ...s, waitMs: v.waitMs };
+    if (v.slotAt) noted.set(s.deliveryId, v.slotAt);
+    return {
+      kind: 'done',
+      planned: { message: s.message, decision: { ack: false, delaySeconds: v.delaySeconds }, statements: [] },
+    };
+  });
+  return { steps: paced, noted };
 }
 
 /** What one batch did to each webhook: its attempts in the order they finished, and the 410s among them. */
@@ -319,6 +350,7 @@ async function write(
   effects: readonly WebhookEffects[],
   rejections: readonly Rejection[],
   report: ConsumerReport,
+  noted: D1PreparedStatement | null,
 ): Promise<Written> {
   const at = now();
   const writes: D1PreparedStatement[] = [];
@@ -336,6 +368,7 @@ async function write(
     }
   }
   writes.push(...recordRejections(d1, rejections));
+  if (noted) writes.push(noted);
   const settled = (results: D1Result[]): Written => ({
     ok: true,
     recorded: new Set([...attemptAt].filter(([, i]) => results[i]!.meta.changes > 0).map(([id]) => id)),
@@ -459,8 +492,10 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
           planned: { message, decision: { ack: false, delaySeconds: WRITE_FAILURE_RETRY_SECONDS }, statements: [] },
         }));
   }
-  const { planned, observed } = await act(ctx, steps, report);
-  const written = await write(env.DB, planned, webhookEffects(observed), rejections, report);
+  const paced = await paceSteps(env, steps);
+  const { planned, observed } = await act(ctx, paced.steps, report);
+  const noted = notedWaitsStatement(env.DB, paced.noted, now());
+  const written = await write(env.DB, planned, webhookEffects(observed), rejections, report, noted);
   settle(planned, rejections, written, report);
   if (written.ok) await alertGone(ctx, written.disabled);
   return report;

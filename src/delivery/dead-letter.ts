@@ -15,7 +15,7 @@ import type { DeliveryRow } from './attempt.ts';
 import { enqueueDeliveries } from './enqueue.ts';
 import { DeliveryMessage } from './messages.ts';
 import { type Rejection, recordRejections } from './rejections.ts';
-import { retryDelaySeconds } from './retry-policy.ts';
+import { type RetryPolicyName, retryDelaySeconds, retryPolicyOf } from './retry-policy.ts';
 import { deliveriesByIds, moveDelivery, REQUEUED_FROM_DLQ, requeuedFromDlqStatement } from './store.ts';
 import { OPEN_STATUSES } from './summary.ts';
 
@@ -23,7 +23,7 @@ import { OPEN_STATUSES } from './summary.ts';
 const MAX_QUEUE_DELAY_SECONDS = 12 * 3600;
 
 /** What the rows say about a delivery the queue gave up on. */
-function verdict(d: DeliveryRow, schedule: readonly number[] | undefined): 'dead' | 'crash_loop' | 'requeue' {
+function verdict(d: DeliveryRow, schedule: readonly number[]): 'dead' | 'crash_loop' | 'requeue' {
   const since = d.attemptCount - d.retryBase;
   const spent = since > 0 && retryDelaySeconds(since, { schedule, random: () => 0.5 }) === null;
   if (spent || d.statusReason === 'retries_exhausted') return 'dead';
@@ -38,6 +38,24 @@ export function deadLetterStatements(d1: D1Database, rows: readonly DeliveryRow[
   return rows
     .filter((d) => OPEN_STATUSES.includes(d.status))
     .flatMap((d) => moveDelivery(d1, d, 'dead', { statusReason: 'retries_exhausted', attempted: false, now }));
+}
+
+/** The retry policies of the webhooks these deliveries go to, by subscription id (one read; emails have none). */
+async function webhookPolicies(d1: D1Database, rows: readonly DeliveryRow[]) {
+  const ids = [
+    ...new Set(rows.filter((d) => d.channel === 'webhook' && d.subscriptionId).map((d) => d.subscriptionId)),
+  ];
+  const out = new Map<string, { retryPolicy: RetryPolicyName; retryDelays: string | null }>();
+  if (!ids.length) return out;
+  const { results } = await d1
+    .prepare(
+      `SELECT id, retry_policy, retry_delays FROM webhook_subscriptions
+       WHERE id IN (SELECT value FROM json_each(?1))`,
+    )
+    .bind(JSON.stringify(ids))
+    .all<{ id: string; retry_policy: RetryPolicyName; retry_delays: string | null }>();
+  for (const r of results) out.set(r.id, { retryPolicy: r.retry_policy, retryDelays: r.retry_delays });
+  return out;
 }
 
 export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env): Promise<void> {
@@ -55,9 +73,14 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env)
   try {
     const ids = [...new Set(idOf.values())];
     const rows = ids.length ? await deliveriesByIds(getDb(env.DB), ids) : [];
+    const policies = await webhookPolicies(env.DB, rows);
     const statements: D1PreparedStatement[] = [];
     for (const d of rows.filter((r) => OPEN_STATUSES.includes(r.status))) {
-      const v = verdict(d, cfg.retryDelaysSeconds);
+      const policy = retryPolicyOf(
+        d.subscriptionId ? policies.get(d.subscriptionId) : undefined,
+        cfg.retryDelaysSeconds,
+      );
+      const v = verdict(d, policy.delaysSeconds);
       if (v !== 'requeue') {
         const statusReason = v === 'dead' ? 'retries_exhausted' : 'redelivery_exhausted';
         statements.push(...moveDelivery(env.DB, d, 'dead', { statusReason, attempted: false, now: at }));

@@ -146,6 +146,21 @@ export function recipientReasonStatement(d1: D1Database, notificationId: string,
 }
 
 /**
+ * A delivery added to an existing notification (a replay, docs/design.md#replay): one more recipient, open. Put it
+ * right after the delivery's INSERT … ON CONFLICT DO NOTHING: `changes() = 1` makes it count only an insert that
+ * happened, so a repeated replay never counts one twice.
+ */
+export function addedDeliveryStatement(d1: D1Database, notificationId: string, at: string): D1PreparedStatement {
+  return d1
+    .prepare(
+      `UPDATE notifications SET recipient_count = recipient_count + 1, open_count = open_count + 1,
+         status = ${aggregateSql('open_count + 1', 'succeeded_count', 'dead_count')}, updated_at = ?2
+       WHERE id = ?1 AND changes() = 1`,
+    )
+    .bind(notificationId, at);
+}
+
+/**
  * Statements (for one D1 batch) that cancel every open delivery of a subscription — in the deliveries table and in
  * the summaries of their notifications — and recount those notifications. Used when a subscription is deleted: its
  * pending work becomes visible as `cancelled`, never silently dropped.

@@ -96,6 +96,7 @@ export async function runTestSend(
     providerMessageId: null,
     deliveredAt: null,
     providerVerdict: null,
+    replayId: null,
     createdAt: now,
     updatedAt: now,
   };

@@ -128,7 +128,7 @@ describe('GET …/health', () => {
     expect(Object.keys(byType).sort()).toEqual([...CRITICAL_TYPES].sort());
     for (const t of CRITICAL_TYPES) expect(byType[t]).toMatchObject({ recipients: 0, undeliverable: true });
     expect(h.warnings.map((w: Row) => w.code)).toContain('owner_default_email_unset');
-    expect(h.webhooks).toEqual({ total: 0, enabled: 0, failing: [], disabled: [] });
+    expect(h.webhooks).toEqual({ total: 0, enabled: 0, failing: [], disabled: [], paced: [] });
     expect(h.deadDeliveries24h).toMatchObject({ count: 0, byErrorClass: {}, recent: [], action: null });
     expect(h.emailSubscriptions).toMatchObject({ pendingConfirmation: [], stale: [], suppressed: [], action: null });
   });

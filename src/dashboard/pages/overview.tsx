@@ -94,6 +94,7 @@ const OverviewPage: FC<{
                       Auto-disable projected at <Time at={w.projectedAutoDisableAt} />.
                     </>
                   ) : null}
+                  <p>Retry policy: {w.retryPolicy}.</p>
                   <p>{w.action}</p>
                   <PostForm action={`${base}/webhooks/${w.id}/test`} csrf={p.csrf} idem={p.idem()}>
                     <button type="submit">Send test</button>
@@ -109,6 +110,11 @@ const OverviewPage: FC<{
                   <PostForm action={`${base}/webhooks/${w.id}/enable`} csrf={p.csrf} idem={p.idem()}>
                     <button type="submit">Enable</button>
                   </PostForm>
+                </div>
+              ))}
+              {h.webhooks.paced.map((w) => (
+                <div class={`notice${w.beingPaced ? ' warn' : ''}`} data-paced={w.beingPaced ? 'yes' : 'no'}>
+                  <a href={`${base}/webhooks/${w.id}`}>{w.url}</a>: {w.note}
                 </div>
               ))}
             </section>

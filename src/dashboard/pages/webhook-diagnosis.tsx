@@ -66,6 +66,8 @@ export const TestResult: FC<{ result: WebhookTestResult }> = ({ result }) => {
           ],
           ['Projected auto-disable', <Time at={d.subscription.projectedAutoDisableAt} />],
           ['Secret in rotation', d.subscription.secretInRotation ? 'yes' : 'no'],
+          ['Retry policy', d.subscription.retryPolicy],
+          ['Rate limit', d.subscription.rateLimit ? `${d.subscription.rateLimit} per second` : 'none'],
         ]}
       />
       {d.differences.length ? (

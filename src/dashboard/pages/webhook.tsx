@@ -279,6 +279,12 @@ const WebhookPage: FC<{
           ['Event types', typeList(w.eventTypes)],
           ['Filter policy', w.filterPolicy ? <code>{JSON.stringify(w.filterPolicy)}</code> : 'none'],
           [
+            'Retry policy',
+            `${w.retryPolicy.name}: ${w.retryPolicy.delaysSeconds.join(' s, ')} s; ` +
+              `${w.retryPolicy.maxAttempts} attempts`,
+          ],
+          ['Rate limit', w.rateLimit ? `${w.rateLimit} per second (the doctor shows when it is pacing)` : 'none'],
+          [
             'Consecutive failures',
             `${w.health.consecutiveFailures}` +
               `${w.health.lastFailureClass ? ` (last: ${w.health.lastFailureClass})` : ''}`,

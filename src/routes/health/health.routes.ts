@@ -13,6 +13,8 @@ import { emailVerdictCounts, emailVerdictsOfHandle } from '../../delivery/email-
 import { planRecipients } from '../../delivery/match.ts';
 import { loadMatchContext } from '../../delivery/match-context.ts';
 import { MAX_BACKOFF_GRACES, overdueOfHandle, readOverdue } from '../../delivery/overdue.ts';
+import { pacerStatus } from '../../delivery/pacer.ts';
+import { describeRetryPolicy, type RetryPolicyName, retryPolicyOf } from '../../delivery/retry-policy.ts';
 import { config } from '../../env.ts';
 import { createRouter, guard, jsonResponse } from '../../http/openapi.ts';
 import { EVENT_CATALOG } from '../../lib/event-catalog.ts';
@@ -69,9 +71,24 @@ export const HealthReport = z
           lastFailureClass: z.string().nullable(),
           lastSuccessAt: z.string().nullable(),
           projectedAutoDisableAt: z.string().nullable(),
+          retryPolicy: z.string().openapi({ description: 'The retry policy its failing deliveries follow.' }),
           action: Action,
         }),
       ),
+      paced: z
+        .array(
+          z.object({
+            id: z.string(),
+            url: z.string(),
+            rateLimit: z.number().int(),
+            beingPaced: z.boolean().openapi({ description: 'Deliveries are waiting for their slot right now.' }),
+            waiting: z.number().int().nullable().openapi({ description: 'Deliveries holding a later slot.' }),
+            pacedUntil: z.string().nullable().openapi({ description: 'The last slot held: the backlog ends then.' }),
+            retryPolicy: z.string(),
+            note: z.string(),
+          }),
+        )
+        .openapi({ description: 'Webhooks with a rateLimit, and whether their pacer holds deliveries back now.' }),
       disabled: z.array(
         z.object({
           id: z.string(),
@@ -183,7 +200,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
         ).bind(handle, boundaryId('ntf', now - 86_400_000)),
         c.env.DB.prepare(
           `SELECT id, url, enabled, consecutive_failures, failing_since, last_failure_class, last_success_at,
-           disabled_reason, disabled_at
+           disabled_reason, disabled_at, retry_policy, retry_delays, rate_limit
          FROM webhook_subscriptions WHERE handle = ?1`,
         ).bind(handle),
         c.env.DB.prepare(
@@ -197,6 +214,38 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
   if (!ctx) throw problems.notFound();
 
   const webhooks = webhookRows!.results;
+  const policyOf = (w: Record<string, unknown>) =>
+    describeRetryPolicy(
+      retryPolicyOf(
+        { retryPolicy: w.retry_policy as RetryPolicyName, retryDelays: (w.retry_delays as string | null) ?? null },
+        config(c.env).retryDelaysSeconds,
+      ),
+    );
+  const paced = await Promise.all(
+    webhooks
+      .filter((w) => w.enabled && w.rate_limit)
+      .map(async (w) => {
+        const id = w.id as string;
+        const status = await pacerStatus(c.env.PACER, id);
+        const rate = w.rate_limit as number;
+        const beingPaced = (status?.waiting ?? 0) > 0;
+        return {
+          id,
+          url: w.url as string,
+          rateLimit: rate,
+          beingPaced,
+          waiting: status?.waiting ?? null,
+          pacedUntil: status?.pacedUntil ?? null,
+          retryPolicy: policyOf(w),
+          note: !status
+            ? 'Its pacer could not be asked just now; its deliveries wait until it answers.'
+            : beingPaced
+              ? `Being paced: ${status.waiting} deliveries wait for their slot at ${rate} per second, the last at ` +
+                `${status.pacedUntil}. Nothing to do: they go in order, without using an attempt.`
+              : `Paced at ${rate} per second; nothing is waiting.`,
+        };
+      }),
+  );
   const failing = webhooks
     .filter((w) => w.enabled && (w.consecutive_failures as number) > 0)
     .map((w) => ({
@@ -209,6 +258,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
       projectedAutoDisableAt: w.failing_since
         ? new Date(Date.parse(w.failing_since as string) + AUTO_DISABLE_DAYS * 86_400_000).toISOString()
         : null,
+      retryPolicy: policyOf(w),
       action:
         `Run POST /v2/handles/${handle}/webhooks/${w.id as string}/test and read the diagnosis; fix the ` +
         'endpoint before it is disabled.',
@@ -272,7 +322,13 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
       handle,
       generatedAt: new Date(now).toISOString(),
       status,
-      webhooks: { total: webhooks.length, enabled: webhooks.filter((w) => w.enabled).length, failing, disabled },
+      webhooks: {
+        total: webhooks.length,
+        enabled: webhooks.filter((w) => w.enabled).length,
+        failing,
+        disabled,
+        paced,
+      },
       deadDeliveries24h: {
         count: deadRows.length,
         byErrorClass,
