@@ -75,6 +75,19 @@ dl.kv dd{margin:0;overflow-wrap:anywhere}
 .secret{font-size:1rem;padding:.5rem;background:#fff;border:2px dashed var(--warn);display:inline-block;\
 overflow-wrap:anywhere}
 svg.spark{vertical-align:middle}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,26rem),1fr));gap:1rem}
+figure.chart{margin:0;min-width:0}
+figure.chart figcaption{font-weight:600}
+svg.chart{display:block;width:100%;height:auto}
+svg.chart .grid{stroke:#dfe1e5;stroke-width:1}
+svg.chart .axis{font-size:13px;fill:#4a4a4a}
+.o-succeeded{fill:#0a6b2d;background:#0a6b2d}.o-retrying{fill:#c77700;background:#c77700}
+.o-dead{fill:#b3261e;background:#b3261e}.o-skipped{fill:#8d939b;background:#8d939b}
+polyline.l-p50{stroke:#0b57d0;stroke-width:2}polyline.l-p95{stroke:#8a4b00;stroke-width:2;stroke-dasharray:6 3}
+circle.l-p50,.key.l-p50{fill:#0b57d0;background:#0b57d0}circle.l-p95,.key.l-p95{fill:#8a4b00;background:#8a4b00}
+.e-7d{fill:#f2b8b5;background:#f2b8b5}.e-24h{fill:#b3261e;background:#b3261e}
+ul.legend{display:flex;flex-wrap:wrap;gap:.1rem 1rem;list-style:none;padding:0;margin:.25rem 0;font-size:.875rem}
+.key{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:-1px;border-radius:2px}
 footer.page{max-width:72rem;margin:2rem auto 1rem;padding:0 1rem;border-top:1px solid var(--line)}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(16rem,1fr));gap:.75rem}
 ul.findings{padding-left:1.2rem}

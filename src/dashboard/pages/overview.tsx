@@ -5,8 +5,9 @@
 import { Hono } from 'hono';
 import type { FC } from 'hono/jsx';
 import type { AppEnv } from '../../env.ts';
-import type { HandleAccess, HealthReport } from '../answers.ts';
+import type { DeliveryStats, HandleAccess, HealthReport } from '../answers.ts';
 import type { ApiFetch, Problem } from '../api.ts';
+import { OutcomeChart } from '../charts.tsx';
 import { handlePage, render } from '../handler.tsx';
 import { Badge, DataTable, handleBase, KV, Notice, PostForm, ProblemBox, Time } from '../layout.tsx';
 import { RetryButton } from './delivery-retry.tsx';
@@ -19,7 +20,10 @@ export function overviewRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
   r.get(
     '/h/:handle',
     page(async (c, h) => {
-      const health = await h.api.call<HealthReport>('GET', `/v2/handles/${h.handle}/health`);
+      const [health, stats] = await Promise.all([
+        h.api.call<HealthReport>('GET', `/v2/handles/${h.handle}/health`),
+        h.api.call<DeliveryStats>('GET', `/v2/handles/${h.handle}/delivery-stats`),
+      ]);
       h.frame.title = `${h.access.displayName}: overview`;
       return render(
         c,
@@ -28,6 +32,7 @@ export function overviewRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
           handle={h.handle}
           access={h.access}
           health={health.ok ? health.data : null}
+          stats={stats.ok ? stats.data : null}
           problem={health.ok ? null : health.problem}
           csrf={h.session.csrf}
           idem={h.idem}
@@ -43,6 +48,7 @@ const OverviewPage: FC<{
   handle: string;
   access: HandleAccess;
   health: HealthReport | null;
+  stats: DeliveryStats | null;
   problem?: Problem | null;
   csrf: string;
   idem: () => string;
@@ -51,6 +57,15 @@ const OverviewPage: FC<{
   const h = p.health;
   return (
     <>
+      {p.stats ? (
+        <section aria-labelledby="deliveries-h">
+          <h2 id="deliveries-h">Deliveries</h2>
+          <div class="charts">
+            <OutcomeChart title="Deliveries per hour, last 24 hours" buckets={p.stats.hourly} unit="hour" />
+            <OutcomeChart title="Deliveries per day, last 7 days" buckets={p.stats.daily} unit="day" />
+          </div>
+        </section>
+      ) : null}
       <section aria-labelledby="access-h">
         <h2 id="access-h">Your access</h2>
         <KV

@@ -13,9 +13,11 @@ import type {
   RecoverResult,
   RotatedWebhook,
   Webhook,
+  WebhookDeliveryStats,
   WebhookTestResult,
 } from '../answers.ts';
 import type { ApiFetch, Problem } from '../api.ts';
+import { ErrorClassChart, LatencyChart, OutcomeChart } from '../charts.tsx';
 import { type Form, fromLocalInput, idemHeaders, pathId, toLocalInput } from '../forms.ts';
 import {
   type C,
@@ -184,12 +186,13 @@ export async function webhookPage(
     flash?: string;
   } = {},
 ) {
-  const [w, log, types] = await Promise.all([
+  const [w, log, types, stats] = await Promise.all([
     h.api.call<Webhook>('GET', `/v2/handles/${h.handle}/webhooks/${id}`),
     h.api.call<DeliveryList>('GET', `/v2/handles/${h.handle}/webhooks/${id}/deliveries`, {
       query: { cursor: c.req.method === 'GET' ? c.req.query('cursor') : undefined, limit: 25 },
     }),
     eventTypes(h.api),
+    h.api.call<WebhookDeliveryStats>('GET', `/v2/handles/${h.handle}/webhooks/${id}/delivery-stats`),
   ]);
   if (!w.ok) return renderProblem(c, h.frame, w.problem, true);
   h.frame.title = `Webhook ${w.data.url}`;
@@ -208,6 +211,7 @@ export async function webhookPage(
       handle={h.handle}
       webhook={w.data}
       deliveries={log.ok ? log.data.data : []}
+      stats={stats.ok ? stats.data : null}
       nextCursor={log.ok ? log.data.nextCursor : null}
       types={types}
       csrf={h.session.csrf}
@@ -229,6 +233,7 @@ const WebhookPage: FC<{
   handle: string;
   webhook: Webhook;
   deliveries: Delivery[];
+  stats: WebhookDeliveryStats | null;
   nextCursor: string | null;
   types: EventType[];
   csrf: string;
@@ -345,6 +350,7 @@ const WebhookPage: FC<{
         </PostForm>
       </div>
       {p.testResult ? <TestResult result={p.testResult} /> : null}
+      {p.stats ? <WebhookCharts stats={p.stats} /> : null}
       <h2 id="log">Delivery log</h2>
       <PostForm action={`${self}/recover`} csrf={p.csrf} idem={p.idem()} label="Recover dead deliveries">
         <label for="since">Recover dead and skipped deliveries since (UTC)</label>
@@ -400,3 +406,17 @@ const WebhookPage: FC<{
     </>
   );
 };
+
+/** The webhook's charts: deliveries by outcome, attempt latency and error classes (docs/design.md#delivery-charts). */
+const WebhookCharts: FC<{ stats: WebhookDeliveryStats }> = ({ stats }) => (
+  <section aria-labelledby="activity-h">
+    <h2 id="activity-h">Activity</h2>
+    <div class="charts">
+      <OutcomeChart title="Deliveries per hour, last 24 hours" buckets={stats.hourly} unit="hour" />
+      <OutcomeChart title="Deliveries per day, last 7 days" buckets={stats.daily} unit="day" />
+      <LatencyChart title="Attempt latency per hour, last 24 hours" buckets={stats.latencyHourly} unit="hour" />
+      <LatencyChart title="Attempt latency per day, last 7 days" buckets={stats.latencyDaily} unit="day" />
+      <ErrorClassChart title="Failed attempts by error class" classes={stats.errorClasses} />
+    </div>
+  </section>
+);
