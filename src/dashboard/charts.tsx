@@ -82,7 +82,7 @@ export const OutcomeChart: FC<{ title: string; buckets: OutcomeBucket[]; unit: U
   const bar = Math.max(2, slot * 0.7);
   const summary = `${title}: ${OUTCOMES.map((o, i) => `${totals[i]} ${o.label}`).join(', ')}.`;
   return (
-    <figure class="chart" aria-labelledby={`${id}-t`}>
+    <figure class="chart" aria-labelledby={`${id}-t`} data-abs="">
       <figcaption id={`${id}-t`}>{title}</figcaption>
       <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary} class="chart" data-chart="outcomes">
         <title>{summary}</title>
@@ -138,7 +138,7 @@ export const LatencyChart: FC<{ title: string; buckets: LatencyBucket[]; unit: U
     ? `${title}: ${attempts} attempts; the highest ${unit === 'hour' ? 'hourly' : 'daily'} p95 is ${worst} ms.`
     : `${title}: no attempts.`;
   return (
-    <figure class="chart" aria-labelledby={`${id}-t`}>
+    <figure class="chart" aria-labelledby={`${id}-t`} data-abs="">
       <figcaption id={`${id}-t`}>{title}</figcaption>
       <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary} class="chart" data-chart="latency">
         <title>{summary}</title>
@@ -190,7 +190,7 @@ export const ErrorClassChart: FC<{ title: string; classes: ErrorClassCount[] }> 
     ? `${title}: ${classes.map((c) => `${c.errorClass} ${c.last7d} (${c.last24h} in 24 h)`).join(', ')}.`
     : `${title}: none.`;
   return (
-    <figure class="chart" aria-labelledby={`${id}-t`}>
+    <figure class="chart" aria-labelledby={`${id}-t`} data-abs="">
       <figcaption id={`${id}-t`}>{title}</figcaption>
       {classes.length ? (
         <svg viewBox={`0 0 ${W} ${h}`} role="img" aria-label={summary} class="chart" data-chart="errors">

@@ -3,7 +3,10 @@
  * open deliveries, times the browser localises, tables that stack into cards, and hints that name the page's controls.
  * The browser-level checks (script, 375 px, axe) are test/e2e/dashboard.e2e.ts.
  */
+import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { DASHBOARD_JS } from '../../src/dashboard/assets.ts';
+import { newId } from '../../src/lib/ids.ts';
 import { Browser } from '../support/dashboard-browser.ts';
 import { callJson, createPat, provisionHandle, unique } from '../support/helpers.ts';
 import { receiverUrl } from '../support/receivers.ts';
@@ -64,5 +67,80 @@ describe('dashboard at a glance', () => {
     );
     expect(hook.html).toContain('<polyline points="');
     expect(hook.html).toContain('No failed attempts in the last 7 days.');
+  });
+
+  it('a page with an open delivery marks it and names the URL it refreshes from; once terminal, nothing is open', async () => {
+    const b = new Browser();
+    await b.signIn(pat);
+    const path = `/dashboard/h/${handle}/webhooks/${webhookId}`;
+    const before = await b.get(path);
+    expect(before.html).toContain(`<div id="delivery-log" data-live="${path}">`);
+    expect(before.html).not.toContain('data-open');
+    // A delivery the pipeline is still working on (retrying): the row is marked open.
+    const id = newId('dlv');
+    const now = new Date().toISOString();
+    await env.DB.prepare(
+      `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
+         status, attempt_count, next_attempt_at, created_at, updated_at)
+       VALUES (?1, ?2, NULL, 'test', 'webhook', 'webhook', ?3, 'https://example.com/hook', 'retrying', 1, ?4, ?4, ?4)`,
+    )
+      .bind(id, handle, webhookId, now)
+      .run();
+    const open = await b.get(path);
+    expect(open.html).toMatch(new RegExp(`<tr data-delivery="${id}" data-status="retrying" data-open="">`));
+    await env.DB.prepare(`UPDATE deliveries SET status = 'dead' WHERE id = ?1`).bind(id).run();
+    const done = await b.get(path);
+    expect(done.html).toContain(`<tr data-delivery="${id}" data-status="dead">`);
+    expect(done.html).not.toContain('data-open');
+    // The script polls only this origin's page named by the region, only while the tab is visible.
+    expect(DASHBOARD_JS).toContain("fetch(first.getAttribute('data-live'), { credentials: 'same-origin'");
+    expect(DASHBOARD_JS).toContain('document.hidden');
+  });
+
+  it('tables are marked to stack into cards, times are <time datetime> in UTC for the script to localise', async () => {
+    const b = new Browser();
+    await b.signIn(pat);
+    const hook = await b.get(`/dashboard/h/${handle}/webhooks/${webhookId}`);
+    expect(hook.html).toContain('<table class="stack">');
+    expect(hook.html).toMatch(/<time datetime="\d{4}-\d\d-\d\dT[\d:.]+Z">\d{4}-\d\d-\d\d [\d:]+Z<\/time>/);
+  });
+
+  it('every next step names a control of the page; the raw API call is only inside a "Via the API" disclosure', async () => {
+    // A failing webhook (its streak as the consumer records it), a handle without an owner default email, and a test
+    // that fails: the overview and the test result both have next steps.
+    const failing = await callJson('POST', `/v2/handles/${handle}/webhooks`, {
+      token: pat,
+      body: { url: receiverUrl('fail', unique('glance')) },
+    });
+    const now = new Date().toISOString();
+    await env.DB.prepare(
+      `UPDATE webhook_subscriptions SET consecutive_failures = 3, failing_since = ?2, last_failure_at = ?2,
+         last_failure_class = 'http_5xx' WHERE id = ?1`,
+    )
+      .bind(failing.body.id, now)
+      .run();
+    const b = new Browser();
+    await b.signIn(pat);
+    const outsideApi = (html: string) =>
+      html
+        .replace(/<details class="via-api">[\s\S]*?<\/details>/g, '')
+        .replace(/<script[\s\S]*?<\/script>/g, '')
+        .match(/\b(GET|POST|PUT|PATCH|DELETE) (\/v2|…)\/[^<]*/g) ?? [];
+
+    const overview = await b.get(`/dashboard/h/${handle}`);
+    expect(overview.html).toContain('<summary>Via the API</summary>');
+    expect(overview.html).toMatch(/<details class="via-api"><summary>Via the API<\/summary><p>Run POST \/v2\//);
+    expect(overview.html).toMatch(/Press <strong>Send test<\/strong> and read the diagnosis/);
+    expect(overview.html).toMatch(/<button type="submit">Send test<\/button>/);
+    expect(outsideApi(overview.html)).toEqual([]);
+
+    const page = await b.get(`/dashboard/h/${handle}/webhooks/${failing.body.id}`);
+    const tested = await b.post(`/dashboard/h/${handle}/webhooks/${failing.body.id}/test`, page.html, {
+      eventType: 'order.created',
+    });
+    expect(tested.res.status).toBe(200);
+    expect(tested.html).toContain('<h3>Next steps</h3>');
+    expect(tested.html).toMatch(/then press <strong>Send test<\/strong> again/);
+    expect(outsideApi(tested.html)).toEqual([]);
   });
 });

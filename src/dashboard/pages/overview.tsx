@@ -9,8 +9,9 @@ import type { DeliveryStats, HandleAccess, HealthReport } from '../answers.ts';
 import type { ApiFetch, Problem } from '../api.ts';
 import { OutcomeChart } from '../charts.tsx';
 import { handlePage, render } from '../handler.tsx';
-import { Badge, DataTable, handleBase, KV, Notice, PostForm, ProblemBox, Time } from '../layout.tsx';
+import { Badge, DataTable, handleBase, KV, NextSteps, Notice, PostForm, ProblemBox, Time } from '../layout.tsx';
 import { RetryButton } from './delivery-retry.tsx';
+import { SettingsWarning } from './warnings.tsx';
 
 /** `GET /dashboard/h/:handle`. */
 export function overviewRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
@@ -88,9 +89,7 @@ const OverviewPage: FC<{
             what fixes it.
           </p>
           {h.warnings.map((w) => (
-            <Notice tone="warn">
-              <strong>{w.code}</strong>: {w.message}
-            </Notice>
+            <SettingsWarning warning={w} handle={p.handle} />
           ))}
           <div class="grid">
             <section class="panel" aria-labelledby="wh-h">
@@ -109,7 +108,14 @@ const OverviewPage: FC<{
                       Auto-disable projected at <Time at={w.projectedAutoDisableAt} />.
                     </>
                   ) : null}
-                  <p>{w.action}</p>
+                  <NextSteps
+                    steps={[
+                      <>
+                        Press <strong>Send test</strong> and read the diagnosis; fix the endpoint before it is disabled.
+                      </>,
+                    ]}
+                    api={[w.action]}
+                  />
                   <PostForm action={`${base}/webhooks/${w.id}/test`} csrf={p.csrf} idem={p.idem()}>
                     <button type="submit">Send test</button>
                   </PostForm>
@@ -120,7 +126,16 @@ const OverviewPage: FC<{
                 <div class="notice bad">
                   <a href={`${base}/webhooks/${w.id}`}>{w.url}</a> is disabled ({w.disabledReason ?? 'by a user'})
                   since{' '}
-                  <Time at={w.disabledAt} />.<p>{w.action}</p>
+                  <Time at={w.disabledAt} />.
+                  <NextSteps
+                    steps={[
+                      <>
+                        Fix the endpoint, press <strong>Enable</strong>, then <strong>Recover</strong> on{' '}
+                        <a href={`${base}/webhooks/${w.id}#log`}>its page</a> to redeliver what was skipped.
+                      </>,
+                    ]}
+                    api={[w.action]}
+                  />
                   <PostForm action={`${base}/webhooks/${w.id}/enable`} csrf={p.csrf} idem={p.idem()}>
                     <button type="submit">Enable</button>
                   </PostForm>
@@ -137,7 +152,17 @@ const OverviewPage: FC<{
                       .join(', ')}`
                   : ''}
               </p>
-              {h.deadDeliveries24h.action ? <p>{h.deadDeliveries24h.action}</p> : null}
+              {h.deadDeliveries24h.action ? (
+                <NextSteps
+                  steps={[
+                    <>
+                      Open a delivery's <strong>log</strong> to read its attempts; press <strong>Retry</strong> next to
+                      it, or <strong>Recover</strong> on its webhook's page for all of them.
+                    </>,
+                  ]}
+                  api={[h.deadDeliveries24h.action]}
+                />
+              ) : null}
               <ul>
                 {h.deadDeliveries24h.recent.map((d) => (
                   <li>
@@ -180,7 +205,18 @@ const OverviewPage: FC<{
                 {h.emailSubscriptions.pendingConfirmation.length} pending,{' '}
                 {h.emailSubscriptions.stale.length} stale, {h.emailSubscriptions.suppressed.length} suppressed.
               </p>
-              {h.emailSubscriptions.action ? <p>{h.emailSubscriptions.action}</p> : null}
+              {h.emailSubscriptions.action ? (
+                <NextSteps
+                  steps={[
+                    <>
+                      A pending address must click its link: press <strong>Resend confirmation</strong> below if it was
+                      lost. Delete a stale or suppressed one on the <a href={`${base}/email`}>Email</a> page and
+                      subscribe it again.
+                    </>,
+                  ]}
+                  api={[h.emailSubscriptions.action]}
+                />
+              ) : null}
               <ul>
                 {h.emailSubscriptions.pendingConfirmation.map((s) => (
                   <li>
@@ -208,9 +244,16 @@ const OverviewPage: FC<{
                 <Badge status={h.ownerDefaultEmail.state} /> {h.ownerDefaultEmail.email ?? 'not set'}
               </p>
               {h.ownerDefaultEmail.action ? (
-                <p>
-                  {h.ownerDefaultEmail.action} <a href={`${base}/email#owner-default`}>Set it</a>
-                </p>
+                <NextSteps
+                  steps={[
+                    <>
+                      Without it, critical events have no guaranteed recipient:{' '}
+                      <a href={`${base}/email#owner-default`}>Set it</a> on the Email page and press{' '}
+                      <strong>Save</strong>.
+                    </>,
+                  ]}
+                  api={[h.ownerDefaultEmail.action]}
+                />
               ) : null}
             </section>
             <section class="panel" aria-labelledby="cov-h">
@@ -220,9 +263,17 @@ const OverviewPage: FC<{
                 {h.criticalCoverage.undeliverable24h} undeliverable critical event(s) in 24 h.
               </p>
               {h.criticalCoverage.action ? (
-                <p>
-                  {h.criticalCoverage.action} <a href={`${base}/settings`}>Settings</a>
-                </p>
+                <NextSteps
+                  steps={[
+                    <>
+                      <a href={`${base}/email#owner-default`}>Set an owner default email</a>, or add a subscription that
+                      matches every critical event type on the <a href={`${base}/webhooks`}>Webhooks</a> or{' '}
+                      <a href={`${base}/email`}>Email</a> page; check it with <strong>Evaluate</strong> on the{' '}
+                      <a href={`${base}/settings`}>Settings</a> page.
+                    </>,
+                  ]}
+                  api={[h.criticalCoverage.action]}
+                />
               ) : null}
               <DataTable caption="Recipients of each critical event type" columns={['Critical type', 'Recipients']}>
                 {h.criticalCoverage.types.map((t) => (

@@ -23,6 +23,7 @@ import type { ApiFetch, Problem } from '../api.ts';
 import { type Form, idemHeaders, jsonField } from '../forms.ts';
 import { type C, eventTypes, type HandleContext, handlePage, render, renderProblem } from '../handler.tsx';
 import { Badge, DataTable, handleBase, json, Notice, PostForm, ProblemBox, Time, TypeOptions } from '../layout.tsx';
+import { SettingsWarning } from './warnings.tsx';
 
 /** The settings form as typed, shown again after a refusal or an evaluation of unsaved settings. */
 interface SettingsForm {
@@ -279,9 +280,7 @@ const SettingsPage: FC<{
       {p.problem ? <ProblemBox problem={p.problem} context={p.problemContext} /> : null}
       {p.saved ? <Notice tone="ok">Settings saved (version {p.settings.version}).</Notice> : null}
       {p.settings.warnings.map((w) => (
-        <Notice tone="warn">
-          <strong>{w.code}</strong>: {w.message}
-        </Notice>
+        <SettingsWarning warning={w} handle={p.handle} />
       ))}
       <PostForm action={`${base}/settings`} csrf={p.csrf} idem={p.idem()} class="stack" label="Notification settings">
         <input type="hidden" name="etag" value={p.etag} />

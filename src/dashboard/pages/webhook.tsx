@@ -34,7 +34,9 @@ import {
   DataTable,
   handleBase,
   KV,
+  LiveRegion,
   Notice,
+  openMark,
   PostForm,
   ProblemBox,
   Time,
@@ -196,6 +198,9 @@ export async function webhookPage(
   ]);
   if (!w.ok) return renderProblem(c, h.frame, w.problem, true);
   h.frame.title = `Webhook ${w.data.url}`;
+  // The live log refreshes from this page's GET (after a form post too: the page of the same log).
+  const cursor = c.req.method === 'GET' ? c.req.query('cursor') : undefined;
+  const liveSrc = `${handleBase(h.handle)}/webhooks/${id}${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ''}`;
   h.frame.ids = [
     { label: 'Webhook id', value: id },
     ...(extra.testResult ? [{ label: 'Test delivery id', value: extra.testResult.deliveryId }] : []),
@@ -222,6 +227,7 @@ export async function webhookPage(
       problem={extra.problem ?? (log.ok ? null : log.problem)}
       problemContext={extra.problemContext ?? (log.ok ? undefined : 'Delivery log')}
       form={extra.form}
+      liveSrc={liveSrc}
       recoverSince={toLocalInput(new Date(Date.now() - 24 * 3600_000).toISOString())}
       headersOriginal={headersText}
     />,
@@ -245,6 +251,8 @@ const WebhookPage: FC<{
   problemContext?: string;
   form?: Form | undefined;
   recoverSince: string;
+  /** The GET URL the delivery log refreshes from while a delivery is open. */
+  liveSrc: string;
   /** The headers as rendered (credential values masked): the edit only sends headers the user changed. */
   headersOriginal: string;
 }> = (p) => {
@@ -349,7 +357,7 @@ const WebhookPage: FC<{
           </button>
         </PostForm>
       </div>
-      {p.testResult ? <TestResult result={p.testResult} /> : null}
+      {p.testResult ? <TestResult result={p.testResult} settingsHref={`${base}/settings`} /> : null}
       {p.stats ? <WebhookCharts stats={p.stats} /> : null}
       <h2 id="log">Delivery log</h2>
       <PostForm action={`${self}/recover`} csrf={p.csrf} idem={p.idem()} label="Recover dead deliveries">
@@ -357,43 +365,53 @@ const WebhookPage: FC<{
         <input id="since" type="datetime-local" name="since" value={p.recoverSince} required step={1} />
         <button type="submit">Recover</button>
       </PostForm>
-      <DataTable
-        caption="Deliveries to this webhook, newest first"
-        columns={['Delivery', 'Status', 'Attempts']}
-        empty={p.deliveries.length === 0 && 'No deliveries yet.'}
-      >
-        {p.deliveries.map((d) => (
-          <tr data-delivery={d.id} data-status={d.status}>
-            <td>
-              <code>{d.id}</code> <span class="hint">{d.kind}</span>
-              {d.notificationId ? (
-                <div>
-                  <a href={`${base}/notifications/${d.notificationId}`}>{d.notificationId}</a>
-                </div>
-              ) : null}
-              <div class="hint">
-                <Time at={d.createdAt} />
-              </div>
-            </td>
-            <td>
-              <Badge status={d.status} /> {d.lastErrorClass ?? ''} {d.lastHttpStatus ? `HTTP ${d.lastHttpStatus}` : ''}
-              {d.statusReason ? <div class="hint">{d.statusReason}</div> : null}
-              {d.nextAttemptAt ? (
+      <LiveRegion id="delivery-log" src={p.liveSrc}>
+        <DataTable
+          caption="Deliveries to this webhook, newest first"
+          columns={['Delivery', 'Status', 'Attempts']}
+          empty={p.deliveries.length === 0 && 'No deliveries yet.'}
+        >
+          {p.deliveries.map((d) => (
+            <tr data-delivery={d.id} data-status={d.status} {...openMark(d.status)}>
+              <td>
+                <code>{d.id}</code> <span class="hint">{d.kind}</span>
+                {d.notificationId ? (
+                  <div>
+                    <a href={`${base}/notifications/${d.notificationId}`}>{d.notificationId}</a>
+                  </div>
+                ) : null}
                 <div class="hint">
-                  next attempt <Time at={d.nextAttemptAt} />
+                  <Time at={d.createdAt} />
                 </div>
-              ) : null}
-              <RetryButton base={base} deliveryId={d.id} status={d.status} back={self} csrf={p.csrf} idem={p.idem()} />
-            </td>
-            <td>
-              {d.attemptCount}
-              <ul>
-                <AttemptRows attempts={d.attempts} />
-              </ul>
-            </td>
-          </tr>
-        ))}
-      </DataTable>
+              </td>
+              <td>
+                <Badge status={d.status} /> {d.lastErrorClass ?? ''}{' '}
+                {d.lastHttpStatus ? `HTTP ${d.lastHttpStatus}` : ''}
+                {d.statusReason ? <div class="hint">{d.statusReason}</div> : null}
+                {d.nextAttemptAt ? (
+                  <div class="hint">
+                    next attempt <Time at={d.nextAttemptAt} />
+                  </div>
+                ) : null}
+                <RetryButton
+                  base={base}
+                  deliveryId={d.id}
+                  status={d.status}
+                  back={self}
+                  csrf={p.csrf}
+                  idem={p.idem()}
+                />
+              </td>
+              <td>
+                {d.attemptCount}
+                <ul>
+                  <AttemptRows attempts={d.attempts} />
+                </ul>
+              </td>
+            </tr>
+          ))}
+        </DataTable>
+      </LiveRegion>
       {p.nextCursor ? <a href={`?cursor=${encodeURIComponent(p.nextCursor)}#log`}>Older deliveries</a> : null}
       <h2>Edit</h2>
       <PostForm action={self} csrf={p.csrf} idem={p.idem()} class="stack" label="Edit webhook">
