@@ -8,6 +8,7 @@ import type { Child, FC, PropsWithChildren } from 'hono/jsx';
 import { HtmlDocument } from '../http/html.tsx';
 import type { EventType, MyHandle } from './answers.ts';
 import type { Problem } from './api.ts';
+import { TABS, type TabKey } from './nav.ts';
 
 export interface CopyId {
   label: string;
@@ -23,7 +24,7 @@ export interface PageFrame {
   handle?: string;
   handles?: MyHandle[];
   role?: string;
-  tab?: 'overview' | 'webhooks' | 'email' | 'settings' | 'notifications';
+  tab?: TabKey;
   ids?: CopyId[];
   /** The path the report form says the problem happened on. */
   path?: string;
@@ -205,14 +206,6 @@ export const TypeOptions: FC<{ types: EventType[]; selected?: string; publishabl
 /** Renders an ISO time in UTC, short, with the full value in the `datetime` attribute. */
 export const Time: FC<{ at: string | null | undefined }> = ({ at }) =>
   at ? <time datetime={at}>{at.replace('T', ' ').replace(/\.\d+Z$/, 'Z')}</time> : <span>—</span>;
-
-const TABS: { key: NonNullable<PageFrame['tab']>; label: string; path: string }[] = [
-  { key: 'overview', label: 'Overview', path: '' },
-  { key: 'webhooks', label: 'Webhooks', path: '/webhooks' },
-  { key: 'email', label: 'Email', path: '/email' },
-  { key: 'settings', label: 'Settings', path: '/settings' },
-  { key: 'notifications', label: 'Notifications', path: '/notifications' },
-];
 
 /** Where handle pages live. */
 export const handleBase = (handle: string) => `/dashboard/h/${encodeURIComponent(handle)}`;

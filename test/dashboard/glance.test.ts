@@ -143,4 +143,16 @@ describe('dashboard at a glance', () => {
     expect(tested.html).toMatch(/then press <strong>Send test<\/strong> again/);
     expect(outsideApi(tested.html)).toEqual([]);
   });
+
+  it('the Archives tab lists the retention and the archives; the webhook page links the receiving guide', async () => {
+    const b = new Browser();
+    await b.signIn(pat);
+    const archives = await b.get(`/dashboard/h/${handle}/archives`);
+    expect(archives.res.status).toBe(200);
+    expect(archives.html).toContain(`<a href="/dashboard/h/${handle}/archives" aria-current="page">Archives</a>`);
+    expect(archives.html).toContain('<h2 id="retention-h">Retention and archives</h2>');
+    expect(archives.html).toContain('No archive yet: nothing has passed the retention.');
+    const hook = await b.get(`/dashboard/h/${handle}/webhooks/${webhookId}`);
+    expect(hook.html).toContain('href="/docs#receiving-webhooks"');
+  });
 });
