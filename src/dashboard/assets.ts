@@ -188,7 +188,7 @@ document.addEventListener('submit', function (e) {
     var first = document.querySelector('[data-live]');
     if (!first || busy || document.hidden) return;
     busy = true;
-    fetch(first.getAttribute('data-live'), { credentials: 'same-origin', headers: { accept: 'text/html' } })
+    window.fetch(first.getAttribute('data-live'), { credentials: 'same-origin', headers: { accept: 'text/html' } })
       .then(function (r) { return r.ok && !r.redirected ? r.text() : null; })
       .then(function (html) {
         busy = false;

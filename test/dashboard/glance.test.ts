@@ -93,7 +93,7 @@ describe('dashboard at a glance', () => {
     expect(done.html).toContain(`<tr data-delivery="${id}" data-status="dead">`);
     expect(done.html).not.toContain('data-open');
     // The script polls only this origin's page named by the region, only while the tab is visible.
-    expect(DASHBOARD_JS).toContain("fetch(first.getAttribute('data-live'), { credentials: 'same-origin'");
+    expect(DASHBOARD_JS).toContain("window.fetch(first.getAttribute('data-live'), { credentials: 'same-origin'");
     expect(DASHBOARD_JS).toContain('document.hidden');
   });
 

@@ -128,10 +128,11 @@ const pageStep = (settings: string): Record<string, Child> => ({
       Turn the webhook channel on with {b('Save')} on the <a href={settings}>Settings</a> page.
     </>
   ),
+  // biome-ignore format: its JSX fill would end this line with {' '} past 120 columns
   filters_exclude_recent_events: (
     <>
-      Check {b('Event types')} and {b('Filter policy')} under Edit below, or try an event with {b('Evaluate')} on the{' '}
-      <a href={settings}>Settings</a> page.
+      Check {b('Event types')} and {b('Filter policy')} under Edit below, or try an event with {b('Evaluate')}
+      on the <a href={settings}>Settings</a> page.
     </>
   ),
   event_type_specific: (
