@@ -25,11 +25,11 @@ const PAD_T = 8;
 const PLOT_W = W - PAD_L - 8;
 const PLOT_H = H - PAD_B - PAD_T;
 
-/** A round upper bound for the y axis (1, 2, 5 × 10ⁿ). */
+/** A round upper bound for the y axis (2, 4 or 10 × 10ⁿ, at least 2), so that its half is a whole number too. */
 export function niceMax(n: number): number {
-  if (n <= 0) return 1;
+  if (n <= 2) return 2;
   const p = 10 ** Math.floor(Math.log10(n));
-  for (const m of [1, 2, 5, 10]) if (m * p >= n) return m * p;
+  for (const m of [2, 4, 10]) if (m * p >= n) return m * p;
   return 10 * p;
 }
 
