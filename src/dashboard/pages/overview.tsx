@@ -9,7 +9,7 @@ import type { DeliveryStats, HandleAccess, HealthReport } from '../answers.ts';
 import type { ApiFetch, Problem } from '../api.ts';
 import { OutcomeChart } from '../charts.tsx';
 import { handlePage, render } from '../handler.tsx';
-import { Badge, DataTable, handleBase, KV, NextSteps, Notice, PostForm, ProblemBox, Time } from '../layout.tsx';
+import { Badge, DataTable, handleBase, KV, NextSteps, PostForm, ProblemBox, Time } from '../layout.tsx';
 import { RetryButton } from './delivery-retry.tsx';
 import { SettingsWarning } from './warnings.tsx';
 
