@@ -15,6 +15,7 @@ import { notifications } from '../db/schema.ts';
 import type { Config, RunContext } from '../env.ts';
 import { eventTypeInfo, looksLikeCatalogTypo, nearestEventTypes, type Severity } from '../lib/event-catalog.ts';
 import { newId } from '../lib/ids.ts';
+import { humanValidationMessage, withExampleFrom } from '../lib/validation-messages.ts';
 import { enqueueDeliveries } from './enqueue.ts';
 import { planRecipients } from './match.ts';
 import { matchContextQueries, toMatchContext } from './match-context.ts';
@@ -148,10 +149,10 @@ export function checkEvent(cfg: Config, req: Omit<IngestRequest, 'source'>, opti
   if (info && !options.system) {
     const parsed = info.schema.safeParse(req.data);
     if (!parsed.success) {
-      const errors = parsed.error.issues.map((i) => ({
-        path: ['data', ...i.path.map(String)].join('.'),
-        message: i.message,
-      }));
+      const errors = parsed.error.issues.map((i) => {
+        const path = ['data', ...i.path.map(String)].join('.');
+        return { path, message: withExampleFrom(info.sample, i.path, humanValidationMessage(i, path)) };
+      });
       const where = errors.map((e) => e.path).join(', ');
       throw new IngestRejected('invalid_event_data', `data does not match the ${req.type} schema at ${where}.`, {
         errors,

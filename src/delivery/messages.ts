@@ -42,10 +42,36 @@ export const EventMessage = EventInput.extend({
 });
 export type EventMessage = z.infer<typeof EventMessage>;
 
-/** Queue names as bound in wrangler.toml. */
+/**
+ * Queue names as bound in wrangler.toml (docs/design.md#several-delivery-queues): one events queue, and Q delivery
+ * queues `notify-deliveries-<n>`, each with its DLQ `notify-deliveries-<n>-dlq`.
+ */
 export const QUEUES = {
   events: 'notify-events',
   eventsDlq: 'notify-events-dlq',
-  deliveries: 'notify-deliveries',
-  deliveriesDlq: 'notify-deliveries-dlq',
+  /** Delivery queue `n` of 0 … Q−1. */
+  deliveries: (n: number) => `notify-deliveries-${n}`,
+  /** Its dead-letter queue. */
+  deliveriesDlq: (n: number) => `notify-deliveries-${n}-dlq`,
+  /** Email Sending's lifecycle events, published by an event subscription (docs/design.md#email-events). */
+  emailEvents: 'notify-email-events',
+  emailEventsDlq: 'notify-email-events-dlq',
 } as const;
+
+/** What a queue is, by its name; null for a queue this Worker does not consume. */
+export type QueueRole = 'events' | 'eventsDlq' | 'deliveries' | 'deliveriesDlq' | 'emailEvents' | 'emailEventsDlq';
+
+/**
+ * The role of a queue by its name. Any `notify-deliveries-<n>` (and its DLQ) is a delivery queue, also one beyond
+ * today's bindings; the unnumbered `notify-deliveries` of a single-queue deployment is served too, so its messages
+ * are not stranded while an upgraded Worker drains it.
+ */
+export function queueRole(name: string): QueueRole | null {
+  if (name === QUEUES.events) return 'events';
+  if (name === QUEUES.eventsDlq) return 'eventsDlq';
+  if (name === QUEUES.emailEvents) return 'emailEvents';
+  if (name === QUEUES.emailEventsDlq) return 'emailEventsDlq';
+  if (/^notify-deliveries(?:-(?:0|[1-9][0-9]*))?$/.test(name)) return 'deliveries';
+  if (/^notify-deliveries(?:-(?:0|[1-9][0-9]*))?-dlq$/.test(name)) return 'deliveriesDlq';
+  return null;
+}

@@ -9,6 +9,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { storageDegraded, storageReport } from '../../archive/storage.ts';
 import { getDb } from '../../db/client.ts';
 import { AUTO_DISABLE_DAYS } from '../../delivery/diagnosis.ts';
+import { emailVerdictCounts, emailVerdictsOfHandle } from '../../delivery/email-diagnosis.ts';
 import { planRecipients } from '../../delivery/match.ts';
 import { loadMatchContext } from '../../delivery/match-context.ts';
 import { MAX_BACKOFF_GRACES, overdueOfHandle, readOverdue } from '../../delivery/overdue.ts';
@@ -119,6 +120,17 @@ export const HealthReport = z
       suppressed: z.array(z.object({ id: z.string(), email: z.string(), reason: z.string().nullable() })),
       action: Action.nullable(),
     }),
+    emailDelivery: z
+      .object({
+        delivered24h: z.number().int(),
+        awaitingVerdict24h: z.number().int(),
+        deferred24h: z.number().int(),
+        refused24h: z.number().int(),
+        action: Action.nullable(),
+      })
+      .openapi({
+        description: "The last 24 h of sent mails by Email Sending's verdict (docs/design.md#email-events).",
+      }),
     ownerDefaultEmail: z.object({
       state: z.enum(['set', 'unset', 'not_deliverable']),
       email: z.string().nullable(),
@@ -157,29 +169,31 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
   const now = Date.now();
   const dayAgo = new Date(now - 86_400_000).toISOString();
   const grace = config(c.env).overdueAfterSeconds;
-  const [ctx, [dead, undeliverable, webhookRows, emailRows, overdueCount, overdueOldest], storage] = await Promise.all([
-    loadMatchContext(db, handle),
-    c.env.DB.batch<Record<string, unknown>>([
-      c.env.DB.prepare(
-        `SELECT id, subscription_id, target, last_error_class, updated_at FROM deliveries
+  const [ctx, [dead, undeliverable, webhookRows, emailRows, verdicts, overdueCount, overdueOldest], storage] =
+    await Promise.all([
+      loadMatchContext(db, handle),
+      c.env.DB.batch<Record<string, unknown>>([
+        c.env.DB.prepare(
+          `SELECT id, subscription_id, target, last_error_class, updated_at FROM deliveries
          WHERE handle = ?1 AND status = 'dead' AND kind = 'event' AND updated_at >= ?2
          ORDER BY updated_at DESC LIMIT 1000`,
-      ).bind(handle, dayAgo),
-      c.env.DB.prepare(
-        `SELECT count(*) AS n FROM notifications WHERE handle = ?1 AND status = 'undeliverable' AND id >= ?2`,
-      ).bind(handle, boundaryId('ntf', now - 86_400_000)),
-      c.env.DB.prepare(
-        `SELECT id, url, enabled, consecutive_failures, failing_since, last_failure_class, last_success_at,
+        ).bind(handle, dayAgo),
+        c.env.DB.prepare(
+          `SELECT count(*) AS n FROM notifications WHERE handle = ?1 AND status = 'undeliverable' AND id >= ?2`,
+        ).bind(handle, boundaryId('ntf', now - 86_400_000)),
+        c.env.DB.prepare(
+          `SELECT id, url, enabled, consecutive_failures, failing_since, last_failure_class, last_success_at,
            disabled_reason, disabled_at
          FROM webhook_subscriptions WHERE handle = ?1`,
-      ).bind(handle),
-      c.env.DB.prepare(
-        `SELECT id, kind, email, status, status_reason, created_at FROM email_subscriptions WHERE handle = ?1`,
-      ).bind(handle),
-      ...overdueOfHandle(c.env.DB, handle, new Date(now), grace),
-    ]),
-    storageReport(c.env.DB, handle, config(c.env).d1SizeLimitBytes),
-  ]);
+        ).bind(handle),
+        c.env.DB.prepare(
+          `SELECT id, kind, email, status, status_reason, created_at FROM email_subscriptions WHERE handle = ?1`,
+        ).bind(handle),
+        emailVerdictsOfHandle(c.env.DB, handle, now),
+        ...overdueOfHandle(c.env.DB, handle, new Date(now), grace),
+      ]),
+      storageReport(c.env.DB, handle, config(c.env).d1SizeLimitBytes),
+    ]);
   if (!ctx) throw problems.notFound();
 
   const webhooks = webhookRows!.results;
@@ -297,6 +311,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
               'and subscribed again.'
             : null,
       },
+      emailDelivery: emailVerdictCounts(verdicts!.results[0], now),
       ownerDefaultEmail: {
         state: ownerState,
         email: (owner?.email as string | undefined) ?? null,
