@@ -17,6 +17,7 @@ import { bodyGuard } from './middleware/body-guard.ts';
 import { requestContext } from './middleware/request-id.ts';
 import { archivesRoutes } from './routes/archives/archives.routes.ts';
 import { deliveriesRoutes } from './routes/deliveries/deliveries.routes.ts';
+import { deliveryStatsRoutes } from './routes/deliveries/delivery-stats.routes.ts';
 import { devRoutes } from './routes/dev/dev.routes.ts';
 import { docsRoutes } from './routes/docs/docs.routes.ts';
 import { emailPagesRoutes } from './routes/email-pages/email-pages.routes.ts';
@@ -120,6 +121,7 @@ export function buildApp() {
   app.route('/', webhookActionsRoutes);
   app.route('/', replayRoutes);
   app.route('/', deliveriesRoutes);
+  app.route('/', deliveryStatsRoutes);
   app.route('/', healthRoutes);
   app.route('/', archivesRoutes);
   app.route('/', emailPagesRoutes);
