@@ -11,6 +11,7 @@
 import { and, eq } from 'drizzle-orm';
 import type { BatchItem } from 'drizzle-orm/batch';
 import { type Db, getDb } from '../db/client.ts';
+import { countEventsStatement } from '../db/daily-counters.ts';
 import { notifications } from '../db/schema.ts';
 import type { Config, RunContext } from '../env.ts';
 import { eventTypeInfo, looksLikeCatalogTypo, nearestEventTypes, type Severity } from '../lib/event-catalog.ts';
@@ -267,6 +268,7 @@ export async function ingestWithReads(
            value ->> '$.status', value ->> '$.statusReason', 0, 0, value ->> '$.createdAt', value ->> '$.createdAt'
          FROM json_each(?1)`,
       ).bind(JSON.stringify(rows)),
+      countEventsStatement(env.DB, event.handle, now),
     ]);
   } catch (err) {
     // Two publishers raced with one sourceEventId: the unique index let exactly one batch in; answer with it.

@@ -20,7 +20,15 @@ export interface RecipientSummary {
   updatedAt: string;
 }
 
-export type DeliveryStatus = 'pending' | 'queued' | 'retrying' | 'succeeded' | 'dead' | 'cancelled' | 'skipped';
+export type DeliveryStatus =
+  | 'deferred'
+  | 'pending'
+  | 'queued'
+  | 'retrying'
+  | 'succeeded'
+  | 'dead'
+  | 'cancelled'
+  | 'skipped';
 
 /** Recipients listed individually on the notification row; larger fan-outs list the first ones and count the rest. */
 export const RECIPIENT_SUMMARY_LIMIT = 25;
@@ -32,7 +40,8 @@ const OPEN_SQL = `('pending', 'queued', 'retrying')`;
 type Bucket = 'open' | 'succeeded' | 'dead' | 'none';
 
 function bucket(status: DeliveryStatus): Bucket {
-  if (OPEN_STATUSES.includes(status)) return 'open';
+  // A deferred delivery (docs/design.md#peak-campaign-windows) is open: it will go, only later.
+  if (status === 'deferred' || OPEN_STATUSES.includes(status)) return 'open';
   if (status === 'succeeded' || status === 'dead') return status;
   return 'none';
 }
