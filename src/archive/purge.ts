@@ -19,7 +19,8 @@ export const STEP_NOTIFICATIONS = 100;
 export const STEP_DELIVERIES = 1000;
 
 const DAY_MS = 86_400_000;
-const OPEN = `('pending', 'queued', 'retrying')`;
+// `deferred` is open too: a deferred delivery will still go (docs/design.md#peak-campaign-windows).
+const OPEN = `('deferred', 'pending', 'queued', 'retrying')`;
 
 /** The notifications of the handle in [?2, ?3] (the archive's range), by the (handle, id) index. */
 const RANGE = 'SELECT id FROM notifications WHERE handle = ?1 AND id BETWEEN ?2 AND ?3';
@@ -159,7 +160,7 @@ export async function purgeStep(
   const sizes = { notifications: notifications.length, deliveries: deliveries.length, attempts: attempts.length };
   // Rows gone already (another run purged this range) or not all there: write nothing over a good object.
   if (notifications.length !== archive.notificationCount) return done({ outcome: 'refused', ...sizes });
-  const open = deliveries.find((d) => ['pending', 'queued', 'retrying'].includes(d.status as string));
+  const open = deliveries.find((d) => ['deferred', 'pending', 'queued', 'retrying'].includes(d.status as string));
   if (open) return done({ outcome: 'waiting', waitingOn: open.notification_id as string, ...sizes });
 
   // 4. Write and verify the object, then record what it holds.

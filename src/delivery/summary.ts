@@ -35,7 +35,8 @@ export const RECIPIENT_SUMMARY_LIMIT = 25;
 
 export const OPEN_STATUSES: readonly DeliveryStatus[] = ['pending', 'queued', 'retrying'];
 export const TERMINAL_STATUSES: readonly DeliveryStatus[] = ['succeeded', 'dead', 'cancelled', 'skipped'];
-const OPEN_SQL = `('pending', 'queued', 'retrying')`;
+/** Open in the ledger's sense: the open statuses, and `deferred` (docs/design.md#peak-campaign-windows). */
+const OPEN_SQL = `('deferred', 'pending', 'queued', 'retrying')`;
 
 type Bucket = 'open' | 'succeeded' | 'dead' | 'none';
 
