@@ -51,6 +51,20 @@ function ownerNotDeliverableAction(handle: string, owner: Record<string, unknown
   );
 }
 
+/** The doctor's line on deferred deliveries: how many wait, and when the next goes. */
+function deferredSection(row: Record<string, unknown> | undefined) {
+  const count = (row?.n as number | undefined) ?? 0;
+  const nextReleaseAt = (row?.next as string | null | undefined) ?? null;
+  return {
+    count,
+    nextReleaseAt,
+    next: count
+      ? `${count >= 1000 ? 'At least 1000' : count} deliveries of off_peak events wait for a peak window to end; the ` +
+        `minute sweeper sends them from ${nextReleaseAt}, spread over 10 minutes. Nothing to do.`
+      : null,
+  };
+}
+
 export const HealthReport = z
   .object({
     handle: z.string(),
@@ -113,6 +127,16 @@ export const HealthReport = z
           'Queued or retrying deliveries past their due time by more than OVERDUE_AFTER_SECONDS: their queue ' +
           'message was most likely lost (docs/design.md#overdue-deliveries).',
       }),
+    deferredDeliveries: z
+      .object({
+        count: z.number().int().openapi({ description: 'Counted up to 1000.' }),
+        nextReleaseAt: z.string().nullable(),
+        next: z.string().nullable(),
+      })
+      .openapi({
+        description:
+          'Deliveries of off_peak events waiting out a peak campaign window (docs/design.md#peak-campaign-windows).',
+      }),
     emailSubscriptions: z.object({
       pendingConfirmation: z.array(z.object({ id: z.string(), email: z.string(), since: z.string() })),
       stale: z.array(z.object({ id: z.string(), email: z.string(), reason: z.string().nullable() })),
@@ -157,29 +181,34 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
   const now = Date.now();
   const dayAgo = new Date(now - 86_400_000).toISOString();
   const grace = config(c.env).overdueAfterSeconds;
-  const [ctx, [dead, undeliverable, webhookRows, emailRows, overdueCount, overdueOldest], storage] = await Promise.all([
-    loadMatchContext(db, handle),
-    c.env.DB.batch<Record<string, unknown>>([
-      c.env.DB.prepare(
-        `SELECT id, subscription_id, target, last_error_class, updated_at FROM deliveries
+  const [ctx, [dead, undeliverable, webhookRows, emailRows, deferred, overdueCount, overdueOldest], storage] =
+    await Promise.all([
+      loadMatchContext(db, handle),
+      c.env.DB.batch<Record<string, unknown>>([
+        c.env.DB.prepare(
+          `SELECT id, subscription_id, target, last_error_class, updated_at FROM deliveries
          WHERE handle = ?1 AND status = 'dead' AND kind = 'event' AND updated_at >= ?2
          ORDER BY updated_at DESC LIMIT 1000`,
-      ).bind(handle, dayAgo),
-      c.env.DB.prepare(
-        `SELECT count(*) AS n FROM notifications WHERE handle = ?1 AND status = 'undeliverable' AND id >= ?2`,
-      ).bind(handle, boundaryId('ntf', now - 86_400_000)),
-      c.env.DB.prepare(
-        `SELECT id, url, enabled, consecutive_failures, failing_since, last_failure_class, last_success_at,
+        ).bind(handle, dayAgo),
+        c.env.DB.prepare(
+          `SELECT count(*) AS n FROM notifications WHERE handle = ?1 AND status = 'undeliverable' AND id >= ?2`,
+        ).bind(handle, boundaryId('ntf', now - 86_400_000)),
+        c.env.DB.prepare(
+          `SELECT id, url, enabled, consecutive_failures, failing_since, last_failure_class, last_success_at,
            disabled_reason, disabled_at
          FROM webhook_subscriptions WHERE handle = ?1`,
-      ).bind(handle),
-      c.env.DB.prepare(
-        `SELECT id, kind, email, status, status_reason, created_at FROM email_subscriptions WHERE handle = ?1`,
-      ).bind(handle),
-      ...overdueOfHandle(c.env.DB, handle, new Date(now), grace),
-    ]),
-    storageReport(c.env.DB, handle, config(c.env).d1SizeLimitBytes),
-  ]);
+        ).bind(handle),
+        c.env.DB.prepare(
+          `SELECT id, kind, email, status, status_reason, created_at FROM email_subscriptions WHERE handle = ?1`,
+        ).bind(handle),
+        c.env.DB.prepare(
+          `SELECT count(*) AS n, min(next_attempt_at) AS next FROM (SELECT next_attempt_at FROM deliveries
+           WHERE handle = ?1 AND status = 'deferred' ORDER BY next_attempt_at LIMIT 1000)`,
+        ).bind(handle),
+        ...overdueOfHandle(c.env.DB, handle, new Date(now), grace),
+      ]),
+      storageReport(c.env.DB, handle, config(c.env).d1SizeLimitBytes),
+    ]);
   if (!ctx) throw problems.notFound();
 
   const webhooks = webhookRows!.results;
@@ -275,6 +304,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
           : null,
       },
       overdueDeliveries: { ...overdue, next: overdue.count ? overdueNext(overdue.count, grace) : null },
+      deferredDeliveries: deferredSection(deferred!.results[0]),
       emailSubscriptions: {
         pendingConfirmation: pick('pending_confirmation').map((e) => ({
           id: e.id as string,
