@@ -24,9 +24,11 @@ import { emailRoutes } from './pages/email.tsx';
 import { notificationRoutes } from './pages/notification.tsx';
 import { notificationsRoutes } from './pages/notifications.tsx';
 import { overviewRoutes } from './pages/overview.tsx';
+import { peakWindowsRoutes } from './pages/peak-windows.tsx';
 import { reportRoutes } from './pages/report.tsx';
 import { settingsRoutes } from './pages/settings.tsx';
 import { signInRoutes } from './pages/sign-in.tsx';
+import { usageRoutes } from './pages/usage.tsx';
 import { webhookRoutes } from './pages/webhook.tsx';
 import { webhooksRoutes } from './pages/webhooks.tsx';
 import { readSession } from './session.ts';
@@ -73,6 +75,8 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     settingsRoutes,
     notificationsRoutes,
     notificationRoutes,
+    usageRoutes,
+    peakWindowsRoutes,
   ]) {
     r.route('/', pages(fetchApp));
   }

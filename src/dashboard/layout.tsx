@@ -23,7 +23,7 @@ export interface PageFrame {
   handle?: string;
   handles?: MyHandle[];
   role?: string;
-  tab?: 'overview' | 'webhooks' | 'email' | 'settings' | 'notifications';
+  tab?: 'overview' | 'webhooks' | 'email' | 'settings' | 'notifications' | 'usage';
   ids?: CopyId[];
   /** The path the report form says the problem happened on. */
   path?: string;
@@ -212,6 +212,7 @@ const TABS: { key: NonNullable<PageFrame['tab']>; label: string; path: string }[
   { key: 'email', label: 'Email', path: '/email' },
   { key: 'settings', label: 'Settings', path: '/settings' },
   { key: 'notifications', label: 'Notifications', path: '/notifications' },
+  { key: 'usage', label: 'Usage', path: '/usage' },
 ];
 
 /** Where handle pages live. */
