@@ -5,13 +5,14 @@
  *
  * - D1: every statement call, `batch` and `exec` is one round trip; the `meta` of each statement's result (rows_read,
  *   rows_written — what D1 bills) is summed, and kept per statement with its SQL.
- * - Queues: `send` / `sendBatch` calls on DELIVERIES_QUEUE and EVENTS_QUEUE, and messages sent.
+ * - Queues: `send` / `sendBatch` calls on every DELIVERIES_QUEUE_<n> and EVENTS_QUEUE, and messages sent.
  *
  * Bench-only routes: `POST /__bench/reset`, `GET /__bench/stats`, and `POST /__bench/consume` {deliveryIds} which runs
  * the notify-deliveries consumer on one batch of those messages (as the queue would) and answers its ConsumerReport.
  */
 
 import { consumeDeliveries } from '../src/delivery/consumer.ts';
+import { deliveryQueues } from '../src/delivery/enqueue.ts';
 import worker from '../src/index.ts';
 
 interface StatementCost {
@@ -149,7 +150,7 @@ function metered(env: Env): Env {
     m = {
       ...env,
       DB: meterD1(env.DB),
-      DELIVERIES_QUEUE: meterQueue(env.DELIVERIES_QUEUE),
+      ...Object.fromEntries(deliveryQueues(env).map((q, n) => [`DELIVERIES_QUEUE_${n}`, meterQueue(q)])),
       EVENTS_QUEUE: meterQueue(env.EVENTS_QUEUE),
     };
     envs.set(env, m);
@@ -169,7 +170,7 @@ function deliveryBatch(ids: string[]) {
     retry: () => void outcome.retried++,
   }));
   const batch = {
-    queue: 'notify-deliveries',
+    queue: 'notify-deliveries-0',
     messages,
     ackAll: () => {
       outcome.acked += messages.length;

@@ -1,7 +1,7 @@
 /**
  * gharart-notify: the Worker's entry points (docs/design.md#entry-points).
  * - fetch: the HTTP API (src/app.ts)
- * - queue: notify-events, notify-deliveries, their dead-letter queues (src/queue.ts)
+ * - queue: notify-events, the delivery queues notify-deliveries-<n>, their dead-letter queues (src/queue.ts)
  * - scheduled: the minute jobs (src/jobs/)
  */
 import { buildApp } from './app.ts';

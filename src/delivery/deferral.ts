@@ -10,7 +10,7 @@ import { getDb } from '../db/client.ts';
 import { deliveries } from '../db/schema.ts';
 import { fromJsonColumn } from '../lib/json.ts';
 import { MAX_DEFERRAL_MS, type PeakWindows, RELEASE_SPREAD_MS } from '../lib/peak-windows.ts';
-import { enqueueDeliveries } from './enqueue.ts';
+import { type DeliveryQueuesEnv, enqueueDeliveries } from './enqueue.ts';
 import type { SettingsRow } from './match-context.ts';
 import { moveDelivery } from './store.ts';
 
@@ -62,7 +62,7 @@ export function campaignWindowStatements(
  * `pending`, which the sweeper sends again a minute later.
  */
 export async function releaseDeferred(
-  env: Pick<Env, 'DB' | 'DELIVERIES_QUEUE'>,
+  env: Pick<Env, 'DB'> & DeliveryQueuesEnv,
   now: Date,
 ): Promise<{ released: number; failed: number }> {
   const due = await getDb(env.DB)

@@ -2,11 +2,55 @@
  * The only module that touches the queue producers. Sends `{deliveryId}` messages in chunks of at most 100 (the
  * Queues batch limit) and marks each sent chunk `queued`. A chunk whose send fails stays `pending`; the minute
  * sweeper sends it again, so a failed send is recovered, never lost.
+ *
+ * Deliveries are spread over the delivery queues `DELIVERIES_QUEUE_0 … _{Q-1}`
+ * (docs/design.md#several-delivery-queues): each delivery always goes to the same one, picked by a stable hash of its
+ * id, so its first message, the sweeper's re-enqueues and the DLQ's hand-backs share a queue (and its retries stay
+ * there: a retry is the same message).
  */
 import type { DeliveryMessage, EventMessage } from './messages.ts';
 
 /** Queues accept at most 100 messages (and 256 KB) per sendBatch. */
 export const SEND_BATCH_LIMIT = 100;
+
+/** The delivery queue producers: `DELIVERIES_QUEUE_<n>` for n = 0 … Q−1, as many as wrangler.toml binds. */
+export type DeliveryQueuesEnv = Pick<Env, 'DELIVERIES_QUEUE_0'>;
+
+const DELIVERY_QUEUE_BINDING = /^DELIVERIES_QUEUE_(0|[1-9][0-9]*)$/;
+
+/**
+ * The delivery queue producers of `env`, in order (index n is `notify-deliveries-<n>`). Read from the bindings
+ * themselves, so adding a queue is a wrangler.toml change; a gap in the numbering is a configuration error.
+ */
+export function deliveryQueues(env: DeliveryQueuesEnv): Queue[] {
+  const found = new Map<number, Queue>();
+  for (const [name, binding] of Object.entries(env)) {
+    const n = DELIVERY_QUEUE_BINDING.exec(name)?.[1];
+    if (n !== undefined && binding) found.set(Number(n), binding as Queue);
+  }
+  const queues = Array.from({ length: found.size }, (_, n) => found.get(n));
+  if (!queues.length || queues.some((q) => !q)) {
+    throw new Error(
+      `delivery queues must be bound as DELIVERIES_QUEUE_0 … DELIVERIES_QUEUE_<Q-1> with no gap; bound: ${
+        [...found.keys()].sort((a, b) => a - b).join(', ') || 'none'
+      }`,
+    );
+  }
+  return queues as Queue[];
+}
+
+/**
+ * The delivery queue of a delivery, 0 … queueCount−1: FNV-1a (32 bit) of its id, modulo the count. Stable across
+ * isolates and deploys; changing Q (or this function) only moves deliveries between queues that share one consumer.
+ */
+export function deliveryQueueIndex(deliveryId: string, queueCount: number): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < deliveryId.length; i++) {
+    hash ^= deliveryId.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash % queueCount;
+}
 
 export interface EnqueueResult {
   /** Sent to the queue. */
@@ -21,35 +65,49 @@ export interface EnqueueResult {
 export const enqueueStats = { sendBatchCalls: 0 };
 
 /**
- * Enqueues pending deliveries and marks the sent ones `queued` (only rows still `pending`: a concurrent sweeper or
- * consumer may have moved them). `delaySeconds` postpones the first attempt (used for redrives).
+ * Enqueues pending deliveries, each on its own queue (`deliveryQueueIndex`), and marks the sent ones `queued` (only
+ * rows still `pending`: a concurrent sweeper or consumer may have moved them). The queues are sent to side by side,
+ * each in chunks of ≤ 100: n deliveries cost at most ⌈n/100⌉ + Q − 1 sendBatch calls. `delaySeconds` postpones the
+ * first attempt (used for redrives).
  */
 export async function enqueueDeliveries(
-  env: Pick<Env, 'DB' | 'DELIVERIES_QUEUE'>,
+  env: Pick<Env, 'DB'> & DeliveryQueuesEnv,
   deliveryIds: readonly string[],
   options: { delaySeconds?: number } = {},
 ): Promise<EnqueueResult> {
   const result: EnqueueResult = { queued: [], failed: [], sendBatchCalls: 0, marked: true };
-  for (let i = 0; i < deliveryIds.length; i += SEND_BATCH_LIMIT) {
-    const chunk = deliveryIds.slice(i, i + SEND_BATCH_LIMIT);
-    try {
-      result.sendBatchCalls++;
-      enqueueStats.sendBatchCalls++;
-      await env.DELIVERIES_QUEUE.sendBatch(
-        chunk.map((deliveryId) => ({
-          body: { deliveryId } satisfies DeliveryMessage,
-          contentType: 'json' as const,
-          ...(options.delaySeconds ? { delaySeconds: options.delaySeconds } : {}),
-        })),
-      );
-      result.queued.push(...chunk);
-    } catch (err) {
-      result.failed.push(...chunk);
-      console.warn(
-        JSON.stringify({ level: 'warn', msg: 'enqueue_failed', deliveries: chunk.length, error: String(err) }),
-      );
+  const queues = deliveryQueues(env);
+  const perQueue = queues.map((): string[] => []);
+  for (const id of deliveryIds) perQueue[deliveryQueueIndex(id, queues.length)]!.push(id);
+  const sendAll = async (queue: Queue, ids: readonly string[], n: number) => {
+    for (let i = 0; i < ids.length; i += SEND_BATCH_LIMIT) {
+      const chunk = ids.slice(i, i + SEND_BATCH_LIMIT);
+      try {
+        result.sendBatchCalls++;
+        enqueueStats.sendBatchCalls++;
+        await queue.sendBatch(
+          chunk.map((deliveryId) => ({
+            body: { deliveryId } satisfies DeliveryMessage,
+            contentType: 'json' as const,
+            ...(options.delaySeconds ? { delaySeconds: options.delaySeconds } : {}),
+          })),
+        );
+        result.queued.push(...chunk);
+      } catch (err) {
+        result.failed.push(...chunk);
+        console.warn(
+          JSON.stringify({
+            level: 'warn',
+            msg: 'enqueue_failed',
+            queue: n,
+            deliveries: chunk.length,
+            error: String(err),
+          }),
+        );
+      }
     }
-  }
+  };
+  await Promise.all(queues.map((queue, n) => sendAll(queue, perQueue[n]!, n)));
   if (result.queued.length) {
     // The messages are sent: a failure here must not reach the caller, whose rows are stored (a retried publish or
     // events message would store the event twice). Rows left `pending` are re-sent by the sweeper, and the consumer
@@ -96,7 +154,10 @@ async function markQueued(d1: D1Database, ids: string[]): Promise<void> {
   ]);
 }
 
-/** Publishes events to `notify-events` (used by other Workers through the same schema; here for tests and tools). */
+/**
+ * Publishes events to `notify-events` (used by other Workers through the same schema; here for tests and tools). One
+ * events queue is enough: docs/design.md#several-delivery-queues says why.
+ */
 export async function publishEvents(env: Pick<Env, 'EVENTS_QUEUE'>, events: EventMessage[]): Promise<void> {
   for (let i = 0; i < events.length; i += SEND_BATCH_LIMIT) {
     await env.EVENTS_QUEUE.sendBatch(

@@ -18,6 +18,7 @@ import { eventTypeInfo, looksLikeCatalogTypo, nearestEventTypes, type Severity }
 import { newId } from '../lib/ids.ts';
 import { fromJsonColumn } from '../lib/json.ts';
 import { type PeakWindows, peakWindowEnd, releaseAt } from '../lib/peak-windows.ts';
+import { humanValidationMessage, withExampleFrom } from '../lib/validation-messages.ts';
 import { CAMPAIGN_WINDOW_REASON, campaignWindowStatements, PEAK_WINDOW_REASON } from './deferral.ts';
 import { enqueueDeliveries } from './enqueue.ts';
 import { planRecipients } from './match.ts';
@@ -170,10 +171,10 @@ export function checkEvent(cfg: Config, req: Omit<IngestRequest, 'source'>, opti
   if (info && !options.system) {
     const parsed = info.schema.safeParse(req.data);
     if (!parsed.success) {
-      const errors = parsed.error.issues.map((i) => ({
-        path: ['data', ...i.path.map(String)].join('.'),
-        message: i.message,
-      }));
+      const errors = parsed.error.issues.map((i) => {
+        const path = ['data', ...i.path.map(String)].join('.');
+        return { path, message: withExampleFrom(info.sample, i.path, humanValidationMessage(i, path)) };
+      });
       const where = errors.map((e) => e.path).join(', ');
       throw new IngestRejected('invalid_event_data', `data does not match the ${req.type} schema at ${where}.`, {
         errors,

@@ -44,10 +44,31 @@ export const EventMessage = EventInput.extend({
 });
 export type EventMessage = z.infer<typeof EventMessage>;
 
-/** Queue names as bound in wrangler.toml. */
+/**
+ * Queue names as bound in wrangler.toml (docs/design.md#several-delivery-queues): one events queue, and Q delivery
+ * queues `notify-deliveries-<n>`, each with its DLQ `notify-deliveries-<n>-dlq`.
+ */
 export const QUEUES = {
   events: 'notify-events',
   eventsDlq: 'notify-events-dlq',
-  deliveries: 'notify-deliveries',
-  deliveriesDlq: 'notify-deliveries-dlq',
+  /** Delivery queue `n` of 0 … Q−1. */
+  deliveries: (n: number) => `notify-deliveries-${n}`,
+  /** Its dead-letter queue. */
+  deliveriesDlq: (n: number) => `notify-deliveries-${n}-dlq`,
 } as const;
+
+/** What a queue is, by its name; null for a queue this Worker does not consume. */
+export type QueueRole = 'events' | 'eventsDlq' | 'deliveries' | 'deliveriesDlq';
+
+/**
+ * The role of a queue by its name. Any `notify-deliveries-<n>` (and its DLQ) is a delivery queue, also one beyond
+ * today's bindings; the unnumbered `notify-deliveries` of a single-queue deployment is served too, so its messages
+ * are not stranded while an upgraded Worker drains it.
+ */
+export function queueRole(name: string): QueueRole | null {
+  if (name === QUEUES.events) return 'events';
+  if (name === QUEUES.eventsDlq) return 'eventsDlq';
+  if (/^notify-deliveries(?:-(?:0|[1-9][0-9]*))?$/.test(name)) return 'deliveries';
+  if (/^notify-deliveries(?:-(?:0|[1-9][0-9]*))?-dlq$/.test(name)) return 'deliveriesDlq';
+  return null;
+}

@@ -5,6 +5,8 @@
 import { createExecutionContext, createMessageBatch, createScheduledController, getQueueResult } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
+import { deliveryQueues } from '../../src/delivery/enqueue.ts';
+import { QUEUES } from '../../src/delivery/messages.ts';
 import worker from '../../src/index.ts';
 
 describe('queue entry point', () => {
@@ -19,7 +21,29 @@ describe('queue entry point', () => {
     expect(result.explicitAcks).toEqual([]);
   });
 
-  for (const queue of ['notify-events', 'notify-deliveries', 'notify-deliveries-dlq', 'notify-events-dlq']) {
+  it('a name that only looks like a delivery queue is unknown too: retried whole, never acked', async () => {
+    for (const name of [
+      'notify-deliveries-',
+      'notify-deliveries-01',
+      'notify-deliveries-x',
+      'notify-deliveries-0-dlq-dlq',
+    ]) {
+      const batch = createMessageBatch<unknown>(name, [
+        { id: 'm1', timestamp: new Date(), attempts: 1, body: { deliveryId: 'x' } },
+      ]);
+      const ctx = createExecutionContext();
+      await worker.queue(batch, env, ctx);
+      const result = await getQueueResult(batch, ctx);
+      expect(result.retryBatch.retry, name).toBe(true);
+      expect(result.explicitAcks, name).toEqual([]);
+    }
+  });
+
+  // Every delivery queue and DLQ of wrangler.toml, and the unnumbered names of a single-queue deployment (still served
+  // while it drains).
+  const queues = ['notify-events', 'notify-events-dlq', 'notify-deliveries', 'notify-deliveries-dlq'];
+  for (let n = 0; n < deliveryQueues(env).length; n++) queues.push(QUEUES.deliveries(n), QUEUES.deliveriesDlq(n));
+  for (const queue of queues) {
     it(`${queue}: a message failing its schema is recorded with its reason before it is acked`, async () => {
       const ids = [`bad-${queue}-1`, `bad-${queue}-2`];
       const batch = createMessageBatch<unknown>(queue, [

@@ -19,6 +19,7 @@ import {
   call,
   callJson,
   callWithVars,
+  catalogData,
   createPat,
   expectProblem,
   ISSUER,
@@ -206,7 +207,10 @@ describe('1. BOLA', () => {
         'retry',
       );
       await expect404(
-        await call('POST', `/v2/handles/${a.handle}/events`, { token, body: { type: 'order.paid', data: {} } }),
+        await call('POST', `/v2/handles/${a.handle}/events`, {
+          token,
+          body: { type: 'order.paid', data: catalogData('order.paid') },
+        }),
         'events',
       );
       await expect404(
@@ -453,7 +457,7 @@ describe('3. Scope escalation', () => {
           ownerFallback: 'none',
         },
       ],
-      ['POST', `${base}/events`, { type: 'order.paid', data: {} }],
+      ['POST', `${base}/events`, { type: 'order.paid', data: catalogData('order.paid') }],
     ];
     const before = await snapshot(a.handle);
     const failures: string[] = [];
@@ -597,7 +601,7 @@ describe('4. Role escalation', () => {
     const before = await snapshot(b.handle);
     const base = `/v2/handles/${b.handle}`;
     for (const [method, path, body] of [
-      ['POST', `${base}/events`, { type: 'order.paid', data: {} }],
+      ['POST', `${base}/events`, { type: 'order.paid', data: catalogData('order.paid') }],
       ['GET', `${base}/webhooks`],
       ['POST', `${base}/webhooks`, { url: 'http://127.0.0.1:9/svc' }],
       ['DELETE', `${base}/webhooks/${b.webhookId}`],
@@ -1758,7 +1762,7 @@ describe('15. Hostile JSON and header values', () => {
     // Within the bound, nesting is fine.
     const ok = await call('POST', `/v2/handles/${h.handle}/events`, {
       token: h.token,
-      rawBody: `{"type":"order.paid","data":{"a":${nestedArrays(25)}}}`,
+      rawBody: `{"type":"order.paid","data":{"orderId":"ord_deep","a":${nestedArrays(25)}}}`,
       headers: { 'content-type': 'application/json' },
     });
     expect(ok.status, await ok.text()).toBe(202);

@@ -11,7 +11,7 @@
 import { createExecutionContext, createScheduledController } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { enqueueStats } from '../../src/delivery/enqueue.ts';
+import { deliveryQueueIndex, enqueueStats } from '../../src/delivery/enqueue.ts';
 import { ingestEvent } from '../../src/delivery/ingest.ts';
 import { runContext } from '../../src/env.ts';
 import worker from '../../src/index.ts';
@@ -19,6 +19,7 @@ import { autoDisableFailingWebhooks } from '../../src/jobs/auto-disable.ts';
 import { sweepOutbox } from '../../src/jobs/sweeper.ts';
 import { callJson, unique } from '../support/helpers.ts';
 import {
+  allDeliveryQueues,
   attemptsOf,
   captureQueue,
   createWebhook,
@@ -28,7 +29,9 @@ import {
   ingestQuiet,
   insertWebhookCopies,
   notificationRow,
+  recordingDeliveryQueues,
   runDeliveries,
+  sentDeliveryIds,
   setupHandle,
   webhookDbRow,
 } from '../support/pipeline-helpers.ts';
@@ -251,10 +254,12 @@ describe('outbox: a failed send is recovered by the sweeper, never lost', () => 
     const key = unique('k');
     await createWebhook(h, { url: receiverUrl('ok', key) });
     const broken = captureQueue({ fail: true });
-    const result = await ingestEvent(
-      runContext({ ...env, DELIVERIES_QUEUE: broken.queue as Env['DELIVERIES_QUEUE'] }),
-      { handle: h.handle, type: 'order.paid', data: { orderId: unique('ord') }, source: 'test' },
-    );
+    const result = await ingestEvent(runContext({ ...env, ...allDeliveryQueues(broken.queue) }), {
+      handle: h.handle,
+      type: 'order.paid',
+      data: { orderId: unique('ord') },
+      source: 'test',
+    });
     expect(broken.batches).toHaveLength(1);
     return { h, key, result, id: result.recipients[0]!.deliveryId };
   }
@@ -321,7 +326,7 @@ describe('outbox: a failed send is recovered by the sweeper, never lost', () => 
 });
 
 describe('fan-out', () => {
-  it('one event to 250 matching webhooks → 250 deliveries, at most 3 sendBatch calls of ≤ 100, all delivered', async () => {
+  it('one event to 250 matching webhooks → 250 deliveries, per queue the fewest sendBatch calls of ≤ 100, all delivered', async () => {
     const h = await setupHandle();
     const key = unique('k');
     const template = await createWebhook(h, { url: receiverUrl('ok', key, { n: 0 }) });
@@ -334,13 +339,22 @@ describe('fan-out', () => {
       .first<{ n: number }>();
     expect(subs!.n).toBe(250);
 
-    const producer = captureQueue({ forward: env.DELIVERIES_QUEUE });
+    const producer = recordingDeliveryQueues({ forward: true });
     const statsBefore = enqueueStats.sendBatchCalls;
-    const result = await ingestEvent(
-      runContext({ ...env, DELIVERIES_QUEUE: producer.queue as Env['DELIVERIES_QUEUE'] }),
-      { handle: h.handle, type: 'order.paid', data: { orderId: unique('ord') }, source: 'test' },
-    );
-    expect(producer.batches.length).toBeLessThanOrEqual(3);
+    const result = await ingestEvent(runContext({ ...env, ...producer.bindings }), {
+      handle: h.handle,
+      type: 'order.paid',
+      data: { orderId: unique('ord') },
+      source: 'test',
+    });
+    // Each delivery on its own queue, each queue in the fewest chunks: ⌈250/100⌉ + Q − 1 calls at most in all.
+    const queueCount = producer.perQueue.length;
+    for (const [n, q] of producer.perQueue.entries()) {
+      const sent = sentDeliveryIds(q);
+      expect(q.batches.length, `queue ${n}`).toBe(Math.ceil(sent.length / 100));
+      for (const id of sent) expect(deliveryQueueIndex(id, queueCount), id).toBe(n);
+    }
+    expect(producer.batches.length).toBeLessThanOrEqual(Math.ceil(250 / 100) + queueCount - 1);
     expect(enqueueStats.sendBatchCalls - statsBefore).toBe(producer.batches.length);
     for (const b of producer.batches) expect(b.length).toBeLessThanOrEqual(100);
     const sentIds = producer.batches.flat().map((m) => (m.body as { deliveryId: string }).deliveryId);

@@ -17,6 +17,7 @@ import { enqueueDeliveries } from '../../src/delivery/enqueue.ts';
 import { autoDisableFailingWebhooks } from '../../src/jobs/auto-disable.ts';
 import { callJson, unique } from '../support/helpers.ts';
 import {
+  allDeliveryQueues,
   attemptsOf,
   captureQueue,
   createWebhook,
@@ -84,7 +85,7 @@ function barrier(n: number): () => Promise<void> {
 /** An env for hand-driven consumers: every queue send recorded, none reaching the background consumer. */
 function quiet(db: D1Database = env.DB) {
   const capture = captureQueue();
-  return { capture, env: { ...env, DB: db, DELIVERIES_QUEUE: capture.queue as Env['DELIVERIES_QUEUE'] } as Env };
+  return { capture, env: { ...env, DB: db, ...allDeliveryQueues(capture.queue) } as Env };
 }
 
 /** The deliveries a captured queue was given, by id. */
@@ -115,7 +116,7 @@ describe('a producer marks the deliveries queued while a consumer holds them', (
     const key = unique('k');
     await createWebhook(h, { url: receiverUrl('ok', key) });
     // Stored but not yet sent: the rows are `pending`, as between ingest's write and its sendBatch.
-    const ing = await ingestQuiet(h.handle, {}, { DELIVERIES_QUEUE: captureQueue({ fail: true }).queue as never });
+    const ing = await ingestQuiet(h.handle, {}, allDeliveryQueues(captureQueue({ fail: true }).queue));
     const [id] = ing.deliveryIds as [string];
     expect(await deliveryRow(id)).toMatchObject({ status: 'pending' });
 

@@ -19,6 +19,7 @@ import { RESPONSE_SNIPPET_BYTES } from '../../src/delivery/channels/webhook.ts';
 import worker from '../../src/index.ts';
 import { callJson, unique } from '../support/helpers.ts';
 import {
+  allDeliveryQueues,
   attemptsOf,
   countingD1,
   createWebhook,
@@ -242,7 +243,7 @@ describe('outcome classes through the pipeline (real receivers)', () => {
     // The owner default is not a recipient of a non-critical event; the webhook is the only one.
     expect(ing.recipients.map((r) => r.recipientType)).toEqual(['webhook']);
     const [id] = ing.deliveryIds as [string];
-    const quiet = { ...env, DELIVERIES_QUEUE: ing.capture.queue as Env['DELIVERIES_QUEUE'] };
+    const quiet = { ...env, ...allDeliveryQueues(ing.capture.queue) };
 
     const { fb, report } = await runDeliveries([id], { env: quiet });
     expect(fb.outcomes[0]).toMatchObject({ acked: true, retried: false });

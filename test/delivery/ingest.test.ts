@@ -19,12 +19,14 @@ import {
   call,
   callJson,
   callWithVars,
+  catalogData,
   createPat,
   expectProblem,
   signJwt,
   unique,
 } from '../support/helpers.ts';
 import {
+  allDeliveryQueues,
   countingD1,
   createWebhook,
   d1FailingBatchesMatching,
@@ -131,7 +133,7 @@ describe('POST …/events: what is written', () => {
 
     // Unique per handle: another handle may use the same id.
     const other = await setupHandle();
-    const elsewhere = await publish(other, { type: 'order.paid', data: {}, sourceEventId });
+    const elsewhere = await publish(other, { type: 'order.paid', data: catalogData('order.paid'), sourceEventId });
     expect(elsewhere.duplicate).toBe(false);
     expect(elsewhere.notificationId).not.toBe(first.notificationId);
   });
@@ -157,7 +159,7 @@ describe('POST …/events: what is written', () => {
     const pat = await createPat(h.owner, { handle: h.handle, scopes: ['events:publish', 'notifications:read'] });
     const d1 = countingD1(env.DB);
     const { capture } = quietEnv();
-    const vars = { DB: d1.db, DELIVERIES_QUEUE: capture.queue } as Partial<Env>;
+    const vars = { DB: d1.db, ...allDeliveryQueues(capture.queue) } as Partial<Env>;
     const body = { type: 'order.paid', data: { orderId: unique('o') }, sourceEventId: unique('src') };
     // The PAT's first use records last_used_at (a write, at most once a minute): not part of a publish's cost.
     await callWithVars(vars, 'GET', `/v2/handles/${h.handle}`, { token: pat.token });
@@ -234,7 +236,7 @@ describe('POST …/events: what is written', () => {
       enabled: false,
       eventTypes: ['campaign.*'],
     });
-    const second = await publish(h, { type: 'order.paid', data: {} });
+    const second = await publish(h, { type: 'order.paid', data: catalogData('order.paid') });
     expect(second.recipients.map((r) => r.subscriptionId)).not.toContain(narrow.id);
   });
 
@@ -258,7 +260,7 @@ describe('POST …/events: what is written', () => {
     ]);
     expect((await notificationRow(pub.notificationId)).severity).toBe('critical');
     // The same event at info severity is filtered out for everyone.
-    const quiet = await publish(h, { type: 'payment.failed', severity: 'info', data: {} });
+    const quiet = await publish(h, { type: 'payment.failed', severity: 'info', data: catalogData('payment.failed') });
     expect(quiet).toMatchObject({ status: 'no_recipients', recipients: [] });
   });
 
@@ -301,7 +303,7 @@ describe('POST …/events: what is written', () => {
     const h = await setupHandle();
     await setOwnerEmail(h);
     await createWebhook(h, { url: receiverUrl('ok', unique('k')), eventTypes: ['campaign.*'] });
-    const pub = await publish(h, { type: 'order.paid', data: {} });
+    const pub = await publish(h, { type: 'order.paid', data: catalogData('order.paid') });
     expect(pub).toMatchObject({ status: 'no_recipients', recipients: [] });
     expect((await notificationRow(pub.notificationId)).status).toBe('no_recipients');
     expect(await deliveriesOf(pub.notificationId)).toEqual([]);
@@ -318,7 +320,10 @@ describe('POST …/events: what is written', () => {
     // A service token for other handles sees nothing here.
     const elsewhere = await signJwt({ sub, scope: 'events:publish', handles: ['some-other-handle'] });
     await expectProblem(
-      await call('POST', eventsPath(h.handle), { token: elsewhere, body: { type: 'order.created', data: {} } }),
+      await call('POST', eventsPath(h.handle), {
+        token: elsewhere,
+        body: { type: 'order.created', data: catalogData('order.created') },
+      }),
       404,
     );
   });
@@ -339,14 +344,14 @@ describe('POST …/events: what is refused', () => {
 
   it('data over 64 KB → 413; just under is accepted', async () => {
     const h = await setupHandle();
-    const big = { blob: 'x'.repeat(65 * 1024) };
+    const big = catalogData('order.paid', { blob: 'x'.repeat(65 * 1024) });
     const p = await expectProblem(
       await call('POST', eventsPath(h.handle), { token: h.token, body: { type: 'order.paid', data: big } }),
       413,
     );
     expect(p.limitBytes).toBe(65536);
     expect(await counts(h.handle)).toEqual({ notifications: 0, deliveries: 0 });
-    await publish(h, { type: 'order.paid', data: { blob: 'x'.repeat(60 * 1024) } });
+    await publish(h, { type: 'order.paid', data: catalogData('order.paid', { blob: 'x'.repeat(60 * 1024) }) });
   });
 
   it('body validation errors → 400 with errors[] (type pattern, unknown field, missing data, bad severity, bad occurredAt)', async () => {
@@ -373,7 +378,11 @@ describe('POST …/events: what is refused', () => {
 
   it('a sourceEventId in the system: namespace → 400 naming it: no client can pre-empt a system alert (endpoint_disabled)', async () => {
     const h = await setupHandle();
-    const body = { type: 'order.paid', data: {}, sourceEventId: 'system:webhook.endpoint_disabled:wh_x:2026-01-01' };
+    const body = {
+      type: 'order.paid',
+      data: catalogData('order.paid'),
+      sourceEventId: 'system:webhook.endpoint_disabled:wh_x:2026-01-01',
+    };
     const p = await expectProblem(await call('POST', eventsPath(h.handle), { token: h.token, body }), 400);
     expect(p.errors.map((e: { path: string }) => e.path)).toContain('body.sourceEventId');
     expect(await counts(h.handle)).toEqual({ notifications: 0, deliveries: 0 });
@@ -389,7 +398,7 @@ describe('POST …/events: what is refused', () => {
     const h = await setupHandle();
     const viewer = unique('viewer');
     await addMember(h.handle, viewer, 'viewer');
-    const body = { type: 'order.paid', data: {} };
+    const body = { type: 'order.paid', data: catalogData('order.paid') };
     const p1 = await expectProblem(
       await call('POST', eventsPath(h.handle), { token: await signJwt({ sub: viewer, scope: ALL_USER_SCOPES }), body }),
       403,
@@ -461,9 +470,9 @@ describe('the notify-events consumer', () => {
     const ids = { invalid: unique('inv'), unknown: unique('unk'), system: unique('sys'), ok: unique('ok') };
     const fb = fakeBatch('notify-events', [
       { id: ids.invalid, body: { handle: h.handle, type: 'Order.Paid', data: {} } },
-      { id: ids.unknown, body: { handle: missing, type: 'order.paid', data: {} } },
+      { id: ids.unknown, body: { handle: missing, type: 'order.paid', data: catalogData('order.paid') } },
       { id: ids.system, body: { handle: h.handle, type: 'webhook.endpoint_disabled', data: {} } },
-      { id: ids.ok, body: { handle: h.handle, type: 'order.paid', data: {} } },
+      { id: ids.ok, body: { handle: h.handle, type: 'order.paid', data: catalogData('order.paid') } },
     ]);
     await worker.queue(fb.batch, env, createExecutionContext());
     for (const o of fb.outcomes) expect(o.calls, o.id).toEqual(['ack']);
@@ -494,7 +503,9 @@ describe('the notify-events consumer', () => {
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
     });
-    const fb = fakeBatch('notify-events', [{ id, body: { handle: h.handle, type: 'order.paid', data: {} } }]);
+    const fb = fakeBatch('notify-events', [
+      { id, body: { handle: h.handle, type: 'order.paid', data: catalogData('order.paid') } },
+    ]);
     await worker.queue(fb.batch, { ...env, DB: failingDb }, createExecutionContext());
     expect(fb.outcomes[0]!.retried).toBe(true);
     expect(fb.outcomes[0]!.acked).toBe(false);

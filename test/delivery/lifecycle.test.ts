@@ -9,7 +9,7 @@ import { env } from 'cloudflare:workers';
 import { describe, expect, it, vi } from 'vitest';
 import { alertUndeliverable } from '../../src/delivery/platform-alerts.ts';
 import worker from '../../src/index.ts';
-import { call, callJson, callWithVars, unique } from '../support/helpers.ts';
+import { call, callJson, callWithVars, catalogData, unique } from '../support/helpers.ts';
 import {
   attemptsOf,
   createWebhook,
@@ -115,7 +115,7 @@ describe('undeliverable follows the deliveries', () => {
     // Both match at ingest: nothing is undeliverable yet, so no platform alert is made.
     const viaSkip = await ingestQuiet(
       h.handle,
-      { type: 'payment.failed', severity: 'critical', data: {} },
+      { type: 'payment.failed', severity: 'critical', data: catalogData('payment.failed') },
       {
         PLATFORM_ALERT_EMAIL: alert,
       },

@@ -15,7 +15,7 @@ import {
   signJwt,
   unique,
 } from '../support/helpers.ts';
-import { userJwt } from '../support/seed.ts';
+import { insertEmailSubscriptions, userJwt } from '../support/seed.ts';
 
 type Row = Record<string, any>;
 
@@ -49,6 +49,27 @@ const ownerRow = (handle: string) =>
     .first<Row>();
 
 describe('POST …/email-subscriptions/{id}/test', () => {
+  it('with no eventType, the test mail is of a type the subscription receives (as the dashboard sends it)', async () => {
+    const s = await setup();
+    const [id] = await insertEmailSubscriptions(s.handle, 1);
+    await env.DB.prepare('UPDATE email_subscriptions SET event_types = ?2 WHERE id = ?1')
+      .bind(id, JSON.stringify(['payment.failed', 'campaign.*']))
+      .run();
+    // The dashboard's "Send test" posts an empty body: the API's default decides.
+    const r = await callJson('POST', `${s.subs}/${id}/test`, { token: s.token, body: {} });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    const [delivery] = await testDeliveries(id!);
+    expect(JSON.parse(delivery!.payload)).toMatchObject({ type: 'payment.failed', test: true });
+    // An explicit type still wins.
+    const explicit = await callJson('POST', `${s.subs}/${id}/test`, {
+      token: s.token,
+      body: { eventType: 'campaign.started' },
+    });
+    expect(explicit.status).toBe(200);
+    const sent = await testDeliveries(id!);
+    expect(JSON.parse(sent[1]!.payload).type).toBe('campaign.started');
+  });
+
   it('owner-default set → a test mail goes through the send_email binding: deliveryId, outcome succeeded, recorded as kind test', async () => {
     const s = await setup();
     const email = `Owner.${unique('m')}@Example.com`;

@@ -12,16 +12,20 @@
 import { applyD1Migrations } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { deliveryQueueIndex } from '../../src/delivery/enqueue.ts';
 import { config } from '../../src/env.ts';
 import { sweepOutbox } from '../../src/jobs/sweeper.ts';
 import { unique } from '../support/helpers.ts';
 import {
   type AttemptDbRow,
+  allDeliveryQueues,
   captureQueue,
   createWebhook,
   type DeliveryDbRow,
   ingestQuiet,
+  recordingDeliveryQueues,
   runDeliveries,
+  sentDeliveryIds,
   setupHandle,
 } from '../support/pipeline-helpers.ts';
 import { hits, receiverUrl } from '../support/receivers.ts';
@@ -60,7 +64,7 @@ async function deliveryRow(id: string): Promise<DeliveryDbRow> {
 /** A stalled queue: it accepts every message and never delivers one. */
 function stalledQueue() {
   const capture = captureQueue();
-  const sweepEnv = { ...isolated, DELIVERIES_QUEUE: capture.queue as Env['DELIVERIES_QUEUE'] } as Env;
+  const sweepEnv = { ...isolated, ...allDeliveryQueues(capture.queue) } as Env;
   /** How many messages each of `ids` got, over every sweep so far. */
   const sentOf = (ids: readonly string[]) => {
     const counts = new Map(ids.map((id) => [id, 0]));
@@ -198,5 +202,30 @@ describe('sweeper: deliveries stuck after a crash', () => {
       .all<AttemptDbRow>();
     expect(attempts.results).toHaveLength(2);
     expect(await hits(keys[0]!)).toHaveLength(2);
+  });
+});
+
+describe('sweeper: several delivery queues', () => {
+  it('a re-enqueued delivery goes back to its own queue: the one its first message took, picked by its id', async () => {
+    const { h } = await handleWithWebhooks(['ok', 'fail', 'ok', 'fail', 'ok', 'fail']);
+    const first = recordingDeliveryQueues();
+    const queueCount = first.perQueue.length;
+    expect(queueCount).toBe(2);
+    // Events until every queue has some of them (six deliveries an event: each is on one queue by chance 1 in 32).
+    const ids: string[] = [];
+    for (let i = 0; i < 10 && new Set(ids.map((id) => deliveryQueueIndex(id, queueCount))).size < queueCount; i++) {
+      ids.push(...(await ingestQuiet(h.handle, {}, { DB: db, ...first.bindings })).deliveryIds);
+    }
+    const firstQueue = new Map<string, number>();
+    for (const [n, q] of first.perQueue.entries()) for (const id of sentDeliveryIds(q)) firstQueue.set(id, n);
+    expect(new Set(ids.map((id) => firstQueue.get(id)))).toEqual(new Set([0, 1]));
+    // The messages were lost (a crash): the rows say `queued`, and one grace later the sweeper sends them again.
+    const again = recordingDeliveryQueues();
+    await sweepOutbox({ ...isolated, ...again.bindings } as Env, new Date(Date.now() + GRACE_MS + MINUTE));
+    for (const id of ids) {
+      const resentTo = again.perQueue.flatMap((q, n) => (sentDeliveryIds(q).includes(id) ? [n] : []));
+      expect(resentTo, id).toEqual([firstQueue.get(id)]);
+      expect(firstQueue.get(id), id).toBe(deliveryQueueIndex(id, queueCount));
+    }
   });
 });

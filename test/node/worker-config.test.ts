@@ -89,21 +89,50 @@ describe('wrangler.toml', () => {
       config.queues.consumers.map((c: { queue: string; [k: string]: unknown }) => [c.queue, c]),
     );
     const producers = config.queues.producers.map((p: { queue: string }) => p.queue);
-    for (const queue of [...producers, 'notify-deliveries-dlq', 'notify-events-dlq']) {
+    const dlqs = config.queues.consumers.flatMap((c: { dead_letter_queue?: string }) => c.dead_letter_queue ?? []);
+    for (const queue of [...producers, ...dlqs]) {
       const c = consumers[queue];
       expect(c, queue).toBeDefined();
-      expect(c!.max_batch_size, queue).toBeGreaterThan(0);
-      expect(c!.max_batch_timeout, queue).toBeGreaterThan(0);
-      expect(c!.max_retries, queue).toBeGreaterThan(0);
+      // Every value explicit: nothing left to a default that may change under us.
+      for (const key of ['max_batch_size', 'max_batch_timeout', 'max_retries', 'max_concurrency', 'retry_delay']) {
+        expect(c![key], `${queue} ${key}`).toBeGreaterThan(0);
+      }
     }
-    expect(consumers['notify-deliveries']).toMatchObject({
-      max_retries: 7,
-      dead_letter_queue: 'notify-deliveries-dlq',
-    });
-    // RETRY_DELAYS_SECONDS is checked against this count (src/lib/retry-delays.ts).
-    expect(consumers['notify-deliveries']!.max_retries).toBe(DELIVERIES_QUEUE_MAX_RETRIES);
+    for (const queue of producers.filter((q: string) => q.startsWith('notify-deliveries-'))) {
+      expect(consumers[queue], queue).toMatchObject({ max_retries: 7, dead_letter_queue: `${queue}-dlq` });
+      // RETRY_DELAYS_SECONDS is checked against this count (src/lib/retry-delays.ts).
+      expect(consumers[queue]!.max_retries).toBe(DELIVERIES_QUEUE_MAX_RETRIES);
+    }
     expect(consumers['notify-events']).toMatchObject({ dead_letter_queue: 'notify-events-dlq' });
     expect(config.compatibility_flags).toContain('global_fetch_strictly_public');
     expect(config.triggers.crons).toEqual(['* * * * *']);
+  });
+
+  it('Q = 2 delivery queues notify-deliveries-0 … -{Q-1}: bound in order, the same consumer settings, each its own DLQ with a consumer', () => {
+    const producers = config.queues.producers as { binding: string; queue: string }[];
+    const consumers = config.queues.consumers as { queue: string; dead_letter_queue?: string; [k: string]: unknown }[];
+    const delivery = producers.filter((p) => p.binding.startsWith('DELIVERIES_QUEUE'));
+    expect(delivery).toEqual([
+      { binding: 'DELIVERIES_QUEUE_0', queue: 'notify-deliveries-0' },
+      { binding: 'DELIVERIES_QUEUE_1', queue: 'notify-deliveries-1' },
+    ]);
+    const settingsOf = (queue: string) => {
+      const found = consumers.find((c) => c.queue === queue);
+      expect(found, queue).toBeDefined();
+      const { queue: _q, dead_letter_queue: dlq, ...settings } = found!;
+      return { dlq, settings };
+    };
+    const first = settingsOf('notify-deliveries-0');
+    const firstDlq = settingsOf('notify-deliveries-0-dlq');
+    for (const { queue } of delivery) {
+      expect(settingsOf(queue)).toEqual({ dlq: `${queue}-dlq`, settings: first.settings });
+      // A DLQ has no DLQ of its own; its consumer retries many times instead.
+      expect(settingsOf(`${queue}-dlq`)).toEqual({ dlq: undefined, settings: firstDlq.settings });
+    }
+    expect(firstDlq.settings.max_retries).toBeGreaterThanOrEqual(100);
+    // One events queue (docs/design.md#several-delivery-queues says why), with its DLQ.
+    expect(producers.filter((p) => p.queue.startsWith('notify-events'))).toEqual([
+      { binding: 'EVENTS_QUEUE', queue: 'notify-events' },
+    ]);
   });
 });

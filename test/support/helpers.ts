@@ -3,6 +3,7 @@ import { createExecutionContext } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
 import { SignJWT } from 'jose';
 import { buildApp } from '../../src/app.ts';
+import { eventTypeInfo } from '../../src/lib/event-catalog.ts';
 import { assertMatchesDocument } from './openapi-check.ts';
 
 export const ISSUER = 'https://auth.gharart.test';
@@ -148,4 +149,12 @@ export async function expectProblem(res: Response, status: number): Promise<Reco
   if (body.status !== status) throw new Error(`problem.status ${body.status} != ${status}`);
   if (body.requestId !== res.headers.get('x-request-id')) throw new Error('problem.requestId != X-Request-Id');
   return body;
+}
+
+/**
+ * Valid `data` for a catalog type: its catalog example with `extra` fields over it (a custom type gets `extra` alone).
+ * Tests publish this rather than `{}`, which a catalog type's required fields refuse.
+ */
+export function catalogData(type: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { ...(eventTypeInfo(type)?.sample ?? {}), ...extra };
 }

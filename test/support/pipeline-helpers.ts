@@ -1,11 +1,12 @@
 /**
  * Helpers for the delivery-pipeline tests (delivery*.test.ts, ingest.test.ts).
  *
- * The background consumer: inside the worker test project the REAL local queues deliver every message sent to
- * `DELIVERIES_QUEUE` to the worker's own `queue` handler. A test that drives `consumeDeliveries` by hand must keep its
- * deliveries away from that consumer, or the two race (double attempts, a status the hand-run batch did not write).
+ * The background consumer: inside the worker test project the REAL local queues deliver every message sent to a
+ * delivery queue (`DELIVERIES_QUEUE_<n>`) to the worker's own `queue` handler. A test that drives `consumeDeliveries`
+ * by hand must keep its deliveries away from that consumer, or the two race (double attempts, a status the hand-run
+ * batch did not write).
  * The rule used here: deliveries meant for a hand-driven consumer are created by the REAL ingest code
- * (`ingestEvent`) with an env whose `DELIVERIES_QUEUE` only records what it is given (`captureQueue()`), so the rows
+ * (`ingestEvent`) with an env whose delivery queues only record what it is given (`captureQueue()`), so the rows
  * are exactly what production writes (`queued`, summaries on the notification) but no message ever reaches the real
  * queue. Tests that want the real queue (end-to-end) publish through the API and only assert end states.
  *
@@ -15,6 +16,7 @@
 import { env } from 'cloudflare:workers';
 import { expect } from 'vitest';
 import { type ConsumerReport, consumeDeliveries } from '../../src/delivery/consumer.ts';
+import { deliveryQueues } from '../../src/delivery/enqueue.ts';
 import { type IngestRequest, type IngestResult, ingestEvent } from '../../src/delivery/ingest.ts';
 import { runContext } from '../../src/env.ts';
 import { newId } from '../../src/lib/ids.ts';
@@ -102,10 +104,10 @@ export function fakeBatch(queue: string, messages: FakeMessage[]): FakeBatch {
   return result;
 }
 
-/** A `notify-deliveries` batch: one message per delivery id (repeat an id to send it twice). */
+/** A `notify-deliveries-0` batch: one message per delivery id (repeat an id to send it twice). */
 export function deliveryBatch(ids: string[], attempts = 1): FakeBatch {
   return fakeBatch(
-    'notify-deliveries',
+    'notify-deliveries-0',
     ids.map((deliveryId) => ({ body: { deliveryId }, attempts })),
   );
 }
@@ -159,10 +161,52 @@ export function captureQueue(opts: { forward?: Queue<unknown>; fail?: boolean } 
   return { queue, batches, sends };
 }
 
-/** The test env with its deliveries producer replaced by a recording one (nothing reaches the real queue). */
+/** The delivery queue bindings `DELIVERIES_QUEUE_<n>`, as a partial env. */
+export type DeliveryQueueBindings = Pick<Env, 'DELIVERIES_QUEUE_0'> & Partial<Env>;
+
+/**
+ * Every delivery queue binding of the test env (`DELIVERIES_QUEUE_<n>`, docs/design.md#several-delivery-queues)
+ * replaced by what `make` returns for it: spread it into an env. Replacing only some would let messages reach the
+ * real queues (and the background consumer) through the others.
+ */
+export function replaceDeliveryQueues(make: (n: number, real: Queue) => Queue<unknown>): DeliveryQueueBindings {
+  return Object.fromEntries(
+    deliveryQueues(env).map((real, n) => [`DELIVERIES_QUEUE_${n}`, make(n, real)]),
+  ) as unknown as DeliveryQueueBindings;
+}
+
+/** Every delivery queue replaced by one producer (e.g. a `captureQueue()`): nothing reaches a real queue. */
+export const allDeliveryQueues = (queue: Queue<unknown>) => replaceDeliveryQueues(() => queue);
+
+/**
+ * One recording producer per delivery queue (with `forward`, each also sends to its real queue, and the background
+ * consumer delivers): `batches` are all of them, `perQueue[n]` those of queue n.
+ */
+export function recordingDeliveryQueues(
+  opts: { forward?: boolean } = {},
+): { bindings: DeliveryQueueBindings; perQueue: CaptureQueue[] } & Pick<CaptureQueue, 'batches'> {
+  const perQueue: CaptureQueue[] = [];
+  const bindings = replaceDeliveryQueues((n, real) => {
+    perQueue[n] = captureQueue(opts.forward ? { forward: real } : {});
+    return perQueue[n].queue;
+  });
+  return {
+    bindings,
+    perQueue,
+    get batches() {
+      return perQueue.flatMap((c) => c.batches);
+    },
+  };
+}
+
+/** The delivery ids a recording producer was given, in order. */
+export const sentDeliveryIds = (capture: Pick<CaptureQueue, 'batches'>) =>
+  capture.batches.flat().map((m) => (m.body as { deliveryId: string }).deliveryId);
+
+/** The test env with its delivery producers replaced by one recording producer (nothing reaches a real queue). */
 export function quietEnv(extra: Partial<Env> = {}): { env: Env; capture: CaptureQueue } {
   const capture = captureQueue();
-  return { env: { ...env, DELIVERIES_QUEUE: capture.queue as Env['DELIVERIES_QUEUE'], ...extra } as Env, capture };
+  return { env: { ...env, ...allDeliveryQueues(capture.queue), ...extra } as Env, capture };
 }
 
 /** Ingests an event through the real ingest code, keeping its deliveries away from the background consumer. */

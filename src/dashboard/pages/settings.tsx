@@ -367,7 +367,7 @@ const SettingsPage: FC<{
           <div class="field">
             <label for="ev-custom">Custom event</label>
             <textarea id="ev-custom" name="event">
-              {ev.event ?? '{\n  "type": "order.created",\n  "data": {}\n}'}
+              {ev.event ?? '{\n  "type": "order.created",\n  "data": { "orderId": "ord_10482" }\n}'}
             </textarea>
           </div>
         </fieldset>

@@ -15,6 +15,7 @@ import { checkAtSns, subscribeAtSns, unsubscribeAtSns } from '../../email/sns-su
 import { config, runContext } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
 import { requireKnownEventTypes } from '../../http/schemas.ts';
+import { defaultTestEventType } from '../../lib/event-catalog.ts';
 import { newId } from '../../lib/ids.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
 import { decodeCursor, encodeCursor, toPage } from '../../lib/pagination.ts';
@@ -296,8 +297,10 @@ export const emailSubscriptionsRoutes = createRouter()
         );
       throw problems.notFound();
     }
-    const event = testEvent(handle, { eventType: body.eventType });
-    if (!event) throw problems.unprocessable(`Unknown event type ${body.eventType}; see GET /v2/event-types.`);
+    // Like a webhook's test: by default a type the subscription receives (docs/design.md#test-sends).
+    const eventType = body.eventType ?? defaultTestEventType(fromJsonColumn<string[]>(sub.eventTypes));
+    const event = testEvent(handle, { eventType });
+    if (!event) throw problems.unprocessable(`Unknown event type ${eventType}; see GET /v2/event-types.`);
     let providerCheck: { provider: string; reference: string; state: string } | null = null;
     if (sub.provider === 'sns' && sub.providerRef) {
       // The stale-ARN playbook: ask SNS now, and mirror what it says before deciding whether to send.
