@@ -36,6 +36,9 @@ export default defineConfig(async () => {
                 // A database of its own for tests that run the sweeper on a simulated clock hours ahead: on the shared
                 // one it would also sweep every other test's deliveries (test/jobs/sweeper.test.ts).
                 d1Databases: { SWEEPER_TEST_DB: 'sweeper-test-db' },
+                // Tests play Cloudflare Email Sending: they publish its lifecycle events to the real local queue the
+                // Worker consumes (test/email/email-sending-events.test.ts). The Worker itself never produces to it.
+                queueProducers: { EMAIL_EVENTS_TEST_QUEUE: { queueName: 'notify-email-events' } },
               },
             }),
           ],

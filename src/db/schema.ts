@@ -298,11 +298,22 @@ export const deliveries = sqliteTable(
     requeueDueAt: text('requeue_due_at'),
     /** The event a test send delivers (a catalog sample or a replayed notification); null for real deliveries. */
     payload: text('payload'),
+    /**
+     * An email delivery's message id as its provider returned it from the send (`send()`'s `messageId`, Resend's email
+     * id), without angle brackets: the key the provider's later verdicts are matched by (docs/design.md#email-events).
+     */
+    providerMessageId: text('provider_message_id'),
+    /** When the provider reported the mail delivered to the recipient's server (`message.delivered`). */
+    deliveredAt: text('delivered_at'),
+    /** The provider's last verdict on the sent mail (`delivered`, `deferred: …`, `bounced: …`), for the diagnosis. */
+    providerVerdict: text('provider_verdict'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
   (t) => [
     index('deliveries_notification_idx').on(t.notificationId),
+    // Email Sending events name the mail by its provider message id; only sent mails have one.
+    index('deliveries_provider_message_idx').on(t.providerMessageId).where(sql`provider_message_id IS NOT NULL`),
     // Retention of test sends (no notification): a handle's oldest first, only those rows are indexed.
     index('deliveries_test_sends_idx').on(t.handle, t.id).where(sql`notification_id IS NULL`),
     // Delivery log of one subscription, newest first.

@@ -180,7 +180,7 @@ function settleCancelledInFlight(
   now: string,
 ): D1PreparedStatement[] {
   const cancelled: DeliveryRow = { ...d, status: 'cancelled', statusReason: CANCELLED_IN_FLIGHT_REASON };
-  const fields = { attempted: true, httpStatus: o.httpStatus, now };
+  const fields = { attempted: true, httpStatus: o.httpStatus, providerMessageId: o.providerMessageId, now };
   const c = o.classification;
   return c.outcome === 'succeeded'
     ? moveDelivery(d1, cancelled, 'succeeded', { ...fields, statusReason: null })
@@ -210,6 +210,7 @@ function recordOutcome(
         statusReason: null,
         attempted: true,
         httpStatus: outcome.httpStatus,
+        providerMessageId: outcome.providerMessageId,
         now: at,
       }),
     );

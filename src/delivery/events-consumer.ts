@@ -8,7 +8,7 @@ import { runContext } from '../env.ts';
 import { findJsonHazard, jsonHazardMessage, jsonPathText } from '../lib/json.ts';
 import { type BatchOutcome, type IngestRequest, ingestBatch, MAX_BATCH_EVENTS } from './ingest.ts';
 import { EventMessage } from './messages.ts';
-import { type Rejection, recordRejections } from './rejections.ts';
+import { type Rejection, recordRejections, settleRejections } from './rejections.ts';
 
 const RETRY_SECONDS = 10;
 
@@ -76,14 +76,7 @@ export async function consumeEvents(batch: MessageBatch<unknown>, env: Env): Pro
       }
     }
   }
-  if (!rejections.length) return;
-  try {
-    await env.DB.batch(recordRejections(env.DB, rejections));
-    for (const r of rejections) r.message.ack();
-  } catch (err) {
-    console.error(JSON.stringify({ level: 'error', msg: 'rejections_not_written', error: String(err) }));
-    for (const r of rejections) r.message.retry({ delaySeconds: RETRY_SECONDS });
-  }
+  await settleRejections(env.DB, rejections, RETRY_SECONDS);
 }
 
 /** `notify-events-dlq`: events whose ingest kept failing; recorded so they can be found and replayed. */

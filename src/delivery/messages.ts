@@ -55,10 +55,13 @@ export const QUEUES = {
   deliveries: (n: number) => `notify-deliveries-${n}`,
   /** Its dead-letter queue. */
   deliveriesDlq: (n: number) => `notify-deliveries-${n}-dlq`,
+  /** Email Sending's lifecycle events, published by an event subscription (docs/design.md#email-events). */
+  emailEvents: 'notify-email-events',
+  emailEventsDlq: 'notify-email-events-dlq',
 } as const;
 
 /** What a queue is, by its name; null for a queue this Worker does not consume. */
-export type QueueRole = 'events' | 'eventsDlq' | 'deliveries' | 'deliveriesDlq';
+export type QueueRole = 'events' | 'eventsDlq' | 'deliveries' | 'deliveriesDlq' | 'emailEvents' | 'emailEventsDlq';
 
 /**
  * The role of a queue by its name. Any `notify-deliveries-<n>` (and its DLQ) is a delivery queue, also one beyond
@@ -68,6 +71,8 @@ export type QueueRole = 'events' | 'eventsDlq' | 'deliveries' | 'deliveriesDlq';
 export function queueRole(name: string): QueueRole | null {
   if (name === QUEUES.events) return 'events';
   if (name === QUEUES.eventsDlq) return 'eventsDlq';
+  if (name === QUEUES.emailEvents) return 'emailEvents';
+  if (name === QUEUES.emailEventsDlq) return 'emailEventsDlq';
   if (/^notify-deliveries(?:-(?:0|[1-9][0-9]*))?$/.test(name)) return 'deliveries';
   if (/^notify-deliveries(?:-(?:0|[1-9][0-9]*))?-dlq$/.test(name)) return 'deliveriesDlq';
   return null;

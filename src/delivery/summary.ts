@@ -143,6 +143,19 @@ export function transitionStatement(d1: D1Database, t: Transition): D1PreparedSt
 }
 
 /**
+ * A new status reason on a recipient's summary entry without a move (an email delivery confirmed delivered by its
+ * provider): the feed reads what the delivery row says.
+ */
+export function recipientReasonStatement(d1: D1Database, notificationId: string, deliveryId: string, reason: string) {
+  return d1
+    .prepare(
+      `UPDATE notifications SET recipients = json_set(recipients, ?2 || '.statusReason', ?3)
+       WHERE id = ?1 AND json_type(recipients, ?2) IS NOT NULL`,
+    )
+    .bind(notificationId, `$."${deliveryId}"`, reason);
+}
+
+/**
  * Statements (for one D1 batch) that cancel every open delivery of a subscription — in the deliveries table and in
  * the summaries of their notifications — and recount those notifications. Used when a subscription is deleted: its
  * pending work becomes visible as `cancelled`, never silently dropped.

@@ -7,6 +7,8 @@ declare global {
       TEST_MIGRATIONS: D1Migration[];
       /** A second local D1, only for test/jobs/sweeper.test.ts (vitest.config.ts says why). */
       SWEEPER_TEST_DB: D1Database;
+      /** Producer of `notify-email-events` for tests only, standing in for Email Sending's event subscription. */
+      EMAIL_EVENTS_TEST_QUEUE: Queue<unknown>;
     }
   }
 }

@@ -9,6 +9,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { storageDegraded, storageReport } from '../../archive/storage.ts';
 import { getDb } from '../../db/client.ts';
 import { AUTO_DISABLE_DAYS } from '../../delivery/diagnosis.ts';
+import { emailVerdictCounts, emailVerdictsOfHandle } from '../../delivery/email-diagnosis.ts';
 import { planRecipients } from '../../delivery/match.ts';
 import { loadMatchContext } from '../../delivery/match-context.ts';
 import { MAX_BACKOFF_GRACES, overdueOfHandle, readOverdue } from '../../delivery/overdue.ts';
@@ -143,6 +144,17 @@ export const HealthReport = z
       suppressed: z.array(z.object({ id: z.string(), email: z.string(), reason: z.string().nullable() })),
       action: Action.nullable(),
     }),
+    emailDelivery: z
+      .object({
+        delivered24h: z.number().int(),
+        awaitingVerdict24h: z.number().int(),
+        deferred24h: z.number().int(),
+        refused24h: z.number().int(),
+        action: Action.nullable(),
+      })
+      .openapi({
+        description: "The last 24 h of sent mails by Email Sending's verdict (docs/design.md#email-events).",
+      }),
     ownerDefaultEmail: z.object({
       state: z.enum(['set', 'unset', 'not_deliverable']),
       email: z.string().nullable(),
@@ -181,7 +193,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
   const now = Date.now();
   const dayAgo = new Date(now - 86_400_000).toISOString();
   const grace = config(c.env).overdueAfterSeconds;
-  const [ctx, [dead, undeliverable, webhookRows, emailRows, deferred, overdueCount, overdueOldest], storage] =
+  const [ctx, [dead, undeliverable, webhookRows, emailRows, verdicts, deferred, overdueCount, overdueOldest], storage] =
     await Promise.all([
       loadMatchContext(db, handle),
       c.env.DB.batch<Record<string, unknown>>([
@@ -201,6 +213,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
         c.env.DB.prepare(
           `SELECT id, kind, email, status, status_reason, created_at FROM email_subscriptions WHERE handle = ?1`,
         ).bind(handle),
+        emailVerdictsOfHandle(c.env.DB, handle, now),
         c.env.DB.prepare(
           `SELECT count(*) AS n, min(next_attempt_at) AS next FROM (SELECT next_attempt_at FROM deliveries
            WHERE handle = ?1 AND status = 'deferred' ORDER BY next_attempt_at LIMIT 1000)`,
@@ -327,6 +340,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
               'and subscribed again.'
             : null,
       },
+      emailDelivery: emailVerdictCounts(verdicts!.results[0], now),
       ownerDefaultEmail: {
         state: ownerState,
         email: (owner?.email as string | undefined) ?? null,
