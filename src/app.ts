@@ -33,6 +33,7 @@ import { snsRoutes } from './routes/providers/sns.routes.ts';
 import { settingsRoutes } from './routes/settings/settings.routes.ts';
 import { supportRoutes } from './routes/support/support.routes.ts';
 import { tokensRoutes } from './routes/tokens/tokens.routes.ts';
+import { usageRoutes } from './routes/usage/usage.routes.ts';
 import { replayRoutes } from './routes/webhooks/replay.routes.ts';
 import { webhookActionsRoutes } from './routes/webhooks/webhook-actions.routes.ts';
 import { webhooksRoutes } from './routes/webhooks/webhooks.routes.ts';
@@ -123,6 +124,7 @@ export function buildApp() {
   app.route('/', deliveriesRoutes);
   app.route('/', deliveryStatsRoutes);
   app.route('/', healthRoutes);
+  app.route('/', usageRoutes);
   app.route('/', archivesRoutes);
   app.route('/', emailPagesRoutes);
   app.route('/', resendRoutes);

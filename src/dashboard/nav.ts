@@ -9,6 +9,7 @@ export const TABS = [
   { key: 'settings', label: 'Settings', path: '/settings' },
   { key: 'notifications', label: 'Notifications', path: '/notifications' },
   { key: 'archives', label: 'Archives', path: '/archives' },
+  { key: 'usage', label: 'Usage', path: '/usage' },
 ] as const;
 
 /** The tab a page belongs to (highlighted in the navigation). */

@@ -85,6 +85,14 @@ export const notificationSettings = sqliteTable('notification_settings', {
   ownerFallback: text('owner_fallback', { enum: ['critical', 'all', 'none'] })
     .notNull()
     .default('critical'),
+  /**
+   * Peak campaign windows (JSON, docs/design.md#peak-campaign-windows): weekly ones in an IANA time zone and one-off
+   * ones; `off_peak` events published inside one wait as `deferred` deliveries until it ends. Null = none.
+   */
+  peakWindows: text('peak_windows'),
+  /** Set by a `campaign.started` event (when `peakWindows.campaignEvents`): a window open until then, or until a
+   * `campaign.completed` clears it. Bounded like every deferral. */
+  campaignWindowUntil: text('campaign_window_until'),
   /** Optimistic concurrency: the ETag is derived from it; PUT with a stale If-Match → 412. */
   version: integer('version').notNull().default(1),
   updatedAt: updatedAt(),
@@ -280,7 +288,7 @@ export const deliveries = sqliteTable(
     /** The URL or address at the time the delivery was created. */
     target: text('target').notNull(),
     status: text('status', {
-      enum: ['pending', 'queued', 'retrying', 'succeeded', 'dead', 'cancelled', 'skipped'],
+      enum: ['deferred', 'pending', 'queued', 'retrying', 'succeeded', 'dead', 'cancelled', 'skipped'],
     }).notNull(),
     statusReason: text('status_reason'),
     attemptCount: integer('attempt_count').notNull().default(0),
@@ -334,6 +342,10 @@ export const deliveries = sqliteTable(
     index('deliveries_due_idx')
       .on(sql.raw(`(${DELIVERY_DUE_AT})`), t.handle)
       .where(sql`status in ('queued', 'retrying')`),
+    // Off-peak deliveries waiting for their window to end (`next_attempt_at` is when they go): the sweeper's release
+    // in time order, and a handle's deferred deliveries for the doctor and the dashboard.
+    index('deliveries_deferred_idx').on(t.nextAttemptAt).where(sql`status = 'deferred'`),
+    index('deliveries_handle_deferred_idx').on(t.handle, t.nextAttemptAt).where(sql`status = 'deferred'`),
   ],
 );
 
@@ -407,6 +419,8 @@ export const dailyWriteCounters = sqliteTable(
     /** UTC date, `YYYY-MM-DD`. */
     day: text('day').notNull(),
     count: integer('count').notNull().default(0),
+    /** Events stored for the handle that day (every publish path; duplicates not counted): the usage call reads it. */
+    events: integer('events').notNull().default(0),
   },
   (t) => [primaryKey({ columns: [t.handle, t.day] })],
 );

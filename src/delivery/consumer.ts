@@ -126,6 +126,8 @@ function planOne(d1: D1Database, { message, deliveryId }: ValidMessage, loaded: 
   const d = loaded.deliveries.get(deliveryId);
   // Unknown (its handle was deleted) or already terminal (a duplicate message): nothing left to do.
   if (!d || TERMINAL_STATUSES.includes(d.status)) return done(message);
+  // Deferred: not due yet; the sweeper enqueues it when its window ends (docs/design.md#peak-campaign-windows).
+  if (d.status === 'deferred') return done(message);
   const t = now();
   const notAttempted = (to: 'cancelled' | 'skipped', statusReason: string) =>
     done(message, moveDelivery(d1, d, to, { statusReason, attempted: false, now: t }));

@@ -32,6 +32,8 @@ export const EventInput = z.strictObject({
       message: `sourceEventIds beginning with "${SYSTEM_SOURCE_PREFIX}" are reserved for the service's own events.`,
     })
     .optional(),
+  /** `off_peak`: deliveries wait while a peak campaign window is open (docs/design.md#peak-campaign-windows). */
+  delivery: z.enum(['now', 'off_peak']).optional(),
 });
 export type EventInput = z.infer<typeof EventInput>;
 

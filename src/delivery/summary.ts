@@ -20,19 +20,29 @@ export interface RecipientSummary {
   updatedAt: string;
 }
 
-export type DeliveryStatus = 'pending' | 'queued' | 'retrying' | 'succeeded' | 'dead' | 'cancelled' | 'skipped';
+export type DeliveryStatus =
+  | 'deferred'
+  | 'pending'
+  | 'queued'
+  | 'retrying'
+  | 'succeeded'
+  | 'dead'
+  | 'cancelled'
+  | 'skipped';
 
 /** Recipients listed individually on the notification row; larger fan-outs list the first ones and count the rest. */
 export const RECIPIENT_SUMMARY_LIMIT = 25;
 
 export const OPEN_STATUSES: readonly DeliveryStatus[] = ['pending', 'queued', 'retrying'];
 export const TERMINAL_STATUSES: readonly DeliveryStatus[] = ['succeeded', 'dead', 'cancelled', 'skipped'];
-const OPEN_SQL = `('pending', 'queued', 'retrying')`;
+/** Open in the ledger's sense: the open statuses, and `deferred` (docs/design.md#peak-campaign-windows). */
+const OPEN_SQL = `('deferred', 'pending', 'queued', 'retrying')`;
 
 type Bucket = 'open' | 'succeeded' | 'dead' | 'none';
 
 function bucket(status: DeliveryStatus): Bucket {
-  if (OPEN_STATUSES.includes(status)) return 'open';
+  // A deferred delivery (docs/design.md#peak-campaign-windows) is open: it will go, only later.
+  if (status === 'deferred' || OPEN_STATUSES.includes(status)) return 'open';
   if (status === 'succeeded' || status === 'dead') return status;
   return 'none';
 }

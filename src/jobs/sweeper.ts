@@ -7,6 +7,7 @@
 
 import { getDb } from '../db/client.ts';
 import { deadLetterStatements } from '../delivery/dead-letter.ts';
+import { releaseDeferred } from '../delivery/deferral.ts';
 import { enqueueDeliveries } from '../delivery/enqueue.ts';
 import { type ClaimedDelivery, claimOverdue, releaseClaims } from '../delivery/overdue.ts';
 import { deliveriesByIds } from '../delivery/store.ts';
@@ -19,7 +20,9 @@ const PENDING_AFTER_MS = 60_000;
 export async function sweepOutbox(
   env: Env,
   now: Date,
-): Promise<{ pending: number; overdue: number; requeued: number; dead: number; failed: number }> {
+): Promise<{ pending: number; overdue: number; requeued: number; dead: number; failed: number; released: number }> {
+  // Deferred deliveries whose peak window ended, each at its own spread time (docs/design.md#peak-campaign-windows).
+  const release = await releaseDeferred(env, now);
   const pendingBefore = new Date(now.getTime() - PENDING_AFTER_MS).toISOString();
   const [pending, overdue] = await env.DB.batch<Record<string, unknown>>([
     env.DB.prepare(
@@ -55,6 +58,7 @@ export async function sweepOutbox(
     overdue: claimed.length,
     requeued: sent.queued.length + again.queued.length,
     dead,
-    failed: sent.failed.length + again.failed.length,
+    failed: sent.failed.length + again.failed.length + release.failed,
+    released: release.released,
   };
 }

@@ -57,6 +57,7 @@ import { sha256Hex } from '../../src/archive/format.ts';
 import { purgeStep } from '../../src/archive/purge.ts';
 import { consumeDeliveries } from '../../src/delivery/consumer.ts';
 import { consumeDeadLetters } from '../../src/delivery/dead-letter.ts';
+import { releaseDeferred } from '../../src/delivery/deferral.ts';
 import { enqueueDeliveries } from '../../src/delivery/enqueue.ts';
 import { autoDisableFailingWebhooks } from '../../src/jobs/auto-disable.ts';
 import { purgeHandle } from '../../src/jobs/purge-expired.ts';
@@ -284,6 +285,8 @@ class Sim {
   /** Per webhook: PATCHes that enabled it (each allows one more `webhook.endpoint_disabled`). */
   readonly reEnables = new Map<string, number>();
   readonly interleavings = { racedSends: 0, twice: 0 };
+  /** Events accepted through `…/events/batch`, and deliveries the peak window deferred then released. */
+  readonly bulk = { batched: 0, released: 0 };
   /** Ids of the handle's rows seen in D1 around each purge: one gone from D1 must be in an archive. */
   readonly seen = { notifications: new Set<string>(), deliveries: new Set<string>(), attempts: new Set<string>() };
   /** Per notification the purge took out of D1: how many events had been accepted by then. */
@@ -305,6 +308,7 @@ class Sim {
 
   static async create(): Promise<Sim> {
     const sim = new Sim(await setupHandle());
+    await sim.setPeakWindow();
     await sim.setOwnerEmail(true);
     await sim.createWebhook('ok');
     await sim.createWebhook('fail');
@@ -344,6 +348,33 @@ class Sim {
     if (r.status === 201) this.webhooks.push({ id: r.json.id, key, secret: r.json.secret, deleted: false });
   }
 
+  /**
+   * A peak window open for the next hour: off_peak events wait as deferred until `release()`
+   * (docs/design.md#peak-campaign-windows).
+   */
+  async setPeakWindow(): Promise<void> {
+    const now = Date.now();
+    const r = await this.api('peak window', 'PUT', '/notification-settings', {
+      channels: { email: { enabled: true }, webhook: { enabled: true } },
+      eventFilter: null,
+      ownerFallback: 'critical',
+      peakWindows: {
+        timeZone: 'UTC',
+        oneOff: [{ start: new Date(now - 60_000).toISOString(), end: new Date(now + 3_600_000).toISOString() }],
+      },
+    });
+    if (r.status !== 200) throw new Error(`peak window: ${r.status}`);
+  }
+
+  /** The sweeper's release of deferred deliveries, with a clock past the window's end and its spread. */
+  async release(): Promise<void> {
+    try {
+      this.bulk.released += (await releaseDeferred(this.env, new Date(Date.now() + 2 * 3_600_000))).released;
+    } catch {
+      // A failed release changes nothing (one batch); the next run tries again.
+    }
+  }
+
   async setOwnerEmail(on: boolean): Promise<void> {
     const r = await this.api('owner email', 'PUT', '/notifications/owner-default-email', {
       email: on ? 'owner@example.com' : null,
@@ -363,20 +394,52 @@ class Sim {
     return row !== null;
   }
 
-  async ingest(type: string, repeat: number | null): Promise<void> {
-    const sourceEventId =
-      repeat !== null && this.sourceIds.length ? this.sourceIds[repeat % this.sourceIds.length]! : unique('src');
+  async ingest(type: string, repeat: number | null, offPeak = false): Promise<void> {
+    const sourceEventId = this.sourceIdFor(repeat);
     const owner = { set: this.ownerEmailSet, removals: this.ownerRemovals };
     const r = await this.api(`ingest ${type}`, 'POST', '/events', {
       type,
       data: { orderId: unique('ord') },
       sourceEventId,
+      ...(offPeak ? { delivery: 'off_peak' } : {}),
     });
     if (r.status !== 202) return;
+    this.record(sourceEventId, r.json, owner);
+  }
+
+  /** `POST …/events/batch` (docs/design.md#batch-publish): each stored or duplicate result counts as accepted. */
+  async publishBatch(events: { type: string; repeat: number | null }[], offPeak: boolean): Promise<void> {
+    const owner = { set: this.ownerEmailSet, removals: this.ownerRemovals };
+    const sources = events.map((e) => this.sourceIdFor(e.repeat));
+    const r = await this.api('publish batch', 'POST', '/events/batch', {
+      ...(offPeak ? { delivery: 'off_peak' } : {}),
+      events: events.map((e, i) => ({ type: e.type, data: { orderId: unique('ord') }, sourceEventId: sources[i] })),
+    });
+    if (r.status !== 200) return;
+    for (const item of r.json.results as Array<{ index: number; status: number; notificationId?: string }>) {
+      if (item.status !== 202 && item.status !== 200) continue;
+      this.bulk.batched++;
+      this.record(
+        sources[item.index]!,
+        { notificationId: item.notificationId!, duplicate: item.status === 200 },
+        owner,
+      );
+    }
+  }
+
+  private sourceIdFor(repeat: number | null): string {
+    return repeat !== null && this.sourceIds.length ? this.sourceIds[repeat % this.sourceIds.length]! : unique('src');
+  }
+
+  private record(
+    sourceEventId: string,
+    answer: { notificationId: string; duplicate: boolean },
+    owner: { set: boolean; removals: number },
+  ): void {
     if (!this.sourceIds.includes(sourceEventId)) this.sourceIds.push(sourceEventId);
-    this.accepted.push({ notificationId: r.json.notificationId, sourceEventId });
-    if (!r.json.duplicate && !this.ownerAtIngest.has(r.json.notificationId))
-      this.ownerAtIngest.set(r.json.notificationId, owner);
+    this.accepted.push({ notificationId: answer.notificationId, sourceEventId });
+    if (!answer.duplicate && !this.ownerAtIngest.has(answer.notificationId))
+      this.ownerAtIngest.set(answer.notificationId, owner);
   }
 
   async patchWebhook(i: number, enabled: boolean): Promise<void> {
@@ -660,6 +723,7 @@ class Sim {
     this.d1.armed = null;
     this.queue.failNextSendBatch = 0;
     for (let round = 0; round < 60; round++) {
+      await this.release();
       await this.sweep(2);
       await this.autoDisable();
       while (this.queue.messages.length) await this.consume(100);
@@ -672,7 +736,7 @@ class Sim {
 
   async openDeliveries(): Promise<Array<{ id: string; status: string }>> {
     const { results } = await env.DB.prepare(
-      `SELECT id, status FROM deliveries WHERE handle = ? AND status IN ('pending', 'queued', 'retrying')`,
+      `SELECT id, status FROM deliveries WHERE handle = ? AND status IN ('deferred', 'pending', 'queued', 'retrying')`,
     )
       .bind(this.h.handle)
       .all<{ id: string; status: string }>();
@@ -707,11 +771,38 @@ const ingest = fc
     ({ type, repeat }) =>
       new Step(`ingest(${type}${repeat === null ? '' : `, repeat #${repeat}`})`, (s) => s.ingest(type, repeat)),
   );
+const offPeak = fc
+  .record({ type: fc.constantFrom(...EVENT_TYPES), repeat: fc.option(fc.nat(), { freq: 4 }) })
+  .map(
+    ({ type, repeat }) =>
+      new Step(`ingest(${type}, off_peak${repeat === null ? '' : `, repeat #${repeat}`})`, (s) =>
+        s.ingest(type, repeat, true),
+      ),
+  );
+const batch = fc
+  .tuple(
+    fc.array(fc.record({ type: fc.constantFrom(...EVENT_TYPES), repeat: fc.option(fc.nat(), { freq: 3 }) }), {
+      minLength: 1,
+      maxLength: 5,
+    }),
+    fc.boolean(),
+  )
+  .map(
+    ([events, off]) =>
+      new Step(
+        `publishBatch(${events.map((e) => `${e.type}${e.repeat === null ? '' : `#${e.repeat}`}`).join(', ')}${off ? ', off_peak' : ''})`,
+        (s) => s.publishBatch(events, off),
+      ),
+  );
 // Listed more than once to be picked more often: events and consumer runs are what the faults act on.
 const commands = [
   ingest,
   ingest,
   ingest,
+  offPeak,
+  batch,
+  batch,
+  fc.constant(new Step('releaseDeferred (the window ended)', (s) => s.release())),
   behaviour.map((b) => new Step(`createWebhook(${b})`, (s) => s.createWebhook(b))),
   fc
     .tuple(fc.nat(), fc.boolean())
@@ -986,7 +1077,7 @@ async function check(sim: Sim): Promise<{ deliveries: number; dead: number }> {
   for (const [src, count] of sourceCounts) expect(count, `sourceEventId ${src} stored ${count} times`).toBe(1);
 
   // 2–3. Every delivery terminal; counters agree with the rows.
-  const open = deliveries.filter((d) => ['pending', 'queued', 'retrying'].includes(d.status));
+  const open = deliveries.filter((d) => ['deferred', 'pending', 'queued', 'retrying'].includes(d.status));
   expect(open, `open deliveries after the drain (queue ${sim.queue.messages.length}, dlq ${sim.dlq.length})`).toEqual(
     [],
   );
@@ -1130,6 +1221,8 @@ describe('model-based faults: no silent drops', () => {
         sequences: 0,
         commands: 0,
         accepted: 0,
+        batched: 0,
+        released: 0,
         deliveries: 0,
         dead: 0,
         unrecorded: 0,
@@ -1157,6 +1250,8 @@ describe('model-based faults: no silent drops', () => {
             stats.unrecorded += sim.unrecorded.size;
             stats.racedSends += sim.interleavings.racedSends;
             stats.twice += sim.interleavings.twice;
+            stats.batched += sim.bulk.batched;
+            stats.released += sim.bulk.released;
             stats.purgedNotifications += sim.purgedAt.size;
             stats.fiveHundreds += sim.http.filter((r) => r.status >= 500).length;
             stats.deliveries += counted.deliveries;
@@ -1176,6 +1271,9 @@ describe('model-based faults: no silent drops', () => {
       // And the interleavings did happen: consumers raced producers, and ran the same messages twice at once.
       expect(stats.racedSends).toBeGreaterThan(0);
       expect(stats.twice).toBeGreaterThan(0);
+      // And batches were published, and deferred deliveries released after their window.
+      expect(stats.batched).toBeGreaterThan(0);
+      expect(stats.released).toBeGreaterThan(0);
       // And purges took notifications out of D1 between deliveries.
       expect(stats.purgedNotifications).toBeGreaterThan(0);
     },

@@ -13,9 +13,11 @@ import { emailRoutes } from './email.tsx';
 import { notificationRoutes } from './notification.tsx';
 import { notificationsRoutes } from './notifications.tsx';
 import { overviewRoutes } from './overview.tsx';
+import { peakWindowsRoutes } from './peak-windows.tsx';
 import { reportRoutes } from './report.tsx';
 import { settingsRoutes } from './settings.tsx';
 import { signInRoutes } from './sign-in.tsx';
+import { usageRoutes } from './usage.tsx';
 import { webhookRoutes } from './webhook.tsx';
 import { webhooksRoutes } from './webhooks.tsx';
 
@@ -32,4 +34,6 @@ export const PAGES: readonly ((fetchApp: ApiFetch) => Hono<AppEnv>)[] = [
   notificationsRoutes,
   notificationRoutes,
   archivesRoutes,
+  usageRoutes,
+  peakWindowsRoutes,
 ];

@@ -54,6 +54,20 @@ function ownerNotDeliverableAction(handle: string, owner: Record<string, unknown
   );
 }
 
+/** The doctor's line on deferred deliveries: how many wait, and when the next goes. */
+function deferredSection(row: Record<string, unknown> | undefined) {
+  const count = (row?.n as number | undefined) ?? 0;
+  const nextReleaseAt = (row?.next as string | null | undefined) ?? null;
+  return {
+    count,
+    nextReleaseAt,
+    next: count
+      ? `${count >= 1000 ? 'At least 1000' : count} deliveries of off_peak events wait for a peak window to end; the ` +
+        `minute sweeper sends them from ${nextReleaseAt}, spread over 10 minutes. Nothing to do.`
+      : null,
+  };
+}
+
 export const HealthReport = z
   .object({
     handle: z.string(),
@@ -131,6 +145,16 @@ export const HealthReport = z
           'Queued or retrying deliveries past their due time by more than OVERDUE_AFTER_SECONDS: their queue ' +
           'message was most likely lost (docs/design.md#overdue-deliveries).',
       }),
+    deferredDeliveries: z
+      .object({
+        count: z.number().int().openapi({ description: 'Counted up to 1000.' }),
+        nextReleaseAt: z.string().nullable(),
+        next: z.string().nullable(),
+      })
+      .openapi({
+        description:
+          'Deliveries of off_peak events waiting out a peak campaign window (docs/design.md#peak-campaign-windows).',
+      }),
     emailSubscriptions: z.object({
       pendingConfirmation: z.array(z.object({ id: z.string(), email: z.string(), since: z.string() })),
       stale: z.array(z.object({ id: z.string(), email: z.string(), reason: z.string().nullable() })),
@@ -186,7 +210,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
   const now = Date.now();
   const dayAgo = new Date(now - 86_400_000).toISOString();
   const grace = config(c.env).overdueAfterSeconds;
-  const [ctx, [dead, undeliverable, webhookRows, emailRows, verdicts, overdueCount, overdueOldest], storage] =
+  const [ctx, [dead, undeliverable, webhookRows, emailRows, verdicts, deferred, overdueCount, overdueOldest], storage] =
     await Promise.all([
       loadMatchContext(db, handle),
       c.env.DB.batch<Record<string, unknown>>([
@@ -207,6 +231,10 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
           `SELECT id, kind, email, status, status_reason, created_at FROM email_subscriptions WHERE handle = ?1`,
         ).bind(handle),
         emailVerdictsOfHandle(c.env.DB, handle, now),
+        c.env.DB.prepare(
+          `SELECT count(*) AS n, min(next_attempt_at) AS next FROM (SELECT next_attempt_at FROM deliveries
+           WHERE handle = ?1 AND status = 'deferred' ORDER BY next_attempt_at LIMIT 1000)`,
+        ).bind(handle),
         ...overdueOfHandle(c.env.DB, handle, new Date(now), grace),
       ]),
       storageReport(c.env.DB, handle, config(c.env).d1SizeLimitBytes),
@@ -345,6 +373,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
           : null,
       },
       overdueDeliveries: { ...overdue, next: overdue.count ? overdueNext(overdue.count, grace) : null },
+      deferredDeliveries: deferredSection(deferred!.results[0]),
       emailSubscriptions: {
         pendingConfirmation: pick('pending_confirmation').map((e) => ({
           id: e.id as string,
