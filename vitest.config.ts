@@ -42,6 +42,9 @@ export default defineConfig(async () => {
                   PLACEMENT_TEST_A: 'placement-test-a',
                   PLACEMENT_TEST_B: 'placement-test-b',
                 },
+                // Tests play Cloudflare Email Sending: they publish its lifecycle events to the real local queue the
+                // Worker consumes (test/email/email-sending-events.test.ts). The Worker itself never produces to it.
+                queueProducers: { EMAIL_EVENTS_TEST_QUEUE: { queueName: 'notify-email-events' } },
               },
             }),
           ],

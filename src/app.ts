@@ -17,6 +17,7 @@ import { bodyGuard } from './middleware/body-guard.ts';
 import { requestContext } from './middleware/request-id.ts';
 import { archivesRoutes } from './routes/archives/archives.routes.ts';
 import { deliveriesRoutes } from './routes/deliveries/deliveries.routes.ts';
+import { deliveryStatsRoutes } from './routes/deliveries/delivery-stats.routes.ts';
 import { devRoutes } from './routes/dev/dev.routes.ts';
 import { docsRoutes } from './routes/docs/docs.routes.ts';
 import { emailPagesRoutes } from './routes/email-pages/email-pages.routes.ts';
@@ -32,6 +33,8 @@ import { snsRoutes } from './routes/providers/sns.routes.ts';
 import { settingsRoutes } from './routes/settings/settings.routes.ts';
 import { supportRoutes } from './routes/support/support.routes.ts';
 import { tokensRoutes } from './routes/tokens/tokens.routes.ts';
+import { usageRoutes } from './routes/usage/usage.routes.ts';
+import { replayRoutes } from './routes/webhooks/replay.routes.ts';
 import { webhookActionsRoutes } from './routes/webhooks/webhook-actions.routes.ts';
 import { webhooksRoutes } from './routes/webhooks/webhooks.routes.ts';
 
@@ -117,8 +120,11 @@ export function buildApp() {
   app.route('/', supportRoutes);
   app.route('/', eventsRoutes);
   app.route('/', webhookActionsRoutes);
+  app.route('/', replayRoutes);
   app.route('/', deliveriesRoutes);
+  app.route('/', deliveryStatsRoutes);
   app.route('/', healthRoutes);
+  app.route('/', usageRoutes);
   app.route('/', archivesRoutes);
   app.route('/', emailPagesRoutes);
   app.route('/', resendRoutes);

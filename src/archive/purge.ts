@@ -41,8 +41,9 @@ export function readsFor(n: number, d: number, a: number): { deliveries: number;
 }
 
 const DAY_MS = 86_400_000;
-const OPEN_STATUSES = ['pending', 'queued', 'retrying'];
-const OPEN = `('pending', 'queued', 'retrying')`;
+// `deferred` is open too: a deferred delivery will still go (docs/design.md#peak-campaign-windows).
+const OPEN_STATUSES = ['deferred', 'pending', 'queued', 'retrying'];
+const OPEN = `('deferred', 'pending', 'queued', 'retrying')`;
 
 /** The notifications of the handle in [?2, ?3] (the archive's range), by the (handle, id) index. */
 const RANGE = 'SELECT id FROM notifications WHERE handle = ?1 AND id BETWEEN ?2 AND ?3';

@@ -28,8 +28,9 @@ import {
   type WebhookRow,
 } from './attempt.ts';
 import { DeliveryMessage } from './messages.ts';
+import { notedWaitsStatement, type PaceRequest, pace } from './pacer.ts';
 import { type Rejection, recordRejections } from './rejections.ts';
-import { retryDelaySeconds } from './retry-policy.ts';
+import { retryDelaySeconds, retryPolicyOf } from './retry-policy.ts';
 import {
   attemptStatement,
   disableGoneStatement,
@@ -75,7 +76,7 @@ interface Planned {
 /** What a message needs: its part is known already (no attempt), or an attempt decides it. */
 type Step =
   | { kind: 'done'; planned: Planned }
-  | { kind: 'attempt'; message: Message<unknown>; deliveryId: string; input: AttemptInput };
+  | { kind: 'attempt'; message: Message<unknown>; deliveryId: string; input: AttemptInput; waitMs?: number };
 
 /** An attempt on a webhook as it finished: the raw material of the webhook's health. */
 interface Observed {
@@ -128,6 +129,8 @@ function planOne(d1: D1Database, { message, deliveryId }: ValidMessage, loaded: 
   const d = loaded.deliveries.get(deliveryId);
   // Unknown (its handle was deleted) or already terminal (a duplicate message): nothing left to do.
   if (!d || TERMINAL_STATUSES.includes(d.status)) return done(message);
+  // Deferred: not due yet; the sweeper enqueues it when its window ends (docs/design.md#peak-campaign-windows).
+  if (d.status === 'deferred') return done(message);
   const t = now();
   const notAttempted = (to: 'cancelled' | 'skipped', statusReason: string) =>
     done(message, moveDelivery(d1, d, to, { statusReason, attempted: false, now: t }));
@@ -181,7 +184,7 @@ function settleCancelledInFlight(
   now: string,
 ): D1PreparedStatement[] {
   const cancelled: DeliveryRow = { ...d, status: 'cancelled', statusReason: CANCELLED_IN_FLIGHT_REASON };
-  const fields = { attempted: true, httpStatus: o.httpStatus, now };
+  const fields = { attempted: true, httpStatus: o.httpStatus, providerMessageId: o.providerMessageId, now };
   const c = o.classification;
   return c.outcome === 'succeeded'
     ? moveDelivery(d1, cancelled, 'succeeded', { ...fields, statusReason: null })
@@ -197,7 +200,7 @@ function recordOutcome(
   { cfg }: RunContext,
   d1: D1Database,
   message: Message<unknown>,
-  d: DeliveryRow,
+  { delivery: d, webhook }: AttemptInput,
   outcome: AttemptOutcome,
   at: string,
 ): Planned {
@@ -211,6 +214,7 @@ function recordOutcome(
         statusReason: null,
         attempted: true,
         httpStatus: outcome.httpStatus,
+        providerMessageId: outcome.providerMessageId,
         now: at,
       }),
     );
@@ -219,7 +223,8 @@ function recordOutcome(
     const delay = c.retryable
       ? retryDelaySeconds(d.attemptCount + 1 - d.retryBase, {
           retryAfterSeconds: c.retryAfterSeconds,
-          schedule: cfg.retryDelaysSeconds,
+          // The webhook's own policy (docs/design.md#retry-policies); an email follows the default.
+          schedule: retryPolicyOf(webhook, cfg.retryDelaysSeconds).delaysSeconds,
         })
       : null;
     if (!c.retryable) {
@@ -261,9 +266,11 @@ async function act(
       if (step.kind === 'done') return step.planned;
       const { message, deliveryId, input } = step;
       try {
+        // A paced delivery whose slot is seconds away waits for it here (docs/design.md#pacing).
+        if (step.waitMs) await pause(step.waitMs);
         const outcome = await limiter.run(() => performAttempt(ctx, input));
         report.attempts++;
-        const result = recordOutcome(ctx, d1, message, input.delivery, outcome, now());
+        const result = recordOutcome(ctx, d1, message, input, outcome, now());
         if (input.webhook && input.delivery.kind === 'event')
           observed.push({ webhook: input.webhook, outcome, attemptId: result.attemptId! });
         return result;
@@ -274,6 +281,33 @@ async function act(
   );
   report.peakConcurrency = Math.max(report.peakConcurrency, limiter.peak);
   return { planned: all, observed };
+}
+
+/**
+ * pace: each attempt on a webhook with a `rateLimit` asks its pacer for a slot (docs/design.md#pacing). One due soon
+ * stays an attempt (waiting for it in the invocation); a later one is retried to its slot without an attempt, and a
+ * long wait is noted on the row by the batch's one write (`notedWaitsStatement`).
+ */
+async function paceSteps(env: Env, steps: Step[]): Promise<{ steps: Step[]; noted: Map<string, string> }> {
+  const requests: PaceRequest[] = steps.flatMap((s) =>
+    s.kind === 'attempt' && s.input.webhook?.rateLimit
+      ? [{ deliveryId: s.deliveryId, webhookId: s.input.webhook.id, rateLimit: s.input.webhook.rateLimit }]
+      : [],
+  );
+  const noted = new Map<string, string>();
+  if (!requests.length) return { steps, noted };
+  const verdicts = await pace(env.PACER, requests);
+  const paced = steps.map((s): Step => {
+    const v = s.kind === 'attempt' ? verdicts.get(s.deliveryId) : undefined;
+    if (s.kind !== 'attempt' || !v) return s;
+    if (v.go) return { ...s, waitMs: v.waitMs };
+    if (v.slotAt) noted.set(s.deliveryId, v.slotAt);
+    return {
+      kind: 'done',
+      planned: { message: s.message, decision: { ack: false, delaySeconds: v.delaySeconds }, statements: [] },
+    };
+  });
+  return { steps: paced, noted };
 }
 
 /** What one batch did to each webhook: its attempts in the order they finished, and the 410s among them. */
@@ -321,6 +355,7 @@ async function write(
   planned: readonly Planned[],
   effects: readonly WebhookEffects[],
   report: ConsumerReport,
+  noted: D1PreparedStatement | null,
 ): Promise<Written> {
   const at = now();
   const writes: D1PreparedStatement[] = [];
@@ -337,6 +372,7 @@ async function write(
       writes.push(disableGoneStatement(d1, e.webhook.id, e.goneAttemptIds, at));
     }
   }
+  if (noted) writes.push(noted);
   const settled = (results: D1Result[]): Written => ({
     ok: true,
     recorded: new Set([...attemptAt].filter(([, i]) => results[i]!.meta.changes > 0).map(([id]) => id)),
@@ -488,8 +524,10 @@ async function consumeOnShard(
         kind: 'done',
         planned: { message, decision: { ack: false, delaySeconds: WRITE_FAILURE_RETRY_SECONDS }, statements: [] },
       }));
-  const { planned, observed } = await act(ctx, d1, steps, report);
-  const written = await write(d1, planned, webhookEffects(observed), report);
+  const paced = await paceSteps(ctx.env, steps);
+  const { planned, observed } = await act(ctx, d1, paced.steps, report);
+  const noted = notedWaitsStatement(d1, paced.noted, now());
+  const written = await write(d1, planned, webhookEffects(observed), report, noted);
   settle(planned, written, report);
   if (written.ok) await alertGone(ctx, written.disabled);
 }

@@ -16,7 +16,7 @@ import type { DeliveryRow } from './attempt.ts';
 import { enqueueDeliveries } from './enqueue.ts';
 import { DeliveryMessage } from './messages.ts';
 import { type Rejection, recordRejections } from './rejections.ts';
-import { retryDelaySeconds } from './retry-policy.ts';
+import { type RetryPolicyName, retryDelaySeconds, retryPolicyOf } from './retry-policy.ts';
 import { deliveriesByIds, moveDelivery, REQUEUED_FROM_DLQ, requeuedFromDlqStatement } from './store.ts';
 import { OPEN_STATUSES } from './summary.ts';
 
@@ -24,7 +24,7 @@ import { OPEN_STATUSES } from './summary.ts';
 const MAX_QUEUE_DELAY_SECONDS = 12 * 3600;
 
 /** What the rows say about a delivery the queue gave up on. */
-function verdict(d: DeliveryRow, schedule: readonly number[] | undefined): 'dead' | 'crash_loop' | 'requeue' {
+function verdict(d: DeliveryRow, schedule: readonly number[]): 'dead' | 'crash_loop' | 'requeue' {
   const since = d.attemptCount - d.retryBase;
   const spent = since > 0 && retryDelaySeconds(since, { schedule, random: () => 0.5 }) === null;
   if (spent || d.statusReason === 'retries_exhausted') return 'dead';
@@ -39,6 +39,24 @@ export function deadLetterStatements(d1: D1Database, rows: readonly DeliveryRow[
   return rows
     .filter((d) => OPEN_STATUSES.includes(d.status))
     .flatMap((d) => moveDelivery(d1, d, 'dead', { statusReason: 'retries_exhausted', attempted: false, now }));
+}
+
+/** The retry policies of the webhooks these deliveries go to, by subscription id (one read; emails have none). */
+async function webhookPolicies(d1: D1Database, rows: readonly DeliveryRow[]) {
+  const ids = [
+    ...new Set(rows.filter((d) => d.channel === 'webhook' && d.subscriptionId).map((d) => d.subscriptionId)),
+  ];
+  const out = new Map<string, { retryPolicy: RetryPolicyName; retryDelays: string | null }>();
+  if (!ids.length) return out;
+  const { results } = await d1
+    .prepare(
+      `SELECT id, retry_policy, retry_delays FROM webhook_subscriptions
+       WHERE id IN (SELECT value FROM json_each(?1))`,
+    )
+    .bind(JSON.stringify(ids))
+    .all<{ id: string; retry_policy: RetryPolicyName; retry_delays: string | null }>();
+  for (const r of results) out.set(r.id, { retryPolicy: r.retry_policy, retryDelays: r.retry_delays });
+  return out;
 }
 
 export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env): Promise<void> {
@@ -92,9 +110,12 @@ async function deadLettersOn(env: Env, d1: D1Database, ids: readonly string[]): 
   const at = now.toISOString();
   const failed: string[] = [];
   const rows = ids.length ? await deliveriesByIds(getDb(d1), ids) : [];
+  // The webhooks' own retry policies live on the same shard as their deliveries.
+  const policies = await webhookPolicies(d1, rows);
   const statements: D1PreparedStatement[] = [];
   for (const d of rows.filter((r) => OPEN_STATUSES.includes(r.status))) {
-    const v = verdict(d, cfg.retryDelaysSeconds);
+    const policy = retryPolicyOf(d.subscriptionId ? policies.get(d.subscriptionId) : undefined, cfg.retryDelaysSeconds);
+    const v = verdict(d, policy.delaysSeconds);
     if (v !== 'requeue') {
       const statusReason = v === 'dead' ? 'retries_exhausted' : 'redelivery_exhausted';
       statements.push(...moveDelivery(d1, d, 'dead', { statusReason, attempted: false, now: at }));

@@ -38,6 +38,8 @@ export const EventInput = z.strictObject({
       message: `sourceEventIds beginning with "${SYSTEM_SOURCE_PREFIX}" are reserved for the service's own events.`,
     })
     .optional(),
+  /** `off_peak`: deliveries wait while a peak campaign window is open (docs/design.md#peak-campaign-windows). */
+  delivery: z.enum(['now', 'off_peak']).optional(),
 });
 export type EventInput = z.infer<typeof EventInput>;
 
@@ -59,10 +61,13 @@ export const QUEUES = {
   deliveries: (n: number) => `notify-deliveries-${n}`,
   /** Its dead-letter queue. */
   deliveriesDlq: (n: number) => `notify-deliveries-${n}-dlq`,
+  /** Email Sending's lifecycle events, published by an event subscription (docs/design.md#email-events). */
+  emailEvents: 'notify-email-events',
+  emailEventsDlq: 'notify-email-events-dlq',
 } as const;
 
 /** What a queue is, by its name; null for a queue this Worker does not consume. */
-export type QueueRole = 'events' | 'eventsDlq' | 'deliveries' | 'deliveriesDlq';
+export type QueueRole = 'events' | 'eventsDlq' | 'deliveries' | 'deliveriesDlq' | 'emailEvents' | 'emailEventsDlq';
 
 /**
  * The role of a queue by its name. Any `notify-deliveries-<n>` (and its DLQ) is a delivery queue, also one beyond
@@ -72,6 +77,8 @@ export type QueueRole = 'events' | 'eventsDlq' | 'deliveries' | 'deliveriesDlq';
 export function queueRole(name: string): QueueRole | null {
   if (name === QUEUES.events) return 'events';
   if (name === QUEUES.eventsDlq) return 'eventsDlq';
+  if (name === QUEUES.emailEvents) return 'emailEvents';
+  if (name === QUEUES.emailEventsDlq) return 'emailEventsDlq';
   if (/^notify-deliveries(?:-(?:0|[1-9][0-9]*))?$/.test(name)) return 'deliveries';
   if (/^notify-deliveries(?:-(?:0|[1-9][0-9]*))?-dlq$/.test(name)) return 'deliveriesDlq';
   return null;

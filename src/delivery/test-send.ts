@@ -94,6 +94,10 @@ export async function runTestSend(
     requeuedUpdatedAt: null,
     requeueDueAt: null,
     payload: JSON.stringify(input.event),
+    providerMessageId: null,
+    deliveredAt: null,
+    providerVerdict: null,
+    replayId: null,
     createdAt: now,
     updatedAt: now,
   };
@@ -112,8 +116,12 @@ export async function runTestSend(
       attempted: true,
       errorClass: c.outcome === 'failed' ? c.errorClass : null,
       httpStatus: outcome.httpStatus,
+      providerMessageId: outcome.providerMessageId,
       now: at,
     }),
   ]);
-  return { delivery: { ...delivery, status: to, attemptCount: 1 }, outcome };
+  return {
+    delivery: { ...delivery, status: to, attemptCount: 1, providerMessageId: outcome.providerMessageId ?? null },
+    outcome,
+  };
 }

@@ -8,6 +8,7 @@
 import { getDb } from '../db/client.ts';
 import { onEveryShard } from '../db/shards.ts';
 import { deadLetterStatements } from '../delivery/dead-letter.ts';
+import { releaseDeferred } from '../delivery/deferral.ts';
 import { enqueueDeliveries } from '../delivery/enqueue.ts';
 import { type ClaimedDelivery, claimOverdue, releaseClaims } from '../delivery/overdue.ts';
 import { deliveriesByIds } from '../delivery/store.ts';
@@ -18,7 +19,14 @@ const BATCH = 500;
 const PENDING_AFTER_MS = 60_000;
 
 /** What one sweep did, summed over the shards. */
-export type SweepResult = { pending: number; overdue: number; requeued: number; dead: number; failed: number };
+export type SweepResult = {
+  pending: number;
+  overdue: number;
+  requeued: number;
+  dead: number;
+  failed: number;
+  released: number;
+};
 
 /** The minute sweep of every shard (docs/design.md#shards), at once. */
 export async function sweepOutbox(env: Env, now: Date): Promise<SweepResult> {
@@ -30,11 +38,17 @@ export async function sweepOutbox(env: Env, now: Date): Promise<SweepResult> {
     requeued: sum('requeued'),
     dead: sum('dead'),
     failed: sum('failed'),
+    released: sum('released'),
   };
 }
 
-/** One shard's sweep: its pending and overdue deliveries re-enqueued, lost DLQ hand-offs written dead. */
+/**
+ * One shard's sweep: its deferred deliveries whose time came released, its pending and overdue deliveries
+ * re-enqueued, lost DLQ hand-offs written dead.
+ */
 export async function sweepShard(env: Env, d1: D1Database, now: Date): Promise<SweepResult> {
+  // Deferred deliveries whose peak window ended, each at its own spread time (docs/design.md#peak-campaign-windows).
+  const release = await releaseDeferred(env, d1, now);
   const pendingBefore = new Date(now.getTime() - PENDING_AFTER_MS).toISOString();
   const [pending, overdue] = await d1.batch<Record<string, unknown>>([
     d1
@@ -73,6 +87,7 @@ export async function sweepShard(env: Env, d1: D1Database, now: Date): Promise<S
     overdue: claimed.length,
     requeued: sent.queued.length + again.queued.length,
     dead,
-    failed: sent.failed.length + again.failed.length,
+    failed: sent.failed.length + again.failed.length + release.failed,
+    released: release.released,
   };
 }

@@ -17,7 +17,6 @@
  * always-allow stub and the daily write limit raised, so cases are not spent on 429s.
  */
 
-import { env } from 'cloudflare:workers';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {

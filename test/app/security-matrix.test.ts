@@ -1050,14 +1050,6 @@ describe('7–8. Responses', () => {
 // ---------------------------------------------------------------------------------------------------------------
 // 9. Mail header injection
 
-function headerNames(raw: string): string[] {
-  const head = raw.slice(0, raw.indexOf('\r\n\r\n'));
-  return head
-    .split('\r\n')
-    .filter((l) => !/^[ \t]/.test(l))
-    .map((l) => l.slice(0, l.indexOf(':')).toLowerCase());
-}
-
 describe('9. Mail header injection', () => {
   it('Header injection in mail: CR/LF in a subscription address or event data cannot add headers', async () => {
     const h = await setupHandle();
@@ -1113,29 +1105,16 @@ describe('9. Mail header injection', () => {
     expect(fb.outcomes[0]!.acked).toBe(true);
     const mine = rec.sent.filter((m) => m.to === email);
     expect(mine).toHaveLength(1);
-    const raw = mine[0]!.raw;
-    expect(raw.length).toBeGreaterThan(0);
-    const names = headerNames(raw);
+    // The structured message the binding writes the MIME from (docs/design.md#email): one recipient, no cc/bcc, and
+    // no line break in the subject or any header value, so nothing in the data can start a header of its own.
+    const sent = mine[0]!;
+    expect(sent.fields).toEqual(['from', 'headers', 'html', 'subject', 'text', 'to']);
+    const names = Object.keys(sent.headers).map((n) => n.toLowerCase());
     expect(names).not.toContain('bcc');
     expect(names).not.toContain('x-injected');
-    expect(names.filter((n) => n === 'subject')).toHaveLength(1);
-    expect(names.filter((n) => n === 'to')).toHaveLength(1);
-    // No bare CR or LF anywhere in the header block.
-    const head = raw.slice(0, raw.indexOf('\r\n\r\n'));
-    expect(head.replace(/\r\n/g, '')).not.toMatch(/[\r\n]/);
+    for (const value of [sent.subject, ...Object.values(sent.headers)]) expect(value).not.toMatch(/[\r\n]/);
     expect(new Set(names)).toEqual(
-      new Set([
-        'from',
-        'to',
-        'subject',
-        'date',
-        'message-id',
-        'mime-version',
-        'content-type',
-        'list-unsubscribe',
-        'list-unsubscribe-post',
-        ...names.filter((n) => n.startsWith('x-gharart-')),
-      ]),
+      new Set(['list-unsubscribe', 'list-unsubscribe-post', ...names.filter((n) => n.startsWith('x-gharart-'))]),
     );
 
     // The local mailbox records exactly the expected extra headers.

@@ -523,7 +523,7 @@ describe('storage you can see', () => {
     expect(first.alerted).toBe(true);
     expect(first.usedPercent).toBeGreaterThanOrEqual(80);
     expect(mail.sent.map((m) => m.to)).toEqual(['ops@gharart.test']);
-    expect(mail.sent[0]!.raw).toContain('D1 database at');
+    expect(mail.sent[0]!.subject).toContain('D1 database at');
     expect((await checkStorageBudget(over, new Date(day.getTime() + 60_000))).alerted).toBe(false);
     expect(mail.sent).toHaveLength(1);
 

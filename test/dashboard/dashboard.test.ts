@@ -609,4 +609,26 @@ describe('settings page: retention and archives', () => {
     await stranger.signIn((await createPat(unique('stranger'))).token);
     expect((await stranger.fetch('GET', link!)).status).toBe(404);
   });
+
+  it('shows an endpoint being paced on the overview, and its retry policy and rate on its page', async () => {
+    const user = unique('user');
+    const paced = await provisionHandle(user);
+    const pat = (await createPat(user)).token;
+    const created = await callJson('POST', `/v2/handles/${paced}/webhooks`, {
+      token: pat,
+      body: { url: receiverUrl('ok', unique('k')), rateLimit: 1, retryPolicy: { name: 'short' } },
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.id as string;
+    // Six deliveries asked its pacer for slots: four go within 3 s, two wait.
+    await env.PACER.get(env.PACER.idFromName(id)).admit(1, ['dlv_a', 'dlv_b', 'dlv_c', 'dlv_d', 'dlv_e', 'dlv_f']);
+    const b = new Browser();
+    await b.signIn(pat);
+    const overview = await b.get(`/dashboard/h/${paced}`);
+    expect(overview.html).toContain('data-paced="yes"');
+    expect(decode(overview.html)).toMatch(/Being paced: 2 deliveries wait for their slot at 1 per second/);
+    const page = decode((await b.get(`/dashboard/h/${paced}/webhooks/${id}`)).html);
+    expect(page).toContain('short: 5 s, 30 s, 120 s; 4 attempts');
+    expect(page).toContain('1 per second');
+  });
 });

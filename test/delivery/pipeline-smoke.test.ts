@@ -1,4 +1,3 @@
-import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { ALL_USER_SCOPES, callJson, provisionHandle, shardOf, signJwt, unique } from '../support/helpers.ts';
 import { receiverUrl, waitForHits } from '../support/receivers.ts';

@@ -1,6 +1,5 @@
 /** Double opt-in (docs/design.md#email) and the local mailbox: the confirmation mail is the only mail a pending address gets. */
 
-import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import {
   ALL_USER_SCOPES,

@@ -17,7 +17,7 @@ import { env } from 'cloudflare:workers';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, inject, it } from 'vitest';
 import { newWebhookSecret, signPayload } from '../../src/delivery/signing.ts';
-import type { OutgoingMail } from '../../src/email/mime.ts';
+import type { OutgoingMail } from '../../src/email/message.ts';
 import type { SendMeta } from '../../src/email/provider.ts';
 import { resendProvider, resendRequestBody } from '../../src/email/providers/resend.ts';
 import { runContext } from '../../src/env.ts';

@@ -1,7 +1,3 @@
-/**
- * Per-route throttles keyed by principal + handle, and the per-handle daily write limit counted in D1 (docs/design.md#identity-access-and-limits).
- */
-import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { addMember, call, callJson, expectProblem, provisionHandle, shardOf, unique } from '../support/helpers.ts';
 import { awaitFreshWindow, countRows, dailyCount, setDailyCount, userJwt } from '../support/seed.ts';

@@ -2,7 +2,6 @@
  * Email subscriptions and the owner default email (docs/design.md#identity-access-and-limits, #routes), through the real Worker with real local D1.
  */
 
-import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { newId } from '../../src/lib/ids.ts';
 import {

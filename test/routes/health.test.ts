@@ -5,7 +5,6 @@
  * (a five-day failure streak, dead deliveries) are written to D1 as the service would write them.
  */
 
-import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { newId } from '../../src/lib/ids.ts';
 import {
@@ -133,7 +132,7 @@ describe('GET …/health', () => {
     expect(Object.keys(byType).sort()).toEqual([...CRITICAL_TYPES].sort());
     for (const t of CRITICAL_TYPES) expect(byType[t]).toMatchObject({ recipients: 0, undeliverable: true });
     expect(h.warnings.map((w: Row) => w.code)).toContain('owner_default_email_unset');
-    expect(h.webhooks).toEqual({ total: 0, enabled: 0, failing: [], disabled: [] });
+    expect(h.webhooks).toEqual({ total: 0, enabled: 0, failing: [], disabled: [], paced: [] });
     expect(h.deadDeliveries24h).toMatchObject({ count: 0, byErrorClass: {}, recent: [], action: null });
     expect(h.emailSubscriptions).toMatchObject({ pendingConfirmation: [], stale: [], suppressed: [], action: null });
   });

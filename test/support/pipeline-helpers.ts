@@ -479,22 +479,43 @@ export function expectBetween(value: number, lo: number, hi: number, what = 'val
   expect(value, `${what} = ${value}, expected within [${lo}, ${hi}]`).toBeLessThanOrEqual(hi);
 }
 
+/** A mail as the `send_email` binding was given it: the structured message, its addresses as plain strings. */
+export interface SentMail {
+  from: string;
+  to: string;
+  replyTo: string | null;
+  subject: string;
+  text: string;
+  html: string;
+  headers: Record<string, string>;
+  /** Every field the binding was given, to check nothing else (a `cc`, a `bcc`) rode along. */
+  fields: string[];
+}
+
 /**
- * A `send_email` binding that records every message (and its raw MIME text, read from the local EmailMessage's
- * raw field) and succeeds — or throws `fail` when given.
+ * The real local `send_email` binding, recording each structured message it is handed before passing it on (so the
+ * provider gets the binding's own message id back); with `fail`, it records and then throws that error instead.
  */
-export function recordingEmail(fail?: string): {
-  binding: Env['EMAIL'];
-  sent: Array<{ from: string; to: string; raw: string }>;
-} {
-  const sent: Array<{ from: string; to: string; raw: string }> = [];
+export function recordingEmail(fail?: string): { binding: Env['EMAIL']; sent: SentMail[] } {
+  const sent: SentMail[] = [];
+  const address = (a: string | EmailAddress | (string | EmailAddress)[] | undefined): string => {
+    const one = Array.isArray(a) ? a[0] : a;
+    return typeof one === 'string' ? one : (one?.email ?? '');
+  };
   const binding = {
-    async send(message: { from: string; to: string } & Record<string, unknown>) {
-      let raw = message['EmailMessage::raw'];
-      if (raw instanceof ReadableStream) raw = await new Response(raw).text();
-      else if (raw instanceof Uint8Array || raw instanceof ArrayBuffer) raw = new TextDecoder().decode(raw);
-      sent.push({ from: message.from, to: message.to, raw: typeof raw === 'string' ? raw : '' });
+    async send(message: EmailMessageBuilder) {
+      sent.push({
+        from: address(message.from),
+        to: address(message.to),
+        replyTo: message.replyTo ? address(message.replyTo) : null,
+        subject: message.subject,
+        text: message.text ?? '',
+        html: message.html ?? '',
+        headers: message.headers ?? {},
+        fields: Object.keys(message).sort(),
+      });
       if (fail) throw new Error(fail);
+      return await env.EMAIL.send(message);
     },
   } as unknown as Env['EMAIL'];
   return { binding, sent };

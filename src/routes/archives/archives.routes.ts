@@ -6,7 +6,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { readArchive } from '../../archive/objects.ts';
 import { type ArchiveRow, findArchive, listArchives } from '../../archive/queries.ts';
-import { getDb } from '../../db/client.ts';
 import { createRouter, errorResponses, guard, jsonResponse } from '../../http/openapi.ts';
 import { decodeCursor, toPage } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';

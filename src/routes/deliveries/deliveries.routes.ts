@@ -1,7 +1,6 @@
 /** `POST /v2/handles/{handle}/deliveries/{id}/retry`: redrive one dead or skipped delivery (docs/design.md#routes). */
 import { createRoute } from '@hono/zod-openapi';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
-import { getDb } from '../../db/client.ts';
 import { REDRIVABLE, redrive } from '../../delivery/redrive.ts';
 import { createRouter, errorResponses, guard, jsonResponse } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';

@@ -5,9 +5,8 @@
 
 import { createRoute, z } from '@hono/zod-openapi';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
-import { getDb } from '../../db/client.ts';
 import { alertSubscriptionStale } from '../../delivery/alerts.ts';
-import { diagnoseEmail, loadEmailFailures } from '../../delivery/email-diagnosis.ts';
+import { diagnoseEmail, loadEmailFailures, loadProviderVerdicts } from '../../delivery/email-diagnosis.ts';
 import { runTestSend, testEvent } from '../../delivery/test-send.ts';
 import { sendConfirmation } from '../../email/confirmation.ts';
 import { claimConfirmationResend } from '../../email/confirmation-limits.ts';
@@ -220,6 +219,17 @@ const EmailDiagnosisSchema = z
       description:
         'For SNS: the subscription ARN and what GetSubscriptionAttributes said (confirmed, pending, not_found).',
     }),
+    providerVerdicts: z
+      .object({
+        lastDeliveredAt: z.string().nullable(),
+        recent: z.array(
+          z.object({ deliveryId: z.string(), kind: z.enum(['event', 'test']), verdict: z.string(), at: z.string() }),
+        ),
+      })
+      .nullable()
+      .openapi({
+        description: "Email Sending's verdicts on this subscription's recent mails; null for other providers.",
+      }),
     nextSteps: z.array(z.string()),
   })
   .openapi('EmailDiagnosis');
@@ -333,7 +343,10 @@ export const emailSubscriptionsRoutes = createRouter()
       deliveryId = sent.delivery.id;
       outcome = sent.outcome;
     }
-    const diagnosis = diagnoseEmail(sub, outcome, await loadEmailFailures(await handleD1(c), sub.id), providerCheck);
+    const d1 = await handleD1(c);
+    const verdicts = sub.provider === 'cloudflare' ? await loadProviderVerdicts(d1, sub.id) : null;
+    const failures = await loadEmailFailures(d1, sub.id);
+    const diagnosis = diagnoseEmail(sub, outcome, failures, providerCheck, verdicts);
     return c.json({ deliveryId, diagnosis }, 200);
   })
   .openapi(getOwnerDefaultRoute, async (c) => {

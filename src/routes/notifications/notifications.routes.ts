@@ -4,7 +4,6 @@
  */
 import { createRoute } from '@hono/zod-openapi';
 import { archiveHolding } from '../../archive/queries.ts';
-import { getDb } from '../../db/client.ts';
 import type { RecipientSummary } from '../../delivery/summary.ts';
 import { createRouter, errorResponses, guard, jsonResponse, pageOf } from '../../http/openapi.ts';
 import { boundaryId } from '../../lib/ids.ts';

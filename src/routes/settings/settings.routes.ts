@@ -18,6 +18,7 @@ import {
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { eventTypeInfo } from '../../lib/event-catalog.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
+import { type PeakWindows, peakWindowEnd } from '../../lib/peak-windows.ts';
 import { problems } from '../../lib/problem.ts';
 import { handleDb } from '../../middleware/auth.ts';
 import { OWNER_DEFAULT_ID } from '../email-subscriptions/email-subscriptions.schemas.ts';
@@ -32,6 +33,8 @@ function settingsToApi(row: SettingsRow, ctx: MatchContext) {
     channels: { email: { enabled: row.emailEnabled }, webhook: { enabled: row.webhookEnabled } },
     eventFilter: fromJsonColumn<Record<string, unknown[]>>(row.eventFilter),
     ownerFallback: row.ownerFallback,
+    peakWindows: fromJsonColumn<PeakWindows>(row.peakWindows),
+    campaignWindowUntil: row.campaignWindowUntil,
     version: row.version,
     updatedAt: row.updatedAt,
     warnings: settingsWarnings(toMatchSettings(row), ctx.webhooks, ctx.emails),
@@ -43,6 +46,22 @@ async function requireContext(db: ReturnType<typeof getDb>, handle: string): Pro
   // Every provisioned handle has a settings row; its absence means the handle is gone.
   if (!ctx) throw problems.notFound();
   return ctx;
+}
+
+/** Whether an event published now would be deferred (docs/design.md#peak-campaign-windows), and why (not). */
+function deferralVerdict(delivery: 'now' | 'off_peak', severity: string, windowEnd: Date | null) {
+  const ends = windowEnd?.toISOString() ?? null;
+  const verdict = (deferred: boolean, reason: string) => ({
+    deferred,
+    until: deferred ? ends : null,
+    peakWindowEndsAt: ends,
+    reason,
+  });
+  if (!windowEnd) return verdict(false, 'No peak window is open now: it would be delivered at once.');
+  if (severity === 'critical') return verdict(false, 'Critical events are never deferred: delivered at once.');
+  if (delivery !== 'off_peak')
+    return verdict(false, 'Published with delivery "now" (the default): delivered at once, even in a peak window.');
+  return verdict(true, `A peak window is open until ${ends}: its deliveries would wait, then go over 10 minutes.`);
 }
 
 const IfMatchHeader = z.object({
@@ -148,6 +167,7 @@ export const settingsRoutes = createRouter()
         webhookEnabled: body.channels.webhook.enabled,
         eventFilter: toJsonColumn(body.eventFilter),
         ownerFallback: body.ownerFallback,
+        ...(body.peakWindows !== undefined ? { peakWindows: toJsonColumn(body.peakWindows) } : {}),
         version: sql`${notificationSettings.version} + 1`,
         updatedAt: new Date().toISOString(),
       })
@@ -186,6 +206,15 @@ export const settingsRoutes = createRouter()
         }
       : ctx.settings;
     const plan = planRecipients(event, settings, ctx.webhooks, ctx.emails);
+    const windows =
+      body.settings?.peakWindows !== undefined
+        ? body.settings.peakWindows
+        : fromJsonColumn<PeakWindows>(ctx.settingsRow.peakWindows);
+    const deferral = deferralVerdict(
+      body.delivery ?? 'now',
+      event.severity,
+      peakWindowEnd(windows, ctx.settingsRow.campaignWindowUntil, new Date()),
+    );
     return c.json(
       {
         event,
@@ -193,6 +222,7 @@ export const settingsRoutes = createRouter()
           r.recipientType === 'owner_default' ? { ...r, subscriptionId: OWNER_DEFAULT_ID } : r,
         ),
         undeliverable: plan.undeliverable,
+        deferral,
         settingsSource: body.settings ? ('request' as const) : ('saved' as const),
       },
       200,

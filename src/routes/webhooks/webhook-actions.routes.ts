@@ -4,7 +4,6 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
-import { getDb } from '../../db/client.ts';
 import { diagnoseWebhook, loadWebhookEvidence } from '../../delivery/diagnosis.ts';
 import { loadMatchContext } from '../../delivery/match-context.ts';
 import { redrive } from '../../delivery/redrive.ts';
@@ -59,6 +58,11 @@ const DiagnosisSchema = z
       lastSuccessAt: z.string().nullable(),
       projectedAutoDisableAt: z.string().nullable(),
       secretInRotation: z.boolean(),
+      retryPolicy: z.string().openapi({
+        description: 'The retry policy in force: `short (5 s, 30 s, 2 min; 4 attempts)`.',
+        example: 'default (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; 8 attempts)',
+      }),
+      rateLimit: z.number().int().nullable(),
     }),
     test: z.object({
       eventType: z.string(),
@@ -232,6 +236,7 @@ export const webhookActionsRoutes = createRouter()
       evidence,
       timeoutMs: config(c.env).webhookTimeoutMs,
       now: Date.now(),
+      defaultDelays: config(c.env).retryDelaysSeconds,
     });
     const failed = outcome.classification.outcome === 'failed' ? outcome.classification : null;
     return c.json(
@@ -267,7 +272,7 @@ export const webhookActionsRoutes = createRouter()
       previousSecretExpiresAt: graceHours > 0 ? new Date(now.getTime() + graceHours * 3600_000).toISOString() : null,
       updatedAt: now.toISOString(),
     };
-    const rotated = { ...webhookToApi({ ...current, ...next }, true), secret };
+    const rotated = { ...webhookToApi({ ...current, ...next }, true, config(c.env).retryDelaysSeconds), secret };
     // Recorded with the write: a retry after a lost answer replays this secret instead of rotating again, which would
     // drop the secret the receiver still holds (docs/reliability.md#scenarios).
     const answer = await answerInBatch(c, { status: 200, body: rotated });
