@@ -1983,6 +1983,12 @@ describe('16. Shards', () => {
           ['DELETE', `${base}/notifications/email-subscriptions/${b.subId}`],
           ['GET', `${base}/notifications/${b.notificationId}`],
           ['POST', `${base}/deliveries/${b.deliveryId}/retry`],
+          ['GET', `${base}/webhooks/${b.webhookId}/delivery-stats`],
+          [
+            'POST',
+            `${base}/webhooks/${b.webhookId}/replay`,
+            { from: '2026-01-01T00:00:00Z', to: '2026-01-02T00:00:00Z' },
+          ],
         ];
         for (const [method, path, body] of requests) {
           const meter = meterD1();
@@ -1998,6 +2004,19 @@ describe('16. Shards', () => {
           expect(JSON.stringify(body)).not.toContain(b.notificationId);
           expect(JSON.stringify(body)).not.toContain(b.webhookId);
           if (path.endsWith('/webhooks')) expect(meter.counts[theirs], `${path} queried ${theirs}`).toBe(0);
+        }
+        // Reads whose access is checked on the control plane first: the other shard is never queried.
+        for (const path of [`/v2/handles/${b.handle}/usage`, `/v2/handles/${b.handle}/delivery-stats`]) {
+          const meter = meterD1();
+          await expect404(await callWithVars(meter.vars, 'GET', path, { token }), path);
+          expect(meter.counts[theirs], `${path} queried ${theirs}`).toBe(0);
+        }
+        // Publishing to the other handle, one event or a batch: 404, nothing written (the snapshot below).
+        for (const [path, body] of [
+          [`/v2/handles/${b.handle}/events`, { type: 'order.paid', data: { orderId: 'x' } }],
+          [`/v2/handles/${b.handle}/events/batch`, { events: [{ type: 'order.paid', data: { orderId: 'x' } }] }],
+        ] as const) {
+          await expect404(await callWithVars(meterD1().vars, 'POST', path, { token, body }), path);
         }
         const write = meterD1();
         await expect404(
