@@ -251,7 +251,7 @@ function planEvent(ctx: RunContext, event: CheckedEvent, source: string, match: 
         deferral
           ? {
               ...deliveryFor(v, 'deferred', deferral.reason, base),
-              nextAttemptAt: releaseAt(deferral.end, at, Math.random()),
+              nextAttemptAt: releaseAt(deferral.end, at, Math.random(), cfg.releaseSpreadMs),
             }
           : deliveryFor(v, 'pending', null, base),
       );
@@ -307,7 +307,7 @@ function planEvent(ctx: RunContext, event: CheckedEvent, source: string, match: 
          value ->> '$.createdAt'
        FROM json_each(?1)`,
     ).bind(JSON.stringify(rows)),
-    ...campaignWindowStatements(env.DB, event, match.settingsRow, at),
+    ...campaignWindowStatements(env.DB, event, match.settingsRow, at, cfg.releaseSpreadMs),
   ];
   return { event, notificationId, status, rows, statements, deferredUntil };
 }
