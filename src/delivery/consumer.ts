@@ -263,7 +263,7 @@ async function act(
   report: ConsumerReport,
 ): Promise<{ planned: Planned[]; observed: Observed[] }> {
   const limiter = createLimiter(MAX_CONCURRENT_SENDS);
-  const spacing = new Map<string, number>();
+  const spacing = new Map<string, Promise<unknown>>();
   const observed: Observed[] = [];
   const all = await Promise.all(
     steps.map(async (step): Promise<Planned> => {
@@ -360,10 +360,14 @@ const CATCH_UP = 1.1;
  * receiver would see far more than the rate in a second. They catch up at most {@link CATCH_UP} times the rate, so
  * a stall neither bursts nor leaves the rest of the invocation late (docs/performance.md#pacing).
  */
-async function spaceOut(spacing: Map<string, number>, webhookId: string, intervalMs: number): Promise<void> {
-  const at = Math.max(Date.now(), spacing.get(webhookId) ?? 0);
-  spacing.set(webhookId, at + intervalMs / CATCH_UP);
-  await pause(at - Date.now());
+async function spaceOut(spacing: Map<string, Promise<unknown>>, webhookId: string, intervalMs: number) {
+  // A chain, not reserved times: after a stall of the whole isolate, reserved timers would all fire together.
+  const previous = spacing.get(webhookId) ?? Promise.resolve();
+  spacing.set(
+    webhookId,
+    previous.then(() => pause(intervalMs / CATCH_UP)),
+  );
+  await previous;
 }
 
 /**
