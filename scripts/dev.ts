@@ -61,6 +61,8 @@ function devVarOverrides(vars: Record<string, string | undefined>, sns: SnsFake 
   return [
     'ENVIRONMENT:development',
     'ALLOW_INSECURE_WEBHOOK_TARGETS:true',
+    // A peak window's deferred deliveries leave within a minute of its end, not ten (docs/design.md#peak-campaign-windows).
+    'RELEASE_SPREAD_SECONDS:60',
     `PUBLIC_BASE_URL:${vars.PUBLIC_BASE_URL || BASE_URL}`,
     ...(sns
       ? [

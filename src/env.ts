@@ -4,6 +4,7 @@
  */
 import type { PendingAccess } from './auth/access.ts';
 import type { HandleRole, Principal } from './auth/principal.ts';
+import { RELEASE_SPREAD_MS } from './lib/peak-windows.ts';
 import { parseRetryDelays } from './lib/retry-delays.ts';
 
 /** Typed view of the vars in wrangler.toml. */
@@ -62,6 +63,11 @@ export interface Config {
   purgeClockAheadMs: number;
   /** DIRECTORY_CACHE_TTL_SECONDS: how long an isolate trusts a cached handle → shard entry (docs/design.md#shards). */
   directoryCacheTtlMs: number;
+  /**
+   * How long after a peak window ends its deferred deliveries are spread (`RELEASE_SPREAD_SECONDS`,
+   * docs/design.md#peak-campaign-windows); 10 min by default, shortened by the soak and dev.
+   */
+  releaseSpreadMs: number;
 }
 
 const cache = new WeakMap<Env, Config>();
@@ -104,6 +110,7 @@ export function config(env: Env): Config {
     // Refused with a ConfigError rather than quietly cut short (lib/retry-delays.ts).
     retryDelaysSeconds: parseRetryDelays(env.RETRY_DELAYS_SECONDS),
     overdueAfterSeconds: int(env.OVERDUE_AFTER_SECONDS, 300),
+    releaseSpreadMs: int(env.RELEASE_SPREAD_SECONDS, RELEASE_SPREAD_MS / 1000) * 1000,
     allowInsecureWebhookTargets: env.ALLOW_INSECURE_WEBHOOK_TARGETS === 'true',
     dnsOverHttpsUrl: opt(env.DNS_OVER_HTTPS_URL),
     emailProvider: env.EMAIL_PROVIDER || 'cloudflare',

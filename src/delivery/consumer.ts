@@ -76,7 +76,14 @@ interface Planned {
 /** What a message needs: its part is known already (no attempt), or an attempt decides it. */
 type Step =
   | { kind: 'done'; planned: Planned }
-  | { kind: 'attempt'; message: Message<unknown>; deliveryId: string; input: AttemptInput; waitMs?: number };
+  | {
+      kind: 'attempt';
+      message: Message<unknown>;
+      deliveryId: string;
+      input: AttemptInput;
+      /** A paced delivery's granted slot (epoch ms) and its webhook's interval between sends. */
+      paced?: { at: number; intervalMs: number };
+    };
 
 /** An attempt on a webhook as it finished: the raw material of the webhook's health. */
 interface Observed {
@@ -260,6 +267,7 @@ async function act(
   report: ConsumerReport,
 ): Promise<{ planned: Planned[]; observed: Observed[] }> {
   const limiter = createLimiter(MAX_CONCURRENT_SENDS);
+  const spacing = new Map<string, Promise<unknown>>();
   const observed: Observed[] = [];
   const all = await Promise.all(
     steps.map(async (step): Promise<Planned> => {
@@ -267,8 +275,11 @@ async function act(
       const { message, deliveryId, input } = step;
       try {
         // A paced delivery whose slot is seconds away waits for it here (docs/design.md#pacing).
-        if (step.waitMs) await pause(step.waitMs);
-        const outcome = await limiter.run(() => performAttempt(ctx, input));
+        if (step.paced) await pause(step.paced.at - Date.now());
+        const outcome = await limiter.run(async () => {
+          if (step.paced && input.webhook) await spaceOut(spacing, input.webhook.id, step.paced.intervalMs);
+          return performAttempt(ctx, input);
+        });
         report.attempts++;
         const result = recordOutcome(ctx, d1, message, input, outcome, now());
         if (input.webhook && input.delivery.kind === 'event')
@@ -300,7 +311,7 @@ async function paceSteps(env: Env, steps: Step[]): Promise<{ steps: Step[]; note
   const paced = steps.map((s): Step => {
     const v = s.kind === 'attempt' ? verdicts.get(s.deliveryId) : undefined;
     if (s.kind !== 'attempt' || !v) return s;
-    if (v.go) return { ...s, waitMs: v.waitMs };
+    if (v.go) return { ...s, paced: { at: v.at, intervalMs: 1000 / s.input.webhook!.rateLimit! } };
     if (v.slotAt) noted.set(s.deliveryId, v.slotAt);
     return {
       kind: 'done',
@@ -342,7 +353,26 @@ interface Written {
   disabled: readonly WebhookRow[];
 }
 
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+
+/** How much faster than its rate a paced webhook's sends may go while they catch up on a stall (the tolerance). */
+const CATCH_UP = 1.1;
+
+/**
+ * Spaces a paced webhook's sends of one invocation when they start, not only when they were granted: sends held up
+ * after their slots (the limiter full, a stalled receiver or machine) would otherwise go all together, and the
+ * receiver would see far more than the rate in a second. They catch up at most {@link CATCH_UP} times the rate, so
+ * a stall neither bursts nor leaves the rest of the invocation late (docs/performance.md#pacing).
+ */
+async function spaceOut(spacing: Map<string, Promise<unknown>>, webhookId: string, intervalMs: number) {
+  // A chain, not reserved times: after a stall of the whole isolate, reserved timers would all fire together.
+  const previous = spacing.get(webhookId) ?? Promise.resolve();
+  spacing.set(
+    webhookId,
+    previous.then(() => pause(intervalMs / CATCH_UP)),
+  );
+  await previous;
+}
 
 /**
  * write: every message's statements, the webhooks' health and disables in ONE batch on their shard. Which

@@ -24,13 +24,15 @@ export const RELEASE_BATCH = 200;
 /**
  * The settings' campaign window, when `peakWindows.campaignEvents` is on: `campaign.started` opens it (for at most
  * MAX_DEFERRAL_MS), `campaign.completed` closes it and brings the deliveries it deferred forward, spread over
- * RELEASE_SPREAD_MS from now. Statements for the batch that stores the event, so they apply exactly when it is stored.
+ * `spreadMs` (the configured release spread, RELEASE_SPREAD_MS by default) from now. Statements for the batch that
+ * stores the event, so they apply exactly when it is stored.
  */
 export function campaignWindowStatements(
   d1: D1Database,
   event: { handle: string; type: string },
   settings: SettingsRow,
   at: Date,
+  spreadMs = RELEASE_SPREAD_MS,
 ): D1PreparedStatement[] {
   if (!fromJsonColumn<PeakWindows>(settings.peakWindows)?.campaignEvents) return [];
   const now = at.toISOString();
@@ -52,7 +54,7 @@ export function campaignWindowStatements(
            updated_at = ?2
          WHERE handle = ?1 AND status = 'deferred' AND status_reason = ?3 AND next_attempt_at > ?2`,
       )
-      .bind(event.handle, now, CAMPAIGN_WINDOW_REASON, Math.round(RELEASE_SPREAD_MS / 1000)),
+      .bind(event.handle, now, CAMPAIGN_WINDOW_REASON, Math.max(1, Math.round(spreadMs / 1000))),
   ];
 }
 

@@ -2,7 +2,9 @@
  * Pacing of webhooks with a `rateLimit` (docs/design.md#pacing): the consumer's side of the EndpointPacer. Before a
  * batch's attempts, the deliveries of each paced webhook ask its pacer for their slots — one call per webhook and
  * batch. A slot due within three seconds is waited for in the invocation; a later one is held for its delivery, and
- * the message is retried to it with `delaySeconds`: no attempt used, no D1 write for the wait. Only a wait past
+ * the message is retried to it with `delaySeconds`: no attempt used, no D1 write for the wait. A retry's delay runs
+ * from the end of the invocation, after the batch's own waits: it is counted from there, or every held message would
+ * be back that much past its slot and leave a hole in the pace (docs/performance.md#pacing). Only a wait past
  * {@link NOTE_WAIT_AFTER_MS} is written, once, as the delivery's `next_attempt_at` (in the batch's one write), so the
  * minute sweeper does not take a long wait for a lost message and the API shows when it will go.
  *
@@ -27,8 +29,8 @@ export interface PaceRequest {
   rateLimit: number;
 }
 
-/** Go now (after `waitMs` in the invocation), or come back at the slot held for it. */
-export type PaceVerdict = { go: true; waitMs: number } | { go: false; delaySeconds: number; slotAt: string | null };
+/** Go at `at` (epoch ms, waited for in the invocation), or come back at the slot held for it. */
+export type PaceVerdict = { go: true; at: number } | { go: false; delaySeconds: number; slotAt: string | null };
 
 /** The pacer namespace as the consumer needs it (the binding, or a test's stand-in). */
 export type PacerNamespace = Env['PACER'];
@@ -41,14 +43,15 @@ export async function pace(
 ): Promise<Map<string, PaceVerdict>> {
   const byWebhook = new Map<string, PaceRequest[]>();
   for (const r of requests) byWebhook.set(r.webhookId, [...(byWebhook.get(r.webhookId) ?? []), r]);
+  const slots = new Map<string, number>();
   const out = new Map<string, PaceVerdict>();
   await Promise.all(
     [...byWebhook].map(async ([webhookId, list]) => {
       const ids = list.map((r) => r.deliveryId);
       try {
-        const slots = await ns.get(ns.idFromName(webhookId)).admit(list[0]!.rateLimit, ids, now);
+        const got = await ns.get(ns.idFromName(webhookId)).admit(list[0]!.rateLimit, ids, now);
         ids.forEach((id, i) => {
-          out.set(id, verdictOf(slots[i]!, now));
+          slots.set(id, got[i]!);
         });
       } catch (err) {
         console.error(JSON.stringify({ level: 'error', msg: 'pacer_unreachable', webhookId, error: String(err) }));
@@ -56,17 +59,22 @@ export async function pace(
       }
     }),
   );
+  // The invocation ends after its last granted send: the held messages' delays start there.
+  let end = now;
+  for (const slot of slots.values()) if (slot - now <= SLOT_NOW_MS) end = Math.max(end, slot);
+  for (const [id, slot] of slots) out.set(id, verdictOf(slot, now, end));
   return out;
 }
 
-function verdictOf(slot: number, now: number): PaceVerdict {
+function verdictOf(slot: number, now: number, end: number): PaceVerdict {
   const wait = slot - now;
-  if (wait <= SLOT_NOW_MS) return { go: true, waitMs: Math.max(0, wait) };
+  if (wait <= SLOT_NOW_MS) return { go: true, at: Math.max(now, slot) };
   return {
     go: false,
-    // Back once its slot is within the horizon, to wait the rest in the invocation: sends keep their spacing, rather
-    // than bunching up on the queue's whole seconds.
-    delaySeconds: Math.min(MAX_QUEUE_DELAY_SECONDS, Math.ceil((wait - SLOT_NOW_MS) / 1000)),
+    // Back about when its slot comes within the horizon, counted from the invocation's end, to wait the rest in the
+    // next invocation: sends keep their spacing rather than bunching up on the queue's whole seconds, and a message
+    // is not back after its slot (a hole in the pace) for a delay counted from too early or rounded up.
+    delaySeconds: Math.min(MAX_QUEUE_DELAY_SECONDS, Math.max(0, Math.round((slot - end - SLOT_NOW_MS) / 1000))),
     slotAt: wait > NOTE_WAIT_AFTER_MS ? new Date(slot).toISOString() : null,
   };
 }

@@ -31,8 +31,18 @@ export interface PeakWindows {
 
 /** No delivery waits longer than this after its event was stored, whatever the windows say. */
 export const MAX_DEFERRAL_MS = 24 * 3_600_000;
-/** Deferred deliveries go over this long after their window ends, each at its own moment, never as one burst. */
+/**
+ * Deferred deliveries go over this long after their window ends, each at its own moment, never as one burst. The
+ * default of the `RELEASE_SPREAD_SECONDS` var (src/env.ts), which the soak and dev shorten.
+ */
 export const RELEASE_SPREAD_MS = 10 * 60_000;
+
+/** The release spread in words for the answers that name it: "10 minutes", "30 seconds". */
+export function spreadWords(spreadMs: number): string {
+  const seconds = Math.round(spreadMs / 1000);
+  if (seconds % 60 === 0) return `${seconds / 60} minute${seconds === 60 ? '' : 's'}`;
+  return `${seconds} second${seconds === 1 ? '' : 's'}`;
+}
 
 /** Whether `tz` is an IANA time zone this runtime knows. */
 export function isTimeZone(tz: string): boolean {
@@ -115,13 +125,11 @@ export function peakWindowEnd(w: PeakWindows | null, campaignUntil: string | nul
 }
 
 /**
- * When one deferred delivery goes: the window's end plus its own share of RELEASE_SPREAD_MS (`share` in [0, 1)), so
- * a window's backlog leaves over minutes; never past `storedAt` + MAX_DEFERRAL_MS.
+ * When one deferred delivery goes: the window's end plus its own share of the spread (`share` in [0, 1); `spreadMs`,
+ * RELEASE_SPREAD_MS unless configured), so a window's backlog leaves over minutes; never past `storedAt` +
+ * MAX_DEFERRAL_MS.
  */
-export function releaseAt(windowEnd: Date, storedAt: Date, share: number): string {
-  const at = Math.min(
-    windowEnd.getTime() + Math.floor(share * RELEASE_SPREAD_MS),
-    storedAt.getTime() + MAX_DEFERRAL_MS,
-  );
+export function releaseAt(windowEnd: Date, storedAt: Date, share: number, spreadMs = RELEASE_SPREAD_MS): string {
+  const at = Math.min(windowEnd.getTime() + Math.floor(share * spreadMs), storedAt.getTime() + MAX_DEFERRAL_MS);
   return new Date(at).toISOString();
 }

@@ -6,6 +6,8 @@
  */
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
+import { ingestBatch } from '../../src/delivery/ingest.ts';
+import { runContext } from '../../src/env.ts';
 import { sweepOutbox } from '../../src/jobs/sweeper.ts';
 import { RELEASE_SPREAD_MS } from '../../src/lib/peak-windows.ts';
 import { anyShard, callJson, unique } from '../support/helpers.ts';
@@ -135,6 +137,31 @@ describe('deferred deliveries', () => {
       deferred: false,
       peakWindowEndsAt: end.toISOString(),
     });
+  });
+
+  it('the release spread after a window follows RELEASE_SPREAD_SECONDS', async () => {
+    const soon = await inWindow(60_000);
+    // The soak and dev shorten the spread so that a window's release fits in their run.
+    const short = { ...env, RELEASE_SPREAD_SECONDS: '20' } as Env;
+    const events = Array.from({ length: 30 }, (_, i) => ({
+      type: 'order.paid',
+      data: { orderId: `rs${i}` },
+      source: 'test',
+      delivery: 'off_peak' as const,
+    }));
+    const outcomes = await ingestBatch(runContext(short), soon.h.handle, events, { dailyLimit: 5000 });
+    expect(outcomes.every((o) => o.kind === 'stored')).toBe(true);
+    const { results } = await env.DB.prepare(
+      `SELECT next_attempt_at AS at FROM deliveries WHERE handle = ?1 AND status = 'deferred'`,
+    )
+      .bind(soon.h.handle)
+      .all<{ at: string }>();
+    expect(results).toHaveLength(30);
+    const at = results.map((r) => Date.parse(r.at)).sort((a, b) => a - b);
+    expect(at[0]!).toBeGreaterThanOrEqual(soon.end.getTime() - 1000);
+    expect(at.at(-1)!).toBeLessThanOrEqual(soon.end.getTime() + 20_000);
+    // Still spread, not one burst at the end.
+    expect(at.at(-1)! - at[0]!).toBeGreaterThan(20_000 / 3);
   });
 
   it('a window’s backlog is released spread over time, never past the 24 h bound, not as one burst', async () => {

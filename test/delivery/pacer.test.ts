@@ -53,7 +53,8 @@ describe('pacing: the consumer and the EndpointPacer', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(2900);
     expect(counting.count(), 'load + write, as for any batch').toBe(2);
     const retried = fb.outcomes.filter((o) => o.retried);
-    expect(retried.map((o) => o.delaySeconds)).toEqual([1, 1, 2, 2, 3]);
+    // Their delays count from the batch's end (3 s on), when the queue starts them: all back within the horizon.
+    expect(retried.map((o) => o.delaySeconds)).toEqual([0, 0, 0, 0, 0]);
     const sent = await waitForHits(key, 7);
     expect(sent).toHaveLength(7);
     const gaps = sent.slice(1).map((hit, i) => hit.receivedAt - sent[i]!.receivedAt);
@@ -75,7 +76,7 @@ describe('pacing: the consumer and the EndpointPacer', () => {
     const first = await runDeliveries(ids);
     expect(first.report.attempts).toBe(4);
     const [fifth, last] = [ids[4]!, ids[9]!];
-    expect(first.fb.outcomes.slice(4).map((o) => o.delaySeconds)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(first.fb.outcomes.slice(4).map((o) => o.delaySeconds)).toEqual([0, 0, 0, 1, 2, 3]);
 
     // The last comes back early (a duplicate message, a write that failed): its slot is still ≈ 6 s away, not
     // behind the others (≥ 7 s).
@@ -88,6 +89,31 @@ describe('pacing: the consumer and the EndpointPacer', () => {
     expect(back.report.attempts).toBe(1);
     expect(await deliveryRow(fifth)).toMatchObject({ status: 'succeeded', attempt_count: 1 });
     expect(await deliveryRow(last)).toMatchObject({ status: 'queued', attempt_count: 0 });
+  }, 30_000);
+
+  it('a held message is back before its slot: its delay counts from the end of the batch, after the batch waited for its own slots', async () => {
+    const h = await setupHandle();
+    const key = unique('k');
+    await pacedWebhook(h, 1, key);
+    const ids = await quietDeliveries(h.handle, 10);
+    const started = Date.now();
+    // Slots 0 … 3 s go, waited for in this invocation; 4 … 9 s are held. Their retries start when it ends (≈ 3 s).
+    const { report, fb } = await runDeliveries(ids);
+    const ended = Date.now();
+    expect(report.attempts).toBe(4);
+    const delays = fb.outcomes.slice(4).map((o) => o.delaySeconds!);
+    // Back about 3 s before each slot, counted from the end: a delay counted from the start (or rounded up) would
+    // bring each message back a second or more after its slot, a hole in the pace.
+    expect(delays).toEqual([0, 0, 0, 1, 2, 3]);
+    delays.forEach((delay, k) => {
+      const slot = started + (4 + k) * 1000;
+      expectBetween(
+        ended + delay * 1000,
+        slot - 4000,
+        slot,
+        `held slot ${4 + k} s: back between 4 s before and its slot`,
+      );
+    });
   }, 30_000);
 
   it('a wait longer than a minute is written once as next_attempt_at, so the sweeper does not take it for a lost message', async () => {

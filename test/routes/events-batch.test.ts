@@ -20,7 +20,7 @@ import {
   setupHandle,
 } from '../support/pipeline-helpers.ts';
 import { receiverUrl, waitForHits } from '../support/receivers.ts';
-import { dailyCount, setDailyCount } from '../support/seed.ts';
+import { dailyCount, seedManyNotifications, setDailyCount } from '../support/seed.ts';
 
 const batchPath = (h: string) => `/v2/handles/${h}/events/batch`;
 const paid = (orderId: string, sourceEventId?: string) => ({
@@ -131,6 +131,34 @@ describe('POST …/events/batch', () => {
     const again = await ingestBatch(runContext(quiet), h.handle, events, { dailyLimit: 5000 });
     expect(again.every((o) => o.kind === 'duplicate')).toBe(true);
     expect(await dailyCount(h.handle)).toBe(102); // the two webhooks and the 100 events
+  });
+
+  it('the duplicate check reads by the sourceEventId index, not the handle’s notifications, once D1 has statistics', async () => {
+    const h = await setupHandle();
+    await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
+    // 10,000 earlier notifications without a sourceEventId, then statistics: the unique index on (handle,
+    // sourceEventId) now looks unselective, and an unnamed plan scanned them all for every batch.
+    await seedManyNotifications(h.handle, 10_000, Date.now() - 86_400_000);
+    await env.DB.prepare('ANALYZE').run();
+    let rowsRead = 0;
+    const metered = new Proxy(env.DB, {
+      get(target, prop) {
+        if (prop === 'batch') {
+          return async (statements: D1PreparedStatement[]) => {
+            const results = await target.batch(statements);
+            for (const r of results) rowsRead += r.meta.rows_read ?? 0;
+            return results;
+          };
+        }
+        const value = Reflect.get(target, prop);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const { env: quiet } = quietEnv({ DB: metered });
+    const events = Array.from({ length: 100 }, (_, i) => ({ ...paid(`s${i}`, `stat-${i}`), source: 'test' }));
+    const outcomes = await ingestBatch(runContext(quiet), h.handle, events, { dailyLimit: 5000 });
+    expect(outcomes.every((o) => o.kind === 'stored')).toBe(true);
+    expect(rowsRead, 'rows read by the batch, with 10,000 notifications of the handle stored').toBeLessThan(5_000);
   });
 
   it('the notify-events consumer ingests a handle’s messages as one batch: stored, duplicate and rejected each settled', async () => {

@@ -133,7 +133,9 @@ describe('GET …/notifications: paging under every filter (1,000 notifications)
     }
   });
 
-  for (const limit of [50, 7]) {
+  // 50 (the default) and a small odd size whose pages never line up with the seed's cycles. Each page is one API call,
+  // so the size also sets the test's work: 7 walked 143 pages for the unfiltered feed, 6.5 s on a loaded 2-core machine.
+  for (const limit of [50, 17]) {
     for (const [name, query] of filters) {
       it(`${name}, limit ${limit}: every notification exactly once, newest first`, async () => {
         // A fresh reader per run: the read throttle (300/min per principal and handle) must not interfere.

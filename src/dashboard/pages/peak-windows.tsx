@@ -86,9 +86,10 @@ const PeakPage: FC<{ settings: Settings; deferred: HealthReport['deferredDeliver
           <p>No peak windows: events published off_peak are delivered at once.</p>
         )}
         <p>
-          Events published with <code>delivery: "off_peak"</code> wait while a window is open, at most 24 h, then go
-          over 10 minutes; critical events never wait. Set the windows with{' '}
-          <code>PUT /v2/handles/{'{handle}'}/notification-settings</code> (<code>peakWindows</code>).
+          Events published with <code>delivery: "off_peak"</code> wait while a window is open, at most 24 h, then go out
+          spread over the release spread (<code>RELEASE_SPREAD_SECONDS</code>, 10 minutes by default); critical events
+          never wait. Set the windows with <code>PUT /v2/handles/{'{handle}'}/notification-settings</code> (
+          <code>peakWindows</code>).
         </p>
       </section>
     </>

@@ -19,6 +19,7 @@ import { config } from '../../env.ts';
 import { createRouter, guard, jsonResponse } from '../../http/openapi.ts';
 import { EVENT_CATALOG } from '../../lib/event-catalog.ts';
 import { boundaryId } from '../../lib/ids.ts';
+import { spreadWords } from '../../lib/peak-windows.ts';
 import { problems } from '../../lib/problem.ts';
 import { asClause } from '../../lib/sentences.ts';
 import { handleD1 } from '../../middleware/auth.ts';
@@ -56,7 +57,7 @@ function ownerNotDeliverableAction(handle: string, owner: Record<string, unknown
 }
 
 /** The doctor's line on deferred deliveries: how many wait, and when the next goes. */
-function deferredSection(row: Record<string, unknown> | undefined) {
+function deferredSection(row: Record<string, unknown> | undefined, spreadMs: number) {
   const count = (row?.n as number | undefined) ?? 0;
   const nextReleaseAt = (row?.next as string | null | undefined) ?? null;
   return {
@@ -64,7 +65,7 @@ function deferredSection(row: Record<string, unknown> | undefined) {
     nextReleaseAt,
     next: count
       ? `${count >= 1000 ? 'At least 1000' : count} deliveries of off_peak events wait for a peak window to end; the ` +
-        `minute sweeper sends them from ${nextReleaseAt}, spread over 10 minutes. Nothing to do.`
+        `minute sweeper sends them from ${nextReleaseAt}, spread over ${spreadWords(spreadMs)}. Nothing to do.`
       : null,
   };
 }
@@ -385,7 +386,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
           : null,
       },
       overdueDeliveries: { ...overdue, next: overdue.count ? overdueNext(overdue.count, grace) : null },
-      deferredDeliveries: deferredSection(deferred!.results[0]),
+      deferredDeliveries: deferredSection(deferred!.results[0], config(c.env).releaseSpreadMs),
       emailSubscriptions: {
         pendingConfirmation: pick('pending_confirmation').map((e) => ({
           id: e.id as string,

@@ -15,10 +15,11 @@ import {
   type SettingsRow,
   toMatchSettings,
 } from '../../delivery/match-context.ts';
+import { config } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { eventTypeInfo } from '../../lib/event-catalog.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
-import { type PeakWindows, peakWindowEnd } from '../../lib/peak-windows.ts';
+import { type PeakWindows, peakWindowEnd, spreadWords } from '../../lib/peak-windows.ts';
 import { problems } from '../../lib/problem.ts';
 import { handleDb } from '../../middleware/auth.ts';
 import { OWNER_DEFAULT_ID } from '../email-subscriptions/email-subscriptions.schemas.ts';
@@ -49,7 +50,7 @@ async function requireContext(db: ReturnType<typeof getDb>, handle: string): Pro
 }
 
 /** Whether an event published now would be deferred (docs/design.md#peak-campaign-windows), and why (not). */
-function deferralVerdict(delivery: 'now' | 'off_peak', severity: string, windowEnd: Date | null) {
+function deferralVerdict(delivery: 'now' | 'off_peak', severity: string, windowEnd: Date | null, spreadMs: number) {
   const ends = windowEnd?.toISOString() ?? null;
   const verdict = (deferred: boolean, reason: string) => ({
     deferred,
@@ -61,7 +62,10 @@ function deferralVerdict(delivery: 'now' | 'off_peak', severity: string, windowE
   if (severity === 'critical') return verdict(false, 'Critical events are never deferred: delivered at once.');
   if (delivery !== 'off_peak')
     return verdict(false, 'Published with delivery "now" (the default): delivered at once, even in a peak window.');
-  return verdict(true, `A peak window is open until ${ends}: its deliveries would wait, then go over 10 minutes.`);
+  return verdict(
+    true,
+    `A peak window is open until ${ends}: its deliveries would wait, then go over ${spreadWords(spreadMs)}.`,
+  );
 }
 
 const IfMatchHeader = z.object({
@@ -214,6 +218,7 @@ export const settingsRoutes = createRouter()
       body.delivery ?? 'now',
       event.severity,
       peakWindowEnd(windows, ctx.settingsRow.campaignWindowUntil, new Date()),
+      config(c.env).releaseSpreadMs,
     );
     return c.json(
       {
