@@ -56,9 +56,7 @@ export async function sendConfirmation(
     run,
     {
       to: { email: sub.email },
-      subject: content.subject,
-      text: content.text,
-      html: content.html,
+      ...content,
       headers: { 'X-Gharart-Subscription-Id': sub.id },
     },
     {

@@ -64,87 +64,29 @@ const MAX_TITLE_CHARS = 100;
 // Notification mail
 
 /**
- * Key facts per event type: the fields a reader looks for first, in that order. `money` pairs an amount with the
- * `currency` field. Types not listed (unknown types) show only the full field list.
+ * Key facts per event type: the fields a reader looks for first, in that order, as `key:Label|…`. The `total` and
+ * `amount` fields are money, shown with the `currency` field. Types not listed (unknown types) show only the full
+ * field list.
  */
-type Fact = { key: string; label: string; money?: true };
-
-const FACTS: Record<string, Fact[]> = {
-  'order.created': [
-    { key: 'orderId', label: 'Order' },
-    { key: 'total', label: 'Total', money: true },
-    { key: 'items', label: 'Items' },
-    { key: 'customerEmail', label: 'Customer' },
-  ],
-  'order.paid': [
-    { key: 'orderId', label: 'Order' },
-    { key: 'total', label: 'Total', money: true },
-    { key: 'paymentId', label: 'Payment' },
-  ],
-  'order.fulfilled': [
-    { key: 'orderId', label: 'Order' },
-    { key: 'carrier', label: 'Carrier' },
-    { key: 'trackingNumber', label: 'Tracking number' },
-    { key: 'shippedAt', label: 'Shipped at' },
-  ],
-  'order.cancelled': [
-    { key: 'orderId', label: 'Order' },
-    { key: 'reason', label: 'Reason' },
-  ],
-  'order.refunded': [
-    { key: 'orderId', label: 'Order' },
-    { key: 'amount', label: 'Amount', money: true },
-  ],
-  'fulfillment.delayed': [
-    { key: 'orderId', label: 'Order' },
-    { key: 'promisedBy', label: 'Promised by' },
-    { key: 'expectedBy', label: 'Now expected by' },
-  ],
-  'fulfillment.failed': [
-    { key: 'orderId', label: 'Order' },
-    { key: 'reason', label: 'Reason' },
-    { key: 'sku', label: 'SKU' },
-  ],
-  'payment.failed': [
-    { key: 'orderId', label: 'Order' },
-    { key: 'paymentId', label: 'Payment' },
-    { key: 'code', label: 'Decline code' },
-    { key: 'amount', label: 'Amount', money: true },
-  ],
-  'campaign.scheduled': [
-    { key: 'campaignId', label: 'Campaign' },
-    { key: 'name', label: 'Name' },
-    { key: 'startsAt', label: 'Starts at' },
-  ],
-  'campaign.started': [
-    { key: 'campaignId', label: 'Campaign' },
-    { key: 'audience', label: 'Audience' },
-  ],
-  'campaign.completed': [
-    { key: 'campaignId', label: 'Campaign' },
-    { key: 'sent', label: 'Sent' },
-    { key: 'failed', label: 'Failed' },
-  ],
-  'campaign.failed': [
-    { key: 'campaignId', label: 'Campaign' },
-    { key: 'reason', label: 'Reason' },
-  ],
-  'webhook.endpoint_disabled': [
-    { key: 'subscriptionId', label: 'Webhook' },
-    { key: 'url', label: 'URL' },
-    { key: 'reason', label: 'Reason' },
-  ],
-  'email.subscription_stale': [
-    { key: 'subscriptionId', label: 'Subscription' },
-    { key: 'email', label: 'Address' },
-    { key: 'provider', label: 'Provider' },
-  ],
-  'email.owner_default_suppressed': [
-    { key: 'email', label: 'Address' },
-    { key: 'provider', label: 'Reported by' },
-    { key: 'reason', label: 'Reason' },
-  ],
+const FACTS: Record<string, string> = {
+  'order.created': 'orderId:Order|total:Total|items:Items|customerEmail:Customer',
+  'order.paid': 'orderId:Order|total:Total|paymentId:Payment',
+  'order.fulfilled': 'orderId:Order|carrier:Carrier|trackingNumber:Tracking number|shippedAt:Shipped at',
+  'order.cancelled': 'orderId:Order|reason:Reason',
+  'order.refunded': 'orderId:Order|amount:Amount',
+  'fulfillment.delayed': 'orderId:Order|promisedBy:Promised by|expectedBy:Now expected by',
+  'fulfillment.failed': 'orderId:Order|reason:Reason|sku:SKU',
+  'payment.failed': 'orderId:Order|paymentId:Payment|code:Decline code|amount:Amount',
+  'campaign.scheduled': 'campaignId:Campaign|name:Name|startsAt:Starts at',
+  'campaign.started': 'campaignId:Campaign|audience:Audience',
+  'campaign.completed': 'campaignId:Campaign|sent:Sent|failed:Failed',
+  'campaign.failed': 'campaignId:Campaign|reason:Reason',
+  'webhook.endpoint_disabled': 'subscriptionId:Webhook|url:URL|reason:Reason',
+  'email.subscription_stale': 'subscriptionId:Subscription|email:Address|provider:Provider',
+  'email.owner_default_suppressed': 'email:Address|provider:Reported by|reason:Reason',
 };
+/** Fields whose value is an amount of money in `currency`. */
+const MONEY = new Set(['total', 'amount']);
 
 const SEVERITY_LABEL: Record<Severity, string> = { info: 'Info', warning: 'Warning', critical: 'Critical' };
 // Text colour on white, all with a contrast ratio above 4.5:1; the severity is also always written out.
@@ -184,10 +126,10 @@ export function renderNotificationMail(n: NotificationForMail, links: MailLinks)
   const shortTitle = truncate(oneLine(humanise(n.type)), MAX_TITLE_CHARS);
   const data = isPlainObject(n.data) ? n.data : {};
   const facts: Row[] = [];
-  for (const fact of FACTS[n.type] ?? []) {
-    if (!Object.hasOwn(data, fact.key)) continue;
-    const value = data[fact.key];
-    facts.push([fact.label, fact.money ? formatMoney(value, data.currency) : displayValue(value)]);
+  for (const fact of FACTS[n.type]?.split('|') ?? []) {
+    const [key, label] = fact.split(':') as [string, string];
+    if (!Object.hasOwn(data, key)) continue;
+    facts.push([label, MONEY.has(key) ? formatMoney(data[key], data.currency) : displayValue(data[key])]);
   }
   const v: NotificationView = {
     subject: headerText(`${n.test ? '[TEST] ' : ''}[Gharart] ${severity}: ${shortTitle} — ${n.handle}`),

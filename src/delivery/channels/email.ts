@@ -28,9 +28,7 @@ export async function sendEmail(run: RunContext, req: EmailSend): Promise<Channe
     run,
     {
       to: { email: req.to },
-      subject: content.subject,
-      text: content.text,
-      html: content.html,
+      ...content,
       headers,
     },
     {

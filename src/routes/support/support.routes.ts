@@ -229,9 +229,7 @@ export const supportRoutes = createRouter()
         runContext(c.env),
         {
           to: { email: supportEmail },
-          subject: content.subject,
-          text: content.text,
-          html: content.html,
+          ...content,
           headers: { 'X-Gharart-Report-Id': row.id },
         },
         {
