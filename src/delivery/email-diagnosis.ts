@@ -22,8 +22,8 @@ const VERDICTS_SHOWN = 5;
 export async function loadProviderVerdicts(d1: D1Database, subscriptionId: string): Promise<ProviderVerdicts> {
   const { results } = await d1
     .prepare(
-      `SELECT id, kind, provider_verdict verdict, updated_at at, max(delivered_at) OVER () last FROM deliveries
-       WHERE subscription_id = ?1 AND provider_verdict IS NOT NULL ORDER BY id DESC LIMIT ${VERDICTS_SHOWN}`,
+      'SELECT id, kind, provider_verdict verdict, updated_at at, max(delivered_at) OVER () last FROM deliveries ' +
+        `WHERE subscription_id = ?1 AND provider_verdict IS NOT NULL ORDER BY id DESC LIMIT ${VERDICTS_SHOWN}`,
     )
     .bind(subscriptionId)
     .all<ProviderVerdicts['recent'][number] & { id?: string; last: string | null }>();
@@ -52,11 +52,12 @@ const SILENT = "delivered_at IS NULL AND provider_verdict IS NULL AND status = '
 export function emailVerdictsOfHandle(d1: D1Database, handle: string, nowMs: number): D1PreparedStatement {
   return d1
     .prepare(
-      `SELECT count(delivered_at) delivered, sum(${SILENT}) awaiting, min(CASE WHEN ${SILENT} THEN last_attempt_at END)
-       oldest_awaiting, sum(delivered_at IS NULL AND provider_verdict LIKE 'deferred:%') deferred,
-       sum(substr(provider_verdict, 1, instr(provider_verdict, ':')) IN ('bounced:', 'failed:', 'rejected:')) refused
-       FROM deliveries WHERE subscription_id IN (SELECT id FROM email_subscriptions WHERE handle = ?1) AND id >= ?2
-       AND provider_message_id IS NOT NULL`,
+      `SELECT count(delivered_at) delivered, sum(${SILENT}) awaiting, ` +
+        `min(CASE WHEN ${SILENT} THEN last_attempt_at END) oldest_awaiting, ` +
+        "sum(delivered_at IS NULL AND provider_verdict LIKE 'deferred:%') deferred, " +
+        "sum(substr(provider_verdict, 1, instr(provider_verdict, ':')) IN ('bounced:', 'failed:', 'rejected:')) " +
+        'refused FROM deliveries WHERE subscription_id IN (SELECT id FROM email_subscriptions WHERE handle = ?1) ' +
+        'AND id >= ?2 AND provider_message_id IS NOT NULL',
     )
     .bind(handle, boundaryId('dlv', nowMs - 86_400_000));
 }
@@ -119,9 +120,9 @@ export interface EmailDiagnosis {
 export async function loadEmailFailures(d1: D1Database, subscriptionId: string) {
   const { results } = await d1
     .prepare(
-      `SELECT id, notification_id, last_error_class, status, updated_at FROM deliveries
-       WHERE subscription_id = ?1 AND kind = 'event' AND (status = 'dead' OR last_error_class IS NOT NULL)
-       ORDER BY id DESC LIMIT 10`,
+      'SELECT id, notification_id, last_error_class, status, updated_at FROM deliveries ' +
+        "WHERE subscription_id = ?1 AND kind = 'event' AND (status = 'dead' OR last_error_class IS NOT NULL) " +
+        'ORDER BY id DESC LIMIT 10',
     )
     .bind(subscriptionId)
     .all<{

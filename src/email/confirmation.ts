@@ -40,8 +40,8 @@ export async function sendConfirmation(
   const d1 = await shardFor(env, sub.handle);
   const updated = await d1
     .prepare(
-      `UPDATE email_subscriptions SET confirm_token_hash = ?2, confirm_expires_at = ?3, updated_at = ?4
-     WHERE id = ?1 AND status = 'pending_confirmation'`,
+      'UPDATE email_subscriptions SET confirm_token_hash = ?2, confirm_expires_at = ?3, updated_at = ?4 ' +
+        "WHERE id = ?1 AND status = 'pending_confirmation'",
     )
     .bind(sub.id, hash, expiresAt, new Date().toISOString())
     .run();
@@ -92,8 +92,8 @@ export async function confirmByToken(
   const hit = await findOnShards(env, (d1) =>
     d1
       .prepare(
-        `SELECT id, email, handle, confirm_expires_at FROM email_subscriptions
-         WHERE confirm_token_hash = ?1 AND status = 'pending_confirmation'`,
+        'SELECT id, email, handle, confirm_expires_at FROM email_subscriptions ' +
+          "WHERE confirm_token_hash = ?1 AND status = 'pending_confirmation'",
       )
       .bind(hash)
       .first<{ id: string; email: string; handle: string; confirm_expires_at: string | null }>(),
@@ -105,9 +105,9 @@ export async function confirmByToken(
   const now = new Date().toISOString();
   const done = await d1
     .prepare(
-      `UPDATE email_subscriptions SET status = 'active', status_reason = NULL, confirmed_at = ?3,
-       confirm_token_hash = NULL, confirm_expires_at = NULL, updated_at = ?3
-     WHERE id = ?1 AND confirm_token_hash = ?2 AND status = 'pending_confirmation'`,
+      "UPDATE email_subscriptions SET status = 'active', status_reason = NULL, confirmed_at = ?3, " +
+        'confirm_token_hash = NULL, confirm_expires_at = NULL, updated_at = ?3 ' +
+        "WHERE id = ?1 AND confirm_token_hash = ?2 AND status = 'pending_confirmation'",
     )
     .bind(row.id, hash, now)
     .run();

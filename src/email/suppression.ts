@@ -43,9 +43,9 @@ export async function applyFeedback(
   const narrow = f.kind === 'complaint' && f.subscriptionId;
   const { results } = await d1
     .prepare(
-      `UPDATE email_subscriptions SET status = 'suppressed', status_reason = ?2, updated_at = ?3
-       WHERE email_normalized = ?1 AND status <> 'suppressed' AND (?4 IS NULL OR id = ?4)
-       RETURNING id, handle, kind, email_normalized AS emailNormalized`,
+      "UPDATE email_subscriptions SET status = 'suppressed', status_reason = ?2, updated_at = ?3 " +
+        "WHERE email_normalized = ?1 AND status <> 'suppressed' AND (?4 IS NULL OR id = ?4) " +
+        'RETURNING id, handle, kind, email_normalized AS emailNormalized',
     )
     .bind(f.email.trim().toLowerCase(), reason, now, narrow ? f.subscriptionId : null)
     .all<Omit<SuppressedSubscription, 'reason'>>();
