@@ -12,6 +12,7 @@
  */
 import { AwsClient } from 'aws4fetch';
 import { config } from '../../../env.ts';
+import { errorText, isTimeout } from '../../../lib/errors.ts';
 import { readCappedText } from '../../../lib/response-body.ts';
 
 /** The Query API version every request names. */
@@ -257,10 +258,10 @@ export function snsClient(env: Env): SnsClient {
         signal: AbortSignal.timeout(SNS_TIMEOUT_MS),
       });
     } catch (err) {
-      const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
+      const timedOut = isTimeout(err);
       const message = timedOut
         ? `SNS ${action} did not answer within ${SNS_TIMEOUT_MS / 1000} s.`
-        : `SNS ${action} could not be reached: ${err instanceof Error ? err.message : String(err)}`;
+        : `SNS ${action} could not be reached: ${errorText(err)}`;
       throw new SnsError(
         timedOut ? 'Timeout' : 'NetworkError',
         message.slice(0, SNS_ERROR_MESSAGE_MAX),
@@ -275,10 +276,7 @@ export function snsClient(env: Env): SnsClient {
     } catch (err) {
       throw new SnsError(
         'NetworkError',
-        `SNS ${action}: the answer broke off (${err instanceof Error ? err.message : String(err)}).`.slice(
-          0,
-          SNS_ERROR_MESSAGE_MAX,
-        ),
+        `SNS ${action}: the answer broke off (${errorText(err)}).`.slice(0, SNS_ERROR_MESSAGE_MAX),
         res.status,
         false,
         action,
