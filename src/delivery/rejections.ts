@@ -33,8 +33,8 @@ export function recordRejections(d1: D1Database, rejections: readonly Rejection[
     );
     return d1
       .prepare(
-        `INSERT INTO event_rejections (id, queue, message_id, handle, reason, body, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)`,
+        'INSERT INTO event_rejections (id, queue, message_id, handle, reason, body, created_at) ' +
+          'VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)',
       )
       .bind(newId('rej'), r.queue, r.message.id, r.handle, r.reason.slice(0, 1000), body.slice(0, MAX_BODY), now);
   });

@@ -26,10 +26,10 @@ export async function reconcileSnsSubscriptions(
   const perShard = await onEveryShard(env, async (d1) => {
     const { results } = await d1
       .prepare(
-        `SELECT id, handle, email_normalized AS emailNormalized, provider_ref AS providerRef,
-           provider_checked_at AS checkedAt FROM email_subscriptions
-         WHERE provider = 'sns' AND provider_ref IS NOT NULL AND status IN ('pending_confirmation', 'active')
-         ORDER BY provider_checked_at NULLS FIRST LIMIT ?1`,
+        'SELECT id, handle, email_normalized AS emailNormalized, provider_ref AS providerRef, ' +
+          'provider_checked_at AS checkedAt FROM email_subscriptions ' +
+          "WHERE provider = 'sns' AND provider_ref IS NOT NULL AND status IN ('pending_confirmation', 'active') " +
+          'ORDER BY provider_checked_at NULLS FIRST LIMIT ?1',
       )
       .bind(PER_RUN)
       .all<{ id: string; handle: string; emailNormalized: string; providerRef: string; checkedAt: string | null }>();
