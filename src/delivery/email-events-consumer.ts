@@ -19,6 +19,7 @@ import { getDb } from '../db/client.ts';
 import { findOnShards } from '../db/shards.ts';
 import { bareMessageId } from '../email/message.ts';
 import { type RunContext, runContext } from '../env.ts';
+import { logLine } from '../lib/log.ts';
 import { suppressAndAlert } from './alerts.ts';
 import type { DeliveryRow } from './attempt.ts';
 import { type Rejection, settleRejections } from './rejections.ts';
@@ -182,9 +183,7 @@ export async function consumeEmailEvents(batch: MessageBatch<unknown>, env: Env)
       if (d) message.ack();
       else reject(message, `no delivery has the provider message id of this ${kind} event`);
     } catch (err) {
-      console.error(
-        JSON.stringify({ level: 'error', msg: 'email_event_failed', messageId: message.id, error: String(err) }),
-      );
+      logLine('error', 'email_event_failed', { messageId: message.id, error: String(err) });
       message.retry({ delaySeconds: RETRY_SECONDS });
     }
   }

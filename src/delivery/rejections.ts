@@ -1,5 +1,6 @@
 /** Messages that could not be processed are recorded (`event_rejections`) before they are acknowledged. */
 import { newId } from '../lib/ids.ts';
+import { logLine } from '../lib/log.ts';
 
 export interface Rejection {
   queue: string;
@@ -22,15 +23,7 @@ export function recordRejections(d1: D1Database, rejections: readonly Rejection[
     } catch {
       body = String(r.message.body);
     }
-    console.warn(
-      JSON.stringify({
-        level: 'warn',
-        msg: 'queue_message_rejected',
-        queue: r.queue,
-        messageId: r.message.id,
-        reason: r.reason,
-      }),
-    );
+    logLine('warn', 'queue_message_rejected', { queue: r.queue, messageId: r.message.id, reason: r.reason });
     return d1
       .prepare(
         'INSERT INTO event_rejections (id, queue, message_id, handle, reason, body, created_at) ' +
@@ -47,7 +40,7 @@ export async function settleRejections(d1: D1Database, rejections: readonly Reje
     await d1.batch(recordRejections(d1, rejections));
     for (const r of rejections) r.message.ack();
   } catch (err) {
-    console.error(JSON.stringify({ level: 'error', msg: 'rejections_not_written', error: String(err) }));
+    logLine('error', 'rejections_not_written', { error: String(err) });
     for (const r of rejections) r.message.retry({ delaySeconds: retrySeconds });
   }
 }

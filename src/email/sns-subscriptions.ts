@@ -8,6 +8,7 @@
  */
 import { shardFor } from '../db/shards.ts';
 import { config } from '../env.ts';
+import { logLine } from '../lib/log.ts';
 import { type SnsClient, SnsError, snsClient } from './providers/sns/client.ts';
 import { toSnsFilterPolicy } from './providers/sns/filter-policy.ts';
 import { ensureHandleTopic } from './sns-topics.ts';
@@ -77,7 +78,7 @@ export async function unsubscribeAtSns(env: Env, arn: string | null): Promise<vo
   try {
     await snsClient(env).unsubscribe(arn);
   } catch (err) {
-    console.warn(JSON.stringify({ level: 'warn', msg: 'sns_unsubscribe_failed', arn, error: String(err) }));
+    logLine('warn', 'sns_unsubscribe_failed', { arn, error: String(err) });
   }
 }
 

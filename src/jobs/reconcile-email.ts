@@ -9,6 +9,7 @@ import { alertSubscriptionStale } from '../delivery/alerts.ts';
 import { checkAtSns } from '../email/sns-subscriptions.ts';
 import { ensureFeedbackTopic } from '../email/sns-topics.ts';
 import { runContext } from '../env.ts';
+import { logLine } from '../lib/log.ts';
 
 const PER_RUN = 25;
 
@@ -20,7 +21,7 @@ export async function reconcileSnsSubscriptions(
   if (ctx.cfg.emailProvider !== 'sns') return { checked: 0, stale: 0, errors: 0 };
   // The SES feedback topic exists from the first minute on, so SES can be pointed at it (once per isolate).
   await ensureFeedbackTopic(env, ctx.cfg.aws).catch((err: unknown) =>
-    console.warn(JSON.stringify({ level: 'warn', msg: 'sns_feedback_topic_failed', error: String(err) })),
+    logLine('warn', 'sns_feedback_topic_failed', { error: String(err) }),
   );
   // Every shard's longest-unchecked subscriptions; PER_RUN of them in all, the longest unchecked first.
   const perShard = await onEveryShard(env, async (d1) => {
@@ -49,9 +50,7 @@ export async function reconcileSnsSubscriptions(
     } catch (err) {
       // Throttled or down: the row keeps its old check time and comes first next minute.
       errors++;
-      console.warn(
-        JSON.stringify({ level: 'warn', msg: 'sns_check_failed', subscriptionId: sub.id, error: String(err) }),
-      );
+      logLine('warn', 'sns_check_failed', { subscriptionId: sub.id, error: String(err) });
     }
   }
   return { checked: results.length, stale, errors };

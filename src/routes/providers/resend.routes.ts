@@ -20,6 +20,7 @@ import { suppressAndAlert } from '../../delivery/alerts.ts';
 import { verifySignature } from '../../delivery/signing.ts';
 import { type AppEnv, runContext } from '../../env.ts';
 import { createRouter, errorResponses, jsonBody, jsonResponse } from '../../http/openapi.ts';
+import { logLine } from '../../lib/log.ts';
 import { problems } from '../../lib/problem.ts';
 
 /** Standard Webhooks' default tolerance: a signature more than 5 minutes from now is refused (replays). */
@@ -107,9 +108,7 @@ function signatureHeaders(get: (name: string) => string | undefined) {
 const verifyResendSignature: MiddlewareHandler<AppEnv> = async (c, next) => {
   const secret = c.env.RESEND_WEBHOOK_SECRET?.trim();
   if (!secret) {
-    console.error(
-      JSON.stringify({ level: 'error', msg: 'resend_webhook_unconfigured', requestId: c.get('requestId') }),
-    );
+    logLine('error', 'resend_webhook_unconfigured', { requestId: c.get('requestId') });
     throw problems.unavailable(
       'Resend webhooks are not configured on this deployment (RESEND_WEBHOOK_SECRET is not set).',
     );
@@ -136,14 +135,10 @@ const verifyResendSignature: MiddlewareHandler<AppEnv> = async (c, next) => {
     valid = await verifySignature(secret, { id, timestamp, signature }, body, now, SIGNATURE_TOLERANCE_SECONDS);
   } catch (err) {
     // Only a malformed secret makes the HMAC key import fail.
-    console.error(
-      JSON.stringify({
-        level: 'error',
-        msg: 'resend_webhook_secret_invalid',
-        requestId: c.get('requestId'),
-        error: err instanceof Error ? err.name : 'unknown',
-      }),
-    );
+    logLine('error', 'resend_webhook_secret_invalid', {
+      requestId: c.get('requestId'),
+      error: err instanceof Error ? err.name : 'unknown',
+    });
     throw problems.unavailable('RESEND_WEBHOOK_SECRET is not a valid whsec_ secret on this deployment.');
   }
   if (!valid)
@@ -239,16 +234,12 @@ export const resendRoutes = createRouter().openapi(eventsRoute, async (c) => {
     ignored = `Event type ${event.type} is not handled.`;
   }
 
-  console.log(
-    JSON.stringify({
-      level: 'info',
-      msg: 'resend_event',
-      requestId: c.get('requestId'),
-      type: event.type,
-      emailId: data?.email_id,
-      applied,
-      ignored: ignored !== undefined,
-    }),
-  );
+  logLine('info', 'resend_event', {
+    requestId: c.get('requestId'),
+    type: event.type,
+    emailId: data?.email_id,
+    applied,
+    ignored: ignored !== undefined,
+  });
   return c.json({ received: true as const, applied, ...(ignored ? { ignored } : {}) }, 200);
 });
