@@ -22,7 +22,7 @@ import { type RunContext, runContext } from '../env.ts';
 import { logLine } from '../lib/log.ts';
 import { suppressAndAlert } from './alerts.ts';
 import type { DeliveryRow } from './attempt.ts';
-import { type Rejection, settleRejections } from './rejections.ts';
+import { issuesText, type Rejection, settleRejections } from './rejections.ts';
 import { deliveriesByIds, moveDelivery } from './store.ts';
 import { recipientReasonStatement } from './summary.ts';
 
@@ -74,11 +74,6 @@ function detailOf(kind: EventKind, p: EmailSendingEvent['payload']): string {
           ? str(p.complaint, 'type')
           : str(p.bounce, 'reason') || str(p.delivery, 'smtpResponse');
   return (d || 'no detail given').slice(0, TEXT_MAX);
-}
-
-/** Why a malformed message was refused, in the words of the schema. */
-function issuesOf(error: z.ZodError): string {
-  return error.issues.map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ');
 }
 
 /** A delivery and the shard holding it (docs/design.md#shards). */
@@ -165,7 +160,7 @@ export async function consumeEmailEvents(batch: MessageBatch<unknown>, env: Env)
   for (const message of batch.messages) {
     const parsed = EmailSendingEvent.safeParse(message.body);
     if (!parsed.success) {
-      reject(message, `invalid email event: ${issuesOf(parsed.error)}`);
+      reject(message, `invalid email event: ${issuesText(parsed.error)}`);
       continue;
     }
     const kind = parsed.data.type.slice(TYPE_PREFIX.length) as EventKind;

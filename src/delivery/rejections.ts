@@ -11,6 +11,11 @@ export interface Rejection {
 
 const MAX_BODY = 4096;
 
+/** Why a schema refused a message, for its rejection's reason: `path: message; …` (`(message)`: the whole body). */
+export function issuesText(error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }): string {
+  return error.issues.map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ');
+}
+
 export function recordRejections(d1: D1Database, rejections: readonly Rejection[]): D1PreparedStatement[] {
   const now = new Date().toISOString();
   return rejections.map((r) => {

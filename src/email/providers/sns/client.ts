@@ -455,6 +455,8 @@ const ASCII_SPELLING: Record<string, string> = {
   '\u00b7': '-',
 };
 
+const TYPOGRAPHIC = new RegExp(`[${Object.keys(ASCII_SPELLING).join('')}]`, 'g');
+
 /**
  * The subject as SNS accepts it: printable ASCII only, no line breaks or controls, beginning with a letter, number
  * or punctuation mark, fewer than 100 characters. Typographic dashes, quotes and ellipses get ASCII spellings,
@@ -465,10 +467,7 @@ export function snsSubject(subject: string): string {
   let s = subject
     .normalize('NFKD')
     .replace(/\p{M}+/gu, '')
-    .replace(
-      /[\u2010-\u2012\u2013\u2014\u2212\u2026\u2018\u2019\u201a\u201c\u201d\u201e\u00a0\u00ab\u00bb\u2022\u00b7]/g,
-      (c) => ASCII_SPELLING[c] ?? '?',
-    )
+    .replace(TYPOGRAPHIC, (c) => ASCII_SPELLING[c] ?? '?')
     .replace(/[\p{Cc}\u2028\u2029\s]+/gu, ' ')
     .replace(/[^\x20-\x7e]/gu, '?')
     .replace(/ {2,}/g, ' ')
