@@ -11,6 +11,7 @@
  */
 import { eventTypeInfo, type Severity } from '../lib/event-catalog.ts';
 import { isPlainObject } from '../lib/json.ts';
+import { utf8Length } from '../lib/utf8.ts';
 import {
   Banner,
   Button,
@@ -445,16 +446,6 @@ function checkedUrl(url: string | null): string | null {
   }
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new Error('mail link must be http(s)');
   return parsed.href;
-}
-
-function utf8Length(s: string): number {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    // A surrogate pair is 4 bytes over 2 units: counting each unit as 2 sums right.
-    n += c < 0x80 ? 1 : c < 0x800 || (c >= 0xd800 && c <= 0xdfff) ? 2 : 3;
-  }
-  return n;
 }
 
 function lines(parts: string[]): string {

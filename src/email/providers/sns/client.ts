@@ -14,6 +14,7 @@ import { AwsClient } from 'aws4fetch';
 import { config } from '../../../env.ts';
 import { errorText, isTimeout } from '../../../lib/errors.ts';
 import { readCappedText } from '../../../lib/response-body.ts';
+import { utf8Length } from '../../../lib/utf8.ts';
 
 /** The Query API version every request names. */
 export const SNS_API_VERSION = '2010-03-31';
@@ -427,10 +428,6 @@ export function snsClient(env: Env): SnsClient {
       return required(xml, 'MessageId', 'Publish');
     },
   };
-}
-
-function utf8Length(s: string): number {
-  return new TextEncoder().encode(s).length;
 }
 
 // Typographic characters our templates use, spelled in ASCII.
