@@ -17,12 +17,6 @@ export interface PendingSubscription {
   email: string;
 }
 
-/** A fresh token: the link's value and the hash to store. */
-async function newConfirmToken(): Promise<{ token: string; hash: string; expiresAt: string }> {
-  const token = toBase64Url(randomBytes(32));
-  return { token, hash: await sha256Hex(token), expiresAt: new Date(Date.now() + CONFIRM_TTL_MS).toISOString() };
-}
-
 export function confirmUrl(cfg: Config, token: string): string {
   return `${cfg.publicBaseUrl}/v2/email/confirm?token=${encodeURIComponent(token)}`;
 }
@@ -36,7 +30,10 @@ export async function sendConfirmation(
   sub: PendingSubscription,
 ): Promise<{ sent: boolean; detail: string }> {
   const { env } = run;
-  const { token, hash, expiresAt } = await newConfirmToken();
+  // A fresh token: the link carries it, the row keeps only its hash.
+  const token = toBase64Url(randomBytes(32));
+  const hash = await sha256Hex(token);
+  const expiresAt = new Date(Date.now() + CONFIRM_TTL_MS).toISOString();
   const d1 = await shardFor(env, sub.handle);
   const updated = await d1
     .prepare(

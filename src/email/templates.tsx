@@ -13,8 +13,8 @@ import { eventTypeInfo, type Severity } from '../lib/event-catalog.ts';
 import { isPlainObject } from '../lib/json.ts';
 import { utf8Length } from '../lib/utf8.ts';
 import {
-  Banner,
-  Button,
+  BANNER_STYLE,
+  BUTTON_STYLE,
   DataRow,
   DataTable,
   Footer,
@@ -124,7 +124,8 @@ export function renderNotificationMail(n: NotificationForMail, links: MailLinks)
   const dashboardUrl = checkedUrl(links.dashboardUrl ?? null);
   const severity = SEVERITY_LABEL[n.severity] ?? 'Info';
   const info = eventTypeInfo(n.type);
-  const shortTitle = truncate(oneLine(humanise(n.type)), MAX_TITLE_CHARS);
+  // `payment.failed` → `payment failed`; `webhook.endpoint_disabled` → `webhook endpoint disabled`.
+  const shortTitle = truncate(oneLine(n.type.replace(/[._-]+/g, ' ').trim() || 'notification'), MAX_TITLE_CHARS);
   const data = isPlainObject(n.data) ? n.data : {};
   const facts: Row[] = [];
   for (const fact of FACTS[n.type]?.split('|') ?? []) {
@@ -138,7 +139,7 @@ export function renderNotificationMail(n: NotificationForMail, links: MailLinks)
     severity,
     colour: SEVERITY_COLOUR[n.severity] ?? SEVERITY_COLOUR.info,
     handle: oneLine(n.handle),
-    heading: info ? info.description : `${capitalise(shortTitle)}.`,
+    heading: info ? info.description : `${shortTitle.charAt(0).toUpperCase()}${shortTitle.slice(1)}.`,
     type: truncate(oneLine(n.type), MAX_TITLE_CHARS * 2),
     occurred: formatTimestamp(n.occurredAt),
     facts,
@@ -190,7 +191,7 @@ const FIELD_COLUMNS: [string, string] = ['Field', 'Value'];
 function notificationHtml(v: NotificationView, fields: Row[], note: string | null): string {
   return renderMailHtml(
     <MailPage title={v.subject}>
-      {v.test ? <Banner>{TEST_NOTE}</Banner> : null}
+      {v.test ? <Para style={BANNER_STYLE}>{TEST_NOTE}</Para> : null}
       <Para style={`margin:0 0 8px;font-size:13px;font-weight:600;color:${v.colour};`}>
         {`${v.severity} · ${v.handle}`}
       </Para>
@@ -264,7 +265,9 @@ export function renderConfirmationMail(input: {
       <Para>{intro}</Para>
       <Para>{action}</Para>
       <Para style="margin:16px 0;">
-        <Button href={confirmUrl}>Confirm this address</Button>
+        <Link href={confirmUrl} style={BUTTON_STYLE}>
+          Confirm this address
+        </Link>
       </Para>
       <Para>
         Or open this link: <Link href={confirmUrl}>{confirmUrl}</Link>
@@ -349,15 +352,6 @@ export function renderSupportReportMail(input: {
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Values
-
-/** `payment.failed` → `payment failed`; `webhook.endpoint_disabled` → `webhook endpoint disabled`. */
-function humanise(type: string): string {
-  return type.replace(/[._-]+/g, ' ').trim() || 'notification';
-}
-
-function capitalise(s: string): string {
-  return s.charAt(0).toUpperCase() + s.slice(1);
-}
 
 /** Subject text: one line, no controls (the MIME builder sanitises again; this keeps the stored subject clean too). */
 function headerText(s: string): string {
