@@ -353,7 +353,7 @@ export function renderSupportReportMail(input: {
 // ---------------------------------------------------------------------------------------------------------------------
 // Values
 
-/** Subject text: one line, no controls (the MIME builder sanitises again; this keeps the stored subject clean too). */
+/** Subject text: one line, no controls (the provider sanitises again; this keeps the stored subject clean too). */
 function headerText(s: string): string {
   return sanitizeHeaderValue(s).replace(/\s+/g, ' ');
 }
