@@ -31,7 +31,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Webhook } from 'standardwebhooks';
 import { type Hit, type Receivers, startReceivers } from '../test/support/node/receivers.ts';
-import { DEMO, demoCredentials, seedSql, signJwt } from './dev-seed.ts';
+import { migrateAll } from './db-migrate.ts';
+import { DEMO, demoCredentials, seedShardSql, seedSql, signJwt } from './dev-seed.ts';
 import { SCHEDULED_PATH } from './minute-jobs.ts';
 import { archivedIds, readArchives, restoreSql } from './soak/archives.ts';
 import {
@@ -588,11 +589,18 @@ async function readFeed(client: Client, token: string): Promise<any[]> {
   return all;
 }
 
-/** Runs read-only SQL against the soak's local D1 file; one result set per statement. */
-async function sql(persistDir: string, statements: string[]): Promise<Array<Array<Record<string, any>>>> {
+/**
+ * Runs read-only SQL against one of the soak's local D1 files; one result set per statement. The demo handle's rows are
+ * on SHARD_0 (scripts/dev-seed.ts), the mailbox and rejections on the control plane DB (docs/design.md#shards).
+ */
+async function sql(
+  persistDir: string,
+  statements: string[],
+  binding: 'DB' | 'SHARD_0' = 'SHARD_0',
+): Promise<Array<Array<Record<string, any>>>> {
   const out = await runWrangler(
     'read the soak database',
-    ['d1', 'execute', 'DB', '--local', '--persist-to', persistDir, '--json', '--command', statements.join(';\n')],
+    ['d1', 'execute', binding, '--local', '--persist-to', persistDir, '--json', '--command', statements.join(';\n')],
     { timeoutMs: 120_000 },
   );
   const parsed = JSON.parse(out.slice(out.indexOf('['))) as Array<{ results: Array<Record<string, any>> }>;
@@ -772,35 +780,44 @@ async function reconcile(x: ReconcileInput) {
     await writeFile(file, restoreSql(archived));
     await runWrangler(
       'put the archived rows back',
-      ['d1', 'execute', 'DB', '--local', '--persist-to', x.persistDir, '--file', file],
+      ['d1', 'execute', 'SHARD_0', '--local', '--persist-to', x.persistDir, '--file', file],
       { timeoutMs: 300_000 },
     );
   }
-  const [notifications, deliveries, attempts, mailbox, rejections, stuckKeys, miscounted, latency, durations] =
-    (await sql(x.persistDir, [
-      `SELECT id, source_event_id, status, open_count FROM notifications WHERE handle = '${HANDLE}'`,
-      `SELECT id, notification_id, subscription_id, channel, recipient_type, status, status_reason, attempt_count, created_at FROM deliveries WHERE handle = '${HANDLE}' AND kind = 'event'`,
-      `SELECT d.subscription_id AS subscription_id, d.channel AS channel, a.outcome AS outcome, a.error_class AS error_class,
-       a.http_status AS http_status, count(*) AS n
-     FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
-     WHERE d.handle = '${HANDLE}' AND d.kind = 'event' GROUP BY 1, 2, 3, 4, 5`,
+  const [mailbox, rejections, controlKeys] = (await sql(
+    x.persistDir,
+    [
       `SELECT sum(subject NOT LIKE '[TEST]%') AS notifications, sum(subject LIKE '[TEST]%') AS tests FROM dev_mailbox WHERE to_address = '${OWNER_EMAIL}'`,
       `SELECT count(*) AS n FROM event_rejections`,
       `SELECT count(*) AS n FROM idempotency_keys WHERE state = 'in_progress'`,
-      // Deliveries whose attempt_count (what the feed shows) differs from the attempt rows (what the log shows).
-      `SELECT d.id AS id, d.status AS status, d.status_reason AS status_reason, d.attempt_count AS attempt_count,
+    ],
+    'DB',
+  )) as [any[], any[], any[]];
+  const [notifications, deliveries, attempts, shardKeys, miscounted, latency, durations] = (await sql(x.persistDir, [
+    `SELECT id, source_event_id, status, open_count FROM notifications WHERE handle = '${HANDLE}'`,
+    `SELECT id, notification_id, subscription_id, channel, recipient_type, status, status_reason, attempt_count, created_at FROM deliveries WHERE handle = '${HANDLE}' AND kind = 'event'`,
+    `SELECT d.subscription_id AS subscription_id, d.channel AS channel, a.outcome AS outcome, a.error_class AS error_class,
+       a.http_status AS http_status, count(*) AS n
+     FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+     WHERE d.handle = '${HANDLE}' AND d.kind = 'event' GROUP BY 1, 2, 3, 4, 5`,
+    `SELECT count(*) AS n FROM idempotency_keys WHERE state = 'in_progress'`,
+    // Deliveries whose attempt_count (what the feed shows) differs from the attempt rows (what the log shows).
+    `SELECT d.id AS id, d.status AS status, d.status_reason AS status_reason, d.attempt_count AS attempt_count,
        (SELECT count(*) FROM delivery_attempts a WHERE a.delivery_id = d.id) AS attempt_rows,
        (SELECT group_concat(a.outcome) FROM delivery_attempts a WHERE a.delivery_id = d.id) AS outcomes
      FROM deliveries d WHERE d.handle = '${HANDLE}' AND d.kind = 'event'
        AND d.attempt_count <> (SELECT count(*) FROM delivery_attempts a WHERE a.delivery_id = d.id)`,
-      // End-to-end delivery latency: accepted → first attempt, and accepted → succeeded.
-      `SELECT (julianday(min(a.created_at)) - julianday(d.created_at)) * 86400000 AS first_ms,
+    // End-to-end delivery latency: accepted → first attempt, and accepted → succeeded.
+    `SELECT (julianday(min(a.created_at)) - julianday(d.created_at)) * 86400000 AS first_ms,
        CASE WHEN d.status = 'succeeded' THEN (julianday(d.last_attempt_at) - julianday(d.created_at)) * 86400000 END AS succeeded_ms
      FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id
      WHERE d.handle = '${HANDLE}' AND d.kind = 'event' GROUP BY d.id`,
-      `SELECT a.duration_ms AS ms FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+    `SELECT a.duration_ms AS ms FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
      WHERE d.handle = '${HANDLE}' AND d.kind = 'event' AND d.channel = 'webhook'`,
-    ])) as [any[], any[], any[], any[], any[], any[], any[], any[], any[]];
+  ])) as [any[], any[], any[], any[], any[], any[], any[]];
+  const stuckKeys: Array<{ n: number }> & [{ n: number }] = [
+    { n: Number(controlKeys[0]?.n ?? 0) + Number(shardKeys[0]?.n ?? 0) },
+  ];
 
   // Notifications: accepted = stored, as sets.
   const storedBySource = new Map(notifications.map((n) => [n.source_event_id as string, n]));
@@ -1121,14 +1138,15 @@ async function main(): Promise<number> {
   try {
     const creds = await demoCredentials(jwtSecret);
     await phases.run('migrate + seed', async () => {
-      await runWrangler(
-        'apply the D1 migrations',
-        ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir],
-        { timeoutMs: 120_000 },
-      );
+      await migrateAll(['--local', '--persist-to', persistDir]);
       await runWrangler(
         'seed the demo data',
         ['d1', 'execute', 'DB', '--local', '--persist-to', persistDir, '--command', seedSql(creds.pat)],
+        { timeoutMs: 120_000 },
+      );
+      await runWrangler(
+        'seed the demo shard',
+        ['d1', 'execute', 'SHARD_0', '--local', '--persist-to', persistDir, '--command', seedShardSql()],
         { timeoutMs: 120_000 },
       );
     });

@@ -61,6 +61,8 @@ export interface Config {
    * soaks, which need notifications to expire within minutes; 0 in production.
    */
   purgeClockAheadMs: number;
+  /** DIRECTORY_CACHE_TTL_SECONDS: how long an isolate trusts a cached handle → shard entry (docs/design.md#shards). */
+  directoryCacheTtlMs: number;
   /**
    * How long after a peak window ends its deferred deliveries are spread (`RELEASE_SPREAD_SECONDS`,
    * docs/design.md#peak-campaign-windows); 10 min by default, shortened by the soak and dev.
@@ -129,6 +131,7 @@ export function config(env: Env): Config {
     d1SizeLimitBytes: int(env.D1_SIZE_LIMIT_BYTES, 10_000_000_000),
     purgeEnabled: env.PURGE_ENABLED !== 'false',
     purgeClockAheadMs: int(env.PURGE_CLOCK_AHEAD_SECONDS, 0) * 1000,
+    directoryCacheTtlMs: int(env.DIRECTORY_CACHE_TTL_SECONDS, 30) * 1000,
   };
   cache.set(env, c);
   return c;

@@ -11,6 +11,7 @@
  *   index, and the range is cut, before anything is written, to what the rest of the step can read within the budget
  *   (`readsFor`). Only a single notification whose rows alone exceed the budget is taken whole regardless.
  */
+import { shardFor } from '../db/shards.ts';
 import { boundaryId, newId } from '../lib/ids.ts';
 import { archiveLines, gzipNdjson, type Row } from './format.ts';
 import { archiveKey, writeVerified } from './objects.ts';
@@ -91,7 +92,7 @@ export async function purgeStep(
   now: Date,
   hooks: StepHooks = {},
 ): Promise<StepResult> {
-  const db = env.DB;
+  const db = await shardFor(env, handle);
   let rowsRead = 0;
   const reads: number[] = [];
   const count = (meta: { rows_read?: number }) => {

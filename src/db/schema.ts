@@ -23,6 +23,16 @@ export const handles = sqliteTable(
     retentionDays: integer('retention_days').notNull().default(30),
     /** When the purge job last looked at this handle ('' = never): it visits the longest-unvisited handles first. */
     purgeCheckedAt: text('purge_checked_at').notNull().default(''),
+    /**
+     * The handle directory (docs/design.md#shards): the data shard (`SHARD_<n>`) holding the handle's rows. Read from
+     * the control plane's row; a shard's own copy of the row (kept for its foreign keys) says the same.
+     */
+    shard: integer('shard').notNull().default(0),
+    /**
+     * Set while the handle moves between shards (docs/design.md#moving-a-handle): its writes answer 503 until the
+     * directory is flipped. Null otherwise.
+     */
+    movingSince: text('moving_since'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },

@@ -3,6 +3,7 @@
  * they reach the owner default email. Every alert is raised here; whoever saw the change happen (the deliveries
  * consumer, a minute job, a test-send route) calls this module, once per change.
  */
+import { onEveryShard, shardFor } from '../db/shards.ts';
 import { type SnsSubscriptionRow, staleReason } from '../email/sns-subscriptions.ts';
 import { applyFeedback, type Feedback, type SuppressedSubscription } from '../email/suppression.ts';
 import type { RunContext } from '../env.ts';
@@ -51,9 +52,8 @@ export async function raiseEndpointDisabled(ctx: RunContext, w: DisabledWebhook)
     },
     { system: true },
   );
-  await ctx.env.DB.prepare(
-    'UPDATE webhook_subscriptions SET disabled_alert_pending = 0 WHERE id = ?1 AND disabled_at IS ?2',
-  )
+  await (await shardFor(ctx.env, w.handle))
+    .prepare('UPDATE webhook_subscriptions SET disabled_alert_pending = 0 WHERE id = ?1 AND disabled_at IS ?2')
     .bind(w.id, w.disabledAt)
     .run();
   return result;
@@ -100,7 +100,8 @@ export function alertOwnerDefaultSuppressed(
  * suppressed, once — a redelivered event suppresses nothing new. Returns how many subscriptions were suppressed.
  */
 export async function suppressAndAlert(ctx: RunContext, feedback: Feedback): Promise<number> {
-  const suppressed = await applyFeedback(ctx.env.DB, feedback);
+  // An address may be subscribed on handles of every shard (docs/design.md#shards).
+  const suppressed = (await onEveryShard(ctx.env, (d1) => applyFeedback(d1, feedback))).flat();
   for (const sub of suppressed) {
     if (sub.kind !== 'owner_default') continue;
     // The suppression is stored either way; a failed alert is logged loudly, and the owner default email's status

@@ -14,6 +14,7 @@
  * found the row moved on): it is acked with no side effect of its own — no retry chain, no health, no alert.
  */
 import { getDb } from '../db/client.ts';
+import { placementOf, shardAt } from '../db/shards.ts';
 import { type RunContext, runContext } from '../env.ts';
 import { newId } from '../lib/ids.ts';
 import { createLimiter } from '../lib/limiter.ts';
@@ -94,6 +95,8 @@ interface Observed {
 interface ValidMessage {
   message: Message<unknown>;
   deliveryId: string;
+  /** Absent on a message sent before sharding: its delivery is on SHARD_0. */
+  handle: string | undefined;
 }
 
 const now = () => new Date().toISOString();
@@ -116,7 +119,7 @@ function readMessages(batch: MessageBatch<unknown>): { valid: ValidMessage[]; re
   const rejections: Rejection[] = [];
   for (const message of batch.messages) {
     const parsed = DeliveryMessage.safeParse(message.body);
-    if (parsed.success) valid.push({ message, deliveryId: parsed.data.deliveryId });
+    if (parsed.success) valid.push({ message, deliveryId: parsed.data.deliveryId, handle: parsed.data.handle });
     else
       rejections.push({
         queue: batch.queue,
@@ -201,13 +204,13 @@ function settleCancelledInFlight(
 
 /** An attempt's statements and what the queue is told: done, retried on the schedule, or handed to the DLQ. */
 function recordOutcome(
-  { env, cfg }: RunContext,
+  { cfg }: RunContext,
+  d1: D1Database,
   message: Message<unknown>,
   { delivery: d, webhook }: AttemptInput,
   outcome: AttemptOutcome,
   at: string,
 ): Planned {
-  const d1 = env.DB;
   const c = outcome.classification;
   const attemptId = newId('att');
   const statements = [attemptStatement(d1, d, outcome, at, attemptId)];
@@ -259,6 +262,7 @@ function recordOutcome(
  */
 async function act(
   ctx: RunContext,
+  d1: D1Database,
   steps: readonly Step[],
   report: ConsumerReport,
 ): Promise<{ planned: Planned[]; observed: Observed[] }> {
@@ -277,7 +281,7 @@ async function act(
           return performAttempt(ctx, input);
         });
         report.attempts++;
-        const result = recordOutcome(ctx, message, input, outcome, now());
+        const result = recordOutcome(ctx, d1, message, input, outcome, now());
         if (input.webhook && input.delivery.kind === 'event')
           observed.push({ webhook: input.webhook, outcome, attemptId: result.attemptId! });
         return result;
@@ -286,7 +290,7 @@ async function act(
       }
     }),
   );
-  report.peakConcurrency = limiter.peak;
+  report.peakConcurrency = Math.max(report.peakConcurrency, limiter.peak);
   return { planned: all, observed };
 }
 
@@ -371,7 +375,7 @@ async function spaceOut(spacing: Map<string, Promise<unknown>>, webhookId: strin
 }
 
 /**
- * write: every message's statements, the webhooks' health and disables and the rejections in ONE D1 batch. Which
+ * write: every message's statements, the webhooks' health and disables in ONE batch on their shard. Which
  * attempt rows it inserted, and which webhooks it disabled, come from `meta.changes`. A failed write is tried once
  * more — unless the attempt rows show it committed and only its answer was lost (the batch is atomic); its disables
  * then reach their owners through the minute job (`disabled_alert_pending`).
@@ -380,7 +384,6 @@ async function write(
   d1: D1Database,
   planned: readonly Planned[],
   effects: readonly WebhookEffects[],
-  rejections: readonly Rejection[],
   report: ConsumerReport,
   noted: D1PreparedStatement | null,
 ): Promise<Written> {
@@ -399,7 +402,6 @@ async function write(
       writes.push(disableGoneStatement(d1, e.webhook.id, e.goneAttemptIds, at));
     }
   }
-  writes.push(...recordRejections(d1, rejections));
   if (noted) writes.push(noted);
   const settled = (results: D1Result[]): Written => ({
     ok: true,
@@ -447,12 +449,7 @@ function logNotWritten(messages: number, err: unknown, then: 'retrying' | 'given
  * copy whose attempt row was not inserted lost its move to another copy (or to a change that ended the delivery):
  * acked, so one delivery never runs two retry chains.
  */
-function settle(
-  planned: readonly Planned[],
-  rejections: readonly Rejection[],
-  written: Written,
-  report: ConsumerReport,
-) {
+function settle(planned: readonly Planned[], written: Written, report: ConsumerReport) {
   for (const p of planned) {
     const lost = written.ok && p.attemptId !== undefined && !written.recorded.has(p.attemptId);
     if (lost) {
@@ -468,8 +465,18 @@ function settle(
       report.retried++;
     }
   }
+}
+
+/** Messages that named nothing: recorded on the control plane (they may name no handle), then acked. */
+async function settleRejections(env: Env, rejections: readonly Rejection[]): Promise<void> {
+  if (!rejections.length) return;
+  let ok = true;
+  await env.DB.batch(recordRejections(env.DB, rejections)).catch((err: unknown) => {
+    ok = false;
+    logNotWritten(rejections.length, err, 'retrying');
+  });
   for (const r of rejections) {
-    if (written.ok) r.message.ack();
+    if (ok) r.message.ack();
     else r.message.retry({ delaySeconds: WRITE_FAILURE_RETRY_SECONDS });
   }
 }
@@ -501,7 +508,61 @@ async function load(d1: D1Database, ids: readonly string[], report: ConsumerRepo
   }
 }
 
-/** Consumes one batch of `notify-deliveries`: load → plan → act → write → settle. */
+/**
+ * The batch's messages by the shard of their delivery (docs/design.md#shards), from the cached directory. A handle
+ * that is moving waits: its messages are retried after the move, with no attempt made.
+ */
+async function byShard(
+  env: Env,
+  valid: readonly ValidMessage[],
+  report: ConsumerReport,
+): Promise<Map<D1Database, ValidMessage[]>> {
+  const groups = new Map<D1Database, ValidMessage[]>();
+  const handles = [...new Set(valid.flatMap((v) => (v.handle ? [v.handle] : [])))];
+  const placements = new Map(await Promise.all(handles.map(async (h) => [h, await placementOf(env, h)] as const)));
+  for (const v of valid) {
+    const placement = v.handle ? placements.get(v.handle) : undefined;
+    if (placement?.movingSince) {
+      v.message.retry({ delaySeconds: MOVING_RETRY_SECONDS });
+      report.retried++;
+      continue;
+    }
+    // A handle gone from the directory: its rows are gone too, and the plan acks the message (nothing to deliver).
+    const d1 = shardAt(env, placement?.shard ?? 0);
+    const group = groups.get(d1) ?? [];
+    group.push(v);
+    groups.set(d1, group);
+  }
+  return groups;
+}
+
+/** Delay before a message of a moving handle is offered again (docs/design.md#moving-a-handle). */
+const MOVING_RETRY_SECONDS = 10;
+
+/** One shard's part of a batch: load → plan → act → write → settle, one load and one write round trip. */
+async function consumeOnShard(
+  ctx: RunContext,
+  d1: D1Database,
+  valid: readonly ValidMessage[],
+  report: ConsumerReport,
+): Promise<void> {
+  const loaded = await load(d1, [...new Set(valid.map((v) => v.deliveryId))], report);
+  // Unreadable twice: every message is offered again soon.
+  const steps: Step[] = loaded
+    ? plan(d1, valid, loaded)
+    : valid.map(({ message }) => ({
+        kind: 'done',
+        planned: { message, decision: { ack: false, delaySeconds: WRITE_FAILURE_RETRY_SECONDS }, statements: [] },
+      }));
+  const paced = await paceSteps(ctx.env, steps);
+  const { planned, observed } = await act(ctx, d1, paced.steps, report);
+  const noted = notedWaitsStatement(d1, paced.noted, now());
+  const written = await write(d1, planned, webhookEffects(observed), report, noted);
+  settle(planned, written, report);
+  if (written.ok) await alertGone(ctx, written.disabled);
+}
+
+/** Consumes one batch of `notify-deliveries`: per shard present, load → plan → act → write → settle. */
 export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env): Promise<ConsumerReport> {
   const ctx = runContext(env);
   const report: ConsumerReport = {
@@ -513,22 +574,10 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
     peakConcurrency: 0,
   };
   const { valid, rejections } = readMessages(batch);
-  let steps: Step[] = [];
-  if (valid.length) {
-    const loaded = await load(env.DB, [...new Set(valid.map((v) => v.deliveryId))], report);
-    // Unreadable twice: every message is offered again soon (the rejections are written and acked meanwhile).
-    steps = loaded
-      ? plan(env.DB, valid, loaded)
-      : valid.map(({ message }) => ({
-          kind: 'done',
-          planned: { message, decision: { ack: false, delaySeconds: WRITE_FAILURE_RETRY_SECONDS }, statements: [] },
-        }));
-  }
-  const paced = await paceSteps(env, steps);
-  const { planned, observed } = await act(ctx, paced.steps, report);
-  const noted = notedWaitsStatement(env.DB, paced.noted, now());
-  const written = await write(env.DB, planned, webhookEffects(observed), rejections, report, noted);
-  settle(planned, rejections, written, report);
-  if (written.ok) await alertGone(ctx, written.disabled);
+  const groups = valid.length ? await byShard(env, valid, report) : new Map<D1Database, ValidMessage[]>();
+  await Promise.all([
+    ...[...groups].map(([d1, group]) => consumeOnShard(ctx, d1, group, report)),
+    settleRejections(env, rejections),
+  ]);
   return report;
 }

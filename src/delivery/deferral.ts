@@ -59,15 +59,17 @@ export function campaignWindowStatements(
 }
 
 /**
- * Moves the deferred deliveries due at `now` (at most RELEASE_BATCH, earliest first) to `pending` and enqueues them.
+ * Moves one shard's deferred deliveries due at `now` (at most RELEASE_BATCH, earliest first) to `pending` and enqueues
+ * them; the sweeper runs it on every shard (docs/design.md#shards).
  * A row changed meanwhile (cancelled by a delete) is not moved: the guard sees it. A failed enqueue leaves the rows
  * `pending`, which the sweeper sends again a minute later.
  */
 export async function releaseDeferred(
-  env: Pick<Env, 'DB'> & DeliveryQueuesEnv,
+  env: DeliveryQueuesEnv,
+  d1: D1Database,
   now: Date,
 ): Promise<{ released: number; failed: number }> {
-  const due = await getDb(env.DB)
+  const due = await getDb(d1)
     .select()
     .from(deliveries)
     .where(and(eq(deliveries.status, 'deferred'), lte(deliveries.nextAttemptAt, now.toISOString())))
@@ -75,15 +77,15 @@ export async function releaseDeferred(
     .limit(RELEASE_BATCH);
   if (!due.length) return { released: 0, failed: 0 };
   const at = new Date().toISOString();
-  const moves = due.map((d) => moveDelivery(env.DB, d, 'pending', { statusReason: null, attempted: false, now: at }));
-  const results = await env.DB.batch(moves.flat());
+  const moves = due.map((d) => moveDelivery(d1, d, 'pending', { statusReason: null, attempted: false, now: at }));
+  const results = await d1.batch(moves.flat());
   // Each move is its UPDATE (the first statement) and its notification's transition.
-  const moved: string[] = [];
+  const moved: { deliveryId: string; handle: string }[] = [];
   let i = 0;
   for (const [k, statements] of moves.entries()) {
-    if ((results[i]?.meta.changes ?? 0) > 0) moved.push(due[k]!.id);
+    if ((results[i]?.meta.changes ?? 0) > 0) moved.push({ deliveryId: due[k]!.id, handle: due[k]!.handle });
     i += statements.length;
   }
-  const sent = await enqueueDeliveries(env, moved);
+  const sent = await enqueueDeliveries(env, d1, moved);
   return { released: moved.length, failed: sent.failed.length };
 }

@@ -16,6 +16,7 @@
  */
 import { z } from 'zod';
 import { getDb } from '../db/client.ts';
+import { findOnShards } from '../db/shards.ts';
 import { bareMessageId } from '../email/message.ts';
 import { type RunContext, runContext } from '../env.ts';
 import { suppressAndAlert } from './alerts.ts';
@@ -79,27 +80,42 @@ function issuesOf(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ');
 }
 
-/** The one delivery a provider message id names (ids are unique per sent mail), or null. */
-async function deliveryFor(ctx: RunContext, messageId: string): Promise<DeliveryRow | null> {
-  const row = await ctx.env.DB.prepare('SELECT id FROM deliveries WHERE provider_message_id = ?1 LIMIT 1')
-    .bind(messageId)
-    .first<{ id: string }>();
-  if (!row) return null;
-  const [d] = await deliveriesByIds(getDb(ctx.env.DB), [row.id]);
-  return d ?? null;
+/** A delivery and the shard holding it (docs/design.md#shards). */
+interface Found {
+  d: DeliveryRow;
+  d1: D1Database;
+}
+
+/**
+ * The one delivery a provider message id names (ids are unique per sent mail), or null. The event names no handle, so
+ * every shard is asked at once (`findOnShards`).
+ */
+async function deliveryFor(ctx: RunContext, messageId: string): Promise<Found | null> {
+  const hit = await findOnShards(ctx.env, (d1) =>
+    d1
+      .prepare('SELECT id FROM deliveries WHERE provider_message_id = ?1 LIMIT 1')
+      .bind(messageId)
+      .first<{ id: string }>(),
+  );
+  if (!hit) return null;
+  const [d] = await deliveriesByIds(getDb(hit.d1), [hit.found.id]);
+  return d ? { d, d1: hit.d1 } : null;
 }
 
 /** The verdict on the delivery (and `delivered_at` for a delivery), not a status change: no move is needed. */
-function verdictStatement(ctx: RunContext, d: DeliveryRow, verdict: string, deliveredAt: string | null, now: string) {
-  return ctx.env.DB.prepare(
-    'UPDATE deliveries SET provider_verdict = ?2, delivered_at = COALESCE(delivered_at, ?3), status_reason = CASE ' +
-      "WHEN ?3 IS NOT NULL AND status = 'succeeded' THEN ?2 ELSE status_reason END, updated_at = ?4 " +
-      'WHERE id = ?1 AND (?3 IS NOT NULL OR delivered_at IS NULL)',
-  ).bind(d.id, verdict.slice(0, TEXT_MAX), deliveredAt, now);
+function verdictStatement(d1: D1Database, d: DeliveryRow, verdict: string, deliveredAt: string | null, now: string) {
+  return d1
+    .prepare(
+      'UPDATE deliveries SET provider_verdict = ?2, delivered_at = COALESCE(delivered_at, ?3), status_reason = CASE ' +
+        "WHEN ?3 IS NOT NULL AND status = 'succeeded' THEN ?2 ELSE status_reason END, updated_at = ?4 " +
+        'WHERE id = ?1 AND (?3 IS NOT NULL OR delivered_at IS NULL)',
+    )
+    .bind(d.id, verdict.slice(0, TEXT_MAX), deliveredAt, now);
 }
 
 /** Applies one event to its delivery and its address; throws only on a failure worth retrying (D1). */
-async function applyEvent(ctx: RunContext, kind: EventKind, e: EmailSendingEvent, d: DeliveryRow | null) {
+async function applyEvent(ctx: RunContext, kind: EventKind, e: EmailSendingEvent, found: Found | null) {
+  const d = found?.d ?? null;
   const now = new Date().toISOString();
   const detail = detailOf(kind, e.payload);
   if (kind === 'bounced' || kind === 'complained') {
@@ -112,21 +128,22 @@ async function applyEvent(ctx: RunContext, kind: EventKind, e: EmailSendingEvent
       provider: 'cloudflare',
     });
   }
-  if (!d) return;
+  if (!found || !d) return;
+  const { d1 } = found;
   const statements: D1PreparedStatement[] = [];
   if (kind === 'delivered') {
-    statements.push(verdictStatement(ctx, d, DELIVERED_VERDICT, e.metadata?.eventTimestamp ?? now, now));
+    statements.push(verdictStatement(d1, d, DELIVERED_VERDICT, e.metadata?.eventTimestamp ?? now, now));
     if (d.notificationId && d.status === 'succeeded')
-      statements.push(recipientReasonStatement(ctx.env.DB, d.notificationId, d.id, DELIVERED_VERDICT));
+      statements.push(recipientReasonStatement(d1, d.notificationId, d.id, DELIVERED_VERDICT));
   } else if (kind === 'deferred' || kind === 'complained') {
-    statements.push(verdictStatement(ctx, d, `${kind}: ${detail}`, null, now));
+    statements.push(verdictStatement(d1, d, `${kind}: ${detail}`, null, now));
   } else {
     // bounced, failed, rejected: the mail never reached the recipient; the delivery ends with the provider's reason.
     const reason = `${kind}: ${detail}`;
-    statements.push(verdictStatement(ctx, d, reason, null, now));
+    statements.push(verdictStatement(d1, d, reason, null, now));
     if (d.status === 'succeeded') {
       statements.push(
-        ...moveDelivery(ctx.env.DB, d, 'dead', {
+        ...moveDelivery(d1, d, 'dead', {
           statusReason: `provider_${kind}: ${detail}`.slice(0, TEXT_MAX),
           attempted: false,
           errorClass: 'provider_permanent',
@@ -135,7 +152,7 @@ async function applyEvent(ctx: RunContext, kind: EventKind, e: EmailSendingEvent
       );
     }
   }
-  await ctx.env.DB.batch(statements);
+  await d1.batch(statements);
 }
 
 /** Consumes a batch of Email Sending events (queue `notify-email-events`). */

@@ -13,6 +13,7 @@ import type { BatchItem } from 'drizzle-orm/batch';
 import { type Db, getDb } from '../db/client.ts';
 import { countEventsStatement, giveBackDailySlots, takeDailySlots, utcDay } from '../db/daily-counters.ts';
 import { notifications } from '../db/schema.ts';
+import { placementOf, shardAt } from '../db/shards.ts';
 import type { Config, RunContext } from '../env.ts';
 import { eventTypeInfo, looksLikeCatalogTypo, nearestEventTypes, type Severity } from '../lib/event-catalog.ts';
 import { newId } from '../lib/ids.ts';
@@ -230,8 +231,14 @@ function deferralOf(event: CheckedEvent, settings: SettingsRow, at: Date): { end
 }
 
 /** Plans a checked event: its recipients, delivery rows (deferred or pending) and the statements that store it. */
-function planEvent(ctx: RunContext, event: CheckedEvent, source: string, match: MatchContext, at: Date): PlannedEvent {
-  const { env, cfg } = ctx;
+function planEvent(
+  { cfg }: RunContext,
+  shard: D1Database,
+  event: CheckedEvent,
+  source: string,
+  match: MatchContext,
+  at: Date,
+): PlannedEvent {
   const { severity } = event;
   const plan = planRecipients(
     { type: event.type, severity, source, data: event.data },
@@ -277,37 +284,42 @@ function planEvent(ctx: RunContext, event: CheckedEvent, source: string, match: 
     (min, r) => (r.nextAttemptAt && (min === null || r.nextAttemptAt < min) ? r.nextAttemptAt : min),
     null,
   );
+  // Every statement on the handle's shard (docs/design.md#shards).
   const statements = [
-    env.DB.prepare(
-      `INSERT INTO notifications (id, handle, type, severity, data, source, source_event_id, occurred_at, status,
+    shard
+      .prepare(
+        `INSERT INTO notifications (id, handle, type, severity, data, source, source_event_id, occurred_at, status,
          recipient_count, recipients, open_count, succeeded_count, dead_count, created_at, updated_at)
        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, 0, ?13, ?13)`,
-    ).bind(
-      notificationId,
-      event.handle,
-      event.type,
-      severity,
-      JSON.stringify(event.data),
-      source,
-      event.sourceEventId ?? null,
-      event.occurredAt ?? now,
-      status,
-      rows.length,
-      JSON.stringify(summary),
-      open,
-      now,
-    ),
+      )
+      .bind(
+        notificationId,
+        event.handle,
+        event.type,
+        severity,
+        JSON.stringify(event.data),
+        source,
+        event.sourceEventId ?? null,
+        event.occurredAt ?? now,
+        status,
+        rows.length,
+        JSON.stringify(summary),
+        open,
+        now,
+      ),
     // Every delivery in one statement: the rows travel as one JSON parameter (D1 allows 100 bound values a query).
-    env.DB.prepare(
-      `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
+    shard
+      .prepare(
+        `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
          status, status_reason, attempt_count, retry_base, next_attempt_at, created_at, updated_at)
        SELECT value ->> '$.deliveryId', value ->> '$.handle', value ->> '$.notificationId', 'event',
          value ->> '$.channel', value ->> '$.recipientType', value ->> '$.subscriptionId', value ->> '$.target',
          value ->> '$.status', value ->> '$.statusReason', 0, 0, value ->> '$.nextAttemptAt', value ->> '$.createdAt',
          value ->> '$.createdAt'
        FROM json_each(?1)`,
-    ).bind(JSON.stringify(rows)),
-    ...campaignWindowStatements(env.DB, event, match.settingsRow, at, cfg.releaseSpreadMs),
+      )
+      .bind(JSON.stringify(rows)),
+    ...campaignWindowStatements(shard, event, match.settingsRow, at, cfg.releaseSpreadMs),
   ];
   return { event, notificationId, status, rows, statements, deferredUntil };
 }
@@ -327,10 +339,12 @@ function storedResult(p: PlannedEvent, queued: ReadonlySet<string>): IngestResul
 }
 
 /** Sends the pending deliveries of stored events; never throws (the events are stored, see enqueueDeliveries). */
-async function enqueueStored(env: Env, planned: readonly PlannedEvent[]): Promise<Set<string>> {
-  const pending = planned.flatMap((p) => p.rows.filter((r) => r.status === 'pending').map((r) => r.deliveryId));
+async function enqueueStored(env: Env, shard: D1Database, planned: readonly PlannedEvent[]): Promise<Set<string>> {
+  const pending = planned.flatMap((p) =>
+    p.rows.filter((r) => r.status === 'pending').map((r) => ({ deliveryId: r.deliveryId, handle: r.handle })),
+  );
   if (!pending.length) return new Set();
-  const sent = await enqueueDeliveries(env, pending);
+  const sent = await enqueueDeliveries(env, shard, pending);
   return new Set(sent.marked ? sent.queued : []);
 }
 
@@ -340,6 +354,7 @@ async function enqueueStored(env: Env, planned: readonly PlannedEvent[]): Promis
  */
 export async function ingestWithReads(
   ctx: RunContext,
+  shard: D1Database,
   event: CheckedEvent,
   source: string,
   reads: readonly unknown[][],
@@ -355,19 +370,19 @@ export async function ingestWithReads(
   if (!match) throw new IngestRejected('unknown_handle', `No handle ${event.handle}.`);
 
   const at = new Date();
-  const planned = planEvent(ctx, event, source, match, at);
+  const planned = planEvent(ctx, shard, event, source, match, at);
   try {
-    await env.DB.batch([...planned.statements, countEventsStatement(env.DB, event.handle, at.toISOString())]);
+    await shard.batch([...planned.statements, countEventsStatement(shard, event.handle, at.toISOString())]);
   } catch (err) {
     // Two publishers raced with one sourceEventId: the unique index let exactly one batch in; answer with it.
     if (event.sourceEventId && /UNIQUE/i.test(String(err))) {
-      const seen = await existingBySourceId(getDb(env.DB), event.handle, event.sourceEventId);
+      const seen = await existingBySourceId(getDb(shard), event.handle, event.sourceEventId);
       if (seen) return seen;
     }
     throw err;
   }
   // From here on the event is stored: nothing may throw (a retried publish or events message would store it again).
-  return storedResult(planned, await enqueueStored(env, [planned]));
+  return storedResult(planned, await enqueueStored(env, shard, [planned]));
 }
 
 /** Accepts one event for a handle: checks, reads (one round trip), plans, writes and enqueues it. */
@@ -377,9 +392,22 @@ export async function ingestEvent(
   options: IngestOptions = {},
 ): Promise<IngestResult> {
   const event = checkEvent(ctx.cfg, req, options);
-  const db = getDb(ctx.env.DB);
+  const shard = await writableShardOf(ctx.env, event.handle);
+  if (!shard) throw unknownHandle(event.handle);
+  const db = getDb(shard);
   const reads = (await db.batch(ingestReads(db, event))) as readonly unknown[][];
-  return ingestWithReads(ctx, event, req.source, reads);
+  return ingestWithReads(ctx, shard, event, req.source, reads);
+}
+
+/**
+ * The handle's shard (docs/design.md#shards); null for a handle the directory does not know. A handle moving between
+ * shards (docs/design.md#moving-a-handle) is not a rejection: this throws and the caller retries after the move.
+ */
+async function writableShardOf(env: Pick<Env, 'DB'>, handle: string): Promise<D1Database | null> {
+  const placement = await placementOf(env, handle);
+  if (!placement) return null;
+  if (placement.movingSince) throw new Error(`handle ${handle} is moving between shards; retry shortly`);
+  return shardAt(env, placement.shard);
 }
 
 /** At most this many events in one batch (`POST …/events/batch`, and one handle's share of a queue batch). */
@@ -397,6 +425,8 @@ export type BatchOutcome =
 export interface BatchOptions extends IngestOptions {
   /** The handle's daily write limit: each stored event takes a slot, taken for the whole batch before any write. */
   dailyLimit?: number;
+  /** The handle's shard, when the caller already knows it (the publish route); otherwise read from the directory. */
+  shard?: D1Database;
   /** Runs the batch's reads: the publish route adds its deferred access check to the same round trip. */
   read?: (queries: IngestReads) => Promise<readonly unknown[][]>;
   /** Who published the events, once the reads settled who is asking (overrides each request's `source`). */
@@ -453,7 +483,12 @@ export async function ingestBatch(
     }
   }
   if (checked.length) {
-    const db = getDb(env.DB);
+    const shard = options.shard ?? (await writableShardOf(env, handle));
+    if (!shard) {
+      for (const c of checked) outcomes[c.index] = { kind: 'rejected', error: unknownHandle(handle) };
+      return outcomes.map((o) => o ?? { kind: 'failed', error: new Error('not processed') });
+    }
+    const db = getDb(shard);
     const sourceIds = checked.flatMap((c) => (c.event.sourceEventId ? [c.event.sourceEventId] : []));
     const queries: IngestReads = [bySourceIdsQuery(db, handle, sourceIds), ...matchContextQueries(db, handle)];
     const [seenRows, ...context] = await (options.read ? options.read(queries) : db.batch(queries));
@@ -468,7 +503,7 @@ export async function ingestBatch(
         r,
       ]),
     );
-    await writeBatch(ctx, handle, checked, { seen, match, outcomes, dailyLimit: options.dailyLimit });
+    await writeBatch(ctx, shard, handle, checked, { seen, match, outcomes, dailyLimit: options.dailyLimit });
   }
   return outcomes.map((o) => o ?? { kind: 'failed', error: new Error('not processed') });
 }
@@ -482,6 +517,7 @@ interface BatchState {
 
 async function writeBatch(
   ctx: RunContext,
+  shard: D1Database,
   handle: string,
   checked: readonly { index: number; event: CheckedEvent; source: string }[],
   { seen, match, outcomes, dailyLimit }: BatchState,
@@ -511,23 +547,23 @@ async function writeBatch(
   let slots = 0;
   const day = utcDay(at);
   if (dailyLimit !== undefined && fresh.length) {
-    slots = (await takeDailySlots(env.DB, handle, fresh.length, dailyLimit, at)).granted;
+    slots = (await takeDailySlots(shard, handle, fresh.length, dailyLimit, at)).granted;
     allowed = fresh.slice(0, slots);
     for (const c of fresh.slice(slots)) outcomes[c.index] = { kind: 'over_daily_limit' };
   }
-  const planned = allowed.map((c) => ({ index: c.index, plan: planEvent(ctx, c.event, c.source, match, at) }));
+  const planned = allowed.map((c) => ({ index: c.index, plan: planEvent(ctx, shard, c.event, c.source, match, at) }));
   const stored: typeof planned = [];
   if (planned.length) {
     try {
-      await env.DB.batch([
+      await shard.batch([
         ...planned.flatMap((p) => p.plan.statements),
-        countEventsStatement(env.DB, handle, at.toISOString(), planned.length),
+        countEventsStatement(shard, handle, at.toISOString(), planned.length),
       ]);
       stored.push(...planned);
     } catch (err) {
       if (!/UNIQUE/i.test(String(err))) {
         if (slots)
-          await giveBackDailySlots(env.DB, handle, day, slots)
+          await giveBackDailySlots(shard, handle, day, slots)
             .run()
             .catch(() => undefined);
         throw err;
@@ -535,18 +571,17 @@ async function writeBatch(
       // A concurrent publisher stored one of these sourceEventIds first: each event on its own.
       for (const p of planned) {
         try {
-          await env.DB.batch([...p.plan.statements, countEventsStatement(env.DB, handle, at.toISOString())]);
+          await shard.batch([...p.plan.statements, countEventsStatement(shard, handle, at.toISOString())]);
           stored.push(p);
         } catch (one) {
           const sid = p.plan.event.sourceEventId;
-          const first =
-            sid && /UNIQUE/i.test(String(one)) ? await existingBySourceId(getDb(env.DB), handle, sid) : null;
+          const first = sid && /UNIQUE/i.test(String(one)) ? await existingBySourceId(getDb(shard), handle, sid) : null;
           outcomes[p.index] = first ? { kind: 'duplicate', result: first } : { kind: 'failed', error: one };
         }
       }
       const unused = slots ? planned.length - stored.length : 0;
       if (unused)
-        await giveBackDailySlots(env.DB, handle, day, unused)
+        await giveBackDailySlots(shard, handle, day, unused)
           .run()
           .catch(() => undefined);
     }
@@ -554,6 +589,7 @@ async function writeBatch(
   // Stored: nothing below may throw (a retried batch would find them as duplicates only if they have sourceEventIds).
   const queued = await enqueueStored(
     env,
+    shard,
     stored.map((p) => p.plan),
   );
   for (const p of stored) outcomes[p.index] = { kind: 'stored', result: storedResult(p.plan, queued) };

@@ -5,8 +5,14 @@
 import { z } from 'zod';
 import { HANDLE_PATTERN } from '../lib/handles.ts';
 
-/** `notify-deliveries` and its DLQ: one delivery attempt to perform (or to mark dead). */
-export const DeliveryMessage = z.strictObject({ deliveryId: z.string().regex(/^dlv_[0-9A-Z]{26}$/) });
+/**
+ * `notify-deliveries` and its DLQ: one delivery attempt to perform (or to mark dead). The handle names the shard the
+ * delivery lives on (docs/design.md#shards); a message sent before sharding has none, and its delivery is on SHARD_0.
+ */
+export const DeliveryMessage = z.strictObject({
+  deliveryId: z.string().regex(/^dlv_[0-9A-Z]{26}$/),
+  handle: z.string().regex(HANDLE_PATTERN).optional(),
+});
 export type DeliveryMessage = z.infer<typeof DeliveryMessage>;
 
 /**

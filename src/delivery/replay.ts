@@ -11,6 +11,7 @@
  */
 import { readArchiveLines } from '../archive/objects.ts';
 import type { replays } from '../db/schema.ts';
+import { shardFor } from '../db/shards.ts';
 import type { RunContext } from '../env.ts';
 import { evaluateFilterPolicy, type FilterPolicy, matchesEventTypes } from '../lib/filter-policy.ts';
 import { boundaryId, newId } from '../lib/ids.ts';
@@ -80,7 +81,8 @@ async function stretch(
   at: Position,
   budget: number,
 ): Promise<{ candidates: Candidate[]; next: Position | null; looked: number }> {
-  const d1 = env.DB;
+  // The handle's notifications and archive index live on its shard (docs/design.md#shards).
+  const d1 = await shardFor(env, r.handle);
   if (at.in === 'archive') {
     const archive = await d1
       .prepare(`SELECT object_key AS key FROM archives WHERE handle = ?1 AND first_notification_id = ?2`)
@@ -142,7 +144,7 @@ async function stretch(
 async function step(ctx: RunContext, r: ReplayRow): Promise<{ candidates: Candidate[]; next: Position | null }> {
   let at = readCursor(r.cursor);
   if (!at) {
-    const first = await nextArchive(ctx.env.DB, r, null);
+    const first = await nextArchive(await shardFor(ctx.env, r.handle), r, null);
     at = first ? { in: 'archive', first: first.first, line: 0 } : { in: 'd1', after: null };
   }
   const candidates: Candidate[] = [];
@@ -178,7 +180,7 @@ export async function replayStep(
   isNew: boolean,
   now: Date = new Date(),
 ): Promise<ReplayStepResult> {
-  const d1 = ctx.env.DB;
+  const d1 = await shardFor(ctx.env, r.handle);
   const at = now.toISOString();
   const { candidates, next } = await step(ctx, r);
   const matches = candidates.filter((n) => wanted(r, w, n));
@@ -224,7 +226,13 @@ export async function replayStep(
   );
   const results = await d1.batch(statements);
   const created = [...inserts].filter(([i]) => (results[i]?.results.length ?? 0) > 0).map(([, id]) => id);
-  if (created.length) await enqueueDeliveries(ctx.env, created);
+  if (created.length) {
+    await enqueueDeliveries(
+      ctx.env,
+      d1,
+      created.map((deliveryId) => ({ deliveryId, handle: r.handle })),
+    );
+  }
   const stored = await d1.prepare('SELECT * FROM replays WHERE id = ?1').bind(r.id).first<Record<string, unknown>>();
   return { replay: stored ? replayFromRow(stored) : r, matched: matches.length, created: created.length };
 }

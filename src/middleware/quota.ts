@@ -5,6 +5,7 @@
  */
 import type { MiddlewareHandler } from 'hono';
 import { giveBackDailySlots, nextUtcMidnight, utcDay } from '../db/daily-counters.ts';
+import { shardFor } from '../db/shards.ts';
 import { type AppEnv, config } from '../env.ts';
 import { type ProblemError, problems } from '../lib/problem.ts';
 
@@ -35,11 +36,14 @@ export function dailyWriteQuota(): MiddlewareHandler<AppEnv> {
     const limit = config(c.env).dailyWriteLimit;
     const now = new Date();
     const day = utcDay(now);
-    const slot = await c.env.DB.prepare(
-      `INSERT INTO daily_write_counters (handle, day, count) VALUES (?1, ?2, 1)
+    // Counted beside the handle's rows, on its shard (docs/design.md#shards).
+    const d1 = await shardFor(c.env, handle);
+    const slot = await d1
+      .prepare(
+        `INSERT INTO daily_write_counters (handle, day, count) VALUES (?1, ?2, 1)
        ON CONFLICT (handle, day) DO UPDATE SET count = count + 1 WHERE count < ?3
        RETURNING count`,
-    )
+      )
       .bind(handle, day, limit)
       .first<{ count: number }>();
     if (!slot) throw dailyLimitProblem(limit, now);
@@ -48,7 +52,7 @@ export function dailyWriteQuota(): MiddlewareHandler<AppEnv> {
       await next();
       succeeded = c.res.status >= 200 && c.res.status < 300;
     } finally {
-      if (!succeeded) await giveBackDailySlots(c.env.DB, handle, day, 1).run();
+      if (!succeeded) await giveBackDailySlots(d1, handle, day, 1).run();
     }
   };
 }

@@ -4,6 +4,7 @@
  * (docs/design.md#debug-playbooks).
  * The browser-level journey is test/e2e/dashboard.e2e.ts.
  */
+
 import { env, exports } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { purgeHandle } from '../../src/jobs/purge-expired.ts';
@@ -12,6 +13,7 @@ import { Browser, decode, ORIGIN } from '../support/dashboard-browser.ts';
 import {
   ALL_USER_SCOPES,
   addMember,
+  anyShard,
   call,
   callJson,
   createPat,
@@ -309,7 +311,8 @@ describe('dashboard', () => {
     const id = created.body.id as string;
     const stored = async () =>
       JSON.parse(
-        (await env.DB.prepare('SELECT headers FROM webhook_subscriptions WHERE id = ?')
+        (await anyShard
+          .prepare('SELECT headers FROM webhook_subscriptions WHERE id = ?')
           .bind(id)
           .first<{ headers: string }>())!.headers,
       );

@@ -1,14 +1,8 @@
-/**
- * The dashboard at a glance (docs/design.md#dashboard): charts with their numbers behind a disclosure, live status of
- * open deliveries, times the browser localises, tables that stack into cards, and hints that name the page's controls.
- * The browser-level checks (script, 375 px, axe) are test/e2e/dashboard.e2e.ts.
- */
-import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DASHBOARD_JS } from '../../src/dashboard/assets.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { Browser } from '../support/dashboard-browser.ts';
-import { callJson, createPat, provisionHandle, unique } from '../support/helpers.ts';
+import { anyShard, callJson, createPat, provisionHandle, shardOf, unique } from '../support/helpers.ts';
 import { receiverUrl } from '../support/receivers.ts';
 
 describe('dashboard at a glance', () => {
@@ -79,16 +73,17 @@ describe('dashboard at a glance', () => {
     // A delivery the pipeline is still working on (retrying): the row is marked open.
     const id = newId('dlv');
     const now = new Date().toISOString();
-    await env.DB.prepare(
-      `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
+    await (await shardOf(handle))
+      .prepare(
+        `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
          status, attempt_count, next_attempt_at, created_at, updated_at)
        VALUES (?1, ?2, NULL, 'test', 'webhook', 'webhook', ?3, 'https://example.com/hook', 'retrying', 1, ?4, ?4, ?4)`,
-    )
+      )
       .bind(id, handle, webhookId, now)
       .run();
     const open = await b.get(path);
     expect(open.html).toMatch(new RegExp(`<tr data-delivery="${id}" data-status="retrying" data-open="">`));
-    await env.DB.prepare(`UPDATE deliveries SET status = 'dead' WHERE id = ?1`).bind(id).run();
+    await anyShard.prepare(`UPDATE deliveries SET status = 'dead' WHERE id = ?1`).bind(id).run();
     const done = await b.get(path);
     expect(done.html).toContain(`<tr data-delivery="${id}" data-status="dead">`);
     expect(done.html).not.toContain('data-open');
@@ -113,10 +108,11 @@ describe('dashboard at a glance', () => {
       body: { url: receiverUrl('fail', unique('glance')) },
     });
     const now = new Date().toISOString();
-    await env.DB.prepare(
-      `UPDATE webhook_subscriptions SET consecutive_failures = 3, failing_since = ?2, last_failure_at = ?2,
+    await anyShard
+      .prepare(
+        `UPDATE webhook_subscriptions SET consecutive_failures = 3, failing_since = ?2, last_failure_at = ?2,
          last_failure_class = 'http_5xx' WHERE id = ?1`,
-    )
+      )
       .bind(failing.body.id, now)
       .run();
     const b = new Browser();

@@ -10,7 +10,7 @@ import { ingestBatch } from '../../src/delivery/ingest.ts';
 import { runContext } from '../../src/env.ts';
 import { sweepOutbox } from '../../src/jobs/sweeper.ts';
 import { RELEASE_SPREAD_MS } from '../../src/lib/peak-windows.ts';
-import { callJson, unique } from '../support/helpers.ts';
+import { anyShard, callJson, unique } from '../support/helpers.ts';
 import { assertMatchesDocument } from '../support/openapi-check.ts';
 import {
   createWebhook,
@@ -151,9 +151,8 @@ describe('deferred deliveries', () => {
     }));
     const outcomes = await ingestBatch(runContext(short), soon.h.handle, events, { dailyLimit: 5000 });
     expect(outcomes.every((o) => o.kind === 'stored')).toBe(true);
-    const { results } = await env.DB.prepare(
-      `SELECT next_attempt_at AS at FROM deliveries WHERE handle = ?1 AND status = 'deferred'`,
-    )
+    const { results } = await anyShard
+      .prepare(`SELECT next_attempt_at AS at FROM deliveries WHERE handle = ?1 AND status = 'deferred'`)
       .bind(soon.h.handle)
       .all<{ at: string }>();
     expect(results).toHaveLength(30);
@@ -172,9 +171,8 @@ describe('deferred deliveries', () => {
       body: { events, delivery: 'off_peak' },
     });
     expect(res.body.stored).toBe(30);
-    const { results } = await env.DB.prepare(
-      `SELECT next_attempt_at AS at, created_at FROM deliveries WHERE handle = ?1 AND status = 'deferred'`,
-    )
+    const { results } = await anyShard
+      .prepare(`SELECT next_attempt_at AS at, created_at FROM deliveries WHERE handle = ?1 AND status = 'deferred'`)
       .bind(h.handle)
       .all<{ at: string; created_at: string }>();
     expect(results).toHaveLength(30);
@@ -190,9 +188,8 @@ describe('deferred deliveries', () => {
       body: { events, delivery: 'off_peak' },
     });
     expect(spread.body.stored).toBe(30);
-    const rows = await env.DB.prepare(
-      `SELECT next_attempt_at AS at FROM deliveries WHERE handle = ?1 AND status = 'deferred' ORDER BY at`,
-    )
+    const rows = await anyShard
+      .prepare(`SELECT next_attempt_at AS at FROM deliveries WHERE handle = ?1 AND status = 'deferred' ORDER BY at`)
       .bind(soon.h.handle)
       .all<{ at: string }>();
     const at = rows.results.map((r) => Date.parse(r.at));
@@ -201,7 +198,8 @@ describe('deferred deliveries', () => {
     expect(at.at(-1)! - at[0]!).toBeGreaterThan(RELEASE_SPREAD_MS / 3);
     // One minute after the end the sweeper releases only those due by then, not the whole backlog.
     await sweepOutbox(env, new Date(soon.end.getTime() + 60_000));
-    const left = await env.DB.prepare(`SELECT count(*) AS n FROM deliveries WHERE handle = ?1 AND status = 'deferred'`)
+    const left = await anyShard
+      .prepare(`SELECT count(*) AS n FROM deliveries WHERE handle = ?1 AND status = 'deferred'`)
       .bind(soon.h.handle)
       .first<{ n: number }>();
     expect(left!.n).toBeGreaterThan(0);

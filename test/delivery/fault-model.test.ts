@@ -49,6 +49,7 @@
  * Runs: 200 sequences by default; `FAULT_RUNS=2000 FAULT_SEED=7 npx vitest run --project worker
  * test/delivery/fault-model.test.ts` for more or another seed (the seed is printed; a failure prints the shrunk sequence).
  */
+
 import { env } from 'cloudflare:workers';
 import fc from 'fast-check';
 import { Webhook } from 'standardwebhooks';
@@ -64,7 +65,7 @@ import { purgeHandle } from '../../src/jobs/purge-expired.ts';
 import { sweepOutbox } from '../../src/jobs/sweeper.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { faultRuns } from '../support/generated-runs.ts';
-import { callJson, callWithVars, unique } from '../support/helpers.ts';
+import { anyShard, callJson, callWithVars, shardName, shardOf, unique } from '../support/helpers.ts';
 import { allDeliveryQueues, recordingEmail, setupHandle, type TestHandle } from '../support/pipeline-helpers.ts';
 import { type Hit, hits, receiverUrl, setMode } from '../support/receivers.ts';
 
@@ -264,7 +265,8 @@ interface HttpRecord {
 class Sim {
   readonly queue = new SimQueue();
   readonly dlq: SimMessage[] = [];
-  readonly d1 = new FaultyD1(env.DB);
+  /** Faults are injected on the handle's shard, where every row of its deliveries lives (docs/design.md#shards). */
+  readonly d1: FaultyD1;
   readonly email = recordingEmail();
   readonly webhooks: SimWebhook[] = [];
   readonly accepted: Accepted[] = [];
@@ -294,10 +296,14 @@ class Sim {
   private readonly startedAt = new Date().toISOString();
   private sourceIds: string[] = [];
 
-  private constructor(readonly h: TestHandle) {
+  private constructor(
+    readonly h: TestHandle,
+    readonly shard: 'SHARD_0' | 'SHARD_1',
+  ) {
+    this.d1 = new FaultyD1(env[shard]);
     this.vars = {
       ...SIM_VARS,
-      DB: this.d1.db,
+      [shard]: this.d1.db,
       // The one simulated queue stands for every delivery queue: which one a delivery takes changes no outcome here.
       ...allDeliveryQueues(this.queue.producer),
       EMAIL: this.email.binding,
@@ -307,7 +313,8 @@ class Sim {
   }
 
   static async create(): Promise<Sim> {
-    const sim = new Sim(await setupHandle());
+    const h = await setupHandle();
+    const sim = new Sim(h, await shardName(h.handle));
     await sim.setPeakWindow();
     await sim.setOwnerEmail(true);
     await sim.createWebhook('ok');
@@ -369,7 +376,9 @@ class Sim {
   /** The sweeper's release of deferred deliveries, with a clock past the window's end and its spread. */
   async release(): Promise<void> {
     try {
-      this.bulk.released += (await releaseDeferred(this.env, new Date(Date.now() + 2 * 3_600_000))).released;
+      this.bulk.released += (
+        await releaseDeferred(this.env, this.d1.db, new Date(Date.now() + 2 * 3_600_000))
+      ).released;
     } catch {
       // A failed release changes nothing (one batch); the next run tries again.
     }
@@ -386,9 +395,8 @@ class Sim {
   }
 
   private async ownerEmailInD1(): Promise<boolean> {
-    const row = await env.DB.prepare(
-      `SELECT 1 AS x FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`,
-    )
+    const row = await anyShard
+      .prepare(`SELECT 1 AS x FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`)
       .bind(this.h.handle)
       .first();
     return row !== null;
@@ -457,9 +465,10 @@ class Sim {
 
   /** `POST …/deliveries/{id}/retry` on one of the handle's dead or skipped deliveries. */
   async retryDelivery(i: number): Promise<void> {
-    const { results } = await env.DB.prepare(
-      `SELECT id FROM deliveries WHERE handle = ? AND kind = 'event' AND status IN ('dead', 'skipped') ORDER BY id`,
-    )
+    const { results } = await anyShard
+      .prepare(
+        `SELECT id FROM deliveries WHERE handle = ? AND kind = 'event' AND status IN ('dead', 'skipped') ORDER BY id`,
+      )
       .bind(this.h.handle)
       .all<{ id: string }>();
     const d = results[i % Math.max(1, results.length)];
@@ -485,7 +494,8 @@ class Sim {
   async corruptSecret(i: number): Promise<void> {
     const w = this.live()[i % Math.max(1, this.live().length)];
     if (!w) return;
-    await env.DB.prepare(`UPDATE webhook_subscriptions SET secret_encrypted = 'not-a-ciphertext' WHERE id = ?`)
+    await anyShard
+      .prepare(`UPDATE webhook_subscriptions SET secret_encrypted = 'not-a-ciphertext' WHERE id = ?`)
       .bind(w.id)
       .run();
     w.corrupted = true;
@@ -521,16 +531,17 @@ class Sim {
   async consumeCrashingOnce(i: number, size: number): Promise<void> {
     const w = this.live()[i % Math.max(1, this.live().length)];
     const row = w
-      ? await env.DB.prepare('SELECT headers FROM webhook_subscriptions WHERE id = ?')
+      ? await anyShard
+          .prepare('SELECT headers FROM webhook_subscriptions WHERE id = ?')
           .bind(w.id)
           .first<{ headers: string | null }>()
       : null;
     if (!w || !row) return this.consume(size);
-    await env.DB.prepare(`UPDATE webhook_subscriptions SET headers = 'not json' WHERE id = ?`).bind(w.id).run();
+    await anyShard.prepare(`UPDATE webhook_subscriptions SET headers = 'not json' WHERE id = ?`).bind(w.id).run();
     try {
       await this.consume(size);
     } finally {
-      await env.DB.prepare('UPDATE webhook_subscriptions SET headers = ? WHERE id = ?').bind(row.headers, w.id).run();
+      await anyShard.prepare('UPDATE webhook_subscriptions SET headers = ? WHERE id = ?').bind(row.headers, w.id).run();
     }
   }
 
@@ -623,7 +634,7 @@ class Sim {
     const { batch, outcome } = messageBatch('notify-deliveries', taken);
     let threw = false;
     try {
-      await consumeDeliveries(batch, { ...this.env, DB: invocationDb(this.d1.db, opts) });
+      await consumeDeliveries(batch, { ...this.env, [this.shard]: invocationDb(this.d1.db, opts) });
     } catch {
       threw = true;
     }
@@ -672,14 +683,18 @@ class Sim {
 
   /** The handle's notification ids in D1 now; every row id is added to `seen`. */
   private async snapshot(): Promise<Set<string>> {
-    const [n, d, a] = await env.DB.batch<{ id: string }>([
-      env.DB.prepare('SELECT id FROM notifications WHERE handle = ?').bind(this.h.handle),
+    const [n, d, a] = await (await shardOf(this.h.handle)).batch<{ id: string }>([
+      (await shardOf(this.h.handle)).prepare('SELECT id FROM notifications WHERE handle = ?').bind(this.h.handle),
       // Test sends (no notification) are deleted without an archive by design: the rows of notifications are tracked.
-      env.DB.prepare('SELECT id FROM deliveries WHERE handle = ? AND notification_id IS NOT NULL').bind(this.h.handle),
-      env.DB.prepare(
-        `SELECT a.id FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+      (await shardOf(this.h.handle))
+        .prepare('SELECT id FROM deliveries WHERE handle = ? AND notification_id IS NOT NULL')
+        .bind(this.h.handle),
+      (await shardOf(this.h.handle))
+        .prepare(
+          `SELECT a.id FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
          WHERE d.handle = ? AND d.notification_id IS NOT NULL`,
-      ).bind(this.h.handle),
+        )
+        .bind(this.h.handle),
     ]);
     for (const r of d!.results) this.seen.deliveries.add(r.id);
     for (const r of a!.results) this.seen.attempts.add(r.id);
@@ -735,9 +750,10 @@ class Sim {
   }
 
   async openDeliveries(): Promise<Array<{ id: string; status: string }>> {
-    const { results } = await env.DB.prepare(
-      `SELECT id, status FROM deliveries WHERE handle = ? AND status IN ('deferred', 'pending', 'queued', 'retrying')`,
-    )
+    const { results } = await anyShard
+      .prepare(
+        `SELECT id, status FROM deliveries WHERE handle = ? AND status IN ('deferred', 'pending', 'queued', 'retrying')`,
+      )
       .bind(this.h.handle)
       .all<{ id: string; status: string }>();
     return results;
@@ -924,10 +940,11 @@ async function archivedRows(
   inD1: { notifications: Set<string>; deliveries: Set<string>; attempts: Set<string> },
 ) {
   const rows = (
-    await env.DB.prepare(
-      `SELECT id, status, object_key, bytes, sha256, first_notification_id AS first, last_notification_id AS last,
+    await anyShard
+      .prepare(
+        `SELECT id, status, object_key, bytes, sha256, first_notification_id AS first, last_notification_id AS last,
          notification_count, delivery_count, attempt_count FROM archives WHERE handle = ? ORDER BY id`,
-    )
+      )
       .bind(sim.h.handle)
       .all<{
         id: string;
@@ -1026,19 +1043,25 @@ async function archivedRows(
 /** Runs every check; answers the deliveries of the sequence (in D1 or archived) and how many are dead. */
 async function check(sim: Sim): Promise<{ deliveries: number; dead: number }> {
   const handle = sim.h.handle;
-  const [nRows, dRows, aRows] = await env.DB.batch([
-    env.DB.prepare(
-      `SELECT id, type, data, status, severity, source_event_id, open_count, succeeded_count, dead_count
+  const [nRows, dRows, aRows] = await (await shardOf(handle)).batch([
+    (await shardOf(handle))
+      .prepare(
+        `SELECT id, type, data, status, severity, source_event_id, open_count, succeeded_count, dead_count
          FROM notifications WHERE handle = ?`,
-    ).bind(handle),
-    env.DB.prepare(
-      `SELECT id, notification_id, status, status_reason, recipient_type, channel, subscription_id, attempt_count,
+      )
+      .bind(handle),
+    (await shardOf(handle))
+      .prepare(
+        `SELECT id, notification_id, status, status_reason, recipient_type, channel, subscription_id, attempt_count,
          retry_base FROM deliveries WHERE handle = ?`,
-    ).bind(handle),
-    env.DB.prepare(
-      `SELECT a.id, a.delivery_id, a.attempt_number, a.outcome, a.http_status
+      )
+      .bind(handle),
+    (await shardOf(handle))
+      .prepare(
+        `SELECT a.id, a.delivery_id, a.attempt_number, a.outcome, a.http_status
          FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.handle = ?`,
-    ).bind(handle),
+      )
+      .bind(handle),
   ]);
   const d1Notifications = nRows!.results as unknown as NotificationRow[];
   const d1Deliveries = dRows!.results as unknown as DeliveryRow[];
@@ -1190,7 +1213,8 @@ async function check(sim: Sim): Promise<{ deliveries: number; dead: number }> {
     expect(alerts, `webhook.endpoint_disabled notifications for ${w.id}`).toBeLessThanOrEqual(
       1 + (sim.reEnables.get(w.id) ?? 0),
     );
-    const row = await env.DB.prepare('SELECT enabled, disabled_reason FROM webhook_subscriptions WHERE id = ?')
+    const row = await anyShard
+      .prepare('SELECT enabled, disabled_reason FROM webhook_subscriptions WHERE id = ?')
       .bind(w.id)
       .first<{ enabled: number; disabled_reason: string | null }>();
     if (row && !row.enabled && row.disabled_reason !== 'disabled_by_user') {
@@ -1304,15 +1328,19 @@ describe('model-based faults: pacing and replay', () => {
         }),
         async ({ notifications, rate, repeats, racing, duplicates }) => {
           const h = await setupHandle();
+          // The handle's rows live on its shard (docs/design.md#shards).
+          const d1 = await shardOf(h.handle);
           const base = Date.now() - 3_600_000;
           const ids = Array.from({ length: notifications }, (_, i) => newId('ntf', base + i * 1000));
-          await env.DB.batch(
+          await d1.batch(
             ids.map((id, i) =>
-              env.DB.prepare(
-                `INSERT INTO notifications (id, handle, type, severity, data, source, occurred_at, status,
+              d1
+                .prepare(
+                  `INSERT INTO notifications (id, handle, type, severity, data, source, occurred_at, status,
                    recipient_count, recipients, created_at, updated_at)
                  VALUES (?1, ?2, 'order.paid', 'info', ?3, 'fault-model', ?4, 'delivered', 0, '{}', ?4, ?4)`,
-              ).bind(id, h.handle, JSON.stringify({ i }), new Date(base + i * 1000).toISOString()),
+                )
+                .bind(id, h.handle, JSON.stringify({ i }), new Date(base + i * 1000).toISOString()),
             ),
           );
           const key = unique('pace');
@@ -1328,14 +1356,16 @@ describe('model-based faults: pacing and replay', () => {
           expect(first.status).toBe(200);
           for (let i = 0; i < repeats; i++) expect((await call()).status).toBe(200);
           // At-least-once: some deliveries get a second message.
-          const dlv = await env.DB.prepare('SELECT id FROM deliveries WHERE subscription_id = ?1 LIMIT ?2')
+          const dlv = await d1
+            .prepare('SELECT id FROM deliveries WHERE subscription_id = ?1 LIMIT ?2')
             .bind(webhookId, duplicates)
             .all<{ id: string }>();
           if (dlv.results.length) {
             // A second message each, on the delivery's own queue.
             await enqueueDeliveries(
               env,
-              dlv.results.map((d) => d.id),
+              d1,
+              dlv.results.map((d) => ({ deliveryId: d.id, handle: h.handle })),
             );
           }
 
@@ -1343,9 +1373,8 @@ describe('model-based faults: pacing and replay', () => {
           let got: Hit[] = [];
           for (;;) {
             got = await hits(key);
-            const open = await env.DB.prepare(
-              `SELECT count(*) AS n FROM deliveries WHERE subscription_id = ?1 AND status <> 'succeeded'`,
-            )
+            const open = await d1
+              .prepare(`SELECT count(*) AS n FROM deliveries WHERE subscription_id = ?1 AND status <> 'succeeded'`)
               .bind(webhookId)
               .first<{ n: number }>();
             if ((got.length >= notifications && !open?.n) || Date.now() > deadline) break;
@@ -1356,7 +1385,8 @@ describe('model-based faults: pacing and replay', () => {
           got = await hits(key);
           const eventIds = got.map((x) => JSON.parse(x.body).id as string).sort();
           expect(eventIds, 'every notification exactly once').toEqual([...ids].sort());
-          const rows = await env.DB.prepare('SELECT status, attempt_count FROM deliveries WHERE subscription_id = ?1')
+          const rows = await d1
+            .prepare('SELECT status, attempt_count FROM deliveries WHERE subscription_id = ?1')
             .bind(webhookId)
             .all<{ status: string; attempt_count: number }>();
           expect(rows.results.map((r) => `${r.status}/${r.attempt_count}`)).toEqual(ids.map(() => 'succeeded/1'));

@@ -16,12 +16,15 @@ import { sweepOutbox } from '../../src/jobs/sweeper.ts';
 import {
   ALL_USER_SCOPES,
   addMember,
+  anyShard,
   call,
   callJson,
   callWithVars,
   catalogData,
   createPat,
   expectProblem,
+  shardName,
+  shardOf,
   signJwt,
   unique,
 } from '../support/helpers.ts';
@@ -64,10 +67,12 @@ async function publish(h: TestHandle, body: Record<string, unknown>, token = h.t
 }
 
 async function counts(handle: string) {
-  const n = await env.DB.prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?')
+  const n = await anyShard
+    .prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?')
     .bind(handle)
     .first<{ n: number }>();
-  const d = await env.DB.prepare('SELECT count(*) AS n FROM deliveries WHERE handle = ?')
+  const d = await anyShard
+    .prepare('SELECT count(*) AS n FROM deliveries WHERE handle = ?')
     .bind(handle)
     .first<{ n: number }>();
   return { notifications: n!.n, deliveries: d!.n };
@@ -142,13 +147,13 @@ describe('POST …/events: what is written', () => {
     const h = await setupHandle();
     await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
     const sourceEventId = unique('oms-evt');
-    const d1 = countingD1(env.DB);
+    const d1 = countingD1(await shardOf(h.handle));
     // Context + duplicate check, the notification and deliveries, marking them queued after the send.
-    const first = await ingestQuiet(h.handle, { sourceEventId }, { DB: d1.db });
+    const first = await ingestQuiet(h.handle, { sourceEventId }, { [await shardName(h.handle)]: d1.db });
     expect(first.duplicate).toBe(false);
     expect(d1.count()).toBe(3);
     d1.reset();
-    const again = await ingestQuiet(h.handle, { sourceEventId }, { DB: d1.db });
+    const again = await ingestQuiet(h.handle, { sourceEventId }, { [await shardName(h.handle)]: d1.db });
     expect(again).toMatchObject({ notificationId: first.notificationId, duplicate: true });
     expect(d1.count()).toBe(1);
   });
@@ -157,9 +162,9 @@ describe('POST …/events: what is written', () => {
     const h = await setupHandle();
     await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
     const pat = await createPat(h.owner, { handle: h.handle, scopes: ['events:publish', 'notifications:read'] });
-    const d1 = countingD1(env.DB);
+    const d1 = countingD1(await shardOf(h.handle));
     const { capture } = quietEnv();
-    const vars = { DB: d1.db, ...allDeliveryQueues(capture.queue) } as Partial<Env>;
+    const vars = { [await shardName(h.handle)]: d1.db, ...allDeliveryQueues(capture.queue) } as Partial<Env>;
     const body = { type: 'order.paid', data: { orderId: unique('o') }, sourceEventId: unique('src') };
     // The PAT's first use records last_used_at (a write, at most once a minute): not part of a publish's cost.
     await callWithVars(vars, 'GET', `/v2/handles/${h.handle}`, { token: pat.token });
@@ -170,7 +175,8 @@ describe('POST …/events: what is written', () => {
     // [token + membership, duplicate check, settings, webhooks, emails] → [notification + deliveries] → [marked queued]
     expect(d1.count()).toBe(3);
     expect(((await res.json()) as { recipients: unknown[] }).recipients).toHaveLength(1);
-    const stored = await env.DB.prepare('SELECT source FROM notifications WHERE handle = ?')
+    const stored = await anyShard
+      .prepare('SELECT source FROM notifications WHERE handle = ?')
       .bind(h.handle)
       .first<{ source: string }>();
     expect(stored?.source).toBe(`user:${h.owner}`);
@@ -187,7 +193,8 @@ describe('POST …/events: what is written', () => {
     expect(d1.count()).toBe(1);
     expect(
       (
-        await env.DB.prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?')
+        await anyShard
+          .prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?')
           .bind(h.handle)
           .first<{ n: number }>()
       )?.n,
@@ -433,7 +440,8 @@ describe('the notify-events consumer', () => {
     ]);
     await worker.queue(fb.batch, env, createExecutionContext());
     expect(fb.outcomes[0]!.calls).toEqual(['ack']);
-    const n = await env.DB.prepare('SELECT * FROM notifications WHERE handle = ? AND source_event_id = ?')
+    const n = await anyShard
+      .prepare('SELECT * FROM notifications WHERE handle = ? AND source_event_id = ?')
       .bind(h.handle, sourceEventId)
       .first<Record<string, any>>();
     expect(n).toMatchObject({ type: 'order.fulfilled', source: 'oms', status: 'delivering' });
@@ -454,7 +462,8 @@ describe('the notify-events consumer', () => {
     await publishEvents(env, [{ handle: h.handle, type: 'order.created', data: { orderId: 'o-real' }, sourceEventId }]);
     const n = await eventually(
       () =>
-        env.DB.prepare('SELECT * FROM notifications WHERE handle = ? AND source_event_id = ?')
+        anyShard
+          .prepare('SELECT * FROM notifications WHERE handle = ? AND source_event_id = ?')
           .bind(h.handle, sourceEventId)
           .first<Record<string, any>>(),
       (row) => row !== null,
@@ -493,20 +502,22 @@ describe('the notify-events consumer', () => {
   it('a transient failure (D1 unavailable) is retried, not recorded as a rejection', async () => {
     const h = await setupHandle();
     const id = unique('transient');
-    const failingDb = new Proxy(env.DB, {
-      get(target, prop) {
-        if (prop === 'batch' || prop === 'prepare')
-          return () => {
-            throw new Error('D1_ERROR: database unavailable (test)');
-          };
-        const v = Reflect.get(target, prop, target) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
+    const failing = (d1: D1Database) =>
+      new Proxy(d1, {
+        get(target, prop) {
+          if (prop === 'batch' || prop === 'prepare')
+            return () => {
+              throw new Error('D1_ERROR: database unavailable (test)');
+            };
+          const v = Reflect.get(target, prop, target) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
     const fb = fakeBatch('notify-events', [
       { id, body: { handle: h.handle, type: 'order.paid', data: catalogData('order.paid') } },
     ]);
-    await worker.queue(fb.batch, { ...env, DB: failingDb }, createExecutionContext());
+    const down = { DB: failing(env.DB), SHARD_0: failing(env.SHARD_0), SHARD_1: failing(env.SHARD_1) };
+    await worker.queue(fb.batch, { ...env, ...down }, createExecutionContext());
     expect(fb.outcomes[0]!.retried).toBe(true);
     expect(fb.outcomes[0]!.acked).toBe(false);
     const rej = await env.DB.prepare('SELECT count(*) AS n FROM event_rejections WHERE message_id = ?')
@@ -522,8 +533,8 @@ describe('a failed markQueued after the rows are stored and sent', () => {
   it('POST …/events still answers 202 with the stored notification; the rows stay pending and the sweeper sends them', async () => {
     const h = await setupHandle();
     const wh = await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
-    const failing = d1FailingBatchesMatching(env.DB, MARK_QUEUED);
-    const { env: quiet, capture } = quietEnv({ DB: failing.db });
+    const failing = d1FailingBatchesMatching(await shardOf(h.handle), MARK_QUEUED);
+    const { env: quiet, capture } = quietEnv({ [await shardName(h.handle)]: failing.db });
     const res = await callWithVars(quiet, 'POST', eventsPath(h.handle), {
       token: h.token,
       body: { type: 'order.paid', data: { orderId: 'o-mq' } },
@@ -551,8 +562,8 @@ describe('a failed markQueued after the rows are stored and sent', () => {
   it('the notify-events consumer acks the message: a retry would store the event a second time', async () => {
     const h = await setupHandle();
     await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
-    const failing = d1FailingBatchesMatching(env.DB, MARK_QUEUED);
-    const { env: quiet } = quietEnv({ DB: failing.db });
+    const failing = d1FailingBatchesMatching(await shardOf(h.handle), MARK_QUEUED);
+    const { env: quiet } = quietEnv({ [await shardName(h.handle)]: failing.db });
     // No sourceEventId: nothing would catch a second ingest of this message.
     const fb = fakeBatch('notify-events', [{ body: { handle: h.handle, type: 'order.paid', data: { orderId: 'o' } } }]);
     await worker.queue(fb.batch, quiet, createExecutionContext());

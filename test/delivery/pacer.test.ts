@@ -5,7 +5,7 @@
  */
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { callJson, unique } from '../support/helpers.ts';
+import { callJson, shardName, shardOf, unique } from '../support/helpers.ts';
 import {
   countingD1,
   deliveryRow,
@@ -42,9 +42,12 @@ describe('pacing: the consumer and the EndpointPacer', () => {
     const ids = await quietDeliveries(h.handle, 12);
     const before = await Promise.all(ids.map(deliveryRow));
 
-    const counting = countingD1(env.DB);
+    // Counted on the handle's shard, where its deliveries are (docs/design.md#shards).
+    const counting = countingD1(await shardOf(h.handle));
     const started = Date.now();
-    const { report, fb } = await runDeliveries(ids, { env: { ...env, DB: counting.db } as Env });
+    const { report, fb } = await runDeliveries(ids, {
+      env: { ...env, [await shardName(h.handle)]: counting.db } as Env,
+    });
     // Slots 0, 0.5 … 3 s go (the consumer waits for them); 3.5 … 5.5 s are held, their messages back once within 3 s.
     expect(report.attempts).toBe(7);
     expect(Date.now() - started).toBeGreaterThanOrEqual(2900);

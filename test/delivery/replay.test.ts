@@ -8,7 +8,7 @@ import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { purgeHandle } from '../../src/jobs/purge-expired.ts';
 import { newId } from '../../src/lib/ids.ts';
-import { call, callJson, expectProblem, unique } from '../support/helpers.ts';
+import { anyShard, call, callJson, expectProblem, unique } from '../support/helpers.ts';
 import {
   createWebhook,
   eventually,
@@ -77,9 +77,8 @@ describe('replay to one webhook', () => {
     await new Promise((r) => setTimeout(r, 1500));
     expect(await hits(key)).toHaveLength(4);
 
-    const rows = await env.DB.prepare(
-      `SELECT notification_id, replay_id, status_reason FROM deliveries WHERE subscription_id = ?1`,
-    )
+    const rows = await anyShard
+      .prepare(`SELECT notification_id, replay_id, status_reason FROM deliveries WHERE subscription_id = ?1`)
       .bind(wh.id)
       .all<{ notification_id: string; replay_id: string; status_reason: string | null }>();
     expect(rows.results).toHaveLength(4);
@@ -109,7 +108,8 @@ describe('replay to one webhook', () => {
       eventTypes: ['order.paid', 'payment.failed'],
     });
     expect(res.body).toMatchObject({ status: 'complete', matched: 2, created: 2 });
-    const rows = await env.DB.prepare('SELECT notification_id FROM deliveries WHERE subscription_id = ?1 ORDER BY 1')
+    const rows = await anyShard
+      .prepare('SELECT notification_id FROM deliveries WHERE subscription_id = ?1 ORDER BY 1')
       .bind(wh.id)
       .all<{ notification_id: string }>();
     expect(rows.results.map((r) => r.notification_id)).toEqual([ids[0], ids[3]]);
@@ -130,9 +130,10 @@ describe('replay to one webhook', () => {
     expect(steps.map((s) => s.matched)).toEqual([200, 400, 450]);
     expect(steps.map((s) => s.status)).toEqual(['running', 'running', 'complete']);
     expect(new Set(steps.map((s) => s.id)).size).toBe(1);
-    const n = await env.DB.prepare(
-      'SELECT count(DISTINCT notification_id) AS n, count(*) AS all_rows FROM deliveries WHERE subscription_id = ?1',
-    )
+    const n = await anyShard
+      .prepare(
+        'SELECT count(DISTINCT notification_id) AS n, count(*) AS all_rows FROM deliveries WHERE subscription_id = ?1',
+      )
       .bind(wh.id)
       .first<{ n: number; all_rows: number }>();
     expect(n).toEqual({ n: 450, all_rows: 450 });
@@ -147,7 +148,8 @@ describe('replay to one webhook', () => {
     const archived = await seed(h.handle, base, ['order.paid', 'order.created']);
     // 30-day retention: they are archived to R2 and deleted from D1.
     await purgeHandle(env, h.handle, 30, new Date());
-    const left = await env.DB.prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?1')
+    const left = await anyShard
+      .prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?1')
       .bind(h.handle)
       .first<{ n: number }>();
     expect(left?.n).toBe(0);

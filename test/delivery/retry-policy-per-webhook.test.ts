@@ -1,13 +1,7 @@
-/**
- * A retry policy per webhook (docs/design.md#retry-policies): `default`, `short` for test endpoints, or a custom list
- * of delays within the queue's bounds. The API checks it (422s that name the bound), the consumer retries on it, the
- * DLQ consumer judges "schedule spent" by it, and the sweeper's due time follows the delay it chose.
- */
-import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { consumeDeadLetters } from '../../src/delivery/dead-letter.ts';
 import { overdueOfHandle, readOverdue } from '../../src/delivery/overdue.ts';
-import { call, callJson, expectProblem, unique } from '../support/helpers.ts';
+import { anyShard, call, callJson, expectProblem, shardOf, unique } from '../support/helpers.ts';
 import {
   createWebhook,
   deliveryRow,
@@ -142,9 +136,10 @@ describe('retry policy per webhook: the consumer, the DLQ and the sweeper', () =
     const [standard] = (await ingestQuiet(other.handle, {})).deliveryIds as [string];
     for (const id of [custom, standard]) {
       // Two recorded attempts, left open as a crash after the second would leave them.
-      await env.DB.prepare(
-        `UPDATE deliveries SET status = 'retrying', attempt_count = 2, status_reason = 'retry_scheduled' WHERE id = ?`,
-      )
+      await anyShard
+        .prepare(
+          `UPDATE deliveries SET status = 'retrying', attempt_count = 2, status_reason = 'retry_scheduled' WHERE id = ?`,
+        )
         .bind(id)
         .run();
     }
@@ -169,9 +164,8 @@ describe('retry policy per webhook: the consumer, the DLQ and the sweeper', () =
     }
     const later = new Date(Date.now() + 30 * 60_000);
     const count = async (h: TestHandle) => {
-      const [n, oldest] = await env.DB.batch<Record<string, unknown>>([
-        ...overdueOfHandle(env.DB, h.handle, later, 300),
-      ]);
+      const d1 = await shardOf(h.handle);
+      const [n, oldest] = await d1.batch<Record<string, unknown>>([...overdueOfHandle(d1, h.handle, later, 300)]);
       return readOverdue(n!, oldest!).count;
     };
     expect(await count(slow)).toBe(0);

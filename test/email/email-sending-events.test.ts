@@ -11,7 +11,7 @@ import type { OutgoingMail } from '../../src/email/message.ts';
 import { cloudflareProvider, structuredMessage } from '../../src/email/providers/cloudflare.ts';
 import worker from '../../src/index.ts';
 import { newId } from '../../src/lib/ids.ts';
-import { ALL_USER_SCOPES, callJson, provisionHandle, signJwt, unique } from '../support/helpers.ts';
+import { ALL_USER_SCOPES, anyShard, callJson, provisionHandle, shardOf, signJwt, unique } from '../support/helpers.ts';
 
 const EVENTS_QUEUE = 'notify-email-events';
 
@@ -98,11 +98,12 @@ async function sentCriticalMail() {
   const email = `${unique('od')}@example.com`;
   const subscriptionId = newId('esub');
   const now = new Date().toISOString();
-  await env.DB.prepare(
-    `INSERT INTO email_subscriptions (id, handle, kind, email, email_normalized, status, confirmed_at, provider,
+  await (await shardOf(handle))
+    .prepare(
+      `INSERT INTO email_subscriptions (id, handle, kind, email, email_normalized, status, confirmed_at, provider,
        created_at, updated_at)
      VALUES (?1, ?2, 'owner_default', ?3, ?3, 'active', ?4, 'cloudflare', ?4, ?4)`,
-  )
+    )
     .bind(subscriptionId, handle, email, now)
     .run();
   const pub = await callJson('POST', `/v2/handles/${handle}/events`, {
@@ -111,10 +112,11 @@ async function sentCriticalMail() {
   });
   expect(pub.status).toBe(202);
   const delivery = await eventually('the owner default delivery to succeed', () =>
-    env.DB.prepare(
-      `SELECT id, status, status_reason, provider_message_id, delivered_at, provider_verdict, notification_id
+    anyShard
+      .prepare(
+        `SELECT id, status, status_reason, provider_message_id, delivered_at, provider_verdict, notification_id
        FROM deliveries WHERE notification_id = ?1 AND recipient_type = 'owner_default' AND status = 'succeeded'`,
-    )
+      )
       .bind(pub.body.notificationId)
       .first<DeliveryState>(),
   );
@@ -123,23 +125,24 @@ async function sentCriticalMail() {
 }
 
 const deliveryRow = (id: string) =>
-  env.DB.prepare(
-    `SELECT id, status, status_reason, provider_message_id, delivered_at, provider_verdict, notification_id
+  anyShard
+    .prepare(
+      `SELECT id, status, status_reason, provider_message_id, delivered_at, provider_verdict, notification_id
      FROM deliveries WHERE id = ?1`,
-  )
+    )
     .bind(id)
     .first<DeliveryState>();
 
 const subscriptionRow = (id: string) =>
-  env.DB.prepare('SELECT status, status_reason FROM email_subscriptions WHERE id = ?1')
+  anyShard
+    .prepare('SELECT status, status_reason FROM email_subscriptions WHERE id = ?1')
     .bind(id)
     .first<{ status: string; status_reason: string | null }>();
 
 const ownerAlerts = async (handle: string) =>
   (
-    await env.DB.prepare(
-      `SELECT severity, data FROM notifications WHERE handle = ?1 AND type = 'email.owner_default_suppressed'`,
-    )
+    await anyShard
+      .prepare(`SELECT severity, data FROM notifications WHERE handle = ?1 AND type = 'email.owner_default_suppressed'`)
       .bind(handle)
       .all<{ severity: string; data: string }>()
   ).results;
@@ -318,7 +321,8 @@ describe('Email Sending events through the real notify-email-events queue', () =
         reason: expect.stringContaining('550 5.1.1 User unknown'),
       });
       // The notification no longer counts the mail as delivered.
-      const n = await env.DB.prepare('SELECT succeeded_count, dead_count FROM notifications WHERE id = ?1')
+      const n = await anyShard
+        .prepare('SELECT succeeded_count, dead_count FROM notifications WHERE id = ?1')
         .bind(d.notification_id)
         .first<{ succeeded_count: number; dead_count: number }>();
       expect(n).toEqual({ succeeded_count: 0, dead_count: 1 });

@@ -1,12 +1,7 @@
-/**
- * The charts' statistics (docs/design.md#delivery-charts): each series counts exactly the deliveries and attempts of
- * its window, and reads a number of rows bounded by the window while far more rows lie outside it.
- */
-import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { boundaryId, newId } from '../../src/lib/ids.ts';
 import { handleDeliveryStats, webhookDeliveryStats } from '../../src/routes/deliveries/delivery-stats.repo.ts';
-import { call, callJson, expectProblem } from '../support/helpers.ts';
+import { call, callJson, expectProblem, shardOf } from '../support/helpers.ts';
 import { createWebhook, setupHandle, type TestHandle } from '../support/pipeline-helpers.ts';
 import { insertNotifications, seedManyNotifications } from '../support/seed.ts';
 
@@ -48,20 +43,25 @@ async function insertRows(h: TestHandle, webhookId: string, rows: Row[]) {
     });
   }
   await insertNotifications(h.handle, notifications);
-  await env.DB.batch([
-    env.DB.prepare(
-      `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
+  const d1 = await shardOf(h.handle);
+  await d1.batch([
+    d1
+      .prepare(
+        `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
          status, attempt_count, created_at, updated_at)
        SELECT value ->> 'id', ?2, value ->> 'ntf', value ->> 'kind', value ->> 'channel', value ->> 'channel',
               value ->> 'sub', 'https://example.com/hook', value ->> 'status', 0, value ->> 'at', value ->> 'at'
          FROM json_each(?1)`,
-    ).bind(JSON.stringify(deliveries), h.handle),
-    env.DB.prepare(
-      `INSERT INTO delivery_attempts (id, delivery_id, attempt_number, outcome, error_class, duration_ms, created_at)
+      )
+      .bind(JSON.stringify(deliveries), h.handle),
+    d1
+      .prepare(
+        `INSERT INTO delivery_attempts (id, delivery_id, attempt_number, outcome, error_class, duration_ms, created_at)
        SELECT value ->> 'id', value ->> 'd', value ->> 'n', value ->> 'ok', value ->> 'cls', value ->> 'dur',
               value ->> 'at'
          FROM json_each(?1)`,
-    ).bind(JSON.stringify(attempts)),
+      )
+      .bind(JSON.stringify(attempts)),
   ]);
 }
 
@@ -74,26 +74,33 @@ async function seedOutside(h: TestHandle, webhookId: string, daysBefore: number)
   await seedManyNotifications(h.handle, OUTSIDE, base);
   const before = boundaryId('ntf', base + OUTSIDE + 1);
   const after = boundaryId('ntf', base);
-  await env.DB.batch([
-    env.DB.prepare(
-      `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
+  const d1 = await shardOf(h.handle);
+  await d1.batch([
+    d1
+      .prepare(
+        `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
          status, attempt_count, created_at, updated_at)
        SELECT 'dlv_' || substr(id, 5), handle, id, 'event', 'webhook', 'webhook', ?2, 'https://example.com/hook',
               'dead', 1, created_at, created_at
          FROM notifications WHERE handle = ?1 AND id >= ?4 AND id < ?3`,
-    ).bind(h.handle, webhookId, before, after),
-    env.DB.prepare(
-      `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
+      )
+      .bind(h.handle, webhookId, before, after),
+    d1
+      .prepare(
+        `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
          status, attempt_count, created_at, updated_at)
        SELECT 'dlv_' || substr(id, 5, 10) || 'ZZZZZZ' || substr(id, 21), handle, NULL, 'test', 'webhook', 'webhook',
               ?2, 'https://example.com/hook', 'succeeded', 1, created_at, created_at
          FROM notifications WHERE handle = ?1 AND id >= ?4 AND id < ?3`,
-    ).bind(h.handle, webhookId, before, after),
-    env.DB.prepare(
-      `INSERT INTO delivery_attempts (id, delivery_id, attempt_number, outcome, error_class, duration_ms, created_at)
+      )
+      .bind(h.handle, webhookId, before, after),
+    d1
+      .prepare(
+        `INSERT INTO delivery_attempts (id, delivery_id, attempt_number, outcome, error_class, duration_ms, created_at)
        SELECT 'att_' || substr(id, 5), id, 1, 'failed', 'timeout', 30000, created_at
          FROM deliveries WHERE subscription_id = ?1 AND id >= ?3 AND id < ?2`,
-    ).bind(webhookId, boundaryId('dlv', base + OUTSIDE + 1), boundaryId('dlv', base)),
+      )
+      .bind(webhookId, boundaryId('dlv', base + OUTSIDE + 1), boundaryId('dlv', base)),
   ]);
 }
 
@@ -134,7 +141,7 @@ describe('delivery statistics: bounded aggregate queries per window', () => {
   }, 60_000);
 
   it('a handle: deliveries per hour and per day by outcome, rows read bounded by the window', async () => {
-    const { data, rowsRead } = await handleDeliveryStats(env.DB, h.handle, NOW);
+    const { data, rowsRead } = await handleDeliveryStats(await shardOf(h.handle), h.handle, NOW);
     expect(data.hourly).toHaveLength(24);
     expect(data.hourly[0]!.start).toBe('2026-06-14T13:00:00.000Z');
     expect(data.hourly[23]).toEqual({ start: '2026-06-15T12:00:00.000Z', ...zero, succeeded: 4 });
@@ -157,11 +164,11 @@ describe('delivery statistics: bounded aggregate queries per window', () => {
     expect(rowsRead).toBeLessThan(120);
     // As many rows again outside the window: not one more row read.
     await seedOutside(h, webhookId, 30);
-    expect((await handleDeliveryStats(env.DB, h.handle, NOW)).rowsRead).toBe(rowsRead);
+    expect((await handleDeliveryStats(await shardOf(h.handle), h.handle, NOW)).rowsRead).toBe(rowsRead);
   });
 
   it('a webhook: outcomes, latency p50/p95 per bucket and error classes, rows read bounded by the window', async () => {
-    const { data, rowsRead } = await webhookDeliveryStats(env.DB, webhookId, NOW);
+    const { data, rowsRead } = await webhookDeliveryStats(await shardOf(h.handle), webhookId, NOW);
     expect(data.hourly[23]).toMatchObject({ ...zero, succeeded: 3 });
     expect(data.hourly[22]).toMatchObject({ ...zero, succeeded: 1 });
     expect(data.hourly[21]).toMatchObject({ ...zero, dead: 1, retrying: 2 });
@@ -180,7 +187,7 @@ describe('delivery statistics: bounded aggregate queries per window', () => {
     // Outside: 6,000 deliveries of this webhook and 3,000 failed attempts ('timeout', 30 s).
     expect(rowsRead).toBeLessThan(400);
     await seedOutside(h, webhookId, 40);
-    expect((await webhookDeliveryStats(env.DB, webhookId, NOW)).rowsRead).toBe(rowsRead);
+    expect((await webhookDeliveryStats(await shardOf(h.handle), webhookId, NOW)).rowsRead).toBe(rowsRead);
   });
 
   it('the routes answer the series; another handle cannot read a webhook that is not its own', async () => {

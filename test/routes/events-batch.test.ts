@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { consumeEvents } from '../../src/delivery/events-consumer.ts';
 import { ingestBatch } from '../../src/delivery/ingest.ts';
 import { runContext } from '../../src/env.ts';
-import { call, callJson, unique } from '../support/helpers.ts';
+import { anyShard, call, callJson, shardName, shardOf, unique } from '../support/helpers.ts';
 import { assertMatchesDocument } from '../support/openapi-check.ts';
 import {
   countingD1,
@@ -30,9 +30,8 @@ const paid = (orderId: string, sourceEventId?: string) => ({
 });
 
 async function notificationsBySource(handle: string): Promise<Map<string, string>> {
-  const { results } = await env.DB.prepare(
-    'SELECT id, source_event_id FROM notifications WHERE handle = ?1 AND source_event_id IS NOT NULL',
-  )
+  const { results } = await anyShard
+    .prepare('SELECT id, source_event_id FROM notifications WHERE handle = ?1 AND source_event_id IS NOT NULL')
     .bind(handle)
     .all<{ id: string; source_event_id: string }>();
   return new Map(results.map((r) => [r.source_event_id, r.id]));
@@ -80,10 +79,11 @@ describe('POST …/events/batch', () => {
     const stored = await notificationsBySource(h.handle);
     expect([...stored.keys()].sort()).toEqual(['a', 'b', 'pre']);
     expect(stored.get('a')).toBe(r[0].notificationId);
-    const rows = await env.DB.prepare(
-      `SELECT n.id, n.open_count + n.succeeded_count + n.dead_count AS counted, count(d.id) AS deliveries
+    const rows = await anyShard
+      .prepare(
+        `SELECT n.id, n.open_count + n.succeeded_count + n.dead_count AS counted, count(d.id) AS deliveries
        FROM notifications n LEFT JOIN deliveries d ON d.notification_id = n.id WHERE n.handle = ?1 GROUP BY n.id`,
-    )
+      )
       .bind(h.handle)
       .all<{ counted: number; deliveries: number }>();
     expect(rows.results).toHaveLength(3);
@@ -107,7 +107,8 @@ describe('POST …/events/batch', () => {
     expect(again.status).toBe(200);
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     expect(await again.text()).toBe(await first.text());
-    const n = await env.DB.prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?1')
+    const n = await anyShard
+      .prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?1')
       .bind(h.handle)
       .first<{ n: number }>();
     expect(n?.n).toBe(3);
@@ -118,8 +119,9 @@ describe('POST …/events/batch', () => {
     const h = await setupHandle();
     await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
     await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
-    const counting = countingD1(env.DB);
-    const { env: quiet, capture } = quietEnv({ DB: counting.db });
+    // Counted on the handle's shard, where every row of the batch goes (docs/design.md#shards).
+    const counting = countingD1(await shardOf(h.handle));
+    const { env: quiet, capture } = quietEnv({ [await shardName(h.handle)]: counting.db });
     const events = Array.from({ length: 100 }, (_, i) => ({ ...paid(`b${i}`, `bulk-${i}`), source: 'test' }));
     const outcomes = await ingestBatch(runContext(quiet), h.handle, events, { dailyLimit: 5000 });
     expect(outcomes.every((o) => o.kind === 'stored')).toBe(true);

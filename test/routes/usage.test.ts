@@ -1,11 +1,6 @@
-/**
- * `GET /v2/handles/{handle}/usage` (docs/design.md#usage) and the budget every throttle and quota answer names
- * (docs/design.md#per-route-throttles, #the-daily-write-limit). Real Worker, real local D1.
- */
-import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { readUsage } from '../../src/routes/usage/usage.repo.ts';
-import { call, callJson, expectProblem, unique } from '../support/helpers.ts';
+import { call, callJson, expectProblem, shardOf, unique } from '../support/helpers.ts';
 import { assertMatchesDocument } from '../support/openapi-check.ts';
 import { createWebhook, setupHandle } from '../support/pipeline-helpers.ts';
 import { receiverUrl } from '../support/receivers.ts';
@@ -68,9 +63,9 @@ describe('GET /v2/handles/{handle}/usage', () => {
   it('reads a bounded number of D1 rows in one batch, however many events the handle has', async () => {
     const h = await setupHandle();
     await publish(h.handle, h.token, { type: 'order.paid', data: { orderId: 'first' } });
-    const before = await readUsage(env.DB, h.handle, new Date());
+    const before = await readUsage(await shardOf(h.handle), h.handle, new Date());
     for (let i = 0; i < 30; i++) await publish(h.handle, h.token, { type: 'order.paid', data: { orderId: `o${i}` } });
-    const after = await readUsage(env.DB, h.handle, new Date());
+    const after = await readUsage(await shardOf(h.handle), h.handle, new Date());
     expect(after.events).toBe(31);
     expect(after.rowsRead).toBe(before.rowsRead);
     expect(after.rowsRead).toBeLessThanOrEqual(12);

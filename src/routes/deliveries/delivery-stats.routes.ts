@@ -6,6 +6,7 @@ import { createRoute } from '@hono/zod-openapi';
 import { getDb } from '../../db/client.ts';
 import { createRouter, guard, jsonResponse } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
+import { handleD1 } from '../../middleware/auth.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { getWebhook } from '../webhooks/webhooks.repo.ts';
 import { WebhookParams } from '../webhooks/webhooks.schemas.ts';
@@ -46,13 +47,15 @@ export const deliveryStatsRoutes = createRouter()
   .openapi(handleStatsRoute, async (c) => {
     const { handle } = c.req.valid('param');
     const now = Date.now();
-    const { data } = await handleDeliveryStats(c.env.DB, handle, now);
+    const { data } = await handleDeliveryStats(await handleD1(c), handle, now);
     return c.json({ generatedAt: new Date(now).toISOString(), ...data }, 200);
   })
   .openapi(webhookStatsRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
-    if (!(await getWebhook(getDb(c.env.DB), handle, id))) throw problems.notFound();
+    // The webhook and its deliveries are on the handle's shard (docs/design.md#shards).
+    const d1 = await handleD1(c);
+    if (!(await getWebhook(getDb(d1), handle, id))) throw problems.notFound();
     const now = Date.now();
-    const { data } = await webhookDeliveryStats(c.env.DB, id, now);
+    const { data } = await webhookDeliveryStats(d1, id, now);
     return c.json({ generatedAt: new Date(now).toISOString(), ...data }, 200);
   });

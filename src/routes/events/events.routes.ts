@@ -28,7 +28,7 @@ import {
   ProblemSchema,
 } from '../../http/openapi.ts';
 import { type ProblemError, problemBody, problems } from '../../lib/problem.ts';
-import { batchWithAccess } from '../../middleware/auth.ts';
+import { batchWithAccess, handleD1 } from '../../middleware/auth.ts';
 import { dailyLimitProblem } from '../../middleware/quota.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { RecipientSummarySchema } from '../notifications/notifications.schemas.ts';
@@ -179,8 +179,10 @@ export const eventsRoutes = createRouter()
       const event = checkEvent(ctx.cfg, { handle, ...body });
       // Token, membership, duplicate check and match context in ONE D1 round trip; the access check is settled (401,
       // 403, 404) before ingest sees a row, and only then is the caller known.
-      const rows = await batchWithAccess(c, ingestReads(getDb(c.env.DB), event));
-      const result = await ingestWithReads(ctx, event, publisherOf(c.get('principal')!), rows);
+      const shard = await handleD1(c);
+      const db = getDb(shard);
+      const rows = await batchWithAccess(c, db, ingestReads(db, event));
+      const result = await ingestWithReads(ctx, shard, event, publisherOf(c.get('principal')!), rows);
       c.header('Location', `/v2/handles/${handle}/notifications/${result.notificationId}`);
       return c.json(result, 202);
     } catch (err) {
@@ -205,8 +207,11 @@ export const eventsRoutes = createRouter()
       }
     }
     const source = () => publisherOf(c.get('principal')!);
+    // The handle's shard (docs/design.md#shards); the access lookup rides with the batch's reads on it.
+    const shard = await handleD1(c);
+    const db = getDb(shard);
     // With no valid event the access check still has to be settled (401, 403, 404 before any answer).
-    if (!valid.length) await batchWithAccess(c, ingestReads(getDb(c.env.DB), { handle, sourceEventId: undefined }));
+    if (!valid.length) await batchWithAccess(c, db, ingestReads(db, { handle, sourceEventId: undefined }));
     const outcomes = valid.length
       ? await ingestBatch(
           ctx,
@@ -214,7 +219,8 @@ export const eventsRoutes = createRouter()
           valid.map((v) => ({ ...v.event, delivery: v.event.delivery ?? body.delivery, source: '' })),
           {
             dailyLimit: ctx.cfg.dailyWriteLimit,
-            read: (queries) => batchWithAccess(c, queries),
+            shard,
+            read: (queries) => batchWithAccess(c, db, queries),
             sourceOf: source,
           },
         )

@@ -22,6 +22,7 @@ import { boundaryId } from '../../lib/ids.ts';
 import { spreadWords } from '../../lib/peak-windows.ts';
 import { problems } from '../../lib/problem.ts';
 import { asClause } from '../../lib/sentences.ts';
+import { handleD1 } from '../../middleware/auth.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { WarningSchema } from '../settings/settings.schemas.ts';
 import { settingsWarnings } from '../settings/settings.warnings.ts';
@@ -207,38 +208,49 @@ const healthRoute = createRoute(
 
 export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
   const { handle } = c.req.valid('param');
-  const db = getDb(c.env.DB);
+  const d1 = await handleD1(c);
+  const db = getDb(d1);
   const now = Date.now();
   const dayAgo = new Date(now - 86_400_000).toISOString();
   const grace = config(c.env).overdueAfterSeconds;
   const [ctx, [dead, undeliverable, webhookRows, emailRows, verdicts, deferred, overdueCount, overdueOldest], storage] =
     await Promise.all([
       loadMatchContext(db, handle),
-      c.env.DB.batch<Record<string, unknown>>([
-        c.env.DB.prepare(
-          `SELECT id, subscription_id, target, last_error_class, updated_at FROM deliveries
+      d1.batch<Record<string, unknown>>([
+        d1
+          .prepare(
+            `SELECT id, subscription_id, target, last_error_class, updated_at FROM deliveries
          WHERE handle = ?1 AND status = 'dead' AND kind = 'event' AND updated_at >= ?2
          ORDER BY updated_at DESC LIMIT 1000`,
-        ).bind(handle, dayAgo),
-        c.env.DB.prepare(
-          `SELECT count(*) AS n FROM notifications WHERE handle = ?1 AND status = 'undeliverable' AND id >= ?2`,
-        ).bind(handle, boundaryId('ntf', now - 86_400_000)),
-        c.env.DB.prepare(
-          `SELECT id, url, enabled, consecutive_failures, failing_since, last_failure_class, last_success_at,
+          )
+          .bind(handle, dayAgo),
+        d1
+          .prepare(
+            `SELECT count(*) AS n FROM notifications WHERE handle = ?1 AND status = 'undeliverable' AND id >= ?2`,
+          )
+          .bind(handle, boundaryId('ntf', now - 86_400_000)),
+        d1
+          .prepare(
+            `SELECT id, url, enabled, consecutive_failures, failing_since, last_failure_class, last_success_at,
            disabled_reason, disabled_at, retry_policy, retry_delays, rate_limit
          FROM webhook_subscriptions WHERE handle = ?1`,
-        ).bind(handle),
-        c.env.DB.prepare(
-          `SELECT id, kind, email, status, status_reason, created_at FROM email_subscriptions WHERE handle = ?1`,
-        ).bind(handle),
-        emailVerdictsOfHandle(c.env.DB, handle, now),
-        c.env.DB.prepare(
-          `SELECT count(*) AS n, min(next_attempt_at) AS next FROM (SELECT next_attempt_at FROM deliveries
+          )
+          .bind(handle),
+        d1
+          .prepare(
+            `SELECT id, kind, email, status, status_reason, created_at FROM email_subscriptions WHERE handle = ?1`,
+          )
+          .bind(handle),
+        emailVerdictsOfHandle(d1, handle, now),
+        d1
+          .prepare(
+            `SELECT count(*) AS n, min(next_attempt_at) AS next FROM (SELECT next_attempt_at FROM deliveries
            WHERE handle = ?1 AND status = 'deferred' ORDER BY next_attempt_at LIMIT 1000)`,
-        ).bind(handle),
-        ...overdueOfHandle(c.env.DB, handle, new Date(now), grace),
+          )
+          .bind(handle),
+        ...overdueOfHandle(d1, handle, new Date(now), grace),
       ]),
-      storageReport(c.env.DB, handle, config(c.env).d1SizeLimitBytes),
+      storageReport(d1, handle, config(c.env).d1SizeLimitBytes),
     ]);
   if (!ctx) throw problems.notFound();
 

@@ -6,7 +6,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { and, eq, sql } from 'drizzle-orm';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
-import { getDb } from '../../db/client.ts';
+import type { getDb } from '../../db/client.ts';
 import { notificationSettings } from '../../db/schema.ts';
 import { type MatchEvent, type MatchSettings, planRecipients } from '../../delivery/match.ts';
 import {
@@ -21,6 +21,7 @@ import { eventTypeInfo } from '../../lib/event-catalog.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
 import { type PeakWindows, peakWindowEnd, spreadWords } from '../../lib/peak-windows.ts';
 import { problems } from '../../lib/problem.ts';
+import { handleDb } from '../../middleware/auth.ts';
 import { OWNER_DEFAULT_ID } from '../email-subscriptions/email-subscriptions.schemas.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { EvaluateBody, EvaluateResponse, PutSettingsBody, SettingsSchema } from './settings.schemas.ts';
@@ -139,7 +140,7 @@ const evaluateRoute = createRoute(
 export const settingsRoutes = createRouter()
   .openapi(getRoute, async (c) => {
     const { handle } = c.req.valid('param');
-    const ctx = await requireContext(getDb(c.env.DB), handle);
+    const ctx = await requireContext(await handleDb(c), handle);
     c.header('ETag', etagOf(ctx.settingsRow.version));
     return c.json(settingsToApi(ctx.settingsRow, ctx), 200);
   })
@@ -147,7 +148,7 @@ export const settingsRoutes = createRouter()
     const { handle } = c.req.valid('param');
     const body = c.req.valid('json');
     const ifMatch = c.req.header('if-match');
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     const ctx = await requireContext(db, handle);
     const current = ctx.settingsRow.version;
     if (
@@ -199,7 +200,7 @@ export const settingsRoutes = createRouter()
         data: e.data,
       };
     }
-    const ctx = await requireContext(getDb(c.env.DB), handle);
+    const ctx = await requireContext(await handleDb(c), handle);
     const settings: MatchSettings = body.settings
       ? {
           emailEnabled: body.settings.channels.email.enabled,

@@ -10,6 +10,7 @@ import { nextUtcMidnight, utcDay } from '../../db/daily-counters.ts';
 import { config } from '../../env.ts';
 import { createRouter, guard, jsonResponse } from '../../http/openapi.ts';
 import { THROTTLES, type ThrottleClass, throttleKey, throttlePolicy, throttleState } from '../../lib/throttles.ts';
+import { handleD1 } from '../../middleware/auth.ts';
 import { dailyPolicy } from '../../middleware/quota.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { DEFERRED_COUNT_BOUND, readUsage } from './usage.repo.ts';
@@ -84,7 +85,8 @@ export const usageRoutes = createRouter().openapi(usageRoute, async (c) => {
   const { handle } = c.req.valid('param');
   const cfg = config(c.env);
   const now = new Date();
-  const rows = await readUsage(c.env.DB, handle, now);
+  // Counters, subscriptions and rows of the handle, and the size of the database holding them: its shard.
+  const rows = await readUsage(await handleD1(c), handle, now);
   const principalKey = c.get('principal')?.key ?? 'anonymous';
   const oldest = rows.oldestNotificationAt;
   return c.json(

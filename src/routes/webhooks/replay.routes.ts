@@ -19,6 +19,7 @@ import { createRouter, errorResponses, guard, jsonBody, jsonResponse } from '../
 import { EventTypesSchema, requireKnownEventTypes } from '../../http/schemas.ts';
 import { idPattern } from '../../lib/ids.ts';
 import { problems } from '../../lib/problem.ts';
+import { handleD1 } from '../../middleware/auth.ts';
 import { getWebhook } from './webhooks.repo.ts';
 import { WebhookParams } from './webhooks.schemas.ts';
 
@@ -136,7 +137,9 @@ export const replayRoutes = createRouter()
   .openapi(replayRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
     const body = c.req.valid('json');
-    const webhook = await getWebhook(getDb(c.env.DB), handle, id);
+    // Every row of the replay is on the handle's shard (docs/design.md#shards).
+    const d1 = await handleD1(c);
+    const webhook = await getWebhook(getDb(d1), handle, id);
     if (!webhook) throw problems.notFound();
     if (!webhook.enabled) {
       throw problems.unprocessable(
@@ -153,9 +156,9 @@ export const replayRoutes = createRouter()
           field: 'cursor',
         });
       }
-      const found = await findReplay(c.env.DB, handle, id, body.cursor);
+      const found = await findReplay(d1, handle, id, body.cursor);
       if (!found) throw problems.unprocessable(`No replay ${body.cursor} of this webhook.`, { field: 'cursor' });
-      if (found.status === 'complete') return c.json(await replayToApi(c.env.DB, found), 200);
+      if (found.status === 'complete') return c.json(await replayToApi(d1, found), 200);
       replay = found;
     } else {
       if (!body.from || !body.to) {
@@ -178,11 +181,12 @@ export const replayRoutes = createRouter()
       isNew = true;
     }
     const result = await replayStep(runContext(c.env), replay, webhook, isNew);
-    return c.json(await replayToApi(c.env.DB, result.replay), 200);
+    return c.json(await replayToApi(d1, result.replay), 200);
   })
   .openapi(progressRoute, async (c) => {
     const { handle, id, replayId } = c.req.valid('param');
-    const replay = await findReplay(c.env.DB, handle, id, replayId);
+    const d1 = await handleD1(c);
+    const replay = await findReplay(d1, handle, id, replayId);
     if (!replay) throw problems.notFound();
-    return c.json(await replayToApi(c.env.DB, replay), 200);
+    return c.json(await replayToApi(d1, replay), 200);
   });

@@ -4,7 +4,6 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
-import { getDb } from '../../db/client.ts';
 import { diagnoseWebhook, loadWebhookEvidence } from '../../delivery/diagnosis.ts';
 import { loadMatchContext } from '../../delivery/match-context.ts';
 import { redrive } from '../../delivery/redrive.ts';
@@ -19,6 +18,7 @@ import { boundaryId } from '../../lib/ids.ts';
 import { fromJsonColumn } from '../../lib/json.ts';
 import { decodeCursor, encodeCursor } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
+import { handleD1, handleDb } from '../../middleware/auth.ts';
 import { answerInBatch } from '../../middleware/idempotency.ts';
 import { deliveryLog, deliveryToApi, redrivableSince } from '../deliveries/deliveries.repo.ts';
 import { AttemptSchema, DELIVERY_ID, DeliverySchema } from '../deliveries/deliveries.schemas.ts';
@@ -202,7 +202,7 @@ export const webhookActionsRoutes = createRouter()
   .openapi(testRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
     const body = (await c.req.text()) ? c.req.valid('json') : {};
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     const webhook = await getWebhook(db, handle, id);
     if (!webhook) throw problems.notFound();
     let event: ReturnType<typeof testEvent>;
@@ -224,7 +224,10 @@ export const webhookActionsRoutes = createRouter()
       event: event!,
       webhook,
     });
-    const [ctx, evidence] = await Promise.all([loadMatchContext(db, handle), loadWebhookEvidence(c.env.DB, webhook)]);
+    const [ctx, evidence] = await Promise.all([
+      loadMatchContext(db, handle),
+      loadWebhookEvidence(await handleD1(c), webhook),
+    ]);
     const diagnosis = diagnoseWebhook({
       webhook,
       settings: ctx!.settings,
@@ -258,7 +261,7 @@ export const webhookActionsRoutes = createRouter()
   .openapi(rotateRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
     const { graceHours } = (await c.req.text()) ? c.req.valid('json') : { graceHours: 24 };
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     const current = await getWebhook(db, handle, id);
     if (!current) throw problems.notFound();
     const secret = newWebhookSecret();
@@ -273,13 +276,13 @@ export const webhookActionsRoutes = createRouter()
     // Recorded with the write: a retry after a lost answer replays this secret instead of rotating again, which would
     // drop the secret the receiver still holds (docs/reliability.md#scenarios).
     const answer = await answerInBatch(c, { status: 200, body: rotated });
-    if (!(await rotateWebhookSecret(c.env.DB, current, next, answer))) throw problems.notFound();
+    if (!(await rotateWebhookSecret(await handleD1(c), current, next, answer))) throw problems.notFound();
     return c.json(rotated, 200);
   })
   .openapi(logRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
     const { limit, cursor } = c.req.valid('query');
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     if (!(await getWebhook(db, handle, id))) throw problems.notFound();
     const rows = await deliveryLog(db, handle, id, limit + 1, decodeCursor(cursor, DELIVERY_ID));
     const items = rows.slice(0, limit);
@@ -294,7 +297,7 @@ export const webhookActionsRoutes = createRouter()
   .openapi(recoverRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
     const { since } = c.req.valid('json');
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     const webhook = await getWebhook(db, handle, id);
     if (!webhook) throw problems.notFound();
     if (!webhook.enabled) {
@@ -304,6 +307,6 @@ export const webhookActionsRoutes = createRouter()
       );
     }
     const rows = await redrivableSince(db, handle, id, boundaryId('dlv', Date.parse(since)), RECOVER_LIMIT + 1);
-    const result = await redrive(c.env, rows.slice(0, RECOVER_LIMIT));
+    const result = await redrive(c.env, await handleD1(c), rows.slice(0, RECOVER_LIMIT));
     return c.json({ ...result, more: rows.length > RECOVER_LIMIT }, 202);
   });

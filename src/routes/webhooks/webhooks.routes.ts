@@ -6,7 +6,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
-import { getDb } from '../../db/client.ts';
 import { MAX_RATE_LIMIT } from '../../delivery/pacer.ts';
 import { retryPolicyOf } from '../../delivery/retry-policy.ts';
 import { newWebhookSecret } from '../../delivery/signing.ts';
@@ -21,6 +20,7 @@ import { decodeCursor, toPage } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
 import { retryDelaysProblem } from '../../lib/retry-delays.ts';
 import { checkWebhookUrl } from '../../lib/url-rules.ts';
+import { handleD1, handleDb } from '../../middleware/auth.ts';
 import { answerInBatch } from '../../middleware/idempotency.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import {
@@ -260,13 +260,13 @@ export const webhooksRoutes = createRouter()
   .openapi(listRoute, async (c) => {
     const { handle } = c.req.valid('param');
     const { limit, cursor, include } = c.req.valid('query');
-    const rows = await listWebhooks(getDb(c.env.DB), handle, limit + 1, decodeCursor(cursor, WEBHOOK_ID));
+    const rows = await listWebhooks(await handleDb(c), handle, limit + 1, decodeCursor(cursor, WEBHOOK_ID));
     const page = toPage(rows, limit);
     const canWrite = canWriteWebhooks(c);
     const activity =
       include === 'activity'
         ? await hourlyActivity(
-            c.env.DB,
+            await handleD1(c),
             page.items.map((r) => r.id),
             Date.now(),
             (ms) => boundaryId('dlv', ms),
@@ -323,7 +323,7 @@ export const webhooksRoutes = createRouter()
     const created = { ...webhookToApi(row, true, config(c.env).retryDelaysSeconds), secret };
     // The answer is recorded with the row: a retry after a lost answer replays it (docs/reliability.md#scenarios).
     const answer = await answerInBatch(c, { status: 201, body: created, headers: { Location: location } });
-    if ((await insertWebhook(c.env.DB, row, max, answer)) !== 'inserted') {
+    if ((await insertWebhook(await handleD1(c), row, max, answer)) !== 'inserted') {
       throw problems.unprocessable(`A handle can have at most ${max} webhook subscriptions; delete one first.`, {
         limit: max,
       });
@@ -333,7 +333,7 @@ export const webhooksRoutes = createRouter()
   })
   .openapi(getRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
-    const row = await getWebhook(getDb(c.env.DB), handle, id);
+    const row = await getWebhook(await handleDb(c), handle, id);
     if (!row) throw problems.notFound();
     return c.json(webhookToApi(row, canWriteWebhooks(c), config(c.env).retryDelaysSeconds), 200);
   })
@@ -343,7 +343,7 @@ export const webhooksRoutes = createRouter()
     requireSendableHeaders(body.headers);
     requireKnownEventTypes(body.eventTypes);
     const controls = endpointControls(body);
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     const current = await getWebhook(db, handle, id);
     if (!current) throw problems.notFound();
     const now = new Date().toISOString();
@@ -371,7 +371,8 @@ export const webhooksRoutes = createRouter()
   })
   .openapi(deleteRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
-    const exists = await getWebhook(getDb(c.env.DB), handle, id);
-    if (!exists || !(await deleteWebhook(c.env.DB, handle, id, new Date().toISOString()))) throw problems.notFound();
+    const exists = await getWebhook(await handleDb(c), handle, id);
+    if (!exists || !(await deleteWebhook(await handleD1(c), handle, id, new Date().toISOString())))
+      throw problems.notFound();
     return c.body(null, 204);
   });
