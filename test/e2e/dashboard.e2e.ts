@@ -321,6 +321,21 @@ describe('dashboard in Chromium', () => {
     await shot('17-report-filed');
   });
 
+  it("shows the handle's shard, its database size and the handle's rows on the page linked from Usage", async () => {
+    await page.goto(`${handlePath()}/usage`);
+    await shot('29-usage');
+    await page.getByRole('link', { name: 'Shard and database' }).click();
+    await page.waitForURL(`${handlePath()}/placement`);
+    const main = (await page.locator('main').textContent())!;
+    // The demo handle lives on SHARD_0 (scripts/dev-seed.ts); the events this run published are its rows.
+    expect(main).toContain('SHARD_0, one of 2 data shards');
+    expect(main).toMatch(/Database size[\d.]+ (KB|MB|GB)/);
+    expect(main).toMatch(/Notifications(at least )?[1-9]/);
+    expect(main).toMatch(/Delivery attempts(at least )?[1-9]/);
+    expect(main).toContain('not moving');
+    await shot('30-placement');
+  });
+
   it('is usable at 375 px wide: nothing overflows the viewport', async () => {
     await page.setViewportSize({ width: 375, height: 800 });
     await page.goto(`${handlePath()}/notifications`);
@@ -339,6 +354,9 @@ describe('dashboard in Chromium', () => {
       ['26-mobile-notification', notificationPath],
       ['27-mobile-archives', `${handlePath()}/archives`],
       ['28-mobile-not-found', `${base}/dashboard/no-such-page`],
+      ['31-mobile-usage', `${handlePath()}/usage`],
+      ['32-mobile-peak-windows', `${handlePath()}/peak-windows`],
+      ['33-mobile-placement', `${handlePath()}/placement`],
     ] as const) {
       await page.goto(path);
       await shot(name);
