@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO, demoCredentials, seedSql } from '../../scripts/dev-seed.ts';
+import { DEMO, demoCredentials, seedShardSql, seedSql } from '../../scripts/dev-seed.ts';
 import { freePort, type LocalWorker, startLocalWorker } from '../support/node/local-worker.ts';
 import { type Hit, type Receivers, startReceivers } from '../support/node/receivers.ts';
 
@@ -82,6 +82,8 @@ beforeAll(async () => {
   worker = await startLocalWorker({
     port,
     seedSql: seedSql(pat),
+    // The demo handle's own rows live on its shard (without them every handle route answers 404).
+    shardSeedSql: seedShardSql(),
     // What `npm run dev` sets (scripts/dev.ts), plus retries of 1 s so the dead state arrives within the test.
     vars: {
       ENVIRONMENT: 'development',
