@@ -28,6 +28,7 @@ import { healthRoutes } from './routes/health/health.routes.ts';
 import { internalRoutes } from './routes/internal/internal.routes.ts';
 import { metaRoutes } from './routes/meta/meta.routes.ts';
 import { notificationsRoutes } from './routes/notifications/notifications.routes.ts';
+import { placementRoutes } from './routes/placement/placement.routes.ts';
 import { resendRoutes } from './routes/providers/resend.routes.ts';
 import { snsRoutes } from './routes/providers/sns.routes.ts';
 import { settingsRoutes } from './routes/settings/settings.routes.ts';
@@ -125,6 +126,7 @@ export function buildApp() {
   app.route('/', deliveryStatsRoutes);
   app.route('/', healthRoutes);
   app.route('/', usageRoutes);
+  app.route('/', placementRoutes);
   app.route('/', archivesRoutes);
   app.route('/', emailPagesRoutes);
   app.route('/', resendRoutes);

@@ -4,6 +4,8 @@
  * `GET /v2/health`.
  */
 
+import { reportedSize } from '../db/shards.ts';
+
 /** Past this share of the limit the doctor says so and the platform alert goes out. */
 export const STORAGE_ALERT_PERCENT = 80;
 
@@ -20,10 +22,9 @@ export function sizeOf(meta: { size_after?: number }, limitBytes: number): Datab
   return { sizeBytes, limitBytes, usedPercent: Math.round((sizeBytes / limitBytes) * 10_000) / 100 };
 }
 
-/** Asks D1 for its size (one statement that reads no row). */
+/** Asks D1 for its size (`reportedSize`: one statement that reads no row) and its share of the limit. */
 export async function databaseSize(db: D1Database, limitBytes: number): Promise<DatabaseSize> {
-  const res = await db.prepare('SELECT 1').run();
-  return sizeOf(res.meta, limitBytes);
+  return sizeOf({ size_after: await reportedSize(db) }, limitBytes);
 }
 
 /** The doctor's storage section for one handle. */

@@ -150,13 +150,22 @@ export async function requireWritable(env: Pick<Env, 'DB'>, handle: string): Pro
 }
 
 /**
- * The shard a new handle goes to: the smallest by D1's own reported size (`meta.size_after`), ties to the lowest
+ * A database's size in bytes as D1 itself reports it: `meta.size_after` of one statement that reads no row. The one
+ * place that measures a shard (placement below, the storage budget, the handle's placement report). `PRAGMA
+ * page_count` is no alternative: D1 refuses it (it allows only the schema PRAGMAs), while every answer carries this.
+ */
+export async function reportedSize(d1: D1Database): Promise<number> {
+  return (await d1.prepare('SELECT 1').run()).meta.size_after ?? 0;
+}
+
+/**
+ * The shard a new handle goes to: the smallest by D1's own reported size ({@link reportedSize}), ties to the lowest
  * index. One statement per shard, all at once.
  */
 export async function leastLoadedShard(env: Pick<Env, 'DB'>): Promise<number> {
   const shards = shardBindings(env);
   if (shards.length === 1) return 0;
-  const sizes = await Promise.all(shards.map(async (d1) => (await d1.prepare('SELECT 1').run()).meta.size_after ?? 0));
+  const sizes = await Promise.all(shards.map(reportedSize));
   let best = 0;
   for (let i = 1; i < sizes.length; i++) if (sizes[i]! < sizes[best]!) best = i;
   return best;

@@ -531,6 +531,21 @@ describe('4. Role escalation', () => {
     expect(await snapshot(a.handle)).toEqual(before);
   });
 
+  it('Role escalation: a viewer with every scope cannot read where the handle lives (its shard, database size, rows)', async () => {
+    const h = await setupHandle();
+    const viewer = unique('viewer');
+    await addMember(h.handle, viewer, 'viewer');
+    const path = `/v2/handles/${h.handle}/placement`;
+    for (const token of [await signJwt({ sub: viewer, scope: ALL_USER_SCOPES }), (await createPat(viewer)).token]) {
+      const meter = meterD1();
+      const problem = await expectProblem(await callWithVars(meter.vars, 'GET', path, { token }), 403);
+      expect(problem.detail).toContain('owner or admin');
+      expect(JSON.stringify(problem)).not.toMatch(/SHARD_|sizeBytes/);
+      // Refused on the control plane: neither shard is asked anything.
+      expect(meter.counts.SHARD_0 + meter.counts.SHARD_1, 'shard queries').toBe(0);
+    }
+  });
+
   it('Role escalation: an admin cannot set (or unset) the owner default email', async () => {
     const a = await victim();
     const admin = unique('admin');
@@ -2006,7 +2021,11 @@ describe('16. Shards', () => {
           if (path.endsWith('/webhooks')) expect(meter.counts[theirs], `${path} queried ${theirs}`).toBe(0);
         }
         // Reads whose access is checked on the control plane first: the other shard is never queried.
-        for (const path of [`/v2/handles/${b.handle}/usage`, `/v2/handles/${b.handle}/delivery-stats`]) {
+        for (const path of [
+          `/v2/handles/${b.handle}/usage`,
+          `/v2/handles/${b.handle}/delivery-stats`,
+          `/v2/handles/${b.handle}/placement`,
+        ]) {
           const meter = meterD1();
           await expect404(await callWithVars(meter.vars, 'GET', path, { token }), path);
           expect(meter.counts[theirs], `${path} queried ${theirs}`).toBe(0);

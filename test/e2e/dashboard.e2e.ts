@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO, demoCredentials, seedSql } from '../../scripts/dev-seed.ts';
+import { DEMO, demoCredentials, seedShardSql, seedSql } from '../../scripts/dev-seed.ts';
 import { freePort, type LocalWorker, startLocalWorker } from '../support/node/local-worker.ts';
 import { type Hit, type Receivers, startReceivers } from '../support/node/receivers.ts';
 
@@ -82,6 +82,8 @@ beforeAll(async () => {
   worker = await startLocalWorker({
     port,
     seedSql: seedSql(pat),
+    // The demo handle's own rows live on its shard (without them every handle route answers 404).
+    shardSeedSql: seedShardSql(),
     // What `npm run dev` sets (scripts/dev.ts), plus retries of 1 s so the dead state arrives within the test.
     vars: {
       ENVIRONMENT: 'development',
@@ -321,6 +323,21 @@ describe('dashboard in Chromium', () => {
     await shot('17-report-filed');
   });
 
+  it("shows the handle's shard, its database size and the handle's rows on the page linked from Usage", async () => {
+    await page.goto(`${handlePath()}/usage`);
+    await shot('29-usage');
+    await page.getByRole('link', { name: 'Shard and database' }).click();
+    await page.waitForURL(`${handlePath()}/placement`);
+    const main = (await page.locator('main').textContent())!;
+    // The demo handle lives on SHARD_0 (scripts/dev-seed.ts); the events this run published are its rows.
+    expect(main).toContain('SHARD_0, one of 2 data shards');
+    expect(main).toMatch(/Database size[\d.]+ (KB|MB|GB)/);
+    expect(main).toMatch(/Notifications(at least )?[1-9]/);
+    expect(main).toMatch(/Delivery attempts(at least )?[1-9]/);
+    expect(main).toContain('not moving');
+    await shot('30-placement');
+  });
+
   it('is usable at 375 px wide: nothing overflows the viewport', async () => {
     await page.setViewportSize({ width: 375, height: 800 });
     await page.goto(`${handlePath()}/notifications`);
@@ -339,6 +356,9 @@ describe('dashboard in Chromium', () => {
       ['26-mobile-notification', notificationPath],
       ['27-mobile-archives', `${handlePath()}/archives`],
       ['28-mobile-not-found', `${base}/dashboard/no-such-page`],
+      ['31-mobile-usage', `${handlePath()}/usage`],
+      ['32-mobile-peak-windows', `${handlePath()}/peak-windows`],
+      ['33-mobile-placement', `${handlePath()}/placement`],
     ] as const) {
       await page.goto(path);
       await shot(name);

@@ -14,6 +14,7 @@ import { notificationRoutes } from './notification.tsx';
 import { notificationsRoutes } from './notifications.tsx';
 import { overviewRoutes } from './overview.tsx';
 import { peakWindowsRoutes } from './peak-windows.tsx';
+import { placementRoutes } from './placement.tsx';
 import { reportRoutes } from './report.tsx';
 import { settingsRoutes } from './settings.tsx';
 import { signInRoutes } from './sign-in.tsx';
@@ -36,4 +37,5 @@ export const PAGES: readonly ((fetchApp: ApiFetch) => Hono<AppEnv>)[] = [
   archivesRoutes,
   usageRoutes,
   peakWindowsRoutes,
+  placementRoutes,
 ];

@@ -7,6 +7,7 @@ import type { z } from '@hono/zod-openapi';
 import { Hono } from 'hono';
 import type { FC } from 'hono/jsx';
 import type { AppEnv } from '../../env.ts';
+import { PLACEMENT_ROLES } from '../../routes/placement/placement.routes.ts';
 import type { UsageReport } from '../../routes/usage/usage.routes.ts';
 import type { ApiFetch } from '../api.ts';
 import { handlePage, render } from '../handler.tsx';
@@ -26,7 +27,11 @@ export function usageRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
       return render(
         c,
         h.frame,
-        res.ok ? <UsagePage handle={h.handle} usage={res.data} /> : <ProblemBox problem={res.problem} />,
+        res.ok ? (
+          <UsagePage handle={h.handle} usage={res.data} role={h.access.role} />
+        ) : (
+          <ProblemBox problem={res.problem} />
+        ),
       );
     }),
   );
@@ -36,7 +41,11 @@ export function usageRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
 const left = (b: { used: number; limit: number; remaining: number }) =>
   `${b.used} of ${b.limit} used, ${b.remaining} left`;
 
-const UsagePage: FC<{ handle: string; usage: Usage }> = ({ handle, usage }) => (
+/** Whether the API shows this role the placement page's answer (a service token acts as an admin). */
+const seesPlacement = (role: string) =>
+  PLACEMENT_ROLES.includes((role === 'service' ? 'admin' : role) as (typeof PLACEMENT_ROLES)[number]);
+
+const UsagePage: FC<{ handle: string; usage: Usage; role: string }> = ({ handle, usage, role }) => (
   <>
     <section aria-labelledby="usage-writes">
       <h2 id="usage-writes">Daily writes</h2>
@@ -102,7 +111,18 @@ const UsagePage: FC<{ handle: string; usage: Usage }> = ({ handle, usage }) => (
           ['Retention', `${usage.storage.retentionDays} days`],
           ['Oldest notification', <Time at={usage.storage.oldestNotificationAt} />],
           ['Passes its retention', <Time at={usage.storage.purgeDueAt} />],
-          ['Database', `${usage.storage.database.usedPercent} % of ${usage.storage.database.limitBytes} bytes`],
+          [
+            'Database',
+            <>
+              {`${usage.storage.database.usedPercent} % of ${usage.storage.database.limitBytes} bytes`}
+              {seesPlacement(role) ? (
+                <>
+                  {' · '}
+                  <a href={`${handleBase(handle)}/placement`}>Shard and database</a>
+                </>
+              ) : null}
+            </>,
+          ],
           ['Archives', `${usage.storage.archives.count} (${usage.storage.archives.bytes} bytes)`],
         ]}
       />

@@ -29,11 +29,16 @@ export interface LocalWorker {
   dispose(): Promise<void>;
 }
 
-/** Starts the Worker with `vars` and `secrets` overriding wrangler.toml and .dev.vars; `seedSql` runs after migrations. */
+/**
+ * Starts the Worker with `vars` and `secrets` overriding wrangler.toml and .dev.vars; after the migrations `seedSql`
+ * runs on the control plane `DB` and `shardSeedSql` on `SHARD_0` (where scripts/dev-seed.ts puts the demo handle's
+ * rows: docs/design.md#shards).
+ */
 export async function startLocalWorker(opts: {
   vars: Record<string, string>;
   secrets: Record<string, string>;
   seedSql?: string;
+  shardSeedSql?: string;
   port?: number;
 }): Promise<LocalWorker> {
   const persistDir = await mkdtemp(join(tmpdir(), 'gharart-notify-worker-'));
@@ -56,6 +61,13 @@ export async function startLocalWorker(opts: {
       await runWrangler(
         'seed the local D1',
         ['d1', 'execute', 'DB', '--local', '--persist-to', persistDir, '--command', opts.seedSql],
+        { timeoutMs: 60_000 },
+      );
+    }
+    if (opts.shardSeedSql) {
+      await runWrangler(
+        'seed the demo shard',
+        ['d1', 'execute', 'SHARD_0', '--local', '--persist-to', persistDir, '--command', opts.shardSeedSql],
         { timeoutMs: 60_000 },
       );
     }
