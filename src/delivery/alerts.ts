@@ -7,6 +7,7 @@ import { onEveryShard, shardFor } from '../db/shards.ts';
 import { type SnsSubscriptionRow, staleReason } from '../email/sns-subscriptions.ts';
 import { applyFeedback, type Feedback, type SuppressedSubscription } from '../email/suppression.ts';
 import type { RunContext } from '../env.ts';
+import { logLine } from '../lib/log.ts';
 import type { WebhookRow } from './attempt.ts';
 import { type IngestResult, ingestEvent } from './ingest.ts';
 import { SYSTEM_SOURCE_PREFIX } from './messages.ts';
@@ -107,9 +108,7 @@ export async function suppressAndAlert(ctx: RunContext, feedback: Feedback): Pro
     // The suppression is stored either way; a failed alert is logged loudly, and the owner default email's status
     // (`suppressed`, with the reason) stays visible in the API, the health report and the settings warnings.
     await alertOwnerDefaultSuppressed(ctx, sub, feedback.provider).catch((err: unknown) =>
-      console.error(
-        JSON.stringify({ level: 'error', msg: 'system_event_failed', subscriptionId: sub.id, error: String(err) }),
-      ),
+      logLine('error', 'system_event_failed', { subscriptionId: sub.id, error: String(err) }),
     );
   }
   return suppressed.length;

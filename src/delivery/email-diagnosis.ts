@@ -22,15 +22,13 @@ const VERDICTS_SHOWN = 5;
 export async function loadProviderVerdicts(d1: D1Database, subscriptionId: string): Promise<ProviderVerdicts> {
   const { results } = await d1
     .prepare(
-      `SELECT id, kind, provider_verdict verdict, updated_at at, max(delivered_at) OVER () last FROM deliveries
-       WHERE subscription_id = ?1 AND provider_verdict IS NOT NULL ORDER BY id DESC LIMIT ${VERDICTS_SHOWN}`,
+      'SELECT id deliveryId, kind, provider_verdict verdict, updated_at at, max(delivered_at) OVER () last ' +
+        'FROM deliveries WHERE subscription_id = ?1 AND provider_verdict IS NOT NULL ' +
+        `ORDER BY id DESC LIMIT ${VERDICTS_SHOWN}`,
     )
     .bind(subscriptionId)
-    .all<ProviderVerdicts['recent'][number] & { id?: string; last: string | null }>();
-  return {
-    lastDeliveredAt: results[0]?.last ?? null,
-    recent: results.map(({ id, kind, verdict, at }) => ({ deliveryId: id!, kind, verdict, at })),
-  };
+    .all<ProviderVerdicts['recent'][number] & { last: string | null }>();
+  return { lastDeliveredAt: results[0]?.last ?? null, recent: results.map(({ last, ...v }) => v) };
 }
 
 /** A handle's email deliveries of the last 24 h as the provider judged them (the doctor's `emailDelivery`). */
@@ -47,16 +45,18 @@ const SILENT = "delivered_at IS NULL AND provider_verdict IS NULL AND status = '
 
 /**
  * The doctor's count of a handle's recent sent mails by the provider's verdict, read through each subscription's
- * deliveries (deliveries_subscription_idx) from the 24-hour id boundary on: one statement for the doctor's batch.
+ * deliveries (deliveries_subscription_idx) from the 24-hour id boundary on: one statement for the doctor's batch. The
+ * counts are named as the doctor shows them; `total()` is 0, never NULL, when no mail was sent.
  */
 export function emailVerdictsOfHandle(d1: D1Database, handle: string, nowMs: number): D1PreparedStatement {
   return d1
     .prepare(
-      `SELECT count(delivered_at) delivered, sum(${SILENT}) awaiting, min(CASE WHEN ${SILENT} THEN last_attempt_at END)
-       oldest_awaiting, sum(delivered_at IS NULL AND provider_verdict LIKE 'deferred:%') deferred,
-       sum(substr(provider_verdict, 1, instr(provider_verdict, ':')) IN ('bounced:', 'failed:', 'rejected:')) refused
-       FROM deliveries WHERE subscription_id IN (SELECT id FROM email_subscriptions WHERE handle = ?1) AND id >= ?2
-       AND provider_message_id IS NOT NULL`,
+      `SELECT count(delivered_at) delivered24h, total(${SILENT}) awaitingVerdict24h, ` +
+        "total(delivered_at IS NULL AND provider_verdict LIKE 'deferred:%') deferred24h, " +
+        "total(substr(provider_verdict, 1, instr(provider_verdict, ':')) IN ('bounced:', 'failed:', 'rejected:')) " +
+        `refused24h, min(CASE WHEN ${SILENT} THEN last_attempt_at END) oldest FROM deliveries ` +
+        'WHERE subscription_id IN (SELECT id FROM email_subscriptions WHERE handle = ?1) AND id >= ?2 ' +
+        'AND provider_message_id IS NOT NULL',
     )
     .bind(handle, boundaryId('dlv', nowMs - 86_400_000));
 }
@@ -64,24 +64,21 @@ export function emailVerdictsOfHandle(d1: D1Database, handle: string, nowMs: num
 /** How long a sent mail may go without any verdict before the doctor suspects the event subscription. */
 const VERDICT_EXPECTED_MS = 3_600_000;
 
-/** The doctor's reading of {@link emailVerdictsOfHandle}'s row. */
-export function emailVerdictCounts(row: Record<string, unknown> = {}, nowMs: number): EmailVerdictCounts {
-  const n = (k: string) => Number(row[k] ?? 0);
+/** The doctor's reading of {@link emailVerdictsOfHandle}'s row (an aggregate: always one). */
+export function emailVerdictCounts(row: Record<string, unknown>, nowMs: number): EmailVerdictCounts {
+  const { oldest, ...counts } = row as Omit<EmailVerdictCounts, 'action'> & { oldest: string | null };
   // Nothing heard on any mail, the oldest accepted over an hour ago (no oldest: NaN, never silent).
   const silent =
-    !n('delivered') &&
-    !n('deferred') &&
-    !n('refused') &&
-    nowMs - Date.parse(String(row.oldest_awaiting)) > VERDICT_EXPECTED_MS;
+    !counts.delivered24h &&
+    !counts.deferred24h &&
+    !counts.refused24h &&
+    nowMs - Date.parse(String(oldest)) > VERDICT_EXPECTED_MS;
   return {
-    delivered24h: n('delivered'),
-    awaitingVerdict24h: n('awaiting'),
-    deferred24h: n('deferred'),
-    refused24h: n('refused'),
+    ...counts,
     action: silent
       ? "Email Sending reported nothing on mail accepted over an hour ago: check the sending domain's event " +
         'subscription to notify-email-events (docs/operations.md).'
-      : n('refused')
+      : counts.refused24h
         ? 'Mails bounced or were refused after acceptance: see the suppressed addresses and the email test diagnosis.'
         : null,
   };
@@ -119,25 +116,13 @@ export interface EmailDiagnosis {
 export async function loadEmailFailures(d1: D1Database, subscriptionId: string) {
   const { results } = await d1
     .prepare(
-      `SELECT id, notification_id, last_error_class, status, updated_at FROM deliveries
-       WHERE subscription_id = ?1 AND kind = 'event' AND (status = 'dead' OR last_error_class IS NOT NULL)
-       ORDER BY id DESC LIMIT 10`,
+      'SELECT id deliveryId, notification_id notificationId, last_error_class errorClass, status, updated_at at ' +
+        "FROM deliveries WHERE subscription_id = ?1 AND kind = 'event' " +
+        "AND (status = 'dead' OR last_error_class IS NOT NULL) ORDER BY id DESC LIMIT 10",
     )
     .bind(subscriptionId)
-    .all<{
-      id: string;
-      notification_id: string | null;
-      last_error_class: string | null;
-      status: string;
-      updated_at: string;
-    }>();
-  return results.map((r) => ({
-    deliveryId: r.id,
-    notificationId: r.notification_id,
-    errorClass: r.last_error_class,
-    status: r.status,
-    at: r.updated_at,
-  }));
+    .all<EmailDiagnosis['productionFailures'][number]>();
+  return results;
 }
 
 export function diagnoseEmail(

@@ -19,9 +19,10 @@ import { getDb } from '../db/client.ts';
 import { findOnShards } from '../db/shards.ts';
 import { bareMessageId } from '../email/message.ts';
 import { type RunContext, runContext } from '../env.ts';
+import { logLine } from '../lib/log.ts';
 import { suppressAndAlert } from './alerts.ts';
 import type { DeliveryRow } from './attempt.ts';
-import { type Rejection, settleRejections } from './rejections.ts';
+import { issuesText, type Rejection, settleRejections } from './rejections.ts';
 import { deliveriesByIds, moveDelivery } from './store.ts';
 import { recipientReasonStatement } from './summary.ts';
 
@@ -73,11 +74,6 @@ function detailOf(kind: EventKind, p: EmailSendingEvent['payload']): string {
           ? str(p.complaint, 'type')
           : str(p.bounce, 'reason') || str(p.delivery, 'smtpResponse');
   return (d || 'no detail given').slice(0, TEXT_MAX);
-}
-
-/** Why a malformed message was refused, in the words of the schema. */
-function issuesOf(error: z.ZodError): string {
-  return error.issues.map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ');
 }
 
 /** A delivery and the shard holding it (docs/design.md#shards). */
@@ -164,7 +160,7 @@ export async function consumeEmailEvents(batch: MessageBatch<unknown>, env: Env)
   for (const message of batch.messages) {
     const parsed = EmailSendingEvent.safeParse(message.body);
     if (!parsed.success) {
-      reject(message, `invalid email event: ${issuesOf(parsed.error)}`);
+      reject(message, `invalid email event: ${issuesText(parsed.error)}`);
       continue;
     }
     const kind = parsed.data.type.slice(TYPE_PREFIX.length) as EventKind;
@@ -182,9 +178,7 @@ export async function consumeEmailEvents(batch: MessageBatch<unknown>, env: Env)
       if (d) message.ack();
       else reject(message, `no delivery has the provider message id of this ${kind} event`);
     } catch (err) {
-      console.error(
-        JSON.stringify({ level: 'error', msg: 'email_event_failed', messageId: message.id, error: String(err) }),
-      );
+      logLine('error', 'email_event_failed', { messageId: message.id, error: String(err) });
       message.retry({ delaySeconds: RETRY_SECONDS });
     }
   }

@@ -8,7 +8,7 @@ import { runContext } from '../env.ts';
 import { findJsonHazard, jsonHazardMessage, jsonPathText } from '../lib/json.ts';
 import { type BatchOutcome, type IngestRequest, ingestBatch, MAX_BATCH_EVENTS } from './ingest.ts';
 import { EventMessage } from './messages.ts';
-import { type Rejection, recordRejections, settleRejections } from './rejections.ts';
+import { issuesText, type Rejection, recordRejections, settleRejections } from './rejections.ts';
 
 const RETRY_SECONDS = 10;
 
@@ -41,8 +41,7 @@ export async function consumeEvents(batch: MessageBatch<unknown>, env: Env): Pro
     }
     const parsed = EventMessage.safeParse(message.body);
     if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ');
-      rejections.push({ queue: batch.queue, message, handle, reason: `invalid event: ${issues}` });
+      rejections.push({ queue: batch.queue, message, handle, reason: `invalid event: ${issuesText(parsed.error)}` });
       continue;
     }
     const { handle: target, source, ...event } = parsed.data;

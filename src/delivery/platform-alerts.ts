@@ -69,9 +69,9 @@ async function alertUndeliverableOn(
   }
   const { results: marked } = await d1
     .prepare(
-      `SELECT id, handle, alert_check_at AS alertCheckAt FROM notifications
-       WHERE alert_check_at IS NOT NULL AND (?2 IS NULL OR handle = ?2)
-       ORDER BY alert_check_at LIMIT ?1`,
+      'SELECT id, handle, alert_check_at AS alertCheckAt FROM notifications ' +
+        'WHERE alert_check_at IS NOT NULL AND (?2 IS NULL OR handle = ?2) ' +
+        'ORDER BY alert_check_at LIMIT ?1',
     )
     .bind(BATCH, only.handle ?? null)
     .all<Marked>();
@@ -116,23 +116,21 @@ function alertStatements(
   return [
     d1
       .prepare(
-        `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
-           status, status_reason, attempt_count, retry_base, created_at, updated_at)
-         SELECT ?1, n.handle, n.id, 'event', 'email', 'platform_alert', NULL, ?2, 'pending', ?3, 0, 0, ?4, ?4
-         FROM notifications n
-         WHERE n.id = ?5 AND n.severity = 'critical' AND n.status = 'undeliverable'
-           AND NOT EXISTS (SELECT 1 FROM deliveries d
-                           WHERE d.notification_id = ?5 AND d.recipient_type = 'platform_alert')`,
+        'INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, ' +
+          'target, status, status_reason, attempt_count, retry_base, created_at, updated_at) ' +
+          "SELECT ?1, n.handle, n.id, 'event', 'email', 'platform_alert', NULL, ?2, 'pending', ?3, 0, 0, ?4, ?4 " +
+          "FROM notifications n WHERE n.id = ?5 AND n.severity = 'critical' AND n.status = 'undeliverable' " +
+          'AND NOT EXISTS (SELECT 1 FROM deliveries d ' +
+          "WHERE d.notification_id = ?5 AND d.recipient_type = 'platform_alert')",
       )
       .bind(deliveryId, address, PLATFORM_ALERT_REASON, at, n.id),
     // The platform alert is open: counted like any delivery (the critical aggregate leaves it out, summary.ts).
     d1
       .prepare(
-        `UPDATE notifications SET open_count = open_count + 1, recipient_count = recipient_count + 1,
-           recipients = CASE WHEN (SELECT count(*) FROM json_each(recipients)) < ?4
-             THEN json_set(recipients, ?2, json(?3)) ELSE recipients END,
-           updated_at = ?5
-         WHERE id = ?1 AND changes() = 1`,
+        'UPDATE notifications SET open_count = open_count + 1, recipient_count = recipient_count + 1, ' +
+          'recipients = CASE WHEN (SELECT count(*) FROM json_each(recipients)) < ?4 ' +
+          'THEN json_set(recipients, ?2, json(?3)) ELSE recipients END, updated_at = ?5 ' +
+          'WHERE id = ?1 AND changes() = 1',
       )
       .bind(n.id, `$."${deliveryId}"`, JSON.stringify(entry), RECIPIENT_SUMMARY_LIMIT, at),
     d1

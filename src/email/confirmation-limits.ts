@@ -32,8 +32,8 @@ export async function claimConfirmationResend(
   const cutoff = new Date(nowMs - CONFIRMATION_COOLDOWN_SECONDS * 1000).toISOString();
   const cooldown = await d1
     .prepare(
-      `UPDATE email_subscriptions SET confirm_sent_at = ?2
-       WHERE id = ?1 AND (confirm_sent_at IS NULL OR confirm_sent_at <= ?3)`,
+      'UPDATE email_subscriptions SET confirm_sent_at = ?2 ' +
+        'WHERE id = ?1 AND (confirm_sent_at IS NULL OR confirm_sent_at <= ?3)',
     )
     .bind(sub.id, now, cutoff)
     .run();
@@ -59,10 +59,10 @@ export async function claimConfirmationResend(
   // One row per address, across every handle and so every shard: on the control plane (docs/design.md#shards).
   const counted = await control
     .prepare(
-      `INSERT INTO confirmation_mail_counters (email_normalized, day, count) VALUES (?1, ?2, 1)
-       ON CONFLICT (email_normalized) DO UPDATE SET
-         count = CASE WHEN day = excluded.day THEN count + 1 ELSE 1 END, day = excluded.day
-       WHERE day <> excluded.day OR count < ?3`,
+      'INSERT INTO confirmation_mail_counters (email_normalized, day, count) VALUES (?1, ?2, 1) ' +
+        'ON CONFLICT (email_normalized) DO UPDATE SET ' +
+        'count = CASE WHEN day = excluded.day THEN count + 1 ELSE 1 END, day = excluded.day ' +
+        'WHERE day <> excluded.day OR count < ?3',
     )
     .bind(sub.emailNormalized, day, CONFIRMATION_RESENDS_PER_ADDRESS_PER_DAY)
     .run();

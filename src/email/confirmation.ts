@@ -17,12 +17,6 @@ export interface PendingSubscription {
   email: string;
 }
 
-/** A fresh token: the link's value and the hash to store. */
-async function newConfirmToken(): Promise<{ token: string; hash: string; expiresAt: string }> {
-  const token = toBase64Url(randomBytes(32));
-  return { token, hash: await sha256Hex(token), expiresAt: new Date(Date.now() + CONFIRM_TTL_MS).toISOString() };
-}
-
 export function confirmUrl(cfg: Config, token: string): string {
   return `${cfg.publicBaseUrl}/v2/email/confirm?token=${encodeURIComponent(token)}`;
 }
@@ -36,12 +30,15 @@ export async function sendConfirmation(
   sub: PendingSubscription,
 ): Promise<{ sent: boolean; detail: string }> {
   const { env } = run;
-  const { token, hash, expiresAt } = await newConfirmToken();
+  // A fresh token: the link carries it, the row keeps only its hash.
+  const token = toBase64Url(randomBytes(32));
+  const hash = await sha256Hex(token);
+  const expiresAt = new Date(Date.now() + CONFIRM_TTL_MS).toISOString();
   const d1 = await shardFor(env, sub.handle);
   const updated = await d1
     .prepare(
-      `UPDATE email_subscriptions SET confirm_token_hash = ?2, confirm_expires_at = ?3, updated_at = ?4
-     WHERE id = ?1 AND status = 'pending_confirmation'`,
+      'UPDATE email_subscriptions SET confirm_token_hash = ?2, confirm_expires_at = ?3, updated_at = ?4 ' +
+        "WHERE id = ?1 AND status = 'pending_confirmation'",
     )
     .bind(sub.id, hash, expiresAt, new Date().toISOString())
     .run();
@@ -56,9 +53,7 @@ export async function sendConfirmation(
     run,
     {
       to: { email: sub.email },
-      subject: content.subject,
-      text: content.text,
-      html: content.html,
+      ...content,
       headers: { 'X-Gharart-Subscription-Id': sub.id },
     },
     {
@@ -94,8 +89,8 @@ export async function confirmByToken(
   const hit = await findOnShards(env, (d1) =>
     d1
       .prepare(
-        `SELECT id, email, handle, confirm_expires_at FROM email_subscriptions
-         WHERE confirm_token_hash = ?1 AND status = 'pending_confirmation'`,
+        'SELECT id, email, handle, confirm_expires_at FROM email_subscriptions ' +
+          "WHERE confirm_token_hash = ?1 AND status = 'pending_confirmation'",
       )
       .bind(hash)
       .first<{ id: string; email: string; handle: string; confirm_expires_at: string | null }>(),
@@ -107,9 +102,9 @@ export async function confirmByToken(
   const now = new Date().toISOString();
   const done = await d1
     .prepare(
-      `UPDATE email_subscriptions SET status = 'active', status_reason = NULL, confirmed_at = ?3,
-       confirm_token_hash = NULL, confirm_expires_at = NULL, updated_at = ?3
-     WHERE id = ?1 AND confirm_token_hash = ?2 AND status = 'pending_confirmation'`,
+      "UPDATE email_subscriptions SET status = 'active', status_reason = NULL, confirmed_at = ?3, " +
+        'confirm_token_hash = NULL, confirm_expires_at = NULL, updated_at = ?3 ' +
+        "WHERE id = ?1 AND confirm_token_hash = ?2 AND status = 'pending_confirmation'",
     )
     .bind(row.id, hash, now)
     .run();

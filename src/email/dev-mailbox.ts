@@ -15,9 +15,9 @@ export function withDevMailbox({ env, cfg }: RunContext, provider: EmailProvider
       const outcome = await provider.send(mail, meta);
       if (outcome.ok) {
         await env.DB.prepare(
-          `INSERT INTO dev_mailbox
-             (id, provider, from_address, to_address, subject, headers, text_body, html_body, created_at)
-           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)`,
+          'INSERT INTO dev_mailbox ' +
+            '(id, provider, from_address, to_address, subject, headers, text_body, html_body, created_at) ' +
+            'VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)',
         )
           .bind(
             newId('mail'),

@@ -17,9 +17,11 @@ const BODY_STYLE =
   `font-family:${FONT};font-size:15px;line-height:1.5;`;
 const CARD_STYLE =
   'max-width:640px;margin:0 auto;padding:24px;background:#ffffff;border:1px solid #d0d7de;border-radius:6px;';
-const BANNER_STYLE =
+/** A highlighted paragraph at the top ("This is a test notification"): `<Para style={BANNER_STYLE}>`. */
+export const BANNER_STYLE =
   'margin:0 0 16px;padding:8px 12px;background:#fff8c5;border:1px solid #d4a72c;border-radius:4px;font-weight:600;';
-const BUTTON_STYLE =
+/** A link drawn as a button: `<Link href={…} style={BUTTON_STYLE}>`. */
+export const BUTTON_STYLE =
   'display:inline-block;padding:10px 18px;background:#1f883d;color:#ffffff;border-radius:6px;' +
   'text-decoration:none;font-weight:600;';
 const CELL = 'padding:6px 8px;border-top:1px solid #d0d7de;vertical-align:top;text-align:left;';
@@ -70,16 +72,6 @@ export function MailPage(props: { title: string; children?: Child }) {
   );
 }
 
-/** A highlighted line at the top ("This is a test notification"). */
-export function Banner(props: { children?: Child }) {
-  return (
-    <>
-      <p style={BANNER_STYLE}>{props.children}</p>
-      {NL}
-    </>
-  );
-}
-
 export function Para(props: { children?: Child; style?: string }) {
   return (
     <>
@@ -90,17 +82,9 @@ export function Para(props: { children?: Child; style?: string }) {
 }
 
 /** A link; only ever to one of our URLs (checked by the template), never to one from event data. */
-export function Link(props: { href: string; children?: Child }) {
+export function Link(props: { href: string; style?: string; children?: Child }) {
   return (
-    <a href={props.href} style="color:#0969da;">
-      {props.children}
-    </a>
-  );
-}
-
-export function Button(props: { href: string; children?: Child }) {
-  return (
-    <a href={props.href} style={BUTTON_STYLE}>
+    <a href={props.href} style={props.style ?? 'color:#0969da;'}>
       {props.children}
     </a>
   );

@@ -73,7 +73,7 @@ const MAX_HEADER_NAME = 64;
 /**
  * Headers a caller may not set through `headers`: the structural ones the provider writes itself, and the ones that
  * add recipients or claim a path the message did not take (a Bcc, Cc or Resent-To smuggled in through a settings
- * field would be a recipient nobody sees).
+ * field would be a recipient nobody sees). Every `Content-*` and `Resent-*` name is reserved too.
  */
 const RESERVED_HEADERS = new Set([
   'from',
@@ -91,10 +91,6 @@ const RESERVED_HEADERS = new Set([
   'dkim-signature',
 ]);
 
-function isReservedHeader(lowerName: string): boolean {
-  return RESERVED_HEADERS.has(lowerName) || lowerName.startsWith('content-') || lowerName.startsWith('resent-');
-}
-
 /**
  * A mail's custom headers, checked and cleaned, for whoever puts them on the wire (the `send_email` binding's
  * structured form, or a provider's API that takes headers as JSON): names must be RFC 7230 tokens of at most 64
@@ -107,7 +103,8 @@ export function checkedCustomHeaders(headers: Record<string, string> | undefined
     const lower = name.toLowerCase();
     if (!TOKEN.test(name) || name.length > MAX_HEADER_NAME)
       throw new Error(`invalid header name: ${JSON.stringify(name.slice(0, 100))}`);
-    if (isReservedHeader(lower)) throw new Error(`header ${name} is set by ${setBy} and cannot be overridden`);
+    if (RESERVED_HEADERS.has(lower) || lower.startsWith('content-') || lower.startsWith('resent-'))
+      throw new Error(`header ${name} is set by ${setBy} and cannot be overridden`);
     if (seen.has(lower)) throw new Error(`header ${name} given twice`);
     seen.add(lower);
     return [name, sanitizeHeaderValue(String(value))];

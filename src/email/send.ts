@@ -44,15 +44,15 @@ export async function sendMail(
   );
 }
 
+/**
+ * The provider of a route: the `send_email` binding for support mail and for platform alerts under SNS, else
+ * EMAIL_PROVIDER's.
+ */
 function providerFor(run: RunContext, route: MailRoute): EmailProvider {
-  if (route === 'support') return cloudflareProvider(run.env);
-  if (route === 'platform-alert' && run.cfg.emailProvider === 'sns') return cloudflareProvider(run.env);
-  return configuredProvider(run);
-}
-
-/** The provider EMAIL_PROVIDER names. */
-function configuredProvider(run: RunContext): EmailProvider {
-  const name = run.cfg.emailProvider;
+  const name =
+    route === 'support' || (route === 'platform-alert' && run.cfg.emailProvider === 'sns')
+      ? 'cloudflare'
+      : run.cfg.emailProvider;
   if (name === 'cloudflare') return cloudflareProvider(run.env);
   if (name === 'resend') return resendProvider(run);
   if (name === 'sns') return snsProvider(run);

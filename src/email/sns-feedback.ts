@@ -5,11 +5,10 @@
  */
 import { isPlainObject } from '../lib/json.ts';
 import { type SnsUrlPolicy, urlProblem } from './sns-signature.ts';
+import { feedbackAddress, MAX_FEEDBACK_RECIPIENTS, subscriptionTagValue } from './suppression.ts';
 
 /** How long the SubscribeURL may take to answer. */
 const CONFIRM_TIMEOUT_MS = 10_000;
-/** At most this many recipient entries of one notification are read. */
-const MAX_RECIPIENTS = 50;
 
 // ---------------------------------------------------------------------------------------------------------------
 // SubscriptionConfirmation
@@ -59,7 +58,8 @@ export interface SesRecipient {
 
 /**
  * The fields of an SES notification that are read. Text fields are trimmed and absent when empty or not a string;
- * recipients are distinct addresses (case-insensitively), taken from the first {@link MAX_RECIPIENTS} entries.
+ * recipients are distinct addresses (case-insensitively), taken from the first {@link MAX_FEEDBACK_RECIPIENTS}
+ * entries.
  */
 export interface SesFeedback {
   /** `notificationType` (SES notifications) or else `eventType` (SES event publishing): `Bounce`, `Complaint`, … */
@@ -116,11 +116,9 @@ function text(v: unknown): string | undefined {
 function recipients(list: unknown): SesRecipient[] {
   if (!Array.isArray(list)) return [];
   const out = new Map<string, SesRecipient>();
-  for (const entry of list.slice(0, MAX_RECIPIENTS)) {
-    const raw = text(field(entry, 'emailAddress'));
-    if (!raw) continue;
-    const email = (/<([^<>]+)>\s*$/.exec(raw)?.[1] ?? raw).trim();
-    if (!email.includes('@') || email.length > 254) continue;
+  for (const entry of list.slice(0, MAX_FEEDBACK_RECIPIENTS)) {
+    const email = feedbackAddress(text(field(entry, 'emailAddress')) ?? '');
+    if (!email) continue;
     const diagnosticCode = text(field(entry, 'diagnosticCode'));
     out.set(email.toLowerCase(), diagnosticCode === undefined ? { email } : { email, diagnosticCode });
   }
@@ -130,6 +128,5 @@ function recipients(list: unknown): SesRecipient[] {
 /** The `subscription_id` mail tag SES echoes (`mail.tags: {name: [values]}`), if any. */
 function subscriptionTag(mail: unknown): string | null {
   const value = field(field(mail, 'tags'), 'subscription_id');
-  const first = Array.isArray(value) ? value[0] : value;
-  return typeof first === 'string' && /^[A-Za-z0-9_-]{1,256}$/.test(first) ? first : null;
+  return subscriptionTagValue(Array.isArray(value) ? value[0] : value);
 }

@@ -154,13 +154,6 @@ export function subjectPublicKeyInfo(der: Uint8Array): Uint8Array {
   return der.slice(spki.start, spki.end);
 }
 
-/** The first CERTIFICATE block of a PEM file, as DER. */
-function pemToDer(pem: string): Uint8Array {
-  const m = /-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/.exec(pem);
-  if (!m) throw new Error('PEM: no CERTIFICATE block');
-  return fromBase64(m[1]!.replace(/\s+/g, ''));
-}
-
 // ---------------------------------------------------------------------------------------------------------------------
 // Verification
 // ---------------------------------------------------------------------------------------------------------------------
@@ -196,7 +189,10 @@ async function loadSpki(url: string, fetcher: typeof fetch): Promise<Uint8Array>
     }
     const text = await res.text();
     if (text.length > MAX_CERT_BYTES) throw new Error('the signing certificate is too large');
-    return subjectPublicKeyInfo(pemToDer(text));
+    // The first CERTIFICATE block of the PEM file, as DER.
+    const pem = /-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/.exec(text);
+    if (!pem) throw new Error('PEM: no CERTIFICATE block');
+    return subjectPublicKeyInfo(fromBase64(pem[1]!.replace(/\s+/g, '')));
   })();
   if (spkiCache.size >= MAX_CACHED_CERTS) spkiCache.delete(spkiCache.keys().next().value!);
   spkiCache.set(url, pending);

@@ -8,6 +8,7 @@
  */
 import { shardFor } from '../db/shards.ts';
 import { config } from '../env.ts';
+import { logLine } from '../lib/log.ts';
 import { type SnsClient, SnsError, snsClient } from './providers/sns/client.ts';
 import { toSnsFilterPolicy } from './providers/sns/filter-policy.ts';
 import { ensureHandleTopic } from './sns-topics.ts';
@@ -44,9 +45,10 @@ export async function subscribeAtSns(env: Env, sub: SnsSubscriptionRow): Promise
     const { subscriptionArn, pendingConfirmation } = await sns.subscribe(topicArn, sub.emailNormalized, policy);
     await (await shardFor(env, sub.handle))
       .prepare(
-        `UPDATE email_subscriptions SET provider = 'sns', provider_ref = ?2, provider_checked_at = ?3, updated_at = ?3,
-         status = ?4, status_reason = ?5, confirmed_at = CASE WHEN ?4 = 'active' THEN ?3 ELSE confirmed_at END
-       WHERE id = ?1`,
+        "UPDATE email_subscriptions SET provider = 'sns', provider_ref = ?2, provider_checked_at = ?3, " +
+          'updated_at = ?3, status = ?4, status_reason = ?5, ' +
+          "confirmed_at = CASE WHEN ?4 = 'active' THEN ?3 ELSE confirmed_at END " +
+          'WHERE id = ?1',
       )
       .bind(
         sub.id,
@@ -76,7 +78,7 @@ export async function unsubscribeAtSns(env: Env, arn: string | null): Promise<vo
   try {
     await snsClient(env).unsubscribe(arn);
   } catch (err) {
-    console.warn(JSON.stringify({ level: 'warn', msg: 'sns_unsubscribe_failed', arn, error: String(err) }));
+    logLine('warn', 'sns_unsubscribe_failed', { arn, error: String(err) });
   }
 }
 
@@ -101,8 +103,9 @@ export async function checkAtSns(
   if (state === 'not_found') {
     const changed = await d1
       .prepare(
-        `UPDATE email_subscriptions SET status = 'stale', status_reason = ?2, provider_checked_at = ?3, updated_at = ?3
-       WHERE id = ?1 AND status <> 'stale' RETURNING id`,
+        "UPDATE email_subscriptions SET status = 'stale', status_reason = ?2, provider_checked_at = ?3, " +
+          'updated_at = ?3 ' +
+          "WHERE id = ?1 AND status <> 'stale' RETURNING id",
       )
       .bind(sub.id, staleReason(sub.id), now)
       .first();
@@ -110,12 +113,12 @@ export async function checkAtSns(
   }
   await d1
     .prepare(
-      `UPDATE email_subscriptions SET provider_checked_at = ?3,
-       status = CASE WHEN ?2 = 'confirmed' AND status = 'pending_confirmation' THEN 'active' ELSE status END,
-       status_reason = CASE WHEN ?2 = 'confirmed' AND status = 'pending_confirmation' THEN NULL ELSE status_reason END,
-       confirmed_at = CASE WHEN ?2 = 'confirmed' AND confirmed_at IS NULL THEN ?3 ELSE confirmed_at END,
-       updated_at = ?3
-     WHERE id = ?1`,
+      'UPDATE email_subscriptions SET provider_checked_at = ?3, ' +
+        "status = CASE WHEN ?2 = 'confirmed' AND status = 'pending_confirmation' THEN 'active' ELSE status END, " +
+        "status_reason = CASE WHEN ?2 = 'confirmed' AND status = 'pending_confirmation' THEN NULL " +
+        'ELSE status_reason END, ' +
+        "confirmed_at = CASE WHEN ?2 = 'confirmed' AND confirmed_at IS NULL THEN ?3 ELSE confirmed_at END, " +
+        'updated_at = ?3 WHERE id = ?1',
     )
     .bind(sub.id, state, now)
     .run();

@@ -15,6 +15,20 @@ export interface Feedback {
   provider: 'resend' | 'sns' | 'ses' | 'cloudflare';
 }
 
+/** At most this many recipients of one feedback event are looked at (our mails have exactly one). */
+export const MAX_FEEDBACK_RECIPIENTS = 50;
+
+/** A recipient address as a provider's feedback names it (`Name <a@b>` → `a@b`), or null when it is not one. */
+export function feedbackAddress(raw: string): string | null {
+  const email = (/<([^<>]+)>\s*$/.exec(raw)?.[1] ?? raw).trim();
+  return email.includes('@') && email.length <= 254 ? email : null;
+}
+
+/** Our `subscription_id` mail tag as a provider echoes it back, when it is a valid one. */
+export function subscriptionTagValue(value: unknown): string | null {
+  return typeof value === 'string' && /^[A-Za-z0-9_-]{1,256}$/.test(value) ? value : null;
+}
+
 /** A subscription a feedback event just suppressed. */
 export interface SuppressedSubscription {
   id: string;
@@ -43,9 +57,9 @@ export async function applyFeedback(
   const narrow = f.kind === 'complaint' && f.subscriptionId;
   const { results } = await d1
     .prepare(
-      `UPDATE email_subscriptions SET status = 'suppressed', status_reason = ?2, updated_at = ?3
-       WHERE email_normalized = ?1 AND status <> 'suppressed' AND (?4 IS NULL OR id = ?4)
-       RETURNING id, handle, kind, email_normalized AS emailNormalized`,
+      "UPDATE email_subscriptions SET status = 'suppressed', status_reason = ?2, updated_at = ?3 " +
+        "WHERE email_normalized = ?1 AND status <> 'suppressed' AND (?4 IS NULL OR id = ?4) " +
+        'RETURNING id, handle, kind, email_normalized AS emailNormalized',
     )
     .bind(f.email.trim().toLowerCase(), reason, now, narrow ? f.subscriptionId : null)
     .all<Omit<SuppressedSubscription, 'reason'>>();

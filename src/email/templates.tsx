@@ -11,9 +11,10 @@
  */
 import { eventTypeInfo, type Severity } from '../lib/event-catalog.ts';
 import { isPlainObject } from '../lib/json.ts';
+import { utf8Length } from '../lib/utf8.ts';
 import {
-  Banner,
-  Button,
+  BANNER_STYLE,
+  BUTTON_STYLE,
   DataRow,
   DataTable,
   Footer,
@@ -64,87 +65,29 @@ const MAX_TITLE_CHARS = 100;
 // Notification mail
 
 /**
- * Key facts per event type: the fields a reader looks for first, in that order. `money` pairs an amount with the
- * `currency` field. Types not listed (unknown types) show only the full field list.
+ * Key facts per event type: the fields a reader looks for first, in that order, as `key:Label|…`. The `total` and
+ * `amount` fields are money, shown with the `currency` field. Types not listed (unknown types) show only the full
+ * field list.
  */
-type Fact = { key: string; label: string; money?: true };
-
-const FACTS: Record<string, Fact[]> = {
-  'order.created': [
-    { key: 'orderId', label: 'Order' },
-    { key: 'total', label: 'Total', money: true },
-    { key: 'items', label: 'Items' },
-    { key: 'customerEmail', label: 'Customer' },
-  ],
-  'order.paid': [
-    { key: 'orderId', label: 'Order' },
-    { key: 'total', label: 'Total', money: true },
-    { key: 'paymentId', label: 'Payment' },
-  ],
-  'order.fulfilled': [
-    { key: 'orderId', label: 'Order' },
-    { key: 'carrier', label: 'Carrier' },
-    { key: 'trackingNumber', label: 'Tracking number' },
-    { key: 'shippedAt', label: 'Shipped at' },
-  ],
-  'order.cancelled': [
-    { key: 'orderId', label: 'Order' },
-    { key: 'reason', label: 'Reason' },
-  ],
-  'order.refunded': [
-    { key: 'orderId', label: 'Order' },
-    { key: 'amount', label: 'Amount', money: true },
-  ],
-  'fulfillment.delayed': [
-    { key: 'orderId', label: 'Order' },
-    { key: 'promisedBy', label: 'Promised by' },
-    { key: 'expectedBy', label: 'Now expected by' },
-  ],
-  'fulfillment.failed': [
-    { key: 'orderId', label: 'Order' },
-    { key: 'reason', label: 'Reason' },
-    { key: 'sku', label: 'SKU' },
-  ],
-  'payment.failed': [
-    { key: 'orderId', label: 'Order' },
-    { key: 'paymentId', label: 'Payment' },
-    { key: 'code', label: 'Decline code' },
-    { key: 'amount', label: 'Amount', money: true },
-  ],
-  'campaign.scheduled': [
-    { key: 'campaignId', label: 'Campaign' },
-    { key: 'name', label: 'Name' },
-    { key: 'startsAt', label: 'Starts at' },
-  ],
-  'campaign.started': [
-    { key: 'campaignId', label: 'Campaign' },
-    { key: 'audience', label: 'Audience' },
-  ],
-  'campaign.completed': [
-    { key: 'campaignId', label: 'Campaign' },
-    { key: 'sent', label: 'Sent' },
-    { key: 'failed', label: 'Failed' },
-  ],
-  'campaign.failed': [
-    { key: 'campaignId', label: 'Campaign' },
-    { key: 'reason', label: 'Reason' },
-  ],
-  'webhook.endpoint_disabled': [
-    { key: 'subscriptionId', label: 'Webhook' },
-    { key: 'url', label: 'URL' },
-    { key: 'reason', label: 'Reason' },
-  ],
-  'email.subscription_stale': [
-    { key: 'subscriptionId', label: 'Subscription' },
-    { key: 'email', label: 'Address' },
-    { key: 'provider', label: 'Provider' },
-  ],
-  'email.owner_default_suppressed': [
-    { key: 'email', label: 'Address' },
-    { key: 'provider', label: 'Reported by' },
-    { key: 'reason', label: 'Reason' },
-  ],
+const FACTS: Record<string, string> = {
+  'order.created': 'orderId:Order|total:Total|items:Items|customerEmail:Customer',
+  'order.paid': 'orderId:Order|total:Total|paymentId:Payment',
+  'order.fulfilled': 'orderId:Order|carrier:Carrier|trackingNumber:Tracking number|shippedAt:Shipped at',
+  'order.cancelled': 'orderId:Order|reason:Reason',
+  'order.refunded': 'orderId:Order|amount:Amount',
+  'fulfillment.delayed': 'orderId:Order|promisedBy:Promised by|expectedBy:Now expected by',
+  'fulfillment.failed': 'orderId:Order|reason:Reason|sku:SKU',
+  'payment.failed': 'orderId:Order|paymentId:Payment|code:Decline code|amount:Amount',
+  'campaign.scheduled': 'campaignId:Campaign|name:Name|startsAt:Starts at',
+  'campaign.started': 'campaignId:Campaign|audience:Audience',
+  'campaign.completed': 'campaignId:Campaign|sent:Sent|failed:Failed',
+  'campaign.failed': 'campaignId:Campaign|reason:Reason',
+  'webhook.endpoint_disabled': 'subscriptionId:Webhook|url:URL|reason:Reason',
+  'email.subscription_stale': 'subscriptionId:Subscription|email:Address|provider:Provider',
+  'email.owner_default_suppressed': 'email:Address|provider:Reported by|reason:Reason',
 };
+/** Fields whose value is an amount of money in `currency`. */
+const MONEY = new Set(['total', 'amount']);
 
 const SEVERITY_LABEL: Record<Severity, string> = { info: 'Info', warning: 'Warning', critical: 'Critical' };
 // Text colour on white, all with a contrast ratio above 4.5:1; the severity is also always written out.
@@ -181,13 +124,14 @@ export function renderNotificationMail(n: NotificationForMail, links: MailLinks)
   const dashboardUrl = checkedUrl(links.dashboardUrl ?? null);
   const severity = SEVERITY_LABEL[n.severity] ?? 'Info';
   const info = eventTypeInfo(n.type);
-  const shortTitle = truncate(oneLine(humanise(n.type)), MAX_TITLE_CHARS);
+  // `payment.failed` → `payment failed`; `webhook.endpoint_disabled` → `webhook endpoint disabled`.
+  const shortTitle = truncate(oneLine(n.type.replace(/[._-]+/g, ' ').trim() || 'notification'), MAX_TITLE_CHARS);
   const data = isPlainObject(n.data) ? n.data : {};
   const facts: Row[] = [];
-  for (const fact of FACTS[n.type] ?? []) {
-    if (!Object.hasOwn(data, fact.key)) continue;
-    const value = data[fact.key];
-    facts.push([fact.label, fact.money ? formatMoney(value, data.currency) : displayValue(value)]);
+  for (const fact of FACTS[n.type]?.split('|') ?? []) {
+    const [key, label] = fact.split(':') as [string, string];
+    if (!Object.hasOwn(data, key)) continue;
+    facts.push([label, MONEY.has(key) ? formatMoney(data[key], data.currency) : displayValue(data[key])]);
   }
   const v: NotificationView = {
     subject: headerText(`${n.test ? '[TEST] ' : ''}[Gharart] ${severity}: ${shortTitle} — ${n.handle}`),
@@ -195,7 +139,7 @@ export function renderNotificationMail(n: NotificationForMail, links: MailLinks)
     severity,
     colour: SEVERITY_COLOUR[n.severity] ?? SEVERITY_COLOUR.info,
     handle: oneLine(n.handle),
-    heading: info ? info.description : `${capitalise(shortTitle)}.`,
+    heading: info ? info.description : `${shortTitle.charAt(0).toUpperCase()}${shortTitle.slice(1)}.`,
     type: truncate(oneLine(n.type), MAX_TITLE_CHARS * 2),
     occurred: formatTimestamp(n.occurredAt),
     facts,
@@ -247,7 +191,7 @@ const FIELD_COLUMNS: [string, string] = ['Field', 'Value'];
 function notificationHtml(v: NotificationView, fields: Row[], note: string | null): string {
   return renderMailHtml(
     <MailPage title={v.subject}>
-      {v.test ? <Banner>{TEST_NOTE}</Banner> : null}
+      {v.test ? <Para style={BANNER_STYLE}>{TEST_NOTE}</Para> : null}
       <Para style={`margin:0 0 8px;font-size:13px;font-weight:600;color:${v.colour};`}>
         {`${v.severity} · ${v.handle}`}
       </Para>
@@ -321,7 +265,9 @@ export function renderConfirmationMail(input: {
       <Para>{intro}</Para>
       <Para>{action}</Para>
       <Para style="margin:16px 0;">
-        <Button href={confirmUrl}>Confirm this address</Button>
+        <Link href={confirmUrl} style={BUTTON_STYLE}>
+          Confirm this address
+        </Link>
       </Para>
       <Para>
         Or open this link: <Link href={confirmUrl}>{confirmUrl}</Link>
@@ -407,16 +353,7 @@ export function renderSupportReportMail(input: {
 // ---------------------------------------------------------------------------------------------------------------------
 // Values
 
-/** `payment.failed` → `payment failed`; `webhook.endpoint_disabled` → `webhook endpoint disabled`. */
-function humanise(type: string): string {
-  return type.replace(/[._-]+/g, ' ').trim() || 'notification';
-}
-
-function capitalise(s: string): string {
-  return s.charAt(0).toUpperCase() + s.slice(1);
-}
-
-/** Subject text: one line, no controls (the MIME builder sanitises again; this keeps the stored subject clean too). */
+/** Subject text: one line, no controls (the provider sanitises again; this keeps the stored subject clean too). */
 function headerText(s: string): string {
   return sanitizeHeaderValue(s).replace(/\s+/g, ' ');
 }
@@ -503,16 +440,6 @@ function checkedUrl(url: string | null): string | null {
   }
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new Error('mail link must be http(s)');
   return parsed.href;
-}
-
-function utf8Length(s: string): number {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    // A surrogate pair is 4 bytes over 2 units: counting each unit as 2 sums right.
-    n += c < 0x80 ? 1 : c < 0x800 || (c >= 0xd800 && c <= 0xdfff) ? 2 : 3;
-  }
-  return n;
 }
 
 function lines(parts: string[]): string {

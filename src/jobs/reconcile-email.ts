@@ -9,6 +9,7 @@ import { alertSubscriptionStale } from '../delivery/alerts.ts';
 import { checkAtSns } from '../email/sns-subscriptions.ts';
 import { ensureFeedbackTopic } from '../email/sns-topics.ts';
 import { runContext } from '../env.ts';
+import { logLine } from '../lib/log.ts';
 
 const PER_RUN = 25;
 
@@ -20,16 +21,16 @@ export async function reconcileSnsSubscriptions(
   if (ctx.cfg.emailProvider !== 'sns') return { checked: 0, stale: 0, errors: 0 };
   // The SES feedback topic exists from the first minute on, so SES can be pointed at it (once per isolate).
   await ensureFeedbackTopic(env, ctx.cfg.aws).catch((err: unknown) =>
-    console.warn(JSON.stringify({ level: 'warn', msg: 'sns_feedback_topic_failed', error: String(err) })),
+    logLine('warn', 'sns_feedback_topic_failed', { error: String(err) }),
   );
   // Every shard's longest-unchecked subscriptions; PER_RUN of them in all, the longest unchecked first.
   const perShard = await onEveryShard(env, async (d1) => {
     const { results } = await d1
       .prepare(
-        `SELECT id, handle, email_normalized AS emailNormalized, provider_ref AS providerRef,
-           provider_checked_at AS checkedAt FROM email_subscriptions
-         WHERE provider = 'sns' AND provider_ref IS NOT NULL AND status IN ('pending_confirmation', 'active')
-         ORDER BY provider_checked_at NULLS FIRST LIMIT ?1`,
+        'SELECT id, handle, email_normalized AS emailNormalized, provider_ref AS providerRef, ' +
+          'provider_checked_at AS checkedAt FROM email_subscriptions ' +
+          "WHERE provider = 'sns' AND provider_ref IS NOT NULL AND status IN ('pending_confirmation', 'active') " +
+          'ORDER BY provider_checked_at NULLS FIRST LIMIT ?1',
       )
       .bind(PER_RUN)
       .all<{ id: string; handle: string; emailNormalized: string; providerRef: string; checkedAt: string | null }>();
@@ -49,9 +50,7 @@ export async function reconcileSnsSubscriptions(
     } catch (err) {
       // Throttled or down: the row keeps its old check time and comes first next minute.
       errors++;
-      console.warn(
-        JSON.stringify({ level: 'warn', msg: 'sns_check_failed', subscriptionId: sub.id, error: String(err) }),
-      );
+      logLine('warn', 'sns_check_failed', { subscriptionId: sub.id, error: String(err) });
     }
   }
   return { checked: results.length, stale, errors };

@@ -5,6 +5,7 @@
 import { sendMail } from '../../email/send.ts';
 import { type NotificationForMail, renderNotificationMail } from '../../email/templates.tsx';
 import type { RunContext } from '../../env.ts';
+import { utf8Length } from '../../lib/utf8.ts';
 import type { ChannelResult } from './result.ts';
 
 export interface EmailSend {
@@ -28,9 +29,7 @@ export async function sendEmail(run: RunContext, req: EmailSend): Promise<Channe
     run,
     {
       to: { email: req.to },
-      subject: content.subject,
-      text: content.text,
-      html: content.html,
+      ...content,
       headers,
     },
     {
@@ -44,7 +43,7 @@ export async function sendEmail(run: RunContext, req: EmailSend): Promise<Channe
     { route: req.subscriptionId === null ? 'platform-alert' : 'subscriber' },
   );
   const durationMs = Date.now() - started;
-  const requestBytes = new TextEncoder().encode(content.html).length + new TextEncoder().encode(content.text).length;
+  const requestBytes = utf8Length(content.html) + utf8Length(content.text);
   if (outcome.ok) {
     return {
       observation: { kind: 'accepted' },

@@ -8,6 +8,8 @@
  * A mail that cannot be built (an invalid address, a reserved or malformed header) never reaches the binding; errors
  * the binding throws are mapped to permanent (the address or sender will never be accepted) or transient.
  */
+
+import { errorText } from '../../lib/errors.ts';
 import {
   assertMailAddress,
   bareMessageId,
@@ -55,7 +57,7 @@ export function cloudflareProvider(env: Pick<Env, 'EMAIL'>): EmailProvider {
         const id = typeof result?.messageId === 'string' ? bareMessageId(result.messageId) : '';
         return { ok: true, providerMessageId: id || null };
       } catch (err) {
-        const text = err instanceof Error ? err.message : String(err);
+        const text = errorText(err);
         return { ok: false, permanent: PERMANENT.test(text), message: text.slice(0, 500) };
       }
     },

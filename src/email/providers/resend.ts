@@ -16,6 +16,7 @@
  */
 import type { RunContext } from '../../env.ts';
 import { sha256Hex } from '../../lib/crypto.ts';
+import { errorText, isTimeout } from '../../lib/errors.ts';
 import {
   assertMailAddress,
   checkedCustomHeaders,
@@ -134,7 +135,7 @@ export function resendProvider({ env, cfg }: RunContext, options: ResendProvider
         return {
           ok: false,
           permanent: true,
-          message: `Not sent to Resend: ${err instanceof Error ? err.message : String(err)}`.slice(0, MESSAGE_MAX),
+          message: `Not sent to Resend: ${errorText(err)}`.slice(0, MESSAGE_MAX),
         };
       }
       const url = `${cfg.resendApiUrl}/emails`;
@@ -155,10 +156,10 @@ export function resendProvider({ env, cfg }: RunContext, options: ResendProvider
         });
         text = await res.text();
       } catch (err) {
-        const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
+        const timedOut = isTimeout(err);
         const message = timedOut
           ? `Resend did not answer within ${timeoutMs} ms.`
-          : `Resend request failed: ${err instanceof Error ? err.message : String(err)}`;
+          : `Resend request failed: ${errorText(err)}`;
         return { ok: false, permanent: false, message: message.slice(0, MESSAGE_MAX) };
       }
       if (res.status >= 200 && res.status < 300) {

@@ -41,8 +41,8 @@ async function subscriptionOf(
     ? await findOnShards(env, (d1) =>
         d1
           .prepare(
-            `SELECT id, kind, email, email_normalized AS emailNormalized, handle, status
-             FROM email_subscriptions WHERE id = ?1`,
+            'SELECT id, kind, email, email_normalized AS emailNormalized, handle, status ' +
+              'FROM email_subscriptions WHERE id = ?1',
           )
           .bind(id)
           .first<UnsubscribeTarget & { email: string; handle: string; status: string }>(),
@@ -154,10 +154,10 @@ export const emailPagesRoutes = router
     const sub = await subscriptionOf(c.env, token);
     await sub.d1
       .prepare(
-        `UPDATE email_subscriptions
-       SET status = 'unsubscribed', status_reason = 'Unsubscribed with the link in a notification mail.',
-         updated_at = ?2
-       WHERE id = ?1 AND status <> 'unsubscribed'`,
+        'UPDATE email_subscriptions ' +
+          "SET status = 'unsubscribed', status_reason = 'Unsubscribed with the link in a notification mail.', " +
+          'updated_at = ?2 ' +
+          "WHERE id = ?1 AND status <> 'unsubscribed'",
       )
       .bind(sub.id, new Date().toISOString())
       .run();

@@ -17,6 +17,7 @@ import { requireKnownEventTypes } from '../../http/schemas.ts';
 import { defaultTestEventType } from '../../lib/event-catalog.ts';
 import { newId } from '../../lib/ids.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
+import { logLine } from '../../lib/log.ts';
 import { decodeCursor, encodeCursor, toPage } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
 import { handleD1, handleDb } from '../../middleware/auth.ts';
@@ -513,9 +514,7 @@ export const emailSubscriptionsRoutes = createRouter()
       // A critical sample: what the owner will receive when it matters.
       event: testEvent(handle, { eventType: 'payment.failed' })!,
       reason: 'owner_default_changed',
-    }).catch((err: unknown) =>
-      console.error(JSON.stringify({ level: 'error', msg: 'owner_test_mail_failed', error: String(err) })),
-    );
+    }).catch((err: unknown) => logLine('error', 'owner_test_mail_failed', { error: String(err) }));
     try {
       c.executionCtx.waitUntil(mail);
     } catch {

@@ -409,7 +409,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
               'and subscribed again.'
             : null,
       },
-      emailDelivery: emailVerdictCounts(verdicts!.results[0], now),
+      emailDelivery: emailVerdictCounts(verdicts!.results[0]!, now),
       ownerDefaultEmail: {
         state: ownerState,
         email: (owner?.email as string | undefined) ?? null,

@@ -12,20 +12,25 @@
  * event as a permanent rejection) suppresses every subscription with the address; a transient or soft bounce is
  * recorded nowhere. `email.complained` suppresses the subscription named by the mail's `subscription_id` tag (every
  * one with the address when the tag is missing). A suppressed owner default email raises the owner alert
- * (feedback.ts). Every other event type is acknowledged and ignored.
+ * (delivery/alerts.ts). Every other event type is acknowledged and ignored.
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 import { suppressAndAlert } from '../../delivery/alerts.ts';
 import { verifySignature } from '../../delivery/signing.ts';
+import {
+  type Feedback,
+  feedbackAddress,
+  MAX_FEEDBACK_RECIPIENTS,
+  subscriptionTagValue,
+} from '../../email/suppression.ts';
 import { type AppEnv, runContext } from '../../env.ts';
 import { createRouter, errorResponses, jsonBody, jsonResponse } from '../../http/openapi.ts';
+import { logLine } from '../../lib/log.ts';
 import { problems } from '../../lib/problem.ts';
 
 /** Standard Webhooks' default tolerance: a signature more than 5 minutes from now is refused (replays). */
 export const SIGNATURE_TOLERANCE_SECONDS = 300;
-/** At most this many recipients of one event are looked at (our mails have exactly one). */
-const MAX_RECIPIENTS = 50;
 
 const headerParam = (name: string, description: string) =>
   z
@@ -107,9 +112,7 @@ function signatureHeaders(get: (name: string) => string | undefined) {
 const verifyResendSignature: MiddlewareHandler<AppEnv> = async (c, next) => {
   const secret = c.env.RESEND_WEBHOOK_SECRET?.trim();
   if (!secret) {
-    console.error(
-      JSON.stringify({ level: 'error', msg: 'resend_webhook_unconfigured', requestId: c.get('requestId') }),
-    );
+    logLine('error', 'resend_webhook_unconfigured', { requestId: c.get('requestId') });
     throw problems.unavailable(
       'Resend webhooks are not configured on this deployment (RESEND_WEBHOOK_SECRET is not set).',
     );
@@ -136,14 +139,10 @@ const verifyResendSignature: MiddlewareHandler<AppEnv> = async (c, next) => {
     valid = await verifySignature(secret, { id, timestamp, signature }, body, now, SIGNATURE_TOLERANCE_SECONDS);
   } catch (err) {
     // Only a malformed secret makes the HMAC key import fail.
-    console.error(
-      JSON.stringify({
-        level: 'error',
-        msg: 'resend_webhook_secret_invalid',
-        requestId: c.get('requestId'),
-        error: err instanceof Error ? err.name : 'unknown',
-      }),
-    );
+    logLine('error', 'resend_webhook_secret_invalid', {
+      requestId: c.get('requestId'),
+      error: err instanceof Error ? err.name : 'unknown',
+    });
     throw problems.unavailable('RESEND_WEBHOOK_SECRET is not a valid whsec_ secret on this deployment.');
   }
   if (!valid)
@@ -177,10 +176,10 @@ function recipients(data: EventData | undefined): string[] {
   const to = data?.to;
   const list = typeof to === 'string' ? [to] : (to ?? []);
   const out = new Set<string>();
-  for (const raw of list.slice(0, MAX_RECIPIENTS)) {
+  for (const raw of list.slice(0, MAX_FEEDBACK_RECIPIENTS)) {
     // Resend may echo `Name <email>`; keep the address.
-    const email = (/<([^<>]+)>\s*$/.exec(raw)?.[1] ?? raw).trim();
-    if (email.includes('@') && email.length <= 254) out.add(email);
+    const email = feedbackAddress(raw);
+    if (email) out.add(email);
   }
   return [...out];
 }
@@ -191,7 +190,7 @@ function subscriptionTag(data: EventData | undefined): string | null {
   let value: unknown;
   if (Array.isArray(tags)) value = tags.find((t) => t.name === 'subscription_id')?.value;
   else if (tags) value = tags.subscription_id;
-  return typeof value === 'string' && /^[A-Za-z0-9_-]{1,256}$/.test(value) ? value : null;
+  return subscriptionTagValue(value);
 }
 
 const PERMANENT_BOUNCE = new Set(['permanent', 'hard']);
@@ -203,6 +202,7 @@ export const resendRoutes = createRouter().openapi(eventsRoute, async (c) => {
   const emailRef = data?.email_id ? ` (Resend email ${data.email_id.slice(0, 100)})` : '';
   let applied = 0;
   let ignored: string | undefined;
+  let feedback: Pick<Feedback, 'kind' | 'detail'> | null = null;
 
   if (event.type === 'email.bounced') {
     const bounceType = data?.bounce?.type?.trim();
@@ -210,45 +210,34 @@ export const resendRoutes = createRouter().openapi(eventsRoute, async (c) => {
       const parts = [data?.bounce?.subType, data?.bounce?.message].filter(
         (p): p is string => typeof p === 'string' && p.trim() !== '',
       );
-      const detail = `${parts.join(': ') || "the recipient's server rejected the mail"}${emailRef}`;
-      for (const email of recipients(data)) {
-        applied += await suppressAndAlert(ctx, {
-          kind: 'bounce',
-          email,
-          subscriptionId: subscriptionTag(data),
-          detail,
-          provider: 'resend',
-        });
-      }
+      feedback = { kind: 'bounce', detail: parts.join(': ') || "the recipient's server rejected the mail" };
     } else {
       ignored = `A ${bounceType.slice(0, 50)} bounce is not permanent: nothing is suppressed.`;
     }
   } else if (event.type === 'email.complained') {
-    const detail = `the recipient marked the mail as spam${emailRef}`;
-    const subscriptionId = subscriptionTag(data);
-    for (const email of recipients(data)) {
-      applied += await suppressAndAlert(ctx, {
-        kind: 'complaint',
-        email,
-        subscriptionId,
-        detail,
-        provider: 'resend',
-      });
-    }
+    feedback = { kind: 'complaint', detail: 'the recipient marked the mail as spam' };
   } else {
     ignored = `Event type ${event.type} is not handled.`;
   }
+  if (feedback) {
+    const subscriptionId = subscriptionTag(data);
+    for (const email of recipients(data)) {
+      applied += await suppressAndAlert(ctx, {
+        kind: feedback.kind,
+        email,
+        subscriptionId,
+        detail: `${feedback.detail}${emailRef}`,
+        provider: 'resend',
+      });
+    }
+  }
 
-  console.log(
-    JSON.stringify({
-      level: 'info',
-      msg: 'resend_event',
-      requestId: c.get('requestId'),
-      type: event.type,
-      emailId: data?.email_id,
-      applied,
-      ignored: ignored !== undefined,
-    }),
-  );
+  logLine('info', 'resend_event', {
+    requestId: c.get('requestId'),
+    type: event.type,
+    emailId: data?.email_id,
+    applied,
+    ignored: ignored !== undefined,
+  });
   return c.json({ received: true as const, applied, ...(ignored ? { ignored } : {}) }, 200);
 });

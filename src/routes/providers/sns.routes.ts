@@ -25,6 +25,7 @@ import { type SnsMessage, type SnsUrlPolicy, verifySnsMessage } from '../../emai
 import { isOurTopic } from '../../email/sns-topics.ts';
 import { runContext } from '../../env.ts';
 import { createRouter, errorResponses, jsonResponse } from '../../http/openapi.ts';
+import { logLine } from '../../lib/log.ts';
 import { problems } from '../../lib/problem.ts';
 
 /** A message whose Timestamp is further than this from now is refused (replays). */
@@ -150,15 +151,11 @@ export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
 
   // Before the signature: a stranger's topic costs no certificate fetch, and its SubscribeURL is never visited.
   if (!(await isOurTopic(c.env, cfg.aws, msg.TopicArn))) {
-    console.warn(
-      JSON.stringify({
-        level: 'warn',
-        msg: 'sns_topic_refused',
-        requestId: c.get('requestId'),
-        topicArn: msg.TopicArn.slice(0, 300),
-        type: msg.Type,
-      }),
-    );
+    logLine('warn', 'sns_topic_refused', {
+      requestId: c.get('requestId'),
+      topicArn: msg.TopicArn.slice(0, 300),
+      type: msg.Type,
+    });
     throw problems.forbidden(
       "The message comes from a topic that is not one of this deployment's (created by it, in AWS_REGION and " +
         'AWS_ACCOUNT_ID).',
@@ -172,15 +169,11 @@ export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
 
   const verification = await verifySnsMessage(msg, policy);
   if (!verification.ok) {
-    console.warn(
-      JSON.stringify({
-        level: 'warn',
-        msg: 'sns_signature_refused',
-        requestId: c.get('requestId'),
-        messageId: msg.MessageId.slice(0, 100),
-        reason: verification.reason,
-      }),
-    );
+    logLine('warn', 'sns_signature_refused', {
+      requestId: c.get('requestId'),
+      messageId: msg.MessageId.slice(0, 100),
+      reason: verification.reason,
+    });
     if (verification.retryable)
       throw problems.unavailable(`The SNS signing certificate could not be fetched: ${verification.reason}.`);
     throw problems.unauthenticated(`The SNS message signature was not accepted: ${verification.reason}.`);
@@ -226,18 +219,14 @@ export const snsRoutes = createRouter().openapi(eventsRoute, async (c) => {
   }
 
   // How many subscriptions changed is logged, never answered: the caller must not learn who is subscribed.
-  console.log(
-    JSON.stringify({
-      level: 'info',
-      msg: 'sns_event',
-      requestId: c.get('requestId'),
-      type: msg.Type,
-      messageId: msg.MessageId.slice(0, 100),
-      applied,
-      confirmed,
-      ignored: ignored !== undefined,
-    }),
-  );
+  logLine('info', 'sns_event', {
+    requestId: c.get('requestId'),
+    type: msg.Type,
+    messageId: msg.MessageId.slice(0, 100),
+    applied,
+    confirmed,
+    ignored: ignored !== undefined,
+  });
   return c.json(
     { received: true as const, ...(confirmed !== undefined ? { confirmed } : {}), ...(ignored ? { ignored } : {}) },
     200,

@@ -23,6 +23,7 @@ import {
   pageOf,
 } from '../../http/openapi.ts';
 import { idPattern, newId } from '../../lib/ids.ts';
+import { logLine } from '../../lib/log.ts';
 import { decodeCursor, toPage } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
 import { findRole, handleExists } from '../internal/internal.repo.ts';
@@ -229,9 +230,7 @@ export const supportRoutes = createRouter()
         runContext(c.env),
         {
           to: { email: supportEmail },
-          subject: content.subject,
-          text: content.text,
-          html: content.html,
+          ...content,
           headers: { 'X-Gharart-Report-Id': row.id },
         },
         {
@@ -244,16 +243,9 @@ export const supportRoutes = createRouter()
         { route: 'support' },
       )
         .then((outcome) => {
-          if (!outcome.ok)
-            console.error(
-              JSON.stringify({ level: 'error', msg: 'support_mail_failed', reportId: row.id, error: outcome.message }),
-            );
+          if (!outcome.ok) logLine('error', 'support_mail_failed', { reportId: row.id, error: outcome.message });
         })
-        .catch((err: unknown) =>
-          console.error(
-            JSON.stringify({ level: 'error', msg: 'support_mail_failed', reportId: row.id, error: String(err) }),
-          ),
-        );
+        .catch((err: unknown) => logLine('error', 'support_mail_failed', { reportId: row.id, error: String(err) }));
       try {
         c.executionCtx.waitUntil(mail);
       } catch {

@@ -12,7 +12,9 @@
  */
 import { AwsClient } from 'aws4fetch';
 import { config } from '../../../env.ts';
+import { errorText, isTimeout } from '../../../lib/errors.ts';
 import { readCappedText } from '../../../lib/response-body.ts';
+import { utf8Length } from '../../../lib/utf8.ts';
 
 /** The Query API version every request names. */
 export const SNS_API_VERSION = '2010-03-31';
@@ -257,10 +259,10 @@ export function snsClient(env: Env): SnsClient {
         signal: AbortSignal.timeout(SNS_TIMEOUT_MS),
       });
     } catch (err) {
-      const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
+      const timedOut = isTimeout(err);
       const message = timedOut
         ? `SNS ${action} did not answer within ${SNS_TIMEOUT_MS / 1000} s.`
-        : `SNS ${action} could not be reached: ${err instanceof Error ? err.message : String(err)}`;
+        : `SNS ${action} could not be reached: ${errorText(err)}`;
       throw new SnsError(
         timedOut ? 'Timeout' : 'NetworkError',
         message.slice(0, SNS_ERROR_MESSAGE_MAX),
@@ -275,10 +277,7 @@ export function snsClient(env: Env): SnsClient {
     } catch (err) {
       throw new SnsError(
         'NetworkError',
-        `SNS ${action}: the answer broke off (${err instanceof Error ? err.message : String(err)}).`.slice(
-          0,
-          SNS_ERROR_MESSAGE_MAX,
-        ),
+        `SNS ${action}: the answer broke off (${errorText(err)}).`.slice(0, SNS_ERROR_MESSAGE_MAX),
         res.status,
         false,
         action,
@@ -431,10 +430,6 @@ export function snsClient(env: Env): SnsClient {
   };
 }
 
-function utf8Length(s: string): number {
-  return new TextEncoder().encode(s).length;
-}
-
 // Typographic characters our templates use, spelled in ASCII.
 const ASCII_SPELLING: Record<string, string> = {
   '\u2014': '-', // —
@@ -457,6 +452,8 @@ const ASCII_SPELLING: Record<string, string> = {
   '\u00b7': '-',
 };
 
+const TYPOGRAPHIC = new RegExp(`[${Object.keys(ASCII_SPELLING).join('')}]`, 'g');
+
 /**
  * The subject as SNS accepts it: printable ASCII only, no line breaks or controls, beginning with a letter, number
  * or punctuation mark, fewer than 100 characters. Typographic dashes, quotes and ellipses get ASCII spellings,
@@ -467,10 +464,7 @@ export function snsSubject(subject: string): string {
   let s = subject
     .normalize('NFKD')
     .replace(/\p{M}+/gu, '')
-    .replace(
-      /[\u2010-\u2012\u2013\u2014\u2212\u2026\u2018\u2019\u201a\u201c\u201d\u201e\u00a0\u00ab\u00bb\u2022\u00b7]/g,
-      (c) => ASCII_SPELLING[c] ?? '?',
-    )
+    .replace(TYPOGRAPHIC, (c) => ASCII_SPELLING[c] ?? '?')
     .replace(/[\p{Cc}\u2028\u2029\s]+/gu, ' ')
     .replace(/[^\x20-\x7e]/gu, '?')
     .replace(/ {2,}/g, ' ')

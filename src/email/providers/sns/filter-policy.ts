@@ -50,10 +50,12 @@ export function toSnsFilterPolicy(input: {
     if (key !== 'type' && key !== 'severity') unsupported.push(key);
   }
 
-  // type
+  // type: `order.*` → `{prefix: 'order.'}`, `order.paid` → `'order.paid'`
   const patterns = (input.eventTypes ?? []).filter((p) => typeof p === 'string' && p.length > 0);
   const fromEventTypes: Condition[] | null =
-    patterns.length === 0 || patterns.includes('*') ? null : dedupe(patterns.map(patternCondition));
+    patterns.length === 0 || patterns.includes('*')
+      ? null
+      : dedupe(patterns.map((p): Condition => (p.endsWith('.*') ? { prefix: p.slice(0, -1) } : p)));
   const typeConditions = Array.isArray(ours.type) ? ours.type : null;
   if (fromEventTypes && typeConditions) {
     const { conditions, exact } = intersectTypes(patterns, typeConditions);
@@ -90,11 +92,6 @@ export function toSnsFilterPolicy(input: {
   }
 
   return { policy: Object.keys(policy).length > 0 ? policy : null, unsupportedKeys: [...new Set(unsupported)] };
-}
-
-/** `order.*` → `{prefix: 'order.'}`; `order.paid` → `'order.paid'`. */
-function patternCondition(p: string): Condition {
-  return p.endsWith('.*') ? { prefix: p.slice(0, -1) } : p;
 }
 
 function dedupe(conditions: Condition[]): Condition[] {

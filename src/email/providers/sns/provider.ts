@@ -12,6 +12,7 @@
  * (the recipient is whoever is subscribed; SNS adds its own unsubscribe link).
  */
 import type { RunContext } from '../../../env.ts';
+import { errorText } from '../../../lib/errors.ts';
 import type { OutgoingMail } from '../../message.ts';
 import type { EmailProvider, SendMeta, SendOutcome } from '../../provider.ts';
 import { ensureHandleTopic } from '../../sns-topics.ts';
@@ -93,7 +94,7 @@ export function snsProvider({ env, cfg }: RunContext): EmailProvider {
         }
       } catch (err) {
         if (err instanceof SnsError) return fail(err.message, err.permanent);
-        return fail(`SNS send failed: ${err instanceof Error ? err.message : String(err)}`, false);
+        return fail(`SNS send failed: ${errorText(err)}`, false);
       }
     },
   };
