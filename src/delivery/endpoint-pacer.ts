@@ -87,11 +87,7 @@ export class EndpointPacer extends DurableObject<Env> {
         next = Math.max(next, frontier);
         heldFrom = frontier;
         this.sql.exec('DELETE FROM held WHERE delivery_id = ?', a.id);
-        this.sql.exec(
-          'INSERT INTO granted (delivery_id, at) VALUES (?, ?) ON CONFLICT (delivery_id) DO UPDATE SET at = excluded.at',
-          a.id,
-          lastGrant,
-        );
+        this.keep('granted', a.id, lastGrant);
         answers.set(a.id, { at: Math.round(lastGrant), go: true });
         continue;
       }
@@ -99,11 +95,7 @@ export class EndpointPacer extends DurableObject<Env> {
       const at = Math.max(turn, heldFrom);
       heldFrom = at + interval;
       if (a.turn === undefined) next = at + interval;
-      this.sql.exec(
-        'INSERT INTO held (delivery_id, at) VALUES (?, ?) ON CONFLICT (delivery_id) DO UPDATE SET at = excluded.at',
-        a.id,
-        at,
-      );
+      this.keep('held', a.id, at);
       answers.set(a.id, { at: Math.round(at), go: false });
     }
     this.sql.exec(
@@ -113,6 +105,15 @@ export class EndpointPacer extends DurableObject<Env> {
       lastGrant,
     );
     return deliveryIds.map((id) => answers.get(id)!);
+  }
+
+  /** Writes a delivery's held turn, or its grant. */
+  private keep(table: 'held' | 'granted', id: string, at: number): void {
+    this.sql.exec(
+      `INSERT INTO ${table} (delivery_id, at) VALUES (?, ?) ON CONFLICT (delivery_id) DO UPDATE SET at = excluded.at`,
+      id,
+      at,
+    );
   }
 
   /** A delivery's turn: the one it holds, or now for one granted before (it comes back at the front); else none. */
