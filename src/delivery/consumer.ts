@@ -7,7 +7,8 @@
  * - act: the attempts, at most MAX_CONCURRENT_SENDS at once, each outcome turned into its statements and decision;
  * - write: ONE D1 batch writes every outcome (guarded attempt rows and delivery updates, notification counts,
  *   subscription health and disables, rejected messages), tried twice;
- * - settle: only then is each message acked or retried, and the owner told of an endpoint a 410 disabled.
+ * - settle: only then is each message acked or retried (a paced wait: put back on its queue as a new message, then
+ *   acked), and the owner told of an endpoint a 410 disabled.
  *
  * A delivery already terminal is acked untouched (at-least-once safe), and a message whose processing throws is
  * retried alone. A message whose attempt row the write did not insert lost to another copy of itself (the guard
