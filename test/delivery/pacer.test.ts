@@ -13,7 +13,9 @@ import { GRANT_SPAN_MS, HORIZON_MS } from '../../src/delivery/endpoint-pacer.ts'
 import { LATE_AFTER_MS } from '../../src/delivery/pacer.ts';
 import { callJson, shardName, shardOf, unique } from '../support/helpers.ts';
 import {
+  allDeliveryQueues,
   type CaptureQueue,
+  captureQueue,
   countingD1,
   deliveryRow,
   eventually,
@@ -250,7 +252,7 @@ describe('pacing: the consumer and the EndpointPacer', () => {
 
   it('a paced wait is a new message, not a queue retry: a message on its last delivery before the DLQ waits without going there', async () => {
     const h = await setupHandle();
-    await pacedWebhook(h, 1, unique('k'));
+    const webhookId = await pacedWebhook(h, 1, unique('k'));
     const ids = await quietDeliveries(h.handle, 6);
     // Its queue's max_retries = 7: an 8th delivery of a message that is retried goes to the DLQ.
     const { env: quiet, capture } = quietEnv();
@@ -270,6 +272,20 @@ describe('pacing: the consumer and the EndpointPacer', () => {
         { deliveryId: ids[5], handle: h.handle },
       ]),
     );
+
+    // If the new message cannot be sent (a Queues outage), the old one is retried instead: nothing is lost. (Twenty
+    // deliveries ahead of this one: it waits.)
+    const [waiting] = await quietDeliveries(h.handle, 1);
+    const pacer = env.PACER.get(env.PACER.idFromName(webhookId));
+    await pacer.admit(
+      1,
+      Array.from({ length: 20 }, (_, i) => `dlv_before_${i}`),
+    );
+    const down = captureQueue({ fail: true });
+    const outage = await runDeliveries([waiting!], { env: { ...env, ...allDeliveryQueues(down.queue) } as Env });
+    expect(outage.report.attempts).toBe(0);
+    expect(down.batches.flat().map((m) => m.body)).toEqual([{ deliveryId: waiting, handle: h.handle }]);
+    expect(outage.fb.outcomes[0]).toMatchObject({ acked: false, retried: true });
   }, 30_000);
 });
 
