@@ -86,8 +86,15 @@ export async function signingSecrets(env: Env, webhook: WebhookRow, now = Date.n
   return secrets;
 }
 
-/** Performs one attempt. Throws only on bugs or corrupt rows (the caller isolates them per message). */
-export async function performAttempt(ctx: RunContext, input: AttemptInput): Promise<AttemptOutcome> {
+/**
+ * Performs one attempt. Throws only on bugs or corrupt rows (the caller isolates them per message), or when a
+ * webhook's `beforeSend` throws (no request is made).
+ */
+export async function performAttempt(
+  ctx: RunContext,
+  input: AttemptInput,
+  options: { beforeSend?: () => Promise<void> } = {},
+): Promise<AttemptOutcome> {
   const { env, cfg } = ctx;
   const { delivery, event, webhook } = input;
   let result: ChannelResult;
@@ -102,6 +109,7 @@ export async function performAttempt(ctx: RunContext, input: AttemptInput): Prom
       timeoutMs: cfg.webhookTimeoutMs,
       allowInsecure: cfg.allowInsecureWebhookTargets,
       dohUrl: cfg.dnsOverHttpsUrl,
+      ...(options.beforeSend ? { beforeSend: options.beforeSend } : {}),
     });
   } else {
     result = await sendEmail(ctx, {

@@ -7,7 +7,8 @@
  * - act: the attempts, at most MAX_CONCURRENT_SENDS at once, each outcome turned into its statements and decision;
  * - write: ONE D1 batch writes every outcome (guarded attempt rows and delivery updates, notification counts,
  *   subscription health and disables, rejected messages), tried twice;
- * - settle: only then is each message acked or retried, and the owner told of an endpoint a 410 disabled.
+ * - settle: only then is each message acked or retried (a paced wait: put back on its queue as a new message, then
+ *   acked), and the owner told of an endpoint a 410 disabled.
  *
  * A delivery already terminal is acked untouched (at-least-once safe), and a message whose processing throws is
  * retried alone. A message whose attempt row the write did not insert lost to another copy of itself (the guard
@@ -27,8 +28,9 @@ import {
   performAttempt,
   type WebhookRow,
 } from './attempt.ts';
+import { type QueuedDelivery, requeueDeliveries } from './enqueue.ts';
 import { DeliveryMessage } from './messages.ts';
-import { notedWaitsStatement, type PaceRequest, pace } from './pacer.ts';
+import { LateForGrant, notedWaitsStatement, onTime, type PaceRequest, pace } from './pacer.ts';
 import { type Rejection, recordRejections } from './rejections.ts';
 import { retryDelaySeconds, retryPolicyOf } from './retry-policy.ts';
 import {
@@ -59,9 +61,15 @@ export interface ConsumerReport {
   retried: number;
   d1RoundTrips: number;
   peakConcurrency: number;
+  /** Paced sends that could not start on time for their grant: not sent, waiting again (docs/design.md#pacing). */
+  pacedLate: number;
 }
 
-type Decision = { ack: true } | { ack: false; delaySeconds: number };
+/**
+ * Acked; retried after a delay; or — a paced wait (docs/design.md#pacing) — put back on its queue as a new message
+ * with that delay and then acked, so that waiting for a turn never spends a queue retry.
+ */
+type Decision = { ack: true } | { ack: false; delaySeconds: number; requeue?: QueuedDelivery };
 
 /** A message's part of the batch's write, and what the queue is told once it is written. */
 interface Planned {
@@ -81,8 +89,8 @@ type Step =
       message: Message<unknown>;
       deliveryId: string;
       input: AttemptInput;
-      /** A paced delivery's granted slot (epoch ms) and its webhook's interval between sends. */
-      paced?: { at: number; intervalMs: number };
+      /** A paced delivery's grant: the time (epoch ms) its request goes. */
+      paced?: { at: number };
     };
 
 /** An attempt on a webhook as it finished: the raw material of the webhook's health. */
@@ -267,25 +275,28 @@ async function act(
   report: ConsumerReport,
 ): Promise<{ planned: Planned[]; observed: Observed[] }> {
   const limiter = createLimiter(MAX_CONCURRENT_SENDS);
-  const spacing = new Map<string, Promise<unknown>>();
   const observed: Observed[] = [];
   const all = await Promise.all(
     steps.map(async (step): Promise<Planned> => {
       if (step.kind === 'done') return step.planned;
       const { message, deliveryId, input } = step;
       try {
-        // A paced delivery whose slot is seconds away waits for it here (docs/design.md#pacing).
-        if (step.paced) await pause(step.paced.at - Date.now());
-        const outcome = await limiter.run(async () => {
-          if (step.paced && input.webhook) await spaceOut(spacing, input.webhook.id, step.paced.intervalMs);
-          return performAttempt(ctx, input);
-        });
+        // A paced delivery waits for its grant here, and sends only if still on time (docs/design.md#pacing).
+        const { paced } = step;
+        if (paced) await pause(paced.at - Date.now());
+        const outcome = await limiter.run(() =>
+          performAttempt(ctx, input, paced ? { beforeSend: () => onTime(paced.at) } : {}),
+        );
         report.attempts++;
         const result = recordOutcome(ctx, d1, message, input, outcome, now());
         if (input.webhook && input.delivery.kind === 'event')
           observed.push({ webhook: input.webhook, outcome, attemptId: result.attemptId! });
         return result;
       } catch (err) {
+        if (err instanceof LateForGrant) {
+          report.pacedLate++;
+          return latePaced(step, err);
+        }
         return crashed(message, deliveryId, err);
       }
     }),
@@ -295,9 +306,27 @@ async function act(
 }
 
 /**
- * pace: each attempt on a webhook with a `rateLimit` asks its pacer for a slot (docs/design.md#pacing). One due soon
- * stays an attempt (waiting for it in the invocation); a later one is retried to its slot without an attempt, and a
- * long wait is noted on the row by the batch's one write (`notedWaitsStatement`).
+ * A paced send that could not start on time (a stalled invocation, a full limiter): it does not go — sent late, it
+ * would crowd the next grants — and waits again, at the front of its pacer's line. No attempt, no write.
+ */
+function latePaced(step: Extract<Step, { kind: 'attempt' }>, err: LateForGrant): Planned {
+  console.warn(
+    JSON.stringify({ level: 'warn', msg: 'paced_send_late', deliveryId: step.deliveryId, lateMs: err.lateMs }),
+  );
+  return { message: step.message, decision: pacedWait(step, 0), statements: [] };
+}
+
+/** A paced delivery's wait on its queue (a new message, so no queue retry is spent). */
+const pacedWait = (step: Extract<Step, { kind: 'attempt' }>, delaySeconds: number): Decision => ({
+  ack: false,
+  delaySeconds,
+  requeue: { deliveryId: step.deliveryId, handle: step.input.delivery.handle },
+});
+
+/**
+ * pace: each attempt on a webhook with a `rateLimit` asks its pacer for a send time (docs/design.md#pacing). One
+ * granted stays an attempt (waiting for its time in the invocation); one held waits on its queue without an attempt
+ * (a new message: `pacedWait`), and a long wait is noted on the row by the batch's one write (`notedWaitsStatement`).
  */
 async function paceSteps(env: Env, steps: Step[]): Promise<{ steps: Step[]; noted: Map<string, string> }> {
   const requests: PaceRequest[] = steps.flatMap((s) =>
@@ -311,12 +340,9 @@ async function paceSteps(env: Env, steps: Step[]): Promise<{ steps: Step[]; note
   const paced = steps.map((s): Step => {
     const v = s.kind === 'attempt' ? verdicts.get(s.deliveryId) : undefined;
     if (s.kind !== 'attempt' || !v) return s;
-    if (v.go) return { ...s, paced: { at: v.at, intervalMs: 1000 / s.input.webhook!.rateLimit! } };
+    if (v.go) return { ...s, paced: { at: v.at } };
     if (v.slotAt) noted.set(s.deliveryId, v.slotAt);
-    return {
-      kind: 'done',
-      planned: { message: s.message, decision: { ack: false, delaySeconds: v.delaySeconds }, statements: [] },
-    };
+    return { kind: 'done', planned: { message: s.message, decision: pacedWait(s, v.delaySeconds), statements: [] } };
   });
   return { steps: paced, noted };
 }
@@ -354,25 +380,6 @@ interface Written {
 }
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
-
-/** How much faster than its rate a paced webhook's sends may go while they catch up on a stall (the tolerance). */
-const CATCH_UP = 1.1;
-
-/**
- * Spaces a paced webhook's sends of one invocation when they start, not only when they were granted: sends held up
- * after their slots (the limiter full, a stalled receiver or machine) would otherwise go all together, and the
- * receiver would see far more than the rate in a second. They catch up at most {@link CATCH_UP} times the rate, so
- * a stall neither bursts nor leaves the rest of the invocation late (docs/performance.md#pacing).
- */
-async function spaceOut(spacing: Map<string, Promise<unknown>>, webhookId: string, intervalMs: number) {
-  // A chain, not reserved times: after a stall of the whole isolate, reserved timers would all fire together.
-  const previous = spacing.get(webhookId) ?? Promise.resolve();
-  spacing.set(
-    webhookId,
-    previous.then(() => pause(intervalMs / CATCH_UP)),
-  );
-  await previous;
-}
 
 /**
  * write: every message's statements, the webhooks' health and disables in ONE batch on their shard. Which
@@ -447,15 +454,24 @@ function logNotWritten(messages: number, err: unknown, then: 'retrying' | 'given
 /**
  * settle: each message acked or retried as decided once its outcome is written; all retried soon when it is not. A
  * copy whose attempt row was not inserted lost its move to another copy (or to a change that ended the delivery):
- * acked, so one delivery never runs two retry chains.
+ * acked, so one delivery never runs two retry chains. A paced wait is acked once its new message is sent (retried
+ * if that send fails: then it spends a queue retry, but nothing is lost).
  */
-function settle(planned: readonly Planned[], written: Written, report: ConsumerReport) {
+async function settle(env: Env, planned: readonly Planned[], written: Written, report: ConsumerReport) {
+  const waits = written.ok ? planned.flatMap((p) => (!p.decision.ack && p.decision.requeue ? [p.decision] : [])) : [];
+  const requeued = waits.length
+    ? await requeueDeliveries(
+        env,
+        waits.map((w) => ({ ...w.requeue!, delaySeconds: w.delaySeconds })),
+      )
+    : new Set<string>();
   for (const p of planned) {
     const lost = written.ok && p.attemptId !== undefined && !written.recorded.has(p.attemptId);
     if (lost) {
       console.warn(JSON.stringify({ level: 'warn', msg: 'delivery_copy_lost', messageId: p.message.id }));
     }
-    if (written.ok && (lost || p.decision.ack)) {
+    const moved = !p.decision.ack && p.decision.requeue !== undefined && requeued.has(p.decision.requeue.deliveryId);
+    if (written.ok && (lost || p.decision.ack || moved)) {
       p.message.ack();
       report.acked++;
     } else {
@@ -558,7 +574,7 @@ async function consumeOnShard(
   const { planned, observed } = await act(ctx, d1, paced.steps, report);
   const noted = notedWaitsStatement(d1, paced.noted, now());
   const written = await write(d1, planned, webhookEffects(observed), report, noted);
-  settle(planned, written, report);
+  await settle(ctx.env, planned, written, report);
   if (written.ok) await alertGone(ctx, written.disabled);
 }
 
@@ -572,6 +588,7 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
     retried: 0,
     d1RoundTrips: 0,
     peakConcurrency: 0,
+    pacedLate: 0,
   };
   const { valid, rejections } = readMessages(batch);
   const groups = valid.length ? await byShard(env, valid, report) : new Map<D1Database, ValidMessage[]>();

@@ -136,6 +136,52 @@ export async function enqueueDeliveries(
   return result;
 }
 
+/**
+ * Puts deliveries that wait for their pace (docs/design.md#pacing) back on their own queues as new messages, each
+ * with its delay. A wait is not a retry of the old message: it never spends the queue's `max_retries`, so waiting
+ * can never lead a message to the DLQ. Returns the ids sent; the caller acks their old messages only then (a crash
+ * between the two leaves a duplicate message, which the consumer's guards make harmless).
+ */
+export async function requeueDeliveries(
+  env: DeliveryQueuesEnv,
+  waits: readonly (QueuedDelivery & { delaySeconds: number })[],
+): Promise<Set<string>> {
+  const sent = new Set<string>();
+  const queues = deliveryQueues(env);
+  const perQueue = queues.map((): (QueuedDelivery & { delaySeconds: number })[] => []);
+  for (const w of waits) perQueue[deliveryQueueIndex(w.deliveryId, queues.length)]!.push(w);
+  await Promise.all(
+    queues.map(async (queue, n) => {
+      const list = perQueue[n]!;
+      for (let i = 0; i < list.length; i += SEND_BATCH_LIMIT) {
+        const slice = list.slice(i, i + SEND_BATCH_LIMIT);
+        try {
+          enqueueStats.sendBatchCalls++;
+          await queue.sendBatch(
+            slice.map(({ deliveryId, handle, delaySeconds }) => ({
+              body: { deliveryId, handle } satisfies DeliveryMessage,
+              contentType: 'json' as const,
+              ...(delaySeconds > 0 ? { delaySeconds } : {}),
+            })),
+          );
+          for (const w of slice) sent.add(w.deliveryId);
+        } catch (err) {
+          console.warn(
+            JSON.stringify({
+              level: 'warn',
+              msg: 'requeue_failed',
+              queue: n,
+              deliveries: slice.length,
+              error: String(err),
+            }),
+          );
+        }
+      }
+    }),
+  );
+  return sent;
+}
+
 /** `pending` → `queued` for the given deliveries, with their notifications' summaries, in one batch. */
 async function markQueued(d1: D1Database, ids: string[]): Promise<void> {
   const now = new Date().toISOString();

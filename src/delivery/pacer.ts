@@ -1,26 +1,34 @@
 /**
  * Pacing of webhooks with a `rateLimit` (docs/design.md#pacing): the consumer's side of the EndpointPacer. Before a
- * batch's attempts, the deliveries of each paced webhook ask its pacer for their slots — one call per webhook and
- * batch. A slot due within three seconds is waited for in the invocation; a later one is held for its delivery, and
- * the message is retried to it with `delaySeconds`: no attempt used, no D1 write for the wait. A retry's delay runs
- * from the end of the invocation, after the batch's own waits: it is counted from there, or every held message would
- * be back that much past its slot and leave a hole in the pace (docs/performance.md#pacing). Only a wait past
- * {@link NOTE_WAIT_AFTER_MS} is written, once, as the delivery's `next_attempt_at` (in the batch's one write), so the
- * minute sweeper does not take a long wait for a lost message and the API shows when it will go.
+ * batch's attempts, the deliveries of each paced webhook ask its pacer for send times — one call per webhook and
+ * batch. A delivery granted a time waits for it in the invocation (at most {@link HORIZON_MS}) and sends only if it is
+ * on time ({@link onTime}); one held for later is put back on its queue to come back before its turn: no attempt
+ * used, no D1 write for the wait, and not a retry of its message (`requeueDeliveries`), so waiting never spends the
+ * queue's `max_retries`. A wait's delay runs from the end of the invocation, after the batch's own sends: counted
+ * from there, or every held message would be back that much later. Only a wait past {@link NOTE_WAIT_AFTER_MS} is
+ * written, once, as the delivery's `next_attempt_at` (in the batch's one write), so the minute sweeper does not take
+ * a long wait for a lost message and the API shows when it will go.
  *
  * A pacer that cannot be reached paces everything it was asked about: the messages come back in
- * {@link PACER_DOWN_RETRY_SECONDS}, and nothing is sent past the endpoint's pace.
+ * {@link PACER_DOWN_WAIT_SECONDS}, and nothing is sent past the endpoint's pace.
  */
-import { type PacerStatus, SLOT_NOW_MS } from './endpoint-pacer.ts';
+import { HORIZON_MS, type PacerStatus } from './endpoint-pacer.ts';
 
 /** The highest `rateLimit` a webhook may set, deliveries per second. */
 export const MAX_RATE_LIMIT = 1000;
-/** Queues' longest `delaySeconds` (12 h): a longer wait is retried to this and asks again. */
+/** Queues' longest `delaySeconds` (12 h): a longer wait comes back at this and asks again. */
 const MAX_QUEUE_DELAY_SECONDS = 43_200;
 /** A wait longer than this is written as the delivery's `next_attempt_at` (below the sweeper's 5 min grace). */
 export const NOTE_WAIT_AFTER_MS = 60_000;
 /** When the pacer could not be asked. */
-const PACER_DOWN_RETRY_SECONDS = 5;
+const PACER_DOWN_WAIT_SECONDS = 5;
+/**
+ * A send may start at most this long after its grant; a later one does not go (its delivery waits again, at the
+ * front). Grants are `1000 / rate` ms apart, so any second then holds the sends of at most 1.08 s of grants: within
+ * the 10 % tolerance of the pace, however late a stalled invocation, a full connection limiter or a loaded machine
+ * makes them (docs/performance.md#pacing).
+ */
+export const LATE_AFTER_MS = 80;
 
 /** One delivery that wants to go to a paced webhook. */
 export interface PaceRequest {
@@ -29,7 +37,7 @@ export interface PaceRequest {
   rateLimit: number;
 }
 
-/** Go at `at` (epoch ms, waited for in the invocation), or come back at the slot held for it. */
+/** Go at `at` (epoch ms, waited for in the invocation), or wait on the queue and come back at the turn held for it. */
 export type PaceVerdict = { go: true; at: number } | { go: false; delaySeconds: number; slotAt: string | null };
 
 /** The pacer namespace as the consumer needs it (the binding, or a test's stand-in). */
@@ -43,7 +51,7 @@ export async function pace(
 ): Promise<Map<string, PaceVerdict>> {
   const byWebhook = new Map<string, PaceRequest[]>();
   for (const r of requests) byWebhook.set(r.webhookId, [...(byWebhook.get(r.webhookId) ?? []), r]);
-  const slots = new Map<string, number>();
+  const slots = new Map<string, { at: number; go: boolean }>();
   const out = new Map<string, PaceVerdict>();
   await Promise.all(
     [...byWebhook].map(async ([webhookId, list]) => {
@@ -55,28 +63,50 @@ export async function pace(
         });
       } catch (err) {
         console.error(JSON.stringify({ level: 'error', msg: 'pacer_unreachable', webhookId, error: String(err) }));
-        for (const id of ids) out.set(id, { go: false, delaySeconds: PACER_DOWN_RETRY_SECONDS, slotAt: null });
+        for (const id of ids) out.set(id, { go: false, delaySeconds: PACER_DOWN_WAIT_SECONDS, slotAt: null });
       }
     }),
   );
   // The invocation ends after its last granted send: the held messages' delays start there.
   let end = now;
-  for (const slot of slots.values()) if (slot - now <= SLOT_NOW_MS) end = Math.max(end, slot);
-  for (const [id, slot] of slots) out.set(id, verdictOf(slot, now, end));
+  for (const slot of slots.values()) if (slot.go) end = Math.max(end, slot.at);
+  for (const [id, slot] of slots) {
+    out.set(
+      id,
+      slot.go
+        ? { go: true, at: slot.at }
+        : {
+            go: false,
+            // Back when its turn comes within the horizon, counted from the invocation's end, to wait the rest in
+            // the next invocation; rounded to the nearest second, so it is not back after its turn.
+            delaySeconds: Math.min(
+              MAX_QUEUE_DELAY_SECONDS,
+              Math.max(0, Math.round((slot.at - end - HORIZON_MS) / 1000)),
+            ),
+            slotAt: slot.at - now > NOTE_WAIT_AFTER_MS ? new Date(slot.at).toISOString() : null,
+          },
+    );
+  }
   return out;
 }
 
-function verdictOf(slot: number, now: number, end: number): PaceVerdict {
-  const wait = slot - now;
-  if (wait <= SLOT_NOW_MS) return { go: true, at: Math.max(now, slot) };
-  return {
-    go: false,
-    // Back about when its slot comes within the horizon, counted from the invocation's end, to wait the rest in the
-    // next invocation: sends keep their spacing rather than bunching up on the queue's whole seconds, and a message
-    // is not back after its slot (a hole in the pace) for a delay counted from too early or rounded up.
-    delaySeconds: Math.min(MAX_QUEUE_DELAY_SECONDS, Math.max(0, Math.round((slot - end - SLOT_NOW_MS) / 1000))),
-    slotAt: wait > NOTE_WAIT_AFTER_MS ? new Date(slot).toISOString() : null,
-  };
+/** Thrown by {@link onTime} for a send that would start too late for its grant: it does not go. */
+export class LateForGrant extends Error {
+  constructor(readonly lateMs: number) {
+    super(`late for its grant by ${lateMs} ms`);
+  }
+}
+
+/**
+ * Called right before a paced request is made: waits for its grant if it is early, throws {@link LateForGrant} if it
+ * is more than {@link LATE_AFTER_MS} late. Nothing async runs between this and the request, so the attempt's start
+ * (its row's time less its duration) is the time checked here.
+ */
+export async function onTime(at: number): Promise<void> {
+  const early = at - Date.now();
+  if (early > 0) await new Promise((resolve) => setTimeout(resolve, early));
+  const late = Date.now() - at;
+  if (late > LATE_AFTER_MS) throw new LateForGrant(late);
 }
 
 /**

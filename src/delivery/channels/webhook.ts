@@ -29,6 +29,11 @@ export interface WebhookRequest {
   allowInsecure: boolean;
   /** DNS-over-HTTPS endpoint for the send-time address check (DNS_OVER_HTTPS_URL); null turns the check off. */
   dohUrl: string | null;
+  /**
+   * Awaited right before the request is made, when everything else is ready (a paced send's gate,
+   * docs/design.md#pacing); if it throws, no request is made and the error reaches the caller.
+   */
+  beforeSend?: () => Promise<void>;
 }
 
 function observeError(err: unknown): AttemptObservation {
@@ -71,6 +76,7 @@ export async function sendWebhook(req: WebhookRequest): Promise<ChannelResult> {
   headers.set('webhook-id', req.msgId);
   headers.set('webhook-timestamp', String(timestamp));
   headers.set('webhook-signature', await signatureHeader(req.secrets, req.msgId, timestamp, req.body));
+  await req.beforeSend?.();
   const started = Date.now();
   try {
     const res = await fetch(check.url.toString(), {
