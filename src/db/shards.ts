@@ -159,16 +159,17 @@ export async function reportedSize(d1: D1Database): Promise<number> {
 }
 
 /**
- * The shard a new handle goes to: the smallest by D1's own reported size ({@link reportedSize}), ties to the lowest
- * index. One statement per shard, all at once.
+ * The shard a new handle goes to: the smallest by D1's own reported size ({@link reportedSize}), a tie to any of the
+ * smallest at random. Fresh shards report the same size until a handle's rows fill a page, so ties to the lowest index
+ * put every handle created in a row on SHARD_0. One statement per shard, all at once.
  */
 export async function leastLoadedShard(env: Pick<Env, 'DB'>): Promise<number> {
   const shards = shardBindings(env);
   if (shards.length === 1) return 0;
   const sizes = await Promise.all(shards.map(reportedSize));
-  let best = 0;
-  for (let i = 1; i < sizes.length; i++) if (sizes[i]! < sizes[best]!) best = i;
-  return best;
+  const least = Math.min(...sizes);
+  const smallest = sizes.flatMap((size, i) => (size === least ? [i] : []));
+  return smallest[Math.floor(Math.random() * smallest.length)]!;
 }
 
 /** Runs `work` on every shard at once (jobs walk all of them); the results in shard order. */

@@ -119,7 +119,8 @@ describe('replay to one webhook', () => {
     const h = await setupHandle();
     const base = Date.now() - 3 * DAY;
     await seed(h.handle, base, Array(450).fill('order.paid'));
-    const wh = await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
+    const key = unique('k');
+    const wh = await createWebhook(h, { url: receiverUrl('ok', key) });
     const steps: Array<Record<string, any>> = [];
     let res = await replay(h, wh.id, { from: iso(base - 1000), to: iso(base + 500_000) });
     steps.push(res.body);
@@ -140,6 +141,9 @@ describe('replay to one webhook', () => {
     // A complete replay continued again does nothing.
     const again = await replay(h, wh.id, { cursor: steps[0]!.id });
     expect(again.body).toMatchObject({ status: 'complete', created: 450 });
+    // Its 450 sends drained here, each once: left on the shared local queues they delayed the next test's deliveries.
+    const got = await waitForHits(key, 450, 50_000);
+    expect(new Set(got.map((hit) => JSON.parse(hit.body).id)).size).toBe(450);
   }, 60_000);
 
   it('replays notifications already purged into an R2 archive, with their original event', async () => {

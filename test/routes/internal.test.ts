@@ -1,6 +1,7 @@
 import { applyD1Migrations } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
+import { leastLoadedShard } from '../../src/db/shards.ts';
 import { upsertHandle } from '../../src/routes/internal/internal.repo.ts';
 import {
   ALL_USER_SCOPES,
@@ -170,6 +171,15 @@ describe('the last owner under concurrent removals and demotions', () => {
 });
 
 describe('placement on the least-loaded shard (docs/design.md#shards)', () => {
+  it('shards of the same size share new handles: a tie goes to either at random, not always SHARD_0', async () => {
+    // One database as both shards: their sizes are equal on every call.
+    const same = { ...env, SHARD_0: env.PLACEMENT_TEST_A, SHARD_1: env.PLACEMENT_TEST_A } as Env;
+    await applyD1Migrations(env.PLACEMENT_TEST_A, env.TEST_MIGRATIONS);
+    const picks = new Set<number>();
+    for (let i = 0; i < 40 && picks.size < 2; i++) picks.add(await leastLoadedShard(same));
+    expect([...picks].sort()).toEqual([0, 1]);
+  });
+
   it('a new handle goes to the shard D1 reports smallest (meta.size_after); an existing one stays where it is', async () => {
     const [a, b] = [env.PLACEMENT_TEST_A, env.PLACEMENT_TEST_B];
     for (const d1 of [a, b]) await applyD1Migrations(d1, env.TEST_MIGRATIONS);
