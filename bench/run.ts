@@ -1236,9 +1236,12 @@ async function storageOnly() {
   render();
 }
 
-/** The shards stage's sizes: the API stages' rounds and windows, and the delivery stage's deliveries. */
+/**
+ * The shards stage's sizes: the API stages' rounds and windows; 4,000 deliveries per configuration (2,000 with
+ * --quick), enough for a steady rate while two configurations fit in the bench's time.
+ */
 function shardsOptions() {
-  return { rounds: ROUNDS, windowMs: WINDOW_MS, concurrency: CONCURRENCY, deliveries: DELIVERIES };
+  return { rounds: ROUNDS, windowMs: WINDOW_MS, concurrency: CONCURRENCY, deliveries: args.quick ? 2_000 : 4_000 };
 }
 
 /** `--shards-only`: measures the shards stage alone (1 vs 2 shards) and adds it to the last run's figures. */

@@ -169,7 +169,7 @@ export function mergeChecks(perHandle: ReadonlyArray<{ handle: string; checks: r
 function ledgerTable(rows: readonly LedgerRow[], first: string): string {
   return table(
     [
-      first,
+      first === 'shard' ? 'database' : first,
       'shard',
       'accepted',
       'stored',
