@@ -59,7 +59,7 @@ export default defineConfig(async () => {
             provide: {
               fuzzRuns: Number(process.env.FUZZ_RUNS ?? 100),
               fuzzSeed: Number(process.env.FUZZ_SEED ?? 20261126),
-              faultRuns: Number(process.env.FAULT_RUNS ?? 200),
+              faultRuns: Number(process.env.FAULT_RUNS ?? 50),
               faultSeed: Number(process.env.FAULT_SEED ?? 20261127),
             },
           },

@@ -4,7 +4,8 @@
  * `wrangler deploy --dry-run` for that); this one only counts.
  *
  * - D1: every statement call, `batch` and `exec` is one round trip; the `meta` of each statement's result (rows_read,
- *   rows_written — what D1 bills) is summed, and kept per statement with its SQL.
+ *   rows_written — what D1 bills) is summed, and kept per statement with its SQL. Every D1 binding is metered (the
+ *   control plane `DB` and each data shard `SHARD_<n>`), with the totals also per binding.
  * - Queues: `send` / `sendBatch` calls on every DELIVERIES_QUEUE_<n> and EVENTS_QUEUE, and messages sent.
  *
  * Bench-only routes: `POST /__bench/reset`, `GET /__bench/stats`, and `POST /__bench/consume` {deliveryIds} which runs
@@ -24,7 +25,16 @@ interface StatementCost {
   rowsWritten: number;
 }
 
+/** One D1 binding's share of the totals. */
+interface BindingStats {
+  d1RoundTrips: number;
+  rowsRead: number;
+  rowsWritten: number;
+}
+
 interface Stats {
+  /** Per D1 binding (`DB`, `SHARD_0`, …): which database a request's round trips and rows went to. */
+  byBinding: Record<string, BindingStats>;
   d1RoundTrips: number;
   /** Round trips holding at least one INSERT/UPDATE/DELETE. */
   d1WriteRoundTrips: number;
@@ -37,6 +47,7 @@ interface Stats {
 }
 
 const fresh = (): Stats => ({
+  byBinding: {},
   d1RoundTrips: 0,
   d1WriteRoundTrips: 0,
   rowsRead: 0,
@@ -51,9 +62,12 @@ let stats = fresh();
 type Meta = { rows_read?: number; rows_written?: number } | undefined;
 const WRITE_SQL = /^\s*(with\b[\s\S]*?\b)?(insert|update|delete|replace)\b/i;
 
-function recordRoundTrip(sql: unknown, result: unknown) {
+function recordRoundTrip(binding: string, sql: unknown, result: unknown) {
   const sqls = (Array.isArray(sql) ? sql : [sql]).map((s) => (typeof s === 'string' ? s : JSON.stringify(s)));
   const results = (Array.isArray(result) ? result : [result]) as Array<{ meta?: Meta } | undefined>;
+  stats.byBinding[binding] ??= { d1RoundTrips: 0, rowsRead: 0, rowsWritten: 0 };
+  const mine = stats.byBinding[binding];
+  mine.d1RoundTrips++;
   stats.d1RoundTrips++;
   if (sqls.some((s) => WRITE_SQL.test(s))) stats.d1WriteRoundTrips++;
   results.forEach((r, i) => {
@@ -61,6 +75,8 @@ function recordRoundTrip(sql: unknown, result: unknown) {
     const written = r?.meta?.rows_written ?? 0;
     stats.rowsRead += read;
     stats.rowsWritten += written;
+    mine.rowsRead += read;
+    mine.rowsWritten += written;
     stats.statements.push({
       sql: (sqls[i] ?? sqls[0] ?? '').replace(/\s+/g, ' ').slice(0, 2000),
       rowsRead: read,
@@ -78,21 +94,23 @@ function recordRoundTrip(sql: unknown, result: unknown) {
 class MeteredStatement {
   readonly real: D1PreparedStatement;
   readonly sql: string;
-  constructor(real: D1PreparedStatement, sql: string) {
+  readonly binding: string;
+  constructor(real: D1PreparedStatement, sql: string, binding: string) {
     this.real = real;
     this.sql = sql;
+    this.binding = binding;
   }
   bind(...values: unknown[]) {
-    return new MeteredStatement(this.real.bind(...values), this.sql);
+    return new MeteredStatement(this.real.bind(...values), this.sql, this.binding);
   }
   async all<T>() {
     const r = await this.real.all<T>();
-    recordRoundTrip(this.sql, r);
+    recordRoundTrip(this.binding, this.sql, r);
     return r;
   }
   async run<T>() {
     const r = await this.real.run<T>();
-    recordRoundTrip(this.sql, r);
+    recordRoundTrip(this.binding, this.sql, r);
     return r;
   }
   async first<T>(column?: string) {
@@ -107,12 +125,13 @@ class MeteredStatement {
   }
 }
 
-function meterD1(db: D1Database): D1Database {
+function meterD1(db: D1Database, binding: string): D1Database {
   return {
-    prepare: (sql: string) => new MeteredStatement(db.prepare(sql), sql),
+    prepare: (sql: string) => new MeteredStatement(db.prepare(sql), sql, binding),
     async batch(statements: MeteredStatement[]) {
       const results = await db.batch(statements.map((s) => s.real));
       recordRoundTrip(
+        binding,
         statements.map((s) => s.sql),
         results,
       );
@@ -120,7 +139,7 @@ function meterD1(db: D1Database): D1Database {
     },
     async exec(sql: string) {
       const r = await db.exec(sql);
-      recordRoundTrip(sql, undefined);
+      recordRoundTrip(binding, sql, undefined);
       return r;
     },
     withSession: () => {
@@ -152,7 +171,11 @@ function metered(env: Env): Env {
   if (!m) {
     m = {
       ...env,
-      DB: meterD1(env.DB),
+      ...Object.fromEntries(
+        Object.entries(env as unknown as Record<string, unknown>)
+          .filter(([name]) => name === 'DB' || /^SHARD_\d+$/.test(name))
+          .map(([name, db]) => [name, meterD1(db as D1Database, name)]),
+      ),
       ...Object.fromEntries(deliveryQueues(env).map((q, n) => [`DELIVERIES_QUEUE_${n}`, meterQueue(q)])),
       EVENTS_QUEUE: meterQueue(env.EVENTS_QUEUE),
     };

@@ -14,8 +14,11 @@
  * do not land in API windows; phase B (delivery) starts a fresh workerd (in-memory D1 and queues, migrations applied
  * again) with wrangler.toml's queue consumers.
  *
+ * Phase C (bench/shards.ts) runs the same publish and delivery work on 1 data shard and on 2, side by side.
+ *
  * Options: --quick (fewer, shorter rounds: a smoke run, not for the README), --rounds N, --seconds S, --render (rebuild
- * the targets and the table from bench/results/latest.json without measuring again).
+ * the targets and the table from bench/results/latest.json without measuring again), --storage-only and
+ * --shards-only (one stage, added to the last run's figures).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -30,6 +33,7 @@ import { unstable_getMiniflareWorkerOptions } from 'wrangler';
 import { encodeCursor } from '../src/lib/pagination.ts';
 import { cpuSeconds, findWorkerdPid, type LoadResult, median, runLoad, send } from './lib/measure.ts';
 import { type Receiver, startReceiver } from './lib/receiver.ts';
+import { shardsStage, shardsTable } from './shards.ts';
 import { capacityTable, storageStage } from './storage.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -44,9 +48,17 @@ const args = parseArgs({
     seconds: { type: 'string' },
     render: { type: 'boolean', default: false },
     'storage-only': { type: 'boolean', default: false },
+    'shards-only': { type: 'boolean', default: false },
   },
   strict: false,
-}).values as { quick?: boolean; rounds?: string; seconds?: string; render?: boolean; 'storage-only'?: boolean };
+}).values as {
+  quick?: boolean;
+  rounds?: string;
+  seconds?: string;
+  render?: boolean;
+  'storage-only'?: boolean;
+  'shards-only'?: boolean;
+};
 /** Events of the storage stage (bytes per event with 3 webhooks). */
 const STORAGE_EVENTS = args.quick ? 300 : 1_000;
 const ROUNDS = Number(args.rounds ?? (args.quick ? 2 : 5));
@@ -194,6 +206,32 @@ export async function startMiniflare(consumers: boolean, inspectorPort?: number)
     baseline: await url('baseline'),
     pid: findWorkerdPid(),
   };
+}
+
+/**
+ * The Worker and its metered build with the control plane `DB` and `shards` data shards `SHARD_0 …` of their own (the
+ * shards stage, bench/shards.ts): an instance per configuration, with or without wrangler.toml's queue consumers.
+ */
+export async function startShardedMiniflare(shards: number, consumers: boolean) {
+  const tag = `s${shards}-${consumers ? 'c' : 'p'}`;
+  const d1Databases = {
+    DB: `${DB_ID}-${tag}-control`,
+    ...Object.fromEntries(Array.from({ length: shards }, (_, i) => [`SHARD_${i}`, `${DB_ID}-${tag}-shard-${i}`])),
+  };
+  const mf = new Miniflare(
+    convertV4MiniflareOptions({
+      handleStructuredLogs(log) {
+        if (log.level !== 'info' && log.level !== 'log' && log.level !== 'debug') console.error(log.message);
+      },
+      workers: [
+        { ...serviceOptions('subject', join(OUT, 'service', 'index.js'), consumers), d1Databases },
+        { ...serviceOptions('metered', join(OUT, 'metered.js'), false), d1Databases },
+      ],
+    }),
+  );
+  await mf.ready;
+  const url = async (w: string) => (await mf.unsafeGetDirectURL(w)).origin;
+  return { mf, shards, subject: await url('subject'), metered: await url('metered') };
 }
 
 export async function applyMigrations(db: D1) {
@@ -596,6 +634,11 @@ async function main() {
     results.storage = await storageStage(B, receiver, await actors(B.subject), STORAGE_EVENTS, progress);
   } finally {
     await B.mf.dispose();
+  }
+  // --- Shards, 1 vs 2 (phase C) ----------------------------------------------------------------------------------
+  try {
+    results.shards = await shardsStage(receiver, shardsOptions(), progress);
+  } finally {
     await receiver.close();
   }
 
@@ -1161,6 +1204,7 @@ function renderTable(r: Json): string {
     '|---|---|---|---|---|',
     ...routeRows,
   ];
+  const shards = r.shards ? ['', ...shardsTable(r.shards)] : [];
   const capacity = r.storage
     ? [
         '',
@@ -1169,7 +1213,7 @@ function renderTable(r: Json): string {
         ...capacityTable(r.storage.bytesPerEvent),
       ]
     : [];
-  return [...lines, ...t, ...routes, ...capacity].join('\n');
+  return [...lines, ...t, ...routes, ...shards, ...capacity].join('\n');
 }
 
 /** `--storage-only`: measures the storage stage alone and adds it to the last run's figures. */
@@ -1192,6 +1236,46 @@ async function storageOnly() {
   render();
 }
 
+/**
+ * The shards stage's sizes: the API stages' rounds and windows; 4,000 deliveries per configuration (2,000 with
+ * --quick), enough for a steady rate while two configurations fit in the bench's time.
+ */
+function shardsOptions() {
+  return { rounds: ROUNDS, windowMs: WINDOW_MS, concurrency: CONCURRENCY, deliveries: args.quick ? 2_000 : 4_000 };
+}
+
+/** `--shards-only`: measures the shards stage alone (1 vs 2 shards) and adds it to the last run's figures. */
+async function shardsOnly() {
+  buildService();
+  await bundle('bench/metered-entry.ts', join(OUT, 'metered.js'));
+  const receiver = await startReceiver();
+  let shards: Json;
+  try {
+    shards = await shardsStage(receiver, shardsOptions(), progress);
+  } finally {
+    await receiver.close();
+  }
+  const name = args.quick ? 'quick' : 'latest';
+  const file = join(RESULTS, `${name}.json`);
+  let results: Json;
+  try {
+    results = JSON.parse(readFileSync(file, 'utf8')) as Json;
+  } catch {
+    results = {};
+  }
+  results.shards = shards;
+  results.shardsMeasuredAt = new Date().toISOString();
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  const table = shardsTable(shards).join('\n');
+  console.log(`\n${table}\n`);
+  if (results.d1) {
+    results.table = renderTable(results);
+    writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(join(RESULTS, `${name}.md`), `${results.table}\n`);
+  }
+  progress('done', `bench/results/${name}.json: shards stage written`);
+}
+
 /** Targets and table from the measurements of the last run (after a change to the report, not to the service). */
 function render() {
   const results = JSON.parse(readFileSync(join(RESULTS, 'latest.json'), 'utf8')) as Json;
@@ -1203,10 +1287,15 @@ function render() {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  (args.render ? Promise.resolve().then(render) : args['storage-only'] ? storageOnly() : main()).catch(
-    (err: unknown) => {
-      console.error(err instanceof Error ? (err.stack ?? err.message) : err);
-      process.exitCode = 1;
-    },
-  );
+  (args.render
+    ? Promise.resolve().then(render)
+    : args['storage-only']
+      ? storageOnly()
+      : args['shards-only']
+        ? shardsOnly()
+        : main()
+  ).catch((err: unknown) => {
+    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+    process.exitCode = 1;
+  });
 }

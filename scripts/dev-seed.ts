@@ -57,6 +57,11 @@ export function signJwt(
     .sign(encoder.encode(jwtSecret));
 }
 
+/** A user's JWT with every user scope (as the demo owner's): the soak's owners of the handles beside the demo one. */
+export function userJwt(jwtSecret: string, userId: string): Promise<string> {
+  return signJwt(jwtSecret, userId, USER_SCOPES);
+}
+
 export async function demoCredentials(jwtSecret: string): Promise<DemoCredentials> {
   return {
     ownerJwt: await signJwt(jwtSecret, DEMO.ownerId, USER_SCOPES),
@@ -95,6 +100,62 @@ INSERT INTO notification_settings (handle, updated_at)
   VALUES (${handle}, ${ts})
   ON CONFLICT (handle) DO NOTHING;
 `.trim();
+}
+
+/** One more handle to seed beside the demo one (the soak spreads its load over several, on both shards). */
+export interface SeedHandle {
+  handle: string;
+  displayName: string;
+  ownerId: string;
+  /** Index of its data shard (`SHARD_<n>`), written to the directory and to the shard's copy of the row. */
+  shard: number;
+}
+
+/**
+ * `count` handles for a multi-handle run: the demo handle first (on SHARD_0, seeded by `seedSql`/`seedShardSql`),
+ * then `soak-store-2 …` with owners of their own, placed round-robin over `shards` shards so each shard holds some.
+ */
+export function seedHandles(count: number, shards = 2): SeedHandle[] {
+  return Array.from({ length: count }, (_, k) =>
+    k === 0
+      ? { handle: DEMO.handle, displayName: DEMO.displayName, ownerId: DEMO.ownerId, shard: 0 }
+      : {
+          handle: `soak-store-${k + 1}`,
+          displayName: `Soak Store ${k + 1}`,
+          ownerId: `user_soak_owner_${k + 1}`,
+          shard: k % shards,
+        },
+  );
+}
+
+/**
+ * Idempotent seed statements for extra handles (not the demo one): the control plane's rows (the directory entry and
+ * the owner's membership) and, per shard, the shard's copy of each handle row with its settings
+ * (docs/design.md#shards). The same rows `PUT /v2/internal/handles/{handle}` writes, with the shard chosen here.
+ */
+export function seedHandlesSql(
+  handles: readonly SeedHandle[],
+  now: Date = new Date(),
+): { control: string; shards: Map<number, string> } {
+  const ts = lit(now.toISOString());
+  const row = (h: SeedHandle) =>
+    `INSERT INTO handles (handle, display_name, shard, created_at, updated_at)
+  VALUES (${lit(h.handle)}, ${lit(h.displayName)}, ${h.shard}, ${ts}, ${ts})
+  ON CONFLICT (handle) DO NOTHING;`;
+  const control = handles.map(
+    (h) => `${row(h)}
+INSERT INTO memberships (handle, user_id, role, created_at, updated_at)
+  VALUES (${lit(h.handle)}, ${lit(h.ownerId)}, 'owner', ${ts}, ${ts})
+  ON CONFLICT (handle, user_id) DO NOTHING;`,
+  );
+  const shards = new Map<number, string>();
+  for (const h of handles) {
+    const sql = `${row(h)}
+INSERT INTO notification_settings (handle, updated_at) VALUES (${lit(h.handle)}, ${ts})
+  ON CONFLICT (handle) DO NOTHING;`;
+    shards.set(h.shard, shards.has(h.shard) ? `${shards.get(h.shard)}\n${sql}` : sql);
+  }
+  return { control: control.join('\n'), shards };
 }
 
 /** The D1 bindings of wrangler.toml: the control plane `DB` and the shards `SHARD_<n>`, in order. */

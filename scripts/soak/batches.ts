@@ -169,43 +169,63 @@ interface DeliveryRow {
   status: string;
 }
 
+/** What the deferral part of one handle's run came to (summed over the handles for the checks). */
+export interface DeferralCounts {
+  /** Stored events whose deliveries the peak window deferred. */
+  deferred: number;
+  /** Their deliveries attempted after the window, and those attempted before it ended. */
+  released: number;
+  early: number;
+  /** Their deliveries still `deferred`, or neither attempted nor cancelled/skipped. */
+  stillDeferred: number;
+  unaccounted: number;
+}
+
 /**
- * The batch and deferral checks, on the D1 file with the archived rows put back: every deferred delivery was released
+ * One handle's deferral counts, on the D1 file with the archived rows put back: every deferred delivery was released
  * (attempted, never before its window ended) or cancelled by its webhook's delete; none is left `deferred`.
  * `firstAttempts` maps a delivery id to its first attempt's time.
  */
-export function deferralChecks(
+export function deferralCounts(
   run: BatchRun,
   windowEnd: string,
   deliveries: DeliveryRow[],
   firstAttempts: Map<string, string>,
-): { checks: Check[]; released: number } {
+): DeferralCounts {
   const held = deliveries.filter((d) => run.deferred.has(d.notification_id));
   const released = held.filter((d) => firstAttempts.has(d.id));
-  const early = released.filter((d) => firstAttempts.get(d.id)! < windowEnd);
-  const stillDeferred = held.filter((d) => d.status === 'deferred');
-  const unaccounted = held.filter((d) => !firstAttempts.has(d.id) && !['cancelled', 'skipped'].includes(d.status));
   return {
+    deferred: run.deferred.size,
     released: released.length,
-    checks: [
-      {
-        name: 'off_peak batch events deferred by the peak window (answers with deferredUntil)',
-        expected: '> 0',
-        actual: run.deferred.size,
-        ok: run.deferred.size > 0,
-      },
-      {
-        name: 'deferred deliveries released by the minute jobs (attempted) / attempted before the window ended',
-        expected: '> 0 / 0',
-        actual: `${released.length} / ${early.length}`,
-        ok: released.length > 0 && early.length === 0,
-      },
-      {
-        name: 'deferred deliveries left deferred, or neither attempted nor cancelled',
-        expected: '0 / 0',
-        actual: `${stillDeferred.length} / ${unaccounted.length}`,
-        ok: stillDeferred.length === 0 && unaccounted.length === 0,
-      },
-    ],
+    early: released.filter((d) => firstAttempts.get(d.id)! < windowEnd).length,
+    stillDeferred: held.filter((d) => d.status === 'deferred').length,
+    unaccounted: held.filter((d) => !firstAttempts.has(d.id) && !['cancelled', 'skipped'].includes(d.status)).length,
   };
+}
+
+/** The batch and deferral checks over the counts of every handle that sent batches. */
+export function deferralChecks(counts: readonly DeferralCounts[]): Check[] {
+  const sum = (k: keyof DeferralCounts) => counts.reduce((n, c) => n + c[k], 0);
+  const [deferred, released, early] = [sum('deferred'), sum('released'), sum('early')];
+  const [stillDeferred, unaccounted] = [sum('stillDeferred'), sum('unaccounted')];
+  return [
+    {
+      name: 'off_peak batch events deferred by the peak window (answers with deferredUntil)',
+      expected: '> 0',
+      actual: deferred,
+      ok: deferred > 0,
+    },
+    {
+      name: 'deferred deliveries released by the minute jobs (attempted) / attempted before the window ended',
+      expected: '> 0 / 0',
+      actual: `${released} / ${early}`,
+      ok: released > 0 && early === 0,
+    },
+    {
+      name: 'deferred deliveries left deferred, or neither attempted nor cancelled',
+      expected: '0 / 0',
+      actual: `${stillDeferred} / ${unaccounted}`,
+      ok: stillDeferred === 0 && unaccounted === 0,
+    },
+  ];
 }

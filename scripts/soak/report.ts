@@ -28,6 +28,33 @@ export interface Check {
   ok: boolean;
 }
 
+/** What one handle's reconciliation counted, or one shard's (its handles summed): the per-handle and per-shard rows. */
+export interface LedgerRow {
+  /** The handle, or `SHARD_<n>` for a shard's row. */
+  name: string;
+  /** The shard (index) the handle was on when reconciled; a shard's own index for a shard's row. */
+  shard: number;
+  /** Handles of a shard's row (1 for a handle's). */
+  handles: number;
+  /** Events accepted (202, sourceEventIds) and notifications stored (D1 and archives). */
+  accepted: number;
+  stored: number;
+  /** Notifications the purge archived during the run. */
+  archived: number;
+  /** Event deliveries created, then terminal; succeeded and dead among them. */
+  deliveries: number;
+  terminal: number;
+  succeeded: number;
+  dead: number;
+  attempts: number;
+  lost: number;
+  /** Acceptance → first attempt of each delivery. */
+  firstAttemptP50Ms: number;
+  firstAttemptP99Ms: number;
+  /** Reconciliation checks that failed for this handle (for a shard, over its handles). */
+  failedChecks: number;
+}
+
 export interface SoakResult {
   startedAt: string;
   durationSeconds: number;
@@ -50,6 +77,9 @@ export interface SoakResult {
   attempts: { total: number; byClass: Record<string, number> };
   lost: number;
   unexpected5xx: number;
+  /** The ledger per shard and per handle (each handle reconciled on the shard it lives on). */
+  shards: LedgerRow[];
+  handles: LedgerRow[];
   checks: Check[];
   /** Observations that are not pass/fail. */
   notes: string[];
@@ -108,6 +138,67 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 function table(header: string[], rows: Array<Array<string | number>>): string {
   const line = (cells: Array<string | number>) => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map((_, i) => (i === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n');
+}
+
+/**
+ * One check per name over several handles: ok when every handle's is; numbers summed; a value every handle shares
+ * once; otherwise each handle's value.
+ */
+export function mergeChecks(perHandle: ReadonlyArray<{ handle: string; checks: readonly Check[] }>): Check[] {
+  const byName = new Map<string, Array<{ handle: string; check: Check }>>();
+  for (const { handle, checks } of perHandle) {
+    for (const check of checks) {
+      const list = byName.get(check.name) ?? [];
+      list.push({ handle, check });
+      byName.set(check.name, list);
+    }
+  }
+  const merge = (values: Array<{ handle: string; value: string | number }>): string | number => {
+    if (values.every((v) => typeof v.value === 'number')) return values.reduce((n, v) => n + (v.value as number), 0);
+    const distinct = new Set(values.map((v) => String(v.value)));
+    return distinct.size === 1 ? values[0]!.value : values.map((v) => `${v.handle}: ${v.value}`).join('; ');
+  };
+  return [...byName].map(([name, list]) => ({
+    name: list.length > 1 ? `${name} (${list.length} handles)` : name,
+    expected: merge(list.map((l) => ({ handle: l.handle, value: l.check.expected }))),
+    actual: merge(list.map((l) => ({ handle: l.handle, value: l.check.actual }))),
+    ok: list.every((l) => l.check.ok),
+  }));
+}
+
+function ledgerTable(rows: readonly LedgerRow[], first: string): string {
+  return table(
+    [
+      first === 'shard' ? 'database' : first,
+      'shard',
+      'accepted',
+      'stored',
+      'archived',
+      'deliveries',
+      'terminal',
+      'succeeded',
+      'dead',
+      'attempts',
+      'lost',
+      'first attempt p50 / p99',
+      'failed checks',
+    ],
+    rows.map((r) => [
+      r.handles > 1 || first === 'shard' ? `${r.name} (${r.handles} handles)` : r.name,
+      r.shard,
+      r.accepted,
+      r.stored,
+      r.archived,
+      r.deliveries,
+      r.terminal,
+      r.succeeded,
+      r.dead,
+      r.attempts,
+      `**${r.lost}**`,
+      `${seconds(r.firstAttemptP50Ms)} / ${seconds(r.firstAttemptP99Ms)}`,
+      r.failedChecks,
+    ]),
+  );
 }
 
 /** The markdown the run prints (and writes next to the JSON). */
@@ -177,7 +268,15 @@ export function renderMarkdown(r: SoakResult): string {
       `succeeded p50 ${seconds(r.deliveryLatency.succeeded.p50Ms)}, p99 ${seconds(r.deliveryLatency.succeeded.p99Ms)}; ` +
       `one webhook request p50 ${r.deliveryLatency.webhookAttempt.p50Ms} ms, p99 ${r.deliveryLatency.webhookAttempt.p99Ms} ms`,
     '',
-    '**Reconciliation**',
+    "**Per shard** (each handle reconciled on the shard the directory names, from that shard's own D1 file)",
+    '',
+    ledgerTable(r.shards, 'shard'),
+    '',
+    '**Per handle**',
+    '',
+    ledgerTable(r.handles, 'handle'),
+    '',
+    '**Reconciliation** (each check run per handle; numbers summed over the handles)',
     '',
     table(
       ['check', 'expected', 'actual', 'ok'],
