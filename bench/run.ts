@@ -1051,11 +1051,12 @@ async function deliveryStage(B: Awaited<ReturnType<typeof startMiniflare>>, rece
  * measured windows (every isolate of the process: the Worker, local D1, queues, the rate limiter), divided by the
  * requests done, subject vs baseline. Local workerd reports no per-invocation CPU time, so this is the process's.
  */
-function cpuBeside(x: { subject?: Json; baseline?: Json }, unit: string): string {
+function cpuBeside(x: { subject?: Json; baseline?: Json; cpuRatio?: number }, unit: string): string {
   const s = x.subject?.cpuUsPerReq;
   const b = x.baseline?.cpuUsPerReq;
   if (!Number.isFinite(s) || !Number.isFinite(b)) return 'CPU —';
-  return `CPU ${f0(s)} vs ${f0(b)} µs/${unit} (${f2(s / b)}×)`;
+  // The API stages' ratio is the median of the per-round ratios (as in the stage table); otherwise of the medians.
+  return `CPU ${f0(s)} vs ${f0(b)} µs/${unit} (${f2(x.cpuRatio ?? s / b)}×)`;
 }
 
 function targets(r: Json) {
