@@ -1,7 +1,8 @@
 /**
  * The D1 reads behind authentication (docs/design.md#identity-access-and-limits): a token with its owner's role on a
- * handle, a user's role on a handle, whether a handle exists, and the `last_used_at` touch. Each read is a query
- * rather than a result, so it can ride in a route's own `db.batch` (middleware/auth.ts `batchWithAccess`).
+ * handle, a user's role on a handle, whether a handle exists, and the `last_used_at` touch. Each read is written once
+ * as a drizzle query and run as `…Lookup`, its SQL built once per isolate (src/db/prepared.ts); middleware/auth.ts
+ * runs it beside the route's own reads (`readWithAccess`), so an authenticated request waits for one round trip.
  */
 import { and, eq, getTableColumns, sql } from 'drizzle-orm';
 import { type Db, getDb } from '../db/client.ts';
