@@ -2,7 +2,6 @@
  * What a route requires and the checks of a principal against it (docs/design.md#identity-access-and-limits), with no
  * request in sight: middleware/auth.ts runs them in the order of answers 401 → 403 scope → 404 → 403 role.
  */
-import type { BatchItem } from 'drizzle-orm/batch';
 import { problems } from '../lib/problem.ts';
 import type { HandleRole, Principal } from './principal.ts';
 import { missingScopes, type Role, type Scope } from './scopes.ts';
@@ -30,8 +29,6 @@ export interface AccessRule {
 
 /** An access lookup waiting to ride in the route's batch; see middleware/auth.ts `batchWithAccess`. */
 export interface PendingAccess {
-  /** The lookup, first item of the route's batch. */
-  readonly query: BatchItem<'sqlite'>;
   /** Runs the lookup on its own (when the route answers without its batch). */
   run(): Promise<unknown[]>;
   /** Checks the lookup's rows exactly as the middleware would have (throws 401/403/404), then deferred throttles. */

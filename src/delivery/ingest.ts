@@ -8,10 +8,10 @@
  * publish route runs the reads in its own batch together with its deferred access check, so publishing costs one
  * round trip for token, membership and every read, and the access check is settled before any row is used.
  */
-import { and, eq, sql } from 'drizzle-orm';
-import type { BatchItem } from 'drizzle-orm/batch';
+import { and, eq, Placeholder, sql } from 'drizzle-orm';
 import { type Db, getDb } from '../db/client.ts';
 import { countEventsStatement, giveBackDailySlots, takeDailySlots, utcDay } from '../db/daily-counters.ts';
+import { type Compiled, compiled, type ReadBatch, readBatch, runReadBatch } from '../db/prepared.ts';
 import { notifications } from '../db/schema.ts';
 import { placementOf, shardAt } from '../db/shards.ts';
 import type { Config, RunContext } from '../env.ts';
@@ -23,7 +23,7 @@ import { humanValidationMessage, withExampleFrom } from '../lib/validation-messa
 import { CAMPAIGN_WINDOW_REASON, campaignWindowStatements, PEAK_WINDOW_REASON } from './deferral.ts';
 import { enqueueDeliveries } from './enqueue.ts';
 import { planRecipients } from './match.ts';
-import { type MatchContext, matchContextQueries, type SettingsRow, toMatchContext } from './match-context.ts';
+import { type MatchContext, matchContextCompiled, type SettingsRow, toMatchContext } from './match-context.ts';
 import { PLATFORM_ALERT_REASON } from './platform-alerts.ts';
 import { initialStatus, RECIPIENT_SUMMARY_LIMIT, type RecipientSummary } from './summary.ts';
 
@@ -59,8 +59,11 @@ export interface CheckedEvent {
   delivery: DeliveryMode;
 }
 
-/** The reads of one ingest, for a `db.batch` of their own or of the publish route's (`batchWithAccess`). */
-export type IngestReads = readonly [BatchItem<'sqlite'>, ...BatchItem<'sqlite'>[]];
+/**
+ * The reads of one ingest, built once per isolate (src/db/prepared.ts), for a batch of their own (`runReadBatch`) or
+ * beside the publish route's access check (`readWithAccess`).
+ */
+export type IngestReads = ReadBatch;
 
 export interface IngestResult {
   notificationId: string;
@@ -200,10 +203,27 @@ export function checkEvent(cfg: Config, req: Omit<IngestRequest, 'source'>, opti
   };
 }
 
-/** Every read of an ingest: the duplicate check (a duplicate wastes three small reads), then the match context. */
-export function ingestReads(db: Db, event: Pick<CheckedEvent, 'handle' | 'sourceEventId'>): IngestReads {
-  const context = matchContextQueries(db, event.handle);
-  return event.sourceEventId ? [bySourceIdQuery(db, event.handle, event.sourceEventId), ...context] : context;
+/** Only builds SQL (src/db/prepared.ts): never run. */
+const SQL_ONLY = {} as D1Database;
+const slot = (name: string) => sql.placeholder(name) as unknown as string;
+
+const bySourceIdCompiled = (): Compiled<unknown> =>
+  compiled('ingest.bySourceId', { id: 1, status: 1, recipients: 1 }, () =>
+    bySourceIdQuery(getDb(SQL_ONLY), slot('handle'), slot('sourceEventId')),
+  );
+
+/**
+ * Every read of an ingest on the handle's shard: the duplicate check (a duplicate wastes three small reads), then the
+ * match context.
+ */
+export function ingestReads(shard: D1Database, event: Pick<CheckedEvent, 'handle' | 'sourceEventId'>): IngestReads {
+  const context = matchContextCompiled(event.handle);
+  return readBatch(
+    shard,
+    event.sourceEventId
+      ? [[bySourceIdCompiled(), { handle: event.handle, sourceEventId: event.sourceEventId }], ...context]
+      : context,
+  );
 }
 
 /** One event planned against its handle's match context: its rows, the statements that store it, what it defers. */
@@ -394,8 +414,7 @@ export async function ingestEvent(
   const event = checkEvent(ctx.cfg, req, options);
   const shard = await writableShardOf(ctx.env, event.handle);
   if (!shard) throw unknownHandle(event.handle);
-  const db = getDb(shard);
-  const reads = (await db.batch(ingestReads(db, event))) as readonly unknown[][];
+  const reads = await runReadBatch(shard, ingestReads(shard, event));
   return ingestWithReads(ctx, shard, event, req.source, reads);
 }
 
@@ -438,7 +457,7 @@ export interface BatchOptions extends IngestOptions {
  * index is named: once D1 has statistics, most rows' sourceEventId is NULL, the unique index looks unselective and
  * the planner scanned the handle's notifications instead (104,164 rows read for a batch of 100 in the bench).
  */
-function bySourceIdsQuery(db: Db, handle: string, sourceEventIds: readonly string[]) {
+function bySourceIdsQuery(db: Db, handle: string, sourceEventIds: readonly string[] | Placeholder) {
   return db
     .select({
       // Plain column names: drizzle refuses table-bound fields over a FROM it did not build.
@@ -451,10 +470,18 @@ function bySourceIdsQuery(db: Db, handle: string, sourceEventIds: readonly strin
     .where(
       and(
         eq(notifications.handle, handle),
-        sql`${notifications.sourceEventId} IN (SELECT value FROM json_each(${JSON.stringify(sourceEventIds)}))`,
+        sql`${notifications.sourceEventId} IN (SELECT value FROM json_each(${
+          sourceEventIds instanceof Placeholder ? sourceEventIds : JSON.stringify(sourceEventIds)
+        }))`,
       ),
     );
 }
+
+/** {@link bySourceIdsQuery} built once per isolate; `ids` is bound as the JSON array of sourceEventIds. */
+const bySourceIdsCompiled = (): Compiled<unknown> =>
+  compiled('ingest.bySourceIds', { id: 1, status: 1, recipients: 1, sourceEventId: 1 }, () =>
+    bySourceIdsQuery(getDb(SQL_ONLY), slot('handle'), sql.placeholder('ids')),
+  );
 
 /**
  * Accepts up to MAX_BATCH_EVENTS events for one handle (docs/design.md#batch-publish): ONE read round trip (the
@@ -488,10 +515,12 @@ export async function ingestBatch(
       for (const c of checked) outcomes[c.index] = { kind: 'rejected', error: unknownHandle(handle) };
       return outcomes.map((o) => o ?? { kind: 'failed', error: new Error('not processed') });
     }
-    const db = getDb(shard);
     const sourceIds = checked.flatMap((c) => (c.event.sourceEventId ? [c.event.sourceEventId] : []));
-    const queries: IngestReads = [bySourceIdsQuery(db, handle, sourceIds), ...matchContextQueries(db, handle)];
-    const [seenRows, ...context] = await (options.read ? options.read(queries) : db.batch(queries));
+    const queries: IngestReads = readBatch(shard, [
+      [bySourceIdsCompiled(), { handle, ids: JSON.stringify(sourceIds) }],
+      ...matchContextCompiled(handle),
+    ]);
+    const [seenRows, ...context] = await (options.read ? options.read(queries) : runReadBatch(shard, queries));
     const match = toMatchContext(context as unknown as Parameters<typeof toMatchContext>[0]);
     if (options.sourceOf) {
       const source = options.sourceOf();

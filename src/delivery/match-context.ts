@@ -2,8 +2,9 @@
  * Loads everything matching needs for one handle — settings and every subscription — in one D1 round trip
  * (a batch of three reads). A handle has at most 50 webhooks and 201 email subscriptions, so this is bounded.
  */
-import { eq } from 'drizzle-orm';
-import type { Db } from '../db/client.ts';
+import { eq, getTableColumns, sql } from 'drizzle-orm';
+import { type Db, getDb } from '../db/client.ts';
+import { type Compiled, compiled } from '../db/prepared.ts';
 import { emailSubscriptions, notificationSettings, webhookSubscriptions } from '../db/schema.ts';
 import type { FilterPolicy } from '../lib/filter-policy.ts';
 import { fromJsonColumn } from '../lib/json.ts';
@@ -35,6 +36,29 @@ export function matchContextQueries(db: Db, handle: string) {
     db.select().from(notificationSettings).where(eq(notificationSettings.handle, handle)),
     db.select().from(webhookSubscriptions).where(eq(webhookSubscriptions.handle, handle)),
     db.select().from(emailSubscriptions).where(eq(emailSubscriptions.handle, handle)),
+  ] as const;
+}
+
+/** Only builds SQL (src/db/prepared.ts): never run. */
+const SQL_ONLY = {} as D1Database;
+
+/**
+ * {@link matchContextQueries} built once per isolate (src/db/prepared.ts), each with its `handle` to bind: the three
+ * reads of every publish, for a caller's `readBatch`.
+ */
+export function matchContextCompiled(handle: string) {
+  const db = getDb(SQL_ONLY);
+  const slot = sql.placeholder('handle') as unknown as string;
+  const [settings, webhooks, emails] = [
+    compiled('match.settings', getTableColumns(notificationSettings), () => matchContextQueries(db, slot)[0]),
+    compiled('match.webhooks', getTableColumns(webhookSubscriptions), () => matchContextQueries(db, slot)[1]),
+    compiled('match.emails', getTableColumns(emailSubscriptions), () => matchContextQueries(db, slot)[2]),
+  ] as Compiled<unknown>[];
+  const values = { handle };
+  return [
+    [settings!, values],
+    [webhooks!, values],
+    [emails!, values],
   ] as const;
 }
 

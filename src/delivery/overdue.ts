@@ -7,7 +7,8 @@
  * No re-send storm under a long queue backlog: a re-enqueue moves the delivery's due time forward by a backoff that
  * grows with how late it already is (the time since it was first due, at least one grace, at most
  * MAX_BACKOFF_GRACES graces). While nothing happens to the row, it is re-enqueued after 1, 3, 7, 15… graces, so at
- * most once per grace and, once the backoff is capped, once an hour with the default grace.
+ * most once per grace and, once the backoff is capped, once an hour with the default grace. Rows left `pending`
+ * (`claimPending`) get the same backoff after their first re-send a minute on.
  */
 import { DELIVERY_DUE_AT } from '../db/schema.ts';
 
@@ -44,6 +45,35 @@ export function claimOverdue(d1: D1Database, now: Date, graceSeconds: number, li
        RETURNING id, handle, status, status_reason`,
     )
     .bind(now.toISOString(), graceSeconds, graceSeconds * MAX_BACKOFF_GRACES, overdueCutoff(now, graceSeconds), limit);
+}
+
+/**
+ * Picks up to `limit` deliveries left `pending` since before `pendingBefore`, oldest first, and claims them like
+ * `claimOverdue`: the first re-send comes a minute after the row was written (its send may simply have failed), and
+ * each later one only after the same growing backoff (at least one grace), because a `pending` row whose message did
+ * go out waits in the queue's backlog like a `queued` one: under a stalled consumer, no re-send storm.
+ * (`status IN (…)` lets SQLite use the partial index `deliveries_pending_idx`; `status = 'pending'` alone scans.)
+ */
+export function claimPending(
+  d1: D1Database,
+  now: Date,
+  pendingBefore: string,
+  graceSeconds: number,
+  limit: number,
+): D1PreparedStatement {
+  return d1
+    .prepare(
+      `UPDATE deliveries SET requeued_updated_at = updated_at,
+         requeue_due_at = strftime('%Y-%m-%dT%H:%M:%fZ', julianday(?1) + MIN(?3, MAX(?2,
+           (julianday(?1) - julianday(updated_at)) * 86400.0)) / 86400.0)
+       WHERE id IN (
+         SELECT id FROM deliveries
+         WHERE status IN ('pending', 'queued', 'retrying') AND status = 'pending' AND updated_at < ?4
+           AND (requeued_updated_at IS NOT updated_at OR requeue_due_at < ?1)
+         ORDER BY updated_at LIMIT ?5)
+       RETURNING id, handle`,
+    )
+    .bind(now.toISOString(), graceSeconds, graceSeconds * MAX_BACKOFF_GRACES, pendingBefore, limit);
 }
 
 /** Undoes a claim whose message could not be sent: the next sweep tries again instead of waiting out the backoff. */

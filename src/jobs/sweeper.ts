@@ -3,6 +3,7 @@
  * but may not be — `pending` for over a minute (their sendBatch failed or the Worker died after the write), and
  * `queued`/`retrying` ones overdue, whose message was lost (a Worker killed mid-delivery, a message lost in
  * transport). Re-sending is safe: the consumer skips deliveries that are already terminal, and its writes are guarded.
+ * Both are claimed with a growing backoff (src/delivery/overdue.ts), so a long queue backlog causes no re-send storm.
  */
 
 import { getDb } from '../db/client.ts';
@@ -10,7 +11,7 @@ import { onEveryShard } from '../db/shards.ts';
 import { deadLetterStatements } from '../delivery/dead-letter.ts';
 import { releaseDeferred } from '../delivery/deferral.ts';
 import { enqueueDeliveries } from '../delivery/enqueue.ts';
-import { type ClaimedDelivery, claimOverdue, releaseClaims } from '../delivery/overdue.ts';
+import { type ClaimedDelivery, claimOverdue, claimPending, releaseClaims } from '../delivery/overdue.ts';
 import { deliveriesByIds } from '../delivery/store.ts';
 import { config } from '../env.ts';
 
@@ -50,17 +51,15 @@ export async function sweepShard(env: Env, d1: D1Database, now: Date): Promise<S
   // Deferred deliveries whose peak window ended, each at its own spread time (docs/design.md#peak-campaign-windows).
   const release = await releaseDeferred(env, d1, now);
   const pendingBefore = new Date(now.getTime() - PENDING_AFTER_MS).toISOString();
+  const grace = config(env).overdueAfterSeconds;
   const [pending, overdue] = await d1.batch<Record<string, unknown>>([
-    d1
-      .prepare(
-        `SELECT id, handle FROM deliveries WHERE status = 'pending' AND updated_at < ?1 ORDER BY updated_at LIMIT ?2`,
-      )
-      .bind(pendingBefore, BATCH),
-    claimOverdue(d1, now, config(env).overdueAfterSeconds, BATCH),
+    claimPending(d1, now, pendingBefore, grace, BATCH),
+    claimOverdue(d1, now, grace, BATCH),
   ]);
   const pendingRows = pending!.results.map((r) => ({ deliveryId: r.id as string, handle: r.handle as string }));
   const claimed = overdue!.results as unknown as ClaimedDelivery[];
   const sent = await enqueueDeliveries(env, d1, pendingRows);
+  if (sent.failed.length) await releaseClaims(d1, sent.failed).run();
 
   // Handed to the DLQ after the last attempt, but the hand-off was lost: write what the DLQ consumer would have,
   // rather than re-enqueue and make a 9th attempt.

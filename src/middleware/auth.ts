@@ -23,7 +23,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { type AccessRule, type PendingAccess, requireRole, requireScopes, requireTokenHandle } from '../auth/access.ts';
 import { hasValidChecksum, isPatLike } from '../auth/pat.ts';
 import { type HandleRole, jwtPrincipal, type Principal, patPrincipal, patTouchDue } from '../auth/principal.ts';
-import { handleQuery, type PatRow, patQuery, roleQuery, touchPat } from '../auth/queries.ts';
+import { handleLookup, type PatRow, patLookup, roleLookup, touchPat } from '../auth/queries.ts';
 import { type Db, getDb } from '../db/client.ts';
 import { cachedPlacement, placementOf, requireWritable, shardAt, shardFor } from '../db/shards.ts';
 import { type AppEnv, config } from '../env.ts';
@@ -84,7 +84,8 @@ function admit(
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 interface Lookup {
-  query: BatchItem<'sqlite'> & { all(): Promise<unknown[]> };
+  /** The control-plane read (a query built once per isolate, src/db/prepared.ts). */
+  run(): Promise<unknown[]>;
   apply(rows: unknown[]): { principal: Principal; role: HandleRole | null };
 }
 
@@ -93,7 +94,7 @@ export function authorize(rule: AccessRule): MiddlewareHandler<AppEnv> {
   return async function authorizeMiddleware(c, next) {
     const token = bearerToken(c);
     const handle = rule.handle ? (c.req.param('handle') ?? null) : null;
-    const db = getDb(c.env.DB);
+    const cp = c.env.DB;
     let lookup: Lookup;
 
     if (isPatLike(token)) {
@@ -105,8 +106,11 @@ export function authorize(rule: AccessRule): MiddlewareHandler<AppEnv> {
       if (rule.jwtOnly || rule.serviceOnly) {
         throw problems.forbidden('Personal access tokens cannot be used for this operation; use a JWT.');
       }
-      const query = patQuery(db, await sha256Hex(token), handle);
-      lookup = { query, apply: (rows) => patAccess(c, rule, handle, rows[0] as PatRow | undefined) };
+      const hash = await sha256Hex(token);
+      lookup = {
+        run: () => patLookup(cp, hash, handle),
+        apply: (rows) => patAccess(c, rule, handle, rows[0] as PatRow | undefined),
+      };
     } else {
       const principal = await jwtPrincipal(token, { ...config(c.env).jwt, secret: c.env.JWT_SECRET ?? null });
       if (rule.serviceOnly && principal.kind !== 'service') {
@@ -121,12 +125,12 @@ export function authorize(rule: AccessRule): MiddlewareHandler<AppEnv> {
         const granted = principal.serviceHandles === '*' || principal.serviceHandles.includes(handle);
         if (!granted) throw problems.notFound();
         lookup = {
-          query: handleQuery(db, handle),
+          run: () => handleLookup(cp, handle),
           apply: (rows) => ({ principal, role: rows.length ? 'service' : null }),
         };
       } else {
         lookup = {
-          query: roleQuery(db, principal.subject, handle),
+          run: () => roleLookup(cp, principal.subject, handle),
           apply: (rows) => ({ principal, role: (rows[0] as { role: HandleRole } | undefined)?.role ?? null }),
         };
       }
@@ -137,8 +141,7 @@ export function authorize(rule: AccessRule): MiddlewareHandler<AppEnv> {
       const throttles: Array<() => Promise<void>> = [];
       let settled = false;
       const pending: PendingAccess = {
-        query: lookup.query,
-        run: () => lookup.query.all(),
+        run: () => lookup.run(),
         get settled() {
           return settled;
         },
@@ -158,12 +161,12 @@ export function authorize(rule: AccessRule): MiddlewareHandler<AppEnv> {
       return;
     }
     if (!handle) {
-      const { principal, role } = lookup.apply(await lookup.query.all());
+      const { principal, role } = lookup.apply(await lookup.run());
       admit(c, rule, null, principal, role);
       return next();
     }
     // The directory (usually cached) is read beside the access lookup, not after it.
-    const [rows, placement] = await Promise.all([lookup.query.all(), placementOf(c.env, handle)]);
+    const [rows, placement] = await Promise.all([lookup.run(), placementOf(c.env, handle)]);
     const { principal, role } = lookup.apply(rows);
     admit(c, rule, handle, principal, role);
     if (!placement) throw problems.notFound();
@@ -214,11 +217,19 @@ export async function batchWithAccess<T extends readonly [BatchItem<'sqlite'>, .
   db: Db,
   queries: T,
 ): Promise<unknown[][]> {
+  return readWithAccess(c, async () => (await db.batch(queries)) as unknown as unknown[][]);
+}
+
+/**
+ * Like {@link batchWithAccess} for any read (e.g. one statement built once per isolate, src/db/prepared.ts): `read`
+ * runs beside the deferred access lookup, and its result is returned only once access is settled.
+ */
+export async function readWithAccess<T>(c: Context<AppEnv>, read: () => Promise<T>): Promise<T> {
   const pending = c.get('pendingAccess');
-  if (!pending || pending.settled) return (await db.batch(queries)) as unknown[][];
-  const [access, data] = await Promise.allSettled([pending.run(), db.batch(queries)]);
+  if (!pending || pending.settled) return read();
+  const [access, data] = await Promise.allSettled([pending.run(), read()]);
   if (access.status === 'rejected') throw access.reason;
   await pending.settle(access.value);
   if (data.status === 'rejected') throw data.reason;
-  return data.value as unknown as unknown[][];
+  return data.value;
 }

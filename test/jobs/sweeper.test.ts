@@ -22,6 +22,7 @@ import {
   captureQueue,
   createWebhook,
   type DeliveryDbRow,
+  d1FailingBatchesMatching,
   ingestQuiet,
   recordingDeliveryQueues,
   runDeliveries,
@@ -206,6 +207,57 @@ describe('sweeper: deliveries stuck after a crash', () => {
       .all<AttemptDbRow>();
     expect(attempts.results).toHaveLength(2);
     expect(await hits(keys[0]!)).toHaveLength(2);
+  });
+});
+
+describe('sweeper: a stalled consumer and pending deliveries', () => {
+  it('pending deliveries whose messages wait in a stalled queue are re-enqueued at most once per grace after the first minute, never a storm', async () => {
+    // The rows stay `pending` after their messages were sent: the `queued` mark is lost (D1 overloaded, the Worker
+    // killed after the send), as for every delivery a consumer has not reached yet once that mark is left out.
+    const failing = d1FailingBatchesMatching(db, /SET status = 'queued'/);
+    const { h } = await handleWithWebhooks(['ok', 'ok']);
+    const capture = captureQueue();
+    const queues = allDeliveryQueues(capture.queue);
+    const vars = { DB: failing.db, SHARD_0: failing.db, SHARD_1: undefined, ...queues } as unknown as Partial<Env>;
+    const ing = await ingestQuiet(h.handle, {}, vars);
+    const ids = ing.deliveryIds;
+    expect(ids).toHaveLength(2);
+    for (const id of ids) expect(await deliveryRow(id)).toMatchObject({ status: 'pending', attempt_count: 0 });
+    const sentOf = () => {
+      const counts = new Map(ids.map((id) => [id, 0]));
+      for (const id of sentDeliveryIds(capture)) if (counts.has(id)) counts.set(id, counts.get(id)! + 1);
+      return counts;
+    };
+    expect([...sentOf().values()]).toEqual([1, 1]);
+
+    // The consumer never gets to them: two hours of sweeps. One every two minutes keeps the test's own cost down (each
+    // sweep is D1 round trips) and still shows a storm: re-sending on every sweep would be two sends per grace.
+    const HOURS = 2;
+    const EVERY = 2;
+    const sweepEnv = { ...isolated, DB: failing.db, SHARD_0: failing.db, ...queues } as Env;
+    const start = Date.now();
+    const sentAt = new Map<string, number[]>(ids.map((id) => [id, []]));
+    for (let minute = EVERY; minute <= HOURS * 60; minute += EVERY) {
+      const before = sentOf();
+      await sweepOutbox(sweepEnv, new Date(start + minute * MINUTE));
+      for (const [id, n] of sentOf()) if (n > before.get(id)!) sentAt.get(id)!.push(minute);
+    }
+    const graceMinutes = GRACE_MS / MINUTE;
+    for (const [id, minutes] of sentAt) {
+      // The first re-send at the first sweep (a failed send is recovered at once), then at most one per grace.
+      expect(minutes[0], id).toBe(EVERY);
+      expect(minutes.length, `${id} re-enqueued at minutes ${minutes}`).toBeLessThanOrEqual(
+        1 + (HOURS * 60) / graceMinutes,
+      );
+      const gaps = minutes.slice(1).map((m, i) => m - minutes[i]!);
+      for (const [i, gap] of gaps.entries()) {
+        expect(gap, `gap ${i + 1} of ${id}: ${minutes}`).toBeGreaterThanOrEqual(graceMinutes);
+        if (i > 0) expect(gap, `gap ${i + 1} of ${id}: ${minutes}`).toBeGreaterThanOrEqual(gaps[i - 1]!);
+      }
+      // Still re-sent now and then: a message the queue really lost is not given up on.
+      expect(minutes.length, `${id} re-enqueued at minutes ${minutes}`).toBeGreaterThanOrEqual(4);
+      expect(await deliveryRow(id)).toMatchObject({ status: 'pending', attempt_count: 0 });
+    }
   });
 });
 

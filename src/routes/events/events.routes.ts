@@ -6,7 +6,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Principal } from '../../auth/principal.ts';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
-import { getDb } from '../../db/client.ts';
+import { runReadBatch } from '../../db/prepared.ts';
 import {
   type BatchOutcome,
   checkEvent,
@@ -28,7 +28,7 @@ import {
   ProblemSchema,
 } from '../../http/openapi.ts';
 import { type ProblemError, problemBody, problems } from '../../lib/problem.ts';
-import { batchWithAccess, handleD1 } from '../../middleware/auth.ts';
+import { handleD1, readWithAccess } from '../../middleware/auth.ts';
 import { dailyLimitProblem } from '../../middleware/quota.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { RecipientSummarySchema } from '../notifications/notifications.schemas.ts';
@@ -180,8 +180,7 @@ export const eventsRoutes = createRouter()
       // Token, membership, duplicate check and match context in ONE D1 round trip; the access check is settled (401,
       // 403, 404) before ingest sees a row, and only then is the caller known.
       const shard = await handleD1(c);
-      const db = getDb(shard);
-      const rows = await batchWithAccess(c, db, ingestReads(db, event));
+      const rows = await readWithAccess(c, () => runReadBatch(shard, ingestReads(shard, event)));
       const result = await ingestWithReads(ctx, shard, event, publisherOf(c.get('principal')!), rows);
       c.header('Location', `/v2/handles/${handle}/notifications/${result.notificationId}`);
       return c.json(result, 202);
@@ -209,9 +208,10 @@ export const eventsRoutes = createRouter()
     const source = () => publisherOf(c.get('principal')!);
     // The handle's shard (docs/design.md#shards); the access lookup rides with the batch's reads on it.
     const shard = await handleD1(c);
-    const db = getDb(shard);
     // With no valid event the access check still has to be settled (401, 403, 404 before any answer).
-    if (!valid.length) await batchWithAccess(c, db, ingestReads(db, { handle, sourceEventId: undefined }));
+    if (!valid.length) {
+      await readWithAccess(c, () => runReadBatch(shard, ingestReads(shard, { handle, sourceEventId: undefined })));
+    }
     const outcomes = valid.length
       ? await ingestBatch(
           ctx,
@@ -220,7 +220,7 @@ export const eventsRoutes = createRouter()
           {
             dailyLimit: ctx.cfg.dailyWriteLimit,
             shard,
-            read: (queries) => batchWithAccess(c, db, queries),
+            read: (queries) => readWithAccess(c, () => runReadBatch(shard, queries)),
             sourceOf: source,
           },
         )

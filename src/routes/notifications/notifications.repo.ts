@@ -3,8 +3,9 @@
  * page reads about `limit` rows whatever the table size; deliveries come from the per-notification summary column,
  * not a join.
  */
-import { and, desc, eq, gte, lt, type SQL } from 'drizzle-orm';
-import type { Db } from '../../db/client.ts';
+import { and, desc, eq, gte, lt, type SQL, sql } from 'drizzle-orm';
+import { type Db, getDb } from '../../db/client.ts';
+import { allCompiled, compiled } from '../../db/prepared.ts';
 import { notifications } from '../../db/schema.ts';
 import { matchesEventTypes } from '../../lib/filter-policy.ts';
 import { encodeCursor, toPage } from '../../lib/pagination.ts';
@@ -58,6 +59,30 @@ export function feedQuery(db: Db, handle: string, filter: FeedFilter, limit: num
     .limit(limit);
 }
 
+const FILTER_KEYS = ['status', 'type', 'severity', 'minId', 'beforeId'] as const;
+/** Only builds SQL (src/db/prepared.ts): never run. */
+const SQL_ONLY = {} as D1Database;
+
+/**
+ * {@link feedQuery} run on the handle's shard `d1`, its SQL built once per isolate for each combination of filters
+ * present (src/db/prepared.ts): the same statement, without drizzle rebuilding it on every read.
+ */
+export function readFeed(
+  d1: D1Database,
+  handle: string,
+  filter: FeedFilter,
+  limit: number,
+): Promise<NotificationListRow[]> {
+  const shape = FILTER_KEYS.map((k) => (filter[k] === undefined ? '-' : k[0])).join('');
+  const query = compiled<NotificationListRow>(`feed.${shape}`, listColumns, () => {
+    const slots = Object.fromEntries(
+      FILTER_KEYS.map((k) => [k, filter[k] === undefined ? undefined : sql.placeholder(k)]),
+    ) as unknown as FeedFilter;
+    return feedQuery(getDb(SQL_ONLY), sql.placeholder('handle') as never, slots, sql.placeholder('limit') as never);
+  });
+  return allCompiled(d1, query, { ...filter, handle, limit });
+}
+
 /** Rows one request may read when several filters combine: bounded work per page, whatever the table size. */
 export const COMBINED_FILTER_SCAN = 20;
 
@@ -70,7 +95,7 @@ type Page = { items: NotificationListRow[]; nextCursor: string | null };
  * checked on a bounded slice (limit × COMBINED_FILTER_SCAN rows); when the slice ends before the page is full, the
  * cursor resumes after the slice, so every match is still returned exactly once, possibly over shorter pages.
  */
-export function feedPlan(db: Db, handle: string, given: FeedFilter, limit: number) {
+export function feedPlan(d1: D1Database, handle: string, given: FeedFilter, limit: number) {
   // `type` takes the eventTypes patterns (docs/design.md#eventtypes-patterns): `*` is no filter; a prefix (`order.*`)
   // is no index equality, so it is checked on the bounded slice like a second filter.
   const filter: FeedFilter = given.type === '*' ? { ...given, type: undefined } : given;
@@ -78,7 +103,7 @@ export function feedPlan(db: Db, handle: string, given: FeedFilter, limit: numbe
   const filters = [filter.status, filter.type, filter.severity].filter((f) => f !== undefined).length;
   if (filters <= 1 && !prefix) {
     return {
-      query: feedQuery(db, handle, filter, limit + 1),
+      read: () => readFeed(d1, handle, filter, limit + 1),
       page: (rows: NotificationListRow[]): Page => toPage(rows, limit),
     };
   }
@@ -89,7 +114,7 @@ export function feedPlan(db: Db, handle: string, given: FeedFilter, limit: numbe
       : { ...filter, severity: undefined };
   const scan = limit * COMBINED_FILTER_SCAN;
   return {
-    query: feedQuery(db, handle, primary, scan),
+    read: () => readFeed(d1, handle, primary, scan),
     page: (slice: NotificationListRow[]): Page => {
       const hits = slice.filter(
         (r) =>
@@ -105,9 +130,9 @@ export function feedPlan(db: Db, handle: string, given: FeedFilter, limit: numbe
 }
 
 /** One feed page (see `feedPlan`). */
-export async function feedPage(db: Db, handle: string, filter: FeedFilter, limit: number): Promise<Page> {
-  const plan = feedPlan(db, handle, filter, limit);
-  return plan.page(await plan.query.all());
+export async function feedPage(d1: D1Database, handle: string, filter: FeedFilter, limit: number): Promise<Page> {
+  const plan = feedPlan(d1, handle, filter, limit);
+  return plan.page(await plan.read());
 }
 
 /** The notification `id` of `handle` (zero or one row); a query, so it can ride in the route's batch. */

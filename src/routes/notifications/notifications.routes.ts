@@ -10,7 +10,7 @@ import { boundaryId } from '../../lib/ids.ts';
 import { fromJsonColumn } from '../../lib/json.ts';
 import { decodeCursor } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
-import { batchWithAccess, handleDb, resolveAccess } from '../../middleware/auth.ts';
+import { batchWithAccess, handleD1, handleDb, readWithAccess, resolveAccess } from '../../middleware/auth.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { feedPlan, type NotificationListRow, type NotificationRow, notificationQuery } from './notifications.repo.ts';
 import {
@@ -92,10 +92,8 @@ export const notificationsRoutes = createRouter()
       minId: q.since ? boundaryId('ntf', Date.parse(q.since)) : undefined,
       beforeId: cursorId && untilId ? (cursorId < untilId ? cursorId : untilId) : (cursorId ?? untilId ?? undefined),
     };
-    const db = await handleDb(c);
-    const plan = feedPlan(db, handle, filter, q.limit);
-    const [rows] = await batchWithAccess(c, db, [plan.query]);
-    const page = plan.page(rows as NotificationListRow[]);
+    const plan = feedPlan(await handleD1(c), handle, filter, q.limit);
+    const page = plan.page(await readWithAccess(c, plan.read));
     return c.json({ data: page.items.map(summaryToApi), nextCursor: page.nextCursor }, 200);
   })
   .openapi(getRoute, async (c) => {
