@@ -37,6 +37,8 @@ export interface DbSession {
  * nearest replica may answer). `bookmark` must have passed `isBookmark`.
  */
 export function openSession(db: D1Database, opts: { bookmark: string | null; write: boolean }): DbSession {
+  // A binding without the Sessions API (a wrapper around D1, an older runtime) is used as is: the primary, no bookmark.
+  if (typeof db.withSession !== 'function') return { db, bookmark: () => null };
   const session = db.withSession(opts.bookmark ?? (opts.write ? 'first-primary' : 'first-unconstrained'));
   const wrapped = {
     prepare: (query: string) => session.prepare(query),

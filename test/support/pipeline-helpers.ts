@@ -434,6 +434,13 @@ export function countingD1(inner: D1Database): { db: D1Database; count: () => nu
           n++;
           return target.exec(query);
         };
+      // A D1 session (src/db/session.ts) through this wrapper, so its queries are counted too (no bookmark).
+      if (prop === 'withSession')
+        return () => ({
+          prepare: (query: string) => db.prepare(query),
+          batch: (statements: D1PreparedStatement[]) => db.batch(statements),
+          getBookmark: () => null,
+        });
       const v = Reflect.get(target, prop, target) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
