@@ -35,7 +35,16 @@ export default defineConfig(async () => {
                 bindings: { ...TEST_BINDINGS, TEST_MIGRATIONS: migrations },
                 // A database of its own for tests that run the sweeper on a simulated clock hours ahead: on the shared
                 // one it would also sweep every other test's deliveries (test/jobs/sweeper.test.ts).
-                d1Databases: { SWEEPER_TEST_DB: 'sweeper-test-db' },
+                d1Databases: {
+                  SWEEPER_TEST_DB: 'sweeper-test-db',
+                  // Two shards of their own for the placement test (test/routes/internal.test.ts): on the shared
+                  // shards, which one is smaller depends on every other test file.
+                  PLACEMENT_TEST_A: 'placement-test-a',
+                  PLACEMENT_TEST_B: 'placement-test-b',
+                },
+                // Tests play Cloudflare Email Sending: they publish its lifecycle events to the real local queue the
+                // Worker consumes (test/email/email-sending-events.test.ts). The Worker itself never produces to it.
+                queueProducers: { EMAIL_EVENTS_TEST_QUEUE: { queueName: 'notify-email-events' } },
               },
             }),
           ],

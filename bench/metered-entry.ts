@@ -15,6 +15,9 @@ import { consumeDeliveries } from '../src/delivery/consumer.ts';
 import { deliveryQueues } from '../src/delivery/enqueue.ts';
 import worker from '../src/index.ts';
 
+/** wrangler.toml binds PACER to this class, so every build of the Worker exports it. */
+export { EndpointPacer } from '../src/index.ts';
+
 interface StatementCost {
   sql: string;
   rowsRead: number;

@@ -827,6 +827,31 @@ async function d1Costs(
     total: dollars(perEvent) * 1e6,
   };
 
+  // Batch publish (docs/design.md#batch-publish): D1 round trips of one batch of 100 events (metered build), then
+  // events/s over a few batches of 100 sent one after another; and the usage call's cost.
+  const batchOf = (k: number) => ({
+    events: Array.from({ length: 100 }, (_, i) => JSON.parse(eventBody(3_000_000 + k * 100 + i))),
+  });
+  const batched = await measure(
+    'POST …/events/batch (100 events, 3 webhooks)',
+    'POST',
+    `${H}/events/batch`,
+    batchOf(0),
+  );
+  await measure('GET …/usage', 'GET', `${H}/usage`);
+  const BATCHES = 5;
+  const started = performance.now();
+  for (let k = 1; k <= BATCHES; k++) {
+    const r = await api(A.subject, 'POST', `${H}/events/batch`, a.pat, batchOf(k));
+    if (r.status !== 200 || r.body.stored !== 100) console.warn(`! batch publish ${k}: ${r.status} ${r.body.stored}`);
+  }
+  const batchPublish = {
+    eventsPerBatch: 100,
+    d1RoundTrips: batched.stats.d1RoundTrips,
+    rowsWritten: batched.stats.rowsWritten,
+    eventsPerSecond: (BATCHES * 100) / ((performance.now() - started) / 1000),
+  };
+
   // A consumer batch of 100: deliveries of the metered fan-out event (queued, never consumed in phase A).
   const batchIds = h.fanQueued.slice(0, 100);
   await send('POST', `${m}/__bench/reset`, {}, '{}');
@@ -855,6 +880,7 @@ async function d1Costs(
       acked: batchOut.outcome.acked,
     },
     perEvent,
+    batchPublish,
     dollarsPerMillionEvents: perMillion,
   };
 }
@@ -1111,6 +1137,11 @@ function renderTable(r: Json): string {
     `| Delivery | ${dl.deliveries.toLocaleString('en')} deliveries, ingest → loopback receiver 2xx, end to end | raw signed \`fetch\` POSTs to the same receiver at concurrency 6 | **${f2(dl.ratio)}× deliveries/s** (${f0(dl.subjectPerSecond)} vs ${f0(dl.baselinePerSecond)}/s); balance: ${(dl.rounds as Json[]).map((x) => `published ${x.published} = delivered ${x.delivered} + dead ${x.dead} + in flight ${x.inFlight} ${x.balanced ? '✓' : '✗ VOID'}`).join('; ')} |`,
     `| Fan-out | one event to 1,000 webhooks | — | all enqueued in ${f0(r.fanout.msToAllEnqueued)} ms; ${r.fanout.sendBatchCalls} \`sendBatch\` calls; ${r.fanout.d1RoundTrips} D1 round trips (${r.fanout.d1WriteRoundTrips} for the writes) |`,
     `| D1 cost | every route, the consumer per batch, and per delivered event | — | consumer batch of ${cb.messages}: ${cb.d1RoundTrips} round trips, ${f0(cb.rowsRead)} rows read, ${f0(cb.rowsWritten)} written (peak ${cb.peakConcurrency} fetches); per event with 3 webhooks delivered: ${pe.d1RoundTrips} round trips, ${pe.rowsRead} read, ${pe.rowsWritten} written (${f1(pe.rowsWrittenPerDelivered)} per recipient); **$${f2(usd.total)} per million events** (D1 writes $${f2(usd.d1RowsWritten)}, reads $${usd.d1RowsRead.toFixed(4)}, Queues $${f2(usd.queues)}); every route below |`,
+    ...(r.d1.batchPublish
+      ? [
+          `| Batch publish | \`POST …/events/batch\`, 100 events matching 3 webhooks, batches sent one after another | — | **${f0(r.d1.batchPublish.eventsPerSecond)} events/s**; **${r.d1.batchPublish.d1RoundTrips} D1 round trips per batch of 100** (${f0(r.d1.batchPublish.rowsWritten)} rows written) |`,
+        ]
+      : []),
     `| Bundle | \`wrangler deploy --dry-run --outdir\` | — | ${f1(r.bundle.rawKiB)} KiB raw, **${f1(r.bundle.gzipKiB)} KiB gzipped** |`,
     ...(r.storage
       ? [

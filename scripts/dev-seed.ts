@@ -80,6 +80,28 @@ function tokenHash(token: string): string {
  * credentials fail: the owner keeps the `owner` role, and the demo token is re-minted when JWT_SECRET changed (its
  * hash differs), or when it was revoked or has expired.
  */
+/**
+ * The demo handle's rows on its shard, SHARD_0 (docs/design.md#shards): the shard's copy of the handle row and its
+ * settings. `seedSql` writes the control plane's.
+ */
+export function seedShardSql(now: Date = new Date()): string {
+  const ts = lit(now.toISOString());
+  const handle = lit(DEMO.handle);
+  return `
+INSERT INTO handles (handle, display_name, shard, created_at, updated_at)
+  VALUES (${handle}, ${lit(DEMO.displayName)}, 0, ${ts}, ${ts})
+  ON CONFLICT (handle) DO NOTHING;
+INSERT INTO notification_settings (handle, updated_at)
+  VALUES (${handle}, ${ts})
+  ON CONFLICT (handle) DO NOTHING;
+`.trim();
+}
+
+/** The D1 bindings of wrangler.toml: the control plane `DB` and the shards `SHARD_<n>`, in order. */
+export function d1Bindings(toml: string): string[] {
+  return [...toml.matchAll(/^binding\s*=\s*"((?:DB|SHARD_\d+))"/gm)].map((m) => m[1]!);
+}
+
 export function seedSql(pat: string, now: Date = new Date()): string {
   const ts = lit(now.toISOString());
   const handle = lit(DEMO.handle);
@@ -98,11 +120,8 @@ export function seedSql(pat: string, now: Date = new Date()): string {
     ts,
   ].join(', ');
   return `
-INSERT INTO handles (handle, display_name, created_at, updated_at)
-  VALUES (${handle}, ${lit(DEMO.displayName)}, ${ts}, ${ts})
-  ON CONFLICT (handle) DO NOTHING;
-INSERT INTO notification_settings (handle, updated_at)
-  VALUES (${handle}, ${ts})
+INSERT INTO handles (handle, display_name, shard, created_at, updated_at)
+  VALUES (${handle}, ${lit(DEMO.displayName)}, 0, ${ts}, ${ts})
   ON CONFLICT (handle) DO NOTHING;
 INSERT INTO memberships (handle, user_id, role, created_at, updated_at)
   VALUES (${handle}, ${owner}, 'owner', ${ts}, ${ts})

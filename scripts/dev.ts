@@ -2,7 +2,7 @@
  * `npm run dev`: local development in one command.
  *
  * 1. Creates .dev.vars with fresh secrets on first run (and adds keys later listed in .dev.vars.example).
- * 2. Applies the D1 migrations to the local database (.wrangler/state).
+ * 2. Applies the D1 migrations to every local database: the control plane and the shards (.wrangler/state).
  * 3. Seeds a demo handle, its owner and a demo PAT (idempotent; the PAT is the same on every run).
  * 4. Prints the URLs (API, dashboard, docs, local mailbox) and ready-to-use credentials.
  * 5. Runs `wrangler dev` on http://localhost:8787 (or `--port N`, or `PORT=N`) and prints the credentials again once
@@ -27,7 +27,8 @@ import { join, relative, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, parseEnv } from 'node:util';
 import { SNS_FAKE_ACCOUNT, SNS_FAKE_CREDENTIALS, type SnsFake, startSnsFake } from '../test/support/node/sns-fake.ts';
-import { DEMO, type DemoCredentials, demoCredentials, seedSql } from './dev-seed.ts';
+import { migrateAll } from './db-migrate.ts';
+import { DEMO, type DemoCredentials, demoCredentials, seedShardSql, seedSql } from './dev-seed.ts';
 import { SCHEDULED_PATH, startMinuteJobs } from './minute-jobs.ts';
 import { ROOT, WRANGLER, WranglerError, runWrangler as wrangler } from './wrangler-cli.ts';
 
@@ -60,6 +61,8 @@ function devVarOverrides(vars: Record<string, string | undefined>, sns: SnsFake 
   return [
     'ENVIRONMENT:development',
     'ALLOW_INSECURE_WEBHOOK_TARGETS:true',
+    // A peak window's deferred deliveries leave within a minute of its end, not ten (docs/design.md#peak-campaign-windows).
+    'RELEASE_SPREAD_SECONDS:60',
     `PUBLIC_BASE_URL:${vars.PUBLIC_BASE_URL || BASE_URL}`,
     ...(sns
       ? [
@@ -320,13 +323,14 @@ async function main(): Promise<number> {
   const vars = ensureDevVars(options.devVars);
   if (!options.seedOnly) await assertPortFree();
 
-  console.log('• Applying D1 migrations to the local database…');
+  console.log('• Applying D1 migrations to the local databases (control plane and shards)…');
   const local = ['--local', ...persistArgs(options)];
-  await wrangler('apply the D1 migrations', ['d1', 'migrations', 'apply', 'DB', ...local]);
+  await migrateAll(local);
 
   console.log('• Seeding demo data…');
   const creds = await demoCredentials(vars.JWT_SECRET!);
   await wrangler('seed the demo data', ['d1', 'execute', 'DB', ...local, '--command', seedSql(creds.pat)]);
+  await wrangler('seed the demo shard', ['d1', 'execute', 'SHARD_0', ...local, '--command', seedShardSql()]);
 
   printBanner(creds);
   if (options.seedOnly) return 0;

@@ -16,8 +16,12 @@
  *    and the D1 file with the archived rows put back; print the tables and write
  *    soak/results/latest.{json,md}. Exit 0 only when every check holds: lost = 0 and no unexpected answer (any 5xx).
  *
+ * Along the load, `batches` batches of 100 events go through `POST …/events/batch` (scripts/soak/batches.ts), with
+ * repeats, every other one `off_peak` into a peak window opened for the first minute: their deliveries are deferred,
+ * then released by the minute jobs (RELEASE_SPREAD_SECONDS is short here) and reconciled like the rest.
+ *
  * Options (or SOAK_<NAME> environment variables): --events 5000 --connections 50 --duplicates 0.1 --webhooks 10
- * --failing-share 0.2 --readers 4 --max-minutes 10 --seed 1 --no-churn --keep-state.
+ * --failing-share 0.2 --readers 4 --batches 6 --max-minutes 10 --seed 1 --no-churn --keep-state.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -27,9 +31,19 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Webhook } from 'standardwebhooks';
 import { type Hit, type Receivers, startReceivers } from '../test/support/node/receivers.ts';
-import { DEMO, demoCredentials, seedSql, signJwt } from './dev-seed.ts';
+import { migrateAll } from './db-migrate.ts';
+import { DEMO, demoCredentials, seedShardSql, seedSql, signJwt } from './dev-seed.ts';
 import { SCHEDULED_PATH } from './minute-jobs.ts';
 import { archivedIds, readArchives, restoreSql } from './soak/archives.ts';
+import {
+  type BatchRun,
+  deferralChecks,
+  openPeakWindow,
+  PEAK_WINDOW_SECONDS,
+  planBatches,
+  publishBatches,
+  SOAK_RELEASE_SPREAD_SECONDS,
+} from './soak/batches.ts';
 import { type Answer, type Client, createClient, Recorder } from './soak/client.ts';
 import { type PlannedIngest, planIngest, planWebhooks, type WebhookPlan } from './soak/plan.ts';
 import { type Check, percentile, renderMarkdown, type SoakResult, summarize } from './soak/report.ts';
@@ -70,6 +84,7 @@ interface Options {
   webhooks: number;
   failingShare: number;
   readers: number;
+  batches: number;
   maxMinutes: number;
   seed: number;
   churn: boolean;
@@ -86,13 +101,14 @@ function parseOptions(): Options {
     webhooks: { type: 'string', default: process.env.SOAK_WEBHOOKS ?? '10' },
     'failing-share': { type: 'string', default: process.env.SOAK_FAILING_SHARE ?? '0.2' },
     readers: { type: 'string', default: process.env.SOAK_READERS ?? '4' },
+    batches: { type: 'string', default: process.env.SOAK_BATCHES ?? '6' },
     'max-minutes': { type: 'string', default: process.env.SOAK_MAX_MINUTES ?? '10' },
     seed: { type: 'string', default: process.env.SOAK_SEED ?? '1' },
     'no-churn': { type: 'boolean', default: process.env.SOAK_NO_CHURN === '1' },
     'keep-state': { type: 'boolean', default: process.env.SOAK_KEEP_STATE === '1' },
   } as const;
   const usage =
-    'Usage: npm run soak [-- --events N --connections N --duplicates 0..1 --webhooks N --failing-share 0..1 --readers N --max-minutes N --seed N --no-churn --keep-state]';
+    'Usage: npm run soak [-- --events N --connections N --duplicates 0..1 --webhooks N --failing-share 0..1 --readers N --batches N --max-minutes N --seed N --no-churn --keep-state]';
   let values: ReturnType<typeof parseArgs<{ options: typeof spec }>>['values'];
   try {
     values = parseArgs({ options: spec }).values;
@@ -115,6 +131,7 @@ function parseOptions(): Options {
     webhooks: num('webhooks', values.webhooks, 1, 50),
     failingShare: num('failing-share', values['failing-share'], 0, 1, false),
     readers: num('readers', values.readers, 1, 20),
+    batches: num('batches', values.batches, 0, 40),
     maxMinutes: num('max-minutes', values['max-minutes'], 1, 60, false),
     seed: num('seed', values.seed, 0, 2 ** 31),
     churn: !values['no-churn'],
@@ -383,6 +400,40 @@ async function ingest(
   }
 }
 
+/**
+ * The batch part of the load (scripts/soak/batches.ts): opens the peak window, then sends the batches with the
+ * publisher's token; every item's answer joins `outcomes` like a single publish's.
+ */
+async function sendBatches(
+  client: Client,
+  tokens: Tokens,
+  o: Options,
+  runId: string,
+  outcomes: Map<string, IngestOutcome>,
+  onAccepted: (notificationId: string) => void,
+): Promise<{ run: BatchRun; windowEnd: string } | undefined> {
+  if (!o.batches) return undefined;
+  const windowEnd = await openPeakWindow(client, path('/notification-settings'), tokens.owner);
+  const run = await publishBatches(
+    client,
+    path('/events/batch'),
+    tokens.publishers[0]!,
+    planBatches(o.batches, runId, o.seed),
+    (answer) => {
+      let outcome = outcomes.get(answer.request.body.sourceEventId);
+      if (!outcome) {
+        outcome = { answers: [] };
+        outcomes.set(answer.request.body.sourceEventId, outcome);
+      }
+      outcome.answers.push(answer);
+      if (answer.status === 202 && !answer.replayed) onAccepted(answer.body.notificationId);
+    },
+  );
+  if (Date.now() > Date.parse(windowEnd))
+    console.log(`  ! the batches took longer than the ${PEAK_WINDOW_SECONDS} s peak window: fewer were deferred`);
+  return { run, windowEnd };
+}
+
 /** Readers: the feed (newest first, then the next page), single notifications, delivery logs; until `stop()`. */
 function startReaders(client: Client, tokens: Tokens, webhooks: WebhookCreated[], notificationIds: () => string[]) {
   let stopped = false;
@@ -538,11 +589,18 @@ async function readFeed(client: Client, token: string): Promise<any[]> {
   return all;
 }
 
-/** Runs read-only SQL against the soak's local D1 file; one result set per statement. */
-async function sql(persistDir: string, statements: string[]): Promise<Array<Array<Record<string, any>>>> {
+/**
+ * Runs read-only SQL against one of the soak's local D1 files; one result set per statement. The demo handle's rows are
+ * on SHARD_0 (scripts/dev-seed.ts), the mailbox and rejections on the control plane DB (docs/design.md#shards).
+ */
+async function sql(
+  persistDir: string,
+  statements: string[],
+  binding: 'DB' | 'SHARD_0' = 'SHARD_0',
+): Promise<Array<Array<Record<string, any>>>> {
   const out = await runWrangler(
     'read the soak database',
-    ['d1', 'execute', 'DB', '--local', '--persist-to', persistDir, '--json', '--command', statements.join(';\n')],
+    ['d1', 'execute', binding, '--local', '--persist-to', persistDir, '--json', '--command', statements.join(';\n')],
     { timeoutMs: 120_000 },
   );
   const parsed = JSON.parse(out.slice(out.indexOf('['))) as Array<{ results: Array<Record<string, any>> }>;
@@ -588,6 +646,44 @@ interface ReconcileInput {
   checks: Check[];
   /** Observations that are not pass/fail (e.g. at-least-once redeliveries). */
   notes: string[];
+  /** The batches sent and the peak window they were deferred by, when any. */
+  batches?: { run: BatchRun; windowEnd: string } | undefined;
+}
+
+/**
+ * The batch publish and deferral part of the reconciliation (on the D1 file with the archived rows back): the
+ * deliveries of batch-stored events join `created`, whose checks then cover them; then the deferral checks.
+ */
+async function reconcileBatches(
+  x: ReconcileInput,
+  batches: { run: BatchRun; windowEnd: string },
+  batchCreated: Set<string>,
+  created: Map<string, { notificationId: string; subscriptionId: string | null; channel: string }>,
+  deliveries: Array<{
+    id: string;
+    notification_id: string;
+    subscription_id: string | null;
+    channel: string;
+    status: string;
+  }>,
+): Promise<{ released: number }> {
+  for (const d of deliveries) {
+    if (batchCreated.has(d.notification_id))
+      created.set(d.id, { notificationId: d.notification_id, subscriptionId: d.subscription_id, channel: d.channel });
+  }
+  const [first] = (await sql(x.persistDir, [
+    `SELECT d.id AS id, min(a.created_at) AS at FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id
+     WHERE d.handle = '${HANDLE}' AND d.kind = 'event' GROUP BY d.id`,
+  ])) as [Array<{ id: string; at: string }>];
+  const firstAttempts = new Map(first.map((r) => [r.id, r.at]));
+  const { checks, released } = deferralChecks(batches.run, batches.windowEnd, deliveries, firstAttempts);
+  x.checks.push(...checks);
+  x.notes.push(
+    `batch publish: ${batches.run.requests} batch requests, ${batches.run.events} events (repeats and replays included), ` +
+      `${batchCreated.size} stored, ${batches.run.refused} refused; ${batches.run.deferred.size} deferred by the peak window, ` +
+      `${released} deliveries released after it`,
+  );
+  return { released };
 }
 
 async function reconcile(x: ReconcileInput) {
@@ -598,6 +694,8 @@ async function reconcile(x: ReconcileInput) {
   let splitAnswers = 0;
   let unmarkedReplays = 0;
   let creations = 0;
+  // Notifications stored by a batch: its answer names no deliveries, so its rows in D1 are the ones created.
+  const batchCreated = new Set<string>();
   for (const [sourceEventId, outcome] of x.outcomes) {
     const ok = outcome.answers.filter((a) => a.status === 202);
     const ids = new Set(ok.map((a) => a.body?.notificationId as string));
@@ -611,7 +709,8 @@ async function reconcile(x: ReconcileInput) {
       byKey.set(a.request.idempotencyKey, (byKey.get(a.request.idempotencyKey) ?? 0) + (a.replayed ? 0 : 1));
     unmarkedReplays += count(byKey.values(), (n) => n > 1);
     for (const a of creators) {
-      for (const r of a.body.recipients as Array<{
+      if (!a.body.recipients) batchCreated.add(a.body.notificationId);
+      for (const r of (a.body.recipients ?? []) as Array<{
         deliveryId: string;
         subscriptionId: string | null;
         channel: string;
@@ -681,35 +780,44 @@ async function reconcile(x: ReconcileInput) {
     await writeFile(file, restoreSql(archived));
     await runWrangler(
       'put the archived rows back',
-      ['d1', 'execute', 'DB', '--local', '--persist-to', x.persistDir, '--file', file],
+      ['d1', 'execute', 'SHARD_0', '--local', '--persist-to', x.persistDir, '--file', file],
       { timeoutMs: 300_000 },
     );
   }
-  const [notifications, deliveries, attempts, mailbox, rejections, stuckKeys, miscounted, latency, durations] =
-    (await sql(x.persistDir, [
-      `SELECT id, source_event_id, status, open_count FROM notifications WHERE handle = '${HANDLE}'`,
-      `SELECT id, notification_id, subscription_id, channel, recipient_type, status, status_reason, attempt_count, created_at FROM deliveries WHERE handle = '${HANDLE}' AND kind = 'event'`,
-      `SELECT d.subscription_id AS subscription_id, d.channel AS channel, a.outcome AS outcome, a.error_class AS error_class,
-       a.http_status AS http_status, count(*) AS n
-     FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
-     WHERE d.handle = '${HANDLE}' AND d.kind = 'event' GROUP BY 1, 2, 3, 4, 5`,
+  const [mailbox, rejections, controlKeys] = (await sql(
+    x.persistDir,
+    [
       `SELECT sum(subject NOT LIKE '[TEST]%') AS notifications, sum(subject LIKE '[TEST]%') AS tests FROM dev_mailbox WHERE to_address = '${OWNER_EMAIL}'`,
       `SELECT count(*) AS n FROM event_rejections`,
       `SELECT count(*) AS n FROM idempotency_keys WHERE state = 'in_progress'`,
-      // Deliveries whose attempt_count (what the feed shows) differs from the attempt rows (what the log shows).
-      `SELECT d.id AS id, d.status AS status, d.status_reason AS status_reason, d.attempt_count AS attempt_count,
+    ],
+    'DB',
+  )) as [any[], any[], any[]];
+  const [notifications, deliveries, attempts, shardKeys, miscounted, latency, durations] = (await sql(x.persistDir, [
+    `SELECT id, source_event_id, status, open_count FROM notifications WHERE handle = '${HANDLE}'`,
+    `SELECT id, notification_id, subscription_id, channel, recipient_type, status, status_reason, attempt_count, created_at FROM deliveries WHERE handle = '${HANDLE}' AND kind = 'event'`,
+    `SELECT d.subscription_id AS subscription_id, d.channel AS channel, a.outcome AS outcome, a.error_class AS error_class,
+       a.http_status AS http_status, count(*) AS n
+     FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+     WHERE d.handle = '${HANDLE}' AND d.kind = 'event' GROUP BY 1, 2, 3, 4, 5`,
+    `SELECT count(*) AS n FROM idempotency_keys WHERE state = 'in_progress'`,
+    // Deliveries whose attempt_count (what the feed shows) differs from the attempt rows (what the log shows).
+    `SELECT d.id AS id, d.status AS status, d.status_reason AS status_reason, d.attempt_count AS attempt_count,
        (SELECT count(*) FROM delivery_attempts a WHERE a.delivery_id = d.id) AS attempt_rows,
        (SELECT group_concat(a.outcome) FROM delivery_attempts a WHERE a.delivery_id = d.id) AS outcomes
      FROM deliveries d WHERE d.handle = '${HANDLE}' AND d.kind = 'event'
        AND d.attempt_count <> (SELECT count(*) FROM delivery_attempts a WHERE a.delivery_id = d.id)`,
-      // End-to-end delivery latency: accepted → first attempt, and accepted → succeeded.
-      `SELECT (julianday(min(a.created_at)) - julianday(d.created_at)) * 86400000 AS first_ms,
+    // End-to-end delivery latency: accepted → first attempt, and accepted → succeeded.
+    `SELECT (julianday(min(a.created_at)) - julianday(d.created_at)) * 86400000 AS first_ms,
        CASE WHEN d.status = 'succeeded' THEN (julianday(d.last_attempt_at) - julianday(d.created_at)) * 86400000 END AS succeeded_ms
      FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id
      WHERE d.handle = '${HANDLE}' AND d.kind = 'event' GROUP BY d.id`,
-      `SELECT a.duration_ms AS ms FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+    `SELECT a.duration_ms AS ms FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
      WHERE d.handle = '${HANDLE}' AND d.kind = 'event' AND d.channel = 'webhook'`,
-    ])) as [any[], any[], any[], any[], any[], any[], any[], any[], any[]];
+  ])) as [any[], any[], any[], any[], any[], any[], any[]];
+  const stuckKeys: Array<{ n: number }> & [{ n: number }] = [
+    { n: Number(controlKeys[0]?.n ?? 0) + Number(shardKeys[0]?.n ?? 0) },
+  ];
 
   // Notifications: accepted = stored, as sets.
   const storedBySource = new Map(notifications.map((n) => [n.source_event_id as string, n]));
@@ -730,6 +838,8 @@ async function reconcile(x: ReconcileInput) {
       feed.length === notifications.length - archivedNotifications &&
       notifications.every((n) => ids.has(n.id) || feedById.get(n.id)?.status === n.status),
   });
+
+  const batchPart = x.batches ? await reconcileBatches(x, x.batches, batchCreated, created, deliveries) : undefined;
 
   // Deliveries: created (answered at ingest) = stored = terminal.
   const storedDeliveries = new Map(deliveries.map((d) => [d.id as string, d]));
@@ -984,6 +1094,7 @@ async function reconcile(x: ReconcileInput) {
         return !status || !(TERMINAL.has(status) || OPEN.has(status));
       }),
     redelivered,
+    deferredReleased: batchPart?.released ?? 0,
   };
 }
 
@@ -1027,14 +1138,15 @@ async function main(): Promise<number> {
   try {
     const creds = await demoCredentials(jwtSecret);
     await phases.run('migrate + seed', async () => {
-      await runWrangler(
-        'apply the D1 migrations',
-        ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir],
-        { timeoutMs: 120_000 },
-      );
+      await migrateAll(['--local', '--persist-to', persistDir]);
       await runWrangler(
         'seed the demo data',
         ['d1', 'execute', 'DB', '--local', '--persist-to', persistDir, '--command', seedSql(creds.pat)],
+        { timeoutMs: 120_000 },
+      );
+      await runWrangler(
+        'seed the demo shard',
+        ['d1', 'execute', 'SHARD_0', '--local', '--persist-to', persistDir, '--command', seedShardSql()],
         { timeoutMs: 120_000 },
       );
     });
@@ -1051,6 +1163,7 @@ async function main(): Promise<number> {
           RETRY_DELAYS_SECONDS,
           PURGE_ENABLED: 'true',
           PURGE_CLOCK_AHEAD_SECONDS: String(86_400 - PURGE_AFTER_SECONDS),
+          RELEASE_SPREAD_SECONDS: String(SOAK_RELEASE_SPREAD_SECONDS),
         }),
         logFile,
         readyTimeoutMs: 120_000,
@@ -1089,12 +1202,14 @@ async function main(): Promise<number> {
     const outcomes = new Map<string, IngestOutcome>();
     const churned: Churn = {};
     const accepted: string[] = [];
+    let batches: { run: BatchRun; windowEnd: string } | undefined;
     const stopCron = startCron(srv, recorder);
     try {
       const stopReaders = startReaders(c, tokens, webhooks, () => accepted);
       try {
-        await phases.run(`ingest (${o.events} requests over ${o.connections} connections, with reads)`, () =>
-          ingest(
+        await phases.run(`ingest (${o.events} requests over ${o.connections} connections, with reads)`, async () => {
+          const sent = sendBatches(c, tokens, o, runId, outcomes, (id) => accepted.push(id));
+          await ingest(
             c,
             tokens,
             plan,
@@ -1102,8 +1217,9 @@ async function main(): Promise<number> {
             outcomes,
             (id) => accepted.push(id),
             () => churn(c, tokens, webhooks, churned),
-          ),
-        );
+          );
+          batches = await sent;
+        });
       } finally {
         await stopReaders();
       }
@@ -1126,6 +1242,7 @@ async function main(): Promise<number> {
         stopServer: () => srv.stop(),
         checks,
         notes,
+        batches,
       }),
     );
 
@@ -1203,6 +1320,10 @@ async function main(): Promise<number> {
     console.log(`\n${markdown}\n`);
     if (recorder.unexpected.length) console.log('First unexpected answers:', recorder.unexpected.slice(0, 5));
     console.log(`Results: soak/results/latest.json, soak/results/latest.md`);
+    console.log(
+      `soak ${result.passed ? 'passed' : 'FAILED'}: lost ${reconciled.lost}, ${durationSeconds.toFixed(0)} s, ` +
+        `deferred released ${reconciled.deferredReleased}, batch events ${batches?.run.events ?? 0}`,
+    );
     return result.passed ? 0 : 1;
   } finally {
     clearTimeout(watchdog);

@@ -4,6 +4,7 @@
  */
 import type { PendingAccess } from './auth/access.ts';
 import type { HandleRole, Principal } from './auth/principal.ts';
+import { RELEASE_SPREAD_MS } from './lib/peak-windows.ts';
 import { parseRetryDelays } from './lib/retry-delays.ts';
 
 /** Typed view of the vars in wrangler.toml. */
@@ -60,6 +61,13 @@ export interface Config {
    * soaks, which need notifications to expire within minutes; 0 in production.
    */
   purgeClockAheadMs: number;
+  /** DIRECTORY_CACHE_TTL_SECONDS: how long an isolate trusts a cached handle → shard entry (docs/design.md#shards). */
+  directoryCacheTtlMs: number;
+  /**
+   * How long after a peak window ends its deferred deliveries are spread (`RELEASE_SPREAD_SECONDS`,
+   * docs/design.md#peak-campaign-windows); 10 min by default, shortened by the soak and dev.
+   */
+  releaseSpreadMs: number;
 }
 
 const cache = new WeakMap<Env, Config>();
@@ -102,6 +110,7 @@ export function config(env: Env): Config {
     // Refused with a ConfigError rather than quietly cut short (lib/retry-delays.ts).
     retryDelaysSeconds: parseRetryDelays(env.RETRY_DELAYS_SECONDS),
     overdueAfterSeconds: int(env.OVERDUE_AFTER_SECONDS, 300),
+    releaseSpreadMs: int(env.RELEASE_SPREAD_SECONDS, RELEASE_SPREAD_MS / 1000) * 1000,
     allowInsecureWebhookTargets: env.ALLOW_INSECURE_WEBHOOK_TARGETS === 'true',
     dnsOverHttpsUrl: opt(env.DNS_OVER_HTTPS_URL),
     emailProvider: env.EMAIL_PROVIDER || 'cloudflare',
@@ -122,6 +131,7 @@ export function config(env: Env): Config {
     d1SizeLimitBytes: int(env.D1_SIZE_LIMIT_BYTES, 10_000_000_000),
     purgeEnabled: env.PURGE_ENABLED !== 'false',
     purgeClockAheadMs: int(env.PURGE_CLOCK_AHEAD_SECONDS, 0) * 1000,
+    directoryCacheTtlMs: int(env.DIRECTORY_CACHE_TTL_SECONDS, 30) * 1000,
   };
   cache.set(env, c);
   return c;

@@ -3,10 +3,13 @@
  * - fetch: the HTTP API (src/app.ts)
  * - queue: notify-events, the delivery queues notify-deliveries-<n>, their dead-letter queues (src/queue.ts)
  * - scheduled: the minute jobs (src/jobs/)
+ * - EndpointPacer: the Durable Object that paces a webhook with a rateLimit (src/delivery/endpoint-pacer.ts)
  */
 import { buildApp } from './app.ts';
 import { handleScheduled } from './jobs/index.ts';
 import { handleQueue } from './queue.ts';
+
+export { EndpointPacer } from './delivery/endpoint-pacer.ts';
 
 const app = buildApp();
 

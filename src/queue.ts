@@ -6,6 +6,7 @@
  */
 import { consumeDeliveries } from './delivery/consumer.ts';
 import { consumeDeadLetters } from './delivery/dead-letter.ts';
+import { consumeEmailEventDeadLetters, consumeEmailEvents } from './delivery/email-events-consumer.ts';
 import { consumeEventDeadLetters, consumeEvents } from './delivery/events-consumer.ts';
 import { type QueueRole, queueRole } from './delivery/messages.ts';
 
@@ -17,6 +18,8 @@ export const queueConsumers: Record<QueueRole, Consumer> = {
   eventsDlq: consumeEventDeadLetters,
   deliveries: consumeDeliveries,
   deliveriesDlq: consumeDeadLetters,
+  emailEvents: consumeEmailEvents,
+  emailEventsDlq: consumeEmailEventDeadLetters,
 };
 
 /** Dispatches a batch to the consumer of its queue. */

@@ -18,6 +18,8 @@ export interface GroupStats {
   firstAt: number | null;
   lastOkAt: number | null;
   peakInFlight: number;
+  /** When each 2xx was answered (performance.now()), in order: the pacing stage's spread. */
+  okTimes: number[];
 }
 
 export interface Receiver extends LoopbackServer {
@@ -46,6 +48,7 @@ export async function startReceiver(): Promise<Receiver> {
         firstAt: null,
         lastOkAt: null,
         peakInFlight: 0,
+        okTimes: [],
         ids: new Set(),
         inFlight: 0,
       };
@@ -83,6 +86,7 @@ export async function startReceiver(): Promise<Receiver> {
       }
       g.ok++;
       g.lastOkAt = performance.now();
+      g.okTimes.push(g.lastOkAt);
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
     } finally {
       g.inFlight--;
@@ -98,7 +102,7 @@ export async function startReceiver(): Promise<Receiver> {
     setSecret: (name, n, secret) => void verifiers.set(`/${name}/${n}`, new Webhook(secret)),
     stats: (name) => {
       const { ids: _ids, inFlight: _f, ...s } = group(name);
-      return { ...s };
+      return { ...s, okTimes: [...s.okTimes] };
     },
   };
 }

@@ -2,7 +2,7 @@
  * The archive objects in R2 (the `ARCHIVE` binding): where each goes, writing one and proving it is there, reading one
  * back. Only this module touches the bucket (docs/design.md#retention-and-archives).
  */
-import { sha256Hex } from './format.ts';
+import { type ArchiveLine, sha256Hex } from './format.ts';
 
 /**
  * The object key of an archive: handle, period (UTC day) and the first notification id of its range. Deterministic,
@@ -47,4 +47,15 @@ export async function writeVerified(
 /** The stored object, or null when the key holds nothing. */
 export function readArchive(bucket: R2Bucket, key: string): Promise<R2ObjectBody | null> {
   return bucket.get(key);
+}
+
+/** The lines of a stored archive (gunzipped, one parsed line each), or null when the key holds nothing. */
+export async function readArchiveLines(bucket: R2Bucket, key: string): Promise<ArchiveLine[] | null> {
+  const object = await readArchive(bucket, key);
+  if (!object) return null;
+  const text = await new Response(object.body.pipeThrough(new DecompressionStream('gzip'))).text();
+  return text
+    .split('\n')
+    .filter((line) => line.trim())
+    .map((line) => JSON.parse(line) as ArchiveLine);
 }

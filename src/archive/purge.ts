@@ -7,23 +7,46 @@
  * - A notification with an open delivery is never purged: it, and every later one of the handle, waits.
  * - An archive recorded but not purged (a crash, a refused guard) is finished first: the same range is exported again
  *   to the same key, so nothing is lost and no line is doubled.
- * - Every statement reads through an index: the rows read by a step are the rows it archives plus a small constant.
+ * - A step reads at most STEP_ROWS rows (D1's `meta.rows_read`) plus a small constant: every statement reads through an
+ *   index, and the range is cut, before anything is written, to what the rest of the step can read within the budget
+ *   (`readsFor`). Only a single notification whose rows alone exceed the budget is taken whole regardless.
  */
+import { shardFor } from '../db/shards.ts';
 import { boundaryId, newId } from '../lib/ids.ts';
 import { archiveLines, gzipNdjson, type Row } from './format.ts';
 import { archiveKey, writeVerified } from './objects.ts';
 
-/** At most this many notifications per step. */
-export const STEP_NOTIFICATIONS = 100;
-/** …and at most about this many deliveries (the sum of the notifications' recipient counts). */
-export const STEP_DELIVERIES = 1000;
+/**
+ * The step size: the rows one step may read (D1's `meta.rows_read` summed over its statements), beyond the constant
+ * STEP_READ_SLACK. docs/design.md#retention-and-archives says how it is measured.
+ */
+export const STEP_ROWS = 2000;
+/** Rows read by a step's fixed statements (the unfinished-archive lookup, the archive row's updates). */
+export const STEP_READ_SLACK = 10;
+/** At most this many notifications are read to choose a step's range. */
+const HEAD_LIMIT = 100;
+
+/**
+ * Rows read, measured with `meta.rows_read`, by the statements that follow the choice of a range of `n` notifications
+ * with `d` deliveries and `a` attempts, per statement: the range's deliveries and attempts (each id list is a
+ * `json_each` row, a seek and the rows found), the guard (the notifications' range, the deliveries by notification) and
+ * the deletes (a row and its lookup each). An upper bound: test/archive/retention.test.ts checks it against D1.
+ */
+export function readsFor(n: number, d: number, a: number): { deliveries: number; attempts: number; rest: number } {
+  const deliveries = 3 * n + d;
+  const attempts = 3 * d + a;
+  const guard = 5 * n + 2 * d;
+  const deletes = 3 * d + 2 * a + 4 * d + 2 * n;
+  return { deliveries, attempts, rest: guard + deletes };
+}
 
 const DAY_MS = 86_400_000;
-const OPEN = `('pending', 'queued', 'retrying')`;
+// `deferred` is open too: a deferred delivery will still go (docs/design.md#peak-campaign-windows).
+const OPEN_STATUSES = ['deferred', 'pending', 'queued', 'retrying'];
+const OPEN = `('deferred', 'pending', 'queued', 'retrying')`;
 
 /** The notifications of the handle in [?2, ?3] (the archive's range), by the (handle, id) index. */
 const RANGE = 'SELECT id FROM notifications WHERE handle = ?1 AND id BETWEEN ?2 AND ?3';
-const RANGE_DELIVERIES = `SELECT id FROM deliveries WHERE notification_id IN (${RANGE})`;
 
 /** What a step did. */
 export interface StepResult {
@@ -69,7 +92,7 @@ export async function purgeStep(
   now: Date,
   hooks: StepHooks = {},
 ): Promise<StepResult> {
-  const db = env.DB;
+  const db = await shardFor(env, handle);
   let rowsRead = 0;
   const reads: number[] = [];
   const count = (meta: { rows_read?: number }) => {
@@ -78,28 +101,26 @@ export async function purgeStep(
   };
   const done = (r: Omit<StepResult, 'rowsRead' | 'reads'>): StepResult => ({ ...r, rowsRead, reads });
   const none = { notifications: 0, deliveries: 0, attempts: 0 };
+  /** Would a range of this size still fit the step, with what has been read so far? */
+  const fits = (n: number, d: number, a: number) => {
+    const r = readsFor(n, d, a);
+    return rowsRead + r.deliveries + r.attempts + r.rest <= STEP_ROWS;
+  };
 
   // 1. An archive recorded earlier but not purged is finished first, over the same range and key.
-  const cutoff = boundaryId('ntf', now.getTime() - retentionDays * DAY_MS);
-  const [unfinished, head] = await db.batch<Row>([
-    db
-      .prepare(
-        `SELECT id, first_notification_id, last_notification_id, period, object_key, notification_count
-         FROM archives WHERE handle = ?1 AND status <> 'purged' LIMIT 1`,
-      )
-      .bind(handle),
-    db
-      .prepare(
-        `SELECT id, open_count, recipient_count, created_at FROM notifications
-         WHERE handle = ?1 AND id < ?2 ORDER BY id LIMIT ?3`,
-      )
-      .bind(handle, cutoff, STEP_NOTIFICATIONS),
-  ]);
-  count(unfinished!.meta);
-  count(head!.meta);
+  const unfinished = await db
+    .prepare(
+      `SELECT id, first_notification_id, last_notification_id, period, object_key, notification_count
+       FROM archives WHERE handle = ?1 AND status <> 'purged' LIMIT 1`,
+    )
+    .bind(handle)
+    .all<Row>();
+  count(unfinished.meta);
 
   let archive: PendingArchive;
-  const u = unfinished!.results[0];
+  let notifications: Row[];
+  let deliveries: Row[];
+  const u = unfinished.results[0];
   if (u) {
     archive = {
       id: u.id as string,
@@ -109,30 +130,81 @@ export async function purgeStep(
       key: u.object_key as string,
       notificationCount: u.notification_count as number,
     };
+    const range = [handle, archive.first, archive.last] as const;
+    const [nRows, dRows] = await db.batch<Row>([
+      db.prepare(`SELECT * FROM notifications WHERE handle = ?1 AND id BETWEEN ?2 AND ?3 ORDER BY id`).bind(...range),
+      db.prepare(`SELECT * FROM deliveries WHERE notification_id IN (${RANGE})`).bind(...range),
+    ]);
+    count(nRows!.meta);
+    count(dRows!.meta);
+    notifications = nRows!.results;
+    deliveries = dRows!.results;
+    // Rows gone already (another run purged this range) or not all there: write nothing over a good object.
+    if (notifications.length !== archive.notificationCount) {
+      return done({
+        outcome: 'refused',
+        notifications: notifications.length,
+        deliveries: deliveries.length,
+        attempts: 0,
+      });
+    }
   } else {
-    // 2. The longest run of expired, closed notifications from the oldest one, within one UTC day and the budget.
-    const rows = head!.results;
+    // 2. The oldest expired notifications, whole (they are the export's rows), then the longest run of closed ones
+    //    from the oldest, within one UTC day, cut to what the step can still read.
+    const cutoff = boundaryId('ntf', now.getTime() - retentionDays * DAY_MS);
+    const head = await db
+      .prepare(`SELECT * FROM notifications WHERE handle = ?1 AND id < ?2 ORDER BY id LIMIT ?3`)
+      .bind(handle, cutoff, HEAD_LIMIT)
+      .all<Row>();
+    count(head.meta);
+    const rows = head.results;
     if (!rows.length) return done({ outcome: 'idle', ...none });
     const period = periodOf(rows[0]!.created_at as string);
     const picked: Row[] = [];
-    let deliveries = 0;
+    let recipients = 0;
     for (const r of rows) {
       if ((r.open_count as number) > 0) break;
       if (periodOf(r.created_at as string) !== period) break;
-      if (picked.length && deliveries + (r.recipient_count as number) > STEP_DELIVERIES) break;
-      deliveries += r.recipient_count as number;
+      // Attempts are not known yet: a terminal delivery has at least one, as a rule.
+      const d = recipients + (r.recipient_count as number);
+      if (picked.length && !fits(picked.length + 1, d, d)) break;
+      recipients += r.recipient_count as number;
       picked.push(r);
     }
     if (!picked.length) return done({ outcome: 'waiting', waitingOn: rows[0]!.id as string, ...none });
-    const first = picked[0]!.id as string;
-    const last = picked[picked.length - 1]!.id as string;
+    const dRows = await db
+      .prepare('SELECT * FROM deliveries WHERE notification_id IN (SELECT value FROM json_each(?1))')
+      .bind(JSON.stringify(picked.map((r) => r.id)))
+      .all<Row>();
+    count(dRows.meta);
+    // Cut again now that the deliveries' attempt counts are known; a delivery row that is open stops the run there.
+    const of = new Map<string, Row[]>();
+    for (const d of dRows.results)
+      of.set(d.notification_id as string, [...(of.get(d.notification_id as string) ?? []), d]);
+    notifications = [];
+    deliveries = [];
+    let attemptTotal = 0;
+    for (const n of picked) {
+      const ds = of.get(n.id as string) ?? [];
+      const open = ds.some((d) => OPEN_STATUSES.includes(d.status as string));
+      if (open && !notifications.length) return done({ outcome: 'waiting', waitingOn: n.id as string, ...none });
+      const attempts = attemptTotal + ds.reduce((k, d) => k + (d.attempt_count as number), 0);
+      if (open || (notifications.length && !fits(notifications.length + 1, deliveries.length + ds.length, attempts))) {
+        break;
+      }
+      notifications.push(n);
+      deliveries.push(...ds);
+      attemptTotal = attempts;
+    }
+    const first = notifications[0]!.id as string;
+    const last = notifications[notifications.length - 1]!.id as string;
     archive = {
       id: newId('arc', now.getTime()),
       first,
       last,
       period,
       key: archiveKey(handle, period, first),
-      notificationCount: picked.length,
+      notificationCount: notifications.length,
     };
     const recorded = await db
       .prepare(
@@ -140,26 +212,22 @@ export async function purgeStep(
            notification_count, status, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)`,
       )
-      .bind(archive.id, handle, period, archive.key, first, last, picked.length, now.toISOString())
+      .bind(archive.id, handle, period, archive.key, first, last, notifications.length, now.toISOString())
       .run();
     count(recorded.meta);
   }
 
-  // 3. Everything in the range, in one round trip.
-  const range = [handle, archive.first, archive.last] as const;
-  const [nRows, dRows, aRows] = await db.batch<Row>([
-    db.prepare(`SELECT * FROM notifications WHERE handle = ?1 AND id BETWEEN ?2 AND ?3 ORDER BY id`).bind(...range),
-    db.prepare(`SELECT * FROM deliveries WHERE notification_id IN (${RANGE})`).bind(...range),
-    db.prepare(`SELECT * FROM delivery_attempts WHERE delivery_id IN (${RANGE_DELIVERIES})`).bind(...range),
-  ]);
-  for (const r of [nRows!, dRows!, aRows!]) count(r.meta);
-  const notifications = nRows!.results;
-  const deliveries = dRows!.results;
-  const attempts = aRows!.results;
+  // 3. The deliveries' attempts, by the deliveries' ids.
+  const deliveryIds = JSON.stringify(deliveries.map((d) => d.id));
+  const notificationIds = JSON.stringify(notifications.map((n) => n.id));
+  const aRows = await db
+    .prepare('SELECT * FROM delivery_attempts WHERE delivery_id IN (SELECT value FROM json_each(?1))')
+    .bind(deliveryIds)
+    .all<Row>();
+  count(aRows.meta);
+  const attempts = aRows.results;
   const sizes = { notifications: notifications.length, deliveries: deliveries.length, attempts: attempts.length };
-  // Rows gone already (another run purged this range) or not all there: write nothing over a good object.
-  if (notifications.length !== archive.notificationCount) return done({ outcome: 'refused', ...sizes });
-  const open = deliveries.find((d) => ['pending', 'queued', 'retrying'].includes(d.status as string));
+  const open = deliveries.find((d) => OPEN_STATUSES.includes(d.status as string));
   if (open) return done({ outcome: 'waiting', waitingOn: open.notification_id as string, ...sizes });
 
   // 4. Write and verify the object, then record what it holds.
@@ -182,16 +250,16 @@ export async function purgeStep(
 
   await hooks.beforeDelete?.();
 
-  // 5. Delete, in one batch, only if the rows are still what the verified object holds: the same notifications
-  //    (count, last change) and the same deliveries (count, last change, attempts, none open). Attempts are only
-  //    ever written in the batch that moves their delivery, so a new attempt changes the deliveries' fingerprint.
+  // 5. Delete, in one batch, only if the rows are still what the verified object holds. The guard is two aggregates,
+  //    not a re-read: the notifications' (handle, id) range (count, last change) and their deliveries by notification
+  //    (count, last change, attempts, none open). Attempts are only ever written in the batch that moves their
+  //    delivery, so a new attempt changes the deliveries' aggregate.
   const fingerprint = (rows: Row[]) =>
     `${rows.length}|${rows.reduce((m, r) => ((r.updated_at as string) > m ? (r.updated_at as string) : m), '')}`;
   const attemptTotal = deliveries.reduce((n, d) => n + (d.attempt_count as number), 0);
   const purging = `EXISTS (SELECT 1 FROM archives WHERE id = ?4 AND status = 'purging')`;
   const at = now.toISOString();
-  // The deletes name the exported deliveries (one JSON parameter) rather than walking the range again.
-  const deliveryIds = JSON.stringify(deliveries.map((d) => d.id));
+  const range = [handle, archive.first, archive.last] as const;
   const batch = await db.batch([
     db
       .prepare(
@@ -200,7 +268,7 @@ export async function purgeStep(
                 WHERE handle = ?1 AND id BETWEEN ?2 AND ?3) = ?6
            AND (SELECT count(*) || '|' || ifnull(max(updated_at), '') || '|' || ifnull(sum(attempt_count), 0) || '|'
                   || ifnull(sum(+status IN ${OPEN}), 0)
-                FROM deliveries WHERE notification_id IN (${RANGE})) = ?7`,
+                FROM deliveries WHERE notification_id IN (SELECT value FROM json_each(?8))) = ?7`,
       )
       .bind(
         ...range,
@@ -208,6 +276,7 @@ export async function purgeStep(
         object.sha256,
         fingerprint(notifications),
         `${fingerprint(deliveries)}|${attemptTotal}|0`,
+        notificationIds,
       ),
     db
       .prepare(

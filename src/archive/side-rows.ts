@@ -1,82 +1,114 @@
 /**
  * The per-handle rows past the retention that are deleted without an archive (docs/design.md#retention-and-archives):
  * event rejections and test sends (with their attempts), and the expired dashboard sessions of the whole service.
- * Each step is bounded: it reads at most `limit` rows through an index in keyset order and deletes them in one batch,
- * so the rows read are the rows deleted plus a small constant whatever the tables hold.
+ * Each step is bounded by the rows it may read (D1's `meta.rows_read`): SIDE_STEP_ROWS plus SIDE_READ_SLACK, half for
+ * rejections and half for test sends with their attempts. It reads through an index in keyset order and deletes a
+ * contiguous id range in one batch, so no step reads more than its budget whatever the tables hold.
  */
 import { boundaryId } from '../lib/ids.ts';
 
-/** Rows of each kind one step deletes at most. */
-export const SIDE_STEP_ROWS = 200;
+/** The step size: the rows one step of `purgeSideRows` may read, beyond SIDE_READ_SLACK. */
+export const SIDE_STEP_ROWS = 2000;
+/** Rows read by the fixed part of a step (the ends of the index ranges, the empty answers). */
+export const SIDE_READ_SLACK = 10;
+
+/**
+ * Rows read per row removed, measured with `meta.rows_read` (test/archive/side-rows.test.ts checks the sums): a
+ * rejection is read by the keyset select and by the range delete; a test send by the select, by the attempts' lookup
+ * (the range, then a seek by delivery) and by its delete; an attempt when found and when deleted. A session or a
+ * handle-less rejection: the keyset subquery, the seek by id and the delete.
+ */
+const READS_PER_REJECTION = 2;
+const READS_PER_TEST_SEND = 5;
+const READS_PER_TEST_ATTEMPT = 2;
+const READS_PER_GLOBAL_ROW = 4;
 
 const DAY_MS = 86_400_000;
 const TERMINAL = `('succeeded', 'dead', 'cancelled', 'skipped')`;
 
-/** What a step deleted, and D1's `rows_read` summed over its statements. */
+/** What a step deleted, and D1's `rows_read` summed over its statements (and per statement). */
 export interface SideResult {
   rejections: number;
   testSends: number;
   testAttempts: number;
   rowsRead: number;
+  reads: number[];
 }
 
 /**
- * Deletes up to `limit` event rejections and `limit` test sends of `handle` whose ids (time-ordered) are older than
- * `now − retentionDays`. A test send that is still open waits, as an event's delivery does.
+ * Deletes the oldest event rejections and test sends of `handle` whose ids (time-ordered) are older than
+ * `now − retentionDays`, as many as `budget` rows read allow. A test send that is still open waits, as an event's
+ * delivery does.
  */
 export async function purgeSideRows(
   db: D1Database,
   handle: string,
   retentionDays: number,
   now: Date,
-  limit = SIDE_STEP_ROWS,
+  budget = SIDE_STEP_ROWS,
 ): Promise<SideResult> {
   const before = now.getTime() - retentionDays * DAY_MS;
-  const [rejections, tests] = await db.batch<{ id: string }>([
+  const half = Math.floor(budget / 2);
+  const [rejections, tests] = await db.batch<{ id: string; attempt_count: number }>([
     db
       .prepare('SELECT id FROM event_rejections WHERE handle = ?1 AND id < ?2 ORDER BY id LIMIT ?3')
-      .bind(handle, boundaryId('rej', before), limit),
+      .bind(handle, boundaryId('rej', before), Math.floor(half / READS_PER_REJECTION)),
     db
       .prepare(
-        `SELECT id FROM deliveries WHERE handle = ?1 AND notification_id IS NULL AND id < ?2
+        `SELECT id, attempt_count FROM deliveries WHERE handle = ?1 AND notification_id IS NULL AND id < ?2
            AND status IN ${TERMINAL} ORDER BY id LIMIT ?3`,
       )
-      .bind(handle, boundaryId('dlv', before), limit),
+      .bind(handle, boundaryId('dlv', before), Math.floor(half / (READS_PER_TEST_SEND + READS_PER_TEST_ATTEMPT))),
   ]);
-  let rowsRead = (rejections!.meta.rows_read ?? 0) + (tests!.meta.rows_read ?? 0);
-  const rejectionIds = JSON.stringify(rejections!.results.map((r) => r.id));
-  const testIds = JSON.stringify(tests!.results.map((r) => r.id));
-  if (rejections!.results.length === 0 && tests!.results.length === 0) {
-    return { rejections: 0, testSends: 0, testAttempts: 0, rowsRead };
+  const reads = [rejections!.meta.rows_read ?? 0, tests!.meta.rows_read ?? 0];
+  const sum = () => reads.reduce((n, r) => n + r, 0);
+  // The test sends whose deletes, with their attempts, still fit the half of the budget.
+  const sends: string[] = [];
+  let cost = 0;
+  for (const t of tests!.results) {
+    cost += READS_PER_TEST_SEND + READS_PER_TEST_ATTEMPT * t.attempt_count;
+    if (sends.length && cost > half) break;
+    sends.push(t.id);
   }
-  // One batch: a test send's attempts go with it, and only while it is still terminal (a retry reopens it).
-  const closed = `SELECT id FROM deliveries WHERE id IN (SELECT value FROM json_each(?1)) AND status IN ${TERMINAL}`;
+  const gone = rejections!.results;
+  if (gone.length === 0 && sends.length === 0) {
+    return { rejections: 0, testSends: 0, testAttempts: 0, rowsRead: sum(), reads };
+  }
+  // One batch of range deletes: a test send's attempts go with it, and only while it is still terminal (a retry
+  // reopens it; an open test send inside the range stays).
+  const sendRange = `handle = ?1 AND notification_id IS NULL AND id BETWEEN ?2 AND ?3 AND status IN ${TERMINAL}`;
+  const [firstSend, lastSend] = sends.length ? [sends[0]!, sends[sends.length - 1]!] : ['', ''];
+  const [firstRej, lastRej] = gone.length ? [gone[0]!.id, gone[gone.length - 1]!.id] : ['', ''];
   const batch = await db.batch([
-    db.prepare('DELETE FROM event_rejections WHERE id IN (SELECT value FROM json_each(?1))').bind(rejectionIds),
-    db.prepare(`DELETE FROM delivery_attempts WHERE delivery_id IN (${closed})`).bind(testIds),
     db
-      .prepare(`DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?1)) AND status IN ${TERMINAL}`)
-      .bind(testIds),
+      .prepare('DELETE FROM event_rejections WHERE handle = ?1 AND id BETWEEN ?2 AND ?3')
+      .bind(handle, firstRej, lastRej),
+    db
+      .prepare(`DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE ${sendRange})`)
+      .bind(handle, firstSend, lastSend),
+    db.prepare(`DELETE FROM deliveries WHERE ${sendRange}`).bind(handle, firstSend, lastSend),
   ]);
-  for (const r of batch) rowsRead += r.meta.rows_read ?? 0;
+  for (const r of batch) reads.push(r.meta.rows_read ?? 0);
   return {
     rejections: batch[0]!.meta.changes,
     testAttempts: batch[1]!.meta.changes,
     testSends: batch[2]!.meta.changes,
-    rowsRead,
+    rowsRead: sum(),
+    reads,
   };
 }
 
 /**
- * Deletes up to `limit` dashboard sessions that expired before `now` (by the expiry index), and up to `limit` event
- * rejections that name no handle older than `retentionDays`. Answers the rows deleted and D1's `rows_read`.
+ * Deletes dashboard sessions that expired before `now` (by the expiry index) and event rejections that name no handle
+ * older than `retentionDays`, each within half of `budget` rows read. Answers the rows deleted and D1's `rows_read`.
  */
 export async function purgeGlobalRows(
   db: D1Database,
   retentionDays: number,
   now: Date,
-  limit = SIDE_STEP_ROWS,
+  budget = SIDE_STEP_ROWS,
 ): Promise<{ sessions: number; rejections: number; rowsRead: number }> {
+  const limit = Math.floor(budget / 2 / READS_PER_GLOBAL_ROW);
   const cutoff = boundaryId('rej', now.getTime() - retentionDays * DAY_MS);
   const batch = await db.batch([
     db

@@ -9,6 +9,13 @@ import type { z } from '@hono/zod-openapi';
 import type { pageOf } from '../http/openapi.ts';
 import type { ArchiveSchema } from '../routes/archives/archives.schemas.ts';
 import type { DeliverySchema } from '../routes/deliveries/deliveries.schemas.ts';
+import type {
+  DeliveryStatsSchema,
+  ErrorClassCountSchema,
+  LatencyBucketSchema,
+  OutcomeBucketSchema,
+  WebhookDeliveryStatsSchema,
+} from '../routes/deliveries/delivery-stats.schemas.ts';
 import type { EmailTestResultSchema } from '../routes/email-subscriptions/email-subscriptions.routes.ts';
 import type {
   CreateEmailSubscriptionBody,
@@ -66,6 +73,15 @@ export type SupportReport = z.infer<typeof ReportResponse>;
 /** `GET …/archives`: notifications past the retention, archived to R2. */
 export type ArchiveList = Page<typeof ArchiveSchema>;
 export type Archive = z.infer<typeof ArchiveSchema>;
+
+// ── charts ──
+/** `GET …/delivery-stats`: the overview's charts. */
+export type DeliveryStats = z.infer<typeof DeliveryStatsSchema>;
+/** `GET …/webhooks/{id}/delivery-stats`: a webhook's charts. */
+export type WebhookDeliveryStats = z.infer<typeof WebhookDeliveryStatsSchema>;
+export type OutcomeBucket = z.infer<typeof OutcomeBucketSchema>;
+export type LatencyBucket = z.infer<typeof LatencyBucketSchema>;
+export type ErrorClassCount = z.infer<typeof ErrorClassCountSchema>;
 
 // ── webhooks ──
 /** `GET …/webhooks?include=activity`. */

@@ -75,15 +75,45 @@ dl.kv dd{margin:0;overflow-wrap:anywhere}
 .secret{font-size:1rem;padding:.5rem;background:#fff;border:2px dashed var(--warn);display:inline-block;\
 overflow-wrap:anywhere}
 svg.spark{vertical-align:middle}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,26rem),1fr));gap:1rem}
+figure.chart{margin:0;min-width:0}
+figure.chart figcaption{font-weight:600}
+svg.chart{display:block;width:100%;height:auto}
+svg.chart .grid{stroke:#dfe1e5;stroke-width:1}
+svg.chart .axis{font-size:13px;fill:#4a4a4a}
+.o-succeeded{fill:#0a6b2d;background:#0a6b2d}.o-retrying{fill:#c77700;background:#c77700}
+.o-dead{fill:#b3261e;background:#b3261e}.o-skipped{fill:#8d939b;background:#8d939b}
+polyline.l-p50{stroke:#0b57d0;stroke-width:2}polyline.l-p95{stroke:#8a4b00;stroke-width:2;stroke-dasharray:6 3}
+circle.l-p50,.key.l-p50{fill:#0b57d0;background:#0b57d0}circle.l-p95,.key.l-p95{fill:#8a4b00;background:#8a4b00}
+.e-7d{fill:#f2b8b5;background:#f2b8b5}.e-24h{fill:#b3261e;background:#b3261e}
+ul.legend{display:flex;flex-wrap:wrap;gap:.1rem 1rem;list-style:none;padding:0;margin:.25rem 0;font-size:.875rem}
+.key{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:-1px;border-radius:2px}
 footer.page{max-width:72rem;margin:2rem auto 1rem;padding:0 1rem;border-top:1px solid var(--line)}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(16rem,1fr));gap:.75rem}
 ul.findings{padding-left:1.2rem}
+details.via-api{margin:.25rem 0 .5rem;font-size:.875rem}
+details.via-api summary{color:var(--muted)}
 .sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
-@media (max-width:40rem){main{padding:.5rem}.scroll table{min-width:36rem}h1{font-size:1.25rem}\
-dl.kv{grid-template-columns:1fr}dl.kv dt{margin-top:.35rem}th,td{padding:.3rem}}
+@media (max-width:40rem){main{padding:.5rem}.scroll table:not(.cards){min-width:36rem}h1{font-size:1.25rem}\
+dl.kv{grid-template-columns:1fr}dl.kv dt{margin-top:.35rem}th,td{padding:.3rem}\
+table.cards thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}\
+table.cards,table.cards tbody,table.cards tr,table.cards td{display:block;width:100%}\
+table.cards tr{border:1px solid var(--line);border-radius:6px;margin:0 0 .5rem;padding:.25rem .6rem}\
+table.cards td{border:0;padding:.2rem 0}\
+table.cards td[data-label]::before{content:attr(data-label);display:block;font-size:.8rem;font-weight:600;\
+color:var(--muted)}}
 `;
 
-/** Copy buttons (`data-copy` names the element whose text is copied) and confirmations on destructive forms. */
+/**
+ * The dashboard's one script, a progressive enhancement (every page works without it):
+ * - copy buttons (`data-copy` names the element whose text is copied) and confirmations on destructive forms;
+ * - times (`<time datetime>`, rendered in UTC by the server) shown in the browser's time zone with the UTC value in the
+ *   title, relative ("3 min ago") within a day unless inside `[data-abs]`; chart axis labels (`data-at`) likewise;
+ * - tables (`table.stack`) labelled cell by cell from their header, so that on a narrow screen they stack into cards;
+ * - live status (docs/design.md#dashboard): while an element inside a `[data-live]` region is `[data-open]` (a delivery
+ *   not yet terminal), the page at the region's `data-live` URL (this origin) is fetched every few seconds while the
+ *   tab is visible and each region is replaced by its fresh copy; polling stops once nothing is open.
+ */
 export const DASHBOARD_JS = `
 document.addEventListener('click', function (e) {
   var b = e.target.closest && e.target.closest('button[data-copy]');
@@ -103,4 +133,87 @@ document.addEventListener('submit', function (e) {
   var msg = f.getAttribute && f.getAttribute('data-confirm');
   if (msg && !confirm(msg)) e.preventDefault();
 });
+(function () {
+  var pad = function (n) { return (n < 10 ? '0' : '') + n; };
+  var utc = function (d) { return d.toISOString().replace('T', ' ').replace(/\\.\\d+Z$/, ' UTC'); };
+  var full = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+  var hour = function (d) { return pad(d.getHours()) + ':' + pad(d.getMinutes()); };
+  var day = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
+  function ago(ms) {
+    var s = Math.round(Math.abs(ms) / 1000), v, u;
+    if (s < 45) return ms >= 0 ? 'just now' : 'in a few seconds';
+    if (s < 3600) { v = Math.round(s / 60); u = 'min'; } else { v = Math.round(s / 3600); u = 'h'; }
+    return ms >= 0 ? v + ' ' + u + ' ago' : 'in ' + v + ' ' + u;
+  }
+  function times(root) {
+    root.querySelectorAll('time[datetime]').forEach(function (t) {
+      var d = new Date(t.getAttribute('datetime'));
+      if (isNaN(d.getTime())) return;
+      var age = Date.now() - d.getTime();
+      var local = full.format(d);
+      if (Math.abs(age) < 86400000 && !t.closest('[data-abs]')) {
+        t.textContent = ago(age);
+        t.title = local + ' (' + utc(d) + ')';
+      } else {
+        t.textContent = local;
+        t.title = utc(d);
+      }
+    });
+    root.querySelectorAll('text[data-at]').forEach(function (t) {
+      var d = new Date(t.getAttribute('data-at'));
+      if (!isNaN(d.getTime())) t.textContent = t.getAttribute('data-fmt') === 'day' ? day.format(d) : hour(d);
+    });
+  }
+  function stack(root) {
+    root.querySelectorAll('table.stack').forEach(function (table) {
+      var heads = [].map.call(table.querySelectorAll('thead th'), function (th) { return th.textContent.trim(); });
+      table.querySelectorAll('tbody tr').forEach(function (tr) {
+        [].forEach.call(tr.children, function (td, i) {
+          if (td.colSpan === 1 && heads[i]) td.setAttribute('data-label', heads[i]);
+        });
+      });
+      table.classList.add('cards');
+    });
+  }
+  function enhance(root) { times(root); stack(root); }
+  var open = function () { return document.querySelector('[data-live] [data-open]') !== null; };
+  var timer = null;
+  var busy = false;
+  function stop() {
+    clearInterval(timer);
+    timer = null;
+    document.removeEventListener('visibilitychange', tick);
+  }
+  function tick() {
+    var first = document.querySelector('[data-live]');
+    if (!first || busy || document.hidden) return;
+    busy = true;
+    window.fetch(first.getAttribute('data-live'), { credentials: 'same-origin', headers: { accept: 'text/html' } })
+      .then(function (r) { return r.ok && !r.redirected ? r.text() : null; })
+      .then(function (html) {
+        busy = false;
+        if (html === null) return stop();
+        var fresh = new DOMParser().parseFromString(html, 'text/html');
+        document.querySelectorAll('[data-live]').forEach(function (el) {
+          var next = fresh.getElementById(el.id);
+          // Never pull a control from under the user's focus: this region waits for the next round.
+          if (!next || el.contains(document.activeElement)) return;
+          el.innerHTML = next.innerHTML;
+          enhance(el);
+        });
+        document.documentElement.setAttribute('data-live-updated', String(Date.now()));
+        if (!open()) stop();
+      }, function () { busy = false; });
+  }
+  function start() {
+    enhance(document);
+    if (open()) {
+      timer = setInterval(tick, 3000);
+      document.addEventListener('visibilitychange', tick);
+    }
+    setInterval(function () { if (!document.hidden) times(document); }, 30000);
+  }
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();
 `;

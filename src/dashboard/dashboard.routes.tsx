@@ -19,16 +19,7 @@ import { problemBody, problems } from '../lib/problem.ts';
 import type { ApiFetch } from './api.ts';
 import { DASHBOARD_CSS, DASHBOARD_JS } from './assets.ts';
 import { baseFrame, renderProblem } from './handler.tsx';
-import { deliveryRetryRoutes } from './pages/delivery-retry.tsx';
-import { emailRoutes } from './pages/email.tsx';
-import { notificationRoutes } from './pages/notification.tsx';
-import { notificationsRoutes } from './pages/notifications.tsx';
-import { overviewRoutes } from './pages/overview.tsx';
-import { reportRoutes } from './pages/report.tsx';
-import { settingsRoutes } from './pages/settings.tsx';
-import { signInRoutes } from './pages/sign-in.tsx';
-import { webhookRoutes } from './pages/webhook.tsx';
-import { webhooksRoutes } from './pages/webhooks.tsx';
+import { PAGES } from './pages/index.ts';
 import { readSession } from './session.ts';
 
 /** The dashboard router; `fetchApp` is the app's own fetch (see src/app.ts). */
@@ -62,20 +53,7 @@ export function dashboardRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
   });
 
   // Order matters only for the last one: anything no page answers.
-  for (const pages of [
-    signInRoutes,
-    reportRoutes,
-    overviewRoutes,
-    webhooksRoutes,
-    webhookRoutes,
-    deliveryRetryRoutes,
-    emailRoutes,
-    settingsRoutes,
-    notificationsRoutes,
-    notificationRoutes,
-  ]) {
-    r.route('/', pages(fetchApp));
-  }
+  for (const pages of PAGES) r.route('/', pages(fetchApp));
 
   // Anything else under /dashboard: a page, not JSON.
   r.all('*', async (c) => {

@@ -8,6 +8,7 @@ import type { Child, FC, PropsWithChildren } from 'hono/jsx';
 import { HtmlDocument } from '../http/html.tsx';
 import type { EventType, MyHandle } from './answers.ts';
 import type { Problem } from './api.ts';
+import { TABS, type TabKey } from './nav.ts';
 
 export interface CopyId {
   label: string;
@@ -23,7 +24,7 @@ export interface PageFrame {
   handle?: string;
   handles?: MyHandle[];
   role?: string;
-  tab?: 'overview' | 'webhooks' | 'email' | 'settings' | 'notifications';
+  tab?: TabKey;
   ids?: CopyId[];
   /** The path the report form says the problem happened on. */
   path?: string;
@@ -206,14 +207,6 @@ export const TypeOptions: FC<{ types: EventType[]; selected?: string; publishabl
 export const Time: FC<{ at: string | null | undefined }> = ({ at }) =>
   at ? <time datetime={at}>{at.replace('T', ' ').replace(/\.\d+Z$/, 'Z')}</time> : <span>—</span>;
 
-const TABS: { key: NonNullable<PageFrame['tab']>; label: string; path: string }[] = [
-  { key: 'overview', label: 'Overview', path: '' },
-  { key: 'webhooks', label: 'Webhooks', path: '/webhooks' },
-  { key: 'email', label: 'Email', path: '/email' },
-  { key: 'settings', label: 'Settings', path: '/settings' },
-  { key: 'notifications', label: 'Notifications', path: '/notifications' },
-];
-
 /** Where handle pages live. */
 export const handleBase = (handle: string) => `/dashboard/h/${encodeURIComponent(handle)}`;
 
@@ -328,7 +321,8 @@ export const ReportForm: FC<{ csrf: string; handle?: string; requestId: string; 
 );
 
 /**
- * A table that scrolls sideways on narrow screens instead of widening the page; the caption is for screen readers;
+ * A table that stacks into one card per row on narrow screens (with the script; without it, it scrolls sideways
+ * inside its box instead of widening the page); the caption is for screen readers;
  * `empty`, when a string, is shown as the only row.
  */
 export const DataTable: FC<PropsWithChildren<{ caption: string; columns: string[]; empty?: string | false }>> = ({
@@ -340,7 +334,8 @@ export const DataTable: FC<PropsWithChildren<{ caption: string; columns: string[
   // Focusable, so a keyboard user can scroll it when it is wider than the screen.
   // biome-ignore lint/a11y/useSemanticElements: a labelled scroll container (region), not a section of the document.
   <div class="scroll" tabindex={0} role="region" aria-label={caption}>
-    <table>
+    {/* `stack`: the script labels each cell from its header, and a narrow screen shows each row as a card. */}
+    <table class="stack">
       <caption class="sr-only">{caption}</caption>
       <thead>
         <tr>
@@ -360,6 +355,60 @@ export const DataTable: FC<PropsWithChildren<{ caption: string; columns: string[
     </table>
   </div>
 );
+
+/** Statuses that change on their own (the pipeline is working on them); every other status is terminal. */
+const OPEN_STATUSES = new Set(['pending', 'queued', 'retrying', 'delivering']);
+
+/** `data-open` for an element showing a status that is not terminal yet (see {@link LiveRegion}). */
+export const openMark = (status: string | null | undefined) =>
+  status && OPEN_STATUSES.has(status) ? { 'data-open': '' } : {};
+
+/**
+ * A part of the page that refreshes itself (docs/design.md#dashboard): while anything inside it is marked
+ * {@link openMark}, the script fetches `src` (this page's own GET URL) every few seconds while the tab is visible and
+ * swaps in the element with the same `id`; it stops once everything is terminal. Any page adds it the same way.
+ */
+export const LiveRegion: FC<PropsWithChildren<{ id: string; src: string }>> = ({ id, src, children }) => (
+  <div id={id} data-live={src}>
+    {children}
+  </div>
+);
+
+/**
+ * Next steps as the page's own controls: each step names the button or link on this page that does it (`steps`),
+ * and the API's words for the same steps stay behind a "Via the API" disclosure (`api`, omitted when empty).
+ */
+export const NextSteps: FC<{ steps: Child[]; api?: (string | null | undefined)[]; heading?: string }> = (p) => {
+  const api = (p.api ?? []).filter((a): a is string => Boolean(a));
+  return (
+    <div class="next-steps">
+      {p.heading ? <h3>{p.heading}</h3> : null}
+      {p.steps.length === 0 ? null : p.steps.length === 1 ? (
+        <p>{p.steps[0]}</p>
+      ) : (
+        <ol>
+          {p.steps.map((s) => (
+            <li>{s}</li>
+          ))}
+        </ol>
+      )}
+      {api.length ? (
+        <details class="via-api">
+          <summary>Via the API</summary>
+          {api.length === 1 ? (
+            <p>{api[0]}</p>
+          ) : (
+            <ol>
+              {api.map((a) => (
+                <li>{a}</li>
+              ))}
+            </ol>
+          )}
+        </details>
+      ) : null}
+    </div>
+  );
+};
 
 /** A definition list of label → value. */
 export const KV: FC<{ rows: [string, Child][] }> = ({ rows }) => (

@@ -23,6 +23,16 @@ export const handles = sqliteTable(
     retentionDays: integer('retention_days').notNull().default(30),
     /** When the purge job last looked at this handle ('' = never): it visits the longest-unvisited handles first. */
     purgeCheckedAt: text('purge_checked_at').notNull().default(''),
+    /**
+     * The handle directory (docs/design.md#shards): the data shard (`SHARD_<n>`) holding the handle's rows. Read from
+     * the control plane's row; a shard's own copy of the row (kept for its foreign keys) says the same.
+     */
+    shard: integer('shard').notNull().default(0),
+    /**
+     * Set while the handle moves between shards (docs/design.md#moving-a-handle): its writes answer 503 until the
+     * directory is flipped. Null otherwise.
+     */
+    movingSince: text('moving_since'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -85,6 +95,14 @@ export const notificationSettings = sqliteTable('notification_settings', {
   ownerFallback: text('owner_fallback', { enum: ['critical', 'all', 'none'] })
     .notNull()
     .default('critical'),
+  /**
+   * Peak campaign windows (JSON, docs/design.md#peak-campaign-windows): weekly ones in an IANA time zone and one-off
+   * ones; `off_peak` events published inside one wait as `deferred` deliveries until it ends. Null = none.
+   */
+  peakWindows: text('peak_windows'),
+  /** Set by a `campaign.started` event (when `peakWindows.campaignEvents`): a window open until then, or until a
+   * `campaign.completed` clears it. Bounded like every deferral. */
+  campaignWindowUntil: text('campaign_window_until'),
   /** Optimistic concurrency: the ETag is derived from it; PUT with a stale If-Match → 412. */
   version: integer('version').notNull().default(1),
   updatedAt: updatedAt(),
@@ -124,6 +142,16 @@ export const webhookSubscriptions = sqliteTable(
     lastSuccessAt: text('last_success_at'),
     lastFailureAt: text('last_failure_at'),
     lastFailureClass: text('last_failure_class'),
+    /**
+     * Its retry policy (docs/design.md#retry-policies): `default`, `short` (for test endpoints) or `custom`, whose
+     * delays are `retry_delays` (a JSON array of seconds); null delays for the named ones.
+     */
+    retryPolicy: text('retry_policy', { enum: ['default', 'short', 'custom'] })
+      .notNull()
+      .default('default'),
+    retryDelays: text('retry_delays'),
+    /** Deliveries per second at most, paced by its EndpointPacer (docs/design.md#pacing); null = unpaced. */
+    rateLimit: integer('rate_limit'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -270,7 +298,7 @@ export const deliveries = sqliteTable(
     /** The URL or address at the time the delivery was created. */
     target: text('target').notNull(),
     status: text('status', {
-      enum: ['pending', 'queued', 'retrying', 'succeeded', 'dead', 'cancelled', 'skipped'],
+      enum: ['deferred', 'pending', 'queued', 'retrying', 'succeeded', 'dead', 'cancelled', 'skipped'],
     }).notNull(),
     statusReason: text('status_reason'),
     attemptCount: integer('attempt_count').notNull().default(0),
@@ -290,11 +318,28 @@ export const deliveries = sqliteTable(
     requeueDueAt: text('requeue_due_at'),
     /** The event a test send delivers (a catalog sample or a replayed notification); null for real deliveries. */
     payload: text('payload'),
+    /**
+     * An email delivery's message id as its provider returned it from the send (`send()`'s `messageId`, Resend's email
+     * id), without angle brackets: the key the provider's later verdicts are matched by (docs/design.md#email-events).
+     */
+    providerMessageId: text('provider_message_id'),
+    /** When the provider reported the mail delivered to the recipient's server (`message.delivered`). */
+    deliveredAt: text('delivered_at'),
+    /** The provider's last verdict on the sent mail (`delivered`, `deferred: …`, `bounced: …`), for the diagnosis. */
+    providerVerdict: text('provider_verdict'),
+    /** The replay (`replays.id`) that made this delivery; null for those ingest made (docs/design.md#replay). */
+    replayId: text('replay_id'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
   (t) => [
+    // A replay delivers a notification to an endpoint at most once, however often it (or its call) is repeated.
+    uniqueIndex('deliveries_replay_uq').on(t.subscriptionId, t.notificationId).where(sql`replay_id IS NOT NULL`),
+    // A replay's progress: its deliveries by status.
+    index('deliveries_replay_idx').on(t.replayId, t.status).where(sql`replay_id IS NOT NULL`),
     index('deliveries_notification_idx').on(t.notificationId),
+    // Email Sending events name the mail by its provider message id; only sent mails have one.
+    index('deliveries_provider_message_idx').on(t.providerMessageId).where(sql`provider_message_id IS NOT NULL`),
     // Retention of test sends (no notification): a handle's oldest first, only those rows are indexed.
     index('deliveries_test_sends_idx').on(t.handle, t.id).where(sql`notification_id IS NULL`),
     // Delivery log of one subscription, newest first.
@@ -307,6 +352,10 @@ export const deliveries = sqliteTable(
     index('deliveries_due_idx')
       .on(sql.raw(`(${DELIVERY_DUE_AT})`), t.handle)
       .where(sql`status in ('queued', 'retrying')`),
+    // Off-peak deliveries waiting for their window to end (`next_attempt_at` is when they go): the sweeper's release
+    // in time order, and a handle's deferred deliveries for the doctor and the dashboard.
+    index('deliveries_deferred_idx').on(t.nextAttemptAt).where(sql`status = 'deferred'`),
+    index('deliveries_handle_deferred_idx').on(t.handle, t.nextAttemptAt).where(sql`status = 'deferred'`),
   ],
 );
 
@@ -380,6 +429,8 @@ export const dailyWriteCounters = sqliteTable(
     /** UTC date, `YYYY-MM-DD`. */
     day: text('day').notNull(),
     count: integer('count').notNull().default(0),
+    /** Events stored for the handle that day (every publish path; duplicates not counted): the usage call reads it. */
+    events: integer('events').notNull().default(0),
   },
   (t) => [primaryKey({ columns: [t.handle, t.day] })],
 );
@@ -508,6 +559,35 @@ export const purgeState = sqliteTable('purge_state', {
   archives: integer('archives').notNull().default(0),
   archivedBytes: integer('archived_bytes').notNull().default(0),
 });
+
+/**
+ * A replay of past notifications to one webhook (docs/design.md#replay): its range and types, and how far it got.
+ * Each call of `POST …/replay` with the same id continues from `cursor` for at most one page.
+ */
+export const replays = sqliteTable(
+  'replays',
+  {
+    id: text('id').primaryKey(),
+    handle: text('handle')
+      .notNull()
+      .references(() => handles.handle, { onDelete: 'cascade' }),
+    subscriptionId: text('subscription_id').notNull(),
+    /** The range of `occurred_at`, inclusive start and exclusive end (ISO 8601). */
+    fromAt: text('from_at').notNull(),
+    toAt: text('to_at').notNull(),
+    /** JSON array of exact types or `prefix.*`; null = every type. */
+    eventTypes: text('event_types'),
+    /** Where the next call goes on: archives first (`a:<archive id>`), then D1 (`n:<notification id>`). */
+    cursor: text('cursor'),
+    /** Notifications that matched so far, and the deliveries made for them (a repeat makes none). */
+    matched: integer('matched').notNull().default(0),
+    created: integer('created').notNull().default(0),
+    status: text('status', { enum: ['running', 'complete'] }).notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [index('replays_subscription_idx').on(t.subscriptionId, t.id)],
+);
 
 /** Platform alerts already sent, keyed by what they are about (e.g. `storage:2026-11-26`): at most one per key. */
 export const platformAlerts = sqliteTable('platform_alerts', {

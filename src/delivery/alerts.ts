@@ -3,8 +3,9 @@
  * they reach the owner default email. Every alert is raised here; whoever saw the change happen (the deliveries
  * consumer, a minute job, a test-send route) calls this module, once per change.
  */
+import { onEveryShard, shardFor } from '../db/shards.ts';
 import { type SnsSubscriptionRow, staleReason } from '../email/sns-subscriptions.ts';
-import type { SuppressedSubscription } from '../email/suppression.ts';
+import { applyFeedback, type Feedback, type SuppressedSubscription } from '../email/suppression.ts';
 import type { RunContext } from '../env.ts';
 import type { WebhookRow } from './attempt.ts';
 import { type IngestResult, ingestEvent } from './ingest.ts';
@@ -51,9 +52,8 @@ export async function raiseEndpointDisabled(ctx: RunContext, w: DisabledWebhook)
     },
     { system: true },
   );
-  await ctx.env.DB.prepare(
-    'UPDATE webhook_subscriptions SET disabled_alert_pending = 0 WHERE id = ?1 AND disabled_at IS ?2',
-  )
+  await (await shardFor(ctx.env, w.handle))
+    .prepare('UPDATE webhook_subscriptions SET disabled_alert_pending = 0 WHERE id = ?1 AND disabled_at IS ?2')
     .bind(w.id, w.disabledAt)
     .run();
   return result;
@@ -92,4 +92,25 @@ export function alertOwnerDefaultSuppressed(
       'Critical events no longer reach the owner default email. Set a working one with PUT ' +
       '…/notifications/owner-default-email, or add another recipient for critical events.',
   });
+}
+
+/**
+ * What every provider's feedback does with a bounce or complaint (the Resend and SNS routes, the Email Sending events
+ * consumer): suppress (email/suppression.ts), then raise the owner alert for each owner default email that was
+ * suppressed, once — a redelivered event suppresses nothing new. Returns how many subscriptions were suppressed.
+ */
+export async function suppressAndAlert(ctx: RunContext, feedback: Feedback): Promise<number> {
+  // An address may be subscribed on handles of every shard (docs/design.md#shards).
+  const suppressed = (await onEveryShard(ctx.env, (d1) => applyFeedback(d1, feedback))).flat();
+  for (const sub of suppressed) {
+    if (sub.kind !== 'owner_default') continue;
+    // The suppression is stored either way; a failed alert is logged loudly, and the owner default email's status
+    // (`suppressed`, with the reason) stays visible in the API, the health report and the settings warnings.
+    await alertOwnerDefaultSuppressed(ctx, sub, feedback.provider).catch((err: unknown) =>
+      console.error(
+        JSON.stringify({ level: 'error', msg: 'system_event_failed', subscriptionId: sub.id, error: String(err) }),
+      ),
+    );
+  }
+  return suppressed.length;
 }

@@ -14,6 +14,7 @@
  * found the row moved on): it is acked with no side effect of its own — no retry chain, no health, no alert.
  */
 import { getDb } from '../db/client.ts';
+import { placementOf, shardAt } from '../db/shards.ts';
 import { type RunContext, runContext } from '../env.ts';
 import { newId } from '../lib/ids.ts';
 import { createLimiter } from '../lib/limiter.ts';
@@ -27,8 +28,9 @@ import {
   type WebhookRow,
 } from './attempt.ts';
 import { DeliveryMessage } from './messages.ts';
+import { notedWaitsStatement, type PaceRequest, pace } from './pacer.ts';
 import { type Rejection, recordRejections } from './rejections.ts';
-import { retryDelaySeconds } from './retry-policy.ts';
+import { retryDelaySeconds, retryPolicyOf } from './retry-policy.ts';
 import {
   attemptStatement,
   disableGoneStatement,
@@ -74,7 +76,14 @@ interface Planned {
 /** What a message needs: its part is known already (no attempt), or an attempt decides it. */
 type Step =
   | { kind: 'done'; planned: Planned }
-  | { kind: 'attempt'; message: Message<unknown>; deliveryId: string; input: AttemptInput };
+  | {
+      kind: 'attempt';
+      message: Message<unknown>;
+      deliveryId: string;
+      input: AttemptInput;
+      /** A paced delivery's granted slot (epoch ms) and its webhook's interval between sends. */
+      paced?: { at: number; intervalMs: number };
+    };
 
 /** An attempt on a webhook as it finished: the raw material of the webhook's health. */
 interface Observed {
@@ -86,6 +95,8 @@ interface Observed {
 interface ValidMessage {
   message: Message<unknown>;
   deliveryId: string;
+  /** Absent on a message sent before sharding: its delivery is on SHARD_0. */
+  handle: string | undefined;
 }
 
 const now = () => new Date().toISOString();
@@ -108,7 +119,7 @@ function readMessages(batch: MessageBatch<unknown>): { valid: ValidMessage[]; re
   const rejections: Rejection[] = [];
   for (const message of batch.messages) {
     const parsed = DeliveryMessage.safeParse(message.body);
-    if (parsed.success) valid.push({ message, deliveryId: parsed.data.deliveryId });
+    if (parsed.success) valid.push({ message, deliveryId: parsed.data.deliveryId, handle: parsed.data.handle });
     else
       rejections.push({
         queue: batch.queue,
@@ -125,6 +136,8 @@ function planOne(d1: D1Database, { message, deliveryId }: ValidMessage, loaded: 
   const d = loaded.deliveries.get(deliveryId);
   // Unknown (its handle was deleted) or already terminal (a duplicate message): nothing left to do.
   if (!d || TERMINAL_STATUSES.includes(d.status)) return done(message);
+  // Deferred: not due yet; the sweeper enqueues it when its window ends (docs/design.md#peak-campaign-windows).
+  if (d.status === 'deferred') return done(message);
   const t = now();
   const notAttempted = (to: 'cancelled' | 'skipped', statusReason: string) =>
     done(message, moveDelivery(d1, d, to, { statusReason, attempted: false, now: t }));
@@ -178,7 +191,7 @@ function settleCancelledInFlight(
   now: string,
 ): D1PreparedStatement[] {
   const cancelled: DeliveryRow = { ...d, status: 'cancelled', statusReason: CANCELLED_IN_FLIGHT_REASON };
-  const fields = { attempted: true, httpStatus: o.httpStatus, now };
+  const fields = { attempted: true, httpStatus: o.httpStatus, providerMessageId: o.providerMessageId, now };
   const c = o.classification;
   return c.outcome === 'succeeded'
     ? moveDelivery(d1, cancelled, 'succeeded', { ...fields, statusReason: null })
@@ -191,13 +204,13 @@ function settleCancelledInFlight(
 
 /** An attempt's statements and what the queue is told: done, retried on the schedule, or handed to the DLQ. */
 function recordOutcome(
-  { env, cfg }: RunContext,
+  { cfg }: RunContext,
+  d1: D1Database,
   message: Message<unknown>,
-  d: DeliveryRow,
+  { delivery: d, webhook }: AttemptInput,
   outcome: AttemptOutcome,
   at: string,
 ): Planned {
-  const d1 = env.DB;
   const c = outcome.classification;
   const attemptId = newId('att');
   const statements = [attemptStatement(d1, d, outcome, at, attemptId)];
@@ -208,6 +221,7 @@ function recordOutcome(
         statusReason: null,
         attempted: true,
         httpStatus: outcome.httpStatus,
+        providerMessageId: outcome.providerMessageId,
         now: at,
       }),
     );
@@ -216,7 +230,8 @@ function recordOutcome(
     const delay = c.retryable
       ? retryDelaySeconds(d.attemptCount + 1 - d.retryBase, {
           retryAfterSeconds: c.retryAfterSeconds,
-          schedule: cfg.retryDelaysSeconds,
+          // The webhook's own policy (docs/design.md#retry-policies); an email follows the default.
+          schedule: retryPolicyOf(webhook, cfg.retryDelaysSeconds).delaysSeconds,
         })
       : null;
     if (!c.retryable) {
@@ -247,19 +262,26 @@ function recordOutcome(
  */
 async function act(
   ctx: RunContext,
+  d1: D1Database,
   steps: readonly Step[],
   report: ConsumerReport,
 ): Promise<{ planned: Planned[]; observed: Observed[] }> {
   const limiter = createLimiter(MAX_CONCURRENT_SENDS);
+  const spacing = new Map<string, Promise<unknown>>();
   const observed: Observed[] = [];
   const all = await Promise.all(
     steps.map(async (step): Promise<Planned> => {
       if (step.kind === 'done') return step.planned;
       const { message, deliveryId, input } = step;
       try {
-        const outcome = await limiter.run(() => performAttempt(ctx, input));
+        // A paced delivery whose slot is seconds away waits for it here (docs/design.md#pacing).
+        if (step.paced) await pause(step.paced.at - Date.now());
+        const outcome = await limiter.run(async () => {
+          if (step.paced && input.webhook) await spaceOut(spacing, input.webhook.id, step.paced.intervalMs);
+          return performAttempt(ctx, input);
+        });
         report.attempts++;
-        const result = recordOutcome(ctx, message, input.delivery, outcome, now());
+        const result = recordOutcome(ctx, d1, message, input, outcome, now());
         if (input.webhook && input.delivery.kind === 'event')
           observed.push({ webhook: input.webhook, outcome, attemptId: result.attemptId! });
         return result;
@@ -268,8 +290,35 @@ async function act(
       }
     }),
   );
-  report.peakConcurrency = limiter.peak;
+  report.peakConcurrency = Math.max(report.peakConcurrency, limiter.peak);
   return { planned: all, observed };
+}
+
+/**
+ * pace: each attempt on a webhook with a `rateLimit` asks its pacer for a slot (docs/design.md#pacing). One due soon
+ * stays an attempt (waiting for it in the invocation); a later one is retried to its slot without an attempt, and a
+ * long wait is noted on the row by the batch's one write (`notedWaitsStatement`).
+ */
+async function paceSteps(env: Env, steps: Step[]): Promise<{ steps: Step[]; noted: Map<string, string> }> {
+  const requests: PaceRequest[] = steps.flatMap((s) =>
+    s.kind === 'attempt' && s.input.webhook?.rateLimit
+      ? [{ deliveryId: s.deliveryId, webhookId: s.input.webhook.id, rateLimit: s.input.webhook.rateLimit }]
+      : [],
+  );
+  const noted = new Map<string, string>();
+  if (!requests.length) return { steps, noted };
+  const verdicts = await pace(env.PACER, requests);
+  const paced = steps.map((s): Step => {
+    const v = s.kind === 'attempt' ? verdicts.get(s.deliveryId) : undefined;
+    if (s.kind !== 'attempt' || !v) return s;
+    if (v.go) return { ...s, paced: { at: v.at, intervalMs: 1000 / s.input.webhook!.rateLimit! } };
+    if (v.slotAt) noted.set(s.deliveryId, v.slotAt);
+    return {
+      kind: 'done',
+      planned: { message: s.message, decision: { ack: false, delaySeconds: v.delaySeconds }, statements: [] },
+    };
+  });
+  return { steps: paced, noted };
 }
 
 /** What one batch did to each webhook: its attempts in the order they finished, and the 410s among them. */
@@ -304,10 +353,29 @@ interface Written {
   disabled: readonly WebhookRow[];
 }
 
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+
+/** How much faster than its rate a paced webhook's sends may go while they catch up on a stall (the tolerance). */
+const CATCH_UP = 1.1;
 
 /**
- * write: every message's statements, the webhooks' health and disables and the rejections in ONE D1 batch. Which
+ * Spaces a paced webhook's sends of one invocation when they start, not only when they were granted: sends held up
+ * after their slots (the limiter full, a stalled receiver or machine) would otherwise go all together, and the
+ * receiver would see far more than the rate in a second. They catch up at most {@link CATCH_UP} times the rate, so
+ * a stall neither bursts nor leaves the rest of the invocation late (docs/performance.md#pacing).
+ */
+async function spaceOut(spacing: Map<string, Promise<unknown>>, webhookId: string, intervalMs: number) {
+  // A chain, not reserved times: after a stall of the whole isolate, reserved timers would all fire together.
+  const previous = spacing.get(webhookId) ?? Promise.resolve();
+  spacing.set(
+    webhookId,
+    previous.then(() => pause(intervalMs / CATCH_UP)),
+  );
+  await previous;
+}
+
+/**
+ * write: every message's statements, the webhooks' health and disables in ONE batch on their shard. Which
  * attempt rows it inserted, and which webhooks it disabled, come from `meta.changes`. A failed write is tried once
  * more — unless the attempt rows show it committed and only its answer was lost (the batch is atomic); its disables
  * then reach their owners through the minute job (`disabled_alert_pending`).
@@ -316,8 +384,8 @@ async function write(
   d1: D1Database,
   planned: readonly Planned[],
   effects: readonly WebhookEffects[],
-  rejections: readonly Rejection[],
   report: ConsumerReport,
+  noted: D1PreparedStatement | null,
 ): Promise<Written> {
   const at = now();
   const writes: D1PreparedStatement[] = [];
@@ -334,7 +402,7 @@ async function write(
       writes.push(disableGoneStatement(d1, e.webhook.id, e.goneAttemptIds, at));
     }
   }
-  writes.push(...recordRejections(d1, rejections));
+  if (noted) writes.push(noted);
   const settled = (results: D1Result[]): Written => ({
     ok: true,
     recorded: new Set([...attemptAt].filter(([, i]) => results[i]!.meta.changes > 0).map(([id]) => id)),
@@ -381,12 +449,7 @@ function logNotWritten(messages: number, err: unknown, then: 'retrying' | 'given
  * copy whose attempt row was not inserted lost its move to another copy (or to a change that ended the delivery):
  * acked, so one delivery never runs two retry chains.
  */
-function settle(
-  planned: readonly Planned[],
-  rejections: readonly Rejection[],
-  written: Written,
-  report: ConsumerReport,
-) {
+function settle(planned: readonly Planned[], written: Written, report: ConsumerReport) {
   for (const p of planned) {
     const lost = written.ok && p.attemptId !== undefined && !written.recorded.has(p.attemptId);
     if (lost) {
@@ -402,8 +465,18 @@ function settle(
       report.retried++;
     }
   }
+}
+
+/** Messages that named nothing: recorded on the control plane (they may name no handle), then acked. */
+async function settleRejections(env: Env, rejections: readonly Rejection[]): Promise<void> {
+  if (!rejections.length) return;
+  let ok = true;
+  await env.DB.batch(recordRejections(env.DB, rejections)).catch((err: unknown) => {
+    ok = false;
+    logNotWritten(rejections.length, err, 'retrying');
+  });
   for (const r of rejections) {
-    if (written.ok) r.message.ack();
+    if (ok) r.message.ack();
     else r.message.retry({ delaySeconds: WRITE_FAILURE_RETRY_SECONDS });
   }
 }
@@ -435,7 +508,61 @@ async function load(d1: D1Database, ids: readonly string[], report: ConsumerRepo
   }
 }
 
-/** Consumes one batch of `notify-deliveries`: load → plan → act → write → settle. */
+/**
+ * The batch's messages by the shard of their delivery (docs/design.md#shards), from the cached directory. A handle
+ * that is moving waits: its messages are retried after the move, with no attempt made.
+ */
+async function byShard(
+  env: Env,
+  valid: readonly ValidMessage[],
+  report: ConsumerReport,
+): Promise<Map<D1Database, ValidMessage[]>> {
+  const groups = new Map<D1Database, ValidMessage[]>();
+  const handles = [...new Set(valid.flatMap((v) => (v.handle ? [v.handle] : [])))];
+  const placements = new Map(await Promise.all(handles.map(async (h) => [h, await placementOf(env, h)] as const)));
+  for (const v of valid) {
+    const placement = v.handle ? placements.get(v.handle) : undefined;
+    if (placement?.movingSince) {
+      v.message.retry({ delaySeconds: MOVING_RETRY_SECONDS });
+      report.retried++;
+      continue;
+    }
+    // A handle gone from the directory: its rows are gone too, and the plan acks the message (nothing to deliver).
+    const d1 = shardAt(env, placement?.shard ?? 0);
+    const group = groups.get(d1) ?? [];
+    group.push(v);
+    groups.set(d1, group);
+  }
+  return groups;
+}
+
+/** Delay before a message of a moving handle is offered again (docs/design.md#moving-a-handle). */
+const MOVING_RETRY_SECONDS = 10;
+
+/** One shard's part of a batch: load → plan → act → write → settle, one load and one write round trip. */
+async function consumeOnShard(
+  ctx: RunContext,
+  d1: D1Database,
+  valid: readonly ValidMessage[],
+  report: ConsumerReport,
+): Promise<void> {
+  const loaded = await load(d1, [...new Set(valid.map((v) => v.deliveryId))], report);
+  // Unreadable twice: every message is offered again soon.
+  const steps: Step[] = loaded
+    ? plan(d1, valid, loaded)
+    : valid.map(({ message }) => ({
+        kind: 'done',
+        planned: { message, decision: { ack: false, delaySeconds: WRITE_FAILURE_RETRY_SECONDS }, statements: [] },
+      }));
+  const paced = await paceSteps(ctx.env, steps);
+  const { planned, observed } = await act(ctx, d1, paced.steps, report);
+  const noted = notedWaitsStatement(d1, paced.noted, now());
+  const written = await write(d1, planned, webhookEffects(observed), report, noted);
+  settle(planned, written, report);
+  if (written.ok) await alertGone(ctx, written.disabled);
+}
+
+/** Consumes one batch of `notify-deliveries`: per shard present, load → plan → act → write → settle. */
 export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env): Promise<ConsumerReport> {
   const ctx = runContext(env);
   const report: ConsumerReport = {
@@ -447,20 +574,10 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
     peakConcurrency: 0,
   };
   const { valid, rejections } = readMessages(batch);
-  let steps: Step[] = [];
-  if (valid.length) {
-    const loaded = await load(env.DB, [...new Set(valid.map((v) => v.deliveryId))], report);
-    // Unreadable twice: every message is offered again soon (the rejections are written and acked meanwhile).
-    steps = loaded
-      ? plan(env.DB, valid, loaded)
-      : valid.map(({ message }) => ({
-          kind: 'done',
-          planned: { message, decision: { ack: false, delaySeconds: WRITE_FAILURE_RETRY_SECONDS }, statements: [] },
-        }));
-  }
-  const { planned, observed } = await act(ctx, steps, report);
-  const written = await write(env.DB, planned, webhookEffects(observed), rejections, report);
-  settle(planned, rejections, written, report);
-  if (written.ok) await alertGone(ctx, written.disabled);
+  const groups = valid.length ? await byShard(env, valid, report) : new Map<D1Database, ValidMessage[]>();
+  await Promise.all([
+    ...[...groups].map(([d1, group]) => consumeOnShard(ctx, d1, group, report)),
+    settleRejections(env, rejections),
+  ]);
   return report;
 }

@@ -10,12 +10,13 @@
  *   (`redelivery_exhausted`), so a crash loop ends.
  */
 import { getDb } from '../db/client.ts';
+import { placementOf, shardAt } from '../db/shards.ts';
 import { runContext } from '../env.ts';
 import type { DeliveryRow } from './attempt.ts';
 import { enqueueDeliveries } from './enqueue.ts';
 import { DeliveryMessage } from './messages.ts';
 import { type Rejection, recordRejections } from './rejections.ts';
-import { retryDelaySeconds } from './retry-policy.ts';
+import { type RetryPolicyName, retryDelaySeconds, retryPolicyOf } from './retry-policy.ts';
 import { deliveriesByIds, moveDelivery, REQUEUED_FROM_DLQ, requeuedFromDlqStatement } from './store.ts';
 import { OPEN_STATUSES } from './summary.ts';
 
@@ -23,7 +24,7 @@ import { OPEN_STATUSES } from './summary.ts';
 const MAX_QUEUE_DELAY_SECONDS = 12 * 3600;
 
 /** What the rows say about a delivery the queue gave up on. */
-function verdict(d: DeliveryRow, schedule: readonly number[] | undefined): 'dead' | 'crash_loop' | 'requeue' {
+function verdict(d: DeliveryRow, schedule: readonly number[]): 'dead' | 'crash_loop' | 'requeue' {
   const since = d.attemptCount - d.retryBase;
   const spent = since > 0 && retryDelaySeconds(since, { schedule, random: () => 0.5 }) === null;
   if (spent || d.statusReason === 'retries_exhausted') return 'dead';
@@ -40,38 +41,56 @@ export function deadLetterStatements(d1: D1Database, rows: readonly DeliveryRow[
     .flatMap((d) => moveDelivery(d1, d, 'dead', { statusReason: 'retries_exhausted', attempted: false, now }));
 }
 
+/** The retry policies of the webhooks these deliveries go to, by subscription id (one read; emails have none). */
+async function webhookPolicies(d1: D1Database, rows: readonly DeliveryRow[]) {
+  const ids = [
+    ...new Set(rows.filter((d) => d.channel === 'webhook' && d.subscriptionId).map((d) => d.subscriptionId)),
+  ];
+  const out = new Map<string, { retryPolicy: RetryPolicyName; retryDelays: string | null }>();
+  if (!ids.length) return out;
+  const { results } = await d1
+    .prepare(
+      `SELECT id, retry_policy, retry_delays FROM webhook_subscriptions
+       WHERE id IN (SELECT value FROM json_each(?1))`,
+    )
+    .bind(JSON.stringify(ids))
+    .all<{ id: string; retry_policy: RetryPolicyName; retry_delays: string | null }>();
+  for (const r of results) out.set(r.id, { retryPolicy: r.retry_policy, retryDelays: r.retry_delays });
+  return out;
+}
+
 export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env): Promise<void> {
-  const { cfg } = runContext(env);
   const rejections: Rejection[] = [];
   const idOf = new Map<Message<unknown>, string>();
+  const groups = new Map<number, string[]>();
+  const handles = new Map<Message<unknown>, string | undefined>();
   for (const message of batch.messages) {
     const parsed = DeliveryMessage.safeParse(message.body);
-    if (parsed.success) idOf.set(message, parsed.data.deliveryId);
-    else rejections.push({ queue: batch.queue, message, handle: null, reason: 'invalid dead-letter message' });
+    if (parsed.success) {
+      idOf.set(message, parsed.data.deliveryId);
+      handles.set(message, parsed.data.handle);
+    } else rejections.push({ queue: batch.queue, message, handle: null, reason: 'invalid dead-letter message' });
   }
-  const now = new Date();
-  const at = now.toISOString();
-  const failed = new Set<string>();
-  try {
-    const ids = [...new Set(idOf.values())];
-    const rows = ids.length ? await deliveriesByIds(getDb(env.DB), ids) : [];
-    const statements: D1PreparedStatement[] = [];
-    for (const d of rows.filter((r) => OPEN_STATUSES.includes(r.status))) {
-      const v = verdict(d, cfg.retryDelaysSeconds);
-      if (v !== 'requeue') {
-        const statusReason = v === 'dead' ? 'retries_exhausted' : 'redelivery_exhausted';
-        statements.push(...moveDelivery(env.DB, d, 'dead', { statusReason, attempted: false, now: at }));
-        continue;
-      }
-      const due = d.nextAttemptAt ? Math.ceil((Date.parse(d.nextAttemptAt) - now.getTime()) / 1000) : 0;
-      const delaySeconds = Math.min(MAX_QUEUE_DELAY_SECONDS, Math.max(0, due));
-      const sent = await enqueueDeliveries(env, [d.id], { delaySeconds }).catch(() => ({ queued: [] }));
-      // Marked only once it is on its fresh message: a message retried here must find it unmarked.
-      if (sent.queued.length) statements.push(requeuedFromDlqStatement(env.DB, d, at));
-      else failed.add(d.id);
+  // By shard (docs/design.md#shards): a message from before sharding names no handle, its delivery is on SHARD_0.
+  const moving = new Set<string>();
+  for (const [message, id] of idOf) {
+    const handle = handles.get(message);
+    const placement = handle ? await placementOf(env, handle) : null;
+    if (placement?.movingSince) {
+      moving.add(id);
+      continue;
     }
-    statements.push(...recordRejections(env.DB, rejections));
-    if (statements.length) await env.DB.batch(statements);
+    const shard = placement?.shard ?? 0;
+    groups.set(shard, [...(groups.get(shard) ?? []), id]);
+  }
+  const failed = new Set<string>(moving);
+  try {
+    await Promise.all([
+      ...[...groups].map(async ([shard, ids]) => {
+        for (const id of await deadLettersOn(env, shardAt(env, shard), [...new Set(ids)])) failed.add(id);
+      }),
+      rejections.length ? env.DB.batch(recordRejections(env.DB, rejections)) : null,
+    ]);
   } catch (err) {
     console.error(JSON.stringify({ level: 'error', msg: 'dead_letters_not_written', error: String(err) }));
     batch.retryAll({ delaySeconds: 30 });
@@ -82,4 +101,35 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env)
     if (id && failed.has(id)) message.retry({ delaySeconds: 30 });
     else message.ack();
   }
+}
+
+/** One shard's dead letters: written in one batch; the ids whose fresh message could not be sent. */
+async function deadLettersOn(env: Env, d1: D1Database, ids: readonly string[]): Promise<string[]> {
+  const { cfg } = runContext(env);
+  const now = new Date();
+  const at = now.toISOString();
+  const failed: string[] = [];
+  const rows = ids.length ? await deliveriesByIds(getDb(d1), ids) : [];
+  // The webhooks' own retry policies live on the same shard as their deliveries.
+  const policies = await webhookPolicies(d1, rows);
+  const statements: D1PreparedStatement[] = [];
+  for (const d of rows.filter((r) => OPEN_STATUSES.includes(r.status))) {
+    const policy = retryPolicyOf(d.subscriptionId ? policies.get(d.subscriptionId) : undefined, cfg.retryDelaysSeconds);
+    const v = verdict(d, policy.delaysSeconds);
+    if (v !== 'requeue') {
+      const statusReason = v === 'dead' ? 'retries_exhausted' : 'redelivery_exhausted';
+      statements.push(...moveDelivery(d1, d, 'dead', { statusReason, attempted: false, now: at }));
+      continue;
+    }
+    const due = d.nextAttemptAt ? Math.ceil((Date.parse(d.nextAttemptAt) - now.getTime()) / 1000) : 0;
+    const delaySeconds = Math.min(MAX_QUEUE_DELAY_SECONDS, Math.max(0, due));
+    const sent = await enqueueDeliveries(env, d1, [{ deliveryId: d.id, handle: d.handle }], { delaySeconds }).catch(
+      () => ({ queued: [] }),
+    );
+    // Marked only once it is on its fresh message: a message retried here must find it unmarked.
+    if (sent.queued.length) statements.push(requeuedFromDlqStatement(d1, d, at));
+    else failed.push(d.id);
+  }
+  if (statements.length) await d1.batch(statements);
+  return failed;
 }

@@ -11,6 +11,7 @@ import { fromJsonColumn } from '../lib/json.ts';
 import { asClause, asSentence } from '../lib/sentences.ts';
 import type { AttemptOutcome, DeliveredEvent, WebhookRow } from './attempt.ts';
 import type { MatchSettings } from './match.ts';
+import { describeRetryPolicy, retryPolicyOf } from './retry-policy.ts';
 
 const RECENT = 50;
 export const AUTO_DISABLE_DAYS = 5;
@@ -50,6 +51,10 @@ export interface WebhookDiagnosis {
     lastSuccessAt: string | null;
     projectedAutoDisableAt: string | null;
     secretInRotation: boolean;
+    /** The retry policy in force, as a sentence: `short (5 s, 30 s, 2 min; 4 attempts)`. */
+    retryPolicy: string;
+    /** Deliveries per second at most; null = unpaced. */
+    rateLimit: number | null;
   };
   test: {
     eventType: string;
@@ -164,6 +169,8 @@ export function diagnoseWebhook(input: {
   evidence: Evidence;
   timeoutMs: number;
   now: number;
+  /** The deployment's `RETRY_DELAYS_SECONDS` (empty: Svix's schedule): what the `default` policy means. */
+  defaultDelays?: readonly number[];
 }): WebhookDiagnosis {
   const { webhook: w, outcome, evidence } = input;
   const testOk = outcome.classification.outcome === 'succeeded';
@@ -271,6 +278,18 @@ export function diagnoseWebhook(input: {
         });
       }
     }
+    const throttled = failures.filter((f) => f.httpStatus === 429).length;
+    if (throttled) {
+      differences.push({
+        code: 'receiver_rate_limited',
+        message:
+          `The endpoint answered 429 Too Many Requests to ${throttled} production deliveries` +
+          (w.rateLimit ? ` while paced at ${w.rateLimit} per second.` : '; nothing paces its deliveries.'),
+      });
+      nextSteps.push(
+        'Pace the deliveries below what the endpoint accepts: PATCH …/webhooks/{id} {"rateLimit": <per second>}.',
+      );
+    }
     if (classes.includes('blocked_destination')) {
       differences.push({
         code: 'blocked_destination',
@@ -331,6 +350,8 @@ export function diagnoseWebhook(input: {
       lastSuccessAt: w.lastSuccessAt,
       projectedAutoDisableAt: projected,
       secretInRotation,
+      retryPolicy: describeRetryPolicy(retryPolicyOf(w, input.defaultDelays)),
+      rateLimit: w.rateLimit,
     },
     test: {
       eventType: input.event.type,

@@ -61,33 +61,42 @@ export interface EnqueueResult {
   marked: boolean;
 }
 
+/** A delivery to enqueue: its id and its handle, which names its shard (docs/design.md#shards). */
+export interface QueuedDelivery {
+  deliveryId: string;
+  handle: string;
+}
+
 /** Counts sendBatch calls per isolate; tests and the bench read it to check fan-out cost. */
 export const enqueueStats = { sendBatchCalls: 0 };
 
 /**
- * Enqueues pending deliveries, each on its own queue (`deliveryQueueIndex`), and marks the sent ones `queued` (only
- * rows still `pending`: a concurrent sweeper or consumer may have moved them). The queues are sent to side by side,
+ * Enqueues pending deliveries of one shard, each on its own queue (`deliveryQueueIndex`), and marks the sent ones
+ * `queued` there (only rows still `pending`: a concurrent sweeper or consumer may have moved them). Each message
+ * carries the delivery's handle, which names its shard (docs/design.md#shards). The queues are sent to side by side,
  * each in chunks of ≤ 100: n deliveries cost at most ⌈n/100⌉ + Q − 1 sendBatch calls. `delaySeconds` postpones the
  * first attempt (used for redrives).
  */
 export async function enqueueDeliveries(
-  env: Pick<Env, 'DB'> & DeliveryQueuesEnv,
-  deliveryIds: readonly string[],
+  env: DeliveryQueuesEnv,
+  shard: D1Database,
+  deliveries: readonly QueuedDelivery[],
   options: { delaySeconds?: number } = {},
 ): Promise<EnqueueResult> {
   const result: EnqueueResult = { queued: [], failed: [], sendBatchCalls: 0, marked: true };
   const queues = deliveryQueues(env);
-  const perQueue = queues.map((): string[] => []);
-  for (const id of deliveryIds) perQueue[deliveryQueueIndex(id, queues.length)]!.push(id);
-  const sendAll = async (queue: Queue, ids: readonly string[], n: number) => {
-    for (let i = 0; i < ids.length; i += SEND_BATCH_LIMIT) {
-      const chunk = ids.slice(i, i + SEND_BATCH_LIMIT);
+  const perQueue = queues.map((): QueuedDelivery[] => []);
+  for (const d of deliveries) perQueue[deliveryQueueIndex(d.deliveryId, queues.length)]!.push(d);
+  const sendAll = async (queue: Queue, list: readonly QueuedDelivery[], n: number) => {
+    for (let i = 0; i < list.length; i += SEND_BATCH_LIMIT) {
+      const slice = list.slice(i, i + SEND_BATCH_LIMIT);
+      const chunk = slice.map((d) => d.deliveryId);
       try {
         result.sendBatchCalls++;
         enqueueStats.sendBatchCalls++;
         await queue.sendBatch(
-          chunk.map((deliveryId) => ({
-            body: { deliveryId } satisfies DeliveryMessage,
+          slice.map(({ deliveryId, handle }) => ({
+            body: { deliveryId, handle } satisfies DeliveryMessage,
             contentType: 'json' as const,
             ...(options.delaySeconds ? { delaySeconds: options.delaySeconds } : {}),
           })),
@@ -112,7 +121,7 @@ export async function enqueueDeliveries(
     // The messages are sent: a failure here must not reach the caller, whose rows are stored (a retried publish or
     // events message would store the event twice). Rows left `pending` are re-sent by the sweeper, and the consumer
     // takes a `pending` row like a `queued` one (docs/design.md#outbox).
-    await markQueued(env.DB, result.queued).catch((err: unknown) => {
+    await markQueued(shard, result.queued).catch((err: unknown) => {
       result.marked = false;
       console.warn(
         JSON.stringify({

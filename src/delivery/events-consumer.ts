@@ -6,15 +6,26 @@
  */
 import { runContext } from '../env.ts';
 import { findJsonHazard, jsonHazardMessage, jsonPathText } from '../lib/json.ts';
-import { IngestRejected, ingestEvent } from './ingest.ts';
+import { type BatchOutcome, type IngestRequest, ingestBatch, MAX_BATCH_EVENTS } from './ingest.ts';
 import { EventMessage } from './messages.ts';
-import { type Rejection, recordRejections } from './rejections.ts';
+import { type Rejection, recordRejections, settleRejections } from './rejections.ts';
 
 const RETRY_SECONDS = 10;
+
+type BatchRequest = Omit<IngestRequest, 'handle'>;
+
+/** A transient failure (D1 down): the message comes again; after the queue's retries the DLQ consumer records it. */
+function retryIngest(message: Message<unknown>, err: unknown): void {
+  console.error(
+    JSON.stringify({ level: 'error', msg: 'event_ingest_failed', messageId: message.id, error: String(err) }),
+  );
+  message.retry({ delaySeconds: RETRY_SECONDS });
+}
 
 export async function consumeEvents(batch: MessageBatch<unknown>, env: Env): Promise<void> {
   const ctx = runContext(env);
   const rejections: Rejection[] = [];
+  const byHandle = new Map<string, { message: Message<unknown>; handle: string | null; request: BatchRequest }[]>();
   for (const message of batch.messages) {
     const handle =
       typeof (message.body as { handle?: unknown })?.handle === 'string'
@@ -35,28 +46,37 @@ export async function consumeEvents(batch: MessageBatch<unknown>, env: Env): Pro
       continue;
     }
     const { handle: target, source, ...event } = parsed.data;
-    try {
-      await ingestEvent(ctx, { ...event, handle: target, source: source ?? 'queue:notify-events' });
-      message.ack();
-    } catch (err) {
-      if (err instanceof IngestRejected) {
-        rejections.push({ queue: batch.queue, message, handle, reason: `${err.code}: ${err.message}` });
-      } else {
-        console.error(
-          JSON.stringify({ level: 'error', msg: 'event_ingest_failed', messageId: message.id, error: String(err) }),
+    const group = byHandle.get(target) ?? [];
+    group.push({ message, handle, request: { ...event, source: source ?? 'queue:notify-events' } });
+    byHandle.set(target, group);
+  }
+  // Each handle's events through the batch ingest the HTTP batch uses (docs/design.md#batch-publish): one read and one
+  // write for the group, a result per message. The queue is the data plane: no daily write limit.
+  for (const [target, group] of byHandle) {
+    for (let i = 0; i < group.length; i += MAX_BATCH_EVENTS) {
+      const part = group.slice(i, i + MAX_BATCH_EVENTS);
+      let outcomes: BatchOutcome[];
+      try {
+        outcomes = await ingestBatch(
+          ctx,
+          target,
+          part.map((p) => p.request),
         );
-        message.retry({ delaySeconds: RETRY_SECONDS });
+      } catch (err) {
+        for (const p of part) retryIngest(p.message, err);
+        continue;
+      }
+      for (const [k, outcome] of outcomes.entries()) {
+        const { message, handle } = part[k]!;
+        if (outcome.kind === 'stored' || outcome.kind === 'duplicate') message.ack();
+        else if (outcome.kind === 'rejected') {
+          const reason = `${outcome.error.code}: ${outcome.error.message}`;
+          rejections.push({ queue: batch.queue, message, handle, reason });
+        } else retryIngest(message, outcome.kind === 'failed' ? outcome.error : outcome.kind);
       }
     }
   }
-  if (!rejections.length) return;
-  try {
-    await env.DB.batch(recordRejections(env.DB, rejections));
-    for (const r of rejections) r.message.ack();
-  } catch (err) {
-    console.error(JSON.stringify({ level: 'error', msg: 'rejections_not_written', error: String(err) }));
-    for (const r of rejections) r.message.retry({ delaySeconds: RETRY_SECONDS });
-  }
+  await settleRejections(env.DB, rejections, RETRY_SECONDS);
 }
 
 /** `notify-events-dlq`: events whose ingest kept failing; recorded so they can be found and replayed. */

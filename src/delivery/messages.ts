@@ -5,8 +5,14 @@
 import { z } from 'zod';
 import { HANDLE_PATTERN } from '../lib/handles.ts';
 
-/** `notify-deliveries` and its DLQ: one delivery attempt to perform (or to mark dead). */
-export const DeliveryMessage = z.strictObject({ deliveryId: z.string().regex(/^dlv_[0-9A-Z]{26}$/) });
+/**
+ * `notify-deliveries` and its DLQ: one delivery attempt to perform (or to mark dead). The handle names the shard the
+ * delivery lives on (docs/design.md#shards); a message sent before sharding has none, and its delivery is on SHARD_0.
+ */
+export const DeliveryMessage = z.strictObject({
+  deliveryId: z.string().regex(/^dlv_[0-9A-Z]{26}$/),
+  handle: z.string().regex(HANDLE_PATTERN).optional(),
+});
 export type DeliveryMessage = z.infer<typeof DeliveryMessage>;
 
 /**
@@ -32,6 +38,8 @@ export const EventInput = z.strictObject({
       message: `sourceEventIds beginning with "${SYSTEM_SOURCE_PREFIX}" are reserved for the service's own events.`,
     })
     .optional(),
+  /** `off_peak`: deliveries wait while a peak campaign window is open (docs/design.md#peak-campaign-windows). */
+  delivery: z.enum(['now', 'off_peak']).optional(),
 });
 export type EventInput = z.infer<typeof EventInput>;
 
@@ -53,10 +61,13 @@ export const QUEUES = {
   deliveries: (n: number) => `notify-deliveries-${n}`,
   /** Its dead-letter queue. */
   deliveriesDlq: (n: number) => `notify-deliveries-${n}-dlq`,
+  /** Email Sending's lifecycle events, published by an event subscription (docs/design.md#email-events). */
+  emailEvents: 'notify-email-events',
+  emailEventsDlq: 'notify-email-events-dlq',
 } as const;
 
 /** What a queue is, by its name; null for a queue this Worker does not consume. */
-export type QueueRole = 'events' | 'eventsDlq' | 'deliveries' | 'deliveriesDlq';
+export type QueueRole = 'events' | 'eventsDlq' | 'deliveries' | 'deliveriesDlq' | 'emailEvents' | 'emailEventsDlq';
 
 /**
  * The role of a queue by its name. Any `notify-deliveries-<n>` (and its DLQ) is a delivery queue, also one beyond
@@ -66,6 +77,8 @@ export type QueueRole = 'events' | 'eventsDlq' | 'deliveries' | 'deliveriesDlq';
 export function queueRole(name: string): QueueRole | null {
   if (name === QUEUES.events) return 'events';
   if (name === QUEUES.eventsDlq) return 'eventsDlq';
+  if (name === QUEUES.emailEvents) return 'emailEvents';
+  if (name === QUEUES.emailEventsDlq) return 'emailEventsDlq';
   if (/^notify-deliveries(?:-(?:0|[1-9][0-9]*))?$/.test(name)) return 'deliveries';
   if (/^notify-deliveries(?:-(?:0|[1-9][0-9]*))?-dlq$/.test(name)) return 'deliveriesDlq';
   return null;

@@ -22,6 +22,7 @@ export function overdueCutoff(now: Date, graceSeconds: number): string {
 /** A delivery the sweeper claimed: re-enqueue it, or, when its DLQ hand-off was lost, write it dead. */
 export interface ClaimedDelivery {
   id: string;
+  handle: string;
   status: 'queued' | 'retrying';
   status_reason: string | null;
 }
@@ -40,7 +41,7 @@ export function claimOverdue(d1: D1Database, now: Date, graceSeconds: number, li
        WHERE id IN (
          SELECT id FROM deliveries WHERE status in ('queued', 'retrying') AND ${DELIVERY_DUE_AT} < ?4
          ORDER BY ${DELIVERY_DUE_AT} LIMIT ?5)
-       RETURNING id, status, status_reason`,
+       RETURNING id, handle, status, status_reason`,
     )
     .bind(now.toISOString(), graceSeconds, graceSeconds * MAX_BACKOFF_GRACES, overdueCutoff(now, graceSeconds), limit);
 }

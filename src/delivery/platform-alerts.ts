@@ -6,6 +6,7 @@
  * active) before anyone got it. summary.ts marks those notifications (`alert_check_at`) in the statement that moves
  * the delivery; the job looks only at marked ones, at most once each: one platform alert per notification, ever.
  */
+import { onEveryShard } from '../db/shards.ts';
 import { config } from '../env.ts';
 import { newId } from '../lib/ids.ts';
 import { enqueueDeliveries } from './enqueue.ts';
@@ -20,45 +21,70 @@ const UNALERTED_MARK_TTL_MS = 24 * 60 * 60_000;
 
 interface Marked {
   id: string;
+  handle: string;
   alertCheckAt: string;
 }
 
+/** What one run did, summed over the shards. */
+export type UndeliverableRun = {
+  checked: number;
+  alerted: number;
+  enqueued: number;
+  dropped: number;
+};
+
 /**
- * The minute job: a platform alert for each marked notification that is now `undeliverable` and has none yet.
- * `only.handle` limits a run to one handle's notifications (tests share one database with other tests' marks).
+ * The minute job: a platform alert for each marked notification that is now `undeliverable` and has none yet, on
+ * every shard. `only.handle` limits a run to one handle's notifications (tests share databases with other tests'
+ * marks).
  */
 export async function alertUndeliverable(
   env: Env,
   now: Date,
   only: { handle?: string } = {},
-): Promise<{ checked: number; alerted: number; enqueued: number; dropped: number }> {
+): Promise<UndeliverableRun> {
+  const runs = await onEveryShard(env, (d1) => alertUndeliverableOn(env, d1, now, only));
+  const sum = (k: keyof UndeliverableRun) => runs.reduce((n, r) => n + r[k], 0);
+  return { checked: sum('checked'), alerted: sum('alerted'), enqueued: sum('enqueued'), dropped: sum('dropped') };
+}
+
+async function alertUndeliverableOn(
+  env: Env,
+  d1: D1Database,
+  now: Date,
+  only: { handle?: string },
+): Promise<UndeliverableRun> {
   const address = config(env).platformAlertEmail;
   if (!address) {
     // Nothing to tell, and nowhere to tell it. Fresh marks are left alone: a deployment's configuration is one for
     // every invocation, so this only forgets what an address set later would be a day too late for.
     const cutoff = new Date(now.getTime() - UNALERTED_MARK_TTL_MS).toISOString();
-    const { meta } = await env.DB.prepare(
-      'UPDATE notifications SET alert_check_at = NULL WHERE alert_check_at IS NOT NULL AND alert_check_at < ?1',
-    )
+    const { meta } = await d1
+      .prepare(
+        'UPDATE notifications SET alert_check_at = NULL WHERE alert_check_at IS NOT NULL AND alert_check_at < ?1',
+      )
       .bind(cutoff)
       .run();
     return { checked: 0, alerted: 0, enqueued: 0, dropped: meta.changes ?? 0 };
   }
-  const { results: marked } = await env.DB.prepare(
-    `SELECT id, alert_check_at AS alertCheckAt FROM notifications
-     WHERE alert_check_at IS NOT NULL AND (?2 IS NULL OR handle = ?2)
-     ORDER BY alert_check_at LIMIT ?1`,
-  )
+  const { results: marked } = await d1
+    .prepare(
+      `SELECT id, handle, alert_check_at AS alertCheckAt FROM notifications
+       WHERE alert_check_at IS NOT NULL AND (?2 IS NULL OR handle = ?2)
+       ORDER BY alert_check_at LIMIT ?1`,
+    )
     .bind(BATCH, only.handle ?? null)
     .all<Marked>();
   if (!marked.length) return { checked: 0, alerted: 0, enqueued: 0, dropped: 0 };
   const at = now.toISOString();
   const ids = marked.map(() => newId('dlv'));
-  const statements = marked.flatMap((n, i) => alertStatements(env.DB, n, ids[i]!, address, at));
-  const results = await env.DB.batch(statements);
+  const statements = marked.flatMap((n, i) => alertStatements(d1, n, ids[i]!, address, at));
+  const results = await d1.batch(statements);
   // Three statements per notification, the first the INSERT: a change there is an alert made.
-  const made = ids.filter((_, i) => (results[i * 3]?.meta.changes ?? 0) === 1);
-  const sent = made.length ? await enqueueDeliveries(env, made) : { queued: [] };
+  const made = marked
+    .map((n, i) => ({ deliveryId: ids[i]!, handle: n.handle }))
+    .filter((_, i) => (results[i * 3]?.meta.changes ?? 0) === 1);
+  const sent = made.length ? await enqueueDeliveries(env, d1, made) : { queued: [] };
   return { checked: marked.length, alerted: made.length, enqueued: sent.queued.length, dropped: 0 };
 }
 

@@ -39,3 +39,15 @@ export function recordRejections(d1: D1Database, rejections: readonly Rejection[
       .bind(newId('rej'), r.queue, r.message.id, r.handle, r.reason.slice(0, 1000), body.slice(0, MAX_BODY), now);
   });
 }
+
+/** Records refused messages, then acks them; retries them (after `retrySeconds`) if the record cannot be written. */
+export async function settleRejections(d1: D1Database, rejections: readonly Rejection[], retrySeconds: number) {
+  if (!rejections.length) return;
+  try {
+    await d1.batch(recordRejections(d1, rejections));
+    for (const r of rejections) r.message.ack();
+  } catch (err) {
+    console.error(JSON.stringify({ level: 'error', msg: 'rejections_not_written', error: String(err) }));
+    for (const r of rejections) r.message.retry({ delaySeconds: retrySeconds });
+  }
+}

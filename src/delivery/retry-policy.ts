@@ -12,6 +12,53 @@ export const JITTER = 0.1;
 const MIN_DELAY = RETRY_DELAYS_SECONDS[0];
 const MAX_DELAY = Math.max(...RETRY_DELAYS_SECONDS);
 
+/** The `short` policy, for test endpoints: 5 s, 30 s, 2 min — 4 attempts within ~3 min. */
+export const SHORT_RETRY_DELAYS_SECONDS = [5, 30, 120] as const;
+
+export const RETRY_POLICY_NAMES = ['default', 'short', 'custom'] as const;
+export type RetryPolicyName = (typeof RETRY_POLICY_NAMES)[number];
+
+/** A webhook's retry policy in force (docs/design.md#retry-policies): its name and the delays it means. */
+export interface RetryPolicy {
+  name: RetryPolicyName;
+  delaysSeconds: readonly number[];
+  maxAttempts: number;
+}
+
+/**
+ * The policy in force for a webhook (`undefined`: an email, which always follows the default). `default` is the
+ * deployment's `RETRY_DELAYS_SECONDS` when set, else Svix's schedule; a custom list that no longer reads as one
+ * (never written by the API, which checks it) falls back to the default rather than to no retries at all.
+ */
+export function retryPolicyOf(
+  webhook: { retryPolicy: RetryPolicyName; retryDelays: string | null } | undefined,
+  deploymentDefault: readonly number[] = [],
+): RetryPolicy {
+  const of = (name: RetryPolicyName, delaysSeconds: readonly number[]) => ({
+    name,
+    delaysSeconds,
+    maxAttempts: delaysSeconds.length + 1,
+  });
+  const fallback = of('default', deploymentDefault.length ? deploymentDefault : RETRY_DELAYS_SECONDS);
+  if (webhook?.retryPolicy === 'short') return of('short', SHORT_RETRY_DELAYS_SECONDS);
+  if (webhook?.retryPolicy !== 'custom') return fallback;
+  try {
+    const delays: unknown = JSON.parse(webhook.retryDelays ?? 'null');
+    if (Array.isArray(delays) && delays.length && delays.every((n) => Number.isInteger(n) && n >= 1)) {
+      return of('custom', delays as number[]);
+    }
+  } catch {
+    // Falls through to the default.
+  }
+  return fallback;
+}
+
+/** The policy as a sentence for the diagnosis, the doctor and the dashboard: `short (5 s, 30 s, 2 min; 4 attempts)`. */
+export function describeRetryPolicy(p: RetryPolicy): string {
+  const span = (s: number) => (s % 3600 === 0 ? `${s / 3600} h` : s % 60 === 0 ? `${s / 60} min` : `${s} s`);
+  return `${p.name} (${p.delaysSeconds.map(span).join(', ')}; ${p.maxAttempts} attempts)`;
+}
+
 /**
  * The delay after failed attempt `attempt` (1-based), or null when it was the last one.
  * `schedule` replaces the default delays (a deployment may shorten them, e.g. for an end-to-end test);

@@ -79,6 +79,8 @@ export interface MoveFields {
   errorClass?: string | null;
   httpStatus?: number | null;
   nextAttemptAt?: string | null;
+  /** An accepted mail's provider message id (docs/design.md#email-events); kept when not given. */
+  providerMessageId?: string | null | undefined;
   now: string;
 }
 
@@ -99,7 +101,7 @@ export function moveDelivery(
       .prepare(
         `UPDATE deliveries SET status = ?2, status_reason = ?3, attempt_count = ?4, last_error_class = ?5,
            last_http_status = ?6, next_attempt_at = ?7, last_attempt_at = CASE WHEN ?8 THEN ?9 ELSE last_attempt_at END,
-           updated_at = ?9
+           provider_message_id = COALESCE(?12, provider_message_id), updated_at = ?9
          WHERE id = ?1 AND ${sameRow(d, '?10', '?11')}`,
       )
       .bind(
@@ -114,6 +116,7 @@ export function moveDelivery(
         fields.now,
         d.status,
         d.attemptCount,
+        fields.providerMessageId ?? null,
       ),
   ];
   if (d.notificationId) {

@@ -20,19 +20,29 @@ export interface RecipientSummary {
   updatedAt: string;
 }
 
-export type DeliveryStatus = 'pending' | 'queued' | 'retrying' | 'succeeded' | 'dead' | 'cancelled' | 'skipped';
+export type DeliveryStatus =
+  | 'deferred'
+  | 'pending'
+  | 'queued'
+  | 'retrying'
+  | 'succeeded'
+  | 'dead'
+  | 'cancelled'
+  | 'skipped';
 
 /** Recipients listed individually on the notification row; larger fan-outs list the first ones and count the rest. */
 export const RECIPIENT_SUMMARY_LIMIT = 25;
 
 export const OPEN_STATUSES: readonly DeliveryStatus[] = ['pending', 'queued', 'retrying'];
 export const TERMINAL_STATUSES: readonly DeliveryStatus[] = ['succeeded', 'dead', 'cancelled', 'skipped'];
-const OPEN_SQL = `('pending', 'queued', 'retrying')`;
+/** Open in the ledger's sense: the open statuses, and `deferred` (docs/design.md#peak-campaign-windows). */
+const OPEN_SQL = `('deferred', 'pending', 'queued', 'retrying')`;
 
 type Bucket = 'open' | 'succeeded' | 'dead' | 'none';
 
 function bucket(status: DeliveryStatus): Bucket {
-  if (OPEN_STATUSES.includes(status)) return 'open';
+  // A deferred delivery (docs/design.md#peak-campaign-windows) is open: it will go, only later.
+  if (status === 'deferred' || OPEN_STATUSES.includes(status)) return 'open';
   if (status === 'succeeded' || status === 'dead') return status;
   return 'none';
 }
@@ -130,6 +140,34 @@ export function transitionStatement(d1: D1Database, t: Transition): D1PreparedSt
       t.at,
       from === 'open' && to === 'none' ? 1 : 0,
     );
+}
+
+/**
+ * A new status reason on a recipient's summary entry without a move (an email delivery confirmed delivered by its
+ * provider): the feed reads what the delivery row says.
+ */
+export function recipientReasonStatement(d1: D1Database, notificationId: string, deliveryId: string, reason: string) {
+  return d1
+    .prepare(
+      `UPDATE notifications SET recipients = json_set(recipients, ?2 || '.statusReason', ?3)
+       WHERE id = ?1 AND json_type(recipients, ?2) IS NOT NULL`,
+    )
+    .bind(notificationId, `$."${deliveryId}"`, reason);
+}
+
+/**
+ * A delivery added to an existing notification (a replay, docs/design.md#replay): one more recipient, open. Put it
+ * right after the delivery's INSERT … ON CONFLICT DO NOTHING: `changes() = 1` makes it count only an insert that
+ * happened, so a repeated replay never counts one twice.
+ */
+export function addedDeliveryStatement(d1: D1Database, notificationId: string, at: string): D1PreparedStatement {
+  return d1
+    .prepare(
+      `UPDATE notifications SET recipient_count = recipient_count + 1, open_count = open_count + 1,
+         status = ${aggregateSql('open_count + 1', 'succeeded_count', 'dead_count')}, updated_at = ?2
+       WHERE id = ?1 AND changes() = 1`,
+    )
+    .bind(notificationId, at);
 }
 
 /**

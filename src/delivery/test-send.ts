@@ -4,6 +4,7 @@
  * the subscription's health counters, so they cannot trip or reset auto-disable.
  */
 
+import { shardFor } from '../db/shards.ts';
 import { runContext } from '../env.ts';
 import { eventTypeInfo } from '../lib/event-catalog.ts';
 import { newId } from '../lib/ids.ts';
@@ -93,25 +94,34 @@ export async function runTestSend(
     requeuedUpdatedAt: null,
     requeueDueAt: null,
     payload: JSON.stringify(input.event),
+    providerMessageId: null,
+    deliveredAt: null,
+    providerVerdict: null,
+    replayId: null,
     createdAt: now,
     updatedAt: now,
   };
-  await insertTestDelivery(env.DB, delivery).run();
+  const d1 = await shardFor(env, input.handle);
+  await insertTestDelivery(d1, delivery).run();
   const outcome = await performAttempt(runContext(env), { delivery, event: input.event, webhook: input.webhook });
   const at = new Date().toISOString();
   const c = outcome.classification;
   // A test send is one attempt: it succeeds or it is dead, never retried.
   const to = c.outcome === 'succeeded' ? 'succeeded' : 'dead';
-  await env.DB.batch([
-    attemptStatement(env.DB, delivery, outcome, at),
-    ...moveDelivery(env.DB, delivery, to, {
+  await d1.batch([
+    attemptStatement(d1, delivery, outcome, at),
+    ...moveDelivery(d1, delivery, to, {
       // The reason says why it was sent; the class of a failure is in last_error_class.
       statusReason: delivery.statusReason,
       attempted: true,
       errorClass: c.outcome === 'failed' ? c.errorClass : null,
       httpStatus: outcome.httpStatus,
+      providerMessageId: outcome.providerMessageId,
       now: at,
     }),
   ]);
-  return { delivery: { ...delivery, status: to, attemptCount: 1 }, outcome };
+  return {
+    delivery: { ...delivery, status: to, attemptCount: 1, providerMessageId: outcome.providerMessageId ?? null },
+    outcome,
+  };
 }

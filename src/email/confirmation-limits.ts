@@ -24,6 +24,7 @@ const DAY_MS = 86_400_000;
  */
 export async function claimConfirmationResend(
   d1: D1Database,
+  control: D1Database,
   sub: { id: string; emailNormalized: string },
   nowMs = Date.now(),
 ): Promise<ResendClaim> {
@@ -55,8 +56,8 @@ export async function claimConfirmationResend(
   }
 
   const day = now.slice(0, 10);
-  // One row per address: a new day starts the count again in place.
-  const counted = await d1
+  // One row per address, across every handle and so every shard: on the control plane (docs/design.md#shards).
+  const counted = await control
     .prepare(
       `INSERT INTO confirmation_mail_counters (email_normalized, day, count) VALUES (?1, ?2, 1)
        ON CONFLICT (email_normalized) DO UPDATE SET

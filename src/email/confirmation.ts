@@ -3,6 +3,7 @@
  * as a hash, valid 72 h); nothing else reaches the address until it is confirmed. Resending makes a new token, so an
  * older link stops working.
  */
+import { findOnShards, shardFor } from '../db/shards.ts';
 import type { Config, RunContext } from '../env.ts';
 import { randomBytes, sha256Hex, toBase64Url } from '../lib/crypto.ts';
 import { sendMail } from './send.ts';
@@ -36,10 +37,12 @@ export async function sendConfirmation(
 ): Promise<{ sent: boolean; detail: string }> {
   const { env } = run;
   const { token, hash, expiresAt } = await newConfirmToken();
-  const updated = await env.DB.prepare(
-    `UPDATE email_subscriptions SET confirm_token_hash = ?2, confirm_expires_at = ?3, updated_at = ?4
+  const d1 = await shardFor(env, sub.handle);
+  const updated = await d1
+    .prepare(
+      `UPDATE email_subscriptions SET confirm_token_hash = ?2, confirm_expires_at = ?3, updated_at = ?4
      WHERE id = ?1 AND status = 'pending_confirmation'`,
-  )
+    )
     .bind(sub.id, hash, expiresAt, new Date().toISOString())
     .run();
   if (!updated.meta.changes) return { sent: false, detail: 'The subscription is not waiting for confirmation.' };
@@ -71,9 +74,8 @@ export async function sendConfirmation(
     ? `Confirmation mail sent; the link is valid until ${expiresAt}.`
     : `The confirmation mail could not be sent (${outcome.message}); ` +
       'resend it with POST …/email-subscriptions/{id}/resend-confirmation.';
-  await env.DB.prepare(
-    `UPDATE email_subscriptions SET status_reason = ?2 WHERE id = ?1 AND status = 'pending_confirmation'`,
-  )
+  await d1
+    .prepare(`UPDATE email_subscriptions SET status_reason = ?2 WHERE id = ?1 AND status = 'pending_confirmation'`)
     .bind(sub.id, detail)
     .run();
   return { sent: outcome.ok, detail };
@@ -88,21 +90,27 @@ export async function confirmByToken(
   token: string,
 ): Promise<{ ok: true; email: string; handle: string } | { ok: false; reason: 'unknown' | 'expired' }> {
   const hash = await sha256Hex(token);
-  const row = await env.DB.prepare(
-    `SELECT id, email, handle, confirm_expires_at FROM email_subscriptions
-     WHERE confirm_token_hash = ?1 AND status = 'pending_confirmation'`,
-  )
-    .bind(hash)
-    .first<{ id: string; email: string; handle: string; confirm_expires_at: string | null }>();
-  if (!row) return { ok: false, reason: 'unknown' };
+  // The link names no handle: the token's shard is the one that has it.
+  const hit = await findOnShards(env, (d1) =>
+    d1
+      .prepare(
+        `SELECT id, email, handle, confirm_expires_at FROM email_subscriptions
+         WHERE confirm_token_hash = ?1 AND status = 'pending_confirmation'`,
+      )
+      .bind(hash)
+      .first<{ id: string; email: string; handle: string; confirm_expires_at: string | null }>(),
+  );
+  if (!hit) return { ok: false, reason: 'unknown' };
+  const { d1, found: row } = hit;
   if (!row.confirm_expires_at || Date.parse(row.confirm_expires_at) <= Date.now())
     return { ok: false, reason: 'expired' };
   const now = new Date().toISOString();
-  const done = await env.DB.prepare(
-    `UPDATE email_subscriptions SET status = 'active', status_reason = NULL, confirmed_at = ?3,
+  const done = await d1
+    .prepare(
+      `UPDATE email_subscriptions SET status = 'active', status_reason = NULL, confirmed_at = ?3,
        confirm_token_hash = NULL, confirm_expires_at = NULL, updated_at = ?3
      WHERE id = ?1 AND confirm_token_hash = ?2 AND status = 'pending_confirmation'`,
-  )
+    )
     .bind(row.id, hash, now)
     .run();
   return done.meta.changes ? { ok: true, email: row.email, handle: row.handle } : { ok: false, reason: 'unknown' };

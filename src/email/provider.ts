@@ -3,7 +3,7 @@
  * which import these types and nothing above them. Only `email/providers/*` talk to a mail API; the pipeline sees
  * `send()` and an outcome it can classify. Which provider sends a mail is decided in one place, `send.ts`.
  */
-import type { OutgoingMail } from './mime.ts';
+import type { OutgoingMail } from './message.ts';
 
 export type SendOutcome =
   | { ok: true; providerMessageId: string | null }

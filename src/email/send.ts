@@ -6,7 +6,7 @@
  */
 import type { RunContext } from '../env.ts';
 import { withDevMailbox } from './dev-mailbox.ts';
-import type { OutgoingMail } from './mime.ts';
+import type { OutgoingMail } from './message.ts';
 import type { EmailProvider, SendMeta, SendOutcome } from './provider.ts';
 import { cloudflareProvider } from './providers/cloudflare.ts';
 import { resendProvider } from './providers/resend.ts';

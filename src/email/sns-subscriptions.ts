@@ -6,6 +6,7 @@
  * says when it just became so, and its caller tells the owner, once, through a critical `email.subscription_stale`
  * notification (delivery/alerts.ts).
  */
+import { shardFor } from '../db/shards.ts';
 import { config } from '../env.ts';
 import { type SnsClient, SnsError, snsClient } from './providers/sns/client.ts';
 import { toSnsFilterPolicy } from './providers/sns/filter-policy.ts';
@@ -41,11 +42,12 @@ export async function subscribeAtSns(env: Env, sub: SnsSubscriptionRow): Promise
       subscriptionId: sub.id,
     });
     const { subscriptionArn, pendingConfirmation } = await sns.subscribe(topicArn, sub.emailNormalized, policy);
-    await env.DB.prepare(
-      `UPDATE email_subscriptions SET provider = 'sns', provider_ref = ?2, provider_checked_at = ?3, updated_at = ?3,
+    await (await shardFor(env, sub.handle))
+      .prepare(
+        `UPDATE email_subscriptions SET provider = 'sns', provider_ref = ?2, provider_checked_at = ?3, updated_at = ?3,
          status = ?4, status_reason = ?5, confirmed_at = CASE WHEN ?4 = 'active' THEN ?3 ELSE confirmed_at END
        WHERE id = ?1`,
-    )
+      )
       .bind(
         sub.id,
         subscriptionArn,
@@ -60,9 +62,8 @@ export async function subscribeAtSns(env: Env, sub: SnsSubscriptionRow): Promise
       'AWS SNS refused the subscription ' +
       `(${err instanceof SnsError ? `${err.code}: ${err.message}` : String(err)}); try again with POST ` +
       '…/resend-confirmation.';
-    await env.DB.prepare(
-      `UPDATE email_subscriptions SET provider = 'sns', status_reason = ?2, updated_at = ?3 WHERE id = ?1`,
-    )
+    await (await shardFor(env, sub.handle))
+      .prepare(`UPDATE email_subscriptions SET provider = 'sns', status_reason = ?2, updated_at = ?3 WHERE id = ?1`)
       .bind(sub.id, detail.slice(0, 500), now)
       .run();
     return { ok: false, detail };
@@ -96,23 +97,26 @@ export async function checkAtSns(
 ): Promise<SnsCheck> {
   const now = new Date().toISOString();
   const state = await snsClient(env).checkSubscription(sub.providerRef!);
+  const d1 = await shardFor(env, sub.handle);
   if (state === 'not_found') {
-    const changed = await env.DB.prepare(
-      `UPDATE email_subscriptions SET status = 'stale', status_reason = ?2, provider_checked_at = ?3, updated_at = ?3
+    const changed = await d1
+      .prepare(
+        `UPDATE email_subscriptions SET status = 'stale', status_reason = ?2, provider_checked_at = ?3, updated_at = ?3
        WHERE id = ?1 AND status <> 'stale' RETURNING id`,
-    )
+      )
       .bind(sub.id, staleReason(sub.id), now)
       .first();
     return { state, becameStale: Boolean(changed) };
   }
-  await env.DB.prepare(
-    `UPDATE email_subscriptions SET provider_checked_at = ?3,
+  await d1
+    .prepare(
+      `UPDATE email_subscriptions SET provider_checked_at = ?3,
        status = CASE WHEN ?2 = 'confirmed' AND status = 'pending_confirmation' THEN 'active' ELSE status END,
        status_reason = CASE WHEN ?2 = 'confirmed' AND status = 'pending_confirmation' THEN NULL ELSE status_reason END,
        confirmed_at = CASE WHEN ?2 = 'confirmed' AND confirmed_at IS NULL THEN ?3 ELSE confirmed_at END,
        updated_at = ?3
      WHERE id = ?1`,
-  )
+    )
     .bind(sub.id, state, now)
     .run();
   return { state, becameStale: false };

@@ -12,7 +12,7 @@ export interface Feedback {
   subscriptionId?: string | null;
   /** Provider wording, e.g. "550 5.1.1 user unknown". */
   detail: string;
-  provider: 'resend' | 'sns' | 'ses';
+  provider: 'resend' | 'sns' | 'ses' | 'cloudflare';
 }
 
 /** A subscription a feedback event just suppressed. */

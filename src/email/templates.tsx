@@ -1,7 +1,7 @@
 /**
  * The mails this service sends: one per notification, the double opt-in confirmation, and the support report. Each
- * is a subject, a plain-text body and an HTML body (JSX, from the pieces in `mail-layout.tsx`); `buildMimeMessage` in
- * `mime.ts` turns them into a message.
+ * is a subject, a plain-text body and an HTML body (JSX, from the pieces in `mail-layout.tsx`); the provider turns
+ * them into a message (`message.ts` says what every provider checks first).
  *
  * Event data is written by clients, so it is treated as hostile: every value is HTML-escaped by JSX (keys too),
  * values are shown on one line with control and bidi characters made visible (a value cannot forge a footer line or
@@ -27,7 +27,7 @@ import {
   renderFragment,
   renderMailHtml,
 } from './mail-layout.tsx';
-import { sanitizeHeaderValue } from './mime.ts';
+import { sanitizeHeaderValue } from './message.ts';
 
 export interface NotificationForMail {
   id: string;

@@ -85,7 +85,7 @@ export const DeliveryCoreFields = {
   recipientType: z.enum(['webhook', 'email', 'owner_default', 'platform_alert']),
   subscriptionId: z.string().nullable(),
   target: z.string(),
-  status: z.enum(['pending', 'queued', 'retrying', 'succeeded', 'dead', 'cancelled', 'skipped']),
+  status: z.enum(['deferred', 'pending', 'queued', 'retrying', 'succeeded', 'dead', 'cancelled', 'skipped']),
   statusReason: z.string().nullable(),
   lastErrorClass: z.string().nullable(),
   lastHttpStatus: z.number().int().nullable(),

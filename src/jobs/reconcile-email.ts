@@ -4,6 +4,7 @@
  * anyone misses a mail. It also creates the SES feedback topic (email/sns-topics.ts) the first time it runs.
  */
 
+import { onEveryShard } from '../db/shards.ts';
 import { alertSubscriptionStale } from '../delivery/alerts.ts';
 import { checkAtSns } from '../email/sns-subscriptions.ts';
 import { ensureFeedbackTopic } from '../email/sns-topics.ts';
@@ -21,13 +22,23 @@ export async function reconcileSnsSubscriptions(
   await ensureFeedbackTopic(env, ctx.cfg.aws).catch((err: unknown) =>
     console.warn(JSON.stringify({ level: 'warn', msg: 'sns_feedback_topic_failed', error: String(err) })),
   );
-  const { results } = await env.DB.prepare(
-    `SELECT id, handle, email_normalized AS emailNormalized, provider_ref AS providerRef FROM email_subscriptions
-     WHERE provider = 'sns' AND provider_ref IS NOT NULL AND status IN ('pending_confirmation', 'active')
-     ORDER BY provider_checked_at NULLS FIRST LIMIT ?1`,
-  )
-    .bind(PER_RUN)
-    .all<{ id: string; handle: string; emailNormalized: string; providerRef: string }>();
+  // Every shard's longest-unchecked subscriptions; PER_RUN of them in all, the longest unchecked first.
+  const perShard = await onEveryShard(env, async (d1) => {
+    const { results } = await d1
+      .prepare(
+        `SELECT id, handle, email_normalized AS emailNormalized, provider_ref AS providerRef,
+           provider_checked_at AS checkedAt FROM email_subscriptions
+         WHERE provider = 'sns' AND provider_ref IS NOT NULL AND status IN ('pending_confirmation', 'active')
+         ORDER BY provider_checked_at NULLS FIRST LIMIT ?1`,
+      )
+      .bind(PER_RUN)
+      .all<{ id: string; handle: string; emailNormalized: string; providerRef: string; checkedAt: string | null }>();
+    return results;
+  });
+  const results = perShard
+    .flat()
+    .sort((a, b) => (a.checkedAt ?? '').localeCompare(b.checkedAt ?? ''))
+    .slice(0, PER_RUN);
   let stale = 0;
   let errors = 0;
   for (const sub of results) {

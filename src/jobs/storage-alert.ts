@@ -4,6 +4,7 @@
  * `platform_alerts` claims the day, and is given back when the mail could not be sent, so the next run tries again).
  */
 import { databaseSize, STORAGE_ALERT_PERCENT } from '../archive/storage.ts';
+import { shardBindings } from '../db/shards.ts';
 import { sendMail } from '../email/send.ts';
 import { runContext } from '../env.ts';
 
@@ -13,7 +14,11 @@ export async function checkStorageBudget(
   now: Date,
 ): Promise<{ sizeBytes: number; usedPercent: number; alerted: boolean }> {
   const run = runContext(env);
-  const size = await databaseSize(env.DB, run.cfg.d1SizeLimitBytes);
+  // Every database has its own 10 GB: the fullest one decides (docs/design.md#shards).
+  const sizes = await Promise.all(
+    [...new Set([env.DB, ...shardBindings(env)])].map((d1) => databaseSize(d1, run.cfg.d1SizeLimitBytes)),
+  );
+  const size = sizes.reduce((a, b) => (b.sizeBytes > a.sizeBytes ? b : a));
   const result = { sizeBytes: size.sizeBytes, usedPercent: size.usedPercent, alerted: false };
   const to = run.cfg.platformAlertEmail;
   if (size.usedPercent < STORAGE_ALERT_PERCENT || !to) return result;

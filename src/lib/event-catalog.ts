@@ -18,6 +18,8 @@ export interface EventTypeInfo {
   /** What `data` holds for this type; every sample parses with it (test/lib/event-catalog.test.ts). */
   schema: z.ZodType<Record<string, unknown>>;
   sample: Record<string, unknown>;
+  /** Words people use for the last segment of this type (`shipped` for `order.fulfilled`), for typo suggestions. */
+  aliases?: readonly string[];
 }
 
 const text = (description: string) => z.string().min(1).max(1000).describe(description);
@@ -30,8 +32,14 @@ const currency = z
 const instant = (description: string) => z.iso.datetime({ offset: true }).describe(description);
 const day = (description: string) => z.iso.date().describe(description);
 const count = z.number().int().nonnegative();
-/** An open object: the named fields are optional but typed; any other field passes through. */
-const data = (shape: z.ZodRawShape) => z.looseObject(shape).partial() as unknown as z.ZodType<Record<string, unknown>>;
+/**
+ * An open object: the `required` fields must be there, the other named fields are optional but typed; any other field
+ * passes through.
+ */
+const data = (shape: Record<string, z.ZodType>, required: readonly string[] = []) =>
+  z.looseObject(
+    Object.fromEntries(Object.entries(shape).map(([k, v]) => [k, required.includes(k) ? v : v.optional()])),
+  ) as unknown as z.ZodType<Record<string, unknown>>;
 
 const orderFields = {
   orderId,
@@ -49,7 +57,7 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'A customer placed an order.',
     defaultSeverity: 'info',
     system: false,
-    schema: data(orderFields),
+    schema: data(orderFields, ['orderId']),
     sample: order,
   },
   {
@@ -57,20 +65,24 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'Payment for an order was captured.',
     defaultSeverity: 'info',
     system: false,
-    schema: data({ ...orderFields, paymentId: text('The payment id at the payment provider.') }),
+    schema: data({ ...orderFields, paymentId: text('The payment id at the payment provider.') }, ['orderId']),
     sample: { ...order, paymentId: 'pay_8812' },
   },
   {
     type: 'order.fulfilled',
     description: 'All items of an order were shipped.',
+    aliases: ['shipped', 'dispatched'],
     defaultSeverity: 'info',
     system: false,
-    schema: data({
-      orderId,
-      carrier: text('The carrier.'),
-      trackingNumber: text('The tracking number.'),
-      shippedAt: instant('When it shipped.'),
-    }),
+    schema: data(
+      {
+        orderId,
+        carrier: text('The carrier.'),
+        trackingNumber: text('The tracking number.'),
+        shippedAt: instant('When it shipped.'),
+      },
+      ['orderId'],
+    ),
     sample: {
       orderId: 'ord_10482',
       carrier: 'Delhivery',
@@ -83,7 +95,7 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'An order was cancelled.',
     defaultSeverity: 'warning',
     system: false,
-    schema: data({ orderId, reason: text('Why, e.g. customer_request.') }),
+    schema: data({ orderId, reason: text('Why, e.g. customer_request.') }, ['orderId']),
     sample: { orderId: 'ord_10482', reason: 'customer_request' },
   },
   {
@@ -91,7 +103,7 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'An order was refunded, in whole or in part.',
     defaultSeverity: 'warning',
     system: false,
-    schema: data({ orderId, amount: money.describe('The refunded amount, in `currency`.'), currency }),
+    schema: data({ orderId, amount: money.describe('The refunded amount, in `currency`.'), currency }, ['orderId']),
     sample: { orderId: 'ord_10482', amount: 2499.0, currency: 'INR' },
   },
   {
@@ -99,11 +111,14 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'A shipment will miss its promised date.',
     defaultSeverity: 'warning',
     system: false,
-    schema: data({
-      orderId,
-      promisedBy: day('The promised delivery date.'),
-      expectedBy: day('The new expected date.'),
-    }),
+    schema: data(
+      {
+        orderId,
+        promisedBy: day('The promised delivery date.'),
+        expectedBy: day('The new expected date.'),
+      },
+      ['orderId'],
+    ),
     sample: { orderId: 'ord_10482', promisedBy: '2026-11-22', expectedBy: '2026-11-25' },
   },
   {
@@ -111,7 +126,7 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'A shipment could not be fulfilled.',
     defaultSeverity: 'critical',
     system: false,
-    schema: data({ orderId, reason: text('Why, e.g. out_of_stock.'), sku: text('The SKU concerned.') }),
+    schema: data({ orderId, reason: text('Why, e.g. out_of_stock.'), sku: text('The SKU concerned.') }, ['orderId']),
     sample: { orderId: 'ord_10482', reason: 'out_of_stock', sku: 'TSHIRT-RED-M' },
   },
   {
@@ -119,7 +134,9 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'A payment attempt failed.',
     defaultSeverity: 'critical',
     system: false,
-    schema: data({ orderId, paymentId: text('The payment id.'), code: text('The decline code, e.g. card_declined.') }),
+    schema: data({ orderId, paymentId: text('The payment id.'), code: text('The decline code, e.g. card_declined.') }, [
+      'orderId',
+    ]),
     sample: { orderId: 'ord_10482', paymentId: 'pay_8813', code: 'card_declined' },
   },
   {
@@ -127,11 +144,14 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'A campaign was scheduled.',
     defaultSeverity: 'info',
     system: false,
-    schema: data({
-      campaignId: text('The campaign id.'),
-      name: text('The campaign name.'),
-      startsAt: instant('When it starts.'),
-    }),
+    schema: data(
+      {
+        campaignId: text('The campaign id.'),
+        name: text('The campaign name.'),
+        startsAt: instant('When it starts.'),
+      },
+      ['campaignId'],
+    ),
     sample: { campaignId: 'cmp_311', name: 'Diwali sale', startsAt: '2026-11-01T00:00:00Z' },
   },
   {
@@ -139,7 +159,9 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'A campaign started sending.',
     defaultSeverity: 'info',
     system: false,
-    schema: data({ campaignId: text('The campaign id.'), audience: count.describe('Recipients targeted.') }),
+    schema: data({ campaignId: text('The campaign id.'), audience: count.describe('Recipients targeted.') }, [
+      'campaignId',
+    ]),
     sample: { campaignId: 'cmp_311', audience: 12840 },
   },
   {
@@ -147,11 +169,14 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'A campaign finished.',
     defaultSeverity: 'info',
     system: false,
-    schema: data({
-      campaignId: text('The campaign id.'),
-      sent: count.describe('Messages sent.'),
-      failed: count.describe('Messages that failed.'),
-    }),
+    schema: data(
+      {
+        campaignId: text('The campaign id.'),
+        sent: count.describe('Messages sent.'),
+        failed: count.describe('Messages that failed.'),
+      },
+      ['campaignId'],
+    ),
     sample: { campaignId: 'cmp_311', sent: 12840, failed: 12 },
   },
   {
@@ -159,7 +184,7 @@ export const EVENT_CATALOG: readonly EventTypeInfo[] = [
     description: 'A campaign stopped with an error.',
     defaultSeverity: 'critical',
     system: false,
-    schema: data({ campaignId: text('The campaign id.'), reason: text('Why it stopped.') }),
+    schema: data({ campaignId: text('The campaign id.'), reason: text('Why it stopped.') }, ['campaignId']),
     sample: { campaignId: 'cmp_311', reason: 'template_render_error' },
   },
   {
@@ -233,8 +258,22 @@ export function editDistance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
+const lastSegment = (type: string) => type.slice(type.lastIndexOf('.') + 1);
+
 /**
- * Catalog types nearest to `input` by edit distance, best first, at most `n`: with `prefixes` the `namespace.*`
+ * How far `input` is from a catalog type: the edit distance of the whole type plus twice that of the last segment
+ * (the nearest of the type's own and its aliases), so `order.shiped` reads as the shipped-like `order.fulfilled`, not
+ * as `order.paid`, which is fewer edits away but names another event.
+ */
+function typoDistance(input: string, type: string): number {
+  if (type.endsWith('.*')) return editDistance(input, type);
+  const words = [lastSegment(type), ...(BY_TYPE.get(type)?.aliases ?? [])];
+  const last = lastSegment(input);
+  return editDistance(input, type) + 2 * Math.min(...words.map((w) => editDistance(last, w)));
+}
+
+/**
+ * Catalog types nearest to `input` (`typoDistance`), best first, at most `n`: with `prefixes` the `namespace.*`
  * patterns too (for eventTypes), with `publishable` only the types a client may publish.
  */
 export function nearestEventTypes(input: string, opts: { n?: number; prefixes?: boolean; publishable?: boolean } = {}) {
@@ -242,7 +281,7 @@ export function nearestEventTypes(input: string, opts: { n?: number; prefixes?: 
   const candidates = EVENT_CATALOG.filter((e) => !(publishable && e.system)).map((e) => e.type);
   if (prefixes) candidates.push(...[...NAMESPACES].map((ns) => `${ns}.*`));
   return candidates
-    .map((t) => ({ t, d: editDistance(input, t) }))
+    .map((t) => ({ t, d: typoDistance(input, t) }))
     .sort((x, y) => x.d - y.d || x.t.localeCompare(y.t))
     .slice(0, n)
     .map((x) => x.t);

@@ -7,7 +7,7 @@ const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const TIME_LEN = 10;
 const RANDOM_LEN = 16;
 
-export type IdPrefix = 'whk' | 'esub' | 'ntf' | 'dlv' | 'att' | 'tok' | 'rpt' | 'req' | 'rej' | 'mail' | 'arc';
+export type IdPrefix = 'whk' | 'esub' | 'ntf' | 'dlv' | 'att' | 'tok' | 'rpt' | 'req' | 'rej' | 'mail' | 'arc' | 'rpl';
 
 let lastTime = -1;
 let lastRandom: number[] = [];

@@ -116,10 +116,19 @@ export const problems = {
     ),
   unprocessable: (detail: string, extensions?: Record<string, unknown>) =>
     new ProblemError('unprocessable', detail, extensions ? { extensions } : {}),
-  rateLimited: (detail: string, retryAfterSeconds: number, headers: Record<string, string> = {}) =>
+  /**
+   * `budget` names the limit that refused: which one, its size, what remains (0) and the window
+   * (docs/design.md#per-route-throttles, #the-daily-write-limit), in the body as the RateLimit headers say it.
+   */
+  rateLimited: (
+    detail: string,
+    retryAfterSeconds: number,
+    headers: Record<string, string> = {},
+    budget: Record<string, unknown> = {},
+  ) =>
     new ProblemError('rate_limited', detail, {
       headers: { 'Retry-After': String(retryAfterSeconds), ...headers },
-      extensions: { retryAfterSeconds },
+      extensions: { retryAfterSeconds, ...budget },
     }),
   internal: () =>
     new ProblemError('internal', 'Something went wrong on our side. Quote the requestId when you contact support.'),

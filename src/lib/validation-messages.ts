@@ -135,3 +135,22 @@ export function humanValidationMessage(issue: ValidationIssue, field: string): s
       return issue.message;
   }
 }
+
+/**
+ * `message` with the value at `path` in `example` (a catalog sample) as its example, when the sample has a plain value
+ * there: what a publisher can copy, instead of a generic placeholder.
+ */
+export function withExampleFrom(
+  example: Record<string, unknown>,
+  path: readonly PropertyKey[],
+  message: string,
+): string {
+  let value: unknown = example;
+  for (const key of path) {
+    value = value && typeof value === 'object' ? (value as Record<string, unknown>)[String(key)] : undefined;
+  }
+  if (value === undefined || (value !== null && typeof value === 'object')) return message;
+  const copy = `for example "${String(path.at(-1))}": ${JSON.stringify(value)}`;
+  const generic = /for example "[^"]*": .*\.$/;
+  return generic.test(message) ? message.replace(generic, `${copy}.`) : `${message.replace(/\.$/, '')} (${copy}).`;
+}

@@ -24,7 +24,8 @@ import { type AccessRule, type PendingAccess, requireRole, requireScopes, requir
 import { hasValidChecksum, isPatLike } from '../auth/pat.ts';
 import { type HandleRole, jwtPrincipal, type Principal, patPrincipal, patTouchDue } from '../auth/principal.ts';
 import { handleQuery, type PatRow, patQuery, roleQuery, touchPat } from '../auth/queries.ts';
-import { getDb } from '../db/client.ts';
+import { type Db, getDb } from '../db/client.ts';
+import { cachedPlacement, placementOf, requireWritable, shardAt, shardFor } from '../db/shards.ts';
 import { type AppEnv, config } from '../env.ts';
 import { sha256Hex } from '../lib/crypto.ts';
 import { problems } from '../lib/problem.ts';
@@ -78,6 +79,9 @@ function admit(
   }
   c.set('principal', principal);
 }
+
+/** Methods that change nothing: they go on while a handle moves between shards. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 interface Lookup {
   query: BatchItem<'sqlite'> & { all(): Promise<unknown[]> };
@@ -143,6 +147,7 @@ export function authorize(rule: AccessRule): MiddlewareHandler<AppEnv> {
           settled = true;
           const { principal, role } = lookup.apply(rows);
           admit(c, rule, handle, principal, role);
+          if (!SAFE_METHODS.has(c.req.method)) await requireWritable(c.env, handle);
           for (const throttle of throttles) await throttle();
         },
       };
@@ -152,8 +157,17 @@ export function authorize(rule: AccessRule): MiddlewareHandler<AppEnv> {
       if (!settled) await resolveAccess(c);
       return;
     }
-    const { principal, role } = lookup.apply(await lookup.query.all());
+    if (!handle) {
+      const { principal, role } = lookup.apply(await lookup.query.all());
+      admit(c, rule, null, principal, role);
+      return next();
+    }
+    // The directory (usually cached) is read beside the access lookup, not after it.
+    const [rows, placement] = await Promise.all([lookup.query.all(), placementOf(c.env, handle)]);
+    const { principal, role } = lookup.apply(rows);
     admit(c, rule, handle, principal, role);
+    if (!placement) throw problems.notFound();
+    if (!SAFE_METHODS.has(c.req.method)) await requireWritable(c.env, handle);
     await next();
   };
 }
@@ -165,18 +179,46 @@ export async function resolveAccess(c: Context<AppEnv>): Promise<void> {
 }
 
 /**
- * Runs the route's read queries in ONE D1 round trip together with its deferred access lookup (see `deferToData`):
- * the lookup's rows are checked before the data is returned, so a caller without access gets the same 401/403/404
+ * The D1 database of the request's `{handle}` (docs/design.md#shards). With a deferred access lookup and no cached
+ * placement, the lookup and the directory read go to the control plane at once and access is settled first, so an
+ * unknown handle answers exactly as a handle the caller may not see.
+ */
+export async function handleD1(c: Context<AppEnv>): Promise<D1Database> {
+  const handle = c.req.param('handle');
+  if (!handle) throw new Error('handleD1 outside a /v2/handles/{handle} route');
+  const cached = cachedPlacement(c.env, handle);
+  if (cached) return shardAt(c.env, cached.shard);
+  const pending = c.get('pendingAccess');
+  if (pending && !pending.settled) {
+    const [access, placement] = await Promise.all([pending.run(), placementOf(c.env, handle)]);
+    await pending.settle(access);
+    if (!placement) throw problems.notFound();
+    return shardAt(c.env, placement.shard);
+  }
+  return shardFor(c.env, handle);
+}
+
+/** {@link handleD1} as a drizzle client. */
+export async function handleDb(c: Context<AppEnv>): Promise<Db> {
+  return getDb(await handleD1(c));
+}
+
+/**
+ * Runs the route's read queries (built on `db`, the handle's shard from {@link handleDb}) in one D1 batch while the
+ * deferred access lookup runs on the control plane at the same time (see `deferToData`): one round trip of latency.
+ * The lookup's rows are checked before the data is returned, so a caller without access gets the same 401/403/404
  * and never the data. Without a deferred lookup it is simply `db.batch(queries)`.
  */
 export async function batchWithAccess<T extends readonly [BatchItem<'sqlite'>, ...BatchItem<'sqlite'>[]]>(
   c: Context<AppEnv>,
+  db: Db,
   queries: T,
 ): Promise<unknown[][]> {
-  const db = getDb(c.env.DB);
   const pending = c.get('pendingAccess');
   if (!pending || pending.settled) return (await db.batch(queries)) as unknown[][];
-  const [access, ...data] = (await db.batch([pending.query, ...queries])) as unknown[][];
-  await pending.settle(access!);
-  return data;
+  const [access, data] = await Promise.allSettled([pending.run(), db.batch(queries)]);
+  if (access.status === 'rejected') throw access.reason;
+  await pending.settle(access.value);
+  if (data.status === 'rejected') throw data.reason;
+  return data.value as unknown as unknown[][];
 }

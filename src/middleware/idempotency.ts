@@ -13,6 +13,7 @@
  *   answer instead of creating a second resource (docs/reliability.md#scenarios).
  */
 import type { Context, MiddlewareHandler } from 'hono';
+import { shardFor } from '../db/shards.ts';
 import type { AppEnv } from '../env.ts';
 import { decryptSecret, encryptSecret, importEncryptionKey, sha256Hex } from '../lib/crypto.ts';
 import { problems } from '../lib/problem.ts';
@@ -30,6 +31,8 @@ interface Claim {
   handle: string;
   key: string;
   requestHash: string;
+  /** Where the key is stored: the handle's shard, or the control plane for writes outside a handle. */
+  db: D1Database;
 }
 
 /** Claims by request context, for {@link answerInBatch}; a WeakMap, so nothing outlives its request. */
@@ -86,7 +89,7 @@ export async function answerInBatch(c: Context<AppEnv>, answer: RecordedAnswer):
     if (REPLAYED_HEADERS.includes(name.toLowerCase())) headers[name.toLowerCase()] = value;
   }
   const body = await encryptSecret(JSON.stringify(answer.body), await importEncryptionKey(c.env.ENCRYPTION_KEY));
-  return [completeStatement(c.env.DB, claim, { status: answer.status, headers: JSON.stringify(headers), body }, true)];
+  return [completeStatement(claim.db, claim, { status: answer.status, headers: JSON.stringify(headers), body }, true)];
 }
 
 export function idempotency(): MiddlewareHandler<AppEnv> {
@@ -103,7 +106,8 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
     const body = await c.req.text();
     const requestHash = await sha256Hex(`${c.req.method} ${c.req.path}\n${body}`);
     const now = new Date();
-    const db = c.env.DB;
+    // A handle's key lives on its shard, so the route's own batch can complete it (docs/design.md#shards).
+    const db = handle ? await shardFor(c.env, handle) : c.env.DB;
 
     const claimed = await db
       .prepare(
@@ -164,7 +168,7 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
       return;
     }
 
-    claims.set(c, { principal, handle, key, requestHash });
+    claims.set(c, { principal, handle, key, requestHash, db });
     let stored = false;
     try {
       await next();
@@ -180,7 +184,7 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
             : await encryptSecret(await c.res.clone().text(), await importEncryptionKey(c.env.ENCRYPTION_KEY));
         await completeStatement(
           db,
-          { principal, handle, key, requestHash },
+          { principal, handle, key, requestHash, db },
           { status: c.res.status, headers: JSON.stringify(headers), body: responseBody },
         ).run();
         stored = true;

@@ -4,15 +4,28 @@
  * at the limit cannot overshoot it, and given back when the write does not succeed: only successful writes count.
  */
 import type { MiddlewareHandler } from 'hono';
+import { giveBackDailySlots, nextUtcMidnight, utcDay } from '../db/daily-counters.ts';
+import { shardFor } from '../db/shards.ts';
 import { type AppEnv, config } from '../env.ts';
-import { problems } from '../lib/problem.ts';
+import { type ProblemError, problems } from '../lib/problem.ts';
 
-function utcDay(d: Date): string {
-  return d.toISOString().slice(0, 10);
-}
+/** The daily limit's `RateLimit-Policy` item: a window of one UTC day. */
+export const dailyPolicy = (limit: number) => `"daily";q=${limit};w=86400`;
 
-function nextUtcMidnight(d: Date): Date {
-  return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1));
+/**
+ * The 429 of the daily limit: which limit, its size, what remains (0) and when it resets, in the body and in the
+ * RateLimit headers alike.
+ */
+export function dailyLimitProblem(limit: number, now: Date): ProblemError {
+  const day = utcDay(now);
+  const reset = nextUtcMidnight(now);
+  const seconds = Math.ceil((reset.getTime() - now.getTime()) / 1000);
+  return problems.rateLimited(
+    `This handle reached its limit of ${limit} writes for ${day} (UTC); writes resume at ${reset.toISOString()}.`,
+    seconds,
+    { 'RateLimit-Policy': dailyPolicy(limit), RateLimit: `"daily";r=0;t=${seconds}` },
+    { policy: 'daily', limit, remaining: 0, resetAt: reset.toISOString() },
+  );
 }
 
 /** Enforces and counts the daily write limit of the handle in the path. */
@@ -23,35 +36,23 @@ export function dailyWriteQuota(): MiddlewareHandler<AppEnv> {
     const limit = config(c.env).dailyWriteLimit;
     const now = new Date();
     const day = utcDay(now);
-    const slot = await c.env.DB.prepare(
-      `INSERT INTO daily_write_counters (handle, day, count) VALUES (?1, ?2, 1)
+    // Counted beside the handle's rows, on its shard (docs/design.md#shards).
+    const d1 = await shardFor(c.env, handle);
+    const slot = await d1
+      .prepare(
+        `INSERT INTO daily_write_counters (handle, day, count) VALUES (?1, ?2, 1)
        ON CONFLICT (handle, day) DO UPDATE SET count = count + 1 WHERE count < ?3
        RETURNING count`,
-    )
+      )
       .bind(handle, day, limit)
       .first<{ count: number }>();
-    if (!slot) {
-      const reset = nextUtcMidnight(now);
-      const p = problems.rateLimited(
-        `This handle reached its limit of ${limit} writes for ${day} (UTC); writes resume at ${reset.toISOString()}.`,
-        Math.ceil((reset.getTime() - now.getTime()) / 1000),
-      );
-      p.extensions.resetAt = reset.toISOString();
-      p.extensions.limit = limit;
-      throw p;
-    }
+    if (!slot) throw dailyLimitProblem(limit, now);
     let succeeded = false;
     try {
       await next();
       succeeded = c.res.status >= 200 && c.res.status < 300;
     } finally {
-      if (!succeeded) {
-        await c.env.DB.prepare(
-          'UPDATE daily_write_counters SET count = count - 1 WHERE handle = ?1 AND day = ?2 AND count > 0',
-        )
-          .bind(handle, day)
-          .run();
-      }
+      if (!succeeded) await giveBackDailySlots(d1, handle, day, 1).run();
     }
   };
 }

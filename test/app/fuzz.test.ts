@@ -16,7 +16,7 @@
  * destructive cases (DELETE, PATCH) cannot starve other operations, and the Rate Limiting bindings are replaced by an
  * always-allow stub and the daily write limit raised, so cases are not spent on 429s.
  */
-import { env } from 'cloudflare:workers';
+
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -30,6 +30,7 @@ import {
 import { fuzzRuns } from '../support/generated-runs.ts';
 import {
   ALL_USER_SCOPES,
+  anyShard,
   call,
   callJson,
   callWithVars,
@@ -91,7 +92,8 @@ async function makeTenant(): Promise<Tenant> {
     body: { type: 'order.created', data: { orderId: 'o-1' } },
   });
   if (ev.status !== 202) throw new Error(`event: ${ev.status} ${JSON.stringify(ev.body)}`);
-  const dlv = await env.DB.prepare('SELECT id FROM deliveries WHERE handle = ? ORDER BY id LIMIT 1')
+  const dlv = await anyShard
+    .prepare('SELECT id FROM deliveries WHERE handle = ? ORDER BY id LIMIT 1')
     .bind(handle)
     .first<{ id: string }>();
   const pat = await createPat(owner, { name: 'fuzz' });
@@ -113,9 +115,10 @@ async function makeTenant(): Promise<Tenant> {
 async function settle(handles: string[]) {
   const marks = handles.map(() => '?').join(',');
   for (let i = 0; i < 60; i++) {
-    const row = await env.DB.prepare(
-      `SELECT count(*) AS n FROM deliveries WHERE handle IN (${marks}) AND status IN ('pending','queued','retrying')`,
-    )
+    const row = await anyShard
+      .prepare(
+        `SELECT count(*) AS n FROM deliveries WHERE handle IN (${marks}) AND status IN ('pending','queued','retrying')`,
+      )
       .bind(...handles)
       .first<{ n: number }>();
     if (!row?.n) return;
@@ -126,8 +129,9 @@ async function settle(handles: string[]) {
 /** What a rejected write must not change: per-table counts and change markers for the tenant. */
 async function digest(t: Tenant, extraHandle?: string): Promise<string> {
   const h = extraHandle ?? t.handle;
-  const row = await env.DB.prepare(
-    `SELECT
+  const row = await anyShard
+    .prepare(
+      `SELECT
       (SELECT count(*) || '|' || ifnull(max(updated_at), '') FROM webhook_subscriptions WHERE handle = ?1) AS webhook_subscriptions,
       (SELECT count(*) || '|' || ifnull(max(updated_at), '') FROM email_subscriptions WHERE handle = ?1) AS email_subscriptions,
       (SELECT count(*) FROM notifications WHERE handle = ?1) AS notifications,
@@ -138,7 +142,7 @@ async function digest(t: Tenant, extraHandle?: string): Promise<string> {
       (SELECT count(*) || '|' || ifnull(max(updated_at), '') || '|' || ifnull(group_concat(role), '') FROM memberships WHERE handle = ?1) AS memberships,
       (SELECT count(*) || '|' || ifnull(max(updated_at), '') FROM handles WHERE handle = ?1) AS handles,
       (SELECT count(*) FROM support_reports WHERE principal_id IN (?2, 'user:' || ?2)) AS support_reports`,
-  )
+    )
     .bind(h, t.owner)
     .first();
   return JSON.stringify(row);

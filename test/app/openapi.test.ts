@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.ts';
 import { call, callJson } from '../support/helpers.ts';
+import { setupHandle } from '../support/pipeline-helpers.ts';
 
 describe('OpenAPI document', () => {
   it('lists every route the app serves, and nothing else', async () => {
@@ -57,6 +58,45 @@ describe('OpenAPI document', () => {
     for (const path of Object.keys(doc.paths)) expect(html).toContain(path.replace(/&/g, '&amp;'));
     expect(html).toContain('id="problem-validation"');
     expect(html).not.toMatch(/<script[^>]+src=|https:\/\/(?:cdn|fonts)\./);
+  });
+
+  it('every operation has a curl example, rendered on /docs; the examples with a body are accepted as they stand', async () => {
+    const { body: doc } = await callJson('GET', '/v2/openapi.json');
+    const html = await (await call('GET', '/docs')).text();
+    const fromHtml = (t: string) =>
+      t
+        .replace(/&quot;/g, '"')
+        .replace(/&#39;/g, "'")
+        .replace(/&lt;/g, '<')
+        .replace(/&gt;/g, '>')
+        .replace(/&amp;/g, '&');
+    const shown = [...html.matchAll(/<pre class="sample">([\s\S]*?)<\/pre>/g)].map((m) => fromHtml(m[1]!));
+    const samples: Record<string, string> = {};
+    for (const item of Object.values(doc.paths as Record<string, any>)) {
+      for (const [method, op] of Object.entries(item as Record<string, any>)) {
+        const [sample, ...more] = op['x-codeSamples'] ?? [];
+        expect(more, op.operationId).toEqual([]);
+        expect(sample, op.operationId).toMatchObject({ lang: 'Shell', label: 'curl' });
+        const source = sample.source as string;
+        expect(source.startsWith(`curl -X ${method.toUpperCase()} "$BASE_URL/`), op.operationId).toBe(true);
+        expect(source.includes('{'), `${op.operationId}: ${source}`).toBe(source.includes(" -d '"));
+        expect(source.includes('Authorization: Bearer $TOKEN'), op.operationId).toBe((op.security ?? []).length > 0);
+        expect(shown, op.operationId).toContain(source);
+        samples[op.operationId] = source;
+      }
+    }
+    expect(shown).toHaveLength(Object.keys(samples).length);
+
+    // The publish example, run against a real handle: accepted (its data is the catalog example of its type).
+    const h = await setupHandle();
+    const publish = samples.publishEvent!;
+    const body = JSON.parse(/-d '(.*)'$/s.exec(publish)![1]!);
+    expect(publish).toContain('"$BASE_URL/v2/handles/demo-store/events"');
+    const res = await callJson('POST', `/v2/handles/${h.handle}/events`, { token: h.token, body });
+    expect(res.status, JSON.stringify(res.body)).toBe(202);
+    // So is the webhook one (a subscription to a URL).
+    const hook = JSON.parse(/-d '(.*)'$/s.exec(samples.createWebhook!)![1]!);
+    expect(hook.url).toMatch(/^https:\/\//);
   });
 
   it('every id on the docs page is a valid, unique id, and every in-page link reaches one', async () => {

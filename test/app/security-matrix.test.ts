@@ -4,6 +4,7 @@
  * secrets in logs / responses / rows, where SNS feedback may come from (#email), and hostile JSON and header values.
  * Every row is its own test, through the real Worker and real local D1.
  */
+
 import { env, exports } from 'cloudflare:workers';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -11,19 +12,24 @@ import { consumeEvents } from '../../src/delivery/events-consumer.ts';
 import { unsubscribeToken } from '../../src/email/unsubscribe.ts';
 import { sha256Hex } from '../../src/lib/crypto.ts';
 import { newId } from '../../src/lib/ids.ts';
+import { meterD1 } from '../support/d1-meter.ts';
 import { dohQueries, dohUrl } from '../support/doh.ts';
 import {
   ALL_USER_SCOPES,
   AUDIENCE,
   addMember,
+  anyShard,
   call,
   callJson,
   callWithVars,
+  catalogData,
   createPat,
   expectProblem,
   ISSUER,
   provisionHandle,
   serviceJwt,
+  shardName,
+  shardOf,
   signJwt,
   unique,
 } from '../support/helpers.ts';
@@ -59,21 +65,27 @@ const subs = (h: string) => `/v2/handles/${h}/notifications/email-subscriptions`
 /** Every row of a handle in every table that holds tenant data (plus attempts of its deliveries). */
 async function snapshot(handle: string): Promise<Record<string, unknown[]>> {
   const out: Record<string, unknown[]> = {};
+  // The control plane's rows of the handle, then its shard's (docs/design.md#shards).
+  for (const t of ['handles', 'memberships']) {
+    out[t] = (await env.DB.prepare(`SELECT * FROM ${t} WHERE handle = ? ORDER BY 1, 2`).bind(handle).all()).results;
+  }
+  out['shard.handles'] = (
+    await anyShard.prepare('SELECT * FROM handles WHERE handle = ? ORDER BY 1, 2').bind(handle).all()
+  ).results;
   for (const t of [
-    'handles',
-    'memberships',
     'webhook_subscriptions',
     'email_subscriptions',
     'notifications',
     'deliveries',
     'notification_settings',
   ]) {
-    out[t] = (await env.DB.prepare(`SELECT * FROM ${t} WHERE handle = ? ORDER BY 1, 2`).bind(handle).all()).results;
+    out[t] = (await anyShard.prepare(`SELECT * FROM ${t} WHERE handle = ? ORDER BY 1, 2`).bind(handle).all()).results;
   }
   out.delivery_attempts = (
-    await env.DB.prepare(
-      'SELECT a.* FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.handle = ? ORDER BY a.id',
-    )
+    await anyShard
+      .prepare(
+        'SELECT a.* FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.handle = ? ORDER BY a.id',
+      )
       .bind(handle)
       .all()
   ).results;
@@ -81,8 +93,8 @@ async function snapshot(handle: string): Promise<Record<string, unknown[]>> {
 }
 
 /** A victim handle with one of everything: webhook, email sub, owner default, notification and delivery. */
-async function victim() {
-  const h = await setupHandle();
+async function victim(shard?: 'SHARD_0' | 'SHARD_1') {
+  const h = await setupHandle(shard);
   const wh = await createWebhook(h, { url: 'http://127.0.0.1:9/victim-hook' });
   const sub = await callJson('POST', subs(h.handle), {
     token: h.token,
@@ -97,7 +109,7 @@ async function victim() {
   const ingest = await ingestQuiet(h.handle, { type: 'order.paid' });
   const deliveryId = ingest.deliveryIds[0]!;
   // A dead delivery is redrivable: the retry route must still refuse it to a stranger.
-  await env.DB.prepare(`UPDATE deliveries SET status = 'dead' WHERE id = ?`).bind(deliveryId).run();
+  await anyShard.prepare(`UPDATE deliveries SET status = 'dead' WHERE id = ?`).bind(deliveryId).run();
   return {
     ...h,
     webhookId: wh.id,
@@ -206,7 +218,10 @@ describe('1. BOLA', () => {
         'retry',
       );
       await expect404(
-        await call('POST', `/v2/handles/${a.handle}/events`, { token, body: { type: 'order.paid', data: {} } }),
+        await call('POST', `/v2/handles/${a.handle}/events`, {
+          token,
+          body: { type: 'order.paid', data: catalogData('order.paid') },
+        }),
         'events',
       );
       await expect404(
@@ -453,7 +468,7 @@ describe('3. Scope escalation', () => {
           ownerFallback: 'none',
         },
       ],
-      ['POST', `${base}/events`, { type: 'order.paid', data: {} }],
+      ['POST', `${base}/events`, { type: 'order.paid', data: catalogData('order.paid') }],
     ];
     const before = await snapshot(a.handle);
     const failures: string[] = [];
@@ -597,7 +612,7 @@ describe('4. Role escalation', () => {
     const before = await snapshot(b.handle);
     const base = `/v2/handles/${b.handle}`;
     for (const [method, path, body] of [
-      ['POST', `${base}/events`, { type: 'order.paid', data: {} }],
+      ['POST', `${base}/events`, { type: 'order.paid', data: catalogData('order.paid') }],
       ['GET', `${base}/webhooks`],
       ['POST', `${base}/webhooks`, { url: 'http://127.0.0.1:9/svc' }],
       ['DELETE', `${base}/webhooks/${b.webhookId}`],
@@ -842,7 +857,7 @@ describe('6. SSRF', () => {
       const res = await callWithVars(PROD, 'PATCH', `${hooks(h.handle)}/${wh.id}`, { token: h.token, body: { url } });
       expect(res.status, url).toBe(422);
     }
-    expect(await env.DB.prepare('SELECT url FROM webhook_subscriptions WHERE id = ?').bind(wh.id).first('url')).toBe(
+    expect(await anyShard.prepare('SELECT url FROM webhook_subscriptions WHERE id = ?').bind(wh.id).first('url')).toBe(
       'https://hooks.example.com/ok',
     );
   });
@@ -870,8 +885,9 @@ describe('6. SSRF', () => {
       `https://127.0.0.1:${new URL(receiverUrl('ok', key)).port}/r/ok/${key}`,
     ];
     for (const target of targets) {
-      await env.DB.prepare('UPDATE webhook_subscriptions SET url = ? WHERE id = ?').bind(target, wh.id).run();
-      await env.DB.prepare(`UPDATE deliveries SET target = ?, status = 'queued' WHERE id = ?`)
+      await anyShard.prepare('UPDATE webhook_subscriptions SET url = ? WHERE id = ?').bind(target, wh.id).run();
+      await anyShard
+        .prepare(`UPDATE deliveries SET target = ?, status = 'queued' WHERE id = ?`)
         .bind(target, deliveryIds[0])
         .run();
       const before = (await attemptsOf(deliveryIds[0]!)).length;
@@ -968,7 +984,8 @@ describe('6. SSRF', () => {
     const text = await res.text();
     expect(res.status, text).toBe(200);
     expect(text).toContain('blocked_destination');
-    await env.DB.prepare('UPDATE webhook_subscriptions SET url = ? WHERE id = ?')
+    await anyShard
+      .prepare('UPDATE webhook_subscriptions SET url = ? WHERE id = ?')
       .bind('https://169.254.169.254/latest', wh.id)
       .run();
     const meta = await callWithVars(PROD, 'POST', `${hooks(h.handle)}/${wh.id}/test`, { token: h.token, body: {} });
@@ -1033,14 +1050,6 @@ describe('7–8. Responses', () => {
 // ---------------------------------------------------------------------------------------------------------------
 // 9. Mail header injection
 
-function headerNames(raw: string): string[] {
-  const head = raw.slice(0, raw.indexOf('\r\n\r\n'));
-  return head
-    .split('\r\n')
-    .filter((l) => !/^[ \t]/.test(l))
-    .map((l) => l.slice(0, l.indexOf(':')).toLowerCase());
-}
-
 describe('9. Mail header injection', () => {
   it('Header injection in mail: CR/LF in a subscription address or event data cannot add headers', async () => {
     const h = await setupHandle();
@@ -1060,7 +1069,8 @@ describe('9. Mail header injection', () => {
       body: { email: `${unique('trail')}@example.com\r\n` },
     });
     if (trailing.status === 201) expect(((await trailing.json()) as { email: string }).email).not.toMatch(/[\r\n]/);
-    const rows = await env.DB.prepare('SELECT email, email_normalized FROM email_subscriptions WHERE handle = ?')
+    const rows = await anyShard
+      .prepare('SELECT email, email_normalized FROM email_subscriptions WHERE handle = ?')
       .bind(h.handle)
       .all<{ email: string }>();
     for (const r of rows.results) expect(JSON.stringify(r)).not.toMatch(/\\r|\\n|bcc/i);
@@ -1070,7 +1080,8 @@ describe('9. Mail header injection', () => {
     const created = await callWithVars(DEV, 'POST', subs(h.handle), { token: h.token, body: { email } });
     expect(created.status).toBe(201);
     const subId = ((await created.json()) as { id: string }).id;
-    await env.DB.prepare(`UPDATE email_subscriptions SET status = 'active', confirmed_at = ? WHERE id = ?`)
+    await anyShard
+      .prepare(`UPDATE email_subscriptions SET status = 'active', confirmed_at = ? WHERE id = ?`)
       .bind(new Date().toISOString(), subId)
       .run();
     const evil = 'x\r\nBcc: evil@evil.example\r\nX-Injected: 1\r\n\r\n<html>body</html>';
@@ -1094,29 +1105,16 @@ describe('9. Mail header injection', () => {
     expect(fb.outcomes[0]!.acked).toBe(true);
     const mine = rec.sent.filter((m) => m.to === email);
     expect(mine).toHaveLength(1);
-    const raw = mine[0]!.raw;
-    expect(raw.length).toBeGreaterThan(0);
-    const names = headerNames(raw);
+    // The structured message the binding writes the MIME from (docs/design.md#email): one recipient, no cc/bcc, and
+    // no line break in the subject or any header value, so nothing in the data can start a header of its own.
+    const sent = mine[0]!;
+    expect(sent.fields).toEqual(['from', 'headers', 'html', 'subject', 'text', 'to']);
+    const names = Object.keys(sent.headers).map((n) => n.toLowerCase());
     expect(names).not.toContain('bcc');
     expect(names).not.toContain('x-injected');
-    expect(names.filter((n) => n === 'subject')).toHaveLength(1);
-    expect(names.filter((n) => n === 'to')).toHaveLength(1);
-    // No bare CR or LF anywhere in the header block.
-    const head = raw.slice(0, raw.indexOf('\r\n\r\n'));
-    expect(head.replace(/\r\n/g, '')).not.toMatch(/[\r\n]/);
+    for (const value of [sent.subject, ...Object.values(sent.headers)]) expect(value).not.toMatch(/[\r\n]/);
     expect(new Set(names)).toEqual(
-      new Set([
-        'from',
-        'to',
-        'subject',
-        'date',
-        'message-id',
-        'mime-version',
-        'content-type',
-        'list-unsubscribe',
-        'list-unsubscribe-post',
-        ...names.filter((n) => n.startsWith('x-gharart-')),
-      ]),
+      new Set(['list-unsubscribe', 'list-unsubscribe-post', ...names.filter((n) => n.startsWith('x-gharart-'))]),
     );
 
     // The local mailbox records exactly the expected extra headers.
@@ -1162,7 +1160,8 @@ describe('9. Mail header injection', () => {
     }
     expect(failures).toEqual([]);
     const rows = (
-      await env.DB.prepare('SELECT headers FROM webhook_subscriptions WHERE handle = ?')
+      await anyShard
+        .prepare('SELECT headers FROM webhook_subscriptions WHERE handle = ?')
         .bind(h.handle)
         .all<{ headers: string | null }>()
     ).results;
@@ -1190,7 +1189,7 @@ describe('10. Idempotency-Key scoping', () => {
     expect(jb.id).not.toBe(ja.id);
     expect(jb.secret).not.toBe(ja.secret);
     expect(
-      await env.DB.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(jb.id).first('handle'),
+      await anyShard.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(jb.id).first('handle'),
     ).toBe(b.handle);
     // Each tenant's replay returns its own resource, never the other's.
     const replayB = await call('POST', hooks(b.handle), { token: b.token, body, headers: { 'idempotency-key': k } });
@@ -1254,10 +1253,10 @@ describe('10. Idempotency-Key scoping', () => {
       const j2 = (await r2.json()) as { id: string };
       expect(j2.id).not.toBe(j1.id);
       expect(
-        await env.DB.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(j1.id).first('handle'),
+        await anyShard.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(j1.id).first('handle'),
       ).toBe(h1);
       expect(
-        await env.DB.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(j2.id).first('handle'),
+        await anyShard.prepare('SELECT handle FROM webhook_subscriptions WHERE id = ?').bind(j2.id).first('handle'),
       ).toBe(h2);
     }
   });
@@ -1322,7 +1321,7 @@ describe('11. Secrets', () => {
     });
     expect(u.status).toBeLessThan(300);
     expect(
-      await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?').bind(subId).first('status'),
+      await anyShard.prepare('SELECT status FROM email_subscriptions WHERE id = ?').bind(subId).first('status'),
     ).toBe('unsubscribed');
     // A failing request with a token in the query string, too.
     await call('GET', `/v2/tokens?access_token=${encodeURIComponent(pat)}`);
@@ -1374,11 +1373,20 @@ describe('11. Secrets', () => {
       ['email_subscriptions', 'SELECT * FROM email_subscriptions WHERE handle = ?', [h.handle]],
     ];
     for (const [table, sql, params] of tables) {
-      const rows = (
-        await env.DB.prepare(sql)
-          .bind(...params)
-          .all()
-      ).results;
+      // Every database: the control plane's tables and the handle's shard's (docs/design.md#shards).
+      const rows = [
+        ...(
+          await env.DB.prepare(sql)
+            .bind(...params)
+            .all()
+        ).results,
+        ...(
+          await anyShard
+            .prepare(sql)
+            .bind(...params)
+            .all()
+        ).results,
+      ];
       expect(rows.length, table).toBeGreaterThan(0);
       const dump = JSON.stringify(rows);
       for (const [name, s] of Object.entries(secrets))
@@ -1417,9 +1425,8 @@ describe('12. Unsubscribe links', () => {
       expect(res.status, `${method} ${accept}`).toBe(404);
       expect((await res.text()).toLowerCase(), `${method} ${accept}`).not.toContain(after.toLowerCase());
     }
-    const row = await env.DB.prepare(
-      "SELECT email_normalized, status FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'",
-    )
+    const row = await anyShard
+      .prepare("SELECT email_normalized, status FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'")
       .bind(h.handle)
       .first();
     expect(row).toEqual({ email_normalized: after.toLowerCase(), status: 'active' });
@@ -1590,7 +1597,8 @@ describe('13. Owners, JWTs, sessions, token caps, token pages, confirmation mail
     const created = await callWithVars(DEV, 'POST', subs(h.handle), { token: h.token, body: { email } });
     expect(created.status).toBe(201);
     const id = ((await created.json()) as { id: string }).id;
-    await env.DB.prepare('UPDATE email_subscriptions SET confirm_sent_at = ?2 WHERE id = ?1')
+    await anyShard
+      .prepare('UPDATE email_subscriptions SET confirm_sent_at = ?2 WHERE id = ?1')
       .bind(id, new Date(Date.now() - 120_000).toISOString())
       .run();
     const answers = await Promise.all(
@@ -1615,16 +1623,18 @@ describe('14. Provider feedback (SNS)', () => {
     const email = `${unique('feedback')}@example.com`;
     const id = newId('esub');
     const now = new Date().toISOString();
-    await env.DB.prepare(
-      `INSERT INTO email_subscriptions
+    await (await shardOf(handle))
+      .prepare(
+        `INSERT INTO email_subscriptions
          (id, handle, kind, email, email_normalized, status, confirmed_at, provider, created_at, updated_at)
        VALUES (?1, ?2, 'owner_default', ?3, ?3, 'active', ?4, 'sns', ?4, ?4)`,
-    )
+      )
       .bind(id, handle, email, now)
       .run();
     const status = async () =>
       (
-        await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?1')
+        await anyShard
+          .prepare('SELECT status FROM email_subscriptions WHERE id = ?1')
           .bind(id)
           .first<{ status: string }>()
       )?.status;
@@ -1758,7 +1768,7 @@ describe('15. Hostile JSON and header values', () => {
     // Within the bound, nesting is fine.
     const ok = await call('POST', `/v2/handles/${h.handle}/events`, {
       token: h.token,
-      rawBody: `{"type":"order.paid","data":{"a":${nestedArrays(25)}}}`,
+      rawBody: `{"type":"order.paid","data":{"orderId":"ord_deep","a":${nestedArrays(25)}}}`,
       headers: { 'content-type': 'application/json' },
     });
     expect(ok.status, await ok.text()).toBe(202);
@@ -1768,10 +1778,11 @@ describe('15. Hostile JSON and header values', () => {
     const h = await setupHandle();
     const id = `ntf_${crypto.randomUUID().replace(/-/g, '').slice(0, 26).toUpperCase()}`;
     const at = new Date().toISOString();
-    await env.DB.prepare(
-      `INSERT INTO notifications (id, handle, type, severity, data, source, occurred_at, status, created_at, updated_at)
+    await (await shardOf(h.handle))
+      .prepare(
+        `INSERT INTO notifications (id, handle, type, severity, data, source, occurred_at, status, created_at, updated_at)
        VALUES (?1, ?2, 'order.paid', 'info', ?3, 'test', ?4, 'no_recipients', ?4, ?4)`,
-    )
+      )
       .bind(id, h.handle, `{"orderId":"o-1","a":${nestedArrays(30_000)}}`, at)
       .run();
     const api = await call('GET', `/v2/handles/${h.handle}/notifications/${id}`, { token: h.token });
@@ -1889,7 +1900,8 @@ describe('15. Hostile JSON and header values', () => {
     }
     expect(failures).toEqual([]);
     const rows = (
-      await env.DB.prepare('SELECT headers FROM webhook_subscriptions WHERE handle = ?')
+      await anyShard
+        .prepare('SELECT headers FROM webhook_subscriptions WHERE handle = ?')
         .bind(h.handle)
         .all<{ headers: string }>()
     ).results;
@@ -1932,5 +1944,91 @@ describe('15. Hostile JSON and header values', () => {
     for (let i = 0; i + 3 <= 'abcdefg'.length; i++)
       if (auth.includes('abcdefg'.slice(i, i + 3))) leaks.push(`writer sees part of the short credential: ${auth}`);
     expect(leaks).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// 16. Shards (docs/design.md#shards)
+
+/** A victim on each shard (placed there: which shard is the least loaded depends on every other test). */
+async function handlesOnBothShards(): Promise<Record<'SHARD_0' | 'SHARD_1', Awaited<ReturnType<typeof victim>>>> {
+  const both = { SHARD_0: await victim('SHARD_0'), SHARD_1: await victim('SHARD_1') };
+  expect([await shardName(both.SHARD_0.handle), await shardName(both.SHARD_1.handle)]).toEqual(['SHARD_0', 'SHARD_1']);
+  return both;
+}
+
+describe('16. Shards', () => {
+  it("Shards: a token for a handle on one shard never reaches another shard's rows (every id of the other shard → 404, that shard never queried, its rows unchanged)", async () => {
+    const both = await handlesOnBothShards();
+    for (const [mine, theirs] of [
+      ['SHARD_0', 'SHARD_1'],
+      ['SHARD_1', 'SHARD_0'],
+    ] as const) {
+      const a = both[mine];
+      const b = both[theirs];
+      const before = await snapshot(b.handle);
+      const pat = await createPat(a.owner, { handle: a.handle });
+      for (const token of [a.token, pat.token]) {
+        // A warm-up request caches the attacker's own placement, as any isolate has it after a first request.
+        expect((await callWithVars(meterD1().vars, 'GET', `/v2/handles/${a.handle}/webhooks`, { token })).status).toBe(
+          200,
+        );
+        const base = `/v2/handles/${a.handle}`;
+        const requests: Array<[string, string, unknown?]> = [
+          ['GET', `${base}/webhooks/${b.webhookId}`],
+          ['PATCH', `${base}/webhooks/${b.webhookId}`, { enabled: false }],
+          ['DELETE', `${base}/webhooks/${b.webhookId}`],
+          ['GET', `${base}/webhooks/${b.webhookId}/deliveries`],
+          ['POST', `${base}/webhooks/${b.webhookId}/rotate-secret`, { graceHours: 0 }],
+          ['DELETE', `${base}/notifications/email-subscriptions/${b.subId}`],
+          ['GET', `${base}/notifications/${b.notificationId}`],
+          ['POST', `${base}/deliveries/${b.deliveryId}/retry`],
+          ['GET', `${base}/webhooks/${b.webhookId}/delivery-stats`],
+          [
+            'POST',
+            `${base}/webhooks/${b.webhookId}/replay`,
+            { from: '2026-01-01T00:00:00Z', to: '2026-01-02T00:00:00Z' },
+          ],
+        ];
+        for (const [method, path, body] of requests) {
+          const meter = meterD1();
+          await expect404(await callWithVars(meter.vars, method, path, { token, body }), `${method} ${path}`);
+          expect(meter.counts[theirs], `${method} ${path} queried ${theirs}`).toBe(0);
+        }
+        // The other handle's own paths: 404, nothing of its rows in the answer. (A feed read whose handle's placement
+        // is cached sends its page query beside the access lookup — one round trip — and drops the rows unless the
+        // lookup passes every check; a write or any other read is refused on the control plane before its shard.)
+        for (const path of [`/v2/handles/${b.handle}/notifications`, `/v2/handles/${b.handle}/webhooks`]) {
+          const meter = meterD1();
+          const body = await expect404(await callWithVars(meter.vars, 'GET', path, { token }), path);
+          expect(JSON.stringify(body)).not.toContain(b.notificationId);
+          expect(JSON.stringify(body)).not.toContain(b.webhookId);
+          if (path.endsWith('/webhooks')) expect(meter.counts[theirs], `${path} queried ${theirs}`).toBe(0);
+        }
+        // Reads whose access is checked on the control plane first: the other shard is never queried.
+        for (const path of [`/v2/handles/${b.handle}/usage`, `/v2/handles/${b.handle}/delivery-stats`]) {
+          const meter = meterD1();
+          await expect404(await callWithVars(meter.vars, 'GET', path, { token }), path);
+          expect(meter.counts[theirs], `${path} queried ${theirs}`).toBe(0);
+        }
+        // Publishing to the other handle, one event or a batch: 404, nothing written (the snapshot below).
+        for (const [path, body] of [
+          [`/v2/handles/${b.handle}/events`, { type: 'order.paid', data: { orderId: 'x' } }],
+          [`/v2/handles/${b.handle}/events/batch`, { events: [{ type: 'order.paid', data: { orderId: 'x' } }] }],
+        ] as const) {
+          await expect404(await callWithVars(meterD1().vars, 'POST', path, { token, body }), path);
+        }
+        const write = meterD1();
+        await expect404(
+          await callWithVars(write.vars, 'POST', `/v2/handles/${b.handle}/webhooks`, {
+            token,
+            body: { url: 'http://127.0.0.1:9/injected' },
+          }),
+          'a write on the other handle',
+        );
+        expect(write.counts[theirs], `a write queried ${theirs}`).toBe(0);
+      }
+      expect(await snapshot(b.handle)).toEqual(before);
+    }
   });
 });

@@ -5,14 +5,12 @@
  */
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { purgeGlobalRows, purgeSideRows } from '../../src/archive/side-rows.ts';
+import { purgeGlobalRows, purgeSideRows, SIDE_READ_SLACK, SIDE_STEP_ROWS } from '../../src/archive/side-rows.ts';
 import { purgeHandle } from '../../src/jobs/purge-expired.ts';
 import { boundaryId, newId } from '../../src/lib/ids.ts';
 import { setupHandle } from '../support/pipeline-helpers.ts';
 
 const DAY = 86_400_000;
-/** Rows read per deleted row: the keyset read, then the delete of the row and its index entries. */
-const READS_PER_ROW = 6;
 
 async function countOf(sql: string, ...params: unknown[]): Promise<number> {
   const row = await env.DB.prepare(sql)
@@ -61,10 +59,8 @@ describe('rows deleted without an archive', () => {
     const now = Date.now();
     const old = now - 40 * DAY;
     const seed: D1PreparedStatement[] = [];
-    for (let i = 0; i < 250; i++) {
-      seed.push(rejection(h.handle, old + i * 1000));
-      seed.push(...testSend(h.handle, old + i * 1000 + 1, 'succeeded'));
-    }
+    for (let i = 0; i < 700; i++) seed.push(rejection(h.handle, old + i * 1000));
+    for (let i = 0; i < 400; i++) seed.push(...testSend(h.handle, old + i * 1000 + 1, 'succeeded'));
     seed.push(...testSend(h.handle, old + 10, 'queued'));
     for (let i = 0; i < 3; i++) {
       seed.push(rejection(h.handle, now - i * 1000));
@@ -76,14 +72,20 @@ describe('rows deleted without an archive', () => {
     await run(seed);
     const testSendsOf = (handle: string) =>
       countOf('SELECT count(*) AS n FROM deliveries WHERE handle = ?1 AND notification_id IS NULL', handle);
-
-    const first = await purgeSideRows(env.DB, h.handle, 30, new Date(now), 200);
-    expect(first).toMatchObject({ rejections: 200, testSends: 200, testAttempts: 200 });
-    expect(first.rowsRead, JSON.stringify(first)).toBeLessThanOrEqual(READS_PER_ROW * 600 + 20);
-
-    const second = await purgeSideRows(env.DB, h.handle, 30, new Date(now), 200);
-    expect(second).toMatchObject({ rejections: 50, testSends: 50, testAttempts: 50 });
-    expect(second.rowsRead, JSON.stringify(second)).toBeLessThanOrEqual(READS_PER_ROW * 150 + 20);
+    // 1,900 expired rows: more than one step reads. Each step reads at most the step size plus a constant.
+    expect(700 + 400 * 2).toBeGreaterThan(SIDE_STEP_ROWS / 2);
+    const total = { rejections: 0, testSends: 0, testAttempts: 0 };
+    let steps = 0;
+    for (; steps < 20; steps++) {
+      const step = await purgeSideRows(env.DB, h.handle, 30, new Date(now));
+      expect(step.rowsRead, JSON.stringify(step)).toBeLessThanOrEqual(SIDE_STEP_ROWS + SIDE_READ_SLACK);
+      if (step.rejections + step.testSends === 0) break;
+      total.rejections += step.rejections;
+      total.testSends += step.testSends;
+      total.testAttempts += step.testAttempts;
+    }
+    expect(total).toEqual({ rejections: 700, testSends: 400, testAttempts: 400 });
+    expect(steps).toBeGreaterThan(1);
 
     // The job's per-handle run does the same: nothing expired and closed is left, so it deletes nothing more.
     await purgeHandle(env, h.handle, 30, new Date(now));
@@ -108,7 +110,7 @@ describe('rows deleted without an archive', () => {
     const now = Date.now();
     const seed: D1PreparedStatement[] = [];
     const mark = `sess-${now}-`;
-    for (let i = 0; i < 250; i++) {
+    for (let i = 0; i < 600; i++) {
       seed.push(
         env.DB.prepare('INSERT INTO dashboard_sessions (id, expires_at, created_at) VALUES (?1, ?2, ?2)').bind(
           `${mark}old-${i}`,
@@ -129,12 +131,17 @@ describe('rows deleted without an archive', () => {
     seed.push(rejection(null, now));
     await run(seed);
 
-    const first = await purgeGlobalRows(env.DB, 30, new Date(now), 200);
-    expect(first.sessions).toBe(200);
-    expect(first.rejections).toBeGreaterThanOrEqual(10);
-    expect(first.rowsRead, JSON.stringify(first)).toBeLessThanOrEqual(READS_PER_ROW * (200 + first.rejections) + 20);
-    const second = await purgeGlobalRows(env.DB, 30, new Date(now), 200);
-    expect(second.sessions).toBeGreaterThanOrEqual(50);
+    // 600 expired sessions: more than one step deletes. Each step reads at most the step size plus a constant.
+    let sessions = 0;
+    let steps = 0;
+    for (; steps < 20; steps++) {
+      const step = await purgeGlobalRows(env.DB, 30, new Date(now));
+      expect(step.rowsRead, JSON.stringify(step)).toBeLessThanOrEqual(SIDE_STEP_ROWS + SIDE_READ_SLACK);
+      if (step.sessions + step.rejections === 0) break;
+      sessions += step.sessions;
+    }
+    expect(steps).toBeGreaterThan(1);
+    expect(sessions).toBeGreaterThanOrEqual(600);
     expect(await countOf(`SELECT count(*) AS n FROM dashboard_sessions WHERE id LIKE ?1`, `${mark}%`)).toBe(3);
     // The recent handle-less rejection stays.
     const recent = boundaryId('rej', now - 1000);

@@ -4,13 +4,16 @@
  * (docs/design.md#debug-playbooks).
  * The browser-level journey is test/e2e/dashboard.e2e.ts.
  */
+
 import { env, exports } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { purgeHandle } from '../../src/jobs/purge-expired.ts';
 import { newId } from '../../src/lib/ids.ts';
+import { Browser, decode, ORIGIN } from '../support/dashboard-browser.ts';
 import {
   ALL_USER_SCOPES,
   addMember,
+  anyShard,
   call,
   callJson,
   createPat,
@@ -20,67 +23,6 @@ import {
 } from '../support/helpers.ts';
 import { receiverUrl } from '../support/receivers.ts';
 import { insertNotifications } from '../support/seed.ts';
-
-const ORIGIN = 'https://notify.test';
-
-/** A minimal cookie jar over the Worker's fetch: keeps Set-Cookie values, sends them back. */
-class Browser {
-  readonly jar = new Map<string, string>();
-
-  async fetch(
-    method: string,
-    path: string,
-    form?: Record<string, string>,
-    headers: Record<string, string> = {},
-  ): Promise<Response> {
-    const h = new Headers(headers);
-    if (this.jar.size) h.set('cookie', [...this.jar].map(([k, v]) => `${k}=${v}`).join('; '));
-    let body: string | undefined;
-    if (form) {
-      body = new URLSearchParams(form).toString();
-      h.set('content-type', 'application/x-www-form-urlencoded');
-      if (!h.has('origin')) h.set('origin', ORIGIN);
-    }
-    const res = await exports.default.fetch(
-      new Request(`${ORIGIN}${path}`, { method, headers: h, body, redirect: 'manual' }),
-    );
-    for (const line of res.headers.getSetCookie()) {
-      const [pair] = line.split(';');
-      const i = pair!.indexOf('=');
-      const name = pair!.slice(0, i);
-      const value = pair!.slice(i + 1);
-      if (value === '' || /max-age=0/i.test(line)) this.jar.delete(name);
-      else this.jar.set(name, value);
-    }
-    return res;
-  }
-
-  async get(path: string) {
-    const res = await this.fetch('GET', path);
-    return { res, html: await res.text() };
-  }
-
-  /** Posts a form with the CSRF token found on `page`. */
-  async post(path: string, page: string, form: Record<string, string> = {}) {
-    const csrf = /name="_csrf" value="([^"]+)"/.exec(page)?.[1];
-    if (!csrf) throw new Error('no CSRF field on the page');
-    const res = await this.fetch('POST', path, { _csrf: csrf, ...form });
-    return { res, html: await res.text() };
-  }
-
-  async signIn(token: string) {
-    const login = await this.get('/dashboard/login');
-    return this.post('/dashboard/login', login.html, { token });
-  }
-}
-
-const decode = (s: string) =>
-  s
-    .replace(/&quot;/g, '"')
-    .replace(/&#39;/g, "'")
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&amp;/g, '&');
 
 describe('dashboard', () => {
   let owner: string;
@@ -369,7 +311,8 @@ describe('dashboard', () => {
     const id = created.body.id as string;
     const stored = async () =>
       JSON.parse(
-        (await env.DB.prepare('SELECT headers FROM webhook_subscriptions WHERE id = ?')
+        (await anyShard
+          .prepare('SELECT headers FROM webhook_subscriptions WHERE id = ?')
           .bind(id)
           .first<{ headers: string }>())!.headers,
       );
@@ -605,5 +548,27 @@ describe('settings page: retention and archives', () => {
     const stranger = new Browser();
     await stranger.signIn((await createPat(unique('stranger'))).token);
     expect((await stranger.fetch('GET', link!)).status).toBe(404);
+  });
+
+  it('shows an endpoint being paced on the overview, and its retry policy and rate on its page', async () => {
+    const user = unique('user');
+    const paced = await provisionHandle(user);
+    const pat = (await createPat(user)).token;
+    const created = await callJson('POST', `/v2/handles/${paced}/webhooks`, {
+      token: pat,
+      body: { url: receiverUrl('ok', unique('k')), rateLimit: 1, retryPolicy: { name: 'short' } },
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.id as string;
+    // Six deliveries asked its pacer for slots: four go within 3 s, two wait.
+    await env.PACER.get(env.PACER.idFromName(id)).admit(1, ['dlv_a', 'dlv_b', 'dlv_c', 'dlv_d', 'dlv_e', 'dlv_f']);
+    const b = new Browser();
+    await b.signIn(pat);
+    const overview = await b.get(`/dashboard/h/${paced}`);
+    expect(overview.html).toContain('data-paced="yes"');
+    expect(decode(overview.html)).toMatch(/Being paced: 2 deliveries wait for their slot at 1 per second/);
+    const page = decode((await b.get(`/dashboard/h/${paced}/webhooks/${id}`)).html);
+    expect(page).toContain('short: 5 s, 30 s, 120 s; 4 attempts');
+    expect(page).toContain('1 per second');
   });
 });

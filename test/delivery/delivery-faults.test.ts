@@ -17,7 +17,7 @@ import { runContext } from '../../src/env.ts';
 import worker from '../../src/index.ts';
 import { autoDisableFailingWebhooks } from '../../src/jobs/auto-disable.ts';
 import { sweepOutbox } from '../../src/jobs/sweeper.ts';
-import { callJson, unique } from '../support/helpers.ts';
+import { anyShard, callJson, shardOf, unique } from '../support/helpers.ts';
 import {
   allDeliveryQueues,
   attemptsOf,
@@ -142,7 +142,7 @@ describe('an exception in the middle of a batch', () => {
       const c = await createWebhook(h, { url: receiverUrl('fail', keys.c) });
       const ing = await ingestQuiet(h.handle, {});
       expect(ing.deliveryIds).toHaveLength(3);
-      await env.DB.prepare(corruption.sql).bind(bad.id).run();
+      await (await shardOf(h.handle)).prepare(corruption.sql).bind(bad.id).run();
       const rows = await Promise.all(ing.deliveryIds.map(deliveryRow));
       const idOf = (sub: string) => rows.find((r) => r.subscription_id === sub)!.id;
       // The corrupt one in the middle of the batch.
@@ -334,7 +334,8 @@ describe('fan-out', () => {
       template.id,
       Array.from({ length: 249 }, (_, i) => receiverUrl('ok', key, { n: i + 1 })),
     );
-    const subs = await env.DB.prepare('SELECT count(*) AS n FROM webhook_subscriptions WHERE handle = ?')
+    const subs = await anyShard
+      .prepare('SELECT count(*) AS n FROM webhook_subscriptions WHERE handle = ?')
       .bind(h.handle)
       .first<{ n: number }>();
     expect(subs!.n).toBe(250);
@@ -387,19 +388,19 @@ describe('auto-disable job', () => {
     const h = await setupHandle();
     const wh = await createWebhook(h, { url: receiverUrl('fail', unique('k')) });
     const since = new Date(Date.now() - failingForMs).toISOString();
-    await env.DB.prepare(
-      `UPDATE webhook_subscriptions SET consecutive_failures = ?2, failing_since = ?3, last_failure_at = ?4,
+    await anyShard
+      .prepare(
+        `UPDATE webhook_subscriptions SET consecutive_failures = ?2, failing_since = ?3, last_failure_at = ?4,
          last_failure_class = 'http_5xx', last_success_at = NULL WHERE id = ?1`,
-    )
+      )
       .bind(wh.id, failures, since, new Date().toISOString())
       .run();
     return { h, wh };
   }
 
   async function systemNotifications(handle: string) {
-    const { results } = await env.DB.prepare(
-      `SELECT * FROM notifications WHERE handle = ? AND type = 'webhook.endpoint_disabled'`,
-    )
+    const { results } = await anyShard
+      .prepare(`SELECT * FROM notifications WHERE handle = ? AND type = 'webhook.endpoint_disabled'`)
       .bind(handle)
       .all<Record<string, any>>();
     return results;
@@ -451,7 +452,8 @@ describe('auto-disable job', () => {
 
   it('a webhook that had a success within the 5 days is not disabled', async () => {
     const { wh, h } = await failingWebhook(12, 6 * DAY);
-    await env.DB.prepare('UPDATE webhook_subscriptions SET last_success_at = ? WHERE id = ?')
+    await anyShard
+      .prepare('UPDATE webhook_subscriptions SET last_success_at = ? WHERE id = ?')
       .bind(new Date(Date.now() - DAY).toISOString(), wh.id)
       .run();
     await autoDisableFailingWebhooks(env, new Date());

@@ -14,10 +14,11 @@ import { deliveryQueueIndex, deliveryQueues } from '../../src/delivery/enqueue.t
 import { QUEUES } from '../../src/delivery/messages.ts';
 import worker from '../../src/index.ts';
 import { queueConsumers } from '../../src/queue.ts';
-import { callJson, unique } from '../support/helpers.ts';
+import { anyShard, callJson, unique } from '../support/helpers.ts';
 import {
   createWebhook,
   type DeliveryDbRow,
+  deliveryMessage,
   deliveryRow,
   eventually,
   fakeBatch,
@@ -151,9 +152,11 @@ describe('several delivery queues', () => {
     expect([...chosen.keys()].sort()).toEqual(Array.from({ length: Q }, (_, n) => n));
 
     const run = async (queue: string, deliveryId: string, attempts: number, copies = 1) => {
+      // As the enqueue path sends it: with the handle that names the delivery's shard (docs/design.md#shards).
+      const body = await deliveryMessage(deliveryId);
       const fb = fakeBatch(
         queue,
-        Array.from({ length: copies }, () => ({ body: { deliveryId }, attempts })),
+        Array.from({ length: copies }, () => ({ body, attempts })),
       );
       await worker.queue(fb.batch, env, createExecutionContext());
       return fb;
@@ -163,7 +166,7 @@ describe('several delivery queues', () => {
       // message is handed to the DLQ of its own queue.
       await run(QUEUES.deliveries(n), id, 1);
       expect(await deliveryRow(id)).toMatchObject({ status: 'retrying', attempt_count: 1 });
-      await env.DB.prepare('UPDATE deliveries SET attempt_count = 7 WHERE id = ?').bind(id).run();
+      await anyShard.prepare('UPDATE deliveries SET attempt_count = 7 WHERE id = ?').bind(id).run();
       const last = await run(QUEUES.deliveries(n), id, 8);
       expect(last.outcomes[0]).toMatchObject({ retried: true, acked: false, delaySeconds: 0 });
       expect(await deliveryRow(id)).toMatchObject({ status: 'retrying', status_reason: 'retries_exhausted' });
@@ -183,9 +186,8 @@ describe('several delivery queues', () => {
       expect(again.outcomes[0]).toMatchObject({ acked: true, retried: false });
       expect(await deliveryRow(id)).toEqual(dead);
       // Counted once: the notification's dead count holds this delivery once, whatever the copies.
-      const { results } = await env.DB.prepare(
-        `SELECT count(*) AS n FROM deliveries WHERE notification_id = ? AND status = 'dead'`,
-      )
+      const { results } = await anyShard
+        .prepare(`SELECT count(*) AS n FROM deliveries WHERE notification_id = ? AND status = 'dead'`)
         .bind(notificationId)
         .all<{ n: number }>();
       expect((await notificationRow(notificationId)).dead_count).toBe(results[0]!.n);

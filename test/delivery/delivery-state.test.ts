@@ -15,13 +15,14 @@ import { describe, expect, it } from 'vitest';
 import { consumeDeadLetters } from '../../src/delivery/dead-letter.ts';
 import { enqueueDeliveries } from '../../src/delivery/enqueue.ts';
 import { autoDisableFailingWebhooks } from '../../src/jobs/auto-disable.ts';
-import { callJson, unique } from '../support/helpers.ts';
+import { anyShard, callJson, shardOf, unique } from '../support/helpers.ts';
 import {
   allDeliveryQueues,
   attemptsOf,
   captureQueue,
   createWebhook,
   deliveryBatch,
+  deliveryMessage,
   deliveryRow,
   fakeBatch,
   ingestQuiet,
@@ -83,9 +84,11 @@ function barrier(n: number): () => Promise<void> {
 }
 
 /** An env for hand-driven consumers: every queue send recorded, none reaching the background consumer. */
-function quiet(db: D1Database = env.DB) {
+function quiet(wrap: (d1: D1Database) => D1Database = (d1) => d1) {
   const capture = captureQueue();
-  return { capture, env: { ...env, DB: db, ...allDeliveryQueues(capture.queue) } as Env };
+  // The consumer reads and writes a handle's rows on its shard (docs/design.md#shards): the shards are wrapped.
+  const shards = { SHARD_0: wrap(env.SHARD_0), SHARD_1: wrap(env.SHARD_1) };
+  return { capture, env: { ...env, ...shards, ...allDeliveryQueues(capture.queue) } as Env };
 }
 
 /** The deliveries a captured queue was given, by id. */
@@ -102,9 +105,8 @@ async function ownerEmail(h: TestHandle) {
 }
 
 async function endpointDisabledAlerts(handle: string) {
-  const { results } = await env.DB.prepare(
-    `SELECT * FROM notifications WHERE handle = ? AND type = 'webhook.endpoint_disabled' ORDER BY id`,
-  )
+  const { results } = await anyShard
+    .prepare(`SELECT * FROM notifications WHERE handle = ? AND type = 'webhook.endpoint_disabled' ORDER BY id`)
     .bind(handle)
     .all<Record<string, any>>();
   return results;
@@ -122,10 +124,12 @@ describe('a producer marks the deliveries queued while a consumer holds them', (
 
     // The consumer loads the row as `pending`; then the producer's send and `queued` marking commit; then it writes.
     const producer = quiet();
-    const consumer = quiet(
-      steppedD1(env.DB, {
+    const consumer = quiet((d1) =>
+      steppedD1(d1, {
         afterLoad: async () => {
-          const sent = await enqueueDeliveries(producer.env, [id]);
+          const sent = await enqueueDeliveries(producer.env, await shardOf(h.handle), [
+            { deliveryId: id, handle: h.handle },
+          ]);
           expect(sent.queued).toEqual([id]);
           expect(await deliveryRow(id)).toMatchObject({ status: 'queued', attempt_count: 0 });
         },
@@ -150,7 +154,7 @@ describe("the queue's delivery count and the recorded attempts", () => {
     await createWebhook(h, { url: receiverUrl('ok', key) });
     const ing = await ingestQuiet(h.handle, {});
     const [id] = ing.deliveryIds as [string];
-    const consumer = quiet(steppedD1(env.DB, { failLater: (n) => n === 1 }));
+    const consumer = quiet((d1) => steppedD1(d1, { failLater: (n) => n === 1 }));
     const { fb } = await runDeliveries([id], { env: consumer.env });
     expect(fb.outcomes[0]!.calls).toEqual(['ack']);
     expect(await deliveryRow(id)).toMatchObject({ status: 'succeeded', attempt_count: 1 });
@@ -164,7 +168,7 @@ describe("the queue's delivery count and the recorded attempts", () => {
     await createWebhook(h, { url: receiverUrl('ok', key, { n: 2 }) });
     const ing = await ingestQuiet(h.handle, {});
     expect(ing.deliveryIds).toHaveLength(2);
-    const consumer = quiet(steppedD1(env.DB, { failLoads: 1 }));
+    const consumer = quiet((d1) => steppedD1(d1, { failLoads: 1 }));
     const { fb, report } = await runDeliveries(ing.deliveryIds, { env: consumer.env });
     expect(report.attempts).toBe(2);
     expect(fb.outcomes.map((o) => o.calls)).toEqual([['ack'], ['ack']]);
@@ -185,14 +189,14 @@ describe("the queue's delivery count and the recorded attempts", () => {
 
     // The 8th delivery: the receiver now answers 200, and every write of this invocation fails.
     await setMode(key, { status: 200 });
-    const down = quiet(steppedD1(env.DB, { failLater: () => true }));
+    const down = quiet((d1) => steppedD1(d1, { failLater: () => true }));
     const last = await runDeliveries([id], { attempts: 8, env: down.env });
     expect(last.fb.outcomes[0]!.retried).toBe(true);
     expect(await hits(key)).toHaveLength(7);
 
     // Queues hands it to the DLQ on its own count. The row has attempts left: it goes back to the queue.
     const dlq = quiet();
-    const dead = fakeBatch('notify-deliveries-dlq', [{ body: { deliveryId: id } }]);
+    const dead = fakeBatch('notify-deliveries-dlq', [{ body: await deliveryMessage(id) }]);
     await consumeDeadLetters(dead.batch, dlq.env);
     expect(dead.retryAll).toBeNull();
     expect((await deliveryRow(id)).status).not.toBe('dead');
@@ -211,16 +215,22 @@ describe("the queue's delivery count and the recorded attempts", () => {
     const wh = await createWebhook(h, { url: receiverUrl('ok', key) });
     const ing = await ingestQuiet(h.handle, {});
     const [id] = ing.deliveryIds as [string];
-    await env.DB.prepare(`UPDATE webhook_subscriptions SET headers = 'not json' WHERE id = ?`).bind(wh.id).run();
+    await anyShard.prepare(`UPDATE webhook_subscriptions SET headers = 'not json' WHERE id = ?`).bind(wh.id).run();
     const first = quiet();
-    await consumeDeadLetters(fakeBatch('notify-deliveries-dlq', [{ body: { deliveryId: id } }]).batch, first.env);
+    await consumeDeadLetters(
+      fakeBatch('notify-deliveries-dlq', [{ body: await deliveryMessage(id) }]).batch,
+      first.env,
+    );
     expect(sentIds(first.capture)).toEqual([id]);
     expect(await deliveryRow(id)).toMatchObject({ status: 'queued', status_reason: 'requeued_from_dlq' });
     // Eight more deliveries crash and record nothing; the queue gives up again.
     const crash = await runDeliveries([id], { attempts: 8, env: quiet().env });
     expect(crash.fb.outcomes[0]!.retried).toBe(true);
     const second = quiet();
-    await consumeDeadLetters(fakeBatch('notify-deliveries-dlq', [{ body: { deliveryId: id } }]).batch, second.env);
+    await consumeDeadLetters(
+      fakeBatch('notify-deliveries-dlq', [{ body: await deliveryMessage(id) }]).batch,
+      second.env,
+    );
     expect(sentIds(second.capture)).toEqual([]);
     expect(await deliveryRow(id)).toMatchObject({ status: 'dead', status_reason: 'redelivery_exhausted' });
     expect(await hits(key)).toEqual([]);
@@ -236,7 +246,7 @@ describe('two invocations running the same message at once', () => {
     const ing = await ingestQuiet(h.handle, {});
     const [id] = ing.deliveryIds as [string];
     const bothLoaded = barrier(2);
-    const run = () => runDeliveries([id], { env: quiet(steppedD1(env.DB, { afterLoad: bothLoaded })).env });
+    const run = () => runDeliveries([id], { env: quiet((d1) => steppedD1(d1, { afterLoad: bothLoaded })).env });
     const [a, b] = await Promise.all([run(), run()]);
     const calls = [a.fb.outcomes[0]!.calls, b.fb.outcomes[0]!.calls];
     expect(
@@ -259,10 +269,12 @@ describe('two invocations running the same message at once', () => {
     await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
     const [id] = (await ingestQuiet(h.handle, {})).deliveryIds as [string];
     await runDeliveries([id], { env: quiet().env });
-    const insert = env.DB.prepare(
-      `INSERT INTO delivery_attempts (id, delivery_id, attempt_number, outcome, duration_ms, created_at)
+    const insert = (await shardOf(h.handle))
+      .prepare(
+        `INSERT INTO delivery_attempts (id, delivery_id, attempt_number, outcome, duration_ms, created_at)
        VALUES (?1, ?2, 1, 'succeeded', 1, '2026-01-01T00:00:00.000Z')`,
-    ).bind(`att_${unique('x')}`, id);
+      )
+      .bind(`att_${unique('x')}`, id);
     await expect(insert.run()).rejects.toThrow(/UNIQUE/);
   });
 });
@@ -276,7 +288,8 @@ describe('webhook.endpoint_disabled: once per disable, never lost', () => {
     const [a] = (await ingestQuiet(h.handle, {})).deliveryIds as [string];
     const [b] = (await ingestQuiet(h.handle, {})).deliveryIds as [string];
     const bothLoaded = barrier(2);
-    const run = (id: string) => runDeliveries([id], { env: quiet(steppedD1(env.DB, { afterLoad: bothLoaded })).env });
+    const run = (id: string) =>
+      runDeliveries([id], { env: quiet((d1) => steppedD1(d1, { afterLoad: bothLoaded })).env });
     await Promise.all([run(a), run(b)]);
     expect(await hits(key)).toHaveLength(2);
     expect(await webhookDbRow(wh.id)).toMatchObject({ enabled: 0, disabled_reason: 'endpoint_gone' });
@@ -291,7 +304,7 @@ describe('webhook.endpoint_disabled: once per disable, never lost', () => {
     const wh = await createWebhook(h, { url: receiverUrl('gone', unique('k')), eventTypes: ['order.*'] });
     const [id] = (await ingestQuiet(h.handle, {})).deliveryIds as [string];
     // The outcome write commits; every D1 batch after it (the alert's ingest) fails.
-    const consumer = quiet(steppedD1(env.DB, { failLater: (n) => n > 1 }));
+    const consumer = quiet((d1) => steppedD1(d1, { failLater: (n) => n > 1 }));
     const { fb } = await runDeliveries([id], { env: consumer.env });
     expect(fb.outcomes[0]!.calls).toEqual(['ack']);
     expect(await webhookDbRow(wh.id)).toMatchObject({ enabled: 0, disabled_reason: 'endpoint_gone' });
@@ -308,12 +321,14 @@ describe('webhook.endpoint_disabled: once per disable, never lost', () => {
 
   it('auto-disable: one alert that fails to publish stops neither the others nor its own next try', async () => {
     const due = async () => {
-      const h = await setupHandle();
+      // Both on one shard, the one whose batches fail: the job runs on each shard at once (docs/design.md#shards).
+      const h = await setupHandle('SHARD_0');
       const wh = await createWebhook(h, { url: receiverUrl('fail', unique('k')) });
-      await env.DB.prepare(
-        `UPDATE webhook_subscriptions SET consecutive_failures = 12, failing_since = ?2, last_success_at = NULL
+      await anyShard
+        .prepare(
+          `UPDATE webhook_subscriptions SET consecutive_failures = 12, failing_since = ?2, last_success_at = NULL
          WHERE id = ?1`,
-      )
+        )
         .bind(wh.id, new Date(Date.now() - 6 * DAY).toISOString())
         .run();
       return { h, wh };
@@ -322,18 +337,21 @@ describe('webhook.endpoint_disabled: once per disable, never lost', () => {
     // The job's second D1 batch fails: the first alert's reads (after the job's own read of what it owes); on a job
     // that reads nothing first, the first alert's write. The rest go through.
     let batches = 0;
-    const flaky = new Proxy(env.DB, {
-      get(target, prop) {
-        if (prop === 'batch')
-          return (statements: D1PreparedStatement[]) => {
-            if (++batches === 2) return Promise.reject(new Error('D1_ERROR: Network connection lost. (test)'));
-            return target.batch(statements);
-          };
-        const v = Reflect.get(target, prop, target) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
-    await autoDisableFailingWebhooks(quiet(flaky).env, new Date()).catch(() => undefined);
+    const flaky = (d1: D1Database) =>
+      new Proxy(d1, {
+        get(target, prop) {
+          if (prop === 'batch')
+            return (statements: D1PreparedStatement[]) => {
+              if (++batches === 2) return Promise.reject(new Error('D1_ERROR: Network connection lost. (test)'));
+              return target.batch(statements);
+            };
+          const v = Reflect.get(target, prop, target) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+    await autoDisableFailingWebhooks(quiet((d1) => (d1 === env.SHARD_0 ? flaky(d1) : d1)).env, new Date()).catch(
+      () => undefined,
+    );
     const counts = async () => Promise.all(hooks.map(async ({ h }) => (await endpointDisabledAlerts(h.handle)).length));
     for (const { wh } of hooks) {
       expect(await webhookDbRow(wh.id)).toMatchObject({ enabled: 0, disabled_reason: 'no_success_5_days' });
@@ -356,7 +374,7 @@ describe('a message batch for the DLQ', () => {
     }
     expect(await deliveryRow(id)).toMatchObject({ status: 'retrying', status_reason: 'retries_exhausted' });
     const dlq = quiet();
-    const batch = deliveryBatch([id]);
+    const batch = deliveryBatch([id], 1, new Map([[id, h.handle]]));
     await consumeDeadLetters(batch.batch, dlq.env);
     expect(sentIds(dlq.capture)).toEqual([]);
     expect(await deliveryRow(id)).toMatchObject({

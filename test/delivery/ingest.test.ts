@@ -16,11 +16,15 @@ import { sweepOutbox } from '../../src/jobs/sweeper.ts';
 import {
   ALL_USER_SCOPES,
   addMember,
+  anyShard,
   call,
   callJson,
   callWithVars,
+  catalogData,
   createPat,
   expectProblem,
+  shardName,
+  shardOf,
   signJwt,
   unique,
 } from '../support/helpers.ts';
@@ -63,10 +67,12 @@ async function publish(h: TestHandle, body: Record<string, unknown>, token = h.t
 }
 
 async function counts(handle: string) {
-  const n = await env.DB.prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?')
+  const n = await anyShard
+    .prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?')
     .bind(handle)
     .first<{ n: number }>();
-  const d = await env.DB.prepare('SELECT count(*) AS n FROM deliveries WHERE handle = ?')
+  const d = await anyShard
+    .prepare('SELECT count(*) AS n FROM deliveries WHERE handle = ?')
     .bind(handle)
     .first<{ n: number }>();
   return { notifications: n!.n, deliveries: d!.n };
@@ -132,7 +138,7 @@ describe('POST …/events: what is written', () => {
 
     // Unique per handle: another handle may use the same id.
     const other = await setupHandle();
-    const elsewhere = await publish(other, { type: 'order.paid', data: {}, sourceEventId });
+    const elsewhere = await publish(other, { type: 'order.paid', data: catalogData('order.paid'), sourceEventId });
     expect(elsewhere.duplicate).toBe(false);
     expect(elsewhere.notificationId).not.toBe(first.notificationId);
   });
@@ -141,13 +147,13 @@ describe('POST …/events: what is written', () => {
     const h = await setupHandle();
     await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
     const sourceEventId = unique('oms-evt');
-    const d1 = countingD1(env.DB);
+    const d1 = countingD1(await shardOf(h.handle));
     // Context + duplicate check, the notification and deliveries, marking them queued after the send.
-    const first = await ingestQuiet(h.handle, { sourceEventId }, { DB: d1.db });
+    const first = await ingestQuiet(h.handle, { sourceEventId }, { [await shardName(h.handle)]: d1.db });
     expect(first.duplicate).toBe(false);
     expect(d1.count()).toBe(3);
     d1.reset();
-    const again = await ingestQuiet(h.handle, { sourceEventId }, { DB: d1.db });
+    const again = await ingestQuiet(h.handle, { sourceEventId }, { [await shardName(h.handle)]: d1.db });
     expect(again).toMatchObject({ notificationId: first.notificationId, duplicate: true });
     expect(d1.count()).toBe(1);
   });
@@ -156,9 +162,9 @@ describe('POST …/events: what is written', () => {
     const h = await setupHandle();
     await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
     const pat = await createPat(h.owner, { handle: h.handle, scopes: ['events:publish', 'notifications:read'] });
-    const d1 = countingD1(env.DB);
+    const d1 = countingD1(await shardOf(h.handle));
     const { capture } = quietEnv();
-    const vars = { DB: d1.db, ...allDeliveryQueues(capture.queue) } as Partial<Env>;
+    const vars = { [await shardName(h.handle)]: d1.db, ...allDeliveryQueues(capture.queue) } as Partial<Env>;
     const body = { type: 'order.paid', data: { orderId: unique('o') }, sourceEventId: unique('src') };
     // The PAT's first use records last_used_at (a write, at most once a minute): not part of a publish's cost.
     await callWithVars(vars, 'GET', `/v2/handles/${h.handle}`, { token: pat.token });
@@ -169,7 +175,8 @@ describe('POST …/events: what is written', () => {
     // [token + membership, duplicate check, settings, webhooks, emails] → [notification + deliveries] → [marked queued]
     expect(d1.count()).toBe(3);
     expect(((await res.json()) as { recipients: unknown[] }).recipients).toHaveLength(1);
-    const stored = await env.DB.prepare('SELECT source FROM notifications WHERE handle = ?')
+    const stored = await anyShard
+      .prepare('SELECT source FROM notifications WHERE handle = ?')
       .bind(h.handle)
       .first<{ source: string }>();
     expect(stored?.source).toBe(`user:${h.owner}`);
@@ -186,7 +193,8 @@ describe('POST …/events: what is written', () => {
     expect(d1.count()).toBe(1);
     expect(
       (
-        await env.DB.prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?')
+        await anyShard
+          .prepare('SELECT count(*) AS n FROM notifications WHERE handle = ?')
           .bind(h.handle)
           .first<{ n: number }>()
       )?.n,
@@ -235,7 +243,7 @@ describe('POST …/events: what is written', () => {
       enabled: false,
       eventTypes: ['campaign.*'],
     });
-    const second = await publish(h, { type: 'order.paid', data: {} });
+    const second = await publish(h, { type: 'order.paid', data: catalogData('order.paid') });
     expect(second.recipients.map((r) => r.subscriptionId)).not.toContain(narrow.id);
   });
 
@@ -259,7 +267,7 @@ describe('POST …/events: what is written', () => {
     ]);
     expect((await notificationRow(pub.notificationId)).severity).toBe('critical');
     // The same event at info severity is filtered out for everyone.
-    const quiet = await publish(h, { type: 'payment.failed', severity: 'info', data: {} });
+    const quiet = await publish(h, { type: 'payment.failed', severity: 'info', data: catalogData('payment.failed') });
     expect(quiet).toMatchObject({ status: 'no_recipients', recipients: [] });
   });
 
@@ -302,7 +310,7 @@ describe('POST …/events: what is written', () => {
     const h = await setupHandle();
     await setOwnerEmail(h);
     await createWebhook(h, { url: receiverUrl('ok', unique('k')), eventTypes: ['campaign.*'] });
-    const pub = await publish(h, { type: 'order.paid', data: {} });
+    const pub = await publish(h, { type: 'order.paid', data: catalogData('order.paid') });
     expect(pub).toMatchObject({ status: 'no_recipients', recipients: [] });
     expect((await notificationRow(pub.notificationId)).status).toBe('no_recipients');
     expect(await deliveriesOf(pub.notificationId)).toEqual([]);
@@ -319,7 +327,10 @@ describe('POST …/events: what is written', () => {
     // A service token for other handles sees nothing here.
     const elsewhere = await signJwt({ sub, scope: 'events:publish', handles: ['some-other-handle'] });
     await expectProblem(
-      await call('POST', eventsPath(h.handle), { token: elsewhere, body: { type: 'order.created', data: {} } }),
+      await call('POST', eventsPath(h.handle), {
+        token: elsewhere,
+        body: { type: 'order.created', data: catalogData('order.created') },
+      }),
       404,
     );
   });
@@ -340,14 +351,14 @@ describe('POST …/events: what is refused', () => {
 
   it('data over 64 KB → 413; just under is accepted', async () => {
     const h = await setupHandle();
-    const big = { blob: 'x'.repeat(65 * 1024) };
+    const big = catalogData('order.paid', { blob: 'x'.repeat(65 * 1024) });
     const p = await expectProblem(
       await call('POST', eventsPath(h.handle), { token: h.token, body: { type: 'order.paid', data: big } }),
       413,
     );
     expect(p.limitBytes).toBe(65536);
     expect(await counts(h.handle)).toEqual({ notifications: 0, deliveries: 0 });
-    await publish(h, { type: 'order.paid', data: { blob: 'x'.repeat(60 * 1024) } });
+    await publish(h, { type: 'order.paid', data: catalogData('order.paid', { blob: 'x'.repeat(60 * 1024) }) });
   });
 
   it('body validation errors → 400 with errors[] (type pattern, unknown field, missing data, bad severity, bad occurredAt)', async () => {
@@ -374,7 +385,11 @@ describe('POST …/events: what is refused', () => {
 
   it('a sourceEventId in the system: namespace → 400 naming it: no client can pre-empt a system alert (endpoint_disabled)', async () => {
     const h = await setupHandle();
-    const body = { type: 'order.paid', data: {}, sourceEventId: 'system:webhook.endpoint_disabled:wh_x:2026-01-01' };
+    const body = {
+      type: 'order.paid',
+      data: catalogData('order.paid'),
+      sourceEventId: 'system:webhook.endpoint_disabled:wh_x:2026-01-01',
+    };
     const p = await expectProblem(await call('POST', eventsPath(h.handle), { token: h.token, body }), 400);
     expect(p.errors.map((e: { path: string }) => e.path)).toContain('body.sourceEventId');
     expect(await counts(h.handle)).toEqual({ notifications: 0, deliveries: 0 });
@@ -390,7 +405,7 @@ describe('POST …/events: what is refused', () => {
     const h = await setupHandle();
     const viewer = unique('viewer');
     await addMember(h.handle, viewer, 'viewer');
-    const body = { type: 'order.paid', data: {} };
+    const body = { type: 'order.paid', data: catalogData('order.paid') };
     const p1 = await expectProblem(
       await call('POST', eventsPath(h.handle), { token: await signJwt({ sub: viewer, scope: ALL_USER_SCOPES }), body }),
       403,
@@ -425,7 +440,8 @@ describe('the notify-events consumer', () => {
     ]);
     await worker.queue(fb.batch, env, createExecutionContext());
     expect(fb.outcomes[0]!.calls).toEqual(['ack']);
-    const n = await env.DB.prepare('SELECT * FROM notifications WHERE handle = ? AND source_event_id = ?')
+    const n = await anyShard
+      .prepare('SELECT * FROM notifications WHERE handle = ? AND source_event_id = ?')
       .bind(h.handle, sourceEventId)
       .first<Record<string, any>>();
     expect(n).toMatchObject({ type: 'order.fulfilled', source: 'oms', status: 'delivering' });
@@ -446,7 +462,8 @@ describe('the notify-events consumer', () => {
     await publishEvents(env, [{ handle: h.handle, type: 'order.created', data: { orderId: 'o-real' }, sourceEventId }]);
     const n = await eventually(
       () =>
-        env.DB.prepare('SELECT * FROM notifications WHERE handle = ? AND source_event_id = ?')
+        anyShard
+          .prepare('SELECT * FROM notifications WHERE handle = ? AND source_event_id = ?')
           .bind(h.handle, sourceEventId)
           .first<Record<string, any>>(),
       (row) => row !== null,
@@ -462,9 +479,9 @@ describe('the notify-events consumer', () => {
     const ids = { invalid: unique('inv'), unknown: unique('unk'), system: unique('sys'), ok: unique('ok') };
     const fb = fakeBatch('notify-events', [
       { id: ids.invalid, body: { handle: h.handle, type: 'Order.Paid', data: {} } },
-      { id: ids.unknown, body: { handle: missing, type: 'order.paid', data: {} } },
+      { id: ids.unknown, body: { handle: missing, type: 'order.paid', data: catalogData('order.paid') } },
       { id: ids.system, body: { handle: h.handle, type: 'webhook.endpoint_disabled', data: {} } },
-      { id: ids.ok, body: { handle: h.handle, type: 'order.paid', data: {} } },
+      { id: ids.ok, body: { handle: h.handle, type: 'order.paid', data: catalogData('order.paid') } },
     ]);
     await worker.queue(fb.batch, env, createExecutionContext());
     for (const o of fb.outcomes) expect(o.calls, o.id).toEqual(['ack']);
@@ -485,18 +502,22 @@ describe('the notify-events consumer', () => {
   it('a transient failure (D1 unavailable) is retried, not recorded as a rejection', async () => {
     const h = await setupHandle();
     const id = unique('transient');
-    const failingDb = new Proxy(env.DB, {
-      get(target, prop) {
-        if (prop === 'batch' || prop === 'prepare')
-          return () => {
-            throw new Error('D1_ERROR: database unavailable (test)');
-          };
-        const v = Reflect.get(target, prop, target) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
-    const fb = fakeBatch('notify-events', [{ id, body: { handle: h.handle, type: 'order.paid', data: {} } }]);
-    await worker.queue(fb.batch, { ...env, DB: failingDb }, createExecutionContext());
+    const failing = (d1: D1Database) =>
+      new Proxy(d1, {
+        get(target, prop) {
+          if (prop === 'batch' || prop === 'prepare')
+            return () => {
+              throw new Error('D1_ERROR: database unavailable (test)');
+            };
+          const v = Reflect.get(target, prop, target) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+    const fb = fakeBatch('notify-events', [
+      { id, body: { handle: h.handle, type: 'order.paid', data: catalogData('order.paid') } },
+    ]);
+    const down = { DB: failing(env.DB), SHARD_0: failing(env.SHARD_0), SHARD_1: failing(env.SHARD_1) };
+    await worker.queue(fb.batch, { ...env, ...down }, createExecutionContext());
     expect(fb.outcomes[0]!.retried).toBe(true);
     expect(fb.outcomes[0]!.acked).toBe(false);
     const rej = await env.DB.prepare('SELECT count(*) AS n FROM event_rejections WHERE message_id = ?')
@@ -512,8 +533,8 @@ describe('a failed markQueued after the rows are stored and sent', () => {
   it('POST …/events still answers 202 with the stored notification; the rows stay pending and the sweeper sends them', async () => {
     const h = await setupHandle();
     const wh = await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
-    const failing = d1FailingBatchesMatching(env.DB, MARK_QUEUED);
-    const { env: quiet, capture } = quietEnv({ DB: failing.db });
+    const failing = d1FailingBatchesMatching(await shardOf(h.handle), MARK_QUEUED);
+    const { env: quiet, capture } = quietEnv({ [await shardName(h.handle)]: failing.db });
     const res = await callWithVars(quiet, 'POST', eventsPath(h.handle), {
       token: h.token,
       body: { type: 'order.paid', data: { orderId: 'o-mq' } },
@@ -541,8 +562,8 @@ describe('a failed markQueued after the rows are stored and sent', () => {
   it('the notify-events consumer acks the message: a retry would store the event a second time', async () => {
     const h = await setupHandle();
     await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
-    const failing = d1FailingBatchesMatching(env.DB, MARK_QUEUED);
-    const { env: quiet } = quietEnv({ DB: failing.db });
+    const failing = d1FailingBatchesMatching(await shardOf(h.handle), MARK_QUEUED);
+    const { env: quiet } = quietEnv({ [await shardName(h.handle)]: failing.db });
     // No sourceEventId: nothing would catch a second ingest of this message.
     const fb = fakeBatch('notify-events', [{ body: { handle: h.handle, type: 'order.paid', data: { orderId: 'o' } } }]);
     await worker.queue(fb.batch, quiet, createExecutionContext());

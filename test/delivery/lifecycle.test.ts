@@ -4,12 +4,13 @@
  * Deliveries are driven through the production consumer by hand (their messages kept from the background consumer),
  * receivers are real HTTP servers on 127.0.0.1.
  */
+
 import { createExecutionContext, createScheduledController } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it, vi } from 'vitest';
 import { alertUndeliverable } from '../../src/delivery/platform-alerts.ts';
 import worker from '../../src/index.ts';
-import { call, callJson, callWithVars, unique } from '../support/helpers.ts';
+import { anyShard, call, callJson, callWithVars, catalogData, shardName, shardOf, unique } from '../support/helpers.ts';
 import {
   attemptsOf,
   createWebhook,
@@ -30,15 +31,21 @@ describe('an orphaned test send', () => {
     const key = unique('k');
     const wh = await createWebhook(h, { url: receiverUrl('fail', key) });
     // The test's request sends, then loses its final write: its `pending` row is left for the sweeper.
-    const failing = d1FailingBatchesMatching(env.DB, /INSERT INTO delivery_attempts/);
-    const res = await callWithVars({ DB: failing.db }, 'POST', `/v2/handles/${h.handle}/webhooks/${wh.id}/test`, {
-      token: h.token,
-      body: {},
-    });
+    const failing = d1FailingBatchesMatching(await shardOf(h.handle), /INSERT INTO delivery_attempts/);
+    const res = await callWithVars(
+      { [await shardName(h.handle)]: failing.db },
+      'POST',
+      `/v2/handles/${h.handle}/webhooks/${wh.id}/test`,
+      {
+        token: h.token,
+        body: {},
+      },
+    );
     expect(res.status).toBe(503);
     expect(failing.failures()).toBe(1);
     await waitForHits(key, 1);
-    const orphan = await env.DB.prepare("SELECT id, status FROM deliveries WHERE subscription_id = ? AND kind = 'test'")
+    const orphan = await anyShard
+      .prepare("SELECT id, status FROM deliveries WHERE subscription_id = ? AND kind = 'test'")
       .bind(wh.id)
       .first<{ id: string; status: string }>();
     expect(orphan).toMatchObject({ status: 'pending' });
@@ -115,7 +122,7 @@ describe('undeliverable follows the deliveries', () => {
     // Both match at ingest: nothing is undeliverable yet, so no platform alert is made.
     const viaSkip = await ingestQuiet(
       h.handle,
-      { type: 'payment.failed', severity: 'critical', data: {} },
+      { type: 'payment.failed', severity: 'critical', data: catalogData('payment.failed') },
       {
         PLATFORM_ALERT_EMAIL: alert,
       },
@@ -179,7 +186,8 @@ describe('undeliverable follows the deliveries', () => {
     }
     // Once per notification: the marks are cleared, and a notification marked again gets no second alert.
     expect(await alertUndeliverable(alertEnv, new Date(), { handle: h.handle })).toMatchObject({ checked: 0 });
-    await env.DB.prepare('UPDATE notifications SET alert_check_at = ?2 WHERE id = ?1')
+    await anyShard
+      .prepare('UPDATE notifications SET alert_check_at = ?2 WHERE id = ?1')
       .bind(viaSkip.notificationId, new Date().toISOString())
       .run();
     expect(await alertUndeliverable(alertEnv, new Date(), { handle: h.handle })).toMatchObject({

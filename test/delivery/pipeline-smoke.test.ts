@@ -1,6 +1,5 @@
-import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { ALL_USER_SCOPES, callJson, provisionHandle, signJwt, unique } from '../support/helpers.ts';
+import { ALL_USER_SCOPES, callJson, provisionHandle, shardOf, signJwt, unique } from '../support/helpers.ts';
 import { receiverUrl, waitForHits } from '../support/receivers.ts';
 
 describe('pipeline smoke', () => {
@@ -22,7 +21,8 @@ describe('pipeline smoke', () => {
     const got = await waitForHits(key, 1, 15_000);
     expect(got.length).toBe(1);
     for (let i = 0; i < 50; i++) {
-      const row = await env.DB.prepare('SELECT status FROM deliveries WHERE notification_id = ?')
+      const row = await (await shardOf(handle))
+        .prepare('SELECT status FROM deliveries WHERE notification_id = ?')
         .bind(pub.body.notificationId)
         .first();
       if (row?.status === 'succeeded') break;

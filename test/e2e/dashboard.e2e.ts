@@ -94,7 +94,8 @@ beforeAll(async () => {
     secrets: { JWT_SECRET, ENCRYPTION_KEY },
   });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  // A time zone far from UTC (+05:45), so local times visibly differ from the UTC the server renders.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, timezoneId: 'Asia/Kathmandu' });
   page = await context.newPage();
   page.on('dialog', (d) => void d.accept());
   // No page may reach anything but this origin (no CDN fonts or scripts).
@@ -131,6 +132,11 @@ describe('dashboard in Chromium', () => {
     const session = cookies.find((c) => c.name === 'gn_session')!;
     expect(session).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict', path: '/dashboard' });
     expect(await page.locator('#support-ids').textContent()).toMatch(/Request id\s*req_/);
+    // Times: the browser's zone, relative when recent, the UTC value in the title.
+    const time = page.locator('time[datetime]').first();
+    const utc = (await time.getAttribute('datetime'))!;
+    expect(await time.getAttribute('title')).toContain(`${utc.slice(0, 10)} ${utc.slice(11, 19)} UTC`);
+    expect(await time.textContent()).not.toContain(utc.slice(11, 19));
     await shot('02-overview');
   });
 
@@ -197,18 +203,42 @@ describe('dashboard in Chromium', () => {
     );
     expect(await page.locator('tr[data-status="retrying"]').first().textContent()).toContain('http_5xx');
     await shot('07-webhook-retrying');
-    await reloadUntil(
-      'the delivery to be dead',
-      webhookPath,
-      async () => (await page.locator('tr[data-status="dead"]').count()) > 0,
-      120_000,
-    );
+    // Live status: no reload from here on. The page refreshes its delivery log in place while a delivery is open, and
+    // stops once everything is terminal.
+    await page.evaluate('window.__samePage = true');
+    await page.locator('tr[data-status="dead"]').first().waitFor({ timeout: 120_000 });
+    expect(await page.evaluate('window.__samePage')).toBe(true);
+    expect(await page.locator('#delivery-log [data-open]').count()).toBe(0);
+    const updated = await page.evaluate("document.documentElement.getAttribute('data-live-updated')");
+    expect(updated).toBeTruthy();
+    await sleep(4000);
+    // Nothing open any more: polling stopped.
+    expect(await page.evaluate("document.documentElement.getAttribute('data-live-updated')")).toBe(updated);
     const dead = page.locator('tr[data-status="dead"]').first();
     expect(await dead.textContent()).toContain('#8');
     await shot('08-webhook-dead');
     await page.goto(handlePath());
     expect(await page.locator('#dead-h').locator('..').textContent()).toMatch(/1\s*dead/);
     await shot('09-overview-dead');
+    // The charts, from this run's deliveries: succeeded ones and the dead one, with their numbers behind a disclosure.
+    const hourly = page.locator('figure.chart').first();
+    expect(await hourly.locator('svg').getAttribute('aria-label')).toMatch(
+      /[1-9]\d* succeeded, \d+ retrying, [1-9]\d* dead/,
+    );
+    await hourly.getByText('Numbers').click();
+    expect(await hourly.locator('tbody tr').count()).toBe(24);
+    await hourly.getByText('Numbers').click();
+    await page
+      .locator('section[aria-labelledby="deliveries-h"]')
+      .screenshot({ path: join(SCREENSHOTS, '21-overview-charts.png') });
+    await page.goto(webhookPath);
+    const activity = page.locator('section[aria-labelledby="activity-h"]');
+    expect(await activity.locator('svg[data-chart="latency"]').first().getAttribute('aria-label')).toMatch(
+      /[1-9]\d* attempts; the highest hourly p95 is \d+ ms/,
+    );
+    expect(await activity.locator('svg[data-chart="errors"]').getAttribute('aria-label')).toContain('http_5xx');
+    await activity.screenshot({ path: join(SCREENSHOTS, '22-webhook-charts.png') });
+    await shot('22b-webhook-with-charts');
   });
 
   it('fixes the receiver and redrives the dead delivery with Retry', async () => {
@@ -293,10 +323,22 @@ describe('dashboard in Chromium', () => {
 
   it('is usable at 375 px wide: nothing overflows the viewport', async () => {
     await page.setViewportSize({ width: 375, height: 800 });
+    await page.goto(`${handlePath()}/notifications`);
+    const notificationPath = new URL(
+      (await page.locator('tr[data-notification] a').first().getAttribute('href'))!,
+      base,
+    ).href;
+    // Every page of the dashboard (sign-in is checked on its own below).
     for (const [name, path] of [
       ['18-mobile-overview', handlePath()],
       ['19-mobile-webhook', webhookPath],
       ['20-mobile-feed', `${handlePath()}/notifications`],
+      ['23-mobile-webhooks', `${handlePath()}/webhooks`],
+      ['24-mobile-email', `${handlePath()}/email`],
+      ['25-mobile-settings', `${handlePath()}/settings`],
+      ['26-mobile-notification', notificationPath],
+      ['27-mobile-archives', `${handlePath()}/archives`],
+      ['28-mobile-not-found', `${base}/dashboard/no-such-page`],
     ] as const) {
       await page.goto(path);
       await shot(name);
@@ -306,6 +348,18 @@ describe('dashboard in Chromium', () => {
         .slice(0, 5).map((e) => e.tagName + '.' + e.className + ' ' + (e.textContent || '').slice(0, 60)).join(' | ')`);
       expect(await page.evaluate('document.documentElement.scrollWidth'), `${path}: ${wide}`).toBeLessThanOrEqual(375);
     }
+    // Tables are cards: each row a block, each cell labelled by its column.
+    await page.goto(webhookPath);
+    expect(await page.evaluate("getComputedStyle(document.querySelector('#delivery-log tbody tr')).display")).toBe(
+      'block',
+    );
+    expect(await page.locator('#delivery-log tbody td').first().getAttribute('data-label')).toBe('Delivery');
+    // Sign-in too, signed out in a fresh context.
+    const fresh = await browser!.newContext({ viewport: { width: 375, height: 800 } });
+    const signIn = await fresh.newPage();
+    await signIn.goto(`${base}/dashboard/login`);
+    expect(await signIn.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(375);
+    await fresh.close();
   });
 
   it('made no request to any other origin', () => {

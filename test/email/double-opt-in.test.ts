@@ -1,7 +1,15 @@
 /** Double opt-in (docs/design.md#email) and the local mailbox: the confirmation mail is the only mail a pending address gets. */
-import { env } from 'cloudflare:workers';
+
 import { describe, expect, it } from 'vitest';
-import { ALL_USER_SCOPES, callWithVars, expectProblem, provisionHandle, signJwt, unique } from '../support/helpers.ts';
+import {
+  ALL_USER_SCOPES,
+  anyShard,
+  callWithVars,
+  expectProblem,
+  provisionHandle,
+  signJwt,
+  unique,
+} from '../support/helpers.ts';
 
 const DEV = { ENVIRONMENT: 'development' };
 const devCall = (method: string, path: string, opts: Parameters<typeof callWithVars>[3] = {}) =>
@@ -36,7 +44,8 @@ async function subscribe() {
 
 /** Moves the last confirmation mail of a subscription back past the resend cooldown (60 s). */
 const pastCooldown = (id: string) =>
-  env.DB.prepare('UPDATE email_subscriptions SET confirm_sent_at = ?2 WHERE id = ?1')
+  anyShard
+    .prepare('UPDATE email_subscriptions SET confirm_sent_at = ?2 WHERE id = ?1')
     .bind(id, new Date(Date.now() - 61_000).toISOString())
     .run();
 
@@ -44,7 +53,8 @@ const resend = (handle: string, id: string, token: string) =>
   devCall('POST', `/v2/handles/${handle}/notifications/email-subscriptions/${id}/resend-confirmation`, { token });
 
 const statusOf = async (id: string) =>
-  (await env.DB.prepare('SELECT status, confirm_token_hash FROM email_subscriptions WHERE id = ?')
+  (await anyShard
+    .prepare('SELECT status, confirm_token_hash FROM email_subscriptions WHERE id = ?')
     .bind(id)
     .first<{ status: string; confirm_token_hash: string | null }>())!;
 
@@ -83,7 +93,8 @@ describe('double opt-in', () => {
   it('an expired link is refused with 410 and changes nothing', async () => {
     const { email, id } = await subscribe();
     const link = confirmLink((await mailbox(email))[0]!.text);
-    await env.DB.prepare(`UPDATE email_subscriptions SET confirm_expires_at = '2020-01-01T00:00:00.000Z' WHERE id = ?`)
+    await anyShard
+      .prepare(`UPDATE email_subscriptions SET confirm_expires_at = '2020-01-01T00:00:00.000Z' WHERE id = ?`)
       .bind(id)
       .run();
     await expectProblem(await devCall('POST', link), 410);

@@ -3,19 +3,21 @@
  * through the production path (the `send_email` binding, simulated locally), recorded as a delivery of kind `test`,
  * with a diagnosis; nothing but the confirmation mail reaches an address that has not confirmed.
  */
-import { env } from 'cloudflare:workers';
+
 import { describe, expect, it, vi } from 'vitest';
 import { newId } from '../../src/lib/ids.ts';
 import {
   ALL_USER_SCOPES,
+  anyShard,
   call,
   callJson,
   expectProblem,
   provisionHandle,
+  shardOf,
   signJwt,
   unique,
 } from '../support/helpers.ts';
-import { userJwt } from '../support/seed.ts';
+import { insertEmailSubscriptions, userJwt } from '../support/seed.ts';
 
 type Row = Record<string, any>;
 
@@ -35,20 +37,44 @@ async function setOwnerEmail(handle: string, token: string, email: string) {
 }
 
 async function testDeliveries(subscriptionId: string): Promise<Row[]> {
-  const { results } = await env.DB.prepare(
-    `SELECT * FROM deliveries WHERE subscription_id = ? AND kind = 'test' AND status_reason = 'test_send' ORDER BY id`,
-  )
+  const { results } = await anyShard
+    .prepare(
+      `SELECT * FROM deliveries WHERE subscription_id = ? AND kind = 'test' AND status_reason = 'test_send' ORDER BY id`,
+    )
     .bind(subscriptionId)
     .all<Row>();
   return results;
 }
 
 const ownerRow = (handle: string) =>
-  env.DB.prepare(`SELECT * FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`)
+  anyShard
+    .prepare(`SELECT * FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`)
     .bind(handle)
     .first<Row>();
 
 describe('POST …/email-subscriptions/{id}/test', () => {
+  it('with no eventType, the test mail is of a type the subscription receives (as the dashboard sends it)', async () => {
+    const s = await setup();
+    const [id] = await insertEmailSubscriptions(s.handle, 1);
+    await (await shardOf(s.handle))
+      .prepare('UPDATE email_subscriptions SET event_types = ?2 WHERE id = ?1')
+      .bind(id, JSON.stringify(['payment.failed', 'campaign.*']))
+      .run();
+    // The dashboard's "Send test" posts an empty body: the API's default decides.
+    const r = await callJson('POST', `${s.subs}/${id}/test`, { token: s.token, body: {} });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    const [delivery] = await testDeliveries(id!);
+    expect(JSON.parse(delivery!.payload)).toMatchObject({ type: 'payment.failed', test: true });
+    // An explicit type still wins.
+    const explicit = await callJson('POST', `${s.subs}/${id}/test`, {
+      token: s.token,
+      body: { eventType: 'campaign.started' },
+    });
+    expect(explicit.status).toBe(200);
+    const sent = await testDeliveries(id!);
+    expect(JSON.parse(sent[1]!.payload).type).toBe('campaign.started');
+  });
+
   it('owner-default set → a test mail goes through the send_email binding: deliveryId, outcome succeeded, recorded as kind test', async () => {
     const s = await setup();
     const email = `Owner.${unique('m')}@Example.com`;
@@ -76,13 +102,14 @@ describe('POST …/email-subscriptions/{id}/test', () => {
       notification_id: null,
     });
     expect(JSON.parse(delivery!.payload)).toMatchObject({ type: 'order.created', test: true, handle: s.handle });
-    const { results: attempts } = await env.DB.prepare('SELECT * FROM delivery_attempts WHERE delivery_id = ?')
+    const { results: attempts } = await anyShard
+      .prepare('SELECT * FROM delivery_attempts WHERE delivery_id = ?')
       .bind(r.body.deliveryId)
       .all<Row>();
     expect(attempts).toHaveLength(1);
     expect(attempts[0]).toMatchObject({ attempt_number: 1, outcome: 'succeeded', error_class: null });
-    // The binding accepted a message with a Message-ID (the simulated send_email returned without throwing).
-    expect(attempts[0]!.response_snippet).toMatch(/^accepted <[^>]+>$/);
+    // The binding accepted the message and answered with its message id (kept bare, as Email Sending's events name it).
+    expect(attempts[0]!.response_snippet).toMatch(/^accepted [^<>\s]+@[^<>\s]+$/);
     expect(attempts[0]!.request_bytes).toBeGreaterThan(0);
   });
 
@@ -118,9 +145,8 @@ describe('POST …/email-subscriptions/{id}/test', () => {
     const email = `Ops.${unique('m')}@Example.com`;
     const created = await callJson('POST', s.subs, { token: s.token, body: { email } });
     expect(created.status).toBe(201);
-    await env.DB.prepare(
-      `UPDATE email_subscriptions SET status = 'active', status_reason = NULL, confirmed_at = ? WHERE id = ?`,
-    )
+    await anyShard
+      .prepare(`UPDATE email_subscriptions SET status = 'active', status_reason = NULL, confirmed_at = ? WHERE id = ?`)
       .bind(new Date().toISOString(), created.body.id)
       .run();
     const r = await callJson('POST', `${s.subs}/${created.body.id}/test`, { token: s.token });
@@ -159,9 +185,8 @@ describe('POST …/email-subscriptions/{id}/test', () => {
       token: s.token,
       body: { email: `bounced-${unique('m')}@example.com` },
     });
-    await env.DB.prepare(
-      `UPDATE email_subscriptions SET status = 'suppressed', status_reason = 'hard bounce' WHERE id = ?`,
-    )
+    await anyShard
+      .prepare(`UPDATE email_subscriptions SET status = 'suppressed', status_reason = 'hard bounce' WHERE id = ?`)
       .bind(created.body.id)
       .run();
     const r = await callJson('POST', `${s.subs}/${created.body.id}/test`, { token: s.token });
@@ -177,10 +202,11 @@ describe('POST …/email-subscriptions/{id}/test', () => {
     const s = await setup();
     const address = `left-${unique('m')}@example.com`;
     const created = await callJson('POST', s.subs, { token: s.token, body: { email: address } });
-    await env.DB.prepare(
-      `UPDATE email_subscriptions SET status = 'unsubscribed',
+    await anyShard
+      .prepare(
+        `UPDATE email_subscriptions SET status = 'unsubscribed',
          status_reason = 'The recipient unsubscribed with the link in a mail. Subscribe again.' WHERE id = ?`,
-    )
+      )
       .bind(created.body.id)
       .run();
     const r = await callJson('POST', `${s.subs}/${created.body.id}/test`, { token: s.token });
@@ -199,11 +225,12 @@ describe('POST …/email-subscriptions/{id}/test', () => {
     const owner = (await ownerRow(s.handle))!;
     const dead = newId('dlv');
     const now = new Date().toISOString();
-    await env.DB.prepare(
-      `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target, status,
+    await (await shardOf(s.handle))
+      .prepare(
+        `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target, status,
          status_reason, attempt_count, last_error_class, created_at, updated_at)
        VALUES (?1, ?2, NULL, 'event', 'email', 'owner_default', ?3, ?4, 'dead', 'provider_permanent', 1, 'provider_permanent', ?5, ?5)`,
-    )
+      )
       .bind(dead, s.handle, owner.id, email, now)
       .run();
     const r = await callJson('POST', `${s.subs}/owner-default/test`, { token: s.token });
@@ -247,9 +274,10 @@ describe('PUT …/owner-default-email sends a test mail at once', () => {
       call('PUT', `/v2/handles/${handle}/notifications/owner-default-email`, { token, body: { email } });
     const mails = async () =>
       (
-        await env.DB.prepare(
-          `SELECT target, status, channel, recipient_type FROM deliveries WHERE handle = ? AND status_reason = 'owner_default_changed' ORDER BY id`,
-        )
+        await anyShard
+          .prepare(
+            `SELECT target, status, channel, recipient_type FROM deliveries WHERE handle = ? AND status_reason = 'owner_default_changed' ORDER BY id`,
+          )
           .bind(handle)
           .all()
       ).results;

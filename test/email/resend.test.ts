@@ -12,16 +12,17 @@
  * Every test uses its own addresses, and the fake's records are read per address, so tests never see each other's
  * mails and never need to clear the fake.
  */
+
 import { env } from 'cloudflare:workers';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, inject, it } from 'vitest';
 import { newWebhookSecret, signPayload } from '../../src/delivery/signing.ts';
-import type { OutgoingMail } from '../../src/email/mime.ts';
+import type { OutgoingMail } from '../../src/email/message.ts';
 import type { SendMeta } from '../../src/email/provider.ts';
 import { resendProvider, resendRequestBody } from '../../src/email/providers/resend.ts';
 import { runContext } from '../../src/env.ts';
 import { newId } from '../../src/lib/ids.ts';
-import { callJson, callWithVars, expectProblem, unique } from '../support/helpers.ts';
+import { anyShard, callJson, callWithVars, expectProblem, shardOf, unique } from '../support/helpers.ts';
 import { assertMatchesDocument } from '../support/openapi-check.ts';
 import {
   attemptsOf,
@@ -114,10 +115,11 @@ async function insertSubscription(
 ): Promise<string> {
   const id = newId('esub');
   const now = new Date().toISOString();
-  await env.DB.prepare(
-    `INSERT INTO email_subscriptions (id, handle, kind, email, email_normalized, status, confirmed_at, provider, created_at, updated_at)
+  await (await shardOf(handle))
+    .prepare(
+      `INSERT INTO email_subscriptions (id, handle, kind, email, email_normalized, status, confirmed_at, provider, created_at, updated_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'resend', ?7, ?7)`,
-  )
+    )
     .bind(id, handle, kind, email, email.trim().toLowerCase(), status, now)
     .run();
   return id;
@@ -126,9 +128,8 @@ async function insertSubscription(
 async function subscriptionRow(
   id: string,
 ): Promise<{ status: string; status_reason: string | null; email_normalized: string }> {
-  const row = await env.DB.prepare(
-    'SELECT status, status_reason, email_normalized FROM email_subscriptions WHERE id = ?1',
-  )
+  const row = await anyShard
+    .prepare('SELECT status, status_reason, email_normalized FROM email_subscriptions WHERE id = ?1')
     .bind(id)
     .first<{ status: string; status_reason: string | null; email_normalized: string }>();
   if (!row) throw new Error(`no subscription ${id}`);
@@ -426,7 +427,8 @@ describe('EMAIL_PROVIDER=resend through the delivery pipeline (consumeDeliveries
     expect(created.status, JSON.stringify(sub)).toBe(201);
     expect(sub.statusReason).toMatch(/Confirmation mail sent/);
     // Past the resend cooldown, which counts from the first mail.
-    await env.DB.prepare('UPDATE email_subscriptions SET confirm_sent_at = ?2 WHERE id = ?1')
+    await anyShard
+      .prepare('UPDATE email_subscriptions SET confirm_sent_at = ?2 WHERE id = ?1')
       .bind(sub.id, new Date(Date.now() - 61_000).toISOString())
       .run();
     const again = await callWithVars(
@@ -609,9 +611,10 @@ describe('POST /v2/providers/resend/events (Resend webhook)', () => {
     await insertSubscription(h.handle, standard);
     const alerts = async () =>
       (
-        await env.DB.prepare(
-          `SELECT severity, data FROM notifications WHERE handle = ?1 AND type = 'email.owner_default_suppressed'`,
-        )
+        await anyShard
+          .prepare(
+            `SELECT severity, data FROM notifications WHERE handle = ?1 AND type = 'email.owner_default_suppressed'`,
+          )
           .bind(h.handle)
           .all<{ severity: string; data: string }>()
       ).results;

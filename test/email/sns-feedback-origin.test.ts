@@ -8,11 +8,12 @@
  * the SNS notifier, test/support/node/sns-notifier.ts); what differs is the TopicArn. Our topics are created through
  * the real paths (a subscription through the API, the minute job) against the SNS fake (test/support/node/sns-fake.ts).
  */
+
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { reconcileSnsSubscriptions } from '../../src/jobs/reconcile-email.ts';
 import { newId } from '../../src/lib/ids.ts';
-import { callWithVars, expectProblem, unique } from '../support/helpers.ts';
+import { anyShard, callWithVars, expectProblem, shardOf, unique } from '../support/helpers.ts';
 import { setupHandle } from '../support/pipeline-helpers.ts';
 import {
   handleWithSnsTopic,
@@ -42,26 +43,28 @@ async function insertSubscription(
 ): Promise<string> {
   const id = newId('esub');
   const now = new Date().toISOString();
-  await env.DB.prepare(
-    `INSERT INTO email_subscriptions
+  await (await shardOf(handle))
+    .prepare(
+      `INSERT INTO email_subscriptions
        (id, handle, kind, email, email_normalized, status, confirmed_at, provider, created_at, updated_at)
      VALUES (?1, ?2, ?3, ?4, ?4, 'active', ?5, 'sns', ?5, ?5)`,
-  )
+    )
     .bind(id, handle, kind, email.toLowerCase(), now)
     .run();
   return id;
 }
 
 const statusOf = async (id: string) =>
-  (await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?1').bind(id).first<{ status: string }>())
+  (await anyShard.prepare('SELECT status FROM email_subscriptions WHERE id = ?1').bind(id).first<{ status: string }>())
     ?.status;
 
 const alertsOf = async (handle: string) =>
   (
-    await env.DB.prepare(
-      `SELECT id, severity, status, data FROM notifications
+    await anyShard
+      .prepare(
+        `SELECT id, severity, status, data FROM notifications
        WHERE handle = ?1 AND type = 'email.owner_default_suppressed' ORDER BY id`,
-    )
+      )
       .bind(handle)
       .all<{ id: string; severity: string; status: string; data: string }>()
   ).results;
@@ -192,9 +195,10 @@ describe('a suppressed owner default email raises the owner/platform alert', () 
       // The owner default address is the one that bounced: nobody of the handle can receive this, so it is
       // undeliverable and the platform alert address gets it.
       expect(alerts[0]!.status).toBe('undeliverable');
-      const platform = await env.DB.prepare(
-        `SELECT target, status_reason FROM deliveries WHERE notification_id = ?1 AND recipient_type = 'platform_alert'`,
-      )
+      const platform = await anyShard
+        .prepare(
+          `SELECT target, status_reason FROM deliveries WHERE notification_id = ?1 AND recipient_type = 'platform_alert'`,
+        )
         .bind(alerts[0]!.id)
         .first<{ target: string; status_reason: string }>();
       expect(platform).toEqual({

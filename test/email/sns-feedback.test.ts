@@ -6,13 +6,14 @@
  * it serves, and signs with node:crypto — independently of the Worker's verifier. The Worker accepts the certificate
  * only because these tests set SNS_CERT_HOSTS=127.0.0.1 and ALLOW_INSECURE_WEBHOOK_TARGETS=true (http to loopback).
  */
+
 import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { canonicalString, hostMatches, subjectPublicKeyInfo, urlProblem } from '../../src/email/sns-signature.ts';
 import { ensureFeedbackTopic } from '../../src/email/sns-topics.ts';
 import { config } from '../../src/env.ts';
 import { newId } from '../../src/lib/ids.ts';
-import { callWithVars, expectProblem, unique } from '../support/helpers.ts';
+import { anyShard, callWithVars, expectProblem, shardOf, unique } from '../support/helpers.ts';
 import { assertMatchesDocument } from '../support/openapi-check.ts';
 import { setupHandle } from '../support/pipeline-helpers.ts';
 import { SNS_FAKE_ACCOUNT, SNS_TEST_REGION, snsDeployment } from '../support/sns-messages.ts';
@@ -123,18 +124,20 @@ const address = () => `${unique('sns')}@example.com`;
 async function insertSubscription(handle: string, email: string): Promise<string> {
   const id = newId('esub');
   const now = new Date().toISOString();
-  await env.DB.prepare(
-    `INSERT INTO email_subscriptions
+  await (await shardOf(handle))
+    .prepare(
+      `INSERT INTO email_subscriptions
        (id, handle, kind, email, email_normalized, status, confirmed_at, provider, created_at, updated_at)
      VALUES (?1, ?2, 'standard', ?3, ?4, 'active', ?5, 'sns', ?5, ?5)`,
-  )
+    )
     .bind(id, handle, email, email.trim().toLowerCase(), now)
     .run();
   return id;
 }
 
 async function subscriptionRow(id: string): Promise<{ status: string; status_reason: string | null }> {
-  const row = await env.DB.prepare('SELECT status, status_reason FROM email_subscriptions WHERE id = ?1')
+  const row = await anyShard
+    .prepare('SELECT status, status_reason FROM email_subscriptions WHERE id = ?1')
     .bind(id)
     .first<{ status: string; status_reason: string | null }>();
   if (!row) throw new Error(`no subscription ${id}`);

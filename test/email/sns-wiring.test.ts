@@ -2,10 +2,11 @@
  * EMAIL_PROVIDER=sns wired through the API and the minute job, against the SNS wire-format fake — including the seed
  * guide's failure "notification email subscription has stale SNS arn", caught by the job and by the test route.
  */
+
 import { env } from 'cloudflare:workers';
 import { describe, expect, inject, it } from 'vitest';
 import { reconcileSnsSubscriptions } from '../../src/jobs/reconcile-email.ts';
-import { ALL_USER_SCOPES, callWithVars, provisionHandle, signJwt, unique } from '../support/helpers.ts';
+import { ALL_USER_SCOPES, anyShard, callWithVars, provisionHandle, signJwt, unique } from '../support/helpers.ts';
 
 const base = () => `http://127.0.0.1:${inject('snsFakePort')}`;
 /** The fake's credentials and a region (see test/support/node/sns-fake.ts). */
@@ -42,7 +43,8 @@ async function subscribe(call: Awaited<ReturnType<typeof setup>>['call']) {
   const res = await call('POST', '/notifications/email-subscriptions', { email, eventTypes: ['order.*'] });
   expect(res.status).toBe(201);
   const body = (await res.json()) as { id: string; status: string; statusReason: string };
-  const row = await env.DB.prepare('SELECT provider, provider_ref FROM email_subscriptions WHERE id = ?')
+  const row = await anyShard
+    .prepare('SELECT provider, provider_ref FROM email_subscriptions WHERE id = ?')
     .bind(body.id)
     .first<{ provider: string; provider_ref: string }>();
   return { email, body, arn: row!.provider_ref, provider: row!.provider };
@@ -50,7 +52,8 @@ async function subscribe(call: Awaited<ReturnType<typeof setup>>['call']) {
 
 const staleNotifications = async (handle: string) =>
   (
-    await env.DB.prepare(`SELECT data FROM notifications WHERE handle = ? AND type = 'email.subscription_stale'`)
+    await anyShard
+      .prepare(`SELECT data FROM notifications WHERE handle = ? AND type = 'email.subscription_stale'`)
       .bind(handle)
       .all()
   ).results;
@@ -73,7 +76,8 @@ describe('EMAIL_PROVIDER=sns', () => {
     await control(`/_control/confirm?arn=${encodeURIComponent(arn)}`);
     const run = await reconcileSnsSubscriptions(snsEnv(), new Date());
     expect(run.checked).toBeGreaterThanOrEqual(1);
-    const row = await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?')
+    const row = await anyShard
+      .prepare('SELECT status FROM email_subscriptions WHERE id = ?')
       .bind(body.id)
       .first<{ status: string }>();
     expect(row!.status).toBe('active');
@@ -88,12 +92,14 @@ describe('EMAIL_PROVIDER=sns', () => {
     // The job checks the longest-unchecked first; run until this one was seen (other files' rows may be older).
     for (let i = 0; i < 10; i++) {
       await reconcileSnsSubscriptions(snsEnv(), new Date());
-      const r = await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?')
+      const r = await anyShard
+        .prepare('SELECT status FROM email_subscriptions WHERE id = ?')
         .bind(body.id)
         .first<{ status: string }>();
       if (r!.status === 'stale') break;
     }
-    const row = await env.DB.prepare('SELECT status, status_reason FROM email_subscriptions WHERE id = ?')
+    const row = await anyShard
+      .prepare('SELECT status, status_reason FROM email_subscriptions WHERE id = ?')
       .bind(body.id)
       .first<{ status: string; status_reason: string }>();
     expect(row!.status).toBe('stale');

@@ -11,7 +11,7 @@
  */
 import { env } from 'cloudflare:workers';
 import { describe, expect, inject, it } from 'vitest';
-import type { OutgoingMail } from '../../src/email/mime.ts';
+import type { OutgoingMail } from '../../src/email/message.ts';
 import type { SendMeta } from '../../src/email/provider.ts';
 import {
   decodeXml,

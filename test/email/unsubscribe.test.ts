@@ -1,9 +1,11 @@
 /** One-click unsubscribe (RFC 8058): links in mails, GET never unsubscribes, POST needs no auth, tokens can't be forged. */
+
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { unsubscribeToken } from '../../src/email/unsubscribe.ts';
 import {
   ALL_USER_SCOPES,
+  anyShard,
   call,
   callJson,
   callWithVars,
@@ -23,12 +25,12 @@ async function activeSubscription() {
     token,
     body: { email },
   });
-  await env.DB.prepare(`UPDATE email_subscriptions SET status = 'active' WHERE id = ?`).bind(body.id).run();
+  await anyShard.prepare(`UPDATE email_subscriptions SET status = 'active' WHERE id = ?`).bind(body.id).run();
   return { id: body.id as string, handle, token, email };
 }
 
 const status = async (id: string) =>
-  (await env.DB.prepare('SELECT status FROM email_subscriptions WHERE id = ?').bind(id).first<{ status: string }>())
+  (await anyShard.prepare('SELECT status FROM email_subscriptions WHERE id = ?').bind(id).first<{ status: string }>())
     ?.status;
 
 describe('one-click unsubscribe', () => {
@@ -116,9 +118,10 @@ describe('an unsubscribe link is bound to the address it was mailed to', () => {
     expect((await putOwner(handle, token, oldAddress)).status).toBe(200);
     const oldLink = await unsubscribeLinkMailedTo(oldAddress);
     expect((await putOwner(handle, token, newAddress)).status).toBe(200);
-    const row = await env.DB.prepare(
-      "SELECT id, email_normalized, status FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'",
-    )
+    const row = await anyShard
+      .prepare(
+        "SELECT id, email_normalized, status FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'",
+      )
       .bind(handle)
       .first<{ id: string; email_normalized: string; status: string }>();
     expect(row).toMatchObject({ email_normalized: newAddress.toLowerCase(), status: 'active' });
@@ -162,9 +165,8 @@ describe('an unsubscribe link is bound to the address it was mailed to', () => {
     const handle = await provisionHandle(owner);
     const token = await signJwt({ sub: owner, scope: ALL_USER_SCOPES });
     expect((await putOwner(handle, token, `${unique('owner')}@example.com`)).status).toBe(200);
-    const ownerRow = await env.DB.prepare(
-      "SELECT id FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'",
-    )
+    const ownerRow = await anyShard
+      .prepare("SELECT id FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'")
       .bind(handle)
       .first<{ id: string }>();
     const legacyOwner = `/v2/email/unsubscribe?token=${encodeURIComponent(await legacyToken(ownerRow!.id))}`;

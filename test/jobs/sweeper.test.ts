@@ -15,7 +15,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { deliveryQueueIndex } from '../../src/delivery/enqueue.ts';
 import { config } from '../../src/env.ts';
 import { sweepOutbox } from '../../src/jobs/sweeper.ts';
-import { unique } from '../support/helpers.ts';
+import { shardOf, unique } from '../support/helpers.ts';
 import {
   type AttemptDbRow,
   allDeliveryQueues,
@@ -33,8 +33,8 @@ import { hits, receiverUrl } from '../support/receivers.ts';
 const MINUTE = 60_000;
 const GRACE_MS = config(env).overdueAfterSeconds * 1000;
 const db = env.SWEEPER_TEST_DB;
-/** The Worker's env on this file's own database. */
-const isolated = { ...env, DB: db } as Env;
+/** The Worker's env on this file's own database: its control plane and its one shard (docs/design.md#shards). */
+const isolated = { ...env, DB: db, SHARD_0: db, SHARD_1: undefined } as unknown as Env;
 
 beforeAll(async () => {
   await applyD1Migrations(db, env.TEST_MIGRATIONS);
@@ -42,9 +42,13 @@ beforeAll(async () => {
 
 /** Copies rows the API wrote into the shared database over to this file's database. */
 async function copyRows(table: string, column: string, value: string): Promise<void> {
-  const { results } = await env.DB.prepare(`SELECT * FROM ${table} WHERE ${column} = ?`)
+  const source = table === 'handles' ? env.DB : await shardOf(value);
+  const { results } = await source
+    .prepare(`SELECT * FROM ${table} WHERE ${column} = ?`)
     .bind(value)
     .all<Record<string, unknown>>();
+  // Here every handle lives on this file's one shard.
+  if (table === 'handles') for (const row of results) row.shard = 0;
   await db.batch(
     results.map((row) => {
       const cols = Object.keys(row);
@@ -97,7 +101,7 @@ async function handleWithWebhooks(scenarios: Array<'ok' | 'fail'>) {
 /** A handle whose two deliveries were in flight when the Worker died: one `queued`, one `retrying`. */
 async function crashedMidDelivery() {
   const { h, webhookIds } = await handleWithWebhooks(['ok', 'fail']);
-  const ing = await ingestQuiet(h.handle, {}, { DB: db });
+  const ing = await ingestQuiet(h.handle, {}, { DB: db, SHARD_0: db, SHARD_1: undefined } as unknown as Partial<Env>);
   const rows = await Promise.all(ing.deliveryIds.map(deliveryRow));
   const queuedId = rows.find((r) => r.subscription_id === webhookIds[0])!.id;
   const retryingId = rows.find((r) => r.subscription_id === webhookIds[1])!.id;
@@ -172,7 +176,7 @@ describe('sweeper: deliveries stuck after a crash', () => {
 
   it('a lost hand-off to the dead-letter queue: the delivery becomes dead without a 9th attempt', async () => {
     const { h, keys } = await handleWithWebhooks(['fail']);
-    const ing = await ingestQuiet(h.handle, {}, { DB: db });
+    const ing = await ingestQuiet(h.handle, {}, { DB: db, SHARD_0: db, SHARD_1: undefined } as unknown as Partial<Env>);
     const [id] = ing.deliveryIds as [string];
     // A one-step schedule: attempt 2 is the last; on the queue's 8th delivery the consumer hands it to the DLQ.
     const shortEnv = { ...isolated, RETRY_DELAYS_SECONDS: '1' } as Env;
@@ -214,7 +218,8 @@ describe('sweeper: several delivery queues', () => {
     // Events until every queue has some of them (six deliveries an event: each is on one queue by chance 1 in 32).
     const ids: string[] = [];
     for (let i = 0; i < 10 && new Set(ids.map((id) => deliveryQueueIndex(id, queueCount))).size < queueCount; i++) {
-      ids.push(...(await ingestQuiet(h.handle, {}, { DB: db, ...first.bindings })).deliveryIds);
+      const vars = { DB: db, SHARD_0: db, SHARD_1: undefined, ...first.bindings } as unknown as Partial<Env>;
+      ids.push(...(await ingestQuiet(h.handle, {}, vars)).deliveryIds);
     }
     const firstQueue = new Map<string, number>();
     for (const [n, q] of first.perQueue.entries()) for (const id of sentDeliveryIds(q)) firstQueue.set(id, n);

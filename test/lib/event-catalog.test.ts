@@ -39,6 +39,17 @@ describe('event catalog', () => {
     expect(nearestEventTypes('email.bounced', { publishable: true }).every((t) => !t.startsWith('email.'))).toBe(true);
   });
 
+  it('suggestions weigh the last segment: order.shiped means the shipped-like type, not order.paid', () => {
+    for (const typo of ['order.shiped', 'order.shipped', 'orders.shipped', 'order.dispatched']) {
+      expect(nearestEventTypes(typo)[0], typo).toBe('order.fulfilled');
+      expect(nearestEventTypes(typo, { publishable: true })[0], typo).toBe('order.fulfilled');
+    }
+    // The namespace still counts: a failure of a payment is payment.failed, not another namespace's failed.
+    expect(nearestEventTypes('payment.faild')[0]).toBe('payment.failed');
+    expect(nearestEventTypes('campain.failed')[0]).toBe('campaign.failed');
+    expect(nearestEventTypes('order.canceled')[0]).toBe('order.cancelled');
+  });
+
   it('eventTypes patterns: a typo gets suggestions, catalog and custom patterns pass', () => {
     expect(patternTypoSuggestions('orders.*')?.[0]).toBe('order.*');
     expect(patternTypoSuggestions('order.shipped')).toEqual(

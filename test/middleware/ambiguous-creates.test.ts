@@ -12,13 +12,14 @@
  *
  * `FAULT_RUNS` / `FAULT_SEED` widen or replay it, as for test/delivery/fault-model.test.ts.
  */
+
 import { env } from 'cloudflare:workers';
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { decryptSecret, importEncryptionKey } from '../../src/lib/crypto.ts';
 import { answerLostD1 } from '../support/faulty-d1.ts';
 import { faultRuns } from '../support/generated-runs.ts';
-import { callWithVars, unique } from '../support/helpers.ts';
+import { anyShard, callWithVars, shardName, shardOf, unique } from '../support/helpers.ts';
 import { setupHandle } from '../support/pipeline-helpers.ts';
 
 // A tenth of the fault model's runs: each run is a handful of requests.
@@ -41,9 +42,8 @@ const op = fc.record({
 });
 
 async function currentSecrets(id: string): Promise<{ current: string; previous: string | null }> {
-  const row = await env.DB.prepare(
-    'SELECT secret_encrypted, previous_secret_encrypted FROM webhook_subscriptions WHERE id = ?',
-  )
+  const row = await anyShard
+    .prepare('SELECT secret_encrypted, previous_secret_encrypted FROM webhook_subscriptions WHERE id = ?')
     .bind(id)
     .first<{ secret_encrypted: string; previous_secret_encrypted: string | null }>();
   const key = await importEncryptionKey(env.ENCRYPTION_KEY);
@@ -62,8 +62,8 @@ describe('ambiguous creates under storage faults (generated)', () => {
       .assert(
         fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 6 }), async (ops) => {
           const h = await setupHandle();
-          const d1 = answerLostD1(env.DB);
-          const vars = { DB: d1.db } as Partial<Env>;
+          const d1 = answerLostD1(await shardOf(h.handle));
+          const vars = { [await shardName(h.handle)]: d1.db } as Partial<Env>;
           const hooks = `/v2/handles/${h.handle}/webhooks`;
           /** Webhooks created so far, with the secret the client holds for each. */
           const webhooks: Array<{ id: string; secret: string }> = [];
@@ -120,7 +120,10 @@ describe('ambiguous creates under storage faults (generated)', () => {
           }
           // Rule 3: one row per create.
           const count = async (table: string, where = '') =>
-            (await env.DB.prepare(`SELECT count(*) AS n FROM ${table} WHERE handle = ? ${where}`)
+            (await (
+              await shardOf(h.handle)
+            )
+              .prepare(`SELECT count(*) AS n FROM ${table} WHERE handle = ? ${where}`)
               .bind(h.handle)
               .first<{ n: number }>())!.n;
           expect(await count('webhook_subscriptions'), 'rule 3: webhooks').toBe(webhooks.length);

@@ -2,18 +2,22 @@
  * Idempotency-Key on writes (docs/design.md#api-conventions, IETF draft semantics): replay, mismatch, concurrency, scoping, expiry, key
  * validation, and release of the key after a failed write.
  */
+
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { decryptSecret, importEncryptionKey } from '../../src/lib/crypto.ts';
 import { answerLostD1 } from '../support/faulty-d1.ts';
 import {
   addMember,
+  anyShard,
   call,
   callJson,
   callWithVars,
   createPat,
   expectProblem,
   provisionHandle,
+  shardName,
+  shardOf,
   unique,
 } from '../support/helpers.ts';
 import { countRows, dailyCount, userJwt } from '../support/seed.ts';
@@ -204,14 +208,16 @@ describe('Idempotency-Key', () => {
     const address = email();
     const first = await send('POST', subsPath(handle), token, { email: address }, k);
     expect(first.status).toBe(201);
-    const stored = await env.DB.prepare('SELECT state, expires_at FROM idempotency_keys WHERE handle = ? AND key = ?')
+    const stored = await (await shardOf(handle))
+      .prepare('SELECT state, expires_at FROM idempotency_keys WHERE handle = ? AND key = ?')
       .bind(handle, k)
       .first<{ state: string; expires_at: string }>();
     expect(stored!.state).toBe('completed');
     const ttl = Date.parse(stored!.expires_at) - Date.now();
     expect(ttl).toBeGreaterThan(24 * 3600_000 - 60_000);
     expect(ttl).toBeLessThanOrEqual(24 * 3600_000);
-    await env.DB.prepare('UPDATE idempotency_keys SET expires_at = ? WHERE handle = ? AND key = ?')
+    await (await shardOf(handle))
+      .prepare('UPDATE idempotency_keys SET expires_at = ? WHERE handle = ? AND key = ?')
       .bind(new Date(Date.now() - 1000).toISOString(), handle, k)
       .run();
     // A different body is fine now (not 422), and it runs.
@@ -248,7 +254,8 @@ describe('Idempotency-Key', () => {
     const k = key();
     const bad = await send('POST', subsPath(handle), token, { email: 'not-an-email' }, k);
     expect(bad.status).toBe(400);
-    const rows = await env.DB.prepare('SELECT count(*) AS n FROM idempotency_keys WHERE handle = ? AND key = ?')
+    const rows = await (await shardOf(handle))
+      .prepare('SELECT count(*) AS n FROM idempotency_keys WHERE handle = ? AND key = ?')
       .bind(handle, k)
       .first<{ n: number }>();
     expect(rows!.n).toBe(0);
@@ -264,7 +271,8 @@ describe('Idempotency-Key', () => {
     expect(first.status).toBe(201);
     const secret = JSON.parse(first.text).secret as string;
     expect(secret).toMatch(/^whsec_/);
-    const row = await env.DB.prepare('SELECT * FROM idempotency_keys WHERE handle = ? AND key = ?')
+    const row = await (await shardOf(handle))
+      .prepare('SELECT * FROM idempotency_keys WHERE handle = ? AND key = ?')
       .bind(handle, k)
       .first();
     expect(row).not.toBeNull();
@@ -302,10 +310,11 @@ describe('Idempotency-Key', () => {
     const { sha256Hex } = await import('../../src/lib/crypto.ts');
     const hash = await sha256Hex(`POST ${subsPath(handle)}\n${JSON.stringify(body)}`);
     const hourAgo = Date.now() - 3600_000;
-    await env.DB.prepare(
-      `INSERT INTO idempotency_keys (principal, handle, key, request_hash, state, created_at, expires_at)
+    await (await shardOf(handle))
+      .prepare(
+        `INSERT INTO idempotency_keys (principal, handle, key, request_hash, state, created_at, expires_at)
        VALUES (?, ?, ?, ?, 'in_progress', ?, ?)`,
-    )
+      )
       .bind(
         `user:${owner}`,
         handle,
@@ -333,7 +342,8 @@ describe('Idempotency-Key', () => {
 
 /** The current signing secret of a webhook, decrypted from its row. */
 async function storedSecret(id: string): Promise<string> {
-  const row = await env.DB.prepare('SELECT secret_encrypted FROM webhook_subscriptions WHERE id = ?')
+  const row = await anyShard
+    .prepare('SELECT secret_encrypted FROM webhook_subscriptions WHERE id = ?')
     .bind(id)
     .first<{ secret_encrypted: string }>();
   return decryptSecret(row!.secret_encrypted, await importEncryptionKey(env.ENCRYPTION_KEY));
@@ -343,11 +353,11 @@ async function storedSecret(id: string): Promise<string> {
 describe('Idempotency-Key: ambiguous creates', () => {
   it('an ambiguous webhook create (committed, answer lost → 503): the retry with the same key replays the 201 with the stored id and secret; one webhook', async () => {
     const { handle, token } = await setup();
-    const d1 = answerLostD1(env.DB);
+    const d1 = answerLostD1(await shardOf(handle));
     d1.loseAnswerOf(/insert into "webhook_subscriptions"/i);
     const k = key();
     const body = { url: HOOK_URL, description: 'ambiguous' };
-    const first = await callWithVars({ DB: d1.db }, 'POST', hooksPath(handle), {
+    const first = await callWithVars({ [await shardName(handle)]: d1.db }, 'POST', hooksPath(handle), {
       token,
       body,
       headers: { 'idempotency-key': k },
@@ -361,7 +371,7 @@ describe('Idempotency-Key: ambiguous creates', () => {
     expect(retry.res.headers.get('idempotent-replayed')).toBe('true');
     const created = JSON.parse(retry.text) as { id: string; secret: string };
     expect(await countRows('webhook_subscriptions', 'handle', handle)).toBe(1);
-    const stored = await env.DB.prepare('SELECT id FROM webhook_subscriptions WHERE handle = ?').bind(handle).first();
+    const stored = await anyShard.prepare('SELECT id FROM webhook_subscriptions WHERE handle = ?').bind(handle).first();
     expect(created.id).toBe(stored!.id);
     expect(retry.res.headers.get('location')).toBe(`${hooksPath(handle)}/${created.id}`);
     // The secret the client finally holds is the one deliveries are signed with.
@@ -373,11 +383,11 @@ describe('Idempotency-Key: ambiguous creates', () => {
 
   it('an ambiguous email subscription create: the retry with the same key replays the 201 (not a 409 duplicate); one subscription', async () => {
     const { handle, token } = await setup();
-    const d1 = answerLostD1(env.DB);
+    const d1 = answerLostD1(await shardOf(handle));
     d1.loseAnswerOf(/insert into "email_subscriptions"/i);
     const k = key();
     const body = { email: email() };
-    const first = await callWithVars({ DB: d1.db }, 'POST', subsPath(handle), {
+    const first = await callWithVars({ [await shardName(handle)]: d1.db }, 'POST', subsPath(handle), {
       token,
       body,
       headers: { 'idempotency-key': k },
@@ -391,7 +401,7 @@ describe('Idempotency-Key: ambiguous creates', () => {
     expect(created.email).toBe(body.email);
     expect(created.status).toBe('pending_confirmation');
     expect(await countRows('email_subscriptions', 'handle', handle)).toBe(1);
-    const stored = await env.DB.prepare('SELECT id FROM email_subscriptions WHERE handle = ?').bind(handle).first();
+    const stored = await anyShard.prepare('SELECT id FROM email_subscriptions WHERE handle = ?').bind(handle).first();
     expect(created.id).toBe(stored!.id);
   });
 
@@ -399,11 +409,11 @@ describe('Idempotency-Key: ambiguous creates', () => {
     const { handle, token } = await setup();
     const made = await send('POST', hooksPath(handle), token, { url: HOOK_URL });
     const hook = JSON.parse(made.text) as { id: string; secret: string };
-    const d1 = answerLostD1(env.DB);
+    const d1 = answerLostD1(await shardOf(handle));
     d1.loseAnswerOf(/update "?webhook_subscriptions"? set "?secret_encrypted/i);
     const k = key();
     const path = `${hooksPath(handle)}/${hook.id}/rotate-secret`;
-    const first = await callWithVars({ DB: d1.db }, 'POST', path, {
+    const first = await callWithVars({ [await shardName(handle)]: d1.db }, 'POST', path, {
       token,
       body: { graceHours: 24 },
       headers: { 'idempotency-key': k },
@@ -417,7 +427,8 @@ describe('Idempotency-Key: ambiguous creates', () => {
     expect(rotated.secret).not.toBe(hook.secret);
     expect(rotated.secret).toBe(await storedSecret(hook.id));
     // Rotated once: the original secret is still the previous one, valid during the grace period.
-    const row = await env.DB.prepare('SELECT previous_secret_encrypted FROM webhook_subscriptions WHERE id = ?')
+    const row = await anyShard
+      .prepare('SELECT previous_secret_encrypted FROM webhook_subscriptions WHERE id = ?')
       .bind(hook.id)
       .first<{ previous_secret_encrypted: string }>();
     const previous = await decryptSecret(row!.previous_secret_encrypted, await importEncryptionKey(env.ENCRYPTION_KEY));

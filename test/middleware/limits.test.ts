@@ -1,9 +1,5 @@
-/**
- * Per-route throttles keyed by principal + handle, and the per-handle daily write limit counted in D1 (docs/design.md#identity-access-and-limits).
- */
-import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { addMember, call, callJson, expectProblem, provisionHandle, unique } from '../support/helpers.ts';
+import { addMember, call, callJson, expectProblem, provisionHandle, shardOf, unique } from '../support/helpers.ts';
 import { awaitFreshWindow, countRows, dailyCount, setDailyCount, userJwt } from '../support/seed.ts';
 
 const subsPath = (h: string) => `/v2/handles/${h}/notifications/email-subscriptions`;
@@ -178,7 +174,8 @@ describe('daily write limit (5,000 per handle per UTC day)', () => {
   it("yesterday's count does not apply today", async () => {
     const { handle, token } = await setup();
     const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
-    await env.DB.prepare('INSERT INTO daily_write_counters (handle, day, count) VALUES (?, ?, 5000)')
+    await (await shardOf(handle))
+      .prepare('INSERT INTO daily_write_counters (handle, day, count) VALUES (?, ?, 5000)')
       .bind(handle, yesterday)
       .run();
     expect((await call('POST', subsPath(handle), { token, body: { email: email() } })).status).toBe(201);

@@ -21,7 +21,8 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   env: ['lib', 'auth'],
   auth: ['lib', 'db'],
   email: ['lib', 'db', 'env'],
-  delivery: ['lib', 'db', 'env', 'email'],
+  // delivery/replay.ts reads archived notifications back (archive/objects.ts) to replay them.
+  delivery: ['lib', 'db', 'env', 'email', 'archive'],
   archive: ['lib', 'db', 'env'],
   middleware: ['lib', 'db', 'env', 'auth'],
   http: ['lib', 'db', 'env', 'auth', 'middleware'],
@@ -30,7 +31,8 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   dashboard: ['lib', 'env', 'http', 'routes'],
   queue: ['lib', 'env', 'delivery'],
   app: ['lib', 'db', 'env', 'auth', 'middleware', 'http', 'routes', 'dashboard'],
-  index: ['env', 'app', 'queue', 'jobs'],
+  // The Worker's module exports the Durable Object classes wrangler.toml binds (delivery/endpoint-pacer.ts).
+  index: ['env', 'app', 'queue', 'jobs', 'delivery'],
 };
 
 /** Areas that run from a queue or a cron with no request in sight: no Hono, nothing under routes/. */

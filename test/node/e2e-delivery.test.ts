@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unstable_startWorker } from 'wrangler';
+import { D1_BINDINGS } from '../../scripts/db-migrate.ts';
 import { ROOT, runWrangler, type WranglerError } from '../../scripts/wrangler-cli.ts';
 import { apiClient, type Json, testJwt } from '../support/node/api-client.ts';
 import { type Hit, type Receivers, startReceivers } from '../support/node/receivers.ts';
@@ -33,13 +34,14 @@ beforeAll(async () => {
   process.env.WRANGLER_LOG = 'warn';
   persistDir = await mkdtemp(join(tmpdir(), 'gharart-notify-e2e-'));
   // The same migrations `npm run dev` applies, into a throw-away local D1.
-  await runWrangler(
-    'apply the D1 migrations',
-    ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir],
-    { timeoutMs: 60_000 },
-  ).catch((err: WranglerError) => {
-    throw new Error(`${err.message}\n${err.output}`);
-  });
+  for (const binding of D1_BINDINGS)
+    await runWrangler(
+      `apply the D1 migrations to ${binding}`,
+      ['d1', 'migrations', 'apply', binding, '--local', '--persist-to', persistDir],
+      { timeoutMs: 60_000 },
+    ).catch((err: WranglerError) => {
+      throw new Error(`${err.message}\n${err.output}`);
+    });
   receivers = await startReceivers();
   worker = await unstable_startWorker({
     config: join(ROOT, 'wrangler.toml'),

@@ -1,11 +1,12 @@
 /**
  * Email subscriptions and the owner default email (docs/design.md#identity-access-and-limits, #routes), through the real Worker with real local D1.
  */
-import { env } from 'cloudflare:workers';
+
 import { describe, expect, it } from 'vitest';
 import { newId } from '../../src/lib/ids.ts';
 import {
   addMember,
+  anyShard,
   call,
   callJson,
   createPat,
@@ -38,7 +39,7 @@ async function listAll(handle: string, token: string, limit = 200) {
 }
 
 async function row(id: string) {
-  return env.DB.prepare('SELECT * FROM email_subscriptions WHERE id = ?').bind(id).first<Record<string, any>>();
+  return anyShard.prepare('SELECT * FROM email_subscriptions WHERE id = ?').bind(id).first<Record<string, any>>();
 }
 
 describe('POST …/notifications/email-subscriptions', () => {
@@ -99,9 +100,8 @@ describe('POST …/notifications/email-subscriptions', () => {
       409,
     );
     expect(problem.detail).toContain(address.toLowerCase());
-    const n = await env.DB.prepare(
-      'SELECT count(*) AS n FROM email_subscriptions WHERE handle = ? AND email_normalized = ?',
-    )
+    const n = await anyShard
+      .prepare('SELECT count(*) AS n FROM email_subscriptions WHERE handle = ? AND email_normalized = ?')
       .bind(handle, address.toLowerCase())
       .first<{ n: number }>();
     expect(n!.n).toBe(1);
@@ -168,7 +168,8 @@ describe('POST …/notifications/email-subscriptions', () => {
         `${JSON.stringify(body)} → ${JSON.stringify(paths)}`,
       ).toBe(true);
     }
-    const n = await env.DB.prepare('SELECT count(*) AS n FROM email_subscriptions WHERE handle = ?')
+    const n = await anyShard
+      .prepare('SELECT count(*) AS n FROM email_subscriptions WHERE handle = ?')
       .bind(handle)
       .first<{ n: number }>();
     expect(n!.n).toBe(0);
@@ -194,9 +195,8 @@ describe('POST …/notifications/email-subscriptions', () => {
     );
     expect(problem.limit).toBe(200);
     expect(problem.detail).toContain('200');
-    const n = await env.DB.prepare(
-      `SELECT count(*) AS n FROM email_subscriptions WHERE handle = ? AND kind = 'standard'`,
-    )
+    const n = await anyShard
+      .prepare(`SELECT count(*) AS n FROM email_subscriptions WHERE handle = ? AND kind = 'standard'`)
       .bind(handle)
       .first<{ n: number }>();
     expect(n!.n).toBe(200);
@@ -221,9 +221,8 @@ describe('POST …/notifications/email-subscriptions', () => {
       statuses.join(','),
     ).toHaveLength(1);
     expect(statuses.filter((s) => s === 422)).toHaveLength(9);
-    const n = await env.DB.prepare(
-      `SELECT count(*) AS n FROM email_subscriptions WHERE handle = ? AND kind = 'standard'`,
-    )
+    const n = await anyShard
+      .prepare(`SELECT count(*) AS n FROM email_subscriptions WHERE handle = ? AND kind = 'standard'`)
       .bind(handle)
       .first<{ n: number }>();
     expect(n!.n).toBe(200);
@@ -333,9 +332,8 @@ describe('DELETE …/notifications/email-subscriptions/{id}', () => {
   it('the owner default row cannot be deleted by its internal esub_ id either', async () => {
     const { handle, token } = await setup();
     await callJson('PUT', ownerPath(handle), { token, body: { email: email('owner') } });
-    const internal = await env.DB.prepare(
-      `SELECT id FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`,
-    )
+    const internal = await anyShard
+      .prepare(`SELECT id FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`)
       .bind(handle)
       .first<{ id: string }>();
     await expectProblem(await call('DELETE', `${subsPath(handle)}/${internal!.id}`, { token }), 404);
@@ -400,7 +398,8 @@ describe('DELETE …/notifications/email-subscriptions/{id}', () => {
     // Another handle's path (the caller owns both): 404 and nothing changes.
     const otherHandle = await provisionHandle(owner);
     await expectProblem(await call('DELETE', `${subsPath(otherHandle)}/${subId}`, { token }), 404);
-    const untouched = await env.DB.prepare('SELECT status FROM deliveries WHERE id = ?')
+    const untouched = await anyShard
+      .prepare('SELECT status FROM deliveries WHERE id = ?')
       .bind(queuedId)
       .first<{ status: string }>();
     expect(untouched!.status).toBe('queued');
@@ -408,16 +407,16 @@ describe('DELETE …/notifications/email-subscriptions/{id}', () => {
 
     expect((await call('DELETE', `${subsPath(handle)}/${subId}`, { token })).status).toBe(204);
 
-    const deliveries = await env.DB.prepare(
-      'SELECT id, status, status_reason FROM deliveries WHERE notification_id = ? ORDER BY id',
-    )
+    const deliveries = await anyShard
+      .prepare('SELECT id, status, status_reason FROM deliveries WHERE notification_id = ? ORDER BY id')
       .bind(notificationId)
       .all<{ id: string; status: string; status_reason: string | null }>();
     const byId = Object.fromEntries(deliveries.results.map((d) => [d.id, d]));
     expect(byId[queuedId]).toMatchObject({ status: 'cancelled', status_reason: 'subscription_deleted' });
     expect(byId[succeededId]).toMatchObject({ status: 'succeeded', status_reason: null });
 
-    const n = await env.DB.prepare('SELECT status, recipients FROM notifications WHERE id = ?')
+    const n = await anyShard
+      .prepare('SELECT status, recipients FROM notifications WHERE id = ?')
       .bind(notificationId)
       .first<{ status: string; recipients: string }>();
     const summary = JSON.parse(n!.recipients) as Record<string, Record<string, unknown>>;
@@ -446,11 +445,13 @@ describe('DELETE …/notifications/email-subscriptions/{id}', () => {
     });
 
     // The other subscription's open delivery and notification are unchanged.
-    const otherRow = await env.DB.prepare('SELECT status FROM deliveries WHERE id = ?')
+    const otherRow = await anyShard
+      .prepare('SELECT status FROM deliveries WHERE id = ?')
       .bind(otherDeliveries.ids[0])
       .first<{ status: string }>();
     expect(otherRow!.status).toBe('retrying');
-    const otherN = await env.DB.prepare('SELECT status, recipients FROM notifications WHERE id = ?')
+    const otherN = await anyShard
+      .prepare('SELECT status, recipients FROM notifications WHERE id = ?')
       .bind(otherNotification)
       .first<{ status: string; recipients: string }>();
     expect(otherN!.status).toBe('delivering');
@@ -475,7 +476,8 @@ describe('DELETE …/notifications/email-subscriptions/{id}', () => {
       },
     ]);
     expect((await call('DELETE', `${subsPath(handle)}/${sub.body.id}`, { token })).status).toBe(204);
-    const n = await env.DB.prepare('SELECT status, recipients FROM notifications WHERE id = ?')
+    const n = await anyShard
+      .prepare('SELECT status, recipients FROM notifications WHERE id = ?')
       .bind(notificationId)
       .first<{ status: string; recipients: string }>();
     expect(n!.status).toBe('no_recipients');
@@ -495,7 +497,8 @@ describe('PUT …/notifications/owner-default-email', () => {
       status: 'active',
       email: address.trim(),
     });
-    const stored = await env.DB.prepare(`SELECT * FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`)
+    const stored = await anyShard
+      .prepare(`SELECT * FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`)
       .bind(handle)
       .first<Record<string, any>>();
     expect(stored!.email_normalized).toBe(address.trim().toLowerCase());
@@ -505,9 +508,8 @@ describe('PUT …/notifications/owner-default-email', () => {
     expect(unset.body).toMatchObject({ id: 'owner-default', status: 'unset', email: null });
     const list = await listAll(handle, token);
     expect(list.data[0]).toMatchObject({ id: 'owner-default', status: 'unset', email: null });
-    const n = await env.DB.prepare(
-      `SELECT count(*) AS n FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`,
-    )
+    const n = await anyShard
+      .prepare(`SELECT count(*) AS n FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`)
       .bind(handle)
       .first<{ n: number }>();
     expect(n!.n).toBe(0);
@@ -517,10 +519,11 @@ describe('PUT …/notifications/owner-default-email', () => {
     const { handle, token } = await setup();
     const address = email('gone');
     expect((await callJson('PUT', ownerPath(handle), { token, body: { email: address } })).status).toBe(200);
-    await env.DB.prepare(
-      `UPDATE email_subscriptions SET status = 'unsubscribed', status_reason = 'Unsubscribed by link.'
+    await anyShard
+      .prepare(
+        `UPDATE email_subscriptions SET status = 'unsubscribed', status_reason = 'Unsubscribed by link.'
        WHERE handle = ? AND kind = 'owner_default'`,
-    )
+      )
       .bind(handle)
       .run();
     const problem = await expectProblem(
@@ -544,9 +547,8 @@ describe('PUT …/notifications/owner-default-email', () => {
     const { handle, token } = await setup();
     const address = email('owner');
     await callJson('PUT', ownerPath(handle), { token, body: { email: address } });
-    const internal = await env.DB.prepare(
-      `SELECT id FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`,
-    )
+    const internal = await anyShard
+      .prepare(`SELECT id FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`)
       .bind(handle)
       .first<{ id: string }>();
     const notificationId = newId('ntf');
@@ -575,7 +577,7 @@ describe('PUT …/notifications/owner-default-email', () => {
       },
     ]);
     expect((await callJson('PUT', ownerPath(handle), { token, body: { email: null } })).status).toBe(200);
-    const d = await env.DB.prepare('SELECT status, status_reason FROM deliveries WHERE id = ?').bind(ids[0]).first();
+    const d = await anyShard.prepare('SELECT status, status_reason FROM deliveries WHERE id = ?').bind(ids[0]).first();
     expect(d).toEqual({ status: 'cancelled', status_reason: 'subscription_deleted' });
     const detail = await callJson('GET', `/v2/handles/${handle}/notifications/${notificationId}`, { token });
     // A critical event left with nobody to receive it says so: undeliverable, not no_recipients.
@@ -593,9 +595,8 @@ describe('PUT …/notifications/owner-default-email', () => {
     const changed = await callJson('PUT', ownerPath(handle), { token, body: { email: second } });
     expect(changed.status).toBe(200);
     expect(changed.body.email).toBe(second);
-    const rows = await env.DB.prepare(
-      `SELECT email, email_normalized FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`,
-    )
+    const rows = await anyShard
+      .prepare(`SELECT email, email_normalized FROM email_subscriptions WHERE handle = ? AND kind = 'owner_default'`)
       .bind(handle)
       .all<{ email: string; email_normalized: string }>();
     expect(rows.results).toEqual([{ email: second, email_normalized: second.toLowerCase() }]);
@@ -715,7 +716,8 @@ describe('tenancy and permissions', () => {
     expect(p2.missingScopes).toEqual(['notifications:read']);
     const pat = await createPat(owner, { scopes: ['notifications:read'] });
     await expectProblem(await call('POST', subsPath(handle), { token: pat.token, body: { email: email() } }), 403);
-    const n = await env.DB.prepare('SELECT count(*) AS n FROM email_subscriptions WHERE handle = ?')
+    const n = await anyShard
+      .prepare('SELECT count(*) AS n FROM email_subscriptions WHERE handle = ?')
       .bind(handle)
       .first<{ n: number }>();
     expect(n!.n).toBe(0);

@@ -7,7 +7,7 @@
 import { Validator } from '@cfworker/json-schema';
 import { describe, expect, it } from 'vitest';
 import { EVENT_CATALOG } from '../../src/lib/event-catalog.ts';
-import { call, callJson, expectProblem, provisionHandle, unique } from '../support/helpers.ts';
+import { call, callJson, catalogData, expectProblem, provisionHandle, unique } from '../support/helpers.ts';
 import { hits, receiverUrl, waitForHits } from '../support/receivers.ts';
 import { userJwt } from '../support/seed.ts';
 
@@ -138,6 +138,35 @@ describe('no silent typos', () => {
     expect(custom.status, JSON.stringify(custom.body)).toBe(202);
   });
 
+  it('data missing a required field of its type → 422 naming the path, what is expected and an example', async () => {
+    const s = await setup();
+    for (const [type, field, example] of [
+      ['order.paid', 'orderId', 'ord_10482'],
+      ['payment.failed', 'orderId', 'ord_10482'],
+      ['campaign.started', 'campaignId', 'cmp_311'],
+    ] as const) {
+      const p = await expectProblem(
+        await call('POST', `${s.base}/events`, { token: s.token, body: { type, data: {} } }),
+        422,
+      );
+      expect(p.code).toBe('invalid_event_data');
+      expect(p.errors).toEqual([{ path: `data.${field}`, message: expect.stringContaining('is required') }]);
+      expect(p.errors[0].message).toContain('a string');
+      expect(p.errors[0].message).toContain(example);
+      expect(p.detail).toContain(`data.${field}`);
+    }
+    const wrong = await expectProblem(
+      await call('POST', `${s.base}/events`, { token: s.token, body: { type: 'order.created', data: { orderId: 7 } } }),
+      422,
+    );
+    expect(wrong.errors).toEqual([{ path: 'data.orderId', message: expect.stringContaining('a string') }]);
+    // The catalog says so: GET /v2/event-types lists the required fields in each JSON Schema.
+    const catalog = await callJson('GET', '/v2/event-types', { token: s.token });
+    const schemaOf = (t: string) => catalog.body.data.find((e: Json) => e.type === t).dataSchema;
+    expect(schemaOf('order.paid').required).toEqual(['orderId']);
+    expect(schemaOf('campaign.failed').required).toEqual(['campaignId']);
+  });
+
   it('webhook and email subscription eventTypes that match no catalog type → 422 with suggestions; custom namespaces pass', async () => {
     const s = await setup();
     const create = await call('POST', `${s.base}/webhooks`, {
@@ -171,7 +200,7 @@ describe('no silent typos', () => {
   it("the feed's type filter takes the eventTypes patterns: `order.*` and `*`", async () => {
     const s = await setup();
     const publish = async (type: string) => {
-      const r = await callJson('POST', `${s.base}/events`, { token: s.token, body: { type, data: {} } });
+      const r = await callJson('POST', `${s.base}/events`, { token: s.token, body: { type, data: catalogData(type) } });
       expect(r.status, JSON.stringify(r.body)).toBe(202);
       return r.body.notificationId as string;
     };

@@ -4,16 +4,18 @@
  * pending/stale/suppressed email subscriptions. Real Worker, real local D1; states the API cannot reach quickly
  * (a five-day failure streak, dead deliveries) are written to D1 as the service would write them.
  */
-import { env } from 'cloudflare:workers';
+
 import { describe, expect, it } from 'vitest';
 import { newId } from '../../src/lib/ids.ts';
 import {
   addMember,
+  anyShard,
   call,
   callJson,
   callWithVars,
   expectProblem,
   provisionHandle,
+  shardOf,
   signJwt,
   unique,
 } from '../support/helpers.ts';
@@ -66,11 +68,12 @@ async function insertDeadDelivery(
   },
 ): Promise<string> {
   const id = newId('dlv', Date.parse(d.updatedAt) - 60_000);
-  await env.DB.prepare(
-    `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target, status,
+  await (await shardOf(handle))
+    .prepare(
+      `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target, status,
        status_reason, attempt_count, last_error_class, created_at, updated_at)
      VALUES (?1, ?2, NULL, ?3, 'webhook', 'webhook', ?4, ?5, ?6, 'retries_exhausted', 8, ?7, ?8, ?9)`,
-  )
+    )
     .bind(
       id,
       handle,
@@ -92,11 +95,12 @@ async function insertOpenDelivery(
   d: { subscriptionId: string | null; target: string; status: string; updatedAt: string; nextAttemptAt: string | null },
 ): Promise<string> {
   const id = newId('dlv', Date.parse(d.updatedAt) - 60_000);
-  await env.DB.prepare(
-    `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target, status,
+  await (await shardOf(handle))
+    .prepare(
+      `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target, status,
        status_reason, attempt_count, next_attempt_at, created_at, updated_at)
      VALUES (?1, ?2, NULL, 'event', 'webhook', 'webhook', ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?8)`,
-  )
+    )
     .bind(
       id,
       handle,
@@ -128,7 +132,7 @@ describe('GET …/health', () => {
     expect(Object.keys(byType).sort()).toEqual([...CRITICAL_TYPES].sort());
     for (const t of CRITICAL_TYPES) expect(byType[t]).toMatchObject({ recipients: 0, undeliverable: true });
     expect(h.warnings.map((w: Row) => w.code)).toContain('owner_default_email_unset');
-    expect(h.webhooks).toEqual({ total: 0, enabled: 0, failing: [], disabled: [] });
+    expect(h.webhooks).toEqual({ total: 0, enabled: 0, failing: [], disabled: [], paced: [] });
     expect(h.deadDeliveries24h).toMatchObject({ count: 0, byErrorClass: {}, recent: [], action: null });
     expect(h.emailSubscriptions).toMatchObject({ pendingConfirmation: [], stale: [], suppressed: [], action: null });
   });
@@ -146,9 +150,8 @@ describe('GET …/health', () => {
     expect(h.status).toBe('healthy');
 
     // A suppressed owner address is set but not deliverable: coverage is lost again.
-    await env.DB.prepare(
-      `UPDATE email_subscriptions SET status = 'suppressed' WHERE handle = ? AND kind = 'owner_default'`,
-    )
+    await anyShard
+      .prepare(`UPDATE email_subscriptions SET status = 'suppressed' WHERE handle = ? AND kind = 'owner_default'`)
       .bind(s.handle)
       .run();
     const again = await health(s.path, s.token);
@@ -168,10 +171,11 @@ describe('GET …/health', () => {
     const disabled = await createWebhook(s.handle, s.token, { enabled: false });
     const failingSince = new Date(Date.now() - 2 * 86_400_000 - 12_345).toISOString();
     const lastSuccess = new Date(Date.now() - 3 * 86_400_000).toISOString();
-    await env.DB.prepare(
-      `UPDATE webhook_subscriptions SET consecutive_failures = 12, failing_since = ?2, last_failure_class = 'timeout',
+    await anyShard
+      .prepare(
+        `UPDATE webhook_subscriptions SET consecutive_failures = 12, failing_since = ?2, last_failure_class = 'timeout',
          last_failure_at = ?3, last_success_at = ?4 WHERE id = ?1`,
-    )
+      )
       .bind(failing.id, failingSince, new Date().toISOString(), lastSuccess)
       .run();
 
@@ -286,13 +290,15 @@ describe('GET …/health', () => {
     });
     expect(created.status).toBe(201);
     const [staleId, suppressedId, activeId] = await insertEmailSubscriptions(s.handle, 3);
-    await env.DB.batch([
-      env.DB.prepare(
-        `UPDATE email_subscriptions SET status = 'stale', status_reason = 'SNS subscription not found' WHERE id = ?`,
-      ).bind(staleId),
-      env.DB.prepare(
-        `UPDATE email_subscriptions SET status = 'suppressed', status_reason = 'hard bounce' WHERE id = ?`,
-      ).bind(suppressedId),
+    await (await shardOf(s.handle)).batch([
+      (await shardOf(s.handle))
+        .prepare(
+          `UPDATE email_subscriptions SET status = 'stale', status_reason = 'SNS subscription not found' WHERE id = ?`,
+        )
+        .bind(staleId),
+      (await shardOf(s.handle))
+        .prepare(`UPDATE email_subscriptions SET status = 'suppressed', status_reason = 'hard bounce' WHERE id = ?`)
+        .bind(suppressedId),
     ]);
     const h = await health(s.path, s.token);
     expect(h.emailSubscriptions.pendingConfirmation).toEqual([

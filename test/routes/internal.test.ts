@@ -1,7 +1,10 @@
+import { applyD1Migrations } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
+import { upsertHandle } from '../../src/routes/internal/internal.repo.ts';
 import {
   ALL_USER_SCOPES,
+  anyShard,
   call,
   callJson,
   createPat,
@@ -21,7 +24,10 @@ describe('internal provisioning', () => {
     });
     expect(created.status).toBe(201);
     expect(created.body.displayName).toBe('First');
-    const settings = await env.DB.prepare('SELECT * FROM notification_settings WHERE handle = ?').bind(handle).first();
+    const settings = await anyShard
+      .prepare('SELECT * FROM notification_settings WHERE handle = ?')
+      .bind(handle)
+      .first();
     expect(settings).toMatchObject({ owner_fallback: 'critical', email_enabled: 1, webhook_enabled: 1, version: 1 });
     const updated = await callJson('PUT', `/v2/internal/handles/${handle}`, {
       token,
@@ -160,5 +166,63 @@ describe('the last owner under concurrent removals and demotions', () => {
       for (const r of answers) expect([200, 201, 204, 404, 409]).toContain(r.status);
       expect(await ownersLeft(handle), `trial ${trial}`).toBe(1);
     }
+  });
+});
+
+describe('placement on the least-loaded shard (docs/design.md#shards)', () => {
+  it('a new handle goes to the shard D1 reports smallest (meta.size_after); an existing one stays where it is', async () => {
+    const [a, b] = [env.PLACEMENT_TEST_A, env.PLACEMENT_TEST_B];
+    for (const d1 of [a, b]) await applyD1Migrations(d1, env.TEST_MIGRATIONS);
+    const shards = { ...env, SHARD_0: a, SHARD_1: b } as Env;
+    const size = async (d1: D1Database) => (await d1.prepare('SELECT 1').run()).meta.size_after ?? 0;
+    /** Grows a database by about `kb` KB of rows (a handle of its own, with notifications of 1 KB each). */
+    const grow = async (d1: D1Database, kb: number) => {
+      const h = unique('ballast');
+      const now = new Date().toISOString();
+      await d1
+        .prepare('INSERT INTO handles (handle, display_name, created_at, updated_at) VALUES (?1, ?1, ?2, ?2)')
+        .bind(h, now)
+        .run();
+      await d1
+        .prepare(
+          `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
+           INSERT INTO notifications (id, handle, type, severity, data, source, occurred_at, status, created_at,
+             updated_at)
+           SELECT 'ntf_' || ?1 || printf('%08d', i), ?1, 'order.paid', 'info', printf('%01000d', i), 't', ?3, 'delivered',
+             ?3, ?3 FROM n`,
+        )
+        .bind(h, kb, now)
+        .run();
+    };
+    const place = async () => {
+      const handle = unique('placed');
+      const { row } = await upsertHandle(shards, { handle, displayName: handle, ownerUserId: null, now: 'now' });
+      return { handle, shard: row.shard };
+    };
+
+    await grow(a, 2000);
+    expect(await size(a)).toBeGreaterThan(await size(b));
+    const first = await place();
+    expect(first.shard).toBe(1);
+    // Its rows are on that shard: the copy of the handle row and its settings.
+    expect(await b.prepare('SELECT shard FROM handles WHERE handle = ?').bind(first.handle).first()).toEqual({
+      shard: 1,
+    });
+    expect(
+      await b.prepare('SELECT 1 AS ok FROM notification_settings WHERE handle = ?').bind(first.handle).first(),
+    ).toEqual({ ok: 1 });
+
+    await grow(b, 4000);
+    expect(await size(b)).toBeGreaterThan(await size(a));
+    const second = await place();
+    expect(second.shard).toBe(0);
+    // Provisioned again (a rename), a handle keeps its shard whatever the sizes say now.
+    const { row } = await upsertHandle(shards, {
+      handle: first.handle,
+      displayName: 'renamed',
+      ownerUserId: null,
+      now: 'x',
+    });
+    expect(row.shard).toBe(1);
   });
 });

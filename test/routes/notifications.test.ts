@@ -8,6 +8,7 @@ import { getDb } from '../../src/db/client.ts';
 import { boundaryId, newId } from '../../src/lib/ids.ts';
 import { encodeCursor } from '../../src/lib/pagination.ts';
 import { type FeedFilter, feedQuery } from '../../src/routes/notifications/notifications.repo.ts';
+import { meterD1, otherShard } from '../support/d1-meter.ts';
 import {
   addMember,
   call,
@@ -16,6 +17,7 @@ import {
   createPat,
   expectProblem,
   provisionHandle,
+  shardOf,
   signJwt,
   unique,
 } from '../support/helpers.ts';
@@ -91,7 +93,8 @@ describe('GET …/notifications: paging under every filter (1,000 notifications)
       where.push('created_at < ?');
       params.push(new Date(f.until).toISOString());
     }
-    const { results } = await env.DB.prepare(`SELECT id FROM notifications WHERE ${where.join(' AND ')}`)
+    const { results } = await (await shardOf(handle))
+      .prepare(`SELECT id FROM notifications WHERE ${where.join(' AND ')}`)
       .bind(...params)
       .all<{ id: string }>();
     return results
@@ -130,7 +133,9 @@ describe('GET …/notifications: paging under every filter (1,000 notifications)
     }
   });
 
-  for (const limit of [50, 7]) {
+  // 50 (the default) and a small odd size whose pages never line up with the seed's cycles. Each page is one API call,
+  // so the size also sets the test's work: 7 walked 143 pages for the unfiltered feed, 6.5 s on a loaded 2-core machine.
+  for (const limit of [50, 17]) {
     for (const [name, query] of filters) {
       it(`${name}, limit ${limit}: every notification exactly once, newest first`, async () => {
         // A fresh reader per run: the read throttle (300/min per principal and handle) must not interfere.
@@ -192,11 +197,13 @@ describe('GET …/notifications: cost on 100,000 notifications', () => {
 
   /** Runs the route's own SQL: rows returned, rows read, and the query plan. */
   async function measure(filter: FeedFilter) {
-    const q = feedQuery(getDb(env.DB), handle, filter, 51).toSQL();
-    const run = await env.DB.prepare(q.sql)
+    const q = feedQuery(getDb(await shardOf(handle)), handle, filter, 51).toSQL();
+    const run = await (await shardOf(handle))
+      .prepare(q.sql)
       .bind(...q.params)
       .all<{ id: string }>();
-    const plan = await env.DB.prepare(`EXPLAIN QUERY PLAN ${q.sql}`)
+    const plan = await (await shardOf(handle))
+      .prepare(`EXPLAIN QUERY PLAN ${q.sql}`)
       .bind(...q.params)
       .all<{ detail: string }>();
     return { ids: run.results.map((r) => r.id), rowsRead: run.meta.rows_read, plan: plan.results.map((p) => p.detail) };
@@ -234,15 +241,15 @@ describe('GET …/notifications: cost on 100,000 notifications', () => {
   }
 
   it('the seed has 100,000 valid ids in creation order', async () => {
-    const row = await env.DB.prepare(
-      'SELECT count(*) AS n, min(id) AS lo, max(id) AS hi FROM notifications WHERE handle = ?',
-    )
+    const row = await (await shardOf(handle))
+      .prepare('SELECT count(*) AS n, min(id) AS lo, max(id) AS hi FROM notifications WHERE handle = ?')
       .bind(handle)
       .first<{ n: number; lo: string; hi: string }>();
     expect(row).toEqual({ n: N, lo: id(1), hi: id(N) });
     expect(id(1)).toMatch(ID);
     expect(id(N)).toMatch(ID);
-    const at = await env.DB.prepare('SELECT created_at FROM notifications WHERE id = ?')
+    const at = await (await shardOf(handle))
+      .prepare('SELECT created_at FROM notifications WHERE id = ?')
       .bind(id(12345))
       .first<{ created_at: string }>();
     expect(at!.created_at).toBe(new Date(base + 12345).toISOString());
@@ -478,64 +485,31 @@ describe('GET …/notifications: query validation', () => {
 });
 
 describe('feed reads: token, membership and data in one D1 round trip', () => {
-  /** The D1 binding with every round trip counted: statement calls, `batch` and `exec`. */
-  function countingDb() {
-    const counter = { roundTrips: 0 };
-    const wrapStatement = (st: D1PreparedStatement): D1PreparedStatement =>
-      new Proxy(st, {
-        get(target, prop) {
-          const value = Reflect.get(target, prop, target) as unknown;
-          if (typeof value !== 'function') return value;
-          if (prop === 'bind') return (...args: unknown[]) => wrapStatement(target.bind(...args));
-          if (['first', 'all', 'run', 'raw'].includes(String(prop))) {
-            return (...args: unknown[]) => {
-              counter.roundTrips++;
-              return (value as (...a: unknown[]) => unknown).apply(target, args);
-            };
-          }
-          return (value as (...a: unknown[]) => unknown).bind(target);
-        },
-      });
-    const unwrap = new WeakMap<object, D1PreparedStatement>();
-    const db = {
-      prepare(sql: string) {
-        const real = env.DB.prepare(sql);
-        const wrapped = wrapStatement(real);
-        unwrap.set(wrapped, real);
-        return wrapped;
-      },
-      batch(statements: D1PreparedStatement[]) {
-        counter.roundTrips++;
-        return env.DB.batch(statements);
-      },
-      exec(sql: string) {
-        counter.roundTrips++;
-        return env.DB.exec(sql);
-      },
-    } as unknown as D1Database;
-    return { db, counter };
-  }
-
-  it('a PAT reading a feed page or one notification costs one round trip', async () => {
+  it('a PAT reading a feed page or one notification costs one round trip, on the control plane and its shard only', async () => {
     const owner = unique('u');
     const handle = await provisionHandle(owner);
     await insertNotifications(handle, mixedNotifications(60, Date.parse('2026-02-01T00:00:00Z')));
     const { token } = await createPat(owner, { scopes: ['notifications:read'] });
-    // The first use records the token's last use (a write, once a minute); measure the reads after it.
-    expect((await call('GET', feedPath(handle), { token })).status).toBe(200);
+    const mine = (await shardOf(handle)) === env.SHARD_0 ? 'SHARD_0' : 'SHARD_1';
+    // The first use records the token's last use (a write, once a minute) and caches the handle's shard in this
+    // isolate; measure the reads after it.
+    expect((await callWithVars(meterD1().vars, 'GET', feedPath(handle), { token })).status).toBe(200);
 
     for (const path of [`${feedPath(handle)}?limit=50`, `${feedPath(handle)}?limit=10&severity=critical`]) {
-      const { db, counter } = countingDb();
-      const res = await callWithVars({ DB: db }, 'GET', path, { token });
+      const meter = meterD1();
+      const res = await callWithVars(meter.vars, 'GET', path, { token });
       expect(res.status, await res.clone().text()).toBe(200);
       expect(((await res.json()) as { data: unknown[] }).data.length).toBeGreaterThan(0);
-      expect(counter.roundTrips, path).toBe(1);
+      // Token and membership on the control plane, the page on the handle's shard, at the same time.
+      expect(meter.counts, path).toEqual({ DB: 1, [mine]: 1, [otherShard(mine)]: 0 });
+      expect(meter.peakInFlight, path).toBe(2);
     }
     const page = await callJson('GET', `${feedPath(handle)}?limit=1`, { token });
-    const { db, counter } = countingDb();
-    const one = await callWithVars({ DB: db }, 'GET', `${feedPath(handle)}/${page.body.data[0].id}`, { token });
+    const meter = meterD1();
+    const one = await callWithVars(meter.vars, 'GET', `${feedPath(handle)}/${page.body.data[0].id}`, { token });
     expect(one.status).toBe(200);
-    expect(counter.roundTrips).toBe(1);
+    expect(meter.counts).toEqual({ DB: 1, [mine]: 1, [otherShard(mine)]: 0 });
+    expect(meter.peakInFlight).toBe(2);
   });
 
   it('the data never reaches a caller the batched check refuses, and 401/404 still come before 400', async () => {

@@ -1,10 +1,10 @@
-import { env } from 'cloudflare:workers';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { evaluateFilterPolicy, type FilterPolicy, matchesEventTypes } from '../../src/lib/filter-policy.ts';
 import {
   ALL_USER_SCOPES,
   addMember,
+  anyShard,
   call,
   callJson,
   expectProblem,
@@ -154,7 +154,8 @@ describe('GET/PUT …/notification-settings', () => {
       }),
       404,
     );
-    const row = await env.DB.prepare('SELECT owner_fallback, version FROM notification_settings WHERE handle = ?')
+    const row = await anyShard
+      .prepare('SELECT owner_fallback, version FROM notification_settings WHERE handle = ?')
       .bind(b.handle)
       .first();
     expect(row).toEqual({ owner_fallback: 'critical', version: 1 });

@@ -11,7 +11,18 @@ import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { consumeDeliveries } from '../../src/delivery/consumer.ts';
 import { newId } from '../../src/lib/ids.ts';
-import { call, callJson, callWithVars, expectProblem, provisionHandle, signJwt, unique } from '../support/helpers.ts';
+import {
+  anyShard,
+  call,
+  callJson,
+  callWithVars,
+  expectProblem,
+  provisionHandle,
+  shardOf,
+  shardOfDelivery,
+  signJwt,
+  unique,
+} from '../support/helpers.ts';
 import { type Hit, hits, receiverUrl, setMode, waitForHits } from '../support/receivers.ts';
 import { awaitFreshWindow, userJwt } from '../support/seed.ts';
 
@@ -82,22 +93,20 @@ async function waitUntil<T>(
 type Row = Record<string, any>;
 
 const webhookRow = (id: string) =>
-  env.DB.prepare('SELECT * FROM webhook_subscriptions WHERE id = ?').bind(id).first<Row>();
-const deliveryRow = (id: string) => env.DB.prepare('SELECT * FROM deliveries WHERE id = ?').bind(id).first<Row>();
+  anyShard.prepare('SELECT * FROM webhook_subscriptions WHERE id = ?').bind(id).first<Row>();
+const deliveryRow = (id: string) => anyShard.prepare('SELECT * FROM deliveries WHERE id = ?').bind(id).first<Row>();
 const notificationRow = (id: string) =>
-  env.DB.prepare('SELECT * FROM notifications WHERE id = ?').bind(id).first<Row>();
+  anyShard.prepare('SELECT * FROM notifications WHERE id = ?').bind(id).first<Row>();
 async function attemptRows(deliveryId: string): Promise<Row[]> {
-  const { results } = await env.DB.prepare(
-    'SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt_number',
-  )
+  const { results } = await anyShard
+    .prepare('SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt_number')
     .bind(deliveryId)
     .all<Row>();
   return results;
 }
 async function deliveriesOfSubscription(subscriptionId: string, kind: 'event' | 'test' = 'event'): Promise<Row[]> {
-  const { results } = await env.DB.prepare(
-    'SELECT * FROM deliveries WHERE subscription_id = ? AND kind = ? ORDER BY id',
-  )
+  const { results } = await anyShard
+    .prepare('SELECT * FROM deliveries WHERE subscription_id = ? AND kind = ? ORDER BY id')
     .bind(subscriptionId, kind)
     .all<Row>();
   return results;
@@ -129,11 +138,12 @@ async function insertNotification(
   const ms = n.ms ?? Date.now();
   const id = newId('ntf', ms);
   const at = new Date(ms).toISOString();
-  await env.DB.prepare(
-    `INSERT INTO notifications (id, handle, type, severity, data, source, source_event_id, occurred_at, status,
+  await (await shardOf(handle))
+    .prepare(
+      `INSERT INTO notifications (id, handle, type, severity, data, source, source_event_id, occurred_at, status,
        recipient_count, recipients, open_count, succeeded_count, dead_count, created_at, updated_at)
      VALUES (?1, ?2, ?3, 'info', ?4, 'test-seed', NULL, ?5, ?6, 1, '{}', ?7, ?8, ?9, ?5, ?5)`,
-  )
+    )
     .bind(
       id,
       handle,
@@ -167,11 +177,12 @@ async function insertDelivery(handle: string, d: DeliverySeed): Promise<string> 
   const ms = d.ms ?? Date.now();
   const id = newId('dlv', ms);
   const at = new Date(ms).toISOString();
-  await env.DB.prepare(
-    `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target, status,
+  await (await shardOf(handle))
+    .prepare(
+      `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target, status,
        status_reason, attempt_count, last_error_class, last_http_status, retry_base, payload, created_at, updated_at)
      VALUES (?1, ?2, ?3, ?4, 'webhook', 'webhook', ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13, ?13)`,
-  )
+    )
     .bind(
       id,
       handle,
@@ -227,25 +238,28 @@ interface AttemptSeed {
 
 async function insertAttempts(deliveryId: string, attempts: AttemptSeed[]): Promise<void> {
   if (!attempts.length) return;
-  await env.DB.batch(
+  const d1 = await shardOfDelivery(deliveryId);
+  await d1.batch(
     attempts.map((a) =>
-      env.DB.prepare(
-        `INSERT INTO delivery_attempts (id, delivery_id, attempt_number, outcome, error_class, http_status, duration_ms,
+      d1
+        .prepare(
+          `INSERT INTO delivery_attempts (id, delivery_id, attempt_number, outcome, error_class, http_status, duration_ms,
            request_bytes, response_snippet, error_message, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ).bind(
-        newId('att'),
-        deliveryId,
-        a.n,
-        a.outcome,
-        a.errorClass,
-        a.httpStatus,
-        a.durationMs,
-        a.requestBytes,
-        a.snippet,
-        a.errorMessage ?? null,
-        a.at,
-      ),
+        )
+        .bind(
+          newId('att'),
+          deliveryId,
+          a.n,
+          a.outcome,
+          a.errorClass,
+          a.httpStatus,
+          a.durationMs,
+          a.requestBytes,
+          a.snippet,
+          a.errorMessage ?? null,
+          a.at,
+        ),
     ),
   );
 }
@@ -371,9 +385,10 @@ describe('POST …/webhooks/{id}/test', () => {
     const okKey = unique('k');
     const streak = await createWebhook(s, receiverUrl('ok', okKey));
     const since = new Date(Date.now() - 3 * 86_400_000).toISOString();
-    await env.DB.prepare(
-      `UPDATE webhook_subscriptions SET consecutive_failures = 7, failing_since = ?2, last_failure_class = 'timeout' WHERE id = ?1`,
-    )
+    await anyShard
+      .prepare(
+        `UPDATE webhook_subscriptions SET consecutive_failures = 7, failing_since = ?2, last_failure_class = 'timeout' WHERE id = ?1`,
+      )
       .bind(streak.id, since)
       .run();
     const r = await testSend(s, streak.id);
@@ -702,7 +717,8 @@ describe('POST …/webhooks/{id}/rotate-secret', () => {
     expect(verifies(fresh, hit!, signatures[1])).toBe(false);
 
     // Once the grace period is over, only the new secret signs.
-    await env.DB.prepare('UPDATE webhook_subscriptions SET previous_secret_expires_at = ? WHERE id = ?')
+    await anyShard
+      .prepare('UPDATE webhook_subscriptions SET previous_secret_expires_at = ? WHERE id = ?')
       .bind(new Date(Date.now() - 1000).toISOString(), wh.id)
       .run();
     await testSend(s, wh.id);

@@ -4,11 +4,13 @@ import { decryptSecret, importEncryptionKey } from '../../src/lib/crypto.ts';
 import {
   ALL_USER_SCOPES,
   addMember,
+  anyShard,
   call,
   callJson,
   callWithVars,
   expectProblem,
   provisionHandle,
+  shardOf,
   signJwt,
   unique,
 } from '../support/helpers.ts';
@@ -52,7 +54,8 @@ describe('POST …/webhooks', () => {
     // Credential-like header values are masked in responses.
     expect(body.headers).toEqual({ 'X-Crm-Tenant': 'acme', Authorization: '••••3456' });
 
-    const row = await env.DB.prepare('SELECT * FROM webhook_subscriptions WHERE id = ?')
+    const row = await anyShard
+      .prepare('SELECT * FROM webhook_subscriptions WHERE id = ?')
       .bind(body.id)
       .first<Record<string, string>>();
     expect(JSON.stringify(row)).not.toContain(body.secret.slice(6));
@@ -118,10 +121,11 @@ describe('POST …/webhooks', () => {
   it('enforces the per-handle limit with 422', async () => {
     const { handle, token, base } = await setup();
     const now = new Date().toISOString();
-    const insert = env.DB.prepare(
+    const d1 = await shardOf(handle);
+    const insert = d1.prepare(
       `INSERT INTO webhook_subscriptions (id, handle, url, secret_encrypted, created_at, updated_at) VALUES (?, ?, ?, 'x', ?, ?)`,
     );
-    await env.DB.batch(
+    await d1.batch(
       Array.from({ length: 50 }, (_, i) => insert.bind(`whk_${String(i).padStart(26, '0')}`, handle, HOOK, now, now)),
     );
     const problem = await expectProblem(await call('POST', base, { token, body: { url: HOOK } }), 422);
@@ -170,9 +174,10 @@ describe('GET/PATCH/DELETE …/webhooks/{id}', () => {
       status: 'disabled',
       disabledReason: 'disabled_by_user',
     });
-    await env.DB.prepare(
-      `UPDATE webhook_subscriptions SET consecutive_failures = 12, failing_since = '2026-01-01T00:00:00.000Z' WHERE id = ?`,
-    )
+    await anyShard
+      .prepare(
+        `UPDATE webhook_subscriptions SET consecutive_failures = 12, failing_since = '2026-01-01T00:00:00.000Z' WHERE id = ?`,
+      )
       .bind(created.id)
       .run();
     const enabled = await callJson('PATCH', `${base}/${created.id}`, { token, body: { enabled: true } });
@@ -220,7 +225,8 @@ describe('webhook access control', () => {
       404,
     );
     await expectProblem(await call('DELETE', `${b.base}/${id}`, { token: a.token }), 404);
-    const row = await env.DB.prepare('SELECT description, handle FROM webhook_subscriptions WHERE id = ?')
+    const row = await anyShard
+      .prepare('SELECT description, handle FROM webhook_subscriptions WHERE id = ?')
       .bind(id)
       .first();
     expect(row).toEqual({ description: 'mine', handle: b.handle });

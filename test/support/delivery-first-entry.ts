@@ -2,4 +2,5 @@
 // test/node/worker-config.test.ts.
 import '../../src/delivery/messages.ts';
 
-export { default } from '../../src/index.ts';
+// wrangler.toml binds PACER to this class: every entry of the Worker exports it.
+export { default, EndpointPacer } from '../../src/index.ts';

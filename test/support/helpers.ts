@@ -3,6 +3,7 @@ import { createExecutionContext } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
 import { SignJWT } from 'jose';
 import { buildApp } from '../../src/app.ts';
+import { eventTypeInfo } from '../../src/lib/event-catalog.ts';
 import { assertMatchesDocument } from './openapi-check.ts';
 
 export const ISSUER = 'https://auth.gharart.test';
@@ -148,4 +149,151 @@ export async function expectProblem(res: Response, status: number): Promise<Reco
   if (body.status !== status) throw new Error(`problem.status ${body.status} != ${status}`);
   if (body.requestId !== res.headers.get('x-request-id')) throw new Error('problem.requestId != X-Request-Id');
   return body;
+}
+
+/**
+ * The D1 database holding `handle`'s rows (docs/design.md#shards), read from the directory: tests that seed or read a
+ * handle's rows directly go through it, as the service does.
+ */
+export async function shardOf(handle: string): Promise<D1Database> {
+  const row = await env.DB.prepare('SELECT shard FROM handles WHERE handle = ?1')
+    .bind(handle)
+    .first<{ shard: number }>();
+  if (!row) throw new Error(`no handle ${handle} in the directory`);
+  return row.shard === 0 ? env.SHARD_0 : env.SHARD_1;
+}
+
+/**
+ * Every shard at once, for a test that reads rows by an id whose handle it does not hold at hand: `first` answers the
+ * first shard's row, `all` every shard's rows. Never for inserts (a row belongs on its handle's shard: `shardOf`).
+ */
+export const allShards = {
+  async first<T = Record<string, any>>(sql: string, ...params: unknown[]): Promise<T | null> {
+    for (const d1 of [env.SHARD_0, env.SHARD_1]) {
+      const row = await d1
+        .prepare(sql)
+        .bind(...params)
+        .first<T>();
+      if (row) return row;
+    }
+    return null;
+  },
+  async all<T = Record<string, any>>(sql: string, ...params: unknown[]): Promise<T[]> {
+    const out: T[] = [];
+    for (const d1 of [env.SHARD_0, env.SHARD_1])
+      out.push(
+        ...(
+          await d1
+            .prepare(sql)
+            .bind(...params)
+            .all<T>()
+        ).results,
+      );
+    return out;
+  },
+};
+
+/**
+ * Every shard as one read-and-update D1 for tests that hold an id but not its handle: `first` answers the first
+ * shard's row (a `SELECT count(…)` the sum over the shards), `all` every shard's rows, `run` runs on every shard (an UPDATE or DELETE by id changes the one shard that
+ * has the row). An INSERT is refused: a row belongs on its handle's shard (`shardOf`).
+ */
+export const anyShard = {
+  prepare(sql: string) {
+    if (/^\s*INSERT/i.test(sql)) throw new Error('anyShard cannot insert: use shardOf(handle)');
+    const statement = (params: unknown[]) => ({
+      bind: (...next: unknown[]) => statement(next),
+      async first<T = any>(column?: string): Promise<T | null> {
+        if (/^\s*SELECT\s+count\(/i.test(sql) && !/GROUP BY/i.test(sql)) {
+          // A count: the sum over the shards (each answers a row, 0 where it has none).
+          const rows = await Promise.all(
+            [env.SHARD_0, env.SHARD_1].map((d1) =>
+              d1
+                .prepare(sql)
+                .bind(...params)
+                .first<Record<string, unknown>>(),
+            ),
+          );
+          const sum: Record<string, unknown> = { ...rows[0] };
+          for (const row of rows.slice(1))
+            for (const [k, v] of Object.entries(row ?? {}))
+              sum[k] = typeof v === 'number' ? Number(sum[k] ?? 0) + v : (sum[k] ?? v);
+          return (column === undefined ? sum : sum[column]) as T;
+        }
+        for (const d1 of [env.SHARD_0, env.SHARD_1]) {
+          const st = d1.prepare(sql).bind(...params);
+          const row = column === undefined ? await st.first<T>() : await st.first<T>(column);
+          if (row !== null && row !== undefined) return row;
+        }
+        return null;
+      },
+      async all<T = Record<string, any>>() {
+        const parts = await Promise.all(
+          [env.SHARD_0, env.SHARD_1].map((d1) =>
+            d1
+              .prepare(sql)
+              .bind(...params)
+              .all<T>(),
+          ),
+        );
+        return { ...parts[0]!, results: parts.flatMap((p) => p.results) };
+      },
+      async run() {
+        const parts = await Promise.all(
+          [env.SHARD_0, env.SHARD_1].map((d1) =>
+            d1
+              .prepare(sql)
+              .bind(...params)
+              .run(),
+          ),
+        );
+        const changes = parts.reduce((n, p) => n + (p.meta.changes ?? 0), 0);
+        return { ...parts[0]!, meta: { ...parts[0]!.meta, changes } };
+      },
+    });
+    return statement([]);
+  },
+};
+
+/** The shard holding a delivery, found by its id. */
+export async function shardOfDelivery(id: string): Promise<D1Database> {
+  const row = await anyShard.prepare('SELECT handle FROM deliveries WHERE id = ?').bind(id).first<{ handle: string }>();
+  if (!row) throw new Error(`no delivery ${id}`);
+  return shardOf(row.handle);
+}
+
+/** The binding name of the shard holding `handle` (to override it with a faulty or counting copy in a test's env). */
+export async function shardName(handle: string): Promise<'SHARD_0' | 'SHARD_1'> {
+  return (await shardOf(handle)) === env.SHARD_0 ? 'SHARD_0' : 'SHARD_1';
+}
+
+/**
+ * A handle placed on a chosen shard, for tests that need one on each: new handles go to the least-loaded shard
+ * (docs/design.md#shards), and the test databases are shared, so which one that is depends on every other test. The
+ * rows are those `PUT /v2/internal/handles/{handle}` writes (the shard's copy and settings, then the directory entry
+ * and the owner), with the shard chosen here instead of by size.
+ */
+export async function provisionHandleOn(shard: 'SHARD_0' | 'SHARD_1', ownerId: string, handle = unique('h')) {
+  const now = new Date().toISOString();
+  const index = shard === 'SHARD_0' ? 0 : 1;
+  const row = `INSERT INTO handles (handle, display_name, shard, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)`;
+  await env[shard].batch([
+    env[shard].prepare(row).bind(handle, `Store ${handle}`, index, now),
+    env[shard].prepare('INSERT INTO notification_settings (handle, updated_at) VALUES (?1, ?2)').bind(handle, now),
+  ]);
+  await env.DB.batch([
+    env.DB.prepare(row).bind(handle, `Store ${handle}`, index, now),
+    env.DB.prepare(
+      `INSERT INTO memberships (handle, user_id, role, created_at, updated_at) VALUES (?1, ?2, 'owner', ?3, ?3)`,
+    ).bind(handle, ownerId, now),
+  ]);
+  return handle;
+}
+
+/**
+ * Valid `data` for a catalog type: its catalog example with `extra` fields over it (a custom type gets `extra` alone).
+ * Tests publish this rather than `{}`, which a catalog type's required fields refuse.
+ */
+export function catalogData(type: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { ...(eventTypeInfo(type)?.sample ?? {}), ...extra };
 }

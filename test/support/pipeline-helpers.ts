@@ -20,7 +20,17 @@ import { deliveryQueues } from '../../src/delivery/enqueue.ts';
 import { type IngestRequest, type IngestResult, ingestEvent } from '../../src/delivery/ingest.ts';
 import { runContext } from '../../src/env.ts';
 import { newId } from '../../src/lib/ids.ts';
-import { ALL_USER_SCOPES, callJson, provisionHandle, signJwt, unique } from './helpers.ts';
+import {
+  ALL_USER_SCOPES,
+  allShards,
+  anyShard,
+  callJson,
+  provisionHandle,
+  provisionHandleOn,
+  shardOf,
+  signJwt,
+  unique,
+} from './helpers.ts';
 import type { Hit } from './receivers.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -105,11 +115,24 @@ export function fakeBatch(queue: string, messages: FakeMessage[]): FakeBatch {
 }
 
 /** A `notify-deliveries-0` batch: one message per delivery id (repeat an id to send it twice). */
-export function deliveryBatch(ids: string[], attempts = 1): FakeBatch {
+export function deliveryBatch(
+  ids: string[],
+  attempts = 1,
+  handles: ReadonlyMap<string, string> = new Map(),
+): FakeBatch {
   return fakeBatch(
     'notify-deliveries-0',
-    ids.map((deliveryId) => ({ body: { deliveryId }, attempts })),
+    ids.map((deliveryId) => ({ body: { deliveryId, handle: handles.get(deliveryId) }, attempts })),
   );
+}
+
+/**
+ * A delivery message as the enqueue path sends it: the id and the handle that names its shard (docs/design.md#shards).
+ * A delivery no shard holds (a test's own database) gets a message without a handle.
+ */
+export async function deliveryMessage(deliveryId: string): Promise<{ deliveryId: string; handle?: string }> {
+  const row = await anyShard.prepare('SELECT handle FROM deliveries WHERE id = ?').bind(deliveryId).first();
+  return row ? { deliveryId, handle: row.handle as string } : { deliveryId };
 }
 
 /** Runs the deliveries consumer by hand on `ids` and returns its report and the recorded message outcomes. */
@@ -117,7 +140,12 @@ export async function runDeliveries(
   ids: string[],
   opts: { attempts?: number; env?: Env } = {},
 ): Promise<{ report: ConsumerReport; fb: FakeBatch }> {
-  const fb = deliveryBatch(ids, opts.attempts ?? 1);
+  const handles = new Map<string, string>();
+  for (const id of ids) {
+    const m = await deliveryMessage(id);
+    if (m.handle) handles.set(id, m.handle);
+  }
+  const fb = deliveryBatch(ids, opts.attempts ?? 1, handles);
   const report = await consumeDeliveries(fb.batch, opts.env ?? env);
   return { report, fb };
 }
@@ -237,9 +265,10 @@ export interface TestHandle {
   token: string;
 }
 
-export async function setupHandle(): Promise<TestHandle> {
+export async function setupHandle(shard?: 'SHARD_0' | 'SHARD_1'): Promise<TestHandle> {
   const owner = unique('owner');
-  const handle = await provisionHandle(owner);
+  // On a chosen shard when asked (helpers.ts `provisionHandleOn`), else where the service places it.
+  const handle = shard ? await provisionHandleOn(shard, owner) : await provisionHandle(owner);
   const token = await signJwt({ sub: owner, scope: ALL_USER_SCOPES });
   return { owner, handle, token };
 }
@@ -272,22 +301,26 @@ export async function createWebhook(
  * secret decrypts) with its own id and URL.
  */
 export async function insertWebhookCopies(templateId: string, urls: string[]): Promise<string[]> {
-  const t = await env.DB.prepare('SELECT * FROM webhook_subscriptions WHERE id = ?')
-    .bind(templateId)
-    .first<Record<string, unknown>>();
+  const t = await allShards.first<Record<string, unknown>>(
+    'SELECT * FROM webhook_subscriptions WHERE id = ?',
+    templateId,
+  );
   if (!t) throw new Error(`no webhook ${templateId}`);
+  const d1 = await shardOf(t.handle as string);
   const now = new Date().toISOString();
   const ids: string[] = [];
   const statements = urls.map((url) => {
     const id = newId('whk');
     ids.push(id);
-    return env.DB.prepare(
-      `INSERT INTO webhook_subscriptions (id, handle, url, description, event_types, filter_policy, headers, enabled,
+    return d1
+      .prepare(
+        `INSERT INTO webhook_subscriptions (id, handle, url, description, event_types, filter_policy, headers, enabled,
          secret_encrypted, consecutive_failures, created_at, updated_at)
        VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, 1, ?7, 0, ?8, ?8)`,
-    ).bind(id, t.handle, url, t.event_types, t.filter_policy, t.headers, t.secret_encrypted, now);
+      )
+      .bind(id, t.handle, url, t.event_types, t.filter_policy, t.headers, t.secret_encrypted, now);
   });
-  for (let i = 0; i < statements.length; i += 100) await env.DB.batch(statements.slice(i, i + 100));
+  for (let i = 0; i < statements.length; i += 100) await d1.batch(statements.slice(i, i + 100));
   return ids;
 }
 
@@ -327,37 +360,30 @@ export interface AttemptDbRow {
 }
 
 export async function deliveryRow(id: string): Promise<DeliveryDbRow> {
-  const row = await env.DB.prepare('SELECT * FROM deliveries WHERE id = ?').bind(id).first<DeliveryDbRow>();
+  const row = await allShards.first<DeliveryDbRow>('SELECT * FROM deliveries WHERE id = ?', id);
   if (!row) throw new Error(`no delivery ${id}`);
   return row;
 }
 
 export async function deliveriesOf(notificationId: string): Promise<DeliveryDbRow[]> {
-  const { results } = await env.DB.prepare('SELECT * FROM deliveries WHERE notification_id = ? ORDER BY id')
-    .bind(notificationId)
-    .all<DeliveryDbRow>();
-  return results;
+  return allShards.all<DeliveryDbRow>('SELECT * FROM deliveries WHERE notification_id = ? ORDER BY id', notificationId);
 }
 
 export async function attemptsOf(deliveryId: string): Promise<AttemptDbRow[]> {
-  const { results } = await env.DB.prepare(
+  return allShards.all<AttemptDbRow>(
     'SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt_number, created_at',
-  )
-    .bind(deliveryId)
-    .all<AttemptDbRow>();
-  return results;
+    deliveryId,
+  );
 }
 
 export async function notificationRow(id: string): Promise<Record<string, any>> {
-  const row = await env.DB.prepare('SELECT * FROM notifications WHERE id = ?').bind(id).first<Record<string, any>>();
+  const row = await allShards.first('SELECT * FROM notifications WHERE id = ?', id);
   if (!row) throw new Error(`no notification ${id}`);
   return row;
 }
 
 export async function webhookDbRow(id: string): Promise<Record<string, any>> {
-  const row = await env.DB.prepare('SELECT * FROM webhook_subscriptions WHERE id = ?')
-    .bind(id)
-    .first<Record<string, any>>();
+  const row = await allShards.first('SELECT * FROM webhook_subscriptions WHERE id = ?', id);
   if (!row) throw new Error(`no webhook ${id}`);
   return row;
 }
@@ -460,22 +486,43 @@ export function expectBetween(value: number, lo: number, hi: number, what = 'val
   expect(value, `${what} = ${value}, expected within [${lo}, ${hi}]`).toBeLessThanOrEqual(hi);
 }
 
+/** A mail as the `send_email` binding was given it: the structured message, its addresses as plain strings. */
+export interface SentMail {
+  from: string;
+  to: string;
+  replyTo: string | null;
+  subject: string;
+  text: string;
+  html: string;
+  headers: Record<string, string>;
+  /** Every field the binding was given, to check nothing else (a `cc`, a `bcc`) rode along. */
+  fields: string[];
+}
+
 /**
- * A `send_email` binding that records every message (and its raw MIME text, read from the local EmailMessage's
- * raw field) and succeeds — or throws `fail` when given.
+ * The real local `send_email` binding, recording each structured message it is handed before passing it on (so the
+ * provider gets the binding's own message id back); with `fail`, it records and then throws that error instead.
  */
-export function recordingEmail(fail?: string): {
-  binding: Env['EMAIL'];
-  sent: Array<{ from: string; to: string; raw: string }>;
-} {
-  const sent: Array<{ from: string; to: string; raw: string }> = [];
+export function recordingEmail(fail?: string): { binding: Env['EMAIL']; sent: SentMail[] } {
+  const sent: SentMail[] = [];
+  const address = (a: string | EmailAddress | (string | EmailAddress)[] | undefined): string => {
+    const one = Array.isArray(a) ? a[0] : a;
+    return typeof one === 'string' ? one : (one?.email ?? '');
+  };
   const binding = {
-    async send(message: { from: string; to: string } & Record<string, unknown>) {
-      let raw = message['EmailMessage::raw'];
-      if (raw instanceof ReadableStream) raw = await new Response(raw).text();
-      else if (raw instanceof Uint8Array || raw instanceof ArrayBuffer) raw = new TextDecoder().decode(raw);
-      sent.push({ from: message.from, to: message.to, raw: typeof raw === 'string' ? raw : '' });
+    async send(message: EmailMessageBuilder) {
+      sent.push({
+        from: address(message.from),
+        to: address(message.to),
+        replyTo: message.replyTo ? address(message.replyTo) : null,
+        subject: message.subject,
+        text: message.text ?? '',
+        html: message.html ?? '',
+        headers: message.headers ?? {},
+        fields: Object.keys(message).sort(),
+      });
       if (fail) throw new Error(fail);
+      return await env.EMAIL.send(message);
     },
   } as unknown as Env['EMAIL'];
   return { binding, sent };

@@ -6,7 +6,7 @@ import { env } from 'cloudflare:workers';
 import type { RecipientSummary } from '../../src/delivery/summary.ts';
 import { boundaryId, newId } from '../../src/lib/ids.ts';
 import { NOTIFICATION_STATUSES } from '../../src/routes/notifications/notifications.schemas.ts';
-import { ALL_USER_SCOPES, signJwt, unique } from './helpers.ts';
+import { ALL_USER_SCOPES, shardOf, signJwt, unique } from './helpers.ts';
 
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
@@ -37,6 +37,7 @@ const NOTIFICATION_COLUMNS =
 
 /** Inserts notifications with multi-row INSERTs in one `env.DB.batch` (fast for thousands of rows). */
 export async function insertNotifications(handle: string, rows: SeedNotification[]): Promise<void> {
+  const d1 = await shardOf(handle);
   const perStatement = 7; // 13 columns × 7 rows = 91 parameters (< 100)
   const statements = chunks(rows, perStatement).map((group) => {
     const placeholders = group.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ');
@@ -55,9 +56,9 @@ export async function insertNotifications(handle: string, rows: SeedNotification
       n.createdAt,
       n.createdAt,
     ]);
-    return env.DB.prepare(`INSERT INTO notifications (${NOTIFICATION_COLUMNS}) VALUES ${placeholders}`).bind(...params);
+    return d1.prepare(`INSERT INTO notifications (${NOTIFICATION_COLUMNS}) VALUES ${placeholders}`).bind(...params);
   });
-  for (const group of chunks(statements, 200)) await env.DB.batch(group);
+  for (const group of chunks(statements, 200)) await d1.batch(group);
 }
 
 export const SEED_TYPES = [
@@ -98,6 +99,7 @@ export function mixedNotifications(n: number, baseMs: number, stepMs = 1000): Se
  * with n mod 5, n mod 3 and (n div 3) mod 6 (so status and severity vary independently).
  */
 export async function seedManyNotifications(handle: string, count: number, baseMs: number): Promise<{ tag: string }> {
+  const d1 = await shardOf(handle);
   const tag = Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => CROCKFORD[b % 32]).join('');
   const timeChars = Array.from({ length: 10 }, (_, k) => {
     const shift = 5 * (9 - k);
@@ -124,7 +126,7 @@ export async function seedManyNotifications(handle: string, count: number, baseM
       strftime('%Y-%m-%dT%H:%M:%fZ', ms / 1000.0, 'unixepoch'),
       strftime('%Y-%m-%dT%H:%M:%fZ', ms / 1000.0, 'unixepoch')
     FROM rows`;
-  await env.DB.prepare(sql).bind(handle, count, baseMs, tag).run();
+  await d1.prepare(sql).bind(handle, count, baseMs, tag).run();
   return { tag };
 }
 
@@ -135,6 +137,7 @@ export function seededId(baseMs: number, tag: string, n: number): string {
 
 /** Inserts `count` standard email subscriptions (active) directly, as the API would store them. */
 export async function insertEmailSubscriptions(handle: string, count: number): Promise<string[]> {
+  const d1 = await shardOf(handle);
   const now = Date.now();
   const ids: string[] = [];
   const rows = Array.from({ length: count }, (_, i) => {
@@ -147,12 +150,14 @@ export async function insertEmailSubscriptions(handle: string, count: number): P
     (
       group, // 9 columns × 11 rows = 99 parameters
     ) =>
-      env.DB.prepare(
-        `INSERT INTO email_subscriptions (id, handle, kind, email, email_normalized, status, provider, created_at, updated_at)
+      d1
+        .prepare(
+          `INSERT INTO email_subscriptions (id, handle, kind, email, email_normalized, status, provider, created_at, updated_at)
        VALUES ${group.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
-      ).bind(...group.flatMap((r) => [...r, r[7]])),
+        )
+        .bind(...group.flatMap((r) => [...r, r[7]])),
   );
-  await env.DB.batch(statements);
+  await d1.batch(statements);
   return ids;
 }
 
@@ -173,6 +178,7 @@ export async function insertDeliveries(
   deliveries: SeedDelivery[],
   recipientType: RecipientSummary['recipientType'] = 'email',
 ): Promise<{ ids: string[]; recipients: Record<string, RecipientSummary> }> {
+  const d1 = await shardOf(handle);
   const now = new Date().toISOString();
   const ids: string[] = [];
   const recipients: Record<string, RecipientSummary> = {};
@@ -192,26 +198,28 @@ export async function insertDeliveries(
       lastHttpStatus: null,
       updatedAt: now,
     };
-    return env.DB.prepare(
-      `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target, status,
+    return d1
+      .prepare(
+        `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target, status,
          status_reason, attempt_count, created_at, updated_at)
        VALUES (?, ?, ?, 'event', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).bind(
-      id,
-      handle,
-      d.notificationId,
-      d.channel,
-      recipientType,
-      d.subscriptionId,
-      d.target,
-      d.status,
-      d.statusReason ?? null,
-      d.attempts ?? 0,
-      now,
-      now,
-    );
+      )
+      .bind(
+        id,
+        handle,
+        d.notificationId,
+        d.channel,
+        recipientType,
+        d.subscriptionId,
+        d.target,
+        d.status,
+        d.statusReason ?? null,
+        d.attempts ?? 0,
+        now,
+        now,
+      );
   });
-  await env.DB.batch(statements);
+  await d1.batch(statements);
   return { ids, recipients };
 }
 
@@ -222,7 +230,9 @@ export function utcToday(): string {
 
 /** The handle's daily write count for today (0 when no row). */
 export async function dailyCount(handle: string): Promise<number> {
-  const row = await env.DB.prepare('SELECT count FROM daily_write_counters WHERE handle = ? AND day = ?')
+  const d1 = await shardOf(handle);
+  const row = await d1
+    .prepare('SELECT count FROM daily_write_counters WHERE handle = ? AND day = ?')
     .bind(handle, utcToday())
     .first<{ count: number }>();
   return row?.count ?? 0;
@@ -230,20 +240,28 @@ export async function dailyCount(handle: string): Promise<number> {
 
 /** Sets the handle's daily write count for today. */
 export async function setDailyCount(handle: string, count: number): Promise<void> {
-  await env.DB.prepare(
-    `INSERT INTO daily_write_counters (handle, day, count) VALUES (?1, ?2, ?3)
+  const d1 = await shardOf(handle);
+  await d1
+    .prepare(
+      `INSERT INTO daily_write_counters (handle, day, count) VALUES (?1, ?2, ?3)
      ON CONFLICT (handle, day) DO UPDATE SET count = excluded.count`,
-  )
+    )
     .bind(handle, utcToday(), count)
     .run();
 }
 
 /** Number of rows of `table` matching a simple `column = value` condition. */
 export async function countRows(table: string, column: string, value: string): Promise<number> {
-  const row = await env.DB.prepare(`SELECT count(*) AS n FROM ${table} WHERE ${column} = ?`)
-    .bind(value)
-    .first<{ n: number }>();
-  return row?.n ?? 0;
+  // Every database: the control plane's tables and the shards' are disjoint (docs/design.md#shards).
+  let n = 0;
+  for (const d1 of [env.DB, env.SHARD_0, env.SHARD_1]) {
+    const row = await d1
+      .prepare(`SELECT count(*) AS n FROM ${table} WHERE ${column} = ?`)
+      .bind(value)
+      .first<{ n: number }>();
+    n += row?.n ?? 0;
+  }
+  return n;
 }
 
 /**

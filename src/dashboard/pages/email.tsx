@@ -3,7 +3,7 @@
  * resend a confirmation, delete one, and set or unset the owner default email.
  */
 import { Hono } from 'hono';
-import type { FC } from 'hono/jsx';
+import type { Child, FC } from 'hono/jsx';
 import { type AppEnv, config } from '../../env.ts';
 import { OWNER_DEFAULT_ID } from '../../routes/email-subscriptions/email-subscriptions.schemas.ts';
 import type {
@@ -22,6 +22,7 @@ import {
   DataTable,
   handleBase,
   KV,
+  NextSteps,
   Notice,
   PostForm,
   ProblemBox,
@@ -179,6 +180,50 @@ async function emailPage(
   );
 }
 
+/** What the diagnosis asks for, named by the controls of this page (the API's words stay in "Via the API"). */
+function emailPageSteps(result: EmailTestResult): Child[] {
+  const d = result.diagnosis;
+  const steps: Child[] = [];
+  const status = d.subscription.status;
+  if (status === 'pending_confirmation') {
+    steps.push(
+      <>
+        Ask the recipient to click the link in the confirmation mail, or press <strong>Resend confirmation</strong> in
+        its row below.
+      </>,
+    );
+  } else if (status !== 'active') {
+    steps.push(
+      <>
+        Press <strong>Delete</strong> in its row below, then add the address again with <strong>Subscribe</strong>: it
+        gets a new confirmation link.
+      </>,
+    );
+  } else if (d.test.outcome !== 'succeeded') {
+    steps.push(
+      d.test.errorClass === 'provider_permanent' ? (
+        <>
+          The provider refuses this address or sender: check the address and the sending domain, then press{' '}
+          <strong>Send test</strong> again.
+        </>
+      ) : (
+        <>
+          A transient provider failure: press <strong>Send test</strong> again shortly.
+        </>
+      ),
+    );
+  }
+  if (d.productionFailures.length) {
+    steps.push(
+      <>
+        Redeliver each failed delivery with <strong>Retry</strong> on its notification's page (the{' '}
+        <strong>Notifications</strong> tab).
+      </>,
+    );
+  }
+  return steps;
+}
+
 /** An email test's outcome and the diagnosis of the subscription. */
 const EmailTestDiagnosis: FC<{ result: EmailTestResult }> = ({ result }) => {
   const d = result.diagnosis;
@@ -217,13 +262,7 @@ const EmailTestDiagnosis: FC<{ result: EmailTestResult }> = ({ result }) => {
           ],
         ]}
       />
-      {d.nextSteps.length ? (
-        <ol>
-          {d.nextSteps.map((s) => (
-            <li>{s}</li>
-          ))}
-        </ol>
-      ) : null}
+      {d.nextSteps.length ? <NextSteps steps={emailPageSteps(result)} api={d.nextSteps} /> : null}
     </section>
   );
 };

@@ -11,7 +11,17 @@ import type { EventType, NotificationList, NotificationSummary, Published } from
 import type { ApiFetch, Problem } from '../api.ts';
 import { fromLocalInput, idemHeaders, jsonField } from '../forms.ts';
 import { type C, eventTypes, type HandleContext, handlePage, render } from '../handler.tsx';
-import { Badge, DataTable, handleBase, PostForm, ProblemBox, Time, TypeOptions } from '../layout.tsx';
+import {
+  Badge,
+  DataTable,
+  handleBase,
+  LiveRegion,
+  openMark,
+  PostForm,
+  ProblemBox,
+  Time,
+  TypeOptions,
+} from '../layout.tsx';
 
 /** `GET /dashboard/h/:handle/notifications` and `POST /dashboard/h/:handle/events`. */
 export function notificationsRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
@@ -79,6 +89,9 @@ async function feedPage(
       items={list.ok ? list.data.data : []}
       nextCursor={list.ok ? list.data.nextCursor : null}
       filters={filters}
+      liveSrc={
+        c.req.method === 'GET' ? `${c.req.path}${new URL(c.req.url).search}` : `${handleBase(h.handle)}/notifications`
+      }
       types={types}
       csrf={h.session.csrf}
       idem={h.idem()}
@@ -94,6 +107,8 @@ const FeedPage: FC<{
   items: NotificationSummary[];
   nextCursor: string | null;
   filters: Record<string, string>;
+  /** The GET URL the feed refreshes from while a notification is still delivering. */
+  liveSrc: string;
   types: EventType[];
   csrf: string;
   idem: string;
@@ -133,44 +148,46 @@ const FeedPage: FC<{
         <input id="f-until" name="until" type="datetime-local" value={f.until ?? ''} step={1} />
         <button type="submit">Filter</button> <a href={`${base}/notifications`}>Clear</a>
       </form>
-      <DataTable
-        caption="Notifications, newest first"
-        columns={['Notification', 'Status', 'Recipients']}
-        empty={p.items.length === 0 && 'No notifications match.'}
-      >
-        {p.items.map((n) => (
-          <tr data-notification={n.id} data-status={n.status}>
-            <td>
-              <a href={`${base}/notifications/${n.id}`}>{n.type}</a> <Badge status={n.severity} />
-              <div class="hint mono">{n.id}</div>
-              <div class="hint">
-                <Time at={n.createdAt} />
-              </div>
-            </td>
-            <td>
-              <Badge status={n.status} />
-              <div class="hint">
-                {n.deliveryCounts.succeeded} ok · {n.deliveryCounts.open} open · {n.deliveryCounts.dead} dead
-              </div>
-            </td>
-            <td>
-              <ul>
-                {n.deliveries.map((d) => (
-                  <li>
-                    <Badge status={d.status} /> {d.target}{' '}
-                    <span class="hint">
-                      ({d.recipientType}, {d.attempts} attempt(s){d.lastErrorClass ? `, ${d.lastErrorClass}` : ''})
-                    </span>
-                  </li>
-                ))}
-                {n.recipientCount > n.deliveries.length ? (
-                  <li class="hint">… {n.recipientCount - n.deliveries.length} more</li>
-                ) : null}
-              </ul>
-            </td>
-          </tr>
-        ))}
-      </DataTable>
+      <LiveRegion id="feed" src={p.liveSrc}>
+        <DataTable
+          caption="Notifications, newest first"
+          columns={['Notification', 'Status', 'Recipients']}
+          empty={p.items.length === 0 && 'No notifications match.'}
+        >
+          {p.items.map((n) => (
+            <tr data-notification={n.id} data-status={n.status} {...openMark(n.status)}>
+              <td>
+                <a href={`${base}/notifications/${n.id}`}>{n.type}</a> <Badge status={n.severity} />
+                <div class="hint mono">{n.id}</div>
+                <div class="hint">
+                  <Time at={n.createdAt} />
+                </div>
+              </td>
+              <td>
+                <Badge status={n.status} />
+                <div class="hint">
+                  {n.deliveryCounts.succeeded} ok · {n.deliveryCounts.open} open · {n.deliveryCounts.dead} dead
+                </div>
+              </td>
+              <td>
+                <ul>
+                  {n.deliveries.map((d) => (
+                    <li>
+                      <Badge status={d.status} /> {d.target}{' '}
+                      <span class="hint">
+                        ({d.recipientType}, {d.attempts} attempt(s){d.lastErrorClass ? `, ${d.lastErrorClass}` : ''})
+                      </span>
+                    </li>
+                  ))}
+                  {n.recipientCount > n.deliveries.length ? (
+                    <li class="hint">… {n.recipientCount - n.deliveries.length} more</li>
+                  ) : null}
+                </ul>
+              </td>
+            </tr>
+          ))}
+        </DataTable>
+      </LiveRegion>
       {p.nextCursor ? <a href={`${base}/notifications?${next.toString()}`}>Older notifications</a> : null}
       <h2 id="publish">Publish a test event</h2>
       <p class="hint">

@@ -5,11 +5,13 @@
 import { Hono } from 'hono';
 import type { FC } from 'hono/jsx';
 import type { AppEnv } from '../../env.ts';
-import type { HandleAccess, HealthReport } from '../answers.ts';
+import type { DeliveryStats, HandleAccess, HealthReport } from '../answers.ts';
 import type { ApiFetch, Problem } from '../api.ts';
+import { OutcomeChart } from '../charts.tsx';
 import { handlePage, render } from '../handler.tsx';
-import { Badge, DataTable, handleBase, KV, Notice, PostForm, ProblemBox, Time } from '../layout.tsx';
+import { Badge, DataTable, handleBase, KV, NextSteps, PostForm, ProblemBox, Time } from '../layout.tsx';
 import { RetryButton } from './delivery-retry.tsx';
+import { SettingsWarning } from './warnings.tsx';
 
 /** `GET /dashboard/h/:handle`. */
 export function overviewRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
@@ -19,7 +21,10 @@ export function overviewRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
   r.get(
     '/h/:handle',
     page(async (c, h) => {
-      const health = await h.api.call<HealthReport>('GET', `/v2/handles/${h.handle}/health`);
+      const [health, stats] = await Promise.all([
+        h.api.call<HealthReport>('GET', `/v2/handles/${h.handle}/health`),
+        h.api.call<DeliveryStats>('GET', `/v2/handles/${h.handle}/delivery-stats`),
+      ]);
       h.frame.title = `${h.access.displayName}: overview`;
       return render(
         c,
@@ -28,6 +33,7 @@ export function overviewRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
           handle={h.handle}
           access={h.access}
           health={health.ok ? health.data : null}
+          stats={stats.ok ? stats.data : null}
           problem={health.ok ? null : health.problem}
           csrf={h.session.csrf}
           idem={h.idem}
@@ -43,6 +49,7 @@ const OverviewPage: FC<{
   handle: string;
   access: HandleAccess;
   health: HealthReport | null;
+  stats: DeliveryStats | null;
   problem?: Problem | null;
   csrf: string;
   idem: () => string;
@@ -51,6 +58,15 @@ const OverviewPage: FC<{
   const h = p.health;
   return (
     <>
+      {p.stats ? (
+        <section aria-labelledby="deliveries-h">
+          <h2 id="deliveries-h">Deliveries</h2>
+          <div class="charts">
+            <OutcomeChart title="Deliveries per hour, last 24 hours" buckets={p.stats.hourly} unit="hour" />
+            <OutcomeChart title="Deliveries per day, last 7 days" buckets={p.stats.daily} unit="day" />
+          </div>
+        </section>
+      ) : null}
       <section aria-labelledby="access-h">
         <h2 id="access-h">Your access</h2>
         <KV
@@ -73,9 +89,7 @@ const OverviewPage: FC<{
             what fixes it.
           </p>
           {h.warnings.map((w) => (
-            <Notice tone="warn">
-              <strong>{w.code}</strong>: {w.message}
-            </Notice>
+            <SettingsWarning warning={w} handle={p.handle} />
           ))}
           <div class="grid">
             <section class="panel" aria-labelledby="wh-h">
@@ -94,7 +108,15 @@ const OverviewPage: FC<{
                       Auto-disable projected at <Time at={w.projectedAutoDisableAt} />.
                     </>
                   ) : null}
-                  <p>{w.action}</p>
+                  <p>Retry policy: {w.retryPolicy}.</p>
+                  <NextSteps
+                    steps={[
+                      <>
+                        Press <strong>Send test</strong> and read the diagnosis; fix the endpoint before it is disabled.
+                      </>,
+                    ]}
+                    api={[w.action]}
+                  />
                   <PostForm action={`${base}/webhooks/${w.id}/test`} csrf={p.csrf} idem={p.idem()}>
                     <button type="submit">Send test</button>
                   </PostForm>
@@ -105,10 +127,24 @@ const OverviewPage: FC<{
                 <div class="notice bad">
                   <a href={`${base}/webhooks/${w.id}`}>{w.url}</a> is disabled ({w.disabledReason ?? 'by a user'})
                   since{' '}
-                  <Time at={w.disabledAt} />.<p>{w.action}</p>
+                  <Time at={w.disabledAt} />.
+                  <NextSteps
+                    steps={[
+                      <>
+                        Fix the endpoint, press <strong>Enable</strong>, then <strong>Recover</strong> on{' '}
+                        <a href={`${base}/webhooks/${w.id}#log`}>its page</a> to redeliver what was skipped.
+                      </>,
+                    ]}
+                    api={[w.action]}
+                  />
                   <PostForm action={`${base}/webhooks/${w.id}/enable`} csrf={p.csrf} idem={p.idem()}>
                     <button type="submit">Enable</button>
                   </PostForm>
+                </div>
+              ))}
+              {h.webhooks.paced.map((w) => (
+                <div class={`notice${w.beingPaced ? ' warn' : ''}`} data-paced={w.beingPaced ? 'yes' : 'no'}>
+                  <a href={`${base}/webhooks/${w.id}`}>{w.url}</a>: {w.note}
                 </div>
               ))}
             </section>
@@ -122,7 +158,17 @@ const OverviewPage: FC<{
                       .join(', ')}`
                   : ''}
               </p>
-              {h.deadDeliveries24h.action ? <p>{h.deadDeliveries24h.action}</p> : null}
+              {h.deadDeliveries24h.action ? (
+                <NextSteps
+                  steps={[
+                    <>
+                      Open a delivery's <strong>log</strong> to read its attempts; press <strong>Retry</strong> next to
+                      it, or <strong>Recover</strong> on its webhook's page for all of them.
+                    </>,
+                  ]}
+                  api={[h.deadDeliveries24h.action]}
+                />
+              ) : null}
               <ul>
                 {h.deadDeliveries24h.recent.map((d) => (
                   <li>
@@ -165,7 +211,18 @@ const OverviewPage: FC<{
                 {h.emailSubscriptions.pendingConfirmation.length} pending,{' '}
                 {h.emailSubscriptions.stale.length} stale, {h.emailSubscriptions.suppressed.length} suppressed.
               </p>
-              {h.emailSubscriptions.action ? <p>{h.emailSubscriptions.action}</p> : null}
+              {h.emailSubscriptions.action ? (
+                <NextSteps
+                  steps={[
+                    <>
+                      A pending address must click its link: press <strong>Resend confirmation</strong> below if it was
+                      lost. Delete a stale or suppressed one on the <a href={`${base}/email`}>Email</a> page and
+                      subscribe it again.
+                    </>,
+                  ]}
+                  api={[h.emailSubscriptions.action]}
+                />
+              ) : null}
               <ul>
                 {h.emailSubscriptions.pendingConfirmation.map((s) => (
                   <li>
@@ -193,9 +250,16 @@ const OverviewPage: FC<{
                 <Badge status={h.ownerDefaultEmail.state} /> {h.ownerDefaultEmail.email ?? 'not set'}
               </p>
               {h.ownerDefaultEmail.action ? (
-                <p>
-                  {h.ownerDefaultEmail.action} <a href={`${base}/email#owner-default`}>Set it</a>
-                </p>
+                <NextSteps
+                  steps={[
+                    <>
+                      Without it, critical events have no guaranteed recipient:{' '}
+                      <a href={`${base}/email#owner-default`}>Set it</a> on the Email page and press{' '}
+                      <strong>Save</strong>.
+                    </>,
+                  ]}
+                  api={[h.ownerDefaultEmail.action]}
+                />
               ) : null}
             </section>
             <section class="panel" aria-labelledby="cov-h">
@@ -205,9 +269,17 @@ const OverviewPage: FC<{
                 {h.criticalCoverage.undeliverable24h} undeliverable critical event(s) in 24 h.
               </p>
               {h.criticalCoverage.action ? (
-                <p>
-                  {h.criticalCoverage.action} <a href={`${base}/settings`}>Settings</a>
-                </p>
+                <NextSteps
+                  steps={[
+                    <>
+                      <a href={`${base}/email#owner-default`}>Set an owner default email</a>, or add a subscription that
+                      matches every critical event type on the <a href={`${base}/webhooks`}>Webhooks</a> or{' '}
+                      <a href={`${base}/email`}>Email</a> page; check it with <strong>Evaluate</strong> on the{' '}
+                      <a href={`${base}/settings`}>Settings</a> page.
+                    </>,
+                  ]}
+                  api={[h.criticalCoverage.action]}
+                />
               ) : null}
               <DataTable caption="Recipients of each critical event type" columns={['Critical type', 'Recipients']}>
                 {h.criticalCoverage.types.map((t) => (

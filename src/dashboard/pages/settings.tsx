@@ -1,12 +1,11 @@
 /**
  * A handle's notification settings (channels, owner fallback, event filter; saved with If-Match) and the dry run
  * (`…/notification-settings/evaluate`): who would receive an event, with the saved settings or the ones in the form.
- * Also the handle's retention and its archives in R2, each downloadable (docs/design.md#retention-and-archives).
+ * Also the handle's retention and its latest archives ({@link Retention}; all of them on the Archives page).
  */
 import { Hono } from 'hono';
 import type { FC } from 'hono/jsx';
 import type { AppEnv } from '../../env.ts';
-import { foreignProblemBody } from '../../lib/problem.ts';
 import type {
   ArchiveList,
   Evaluation,
@@ -23,6 +22,8 @@ import type { ApiFetch, Problem } from '../api.ts';
 import { type Form, idemHeaders, jsonField } from '../forms.ts';
 import { type C, eventTypes, type HandleContext, handlePage, render, renderProblem } from '../handler.tsx';
 import { Badge, DataTable, handleBase, json, Notice, PostForm, ProblemBox, Time, TypeOptions } from '../layout.tsx';
+import { Retention } from './archives.tsx';
+import { SettingsWarning } from './warnings.tsx';
 
 /** The settings form as typed, shown again after a refusal or an evaluation of unsaved settings. */
 interface SettingsForm {
@@ -48,31 +49,6 @@ export function settingsRoutes(fetchApp: ApiFetch): Hono<AppEnv> {
     '/h/:handle/settings',
     page(async (c, h) => {
       return settingsPage(c, h, { saved: c.req.query('ok') === 'saved' });
-    }),
-  );
-
-  // An archive, passed through from the API as it answers (the gzip object, or its problem as a page).
-  r.get(
-    '/h/:handle/archives/:id',
-    page(async (c, h) => {
-      const id = c.req.param('id') ?? '';
-      const res = await h.api.raw('GET', `/v2/handles/${h.handle}/archives/${encodeURIComponent(id)}`);
-      if (!res.ok) {
-        const text = await res.text();
-        let problem: Problem;
-        try {
-          problem = JSON.parse(text) as Problem;
-        } catch {
-          problem = foreignProblemBody(res.status, res.statusText, text);
-        }
-        return renderProblem(c, h.frame, problem, true);
-      }
-      const headers = new Headers();
-      for (const k of ['content-type', 'content-length', 'content-disposition', 'repr-digest']) {
-        const v = res.headers.get(k);
-        if (v) headers.set(k, v);
-      }
-      return new Response(res.body, { status: 200, headers });
     }),
   );
 
@@ -206,55 +182,16 @@ async function settingsPage(
         evalForm={extra.evalForm}
         form={extra.form}
       />
-      <Retention handle={h.handle} days={h.access.retentionDays} archives={archives.ok ? archives.data : null} />
+      <Retention
+        handle={h.handle}
+        days={h.access.retentionDays}
+        archives={archives.ok ? archives.data : null}
+        more={archives.ok && archives.data.nextCursor ? `${handleBase(h.handle)}/archives` : null}
+      />
     </>,
     extra.status ?? 200,
   );
 }
-
-/** The handle's retention and its archives, newest first, each with a download link. */
-const Retention: FC<{ handle: string; days: number; archives: ArchiveList | null }> = (p) => (
-  <section class="panel" id="retention" aria-labelledby="retention-h">
-    <h2 id="retention-h">Retention and archives</h2>
-    <p>
-      Notifications stay <strong>{p.days} days</strong>, then they are archived to R2 (gzip NDJSON: one notification
-      with its deliveries and attempts per line) and removed from the database. The retention is set by the Gharart
-      control plane.
-    </p>
-    {p.archives ? (
-      <DataTable
-        caption="Archives"
-        columns={['Day', 'Notifications', 'Size', 'Status', 'Archived', 'Download']}
-        empty={p.archives.data.length === 0 && 'No archive yet: nothing has passed the retention.'}
-      >
-        {p.archives.data.map((a) => (
-          <tr>
-            <td>{a.period}</td>
-            <td>{a.notifications}</td>
-            <td>{a.bytes === null ? '—' : `${a.bytes.toLocaleString('en')} bytes`}</td>
-            <td>
-              <Badge status={a.status} />
-            </td>
-            <td>
-              <Time at={a.purgedAt ?? a.verifiedAt ?? a.createdAt} />
-            </td>
-            <td>
-              {a.status === 'pending' ? (
-                '—'
-              ) : (
-                <a href={`${handleBase(p.handle)}/archives/${a.id}`} download>
-                  {a.id}.ndjson.gz
-                </a>
-              )}
-            </td>
-          </tr>
-        ))}
-      </DataTable>
-    ) : (
-      <Notice tone="warn">The archives could not be listed (your token needs notifications:read).</Notice>
-    )}
-  </section>
-);
 
 const SettingsPage: FC<{
   handle: string;
@@ -279,9 +216,7 @@ const SettingsPage: FC<{
       {p.problem ? <ProblemBox problem={p.problem} context={p.problemContext} /> : null}
       {p.saved ? <Notice tone="ok">Settings saved (version {p.settings.version}).</Notice> : null}
       {p.settings.warnings.map((w) => (
-        <Notice tone="warn">
-          <strong>{w.code}</strong>: {w.message}
-        </Notice>
+        <SettingsWarning warning={w} handle={p.handle} />
       ))}
       <PostForm action={`${base}/settings`} csrf={p.csrf} idem={p.idem()} class="stack" label="Notification settings">
         <input type="hidden" name="etag" value={p.etag} />
@@ -367,7 +302,7 @@ const SettingsPage: FC<{
           <div class="field">
             <label for="ev-custom">Custom event</label>
             <textarea id="ev-custom" name="event">
-              {ev.event ?? '{\n  "type": "order.created",\n  "data": {}\n}'}
+              {ev.event ?? '{\n  "type": "order.created",\n  "data": { "orderId": "ord_10482" }\n}'}
             </textarea>
           </div>
         </fieldset>

@@ -13,9 +13,11 @@ import type {
   RecoverResult,
   RotatedWebhook,
   Webhook,
+  WebhookDeliveryStats,
   WebhookTestResult,
 } from '../answers.ts';
 import type { ApiFetch, Problem } from '../api.ts';
+import { ErrorClassChart, LatencyChart, OutcomeChart } from '../charts.tsx';
 import { type Form, fromLocalInput, idemHeaders, pathId, toLocalInput } from '../forms.ts';
 import {
   type C,
@@ -32,7 +34,9 @@ import {
   DataTable,
   handleBase,
   KV,
+  LiveRegion,
   Notice,
+  openMark,
   PostForm,
   ProblemBox,
   Time,
@@ -184,15 +188,19 @@ export async function webhookPage(
     flash?: string;
   } = {},
 ) {
-  const [w, log, types] = await Promise.all([
+  const [w, log, types, stats] = await Promise.all([
     h.api.call<Webhook>('GET', `/v2/handles/${h.handle}/webhooks/${id}`),
     h.api.call<DeliveryList>('GET', `/v2/handles/${h.handle}/webhooks/${id}/deliveries`, {
       query: { cursor: c.req.method === 'GET' ? c.req.query('cursor') : undefined, limit: 25 },
     }),
     eventTypes(h.api),
+    h.api.call<WebhookDeliveryStats>('GET', `/v2/handles/${h.handle}/webhooks/${id}/delivery-stats`),
   ]);
   if (!w.ok) return renderProblem(c, h.frame, w.problem, true);
   h.frame.title = `Webhook ${w.data.url}`;
+  // The live log refreshes from this page's GET (after a form post too: the page of the same log).
+  const cursor = c.req.method === 'GET' ? c.req.query('cursor') : undefined;
+  const liveSrc = `${handleBase(h.handle)}/webhooks/${id}${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ''}`;
   h.frame.ids = [
     { label: 'Webhook id', value: id },
     ...(extra.testResult ? [{ label: 'Test delivery id', value: extra.testResult.deliveryId }] : []),
@@ -208,6 +216,7 @@ export async function webhookPage(
       handle={h.handle}
       webhook={w.data}
       deliveries={log.ok ? log.data.data : []}
+      stats={stats.ok ? stats.data : null}
       nextCursor={log.ok ? log.data.nextCursor : null}
       types={types}
       csrf={h.session.csrf}
@@ -218,6 +227,7 @@ export async function webhookPage(
       problem={extra.problem ?? (log.ok ? null : log.problem)}
       problemContext={extra.problemContext ?? (log.ok ? undefined : 'Delivery log')}
       form={extra.form}
+      liveSrc={liveSrc}
       recoverSince={toLocalInput(new Date(Date.now() - 24 * 3600_000).toISOString())}
       headersOriginal={headersText}
     />,
@@ -229,6 +239,7 @@ const WebhookPage: FC<{
   handle: string;
   webhook: Webhook;
   deliveries: Delivery[];
+  stats: WebhookDeliveryStats | null;
   nextCursor: string | null;
   types: EventType[];
   csrf: string;
@@ -240,6 +251,8 @@ const WebhookPage: FC<{
   problemContext?: string;
   form?: Form | undefined;
   recoverSince: string;
+  /** The GET URL the delivery log refreshes from while a delivery is open. */
+  liveSrc: string;
   /** The headers as rendered (credential values masked): the edit only sends headers the user changed. */
   headersOriginal: string;
 }> = (p) => {
@@ -278,6 +291,12 @@ const WebhookPage: FC<{
           ],
           ['Event types', typeList(w.eventTypes)],
           ['Filter policy', w.filterPolicy ? <code>{JSON.stringify(w.filterPolicy)}</code> : 'none'],
+          [
+            'Retry policy',
+            `${w.retryPolicy.name}: ${w.retryPolicy.delaysSeconds.join(' s, ')} s; ` +
+              `${w.retryPolicy.maxAttempts} attempts`,
+          ],
+          ['Rate limit', w.rateLimit ? `${w.rateLimit} per second (the doctor shows when it is pacing)` : 'none'],
           [
             'Consecutive failures',
             `${w.health.consecutiveFailures}` +
@@ -344,50 +363,61 @@ const WebhookPage: FC<{
           </button>
         </PostForm>
       </div>
-      {p.testResult ? <TestResult result={p.testResult} /> : null}
+      {p.testResult ? <TestResult result={p.testResult} settingsHref={`${base}/settings`} /> : null}
+      {p.stats ? <WebhookCharts stats={p.stats} /> : null}
       <h2 id="log">Delivery log</h2>
       <PostForm action={`${self}/recover`} csrf={p.csrf} idem={p.idem()} label="Recover dead deliveries">
         <label for="since">Recover dead and skipped deliveries since (UTC)</label>
         <input id="since" type="datetime-local" name="since" value={p.recoverSince} required step={1} />
         <button type="submit">Recover</button>
       </PostForm>
-      <DataTable
-        caption="Deliveries to this webhook, newest first"
-        columns={['Delivery', 'Status', 'Attempts']}
-        empty={p.deliveries.length === 0 && 'No deliveries yet.'}
-      >
-        {p.deliveries.map((d) => (
-          <tr data-delivery={d.id} data-status={d.status}>
-            <td>
-              <code>{d.id}</code> <span class="hint">{d.kind}</span>
-              {d.notificationId ? (
-                <div>
-                  <a href={`${base}/notifications/${d.notificationId}`}>{d.notificationId}</a>
-                </div>
-              ) : null}
-              <div class="hint">
-                <Time at={d.createdAt} />
-              </div>
-            </td>
-            <td>
-              <Badge status={d.status} /> {d.lastErrorClass ?? ''} {d.lastHttpStatus ? `HTTP ${d.lastHttpStatus}` : ''}
-              {d.statusReason ? <div class="hint">{d.statusReason}</div> : null}
-              {d.nextAttemptAt ? (
+      <LiveRegion id="delivery-log" src={p.liveSrc}>
+        <DataTable
+          caption="Deliveries to this webhook, newest first"
+          columns={['Delivery', 'Status', 'Attempts']}
+          empty={p.deliveries.length === 0 && 'No deliveries yet.'}
+        >
+          {p.deliveries.map((d) => (
+            <tr data-delivery={d.id} data-status={d.status} {...openMark(d.status)}>
+              <td>
+                <code>{d.id}</code> <span class="hint">{d.kind}</span>
+                {d.notificationId ? (
+                  <div>
+                    <a href={`${base}/notifications/${d.notificationId}`}>{d.notificationId}</a>
+                  </div>
+                ) : null}
                 <div class="hint">
-                  next attempt <Time at={d.nextAttemptAt} />
+                  <Time at={d.createdAt} />
                 </div>
-              ) : null}
-              <RetryButton base={base} deliveryId={d.id} status={d.status} back={self} csrf={p.csrf} idem={p.idem()} />
-            </td>
-            <td>
-              {d.attemptCount}
-              <ul>
-                <AttemptRows attempts={d.attempts} />
-              </ul>
-            </td>
-          </tr>
-        ))}
-      </DataTable>
+              </td>
+              <td>
+                <Badge status={d.status} /> {d.lastErrorClass ?? ''}{' '}
+                {d.lastHttpStatus ? `HTTP ${d.lastHttpStatus}` : ''}
+                {d.statusReason ? <div class="hint">{d.statusReason}</div> : null}
+                {d.nextAttemptAt ? (
+                  <div class="hint">
+                    next attempt <Time at={d.nextAttemptAt} />
+                  </div>
+                ) : null}
+                <RetryButton
+                  base={base}
+                  deliveryId={d.id}
+                  status={d.status}
+                  back={self}
+                  csrf={p.csrf}
+                  idem={p.idem()}
+                />
+              </td>
+              <td>
+                {d.attemptCount}
+                <ul>
+                  <AttemptRows attempts={d.attempts} />
+                </ul>
+              </td>
+            </tr>
+          ))}
+        </DataTable>
+      </LiveRegion>
       {p.nextCursor ? <a href={`?cursor=${encodeURIComponent(p.nextCursor)}#log`}>Older deliveries</a> : null}
       <h2>Edit</h2>
       <PostForm action={self} csrf={p.csrf} idem={p.idem()} class="stack" label="Edit webhook">
@@ -400,3 +430,17 @@ const WebhookPage: FC<{
     </>
   );
 };
+
+/** The webhook's charts: deliveries by outcome, attempt latency and error classes (docs/design.md#delivery-charts). */
+const WebhookCharts: FC<{ stats: WebhookDeliveryStats }> = ({ stats }) => (
+  <section aria-labelledby="activity-h">
+    <h2 id="activity-h">Activity</h2>
+    <div class="charts">
+      <OutcomeChart title="Deliveries per hour, last 24 hours" buckets={stats.hourly} unit="hour" />
+      <OutcomeChart title="Deliveries per day, last 7 days" buckets={stats.daily} unit="day" />
+      <LatencyChart title="Attempt latency per hour, last 24 hours" buckets={stats.latencyHourly} unit="hour" />
+      <LatencyChart title="Attempt latency per day, last 7 days" buckets={stats.latencyDaily} unit="day" />
+      <ErrorClassChart title="Failed attempts by error class" classes={stats.errorClasses} />
+    </div>
+  </section>
+);

@@ -53,6 +53,7 @@ export async function sendEmail(run: RunContext, req: EmailSend): Promise<Channe
       durationMs,
       requestBytes,
       errorMessage: null,
+      providerMessageId: outcome.providerMessageId,
     };
   }
   return {

@@ -8,4 +8,6 @@ export interface ChannelResult {
   durationMs: number;
   requestBytes: number;
   errorMessage: string | null;
+  /** An accepted mail's id at its provider: Email Sending's later verdicts name the mail by it. */
+  providerMessageId?: string | null;
 }

@@ -22,7 +22,7 @@ import {
   type MailAddress,
   type OutgoingMail,
   sanitizeHeaderValue,
-} from '../mime.ts';
+} from '../message.ts';
 import type { EmailProvider, SendMeta, SendOutcome } from '../provider.ts';
 
 const RESEND_TIMEOUT_MS = 15_000;

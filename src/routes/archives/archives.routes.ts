@@ -6,10 +6,10 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { readArchive } from '../../archive/objects.ts';
 import { type ArchiveRow, findArchive, listArchives } from '../../archive/queries.ts';
-import { getDb } from '../../db/client.ts';
 import { createRouter, errorResponses, guard, jsonResponse } from '../../http/openapi.ts';
 import { decodeCursor, toPage } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
+import { handleDb } from '../../middleware/auth.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { ARCHIVE_ID, ArchiveListQuery, ArchivePage, ArchiveParams } from './archives.schemas.ts';
 
@@ -78,12 +78,12 @@ export const archivesRoutes = createRouter()
     const { handle } = c.req.valid('param');
     const q = c.req.valid('query');
     const before = decodeCursor(q.cursor, ARCHIVE_ID);
-    const page = toPage(await listArchives(getDb(c.env.DB), handle, before, q.limit), q.limit);
+    const page = toPage(await listArchives(await handleDb(c), handle, before, q.limit), q.limit);
     return c.json({ data: page.items.map(toApi), nextCursor: page.nextCursor }, 200);
   })
   .openapi(downloadRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
-    const row = await findArchive(getDb(c.env.DB), handle, id);
+    const row = await findArchive(await handleDb(c), handle, id);
     if (!row) throw problems.notFound();
     if (row.status === 'pending' || !row.sha256) {
       throw problems.conflict('This archive is still being written; the purge job finishes it within minutes.');

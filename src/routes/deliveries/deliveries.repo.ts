@@ -21,6 +21,7 @@ export function deliveryToApi(d: DeliveryRow, attempts: AttemptRow[]) {
     lastErrorClass: d.lastErrorClass,
     lastHttpStatus: d.lastHttpStatus,
     nextAttemptAt: d.nextAttemptAt,
+    replayId: d.replayId,
     createdAt: d.createdAt,
     updatedAt: d.updatedAt,
     attempts: attempts.map((a) => ({

@@ -1,10 +1,10 @@
 /** `POST /v2/handles/{handle}/deliveries/{id}/retry`: redrive one dead or skipped delivery (docs/design.md#routes). */
 import { createRoute } from '@hono/zod-openapi';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
-import { getDb } from '../../db/client.ts';
 import { REDRIVABLE, redrive } from '../../delivery/redrive.ts';
 import { createRouter, errorResponses, guard, jsonResponse } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
+import { handleD1, handleDb } from '../../middleware/auth.ts';
 import { attemptsOf, deliveryToApi, getDelivery } from './deliveries.repo.ts';
 import { DeliveryParams, DeliverySchema } from './deliveries.schemas.ts';
 
@@ -26,7 +26,7 @@ const retryRoute = createRoute(
 
 export const deliveriesRoutes = createRouter().openapi(retryRoute, async (c) => {
   const { handle, id } = c.req.valid('param');
-  const db = getDb(c.env.DB);
+  const db = await handleDb(c);
   const delivery = await getDelivery(db, handle, id);
   if (!delivery) throw problems.notFound();
   if (delivery.kind === 'test') throw problems.unprocessable('A test send is not retried; send another test.');
@@ -39,10 +39,12 @@ export const deliveriesRoutes = createRouter().openapi(retryRoute, async (c) => 
   if (delivery.subscriptionId) {
     const sub =
       delivery.channel === 'webhook'
-        ? await c.env.DB.prepare('SELECT enabled AS ok FROM webhook_subscriptions WHERE id = ?1')
+        ? await (await handleD1(c))
+            .prepare('SELECT enabled AS ok FROM webhook_subscriptions WHERE id = ?1')
             .bind(delivery.subscriptionId)
             .first<{ ok: number }>()
-        : await c.env.DB.prepare(`SELECT status = 'active' AS ok FROM email_subscriptions WHERE id = ?1`)
+        : await (await handleD1(c))
+            .prepare(`SELECT status = 'active' AS ok FROM email_subscriptions WHERE id = ?1`)
             .bind(delivery.subscriptionId)
             .first<{ ok: number }>();
     if (!sub) throw problems.conflict('Its subscription was deleted; there is nobody to deliver to.');
@@ -56,7 +58,7 @@ export const deliveriesRoutes = createRouter().openapi(retryRoute, async (c) => 
       );
     }
   }
-  await redrive(c.env, [delivery]);
+  await redrive(c.env, await handleD1(c), [delivery]);
   const fresh = (await getDelivery(db, handle, id))!;
   return c.json(deliveryToApi(fresh, await attemptsOf(db, [id])), 202);
 });

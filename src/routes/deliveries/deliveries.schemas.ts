@@ -27,6 +27,9 @@ export const DeliverySchema = z
     ...DeliveryCoreFields,
     attemptCount: z.number().int(),
     nextAttemptAt: z.string().nullable(),
+    replayId: z.string().nullable().openapi({
+      description: 'Set on a delivery a replay made (POST …/webhooks/{id}/replay): the replay it belongs to.',
+    }),
     createdAt: z.string(),
     attempts: z.array(AttemptSchema),
   })

@@ -99,6 +99,7 @@ function Operation(props: { path: string; method: string; op: Json }) {
     | Json
     | undefined;
   const responses = (op.responses as Record<string, Json>) ?? {};
+  const samples = (op['x-codeSamples'] as Json[] | undefined) ?? [];
   return (
     <section class="op" id={`op-${method}-${path.replace(/[^a-z0-9]+/gi, '-')}`}>
       <h3>
@@ -139,6 +140,12 @@ function Operation(props: { path: string; method: string; op: Json }) {
           <Schema schema={body.schema} />
         </>
       ) : null}
+      {samples.map((sample) => (
+        <>
+          <h4>Example ({text(sample.label)})</h4>
+          <pre class="sample">{text(sample.source)}</pre>
+        </>
+      ))}
       <h4>Responses</h4>
       <ul>
         {Object.entries(responses).map(([status, r]) => {

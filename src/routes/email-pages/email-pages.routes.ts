@@ -8,6 +8,7 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
+import { findOnShards } from '../../db/shards.ts';
 import { confirmByToken } from '../../email/confirmation.ts';
 import { type UnsubscribeTarget, unsubscribeTokenId, verifyUnsubscribeToken } from '../../email/unsubscribe.ts';
 import type { AppEnv } from '../../env.ts';
@@ -33,22 +34,27 @@ function refuse(c: Context<AppEnv>, problem: ProblemError) {
 async function subscriptionOf(
   env: Env,
   token: string,
-): Promise<{ id: string; email: string; handle: string; status: string }> {
+): Promise<{ id: string; email: string; handle: string; status: string; d1: D1Database }> {
   const id = unsubscribeTokenId(token);
-  const row = id
-    ? await env.DB.prepare(
-        `SELECT id, kind, email, email_normalized AS emailNormalized, handle, status
-         FROM email_subscriptions WHERE id = ?1`,
+  // The link names the subscription, not its handle: its shard is the one that has it (docs/design.md#shards).
+  const hit = id
+    ? await findOnShards(env, (d1) =>
+        d1
+          .prepare(
+            `SELECT id, kind, email, email_normalized AS emailNormalized, handle, status
+             FROM email_subscriptions WHERE id = ?1`,
+          )
+          .bind(id)
+          .first<UnsubscribeTarget & { email: string; handle: string; status: string }>(),
       )
-        .bind(id)
-        .first<UnsubscribeTarget & { email: string; handle: string; status: string }>()
     : null;
+  const row = hit?.found ?? null;
   // A forged token, a deleted subscription and a link mailed to an address the subscription no longer has all look
   // the same: the link does nothing any more, and says nothing about the subscription's current address.
   if (!(await verifyUnsubscribeToken(env.ENCRYPTION_KEY, token, row)) || !row) {
     throw problems.notFound('This unsubscribe link is not valid (or the subscription no longer exists).');
   }
-  return row;
+  return { ...row, d1: hit!.d1 };
 }
 
 const showRoute = createRoute({
@@ -146,12 +152,13 @@ export const emailPagesRoutes = router
   .openapi(unsubscribeRoute, async (c) => {
     const { token } = c.req.valid('query');
     const sub = await subscriptionOf(c.env, token);
-    await c.env.DB.prepare(
-      `UPDATE email_subscriptions
+    await sub.d1
+      .prepare(
+        `UPDATE email_subscriptions
        SET status = 'unsubscribed', status_reason = 'Unsubscribed with the link in a notification mail.',
          updated_at = ?2
        WHERE id = ?1 AND status <> 'unsubscribed'`,
-    )
+      )
       .bind(sub.id, new Date().toISOString())
       .run();
     return c.html(

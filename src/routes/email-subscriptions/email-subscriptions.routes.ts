@@ -5,9 +5,8 @@
 
 import { createRoute, z } from '@hono/zod-openapi';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
-import { getDb } from '../../db/client.ts';
 import { alertSubscriptionStale } from '../../delivery/alerts.ts';
-import { diagnoseEmail, loadEmailFailures } from '../../delivery/email-diagnosis.ts';
+import { diagnoseEmail, loadEmailFailures, loadProviderVerdicts } from '../../delivery/email-diagnosis.ts';
 import { runTestSend, testEvent } from '../../delivery/test-send.ts';
 import { sendConfirmation } from '../../email/confirmation.ts';
 import { claimConfirmationResend } from '../../email/confirmation-limits.ts';
@@ -15,10 +14,12 @@ import { checkAtSns, subscribeAtSns, unsubscribeAtSns } from '../../email/sns-su
 import { config, runContext } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
 import { requireKnownEventTypes } from '../../http/schemas.ts';
+import { defaultTestEventType } from '../../lib/event-catalog.ts';
 import { newId } from '../../lib/ids.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
 import { decodeCursor, encodeCursor, toPage } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
+import { handleD1, handleDb } from '../../middleware/auth.ts';
 import { answerInBatch } from '../../middleware/idempotency.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import {
@@ -218,6 +219,17 @@ const EmailDiagnosisSchema = z
       description:
         'For SNS: the subscription ARN and what GetSubscriptionAttributes said (confirmed, pending, not_found).',
     }),
+    providerVerdicts: z
+      .object({
+        lastDeliveredAt: z.string().nullable(),
+        recent: z.array(
+          z.object({ deliveryId: z.string(), kind: z.enum(['event', 'test']), verdict: z.string(), at: z.string() }),
+        ),
+      })
+      .nullable()
+      .openapi({
+        description: "Email Sending's verdicts on this subscription's recent mails; null for other providers.",
+      }),
     nextSteps: z.array(z.string()),
   })
   .openapi('EmailDiagnosis');
@@ -272,13 +284,13 @@ const resendConfirmationRoute = createRoute(
 export const emailSubscriptionsRoutes = createRouter()
   .openapi(resendConfirmationRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     const sub = id === OWNER_DEFAULT_ID ? undefined : await getStandard(db, handle, id);
     if (!sub) throw problems.notFound();
     if (sub.status !== 'pending_confirmation') {
       throw problems.conflict(`The subscription is ${sub.status}; only a pending one gets a confirmation mail.`);
     }
-    const claim = await claimConfirmationResend(c.env.DB, sub);
+    const claim = await claimConfirmationResend(await handleD1(c), c.env.DB, sub);
     if (!claim.ok) throw problems.rateLimited(claim.detail, claim.retryAfterSeconds);
     if (config(c.env).emailProvider === 'sns') await subscribeAtSns(c.env, sub);
     else await sendConfirmation(runContext(c.env), { id: sub.id, handle, email: sub.emailNormalized });
@@ -287,7 +299,7 @@ export const emailSubscriptionsRoutes = createRouter()
   .openapi(emailTestRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
     const body = (await c.req.text()) ? c.req.valid('json') : {};
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     let sub = id === OWNER_DEFAULT_ID ? await getOwnerDefault(db, handle) : await getStandard(db, handle, id);
     if (!sub) {
       if (id === OWNER_DEFAULT_ID)
@@ -296,8 +308,10 @@ export const emailSubscriptionsRoutes = createRouter()
         );
       throw problems.notFound();
     }
-    const event = testEvent(handle, { eventType: body.eventType });
-    if (!event) throw problems.unprocessable(`Unknown event type ${body.eventType}; see GET /v2/event-types.`);
+    // Like a webhook's test: by default a type the subscription receives (docs/design.md#test-sends).
+    const eventType = body.eventType ?? defaultTestEventType(fromJsonColumn<string[]>(sub.eventTypes));
+    const event = testEvent(handle, { eventType });
+    if (!event) throw problems.unprocessable(`Unknown event type ${eventType}; see GET /v2/event-types.`);
     let providerCheck: { provider: string; reference: string; state: string } | null = null;
     if (sub.provider === 'sns' && sub.providerRef) {
       // The stale-ARN playbook: ask SNS now, and mirror what it says before deciding whether to send.
@@ -329,19 +343,22 @@ export const emailSubscriptionsRoutes = createRouter()
       deliveryId = sent.delivery.id;
       outcome = sent.outcome;
     }
-    const diagnosis = diagnoseEmail(sub, outcome, await loadEmailFailures(c.env.DB, sub.id), providerCheck);
+    const d1 = await handleD1(c);
+    const verdicts = sub.provider === 'cloudflare' ? await loadProviderVerdicts(d1, sub.id) : null;
+    const failures = await loadEmailFailures(d1, sub.id);
+    const diagnosis = diagnoseEmail(sub, outcome, failures, providerCheck, verdicts);
     return c.json({ deliveryId, diagnosis }, 200);
   })
   .openapi(getOwnerDefaultRoute, async (c) => {
     const { handle } = c.req.valid('param');
-    const owner = await getOwnerDefault(getDb(c.env.DB), handle);
+    const owner = await getOwnerDefault(await handleDb(c), handle);
     return c.json(owner ? emailSubscriptionToApi(owner) : UNSET_OWNER_DEFAULT, 200);
   })
   .openapi(listRoute, async (c) => {
     const { handle } = c.req.valid('param');
     const { limit, cursor } = c.req.valid('query');
     const before = decodeCursor(cursor, EMAIL_SUBSCRIPTION_ID);
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     if (before) {
       const page = toPage(await listStandard(db, handle, limit + 1, before), limit);
       return c.json({ data: page.items.map(emailSubscriptionToApi), nextCursor: page.nextCursor }, 200);
@@ -391,9 +408,9 @@ export const emailSubscriptionsRoutes = createRouter()
       body: emailSubscriptionToApi(row),
       headers: { Location: location },
     });
-    const outcome = await insertStandard(c.env.DB, row, cfg.maxEmailSubscriptionsPerHandle, answer);
+    const outcome = await insertStandard(await handleD1(c), row, cfg.maxEmailSubscriptionsPerHandle, answer);
     if (outcome === 'conflict') {
-      const existing = await findStandardByEmail(getDb(c.env.DB), handle, row.emailNormalized);
+      const existing = await findStandardByEmail(await handleDb(c), handle, row.emailNormalized);
       throw problems.conflict(
         existing
           ? `${row.emailNormalized} is already subscribed on this handle as ${existing.id} (${existing.status}); ` +
@@ -415,7 +432,10 @@ export const emailSubscriptionsRoutes = createRouter()
       cfg.emailProvider === 'sns'
         ? await subscribeAtSns(c.env, row)
         : await sendConfirmation(runContext(c.env), { id: row.id, handle, email: row.emailNormalized });
-    const saved = (await getStandard(getDb(c.env.DB), handle, row.id)) ?? { ...row, statusReason: confirmation.detail };
+    const saved = (await getStandard(await handleDb(c), handle, row.id)) ?? {
+      ...row,
+      statusReason: confirmation.detail,
+    };
     c.header('Location', location);
     return c.json(emailSubscriptionToApi(saved), 201);
   })
@@ -427,22 +447,23 @@ export const emailSubscriptionsRoutes = createRouter()
           '…/notifications/owner-default-email {"email": null}.',
       );
     }
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     const existing = await getStandard(db, handle, id);
     if (!existing) throw problems.notFound();
-    if (!(await deleteEmailSubscription(c.env.DB, handle, id, new Date().toISOString()))) throw problems.notFound();
+    if (!(await deleteEmailSubscription(await handleD1(c), handle, id, new Date().toISOString())))
+      throw problems.notFound();
     if (existing.provider === 'sns') await unsubscribeAtSns(c.env, existing.providerRef);
     return c.body(null, 204);
   })
   .openapi(ownerDefaultRoute, async (c) => {
     const { handle } = c.req.valid('param');
     const { email } = c.req.valid('json');
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     const now = new Date().toISOString();
     if (email === null) {
       const current = await getOwnerDefault(db, handle);
       if (current) {
-        await deleteEmailSubscription(c.env.DB, handle, current.id, now);
+        await deleteEmailSubscription(await handleD1(c), handle, current.id, now);
         if (current.provider === 'sns') await unsubscribeAtSns(c.env, current.providerRef);
       }
       return c.json(UNSET_OWNER_DEFAULT, 200);

@@ -9,15 +9,20 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { storageDegraded, storageReport } from '../../archive/storage.ts';
 import { getDb } from '../../db/client.ts';
 import { AUTO_DISABLE_DAYS } from '../../delivery/diagnosis.ts';
+import { emailVerdictCounts, emailVerdictsOfHandle } from '../../delivery/email-diagnosis.ts';
 import { planRecipients } from '../../delivery/match.ts';
 import { loadMatchContext } from '../../delivery/match-context.ts';
 import { MAX_BACKOFF_GRACES, overdueOfHandle, readOverdue } from '../../delivery/overdue.ts';
+import { pacerStatus } from '../../delivery/pacer.ts';
+import { describeRetryPolicy, type RetryPolicyName, retryPolicyOf } from '../../delivery/retry-policy.ts';
 import { config } from '../../env.ts';
 import { createRouter, guard, jsonResponse } from '../../http/openapi.ts';
 import { EVENT_CATALOG } from '../../lib/event-catalog.ts';
 import { boundaryId } from '../../lib/ids.ts';
+import { spreadWords } from '../../lib/peak-windows.ts';
 import { problems } from '../../lib/problem.ts';
 import { asClause } from '../../lib/sentences.ts';
+import { handleD1 } from '../../middleware/auth.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { WarningSchema } from '../settings/settings.schemas.ts';
 import { settingsWarnings } from '../settings/settings.warnings.ts';
@@ -51,6 +56,20 @@ function ownerNotDeliverableAction(handle: string, owner: Record<string, unknown
   );
 }
 
+/** The doctor's line on deferred deliveries: how many wait, and when the next goes. */
+function deferredSection(row: Record<string, unknown> | undefined, spreadMs: number) {
+  const count = (row?.n as number | undefined) ?? 0;
+  const nextReleaseAt = (row?.next as string | null | undefined) ?? null;
+  return {
+    count,
+    nextReleaseAt,
+    next: count
+      ? `${count >= 1000 ? 'At least 1000' : count} deliveries of off_peak events wait for a peak window to end; the ` +
+        `minute sweeper sends them from ${nextReleaseAt}, spread over ${spreadWords(spreadMs)}. Nothing to do.`
+      : null,
+  };
+}
+
 export const HealthReport = z
   .object({
     handle: z.string(),
@@ -68,9 +87,24 @@ export const HealthReport = z
           lastFailureClass: z.string().nullable(),
           lastSuccessAt: z.string().nullable(),
           projectedAutoDisableAt: z.string().nullable(),
+          retryPolicy: z.string().openapi({ description: 'The retry policy its failing deliveries follow.' }),
           action: Action,
         }),
       ),
+      paced: z
+        .array(
+          z.object({
+            id: z.string(),
+            url: z.string(),
+            rateLimit: z.number().int(),
+            beingPaced: z.boolean().openapi({ description: 'Deliveries are waiting for their slot right now.' }),
+            waiting: z.number().int().nullable().openapi({ description: 'Deliveries holding a later slot.' }),
+            pacedUntil: z.string().nullable().openapi({ description: 'The last slot held: the backlog ends then.' }),
+            retryPolicy: z.string(),
+            note: z.string(),
+          }),
+        )
+        .openapi({ description: 'Webhooks with a rateLimit, and whether their pacer holds deliveries back now.' }),
       disabled: z.array(
         z.object({
           id: z.string(),
@@ -113,12 +147,33 @@ export const HealthReport = z
           'Queued or retrying deliveries past their due time by more than OVERDUE_AFTER_SECONDS: their queue ' +
           'message was most likely lost (docs/design.md#overdue-deliveries).',
       }),
+    deferredDeliveries: z
+      .object({
+        count: z.number().int().openapi({ description: 'Counted up to 1000.' }),
+        nextReleaseAt: z.string().nullable(),
+        next: z.string().nullable(),
+      })
+      .openapi({
+        description:
+          'Deliveries of off_peak events waiting out a peak campaign window (docs/design.md#peak-campaign-windows).',
+      }),
     emailSubscriptions: z.object({
       pendingConfirmation: z.array(z.object({ id: z.string(), email: z.string(), since: z.string() })),
       stale: z.array(z.object({ id: z.string(), email: z.string(), reason: z.string().nullable() })),
       suppressed: z.array(z.object({ id: z.string(), email: z.string(), reason: z.string().nullable() })),
       action: Action.nullable(),
     }),
+    emailDelivery: z
+      .object({
+        delivered24h: z.number().int(),
+        awaitingVerdict24h: z.number().int(),
+        deferred24h: z.number().int(),
+        refused24h: z.number().int(),
+        action: Action.nullable(),
+      })
+      .openapi({
+        description: "The last 24 h of sent mails by Email Sending's verdict (docs/design.md#email-events).",
+      }),
     ownerDefaultEmail: z.object({
       state: z.enum(['set', 'unset', 'not_deliverable']),
       email: z.string().nullable(),
@@ -153,36 +208,85 @@ const healthRoute = createRoute(
 
 export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
   const { handle } = c.req.valid('param');
-  const db = getDb(c.env.DB);
+  const d1 = await handleD1(c);
+  const db = getDb(d1);
   const now = Date.now();
   const dayAgo = new Date(now - 86_400_000).toISOString();
   const grace = config(c.env).overdueAfterSeconds;
-  const [ctx, [dead, undeliverable, webhookRows, emailRows, overdueCount, overdueOldest], storage] = await Promise.all([
-    loadMatchContext(db, handle),
-    c.env.DB.batch<Record<string, unknown>>([
-      c.env.DB.prepare(
-        `SELECT id, subscription_id, target, last_error_class, updated_at FROM deliveries
+  const [ctx, [dead, undeliverable, webhookRows, emailRows, verdicts, deferred, overdueCount, overdueOldest], storage] =
+    await Promise.all([
+      loadMatchContext(db, handle),
+      d1.batch<Record<string, unknown>>([
+        d1
+          .prepare(
+            `SELECT id, subscription_id, target, last_error_class, updated_at FROM deliveries
          WHERE handle = ?1 AND status = 'dead' AND kind = 'event' AND updated_at >= ?2
          ORDER BY updated_at DESC LIMIT 1000`,
-      ).bind(handle, dayAgo),
-      c.env.DB.prepare(
-        `SELECT count(*) AS n FROM notifications WHERE handle = ?1 AND status = 'undeliverable' AND id >= ?2`,
-      ).bind(handle, boundaryId('ntf', now - 86_400_000)),
-      c.env.DB.prepare(
-        `SELECT id, url, enabled, consecutive_failures, failing_since, last_failure_class, last_success_at,
-           disabled_reason, disabled_at
+          )
+          .bind(handle, dayAgo),
+        d1
+          .prepare(
+            `SELECT count(*) AS n FROM notifications WHERE handle = ?1 AND status = 'undeliverable' AND id >= ?2`,
+          )
+          .bind(handle, boundaryId('ntf', now - 86_400_000)),
+        d1
+          .prepare(
+            `SELECT id, url, enabled, consecutive_failures, failing_since, last_failure_class, last_success_at,
+           disabled_reason, disabled_at, retry_policy, retry_delays, rate_limit
          FROM webhook_subscriptions WHERE handle = ?1`,
-      ).bind(handle),
-      c.env.DB.prepare(
-        `SELECT id, kind, email, status, status_reason, created_at FROM email_subscriptions WHERE handle = ?1`,
-      ).bind(handle),
-      ...overdueOfHandle(c.env.DB, handle, new Date(now), grace),
-    ]),
-    storageReport(c.env.DB, handle, config(c.env).d1SizeLimitBytes),
-  ]);
+          )
+          .bind(handle),
+        d1
+          .prepare(
+            `SELECT id, kind, email, status, status_reason, created_at FROM email_subscriptions WHERE handle = ?1`,
+          )
+          .bind(handle),
+        emailVerdictsOfHandle(d1, handle, now),
+        d1
+          .prepare(
+            `SELECT count(*) AS n, min(next_attempt_at) AS next FROM (SELECT next_attempt_at FROM deliveries
+           WHERE handle = ?1 AND status = 'deferred' ORDER BY next_attempt_at LIMIT 1000)`,
+          )
+          .bind(handle),
+        ...overdueOfHandle(d1, handle, new Date(now), grace),
+      ]),
+      storageReport(d1, handle, config(c.env).d1SizeLimitBytes),
+    ]);
   if (!ctx) throw problems.notFound();
 
   const webhooks = webhookRows!.results;
+  const policyOf = (w: Record<string, unknown>) =>
+    describeRetryPolicy(
+      retryPolicyOf(
+        { retryPolicy: w.retry_policy as RetryPolicyName, retryDelays: (w.retry_delays as string | null) ?? null },
+        config(c.env).retryDelaysSeconds,
+      ),
+    );
+  const paced = await Promise.all(
+    webhooks
+      .filter((w) => w.enabled && w.rate_limit)
+      .map(async (w) => {
+        const id = w.id as string;
+        const status = await pacerStatus(c.env.PACER, id);
+        const rate = w.rate_limit as number;
+        const beingPaced = (status?.waiting ?? 0) > 0;
+        return {
+          id,
+          url: w.url as string,
+          rateLimit: rate,
+          beingPaced,
+          waiting: status?.waiting ?? null,
+          pacedUntil: status?.pacedUntil ?? null,
+          retryPolicy: policyOf(w),
+          note: !status
+            ? 'Its pacer could not be asked just now; its deliveries wait until it answers.'
+            : beingPaced
+              ? `Being paced: ${status.waiting} deliveries wait for their slot at ${rate} per second, the last at ` +
+                `${status.pacedUntil}. Nothing to do: they go in order, without using an attempt.`
+              : `Paced at ${rate} per second; nothing is waiting.`,
+        };
+      }),
+  );
   const failing = webhooks
     .filter((w) => w.enabled && (w.consecutive_failures as number) > 0)
     .map((w) => ({
@@ -195,6 +299,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
       projectedAutoDisableAt: w.failing_since
         ? new Date(Date.parse(w.failing_since as string) + AUTO_DISABLE_DAYS * 86_400_000).toISOString()
         : null,
+      retryPolicy: policyOf(w),
       action:
         `Run POST /v2/handles/${handle}/webhooks/${w.id as string}/test and read the diagnosis; fix the ` +
         'endpoint before it is disabled.',
@@ -258,7 +363,13 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
       handle,
       generatedAt: new Date(now).toISOString(),
       status,
-      webhooks: { total: webhooks.length, enabled: webhooks.filter((w) => w.enabled).length, failing, disabled },
+      webhooks: {
+        total: webhooks.length,
+        enabled: webhooks.filter((w) => w.enabled).length,
+        failing,
+        disabled,
+        paced,
+      },
       deadDeliveries24h: {
         count: deadRows.length,
         byErrorClass,
@@ -275,6 +386,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
           : null,
       },
       overdueDeliveries: { ...overdue, next: overdue.count ? overdueNext(overdue.count, grace) : null },
+      deferredDeliveries: deferredSection(deferred!.results[0], config(c.env).releaseSpreadMs),
       emailSubscriptions: {
         pendingConfirmation: pick('pending_confirmation').map((e) => ({
           id: e.id as string,
@@ -297,6 +409,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
               'and subscribed again.'
             : null,
       },
+      emailDelivery: emailVerdictCounts(verdicts!.results[0], now),
       ownerDefaultEmail: {
         state: ownerState,
         email: (owner?.email as string | undefined) ?? null,

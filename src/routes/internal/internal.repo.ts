@@ -2,8 +2,9 @@
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import { handleQuery, roleQuery } from '../../auth/queries.ts';
 import type { Role } from '../../auth/scopes.ts';
-import type { Db } from '../../db/client.ts';
+import { type Db, getDb } from '../../db/client.ts';
 import { type Handle, handles, type Membership, memberships, notificationSettings } from '../../db/schema.ts';
+import { leastLoadedShard, shardAt } from '../../db/shards.ts';
 
 /** The user's role on the handle, or null when they are not a member. */
 export async function findRole(db: Db, userId: string, handle: string): Promise<Role | null> {
@@ -21,27 +22,35 @@ export async function getHandle(db: Db, handle: string): Promise<Handle | undefi
 }
 
 /**
- * Creates the handle with its default settings (and optionally its first owner), or renames it. One `db.batch`, so a
- * handle never exists without its settings row.
+ * Creates the handle with its default settings (and optionally its first owner), or renames it. A new handle goes to
+ * the least-loaded shard (docs/design.md#shards). The shard gets its copy of the handle row (its foreign keys and the
+ * retention the purge reads) and the settings row first, in one batch; then the control plane gets the handle with its
+ * directory entry and the owner, in one batch: a handle in the directory always has its rows on its shard, and a
+ * retried PUT finishes a half-done one on the same shard.
  */
 export async function upsertHandle(
-  db: Db,
+  env: Pick<Env, 'DB'>,
   input: { handle: string; displayName: string; ownerUserId: string | null; retentionDays?: number; now: string },
 ): Promise<{ row: Handle; created: boolean }> {
+  const db = getDb(env.DB);
   const existing = await getHandle(db, input.handle);
   const { handle, displayName, retentionDays, now } = input;
+  const shard = existing ? existing.shard : await leastLoadedShard(env);
+  const shardDb = getDb(shardAt(env, shard));
   // Retention: the default (30 days) for a new handle when not given; unchanged on an existing one when not given.
   const retention = retentionDays === undefined ? {} : { retentionDays };
-  const ops = [
-    db
+  const handleRow = (target: Db) =>
+    target
       .insert(handles)
-      .values({ handle, displayName, ...retention, createdAt: now, updatedAt: now })
-      .onConflictDoUpdate({ target: handles.handle, set: { displayName, ...retention, updatedAt: now } }),
-    db.insert(notificationSettings).values({ handle, updatedAt: now }).onConflictDoNothing(),
-  ] as const;
+      .values({ handle, displayName, ...retention, shard, createdAt: now, updatedAt: now })
+      .onConflictDoUpdate({ target: handles.handle, set: { displayName, ...retention, updatedAt: now } });
+  await shardDb.batch([
+    handleRow(shardDb),
+    shardDb.insert(notificationSettings).values({ handle, updatedAt: now }).onConflictDoNothing(),
+  ]);
   if (input.ownerUserId) {
     await db.batch([
-      ...ops,
+      handleRow(db),
       db
         .insert(memberships)
         .values({ handle, userId: input.ownerUserId, role: 'owner', createdAt: now, updatedAt: now })
@@ -51,7 +60,7 @@ export async function upsertHandle(
         }),
     ]);
   } else {
-    await db.batch(ops);
+    await handleRow(db).run();
   }
   const row = (await getHandle(db, handle))!;
   return { row, created: !existing };

@@ -71,7 +71,7 @@ export const internalRoutes = createRouter()
   .openapi(putHandle, async (c) => {
     const { handle } = c.req.valid('param');
     const body = c.req.valid('json');
-    const { row, created } = await upsertHandle(getDb(c.env.DB), {
+    const { row, created } = await upsertHandle(c.env, {
       handle,
       displayName: body.displayName,
       ownerUserId: body.ownerUserId ?? null,

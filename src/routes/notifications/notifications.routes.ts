@@ -4,14 +4,13 @@
  */
 import { createRoute } from '@hono/zod-openapi';
 import { archiveHolding } from '../../archive/queries.ts';
-import { getDb } from '../../db/client.ts';
 import type { RecipientSummary } from '../../delivery/summary.ts';
 import { createRouter, errorResponses, guard, jsonResponse, pageOf } from '../../http/openapi.ts';
 import { boundaryId } from '../../lib/ids.ts';
 import { fromJsonColumn } from '../../lib/json.ts';
 import { decodeCursor } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
-import { batchWithAccess, resolveAccess } from '../../middleware/auth.ts';
+import { batchWithAccess, handleDb, resolveAccess } from '../../middleware/auth.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { feedPlan, type NotificationListRow, type NotificationRow, notificationQuery } from './notifications.repo.ts';
 import {
@@ -93,18 +92,20 @@ export const notificationsRoutes = createRouter()
       minId: q.since ? boundaryId('ntf', Date.parse(q.since)) : undefined,
       beforeId: cursorId && untilId ? (cursorId < untilId ? cursorId : untilId) : (cursorId ?? untilId ?? undefined),
     };
-    const plan = feedPlan(getDb(c.env.DB), handle, filter, q.limit);
-    const [rows] = await batchWithAccess(c, [plan.query]);
+    const db = await handleDb(c);
+    const plan = feedPlan(db, handle, filter, q.limit);
+    const [rows] = await batchWithAccess(c, db, [plan.query]);
     const page = plan.page(rows as NotificationListRow[]);
     return c.json({ data: page.items.map(summaryToApi), nextCursor: page.nextCursor }, 200);
   })
   .openapi(getRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
-    const [rows] = await batchWithAccess(c, [notificationQuery(getDb(c.env.DB), handle, id)]);
+    const db = await handleDb(c);
+    const [rows] = await batchWithAccess(c, db, [notificationQuery(db, handle, id)]);
     const row = (rows as NotificationRow[])[0];
     if (!row) {
       // Past the retention: name the archive that holds it (docs/design.md#retention-and-archives).
-      const archive = await archiveHolding(getDb(c.env.DB), handle, id);
+      const archive = await archiveHolding(db, handle, id);
       if (!archive) throw problems.notFound();
       throw problems.gone(
         `Notifications of this id range passed the handle's retention and were removed from the database; it is ` +

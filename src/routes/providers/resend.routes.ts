@@ -16,11 +16,11 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
+import { suppressAndAlert } from '../../delivery/alerts.ts';
 import { verifySignature } from '../../delivery/signing.ts';
 import { type AppEnv, runContext } from '../../env.ts';
 import { createRouter, errorResponses, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
-import { suppressAndAlert } from './feedback.ts';
 
 /** Standard Webhooks' default tolerance: a signature more than 5 minutes from now is refused (replays). */
 export const SIGNATURE_TOLERANCE_SECONDS = 300;

@@ -19,13 +19,13 @@
  * email/sns-feedback.ts's; what to answer is decided here.
  */
 import { createRoute, z } from '@hono/zod-openapi';
+import { suppressAndAlert } from '../../delivery/alerts.ts';
 import { confirmSubscription, parseSesFeedback, type SubscribeUrlVisit } from '../../email/sns-feedback.ts';
 import { type SnsMessage, type SnsUrlPolicy, verifySnsMessage } from '../../email/sns-signature.ts';
 import { isOurTopic } from '../../email/sns-topics.ts';
 import { runContext } from '../../env.ts';
 import { createRouter, errorResponses, jsonResponse } from '../../http/openapi.ts';
 import { problems } from '../../lib/problem.ts';
-import { suppressAndAlert } from './feedback.ts';
 
 /** A message whose Timestamp is further than this from now is refused (replays). */
 export const SNS_MAX_AGE_MS = 60 * 60 * 1000;

@@ -6,7 +6,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { and, eq, sql } from 'drizzle-orm';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
-import { getDb } from '../../db/client.ts';
+import type { getDb } from '../../db/client.ts';
 import { notificationSettings } from '../../db/schema.ts';
 import { type MatchEvent, type MatchSettings, planRecipients } from '../../delivery/match.ts';
 import {
@@ -15,10 +15,13 @@ import {
   type SettingsRow,
   toMatchSettings,
 } from '../../delivery/match-context.ts';
+import { config } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse } from '../../http/openapi.ts';
 import { eventTypeInfo } from '../../lib/event-catalog.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
+import { type PeakWindows, peakWindowEnd, spreadWords } from '../../lib/peak-windows.ts';
 import { problems } from '../../lib/problem.ts';
+import { handleDb } from '../../middleware/auth.ts';
 import { OWNER_DEFAULT_ID } from '../email-subscriptions/email-subscriptions.schemas.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import { EvaluateBody, EvaluateResponse, PutSettingsBody, SettingsSchema } from './settings.schemas.ts';
@@ -31,6 +34,8 @@ function settingsToApi(row: SettingsRow, ctx: MatchContext) {
     channels: { email: { enabled: row.emailEnabled }, webhook: { enabled: row.webhookEnabled } },
     eventFilter: fromJsonColumn<Record<string, unknown[]>>(row.eventFilter),
     ownerFallback: row.ownerFallback,
+    peakWindows: fromJsonColumn<PeakWindows>(row.peakWindows),
+    campaignWindowUntil: row.campaignWindowUntil,
     version: row.version,
     updatedAt: row.updatedAt,
     warnings: settingsWarnings(toMatchSettings(row), ctx.webhooks, ctx.emails),
@@ -42,6 +47,25 @@ async function requireContext(db: ReturnType<typeof getDb>, handle: string): Pro
   // Every provisioned handle has a settings row; its absence means the handle is gone.
   if (!ctx) throw problems.notFound();
   return ctx;
+}
+
+/** Whether an event published now would be deferred (docs/design.md#peak-campaign-windows), and why (not). */
+function deferralVerdict(delivery: 'now' | 'off_peak', severity: string, windowEnd: Date | null, spreadMs: number) {
+  const ends = windowEnd?.toISOString() ?? null;
+  const verdict = (deferred: boolean, reason: string) => ({
+    deferred,
+    until: deferred ? ends : null,
+    peakWindowEndsAt: ends,
+    reason,
+  });
+  if (!windowEnd) return verdict(false, 'No peak window is open now: it would be delivered at once.');
+  if (severity === 'critical') return verdict(false, 'Critical events are never deferred: delivered at once.');
+  if (delivery !== 'off_peak')
+    return verdict(false, 'Published with delivery "now" (the default): delivered at once, even in a peak window.');
+  return verdict(
+    true,
+    `A peak window is open until ${ends}: its deliveries would wait, then go over ${spreadWords(spreadMs)}.`,
+  );
 }
 
 const IfMatchHeader = z.object({
@@ -116,7 +140,7 @@ const evaluateRoute = createRoute(
 export const settingsRoutes = createRouter()
   .openapi(getRoute, async (c) => {
     const { handle } = c.req.valid('param');
-    const ctx = await requireContext(getDb(c.env.DB), handle);
+    const ctx = await requireContext(await handleDb(c), handle);
     c.header('ETag', etagOf(ctx.settingsRow.version));
     return c.json(settingsToApi(ctx.settingsRow, ctx), 200);
   })
@@ -124,7 +148,7 @@ export const settingsRoutes = createRouter()
     const { handle } = c.req.valid('param');
     const body = c.req.valid('json');
     const ifMatch = c.req.header('if-match');
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     const ctx = await requireContext(db, handle);
     const current = ctx.settingsRow.version;
     if (
@@ -147,6 +171,7 @@ export const settingsRoutes = createRouter()
         webhookEnabled: body.channels.webhook.enabled,
         eventFilter: toJsonColumn(body.eventFilter),
         ownerFallback: body.ownerFallback,
+        ...(body.peakWindows !== undefined ? { peakWindows: toJsonColumn(body.peakWindows) } : {}),
         version: sql`${notificationSettings.version} + 1`,
         updatedAt: new Date().toISOString(),
       })
@@ -175,7 +200,7 @@ export const settingsRoutes = createRouter()
         data: e.data,
       };
     }
-    const ctx = await requireContext(getDb(c.env.DB), handle);
+    const ctx = await requireContext(await handleDb(c), handle);
     const settings: MatchSettings = body.settings
       ? {
           emailEnabled: body.settings.channels.email.enabled,
@@ -185,6 +210,16 @@ export const settingsRoutes = createRouter()
         }
       : ctx.settings;
     const plan = planRecipients(event, settings, ctx.webhooks, ctx.emails);
+    const windows =
+      body.settings?.peakWindows !== undefined
+        ? body.settings.peakWindows
+        : fromJsonColumn<PeakWindows>(ctx.settingsRow.peakWindows);
+    const deferral = deferralVerdict(
+      body.delivery ?? 'now',
+      event.severity,
+      peakWindowEnd(windows, ctx.settingsRow.campaignWindowUntil, new Date()),
+      config(c.env).releaseSpreadMs,
+    );
     return c.json(
       {
         event,
@@ -192,6 +227,7 @@ export const settingsRoutes = createRouter()
           r.recipientType === 'owner_default' ? { ...r, subscriptionId: OWNER_DEFAULT_ID } : r,
         ),
         undeliverable: plan.undeliverable,
+        deferral,
         settingsSource: body.settings ? ('request' as const) : ('saved' as const),
       },
       200,

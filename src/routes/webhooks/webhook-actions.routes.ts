@@ -4,7 +4,6 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
-import { getDb } from '../../db/client.ts';
 import { diagnoseWebhook, loadWebhookEvidence } from '../../delivery/diagnosis.ts';
 import { loadMatchContext } from '../../delivery/match-context.ts';
 import { redrive } from '../../delivery/redrive.ts';
@@ -19,6 +18,7 @@ import { boundaryId } from '../../lib/ids.ts';
 import { fromJsonColumn } from '../../lib/json.ts';
 import { decodeCursor, encodeCursor } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
+import { handleD1, handleDb } from '../../middleware/auth.ts';
 import { answerInBatch } from '../../middleware/idempotency.ts';
 import { deliveryLog, deliveryToApi, redrivableSince } from '../deliveries/deliveries.repo.ts';
 import { AttemptSchema, DELIVERY_ID, DeliverySchema } from '../deliveries/deliveries.schemas.ts';
@@ -58,6 +58,11 @@ const DiagnosisSchema = z
       lastSuccessAt: z.string().nullable(),
       projectedAutoDisableAt: z.string().nullable(),
       secretInRotation: z.boolean(),
+      retryPolicy: z.string().openapi({
+        description: 'The retry policy in force: `short (5 s, 30 s, 2 min; 4 attempts)`.',
+        example: 'default (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; 8 attempts)',
+      }),
+      rateLimit: z.number().int().nullable(),
     }),
     test: z.object({
       eventType: z.string(),
@@ -197,7 +202,7 @@ export const webhookActionsRoutes = createRouter()
   .openapi(testRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
     const body = (await c.req.text()) ? c.req.valid('json') : {};
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     const webhook = await getWebhook(db, handle, id);
     if (!webhook) throw problems.notFound();
     let event: ReturnType<typeof testEvent>;
@@ -219,7 +224,10 @@ export const webhookActionsRoutes = createRouter()
       event: event!,
       webhook,
     });
-    const [ctx, evidence] = await Promise.all([loadMatchContext(db, handle), loadWebhookEvidence(c.env.DB, webhook)]);
+    const [ctx, evidence] = await Promise.all([
+      loadMatchContext(db, handle),
+      loadWebhookEvidence(await handleD1(c), webhook),
+    ]);
     const diagnosis = diagnoseWebhook({
       webhook,
       settings: ctx!.settings,
@@ -228,6 +236,7 @@ export const webhookActionsRoutes = createRouter()
       evidence,
       timeoutMs: config(c.env).webhookTimeoutMs,
       now: Date.now(),
+      defaultDelays: config(c.env).retryDelaysSeconds,
     });
     const failed = outcome.classification.outcome === 'failed' ? outcome.classification : null;
     return c.json(
@@ -252,7 +261,7 @@ export const webhookActionsRoutes = createRouter()
   .openapi(rotateRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
     const { graceHours } = (await c.req.text()) ? c.req.valid('json') : { graceHours: 24 };
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     const current = await getWebhook(db, handle, id);
     if (!current) throw problems.notFound();
     const secret = newWebhookSecret();
@@ -263,17 +272,17 @@ export const webhookActionsRoutes = createRouter()
       previousSecretExpiresAt: graceHours > 0 ? new Date(now.getTime() + graceHours * 3600_000).toISOString() : null,
       updatedAt: now.toISOString(),
     };
-    const rotated = { ...webhookToApi({ ...current, ...next }, true), secret };
+    const rotated = { ...webhookToApi({ ...current, ...next }, true, config(c.env).retryDelaysSeconds), secret };
     // Recorded with the write: a retry after a lost answer replays this secret instead of rotating again, which would
     // drop the secret the receiver still holds (docs/reliability.md#scenarios).
     const answer = await answerInBatch(c, { status: 200, body: rotated });
-    if (!(await rotateWebhookSecret(c.env.DB, current, next, answer))) throw problems.notFound();
+    if (!(await rotateWebhookSecret(await handleD1(c), current, next, answer))) throw problems.notFound();
     return c.json(rotated, 200);
   })
   .openapi(logRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
     const { limit, cursor } = c.req.valid('query');
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     if (!(await getWebhook(db, handle, id))) throw problems.notFound();
     const rows = await deliveryLog(db, handle, id, limit + 1, decodeCursor(cursor, DELIVERY_ID));
     const items = rows.slice(0, limit);
@@ -288,7 +297,7 @@ export const webhookActionsRoutes = createRouter()
   .openapi(recoverRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
     const { since } = c.req.valid('json');
-    const db = getDb(c.env.DB);
+    const db = await handleDb(c);
     const webhook = await getWebhook(db, handle, id);
     if (!webhook) throw problems.notFound();
     if (!webhook.enabled) {
@@ -298,6 +307,6 @@ export const webhookActionsRoutes = createRouter()
       );
     }
     const rows = await redrivableSince(db, handle, id, boundaryId('dlv', Date.parse(since)), RECOVER_LIMIT + 1);
-    const result = await redrive(c.env, rows.slice(0, RECOVER_LIMIT));
+    const result = await redrive(c.env, await handleD1(c), rows.slice(0, RECOVER_LIMIT));
     return c.json({ ...result, more: rows.length > RECOVER_LIMIT }, 202);
   });

@@ -6,7 +6,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { WRITER_ROLES } from '../../auth/scopes.ts';
-import { getDb } from '../../db/client.ts';
+import { MAX_RATE_LIMIT } from '../../delivery/pacer.ts';
+import { retryPolicyOf } from '../../delivery/retry-policy.ts';
 import { newWebhookSecret } from '../../delivery/signing.ts';
 import { type AppEnv, config } from '../../env.ts';
 import { createRouter, errorResponses, guard, jsonBody, jsonResponse, PageQuery, pageOf } from '../../http/openapi.ts';
@@ -17,7 +18,9 @@ import { boundaryId, newId } from '../../lib/ids.ts';
 import { fromJsonColumn, toJsonColumn } from '../../lib/json.ts';
 import { decodeCursor, toPage } from '../../lib/pagination.ts';
 import { problems } from '../../lib/problem.ts';
+import { retryDelaysProblem } from '../../lib/retry-delays.ts';
 import { checkWebhookUrl } from '../../lib/url-rules.ts';
+import { handleD1, handleDb } from '../../middleware/auth.ts';
 import { answerInBatch } from '../../middleware/idempotency.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
 import {
@@ -77,8 +80,52 @@ function requireSendableHeaders(headers: Record<string, string> | undefined): vo
   }
 }
 
-/** The API view of a subscription row; header values only for a caller who `canWrite` (see canWriteWebhooks). */
-export function webhookToApi(row: WebhookRow, canWrite: boolean) {
+/** A retry policy and rate as sent, checked against the service's bounds (a 422 naming the field) and as columns. */
+function endpointControls(body: {
+  retryPolicy?: { name: WebhookRow['retryPolicy']; delaysSeconds?: number[] | undefined } | undefined;
+  rateLimit?: number | null | undefined;
+}): Partial<Pick<WebhookRow, 'retryPolicy' | 'retryDelays' | 'rateLimit'>> {
+  const out: Partial<Pick<WebhookRow, 'retryPolicy' | 'retryDelays' | 'rateLimit'>> = {};
+  const policy = body.retryPolicy;
+  if (policy) {
+    const delays = policy.delaysSeconds;
+    if (policy.name !== 'custom' && delays !== undefined) {
+      throw problems.unprocessable(
+        `retryPolicy.delaysSeconds belongs to a custom policy; "${policy.name}" has its own delays. Send ` +
+          '{"name": "custom", "delaysSeconds": [10, 60, 600]} to choose them.',
+        { field: 'retryPolicy.delaysSeconds' },
+      );
+    }
+    const problem = policy.name === 'custom' ? retryDelaysProblem(delays ?? []) : null;
+    if (problem) {
+      throw problems.unprocessable(`retryPolicy.delaysSeconds ${problem}`, {
+        field: 'retryPolicy.delaysSeconds',
+        example: [10, 60, 600],
+      });
+    }
+    out.retryPolicy = policy.name;
+    out.retryDelays = policy.name === 'custom' ? JSON.stringify(delays) : null;
+  }
+  if (body.rateLimit !== undefined) {
+    const r = body.rateLimit;
+    if (r !== null && !(Number.isInteger(r) && r >= 1 && r <= MAX_RATE_LIMIT)) {
+      throw problems.unprocessable(
+        `rateLimit must be a whole number of deliveries per second from 1 to ${MAX_RATE_LIMIT} (or null for no ` +
+          `limit); got ${JSON.stringify(r)}.`,
+        { field: 'rateLimit', example: 20 },
+      );
+    }
+    out.rateLimit = r;
+  }
+  return out;
+}
+
+/**
+ * The API view of a subscription row; header values only for a caller who `canWrite` (see canWriteWebhooks).
+ * `defaultDelays` is the deployment's `RETRY_DELAYS_SECONDS` (empty: Svix's schedule), what `default` means.
+ */
+export function webhookToApi(row: WebhookRow, canWrite: boolean, defaultDelays: readonly number[] = []) {
+  const policy = retryPolicyOf(row, defaultDelays);
   return {
     id: row.id,
     url: row.url,
@@ -97,6 +144,8 @@ export function webhookToApi(row: WebhookRow, canWrite: boolean) {
       lastFailureAt: row.lastFailureAt,
       lastFailureClass: row.lastFailureClass,
     },
+    retryPolicy: { name: policy.name, delaysSeconds: [...policy.delaysSeconds], maxAttempts: policy.maxAttempts },
+    rateLimit: row.rateLimit,
     secretRotation:
       row.previousSecretExpiresAt && Date.parse(row.previousSecretExpiresAt) > Date.now()
         ? { previousSecretExpiresAt: row.previousSecretExpiresAt }
@@ -211,13 +260,13 @@ export const webhooksRoutes = createRouter()
   .openapi(listRoute, async (c) => {
     const { handle } = c.req.valid('param');
     const { limit, cursor, include } = c.req.valid('query');
-    const rows = await listWebhooks(getDb(c.env.DB), handle, limit + 1, decodeCursor(cursor, WEBHOOK_ID));
+    const rows = await listWebhooks(await handleDb(c), handle, limit + 1, decodeCursor(cursor, WEBHOOK_ID));
     const page = toPage(rows, limit);
     const canWrite = canWriteWebhooks(c);
     const activity =
       include === 'activity'
         ? await hourlyActivity(
-            c.env.DB,
+            await handleD1(c),
             page.items.map((r) => r.id),
             Date.now(),
             (ms) => boundaryId('dlv', ms),
@@ -226,7 +275,7 @@ export const webhooksRoutes = createRouter()
     return c.json(
       {
         data: page.items.map((r) => ({
-          ...webhookToApi(r, canWrite),
+          ...webhookToApi(r, canWrite, config(c.env).retryDelaysSeconds),
           ...(activity ? { activity24h: activity.get(r.id)! } : {}),
         })),
         nextCursor: page.nextCursor,
@@ -240,6 +289,7 @@ export const webhooksRoutes = createRouter()
     const url = requireAllowedUrl(c, body.url);
     requireSendableHeaders(body.headers);
     requireKnownEventTypes(body.eventTypes);
+    const controls = endpointControls(body);
     const max = config(c.env).maxWebhooksPerHandle;
     const secret = newWebhookSecret();
     const now = new Date();
@@ -263,14 +313,17 @@ export const webhooksRoutes = createRouter()
       lastSuccessAt: null,
       lastFailureAt: null,
       lastFailureClass: null,
+      retryPolicy: controls.retryPolicy ?? 'default',
+      retryDelays: controls.retryDelays ?? null,
+      rateLimit: controls.rateLimit ?? null,
       createdAt: now.toISOString(),
       updatedAt: now.toISOString(),
     };
     const location = `/v2/handles/${handle}/webhooks/${row.id}`;
-    const created = { ...webhookToApi(row, true), secret };
+    const created = { ...webhookToApi(row, true, config(c.env).retryDelaysSeconds), secret };
     // The answer is recorded with the row: a retry after a lost answer replays it (docs/reliability.md#scenarios).
     const answer = await answerInBatch(c, { status: 201, body: created, headers: { Location: location } });
-    if ((await insertWebhook(c.env.DB, row, max, answer)) !== 'inserted') {
+    if ((await insertWebhook(await handleD1(c), row, max, answer)) !== 'inserted') {
       throw problems.unprocessable(`A handle can have at most ${max} webhook subscriptions; delete one first.`, {
         limit: max,
       });
@@ -280,20 +333,21 @@ export const webhooksRoutes = createRouter()
   })
   .openapi(getRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
-    const row = await getWebhook(getDb(c.env.DB), handle, id);
+    const row = await getWebhook(await handleDb(c), handle, id);
     if (!row) throw problems.notFound();
-    return c.json(webhookToApi(row, canWriteWebhooks(c)), 200);
+    return c.json(webhookToApi(row, canWriteWebhooks(c), config(c.env).retryDelaysSeconds), 200);
   })
   .openapi(updateRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
     const body = c.req.valid('json');
     requireSendableHeaders(body.headers);
     requireKnownEventTypes(body.eventTypes);
-    const db = getDb(c.env.DB);
+    const controls = endpointControls(body);
+    const db = await handleDb(c);
     const current = await getWebhook(db, handle, id);
     if (!current) throw problems.notFound();
     const now = new Date().toISOString();
-    const changes: Partial<WebhookRow> = { updatedAt: now };
+    const changes: Partial<WebhookRow> = { updatedAt: now, ...controls };
     if (body.url !== undefined) changes.url = requireAllowedUrl(c, body.url);
     if (body.description !== undefined) changes.description = body.description;
     if (body.eventTypes !== undefined) changes.eventTypes = toJsonColumn(body.eventTypes);
@@ -313,11 +367,12 @@ export const webhooksRoutes = createRouter()
     }
     const row = await updateWebhook(db, handle, id, changes);
     if (!row) throw problems.notFound();
-    return c.json(webhookToApi(row, true), 200);
+    return c.json(webhookToApi(row, true, config(c.env).retryDelaysSeconds), 200);
   })
   .openapi(deleteRoute, async (c) => {
     const { handle, id } = c.req.valid('param');
-    const exists = await getWebhook(getDb(c.env.DB), handle, id);
-    if (!exists || !(await deleteWebhook(c.env.DB, handle, id, new Date().toISOString()))) throw problems.notFound();
+    const exists = await getWebhook(await handleDb(c), handle, id);
+    if (!exists || !(await deleteWebhook(await handleD1(c), handle, id, new Date().toISOString())))
+      throw problems.notFound();
     return c.body(null, 204);
   });

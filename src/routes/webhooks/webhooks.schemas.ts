@@ -1,4 +1,6 @@
 import { z } from '@hono/zod-openapi';
+import { MAX_RATE_LIMIT } from '../../delivery/pacer.ts';
+import { RETRY_POLICY_NAMES } from '../../delivery/retry-policy.ts';
 import { HandleParam } from '../../http/openapi.ts';
 import { EventTypesSchema, FilterPolicySchema } from '../../http/schemas.ts';
 import { idPattern } from '../../lib/ids.ts';
@@ -51,6 +53,27 @@ export const HeadersSchema = z
   })
   .openapi({ description: 'Custom request headers sent with every delivery.', example: { 'X-Crm-Tenant': 'acme' } });
 
+/** A retry policy as sent: a name, and for `custom` its delays (bounds checked by the route: a 422 names them). */
+export const RetryPolicyBody = z
+  .strictObject({
+    name: z.enum(RETRY_POLICY_NAMES),
+    delaysSeconds: z.array(z.number()).max(50).optional(),
+  })
+  .openapi('RetryPolicyRequest', {
+    description:
+      '`default` (5 s … 10 h, 8 attempts), `short` (5 s, 30 s, 2 min: for test endpoints) or `custom` with ' +
+      '`delaysSeconds`: 1 to 7 whole seconds of 1 … 43,200 (Queues’ 12 h limit), the delay after attempt 1, 2, ….',
+    example: { name: 'custom', delaysSeconds: [10, 60, 600] },
+  });
+
+const RateLimitField = z
+  .number()
+  .nullable()
+  .openapi({
+    description: `Deliveries per second at most (whole, 1 … ${MAX_RATE_LIMIT}); null = as fast as the queue goes.`,
+    example: 20,
+  });
+
 const UrlField = z.string().min(1).max(2048).openapi({ example: 'https://crm.example.com/hooks/gharart' });
 
 export const CreateWebhookBody = z
@@ -61,6 +84,8 @@ export const CreateWebhookBody = z
     filterPolicy: FilterPolicySchema.nullable().optional(),
     headers: HeadersSchema.optional(),
     enabled: z.boolean().default(true),
+    retryPolicy: RetryPolicyBody.optional(),
+    rateLimit: RateLimitField.optional(),
   })
   .openapi('CreateWebhookRequest');
 
@@ -72,6 +97,8 @@ export const UpdateWebhookBody = z
     filterPolicy: FilterPolicySchema.nullable().optional(),
     headers: HeadersSchema.optional(),
     enabled: z.boolean().optional(),
+    retryPolicy: RetryPolicyBody.optional(),
+    rateLimit: RateLimitField.optional(),
   })
   .refine((b) => Object.keys(b).length > 0, 'Send at least one field to change.')
   .openapi('UpdateWebhookRequest');
@@ -99,6 +126,14 @@ export const WebhookSchema = z
       lastFailureAt: z.string().nullable(),
       lastFailureClass: z.string().nullable(),
     }),
+    retryPolicy: z
+      .object({
+        name: z.enum(RETRY_POLICY_NAMES),
+        delaysSeconds: z.array(z.number().int()),
+        maxAttempts: z.number().int(),
+      })
+      .openapi({ description: 'The retry policy in force, with the delays it means (docs/design.md#retry-policies).' }),
+    rateLimit: z.number().int().nullable().openapi({ description: 'Deliveries per second at most; null = unpaced.' }),
     secretRotation: z
       .object({ previousSecretExpiresAt: z.string() })
       .nullable()

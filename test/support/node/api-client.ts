@@ -4,7 +4,7 @@
  */
 import { SignJWT } from 'jose';
 
-// biome-ignore lint/suspicious/noExplicitAny: API answers are read field by field in the tests.
+// `any`: API answers are read field by field in the tests.
 export type Json = Record<string, any>;
 
 /** A JWT for `sub` with `scope`, valid for `lifetimeSeconds` from now (within the Worker's lifetime cap). */

@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { unstable_startWorker } from 'wrangler';
+import { D1_BINDINGS } from '../../../scripts/db-migrate.ts';
 import { ROOT, runWrangler } from '../../../scripts/wrangler-cli.ts';
 
 /** A free TCP port on 127.0.0.1 (known before start-up, so vars such as PUBLIC_BASE_URL can name it). */
@@ -45,11 +46,12 @@ export async function startLocalWorker(opts: {
     else process.env.WRANGLER_LOG = previousLogLevel;
   };
   try {
-    await runWrangler(
-      'apply the D1 migrations',
-      ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir],
-      { timeoutMs: 60_000 },
-    );
+    for (const binding of D1_BINDINGS)
+      await runWrangler(
+        `apply the D1 migrations to ${binding}`,
+        ['d1', 'migrations', 'apply', binding, '--local', '--persist-to', persistDir],
+        { timeoutMs: 60_000 },
+      );
     if (opts.seedSql) {
       await runWrangler(
         'seed the local D1',

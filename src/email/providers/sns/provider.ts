@@ -12,7 +12,7 @@
  * (the recipient is whoever is subscribed; SNS adds its own unsubscribe link).
  */
 import type { RunContext } from '../../../env.ts';
-import type { OutgoingMail } from '../../mime.ts';
+import type { OutgoingMail } from '../../message.ts';
 import type { EmailProvider, SendMeta, SendOutcome } from '../../provider.ts';
 import { ensureHandleTopic } from '../../sns-topics.ts';
 import { SNS_ERROR_MESSAGE_MAX, SnsError, snsClient, snsTopicName } from './client.ts';
