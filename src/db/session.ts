@@ -46,17 +46,18 @@ export function parseBookmarks(header: string | undefined | null): Map<string, s
 /** A database whose queries run in one D1 session, and the session's latest bookmark. */
 export interface DbSession {
   db: D1Database;
-  /** The bookmark after the queries run so far: the one it was opened from, or null before the first query. */
+  /** The bookmark after the queries run so far (the one it was opened from before its first query, or null). */
   bookmark(): string | null;
 }
 
 /**
- * Opens a session on `db`: from the client's `bookmark` when it sent one (every read sees at least that point), else
- * `first-primary` for a write (its checks read what it is about to change) or `first-unconstrained` for a read (the
- * nearest replica may answer). `bookmark` must have passed `isBookmark`.
+ * Opens a session on `db`. A write's starts `first-primary`, whatever bookmark was sent: its checks read what it is
+ * about to change, and the primary is past every bookmark of its own database. A read's starts from the client's
+ * `bookmark` when it sent one (every query sees at least that point), else `first-unconstrained` (the nearest replica
+ * may answer). `bookmark` must have passed `isBookmark`.
  */
 export function openSession(db: D1Database, opts: { bookmark: string | null; write: boolean }): DbSession {
-  const session = db.withSession(opts.bookmark ?? (opts.write ? 'first-primary' : 'first-unconstrained'));
+  const session = db.withSession(opts.write ? 'first-primary' : (opts.bookmark ?? 'first-unconstrained'));
   const wrapped = {
     prepare: (query: string) => session.prepare(query),
     batch: <T = unknown>(statements: D1PreparedStatement[]) => session.batch<T>(statements),

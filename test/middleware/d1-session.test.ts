@@ -136,6 +136,22 @@ describe('D1 sessions and bookmarks, per shard', () => {
     expect(((await back.json()) as { data: unknown[] }).data).toHaveLength(1);
     expect(sessions.SHARD_0.at(-1)).toBe(b0);
     expect([...bookmarksOf(back).keys()]).toEqual(['SHARD_0', 'SHARD_1']);
+
+    // A write starts on the primary with or without a bookmark (the primary is past it); the other shard's entry
+    // still comes back unchanged.
+    const write1 = await callWithVars(vars, 'POST', hooks(on1), {
+      token,
+      body: { url: receiverUrl('ok', unique('k')) },
+      headers: { [BOOKMARK_HEADER]: back.headers.get(BOOKMARK_HEADER)! },
+    });
+    expect(write1.status).toBe(201);
+    expect(sessions.SHARD_0.at(-1)).toBe('first-primary');
+    expect(sessions.SHARD_1.at(-1)).toBe('first-primary');
+    const afterWrite = bookmarksOf(write1);
+    expect(afterWrite.get('SHARD_0')).toBe(bookmarksOf(back).get('SHARD_0'));
+    const before1 = bookmarksOf(back).get('SHARD_1')!;
+    expect(afterWrite.get('SHARD_1')! > before1, `${afterWrite.get('SHARD_1')} > ${before1}`).toBe(true);
+    expect(sessions.DB).toEqual([]);
   });
 
   it('a malformed x-d1-bookmark is a 400 problem naming the header, before anything is read or written', async () => {
