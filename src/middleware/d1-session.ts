@@ -1,9 +1,9 @@
 /**
  * Runs every API request's queries on each data shard in one D1 session of that shard (src/db/session.ts,
  * docs/design.md#read-replicas-and-bookmarks): the shard bindings of `c.env` are replaced by their sessions for the
- * rest of the request, and the sessions' bookmarks go back in `x-d1-bookmark`, one per shard. A malformed header is a 400
- * problem naming it, never ignored: a client that sent one expects to read its own writes, and silently reading a
- * replica instead could show it stale data.
+ * rest of the request, and the sessions' bookmarks go back in `x-d1-bookmark`, one per shard. A malformed header is
+ * a 400 problem naming it, never ignored: a client that sent one expects to read its own writes, and silently reading
+ * a replica instead could show it stale data.
  */
 import type { MiddlewareHandler } from 'hono';
 import { BOOKMARK_HEADER, openShardSessions, parseBookmarks } from '../db/session.ts';
