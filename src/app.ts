@@ -14,6 +14,7 @@ import { createRouter } from './http/openapi.ts';
 import { registerCatalogWebhooks } from './http/webhook-docs.ts';
 import { isTransientStorageError, ProblemError, problemResponse, problems } from './lib/problem.ts';
 import { bodyGuard } from './middleware/body-guard.ts';
+import { d1Session } from './middleware/d1-session.ts';
 import { requestContext } from './middleware/request-id.ts';
 import { archivesRoutes } from './routes/archives/archives.routes.ts';
 import { deliveriesRoutes } from './routes/deliveries/deliveries.routes.ts';
@@ -108,6 +109,8 @@ export function buildApp() {
   const app = createRouter();
   app.use('*', requestContext());
   app.use('*', bodyGuard());
+  // Every API query in one D1 session: replicas for reads, the bookmark back to the client (read your writes).
+  app.use('/v2/*', d1Session());
 
   app.route('/', metaRoutes);
   app.route('/', tokensRoutes);

@@ -42,6 +42,11 @@ function directory(env: Pick<Env, 'DB'>): Map<string, Entry> {
   return map;
 }
 
+/** The binding name of shard `index`: `SHARD_<index>`. */
+export function shardBindingName(index: number): string {
+  return `SHARD_${index}`;
+}
+
 /**
  * The data shards bound to this Worker, in order: `SHARD_0`, `SHARD_1`, … up to the first missing one. A deployment
  * without any keeps its data in `DB` (one database, as before sharding).
@@ -51,7 +56,7 @@ export function shardBindings(env: Pick<Env, 'DB'>): D1Database[] {
   if (list) return list;
   list = [];
   const bindings = env as unknown as Record<string, D1Database | undefined>;
-  for (let i = 0; bindings[`SHARD_${i}`]; i++) list.push(bindings[`SHARD_${i}`]!);
+  for (let i = 0; bindings[shardBindingName(i)]; i++) list.push(bindings[shardBindingName(i)]!);
   if (!list.length) list.push(env.DB);
   shardLists.set(env, list);
   return list;

@@ -6,6 +6,7 @@ import { createExecutionContext } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.ts';
+import { wrapD1 } from '../support/d1-wrap.ts';
 import { call, callJson, expectProblem, provisionHandle, serviceJwt, signJwt, unique } from '../support/helpers.ts';
 
 describe('problem responses', () => {
@@ -121,14 +122,9 @@ describe('problem responses', () => {
 
   /** `GET /v2/tokens` with a D1 binding whose prepare() throws `error`. */
   async function withFailingDb(error: Error) {
-    const broken = new Proxy(env.DB, {
-      get(target, prop) {
-        if (prop === 'prepare') {
-          return () => {
-            throw error;
-          };
-        }
-        return Reflect.get(target, prop);
+    const broken = wrapD1(env.DB, {
+      prepare: () => {
+        throw error;
       },
     });
     const res = await buildApp().fetch(

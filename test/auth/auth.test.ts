@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.ts';
 import { mintPat, patDisplayPrefix } from '../../src/auth/pat.ts';
 import { sha256Hex } from '../../src/lib/crypto.ts';
+import { wrapD1 } from '../support/d1-wrap.ts';
 import {
   ALL_USER_SCOPES,
   AUDIENCE,
@@ -114,16 +115,26 @@ describe('personal access tokens', () => {
     const i = 10;
     const typo = token.slice(0, i) + (token[i] === 'a' ? 'b' : 'a') + token.slice(i + 1);
     let d1Touched = false;
-    const trap = new Proxy(env.DB, {
-      get(target, prop) {
-        d1Touched = true;
-        return Reflect.get(target, prop);
-      },
-    });
+    // Any query on any database, its D1 sessions included (API requests run the shards' queries in sessions).
+    const trap = (d1: D1Database) =>
+      wrapD1(d1, {
+        prepare: (target, query) => {
+          d1Touched = true;
+          return target.prepare(query);
+        },
+        batch: (target, statements) => {
+          d1Touched = true;
+          return target.batch(statements);
+        },
+        exec: (target, query) => {
+          d1Touched = true;
+          return target.exec(query);
+        },
+      });
     const app = buildApp();
     const res = await app.fetch(
       new Request('https://notify.test/v2/tokens', { headers: { authorization: `Bearer ${typo}` } }),
-      { ...env, DB: trap },
+      { ...env, DB: trap(env.DB), SHARD_0: trap(env.SHARD_0), SHARD_1: trap(env.SHARD_1) },
       createExecutionContext(),
     );
     const problem = await expectProblem(res, 401);

@@ -151,6 +151,7 @@ describe('deferred deliveries', () => {
     }));
     const outcomes = await ingestBatch(runContext(short), soon.h.handle, events, { dailyLimit: 5000 });
     expect(outcomes.every((o) => o.kind === 'stored')).toBe(true);
+    // Deliveries live on the handle's shard (docs/design.md#shards).
     const { results } = await anyShard
       .prepare(`SELECT next_attempt_at AS at FROM deliveries WHERE handle = ?1 AND status = 'deferred'`)
       .bind(soon.h.handle)

@@ -15,6 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { consumeDeadLetters } from '../../src/delivery/dead-letter.ts';
 import { enqueueDeliveries } from '../../src/delivery/enqueue.ts';
 import { autoDisableFailingWebhooks } from '../../src/jobs/auto-disable.ts';
+import { wrapD1 } from '../support/d1-wrap.ts';
 import { anyShard, callJson, shardOf, unique } from '../support/helpers.ts';
 import {
   allDeliveryQueues,
@@ -47,25 +48,20 @@ function steppedD1(
   let loads = opts.failLoads ?? 0;
   let loaded = false;
   let later = 0;
-  return new Proxy(inner, {
-    get(target, prop) {
-      if (prop === 'batch')
-        return async (statements: D1PreparedStatement[]) => {
-          if (loads > 0) {
-            loads--;
-            throw new Error('D1_ERROR: Network connection lost. (test, load)');
-          }
-          if (!loaded) {
-            loaded = true;
-            const result = await target.batch(statements);
-            await opts.afterLoad?.();
-            return result;
-          }
-          if (opts.failLater?.(++later)) throw new Error('D1_ERROR: Network connection lost. (test, later)');
-          return target.batch(statements);
-        };
-      const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+  return wrapD1(inner, {
+    batch: async (target, statements) => {
+      if (loads > 0) {
+        loads--;
+        throw new Error('D1_ERROR: Network connection lost. (test, load)');
+      }
+      if (!loaded) {
+        loaded = true;
+        const result = await target.batch(statements);
+        await opts.afterLoad?.();
+        return result;
+      }
+      if (opts.failLater?.(++later)) throw new Error('D1_ERROR: Network connection lost. (test, later)');
+      return target.batch(statements);
     },
   });
 }
@@ -338,15 +334,10 @@ describe('webhook.endpoint_disabled: once per disable, never lost', () => {
     // that reads nothing first, the first alert's write. The rest go through.
     let batches = 0;
     const flaky = (d1: D1Database) =>
-      new Proxy(d1, {
-        get(target, prop) {
-          if (prop === 'batch')
-            return (statements: D1PreparedStatement[]) => {
-              if (++batches === 2) return Promise.reject(new Error('D1_ERROR: Network connection lost. (test)'));
-              return target.batch(statements);
-            };
-          const v = Reflect.get(target, prop, target) as unknown;
-          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      wrapD1(d1, {
+        batch: (target, statements) => {
+          if (++batches === 2) return Promise.reject(new Error('D1_ERROR: Network connection lost. (test)'));
+          return target.batch(statements);
         },
       });
     await autoDisableFailingWebhooks(quiet((d1) => (d1 === env.SHARD_0 ? flaky(d1) : d1)).env, new Date()).catch(

@@ -70,6 +70,7 @@ import { autoDisableFailingWebhooks } from '../../src/jobs/auto-disable.ts';
 import { purgeHandle } from '../../src/jobs/purge-expired.ts';
 import { sweepOutbox } from '../../src/jobs/sweeper.ts';
 import { newId } from '../../src/lib/ids.ts';
+import { wrapD1 } from '../support/d1-wrap.ts';
 import { faultRuns } from '../support/generated-runs.ts';
 import { anyShard, callJson, callWithVars, shardOf, unique } from '../support/helpers.ts';
 import { allDeliveryQueues, recordingEmail, setupHandle, type TestHandle } from '../support/pipeline-helpers.ts';
@@ -197,26 +198,21 @@ class FaultyD1 {
       const st = { bind: () => st, first: fail, run: fail, all: fail, raw: fail };
       return st as unknown as D1PreparedStatement;
     };
-    this.db = new Proxy(inner, {
-      get: (target, prop) => {
-        if (prop === 'prepare' && this.down) return () => unreachable();
-        if (prop === 'exec' && this.down) return async () => Promise.reject(outage());
-        if (prop === 'batch') {
-          return async (statements: D1PreparedStatement[]) => {
-            if (this.down) throw outage();
-            const a = this.armed;
-            if (a && a.skip > 0) a.skip--;
-            else if (a) {
-              this.armed = null;
-              if (a.mode === 'before') throw new Error('D1_ERROR: Network connection lost. (injected before commit)');
-              await target.batch(statements);
-              throw new Error('D1_ERROR: Network connection lost. (injected after commit: the answer was lost)');
-            }
-            return target.batch(statements);
-          };
+    // Through wrapD1, so the outage and the armed fault also reach D1 sessions opened on this shard.
+    this.db = wrapD1(inner, {
+      prepare: (target, query) => (this.down ? unreachable() : target.prepare(query)),
+      exec: (target, query) => (this.down ? Promise.reject(outage()) : target.exec(query)),
+      batch: async (target, statements) => {
+        if (this.down) throw outage();
+        const a = this.armed;
+        if (a && a.skip > 0) a.skip--;
+        else if (a) {
+          this.armed = null;
+          if (a.mode === 'before') throw new Error('D1_ERROR: Network connection lost. (injected before commit)');
+          await target.batch(statements);
+          throw new Error('D1_ERROR: Network connection lost. (injected after commit: the answer was lost)');
         }
-        const v = Reflect.get(target, prop, target) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        return target.batch(statements);
       },
     });
   }
@@ -229,24 +225,18 @@ class FaultyD1 {
  */
 function invocationDb(inner: D1Database, opts: { afterLoad?: () => Promise<void>; crash?: boolean }): D1Database {
   let loaded = false;
-  return new Proxy(inner, {
-    get: (target, prop) => {
-      if (prop === 'batch') {
-        return async (statements: D1PreparedStatement[]) => {
-          if (loaded) {
-            if (opts.crash) throw new Error('the invocation died (injected)');
-            return target.batch(statements);
-          }
-          loaded = true;
-          try {
-            return await target.batch(statements);
-          } finally {
-            await opts.afterLoad?.();
-          }
-        };
+  return wrapD1(inner, {
+    batch: async (target, statements) => {
+      if (loaded) {
+        if (opts.crash) throw new Error('the invocation died (injected)');
+        return target.batch(statements);
       }
-      const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      loaded = true;
+      try {
+        return await target.batch(statements);
+      } finally {
+        await opts.afterLoad?.();
+      }
     },
   });
 }

@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { publishEvents } from '../../src/delivery/enqueue.ts';
 import worker from '../../src/index.ts';
 import { sweepOutbox } from '../../src/jobs/sweeper.ts';
+import { wrapD1 } from '../support/d1-wrap.ts';
 import {
   ALL_USER_SCOPES,
   addMember,
@@ -502,17 +503,10 @@ describe('the notify-events consumer', () => {
   it('a transient failure (D1 unavailable) is retried, not recorded as a rejection', async () => {
     const h = await setupHandle();
     const id = unique('transient');
-    const failing = (d1: D1Database) =>
-      new Proxy(d1, {
-        get(target, prop) {
-          if (prop === 'batch' || prop === 'prepare')
-            return () => {
-              throw new Error('D1_ERROR: database unavailable (test)');
-            };
-          const v = Reflect.get(target, prop, target) as unknown;
-          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-        },
-      });
+    const unavailable = () => {
+      throw new Error('D1_ERROR: database unavailable (test)');
+    };
+    const failing = (d1: D1Database) => wrapD1(d1, { batch: unavailable, prepare: unavailable });
     const fb = fakeBatch('notify-events', [
       { id, body: { handle: h.handle, type: 'order.paid', data: catalogData('order.paid') } },
     ]);

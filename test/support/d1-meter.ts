@@ -43,7 +43,6 @@ function wrapAll(): Record<MeteredName, D1Database> {
     });
   };
   for (const name of ['DB', 'SHARD_0', 'SHARD_1'] as const) {
-    const real = env[name];
     const wrapStatement = (st: D1PreparedStatement): D1PreparedStatement =>
       new Proxy(st, {
         get(target, prop) {
@@ -58,20 +57,27 @@ function wrapAll(): Record<MeteredName, D1Database> {
         },
       });
     const unwrap = new WeakMap<object, D1PreparedStatement>();
-    vars[name] = {
-      prepare(sql: string) {
-        const st = real.prepare(sql);
-        const wrapped = wrapStatement(st);
-        unwrap.set(wrapped, st);
-        return wrapped;
-      },
-      batch(statements: D1PreparedStatement[]) {
-        return track(name, () => real.batch(statements.map((s) => unwrap.get(s) ?? s)));
-      },
-      exec(sql: string) {
-        return track(name, () => real.exec(sql));
-      },
-    } as unknown as D1Database;
+    // The binding and every D1 session opened on it (API requests run in sessions: src/db/session.ts), counted alike.
+    const metered = (real: D1Database | D1DatabaseSession): D1Database =>
+      ({
+        prepare(sql: string) {
+          const st = real.prepare(sql);
+          const wrapped = wrapStatement(st);
+          unwrap.set(wrapped, st);
+          return wrapped;
+        },
+        batch(statements: D1PreparedStatement[]) {
+          return track(name, () => real.batch(statements.map((s) => unwrap.get(s) ?? s)));
+        },
+        exec(sql: string) {
+          return track(name, () => (real as D1Database).exec(sql));
+        },
+        withSession(constraintOrBookmark?: string) {
+          const session = (real as D1Database).withSession(constraintOrBookmark);
+          return { ...metered(session), getBookmark: () => session.getBookmark() };
+        },
+      }) as unknown as D1Database;
+    vars[name] = metered(env[name]);
   }
   return vars;
 }

@@ -9,6 +9,8 @@
  *   await callWithVars({ DB: d1.db }, 'POST', …);   // → 503; the row exists
  */
 
+import { wrapD1 } from './d1-wrap.ts';
+
 const LOST = 'D1_ERROR: Network connection lost. (injected after commit: the answer was lost)';
 const DROPPED = 'D1_ERROR: Network connection lost. (injected before commit)';
 
@@ -52,18 +54,14 @@ export function answerLostD1(inner: D1Database): AnswerLostD1 {
     }
     return stmt;
   };
-  const db = new Proxy(inner, {
-    get(target, prop) {
-      if (prop === 'prepare') return (query: string) => patch(target.prepare(query), query);
-      if (prop === 'batch')
-        return async (statements: D1PreparedStatement[]) => {
-          const hit = statements.some((st) => take(sqlOf.get(st)));
-          const results = await target.batch(statements);
-          if (hit) throw new Error(LOST);
-          return results;
-        };
-      const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+  // The binding and its D1 sessions alike (API requests run in sessions: src/db/session.ts).
+  const db = wrapD1(inner, {
+    prepare: (target, query) => patch(target.prepare(query), query),
+    batch: async (target, statements) => {
+      const hit = statements.some((st) => take(sqlOf.get(st)));
+      const results = await target.batch(statements);
+      if (hit) throw new Error(LOST);
+      return results;
     },
   });
   return {

@@ -20,6 +20,7 @@ import { deliveryQueues } from '../../src/delivery/enqueue.ts';
 import { type IngestRequest, type IngestResult, ingestEvent } from '../../src/delivery/ingest.ts';
 import { runContext } from '../../src/env.ts';
 import { newId } from '../../src/lib/ids.ts';
+import { wrapD1 } from './d1-wrap.ts';
 import {
   ALL_USER_SCOPES,
   allShards,
@@ -447,21 +448,16 @@ export function countingD1(inner: D1Database): { db: D1Database; count: () => nu
     }
     return stmt;
   };
-  const db = new Proxy(inner, {
-    get(target, prop) {
-      if (prop === 'prepare') return (query: string) => patch(target.prepare(query));
-      if (prop === 'batch')
-        return (statements: D1PreparedStatement[]) => {
-          n++;
-          return target.batch(statements);
-        };
-      if (prop === 'exec')
-        return (query: string) => {
-          n++;
-          return target.exec(query);
-        };
-      const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+  // The binding and its D1 sessions alike (API requests run in sessions: src/db/session.ts).
+  const db = wrapD1(inner, {
+    prepare: (target, query) => patch(target.prepare(query)),
+    batch: (target, statements) => {
+      n++;
+      return target.batch(statements);
+    },
+    exec: (target, query) => {
+      n++;
+      return target.exec(query);
     },
   });
   return {
@@ -537,19 +533,14 @@ export function d1FailingBatchesMatching(
     stmt.bind = (...values: unknown[]) => track(bind(...values), query);
     return stmt;
   };
-  const db = new Proxy(inner, {
-    get(target, prop) {
-      if (prop === 'prepare') return (query: string) => track(target.prepare(query), query);
-      if (prop === 'batch')
-        return (statements: D1PreparedStatement[]) => {
-          if (statements.some((s) => failOn.test(queries.get(s) ?? ''))) {
-            failures++;
-            return Promise.reject(new Error('D1_ERROR: Network connection lost. (test)'));
-          }
-          return target.batch(statements);
-        };
-      const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+  const db = wrapD1(inner, {
+    prepare: (target, query) => track(target.prepare(query), query),
+    batch: (target, statements) => {
+      if (statements.some((s) => failOn.test(queries.get(s) ?? ''))) {
+        failures++;
+        return Promise.reject(new Error('D1_ERROR: Network connection lost. (test)'));
+      }
+      return target.batch(statements);
     },
   });
   return { db, failures: () => failures };
