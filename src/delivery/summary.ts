@@ -177,6 +177,7 @@ export function batchTransitionStatement(
   );
   // t: the transitions whose moves will apply (each delivery read once); n: their sums.
   const sum = (k: string) => `(SELECT ${k} FROM n)`;
+  const status = aggregateSql(`open_count + ${sum('o')}`, `succeeded_count + ${sum('s')}`, `dead_count + ${sum('x')}`);
   return d1
     .prepare(
       `WITH t AS MATERIALIZED (
@@ -190,7 +191,7 @@ export function batchTransitionStatement(
        UPDATE notifications SET
          open_count = open_count + ${sum('o')}, succeeded_count = succeeded_count + ${sum('s')},
          dead_count = dead_count + ${sum('x')},
-         status = ${aggregateSql(`open_count + ${sum('o')}`, `succeeded_count + ${sum('s')}`, `dead_count + ${sum('x')}`)},
+         status = ${status},
          recipients = CASE WHEN recipients = '{}' THEN recipients ELSE (SELECT json_group_object(r.key,
              CASE WHEN t.id IS NULL THEN json(r.value)
                ELSE json_set(r.value, '$.status', t.status, '$.statusReason', t.reason, '$.attempts', t.attempts,
