@@ -6,6 +6,12 @@
  *   scan of an index on (handle, id) — never OFFSET, never a full scan.
  * - timestamps are ISO 8601 UTC strings (`2026-11-26T23:59:59.123Z`), which sort lexically.
  * - JSON columns hold small documents (filters, headers, scopes) that are read whole and never queried inside.
+ * - `deliveries` and `delivery_attempts`, written for every recipient, are `WITHOUT ROWID`: stored in the order of
+ *   their primary key, with no separate index for it (one row written fewer per insert;
+ *   docs/performance.md#rows-and-bytes-of-one-event). drizzle-kit cannot say so: migration 0013_without_rowid.sql
+ *   rebuilt them by hand, and a generated migration that rebuilds one of them (a `__new_` table) must get
+ *   `WITHOUT ROWID` added to its CREATE TABLE before it lands. Not `notifications`: rows larger than about a quarter
+ *   of a page (a summary of many recipients, a large `data`) would each take an overflow page.
  */
 import { sql } from 'drizzle-orm';
 import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
@@ -267,8 +273,9 @@ export const notifications = sqliteTable(
     index('notifications_handle_severity_idx').on(t.handle, t.severity, t.id),
     // The few notifications the undeliverable alert job has to look at, oldest first.
     index('notifications_alert_check_idx').on(t.alertCheckAt).where(sql`alert_check_at IS NOT NULL`),
-    // `sourceEventId` is unique per handle: a repeat answers with the first notification.
-    uniqueIndex('notifications_source_event_uq').on(t.handle, t.sourceEventId),
+    // `sourceEventId` is unique per handle: a repeat answers with the first notification. Partial: most events carry
+    // none, and those cost no entry; a query that names it must say `source_event_id IS NOT NULL`.
+    uniqueIndex('notifications_source_event_uq').on(t.handle, t.sourceEventId).where(sql`source_event_id IS NOT NULL`),
   ],
 );
 
@@ -346,8 +353,9 @@ export const deliveries = sqliteTable(
     index('deliveries_subscription_idx').on(t.subscriptionId, t.id),
     // Delivery doctor: recent dead deliveries of a handle; only dead rows are indexed.
     index('deliveries_dead_idx').on(t.handle, t.updatedAt).where(sql`status = 'dead'`),
-    // Outbox sweeper: only non-terminal rows are indexed, so the index stays small.
-    index('deliveries_pending_idx').on(t.status, t.updatedAt).where(sql`status in ('pending', 'queued', 'retrying')`),
+    // Outbox sweeper: rows never sent (or whose send failed), oldest first. `queued`/`retrying` rows are in
+    // `deliveries_due_idx` instead: a delivery written `queued` by ingest costs one entry, not two.
+    index('deliveries_pending_idx').on(t.updatedAt).where(sql`status = 'pending'`),
     // Overdue sweep and the doctor's overdue count: queued/retrying rows by the time their next attempt was due.
     index('deliveries_due_idx')
       .on(sql.raw(`(${DELIVERY_DUE_AT})`), t.handle)
@@ -382,7 +390,8 @@ export const eventRejections = sqliteTable(
 export const deliveryAttempts = sqliteTable(
   'delivery_attempts',
   {
-    id: text('id').primaryKey(),
+    /** Unique per write (a new id each time): a writer finds out whether ITS row was stored (with the key below). */
+    id: text('id').notNull(),
     deliveryId: text('delivery_id').notNull(),
     attemptNumber: integer('attempt_number').notNull(),
     outcome: text('outcome', { enum: ['succeeded', 'failed'] }).notNull(),
@@ -394,8 +403,9 @@ export const deliveryAttempts = sqliteTable(
     errorMessage: text('error_message'),
     createdAt: createdAt(),
   },
-  // Unique: one row per attempt number, so two invocations racing on one message can never both record attempt n.
-  (t) => [uniqueIndex('delivery_attempts_delivery_number_uq').on(t.deliveryId, t.attemptNumber)],
+  // Keyed by attempt number: one row per attempt, so two invocations racing on one message can never both record
+  // attempt n; a delivery's attempts are a range of the key, with no index beside the table.
+  (t) => [primaryKey({ columns: [t.deliveryId, t.attemptNumber] })],
 );
 
 /** Idempotency-Key records (IETF draft): scoped to principal and handle, kept 24 h. */

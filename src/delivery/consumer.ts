@@ -34,15 +34,19 @@ import { LateForGrant, notedWaitsStatement, onTime, type PaceRequest, pace } fro
 import { type Rejection, recordRejections } from './rejections.ts';
 import { retryDelaySeconds, retryPolicyOf } from './retry-policy.ts';
 import {
+  type AttemptKey,
   attemptStatement,
   disableGoneStatement,
   type HealthOutcome,
   type LoadedBatch,
   loadBatch,
+  type MoveFields,
   moveDelivery,
+  moveDeliveryParts,
+  storedAttemptsStatement,
   webhookHealthStatement,
 } from './store.ts';
-import { TERMINAL_STATUSES } from './summary.ts';
+import { batchTransitionStatement, type DeliveryStatus, TERMINAL_STATUSES, type Transition } from './summary.ts';
 import { TEST_SEND_INTERRUPTED } from './test-send.ts';
 
 /** A Worker invocation may hold 6 simultaneous outbound connections in production. */
@@ -77,8 +81,10 @@ interface Planned {
   decision: Decision;
   /** With an attempt, its guarded attempt row first. */
   statements: D1PreparedStatement[];
-  /** The id of the attempt row this message's outcome writes, when it made an attempt. */
-  attemptId?: string;
+  /** The attempt row this message's outcome writes, when it made an attempt. */
+  attempt?: AttemptKey;
+  /** Its notification's transition, written with the batch's others for that notification (`write`). */
+  transition?: Transition & { fromAttempts: number };
 }
 
 /** What a message needs: its part is known already (no attempt), or an attempt decides it. */
@@ -97,7 +103,7 @@ type Step =
 interface Observed {
   webhook: WebhookRow;
   outcome: AttemptOutcome;
-  attemptId: string;
+  attempt: AttemptKey;
 }
 
 interface ValidMessage {
@@ -215,24 +221,30 @@ function recordOutcome(
   { cfg }: RunContext,
   d1: D1Database,
   message: Message<unknown>,
-  { delivery: d, webhook }: AttemptInput,
+  { delivery: d, webhook, event }: AttemptInput,
   outcome: AttemptOutcome,
   at: string,
 ): Planned {
   const c = outcome.classification;
-  const attemptId = newId('att');
-  const statements = [attemptStatement(d1, d, outcome, at, attemptId)];
+  const attempt: AttemptKey = { attemptId: newId('att'), deliveryId: d.id, attemptNumber: d.attemptCount + 1 };
+  const statements = [attemptStatement(d1, d, outcome, at, attempt.attemptId)];
   let decision: Decision = { ack: true };
+  let transition: Planned['transition'];
+  // The move; a notification that is not critical gets its transition with the batch's others (`write`).
+  const move = (to: DeliveryStatus, fields: MoveFields) => {
+    if (event.severity === 'critical') return statements.push(...moveDelivery(d1, d, to, fields));
+    const parts = moveDeliveryParts(d1, d, to, fields);
+    statements.push(parts.update);
+    transition = parts.transition ?? undefined;
+  };
   if (c.outcome === 'succeeded') {
-    statements.push(
-      ...moveDelivery(d1, d, 'succeeded', {
-        statusReason: null,
-        attempted: true,
-        httpStatus: outcome.httpStatus,
-        providerMessageId: outcome.providerMessageId,
-        now: at,
-      }),
-    );
+    move('succeeded', {
+      statusReason: null,
+      attempted: true,
+      httpStatus: outcome.httpStatus,
+      providerMessageId: outcome.providerMessageId,
+      now: at,
+    });
   } else {
     const fields = { attempted: true, errorClass: c.errorClass, httpStatus: outcome.httpStatus, now: at };
     const delay = c.retryable
@@ -243,25 +255,23 @@ function recordOutcome(
         })
       : null;
     if (!c.retryable) {
-      statements.push(...moveDelivery(d1, d, 'dead', { ...fields, statusReason: c.errorClass }));
+      move('dead', { ...fields, statusReason: c.errorClass });
     } else if (delay !== null) {
       const next = new Date(Date.now() + delay * 1000).toISOString();
-      statements.push(
-        ...moveDelivery(d1, d, 'retrying', { ...fields, statusReason: 'retry_scheduled', nextAttemptAt: next }),
-      );
+      move('retrying', { ...fields, statusReason: 'retry_scheduled', nextAttemptAt: next });
       decision = { ack: false, delaySeconds: delay };
     } else if (message.attempts >= QUEUE_MAX_DELIVERIES) {
       // The schedule is spent and so are the queue's retries: retrying hands the message to the DLQ, whose
       // consumer writes `dead` (docs/design.md#delivery).
-      statements.push(...moveDelivery(d1, d, 'retrying', { ...fields, statusReason: 'retries_exhausted' }));
+      move('retrying', { ...fields, statusReason: 'retries_exhausted' });
       decision = { ack: false, delaySeconds: 0 };
     } else {
       // Spent schedule, but this message is a re-enqueued one the queue would retry further: stop here.
-      statements.push(...moveDelivery(d1, d, 'dead', { ...fields, statusReason: 'retries_exhausted' }));
+      move('dead', { ...fields, statusReason: 'retries_exhausted' });
     }
   }
   statements.push(...settleCancelledInFlight(d1, d, outcome, at));
-  return { message, decision, statements, attemptId };
+  return { message, decision, statements, attempt, ...(transition ? { transition } : {}) };
 }
 
 /**
@@ -290,7 +300,7 @@ async function act(
         report.attempts++;
         const result = recordOutcome(ctx, d1, message, input, outcome, now());
         if (input.webhook && input.delivery.kind === 'event')
-          observed.push({ webhook: input.webhook, outcome, attemptId: result.attemptId! });
+          observed.push({ webhook: input.webhook, outcome, attempt: result.attempt! });
         return result;
       } catch (err) {
         if (err instanceof LateForGrant) {
@@ -351,22 +361,40 @@ async function paceSteps(env: Env, steps: Step[]): Promise<{ steps: Step[]; note
 interface WebhookEffects {
   webhook: WebhookRow;
   outcomes: HealthOutcome[];
-  goneAttemptIds: string[];
+  goneAttempts: AttemptKey[];
+}
+
+/**
+ * A healthy webhook's last success is refreshed at most this often (docs/design.md#consumer): a batch of successes
+ * on a webhook that is not failing and succeeded less than this ago would write nothing else, so it writes nothing.
+ */
+export const HEALTH_REFRESH_MS = 60_000;
+
+/** True when writing these outcomes would only move a recent `last_success_at` forward. */
+function healthUnchanged(e: WebhookEffects, at: number): boolean {
+  const w = e.webhook;
+  return (
+    e.outcomes.every((o) => o.succeeded) &&
+    w.consecutiveFailures === 0 &&
+    w.failingSince === null &&
+    w.lastSuccessAt !== null &&
+    at - Date.parse(w.lastSuccessAt) < HEALTH_REFRESH_MS
+  );
 }
 
 /** Each webhook's attempts of this batch, for its health and the disable a 410 asks for. */
 function webhookEffects(observed: readonly Observed[]): WebhookEffects[] {
   const byWebhook = new Map<string, WebhookEffects>();
-  for (const { webhook, outcome, attemptId } of observed) {
+  for (const { webhook, outcome, attempt } of observed) {
     const c = outcome.classification;
-    const e = byWebhook.get(webhook.id) ?? { webhook, outcomes: [], goneAttemptIds: [] };
+    const e = byWebhook.get(webhook.id) ?? { webhook, outcomes: [], goneAttempts: [] };
     const gone = c.outcome === 'failed' && c.disableSubscription;
     e.outcomes.push({
-      attemptId,
+      ...attempt,
       succeeded: c.outcome === 'succeeded',
       errorClass: c.outcome === 'failed' ? c.errorClass : null,
     });
-    if (gone) e.goneAttemptIds.push(attemptId);
+    if (gone) e.goneAttempts.push(attempt);
     byWebhook.set(webhook.id, e);
   }
   return [...byWebhook.values()];
@@ -396,17 +424,32 @@ async function write(
 ): Promise<Written> {
   const at = now();
   const writes: D1PreparedStatement[] = [];
-  const attemptAt = new Map<string, number>();
+  // One transition per notification, before the moves it counts (see batchTransitionStatement).
+  const transitions = new Map<string, NonNullable<Planned['transition']>[]>();
   for (const p of planned) {
-    if (p.attemptId) attemptAt.set(p.attemptId, writes.length);
+    if (p.transition)
+      transitions.set(p.transition.notificationId, [
+        ...(transitions.get(p.transition.notificationId) ?? []),
+        p.transition,
+      ]);
+  }
+  for (const [notificationId, moves] of transitions)
+    writes.push(batchTransitionStatement(d1, notificationId, moves, at));
+  const attemptAt = new Map<string, number>();
+  const attempts: AttemptKey[] = [];
+  for (const p of planned) {
+    if (p.attempt) {
+      attemptAt.set(p.attempt.attemptId, writes.length);
+      attempts.push(p.attempt);
+    }
     writes.push(...p.statements);
   }
   const disableAt = new Map<WebhookRow, number>();
   for (const e of effects) {
-    writes.push(webhookHealthStatement(d1, e.webhook.id, e.outcomes, at));
-    if (e.goneAttemptIds.length) {
+    if (!healthUnchanged(e, Date.parse(at))) writes.push(webhookHealthStatement(d1, e.webhook.id, e.outcomes, at));
+    if (e.goneAttempts.length) {
       disableAt.set(e.webhook, writes.length);
-      writes.push(disableGoneStatement(d1, e.webhook.id, e.goneAttemptIds, at));
+      writes.push(disableGoneStatement(d1, e.webhook.id, e.goneAttempts, at));
     }
   }
   if (noted) writes.push(noted);
@@ -427,11 +470,8 @@ async function write(
   }
   try {
     await pause(D1_RETRY_PAUSE_MS);
-    if (attemptAt.size) {
-      const { results } = await d1
-        .prepare('SELECT id FROM delivery_attempts WHERE id IN (SELECT value FROM json_each(?1))')
-        .bind(JSON.stringify([...attemptAt.keys()]))
-        .all<{ id: string }>();
+    if (attempts.length) {
+      const { results } = await storedAttemptsStatement(d1, attempts).all<{ id: string }>();
       report.d1RoundTrips++;
       if (results.length) return { ok: true, recorded: new Set(results.map((r) => r.id)), disabled: [] };
     }
@@ -466,7 +506,7 @@ async function settle(env: Env, planned: readonly Planned[], written: Written, r
       )
     : new Set<string>();
   for (const p of planned) {
-    const lost = written.ok && p.attemptId !== undefined && !written.recorded.has(p.attemptId);
+    const lost = written.ok && p.attempt !== undefined && !written.recorded.has(p.attempt.attemptId);
     if (lost) {
       console.warn(JSON.stringify({ level: 'warn', msg: 'delivery_copy_lost', messageId: p.message.id }));
     }

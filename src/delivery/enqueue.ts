@@ -57,7 +57,10 @@ export interface EnqueueResult {
   queued: string[];
   failed: string[];
   sendBatchCalls: number;
-  /** False when the sent rows could not be marked `queued` (they stay `pending`; the sweeper sends them again). */
+  /**
+   * False when the rows could not be marked: sent rows not marked `queued` stay `pending` (the sweeper sends them
+   * again); with `written: 'queued'`, rows whose send failed stay `queued` (the overdue sweep sends them again).
+   */
   marked: boolean;
 }
 
@@ -81,7 +84,15 @@ export async function enqueueDeliveries(
   env: DeliveryQueuesEnv,
   shard: D1Database,
   deliveries: readonly QueuedDelivery[],
-  options: { delaySeconds?: number } = {},
+  options: {
+    delaySeconds?: number;
+    /**
+     * `queued`: the rows were written `queued` already (ingest, docs/design.md#outbox): nothing is written for the
+     * sent ones, and only those whose send failed are put back to `pending`. Default `pending`: the sent ones are
+     * marked `queued`.
+     */
+    written?: 'pending' | 'queued';
+  } = {},
 ): Promise<EnqueueResult> {
   const result: EnqueueResult = { queued: [], failed: [], sendBatchCalls: 0, marked: true };
   const queues = deliveryQueues(env);
@@ -117,6 +128,29 @@ export async function enqueueDeliveries(
     }
   };
   await Promise.all(queues.map((queue, n) => sendAll(queue, perQueue[n]!, n)));
+  if (options.written === 'queued') {
+    if (result.failed.length) {
+      // Tried twice (a D1 blip), and never throws: a row left `queued` without its message is re-sent by the overdue
+      // sweep instead.
+      await markPending(shard, result.failed)
+        .catch(async () => {
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          await markPending(shard, result.failed);
+        })
+        .catch((err: unknown) => {
+          result.marked = false;
+          console.warn(
+            JSON.stringify({
+              level: 'warn',
+              msg: 'mark_pending_failed',
+              deliveries: result.failed.length,
+              error: String(err),
+            }),
+          );
+        });
+    }
+    return result;
+  }
   if (result.queued.length) {
     // The messages are sent: a failure here must not reach the caller, whose rows are stored (a retried publish or
     // events message would store the event twice). Rows left `pending` are re-sent by the sweeper, and the consumer
@@ -206,6 +240,31 @@ async function markQueued(d1: D1Database, ids: string[]): Promise<void> {
          WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'pending'`,
       )
       .bind(idList, now),
+  ]);
+}
+
+/**
+ * `queued` → `pending` for deliveries written `queued` whose send failed, with their notifications' summaries, so the
+ * sweeper's pending pass sends them within a minute. Guarded (still `queued`, never attempted): a send that failed
+ * after all reached the queue may already have been consumed.
+ */
+async function markPending(d1: D1Database, ids: string[]): Promise<void> {
+  const now = new Date().toISOString();
+  const idList = JSON.stringify(ids);
+  const unsent = `SELECT id FROM deliveries
+    WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'queued' AND attempt_count = 0`;
+  await d1.batch([
+    d1
+      .prepare(
+        `UPDATE notifications SET
+           recipients = (SELECT json_group_object(j.key,
+               CASE WHEN j.key IN (${unsent}) THEN json_set(j.value, '$.status', 'pending', '$.updatedAt', ?2)
+                    ELSE json(j.value) END)
+             FROM json_each(notifications.recipients) j)
+         WHERE id IN (SELECT notification_id FROM deliveries WHERE id IN (${unsent})) AND recipients <> '{}'`,
+      )
+      .bind(idList, now),
+    d1.prepare(`UPDATE deliveries SET status = 'pending', updated_at = ?2 WHERE id IN (${unsent})`).bind(idList, now),
   ]);
 }
 

@@ -8,7 +8,8 @@
  * publish route runs the reads in its own batch together with its deferred access check, so publishing costs one
  * round trip for token, membership and every read, and the access check is settled before any row is used.
  */
-import { and, eq, Placeholder, sql } from 'drizzle-orm';
+import { and, eq, isNotNull, Placeholder, sql } from 'drizzle-orm';
+import type { BatchItem } from 'drizzle-orm/batch';
 import { type Db, getDb } from '../db/client.ts';
 import { countEventsStatement, giveBackDailySlots, takeDailySlots, utcDay } from '../db/daily-counters.ts';
 import { type Compiled, compiled, type ReadBatch, readBatch, runReadBatch } from '../db/prepared.ts';
@@ -110,7 +111,7 @@ function summaryEntry(r: DeliveryRow): RecipientSummary {
 
 function deliveryFor(
   v: Pick<RecipientSummary, 'recipientType' | 'channel' | 'subscriptionId' | 'target'>,
-  status: 'pending' | 'skipped' | 'deferred',
+  status: 'queued' | 'skipped' | 'deferred',
   reason: string | null,
   base: { handle: string; notificationId: string; now: string },
 ): DeliveryRow {
@@ -139,7 +140,14 @@ function bySourceIdQuery(db: Db, handle: string, sourceEventId: string) {
   return db
     .select({ id: notifications.id, status: notifications.status, recipients: notifications.recipients })
     .from(notifications)
-    .where(and(eq(notifications.handle, handle), eq(notifications.sourceEventId, sourceEventId)));
+    .where(
+      and(
+        eq(notifications.handle, handle),
+        eq(notifications.sourceEventId, sourceEventId),
+        // The partial index's own condition, so the planner may use it.
+        isNotNull(notifications.sourceEventId),
+      ),
+    );
 }
 
 function duplicateOf(row: { id: string; status: string; recipients: string }): IngestResult {
@@ -280,7 +288,7 @@ function planEvent(
               ...deliveryFor(v, 'deferred', deferral.reason, base),
               nextAttemptAt: releaseAt(deferral.end, at, Math.random(), cfg.releaseSpreadMs),
             }
-          : deliveryFor(v, 'pending', null, base),
+          : deliveryFor(v, 'queued', null, base),
       );
     } else if (v.outcome === 'skip_disabled') rows.push(deliveryFor(v, 'skipped', v.rule, base));
   }
@@ -289,13 +297,13 @@ function planEvent(
     rows.push(
       deliveryFor(
         { recipientType: 'platform_alert', channel: 'email', subscriptionId: null, target: cfg.platformAlertEmail },
-        'pending',
+        'queued',
         PLATFORM_ALERT_REASON,
         base,
       ),
     );
   }
-  const open = rows.filter((r) => r.status === 'pending' || r.status === 'deferred').length;
+  const open = rows.filter((r) => r.status === 'queued' || r.status === 'deferred').length;
   const status = initialStatus({ open, succeeded: 0, dead: 0 }, plan.undeliverable);
   const summary = Object.fromEntries(
     rows.slice(0, RECIPIENT_SUMMARY_LIMIT).map((r) => [r.deliveryId, summaryEntry(r)]),
@@ -344,8 +352,8 @@ function planEvent(
   return { event, notificationId, status, rows, statements, deferredUntil };
 }
 
-/** The answer for a stored event; `queued` names the deliveries whose messages were sent and marked. */
-function storedResult(p: PlannedEvent, queued: ReadonlySet<string>): IngestResult {
+/** The answer for a stored event; `unsent` names the deliveries whose send failed and that wait as `pending`. */
+function storedResult(p: PlannedEvent, unsent: ReadonlySet<string>): IngestResult {
   return {
     notificationId: p.notificationId,
     status: p.status,
@@ -353,19 +361,31 @@ function storedResult(p: PlannedEvent, queued: ReadonlySet<string>): IngestResul
     deferredUntil: p.deferredUntil,
     recipients: p.rows.map((r) => {
       const entry = summaryEntry(r);
-      return queued.has(r.deliveryId) ? { ...entry, status: 'queued' as const } : entry;
+      return unsent.has(r.deliveryId) ? { ...entry, status: 'pending' as const } : entry;
     }),
   };
 }
 
-/** Sends the pending deliveries of stored events; never throws (the events are stored, see enqueueDeliveries). */
+/**
+ * Sends the deliveries of stored events, written `queued` (docs/design.md#outbox: the mark costs no write of its
+ * own); the ones whose send failed are put back to `pending`. Returns those. Never throws (the events are stored).
+ */
 async function enqueueStored(env: Env, shard: D1Database, planned: readonly PlannedEvent[]): Promise<Set<string>> {
-  const pending = planned.flatMap((p) =>
-    p.rows.filter((r) => r.status === 'pending').map((r) => ({ deliveryId: r.deliveryId, handle: r.handle })),
+  const queued = planned.flatMap((p) =>
+    p.rows.filter((r) => r.status === 'queued').map((r) => ({ deliveryId: r.deliveryId, handle: r.handle })),
   );
-  if (!pending.length) return new Set();
-  const sent = await enqueueDeliveries(env, shard, pending);
-  return new Set(sent.marked ? sent.queued : []);
+  if (!queued.length) return new Set();
+  const sent = await enqueueDeliveries(env, shard, queued, { written: 'queued' });
+  return new Set(sent.marked ? sent.failed : []);
+}
+
+/**
+ * After a write that failed, the messages of its rows anyway: the write may have committed with only its answer lost,
+ * and its rows, written `queued`, would otherwise wait for the overdue sweep. A message whose row was never written is
+ * acknowledged by the consumer with nothing done.
+ */
+async function sendUnconfirmed(env: Env, shard: D1Database, planned: readonly PlannedEvent[]): Promise<void> {
+  await enqueueStored(env, shard, planned);
 }
 
 /**
@@ -399,6 +419,7 @@ export async function ingestWithReads(
       const seen = await existingBySourceId(getDb(shard), event.handle, event.sourceEventId);
       if (seen) return seen;
     }
+    await sendUnconfirmed(env, shard, [planned]);
     throw err;
   }
   // From here on the event is stored: nothing may throw (a retried publish or events message would store it again).
@@ -473,6 +494,8 @@ function bySourceIdsQuery(db: Db, handle: string, sourceEventIds: readonly strin
         sql`${notifications.sourceEventId} IN (SELECT value FROM json_each(${
           sourceEventIds instanceof Placeholder ? sourceEventIds : JSON.stringify(sourceEventIds)
         }))`,
+        // The partial index's own condition: without it the index named above could not be used (an error).
+        isNotNull(notifications.sourceEventId),
       ),
     );
 }
@@ -591,6 +614,11 @@ async function writeBatch(
       stored.push(...planned);
     } catch (err) {
       if (!/UNIQUE/i.test(String(err))) {
+        await sendUnconfirmed(
+          env,
+          shard,
+          planned.map((p) => p.plan),
+        );
         if (slots)
           await giveBackDailySlots(shard, handle, day, slots)
             .run()
@@ -616,12 +644,12 @@ async function writeBatch(
     }
   }
   // Stored: nothing below may throw (a retried batch would find them as duplicates only if they have sourceEventIds).
-  const queued = await enqueueStored(
+  const unsent = await enqueueStored(
     env,
     shard,
     stored.map((p) => p.plan),
   );
-  for (const p of stored) outcomes[p.index] = { kind: 'stored', result: storedResult(p.plan, queued) };
+  for (const p of stored) outcomes[p.index] = { kind: 'stored', result: storedResult(p.plan, unsent) };
   for (const r of repeats) {
     const first = outcomes[r.of];
     outcomes[r.index] =

@@ -14,7 +14,7 @@ import type { Db } from '../db/client.ts';
 import { deliveries, emailSubscriptions, notifications, webhookSubscriptions } from '../db/schema.ts';
 import { newId } from '../lib/ids.ts';
 import type { AttemptOutcome, DeliveryRow } from './attempt.ts';
-import { type DeliveryStatus, OPEN_STATUSES, transitionStatement } from './summary.ts';
+import { type DeliveryStatus, OPEN_STATUSES, type Transition, transitionStatement } from './summary.ts';
 
 const sqlList = (statuses: readonly string[]) => `(${statuses.map((s) => `'${s}'`).join(', ')})`;
 /** SQL list of the open statuses. */
@@ -95,46 +95,58 @@ export function moveDelivery(
   to: DeliveryStatus,
   fields: MoveFields,
 ): D1PreparedStatement[] {
+  const { update, transition } = moveDeliveryParts(d1, d, to, fields);
+  return transition ? [update, transitionStatement(d1, transition)] : [update];
+}
+
+/**
+ * A move's two parts: the guarded UPDATE of the delivery, and its notification's transition (null for a test send),
+ * for a caller that writes the transitions of several deliveries of one notification together
+ * (`batchTransitionStatement`, placed before the moves).
+ */
+export function moveDeliveryParts(
+  d1: D1Database,
+  d: DeliveryRow,
+  to: DeliveryStatus,
+  fields: MoveFields,
+): { update: D1PreparedStatement; transition: (Transition & { fromAttempts: number }) | null } {
   const attempts = d.attemptCount + (fields.attempted ? 1 : 0);
-  const statements = [
-    d1
-      .prepare(
-        `UPDATE deliveries SET status = ?2, status_reason = ?3, attempt_count = ?4, last_error_class = ?5,
+  const update = d1
+    .prepare(
+      `UPDATE deliveries SET status = ?2, status_reason = ?3, attempt_count = ?4, last_error_class = ?5,
            last_http_status = ?6, next_attempt_at = ?7, last_attempt_at = CASE WHEN ?8 THEN ?9 ELSE last_attempt_at END,
            provider_message_id = COALESCE(?12, provider_message_id), updated_at = ?9
          WHERE id = ?1 AND ${sameRow(d, '?10', '?11')}`,
-      )
-      .bind(
-        d.id,
-        to,
-        fields.statusReason,
-        attempts,
-        fields.errorClass ?? d.lastErrorClass,
-        fields.httpStatus ?? d.lastHttpStatus,
-        fields.nextAttemptAt ?? null,
-        fields.attempted ? 1 : 0,
-        fields.now,
-        d.status,
-        d.attemptCount,
-        fields.providerMessageId ?? null,
-      ),
-  ];
-  if (d.notificationId) {
-    statements.push(
-      transitionStatement(d1, {
+    )
+    .bind(
+      d.id,
+      to,
+      fields.statusReason,
+      attempts,
+      fields.errorClass ?? d.lastErrorClass,
+      fields.httpStatus ?? d.lastHttpStatus,
+      fields.nextAttemptAt ?? null,
+      fields.attempted ? 1 : 0,
+      fields.now,
+      d.status,
+      d.attemptCount,
+      fields.providerMessageId ?? null,
+    );
+  const transition = d.notificationId
+    ? {
         notificationId: d.notificationId,
         deliveryId: d.id,
         from: d.status,
         to,
         attempts,
+        fromAttempts: d.attemptCount,
         statusReason: fields.statusReason,
         lastErrorClass: fields.errorClass ?? d.lastErrorClass,
         lastHttpStatus: fields.httpStatus ?? d.lastHttpStatus,
         at: fields.now,
-      }),
-    );
-  }
-  return statements;
+      }
+    : null;
+  return { update, transition };
 }
 
 /**
@@ -180,9 +192,34 @@ export function attemptStatement(
     );
 }
 
-/** One production attempt on a webhook as its health sees it: the attempt row that records it, what it observed. */
-export interface HealthOutcome {
+/** An attempt row a write means to store: its key (delivery, number) and the id unique to that write. */
+export interface AttemptKey {
   attemptId: string;
+  deliveryId: string;
+  attemptNumber: number;
+}
+
+/**
+ * SQL: the attempt row of `key` (a JSON `[id, deliveryId, attemptNumber]`, e.g. `j.value`) is stored, by THIS write
+ * (its id). A primary-key lookup: the table has no index on `id`.
+ */
+const attemptStored = (key: string) =>
+  `EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.delivery_id = ${key} ->> '$[1]'
+     AND a.attempt_number = ${key} ->> '$[2]' AND a.id = ${key} ->> '$[0]')`;
+
+/** The keys of attempt rows as one JSON parameter for {@link attemptStored}. */
+export const attemptKeysJson = (keys: readonly AttemptKey[]) =>
+  JSON.stringify(keys.map((k) => [k.attemptId, k.deliveryId, k.attemptNumber]));
+
+/** Which of these attempt rows are stored (by their writes): one primary-key lookup each. */
+export function storedAttemptsStatement(d1: D1Database, keys: readonly AttemptKey[]): D1PreparedStatement {
+  return d1
+    .prepare(`SELECT j.value ->> '$[0]' AS id FROM json_each(?1) j WHERE ${attemptStored('j.value')}`)
+    .bind(attemptKeysJson(keys));
+}
+
+/** One production attempt on a webhook as its health sees it: the attempt row that records it, what it observed. */
+export interface HealthOutcome extends AttemptKey {
   succeeded: boolean;
   errorClass: string | null;
 }
@@ -198,13 +235,15 @@ export function webhookHealthStatement(
   outcomes: readonly HealthOutcome[],
   now: string,
 ): D1PreparedStatement {
-  const list = JSON.stringify(outcomes.map((o) => [o.attemptId, o.succeeded ? 1 : 0, o.errorClass]));
+  const list = JSON.stringify(
+    outcomes.map((o) => [o.attemptId, o.deliveryId, o.attemptNumber, o.succeeded ? 1 : 0, o.errorClass]),
+  );
   // o: the recorded outcomes with their order; s: the last success; f: the failures after it (all, without one).
   return d1
     .prepare(
       `WITH o AS (
-         SELECT CAST(j.key AS INTEGER) AS k, j.value ->> '$[1]' AS ok, j.value ->> '$[2]' AS cls FROM json_each(?2) j
-         WHERE EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.id = j.value ->> '$[0]')),
+         SELECT CAST(j.key AS INTEGER) AS k, j.value ->> '$[3]' AS ok, j.value ->> '$[4]' AS cls FROM json_each(?2) j
+         WHERE ${attemptStored('j.value')}),
        s AS (SELECT max(k) AS k FROM o WHERE ok = 1),
        f AS (SELECT count(*) AS n FROM o WHERE ok = 0 AND k > COALESCE((SELECT k FROM s), -1))
        UPDATE webhook_subscriptions SET
@@ -229,17 +268,16 @@ export function webhookHealthStatement(
 export function disableGoneStatement(
   d1: D1Database,
   id: string,
-  goneAttemptIds: readonly string[],
+  goneAttempts: readonly AttemptKey[],
   now: string,
 ): D1PreparedStatement {
   return d1
     .prepare(
       `UPDATE webhook_subscriptions SET enabled = 0, disabled_reason = 'endpoint_gone', disabled_at = ?3,
          disabled_alert_pending = 1, updated_at = ?3
-       WHERE id = ?1 AND enabled = 1
-         AND EXISTS (SELECT 1 FROM delivery_attempts WHERE id IN (SELECT value FROM json_each(?2)))`,
+       WHERE id = ?1 AND enabled = 1 AND EXISTS (SELECT 1 FROM json_each(?2) j WHERE ${attemptStored('j.value')})`,
     )
-    .bind(id, JSON.stringify(goneAttemptIds), now);
+    .bind(id, attemptKeysJson(goneAttempts), now);
 }
 
 /** The status reason of a delivery handed back to the queue by the dead-letter consumer. */

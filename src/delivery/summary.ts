@@ -143,6 +143,67 @@ export function transitionStatement(d1: D1Database, t: Transition): D1PreparedSt
 }
 
 /**
+ * The transitions of several deliveries of ONE notification that is not critical, in one statement (the consumer's
+ * batch: one notification write however many of its deliveries the batch moved). Put it BEFORE the guarded moves in
+ * the same batch: each transition counts only if its delivery is still the open row with the attempt count it was
+ * read with — exactly the guard under which its move then applies (a batch runs alone, in order). A critical
+ * notification's status is read from its deliveries after the moves: use {@link transitionStatement} for those.
+ */
+export function batchTransitionStatement(
+  d1: D1Database,
+  notificationId: string,
+  moves: readonly (Transition & { fromAttempts: number })[],
+  at: string,
+): D1PreparedStatement {
+  const list = JSON.stringify(
+    moves.map((t) => {
+      const from = bucket(t.from);
+      const to = bucket(t.to);
+      const delta = (b: Bucket) => (from === b ? -1 : 0) + (to === b ? 1 : 0);
+      return {
+        id: t.deliveryId,
+        n: t.fromAttempts,
+        status: t.to,
+        reason: t.statusReason,
+        attempts: t.attempts,
+        cls: t.lastErrorClass,
+        http: t.lastHttpStatus,
+        at: t.at,
+        o: delta('open'),
+        s: delta('succeeded'),
+        x: delta('dead'),
+      };
+    }),
+  );
+  // t: the transitions whose moves will apply (each delivery read once); n: their sums.
+  const sum = (k: string) => `(SELECT ${k} FROM n)`;
+  const status = aggregateSql(`open_count + ${sum('o')}`, `succeeded_count + ${sum('s')}`, `dead_count + ${sum('x')}`);
+  return d1
+    .prepare(
+      `WITH t AS MATERIALIZED (
+         SELECT j.value ->> '$.id' AS id, j.value ->> '$.status' AS status, j.value ->> '$.reason' AS reason,
+           j.value ->> '$.attempts' AS attempts, j.value ->> '$.cls' AS cls, j.value ->> '$.http' AS http,
+           j.value ->> '$.at' AS at, j.value ->> '$.o' AS o, j.value ->> '$.s' AS s, j.value ->> '$.x' AS x
+         FROM json_each(?2) j
+         WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = j.value ->> '$.id'
+           AND d.status IN ('pending', 'queued', 'retrying') AND d.attempt_count = j.value ->> '$.n')),
+       n AS MATERIALIZED (SELECT count(*) AS k, sum(o) AS o, sum(s) AS s, sum(x) AS x FROM t)
+       UPDATE notifications SET
+         open_count = open_count + ${sum('o')}, succeeded_count = succeeded_count + ${sum('s')},
+         dead_count = dead_count + ${sum('x')},
+         status = ${status},
+         recipients = CASE WHEN recipients = '{}' THEN recipients ELSE (SELECT json_group_object(r.key,
+             CASE WHEN t.id IS NULL THEN json(r.value)
+               ELSE json_set(r.value, '$.status', t.status, '$.statusReason', t.reason, '$.attempts', t.attempts,
+                             '$.lastErrorClass', t.cls, '$.lastHttpStatus', t.http, '$.updatedAt', t.at) END)
+           FROM json_each(notifications.recipients) r LEFT JOIN t ON t.id = r.key) END,
+         updated_at = ?3
+       WHERE id = ?1 AND (SELECT k FROM n) > 0`,
+    )
+    .bind(notificationId, list, at);
+}
+
+/**
  * A new status reason on a recipient's summary entry without a move (an email delivery confirmed delivered by its
  * provider): the feed reads what the delivery row says.
  */

@@ -11,6 +11,7 @@ import { createExecutionContext } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { publishEvents } from '../../src/delivery/enqueue.ts';
+import { config } from '../../src/env.ts';
 import worker from '../../src/index.ts';
 import { sweepOutbox } from '../../src/jobs/sweeper.ts';
 import { wrapD1 } from '../support/d1-wrap.ts';
@@ -31,6 +32,7 @@ import {
 } from '../support/helpers.ts';
 import {
   allDeliveryQueues,
+  captureQueue,
   countingD1,
   createWebhook,
   d1FailingBatchesMatching,
@@ -144,22 +146,22 @@ describe('POST …/events: what is written', () => {
     expect(elsewhere.notificationId).not.toBe(first.notificationId);
   });
 
-  it('D1 round trips of a publish with a sourceEventId: the duplicate check rides in the context batch (3 in all; a duplicate costs 1)', async () => {
+  it('D1 round trips of a publish with a sourceEventId: the duplicate check rides in the context batch (2 in all; a duplicate costs 1)', async () => {
     const h = await setupHandle();
     await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
     const sourceEventId = unique('oms-evt');
     const d1 = countingD1(await shardOf(h.handle));
-    // Context + duplicate check, the notification and deliveries, marking them queued after the send.
+    // Context + duplicate check, then the notification and its deliveries (written `queued`: no mark after the send).
     const first = await ingestQuiet(h.handle, { sourceEventId }, { [await shardName(h.handle)]: d1.db });
     expect(first.duplicate).toBe(false);
-    expect(d1.count()).toBe(3);
+    expect(d1.count()).toBe(2);
     d1.reset();
     const again = await ingestQuiet(h.handle, { sourceEventId }, { [await shardName(h.handle)]: d1.db });
     expect(again).toMatchObject({ notificationId: first.notificationId, duplicate: true });
     expect(d1.count()).toBe(1);
   });
 
-  it('POST …/events through the API: access check, duplicate check and match context share one round trip (3 in all, with a PAT)', async () => {
+  it('POST …/events through the API: access check, duplicate check and match context share one round trip (2 in all, with a PAT)', async () => {
     const h = await setupHandle();
     await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
     const pat = await createPat(h.owner, { handle: h.handle, scopes: ['events:publish', 'notifications:read'] });
@@ -173,8 +175,8 @@ describe('POST …/events: what is written', () => {
     d1.reset();
     const res = await callWithVars(vars, 'POST', `/v2/handles/${h.handle}/events`, { token: pat.token, body });
     expect(res.status, await res.clone().text()).toBe(202);
-    // [token + membership, duplicate check, settings, webhooks, emails] → [notification + deliveries] → [marked queued]
-    expect(d1.count()).toBe(3);
+    // [token + membership, duplicate check, settings, webhooks, emails] → [notification + deliveries, written queued]
+    expect(d1.count()).toBe(2);
     expect(((await res.json()) as { recipients: unknown[] }).recipients).toHaveLength(1);
     const stored = await anyShard
       .prepare('SELECT source FROM notifications WHERE handle = ?')
@@ -521,28 +523,27 @@ describe('the notify-events consumer', () => {
   });
 });
 
-describe('a failed markQueued after the rows are stored and sent', () => {
-  const MARK_QUEUED = /SET status = 'queued'/;
+describe('a failed send after the rows are stored (they were written queued)', () => {
+  const MARK_PENDING = /SET status = 'pending'/;
 
-  it('POST …/events still answers 202 with the stored notification; the rows stay pending and the sweeper sends them', async () => {
+  it('POST …/events still answers 202; the rows go back to pending and the sweeper sends them within a minute', async () => {
     const h = await setupHandle();
     const wh = await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
-    const failing = d1FailingBatchesMatching(await shardOf(h.handle), MARK_QUEUED);
-    const { env: quiet, capture } = quietEnv({ [await shardName(h.handle)]: failing.db });
+    const broken = captureQueue({ fail: true });
+    const quiet = { ...env, ...allDeliveryQueues(broken.queue) } as Env;
     const res = await callWithVars(quiet, 'POST', eventsPath(h.handle), {
       token: h.token,
-      body: { type: 'order.paid', data: { orderId: 'o-mq' } },
+      body: { type: 'order.paid', data: { orderId: 'o-send' } },
     });
     const body = await res.json<any>();
     expect(res.status, JSON.stringify(body)).toBe(202);
-    expect(failing.failures()).toBe(1);
-    expect(capture.batches.flat()).toHaveLength(1);
-    // The answer says what the rows say.
+    expect(broken.batches.flat()).toHaveLength(1);
+    // The answer, the row and the feed's summary say the same: waiting for the sweeper.
     expect(body.recipients).toEqual([expect.objectContaining({ subscriptionId: wh.id, status: 'pending' })]);
-    expect(await counts(h.handle)).toEqual({ notifications: 1, deliveries: 1 });
     const [d] = await deliveriesOf(body.notificationId);
     expect(d).toMatchObject({ subscription_id: wh.id, status: 'pending' });
-    // The minute sweeper covers a row left pending, as after a failed send (the captured message never left).
+    const summary = JSON.parse((await notificationRow(body.notificationId)).recipients);
+    expect(summary[d!.id].status).toBe('pending');
     const swept = await sweepOutbox(env, new Date(Date.now() + 2 * 60_000));
     expect(swept.requeued).toBeGreaterThanOrEqual(1);
     await eventually(
@@ -553,15 +554,46 @@ describe('a failed markQueued after the rows are stored and sent', () => {
     );
   });
 
+  it('when the rows cannot be put back either: still 202, they stay queued and the overdue sweep sends them', async () => {
+    const h = await setupHandle();
+    const wh = await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
+    const failing = d1FailingBatchesMatching(await shardOf(h.handle), MARK_PENDING);
+    const broken = captureQueue({ fail: true });
+    const quiet = { ...env, ...allDeliveryQueues(broken.queue), [await shardName(h.handle)]: failing.db } as Env;
+    const res = await callWithVars(quiet, 'POST', eventsPath(h.handle), {
+      token: h.token,
+      body: { type: 'order.paid', data: { orderId: 'o-mp' } },
+    });
+    const body = await res.json<any>();
+    expect(res.status, JSON.stringify(body)).toBe(202);
+    // Tried twice, failed twice.
+    expect(failing.failures()).toBe(2);
+    // The answer says what the rows say.
+    expect(body.recipients).toEqual([expect.objectContaining({ subscriptionId: wh.id, status: 'queued' })]);
+    const [d] = await deliveriesOf(body.notificationId);
+    expect(d).toMatchObject({ subscription_id: wh.id, status: 'queued' });
+    // Not a pending row: the overdue sweep covers it once its grace is over (docs/design.md#overdue-deliveries).
+    const grace = config(env).overdueAfterSeconds * 1000;
+    const swept = await sweepOutbox(env, new Date(Date.now() + grace + 60_000));
+    expect(swept.overdue).toBeGreaterThanOrEqual(1);
+    await eventually(
+      () => deliveryRow(d!.id),
+      (r) => r.status === 'succeeded',
+      15_000,
+      'delivery sent by the overdue sweep',
+    );
+  });
+
   it('the notify-events consumer acks the message: a retry would store the event a second time', async () => {
     const h = await setupHandle();
     await createWebhook(h, { url: receiverUrl('ok', unique('k')) });
-    const failing = d1FailingBatchesMatching(await shardOf(h.handle), MARK_QUEUED);
-    const { env: quiet } = quietEnv({ [await shardName(h.handle)]: failing.db });
+    const failing = d1FailingBatchesMatching(await shardOf(h.handle), MARK_PENDING);
+    const broken = captureQueue({ fail: true });
+    const quiet = { ...env, ...allDeliveryQueues(broken.queue), [await shardName(h.handle)]: failing.db } as Env;
     // No sourceEventId: nothing would catch a second ingest of this message.
     const fb = fakeBatch('notify-events', [{ body: { handle: h.handle, type: 'order.paid', data: { orderId: 'o' } } }]);
     await worker.queue(fb.batch, quiet, createExecutionContext());
-    expect(failing.failures()).toBe(1);
+    expect(failing.failures()).toBe(2);
     expect(fb.outcomes[0]!.calls).toEqual(['ack']);
     expect(await counts(h.handle)).toEqual({ notifications: 1, deliveries: 1 });
   });
