@@ -12,6 +12,7 @@ import { fromJsonColumn } from '../lib/json.ts';
 import { MAX_DEFERRAL_MS, type PeakWindows, RELEASE_SPREAD_MS } from '../lib/peak-windows.ts';
 import { type DeliveryQueuesEnv, enqueueDeliveries } from './enqueue.ts';
 import type { SettingsRow } from './match-context.ts';
+import { NOT_MOVING } from './overdue.ts';
 import { moveDelivery } from './store.ts';
 
 /** Status reasons of a deferred delivery: which window holds it. */
@@ -78,7 +79,7 @@ export async function releaseDeferred(
         eq(deliveries.status, 'deferred'),
         lte(deliveries.nextAttemptAt, now.toISOString()),
         // A handle moving between shards is read-only here (docs/design.md#moving-a-handle): released after the move.
-        sql`${deliveries.handle} NOT IN (SELECT handle FROM handles WHERE moving_since IS NOT NULL)`,
+        sql.raw(NOT_MOVING),
       ),
     )
     .orderBy(asc(deliveries.nextAttemptAt))

@@ -10,7 +10,7 @@ import { onEveryShard } from '../db/shards.ts';
 import { deadLetterStatements } from '../delivery/dead-letter.ts';
 import { releaseDeferred } from '../delivery/deferral.ts';
 import { enqueueDeliveries } from '../delivery/enqueue.ts';
-import { type ClaimedDelivery, claimOverdue, releaseClaims } from '../delivery/overdue.ts';
+import { type ClaimedDelivery, claimOverdue, NOT_MOVING, releaseClaims } from '../delivery/overdue.ts';
 import { deliveriesByIds } from '../delivery/store.ts';
 import { config } from '../env.ts';
 
@@ -53,7 +53,8 @@ export async function sweepShard(env: Env, d1: D1Database, now: Date): Promise<S
   const [pending, overdue] = await d1.batch<Record<string, unknown>>([
     d1
       .prepare(
-        `SELECT id, handle FROM deliveries WHERE status = 'pending' AND updated_at < ?1 ORDER BY updated_at LIMIT ?2`,
+        `SELECT id, handle FROM deliveries WHERE status = 'pending' AND updated_at < ?1 AND ${NOT_MOVING}
+         ORDER BY updated_at LIMIT ?2`,
       )
       .bind(pendingBefore, BATCH),
     claimOverdue(d1, now, config(env).overdueAfterSeconds, BATCH),

@@ -10,6 +10,7 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { releaseDeferred } from '../../src/delivery/deferral.ts';
+import { claimOverdue } from '../../src/delivery/overdue.ts';
 import { newId } from '../../src/lib/ids.ts';
 import {
   call,
@@ -351,18 +352,19 @@ describe('moving a handle between shards', () => {
     expect((await driveMove(h.handle, 1)).phase).toBe('done');
   }, 90_000);
 
-  it('the deferred release leaves a moving handle alone', async () => {
+  it('the sweeper leaves a moving handle alone: no deferred release, no overdue claim', async () => {
     const owner = unique('owner');
     const handle = await provisionHandleOn('SHARD_1', owner);
-    const now = new Date().toISOString();
-    const id = newId('dlv');
-    await env.SHARD_1.batch([
-      env.SHARD_1.prepare(
-        `INSERT INTO deliveries (id, handle, kind, channel, recipient_type, target, status, status_reason,
-           next_attempt_at, created_at, updated_at)
-         VALUES (?1, ?2, 'event', 'webhook', 'webhook', 'http://127.0.0.1:9/x', 'deferred', 'peak_window', ?3, ?3, ?3)`,
-      ).bind(id, handle, new Date(Date.now() - 60_000).toISOString()),
-      env.SHARD_1.prepare('UPDATE handles SET moving_since = ?2 WHERE handle = ?1').bind(handle, now),
+    const d1 = env.SHARD_1;
+    const longAgo = '2000-01-01T00:00:00.000Z';
+    const [deferred, overdue] = [newId('dlv'), newId('dlv')];
+    const insert = `INSERT INTO deliveries (id, handle, kind, channel, recipient_type, target, status, status_reason,
+        next_attempt_at, created_at, updated_at)
+      VALUES (?1, ?2, 'event', 'webhook', 'webhook', 'http://127.0.0.1:9/x', ?3, ?4, ?5, ?5, ?5)`;
+    await d1.batch([
+      d1.prepare(insert).bind(deferred, handle, 'deferred', 'peak_window', longAgo),
+      d1.prepare(insert).bind(overdue, handle, 'queued', null, longAgo),
+      d1.prepare('UPDATE handles SET moving_since = ?2 WHERE handle = ?1').bind(handle, new Date().toISOString()),
     ]);
     const sent: unknown[] = [];
     const queue = {
@@ -370,12 +372,21 @@ describe('moving a handle between shards', () => {
       sendBatch: async (b: unknown[]) => void sent.push(...b),
     };
     const queues = { DELIVERIES_QUEUE_0: queue, DELIVERIES_QUEUE_1: queue } as unknown as Env;
-    await releaseDeferred({ ...env, ...queues }, env.SHARD_1, new Date());
-    const row = await env.SHARD_1.prepare('SELECT status FROM deliveries WHERE id = ?1').bind(id).first();
-    expect(row).toEqual({ status: 'deferred' });
-    expect(JSON.stringify(sent)).not.toContain(id);
-    await env.SHARD_1.prepare('DELETE FROM deliveries WHERE id = ?1').bind(id).run();
-  }, 90_000);
+    await releaseDeferred({ ...env, ...queues }, d1, new Date());
+    // Due since 2000: without the moving check, the first row any claim or release takes.
+    const claimed = (await claimOverdue(d1, new Date(), 300, 50).all<{ id: string }>()).results.map((r) => r.id);
+    expect(claimed).not.toContain(overdue);
+    const rows = await d1
+      .prepare('SELECT id, status, requeued_updated_at FROM deliveries WHERE id IN (?1, ?2) ORDER BY id')
+      .bind(deferred, overdue)
+      .all();
+    expect(rows.results).toEqual([
+      { id: deferred, status: 'deferred', requeued_updated_at: null },
+      { id: overdue, status: 'queued', requeued_updated_at: null },
+    ]);
+    expect(JSON.stringify(sent)).not.toContain(deferred);
+    await d1.prepare('DELETE FROM deliveries WHERE id IN (?1, ?2)').bind(deferred, overdue).run();
+  });
 });
 
 describe('who may move a handle', () => {
