@@ -256,7 +256,8 @@ async function countRows(d1: D1Database, handle: string): Promise<Record<string,
     ...MOVED_TABLES.map((t) => d1.prepare(`SELECT COUNT(*) AS n FROM ${q(t.name)} WHERE handle = ?1`).bind(handle)),
     d1
       .prepare(
-        'SELECT COUNT(*) AS n FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE handle = ?1)',
+        `SELECT COUNT(*) AS n FROM delivery_attempts
+         WHERE delivery_id IN (SELECT id FROM deliveries WHERE handle = ?1)`,
       )
       .bind(handle),
   ];

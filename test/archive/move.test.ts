@@ -388,17 +388,3 @@ describe('moving a handle between shards', () => {
     await d1.prepare('DELETE FROM deliveries WHERE id IN (?1, ?2)').bind(deferred, overdue).run();
   });
 });
-
-describe('who may move a handle', () => {
-  it('only a service token with internal:provision: a user JWT, a publishing service token and no token are refused', async () => {
-    const h = await setupHandle('SHARD_0');
-    const path = `/v2/internal/handles/${h.handle}/move`;
-    const owner = await call('POST', path, { token: h.token, body: { toShard: 1 } });
-    await expectProblem(owner, 403);
-    const publisher = await signJwt({ sub: 'svc:pub', scope: 'events:publish', handles: [h.handle] });
-    await expectProblem(await call('POST', path, { token: publisher, body: { toShard: 1 } }), 403);
-    await expectProblem(await call('POST', path, { body: { toShard: 1 } }), 401);
-    await expectProblem(await call('GET', path, { token: h.token }), 403);
-    expect(await directory(h.handle)).toEqual({ shard: 0, moving_since: null });
-  }, 90_000);
-});
