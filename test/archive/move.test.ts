@@ -9,6 +9,7 @@
  */
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
+import { findOnShards } from '../../src/db/shards.ts';
 import { releaseDeferred } from '../../src/delivery/deferral.ts';
 import { claimOverdue } from '../../src/delivery/overdue.ts';
 import { newId } from '../../src/lib/ids.ts';
@@ -262,6 +263,15 @@ describe('moving a handle between shards', () => {
     const sealed = await driveMove(h.handle, 0, (s) => s.phase === 'sealing');
     expect(sealed.phase).toBe('sealing');
     expect((await directory(h.handle))?.moving_since).not.toBeNull();
+    // A lookup by a key that names no handle (a mail link's token, a provider's message id) finds the row on both
+    // shards now, and takes the live one: the source, still in the directory (SHARD_0 would be asked first).
+    const found = await findOnShards(env, (d1) =>
+      d1.prepare('SELECT id, handle FROM notifications WHERE id = ?1').bind(notificationId).first(),
+    );
+    expect(
+      await env.SHARD_0.prepare('SELECT id FROM notifications WHERE id = ?1').bind(notificationId).first(),
+    ).not.toBeNull();
+    expect(found?.d1).toBe(env.SHARD_1);
 
     const writes = [
       call('POST', `/v2/handles/${h.handle}/events`, {
