@@ -329,8 +329,11 @@ async function main(): Promise<number> {
 
   console.log('• Seeding demo data…');
   const creds = await demoCredentials(vars.JWT_SECRET!);
-  await wrangler('seed the demo data', ['d1', 'execute', 'DB', ...local, '--command', seedSql(creds.pat)]);
-  await wrangler('seed the demo shard', ['d1', 'execute', 'SHARD_0', ...local, '--command', seedShardSql()]);
+  // Two databases, two files: seeded side by side, as the migrations are.
+  await Promise.all([
+    wrangler('seed the demo data', ['d1', 'execute', 'DB', ...local, '--command', seedSql(creds.pat)]),
+    wrangler('seed the demo shard', ['d1', 'execute', 'SHARD_0', ...local, '--command', seedShardSql()]),
+  ]);
 
   printBanner(creds);
   if (options.seedOnly) return 0;

@@ -151,9 +151,8 @@ describe('deferred deliveries', () => {
     }));
     const outcomes = await ingestBatch(runContext(short), soon.h.handle, events, { dailyLimit: 5000 });
     expect(outcomes.every((o) => o.kind === 'stored')).toBe(true);
-    const { results } = await env.DB.prepare(
-      `SELECT next_attempt_at AS at FROM deliveries WHERE handle = ?1 AND status = 'deferred'`,
-    )
+    const { results } = await anyShard
+      .prepare(`SELECT next_attempt_at AS at FROM deliveries WHERE handle = ?1 AND status = 'deferred'`)
       .bind(soon.h.handle)
       .all<{ at: string }>();
     expect(results).toHaveLength(30);
