@@ -174,8 +174,8 @@ export function onEveryShard<T>(
 /**
  * Finds a row known only by a key no handle goes with (a confirmation token from a mail link, a provider's reference):
  * asks every shard at once and answers the first that has it, with its shard. Such lookups are rare (a user's click, a
- * provider's callback), so one round trip to each shard costs less than a directory of every token. A row that names its
- * `handle` is taken from the shard the directory names when a move left a copy on another.
+ * provider's callback), so one round trip to each shard costs less than a directory of every token. A row that names
+ * its `handle` is taken from the shard the directory names when a move left a copy on another.
  */
 export async function findOnShards<T>(
   env: Pick<Env, 'DB'>,
