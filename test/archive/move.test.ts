@@ -20,7 +20,6 @@ import {
   expectProblem,
   provisionHandleOn,
   serviceJwt,
-  signJwt,
   unique,
 } from '../support/helpers.ts';
 import { createWebhook, setupHandle, type TestHandle } from '../support/pipeline-helpers.ts';
