@@ -599,6 +599,39 @@ export const replays = sqliteTable(
   (t) => [index('replays_subscription_idx').on(t.subscriptionId, t.id)],
 );
 
+/**
+ * A move of one handle between data shards (docs/design.md#moving-a-handle), on the control plane: where the copy
+ * stands, so each call of `POST /v2/internal/handles/{handle}/move` does one bounded step and the next goes on. The
+ * last move of a handle stays as its record (`done` or `failed`); a new move replaces it.
+ */
+export const handleMoves = sqliteTable('handle_moves', {
+  handle: text('handle').primaryKey(),
+  fromShard: integer('from_shard').notNull(),
+  toShard: integer('to_shard').notNull(),
+  phase: text('phase', {
+    enum: ['copying', 'sealing', 'syncing', 'verifying', 'draining', 'deleting', 'done', 'aborting', 'failed'],
+  }).notNull(),
+  /** The table the copy (or the delete) is at: an index into the list in src/db/move.ts. */
+  tableIndex: integer('table_index').notNull().default(0),
+  /** JSON key of the last row done in that table; null = from its start. */
+  cursor: text('cursor'),
+  /** Rows written to the target and deleted from it by the copy so far, and deleted from the source. */
+  rowsCopied: integer('rows_copied').notNull().default(0),
+  rowsRemoved: integer('rows_removed').notNull().default(0),
+  /** Per-table row counts on both shards when verified (JSON). */
+  counts: text('counts'),
+  /** A waiting phase (`sealing`, `draining`) goes on at this time. */
+  waitUntil: text('wait_until'),
+  error: text('error'),
+  /** Bumped by every step: a step that lost a race with another writes nothing (optimistic concurrency). */
+  version: integer('version').notNull().default(0),
+  startedAt: text('started_at').notNull(),
+  readOnlyAt: text('read_only_at'),
+  flippedAt: text('flipped_at'),
+  finishedAt: text('finished_at'),
+  updatedAt: updatedAt(),
+});
+
 /** Platform alerts already sent, keyed by what they are about (e.g. `storage:2026-11-26`): at most one per key. */
 export const platformAlerts = sqliteTable('platform_alerts', {
   key: text('key').primaryKey(),
@@ -606,6 +639,7 @@ export const platformAlerts = sqliteTable('platform_alerts', {
 });
 
 export type Handle = typeof handles.$inferSelect;
+export type HandleMove = typeof handleMoves.$inferSelect;
 export type Membership = typeof memberships.$inferSelect;
 export type AccessToken = typeof accessTokens.$inferSelect;
 export type Role = Membership['role'];

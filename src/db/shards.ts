@@ -6,7 +6,8 @@
  * Each isolate caches the directory (at most DIRECTORY_CACHE_MAX entries, each trusted DIRECTORY_CACHE_TTL_SECONDS),
  * so an authenticated request costs one round trip: the access lookup on `DB` and the data query on the shard run at
  * once. Only the placement is cached, never access: a revoked token or membership is refused on its next request. A
- * move (src/archive/move.ts) waits out the TTL, so no isolate acts on a stale entry.
+ * move (src/archive/move.ts) waits out the TTL before its last pass and again before deleting the source, so no isolate
+ * writes on a stale entry.
  */
 import { problems } from '../lib/problem.ts';
 import { type Db, getDb } from './client.ts';
@@ -188,13 +189,21 @@ export function onEveryShard<T>(
 /**
  * Finds a row known only by a key no handle goes with (a confirmation token from a mail link, a provider's reference):
  * asks every shard at once and answers the first that has it, with its shard. Such lookups are rare (a user's click, a
- * provider's callback), so one round trip to each shard costs less than a directory of every token.
+ * provider's callback), so one round trip to each shard costs less than a directory of every token. A row that names
+ * its `handle` is taken from the shard the directory names when a move left a copy on another.
  */
 export async function findOnShards<T>(
   env: Pick<Env, 'DB'>,
   find: (d1: D1Database) => Promise<T | null | undefined>,
 ): Promise<{ d1: D1Database; found: T } | null> {
-  const found = await onEveryShard(env, async (d1) => ({ d1, found: await find(d1) }));
-  const hit = found.find((f) => f.found !== null && f.found !== undefined);
+  const found = await onEveryShard(env, async (d1, index) => ({ d1, index, found: await find(d1) }));
+  const hits = found.filter((f) => f.found !== null && f.found !== undefined);
+  let hit = hits[0];
+  // Two shards have it while its handle moves (docs/design.md#moving-a-handle): the directory's shard is the live one.
+  const handle = (hit?.found as { handle?: unknown } | undefined)?.handle;
+  if (hits.length > 1 && typeof handle === 'string') {
+    const placement = await placementOf(env, handle);
+    hit = hits.find((h) => h.index === placement?.shard) ?? hit;
+  }
   return hit ? { d1: hit.d1, found: hit.found as T } : null;
 }

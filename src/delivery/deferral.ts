@@ -5,13 +5,14 @@
  * ordinary enqueue; each delivery carries its own release time, spread after its window's end, so a window's backlog
  * leaves over minutes instead of as one burst.
  */
-import { and, asc, eq, lte } from 'drizzle-orm';
+import { and, asc, eq, lte, sql } from 'drizzle-orm';
 import { getDb } from '../db/client.ts';
 import { deliveries } from '../db/schema.ts';
 import { fromJsonColumn } from '../lib/json.ts';
 import { MAX_DEFERRAL_MS, type PeakWindows, RELEASE_SPREAD_MS } from '../lib/peak-windows.ts';
 import { type DeliveryQueuesEnv, enqueueDeliveries } from './enqueue.ts';
 import type { SettingsRow } from './match-context.ts';
+import { NOT_MOVING } from './overdue.ts';
 import { moveDelivery } from './store.ts';
 
 /** Status reasons of a deferred delivery: which window holds it. */
@@ -60,7 +61,8 @@ export function campaignWindowStatements(
 
 /**
  * Moves one shard's deferred deliveries due at `now` (at most RELEASE_BATCH, earliest first) to `pending` and enqueues
- * them; the sweeper runs it on every shard (docs/design.md#shards).
+ * them; the sweeper runs it on every shard (docs/design.md#shards). A handle whose copy on the shard is moving
+ * (`moving_since`) is left for after the move: on the source its rows are being copied, on the target not yet live.
  * A row changed meanwhile (cancelled by a delete) is not moved: the guard sees it. A failed enqueue leaves the rows
  * `pending`, which the sweeper sends again a minute later.
  */
@@ -72,7 +74,14 @@ export async function releaseDeferred(
   const due = await getDb(d1)
     .select()
     .from(deliveries)
-    .where(and(eq(deliveries.status, 'deferred'), lte(deliveries.nextAttemptAt, now.toISOString())))
+    .where(
+      and(
+        eq(deliveries.status, 'deferred'),
+        lte(deliveries.nextAttemptAt, now.toISOString()),
+        // A handle moving between shards is read-only here (docs/design.md#moving-a-handle): released after the move.
+        sql.raw(NOT_MOVING),
+      ),
+    )
     .orderBy(asc(deliveries.nextAttemptAt))
     .limit(RELEASE_BATCH);
   if (!due.length) return { released: 0, failed: 0 };

@@ -89,9 +89,9 @@ interface Found {
 async function deliveryFor(ctx: RunContext, messageId: string): Promise<Found | null> {
   const hit = await findOnShards(ctx.env, (d1) =>
     d1
-      .prepare('SELECT id FROM deliveries WHERE provider_message_id = ?1 LIMIT 1')
+      .prepare('SELECT id, handle FROM deliveries WHERE provider_message_id = ?1 LIMIT 1')
       .bind(messageId)
-      .first<{ id: string }>(),
+      .first<{ id: string; handle: string }>(),
   );
   if (!hit) return null;
   const [d] = await deliveriesByIds(getDb(hit.d1), [hit.found.id]);

@@ -29,6 +29,13 @@ export interface ClaimedDelivery {
 }
 
 /**
+ * Leaves out the deliveries of a handle moving between shards (docs/design.md#moving-a-handle): the shard's copy of
+ * its row says so. On the source its rows are being copied and a write after the last pass would be lost; on the
+ * target they are not live yet. The sweep after the move finds them.
+ */
+export const NOT_MOVING = 'handle NOT IN (SELECT handle FROM handles WHERE moving_since IS NOT NULL)';
+
+/**
  * Picks up to `limit` overdue deliveries, oldest due first, and moves each one's due time forward in the same
  * statement (two overlapping sweeps cannot both claim a row). The new due time is `now` plus the backoff; the row's
  * `updated_at` is recorded with it, so the first write of anyone else (an attempt, a move) makes it void.
@@ -41,6 +48,7 @@ export function claimOverdue(d1: D1Database, now: Date, graceSeconds: number, li
            (julianday(?1) - julianday(COALESCE(next_attempt_at, updated_at))) * 86400.0)) / 86400.0)
        WHERE id IN (
          SELECT id FROM deliveries WHERE status in ('queued', 'retrying') AND ${DELIVERY_DUE_AT} < ?4
+           AND ${NOT_MOVING}
          ORDER BY ${DELIVERY_DUE_AT} LIMIT ?5)
        RETURNING id, handle, status, status_reason`,
     )
@@ -69,7 +77,7 @@ export function claimPending(
        WHERE id IN (
          SELECT id FROM deliveries
          WHERE status IN ('pending', 'queued', 'retrying') AND status = 'pending' AND updated_at < ?4
-           AND (requeued_updated_at IS NOT updated_at OR requeue_due_at < ?1)
+           AND (requeued_updated_at IS NOT updated_at OR requeue_due_at < ?1) AND ${NOT_MOVING}
          ORDER BY updated_at LIMIT ?5)
        RETURNING id, handle`,
     )

@@ -607,6 +607,25 @@ describe('4. Role escalation', () => {
     expect(await env.DB.prepare('SELECT * FROM handles WHERE handle = ?').bind(fresh).first()).toBeNull();
   });
 
+  it('Role escalation: only a service token with internal:provision moves a handle between shards (an owner JWT or PAT, a publishing service token → 403; no token → 401; nothing moves)', async () => {
+    const owner = unique('owner');
+    const handle = await provisionHandle(owner);
+    const from = await shardName(handle);
+    const toShard = from === 'SHARD_0' ? 1 : 0;
+    const jwt = await signJwt({ sub: owner, scope: ALL_USER_SCOPES });
+    const { token: pat } = await createPat(owner);
+    const publisher = await signJwt({ sub: 'svc:orders', scope: 'events:publish', handles: [handle] });
+    const everything = await signJwt({ sub: 'svc:all', scope: 'events:publish webhooks:write', handles: '*' });
+    const path = `/v2/internal/handles/${handle}/move`;
+    for (const token of [jwt, pat, publisher, everything]) {
+      await expectProblem(await call('POST', path, { token, body: { toShard } }), 403);
+      await expectProblem(await call('GET', path, { token }), 403);
+    }
+    await expectProblem(await call('POST', path, { body: { toShard } }), 401);
+    expect(await shardName(handle)).toBe(from);
+    expect(await env.DB.prepare('SELECT * FROM handle_moves WHERE handle = ?1').bind(handle).first()).toBeNull();
+  });
+
   it('Role escalation: a service token for handle A cannot touch handle B', async () => {
     const a = await setupHandle();
     const b = await victim();

@@ -52,3 +52,44 @@ export const MemberSchema = z
     updatedAt: z.string(),
   })
   .openapi('Membership');
+
+export const MoveHandleBody = z
+  .strictObject({
+    toShard: z.number().int().min(0).max(999).openapi({ description: 'Index of the target shard (`SHARD_<n>`).' }),
+  })
+  .openapi('MoveHandleRequest');
+
+const MOVE_PHASES = [
+  'copying',
+  'sealing',
+  'syncing',
+  'verifying',
+  'draining',
+  'deleting',
+  'done',
+  'aborting',
+  'failed',
+] as const;
+
+export const HandleMoveSchema = z
+  .object({
+    handle: z.string(),
+    fromShard: z.number().int(),
+    toShard: z.number().int(),
+    phase: z.enum(MOVE_PHASES).openapi({ description: 'Where the move stands (docs/design.md#moving-a-handle).' }),
+    table: z.string().nullable().openapi({ description: 'The table the copy or the delete is at.' }),
+    rowsCopied: z.number().int().openapi({ description: 'Rows written to or removed from the target by the copy.' }),
+    rowsRemoved: z.number().int().openapi({ description: 'Rows deleted after the flip (or of a failed copy).' }),
+    counts: z
+      .record(z.string(), z.object({ source: z.number().int(), target: z.number().int() }))
+      .nullable()
+      .openapi({ description: 'Per-table row counts on both shards, once verified.' }),
+    retryAfterSeconds: z.number().int().openapi({ description: 'Call again after this many seconds.' }),
+    error: z.string().nullable(),
+    startedAt: z.string(),
+    readOnlyAt: z.string().nullable(),
+    flippedAt: z.string().nullable(),
+    finishedAt: z.string().nullable(),
+    done: z.boolean().openapi({ description: 'True once `phase` is `done` or `failed`.' }),
+  })
+  .openapi('HandleMove');
