@@ -50,6 +50,7 @@ import {
   userJwt,
 } from './dev-seed.ts';
 import { SCHEDULED_PATH } from './minute-jobs.ts';
+import { moveHandle } from './move-handle.ts';
 import { type ArchivedRows, archivedIds, readArchives, restoreSql } from './soak/archives.ts';
 import {
   type BatchRun,
@@ -115,6 +116,8 @@ interface Options {
   maxMinutes: number;
   seed: number;
   churn: boolean;
+  /** Move the first handle to another shard halfway through the load (docs/design.md#moving-a-handle). */
+  move: boolean;
   keepState: boolean;
 }
 
@@ -133,6 +136,7 @@ function parseOptions(): Options {
     'max-minutes': { type: 'string', default: process.env.SOAK_MAX_MINUTES ?? '10' },
     seed: { type: 'string', default: process.env.SOAK_SEED ?? '1' },
     'no-churn': { type: 'boolean', default: process.env.SOAK_NO_CHURN === '1' },
+    'no-move': { type: 'boolean', default: process.env.SOAK_NO_MOVE === '1' },
     'keep-state': { type: 'boolean', default: process.env.SOAK_KEEP_STATE === '1' },
   } as const;
   const usage =
@@ -164,6 +168,7 @@ function parseOptions(): Options {
     maxMinutes: num('max-minutes', values['max-minutes'], 1, 60, false),
     seed: num('seed', values.seed, 0, 2 ** 31),
     churn: !values['no-churn'],
+    move: !values['no-move'],
     keepState: values['keep-state'],
   };
 }
@@ -417,8 +422,52 @@ async function churn(client: Client, h: SoakHandle) {
  * call beside the churn): the reconciliation reads each handle's shard from the directory once the Worker stopped,
  * so a handle is reconciled on the shard it ended up on.
  */
-async function midLoad(client: Client, handles: readonly SoakHandle[]): Promise<void> {
-  await Promise.all(handles.map((h) => churn(client, h)));
+async function midLoad(
+  client: Client,
+  handles: readonly SoakHandle[],
+  move: { url: string; serviceToken: string } | null,
+): Promise<MoveRun | null> {
+  const [moved] = await Promise.all([
+    move ? moveFirstHandle(handles, move) : null,
+    ...handles.map((h) => churn(client, h)),
+  ]);
+  return moved;
+}
+
+/** The mid-load move: which handle went where, and how the move ended (its last state, or the error). */
+interface MoveRun {
+  handle: string;
+  from: number;
+  to: number;
+  phase: string;
+  rowsCopied: number;
+  seconds: number;
+  error: string | null;
+}
+
+/**
+ * Moves the first handle to the other shard while the load goes on, through the same steps as `npm run handle:move`
+ * (scripts/move-handle.ts). Its writes answer 503 with Retry-After during the last pass; the soak's client waits and
+ * sends them again, as a client should (scripts/soak/client.ts).
+ */
+async function moveFirstHandle(
+  handles: readonly SoakHandle[],
+  move: { url: string; serviceToken: string },
+): Promise<MoveRun> {
+  const h = handles[0]!;
+  const to = h.shard === 0 ? 1 : 0;
+  const started = performance.now();
+  console.log(`  moving ${h.handle}: SHARD_${h.shard} → SHARD_${to}`);
+  const run = { handle: h.handle, from: h.shard, to };
+  try {
+    const state = await moveHandle({ ...move, handle: h.handle, toShard: to });
+    const seconds = Math.round((performance.now() - started) / 1000);
+    console.log(`  moved ${h.handle} in ${seconds} s: ${state.phase}, ${state.rowsCopied} rows copied`);
+    return { ...run, phase: state.phase, rowsCopied: state.rowsCopied, seconds, error: state.error };
+  } catch (err) {
+    const seconds = Math.round((performance.now() - started) / 1000);
+    return { ...run, phase: 'error', rowsCopied: 0, seconds, error: err instanceof Error ? err.message : String(err) };
+  }
 }
 
 /** The handle an ingest request goes to: by its event, so a repeat goes where its original went. */
@@ -1477,6 +1526,7 @@ async function main(): Promise<number> {
       seed: o.seed,
     });
     const outcomes = new Map<string, IngestOutcome>();
+    let moved = null as MoveRun | null; // set by the mid-load step (a closure: not narrowed)
     const stopCron = startCron(srv, recorder);
     try {
       const stopReaders = startReaders(c, handles);
@@ -1485,7 +1535,10 @@ async function main(): Promise<number> {
           `ingest (${o.events} requests over ${o.connections} connections to ${o.handles} handles, with reads)`,
           async () => {
             const sent = sendBatches(c, handles, o, runId, outcomes);
-            await ingest(c, handles, plan, o.connections, outcomes, () => midLoad(c, handles));
+            const move = o.move && o.handles > 1 ? { url: srv.baseUrl, serviceToken: creds.serviceJwt } : null;
+            await ingest(c, handles, plan, o.connections, outcomes, async () => {
+              moved = await midLoad(c, handles, move);
+            });
             await sent;
           },
         );
@@ -1511,6 +1564,18 @@ async function main(): Promise<number> {
         notes,
       }),
     );
+
+    if (moved) {
+      // The moved handle was reconciled on the shard the directory named at the end: its new one, nothing lost.
+      const m = moved;
+      const endedOn = reconciled.handles.find((r) => r.name === m.handle)?.shard;
+      checks.push({
+        name: `${m.handle} moved mid-load (SHARD_${m.from} → SHARD_${m.to}, ${m.seconds} s): phase / shard after`,
+        expected: `done / ${m.to}`,
+        actual: `${m.phase}${m.error ? ` (${m.error})` : ''} / ${endedOn}`,
+        ok: m.phase === 'done' && endedOn === m.to,
+      });
+    }
 
     // The Worker's own account: no error logged, and every minute job run reported done.
     const log = await workerLog(logFile);

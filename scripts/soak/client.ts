@@ -104,6 +104,21 @@ export function createClient(baseUrl: string, connections: number, recorder: Rec
 
   return {
     async request(kind, method, path, options) {
+      // A write to a handle moving between shards answers 503 with Retry-After (docs/design.md#moving-a-handle): the
+      // soak waits and sends it again, as a client should, and records that answer apart as an expected one.
+      for (let tries = 1; ; tries++) {
+        const answer = await once(kind, method, path, options);
+        if (answer.status !== 503 || tries > MOVE_RETRIES || !isMoving(answer)) return answer;
+        await new Promise((resolve) => setTimeout(resolve, Number(answer.headers['retry-after'] ?? 1) * 1000));
+      }
+    },
+    close() {
+      agent.destroy();
+    },
+  };
+
+  async function once(kind: string, method: string, path: string, options: RequestOptions): Promise<Answer> {
+    {
       const started = performance.now();
       let answer: Omit<Answer, 'ms'>;
       try {
@@ -121,15 +136,27 @@ export function createClient(baseUrl: string, connections: number, recorder: Rec
       const ms = performance.now() - started;
       const contentType = answer.headers['content-type'] as string | undefined;
       const bareError = answer.status >= 400 && !isProblem(answer.status, contentType, answer.body);
-      // A 5xx is never expected, and neither is an error a client cannot hand to support (no problem body).
-      const expected = answer.status < 500 && !bareError && options.expected.includes(answer.status);
+      const moving = !bareError && isMoving(answer);
+      // A 5xx is never expected, and neither is an error a client cannot hand to support (no problem body); the one
+      // exception is the documented 503 of a handle's move, which the caller retries.
+      const expected = moving || (answer.status < 500 && !bareError && options.expected.includes(answer.status));
       const requestId = (answer.headers['x-request-id'] as string | undefined) ?? answer.body?.requestId;
       const detail = answer.status >= 400 ? String(answer.body?.detail ?? answer.body?.title ?? '') : undefined;
-      recorder.add({ kind, status: answer.status, ms, bareError, expected, requestId, detail }, method, path);
+      const recorded = moving ? `${kind} (503 while moving, retried)` : kind;
+      recorder.add({ kind: recorded, status: answer.status, ms, bareError, expected, requestId, detail }, method, path);
       return { ...answer, ms };
-    },
-    close() {
-      agent.destroy();
-    },
-  };
+    }
+  }
+}
+
+/** How often one request is sent again while its handle moves (the read-only pass lasts about a minute). */
+const MOVE_RETRIES = 30;
+
+/** The 503 of a write to a handle moving between shards: problem+json with Retry-After, naming the move. */
+function isMoving(answer: Omit<Answer, 'ms'>): boolean {
+  return (
+    answer.status === 503 &&
+    answer.headers['retry-after'] !== undefined &&
+    /moving to another database/.test(String(answer.body?.detail ?? ''))
+  );
 }
