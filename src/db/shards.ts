@@ -151,7 +151,7 @@ export async function shardDbFor(env: Pick<Env, 'DB'>, handle: string): Promise<
 export async function requireWritable(env: Pick<Env, 'DB'>, handle: string): Promise<void> {
   const placement = await placementOf(env, handle);
   if (placement?.movingSince) {
-    throw problems.unavailable('This handle is moving to another database; writes resume within a minute.');
+    throw problems.moving();
   }
 }
 

@@ -43,11 +43,21 @@ export class ProblemError extends Error {
   readonly headers: Record<string, string>;
   /** Extra members of the problem object (e.g. `missingScopes`), documented per type. */
   readonly extensions: Record<string, unknown>;
+  /**
+   * A 5xx the service answers on purpose, for a state it put itself in (a handle moving between shards): the request
+   * log writes it as a warning, so errors stay what someone should look at.
+   */
+  readonly planned: boolean;
 
   constructor(
     type: ProblemType,
     detail: string,
-    options: { errors?: FieldError[]; headers?: Record<string, string>; extensions?: Record<string, unknown> } = {},
+    options: {
+      errors?: FieldError[];
+      headers?: Record<string, string>;
+      extensions?: Record<string, unknown>;
+      planned?: boolean;
+    } = {},
   ) {
     super(detail);
     this.name = 'ProblemError';
@@ -58,6 +68,7 @@ export class ProblemError extends Error {
     this.errors = options.errors;
     this.headers = options.headers ?? {};
     this.extensions = options.extensions ?? {};
+    this.planned = options.planned ?? false;
   }
 }
 
@@ -133,6 +144,12 @@ export const problems = {
   internal: () =>
     new ProblemError('internal', 'Something went wrong on our side. Quote the requestId when you contact support.'),
   unavailable: (detail: string) => new ProblemError('unavailable', detail, { headers: { 'Retry-After': '5' } }),
+  /** Writes to a handle in the last pass of its move between shards (docs/design.md#moving-a-handle). */
+  moving: () =>
+    new ProblemError('unavailable', 'This handle is moving to another database; writes resume within a minute.', {
+      headers: { 'Retry-After': '5' },
+      planned: true,
+    }),
 };
 
 /**

@@ -6,6 +6,7 @@
 import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env.ts';
 import { newId } from '../lib/ids.ts';
+import { ProblemError } from '../lib/problem.ts';
 
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
 
@@ -23,8 +24,10 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
     c.res.headers.set('X-Request-Id', requestId);
     c.res.headers.set('X-Deployment-Id', deploymentId);
     const principal = c.get('principal');
+    // A planned 503 (a handle's move) is a warning: level error is kept for what someone should look at.
+    const planned = c.error instanceof ProblemError && c.error.planned;
     const line = {
-      level: c.res.status >= 500 ? 'error' : 'info',
+      level: c.res.status >= 500 ? (planned ? 'warn' : 'error') : 'info',
       msg: 'request',
       requestId,
       deploymentId,

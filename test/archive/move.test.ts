@@ -8,7 +8,7 @@
  * settle time, so the short waits bound the same things the long ones bound in production.
  */
 import { env } from 'cloudflare:workers';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { findOnShards } from '../../src/db/shards.ts';
 import { releaseDeferred } from '../../src/delivery/deferral.ts';
 import { claimOverdue } from '../../src/delivery/overdue.ts';
@@ -283,12 +283,20 @@ describe('moving a handle between shards', () => {
       }),
       call('PATCH', `/v2/handles/${h.handle}/webhooks/${wh.id}`, { token: h.token, body: { description: 'x' } }),
     ];
-    for (const res of await Promise.all(writes)) {
+    const logged = vi.spyOn(console, 'log');
+    const answers = await Promise.all(writes);
+    const requestLines = logged.mock.calls
+      .map(([line]) => (typeof line === 'string' && line.startsWith('{') ? JSON.parse(line) : null))
+      .filter((l) => l?.msg === 'request' && l.path.startsWith(`/v2/handles/${h.handle}/`) && l.status === 503);
+    logged.mockRestore();
+    for (const res of answers) {
       const problem = await expectProblem(res, 503);
       expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
       expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
       expect(problem.detail).toMatch(/moving/);
     }
+    // A planned 503: logged as a warning, so the Worker's errors stay what someone should look at.
+    expect(requestLines.map((l) => l.level)).toEqual(writes.map(() => 'warn'));
     const feed = await callJson('GET', `/v2/handles/${h.handle}/notifications/${notificationId}`, { token: h.token });
     expect(feed.status).toBe(200);
     for (const path of ['/usage', '/delivery-stats']) {
