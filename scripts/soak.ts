@@ -12,7 +12,8 @@
  * 5. Load: `events` ingest requests over `connections` keep-alive connections, spread over the handles (each with its
  *    own publisher tokens), `duplicates` of them repeats (half the same sourceEventId from another publisher, half the
  *    same request with the same Idempotency-Key), while readers page each handle's feed, open notifications and read
- *    delivery logs. Halfway (`midLoad`), one webhook of each handle is deleted and one disabled.
+ *    delivery logs. Halfway (`midLoad`), one webhook of each handle is deleted and one disabled, and the first handle
+ *    moves to the other shard (its writes wait out the 503 of the read-only pass and are sent again).
  * 6. Drain: polls every handle's feed until no notification is `delivering` (the minute jobs run every 20 s). Each
  *    handle's retention is 1 day and the purge's clock runs a day less PURGE_AFTER_SECONDS ahead, so every minute job
  *    run also archives to R2 and purges what closed more than that ago, between deliveries.
@@ -27,7 +28,7 @@
  * like the rest.
  *
  * Options (or SOAK_<NAME> environment variables): --events 5000 --connections 50 --duplicates 0.1 --handles 4
- * --webhooks 10 (per handle) --failing-share 0.2 --readers 4 --batches 6 --max-minutes 10 --seed 1 --no-churn
+ * --webhooks 10 (per handle) --failing-share 0.2 --readers 4 --batches 6 --max-minutes 10 --seed 1 --no-churn --no-move
  * --keep-state.
  */
 import { randomBytes } from 'node:crypto';
@@ -140,7 +141,7 @@ function parseOptions(): Options {
     'keep-state': { type: 'boolean', default: process.env.SOAK_KEEP_STATE === '1' },
   } as const;
   const usage =
-    'Usage: npm run soak [-- --events N --connections N --duplicates 0..1 --handles N --webhooks N --failing-share 0..1 --readers N --batches N --max-minutes N --seed N --no-churn --keep-state]';
+    'Usage: npm run soak [-- --events N --connections N --duplicates 0..1 --handles N --webhooks N --failing-share 0..1 --readers N --batches N --max-minutes N --seed N --no-churn --no-move --keep-state]';
   let values: ReturnType<typeof parseArgs<{ options: typeof spec }>>['values'];
   try {
     values = parseArgs({ options: spec }).values;
