@@ -1,7 +1,8 @@
 /**
  * The handle's own rows on its shard for `GET /v2/handles/{handle}/placement` (docs/design.md#shards): ONE `db.batch`
- * on the shard, each count walking an index named with `INDEXED BY` (so no planner statistics can turn it into a scan)
- * and stopping at PLACEMENT_COUNT_BOUND, so the rows read stay bounded however much the handle stores.
+ * on the shard, each count walking an index named with `INDEXED BY` (so no planner statistics can turn it into a scan;
+ * attempts by their own key) and stopping at PLACEMENT_COUNT_BOUND, so the rows read stay bounded however much the
+ * handle stores.
  */
 
 /** Each count stops here; past it the report says "at least". */
@@ -35,7 +36,10 @@ const DELIVERY_IDS = `SELECT d.id FROM (${NOTIFICATION_IDS}) n
   UNION ALL SELECT id FROM deliveries INDEXED BY deliveries_test_sends_idx WHERE handle = ?1 AND notification_id IS NULL
   LIMIT ?2`;
 
-/** Reads the handle's retention and its bounded row counts from its shard, in one round trip. */
+/**
+ * Reads the handle's retention and its bounded row counts from its shard, in one round trip. Attempts need no index
+ * named: their table is keyed by (delivery, number) WITHOUT ROWID, so a lookup by delivery is the table's own order.
+ */
 export async function readHandleRows(d1: D1Database, handle: string): Promise<HandleRows> {
   const bound = PLACEMENT_COUNT_BOUND;
   const results = await d1.batch<Record<string, unknown>>([
@@ -45,7 +49,7 @@ export async function readHandleRows(d1: D1Database, handle: string): Promise<Ha
     d1
       .prepare(
         `SELECT count(*) AS n FROM (SELECT 1 FROM (${DELIVERY_IDS}) d
-           JOIN delivery_attempts a INDEXED BY delivery_attempts_delivery_number_uq ON a.delivery_id = d.id LIMIT ?2)`,
+           JOIN delivery_attempts a ON a.delivery_id = d.id LIMIT ?2)`,
       )
       .bind(handle, bound),
   ]);
