@@ -145,7 +145,11 @@ describe('retry policy per webhook: the consumer, the DLQ and the sweeper', () =
     }
     const fb = fakeBatch(
       'notify-deliveries-dlq',
-      [custom, standard].map((deliveryId) => ({ body: { deliveryId } })),
+      // Each message names its handle, as enqueued messages do: it picks the shard (docs/design.md#shards).
+      [
+        [custom, h.handle],
+        [standard, other.handle],
+      ].map(([deliveryId, handle]) => ({ body: { deliveryId, handle } })),
     );
     // Its hand-back goes to a recording producer: the background consumer must not attempt it meanwhile.
     await consumeDeadLetters(fb.batch, quietEnv().env);

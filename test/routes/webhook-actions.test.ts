@@ -614,7 +614,8 @@ describe('playbook 1: "the test passes but production retries to the DLQ"', () =
         id: `m-${i}-${deliveryId}`,
         timestamp: new Date(),
         attempts: 1,
-        body: { deliveryId },
+        // The handle picks the shard, as in every enqueued message (docs/design.md#shards).
+        body: { deliveryId, handle: s.handle },
       })),
     );
     const report = await consumeDeliveries(batch, { ...env, WEBHOOK_TIMEOUT_MS: '300' });
