@@ -32,6 +32,7 @@ import { convertV4MiniflareOptions, Miniflare, type V4WorkerOptions as WorkerOpt
 import { unstable_getMiniflareWorkerOptions } from 'wrangler';
 import { encodeCursor } from '../src/lib/pagination.ts';
 import { cpuSeconds, findWorkerdPid, type LoadResult, median, runLoad, send } from './lib/measure.ts';
+import { publishEvents } from './lib/publish.ts';
 import { type Receiver, startReceiver } from './lib/receiver.ts';
 import { shardsStage, shardsTable } from './shards.ts';
 import { capacityTable, storageStage } from './storage.ts';
@@ -1000,23 +1001,7 @@ async function deliveryStage(B: Awaited<ReturnType<typeof startMiniflare>>, rece
     await createWebhooks(B.subject, a, handle, receiver, group, DELIVERY_WEBHOOKS);
     const cpu0 = cpuSeconds(B.pid);
     const start = performance.now();
-    let published = 0;
-    await pool(
-      Array.from({ length: events }, (_, i) => i),
-      4,
-      async (i) => {
-        const res = await send(
-          'POST',
-          `${B.subject}/v2/handles/${handle}/events`,
-          { authorization: `Bearer ${a.pat}` },
-          eventBody(i),
-        );
-        if (res.status !== 202) throw new Error(`bench: ingest answered ${res.status}: ${res.text.slice(0, 300)}`);
-        published += (JSON.parse(res.text).recipients as Json[]).filter(
-          (x) => x.status === 'queued' || x.status === 'pending',
-        ).length;
-      },
-    );
+    const published = await publishEvents(B.subject, a.pat, [handle], events, eventBody);
     const ingestSeconds = (performance.now() - start) / 1000;
     // Wait until nothing is in flight (bounded): every delivery succeeded, died, or the deadline passed.
     const deadline = performance.now() + 180_000;

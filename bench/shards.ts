@@ -16,6 +16,7 @@
  */
 
 import { send } from './lib/measure.ts';
+import { publishEvents } from './lib/publish.ts';
 import type { Receiver } from './lib/receiver.ts';
 import { type Actors, actors, applyMigrations, createWebhooks, eventBody, startShardedMiniflare } from './run.ts';
 
@@ -170,30 +171,13 @@ async function deliveryRun(
     const placed = await handlesOn(I, a, receiver, tag, DELIVERY_WEBHOOKS);
     const events = Math.round(deliveries / DELIVERY_WEBHOOKS);
     const start = performance.now();
-    let published = 0;
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 4 }, async () => {
-        for (let i = next++; i < events; i = next++) {
-          const h = placed[i % placed.length]!;
-          const res = await send(
-            'POST',
-            `${I.subject}/v2/handles/${h.handle}/events`,
-            { authorization: `Bearer ${a.pat}` },
-            eventBody(i),
-          );
-          if (res.status !== 202) throw new Error(`bench: ingest answered ${res.status}: ${res.text.slice(0, 300)}`);
-          published += (JSON.parse(res.text).recipients as Json[]).filter(
-            (x) => x.status === 'queued' || x.status === 'pending',
-          ).length;
-        }
-      }),
-    );
+    const handles = placed.map((p) => p.handle);
+    const published = await publishEvents(I.subject, a.pat, handles, events, eventBody);
     const ingestSeconds = (performance.now() - start) / 1000;
     const dbs = await Promise.all(
       Array.from({ length: shards }, (_, i) => I.mf.getD1Database(`SHARD_${i}`, 'subject')),
     );
-    const names = JSON.stringify(placed.map((p) => p.handle));
+    const names = JSON.stringify(handles);
     const deadline = performance.now() + 240_000;
     let counts: Record<string, number> = {};
     for (;;) {
