@@ -137,17 +137,19 @@ async function meteredCost(I: Instance, a: Actors, method: string, path: string,
   const r = await send(method, `${I.metered}${path}`, { authorization: `Bearer ${a.pat}` }, body);
   await new Promise((res) => setTimeout(res, 30));
   const stats = JSON.parse((await send('GET', `${I.metered}/__bench/stats`)).text) as Json;
-  const by = stats.byBinding as Record<string, { d1RoundTrips: number; rowsRead: number; rowsWritten: number }>;
+  const by = stats.byBinding as Record<string, { d1Calls: number; rowsRead: number; rowsWritten: number }>;
   const part = (pick: (name: string) => boolean) =>
     Object.entries(by)
       .filter(([name]) => pick(name))
-      .reduce((n, [, v]) => ({ roundTrips: n.roundTrips + v.d1RoundTrips, rowsRead: n.rowsRead + v.rowsRead }), {
-        roundTrips: 0,
+      .reduce((n, [, v]) => ({ calls: n.calls + v.d1Calls, rowsRead: n.rowsRead + v.rowsRead }), {
+        calls: 0,
         rowsRead: 0,
       });
   return {
     status: r.status,
+    // Of latency: calls in flight at once count as one (bench/metered-entry.ts); `calls` is every D1 call.
     roundTrips: stats.d1RoundTrips as number,
+    calls: stats.d1Calls as number,
     rowsRead: stats.rowsRead as number,
     controlPlane: part((n) => n === 'DB'),
     ownShard: part((n) => n === `SHARD_${shard}`),
@@ -343,7 +345,7 @@ export function shardsTable(s: Json): string[] {
     list
       .map(
         (c) =>
-          `SHARD_${c.shard}: ${c[kind].rowsRead} (DB ${c[kind].controlPlane.rowsRead} + own shard ${c[kind].ownShard.rowsRead} + other ${c[kind].otherShards.rowsRead}; ${c[kind].roundTrips} round trips)`,
+          `SHARD_${c.shard}: ${c[kind].rowsRead} (DB ${c[kind].controlPlane.rowsRead} + own shard ${c[kind].ownShard.rowsRead} + other ${c[kind].otherShards.rowsRead}; ${c[kind].roundTrips} round trip${c[kind].roundTrips === 1 ? '' : 's'} of ${c[kind].calls} D1 calls)`,
       )
       .join('; ');
   const placement = (list: Json[]) => {
