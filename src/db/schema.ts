@@ -228,25 +228,22 @@ export const snsTopics = sqliteTable('sns_topics', {
 
 /** One row per accepted event for a handle: what the feed lists. */
 /**
- * The statuses `notifications_handle_status_idx` holds: the outcomes that need attention. Partial, so the common path
- * (`delivering` at insert, `delivered` at the end) writes no entry (docs/performance.md#rows-and-bytes-of-one-event).
+ * The statuses of the common path, `delivering` at insert and `delivered` at the end, which the partial
+ * `notifications_handle_status_idx` leaves out: it holds only the outcomes that need attention, so an event delivered
+ * to everyone writes no entry at either step (docs/performance.md#rows-and-bytes-of-one-event).
  */
-export const NOTIFICATION_ATTENTION_STATUSES = [
-  'partially_failed',
-  'failed',
-  'no_recipients',
-  'undeliverable',
-] as const;
-/** The severities `notifications_handle_severity_idx` holds: `info`, the bulk of events, writes no entry. */
-export const NOTIFICATION_INDEXED_SEVERITIES = ['warning', 'critical'] as const;
-const sqlList = (values: readonly string[]) => values.map((v) => `'${v}'`).join(', ');
+export const NOTIFICATION_PATH_STATUSES = ['delivering', 'delivered'] as const;
 /**
  * The two partial indexes' WHERE terms. SQLite uses a partial index only when the query's WHERE holds the index's
  * term itself (`status = 'failed'` alone does not imply it): a query filtering on one of these columns must repeat
- * the exact term beside its equality, as `feedQuery` (src/routes/notifications/notifications.repo.ts) does.
+ * the exact term beside its equality, as `feedQuery` (src/routes/notifications/notifications.repo.ts) does. Written
+ * as exclusions (`NOT IN`, `<>`), which SQLite never uses to look up an index: an inclusion (`status IN (…)`) competes
+ * with the equality for the index's column, and once D1 has statistics SQLite chose it, lost the id order and walked
+ * the handle's index instead.
  */
-export const NOTIFICATION_STATUS_INDEXED = `status IN (${sqlList(NOTIFICATION_ATTENTION_STATUSES)})`;
-export const NOTIFICATION_SEVERITY_INDEXED = `severity IN (${sqlList(NOTIFICATION_INDEXED_SEVERITIES)})`;
+export const NOTIFICATION_STATUS_INDEXED = "status NOT IN ('delivering', 'delivered')";
+/** `notifications_handle_severity_idx` holds warning and critical: `info`, the bulk of events, writes no entry. */
+export const NOTIFICATION_SEVERITY_INDEXED = "severity <> 'info'";
 
 export const notifications = sqliteTable(
   'notifications',

@@ -364,16 +364,19 @@ describe('GET …/notifications: cost on 100,000 notifications', () => {
     expect(route.ids).toEqual(want.slice(0, 50));
   });
 
-  it('the status and severity indexes are partial, and every filter on a value they hold is a SEARCH of that index', async () => {
+  it('the status and severity indexes are partial, and every filter on a value they hold is a SEARCH of that index, also once D1 has statistics', async () => {
     const d1 = await shardOf(handle);
+    // With statistics (D1 may gather them; the bench does), a partial index written `severity IN ('warning', …)` lost
+    // to the handle's index for `severity=critical`, which then read every row until 51 matched (3 × 51 here).
+    await d1.prepare('ANALYZE').run();
     const { results: defs } = await d1
       .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN (?1, ?2) ORDER BY name")
       .bind('notifications_handle_severity_idx', 'notifications_handle_status_idx')
       .all<{ name: string; sql: string }>();
     // Only the outcomes that need attention and warning/critical: delivering → delivered and info write no entry.
     expect(defs.map((d) => d.sql.replace(/^.* WHERE /s, ''))).toEqual([
-      "severity IN ('warning', 'critical')",
-      "status IN ('partially_failed', 'failed', 'no_recipients', 'undeliverable')",
+      "severity <> 'info'",
+      "status NOT IN ('delivering', 'delivered')",
     ]);
     const statuses = ['delivering', 'delivered', 'partially_failed', 'failed', 'no_recipients', 'undeliverable'];
     const indexed: Array<[FeedFilter, string, (n: number) => boolean]> = [

@@ -7,8 +7,7 @@ import { and, desc, eq, gte, lt, type SQL, sql } from 'drizzle-orm';
 import { type Db, getDb } from '../../db/client.ts';
 import { allCompiled, compiled } from '../../db/prepared.ts';
 import {
-  NOTIFICATION_ATTENTION_STATUSES,
-  NOTIFICATION_INDEXED_SEVERITIES,
+  NOTIFICATION_PATH_STATUSES,
   NOTIFICATION_SEVERITY_INDEXED,
   NOTIFICATION_STATUS_INDEXED,
   notifications,
@@ -49,10 +48,9 @@ const listColumns = {
 
 /** A status `notifications_handle_status_idx` holds (it is partial): a filter on it is an exact keyset scan. */
 export const statusIndexed = (s: FeedFilter['status']): boolean =>
-  (NOTIFICATION_ATTENTION_STATUSES as readonly (string | undefined)[]).includes(s);
-/** A severity `notifications_handle_severity_idx` holds (it is partial). */
-export const severityIndexed = (s: FeedFilter['severity']): boolean =>
-  (NOTIFICATION_INDEXED_SEVERITIES as readonly (string | undefined)[]).includes(s);
+  s !== undefined && !(NOTIFICATION_PATH_STATUSES as readonly string[]).includes(s);
+/** A severity `notifications_handle_severity_idx` holds (it is partial: all but `info`). */
+export const severityIndexed = (s: FeedFilter['severity']): boolean => s !== undefined && s !== 'info';
 
 /**
  * Builds the feed query (exported so tests can EXPLAIN it). A `status` or `severity` in `filter` must be one its
@@ -175,7 +173,8 @@ export function getNotification(db: Db, handle: string, id: string): Promise<Not
 
 /**
  * How many of the handle's notifications from `fromId` on are `undeliverable`, as `{ n }` (the doctor's last day). It
- * repeats the partial status index's term, without which SQLite would read every notification of the handle instead.
+ * repeats the partial status index's term, without which SQLite could not use that index and would read every
+ * notification of the handle since `fromId` instead.
  */
 export function undeliverableCount(d1: D1Database, handle: string, fromId: string): D1PreparedStatement {
   return d1
