@@ -226,7 +226,6 @@ export const snsTopics = sqliteTable('sns_topics', {
   createdAt: createdAt(),
 });
 
-/** One row per accepted event for a handle: what the feed lists. */
 /**
  * The statuses of the common path, `delivering` at insert and `delivered` at the end, which the partial
  * `notifications_handle_status_idx` leaves out: it holds only the outcomes that need attention, so an event delivered
@@ -245,6 +244,7 @@ export const NOTIFICATION_STATUS_INDEXED = "status NOT IN ('delivering', 'delive
 /** `notifications_handle_severity_idx` holds warning and critical: `info`, the bulk of events, writes no entry. */
 export const NOTIFICATION_SEVERITY_INDEXED = "severity <> 'info'";
 
+/** One row per accepted event for a handle: what the feed lists. */
 export const notifications = sqliteTable(
   'notifications',
   {
