@@ -32,7 +32,7 @@ import { convertV4MiniflareOptions, Miniflare, type V4WorkerOptions as WorkerOpt
 import { unstable_getMiniflareWorkerOptions } from 'wrangler';
 import { encodeCursor } from '../src/lib/pagination.ts';
 import { cpuSeconds, findWorkerdPid, type LoadResult, median, runLoad, send } from './lib/measure.ts';
-import { publishEvents } from './lib/publish.ts';
+import { publishBatches, publishEvents } from './lib/publish.ts';
 import { type Receiver, startReceiver } from './lib/receiver.ts';
 import { shardsStage, shardsTable } from './shards.ts';
 import { capacityTable, storageStage } from './storage.ts';
@@ -1003,9 +1003,14 @@ async function deliveryStage(B: Awaited<ReturnType<typeof startMiniflare>>, rece
     );
   };
 
-  const runSubject = async (r: number) => {
-    const handle = `bench-delivery-${r}`;
-    const group = `dlv${r}`;
+  const batchRounds: Json[] = [];
+  /**
+   * One service round: events published one per request (`single`, the target's figure), or 100 per request
+   * (`batch`, beside it: the same consumer with ingest's per-request cost taken out of the clock).
+   */
+  const runSubject = async (r: number, mode: 'single' | 'batch' = 'single') => {
+    const handle = mode === 'single' ? `bench-delivery-${r}` : `bench-delivery-batch-${r}`;
+    const group = mode === 'single' ? `dlv${r}` : `dlvb${r}`;
     const provisioned = await api(B.subject, 'PUT', `/v2/internal/handles/${handle}`, a.service, {
       displayName: handle,
       ownerUserId: a.ownerId,
@@ -1014,7 +1019,10 @@ async function deliveryStage(B: Awaited<ReturnType<typeof startMiniflare>>, rece
     await createWebhooks(B.subject, a, handle, receiver, group, DELIVERY_WEBHOOKS);
     const cpu0 = cpuSeconds(B.pid);
     const start = performance.now();
-    const published = await publishEvents(B.subject, a.pat, [handle], events, eventBody);
+    const published =
+      mode === 'single'
+        ? await publishEvents(B.subject, a.pat, [handle], events, eventBody)
+        : (await publishBatches(B.subject, a.pat, handle, events, eventBody)) * DELIVERY_WEBHOOKS;
     const ingestSeconds = (performance.now() - start) / 1000;
     // Wait until nothing is in flight (bounded): every delivery succeeded, died, or the deadline passed. The receiver's
     // own count is watched (no cost to the Worker); D1 is asked only every 2 s, for deliveries that died, and once at
@@ -1068,10 +1076,10 @@ async function deliveryStage(B: Awaited<ReturnType<typeof startMiniflare>>, rece
       workerdCpuMsPerDelivery: (cpu * 1000) / Math.max(1, deliveredRows),
       receiverPeakInFlight: s.peakInFlight,
     };
-    rounds.push(out);
+    (mode === 'single' ? rounds : batchRounds).push(out);
     progress(
       'Delivery',
-      `round ${r + 1}/${DELIVERY_ROUNDS} service: ${deliveredRows} of ${published} delivered in ${seconds.toFixed(1)} s = ${out.perSecond.toFixed(0)}/s (ingest ${ingestSeconds.toFixed(1)} s); balance ${balanced ? 'OK' : 'FAILED — run void'}: published ${published} = delivered ${deliveredRows} + dead ${dead} + in flight ${inFlight}`,
+      `round ${r + 1}/${DELIVERY_ROUNDS} service (${mode === 'single' ? '1 event per publish' : '100 events per publish'}): ${deliveredRows} of ${published} delivered in ${seconds.toFixed(1)} s = ${out.perSecond.toFixed(0)}/s (ingest ${ingestSeconds.toFixed(1)} s); balance ${balanced ? 'OK' : 'FAILED — run void'}: published ${published} = delivered ${deliveredRows} + dead ${dead} + in flight ${inFlight}`,
     );
   };
 
@@ -1082,8 +1090,10 @@ async function deliveryStage(B: Awaited<ReturnType<typeof startMiniflare>>, rece
   for (let r = 0; r < DELIVERY_ROUNDS; r++) {
     await runBaseline(r);
     await runSubject(r);
+    await runSubject(r, 'batch');
   }
   const valid = rounds.every((r) => r.balanced);
+  const batchValid = batchRounds.every((r) => r.balanced);
   return {
     deliveries: DELIVERIES,
     rounds,
@@ -1096,6 +1106,14 @@ async function deliveryStage(B: Awaited<ReturnType<typeof startMiniflare>>, rece
     // workerd's CPU (every isolate: the service, local D1, the queues) per delivered message, subject and baseline.
     subjectCpuMsPerDelivery: median(rounds.map((r) => r.workerdCpuMsPerDelivery)),
     baselineCpuMsPerDelivery: median(baselineRounds.map((r) => r.workerdCpuMsPerDelivery)),
+    batchPublished: {
+      rounds: batchRounds,
+      balanced: batchValid,
+      perSecond: median(batchRounds.map((r) => r.perSecond)),
+      ratio: median(batchRounds.map((r, i) => r.perSecond / baselineRounds[i]!.perSecond)),
+      cpuMsPerDelivery: median(batchRounds.map((r) => r.workerdCpuMsPerDelivery)),
+      ingestSeconds: median(batchRounds.map((r) => r.ingestSeconds)),
+    },
   };
 }
 
@@ -1140,7 +1158,8 @@ function targets(r: Json) {
       pass: r.apiWrite.rpsRatio >= 0.5,
     },
     {
-      target: 'Delivery end to end ≥ 0.5× raw fetch (deliveries/s), balanced',
+      target:
+        'Delivery end to end ≥ 0.5× raw fetch (deliveries/s), balanced; events published 1 per request, 4 at a time',
       measured: `${r.delivery.ratio.toFixed(2)}×${r.delivery.void ? ' (VOID: unbalanced)' : ''}; ${cpuBeside(
         {
           subject: { cpuUsPerReq: r.delivery.subjectCpuMsPerDelivery * 1000 },
@@ -1150,6 +1169,21 @@ function targets(r: Json) {
       )}`,
       pass: r.delivery.ratio >= 0.5 && !r.delivery.void,
     },
+    ...(r.delivery.batchPublished?.rounds?.length
+      ? [
+          {
+            target: 'Delivery end to end ≥ 0.5× raw fetch (deliveries/s), balanced; events published 100 per request',
+            measured: `${r.delivery.batchPublished.ratio.toFixed(2)}×${r.delivery.batchPublished.balanced ? '' : ' (VOID: unbalanced)'}; ${cpuBeside(
+              {
+                subject: { cpuUsPerReq: r.delivery.batchPublished.cpuMsPerDelivery * 1000 },
+                baseline: { cpuUsPerReq: r.delivery.baselineCpuMsPerDelivery * 1000 },
+              },
+              'delivery',
+            )}`,
+            pass: r.delivery.batchPublished.ratio >= 0.5 && r.delivery.batchPublished.balanced,
+          },
+        ]
+      : []),
     {
       target: '≤ 6 concurrent fetches per consumer invocation',
       measured: `peak ${r.d1.consumerBatch.peakConcurrency} (limiter), receiver saw ${r.d1.consumerBatch.receiverPeakInFlight}`,
@@ -1231,6 +1265,11 @@ function renderTable(r: Json): string {
     `| API write | \`POST …/events\` matching 3 webhooks | a bare route doing one insert and one queue send | **${f2(wr.rpsRatio)}× req/s** (${f0(wr.subject.rps)} vs ${f0(wr.baseline.rps)}), **${f2(wr.cpuRatio)}× CPU/request** (${f0(wr.subject.cpuUsPerReq)} vs ${f0(wr.baseline.cpuUsPerReq)} µs); p50/p99 ${f1(wr.subject.p50)}/${f1(wr.subject.p99)} ms vs ${f1(wr.baseline.p50)}/${f1(wr.baseline.p99)} ms |`,
     `| Auth | the read with a JWT vs with a PAT | — | JWT ${f0(r.auth.jwt.rps)} req/s, PAT ${f0(r.auth.pat.rps)} req/s (JWT/PAT ${f2(r.auth.jwtOverPat)}×) |`,
     `| Delivery | ${dl.deliveries.toLocaleString('en')} deliveries, ingest → loopback receiver 2xx, end to end | raw signed \`fetch\` POSTs to the same receiver at concurrency 6 | **${f2(dl.ratio)}× deliveries/s** (${f0(dl.subjectPerSecond)} vs ${f0(dl.baselinePerSecond)}/s), CPU ${f2(dl.subjectCpuMsPerDelivery)} vs ${f2(dl.baselineCpuMsPerDelivery)} ms/delivery; balance: ${(dl.rounds as Json[]).map((x) => `published ${x.published} = delivered ${x.delivered} + dead ${x.dead} + in flight ${x.inFlight} ${x.balanced ? '✓' : '✗ VOID'}`).join('; ')} |`,
+    ...(dl.batchPublished?.rounds?.length
+      ? [
+          `| Delivery, 100 events per publish (beside the target) | the same deliveries published through \`POST …/events/batch\`, one call at a time | the same raw signed \`fetch\` rounds | **${f2(dl.batchPublished.ratio)}× deliveries/s** (${f0(dl.batchPublished.perSecond)}/s, ingest ${dl.batchPublished.ingestSeconds.toFixed(1)} s), CPU ${f2(dl.batchPublished.cpuMsPerDelivery)} ms/delivery; balance: ${(dl.batchPublished.rounds as Json[]).map((x) => `published ${x.published} = delivered ${x.delivered} + dead ${x.dead} + in flight ${x.inFlight} ${x.balanced ? '✓' : '✗ VOID'}`).join('; ')} |`,
+        ]
+      : []),
     `| Fan-out | one event to 1,000 webhooks | — | all enqueued in ${f0(r.fanout.msToAllEnqueued)} ms; ${r.fanout.sendBatchCalls} \`sendBatch\` calls; ${r.fanout.d1RoundTrips} D1 round trips (${r.fanout.d1WriteRoundTrips} for the writes) |`,
     `| D1 cost | every route, the consumer per batch, and per delivered event | — | consumer batch of ${cb.messages}: ${cb.d1RoundTrips} round trips, ${f0(cb.rowsRead)} rows read, ${f0(cb.rowsWritten)} written (peak ${cb.peakConcurrency} fetches); per event with 3 webhooks delivered: ${pe.d1RoundTrips} round trips, ${pe.rowsRead} read, ${pe.rowsWritten} written (${f1(pe.rowsWrittenPerDelivered)} per recipient); **$${f2(usd.total)} per million events** (D1 writes $${f2(usd.d1RowsWritten)}, reads $${usd.d1RowsRead.toFixed(4)}, Queues $${f2(usd.queues)}); every route below |`,
     ...(r.d1.batchPublish

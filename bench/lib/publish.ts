@@ -31,3 +31,30 @@ export async function publishEvents(
   );
   return published;
 }
+
+/** Events per `POST …/events/batch` call (the route's maximum). */
+const BATCH = 100;
+
+/**
+ * Publishes `events` events to `handle` through `POST …/events/batch`, BATCH per call, one call in flight at a time
+ * (a backfill's shape), and answers how many were stored. Any answer but 200, or a refused event, ends the bench.
+ */
+export async function publishBatches(
+  base: string,
+  pat: string,
+  handle: string,
+  events: number,
+  body: (i: number) => string,
+): Promise<number> {
+  let stored = 0;
+  for (let first = 0; first < events; first += BATCH) {
+    const batch = Array.from({ length: Math.min(BATCH, events - first) }, (_, k) => JSON.parse(body(first + k)));
+    const url = `${base}/v2/handles/${handle}/events/batch`;
+    const res = await send('POST', url, { authorization: `Bearer ${pat}` }, JSON.stringify({ events: batch }));
+    const answer = res.status === 200 ? (JSON.parse(res.text) as { stored: number; refused: number }) : null;
+    if (!answer || answer.refused > 0)
+      throw new Error(`bench: batch ingest answered ${res.status}: ${res.text.slice(0, 300)}`);
+    stored += answer.stored;
+  }
+  return stored;
+}
