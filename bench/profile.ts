@@ -1,12 +1,15 @@
 /**
- * `npm run bench:profile -- [read|write|jwt]`: a CPU profile of the service under the bench's load, through workerd's V8
- * inspector — where the time of one request goes, by function (self time) and by source file. A tool for fixing a
- * MISS, not part of `npm run bench`.
+ * `npm run bench:profile -- [read|write|jwt|deliver]`: a CPU profile of the service under the bench's load, through
+ * workerd's V8 inspector — where the time of one request goes, by function (self time) and by source file. `deliver`
+ * profiles the delivery stage's work end to end: events published 4 at a time to 10 webhooks, with wrangler.toml's
+ * queue consumers delivering them to the loopback receiver, until every delivery has ended. A tool for fixing a MISS,
+ * not part of `npm run bench`.
  */
 
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { SourceMap } from 'node:module';
 import { join } from 'node:path';
-import { findWorkerdPid, runLoad } from './lib/measure.ts';
+import { cpuSeconds, findWorkerdPid, runLoad } from './lib/measure.ts';
 import { startReceiver } from './lib/receiver.ts';
 import {
   actors,
@@ -27,14 +30,19 @@ await bundle('bench/baseline-worker.ts', join(OUT, 'baseline.js'));
 await bundle('bench/metered-entry.ts', join(OUT, 'metered.js'));
 const receiver = await startReceiver();
 const port = 9300 + Math.floor(Math.random() * 500);
-const A = await startMiniflare(false, port);
+const A = await startMiniflare(what === 'deliver', port);
 const db = await A.mf.getD1Database('DB', 'subject');
 await applyMigrations(db);
 const a = await actors(A.subject);
 await provision(A.subject, a, 'bench-store');
-await seedNotifications(db, 'bench-store', 100_000, Date.parse('2026-01-01T00:00:00Z'));
+if (what === 'read' || what === 'jwt')
+  await seedNotifications(db, 'bench-store', 100_000, Date.parse('2026-01-01T00:00:00Z'));
 await provision(A.subject, a, 'bench-write');
 await createWebhooks(A.subject, a, 'bench-write', receiver, 'write', 3);
+if (what === 'deliver') {
+  await provision(A.subject, a, 'bench-deliver');
+  await createWebhooks(A.subject, a, 'bench-deliver', receiver, 'deliver', 10);
+}
 
 const list = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as Array<{
   id: string;
@@ -87,14 +95,56 @@ const specs: Record<string, Parameters<typeof runLoad>[0]> = {
     durationMs: 4000,
   },
 };
-const spec = specs[what]!;
-await runLoad({ ...spec, durationMs: 1000 }, findWorkerdPid());
+/** The delivery stage's work: `events` publishes 4 at a time, then waiting until none of their deliveries is open. */
+async function deliverAll(events: number, from: number) {
+  const started = performance.now();
+  let next = from;
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      while (next < from + events) {
+        const res = await fetch(`${A.subject}/v2/handles/bench-deliver/events`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${a.pat}`, 'content-type': 'application/json' },
+          body: eventBody(next++),
+        });
+        if (res.status !== 202) throw new Error(`profile: ingest answered ${res.status}`);
+        await res.arrayBuffer();
+      }
+    }),
+  );
+  const ingestMs = performance.now() - started;
+  for (;;) {
+    const open = await db
+      .prepare(
+        `SELECT count(*) AS n FROM deliveries WHERE handle = 'bench-deliver' AND status IN ('pending', 'queued', 'retrying')`,
+      )
+      .first<{ n: number }>();
+    if (!open?.n) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { ingestMs, totalMs: performance.now() - started };
+}
+
+const spec = specs[what];
+if (spec) await runLoad({ ...spec, durationMs: 1000 }, findWorkerdPid());
+else await deliverAll(20, 0);
 for (const x of sessions) {
   await x.cdp('Profiler.enable');
   await x.cdp('Profiler.setSamplingInterval', { interval: 200 });
   await x.cdp('Profiler.start');
 }
-const result = await runLoad(spec, A.pid);
+let result: { rps: number; cpuUsPerReq: number };
+if (spec) result = await runLoad(spec, A.pid);
+else {
+  const events = 300;
+  const cpu0 = cpuSeconds(A.pid);
+  const t = await deliverAll(events, 1000);
+  const deliveries = events * 10;
+  result = { rps: (deliveries * 1000) / t.totalMs, cpuUsPerReq: ((cpuSeconds(A.pid) - cpu0) * 1e6) / deliveries };
+  console.log(
+    `deliver: ${deliveries} deliveries in ${(t.totalMs / 1000).toFixed(1)} s (ingest ${(t.ingestMs / 1000).toFixed(1)} s)`,
+  );
+}
 const profiles = await Promise.all(
   sessions.map(async (x) => ({ name: x.name, profile: (await x.cdp('Profiler.stop')).profile })),
 );
@@ -112,24 +162,44 @@ const busy = profiles
   .filter((x) => x.busy > 0)
   .sort((x, y) => y.busy - x.busy);
 console.log('busy samples per isolate (200 µs each):', busy.map((x) => `${x.name} ${x.busy}`).join(', '));
-console.log(`${what}: ${result.rps.toFixed(0)} req/s, ${result.cpuUsPerReq.toFixed(0)} µs CPU/request`);
+const [unit, units] = spec ? ['request', 'req'] : ['delivery', 'deliveries'];
+console.log(`${what}: ${result.rps.toFixed(0)} ${units}/s, ${result.cpuUsPerReq.toFixed(0)} µs CPU per ${unit}`);
 writeFileSync(join(OUT, `${what}.cpuprofile`), JSON.stringify(profile));
 
 type Node = {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
   hitCount: number;
   children?: number[];
 };
 const nodes = new Map<number, Node>((profile.nodes as Node[]).map((n) => [n.id, n]));
 const total = (profile.nodes as Node[]).reduce((s, n) => s + n.hitCount, 0);
+// The service is minified (wrangler.toml): its frames are named through the bundle's source map, as
+// `<original file>:<line> <original name>`, and its self time is also added up per original source file.
+const map = new SourceMap(JSON.parse(readFileSync(join(OUT, 'service', 'index.js.map'), 'utf8')));
+const frameName = (f: Node['callFrame']) => {
+  if (f.url.endsWith('index.js') && f.lineNumber >= 0) {
+    const e = map.findEntry(f.lineNumber, f.columnNumber) as {
+      originalSource?: string;
+      originalLine?: number;
+      name?: string;
+    };
+    if (e.originalSource) {
+      const file = e.originalSource.replace(/^.*?(node_modules\/|src\/)/, '$1');
+      return { file, name: `${file}:${(e.originalLine ?? 0) + 1} ${e.name ?? (f.functionName || '(anon)')}` };
+    }
+  }
+  const file = f.url ? f.url.split('/').slice(-1)[0]! : '(native)';
+  return { file, name: `${f.functionName || '(anon)'} ${file}:${f.lineNumber}` };
+};
 const self = new Map<string, number>();
 const byFile = new Map<string, number>();
 for (const n of nodes.values()) {
-  const key = `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.split('/').slice(-1)[0]}:${n.callFrame.lineNumber}`;
-  self.set(key, (self.get(key) ?? 0) + n.hitCount);
+  const { file, name } = frameName(n.callFrame);
+  self.set(name, (self.get(name) ?? 0) + n.hitCount);
+  byFile.set(file, (byFile.get(file) ?? 0) + n.hitCount);
 }
-// Inclusive time per function name (each sample counted once per distinct name on its stack).
+// Inclusive time per function (each sample counted once per distinct function on its stack).
 const parent = new Map<number, number>();
 for (const n of nodes.values()) for (const c of n.children ?? []) parent.set(c, n.id);
 const inclusive = new Map<string, number>();
@@ -137,7 +207,7 @@ for (const n of nodes.values()) {
   if (!n.hitCount) continue;
   const seen = new Set<string>();
   for (let cur: number | undefined = n.id; cur !== undefined; cur = parent.get(cur)) {
-    const f = nodes.get(cur)!.callFrame.functionName || '(anon)';
+    const f = frameName(nodes.get(cur)!.callFrame).name;
     if (!seen.has(f)) {
       seen.add(f);
       inclusive.set(f, (inclusive.get(f) ?? 0) + n.hitCount);
@@ -151,7 +221,7 @@ const top = (m: Map<string, number>, k: number) =>
     .map(([n, c]) => `${((100 * c) / total).toFixed(1).padStart(5)}%  ${n}`)
     .join('\n');
 console.log(`\nself time (of ${total} samples):\n${top(self, 30)}\n\ninclusive:\n${top(inclusive, 45)}`);
-void byFile;
+console.log(`\nself time by source file:\n${top(byFile, 25)}`);
 for (const x of sessions) x.ws.close();
 await A.mf.dispose();
 await receiver.close();
