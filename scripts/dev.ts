@@ -27,10 +27,10 @@ import { join, relative, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, parseEnv } from 'node:util';
 import { SNS_FAKE_ACCOUNT, SNS_FAKE_CREDENTIALS, type SnsFake, startSnsFake } from '../test/support/node/sns-fake.ts';
-import { migrateAll } from './db-migrate.ts';
+import { migrateAll, seedLocal } from './db-migrate.ts';
 import { DEMO, type DemoCredentials, demoCredentials, seedShardSql, seedSql } from './dev-seed.ts';
 import { SCHEDULED_PATH, startMinuteJobs } from './minute-jobs.ts';
-import { ROOT, WRANGLER, WranglerError, runWrangler as wrangler } from './wrangler-cli.ts';
+import { ROOT, WRANGLER, WranglerError } from './wrangler-cli.ts';
 
 const DEV_VARS_EXAMPLE = join(ROOT, '.dev.vars.example');
 
@@ -324,13 +324,11 @@ async function main(): Promise<number> {
   if (!options.seedOnly) await assertPortFree();
 
   console.log('• Applying D1 migrations to the local databases (control plane and shards)…');
-  const local = ['--local', ...persistArgs(options)];
-  await migrateAll(local);
+  await migrateAll(options.persistTo);
 
   console.log('• Seeding demo data…');
   const creds = await demoCredentials(vars.JWT_SECRET!);
-  await wrangler('seed the demo data', ['d1', 'execute', 'DB', ...local, '--command', seedSql(creds.pat)]);
-  await wrangler('seed the demo shard', ['d1', 'execute', 'SHARD_0', ...local, '--command', seedShardSql()]);
+  await seedLocal(options.persistTo, { DB: seedSql(creds.pat), SHARD_0: seedShardSql() });
 
   printBanner(creds);
   if (options.seedOnly) return 0;

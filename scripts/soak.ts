@@ -1439,7 +1439,7 @@ async function main(): Promise<number> {
     const creds = await demoCredentials(jwtSecret);
     const seeds = seedHandles(o.handles, SHARDS);
     await phases.run(`migrate + seed (${o.handles} handles over ${Math.min(SHARDS, o.handles)} shards)`, async () => {
-      await migrateAll(['--local', '--persist-to', persistDir]);
+      await migrateAll(persistDir);
       const local = ['--local', '--persist-to', persistDir];
       // One `wrangler d1 execute` per database: the demo seed and the other handles' rows together.
       const { control, shards } = seedHandlesSql(seeds.slice(1));

@@ -226,6 +226,24 @@ export const snsTopics = sqliteTable('sns_topics', {
   createdAt: createdAt(),
 });
 
+/**
+ * The statuses of the common path, `delivering` at insert and `delivered` at the end, which the partial
+ * `notifications_handle_status_idx` leaves out: it holds only the outcomes that need attention, so an event delivered
+ * to everyone writes no entry at either step (docs/performance.md#rows-and-bytes-of-one-event).
+ */
+export const NOTIFICATION_PATH_STATUSES = ['delivering', 'delivered'] as const;
+/**
+ * The two partial indexes' WHERE terms. SQLite uses a partial index only when the query's WHERE holds the index's
+ * term itself (`status = 'failed'` alone does not imply it): a query filtering on one of these columns must repeat
+ * the exact term beside its equality, as `feedQuery` (src/routes/notifications/notifications.repo.ts) does. Written
+ * as exclusions (`NOT IN`, `<>`), which SQLite never uses to look up an index: an inclusion (`status IN (…)`) competes
+ * with the equality for the index's column, and once D1 has statistics SQLite chose it, lost the id order and walked
+ * the handle's index instead.
+ */
+export const NOTIFICATION_STATUS_INDEXED = "status NOT IN ('delivering', 'delivered')";
+/** `notifications_handle_severity_idx` holds warning and critical: `info`, the bulk of events, writes no entry. */
+export const NOTIFICATION_SEVERITY_INDEXED = "severity <> 'info'";
+
 /** One row per accepted event for a handle: what the feed lists. */
 export const notifications = sqliteTable(
   'notifications',
@@ -268,11 +286,15 @@ export const notifications = sqliteTable(
     updatedAt: updatedAt(),
   },
   (t) => [
-    // The feed, newest first, and its filters: each a keyset scan of its own index.
+    // The feed, newest first, and its filters: a keyset scan of the index that holds the filter's value. Status and
+    // severity are partial (only the values above): a filter on another value reads a bounded slice of
+    // `notifications_handle_idx` instead (docs/design.md#routes).
     index('notifications_handle_idx').on(t.handle, t.id),
-    index('notifications_handle_status_idx').on(t.handle, t.status, t.id),
+    index('notifications_handle_status_idx').on(t.handle, t.status, t.id).where(sql.raw(NOTIFICATION_STATUS_INDEXED)),
     index('notifications_handle_type_idx').on(t.handle, t.type, t.id),
-    index('notifications_handle_severity_idx').on(t.handle, t.severity, t.id),
+    index('notifications_handle_severity_idx')
+      .on(t.handle, t.severity, t.id)
+      .where(sql.raw(NOTIFICATION_SEVERITY_INDEXED)),
     // The few notifications the undeliverable alert job has to look at, oldest first.
     index('notifications_alert_check_idx').on(t.alertCheckAt).where(sql`alert_check_at IS NOT NULL`),
     // `sourceEventId` is unique per handle: a repeat answers with the first notification. Partial: most events carry

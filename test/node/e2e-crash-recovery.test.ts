@@ -12,10 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { D1_BINDINGS } from '../../scripts/db-migrate.ts';
+import { migrateAll } from '../../scripts/db-migrate.ts';
 import { type MinuteJobs, startMinuteJobs } from '../../scripts/minute-jobs.ts';
 import { type DevServer, startDevServer } from '../../scripts/soak/server.ts';
-import { runWrangler, type WranglerError } from '../../scripts/wrangler-cli.ts';
 import { apiClient, type Json, testJwt } from '../support/node/api-client.ts';
 import { type Hit, type Receivers, startReceivers } from '../support/node/receivers.ts';
 
@@ -52,14 +51,7 @@ beforeAll(async () => {
   stateDir = await mkdtemp(join(tmpdir(), 'gharart-notify-crash-'));
   const envFile = `JWT_SECRET=${JWT_SECRET}\nENCRYPTION_KEY=${randomBytes(32).toString('base64')}\n`;
   await writeFile(join(stateDir, 'secrets.env'), envFile, { mode: 0o600 });
-  for (const binding of D1_BINDINGS)
-    await runWrangler(
-      `apply the D1 migrations to ${binding}`,
-      ['d1', 'migrations', 'apply', binding, '--local', '--persist-to', join(stateDir, 'state')],
-      { timeoutMs: 60_000 },
-    ).catch((err: WranglerError) => {
-      throw new Error(`${err.message}\n${err.output}`);
-    });
+  await migrateAll(join(stateDir, 'state'));
   receivers = await startReceivers();
   server = await start();
 });

@@ -14,8 +14,8 @@ import { Webhook } from 'standardwebhooks';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unstable_startWorker } from 'wrangler';
-import { D1_BINDINGS } from '../../scripts/db-migrate.ts';
-import { ROOT, runWrangler, type WranglerError } from '../../scripts/wrangler-cli.ts';
+import { migrateAll } from '../../scripts/db-migrate.ts';
+import { ROOT } from '../../scripts/wrangler-cli.ts';
 import { apiClient, type Json, testJwt } from '../support/node/api-client.ts';
 
 const JWT_SECRET = 'guide-secret-that-is-long-enough-for-hs256-0123456789abcdef';
@@ -38,16 +38,7 @@ export function guideSnippet(markdown: string): string {
 beforeAll(async () => {
   process.env.WRANGLER_LOG = 'warn';
   persistDir = await mkdtemp(join(tmpdir(), 'gharart-notify-guide-'));
-  for (const binding of D1_BINDINGS)
-    await runWrangler(
-      `apply the D1 migrations to ${binding}`,
-      ['d1', 'migrations', 'apply', binding, '--local', '--persist-to', persistDir],
-      {
-        timeoutMs: 60_000,
-      },
-    ).catch((err: WranglerError) => {
-      throw new Error(`${err.message}\n${err.output}`);
-    });
+  await migrateAll(persistDir);
   worker = await unstable_startWorker({
     config: join(ROOT, 'wrangler.toml'),
     bindings: {

@@ -7,7 +7,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { getDb } from '../../src/db/client.ts';
 import { boundaryId, newId } from '../../src/lib/ids.ts';
 import { encodeCursor } from '../../src/lib/pagination.ts';
-import { type FeedFilter, feedQuery } from '../../src/routes/notifications/notifications.repo.ts';
+import {
+  COMBINED_FILTER_SCAN,
+  type FeedFilter,
+  feedPlan,
+  feedQuery,
+  undeliverableCount,
+} from '../../src/routes/notifications/notifications.repo.ts';
 import { meterD1, otherShard } from '../support/d1-meter.ts';
 import {
   addMember,
@@ -148,6 +154,48 @@ describe('GET …/notifications: paging under every filter (1,000 notifications)
         expect(pages).toBe(Math.max(1, Math.ceil(want.length / limit)));
       });
     }
+  }
+
+  // No partial index holds these values: each page reads a slice of limit × COMBINED_FILTER_SCAN rows of the handle's
+  // index (7 × 20 = 140 of the 1,000), so a page may be short and the cursor resumes after the slice.
+  for (const [name, query, where] of [
+    ['status=delivered', { status: 'delivered' }, "status = 'delivered'"],
+    ['severity=info', { severity: 'info' }, "severity = 'info'"],
+    [
+      'status=delivering + a type prefix',
+      { status: 'delivering', type: 'order.*' },
+      "status = 'delivering' AND type LIKE 'order.%'",
+    ],
+  ] as const) {
+    it(`${name} over more rows than one slice, limit 7: every match exactly once, newest first, across pages`, async () => {
+      const reader = unique('reader');
+      await addMember(handle, reader, 'viewer');
+      const token = await userJwt(reader);
+      const ids: string[] = [];
+      let cursor: string | null = null;
+      let pages = 0;
+      do {
+        const params = new URLSearchParams({ ...query, limit: '7' });
+        if (cursor) params.set('cursor', cursor);
+        const { status, body } = await callJson('GET', `${feedPath(handle)}?${params}`, { token });
+        expect(status, JSON.stringify(body)).toBe(200);
+        expect(body.data.length).toBeLessThanOrEqual(7);
+        ids.push(...body.data.map((n: { id: string }) => n.id));
+        cursor = body.nextCursor;
+        pages++;
+        expect(pages).toBeLessThan(200);
+      } while (cursor);
+      const { results } = await (await shardOf(handle))
+        .prepare(`SELECT id FROM notifications WHERE handle = ?1 AND ${where} ORDER BY id DESC`)
+        .bind(handle)
+        .all<{ id: string }>();
+      const want = results.map((r) => r.id);
+      expect(want.length).toBeGreaterThan(3 * 7);
+      expect(new Set(ids).size).toBe(ids.length);
+      expect(ids).toEqual(want);
+      // At most one page per `limit` matches plus one per slice that ended a page early: never an endless walk.
+      expect(pages).toBeLessThanOrEqual(Math.ceil(want.length / 7) + Math.ceil(1000 / 140));
+    });
   }
 
   it('each item has its aggregate status and deliveries, and nothing else (no data, no handle, no raw recipients)', async () => {
@@ -314,6 +362,127 @@ describe('GET …/notifications: cost on 100,000 notifications', () => {
     expect(m.ids).toEqual(want);
     const route = await routeIds({ severity: 'critical', cursor: encodeCursor(cursorId) });
     expect(route.ids).toEqual(want.slice(0, 50));
+  });
+
+  it('the status and severity indexes are partial, and every filter on a value they hold is a SEARCH of that index, also once D1 has statistics', async () => {
+    const d1 = await shardOf(handle);
+    // With statistics (D1 may gather them; the bench does), a partial index written `severity IN ('warning', …)` lost
+    // to the handle's index for `severity=critical`, which then read every row until 51 matched (3 × 51 here).
+    await d1.prepare('ANALYZE').run();
+    const { results: defs } = await d1
+      .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN (?1, ?2) ORDER BY name")
+      .bind('notifications_handle_severity_idx', 'notifications_handle_status_idx')
+      .all<{ name: string; sql: string }>();
+    // Only the outcomes that need attention and warning/critical: delivering → delivered and info write no entry.
+    expect(defs.map((d) => d.sql.replace(/^.* WHERE /s, ''))).toEqual([
+      "severity <> 'info'",
+      "status NOT IN ('delivering', 'delivered')",
+    ]);
+    const statuses = ['delivering', 'delivered', 'partially_failed', 'failed', 'no_recipients', 'undeliverable'];
+    const indexed: Array<[FeedFilter, string, (n: number) => boolean]> = [
+      ...statuses
+        .slice(2)
+        .map((status): [FeedFilter, string, (n: number) => boolean] => [
+          { status: status as FeedFilter['status'] },
+          'notifications_handle_status_idx (handle=? AND status=?',
+          (n) => statuses[Math.floor(n / 3) % 6] === status,
+        ]),
+      [{ severity: 'warning' }, 'notifications_handle_severity_idx (handle=? AND severity=?', (n) => n % 3 === 1],
+      [{ severity: 'critical' }, 'notifications_handle_severity_idx (handle=? AND severity=?', (n) => n % 3 === 2],
+    ];
+    for (const [filter, index, matches] of indexed) {
+      const m = await measure(filter);
+      expect(m.plan, JSON.stringify(filter)).toEqual([`SEARCH notifications USING INDEX ${index})`]);
+      expect(m.rowsRead, JSON.stringify(filter)).toBeLessThanOrEqual(60);
+      const want: string[] = [];
+      for (let n = N; n >= 1 && want.length < 51; n--) if (matches(n)) want.push(id(n));
+      expect(m.ids, JSON.stringify(filter)).toEqual(want);
+    }
+    // The doctor's count of the last day's undeliverable notifications reads the same index, not the handle's rows.
+    const { spy, last } = await recording();
+    undeliverableCount(spy, handle, id(N - 599));
+    const count = await last();
+    expect(count.plan).toEqual([
+      'SEARCH notifications USING COVERING INDEX notifications_handle_status_idx (handle=? AND status=? AND id>?)',
+    ]);
+    let undeliverable = 0;
+    for (let n = N - 599; n <= N; n++) if (Math.floor(n / 3) % 6 === 5) undeliverable++;
+    expect(count.results).toEqual([{ n: undeliverable }]);
+    expect(count.rowsRead).toBeLessThanOrEqual(undeliverable + 10);
+  });
+
+  /** The seeded handle's shard, recording the last statement bound on it: its rows read and query plan on demand. */
+  async function recording() {
+    const d1 = await shardOf(handle);
+    let sent: { sql: string; params: unknown[] } | undefined;
+    const spy = {
+      prepare: (sql: string) => ({
+        bind: (...params: unknown[]) => {
+          sent = { sql, params };
+          return d1.prepare(sql).bind(...params);
+        },
+      }),
+    } as unknown as D1Database;
+    const last = async () => {
+      const run = await d1
+        .prepare(sent!.sql)
+        .bind(...sent!.params)
+        .all();
+      const eqp = await d1
+        .prepare(`EXPLAIN QUERY PLAN ${sent!.sql}`)
+        .bind(...sent!.params)
+        .all<{ detail: string }>();
+      return { rowsRead: run.meta.rows_read, plan: eqp.results.map((p) => p.detail), results: run.results };
+    };
+    return { spy, last };
+  }
+
+  /** What `feedPlan` reads for `filter` on the seeded handle: its page, and its one statement's rows read and plan. */
+  async function planned(filter: FeedFilter, limit: number) {
+    const { spy, last } = await recording();
+    const plan = feedPlan(spy, handle, filter, limit);
+    const page = plan.page(await plan.read());
+    return { page, ...(await last()) };
+  }
+
+  const unheld: Array<[string, FeedFilter, (n: number) => boolean]> = [
+    ['status=delivered', { status: 'delivered' }, (n) => Math.floor(n / 3) % 6 === 1],
+    ['status=delivering', { status: 'delivering' }, (n) => Math.floor(n / 3) % 6 === 0],
+    ['severity=info', { severity: 'info' }, (n) => n % 3 === 0],
+  ];
+  for (const [name, filter, matches] of unheld) {
+    it(`filter ${name}, which no partial index holds: one bounded slice of notifications_handle_idx; the route answers the same page`, async () => {
+      const m = await planned(filter, 50);
+      expect(m.plan).toEqual(['SEARCH notifications USING INDEX notifications_handle_idx (handle=?)']);
+      expect(m.rowsRead).toBeLessThanOrEqual(50 * COMBINED_FILTER_SCAN + 10);
+      // 1,000 rows hold a sixth (a third) matches: the page is full and the next one starts right after it.
+      const want: string[] = [];
+      for (let n = N; n >= 1 && want.length < 50; n--) if (matches(n)) want.push(id(n));
+      expect(m.page.items.map((r) => r.id)).toEqual(want);
+      expect(m.page.nextCursor).toBe(encodeCursor(want[49]!));
+      expect(await routeIds(filter as Record<string, string>)).toEqual({ ids: want, nextCursor: m.page.nextCursor });
+    });
+  }
+
+  it('combined filters narrow by a filter whose index holds its value, whichever comes first', async () => {
+    const cases: Array<[FeedFilter, string]> = [
+      [{ status: 'delivered', severity: 'critical' }, 'notifications_handle_severity_idx (handle=? AND severity=?)'],
+      [{ status: 'failed', severity: 'info' }, 'notifications_handle_status_idx (handle=? AND status=?)'],
+      [{ status: 'delivering', type: 'order.paid' }, 'notifications_handle_type_idx (handle=? AND type=?)'],
+      [{ severity: 'info', type: 'order.*' }, 'notifications_handle_idx (handle=?)'],
+      [{ status: 'delivered', severity: 'info' }, 'notifications_handle_idx (handle=?)'],
+    ];
+    for (const [filter, index] of cases) {
+      const m = await planned(filter, 50);
+      expect(m.plan, JSON.stringify(filter)).toEqual([`SEARCH notifications USING INDEX ${index}`]);
+      expect(m.rowsRead, JSON.stringify(filter)).toBeLessThanOrEqual(50 * COMBINED_FILTER_SCAN + 10);
+      expect(m.page.items.length, JSON.stringify(filter)).toBeGreaterThan(0);
+      const { type, ...exact } = filter;
+      for (const r of m.page.items) {
+        expect(r).toMatchObject(exact);
+        expect(type === undefined || r.type === type || r.type.startsWith(type.slice(0, -1))).toBe(true);
+      }
+    }
   });
 
   it('until combined with a cursor uses the lower of the two bounds', async () => {

@@ -24,6 +24,7 @@ import { problems } from '../../lib/problem.ts';
 import { asClause } from '../../lib/sentences.ts';
 import { handleD1 } from '../../middleware/auth.ts';
 import { HandlePathParams } from '../internal/internal.schemas.ts';
+import { undeliverableCount } from '../notifications/notifications.repo.ts';
 import { WarningSchema } from '../settings/settings.schemas.ts';
 import { settingsWarnings } from '../settings/settings.warnings.ts';
 import { StorageReportSchema } from './storage.schemas.ts';
@@ -224,11 +225,7 @@ export const healthRoutes = createRouter().openapi(healthRoute, async (c) => {
          ORDER BY updated_at DESC LIMIT 1000`,
           )
           .bind(handle, dayAgo),
-        d1
-          .prepare(
-            `SELECT count(*) AS n FROM notifications WHERE handle = ?1 AND status = 'undeliverable' AND id >= ?2`,
-          )
-          .bind(handle, boundaryId('ntf', now - 86_400_000)),
+        undeliverableCount(d1, handle, boundaryId('ntf', now - 86_400_000)),
         d1
           .prepare(
             `SELECT id, url, enabled, consecutive_failures, failing_since, last_failure_class, last_success_at,

@@ -1,12 +1,17 @@
 /**
  * The notifications feed. Every query is a keyset scan of one index — (handle, id) or (handle, <filter>, id) — so a
- * page reads about `limit` rows whatever the table size; deliveries come from the per-notification summary column,
- * not a join.
+ * page reads a bounded number of rows whatever the table size; deliveries come from the per-notification summary
+ * column, not a join.
  */
 import { and, desc, eq, gte, lt, type SQL, sql } from 'drizzle-orm';
 import { type Db, getDb } from '../../db/client.ts';
 import { allCompiled, compiled } from '../../db/prepared.ts';
-import { notifications } from '../../db/schema.ts';
+import {
+  NOTIFICATION_PATH_STATUSES,
+  NOTIFICATION_SEVERITY_INDEXED,
+  NOTIFICATION_STATUS_INDEXED,
+  notifications,
+} from '../../db/schema.ts';
 import { matchesEventTypes } from '../../lib/filter-policy.ts';
 import { encodeCursor, toPage } from '../../lib/pagination.ts';
 
@@ -41,12 +46,24 @@ const listColumns = {
   updatedAt: notifications.updatedAt,
 };
 
-/** Builds the feed query (exported so tests can EXPLAIN it). */
+/** A status `notifications_handle_status_idx` holds (it is partial): a filter on it is an exact keyset scan. */
+export const statusIndexed = (s: FeedFilter['status']): boolean =>
+  s !== undefined && !(NOTIFICATION_PATH_STATUSES as readonly string[]).includes(s);
+/** A severity `notifications_handle_severity_idx` holds (it is partial: all but `info`). */
+export const severityIndexed = (s: FeedFilter['severity']): boolean => s !== undefined && s !== 'info';
+
+/**
+ * Builds the feed query (exported so tests can EXPLAIN it). A `status` or `severity` in `filter` must be one its
+ * partial index holds (`statusIndexed`, `severityIndexed`; `feedPlan` sees to it): the query repeats the index's own
+ * WHERE term, without which SQLite would not use the index, so any other value would match nothing.
+ */
 export function feedQuery(db: Db, handle: string, filter: FeedFilter, limit: number) {
   const conditions: (SQL | undefined)[] = [
     eq(notifications.handle, handle),
+    filter.status ? sql.raw(NOTIFICATION_STATUS_INDEXED) : undefined,
     filter.status ? eq(notifications.status, filter.status) : undefined,
     filter.type ? eq(notifications.type, filter.type) : undefined,
+    filter.severity ? sql.raw(NOTIFICATION_SEVERITY_INDEXED) : undefined,
     filter.severity ? eq(notifications.severity, filter.severity) : undefined,
     filter.minId ? gte(notifications.id, filter.minId) : undefined,
     filter.beforeId ? lt(notifications.id, filter.beforeId) : undefined,
@@ -90,10 +107,13 @@ type Page = { items: NotificationListRow[]; nextCursor: string | null };
 
 /**
  * One feed page as a query plus how to turn its rows into the page, so the route can send the query in the same D1
- * batch as its access check. With at most one of status/type/severity, one index holds exactly the matching rows, so
- * the page is `limit + 1` rows of a keyset scan. With several, one index narrows by the first filter and the rest are
- * checked on a bounded slice (limit × COMBINED_FILTER_SCAN rows); when the slice ends before the page is full, the
- * cursor resumes after the slice, so every match is still returned exactly once, possibly over shorter pages.
+ * batch as its access check. When one index holds exactly the matching rows (no filter, or one filter whose value
+ * its index holds: any exact `type`, an attention status, a `warning`/`critical` severity), the page is `limit + 1`
+ * rows of a keyset scan. Otherwise (several filters; `status=delivering|delivered`, `severity=info` or a `type`
+ * prefix, which no index holds) the index of one filter it does hold, else `notifications_handle_idx`, narrows, and
+ * the rest are checked on a bounded slice (limit × COMBINED_FILTER_SCAN rows); when the slice ends before the page is
+ * full, the cursor resumes after the slice, so every match is still returned exactly once, possibly over shorter
+ * pages.
  */
 export function feedPlan(d1: D1Database, handle: string, given: FeedFilter, limit: number) {
   // `type` takes the eventTypes patterns (docs/design.md#eventtypes-patterns): `*` is no filter; a prefix (`order.*`)
@@ -101,17 +121,21 @@ export function feedPlan(d1: D1Database, handle: string, given: FeedFilter, limi
   const filter: FeedFilter = given.type === '*' ? { ...given, type: undefined } : given;
   const prefix = filter.type?.endsWith('.*') === true;
   const filters = [filter.status, filter.type, filter.severity].filter((f) => f !== undefined).length;
-  if (filters <= 1 && !prefix) {
+  // The one filter the query narrows by: the first whose index holds its value (the partial ones hold only some).
+  const narrow: FeedFilter = { ...filter, status: undefined, type: undefined, severity: undefined };
+  const primary: FeedFilter = statusIndexed(filter.status)
+    ? { ...narrow, status: filter.status }
+    : filter.type !== undefined && !prefix
+      ? { ...narrow, type: filter.type }
+      : severityIndexed(filter.severity)
+        ? { ...narrow, severity: filter.severity }
+        : narrow;
+  if (filters === 0 || (filters === 1 && primary !== narrow)) {
     return {
-      read: () => readFeed(d1, handle, filter, limit + 1),
+      read: () => readFeed(d1, handle, primary, limit + 1),
       page: (rows: NotificationListRow[]): Page => toPage(rows, limit),
     };
   }
-  const primary: FeedFilter = filter.status
-    ? { ...filter, type: undefined, severity: undefined }
-    : prefix
-      ? { ...filter, type: undefined }
-      : { ...filter, severity: undefined };
   const scan = limit * COMBINED_FILTER_SCAN;
   return {
     read: () => readFeed(d1, handle, primary, scan),
@@ -145,4 +169,18 @@ export function notificationQuery(db: Db, handle: string, id: string) {
 
 export function getNotification(db: Db, handle: string, id: string): Promise<NotificationRow | undefined> {
   return notificationQuery(db, handle, id).get();
+}
+
+/**
+ * How many of the handle's notifications from `fromId` on are `undeliverable`, as `{ n }` (the doctor's last day). It
+ * repeats the partial status index's term, without which SQLite could not use that index and would read every
+ * notification of the handle since `fromId` instead.
+ */
+export function undeliverableCount(d1: D1Database, handle: string, fromId: string): D1PreparedStatement {
+  return d1
+    .prepare(
+      `SELECT count(*) AS n FROM notifications
+       WHERE handle = ?1 AND ${NOTIFICATION_STATUS_INDEXED} AND status = 'undeliverable' AND id >= ?2`,
+    )
+    .bind(handle, fromId);
 }

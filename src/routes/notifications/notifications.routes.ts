@@ -47,8 +47,9 @@ const listRoute = createRoute(
     description:
       'Newest first. Each notification has its aggregate status and one entry per recipient. `since`/`until` ' +
       'bound the time the notification was accepted. With two or more of `status`, `type` and `severity`, ' +
-      'a page may hold fewer than `limit` items (each request reads a bounded slice of the index); keep ' +
-      'following `nextCursor` until it is null.',
+      'with `status=delivering` or `status=delivered`, with `severity=info` or with a `type` prefix, a page may ' +
+      'hold fewer than `limit` items (each request reads a bounded slice of an index); keep following ' +
+      '`nextCursor` until it is null.',
     request: { params: HandlePathParams, query: FeedQuery },
     responses: {
       200: jsonResponse(pageOf(NotificationSummarySchema, 'NotificationPage'), 'One page.'),

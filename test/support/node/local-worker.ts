@@ -1,15 +1,15 @@
 /**
  * The Worker as `npm run dev` runs it, for end-to-end tests in Node: built and started from wrangler.toml by wrangler
  * itself (`unstable_startWorker`), every binding local, D1 persisted to a throw-away directory with the migrations
- * applied by `wrangler d1 migrations apply` (and optional seed SQL), listening on 127.0.0.1.
+ * applied as `npm run db:migrate` applies them (scripts/db-migrate.ts; and optional seed SQL), listening on 127.0.0.1.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { unstable_startWorker } from 'wrangler';
-import { D1_BINDINGS } from '../../../scripts/db-migrate.ts';
-import { ROOT, runWrangler } from '../../../scripts/wrangler-cli.ts';
+import { migrateAll, seedLocal } from '../../../scripts/db-migrate.ts';
+import { ROOT } from '../../../scripts/wrangler-cli.ts';
 
 /** A free TCP port on 127.0.0.1 (known before start-up, so vars such as PUBLIC_BASE_URL can name it). */
 export function freePort(): Promise<number> {
@@ -51,26 +51,11 @@ export async function startLocalWorker(opts: {
     else process.env.WRANGLER_LOG = previousLogLevel;
   };
   try {
-    for (const binding of D1_BINDINGS)
-      await runWrangler(
-        `apply the D1 migrations to ${binding}`,
-        ['d1', 'migrations', 'apply', binding, '--local', '--persist-to', persistDir],
-        { timeoutMs: 60_000 },
-      );
-    if (opts.seedSql) {
-      await runWrangler(
-        'seed the local D1',
-        ['d1', 'execute', 'DB', '--local', '--persist-to', persistDir, '--command', opts.seedSql],
-        { timeoutMs: 60_000 },
-      );
-    }
-    if (opts.shardSeedSql) {
-      await runWrangler(
-        'seed the demo shard',
-        ['d1', 'execute', 'SHARD_0', '--local', '--persist-to', persistDir, '--command', opts.shardSeedSql],
-        { timeoutMs: 60_000 },
-      );
-    }
+    await migrateAll(persistDir);
+    await seedLocal(persistDir, {
+      ...(opts.seedSql ? { DB: opts.seedSql } : {}),
+      ...(opts.shardSeedSql ? { SHARD_0: opts.shardSeedSql } : {}),
+    });
     const port = opts.port ?? (await freePort());
     const worker = await unstable_startWorker({
       config: join(ROOT, 'wrangler.toml'),
