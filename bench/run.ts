@@ -32,6 +32,7 @@ import { convertV4MiniflareOptions, Miniflare, type V4WorkerOptions as WorkerOpt
 import { unstable_getMiniflareWorkerOptions } from 'wrangler';
 import { encodeCursor } from '../src/lib/pagination.ts';
 import { cpuSeconds, findWorkerdPid, type LoadResult, median, runLoad, send } from './lib/measure.ts';
+import { publishEvents } from './lib/publish.ts';
 import { type Receiver, startReceiver } from './lib/receiver.ts';
 import { shardsStage, shardsTable } from './shards.ts';
 import { capacityTable, storageStage } from './storage.ts';
@@ -442,8 +443,12 @@ async function meteredCall(
   return { response: r, stats: s };
 }
 
+/** What bench/metered-entry.ts counted for one request (see its `Stats`). */
 interface MeteredStats {
+  /** Of latency: calls in flight at the same time count as one. */
   d1RoundTrips: number;
+  d1Calls: number;
+  peakInFlight: number;
   d1WriteRoundTrips: number;
   rowsRead: number;
   rowsWritten: number;
@@ -685,6 +690,8 @@ async function d1Costs(
       route: label,
       status: response.status,
       d1RoundTrips: stats.d1RoundTrips,
+      d1Calls: stats.d1Calls,
+      peakInFlight: stats.peakInFlight,
       rowsRead: stats.rowsRead,
       rowsWritten: stats.rowsWritten,
       statements: stats.statements,
@@ -693,7 +700,14 @@ async function d1Costs(
   };
   const H = `/v2/handles/${h.WRITE}`;
 
-  // The feed at 100,000 rows: first page, a deep page (after 50,000 rows), a filtered page; and one by id.
+  // The feed at 100,000 rows: first page, a deep page (after 50,000 rows), a filtered page; and one by id. The first
+  // page twice: the handle's first request in this isolate reads the directory before its shard; the second finds the
+  // placement cached (30 s, docs/design.md#shards), as steady traffic does, and is the one the target row reads.
+  await measure(
+    'GET …/notifications?limit=50 (PAT, placement not yet cached)',
+    'GET',
+    `/v2/handles/${h.READ}/notifications?limit=50`,
+  );
   const first = await measure(
     'GET …/notifications?limit=50 (PAT)',
     'GET',
@@ -1000,42 +1014,34 @@ async function deliveryStage(B: Awaited<ReturnType<typeof startMiniflare>>, rece
     await createWebhooks(B.subject, a, handle, receiver, group, DELIVERY_WEBHOOKS);
     const cpu0 = cpuSeconds(B.pid);
     const start = performance.now();
-    let published = 0;
-    await pool(
-      Array.from({ length: events }, (_, i) => i),
-      4,
-      async (i) => {
-        const res = await send(
-          'POST',
-          `${B.subject}/v2/handles/${handle}/events`,
-          { authorization: `Bearer ${a.pat}` },
-          eventBody(i),
-        );
-        if (res.status !== 202) throw new Error(`bench: ingest answered ${res.status}: ${res.text.slice(0, 300)}`);
-        published += (JSON.parse(res.text).recipients as Json[]).filter(
-          (x) => x.status === 'queued' || x.status === 'pending',
-        ).length;
-      },
-    );
+    const published = await publishEvents(B.subject, a.pat, [handle], events, eventBody);
     const ingestSeconds = (performance.now() - start) / 1000;
-    // Wait until nothing is in flight (bounded): every delivery succeeded, died, or the deadline passed.
+    // Wait until nothing is in flight (bounded): every delivery succeeded, died, or the deadline passed. The receiver's
+    // own count is watched (no cost to the Worker); D1 is asked only every 2 s, for deliveries that died, and once at
+    // the end for the balance: the status count scans the handle's deliveries, in the same local D1 the consumer uses.
     const deadline = performance.now() + 180_000;
-    let counts: Record<string, number> = {};
-    for (;;) {
+    const statusCounts = async () => {
       const rows = await db
         .prepare(`SELECT status, count(*) AS n FROM deliveries WHERE handle = ?1 GROUP BY status`)
         .bind(handle)
         .all<{ status: string; n: number }>();
-      counts = Object.fromEntries(rows.results.map((x) => [x.status, x.n]));
-      const inFlight = (counts.pending ?? 0) + (counts.queued ?? 0) + (counts.retrying ?? 0);
-      if (inFlight === 0 || performance.now() > deadline) break;
-      await new Promise((res) => setTimeout(res, 250));
+      return Object.fromEntries(rows.results.map((x) => [x.status, x.n])) as Record<string, number>;
+    };
+    const open = (c: Record<string, number>) => (c.pending ?? 0) + (c.queued ?? 0) + (c.retrying ?? 0);
+    let counts: Record<string, number> = {};
+    for (let polls = 1; ; polls++) {
+      const received = receiver.stats(group).unique >= published;
+      if (received || polls % 40 === 0 || performance.now() > deadline) {
+        counts = await statusCounts();
+        if (open(counts) === 0 || performance.now() > deadline) break;
+      }
+      await new Promise((res) => setTimeout(res, 50));
     }
     const cpu = cpuSeconds(B.pid) - cpu0;
     const s = receiver.stats(group);
     const deliveredRows = counts.succeeded ?? 0;
     const dead = counts.dead ?? 0;
-    const inFlight = (counts.pending ?? 0) + (counts.queued ?? 0) + (counts.retrying ?? 0);
+    const inFlight = open(counts);
     const total = Object.values(counts).reduce((x, y) => x + y, 0);
     const balanced =
       published === deliveredRows + dead + inFlight &&
@@ -1125,7 +1131,7 @@ function targets(r: Json) {
     },
     {
       target: 'Authenticated read = 1 D1 round trip',
-      measured: `${feedFirst.d1RoundTrips} (PAT)`,
+      measured: `${feedFirst.d1RoundTrips} (PAT, placement cached; ${feedFirst.d1Calls} D1 calls, ${feedFirst.peakInFlight} at once)`,
       pass: feedFirst.d1RoundTrips === 1 && feedFirst.status === 200,
     },
     {
@@ -1215,7 +1221,8 @@ function renderTable(r: Json): string {
   const cb = r.d1.consumerBatch;
   const usd = r.d1.dollarsPerMillionEvents;
   const routeRows = (r.d1.routes as Json[]).map(
-    (x) => `| ${x.route.replaceAll('|', '\\|')} | ${x.status} | ${x.d1RoundTrips} | ${x.rowsRead} | ${x.rowsWritten} |`,
+    (x) =>
+      `| ${x.route.replaceAll('|', '\\|')} | ${x.status} | ${x.d1RoundTrips} (${x.d1Calls ?? x.d1RoundTrips}) | ${x.rowsRead} | ${x.rowsWritten} |`,
   );
   const lines = [
     '| stage | subject | baseline (same round, same runtime) | figures |',
@@ -1246,7 +1253,7 @@ function renderTable(r: Json): string {
   ];
   const routes = [
     '',
-    '| D1 cost per route (metered build, one call each) | status | round trips | rows read | rows written |',
+    '| D1 cost per route (metered build, one call each) | status | round trips (D1 calls) | rows read | rows written |',
     '|---|---|---|---|---|',
     ...routeRows,
   ];

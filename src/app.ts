@@ -10,7 +10,7 @@ import { TrieRouter } from 'hono/router/trie-router';
 import { dashboardRoutes } from './dashboard/dashboard.routes.tsx';
 import type { AppEnv } from './env.ts';
 import { withCodeSamples } from './http/code-samples.ts';
-import { createRouter } from './http/openapi.ts';
+import { createRouter, withD1Bookmarks } from './http/openapi.ts';
 import { registerCatalogWebhooks } from './http/webhook-docs.ts';
 import { isTransientStorageError, ProblemError, problemResponse, problems } from './lib/problem.ts';
 import { bodyGuard } from './middleware/body-guard.ts';
@@ -147,39 +147,47 @@ export function buildApp() {
   let document: Record<string, unknown> | undefined;
   const getDocument = () =>
     (document ??= withCodeSamples(
-      app.getOpenAPI31Document({
-        openapi: '3.1.0',
-        info: { title: 'gharart-notify', version: '2.0.0', description: API_DESCRIPTION },
-        servers: [{ url: '/' }],
-        // One tag per resource, each operation under exactly one (test/app/openapi.test.ts checks both).
-        tags: [
-          { name: 'Meta', description: 'Liveness, the event catalog and this API description.' },
-          { name: 'Tokens', description: 'Personal access tokens (`grt_…`) of the calling user.' },
-          { name: 'Internal', description: 'Control-plane provisioning: handles and memberships (service tokens).' },
-          { name: 'Handles', description: 'The handles you can act on, and your role and scopes on each.' },
-          { name: 'Webhooks', description: 'Subscriptions, test sends, secret rotation, the delivery log, recovery.' },
-          { name: 'Deliveries', description: 'One delivery to one recipient: redrive a dead or skipped one.' },
-          {
-            name: 'Email Subscriptions',
-            description: 'Email subscribers (double opt-in), the owner default email, test mails.',
-          },
-          {
-            name: 'Notification Settings',
-            description: "A handle's channels, event filter and owner fallback; the evaluate dry run.",
-          },
-          { name: 'Notifications', description: 'The feed: every accepted event with its per-recipient deliveries.' },
-          { name: 'Events', description: 'Publishing events for a handle.' },
-          { name: 'Delivery Health', description: "What loses or delays a handle's events, with what fixes it." },
-          {
-            name: 'Archives',
-            description: 'Notifications past their retention, archived to R2 before they were purged.',
-          },
-          { name: 'Support', description: 'Reporting a problem to Gharart support.' },
-          { name: 'Email Pages', description: 'The confirm and unsubscribe pages the links in mails open (no login).' },
-          { name: 'Providers', description: 'Callbacks from email providers: bounces, complaints, confirmations.' },
-          { name: 'Development', description: 'Local development only; absent anywhere else.' },
-        ],
-      }) as unknown as Record<string, unknown>,
+      withD1Bookmarks(
+        app.getOpenAPI31Document({
+          openapi: '3.1.0',
+          info: { title: 'gharart-notify', version: '2.0.0', description: API_DESCRIPTION },
+          servers: [{ url: '/' }],
+          // One tag per resource, each operation under exactly one (test/app/openapi.test.ts checks both).
+          tags: [
+            { name: 'Meta', description: 'Liveness, the event catalog and this API description.' },
+            { name: 'Tokens', description: 'Personal access tokens (`grt_…`) of the calling user.' },
+            { name: 'Internal', description: 'Control-plane provisioning: handles and memberships (service tokens).' },
+            { name: 'Handles', description: 'The handles you can act on, and your role and scopes on each.' },
+            {
+              name: 'Webhooks',
+              description: 'Subscriptions, test sends, secret rotation, the delivery log, recovery.',
+            },
+            { name: 'Deliveries', description: 'One delivery to one recipient: redrive a dead or skipped one.' },
+            {
+              name: 'Email Subscriptions',
+              description: 'Email subscribers (double opt-in), the owner default email, test mails.',
+            },
+            {
+              name: 'Notification Settings',
+              description: "A handle's channels, event filter and owner fallback; the evaluate dry run.",
+            },
+            { name: 'Notifications', description: 'The feed: every accepted event with its per-recipient deliveries.' },
+            { name: 'Events', description: 'Publishing events for a handle.' },
+            { name: 'Delivery Health', description: "What loses or delays a handle's events, with what fixes it." },
+            {
+              name: 'Archives',
+              description: 'Notifications past their retention, archived to R2 before they were purged.',
+            },
+            { name: 'Support', description: 'Reporting a problem to Gharart support.' },
+            {
+              name: 'Email Pages',
+              description: 'The confirm and unsubscribe pages the links in mails open (no login).',
+            },
+            { name: 'Providers', description: 'Callbacks from email providers: bounces, complaints, confirmations.' },
+            { name: 'Development', description: 'Local development only; absent anywhere else.' },
+          ],
+        }) as unknown as Record<string, unknown>,
+      ),
     ));
   app.route('/', docsRoutes(getDocument));
   // HTML pages over this same app: each dashboard handler calls the API in process (no rule lives twice).

@@ -118,34 +118,32 @@ export function createClient(baseUrl: string, connections: number, recorder: Rec
   };
 
   async function once(kind: string, method: string, path: string, options: RequestOptions): Promise<Answer> {
-    {
-      const started = performance.now();
-      let answer: Omit<Answer, 'ms'>;
-      try {
-        answer = await send(method, path, options);
-      } catch (err) {
-        const ms = performance.now() - started;
-        const detail = (err as Error).message;
-        recorder.add(
-          { kind, status: 0, ms, bareError: true, expected: false, requestId: undefined, detail },
-          method,
-          path,
-        );
-        return { status: 0, headers: {}, body: null, ms };
-      }
+    const started = performance.now();
+    let answer: Omit<Answer, 'ms'>;
+    try {
+      answer = await send(method, path, options);
+    } catch (err) {
       const ms = performance.now() - started;
-      const contentType = answer.headers['content-type'] as string | undefined;
-      const bareError = answer.status >= 400 && !isProblem(answer.status, contentType, answer.body);
-      const moving = !bareError && isMoving(answer);
-      // A 5xx is never expected, and neither is an error a client cannot hand to support (no problem body); the one
-      // exception is the documented 503 of a handle's move, which the caller retries.
-      const expected = moving || (answer.status < 500 && !bareError && options.expected.includes(answer.status));
-      const requestId = (answer.headers['x-request-id'] as string | undefined) ?? answer.body?.requestId;
-      const detail = answer.status >= 400 ? String(answer.body?.detail ?? answer.body?.title ?? '') : undefined;
-      const recorded = moving ? `${kind} (503 while moving, retried)` : kind;
-      recorder.add({ kind: recorded, status: answer.status, ms, bareError, expected, requestId, detail }, method, path);
-      return { ...answer, ms };
+      const detail = (err as Error).message;
+      recorder.add(
+        { kind, status: 0, ms, bareError: true, expected: false, requestId: undefined, detail },
+        method,
+        path,
+      );
+      return { status: 0, headers: {}, body: null, ms };
     }
+    const ms = performance.now() - started;
+    const contentType = answer.headers['content-type'] as string | undefined;
+    const bareError = answer.status >= 400 && !isProblem(answer.status, contentType, answer.body);
+    const moving = !bareError && isMoving(answer);
+    // A 5xx is never expected, and neither is an error a client cannot hand to support (no problem body); the one
+    // exception is the documented 503 of a handle's move, which the caller retries.
+    const expected = moving || (answer.status < 500 && !bareError && options.expected.includes(answer.status));
+    const requestId = (answer.headers['x-request-id'] as string | undefined) ?? answer.body?.requestId;
+    const detail = answer.status >= 400 ? String(answer.body?.detail ?? answer.body?.title ?? '') : undefined;
+    const recorded = moving ? `${kind} (503 while moving, retried)` : kind;
+    recorder.add({ kind: recorded, status: answer.status, ms, bareError, expected, requestId, detail }, method, path);
+    return { ...answer, ms };
   }
 }
 

@@ -20,7 +20,11 @@ const BOOKMARK = '[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{32}';
 const BOOKMARK_PATTERN = new RegExp(`^${BOOKMARK}$`);
 
 /** One entry of the header: the shard's binding name, `=`, its bookmark. */
-const ENTRY_PATTERN = new RegExp(`^(SHARD_(?:0|[1-9][0-9]{0,3}))=(${BOOKMARK})$`);
+const ENTRY = `(SHARD_(?:0|[1-9][0-9]{0,3}))=(${BOOKMARK})`;
+const ENTRY_PATTERN = new RegExp(`^${ENTRY}$`);
+
+/** The whole header as a pattern (what `parseBookmarks` accepts, blank aside), for the OpenAPI document. */
+export const BOOKMARK_HEADER_PATTERN = `^\\s*${ENTRY}(\\s*,\\s*${ENTRY})*\\s*$`;
 
 /** Whether a value has D1's bookmark form. */
 export function isBookmark(value: string): boolean {

@@ -130,6 +130,34 @@ export async function placementOf(env: Pick<Env, 'DB'>, handle: string): Promise
 }
 
 /**
+ * `items` by the shard of their handle (docs/design.md#shards), the placements of the distinct handles looked up at
+ * once (cached) — a queue consumer's batch names a few handles many times. An item of a handle that is moving comes
+ * back apart, in `moving`: its writes wait for the move. An item that names no handle (a message from before sharding)
+ * or a handle gone from the directory goes with SHARD_0's.
+ */
+export async function byShard<T>(
+  env: Pick<Env, 'DB'>,
+  items: readonly T[],
+  handleOf: (item: T) => string | null | undefined,
+): Promise<{ groups: Map<D1Database, T[]>; moving: T[] }> {
+  const handles = [...new Set(items.flatMap((item) => handleOf(item) ?? []))];
+  const placements = new Map(await Promise.all(handles.map(async (h) => [h, await placementOf(env, h)] as const)));
+  const groups = new Map<D1Database, T[]>();
+  const moving: T[] = [];
+  for (const item of items) {
+    const handle = handleOf(item);
+    const placement = handle ? placements.get(handle) : undefined;
+    if (placement?.movingSince) {
+      moving.push(item);
+      continue;
+    }
+    const d1 = shardAt(env, placement?.shard ?? 0);
+    groups.set(d1, [...(groups.get(d1) ?? []), item]);
+  }
+  return { groups, moving };
+}
+
+/**
  * The D1 database holding the handle's rows: every handle-scoped query goes through here (or {@link shardDbFor}).
  * An unknown handle answers 404, as a handle the caller may not see does.
  */

@@ -15,7 +15,7 @@
  * found the row moved on): it is acked with no side effect of its own — no retry chain, no health, no alert.
  */
 import { getDb } from '../db/client.ts';
-import { placementOf, shardAt } from '../db/shards.ts';
+import { byShard } from '../db/shards.ts';
 import { type RunContext, runContext } from '../env.ts';
 import { newId } from '../lib/ids.ts';
 import { createLimiter } from '../lib/limiter.ts';
@@ -564,34 +564,6 @@ async function load(d1: D1Database, ids: readonly string[], report: ConsumerRepo
   }
 }
 
-/**
- * The batch's messages by the shard of their delivery (docs/design.md#shards), from the cached directory. A handle
- * that is moving waits: its messages are retried after the move, with no attempt made.
- */
-async function byShard(
-  env: Env,
-  valid: readonly ValidMessage[],
-  report: ConsumerReport,
-): Promise<Map<D1Database, ValidMessage[]>> {
-  const groups = new Map<D1Database, ValidMessage[]>();
-  const handles = [...new Set(valid.flatMap((v) => (v.handle ? [v.handle] : [])))];
-  const placements = new Map(await Promise.all(handles.map(async (h) => [h, await placementOf(env, h)] as const)));
-  for (const v of valid) {
-    const placement = v.handle ? placements.get(v.handle) : undefined;
-    if (placement?.movingSince) {
-      v.message.retry({ delaySeconds: MOVING_RETRY_SECONDS });
-      report.retried++;
-      continue;
-    }
-    // A handle gone from the directory: its rows are gone too, and the plan acks the message (nothing to deliver).
-    const d1 = shardAt(env, placement?.shard ?? 0);
-    const group = groups.get(d1) ?? [];
-    group.push(v);
-    groups.set(d1, group);
-  }
-  return groups;
-}
-
 /** Delay before a message of a moving handle is offered again (docs/design.md#moving-a-handle). */
 const MOVING_RETRY_SECONDS = 10;
 
@@ -631,7 +603,14 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, env: Env):
     pacedLate: 0,
   };
   const { valid, rejections } = readMessages(batch);
-  const groups = valid.length ? await byShard(env, valid, report) : new Map<D1Database, ValidMessage[]>();
+  // By the shard of each delivery (docs/design.md#shards), from the cached directory. A handle gone from the directory
+  // has its rows gone too, and the plan acks the message (nothing to deliver). A moving handle's messages are offered
+  // again after the move, with no attempt made.
+  const { groups, moving } = await byShard(env, valid, (v) => v.handle);
+  for (const { message } of moving) {
+    message.retry({ delaySeconds: MOVING_RETRY_SECONDS });
+    report.retried++;
+  }
   await Promise.all([
     ...[...groups].map(([d1, group]) => consumeOnShard(ctx, d1, group, report)),
     settleRejections(env, rejections),

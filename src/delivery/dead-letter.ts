@@ -10,7 +10,7 @@
  *   (`redelivery_exhausted`), so a crash loop ends.
  */
 import { getDb } from '../db/client.ts';
-import { placementOf, shardAt } from '../db/shards.ts';
+import { byShard } from '../db/shards.ts';
 import { runContext } from '../env.ts';
 import type { DeliveryRow } from './attempt.ts';
 import { enqueueDeliveries } from './enqueue.ts';
@@ -62,32 +62,21 @@ async function webhookPolicies(d1: D1Database, rows: readonly DeliveryRow[]) {
 export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env): Promise<void> {
   const rejections: Rejection[] = [];
   const idOf = new Map<Message<unknown>, string>();
-  const groups = new Map<number, string[]>();
-  const handles = new Map<Message<unknown>, string | undefined>();
+  const messages: { id: string; handle: string | undefined }[] = [];
   for (const message of batch.messages) {
     const parsed = DeliveryMessage.safeParse(message.body);
     if (parsed.success) {
       idOf.set(message, parsed.data.deliveryId);
-      handles.set(message, parsed.data.handle);
+      messages.push({ id: parsed.data.deliveryId, handle: parsed.data.handle });
     } else rejections.push({ queue: batch.queue, message, handle: null, reason: 'invalid dead-letter message' });
   }
-  // By shard (docs/design.md#shards): a message from before sharding names no handle, its delivery is on SHARD_0.
-  const moving = new Set<string>();
-  for (const [message, id] of idOf) {
-    const handle = handles.get(message);
-    const placement = handle ? await placementOf(env, handle) : null;
-    if (placement?.movingSince) {
-      moving.add(id);
-      continue;
-    }
-    const shard = placement?.shard ?? 0;
-    groups.set(shard, [...(groups.get(shard) ?? []), id]);
-  }
-  const failed = new Set<string>(moving);
+  // By shard (docs/design.md#shards), the batch's handles looked up at once; a moving handle's messages wait.
+  const { groups, moving } = await byShard(env, messages, (m) => m.handle);
+  const failed = new Set(moving.map((m) => m.id));
   try {
     await Promise.all([
-      ...[...groups].map(async ([shard, ids]) => {
-        for (const id of await deadLettersOn(env, shardAt(env, shard), [...new Set(ids)])) failed.add(id);
+      ...[...groups].map(async ([d1, group]) => {
+        for (const id of await deadLettersOn(env, d1, [...new Set(group.map((m) => m.id))])) failed.add(id);
       }),
       rejections.length ? env.DB.batch(recordRejections(env.DB, rejections)) : null,
     ]);

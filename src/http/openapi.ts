@@ -6,6 +6,7 @@
 import { OpenAPIHono, type RouteConfig, z } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 import type { AccessRule } from '../auth/access.ts';
+import { BOOKMARK_HEADER, BOOKMARK_HEADER_PATTERN } from '../db/session.ts';
 import type { AppEnv } from '../env.ts';
 import { HANDLE_PATTERN } from '../lib/handles.ts';
 import { type FieldError, PROBLEM_TYPES, problems } from '../lib/problem.ts';
@@ -180,4 +181,64 @@ export function guard<R extends RouteConfig & { operationId: string }>(rule: Gua
     }${rule.anyOfScopes ? `\n\nScopes: one of ${rule.anyOfScopes.join(', ')}.` : ''}${roleNote}${jwtNote}`.trim(),
     responses: { ...errorResponses(...statuses), ...route.responses },
   } as R;
+}
+
+type Json = Record<string, unknown>;
+
+const BOOKMARK_SCHEMA = {
+  type: 'string',
+  pattern: BOOKMARK_HEADER_PATTERN,
+  example: 'SHARD_1=00000085-0000024c-00004c6d-8e61117bf38d7adb71b934ebbf891683',
+};
+
+/** The request parameter and the response header, as `components` of the document. */
+const BOOKMARK_COMPONENTS = {
+  parameters: {
+    name: BOOKMARK_HEADER,
+    in: 'header',
+    required: false,
+    description:
+      'Read your own writes through D1 read replicas: send back the `x-d1-bookmark` of the latest response ' +
+      'unchanged (`SHARD_<n>=<bookmark>`, comma-separated, each shard once). Malformed: 400 naming ' +
+      '`header.x-d1-bookmark`. See docs/design.md#read-replicas-and-bookmarks.',
+    schema: BOOKMARK_SCHEMA,
+  },
+  headers: {
+    description:
+      'Per data shard, the point in its history this request saw, its own writes included (`SHARD_<n>=<bookmark>`, ' +
+      'in shard order, a shard it did not touch as sent). Absent when the request touched no shard and sent none.',
+    schema: BOOKMARK_SCHEMA,
+  },
+} as const;
+
+/**
+ * The read-replica bookmark header (src/middleware/d1-session.ts, docs/design.md#read-replicas-and-bookmarks), declared
+ * once in `components` (`parameters.D1Bookmark`, `headers.D1Bookmark`) and referenced by every operation under `/v2/`,
+ * where the middleware runs: its request parameters and each of its responses. Answers `doc`.
+ */
+export function withD1Bookmarks(doc: Json): Json {
+  doc.components ??= {};
+  const components = doc.components as Record<string, Json | undefined>;
+  for (const [kind, component] of Object.entries(BOOKMARK_COMPONENTS))
+    components[kind] = { ...components[kind], D1Bookmark: component };
+  for (const [path, item] of Object.entries((doc.paths ?? {}) as Record<string, Record<string, Json | undefined>>)) {
+    if (!path.startsWith('/v2/')) continue;
+    for (const method of ['get', 'post', 'put', 'patch', 'delete']) {
+      const op = item[method];
+      if (!op) continue;
+      op.parameters = [
+        ...((op.parameters as Json[] | undefined) ?? []),
+        { $ref: '#/components/parameters/D1Bookmark' },
+      ];
+      const responses = (op.responses ?? {}) as Record<string, Json>;
+      for (const [status, response] of Object.entries(responses)) {
+        const headers = {
+          ...(response.headers as Json),
+          [BOOKMARK_HEADER]: { $ref: '#/components/headers/D1Bookmark' },
+        };
+        responses[status] = { ...response, headers };
+      }
+    }
+  }
+  return doc;
 }

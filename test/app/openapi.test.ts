@@ -49,6 +49,51 @@ describe('OpenAPI document', () => {
     ).toEqual([]);
   });
 
+  it('every /v2/ operation declares the x-d1-bookmark request and response header, each one component', async () => {
+    const { body: doc } = await callJson('GET', '/v2/openapi.json');
+    const parameter = doc.components?.parameters?.D1Bookmark;
+    const header = doc.components?.headers?.D1Bookmark;
+    expect(parameter).toMatchObject({ name: 'x-d1-bookmark', in: 'header', required: false });
+    expect(parameter.description).toMatch(/read-replicas-and-bookmarks/);
+    expect(header.description).toMatch(/SHARD_/);
+    let v2 = 0;
+    for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, Record<string, any>>>)) {
+      for (const [method, op] of Object.entries(item)) {
+        const where = `${method.toUpperCase()} ${path}`;
+        const declared = (op.parameters ?? []).filter(
+          (p: Record<string, unknown>) => p.$ref === '#/components/parameters/D1Bookmark' || p.name === 'x-d1-bookmark',
+        );
+        const answered = Object.entries(op.responses as Record<string, Record<string, any>>).filter(
+          ([, r]) => r.headers?.['x-d1-bookmark'],
+        );
+        if (!path.startsWith('/v2/')) {
+          expect([declared, answered], `${where} runs without D1 sessions`).toEqual([[], []]);
+          continue;
+        }
+        v2++;
+        expect(declared, `${where} declares the request header once, by reference`).toEqual([
+          { $ref: '#/components/parameters/D1Bookmark' },
+        ]);
+        for (const [status, r] of Object.entries(op.responses as Record<string, Record<string, any>>))
+          expect(r.headers?.['x-d1-bookmark'], `${where} ${status}`).toEqual({
+            $ref: '#/components/headers/D1Bookmark',
+          });
+      }
+    }
+    expect(v2).toBeGreaterThan(50);
+    // The docs page lists it among each such operation's parameters.
+    const html = await (await call('GET', '/docs')).text();
+    expect(html.split('<td><code>x-d1-bookmark</code></td><td>header</td>').length - 1).toBe(v2);
+
+    // The declared form is the one a response carries and a request may send back.
+    const h = await setupHandle();
+    const res = await call('GET', `/v2/handles/${h.handle}/notification-settings`, { token: h.token });
+    const sent = res.headers.get('x-d1-bookmark');
+    expect(sent).toMatch(new RegExp(header.schema.pattern));
+    expect(sent).toMatch(new RegExp(parameter.schema.pattern));
+    expect('SHARD_0=not-a-bookmark').not.toMatch(new RegExp(parameter.schema.pattern));
+  });
+
   it('the docs page renders every operation and the problem types', async () => {
     const { body: doc } = await callJson('GET', '/v2/openapi.json');
     const res = await call('GET', '/docs');

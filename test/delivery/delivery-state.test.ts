@@ -356,6 +356,61 @@ describe('webhook.endpoint_disabled: once per disable, never lost', () => {
 });
 
 describe('a message batch for the DLQ', () => {
+  it('a batch naming handles on both shards: each delivery written on its own shard, the handles looked up at once', async () => {
+    const spent = await setupHandle('SHARD_0');
+    await createWebhook(spent, { url: receiverUrl('fail', unique('k')) });
+    const [deadId] = (await ingestQuiet(spent.handle, {})).deliveryIds as [string];
+    for (let attempt = 1; attempt <= 8; attempt++)
+      await runDeliveries([deadId], { attempts: attempt, env: quiet().env });
+    expect(await deliveryRow(deadId)).toMatchObject({ status: 'retrying', status_reason: 'retries_exhausted' });
+    const fresh = await setupHandle('SHARD_1');
+    for (const _ of [1, 2]) await createWebhook(fresh, { url: receiverUrl('ok', unique('k')) });
+    const freshIds = (await ingestQuiet(fresh.handle, {})).deliveryIds;
+    expect(freshIds).toHaveLength(2);
+
+    // A control-plane binding of its own (an empty directory cache) that watches the directory reads in flight.
+    const reads = { count: 0, inFlight: 0, peak: 0 };
+    const watch = (st: D1PreparedStatement): D1PreparedStatement =>
+      new Proxy(st, {
+        get(target, prop) {
+          if (prop === 'bind') return (...params: unknown[]) => watch(target.bind(...params));
+          if (prop === 'first')
+            return async (...args: [string?]) => {
+              reads.count++;
+              reads.peak = Math.max(reads.peak, ++reads.inFlight);
+              try {
+                return await target.first(...(args as []));
+              } finally {
+                reads.inFlight--;
+              }
+            };
+          const v = Reflect.get(target, prop, target) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+    const DB = wrapD1(env.DB, {
+      prepare: (target, query) =>
+        /FROM handles WHERE handle/.test(query) ? watch(target.prepare(query)) : target.prepare(query),
+    });
+    const dlq = quiet();
+    const ids = [deadId, ...freshIds];
+    const batch = deliveryBatch(ids, 1, new Map(ids.map((id) => [id, id === deadId ? spent.handle : fresh.handle])));
+    await consumeDeadLetters(batch.batch, { ...dlq.env, DB });
+
+    expect(reads).toEqual({ count: 2, inFlight: 0, peak: 2 });
+    expect(batch.outcomes.map((o) => o.calls)).toEqual([['ack'], ['ack'], ['ack']]);
+    expect(await deliveryRow(deadId)).toMatchObject({ status: 'dead', status_reason: 'retries_exhausted' });
+    expect((await shardOf(spent.handle)) === env.SHARD_0).toBe(true);
+    expect(sentIds(dlq.capture).sort()).toEqual([...freshIds].sort());
+    for (const id of freshIds) {
+      const row = await (await shardOf(fresh.handle))
+        .prepare('SELECT status, status_reason FROM deliveries WHERE id = ?1')
+        .bind(id)
+        .first();
+      expect(row).toEqual({ status: 'queued', status_reason: 'requeued_from_dlq' });
+    }
+  });
+
   it('a delivery whose schedule is spent (retries_exhausted) is written dead by the DLQ consumer', async () => {
     const h = await setupHandle();
     await createWebhook(h, { url: receiverUrl('fail', unique('k')) });

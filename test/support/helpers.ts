@@ -163,95 +163,169 @@ export async function shardOf(handle: string): Promise<D1Database> {
   return row.shard === 0 ? env.SHARD_0 : env.SHARD_1;
 }
 
-/**
- * Every shard at once, for a test that reads rows by an id whose handle it does not hold at hand: `first` answers the
- * first shard's row, `all` every shard's rows. Never for inserts (a row belongs on its handle's shard: `shardOf`).
- */
-export const allShards = {
-  async first<T = Record<string, any>>(sql: string, ...params: unknown[]): Promise<T | null> {
-    for (const d1 of [env.SHARD_0, env.SHARD_1]) {
-      const row = await d1
-        .prepare(sql)
-        .bind(...params)
-        .first<T>();
-      if (row) return row;
-    }
-    return null;
-  },
-  async all<T = Record<string, any>>(sql: string, ...params: unknown[]): Promise<T[]> {
-    const out: T[] = [];
-    for (const d1 of [env.SHARD_0, env.SHARD_1])
-      out.push(
-        ...(
-          await d1
-            .prepare(sql)
-            .bind(...params)
-            .all<T>()
-        ).results,
-      );
-    return out;
-  },
-};
+/** The shards in the order the cross-shard helpers ask them. */
+const shards = () => [env.SHARD_0, env.SHARD_1];
+
+/** `sql` with string literals and the insides of parentheses blanked, so a regex sees only its top level. */
+function topLevel(sql: string): string {
+  let depth = 0;
+  let quote: string | null = null;
+  let out = '';
+  for (const ch of sql) {
+    if (quote) {
+      out += ch === quote ? ch : ' ';
+      if (ch === quote) quote = null;
+    } else if (ch === "'" || ch === '"') {
+      quote = ch;
+      out += ch;
+    } else if (ch === '(') out += depth++ === 0 ? ch : ' ';
+    else if (ch === ')') out += --depth === 0 ? ch : ' ';
+    else out += depth > 0 ? ' ' : ch;
+  }
+  return out;
+}
+
+const AGGREGATE = /\b(count|sum|total|min|max|avg|group_concat)\s*\(/i;
+
+/** How each output column of an ungrouped aggregate combines over the shards: `sum`, `min`, `max` or `same`. */
+type Combine = 'sum' | 'min' | 'max' | 'same';
 
 /**
- * Every shard as one read-and-update D1 for tests that hold an id but not its handle: `first` answers the first
- * shard's row (a `SELECT count(…)` the sum over the shards), `all` every shard's rows, `run` runs on every shard (an UPDATE or DELETE by id changes the one shard that
- * has the row). An INSERT is refused: a row belongs on its handle's shard (`shardOf`).
+ * The output columns of `sql` with how each combines over the shards, when `sql` is an aggregate without GROUP BY (a
+ * shard with no matching row still answers its one row: a count of 0, a NULL max); null for any other query, whose
+ * rows each belong to one shard. An aggregate column that cannot be combined (avg, group_concat, an expression over an
+ * aggregate) is refused here, before any shard is asked.
+ */
+function ungroupedAggregate(sql: string): Map<string, Combine> | null {
+  const top = topLevel(sql);
+  const select = /^\s*SELECT\s+(?:ALL\s+)?/i.exec(top);
+  const from = /\sFROM\s/i.exec(top);
+  if (!select || /\bGROUP\s+BY\b|\bOVER\b|\bUNION\b/i.test(top)) return null;
+  const end = from?.index ?? sql.length;
+  // The select list split at its top-level commas, each item read from the original text at the same offsets.
+  const items: string[] = [];
+  let start = select[0].length;
+  for (let i = start; i <= end; i++) {
+    if (i === end || top[i] === ',') {
+      items.push(sql.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  if (!items.some((item) => AGGREGATE.test(topLevel(item)))) return null;
+  const columns = new Map<string, Combine>();
+  for (const item of items) {
+    const alias = /(?:\s+AS)?\s+["`]?([A-Za-z_]\w*)["`]?$/i.exec(item);
+    const expr = alias ? item.slice(0, alias.index).trim() : item;
+    const call = /^(count|sum|total|min|max)\s*\(/i.exec(expr);
+    const whole = call && topLevel(expr).indexOf(')') === expr.length - 1;
+    let how: Combine = 'same';
+    if (whole)
+      how = ({ count: 'sum', sum: 'sum', total: 'sum', min: 'min', max: 'max' } as const)[
+        call[1]!.toLowerCase() as 'count'
+      ];
+    else if (AGGREGATE.test(topLevel(expr)))
+      throw new Error(
+        `anyShard cannot combine \`${expr}\` over the shards: ask the handle's own shard (shardOf(handle)), ` +
+          'or select count, sum, total, min or max alone (first() and all() combine those)',
+      );
+    columns.set(alias?.[1] ?? expr, how);
+  }
+  return columns;
+}
+
+/** SQLite's order for the values min and max compare here (numbers, or text of the same kind). */
+function before(a: unknown, b: unknown): boolean {
+  return (a as number | string) < (b as number | string);
+}
+
+/** One row from each shard's answer to an ungrouped aggregate, combined column by column. */
+function combineRows(columns: Map<string, Combine>, rows: readonly Record<string, unknown>[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, how] of columns) {
+    const values = rows.map((r) => r[name]).filter((v) => v !== null && v !== undefined);
+    if (!values.length) out[name] = null;
+    else if (how === 'sum') out[name] = values.reduce((n: number, v) => n + Number(v), 0);
+    else if (how === 'min' || how === 'max')
+      out[name] = values.reduce((m, v) => (before(v, m) === (how === 'min') ? v : m));
+    else if (new Set(values).size > 1)
+      throw new Error(
+        `anyShard: the shards answer different \`${name}\`s; ask the handle's own shard (shardOf(handle))`,
+      );
+    else out[name] = values[0];
+  }
+  return out;
+}
+
+/**
+ * Every shard as one read-and-update D1 for tests that hold an id but not its handle: `all` answers every shard's
+ * rows and `first` the first shard's row, except for an aggregate without GROUP BY (`SELECT count(*) AS n …`), where
+ * both answer the ONE row combined over the shards (counts and sums added, min and max taken; a `count(DISTINCT …)`
+ * added too, its values' rows being on one shard) — each shard answers such
+ * a query with a row of its own, 0 where it has nothing, which read alone is one shard's count. An aggregate it cannot
+ * combine (avg, an expression over a count) is refused: ask the handle's own shard (`shardOf`). Grouped rows stay per
+ * shard (a handle's rows, and so its groups, are on one). `run` runs on every shard (an UPDATE or DELETE by id changes
+ * the one shard that has the row). An INSERT is refused: a row belongs on its handle's shard (`shardOf`).
  */
 export const anyShard = {
   prepare(sql: string) {
     if (/^\s*INSERT/i.test(sql)) throw new Error('anyShard cannot insert: use shardOf(handle)');
-    const statement = (params: unknown[]) => ({
-      bind: (...next: unknown[]) => statement(next),
-      async first<T = any>(column?: string): Promise<T | null> {
-        if (/^\s*SELECT\s+count\(/i.test(sql) && !/GROUP BY/i.test(sql)) {
-          // A count: the sum over the shards (each answers a row, 0 where it has none).
-          const rows = await Promise.all(
-            [env.SHARD_0, env.SHARD_1].map((d1) =>
-              d1
-                .prepare(sql)
-                .bind(...params)
-                .first<Record<string, unknown>>(),
-            ),
-          );
-          const sum: Record<string, unknown> = { ...rows[0] };
-          for (const row of rows.slice(1))
-            for (const [k, v] of Object.entries(row ?? {}))
-              sum[k] = typeof v === 'number' ? Number(sum[k] ?? 0) + v : (sum[k] ?? v);
-          return (column === undefined ? sum : sum[column]) as T;
-        }
-        for (const d1 of [env.SHARD_0, env.SHARD_1]) {
-          const st = d1.prepare(sql).bind(...params);
-          const row = column === undefined ? await st.first<T>() : await st.first<T>(column);
-          if (row !== null && row !== undefined) return row;
-        }
-        return null;
-      },
-      async all<T = Record<string, any>>() {
-        const parts = await Promise.all(
-          [env.SHARD_0, env.SHARD_1].map((d1) =>
-            d1
-              .prepare(sql)
-              .bind(...params)
-              .all<T>(),
-          ),
+    const aggregate = ungroupedAggregate(sql);
+    const statement = (params: unknown[]) => {
+      const onEvery = () => shards().map((d1) => d1.prepare(sql).bind(...params));
+      const combine = (rows: readonly (Record<string, unknown> | null | undefined)[]) =>
+        combineRows(
+          aggregate!,
+          rows.map((row) => row ?? {}),
         );
-        return { ...parts[0]!, results: parts.flatMap((p) => p.results) };
-      },
-      async run() {
-        const parts = await Promise.all(
-          [env.SHARD_0, env.SHARD_1].map((d1) =>
-            d1
-              .prepare(sql)
-              .bind(...params)
-              .run(),
-          ),
-        );
-        const changes = parts.reduce((n, p) => n + (p.meta.changes ?? 0), 0);
-        return { ...parts[0]!, meta: { ...parts[0]!.meta, changes } };
-      },
-    });
+      return {
+        bind: (...next: unknown[]) => statement(next),
+        async first<T = any>(column?: string): Promise<T | null> {
+          if (aggregate) {
+            const row = combine(await Promise.all(onEvery().map((st) => st.first<Record<string, unknown>>())));
+            return (column === undefined ? row : row[column]) as T;
+          }
+          for (const st of onEvery()) {
+            const row = column === undefined ? await st.first<T>() : await st.first<T>(column);
+            if (row !== null && row !== undefined) return row;
+          }
+          return null;
+        },
+        async all<T = Record<string, any>>(): Promise<D1Result<T>> {
+          const parts = await Promise.all(onEvery().map((st) => st.all<T>()));
+          const rows = parts.map((p) => p.results);
+          const results = aggregate ? [combine(rows.map((r) => r[0] as Record<string, unknown>)) as T] : rows.flat();
+          return { ...parts[0]!, results };
+        },
+        async run() {
+          const parts = await Promise.all(onEvery().map((st) => st.run()));
+          const changes = parts.reduce((n, p) => n + (p.meta.changes ?? 0), 0);
+          return { ...parts[0]!, meta: { ...parts[0]!.meta, changes } };
+        },
+      };
+    };
     return statement([]);
+  },
+};
+
+/**
+ * `anyShard` with the parameters beside the SQL, for a test that reads rows by an id whose handle it does not hold at
+ * hand: `first` answers the first shard's row, `all` every shard's rows, an aggregate combined over the shards as
+ * `anyShard` does. Never for inserts (a row belongs on its handle's shard: `shardOf`).
+ */
+export const allShards = {
+  first<T = Record<string, any>>(sql: string, ...params: unknown[]): Promise<T | null> {
+    return anyShard
+      .prepare(sql)
+      .bind(...params)
+      .first<T>();
+  },
+  async all<T = Record<string, any>>(sql: string, ...params: unknown[]): Promise<T[]> {
+    return (
+      await anyShard
+        .prepare(sql)
+        .bind(...params)
+        .all<T>()
+    ).results;
   },
 };
 

@@ -90,50 +90,50 @@ function outcomeBuckets(w: StatsWindow, start: number, rows: OutcomeRow[]): Outc
 }
 
 /**
+ * Deliveries per bucket of `w` by outcome, from the deliveries `d` each of `sources` selects (`FROM … WHERE …`, UNION
+ * ALL): ?1–?3 are the window's start (s), bucket size (s) and bucket count; `params(start)` are ?4 onwards.
+ */
+function outcomesStatement(
+  d1: D1Database,
+  w: StatsWindow,
+  now: number,
+  sources: readonly string[],
+  params: (start: number) => unknown[],
+) {
+  const start = windowStart(w, now);
+  const rows = sources.map((from) => `SELECT d.status AS s, ${bucketOf('d.created_at', '?1', '?2')} AS b ${from}`);
+  return {
+    start,
+    statement: d1
+      .prepare(`SELECT b, ${OUTCOME_SUMS} FROM (${rows.join(' UNION ALL ')}) WHERE b >= 0 AND b < ?3 GROUP BY b`)
+      .bind(start / 1000, w.seconds, w.count, ...params(start)),
+  };
+}
+
+/**
  * A handle's deliveries per bucket by outcome: those of its notifications (read through `notifications_handle_idx`
  * from the window's first id, then `deliveries_notification_idx`) and its test sends (`deliveries_test_sends_idx`).
  */
 export function handleOutcomesStatement(d1: D1Database, handle: string, w: StatsWindow, now: number) {
-  const start = windowStart(w, now);
-  return {
-    start,
-    statement: d1
-      .prepare(
-        `SELECT b, ${OUTCOME_SUMS} FROM (
-           SELECT d.status AS s, ${bucketOf('d.created_at', '?4', '?5')} AS b
-             FROM notifications n JOIN deliveries d ON d.notification_id = n.id
-            WHERE n.handle = ?1 AND n.id >= ?2 AND d.id >= ?3
-           UNION ALL
-           SELECT d.status AS s, ${bucketOf('d.created_at', '?4', '?5')} AS b
-             FROM deliveries d
-            WHERE d.handle = ?1 AND d.notification_id IS NULL AND d.id >= ?3
-         ) WHERE b >= 0 AND b < ?6 GROUP BY b`,
-      )
-      .bind(
-        handle,
-        boundaryId('ntf', start - FANOUT_SLACK_MS),
-        boundaryId('dlv', start),
-        start / 1000,
-        w.seconds,
-        w.count,
-      ),
-  };
+  return outcomesStatement(
+    d1,
+    w,
+    now,
+    [
+      `FROM notifications n JOIN deliveries d ON d.notification_id = n.id
+        WHERE n.handle = ?4 AND n.id >= ?5 AND d.id >= ?6`,
+      'FROM deliveries d WHERE d.handle = ?4 AND d.notification_id IS NULL AND d.id >= ?6',
+    ],
+    (start) => [handle, boundaryId('ntf', start - FANOUT_SLACK_MS), boundaryId('dlv', start)],
+  );
 }
 
 /** One webhook's deliveries per bucket by outcome, through `deliveries_subscription_idx` from the window's first id. */
 export function webhookOutcomesStatement(d1: D1Database, webhookId: string, w: StatsWindow, now: number) {
-  const start = windowStart(w, now);
-  return {
-    start,
-    statement: d1
-      .prepare(
-        `SELECT b, ${OUTCOME_SUMS} FROM (
-           SELECT d.status AS s, ${bucketOf('d.created_at', '?3', '?4')} AS b
-             FROM deliveries d WHERE d.subscription_id = ?1 AND d.id >= ?2
-         ) WHERE b >= 0 AND b < ?5 GROUP BY b`,
-      )
-      .bind(webhookId, boundaryId('dlv', start), start / 1000, w.seconds, w.count),
-  };
+  return outcomesStatement(d1, w, now, ['FROM deliveries d WHERE d.subscription_id = ?4 AND d.id >= ?5'], (start) => [
+    webhookId,
+    boundaryId('dlv', start),
+  ]);
 }
 
 /**

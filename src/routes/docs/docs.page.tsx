@@ -92,9 +92,12 @@ function ReceivingWebhooks(props: { webhooks: Record<string, Json> }) {
 /** An element id for a tag: ids cannot hold spaces, and a tag name such as `Email Subscriptions` does. */
 const tagId = (tag: string) => `tag-${tag.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`;
 
-function Operation(props: { path: string; method: string; op: Json }) {
+function Operation(props: { path: string; method: string; op: Json; shared: Record<string, Json> }) {
   const { path, method, op } = props;
-  const params = (op.parameters as Json[] | undefined) ?? [];
+  // A parameter shared by many operations is a `$ref` to `components.parameters` (the x-d1-bookmark header).
+  const params = ((op.parameters as Json[] | undefined) ?? []).map((p) =>
+    typeof p.$ref === 'string' ? (props.shared[p.$ref.split('/').pop()!] ?? p) : p,
+  );
   const body = ((op.requestBody as Json | undefined)?.content as Json | undefined)?.['application/json'] as
     | Json
     | undefined;
@@ -182,6 +185,7 @@ export function renderDocsPage(doc: Json) {
     }
   }
   const schemas = ((doc.components as Json | undefined)?.schemas as Record<string, unknown>) ?? {};
+  const shared = ((doc.components as Json | undefined)?.parameters as Record<string, Json>) ?? {};
   return (
     <HtmlDocument>
       <head>
@@ -211,7 +215,7 @@ export function renderDocsPage(doc: Json) {
           <>
             <h2 id={tagId(tag)}>{tag}</h2>
             {ops.map((o) => (
-              <Operation path={o.path} method={o.method} op={o.op} />
+              <Operation path={o.path} method={o.method} op={o.op} shared={shared} />
             ))}
           </>
         ))}
