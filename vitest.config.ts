@@ -41,6 +41,8 @@ export default defineConfig(async () => {
                   // shards, which one is smaller depends on every other test file.
                   PLACEMENT_TEST_A: 'placement-test-a',
                   PLACEMENT_TEST_B: 'placement-test-b',
+                  // Migrated step by step by test/delivery/summary.test.ts: rows written before a migration, then it.
+                  MIGRATION_TEST_DB: 'migration-test-db',
                 },
                 // Tests play Cloudflare Email Sending: they publish its lifecycle events to the real local queue the
                 // Worker consumes (test/email/email-sending-events.test.ts). The Worker itself never produces to it.

@@ -265,9 +265,11 @@ export const notifications = sqliteTable(
     }).notNull(),
     recipientCount: integer('recipient_count').notNull().default(0),
     /**
-     * Per-recipient delivery summary, `{ [deliveryId]: RecipientSummary }` for the first recipients (see
-     * delivery/summary.ts). A projection of `deliveries` kept in the same `db.batch` as each delivery change, so a
-     * feed page reads one row per notification instead of joining every delivery.
+     * Per-recipient delivery summary for the first recipients, stored compactly as `{ [deliveryId]: StoredRecipient }`:
+     * `[recipientType, subscriptionId, target, status, statusReason, attempts, lastErrorClass, lastHttpStatus,
+     * updatedAt]` by position (delivery/summary.ts `decodeRecipients` turns it into the API's RecipientSummary). A
+     * projection of `deliveries` kept in the same `db.batch` as each delivery change, so a feed page reads one row per
+     * notification instead of joining every delivery.
      */
     recipients: text('recipients').notNull().default('{}'),
     /** Deliveries not yet terminal / succeeded / dead: the aggregate `status` is derived from these in SQL. */

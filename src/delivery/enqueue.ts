@@ -9,6 +9,7 @@
  * there: a retry is the same message).
  */
 import type { DeliveryMessage, EventMessage } from './messages.ts';
+import { entryFieldSql, setEntrySql } from './summary.ts';
 
 /** Queues accept at most 100 messages (and 256 KB) per sendBatch. */
 export const SEND_BATCH_LIMIT = 100;
@@ -226,8 +227,9 @@ async function markQueued(d1: D1Database, ids: string[]): Promise<void> {
       .prepare(
         `UPDATE notifications SET
            recipients = (SELECT json_group_object(j.key,
-               CASE WHEN j.key IN (SELECT value FROM json_each(?1)) AND json_extract(j.value, '$.status') = 'pending'
-                    THEN json_set(j.value, '$.status', 'queued', '$.updatedAt', ?2) ELSE json(j.value) END)
+               CASE WHEN j.key IN (SELECT value FROM json_each(?1))
+                         AND ${entryFieldSql('j.value', 'status')} = 'pending'
+                    THEN ${setEntrySql('j.value', { status: `'queued'`, updatedAt: '?2' })} ELSE json(j.value) END)
              FROM json_each(notifications.recipients) j)
          WHERE id IN (SELECT notification_id FROM deliveries
                       WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'pending')
@@ -258,7 +260,7 @@ async function markPending(d1: D1Database, ids: string[]): Promise<void> {
       .prepare(
         `UPDATE notifications SET
            recipients = (SELECT json_group_object(j.key,
-               CASE WHEN j.key IN (${unsent}) THEN json_set(j.value, '$.status', 'pending', '$.updatedAt', ?2)
+               CASE WHEN j.key IN (${unsent}) THEN ${setEntrySql('j.value', { status: `'pending'`, updatedAt: '?2' })}
                     ELSE json(j.value) END)
              FROM json_each(notifications.recipients) j)
          WHERE id IN (SELECT notification_id FROM deliveries WHERE id IN (${unsent})) AND recipients <> '{}'`,

@@ -26,7 +26,13 @@ import { enqueueDeliveries } from './enqueue.ts';
 import { planRecipients } from './match.ts';
 import { type MatchContext, matchContextCompiled, type SettingsRow, toMatchContext } from './match-context.ts';
 import { PLATFORM_ALERT_REASON } from './platform-alerts.ts';
-import { initialStatus, RECIPIENT_SUMMARY_LIMIT, type RecipientSummary } from './summary.ts';
+import {
+  decodeRecipients,
+  encodeRecipients,
+  initialStatus,
+  RECIPIENT_SUMMARY_LIMIT,
+  type RecipientSummary,
+} from './summary.ts';
 
 export interface IngestRequest {
   handle: string;
@@ -156,7 +162,7 @@ function duplicateOf(row: { id: string; status: string; recipients: string }): I
     status: row.status,
     duplicate: true,
     deferredUntil: null,
-    recipients: Object.values(JSON.parse(row.recipients) as Record<string, RecipientSummary>),
+    recipients: decodeRecipients(row.recipients),
   };
 }
 
@@ -305,9 +311,7 @@ function planEvent(
   }
   const open = rows.filter((r) => r.status === 'queued' || r.status === 'deferred').length;
   const status = initialStatus({ open, succeeded: 0, dead: 0 }, plan.undeliverable);
-  const summary = Object.fromEntries(
-    rows.slice(0, RECIPIENT_SUMMARY_LIMIT).map((r) => [r.deliveryId, summaryEntry(r)]),
-  );
+  const summary = encodeRecipients(rows.slice(0, RECIPIENT_SUMMARY_LIMIT).map(summaryEntry));
   const deferredUntil = rows.reduce<string | null>(
     (min, r) => (r.nextAttemptAt && (min === null || r.nextAttemptAt < min) ? r.nextAttemptAt : min),
     null,
@@ -331,7 +335,7 @@ function planEvent(
         event.occurredAt ?? now,
         status,
         rows.length,
-        JSON.stringify(summary),
+        summary,
         open,
         now,
       ),

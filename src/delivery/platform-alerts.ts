@@ -10,7 +10,7 @@ import { onEveryShard } from '../db/shards.ts';
 import { config } from '../env.ts';
 import { newId } from '../lib/ids.ts';
 import { enqueueDeliveries } from './enqueue.ts';
-import { RECIPIENT_SUMMARY_LIMIT, type RecipientSummary } from './summary.ts';
+import { encodeRecipient, RECIPIENT_SUMMARY_LIMIT, type RecipientSummary } from './summary.ts';
 
 /** The status reason of a platform alert delivery. */
 export const PLATFORM_ALERT_REASON = 'undeliverable_critical_event';
@@ -132,7 +132,7 @@ function alertStatements(
           'THEN json_set(recipients, ?2, json(?3)) ELSE recipients END, updated_at = ?5 ' +
           'WHERE id = ?1 AND changes() = 1',
       )
-      .bind(n.id, `$."${deliveryId}"`, JSON.stringify(entry), RECIPIENT_SUMMARY_LIMIT, at),
+      .bind(n.id, `$."${deliveryId}"`, JSON.stringify(encodeRecipient(entry)), RECIPIENT_SUMMARY_LIMIT, at),
     d1
       .prepare('UPDATE notifications SET alert_check_at = NULL WHERE id = ?1 AND alert_check_at = ?2')
       .bind(n.id, n.alertCheckAt),

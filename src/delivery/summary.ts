@@ -30,6 +30,95 @@ export type DeliveryStatus =
   | 'cancelled'
   | 'skipped';
 
+/**
+ * The stored form of one summary entry, keyed by its delivery id in `notifications.recipients`: the fields by position,
+ * without key names, without the id the key already is, and without `channel` (it follows from `recipientType`). Less
+ * than half the bytes of the object the API shows (docs/performance.md#rows-and-bytes-of-one-event).
+ */
+export type StoredRecipient = [
+  recipientType: RecipientSummary['recipientType'],
+  subscriptionId: string | null,
+  target: string,
+  status: DeliveryStatus,
+  statusReason: string | null,
+  attempts: number,
+  lastErrorClass: string | null,
+  lastHttpStatus: number | null,
+  updatedAt: string,
+];
+
+/** The stored fields in their positions (the order of {@link StoredRecipient}). */
+const STORED_FIELDS = [
+  'recipientType',
+  'subscriptionId',
+  'target',
+  'status',
+  'statusReason',
+  'attempts',
+  'lastErrorClass',
+  'lastHttpStatus',
+  'updatedAt',
+] as const;
+
+type StoredField = (typeof STORED_FIELDS)[number];
+
+/** The JSON path of a field inside one stored entry (`[3]` for `status`), to append to `$` or to `$."<deliveryId>"`. */
+function entryPath(field: StoredField): string {
+  return `[${STORED_FIELDS.indexOf(field)}]`;
+}
+
+/**
+ * SQL: `entry` (a stored entry, SQL text) with the given fields set to the given SQL values — the one way the
+ * statements here and in enqueue.ts change an entry in place.
+ */
+export function setEntrySql(entry: string, fields: Partial<Record<StoredField, string>>): string {
+  const pairs = Object.entries(fields).map(([f, v]) => `'$${entryPath(f as StoredField)}', ${v}`);
+  return `json_set(${entry}, ${pairs.join(', ')})`;
+}
+
+/** SQL: one field of `entry` (a stored entry, SQL text) as an SQL value. */
+export function entryFieldSql(entry: string, field: StoredField): string {
+  return `json_extract(${entry}, '$${entryPath(field)}')`;
+}
+
+/** The stored form of a summary entry. */
+export function encodeRecipient(r: RecipientSummary): StoredRecipient {
+  return [
+    r.recipientType,
+    r.subscriptionId,
+    r.target,
+    r.status,
+    r.statusReason,
+    r.attempts,
+    r.lastErrorClass,
+    r.lastHttpStatus,
+    r.updatedAt,
+  ];
+}
+
+/** The `notifications.recipients` text of these entries, in this order. */
+export function encodeRecipients(entries: readonly RecipientSummary[]): string {
+  return JSON.stringify(Object.fromEntries(entries.map((r) => [r.deliveryId, encodeRecipient(r)])));
+}
+
+/** The entries of a `notifications.recipients` text as the API shows them, in stored order. */
+export function decodeRecipients(text: string): RecipientSummary[] {
+  const stored = JSON.parse(text) as Record<string, StoredRecipient>;
+  return Object.entries(stored).map(([deliveryId, e]) => ({
+    deliveryId,
+    channel: e[0] === 'webhook' ? 'webhook' : 'email',
+    recipientType: e[0],
+    subscriptionId: e[1],
+    target: e[2],
+    status: e[3],
+    statusReason: e[4],
+    attempts: e[5],
+    lastErrorClass: e[6],
+    lastHttpStatus: e[7],
+    updatedAt: e[8],
+  }));
+}
+
 /** Recipients listed individually on the notification row; larger fan-outs list the first ones and count the rest. */
 export const RECIPIENT_SUMMARY_LIMIT = 25;
 
@@ -102,6 +191,20 @@ export interface Transition {
   at: string;
 }
 
+/** {@link transitionStatement}'s json_set arguments: `?2` is the entry's path, the values are bound ?6 … ?11. */
+const MOVED_FIELDS = (
+  [
+    ['status', 6],
+    ['statusReason', 7],
+    ['attempts', 8],
+    ['lastErrorClass', 9],
+    ['lastHttpStatus', 10],
+    ['updatedAt', 11],
+  ] as const
+)
+  .map(([f, i]) => `?2 || '${entryPath(f)}', ?${i}`)
+  .join(', ');
+
 /**
  * Moves one delivery's notification along: counts, aggregate status, and the recipient's summary entry when it has
  * one. Put it right after the guarded delivery UPDATE in the same batch: `changes() = 1` makes it apply only if that
@@ -121,8 +224,7 @@ export function transitionStatement(d1: D1Database, t: Transition): D1PreparedSt
          status = ${aggregateSql('open_count + ?3', 'succeeded_count + ?4', 'dead_count + ?5')},
          alert_check_at = ${alertCheckSql('?12', '?11')},
          recipients = CASE WHEN json_type(recipients, ?2) IS NULL THEN recipients
-           ELSE json_set(recipients, ?2 || '.status', ?6, ?2 || '.statusReason', ?7, ?2 || '.attempts', ?8,
-                         ?2 || '.lastErrorClass', ?9, ?2 || '.lastHttpStatus', ?10, ?2 || '.updatedAt', ?11) END,
+           ELSE json_set(recipients, ${MOVED_FIELDS}) END,
          updated_at = ?11
        WHERE id = ?1 AND changes() = 1`,
     )
@@ -194,8 +296,14 @@ export function batchTransitionStatement(
          status = ${status},
          recipients = CASE WHEN recipients = '{}' THEN recipients ELSE (SELECT json_group_object(r.key,
              CASE WHEN t.id IS NULL THEN json(r.value)
-               ELSE json_set(r.value, '$.status', t.status, '$.statusReason', t.reason, '$.attempts', t.attempts,
-                             '$.lastErrorClass', t.cls, '$.lastHttpStatus', t.http, '$.updatedAt', t.at) END)
+               ELSE ${setEntrySql('r.value', {
+                 status: 't.status',
+                 statusReason: 't.reason',
+                 attempts: 't.attempts',
+                 lastErrorClass: 't.cls',
+                 lastHttpStatus: 't.http',
+                 updatedAt: 't.at',
+               })} END)
            FROM json_each(notifications.recipients) r LEFT JOIN t ON t.id = r.key) END,
          updated_at = ?3
        WHERE id = ?1 AND (SELECT k FROM n) > 0`,
@@ -210,7 +318,7 @@ export function batchTransitionStatement(
 export function recipientReasonStatement(d1: D1Database, notificationId: string, deliveryId: string, reason: string) {
   return d1
     .prepare(
-      `UPDATE notifications SET recipients = json_set(recipients, ?2 || '.statusReason', ?3)
+      `UPDATE notifications SET recipients = json_set(recipients, ?2 || '${entryPath('statusReason')}', ?3)
        WHERE id = ?1 AND json_type(recipients, ?2) IS NOT NULL`,
     )
     .bind(notificationId, `$."${deliveryId}"`, reason);
@@ -257,9 +365,9 @@ export function cancelOpenDeliveries(
       .prepare(
         `UPDATE notifications SET
            recipients = (SELECT json_group_object(j.key,
-               CASE WHEN json_extract(j.value, '$.subscriptionId') = ?1
-                         AND json_extract(j.value, '$.status') IN ${OPEN_SQL}
-                    THEN json_set(j.value, '$.status', 'cancelled', '$.statusReason', ?2, '$.updatedAt', ?3)
+               CASE WHEN ${entryFieldSql('j.value', 'subscriptionId')} = ?1
+                         AND ${entryFieldSql('j.value', 'status')} IN ${OPEN_SQL}
+                    THEN ${setEntrySql('j.value', { status: `'cancelled'`, statusReason: '?2', updatedAt: '?3' })}
                     ELSE json(j.value) END)
              FROM json_each(notifications.recipients) j),
            updated_at = ?3

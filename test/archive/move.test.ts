@@ -12,6 +12,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { findOnShards } from '../../src/db/shards.ts';
 import { releaseDeferred } from '../../src/delivery/deferral.ts';
 import { claimOverdue } from '../../src/delivery/overdue.ts';
+import { decodeRecipients } from '../../src/delivery/summary.ts';
 import { newId } from '../../src/lib/ids.ts';
 import {
   call,
@@ -249,9 +250,13 @@ describe('moving a handle between shards', () => {
     const sealedAt = Date.parse(done.readOnlyAt!);
     expect(answered.some((x) => x.receivedAt < sealedAt && x.response!.answeredAt > sealedAt)).toBe(true);
     const notifications = (
-      await env.SHARD_1.prepare('SELECT status FROM notifications WHERE handle = ?1').bind(h.handle).all()
+      await env.SHARD_1.prepare('SELECT status, recipients FROM notifications WHERE handle = ?1').bind(h.handle).all()
     ).results;
     expect(notifications.map((n) => n.status)).toEqual(ids.map(() => 'delivered'));
+    // The copied summaries took the moves on the target: every entry succeeded, one per delivery.
+    const entries = notifications.flatMap((n) => decodeRecipients(n.recipients as string));
+    expect(entries.map((e) => e.deliveryId).sort()).toEqual([...ids].sort());
+    expect(entries.every((e) => e.status === 'succeeded' && e.attempts === 1)).toBe(true);
     expect(await rowCounts(env.SHARD_0, h.handle)).toEqual(empty);
   }, 90_000);
 

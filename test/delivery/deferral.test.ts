@@ -21,6 +21,7 @@ import {
   type TestHandle,
 } from '../support/pipeline-helpers.ts';
 import { hits, receiverUrl, waitForHits } from '../support/receivers.ts';
+import { summaryById } from '../support/seed.ts';
 
 const HOUR = 3_600_000;
 
@@ -100,7 +101,7 @@ describe('deferred deliveries', () => {
       (row) => row.status === 'delivered',
     );
     expect(n).toMatchObject({ open_count: 0, succeeded_count: 1, dead_count: 0 });
-    expect(JSON.parse(n.recipients)[d!.id].status).toBe('succeeded');
+    expect(summaryById(n.recipients)[d!.id]!.status).toBe('succeeded');
   });
 
   it('a critical event in a window is delivered at once', async () => {

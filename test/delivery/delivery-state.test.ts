@@ -34,6 +34,7 @@ import {
   webhookDbRow,
 } from '../support/pipeline-helpers.ts';
 import { hits, receiverUrl, setMode } from '../support/receivers.ts';
+import { summaryById } from '../support/seed.ts';
 
 const DAY = 24 * 3600 * 1000;
 
@@ -139,7 +140,7 @@ describe('a producer marks the deliveries queued while a consumer holds them', (
     expect((await attemptsOf(id)).map((a) => [a.attempt_number, a.outcome])).toEqual([[1, 'succeeded']]);
     const n = await notificationRow(ing.notificationId);
     expect(n).toMatchObject({ status: 'delivered', open_count: 0, succeeded_count: 1 });
-    expect(JSON.parse(n.recipients)[id]).toMatchObject({ status: 'succeeded', attempts: 1 });
+    expect(summaryById(n.recipients)[id]).toMatchObject({ status: 'succeeded', attempts: 1 });
   });
 });
 

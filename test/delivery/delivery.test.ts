@@ -41,7 +41,7 @@ import {
   webhookDbRow,
 } from '../support/pipeline-helpers.ts';
 import { type Hit, hits, receiverUrl, setMode, waitForHits } from '../support/receivers.ts';
-import { insertEmailSubscriptions } from '../support/seed.ts';
+import { insertEmailSubscriptions, summaryById } from '../support/seed.ts';
 
 const SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000];
 const utf8Bytes = (s: string) => new TextEncoder().encode(s).length;
@@ -137,7 +137,7 @@ describe('outcome classes through the pipeline (real receivers)', () => {
 
     const n = await notificationRow(ing.notificationId);
     expect(n.status).toBe('delivering');
-    expect(JSON.parse(n.recipients)[id]).toMatchObject({
+    expect(summaryById(n.recipients)[id]).toMatchObject({
       status: 'retrying',
       attempts: 1,
       lastErrorClass: 'http_5xx',

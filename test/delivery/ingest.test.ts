@@ -47,6 +47,7 @@ import {
   type TestHandle,
 } from '../support/pipeline-helpers.ts';
 import { hits, receiverUrl } from '../support/receivers.ts';
+import { summaryById } from '../support/seed.ts';
 
 const eventsPath = (handle: string) => `/v2/handles/${handle}/events`;
 
@@ -542,8 +543,8 @@ describe('a failed send after the rows are stored (they were written queued)', (
     expect(body.recipients).toEqual([expect.objectContaining({ subscriptionId: wh.id, status: 'pending' })]);
     const [d] = await deliveriesOf(body.notificationId);
     expect(d).toMatchObject({ subscription_id: wh.id, status: 'pending' });
-    const summary = JSON.parse((await notificationRow(body.notificationId)).recipients);
-    expect(summary[d!.id].status).toBe('pending');
+    const summary = summaryById((await notificationRow(body.notificationId)).recipients);
+    expect(summary[d!.id]!.status).toBe('pending');
     const swept = await sweepOutbox(env, new Date(Date.now() + 2 * 60_000));
     expect(swept.requeued).toBeGreaterThanOrEqual(1);
     await eventually(

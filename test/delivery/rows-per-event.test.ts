@@ -18,6 +18,7 @@ import {
   webhookDbRow,
 } from '../support/pipeline-helpers.ts';
 import { receiverUrl } from '../support/receivers.ts';
+import { summaryById } from '../support/seed.ts';
 
 /** A D1 binding that sums `meta.rows_written` of everything run through it. */
 function meteredD1(inner: D1Database): { db: D1Database; written: () => number; statements: () => string[] } {
@@ -81,7 +82,7 @@ describe('rows written per event', () => {
     // The notification, its summary and counts moved on in one write for the batch.
     const n = await notificationRow(event.notificationId);
     expect(n).toMatchObject({ status: 'delivered', open_count: 0, succeeded_count: 3, dead_count: 0 });
-    const summary = Object.values(JSON.parse(n.recipients) as Record<string, { status: string; attempts: number }>);
+    const summary = Object.values(summaryById(n.recipients));
     expect(summary.map((r) => [r.status, r.attempts])).toEqual([
       ['succeeded', 1],
       ['succeeded', 1],

@@ -513,6 +513,7 @@ describe('GET …/notifications/{id}', () => {
         {
           notificationId,
           channel: 'email',
+          recipientType: 'email',
           subscriptionId: newId('esub'),
           target: 'ops@example.com',
           status: 'dead',

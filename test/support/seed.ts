@@ -3,7 +3,7 @@
  * hundreds of subscriptions). Everything here writes rows exactly as the service's own code would.
  */
 import { env } from 'cloudflare:workers';
-import type { RecipientSummary } from '../../src/delivery/summary.ts';
+import { decodeRecipients, encodeRecipients, type RecipientSummary } from '../../src/delivery/summary.ts';
 import { boundaryId, newId } from '../../src/lib/ids.ts';
 import { NOTIFICATION_STATUSES } from '../../src/routes/notifications/notifications.schemas.ts';
 import { ALL_USER_SCOPES, shardOf, signJwt, unique } from './helpers.ts';
@@ -52,7 +52,7 @@ export async function insertNotifications(handle: string, rows: SeedNotification
       n.createdAt,
       n.status,
       Object.keys(n.recipients ?? {}).length,
-      JSON.stringify(n.recipients ?? {}),
+      encodeRecipients(Object.values(n.recipients ?? {})),
       n.createdAt,
       n.createdAt,
     ]);
@@ -168,6 +168,8 @@ export interface SeedDelivery {
   subscriptionId: string | null;
   target: string;
   status: RecipientSummary['status'];
+  /** Overrides the recipient type given to {@link insertDeliveries} for this delivery. */
+  recipientType?: RecipientSummary['recipientType'];
   statusReason?: string | null;
   attempts?: number;
 }
@@ -188,7 +190,7 @@ export async function insertDeliveries(
     recipients[id] = {
       deliveryId: id,
       channel: d.channel,
-      recipientType,
+      recipientType: d.recipientType ?? recipientType,
       subscriptionId: d.subscriptionId,
       target: d.target,
       status: d.status,
@@ -209,7 +211,7 @@ export async function insertDeliveries(
         handle,
         d.notificationId,
         d.channel,
-        recipientType,
+        d.recipientType ?? recipientType,
         d.subscriptionId,
         d.target,
         d.status,
@@ -221,6 +223,11 @@ export async function insertDeliveries(
   });
   await d1.batch(statements);
   return { ids, recipients };
+}
+
+/** A notification row's stored `recipients` summary, decoded as the API shows it, by delivery id. */
+export function summaryById(recipients: string): Record<string, RecipientSummary> {
+  return Object.fromEntries(decodeRecipients(recipients).map((r) => [r.deliveryId, r]));
 }
 
 /** Today's UTC day as the daily write counter stores it. */

@@ -4,7 +4,7 @@
  */
 import { createRoute } from '@hono/zod-openapi';
 import { archiveHolding } from '../../archive/queries.ts';
-import type { RecipientSummary } from '../../delivery/summary.ts';
+import { decodeRecipients, type RecipientSummary } from '../../delivery/summary.ts';
 import { createRouter, errorResponses, guard, jsonResponse, pageOf } from '../../http/openapi.ts';
 import { boundaryId } from '../../lib/ids.ts';
 import { fromJsonColumn } from '../../lib/json.ts';
@@ -22,8 +22,7 @@ import {
 } from './notifications.schemas.ts';
 
 function deliveriesOf(recipients: string): RecipientSummary[] {
-  const byId = JSON.parse(recipients) as Record<string, RecipientSummary>;
-  return Object.values(byId).sort((a, b) => (a.deliveryId < b.deliveryId ? -1 : 1));
+  return decodeRecipients(recipients).sort((a, b) => (a.deliveryId < b.deliveryId ? -1 : 1));
 }
 
 function summaryToApi(row: NotificationListRow) {
