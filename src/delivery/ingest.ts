@@ -9,7 +9,6 @@
  * round trip for token, membership and every read, and the access check is settled before any row is used.
  */
 import { and, eq, isNotNull, Placeholder, sql } from 'drizzle-orm';
-import type { BatchItem } from 'drizzle-orm/batch';
 import { type Db, getDb } from '../db/client.ts';
 import { countEventsStatement, giveBackDailySlots, takeDailySlots, utcDay } from '../db/daily-counters.ts';
 import { type Compiled, compiled, type ReadBatch, readBatch, runReadBatch } from '../db/prepared.ts';

@@ -5,11 +5,11 @@
  * The browser-level journey is test/e2e/dashboard.e2e.ts.
  */
 
-import { env, exports } from 'cloudflare:workers';
+import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { purgeHandle } from '../../src/jobs/purge-expired.ts';
 import { newId } from '../../src/lib/ids.ts';
-import { Browser, decode, ORIGIN } from '../support/dashboard-browser.ts';
+import { Browser, decode } from '../support/dashboard-browser.ts';
 import {
   ALL_USER_SCOPES,
   addMember,
