@@ -152,7 +152,9 @@ export async function byShard<T>(
       continue;
     }
     const d1 = shardAt(env, placement?.shard ?? 0);
-    groups.set(d1, [...(groups.get(d1) ?? []), item]);
+    const group = groups.get(d1);
+    if (group) group.push(item);
+    else groups.set(d1, [item]);
   }
   return { groups, moving };
 }
