@@ -500,14 +500,17 @@ export const dailyWriteCounters = sqliteTable(
 );
 
 /**
- * Confirmation mails resent to an address on its last UTC day with one, across every handle (docs/design.md#email):
- * the per-address daily cap. One row per address; the day rolls over in place.
+ * Confirmation mails sent to an address on its last UTC day with one, across every handle (docs/design.md#email):
+ * the per-address daily caps. One row per address; the day rolls over in place, resetting both counts.
  */
 export const confirmationMailCounters = sqliteTable('confirmation_mail_counters', {
   emailNormalized: text('email_normalized').primaryKey(),
   /** UTC date, `YYYY-MM-DD`. */
   day: text('day').notNull(),
+  /** Resent confirmation mails (`…/resend-confirmation`). */
   count: integer('count').notNull(),
+  /** First confirmation mails: one per new subscription of the address. */
+  firstMails: integer('first_mails').notNull().default(0),
 });
 
 /**
