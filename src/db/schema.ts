@@ -403,6 +403,8 @@ export const deliveries = sqliteTable(
     index('deliveries_provider_message_idx').on(t.providerMessageId).where(sql`provider_message_id IS NOT NULL`),
     // Retention of test sends (no notification): a handle's oldest first, only those rows are indexed.
     index('deliveries_test_sends_idx').on(t.handle, t.id).where(sql`notification_id IS NULL`),
+    // Retention of a replay's deliveries whose notification is archived and gone: a handle's oldest first.
+    index('deliveries_replays_idx').on(t.handle, t.id).where(sql`replay_id IS NOT NULL`),
     // Delivery log of one subscription, newest first.
     index('deliveries_subscription_idx').on(t.subscriptionId, t.id),
     // Delivery doctor: recent dead deliveries of a handle; only dead rows are indexed.
