@@ -3,7 +3,7 @@
  * as a hash, valid 72 h); nothing else reaches the address until it is confirmed. Resending makes a new token, so an
  * older link stops working.
  */
-import { findOnShards, shardFor } from '../db/shards.ts';
+import { findOnShards, requireWritable, shardFor } from '../db/shards.ts';
 import type { Config, RunContext } from '../env.ts';
 import { randomBytes, sha256Hex, toBase64Url } from '../lib/crypto.ts';
 import { claimFirstConfirmation } from './confirmation-limits.ts';
@@ -122,6 +122,8 @@ export async function confirmByToken(
   const { d1, found: row } = hit;
   if (!row.confirm_expires_at || Date.parse(row.confirm_expires_at) <= Date.now())
     return { ok: false, reason: 'expired' };
+  // In the last pass of a move the rows are being copied: a write here would stay behind on the source (503).
+  await requireWritable(env, row.handle);
   const now = new Date().toISOString();
   const done = await d1
     .prepare(

@@ -13,6 +13,7 @@ import { findOnShards } from '../../src/db/shards.ts';
 import { releaseDeferred } from '../../src/delivery/deferral.ts';
 import { claimOverdue } from '../../src/delivery/overdue.ts';
 import { decodeRecipients } from '../../src/delivery/summary.ts';
+import { unsubscribeToken } from '../../src/email/unsubscribe.ts';
 import { newId } from '../../src/lib/ids.ts';
 import {
   call,
@@ -21,6 +22,7 @@ import {
   expectProblem,
   provisionHandleOn,
   serviceJwt,
+  shardOf as shardOfHandle,
   unique,
 } from '../support/helpers.ts';
 import { createWebhook, setupHandle, type TestHandle } from '../support/pipeline-helpers.ts';
@@ -311,6 +313,64 @@ describe('moving a handle between shards', () => {
 
     expect((await driveMove(h.handle, 0)).phase).toBe('done');
     expect((await publish(h)).notificationId).toBeTruthy();
+  }, 90_000);
+
+  it("a mail's confirmation or unsubscribe link used during the read-only pass changes nothing (503, a page for a browser); it works after the move", async () => {
+    const h = await setupHandle('SHARD_1');
+    const vars = { ...MOVE_VARS, ENVIRONMENT: 'development' } as Partial<Env>;
+    const subs = `/v2/handles/${h.handle}/notifications/email-subscriptions`;
+    const pending = `${unique('pending')}@example.com`;
+    const created = await callWithVars(vars, 'POST', subs, { token: h.token, body: { email: pending } });
+    expect(created.status).toBe(201);
+    const pendingId = ((await created.json()) as { id: string }).id;
+    const box = await callWithVars(vars, 'GET', `/dev/mailbox?format=json&to=${encodeURIComponent(pending)}`);
+    const mail = ((await box.json()) as { data: Array<{ text: string }> }).data[0]!;
+    const confirm = `/v2/email/confirm?token=${/\/v2\/email\/confirm\?token=(\S+)/.exec(mail.text)![1]}`;
+    // An active subscription to unsubscribe (its link's token is the one its mails carry).
+    const active = `${unique('active')}@example.com`;
+    const activeId = newId('esub');
+    const now = new Date().toISOString();
+    await env.SHARD_1.prepare(
+      `INSERT INTO email_subscriptions (id, handle, kind, email, email_normalized, event_types, status, provider,
+         created_at, updated_at) VALUES (?1, ?2, 'standard', ?3, ?3, '["*"]', 'active', 'send_email', ?4, ?4)`,
+    )
+      .bind(activeId, h.handle, active, now)
+      .run();
+    const unsubscribe = `/v2/email/unsubscribe?token=${await unsubscribeToken(env.ENCRYPTION_KEY, activeId, active)}`;
+    const statuses = async () =>
+      Object.fromEntries(
+        (
+          await (
+            await shardOfHandle(h.handle)
+          )
+            .prepare('SELECT id, status FROM email_subscriptions WHERE id IN (?1, ?2)')
+            .bind(pendingId, activeId)
+            .all<{ id: string; status: string }>()
+        ).results.map((r) => [r.id, r.status]),
+      );
+
+    expect((await driveMove(h.handle, 0, (s) => s.phase === 'sealing')).phase).toBe('sealing');
+    // An API client gets the problem; a browser gets a page with the same status and Retry-After.
+    const api = await callWithVars(vars, 'POST', confirm);
+    await expectProblem(api, 503);
+    expect(Number(api.headers.get('retry-after'))).toBeGreaterThan(0);
+    for (const path of [confirm, unsubscribe]) {
+      const page = await callWithVars(vars, 'POST', path, { headers: { accept: 'text/html' } });
+      expect(page.status, path).toBe(503);
+      expect(page.headers.get('content-type'), path).toMatch(/text\/html/);
+      expect(Number(page.headers.get('retry-after')), path).toBeGreaterThan(0);
+      expect(await page.text(), path).toMatch(/moving/);
+    }
+    // Nothing was written on the source while its rows were being copied.
+    expect(await statuses()).toEqual({ [pendingId]: 'pending_confirmation', [activeId]: 'active' });
+
+    expect((await driveMove(h.handle, 0)).phase).toBe('done');
+    expect((await callWithVars(vars, 'POST', confirm, { headers: { accept: 'text/html' } })).status).toBe(200);
+    expect((await callWithVars(vars, 'POST', unsubscribe, { headers: { accept: 'text/html' } })).status).toBe(200);
+    expect(await statuses()).toEqual({ [pendingId]: 'active', [activeId]: 'unsubscribed' });
+    expect(
+      await env.SHARD_1.prepare('SELECT id FROM email_subscriptions WHERE handle = ?1').bind(h.handle).all(),
+    ).toMatchObject({ results: [] });
   }, 90_000);
 
   it('a copy whose counts do not match fails safely: the handle stays on its source, readable and writable', async () => {

@@ -8,7 +8,7 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import { findOnShards } from '../../db/shards.ts';
+import { findOnShards, requireWritable } from '../../db/shards.ts';
 import { confirmByToken } from '../../email/confirmation.ts';
 import { type UnsubscribeTarget, unsubscribeTokenId, verifyUnsubscribeToken } from '../../email/unsubscribe.ts';
 import type { AppEnv } from '../../env.ts';
@@ -28,7 +28,18 @@ const TokenQuery = z.object({
 /** A person's browser gets a readable page with the problem's status; an API client gets the problem itself. */
 function refuse(c: Context<AppEnv>, problem: ProblemError) {
   if (!/text\/html/.test(c.req.header('accept') ?? '')) throw problem;
-  return c.html(messagePage(problem.title, problem.detail), problem.status as 400 | 404 | 410);
+  for (const [name, value] of Object.entries(problem.headers)) c.header(name, value);
+  return c.html(messagePage(problem.title, problem.detail), problem.status as 400 | 404 | 410 | 503);
+}
+
+/** Runs a link's write, or refuses it as above: 503 while the handle moves between shards (requireWritable). */
+async function orRefuse<T>(c: Context<AppEnv>, write: () => Promise<T>): Promise<T | Response> {
+  try {
+    return await write();
+  } catch (err) {
+    if (err instanceof ProblemError) return refuse(c, err);
+    throw err;
+  }
 }
 
 async function subscriptionOf(
@@ -124,7 +135,8 @@ export const emailPagesRoutes = router
   })
   .openapi(confirmRoute, async (c) => {
     const { token } = c.req.valid('query');
-    const result = await confirmByToken(c.env, token);
+    const result = await orRefuse(c, () => confirmByToken(c.env, token));
+    if (result instanceof Response) return result as never;
     if (!result.ok) {
       return refuse(
         c,
@@ -152,6 +164,9 @@ export const emailPagesRoutes = router
   .openapi(unsubscribeRoute, async (c) => {
     const { token } = c.req.valid('query');
     const sub = await subscriptionOf(c.env, token);
+    // In the last pass of a move the rows are being copied: a write here would stay behind on the source (503).
+    const refused = await orRefuse(c, () => requireWritable(c.env, sub.handle));
+    if (refused instanceof Response) return refused as never;
     await sub.d1
       .prepare(
         'UPDATE email_subscriptions ' +
