@@ -208,6 +208,8 @@ export const emailSubscriptions = sqliteTable(
     uniqueIndex('email_subscriptions_address_uq').on(t.handle, t.kind, t.emailNormalized),
     uniqueIndex('email_subscriptions_owner_default_uq').on(t.handle).where(sql`kind = 'owner_default'`),
     uniqueIndex('email_subscriptions_confirm_token_uq').on(t.confirmTokenHash),
+    // A bounce or complaint names an address, not a handle: every subscription of it, on every handle of the shard.
+    index('email_subscriptions_email_idx').on(t.emailNormalized),
     // SNS reconciliation: the subscriptions checked longest ago first.
     index('email_subscriptions_provider_check_idx')
       .on(t.provider, t.providerCheckedAt)

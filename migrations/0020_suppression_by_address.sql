@@ -1,0 +1,1 @@
+CREATE INDEX `email_subscriptions_email_idx` ON `email_subscriptions` (`email_normalized`);
