@@ -1,6 +1,7 @@
 /**
- * The per-handle, per-UTC-day counters (`daily_write_counters`, docs/design.md#the-daily-write-limit): writes against
- * the daily limit, and events stored, which the usage call reads back in one row.
+ * The per-UTC-day counters: per handle (`daily_write_counters`, docs/design.md#the-daily-write-limit), writes against
+ * the daily limit and events stored, which the usage call reads back in one row; per address
+ * (`confirmation_mail_counters`, docs/design.md#email), the confirmation mails it was sent.
  */
 
 /** The UTC day of `d`, `YYYY-MM-DD`: the counters' key. */
@@ -57,4 +58,31 @@ export function countEventsStatement(d1: D1Database, handle: string, now: string
        ON CONFLICT (handle, day) DO UPDATE SET events = events + ?3`,
     )
     .bind(handle, now.slice(0, 10), n);
+}
+
+/**
+ * Counts one confirmation mail to an address in one of its two counters (`count`: resent; `first_mails`: new
+ * subscriptions'), unless that counter is at `cap` today; false when it is. A new UTC day starts both counters again
+ * (SQLite evaluates every SET term against the row as it was). Run it on the control plane: one row per address
+ * across every handle and so every shard (docs/design.md#shards).
+ */
+export async function countAddressMail(
+  control: D1Database,
+  emailNormalized: string,
+  counter: 'count' | 'first_mails',
+  cap: number,
+  now: Date,
+): Promise<boolean> {
+  const other = counter === 'count' ? 'first_mails' : 'count';
+  const sameDay = (then: string, otherwise: string) =>
+    `CASE WHEN day = excluded.day THEN ${then} ELSE ${otherwise} END`;
+  const counted = await control
+    .prepare(
+      `INSERT INTO confirmation_mail_counters (email_normalized, day, ${counter}, ${other}) VALUES (?1, ?2, 1, 0) ` +
+        `ON CONFLICT (email_normalized) DO UPDATE SET ${counter} = ${sameDay(`${counter} + 1`, '1')}, ` +
+        `${other} = ${sameDay(other, '0')}, day = excluded.day WHERE day <> excluded.day OR ${counter} < ?3`,
+    )
+    .bind(emailNormalized, utcDay(now), cap)
+    .run();
+  return counted.meta.changes > 0;
 }

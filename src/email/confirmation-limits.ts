@@ -7,6 +7,7 @@
  * Each limit is claimed by ONE conditional statement (D1 runs each atomically), so concurrent resends cannot both see
  * room and both send. The cooldown is claimed first: a resend refused by the daily cap still waits out the minute.
  */
+import { countAddressMail, nextUtcMidnight } from '../db/daily-counters.ts';
 
 /** Seconds between two confirmation mails of one subscription. */
 export const CONFIRMATION_COOLDOWN_SECONDS = 60;
@@ -18,8 +19,6 @@ export const FIRST_CONFIRMATIONS_PER_ADDRESS_PER_DAY = 10;
 export type ResendClaim =
   | { ok: true }
   | { ok: false; reason: 'cooldown' | 'daily_cap'; retryAfterSeconds: number; detail: string };
-
-const DAY_MS = 86_400_000;
 
 /**
  * Claims the right to resend the confirmation mail of a pending subscription now: records the send time and counts
@@ -58,7 +57,13 @@ export async function claimConfirmationResend(
     };
   }
 
-  return countAddressMail(control, sub.emailNormalized, 'count', nowMs);
+  return claimAddressMail(
+    control,
+    sub.emailNormalized,
+    'count',
+    [CONFIRMATION_RESENDS_PER_ADDRESS_PER_DAY, 'resent confirmation mails'],
+    nowMs,
+  );
 }
 
 /**
@@ -66,49 +71,27 @@ export async function claimConfirmationResend(
  * may go out. The subscription is kept all the same; its mail can be resent once the day is over.
  */
 export function claimFirstConfirmation(control: D1Database, emailNormalized: string, nowMs = Date.now()) {
-  return countAddressMail(control, emailNormalized, 'first_mails', nowMs);
+  const cap = [FIRST_CONFIRMATIONS_PER_ADDRESS_PER_DAY, 'confirmation mails of new subscriptions'] as const;
+  return claimAddressMail(control, emailNormalized, 'first_mails', cap, nowMs);
 }
 
-/** The daily cap of each counter of `confirmation_mail_counters`, and how a refusal names it. */
-const DAILY_CAPS = {
-  count: { cap: CONFIRMATION_RESENDS_PER_ADDRESS_PER_DAY, what: 'resent confirmation mails' },
-  first_mails: { cap: FIRST_CONFIRMATIONS_PER_ADDRESS_PER_DAY, what: 'confirmation mails of new subscriptions' },
-} as const;
-
 /**
- * Counts a mail to the address in one of its two daily counters, unless that counter is at its cap. A new UTC day
- * starts both counters again (SQLite evaluates every SET term against the row as it was).
+ * Counts the mail in the address's counter (src/db/daily-counters.ts), or refuses it until the next UTC midnight.
+ * `what` names the counted mails in the refusal.
  */
-async function countAddressMail(
+async function claimAddressMail(
   control: D1Database,
   emailNormalized: string,
-  column: keyof typeof DAILY_CAPS,
+  counter: 'count' | 'first_mails',
+  [cap, what]: readonly [number, string],
   nowMs: number,
 ): Promise<ResendClaim> {
-  const day = new Date(nowMs).toISOString().slice(0, 10);
-  const other = column === 'count' ? 'first_mails' : 'count';
-  // One row per address, across every handle and so every shard: on the control plane (docs/design.md#shards).
-  const counted = await control
-    .prepare(
-      `INSERT INTO confirmation_mail_counters (email_normalized, day, ${column}, ${other}) VALUES (?1, ?2, 1, 0)
-       ON CONFLICT (email_normalized) DO UPDATE SET
-         ${column} = CASE WHEN day = excluded.day THEN ${column} + 1 ELSE 1 END,
-         ${other} = CASE WHEN day = excluded.day THEN ${other} ELSE 0 END,
-         day = excluded.day
-       WHERE day <> excluded.day OR ${column} < ?3`,
-    )
-    .bind(emailNormalized, day, DAILY_CAPS[column].cap)
-    .run();
-  if (!counted.meta.changes) {
-    const midnight = Date.parse(`${day}T00:00:00.000Z`) + DAY_MS;
-    return {
-      ok: false,
-      reason: 'daily_cap',
-      retryAfterSeconds: Math.max(Math.ceil((midnight - nowMs) / 1000), 1),
-      detail:
-        `This address has received the ${DAILY_CAPS[column].cap} ${DAILY_CAPS[column].what} ` +
-        'allowed today (UTC); resend it tomorrow.',
-    };
-  }
-  return { ok: true };
+  const now = new Date(nowMs);
+  if (await countAddressMail(control, emailNormalized, counter, cap, now)) return { ok: true };
+  return {
+    ok: false,
+    reason: 'daily_cap',
+    retryAfterSeconds: Math.max(Math.ceil((nextUtcMidnight(now).getTime() - nowMs) / 1000), 1),
+    detail: `This address has received the ${cap} ${what} allowed today (UTC); resend it tomorrow.`,
+  };
 }
