@@ -33,7 +33,8 @@ export function archiveLines(notifications: Row[], deliveries: Row[], attempts: 
   const deliveriesOf = new Map<string, ArchiveLine['deliveries']>();
   for (const d of [...deliveries].sort(byId)) {
     const list = deliveriesOf.get(d.notification_id as string) ?? [];
-    list.push({ ...camelRow(d), attempts: attemptsOf.get(d.id as string) ?? [] });
+    // `id_from_notification` only says which index finds the row (docs/design.md#delivery-ids); its id shows it.
+    list.push({ ...camelRow(d, ['id_from_notification']), attempts: attemptsOf.get(d.id as string) ?? [] });
     deliveriesOf.set(d.notification_id as string, list);
   }
   return [...notifications].sort(byId).map((n) => {

@@ -11,6 +11,7 @@
  *   index, and the range is cut, before anything is written, to what the rest of the step can read within the budget
  *   (`readsFor`). Only a single notification whose rows alone exceed the budget is taken whole regardless.
  */
+import { notificationDeliveriesFrom } from '../db/schema.ts';
 import { shardFor } from '../db/shards.ts';
 import { boundaryId, newId } from '../lib/ids.ts';
 import { archiveLines, gzipNdjson, type Row } from './format.ts';
@@ -133,7 +134,7 @@ export async function purgeStep(
     const range = [handle, archive.first, archive.last] as const;
     const [nRows, dRows] = await db.batch<Row>([
       db.prepare(`SELECT * FROM notifications WHERE handle = ?1 AND id BETWEEN ?2 AND ?3 ORDER BY id`).bind(...range),
-      db.prepare(`SELECT * FROM deliveries WHERE notification_id IN (${RANGE})`).bind(...range),
+      db.prepare(`SELECT d.* FROM ${notificationDeliveriesFrom(RANGE)}`).bind(...range),
     ]);
     count(nRows!.meta);
     count(dRows!.meta);
@@ -173,7 +174,7 @@ export async function purgeStep(
     }
     if (!picked.length) return done({ outcome: 'waiting', waitingOn: rows[0]!.id as string, ...none });
     const dRows = await db
-      .prepare('SELECT * FROM deliveries WHERE notification_id IN (SELECT value FROM json_each(?1))')
+      .prepare(`SELECT d.* FROM ${notificationDeliveriesFrom('SELECT value AS id FROM json_each(?1)')}`)
       .bind(JSON.stringify(picked.map((r) => r.id)))
       .all<Row>();
     count(dRows.meta);
@@ -266,9 +267,9 @@ export async function purgeStep(
         `UPDATE archives SET status = 'purging' WHERE id = ?4 AND status = 'verified' AND sha256 = ?5
            AND (SELECT count(*) || '|' || ifnull(max(updated_at), '') FROM notifications
                 WHERE handle = ?1 AND id BETWEEN ?2 AND ?3) = ?6
-           AND (SELECT count(*) || '|' || ifnull(max(updated_at), '') || '|' || ifnull(sum(attempt_count), 0) || '|'
-                  || ifnull(sum(+status IN ${OPEN}), 0)
-                FROM deliveries WHERE notification_id IN (SELECT value FROM json_each(?8))) = ?7`,
+           AND (SELECT count(*) || '|' || ifnull(max(d.updated_at), '') || '|' || ifnull(sum(d.attempt_count), 0) || '|'
+                  || ifnull(sum(+d.status IN ${OPEN}), 0)
+                FROM ${notificationDeliveriesFrom('SELECT value AS id FROM json_each(?8)')}) = ?7`,
       )
       .bind(
         ...range,

@@ -16,7 +16,7 @@ import { notifications } from '../db/schema.ts';
 import { placementOf, shardAt } from '../db/shards.ts';
 import type { Config, RunContext } from '../env.ts';
 import { eventTypeInfo, looksLikeCatalogTypo, nearestEventTypes, type Severity } from '../lib/event-catalog.ts';
-import { newId } from '../lib/ids.ts';
+import { derivedId, newId } from '../lib/ids.ts';
 import { fromJsonColumn } from '../lib/json.ts';
 import { type PeakWindows, peakWindowEnd, releaseAt } from '../lib/peak-windows.ts';
 import { humanValidationMessage, withExampleFrom } from '../lib/validation-messages.ts';
@@ -118,10 +118,10 @@ function deliveryFor(
   v: Pick<RecipientSummary, 'recipientType' | 'channel' | 'subscriptionId' | 'target'>,
   status: 'queued' | 'skipped' | 'deferred',
   reason: string | null,
-  base: { handle: string; notificationId: string; now: string },
+  base: { handle: string; notificationId: string; now: string; nextId: () => string },
 ): DeliveryRow {
   return {
-    deliveryId: newId('dlv'),
+    deliveryId: base.nextId(),
     kind: 'event',
     handle: base.handle,
     notificationId: base.notificationId,
@@ -282,7 +282,11 @@ function planEvent(
 
   const now = at.toISOString();
   const notificationId = newId('ntf');
-  const base = { handle: event.handle, notificationId, now };
+  // The deliveries' ids are made from the notification's: one range of keys, no index entry for it
+  // (docs/design.md#delivery-ids).
+  let ordinal = 0;
+  const nextId = () => derivedId('dlv', notificationId, ordinal++);
+  const base = { handle: event.handle, notificationId, now, nextId };
   const deferral = deferralOf(event, match.settingsRow, at);
   const rows: DeliveryRow[] = [];
   for (const v of plan.recipients) {
@@ -342,11 +346,12 @@ function planEvent(
     shard
       .prepare(
         `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
-         status, status_reason, attempt_count, retry_base, next_attempt_at, created_at, updated_at)
+         status, status_reason, attempt_count, retry_base, next_attempt_at, created_at, updated_at,
+         id_from_notification)
        SELECT value ->> '$.deliveryId', value ->> '$.handle', value ->> '$.notificationId', 'event',
          value ->> '$.channel', value ->> '$.recipientType', value ->> '$.subscriptionId', value ->> '$.target',
          value ->> '$.status', value ->> '$.statusReason', 0, 0, value ->> '$.nextAttemptAt', value ->> '$.createdAt',
-         value ->> '$.createdAt'
+         value ->> '$.createdAt', 1
        FROM json_each(?1)`,
       )
       .bind(JSON.stringify(rows)),

@@ -6,6 +6,7 @@
  * active) before anyone got it. summary.ts marks those notifications (`alert_check_at`) in the statement that moves
  * the delivery; the job looks only at marked ones, at most once each: one platform alert per notification, ever.
  */
+import { notificationDeliveriesSql } from '../db/schema.ts';
 import { onEveryShard } from '../db/shards.ts';
 import { config } from '../env.ts';
 import { newId } from '../lib/ids.ts';
@@ -120,8 +121,8 @@ function alertStatements(
           'target, status, status_reason, attempt_count, retry_base, created_at, updated_at) ' +
           "SELECT ?1, n.handle, n.id, 'event', 'email', 'platform_alert', NULL, ?2, 'pending', ?3, 0, 0, ?4, ?4 " +
           "FROM notifications n WHERE n.id = ?5 AND n.severity = 'critical' AND n.status = 'undeliverable' " +
-          'AND NOT EXISTS (SELECT 1 FROM deliveries d ' +
-          "WHERE d.notification_id = ?5 AND d.recipient_type = 'platform_alert')",
+          `AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE ${notificationDeliveriesSql('d', '?5')} ` +
+          "AND d.recipient_type = 'platform_alert')",
       )
       .bind(deliveryId, address, PLATFORM_ALERT_REASON, at, n.id),
     // The platform alert is open: counted like any delivery (the critical aggregate leaves it out, summary.ts).

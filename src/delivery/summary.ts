@@ -4,6 +4,7 @@
  * changes a delivery is paired, in the same `db.batch`, with the statement from here that moves its notification along,
  * so the feed (one row per notification) never disagrees with the delivery log.
  */
+import { notificationDeliveriesSql } from '../db/schema.ts';
 
 /** One recipient as the feed shows it. */
 export interface RecipientSummary {
@@ -141,8 +142,8 @@ function bucket(status: DeliveryStatus): Bucket {
  * it tells the platform that nobody of the handle's got the event). `undeliverable` while nobody is open, succeeded
  * or dead — at ingest, or later when every delivery ended without reaching anyone (cancelled, skipped) — and left
  * again as soon as one is redriven (a re-enabled webhook's `recover`). A critical event has at most a few hundred
- * deliveries (the caps on subscriptions), read through `deliveries_notification_idx`. `status` is each delivery's
- * status as SQL of `d` (a statement written before its moves reads the statuses they are about to write).
+ * deliveries (the caps on subscriptions), read by notificationDeliveriesSql. `status` is each delivery's status as
+ * SQL of `d` (a statement written before its moves reads the statuses they are about to write).
  */
 const criticalAggregateSql = (status = 'd.status') => `(SELECT CASE
     WHEN sum(${status} IN ${OPEN_SQL}) > 0 THEN 'delivering'
@@ -150,7 +151,8 @@ const criticalAggregateSql = (status = 'd.status') => `(SELECT CASE
     WHEN sum(${status} = 'succeeded') > 0 THEN 'delivered'
     WHEN sum(${status} = 'dead') > 0 THEN 'failed'
     ELSE 'undeliverable' END
-  FROM deliveries d WHERE d.notification_id = notifications.id AND d.recipient_type <> 'platform_alert')`;
+  FROM deliveries d
+  WHERE ${notificationDeliveriesSql('d', 'notifications.id')} AND d.recipient_type <> 'platform_alert')`;
 
 /**
  * Aggregate status from (new) counts. A critical event is never a quiet `no_recipients`: its status follows its
@@ -397,7 +399,8 @@ export function cancelOpenDeliveries(
   const justCancelled = `SELECT notification_id FROM deliveries
     WHERE subscription_id = ?1 AND handle = ?4 AND status = 'cancelled' AND status_reason = ?2 AND updated_at = ?3`;
   const count = (statuses: string) =>
-    `(SELECT count(*) FROM deliveries d WHERE d.notification_id = notifications.id AND d.status IN ${statuses})`;
+    `(SELECT count(*) FROM deliveries d
+      WHERE ${notificationDeliveriesSql('d', 'notifications.id')} AND d.status IN ${statuses})`;
   return [
     d1
       .prepare(

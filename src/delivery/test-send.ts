@@ -98,6 +98,7 @@ export async function runTestSend(
     deliveredAt: null,
     providerVerdict: null,
     replayId: null,
+    idFromNotification: false,
     createdAt: now,
     updatedAt: now,
   };

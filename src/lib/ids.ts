@@ -6,6 +6,10 @@
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const TIME_LEN = 10;
 const RANDOM_LEN = 16;
+/** Characters of a parent's body a derived id repeats: its time and the first 12 of its randomness. */
+const SHARED_LEN = TIME_LEN + 12;
+/** Characters a derived id adds after the parent's: its ordinal among the parent's children, base32. */
+const ORDINAL_LEN = RANDOM_LEN - (SHARED_LEN - TIME_LEN);
 
 export type IdPrefix = 'whk' | 'esub' | 'ntf' | 'dlv' | 'att' | 'tok' | 'rpt' | 'req' | 'rej' | 'mail' | 'arc' | 'rpl';
 
@@ -26,10 +30,14 @@ function randomDigits(): number[] {
   return Array.from(bytes, (b) => b % 32);
 }
 
-/** Increments the random part so ids minted in the same millisecond by this isolate still sort in order. */
+/**
+ * Increments the random part so ids minted in the same millisecond by this isolate still sort in order. It counts in
+ * the last character a derived id repeats (not the last one), so two such ids never share the part their children's
+ * ids are made of ({@link derivedId}).
+ */
 function increment(digits: number[]): number[] {
   const next = digits.slice();
-  for (let i = next.length - 1; i >= 0; i--) {
+  for (let i = SHARED_LEN - TIME_LEN - 1; i >= 0; i--) {
     if (next[i]! < 31) {
       next[i]!++;
       return next;
@@ -48,6 +56,22 @@ export function newId(prefix: IdPrefix, now: number = Date.now()): string {
     lastRandom = randomDigits();
   }
   return `${prefix}_${encodeTime(now)}${lastRandom.map((d) => ALPHABET[d]).join('')}`;
+}
+
+/**
+ * A child's id made from its parent's (docs/design.md#delivery-ids): `<prefix>_` + the first 22 characters of the
+ * parent id's body (its time and 12 characters of randomness) + the child's ordinal in 4. A parent's children are
+ * then one range of ids, and a table keyed by them finds them without an index of their parent.
+ * Ids keep their length, pattern and time order. `ordinal` counts from 0 and stays below 32⁴ (1,048,576).
+ */
+export function derivedId(prefix: IdPrefix, parentId: string, ordinal: number): string {
+  if (!Number.isInteger(ordinal) || ordinal < 0 || ordinal >= 32 ** ORDINAL_LEN) {
+    throw new RangeError(`ordinal ${ordinal} is outside 0..${32 ** ORDINAL_LEN - 1}`);
+  }
+  const body = parentId.slice(parentId.indexOf('_') + 1, parentId.indexOf('_') + 1 + SHARED_LEN);
+  let tail = '';
+  for (let i = 0, n = ordinal; i < ORDINAL_LEN; i++, n = Math.floor(n / 32)) tail = ALPHABET[n % 32] + tail;
+  return `${prefix}_${body}${tail}`;
 }
 
 /**

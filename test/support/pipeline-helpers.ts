@@ -342,6 +342,8 @@ export interface DeliveryDbRow {
   next_attempt_at: string | null;
   last_attempt_at: string | null;
   retry_base: number;
+  /** 1 when the id was made from the notification's (ingest's deliveries). */
+  id_from_notification: number;
   created_at: string;
   updated_at: string;
 }

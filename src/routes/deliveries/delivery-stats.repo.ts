@@ -4,6 +4,7 @@
  * whose rows read are bounded by its window: the scans start at a time-ordered id (`boundaryId`) on an index, so rows
  * older than the window are never read, however many there are.
  */
+import { notificationDeliveriesSql } from '../../db/schema.ts';
 import { boundaryId } from '../../lib/ids.ts';
 
 /** A chart's time axis: `count` buckets of `seconds`, the last one holding `now`, aligned to UTC hours or days. */
@@ -112,7 +113,8 @@ function outcomesStatement(
 
 /**
  * A handle's deliveries per bucket by outcome: those of its notifications (read through `notifications_handle_idx`
- * from the window's first id, then `deliveries_notification_idx`) and its test sends (`deliveries_test_sends_idx`).
+ * from the window's first id, then each one's deliveries by notificationDeliveriesSql) and its test sends
+ * (`deliveries_test_sends_idx`).
  */
 export function handleOutcomesStatement(d1: D1Database, handle: string, w: StatsWindow, now: number) {
   return outcomesStatement(
@@ -120,7 +122,7 @@ export function handleOutcomesStatement(d1: D1Database, handle: string, w: Stats
     w,
     now,
     [
-      `FROM notifications n JOIN deliveries d ON d.notification_id = n.id
+      `FROM notifications n CROSS JOIN deliveries d ON ${notificationDeliveriesSql('d', 'n.id')}
         WHERE n.handle = ?4 AND n.id >= ?5 AND d.id >= ?6`,
       'FROM deliveries d WHERE d.handle = ?4 AND d.notification_id IS NULL AND d.id >= ?6',
     ],

@@ -4,6 +4,7 @@
  * attempts by their own key) and stopping at PLACEMENT_COUNT_BOUND, so the rows read stay bounded however much the
  * handle stores.
  */
+import { notificationDeliveriesFrom } from '../../db/schema.ts';
 
 /** Each count stops here; past it the report says "at least". */
 export const PLACEMENT_COUNT_BOUND = 1000;
@@ -27,12 +28,11 @@ export interface HandleRows {
 const NOTIFICATION_IDS = `SELECT id FROM notifications INDEXED BY notifications_handle_idx WHERE handle = ?1 LIMIT ?2`;
 
 /**
- * Delivery ids of the handle, at most the bound: those of the notifications above (`deliveries_notification_idx`) and
+ * Delivery ids of the handle, at most the bound: those of the notifications above (notificationDeliveriesFrom) and
  * its test sends, which have no notification (`deliveries_test_sends_idx`). Deliveries carry no index on the handle
  * alone; these two reach every one of them.
  */
-const DELIVERY_IDS = `SELECT d.id FROM (${NOTIFICATION_IDS}) n
-  JOIN deliveries d INDEXED BY deliveries_notification_idx ON d.notification_id = n.id
+const DELIVERY_IDS = `SELECT d.id FROM ${notificationDeliveriesFrom(NOTIFICATION_IDS)}
   UNION ALL SELECT id FROM deliveries INDEXED BY deliveries_test_sends_idx WHERE handle = ?1 AND notification_id IS NULL
   LIMIT ?2`;
 
