@@ -1,9 +1,9 @@
 /**
  * The per-handle rows past the retention that are deleted without an archive (docs/design.md#retention-and-archives):
- * event rejections and test sends (with their attempts), and the expired dashboard sessions of the whole service.
- * Each step is bounded by the rows it may read (D1's `meta.rows_read`): SIDE_STEP_ROWS plus SIDE_READ_SLACK, half for
- * rejections and half for test sends with their attempts. It reads through an index in keyset order and deletes a
- * contiguous id range in one batch, so no step reads more than its budget whatever the tables hold.
+ * event rejections, test sends and the deliveries a replay made for notifications already archived (with their
+ * attempts), and the expired dashboard sessions of the whole service. Each step is bounded by the rows it may read
+ * (D1's `meta.rows_read`): SIDE_STEP_ROWS plus SIDE_READ_SLACK, a third for each kind. It reads through an index in
+ * keyset order and deletes in one batch, so no step reads more than its budget whatever the tables hold.
  */
 import { boundaryId } from '../lib/ids.ts';
 
@@ -21,6 +21,8 @@ export const SIDE_READ_SLACK = 10;
 const READS_PER_REJECTION = 2;
 const READS_PER_TEST_SEND = 5;
 const READS_PER_TEST_ATTEMPT = 2;
+/** A replay's delivery: its index entry and row, the look for its notification, the delete's seek, row and lookup. */
+const READS_PER_REPLAYED = 6;
 const READS_PER_GLOBAL_ROW = 4;
 
 const DAY_MS = 86_400_000;
@@ -31,14 +33,18 @@ export interface SideResult {
   rejections: number;
   testSends: number;
   testAttempts: number;
+  /** Deliveries a replay made for notifications that are archived and gone, and their attempts. */
+  replayed: number;
+  replayedAttempts: number;
   rowsRead: number;
   reads: number[];
 }
 
 /**
- * Deletes the oldest event rejections and test sends of `handle` whose ids (time-ordered) are older than
- * `now − retentionDays`, as many as `budget` rows read allow. A test send that is still open waits, as an event's
- * delivery does.
+ * Deletes the oldest event rejections, test sends and replayed deliveries of archived notifications of `handle` whose
+ * ids (time-ordered) are older than `now − retentionDays`, as many as `budget` rows read allow. A delivery that is
+ * still open waits, as an event's does. A replay's delivery of a notification still in D1 is left to the archive purge,
+ * which exports it with its notification.
  */
 export async function purgeSideRows(
   db: D1Database,
@@ -48,37 +54,52 @@ export async function purgeSideRows(
   budget = SIDE_STEP_ROWS,
 ): Promise<SideResult> {
   const before = now.getTime() - retentionDays * DAY_MS;
-  const half = Math.floor(budget / 2);
-  const [rejections, tests] = await db.batch<{ id: string; attempt_count: number }>([
+  const share = Math.floor(budget / 3);
+  const [rejections, tests, replayed] = await db.batch<{ id: string; attempt_count: number }>([
     db
       .prepare('SELECT id FROM event_rejections WHERE handle = ?1 AND id < ?2 ORDER BY id LIMIT ?3')
-      .bind(handle, boundaryId('rej', before), Math.floor(half / READS_PER_REJECTION)),
+      .bind(handle, boundaryId('rej', before), Math.floor(share / READS_PER_REJECTION)),
     db
       .prepare(
         `SELECT id, attempt_count FROM deliveries WHERE handle = ?1 AND notification_id IS NULL AND id < ?2
            AND status IN ${TERMINAL} ORDER BY id LIMIT ?3`,
       )
-      .bind(handle, boundaryId('dlv', before), Math.floor(half / (READS_PER_TEST_SEND + READS_PER_TEST_ATTEMPT))),
+      .bind(handle, boundaryId('dlv', before), Math.floor(share / (READS_PER_TEST_SEND + READS_PER_TEST_ATTEMPT))),
+    // `deliveries_replays_idx`; only those whose notification is gone (archived and purged without them).
+    db
+      .prepare(
+        `SELECT id, attempt_count FROM deliveries d WHERE handle = ?1 AND replay_id IS NOT NULL AND id < ?2
+           AND status IN ${TERMINAL} AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.id = d.notification_id)
+         ORDER BY id LIMIT ?3`,
+      )
+      .bind(handle, boundaryId('dlv', before), Math.floor(share / (READS_PER_REPLAYED + READS_PER_TEST_ATTEMPT))),
   ]);
-  const reads = [rejections!.meta.rows_read ?? 0, tests!.meta.rows_read ?? 0];
+  const reads = [rejections!.meta.rows_read ?? 0, tests!.meta.rows_read ?? 0, replayed!.meta.rows_read ?? 0];
   const sum = () => reads.reduce((n, r) => n + r, 0);
-  // The test sends whose deletes, with their attempts, still fit the half of the budget.
-  const sends: string[] = [];
-  let cost = 0;
-  for (const t of tests!.results) {
-    cost += READS_PER_TEST_SEND + READS_PER_TEST_ATTEMPT * t.attempt_count;
-    if (sends.length && cost > half) break;
-    sends.push(t.id);
-  }
+  // The deliveries whose deletes, with their attempts, still fit their third of the budget.
+  const fitting = (rows: { id: string; attempt_count: number }[], perRow: number) => {
+    const ids: string[] = [];
+    let cost = 0;
+    for (const t of rows) {
+      cost += perRow + READS_PER_TEST_ATTEMPT * t.attempt_count;
+      if (ids.length && cost > share) break;
+      ids.push(t.id);
+    }
+    return ids;
+  };
+  const sends = fitting(tests!.results, READS_PER_TEST_SEND);
+  const replays = fitting(replayed!.results, READS_PER_REPLAYED);
   const gone = rejections!.results;
-  if (gone.length === 0 && sends.length === 0) {
-    return { rejections: 0, testSends: 0, testAttempts: 0, rowsRead: sum(), reads };
+  if (gone.length === 0 && sends.length === 0 && replays.length === 0) {
+    return { rejections: 0, testSends: 0, testAttempts: 0, replayed: 0, replayedAttempts: 0, rowsRead: sum(), reads };
   }
   // One batch of range deletes: a test send's attempts go with it, and only while it is still terminal (a retry
   // reopens it; an open test send inside the range stays).
   const sendRange = `handle = ?1 AND notification_id IS NULL AND id BETWEEN ?2 AND ?3 AND status IN ${TERMINAL}`;
   const [firstSend, lastSend] = sends.length ? [sends[0]!, sends[sends.length - 1]!] : ['', ''];
   const [firstRej, lastRej] = gone.length ? [gone[0]!.id, gone[gone.length - 1]!.id] : ['', ''];
+  // A replay's deliveries by their ids (a range would take in those whose notification is still here), still closed.
+  const replayIds = `SELECT id FROM deliveries WHERE id IN (SELECT value FROM json_each(?1)) AND status IN ${TERMINAL}`;
   const batch = await db.batch([
     db
       .prepare('DELETE FROM event_rejections WHERE handle = ?1 AND id BETWEEN ?2 AND ?3')
@@ -87,12 +108,16 @@ export async function purgeSideRows(
       .prepare(`DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE ${sendRange})`)
       .bind(handle, firstSend, lastSend),
     db.prepare(`DELETE FROM deliveries WHERE ${sendRange}`).bind(handle, firstSend, lastSend),
+    db.prepare(`DELETE FROM delivery_attempts WHERE delivery_id IN (${replayIds})`).bind(JSON.stringify(replays)),
+    db.prepare(`DELETE FROM deliveries WHERE id IN (${replayIds})`).bind(JSON.stringify(replays)),
   ]);
   for (const r of batch) reads.push(r.meta.rows_read ?? 0);
   return {
     rejections: batch[0]!.meta.changes,
     testAttempts: batch[1]!.meta.changes,
     testSends: batch[2]!.meta.changes,
+    replayedAttempts: batch[3]!.meta.changes,
+    replayed: batch[4]!.meta.changes,
     rowsRead: sum(),
     reads,
   };

@@ -403,6 +403,8 @@ export const deliveries = sqliteTable(
     index('deliveries_provider_message_idx').on(t.providerMessageId).where(sql`provider_message_id IS NOT NULL`),
     // Retention of test sends (no notification): a handle's oldest first, only those rows are indexed.
     index('deliveries_test_sends_idx').on(t.handle, t.id).where(sql`notification_id IS NULL`),
+    // Retention of a replay's deliveries whose notification is archived and gone: a handle's oldest first.
+    index('deliveries_replays_idx').on(t.handle, t.id).where(sql`replay_id IS NOT NULL`),
     // Delivery log of one subscription, newest first.
     index('deliveries_subscription_idx').on(t.subscriptionId, t.id),
     // Delivery doctor: recent dead deliveries of a handle; only dead rows are indexed.
@@ -500,14 +502,17 @@ export const dailyWriteCounters = sqliteTable(
 );
 
 /**
- * Confirmation mails resent to an address on its last UTC day with one, across every handle (docs/design.md#email):
- * the per-address daily cap. One row per address; the day rolls over in place.
+ * Confirmation mails sent to an address on its last UTC day with one, across every handle (docs/design.md#email):
+ * the per-address daily caps. One row per address; the day rolls over in place, resetting both counts.
  */
 export const confirmationMailCounters = sqliteTable('confirmation_mail_counters', {
   emailNormalized: text('email_normalized').primaryKey(),
   /** UTC date, `YYYY-MM-DD`. */
   day: text('day').notNull(),
+  /** Resent confirmation mails (`…/resend-confirmation`). */
   count: integer('count').notNull(),
+  /** First confirmation mails: one per new subscription of the address. */
+  firstMails: integer('first_mails').notNull().default(0),
 });
 
 /**

@@ -59,8 +59,8 @@ export function claimOverdue(d1: D1Database, now: Date, graceSeconds: number, li
  * Picks up to `limit` deliveries left `pending` since before `pendingBefore`, oldest first, and claims them like
  * `claimOverdue`: the first re-send comes a minute after the row was written (its send may simply have failed), and
  * each later one only after the same growing backoff (at least one grace), because a `pending` row whose message did
- * go out waits in the queue's backlog like a `queued` one: under a stalled consumer, no re-send storm.
- * (`status IN (…)` lets SQLite use the partial index `deliveries_pending_idx`; `status = 'pending'` alone scans.)
+ * go out waits in the queue's backlog like a `queued` one: under a stalled consumer, no re-send storm. The rows are
+ * found through the partial index `deliveries_pending_idx` (`status = 'pending'`), oldest first.
  */
 export function claimPending(
   d1: D1Database,
@@ -76,7 +76,7 @@ export function claimPending(
            (julianday(?1) - julianday(updated_at)) * 86400.0)) / 86400.0)
        WHERE id IN (
          SELECT id FROM deliveries
-         WHERE status IN ('pending', 'queued', 'retrying') AND status = 'pending' AND updated_at < ?4
+         WHERE status = 'pending' AND updated_at < ?4
            AND (requeued_updated_at IS NOT updated_at OR requeue_due_at < ?1) AND ${NOT_MOVING}
          ORDER BY updated_at LIMIT ?5)
        RETURNING id, handle`,

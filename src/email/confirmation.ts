@@ -6,6 +6,7 @@
 import { findOnShards, shardFor } from '../db/shards.ts';
 import type { Config, RunContext } from '../env.ts';
 import { randomBytes, sha256Hex, toBase64Url } from '../lib/crypto.ts';
+import { claimFirstConfirmation } from './confirmation-limits.ts';
 import { sendMail } from './send.ts';
 import { renderConfirmationMail } from './templates.tsx';
 
@@ -74,6 +75,28 @@ export async function sendConfirmation(
     .bind(sub.id, detail)
     .run();
   return { sent: outcome.ok, detail };
+}
+
+/**
+ * The first confirmation mail of a new subscription, when the address's daily cap of them allows it
+ * (src/email/confirmation-limits.ts); otherwise no mail: the subscription waits with the reason and without a cooldown,
+ * so `…/resend-confirmation` can send it under the resend cap.
+ */
+export async function sendFirstConfirmation(
+  run: RunContext,
+  sub: PendingSubscription,
+): Promise<{ sent: boolean; detail: string }> {
+  const claim = await claimFirstConfirmation(run.env.DB, sub.email);
+  if (claim.ok) return sendConfirmation(run, sub);
+  const detail = `No confirmation mail was sent. ${claim.detail}`;
+  await (await shardFor(run.env, sub.handle))
+    .prepare(
+      'UPDATE email_subscriptions SET status_reason = ?2, confirm_sent_at = NULL, updated_at = ?3 ' +
+        "WHERE id = ?1 AND status = 'pending_confirmation'",
+    )
+    .bind(sub.id, detail, new Date().toISOString())
+    .run();
+  return { sent: false, detail };
 }
 
 /**

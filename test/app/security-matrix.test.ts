@@ -1648,6 +1648,20 @@ describe('13. Owners, JWTs, sessions, token caps, token pages, confirmation mail
     const box = await callWithVars(DEV, 'GET', `/dev/mailbox?format=json&to=${encodeURIComponent(email)}`);
     expect(((await box.json()) as { data: unknown[] }).data).toHaveLength(2);
   });
+
+  it("new subscriptions: twelve handles subscribing one stranger's address at once mail it at most 10 times a day", async () => {
+    const email = `${unique('stranger')}@example.com`;
+    const handles = await Promise.all(Array.from({ length: 12 }, () => setupHandle()));
+    const answers = await Promise.all(
+      handles.map((h) => callWithVars(DEV, 'POST', subs(h.handle), { token: h.token, body: { email } })),
+    );
+    // Every subscription is created (the owner's intent is kept); the mails beyond the cap are not sent.
+    expect(answers.map((r) => r.status)).toEqual(Array(12).fill(201));
+    const reasons = await Promise.all(answers.map(async (r) => (await r.json()) as { statusReason: string }));
+    expect(reasons.filter((r) => /^No confirmation mail was sent/.test(r.statusReason))).toHaveLength(2);
+    const box = await callWithVars(DEV, 'GET', `/dev/mailbox?format=json&to=${encodeURIComponent(email)}`);
+    expect(((await box.json()) as { data: unknown[] }).data).toHaveLength(10);
+  });
 });
 
 describe('14. Provider feedback (SNS)', () => {

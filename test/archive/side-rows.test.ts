@@ -8,7 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { purgeGlobalRows, purgeSideRows, SIDE_READ_SLACK, SIDE_STEP_ROWS } from '../../src/archive/side-rows.ts';
 import { purgeHandle } from '../../src/jobs/purge-expired.ts';
 import { boundaryId, newId } from '../../src/lib/ids.ts';
+import { shardOf } from '../support/helpers.ts';
 import { setupHandle } from '../support/pipeline-helpers.ts';
+import { seedManyNotifications } from '../support/seed.ts';
 
 const DAY = 86_400_000;
 
@@ -47,6 +49,32 @@ function testSend(handle: string, at: number, status: string): D1PreparedStateme
         `INSERT INTO delivery_attempts (id, delivery_id, attempt_number, outcome, http_status, duration_ms, created_at)
          VALUES (?1, ?2, 1, 'succeeded', 200, 5, ?3)`,
       ).bind(newId('att', at), id, iso),
+    );
+  }
+  return out;
+}
+
+/** A delivery a replay made (status given; one attempt when it succeeded), on `d1`, of `notificationId`. */
+function replayed(d1: D1Database, handle: string, notificationId: string, at: number, status: string) {
+  const id = newId('dlv', at);
+  const iso = new Date(at).toISOString();
+  const out = [
+    d1
+      .prepare(
+        `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, subscription_id, target,
+           status, attempt_count, replay_id, created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'event', 'webhook', 'webhook', ?4, 'https://example.test/hook', ?5, ?6, 'rpl_test', ?7, ?7)`,
+      )
+      .bind(id, handle, notificationId, newId('whk'), status, status === 'succeeded' ? 1 : 0, iso),
+  ];
+  if (status === 'succeeded') {
+    out.push(
+      d1
+        .prepare(
+          `INSERT INTO delivery_attempts (id, delivery_id, attempt_number, outcome, http_status, duration_ms, created_at)
+           VALUES (?1, ?2, 1, 'succeeded', 200, 5, ?3)`,
+        )
+        .bind(newId('att', at), id, iso),
     );
   }
   return out;
@@ -148,5 +176,48 @@ describe('rows deleted without an archive', () => {
     expect(await countOf('SELECT count(*) AS n FROM event_rejections WHERE handle IS NULL AND id >= ?1', recent)).toBe(
       1,
     );
+  });
+  it("a replay's deliveries of archived notifications go after the retention; those of notifications still here wait for the archive (meta)", async () => {
+    const h = await setupHandle();
+    const other = await setupHandle();
+    const d1 = await shardOf(h.handle);
+    const now = Date.now();
+    const old = now - 40 * DAY;
+    // Two old notifications still in D1 (not archived yet): their replayed deliveries go with them, in the archive.
+    await seedManyNotifications(h.handle, 2, old - DAY);
+    const here = await d1
+      .prepare('SELECT id FROM notifications WHERE handle = ?1 ORDER BY id')
+      .bind(h.handle)
+      .all<{ id: string }>();
+    expect(here.results).toHaveLength(2);
+    const gone = () => newId('ntf', old - 2 * DAY);
+    const seed: D1PreparedStatement[] = [];
+    for (let i = 0; i < 300; i++) seed.push(...replayed(d1, h.handle, gone(), old + i * 1000, 'succeeded'));
+    for (const n of here.results) seed.push(...replayed(d1, h.handle, n.id, old + 500, 'succeeded'));
+    seed.push(...replayed(d1, h.handle, gone(), old + 700, 'queued'));
+    for (let i = 0; i < 2; i++) seed.push(...replayed(d1, h.handle, gone(), now - i * 1000, 'succeeded'));
+    // Another handle's old replayed deliveries share the index: a step must not read them.
+    for (let i = 0; i < 500; i++) seed.push(...replayed(d1, other.handle, gone(), old - DAY + i, 'succeeded'));
+    for (let i = 0; i < seed.length; i += 200) await d1.batch(seed.slice(i, i + 200));
+    const replayedOf = (handle: string) =>
+      d1
+        .prepare('SELECT count(*) AS n FROM deliveries WHERE handle = ?1 AND replay_id IS NOT NULL')
+        .bind(handle)
+        .first<{ n: number }>();
+
+    const total = { replayed: 0, replayedAttempts: 0 };
+    let steps = 0;
+    for (; steps < 20; steps++) {
+      const step = await purgeSideRows(d1, h.handle, 30, new Date(now));
+      expect(step.rowsRead, JSON.stringify(step)).toBeLessThanOrEqual(SIDE_STEP_ROWS + SIDE_READ_SLACK);
+      if (step.replayed === 0) break;
+      total.replayed += step.replayed;
+      total.replayedAttempts += step.replayedAttempts;
+    }
+    expect(total).toEqual({ replayed: 300, replayedAttempts: 300 });
+    expect(steps).toBeGreaterThan(1);
+    // Left: the two of notifications still here, the open one, the two recent ones; the other handle's untouched.
+    expect((await replayedOf(h.handle))!.n).toBe(5);
+    expect((await replayedOf(other.handle))!.n).toBe(500);
   });
 });

@@ -199,4 +199,27 @@ describe('double opt-in', () => {
     }
     expect(await mailbox(email)).toHaveLength(12);
   });
+
+  it("creating and deleting subscriptions cannot fill a stranger's inbox: at most 10 first confirmation mails a UTC day per address", async () => {
+    const owner = unique('owner');
+    const handle = await provisionHandle(owner);
+    const token = await signJwt({ sub: owner, scope: ALL_USER_SCOPES });
+    const email = `${unique('victim')}@example.com`;
+    const path = `/v2/handles/${handle}/notifications/email-subscriptions`;
+    // Subscribe, delete, subscribe again: each new subscription would have mailed the address.
+    let last: { id: string; status: string; statusReason: string } | undefined;
+    for (let i = 0; i < 12; i++) {
+      if (last) expect((await devCall('DELETE', `${path}/${last.id}`, { token })).status).toBe(204);
+      const res = await devCall('POST', path, { token, body: { email } });
+      expect(res.status).toBe(201);
+      last = (await res.json()) as { id: string; status: string; statusReason: string };
+    }
+    expect(await mailbox(email)).toHaveLength(10);
+    // The subscription beyond the cap exists, says why it got no mail, and its mail can be resent (under the resend
+    // cap, without waiting out a cooldown: nothing was sent).
+    expect(last!.status).toBe('pending_confirmation');
+    expect(last!.statusReason).toMatch(/No confirmation mail was sent.*10 confirmation mails of new subscriptions/);
+    expect((await resend(handle, last!.id, token)).status).toBe(202);
+    expect(await mailbox(email)).toHaveLength(11);
+  });
 });

@@ -129,9 +129,9 @@ describe('GET /v2/handles/{handle}/placement', () => {
       await d1
         .prepare(
           `INSERT INTO deliveries (id, handle, notification_id, kind, channel, recipient_type, target, status,
-             attempt_count, created_at, updated_at)
-           SELECT 'dlv_' || substr(n.id, 5), n.handle, n.id, 'event', 'webhook', 'webhook', 'http://127.0.0.1:9/b',
-             'succeeded', 1, n.created_at, n.created_at
+             attempt_count, created_at, updated_at, id_from_notification)
+           SELECT 'dlv_' || substr(n.id, 5, 22) || '0000', n.handle, n.id, 'event', 'webhook', 'webhook',
+             'http://127.0.0.1:9/b', 'succeeded', 1, n.created_at, n.created_at, 1
            FROM notifications n WHERE n.handle = ?1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification_id = n.id)`,
         )
         .bind(h.handle)

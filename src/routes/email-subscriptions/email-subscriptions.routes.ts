@@ -8,7 +8,7 @@ import { WRITER_ROLES } from '../../auth/scopes.ts';
 import { alertSubscriptionStale } from '../../delivery/alerts.ts';
 import { diagnoseEmail, loadEmailFailures, loadProviderVerdicts } from '../../delivery/email-diagnosis.ts';
 import { runTestSend, testEvent } from '../../delivery/test-send.ts';
-import { sendConfirmation } from '../../email/confirmation.ts';
+import { sendConfirmation, sendFirstConfirmation } from '../../email/confirmation.ts';
 import { claimConfirmationResend } from '../../email/confirmation-limits.ts';
 import { checkAtSns, subscribeAtSns, unsubscribeAtSns } from '../../email/sns-subscriptions.ts';
 import { config, runContext } from '../../env.ts';
@@ -432,7 +432,7 @@ export const emailSubscriptionsRoutes = createRouter()
     const confirmation =
       cfg.emailProvider === 'sns'
         ? await subscribeAtSns(c.env, row)
-        : await sendConfirmation(runContext(c.env), { id: row.id, handle, email: row.emailNormalized });
+        : await sendFirstConfirmation(runContext(c.env), { id: row.id, handle, email: row.emailNormalized });
     const saved = (await getStandard(await handleDb(c), handle, row.id)) ?? {
       ...row,
       statusReason: confirmation.detail,

@@ -1,0 +1,1 @@
+ALTER TABLE `confirmation_mail_counters` ADD `first_mails` integer DEFAULT 0 NOT NULL;

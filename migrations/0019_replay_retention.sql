@@ -1,0 +1,1 @@
+CREATE INDEX `deliveries_replays_idx` ON `deliveries` (`handle`,`id`) WHERE replay_id IS NOT NULL;
