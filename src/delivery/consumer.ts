@@ -20,14 +20,7 @@ import { type RunContext, runContext } from '../env.ts';
 import { newId } from '../lib/ids.ts';
 import { createLimiter } from '../lib/limiter.ts';
 import { raiseEndpointDisabled } from './alerts.ts';
-import {
-  type AttemptInput,
-  type AttemptOutcome,
-  type DeliveryRow,
-  eventOf,
-  performAttempt,
-  type WebhookRow,
-} from './attempt.ts';
+import { type AttemptInput, type AttemptOutcome, eventOf, performAttempt, type WebhookRow } from './attempt.ts';
 import { type QueuedDelivery, requeueDeliveries } from './enqueue.ts';
 import { DeliveryMessage } from './messages.ts';
 import { LateForGrant, notedWaitsStatement, onTime, type PaceRequest, pace } from './pacer.ts';
@@ -46,7 +39,13 @@ import {
   storedAttemptsStatement,
   webhookHealthStatement,
 } from './store.ts';
-import { batchTransitionStatement, type DeliveryStatus, TERMINAL_STATUSES, type Transition } from './summary.ts';
+import {
+  type BatchedMove,
+  batchTransitionStatement,
+  type DeliveryStatus,
+  type InFlightTarget,
+  TERMINAL_STATUSES,
+} from './summary.ts';
 import { TEST_SEND_INTERRUPTED } from './test-send.ts';
 
 /** A Worker invocation may hold 6 simultaneous outbound connections in production. */
@@ -84,7 +83,7 @@ interface Planned {
   /** The attempt row this message's outcome writes, when it made an attempt. */
   attempt?: AttemptKey;
   /** Its notification's transition, written with the batch's others for that notification (`write`). */
-  transition?: Transition & { fromAttempts: number };
+  transition?: BatchedMove;
 }
 
 /** What a message needs: its part is known already (no attempt), or an attempt decides it. */
@@ -191,29 +190,16 @@ function plan(d1: D1Database, valid: readonly ValidMessage[], loaded: LoadedBatc
 const CANCELLED_IN_FLIGHT_REASON = 'subscription_deleted';
 
 /**
- * The outcome of an attempt whose subscription was deleted while the request was in flight: the DELETE made the row
- * `cancelled`, so the guarded move of the outcome changed nothing, yet the request was made and its attempt row is
- * written. Without these statements the delivery said `cancelled` with no attempt although the endpoint had the event
- * (found by `npm run soak`). An endpoint that accepted it has it: `succeeded`. A failure leaves it `cancelled` (never
- * retried) with the attempt counted. Guarded like any move (status `cancelled`, the attempt count read before the
- * attempt), so they apply only when the move of the outcome did not.
+ * Where the outcome of an attempt takes its delivery if its subscription was deleted while the request was in flight:
+ * the DELETE made the row `cancelled`, yet the request was made and its attempt row is written. Without this the
+ * delivery said `cancelled` with no attempt although the endpoint had the event (found by `npm run soak`). An
+ * endpoint that accepted it has it: `succeeded`. A failure leaves it `cancelled` (never retried) with the attempt
+ * counted. The outcome's one guarded move carries it (`moveDeliveryParts`), so the normal case writes nothing more.
  */
-function settleCancelledInFlight(
-  d1: D1Database,
-  d: DeliveryRow,
-  o: AttemptOutcome,
-  now: string,
-): D1PreparedStatement[] {
-  const cancelled: DeliveryRow = { ...d, status: 'cancelled', statusReason: CANCELLED_IN_FLIGHT_REASON };
-  const fields = { attempted: true, httpStatus: o.httpStatus, providerMessageId: o.providerMessageId, now };
-  const c = o.classification;
-  return c.outcome === 'succeeded'
-    ? moveDelivery(d1, cancelled, 'succeeded', { ...fields, statusReason: null })
-    : moveDelivery(d1, cancelled, 'cancelled', {
-        ...fields,
-        errorClass: c.errorClass,
-        statusReason: CANCELLED_IN_FLIGHT_REASON,
-      });
+function cancelledInFlight(o: AttemptOutcome): InFlightTarget {
+  return o.classification.outcome === 'succeeded'
+    ? { to: 'succeeded', statusReason: null }
+    : { to: 'cancelled', statusReason: CANCELLED_IN_FLIGHT_REASON };
 }
 
 /** An attempt's statements and what the queue is told: done, retried on the schedule, or handed to the DLQ. */
@@ -230,12 +216,15 @@ function recordOutcome(
   const statements = [attemptStatement(d1, d, outcome, at, attempt.attemptId)];
   let decision: Decision = { ack: true };
   let transition: Planned['transition'];
-  // The move; a notification that is not critical gets its transition with the batch's others (`write`).
+  // The move, which also settles the row a delete cancelled while the request was in flight. A notification that is
+  // not critical gets its transition with the batch's others (`write`); a critical one, its own, before the move.
+  const inFlight = cancelledInFlight(outcome);
   const move = (to: DeliveryStatus, fields: MoveFields) => {
-    if (event.severity === 'critical') return statements.push(...moveDelivery(d1, d, to, fields));
-    const parts = moveDeliveryParts(d1, d, to, fields);
+    const parts = moveDeliveryParts(d1, d, to, fields, inFlight);
+    if (event.severity !== 'critical') transition = parts.transition ?? undefined;
+    else if (parts.transition)
+      statements.push(batchTransitionStatement(d1, parts.transition.notificationId, [parts.transition], at));
     statements.push(parts.update);
-    transition = parts.transition ?? undefined;
   };
   if (c.outcome === 'succeeded') {
     move('succeeded', {
@@ -270,7 +259,6 @@ function recordOutcome(
       move('dead', { ...fields, statusReason: 'retries_exhausted' });
     }
   }
-  statements.push(...settleCancelledInFlight(d1, d, outcome, at));
   return { message, decision, statements, attempt, ...(transition ? { transition } : {}) };
 }
 

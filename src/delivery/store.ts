@@ -14,7 +14,13 @@ import type { Db } from '../db/client.ts';
 import { deliveries, emailSubscriptions, notifications, webhookSubscriptions } from '../db/schema.ts';
 import { newId } from '../lib/ids.ts';
 import type { AttemptOutcome, DeliveryRow } from './attempt.ts';
-import { type DeliveryStatus, OPEN_STATUSES, type Transition, transitionStatement } from './summary.ts';
+import {
+  type BatchedMove,
+  type DeliveryStatus,
+  type InFlightTarget,
+  OPEN_STATUSES,
+  transitionStatement,
+} from './summary.ts';
 
 const sqlList = (statuses: readonly string[]) => `(${statuses.map((s) => `'${s}'`).join(', ')})`;
 /** SQL list of the open statuses. */
@@ -103,20 +109,33 @@ export function moveDelivery(
  * A move's two parts: the guarded UPDATE of the delivery, and its notification's transition (null for a test send),
  * for a caller that writes the transitions of several deliveries of one notification together
  * (`batchTransitionStatement`, placed before the moves).
+ *
+ * With `inFlight` (an attempt's outcome on a delivery read open), the same UPDATE also applies to that row cancelled
+ * by a delete while the request was in flight — `cancelled` with the attempt count it was read with — and then moves
+ * it to `inFlight` instead (docs/design.md#consumer). One statement either way, guarded like any move: a concurrent
+ * redrive or cancel that changed the count or the status is never overwritten.
  */
 export function moveDeliveryParts(
   d1: D1Database,
   d: DeliveryRow,
   to: DeliveryStatus,
   fields: MoveFields,
-): { update: D1PreparedStatement; transition: (Transition & { fromAttempts: number }) | null } {
+  inFlight?: InFlightTarget,
+): { update: D1PreparedStatement; transition: BatchedMove | null } {
   const attempts = d.attemptCount + (fields.attempted ? 1 : 0);
+  // SQL: `value`, or `cancelledValue` on the row cancelled in flight (SET reads the row as it was before the UPDATE).
+  const pick = (cancelledValue: string, value: string) =>
+    inFlight ? `CASE WHEN status = 'cancelled' THEN ${cancelledValue} ELSE ${value} END` : value;
+  const guard = inFlight
+    ? `(${sameRow(d, '?10', '?11')} OR (status = 'cancelled' AND attempt_count = ?11))`
+    : sameRow(d, '?10', '?11');
   const update = d1
     .prepare(
-      `UPDATE deliveries SET status = ?2, status_reason = ?3, attempt_count = ?4, last_error_class = ?5,
-           last_http_status = ?6, next_attempt_at = ?7, last_attempt_at = CASE WHEN ?8 THEN ?9 ELSE last_attempt_at END,
+      `UPDATE deliveries SET status = ${pick('?13', '?2')}, status_reason = ${pick('?14', '?3')}, attempt_count = ?4,
+           last_error_class = ?5, last_http_status = ?6, next_attempt_at = ${pick('NULL', '?7')},
+           last_attempt_at = CASE WHEN ?8 THEN ?9 ELSE last_attempt_at END,
            provider_message_id = COALESCE(?12, provider_message_id), updated_at = ?9
-         WHERE id = ?1 AND ${sameRow(d, '?10', '?11')}`,
+         WHERE id = ?1 AND ${guard}`,
     )
     .bind(
       d.id,
@@ -131,6 +150,7 @@ export function moveDeliveryParts(
       d.status,
       d.attemptCount,
       fields.providerMessageId ?? null,
+      ...(inFlight ? [inFlight.to, inFlight.statusReason] : []),
     );
   const transition = d.notificationId
     ? {
@@ -144,6 +164,7 @@ export function moveDeliveryParts(
         lastErrorClass: fields.errorClass ?? d.lastErrorClass,
         lastHttpStatus: fields.httpStatus ?? d.lastHttpStatus,
         at: fields.now,
+        ...(inFlight ? { inFlight } : {}),
       }
     : null;
   return { update, transition };

@@ -142,24 +142,26 @@ function bucket(status: DeliveryStatus): Bucket {
  * it tells the platform that nobody of the handle's got the event). `undeliverable` while nobody is open, succeeded
  * or dead — at ingest, or later when every delivery ended without reaching anyone (cancelled, skipped) — and left
  * again as soon as one is redriven (a re-enabled webhook's `recover`). A critical event has at most a few hundred
- * deliveries (the caps on subscriptions), read by notificationDeliveriesSql.
+ * deliveries (the caps on subscriptions), read by notificationDeliveriesSql. `status` is each delivery's status as
+ * SQL of `d` (a statement written before its moves reads the statuses they are about to write).
  */
-const CRITICAL_AGGREGATE_SQL = `(SELECT CASE
-    WHEN sum(d.status IN ${OPEN_SQL}) > 0 THEN 'delivering'
-    WHEN sum(d.status = 'succeeded') > 0 AND sum(d.status = 'dead') > 0 THEN 'partially_failed'
-    WHEN sum(d.status = 'succeeded') > 0 THEN 'delivered'
-    WHEN sum(d.status = 'dead') > 0 THEN 'failed'
+const criticalAggregateSql = (status = 'd.status') => `(SELECT CASE
+    WHEN sum(${status} IN ${OPEN_SQL}) > 0 THEN 'delivering'
+    WHEN sum(${status} = 'succeeded') > 0 AND sum(${status} = 'dead') > 0 THEN 'partially_failed'
+    WHEN sum(${status} = 'succeeded') > 0 THEN 'delivered'
+    WHEN sum(${status} = 'dead') > 0 THEN 'failed'
     ELSE 'undeliverable' END
   FROM deliveries d
   WHERE ${notificationDeliveriesSql('d', 'notifications.id')} AND d.recipient_type <> 'platform_alert')`;
 
 /**
  * Aggregate status from (new) counts. A critical event is never a quiet `no_recipients`: its status follows its
- * handle's deliveries ({@link CRITICAL_AGGREGATE_SQL}), so `undeliverable` is neither sticky nor missed after ingest.
+ * handle's deliveries ({@link criticalAggregateSql}, given `criticalStatus`), so `undeliverable` is neither sticky nor
+ * missed after ingest.
  */
-function aggregateSql(open: string, succeeded: string, dead: string): string {
+function aggregateSql(open: string, succeeded: string, dead: string, criticalStatus?: string): string {
   return `CASE
-    WHEN severity = 'critical' THEN ${CRITICAL_AGGREGATE_SQL}
+    WHEN severity = 'critical' THEN ${criticalAggregateSql(criticalStatus)}
     WHEN ${open} > 0 THEN 'delivering'
     WHEN ${succeeded} > 0 AND ${dead} > 0 THEN 'partially_failed'
     WHEN ${succeeded} > 0 THEN 'delivered'
@@ -247,55 +249,91 @@ export function transitionStatement(d1: D1Database, t: Transition): D1PreparedSt
 }
 
 /**
- * The transitions of several deliveries of ONE notification that is not critical, in one statement (the consumer's
- * batch: one notification write however many of its deliveries the batch moved). Put it BEFORE the guarded moves in
- * the same batch: each transition counts only if its delivery is still the open row with the attempt count it was
- * read with — exactly the guard under which its move then applies (a batch runs alone, in order). A critical
- * notification's status is read from its deliveries after the moves: use {@link transitionStatement} for those.
+ * Where an attempt's outcome takes a delivery that a delete cancelled while its request was in flight
+ * (docs/design.md#consumer): from `cancelled`, with the attempt counted.
+ */
+export interface InFlightTarget {
+  to: DeliveryStatus;
+  statusReason: string | null;
+}
+
+/** A move as {@link batchTransitionStatement} counts it: read open with `fromAttempts`, maybe cancelled since. */
+export interface BatchedMove extends Transition {
+  fromAttempts: number;
+  /** An attempt's outcome: its move also applies to the row cancelled in flight, to this target. */
+  inFlight?: InFlightTarget | undefined;
+}
+
+/** A branch of a batched move as bound JSON: the target, and its deltas to the counts (`e`: it ended unreached). */
+function branchJson(from: DeliveryStatus, to: DeliveryStatus, reason: string | null) {
+  const f = bucket(from);
+  const t = bucket(to);
+  const delta = (b: Bucket) => (f === b ? -1 : 0) + (t === b ? 1 : 0);
+  return {
+    status: to,
+    reason,
+    o: delta('open'),
+    s: delta('succeeded'),
+    x: delta('dead'),
+    e: f === 'open' && t === 'none' ? 1 : 0,
+  };
+}
+
+/**
+ * The transitions of several deliveries of ONE notification, in one statement (the consumer's batch: one
+ * notification write however many of its deliveries the batch moved). Put it BEFORE the guarded moves in the same
+ * batch: each transition counts only if its delivery is still the row it was read as (open, with the attempt count it
+ * was read with) — or, for a move with `inFlight`, that row cancelled by a delete since (the same attempt count): the
+ * exact guards under which its move then applies (a batch runs alone, in order), and the branch the move takes. A
+ * critical notification's status is read from its deliveries with the statuses these moves write; `at` is its
+ * `updated_at` (and `alert_check_at` when a delivery of a critical one ended without reaching anyone).
  */
 export function batchTransitionStatement(
   d1: D1Database,
   notificationId: string,
-  moves: readonly (Transition & { fromAttempts: number })[],
+  moves: readonly BatchedMove[],
   at: string,
 ): D1PreparedStatement {
   const list = JSON.stringify(
-    moves.map((t) => {
-      const from = bucket(t.from);
-      const to = bucket(t.to);
-      const delta = (b: Bucket) => (from === b ? -1 : 0) + (to === b ? 1 : 0);
-      return {
-        id: t.deliveryId,
-        n: t.fromAttempts,
-        status: t.to,
-        reason: t.statusReason,
-        attempts: t.attempts,
-        cls: t.lastErrorClass,
-        http: t.lastHttpStatus,
-        at: t.at,
-        o: delta('open'),
-        s: delta('succeeded'),
-        x: delta('dead'),
-      };
-    }),
+    moves.map((t) => ({
+      id: t.deliveryId,
+      n: t.fromAttempts,
+      attempts: t.attempts,
+      cls: t.lastErrorClass,
+      http: t.lastHttpStatus,
+      at: t.at,
+      m: branchJson(t.from, t.to, t.statusReason),
+      ...(t.inFlight ? { c: branchJson('cancelled', t.inFlight.to, t.inFlight.statusReason) } : {}),
+    })),
   );
-  // t: the transitions whose moves will apply (each delivery read once); n: their sums.
+  // live: each move's delivery as it is now (its status, if it still has the attempt count it was read with); t: the
+  // moves that will apply, by the branch each takes (each delivery read once); n: their sums.
   const sum = (k: string) => `(SELECT ${k} FROM n)`;
-  const status = aggregateSql(`open_count + ${sum('o')}`, `succeeded_count + ${sum('s')}`, `dead_count + ${sum('x')}`);
+  const status = aggregateSql(
+    `open_count + ${sum('o')}`,
+    `succeeded_count + ${sum('s')}`,
+    `dead_count + ${sum('x')}`,
+    'COALESCE((SELECT t.status FROM t WHERE t.id = d.id), d.status)',
+  );
   return d1
     .prepare(
-      `WITH t AS MATERIALIZED (
-         SELECT j.value ->> '$.id' AS id, j.value ->> '$.status' AS status, j.value ->> '$.reason' AS reason,
-           j.value ->> '$.attempts' AS attempts, j.value ->> '$.cls' AS cls, j.value ->> '$.http' AS http,
-           j.value ->> '$.at' AS at, j.value ->> '$.o' AS o, j.value ->> '$.s' AS s, j.value ->> '$.x' AS x
-         FROM json_each(?2) j
-         WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = j.value ->> '$.id'
-           AND d.status IN ('pending', 'queued', 'retrying') AND d.attempt_count = j.value ->> '$.n')),
-       n AS MATERIALIZED (SELECT count(*) AS k, sum(o) AS o, sum(s) AS s, sum(x) AS x FROM t)
+      `WITH live AS MATERIALIZED (
+         SELECT j.value AS v, (SELECT d.status FROM deliveries d WHERE d.id = j.value ->> '$.id'
+           AND d.attempt_count = j.value ->> '$.n') AS status FROM json_each(?2) j),
+       branch AS MATERIALIZED (
+         SELECT v, CASE WHEN status IN ('pending', 'queued', 'retrying') THEN v -> '$.m'
+           WHEN status = 'cancelled' THEN v -> '$.c' END AS b FROM live),
+       t AS MATERIALIZED (
+         SELECT v ->> '$.id' AS id, b ->> '$.status' AS status, b ->> '$.reason' AS reason,
+           v ->> '$.attempts' AS attempts, v ->> '$.cls' AS cls, v ->> '$.http' AS http, v ->> '$.at' AS at,
+           b ->> '$.o' AS o, b ->> '$.s' AS s, b ->> '$.x' AS x, b ->> '$.e' AS e
+         FROM branch WHERE b IS NOT NULL),
+       n AS MATERIALIZED (SELECT count(*) AS k, sum(o) AS o, sum(s) AS s, sum(x) AS x, sum(e) AS e FROM t)
        UPDATE notifications SET
          open_count = open_count + ${sum('o')}, succeeded_count = succeeded_count + ${sum('s')},
          dead_count = dead_count + ${sum('x')},
          status = ${status},
+         alert_check_at = ${alertCheckSql(`${sum('e')} > 0`, '?3')},
          recipients = CASE WHEN recipients = '{}' THEN recipients ELSE (SELECT json_group_object(r.key,
              CASE WHEN t.id IS NULL THEN json(r.value)
                ELSE ${setEntrySql('r.value', {
@@ -308,7 +346,7 @@ export function batchTransitionStatement(
                })} END)
            FROM json_each(notifications.recipients) r LEFT JOIN t ON t.id = r.key) END,
          updated_at = ?3
-       WHERE id = ?1 AND (SELECT k FROM n) > 0`,
+       WHERE id = ?1 AND ${sum('k')} > 0`,
     )
     .bind(notificationId, list, at);
 }

@@ -247,6 +247,47 @@ describe('a subscription deleted while its delivery is in flight (found by npm r
     expect(again.fb.outcomes[0]!.calls).toEqual(['ack']);
     expect(await hits(key)).toHaveLength(1);
   });
+
+  it('a critical event: accepted → succeeded and the notification delivered; failed → cancelled and undeliverable', async () => {
+    const h = await setupHandle();
+    const okKey = unique('k');
+    const failKey = unique('k');
+    await setMode(failKey, { status: 500, delayMs: 1_500 });
+    const ok = await createWebhook(h, { url: receiverUrl('slow', okKey, { ms: 1_500 }) });
+    const accepted = await ingestQuiet(h.handle, { severity: 'critical' });
+    const [okId] = accepted.deliveryIds as [string];
+    await deleteDuringAttempt(h, ok.id, okKey, okId);
+    expect(await attemptsOf(okId)).toEqual([expect.objectContaining({ attempt_number: 1, outcome: 'succeeded' })]);
+    expect(await deliveryRow(okId)).toMatchObject({ status: 'succeeded', attempt_count: 1, last_http_status: 200 });
+    const n1 = await notificationRow(accepted.notificationId);
+    expect(n1).toMatchObject({ status: 'delivered', open_count: 0, succeeded_count: 1, dead_count: 0 });
+    expect(summaryById(n1.recipients)[okId]).toMatchObject({ status: 'succeeded', attempts: 1, lastHttpStatus: 200 });
+
+    const failing = await createWebhook(h, { url: receiverUrl('mode', failKey) });
+    const failed = await ingestQuiet(h.handle, { severity: 'critical' });
+    const [failId] = failed.deliveryIds as [string];
+    await deleteDuringAttempt(h, failing.id, failKey, failId);
+    expect(await attemptsOf(failId)).toEqual([
+      expect.objectContaining({ attempt_number: 1, outcome: 'failed', http_status: 500 }),
+    ]);
+    expect(await deliveryRow(failId)).toMatchObject({
+      status: 'cancelled',
+      status_reason: 'subscription_deleted',
+      attempt_count: 1,
+      last_http_status: 500,
+      next_attempt_at: null,
+    });
+    // Nobody of the handle's has it: undeliverable, marked for the minute job's platform alert by the delete.
+    const n2 = await notificationRow(failed.notificationId);
+    expect(n2).toMatchObject({ status: 'undeliverable', open_count: 0, succeeded_count: 0, dead_count: 0 });
+    expect(n2.alert_check_at).not.toBeNull();
+    expect(summaryById(n2.recipients)[failId]).toMatchObject({
+      status: 'cancelled',
+      statusReason: 'subscription_deleted',
+      attempts: 1,
+      lastHttpStatus: 500,
+    });
+  });
 });
 
 describe('outbox: a failed send is recovered by the sweeper, never lost', () => {

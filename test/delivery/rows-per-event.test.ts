@@ -20,10 +20,16 @@ import {
 import { receiverUrl } from '../support/receivers.ts';
 import { summaryById } from '../support/seed.ts';
 
-/** A D1 binding that sums `meta.rows_written` of everything run through it. */
-function meteredD1(inner: D1Database): { db: D1Database; written: () => number; statements: () => string[] } {
+/** A D1 binding that sums `meta.rows_written` of everything run through it, and keeps each batch's statements. */
+function meteredD1(inner: D1Database): {
+  db: D1Database;
+  written: () => number;
+  statements: () => string[];
+  batches: string[][];
+} {
   let written = 0;
   const statements: string[] = [];
+  const batches: string[][] = [];
   const queries = new WeakMap<object, string>();
   const count = (query: string, r: D1Result | undefined) => {
     const n = (r?.meta as { rows_written?: number } | undefined)?.rows_written ?? 0;
@@ -50,6 +56,7 @@ function meteredD1(inner: D1Database): { db: D1Database; written: () => number; 
       if (prop === 'prepare') return (query: string) => track(target.prepare(query), query);
       if (prop === 'batch')
         return async (list: D1PreparedStatement[]) => {
+          batches.push(list.map((st) => (queries.get(st) ?? '?').replace(/\s+/g, ' ').trim()));
           const results = await target.batch(list);
           for (const [i, r] of results.entries()) count(queries.get(list[i]!) ?? '?', r);
           return results;
@@ -58,7 +65,7 @@ function meteredD1(inner: D1Database): { db: D1Database; written: () => number; 
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   });
-  return { db, written: () => written, statements: () => statements };
+  return { db, written: () => written, statements: () => statements, batches };
 }
 
 /** Publishes one event to the handle and delivers it, through `db` as the handle's shard. */
@@ -94,6 +101,30 @@ describe('rows written per event', () => {
     // transition (the row only: `delivered` has no status index entry either). Nothing marks the deliveries `queued`
     // after the send; no webhook health (written < 1 min ago).
     expect(metered.written(), metered.statements().join('\n')).toBeLessThanOrEqual(21);
+  });
+
+  it('a consumed batch writes one delivery UPDATE per attempt: no statement for a delete that did not happen', async () => {
+    const h = await setupHandle();
+    for (let i = 0; i < 3; i++) await createWebhook(h, { url: receiverUrl('ok', unique(`stmts${i}`)) });
+    await publishAndDeliver(h);
+    const metered = meteredD1(await shardOf(h.handle));
+    const event = await publishAndDeliver(h, metered.db);
+    expect((await deliveriesOf(event.notificationId)).map((d) => d.status)).toEqual([
+      'succeeded',
+      'succeeded',
+      'succeeded',
+    ]);
+    // The consumer's one write: the batch that records the attempts.
+    const write = metered.batches.find((b) => b.some((q) => q.startsWith('INSERT INTO delivery_attempts')));
+    const kinds = (write ?? []).map((q) => /INSERT INTO \w+|UPDATE \w+ SET/.exec(q)?.[0] ?? q);
+    const counted = Object.fromEntries([...new Set(kinds)].map((k) => [k, kinds.filter((x) => x === k).length]));
+    // 3 attempt rows, 3 guarded delivery moves, 1 notification transition for the batch; a subscription deleted while
+    // an attempt was in flight is handled by the same move (docs/design.md#consumer), not by statements of its own.
+    expect(counted, write?.map((q) => q.slice(0, 80)).join('\n')).toEqual({
+      'INSERT INTO delivery_attempts': 3,
+      'UPDATE deliveries SET': 3,
+      'UPDATE notifications SET': 1,
+    });
   });
 
   it("a healthy webhook's last success is written at most once a minute; a failure is written at once", async () => {
