@@ -350,6 +350,7 @@ describe('moving a handle between shards', () => {
       );
 
     expect((await driveMove(h.handle, 0, (s) => s.phase === 'sealing')).phase).toBe('sealing');
+    const logged = vi.spyOn(console, 'log');
     // An API client gets the problem; a browser gets a page with the same status and Retry-After.
     const api = await callWithVars(vars, 'POST', confirm);
     await expectProblem(api, 503);
@@ -361,6 +362,13 @@ describe('moving a handle between shards', () => {
       expect(Number(page.headers.get('retry-after')), path).toBeGreaterThan(0);
       expect(await page.text(), path).toMatch(/moving/);
     }
+    // Planned answers: logged as warnings, like every write refused during a move.
+    const levels = logged.mock.calls
+      .map(([line]) => (typeof line === 'string' && line.startsWith('{') ? JSON.parse(line) : null))
+      .filter((l) => l?.msg === 'request' && l.path.startsWith('/v2/email/') && l.status === 503)
+      .map((l) => l.level);
+    logged.mockRestore();
+    expect(levels).toEqual(['warn', 'warn', 'warn']);
     // Nothing was written on the source while its rows were being copied.
     expect(await statuses()).toEqual({ [pendingId]: 'pending_confirmation', [activeId]: 'active' });
 

@@ -28,6 +28,8 @@ const TokenQuery = z.object({
 /** A person's browser gets a readable page with the problem's status; an API client gets the problem itself. */
 function refuse(c: Context<AppEnv>, problem: ProblemError) {
   if (!/text\/html/.test(c.req.header('accept') ?? '')) throw problem;
+  // The request log reads the problem from here as for a thrown one: a planned 503 (a move) is a warning.
+  c.error = problem;
   for (const [name, value] of Object.entries(problem.headers)) c.header(name, value);
   return c.html(messagePage(problem.title, problem.detail), problem.status as 400 | 404 | 410 | 503);
 }
