@@ -21,8 +21,12 @@ export const SIDE_READ_SLACK = 10;
 const READS_PER_REJECTION = 2;
 const READS_PER_TEST_SEND = 5;
 const READS_PER_TEST_ATTEMPT = 2;
-/** A replay's delivery: its index entry and row, the look for its notification, the delete's seek, row and lookup. */
-const READS_PER_REPLAYED = 6;
+/**
+ * A replay's delivery, deleted by id: the select (its index entry, row and the look for its notification: 1 counted),
+ * the attempts' delete (finding the delivery again: 5 besides its attempt's 2) and its own delete with its index
+ * entries (6).
+ */
+const READS_PER_REPLAYED = 12;
 const READS_PER_GLOBAL_ROW = 4;
 
 const DAY_MS = 86_400_000;

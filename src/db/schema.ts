@@ -1,5 +1,6 @@
 /**
- * Every table of the service and the indexes behind its queries, nothing else.
+ * Every table of the service, the indexes behind its queries, and the SQL a query must repeat to use one of them
+ * (`DELIVERY_DUE_AT`, `notificationDeliveriesSql`); nothing else.
  *
  * Conventions:
  * - ids are prefixed, time-ordered (`src/lib/ids.ts`), so `ORDER BY id` is creation order and every list is a keyset
