@@ -137,6 +137,11 @@ export function config(env: Env): Config {
   return c;
 }
 
+/** Lets `derived` (the same vars, some bindings replaced) use the config already parsed for `base`. */
+export function shareConfig(derived: Env, base: Env): void {
+  cache.set(derived, config(base));
+}
+
 /**
  * What one entry point (a request, a queue batch, a cron run) builds once and hands down: the bindings and the config
  * parsed from their vars, so nothing below parses the environment again.

@@ -7,7 +7,7 @@
  */
 import type { MiddlewareHandler } from 'hono';
 import { BOOKMARK_HEADER, openShardSessions, parseBookmarks } from '../db/session.ts';
-import type { AppEnv } from '../env.ts';
+import { type AppEnv, shareConfig } from '../env.ts';
 import { problems } from '../lib/problem.ts';
 
 /** Requests that only read: their sessions may start on a replica. */
@@ -26,6 +26,8 @@ export function d1Session(): MiddlewareHandler<AppEnv> {
       ]);
     }
     const sessions = openShardSessions(c.env, sent, !READS.has(c.req.method));
+    // A new object per request, with the same vars: it reuses the config parsed once for the Worker's env.
+    shareConfig(sessions.env, c.env);
     c.env = sessions.env;
     await next();
     const header = sessions.header();
