@@ -7,8 +7,11 @@
  * local databases), plus the round trips.
  */
 import { env } from 'cloudflare:workers';
+import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import { BOOKMARK_HEADER, isBookmark, parseBookmarks } from '../../src/db/session.ts';
+import { type AppEnv, config } from '../../src/env.ts';
+import { d1Session } from '../../src/middleware/d1-session.ts';
 import { meterD1, otherShard } from '../support/d1-meter.ts';
 import { wrapD1 } from '../support/d1-wrap.ts';
 import { answerLostD1 } from '../support/faulty-d1.ts';
@@ -212,6 +215,21 @@ describe('D1 sessions and bookmarks, per shard', () => {
       expect(((await res.json()) as { data: unknown[] }).data).toHaveLength(5);
       expect(meter.counts).toEqual({ DB: 1, SHARD_1: 1, [otherShard('SHARD_1')]: 0 });
       expect(meter.peakInFlight).toBe(2);
+    }
+  });
+
+  it('the environment with the sessions in place reuses the config parsed for the Worker’s, not a new parse each request', async () => {
+    const app = new Hono<AppEnv>();
+    app.use(d1Session());
+    app.get('/probe', (c) =>
+      c.json({
+        sessionsInPlace: c.env !== env && c.env.SHARD_0 !== env.SHARD_0,
+        sameConfig: config(c.env) === config(env),
+      }),
+    );
+    for (let i = 0; i < 2; i++) {
+      const res = await app.fetch(new Request('https://notify.test/probe'), env);
+      expect(await res.json()).toEqual({ sessionsInPlace: true, sameConfig: true });
     }
   });
 });
