@@ -28,7 +28,9 @@ import { type Rejection, recordRejections } from './rejections.ts';
 import { retryDelaySeconds, retryPolicyOf } from './retry-policy.ts';
 import {
   type AttemptKey,
-  attemptStatement,
+  type AttemptValues,
+  attemptsStatement,
+  attemptValues,
   disableGoneStatement,
   type HealthOutcome,
   type LoadedBatch,
@@ -78,10 +80,12 @@ type Decision = { ack: true } | { ack: false; delaySeconds: number; requeue?: Qu
 interface Planned {
   message: Message<unknown>;
   decision: Decision;
-  /** With an attempt, its guarded attempt row first. */
+  /** Its statements; an attempt's row is not among them but in `attemptValues`. */
   statements: D1PreparedStatement[];
   /** The attempt row this message's outcome writes, when it made an attempt. */
   attempt?: AttemptKey;
+  /** That row's values, written with the batch's other attempt rows in one statement (`write`). */
+  attemptValues?: AttemptValues;
   /** Its notification's transition, written with the batch's others for that notification (`write`). */
   transition?: BatchedMove;
 }
@@ -213,7 +217,7 @@ function recordOutcome(
 ): Planned {
   const c = outcome.classification;
   const attempt: AttemptKey = { attemptId: newId('att'), deliveryId: d.id, attemptNumber: d.attemptCount + 1 };
-  const statements = [attemptStatement(d1, d, outcome, at, attempt.attemptId)];
+  const statements: D1PreparedStatement[] = [];
   let decision: Decision = { ack: true };
   let transition: Planned['transition'];
   // The move, which also settles the row a delete cancelled while the request was in flight. A notification that is
@@ -259,7 +263,14 @@ function recordOutcome(
       move('dead', { ...fields, statusReason: 'retries_exhausted' });
     }
   }
-  return { message, decision, statements, attempt, ...(transition ? { transition } : {}) };
+  return {
+    message,
+    decision,
+    statements,
+    attempt,
+    attemptValues: attemptValues(d, outcome, at, attempt.attemptId),
+    ...(transition ? { transition } : {}),
+  };
 }
 
 /**
@@ -423,15 +434,11 @@ async function write(
   }
   for (const [notificationId, moves] of transitions)
     writes.push(batchTransitionStatement(d1, notificationId, moves, at));
-  const attemptAt = new Map<string, number>();
-  const attempts: AttemptKey[] = [];
-  for (const p of planned) {
-    if (p.attempt) {
-      attemptAt.set(p.attempt.attemptId, writes.length);
-      attempts.push(p.attempt);
-    }
-    writes.push(...p.statements);
-  }
+  // Every attempt row in one statement, before the moves that record them (their guard reads the row as it was).
+  const attempts = planned.flatMap((p) => (p.attempt ? [p.attempt] : []));
+  const rows = planned.flatMap((p) => (p.attemptValues ? [p.attemptValues] : []));
+  const attemptsAt = rows.length ? writes.push(attemptsStatement(d1, rows)) - 1 : -1;
+  for (const p of planned) writes.push(...p.statements);
   const disableAt = new Map<WebhookRow, number>();
   for (const e of effects) {
     if (!healthUnchanged(e, Date.parse(at))) writes.push(webhookHealthStatement(d1, e.webhook.id, e.outcomes, at));
@@ -443,7 +450,7 @@ async function write(
   if (noted) writes.push(noted);
   const settled = (results: D1Result[]): Written => ({
     ok: true,
-    recorded: new Set([...attemptAt].filter(([, i]) => results[i]!.meta.changes > 0).map(([id]) => id)),
+    recorded: new Set(attemptsAt < 0 ? [] : (results[attemptsAt]!.results as Array<{ id: string }>).map((r) => r.id)),
     disabled: [...disableAt]
       .filter(([, i]) => results[i]!.meta.changes > 0)
       .map(([w]) => ({ ...w, disabledReason: 'endpoint_gone', disabledAt: at })),

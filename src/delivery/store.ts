@@ -185,32 +185,66 @@ export function attemptStatement(
   now: string,
   id: string = newId('att'),
 ): D1PreparedStatement {
+  return attemptsStatement(d1, [attemptValues(d, o, now, id)]);
+}
+
+/** One attempt row's values for {@link attemptsStatement}, in its column order, then the attempt count read. */
+export type AttemptValues = readonly [
+  id: string,
+  deliveryId: string,
+  attemptNumber: number,
+  outcome: 'failed' | 'succeeded',
+  errorClass: string | null,
+  httpStatus: number | null,
+  durationMs: number,
+  requestBytes: number | null,
+  responseSnippet: string | null,
+  errorMessage: string | null,
+  createdAt: string,
+  attemptCountRead: number,
+];
+
+/** The values of `d`'s attempt with outcome `o` (see {@link attemptStatement}). */
+export function attemptValues(d: DeliveryRow, o: AttemptOutcome, now: string, id: string): AttemptValues {
   const failed = o.classification.outcome === 'failed' ? o.classification : null;
+  return [
+    id,
+    d.id,
+    d.attemptCount + 1,
+    failed ? 'failed' : 'succeeded',
+    failed?.errorClass ?? null,
+    o.httpStatus,
+    o.durationMs,
+    o.requestBytes,
+    o.responseSnippet,
+    o.errorMessage,
+    now,
+    d.attemptCount,
+  ];
+}
+
+/**
+ * The attempt rows of many deliveries in ONE statement (a consumer batch's: one statement, not one per attempt), each
+ * guarded as {@link attemptStatement} says. It answers the ids of the rows it wrote (`RETURNING`), so the caller knows
+ * which attempts it recorded. The rows travel as one JSON parameter (D1 allows 100 bound values a query).
+ */
+export function attemptsStatement(d1: D1Database, rows: readonly AttemptValues[]): D1PreparedStatement {
+  const v = (i: number) => `j.value ->> '$[${i}]'`;
   return d1
     .prepare(
       `INSERT INTO delivery_attempts (id, delivery_id, attempt_number, outcome, error_class, http_status, duration_ms,
          request_bytes, response_snippet, error_message, created_at)
-       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
-       WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?2 AND attempt_count = ?12 AND status IN ${RECORDABLE_SQL})
+       SELECT ${Array.from({ length: 11 }, (_, i) => v(i)).join(', ')}
+       FROM json_each(?1) j
+       WHERE EXISTS (SELECT 1 FROM deliveries
+         WHERE id = ${v(1)} AND attempt_count = ${v(11)} AND status IN ${RECORDABLE_SQL})
        ON CONFLICT (delivery_id, attempt_number) DO UPDATE SET id = excluded.id, outcome = excluded.outcome,
          error_class = excluded.error_class, http_status = excluded.http_status, duration_ms = excluded.duration_ms,
          request_bytes = excluded.request_bytes, response_snippet = excluded.response_snippet,
-         error_message = excluded.error_message, created_at = excluded.created_at`,
+         error_message = excluded.error_message, created_at = excluded.created_at
+       RETURNING id`,
     )
-    .bind(
-      id,
-      d.id,
-      d.attemptCount + 1,
-      failed ? 'failed' : 'succeeded',
-      failed?.errorClass ?? null,
-      o.httpStatus,
-      o.durationMs,
-      o.requestBytes,
-      o.responseSnippet,
-      o.errorMessage,
-      now,
-      d.attemptCount,
-    );
+    .bind(JSON.stringify(rows));
 }
 
 /** An attempt row a write means to store: its key (delivery, number) and the id unique to that write. */
