@@ -29,7 +29,7 @@ import { retryDelaySeconds, retryPolicyOf } from './retry-policy.ts';
 import {
   type AttemptKey,
   type AttemptValues,
-  attemptsStatement,
+  attemptsStatements,
   attemptValues,
   disableGoneStatement,
   type HealthOutcome,
@@ -434,10 +434,13 @@ async function write(
   }
   for (const [notificationId, moves] of transitions)
     writes.push(batchTransitionStatement(d1, notificationId, moves, at));
-  // Every attempt row in one statement, before the moves that record them (their guard reads the row as it was).
+  // The attempt rows in one statement (two if their snippets are large), before the moves that record them: their
+  // guard reads each row as it was.
   const attempts = planned.flatMap((p) => (p.attempt ? [p.attempt] : []));
   const rows = planned.flatMap((p) => (p.attemptValues ? [p.attemptValues] : []));
-  const attemptsAt = rows.length ? writes.push(attemptsStatement(d1, rows)) - 1 : -1;
+  const attemptsFrom = writes.length;
+  writes.push(...attemptsStatements(d1, rows));
+  const attemptsTo = writes.length;
   for (const p of planned) writes.push(...p.statements);
   const disableAt = new Map<WebhookRow, number>();
   for (const e of effects) {
@@ -450,7 +453,9 @@ async function write(
   if (noted) writes.push(noted);
   const settled = (results: D1Result[]): Written => ({
     ok: true,
-    recorded: new Set(attemptsAt < 0 ? [] : (results[attemptsAt]!.results as Array<{ id: string }>).map((r) => r.id)),
+    recorded: new Set(
+      results.slice(attemptsFrom, attemptsTo).flatMap((r) => (r.results as Array<{ id: string }>).map((x) => x.id)),
+    ),
     disabled: [...disableAt]
       .filter(([, i]) => results[i]!.meta.changes > 0)
       .map(([w]) => ({ ...w, disabledReason: 'endpoint_gone', disabledAt: at })),

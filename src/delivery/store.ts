@@ -224,9 +224,42 @@ export function attemptValues(d: DeliveryRow, o: AttemptOutcome, now: string, id
 }
 
 /**
- * The attempt rows of many deliveries in ONE statement (a consumer batch's: one statement, not one per attempt), each
- * guarded as {@link attemptStatement} says. It answers the ids of the rows it wrote (`RETURNING`), so the caller knows
- * which attempts it recorded. The rows travel as one JSON parameter (D1 allows 100 bound values a query).
+ * Characters of one statement's JSON parameter: D1 refuses a value over 2 MB, and a character takes at most 3 bytes.
+ * A response snippet of 4 KB of control characters is 24 KB of JSON, so 100 of them need a second statement.
+ */
+export const ATTEMPTS_JSON_MAX_CHARS = 600_000;
+
+/**
+ * Attempt rows in runs whose JSON stays within {@link ATTEMPTS_JSON_MAX_CHARS}, in order: usually ONE run for a
+ * consumer batch (one statement, not one per attempt).
+ */
+export function attemptRuns(rows: readonly AttemptValues[]): AttemptValues[][] {
+  const runs: AttemptValues[][] = [];
+  let run: AttemptValues[] = [];
+  let size = 2;
+  for (const row of rows) {
+    const length = JSON.stringify(row).length + 1;
+    if (run.length && size + length > ATTEMPTS_JSON_MAX_CHARS) {
+      runs.push(run);
+      run = [];
+      size = 2;
+    }
+    run.push(row);
+    size += length;
+  }
+  if (run.length) runs.push(run);
+  return runs;
+}
+
+/** The attempt rows of many deliveries in as few statements as fit ({@link attemptRuns}). */
+export function attemptsStatements(d1: D1Database, rows: readonly AttemptValues[]): D1PreparedStatement[] {
+  return attemptRuns(rows).map((run) => attemptsStatement(d1, run));
+}
+
+/**
+ * The attempt rows of many deliveries in one statement, each guarded as {@link attemptStatement} says. It answers the
+ * ids of the rows it wrote (`RETURNING`), so the caller knows which attempts it recorded. The rows travel as one JSON
+ * parameter (D1 allows 100 bound values a query): keep it under D1's 2 MB a value ({@link attemptsStatements}).
  */
 export function attemptsStatement(d1: D1Database, rows: readonly AttemptValues[]): D1PreparedStatement {
   const v = (i: number) => `j.value ->> '$[${i}]'`;
