@@ -28,16 +28,19 @@ import { type Rejection, recordRejections } from './rejections.ts';
 import { retryDelaySeconds, retryPolicyOf } from './retry-policy.ts';
 import {
   type AttemptKey,
+  type AttemptMoveFields,
+  type AttemptMoveValues,
   type AttemptValues,
+  attemptKeyOf,
+  attemptMove,
+  attemptMovesStatement,
   attemptsStatements,
   attemptValues,
   disableGoneStatement,
   type HealthOutcome,
   type LoadedBatch,
   loadBatch,
-  type MoveFields,
   moveDelivery,
-  moveDeliveryParts,
   storedAttemptsStatement,
   webhookHealthStatement,
 } from './store.ts';
@@ -80,12 +83,14 @@ type Decision = { ack: true } | { ack: false; delaySeconds: number; requeue?: Qu
 interface Planned {
   message: Message<unknown>;
   decision: Decision;
-  /** Its statements; an attempt's row is not among them but in `attemptValues`. */
+  /** Its statements; an attempt's row and move are not among them but in `attempt`. */
   statements: D1PreparedStatement[];
-  /** The attempt row this message's outcome writes, when it made an attempt. */
-  attempt?: AttemptKey;
-  /** That row's values, written with the batch's other attempt rows in one statement (`write`). */
-  attemptValues?: AttemptValues;
+  /**
+   * The attempt it made: its row and its delivery's move, each written with the batch's others in one statement. No
+   * `move` when the move is among `statements`, right after its own transition: a critical notification's status is
+   * read from its deliveries' rows, so each of its transitions must see the moves before it applied.
+   */
+  attempt?: { row: AttemptValues; move?: AttemptMoveValues };
   /** Its notification's transition, written with the batch's others for that notification (`write`). */
   transition?: BatchedMove;
 }
@@ -198,7 +203,7 @@ const CANCELLED_IN_FLIGHT_REASON = 'subscription_deleted';
  * the DELETE made the row `cancelled`, yet the request was made and its attempt row is written. Without this the
  * delivery said `cancelled` with no attempt although the endpoint had the event (found by `npm run soak`). An
  * endpoint that accepted it has it: `succeeded`. A failure leaves it `cancelled` (never retried) with the attempt
- * counted. The outcome's one guarded move carries it (`moveDeliveryParts`), so the normal case writes nothing more.
+ * counted. The outcome's one guarded move carries it (`attemptMove`), so the normal case writes nothing more.
  */
 function cancelledInFlight(o: AttemptOutcome): InFlightTarget {
   return o.classification.outcome === 'succeeded'
@@ -206,71 +211,71 @@ function cancelledInFlight(o: AttemptOutcome): InFlightTarget {
     : { to: 'cancelled', statusReason: CANCELLED_IN_FLIGHT_REASON };
 }
 
-/** An attempt's statements and what the queue is told: done, retried on the schedule, or handed to the DLQ. */
-function recordOutcome(
+/** Where an attempt's outcome takes its delivery, and what the queue is told: done, retried, or handed to the DLQ. */
+function outcomeTarget(
   { cfg }: RunContext,
+  message: Message<unknown>,
+  { delivery: d, webhook }: AttemptInput,
+  outcome: AttemptOutcome,
+  at: string,
+): { to: DeliveryStatus; fields: AttemptMoveFields; decision: Decision } {
+  const c = outcome.classification;
+  const done: Decision = { ack: true };
+  if (c.outcome === 'succeeded') {
+    const fields = { statusReason: null, httpStatus: outcome.httpStatus, now: at };
+    return { to: 'succeeded', fields: { ...fields, providerMessageId: outcome.providerMessageId }, decision: done };
+  }
+  const fields = { errorClass: c.errorClass, httpStatus: outcome.httpStatus, now: at };
+  if (!c.retryable) return { to: 'dead', fields: { ...fields, statusReason: c.errorClass }, decision: done };
+  const delay = retryDelaySeconds(d.attemptCount + 1 - d.retryBase, {
+    retryAfterSeconds: c.retryAfterSeconds,
+    // The webhook's own policy (docs/design.md#retry-policies); an email follows the default.
+    schedule: retryPolicyOf(webhook, cfg.retryDelaysSeconds).delaysSeconds,
+  });
+  if (delay !== null) {
+    const next = new Date(Date.now() + delay * 1000).toISOString();
+    return {
+      to: 'retrying',
+      fields: { ...fields, statusReason: 'retry_scheduled', nextAttemptAt: next },
+      decision: { ack: false, delaySeconds: delay },
+    };
+  }
+  // The schedule is spent and so are the queue's retries: retrying hands the message to the DLQ, whose consumer
+  // writes `dead` (docs/design.md#delivery).
+  if (message.attempts >= QUEUE_MAX_DELIVERIES)
+    return {
+      to: 'retrying',
+      fields: { ...fields, statusReason: 'retries_exhausted' },
+      decision: { ack: false, delaySeconds: 0 },
+    };
+  // Spent schedule, but this message is a re-enqueued one the queue would retry further: stop here.
+  return { to: 'dead', fields: { ...fields, statusReason: 'retries_exhausted' }, decision: done };
+}
+
+/**
+ * An attempt's part of the write: its row and its delivery's move (each written with the batch's others), and what
+ * the queue is told. The move also settles the row a delete cancelled while the request was in flight. A notification
+ * that is not critical gets its transition with the batch's others (`write`); a critical one, its own, followed by its
+ * move alone (see `Planned.attempt`).
+ */
+function recordOutcome(
+  ctx: RunContext,
   d1: D1Database,
   message: Message<unknown>,
-  { delivery: d, webhook, event }: AttemptInput,
+  input: AttemptInput,
   outcome: AttemptOutcome,
   at: string,
 ): Planned {
-  const c = outcome.classification;
-  const attempt: AttemptKey = { attemptId: newId('att'), deliveryId: d.id, attemptNumber: d.attemptCount + 1 };
-  const statements: D1PreparedStatement[] = [];
-  let decision: Decision = { ack: true };
-  let transition: Planned['transition'];
-  // The move, which also settles the row a delete cancelled while the request was in flight. A notification that is
-  // not critical gets its transition with the batch's others (`write`); a critical one, its own, before the move.
-  const inFlight = cancelledInFlight(outcome);
-  const move = (to: DeliveryStatus, fields: MoveFields) => {
-    const parts = moveDeliveryParts(d1, d, to, fields, inFlight);
-    if (event.severity !== 'critical') transition = parts.transition ?? undefined;
-    else if (parts.transition)
-      statements.push(batchTransitionStatement(d1, parts.transition.notificationId, [parts.transition], at));
-    statements.push(parts.update);
-  };
-  if (c.outcome === 'succeeded') {
-    move('succeeded', {
-      statusReason: null,
-      attempted: true,
-      httpStatus: outcome.httpStatus,
-      providerMessageId: outcome.providerMessageId,
-      now: at,
-    });
-  } else {
-    const fields = { attempted: true, errorClass: c.errorClass, httpStatus: outcome.httpStatus, now: at };
-    const delay = c.retryable
-      ? retryDelaySeconds(d.attemptCount + 1 - d.retryBase, {
-          retryAfterSeconds: c.retryAfterSeconds,
-          // The webhook's own policy (docs/design.md#retry-policies); an email follows the default.
-          schedule: retryPolicyOf(webhook, cfg.retryDelaysSeconds).delaysSeconds,
-        })
-      : null;
-    if (!c.retryable) {
-      move('dead', { ...fields, statusReason: c.errorClass });
-    } else if (delay !== null) {
-      const next = new Date(Date.now() + delay * 1000).toISOString();
-      move('retrying', { ...fields, statusReason: 'retry_scheduled', nextAttemptAt: next });
-      decision = { ack: false, delaySeconds: delay };
-    } else if (message.attempts >= QUEUE_MAX_DELIVERIES) {
-      // The schedule is spent and so are the queue's retries: retrying hands the message to the DLQ, whose
-      // consumer writes `dead` (docs/design.md#delivery).
-      move('retrying', { ...fields, statusReason: 'retries_exhausted' });
-      decision = { ack: false, delaySeconds: 0 };
-    } else {
-      // Spent schedule, but this message is a re-enqueued one the queue would retry further: stop here.
-      move('dead', { ...fields, statusReason: 'retries_exhausted' });
-    }
-  }
-  return {
-    message,
-    decision,
-    statements,
-    attempt,
-    attemptValues: attemptValues(d, outcome, at, attempt.attemptId),
-    ...(transition ? { transition } : {}),
-  };
+  const { to, fields, decision } = outcomeTarget(ctx, message, input, outcome, at);
+  const { values, transition } = attemptMove(input.delivery, to, fields, cancelledInFlight(outcome));
+  const row = attemptValues(input.delivery, outcome, at, newId('att'));
+  if (input.event.severity !== 'critical' || !transition)
+    return { message, decision, statements: [], attempt: { row, move: values }, ...(transition ? { transition } : {}) };
+  const statements = [
+    batchTransitionStatement(d1, transition.notificationId, [transition], at),
+    attemptMovesStatement(d1, [values]),
+  ];
+  return { message, decision, statements, attempt: { row } };
 }
 
 /**
@@ -299,7 +304,7 @@ async function act(
         report.attempts++;
         const result = recordOutcome(ctx, d1, message, input, outcome, now());
         if (input.webhook && input.delivery.kind === 'event')
-          observed.push({ webhook: input.webhook, outcome, attempt: result.attempt! });
+          observed.push({ webhook: input.webhook, outcome, attempt: attemptKeyOf(result.attempt!.row) });
         return result;
       } catch (err) {
         if (err instanceof LateForGrant) {
@@ -435,13 +440,17 @@ async function write(
   for (const [notificationId, moves] of transitions)
     writes.push(batchTransitionStatement(d1, notificationId, moves, at));
   // The attempt rows in one statement (two if their snippets are large), before the moves that record them: their
-  // guard reads each row as it was.
-  const attempts = planned.flatMap((p) => (p.attempt ? [p.attempt] : []));
-  const rows = planned.flatMap((p) => (p.attemptValues ? [p.attemptValues] : []));
+  // guard reads each row as it was. Then the other statements (a critical notification's transition and move, a move
+  // without an attempt), and the other attempts' moves in one statement.
+  const made = planned.flatMap((p) => (p.attempt ? [p.attempt] : []));
+  const attempts = made.map((a) => attemptKeyOf(a.row));
   const attemptsFrom = writes.length;
+  const rows = made.map((a) => a.row);
   writes.push(...attemptsStatements(d1, rows));
   const attemptsTo = writes.length;
   for (const p of planned) writes.push(...p.statements);
+  const moves = made.flatMap((a) => (a.move ? [a.move] : []));
+  if (moves.length) writes.push(attemptMovesStatement(d1, moves));
   const disableAt = new Map<WebhookRow, number>();
   for (const e of effects) {
     if (!healthUnchanged(e, Date.parse(at))) writes.push(webhookHealthStatement(d1, e.webhook.id, e.outcomes, at));
@@ -506,7 +515,7 @@ async function settle(env: Env, planned: readonly Planned[], written: Written, r
       )
     : new Set<string>();
   for (const p of planned) {
-    const lost = written.ok && p.attempt !== undefined && !written.recorded.has(p.attempt.attemptId);
+    const lost = written.ok && p.attempt !== undefined && !written.recorded.has(attemptKeyOf(p.attempt.row).attemptId);
     if (lost) {
       console.warn(JSON.stringify({ level: 'warn', msg: 'delivery_copy_lost', messageId: p.message.id }));
     }

@@ -101,47 +101,18 @@ export function moveDelivery(
   to: DeliveryStatus,
   fields: MoveFields,
 ): D1PreparedStatement[] {
-  const { update, transition } = moveDeliveryParts(d1, d, to, fields);
-  return transition ? [update, transitionStatement(d1, transition)] : [update];
-}
-
-/**
- * A move's two parts: the guarded UPDATE of the delivery, and its notification's transition (null for a test send),
- * for a caller that writes the transitions of several deliveries of one notification together
- * (`batchTransitionStatement`, placed before the moves).
- *
- * With `inFlight` (an attempt's outcome on a delivery read open), the same UPDATE also applies to that row cancelled
- * by a delete while the request was in flight — `cancelled` with the attempt count it was read with — and then moves
- * it to `inFlight` instead (docs/design.md#consumer). One statement either way, guarded like any move: a concurrent
- * redrive or cancel that changed the count or the status is never overwritten.
- */
-export function moveDeliveryParts(
-  d1: D1Database,
-  d: DeliveryRow,
-  to: DeliveryStatus,
-  fields: MoveFields,
-  inFlight?: InFlightTarget,
-): { update: D1PreparedStatement; transition: BatchedMove | null } {
-  const attempts = d.attemptCount + (fields.attempted ? 1 : 0);
-  // SQL: `value`, or `cancelledValue` on the row cancelled in flight (SET reads the row as it was before the UPDATE).
-  const pick = (cancelledValue: string, value: string) =>
-    inFlight ? `CASE WHEN status = 'cancelled' THEN ${cancelledValue} ELSE ${value} END` : value;
-  const guard = inFlight
-    ? `(${sameRow(d, '?10', '?11')} OR (status = 'cancelled' AND attempt_count = ?11))`
-    : sameRow(d, '?10', '?11');
   const update = d1
     .prepare(
-      `UPDATE deliveries SET status = ${pick('?13', '?2')}, status_reason = ${pick('?14', '?3')}, attempt_count = ?4,
-           last_error_class = ?5, last_http_status = ?6, next_attempt_at = ${pick('NULL', '?7')},
-           last_attempt_at = CASE WHEN ?8 THEN ?9 ELSE last_attempt_at END,
+      `UPDATE deliveries SET status = ?2, status_reason = ?3, attempt_count = ?4, last_error_class = ?5,
+           last_http_status = ?6, next_attempt_at = ?7, last_attempt_at = CASE WHEN ?8 THEN ?9 ELSE last_attempt_at END,
            provider_message_id = COALESCE(?12, provider_message_id), updated_at = ?9
-         WHERE id = ?1 AND ${guard}`,
+         WHERE id = ?1 AND ${sameRow(d, '?10', '?11')}`,
     )
     .bind(
       d.id,
       to,
       fields.statusReason,
-      attempts,
+      d.attemptCount + (fields.attempted ? 1 : 0),
       fields.errorClass ?? d.lastErrorClass,
       fields.httpStatus ?? d.lastHttpStatus,
       fields.nextAttemptAt ?? null,
@@ -150,24 +121,105 @@ export function moveDeliveryParts(
       d.status,
       d.attemptCount,
       fields.providerMessageId ?? null,
-      ...(inFlight ? [inFlight.to, inFlight.statusReason] : []),
     );
-  const transition = d.notificationId
-    ? {
-        notificationId: d.notificationId,
-        deliveryId: d.id,
-        from: d.status,
-        to,
-        attempts,
-        fromAttempts: d.attemptCount,
-        statusReason: fields.statusReason,
-        lastErrorClass: fields.errorClass ?? d.lastErrorClass,
-        lastHttpStatus: fields.httpStatus ?? d.lastHttpStatus,
-        at: fields.now,
-        ...(inFlight ? { inFlight } : {}),
-      }
-    : null;
-  return { update, transition };
+  const transition = transitionOf(d, to, fields);
+  return transition ? [update, transitionStatement(d1, transition)] : [update];
+}
+
+/** The notification's side of moving `d` (null for a test send, which has none). */
+function transitionOf(
+  d: DeliveryRow,
+  to: DeliveryStatus,
+  fields: MoveFields,
+  inFlight?: InFlightTarget,
+): BatchedMove | null {
+  if (!d.notificationId) return null;
+  return {
+    notificationId: d.notificationId,
+    deliveryId: d.id,
+    from: d.status,
+    to,
+    attempts: d.attemptCount + (fields.attempted ? 1 : 0),
+    fromAttempts: d.attemptCount,
+    statusReason: fields.statusReason,
+    lastErrorClass: fields.errorClass ?? d.lastErrorClass,
+    lastHttpStatus: fields.httpStatus ?? d.lastHttpStatus,
+    at: fields.now,
+    ...(inFlight ? { inFlight } : {}),
+  };
+}
+
+/**
+ * One attempt's move as values for {@link attemptMovesStatement}: the delivery, the attempt count it was read with,
+ * then what the row becomes — and, last, the target on the row a delete cancelled while the request was in flight.
+ */
+export type AttemptMoveValues = readonly [
+  deliveryId: string,
+  attemptCountRead: number,
+  to: DeliveryStatus,
+  statusReason: string | null,
+  errorClass: string | null,
+  httpStatus: number | null,
+  nextAttemptAt: string | null,
+  providerMessageId: string | null,
+  now: string,
+  inFlightTo: DeliveryStatus,
+  inFlightReason: string | null,
+];
+
+/** What an attempt's move writes besides the status (it always records an attempt). */
+export type AttemptMoveFields = Omit<MoveFields, 'attempted'>;
+
+/**
+ * The move that records an attempt's outcome, as values for {@link attemptMovesStatement}, and its notification's
+ * transition. An attempt is made only on a delivery read open, so the guard is always "open or cancelled in flight,
+ * with the attempt count read" — the attempt row's own guard ({@link attemptsStatement}).
+ */
+export function attemptMove(
+  d: DeliveryRow,
+  to: DeliveryStatus,
+  fields: AttemptMoveFields,
+  inFlight: InFlightTarget,
+): { values: AttemptMoveValues; transition: BatchedMove | null } {
+  const values: AttemptMoveValues = [
+    d.id,
+    d.attemptCount,
+    to,
+    fields.statusReason,
+    fields.errorClass ?? d.lastErrorClass,
+    fields.httpStatus ?? d.lastHttpStatus,
+    fields.nextAttemptAt ?? null,
+    fields.providerMessageId ?? null,
+    fields.now,
+    inFlight.to,
+    inFlight.statusReason,
+  ];
+  return { values, transition: transitionOf(d, to, { ...fields, attempted: true }, inFlight) };
+}
+
+/**
+ * The moves that record many attempts' outcomes in ONE guarded `UPDATE … FROM` (one primary-key lookup a row), not
+ * one statement each. Each applies only to its row as read: open with the attempt count read, or `cancelled` by a
+ * delete while its request was in flight, which then takes the move's in-flight target instead
+ * (docs/design.md#consumer). A concurrent redrive or cancel that changed the count or the status is never overwritten.
+ * Each row's values are a few short strings (no receiver-sized text): a consumer batch of 100 is a few KB of JSON.
+ */
+export function attemptMovesStatement(d1: D1Database, moves: readonly AttemptMoveValues[]): D1PreparedStatement {
+  const names = ['id', 'n', 'to_status', 'reason', 'cls', 'http', 'next_at', 'pmid', 'at', 'c_status', 'c_reason'];
+  const columns = names.map((name, i) => `j.value ->> '$[${i}]' AS ${name}`).join(', ');
+  // SET reads the row as it was before the UPDATE: `cancelled` there means cancelled in flight.
+  const pick = (cancelled: string, value: string) =>
+    `CASE WHEN deliveries.status = 'cancelled' THEN ${cancelled} ELSE ${value} END`;
+  return d1
+    .prepare(
+      `UPDATE deliveries SET status = ${pick('m.c_status', 'm.to_status')},
+         status_reason = ${pick('m.c_reason', 'm.reason')}, attempt_count = m.n + 1, last_error_class = m.cls,
+         last_http_status = m.http, next_attempt_at = ${pick('NULL', 'm.next_at')}, last_attempt_at = m.at,
+         provider_message_id = COALESCE(m.pmid, deliveries.provider_message_id), updated_at = m.at
+       FROM (SELECT ${columns} FROM json_each(?1) j) AS m
+       WHERE deliveries.id = m.id AND deliveries.status IN ${RECORDABLE_SQL} AND deliveries.attempt_count = m.n`,
+    )
+    .bind(JSON.stringify(moves));
 }
 
 /**
@@ -222,6 +274,13 @@ export function attemptValues(d: DeliveryRow, o: AttemptOutcome, now: string, id
     d.attemptCount,
   ];
 }
+
+/** The key of the attempt row these values write. */
+export const attemptKeyOf = (row: AttemptValues): AttemptKey => ({
+  attemptId: row[0],
+  deliveryId: row[1],
+  attemptNumber: row[2],
+});
 
 /**
  * Characters of one statement's JSON parameter: D1 refuses a value over 2 MB, and a character takes at most 3 bytes.

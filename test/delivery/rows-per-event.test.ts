@@ -104,7 +104,7 @@ describe('rows written per event', () => {
     expect(metered.written(), metered.statements().join('\n')).toBeLessThanOrEqual(21);
   });
 
-  it('a consumed batch writes one delivery UPDATE per attempt: no statement for a delete that did not happen', async () => {
+  it("a consumed batch writes its attempts' rows in one statement and their moves in one more", async () => {
     const h = await setupHandle();
     for (let i = 0; i < 3; i++) await createWebhook(h, { url: receiverUrl('ok', unique(`stmts${i}`)) });
     await publishAndDeliver(h);
@@ -123,14 +123,46 @@ describe('rows written per event', () => {
     const write = metered.batches.find((b) => b.some((q) => q.startsWith('INSERT INTO delivery_attempts')));
     const kinds = (write ?? []).map((q) => /INSERT INTO \w+|UPDATE \w+ SET/.exec(q)?.[0] ?? q);
     const counted = Object.fromEntries([...new Set(kinds)].map((k) => [k, kinds.filter((x) => x === k).length]));
-    // The 3 attempt rows in one statement, 3 guarded delivery moves, 1 notification transition for the batch; a
-    // subscription deleted while an attempt was in flight is handled by the same move (docs/design.md#consumer), not by
-    // statements of its own.
+    // The 3 attempt rows in one statement, their 3 guarded delivery moves in one, 1 notification transition for the
+    // batch; a subscription deleted while an attempt was in flight is handled by the same move
+    // (docs/design.md#consumer), not by statements of its own.
     expect(counted, write?.map((q) => q.slice(0, 80)).join('\n')).toEqual({
       'INSERT INTO delivery_attempts': 1,
-      'UPDATE deliveries SET': 3,
+      'UPDATE deliveries SET': 1,
       'UPDATE notifications SET': 1,
     });
+  });
+
+  it("a critical event's moves each follow their own transition: its status, read from its deliveries, is final", async () => {
+    const h = await setupHandle();
+    for (const mode of ['ok', 'ok', 'gone']) await createWebhook(h, { url: receiverUrl(mode, unique(`crit-${mode}`)) });
+    const metered = meteredD1(await shardOf(h.handle));
+    const vars = { [await shardName(h.handle)]: metered.db };
+    const event = await ingestQuiet(h.handle, { type: 'order.paid', severity: 'critical' }, vars);
+    await runDeliveries(event.deliveryIds, { env: { ...env, ...vars } as Env });
+    expect((await deliveriesOf(event.notificationId)).map((d) => d.status).sort()).toEqual([
+      'dead',
+      'succeeded',
+      'succeeded',
+    ]);
+    // A critical notification's status counts its deliveries' rows: had the three moves gone in one statement after
+    // the three transitions, the last transition would have seen two rows still open (`delivering`).
+    expect(await notificationRow(event.notificationId)).toMatchObject({
+      status: 'partially_failed',
+      open_count: 0,
+      succeeded_count: 2,
+      dead_count: 1,
+    });
+    const write = metered.batches.find((b) => b.some((q) => q.startsWith('INSERT INTO delivery_attempts')));
+    const updated = (write ?? []).flatMap((q) => /UPDATE (deliveries|notifications) SET/.exec(q)?.[1] ?? []);
+    expect(updated).toEqual([
+      'notifications',
+      'deliveries',
+      'notifications',
+      'deliveries',
+      'notifications',
+      'deliveries',
+    ]);
   });
 
   it("a healthy webhook's last success is written at most once a minute; a failure is written at once", async () => {
