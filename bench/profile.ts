@@ -1,9 +1,10 @@
 /**
- * `npm run bench:profile -- [read|write|jwt|deliver]`: a CPU profile of the service under the bench's load, through
- * workerd's V8 inspector — where the time of one request goes, by function (self time) and by source file. `deliver`
- * profiles the delivery stage's work end to end: events published 4 at a time to 10 webhooks, with wrangler.toml's
- * queue consumers delivering them to the loopback receiver, until every delivery has ended. A tool for fixing a MISS,
- * not part of `npm run bench`.
+ * `npm run bench:profile -- [read|write|jwt|deliver|deliver-batch]`: a CPU profile of the service under the bench's
+ * load, through workerd's V8 inspector — where the time of one request goes, by function (self time) and by source
+ * file. `deliver` profiles the delivery stage's work end to end: events published 4 at a time to 10 webhooks, with
+ * wrangler.toml's queue consumers delivering them to the loopback receiver, until every delivery has ended.
+ * `deliver-batch` publishes the same events 100 per `POST …/events/batch`, one call at a time, so the profile is
+ * mostly the consumer's. A tool for fixing a MISS, not part of `npm run bench`.
  */
 
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -25,12 +26,13 @@ import {
 } from './run.ts';
 
 const what = process.argv[2] ?? 'read';
+const delivering = what === 'deliver' || what === 'deliver-batch';
 buildService();
 await bundle('bench/baseline-worker.ts', join(OUT, 'baseline.js'));
 await bundle('bench/metered-entry.ts', join(OUT, 'metered.js'));
 const receiver = await startReceiver();
 const port = 9300 + Math.floor(Math.random() * 500);
-const A = await startMiniflare(what === 'deliver', port);
+const A = await startMiniflare(delivering, port);
 const db = await A.mf.getD1Database('DB', 'subject');
 await applyMigrations(db);
 const a = await actors(A.subject);
@@ -39,7 +41,7 @@ if (what === 'read' || what === 'jwt')
   await seedNotifications(db, 'bench-store', 100_000, Date.parse('2026-01-01T00:00:00Z'));
 await provision(A.subject, a, 'bench-write');
 await createWebhooks(A.subject, a, 'bench-write', receiver, 'write', 3);
-if (what === 'deliver') {
+if (delivering) {
   await provision(A.subject, a, 'bench-deliver');
   await createWebhooks(A.subject, a, 'bench-deliver', receiver, 'deliver', 10);
 }
@@ -95,23 +97,44 @@ const specs: Record<string, Parameters<typeof runLoad>[0]> = {
     durationMs: 4000,
   },
 };
-/** The delivery stage's work: `events` publishes 4 at a time, then waiting until none of their deliveries is open. */
+/** `events` events, 100 per `POST …/events/batch`, one call at a time. */
+async function publishBatched(events: number, from: number) {
+  for (let first = from; first < from + events; first += 100) {
+    const batch = Array.from({ length: Math.min(100, from + events - first) }, (_, k) =>
+      JSON.parse(eventBody(first + k)),
+    );
+    const res = await fetch(`${A.subject}/v2/handles/bench-deliver/events/batch`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${a.pat}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ events: batch }),
+    });
+    if (res.status !== 200) throw new Error(`profile: batch ingest answered ${res.status}`);
+    await res.arrayBuffer();
+  }
+}
+
+/**
+ * The delivery stage's work: `events` publishes 4 at a time (100 per call for `deliver-batch`), then waiting until none
+ * of their deliveries is open.
+ */
 async function deliverAll(events: number, from: number) {
   const started = performance.now();
   let next = from;
-  await Promise.all(
-    Array.from({ length: 4 }, async () => {
-      while (next < from + events) {
-        const res = await fetch(`${A.subject}/v2/handles/bench-deliver/events`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${a.pat}`, 'content-type': 'application/json' },
-          body: eventBody(next++),
-        });
-        if (res.status !== 202) throw new Error(`profile: ingest answered ${res.status}`);
-        await res.arrayBuffer();
-      }
-    }),
-  );
+  if (what === 'deliver-batch') await publishBatched(events, from);
+  else
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (next < from + events) {
+          const res = await fetch(`${A.subject}/v2/handles/bench-deliver/events`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${a.pat}`, 'content-type': 'application/json' },
+            body: eventBody(next++),
+          });
+          if (res.status !== 202) throw new Error(`profile: ingest answered ${res.status}`);
+          await res.arrayBuffer();
+        }
+      }),
+    );
   const ingestMs = performance.now() - started;
   for (;;) {
     const open = await db
