@@ -4,7 +4,9 @@
  * file. `deliver` profiles the delivery stage's work end to end: events published 4 at a time to 10 webhooks, with
  * wrangler.toml's queue consumers delivering them to the loopback receiver, until every delivery has ended.
  * `deliver-batch` publishes the same events 100 per `POST …/events/batch`, one call at a time, so the profile is
- * mostly the consumer's. A tool for fixing a MISS, not part of `npm run bench`.
+ * mostly the consumer's. `PROFILE_ISOLATE=<name>` profiles another isolate of the same workerd instead of the service
+ * (`d1:db` is local D1's SQLite object; the busy line names them all). A tool for fixing a MISS, not part of
+ * `npm run bench`.
  */
 
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -71,7 +73,9 @@ async function session(t: (typeof list)[number]) {
   return { name: (t.title || t.id).replace('workerd: worker ', ''), ws, cdp };
 }
 const sessions = await Promise.all(list.map(session));
-const main = sessions.find((x) => x.name.includes('core:user:subject'))!;
+// `PROFILE_ISOLATE=d1:db` reads another isolate's profile (e.g. local D1's) instead of the service's.
+const profiled = process.env.PROFILE_ISOLATE ?? 'core:user:subject';
+const main = sessions.find((x) => x.name === profiled) ?? sessions.find((x) => x.name.includes(profiled))!;
 
 const specs: Record<string, Parameters<typeof runLoad>[0]> = {
   read: {

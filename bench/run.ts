@@ -11,8 +11,9 @@
  * interleaved rounds; the report gives medians. workerd's CPU time comes from /proc around each window.
  *
  * Phase A (API, fan-out, D1 cost) runs with no queue consumers, like the baseline's queue, so background deliveries
- * do not land in API windows; phase B (delivery) starts a fresh workerd (in-memory D1 and queues, migrations applied
- * again) with wrangler.toml's queue consumers.
+ * do not land in API windows; phase B (delivery) starts a fresh workerd (D1 and queues in memory, migrations applied
+ * again) with wrangler.toml's queue consumers. Local storage is kept on tmpfs where there is one
+ * (bench/lib/storage-dir.ts): a disk's fsync would otherwise stall workerd's one thread.
  *
  * Phase C (bench/shards.ts) runs the same publish and delivery work on 1 data shard and on 2, side by side.
  *
@@ -34,6 +35,7 @@ import { encodeCursor } from '../src/lib/pagination.ts';
 import { cpuSeconds, findWorkerdPid, type LoadResult, median, runLoad, send } from './lib/measure.ts';
 import { publishBatches, publishEvents } from './lib/publish.ts';
 import { type Receiver, startReceiver } from './lib/receiver.ts';
+import { useMemoryStorage } from './lib/storage-dir.ts';
 import { shardsStage, shardsTable } from './shards.ts';
 import { capacityTable, storageStage } from './storage.ts';
 
@@ -79,6 +81,9 @@ const PRICE = { d1RowRead: 0.001 / 1e6, d1RowWritten: 1.0 / 1e6, queueOperation:
 const JWT_SECRET = 'bench-jwt-secret-that-is-long-enough-for-hs256-000000';
 const ENCRYPTION_KEY = Buffer.alloc(32, 42).toString('base64');
 const DB_ID = 'gharart-notify-bench';
+
+/** Where Miniflare keeps local D1, the rate limiter and the Durable Objects: in memory (bench/lib/storage-dir.ts). */
+const STORAGE = useMemoryStorage();
 
 const t0 = performance.now();
 function progress(stage: string, message: string) {
@@ -486,13 +491,17 @@ async function main() {
       windowMs: WINDOW_MS,
       concurrency: CONCURRENCY,
       quick: args.quick,
+      storage: STORAGE,
     },
   };
   try {
     const db = await A.mf.getD1Database('DB', 'subject');
     const migrations = await applyMigrations(db);
     const a = await actors(A.subject);
-    progress('setup', `workerd pid ${A.pid}; ${migrations} migration(s) applied; PAT minted through POST /v2/tokens`);
+    progress(
+      'setup',
+      `workerd pid ${A.pid}; ${migrations} migration(s) applied; PAT minted through POST /v2/tokens; storage ${STORAGE}`,
+    );
 
     // --- seed ------------------------------------------------------------------------------------------------
     const READ = 'bench-store';
@@ -1311,7 +1320,12 @@ function renderTable(r: Json): string {
         ...capacityTable(r.storage.bytesPerEvent),
       ]
     : [];
-  return [...lines, ...t, ...routes, ...shards, ...capacity].join('\n');
+  // Runs from before the storage was named kept it under os.tmpdir(), on this machine's disk.
+  const where = [
+    '',
+    `Miniflare's local storage (D1, rate limiter, Durable Objects): ${r.meta?.storage ?? 'os.tmpdir() (a disk)'}.`,
+  ];
+  return [...lines, ...t, ...routes, ...shards, ...capacity, ...where].join('\n');
 }
 
 /** `--storage-only`: measures the storage stage alone and adds it to the last run's figures. */
