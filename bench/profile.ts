@@ -14,6 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { SourceMap } from 'node:module';
 import { join } from 'node:path';
 import { cpuSeconds, findWorkerdPid, runLoad } from './lib/measure.ts';
+import { publishBatches, publishEvents } from './lib/publish.ts';
 import { startReceiver } from './lib/receiver.ts';
 import {
   actors,
@@ -76,7 +77,9 @@ async function session(t: (typeof list)[number]) {
 const sessions = await Promise.all(list.map(session));
 // `PROFILE_ISOLATE=d1:db` reads another isolate's profile (e.g. local D1's) instead of the service's.
 const profiled = process.env.PROFILE_ISOLATE ?? 'core:user:subject';
-const main = sessions.find((x) => x.name === profiled) ?? sessions.find((x) => x.name.includes(profiled))!;
+const main = sessions.find((x) => x.name === profiled) ?? sessions.find((x) => x.name.includes(profiled));
+if (!main)
+  throw new Error(`profile: no isolate named ${profiled}; there are ${sessions.map((x) => x.name).join(', ')}`);
 
 const specs: Record<string, Parameters<typeof runLoad>[0]> = {
   read: {
@@ -102,44 +105,16 @@ const specs: Record<string, Parameters<typeof runLoad>[0]> = {
     durationMs: 4000,
   },
 };
-/** `events` events, 100 per `POST …/events/batch`, one call at a time. */
-async function publishBatched(events: number, from: number) {
-  for (let first = from; first < from + events; first += 100) {
-    const batch = Array.from({ length: Math.min(100, from + events - first) }, (_, k) =>
-      JSON.parse(eventBody(first + k)),
-    );
-    const res = await fetch(`${A.subject}/v2/handles/bench-deliver/events/batch`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${a.pat}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ events: batch }),
-    });
-    if (res.status !== 200) throw new Error(`profile: batch ingest answered ${res.status}`);
-    await res.arrayBuffer();
-  }
-}
-
 /**
  * The delivery stage's work: `events` publishes 4 at a time (100 per call for `deliver-batch`), then waiting until none
  * of their deliveries is open.
  */
 async function deliverAll(events: number, from: number) {
   const started = performance.now();
-  let next = from;
-  if (what === 'deliver-batch') await publishBatched(events, from);
-  else
-    await Promise.all(
-      Array.from({ length: 4 }, async () => {
-        while (next < from + events) {
-          const res = await fetch(`${A.subject}/v2/handles/bench-deliver/events`, {
-            method: 'POST',
-            headers: { authorization: `Bearer ${a.pat}`, 'content-type': 'application/json' },
-            body: eventBody(next++),
-          });
-          if (res.status !== 202) throw new Error(`profile: ingest answered ${res.status}`);
-          await res.arrayBuffer();
-        }
-      }),
-    );
+  // The bench's own publishers (bench/lib/publish.ts): 4 in flight one event each, or 100 per call one call at a time.
+  const body = (i: number) => eventBody(from + i);
+  if (what === 'deliver-batch') await publishBatches(A.subject, a.pat, 'bench-deliver', events, body);
+  else await publishEvents(A.subject, a.pat, ['bench-deliver'], events, body);
   const ingestMs = performance.now() - started;
   for (;;) {
     const open = await db
